@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch, pinned for tests and CI (a plain `pip install torch` pulls CUDA, several GB).
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: venv demo test lint format bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: venv
+	$(VENV)/bin/unetpp segment Resources/Examples/example_ct.nii.gz --task liver \
+		-o demo-output/example_ct.seg.nrrd --preview demo-output/example_ct_preview.png
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv
+	$(PY) -m pip install -q -e ".[bench]"
+	bench/run --quick
+
+clean:
+	rm -rf $(VENV) demo-output

@@ -1,0 +1,1 @@
+"""The UNet++ engine: plain torch, numpy and SimpleITK; no Slicer, no Qt."""

@@ -1,0 +1,24 @@
+"""The one exception type for user-facing errors (see docs/ARCHITECTURE.md, "Errors").
+
+Raise :class:`UNetPlusPlusError` (or a subclass) when the *input* or the *environment* is wrong
+and a clinician or researcher can act on the message: a missing sequence, a corrupt file, a
+checksum mismatch, a NaN volume. The CLI prints it as one line and the Slicer module shows it in
+a message box. Programming errors still raise their ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+
+class UNetPlusPlusError(Exception):
+    """An error whose message is meant for the user, one actionable sentence."""
+
+
+class CancelledError(UNetPlusPlusError):
+    """The user cancelled a running job; nothing was written."""
+
+    def __init__(self, message: str = "Cancelled by the user.") -> None:
+        super().__init__(message)
+
+
+class ChecksumError(UNetPlusPlusError):
+    """Model weights do not match the sha256 recorded in their manifest."""
