@@ -1,0 +1,30 @@
+"""Shared pytest fixtures.
+
+`shared_data` points at `../shared/data` beside the checkout; tests that need it skip cleanly
+when it is absent (for example on a contributor's laptop).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("UNETPP_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# The suite must stay fast on 2 cores; keep torch from oversubscribing them.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"public data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
