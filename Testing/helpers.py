@@ -1,0 +1,70 @@
+"""Synthetic images with known geometry for tests: a bright sphere at a physical (LPS) point."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+SPHERE_HU = 300.0
+BACKGROUND_HU = 0.0
+
+
+def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
+    """Rotation about x, then y, then z (degrees): a non-trivial oblique direction."""
+    ax, ay, az = np.deg2rad(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def physical_points(image: sitk.Image) -> np.ndarray:
+    """LPS coordinates of every voxel centre, shaped (z, y, x, 3)."""
+    size = image.GetSize()
+    k, j, i = np.meshgrid(*(np.arange(n) for n in size[::-1]), indexing="ij")
+    index = np.stack([i, j, k], axis=-1).astype(np.float64)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    spacing = np.array(image.GetSpacing())
+    return np.array(image.GetOrigin()) + (index * spacing) @ direction.T
+
+
+def make_sphere_image(
+    size_xyz: Sequence[int] = (32, 32, 32),
+    spacing: Sequence[float] = (2.0, 2.0, 2.0),
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    direction: np.ndarray | None = None,
+    center_lps: Sequence[float] | None = None,
+    radius_mm: float = 12.0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> sitk.Image:
+    """A CT-like image: a SPHERE_HU ball of `radius_mm` at `center_lps` on BACKGROUND_HU."""
+    direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+    image = sitk.Image([int(s) for s in size_xyz], sitk.sitkFloat32)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetOrigin([float(o) for o in origin])
+    image.SetDirection(direction.flatten().tolist())
+    if center_lps is None:
+        centre_index = [(s - 1) / 2 for s in size_xyz]
+        center_lps = image.TransformContinuousIndexToPhysicalPoint(centre_index)
+    mask = sphere_mask(image, center_lps, radius_mm)
+    array = np.where(mask, SPHERE_HU, BACKGROUND_HU).astype(np.float32)
+    if noise:
+        array += np.random.default_rng(seed).normal(0, noise, array.shape).astype(np.float32)
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(image)
+    return out
+
+
+def sphere_mask(image: sitk.Image, center_lps: Sequence[float], radius_mm: float) -> np.ndarray:
+    """Boolean (z, y, x) mask of voxels whose centres lie inside the sphere."""
+    distance = np.linalg.norm(physical_points(image) - np.asarray(center_lps), axis=-1)
+    return distance <= radius_mm
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
