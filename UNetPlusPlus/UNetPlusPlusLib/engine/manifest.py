@@ -490,7 +490,7 @@ class _Validator:
         if out_channels != len(labels) + 1:
             raise self.fail(
                 "network.out_channels",
-                f"is {out_channels} but 'labels' lists {len(labels)} classes plus background",
+                f"is {out_channels}, but background + {len(labels)} label(s) = {len(labels) + 1}",
             )
         if "features" in network:
             features = self.sequence(network["features"], "network.features", 6)
