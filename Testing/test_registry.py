@@ -1,0 +1,288 @@
+"""Model registry: search folders, and installs from folders, zips and a local HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import socket
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from UNetPlusPlusLib.engine import registry
+from UNetPlusPlusLib.engine.manifest import (
+    ModelManifest,
+    load_weights,
+    save_model_package,
+    sha256_file,
+)
+from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
+
+
+def make_package(folder: Path, name: str = "liver-test", task: str = "liver", seed: int = 0):
+    """A real model package with a hand-made state dict (no dependency on the network code)."""
+    torch.manual_seed(seed)
+    state = {"conv.weight": torch.randn(4, 1, 3, 3, 3), "conv.bias": torch.randn(4)}
+    manifest = ModelManifest.from_dict(
+        {
+            "format_version": 1,
+            "name": name,
+            "task": task,
+            "sha256": "0" * 64,
+            "network": {"in_channels": 1, "out_channels": 2},
+            "channels": [{"name": "CT", "modality": "CT", "normalization": {"kind": "mr"}}],
+            "labels": [{"value": 1, "name": "liver", "color": [1, 0, 0]}],
+            "spacing": [2, 2, 2],
+            "tile_size": [16, 16, 16],
+            "overlap": 0.25,
+            "depths": [1, 2, 3, 4],
+            "recommended_depth": 4,
+        }
+    )
+    save_model_package(folder, state, manifest)
+    return state
+
+
+def zip_folder(folder: Path, archive: Path, top: str = "liver-test", extra=()) -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, f"{top}/{path.name}" if top else path.name)
+        for entry_name, data in extra:
+            zf.writestr(entry_name, data)
+    return archive
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A threaded HTTP server on 127.0.0.1 (random port) serving tmp_path/www."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+def assert_no_leftovers(cache: Path):
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------------------ URL installs
+def test_install_zip_from_url(tmp_path, served, cache):
+    root, base = served
+    state = make_package(tmp_path / "pkg")
+    archive = zip_folder(tmp_path / "pkg", root / "liver-test.zip")
+    calls = []
+    manifest = registry.install_model(
+        f"{base}/liver-test.zip",
+        expected_sha256=sha256_file(archive),
+        cache_dir=cache,
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
+    )
+    assert manifest.path == cache / "liver-test" / "model.json"
+    weights = load_weights(manifest)
+    torch.testing.assert_close(weights["conv.weight"], state["conv.weight"])
+    assert calls[-1] == ("download", archive.stat().st_size, archive.stat().st_size)
+    assert {stage for stage, _, _ in calls} == {"download"}
+    assert_no_leftovers(cache)
+
+
+def test_install_model_json_url_fetches_weights_beside_it(tmp_path, served, cache):
+    root, base = served
+    state = make_package(root / "models" / "liver")
+    manifest = registry.install_model(f"{base}/models/liver/model.json", cache_dir=cache)
+    assert sorted(p.name for p in manifest.path.parent.iterdir()) == [
+        "model.json",
+        "weights.safetensors",
+    ]
+    torch.testing.assert_close(load_weights(manifest)["conv.bias"], state["conv.bias"])
+
+
+def test_tampered_weights_refused_and_cache_unchanged(tmp_path, served, cache):
+    root, base = served
+    make_package(tmp_path / "good")
+    zip_folder(tmp_path / "good", root / "good.zip")
+    registry.install_model(f"{base}/good.zip", cache_dir=cache)
+    before = snapshot(cache)
+
+    make_package(tmp_path / "bad", seed=1)
+    weights = tmp_path / "bad" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    zip_folder(tmp_path / "bad", root / "bad.zip")
+    with pytest.raises(ChecksumError, match="expected sha256"):
+        registry.install_model(f"{base}/bad.zip", cache_dir=cache)
+    assert snapshot(cache) == before
+    assert_no_leftovers(cache)
+
+
+def test_archive_checksum_pin(tmp_path, served, cache):
+    root, base = served
+    make_package(tmp_path / "pkg")
+    zip_folder(tmp_path / "pkg", root / "p.zip")
+    with pytest.raises(ChecksumError, match="p.zip"):
+        registry.install_model(f"{base}/p.zip", expected_sha256="1" * 64, cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_http_404_is_a_clear_error(served, cache):
+    _, base = served
+    with pytest.raises(UNetPlusPlusError, match="HTTP 404") as info:
+        registry.install_model(f"{base}/missing.zip", cache_dir=cache)
+    assert f"{base}/missing.zip" in str(info.value)
+    assert list(cache.iterdir()) == []
+
+
+def test_missing_weights_beside_model_json_url(tmp_path, served, cache):
+    root, base = served
+    make_package(root / "m")
+    (root / "m" / "weights.safetensors").unlink()
+    with pytest.raises(UNetPlusPlusError, match="HTTP 404"):
+        registry.install_model(f"{base}/m/model.json", cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_zip_with_parent_entries_refused(tmp_path, served, cache):
+    root, base = served
+    make_package(tmp_path / "pkg")
+    zip_folder(tmp_path / "pkg", root / "evil.zip", extra=[("../evil.txt", b"x")])
+    with pytest.raises(UNetPlusPlusError, match="unsafe entry '../evil.txt'"):
+        registry.install_model(f"{base}/evil.zip", cache_dir=cache)
+    assert not (cache.parent / "evil.txt").exists()
+    assert list(cache.iterdir()) == []
+
+
+def test_download_that_is_not_a_zip(served, cache):
+    root, base = served
+    (root / "page.zip").write_text("<html>not found</html>")
+    with pytest.raises(UNetPlusPlusError, match="not a .zip"):
+        registry.install_model(f"{base}/page.zip", cache_dir=cache)
+
+
+def test_timeout_is_a_clear_error(cache):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection in the backlog but never answers
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/m.zip"
+        with pytest.raises(UNetPlusPlusError, match="no answer within 0.5 s"):
+            registry.install_model(url, cache_dir=cache, timeout=0.5)
+    finally:
+        silent.close()
+
+
+def test_connection_refused_is_a_clear_error(cache):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises(UNetPlusPlusError, match="Could not download"):
+        registry.install_model(f"http://127.0.0.1:{port}/m.zip", cache_dir=cache, timeout=2)
+
+
+# ---------------------------------------------------------------------------- local installs
+def test_install_from_folder_zip_and_manifest(tmp_path, cache):
+    make_package(tmp_path / "pkg")
+    (tmp_path / "pkg" / "CARD.md").write_text("model card")
+    from_folder = registry.install_model(str(tmp_path / "pkg"), cache_dir=cache)
+    assert (from_folder.path.parent / "CARD.md").read_text() == "model card"
+
+    make_package(tmp_path / "flat", name="flat-zip")
+    archive = zip_folder(tmp_path / "flat", tmp_path / "flat.zip", top="")
+    assert registry.install_model(str(archive), cache_dir=cache).name == "flat-zip"
+
+    make_package(tmp_path / "single", name="single-json")
+    single = registry.install_model(str(tmp_path / "single" / "model.json"), cache_dir=cache)
+    assert load_weights(single)
+    assert sorted(p.name for p in cache.iterdir()) == ["flat-zip", "liver-test", "single-json"]
+
+
+def test_reinstall_replaces_previous_copy(tmp_path, cache):
+    make_package(tmp_path / "v1", seed=1)
+    registry.install_model(str(tmp_path / "v1"), cache_dir=cache)
+    (cache / "liver-test" / "stale.txt").write_text("old")
+    state = make_package(tmp_path / "v2", seed=2)
+    manifest = registry.install_model(str(tmp_path / "v2"), cache_dir=cache)
+    torch.testing.assert_close(load_weights(manifest)["conv.weight"], state["conv.weight"])
+    assert not (cache / "liver-test" / "stale.txt").exists()
+    assert_no_leftovers(cache)
+
+
+def test_missing_local_source(tmp_path, cache):
+    with pytest.raises(UNetPlusPlusError, match="does not exist"):
+        registry.install_model(str(tmp_path / "nope"), cache_dir=cache)
+
+
+# --------------------------------------------------------------------------------- finding
+@pytest.fixture
+def model_env(tmp_path, monkeypatch):
+    extra = tmp_path / "extra"
+    home = tmp_path / "home"
+    make_package(extra / "liver", name="liver-extra")
+    make_package(extra / "nodule", name="nodule-extra", task="lung-nodule")
+    broken = extra / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text("{")
+    monkeypatch.setenv("UNETPP_MODELS", os.pathsep.join([str(extra), str(tmp_path / "absent")]))
+    monkeypatch.setenv("UNETPP_HOME", str(home))
+    return extra, home
+
+
+def test_model_dirs_order(model_env):
+    extra, home = model_env
+    assert registry.user_cache_dir() == home / "models"
+    dirs = registry.model_dirs()
+    assert dirs[0] == extra
+    assert all(d.is_dir() for d in dirs)
+    home.joinpath("models").mkdir(parents=True)
+    assert registry.model_dirs()[:2] == [extra, home / "models"]
+
+
+def test_list_and_find_models(model_env):
+    extra, _ = model_env
+    with pytest.warns(UserWarning, match="broken"):
+        names = [m.name for m in registry.list_models()]
+    assert names[:2] == ["liver-extra", "nodule-extra"]
+    with pytest.warns(UserWarning):
+        assert registry.find_model("lung-nodule").name == "nodule-extra"
+        assert registry.find_model("liver-extra").task == "liver"
+        assert registry.find_model("liver").path == extra / "liver" / "model.json"
+        assert registry.find_model(str(extra / "nodule")).name == "nodule-extra"
+
+
+def test_find_unknown_model_lists_available(model_env):
+    with pytest.warns(UserWarning):
+        with pytest.raises(UNetPlusPlusError, match=r"'spleen'.*liver \(liver-extra\)"):
+            registry.find_model("spleen")
+
+
+def test_installed_models_are_found(tmp_path, model_env):
+    make_package(tmp_path / "pkg", name="kidney-test", task="kidney")
+    registry.install_model(str(tmp_path / "pkg"))  # default cache: $UNETPP_HOME/models
+    with pytest.warns(UserWarning):
+        found = registry.find_model("kidney")
+    assert found.path == registry.user_cache_dir() / "kidney-test" / "model.json"

@@ -1,0 +1,325 @@
+"""Where models live: built-in packages, extra folders, the user cache; installing new ones.
+
+A model is a folder holding ``model.json`` and its weights (docs/ARCHITECTURE.md, "Model
+package"). Folders are searched in this order, the first match winning:
+
+1. every folder in ``UNETPP_MODELS`` (``os.pathsep``-separated);
+2. the user cache, ``$UNETPP_HOME/models`` or the platform cache (``~/.cache/unetpp/models``);
+3. the built-in models, ``<repo>/Resources/Models`` in a checkout and
+   ``<module>/Resources/Models`` inside an installed Slicer extension.
+
+``install_model`` copies a package into the user cache from a folder, a ``model.json``, a
+``.zip`` or an http(s) URL. It verifies checksums before anything reaches the cache and moves
+the package into place with a rename, so a failed install leaves the cache as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Callable, Optional, Union
+
+from UNetPlusPlusLib.engine.manifest import (
+    MANIFEST_FILENAME,
+    ModelManifest,
+    load_weights,
+    sha256_file,
+)
+from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
+
+Progress = Callable[[str, int, int], None]
+PathLike = Union[str, "os.PathLike[str]"]
+
+_HERE = Path(__file__).resolve()
+REPO_MODELS_DIR = _HERE.parents[3] / "Resources" / "Models"
+MODULE_MODELS_DIR = _HERE.parents[2] / "Resources" / "Models"
+
+DOWNLOAD_TIMEOUT_S = 60.0
+MAX_UNPACKED_BYTES = 8 << 30  # refuse archives that unpack to more than 8 GiB (zip bombs)
+_CHUNK = 1 << 20
+
+
+# ------------------------------------------------------------------------------- finding
+def user_cache_dir() -> Path:
+    """The user model cache: ``$UNETPP_HOME/models``, else the platform's cache folder."""
+    home = os.environ.get("UNETPP_HOME")
+    if home:
+        return Path(home).expanduser() / "models"
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "unetpp" / "models"
+
+
+def model_dirs() -> list[Path]:
+    """Existing model folders in search order (see the module docstring), without duplicates."""
+    candidates = [
+        Path(p).expanduser() for p in os.environ.get("UNETPP_MODELS", "").split(os.pathsep)
+    ]
+    candidates = [p for p in candidates if str(p) not in ("", ".")]
+    candidates += [user_cache_dir(), REPO_MODELS_DIR, MODULE_MODELS_DIR]
+    out: list[Path] = []
+    for path in candidates:
+        if path.is_dir() and path.resolve() not in {p.resolve() for p in out}:
+            out.append(path)
+    return out
+
+
+def _manifest_paths(folder: Path) -> list[Path]:
+    return sorted(
+        p / MANIFEST_FILENAME
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and (p / MANIFEST_FILENAME).is_file()
+    )
+
+
+def list_models() -> list[ModelManifest]:
+    """Every readable model in :func:`model_dirs`, in search order; broken ones are skipped."""
+    models = []
+    for folder in model_dirs():
+        for path in _manifest_paths(folder):
+            try:
+                models.append(ModelManifest.load(path))
+            except UNetPlusPlusError as exc:
+                warnings.warn(f"Skipping model {path.parent}: {exc}", stacklevel=2)
+    return models
+
+
+def find_model(task_or_name: str) -> ModelManifest:
+    """The model with this name, else the first for this task, else a path to a package."""
+    models = list_models()
+    for key in ("name", "task"):
+        for manifest in models:
+            if getattr(manifest, key) == task_or_name:
+                return manifest
+    candidate = Path(task_or_name).expanduser()
+    if candidate.name == MANIFEST_FILENAME or (candidate / MANIFEST_FILENAME).is_file():
+        return ModelManifest.load(candidate)
+    available = ", ".join(f"{m.task} ({m.name})" for m in models) or "none"
+    raise UNetPlusPlusError(
+        f"No model for {task_or_name!r}; available: {available}. Install one with"
+        " `unetpp models install <folder, .zip or URL>` or add its folder to UNETPP_MODELS."
+    )
+
+
+# ---------------------------------------------------------------------------- installing
+def install_model(
+    source: str,
+    expected_sha256: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+    progress: Optional[Progress] = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> ModelManifest:
+    """Install a model package into the user cache (or ``cache_dir``) and return its manifest.
+
+    ``source`` is a package folder, a ``model.json`` (its weights beside it), a ``.zip`` package
+    or an http(s) URL of either a ``.zip`` or a ``model.json`` (weights fetched from beside it).
+    ``expected_sha256`` pins the archive (zip sources) or the ``model.json`` (other sources).
+    The weights are always checked against the manifest's sha256. ``progress("download", done,
+    total)`` reports bytes (``total`` is 0 when the server does not say). The package lands in
+    ``<cache>/<manifest name>``, replacing an older copy only once the new one is complete.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".install-", dir=cache))
+    try:
+        package = staging / "package"
+        try:
+            if _is_url(source):
+                _stage_from_url(source, staging, package, expected_sha256, progress, timeout)
+            else:
+                _stage_from_path(Path(source).expanduser(), staging, package, expected_sha256)
+            manifest = ModelManifest.load(package / MANIFEST_FILENAME)
+            load_weights(manifest)  # sha256 first, then a full safetensors read
+        except UNetPlusPlusError as exc:
+            if source in str(exc):
+                raise
+            raise type(exc)(f"Cannot install the model from {source}: {exc}") from exc
+        except OSError as exc:
+            raise UNetPlusPlusError(f"Cannot install the model from {source}: {exc}.") from exc
+        target = cache / manifest.name
+        _move_into_place(package, target, staging)
+        return ModelManifest.load(target / MANIFEST_FILENAME)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_url(source: str) -> bool:
+    return urllib.parse.urlsplit(source).scheme.lower() in ("http", "https")
+
+
+def _stage_from_path(
+    source: Path, staging: Path, package: Path, expected_sha256: Optional[str]
+) -> None:
+    if not source.exists():
+        raise UNetPlusPlusError(f"Model source {source} does not exist.")
+    if source.is_file() and zipfile.is_zipfile(source):
+        _check_sha256(source, expected_sha256, "Model archive")
+        _unpack_zip(source, staging / "unpacked", package)
+        return
+    manifest_path = source / MANIFEST_FILENAME if source.is_dir() else source
+    if not manifest_path.is_file():
+        raise UNetPlusPlusError(
+            f"Model source {source} is not a package folder, a {MANIFEST_FILENAME} or a .zip."
+        )
+    _check_sha256(manifest_path, expected_sha256, "Model manifest")
+    if source.is_dir():
+        shutil.copytree(source, package, symlinks=False)
+    else:
+        manifest = ModelManifest.load(manifest_path)
+        if not manifest.weights_path.is_file():
+            raise UNetPlusPlusError(
+                f"Model weights {manifest.weights_path} named by {manifest_path} are missing."
+            )
+        package.mkdir()
+        shutil.copy2(manifest_path, package / MANIFEST_FILENAME)
+        shutil.copy2(manifest.weights_path, package / manifest.weights)
+
+
+def _stage_from_url(
+    url: str,
+    staging: Path,
+    package: Path,
+    expected_sha256: Optional[str],
+    progress: Optional[Progress],
+    timeout: float,
+) -> None:
+    if PurePosixPath(urllib.parse.urlsplit(url).path).name.lower().endswith(".json"):
+        package.mkdir()
+        manifest_path = package / MANIFEST_FILENAME
+        _download(url, manifest_path, progress, timeout)
+        _check_sha256(manifest_path, expected_sha256, "Model manifest")
+        manifest = ModelManifest.load(manifest_path)
+        weights_url = urllib.parse.urljoin(url, urllib.parse.quote(manifest.weights))
+        _download(weights_url, package / manifest.weights, progress, timeout)
+        return
+    archive = staging / "package.zip"
+    _download(url, archive, progress, timeout)
+    if not zipfile.is_zipfile(archive):
+        raise UNetPlusPlusError(f"Download from {url} is not a .zip model package.")
+    _check_sha256(archive, expected_sha256, "Model archive")
+    _unpack_zip(archive, staging / "unpacked", package)
+
+
+def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float) -> None:
+    """Stream ``url`` to ``dest``; network problems become one-line user errors."""
+    request = urllib.request.Request(url, headers={"User-Agent": "unetpp-model-installer"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            if progress:
+                progress("download", done, total)
+            while True:
+                chunk = response.read(_CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress("download", done, total)
+        if total and done != total:
+            raise UNetPlusPlusError(
+                f"Download from {url} stopped after {done} of {total} bytes; try again."
+            )
+    except urllib.error.HTTPError as exc:
+        raise UNetPlusPlusError(
+            f"Could not download {url}: HTTP {exc.code} {exc.reason}; check the address."
+        ) from exc
+    except (socket.timeout, TimeoutError) as exc:
+        raise _timeout_error(url, timeout) from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, (socket.timeout, TimeoutError)):
+            raise _timeout_error(url, timeout) from exc
+        raise UNetPlusPlusError(
+            f"Could not download {url}: {exc.reason}; check the address and the network."
+        ) from exc
+    except (OSError, ValueError) as exc:  # connection reset, bad Content-Length, disk full
+        raise UNetPlusPlusError(f"Could not download {url}: {exc}.") from exc
+
+
+def _timeout_error(url: str, timeout: float) -> UNetPlusPlusError:
+    return UNetPlusPlusError(
+        f"Could not download {url}: no answer within {timeout:g} s; check the network."
+    )
+
+
+def _check_sha256(path: Path, expected: Optional[str], what: str) -> None:
+    if expected is None:
+        return
+    actual = sha256_file(path)
+    if actual != expected.strip().lower():
+        raise ChecksumError(
+            f"{what} {path.name} does not match the expected checksum: expected sha256"
+            f" {expected.strip().lower()}, got {actual}; the download is corrupt or was replaced."
+        )
+
+
+def _unpack_zip(archive: Path, dest: Path, package: Path) -> None:
+    """Extract safely (no absolute paths, '..', links or zip bombs); the package folder is the
+    one holding ``model.json``: the archive root or its single top-level folder."""
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+        total = 0
+        for info in members:
+            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+            if (
+                info.filename.startswith(("/", "\\"))
+                or ".." in parts
+                or (parts and ":" in parts[0])
+            ):
+                raise UNetPlusPlusError(
+                    f"Model archive {archive.name} has an unsafe entry {info.filename!r}; refused."
+                )
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise UNetPlusPlusError(
+                    f"Model archive {archive.name} holds a link {info.filename!r}; refused."
+                )
+            total += info.file_size
+        if total > MAX_UNPACKED_BYTES:
+            raise UNetPlusPlusError(
+                f"Model archive {archive.name} unpacks to {total} bytes, more than allowed."
+            )
+        dest.mkdir()
+        try:
+            zf.extractall(dest)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise UNetPlusPlusError(f"Model archive {archive.name} is corrupt: {exc}.") from exc
+    if (dest / MANIFEST_FILENAME).is_file():
+        root = dest
+    else:
+        folders = [p for p in dest.iterdir() if (p / MANIFEST_FILENAME).is_file()]
+        if len(folders) != 1:
+            raise UNetPlusPlusError(
+                f"Model archive {archive.name} must hold one {MANIFEST_FILENAME}, at its root or"
+                " in a single top-level folder."
+            )
+        root = folders[0]
+    root.rename(package)
+
+
+def _move_into_place(package: Path, target: Path, staging: Path) -> None:
+    """Rename the staged package to ``target``; an older copy is swapped out, not merged."""
+    if not target.exists():
+        package.rename(target)
+        return
+    old = staging / "previous"
+    target.rename(old)
+    try:
+        package.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
