@@ -345,6 +345,8 @@ def test_lidc_slab_with_a_truncated_slice_is_read_without_it(shared_data):
     assert np.isclose(volume.spacing[2], 2.5)
     with pytest.raises(UNetPlusPlusError, match=r"-204\.000000\.dcm"):
         read_image(bad)
+    with pytest.raises(UNetPlusPlusError, match="give the series folder"):
+        read_volume([next(patient.rglob("-179.000000.dcm"))])
 
 
 def test_dicom_example_matches_its_nifti_segmentation_in_physical_space(shared_data):

@@ -279,6 +279,8 @@ def read_labelmap(path: PathLike, labels: Sequence[Any] = ()) -> LabelVolume:
 def _volume_from_images(
     images: list[sitk.Image], sources: list[str], channel_names: Sequence[str]
 ) -> Volume:
+    if not images:
+        raise UNetPlusPlusError("No input image was given.")
     if channel_names and len(channel_names) != len(images):
         raise UNetPlusPlusError(
             f"{len(channel_names)} channel names were given for {len(images)} images."
@@ -325,7 +327,8 @@ def _check_image(image: sitk.Image, source: str) -> None:
         raise UNetPlusPlusError(f"{source} is empty (size {size}).")
     if min(size) == 1:
         raise UNetPlusPlusError(
-            f"{source} is a single slice (size {size}); a 3D volume with several slices is needed."
+            f"{source} is a single slice (size {size}); a 3D volume is needed (for DICOM, give "
+            "the series folder rather than one file)."
         )
 
 

@@ -1,0 +1,43 @@
+"""Largest connected component per label."""
+
+from __future__ import annotations
+
+import numpy as np
+from UNetPlusPlusLib.engine.postprocess import keep_largest_component
+
+
+def two_blobs_per_label() -> np.ndarray:
+    labels = np.zeros((12, 12, 12), np.uint8)
+    labels[1:4, 1:4, 1:4] = 1  # 27 voxels: kept
+    labels[8:10, 8:10, 8:10] = 1  # 8 voxels: removed
+    labels[1:3, 8:11, 8:11] = 2  # 18 voxels: kept
+    labels[9, 1, 1] = 2  # 1 voxel: removed
+    return labels
+
+
+def test_each_label_keeps_only_its_largest_component():
+    labels = two_blobs_per_label()
+    original = labels.copy()
+    out = keep_largest_component(labels)
+    assert out.dtype == np.uint8 and out.shape == labels.shape
+    assert (out == 1).sum() == 27 and out[1:4, 1:4, 1:4].min() == 1
+    assert (out == 2).sum() == 18 and out[9, 1, 1] == 0
+    assert np.array_equal(labels, original)  # the input is untouched
+
+
+def test_only_the_listed_labels_are_processed():
+    out = keep_largest_component(two_blobs_per_label(), labels=[2])
+    assert (out == 1).sum() == 35 and (out == 2).sum() == 18
+
+
+def test_diagonal_neighbours_join_only_with_full_connectivity():
+    labels = np.zeros((5, 5, 5), np.uint16)
+    labels[1:3, 1:3, 1:3] = 7  # 8 voxels
+    labels[3, 3, 3] = 7  # touches the cube at a corner only
+    assert (keep_largest_component(labels) == 7).sum() == 9
+    assert (keep_largest_component(labels, fully_connected=False) == 7).sum() == 8
+
+
+def test_empty_label_map_is_returned_unchanged():
+    empty = np.zeros((3, 4, 5), np.uint8)
+    assert np.array_equal(keep_largest_component(empty, labels=[1, 2]), empty)

@@ -1,0 +1,96 @@
+"""Tile grid, Gaussian importance map and Gaussian-blended sliding-window inference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from UNetPlusPlusLib.engine.tiling import (
+    gaussian_importance,
+    sliding_window_inference,
+    tile_starts,
+)
+from UNetPlusPlusLib.errors import CancelledError
+
+
+@pytest.mark.parametrize("size, tile, overlap", [(100, 32, 0.25), (64, 32, 0.5), (33, 32, 0.25)])
+def test_tiles_cover_the_axis_with_at_least_the_requested_overlap(size, tile, overlap):
+    starts = tile_starts(size, tile, overlap)
+    assert starts[0] == 0 and starts[-1] == size - tile
+    steps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(0 < step <= int(tile * (1 - overlap)) for step in steps)
+
+
+def test_one_tile_when_the_axis_fits():
+    assert tile_starts(20, 32, 0.25) == [0] and tile_starts(32, 32, 0.25) == [0]
+    assert tile_starts(64, 32, 0.0) == [0, 32]
+
+
+def test_gaussian_importance_peaks_at_the_centre_and_never_vanishes():
+    weights = gaussian_importance((8, 10, 12))
+    assert weights.shape == (8, 10, 12) and weights.dtype == torch.float32
+    assert torch.isclose(weights.max(), torch.tensor(1.0))
+    assert weights.min() > 0 and weights[0, 0, 0] < weights[4, 5, 6]
+    assert torch.equal(weights, weights.flip(0)) and torch.equal(weights, weights.flip(2))
+
+
+def voxelwise_predictor(calls: list | None = None):
+    """A 'network' whose probabilities depend only on each voxel's value: blending must
+    reproduce the same function of the whole image, wherever the tiles fall."""
+
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        if calls is not None:
+            calls.append(tiles.clone())
+        x = tiles[:, :1]
+        return torch.softmax(torch.cat([x, -x, 0.5 * x], dim=1), dim=1)
+
+    return predict
+
+
+def expected(image: torch.Tensor) -> torch.Tensor:
+    x = image[:1]
+    return torch.softmax(torch.cat([x, -x, 0.5 * x], dim=0), dim=0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_blended_probabilities_equal_the_voxelwise_function(batch_size):
+    image = torch.randn(2, 20, 23, 17, generator=torch.Generator().manual_seed(0))
+    seen = []
+    out = sliding_window_inference(
+        image, (8, 8, 8), voxelwise_predictor(), 3, overlap=0.5, batch_size=batch_size,
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    assert out.shape == (3, 20, 23, 17) and out.dtype == torch.float32
+    assert torch.allclose(out, expected(image), atol=1e-5)
+    total = seen[-1][1]
+    assert seen[-1] == (total, total) and total == 4 * 5 * 4
+    assert len(seen) == -(-total // batch_size)
+
+
+def test_a_volume_smaller_than_the_tile_is_padded_with_its_minimum_and_cropped_back():
+    image = torch.rand(1, 1, 5, 6, 7) + 2.0  # a (1, C, ...) batch of one is accepted
+    calls: list = []
+    out = sliding_window_inference(image, (8, 8, 8), voxelwise_predictor(calls), 3)
+    assert out.shape == (3, 5, 6, 7)
+    assert torch.allclose(out, expected(image[0]), atol=1e-5)
+    (tiles,) = calls
+    assert tiles.shape == (1, 1, 8, 8, 8)
+    padded = torch.ones(8, 8, 8, dtype=torch.bool)
+    padded[1:6, 1:7, 0:7] = False  # centred: (3 // 2, 2 // 2, 1 // 2) before
+    assert torch.equal(tiles[0, 0, 1:6, 1:7, 0:7], image[0, 0])
+    assert torch.all(tiles[0, 0][padded] == image.min())
+
+
+def test_cancel_stops_between_batches():
+    image = torch.zeros(1, 16, 16, 16)
+    calls: list = []
+    with pytest.raises(CancelledError):
+        sliding_window_inference(
+            image, (8, 8, 8), voxelwise_predictor(calls), 3, overlap=0.0,
+            cancel=lambda: len(calls) >= 2,
+        )  # fmt: skip
+    assert len(calls) == 2
+
+
+def test_a_predictor_with_the_wrong_output_shape_is_a_bug():
+    with pytest.raises(ValueError, match="predict returned"):
+        sliding_window_inference(torch.zeros(1, 8, 8, 8), (8, 8, 8), voxelwise_predictor(), 2)

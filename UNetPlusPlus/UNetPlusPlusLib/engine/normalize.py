@@ -1,0 +1,99 @@
+"""Intensity normalisation driven by the manifest's per-channel ``normalization`` entries.
+
+Kinds (docs/ARCHITECTURE.md, "Model package"):
+
+- ``{"kind": "ct", "window": [lo, hi]}``: clip to the Hounsfield window, scale to [0, 1].
+- ``{"kind": "mr"}``: z-score inside the channel's non-zero voxels; zeros (for example outside
+  a skull-stripped brain) stay 0.
+- ``{"kind": "none"}``: leave the channel as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import UNetPlusPlusError
+from .volume import Volume
+
+KINDS = ("ct", "mr", "none")
+
+
+def normalize(volume: Volume, channels: Sequence[Any]) -> Volume:
+    """Return a new Volume with each channel normalised by its manifest entry.
+
+    Each item of ``channels`` is a ``normalization`` dict, or a channel entry holding one (a
+    dict with a ``"normalization"`` key or an object with a ``normalization`` attribute).
+    """
+    specs = [_normalization_entry(channel) for channel in channels]
+    if len(specs) != volume.num_channels:
+        raise UNetPlusPlusError(
+            f"The model expects {len(specs)} input channel(s) but the volume has "
+            f"{volume.num_channels}."
+        )
+    out = np.empty_like(volume.array, dtype=np.float32)
+    for c, spec in enumerate(specs):
+        out[c] = normalize_channel(volume.array[c], spec)
+    return volume.with_array(out)
+
+
+def normalize_channel(array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Normalise one (z, y, x) array according to one ``normalization`` entry (new array)."""
+    kind = str(spec.get("kind", "")).lower()
+    array = np.asarray(array, dtype=np.float32)
+    if kind == "ct":
+        lo, hi = _window(spec)
+        out = np.clip(array, lo, hi)
+        out -= lo
+        out *= np.float32(1.0 / (hi - lo))
+        return out
+    if kind == "mr":
+        return _zscore_nonzero(array)
+    if kind == "none":
+        return array.copy()
+    raise UNetPlusPlusError(
+        f"Unknown normalization kind {spec.get('kind')!r} in the model manifest; expected one "
+        f"of {', '.join(KINDS)}."
+    )
+
+
+def _normalization_entry(channel: Any) -> Mapping[str, Any]:
+    if isinstance(channel, Mapping):
+        entry = channel.get("normalization", channel)
+    else:
+        entry = getattr(channel, "normalization", None)
+    if not isinstance(entry, Mapping):
+        raise UNetPlusPlusError(
+            f"A channel in the model manifest has no valid normalization entry: {channel!r}."
+        )
+    return entry
+
+
+def _window(spec: Mapping[str, Any]) -> tuple[float, float]:
+    window = spec.get("window")
+    try:
+        lo, hi = (float(v) for v in window)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise UNetPlusPlusError(
+            f"The CT normalization in the model manifest needs a window [low, high], got "
+            f"{window!r}."
+        ) from None
+    if not np.isfinite([lo, hi]).all() or hi <= lo:
+        raise UNetPlusPlusError(
+            f"The CT window in the model manifest must have low < high, got {window!r}."
+        )
+    return lo, hi
+
+
+def _zscore_nonzero(array: np.ndarray) -> np.ndarray:
+    """Z-score over the non-zero voxels; zeros stay 0; a constant channel becomes 0."""
+    mask = array != 0
+    out = np.zeros_like(array, dtype=np.float32)
+    if not mask.any():
+        return out
+    values = array[mask].astype(np.float64)
+    mean, std = values.mean(), values.std()
+    scale = 1.0 / std if std > 1e-8 * max(1.0, abs(mean)) else 0.0
+    out[mask] = ((values - mean) * scale).astype(np.float32)
+    return out

@@ -1,0 +1,138 @@
+"""Sliding-window inference: a tile grid, a Gaussian importance map and blended probabilities.
+
+Tiles overlap by a fraction of their size and each tile's class probabilities are weighted by
+a Gaussian centred on the tile (predictions near a tile's border see less context), then
+divided by the summed weights, as in nnU-Net (Isensee et al., Nature Methods 2021). The
+predictor supplies ``predict`` (network, depth, autocast, softmax); this module knows nothing
+about the network.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import CancelledError
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+
+def tile_starts(size: int, tile: int, overlap: float = 0.25) -> list[int]:
+    """Start indices of tiles of length ``tile`` covering ``size`` voxels along one axis.
+
+    Neighbouring tiles overlap by at least ``overlap * tile``; the starts are spread evenly
+    from 0 to ``size - tile`` so the last tile ends exactly at the border.
+    """
+    if tile < 1 or not 0.0 <= overlap < 1.0:
+        raise ValueError(f"need tile >= 1 and 0 <= overlap < 1, got {tile}, {overlap}")
+    if size <= tile:
+        return [0]
+    step = max(1, int(tile * (1.0 - overlap)))
+    count = math.ceil((size - tile) / step) + 1
+    return [int(round(i * (size - tile) / (count - 1))) for i in range(count)]
+
+
+def gaussian_importance(
+    tile_zyx: Sequence[int], sigma_scale: float = 0.125, min_weight: float = 1e-3
+) -> torch.Tensor:
+    """Separable Gaussian weights over a tile, peak 1, clamped below at ``min_weight`` > 0.
+
+    ``sigma = sigma_scale * tile`` per axis; the clamp keeps corners from vanishing so that
+    the blended result stays well defined (and representable in float16).
+    """
+    weights = torch.ones((), dtype=torch.float64)
+    for n in tile_zyx:
+        coords = torch.arange(n, dtype=torch.float64) - (n - 1) / 2.0
+        sigma = max(sigma_scale * n, 1e-6)
+        weights = weights[..., None] * torch.exp(-0.5 * (coords / sigma) ** 2)
+    weights = weights / weights.max()
+    return weights.clamp_(min=min_weight).to(torch.float32)
+
+
+def tile_boxes(
+    shape_zyx: Sequence[int], tile_zyx: Sequence[int], overlap: float = 0.25
+) -> list[tuple[slice, slice, slice]]:
+    """(z, y, x) slices of every tile over a volume at least as large as the tile."""
+    starts = [tile_starts(s, t, overlap) for s, t in zip(shape_zyx, tile_zyx)]
+    return [
+        tuple(slice(a, a + t) for a, t in zip(corner, tile_zyx))  # type: ignore[misc]
+        for corner in itertools.product(*starts)
+    ]
+
+
+def sliding_window_inference(
+    image: torch.Tensor,
+    tile_zyx: Sequence[int],
+    predict: Predict,
+    num_classes: int,
+    overlap: float = 0.25,
+    batch_size: int = 1,
+    device: Optional[Union[str, torch.device]] = None,
+    accumulate_dtype: torch.dtype = torch.float32,
+    progress: Optional[Callable[[int, int], None]] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+) -> torch.Tensor:
+    """Gaussian-blended class probabilities over a whole volume, (K, z, y, x).
+
+    ``image`` is (C, z, y, x) or (1, C, z, y, x). ``predict`` maps a batch of tiles
+    (B, C, tz, ty, tx) on ``device`` to probabilities (B, K, tz, ty, tx). A volume smaller than
+    the tile is padded with its minimum and cropped back. Only the (K, volume) accumulator and
+    a (volume) weight map are kept, both on ``device`` in ``accumulate_dtype``, which is also
+    the dtype and device of the result. ``progress(done, total)`` is called after each batch
+    of tiles; ``cancel()`` is polled before each batch and raises :class:`CancelledError`.
+    """
+    if image.dim() == 5:
+        if image.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.dim() != 4:
+        raise ValueError(f"image must be (C, z, y, x), got shape {tuple(image.shape)}")
+    tile = tuple(int(t) for t in tile_zyx)
+    device = torch.device(device) if device is not None else image.device
+    image = image.to(device=device, dtype=torch.float32, non_blocking=True)
+    image, crop = _pad_to_tile(image, tile)
+    shape = tuple(image.shape[1:])
+    boxes = tile_boxes(shape, tile, overlap)
+    importance = gaussian_importance(tile).to(device=device, dtype=accumulate_dtype)
+    probabilities = torch.zeros((num_classes,) + shape, dtype=accumulate_dtype, device=device)
+    weights = torch.zeros(shape, dtype=accumulate_dtype, device=device)
+    batch_size = max(1, int(batch_size))
+    total = len(boxes)
+    with torch.no_grad():
+        for first in range(0, total, batch_size):
+            if cancel is not None and cancel():
+                raise CancelledError()
+            batch = boxes[first : first + batch_size]
+            tiles = torch.stack([image[(slice(None),) + box] for box in batch])
+            output = predict(tiles)
+            expected = (len(batch), num_classes) + tile
+            if tuple(output.shape) != expected:
+                raise ValueError(f"predict returned {tuple(output.shape)}, expected {expected}")
+            output = output.to(dtype=accumulate_dtype) * importance
+            for box, tile_probabilities in zip(batch, output):
+                probabilities[(slice(None),) + box] += tile_probabilities
+                weights[box] += importance
+            if progress is not None:
+                progress(first + len(batch), total)
+    probabilities /= weights
+    return probabilities[(slice(None),) + crop]
+
+
+def _pad_to_tile(
+    image: torch.Tensor, tile: tuple[int, ...]
+) -> tuple[torch.Tensor, tuple[slice, slice, slice]]:
+    """Pad (C, z, y, x) up to the tile size (centred, with the image minimum)."""
+    shape = image.shape[1:]
+    missing = [max(0, t - s) for s, t in zip(shape, tile)]
+    crop = tuple(slice(m // 2, m // 2 + s) for m, s in zip(missing, shape))
+    if not any(missing):
+        return image, crop  # type: ignore[return-value]
+    pad: list[int] = []
+    for m in reversed(missing):  # F.pad wants (x_lo, x_hi, y_lo, y_hi, z_lo, z_hi)
+        pad += [m // 2, m - m // 2]
+    fill = float(image.min()) if image.numel() else 0.0
+    return F.pad(image, pad, mode="constant", value=fill), crop  # type: ignore[return-value]
