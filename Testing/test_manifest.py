@@ -209,13 +209,16 @@ def test_duplicate_labels_refused(tmp_path):
     assert ModelManifest.from_dict(data).num_classes == 3
 
 
-def test_ensemble_recommended_depth_and_point_prompt():
+def test_pruned_depths_and_point_prompt():
     data = example_dict()
-    data["recommended_depth"] = "ensemble"
+    data["depths"], data["recommended_depth"] = [2, 3], 2
     data["prompt"] = {"kind": "point", "box_mm": [40, 40, 40]}
     manifest = ModelManifest.from_dict(data)
-    assert manifest.recommended_depth == "ensemble"
+    assert manifest.depths == (2, 3) and manifest.recommended_depth == 2
     assert manifest.prompt["box_mm"] == [40, 40, 40]
+    data["recommended_depth"] = "ensemble"  # a depth the network runs, not a recommendation
+    with pytest.raises(UNetPlusPlusError, match="recommended_depth"):
+        ModelManifest.from_dict(data)
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", ""])
@@ -324,6 +327,7 @@ def test_standard_terminology_entries_are_valid_manifest_codes():
         assert ModelManifest.from_dict(data).labels[0].terminology == codes
     assert standard_terminology("Oedema")["type"]["code"] == "79654002"
     assert standard_terminology("enhancing_tumour")["type"]["code"] == "C113842"
+    assert standard_terminology("Necrotic tumour core")["type"]["code"] == "6574001"
     assert standard_terminology("spleen") is None
 
 

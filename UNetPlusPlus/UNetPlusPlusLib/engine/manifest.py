@@ -83,15 +83,12 @@ _TERMINOLOGY_ALIASES = {
     "necrotic and non-enhancing tumor core": "necrotic core",
     "oedema": "edema",
     "peritumoral edema": "edema",
-    "enhancing tumour": "enhancing tumor",
-    "non-enhancing tumour": "non-enhancing tumor",
-    "whole tumour": "whole tumor",
 }
 
 
 def standard_terminology(name: str) -> Optional[dict]:
     """The standard codes for a label name (case, '_' and British spelling tolerated), or None."""
-    key = " ".join(name.lower().replace("_", " ").split())
+    key = " ".join(name.lower().replace("_", " ").replace("tumour", "tumor").split())
     key = _TERMINOLOGY_ALIASES.get(key, key)
     entry = STANDARD_TERMINOLOGY.get(key)
     return copy.deepcopy(entry) if entry is not None else None
@@ -145,7 +142,7 @@ class ModelManifest:
     tile_size: tuple[int, int, int]
     overlap: float = 0.25
     depths: tuple[int, ...] = (1, 2, 3, 4)
-    recommended_depth: Union[int, str] = 4
+    recommended_depth: int = 4
     description: str = ""
     weights: str = WEIGHTS_FILENAME
     prompt: Optional[dict] = None
@@ -305,7 +302,7 @@ class _Validator:
         return value
 
     def sequence(self, value: Any, name: str, length: Optional[int] = None) -> list:
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):
             raise self.fail(name, f"must be a JSON list (got {type(value).__name__})")
         if length is not None and len(value) != length:
             raise self.fail(name, f"must have {length} items (got {len(value)})")
@@ -500,9 +497,7 @@ class _Validator:
             self.string(network["norm"], "network.norm")
         return copy.deepcopy(network)
 
-    def depths(
-        self, depths_value: Any, recommended: Any
-    ) -> tuple[tuple[int, ...], Union[int, str]]:
+    def depths(self, depths_value: Any, recommended: Any) -> tuple[tuple[int, ...], int]:
         items = self.sequence(depths_value, "depths")
         if not items:
             raise self.fail("depths", "must list at least one depth")
@@ -511,12 +506,6 @@ class _Validator:
             raise self.fail(
                 "depths", f"must be distinct depths from 1 to {MAX_DEPTH} (got {items})"
             )
-        if recommended == ENSEMBLE:
-            if MAX_DEPTH not in depths:
-                raise self.fail(
-                    "recommended_depth", f"'ensemble' needs depth {MAX_DEPTH} in depths"
-                )
-            return depths, ENSEMBLE
         recommended = self.integer(recommended, "recommended_depth")
         if recommended not in depths:
             raise self.fail(
