@@ -47,7 +47,7 @@ def node_names(depth: int = MAX_DEPTH) -> list[tuple[int, int]]:
     return [(i, j) for i in range(LEVELS) for j in range(LEVELS - i) if i + j <= depth]
 
 
-def _use_onednn(x: Tensor) -> bool:
+def _use_onednn(x: Tensor, weight: Tensor) -> bool:
     """Whether to call oneDNN (MKLDNN) directly for a 3x3x3 convolution of ``x``.
 
     PyTorch's backend heuristic was tuned for 2D: for one 3D sample with few channels it picks
@@ -57,14 +57,33 @@ def _use_onednn(x: Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
+        and weight.dtype == torch.float32
         and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
     )
 
 
+def _register_onednn_flops() -> None:
+    """Let ``torch.utils.flop_counter`` count the direct oneDNN convolutions (it has no formula)."""
+    try:
+        from torch.utils.flop_counter import conv_flop_count, flop_registry, register_flop_formula
+    except ImportError:  # pragma: no cover - older torch
+        return
+    target = torch.ops.aten.mkldnn_convolution
+    if target in flop_registry:
+        return
+
+    @register_flop_formula(target)
+    def _onednn_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
+_register_onednn_flops()
+
+
 def _conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
-    if _use_onednn(x):
+    if _use_onednn(x, conv.weight):
         return torch.mkldnn_convolution(
             x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups
         )
