@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from UNetPlusPlusLib.engine.network import UNetPlusPlus3D, count_flops, node_names
+from UNetPlusPlusLib.engine.network import UNetPlusPlus3D, count_flops, node_indices
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 FEATURES = (4, 8, 8, 16, 16, 6)
@@ -30,10 +30,10 @@ def make_net(**kw) -> UNetPlusPlus3D:
 def test_nodes_and_heads_are_named_after_the_paper():
     net = make_net()
     names = {name for name, _ in net.named_children()}
-    expected = {f"conv_{i}_{j}" for i, j in node_names()}
+    expected = {f"conv_{i}_{j}" for i, j in node_indices()}
     expected |= {f"final_conv_0_{j}" for j in range(1, 5)}
     assert names == expected
-    assert len(node_names()) == 15
+    assert len(node_indices()) == 15
     assert net.conv_0_4.conv_1.conv.out_channels == FEATURES[5]
     assert net.final_conv_0_4.in_channels == FEATURES[5]
     assert net.conv_0_3.conv_0.conv.in_channels == 3 * FEATURES[0] + FEATURES[1]
@@ -76,12 +76,12 @@ def test_inference_buffers_match_the_autograd_path():
 def test_pruned_forward_calls_only_nodes_with_i_plus_j_at_most_depth(k):
     net = make_net()
     called = []
-    for i, j in node_names():
+    for i, j in node_indices():
         node = net.node(i, j)
         node.register_forward_hook(lambda module, args, out, name=(i, j): called.append(name))
     with torch.no_grad():
         net(torch.randn(1, 1, 32, 32, 32), depth=k)
-    assert sorted(called) == sorted((i, j) for i, j in node_names() if i + j <= k)
+    assert sorted(called) == sorted((i, j) for i, j in node_indices() if i + j <= k)
     assert len(called) == len(set(called))  # each node once
 
 
@@ -146,6 +146,19 @@ def test_bad_input_is_rejected():
         net(torch.randn(1, 1, 16, 16, 16))
     with pytest.raises(ValueError, match="too small"):
         net(torch.randn(1, 2, 8, 16, 16), depth=4)
+    with pytest.raises(ValueError, match="instance norm"):
+        net(torch.randn(1, 2, 16, 16, 16), depth=4)
+    with torch.no_grad():
+        assert net(torch.randn(1, 2, 16, 16, 16), depth=3).shape == (1, 2, 16, 16, 16)
+
+
+def test_flop_count_leaves_batch_norm_statistics_alone():
+    net = make_net(norm="batch").train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    count_flops(net, (16, 16, 16), depth=2)
+    assert net.training
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_config_round_trips_through_json():

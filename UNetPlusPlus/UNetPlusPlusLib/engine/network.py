@@ -42,7 +42,7 @@ LEAKY_SLOPE = 0.1
 Depth = Union[int, str]
 
 
-def node_names(depth: int = MAX_DEPTH) -> list[tuple[int, int]]:
+def node_indices(depth: int = MAX_DEPTH) -> list[tuple[int, int]]:
     """(i, j) of every node a depth-``depth`` sub-network uses: those with i + j <= depth."""
     return [(i, j) for i in range(LEVELS) for j in range(LEVELS - i) if i + j <= depth]
 
@@ -295,7 +295,7 @@ class UNetPlusPlus3D(nn.Module):
             node_in = in_channels if i == 0 else features[i - 1]
             node = EncoderNode(node_in, features[i], norm, self.dropout, pool=i > 0)
             self.add_module(f"conv_{i}_0", node)
-        for i, j in node_names():
+        for i, j in node_indices():
             if j == 0:
                 continue
             self.add_module(
@@ -389,10 +389,16 @@ class UNetPlusPlus3D(nn.Module):
         shapes = [tuple(x.shape[2:])]
         for _ in range(depth):
             shapes.append(tuple(s // 2 for s in shapes[-1]))
-        if min(shapes[-1]) < 1:
+        coarsest = shapes[-1]
+        if min(coarsest) < 1:
             raise ValueError(
                 f"input {tuple(x.shape[2:])} is too small for depth {depth}: "
                 f"every side needs at least {2**depth} voxels"
+            )
+        if self.norm == "instance" and math.prod(coarsest) < 2:
+            raise ValueError(
+                f"input {tuple(x.shape[2:])} is too small for depth {depth} with instance norm: "
+                f"level {depth} would hold one voxel; make one side at least {2 ** (depth + 1)}"
             )
         return shapes
 
@@ -442,6 +448,11 @@ def count_flops(model: UNetPlusPlus3D, shape: Sequence[int], depth: Depth = MAX_
     param = next(model.parameters())
     x = torch.zeros(shape, dtype=param.dtype, device=param.device)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x, depth)
+    was_training = model.training
+    model.eval()  # leave batch-norm statistics untouched
+    try:
+        with torch.no_grad(), counter:
+            model(x, depth)
+    finally:
+        model.train(was_training)
     return int(counter.get_total_flops())
