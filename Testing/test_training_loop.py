@@ -1,0 +1,141 @@
+"""The training loop: the loss falls, resume is exact, the package segments through the engine.
+
+Tiny runs: four synthetic 24^3 cases (a bright ball), widths (4, 8, 16, 32, 64, 4), 32^3 tiles,
+a handful of iterations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_training_dataset import SIZE, _image, ball, write_slicer_dataset
+from UNetPlusPlusLib.engine.manifest import ModelManifest
+from UNetPlusPlusLib.engine.predictor import Predictor
+from UNetPlusPlusLib.engine.volume import volume_from_sitk
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.training import trainer as trainer_module
+from UNetPlusPlusLib.training.cli import add_train_arguments, main, run_train
+from UNetPlusPlusLib.training.validation import recommend_depth
+
+TINY = [
+    "--labels", "tumor", "--tile", "32", "32", "32", "--features", "4", "8", "16", "32", "64",
+    "4", "--batch-size", "2", "--lr", "0.003", "--no-progress", "--threads", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_slicer_dataset(tmp_path_factory.mktemp("slicer") / "data", cases=4)
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "model"
+    args = [str(data_dir), "-o", str(out), *TINY, "--epochs", "4", "--iterations-per-epoch", "6"]
+    assert main(args + ["--val-every", "2"]) == 0
+    return out
+
+
+def test_a_few_iterations_lower_the_loss(trained):
+    history = json.loads((trained / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] < 0.9 * history[0]["loss"]
+    assert "validation" in history[1] and "validation" not in history[0]
+    assert (trained / "training_curve.png").stat().st_size > 1000
+    assert "epoch 4/4" in (trained / "train.log").read_text()
+
+
+def test_package_records_every_depth_and_the_pruning_rule(trained):
+    manifest = ModelManifest.load(trained / "model.json")
+    per_depth = manifest.validation["per_depth"]
+    assert sorted(per_depth) == ["1", "2", "3", "4", "ensemble"]
+    for figures in per_depth.values():
+        assert set(figures["dice"]) == {"tumor"}
+        assert figures["seconds_per_volume"] > 0
+    assert manifest.recommended_depth == recommend_depth(per_depth, 0.01)
+    assert manifest.labels[0].terminology["type"]["code"] == "108369006"
+    assert manifest.training["epochs"] == 4 and "unetpp train" in manifest.training["command"]
+
+
+def test_written_package_segments_through_the_engine(trained):
+    predictor = Predictor.from_manifest_path(trained / "model.json", device="cpu", threads=1)
+    mask = ball((11, 13, 12), 4.5)
+    rng = np.random.default_rng(99)
+    array = rng.normal(-800, 20, mask.shape)
+    array[mask] = rng.normal(100, 20, int(mask.sum()))
+    image = _image(array.astype(np.int16), origin=(-10.0, 5.0, 3.0))
+    result = predictor.segment(volume_from_sitk([image]))  # the recommended depth
+    assert result.labels.array.shape == (SIZE,) * 3
+    assert result.labels.origin == pytest.approx((-10.0, 5.0, 3.0))
+    found = result.labels.array == 1
+    dice = 2 * (found & mask).sum() / (found.sum() + mask.sum())
+    assert dice > 0.5, dice
+
+
+def _weights(path):
+    return load_file(str(path))
+
+
+def test_resume_continues_bit_for_bit(data_dir, tmp_path, monkeypatch):
+    common = [*TINY, "--epochs", "2", "--iterations-per-epoch", "3", "--val-every", "5"]
+    common += ["--cache-dir", str(tmp_path / "cache")]
+    straight = tmp_path / "straight"
+    assert main([str(data_dir), "-o", str(straight), *common]) == 0
+
+    interrupted = tmp_path / "interrupted"
+    original = trainer_module.Trainer._save_epoch
+
+    def save_then_stop(self, epoch):
+        original(self, epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt  # the machine goes down after the first checkpoint
+
+    monkeypatch.setattr(trainer_module.Trainer, "_save_epoch", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main([str(data_dir), "-o", str(interrupted), *common])
+    monkeypatch.setattr(trainer_module.Trainer, "_save_epoch", original)
+    assert not (interrupted / "model.json").exists()
+    assert main([str(data_dir), "-o", str(interrupted), *common, "--resume"]) == 0
+
+    a, b = _weights(straight / "weights.safetensors"), _weights(interrupted / "weights.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    a_opt = _weights(straight / "checkpoint" / "optimizer.safetensors")
+    b_opt = _weights(interrupted / "checkpoint" / "optimizer.safetensors")
+    assert all(torch.equal(a_opt[k], b_opt[k]) for k in a_opt)
+    history = json.loads((interrupted / "history.json").read_text())
+    assert history == json.loads((straight / "history.json").read_text())
+
+
+def test_resume_refuses_changed_settings(data_dir, trained):
+    args = [str(data_dir), "-o", str(trained), *TINY, "--resume", "--epochs", "5"]
+    args[args.index("--lr") + 1] = "0.1"
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    with pytest.raises(UNetPlusPlusError, match="'lr' was 0.003 in the checkpoint"):
+        run_train(parser.parse_args(args))
+
+
+def test_fine_tuning_starts_from_a_package(data_dir, trained, tmp_path):
+    out = tmp_path / "tuned"
+    args = [str(data_dir), "-o", str(out), "--labels", "tumor", "--init", str(trained)]
+    args += ["--epochs", "1", "--iterations-per-epoch", "1", "--lr", "0", "--no-progress"]
+    args += ["--no-augment", "--cache-dir", str(trained / "cache")]
+    assert main(args) == 0
+    log = (out / "train.log").read_text()
+    assert "fine-tuning from" in log and "output heads kept" in log
+    tuned = ModelManifest.load(out / "model.json")
+    assert tuned.network == ModelManifest.load(trained / "model.json").network
+    # learning rate 0: the weights are exactly those of the initial model
+    a, b = _weights(trained / "weights.safetensors"), _weights(out / "weights.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "out")]) == 2
+    assert "error: Data folder" in capsys.readouterr().err

@@ -1,0 +1,20 @@
+"""Training UNet++ models from Slicer exports and public datasets (``unetpp train``).
+
+Modules, one job each:
+
+- ``dataset``     dataset descriptions (``dataset.json`` or a folder of Slicer exports) and case
+                  discovery
+- ``cases``       reading one case: channels, label file (.seg.nrrd, labelmap + colour table),
+                  label mapping, checks with errors that name the case
+- ``preprocess``  the cache: canonical grid at the model spacing + manifest normalisation, exactly
+                  as the engine's Predictor does at inference
+- ``sampler``     random patches with foreground oversampling
+- ``augment``     flips, small rotations, scaling, intensity shift and noise (torch, CPU-friendly)
+- ``validation``  sliding-window validation per depth L1..L4 and the ensemble, the pruning rule
+- ``distributed`` torchrun / DistributedDataParallel helpers
+- ``checkpoint``  safetensors + JSON checkpoints for exact resume (no pickles)
+- ``trainer``     the training loop and the model package it writes
+- ``cli``         ``unetpp train`` arguments and entry point
+
+Nothing here imports Slicer or Qt.
+"""

@@ -1,0 +1,293 @@
+"""Reading one training case: its channels and its label file, mapped onto the model classes.
+
+Label files are Slicer ``.seg.nrrd`` segmentations (segment names and terminology read with
+slicerio), labelmaps with a Slicer colour table (``.ctbl``/``.txt``/``.csv``), or plain labelmaps
+whose values the dataset description maps. Every problem raises :class:`UNetPlusPlusError`
+naming the case and what is wrong: an unreadable file, a missing segment, image and label
+geometry that do not match, the wrong number of channels, an empty label.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..engine.volume import Grid, Volume, read_labelmap, read_volume
+from ..errors import UNetPlusPlusError
+from .dataset import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, Selector
+
+_TERMINOLOGY_KEYS = {
+    "category": "category",
+    "type": "type",
+    "typeModifier": "type_modifier",
+    "anatomicRegion": "anatomic_region",
+    "anatomicRegionModifier": "anatomic_region_modifier",
+}
+
+
+@dataclass
+class LabelEntry:
+    """A segment of a .seg.nrrd or an entry of a colour table."""
+
+    name: str
+    value: int
+    layer: int = 0
+    color: Optional[tuple[float, float, float]] = None
+    terminology: Optional[dict] = None
+
+
+@dataclass
+class CaseData:
+    """A case on its own grid: the image channels and the model-class label map (uint8)."""
+
+    case_id: str
+    image: Volume
+    labels: np.ndarray
+
+
+def _norm_name(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").split())
+
+
+def _terminology_from_slicer(entry: dict) -> Optional[dict]:
+    """slicerio's terminology dict (code triplets as lists) in the manifest's form."""
+    out = {}
+    for slicer_key, key in _TERMINOLOGY_KEYS.items():
+        triplet = entry.get(slicer_key)
+        if triplet and len(triplet) == 3 and all(triplet):
+            out[key] = {"scheme": triplet[0], "code": triplet[1], "meaning": triplet[2]}
+    return out if "category" in out and "type" in out else None
+
+
+def _codes(entry: LabelEntry) -> set[str]:
+    if not entry.terminology or "type" not in entry.terminology:
+        return set()
+    code = entry.terminology["type"]
+    return {code["code"].lower(), f"{code['scheme']}:{code['code']}".lower()}
+
+
+def match_entries(entries: Sequence[LabelEntry], selectors: Sequence[Selector]) -> list:
+    """Entries selected by name (case and '_' ignored) or, failing that, terminology code."""
+    names = {_norm_name(s) for s in selectors if isinstance(s, str)}
+    by_name = [e for e in entries if _norm_name(e.name) in names]
+    if by_name:
+        return by_name
+    codes = {s.lower() for s in selectors if isinstance(s, str)}
+    return [e for e in entries if _codes(e) & codes]
+
+
+# ----------------------------------------------------------------------------- metadata
+def read_label_metadata(
+    label_file: Path, case_id: str, color_table: Optional[Path]
+) -> list[LabelEntry]:
+    """Segments of a .seg.nrrd, or the colour-table entries of a labelmap ([] without one)."""
+    if label_file.name.lower().endswith(SEGMENTATION_SUFFIX):
+        segmentation = _read_segmentation(label_file, case_id, skip_voxels=True)
+        return _segment_entries(segmentation)
+    return read_color_table(color_table, case_id) if color_table is not None else []
+
+
+def _read_segmentation(path: Path, case_id: str, skip_voxels: bool = False) -> dict:
+    import slicerio
+
+    if not path.is_file():
+        raise UNetPlusPlusError(f"Case '{case_id}': segmentation {path} does not exist.")
+    try:
+        return slicerio.read_segmentation(str(path), skip_voxels=skip_voxels)
+    except Exception as error:  # noqa: BLE001 - pynrrd raises many types for a bad file
+        raise UNetPlusPlusError(
+            f"Case '{case_id}': cannot read segmentation {path} (truncated, corrupt or not a "
+            f"Slicer .seg.nrrd: {error})."
+        ) from error
+
+
+def _segment_entries(segmentation: dict) -> list[LabelEntry]:
+    entries = []
+    for index, segment in enumerate(segmentation.get("segments", [])):
+        color = segment.get("color")
+        terminology = segment.get("terminology")
+        entries.append(
+            LabelEntry(
+                name=str(segment.get("name", segment.get("id", f"Segment_{index + 1}"))),
+                value=int(segment.get("labelValue", 1)),
+                layer=int(segment.get("layer", 0)),
+                color=tuple(float(c) for c in color[:3]) if color else None,
+                terminology=_terminology_from_slicer(terminology) if terminology else None,
+            )
+        )
+    return entries
+
+
+def read_color_table(path: Path, case_id: str = "") -> list[LabelEntry]:
+    """A Slicer colour table: ``.ctbl``/``.txt`` ("value name r g b a") or ``.csv``."""
+    where = f"Case '{case_id}': " if case_id else ""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise UNetPlusPlusError(f"{where}cannot read colour table {path} ({error}).") from error
+    if path.suffix.lower() == ".csv":
+        return _csv_color_table(text)
+    entries = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            value = int(parts[0])
+            rgb = tuple(int(v) / 255.0 for v in parts[2:5])
+        except (ValueError, IndexError) as error:
+            raise UNetPlusPlusError(
+                f"{where}colour table {path} has a malformed line: {line.strip()!r}."
+            ) from error
+        if value != 0:
+            entries.append(LabelEntry(parts[1].replace("_", " "), value, 0, rgb or None))
+    return entries
+
+
+def _csv_color_table(text: str) -> list[LabelEntry]:
+    entries = []
+    for row in csv.DictReader(text.splitlines()):
+        value = int(row.get("LabelValue", 0) or 0)
+        if value == 0:
+            continue
+        rgb = None
+        if row.get("Color_R"):
+            rgb = tuple(int(row[f"Color_{c}"]) / 255.0 for c in "RGB")
+        terminology = None
+        if row.get("Category") and row.get("Type"):
+            parts = {k: row[k].split("^") for k in ("Category", "Type")}
+            if all(len(p) == 3 for p in parts.values()):
+                terminology = {
+                    key.lower(): {"scheme": p[0], "code": p[1], "meaning": p[2]}
+                    for key, p in parts.items()
+                }
+        entries.append(LabelEntry(row.get("Name") or f"label {value}", value, 0, rgb, terminology))
+    return entries
+
+
+# ----------------------------------------------------------------------------- reading a case
+def read_case(case: CaseFiles, dataset: DatasetDescription) -> CaseData:
+    """Read a case's channels and label file; labels are model classes 1..K on the image grid."""
+    names = [c.name for c in dataset.channels]
+    if len(case.images) != len(names):
+        raise UNetPlusPlusError(
+            f"Case '{case.case_id}' has {len(case.images)} image(s) but the dataset needs "
+            f"{len(names)} channels ({', '.join(names)})."
+        )
+    try:
+        image = read_volume(case.images, names)
+    except UNetPlusPlusError as error:
+        raise UNetPlusPlusError(f"Case '{case.case_id}': {error}") from error
+    if case.label.name.lower().endswith(SEGMENTATION_SUFFIX):
+        labels, grid = _labels_from_segmentation(case, dataset)
+    else:
+        labels, grid = _labels_from_labelmap(case, dataset)
+    labels = _align_to_image(labels, grid, image.grid, case)
+    if not labels.any() and not dataset.allow_empty:
+        raise UNetPlusPlusError(
+            f"Case '{case.case_id}': the label {case.label.name} holds no voxel of "
+            f"{', '.join(dataset.label_names)} (empty label); fix the export or leave the case out."
+        )
+    return CaseData(case.case_id, image, labels)
+
+
+def _labels_from_segmentation(case: CaseFiles, dataset: DatasetDescription):
+    segmentation = _read_segmentation(case.label, case.case_id)
+    voxels = segmentation.get("voxels")
+    if voxels is None or voxels.ndim not in (3, 4):
+        raise UNetPlusPlusError(
+            f"Case '{case.case_id}': segmentation {case.label.name} holds no 3D voxel data."
+        )
+    layers = voxels if voxels.ndim == 4 else voxels[np.newaxis]
+    entries = _segment_entries(segmentation)
+    out = np.zeros(layers.shape[1:], dtype=np.uint8)
+    for value, label in enumerate(dataset.labels, start=1):
+        selectors = case.source.label_map[label.name]
+        matched = match_entries(entries, selectors)
+        numeric = [s for s in selectors if isinstance(s, int)]
+        if not matched and not numeric:
+            have = ", ".join(repr(e.name) for e in entries) or "none"
+            raise UNetPlusPlusError(
+                f"Case '{case.case_id}': segment {_describe(selectors)} not found in "
+                f"{case.label.name} (its segments: {have}); rename the segment in Slicer or pick "
+                "another with --labels."
+            )
+        for entry in matched:
+            out[layers[entry.layer] == entry.value] = value
+        for number in numeric:
+            out[layers[0] == number] = value
+    matrix = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    grid = Grid(out.shape, spacing, matrix[:3, 3], matrix[:3, :3] / spacing)
+    return np.ascontiguousarray(out.transpose(2, 1, 0)), grid  # (x, y, z) -> (z, y, x)
+
+
+def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
+    try:
+        labelmap = read_labelmap(case.label)
+    except UNetPlusPlusError as error:
+        raise UNetPlusPlusError(f"Case '{case.case_id}': {error}") from error
+    entries = read_color_table(case.color_table, case.case_id) if case.color_table else []
+    array = labelmap.array
+    out = np.zeros(array.shape, dtype=np.uint8)
+    for value, label in enumerate(dataset.labels, start=1):
+        selectors = case.source.label_map[label.name]
+        numbers = [s for s in selectors if isinstance(s, int)]
+        named = [s for s in selectors if isinstance(s, str)]
+        if named:
+            matched = match_entries(entries, named)
+            if not matched:
+                where = (
+                    f"the colour table {case.color_table.name}"
+                    if case.color_table
+                    else f"{case.label.name}, which has no colour table"
+                )
+                have = ", ".join(repr(e.name) for e in entries)
+                raise UNetPlusPlusError(
+                    f"Case '{case.case_id}': segment {_describe(named)} not found in {where}"
+                    + (f" (its labels: {have})" if have else "; map label values instead")
+                    + "."
+                )
+            numbers += [e.value for e in matched]
+        out[np.isin(array, numbers)] = value
+    return out, labelmap.grid
+
+
+def _describe(selectors: Sequence[Selector]) -> str:
+    return " / ".join(repr(s) for s in selectors)
+
+
+def _align_to_image(labels: np.ndarray, grid: Grid, image: Grid, case: CaseFiles) -> np.ndarray:
+    """The label map on the image grid: identical, or a sub-box of it (Slicer crops segments)."""
+    if grid.isclose(image):
+        return labels
+    same_axes = np.allclose(grid.spacing, image.spacing, rtol=1e-3) and np.allclose(
+        grid.direction, image.direction, atol=1e-3
+    )
+    offset = image.physical_to_index(grid.origin)
+    if same_axes and np.allclose(offset, np.round(offset), atol=1e-2):
+        start = np.round(offset).astype(int)[::-1]  # (z, y, x)
+        out = np.zeros(image.shape_zyx, dtype=labels.dtype)
+        dst_lo = np.maximum(start, 0)
+        dst_hi = np.minimum(start + labels.shape, image.shape_zyx)
+        if np.all(dst_hi > dst_lo):
+            src_lo, src_hi = dst_lo - start, dst_hi - start
+            dst = tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi))
+            src = tuple(slice(a, b) for a, b in zip(src_lo, src_hi))
+            out[dst] = labels[src]
+        return out
+    raise UNetPlusPlusError(
+        f"Case '{case.case_id}': the geometry of the label {case.label.name} does not match its "
+        f"image {case.images[0].name} (label size {grid.size_xyz}, spacing "
+        f"{_fmt(grid.spacing)}, origin {_fmt(grid.origin)}; image size {image.size_xyz}, spacing "
+        f"{_fmt(image.spacing)}, origin {_fmt(image.origin)}); export the segmentation with the "
+        "image as its reference geometry."
+    )
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"

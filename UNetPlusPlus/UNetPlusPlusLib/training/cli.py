@@ -1,0 +1,360 @@
+"""``unetpp train``: train or fine-tune a UNet++ on a folder of Slicer exports or a dataset.json.
+
+Also runs as ``python -m UNetPlusPlusLib.training.cli DATA_DIR -o OUT_DIR ...`` and under
+``torchrun --nproc_per_node N -m UNetPlusPlusLib.training.cli ...``.
+
+Settings are taken, first match wins, from the command line, the checkpoint (``--resume``), the
+dataset description, the ``--init`` model, and the defaults. See docs/TRAINING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..errors import UNetPlusPlusError
+
+DEFAULT_TILE = (64, 64, 64)
+DEFAULT_FEATURES = (16, 32, 64, 128, 256, 16)
+# Defaults of the settings that the checkpoint, dataset.json or --init may also give.
+_DEFAULTS: dict[str, Any] = {
+    "epochs": 50,
+    "iterations_per_epoch": 100,
+    "batch_size": 2,
+    "lr": 3e-4,
+    "weight_decay": 3e-5,
+    "schedule": "poly",
+    "seed": 0,
+    "foreground_fraction": 0.33,
+    "val_fraction": 0.2,
+    "val_every": 1,
+    "depth_tolerance": 0.01,
+    "overlap": 0.25,
+    "weights_dtype": "float32",
+    "norm": "instance",
+}
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``unetpp train`` options (defaults None: resolved in ``run_train``)."""
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with the cases")
+    parser.add_argument(
+        "-o",
+        "--output",
+        dest="out_dir",
+        required=True,
+        metavar="OUT_DIR",
+        help="where model.json, weights, checkpoint, log and plots go",
+    )
+    data = parser.add_argument_group("dataset")
+    data.add_argument(
+        "--dataset-json",
+        metavar="FILE",
+        help="dataset description (patterns relative to DATA_DIR); without it, "
+        "DATA_DIR is read as a folder of Slicer exports",
+    )
+    data.add_argument(
+        "--labels",
+        type=_csv,
+        metavar="NAME[,NAME...]",
+        help="segments to learn, by name or terminology code (default: all)",
+    )
+    data.add_argument(
+        "--channels",
+        type=_csv,
+        metavar="NAME[,NAME...]",
+        help="Slicer exports: channel file suffixes in model order "
+        "(<case>_<channel>.nrrd), e.g. flair,t1,t1ce,t2",
+    )
+    data.add_argument(
+        "--modality",
+        choices=["auto", "CT", "MR"],
+        default="auto",
+        help="Slicer exports: CT window or MR z-score normalisation (auto: guess)",
+    )
+    data.add_argument(
+        "--ct-window",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="Slicer exports: CT window in HU (default -1000 1000)",
+    )
+    data.add_argument(
+        "--patient-regex",
+        metavar="REGEX",
+        help="regex extracting the patient id from a case id, for the split",
+    )
+    data.add_argument(
+        "--val-cases",
+        type=_csv,
+        metavar="ID[,ID...]",
+        help="validation case or patient ids (regexes), instead of a fraction",
+    )
+    data.add_argument("--val-fraction", type=float, help="fraction of patients held out (0.2)")
+    data.add_argument("--max-cases", type=int, help="use only the first N cases")
+    data.add_argument("--max-val-cases", type=int, help="validate on at most N cases")
+    data.add_argument("--cache-dir", help="preprocessing cache (default OUT_DIR/cache)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--init", metavar="MODEL_JSON", help="fine-tune: start from this model package"
+    )
+    model.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="model voxel spacing in mm (default: median of the cases)",
+    )
+    model.add_argument(
+        "--tile",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="training and inference tile in voxels, multiples of 16 (64 64 64)",
+    )
+    model.add_argument(
+        "--features",
+        type=int,
+        nargs=6,
+        metavar="F",
+        help="channels f0..f4 and f_final (16 32 64 128 256 16)",
+    )
+    model.add_argument("--norm", choices=["instance", "batch", "none"])
+    model.add_argument("--name", help="model name in the manifest (default: the dataset's)")
+    model.add_argument("--task", help="task name in the manifest (default: the dataset's)")
+    model.add_argument("--overlap", type=float, help="sliding-window overlap (0.25)")
+    model.add_argument("--weights-dtype", choices=["float32", "float16"])
+
+    run = parser.add_argument_group("training")
+    run.add_argument("--epochs", type=int, help="epochs (50)")
+    run.add_argument("--iterations-per-epoch", type=int, help="iterations per epoch (100)")
+    run.add_argument("--batch-size", type=int, help="patches per iteration and rank (2)")
+    run.add_argument("--lr", type=float, help="AdamW learning rate (3e-4)")
+    run.add_argument("--weight-decay", type=float, help="AdamW weight decay (3e-5)")
+    run.add_argument("--schedule", choices=["poly", "cosine", "constant"])
+    run.add_argument(
+        "--foreground-fraction",
+        type=float,
+        help="share of patches centred on a labelled voxel (0.33)",
+    )
+    run.add_argument("--no-augment", action="store_true", help="no augmentation")
+    run.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    run.add_argument("--seed", type=int, help="random seed (0)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--threads", type=int, help="CPU threads per process")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT_DIR/checkpoint (same settings; --epochs may grow)",
+    )
+    run.add_argument("--val-every", type=int, help="validate every N epochs (1)")
+    run.add_argument(
+        "--depth-tolerance",
+        type=float,
+        help="recommend the shallowest depth within this Dice of the best (0.01)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _pick(name: str, *sources: Any) -> Any:
+    for value in sources:
+        if value is not None:
+            return value
+    return _DEFAULTS.get(name)
+
+
+def _load_init(path: Optional[str]):
+    if not path:
+        return None
+    from ..engine.manifest import ModelManifest
+
+    return ModelManifest.load(path)
+
+
+def build_dataset(args: argparse.Namespace, init=None):
+    """The dataset description from --dataset-json or the Slicer-export folder."""
+    from .dataset import (
+        ChannelDescription,
+        describe_slicer_export,
+        load_dataset_json,
+        select_labels,
+    )
+
+    init_channels = None
+    if init is not None:
+        init_channels = [
+            ChannelDescription(c.name, c.modality, dict(c.normalization)) for c in init.channels
+        ]
+    if args.dataset_json:
+        dataset = load_dataset_json(args.dataset_json, args.data_dir)
+        if args.labels:
+            dataset = select_labels(dataset, args.labels)
+        if init_channels is not None:
+            if len(init_channels) != len(dataset.channels):
+                raise UNetPlusPlusError(
+                    f"Model {init.path} takes {len(init_channels)} channel(s) but the dataset "
+                    f"has {len(dataset.channels)} ({', '.join(c.name for c in dataset.channels)})."
+                )
+            dataset.channels = init_channels
+    else:
+        channels = init_channels
+        if channels is None and args.channels:
+            channels = [
+                ChannelDescription(
+                    name,
+                    "CT" if args.modality == "CT" else "MR",
+                    {"kind": "ct", "window": list(args.ct_window or (-1000.0, 1000.0))}
+                    if args.modality == "CT"
+                    else {"kind": "mr"},
+                )
+                for name in args.channels
+            ]
+            if args.modality == "auto":
+                channels = None  # guessed below from the first case
+        dataset = describe_slicer_export(
+            args.data_dir,
+            labels=args.labels,
+            channels=channels,
+            modality=args.modality,
+            ct_window=args.ct_window,
+        )
+        if channels is None and args.channels:
+            dataset = _reorder_channels(dataset, args.channels)
+    if args.patient_regex:
+        dataset.patient_regex = args.patient_regex
+    if args.val_cases:
+        dataset.validation_cases = list(args.val_cases)
+    return dataset
+
+
+def _reorder_channels(dataset, names: Sequence[str]):
+    by_name = {c.name.lower(): c for c in dataset.channels}
+    missing = [n for n in names if n.lower() not in by_name]
+    if missing:
+        raise UNetPlusPlusError(
+            f"--channels names {', '.join(missing)}, but the first case has the channels "
+            f"{', '.join(c.name for c in dataset.channels)}."
+        )
+    dataset.channels = [by_name[n.lower()] for n in names]
+    dataset.sources[0].images = [c.name for c in dataset.channels]
+    return dataset
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    words = ["unetpp", "train", str(args.data_dir), "-o", str(args.out_dir)]
+    for key, value in sorted(vars(args).items()):
+        if key in ("data_dir", "out_dir", "handler", "command", "debug", "import_error"):
+            continue
+        if value is None or value is False or callable(value):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "tile":
+            flag = "--tile"
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, (list, tuple)):
+            joined = key in ("labels", "channels", "val_cases")
+            words += [flag, ",".join(map(str, value))] if joined else [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def build_config(args: argparse.Namespace, dataset, init=None):
+    """The run's TrainConfig: command line, checkpoint, dataset, init model, defaults."""
+    from .checkpoint import read_checkpoint_state
+    from .dataset import find_cases, median_spacing
+    from .trainer import TrainConfig
+
+    saved: dict = {}
+    if args.resume:
+        saved = read_checkpoint_state(Path(args.out_dir)).get("config", {})
+    training = dataset.training or {}
+
+    def pick(name: str, cli: Any, init_value: Any = None) -> Any:
+        return _pick(name, cli, saved.get(name), training.get(name), init_value)
+
+    spacing = _pick(
+        "spacing", args.spacing, saved.get("spacing"), dataset.spacing,
+        init.spacing if init else None,
+    )  # fmt: skip
+    if spacing is None:
+        spacing = median_spacing(find_cases(dataset))
+    tile = _pick(
+        "tile_size", args.tile, saved.get("tile_size"), dataset.tile_size,
+        init.tile_size if init else None, DEFAULT_TILE,
+    )  # fmt: skip
+    features = _pick(
+        "features", args.features, saved.get("features"), dataset.features,
+        init.network.get("features") if init else None, DEFAULT_FEATURES,
+    )  # fmt: skip
+    norm = pick("norm", args.norm, init.network.get("norm") if init else None)
+    return TrainConfig(
+        out_dir=str(args.out_dir),
+        spacing=tuple(float(s) for s in spacing),
+        tile_size=tuple(int(t) for t in tile),
+        features=tuple(int(f) for f in features),
+        norm=norm,
+        epochs=pick("epochs", args.epochs),
+        iterations_per_epoch=pick("iterations_per_epoch", args.iterations_per_epoch),
+        batch_size=pick("batch_size", args.batch_size),
+        lr=pick("lr", args.lr),
+        weight_decay=pick("weight_decay", args.weight_decay),
+        schedule=pick("schedule", args.schedule),
+        seed=pick("seed", args.seed),
+        device=args.device,
+        amp=not args.no_amp,
+        foreground_fraction=pick("foreground_fraction", args.foreground_fraction),
+        augment=bool(saved.get("augment", training.get("augment", True))) and not args.no_augment,
+        val_fraction=pick("val_fraction", args.val_fraction),
+        val_every=pick("val_every", args.val_every),
+        max_cases=pick("max_cases", args.max_cases),
+        max_val_cases=pick("max_val_cases", args.max_val_cases),
+        depth_tolerance=pick("depth_tolerance", args.depth_tolerance),
+        overlap=pick("overlap", args.overlap, init.overlap if init else None),
+        weights_dtype=pick("weights_dtype", args.weights_dtype),
+        threads=args.threads,
+        cache_dir=args.cache_dir or saved.get("cache_dir"),
+        name=args.name or saved.get("name") or dataset.name,
+        task=args.task or saved.get("task") or dataset.task,
+        init=args.init,
+        command=_command_line(args),
+        progress_bar=not args.no_progress,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``unetpp train``; returns the exit status (0). User errors raise UNetPlusPlusError."""
+    from .trainer import Trainer
+
+    init = _load_init(args.init)
+    dataset = build_dataset(args, init)
+    config = build_config(args, dataset, init)
+    Trainer(dataset, config, resume=args.resume, init_manifest=init).run()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m UNetPlusPlusLib.training.cli``: errors print as one line, exit status 2."""
+    parser = argparse.ArgumentParser(
+        prog="unetpp train", description="Train or fine-tune a 3D UNet++ (Zhou et al., 2019)."
+    )
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_train(args)
+    except UNetPlusPlusError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

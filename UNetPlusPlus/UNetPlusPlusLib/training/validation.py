@@ -1,0 +1,135 @@
+"""Validation at every depth L1..L4 and for the ensemble, and the pruning rule.
+
+UNet++ (Zhou et al., IEEE TMI 2019, Sec. III-C/D) trained with deep supervision can be pruned
+at inference: the depth-k sub-network (nodes i + j <= k) is exact and cheaper. The paper picks
+the pruned level on validation data; here the recommended depth is the *shallowest* depth whose
+mean Dice is within ``tolerance`` of the best result (any depth or the ensemble).
+
+Each depth is run as inference runs it (``model(tiles, depth=k)``, softmax, Gaussian-blended
+sliding window from the engine), on the preprocessed validation cases (the model's canonical
+grid), and timed, so the manifest records Dice per label and seconds per volume for each depth.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..engine.tiling import sliding_window_inference
+from .preprocess import PreprocessedCase
+
+Depth = Union[int, str]
+DEPTHS: tuple[Depth, ...] = (1, 2, 3, 4, "ensemble")
+
+
+def dice_per_label(prediction: np.ndarray, target: np.ndarray, num_labels: int) -> list[float]:
+    """Dice of classes 1..num_labels; NaN where the class is absent from both."""
+    scores = []
+    for value in range(1, num_labels + 1):
+        p, t = prediction == value, target == value
+        total = int(p.sum()) + int(t.sum())
+        scores.append(math.nan if total == 0 else 2.0 * int((p & t).sum()) / total)
+    return scores
+
+
+def predict_case(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    depth: Depth,
+    tile_zyx: Sequence[int],
+    num_classes: int,
+    overlap: float,
+    device: torch.device,
+    amp: bool = False,
+) -> np.ndarray:
+    """Label map (z, y, x) of one preprocessed image with the depth-``depth`` network."""
+
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(tiles, depth=depth)
+        return torch.softmax(logits.float(), dim=1)
+
+    tensor = torch.from_numpy(np.array(image, dtype=np.float32))  # a copy: caches are read-only
+    with torch.inference_mode():
+        probabilities = sliding_window_inference(
+            tensor, tile_zyx, predict, num_classes, overlap=overlap, device=device
+        )
+        labels = torch.argmax(probabilities, dim=0)
+    return labels.to(torch.uint8).cpu().numpy()
+
+
+def evaluate_depths(
+    model: torch.nn.Module,
+    cases: Sequence[PreprocessedCase],
+    label_names: Sequence[str],
+    tile_zyx: Sequence[int],
+    overlap: float,
+    device: torch.device,
+    depths: Sequence[Depth] = DEPTHS,
+    amp: bool = False,
+    progress: Optional[Callable[[str], None]] = None,
+) -> dict:
+    """Per depth: ``{"dice": {label: mean}, "mean_dice": m, "seconds_per_volume": s}``.
+
+    Dice per label is averaged over the cases where the label is present in the reference or
+    the prediction; labels never seen give ``None``.
+    """
+    was_training = model.training
+    model.eval()
+    results: dict = {}
+    num_labels = len(label_names)
+    try:
+        for depth in depths:
+            scores, seconds = [], []
+            for case in cases:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                prediction = predict_case(
+                    model, case.image, depth, tile_zyx, num_labels + 1, overlap, device, amp
+                )
+                seconds.append(time.perf_counter() - started)
+                scores.append(dice_per_label(prediction, np.asarray(case.labels), num_labels))
+            per_label = _nanmean_columns(scores, num_labels)
+            known = [v for v in per_label if v is not None]
+            results[str(depth)] = {
+                "dice": {name: _round(v) for name, v in zip(label_names, per_label)},
+                "mean_dice": _round(float(np.mean(known))) if known else None,
+                "seconds_per_volume": round(float(np.mean(seconds)), 4) if seconds else None,
+            }
+            if progress is not None:
+                progress(f"depth {depth}: {results[str(depth)]}")
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _nanmean_columns(rows: list[list[float]], columns: int) -> list[Optional[float]]:
+    out: list[Optional[float]] = []
+    for c in range(columns):
+        values = [r[c] for r in rows if not math.isnan(r[c])]
+        out.append(float(np.mean(values)) if values else None)
+    return out
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(float(value), 4)
+
+
+def recommend_depth(per_depth: dict, tolerance: float) -> int:
+    """The pruning rule: the shallowest depth 1..4 whose mean Dice is within ``tolerance`` of
+    the best mean Dice (over depths 1..4 and the ensemble); 4 when nothing was measured."""
+    means = {k: v.get("mean_dice") for k, v in per_depth.items() if v.get("mean_dice") is not None}
+    if not means:
+        return 4
+    best = max(means.values())
+    for depth in (1, 2, 3, 4):
+        value = means.get(str(depth))
+        if value is not None and value >= best - tolerance - 1e-9:
+            return depth
+    depth_means = {int(k): v for k, v in means.items() if k.isdigit()}
+    return max(depth_means, key=depth_means.get) if depth_means else 4
