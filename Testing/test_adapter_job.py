@@ -1,0 +1,132 @@
+"""adapter/job: the background path, the real `python -m UNetPlusPlusLib.cli` in a child process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
+try:
+    import UNetPlusPlusLib.cli  # noqa: F401
+except ImportError as error:  # pragma: no cover - only while the CLI is being written
+    pytest.skip(f"UNetPlusPlusLib.cli cannot be imported yet: {error}", allow_module_level=True)
+
+from helpers import make_sphere_image, rotation_matrix  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, job, segmentation_writer  # noqa: E402
+from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
+from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+
+TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="module")
+def image():
+    return make_sphere_image(
+        (22, 20, 16), (1.8, 2.2, 2.5), (5.0, -12.0, 30.0), rotation_matrix((-10, 15, 5)),
+        radius_mm=9.0,
+    )  # fmt: skip
+
+
+def mask_of(node, name="liver") -> np.ndarray:
+    segmentation = node.GetSegmentation()
+    segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
+    labels = segment.GetRepresentation(segmentation_writer.binary_labelmap_name())
+    return geometry.array_from_oriented_image(labels) == segment.GetLabelValue()
+
+
+def test_command_line_passes_ras_prompts_to_the_cli(tmp_path):
+    command = job.build_command(
+        "python3",
+        [tmp_path / "a.nrrd", tmp_path / "b.nrrd"],
+        tmp_path / "model.json",
+        tmp_path / "out.nrrd",
+        depth="ensemble",
+        device="cuda:1",
+        point_ras=(1.5, -2.0, 3.0),
+        roi_ras=((0, 1, 2), (3, 4, 5)),
+    )
+    assert command[:4] == ["python3", "-m", "UNetPlusPlusLib.cli", "segment"]
+    assert command[4:6] == [str(tmp_path / "a.nrrd"), str(tmp_path / "b.nrrd")]
+    joined = " ".join(command)
+    assert f"--model {tmp_path / 'model.json'}" in joined
+    assert "--depth ensemble --device cuda:1" in joined
+    assert f"--labelmap {tmp_path / 'out.nrrd'} --progress-json" in joined
+    assert "--point 1.5 -2.0 3.0" in joined
+    assert "--roi 0.0 1.0 2.0 3.0 4.0 5.0" in joined
+    # outside Slicer there is no PythonSlicer: the child is this interpreter
+    assert job.python_executable() == sys.executable
+    assert (job.package_root() / "UNetPlusPlusLib" / "cli.py").is_file()
+
+
+def test_background_job_matches_the_blocking_run(sphere_model, image):
+    scene = slicer.vtkMRMLScene()
+    volume_node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+    logic = SegmentationLogic()
+    nodes_before = scene.GetNumberOfNodes()
+
+    running = logic.start_job([volume_node], sphere_model, device="cpu")
+    assert scene.GetNumberOfNodes() == nodes_before  # nothing written while it runs
+    events = running.wait(timeout=TIMEOUT_S)
+
+    assert running.state == job.SUCCEEDED, running.error
+    stages = [e.stage for e in events if e.kind == job.PROGRESS]
+    assert "infer" in stages and stages.index("infer") < len(stages) - 1
+    infer = [e for e in events if e.stage == "infer"]
+    assert infer[-1].done == infer[-1].total > 0
+    assert events[-1].kind == job.FINISHED
+    assert running.result["model"] == "sphere-test"
+    node = running.output
+    assert node.GetScene() is scene
+    assert segmentation_writer.segment_names(node) == ["liver"]
+    blocking = logic.segment([volume_node], sphere_model, device="cpu")
+    assert np.array_equal(mask_of(node), mask_of(blocking))
+    assert mask_of(node).sum() > 100
+
+
+def test_cancel_stops_the_child_and_leaves_the_scene_as_it_was(sphere_model, image):
+    scene = slicer.vtkMRMLScene()
+    volume_node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+    nodes_before = scene.GetNumberOfNodes()
+    running = SegmentationLogic().start_job([volume_node], sphere_model, device="cpu")
+    workdir = running._workdir
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any(e.kind == job.PROGRESS for e in running.poll()):
+        assert not running.finished, running.error
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+    running.cancel()
+    events = running.wait(timeout=TIMEOUT_S)
+
+    assert running.state == job.CANCELLED
+    assert events[-1].state == job.CANCELLED
+    assert running.output is None
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert not Path(workdir).exists()  # temporary inputs removed
+
+
+def test_cli_error_reaches_the_job_and_the_scene_is_untouched(sphere_model, image, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(sphere_model.parent, broken)
+    data = json.loads((broken / "model.json").read_text())
+    data["sha256"] = "0" * 64
+    (broken / "model.json").write_text(json.dumps(data))
+    scene = slicer.vtkMRMLScene()
+    volume_node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+    nodes_before = scene.GetNumberOfNodes()
+
+    running = SegmentationLogic().start_job([volume_node], broken / "model.json", device="cpu")
+    events = running.wait(timeout=TIMEOUT_S)
+
+    assert running.state == job.FAILED
+    assert "do not match their manifest" in running.error
+    assert events[-1].message == running.error
+    assert scene.GetNumberOfNodes() == nodes_before

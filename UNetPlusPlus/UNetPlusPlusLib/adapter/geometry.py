@@ -1,0 +1,250 @@
+"""MRML volume nodes <-> engine ``Volume`` / ``LabelVolume``, and the one RAS<->LPS conversion.
+
+Slicer's world coordinates are RAS; the engine speaks ITK's LPS (docs/ARCHITECTURE.md,
+"Conventions"). The two differ by the sign of x and y, applied by :func:`ras_to_lps` and
+:func:`lps_to_ras`, the only place in the project where that conversion happens.
+
+A volume node's geometry is its IJK-to-RAS matrix: column ``a`` of its upper 3x3 block is the RAS
+step of index axis ``a`` (spacing times direction), and its last column is the RAS position of
+voxel (0, 0, 0). A linear parent transform is folded in, so the engine sees world coordinates.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import vtk
+from vtkmodules.util import numpy_support
+
+from ..engine.volume import LabelVolume, Volume
+from ..errors import UNetPlusPlusError
+
+_RAS_LPS_FLIP = np.array([-1.0, -1.0, 1.0])
+
+# Channels whose geometry differs by less than this (mm for positions, unitless for
+# directions) are treated as sharing one grid.
+GEOMETRY_TOLERANCE = 1e-4
+
+
+def ras_to_lps(xyz: Sequence[float] | np.ndarray) -> np.ndarray:
+    """RAS coordinates (last axis x, y, z) to LPS: negate x and y."""
+    return np.asarray(xyz, dtype=np.float64) * _RAS_LPS_FLIP
+
+
+def lps_to_ras(xyz: Sequence[float] | np.ndarray) -> np.ndarray:
+    """LPS coordinates (last axis x, y, z) to RAS: negate x and y (the flip is its own inverse)."""
+    return np.asarray(xyz, dtype=np.float64) * _RAS_LPS_FLIP
+
+
+def _numpy_from_vtk_matrix(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _vtk_matrix_from_numpy(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def geometry_from_ijk_to_ras(
+    ijk_to_ras: np.ndarray,
+) -> tuple[tuple[float, float, float], tuple[float, float, float], np.ndarray]:
+    """A 4x4 IJK-to-RAS matrix to ITK ``(spacing, origin, direction)`` in LPS."""
+    step_ras = np.asarray(ijk_to_ras, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(step_ras, axis=0)
+    if np.any(spacing <= 0):
+        raise UNetPlusPlusError("A volume has a zero voxel spacing; check its image geometry.")
+    direction_lps = ras_to_lps((step_ras / spacing).T).T  # flip the rows: each column is a vector
+    origin_lps = ras_to_lps(np.asarray(ijk_to_ras)[:3, 3])
+    return (
+        tuple(float(s) for s in spacing),
+        tuple(float(o) for o in origin_lps),
+        direction_lps,
+    )
+
+
+def ijk_to_ras_from_geometry(
+    spacing: Sequence[float], origin: Sequence[float], direction: np.ndarray
+) -> np.ndarray:
+    """ITK ``(spacing, origin, direction)`` in LPS to a 4x4 IJK-to-RAS matrix."""
+    direction_ras = lps_to_ras(np.asarray(direction, dtype=np.float64).T).T
+    matrix = np.eye(4)
+    matrix[:3, :3] = direction_ras * np.asarray(spacing, dtype=np.float64)
+    matrix[:3, 3] = lps_to_ras(origin)
+    return matrix
+
+
+def node_to_world_matrix(node) -> np.ndarray:
+    """The 4x4 matrix from a transformable node's coordinates to world (identity if none)."""
+    transform_node = node.GetParentTransformNode()
+    if transform_node is None:
+        return np.eye(4)
+    if not transform_node.IsTransformToWorldLinear():
+        raise UNetPlusPlusError(
+            f"'{node.GetName()}' is under a non-linear transform; harden the transform "
+            "(Data module, right-click, Harden transform) before segmenting."
+        )
+    matrix = vtk.vtkMatrix4x4()
+    transform_node.GetMatrixTransformToWorld(matrix)
+    return _numpy_from_vtk_matrix(matrix)
+
+
+def world_ijk_to_ras(volume_node) -> np.ndarray:
+    """IJK-to-world-RAS of a volume node: its own matrix, its extent start, its parent transform."""
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    ijk_to_ras = _numpy_from_vtk_matrix(matrix)
+    extent = volume_node.GetImageData().GetExtent()
+    start = np.array([extent[0], extent[2], extent[4]], dtype=np.float64)
+    if start.any():  # the array begins at a non-zero index: move the origin there
+        ijk_to_ras[:3, 3] += ijk_to_ras[:3, :3] @ start
+    return node_to_world_matrix(volume_node) @ ijk_to_ras
+
+
+def array_from_volume_node(volume_node) -> np.ndarray:
+    """The voxels of a scalar volume node as a (z, y, x) array (a copy)."""
+    image = volume_node.GetImageData()
+    scalars = image.GetPointData().GetScalars() if image is not None else None
+    if scalars is None:
+        raise UNetPlusPlusError(
+            f"Volume '{volume_node.GetName()}' has no image data; load it again."
+        )
+    if scalars.GetNumberOfComponents() != 1:
+        raise UNetPlusPlusError(
+            f"Volume '{volume_node.GetName()}' has {scalars.GetNumberOfComponents()} components "
+            "per voxel (colour or vector image); choose a scalar (greyscale) volume."
+        )
+    nx, ny, nz = image.GetDimensions()
+    return numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx).copy()
+
+
+def volume_from_nodes(
+    volume_nodes: Sequence, channel_names: Sequence[str] = (), labels: Sequence[str] = ()
+) -> Volume:
+    """Scalar volume nodes (one per channel, on one grid) to an engine ``Volume`` in LPS.
+
+    ``labels`` names each channel in error messages (for example the manifest's channel names);
+    ``channel_names`` is stored in the ``Volume``. Raises ``UNetPlusPlusError`` for a missing
+    node, a node without voxels, a colour volume, or channels whose grids differ.
+    """
+    if len(volume_nodes) == 0:
+        raise UNetPlusPlusError("No input volume selected; choose one in the Inputs section.")
+    labels = list(labels) or [f"channel {i + 1}" for i in range(len(volume_nodes))]
+    for label, node in zip(labels, volume_nodes):
+        if node is None:
+            raise UNetPlusPlusError(
+                f"No input volume selected for {label}; choose one in the Inputs section."
+            )
+    arrays = [array_from_volume_node(node) for node in volume_nodes]
+    matrices = [world_ijk_to_ras(node) for node in volume_nodes]
+    first = volume_nodes[0]
+    for node, array, matrix in zip(volume_nodes[1:], arrays[1:], matrices[1:]):
+        same_grid = array.shape == arrays[0].shape and np.allclose(
+            matrix, matrices[0], atol=GEOMETRY_TOLERANCE
+        )
+        if not same_grid:
+            raise UNetPlusPlusError(
+                f"Volumes '{first.GetName()}' and '{node.GetName()}' are not on the same voxel "
+                "grid; register and resample them to one grid (e.g. Resample Scalar/Vector/DWI "
+                "Volume) before segmenting."
+            )
+    spacing, origin, direction = geometry_from_ijk_to_ras(matrices[0])
+    return Volume(
+        array=np.stack(arrays).astype(np.float32, copy=False),
+        spacing=spacing,
+        origin=origin,
+        direction=direction,
+        channel_names=tuple(channel_names),
+    )
+
+
+def volume_node_from_volume(scene, volume: Volume, name: str, channel: int = 0):
+    """Add one channel of an engine ``Volume`` to ``scene`` as a scalar volume node (same voxels,
+    same place); e.g. to show probabilities, or to build scenes in tests."""
+    import slicer
+
+    array = np.ascontiguousarray(volume.array[channel])
+    nz, ny, nx = array.shape
+    image = vtk.vtkImageData()
+    image.SetDimensions(nx, ny, nz)
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    node = slicer.vtkMRMLScalarVolumeNode()
+    node.SetName(scene.GenerateUniqueName(name))
+    node.SetAndObserveImageData(image)
+    matrix = ijk_to_ras_from_geometry(volume.spacing, volume.origin, volume.direction)
+    node.SetIJKToRASMatrix(_vtk_matrix_from_numpy(matrix))
+    scene.AddNode(node)
+    return node
+
+
+def oriented_image_from_labels(labels: LabelVolume):
+    """An engine ``LabelVolume`` to a ``vtkOrientedImageData`` on the same voxels, in RAS.
+
+    The label values are kept (one shared labelmap); the image-to-world matrix is the
+    volume's IJK-to-RAS, so the labelmap is voxel-aligned with the volume it came from.
+    """
+    import slicer  # the adapter needs MRML; imported here so geometry math works without it
+
+    array = np.ascontiguousarray(labels.array)
+    if array.ndim != 3:
+        raise ValueError(f"label array must be (z, y, x), got shape {array.shape}")
+    if array.dtype not in (np.uint8, np.uint16, np.int16, np.int32):
+        array = array.astype(np.uint16 if array.max(initial=0) > 255 else np.uint8)
+    nz, ny, nx = array.shape
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(nx, ny, nz)
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    matrix = ijk_to_ras_from_geometry(labels.spacing, labels.origin, labels.direction)
+    image.SetImageToWorldMatrix(_vtk_matrix_from_numpy(matrix))
+    return image
+
+
+def array_from_oriented_image(image) -> np.ndarray:
+    """The voxels of a ``vtkOrientedImageData`` as a (z, y, x) array (a copy)."""
+    nx, ny, nz = image.GetDimensions()
+    scalars = image.GetPointData().GetScalars()
+    return numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx).copy()
+
+
+def image_to_world_matrix(image) -> np.ndarray:
+    """The 4x4 image-to-world (IJK-to-RAS) matrix of a ``vtkOrientedImageData``, at its extent
+    start."""
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    result = _numpy_from_vtk_matrix(matrix)
+    extent = image.GetExtent()
+    start = np.array([extent[0], extent[2], extent[4]], dtype=np.float64)
+    result[:3, 3] += result[:3, :3] @ start
+    return result
+
+
+def roi_corners_ras(roi_node) -> tuple[np.ndarray, np.ndarray]:
+    """The axis-aligned world (RAS) bounding box of a markups ROI as (min corner, max corner)."""
+    bounds = [0.0] * 6
+    roi_node.GetRASBounds(bounds)
+    low = np.array(bounds[0::2], dtype=np.float64)
+    high = np.array(bounds[1::2], dtype=np.float64)
+    if np.any(high <= low):
+        raise UNetPlusPlusError(f"ROI '{roi_node.GetName()}' is empty; place it around the target.")
+    return low, high
+
+
+def roi_box_lps(roi_node) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """A markups ROI as an engine box: two opposite LPS corners (x, y, z) in mm."""
+    low, high = roi_corners_ras(roi_node)
+    a, b = ras_to_lps(low), ras_to_lps(high)
+    return tuple(float(v) for v in a), tuple(float(v) for v in b)
+
+
+def control_point_ras(markups_node, index: int) -> np.ndarray:
+    """World (RAS) position of control point ``index`` of a markups node."""
+    if not 0 <= index < markups_node.GetNumberOfControlPoints():
+        raise UNetPlusPlusError(
+            f"Point list '{markups_node.GetName()}' has no point {index + 1}; place a point first."
+        )
+    position = [0.0, 0.0, 0.0]
+    markups_node.GetNthControlPointPositionWorld(index, position)
+    return np.array(position, dtype=np.float64)

@@ -1,0 +1,257 @@
+"""The Slicer module's logic without Qt: segment MRML volumes, start background jobs, export cases.
+
+:class:`SegmentationLogic` turns volume nodes (one per model channel), an optional markups ROI
+and an optional clicked point into an engine run, and writes the result into a
+``vtkMRMLSegmentationNode`` (see :mod:`.segmentation_writer`). Two ways to run:
+
+- :meth:`SegmentationLogic.segment` blocks and runs the engine in this process; for scripts and
+  tests. ``progress(stage, done, total)`` and ``cancel() -> bool`` are forwarded to the engine.
+- :meth:`SegmentationLogic.start_job` returns a running :class:`~.job.SegmentationJob` (the CLI in
+  a child process); the Widget polls it, so Slicer never freezes.
+
+Either way the scene changes only after a successful run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import slicer
+
+from ..engine.manifest import ModelManifest
+from ..engine.volume import Box, LabelVolume
+from ..errors import UNetPlusPlusError
+from .geometry import control_point_ras, ras_to_lps, roi_corners_ras, volume_from_nodes
+from .job import SegmentationJob
+from .panel import is_prompted
+from .segmentation_writer import binary_labelmap_name, next_numbered_name, write_segments
+
+ModelRef = Union[str, os.PathLike, ModelManifest]
+
+
+class SegmentationLogic:
+    """Segment MRML volumes with a UNet++ model package (see the module docstring)."""
+
+    def __init__(self, python: Optional[str] = None) -> None:
+        self.python = python  # interpreter for background jobs; None: PythonSlicer or this one
+        self._predictors: dict = {}
+
+    # ------------------------------------------------------------------ models
+    @staticmethod
+    def available_models() -> list[ModelManifest]:
+        """Every installed model package (built-in, user cache, ``UNETPP_MODELS``)."""
+        from ..engine.registry import list_models
+
+        return list_models()
+
+    @staticmethod
+    def resolve_model(model: ModelRef) -> ModelManifest:
+        """A manifest, a path to ``model.json`` (or its folder), or a task/model name."""
+        if isinstance(model, ModelManifest):
+            return model
+        path = Path(model)
+        if path.suffix == ".json" or path.is_dir():
+            return ModelManifest.load(path)
+        from ..engine.registry import find_model
+
+        return find_model(str(model))
+
+    def _predictor(self, manifest: ModelManifest, device: str):
+        from ..engine.predictor import Predictor
+
+        key = (str(manifest.path), manifest.sha256, device)
+        if key not in self._predictors:
+            self._predictors.clear()  # keep one model in memory
+            self._predictors[key] = Predictor(manifest, device=device)
+        return self._predictors[key]
+
+    # ------------------------------------------------------------------ running
+    def segment(
+        self,
+        volume_nodes: Sequence,
+        model: ModelRef,
+        depth: Union[int, str] = "auto",
+        device: str = "auto",
+        roi_node=None,
+        point_ras: Optional[Sequence[float]] = None,
+        output_node=None,
+        replace_existing: bool = False,
+        progress: Optional[Callable[[str, int, int], None]] = None,
+        cancel: Optional[Callable[[], bool]] = None,
+    ):
+        """Segment in this process (blocking); returns the segmentation node written to.
+
+        Raises ``UNetPlusPlusError`` (``CancelledError`` when ``cancel()`` returned true) and
+        then leaves the scene exactly as it was.
+        """
+        manifest = self.resolve_model(model)
+        volume = self._volume(volume_nodes, manifest)
+        roi = None
+        if roi_node is not None:
+            low, high = roi_corners_ras(roi_node)
+            roi = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
+        point = None if point_ras is None else tuple(float(v) for v in ras_to_lps(point_ras))
+        result = self._predictor(manifest, device).segment(
+            volume, depth=depth, roi=roi, point=point, progress=progress, cancel=cancel
+        )
+        return self.write_result(
+            result.labels, volume_nodes, manifest, output_node, replace_existing
+        )
+
+    def start_job(
+        self,
+        volume_nodes: Sequence,
+        model: ModelRef,
+        depth: Union[int, str] = "auto",
+        device: str = "auto",
+        roi_node=None,
+        point_ras: Optional[Sequence[float]] = None,
+        output_node=None,
+        replace_existing: bool = False,
+    ) -> SegmentationJob:
+        """Start a background run of the CLI; poll the returned job until it is finished.
+
+        When it succeeds, ``job.output`` is the segmentation node written to; until then the
+        scene is untouched. Input problems raise ``UNetPlusPlusError`` here, before any start.
+        """
+        manifest = self.resolve_model(model)
+        volume = self._volume(volume_nodes, manifest)
+        roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
+        nodes = list(volume_nodes)
+
+        def write(labels: LabelVolume, _result: dict):
+            return self.write_result(labels, nodes, manifest, output_node, replace_existing)
+
+        job = SegmentationJob(
+            volume=volume,
+            manifest=manifest,
+            depth=str(depth),
+            device=device,
+            point_ras=None if point_ras is None else [float(v) for v in point_ras],
+            roi_ras=roi_ras,
+            on_success=write,
+            python=self.python,
+        )
+        return job.start()
+
+    def write_result(
+        self,
+        labels: LabelVolume,
+        volume_nodes: Sequence,
+        manifest: ModelManifest,
+        output_node=None,
+        replace_existing: bool = False,
+    ):
+        """Write engine labels into ``output_node`` (or a new node); see write_segments.
+
+        A prompted (lung nodule) model adds numbered segments, "<label> 1", "<label> 2", ...:
+        each click adds one nodule to the chosen output node.
+        """
+        reference = volume_nodes[0]
+        if reference.GetScene() is None:
+            raise UNetPlusPlusError(f"Volume '{reference.GetName()}' is no longer in the scene.")
+        names = None
+        if is_prompted(manifest):
+            names = {
+                spec.value: next_numbered_name(output_node, spec.name)
+                if output_node is not None
+                else f"{spec.name} 1"
+                for spec in labels.labels
+            }
+        return write_segments(
+            labels,
+            reference,
+            segmentation_node=output_node,
+            replace_existing=replace_existing,
+            names=names,
+            node_name=f"{reference.GetName()} {manifest.task}",
+        )
+
+    @staticmethod
+    def _volume(volume_nodes: Sequence, manifest: ModelManifest):
+        channels = [channel.name for channel in manifest.channels]
+        nodes = list(volume_nodes)
+        if len(nodes) != len(channels):
+            raise UNetPlusPlusError(
+                f"Model '{manifest.name}' needs {len(channels)} input volume(s) "
+                f"({', '.join(channels)}); {len(nodes)} given."
+            )
+        return volume_from_nodes(nodes, channel_names=channels, labels=channels)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def point_from_markups(markups_node, index: int = -1) -> np.ndarray:
+        """RAS position of a control point (default: the last one placed)."""
+        count = markups_node.GetNumberOfControlPoints()
+        return control_point_ras(markups_node, index % count if count else 0)
+
+    # ------------------------------------------------------------------ training export
+    @staticmethod
+    def export_training_case(
+        volume_nodes: Sequence,
+        segmentation_node,
+        out_dir: Union[str, os.PathLike],
+        case_name: str,
+        channel_names: Sequence[str] = (),
+    ) -> list[Path]:
+        """Write one case in the layout ``unetpp train`` reads; returns the files written.
+
+        One volume: ``<case>.nrrd``; several: ``<case>_<channel>.nrrd`` (``channel_names``,
+        default the node names). The segmentation goes to ``<case>.seg.nrrd`` with its segment
+        names, colours and terminology. Files are written with Slicer's own storage nodes, which
+        are not added to the scene.
+        """
+        nodes = list(volume_nodes)
+        if not nodes or any(node is None for node in nodes):
+            raise UNetPlusPlusError("Select the input volume(s) to export.")
+        if segmentation_node is None:
+            raise UNetPlusPlusError("Select the segmentation to export.")
+        segmentation = segmentation_node.GetSegmentation()
+        if segmentation.GetNumberOfSegments() == 0:
+            raise UNetPlusPlusError(f"Segmentation '{segmentation_node.GetName()}' is empty.")
+        if hasattr(segmentation, "GetSourceRepresentationName"):
+            source = segmentation.GetSourceRepresentationName()
+        else:  # Slicer before 5.4
+            source = segmentation.GetMasterRepresentationName()
+        if source != binary_labelmap_name():
+            raise UNetPlusPlusError(
+                f"Segmentation '{segmentation_node.GetName()}' is stored as {source}; convert "
+                "it to a binary labelmap (Segmentations module) before exporting."
+            )
+        if not case_name or any(c in case_name for c in '/\\:*?"<>|'):
+            raise UNetPlusPlusError(
+                f"Case name {case_name!r} is not a valid file name; use letters, digits, - or _."
+            )
+        transforms = {id(n.GetParentTransformNode()) for n in [*nodes, segmentation_node]}
+        if len(transforms) > 1:
+            raise UNetPlusPlusError(
+                "The volumes and the segmentation are under different transforms; harden the "
+                "transforms before exporting."
+            )
+        names = list(channel_names) or [node.GetName() for node in nodes]
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if len(nodes) == 1:
+            targets = [out / f"{case_name}.nrrd"]
+        else:
+            targets = [out / f"{case_name}_{name}.nrrd" for name in names]
+        written = []
+        for node, target in zip(nodes, targets):
+            storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+            storage.SetFileName(str(target))
+            storage.SetUseCompression(True)
+            if not storage.WriteData(node):
+                raise UNetPlusPlusError(f"Could not write {target}; check the folder is writable.")
+            written.append(target)
+        seg_path = out / f"{case_name}.seg.nrrd"
+        storage = slicer.vtkMRMLSegmentationStorageNode()
+        storage.SetFileName(str(seg_path))
+        storage.SetUseCompression(True)
+        storage.SetCropToMinimumExtent(False)
+        if not storage.WriteData(segmentation_node):
+            raise UNetPlusPlusError(f"Could not write {seg_path}; check the folder is writable.")
+        written.append(seg_path)
+        return written

@@ -1,0 +1,123 @@
+"""Put an engine ``LabelVolume`` into a ``vtkMRMLSegmentationNode``.
+
+One segment per manifest label, with the manifest's name, colour and standard terminology. The
+segments share one binary labelmap (the source representation) on exactly the input volume's
+voxels, and the node's reference geometry is the input volume, so Segment Editor edits them at
+full resolution.
+
+User edits are never overwritten silently: segments of the same name are replaced only when
+``replace_existing`` is true; otherwise the result goes into a new node.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping, Sequence
+
+import slicer
+
+from ..engine.manifest import terminology_entry_string
+from ..engine.volume import LabelVolume
+from ..errors import UNetPlusPlusError
+from .geometry import oriented_image_from_labels
+
+
+def binary_labelmap_name() -> str:
+    return slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+
+
+def segment_names(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    count = segmentation.GetNumberOfSegments()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(count)]
+
+
+def next_numbered_name(segmentation_node, base: str) -> str:
+    """``"<base> N"`` with N one more than the largest N already in the node (for nodules)."""
+    pattern = re.compile(rf"^{re.escape(base)} (\d+)$")
+    matches = (pattern.match(name) for name in segment_names(segmentation_node))
+    used = [int(m.group(1)) for m in matches if m]
+    return f"{base} {max(used, default=0) + 1}"
+
+
+def new_segmentation_node(scene, reference_volume_node, name: str):
+    """An empty segmentation node in ``scene`` whose reference geometry is the volume's grid."""
+    node = slicer.vtkMRMLSegmentationNode()
+    node.SetName(scene.GenerateUniqueName(name))
+    scene.AddNode(node)
+    node.CreateDefaultDisplayNodes()
+    node.SetSourceRepresentationToBinaryLabelmap()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    return node
+
+
+def write_segments(
+    labels: LabelVolume,
+    reference_volume_node,
+    segmentation_node=None,
+    replace_existing: bool = False,
+    names: Mapping[int, str] | None = None,
+    node_name: str | None = None,
+    values: Sequence[int] | None = None,
+):
+    """Write ``labels`` as segments; return the node that received them.
+
+    - ``segmentation_node`` None: a new node named ``node_name`` is added to the volume's scene.
+    - an existing node without segments of the same names: the segments are added to it.
+    - an existing node with such segments: they are replaced when ``replace_existing``;
+      otherwise a new node is created and the existing node is left untouched.
+
+    ``names`` overrides segment names by label value (e.g. "nodule 2"); ``values`` restricts
+    the labels written (default: every label of the manifest, even if empty in this result).
+    """
+    scene = reference_volume_node.GetScene()
+    if scene is None:
+        raise UNetPlusPlusError(f"Volume '{reference_volume_node.GetName()}' is not in a scene.")
+    specs = [spec for spec in labels.labels if values is None or spec.value in values]
+    wanted = {spec.value: (names or {}).get(spec.value, spec.name) for spec in specs}
+    node_name = node_name or f"{reference_volume_node.GetName()} segmentation"
+
+    if segmentation_node is not None:
+        if segmentation_node.GetParentTransformNode() is not None:
+            raise UNetPlusPlusError(
+                f"Segmentation '{segmentation_node.GetName()}' is under a transform; choose "
+                "'Create new segmentation' as output or harden its transform first."
+            )
+        clash = set(wanted.values()) & set(segment_names(segmentation_node))
+        if clash and not replace_existing:
+            segmentation_node = None  # keep the user's segments: write a new node instead
+    if segmentation_node is None:
+        segmentation_node = new_segmentation_node(scene, reference_volume_node, node_name)
+    elif not segmentation_node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    ):
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+
+    shared_labelmap = oriented_image_from_labels(labels)
+    representation = binary_labelmap_name()
+    terminology_tag = slicer.vtkSegment.GetTerminologyEntryTagName()
+    segmentation = segmentation_node.GetSegmentation()
+    was_modifying = segmentation_node.StartModify()
+    try:
+        for spec in specs:
+            name = wanted[spec.value]
+            segment = slicer.vtkSegment()
+            segment.SetName(name)
+            segment.SetColor(*[float(c) for c in spec.color][:3])
+            segment.SetLabelValue(int(spec.value))
+            # SetTag rather than SetTerminology: the latter is missing before Slicer 5.8
+            segment.SetTag(terminology_tag, terminology_entry_string(spec))
+            segment.AddRepresentation(representation, shared_labelmap)
+            segment_id, insert_before = "", ""
+            existing_id = segmentation.GetSegmentIdBySegmentName(name)
+            if existing_id:  # only reached when replace_existing: keep its id and position
+                index = segmentation.GetSegmentIndex(existing_id)
+                if index + 1 < segmentation.GetNumberOfSegments():
+                    insert_before = segmentation.GetNthSegmentID(index + 1)
+                segmentation.RemoveSegment(existing_id)
+                segment_id = existing_id
+            if not segmentation.AddSegment(segment, segment_id, insert_before):
+                raise RuntimeError(f"could not add segment {name!r} to {segmentation_node.GetID()}")
+    finally:
+        segmentation_node.EndModify(was_modifying)
+    return segmentation_node
