@@ -28,3 +28,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"public data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sphere_model() -> Path:
+    """model.json of the tiny sphere-segmenting test model (Testing/fixtures/make_sphere_model.py).
+
+    One CT channel (window -200..400 HU), 2 mm spacing, a 32^3 tile, one label named "liver"
+    with its SNOMED CT codes; it segments 300 HU balls on a 0 HU background.
+    """
+    path = REPO_ROOT / "Testing" / "fixtures" / "sphere_model" / "model.json"
+    assert path.is_file(), "run Testing/fixtures/make_sphere_model.py to regenerate the fixture"
+    return path
+
+
+@pytest.fixture(scope="session")
+def sphere_predictor(sphere_model):
+    from UNetPlusPlusLib.engine.predictor import Predictor
+
+    return Predictor.from_manifest_path(sphere_model, device="cpu", threads=2)

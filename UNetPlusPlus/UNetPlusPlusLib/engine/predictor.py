@@ -1,0 +1,272 @@
+"""Segment a volume with a model package: the engine's one entry point for inference.
+
+The steps follow docs/ARCHITECTURE.md: optional ROI or point crop, resampling onto the model's
+canonical grid (identity LPS direction, model spacing), normalisation from the manifest,
+Gaussian-blended sliding-window inference with the (possibly pruned) UNet++ (Zhou et al., IEEE
+TMI 2019, section III-C, "model pruning"), and resampling of the class probabilities back onto
+the exact input grid before the argmax.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..errors import UNetPlusPlusError
+from .devices import autocast_context, configure_threads, is_out_of_memory, resolve_device
+from .manifest import ModelManifest, load_weights
+from .network import UNetPlusPlus3D
+from .normalize import normalize
+from .postprocess import keep_largest_component
+from .tiling import sliding_window_inference
+from .volume import (
+    Box,
+    LabelVolume,
+    Volume,
+    canonical_grid,
+    crop_to_box,
+    resample_to_reference,
+    resample_volume,
+)
+
+Depth = Union[int, str]
+ProgressCallback = Callable[[str, int, int], None]
+CancelCallback = Callable[[], bool]
+
+
+@dataclass
+class SegmentationResult:
+    """Labels (and optionally probabilities) on the input grid, plus run information."""
+
+    labels: LabelVolume
+    probabilities: Optional[Volume] = None
+    info: dict = field(default_factory=dict)
+
+
+def parse_depth(depth: Depth, manifest: ModelManifest) -> Depth:
+    """Turn a user's depth ("auto", "ensemble", 1..4, "L3") into 1..4 or "ensemble"."""
+    text = str(depth).strip().lower()
+    if text == "auto":
+        return int(manifest.recommended_depth)
+    if text == "ensemble":
+        return "ensemble"
+    text = text[1:] if text.startswith("l") else text
+    if text.isdigit() and int(text) in manifest.depths:
+        return int(text)
+    choices = ", ".join([str(d) for d in manifest.depths] + ["ensemble", "auto"])
+    raise UNetPlusPlusError(f"Depth {depth!r} is not available for this model; choose {choices}.")
+
+
+class Predictor:
+    """A loaded model package, ready to segment volumes on one device."""
+
+    def __init__(
+        self, manifest: ModelManifest, device: str = "auto", threads: Optional[int] = None
+    ) -> None:
+        self.manifest = manifest
+        self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            configure_threads(threads)
+        self.model = UNetPlusPlus3D.from_config(manifest.network)
+        state = load_weights(manifest)
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise UNetPlusPlusError(
+                f"The weights in {manifest.weights_path} do not fit the network described in "
+                f"{manifest.path}: {str(error).splitlines()[0]}"
+            ) from error
+        self.model.eval().to(self.device)
+
+    @classmethod
+    def from_task(cls, task: str, **kwargs) -> Predictor:
+        """Load the built-in or installed model for a task ("liver", "brain-tumor", ...)."""
+        from .registry import find_model
+
+        return cls(find_model(task), **kwargs)
+
+    @classmethod
+    def from_manifest_path(cls, path: Union[str, Path], **kwargs) -> Predictor:
+        return cls(ModelManifest.load(path), **kwargs)
+
+    # ------------------------------------------------------------------ inference
+    def segment(
+        self,
+        volume: Volume,
+        depth: Depth = "auto",
+        roi: Optional[Box] = None,
+        point: Optional[Sequence[float]] = None,
+        overlap: Optional[float] = None,
+        tile_batch: int = 1,
+        largest_component: Optional[bool] = None,
+        return_probabilities: bool = False,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelCallback] = None,
+    ) -> SegmentationResult:
+        """Segment `volume`; the result sits exactly on the volume's grid."""
+        started = time.perf_counter()
+        report = progress or (lambda stage, done, total: None)
+        depth = parse_depth(depth, self.manifest)
+        self._check_input(volume)
+        region, slices = self._region_of_interest(volume, roi, point)
+
+        report("preprocess", 0, 1)
+        grid = canonical_grid(region, self.manifest.spacing)
+        resampled = resample_volume(region, grid, interpolator="linear")
+        channel_norms = [channel.normalization for channel in self.manifest.channels]
+        normalized = normalize(resampled, channel_norms)
+        image = torch.from_numpy(np.ascontiguousarray(normalized.array, dtype=np.float32))
+        report("preprocess", 1, 1)
+
+        info: dict = {"depth": depth, "fallbacks": []}
+        probabilities = self._infer(image, depth, overlap, tile_batch, report, cancel, info)
+
+        report("postprocess", 0, 1)
+        region_probs = resample_to_reference(probabilities, grid, region, interpolator="linear")
+        del probabilities
+        labels = self._assemble_labels(volume, region_probs, slices)
+        keep_largest = self._postprocess_option("largest_component", largest_component)
+        if keep_largest:
+            labels = keep_largest_component(labels)
+        label_volume = LabelVolume(
+            array=labels,
+            spacing=tuple(volume.spacing),
+            origin=tuple(volume.origin),
+            direction=np.array(volume.direction, dtype=np.float64),
+            labels=list(self.manifest.labels),
+        )
+        prob_volume = None
+        if return_probabilities:
+            prob_volume = self._full_probabilities(volume, region_probs, slices)
+        report("postprocess", 1, 1)
+        info["seconds"] = time.perf_counter() - started
+        info["model"] = self.manifest.name
+        return SegmentationResult(label_volume, prob_volume, info)
+
+    # ------------------------------------------------------------------ steps
+    def _check_input(self, volume: Volume) -> None:
+        expected = len(self.manifest.channels)
+        got = volume.array.shape[0] if volume.array.ndim == 4 else 0
+        if volume.array.ndim != 4 or got != expected:
+            names = ", ".join(channel.name for channel in self.manifest.channels)
+            raise UNetPlusPlusError(
+                f"Model '{self.manifest.name}' needs {expected} input volume(s) ({names}); "
+                f"got {got}."
+            )
+        if not np.isfinite(volume.array).all():
+            raise UNetPlusPlusError("The input volume contains NaN or infinite voxels.")
+
+    def _region_of_interest(
+        self, volume: Volume, roi: Optional[Box], point: Optional[Sequence[float]]
+    ) -> tuple[Volume, Optional[tuple]]:
+        prompt = self.manifest.prompt or {}
+        if point is not None:
+            size = prompt.get("box_mm") or [
+                t * s for t, s in zip(self.manifest.tile_size, self.manifest.spacing)
+            ]
+            point_box = Box.around(point, size)
+            roi = point_box if roi is None else roi.intersect(point_box)
+        elif prompt.get("kind") == "point" and roi is None:
+            raise UNetPlusPlusError(
+                f"Model '{self.manifest.name}' segments around a clicked point: give a point "
+                "(--point X Y Z) or a region of interest on the lesion."
+            )
+        if roi is None:
+            return volume, None
+        return crop_to_box(volume, roi)
+
+    def _infer(
+        self,
+        image: torch.Tensor,
+        depth: Depth,
+        overlap: Optional[float],
+        tile_batch: int,
+        report: ProgressCallback,
+        cancel: Optional[CancelCallback],
+        info: dict,
+    ) -> np.ndarray:
+        """Sliding-window inference with the CUDA out-of-memory fallback chain."""
+        overlap = self.manifest.overlap if overlap is None else float(overlap)
+        device, batch = self.device, max(1, int(tile_batch))
+        while True:
+            try:
+                result = self._sliding_window(image, depth, overlap, batch, device, report, cancel)
+                info["device"] = str(device)
+                info["tile_batch"] = batch
+                return result
+            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
+                if not is_out_of_memory(error):
+                    raise
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if batch > 1:
+                    batch = max(1, batch // 2)
+                    message = f"out of memory on {device}; retrying with tile batch {batch}"
+                elif device.type != "cpu":
+                    self.model.to("cpu")
+                    device = torch.device("cpu")
+                    message = "out of GPU memory; retrying on the CPU"
+                else:
+                    raise UNetPlusPlusError(
+                        "Out of memory on the CPU. Close other programs, restrict the run to a "
+                        "region of interest, or choose a shallower depth."
+                    ) from error
+                info["fallbacks"].append(message)
+                report("fallback: " + message, 0, 1)
+
+    def _sliding_window(self, image, depth, overlap, batch, device, report, cancel) -> np.ndarray:
+        model = self.model
+
+        def predict(tiles: torch.Tensor) -> torch.Tensor:
+            with autocast_context(device):
+                logits = model(tiles, depth=depth)
+            return torch.softmax(logits.float(), dim=1)
+
+        with torch.inference_mode():
+            probabilities = sliding_window_inference(
+                image,
+                tile_zyx=self.manifest.tile_size_zyx,
+                predict=predict,
+                num_classes=self.manifest.num_classes,
+                overlap=overlap,
+                batch_size=batch,
+                device=device,
+                progress=lambda done, total: report("infer", done, total),
+                cancel=cancel,
+            )
+        return probabilities.float().cpu().numpy()
+
+    def _assemble_labels(self, volume: Volume, region_probs: np.ndarray, slices) -> np.ndarray:
+        dtype = np.uint8 if self.manifest.num_classes <= 256 else np.uint16
+        region_labels = np.argmax(region_probs, axis=0).astype(dtype)
+        if slices is None:
+            return region_labels
+        labels = np.zeros(volume.array.shape[1:], dtype=dtype)
+        labels[slices] = region_labels
+        return labels
+
+    def _full_probabilities(self, volume: Volume, region_probs: np.ndarray, slices) -> Volume:
+        if slices is None:
+            full = region_probs.astype(np.float32)
+        else:
+            full = np.zeros((region_probs.shape[0],) + volume.array.shape[1:], dtype=np.float32)
+            full[0] = 1.0
+            full[(slice(None),) + tuple(slices)] = region_probs
+        names = ("background",) + tuple(label.name for label in self.manifest.labels)
+        return Volume(
+            array=full,
+            spacing=tuple(volume.spacing),
+            origin=tuple(volume.origin),
+            direction=np.array(volume.direction, dtype=np.float64),
+            channel_names=names,
+        )
+
+    def _postprocess_option(self, key: str, override: Optional[bool]) -> bool:
+        if override is not None:
+            return bool(override)
+        return bool((self.manifest.postprocess or {}).get(key, False))
