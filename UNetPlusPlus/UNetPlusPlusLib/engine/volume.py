@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .nifti_check import check_nifti_complete
 
 if TYPE_CHECKING:
     from .manifest import LabelSpec
@@ -233,6 +234,7 @@ def read_image(path: PathLike) -> sitk.Image:
         raise UNetPlusPlusError(f"Image not found: {path}.")
     if path.is_dir():
         return _read_dicom_folder(path)
+    check_nifti_complete(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
