@@ -152,3 +152,53 @@ def test_models_list_and_subprocess_entry_point(sphere_model, tmp_path, monkeypa
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert "sphere-test" in completed.stdout
+
+
+def _image_file(tmp_path, name, image):
+    path = tmp_path / name
+    sitk.WriteImage(image, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "make_image,message",
+    [
+        (lambda: sitk.Image([32, 32], sitk.sitkInt16), "2D"),
+        (lambda: sitk.Image([16, 16, 16, 3], sitk.sitkInt16), "4D"),
+        (lambda: sitk.Image([16, 16, 16], sitk.sitkVectorFloat32, 3), "values per voxel"),
+    ],
+)
+def test_wrong_dimensionality_is_refused(sphere_model, tmp_path, capsys, make_image, message):
+    path = _image_file(tmp_path, "bad.nrrd", make_image())
+    assert (
+        main(["segment", path, "--model", str(sphere_model), "-o", str(tmp_path / "o.seg.nrrd")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert message.lower() in err.lower() and "bad.nrrd" in err
+
+
+def test_checksum_mismatch_is_refused(sphere_model, sphere_file, tmp_path, capsys):
+    import shutil
+
+    package = tmp_path / "package"
+    shutil.copytree(sphere_model.parent, package)
+    weights = package / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    path, _ = sphere_file
+    code = main(["segment", str(path), "--model", str(package / "model.json"), "-o",
+                 str(tmp_path / "o.seg.nrrd")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "sha256" in err.lower() and "weights.safetensors" in err
+    assert not (tmp_path / "o.seg.nrrd").exists()
+
+
+def test_models_list_shows_depths_and_validation(sphere_model, monkeypatch, capsys):
+    monkeypatch.setenv("UNETPP_MODELS", str(sphere_model.parent.parent))
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "sphere-test" in out and "L3" in out and "(recommended)" in out and "ensemble" in out

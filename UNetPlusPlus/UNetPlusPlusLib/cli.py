@@ -304,12 +304,27 @@ def run_models(args: argparse.Namespace, progress) -> dict:
     if not manifests:
         print("no models found in: " + ", ".join(str(p) for p in registry.model_dirs()))
     for manifest in manifests:
-        depth = manifest.recommended_depth
+        print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent})")
         print(
-            f"{manifest.task:<14} {manifest.name:<28} depths {manifest.depths} "
-            f"(recommended {depth})  {Path(manifest.path).parent}"
+            f"  inputs: {', '.join(c.name for c in manifest.channels)}; "
+            f"labels: {', '.join(label.name for label in manifest.labels)}"
         )
+        for depth in [*manifest.depths, "ensemble"]:
+            print("  " + describe_depth(manifest, depth))
     return {}
+
+
+def describe_depth(manifest, depth) -> str:
+    """One line per depth: validation Dice per label and seconds per volume, when recorded."""
+    figures = manifest.validation_for(depth)
+    name = f"L{depth}" if isinstance(depth, int) else str(depth)
+    marker = " (recommended)" if depth == manifest.recommended_depth else ""
+    dice = figures.get("dice") or {}
+    parts = [f"Dice {k} {v:.3f}" for k, v in dice.items() if isinstance(v, (int, float))]
+    seconds = figures.get("seconds_per_volume")
+    if isinstance(seconds, (int, float)):
+        parts.append(f"{seconds:.1f} s/volume")
+    return f"{name:<9}{marker:<14} " + ("; ".join(parts) if parts else "no validation figures")
 
 
 def _add_models_parser(subparsers) -> None:
