@@ -156,8 +156,12 @@ def _tokens(name: str) -> set[str]:
 
 
 def _aliases(channel_name: str) -> tuple[str, ...]:
+    """Spellings of a channel in volume names: a manifest's "T1Gd" also matches "t1ce"."""
     key = re.sub(r"[^a-z0-9+]", "", channel_name.lower())
-    return _CHANNEL_ALIASES.get(key, (key,))
+    for aliases in _CHANNEL_ALIASES.values():
+        if key in aliases:
+            return aliases
+    return (key,)
 
 
 def channel_of_volume(volume_name: str, channel_names: Sequence[str]) -> Optional[int]:
