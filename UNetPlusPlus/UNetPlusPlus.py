@@ -648,6 +648,8 @@ class UNetPlusPlusWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.setValue(100)
             self.ui.statusLabel.text = self.resultSummary(job)
             self.appendLog(self.ui.statusLabel.text)
+            if node is not None:
+                self.appendLog(_("Segments written to '{name}'.").format(name=node.GetName()))
             manifest = self.currentModel()
             if self._parameterNode is not None and manifest and panel.is_prompted(manifest):
                 self._parameterNode.outputSegmentation = node  # next clicks add to this node
