@@ -19,11 +19,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Union
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, so the Slicer panel
+    import torch  # can list models before PyTorch is installed.
 
 FORMAT_VERSION = 1
 MANIFEST_FILENAME = "model.json"
@@ -628,15 +629,18 @@ def save_model_package(
     out_dir: PathLike,
     model_state_dict: Mapping[str, torch.Tensor],
     manifest: ModelManifest,
-    dtype: torch.dtype = torch.float32,
+    dtype: Optional[torch.dtype] = None,
 ) -> ModelManifest:
     """Write ``weights.safetensors`` and ``model.json`` (with the weights' sha256) to ``out_dir``.
 
     Floating tensors are stored as ``dtype`` (float16 halves the size; values must fit its range);
-    integer tensors are kept. Returns the saved manifest, whose ``path`` points into ``out_dir``.
+    integer tensors are kept (default float32). Returns the saved manifest, whose ``path`` points
+    into ``out_dir``.
     """
+    import torch
     from safetensors.torch import save_file
 
+    dtype = torch.float32 if dtype is None else dtype
     if dtype not in (torch.float16, torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be float16, bfloat16 or float32, not {dtype}")
     tensors = {}

@@ -1,0 +1,55 @@
+"""The layering contract: the engine imports neither Slicer nor Qt, and the module file imports
+only what Slicer provides, so it loads before torch is installed."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LIB = Path(__file__).resolve().parents[1] / "UNetPlusPlus" / "UNetPlusPlusLib"
+MODULE_FILE = LIB.parent / "UNetPlusPlus.py"
+FORBIDDEN_IN_ENGINE = {"slicer", "qt", "ctk", "PySide6", "PyQt5", "PyQt6", "vtk", "mrml"}
+ALLOWED_AT_MODULE_SCOPE = {"slicer", "qt", "ctk", "vtk", "numpy", "UNetPlusPlusLib"}
+
+
+def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    roots = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+ENGINE_FILES = sorted(
+    [*(LIB / "engine").glob("*.py"), *(LIB / "training").glob("*.py"),
+     LIB / "cli.py", LIB / "segfile.py", LIB / "preview.py", LIB / "errors.py"]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ENGINE_FILES, ids=lambda p: p.name)
+def test_engine_imports_neither_slicer_nor_qt(path):
+    assert not (_imported_roots(path) & FORBIDDEN_IN_ENGINE), path
+
+
+def test_module_file_imports_only_what_slicer_provides_at_file_scope():
+    stdlib = set(sys.stdlib_module_names)
+    roots = _imported_roots(MODULE_FILE, top_level_only=True) - stdlib - {"__future__"}
+    assert roots <= ALLOWED_AT_MODULE_SCOPE, roots - ALLOWED_AT_MODULE_SCOPE
+
+
+def test_listing_models_does_not_import_torch():
+    code = (
+        "import sys; import UNetPlusPlusLib.engine.registry as r; r.list_models(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
