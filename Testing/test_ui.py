@@ -264,7 +264,9 @@ def preview_model():
     return fixture, [fixture]
 
 
-def test_panel_renders_offscreen_into_the_screenshot():
+def test_panel_renders_offscreen_into_the_screenshot(tmp_path):
+    """Renders into tmp; UNETPP_UPDATE_SCREENSHOTS=1 refreshes the committed Screenshots/panel.png."""
+    screenshot = SCREENSHOT if os.environ.get("UNETPP_UPDATE_SCREENSHOTS") else tmp_path / "p.png"
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     QtCore = pytest.importorskip("PySide6.QtCore")
     QtWidgets = pytest.importorskip("PySide6.QtWidgets")
@@ -324,11 +326,11 @@ def test_panel_renders_offscreen_into_the_screenshot():
     root.show()
     app.processEvents()
     pixmap = root.grab()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert pixmap.save(str(SCREENSHOT), "PNG")
+    screenshot.parent.mkdir(exist_ok=True)
+    assert pixmap.save(str(screenshot), "PNG")
     root.close()
 
-    pixels = np.asarray(Image.open(SCREENSHOT).convert("RGB"), dtype=np.float32)
+    pixels = np.asarray(Image.open(screenshot).convert("RGB"), dtype=np.float32)
     assert pixels.shape[0] > 300 and pixels.shape[1] >= 400
     assert pixels.std() > 10, "the rendered panel is blank"
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
