@@ -265,7 +265,7 @@ def preview_model():
 
 
 def test_panel_renders_offscreen_into_the_screenshot(tmp_path):
-    """Renders into tmp; UNETPP_UPDATE_SCREENSHOTS=1 refreshes the committed Screenshots/panel.png."""
+    """Renders into tmp; UNETPP_UPDATE_SCREENSHOTS=1 refreshes Screenshots/panel.png."""
     screenshot = SCREENSHOT if os.environ.get("UNETPP_UPDATE_SCREENSHOTS") else tmp_path / "p.png"
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     QtCore = pytest.importorskip("PySide6.QtCore")
