@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from safetensors.torch import load_file
 from test_training_dataset import SIZE, _image, ball, write_slicer_dataset
@@ -26,6 +27,15 @@ TINY = [
     "--labels", "tumor", "--tile", "32", "32", "32", "--features", "4", "8", "16", "32", "64",
     "4", "--batch-size", "2", "--lr", "0.003", "--no-progress", "--threads", "1",
 ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: two threads on two busy shared cores spin and crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,7 @@ def _weights(path):
 
 
 def test_resume_continues_bit_for_bit(data_dir, tmp_path, monkeypatch):
-    common = [*TINY, "--epochs", "2", "--iterations-per-epoch", "3", "--val-every", "5"]
+    common = [*TINY, "--epochs", "2", "--iterations-per-epoch", "2", "--val-every", "5"]
     common += ["--cache-dir", str(tmp_path / "cache")]
     straight = tmp_path / "straight"
     assert main([str(data_dir), "-o", str(straight), *common]) == 0
@@ -139,3 +149,22 @@ def test_fine_tuning_starts_from_a_package(data_dir, trained, tmp_path):
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "out")]) == 2
     assert "error: Data folder" in capsys.readouterr().err
+
+
+def test_tiny_run_on_public_lung_nodule_crops(shared_data, repo_root, tmp_path):
+    out = tmp_path / "nodule"
+    args = [str(shared_data / "lung-nodule" / "lidc-vois"), "-o", str(out)]
+    args += ["--dataset-json", str(repo_root / "Resources" / "Datasets" / "lidc-vois.json")]
+    args += ["--max-cases", "2", "--epochs", "1", "--iterations-per-epoch", "2"]
+    args += ["--features", "4", "8", "16", "32", "64", "4", "--threads", "1", "--no-progress"]
+    assert main(args) == 0
+    manifest = ModelManifest.load(out / "model.json")
+    assert manifest.prompt == {"kind": "point", "box_mm": [32, 32, 20]}
+    assert manifest.labels[0].terminology["type"]["meaning"] == "Nodule"
+    assert manifest.validation["label_source"].startswith("expert")
+    case = manifest.validation["cases"][0]
+    image = sitk.ReadImage(str(shared_data / "lung-nodule/lidc-vois/image" / f"{case}.nii.gz"))
+    centre = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in image.GetSize()])
+    predictor = Predictor(manifest, device="cpu", threads=1)
+    result = predictor.segment(volume_from_sitk([image]), point=centre)
+    assert result.labels.array.shape == sitk.GetArrayViewFromImage(image).shape

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..engine.volume import Grid, Volume, read_labelmap, read_volume
+from ..engine.volume import Grid, LabelVolume, Volume, read_labelmap, read_volume, resample_labels
 from ..errors import UNetPlusPlusError
 from .dataset import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, Selector
 
@@ -262,24 +262,25 @@ def _describe(selectors: Sequence[Selector]) -> str:
 
 
 def _align_to_image(labels: np.ndarray, grid: Grid, image: Grid, case: CaseFiles) -> np.ndarray:
-    """The label map on the image grid: identical, or a sub-box of it (Slicer crops segments)."""
+    """The label map on the image grid.
+
+    Accepted: the same grid; a sub-box of it (Slicer crops segmentations to their extent); the
+    same voxels stored in another axis order or with flipped axes (for example a NIfTI label of
+    a DICOM series). Then every label voxel centre is an image voxel centre and nearest-neighbour
+    resampling copies the labels exactly. Anything else is a geometry mismatch.
+    """
     if grid.isclose(image):
         return labels
-    same_axes = np.allclose(grid.spacing, image.spacing, rtol=1e-3) and np.allclose(
-        grid.direction, image.direction, atol=1e-3
-    )
+    steps = np.linalg.inv(image.direction * np.asarray(image.spacing))
+    mapping = steps @ (grid.direction * np.asarray(grid.spacing))  # label axis -> image index
     offset = image.physical_to_index(grid.origin)
-    if same_axes and np.allclose(offset, np.round(offset), atol=1e-2):
-        start = np.round(offset).astype(int)[::-1]  # (z, y, x)
-        out = np.zeros(image.shape_zyx, dtype=labels.dtype)
-        dst_lo = np.maximum(start, 0)
-        dst_hi = np.minimum(start + labels.shape, image.shape_zyx)
-        if np.all(dst_hi > dst_lo):
-            src_lo, src_hi = dst_lo - start, dst_hi - start
-            dst = tuple(slice(a, b) for a, b in zip(dst_lo, dst_hi))
-            src = tuple(slice(a, b) for a, b in zip(src_lo, src_hi))
-            out[dst] = labels[src]
-        return out
+    magnitudes = np.abs(mapping)
+    permutation = np.allclose(magnitudes, np.round(magnitudes), atol=1e-3) and np.array_equal(
+        np.round(magnitudes).sum(axis=0), np.ones(3)
+    )
+    permutation = permutation and np.array_equal(np.round(magnitudes).sum(axis=1), np.ones(3))
+    if permutation and np.allclose(offset, np.round(offset), atol=1e-2):
+        return resample_labels(LabelVolume.on_grid(labels, grid), image).array
     raise UNetPlusPlusError(
         f"Case '{case.case_id}': the geometry of the label {case.label.name} does not match its "
         f"image {case.images[0].name} (label size {grid.size_xyz}, spacing "

@@ -328,11 +328,13 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------
     def run(self) -> Optional[ModelManifest]:
         """Train, validate, checkpoint, and write the model package (on rank 0)."""
+        threads_before = torch.get_num_threads()
         self._setup()
         try:
             return self._run()
         finally:
             distributed.shutdown(self.context)
+            torch.set_num_threads(threads_before)
 
     def _run(self) -> Optional[ModelManifest]:
         config = self.config

@@ -1,0 +1,109 @@
+"""Per-depth validation, the pruning rule, and checkpoints without pickles."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+from UNetPlusPlusLib.training.checkpoint import load_checkpoint, save_checkpoint
+from UNetPlusPlusLib.training.preprocess import PreprocessedCase, foreground_points
+from UNetPlusPlusLib.training.validation import dice_per_label, evaluate_depths, recommend_depth
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: two threads on two busy shared cores spin and crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_dice_per_label():
+    target = np.zeros((4, 4, 4), dtype=np.uint8)
+    target[0, 0, :2] = 1
+    prediction = target.copy()
+    prediction[0, 0, 1] = 0
+    scores = dice_per_label(prediction, target, 2)
+    assert scores[0] == pytest.approx(2 * 1 / 3)
+    assert math.isnan(scores[1])  # label 2 is in neither
+
+
+def _per_depth(means: dict) -> dict:
+    return {str(k): {"mean_dice": v} for k, v in means.items()}
+
+
+def test_pruning_rule_picks_the_shallowest_depth_within_tolerance():
+    figures = _per_depth({1: 0.70, 2: 0.795, 3: 0.80, 4: 0.79, "ensemble": 0.801})
+    assert recommend_depth(figures, 0.01) == 2
+    assert recommend_depth(figures, 0.0) == 3  # nothing is within 0 of the ensemble: best depth
+    assert recommend_depth(figures, 0.2) == 1
+    assert recommend_depth(_per_depth({1: None, 2: None}), 0.01) == 4
+
+
+class _Threshold(nn.Module):
+    """A stand-in network: class 1 where the image exceeds 0.5 (``flip`` inverts it)."""
+
+    def __init__(self, flip_at_depth: int | None = None) -> None:
+        super().__init__()
+        self.flip_at_depth = flip_at_depth
+        self.calls: list = []
+
+    def forward(self, x, depth=4):
+        self.calls.append(depth)
+        foreground = (x[:, :1] > 0.5).float()
+        if depth == self.flip_at_depth:
+            foreground = 1 - foreground
+        return torch.cat([1 - foreground, foreground], dim=1) * 20.0
+
+
+def _case(seed: int) -> PreprocessedCase:
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((20, 24, 28), dtype=np.uint8)
+    labels[5:12, 6:15, rng.integers(3, 10) : 20] = 1
+    image = np.where(labels == 1, 0.9, 0.1).astype(np.float32)[None]
+    return PreprocessedCase("c", "c", image, labels, foreground_points(labels, 0), np.zeros(1))
+
+
+def test_evaluate_depths_scores_and_times_every_depth():
+    model = _Threshold(flip_at_depth=2)
+    cases = [_case(0), _case(1)]
+    results = evaluate_depths(model, cases, ["tumor"], (16, 16, 16), 0.25, torch.device("cpu"))
+    assert sorted(results) == ["1", "2", "3", "4", "ensemble"]
+    assert results["1"]["dice"]["tumor"] == 1.0
+    assert results["2"]["dice"]["tumor"] == 0.0
+    assert all(v["seconds_per_volume"] > 0 for v in results.values())
+    assert set(model.calls) == {1, 2, 3, 4, "ensemble"}
+    json.dumps(results)  # manifest-ready
+
+
+def test_checkpoint_round_trip_is_exact_and_pickle_free(tmp_path):
+    torch.manual_seed(0)
+    network = UNetPlusPlus3D(1, 2, (2, 2, 2, 2, 2, 2), norm="none")
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
+    x = torch.randn(1, 1, 16, 16, 16)
+    for _ in range(2):
+        optimizer.zero_grad()
+        network.forward_heads(x, 4)[-1].square().mean().backward()
+        optimizer.step()
+    save_checkpoint(tmp_path, network, optimizer, None, {"epoch": 3, "history": [1, 2]})
+    files = sorted(p.name for p in (tmp_path / "checkpoint").iterdir())
+    assert files == ["model.safetensors", "optimizer.safetensors", "state.json"]
+
+    torch.manual_seed(1)
+    restored = UNetPlusPlus3D(1, 2, (2, 2, 2, 2, 2, 2), norm="none")
+    restored_optimizer = torch.optim.AdamW(restored.parameters(), lr=5.0)
+    state = load_checkpoint(tmp_path, restored, restored_optimizer, None)
+    assert state["epoch"] == 3 and state["history"] == [1, 2]
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, restored.state_dict()[key])
+    original, loaded = optimizer.state_dict(), restored_optimizer.state_dict()
+    assert loaded["param_groups"][0]["lr"] == 1e-3
+    for index, entry in original["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(value, loaded["state"][index][key])
