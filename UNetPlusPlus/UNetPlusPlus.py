@@ -46,7 +46,7 @@ POLL_INTERVAL_MS = 100
 
 # Sample data: one case per task. The files are the public cases named in NOTICE; the URLs are
 # the project's GitHub release assets (placeholder repository until hosting exists, see
-# docs/SLICER.md), and the checksums are those of the files they serve.
+# README.md, "In 3D Slicer"), and the checksums are those of the files they serve.
 SAMPLE_DATA_URL = (
     "https://github.com/unetplusplus-slicer/SlicerUNetPlusPlus/releases/download/sample-data/"
 )
