@@ -289,3 +289,23 @@ def test_bad_dataset_json_names_the_field(tmp_path):
                                              "label_map": {"liver": [1]}}]}))  # fmt: skip
     with pytest.raises(UNetPlusPlusError, match=r"sources\[0\]\.images.*2 patterns for 1"):
         load_dataset_json(path, tmp_path)
+
+
+def test_labels_in_another_axis_order_or_cropped_are_aligned(tmp_path):
+    mask = write_slicer_case(tmp_path, "a", seed=1)
+    dataset = describe_slicer_export(tmp_path, labels=["tumor"], modality="CT")
+    (tmp_path / "a.seg.nrrd").unlink()
+    # the same voxels with the y axis flipped (as a NIfTI label of a DICOM series may be)
+    flipped = _image(np.ascontiguousarray(mask[:, ::-1, :]).astype(np.uint8))
+    flipped.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))
+    flipped.SetOrigin((0.0, (SIZE - 1) * SPACING, 0.0))
+    sitk.WriteImage(flipped, str(tmp_path / "a-label.nrrd"))
+    case = find_cases(dataset)[0]
+    case.source.label_map["tumor"] = [1]
+    assert np.array_equal(read_case(case, dataset).labels == 1, mask)
+    # a segmentation cropped to its extent, as Slicer may save it
+    z, y, x = (np.flatnonzero(mask.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    box = mask[z[0] : z[-1] + 1, y[0] : y[-1] + 1, x[0] : x[-1] + 1]
+    origin = (x[0] * SPACING, y[0] * SPACING, z[0] * SPACING)
+    sitk.WriteImage(_image(box.astype(np.uint8), origin=origin), str(tmp_path / "a-label.nrrd"))
+    assert np.array_equal(read_case(case, dataset).labels == 1, mask)

@@ -121,6 +121,18 @@ def load_checkpoint(
             f"Checkpoint in {folder} does not fit this model or is damaged ({error})."
         ) from error
     optimizer.load_state_dict(_optimizer_join(tensors, state["optimizer"]))
+    _match_parameter_layout(optimizer)
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return state
+
+
+def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give restored moment tensors the memory layout of their parameters (e.g. channels-last),
+    as freshly created ones have, so the resumed updates run exactly as uninterrupted ones."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == parameter.shape:
+                    state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)

@@ -10,6 +10,7 @@ dataset description, the ``--init`` model, and the defaults. See docs/TRAINING.m
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -97,10 +98,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID[,ID...]",
         help="validation case or patient ids (regexes), instead of a fraction",
     )
-    data.add_argument("--val-fraction", type=float, help="fraction of patients held out (0.2)")
-    data.add_argument("--max-cases", type=int, help="use only the first N cases")
-    data.add_argument("--max-val-cases", type=int, help="validate on at most N cases")
-    data.add_argument("--cache-dir", help="preprocessing cache (default OUT_DIR/cache)")
+    data.add_argument(
+        "--val-fraction", metavar="F", type=float, help="fraction of patients held out (0.2)"
+    )
+    data.add_argument("--max-cases", metavar="N", type=int, help="use only the first N cases")
+    data.add_argument("--max-val-cases", metavar="N", type=int, help="validate on at most N cases")
+    data.add_argument(
+        "--cache-dir", metavar="DIR", help="preprocessing cache (default OUT_DIR/cache)"
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -128,36 +133,46 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="channels f0..f4 and f_final (16 32 64 128 256 16)",
     )
     model.add_argument("--norm", choices=["instance", "batch", "none"])
-    model.add_argument("--name", help="model name in the manifest (default: the dataset's)")
-    model.add_argument("--task", help="task name in the manifest (default: the dataset's)")
-    model.add_argument("--overlap", type=float, help="sliding-window overlap (0.25)")
+    model.add_argument(
+        "--name", metavar="NAME", help="model name in the manifest (default: the dataset's)"
+    )
+    model.add_argument(
+        "--task", metavar="NAME", help="task name in the manifest (default: the dataset's)"
+    )
+    model.add_argument("--overlap", metavar="F", type=float, help="sliding-window overlap (0.25)")
     model.add_argument("--weights-dtype", choices=["float32", "float16"])
 
     run = parser.add_argument_group("training")
-    run.add_argument("--epochs", type=int, help="epochs (50)")
-    run.add_argument("--iterations-per-epoch", type=int, help="iterations per epoch (100)")
-    run.add_argument("--batch-size", type=int, help="patches per iteration and rank (2)")
-    run.add_argument("--lr", type=float, help="AdamW learning rate (3e-4)")
-    run.add_argument("--weight-decay", type=float, help="AdamW weight decay (3e-5)")
+    run.add_argument("--epochs", metavar="N", type=int, help="epochs (50)")
+    run.add_argument(
+        "--iterations-per-epoch", metavar="N", type=int, help="iterations per epoch (100)"
+    )
+    run.add_argument(
+        "--batch-size", metavar="N", type=int, help="patches per iteration and rank (2)"
+    )
+    run.add_argument("--lr", metavar="LR", type=float, help="AdamW learning rate (3e-4)")
+    run.add_argument("--weight-decay", metavar="WD", type=float, help="AdamW weight decay (3e-5)")
     run.add_argument("--schedule", choices=["poly", "cosine", "constant"])
     run.add_argument(
         "--foreground-fraction",
+        metavar="F",
         type=float,
         help="share of patches centred on a labelled voxel (0.33)",
     )
     run.add_argument("--no-augment", action="store_true", help="no augmentation")
     run.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    run.add_argument("--seed", type=int, help="random seed (0)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--threads", type=int, help="CPU threads per process")
+    run.add_argument("--seed", metavar="N", type=int, help="random seed (0)")
+    run.add_argument("--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--threads", metavar="N", type=int, help="CPU threads per process")
     run.add_argument(
         "--resume",
         action="store_true",
         help="continue from OUT_DIR/checkpoint (same settings; --epochs may grow)",
     )
-    run.add_argument("--val-every", type=int, help="validate every N epochs (1)")
+    run.add_argument("--val-every", metavar="N", type=int, help="validate every N epochs (1)")
     run.add_argument(
         "--depth-tolerance",
+        metavar="DICE",
         type=float,
         help="recommend the shallowest depth within this Dice of the best (0.01)",
     )
@@ -333,6 +348,10 @@ def build_config(args: argparse.Namespace, dataset, init=None):
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``unetpp train``; returns the exit status (0). User errors raise UNetPlusPlusError."""
+    if "torch" not in sys.modules:
+        # Idle OpenMP threads sleep instead of spinning: on a busy or shared CPU, spinning
+        # threads made training steps 2x slower here; on an idle machine the cost is nil.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .trainer import Trainer
 
     init = _load_init(args.init)
