@@ -297,7 +297,11 @@ class Trainer:
             self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         use_scaler = self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.scaler = None
+        if use_scaler:  # torch.amp.GradScaler appeared in torch 2.3
+            amp = getattr(torch, "amp", None)
+            scaler_type = getattr(amp, "GradScaler", None)
+            self.scaler = scaler_type("cuda") if scaler_type else torch.cuda.amp.GradScaler()
         from ..engine.loss import HybridLoss
 
         self.loss_fn = HybridLoss()
