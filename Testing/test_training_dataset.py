@@ -309,3 +309,23 @@ def test_labels_in_another_axis_order_or_cropped_are_aligned(tmp_path):
     origin = (x[0] * SPACING, y[0] * SPACING, z[0] * SPACING)
     sitk.WriteImage(_image(box.astype(np.uint8), origin=origin), str(tmp_path / "a-label.nrrd"))
     assert np.array_equal(read_case(case, dataset).labels == 1, mask)
+
+
+def test_case_names_that_prefix_each_other_stay_separate(tmp_path):
+    write_slicer_case(tmp_path, "case_1", seed=1)
+    write_slicer_case(tmp_path, "case_1_b", seed=2)
+    dataset = describe_slicer_export(tmp_path, labels=["tumor"], modality="CT")
+    assert len(dataset.channels) == 1
+    cases = find_cases(dataset)
+    assert [c.case_id for c in cases] == ["case_1", "case_1_b"]
+    assert [c.images[0].name for c in cases] == ["case_1.nrrd", "case_1_b.nrrd"]
+
+
+def test_validation_cases_that_match_nothing_are_an_error(tmp_path):
+    from UNetPlusPlusLib.training.trainer import split_cases
+
+    write_slicer_dataset(tmp_path, cases=2)
+    cases = find_cases(describe_slicer_export(tmp_path, labels=["tumor"], modality="CT"))
+    assert [c.case_id for c in split_cases(cases, 0.2, 0, ["case01"])[1]] == ["case01"]
+    with pytest.raises(UNetPlusPlusError, match="match no case"):
+        split_cases(cases, 0.2, 0, ["case9"])

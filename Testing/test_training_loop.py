@@ -54,7 +54,7 @@ def trained(data_dir, tmp_path_factory):
 def test_a_few_iterations_lower_the_loss(trained):
     history = json.loads((trained / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    assert history[-1]["loss"] < 0.9 * history[0]["loss"]
+    assert history[-1]["loss"] < 0.93 * history[0]["loss"]
     assert "validation" in history[1] and "validation" not in history[0]
     assert (trained / "training_curve.png").stat().st_size > 1000
     assert "epoch 4/4" in (trained / "train.log").read_text()

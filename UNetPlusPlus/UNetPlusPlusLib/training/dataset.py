@@ -537,8 +537,12 @@ def _label_files(root: Path) -> dict[str, Path]:
     return out
 
 
-def _images_for(stem_path: Path, label: Path) -> dict[str, Path]:
-    """Channel suffix ("" for a single channel) -> image file of one exported case."""
+def _images_for(stem_path: Path, label: Path, other_cases: Sequence[str] = ()) -> dict:
+    """Channel suffix ("" for a single channel) -> image file of one exported case.
+
+    Files that are the image of another case (``case_1.nrrd`` beside ``case_1_b.seg.nrrd``'s
+    ``case_1_b.nrrd``) are not taken as channels.
+    """
     folder, stem = stem_path.parent, stem_path.name
     out: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -547,7 +551,7 @@ def _images_for(stem_path: Path, label: Path) -> dict[str, Path]:
         base = _strip_suffix(path.name, IMAGE_SUFFIXES)
         if base is None or path.name.lower().endswith(SEGMENTATION_SUFFIX):
             continue
-        if any(base.lower().endswith(m) for m in LABELMAP_MARKERS):
+        if any(base.lower().endswith(m) for m in LABELMAP_MARKERS) or base in other_cases:
             continue
         if base == stem:
             out[""] = path
@@ -592,9 +596,11 @@ def describe_slicer_export(
             "<case>-label.nrrd with a colour table), or give --dataset-json."
         )
     first_stem, first_label = next(iter(sorted(label_files.items())))
-    first_images = _images_for(root / first_stem, first_label)
+    others = [Path(stem).name for stem in label_files if stem != first_stem]
+    first_images = _images_for(root / first_stem, first_label, others)
     if channels is None:
-        suffixes = sorted(first_images, key=str.lower)
+        # <case>.nrrd means one channel, even beside other <case>_<suffix> files
+        suffixes = [""] if "" in first_images else sorted(first_images, key=str.lower)
         if not suffixes:
             raise UNetPlusPlusError(
                 f"Case '{first_stem}': no image beside {first_label.name} (expected "
@@ -637,8 +643,10 @@ def _find_slicer_cases(dataset: DatasetDescription, source: SourceDescription) -
     root = dataset.root
     single = len(dataset.channels) == 1
     cases = []
-    for stem, label in sorted(_label_files(root).items()):
-        available = _images_for(root / stem, label)
+    label_files = _label_files(root)
+    for stem, label in sorted(label_files.items()):
+        others = [Path(other).name for other in label_files if other != stem]
+        available = _images_for(root / stem, label, others)
         lowered = {k.lower(): v for k, v in available.items()}
         images = []
         for channel in dataset.channels:

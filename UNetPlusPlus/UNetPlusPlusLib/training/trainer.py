@@ -128,6 +128,10 @@ def split_cases(
             return any(p.fullmatch(case.case_id) or p.fullmatch(case.patient_id) for p in patterns)
 
         validation = [c for c in cases if chosen(c)]
+        if not validation:
+            raise UNetPlusPlusError(
+                f"The validation cases {', '.join(explicit)} match no case or patient id."
+            )
         patients = {c.patient_id for c in validation}
         validation = [c for c in cases if c.patient_id in patients]
     else:
@@ -154,6 +158,16 @@ class DeepSupervision(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.network.forward_heads(x, 4)
+
+
+def _channels_last(network: nn.Module) -> None:
+    """Channels-last 3D weights: about 20% faster training steps with oneDNN on the CPU (and
+    what cuDNN prefers). 1x1x1 kernels keep their layout, whose gradients come back contiguous
+    (DDP would warn about mismatched gradient strides)."""
+    with torch.no_grad():
+        for parameter in network.parameters():
+            if parameter.dim() == 5 and math.prod(parameter.shape[2:]) > 1:
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last_3d)
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -290,8 +304,8 @@ class Trainer:
         )
         if self.init_manifest is not None and not self.resume:
             self._load_initial_weights()
-        # channels-last 3D tensors train about 20% faster with oneDNN on the CPU (and suit cuDNN)
-        self.network.to(self.device, memory_format=torch.channels_last_3d)
+        self.network.to(self.device)
+        _channels_last(self.network)
         self.model = distributed.wrap_model(DeepSupervision(self.network), self.context)
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -557,10 +571,7 @@ class Trainer:
 # ----------------------------------------------------------------------------- plot
 def plot_history(history: Sequence[dict], path: Path) -> None:
     """Training loss and validation mean Dice per depth against the epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     figure = Figure(figsize=(10, 4), dpi=100)
     loss_axes, dice_axes = figure.subplots(1, 2)
