@@ -15,7 +15,7 @@ import math
 import re
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -99,7 +99,6 @@ class TrainConfig:
     command: str = ""
     progress_bar: bool = True
     world_size: int = 1
-    extra: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -461,6 +460,8 @@ class Trainer:
             "epoch": epoch,
             "history": self.history,
             "config": _jsonable(self.config),
+            "labels": self.dataset.label_names,
+            "channels": [c.name for c in self.dataset.channels],
         }
         save_checkpoint(self.out_dir, self.network, self.optimizer, self.scaler, state)
         (self.out_dir / HISTORY_FILE).write_text(
@@ -476,6 +477,15 @@ class Trainer:
                 raise UNetPlusPlusError(
                     f"--resume: '{key}' was {saved[key]} in the checkpoint but is now "
                     f"{current[key]}; resume with the same settings (only --epochs may grow)."
+                )
+        for key, now in (
+            ("labels", self.dataset.label_names),
+            ("channels", [c.name for c in self.dataset.channels]),
+        ):
+            if key in state and state[key] != now:
+                raise UNetPlusPlusError(
+                    f"--resume: the checkpoint was trained with the {key} {state[key]}, but the "
+                    f"dataset now gives {now}; pass the same --{key} as before."
                 )
         if int(state.get("epoch", 0)) >= self.config.epochs:
             raise UNetPlusPlusError(
