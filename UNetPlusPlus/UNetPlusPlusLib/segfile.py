@@ -30,14 +30,14 @@ _TERMINOLOGY_KEYS = {
 }
 
 
-def _terminology_from_slicerio(terminology: Optional[dict]) -> Optional[dict]:
+def terminology_from_slicerio(terminology: Optional[dict]) -> Optional[dict]:
     """slicerio's {"type": [scheme, code, meaning], ...} -> the manifest's code dicts."""
     if not terminology:
         return None
     out = {}
     for theirs, ours in _TERMINOLOGY_KEYS.items():
         triplet = terminology.get(theirs)
-        if triplet and len(triplet) == 3 and triplet[1]:
+        if triplet and len(triplet) == 3 and all(triplet):
             out[ours] = dict(zip(("scheme", "code", "meaning"), triplet))
     return out if "category" in out and "type" in out else None
 
@@ -124,7 +124,7 @@ def read_seg_nrrd(path: Union[str, Path]) -> LabelVolume:
                 value=int(segment.get("labelValue", 1)),
                 name=str(segment.get("name", segment.get("id", "segment"))),
                 color=tuple(float(c) for c in segment.get("color", (1.0, 1.0, 0.0))),
-                terminology=_terminology_from_slicerio(segment.get("terminology")),
+                terminology=terminology_from_slicerio(segment.get("terminology")),
             )
         )
     return LabelVolume(

@@ -18,15 +18,8 @@ import numpy as np
 
 from ..engine.volume import Grid, LabelVolume, Volume, read_labelmap, read_volume, resample_labels
 from ..errors import UNetPlusPlusError
+from ..segfile import terminology_from_slicerio
 from .dataset import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, Selector
-
-_TERMINOLOGY_KEYS = {
-    "category": "category",
-    "type": "type",
-    "typeModifier": "type_modifier",
-    "anatomicRegion": "anatomic_region",
-    "anatomicRegionModifier": "anatomic_region_modifier",
-}
 
 
 @dataclass
@@ -51,16 +44,6 @@ class CaseData:
 
 def _norm_name(name: str) -> str:
     return " ".join(name.lower().replace("_", " ").split())
-
-
-def _terminology_from_slicer(entry: dict) -> Optional[dict]:
-    """slicerio's terminology dict (code triplets as lists) in the manifest's form."""
-    out = {}
-    for slicer_key, key in _TERMINOLOGY_KEYS.items():
-        triplet = entry.get(slicer_key)
-        if triplet and len(triplet) == 3 and all(triplet):
-            out[key] = {"scheme": triplet[0], "code": triplet[1], "meaning": triplet[2]}
-    return out if "category" in out and "type" in out else None
 
 
 def _codes(entry: LabelEntry) -> set[str]:
@@ -116,7 +99,7 @@ def _segment_entries(segmentation: dict) -> list[LabelEntry]:
                 value=int(segment.get("labelValue", 1)),
                 layer=int(segment.get("layer", 0)),
                 color=tuple(float(c) for c in color[:3]) if color else None,
-                terminology=_terminology_from_slicer(terminology) if terminology else None,
+                terminology=terminology_from_slicerio(terminology) if terminology else None,
             )
         )
     return entries

@@ -196,8 +196,8 @@ def _load_init(path: Optional[str]):
 
 def build_dataset(args: argparse.Namespace, init=None):
     """The dataset description from --dataset-json or the Slicer-export folder."""
+    from ..engine.manifest import ChannelSpec
     from .dataset import (
-        ChannelDescription,
         describe_slicer_export,
         load_dataset_json,
         select_labels,
@@ -206,7 +206,7 @@ def build_dataset(args: argparse.Namespace, init=None):
     init_channels = None
     if init is not None:
         init_channels = [
-            ChannelDescription(c.name, c.modality, dict(c.normalization)) for c in init.channels
+            ChannelSpec(c.name, c.modality, dict(c.normalization)) for c in init.channels
         ]
     if args.dataset_json:
         dataset = load_dataset_json(args.dataset_json, args.data_dir)
@@ -223,7 +223,7 @@ def build_dataset(args: argparse.Namespace, init=None):
         channels = init_channels
         if channels is None and args.channels:
             channels = [
-                ChannelDescription(
+                ChannelSpec(
                     name,
                     "CT" if args.modality == "CT" else "MR",
                     {"kind": "ct", "window": list(args.ct_window or (-1000.0, 1000.0))}

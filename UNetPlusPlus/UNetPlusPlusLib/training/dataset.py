@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from ..engine.manifest import ChannelSpec
 from ..errors import UNetPlusPlusError
 
 PathLike = Union[str, Path]
@@ -43,22 +44,6 @@ DEFAULT_COLORS = (
     (0.44, 0.72, 0.82),
     (0.85, 0.40, 0.60),
 )
-
-
-@dataclass
-class ChannelDescription:
-    """One input channel: name, modality and the manifest normalisation dict."""
-
-    name: str
-    modality: str
-    normalization: dict
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "modality": self.modality,
-            "normalization": copy.deepcopy(self.normalization),
-        }
 
 
 @dataclass
@@ -106,7 +91,7 @@ class DatasetDescription:
     name: str
     task: str
     root: Path
-    channels: list[ChannelDescription]
+    channels: list[ChannelSpec]
     labels: list[LabelDescription]
     sources: list[SourceDescription]
     description: str = ""
@@ -273,7 +258,7 @@ def _optional_vector(data: dict, key: str, kind: type, fields: _Fields) -> Optio
     return None if data.get(key) is None else fields.vector3(data[key], key, kind)
 
 
-def _channels(value: Any, fields: _Fields) -> list[ChannelDescription]:
+def _channels(value: Any, fields: _Fields) -> list[ChannelSpec]:
     if not isinstance(value, list) or not value:
         raise fields.fail("channels", "must list at least one input channel")
     out = []
@@ -286,7 +271,7 @@ def _channels(value: Any, fields: _Fields) -> list[ChannelDescription]:
         norm = item.get("normalization") or default_normalization(modality)
         if not isinstance(norm, dict) or norm.get("kind") not in ("ct", "mr"):
             raise fields.fail(f"{where}.normalization", "must be {'kind': 'ct'|'mr', ...}")
-        out.append(ChannelDescription(name, modality, copy.deepcopy(norm)))
+        out.append(ChannelSpec(name, modality, copy.deepcopy(norm)))
     return out
 
 
@@ -575,7 +560,7 @@ def _color_table_for(label: Path, stem_path: Path) -> Optional[Path]:
 def describe_slicer_export(
     data_dir: PathLike,
     labels: Optional[Sequence[str]] = None,
-    channels: Optional[Sequence[ChannelDescription]] = None,
+    channels: Optional[Sequence[ChannelSpec]] = None,
     modality: str = "auto",
     ct_window: Optional[Sequence[float]] = None,
     name: Optional[str] = None,
@@ -609,7 +594,7 @@ def describe_slicer_export(
         if modality == "auto":
             modality = guess_modality(first_images[suffixes[0]])
         channels = [
-            ChannelDescription(s or modality, modality, default_normalization(modality, ct_window))
+            ChannelSpec(s or modality, modality, default_normalization(modality, ct_window))
             for s in suffixes
         ]
     if labels is None:
