@@ -1,0 +1,184 @@
+"""Evaluate the lung-nodule model with point prompts, as a user would run it.
+
+Two checks, each printing one JSON object:
+
+``crops``: the model's held-out LIDC crops (``validation.cases`` in model.json); the point is the
+centre of each crop (the crops are nodule-centred), the reference the crop's expert mask.
+
+``slabs``: the full-resolution LIDC-IDRI DICOM slabs, with the reference rasterised from the
+readers' XML outlines. Each reader's nodule is filled slice by slice (pixel centres inside the
+outline, ``inclusion=FALSE`` outlines cut out); the readers' nodules that overlap form one
+nodule, and the reference is the voxels marked by at least half of its readers (the usual 50 %
+consensus). The point is the centroid of that reference. Slices that cannot be read (one slice of
+LIDC-IDRI-0003 is truncated) are reported and left out, the slab read from the others.
+
+    python scripts/evaluate_nodule.py Resources/Models/lung-nodule ../shared/data/lung-nodule
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from matplotlib.path import Path as Polygon
+from scipy import ndimage
+from UNetPlusPlusLib.engine.predictor import Predictor
+from UNetPlusPlusLib.engine.volume import read_image, read_volume, volume_from_sitk
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+NS = {"l": "http://www.nih.gov"}
+
+
+def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    total = int(prediction.sum()) + int(reference.sum())
+    return 1.0 if total == 0 else 2.0 * int((prediction & reference).sum()) / total
+
+
+def crop_centre(image: sitk.Image) -> tuple[float, float, float]:
+    """Physical (LPS) centre of an image's voxel grid."""
+    centre = [(s - 1) / 2.0 for s in image.GetSize()]
+    return tuple(image.TransformContinuousIndexToPhysicalPoint(centre))
+
+
+def evaluate_crops(predictor: Predictor, data: Path, cases: list[str], depth="auto") -> dict:
+    """Point-prompted Dice on the nodule-centred crops named in ``cases``."""
+    scores = []
+    for case in cases:
+        image_path = data / "lidc-vois" / "image" / f"{case}.nii.gz"
+        mask = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(data / "lidc-vois" / "nodule_mask" / f"{case}.nii.gz"))
+        )
+        volume = read_volume([image_path])
+        point = crop_centre(read_image(image_path))
+        result = predictor.segment(volume, depth=depth, point=point)
+        scores.append(dice(result.labels.array == 1, mask > 0))
+    return {"cases": len(scores), "mean_dice": float(np.mean(scores)), "dice": scores}
+
+
+# ---------------------------------------------------------------------------- DICOM slabs
+def read_slab(folder: Path) -> tuple[sitk.Image, list[str], list[str]]:
+    """The slab (the engine's reader skips unreadable slices), the SOP instance UID of each of
+    its slices in order, and the files that were left out."""
+    image = read_image(folder)
+    headers, unreadable = {}, []
+    for path in sorted(folder.glob("*.dcm")):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+            z = float(reader.GetMetaData("0020|0032").split("\\")[2])
+        except RuntimeError:
+            unreadable.append(path.name)  # truncated: the engine's reader left it out too
+            continue
+        headers[path.name] = (z, reader.GetMetaData("0008|0018").strip())
+    uids, used = [], set()
+    for k in range(image.GetSize()[2]):
+        z = image.TransformIndexToPhysicalPoint((0, 0, k))[2]
+        name = min(headers, key=lambda n: abs(headers[n][0] - z))
+        if abs(headers[name][0] - z) > 1e-3:
+            raise UNetPlusPlusError(f"{folder}: no DICOM file for slice {k} at z = {z} mm.")
+        uids.append(headers[name][1])
+        used.add(name)
+    return image, uids, sorted(unreadable + list(set(headers) - used))
+
+
+def reader_masks(xml_path: Path, uids: list[str], shape_zyx: tuple[int, int, int]) -> list:
+    """One boolean mask per reader's nodule (outlined, i.e. >= 3 mm), on the slab grid."""
+    slice_of = {uid: k for k, uid in enumerate(uids)}
+    rows, cols = shape_zyx[1], shape_zyx[2]
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    centres = np.column_stack([xx.ravel(), yy.ravel()])
+    masks = []
+    root = ET.parse(xml_path).getroot()
+    for session in root.findall("l:readingSession", NS):
+        for nodule in session.findall("l:unblindedReadNodule", NS):
+            mask = np.zeros(shape_zyx, dtype=bool)
+            for roi in nodule.findall("l:roi", NS):
+                uid = roi.findtext("l:imageSOP_UID", default="", namespaces=NS).strip()
+                points = [
+                    (
+                        float(e.findtext("l:xCoord", namespaces=NS)),
+                        float(e.findtext("l:yCoord", namespaces=NS)),
+                    )
+                    for e in roi.findall("l:edgeMap", NS)
+                ]
+                if uid not in slice_of or len(points) < 3:
+                    continue
+                inside = Polygon(points).contains_points(centres).reshape(rows, cols)
+                include = roi.findtext("l:inclusion", default="TRUE", namespaces=NS)
+                if include.strip().upper() == "FALSE":
+                    mask[slice_of[uid]] &= ~inside
+                else:
+                    mask[slice_of[uid]] |= inside
+            if mask.any():
+                masks.append(mask)
+    return masks
+
+
+def consensus_nodules(masks: list, level: float = 0.5, min_voxels: int = 10) -> list[np.ndarray]:
+    """Group overlapping readers' nodules; per group, voxels marked by >= level of its readers
+    (groups whose consensus has fewer than ``min_voxels`` voxels are left out)."""
+    if not masks:
+        return []
+    union = np.any(masks, axis=0)
+    components, count = ndimage.label(union, structure=np.ones((3, 3, 3)))
+    nodules = []
+    for index in range(1, count + 1):
+        region = components == index
+        members = [m for m in masks if (m & region).any()]
+        votes = np.sum([m & region for m in members], axis=0)
+        reference = votes >= max(1, int(np.ceil(level * len(members))))
+        if reference.sum() >= min_voxels:
+            nodules.append(reference)
+    return nodules
+
+
+def evaluate_slabs(predictor: Predictor, data: Path, depth="auto") -> dict:
+    """Point-prompted Dice against the readers' 50 % consensus on the DICOM slabs."""
+    results = []
+    for xml_path in sorted((data / "lidc-dicom-slabs").rglob("*.xml")):
+        folder = xml_path.parent
+        patient = folder.parents[1].name
+        image, uids, refused = read_slab(folder)
+        volume = volume_from_sitk([image])
+        shape = volume.array.shape[1:]
+        nodules = consensus_nodules(reader_masks(xml_path, uids, shape))
+        for number, reference in enumerate(nodules, start=1):
+            centroid_zyx = np.argwhere(reference).mean(axis=0)
+            point = image.TransformContinuousIndexToPhysicalPoint(
+                [float(c) for c in centroid_zyx[::-1]]
+            )
+            result = predictor.segment(volume, depth=depth, point=tuple(point))
+            prediction = result.labels.array == 1
+            results.append(
+                {
+                    "patient": patient,
+                    "nodule": number,
+                    "reference_voxels": int(reference.sum()),
+                    "slices": f"{int(np.any(reference, axis=(1, 2)).sum())} of {shape[0]}",
+                    "refused_slices": refused,
+                    "dice": round(dice(prediction, reference), 4),
+                }
+            )
+    scores = [r["dice"] for r in results]
+    return {"nodules": results, "mean_dice": float(np.mean(scores)) if scores else None}
+
+
+def main(argv: list[str]) -> int:
+    package, data = Path(argv[0]), Path(argv[1])
+    which = argv[2] if len(argv) > 2 else "both"
+    predictor = Predictor.from_manifest_path(package, device="cpu", threads=2)
+    cases = list(predictor.manifest.validation.get("cases", []))
+    if which in ("crops", "both"):
+        print(json.dumps({"crops": evaluate_crops(predictor, data, cases)}))
+    if which in ("slabs", "both"):
+        print(json.dumps({"slabs": evaluate_slabs(predictor, data)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Reproduce the three default models in Resources/Models from the public data in ../shared/data.
+#
+#   scripts/train_default_models.sh [liver|lung-nodule|brain-tumor ...]   (default: all three)
+#
+# Each model is trained with the project's own `unetpp train` (the exact commands that made the
+# shipped packages, recorded in each model.json and CARD.md), then its package (model.json,
+# fp16 weights.safetensors, train.log, history.json, training_curve.png) is copied into
+# Resources/Models/<task>/ and its speed/accuracy plot drawn. The shipped models were trained on
+# 2 shared CPU cores (nice 19, 2 threads); training is seeded, but timings and (through
+# multi-threaded CPU kernels) the last digits of the weights can differ between machines.
+#
+# Environment: DATA (default ../shared/data), WORK (scratch folder, default /tmp/unetpp-models),
+# UNETPP (default .venv/bin/unetpp), THREADS (default 2). On a GPU add e.g. DEVICE=cuda and raise
+# the epochs; record the card in the model card.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DATA="${DATA:-$ROOT/../shared/data}"
+WORK="${WORK:-/tmp/unetpp-models}"
+UNETPP="${UNETPP:-$ROOT/.venv/bin/unetpp}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+THREADS="${THREADS:-2}"
+DEVICE="${DEVICE:-cpu}"
+mkdir -p "$WORK"
+
+ship() {  # ship <task>: copy the trained package into Resources/Models/<task>
+    local task="$1" out="$WORK/$1" dest="$ROOT/Resources/Models/$1"
+    mkdir -p "$dest"
+    cp "$out/model.json" "$out/weights.safetensors" "$out/train.log" "$out/history.json" \
+        "$out/training_curve.png" "$dest/"
+    "$PYTHON" scripts/plot_speed_accuracy.py "$dest"
+}
+
+train_liver() {
+    # 3 labelled CTs; example_ct (the demo case) is held out, so the demo runs on an unseen case.
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" \
+        --dataset-json Resources/Datasets/liver.json --val-cases ts-example-ct \
+        --spacing 3 3 3 --tile 48 48 48 --features 8 16 32 64 128 8 \
+        --epochs 4 --iterations-per-epoch 35 --batch-size 2 --lr 1e-3 --val-every 4 \
+        --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
+        --name liver-ct --task liver --no-progress
+    ship liver
+    "$PYTHON" scripts/evaluate_liver.py "$ROOT/Resources/Models/liver" 1 4 \
+        > "$ROOT/Resources/Models/liver/evaluation.md"
+}
+
+train_lung_nodule() {
+    # 814 nodule-centred LIDC crops, split by patient (LIDC-IDRI-<patient>_R_<n>).
+    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" \
+        --dataset-json Resources/Datasets/lidc-vois.json \
+        --spacing 0.7 0.7 1.25 --tile 48 48 16 --features 8 16 32 64 128 8 \
+        --epochs NODULE_EPOCHS --iterations-per-epoch NODULE_ITERS --batch-size 4 --lr 1e-3 \
+        --foreground-fraction 0.5 --val-every NODULE_EPOCHS \
+        --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
+        --name lung-nodule-ct --task lung-nodule --no-progress
+    ship lung-nodule
+    "$PYTHON" scripts/evaluate_nodule.py "$ROOT/Resources/Models/lung-nodule" \
+        "$DATA/lung-nodule" > "$ROOT/Resources/Models/lung-nodule/evaluation.md"
+}
+
+train_brain_tumor() {
+    # 16 BraTS 2018 cases, one patient each; 4 held out. Channels FLAIR, T1, T1ce, T2.
+    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" \
+        --dataset-json Resources/Datasets/brats2018.json \
+        --val-cases BRAIN_VAL_CASES \
+        --spacing 2 2 2 --tile 48 48 48 --features 8 16 32 64 128 8 \
+        --epochs BRAIN_EPOCHS --iterations-per-epoch BRAIN_ITERS --batch-size 2 --lr 1e-3 \
+        --foreground-fraction 0.5 --val-every BRAIN_EPOCHS \
+        --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
+        --name brain-tumor-mr --task brain-tumor --no-progress
+    ship brain-tumor
+}
+
+cards() { "$PYTHON" scripts/write_model_cards.py; }
+
+for task in "${@:-liver lung-nodule brain-tumor cards}"; do
+    for one in $task; do
+        case "$one" in
+            liver) train_liver ;;
+            lung-nodule) train_lung_nodule ;;
+            brain-tumor) train_brain_tumor ;;
+            cards) cards ;;
+            *) echo "unknown model '$one' (liver, lung-nodule, brain-tumor)" >&2; exit 2 ;;
+        esac
+    done
+done

@@ -1,0 +1,253 @@
+"""Write each default model's CARD.md and the summary docs/MODELS.md from its package.
+
+The numbers (per-depth validation Dice and seconds, split, command, commit) are read from
+``Resources/Models/<task>/model.json`` (and ``evaluation.md``, from scripts/evaluate_*.py, when
+present), so a retrained model gets a matching card by re-running
+
+    python scripts/write_model_cards.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "Resources" / "Models"
+DEPTH_KEYS = ("1", "2", "3", "4", "ensemble")
+
+TEXT = {
+    "liver": {
+        "title": "Liver on CT",
+        "data": """\
+- **Training data (2 CT scans — very little):**
+  - `ts-example-dicom`: TotalSegmentator example DICOM series (20 slices, 0.98 x 0.98 x 2 mm).
+    Label: **TotalSegmentator model output** (label 5 = liver), not expert ground truth.
+    Apache-2.0 (github.com/wasserth/TotalSegmentator, tests/reference_files).
+  - `ts-s0009`: TotalSegmentator dataset case s0009 (1.5 mm abdominal CT). Label: model-assisted,
+    **clinician-corrected** (liver partly outside the field of view). CC BY 4.0.
+- **Validation (held out, 1 scan):** `ts-example-ct`, the whole-torso example CT bundled as
+  `Resources/Examples/example_ct.nii.gz` (the demo case). Its reference is **TotalSegmentator
+  model output**, so the validation Dice measures agreement with another model, not with an
+  expert. The demo therefore runs on a case the model never trained on.
+- Citation: Wasserthal J. et al., "TotalSegmentator: Robust Segmentation of 104 Anatomic Structures
+  in CT Images", Radiology: Artificial Intelligence 5(5), 2023.""",
+        "limits": """\
+- Trained on **two** CT scans, one of which has only 20 slices, with strong augmentation (flips,
+  rotation about the slice axis, scaling, intensity changes, noise). It has seen almost no
+  anatomical or scanner variation: expect failures on other scanners, contrast phases,
+  pathology (large tumours, cirrhosis), children and MR.
+- The trainer's validation scores the raw argmax on the 3 mm grid (no post-processing), so it is
+  lower than the user-facing evaluation: the network also labels scattered voxels outside the
+  liver, which the largest-component step removes. On the demo case the result covers most of the
+  liver but leaks caudally along the right flank. **This is a weak model**, shipped so that the
+  demo and the module work out of the box; train your own on real data for real use.
+- Validation is a single scan with model-generated labels; the numbers are a sanity check, not a
+  performance claim.
+- 3 mm working resolution: thin structures at the liver boundary are smoothed; the result is
+  resampled back onto the input grid.
+- Short training on shared CPUs (see the command); a GPU run with more epochs would do better.
+- Not a medical device; research and demonstration use only.""",
+    },
+    "lung-nodule": {
+        "title": "Lung nodule on CT (point-prompted)",
+        "data": """\
+- **Data:** 814 nodule-centred CT crops ("volumes of interest") from 444 LIDC-IDRI patients,
+  masks from the LIDC radiologists' outlines (**expert** labels). Split **by patient**
+  (`LIDC-IDRI-<patient>_R_<n>`): 20 % of the patients held out for validation.
+  Crops via github.com/PabloLION/ct-slicing; images LIDC-IDRI, **CC BY 3.0** (Armato S. G. III et
+  al., Med. Phys. 38(2), 2011; The Cancer Imaging Archive, doi:10.7937/K9/TCIA.2015.LO9QL9SX).
+- **Usage:** click a point on the nodule (`unetpp segment ct --task lung-nodule --point X Y Z`,
+  RAS mm on the command line); the model segments the `box_mm` box around it.""",
+        "limits": """\
+- The training crops are small (median about 31 x 31 x 7.5 mm) and thin in z, so the network saw
+  little tissue above and below nodules; on full scans it can spill into vessels or the chest
+  wall that touch the nodule. It needs a click on (or very near) the nodule and is not a
+  detector.
+- Nodules larger than the prompt box are cut at the box.
+- Short training on shared CPUs (see the command); more epochs on a GPU would do better.
+- Not a medical device; research and demonstration use only.""",
+    },
+    "brain-tumor": {
+        "title": "Brain tumour (glioma sub-regions) on MR",
+        "data": """\
+- **Data:** 16 BraTS 2018 training cases (one patient each), four co-registered, skull-stripped
+  sequences, **expert** manual labels (BraTS 2018 training set). Research use with citation:
+  Menze B. H. et al., IEEE TMI 34(10), 2015; Bakas S. et al., Sci. Data 4, 2017; Bakas S. et al.,
+  arXiv:1811.02629. Sample cases via github.com/koriavinash1/DeepBrainSeg (MIT code repository).
+- **Inputs, in this order:** FLAIR, T1, T1ce, T2 (`unetpp segment flair t1 t1ce t2 --task
+  brain-tumor`), each z-scored inside the brain.
+- **Outputs (disjoint):** 1 = necrotic / non-enhancing tumour core (BraTS label 1),
+  2 = oedema (BraTS 2), 3 = enhancing tumour (BraTS 4). BraTS regions: whole tumour = {1, 2, 3},
+  tumour core = {1, 3}, enhancing tumour = {3}.
+- BRATS 2012 (`brats2012-HG0001`, labels 1 = oedema, 2 = tumour core) cannot be mapped onto the
+  three disjoint classes (its core does not separate necrosis from enhancing tumour); it was not
+  used for training.""",
+        "limits": """\
+- Trained on **12** cases at 2 mm, for a short time on shared CPUs: sub-region boundaries are
+  coarse, and the small necrotic / enhancing regions are the least reliable.
+- Expects BraTS-like input: skull-stripped, co-registered sequences of the same size; without
+  skull stripping results are unreliable.
+- Validated on 4 cases only.
+- Not a medical device; research and demonstration use only.""",
+    },
+}
+
+
+def per_depth_table(manifest: dict) -> str:
+    per_depth = manifest["validation"]["per_depth"]
+    names = [label["name"] for label in manifest["labels"]]
+    header = "| depth | " + " | ".join(names) + " | mean Dice | s / volume |"
+    lines = [header, "|" + "---|" * (len(names) + 3)]
+    for key in DEPTH_KEYS:
+        entry = per_depth.get(key)
+        if entry is None:
+            continue
+        tag = "ensemble" if key == "ensemble" else f"L{key}"
+        if key == str(manifest["recommended_depth"]):
+            tag = f"**{tag}** (recommended)"
+        dice = [_fmt(entry["dice"].get(n)) for n in names]
+        lines.append(
+            f"| {tag} | "
+            + " | ".join(dice)
+            + f" | {_fmt(entry['mean_dice'])} | {entry['seconds_per_volume']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def card(task: str) -> str:
+    folder = MODELS / task
+    manifest = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    text = TEXT[task]
+    validation, training = manifest["validation"], manifest["training"]
+    labels = "\n".join(
+        f"- {label['value']} = **{label['name']}** "
+        f"({label['terminology']['type']['scheme']} {label['terminology']['type']['code']} "
+        f'"{label["terminology"]["type"]["meaning"]}")'
+        for label in manifest["labels"]
+    )
+    parts = [
+        f"# {text['title']} — `{manifest['name']}` (task `{task}`)",
+        "",
+        "A 3D UNet++ (Zhou et al., IEEE TMI 2019, arXiv:1912.05074) trained with this project's "
+        "`unetpp train`, deep supervision on the four heads, so it can be pruned at inference to "
+        "depth L1..L4 or run as the ensemble of the four heads.",
+        "",
+        "## Model",
+        "",
+        f"- Network: features {manifest['network']['features']}, "
+        f"{manifest['network']['norm']} norm, {manifest['network']['in_channels']} input "
+        f"channel(s) ({', '.join(c['name'] for c in manifest['channels'])}); fp16 weights "
+        f"(sha256 `{manifest['sha256'][:16]}…`).",
+        f"- Working grid: {manifest['spacing']} mm, tile {manifest['tile_size']} voxels (x, y, z),"
+        f" overlap {manifest['overlap']}; post-processing {manifest['postprocess']}.",
+        f"- Prompt: {json.dumps(manifest['prompt'])}.",
+        f"- Recommended depth (pruning rule: shallowest depth within "
+        f"{validation.get('depth_tolerance')} mean Dice of the best): "
+        f"**L{manifest['recommended_depth']}**.",
+        "- Labels:",
+        labels,
+        "",
+        "## Data, labels and licences",
+        "",
+        text["data"],
+        "",
+        "## Validation",
+        "",
+        f"{validation['data']}. Label source: {validation['label_source']}. "
+        f"Timed on {validation.get('device', 'cpu')} (2 threads on a shared 2-core machine, so "
+        "seconds are noisy; the ratios between depths are what matters).",
+        "",
+        f"Validation cases ({len(validation['cases'])}): "
+        + ", ".join(f"`{c}`" for c in validation["cases"]),
+        "",
+        per_depth_table(manifest),
+        "",
+        "![speed / accuracy](speed_accuracy.png)",
+        "",
+    ]
+    extra = folder / "evaluation.md"  # written by scripts/evaluate_<task>.py
+    if extra.is_file():
+        parts += [
+            "## Evaluation as a user runs it",
+            "",
+            extra.read_text(encoding="utf-8").strip(),
+            "",
+        ]
+    parts += [
+        "## Training",
+        "",
+        f"- Command (reproduced by `scripts/train_default_models.sh {task}`):",
+        "",
+        "```",
+        training["command"],
+        "```",
+        "",
+        f"- Code commit: `{training['commit']}`; {training['epochs']} epochs x "
+        f"{training['iterations_per_epoch']} iterations, batch {training['batch_size']}, "
+        f"{training['training_cases']} training cases, final loss {training['final_loss']}.",
+        "- Hardware: CPU only (2 shared cores, `nice -n 19`, 2 threads); no GPU was available.",
+        "- Log and curves: `train.log`, `history.json`, `training_curve.png` in this folder.",
+        "",
+        "## Known limits",
+        "",
+        text["limits"],
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def summary(tasks: list[str]) -> str:
+    lines = [
+        "# Default models",
+        "",
+        "Three small UNet++ models ship in `Resources/Models/` so that `unetpp segment --task ...` "
+        "and the Slicer module work out of the box. They were trained on CPU with short budgets "
+        "on little public data: read each card before trusting a number. Reproduce them with "
+        "`scripts/train_default_models.sh`.",
+        "",
+        "| task | inputs | labels | label source | val. cases | recommended | "
+        "mean Dice L1 / L2 / L3 / L4 / ens. | s / volume L1 / L4 / ens. | card |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        manifest = json.loads((MODELS / task / "model.json").read_text(encoding="utf-8"))
+        per_depth = manifest["validation"]["per_depth"]
+        dice = " / ".join(_fmt(per_depth[k]["mean_dice"]) for k in DEPTH_KEYS)
+        secs = " / ".join(
+            f"{per_depth[k]['seconds_per_volume']:.1f}" for k in ("1", "4", "ensemble")
+        )
+        lines.append(
+            f"| `{task}` | {', '.join(c['name'] for c in manifest['channels'])} | "
+            f"{', '.join(label['name'] for label in manifest['labels'])} | "
+            f"{manifest['validation']['label_source']} | {len(manifest['validation']['cases'])} | "
+            f"L{manifest['recommended_depth']} | {dice} | {secs} | "
+            f"[CARD](../Resources/Models/{task}/CARD.md) |"
+        )
+    lines += [
+        "",
+        "Dice is on held-out cases on the model's grid; seconds are per validation volume on a "
+        "shared 2-core CPU. Data notes: the liver references are TotalSegmentator model output "
+        "(the training set adds one clinician-corrected scan); the nodule and brain-tumour "
+        "references are expert labels (LIDC-IDRI readers; BraTS 2018).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    tasks = [t for t in TEXT if (MODELS / t / "model.json").is_file()]
+    for task in tasks:
+        (MODELS / task / "CARD.md").write_text(card(task), encoding="utf-8")
+        print(MODELS / task / "CARD.md")
+    (ROOT / "docs" / "MODELS.md").write_text(summary(tasks), encoding="utf-8")
+    print(ROOT / "docs" / "MODELS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
