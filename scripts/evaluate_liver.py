@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import SimpleITK as sitk
-
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.volume import read_volume
 
