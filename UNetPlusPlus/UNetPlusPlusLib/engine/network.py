@@ -16,23 +16,23 @@ stride-2 transposed convolution. Heads ``final_conv_0_j`` (1x1x1 conv) read X(0,
 Pruning (paper, Sec. III-D): head k depends only on the nodes with i + j <= k, so
 ``forward(x, depth=k)`` builds only those and returns exactly head k of the full network.
 
-Inference is allocation-frugal: with gradients off, each decoder row i owns one buffer that
-holds the concatenation ``[X(i, 0), ..., X(i, j-1), Up(X(i+1, j-1))]``; every node writes its
-output straight into its channel slice and the upsampled tensor into the slot after it, so no
-``torch.cat`` copies the skips again for every node. With gradients on (training), the same
-graph is built with ``torch.cat`` so that autograd sees no in-place writes.
+Float32 inference on the CPU (eval mode, no autograd) runs through ``cpu_inference.py``:
+the same graph and weights, channels-last oneDNN convolutions, buffers reused between tiles
+and a fused instance norm. Everything else (training, CUDA, autocast) uses the modules below,
+concatenating skips with ``torch.cat`` so that autograd sees no in-place writes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Union
+from typing import Any, ContextManager, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UNetPlusPlusError
+from . import cpu_inference
 
 LEVELS = 5
 MAX_DEPTH = LEVELS - 1
@@ -104,23 +104,20 @@ class ConvNormAct(nn.Module):
             self.norm = nn.Identity()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward(self, x: Tensor, out: Tensor | None = None) -> Tensor:
-        y = self.drop(self.norm(_conv3d(self.conv, x)))
-        if out is None:
-            return F.leaky_relu(y, LEAKY_SLOPE, inplace=True)
-        return torch.ops.aten.leaky_relu.out(y, LEAKY_SLOPE, out=out)
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(self.drop(self.norm(_conv3d(self.conv, x))), LEAKY_SLOPE, inplace=True)
 
 
 class Node(nn.Module):
-    """H of the paper: two ``ConvNormAct`` blocks; ``out`` receives the result when given."""
+    """H of the paper: two ``ConvNormAct`` blocks."""
 
     def __init__(self, in_channels: int, out_channels: int, norm: str, dropout: float) -> None:
         super().__init__()
         self.conv_0 = ConvNormAct(in_channels, out_channels, norm, dropout)
         self.conv_1 = ConvNormAct(out_channels, out_channels, norm, dropout)
 
-    def forward(self, x: Tensor, out: Tensor | None = None) -> Tensor:
-        return self.conv_1(self.conv_0(x), out=out)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_1(self.conv_0(x))
 
 
 class EncoderNode(Node):
@@ -132,10 +129,10 @@ class EncoderNode(Node):
         super().__init__(in_channels, out_channels, norm, dropout)
         self.pool = pool
 
-    def forward(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         if self.pool:
             x = F.max_pool3d(x, kernel_size=2)
-        return super().forward(x, out=out)
+        return super().forward(x)
 
 
 class DecoderNode(Node):
@@ -153,41 +150,15 @@ class DecoderNode(Node):
         super().__init__(skip_channels + up_channels, out_channels, norm, dropout)
         self.up = nn.ConvTranspose3d(below_channels, up_channels, kernel_size=2, stride=2)
 
-    def forward(self, below: Tensor, row: _SkipRow, out: Tensor | None = None) -> Tensor:
-        return super().forward(row.concat_up(self.up, below), out=out)
-
-
-def _upsample_into(up: nn.ConvTranspose3d, x: Tensor, dst: Tensor) -> None:
-    """Write ``up(x)`` into ``dst`` (N, C_out, 2z, 2y, 2x), which may be a strided view.
-
-    A 2x2x2 transposed convolution of stride 2 is one matrix product per voxel:
-    ``out[o, 2z+a, 2y+b, 2x+c] = sum_i W[i, o, a, b, c] x[i, z, y, x] + bias[o]``.
-    As a GEMM plus one interleaving copy it runs about 3x faster on the CPU than PyTorch's
-    transposed convolution followed by a copy into the concat buffer, with the same result.
-    """
-    n, c_in, d, h, w = x.shape
-    c_out = up.out_channels
-    weight = up.weight.reshape(c_in, c_out * 8).t()  # rows (o, a, b, c)
-    bias = up.bias.repeat_interleave(8)[None, :, None]
-    y = torch.baddbmm(bias, weight.expand(n, -1, -1), x.reshape(n, c_in, d * h * w))
-    y = y.view(n, c_out, 2, 2, 2, d, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
-    dst.unflatten(4, (w, 2)).unflatten(3, (h, 2)).unflatten(2, (d, 2)).copy_(y)
+    def forward(self, below: Tensor, row: _SkipRow) -> Tensor:
+        return super().forward(row.concat_up(self.up, below))
 
 
 class _SkipRow:
     """The skips X(i, 0..j-1) of decoder row i, concatenated with ``torch.cat`` (autograd-safe)."""
 
-    def __init__(self, n_skips: int) -> None:
-        self.n_skips = n_skips
+    def __init__(self) -> None:
         self.skips: list[Tensor] = []
-
-    def slot(self, j: int) -> Tensor | None:
-        """Where X(i, j) should be written, or None to let the node allocate it."""
-        return None
-
-    def add(self, j: int, node_output: Tensor) -> None:
-        if j < self.n_skips:
-            self.skips.append(node_output)
 
     def concat_up(self, up: nn.ConvTranspose3d, below: Tensor) -> Tensor:
         """``[X(i, 0), ..., X(i, j-1), Up(below)]``, the input of X(i, j)."""
@@ -199,53 +170,6 @@ class _SkipRow:
                 pad[2 * axis + 1] = target[2 - axis] - upsampled.shape[4 - axis]
             upsampled = F.pad(upsampled, pad, mode="replicate")
         return torch.cat([*self.skips, upsampled], dim=1)
-
-
-class _BufferRow(_SkipRow):
-    """Decoder row i in one preallocated buffer ``[X(i, 0) | ... | X(i, last-1) | up]``.
-
-    X(i, j) is written into channels ``[j*C, (j+1)*C)``; Up(X(i+1, j-1)) into the ``up_channels``
-    after the j skips, where it is read by conv_i_j's first convolution before X(i, j)'s own
-    output overwrites part of it. Only for use without autograd.
-    """
-
-    def __init__(self, n_skips: int, skip_channels: int, up_channels: int, like: Tensor, shape):
-        super().__init__(n_skips)
-        self.channels = skip_channels
-        channels = n_skips * skip_channels + up_channels
-        self.buffer = like.new_empty((like.shape[0], channels, *shape))
-        self.count = 0
-
-    def slot(self, j: int) -> Tensor | None:
-        if j >= self.n_skips:
-            return None
-        return self.buffer[:, j * self.channels : (j + 1) * self.channels]
-
-    def add(self, j: int, node_output: Tensor) -> None:
-        self.count = min(j + 1, self.n_skips)
-
-    def concat_up(self, up: nn.ConvTranspose3d, below: Tensor) -> Tensor:
-        start = self.count * self.channels
-        stop = start + up.out_channels
-        slot = self.buffer[:, start:stop]
-        d, h, w = (2 * s for s in below.shape[2:])
-        _upsample_into(up, below, slot[:, :, :d, :h, :w])
-        big_d, big_h, big_w = slot.shape[2:]
-        if w < big_w:  # odd size: replicate the last plane, like MONAI's pad
-            slot[:, :, :d, :h, w:] = slot[:, :, :d, :h, w - 1 : w]
-        if h < big_h:
-            slot[:, :, :d, h:, :] = slot[:, :, :d, h - 1 : h, :]
-        if d < big_d:
-            slot[:, :, d:, :, :] = slot[:, :, d - 1 : d, :, :]
-        return self.buffer[:, :stop]
-
-
-def _autocast_on(x: Tensor) -> bool:
-    """Whether autocast may change dtypes between nodes (then buffers are not used)."""
-    try:
-        return torch.is_autocast_enabled(x.device.type)
-    except TypeError:  # torch < 2.4 takes no device type
-        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
 def _validate(in_channels: int, out_channels: int, features: Sequence[int], norm: str, dropout):
@@ -404,55 +328,69 @@ class UNetPlusPlus3D(nn.Module):
 
     def _run(self, x: Tensor, depth: int, heads: Sequence[int]) -> list[Tensor]:
         """Compute nodes with i + j <= depth diagonal by diagonal; return the asked heads."""
-        shapes = self._check_input(x, depth)
-        use_buffers = not torch.is_grad_enabled() and not _autocast_on(x)
-        rows: list[_SkipRow | None] = []
-        for i in range(depth + 1):
-            n_skips = depth - i  # row i holds X(i, 0..depth-i); all but the last are skips
-            if use_buffers and n_skips > 0:
-                rows.append(
-                    _BufferRow(n_skips, self.features[i], self.up_channels(i), x, shapes[i])
-                )
-            else:
-                rows.append(_SkipRow(n_skips))
-
+        self._check_input(x, depth)
+        if self._fast_cpu_path(x):
+            return cpu_inference.run(self, x, depth, heads)
+        rows = [_SkipRow() for _ in range(depth + 1)]
         outputs = []
         encoded = x
         for d in range(depth + 1):
-            row = rows[d]
-            encoded = self.node(d, 0)(encoded, out=row.slot(0))
-            row.add(0, encoded)
+            encoded = self.node(d, 0)(encoded)
+            rows[d].skips.append(encoded)
             below = encoded
             for i in range(d - 1, -1, -1):  # X(i, d - i), walking up the diagonal
-                j = d - i
-                row = rows[i]
-                below = self.node(i, j)(below, row, out=row.slot(j))
-                row.add(j, below)
-                if d == depth:
-                    rows[i + 1] = None  # row i+1 is finished; free its buffer
+                below = self.node(i, d - i)(below, rows[i])
+                rows[i].skips.append(below)
             if d in heads:
                 outputs.append(self.head(d)(below))
         return outputs
 
+    def _fast_cpu_path(self, x: Tensor) -> bool:
+        """CPU float32 inference in eval mode goes through ``cpu_inference`` (same result),
+        unless forward hooks watch the modules, which that path does not call."""
+        if self.training or not cpu_inference.available(x) or _hooked(self):
+            return False
+        if self.norm == "batch":  # eval batch norm needs its running statistics
+            return all(
+                m.running_var is not None for m in self.modules() if isinstance(m, nn.BatchNorm3d)
+            )
+        return True
+
+    @staticmethod
+    def reuse_buffers() -> ContextManager[Any]:
+        """Within this block, CPU inference keeps its buffers and packed weights between calls.
+
+        Wrap a sliding window in it: every tile of the same shape then reuses the memory of the
+        previous one instead of paying page faults for fresh buffers (docs/BENCHMARK.md).
+        """
+        return cpu_inference.reuse_buffers()
+
+
+def _hooked(model: nn.Module) -> bool:
+    from torch.nn.modules import module as module_globals
+
+    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
 
 def count_flops(model: UNetPlusPlus3D, shape: Sequence[int], depth: Depth = MAX_DEPTH) -> int:
-    """FLOPs of one ``model(x, depth)`` call counted by ``torch.utils.flop_counter``.
+    """FLOPs of one ``model(x, depth)`` call of the network's graph (``torch.utils.flop_counter``).
 
-    ``shape`` is (N, C, z, y, x), or (z, y, x) for one sample with ``model.in_channels``.
+    ``shape`` is (N, C, z, y, x), or (z, y, x) for one sample with ``model.in_channels``. The
+    count runs an identical network on the meta device: no memory, no arithmetic, and the
+    model itself (weights, batch-norm statistics) is untouched. It is the nominal count of
+    the paper's graph, whichever kernels a device then uses to compute it.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     shape = tuple(shape)
     if len(shape) == 3:
         shape = (1, model.in_channels, *shape)
-    param = next(model.parameters())
-    x = torch.zeros(shape, dtype=param.dtype, device=param.device)
+    with torch.device("meta"):
+        twin = UNetPlusPlus3D(**model.config()).eval()
+        x = torch.zeros(shape)
     counter = FlopCounterMode(display=False)
-    was_training = model.training
-    model.eval()  # leave batch-norm statistics untouched
-    try:
-        with torch.no_grad(), counter:
-            model(x, depth)
-    finally:
-        model.train(was_training)
+    with torch.no_grad(), counter:
+        twin(x, depth)
     return int(counter.get_total_flops())

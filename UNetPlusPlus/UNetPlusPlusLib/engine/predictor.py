@@ -227,7 +227,7 @@ class Predictor:
                 logits = model(tiles, depth=depth)
             return torch.softmax(logits.float(), dim=1)
 
-        with torch.inference_mode():
+        with torch.inference_mode(), model.reuse_buffers():  # tiles reuse one set of buffers
             probabilities = sliding_window_inference(
                 image,
                 tile_zyx=self.manifest.tile_size_zyx,

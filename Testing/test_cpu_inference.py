@@ -1,0 +1,188 @@
+"""The fast CPU path (channels-last oneDNN, reused buffers) computes exactly the module graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from UNetPlusPlusLib.engine import cpu_inference
+from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+
+FEATURES = (4, 8, 8, 16, 16, 6)
+
+pytestmark = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="the fast path needs oneDNN (MKLDNN)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_net(norm: str = "instance", in_channels: int = 2, out_channels: int = 3):
+    torch.manual_seed(0)
+    net = UNetPlusPlus3D(in_channels, out_channels, features=FEATURES, norm=norm).eval()
+    if norm == "batch":  # non-trivial running statistics, so that they must be used
+        with torch.no_grad():
+            for module in net.modules():
+                if isinstance(module, torch.nn.BatchNorm3d):
+                    module.running_mean.uniform_(-0.5, 0.5)
+                    module.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def reference_heads(net: UNetPlusPlus3D, x: torch.Tensor) -> list[torch.Tensor]:
+    """All four heads through the modules (grad on: torch.cat and nn.Conv3d, no fast path)."""
+    heads = net.forward_heads(x, depth=4)
+    assert heads[0].requires_grad
+    return [h.detach() for h in heads]
+
+
+def count_fast_runs(monkeypatch) -> list:
+    calls: list = []
+    original = cpu_inference.run
+
+    def spy(*args, **kwargs):
+        calls.append(args[2])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_inference, "run", spy)
+    return calls
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
+@pytest.mark.parametrize("shape", [(32, 32, 32), (33, 20, 23)])  # odd: replicate padding
+def test_every_pruned_depth_equals_the_module_graph(norm, shape, monkeypatch):
+    net = make_net(norm)
+    x = 2.0 * torch.randn(2, 2, *shape) + 0.5  # a batch of two tiles, an offset mean
+    expected = reference_heads(net, x)
+    calls = count_fast_runs(monkeypatch)
+    with torch.no_grad():
+        for k in range(1, 5):
+            torch.testing.assert_close(net(x, depth=k), expected[k - 1], rtol=1e-5, atol=1e-5)
+        heads = net.forward_heads(x, depth=4)
+    assert calls == [1, 2, 3, 4, 4]  # the fast path really ran
+    for got, want in zip(heads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(h.is_contiguous() for h in heads)
+
+
+def test_ensemble_equals_the_module_graph():
+    net = make_net()
+    x = torch.randn(1, 2, 32, 32, 32)
+    with torch.enable_grad():
+        expected = net(x, depth="ensemble").detach()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, depth="ensemble"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_reused_buffers_give_identical_results_and_never_alias_outputs():
+    net = make_net()
+    small, large = torch.randn(1, 2, 32, 32, 32), torch.randn(1, 2, 48, 32, 32)
+    with torch.no_grad():
+        want_small, want_large = net(small, 4), net(large, 3)
+        with net.reuse_buffers() as workspace:
+            first = net(small, 4)
+            kept = first.clone()
+            second = net(small, 4)
+            other = net(large, 3)  # another shape in the same block
+            again = net(small, 2)
+            held = workspace.nbytes
+    assert torch.equal(first, kept)  # a later call did not overwrite an earlier result
+    assert torch.equal(first, second) and torch.equal(first, want_small)
+    torch.testing.assert_close(other, want_large, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(again, net.forward_heads(small, 2)[1].detach(), rtol=1e-5, atol=1e-5)
+    assert held > 0
+
+
+def test_weights_changed_in_place_inside_a_reuse_block_are_noticed():
+    net = make_net()
+    x = torch.randn(1, 2, 32, 32, 32)
+    with torch.no_grad(), net.reuse_buffers():
+        before = net(x, 4)
+        net.conv_0_1.conv_0.conv.weight.mul_(-1.5)  # packed weights must be rebuilt
+        after = net(x, 4)
+    expected = reference_heads(net, x)[3]
+    torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_fast_path_runs_only_the_nodes_of_the_pruned_network(k):
+    net = make_net()
+    names = {id(m): name for name, m in net.named_modules()}
+    with torch.no_grad(), net.reuse_buffers() as workspace:
+        net(torch.randn(1, 2, 32, 32, 32), depth=k)
+    nodes = {
+        tuple(int(v) for v in names[c].split(".")[0].split("_")[1:3])
+        for c in workspace.convolutions
+    }
+    assert nodes == {(i, j) for i in range(5) for j in range(5 - i) if i + j <= k}
+
+
+def test_training_double_precision_and_hooks_take_the_module_path(monkeypatch):
+    net = make_net()
+    calls = count_fast_runs(monkeypatch)
+    x = torch.randn(1, 2, 32, 32, 32)
+    with torch.no_grad():
+        net.train()(x, 2)
+        net.eval().double()(x.double(), 2)
+        net.float()
+        seen = []
+        handle = net.conv_0_0.register_forward_hook(lambda *args: seen.append(1))
+        net(x, 2)
+        handle.remove()
+        net(x, 2)
+    assert seen == [1] and calls == [2]
+
+
+def test_instance_statistics_are_exact_despite_a_large_mean():
+    workspace = cpu_inference.Workspace()
+    y = 3.0 + 0.01 * torch.randn(2, 5000, 7)  # mean >> std: a naive E[y^2] - E[y]^2 fails
+    mean, rstd = cpu_inference._instance_stats(y, workspace, eps=1e-5)
+    var, want_mean = torch.var_mean(y.double(), dim=1, keepdim=True, unbiased=False)
+    torch.testing.assert_close(mean.double(), want_mean, rtol=1e-6, atol=0)
+    torch.testing.assert_close(rstd.double(), (var + 1e-5).rsqrt(), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("spatial", [(6, 4, 5), (1, 3, 2)])
+def test_upsampling_folded_into_the_next_convolution_equals_the_two_layers(spatial):
+    torch.manual_seed(1)
+    up = torch.nn.ConvTranspose3d(6, 4, kernel_size=2, stride=2)
+    conv = torch.nn.Conv3d(3 + 4, 5, kernel_size=3, padding=1)  # 3 skip channels, then Up
+    below = torch.randn(2, 6, *spatial)
+    with torch.no_grad():
+        upsampled = up(below)
+        masked = conv.weight.clone()
+        masked[:, :3] = 0  # only the Up channels' share of the convolution
+        expected = torch.nn.functional.conv3d(
+            torch.cat([torch.zeros(2, 3, *upsampled.shape[2:]), upsampled], 1),
+            masked,
+            conv.bias,
+            padding=1,
+        )
+        kernel, bias, corrections = cpu_inference.compose_up_conv(up, conv, first=3)
+        got = torch.nn.functional.conv_transpose3d(below, kernel, bias, stride=2, padding=1)
+        patterns = cpu_inference._shell_patterns(corrections, got.shape[2:])
+        cpu_inference._add_shell_corrections(got, patterns)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_executed_flops_shrink_with_depth_and_stay_below_the_nominal_graph():
+    from UNetPlusPlusLib.engine.network import count_flops
+
+    net = make_net()
+    x = torch.randn(1, 2, 32, 32, 32)
+    executed = []
+    with torch.no_grad():
+        for k in range(1, 5):
+            with net.reuse_buffers() as workspace:
+                net(x, depth=k)
+            executed.append(workspace.flops)
+            assert (
+                0.5 * count_flops(net, x.shape, k) < workspace.flops < count_flops(net, x.shape, k)
+            )
+    assert all(a < b for a, b in zip(executed, executed[1:])), executed

@@ -1,0 +1,408 @@
+"""Fast CPU inference for ``UNetPlusPlus3D``: channels-last oneDNN, reused buffers, fused norms.
+
+Same graph and weights as the module path of ``network.py`` (Zhou et al., IEEE TMI 2019,
+arXiv:1912.05074), restricted to float32 inference on the CPU. Measured on 2 cores
+(docs/BENCHMARK.md), three things dominate the time of a 3D UNet++ beside its convolutions,
+and each has a remedy here:
+
+- **Layout.** oneDNN's 3D convolutions run 1.2-2x faster on channels-last (N, z, y, x, C)
+  tensors than on NCDHW ones, which it reorders to a blocked layout and back on every call.
+  Every activation here stays channels-last and weights are pre-packed once per tile shape.
+- **Page faults.** A fresh 50 MB activation costs ~40 ms of page faults before the first
+  FLOP. Inside ``Workspace.reuse()`` every buffer is kept and reused by the next tile of the
+  same shape, and convolutions write into them (oneDNN's in-place "add" post-op).
+- **Instance norm.** PyTorch's instance norm runs a slow Welford reduction. Here the
+  per-channel mean and the centred second moment are two cascaded sums (exact to float
+  rounding), then one fused scale-and-shift and an in-place LeakyReLU.
+
+A decoder node's input ``[X(i, 0), ..., X(i, j-1), Up(X(i+1, j-1))]`` is never concatenated
+(a channels-last concatenation is a full copy): its first convolution is the sum of one
+convolution per part, with the weight's matching input channels, accumulated in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .network import UNetPlusPlus3D
+
+_UPSAMPLE_CHUNK_BYTES = 32 << 20  # bounds the GEMM buffer of an upsampling, in few pieces
+_ONE = [1, 1, 1]
+_ZERO = [0, 0, 0]
+
+
+def available(x: Tensor) -> bool:
+    """Whether ``x`` may take this path: CPU float32, oneDNN, no autograd, no autocast."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled():
+        return False
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    try:
+        autocast = torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        autocast = torch.is_autocast_cpu_enabled()
+    return not autocast and hasattr(torch.ops.mkldnn, "_convolution_pointwise_")
+
+
+class Workspace:
+    """Named flat float32 buffers and pre-packed weights, kept for the next call of a same shape.
+
+    Outside :meth:`reuse` each forward gets a fresh workspace, freed when it returns.
+    """
+
+    def __init__(self) -> None:
+        self._flat: dict[object, Tensor] = {}
+        self._packed: dict[object, Tensor] = {}
+        self.convolutions: set[int] = set()  # id() of every convolution run, for tests
+        self.flops = 0  # multiply-adds x 2 of the convolutions and GEMMs actually executed
+
+    def flat(self, key: object, numel: int) -> Tensor:
+        buffer = self._flat.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=torch.float32)
+            self._flat[key] = buffer
+        return buffer[:numel]
+
+    def channels_last(self, key: object, n: int, c: int, spatial: Sequence[int]) -> Tensor:
+        """An (n, c, z, y, x) tensor with channels-last strides over buffer ``key``."""
+        voxels = n * math.prod(spatial)
+        return self.flat(key, voxels * c).view(n, *spatial, c).permute(0, 4, 1, 2, 3)
+
+    def packed(self, conv: nn.Conv3d, channels: slice, input_shape: Sequence[int]) -> Tensor:
+        """The ``channels`` input slice of ``conv``'s weight, reordered for oneDNN for inputs
+        of ``input_shape`` (cached; keyed on the weight's version counter)."""
+        weight = conv.weight
+        self.convolutions.add(id(conv))
+        key = (id(conv), channels.start, channels.stop, weight._version, tuple(input_shape))
+        packed = self._packed.get(key)
+        if packed is None:
+            part = weight.detach()[:, channels].contiguous()
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                part, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
+                list(input_shape),
+            )  # fmt: skip
+            self._packed[key] = packed
+        return packed
+
+    def composed(self, node: nn.Module, first: int, fine: Sequence[int]) -> tuple[Tensor, ...]:
+        """``compose_up_conv`` for a decoder node, with its shell corrections laid out for a
+        ``fine`` grid; cached on the weights' version counters."""
+        up, conv = node.up, node.conv_0.conv
+        params = (up.weight, up.bias, conv.weight, conv.bias)
+        versions = tuple(p._version for p in params if p is not None)
+        key = ("composed", id(node), first, tuple(fine), versions)
+        cached = self._packed.get(key)
+        if cached is None:
+            kernel, bias, corrections = compose_up_conv(up, conv, first)
+            cached = (kernel, bias, _shell_patterns(corrections, fine))
+            self._packed[key] = cached  # type: ignore[assignment]
+        self.convolutions.update((id(up), id(conv)))
+        return cached  # type: ignore[return-value]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._flat.values())
+
+
+def _convolve_into(
+    conv: nn.Conv3d, parts: Sequence[Tensor], out: Tensor, ws: Workspace, accumulate: bool = False
+) -> None:
+    """``out = conv(cat(parts, dim=1))`` (or ``out +=`` it, without the bias, if ``accumulate``),
+    channels-last, with neither the concatenation nor a fresh output: one oneDNN convolution
+    per part, each adding into ``out`` in place with the weight's matching input channels."""
+    if not accumulate:
+        out.zero_()
+    start = 0
+    for index, part in enumerate(parts):
+        channels = slice(start, start + part.shape[1])
+        start = channels.stop
+        bias = conv.bias if index == 0 and not accumulate else None
+        ws.flops += 2 * out.numel() * part.shape[1] * math.prod(conv.kernel_size)
+        torch.ops.mkldnn._convolution_pointwise_.binary(
+            out, part, ws.packed(conv, channels, part.shape), bias, list(conv.padding),
+            list(conv.stride), list(conv.dilation), conv.groups, "add", None, None, [], None,
+        )  # fmt: skip
+
+
+# Transposed convolution (kernel 2, stride 2) followed by a 3x3x3 convolution (padding 1) is one
+# transposed convolution (kernel 4, stride 2, padding 1): along an axis, fine output 2m + r reads
+# coarse inputs m - 1, m (r = 0) or m, m + 1 (r = 1). _TAPS[k] lists, for kernel index k, the
+# pairs (3x3x3 tap index, 2x2x2 sub-position) that meet there.
+_TAPS = {0: ((2, 0),), 1: ((1, 0), (2, 1)), 2: ((0, 0), (1, 1)), 3: ((0, 1),)}
+
+
+def _tap_matrix() -> Tensor:
+    """(4, 3, 2) float64: 1 where kernel index k combines 3x3x3 tap t with sub-position a."""
+    taps = torch.zeros(4, 3, 2, dtype=torch.float64)
+    for k, pairs in _TAPS.items():
+        for t, a in pairs:
+            taps[k, t, a] = 1.0
+    return taps
+
+
+def compose_up_conv(up: nn.ConvTranspose3d, conv: nn.Conv3d, first: int) -> tuple[Tensor, ...]:
+    """Fold ``up`` into input channels ``first:first + up.out_channels`` of ``conv``.
+
+    Returns the transposed-convolution kernel (C_below, C_out, 4, 4, 4) and bias (``conv``'s
+    own plus the upsampling bias seen through the interior of the 3x3x3 kernel), and the
+    corrections (C_out, 3, 3, 3) to add on the one-voxel shell of the output, where zero
+    padding hides part of that bias: index 0 / 1 / 2 along an axis is the low face / interior /
+    high face. Computed in float64, so the result equals the two layers up to float32 rounding.
+    """
+    w_up = up.weight.detach().double()  # (C_below, C_up, 2, 2, 2)
+    w_conv = conv.weight.detach().double()[:, first : first + up.out_channels]  # (O, C_up, 3..)
+    taps = _tap_matrix()
+    kernel = torch.einsum("iuabc,ouxyz->ioxyzabc", w_up, w_conv)
+    kernel = torch.einsum("ioxyzabc,kxa->iokyzbc", kernel, taps)
+    kernel = torch.einsum("iokyzbc,lyb->ioklzc", kernel, taps)
+    kernel = torch.einsum("ioklzc,mzc->ioklm", kernel, taps)
+    bias_field = up.bias.detach().double().view(1, -1, 1, 1, 1).expand(1, -1, 3, 3, 3)
+    seen = F.conv3d(bias_field, w_conv, padding=1)[0]  # (O, 3, 3, 3): the bias behind the kernel
+    interior = seen[:, 1, 1, 1]
+    bias = interior if conv.bias is None else interior + conv.bias.detach().double()
+    corrections = seen - interior.view(-1, 1, 1, 1)
+    return kernel.float().contiguous(), bias.float(), corrections.float()
+
+
+def _shell_patterns(corrections: Tensor, spatial: Sequence[int]) -> tuple[Tensor, ...]:
+    """The corrections laid out on the faces of a (Z, Y, X) grid: both z planes (C, Y, X), both
+    y rows of the inner planes (C, 1, X) and both x columns of the inner rows (C, 1, 1)."""
+    classes = []
+    for n in spatial[1:]:
+        index = torch.ones(n, dtype=torch.long)
+        index[0], index[-1] = 0, 2
+        classes.append(index)
+    by_y, by_x = classes
+    z_planes = [corrections[:, c][:, by_y][:, :, by_x] for c in (0, 2)]
+    y_rows = [corrections[:, 1, c][:, by_x].unsqueeze(1) for c in (0, 2)]
+    x_columns = [corrections[:, 1, 1, c].view(-1, 1, 1) for c in (0, 2)]
+    return (*z_planes, *y_rows, *x_columns)
+
+
+def _add_shell_corrections(y: Tensor, patterns: Sequence[Tensor]) -> None:
+    """Add the face patterns of ``_shell_patterns`` to ``y`` (N, C, Z, Y, X): six operations,
+    each over one face, which together cover the one-voxel shell exactly once."""
+    z_low, z_high, y_low, y_high, x_low, x_high = patterns
+    y[:, :, 0] += z_low
+    y[:, :, -1] += z_high
+    inner = y[:, :, 1:-1]
+    inner[:, :, :, 0] += y_low
+    inner[:, :, :, -1] += y_high
+    core = inner[:, :, :, 1:-1]
+    core[..., 0] += x_low
+    core[..., -1] += x_high
+
+
+def _channel_sums(t: Tensor) -> Tensor:
+    """Sum over voxels of (N, V, C): (N, 1, C), folding voxels into the rows' width first
+    (a 16-wide row reduces several times slower than a 1024-wide one)."""
+    n, v, c = t.shape
+    fold = math.gcd(v, 64)
+    partial = t.reshape(n, v // fold, fold * c).sum(dim=1)
+    return partial.view(n, fold, c).sum(dim=1, keepdim=True)
+
+
+def _instance_stats(y: Tensor, ws: Workspace, eps: float) -> tuple[Tensor, Tensor]:
+    """Per (sample, channel) mean and 1/sqrt(var + eps) of channels-last ``y`` as (N, V, C).
+
+    Two passes (the mean, then the mean of the squared deviations, computed in one fused
+    operation) with cascaded sums: as exact as PyTorch's instance norm, without its slow
+    Welford reduction.
+    """
+    n, v, c = y.shape
+    mean = _channel_sums(y).div_(v)  # (N, 1, C)
+    squares = ws.flat("norm_scratch", y.numel()).view(n, v, c)
+    torch.ops.aten.mse_loss.out(y, mean.expand_as(y), 0, out=squares)  # (y - mean)^2
+    variance = _channel_sums(squares).div_(v)
+    return mean, variance.add_(eps).rsqrt_()
+
+
+def _norm_act_(norm: nn.Module, y5: Tensor, slope: float, ws: Workspace) -> None:
+    """Normalise channels-last ``y5`` in place (instance, eval batch or none), then LeakyReLU.
+
+    Few, whole-tensor operations: on a busy machine every parallel operation waits for its
+    slowest thread, so many small ones cost far more than their memory traffic.
+    """
+    n, c = y5.shape[:2]
+    y = y5.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view: channels-last is (N, V, C)
+    if isinstance(norm, nn.InstanceNorm3d):
+        mean, rstd = _instance_stats(y, ws, norm.eps)
+        scale = rstd if norm.weight is None else rstd * norm.weight
+        shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
+        torch.addcmul(shift, y, scale, out=y)
+    elif isinstance(norm, nn.BatchNorm3d):
+        rstd = (norm.running_var + norm.eps).rsqrt()
+        scale = rstd if norm.weight is None else rstd * norm.weight
+        shift = -norm.running_mean * scale
+        shift = shift if norm.bias is None else shift + norm.bias
+        torch.addcmul(shift, y, scale, out=y)
+    F.leaky_relu_(y, slope)
+
+
+class _Executor:
+    """One forward of a ``UNetPlusPlus3D`` over nodes i + j <= depth, diagonal by diagonal."""
+
+    def __init__(self, model: UNetPlusPlus3D, x: Tensor, depth: int, ws: Workspace) -> None:
+        self.model, self.depth, self.ws = model, depth, ws
+        self.n = x.shape[0]
+        self.shapes = [tuple(x.shape[2:])]
+        for _ in range(depth):
+            self.shapes.append(tuple(s // 2 for s in self.shapes[-1]))
+        from .network import LEAKY_SLOPE
+
+        self.slope = LEAKY_SLOPE
+
+    def node_output(self, i: int, j: int) -> Tensor:
+        c = self.model.node_channels(i, j)
+        return self.ws.channels_last(("x", i, j), self.n, c, self.shapes[i])
+
+    def run_node(
+        self,
+        node: nn.Module,
+        parts: Sequence[Tensor],
+        i: int,
+        j: int,
+        started: Tensor | None = None,
+    ) -> Tensor:
+        """H of the paper: two (conv, norm, LeakyReLU) blocks; the result lands in X(i, j).
+
+        ``parts`` are the channel groups of the node's input, never concatenated; ``started``,
+        if given, already holds the first convolution of the remaining (last) channels.
+        """
+        ws, out = self.ws, self.node_output(i, j)
+        mid = started
+        if mid is None:
+            mid = ws.channels_last(("mid", i), self.n, out.shape[1], self.shapes[i])
+        for block, dst in ((node.conv_0, mid), (node.conv_1, out)):
+            _convolve_into(block.conv, parts, dst, ws, accumulate=dst is started)
+            _norm_act_(block.norm, dst, self.slope, ws)
+            parts = [dst]
+        return out
+
+    def encode(self, i: int, previous: Tensor) -> Tensor:
+        if i == 0:
+            x = previous
+            if not x.is_contiguous(memory_format=torch.channels_last_3d):
+                x = self.ws.channels_last("input", self.n, x.shape[1], self.shapes[0])
+                x.copy_(previous)
+        else:
+            x = F.max_pool3d(previous, kernel_size=2)
+            if not x.is_contiguous(memory_format=torch.channels_last_3d):
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+        return self.run_node(self.model.node(i, 0), [x], i, 0)
+
+    def decode(self, i: int, j: int, skips: list[Tensor], below: Tensor) -> Tensor:
+        """X(i, j) from the skips X(i, 0..j-1) and Up(below), in MONAI's concatenation order.
+
+        On even sizes, Up and the first convolution's share of its channels run as one
+        transposed convolution (``compose_up_conv``): 8 C_below instead of 27 C_up
+        multiply-adds per output, and no upsampled tensor at all.
+        """
+        node = self.model.node(i, j)
+        skips = skips[:j]
+        fine = tuple(2 * s for s in below.shape[2:])
+        if fine == self.shapes[i] and 8 * node.up.in_channels <= 27 * node.up.out_channels:
+            first = sum(skip.shape[1] for skip in skips)
+            kernel, bias, patterns = self.ws.composed(node, first, fine)
+            self.ws.flops += 2 * below.numel() * kernel.shape[1] * kernel[0, 0].numel()
+            started = torch.ops.mkldnn._convolution_transpose_pointwise(
+                below, kernel, bias, _ONE, _ZERO, [2, 2, 2], _ONE, 1, "none", [], None
+            )
+            if not started.is_contiguous(memory_format=torch.channels_last_3d):
+                started = started.contiguous(memory_format=torch.channels_last_3d)
+            _add_shell_corrections(started, patterns)
+            return self.run_node(node, skips, i, j, started=started)
+        up = self.ws.channels_last(("up", i), self.n, node.up.out_channels, self.shapes[i])
+        self.upsample_into(node.up, below, up)
+        return self.run_node(node, [*skips, up], i, j)
+
+    def upsample_into(self, up: nn.ConvTranspose3d, x: Tensor, dst: Tensor) -> None:
+        """dst <- ConvTranspose3d(kernel 2, stride 2)(x) as one GEMM and one interleaving copy.
+
+        ``out[o, 2z+a, 2y+b, 2x+c] = sum_i W[i, o, a, b, c] x[i, z, y, x] + bias[o]``; an odd
+        target size gets its last plane replicated (as MONAI's ``UpCat`` pad).
+        """
+        n, c_in, d, h, w = x.shape
+        c_out = up.out_channels
+        weight = up.weight.permute(0, 2, 3, 4, 1).reshape(c_in, 8 * c_out)  # cols (a, b, c, o)
+        bias = up.bias.repeat(8)
+        source = x.permute(0, 2, 3, 4, 1)  # (N, d, h, w, C_in), dense
+        target = dst.permute(0, 2, 3, 4, 1)  # (N, Z, Y, X, C_out), Z >= 2d
+        core = target[:, : 2 * d, : 2 * h, : 2 * w]
+        core = core.unflatten(3, (w, 2)).unflatten(2, (h, 2)).unflatten(1, (d, 2))
+        planes = max(1, _UPSAMPLE_CHUNK_BYTES // (4 * h * w * 8 * c_out))  # z planes per GEMM
+        gemm = self.ws.flat("up_gemm", min(planes, d) * h * w * 8 * c_out)
+        for b in range(n):
+            for z in range(0, d, planes):
+                count = min(planes, d - z)
+                rows = source[b, z : z + count].reshape(-1, c_in)
+                out = gemm[: rows.shape[0] * 8 * c_out].view(-1, 8 * c_out)
+                torch.addmm(bias, rows, weight, out=out)
+                self.ws.flops += 2 * out.numel() * c_in
+                block = out.view(count, h, w, 2, 2, 2, c_out).permute(0, 3, 1, 4, 2, 5, 6)
+                core[b, z : z + count].copy_(block)
+        big_d, big_h, big_w = target.shape[1:4]
+        if 2 * w < big_w:  # odd size: replicate the last plane, like MONAI's pad
+            target[:, : 2 * d, : 2 * h, 2 * w :] = target[:, : 2 * d, : 2 * h, 2 * w - 1 : 2 * w]
+        if 2 * h < big_h:
+            target[:, : 2 * d, 2 * h :] = target[:, : 2 * d, 2 * h - 1 : 2 * h]
+        if 2 * d < big_d:
+            target[:, 2 * d :] = target[:, 2 * d - 1 : 2 * d]
+
+    def head(self, j: int, x: Tensor) -> Tensor:
+        """1x1x1 head on X(0, j): logits (N, K, z, y, x), contiguous and freshly allocated."""
+        conv = self.model.head(j)
+        n, c = x.shape[:2]
+        rows = x.permute(0, 2, 3, 4, 1).reshape(-1, c)
+        logits = torch.addmm(conv.bias, rows, conv.weight.reshape(conv.out_channels, c).t())
+        self.ws.flops += 2 * logits.numel() * c
+        logits = logits.view(n, *self.shapes[0], conv.out_channels).permute(0, 4, 1, 2, 3)
+        return logits.contiguous()
+
+    def run(self, x: Tensor, heads: Sequence[int]) -> list[Tensor]:
+        skips: list[list[Tensor]] = [[] for _ in range(self.depth + 1)]
+        outputs = []
+        encoded = x
+        for d in range(self.depth + 1):
+            encoded = self.encode(d, encoded)
+            skips[d].append(encoded)
+            below = encoded
+            for i in range(d - 1, -1, -1):  # X(i, d - i), walking up the diagonal
+                j = d - i
+                below = self.decode(i, j, skips[i], below)
+                skips[i].append(below)
+            if d in heads:
+                outputs.append(self.head(d, below))
+        return outputs
+
+
+_active: list[Workspace] = []
+
+
+@contextlib.contextmanager
+def reuse_buffers() -> Iterator[Workspace]:
+    """Keep every buffer and packed weight between forward calls inside this block.
+
+    Use it around a sliding window: tiles of one size then reuse the same memory (no page
+    faults). Weights must not change inside the block (packed weights are keyed on the
+    tensors' version counters, so an in-place update is noticed, but a swapped module is not).
+    """
+    workspace = Workspace()
+    _active.append(workspace)
+    try:
+        yield workspace
+    finally:
+        _active.remove(workspace)
+
+
+def run(model: UNetPlusPlus3D, x: Tensor, depth: int, heads: Sequence[int]) -> list[Tensor]:
+    """Heads ``heads`` of ``model`` on ``x`` (N, C, z, y, x), nodes i + j <= ``depth`` only."""
+    ws = _active[-1] if _active else Workspace()
+    return _Executor(model, x, depth, ws).run(x, heads)

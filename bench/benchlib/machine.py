@@ -1,0 +1,53 @@
+"""What the numbers were measured on: CPU, threads, library versions, machine load."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def describe(threads: int) -> list[str]:
+    import torch
+
+    try:
+        import monai
+
+        monai_version = monai.__version__
+    except ImportError:
+        monai_version = "not installed"
+    flags = cpu_flags()
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return [
+        f"cpu: {cpu_model()} ({os.cpu_count()} logical CPUs visible; {' '.join(simd) or 'no AVX'})",
+        f"threads: {threads} (torch.set_num_threads, OMP_NUM_THREADS)",
+        f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), "
+        f"MONAI {monai_version}, python {platform.python_version()}",
+    ]
