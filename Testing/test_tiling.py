@@ -94,3 +94,46 @@ def test_cancel_stops_between_batches():
 def test_a_predictor_with_the_wrong_output_shape_is_a_bug():
     with pytest.raises(ValueError, match="predict returned"):
         sliding_window_inference(torch.zeros(1, 8, 8, 8), (8, 8, 8), voxelwise_predictor(), 2)
+
+
+def test_accumulators_fall_back_to_the_cpu_when_the_gpu_is_full(monkeypatch):
+    """A GPU out-of-memory while allocating the (K, volume) accumulators moves them, and only
+    them, to the CPU (the allocation failure is simulated; no GPU is needed)."""
+    from UNetPlusPlusLib.engine import tiling
+
+    real_zeros = torch.zeros
+    asked = []
+
+    def zeros(*args, device=None, **kwargs):
+        asked.append(torch.device(device) if device is not None else None)
+        if device is not None and torch.device(device).type == "cuda":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_zeros(*args, device=device, **kwargs)
+
+    monkeypatch.setattr(torch, "zeros", zeros)
+    probabilities, weights = tiling._accumulators(3, (4, 5, 6), torch.float32, torch.device("cuda"))
+    assert probabilities.shape == (3, 4, 5, 6) and weights.shape == (4, 5, 6)
+    assert probabilities.device.type == weights.device.type == "cpu"
+    assert asked[0].type == "cuda" and asked[-1].type == "cpu"
+
+
+def test_other_allocation_errors_are_not_swallowed(monkeypatch):
+    from UNetPlusPlusLib.engine import tiling
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("invalid argument")
+
+    monkeypatch.setattr(torch, "zeros", broken)
+    with pytest.raises(RuntimeError, match="invalid argument"):
+        tiling._accumulators(2, (4, 4, 4), torch.float32, torch.device("cuda"))
+
+
+def test_cudnn_benchmark_is_on_for_cuda_runs_only_and_restored():
+    from UNetPlusPlusLib.engine.devices import inference_backends
+
+    before = torch.backends.cudnn.benchmark
+    with inference_backends("cpu"):
+        assert torch.backends.cudnn.benchmark == before
+    with inference_backends("cuda:0"):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == before

@@ -117,7 +117,8 @@ def matmul_seconds(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, calls: i
 
 
 def tile_job(job: dict) -> dict:
-    """Matmul peak and single-tile forwards, interleaved round by round; the best of each."""
+    """Matmul peak and single-tile forwards at every depth, interleaved round by round so
+    that all see the same machine load; the best time of each is kept."""
     from UNetPlusPlusLib.engine.network import count_flops
 
     size = int(job.get("matmul_size", 4096))
@@ -125,18 +126,25 @@ def tile_job(job: dict) -> dict:
     out = torch.empty(size, size)
     model = our_network(Path(job["weights"]))
     net = monai_network(Path(job["weights"])) if job.get("monai") else None
-    x = torch.from_numpy(np.load(job["volume"]))[None, :, : workload.TILE, : workload.TILE]
-    x = x[..., : workload.TILE].contiguous()
-    flops = {str(d): count_flops(model, tuple(x.shape), d) for d in (1, 2, 3, 4)}
-    best = {"matmul": float("inf"), "ours": float("inf"), "monai": float("inf")}
-    with torch.inference_mode(), model.reuse_buffers():
+    tile = workload.TILE
+    x = torch.from_numpy(np.load(job["volume"]))[None, :, :tile, :tile, :tile].contiguous()
+    depths = (4, 3, 2, 1, "ensemble")
+    nominal = {str(d): count_flops(model, tuple(x.shape), d) for d in depths}
+    executed = {}
+    best = {key: float("inf") for key in ("matmul", "monai", *map(str, depths))}
+    with torch.inference_mode():
         torch.mm(a, b, out=out)
-        model(x, 4)
-        for _ in range(int(job.get("rounds", 3))):
-            best["matmul"] = min(best["matmul"], matmul_seconds(a, b, out))
-            started = time.perf_counter()
-            model(x, 4)
-            best["ours"] = min(best["ours"], time.perf_counter() - started)
+        for depth in depths:  # warm-up, and the FLOPs our kernels really execute
+            with model.reuse_buffers() as workspace:
+                model(x, depth)
+            executed[str(depth)] = workspace.flops
+        with model.reuse_buffers():
+            for _ in range(int(job.get("rounds", 3))):
+                best["matmul"] = min(best["matmul"], matmul_seconds(a, b, out))
+                for depth in depths:
+                    started = time.perf_counter()
+                    model(x, depth)
+                    best[str(depth)] = min(best[str(depth)], time.perf_counter() - started)
         if net is not None:
             net(x)
             for _ in range(int(job.get("monai_rounds", 1))):
@@ -145,11 +153,31 @@ def tile_job(job: dict) -> dict:
                 best["monai"] = min(best["monai"], time.perf_counter() - started)
                 best["matmul"] = min(best["matmul"], matmul_seconds(a, b, out))
     return {
+        "bf16": bf16_probe(model, x) if job.get("bf16") else None,
         "matmul_gflops": 2 * size**3 / best["matmul"] / 1e9,
-        "flops": flops,
-        "ours_seconds": best["ours"],
+        "nominal_flops": nominal,
+        "executed_flops": executed,
+        "seconds": {str(d): best[str(d)] for d in depths},
         "monai_seconds": best["monai"] if net is not None else None,
     }
+
+
+def bf16_probe(model, x: torch.Tensor) -> dict:
+    """CPU bfloat16 autocast (module path) against our float32 path: seconds and argmax match.
+
+    Measured for the record only; the engine never turns it on by itself (issue 6)."""
+    from UNetPlusPlusLib.engine.devices import cpu_autocast_supported
+
+    if not cpu_autocast_supported():
+        return {"skipped": "no native bfloat16 on this CPU (it would be emulated, ~300x slower)"}
+    with torch.inference_mode():
+        reference = model(x, 4).argmax(dim=1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x, 4)
+            started = time.perf_counter()
+            logits = model(x, 4)
+            seconds = time.perf_counter() - started
+    return {"seconds": seconds, "agree": float((logits.argmax(dim=1) == reference).float().mean())}
 
 
 def model_job(job: dict) -> dict:

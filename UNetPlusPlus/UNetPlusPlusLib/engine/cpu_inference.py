@@ -42,6 +42,9 @@ def available(x: Tensor) -> bool:
     """Whether ``x`` may take this path: CPU float32, oneDNN, no autograd, no autocast."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled():
         return False
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():  # torch.compile traces the modules
+        return False
     if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
         return False
     try:

@@ -11,7 +11,7 @@ import os
 import platform
 import re
 from pathlib import Path
-from typing import ContextManager, Optional, Union
+from typing import ContextManager, Iterator, Optional, Union
 
 import torch
 
@@ -191,3 +191,23 @@ def autocast_context(device: Union[torch.device, str], enabled: bool = True) -> 
     if not enabled or dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+@contextlib.contextmanager
+def inference_backends(device: Union[torch.device, str]) -> Iterator[None]:
+    """Backend settings for a sliding window on ``device``, restored afterwards.
+
+    On CUDA, ``cudnn.benchmark`` is switched on: every tile has the same shape, so the one-off
+    search for the fastest convolution algorithms pays for itself after the first tile. (The
+    CUDA path is written for, but untested on, GPU hardware in this project's CI.) On the CPU
+    nothing changes: threads are set once by :func:`configure_threads`.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous

@@ -56,12 +56,18 @@ def _use_onednn(x: Tensor, weight: Tensor) -> bool:
     """
     return (
         x.device.type == "cpu"
+        and not _compiling()  # torch.compile traces nn.Conv3d, not oneDNN's eager entry point
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
     )
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
 
 
 def _register_onednn_flops() -> None:

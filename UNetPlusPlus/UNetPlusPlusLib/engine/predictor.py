@@ -127,9 +127,12 @@ class Predictor:
         probabilities = self._infer(image, depth, overlap, tile_batch, report, cancel, info)
 
         report("postprocess", 0, 1)
-        region_probs = resample_to_reference(probabilities, grid, region, interpolator="linear")
+        region_probs = None
+        if return_probabilities:
+            region_probs = resample_to_reference(probabilities, grid, region, interpolator="linear")
+        region_labels = self._region_labels(probabilities, grid, region, region_probs)
         del probabilities
-        labels = self._assemble_labels(volume, region_probs, slices)
+        labels = self._assemble_labels(volume, region_labels, slices)
         keep_largest = self._postprocess_option("largest_component", largest_component)
         if keep_largest:
             labels = keep_largest_component(labels)
@@ -241,12 +244,28 @@ class Predictor:
             )
         return probabilities.float().cpu().numpy()
 
-    def _assemble_labels(self, volume: Volume, region_probs: np.ndarray, slices) -> np.ndarray:
+    def _region_labels(self, probabilities, grid, region: Volume, region_probs) -> np.ndarray:
+        """Argmax over classes on the region's grid. Without ``region_probs``, the classes are
+        resampled one at a time against a running maximum: a few bytes per input voxel instead
+        of a (K, volume) float32 array and an int64 argmax (docs/BENCHMARK.md, memory)."""
         dtype = np.uint8 if self.manifest.num_classes <= 256 else np.uint16
-        region_labels = np.argmax(region_probs, axis=0).astype(dtype)
+        if region_probs is not None:
+            return np.argmax(region_probs, axis=0).astype(dtype)
+        best = resample_to_reference(probabilities[:1], grid, region, interpolator="linear")[0]
+        labels = np.zeros(best.shape, dtype=dtype)
+        for k in range(1, probabilities.shape[0]):
+            candidate = resample_to_reference(
+                probabilities[k : k + 1], grid, region, interpolator="linear"
+            )[0]
+            better = candidate > best  # ties keep the lower class, as np.argmax does
+            labels[better] = k
+            np.maximum(best, candidate, out=best)
+        return labels
+
+    def _assemble_labels(self, volume: Volume, region_labels: np.ndarray, slices) -> np.ndarray:
         if slices is None:
             return region_labels
-        labels = np.zeros(volume.array.shape[1:], dtype=dtype)
+        labels = np.zeros(volume.array.shape[1:], dtype=region_labels.dtype)
         labels[slices] = region_labels
         return labels
 

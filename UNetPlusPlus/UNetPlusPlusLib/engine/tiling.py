@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CancelledError
+from .devices import inference_backends, is_out_of_memory, release_memory
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
@@ -81,9 +82,12 @@ def sliding_window_inference(
     ``image`` is (C, z, y, x) or (1, C, z, y, x). ``predict`` maps a batch of tiles
     (B, C, tz, ty, tx) on ``device`` to probabilities (B, K, tz, ty, tx). A volume smaller than
     the tile is padded with its minimum and cropped back. Only the (K, volume) accumulator and
-    a (volume) weight map are kept, both on ``device`` in ``accumulate_dtype``, which is also
-    the dtype and device of the result. ``progress(done, total)`` is called after each batch
-    of tiles; ``cancel()`` is polled before each batch and raises :class:`CancelledError`.
+    a (volume) weight map are kept, in ``accumulate_dtype``, on ``device`` if they fit there and
+    on the CPU otherwise (a GPU out-of-memory while allocating them moves them, not the
+    network); the result is where they are. Peak memory is therefore the network's working set
+    for one tile batch plus (K + 1) values per voxel, whatever the volume's size.
+    ``progress(done, total)`` is called after each batch of tiles; ``cancel()`` is polled
+    before each batch and raises :class:`CancelledError`.
     """
     if image.dim() == 5:
         if image.shape[0] != 1:
@@ -93,33 +97,54 @@ def sliding_window_inference(
         raise ValueError(f"image must be (C, z, y, x), got shape {tuple(image.shape)}")
     tile = tuple(int(t) for t in tile_zyx)
     device = torch.device(device) if device is not None else image.device
-    image = image.to(device=device, dtype=torch.float32, non_blocking=True)
+    image = image.to(dtype=torch.float32)
     image, crop = _pad_to_tile(image, tile)
     shape = tuple(image.shape[1:])
     boxes = tile_boxes(shape, tile, overlap)
-    importance = gaussian_importance(tile).to(device=device, dtype=accumulate_dtype)
-    probabilities = torch.zeros((num_classes,) + shape, dtype=accumulate_dtype, device=device)
-    weights = torch.zeros(shape, dtype=accumulate_dtype, device=device)
+    probabilities, weights = _accumulators(num_classes, shape, accumulate_dtype, device)
+    importance = gaussian_importance(tile).to(device=weights.device, dtype=accumulate_dtype)
+    weighted: Optional[torch.Tensor] = None  # one tile batch of weighted probabilities, reused
     batch_size = max(1, int(batch_size))
     total = len(boxes)
-    with torch.no_grad():
+    with torch.no_grad(), inference_backends(device):
         for first in range(0, total, batch_size):
             if cancel is not None and cancel():
                 raise CancelledError()
             batch = boxes[first : first + batch_size]
             tiles = torch.stack([image[(slice(None),) + box] for box in batch])
-            output = predict(tiles)
+            output = predict(tiles.to(device, non_blocking=True))
             expected = (len(batch), num_classes) + tile
             if tuple(output.shape) != expected:
                 raise ValueError(f"predict returned {tuple(output.shape)}, expected {expected}")
-            output = output.to(dtype=accumulate_dtype) * importance
-            for box, tile_probabilities in zip(batch, output):
+            output = output.to(device=weights.device, dtype=accumulate_dtype)
+            if weighted is None or weighted.shape != output.shape:
+                weighted = torch.empty_like(output)
+            torch.mul(output, importance, out=weighted)
+            for box, tile_probabilities in zip(batch, weighted):
                 probabilities[(slice(None),) + box] += tile_probabilities
                 weights[box] += importance
             if progress is not None:
                 progress(first + len(batch), total)
     probabilities /= weights
     return probabilities[(slice(None),) + crop]
+
+
+def _accumulators(
+    num_classes: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeroed (K, volume) and (volume) accumulators on ``device``, or on the CPU if a GPU
+    runs out of memory allocating them (untested on GPU hardware here; see BENCHMARK.md)."""
+    try:
+        probabilities = torch.zeros((num_classes,) + shape, dtype=dtype, device=device)
+        return probabilities, torch.zeros(shape, dtype=dtype, device=device)
+    except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
+        if device.type == "cpu" or not is_out_of_memory(error):
+            raise
+        release_memory(device)
+        cpu = torch.device("cpu")
+        return torch.zeros((num_classes,) + shape, dtype=dtype, device=cpu), torch.zeros(
+            shape, dtype=dtype, device=cpu
+        )
 
 
 def _pad_to_tile(
