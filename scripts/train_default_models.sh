@@ -35,12 +35,16 @@ ship() {  # ship <task>: copy the trained package into Resources/Models/<task>
 
 train_liver() {
     # 3 labelled CTs; example_ct (the demo case) is held out, so the demo runs on an unseen case.
-    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" \
-        --dataset-json Resources/Datasets/liver.json --val-cases ts-example-ct \
-        --spacing 3 3 3 --tile 48 48 48 --features 8 16 32 64 128 8 \
-        --epochs 4 --iterations-per-epoch 35 --batch-size 2 --lr 1e-3 --val-every 4 \
-        --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
-        --name liver-ct --task liver --no-progress
+    # The shipped model was trained for 4 epochs, then resumed (--resume, bit-exact) to 14 with
+    # the validation only at the end; the poly learning rate is recomputed for 14 epochs then.
+    local common=(--dataset-json Resources/Datasets/liver.json --val-cases ts-example-ct
+        --spacing 3 3 3 --tile 48 48 48 --features 8 16 32 64 128 8
+        --iterations-per-epoch 35 --batch-size 2 --lr 1e-3
+        --threads "$THREADS" --device "$DEVICE" --weights-dtype float16
+        --name liver-ct --task liver --no-progress)
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 4 --val-every 4
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 14 --val-every 14 \
+        --resume
     ship liver
     "$PYTHON" scripts/evaluate_liver.py "$ROOT/Resources/Models/liver" 1 4 \
         > "$ROOT/Resources/Models/liver/evaluation.md"
@@ -51,8 +55,8 @@ train_lung_nodule() {
     "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" \
         --dataset-json Resources/Datasets/lidc-vois.json \
         --spacing 0.7 0.7 1.25 --tile 48 48 16 --features 8 16 32 64 128 8 \
-        --epochs NODULE_EPOCHS --iterations-per-epoch NODULE_ITERS --batch-size 4 --lr 1e-3 \
-        --foreground-fraction 0.5 --val-every NODULE_EPOCHS \
+        --epochs 16 --iterations-per-epoch 50 --batch-size 4 --lr 1e-3 \
+        --foreground-fraction 0.5 --val-every 8 \
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
         --name lung-nodule-ct --task lung-nodule --no-progress
     ship lung-nodule
