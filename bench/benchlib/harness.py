@@ -102,7 +102,7 @@ def measure(args: argparse.Namespace, workdir: Path, log) -> dict:
             "volume": str(workdir / "volume.npy"),
             "monai": True,
             "bf16": True,
-            "rounds": 1 if args.quick else 3,
+            "rounds": 2 if args.quick else 3,
             **common,
         },
         "tile",
@@ -260,7 +260,7 @@ def report(results: dict, args: argparse.Namespace, load_before: str, load_after
     lines.append(
         f"speedup_vs_monai_L4={monai / ours4:.2f} speedup_L1={speedups['1']:.2f} "
         f"speedup_L2={speedups['2']:.2f} speedup_L3={speedups['3']:.2f} frac_peak={frac:.2f} "
-        f"mem_growth_2x={growth:.2f} agree={results['agree']:.4f}"
+        f"mem_growth_2x={growth:.2f} agree={results['agree']:.5f}"
     )
     return lines
 

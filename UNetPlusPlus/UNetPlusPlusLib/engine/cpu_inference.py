@@ -2,22 +2,26 @@
 
 Same graph and weights as the module path of ``network.py`` (Zhou et al., IEEE TMI 2019,
 arXiv:1912.05074), restricted to float32 inference on the CPU. Measured on 2 cores
-(docs/BENCHMARK.md), three things dominate the time of a 3D UNet++ beside its convolutions,
+(docs/BENCHMARK.md), four things dominate the time of a 3D UNet++ beside its convolutions,
 and each has a remedy here:
 
 - **Layout.** oneDNN's 3D convolutions run 1.2-2x faster on channels-last (N, z, y, x, C)
   tensors than on NCDHW ones, which it reorders to a blocked layout and back on every call.
   Every activation here stays channels-last and weights are pre-packed once per tile shape.
 - **Page faults.** A fresh 50 MB activation costs ~40 ms of page faults before the first
-  FLOP. Inside ``Workspace.reuse()`` every buffer is kept and reused by the next tile of the
+  FLOP. Inside ``reuse_buffers()`` every buffer is kept and reused by the next tile of the
   same shape, and convolutions write into them (oneDNN's in-place "add" post-op).
 - **Instance norm.** PyTorch's instance norm runs a slow Welford reduction. Here the
   per-channel mean and the centred second moment are two cascaded sums (exact to float
   rounding), then one fused scale-and-shift and an in-place LeakyReLU.
 
-A decoder node's input ``[X(i, 0), ..., X(i, j-1), Up(X(i+1, j-1))]`` is never concatenated
-(a channels-last concatenation is a full copy): its first convolution is the sum of one
-convolution per part, with the weight's matching input channels, accumulated in place.
+- **Concatenation and upsampling.** A decoder node's input ``[X(i, 0), ..., X(i, j-1),
+  Up(X(i+1, j-1))]`` is never concatenated (a channels-last concatenation is a full copy):
+  its first convolution is the sum of one convolution per part, with the weight's matching
+  input channels, accumulated in place. The Up part is not even materialised: the 2x2x2
+  transposed convolution and the 3x3x3 convolution of its channels fold into one 4x4x4
+  transposed convolution (``compose_up_conv``), 8 instead of 27 multiply-adds per upsampled
+  channel and output (a fifth of the full network's FLOPs).
 """
 
 from __future__ import annotations
@@ -57,12 +61,12 @@ def available(x: Tensor) -> bool:
 class Workspace:
     """Named flat float32 buffers and pre-packed weights, kept for the next call of a same shape.
 
-    Outside :meth:`reuse` each forward gets a fresh workspace, freed when it returns.
+    Outside ``reuse_buffers()`` each forward gets a fresh workspace, freed when it returns.
     """
 
     def __init__(self) -> None:
         self._flat: dict[object, Tensor] = {}
-        self._packed: dict[object, Tensor] = {}
+        self._packed: dict[object, object] = {}
         self.convolutions: set[int] = set()  # id() of every convolution run, for tests
         self.flops = 0  # multiply-adds x 2 of the convolutions and GEMMs actually executed
 
@@ -85,7 +89,7 @@ class Workspace:
         self.convolutions.add(id(conv))
         key = (id(conv), channels.start, channels.stop, weight._version, tuple(input_shape))
         packed = self._packed.get(key)
-        if packed is None:
+        if not isinstance(packed, Tensor):
             part = weight.detach()[:, channels].contiguous()
             packed = torch.ops.mkldnn._reorder_convolution_weight(
                 part, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
@@ -102,12 +106,12 @@ class Workspace:
         versions = tuple(p._version for p in params if p is not None)
         key = ("composed", id(node), first, tuple(fine), versions)
         cached = self._packed.get(key)
-        if cached is None:
+        if not isinstance(cached, tuple):
             kernel, bias, corrections = compose_up_conv(up, conv, first)
             cached = (kernel, bias, _shell_patterns(corrections, fine))
-            self._packed[key] = cached  # type: ignore[assignment]
+            self._packed[key] = cached
         self.convolutions.update((id(up), id(conv)))
-        return cached  # type: ignore[return-value]
+        return cached
 
     @property
     def nbytes(self) -> int:
@@ -235,12 +239,12 @@ def _norm_act_(norm: nn.Module, y5: Tensor, slope: float, ws: Workspace) -> None
     """
     n, c = y5.shape[:2]
     y = y5.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view: channels-last is (N, V, C)
-    if isinstance(norm, nn.InstanceNorm3d):
+    if isinstance(norm, nn.InstanceNorm3d) and not norm.track_running_stats:
         mean, rstd = _instance_stats(y, ws, norm.eps)
         scale = rstd if norm.weight is None else rstd * norm.weight
         shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
         torch.addcmul(shift, y, scale, out=y)
-    elif isinstance(norm, nn.BatchNorm3d):
+    elif isinstance(norm, (nn.BatchNorm3d, nn.InstanceNorm3d)):  # eval: running statistics
         rstd = (norm.running_var + norm.eps).rsqrt()
         scale = rstd if norm.weight is None else rstd * norm.weight
         shift = -norm.running_mean * scale

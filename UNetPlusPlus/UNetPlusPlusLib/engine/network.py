@@ -356,11 +356,9 @@ class UNetPlusPlus3D(nn.Module):
         unless forward hooks watch the modules, which that path does not call."""
         if self.training or not cpu_inference.available(x) or _hooked(self):
             return False
-        if self.norm == "batch":  # eval batch norm needs its running statistics
-            return all(
-                m.running_var is not None for m in self.modules() if isinstance(m, nn.BatchNorm3d)
-            )
-        return True
+        norms = (m for m in self.modules() if isinstance(m, (nn.BatchNorm3d, nn.InstanceNorm3d)))
+        # eval batch norm needs its running statistics
+        return all(m.running_var is not None or isinstance(m, nn.InstanceNorm3d) for m in norms)
 
     @staticmethod
     def reuse_buffers() -> ContextManager[Any]:

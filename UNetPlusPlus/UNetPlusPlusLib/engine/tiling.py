@@ -111,7 +111,10 @@ def sliding_window_inference(
             if cancel is not None and cancel():
                 raise CancelledError()
             batch = boxes[first : first + batch_size]
-            tiles = torch.stack([image[(slice(None),) + box] for box in batch])
+            if len(batch) == 1:  # a view: the network copies it once, where it needs it
+                tiles = image[(slice(None),) + batch[0]].unsqueeze(0)
+            else:
+                tiles = torch.stack([image[(slice(None),) + box] for box in batch])
             output = predict(tiles.to(device, non_blocking=True))
             expected = (len(batch), num_classes) + tile
             if tuple(output.shape) != expected:
