@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
@@ -390,7 +391,13 @@ class _Executor:
         return outputs
 
 
-_active: list[Workspace] = []
+_local = threading.local()  # each thread its own stack of active workspaces
+
+
+def _active() -> list[Workspace]:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
 
 
 @contextlib.contextmanager
@@ -398,18 +405,20 @@ def reuse_buffers() -> Iterator[Workspace]:
     """Keep every buffer and packed weight between forward calls inside this block.
 
     Use it around a sliding window: tiles of one size then reuse the same memory (no page
-    faults). Weights must not change inside the block (packed weights are keyed on the
-    tensors' version counters, so an in-place update is noticed, but a swapped module is not).
+    faults). Packed weights are keyed on the modules and their weights' version counters, so
+    in-place updates (an optimiser step, ``load_state_dict``) inside the block are noticed;
+    replacing a parameter object is not. The block belongs to the thread that opened it.
     """
     workspace = Workspace()
-    _active.append(workspace)
+    _active().append(workspace)
     try:
         yield workspace
     finally:
-        _active.remove(workspace)
+        _active().remove(workspace)
 
 
 def run(model: UNetPlusPlus3D, x: Tensor, depth: int, heads: Sequence[int]) -> list[Tensor]:
     """Heads ``heads`` of ``model`` on ``x`` (N, C, z, y, x), nodes i + j <= ``depth`` only."""
-    ws = _active[-1] if _active else Workspace()
+    stack = _active()
+    ws = stack[-1] if stack else Workspace()
     return _Executor(model, x, depth, ws).run(x, heads)
