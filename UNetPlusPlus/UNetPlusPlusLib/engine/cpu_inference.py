@@ -85,10 +85,10 @@ class Workspace:
 
     def packed(self, conv: nn.Conv3d, channels: slice, input_shape: Sequence[int]) -> Tensor:
         """The ``channels`` input slice of ``conv``'s weight, reordered for oneDNN for inputs
-        of ``input_shape`` (cached; keyed on the weight's version counter)."""
+        of ``input_shape`` (cached; keyed on the weight tensor and its version counter)."""
         weight = conv.weight
         self.convolutions.add(id(conv))
-        key = (id(conv), channels.start, channels.stop, weight._version, tuple(input_shape))
+        key = (id(weight), weight._version, channels.start, channels.stop, tuple(input_shape))
         packed = self._packed.get(key)
         if not isinstance(packed, Tensor):
             part = weight.detach()[:, channels].contiguous()
@@ -104,7 +104,7 @@ class Workspace:
         ``fine`` grid; cached on the weights' version counters."""
         up, conv = node.up, node.conv_0.conv
         params = (up.weight, up.bias, conv.weight, conv.bias)
-        versions = tuple(p._version for p in params if p is not None)
+        versions = tuple((id(p), p._version) for p in params if p is not None)
         key = ("composed", id(node), first, tuple(fine), versions)
         cached = self._packed.get(key)
         if not isinstance(cached, tuple):
@@ -405,9 +405,9 @@ def reuse_buffers() -> Iterator[Workspace]:
     """Keep every buffer and packed weight between forward calls inside this block.
 
     Use it around a sliding window: tiles of one size then reuse the same memory (no page
-    faults). Packed weights are keyed on the modules and their weights' version counters, so
-    in-place updates (an optimiser step, ``load_state_dict``) inside the block are noticed;
-    replacing a parameter object is not. The block belongs to the thread that opened it.
+    faults). Packed weights are keyed on the weight tensors and their version counters, so
+    weights updated in place (an optimiser step, ``load_state_dict``) or replaced inside the
+    block are repacked. The block belongs to the thread that opened it.
     """
     workspace = Workspace()
     _active().append(workspace)
