@@ -66,14 +66,17 @@ train_lung_nodule() {
 
 train_brain_tumor() {
     # 16 BraTS 2018 cases, one patient each; 4 held out. Channels FLAIR, T1, T1ce, T2.
-    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" \
-        --dataset-json Resources/Datasets/brats2018.json \
-        --val-cases Brats18_2013_11_1,Brats18_CBICA_ALU_1,Brats18_TCIA01_378_1,Brats18_TCIA02_606_1 \
-        --spacing 2 2 2 --tile 48 48 48 --features 8 16 32 64 128 8 \
-        --epochs BRAIN_EPOCHS --iterations-per-epoch BRAIN_ITERS --batch-size 2 --lr 1e-3 \
-        --foreground-fraction 0.5 --val-every BRAIN_EPOCHS \
-        --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
-        --name brain-tumor-mr --task brain-tumor --no-progress
+    # The shipped model: 12 epochs, then resumed (--resume, bit-exact) to 20.
+    local common=(--dataset-json Resources/Datasets/brats2018.json
+        --val-cases Brats18_2013_11_1,Brats18_CBICA_ALU_1,Brats18_TCIA01_378_1,Brats18_TCIA02_606_1
+        --spacing 2 2 2 --tile 48 48 48 --features 8 16 32 64 128 8
+        --iterations-per-epoch 50 --batch-size 2 --lr 1e-3 --foreground-fraction 0.5
+        --threads "$THREADS" --device "$DEVICE" --weights-dtype float16
+        --name brain-tumor-mr --task brain-tumor --no-progress)
+    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" "${common[@]}" \
+        --epochs 12 --val-every 12
+    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" "${common[@]}" \
+        --epochs 20 --val-every 20 --resume
     ship brain-tumor
     "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/Resources/Models/brain-tumor" \
         "$DATA/brain-tumor" > "$ROOT/Resources/Models/brain-tumor/evaluation.md"
