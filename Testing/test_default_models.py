@@ -26,7 +26,7 @@ EXAMPLE_CT = REPO / "Resources" / "Examples" / "example_ct.nii.gz"
 EXAMPLE_LIVER = REPO / "Testing" / "fixtures" / "example_ct_liver.nii.gz"
 
 # Dice floors, a little below what the shipped models measured on these very cases.
-LIVER_FLOOR = 0.72
+LIVER_FLOOR = 0.76
 NODULE_FLOOR = 0.72
 BRAIN_WHOLE_TUMOUR_FLOOR = 0.75
 NODULE_CASE = "LIDC-IDRI-0004_R_1"
