@@ -78,3 +78,20 @@ def test_invalid_entries_are_user_errors(entry, message):
 def test_channel_count_must_match_the_manifest():
     with pytest.raises(UNetPlusPlusError, match="expects 2 input channel"):
         normalize(volume_of(np.zeros((2, 2, 2))), [{"kind": "mr"}, {"kind": "mr"}])
+
+
+def test_a_crop_is_normalised_with_the_whole_volumes_mr_statistics():
+    """An ROI around a tumour must not be z-scored by the tumour's own statistics."""
+    from UNetPlusPlusLib.engine.normalize import with_volume_statistics
+
+    rng = np.random.default_rng(3)
+    array = np.zeros((2, 20, 20, 20), dtype=np.float32)
+    array[:, 2:18, 2:18, 2:18] = rng.normal(100, 10, (2, 16, 16, 16))
+    array[:, 8:12, 8:12, 8:12] += 200  # a bright "tumour"
+    whole = Volume(array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    crop = whole.with_array(array[:, 6:14, 6:14, 6:14].copy())
+    specs = with_volume_statistics(whole, [{"kind": "mr"}, {"kind": "mr"}])
+    expected = normalize(whole, [{"kind": "mr"}] * 2).array[:, 6:14, 6:14, 6:14]
+    np.testing.assert_allclose(normalize(crop, specs).array, expected, rtol=1e-5, atol=1e-5)
+    own = normalize(crop, [{"kind": "mr"}] * 2).array
+    assert np.abs(own - expected).max() > 1.0  # the crop's own statistics would differ

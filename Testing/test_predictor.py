@@ -157,3 +157,15 @@ def test_out_of_memory_falls_back_to_smaller_batches_then_fails_clearly(sphere_m
     monkeypatch.setattr(predictor.model, "forward", always_oom)
     with pytest.raises(UNetPlusPlusError, match="Out of memory"):
         predictor.segment(_volume(image), depth=1)
+
+
+def test_a_tight_roi_keeps_tile_context_and_restricts_the_output(sphere_predictor):
+    image = make_sphere_image((64, 64, 40), radius_mm=10, center_lps=(60.0, 60.0, 40.0), noise=5)
+    volume = _volume(image)
+    whole = sphere_predictor.segment(volume, depth=4).labels.array
+    roi = Box((49.0, 49.0, 29.0), (71.0, 71.0, 51.0))  # 22 mm: smaller than one 64 mm tile
+    tight = sphere_predictor.segment(volume, depth=4, roi=roi).labels.array
+    assert dice(tight == 1, whole == 1) > 0.95
+    outside = np.ones(tight.shape, dtype=bool)
+    outside[14:26, 24:36, 24:36] = False  # voxels whose centres lie in the ROI (2 mm grid)
+    assert not tight[outside].any()

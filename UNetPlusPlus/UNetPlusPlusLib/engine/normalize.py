@@ -4,7 +4,8 @@ Kinds (docs/ARCHITECTURE.md, "Model package"):
 
 - ``{"kind": "ct", "window": [lo, hi]}``: clip to the Hounsfield window, scale to [0, 1].
 - ``{"kind": "mr"}``: z-score inside the channel's non-zero voxels; zeros (for example outside
-  a skull-stripped brain) stay 0.
+  a skull-stripped brain) stay 0. ``"mean"`` and ``"std"`` may be given (see
+  :func:`with_volume_statistics`); otherwise they are computed from the array itself.
 - ``{"kind": "none"}``: leave the channel as it is.
 """
 
@@ -38,6 +39,20 @@ def normalize(volume: Volume, channels: Sequence[Any]) -> Volume:
     return volume.with_array(out)
 
 
+def with_volume_statistics(volume: Volume, channels: Sequence[Any]) -> list[dict]:
+    """Normalization entries with the MR mean and std fixed from the whole `volume`.
+
+    A region of interest around a tumour is mostly tumour: z-scoring the crop by its own
+    statistics would shift its intensities away from what the model was trained on. Normalising
+    the crop with the whole volume's statistics gives it the values it has in the whole volume.
+    """
+    specs = [dict(_normalization_entry(channel)) for channel in channels]
+    for c, spec in enumerate(specs[: volume.num_channels]):
+        if str(spec.get("kind", "")).lower() == "mr" and "mean" not in spec:
+            spec["mean"], spec["std"] = _nonzero_statistics(volume.array[c])
+    return specs
+
+
 def normalize_channel(array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     """Normalise one (z, y, x) array according to one ``normalization`` entry (new array)."""
     kind = str(spec.get("kind", "")).lower()
@@ -49,7 +64,7 @@ def normalize_channel(array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
         out *= np.float32(1.0 / (hi - lo))
         return out
     if kind == "mr":
-        return _zscore_nonzero(array)
+        return _zscore_nonzero(array, spec.get("mean"), spec.get("std"))
     if kind == "none":
         return array.copy()
     raise UNetPlusPlusError(
@@ -86,14 +101,23 @@ def _window(spec: Mapping[str, Any]) -> tuple[float, float]:
     return lo, hi
 
 
-def _zscore_nonzero(array: np.ndarray) -> np.ndarray:
+def _nonzero_statistics(array: np.ndarray) -> tuple[float, float]:
+    values = np.asarray(array)[np.asarray(array) != 0].astype(np.float64)
+    if values.size == 0:
+        return 0.0, 0.0
+    return float(values.mean()), float(values.std())
+
+
+def _zscore_nonzero(array: np.ndarray, mean: Any = None, std: Any = None) -> np.ndarray:
     """Z-score over the non-zero voxels; zeros stay 0; a constant channel becomes 0."""
     mask = array != 0
     out = np.zeros_like(array, dtype=np.float32)
     if not mask.any():
         return out
     values = array[mask].astype(np.float64)
-    mean, std = values.mean(), values.std()
+    if mean is None or std is None:
+        mean, std = values.mean(), values.std()
+    mean, std = float(mean), float(std)
     scale = 1.0 / std if std > 1e-8 * max(1.0, abs(mean)) else 0.0
     out[mask] = ((values - mean) * scale).astype(np.float32)
     return out

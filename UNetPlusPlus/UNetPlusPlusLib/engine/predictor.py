@@ -21,13 +21,14 @@ from ..errors import UNetPlusPlusError
 from .devices import autocast_context, configure_threads, is_out_of_memory, resolve_device
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
-from .normalize import normalize
+from .normalize import normalize, with_volume_statistics
 from .postprocess import keep_largest_component
 from .tiling import sliding_window_inference
 from .volume import (
     Box,
     LabelVolume,
     Volume,
+    box_to_index_slices,
     canonical_grid,
     crop_to_box,
     resample_to_reference,
@@ -60,6 +61,15 @@ def parse_depth(depth: Depth, manifest: ModelManifest) -> Depth:
         return int(text)
     choices = ", ".join([str(d) for d in manifest.depths] + ["ensemble", "auto"])
     raise UNetPlusPlusError(f"Depth {depth!r} is not available for this model; choose {choices}.")
+
+
+def _outside(shape: tuple, slices: Optional[tuple]) -> Optional[np.ndarray]:
+    """Boolean mask of the voxels outside `slices`, or None when there is nothing to mask."""
+    if slices is None:
+        return None
+    inside = np.zeros(shape, dtype=bool)
+    inside[slices] = True
+    return ~inside
 
 
 class Predictor:
@@ -113,12 +123,14 @@ class Predictor:
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
         self._check_input(volume)
-        region, slices = self._region_of_interest(volume, roi, point)
+        region, slices, output_slices = self._region_of_interest(volume, roi, point)
 
         report("preprocess", 0, 1)
         grid = canonical_grid(region, self.manifest.spacing)
         resampled = resample_volume(region, grid, interpolator="linear")
         channel_norms = [channel.normalization for channel in self.manifest.channels]
+        if slices is not None:  # a crop is normalised with the whole volume's statistics
+            channel_norms = with_volume_statistics(volume, channel_norms)
         normalized = normalize(resampled, channel_norms)
         image = torch.from_numpy(np.ascontiguousarray(normalized.array, dtype=np.float32))
         report("preprocess", 1, 1)
@@ -133,6 +145,9 @@ class Predictor:
         region_labels = self._region_labels(probabilities, grid, region, region_probs)
         del probabilities
         labels = self._assemble_labels(volume, region_labels, slices)
+        outside_roi = _outside(labels.shape, output_slices)
+        if outside_roi is not None:
+            labels[outside_roi] = 0
         keep_largest = self._postprocess_option("largest_component", largest_component)
         if keep_largest:
             labels = keep_largest_component(labels)
@@ -146,6 +161,9 @@ class Predictor:
         prob_volume = None
         if return_probabilities:
             prob_volume = self._full_probabilities(volume, region_probs, slices)
+            if outside_roi is not None:
+                prob_volume.array[:, outside_roi] = 0.0
+                prob_volume.array[0, outside_roi] = 1.0
         report("postprocess", 1, 1)
         info["seconds"] = time.perf_counter() - started
         info["model"] = self.manifest.name
@@ -166,22 +184,32 @@ class Predictor:
 
     def _region_of_interest(
         self, volume: Volume, roi: Optional[Box], point: Optional[Sequence[float]]
-    ) -> tuple[Volume, Optional[tuple]]:
+    ) -> tuple[Volume, Optional[tuple], Optional[tuple]]:
+        """The region to infer on, its slices, and the slices the output is restricted to.
+
+        A point crops a box of the manifest's `prompt.box_mm` around it. A user's ROI is widened
+        to at least one tile of context (the network needs the surroundings it was trained
+        with), and the output is then restricted to the ROI itself.
+        """
         prompt = self.manifest.prompt or {}
+        tile_mm = np.asarray(self.manifest.tile_size, float) * np.asarray(self.manifest.spacing)
         if point is not None:
-            size = prompt.get("box_mm") or [
-                t * s for t, s in zip(self.manifest.tile_size, self.manifest.spacing)
-            ]
-            point_box = Box.around(point, size)
+            point_box = Box.around(point, prompt.get("box_mm") or tile_mm)
             roi = point_box if roi is None else roi.intersect(point_box)
-        elif prompt.get("kind") == "point" and roi is None:
+            region, slices = crop_to_box(volume, roi)
+            return region, slices, None
+        if prompt.get("kind") == "point" and roi is None:
             raise UNetPlusPlusError(
                 f"Model '{self.manifest.name}' segments around a clicked point: give a point "
                 "(--point X Y Z) or a region of interest on the lesion."
             )
         if roi is None:
-            return volume, None
-        return crop_to_box(volume, roi)
+            return volume, None, None
+        output_slices = box_to_index_slices(volume.grid, roi)
+        centre = (roi.lower + roi.upper) / 2
+        size = np.maximum(roi.upper - roi.lower, tile_mm)
+        region, slices = crop_to_box(volume, Box.around(tuple(centre), tuple(size)))
+        return region, slices, output_slices
 
     def _infer(
         self,
