@@ -74,3 +74,14 @@ def test_synthetic_volume_is_deterministic_and_ct_like():
     assert np.array_equal(a, b)
     assert 0.0 <= a.min() and a.max() <= 1.0 and a.std() > 0.05
     assert not np.array_equal(a, workload.synthetic_volume((24, 20, 16), seed=1))
+
+
+def test_running_maximum_argmax_matches_torch_argmax_including_ties():
+    import torch
+    from benchlib.worker import argmax_classes
+
+    probabilities = torch.rand(4, 6, 7, 8, generator=torch.Generator().manual_seed(0))
+    probabilities[2, 0, 0, 0] = probabilities[1, 0, 0, 0] = 2.0  # a tie: the lower class wins
+    labels = argmax_classes(probabilities)
+    assert labels.dtype == torch.uint8 and labels[0, 0, 0] == 1
+    assert torch.equal(labels, probabilities.argmax(dim=0).to(torch.uint8))

@@ -76,6 +76,19 @@ def run_ours(model, image: torch.Tensor, depth) -> torch.Tensor:
         )
 
 
+def argmax_classes(probabilities: torch.Tensor) -> torch.Tensor:
+    """uint8 argmax over the class axis of (K, z, y, x) with a running maximum (ties keep the
+    lower class, as ``argmax`` does). The same final step for both engines; ``argmax(dim=0)``
+    itself spends ~0.3 s on a 160^3 volume reducing over the outermost axis."""
+    best = probabilities[0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.uint8)
+    for k in range(1, probabilities.shape[0]):
+        better = probabilities[k] > best
+        labels[better] = k
+        torch.maximum(best, probabilities[k], out=best)
+    return labels
+
+
 def volume_job(job: dict) -> dict:
     image = torch.from_numpy(np.load(job["volume"]))
     weights = Path(job["weights"])
@@ -96,7 +109,7 @@ def volume_job(job: dict) -> dict:
     for _ in range(int(job.get("repeats", 1))):
         started = time.perf_counter()
         probabilities = once()
-        labels = probabilities.argmax(dim=0).to(torch.uint8)
+        labels = argmax_classes(probabilities)
         seconds.append(time.perf_counter() - started)
         del probabilities
     if job.get("labels_out"):
