@@ -104,7 +104,7 @@ def test_cpu_autocast_supported_matches_cpu_flags():
     assert isinstance(supported, bool)
     if not os.path.exists("/proc/cpuinfo"):
         return
-    flags = devices._cpu_flags()
+    flags = devices.cpu_flags()
     capability = torch.backends.cpu.get_cpu_capability()
     native_bf16 = bool({"avx512_bf16", "amx_bf16", "amx_tile"} & flags)
     if not capability.startswith("AVX512"):

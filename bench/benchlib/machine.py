@@ -6,6 +6,8 @@ import os
 import platform
 from pathlib import Path
 
+from UNetPlusPlusLib.engine.devices import cpu_flags
+
 
 def cpu_model() -> str:
     try:
@@ -15,16 +17,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def load_average() -> str:

@@ -126,7 +126,8 @@ def release_memory(device: Union[torch.device, str]) -> None:
         torch.cuda.empty_cache()
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -146,7 +147,7 @@ def cpu_autocast_supported() -> bool:
     probes = [getattr(torch.cpu, name) for name in names if hasattr(torch.cpu, name)]
     if probes:
         return any(bool(p()) for p in probes)
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def physical_core_count() -> int:
