@@ -47,3 +47,14 @@ def sphere_predictor(sphere_model):
     from UNetPlusPlusLib.engine.predictor import Predictor
 
     return Predictor.from_manifest_path(sphere_model, device="cpu", threads=2)
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One torch thread: two threads on two busy shared cores spin and crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,14 +14,7 @@ from UNetPlusPlusLib.training.augment import (
 from UNetPlusPlusLib.training.preprocess import PreprocessedCase, foreground_points
 from UNetPlusPlusLib.training.sampler import PatchSampler, crop
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: two threads on two busy shared cores spin and crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_case(shape=(40, 40, 40), box=(slice(20, 22), slice(5, 7), slice(30, 32))):

@@ -14,14 +14,7 @@ from UNetPlusPlusLib.training.checkpoint import load_checkpoint, save_checkpoint
 from UNetPlusPlusLib.training.preprocess import PreprocessedCase, foreground_points
 from UNetPlusPlusLib.training.validation import dice_per_label, evaluate_depths, recommend_depth
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: two threads on two busy shared cores spin and crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dice_per_label():

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
-from UNetPlusPlusLib.engine.devices import cpu_flags
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from UNetPlusPlusLib.engine.devices import cpu_flags, cpu_name
 
 
 def load_average() -> str:
@@ -38,7 +27,7 @@ def describe(threads: int) -> list[str]:
     flags = cpu_flags()
     simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return [
-        f"cpu: {cpu_model()} ({os.cpu_count()} logical CPUs visible; {' '.join(simd) or 'no AVX'})",
+        f"cpu: {cpu_name()} ({os.cpu_count()} logical CPUs visible; {' '.join(simd) or 'no AVX'})",
         f"threads: {threads} (torch.set_num_threads, OMP_NUM_THREADS)",
         f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), "
         f"MONAI {monai_version}, python {platform.python_version()}",

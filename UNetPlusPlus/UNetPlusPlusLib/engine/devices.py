@@ -81,7 +81,7 @@ def describe_devices() -> list[dict]:
 
     ``memory`` is in bytes (GPU memory, or the machine's RAM for the CPU), or None if unknown.
     """
-    devices = [{"id": "cpu", "name": _cpu_name(), "memory": _system_memory()}]
+    devices = [{"id": "cpu", "name": cpu_name(), "memory": _system_memory()}]
     for index in range(_cuda_count()):
         props = torch.cuda.get_device_properties(index)
         devices.append({"id": f"cuda:{index}", "name": props.name, "memory": props.total_memory})
@@ -90,7 +90,8 @@ def describe_devices() -> list[dict]:
     return devices
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else what the platform module knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
