@@ -45,6 +45,22 @@ def test_module_file_imports_only_what_slicer_provides_at_file_scope():
     assert roots <= ALLOWED_AT_MODULE_SCOPE, roots - ALLOWED_AT_MODULE_SCOPE
 
 
+def test_only_the_module_and_the_widget_package_import_the_widget_package():
+    """The widget package (Qt, Slicer GUI) sits on top: the adapter, the engine and the CLI never
+    import it, so they keep running without Slicer."""
+    for path in sorted(LIB.rglob("*.py")):
+        if path.parent == LIB / "widget":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.startswith("UNetPlusPlusLib.widget") for n in names), path
+
+
 def test_listing_models_does_not_import_torch():
     code = (
         "import sys; import UNetPlusPlusLib.engine.registry as r; r.list_models(); "

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "UNetPlusPlus"
 UI_PATH = MODULE_DIR / "Resources" / "UI" / "UNetPlusPlus.ui"
 MODULE_PATH = MODULE_DIR / "UNetPlusPlus.py"
+WIDGET_DIR = MODULE_DIR / "UNetPlusPlusLib" / "widget"
+WIDGET_FILES = sorted(WIDGET_DIR.glob("*.py"))
 SCREENSHOT = REPO / "Screenshots" / "panel.png"
 
 # Slicer widget -> (Qt stand-in, the parameter types it can be bound to)
@@ -46,6 +48,8 @@ SLICER_ONLY_PROPERTIES = {
     "renameEnabled", "noneDisplay", "baseName", "collapsed",
 }  # fmt: skip
 ALLOWED_FILE_SCOPE_IMPORTS = {"qt", "ctk", "vtk", "numpy", "slicer", "UNetPlusPlusLib"}
+MAX_MODULE_FILE_LINES = 200
+MAX_FILE_LINES = 500
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -65,8 +69,14 @@ def string_property(widget: ET.Element, name: str) -> str | None:
     return None
 
 
+def widget_source() -> str:
+    """The source of the module file and every file of the widget package, concatenated."""
+    return "\n".join(p.read_text(encoding="utf-8") for p in [MODULE_PATH, *WIDGET_FILES])
+
+
 def module_ast() -> ast.Module:
-    return ast.parse(MODULE_PATH.read_text(encoding="utf-8"))
+    """The module file and the widget package, parsed as one module."""
+    return ast.parse(widget_source())
 
 
 def module_constant(name: str):
@@ -89,7 +99,7 @@ def parameter_fields() -> dict[str, str]:
                 for item in node.body
                 if isinstance(item, ast.AnnAssign)
             }
-    raise AssertionError("no @parameterNodeWrapper class in UNetPlusPlus.py")
+    raise AssertionError("no @parameterNodeWrapper class in the widget package")
 
 
 def widget_names_used_by_code() -> set[str]:
@@ -118,7 +128,7 @@ def test_every_widget_the_code_uses_exists_in_the_ui():
     used = widget_names_used_by_code()
     assert {"segmentButton", "taskSelector", "inputVolumeSelector3", "logTextEdit"} <= used
     missing = sorted(used - set(ui_widgets()))
-    assert not missing, f"widgets used in UNetPlusPlus.py but absent from the .ui: {missing}"
+    assert not missing, f"widgets used by the panel code but absent from the .ui: {missing}"
 
 
 def test_every_parameter_binding_matches_a_field_of_the_right_type():
@@ -139,7 +149,7 @@ def test_every_parameter_binding_matches_a_field_of_the_right_type():
     # task and device are filled at run time (installed models, local GPUs) and synchronised by
     # the Widget; every other field has a widget
     assert set(fields) - set(bound) == {"task", "device"}
-    source = MODULE_PATH.read_text(encoding="utf-8")
+    source = widget_source()
     for manual in ("task", "device"):
         assert f"self._parameterNode.{manual} = " in source
 
@@ -193,9 +203,10 @@ def test_module_imports_nothing_heavy_at_file_scope():
         if path in seen:
             continue
         seen.add(path)
-        # the module may import Slicer, Qt, vtk and numpy; the library modules it pulls in only
-        # the standard library and each other
-        allowed = ALLOWED_FILE_SCOPE_IMPORTS if path == MODULE_PATH else {"UNetPlusPlusLib"}
+        # the module and the widget package may import Slicer, Qt, vtk and numpy; the other
+        # library modules they pull in only the standard library and each other
+        slicer_side = path == MODULE_PATH or path.parent == WIDGET_DIR
+        allowed = ALLOWED_FILE_SCOPE_IMPORTS if slicer_side else {"UNetPlusPlusLib"}
         for name in _top_level_imports(path):
             root = name.split(".")[0]
             assert root in stdlib or root in allowed, f"{path.name} imports {name} at file scope"
@@ -214,6 +225,26 @@ def test_module_imports_nothing_heavy_at_file_scope():
     lib_modules = {p.relative_to(MODULE_DIR).as_posix() for p in seen if p != MODULE_PATH}
     assert {"UNetPlusPlusLib/__init__.py", "UNetPlusPlusLib/adapter/panel.py"} <= lib_modules
     assert not any("engine" in m for m in lib_modules), lib_modules
+    assert "UNetPlusPlusLib/widget/panel_widget.py" in lib_modules
+
+
+def test_module_file_is_a_thin_shell_and_the_widget_files_are_small():
+    """The module file keeps the module class, sample data and shells (SlicerNNUnet's split)."""
+    tree = ast.parse(MODULE_PATH.read_text(encoding="utf-8"))
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert set(classes) == {"UNetPlusPlus", "UNetPlusPlusWidget"}
+    imported = {
+        a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names
+    }
+    # Slicer finds the Logic and the self-test by name in the module file
+    assert {"UNetPlusPlusLogic", "UNetPlusPlusTest"} <= imported
+    shell = classes["UNetPlusPlusWidget"]
+    assert len(shell.body) <= 8 and shell.end_lineno - shell.lineno < 50
+    lines = len(MODULE_PATH.read_text(encoding="utf-8").splitlines())
+    assert lines < MAX_MODULE_FILE_LINES, lines
+    for path in WIDGET_FILES:
+        count = len(path.read_text(encoding="utf-8").splitlines())
+        assert count <= MAX_FILE_LINES, f"{path.name}: {count} lines"
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -291,7 +322,7 @@ def test_panel_renders_offscreen_into_the_screenshot(tmp_path):
     assert root is not None, "QUiLoader could not build the panel"
     find = lambda name, cls=QtWidgets.QWidget: root.findChild(cls, name)  # noqa: E731
 
-    # what the Widget does for the selected model (UNetPlusPlusWidget.updateModelDependentGui)
+    # what the Widget does for the selected model (UNetPlusPlusPanel.updateModelDependentGui)
     tasks = find("taskSelector", QtWidgets.QComboBox)
     for model in models:
         tasks.addItem(f"{panel.task_title(model)} - {model.name}")

@@ -1,0 +1,50 @@
+"""The module's Logic (ScriptedLoadableModuleLogic): the scripting entry point.
+
+Its class name must stay ``UNetPlusPlusLogic``: Slicer derives the module name (and so the
+parameter node's singleton tag) from it.
+"""
+
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
+
+from UNetPlusPlusLib.widget.parameter_node import UNetPlusPlusParameterNode
+
+
+class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
+    """Scripting entry point; the work is done by UNetPlusPlusLib.adapter.logic.
+
+    Example (in Slicer's Python console)::
+
+        logic = slicer.util.getModuleLogic("UNetPlusPlus")
+        segmentation = logic.segment([volumeNode], "liver", depth="auto")
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._segmentationLogic = None
+
+    def getParameterNode(self):
+        return UNetPlusPlusParameterNode(super().getParameterNode())
+
+    @property
+    def segmentationLogic(self):
+        if self._segmentationLogic is None:
+            from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
+            self._segmentationLogic = SegmentationLogic()
+        return self._segmentationLogic
+
+    def availableModels(self) -> list:
+        return self.segmentationLogic.available_models()
+
+    def segment(self, volumeNodes, model, **kwargs):
+        """Blocking run in this process; see SegmentationLogic.segment for the arguments."""
+        return self.segmentationLogic.segment(volumeNodes, model, **kwargs)
+
+    def startJob(self, volumeNodes, model, **kwargs):
+        """Background run; poll the returned job. See SegmentationLogic.start_job."""
+        return self.segmentationLogic.start_job(volumeNodes, model, **kwargs)
+
+    def exportTrainingCase(self, volumeNodes, segmentationNode, outDir, caseName, channelNames=()):
+        return self.segmentationLogic.export_training_case(
+            volumeNodes, segmentationNode, outDir, caseName, channelNames
+        )

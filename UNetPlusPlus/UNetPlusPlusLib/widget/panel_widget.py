@@ -1,0 +1,304 @@
+"""The module panel: set-up and lifecycle, the parameter node, the task and device selectors, the
+model-dependent parts of the panel and the input selectors."""
+
+import logging
+from typing import Callable, Optional
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.util import VTKObservationMixin
+
+from UNetPlusPlusLib.adapter import install, panel
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.widget.parameter_node import MAX_CHANNELS, UNetPlusPlusParameterNode
+from UNetPlusPlusLib.widget.run_control import RunControl
+
+POLL_INTERVAL_MS = 100
+
+
+class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
+    """The module panel: owns the widgets loaded from the ``.ui`` and the parameter node.
+
+    The module's ScriptedLoadableModuleWidget shell (UNetPlusPlus.py) creates it in ``setup()``
+    and forwards ``cleanup``, ``enter`` and ``exit``. Running, nodule points and export are in
+    :class:`~UNetPlusPlusLib.widget.run_control.RunControl`.
+    """
+
+    def __init__(self, logic, uiPath: str, isEntered: Callable[[], bool]) -> None:
+        """``logic``: the module's UNetPlusPlusLogic; ``uiPath``: the ``.ui`` file;
+        ``isEntered``: whether the module is the one shown (Slicer's ``parent.isEntered``)."""
+        VTKObservationMixin.__init__(self)
+        self.logic = logic
+        self._uiPath = uiPath
+        self._isEntered = isEntered
+        self.uiWidget = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._models = []  # manifests, in task-selector order
+        self._job = None
+        self._pendingPoints = []  # RAS points waiting for a nodule run
+        self._seenPointIds = set()
+        self._observedSeeds = None
+        self._updating = False
+        self._dependenciesReady = False
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        """Load the ``.ui`` (into ``self.uiWidget``), connect it and fill the selectors."""
+        uiWidget = slicer.util.loadUI(self._uiPath)
+        self.uiWidget = uiWidget
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self._inputLabels = [getattr(self.ui, f"inputVolumeLabel{i}") for i in range(MAX_CHANNELS)]
+        self._inputSelectors = [
+            getattr(self.ui, f"inputVolumeSelector{i}") for i in range(MAX_CHANNELS)
+        ]
+        self.ui.nodulePlaceWidget.placeMultipleMarkups = (
+            slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
+        )
+        self.ui.progressBar.setValue(0)
+
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self.onPollJob)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+
+        self.ui.taskSelector.connect("currentIndexChanged(int)", self.onTaskSelected)
+        self.ui.deviceSelector.connect("currentIndexChanged(int)", self.onDeviceSelected)
+        self.ui.noduleSeedSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSeedsSelected)
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+
+        self._dependenciesReady = install.dependencies_ready()
+        self.refreshDevices()
+        self.refreshModels()
+        self.initializeParameterNode()
+
+    def cancelJob(self) -> None:
+        """Cancel the running job, if any."""
+        if self._job is not None and not self._job.finished:
+            self._job.cancel()
+
+    def cleanup(self) -> None:
+        self.cancelJob()
+        self._timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+            )
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.cancelJob()
+        self._pendingPoints = []
+        self.observeSeeds(None)
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self._isEntered():
+            self.initializeParameterNode()
+
+    # ------------------------------------------------------------------ parameter node
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        self.selectInstalledTask()
+        self.autoFillInputs()
+
+    def selectInstalledTask(self) -> None:
+        """Keep the saved task if its model is installed, else take the first model."""
+        names = [m.name for m in self._models]
+        if self._parameterNode is not None and names and self._parameterNode.task not in names:
+            self._parameterNode.task = names[0]
+
+    def setParameterNode(self, inputParameterNode: Optional[UNetPlusPlusParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+            )
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets with a "SlicerParameterName" property in the .ui are bound here.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+            )
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Synchronise the unbound selectors (task, device) and the model-dependent parts."""
+        if self._parameterNode is None or self._updating:
+            return
+        self._updating = True
+        try:
+            self._selectByData(self.ui.taskSelector, self._parameterNode.task)
+            self._selectByData(self.ui.deviceSelector, self._parameterNode.device)
+            self.updateModelDependentGui()
+            self.observeSeeds(self._parameterNode.noduleSeeds)
+            self.updateButtons()
+        finally:
+            self._updating = False
+
+    @staticmethod
+    def _selectByData(combo, data) -> None:
+        index = combo.findData(data)
+        if index >= 0 and combo.currentIndex != index:
+            wasBlocked = combo.blockSignals(True)
+            combo.currentIndex = index
+            combo.blockSignals(wasBlocked)
+
+    # ------------------------------------------------------------------ models and devices
+    def refreshModels(self) -> None:
+        """Fill the task selector from the installed model manifests."""
+        combo = self.ui.taskSelector
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        self._models = []
+        if self._dependenciesReady:
+            try:
+                self._models = self.logic.availableModels()
+            except UNetPlusPlusError as error:
+                self.appendLog(f"error: {error}")
+        for manifest in self._models:
+            combo.addItem(f"{panel.task_title(manifest)} - {manifest.name}", manifest.name)
+        if not self._models:
+            text = (
+                _("No model installed (see Troubleshooting)")
+                if self._dependenciesReady
+                else _("Click 'Install dependencies' to list the models")
+            )
+            combo.addItem(text, "")
+        combo.blockSignals(wasBlocked)
+        if self._parameterNode is not None:
+            self.selectInstalledTask()
+            self.onParameterNodeModified()
+
+    def refreshDevices(self) -> None:
+        """auto, CPU and every CUDA GPU by name (when torch is installed)."""
+        combo = self.ui.deviceSelector
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(_("auto (GPU if available)"), "auto")
+        combo.addItem(_("CPU"), "cpu")
+        if install.torch_installed():
+            try:
+                import torch
+
+                for index in range(torch.cuda.device_count()):
+                    name = torch.cuda.get_device_name(index)
+                    combo.addItem(f"GPU {index}: {name}", f"cuda:{index}")
+            except Exception as error:  # a broken CUDA setup must not break the panel
+                self.appendLog(f"warning: cannot list CUDA devices ({error})")
+        combo.blockSignals(wasBlocked)
+
+    def currentModel(self):
+        if self._parameterNode is None:
+            return None
+        for manifest in self._models:
+            if manifest.name == self._parameterNode.task:
+                return manifest
+        return None
+
+    def onTaskSelected(self, index: int) -> None:
+        if self._parameterNode is not None and not self._updating:
+            self._parameterNode.task = self.ui.taskSelector.itemData(index) or ""
+            self.autoFillInputs()
+
+    def onDeviceSelected(self, index: int) -> None:
+        if self._parameterNode is not None and not self._updating:
+            self._parameterNode.device = self.ui.deviceSelector.itemData(index) or "auto"
+
+    def updateModelDependentGui(self) -> None:
+        """Channel selectors, depth item texts, nodule section and description for the model."""
+        manifest = self.currentModel()
+        channels = [c.name for c in manifest.channels] if manifest else ["Volume"]
+        if len(channels) > MAX_CHANNELS:
+            self.appendLog(f"error: the model needs {len(channels)} inputs; the panel has four.")
+        for i, (label, selector) in enumerate(zip(self._inputLabels, self._inputSelectors)):
+            visible = i < len(channels)
+            label.setVisible(visible)
+            selector.setVisible(visible)
+            if visible:
+                label.text = f"{channels[i]}:" if len(channels) > 1 else _("Input volume:")
+        self.ui.modelDescriptionLabel.text = panel.model_summary(manifest) if manifest else ""
+        prompted = manifest is not None and panel.is_prompted(manifest)
+        self.ui.noduleCollapsibleButton.setVisible(prompted)
+        self.updateDepthItems(manifest)
+
+    def updateDepthItems(self, manifest) -> None:
+        """Label each depth with its validation Dice and time; disable depths the model lacks."""
+        combo = self.ui.depthSelector
+        model = combo.model()
+        for index, choice in enumerate(panel.DEPTH_CHOICES):
+            if index >= combo.count:
+                break
+            if manifest is None:
+                combo.setItemText(index, choice if not choice.isdigit() else f"L{choice}")
+                continue
+            combo.setItemText(index, panel.depth_item_text(manifest, choice))
+            combo.setItemData(index, panel.depth_tooltip(manifest, choice), qt.Qt.ToolTipRole)
+            item = model.item(index) if hasattr(model, "item") else None
+            if item is not None:
+                item.setEnabled(panel.depth_available(manifest, choice))
+        if manifest is not None and not panel.depth_available(manifest, self._parameterNode.depth):
+            self._parameterNode.depth = "auto"
+
+    def autoFillInputs(self) -> None:
+        """Fill empty channel selectors from volume names (flair, t1, t1ce, t2, ...)."""
+        if self._parameterNode is None:
+            return
+        manifest = self.currentModel()
+        volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode")]
+        if not volumes:
+            return
+        channels = [c.name for c in manifest.channels] if manifest else ["Volume"]
+        matches = panel.match_channels(channels, [v.GetName() for v in volumes])
+        for i in range(min(len(channels), MAX_CHANNELS)):
+            field = f"inputVolume{i}"
+            if getattr(self._parameterNode, field) is not None:
+                continue
+            if matches[i] is not None:
+                setattr(self._parameterNode, field, volumes[matches[i]])
+            elif len(channels) == 1:
+                setattr(self._parameterNode, field, volumes[-1])
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node) -> None:
+        if isinstance(node, vtkMRMLScalarVolumeNode):
+            # The volume's name is set just after it is added: look once the event is done.
+            qt.QTimer.singleShot(0, self.autoFillInputs)
+
+    def missingInputs(self, manifest) -> list:
+        if manifest is None:
+            return [_("a task")]
+        missing = []
+        for i, channel in enumerate(manifest.channels[:MAX_CHANNELS]):
+            if getattr(self._parameterNode, f"inputVolume{i}") is None:
+                missing.append(channel.name)
+        return missing
+
+    def inputVolumes(self, manifest) -> list:
+        return [
+            getattr(self._parameterNode, f"inputVolume{i}")
+            for i in range(min(len(manifest.channels), MAX_CHANNELS))
+        ]
+
+    def appendLog(self, text: str) -> None:
+        logging.info(text)
+        if hasattr(self, "ui"):
+            self.ui.logTextEdit.appendPlainText(text)
