@@ -1,18 +1,26 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# They share one .venv, installed in levels with a stamp file each: `make demo` installs what
+# segmenting needs (torch + the package); `make test` adds the test extras (pytest, ruff,
+# slicer-core, vtk, PySide6, MONAI), also after an earlier `make demo`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch, pinned for tests and CI (a plain `pip install torch` pulls CUDA, several GB).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv venv-test demo test lint format bench clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-demo
+venv-test: $(VENV)/.installed-test
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.installed-demo: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-demo
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
@@ -20,16 +28,16 @@ demo: venv
 	$(VENV)/bin/unetpp segment Resources/Examples/example_ct.nii.gz --task liver \
 		-o demo-output/example_ct.seg.nrrd --preview demo-output/example_ct_preview.png
 
-test: venv
+test: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
-format: venv
+format: venv-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv
+bench: venv-test
 	$(PY) -m pip install -q -e ".[bench]"
 	bench/run --quick
 

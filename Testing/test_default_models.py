@@ -1,4 +1,4 @@
-"""The shipped default models (Resources/Models): packages, checksums, interfaces and a real case.
+"""The shipped default models (UNetPlusPlusLib/Resources/Models): packages, checksums, a real case.
 
 Each model segments one small real case it did not train on, and must reach a Dice floor set a
 little below what the shipped weights measured on that case (see the model cards). Liver runs on
@@ -20,7 +20,7 @@ from UNetPlusPlusLib.engine.volume import Box, read_volume
 from UNetPlusPlusLib.errors import ChecksumError
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = REPO / "Resources" / "Models"
+MODELS = REPO / "UNetPlusPlus" / "UNetPlusPlusLib" / "Resources" / "Models"
 TASKS = ("liver", "lung-nodule", "brain-tumor")
 EXAMPLE_CT = REPO / "Resources" / "Examples" / "example_ct.nii.gz"
 EXAMPLE_LIVER = REPO / "Testing" / "fixtures" / "example_ct_liver.nii.gz"

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 import slicerio
 from UNetPlusPlusLib.engine.volume import canonical_grid
 from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.resources import builtin_datasets_dir
 from UNetPlusPlusLib.training.cases import read_case, read_color_table
 from UNetPlusPlusLib.training.dataset import (
     describe_slicer_export,
@@ -23,6 +24,8 @@ from UNetPlusPlusLib.training.dataset import (
     select_labels,
 )
 from UNetPlusPlusLib.training.preprocess import build_cache, preprocess_case
+
+DATASETS = builtin_datasets_dir()  # UNetPlusPlusLib/Resources/Datasets (package data)
 
 SIZE = 24
 SPACING = 2.0
@@ -206,14 +209,14 @@ def test_dataset_json_maps_label_values_and_splits_by_patient(tmp_path):
 
 
 def test_resources_dataset_descriptions_are_valid(repo_root):
-    for path in sorted((repo_root / "Resources" / "Datasets").glob("*.json")):
+    for path in sorted(DATASETS.glob("*.json")):
         dataset = load_dataset_json(path, repo_root)
         assert dataset.labels and dataset.sources and dataset.spacing, path
 
 
 @pytest.mark.parametrize("name", ["liver", "brats2018", "lidc-vois"])
 def test_public_data_is_found_through_the_descriptions(shared_data, repo_root, name):
-    path = repo_root / "Resources" / "Datasets" / f"{name}.json"
+    path = DATASETS / f"{name}.json"
     folder = json.loads(path.read_text())["notes"]["data_dir"]
     dataset = load_dataset_json(path, shared_data / folder)
     cases = find_cases(dataset)
@@ -222,7 +225,7 @@ def test_public_data_is_found_through_the_descriptions(shared_data, repo_root, n
 
 
 def test_public_liver_case_reads_with_its_label_mapping(shared_data, repo_root):
-    path = repo_root / "Resources" / "Datasets" / "liver.json"
+    path = DATASETS / "liver.json"
     dataset = load_dataset_json(path, shared_data / "liver")
     case = next(c for c in find_cases(dataset) if "example" in c.case_id)
     data = read_case(case, dataset)

@@ -19,9 +19,12 @@ from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.volume import volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.resources import builtin_datasets_dir
 from UNetPlusPlusLib.training import trainer as trainer_module
 from UNetPlusPlusLib.training.cli import add_train_arguments, main, run_train
 from UNetPlusPlusLib.training.validation import recommend_depth
+
+DATASETS = builtin_datasets_dir()  # UNetPlusPlusLib/Resources/Datasets (package data)
 
 TINY = [
     "--labels", "tumor", "--tile", "32", "32", "32", "--features", "4", "8", "16", "32", "64",
@@ -148,7 +151,7 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
 def test_tiny_run_on_public_lung_nodule_crops(shared_data, repo_root, tmp_path):
     out = tmp_path / "nodule"
     args = [str(shared_data / "lung-nodule" / "lidc-vois"), "-o", str(out)]
-    args += ["--dataset-json", str(repo_root / "Resources" / "Datasets" / "lidc-vois.json")]
+    args += ["--dataset-json", str(DATASETS / "lidc-vois.json")]
     args += ["--max-cases", "2", "--epochs", "1", "--iterations-per-epoch", "2"]
     args += ["--features", "4", "8", "16", "32", "64", "4", "--threads", "1", "--no-progress"]
     assert main(args) == 0

@@ -7,7 +7,8 @@ input grid (1 mm) in the BraTS evaluation regions: whole tumour = {1, 2, 3}, tum
 (labels 1 = oedema, 2 = tumour core, not split into necrosis and enhancing tumour) is scored
 where it maps: whole tumour = {1, 2} and tumour core = {2}. Prints Markdown.
 
-    python scripts/evaluate_brain_tumor.py Resources/Models/brain-tumor ../shared/data/brain-tumor
+    python scripts/evaluate_brain_tumor.py \\
+        UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor ../shared/data/brain-tumor
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the input grid after the manifest's post-processing (largest connected component
 TotalSegmentator liver label of the example CT (model output, not expert ground truth). Prints a
 Markdown table, one row per depth.
 
-    python scripts/evaluate_liver.py Resources/Models/liver [DEPTH ...]
+    python scripts/evaluate_liver.py UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver [DEPTH ...]
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ nodule, and the reference is the voxels marked by at least half of its readers (
 consensus). The point is the centroid of that reference. Slices that cannot be read (one slice of
 LIDC-IDRI-0003 is truncated) are reported and left out, the slab read from the others.
 
-    python scripts/evaluate_nodule.py Resources/Models/lung-nodule ../shared/data/lung-nodule
+    python scripts/evaluate_nodule.py UNetPlusPlus/UNetPlusPlusLib/Resources/Models/lung-nodule \\
+        ../shared/data/lung-nodule
 """
 
 from __future__ import annotations

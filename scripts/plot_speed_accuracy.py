@@ -4,7 +4,8 @@ UNet++ (Zhou et al., IEEE TMI 2019, Sec. III-D, Fig. 7) prunes the trained netwo
 the depth-k sub-network is cheaper and usually a little less accurate. This plots the manifest's
 per-depth validation Dice against seconds per volume, so a model card shows the trade-off.
 
-    python scripts/plot_speed_accuracy.py Resources/Models/liver [more packages ...]
+    python scripts/plot_speed_accuracy.py UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver \\
+        [more packages ...]
 writes ``speed_accuracy.png`` into each package folder.
 """
 

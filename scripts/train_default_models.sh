@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Reproduce the three default models in Resources/Models from the public data in ../shared/data.
+# Reproduce the three default models in UNetPlusPlus/UNetPlusPlusLib/Resources/Models from the public data in ../shared/data.
 #
 #   scripts/train_default_models.sh [liver|lung-nodule|brain-tumor ...]   (default: all three)
 #
 # Each model is trained with the project's own `unetpp train` (the exact commands that made the
 # shipped packages, recorded in each model.json and CARD.md), then its package (model.json,
 # fp16 weights.safetensors, train.log, history.json, training_curve.png) is copied into
-# Resources/Models/<task>/ and its speed/accuracy plot drawn. The shipped models were trained on
+# UNetPlusPlus/UNetPlusPlusLib/Resources/Models/<task>/ and its speed/accuracy plot drawn. The shipped models were trained on
 # 2 shared CPU cores (nice 19, 2 threads); training is seeded, but timings and (through
 # multi-threaded CPU kernels) the last digits of the weights can differ between machines.
 #
@@ -25,8 +25,8 @@ THREADS="${THREADS:-2}"
 DEVICE="${DEVICE:-cpu}"
 mkdir -p "$WORK"
 
-ship() {  # ship <task>: copy the trained package into Resources/Models/<task>
-    local task="$1" out="$WORK/$1" dest="$ROOT/Resources/Models/$1"
+ship() {  # ship <task>: copy the trained package into UNetPlusPlus/UNetPlusPlusLib/Resources/Models/<task>
+    local task="$1" out="$WORK/$1" dest="$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/$1"
     mkdir -p "$dest"
     cp "$out/model.json" "$out/weights.safetensors" "$out/train.log" "$out/history.json" \
         "$out/training_curve.png" "$dest/"
@@ -37,7 +37,7 @@ train_liver() {
     # 3 labelled CTs; example_ct (the demo case) is held out, so the demo runs on an unseen case.
     # The shipped model was trained for 4 epochs, then resumed (--resume, bit-exact) to 14 and
     # to 24 with the validation only at the end; each resume recomputes the poly learning rate.
-    local common=(--dataset-json Resources/Datasets/liver.json --val-cases ts-example-ct
+    local common=(--dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/liver.json --val-cases ts-example-ct
         --spacing 3 3 3 --tile 48 48 48 --features 8 16 32 64 128 8
         --iterations-per-epoch 35 --batch-size 2 --lr 1e-3
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16
@@ -48,28 +48,28 @@ train_liver() {
     "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 24 --val-every 24 \
         --resume
     ship liver
-    "$PYTHON" scripts/evaluate_liver.py "$ROOT/Resources/Models/liver" 2 4 \
-        > "$ROOT/Resources/Models/liver/evaluation.md"
+    "$PYTHON" scripts/evaluate_liver.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver" 2 4 \
+        > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver/evaluation.md"
 }
 
 train_lung_nodule() {
     # 814 nodule-centred LIDC crops, split by patient (LIDC-IDRI-<patient>_R_<n>).
     "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" \
-        --dataset-json Resources/Datasets/lidc-vois.json \
+        --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/lidc-vois.json \
         --spacing 0.7 0.7 1.25 --tile 48 48 16 --features 8 16 32 64 128 8 \
         --epochs 16 --iterations-per-epoch 50 --batch-size 4 --lr 1e-3 \
         --foreground-fraction 0.5 --val-every 8 \
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
         --name lung-nodule-ct --task lung-nodule --no-progress
     ship lung-nodule
-    "$PYTHON" scripts/evaluate_nodule.py "$ROOT/Resources/Models/lung-nodule" \
-        "$DATA/lung-nodule" > "$ROOT/Resources/Models/lung-nodule/evaluation.md"
+    "$PYTHON" scripts/evaluate_nodule.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/lung-nodule" \
+        "$DATA/lung-nodule" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/lung-nodule/evaluation.md"
 }
 
 train_brain_tumor() {
     # 16 BraTS 2018 cases, one patient each; 4 held out. Channels FLAIR, T1, T1ce, T2.
     # The shipped model: 12 epochs, then resumed (--resume, bit-exact) to 20.
-    local common=(--dataset-json Resources/Datasets/brats2018.json
+    local common=(--dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json
         --val-cases Brats18_2013_11_1,Brats18_CBICA_ALU_1,Brats18_TCIA01_378_1,Brats18_TCIA02_606_1
         --spacing 2 2 2 --tile 48 48 48 --features 8 16 32 64 128 8
         --iterations-per-epoch 50 --batch-size 2 --lr 1e-3 --foreground-fraction 0.5
@@ -80,8 +80,8 @@ train_brain_tumor() {
     "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" "${common[@]}" \
         --epochs 20 --val-every 20 --resume
     ship brain-tumor
-    "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/Resources/Models/brain-tumor" \
-        "$DATA/brain-tumor" > "$ROOT/Resources/Models/brain-tumor/evaluation.md"
+    "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
+        "$DATA/brain-tumor" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor/evaluation.md"
 }
 
 cards() { "$PYTHON" scripts/write_model_cards.py; }

@@ -1,8 +1,8 @@
 """Write each default model's CARD.md and the summary docs/MODELS.md from its package.
 
 The numbers (per-depth validation Dice and seconds, split, command, commit) are read from
-``Resources/Models/<task>/model.json`` (and ``evaluation.md``, from scripts/evaluate_*.py, when
-present), so a retrained model gets a matching card by re-running
+``UNetPlusPlus/UNetPlusPlusLib/Resources/Models/<task>/model.json`` (and ``evaluation.md``,
+from scripts/evaluate_*.py, when present), so a retrained model gets a matching card by re-running
 
     python scripts/write_model_cards.py
 """
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "Resources" / "Models"
+MODELS = ROOT / "UNetPlusPlus" / "UNetPlusPlusLib" / "Resources" / "Models"
 DEPTH_KEYS = ("1", "2", "3", "4", "ensemble")
 
 TEXT = {
@@ -229,7 +229,8 @@ def summary(tasks: list[str]) -> str:
     lines = [
         "# Default models",
         "",
-        "Three small UNet++ models ship in `Resources/Models/` so that `unetpp segment --task ...` "
+        "Three small UNet++ models ship in `UNetPlusPlus/UNetPlusPlusLib/Resources/Models/` "
+        "so that `unetpp segment --task ...` "
         "and the Slicer module work out of the box. They were trained on CPU with short budgets "
         "on little public data: read each card before trusting a number. Reproduce them with "
         "`scripts/train_default_models.sh`.",
@@ -251,7 +252,7 @@ def summary(tasks: list[str]) -> str:
             f"{', '.join(label['name'] for label in manifest['labels'])} | "
             f"{TEXT[task]['summary']} | "
             f"L{manifest['recommended_depth']} | {dice} | {secs} | {TEXT[task]['headline']} | "
-            f"[CARD](../Resources/Models/{task}/CARD.md) |"
+            f"[CARD](../UNetPlusPlus/UNetPlusPlusLib/Resources/Models/{task}/CARD.md) |"
         )
     lines += [
         "",

@@ -5,8 +5,9 @@ package"). Folders are searched in this order, the first match winning:
 
 1. every folder in ``UNETPP_MODELS`` (``os.pathsep``-separated);
 2. the user cache, ``$UNETPP_HOME/models`` or the platform cache (``~/.cache/unetpp/models``);
-3. the built-in models, ``<repo>/Resources/Models`` in a checkout and
-   ``<module>/Resources/Models`` inside an installed Slicer extension.
+3. the built-in models, package data in ``UNetPlusPlusLib/Resources/Models`` found through
+   :mod:`importlib.resources` (a checkout, a pip install, an installed Slicer extension alike;
+   see ``UNetPlusPlusLib/resources.py``).
 
 ``install_model`` copies a package into the user cache from a folder, a ``model.json``, a
 ``.zip`` or an http(s) URL. It verifies checksums before anything reaches the cache and moves
@@ -36,13 +37,10 @@ from UNetPlusPlusLib.engine.manifest import (
     sha256_file,
 )
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
+from UNetPlusPlusLib.resources import builtin_models_dir, expected_dir
 
 Progress = Callable[[str, int, int], None]
 PathLike = Union[str, "os.PathLike[str]"]
-
-_HERE = Path(__file__).resolve()
-REPO_MODELS_DIR = _HERE.parents[3] / "Resources" / "Models"
-MODULE_MODELS_DIR = _HERE.parents[2] / "Resources" / "Models"
 
 DOWNLOAD_TIMEOUT_S = 60.0
 MAX_UNPACKED_BYTES = 8 << 30  # refuse archives that unpack to more than 8 GiB (zip bombs)
@@ -64,15 +62,19 @@ def user_cache_dir() -> Path:
     return base / "unetpp" / "models"
 
 
-def model_dirs() -> list[Path]:
-    """Existing model folders in search order (see the module docstring), without duplicates."""
+def searched_dirs() -> list[Path]:
+    """Every folder searched for models, in order, whether it exists or not (for messages)."""
     candidates = [
         Path(p).expanduser() for p in os.environ.get("UNETPP_MODELS", "").split(os.pathsep)
     ]
     candidates = [p for p in candidates if str(p) not in ("", ".")]
-    candidates += [user_cache_dir(), REPO_MODELS_DIR, MODULE_MODELS_DIR]
+    return [*candidates, user_cache_dir(), builtin_models_dir() or expected_dir("Models")]
+
+
+def model_dirs() -> list[Path]:
+    """Existing model folders in search order (see the module docstring), without duplicates."""
     out: list[Path] = []
-    for path in candidates:
+    for path in searched_dirs():
         if path.is_dir() and path.resolve() not in {p.resolve() for p in out}:
             out.append(path)
     return out
@@ -108,7 +110,10 @@ def find_model(task_or_name: str) -> ModelManifest:
     candidate = Path(task_or_name).expanduser()
     if candidate.name == MANIFEST_FILENAME or (candidate / MANIFEST_FILENAME).is_file():
         return ModelManifest.load(candidate)
-    available = ", ".join(f"{m.task} ({m.name})" for m in models) or "none"
+    if models:
+        available = ", ".join(f"{m.task} ({m.name})" for m in models)
+    else:
+        available = "none (looked in " + ", ".join(str(p) for p in searched_dirs()) + ")"
     raise UNetPlusPlusError(
         f"No model for {task_or_name!r}; available: {available}. Install one with"
         " `unetpp models install <folder, .zip or URL>` or add its folder to UNETPP_MODELS."

@@ -1,0 +1,124 @@
+"""The package as a user installs it: the wheel carries the built-in models, a non-editable
+install finds them, and the Makefile's install levels (issue 13, items 1 and 2)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LIB = REPO / "UNetPlusPlus" / "UNetPlusPlusLib"
+TASKS = ("liver", "lung-nodule", "brain-tumor")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the sources (no build/ or egg-info left in the checkout)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE", "NOTICE"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(
+        LIB,
+        source / "UNetPlusPlus" / "UNetPlusPlusLib",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    out = tmp_path_factory.mktemp("wheel")
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    command += ["-q", "-w", str(out), str(source)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (path,) = out.glob("unetplusplus_slicer-*.whl")
+    return path
+
+
+def test_wheel_holds_the_models_and_dataset_descriptions(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for task in TASKS:
+        for file in ("model.json", "weights.safetensors", "CARD.md"):
+            assert f"UNetPlusPlusLib/Resources/Models/{task}/{file}" in names
+    for dataset in ("liver", "brats2018", "lidc-vois"):
+        assert f"UNetPlusPlusLib/Resources/Datasets/{dataset}.json" in names
+
+
+def _isolated_env(tmp_path: Path, site: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNETPP_")}
+    env["PYTHONPATH"] = str(site)
+    env["UNETPP_HOME"] = str(tmp_path / "home")  # an empty user cache
+    return env
+
+
+def test_non_editable_install_finds_the_builtin_models(wheel, tmp_path):
+    """The wheel unpacked as pip would into site-packages, used from another folder."""
+    site = tmp_path / "site-packages"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "models", "list"],
+        cwd=elsewhere,
+        env=_isolated_env(tmp_path, site),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    for task in TASKS:
+        assert f"{task}: " in done.stdout
+    assert str(site / "UNetPlusPlusLib" / "Resources" / "Models") in done.stdout
+
+
+def test_slicer_module_layout_finds_the_models(tmp_path):
+    """An installed Slicer extension: qt-scripted-modules/UNetPlusPlusLib/Resources/Models,
+    as UNetPlusPlus/CMakeLists.txt installs it (the package data keeps its relative path)."""
+    cmake = (REPO / "UNetPlusPlus" / "CMakeLists.txt").read_text()
+    assert "${MODULE_NAME}Lib/Resources/Models/*" in cmake
+    modules = tmp_path / "lib" / "Slicer-5.8" / "qt-scripted-modules"
+    shutil.copytree(LIB, modules / "UNetPlusPlusLib", ignore=shutil.ignore_patterns("__pycache__"))
+    code = "from UNetPlusPlusLib.engine.registry import find_model; print(find_model('liver').path)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_isolated_env(tmp_path, modules),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(modules / "UNetPlusPlusLib" / "Resources"))
+
+
+# ------------------------------------------------------------------------------ Makefile
+def _make_dry_run(target: str, venv: Path) -> str:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_demo_installs_no_test_extras(tmp_path):
+    commands = _make_dry_run("demo", tmp_path / "venv")
+    assert "pip install -q -e ." in commands and "torch==" in commands
+    assert "[test]" not in commands
+
+
+def test_make_test_after_make_demo_adds_the_test_extras(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed-demo").touch()  # as `make demo` leaves it
+    os.utime(venv / ".installed-demo", (2**31 - 1, 2**31 - 1))  # newer than pyproject.toml
+    commands = _make_dry_run("test", venv)
+    assert '-e ".[test]"' in commands
+    assert "torch==" not in commands  # the demo level is not reinstalled
