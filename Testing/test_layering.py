@@ -30,7 +30,8 @@ def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
 
 ENGINE_FILES = sorted(
     [*(LIB / "engine").glob("*.py"), *(LIB / "training").glob("*.py"),
-     LIB / "cli.py", LIB / "segfile.py", LIB / "preview.py", LIB / "errors.py"]
+     *LIB.glob("cli*.py"), LIB / "segfile.py", LIB / "preview.py", LIB / "errors.py",
+     LIB / "resources.py"]
 )  # fmt: skip
 
 

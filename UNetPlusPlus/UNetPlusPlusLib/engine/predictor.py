@@ -205,6 +205,13 @@ class Predictor:
             )
         if roi is None:
             return volume, None, None
+        extent = roi.upper - roi.lower
+        if np.any(extent <= 0):
+            axis = "xyz"[int(np.argmin(extent))]
+            raise UNetPlusPlusError(
+                f"The region of interest is empty (zero size along {axis}); give a box with "
+                "two opposite corners that differ in x, y and z."
+            )
         output_slices = box_to_index_slices(volume.grid, roi)
         centre = (roi.lower + roi.upper) / 2
         size = np.maximum(roi.upper - roi.lower, tile_mm)

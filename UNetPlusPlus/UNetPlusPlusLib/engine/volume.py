@@ -414,9 +414,19 @@ def _readable(name: str) -> bool:
 
 
 def _dicom_series(folder: Path) -> list[list[str]]:
+    """File lists of the DICOM series directly in ``folder``; none is not an error here.
+
+    ITK's own "No Series were found" warning (printed for every folder searched, e.g. a patient
+    folder above its series) is silenced: the caller reports a folder without DICOM itself.
+    """
     reader = sitk.ImageSeriesReader()
-    ids = reader.GetGDCMSeriesIDs(str(folder)) or ()
-    return [list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids]
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        ids = reader.GetGDCMSeriesIDs(str(folder)) or ()
+        return [list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids]
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _looks_like_dicom(path: Path) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -664,7 +665,28 @@ def _find_slicer_cases(dataset: DatasetDescription, source: SourceDescription) -
                 color_table=table,
             )
         )
+    _warn_unpaired_images(root, cases, label_files.values())
     return cases
+
+
+def _warn_unpaired_images(root: Path, cases: Sequence[CaseFiles], labels) -> None:
+    """Name the images in ``root`` that no case uses (an export without its segmentation)."""
+    used = {p.resolve() for case in cases for p in case.images} | {p.resolve() for p in labels}
+    unpaired = [
+        path.relative_to(root).as_posix()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        and not path.name.startswith(".")
+        and _strip_suffix(path.name, IMAGE_SUFFIXES) is not None
+        and path.resolve() not in used
+    ]
+    if unpaired:
+        warnings.warn(
+            f"Skipped {len(unpaired)} image(s) in {root} without a segmentation "
+            f"(<case>{SEGMENTATION_SUFFIX}): {', '.join(unpaired)}.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def segment_names(label_file: Path, case_id: str) -> list[str]:

@@ -1,0 +1,116 @@
+"""Option types for the `unetpp` command line, checked when the command line is parsed.
+
+Each function is an ``argparse`` ``type=``: it returns the parsed value or raises
+``argparse.ArgumentTypeError`` with a message that says what is allowed, so a bad value is a
+one-line user error (exit 2) before any file is read or torch is imported. No torch here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from typing import Callable, Sequence
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Extensions of the files the CLI writes (lower case, the longest match first).
+SEGMENTATION_EXTENSIONS = (".seg.nrrd",)
+LABELMAP_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
+PREVIEW_EXTENSIONS = (".png",)
+
+
+class ArgumentError(Exception):
+    """A bad command line; ``main`` prints it as one ``error:`` line and exits with 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``error: ...``), not usage + message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ArgumentError(f"{message} (see `{self.prog} --help`)")
+
+
+def finite_float(text: str) -> float:
+    """A finite number (mm): no NaN or infinity."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (counts: threads, tiles per batch)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def overlap_fraction(text: str) -> float:
+    """The sliding-window tile overlap, a fraction in [0, 1)."""
+    value = finite_float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"the tile overlap is a fraction from 0 up to (not including) 1, got {value:g}"
+        )
+    return value
+
+
+def depth_choice(text: str) -> str:
+    """1, 2, 3, 4 (or L1..L4), ensemble or auto; returned as "1".."4", "ensemble" or "auto"."""
+    value = text.strip().lower()
+    if value in ("auto", "ensemble"):
+        return value
+    digits = value[1:] if value.startswith("l") else value
+    if digits in ("1", "2", "3", "4"):
+        return digits
+    raise argparse.ArgumentTypeError(
+        f"Depth {text!r} is unknown; choose 1, 2, 3, 4, ensemble or auto"
+    )
+
+
+def device_choice(text: str) -> str:
+    """auto, cpu, cuda, cuda:N or mps (whether it exists is checked when the model loads)."""
+    value = text.strip().lower()
+    if not _DEVICE.match(value):
+        raise argparse.ArgumentTypeError(
+            f"device {text!r} is unknown; choose auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
+        )
+    return value
+
+
+def extension_of(path: str, allowed: Sequence[str]) -> str:
+    """The allowed extension ``path`` ends with (case-insensitive), or "" if none."""
+    lower = path.lower()
+    return next((ext for ext in allowed if lower.endswith(ext)), "")
+
+
+def output_file(allowed: Sequence[str], what: str, hint: str = "") -> Callable[[str], str]:
+    """A type for an output file path whose name must end with one of ``allowed``."""
+
+    def check(text: str) -> str:
+        if not text or text.endswith(("/", "\\")):
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name for {what}")
+        if not extension_of(text, allowed):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {what} must end with {', '.join(allowed)}{hint}"
+            )
+        return text
+
+    return check
+
+
+def check_roi(corners: Sequence[float]) -> None:
+    """Refuse an empty region of interest: both corners must differ along x, y and z."""
+    for axis, (a, b) in enumerate(zip(corners[:3], corners[3:])):
+        if a == b:
+            raise ArgumentError(
+                f"argument --roi: the region of interest is empty (both corners have "
+                f"{'xyz'[axis]} = {a:g} mm); give two opposite corners that differ in x, y and z"
+            )

@@ -1,0 +1,66 @@
+"""`unetpp models list | info | install`: the model packages the registry finds (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .errors import UNetPlusPlusError
+
+
+def run_models(args: argparse.Namespace, progress) -> dict:
+    """List, show or install model packages; an empty list is an error naming where it looked."""
+    from .engine import registry
+
+    if args.models_command == "install":
+        manifest = registry.install_model(args.source, expected_sha256=args.sha256)
+        print(f"installed {manifest.name} ({manifest.task}) into {Path(manifest.path).parent}")
+        return {"installed": manifest.name}
+    if args.models_command == "info":
+        manifest = registry.find_model(args.name)
+        print(json.dumps(manifest.to_dict(), indent=2))
+        return {}
+    manifests = registry.list_models()
+    if not manifests:
+        raise UNetPlusPlusError(
+            "No model found; looked in "
+            + ", ".join(str(p) for p in registry.searched_dirs())
+            + ". Install one with `unetpp models install <folder, .zip or URL>` or add its "
+            "folder to UNETPP_MODELS."
+        )
+    for manifest in manifests:
+        print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent})")
+        print(
+            f"  inputs: {', '.join(c.name for c in manifest.channels)}; "
+            f"labels: {', '.join(label.name for label in manifest.labels)}"
+        )
+        for depth in [*manifest.depths, "ensemble"]:
+            print("  " + describe_depth(manifest, depth))
+    return {}
+
+
+def describe_depth(manifest, depth) -> str:
+    """One line per depth: validation Dice per label and seconds per volume, when recorded."""
+    figures = manifest.validation_for(depth)
+    name = f"L{depth}" if isinstance(depth, int) else str(depth)
+    marker = " (recommended)" if depth == manifest.recommended_depth else ""
+    dice = figures.get("dice") or {}
+    parts = [f"Dice {k} {v:.3f}" for k, v in dice.items() if isinstance(v, (int, float))]
+    seconds = figures.get("seconds_per_volume")
+    if isinstance(seconds, (int, float)):
+        parts.append(f"{seconds:.1f} s/volume")
+    return f"{name:<9}{marker:<14} " + ("; ".join(parts) if parts else "no validation figures")
+
+
+def add_models_parser(subparsers) -> None:
+    """The `models` sub-command: list (default), info NAME, install SOURCE."""
+    parser = subparsers.add_parser("models", help="list, inspect or install model packages")
+    inner = parser.add_subparsers(dest="models_command")
+    inner.add_parser("list", help="list the available models with per-depth figures (default)")
+    info = inner.add_parser("info", help="print a model's manifest (model.json) as JSON")
+    info.add_argument("name", help="task, model name or path to a model package")
+    install = inner.add_parser("install", help="install a model from a folder, .zip or URL")
+    install.add_argument("source", help="model.json, folder, .zip file, or http(s) URL")
+    install.add_argument("--sha256", help="expected sha256 of the downloaded archive")
+    parser.set_defaults(handler=run_models, models_command="list")

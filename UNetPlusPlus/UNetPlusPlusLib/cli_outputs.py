@@ -1,0 +1,130 @@
+"""Output files of the command line: checked before any work, written all or none.
+
+:func:`check_output_paths` runs before the model or the inputs are read: each output's folder
+must exist or be creatable and be writable, the output must not be a folder, an input or another
+output. :class:`OutputSet` then writes every output to a temporary file in its target folder and
+renames them all into place only once all were written; on any failure it removes what it wrote
+(temporary files and the folders it created), so a failed run leaves no partial output. Files
+get the permissions the user's umask gives (``tempfile.mkstemp`` would leave them 0600).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .errors import UNetPlusPlusError
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; the CLI is single-threaded here)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]]) -> None:
+    """Refuse outputs that cannot be written, before any work.
+
+    ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. Raises
+    :class:`UNetPlusPlusError` naming the option and the path.
+    """
+    resolved_inputs = {Path(p).resolve() for p in inputs}
+    seen: dict[Path, str] = {}
+    for option, output in outputs.items():
+        if not output:
+            continue
+        path = Path(output).expanduser()
+        resolved = path.resolve()
+        if resolved in resolved_inputs:
+            raise UNetPlusPlusError(f"Refusing to overwrite the input file {output} ({option}).")
+        if resolved in seen:
+            raise UNetPlusPlusError(
+                f"{seen[resolved]} and {option} both name {output}; give each output its own file."
+            )
+        seen[resolved] = option
+        if path.is_dir():
+            raise UNetPlusPlusError(f"{option} {output} is a folder; give a file name.")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UNetPlusPlusError(f"{option} {output} exists and is not writable.")
+        folder = _nearest_existing(path.parent)
+        if not folder.is_dir():
+            raise UNetPlusPlusError(
+                f"Cannot create the folder for {option} {output}: {folder} is a file."
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UNetPlusPlusError(
+                f"Cannot write {option} {output}: no write permission in {folder}."
+            )
+
+
+class OutputSet:
+    """Stage outputs as temporary files beside their targets; commit renames all of them.
+
+    Use as a context manager: leaving the block by an exception removes every staged file and
+    every folder created for them; :meth:`commit` must be called for anything to appear.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []  # (temporary, target)
+        self._created: list[Path] = []
+        self._mode = 0o666 & ~current_umask()
+
+    def stage(self, target: str, write: Callable[[Path], object]) -> None:
+        """Write ``target`` through ``write(temporary_path)``; it appears on :meth:`commit`."""
+        path = Path(target).expanduser()
+        self._make_folder(path.parent)
+        suffix = "".join(path.suffixes[-2:]) or ".tmp"  # the writer picks the format by suffix
+        handle, name = tempfile.mkstemp(prefix=".unetpp-", suffix=suffix, dir=path.parent)
+        os.close(handle)
+        temporary = Path(name)
+        self._staged.append((temporary, path))
+        try:
+            write(temporary)
+            os.chmod(temporary, self._mode)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from error
+
+    def commit(self) -> None:
+        """Rename every staged file onto its target (each rename is atomic)."""
+        for temporary, target in self._staged:
+            os.replace(temporary, target)
+        self._staged.clear()
+        self._created.clear()
+
+    def abort(self) -> None:
+        """Remove staged files and the folders created for them (deepest first)."""
+        for temporary, _ in self._staged:
+            if temporary.exists():
+                temporary.unlink()
+        self._staged.clear()
+        for folder in reversed(self._created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self._created.clear()
+
+    def _make_folder(self, folder: Path) -> None:
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for path in reversed(missing):
+            path.mkdir()
+            self._created.append(path)
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.abort()  # after commit() there is nothing left to remove

@@ -1,0 +1,326 @@
+"""`unetpp segment`: options, checks before any work, the run, and the outputs (all or none).
+
+Order of work, so that a mistake is reported in a second, before torch is imported: parse and
+check the options (cli_args), check every output path (cli_outputs), check the inputs exist,
+load the manifest and read the inputs (no torch), and only then load the network and infer.
+Coordinates are RAS millimetres, as 3D Slicer shows them, unless ``--lps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from .cli_args import (
+    LABELMAP_EXTENSIONS,
+    PREVIEW_EXTENSIONS,
+    SEGMENTATION_EXTENSIONS,
+    ArgumentError,
+    check_roi,
+    depth_choice,
+    device_choice,
+    extension_of,
+    finite_float,
+    output_file,
+    overlap_fraction,
+    positive_int,
+)
+from .cli_outputs import OutputSet, check_output_paths
+from .errors import UNetPlusPlusError
+
+
+def ras_to_lps(point: Sequence[float]) -> tuple:
+    """RAS and LPS differ by the sign of the first two axes."""
+    return (-float(point[0]), -float(point[1]), float(point[2]))
+
+
+# ---------------------------------------------------------------------------- checks
+def _check_arguments(args: argparse.Namespace) -> None:
+    if not (args.output or args.labelmap or args.probabilities):
+        raise UNetPlusPlusError("Nothing to write: give -o OUT.seg.nrrd and/or --labelmap.")
+    if args.roi is not None:
+        check_roi(args.roi)
+    if args.point and len(args.point) > 1 and args.probabilities:
+        raise ArgumentError(
+            "argument --probabilities: takes one --point; give a single point, or leave out "
+            "--probabilities to segment one nodule per point"
+        )
+
+
+def _check_inputs_exist(inputs: Sequence[str]) -> None:
+    for name in inputs:
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise UNetPlusPlusError(f"Image not found: {path}.")
+
+
+def _load_manifest(args: argparse.Namespace):
+    from .engine.manifest import ModelManifest
+    from .engine.registry import find_model
+
+    manifest = ModelManifest.load(args.model) if args.model else find_model(args.task)
+    names = [channel.name for channel in manifest.channels]
+    if len(args.inputs) != len(names):
+        raise UNetPlusPlusError(
+            f"Model '{manifest.name}' needs {len(names)} input volume(s) in this order: "
+            f"{', '.join(names)}; got {len(args.inputs)}."
+        )
+    if args.depth.isdigit() and int(args.depth) not in manifest.depths:
+        choices = ", ".join([str(d) for d in manifest.depths] + ["ensemble", "auto"])
+        raise UNetPlusPlusError(
+            f"Depth {args.depth} is not available for model '{manifest.name}'; choose {choices}."
+        )
+    return manifest
+
+
+def _roi_box(args: argparse.Namespace):
+    from .engine.volume import Box
+
+    if args.roi is None:
+        return None
+    first, second = args.roi[:3], args.roi[3:]
+    if not args.lps:
+        first, second = ras_to_lps(first), ras_to_lps(second)
+    return Box(tuple(first), tuple(second))
+
+
+# ---------------------------------------------------------------------------- several points
+def combine_point_results(results: list, progress=None):
+    """One label volume from one result per point: point k's labels become "<name> k".
+
+    Model label v of point k (from 1) gets value (k - 1) * L + v (L labels); where segments of
+    two points overlap, the earlier point keeps the voxel (a labelmap holds one label each).
+    """
+    import numpy as np
+
+    first = results[0].labels
+    specs = list(first.labels)
+    count = len(specs) * len(results)
+    if count > 255:
+        raise UNetPlusPlusError(f"Too many points: {len(results)} points give {count} segments.")
+    array = np.zeros_like(first.array, dtype=np.uint8)
+    labels = []
+    for k, result in enumerate(results, start=1):
+        for spec in specs:
+            value = (k - 1) * len(specs) + spec.value
+            free = (result.labels.array == spec.value) & (array == 0)
+            array[free] = value
+            labels.append(dataclasses.replace(spec, value=value, name=f"{spec.name} {k}"))
+    return dataclasses.replace(first, array=array, labels=labels)
+
+
+# ---------------------------------------------------------------------------- writing
+def _write_probabilities(probabilities, path: Path) -> None:
+    """The class probabilities as one multi-component image (component k = class k)."""
+    import SimpleITK as sitk
+
+    from .engine.volume import volume_to_sitk
+
+    channels = [volume_to_sitk(probabilities, c) for c in range(probabilities.num_channels)]
+    sitk.WriteImage(sitk.Compose(channels), str(path), True)
+
+
+def _write_outputs(args, manifest, volume, labels, probabilities, depth) -> None:
+    from .engine.volume import write_labelmap
+
+    with OutputSet() as outputs:
+        if args.output and extension_of(args.output, SEGMENTATION_EXTENSIONS):
+            from .segfile import write_seg_nrrd
+
+            outputs.stage(args.output, lambda p: write_seg_nrrd(labels, p))
+        elif args.output:  # -o with a labelmap extension writes that format
+            outputs.stage(args.output, lambda p: write_labelmap(labels, p))
+        if args.labelmap:
+            outputs.stage(args.labelmap, lambda p: write_labelmap(labels, p))
+        if args.probabilities:
+            outputs.stage(args.probabilities, lambda p: _write_probabilities(probabilities, p))
+        if args.preview:
+            from .preview import render_preview
+
+            norm = manifest.channels[0].normalization
+            window = norm.get("window") if norm.get("kind") == "ct" else None
+            title = f"{manifest.name}  depth {depth}  {Path(args.inputs[0]).name}"
+            outputs.stage(
+                args.preview,
+                lambda p: render_preview(volume, labels, p, window=window, title=title),
+            )
+        outputs.commit()
+
+
+# ---------------------------------------------------------------------------- the run
+def run_segment(args: argparse.Namespace, progress) -> dict:
+    """Check everything, segment, write all outputs or none; returns the result summary."""
+    _check_arguments(args)
+    check_output_paths(
+        args.inputs,
+        {
+            "-o": args.output,
+            "--labelmap": args.labelmap,
+            "--probabilities": args.probabilities,
+            "--preview": args.preview,
+        },
+    )
+    _check_inputs_exist(args.inputs)
+    progress("load", 0, 1)
+    manifest = _load_manifest(args)
+    from .engine.volume import read_volume
+
+    volume = read_volume(args.inputs, channel_names=[c.name for c in manifest.channels])
+    from .engine.predictor import Predictor  # torch is imported here, after every check
+
+    predictor = Predictor(manifest, device=args.device, threads=args.threads)
+    progress("load", 1, 1)
+    points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
+    results = []
+    for point in points:
+        results.append(
+            predictor.segment(
+                volume,
+                depth=args.depth,
+                roi=_roi_box(args),
+                point=point,
+                overlap=args.overlap,
+                tile_batch=args.tile_batch,
+                largest_component=args.largest_component,
+                return_probabilities=bool(args.probabilities),
+                progress=progress,
+            )
+        )
+    result = results[-1]
+    labels = result.labels if len(results) == 1 else combine_point_results(results)
+    progress("write", 0, 1)
+    _write_outputs(args, manifest, volume, labels, result.probabilities, result.info["depth"])
+    progress("write", 1, 1)
+    return _summary(args, labels, results)
+
+
+def _summary(args: argparse.Namespace, labels, results: list) -> dict:
+    import numpy as np
+
+    voxel_ml = float(abs(np.prod(labels.spacing))) / 1000.0
+    volumes = {
+        label.name: round(float((labels.array == label.value).sum()) * voxel_ml, 3)
+        for label in labels.labels
+    }
+    info = dict(results[-1].info)
+    info["seconds"] = sum(float(r.info.get("seconds", 0.0)) for r in results)
+    info["points"] = len(args.point or [])
+    info["volumes_ml"] = volumes
+    info["outputs"] = {
+        "segmentation": args.output,
+        "labelmap": args.labelmap,
+        "probabilities": args.probabilities,
+        "preview": args.preview,
+    }
+    return info
+
+
+# ---------------------------------------------------------------------------- options
+def add_segment_parser(subparsers) -> None:
+    """The `segment` sub-command and its options, each checked at parse time (cli_args)."""
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment a volume (or co-registered volumes) with a model",
+        description="Segment INPUT volumes (NRRD, NIfTI, MetaImage or a DICOM folder).",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="input volume(s), in the order the model lists its channels",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="built-in task: liver, brain-tumor, lung-nodule")
+    which.add_argument("--model", metavar="MANIFEST", help="path to a model.json")
+    parser.add_argument(
+        "--depth",
+        default="auto",
+        type=depth_choice,
+        help="1, 2, 3, 4 (pruned UNet++ depth), ensemble, or auto (default)",
+    )
+    parser.add_argument(
+        "--device", default="auto", type=device_choice, help="auto (default), cpu or cuda:N"
+    )
+    parser.add_argument(
+        "--roi",
+        nargs=6,
+        type=finite_float,
+        metavar=("X1", "Y1", "Z1", "X2", "Y2", "Z2"),
+        help="restrict inference to a box given by two opposite corners (mm)",
+    )
+    parser.add_argument(
+        "--point",
+        nargs=3,
+        type=finite_float,
+        action="append",
+        metavar=("X", "Y", "Z"),
+        help="a point on a lesion (mm); crops a model-sized box around it. Repeat it for "
+        "several lesions: one segment per point (e.g. 'lung nodule 1', 'lung nodule 2')",
+    )
+    parser.add_argument(
+        "--lps",
+        action="store_true",
+        help="--roi and --point are LPS (ITK) rather than RAS (Slicer) mm",
+    )
+    labelmaps = ", ".join(LABELMAP_EXTENSIONS)
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.seg.nrrd",
+        type=output_file(
+            SEGMENTATION_EXTENSIONS + LABELMAP_EXTENSIONS,
+            "-o",
+            " (a .seg.nrrd is a Slicer segmentation; the others write a labelmap, as --labelmap)",
+        ),
+        help="write a Slicer segmentation (.seg.nrrd, with names, colours and codes), or a "
+        f"labelmap in the format its extension names ({labelmaps})",
+    )
+    parser.add_argument(
+        "--labelmap",
+        metavar="OUT",
+        type=output_file(LABELMAP_EXTENSIONS, "--labelmap"),
+        help=f"also write a labelmap ({labelmaps})",
+    )
+    parser.add_argument(
+        "--probabilities",
+        metavar="OUT",
+        type=output_file(LABELMAP_EXTENSIONS, "--probabilities"),
+        help="also write the class probabilities (multi-component image)",
+    )
+    parser.add_argument(
+        "--preview",
+        metavar="PNG",
+        type=output_file(PREVIEW_EXTENSIONS, "--preview"),
+        help="write a PNG preview of three planes",
+    )
+    parser.add_argument(
+        "--overlap", type=overlap_fraction, help="tile overlap, 0 <= overlap < 1 (model default)"
+    )
+    parser.add_argument(
+        "--tile-batch", type=positive_int, default=1, help="tiles per forward pass (>= 1)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, help="CPU threads (default: physical cores)"
+    )
+    parser.add_argument(
+        "--largest-component",
+        dest="largest_component",
+        action="store_true",
+        default=None,
+        help="keep only the largest component of each label",
+    )
+    parser.add_argument(
+        "--all-components",
+        dest="largest_component",
+        action="store_false",
+        help="keep every connected component",
+    )
+    parser.add_argument(
+        "--progress-json",
+        action="store_true",
+        help="print progress and the result as JSON lines on stdout",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_segment)
