@@ -26,7 +26,7 @@ from ..engine.volume import Box, LabelVolume
 from ..errors import UNetPlusPlusError
 from .geometry import control_point_ras, ras_to_lps, roi_corners_ras, volume_from_nodes
 from .job import SegmentationJob
-from .panel import is_prompted
+from .panel import channel_input_problem, is_prompted
 from .segmentation_writer import binary_labelmap_name, next_numbered_name, write_segments
 
 ModelRef = Union[str, os.PathLike, ModelManifest]
@@ -179,6 +179,9 @@ class SegmentationLogic:
                 f"Model '{manifest.name}' needs {len(channels)} input volume(s) "
                 f"({', '.join(channels)}); {len(nodes)} given."
             )
+        problem = channel_input_problem(channels, nodes)
+        if problem:
+            raise UNetPlusPlusError(problem)
         return volume_from_nodes(nodes, channel_names=channels, labels=channels)
 
     # ------------------------------------------------------------------ helpers

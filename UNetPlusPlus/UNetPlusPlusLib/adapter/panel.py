@@ -188,3 +188,28 @@ def match_channels(
         if channel is not None:
             matches[channel] = volume_index
     return matches
+
+
+def channel_input_problem(channel_names: Sequence[str], nodes: Sequence[Any]) -> Optional[str]:
+    """Why these input volumes cannot run, naming the channels, or None when they can.
+
+    ``nodes[i]`` is the volume node chosen for ``channel_names[i]`` (None: nothing chosen). Two
+    refusals: a channel without a volume, and one volume chosen for several channels (a
+    multi-sequence model fed FLAIR four times would give a silently wrong result).
+    """
+    if len(nodes) != len(channel_names):
+        return (
+            f"The model needs {len(channel_names)} input volume(s) "
+            f"({', '.join(channel_names)}); {len(nodes)} given."
+        )
+    missing = [name for name, node in zip(channel_names, nodes) if node is None]
+    if missing:
+        return f"Choose an input volume for {', '.join(missing)} in the Inputs section."
+    for node in nodes:
+        shared = [channel_names[i] for i, other in enumerate(nodes) if other is node]
+        if len(shared) > 1:
+            return (
+                f"Channels {' and '.join(shared)} use the same volume '{node.GetName()}'; "
+                "choose a different volume for each channel in the Inputs section."
+            )
+    return None

@@ -283,14 +283,16 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
             # The volume's name is set just after it is added: look once the event is done.
             qt.QTimer.singleShot(0, self.autoFillInputs)
 
-    def missingInputs(self, manifest) -> list:
+    def inputProblem(self, manifest) -> Optional[str]:
+        """Why Segment cannot run with the chosen inputs (naming the channels), or None."""
         if manifest is None:
-            return [_("a task")]
-        missing = []
-        for i, channel in enumerate(manifest.channels[:MAX_CHANNELS]):
-            if getattr(self._parameterNode, f"inputVolume{i}") is None:
-                missing.append(channel.name)
-        return missing
+            return _("Choose a task first.")
+        channels = [c.name for c in manifest.channels]
+        if len(channels) > MAX_CHANNELS:
+            return _("The model needs {count} inputs; the panel has four.").format(
+                count=len(channels)
+            )
+        return panel.channel_input_problem(channels, self.inputVolumes(manifest))
 
     def inputVolumes(self, manifest) -> list:
         return [

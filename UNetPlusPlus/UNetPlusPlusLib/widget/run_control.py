@@ -3,7 +3,7 @@ showing the result, nodule points (one run per placed point) and "Export trainin
 
 A mixin of :class:`~UNetPlusPlusLib.widget.panel_widget.UNetPlusPlusPanel`, which provides
 ``ui``, ``logic``, ``_parameterNode``, ``_timer``, ``currentModel()``, ``inputVolumes()``,
-``missingInputs()`` and ``appendLog()``.
+``inputProblem()`` and ``appendLog()``.
 """
 
 import traceback
@@ -100,12 +100,12 @@ class RunControl:
             )
             return
         manifest = self.currentModel()
-        missing = self.missingInputs(manifest)
+        problem = self.inputProblem(manifest)
         self.ui.segmentButton.text = _("Segment")
-        self.ui.segmentButton.enabled = manifest is not None and not missing
-        self.ui.segmentButton.toolTip = (
-            _("Select: ") + ", ".join(missing) if missing else _("Run the model.")
-        )
+        self.ui.segmentButton.enabled = problem is None
+        self.ui.segmentButton.toolTip = problem or _("Run the model.")
+        if problem and manifest is not None:
+            self.ui.statusLabel.text = problem  # say why Segment is disabled, naming the channels
         self.ui.exportButton.enabled = self._parameterNode.outputSegmentation is not None
 
     def ensureDependencies(self) -> None:
