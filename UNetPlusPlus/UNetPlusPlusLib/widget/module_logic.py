@@ -44,6 +44,12 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
         """Background run; poll the returned job. See SegmentationLogic.start_job."""
         return self.segmentationLogic.start_job(volumeNodes, model, **kwargs)
 
+    def fitRoiToVolume(self, roiNode, volumeNode) -> None:
+        """Make the markups ROI hold the whole volume (see UNetPlusPlusLib.adapter.roi)."""
+        from UNetPlusPlusLib.adapter.roi import fit_roi_to_volume
+
+        fit_roi_to_volume(roiNode, volumeNode)
+
     def exportTrainingCase(self, volumeNodes, segmentationNode, outDir, caseName, channelNames=()):
         return self.segmentationLogic.export_training_case(
             volumeNodes, segmentationNode, outDir, caseName, channelNames

@@ -74,6 +74,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
         self.ui.deviceSelector.connect("currentIndexChanged(int)", self.onDeviceSelected)
         self.ui.noduleSeedSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSeedsSelected)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.fitRoiButton.connect("clicked(bool)", self.onFitRoiButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
 
         self._dependenciesReady = install.dependencies_ready()
@@ -149,6 +150,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
             self._selectByData(self.ui.deviceSelector, self._parameterNode.device)
             self.updateModelDependentGui()
             self.observeSeeds(self._parameterNode.noduleSeeds)
+            self.ui.roiPlaceWidget.setCurrentNode(self._parameterNode.roi)
             self.updateButtons()
         finally:
             self._updating = False
@@ -294,7 +296,42 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
             )
         return panel.channel_input_problem(channels, self.inputVolumes(manifest))
 
+    # ------------------------------------------------------------------ ROI
+    def onFitRoiButton(self) -> None:
+        self.runGuarded(self.fitRoiToVolume, _("Fitting the ROI failed."))
+
+    def fitRoiToVolume(self) -> None:
+        """Set the ROI (a new one if none is selected) to the first input volume's box."""
+        volume = next((v for v in self.inputVolumes(self.currentModel()) if v is not None), None)
+        if volume is None:
+            raise UNetPlusPlusError(_("Choose the input volume first; the ROI is fitted to it."))
+        roi = self._parameterNode.roi
+        if roi is None:
+            roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", _("UNet++ ROI"))
+            roi.CreateDefaultDisplayNodes()
+            self._parameterNode.roi = roi
+        self.logic.fitRoiToVolume(roi, volume)
+
+    def fitEmptyRoi(self, volumeNodes) -> None:
+        """An ROI selected but never placed (no size) is fitted to the volume, with a warning, so
+        that Segment does not stop at "ROI is empty"."""
+        roi = self._parameterNode.roi
+        if roi is None or not volumeNodes or volumeNodes[0] is None:
+            return
+        from UNetPlusPlusLib.adapter.roi import roi_is_empty
+
+        if roi_is_empty(roi):
+            self.logic.fitRoiToVolume(roi, volumeNodes[0])
+            self.appendLog(
+                _(
+                    "warning: ROI '{name}' had not been placed; it now holds the whole volume. "
+                    "Drag its handles to restrict the next run."
+                ).format(name=roi.GetName())
+            )
+
     def inputVolumes(self, manifest) -> list:
+        if manifest is None:
+            return [self._parameterNode.inputVolume0]
         return [
             getattr(self._parameterNode, f"inputVolume{i}")
             for i in range(min(len(manifest.channels), MAX_CHANNELS))

@@ -149,8 +149,10 @@ class RunControl:
                 raise UNetPlusPlusError(
                     _("Place a point on the nodule or choose an ROI around it.")
                 )
+        volumes = self.inputVolumes(manifest)
+        self.fitEmptyRoi(volumes)
         self._job = self.logic.startJob(
-            self.inputVolumes(manifest),
+            volumes,
             manifest,
             depth=p.depth,
             device=p.device,

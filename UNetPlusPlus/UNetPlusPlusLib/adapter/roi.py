@@ -1,0 +1,43 @@
+"""The markups ROI that restricts inference: is it usable, and "Fit ROI to volume".
+
+An ROI node made by the panel's selector ("Create new ROI") has no control point and zero size,
+so the engine would get an empty box. The panel fits such an ROI to the input volume (as Slicer's
+Crop Volume module does with "Fit to Volume"); the user then shrinks it with its handles.
+MRML only (no Qt); world coordinates are RAS, in mm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def roi_is_empty(roi_node) -> bool:
+    """Whether the ROI's world (RAS) box has no volume: no control point placed yet, or a zero
+    size along some axis."""
+    if roi_node.GetNumberOfControlPoints() == 0:
+        return True
+    bounds = [0.0] * 6
+    roi_node.GetRASBounds(bounds)
+    low, high = np.array(bounds[0::2]), np.array(bounds[1::2])
+    return bool(np.any(high <= low))
+
+
+def fit_roi_to_volume(roi_node, volume_node) -> None:
+    """Make ``roi_node`` the axis-aligned world (RAS) bounding box of ``volume_node``'s voxels
+    (parent transforms included), so that it holds the whole volume.
+
+    Uses ``vtkMRMLMarkupsROINode.SetCenterWorld`` / ``SetSizeWorld`` (Slicer 5.0+). Raises
+    ``ValueError`` when the volume has no voxels.
+    """
+    bounds = [0.0] * 6
+    volume_node.GetRASBounds(bounds)
+    low, high = np.array(bounds[0::2]), np.array(bounds[1::2])
+    if np.any(high < low):
+        raise ValueError(f"volume '{volume_node.GetName()}' has no voxels")
+    centre, size = (low + high) / 2.0, high - low
+    was_modifying = roi_node.StartModify()
+    try:
+        roi_node.SetCenterWorld(*[float(v) for v in centre])
+        roi_node.SetSizeWorld(*[float(v) for v in size])
+    finally:
+        roi_node.EndModify(was_modifying)
