@@ -142,5 +142,5 @@ def test_logic_refuses_an_empty_channel_on_real_mrml():
 
     _scene, (flair, t1, t1ce) = _volumes(slicer, ["flair", "t1", "t1ce"])
     manifest = ModelManifest.load(BRAIN_MODEL)
-    with pytest.raises(UNetPlusPlusError, match="Choose an input volume for T2"):
+    with pytest.raises(UNetPlusPlusError, match="No input volume selected for T2"):
         SegmentationLogic().start_job([flair, t1, t1ce, None], manifest)

@@ -180,33 +180,72 @@ def volume_node_from_volume(scene, volume: Volume, name: str, channel: int = 0):
     return node
 
 
-def oriented_image_from_labels(labels: LabelVolume):
+def content_extent(array: np.ndarray) -> tuple[int, int, int, int, int, int] | None:
+    """The smallest VTK extent (x0, x1, y0, y1, z0, z1), in voxels, holding every non-zero
+    voxel of a (z, y, x) array, or None when all voxels are zero."""
+    ranges = []
+    for axes in ((0, 1), (0, 2), (1, 2)):  # x, y, z
+        hits = np.flatnonzero(array.any(axis=axes))
+        if hits.size == 0:
+            return None
+        ranges += [int(hits[0]), int(hits[-1])]
+    return tuple(ranges)
+
+
+def oriented_image_from_labels(labels: LabelVolume, crop_to_content: bool = False):
     """An engine ``LabelVolume`` to a ``vtkOrientedImageData`` on the same voxels, in RAS.
 
     The label values are kept (one shared labelmap); the image-to-world matrix is the
     volume's IJK-to-RAS, so the labelmap is voxel-aligned with the volume it came from.
+    ``crop_to_content``: keep only the smallest extent that holds the non-zero voxels (an empty
+    extent when there are none), on the same voxel grid; a small lesion in a large CT then
+    costs kilobytes rather than the whole volume (about 80 MB for 512x512x300 uint8).
     """
     import slicer  # the adapter needs MRML; imported here so geometry math works without it
 
-    array = np.ascontiguousarray(labels.array)
+    array = labels.array
     if array.ndim != 3:
         raise ValueError(f"label array must be (z, y, x), got shape {array.shape}")
+    nz, ny, nx = array.shape
+    extent = (0, nx - 1, 0, ny - 1, 0, nz - 1)
+    if crop_to_content:
+        extent = content_extent(array) or (0, -1, 0, -1, 0, -1)
+        x0, x1, y0, y1, z0, z1 = extent
+        array = array[z0 : z1 + 1, y0 : y1 + 1, x0 : x1 + 1]
+    array = np.ascontiguousarray(array)
     if array.dtype not in (np.uint8, np.uint16, np.int16, np.int32):
         array = array.astype(np.uint16 if array.max(initial=0) > 255 else np.uint8)
-    nz, ny, nx = array.shape
     image = slicer.vtkOrientedImageData()
-    image.SetDimensions(nx, ny, nz)
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    image.SetExtent(*extent)
+    if array.size:
+        image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    else:
+        image.AllocateScalars(numpy_support.get_vtk_array_type(array.dtype), 1)
     matrix = ijk_to_ras_from_geometry(labels.spacing, labels.origin, labels.direction)
     image.SetImageToWorldMatrix(_vtk_matrix_from_numpy(matrix))
     return image
 
 
-def array_from_oriented_image(image) -> np.ndarray:
-    """The voxels of a ``vtkOrientedImageData`` as a (z, y, x) array (a copy)."""
-    nx, ny, nz = image.GetDimensions()
+def array_from_oriented_image(image, shape: Sequence[int] | None = None) -> np.ndarray:
+    """The voxels of a ``vtkOrientedImageData`` as a (z, y, x) array (a copy).
+
+    ``shape``: the (z, y, x) size of the whole grid the image's extent indexes (e.g. the
+    reference volume's); the image is placed at its extent in a zero array of that shape, so a
+    labelmap cropped to its content compares voxel by voxel with the volume.
+    """
+    x0, x1, y0, y1, z0, z1 = image.GetExtent()
+    nx, ny, nz = max(x1 - x0 + 1, 0), max(y1 - y0 + 1, 0), max(z1 - z0 + 1, 0)
     scalars = image.GetPointData().GetScalars()
-    return numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx).copy()
+    if scalars is None or nx * ny * nz == 0:
+        array = np.zeros((nz, ny, nx), dtype=np.uint8)
+    else:
+        array = numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx).copy()
+    if shape is None:
+        return array
+    full = np.zeros(tuple(shape), dtype=array.dtype)
+    if array.size:
+        full[z0 : z1 + 1, y0 : y1 + 1, x0 : x1 + 1] = array
+    return full
 
 
 def image_to_world_matrix(image) -> np.ndarray:

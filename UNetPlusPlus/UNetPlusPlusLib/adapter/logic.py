@@ -168,6 +168,8 @@ class SegmentationLogic:
             replace_existing=replace_existing,
             names=names,
             node_name=f"{reference.GetName()} {manifest.task}",
+            # one small lesion per click: keep its box, not a labelmap as large as the CT
+            crop_to_content=is_prompted(manifest),
         )
 
     @staticmethod

@@ -204,7 +204,9 @@ def channel_input_problem(channel_names: Sequence[str], nodes: Sequence[Any]) ->
         )
     missing = [name for name, node in zip(channel_names, nodes) if node is None]
     if missing:
-        return f"Choose an input volume for {', '.join(missing)} in the Inputs section."
+        return (
+            f"No input volume selected for {', '.join(missing)}; choose one in the Inputs section."
+        )
     for node in nodes:
         shared = [channel_names[i] for i, other in enumerate(nodes) if other is node]
         if len(shared) > 1:

@@ -59,6 +59,7 @@ def write_segments(
     names: Mapping[int, str] | None = None,
     node_name: str | None = None,
     values: Sequence[int] | None = None,
+    crop_to_content: bool = False,
 ):
     """Write ``labels`` as segments; return the node that received them.
 
@@ -69,6 +70,8 @@ def write_segments(
 
     ``names`` overrides segment names by label value (e.g. "nodule 2"); ``values`` restricts
     the labels written (default: every label of the manifest, even if empty in this result).
+    ``crop_to_content``: store the labelmap with the smallest extent that holds its voxels (one
+    nodule per click; see geometry.oriented_image_from_labels).
     """
     scene = reference_volume_node.GetScene()
     if scene is None:
@@ -93,7 +96,7 @@ def write_segments(
     ):
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
 
-    shared_labelmap = oriented_image_from_labels(labels)
+    shared_labelmap = oriented_image_from_labels(labels, crop_to_content=crop_to_content)
     representation = binary_labelmap_name()
     terminology_tag = slicer.vtkSegment.GetTerminologyEntryTagName()
     segmentation = segmentation_node.GetSegmentation()
