@@ -366,3 +366,26 @@ def test_panel_renders_offscreen_into_the_screenshot(tmp_path):
     assert pixels.std() > 10, "the rendered panel is blank"
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
     assert re.search(r"auto \(L\d\)", depth.itemText(0))
+
+
+def _method_calls(class_name: str) -> dict[str, str]:
+    """Method name -> its source, for a class of the widget package."""
+    for node in ast.walk(module_ast()):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            return {f.name: ast.unparse(f) for f in node.body if isinstance(f, ast.FunctionDef)}
+    raise KeyError(class_name)
+
+
+def test_cleanup_scene_close_and_application_exit_shut_the_logic_down():
+    """Module cleanup (also run by Reload), scene close and Slicer's exit stop running jobs and
+    remove their working folders through the Logic's shutdown()."""
+    methods = _method_calls("UNetPlusPlusPanel")
+    for hook in ("cleanup", "onSceneStartClose", "onAboutToQuit"):
+        assert "self.shutdownLogic()" in methods[hook], hook
+    assert "shutdown" in methods["shutdownLogic"]
+    assert "slicer.app.connect('aboutToQuit()', self.onAboutToQuit)" in methods["setup"]
+    assert "slicer.app.disconnect('aboutToQuit()', self.onAboutToQuit)" in methods["cleanup"]
+    shell = ast.parse(MODULE_PATH.read_text(encoding="utf-8"))
+    widget = next(n for n in shell.body if getattr(n, "name", "") == "UNetPlusPlusWidget")
+    cleanup = next(f for f in widget.body if getattr(f, "name", "") == "cleanup")
+    assert "self.panel.cleanup()" in ast.unparse(cleanup)

@@ -69,6 +69,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+        slicer.app.connect("aboutToQuit()", self.onAboutToQuit)
 
         self.ui.taskSelector.connect("currentIndexChanged(int)", self.onTaskSelected)
         self.ui.deviceSelector.connect("currentIndexChanged(int)", self.onDeviceSelected)
@@ -89,8 +90,22 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.cancelJob()
+        self.shutdownLogic()
         self._timer.stop()
         self.removeObservers()
+        slicer.app.disconnect("aboutToQuit()", self.onAboutToQuit)
+
+    def shutdownLogic(self) -> None:
+        """Stop running jobs and remove their working folders (patient images): called on module
+        cleanup, scene close and application exit. Never blocks."""
+        shutdown = getattr(self.logic, "shutdown", None)  # UNetPlusPlusLogic.shutdown (issue 10)
+        if shutdown is not None:
+            shutdown()
+
+    def onAboutToQuit(self) -> None:
+        self._pendingPoints = []
+        self.cancelJob()
+        self.shutdownLogic()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -105,6 +120,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelJob()
+        self.shutdownLogic()
         self._pendingPoints = []
         self.observeSeeds(None)
         self.setParameterNode(None)
