@@ -104,6 +104,19 @@ Phys. 2011, CC BY 3.0). The module follows the 3D Slicer scripted module templat
 process design follows the established Slicer AI extensions.
 """)
         slicer.app.connect("startupCompleted()", registerSampleData)
+        slicer.app.connect("startupCompleted()", loadTerminology)
+
+
+#
+# Terminology
+#
+
+
+def loadTerminology():
+    """Load the extension's terminology context (codes Slicer's DICOM master list lacks)."""
+    from UNetPlusPlusLib.widget.terminology import loadTerminologyContexts
+
+    loadTerminologyContexts(os.path.join(os.path.dirname(__file__), "Resources", "Terminology"))
 
 
 #

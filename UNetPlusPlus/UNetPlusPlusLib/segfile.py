@@ -15,7 +15,12 @@ import numpy as np
 import slicerio
 import slicerio.segmentation
 
-from .engine.manifest import LabelSpec, terminology_entry_string
+from .engine.manifest import (
+    ANATOMIC_CONTEXT,
+    SEGMENTATION_CONTEXT,
+    LabelSpec,
+    terminology_entry_string,
+)
 from .engine.volume import LabelVolume
 from .errors import UNetPlusPlusError
 
@@ -39,7 +44,16 @@ def terminology_from_slicerio(terminology: Optional[dict]) -> Optional[dict]:
         triplet = terminology.get(theirs)
         if triplet and len(triplet) == 3 and all(triplet):
             out[ours] = dict(zip(("scheme", "code", "meaning"), triplet))
-    return out if "category" in out and "type" in out else None
+    if "category" not in out or "type" not in out:
+        return None
+    # keep a context only where it is not Slicer's default (the manifest's default)
+    for theirs, ours, default in (
+        ("contextName", "context", SEGMENTATION_CONTEXT),
+        ("anatomicContextName", "anatomic_context", ANATOMIC_CONTEXT),
+    ):
+        if terminology.get(theirs) and terminology[theirs] != default:
+            out[ours] = terminology[theirs]
+    return out
 
 
 def ijk_to_lps(labels: LabelVolume) -> np.ndarray:

@@ -35,15 +35,23 @@ PROMPT_KINDS = ("point",)
 ENSEMBLE = "ensemble"
 MAX_DEPTH = 4
 
-# Slicer terminology contexts (Slicer docs, Segmentations, "TerminologyEntry tag").
+# Slicer terminology contexts (Slicer docs, Segmentations, "TerminologyEntry tag"): the default
+# ones ship with Slicer (Modules/Loadable/Terminologies/Resources/*-DICOM-Master.json).
 SEGMENTATION_CONTEXT = "Segmentation category and type - DICOM master list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+# Codes missing from Slicer's DICOM master list (the NCIt brain lesion types of DICOM CID 7168)
+# live in the extension's own context, UNetPlusPlus/Resources/Terminology/UNetPlusPlus.term.json,
+# which the module loads into Slicer's Terminologies logic at start-up.
+UNETPP_CONTEXT = "UNet++ - brain lesion segmentation types"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TERMINOLOGY_CODES = tuple(
     "category type type_modifier anatomic_region anatomic_region_modifier".split()
 )
+# Optional context names: where category/type/type_modifier ("context") and the anatomic codes
+# ("anatomic_context") are defined; default SEGMENTATION_CONTEXT and ANATOMIC_CONTEXT.
+_TERMINOLOGY_CONTEXTS = ("context", "anatomic_context")
 # Characters that would break Slicer's "a^b^c~..." terminology string or its "|"-separated tags.
 _RESERVED_CODE_CHARS = set("~^|")
 
@@ -60,21 +68,29 @@ TISSUE = _code("SCT", "85756007", "Tissue")
 _BRAIN = _code("SCT", "12738006", "Brain")
 
 
-def _lesion(type_code: dict, region: dict) -> dict:
-    return {"category": MORPHOLOGICALLY_ALTERED, "type": type_code, "anatomic_region": region}
+def _lesion(type_code: dict, region: dict, context: Optional[str] = None) -> dict:
+    entry = {"category": MORPHOLOGICALLY_ALTERED, "type": type_code, "anatomic_region": region}
+    if context:
+        entry["context"] = context
+    return entry
 
 
 # Standard codes for the project's labels. SNOMED CT (SCT) where DICOM uses it; the brain tumour
 # sub-regions follow DICOM CID 7168 "Brain Lesion Segmentation Type With Necrosis", which codes
 # enhancing and non-enhancing lesion with NCI Thesaurus (NCIt) concepts. The whole tumour is
-# SCT "Neoplasm" (CID 7159). Categories and context names match Slicer's DICOM master list.
+# SCT "Neoplasm" (CID 7159). Categories and context names match Slicer's DICOM master list,
+# except the two NCIt types, which that list lacks: they name the extension's own context.
 STANDARD_TERMINOLOGY: dict[str, dict] = {
     "liver": {"category": ANATOMICAL_STRUCTURE, "type": _code("SCT", "10200004", "Liver")},
     "lung nodule": _lesion(_code("SCT", "27925004", "Nodule"), _code("SCT", "39607008", "Lung")),
     "necrotic core": _lesion(_code("SCT", "6574001", "Necrosis"), _BRAIN),
-    "non-enhancing tumor": _lesion(_code("NCIt", "C81175", "Non-Enhancing Lesion"), _BRAIN),
+    "non-enhancing tumor": _lesion(
+        _code("NCIt", "C81175", "Non-Enhancing Lesion"), _BRAIN, UNETPP_CONTEXT
+    ),
     "edema": _lesion(_code("SCT", "79654002", "Edema"), _BRAIN),
-    "enhancing tumor": _lesion(_code("NCIt", "C113842", "Enhancing Lesion"), _BRAIN),
+    "enhancing tumor": _lesion(
+        _code("NCIt", "C113842", "Enhancing Lesion"), _BRAIN, UNETPP_CONTEXT
+    ),
     "whole tumor": _lesion(_code("SCT", "108369006", "Neoplasm"), _BRAIN),
 }
 _TERMINOLOGY_ALIASES = {
@@ -457,9 +473,10 @@ class _Validator:
 
     def terminology(self, value: Any, where: str) -> dict:
         value = self.mapping(value, where)
-        extra = sorted(set(value) - set(_TERMINOLOGY_CODES))
+        allowed = _TERMINOLOGY_CODES + _TERMINOLOGY_CONTEXTS
+        extra = sorted(set(value) - set(allowed))
         if extra:
-            raise self.fail(f"{where}.{extra[0]}", f"is not one of {', '.join(_TERMINOLOGY_CODES)}")
+            raise self.fail(f"{where}.{extra[0]}", f"is not one of {', '.join(allowed)}")
         for key in ("category", "type"):
             if key not in value:
                 raise self.fail(f"{where}.{key}", "is missing")
@@ -475,6 +492,12 @@ class _Validator:
                     raise self.fail(f"{where}.{key}.{part}", "must not contain '~', '^' or '|'")
                 entry[part] = text
             out[key] = entry
+        for key in _TERMINOLOGY_CONTEXTS:
+            if value.get(key) is not None:
+                text = self.string(value[key], f"{where}.{key}")
+                if _RESERVED_CODE_CHARS & set(text):
+                    raise self.fail(f"{where}.{key}", "must not contain '~', '^' or '|'")
+                out[key] = text
         return out
 
     def network(self, value: Any, n_channels: int, labels: list[LabelSpec]) -> dict:
@@ -563,7 +586,8 @@ def terminology_entry_string(label: LabelSpec) -> str:
     """Slicer's ``TerminologyEntry`` tag value for a segment (``Segment{i}_Tags`` in .seg.nrrd).
 
     Format: ``context~category~type~typeModifier~anatomicContext~region~regionModifier`` where
-    each code is ``scheme^value^meaning`` (Slicer docs, Segmentations, "TerminologyEntry tag";
+    each code is ``scheme^value^meaning`` and the two contexts are the label's ``context`` and
+    ``anatomic_context`` or Slicer's DICOM master lists (Slicer docs, "TerminologyEntry tag";
     parsed by ``slicerio.terminology_entry_from_string``). Labels without codes get the label's
     standard codes when it has a known name, else Slicer's generic "Tissue".
     """
@@ -572,11 +596,11 @@ def terminology_entry_string(label: LabelSpec) -> str:
         terminology = {"category": TISSUE, "type": TISSUE}
     return "~".join(
         [
-            SEGMENTATION_CONTEXT,
+            terminology.get("context") or SEGMENTATION_CONTEXT,
             _code_triplet(terminology["category"]),
             _code_triplet(terminology["type"]),
             _code_triplet(terminology.get("type_modifier")),
-            ANATOMIC_CONTEXT,
+            terminology.get("anatomic_context") or ANATOMIC_CONTEXT,
             _code_triplet(terminology.get("anatomic_region")),
             _code_triplet(terminology.get("anatomic_region_modifier")),
         ]
