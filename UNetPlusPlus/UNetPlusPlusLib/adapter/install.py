@@ -2,8 +2,9 @@
 
 - torch comes from SlicerPyTorch's ``PyTorchUtils`` (``installTorch(askConfirmation=True)``),
   which asks the user and picks the CUDA or CPU build that fits the machine.
-- The other packages go through ``slicer.packaging.pip_ensure`` (Slicer 5.10 and later; it asks
-  the user itself) or, in older Slicer, ``slicer.util.pip_install`` after ``confirm(message)``.
+- The other packages go through ``slicer.packaging.pip_ensure`` (Slicer 5.12 and later, where
+  Base/Python/slicer/packaging.py first ships; it asks the user itself) or, in older Slicer,
+  ``slicer.util.pip_install`` after ``confirm(message)``.
 
 numpy, SimpleITK and vtk ship with Slicer. No Qt here: the Widget passes its dialog as
 ``confirm``.

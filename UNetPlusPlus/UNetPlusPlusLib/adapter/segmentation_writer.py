@@ -108,7 +108,8 @@ def write_segments(
             segment.SetName(name)
             segment.SetColor(*[float(c) for c in spec.color][:3])
             segment.SetLabelValue(int(spec.value))
-            # SetTag rather than SetTerminology: the latter is missing before Slicer 5.8
+            # SetTag, not SetTerminology: vtkSegment.SetTerminology first ships in Slicer 5.10
+            # (Libs/vtkSegmentationCore/vtkSegment.h); SetTag writes the same tag in 5.8
             segment.SetTag(terminology_tag, terminology_entry_string(spec))
             segment.AddRepresentation(representation, shared_labelmap)
             segment_id, insert_before = "", ""
