@@ -5,10 +5,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# `make slicer-package`: one archive per Slicer minor version, for Extensions Manager > Install
+# from file (scripts/slicer_package.py). SLICER_OS: linux, win or macosx (macosx also needs
+# SLICER_REVISION, shown in Slicer's Help > About, and SLICER_ARCH=arm64 on Apple silicon).
+SLICER_VERSIONS ?= 5.8 5.10 5.12
+SLICER_OS ?= linux
+SLICER_ARCH ?= amd64
+SLICER_REVISION ?=
 # The CPU build of torch, pinned for tests and CI (a plain `pip install torch` pulls CUDA, several GB).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: venv venv-test demo test lint format bench clean
+.PHONY: venv venv-test demo test lint format bench slicer-package clean
 
 venv: $(VENV)/.installed-demo
 venv-test: $(VENV)/.installed-test
@@ -41,5 +48,9 @@ bench: venv-test
 	$(PY) -m pip install -q -e ".[bench]"
 	bench/run --quick
 
+slicer-package:
+	$(PYTHON) scripts/slicer_package.py $(foreach v,$(SLICER_VERSIONS),--slicer-version $(v)) \
+		--os $(SLICER_OS) --arch $(SLICER_ARCH) --slicer-revision "$(SLICER_REVISION)" --out dist
+
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) demo-output dist
