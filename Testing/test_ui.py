@@ -313,6 +313,7 @@ def test_panel_renders_offscreen_into_the_screenshot(tmp_path):
         sample["inputVolumeSelector0"] = case
     sample["exportDirectoryButton"] = "UNetPlusPlus-training"
     sample["nodulePlaceWidget"] = "Place a point"
+    sample["roiPlaceWidget"] = "Place ROI"
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     data, first_items = qt_ready_ui(sample)
     buffer = QtCore.QBuffer()
