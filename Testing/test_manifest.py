@@ -351,3 +351,19 @@ def test_terminology_string_fallbacks():
     assert "~SCT^10200004^Liver~" in by_name
     generic = terminology_entry_string(LabelSpec(1, "thing", (1.0, 0.0, 0.0), None))
     assert "~SCT^85756007^Tissue~SCT^85756007^Tissue~" in generic
+
+
+def test_a_label_may_name_its_terminology_contexts():
+    data = example_dict()
+    codes = copy.deepcopy(STANDARD_TERMINOLOGY["enhancing tumor"])
+    assert codes["context"] == "UNet++ - brain lesion segmentation types"
+    codes["anatomic_context"] = "My anatomic codes"
+    data["labels"][0]["terminology"] = codes
+    label = ModelManifest.from_dict(data).labels[0]
+    assert label.terminology["context"] == codes["context"]
+    text = terminology_entry_string(label)
+    assert text.startswith("UNet++ - brain lesion segmentation types~SCT^49755003^")
+    assert "~My anatomic codes~SCT^12738006^Brain~" in text
+    data["labels"][0]["terminology"]["context"] = "a~b"
+    with pytest.raises(UNetPlusPlusError, match="context"):
+        ModelManifest.from_dict(data)
