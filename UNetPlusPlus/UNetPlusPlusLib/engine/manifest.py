@@ -21,6 +21,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from UNetPlusPlusLib.engine.terminology import (  # noqa: F401 (re-exported for callers)
+    ANATOMIC_CONTEXT,
+    ANATOMICAL_STRUCTURE,
+    MORPHOLOGICALLY_ALTERED,
+    RESERVED_CODE_CHARS,
+    SEGMENTATION_CONTEXT,
+    STANDARD_TERMINOLOGY,
+    TERMINOLOGY_CODES,
+    TERMINOLOGY_CONTEXTS,
+    TISSUE,
+    UNETPP_CONTEXT,
+    standard_terminology,
+    terminology_entry_string,
+)
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written, so the Slicer panel
@@ -35,80 +49,10 @@ PROMPT_KINDS = ("point",)
 ENSEMBLE = "ensemble"
 MAX_DEPTH = 4
 
-# Slicer terminology contexts (Slicer docs, Segmentations, "TerminologyEntry tag"): the default
-# ones ship with Slicer (Modules/Loadable/Terminologies/Resources/*-DICOM-Master.json).
-SEGMENTATION_CONTEXT = "Segmentation category and type - DICOM master list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-# Codes missing from Slicer's DICOM master list (the NCIt brain lesion types of DICOM CID 7168)
-# live in the extension's own context, UNetPlusPlus/Resources/Terminology/UNetPlusPlus.term.json,
-# which the module loads into Slicer's Terminologies logic at start-up.
-UNETPP_CONTEXT = "UNet++ - brain lesion segmentation types"
-
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_TERMINOLOGY_CODES = tuple(
-    "category type type_modifier anatomic_region anatomic_region_modifier".split()
-)
-# Optional context names: where category/type/type_modifier ("context") and the anatomic codes
-# ("anatomic_context") are defined; default SEGMENTATION_CONTEXT and ANATOMIC_CONTEXT.
-_TERMINOLOGY_CONTEXTS = ("context", "anatomic_context")
-# Characters that would break Slicer's "a^b^c~..." terminology string or its "|"-separated tags.
-_RESERVED_CODE_CHARS = set("~^|")
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _code(scheme: str, code: str, meaning: str) -> dict:
-    return {"scheme": scheme, "code": code, "meaning": meaning}
-
-
-ANATOMICAL_STRUCTURE = _code("SCT", "123037004", "Anatomical Structure")
-MORPHOLOGICALLY_ALTERED = _code("SCT", "49755003", "Morphologically Altered Structure")
-TISSUE = _code("SCT", "85756007", "Tissue")
-_BRAIN = _code("SCT", "12738006", "Brain")
-
-
-def _lesion(type_code: dict, region: dict, context: Optional[str] = None) -> dict:
-    entry = {"category": MORPHOLOGICALLY_ALTERED, "type": type_code, "anatomic_region": region}
-    if context:
-        entry["context"] = context
-    return entry
-
-
-# Standard codes for the project's labels. SNOMED CT (SCT) where DICOM uses it; the brain tumour
-# sub-regions follow DICOM CID 7168 "Brain Lesion Segmentation Type With Necrosis", which codes
-# enhancing and non-enhancing lesion with NCI Thesaurus (NCIt) concepts. The whole tumour is
-# SCT "Neoplasm" (CID 7159). Categories and context names match Slicer's DICOM master list,
-# except the two NCIt types, which that list lacks: they name the extension's own context.
-STANDARD_TERMINOLOGY: dict[str, dict] = {
-    "liver": {"category": ANATOMICAL_STRUCTURE, "type": _code("SCT", "10200004", "Liver")},
-    "lung nodule": _lesion(_code("SCT", "27925004", "Nodule"), _code("SCT", "39607008", "Lung")),
-    "necrotic core": _lesion(_code("SCT", "6574001", "Necrosis"), _BRAIN),
-    "non-enhancing tumor": _lesion(
-        _code("NCIt", "C81175", "Non-Enhancing Lesion"), _BRAIN, UNETPP_CONTEXT
-    ),
-    "edema": _lesion(_code("SCT", "79654002", "Edema"), _BRAIN),
-    "enhancing tumor": _lesion(
-        _code("NCIt", "C113842", "Enhancing Lesion"), _BRAIN, UNETPP_CONTEXT
-    ),
-    "whole tumor": _lesion(_code("SCT", "108369006", "Neoplasm"), _BRAIN),
-}
-_TERMINOLOGY_ALIASES = {
-    "nodule": "lung nodule",
-    "necrosis": "necrotic core",
-    "necrotic tumor core": "necrotic core",
-    "necrotic and non-enhancing tumor core": "necrotic core",
-    "oedema": "edema",
-    "peritumoral edema": "edema",
-}
-
-
-def standard_terminology(name: str) -> Optional[dict]:
-    """The standard codes for a label name (case, '_' and British spelling tolerated), or None."""
-    key = " ".join(name.lower().replace("_", " ").replace("tumour", "tumor").split())
-    key = _TERMINOLOGY_ALIASES.get(key, key)
-    entry = STANDARD_TERMINOLOGY.get(key)
-    return copy.deepcopy(entry) if entry is not None else None
 
 
 @dataclass
@@ -473,7 +417,7 @@ class _Validator:
 
     def terminology(self, value: Any, where: str) -> dict:
         value = self.mapping(value, where)
-        allowed = _TERMINOLOGY_CODES + _TERMINOLOGY_CONTEXTS
+        allowed = TERMINOLOGY_CODES + TERMINOLOGY_CONTEXTS
         extra = sorted(set(value) - set(allowed))
         if extra:
             raise self.fail(f"{where}.{extra[0]}", f"is not one of {', '.join(allowed)}")
@@ -481,21 +425,21 @@ class _Validator:
             if key not in value:
                 raise self.fail(f"{where}.{key}", "is missing")
         out = {}
-        for key in _TERMINOLOGY_CODES:
+        for key in TERMINOLOGY_CODES:
             if value.get(key) is None:
                 continue
             code = self.mapping(value[key], f"{where}.{key}")
             entry = {}
             for part in ("scheme", "code", "meaning"):
                 text = self.string(code.get(part), f"{where}.{key}.{part}")
-                if _RESERVED_CODE_CHARS & set(text):
+                if RESERVED_CODE_CHARS & set(text):
                     raise self.fail(f"{where}.{key}.{part}", "must not contain '~', '^' or '|'")
                 entry[part] = text
             out[key] = entry
-        for key in _TERMINOLOGY_CONTEXTS:
+        for key in TERMINOLOGY_CONTEXTS:
             if value.get(key) is not None:
                 text = self.string(value[key], f"{where}.{key}")
-                if _RESERVED_CODE_CHARS & set(text):
+                if RESERVED_CODE_CHARS & set(text):
                     raise self.fail(f"{where}.{key}", "must not contain '~', '^' or '|'")
                 out[key] = text
         return out
@@ -573,38 +517,6 @@ _REQUIRED_KEYS = tuple(
     "format_version name task sha256 network channels labels spacing tile_size overlap depths"
     " recommended_depth".split()
 )
-
-
-# -------------------------------------------------------------------- Slicer terminology
-def _code_triplet(code: Optional[Mapping]) -> str:
-    if not code:
-        return "^^"
-    return f"{code['scheme']}^{code['code']}^{code['meaning']}"
-
-
-def terminology_entry_string(label: LabelSpec) -> str:
-    """Slicer's ``TerminologyEntry`` tag value for a segment (``Segment{i}_Tags`` in .seg.nrrd).
-
-    Format: ``context~category~type~typeModifier~anatomicContext~region~regionModifier`` where
-    each code is ``scheme^value^meaning`` and the two contexts are the label's ``context`` and
-    ``anatomic_context`` or Slicer's DICOM master lists (Slicer docs, "TerminologyEntry tag";
-    parsed by ``slicerio.terminology_entry_from_string``). Labels without codes get the label's
-    standard codes when it has a known name, else Slicer's generic "Tissue".
-    """
-    terminology = label.terminology or standard_terminology(label.name)
-    if terminology is None:
-        terminology = {"category": TISSUE, "type": TISSUE}
-    return "~".join(
-        [
-            terminology.get("context") or SEGMENTATION_CONTEXT,
-            _code_triplet(terminology["category"]),
-            _code_triplet(terminology["type"]),
-            _code_triplet(terminology.get("type_modifier")),
-            terminology.get("anatomic_context") or ANATOMIC_CONTEXT,
-            _code_triplet(terminology.get("anatomic_region")),
-            _code_triplet(terminology.get("anatomic_region_modifier")),
-        ]
-    )
 
 
 # --------------------------------------------------------------------------- weights IO
