@@ -107,3 +107,32 @@ def test_an_empty_nodule_result_adds_an_empty_segment():
     output = SegmentationLogic().write_result(empty, [node], manifest)
     assert segmentation_writer.segment_names(output) == ["nodule 1"]
     assert labelmap_bytes(output) <= 1024
+
+
+def test_cropped_nodules_export_on_the_ct_grid(tmp_path):
+    """A training-case export writes the cropped nodules back on the CT's full voxel grid."""
+    slicerio = pytest.importorskip("slicerio")
+    scene = slicer.vtkMRMLScene()
+    shape = (30, 36, 40)
+    image = vtk.vtkImageData()
+    image.SetDimensions(shape[2], shape[1], shape[0])
+    image.AllocateScalars(vtk.VTK_SHORT, 1)
+    node = slicer.vtkMRMLScalarVolumeNode()
+    node.SetName("CT")
+    node.SetSpacing(1.5, 1.5, 2.0)
+    node.SetAndObserveImageData(image)
+    scene.AddNode(node)
+    manifest = ModelManifest.load(NODULE_MODEL / "model.json")
+    spacing, origin, direction = geometry.geometry_from_ijk_to_ras(geometry.world_ijk_to_ras(node))
+    truth, output = np.zeros(shape, np.uint8), None
+    for z, y, x in ((5, 6, 7), (20, 25, 30)):
+        array = np.zeros(shape, np.uint8)
+        array[z - 2 : z + 3, y - 2 : y + 3, x - 2 : x + 3] = 1
+        truth |= array
+        labels = LabelVolume(array, spacing, origin, direction, manifest.labels)
+        output = SegmentationLogic().write_result(labels, [node], manifest, output)
+    written = SegmentationLogic.export_training_case([node], output, tmp_path, "case1", ["CT"])
+    segmentation = slicerio.read_segmentation(str(written[-1]))
+    voxels = np.transpose(segmentation["voxels"], (2, 1, 0))  # slicerio: (i, j, k)
+    assert voxels.shape == shape
+    assert np.array_equal(voxels > 0, truth > 0)
