@@ -13,7 +13,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from helpers import make_sphere_image, rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry  # noqa: E402
-from UNetPlusPlusLib.adapter.roi import fit_roi_to_volume, roi_is_empty  # noqa: E402
+from UNetPlusPlusLib.adapter.roi import fit_if_empty, fit_roi_to_volume, roi_is_empty  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
@@ -72,3 +72,19 @@ def test_segment_inside_the_fitted_roi_finds_the_sphere(scene_and_volume, sphere
         slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     )
     assert geometry.array_from_oriented_image(labelmap).sum() > 100
+
+
+def test_segment_fits_an_unplaced_roi_and_leaves_a_placed_one(scene_and_volume):
+    """What Segment does first (UNetPlusPlusPanel.fitEmptyRoi): the selector's new ROI is
+    fitted; an ROI the user placed keeps its box."""
+    scene, volume = scene_and_volume
+    unplaced = new_roi_like_the_selector(scene)
+    assert fit_if_empty(unplaced, volume) is True
+    geometry.roi_corners_ras(unplaced)  # no "ROI is empty"
+    placed = new_roi_like_the_selector(scene)
+    placed.SetCenterWorld(-10.0, 20.0, 40.0)
+    placed.SetSizeWorld(8.0, 9.0, 10.0)
+    before = geometry.roi_corners_ras(placed)
+    assert fit_if_empty(placed, volume) is False
+    assert all(np.allclose(a, b) for a, b in zip(before, geometry.roi_corners_ras(placed)))
+    assert fit_if_empty(None, volume) is False

@@ -41,3 +41,14 @@ def fit_roi_to_volume(roi_node, volume_node) -> None:
         roi_node.SetSizeWorld(*[float(v) for v in size])
     finally:
         roi_node.EndModify(was_modifying)
+
+
+def fit_if_empty(roi_node, volume_node) -> bool:
+    """Fit an ROI that was never placed (see :func:`roi_is_empty`) to ``volume_node``; return
+    whether it was fitted. A placed ROI is left exactly as it is. Segment calls this, so an ROI
+    made by the selector and never placed runs on the whole volume (with a warning from the
+    caller) instead of stopping at "ROI is empty"."""
+    if roi_node is None or volume_node is None or not roi_is_empty(roi_node):
+        return False
+    fit_roi_to_volume(roi_node, volume_node)
+    return True

@@ -331,13 +331,10 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
     def fitEmptyRoi(self, volumeNodes) -> None:
         """An ROI selected but never placed (no size) is fitted to the volume, with a warning, so
         that Segment does not stop at "ROI is empty"."""
-        roi = self._parameterNode.roi
-        if roi is None or not volumeNodes or volumeNodes[0] is None:
-            return
-        from UNetPlusPlusLib.adapter.roi import roi_is_empty
+        from UNetPlusPlusLib.adapter.roi import fit_if_empty
 
-        if roi_is_empty(roi):
-            self.logic.fitRoiToVolume(roi, volumeNodes[0])
+        roi = self._parameterNode.roi
+        if volumeNodes and fit_if_empty(roi, volumeNodes[0]):
             self.appendLog(
                 _(
                     "warning: ROI '{name}' had not been placed; it now holds the whole volume. "
