@@ -267,7 +267,10 @@ def roi_corners_ras(roi_node) -> tuple[np.ndarray, np.ndarray]:
     low = np.array(bounds[0::2], dtype=np.float64)
     high = np.array(bounds[1::2], dtype=np.float64)
     if np.any(high <= low):
-        raise UNetPlusPlusError(f"ROI '{roi_node.GetName()}' is empty; place it around the target.")
+        raise UNetPlusPlusError(
+            f"ROI '{roi_node.GetName()}' is empty; place it around the target or click "
+            "'Fit ROI to volume'."
+        )
     return low, high
 
 
