@@ -108,6 +108,7 @@ class ModelManifest:
     weights: str = WEIGHTS_FILENAME
     prompt: Optional[dict] = None
     postprocess: dict = field(default_factory=dict)
+    test_time_augmentation: dict = field(default_factory=dict)  # engine/tta.py; {} = all axes
     validation: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -159,9 +160,11 @@ class ModelManifest:
             "recommended_depth": self.recommended_depth,
             "prompt": copy.deepcopy(self.prompt),
             "postprocess": copy.deepcopy(self.postprocess),
+            **({"test_time_augmentation": dict(self.test_time_augmentation)}
+               if self.test_time_augmentation else {}),
             "validation": copy.deepcopy(self.validation),
             "training": copy.deepcopy(self.training),
-        }
+        }  # fmt: skip
 
     def save(self, path: PathLike) -> None:
         """Write ``model.json`` (validated first, written atomically) and remember ``path``."""
@@ -333,6 +336,7 @@ class _Validator:
             recommended_depth=recommended,
             prompt=self.prompt(data.get("prompt")),
             postprocess=self.postprocess(data.get("postprocess", {})),
+            test_time_augmentation=self.test_time_augmentation(data),
             validation=self.validation(data.get("validation", {})),
             training=copy.deepcopy(self.mapping(data.get("training", {}), "training")),
             path=path,
@@ -497,6 +501,16 @@ class _Validator:
             raise self.fail("postprocess.largest_component", "must be true or false")
         return copy.deepcopy(post)
 
+    def test_time_augmentation(self, data: dict) -> dict:
+        from . import tta  # torch-free at import
+
+        if "test_time_augmentation" not in data:
+            return {}
+        try:
+            return tta.parse_config(data["test_time_augmentation"])
+        except ValueError as error:
+            raise self.fail("test_time_augmentation", str(error)) from error
+
     def validation(self, value: Any) -> dict:
         validation = self.mapping(value, "validation")
         per_depth = validation.get("per_depth", {})
@@ -511,7 +525,8 @@ class _Validator:
 
 _MANIFEST_KEYS = tuple(
     "format_version name task description weights sha256 network channels labels spacing"
-    " tile_size overlap depths recommended_depth prompt postprocess validation training".split()
+    " tile_size overlap depths recommended_depth prompt postprocess test_time_augmentation"
+    " validation training".split()
 )
 _REQUIRED_KEYS = tuple(
     "format_version name task sha256 network channels labels spacing tile_size overlap depths"

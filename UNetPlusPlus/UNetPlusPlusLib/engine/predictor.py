@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from ..errors import UNetPlusPlusError
-from .devices import autocast_context, configure_threads, is_out_of_memory, resolve_device
+from .devices import configure_threads, is_out_of_memory, resolve_device
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
 from .postprocess import keep_largest_component
 from .tiling import sliding_window_inference
+from .tta import head_count, make_predict, mirror_axes, split_heads
 from .volume import (
     Box,
     LabelVolume,
@@ -47,6 +48,7 @@ class SegmentationResult:
     labels: LabelVolume
     probabilities: Optional[Volume] = None
     info: dict = field(default_factory=dict)
+    disagreement: Optional[Volume] = None  # (1, z, y, x) in [0, 1], if asked (disagreement.py)
 
 
 def parse_depth(depth: Depth, manifest: ModelManifest) -> Depth:
@@ -70,6 +72,23 @@ def _outside(shape: tuple, slices: Optional[tuple]) -> Optional[np.ndarray]:
     inside = np.zeros(shape, dtype=bool)
     inside[slices] = True
     return ~inside
+
+
+def _disagreement_volume(
+    volume: Volume, region_map: np.ndarray, slices: Optional[tuple], outside_roi
+) -> Volume:
+    """The disagreement map on the input grid: 0 outside the inferred region and the ROI."""
+    full = np.zeros(volume.array.shape[1:], dtype=np.float32)
+    full[tuple(slices) if slices is not None else Ellipsis] = region_map
+    if outside_roi is not None:
+        full[outside_roi] = 0.0
+    return Volume(
+        array=full[None],
+        spacing=tuple(volume.spacing),
+        origin=tuple(volume.origin),
+        direction=np.array(volume.direction, dtype=np.float64),
+        channel_names=("disagreement",),
+    )
 
 
 class Predictor:
@@ -117,11 +136,22 @@ class Predictor:
         return_probabilities: bool = False,
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelCallback] = None,
+        tta: bool = False,
+        disagreement: bool = False,
     ) -> SegmentationResult:
-        """Segment `volume`; the result sits exactly on the volume's grid."""
+        """Segment `volume`; the result sits exactly on the volume's grid.
+
+        ``tta`` averages mirrored passes (engine/tta.py); ``disagreement`` adds the heads'
+        disagreement map and ``info["agreement"]`` per segment (engine/disagreement.py) and
+        raises UNetPlusPlusError at depth 1 (one head)."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
+        if disagreement and head_count(depth) < 2:
+            raise UNetPlusPlusError(
+                "The disagreement map compares the deep-supervision heads, and depth 1 has only "
+                "one: choose depth 2, 3, 4 or ensemble."
+            )
         self._check_input(volume)
         region, slices, output_slices = self._region_of_interest(volume, roi, point)
 
@@ -136,7 +166,18 @@ class Predictor:
         report("preprocess", 1, 1)
 
         info: dict = {"depth": depth, "fallbacks": []}
-        probabilities = self._infer(image, depth, overlap, tile_batch, report, cancel, info)
+        axes = mirror_axes(self.manifest.test_time_augmentation) if tta else ()
+        info["tta"] = {"mirror_axes": list(axes), "passes": 2 ** len(axes)} if tta else None
+        options = {"axes": axes, "heads": disagreement}
+        probabilities = self._infer(
+            image, depth, overlap, tile_batch, report, cancel, info, options
+        )
+        disagreement_region = None
+        if disagreement:
+            probabilities, disagreement_region = self._review_aid(probabilities, depth, grid, info)
+            disagreement_region = resample_to_reference(
+                disagreement_region[None], grid, region, interpolator="linear"
+            )
 
         report("postprocess", 0, 1)
         region_probs = None
@@ -164,12 +205,27 @@ class Predictor:
             if outside_roi is not None:
                 prob_volume.array[:, outside_roi] = 0.0
                 prob_volume.array[0, outside_roi] = 1.0
+        disagreement_volume = None
+        if disagreement_region is not None:
+            disagreement_volume = _disagreement_volume(
+                volume, disagreement_region[0], slices, outside_roi
+            )
         report("postprocess", 1, 1)
         info["seconds"] = time.perf_counter() - started
         info["model"] = self.manifest.name
-        return SegmentationResult(label_volume, prob_volume, info)
+        return SegmentationResult(label_volume, prob_volume, info, disagreement_volume)
 
     # ------------------------------------------------------------------ steps
+    def _review_aid(self, stacked: np.ndarray, depth, grid, info: dict):
+        """Split the heads' probabilities: the final prediction, the disagreement map on the
+        model grid, and ``info["agreement"]`` (engine/disagreement.py)."""
+        from .disagreement import disagreement_map, segment_agreement
+
+        final, heads = split_heads(stacked, self.manifest.num_classes, depth)
+        info["heads"] = int(heads.shape[0])
+        info["agreement"] = segment_agreement(heads, self.manifest.labels)
+        return final, disagreement_map(heads)
+
     def _check_input(self, volume: Volume) -> None:
         expected = len(self.manifest.channels)
         got = volume.array.shape[0] if volume.array.ndim == 4 else 0
@@ -227,13 +283,16 @@ class Predictor:
         report: ProgressCallback,
         cancel: Optional[CancelCallback],
         info: dict,
+        options: Optional[dict] = None,
     ) -> np.ndarray:
         """Sliding-window inference with the CUDA out-of-memory fallback chain."""
         overlap = self.manifest.overlap if overlap is None else float(overlap)
         device, batch = self.device, max(1, int(tile_batch))
         while True:
             try:
-                result = self._sliding_window(image, depth, overlap, batch, device, report, cancel)
+                result = self._sliding_window(
+                    image, depth, overlap, batch, device, report, cancel, **(options or {})
+                )
                 info["device"] = str(device)
                 info["tile_batch"] = batch
                 return result
@@ -257,20 +316,19 @@ class Predictor:
                 info["fallbacks"].append(message)
                 report("fallback: " + message, 0, 1)
 
-    def _sliding_window(self, image, depth, overlap, batch, device, report, cancel) -> np.ndarray:
+    def _sliding_window(
+        self, image, depth, overlap, batch, device, report, cancel, axes=(), heads=False
+    ) -> np.ndarray:
+        """(K, z, y, x) probabilities, or (H * K, z, y, x) for the heads (engine/tta.py)."""
         model = self.model
-
-        def predict(tiles: torch.Tensor) -> torch.Tensor:
-            with autocast_context(device):
-                logits = model(tiles, depth=depth)
-            return torch.softmax(logits.float(), dim=1)
-
+        predict = make_predict(model, depth, device, axes=axes, heads=heads)
+        channels = self.manifest.num_classes * (head_count(depth) if heads else 1)
         with torch.inference_mode(), model.reuse_buffers():  # tiles reuse one set of buffers
             probabilities = sliding_window_inference(
                 image,
                 tile_zyx=self.manifest.tile_size_zyx,
                 predict=predict,
-                num_classes=self.manifest.num_classes,
+                num_classes=channels,
                 overlap=overlap,
                 batch_size=batch,
                 device=device,
