@@ -200,10 +200,14 @@ def _main(argv: List[str]) -> int:
     elif args.command == "segment":
         outputs = ", ".join(v for v in result["outputs"].values() if v)
         volumes = ", ".join(f"{k} {v} ml" for k, v in result["volumes_ml"].items())
+        tta = " with test-time augmentation" if result.get("tta") else ""
         print(
-            f"segmented with {result['model']} at depth {result['depth']} on "
+            f"segmented with {result['model']} at depth {result['depth']}{tta} on "
             f"{result['device']} in {result['seconds']:.1f} s: {volumes}; wrote {outputs}"
         )
+        if result.get("agreement"):
+            agreement = ", ".join(f"{k} {v:.2f}" for k, v in result["agreement"].items())
+            print(f"agreement between the {result['heads']} heads (mean Dice): {agreement}")
     sys.stdout.flush()  # a closed pipe shows up here, inside main, not at interpreter exit
     return 0
 

@@ -1,4 +1,4 @@
-"""`unetpp models list | info | install`: the model packages the registry finds (no torch)."""
+"""`unetpp models list | info | show | install`: the packages the registry finds (no torch)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def run_models(args: argparse.Namespace, progress) -> dict:
     if args.models_command == "info":
         manifest = registry.find_model(args.name)
         print(json.dumps(manifest.to_dict(), indent=2))
+        return {}
+    if args.models_command == "show":
+        from .model_summary import show_lines
+
+        print("\n".join(show_lines(registry.find_model(args.name))))
         return {}
     manifests = registry.list_models()
     if not manifests:
@@ -54,12 +59,14 @@ def describe_depth(manifest, depth) -> str:
 
 
 def add_models_parser(subparsers) -> None:
-    """The `models` sub-command: list (default), info NAME, install SOURCE."""
+    """The `models` sub-command: list (default), info NAME, show NAME, install SOURCE."""
     parser = subparsers.add_parser("models", help="list, inspect or install model packages")
     inner = parser.add_subparsers(dest="models_command")
     inner.add_parser("list", help="list the available models with per-depth figures (default)")
     info = inner.add_parser("info", help="print a model's manifest (model.json) as JSON")
     info.add_argument("name", help="task, model name or path to a model package")
+    show = inner.add_parser("show", help="per-depth Dice and seconds, with and without --tta")
+    show.add_argument("name", help="task, model name or path to a model package")
     install = inner.add_parser("install", help="install a model from a folder, .zip or URL")
     install.add_argument("source", help="model.json, folder, .zip file, or http(s) URL")
     install.add_argument("--sha256", help="expected sha256 of the downloaded archive")

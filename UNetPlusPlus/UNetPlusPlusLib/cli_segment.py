@@ -38,7 +38,7 @@ def ras_to_lps(point: Sequence[float]) -> tuple:
 
 # ---------------------------------------------------------------------------- checks
 def _check_arguments(args: argparse.Namespace) -> None:
-    if not (args.output or args.labelmap or args.probabilities):
+    if not (args.output or args.labelmap or args.probabilities or args.disagreement):
         raise UNetPlusPlusError("Nothing to write: give -o OUT.seg.nrrd and/or --labelmap.")
     if args.roi is not None:
         check_roi(args.roi)
@@ -46,6 +46,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ArgumentError(
             "argument --probabilities: takes one --point; give a single point, or leave out "
             "--probabilities to segment one nodule per point"
+        )
+    if args.point and len(args.point) > 1 and args.disagreement:
+        raise ArgumentError(
+            "argument --disagreement: takes one --point; give a single point, or leave out "
+            "--disagreement to segment one nodule per point"
         )
 
 
@@ -122,7 +127,16 @@ def _write_probabilities(probabilities, path: Path) -> None:
     sitk.WriteImage(sitk.Compose(channels), str(path), True)
 
 
-def _write_outputs(args, manifest, volume, labels, probabilities, depth) -> None:
+def _write_disagreement(disagreement, path: Path) -> None:
+    """The heads' disagreement map (0..1, float32) on the input grid."""
+    import SimpleITK as sitk
+
+    from .engine.volume import volume_to_sitk
+
+    sitk.WriteImage(volume_to_sitk(disagreement), str(path), True)
+
+
+def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagreement) -> None:
     from .engine.volume import write_labelmap
 
     with OutputSet() as outputs:
@@ -136,6 +150,8 @@ def _write_outputs(args, manifest, volume, labels, probabilities, depth) -> None
             outputs.stage(args.labelmap, lambda p: write_labelmap(labels, p))
         if args.probabilities:
             outputs.stage(args.probabilities, lambda p: _write_probabilities(probabilities, p))
+        if args.disagreement:
+            outputs.stage(args.disagreement, lambda p: _write_disagreement(disagreement, p))
         if args.preview:
             from .preview import render_preview
 
@@ -160,6 +176,7 @@ def run_segment(args: argparse.Namespace, progress) -> dict:
             "--labelmap": args.labelmap,
             "--probabilities": args.probabilities,
             "--preview": args.preview,
+            "--disagreement": args.disagreement,
         },
     )
     _check_inputs_exist(args.inputs)
@@ -186,12 +203,22 @@ def run_segment(args: argparse.Namespace, progress) -> dict:
                 largest_component=args.largest_component,
                 return_probabilities=bool(args.probabilities),
                 progress=progress,
+                tta=args.tta,
+                disagreement=bool(args.disagreement),
             )
         )
     result = results[-1]
     labels = result.labels if len(results) == 1 else combine_point_results(results)
     progress("write", 0, 1)
-    _write_outputs(args, manifest, volume, labels, result.probabilities, result.info["depth"])
+    _write_outputs(
+        args,
+        manifest,
+        volume,
+        labels,
+        result.probabilities,
+        result.info["depth"],
+        result.disagreement,
+    )
     progress("write", 1, 1)
     return _summary(args, labels, results)
 
@@ -212,6 +239,7 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
         "segmentation": args.output,
         "labelmap": args.labelmap,
         "probabilities": args.probabilities,
+        "disagreement": args.disagreement,
         "preview": args.preview,
     }
     return info
@@ -294,6 +322,17 @@ def add_segment_parser(subparsers) -> None:
         metavar="PNG",
         type=output_file(PREVIEW_EXTENSIONS, "--preview"),
         help="write a PNG preview of three planes",
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average mirrored passes (slower; see the model card)",
+    )
+    parser.add_argument(
+        "--disagreement",
+        metavar="OUT",
+        type=output_file(LABELMAP_EXTENSIONS, "--disagreement"),
+        help="also write where the deep-supervision heads disagree (0..1, input grid; depth >= 2)",
     )
     parser.add_argument(
         "--overlap", type=overlap_fraction, help="tile overlap, 0 <= overlap < 1 (model default)"

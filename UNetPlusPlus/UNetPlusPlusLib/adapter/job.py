@@ -93,6 +93,7 @@ def build_command(
     device: str = "auto",
     point_ras: Optional[Sequence[float]] = None,
     roi_ras: Optional[tuple[Sequence[float], Sequence[float]]] = None,
+    tta: bool = False,
 ) -> list[str]:
     """The CLI command line; the point and ROI corners are RAS millimetres, as the CLI takes."""
     command = [python, "-m", "UNetPlusPlusLib.cli", "segment", *map(str, input_paths)]
@@ -102,6 +103,8 @@ def build_command(
         command += ["--point", *(repr(float(v)) for v in point_ras)]
     if roi_ras is not None:
         command += ["--roi", *(repr(float(v)) for corner in roi_ras for v in corner)]
+    if tta:
+        command += ["--tta"]
     return command
 
 
@@ -118,6 +121,7 @@ class SegmentationJob:
     on_success: Optional[Callable[[LabelVolume, dict], Any]] = None
     python: Optional[str] = None
     kill_timeout: float = 5.0
+    tta: bool = False  # test-time augmentation (engine/tta.py)
 
     state: str = field(default=PENDING, init=False)
     error: Optional[str] = field(default=None, init=False)
@@ -161,6 +165,7 @@ class SegmentationJob:
                 self.device,
                 self.point_ras,
                 self.roi_ras,
+                self.tta,
             )
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             env["PYTHONPATH"] = os.pathsep.join(

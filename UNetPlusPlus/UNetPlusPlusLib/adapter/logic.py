@@ -81,6 +81,7 @@ class SegmentationLogic:
         replace_existing: bool = False,
         progress: Optional[Callable[[str, int, int], None]] = None,
         cancel: Optional[Callable[[], bool]] = None,
+        tta: bool = False,
     ):
         """Segment in this process (blocking); returns the segmentation node written to.
 
@@ -95,7 +96,7 @@ class SegmentationLogic:
             roi = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
         point = None if point_ras is None else tuple(float(v) for v in ras_to_lps(point_ras))
         result = self._predictor(manifest, device).segment(
-            volume, depth=depth, roi=roi, point=point, progress=progress, cancel=cancel
+            volume, depth=depth, roi=roi, point=point, progress=progress, cancel=cancel, tta=tta
         )
         return self.write_result(
             result.labels, volume_nodes, manifest, output_node, replace_existing
@@ -111,6 +112,7 @@ class SegmentationLogic:
         point_ras: Optional[Sequence[float]] = None,
         output_node=None,
         replace_existing: bool = False,
+        tta: bool = False,
     ) -> SegmentationJob:
         """Start a background run of the CLI; poll the returned job until it is finished.
 
@@ -134,6 +136,7 @@ class SegmentationLogic:
             roi_ras=roi_ras,
             on_success=write,
             python=self.python,
+            tta=bool(tta),
         )
         return job.start()
 

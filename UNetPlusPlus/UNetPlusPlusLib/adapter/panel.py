@@ -135,7 +135,21 @@ def depth_tooltip(manifest: Any, choice: str) -> str:
         lines.append(f"{figures['seconds_per_volume']:.1f} s per volume{measured}")
     if validation.get("data"):
         lines.append(f"Validation data: {validation['data']}")
+    lines += _tta_tooltip(validation, target)
     return "\n".join(lines) or "No validation figures in the model manifest."
+
+
+def _tta_tooltip(validation: dict, choice: str) -> list[str]:
+    """The measured effect of test-time augmentation at this depth (``validation.tta``)."""
+    row = ((validation.get("tta") or {}).get("per_depth") or {}).get(str(choice)) or {}
+    plain, with_tta = mean_dice(row), mean_dice({"dice": row.get("dice_tta")})
+    seconds, seconds_tta = row.get("seconds"), row.get("seconds_tta")
+    if plain is None or with_tta is None or not seconds or not seconds_tta:
+        return []
+    return [
+        f"With test-time augmentation: Dice {plain:.3f} -> {with_tta:.3f}, "
+        f"{seconds:.1f} s -> {seconds_tta:.1f} s per case (as a user runs it)"
+    ]
 
 
 def progress_text(stage: str, done: int, total: int) -> tuple[str, int]:

@@ -24,6 +24,7 @@ class UNetPlusPlusParameterNode:
     task - name of the model package (``model.json`` "name"); the task selector is filled from
         the installed manifests, so it is synchronised by the Widget rather than bound.
     depth - "auto", "1".."4" or "ensemble".
+    tta - test-time augmentation: average mirrored passes (slower; the card gives the gain).
     device - "auto", "cpu" or "cuda:N" (synchronised by the Widget: the GPUs vary by machine).
     inputVolume0..3 - one volume per model channel, in the manifest's channel order.
     roi - optional box that restricts inference.
@@ -37,6 +38,7 @@ class UNetPlusPlusParameterNode:
     task: str = ""
     depth: Annotated[str, Choice(list(panel.DEPTH_CHOICES))] = "auto"
     device: str = "auto"
+    tta: bool = False
     inputVolume0: vtkMRMLScalarVolumeNode
     inputVolume1: vtkMRMLScalarVolumeNode
     inputVolume2: vtkMRMLScalarVolumeNode

@@ -160,6 +160,7 @@ class RunControl:
             point_ras=pointRas,
             output_node=p.outputSegmentation,
             replace_existing=p.replaceExisting,
+            tta=p.tta,
         )
         self.appendLog("$ " + " ".join(self._job.command))
         self.ui.progressBar.setValue(0)
