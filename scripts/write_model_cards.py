@@ -142,6 +142,44 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def tta_section(validation: dict) -> list[str]:
+    """Test-time augmentation and the heads' disagreement, from scripts/evaluate_review.py
+    --record (``validation.tta`` and ``validation.review``)."""
+    tta, review = validation.get("tta") or {}, validation.get("review") or {}
+    if not tta.get("per_depth"):
+        return []
+    name = lambda key: f"L{key}" if key.isdigit() else key  # noqa: E731
+    lines = [
+        "## Test-time augmentation and the review aid",
+        "",
+        f"`unetpp segment --tta` averages the softmax of mirrored passes along "
+        f"{', '.join(tta['mirror_axes']) or 'no axis'} (model grid, LPS; "
+        f"{2 ** len(tta['mirror_axes'])} passes). `--disagreement OUT` writes where the "
+        "deep-supervision heads disagree. Measured with `"
+        + tta["command"]
+        + f"` on {len(tta['cases'])} case(s) ({tta['scoring']}); {tta['device']}. "
+        "Details and thresholds: [docs/REVIEW.md](../../../docs/REVIEW.md).",
+        "",
+        "| depth | Dice | Dice with TTA | gain | s / case | s / case with TTA | time x "
+        "| disagreement >= " + str(review.get("threshold", "-")) + ": precision / recall "
+        "of the errors | Spearman (agreement, Dice) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in tta["per_depth"].items():
+        plain, with_tta = next(iter(row["dice"].values())), next(iter(row["dice_tta"].values()))
+        figures = (review.get("per_depth") or {}).get(key) or {}
+        pr = " / ".join(
+            "-" if figures.get(k) is None else f"{figures[k]:.2f}" for k in ("precision", "recall")
+        )
+        rho = "-" if figures.get("spearman") is None else f"{figures['spearman']:.2f}"
+        lines.append(
+            f"| {name(key)} | {plain:.3f} | {with_tta:.3f} | {with_tta - plain:+.3f} | "
+            f"{row['seconds']:.2f} | {row['seconds_tta']:.2f} | "
+            f"{row['seconds_tta'] / row['seconds']:.1f} | {pr if figures else '-'} | {rho} |"
+        )
+    return lines + [""]
+
+
 def card(task: str) -> str:
     folder = MODELS / task
     manifest = json.loads((folder / "model.json").read_text(encoding="utf-8"))
@@ -193,6 +231,7 @@ def card(task: str) -> str:
         "![speed / accuracy](speed_accuracy.png)",
         "",
     ]
+    parts += tta_section(validation)
     extra = folder / "evaluation.md"  # written by scripts/evaluate_<task>.py
     if extra.is_file():
         parts += [
@@ -267,12 +306,19 @@ def summary(tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
+#: docs/MODELS.md below this line is written by hand and kept when the summary is regenerated.
+HAND_WRITTEN = "<!-- Hand-written below this line: scripts/write_model_cards.py keeps it. -->"
+
+
 def main() -> int:
     tasks = [t for t in TEXT if (MODELS / t / "model.json").is_file()]
     for task in tasks:
         (MODELS / task / "CARD.md").write_text(card(task), encoding="utf-8")
         print(MODELS / task / "CARD.md")
-    (ROOT / "docs" / "MODELS.md").write_text(summary(tasks), encoding="utf-8")
+    models_md = ROOT / "docs" / "MODELS.md"
+    old = models_md.read_text(encoding="utf-8") if models_md.is_file() else ""
+    kept = old[old.index(HAND_WRITTEN) :] if HAND_WRITTEN in old else ""
+    models_md.write_text(summary(tasks) + ("\n" + kept if kept else ""), encoding="utf-8")
     print(ROOT / "docs" / "MODELS.md")
     return 0
 

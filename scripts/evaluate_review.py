@@ -1,0 +1,304 @@
+"""Measure test-time augmentation and the heads' disagreement map on a model's validation cases.
+
+For every depth and case, two Predictor runs as ``unetpp segment`` does them (input grid,
+the manifest's post-processing, prompts as the other evaluate_*.py scripts give them), both
+with ``--disagreement`` from depth 2 on (it does not change the labels; its cost is in both
+timings):
+
+1. plain: Dice per label (brain: also the BraTS regions WT / TC / ET) and seconds; the
+   disagreement map D and the per-segment agreement.
+   The error region E is where the plain label map differs from the reference; the
+   high-disagreement region is H = {D >= t}. Pooled over the cases: precision |H & E| / |H|,
+   recall |H & E| / |E| and Dice 2 |H & E| / (|H| + |E|), for t = 0.1, 0.25, 0.5; and the
+   Spearman correlation between a case's mean agreement and its Dice.
+2. ``--tta``: the same with mirrored passes (engine/tta.py), and its seconds.
+
+Cases: liver: the card's validation CT (``ts-example-ct``, TotalSegmentator output as reference)
+and the two LiTS volumes (expert labels, never trained on); brain-tumor: the card's
+validation cases (BraTS 2018, expert); lung-nodule: the card's validation crops (point at the
+crop centre, LIDC expert masks). Writes JSON (``--json``) and prints Markdown; ``--record``
+stores the means in the package's model.json (``validation.tta``, ``validation.review`` and,
+with ``--mirror-axes``, ``test_time_augmentation``), where `unetpp models show`, the panel
+and scripts/write_model_cards.py read them.
+
+    python scripts/evaluate_review.py liver --json /tmp/review-liver.json
+    python scripts/evaluate_review.py lung-nodule --depths 3 --max-cases 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import SimpleITK as sitk
+from UNetPlusPlusLib.engine.manifest import ModelManifest
+from UNetPlusPlusLib.engine.predictor import Predictor
+from UNetPlusPlusLib.engine.volume import Volume, read_image, read_volume
+
+ROOT = Path(__file__).resolve().parents[1]
+THRESHOLDS = (0.1, 0.25, 0.5)
+HEADLINE_THRESHOLD = "0.25"  # the one model.json records; REVIEW.md gives all three
+SCORING = {
+    "liver": "liver Dice on the input grid after the largest-component post-processing",
+    "brain-tumor": "mean of the BraTS regions WT / TC / ET Dice on the input grid",
+    "lung-nodule": "nodule Dice, point prompt at the crop centre, input grid",
+}
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def _array(path: Path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def liver_cases(data: Path, manifest) -> Iterator[tuple]:
+    """(name, label source, volume, reference (z, y, x) in model label values, point)."""
+    example = ROOT / "Resources" / "Examples" / "example_ct.nii.gz"
+    reference = ROOT / "Testing" / "fixtures" / "example_ct_liver.nii.gz"
+    yield (
+        "ts-example-ct",
+        "TotalSegmentator output",
+        read_volume([example]),
+        _array(reference) > 0,
+        None,
+    )
+    for n in (0, 1):
+        folder = data / "liver" / "lits-partial"
+        volume = read_volume([folder / f"liver_{n}_ct.nii.gz"])
+        yield (
+            f"lits-{n}",
+            "expert (LiTS)",
+            volume,
+            _array(folder / f"liver_{n}_label.nii.gz") > 0,
+            None,
+        )
+
+
+def brain_cases(data: Path, manifest) -> Iterator[tuple]:
+    names = [c.name for c in manifest.channels]
+    for case in manifest.validation.get("cases", []):
+        folder = data / "brain-tumor" / "brats2018" / case
+        paths = [folder / f"{case}_{s}.nii.gz" for s in ("flair", "t1", "t1ce", "t2")]
+        seg = _array(folder / f"{case}_seg.nii.gz")
+        reference = np.where(seg == 4, 3, seg).astype(np.uint8)  # BraTS 4 -> model value 3
+        yield case, "expert (BraTS 2018)", read_volume(paths, channel_names=names), reference, None
+
+
+def nodule_cases(data: Path, manifest) -> Iterator[tuple]:
+    for case in manifest.validation.get("cases", []):
+        image_path = data / "lung-nodule" / "lidc-vois" / "image" / f"{case}.nii.gz"
+        mask = _array(data / "lung-nodule" / "lidc-vois" / "nodule_mask" / f"{case}.nii.gz") > 0
+        image = read_image(image_path)
+        centre = [(s - 1) / 2.0 for s in image.GetSize()]
+        point = tuple(image.TransformContinuousIndexToPhysicalPoint(centre))
+        yield case, "expert (LIDC)", read_volume([image_path]), mask, point
+
+
+CASES = {"liver": liver_cases, "brain-tumor": brain_cases, "lung-nodule": nodule_cases}
+
+
+def scores(labels: np.ndarray, reference: np.ndarray, task: str, manifest) -> dict:
+    out = {
+        label.name: dice(labels == label.value, reference == label.value)
+        for label in manifest.labels
+    }
+    if task == "brain-tumor":  # BraTS regions in model values: 1 core, 2 oedema, 3 enhancing
+        out.update(
+            WT=dice(labels > 0, reference > 0),
+            TC=dice(np.isin(labels, (1, 3)), np.isin(reference, (1, 3))),
+            ET=dice(labels == 3, reference == 3),
+        )
+    return out
+
+
+def run(predictor: Predictor, volume: Volume, depth, point, **kw) -> tuple:
+    started = time.perf_counter()
+    result = predictor.segment(volume, depth=depth, point=point, **kw)
+    return result, time.perf_counter() - started
+
+
+def spearman(x: list[float], y: list[float]) -> Optional[float]:
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def evaluate(task: str, predictor: Predictor, data: Path, depths: list, max_cases: Optional[int]):
+    manifest = predictor.manifest
+    cases = list(CASES[task](data, manifest))[:max_cases]
+    report: dict = {"task": task, "cases": [c[0] for c in cases], "per_depth": {}}
+    for depth in depths:
+        rows = []
+        pooled = {t: [0, 0, 0] for t in THRESHOLDS}  # |H|, |E|, |H & E|
+        for name, source, volume, reference, point in cases:
+            review = depth != 1
+            plain, seconds = run(predictor, volume, depth, point, disagreement=review)
+            tta, seconds_tta = run(predictor, volume, depth, point, tta=True, disagreement=review)
+            labels = plain.labels.array
+            row = {
+                "case": name,
+                "label_source": source,
+                "dice": scores(labels, reference, task, manifest),
+                "dice_tta": scores(tta.labels.array, reference, task, manifest),
+                "seconds": seconds,
+                "seconds_tta": seconds_tta,
+                "voxel_ml": float(np.prod(volume.spacing)) / 1000.0,
+                "volume_ml": float((labels > 0).sum() * np.prod(volume.spacing) / 1000.0),
+                "volume_ml_tta": float(
+                    (tta.labels.array > 0).sum() * np.prod(volume.spacing) / 1000.0
+                ),
+                "reference_ml": float((reference > 0).sum() * np.prod(volume.spacing) / 1000.0),
+            }
+            if review:
+                error = labels != reference
+                dmap = plain.disagreement.array[0]
+                row["agreement"] = plain.info["agreement"]
+                row["agreement_tta"] = tta.info["agreement"]
+                for t in THRESHOLDS:
+                    high = dmap >= t
+                    pooled[t][0] += int(high.sum())
+                    pooled[t][1] += int(error.sum())
+                    pooled[t][2] += int((high & error).sum())
+            rows.append(row)
+            print(json.dumps({"depth": depth, **row}), file=sys.stderr, flush=True)
+        report["per_depth"][str(depth)] = {"rows": rows, "review": _review(rows, pooled)}
+    return report
+
+
+def _review(rows: list[dict], pooled: dict) -> dict:
+    if not any("agreement" in r for r in rows):
+        return {}
+    out: dict = {}
+    for t, (h, e, both) in pooled.items():
+        out[str(t)] = {
+            "precision": both / h if h else None,
+            "recall": both / e if e else None,
+            "dice": 2 * both / (h + e) if h + e else None,
+            "high_voxels": h,
+            "error_voxels": e,
+        }
+    first = next(iter(rows[0]["agreement"]))
+    agreement = [float(np.mean(list(r["agreement"].values()))) for r in rows]
+    out["spearman_agreement_vs_dice"] = spearman(agreement, [r["dice"][first] for r in rows])
+    return out
+
+
+def _score_keys(task: str, row: dict) -> list[str]:
+    return ["WT", "TC", "ET"] if task == "brain-tumor" else [next(iter(row["dice"]))]
+
+
+def record(report: dict, package: Path, mirror_override: bool) -> None:
+    """Store the per-depth means in the package's model.json (weights untouched)."""
+    manifest = ModelManifest.load(package)
+    task = report["task"]
+    tta: dict = {
+        "command": report["command"],
+        "cases": report["cases"],
+        "mirror_axes": report["mirror_axes"],
+        "scoring": SCORING[task],
+        "device": "cpu, 2 threads on a shared, loaded 2-core machine (seconds are noisy); "
+        "from L2 on both runs also computed the disagreement map",
+        "per_depth": {},
+    }
+    review: dict = {"command": report["command"], "threshold": float(HEADLINE_THRESHOLD)}
+    review["per_depth"] = {}
+    for depth, block in report["per_depth"].items():
+        rows = block["rows"]
+        keys = _score_keys(task, rows[0])
+        name = "mean" if len(keys) > 1 else keys[0]
+        tta["per_depth"][depth] = {
+            "dice": {
+                name: round(
+                    float(np.mean([np.mean([r["dice"][k] for k in keys]) for r in rows])), 4
+                )
+            },
+            "dice_tta": {
+                name: round(
+                    float(np.mean([np.mean([r["dice_tta"][k] for k in keys]) for r in rows])), 4
+                )
+            },
+            "seconds": round(float(np.mean([r["seconds"] for r in rows])), 3),
+            "seconds_tta": round(float(np.mean([r["seconds_tta"] for r in rows])), 3),
+        }
+        figures = block["review"].get(HEADLINE_THRESHOLD)
+        if figures:
+            review["per_depth"][depth] = {
+                k: None if figures[k] is None else round(figures[k], 4)
+                for k in ("precision", "recall", "dice")
+            }
+            rho = block["review"].get("spearman_agreement_vs_dice")
+            review["per_depth"][depth]["spearman"] = None if rho is None else round(rho, 3)
+    manifest.validation = dict(manifest.validation, tta=tta, review=review)
+    if mirror_override:
+        manifest.test_time_augmentation = {"mirror_axes": report["mirror_axes"]}
+    manifest.save(manifest.path)
+
+
+def summary(report: dict) -> str:
+    """Markdown: mean Dice and seconds per depth, plain and with TTA; review figures."""
+    lines = [
+        "| depth | cases | mean Dice | mean Dice, TTA | gain | s / case | s / case, TTA | x time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for depth, block in report["per_depth"].items():
+        rows = block["rows"]
+        key = "WT" if report["task"] == "brain-tumor" else next(iter(rows[0]["dice"]))
+        keys = ["WT", "TC", "ET"] if report["task"] == "brain-tumor" else [key]
+        plain = np.mean([np.mean([r["dice"][k] for k in keys]) for r in rows])
+        tta = np.mean([np.mean([r["dice_tta"][k] for k in keys]) for r in rows])
+        s, st = np.mean([r["seconds"] for r in rows]), np.mean([r["seconds_tta"] for r in rows])
+        tag = f"L{depth}" if depth.isdigit() else depth
+        lines.append(
+            f"| {tag} | {len(rows)} | {plain:.3f} | {tta:.3f} | {tta - plain:+.3f} | {s:.2f} | "
+            f"{st:.2f} | {st / s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=sorted(CASES))
+    parser.add_argument("--package", type=Path, help="model folder (default Resources/Models/TASK)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--depths", nargs="+", default=["1", "2", "3", "4", "ensemble"])
+    parser.add_argument("--max-cases", type=int, help="only the first N cases")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mirror-axes", nargs="*", help="override the manifest's mirror axes")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--record", action="store_true", help="store the means in model.json")
+    parser.add_argument("--from-json", type=Path, help="record an earlier --json run, no inference")
+    args = parser.parse_args(argv)
+    package = args.package or ROOT / "Resources" / "Models" / args.task
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        record(report, package, "--mirror-axes" in report["command"])
+        print(summary(report))
+        return 0
+    predictor = Predictor.from_manifest_path(package, device="cpu", threads=args.threads)
+    if args.mirror_axes is not None:
+        predictor.manifest.test_time_augmentation = {"mirror_axes": list(args.mirror_axes)}
+    depths = [int(d) if d.isdigit() else d for d in args.depths]
+    report = evaluate(args.task, predictor, args.data, depths, args.max_cases)
+    report["mirror_axes"] = list(
+        (predictor.manifest.test_time_augmentation or {}).get("mirror_axes", ["x", "y", "z"])
+    )
+    report["command"] = "python scripts/evaluate_review.py " + " ".join(sys.argv[1:])
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.record:
+        record(report, package, args.mirror_axes is not None)
+    print(summary(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
