@@ -32,7 +32,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -132,7 +132,14 @@ def spearman(x: list[float], y: list[float]) -> Optional[float]:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def evaluate(task: str, predictor: Predictor, data: Path, depths: list, max_cases: Optional[int]):
+def evaluate(
+    task: str,
+    predictor: Predictor,
+    data: Path,
+    depths: list,
+    max_cases: Optional[int],
+    save: Optional[Callable[[dict], None]] = None,
+):
     manifest = predictor.manifest
     cases = list(CASES[task](data, manifest))[:max_cases]
     report: dict = {"task": task, "cases": [c[0] for c in cases], "per_depth": {}}
@@ -171,6 +178,8 @@ def evaluate(task: str, predictor: Predictor, data: Path, depths: list, max_case
             rows.append(row)
             print(json.dumps({"depth": depth, **row}), file=sys.stderr, flush=True)
         report["per_depth"][str(depth)] = {"rows": rows, "review": _review(rows, pooled)}
+        if save is not None:  # after every depth, so a long run that is stopped keeps its part
+            save(report)
     return report
 
 
@@ -287,13 +296,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.mirror_axes is not None:
         predictor.manifest.test_time_augmentation = {"mirror_axes": list(args.mirror_axes)}
     depths = [int(d) if d.isdigit() else d for d in args.depths]
-    report = evaluate(args.task, predictor, args.data, depths, args.max_cases)
-    report["mirror_axes"] = list(
-        (predictor.manifest.test_time_augmentation or {}).get("mirror_axes", ["x", "y", "z"])
-    )
-    report["command"] = "python scripts/evaluate_review.py " + " ".join(sys.argv[1:])
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    axes = (predictor.manifest.test_time_augmentation or {}).get("mirror_axes", ["x", "y", "z"])
+    command = "python scripts/evaluate_review.py " + " ".join(sys.argv[1:])
+
+    def save(report: dict) -> None:
+        report.update(mirror_axes=list(axes), command=command)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+    report = evaluate(args.task, predictor, args.data, depths, args.max_cases, save)
+    save(report)
     if args.record:
         record(report, package, args.mirror_axes is not None)
     print(summary(report))
