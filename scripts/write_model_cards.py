@@ -142,6 +142,13 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _time_ratio(row: dict) -> float:
+    """With / without TTA, from CPU seconds where recorded (steadier on a loaded machine)."""
+    if row.get("cpu_seconds") and row.get("cpu_seconds_tta"):
+        return row["cpu_seconds_tta"] / row["cpu_seconds"]
+    return row["seconds_tta"] / row["seconds"]
+
+
 def tta_section(validation: dict) -> list[str]:
     """Test-time augmentation and the heads' disagreement, from scripts/evaluate_review.py
     --record (``validation.tta`` and ``validation.review``)."""
@@ -160,7 +167,7 @@ def tta_section(validation: dict) -> list[str]:
         + f"` on {len(tta['cases'])} case(s) ({tta['scoring']}); {tta['device']}. "
         "Details and thresholds: [docs/REVIEW.md](../../../docs/REVIEW.md).",
         "",
-        "| depth | Dice | Dice with TTA | gain | s / case | s / case with TTA | time x "
+        "| depth | Dice | Dice with TTA | gain | s / case | s / case with TTA | CPU time x "
         "| disagreement >= " + str(review.get("threshold", "-")) + ": precision / recall "
         "of the errors | Spearman (agreement, Dice) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -175,7 +182,7 @@ def tta_section(validation: dict) -> list[str]:
         lines.append(
             f"| {name(key)} | {plain:.3f} | {with_tta:.3f} | {with_tta - plain:+.3f} | "
             f"{row['seconds']:.2f} | {row['seconds_tta']:.2f} | "
-            f"{row['seconds_tta'] / row['seconds']:.1f} | {pr if figures else '-'} | {rho} |"
+            f"{_time_ratio(row):.1f} | {pr if figures else '-'} | {rho} |"
         )
     return lines + [""]
 

@@ -83,9 +83,17 @@ def _tta_lines(tta: dict) -> list[str]:
             continue
         lines.append(
             f"  {_name(key):<9} Dice {plain:.3f} -> {with_tta:.3f} ({with_tta - plain:+.3f}); "
-            f"{seconds:.2f} s -> {seconds_tta:.2f} s (x{seconds_tta / seconds:.1f})"
+            f"{seconds:.2f} s -> {seconds_tta:.2f} s (x{_ratio(row):.1f})"
         )
     return lines
+
+
+def _ratio(row: dict) -> float:
+    """Time with / without TTA: from CPU seconds where recorded (steadier on a loaded
+    machine), else from wall-clock seconds."""
+    if row.get("cpu_seconds") and row.get("cpu_seconds_tta"):
+        return float(row["cpu_seconds_tta"]) / float(row["cpu_seconds"])
+    return float(row["seconds_tta"]) / float(row["seconds"])
 
 
 def _review_lines(review: dict) -> list[str]:
