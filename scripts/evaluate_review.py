@@ -291,6 +291,24 @@ def summary(report: dict) -> str:
             f"| {tag} | {len(rows)} | {plain:.3f} | {tta:.3f} | {tta - plain:+.3f} | {s:.2f} | "
             f"{st:.2f} | {ratio:.1f} |"
         )
+    lines += [
+        "",
+        "| depth | t | high-disagreement voxels | error voxels | precision | recall | Dice "
+        "| Spearman (agreement, Dice) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for depth, block in report["per_depth"].items():
+        review = block["review"]
+        tag = f"L{depth}" if depth.isdigit() else depth
+        for t in THRESHOLDS:
+            row = review.get(str(t))
+            if row:
+                lines.append(
+                    f"| {tag} | {t} | {row['high_voxels']} | {row['error_voxels']} | "
+                    f"{fmt(row['precision'])} | {fmt(row['recall'])} | {fmt(row['dice'])} | "
+                    f"{fmt(review.get('spearman_agreement_vs_dice'))} |"
+                )
     return "\n".join(lines)
 
 
