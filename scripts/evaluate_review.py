@@ -207,10 +207,16 @@ def _review(rows: list[dict], pooled: dict) -> dict:
             "high_voxels": h,
             "error_voxels": e,
         }
-    first = next(iter(rows[0]["agreement"]))
-    agreement = [float(np.mean(list(r["agreement"].values()))) for r in rows]
-    out["spearman_agreement_vs_dice"] = spearman(agreement, [r["dice"][first] for r in rows])
+    out["spearman_agreement_vs_dice"] = _agreement_vs_dice(rows)
     return out
+
+
+def _agreement_vs_dice(rows: list[dict]) -> Optional[float]:
+    """Spearman over the cases: mean agreement of the segments vs mean Dice of the same ones."""
+    rows = [r for r in rows if "agreement" in r]
+    agreement = [float(np.mean(list(r["agreement"].values()))) for r in rows]
+    dice = [float(np.mean([r["dice"][name] for name in r["agreement"]])) for r in rows]
+    return spearman(agreement, dice)
 
 
 def _score_keys(task: str, row: dict) -> list[str]:
@@ -339,6 +345,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     package = args.package or ROOT / "Resources" / "Models" / args.task
     if args.from_json:
         report = json.loads(args.from_json.read_text())
+        for block in report["per_depth"].values():  # recomputed: older runs used one label
+            if block["review"]:
+                block["review"]["spearman_agreement_vs_dice"] = _agreement_vs_dice(block["rows"])
         record(report, package, "--mirror-axes" in report["command"])
         print(summary(report))
         return 0
