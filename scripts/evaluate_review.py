@@ -283,7 +283,7 @@ def summary(report: dict) -> str:
     """Markdown: mean Dice and seconds per depth, plain and with TTA; review figures."""
     lines = [
         "| depth | cases | mean Dice | mean Dice, TTA | gain | s / case | s / case, TTA "
-        "| x CPU time |",
+        "| time x (CPU seconds where recorded) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for depth, block in report["per_depth"].items():

@@ -167,7 +167,8 @@ def tta_section(validation: dict) -> list[str]:
         + f"` on {len(tta['cases'])} case(s) ({tta['scoring']}); {tta['device']}. "
         "Details and thresholds: [docs/REVIEW.md](../../../docs/REVIEW.md).",
         "",
-        "| depth | Dice | Dice with TTA | gain | s / case | s / case with TTA | CPU time x "
+        "| depth | Dice | Dice with TTA | gain | s / case | s / case with TTA "
+        "| time x (CPU s where recorded) "
         "| disagreement >= " + str(review.get("threshold", "-")) + ": precision / recall "
         "of the errors | Spearman (agreement, Dice) |",
         "|---|---|---|---|---|---|---|---|---|",
