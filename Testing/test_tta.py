@@ -103,3 +103,18 @@ def test_tta_follows_the_manifest_axes(sphere_model):
     image = make_sphere_image((24, 24, 24), radius_mm=10)
     result = predictor.segment(volume_from_sitk([image], channel_names=["CT"]), depth=2, tta=True)
     assert result.info["tta"] == {"mirror_axes": ["z"], "passes": 2}
+
+
+@pytest.mark.parametrize("task", ["liver", "brain-tumor", "lung-nodule"])
+def test_shipped_models_record_the_measured_tta_gain_and_cost(repo_root, task):
+    manifest = ModelManifest.load(repo_root / "Resources" / "Models" / task)
+    tta = manifest.validation["tta"]
+    assert tta["command"].startswith("python scripts/evaluate_review.py " + task)
+    assert tta["cases"] and tta["per_depth"]
+    for row in tta["per_depth"].values():
+        assert set(row) >= {"dice", "dice_tta", "seconds", "seconds_tta"}
+        assert row["seconds_tta"] > 0 and row["seconds"] > 0
+    axes = mirror_axes(manifest.test_time_augmentation)
+    assert tta["mirror_axes"] == list(axes)
+    if task == "liver":  # the abdomen is not left-right symmetric: no left-right mirroring
+        assert axes == ("y", "z")

@@ -173,7 +173,8 @@ def tta_section(validation: dict) -> list[str]:
         "of the errors | Spearman (agreement, Dice) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, row in tta["per_depth"].items():
+    for key in sorted(tta["per_depth"], key=DEPTH_KEYS.index):
+        row = tta["per_depth"][key]
         plain, with_tta = next(iter(row["dice"].values())), next(iter(row["dice_tta"].values()))
         figures = (review.get("per_depth") or {}).get(key) or {}
         pr = " / ".join(
