@@ -107,7 +107,9 @@ def test_tta_follows_the_manifest_axes(sphere_model):
 
 @pytest.mark.parametrize("task", ["liver", "brain-tumor", "lung-nodule"])
 def test_shipped_models_record_the_measured_tta_gain_and_cost(repo_root, task):
-    manifest = ModelManifest.load(repo_root / "Resources" / "Models" / task)
+    manifest = ModelManifest.load(
+        repo_root / "UNetPlusPlus" / "UNetPlusPlusLib" / "Resources" / "Models" / task
+    )
     tta = manifest.validation["tta"]
     assert tta["command"].startswith("python scripts/evaluate_review.py " + task)
     assert tta["cases"] and tta["per_depth"]

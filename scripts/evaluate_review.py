@@ -330,7 +330,7 @@ def summary(report: dict) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=sorted(CASES))
-    parser.add_argument("--package", type=Path, help="model folder (default Resources/Models/TASK)")
+    parser.add_argument("--package", type=Path, help="model folder (default: the built-in one)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--depths", nargs="+", default=["1", "2", "3", "4", "ensemble"])
     parser.add_argument("--max-cases", type=int, help="only the first N cases")
@@ -342,7 +342,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--record", action="store_true", help="store the means in model.json")
     parser.add_argument("--from-json", type=Path, help="record an earlier --json run, no inference")
     args = parser.parse_args(argv)
-    package = args.package or ROOT / "Resources" / "Models" / args.task
+    package = (
+        args.package
+        or ROOT / "UNetPlusPlus" / "UNetPlusPlusLib" / "Resources" / "Models" / args.task
+    )
     if args.from_json:
         report = json.loads(args.from_json.read_text())
         for block in report["per_depth"].values():  # recomputed: older runs used one label

@@ -29,13 +29,14 @@
 # Afterwards, on the CPU: validate and measure the package as a user runs it, e.g.
 #   python scripts/evaluate_review.py liver --package "$WORK/liver" --json liver.json
 # then copy model.json, weights.safetensors, train.log, history.json and training_curve.png into
-# Resources/Models/<task>/ as scripts/train_default_models.sh `ship` does, and regenerate the
+# UNetPlusPlus/UNetPlusPlusLib/Resources/Models/<task>/ as scripts/train_default_models.sh `ship` does, and regenerate the
 # cards (scripts/write_model_cards.py).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DATA="${DATA:-$ROOT/../shared/data}"
+DATASETS="$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets"
 WORK="${WORK:-$ROOT/gpu-runs}"
 UNETPP="${UNETPP:-$ROOT/.venv/bin/unetpp}"
 DEVICE="${DEVICE:-cuda}"
@@ -90,7 +91,7 @@ train_liver() {
     # Held out: the demo CT (TotalSegmentator label) and LiTS volume 1 (expert), by patient.
     # Several spacings and fields of view are in the data (0.7-3 mm, partial and whole torso);
     # scaling augmentation widens that. Foreground oversampled (0.5).
-    run_piece liver "$1" "$DATA/liver" --dataset-json Resources/Datasets/liver-lits.json \
+    run_piece liver "$1" "$DATA/liver" --dataset-json "$DATASETS"/liver-lits.json \
         --val-cases ts-example-ct,liver_1 --spacing 3 3 3 --tile 64 64 64 "${WIDE[@]}" \
         --epochs "$EPOCHS_liver" --iterations-per-epoch 250 --batch-size 4 --lr 1e-3 \
         --foreground-fraction 0.5 --val-every 25 --weights-dtype float16 \
@@ -100,7 +101,7 @@ train_liver() {
 train_brain_tumor() {
     # 18 BraTS 2018 cases, the same 4 held out as the shipped model (14 for training now).
     run_piece brain-tumor "$1" "$DATA/brain-tumor/brats2018" \
-        --dataset-json Resources/Datasets/brats2018.json \
+        --dataset-json "$DATASETS"/brats2018.json \
         --val-cases Brats18_2013_11_1,Brats18_CBICA_ALU_1,Brats18_TCIA01_378_1,Brats18_TCIA02_606_1 \
         --spacing 2 2 2 --tile 64 64 64 "${WIDE[@]}" \
         --epochs "$EPOCHS_brain_tumor" --iterations-per-epoch 250 --batch-size 4 --lr 1e-3 \
@@ -111,7 +112,7 @@ train_brain_tumor() {
 train_lung_nodule() {
     # 814 LIDC crops split by patient (the dataset description's patient regex).
     run_piece lung-nodule "$1" "$DATA/lung-nodule/lidc-vois" \
-        --dataset-json Resources/Datasets/lidc-vois.json \
+        --dataset-json "$DATASETS"/lidc-vois.json \
         --spacing 0.7 0.7 1.25 --tile 48 48 16 "${WIDE[@]}" \
         --epochs "$EPOCHS_lung_nodule" --iterations-per-epoch 250 --batch-size 16 --lr 1e-3 \
         --foreground-fraction 0.5 --val-every 20 --weights-dtype float16 \

@@ -165,7 +165,7 @@ def tta_section(validation: dict) -> list[str]:
         "deep-supervision heads disagree. Measured with `"
         + tta["command"]
         + f"` on {len(tta['cases'])} case(s) ({tta['scoring']}); {tta['device']}. "
-        "Details and thresholds: [docs/REVIEW.md](../../../docs/REVIEW.md).",
+        "Details and thresholds: [docs/REVIEW.md](../../../../../docs/REVIEW.md).",
         "",
         "| depth | Dice | Dice with TTA | gain | s / case | s / case with TTA "
         "| time x (CPU s where recorded) "
