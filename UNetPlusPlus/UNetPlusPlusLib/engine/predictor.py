@@ -174,7 +174,7 @@ class Predictor:
         )
         disagreement_region = None
         if disagreement:
-            probabilities, disagreement_region = self._review_aid(probabilities, depth, grid, info)
+            probabilities, disagreement_region = self._review_aid(probabilities, depth, info)
             disagreement_region = resample_to_reference(
                 disagreement_region[None], grid, region, interpolator="linear"
             )
@@ -216,7 +216,7 @@ class Predictor:
         return SegmentationResult(label_volume, prob_volume, info, disagreement_volume)
 
     # ------------------------------------------------------------------ steps
-    def _review_aid(self, stacked: np.ndarray, depth, grid, info: dict):
+    def _review_aid(self, stacked: np.ndarray, depth, info: dict):
         """Split the heads' probabilities: the final prediction, the disagreement map on the
         model grid, and ``info["agreement"]`` (engine/disagreement.py)."""
         from .disagreement import disagreement_map, segment_agreement
