@@ -195,6 +195,8 @@ def _main(argv: List[str]) -> int:
     progress.close()
     if isinstance(result, int):
         return result
+    for warning in result.get("warnings") or []:  # borderline input: said, never silent
+        print(f"warning: {warning}", file=sys.stderr)
     if json_mode and args.command == "segment":
         JsonProgress.emit({"result": result})
     elif args.command == "segment":

@@ -184,7 +184,8 @@ def run_segment(args: argparse.Namespace, progress) -> dict:
     manifest = _load_manifest(args)
     from .engine.volume import read_volume
 
-    volume = read_volume(args.inputs, channel_names=[c.name for c in manifest.channels])
+    names = [c.name for c in manifest.channels]
+    volume = read_volume(args.inputs, channel_names=names, series=args.series)
     from .engine.predictor import Predictor  # torch is imported here, after every check
 
     predictor = Predictor(manifest, device=args.device, threads=args.threads)
@@ -235,6 +236,8 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     info["seconds"] = sum(float(r.info.get("seconds", 0.0)) for r in results)
     info["points"] = len(args.point or [])
     info["volumes_ml"] = volumes
+    # input warnings of every point's run, each once (engine/sanity.py, the clicked component)
+    info["warnings"] = list(dict.fromkeys(w for r in results for w in r.info.get("warnings", [])))
     info["outputs"] = {
         "segmentation": args.output,
         "labelmap": args.labelmap,
@@ -270,6 +273,11 @@ def add_segment_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--device", default="auto", type=device_choice, help="auto (default), cpu or cuda:N"
+    )
+    parser.add_argument(
+        "--series",
+        metavar="UID",
+        help="DICOM folder holding several series: the Series Instance UID to segment",
     )
     parser.add_argument(
         "--roi",
@@ -348,7 +356,7 @@ def add_segment_parser(subparsers) -> None:
         dest="largest_component",
         action="store_true",
         default=None,
-        help="keep only the largest component of each label",
+        help="keep only the largest component of each label (with --point: the one at the point)",
     )
     parser.add_argument(
         "--all-components",

@@ -130,6 +130,7 @@ class SegmentationJob:
     output: Any = field(default=None, init=False)  # what on_success returned
     log: list[str] = field(default_factory=list, init=False)
     command: list[str] = field(default_factory=list, init=False)
+    warnings: list[str] = field(default_factory=list, init=False)  # input sanity, before start
 
     def __post_init__(self) -> None:
         self._process: Optional[subprocess.Popen] = None

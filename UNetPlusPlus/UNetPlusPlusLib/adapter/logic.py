@@ -9,7 +9,10 @@ and an optional clicked point into an engine run, and writes the result into a
 - :meth:`SegmentationLogic.start_job` returns a running :class:`~.job.SegmentationJob` (the CLI in
   a child process); the Widget polls it, so Slicer never freezes.
 
-Either way the scene changes only after a successful run.
+Either way the scene changes only after a successful run, and the engine's input sanity checks
+(``engine/sanity.py``: header, values, intensities for the model's modality) run first:
+refusals raise :class:`UNetPlusPlusError` before anything starts, and borderline findings are
+kept in :attr:`SegmentationLogic.warnings` (and ``job.warnings``) for the panel.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class SegmentationLogic:
     def __init__(self, python: Optional[str] = None) -> None:
         self.python = python  # interpreter for background jobs; None: PythonSlicer or this one
         self._predictors: dict = {}
+        self.warnings: list[str] = []  # input warnings of the last segment/start_job call
 
     # ------------------------------------------------------------------ models
     @staticmethod
@@ -90,6 +94,7 @@ class SegmentationLogic:
         """
         manifest = self.resolve_model(model)
         volume = self._volume(volume_nodes, manifest)
+        self.warnings = self._check(volume, manifest)
         roi = None
         if roi_node is not None:
             low, high = roi_corners_ras(roi_node)
@@ -98,6 +103,7 @@ class SegmentationLogic:
         result = self._predictor(manifest, device).segment(
             volume, depth=depth, roi=roi, point=point, progress=progress, cancel=cancel, tta=tta
         )
+        self.warnings = list(result.info.get("warnings", []))
         return self.write_result(
             result.labels, volume_nodes, manifest, output_node, replace_existing
         )
@@ -121,6 +127,7 @@ class SegmentationLogic:
         """
         manifest = self.resolve_model(model)
         volume = self._volume(volume_nodes, manifest)
+        self.warnings = self._check(volume, manifest)
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
 
@@ -138,7 +145,23 @@ class SegmentationLogic:
             python=self.python,
             tta=bool(tta),
         )
+        job.warnings = list(self.warnings)
         return job.start()
+
+    def check_inputs(self, volume_nodes: Sequence, model: ModelRef) -> list[str]:
+        """Run the engine's input sanity checks on MRML volumes (one per model channel).
+
+        Returns the warnings (borderline input, to show in the panel); raises
+        ``UNetPlusPlusError`` with one actionable line for input that cannot be right.
+        """
+        manifest = self.resolve_model(model)
+        return self._check(self._volume(volume_nodes, manifest), manifest)
+
+    @staticmethod
+    def _check(volume, manifest: ModelManifest) -> list[str]:
+        from ..engine.sanity import check_volume
+
+        return check_volume(volume, [channel.modality for channel in manifest.channels])
 
     def write_result(
         self,

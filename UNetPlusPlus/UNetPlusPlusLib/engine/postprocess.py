@@ -1,8 +1,8 @@
-"""Post-processing of label maps: keep the largest connected component of each label."""
+"""Post-processing of label maps: the largest component per label, or the component at a click."""
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -37,3 +37,54 @@ def keep_largest_component(
         ranked = sitk.RelabelComponent(components, sortByObjectSize=True)
         out[mask & (sitk.GetArrayViewFromImage(ranked) != 1)] = 0
     return out
+
+
+def keep_component_at_point(
+    label_array_zyx: np.ndarray,
+    point_zyx: Sequence[float],
+    spacing_zyx: Sequence[float],
+    tolerance_mm: float,
+    fully_connected: bool = True,
+) -> tuple[np.ndarray, Optional[float]]:
+    """Keep only the connected foreground component at a clicked point.
+
+    ``point_zyx`` is a continuous voxel index (z, y, x); ``spacing_zyx`` in mm. The component
+    (of all non-zero labels together) containing the voxel at the point is kept; if none does,
+    the component nearest to the point, when its nearest voxel lies within ``tolerance_mm``.
+    Otherwise everything becomes background. Returns the new array and the distance (mm) from
+    the point to the kept component (0 inside it), or None when nothing was kept.
+    """
+    array = np.asarray(label_array_zyx)
+    out = np.zeros_like(array)
+    foreground = array != 0
+    if not foreground.any():
+        return out, None
+    components = sitk.GetArrayFromImage(
+        sitk.ConnectedComponent(sitk.GetImageFromArray(foreground.view(np.uint8)), fully_connected)
+    )
+    point = np.asarray(point_zyx, dtype=np.float64)
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    voxel = np.floor(point + 0.5).astype(int)
+    inside = bool(np.all(voxel >= 0) and np.all(voxel < array.shape))
+    if inside and components[tuple(voxel)] != 0:
+        chosen, distance = int(components[tuple(voxel)]), 0.0
+    else:
+        # nearest foreground voxel, searched only within the tolerance box around the point
+        radius = np.ceil(tolerance_mm / spacing).astype(int) + 1
+        low = np.maximum(voxel - radius, 0)
+        high = np.minimum(voxel + radius + 1, array.shape)
+        if np.any(high <= low):
+            return out, None
+        window = tuple(slice(a, b) for a, b in zip(low, high))
+        index = np.argwhere(components[window] != 0)
+        if index.size == 0:
+            return out, None
+        distances = np.linalg.norm((index + low - point) * spacing, axis=1)
+        nearest = int(np.argmin(distances))
+        distance = float(distances[nearest])
+        if distance > tolerance_mm:
+            return out, None
+        chosen = int(components[window][tuple(index[nearest])])
+    keep = components == chosen
+    out[keep] = array[keep]
+    return out, distance

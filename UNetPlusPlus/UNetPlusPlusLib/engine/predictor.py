@@ -22,7 +22,8 @@ from .devices import configure_threads, is_out_of_memory, resolve_device
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
-from .postprocess import keep_largest_component
+from .postprocess import keep_component_at_point, keep_largest_component
+from .sanity import check_volume
 from .tiling import sliding_window_inference
 from .tta import head_count, make_predict, mirror_axes, split_heads
 from .volume import (
@@ -38,6 +39,8 @@ from .volume import (
 
 Depth = Union[int, str]
 ProgressCallback = Callable[[str, int, int], None]
+#: A click keeps the component it lies in, or the nearest one within this distance (mm).
+POINT_TOLERANCE_MM = 3.0
 CancelCallback = Callable[[], bool]
 
 
@@ -152,7 +155,7 @@ class Predictor:
                 "The disagreement map compares the deep-supervision heads, and depth 1 has only "
                 "one: choose depth 2, 3, 4 or ensemble."
             )
-        self._check_input(volume)
+        warnings = self.check_input(volume)
         region, slices, output_slices = self._region_of_interest(volume, roi, point)
 
         report("preprocess", 0, 1)
@@ -165,7 +168,7 @@ class Predictor:
         image = torch.from_numpy(np.ascontiguousarray(normalized.array, dtype=np.float32))
         report("preprocess", 1, 1)
 
-        info: dict = {"depth": depth, "fallbacks": []}
+        info: dict = {"depth": depth, "fallbacks": [], "warnings": warnings}
         axes = mirror_axes(self.manifest.test_time_augmentation) if tta else ()
         info["tta"] = {"mirror_axes": list(axes), "passes": 2 ** len(axes)} if tta else None
         options = {"axes": axes, "heads": disagreement}
@@ -190,7 +193,9 @@ class Predictor:
         if outside_roi is not None:
             labels[outside_roi] = 0
         keep_largest = self._postprocess_option("largest_component", largest_component)
-        if keep_largest:
+        if keep_largest and point is not None:
+            labels = self._component_at_point(labels, volume, point, info)
+        elif keep_largest:
             labels = keep_largest_component(labels)
         label_volume = LabelVolume(
             array=labels,
@@ -226,7 +231,8 @@ class Predictor:
         info["agreement"] = segment_agreement(heads, self.manifest.labels)
         return final, disagreement_map(heads)
 
-    def _check_input(self, volume: Volume) -> None:
+    def check_input(self, volume: Volume) -> list[str]:
+        """Input sanity (engine/sanity.py) for this model; returns warnings, raises refusals."""
         expected = len(self.manifest.channels)
         got = volume.array.shape[0] if volume.array.ndim == 4 else 0
         if volume.array.ndim != 4 or got != expected:
@@ -235,8 +241,23 @@ class Predictor:
                 f"Model '{self.manifest.name}' needs {expected} input volume(s) ({names}); "
                 f"got {got}."
             )
-        if not np.isfinite(volume.array).all():
-            raise UNetPlusPlusError("The input volume contains NaN or infinite voxels.")
+        return check_volume(volume, [channel.modality for channel in self.manifest.channels])
+
+    def _component_at_point(
+        self, labels: np.ndarray, volume: Volume, point: Sequence[float], info: dict
+    ) -> np.ndarray:
+        """Keep the component at the click (never a neighbour); say so when none is there."""
+        index_zyx = volume.grid.physical_to_index(np.asarray(point, dtype=np.float64))[::-1]
+        kept, distance = keep_component_at_point(
+            labels, index_zyx, tuple(volume.spacing)[::-1], POINT_TOLERANCE_MM
+        )
+        if distance is None:
+            what = ", ".join(label.name for label in self.manifest.labels)
+            info["warnings"].append(
+                f"Nothing ({what}) was found at the clicked point (within "
+                f"{POINT_TOLERANCE_MM:g} mm); the result is empty. Click on the lesion itself."
+            )
+        return kept
 
     def _region_of_interest(
         self, volume: Volume, roi: Optional[Box], point: Optional[Sequence[float]]

@@ -11,16 +11,14 @@ resamples the class probabilities back onto the exact input grid, so the storage
 volume (axis permutations, LPS/RAS flips, oblique directions) does not change the result in
 physical space.
 
-DICOM: a folder is read as the DICOM series with the most files (sub-folders are searched when
-the folder itself holds none). Files in the folder that GDCM cannot parse (for example a
-truncated slice) are skipped with a warning naming them; a series whose slices are then
-unevenly spaced raises :class:`UNetPlusPlusError`, because the volume would be distorted.
+DICOM folders are read by :mod:`.dicom` (one series, or the one ``series`` names). Every image
+passes the header checks of :mod:`.sanity` and, for NIfTI, the raw-value checks of
+:mod:`.nifti_check`; a 4D image with a single frame (NRRD, MetaImage) is read as 3D, as ITK
+already does for NIfTI.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, Union
@@ -29,7 +27,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
-from .nifti_check import check_nifti_complete
+from .dicom import read_dicom_folder
+from .dicom import sitk_reason as _sitk_reason
+from .nifti_check import check_nifti
+from .sanity import check_finite, check_header
 
 if TYPE_CHECKING:
     from .manifest import LabelSpec
@@ -42,7 +43,6 @@ GEOMETRY_TOLERANCE = 1e-4
 
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
 _LABELMAP_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
-_DICOM_SUFFIXES = ("", ".dcm", ".ima", ".dicom")
 
 
 # --------------------------------------------------------------------------- types
@@ -227,30 +227,49 @@ class Box:
 
 
 # --------------------------------------------------------------------------- reading
-def read_image(path: PathLike) -> sitk.Image:
-    """Read an image file (NRRD, NIfTI, MetaImage, DICOM file) or a DICOM series folder."""
+def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
+    """Read an image file (NRRD, NIfTI, MetaImage, DICOM file) or a DICOM series folder.
+
+    ``series``: the Series Instance UID to read from a folder holding several series.
+    """
     path = Path(path)
     if not path.exists():
         raise UNetPlusPlusError(f"Image not found: {path}.")
     if path.is_dir():
-        return _read_dicom_folder(path)
-    check_nifti_complete(path)
+        return read_dicom_folder(path, series)
+    check_nifti(path)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise UNetPlusPlusError(
             f"Cannot read {path}: the file is truncated, corrupt or not a supported image "
             f"(NRRD, NIfTI, MetaImage or DICOM) ({_sitk_reason(error)})."
         ) from error
+    return _single_frame_as_3d(image)
 
 
-def read_volume(paths: Sequence[PathLike], channel_names: Sequence[str] = ()) -> Volume:
-    """Read one 3D image per channel; all channels must share one geometry."""
+def _single_frame_as_3d(image: sitk.Image) -> sitk.Image:
+    """A 4D image with one frame (size (x, y, z, 1)) as its 3D volume; others unchanged."""
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        size = list(image.GetSize()[:3]) + [0]
+        return sitk.Extract(
+            image, size, [0, 0, 0, 0], sitk.ExtractImageFilter.DIRECTIONCOLLAPSETOSUBMATRIX
+        )
+    return image
+
+
+def read_volume(
+    paths: Sequence[PathLike], channel_names: Sequence[str] = (), series: str | None = None
+) -> Volume:
+    """Read one 3D image per channel; all channels must share one geometry.
+
+    ``series``: Series Instance UID for DICOM folders that hold several series.
+    """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
         raise UNetPlusPlusError("No input image was given.")
-    images = [read_image(p) for p in paths]
+    images = [read_image(p, series) for p in paths]
     return _volume_from_images(images, [str(p) for p in paths], channel_names)
 
 
@@ -300,10 +319,7 @@ def _volume_from_images(
     array = np.empty((len(images),) + reference.shape_zyx, dtype=np.float32)
     for c, (image, source) in enumerate(zip(images, sources)):
         array[c] = sitk.GetArrayViewFromImage(image)
-        if not np.isfinite(array[c]).all():
-            raise UNetPlusPlusError(
-                f"{source} contains NaN or infinite voxels (or values beyond float32 range)."
-            )
+        check_finite(array[c], source)
     return Volume.on_grid(array, reference, tuple(channel_names))
 
 
@@ -327,11 +343,8 @@ def _check_image(image: sitk.Image, source: str) -> None:
     size = image.GetSize()
     if min(size) == 0:
         raise UNetPlusPlusError(f"{source} is empty (size {size}).")
-    if min(size) == 1:
-        raise UNetPlusPlusError(
-            f"{source} is a single slice (size {size}); a 3D volume is needed (for DICOM, give "
-            "the series folder rather than one file)."
-        )
+    # refusals only: the warnings reach the user through sanity.check_volume
+    check_header(size, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source)
 
 
 def _geometry_differences(a: Grid, b: Grid, tolerance: float = GEOMETRY_TOLERANCE) -> list[str]:
@@ -351,147 +364,6 @@ def _geometry_differences(a: Grid, b: Grid, tolerance: float = GEOMETRY_TOLERANC
 
 def _fmt(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
-
-
-def _sitk_reason(error: Exception) -> str:
-    """The last meaningful line of a SimpleITK/ITK exception message."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    reason = lines[-1] if lines else type(error).__name__
-    for prefix in ("sitk::ERROR:", "ITK ERROR:"):
-        if prefix in reason:
-            reason = reason.split(prefix, 1)[1].strip()
-    return reason.rstrip(".")
-
-
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    """Read the largest DICOM series in ``folder`` (or, if none, in its sub-folders)."""
-    series = _dicom_series(folder)
-    if not series:
-        for root, dirs, _ in os.walk(folder):
-            dirs.sort()
-            if Path(root) != folder:
-                series.extend(_dicom_series(Path(root)))
-    if not series:
-        raise UNetPlusPlusError(
-            f"No DICOM series found in {folder}; choose a folder of DICOM slices or an image file."
-        )
-    files = max(series, key=len)
-    skipped = _unparsed_files(Path(files[0]).parent, series)
-    _check_slice_spacing(files, skipped)
-    try:
-        return _read_series(files)
-    except RuntimeError:
-        pass  # a slice with a readable header but broken pixel data: find it (slow path)
-    bad = [name for name in files if not _readable(name)]
-    good = [name for name in files if name not in bad]
-    if not bad or not good:
-        raise UNetPlusPlusError(
-            f"Cannot read the DICOM series in {Path(files[0]).parent}; its files are corrupt or "
-            "in an unsupported encoding."
-        )
-    _warn_skipped(bad)
-    _check_slice_spacing(good, skipped + [Path(name).name for name in bad])
-    try:
-        return _read_series(good)
-    except RuntimeError as error:
-        raise UNetPlusPlusError(
-            f"Cannot read the DICOM series in {Path(files[0]).parent}: {_sitk_reason(error)}."
-        ) from error
-
-
-def _read_series(files: list[str]) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    return reader.Execute()
-
-
-def _readable(name: str) -> bool:
-    try:
-        sitk.ReadImage(name)
-        return True
-    except RuntimeError:
-        return False
-
-
-def _dicom_series(folder: Path) -> list[list[str]]:
-    """File lists of the DICOM series directly in ``folder``; none is not an error here.
-
-    ITK's own "No Series were found" warning (printed for every folder searched, e.g. a patient
-    folder above its series) is silenced: the caller reports a folder without DICOM itself.
-    """
-    reader = sitk.ImageSeriesReader()
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        ids = reader.GetGDCMSeriesIDs(str(folder)) or ()
-        return [list(reader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in ids]
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    name = path.name.lower()
-    return (
-        path.is_file()
-        and not name.startswith(".")
-        and name != "dicomdir"
-        and path.suffix.lower() in _DICOM_SUFFIXES
-    )
-
-
-def _unparsed_files(folder: Path, series: list[list[str]]) -> list[str]:
-    """Names of DICOM-looking files GDCM left out of every series (it does so silently)."""
-    listed = {os.path.normpath(f) for files in series for f in files}
-    skipped = [
-        p.name
-        for p in sorted(folder.iterdir())
-        if _looks_like_dicom(p) and os.path.normpath(str(p)) not in listed
-    ]
-    if skipped:
-        _warn_skipped([str(folder / name) for name in skipped])
-    return skipped
-
-
-def _warn_skipped(paths: list[str]) -> None:
-    warnings.warn(
-        f"Skipped {len(paths)} unreadable (truncated or corrupt) DICOM file(s): "
-        f"{', '.join(paths)}.",
-        UserWarning,
-        stacklevel=2,
-    )
-
-
-def _check_slice_spacing(files: list[str], skipped: Sequence[str] = ()) -> None:
-    """Refuse series with missing or unevenly spaced slices (they would be distorted)."""
-    if len(files) < 3:
-        return
-    reader = sitk.ImageFileReader()
-    origins, normal = [], None
-    for name in files:
-        reader.SetFileName(name)
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as error:
-            raise UNetPlusPlusError(f"Cannot read the DICOM header of {name}.") from error
-        origins.append(reader.GetOrigin())
-        if normal is None:
-            normal = np.array(reader.GetDirection()).reshape(3, 3)[:, 2]
-    steps = np.abs(np.diff(np.asarray(origins) @ normal))
-    median = float(np.median(steps))
-    folder = Path(files[0]).parent
-    if median <= 0:
-        raise UNetPlusPlusError(
-            f"The DICOM series in {folder} has several slices at the same position; it may mix "
-            "several series, so export it as one NRRD or NIfTI file."
-        )
-    worst = int(np.argmax(np.abs(steps - median)))
-    if abs(steps[worst] - median) > 0.1 * median:
-        because = f" (skipped unreadable file(s): {', '.join(skipped)})" if skipped else ""
-        raise UNetPlusPlusError(
-            f"The DICOM series in {folder} has missing or unevenly spaced slices{because}: a "
-            f"{steps[worst]:.3g} mm gap after {Path(files[worst]).name} where {median:.3g} mm "
-            "is expected; restore the slices or export the series as one NRRD or NIfTI file."
-        )
 
 
 # --------------------------------------------------------------------------- conversion

@@ -1,0 +1,96 @@
+"""Several DICOM series in one folder are never resolved silently (issue 9, case 3).
+
+The folder is refused with a list of its series (UID, description, slice count) and the way to
+pick one (``--series UID``); with ``--series`` the named series is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from UNetPlusPlusLib.cli import build_parser
+from UNetPlusPlusLib.engine.volume import read_volume
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+CT_UID = "1.2.826.0.1.3680043.8.498.1001"
+OTHER_UID = "1.2.826.0.1.3680043.8.498.2002"
+
+
+def write_series(folder: Path, uid: str, slices: int, description: str, patient: str) -> None:
+    """``slices`` 16x16 int16 CT slices at 2 mm, with their own Series Instance UID."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(slices)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(slices):
+        array = rng.integers(-1000, 400, (1, 16, 16)).astype(np.int16)
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((0.8, 0.8, 2.0))
+        image.SetOrigin((0.0, 0.0, 2.0 * k))
+        tags = {
+            "0008|0060": "CT",
+            "0010|0010": patient,
+            "0010|0020": patient,
+            "0020|000d": uid + ".1",
+            "0020|000e": uid,
+            "0008|103e": description,
+            "0020|0013": str(k + 1),
+            "0020|0032": f"0\\0\\{2.0 * k}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0028|0030": "0.8\\0.8",
+            "0018|0050": "2.0",
+            "0008|0018": f"{uid}.{k + 1}",
+        }
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"{uid[-4:]}_{k:03d}.dcm"))
+        writer.Execute(image)
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path) -> Path:
+    folder = tmp_path / "mixed"
+    write_series(folder, CT_UID, 20, "Abdomen 2.0", "PATIENT^A")
+    write_series(folder, OTHER_UID, 16, "Chest 2.0", "PATIENT^B")
+    return folder
+
+
+def test_a_folder_with_two_series_is_refused_listing_each(mixed_folder):
+    with pytest.raises(UNetPlusPlusError) as caught:
+        read_volume([mixed_folder])
+    message = str(caught.value)
+    assert "holds 2 DICOM series" in message
+    assert f"{CT_UID} ('Abdomen 2.0', 20 slice(s))" in message
+    assert f"{OTHER_UID} ('Chest 2.0', 16 slice(s))" in message
+    assert "--series UID" in message
+
+
+@pytest.mark.parametrize("uid, slices", [(CT_UID, 20), (OTHER_UID, 16)])
+def test_series_option_picks_the_named_series(mixed_folder, uid, slices):
+    volume = read_volume([mixed_folder], ["CT"], series=uid)
+    assert volume.shape_zyx == (slices, 16, 16)
+
+
+def test_an_unknown_series_uid_is_refused_with_the_list(mixed_folder):
+    with pytest.raises(UNetPlusPlusError, match=f"1.2.3 is not in .*{CT_UID}"):
+        read_volume([mixed_folder], series="1.2.3")
+
+
+def test_a_single_series_folder_needs_no_option(tmp_path):
+    write_series(tmp_path / "one", CT_UID, 5, "Abdomen", "PATIENT^A")
+    assert read_volume([tmp_path / "one"]).shape_zyx == (5, 16, 16)
+
+
+def test_cli_segment_has_the_series_option(mixed_folder, tmp_path):
+    args = build_parser().parse_args(
+        ["segment", str(mixed_folder), "--task", "liver", "--series", CT_UID, "-o", "x.seg.nrrd"]
+    )
+    assert args.series == CT_UID
+    from UNetPlusPlusLib.cli import main
+
+    out = tmp_path / "labels.nii.gz"
+    assert main(["segment", str(mixed_folder), "--task", "liver", "--labelmap", str(out)]) == 2
+    assert not out.exists()

@@ -1,0 +1,288 @@
+"""Input sanity (engine/sanity.py, nifti_check.py): inputs that cannot be right are refused with
+one actionable line, borderline ones warn; real data of the shipped models passes.
+
+Issue 9 cases 1, 2 and 7 are reproduced here on the data the issue names.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.manifest import ModelManifest
+from UNetPlusPlusLib.engine.predictor import Predictor
+from UNetPlusPlusLib.engine.sanity import check_header, check_intensities, check_volume
+from UNetPlusPlusLib.engine.volume import Volume, read_volume
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_CT = REPO / "Resources" / "Examples" / "example_ct.nii.gz"
+MODELS = REPO / "Resources" / "Models"
+BRATS = ("FLAIR", "T1", "T1ce", "T2")
+
+
+def manifest(task: str) -> ModelManifest:
+    return ModelManifest.load(MODELS / task / "model.json")
+
+
+def check(task: str, volume: Volume) -> list[str]:
+    """The sanity checks the Predictor runs for ``task`` (no weights loaded, no inference)."""
+    return check_volume(volume, [c.modality for c in manifest(task).channels])
+
+
+def ct_like(shape=(8, 10, 12), seed=0) -> np.ndarray:
+    """Air around a soft-tissue block with noise, in HU: a plausible CT."""
+    rng = np.random.default_rng(seed)
+    array = np.full(shape, -1000.0, np.float32) + rng.normal(0, 10, shape).astype(np.float32)
+    array[2:-2, 2:-2, 2:-2] = 40 + rng.normal(0, 10, (shape[0] - 4, shape[1] - 4, shape[2] - 4))
+    return array
+
+
+def volume(*channels: np.ndarray, names=None, spacing=(1.0, 1.0, 1.0)) -> Volume:
+    names = names or [f"c{i}" for i in range(len(channels))]
+    return Volume(np.stack(channels), spacing, (0, 0, 0), np.eye(3), tuple(names))
+
+
+def run_cli(tmp_path, inputs, task) -> tuple[int, str, Path]:
+    out = tmp_path / "labels.nii.gz"
+    code = main(["segment", *map(str, inputs), "--task", task, "--labelmap", str(out), "--quiet"])
+    return code, str(out), out
+
+
+# --------------------------------------------------------------------------- raw values
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".mha"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_refused_alike_in_every_format(tmp_path, suffix, bad):
+    array = ct_like()
+    array[3, 4, 5] = bad
+    path = tmp_path / f"bad{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    with pytest.raises(UNetPlusPlusError, match=r"bad\..* contains 1 NaN or infinite voxel"):
+        read_volume([path])
+
+
+@pytest.mark.parametrize("dtype", ["<f8", ">f4"])
+def test_raw_nifti_check_reads_float64_and_big_endian(tmp_path, dtype):
+    array = ct_like().astype(dtype)
+    array[0, 0, 0] = np.nan
+    image = sitk.GetImageFromArray(array.astype(np.float64 if "8" in dtype else np.float32))
+    path = tmp_path / "bad.nii"
+    sitk.WriteImage(image, str(path))
+    if dtype.startswith(">"):  # rewrite as a big-endian NIfTI-1 by hand
+        data = bytearray(path.read_bytes())
+        header, voxels = data[:352], np.frombuffer(bytes(data[352:]), "<f4")
+        swapped = bytearray(header)
+        for start, fmt in [(0, "i"), (40, "8h"), (70, "h"), (72, "h"), (108, "f")]:
+            import struct
+
+            size = struct.calcsize(fmt)
+            values = struct.unpack("<" + fmt, header[start : start + size])
+            swapped[start : start + size] = struct.pack(">" + fmt, *values)
+        path.write_bytes(bytes(swapped) + voxels.astype(">f4").tobytes())
+    from UNetPlusPlusLib.engine.nifti_check import check_nifti
+
+    with pytest.raises(UNetPlusPlusError, match="1 NaN or infinite"):
+        check_nifti(path)
+
+
+def test_issue_case_1_nan_outside_a_disc_in_a_nifti_ct_is_refused(tmp_path):
+    """The example CT as float32 NIfTI with NaN outside a central disc: exit 2, no output."""
+    ct = sitk.ReadImage(str(EXAMPLE_CT), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(ct)
+    _, y, x = np.indices(array.shape)
+    disc = (y - array.shape[1] / 2) ** 2 + (x - array.shape[2] / 2) ** 2 < (array.shape[2] / 4) ** 2
+    array[~disc] = np.nan
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(ct)
+    for suffix in (".nii.gz", ".nrrd"):
+        path = tmp_path / f"nan_ct{suffix}"
+        sitk.WriteImage(image, str(path))
+        code, _, out = run_cli(tmp_path, [path], "liver")
+        assert code == 2 and not out.exists()
+        with pytest.raises(UNetPlusPlusError, match=f"{int((~disc).sum())} NaN or infinite"):
+            read_volume([path])
+
+
+# --------------------------------------------------------------------------- header
+def _nrrd(path: Path, directions: str, size=(6, 5, 4)) -> Path:
+    data = ct_like(size[::-1]).astype(np.int16).tobytes()
+    header = (
+        "NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\n"
+        f"sizes: {size[0]} {size[1]} {size[2]}\nspace directions: {directions}\n"
+        "kinds: domain domain domain\nendian: little\nencoding: raw\nspace origin: (0,0,0)\n\n"
+    )
+    path.write_bytes(header.encode() + data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "directions, match",
+    [
+        ("(1,0,0) (0.5,1,0) (0,0,1)", "sheared direction"),
+        ("(1e-6,0,0) (0,1e-6,0) (0,0,1e-6)", "metres or micrometres"),
+        ("(1000,0,0) (0,1000,0) (0,0,1000)", "metres or micrometres"),
+        ("(0,0,0) (0,1,0) (0,0,1)", "Cannot read"),  # ITK refuses a zero axis itself
+        ("(1,0,0) (1,0,0) (0,0,1)", "Cannot read"),  # and two parallel axes
+    ],
+)
+def test_impossible_headers_are_refused(tmp_path, directions, match):
+    with pytest.raises(UNetPlusPlusError, match=match):
+        read_volume([_nrrd(tmp_path / "odd.nrrd", directions)])
+
+
+@pytest.mark.parametrize(
+    "spacing, direction",
+    [
+        ((1, 0, 1), np.eye(3)),
+        ((1, -2, 1), np.eye(3)),
+        ((1, float("nan"), 1), np.eye(3)),
+        ((1, 1, 1), [[1, 0, 0], [0, 1, 0], [0, 1, 1e-3]]),
+    ],
+)
+def test_header_check_refuses_nonpositive_spacing_and_degenerate_directions(spacing, direction):
+    with pytest.raises(UNetPlusPlusError, match="spacing|direction"):
+        check_header((4, 4, 4), spacing, (0, 0, 0), direction, "x.nrrd")
+
+
+def test_one_voxel_thick_volume_is_refused_and_thick_slices_warn():
+    with pytest.raises(UNetPlusPlusError, match="single slice"):
+        check_header((64, 64, 1), (1, 1, 1), (0, 0, 0), np.eye(3), "x.nrrd")
+    warnings = check_header((64, 64, 4), (1, 1, 12), (0, 0, 0), np.eye(3), "x.nrrd")
+    assert len(warnings) == 1 and "thick" in warnings[0]
+
+
+def test_4d_nrrd_with_one_frame_reads_like_the_4d_nifti(tmp_path):
+    image = sitk.GetImageFromArray(ct_like())
+    image.SetSpacing((0.5, 0.6, 0.7))
+    image.SetOrigin((1.0, 2.0, 3.0))
+    four_d = sitk.JoinSeries([image])
+    volumes = []
+    for suffix in (".nii.gz", ".nrrd", ".mha"):
+        path = tmp_path / f"frame{suffix}"
+        sitk.WriteImage(four_d, str(path))
+        volumes.append(read_volume([path]))
+    for other in volumes[1:]:
+        assert np.array_equal(other.array, volumes[0].array)
+        assert np.allclose(other.spacing, volumes[0].spacing, atol=1e-6)
+        assert np.allclose(other.origin, volumes[0].origin)
+    two = tmp_path / "two.nrrd"
+    sitk.WriteImage(sitk.JoinSeries([image, image]), str(two))
+    with pytest.raises(UNetPlusPlusError, match="4D image"):
+        read_volume([two])
+
+
+# --------------------------------------------------------------------------- intensities
+@pytest.mark.parametrize("value, what", [(0.0, "empty"), (37.0, "constant")])
+def test_constant_or_empty_channel_is_refused_naming_it(value, what):
+    rng = np.random.default_rng(0)
+    mr = [rng.gamma(2.0, 50.0, (8, 10, 12)).astype(np.float32) for _ in range(4)]
+    mr[2] = np.full_like(mr[2], value)
+    with pytest.raises(UNetPlusPlusError, match=f"'T1ce' is {what}"):
+        check("brain-tumor", volume(*mr, names=BRATS))
+
+
+def test_identical_channels_are_refused():
+    rng = np.random.default_rng(0)
+    mr = [rng.gamma(2.0, 50.0, (8, 10, 12)).astype(np.float32) for _ in range(4)]
+    mr[3] = mr[1].copy()
+    with pytest.raises(UNetPlusPlusError, match="'T1' and 'T2' are identical"):
+        check("brain-tumor", volume(*mr, names=BRATS))
+
+
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (np.random.default_rng(0).integers(0, 12, (8, 10, 12)), "looks like a label map"),
+        (np.clip(ct_like(), -1024, None) + 1024, "HU = value - 1024"),  # no rescale
+        (ct_like() / 1000.0, "no air"),  # a normalised CT
+        (np.clip(ct_like(), -300, None), "no air"),  # a crop without air or lung
+    ],
+)
+def test_ct_channel_that_cannot_be_hounsfield_units_is_refused(array, match):
+    with pytest.raises(UNetPlusPlusError, match=match):
+        check("liver", volume(array.astype(np.float32), names=["CT"]))
+
+
+def test_borderline_mr_channels_warn():
+    rng = np.random.default_rng(0)
+    mr = [rng.gamma(2.0, 50.0, (8, 10, 12)).astype(np.float32) for _ in range(4)]
+    mr[0] = ct_like()  # a CT given as FLAIR
+    mr[1] = rng.integers(0, 3, (8, 10, 12)).astype(np.float32)  # a mask given as T1
+    warnings = check("brain-tumor", volume(*mr, names=BRATS))
+    assert any("'FLAIR' looks like a CT" in w for w in warnings)
+    assert any("'T1' holds only 3 distinct integer values" in w for w in warnings)
+
+
+def test_training_data_check_turns_modality_refusals_into_warnings():
+    array = np.clip(ct_like(), -300, None)[np.newaxis]
+    warnings = check_intensities(array, ["CT"], ["CT"], strict_modality=False)
+    assert len(warnings) == 1 and "no air" in warnings[0]
+
+
+# --------------------------------------------------------------------------- the issue's data
+def test_issue_case_7_label_map_and_mr_given_to_the_liver_model_are_refused(shared_data, tmp_path):
+    examples = shared_data / "liver" / "totalsegmentator-examples"
+    code, _, out = run_cli(tmp_path, [examples / "example_seg_fast_force_split.nii.gz"], "liver")
+    assert code == 2 and not out.exists()
+    with pytest.raises(UNetPlusPlusError, match="label map .62 distinct integer values"):
+        check("liver", read_volume([examples / "example_seg_fast_force_split.nii.gz"], ["CT"]))
+    with pytest.raises(UNetPlusPlusError, match="not a CT in Hounsfield units: it holds no air"):
+        check("liver", read_volume([examples / "example_mr_sm.nii.gz"], ["CT"]))
+    code, _, out = run_cli(tmp_path, [examples / "example_mr_sm.nii.gz"], "liver")
+    assert code == 2 and not out.exists()
+
+
+def test_issue_case_2_blank_brats_channels_are_refused(shared_data, tmp_path, capsys):
+    zeros = sitk.GetImageFromArray(np.zeros((155, 240, 240), np.float32))
+    paths = []
+    for name in BRATS:
+        paths.append(tmp_path / f"zero_{name}.nii.gz")
+        sitk.WriteImage(zeros, str(paths[-1]))
+    code, _, out = run_cli(tmp_path, paths, "brain-tumor")
+    assert code == 2 and not out.exists()
+    assert "error: Input channel 'FLAIR' is empty (all 0)" in capsys.readouterr().err
+    case = shared_data / "brain-tumor" / "brats2018" / "Brats18_CBICA_ALU_1"
+    files = [case / f"Brats18_CBICA_ALU_1_{n.lower()}.nii.gz" for n in BRATS]
+    real = read_volume(files, BRATS)
+    assert check("brain-tumor", real) == []
+    real.array[2] = 0.0  # T1ce replaced by zeros
+    with pytest.raises(UNetPlusPlusError, match="'T1ce' is empty"):
+        check("brain-tumor", real)
+
+
+def test_real_inputs_of_the_shipped_models_pass_without_warnings(shared_data):
+    assert check("liver", read_volume([EXAMPLE_CT], ["CT"])) == []
+    liver = shared_data / "liver"
+    for path in [liver / "lits-partial" / "liver_0_ct.nii.gz", liver / "dcmqi-liver" / "ct-3slice"]:
+        assert check("liver", read_volume([path], ["CT"])) == [], path
+    vois = sorted((shared_data / "lung-nodule" / "lidc-vois" / "image").glob("*.nii.gz"))
+    for path in vois[::40]:
+        assert check("lung-nodule", read_volume([path], ["CT"])) == [], path
+    slabs = sorted((shared_data / "lung-nodule" / "lidc-dicom-slabs").iterdir())
+    for folder in [p for p in slabs if p.is_dir()]:  # one series each: no ambiguity
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the truncated slice of patient 3 is skipped
+            slab = read_volume([folder], ["CT"])
+        assert check("lung-nodule", slab) == [], folder
+    brats12 = shared_data / "brain-tumor" / "brats2012-HG0001"
+    files = [brats12 / f"BRATS_HG0001_{n}.mha" for n in ("FLAIR", "T1", "T1C", "T2")]
+    assert check("brain-tumor", read_volume(files, BRATS)) == []
+
+
+def test_predictor_reports_warnings_in_its_info(sphere_predictor):
+    from helpers import make_sphere_image
+    from UNetPlusPlusLib.engine.volume import volume_from_sitk
+
+    image = make_sphere_image(size_xyz=(24, 24, 3), spacing=(2.0, 2.0, 12.0), radius_mm=8.0)
+    result = sphere_predictor.segment(volume_from_sitk([image]), depth=1)
+    assert any("very thick voxels" in w for w in result.info["warnings"])
+
+
+def test_predictor_refuses_before_inference():
+    predictor = Predictor.from_task("liver", device="cpu")
+    with pytest.raises(UNetPlusPlusError, match="is empty"):
+        predictor.segment(volume(np.zeros((8, 10, 12), np.float32), names=["CT"]))

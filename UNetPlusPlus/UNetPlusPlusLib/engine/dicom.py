@@ -1,0 +1,224 @@
+"""Reading a DICOM series folder with SimpleITK (GDCM), refusing ambiguous or broken series.
+
+- A folder (or, when it holds no DICOM file itself, its sub-folders) with **several series** is
+  ambiguous: :func:`read_dicom_folder` refuses it and lists each series (Series Instance UID,
+  Series Description, slice count) unless ``series`` names one UID (``unetpp segment --series``).
+- Files GDCM cannot parse (for example a truncated slice) are skipped with a warning naming
+  them; a series whose slices are then missing or unevenly spaced is refused, because the volume
+  would be distorted.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import UNetPlusPlusError
+
+_DICOM_SUFFIXES = ("", ".dcm", ".ima", ".dicom")
+_SERIES_DESCRIPTION = "0008|103e"
+
+
+@dataclass
+class DicomSeries:
+    """One series found in a folder: its UID, description and sorted slice files."""
+
+    uid: str
+    files: list[str]
+    description: str = ""
+
+    def summary(self) -> str:
+        text = self.description or "no description"
+        return f"{self.uid} ({text!r}, {len(self.files)} slice(s))"
+
+
+def sitk_reason(error: Exception) -> str:
+    """The last meaningful line of a SimpleITK/ITK exception message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(error).__name__
+    for prefix in ("sitk::ERROR:", "ITK ERROR:"):
+        if prefix in reason:
+            reason = reason.split(prefix, 1)[1].strip()
+    return reason.rstrip(".")
+
+
+def find_series(folder: Path) -> list[DicomSeries]:
+    """Every DICOM series in ``folder`` or, if it holds none, in its sub-folders."""
+    series = _dicom_series(folder)
+    if not series:
+        for root, dirs, _ in os.walk(folder):
+            dirs.sort()
+            if Path(root) != folder:
+                series.extend(_dicom_series(Path(root)))
+    for item in series:
+        item.description = _description(item.files[0])
+    return series
+
+
+def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -> DicomSeries:
+    """The series named by ``uid``, or the only one; refuses an ambiguous folder."""
+    listing = "; ".join(s.summary() for s in series)
+    if uid:
+        chosen = [s for s in series if s.uid == uid.strip()]
+        if not chosen:
+            raise UNetPlusPlusError(
+                f"DICOM series {uid} is not in {folder}; the folder holds: {listing}."
+            )
+        if len(chosen) > 1:  # the same UID in several sub-folders: the slices belong together
+            files = sorted({f for s in chosen for f in s.files})
+            return DicomSeries(chosen[0].uid, files, chosen[0].description)
+        return chosen[0]
+    if len({s.uid for s in series}) > 1:
+        raise UNetPlusPlusError(
+            f"{folder} holds {len(series)} DICOM series: {listing}. Choose one with "
+            "--series UID (or move each series into its own folder)."
+        )
+    if len(series) > 1:  # one UID split over sub-folders: GDCM sorts them per folder
+        return choose_series(folder, series, series[0].uid)
+    return series[0]
+
+
+def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Image:
+    """Read the one DICOM series in ``folder`` (or the one ``series_uid`` names)."""
+    series = find_series(folder)
+    if not series:
+        raise UNetPlusPlusError(
+            f"No DICOM series found in {folder}; choose a folder of DICOM slices or an image file."
+        )
+    files = choose_series(folder, series, series_uid).files
+    skipped = _unparsed_files(Path(files[0]).parent, [s.files for s in series])
+    _check_slice_spacing(files, skipped)
+    try:
+        return _read_series(files)
+    except RuntimeError:
+        pass  # a slice with a readable header but broken pixel data: find it (slow path)
+    bad = [name for name in files if not _readable(name)]
+    good = [name for name in files if name not in bad]
+    if not bad or not good:
+        raise UNetPlusPlusError(
+            f"Cannot read the DICOM series in {Path(files[0]).parent}; its files are corrupt or "
+            "in an unsupported encoding."
+        )
+    _warn_skipped(bad)
+    _check_slice_spacing(good, skipped + [Path(name).name for name in bad])
+    try:
+        return _read_series(good)
+    except RuntimeError as error:
+        raise UNetPlusPlusError(
+            f"Cannot read the DICOM series in {Path(files[0]).parent}: {sitk_reason(error)}."
+        ) from error
+
+
+def _description(name: str) -> str:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(name)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ""
+    if reader.HasMetaDataKey(_SERIES_DESCRIPTION):
+        return reader.GetMetaData(_SERIES_DESCRIPTION).strip()
+    return ""
+
+
+def _dicom_series(folder: Path) -> list[DicomSeries]:
+    """The DICOM series directly in ``folder``; none is not an error here.
+
+    ITK's own "No Series were found" warning (printed for every folder searched, e.g. a patient
+    folder above its series) is silenced: the caller reports a folder without DICOM itself.
+    """
+    reader = sitk.ImageSeriesReader()
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        ids = reader.GetGDCMSeriesIDs(str(folder)) or ()
+        return [
+            DicomSeries(uid, list(reader.GetGDCMSeriesFileNames(str(folder), uid))) for uid in ids
+        ]
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _read_series(files: list[str]) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return reader.Execute()
+
+
+def _readable(name: str) -> bool:
+    try:
+        sitk.ReadImage(name)
+        return True
+    except RuntimeError:
+        return False
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    name = path.name.lower()
+    return (
+        path.is_file()
+        and not name.startswith(".")
+        and name != "dicomdir"
+        and path.suffix.lower() in _DICOM_SUFFIXES
+    )
+
+
+def _unparsed_files(folder: Path, series: list[list[str]]) -> list[str]:
+    """Names of DICOM-looking files GDCM left out of every series (it does so silently)."""
+    listed = {os.path.normpath(f) for files in series for f in files}
+    skipped = [
+        p.name
+        for p in sorted(folder.iterdir())
+        if _looks_like_dicom(p) and os.path.normpath(str(p)) not in listed
+    ]
+    if skipped:
+        _warn_skipped([str(folder / name) for name in skipped])
+    return skipped
+
+
+def _warn_skipped(paths: list[str]) -> None:
+    warnings.warn(
+        f"Skipped {len(paths)} unreadable (truncated or corrupt) DICOM file(s): "
+        f"{', '.join(paths)}.",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
+def _check_slice_spacing(files: list[str], skipped: Sequence[str] = ()) -> None:
+    """Refuse series with missing or unevenly spaced slices (they would be distorted)."""
+    if len(files) < 3:
+        return
+    reader = sitk.ImageFileReader()
+    origins, normal = [], None
+    for name in files:
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as error:
+            raise UNetPlusPlusError(f"Cannot read the DICOM header of {name}.") from error
+        origins.append(reader.GetOrigin())
+        if normal is None:
+            normal = np.array(reader.GetDirection()).reshape(3, 3)[:, 2]
+    steps = np.abs(np.diff(np.asarray(origins) @ normal))
+    median = float(np.median(steps))
+    folder = Path(files[0]).parent
+    if median <= 0:
+        raise UNetPlusPlusError(
+            f"The DICOM series in {folder} has several slices at the same position; it may mix "
+            "several series, so export it as one NRRD or NIfTI file."
+        )
+    worst = int(np.argmax(np.abs(steps - median)))
+    if abs(steps[worst] - median) > 0.1 * median:
+        because = f" (skipped unreadable file(s): {', '.join(skipped)})" if skipped else ""
+        raise UNetPlusPlusError(
+            f"The DICOM series in {folder} has missing or unevenly spaced slices{because}: a "
+            f"{steps[worst]:.3g} mm gap after {Path(files[worst]).name} where {median:.3g} mm "
+            "is expected; restore the slices or export the series as one NRRD or NIfTI file."
+        )

@@ -1,0 +1,221 @@
+"""Input sanity: refuse inputs that cannot be right, warn about borderline ones.
+
+One check per family, run before any inference (``Predictor.segment``, the Slicer Logic) and
+before training (``training/dataset_check.py``):
+
+- **header** (:func:`check_header`): finite, positive and physically plausible spacing (mm),
+  an orthonormal direction, a finite origin, at least 2 voxels on every axis;
+- **values** (:func:`check_finite`): no NaN or infinite voxel (NIfTI files are also checked in
+  their raw bytes by :mod:`.nifti_check`, because ITK's NIfTI reader turns NaN into 0);
+- **intensities** (:func:`check_intensities`): per channel, against the modality the model's
+  manifest declares (``ChannelSpec.modality``): no constant or empty channel, no two identical
+  channels; a CT channel must hold air (values below -500 HU) and must not be a label map; an MR
+  channel that looks like a CT or a label map is a warning.
+
+Refusals raise :class:`UNetPlusPlusError` with one actionable line; borderline findings are
+returned as warning strings for the CLI (``warning: ...`` on stderr) and the Slicer panel.
+Other families live where the data is read: several DICOM series in one folder
+(:mod:`.dicom`), the clicked nodule (:func:`.postprocess.keep_component_at_point`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import UNetPlusPlusError
+
+#: Spacing outside [MIN, MAX] mm is refused: the header's unit is wrong (m or µm) or corrupt.
+MIN_SPACING_MM = 0.01
+MAX_SPACING_MM = 100.0
+#: Spacing above this (mm) on any axis is accepted with a warning (very thick slices).
+THICK_SPACING_MM = 10.0
+#: Tolerance on |D^T D - I| for an orthonormal direction matrix.
+DIRECTION_TOLERANCE = 1e-3
+#: A CT in Hounsfield units holds air (about -1000 HU) or lung (about -850 HU) below this.
+CT_AIR_HU = -500.0
+#: At most this many distinct integer values: a label map, not an image.
+LABEL_MAP_MAX_VALUES = 256
+#: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
+SAMPLE_VOXELS = 2_000_000
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+# --------------------------------------------------------------------------- header
+def check_header(
+    size_xyz: Sequence[int],
+    spacing: Sequence[float],
+    origin: Sequence[float],
+    direction: Sequence[float] | np.ndarray,
+    source: str,
+) -> list[str]:
+    """Refuse physically impossible geometry; return warnings for implausible geometry.
+
+    ``size_xyz`` in voxels, ``spacing`` in mm (x, y, z), ``origin`` in mm, ``direction`` a
+    3x3 matrix (or its 9 values, row-major). Raises UNetPlusPlusError naming ``source``.
+    """
+    size = [int(s) for s in size_xyz]
+    spacing_a = np.asarray(spacing, dtype=np.float64)
+    if not np.all(np.isfinite(spacing_a)) or np.any(spacing_a <= 0):
+        raise UNetPlusPlusError(
+            f"{source} has an invalid voxel spacing {_fmt(spacing_a)} mm; spacing must be "
+            "positive: fix the image header."
+        )
+    if np.any(spacing_a < MIN_SPACING_MM) or np.any(spacing_a > MAX_SPACING_MM):
+        raise UNetPlusPlusError(
+            f"{source} has a voxel spacing of {_fmt(spacing_a)} mm, outside "
+            f"{MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm: the header is probably in metres or "
+            "micrometres; fix the spacing in the header."
+        )
+    if not np.all(np.isfinite(np.asarray(origin, dtype=np.float64))):
+        raise UNetPlusPlusError(f"{source} has a non-finite origin {_fmt(origin)}; fix the header.")
+    matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(matrix)) or not np.allclose(
+        matrix.T @ matrix, np.eye(3), atol=DIRECTION_TOLERANCE
+    ):
+        raise UNetPlusPlusError(
+            f"{source} has a degenerate or sheared direction matrix "
+            f"{np.round(matrix, 4).tolist()}; its axes must be orthogonal unit vectors. "
+            "Resample it onto an orthogonal grid (for example in 3D Slicer) first."
+        )
+    if min(size) < 2:
+        raise UNetPlusPlusError(
+            f"{source} is a single slice (size {tuple(size)}); a 3D volume is needed (for DICOM, "
+            "give the series folder rather than one file)."
+        )
+    warnings = []
+    if np.any(spacing_a > THICK_SPACING_MM):
+        warnings.append(
+            f"{source} has very thick voxels ({_fmt(spacing_a)} mm); check the result closely."
+        )
+    return warnings
+
+
+# --------------------------------------------------------------------------- values
+def nonfinite_error(source: str, count: int) -> UNetPlusPlusError:
+    """The one refusal for NaN or infinite voxels, whatever the file format."""
+    return UNetPlusPlusError(
+        f"{source} contains {count} NaN or infinite voxel(s); fill them (for example with the "
+        "background value) before segmenting."
+    )
+
+
+def check_finite(array: np.ndarray, source: str) -> None:
+    """Refuse NaN or infinite voxels (values beyond float32 range become infinite)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise nonfinite_error(source, int(finite.size - np.count_nonzero(finite)))
+
+
+# --------------------------------------------------------------------------- intensities
+def _sample(channel: np.ndarray) -> np.ndarray:
+    flat = channel.reshape(-1)
+    return flat[:: max(1, flat.size // SAMPLE_VOXELS)]
+
+
+def _label_map_like(channel: np.ndarray) -> tuple[bool, int]:
+    """(looks like a label map, distinct values in the sample): few non-negative integers."""
+    sample = _sample(channel)
+    if sample.min() < 0 or not np.array_equal(sample, np.round(sample)):
+        return False, -1
+    distinct = int(np.unique(sample).size)
+    return distinct <= LABEL_MAP_MAX_VALUES, distinct
+
+
+def check_intensities(
+    array_czyx: np.ndarray,
+    channel_names: Sequence[str],
+    modalities: Sequence[str],
+    strict_modality: bool = True,
+) -> list[str]:
+    """Refuse channels whose intensities cannot be the model's modality; return warnings.
+
+    ``array_czyx`` (C, z, y, x) float; ``modalities`` from the manifest ("CT", "MR", other
+    strings get only the generic checks). CT values are Hounsfield units. With
+    ``strict_modality=False`` (training data) a CT channel without air is a warning, not a
+    refusal; constant and identical channels are always refused.
+    """
+    warnings: list[str] = []
+    names = list(channel_names) or [f"channel {i + 1}" for i in range(array_czyx.shape[0])]
+    for c, (name, modality) in enumerate(zip(names, modalities)):
+        channel = array_czyx[c]
+        low, high = float(channel.min()), float(channel.max())
+        if low == high:
+            what = "empty (all 0)" if low == 0 else f"constant (every voxel {low:g})"
+            raise UNetPlusPlusError(
+                f"Input channel '{name}' is {what}: it holds no image; give the real {name} volume."
+            )
+        kind = modality.strip().upper()
+        if kind == "CT":
+            problem = _ct_problem(channel, name, low, high)
+            if problem and strict_modality:
+                raise UNetPlusPlusError(problem)
+            warnings += [problem] if problem else []
+        elif kind in ("MR", "MRI"):
+            warnings += _check_mr(channel, name, low)
+    for a in range(array_czyx.shape[0]):
+        for b in range(a + 1, array_czyx.shape[0]):
+            if np.array_equal(array_czyx[a], array_czyx[b]):
+                raise UNetPlusPlusError(
+                    f"Input channels '{names[a]}' and '{names[b]}' are identical (the same volume "
+                    "given twice?); give each channel its own volume."
+                )
+    return warnings
+
+
+def _ct_problem(channel: np.ndarray, name: str, low: float, high: float) -> str:
+    """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
+    if low <= CT_AIR_HU:
+        return ""
+    label_map, distinct = _label_map_like(channel)
+    if label_map:
+        return (
+            f"Input '{name}' looks like a label map ({distinct} distinct integer values from "
+            f"{low:g} to {high:g}), not a CT image; give the CT volume itself."
+        )
+    hint = ""
+    if low >= -100:  # a floor near 0: perhaps air stored as 0 (unsigned, no rescale)
+        hint = (
+            " If it is a CT stored without its rescale intercept (air near 0 instead of "
+            "-1000), convert it to Hounsfield units (HU = value - 1024)."
+        )
+    return (
+        f"Input '{name}' is not a CT in Hounsfield units: it holds no air (no value below "
+        f"{CT_AIR_HU:g} HU; range {low:g} to {high:g}). An MR or a processed image cannot be "
+        f"segmented by this CT model; a CT crop must include some air or lung.{hint}"
+    )
+
+
+def _check_mr(channel: np.ndarray, name: str, low: float) -> list[str]:
+    warnings = []
+    if low <= -900 and float(np.percentile(_sample(channel), 5)) <= -900:
+        warnings.append(
+            f"Input '{name}' looks like a CT (much of it near -1000, like air in Hounsfield "
+            "units), but the model expects MR; check the input."
+        )
+    label_map, distinct = _label_map_like(channel)
+    if label_map and distinct <= 16:
+        warnings.append(
+            f"Input '{name}' holds only {distinct} distinct integer values, like a label map or "
+            "a mask, not an MR image; check the input."
+        )
+    return warnings
+
+
+# --------------------------------------------------------------------------- all together
+def check_volume(volume, modalities: Sequence[str], source: str = "The input volume") -> list[str]:
+    """Header, finite values and intensities of an engine Volume; returns warnings.
+
+    ``volume``: :class:`.volume.Volume` (C, z, y, x) in LPS. Raises UNetPlusPlusError.
+    """
+    warnings = check_header(
+        volume.array.shape[:0:-1], volume.spacing, volume.origin, volume.direction, source
+    )
+    names = list(volume.channel_names) or [f"channel {i + 1}" for i in range(volume.num_channels)]
+    for c, name in enumerate(names):
+        check_finite(volume.array[c], f"Input channel '{name}'")
+    return warnings + check_intensities(volume.array, names, modalities)
