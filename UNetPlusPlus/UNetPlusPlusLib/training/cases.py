@@ -10,7 +10,7 @@ geometry that do not match, the wrong number of channels, an empty label.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,7 +19,13 @@ import numpy as np
 from ..engine.volume import Grid, LabelVolume, Volume, read_labelmap, read_volume, resample_labels
 from ..errors import UNetPlusPlusError
 from ..segfile import terminology_from_slicerio
-from .dataset import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, Selector
+from .dataset import (
+    SEGMENTATION_SUFFIX,
+    CaseFiles,
+    DatasetDescription,
+    Selector,
+    normalized_name,
+)
 
 
 @dataclass
@@ -40,10 +46,10 @@ class CaseData:
     case_id: str
     image: Volume
     labels: np.ndarray
+    warnings: list[str] = field(default_factory=list)  # e.g. a class lost to overlap
 
 
-def _norm_name(name: str) -> str:
-    return " ".join(name.lower().replace("_", " ").split())
+_norm_name = normalized_name
 
 
 def _codes(entry: LabelEntry) -> set[str]:
@@ -165,8 +171,9 @@ def read_case(case: CaseFiles, dataset: DatasetDescription) -> CaseData:
         image = read_volume(case.images, names)
     except UNetPlusPlusError as error:
         raise UNetPlusPlusError(f"Case '{case.case_id}': {error}") from error
+    warnings: list[str] = []
     if case.label.name.lower().endswith(SEGMENTATION_SUFFIX):
-        labels, grid = _labels_from_segmentation(case, dataset)
+        labels, grid = _labels_from_segmentation(case, dataset, warnings)
     else:
         labels, grid = _labels_from_labelmap(case, dataset)
     labels = _align_to_image(labels, grid, image.grid, case)
@@ -175,10 +182,14 @@ def read_case(case: CaseFiles, dataset: DatasetDescription) -> CaseData:
             f"Case '{case.case_id}': the label {case.label.name} holds no voxel of "
             f"{', '.join(dataset.label_names)} (empty label); fix the export or leave the case out."
         )
-    return CaseData(case.case_id, image, labels)
+    return CaseData(case.case_id, image, labels, warnings)
 
 
-def _labels_from_segmentation(case: CaseFiles, dataset: DatasetDescription):
+def _labels_from_segmentation(
+    case: CaseFiles, dataset: DatasetDescription, warnings: Optional[list] = None
+):
+    """Model classes from a .seg.nrrd; a class that loses most of its voxels to a later,
+    overlapping segment (later labels win) is reported in ``warnings``."""
     segmentation = _read_segmentation(case.label, case.case_id)
     voxels = segmentation.get("voxels")
     if voxels is None or voxels.ndim not in (3, 4):
@@ -188,6 +199,7 @@ def _labels_from_segmentation(case: CaseFiles, dataset: DatasetDescription):
     layers = voxels if voxels.ndim == 4 else voxels[np.newaxis]
     entries = _segment_entries(segmentation)
     out = np.zeros(layers.shape[1:], dtype=np.uint8)
+    selected: dict[int, int] = {}
     for value, label in enumerate(dataset.labels, start=1):
         selectors = case.source.label_map[label.name]
         matched = match_entries(entries, selectors)
@@ -199,14 +211,40 @@ def _labels_from_segmentation(case: CaseFiles, dataset: DatasetDescription):
                 f"{case.label.name} (its segments: {have}); rename the segment in Slicer or pick "
                 "another with --labels."
             )
+        mask = np.zeros(out.shape, dtype=bool)
         for entry in matched:
-            out[layers[entry.layer] == entry.value] = value
+            mask |= layers[entry.layer] == entry.value
         for number in numeric:
-            out[layers[0] == number] = value
+            mask |= layers[0] == number
+        out[mask] = value
+        selected[value] = int(mask.sum())
+    if warnings is not None:
+        warnings += _overlap_losses(case, dataset, out, selected)
     matrix = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
     spacing = np.linalg.norm(matrix[:3, :3], axis=0)
     grid = Grid(out.shape, spacing, matrix[:3, 3], matrix[:3, :3] / spacing)
     return np.ascontiguousarray(out.transpose(2, 1, 0)), grid  # (x, y, z) -> (z, y, x)
+
+
+#: A class keeping less than this share of its segment's voxels (overlap) is warned about.
+OVERLAP_KEEP_FRACTION = 0.5
+
+
+def _overlap_losses(
+    case: CaseFiles, dataset: DatasetDescription, out: np.ndarray, selected: dict[int, int]
+) -> list[str]:
+    warnings = []
+    for value, label in enumerate(dataset.labels, start=1):
+        total = selected.get(value, 0)
+        kept = int((out == value).sum()) if total else 0
+        if total and kept < OVERLAP_KEEP_FRACTION * total:
+            later = ", ".join(repr(other.name) for other in dataset.labels[value:])
+            warnings.append(
+                f"Case '{case.case_id}': segments overlap in {case.label.name}; class "
+                f"'{label.name}' keeps {kept} of its {total} voxels (the rest goes to the later "
+                f"label(s) {later}); list inner structures last (--labels) or remove the overlap."
+            )
+    return warnings
 
 
 def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):

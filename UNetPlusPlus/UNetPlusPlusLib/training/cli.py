@@ -352,12 +352,17 @@ def run_train(args: argparse.Namespace) -> int:
         # Idle OpenMP threads sleep instead of spinning: on a busy or shared CPU, spinning
         # threads made training steps 2x slower here; on an idle machine the cost is nil.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from .dataset_check import check_dataset
+    from .output_guard import remove_on_failure
     from .trainer import Trainer
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)
+    # every dataset problem at once, before anything is written (issue 9)
+    dataset.notes = check_dataset(dataset, max_cases=args.max_cases)
     config = build_config(args, dataset, init)
-    Trainer(dataset, config, resume=args.resume, init_manifest=init).run()
+    with remove_on_failure(config.out_dir):
+        Trainer(dataset, config, resume=args.resume, init_manifest=init).run()
     return 0
 
 

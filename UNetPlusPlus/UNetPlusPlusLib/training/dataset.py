@@ -106,6 +106,7 @@ class DatasetDescription:
     postprocess: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     origin: str = ""
+    notes: list[str] = field(default_factory=list)  # said in the training log (merged names)
 
     @property
     def label_names(self) -> list[str]:
@@ -118,6 +119,11 @@ class DatasetDescription:
             if source.label_source and source.label_source not in seen:
                 seen.append(source.label_source)
         return "; ".join(seen)
+
+
+def normalized_name(name: str) -> str:
+    """A segment or label name compared without case, '_' or repeated spaces."""
+    return " ".join(name.lower().replace("_", " ").split())
 
 
 # ----------------------------------------------------------------------------- dataset.json
@@ -414,17 +420,23 @@ def patient_id(case_id: str, regex: Optional[str]) -> str:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def find_cases(dataset: DatasetDescription) -> list[CaseFiles]:
-    """Every case of the dataset, sorted by case id; missing files raise naming the case."""
+def find_cases(
+    dataset: DatasetDescription, problems: Optional[list[str]] = None
+) -> list[CaseFiles]:
+    """Every case of the dataset, sorted by case id; missing files raise naming the case.
+
+    With a ``problems`` list, a case with missing files is left out and its problem appended
+    instead (``dataset_check`` reports them all at once).
+    """
     root = dataset.root
     if not root.is_dir():
         raise UNetPlusPlusError(f"Data folder {root} does not exist.")
     cases: list[CaseFiles] = []
     for source in dataset.sources:
         if source.layout == SLICER_EXPORT:
-            cases.extend(_find_slicer_cases(dataset, source))
+            cases.extend(_find_slicer_cases(dataset, source, problems))
         else:
-            cases.extend(_find_pattern_cases(dataset, source))
+            cases.extend(_find_pattern_cases(dataset, source, problems))
     ids = [case.case_id for case in cases]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -432,7 +444,7 @@ def find_cases(dataset: DatasetDescription) -> list[CaseFiles]:
             f"Dataset '{dataset.name}' has two cases called '{duplicates[0]}'; case ids must be "
             "unique across sources."
         )
-    if not cases:
+    if not cases and not problems:
         patterns = "; ".join(s.images[0] for s in dataset.sources)
         raise UNetPlusPlusError(
             f"No training cases found in {root} (looked for {patterns}); check DATA_DIR and the "
@@ -441,7 +453,20 @@ def find_cases(dataset: DatasetDescription) -> list[CaseFiles]:
     return sorted(cases, key=lambda c: c.case_id)
 
 
-def _find_pattern_cases(dataset: DatasetDescription, source: SourceDescription) -> list:
+def _collect(problems: Optional[list[str]], make, *args) -> Optional[CaseFiles]:
+    """``make(*args)``, or None with its error appended to ``problems`` (when given)."""
+    try:
+        return make(*args)
+    except UNetPlusPlusError as error:
+        if problems is None:
+            raise
+        problems.append(str(error))
+        return None
+
+
+def _find_pattern_cases(
+    dataset: DatasetDescription, source: SourceDescription, problems: Optional[list[str]] = None
+) -> list:
     root = dataset.root
     first = source.images[0]
     regex = _pattern_regex(first)
@@ -453,43 +478,48 @@ def _find_pattern_cases(dataset: DatasetDescription, source: SourceDescription) 
             continue
         case_id = match.groupdict().get("case") or source.name
         found.setdefault(case_id, path)
-    cases = []
-    for case_id, first_path in sorted(found.items()):
-        images = [first_path]
-        for channel, template in zip(dataset.channels[1:], source.images[1:]):
-            path = _resolve_one(root, template, case_id, f"'{channel.name}' channel")
-            if path is None:
-                raise UNetPlusPlusError(
-                    f"Case '{case_id}' has {len(images)} of the {len(dataset.channels)} channels "
-                    f"({', '.join(c.name for c in dataset.channels)}): no file matches "
-                    f"'{template.replace('{case}', case_id)}' for channel '{channel.name}'."
-                )
-            images.append(path)
-        label = _resolve_one(root, source.label, case_id, "label")
-        if label is None:
+    cases = [
+        _collect(problems, _pattern_case, dataset, source, i, p) for i, p in sorted(found.items())
+    ]
+    return [case for case in cases if case is not None]
+
+
+def _pattern_case(
+    dataset: DatasetDescription, source: SourceDescription, case_id: str, first_path: Path
+) -> CaseFiles:
+    root = dataset.root
+    images = [first_path]
+    for channel, template in zip(dataset.channels[1:], source.images[1:]):
+        path = _resolve_one(root, template, case_id, f"'{channel.name}' channel")
+        if path is None:
             raise UNetPlusPlusError(
-                f"Case '{case_id}' has no label file: nothing matches "
-                f"'{source.label.replace('{case}', case_id)}' in {root}."
+                f"Case '{case_id}' has {len(images)} of the {len(dataset.channels)} channels "
+                f"({', '.join(c.name for c in dataset.channels)}): no file matches "
+                f"'{template.replace('{case}', case_id)}' for channel '{channel.name}'."
             )
-        table = None
-        if source.color_table:
-            table = _resolve_one(root, source.color_table, case_id, "colour table")
-            if table is None:
-                raise UNetPlusPlusError(
-                    f"Case '{case_id}': colour table "
-                    f"'{source.color_table.replace('{case}', case_id)}' not found in {root}."
-                )
-        cases.append(
-            CaseFiles(
-                case_id=case_id,
-                patient_id=patient_id(case_id, dataset.patient_regex),
-                images=images,
-                label=label,
-                source=source,
-                color_table=table,
-            )
+        images.append(path)
+    label = _resolve_one(root, source.label, case_id, "label")
+    if label is None:
+        raise UNetPlusPlusError(
+            f"Case '{case_id}' has no label file: nothing matches "
+            f"'{source.label.replace('{case}', case_id)}' in {root}."
         )
-    return cases
+    table = None
+    if source.color_table:
+        table = _resolve_one(root, source.color_table, case_id, "colour table")
+        if table is None:
+            raise UNetPlusPlusError(
+                f"Case '{case_id}': colour table "
+                f"'{source.color_table.replace('{case}', case_id)}' not found in {root}."
+            )
+    return CaseFiles(
+        case_id=case_id,
+        patient_id=patient_id(case_id, dataset.patient_regex),
+        images=images,
+        label=label,
+        source=source,
+        color_table=table,
+    )
 
 
 # ----------------------------------------------------------------------------- Slicer exports
@@ -598,8 +628,9 @@ def describe_slicer_export(
             ChannelSpec(s or modality, modality, default_normalization(modality, ct_window))
             for s in suffixes
         ]
+    notes = []
     if labels is None:
-        labels = segment_names(first_label, first_stem)
+        labels, notes = _merge_same_names(segment_names(first_label, first_stem), first_stem)
     label_descriptions = [
         LabelDescription(n, DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i, n in enumerate(labels)
     ]
@@ -620,53 +651,81 @@ def describe_slicer_export(
         sources=[source],
         description=f"Slicer exports in {root}",
         origin=str(root),
+        notes=notes,
     )
     _fill_label_metadata(dataset, first_label, first_stem)
     return dataset
 
 
-def _find_slicer_cases(dataset: DatasetDescription, source: SourceDescription) -> list:
+def _merge_same_names(names: Sequence[str], case_id: str) -> tuple[list[str], list[str]]:
+    """Segment names that differ only by case, '_' or spaces become one label (first spelling);
+    each merge is returned as a note for the training log."""
+    kept: dict[str, list[str]] = {}
+    for name in names:
+        kept.setdefault(normalized_name(name), []).append(name)
+    notes = [
+        f"segments {', '.join(repr(n) for n in group)} of case '{case_id}' differ only by case "
+        f"or spacing: merged into one label {group[0]!r}"
+        for group in kept.values()
+        if len(group) > 1
+    ]
+    return [group[0] for group in kept.values()], notes
+
+
+def _find_slicer_cases(
+    dataset: DatasetDescription, source: SourceDescription, problems: Optional[list[str]] = None
+) -> list:
+    label_files = _label_files(dataset.root)
+    cases = [
+        _collect(problems, _slicer_case, dataset, source, stem, label, label_files)
+        for stem, label in sorted(label_files.items())
+    ]
+    found = [case for case in cases if case is not None]
+    _warn_unpaired_images(dataset.root, found, label_files.values())
+    return found
+
+
+def _slicer_case(
+    dataset: DatasetDescription,
+    source: SourceDescription,
+    stem: str,
+    label: Path,
+    label_files: dict[str, Path],
+) -> CaseFiles:
     root = dataset.root
     single = len(dataset.channels) == 1
-    cases = []
-    label_files = _label_files(root)
-    for stem, label in sorted(label_files.items()):
-        others = [Path(other).name for other in label_files if other != stem]
-        available = _images_for(root / stem, label, others)
-        lowered = {k.lower(): v for k, v in available.items()}
-        images = []
-        for channel in dataset.channels:
-            path = lowered.get(channel.name.lower())
-            if path is None and single and len(available) == 1:
-                path = next(iter(available.values()))
-            if path is None:
-                have = ", ".join(sorted(k or "<single image>" for k in available)) or "none"
-                raise UNetPlusPlusError(
-                    f"Case '{stem}' has {len(images)} of the {len(dataset.channels)} channels "
-                    f"({', '.join(c.name for c in dataset.channels)}): no "
-                    f"{Path(stem).name}_{channel.name}.nrrd (images found: {have})."
-                )
-            images.append(path)
-        if not single and "" in available and len(available) == 1:
+    others = [Path(other).name for other in label_files if other != stem]
+    available = _images_for(root / stem, label, others)
+    lowered = {k.lower(): v for k, v in available.items()}
+    images = []
+    for channel in dataset.channels:
+        path = lowered.get(channel.name.lower())
+        if path is None and single and len(available) == 1:
+            path = next(iter(available.values()))
+        if path is None:
+            have = ", ".join(sorted(k or "<single image>" for k in available)) or "none"
             raise UNetPlusPlusError(
-                f"Case '{stem}' has 1 image but the dataset needs {len(dataset.channels)} "
-                f"channels ({', '.join(c.name for c in dataset.channels)})."
+                f"Case '{stem}' has {len(images)} of the {len(dataset.channels)} channels "
+                f"({', '.join(c.name for c in dataset.channels)}): no "
+                f"{Path(stem).name}_{channel.name}.nrrd (images found: {have})."
             )
-        table = None
-        if not label.name.lower().endswith(SEGMENTATION_SUFFIX):
-            table = _color_table_for(label, root / stem)
-        cases.append(
-            CaseFiles(
-                case_id=stem,
-                patient_id=patient_id(stem, dataset.patient_regex),
-                images=images,
-                label=label,
-                source=source,
-                color_table=table,
-            )
+        images.append(path)
+    if not single and "" in available and len(available) == 1:
+        raise UNetPlusPlusError(
+            f"Case '{stem}' has 1 image but the dataset needs {len(dataset.channels)} "
+            f"channels ({', '.join(c.name for c in dataset.channels)})."
         )
-    _warn_unpaired_images(root, cases, label_files.values())
-    return cases
+    table = None
+    if not label.name.lower().endswith(SEGMENTATION_SUFFIX):
+        table = _color_table_for(label, root / stem)
+    return CaseFiles(
+        case_id=stem,
+        patient_id=patient_id(stem, dataset.patient_regex),
+        images=images,
+        label=label,
+        source=source,
+        color_table=table,
+    )
 
 
 def _warn_unpaired_images(root: Path, cases: Sequence[CaseFiles], labels) -> None:

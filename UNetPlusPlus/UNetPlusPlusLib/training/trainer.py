@@ -275,6 +275,8 @@ class Trainer:
             f"dataset '{self.dataset.name}': {len(cases)} cases, {len(self.train_files)} for "
             f"training and {len(self.val_files)} for validation (split by patient)"
         )
+        for note in self.dataset.notes:  # input checks (training/dataset_check.py)
+            self.log(f"warning: {note}")
         cache_dir = Path(config.cache_dir) if config.cache_dir else self.out_dir / "cache"
         all_files = self.train_files + self.val_files
         if self.context.is_main:

@@ -1,0 +1,132 @@
+"""Validate a whole training dataset before preprocessing; report every problem at once.
+
+:func:`check_dataset` reads every case once (channels and label file) and collects, instead of
+stopping at the first:
+
+- cases with missing channel or label files (from :func:`.dataset.find_cases`);
+- cases that cannot be read, whose label grid does not match the image, whose label file lacks
+  a requested segment, or whose label is empty (from :func:`.cases.read_case`);
+- channels that are constant or empty, or identical to another channel
+  (:func:`..engine.sanity.check_intensities`);
+- model labels that occur in no case (named with the label value or segment they map to, and the
+  values the label files do hold);
+- label names that collide once case, '_' and spaces are ignored ("Liver" and "liver").
+
+Any problem raises one :class:`UNetPlusPlusError` listing them all, before anything is written.
+Borderline findings (a class that loses most of its voxels to an overlapping segment, a CT
+channel without air) come back as warnings for the training log.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..engine.sanity import check_intensities
+from ..errors import UNetPlusPlusError
+from .cases import read_case
+from .dataset import (
+    SEGMENTATION_SUFFIX,
+    CaseFiles,
+    DatasetDescription,
+    find_cases,
+    normalized_name,
+)
+
+#: At most this many label files are re-read to list the values they hold.
+_VALUE_SAMPLE_CASES = 8
+
+
+def check_dataset(dataset: DatasetDescription, max_cases: Optional[int] = None) -> list[str]:
+    """Check every case (the first ``max_cases``); returns warnings, raises all problems.
+
+    Also adds the dataset's own notes (merged segment names) to the returned warnings.
+    """
+    problems: list[str] = list(_name_collisions(dataset))
+    warnings: list[str] = list(dataset.notes)
+    cases = find_cases(dataset, problems)
+    if max_cases:
+        cases = cases[:max_cases]
+    counts = np.zeros(len(dataset.labels) + 1, dtype=np.int64)
+    modalities = [channel.modality for channel in dataset.channels]
+    names = [channel.name for channel in dataset.channels]
+    for case in cases:
+        try:
+            data = read_case(case, dataset)
+            warnings += [
+                f"Case '{case.case_id}': {w}"
+                for w in check_intensities(data.image.array, names, modalities, False)
+            ]
+        except UNetPlusPlusError as error:
+            message = str(error)
+            prefix = f"Case '{case.case_id}'"
+            problems.append(message if message.startswith(prefix) else f"{prefix}: {message}")
+            continue
+        warnings += data.warnings
+        counts += np.bincount(data.labels.ravel(), minlength=counts.size)[: counts.size]
+    if cases:
+        absent = _absent_labels(dataset, cases, counts)
+        lost = [w for w in warnings if any(f"class '{n}' keeps" in w for n in absent)]
+        problems[:0] = list(absent.values()) + lost  # a class emptied by overlap: say why
+    if problems:
+        listed = "; ".join(f"({i}) {p.rstrip('.')}" for i, p in enumerate(problems, start=1))
+        raise UNetPlusPlusError(
+            f"Dataset '{dataset.name}' has {len(problems)} problem(s); nothing was trained or "
+            f"written. {listed}."
+        )
+    return warnings
+
+
+def _name_collisions(dataset: DatasetDescription) -> list[str]:
+    seen: dict[str, str] = {}
+    problems = []
+    for label in dataset.labels:
+        key = normalized_name(label.name)
+        if key in seen:
+            problems.append(
+                f"labels {seen[key]!r} and {label.name!r} are the same name once case, '_' and "
+                "spaces are ignored; merge them or rename one"
+            )
+        seen.setdefault(key, label.name)
+    return problems
+
+
+def _absent_labels(
+    dataset: DatasetDescription, cases: Sequence[CaseFiles], counts: np.ndarray
+) -> dict[str, str]:
+    """Label name -> problem, for the model labels with no voxel in any case."""
+    absent = [label for v, label in enumerate(dataset.labels, start=1) if counts[v] == 0]
+    if not absent:
+        return {}
+    held = _values_held(cases)
+    problems = {}
+    for label in absent:
+        mapped = sorted({_describe(s) for c in cases for s in c.source.label_map[label.name]})
+        problems[label.name] = (
+            f"label '{label.name}' ({', '.join(mapped)}) occurs in no case{held}; fix the "
+            "label mapping or leave the label out"
+        )
+    return problems
+
+
+def _describe(selector) -> str:
+    return f"value {selector}" if isinstance(selector, int) else f"segment {selector!r}"
+
+
+def _values_held(cases: Sequence[CaseFiles]) -> str:
+    """', whose label files hold the values 0, 63, 126' for plain label maps ('' otherwise)."""
+    from ..engine.volume import read_labelmap
+
+    values: set[int] = set()
+    for case in cases[:_VALUE_SAMPLE_CASES]:
+        if case.label.name.lower().endswith(SEGMENTATION_SUFFIX):
+            return ""
+        try:
+            values.update(int(v) for v in np.unique(read_labelmap(case.label).array))
+        except UNetPlusPlusError:
+            continue
+    if not values:
+        return ""
+    shown = ", ".join(str(v) for v in sorted(values)[:20])
+    return f" (the label files hold the values {shown})"
