@@ -276,3 +276,33 @@ def test_export_training_case_is_read_by_the_trainer(logic, sphere_model, obliqu
     assert [p.name for p in two] == ["case008_FLAIR.nrrd", "case008_T1.nrrd", "case008.seg.nrrd"]
     with pytest.raises(UNetPlusPlusError, match="not a valid file name"):
         logic.export_training_case([volume_node], node, tmp_path, "a/b")
+
+
+# --------------------------------------------------------------------------- input sanity
+def test_check_inputs_refuses_an_empty_volume_before_any_job(logic, manifest, oblique_sphere):
+    scene = slicer.vtkMRMLScene()
+    empty = add_volume(scene, oblique_sphere * 0, "empty")
+    before = scene_state(scene)
+    with pytest.raises(UNetPlusPlusError, match="Input channel 'CT' is empty"):
+        logic.check_inputs([empty], manifest)
+    with pytest.raises(UNetPlusPlusError, match="is empty"):
+        logic.start_job([empty], manifest, depth=1)
+    assert scene_state(scene) == before
+
+
+def test_input_warnings_reach_the_logic_and_the_job(logic, manifest):
+    thick = make_sphere_image((24, 24, 3), (2.0, 2.0, 12.0), radius_mm=8.0)
+    scene = slicer.vtkMRMLScene()
+    node = add_volume(scene, thick, "thick")
+    warnings = logic.check_inputs([node], manifest)
+    assert len(warnings) == 1 and "very thick voxels" in warnings[0]
+    logic.segment([node], manifest, depth=1)
+    assert any("very thick voxels" in w for w in logic.warnings)
+    job = logic.start_job([node], manifest, depth=1)
+    try:
+        assert any("very thick voxels" in w for w in job.warnings)
+        job.wait(timeout=120)
+    finally:
+        job.cancel()
+    assert job.state == "succeeded"
+    assert any("very thick voxels" in w for w in job.result["warnings"])

@@ -56,7 +56,7 @@ def test_depths_missing_from_the_model_are_unavailable(brain):
 def test_titles_and_summary_come_from_the_manifest(brain, sphere_model):
     assert panel.task_title(brain) == "Brain tumor (MR: FLAIR, T1, T1ce, T2)"
     sphere = ModelManifest.load(sphere_model)
-    assert panel.task_title(sphere) == "Sphere test (CT)"
+    assert panel.task_title(sphere) == "Sphere test (synthetic)"
     summary = panel.model_summary(brain)
     assert "Glioma sub-regions." in summary and "Segments: liver." in summary
     assert "Validated on BraTS 2018, 3 held-out patients (expert)." in summary
@@ -90,3 +90,9 @@ def test_progress_text_shows_stage_and_tile_percentage():
     assert panel.progress_text("infer", 3, 8) == ("Inference: tile 3 of 8", 38)
     assert panel.progress_text("preprocess", 1, 1) == ("Preparing the image", 100)
     assert panel.progress_text("something", 0, 0) == ("Something", 0)
+
+
+def test_input_warnings_are_shown_under_the_result():
+    assert panel.warnings_text({"warnings": []}) == "" and panel.warnings_text(None) == ""
+    text = panel.warnings_text({"warnings": ["a.nrrd has very thick voxels", "second"]})
+    assert text == "\nWarning: a.nrrd has very thick voxels\nWarning: second"

@@ -207,14 +207,15 @@ def test_ct_channel_that_cannot_be_hounsfield_units_is_refused(array, match):
         check("liver", volume(array.astype(np.float32), names=["CT"]))
 
 
-def test_borderline_mr_channels_warn():
+def test_ct_given_to_an_mr_model_is_refused_and_a_mask_warns():
     rng = np.random.default_rng(0)
     mr = [rng.gamma(2.0, 50.0, (8, 10, 12)).astype(np.float32) for _ in range(4)]
-    mr[0] = ct_like()  # a CT given as FLAIR
     mr[1] = rng.integers(0, 3, (8, 10, 12)).astype(np.float32)  # a mask given as T1
     warnings = check("brain-tumor", volume(*mr, names=BRATS))
-    assert any("'FLAIR' looks like a CT" in w for w in warnings)
-    assert any("'T1' holds only 3 distinct integer values" in w for w in warnings)
+    assert len(warnings) == 1 and "'T1' holds only 3 distinct integer values" in warnings[0]
+    mr[0] = ct_like()  # a CT given as FLAIR
+    with pytest.raises(UNetPlusPlusError, match="'FLAIR' looks like a CT"):
+        check("brain-tumor", volume(*mr, names=BRATS))
 
 
 def test_training_data_check_turns_modality_refusals_into_warnings():

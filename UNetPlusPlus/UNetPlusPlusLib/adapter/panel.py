@@ -161,6 +161,13 @@ def progress_text(stage: str, done: int, total: int) -> tuple[str, int]:
     return name, percent
 
 
+def warnings_text(result: Optional[dict]) -> str:
+    """The input warnings of a finished run (the CLI result's ``warnings``), one line each,
+    for the status text under the result; "" when there are none."""
+    warnings = (result or {}).get("warnings") or []
+    return "".join(f"\nWarning: {warning}" for warning in warnings)
+
+
 def _tokens(name: str) -> set[str]:
     words = [w for w in re.split(r"[^a-z0-9+]+", name.lower()) if w]
     out = set(words)

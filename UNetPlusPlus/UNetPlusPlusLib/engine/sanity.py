@@ -10,7 +10,8 @@ before training (``training/dataset_check.py``):
 - **intensities** (:func:`check_intensities`): per channel, against the modality the model's
   manifest declares (``ChannelSpec.modality``): no constant or empty channel, no two identical
   channels; a CT channel must hold air (values below -500 HU) and must not be a label map; an MR
-  channel that looks like a CT or a label map is a warning.
+  channel must not look like a CT (5% of it at -900 or below); an MR channel with at most 16
+  distinct integer values (a mask or label map) is a warning.
 
 Refusals raise :class:`UNetPlusPlusError` with one actionable line; borderline findings are
 returned as warning strings for the CLI (``warning: ...`` on stderr) and the Slicer panel.
@@ -35,6 +36,8 @@ THICK_SPACING_MM = 10.0
 DIRECTION_TOLERANCE = 1e-3
 #: A CT in Hounsfield units holds air (about -1000 HU) or lung (about -850 HU) below this.
 CT_AIR_HU = -500.0
+#: An MR channel with at least 5% of its voxels at or below this looks like a CT (air in HU).
+MR_CT_AIR = -900.0
 #: At most this many distinct integer values: a label map, not an image.
 LABEL_MAP_MAX_VALUES = 256
 #: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
@@ -156,7 +159,10 @@ def check_intensities(
                 raise UNetPlusPlusError(problem)
             warnings += [problem] if problem else []
         elif kind in ("MR", "MRI"):
-            warnings += _check_mr(channel, name, low)
+            problem = _mr_problem(channel, name, low)
+            if problem and strict_modality:
+                raise UNetPlusPlusError(problem)
+            warnings += ([problem] if problem else []) + _mr_warnings(channel, name)
     for a in range(array_czyx.shape[0]):
         for b in range(a + 1, array_czyx.shape[0]):
             if np.array_equal(array_czyx[a], array_czyx[b]):
@@ -190,13 +196,18 @@ def _ct_problem(channel: np.ndarray, name: str, low: float, high: float) -> str:
     )
 
 
-def _check_mr(channel: np.ndarray, name: str, low: float) -> list[str]:
-    warnings = []
-    if low <= -900 and float(np.percentile(_sample(channel), 5)) <= -900:
-        warnings.append(
-            f"Input '{name}' looks like a CT (much of it near -1000, like air in Hounsfield "
-            "units), but the model expects MR; check the input."
+def _mr_problem(channel: np.ndarray, name: str, low: float) -> str:
+    """Why a channel cannot be an MR image ("" when it can): CT-like air at -1000."""
+    if low <= MR_CT_AIR and float(np.percentile(_sample(channel), 5)) <= MR_CT_AIR:
+        return (
+            f"Input '{name}' looks like a CT (at least 5% of it at or below {MR_CT_AIR:g}, like "
+            "air in Hounsfield units), but this model expects MR; give the MR volume."
         )
+    return ""
+
+
+def _mr_warnings(channel: np.ndarray, name: str) -> list[str]:
+    warnings = []
     label_map, distinct = _label_map_like(channel)
     if label_map and distinct <= 16:
         warnings.append(

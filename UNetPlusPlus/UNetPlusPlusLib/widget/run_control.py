@@ -228,7 +228,7 @@ class RunControl:
             device=info.get("device", "?"),
             timing=timing,
             volumes=volumes,
-        )
+        ) + panel.warnings_text(info)  # input sanity warnings: visible in the panel
 
     @staticmethod
     def showResult(node) -> None:
