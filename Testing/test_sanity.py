@@ -238,7 +238,7 @@ def test_issue_case_7_label_map_and_mr_given_to_the_liver_model_are_refused(shar
 
 
 def test_issue_case_2_blank_brats_channels_are_refused(shared_data, tmp_path, capsys):
-    zeros = sitk.GetImageFromArray(np.zeros((155, 240, 240), np.float32))
+    zeros = sitk.GetImageFromArray(np.zeros((155, 240, 240), np.uint8))
     paths = []
     for name in BRATS:
         paths.append(tmp_path / f"zero_{name}.nii.gz")

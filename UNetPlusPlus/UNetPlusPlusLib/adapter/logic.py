@@ -94,7 +94,7 @@ class SegmentationLogic:
         """
         manifest = self.resolve_model(model)
         volume = self._volume(volume_nodes, manifest)
-        self.warnings = self._check(volume, manifest)
+        self.warnings = []  # the Predictor runs the input checks and returns their warnings
         roi = None
         if roi_node is not None:
             low, high = roi_corners_ras(roi_node)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 
-#: Spacing outside [MIN, MAX] mm is refused: the header's unit is wrong (m or µm) or corrupt.
+#: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
 MIN_SPACING_MM = 0.01
 MAX_SPACING_MM = 100.0
 #: Spacing above this (mm) on any axis is accepted with a warning (very thick slices).
