@@ -40,6 +40,10 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
         """Blocking run in this process; see SegmentationLogic.segment for the arguments."""
         return self.segmentationLogic.segment(volumeNodes, model, **kwargs)
 
+    def checkInputs(self, volumeNodes, model) -> list:
+        """Input sanity checks before a run: warnings, or UNetPlusPlusError. See check_inputs."""
+        return self.segmentationLogic.check_inputs(volumeNodes, model)
+
     def startJob(self, volumeNodes, model, **kwargs):
         """Background run; poll the returned job. See SegmentationLogic.start_job."""
         return self.segmentationLogic.start_job(volumeNodes, model, **kwargs)
