@@ -39,9 +39,9 @@ from .volume import (
 
 Depth = Union[int, str]
 ProgressCallback = Callable[[str, int, int], None]
+CancelCallback = Callable[[], bool]
 #: A click keeps the component it lies in, or the nearest one within this distance (mm).
 POINT_TOLERANCE_MM = 3.0
-CancelCallback = Callable[[], bool]
 
 
 @dataclass
