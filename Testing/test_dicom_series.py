@@ -6,6 +6,7 @@ pick one (``--series UID``); with ``--series`` the named series is read.
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,19 @@ OTHER_UID = "1.2.826.0.1.3680043.8.498.2002"
 
 
 def write_series(folder: Path, uid: str, slices: int, description: str, patient: str) -> None:
-    """``slices`` 16x16 int16 CT slices at 2 mm, with their own Series Instance UID."""
+    """``slices`` 16x16 int16 CT slices at 2 mm, with their own Series Instance UID.
+
+    ITK's GDCM writer sets the process locale to "C" (and leaves it so); it is restored here,
+    or later tests that read text with the default encoding would see ASCII.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_series(folder, uid, slices, description, patient)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_series(folder: Path, uid: str, slices: int, description: str, patient: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(slices)
     writer = sitk.ImageFileWriter()
