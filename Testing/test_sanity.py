@@ -21,7 +21,7 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CT = REPO / "Resources" / "Examples" / "example_ct.nii.gz"
-MODELS = REPO / "Resources" / "Models"
+MODELS = REPO / "UNetPlusPlus" / "UNetPlusPlusLib" / "Resources" / "Models"
 BRATS = ("FLAIR", "T1", "T1ce", "T2")
 
 

@@ -16,7 +16,13 @@ from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.sanity import check_volume
 from UNetPlusPlusLib.engine.volume import read_volume
 
-MODELS = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+MODELS = (
+    Path(__file__).resolve().parents[1]
+    / "UNetPlusPlus"
+    / "UNetPlusPlusLib"
+    / "Resources"
+    / "Models"
+)
 BRATS = ("FLAIR", "T1", "T1ce", "T2")
 
 

@@ -681,7 +681,8 @@ def _find_slicer_cases(
         for stem, label in sorted(label_files.items())
     ]
     found = [case for case in cases if case is not None]
-    _warn_unpaired_images(dataset.root, found, label_files.values())
+    if len(found) == len(cases):  # a case left out with a problem is reported there instead
+        _warn_unpaired_images(dataset.root, found, label_files.values())
     return found
 
 
