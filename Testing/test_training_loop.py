@@ -29,6 +29,7 @@ DATASETS = builtin_datasets_dir()  # UNetPlusPlusLib/Resources/Datasets (package
 TINY = [
     "--labels", "tumor", "--tile", "32", "32", "32", "--features", "4", "8", "16", "32", "64",
     "4", "--batch-size", "2", "--lr", "0.003", "--no-progress", "--threads", "1",
+    "--precision", "fp32",
 ]  # fmt: skip
 
 

@@ -3,8 +3,9 @@
 Also runs as ``python -m UNetPlusPlusLib.training.cli DATA_DIR -o OUT_DIR ...`` and under
 ``torchrun --nproc_per_node N -m UNetPlusPlusLib.training.cli ...``.
 
-Settings are taken, first match wins, from the command line, the checkpoint (``--resume``), the
-dataset description, the ``--init`` model, and the defaults. See docs/TRAINING.md.
+Settings are taken, first match wins, from the command line, the checkpoint and plan.json
+(``--resume``), the dataset description, the ``--init`` model, and the training plan (spacing,
+tile, features, batch, schedule, precision: ``planner``) or the defaults. See docs/TRAINING.md.
 """
 
 from __future__ import annotations
@@ -13,25 +14,21 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
 
-DEFAULT_TILE = (64, 64, 64)
-DEFAULT_FEATURES = (16, 32, 64, 128, 256, 16)
-# Defaults of the settings that the checkpoint, dataset.json or --init may also give.
+# Defaults of the settings that the checkpoint, dataset.json or --init may also give (the plan
+# chooses spacing, tile, features, batch size, epochs, iterations per epoch and precision).
 _DEFAULTS: dict[str, Any] = {
-    "epochs": 50,
-    "iterations_per_epoch": 100,
-    "batch_size": 2,
     "lr": 3e-4,
     "weight_decay": 3e-5,
     "schedule": "poly",
     "seed": 0,
     "foreground_fraction": 0.33,
     "val_fraction": 0.2,
-    "val_every": 1,
     "depth_tolerance": 0.01,
     "overlap": 0.25,
     "weights_dtype": "float32",
@@ -116,21 +113,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         nargs=3,
         metavar=("X", "Y", "Z"),
-        help="model voxel spacing in mm (default: median of the cases)",
+        help="model voxel spacing in mm (default: planned)",
     )
     model.add_argument(
         "--tile",
         type=int,
         nargs=3,
         metavar=("X", "Y", "Z"),
-        help="training and inference tile in voxels, multiples of 16 (64 64 64)",
+        help="training and inference tile in voxels, multiples of 16 (default: planned)",
     )
     model.add_argument(
         "--features",
         type=int,
         nargs=6,
         metavar="F",
-        help="channels f0..f4 and f_final (16 32 64 128 256 16)",
+        help="channels f0..f4 and f_final (default: planned)",
     )
     model.add_argument("--norm", choices=["instance", "batch", "none"])
     model.add_argument(
@@ -143,12 +140,28 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--weights-dtype", choices=["float32", "float16"])
 
     run = parser.add_argument_group("training")
-    run.add_argument("--epochs", metavar="N", type=int, help="epochs (50)")
     run.add_argument(
-        "--iterations-per-epoch", metavar="N", type=int, help="iterations per epoch (100)"
+        "--time-budget",
+        metavar="DURATION",
+        help="fit the schedule to this wall time, e.g. 30m, 2h, 8h (default: 1h on a CPU, 4h "
+        "on a GPU, unless --epochs is given)",
     )
     run.add_argument(
-        "--batch-size", metavar="N", type=int, help="patches per iteration and rank (2)"
+        "--plan-only", action="store_true", help="print the plan and its ETA, write plan.json, stop"
+    )
+    run.add_argument("--epochs", metavar="N", type=int, help="epochs (default: planned)")
+    run.add_argument(
+        "--iterations-per-epoch", metavar="N", type=int, help="iterations per epoch (planned)"
+    )
+    run.add_argument(
+        "--batch-size", metavar="N", type=int, help="patches per iteration and rank (planned)"
+    )
+    run.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "amp"],
+        default="auto",
+        help="auto: measured (bf16 autocast on CPUs with native bf16 where faster and not "
+        "worse; autocast on CUDA); fp32; bf16 (CPU); amp (CUDA)",
     )
     run.add_argument("--lr", metavar="LR", type=float, help="AdamW learning rate (3e-4)")
     run.add_argument("--weight-decay", metavar="WD", type=float, help="AdamW weight decay (3e-5)")
@@ -160,16 +173,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of patches centred on a labelled voxel (0.33)",
     )
     run.add_argument("--no-augment", action="store_true", help="no augmentation")
-    run.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    run.add_argument("--no-amp", action="store_true", help="= --precision fp32")
     run.add_argument("--seed", metavar="N", type=int, help="random seed (0)")
     run.add_argument("--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--threads", metavar="N", type=int, help="CPU threads per process")
     run.add_argument(
         "--resume",
         action="store_true",
-        help="continue from OUT_DIR/checkpoint (same settings; --epochs may grow)",
+        help="continue from OUT_DIR/checkpoint with the same plan.json (--epochs may grow)",
     )
-    run.add_argument("--val-every", metavar="N", type=int, help="validate every N epochs (1)")
+    run.add_argument("--val-every", metavar="N", type=int, help="validate every N epochs (planned)")
     run.add_argument(
         "--depth-tolerance",
         metavar="DICE",
@@ -283,8 +296,111 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def build_config(args: argparse.Namespace, dataset, init=None):
-    """The run's TrainConfig: command line, checkpoint, dataset, init model, defaults."""
+_OPTION_OF = {
+    "spacing": "--spacing",
+    "tile_size": "--tile",
+    "features": "--features",
+    "batch_size": "--batch-size",
+    "iterations_per_epoch": "--iterations-per-epoch",
+    "epochs": "--epochs",
+    "val_every": "--val-every",
+    "precision": "--precision",
+}
+
+
+def collect_overrides(args: argparse.Namespace, dataset, init=None, saved=None) -> dict:
+    """Planned settings fixed elsewhere: field -> (value, where from), first match wins:
+    the command line, the checkpoint (``saved`` config), dataset.json, the --init model."""
+    saved = saved or {}
+    training = dataset.training or {}
+    init_values = {}
+    if init is not None:
+        init_values = {
+            "spacing": init.spacing,
+            "tile_size": init.tile_size,
+            "features": init.network.get("features"),
+        }
+    precision = None if args.precision == "auto" else args.precision
+    if args.no_amp:
+        precision = "fp32"
+    cli_values = {
+        "spacing": args.spacing,
+        "tile_size": args.tile,
+        "features": args.features,
+        "batch_size": args.batch_size,
+        "iterations_per_epoch": args.iterations_per_epoch,
+        "epochs": args.epochs,
+        "val_every": args.val_every,
+        "precision": precision,
+    }
+    dataset_values = {
+        "spacing": dataset.spacing,
+        "tile_size": dataset.tile_size,
+        "features": dataset.features,
+        **{k: training.get(k) for k in ("batch_size", "iterations_per_epoch", "epochs")},
+        "val_every": training.get("val_every"),
+    }
+    out: dict = {}
+    for key, option in _OPTION_OF.items():
+        for value, source in (
+            (cli_values.get(key), "--no-amp" if key == "precision" and args.no_amp else option),
+            (saved.get(key), "the checkpoint"),
+            (dataset_values.get(key), "dataset.json"),
+            (init_values.get(key), "the --init model"),
+        ):
+            if value is not None:
+                out[key] = (value, source)
+                break
+    return out
+
+
+def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
+    """The plan of a new run: fingerprint (cached) + device + overrides; the schedule is fitted
+    by the Trainer after timing a few steps. On ``--resume`` the run's plan.json, unchanged
+    (only --epochs may grow); None for a checkpoint written before plans existed."""
+    from .checkpoint import read_checkpoint_state
+    from .dataset import find_cases
+    from .fingerprint import dataset_fingerprint
+    from .planner import Plan, detect_device, parse_duration, plan_geometry
+
+    out_dir = Path(args.out_dir)
+    budget = parse_duration(args.time_budget) if args.time_budget else None
+    if args.resume:
+        plan = Plan.load(out_dir)
+        if plan is None:
+            return None
+        if budget is not None and budget != plan.budget_s:
+            raise UNetPlusPlusError(
+                f"--resume continues the plan in {out_dir / 'plan.json'} (budget "
+                f"{plan.budget_s} s); leave out --time-budget, or train into a new folder."
+            )
+        if args.epochs is not None and args.epochs != plan.epochs:
+            plan.epochs = int(args.epochs)
+            plan.sources["epochs"] = "--epochs (on resume)"
+        return plan
+    saved = read_checkpoint_state(out_dir).get("config", {}) if args.resume else {}
+    overrides = collect_overrides(args, dataset, init, saved)
+    cases = find_cases(dataset)
+    if args.max_cases:
+        cases = cases[: args.max_cases]
+    cache_dir = Path(args.cache_dir) if args.cache_dir else out_dir / "cache"
+    fingerprint = dataset_fingerprint(dataset, cases, cache_dir, log=log)
+    from ..engine.devices import physical_core_count
+    from .distributed import resolve_training_device
+
+    device = resolve_training_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
+    import torch
+
+    threads = args.threads or (torch.get_num_threads() if device.type == "cpu" else 1)
+    threads = min(threads, physical_core_count()) if device.type == "cpu" else threads
+    plan = plan_geometry(fingerprint, detect_device(device, threads), overrides)
+    plan.budget_s = budget
+    plan.budget_given = budget is not None
+    return plan
+
+
+def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
+    """The run's TrainConfig: command line, checkpoint, dataset, init model, plan, defaults."""
     from .checkpoint import read_checkpoint_state
     from .dataset import find_cases, median_spacing
     from .trainer import TrainConfig
@@ -297,30 +413,39 @@ def build_config(args: argparse.Namespace, dataset, init=None):
     def pick(name: str, cli: Any, init_value: Any = None) -> Any:
         return _pick(name, cli, saved.get(name), training.get(name), init_value)
 
-    spacing = _pick(
-        "spacing", args.spacing, saved.get("spacing"), dataset.spacing,
-        init.spacing if init else None,
-    )  # fmt: skip
-    if spacing is None:
-        spacing = median_spacing(find_cases(dataset))
-    tile = _pick(
-        "tile_size", args.tile, saved.get("tile_size"), dataset.tile_size,
-        init.tile_size if init else None, DEFAULT_TILE,
-    )  # fmt: skip
-    features = _pick(
-        "features", args.features, saved.get("features"), dataset.features,
-        init.network.get("features") if init else None, DEFAULT_FEATURES,
-    )  # fmt: skip
+    if plan is None:  # a checkpoint of a run before plans: its own settings
+        plan_values: dict = {}
+        for key, (value, _source) in collect_overrides(args, dataset, init, saved).items():
+            plan_values[key] = value
+        if "spacing" not in plan_values:
+            plan_values["spacing"] = median_spacing(find_cases(dataset))
+        missing = {"tile_size", "features", "batch_size", "iterations_per_epoch", "epochs"}
+        if missing - set(plan_values):
+            raise UNetPlusPlusError(
+                f"--resume: the checkpoint in {args.out_dir} has no plan.json and lacks "
+                f"{', '.join(sorted(missing - set(plan_values)))}; give them on the command line."
+            )
+    else:
+        plan_values = {
+            "spacing": plan.spacing,
+            "tile_size": plan.tile_size,
+            "features": plan.features,
+            "batch_size": plan.batch_size,
+            "iterations_per_epoch": plan.iterations_per_epoch,
+            "epochs": plan.epochs,
+            "val_every": plan.val_every,
+            "precision": plan.precision,
+        }
     norm = pick("norm", args.norm, init.network.get("norm") if init else None)
     return TrainConfig(
         out_dir=str(args.out_dir),
-        spacing=tuple(float(s) for s in spacing),
-        tile_size=tuple(int(t) for t in tile),
-        features=tuple(int(f) for f in features),
+        spacing=tuple(float(s) for s in plan_values["spacing"]),
+        tile_size=tuple(int(t) for t in plan_values["tile_size"]),
+        features=tuple(int(f) for f in plan_values["features"]),
         norm=norm,
-        epochs=pick("epochs", args.epochs),
-        iterations_per_epoch=pick("iterations_per_epoch", args.iterations_per_epoch),
-        batch_size=pick("batch_size", args.batch_size),
+        epochs=int(plan_values["epochs"] or 0),
+        iterations_per_epoch=int(plan_values["iterations_per_epoch"] or 0),
+        batch_size=int(plan_values["batch_size"]),
         lr=pick("lr", args.lr),
         weight_decay=pick("weight_decay", args.weight_decay),
         schedule=pick("schedule", args.schedule),
@@ -330,7 +455,7 @@ def build_config(args: argparse.Namespace, dataset, init=None):
         foreground_fraction=pick("foreground_fraction", args.foreground_fraction),
         augment=bool(saved.get("augment", training.get("augment", True))) and not args.no_augment,
         val_fraction=pick("val_fraction", args.val_fraction),
-        val_every=pick("val_every", args.val_every),
+        val_every=int(plan_values.get("val_every") or 1),
         max_cases=pick("max_cases", args.max_cases),
         max_val_cases=pick("max_val_cases", args.max_val_cases),
         depth_tolerance=pick("depth_tolerance", args.depth_tolerance),
@@ -343,11 +468,13 @@ def build_config(args: argparse.Namespace, dataset, init=None):
         init=args.init,
         command=_command_line(args),
         progress_bar=not args.no_progress,
+        precision=str(plan_values.get("precision") or "fp32"),
     )
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``unetpp train``; returns the exit status (0). User errors raise UNetPlusPlusError."""
+    started = time.monotonic()
     if "torch" not in sys.modules:
         # Idle OpenMP threads sleep instead of spinning: on a busy or shared CPU, spinning
         # threads made training steps 2x slower here; on an idle machine the cost is nil.
@@ -360,9 +487,18 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = build_dataset(args, init)
     # every dataset problem at once, before anything is written (issue 9)
     dataset.notes = check_dataset(dataset, max_cases=args.max_cases)
-    config = build_config(args, dataset, init)
-    with remove_on_failure(config.out_dir):
-        Trainer(dataset, config, resume=args.resume, init_manifest=init).run()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(int(args.threads))
+    with remove_on_failure(args.out_dir):
+        plan = make_plan(args, dataset, init)
+        config = build_config(args, dataset, init, plan)
+        trainer = Trainer(
+            dataset, config, resume=args.resume, init_manifest=init, plan=plan, started=started,
+            plan_only=args.plan_only,
+        )  # fmt: skip
+        trainer.run()
     return 0
 
 

@@ -1,11 +1,13 @@
-"""The training loop and the model package it writes.
+"""The training loop.
 
 Following UNet++ (Zhou et al., IEEE TMI 2019, Sec. III-B) the network is trained with deep
 supervision: the hybrid loss (pixel-wise cross-entropy + soft Dice) on each head X(0, 1..4),
-averaged. AdamW with a poly (or cosine) learning-rate schedule, gradient clipping, mixed
-precision on CUDA only. Every epoch reseeds the random generators from (seed, epoch, rank) and
-ends with a checkpoint, so a resumed run is bit-for-bit the run that was not interrupted.
-Rank 0 validates every depth and the ensemble, logs, plots and writes the package.
+averaged. AdamW with a poly (or cosine) learning-rate schedule, gradient clipping, autocast
+where the plan chose it (CUDA; bfloat16 on CPUs where it measured faster and not worse). Before
+the first step a new run times a few steps and fits its plan (``planner``). Every epoch
+reseeds the random generators from (seed, epoch, rank) and ends with a checkpoint, so a resumed
+run is bit-for-bit the run that was not interrupted.
+Rank 0 validates every depth and the ensemble, logs, plots and writes the package (``package``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,28 +24,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine.manifest import (
-    ChannelSpec,
-    LabelSpec,
-    ModelManifest,
-    save_model_package,
-    standard_terminology,
-)
+from ..engine.manifest import ModelManifest, save_model_package
 from ..engine.network import UNetPlusPlus3D
 from ..errors import UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 from .dataset import CaseFiles, DatasetDescription, find_cases
+from .package import build_manifest, plot_history
+from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
 from .sampler import PatchSampler
-from .validation import DEPTHS, evaluate_depths, recommend_depth
+from .steps import autocast_dtype, calibrate, training_step, validation_seconds
+from .validation import DEPTHS, evaluate_depths
 
 LOG_FILE = "train.log"
 HISTORY_FILE = "history.json"
 CURVE_FILE = "training_curve.png"
 DIGESTS_FILE = "rank_digests.json"
-GRAD_CLIP = 12.0
 SCHEDULES = ("poly", "cosine", "constant")
 # Fields that must not change between a run and its resumption.
 _RESUME_FIXED = (
@@ -61,6 +58,7 @@ _RESUME_FIXED = (
     "foreground_fraction",
     "augment",
     "world_size",
+    "precision",
 )
 
 
@@ -99,6 +97,7 @@ class TrainConfig:
     command: str = ""
     progress_bar: bool = True
     world_size: int = 1
+    precision: str = "fp32"  # fp32 | bf16 (CPU autocast) | amp (CUDA autocast)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -173,25 +172,6 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def _safe_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
-    return name or "unetpp-model"
-
-
 def _jsonable(config: TrainConfig) -> dict:
     data = asdict(config)
     for key in ("spacing", "tile_size", "features"):
@@ -210,13 +190,23 @@ class Trainer:
         resume: bool = False,
         init_manifest: Optional[ModelManifest] = None,
         log: Optional[Callable[[str], None]] = None,
+        plan: Optional[Plan] = None,
+        started: Optional[float] = None,
+        plan_only: bool = False,
     ) -> None:
+        """``plan``: a new plan (geometry only: timed and fitted before the first step) or the
+        fitted plan of a resumed run; ``started``: time.monotonic() when the command began (the
+        budget counts from there); ``plan_only``: stop after printing and writing the plan."""
         self.dataset = dataset
         self.config = config
         self.resume = resume
         self.init_manifest = init_manifest
         self.out_dir = Path(config.out_dir)
         self._print = log or print
+        self.plan = plan
+        self.started = time.monotonic() if started is None else started
+        self.plan_only = plan_only
+        self.elapsed_s = 0.0  # training wall time over all runs of this plan
         self._check_config()
 
     # ---- logging -----------------------------------------------------------------------
@@ -242,7 +232,9 @@ class Trainer:
             )
         if config.schedule not in SCHEDULES:
             raise UNetPlusPlusError(f"Unknown schedule {config.schedule!r}; use {SCHEDULES}.")
-        if config.epochs < 1 or config.iterations_per_epoch < 1 or config.batch_size < 1:
+        planned = self.plan is not None and not self.plan.estimate  # schedule still to fit
+        schedule = (config.epochs, config.iterations_per_epoch)
+        if config.batch_size < 1 or (not planned and min(schedule) < 1):
             raise UNetPlusPlusError("Epochs, iterations per epoch and batch size must be >= 1.")
 
     # ---- setup -------------------------------------------------------------------------
@@ -258,10 +250,7 @@ class Trainer:
         if self.context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         distributed.barrier(self.context)
-        self.amp_dtype = None
-        if self.config.amp and self.device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
-            self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.amp_dtype = autocast_dtype(self.config.precision, self.device)
 
     def _load_cases(self) -> None:
         config = self.config
@@ -311,15 +300,18 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        use_scaler = self.amp_dtype == torch.float16
-        self.scaler = None
-        if use_scaler:  # torch.amp.GradScaler appeared in torch 2.3
-            amp = getattr(torch, "amp", None)
-            scaler_type = getattr(amp, "GradScaler", None)
-            self.scaler = scaler_type("cuda") if scaler_type else torch.cuda.amp.GradScaler()
+        self._set_precision()
         from ..engine.loss import HybridLoss
 
         self.loss_fn = HybridLoss()
+
+    def _set_precision(self) -> None:
+        self.amp_dtype = autocast_dtype(self.config.precision, self.device)
+        self.scaler = None
+        if self.amp_dtype == torch.float16:  # torch.amp.GradScaler appeared in torch 2.3
+            amp = getattr(torch, "amp", None)
+            scaler_type = getattr(amp, "GradScaler", None)
+            self.scaler = scaler_type("cuda") if scaler_type else torch.cuda.amp.GradScaler()
 
     def _load_initial_weights(self) -> None:
         from ..engine.manifest import load_weights
@@ -358,34 +350,148 @@ class Trainer:
 
     def _run(self) -> Optional[ModelManifest]:
         config = self.config
+        state: dict = {}
         if self.resume:
-            self._check_resume(read_checkpoint_state(self.out_dir))
+            state = read_checkpoint_state(self.out_dir)
+            self._check_resume(state)
         self.log(f"training on {self.device} (world size {self.context.world_size})")
         self._load_cases()
         self._build_model()
+        if self.plan is not None and not self.plan.estimate:
+            self._fit_plan()
+            if self.plan_only:
+                return None
+        elif self.plan is not None:
+            for line in self.plan.describe():
+                self.log(line)
         self.history: list[dict] = []
         start_epoch = 0
         if self.resume:
             state = load_checkpoint(self.out_dir, self.network, self.optimizer, self.scaler)
             start_epoch = int(state["epoch"])
             self.history = list(state.get("history", []))
-            self.log(f"resumed after epoch {start_epoch} from {self.out_dir / 'checkpoint'}")
+            self.elapsed_s = float(state.get("elapsed_s", 0.0))
+            self.log(
+                f"resumed after epoch {start_epoch} from {self.out_dir / 'checkpoint'} "
+                f"({format_duration(self.elapsed_s)} trained before); "
+                f"ETA for the rest {format_duration(self._eta(start_epoch))}"
+            )
+        self.log(
+            f"precision: {config.precision}"
+            + (" (bfloat16 autocast on the CPU)" if config.precision == "bf16" else "")
+        )
         sampler = PatchSampler(self.train_cases, config.tile_size[::-1], config.foreground_fraction)
         augment = AugmentConfig(enabled=config.augment)
         last_validation: Optional[dict] = None
-        for epoch in range(start_epoch, config.epochs):
-            loss = self._train_epoch(epoch, sampler, augment)
-            entry: dict = {"epoch": epoch + 1, "loss": round(loss, 6)}
-            is_last = epoch + 1 == config.epochs
-            if self.context.is_main and ((epoch + 1) % config.val_every == 0 or is_last):
-                last_validation = self._validate()
-                entry["validation"] = {k: v["mean_dice"] for k, v in last_validation.items()}
-            self.history.append(entry)
-            self.log(f"epoch {epoch + 1}/{config.epochs}: {json.dumps(entry)}")
-            if self.context.is_main:
-                self._save_epoch(epoch + 1)
-            distributed.barrier(self.context)
+        self._bar = None
+        if self.context.is_main and config.progress_bar:
+            from tqdm import tqdm
+
+            per_epoch = config.iterations_per_epoch
+            self._bar = tqdm(
+                total=config.epochs * per_epoch, initial=start_epoch * per_epoch,
+                desc="training", unit="it", dynamic_ncols=True,
+            )  # fmt: skip
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                started = time.monotonic()
+                loss = self._train_epoch(epoch, sampler, augment)
+                self._iteration_s = (time.monotonic() - started) / config.iterations_per_epoch
+                entry: dict = {"epoch": epoch + 1, "loss": round(loss, 6)}
+                is_last = epoch + 1 == config.epochs
+                if self.context.is_main and ((epoch + 1) % config.val_every == 0 or is_last):
+                    last_validation = self._validate()
+                    entry["validation"] = {k: v["mean_dice"] for k, v in last_validation.items()}
+                self.elapsed_s += time.monotonic() - started
+                self.history.append(entry)
+                self.log(
+                    f"epoch {epoch + 1}/{config.epochs}: {json.dumps(entry)}; "
+                    f"ETA {format_duration(self._eta(epoch + 1))}"
+                )
+                if self.context.is_main:
+                    self._save_epoch(epoch + 1)
+                distributed.barrier(self.context)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
         return self._finish(last_validation)
+
+    def _eta(self, epochs_done: int) -> float:
+        """Seconds left: iterations and validations still to run at the latest measured rates."""
+        config = self.config
+        measured = self.plan.measured if self.plan is not None else {}
+        per_iteration = getattr(self, "_iteration_s", None) or measured.get(
+            "seconds_per_iteration", 0.0
+        )
+        per_validation = getattr(self, "_validation_s", None) or measured.get(
+            "seconds_per_validation", 0.0
+        )
+        left = config.epochs - epochs_done
+        validations = sum(
+            1
+            for e in range(epochs_done + 1, config.epochs + 1)
+            if e % config.val_every == 0 or e == config.epochs
+        )
+        per_iteration_total = left * config.iterations_per_epoch * float(per_iteration)
+        return per_iteration_total + validations * float(per_validation)
+
+    def _fit_plan(self) -> None:
+        """Time a few steps, fit the schedule to the budget, print and write the plan."""
+        config, plan = self.config, self.plan
+        assert plan is not None
+        data = None
+        if self.context.is_main:
+            tile_zyx = config.tile_size[::-1]
+            requested = plan.precision if "precision" in plan.sources else "auto"
+            calibration = calibrate(
+                self.network,
+                DeepSupervision,
+                self.loss_fn,
+                PatchSampler(self.train_cases, tile_zyx, config.foreground_fraction),
+                PatchSampler(self.val_cases, tile_zyx, 0.5),
+                AugmentConfig(enabled=config.augment),
+                config.spacing,
+                config.batch_size,
+                tile_zyx,
+                self.device,
+                config.lr,
+                config.weight_decay,
+                requested,
+                config.seed,
+                self.log,
+            )
+            if "precision" not in plan.sources:
+                plan.precision = calibration.precision
+                plan.reasons["precision"] = calibration.note or "measured"
+            plan.measured.update(calibration.timings)
+            if calibration.note:
+                plan.measured["precision_note"] = calibration.note
+            per_validation = validation_seconds(
+                [c.shape_zyx for c in self.val_cases], tile_zyx, config.overlap,
+                calibration.seconds_per_tile,
+            )  # fmt: skip
+            from .planner import fit_schedule
+
+            fit_schedule(
+                plan,
+                len(self.train_cases),
+                calibration.seconds_per_iteration,
+                per_validation,
+                time.monotonic() - self.started,
+            )
+            data = plan.to_dict()
+        plan = Plan.from_dict(distributed.broadcast_object(self.context, data))
+        self.plan = plan
+        config.epochs = int(plan.epochs)
+        config.iterations_per_epoch = int(plan.iterations_per_epoch)
+        config.val_every = int(plan.val_every)
+        config.precision = plan.precision
+        self._check_config()
+        self._set_precision()
+        for line in plan.describe():
+            self.log(line)
+        if self.context.is_main:
+            self.log(f"wrote {plan.save(self.out_dir)}")
 
     def _train_epoch(self, epoch: int, sampler: PatchSampler, augment: AugmentConfig) -> float:
         config, context = self.config, self.context
@@ -394,12 +500,8 @@ class Trainer:
         torch.manual_seed(seed)
         self.model.train()
         spacing = config.spacing
-        bar = None
-        if context.is_main and config.progress_bar:
-            from tqdm import tqdm
-
-            bar = tqdm(total=config.iterations_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
         losses = []
+        parameters = list(self.network.parameters())
         for step in range(config.iterations_per_epoch):
             iteration = epoch * config.iterations_per_epoch + step
             for group in self.optimizer.param_groups:
@@ -407,35 +509,22 @@ class Trainer:
             images, labels = training_batch(sampler, rng, config.batch_size, augment, spacing)
             images = images.to(self.device, memory_format=torch.channels_last_3d)
             labels = labels.to(self.device, non_blocking=True)
-            losses.append(self._step(images, labels))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if bar is not None:
-            bar.close()
-        return distributed.mean_over_ranks(context, float(np.mean(losses)))
-
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        enabled = self.amp_dtype is not None
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled):
-            heads = self.model(images)
-        loss = self.loss_fn([h.float() for h in heads], labels)
-        if not torch.isfinite(loss):
-            raise UNetPlusPlusError(
-                "The training loss became NaN or infinite; lower --lr or check the data."
+            losses.append(
+                training_step(
+                    self.model,
+                    parameters,
+                    self.optimizer,
+                    self.loss_fn,
+                    images,
+                    labels,
+                    self.amp_dtype,
+                    self.scaler,
+                )  # fmt: skip
             )
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.network.parameters(), GRAD_CLIP)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.network.parameters(), GRAD_CLIP)
-            self.optimizer.step()
-        return float(loss.detach())
+            if self._bar is not None:
+                self._bar.update(1)
+                self._bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
+        return distributed.mean_over_ranks(context, float(np.mean(losses)))
 
     def _validate(self) -> dict:
         config = self.config
@@ -450,10 +539,15 @@ class Trainer:
             DEPTHS,
             amp=False,
         )
+        self._validation_s = time.perf_counter() - started
         self.log(
-            f"validation on {len(self.val_cases)} case(s) in "
-            f"{time.perf_counter() - started:.1f} s: "
-            + ", ".join(f"L{k}={v['mean_dice']}" for k, v in results.items())
+            f"validation on {len(self.val_cases)} case(s) in {self._validation_s:.1f} s: "
+            + ", ".join(
+                f"L{k}={v['mean_dice']} ({v['seconds_per_volume']:.2f} s/case)"
+                if v.get("seconds_per_volume") is not None
+                else f"L{k}={v['mean_dice']}"
+                for k, v in results.items()
+            )
         )
         return results
 
@@ -462,6 +556,7 @@ class Trainer:
             "epoch": epoch,
             "history": self.history,
             "config": _jsonable(self.config),
+            "elapsed_s": round(self.elapsed_s, 2),
             "labels": self.dataset.label_names,
             "channels": [c.name for c in self.dataset.channels],
         }
@@ -506,106 +601,10 @@ class Trainer:
         )
         if validation is None:
             validation = self._validate()
-        manifest = self._manifest(validation)
+        manifest = build_manifest(self, validation)
         dtype = {"float16": torch.float16, "float32": torch.float32}[self.config.weights_dtype]
         saved = save_model_package(self.out_dir, self.network.state_dict(), manifest, dtype)
         self.log(
             f"wrote {self.out_dir / 'model.json'} (recommended depth {saved.recommended_depth})"
         )
         return saved
-
-    def _manifest(self, per_depth: dict) -> ModelManifest:
-        config, dataset = self.config, self.dataset
-        recommended = recommend_depth(per_depth, config.depth_tolerance)
-        where = "the training cases" if self.val_on_training else "held-out patients"
-        data = (
-            f"{len(self.val_cases)} validation case(s) of '{dataset.name}' ({where}), scored "
-            f"on the model grid ({list(config.spacing)} mm)"
-        )
-        labels = [
-            LabelSpec(
-                value=i,
-                name=label.name,
-                color=tuple(label.color),
-                terminology=label.terminology or standard_terminology(label.name),
-            )
-            for i, label in enumerate(dataset.labels, start=1)
-        ]
-        channels = [
-            ChannelSpec(c.name, c.modality, dict(c.normalization)) for c in dataset.channels
-        ]
-        training = {
-            "command": config.command,
-            "commit": _git_commit(),
-            "epochs": config.epochs,
-            "iterations_per_epoch": config.iterations_per_epoch,
-            "batch_size": config.batch_size,
-            "world_size": self.context.world_size,
-            "lr": config.lr,
-            "schedule": config.schedule,
-            "seed": config.seed,
-            "dataset": dataset.name,
-            "training_cases": len(self.train_cases),
-            "init": str(config.init) if config.init else None,
-            "final_loss": self.history[-1]["loss"] if self.history else None,
-        }
-        return ModelManifest(
-            name=_safe_name(config.name),
-            task=_safe_name(config.task),
-            sha256="0" * 64,
-            network=self.network.config(),
-            channels=channels,
-            labels=labels,
-            spacing=tuple(float(s) for s in config.spacing),
-            tile_size=tuple(int(t) for t in config.tile_size),
-            overlap=config.overlap,
-            depths=(1, 2, 3, 4),
-            recommended_depth=recommended,
-            description=(
-                f"UNet++ trained with 'unetpp train' on {dataset.name}: "
-                f"{len(self.train_cases)} training case(s), {config.epochs} epoch(s). "
-                + (dataset.description or "")
-            ).strip(),
-            prompt=dataset.prompt,
-            postprocess=dict(dataset.postprocess),
-            validation={
-                "data": data,
-                "label_source": dataset.label_sources() or "unknown",
-                "cases": [c.case_id for c in self.val_cases],
-                "depth_tolerance": config.depth_tolerance,
-                "device": str(self.device),
-                "per_depth": per_depth,
-            },
-            training=training,
-        )
-
-
-# ----------------------------------------------------------------------------- plot
-def plot_history(history: Sequence[dict], path: Path) -> None:
-    """Training loss and validation mean Dice per depth against the epoch, as a PNG."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
-
-    figure = Figure(figsize=(10, 4), dpi=100)
-    loss_axes, dice_axes = figure.subplots(1, 2)
-    epochs = [h["epoch"] for h in history]
-    loss_axes.plot(epochs, [h["loss"] for h in history], marker="o", color="tab:red")
-    loss_axes.set_xlabel("epoch")
-    loss_axes.set_ylabel("training loss (CE + Dice, mean over heads)")
-    loss_axes.grid(alpha=0.3)
-    for depth in DEPTHS:
-        points = [
-            (h["epoch"], h["validation"][str(depth)])
-            for h in history
-            if h.get("validation", {}).get(str(depth)) is not None
-        ]
-        if points:
-            label = "ensemble" if depth == "ensemble" else f"L{depth}"
-            dice_axes.plot(*zip(*points), marker=".", label=label)
-    dice_axes.set_xlabel("epoch")
-    dice_axes.set_ylabel("validation mean Dice")
-    dice_axes.set_ylim(0, 1)
-    dice_axes.grid(alpha=0.3)
-    if dice_axes.lines:
-        dice_axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path)

@@ -1,0 +1,137 @@
+"""The model package a run writes: its manifest (per-depth validation, provenance, the training
+settings and plan) and the training curve."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from ..engine.manifest import ChannelSpec, LabelSpec, ModelManifest, standard_terminology
+from .validation import DEPTHS, recommend_depth
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+    return name or "unetpp-model"
+
+
+def build_manifest(trainer, per_depth: dict) -> ModelManifest:
+    """The package manifest of a finished run: per-depth validation, provenance, plan."""
+    config, dataset = trainer.config, trainer.dataset
+    recommended = recommend_depth(per_depth, config.depth_tolerance)
+    where = "the training cases" if trainer.val_on_training else "held-out patients"
+    data = (
+        f"{len(trainer.val_cases)} validation case(s) of '{dataset.name}' ({where}), scored "
+        f"on the model grid ({list(config.spacing)} mm)"
+    )
+    labels = [
+        LabelSpec(
+            value=i,
+            name=label.name,
+            color=tuple(label.color),
+            terminology=label.terminology or standard_terminology(label.name),
+        )
+        for i, label in enumerate(dataset.labels, start=1)
+    ]
+    channels = [ChannelSpec(c.name, c.modality, dict(c.normalization)) for c in dataset.channels]
+    training = {
+        "command": config.command,
+        "commit": git_commit(),
+        "epochs": config.epochs,
+        "iterations_per_epoch": config.iterations_per_epoch,
+        "batch_size": config.batch_size,
+        "world_size": trainer.context.world_size,
+        "lr": config.lr,
+        "schedule": config.schedule,
+        "seed": config.seed,
+        "dataset": dataset.name,
+        "training_cases": len(trainer.train_cases),
+        "init": str(config.init) if config.init else None,
+        "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
+        "precision": config.precision,
+        "training_seconds": round(trainer.elapsed_s, 1),
+    }
+    plan = getattr(trainer, "plan", None)
+    if plan is not None:
+        training["plan"] = {
+            "overridden": dict(plan.sources),
+            "budget_s": plan.budget_s,
+            "budget_given": plan.budget_given,
+            "estimate_s": plan.estimate.get("total"),
+        }
+    return ModelManifest(
+        name=safe_name(config.name),
+        task=safe_name(config.task),
+        sha256="0" * 64,
+        network=trainer.network.config(),
+        channels=channels,
+        labels=labels,
+        spacing=tuple(float(s) for s in config.spacing),
+        tile_size=tuple(int(t) for t in config.tile_size),
+        overlap=config.overlap,
+        depths=(1, 2, 3, 4),
+        recommended_depth=recommended,
+        description=(
+            f"UNet++ trained with 'unetpp train' on {dataset.name}: "
+            f"{len(trainer.train_cases)} training case(s), {config.epochs} epoch(s). "
+            + (dataset.description or "")
+        ).strip(),
+        prompt=dataset.prompt,
+        postprocess=dict(dataset.postprocess),
+        validation={
+            "data": data,
+            "label_source": dataset.label_sources() or "unknown",
+            "cases": [c.case_id for c in trainer.val_cases],
+            "depth_tolerance": config.depth_tolerance,
+            "device": str(trainer.device),
+            "per_depth": per_depth,
+        },
+        training=training,
+    )
+
+
+# ----------------------------------------------------------------------------- plot
+def plot_history(history: Sequence[dict], path: Path) -> None:
+    """Training loss and validation mean Dice per depth against the epoch, as a PNG."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    figure = Figure(figsize=(10, 4), dpi=100)
+    loss_axes, dice_axes = figure.subplots(1, 2)
+    epochs = [h["epoch"] for h in history]
+    loss_axes.plot(epochs, [h["loss"] for h in history], marker="o", color="tab:red")
+    loss_axes.set_xlabel("epoch")
+    loss_axes.set_ylabel("training loss (CE + Dice, mean over heads)")
+    loss_axes.grid(alpha=0.3)
+    for depth in DEPTHS:
+        points = [
+            (h["epoch"], h["validation"][str(depth)])
+            for h in history
+            if h.get("validation", {}).get(str(depth)) is not None
+        ]
+        if points:
+            label = "ensemble" if depth == "ensemble" else f"L{depth}"
+            dice_axes.plot(*zip(*points), marker=".", label=label)
+    dice_axes.set_xlabel("epoch")
+    dice_axes.set_ylabel("validation mean Dice")
+    dice_axes.set_ylim(0, 1)
+    dice_axes.grid(alpha=0.3)
+    if dice_axes.lines:
+        dice_axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)

@@ -1,0 +1,417 @@
+"""The training plan: spacing, tile, width, batch and schedule from the data, device and budget.
+
+In the spirit of nnU-Net's experiment planning (Isensee et al., Nature Methods 2021), but for a
+CPU as well as a GPU and for a time budget a person chooses:
+
+1. ``plan_geometry`` (no measurement): working spacing, tile, features, batch from the dataset
+   fingerprint and the device. The tile covers the typical (90th percentile) foreground extent
+   plus 25 % context per side (at least 4 voxels), never more than the typical case, rounded up
+   to multiples of 16 and capped by what the device trains at an acceptable speed; on a CPU the
+   spacing is coarsened (at most 2x) before the tile is capped.
+2. ``fit_schedule`` (after a few real training steps were timed): iterations per epoch, epochs
+   and validation interval so that preparation + training + validation fit the budget.
+
+Every explicit setting (command line, dataset.json, the ``--init`` model) wins and is shown as
+overridden. The plan is written to ``OUT_DIR/plan.json``; ``--resume`` reads it back unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import UNetPlusPlusError
+from .fingerprint import DatasetFingerprint
+
+PLAN_FILE = "plan.json"
+PLAN_VERSION = 1
+PLANNED = (
+    "spacing",
+    "tile_size",
+    "features",
+    "batch_size",
+    "iterations_per_epoch",
+    "epochs",
+    "val_every",
+    "precision",
+)
+NARROW_FEATURES = (8, 16, 32, 64, 128, 8)
+WIDE_FEATURES = (16, 32, 64, 128, 256, 16)
+CONTEXT_SHARE = 0.25  # context per side, share of the foreground extent
+MIN_CONTEXT_VOXELS = 4
+MAX_COARSENING_CPU = 2.0
+DEFAULT_BUDGET_S = {"cpu": 3600.0, "cuda": 4 * 3600.0}
+MIN_ITERATIONS = 10
+DEFAULT_ITERATIONS = (25, 250)  # bounds of the iterations-per-epoch rule
+MAX_EPOCHS_DEFAULT = 100
+MAX_EPOCHS_BUDGET = 1000
+VALIDATION_SHARE = 0.15  # at most this share of the budget goes to validation
+
+
+@dataclass
+class DeviceInfo:
+    """What the planner knows about the training device."""
+
+    kind: str  # "cpu", "cuda", ...
+    name: str
+    threads: int  # CPU threads used (cores)
+    bf16: bool  # native bfloat16: AVX512_BF16 / AMX on a CPU, bf16 support on CUDA
+    memory_gb: Optional[float] = None  # GPU memory
+
+    def max_tile_voxels(self) -> int:
+        """Largest tile (voxels) the planner chooses on this device without being asked."""
+        if self.kind == "cuda":
+            memory = self.memory_gb or 8.0
+            side = 64 if memory < 8 else 96 if memory < 20 else 128 if memory < 40 else 160
+            return side**3
+        return 64**3 if self.threads < 16 else 96**3
+
+
+def detect_device(device: Any, threads: int) -> DeviceInfo:
+    """DeviceInfo of a torch device with ``threads`` CPU threads."""
+    import torch
+
+    from ..engine.devices import cpu_autocast_supported, cpu_name
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index or 0
+        props = torch.cuda.get_device_properties(index)
+        return DeviceInfo(
+            "cuda",
+            props.name,
+            threads,
+            bool(torch.cuda.is_bf16_supported()),
+            round(props.total_memory / 2**30, 1),
+        )
+    if device.type == "cpu":
+        return DeviceInfo("cpu", cpu_name(), threads, cpu_autocast_supported())
+    return DeviceInfo(device.type, device.type, threads, False)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s``; raises UNetPlusPlusError otherwise."""
+    number = r"(\d+(?:\.\d+)?)"
+    pattern = rf"\s*(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s)?\s*"
+    parts = re.fullmatch(pattern, str(text).lower())
+    if not parts or not any(parts.groups()):
+        raise UNetPlusPlusError(
+            f"--time-budget {text!r}: write a duration such as 90s, 30m, 2h or 1h30m."
+        )
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise UNetPlusPlusError(f"--time-budget {text!r} must be longer than zero.")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``9m30s``, ``42s``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+@dataclass
+class Plan:
+    """Everything a run is trained with, where each choice came from, and the estimate."""
+
+    spacing: tuple[float, float, float]  # (x, y, z) mm
+    tile_size: tuple[int, int, int]  # (x, y, z) voxels, multiples of 16
+    features: tuple[int, ...]
+    batch_size: int
+    iterations_per_epoch: int = 0
+    epochs: int = 0
+    val_every: int = 1
+    precision: str = "fp32"  # fp32 | bf16 (CPU autocast) | amp (CUDA autocast)
+    budget_s: Optional[float] = None
+    budget_given: bool = False
+    sources: dict = field(default_factory=dict)  # field -> "plan" or where the override came from
+    reasons: dict = field(default_factory=dict)  # field -> why the plan chose it
+    device: dict = field(default_factory=dict)
+    fingerprint: dict = field(default_factory=dict)
+    measured: dict = field(default_factory=dict)  # seconds_per_iteration, seconds_per_validation
+    estimate: dict = field(default_factory=dict)  # seconds: preparation, training, validation
+    created: str = ""
+
+    # ---- persistence ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("spacing", "tile_size", "features"):
+            data[key] = list(data[key])
+        return {"version": PLAN_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        data = {k: v for k, v in data.items() if k != "version"}
+        data["spacing"] = tuple(float(v) for v in data["spacing"])
+        data["tile_size"] = tuple(int(v) for v in data["tile_size"])
+        data["features"] = tuple(int(v) for v in data["features"])
+        return cls(**data)
+
+    def save(self, out_dir: Path) -> Path:
+        path = Path(out_dir) / PLAN_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, out_dir: Path) -> Optional[Plan]:
+        path = Path(out_dir) / PLAN_FILE
+        if not path.is_file():
+            return None
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    # ---- presentation --------------------------------------------------------------------
+    def describe(self) -> list[str]:
+        """The plan as printed before training: one line per choice with its origin."""
+        lines = ["training plan:"]
+        shown = {
+            "spacing": " x ".join(f"{v:g}" for v in self.spacing) + " mm",
+            "tile_size": " x ".join(str(v) for v in self.tile_size) + " voxels",
+            "features": " ".join(str(v) for v in self.features),
+            "batch_size": str(self.batch_size),
+            "iterations_per_epoch": str(self.iterations_per_epoch),
+            "epochs": str(self.epochs),
+            "val_every": f"every {self.val_every} epoch(s) and after the last",
+            "precision": self.precision,
+        }
+        for key in PLANNED:
+            source = self.sources.get(key, "plan")
+            why = self.reasons.get(key, "") if source == "plan" else f"overridden by {source}"
+            lines.append(f"  {key:<21} {shown[key]:<34} {why}")
+        device = self.device
+        lines.append(
+            f"  device                {device.get('kind')} {device.get('name', '')} "
+            f"({device.get('threads')} threads"
+            + (f", {device['memory_gb']} GB" if device.get("memory_gb") else "")
+            + (", native bf16" if device.get("bf16") else "")
+            + ")"
+        )
+        measured = self.measured
+        if measured:
+            lines.append(
+                f"  measured              {measured.get('seconds_per_iteration', 0):.2f} s per "
+                f"iteration, ~{measured.get('seconds_per_validation', 0):.1f} s per validation"
+                + (f"; {measured['precision_note']}" if measured.get("precision_note") else "")
+            )
+        estimate = self.estimate
+        if estimate:
+            budget = ""
+            if self.budget_s:
+                kind = "budget" if self.budget_given else "default budget on this device"
+                budget = f" ({kind} {format_duration(self.budget_s)})"
+            lines.append(
+                f"  ETA                   {format_duration(estimate['total'])} in all{budget}: "
+                f"preparation {format_duration(estimate['preparation'])}, "
+                f"{self.epochs * self.iterations_per_epoch} iterations "
+                f"{format_duration(estimate['training'])}, {estimate['validations']} "
+                f"validation(s) {format_duration(estimate['validation'])}; done about "
+                + time.strftime("%H:%M", time.localtime(estimate.get("finish_epoch", 0)))
+            )
+        return lines
+
+
+# ----------------------------------------------------------------------------- geometry
+def _round16(value: float) -> int:
+    return max(16, int(math.ceil(value / 16.0 - 1e-9)) * 16)
+
+
+def plan_geometry(
+    fingerprint: DatasetFingerprint,
+    device: DeviceInfo,
+    overrides: dict[str, tuple[Any, str]],
+) -> Plan:
+    """Spacing, tile, features and batch; ``overrides`` maps a field to (value, source)."""
+    sources = {key: source for key, (_value, source) in overrides.items()}
+    reasons: dict[str, str] = {}
+    cap = device.max_tile_voxels()
+    median = np.asarray(fingerprint.median_spacing(), float)
+    foreground = fingerprint.foreground_mm(90)
+    if not foreground.any():
+        foreground = fingerprint.case_size_mm(50)
+    case_size = fingerprint.case_size_mm(90)
+
+    def needed_mm(spacing: np.ndarray) -> np.ndarray:
+        context = np.maximum(CONTEXT_SHARE * foreground, MIN_CONTEXT_VOXELS * spacing)
+        return np.minimum(foreground + 2 * context, np.maximum(case_size, 16 * spacing))
+
+    if "spacing" in overrides:
+        spacing = np.asarray(overrides["spacing"][0], float)
+    else:
+        spacing = median
+        reasons["spacing"] = "median spacing of the cases"
+        voxels = float(np.prod(needed_mm(median) / median))
+        if device.kind == "cpu" and voxels > cap:
+            factor = min(MAX_COARSENING_CPU, (voxels / cap) ** (1 / 3))
+            spacing = median * factor
+            reasons["spacing"] = (
+                f"median spacing x{factor:.2f}, so the typical foreground with context fits a "
+                "CPU tile"
+            )
+        spacing = np.round(spacing, 3)
+    if "tile_size" in overrides:
+        tile = [int(v) for v in overrides["tile_size"][0]]
+    else:
+        need = needed_mm(spacing)
+        tile = [_round16(v) for v in need / spacing]
+        capped = False
+        while math.prod(tile) > cap and max(tile) > 16:
+            tile[int(np.argmax(tile))] -= 16
+            capped = True
+        if math.prod(t // 16 for t in tile) < 2:  # instance norm needs 2+ voxels at the bottom
+            tile[int(np.argmax(need / spacing))] = 32
+        reasons["tile_size"] = (
+            f"covers the 90th-percentile foreground ({_mm(foreground)} mm) with "
+            f"{int(CONTEXT_SHARE * 100)}% context per side"
+            + (f", capped at {cap} voxels on this device" if capped else "")
+        )
+    if "features" in overrides:
+        features = tuple(int(v) for v in overrides["features"][0])
+    elif device.kind == "cpu" and device.threads < 16:
+        features = NARROW_FEATURES
+        reasons["features"] = f"narrow: CPU with {device.threads} thread(s)"
+    else:
+        features = WIDE_FEATURES
+        reasons["features"] = "the usual UNet++ width"
+    if "batch_size" in overrides:
+        batch = int(overrides["batch_size"][0])
+    else:
+        small = device.kind == "cpu" and math.prod(tile) <= 32**3
+        batch = 4 if small else 2
+        reasons["batch_size"] = "small tiles: 4 per step" if small else "2 patches per step"
+    plan = Plan(
+        spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+        tile_size=tuple(tile),  # type: ignore[arg-type]
+        features=features,
+        batch_size=batch,
+        sources={k: v for k, v in sources.items() if k in PLANNED},
+        reasons=reasons,
+        device=asdict(device),
+        fingerprint=fingerprint.summary(),
+        created=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    for key in ("iterations_per_epoch", "epochs", "val_every", "precision"):
+        if key in overrides:
+            setattr(plan, key, overrides[key][0])
+    return plan
+
+
+def _mm(values: Sequence[float]) -> str:
+    return " x ".join(f"{v:.0f}" for v in values)
+
+
+# ----------------------------------------------------------------------------- schedule
+def validation_count(epochs: int, val_every: int) -> int:
+    """Validations in a run: every ``val_every`` epochs and after the last."""
+    return len({e for e in range(1, epochs + 1) if e % val_every == 0} | {epochs})
+
+
+def default_iterations(training_cases: int, batch_size: int) -> int:
+    """Iterations per epoch: each training case about twice per epoch, within 25..250."""
+    low, high = DEFAULT_ITERATIONS
+    return int(min(high, max(low, math.ceil(2 * training_cases / batch_size))))
+
+
+def fit_schedule(
+    plan: Plan,
+    training_cases: int,
+    seconds_per_iteration: float,
+    seconds_per_validation: float,
+    elapsed_s: float,
+) -> Plan:
+    """Fill iterations per epoch, epochs and validation interval, and the estimate.
+
+    With a budget (given, or the device default when neither epochs nor iterations are fixed)
+    the run is sized so preparation (``elapsed_s`` so far) + training + validation fit it; an
+    explicit budget is filled, the default one only bounds the run (at most 100 epochs). Raises
+    UNetPlusPlusError when the budget cannot hold a single iteration.
+    """
+    fixed = set(plan.sources)
+    t_iter = max(seconds_per_iteration, 1e-6)
+    t_val = max(seconds_per_validation, 0.0)
+    rule = default_iterations(training_cases, plan.batch_size)
+    if "iterations_per_epoch" not in fixed:
+        plan.iterations_per_epoch = rule
+        plan.reasons["iterations_per_epoch"] = (
+            f"each of the {training_cases} training case(s) about twice per epoch (25..250)"
+        )
+    if "val_every" not in fixed:
+        plan.val_every = 1
+        plan.reasons["val_every"] = "every epoch"
+    schedule_fixed = {"epochs", "iterations_per_epoch"} <= fixed
+    use_budget = plan.budget_given or "epochs" not in fixed
+    if plan.budget_s is None and use_budget:
+        plan.budget_s = DEFAULT_BUDGET_S.get(plan.device.get("kind", "cpu"), 3600.0)
+    if use_budget and not schedule_fixed:
+        _fit_to_budget(plan, fixed, rule, t_iter, t_val, elapsed_s)
+    count = validation_count(plan.epochs, plan.val_every)
+    training = plan.epochs * plan.iterations_per_epoch * t_iter
+    total = elapsed_s + training + count * t_val
+    plan.measured.update(
+        seconds_per_iteration=round(t_iter, 4), seconds_per_validation=round(t_val, 2)
+    )
+    plan.estimate = {
+        "preparation": round(elapsed_s, 1),
+        "training": round(training, 1),
+        "validation": round(count * t_val, 1),
+        "validations": count,
+        "total": round(total, 1),
+        "finish_epoch": time.time() + total - elapsed_s,
+    }
+    return plan
+
+
+def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: float, elapsed: float):
+    available = float(plan.budget_s or 0) - elapsed
+    allowed = max(1, int(VALIDATION_SHARE * available / t_val)) if t_val > 0 else MAX_EPOCHS_BUDGET
+    count = 1
+    for _round in range(4):  # validations depend on epochs and vice versa; settles quickly
+        iterations = int((available - count * t_val) / t_iter)
+        if iterations < 1:
+            raise UNetPlusPlusError(
+                f"The time budget {format_duration(plan.budget_s or 0)} is too short: "
+                f"preparation took {format_duration(elapsed)} and one iteration takes "
+                f"{t_iter:.1f} s plus {t_val:.0f} s for a validation; give a longer "
+                "--time-budget or fewer/smaller cases."
+            )
+        if "epochs" in fixed:
+            plan.iterations_per_epoch = max(1, iterations // plan.epochs)
+            plan.reasons["iterations_per_epoch"] = "fills the budget"
+        elif "iterations_per_epoch" in fixed:
+            epochs = max(1, iterations // plan.iterations_per_epoch)
+            cap = MAX_EPOCHS_BUDGET if plan.budget_given else MAX_EPOCHS_DEFAULT
+            plan.epochs = min(epochs, cap)
+        else:
+            epochs = iterations // rule
+            if epochs < 2:
+                epochs = 2 if iterations >= 2 * MIN_ITERATIONS else 1
+            epochs = min(epochs, MAX_EPOCHS_BUDGET if plan.budget_given else MAX_EPOCHS_DEFAULT)
+            plan.epochs = epochs
+            if plan.budget_given or iterations // epochs < rule:
+                plan.iterations_per_epoch = max(1, iterations // epochs)
+                plan.reasons["iterations_per_epoch"] = "fills the budget"
+        if "epochs" not in fixed:
+            plan.reasons["epochs"] = (
+                "fills the budget" if plan.budget_given else "fits the default budget"
+            )
+            if not plan.budget_given and plan.epochs == MAX_EPOCHS_DEFAULT:
+                plan.reasons["epochs"] = "at most 100 epochs without a budget"
+        if "val_every" not in fixed:
+            plan.val_every = max(1, math.ceil(plan.epochs / allowed))
+            plan.reasons["val_every"] = (
+                "every epoch" if plan.val_every == 1 else "validation within 15% of the budget"
+            )
+        new_count = validation_count(plan.epochs, plan.val_every)
+        if new_count == count:
+            break
+        count = new_count

@@ -1,0 +1,257 @@
+"""One training step, and the calibration that times a few of them before a run is planned.
+
+The calibration trains throw-away copies of the freshly initialised network on real patches
+(augmentation included), so the run itself is untouched: it times float32 steps and, on CPUs
+with native bfloat16 (AVX512_BF16 / AMX), bfloat16-autocast steps; where bfloat16 is at least
+10 % faster, both copies train a short run on the same batches and bfloat16 is chosen only when
+its Dice on held-out patches is not worse (within 0.01). It also times one inference tile, from
+which the cost of a validation is estimated.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..engine.tiling import tile_starts
+from ..errors import UNetPlusPlusError
+from .augment import AugmentConfig, training_batch
+from .sampler import PatchSampler
+
+GRAD_CLIP = 12.0
+BF16_MIN_SPEEDUP = 1.10
+BF16_DICE_TOLERANCE = 0.01
+# Validation cost in full L4 forward passes per tile: L1..L4 (pruned sub-networks cost about
+# 0.2, 0.4, 0.7 and 1 of the full network) plus the ensemble (one full pass), plus blending.
+VALIDATION_PASSES = 3.6
+
+
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast type of a plan's precision on ``device`` (None: float32)."""
+    if device.type == "cuda" and precision == "amp":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and precision == "bf16":
+        return torch.bfloat16
+    return None
+
+
+def training_step(
+    model: nn.Module,
+    parameters: Sequence[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    amp_dtype: Optional[torch.dtype],
+    scaler=None,
+) -> float:
+    """Forward (deep supervision heads), hybrid loss, backward, clipped AdamW step; the loss.
+
+    Raises UNetPlusPlusError when the loss is not finite.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        heads = model(images)
+    loss = loss_fn([h.float() for h in heads], labels)
+    if not torch.isfinite(loss):
+        raise UNetPlusPlusError(
+            "The training loss became NaN or infinite; lower --lr or check the data."
+        )
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(parameters, GRAD_CLIP)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        nn.utils.clip_grad_norm_(parameters, GRAD_CLIP)
+        optimizer.step()
+    return float(loss.detach())
+
+
+@dataclass
+class Calibration:
+    """What a few timed steps said about this machine."""
+
+    seconds_per_iteration: float
+    seconds_per_tile: float  # one inference tile, full network
+    precision: str
+    note: str = ""
+    timings: dict = field(default_factory=dict)
+
+
+def _batches(sampler, rng, count, batch_size, augment, spacing, device):
+    out, seconds = [], []
+    for _ in range(count):
+        started = time.perf_counter()
+        images, labels = training_batch(sampler, rng, batch_size, augment, spacing)
+        seconds.append(time.perf_counter() - started)
+        out.append((images.to(device, memory_format=torch.channels_last_3d), labels.to(device)))
+    return out, float(np.median(seconds))
+
+
+def _copy(network: nn.Module, lr: float, weight_decay: float, wrap: Callable):
+    clone = copy.deepcopy(network)
+    optimizer = torch.optim.AdamW(clone.parameters(), lr=lr, weight_decay=weight_decay)
+    return clone, wrap(clone), optimizer
+
+
+def _time_steps(network, wrap, loss_fn, batches, dtype, lr, weight_decay, device) -> float:
+    clone, model, optimizer = _copy(network, lr, weight_decay, wrap)
+    model.train()
+    seconds = []
+    for index, (images, labels) in enumerate(batches):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        try:
+            training_step(model, list(clone.parameters()), optimizer, loss_fn, images, labels, dtype)
+        except UNetPlusPlusError:  # a non-finite loss: the step's time still counts
+            pass
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if index:  # the first step warms up oneDNN / cuDNN
+            seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds))
+
+
+def _patch_dice(network: nn.Module, batches) -> float:
+    """Mean foreground Dice of the full network's argmax on held-out patches."""
+    network.eval()
+    hits = total = 0.0
+    with torch.no_grad():
+        for images, labels in batches:
+            prediction = torch.argmax(network(images.float(), depth=4), dim=1)
+            found, truth = prediction > 0, labels > 0
+            hits += 2.0 * float((found & truth).sum())
+            total += float(found.sum() + truth.sum())
+    network.train()
+    return hits / total if total else 1.0
+
+
+def _short_run_dice(network, wrap, loss_fn, batches, held_out, dtype, lr, wd) -> float:
+    clone, model, optimizer = _copy(network, lr, wd, wrap)
+    model.train()
+    try:
+        for images, labels in batches:
+            training_step(model, list(clone.parameters()), optimizer, loss_fn, images, labels, dtype)
+    except UNetPlusPlusError:
+        return -1.0  # the loss diverged: worse than any Dice
+    return _patch_dice(clone, held_out)
+
+
+def calibrate(
+    network: nn.Module,
+    wrap: Callable[[nn.Module], nn.Module],
+    loss_fn: Callable,
+    sampler: PatchSampler,
+    held_out: PatchSampler,
+    augment: AugmentConfig,
+    spacing_xyz: Sequence[float],
+    batch_size: int,
+    tile_zyx: Sequence[int],
+    device: torch.device,
+    lr: float,
+    weight_decay: float,
+    precision: str,
+    seed: int,
+    log: Callable[[str], None],
+    steps: int = 3,
+    short_run: int = 12,
+) -> Calibration:
+    """Time ``steps`` training steps (after one warm-up) on copies of ``network``.
+
+    ``precision`` "auto" compares float32 with bfloat16 autocast where the CPU has native
+    bfloat16 (and uses CUDA autocast on a GPU); "fp32", "bf16" or "amp" are taken as they are.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7919]).generate_state(1)[0])
+    batches, batch_seconds = _batches(
+        sampler, rng, steps + 1, batch_size, augment, spacing_xyz, device
+    )
+    timings: dict = {"batch_preparation_s": round(batch_seconds, 4)}
+    candidates = [precision]
+    if precision == "auto":
+        if device.type == "cuda":
+            candidates = ["amp"]
+        elif device.type == "cpu" and _native_bf16():
+            candidates = ["fp32", "bf16"]
+        else:
+            candidates = ["fp32"]
+    for name in candidates:
+        dtype = autocast_dtype(name, device)
+        seconds = _time_steps(network, wrap, loss_fn, batches, dtype, lr, weight_decay, device)
+        timings[f"{name}_step_s"] = round(seconds, 4)
+    chosen, note = candidates[0], ""
+    if candidates == ["fp32", "bf16"]:
+        speedup = timings["fp32_step_s"] / max(timings["bf16_step_s"], 1e-9)
+        timings["bf16_speedup"] = round(speedup, 3)
+        if speedup < BF16_MIN_SPEEDUP:
+            note = f"fp32: bf16 autocast was not faster here ({speedup:.2f}x)"
+        else:
+            run, _ = _batches(sampler, rng, short_run, batch_size, augment, spacing_xyz, device)
+            held, _ = _batches(held_out, rng, 4, batch_size, AugmentConfig(enabled=False),
+                               spacing_xyz, device)  # fmt: skip
+            dice = {
+                name: _short_run_dice(network, wrap, loss_fn, run, held,
+                                      autocast_dtype(name, device), lr, weight_decay)
+                for name in candidates
+            }  # fmt: skip
+            timings["short_run_dice"] = {k: round(v, 4) for k, v in dice.items()}
+            if dice["bf16"] >= dice["fp32"] - BF16_DICE_TOLERANCE:
+                chosen = "bf16"
+                note = (
+                    f"bf16: {speedup:.2f}x faster than fp32, Dice after {short_run} steps "
+                    f"{dice['bf16']:.3f} vs {dice['fp32']:.3f}"
+                )
+            else:
+                note = (
+                    f"fp32: bf16 was {speedup:.2f}x faster but its Dice after {short_run} "
+                    f"steps was worse ({dice['bf16']:.3f} vs {dice['fp32']:.3f})"
+                )
+    elif device.type == "cpu" and precision == "auto":
+        note = "fp32: this CPU has no native bf16 (AVX512_BF16/AMX)"
+    per_step = timings[f"{chosen}_step_s"]
+    tile_seconds = _time_forward(network, batches[0][0][:1], device)
+    timings["inference_tile_s"] = round(tile_seconds, 4)
+    log(f"calibration: {timings}")
+    return Calibration(per_step + batch_seconds, tile_seconds, chosen, note, timings)
+
+
+def _native_bf16() -> bool:
+    from ..engine.devices import cpu_autocast_supported
+
+    return cpu_autocast_supported()
+
+
+def _time_forward(network: nn.Module, tile: torch.Tensor, device: torch.device) -> float:
+    was_training = network.training
+    network.eval()
+    seconds = []
+    with torch.inference_mode():
+        for _ in range(2):
+            started = time.perf_counter()
+            network(tile.float(), depth=4)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - started)
+    network.train(was_training)
+    return seconds[-1]
+
+
+def validation_seconds(
+    shapes_zyx: Sequence[Sequence[int]], tile_zyx: Sequence[int], overlap: float, tile_s: float
+) -> float:
+    """Estimated seconds of one validation (every depth and the ensemble) of these cases."""
+    tiles = sum(
+        math.prod(len(tile_starts(int(n), int(t), overlap)) for n, t in zip(shape, tile_zyx))
+        for shape in shapes_zyx
+    )
+    return VALIDATION_PASSES * tiles * tile_s + 0.02 * len(shapes_zyx)
