@@ -296,109 +296,6 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-_OPTION_OF = {
-    "spacing": "--spacing",
-    "tile_size": "--tile",
-    "features": "--features",
-    "batch_size": "--batch-size",
-    "iterations_per_epoch": "--iterations-per-epoch",
-    "epochs": "--epochs",
-    "val_every": "--val-every",
-    "precision": "--precision",
-}
-
-
-def collect_overrides(args: argparse.Namespace, dataset, init=None, saved=None) -> dict:
-    """Planned settings fixed elsewhere: field -> (value, where from), first match wins:
-    the command line, the checkpoint (``saved`` config), dataset.json, the --init model."""
-    saved = saved or {}
-    training = dataset.training or {}
-    init_values = {}
-    if init is not None:
-        init_values = {
-            "spacing": init.spacing,
-            "tile_size": init.tile_size,
-            "features": init.network.get("features"),
-        }
-    precision = None if args.precision == "auto" else args.precision
-    if args.no_amp:
-        precision = "fp32"
-    cli_values = {
-        "spacing": args.spacing,
-        "tile_size": args.tile,
-        "features": args.features,
-        "batch_size": args.batch_size,
-        "iterations_per_epoch": args.iterations_per_epoch,
-        "epochs": args.epochs,
-        "val_every": args.val_every,
-        "precision": precision,
-    }
-    dataset_values = {
-        "spacing": dataset.spacing,
-        "tile_size": dataset.tile_size,
-        "features": dataset.features,
-        **{k: training.get(k) for k in ("batch_size", "iterations_per_epoch", "epochs")},
-        "val_every": training.get("val_every"),
-    }
-    out: dict = {}
-    for key, option in _OPTION_OF.items():
-        for value, source in (
-            (cli_values.get(key), "--no-amp" if key == "precision" and args.no_amp else option),
-            (saved.get(key), "the checkpoint"),
-            (dataset_values.get(key), "dataset.json"),
-            (init_values.get(key), "the --init model"),
-        ):
-            if value is not None:
-                out[key] = (value, source)
-                break
-    return out
-
-
-def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
-    """The plan of a new run: fingerprint (cached) + device + overrides; the schedule is fitted
-    by the Trainer after timing a few steps. On ``--resume`` the run's plan.json, unchanged
-    (only --epochs may grow); None for a checkpoint written before plans existed."""
-    from .checkpoint import read_checkpoint_state
-    from .dataset import find_cases
-    from .fingerprint import dataset_fingerprint
-    from .planner import Plan, detect_device, parse_duration, plan_geometry
-
-    out_dir = Path(args.out_dir)
-    budget = parse_duration(args.time_budget) if args.time_budget else None
-    if args.resume:
-        plan = Plan.load(out_dir)
-        if plan is None:
-            return None
-        if budget is not None and budget != plan.budget_s:
-            raise UNetPlusPlusError(
-                f"--resume continues the plan in {out_dir / 'plan.json'} (budget "
-                f"{plan.budget_s} s); leave out --time-budget, or train into a new folder."
-            )
-        if args.epochs is not None and args.epochs != plan.epochs:
-            plan.epochs = int(args.epochs)
-            plan.sources["epochs"] = "--epochs (on resume)"
-        return plan
-    saved = read_checkpoint_state(out_dir).get("config", {}) if args.resume else {}
-    overrides = collect_overrides(args, dataset, init, saved)
-    cases = find_cases(dataset)
-    if args.max_cases:
-        cases = cases[: args.max_cases]
-    cache_dir = Path(args.cache_dir) if args.cache_dir else out_dir / "cache"
-    fingerprint = dataset_fingerprint(dataset, cases, cache_dir, log=log)
-    from ..engine.devices import physical_core_count
-    from .distributed import resolve_training_device
-
-    device = resolve_training_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
-    import torch
-
-    threads = args.threads or (torch.get_num_threads() if device.type == "cpu" else 1)
-    threads = min(threads, physical_core_count()) if device.type == "cpu" else threads
-    plan = plan_geometry(fingerprint, detect_device(device, threads), overrides)
-    plan.budget_s = budget
-    plan.budget_given = budget is not None
-    return plan
-
-
 def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
     """The run's TrainConfig: command line, checkpoint, dataset, init model, plan, defaults."""
     from .checkpoint import read_checkpoint_state
@@ -414,6 +311,8 @@ def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
         return _pick(name, cli, saved.get(name), training.get(name), init_value)
 
     if plan is None:  # a checkpoint of a run before plans: its own settings
+        from .plan_setup import collect_overrides
+
         plan_values: dict = {}
         for key, (value, _source) in collect_overrides(args, dataset, init, saved).items():
             plan_values[key] = value
@@ -491,6 +390,8 @@ def run_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(int(args.threads))
+    from .plan_setup import make_plan
+
     with remove_on_failure(args.out_dir):
         plan = make_plan(args, dataset, init)
         config = build_config(args, dataset, init, plan)

@@ -10,6 +10,8 @@ CPU as well as a GPU and for a time budget a person chooses:
    spacing is coarsened (at most 2x) before the tile is capped.
 2. ``fit_schedule`` (after a few real training steps were timed): iterations per epoch, epochs
    and validation interval so that preparation + training + validation fit the budget.
+3. ``refit_epochs`` (after each epoch of a run with a given budget, epochs not fixed): the pace
+   measured so far (a shared machine's load changes) sets how many epochs still fit.
 
 Every explicit setting (command line, dataset.json, the ``--init`` model) wins and is shown as
 overridden. The plan is written to ``OUT_DIR/plan.json``; ``--resume`` reads it back unchanged.
@@ -71,7 +73,8 @@ class DeviceInfo:
             memory = self.memory_gb or 8.0
             side = 64 if memory < 8 else 96 if memory < 20 else 128 if memory < 40 else 160
             return side**3
-        return 64**3 if self.threads < 16 else 96**3
+        # A few cores: 48^3 (the shipped CPU models' tile); up to 16: 64^3
+        return 48**3 if self.threads <= 4 else 64**3 if self.threads < 16 else 96**3
 
 
 def detect_device(device: Any, threads: int) -> DeviceInfo:
@@ -143,6 +146,7 @@ class Plan:
     measured: dict = field(default_factory=dict)  # seconds_per_iteration, seconds_per_validation
     estimate: dict = field(default_factory=dict)  # seconds: preparation, training, validation
     created: str = ""
+    refits: list = field(default_factory=list)  # budget re-fits after an epoch: when, what
 
     # ---- persistence ---------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -369,6 +373,27 @@ def fit_schedule(
         "finish_epoch": time.time() + total - elapsed_s,
     }
     return plan
+
+
+def refit_epochs(
+    plan: Plan, done: int, remaining_s: float, epoch_s: float, validation_s: float
+) -> Optional[int]:
+    """Epochs that fit ``remaining_s`` after ``done`` epochs at the measured pace (seconds per
+    epoch without validation, seconds per validation), or None when the plan's epochs still
+    fit within 3 % (or the plan has no given budget, or fixed epochs). Never fewer than ``done``."""
+    if not plan.budget_given or "epochs" in plan.sources or not plan.budget_s:
+        return None
+
+    def cost(epochs: int) -> float:
+        later = [e for e in range(done + 1, epochs + 1) if e % plan.val_every == 0 or e == epochs]
+        return (epochs - done) * epoch_s + len(later) * validation_s
+
+    if abs(cost(plan.epochs) - remaining_s) <= 0.03 * plan.budget_s:
+        return None
+    epochs = done
+    while epochs < MAX_EPOCHS_BUDGET and cost(epochs + 1) <= remaining_s:
+        epochs += 1
+    return epochs if epochs != plan.epochs else None
 
 
 def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: float, elapsed: float):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..engine.network import UNetPlusPlus3D
 from ..engine.tiling import tile_starts
 from ..errors import UNetPlusPlusError
 from .augment import AugmentConfig, training_batch
@@ -31,6 +32,39 @@ BF16_DICE_TOLERANCE = 0.01
 # Validation cost in full L4 forward passes per tile: L1..L4 (pruned sub-networks cost about
 # 0.2, 0.4, 0.7 and 1 of the full network) plus the ensemble (one full pass), plus blending.
 VALIDATION_PASSES = 3.6
+
+
+class DeepSupervision(nn.Module):
+    """``forward`` returns the logits of heads X(0, 1..4), so DDP synchronises them."""
+
+    def __init__(self, network: UNetPlusPlus3D) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.network.forward_heads(x, 4)
+
+
+def channels_last(network: nn.Module) -> None:
+    """Channels-last 3D weights: about 20% faster training steps with oneDNN on the CPU (and
+    what cuDNN prefers). 1x1x1 kernels keep their layout, whose gradients come back contiguous
+    (DDP would warn about mismatched gradient strides)."""
+    with torch.no_grad():
+        for parameter in network.parameters():
+            if parameter.dim() == 5 and math.prod(parameter.shape[2:]) > 1:
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last_3d)
+
+
+def learning_rate(config, iteration: int) -> float:
+    """The scheduled learning rate at a global iteration (poly exponent 0.9, as nnU-Net) of a
+    TrainConfig (lr, schedule, epochs, iterations_per_epoch)."""
+    total = max(1, config.epochs * config.iterations_per_epoch)
+    progress = min(iteration / total, 1.0)
+    if config.schedule == "poly":
+        return config.lr * (1.0 - progress) ** 0.9
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.lr
 
 
 def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
@@ -113,7 +147,9 @@ def _time_steps(network, wrap, loss_fn, batches, dtype, lr, weight_decay, device
             torch.cuda.synchronize(device)
         started = time.perf_counter()
         try:
-            training_step(model, list(clone.parameters()), optimizer, loss_fn, images, labels, dtype)
+            training_step(
+                model, list(clone.parameters()), optimizer, loss_fn, images, labels, dtype
+            )
         except UNetPlusPlusError:  # a non-finite loss: the step's time still counts
             pass
         if device.type == "cuda":
@@ -142,7 +178,9 @@ def _short_run_dice(network, wrap, loss_fn, batches, held_out, dtype, lr, wd) ->
     model.train()
     try:
         for images, labels in batches:
-            training_step(model, list(clone.parameters()), optimizer, loss_fn, images, labels, dtype)
+            training_step(
+                model, list(clone.parameters()), optimizer, loss_fn, images, labels, dtype
+            )
     except UNetPlusPlusError:
         return -1.0  # the loss diverged: worse than any Dice
     return _patch_dice(clone, held_out)
@@ -164,7 +202,7 @@ def calibrate(
     precision: str,
     seed: int,
     log: Callable[[str], None],
-    steps: int = 3,
+    steps: int = 2,
     short_run: int = 12,
 ) -> Calibration:
     """Time ``steps`` training steps (after one warm-up) on copies of ``network``.

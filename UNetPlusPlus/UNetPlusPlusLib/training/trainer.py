@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..engine.manifest import ModelManifest, save_model_package
 from ..engine.network import UNetPlusPlus3D
@@ -30,12 +28,14 @@ from ..errors import UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
-from .dataset import CaseFiles, DatasetDescription, find_cases
+from .dataset import DatasetDescription, find_cases
 from .package import build_manifest, plot_history
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
+from .run_plan import PlanningMixin
 from .sampler import PatchSampler
-from .steps import autocast_dtype, calibrate, training_step, validation_seconds
+from .split import split_cases
+from .steps import DeepSupervision, autocast_dtype, channels_last, learning_rate, training_step
 from .validation import DEPTHS, evaluate_depths
 
 LOG_FILE = "train.log"
@@ -101,73 +101,6 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
-def learning_rate(config: TrainConfig, iteration: int) -> float:
-    """The scheduled learning rate at a global iteration (poly exponent 0.9, as nnU-Net)."""
-    total = max(1, config.epochs * config.iterations_per_epoch)
-    progress = min(iteration / total, 1.0)
-    if config.schedule == "poly":
-        return config.lr * (1.0 - progress) ** 0.9
-    if config.schedule == "cosine":
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return config.lr
-
-
-def split_cases(
-    cases: Sequence[CaseFiles], fraction: float, seed: int, explicit: Sequence[str] = ()
-) -> tuple[list[CaseFiles], list[CaseFiles]]:
-    """Training and validation cases, split by patient so no patient is on both sides.
-
-    ``explicit`` (case or patient ids, or regexes matching them) overrides ``fraction``.
-    """
-    if explicit:
-        patterns = [re.compile(p) for p in explicit]
-
-        def chosen(case: CaseFiles) -> bool:
-            return any(p.fullmatch(case.case_id) or p.fullmatch(case.patient_id) for p in patterns)
-
-        validation = [c for c in cases if chosen(c)]
-        if not validation:
-            raise UNetPlusPlusError(
-                f"The validation cases {', '.join(explicit)} match no case or patient id."
-            )
-        patients = {c.patient_id for c in validation}
-        validation = [c for c in cases if c.patient_id in patients]
-    else:
-        patients = sorted({c.patient_id for c in cases})
-        count = 0 if len(patients) < 2 else max(1, round(fraction * len(patients)))
-        count = min(count, len(patients) - 1)
-        order = np.random.default_rng(seed).permutation(len(patients))
-        held_out = {patients[i] for i in order[:count]}
-        validation = [c for c in cases if c.patient_id in held_out]
-    training = [c for c in cases if c not in validation]
-    if not training:
-        raise UNetPlusPlusError(
-            "Every case ended up in the validation set; leave some patients for training."
-        )
-    return training, validation
-
-
-class DeepSupervision(nn.Module):
-    """``forward`` returns the logits of heads X(0, 1..4), so DDP synchronises them."""
-
-    def __init__(self, network: UNetPlusPlus3D) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.network.forward_heads(x, 4)
-
-
-def _channels_last(network: nn.Module) -> None:
-    """Channels-last 3D weights: about 20% faster training steps with oneDNN on the CPU (and
-    what cuDNN prefers). 1x1x1 kernels keep their layout, whose gradients come back contiguous
-    (DDP would warn about mismatched gradient strides)."""
-    with torch.no_grad():
-        for parameter in network.parameters():
-            if parameter.dim() == 5 and math.prod(parameter.shape[2:]) > 1:
-                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last_3d)
-
-
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
@@ -180,7 +113,7 @@ def _jsonable(config: TrainConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------- trainer
-class Trainer:
+class Trainer(PlanningMixin):
     """One training run (a process of it, under torchrun)."""
 
     def __init__(
@@ -207,6 +140,7 @@ class Trainer:
         self.started = time.monotonic() if started is None else started
         self.plan_only = plan_only
         self.elapsed_s = 0.0  # training wall time over all runs of this plan
+        self.budget_used_before = 0.0  # wall time of the earlier runs of this plan
         self._check_config()
 
     # ---- logging -----------------------------------------------------------------------
@@ -295,7 +229,7 @@ class Trainer:
         if self.init_manifest is not None and not self.resume:
             self._load_initial_weights()
         self.network.to(self.device)
-        _channels_last(self.network)
+        channels_last(self.network)
         self.model = distributed.wrap_model(DeepSupervision(self.network), self.context)
         self.optimizer = torch.optim.AdamW(
             self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -371,6 +305,7 @@ class Trainer:
             start_epoch = int(state["epoch"])
             self.history = list(state.get("history", []))
             self.elapsed_s = float(state.get("elapsed_s", 0.0))
+            self.budget_used_before = float(state.get("budget_used_s", 0.0))
             self.log(
                 f"resumed after epoch {start_epoch} from {self.out_dir / 'checkpoint'} "
                 f"({format_duration(self.elapsed_s)} trained before); "
@@ -393,10 +328,12 @@ class Trainer:
                 desc="training", unit="it", dynamic_ncols=True,
             )  # fmt: skip
         try:
-            for epoch in range(start_epoch, config.epochs):
+            epoch = start_epoch
+            while epoch < config.epochs:  # a budget re-fit may change config.epochs
                 started = time.monotonic()
                 loss = self._train_epoch(epoch, sampler, augment)
-                self._iteration_s = (time.monotonic() - started) / config.iterations_per_epoch
+                epoch_s = time.monotonic() - started
+                self._iteration_s = epoch_s / config.iterations_per_epoch
                 entry: dict = {"epoch": epoch + 1, "loss": round(loss, 6)}
                 is_last = epoch + 1 == config.epochs
                 if self.context.is_main and ((epoch + 1) % config.val_every == 0 or is_last):
@@ -408,90 +345,15 @@ class Trainer:
                     f"epoch {epoch + 1}/{config.epochs}: {json.dumps(entry)}; "
                     f"ETA {format_duration(self._eta(epoch + 1))}"
                 )
+                self._refit(epoch + 1, epoch_s)
                 if self.context.is_main:
                     self._save_epoch(epoch + 1)
                 distributed.barrier(self.context)
+                epoch += 1
         finally:
             if self._bar is not None:
                 self._bar.close()
         return self._finish(last_validation)
-
-    def _eta(self, epochs_done: int) -> float:
-        """Seconds left: iterations and validations still to run at the latest measured rates."""
-        config = self.config
-        measured = self.plan.measured if self.plan is not None else {}
-        per_iteration = getattr(self, "_iteration_s", None) or measured.get(
-            "seconds_per_iteration", 0.0
-        )
-        per_validation = getattr(self, "_validation_s", None) or measured.get(
-            "seconds_per_validation", 0.0
-        )
-        left = config.epochs - epochs_done
-        validations = sum(
-            1
-            for e in range(epochs_done + 1, config.epochs + 1)
-            if e % config.val_every == 0 or e == config.epochs
-        )
-        per_iteration_total = left * config.iterations_per_epoch * float(per_iteration)
-        return per_iteration_total + validations * float(per_validation)
-
-    def _fit_plan(self) -> None:
-        """Time a few steps, fit the schedule to the budget, print and write the plan."""
-        config, plan = self.config, self.plan
-        assert plan is not None
-        data = None
-        if self.context.is_main:
-            tile_zyx = config.tile_size[::-1]
-            requested = plan.precision if "precision" in plan.sources else "auto"
-            calibration = calibrate(
-                self.network,
-                DeepSupervision,
-                self.loss_fn,
-                PatchSampler(self.train_cases, tile_zyx, config.foreground_fraction),
-                PatchSampler(self.val_cases, tile_zyx, 0.5),
-                AugmentConfig(enabled=config.augment),
-                config.spacing,
-                config.batch_size,
-                tile_zyx,
-                self.device,
-                config.lr,
-                config.weight_decay,
-                requested,
-                config.seed,
-                self.log,
-            )
-            if "precision" not in plan.sources:
-                plan.precision = calibration.precision
-                plan.reasons["precision"] = calibration.note or "measured"
-            plan.measured.update(calibration.timings)
-            if calibration.note:
-                plan.measured["precision_note"] = calibration.note
-            per_validation = validation_seconds(
-                [c.shape_zyx for c in self.val_cases], tile_zyx, config.overlap,
-                calibration.seconds_per_tile,
-            )  # fmt: skip
-            from .planner import fit_schedule
-
-            fit_schedule(
-                plan,
-                len(self.train_cases),
-                calibration.seconds_per_iteration,
-                per_validation,
-                time.monotonic() - self.started,
-            )
-            data = plan.to_dict()
-        plan = Plan.from_dict(distributed.broadcast_object(self.context, data))
-        self.plan = plan
-        config.epochs = int(plan.epochs)
-        config.iterations_per_epoch = int(plan.iterations_per_epoch)
-        config.val_every = int(plan.val_every)
-        config.precision = plan.precision
-        self._check_config()
-        self._set_precision()
-        for line in plan.describe():
-            self.log(line)
-        if self.context.is_main:
-            self.log(f"wrote {plan.save(self.out_dir)}")
 
     def _train_epoch(self, epoch: int, sampler: PatchSampler, augment: AugmentConfig) -> float:
         config, context = self.config, self.context
@@ -557,6 +419,7 @@ class Trainer:
             "history": self.history,
             "config": _jsonable(self.config),
             "elapsed_s": round(self.elapsed_s, 2),
+            "budget_used_s": round(self._budget_used(), 2),
             "labels": self.dataset.label_names,
             "channels": [c.name for c in self.dataset.channels],
         }

@@ -1,0 +1,140 @@
+"""The plan's part of a training run: time a few steps and fit the schedule before the first
+step, print and write the plan, keep the ETA, and re-fit the epochs to a given budget after each
+epoch at the pace measured so far (a shared machine's load changes). ``Trainer`` mixes it in.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import distributed
+from .augment import AugmentConfig
+from .planner import Plan, fit_schedule, refit_epochs
+from .sampler import PatchSampler
+from .steps import DeepSupervision, calibrate, validation_seconds
+
+FINISH_SHARE = 0.01  # of the budget kept for writing the package (at least FINISH_MIN_S)
+FINISH_MIN_S = 2.0
+
+
+class PlanningMixin:
+    """Needs the Trainer's config, plan, context, network, loss_fn, cases, log and started."""
+
+    def _eta(self, epochs_done: int) -> float:
+        """Seconds left: iterations and validations still to run at the latest measured rates."""
+        config = self.config
+        measured = self.plan.measured if self.plan is not None else {}
+        per_iteration = getattr(self, "_iteration_s", None) or measured.get(
+            "seconds_per_iteration", 0.0
+        )
+        per_validation = getattr(self, "_validation_s", None) or measured.get(
+            "seconds_per_validation", 0.0
+        )
+        left = config.epochs - epochs_done
+        validations = sum(
+            1
+            for e in range(epochs_done + 1, config.epochs + 1)
+            if e % config.val_every == 0 or e == config.epochs
+        )
+        per_iteration_total = left * config.iterations_per_epoch * float(per_iteration)
+        return per_iteration_total + validations * float(per_validation)
+
+    def _fit_plan(self) -> None:
+        """Time a few steps, fit the schedule to the budget, print and write the plan."""
+        config, plan = self.config, self.plan
+        assert plan is not None
+        data = None
+        if self.context.is_main:
+            tile_zyx = config.tile_size[::-1]
+            requested = plan.precision if "precision" in plan.sources else "auto"
+            calibration = calibrate(
+                self.network,
+                DeepSupervision,
+                self.loss_fn,
+                PatchSampler(self.train_cases, tile_zyx, config.foreground_fraction),
+                PatchSampler(self.val_cases, tile_zyx, 0.5),
+                AugmentConfig(enabled=config.augment),
+                config.spacing,
+                config.batch_size,
+                tile_zyx,
+                self.device,
+                config.lr,
+                config.weight_decay,
+                requested,
+                config.seed,
+                self.log,
+            )
+            if "precision" not in plan.sources:
+                plan.precision = calibration.precision
+                plan.reasons["precision"] = calibration.note or "measured"
+            plan.measured.update(calibration.timings)
+            if calibration.note:
+                plan.measured["precision_note"] = calibration.note
+            per_validation = validation_seconds(
+                [c.shape_zyx for c in self.val_cases], tile_zyx, config.overlap,
+                calibration.seconds_per_tile,
+            )  # fmt: skip
+            fit_schedule(
+                plan,
+                len(self.train_cases),
+                calibration.seconds_per_iteration,
+                per_validation,
+                time.monotonic() - self.started,
+            )
+            data = plan.to_dict()
+        plan = Plan.from_dict(distributed.broadcast_object(self.context, data))
+        self.plan = plan
+        config.epochs = int(plan.epochs)
+        config.iterations_per_epoch = int(plan.iterations_per_epoch)
+        config.val_every = int(plan.val_every)
+        config.precision = plan.precision
+        self._check_config()
+        self._set_precision()
+        for line in plan.describe():
+            self.log(line)
+        if self.context.is_main:
+            self.log(f"wrote {plan.save(self.out_dir)}")
+
+    def _budget_used(self) -> float:
+        """Seconds of the budget used by this run and the earlier runs of the same plan."""
+        return self.budget_used_before + (time.monotonic() - self.started)
+
+    def _refit(self, done: int, epoch_s: float) -> None:
+        """After epoch ``done``: re-fit the epochs to the given budget at the measured pace;
+        the new schedule is written to plan.json (``refits`` says when and why)."""
+        plan, config = self.plan, self.config
+        if plan is None:
+            return
+        data = None
+        if self.context.is_main:
+            budget = float(plan.budget_s or 0)
+            remaining = budget - self._budget_used() - max(FINISH_MIN_S, FINISH_SHARE * budget)
+            validation_s = getattr(self, "_validation_s", None) or plan.measured.get(
+                "seconds_per_validation", 0.0
+            )
+            epochs = refit_epochs(plan, done, remaining, epoch_s, float(validation_s))
+            data = epochs
+        epochs = distributed.broadcast_object(self.context, data)
+        if epochs is None:
+            return
+        if self.context.is_main:
+            plan.refits.append(
+                {
+                    "after_epoch": done,
+                    "epochs_before": plan.epochs,
+                    "epochs": epochs,
+                    "seconds_per_iteration": round(epoch_s / config.iterations_per_epoch, 4),
+                }
+            )
+            self.log(
+                f"re-fitted to the budget at the measured pace "
+                f"({epoch_s / config.iterations_per_epoch:.2f} s per iteration): "
+                f"{plan.epochs} -> {epochs} epochs"
+            )
+            plan.epochs = epochs
+            plan.save(self.out_dir)
+        plan.epochs = epochs
+        config.epochs = epochs
+        if self._bar is not None:
+            self._bar.total = epochs * config.iterations_per_epoch
+            self._bar.refresh()

@@ -1,0 +1,46 @@
+"""The training / validation split, by patient."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import UNetPlusPlusError
+from .dataset import CaseFiles
+
+
+def split_cases(
+    cases: Sequence[CaseFiles], fraction: float, seed: int, explicit: Sequence[str] = ()
+) -> tuple[list[CaseFiles], list[CaseFiles]]:
+    """Training and validation cases, split by patient so no patient is on both sides.
+
+    ``explicit`` (case or patient ids, or regexes matching them) overrides ``fraction``.
+    """
+    if explicit:
+        patterns = [re.compile(p) for p in explicit]
+
+        def chosen(case: CaseFiles) -> bool:
+            return any(p.fullmatch(case.case_id) or p.fullmatch(case.patient_id) for p in patterns)
+
+        validation = [c for c in cases if chosen(c)]
+        if not validation:
+            raise UNetPlusPlusError(
+                f"The validation cases {', '.join(explicit)} match no case or patient id."
+            )
+        patients = {c.patient_id for c in validation}
+        validation = [c for c in cases if c.patient_id in patients]
+    else:
+        patients = sorted({c.patient_id for c in cases})
+        count = 0 if len(patients) < 2 else max(1, round(fraction * len(patients)))
+        count = min(count, len(patients) - 1)
+        order = np.random.default_rng(seed).permutation(len(patients))
+        held_out = {patients[i] for i in order[:count]}
+        validation = [c for c in cases if c.patient_id in held_out]
+    training = [c for c in cases if c not in validation]
+    if not training:
+        raise UNetPlusPlusError(
+            "Every case ended up in the validation set; leave some patients for training."
+        )
+    return training, validation
