@@ -131,6 +131,29 @@ def test_explicit_options_override_the_plan_and_are_shown():
     assert "median spacing" not in text and "overridden by" not in plan.describe()[3]  # features
 
 
+def test_a_time_budget_beats_the_datasets_schedule_but_not_its_geometry():
+    import argparse
+
+    from UNetPlusPlusLib.training.cli import add_train_arguments
+    from UNetPlusPlusLib.training.plan_setup import collect_overrides
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    dataset = argparse.Namespace(
+        spacing=(0.7, 0.7, 1.25), tile_size=(48, 48, 16), features=None,
+        training={"batch_size": 4, "iterations_per_epoch": 100, "epochs": 50},
+    )  # fmt: skip
+    plain = collect_overrides(parser.parse_args(["d", "-o", "o"]), dataset)
+    assert plain["iterations_per_epoch"] == (100, "dataset.json") and plain["epochs"][0] == 50
+    budget = collect_overrides(parser.parse_args(["d", "-o", "o", "--time-budget", "10m"]), dataset)
+    assert "iterations_per_epoch" not in budget and "epochs" not in budget
+    assert budget["tile_size"] == ((48, 48, 16), "dataset.json") and budget["batch_size"][0] == 4
+    cli = collect_overrides(
+        parser.parse_args(["d", "-o", "o", "--time-budget", "10m", "--epochs", "3"]), dataset
+    )
+    assert cli["epochs"] == (3, "--epochs")
+
+
 # ----------------------------------------------------------------------------- schedule
 def test_budget_is_filled_but_not_exceeded():
     plan = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2, {})
@@ -138,6 +161,7 @@ def test_budget_is_filled_but_not_exceeded():
     fit_schedule(plan, 40, seconds_per_iteration=0.5, seconds_per_validation=10, elapsed_s=60)
     total = plan.estimate["total"]
     assert 0.97 * 600 <= total <= 600
+    assert plan.epochs >= 20  # short epochs: a re-fit moves in steps of about 5 %
     assert plan.estimate["validations"] == validation_count(plan.epochs, plan.val_every)
     assert plan.estimate["validation"] <= 0.15 * 540 + 10
     assert plan.estimate["training"] == pytest.approx(

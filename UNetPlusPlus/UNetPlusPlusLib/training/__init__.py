@@ -13,7 +13,14 @@ Modules, one job each:
 - ``validation``  sliding-window validation per depth L1..L4 and the ensemble, the pruning rule
 - ``distributed`` torchrun / DistributedDataParallel helpers
 - ``checkpoint``  safetensors + JSON checkpoints for exact resume (no pickles)
-- ``trainer``     the training loop and the model package it writes
+- ``fingerprint`` the dataset fingerprint (sizes, spacings, intensities, label volumes, extents)
+- ``planner``     the plan: spacing, tile, width, batch, schedule from fingerprint, device, budget
+- ``plan_setup``  from command-line options to a plan (overrides, fingerprint, device, resume)
+- ``steps``       one training step, bf16/fp32 calibration, the validation-time estimate
+- ``split``       the training / validation split by patient
+- ``run_plan``    the plan's part of a run: calibrate and fit, ETA, re-fit to the budget
+- ``trainer``     the training loop
+- ``package``     the model package's manifest and the training curve
 - ``cli``         ``unetpp train`` arguments and entry point
 
 Nothing here imports Slicer or Qt.

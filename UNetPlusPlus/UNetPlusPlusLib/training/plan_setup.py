@@ -23,7 +23,8 @@ _OPTION_OF = {
 
 def collect_overrides(args: argparse.Namespace, dataset, init=None, saved=None) -> dict:
     """Planned settings fixed elsewhere: field -> (value, where from), first match wins:
-    the command line, the checkpoint (``saved`` config), dataset.json, the --init model."""
+    the command line, the checkpoint (``saved`` config), dataset.json, the --init model. With
+    ``--time-budget`` the dataset's schedule (epochs, iterations, validation interval) yields."""
     saved = saved or {}
     training = dataset.training or {}
     init_values = {}
@@ -53,6 +54,9 @@ def collect_overrides(args: argparse.Namespace, dataset, init=None, saved=None) 
         **{k: training.get(k) for k in ("batch_size", "iterations_per_epoch", "epochs")},
         "val_every": training.get("val_every"),
     }
+    if getattr(args, "time_budget", None):  # a budget on the command line beats the dataset's
+        for key in ("iterations_per_epoch", "epochs", "val_every"):  # schedule defaults
+            dataset_values[key] = None
     out: dict = {}
     for key, option in _OPTION_OF.items():
         for value, source in (

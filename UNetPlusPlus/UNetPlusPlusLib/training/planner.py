@@ -54,6 +54,7 @@ MIN_ITERATIONS = 10
 DEFAULT_ITERATIONS = (25, 250)  # bounds of the iterations-per-epoch rule
 MAX_EPOCHS_DEFAULT = 100
 MAX_EPOCHS_BUDGET = 1000
+BUDGET_EPOCHS = 20  # with a budget, at least this many epochs: re-fits in steps of ~5 %
 VALIDATION_SHARE = 0.15  # at most this share of the budget goes to validation
 
 
@@ -418,6 +419,8 @@ def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: floa
             plan.epochs = min(epochs, cap)
         else:
             epochs = iterations // rule
+            if plan.budget_given:  # short epochs, so a re-fit can keep to the budget closely
+                epochs = max(epochs, min(BUDGET_EPOCHS, iterations // MIN_ITERATIONS))
             if epochs < 2:
                 epochs = 2 if iterations >= 2 * MIN_ITERATIONS else 1
             epochs = min(epochs, MAX_EPOCHS_BUDGET if plan.budget_given else MAX_EPOCHS_DEFAULT)

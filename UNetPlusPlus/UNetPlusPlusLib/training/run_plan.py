@@ -9,7 +9,7 @@ import time
 
 from . import distributed
 from .augment import AugmentConfig
-from .planner import Plan, fit_schedule, refit_epochs
+from .planner import DEFAULT_BUDGET_S, Plan, default_iterations, fit_schedule, refit_epochs
 from .sampler import PatchSampler
 from .steps import DeepSupervision, calibrate, validation_seconds
 
@@ -63,6 +63,7 @@ class PlanningMixin:
                 requested,
                 config.seed,
                 self.log,
+                comparison_allowed=self._comparison_allowed,
             )
             if "precision" not in plan.sources:
                 plan.precision = calibration.precision
@@ -94,6 +95,22 @@ class PlanningMixin:
             self.log(line)
         if self.context.is_main:
             self.log(f"wrote {plan.save(self.out_dir)}")
+
+    def _comparison_allowed(self, seconds: float) -> bool:
+        """The bf16-vs-fp32 short run may take at most 10 % of the run: of the budget (given or
+        the device default), or of the fixed epochs at the default iterations per epoch."""
+        plan, config = self.plan, self.config
+        if plan is None:
+            return False
+        if plan.budget_given or "epochs" not in plan.sources:
+            run_s = plan.budget_s or DEFAULT_BUDGET_S.get(self.device.type, 3600.0)
+        else:
+            iterations = config.iterations_per_epoch or default_iterations(
+                len(self.train_cases), config.batch_size
+            )
+            per_step = seconds / (2 * 8)  # the short run's two step times, per step
+            run_s = config.epochs * iterations * per_step
+        return seconds <= 0.1 * run_s
 
     def _budget_used(self) -> float:
         """Seconds of the budget used by this run and the earlier runs of the same plan."""

@@ -203,12 +203,15 @@ def calibrate(
     seed: int,
     log: Callable[[str], None],
     steps: int = 2,
-    short_run: int = 12,
+    short_run: int = 8,
+    comparison_allowed: Callable[[float], bool] = lambda seconds: True,
 ) -> Calibration:
     """Time ``steps`` training steps (after one warm-up) on copies of ``network``.
 
     ``precision`` "auto" compares float32 with bfloat16 autocast where the CPU has native
     bfloat16 (and uses CUDA autocast on a GPU); "fp32", "bf16" or "amp" are taken as they are.
+    The short bf16-vs-fp32 run happens only when ``comparison_allowed(its estimated seconds)``
+    (the trainer allows at most 10 % of the run); without it fp32 stays.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7919]).generate_state(1)[0])
     batches, batch_seconds = _batches(
@@ -231,11 +234,17 @@ def calibrate(
     if candidates == ["fp32", "bf16"]:
         speedup = timings["fp32_step_s"] / max(timings["bf16_step_s"], 1e-9)
         timings["bf16_speedup"] = round(speedup, 3)
+        cost = short_run * (timings["fp32_step_s"] + timings["bf16_step_s"])
         if speedup < BF16_MIN_SPEEDUP:
             note = f"fp32: bf16 autocast was not faster here ({speedup:.2f}x)"
+        elif not comparison_allowed(cost):
+            note = (
+                f"fp32: bf16 was {speedup:.2f}x faster, but the Dice check ({cost:.0f} s) "
+                "costs more than 10% of this run"
+            )
         else:
             run, _ = _batches(sampler, rng, short_run, batch_size, augment, spacing_xyz, device)
-            held, _ = _batches(held_out, rng, 4, batch_size, AugmentConfig(enabled=False),
+            held, _ = _batches(held_out, rng, 2, batch_size, AugmentConfig(enabled=False),
                                spacing_xyz, device)  # fmt: skip
             dice = {
                 name: _short_run_dice(network, wrap, loss_fn, run, held,
