@@ -169,6 +169,19 @@ def test_budget_is_filled_but_not_exceeded():
     )
 
 
+def test_validation_too_costly_for_the_budget_uses_an_evenly_spread_subset():
+    plan = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2, {})
+    plan.budget_s, plan.budget_given = 600.0, True
+    fit_schedule(plan, 650, 4.0, seconds_per_validation=800, elapsed_s=100, validation_cases=164)
+    assert plan.validation_cases == 8  # the minimum: 7.5 % of 500 s is ~8 cases at ~4.9 s
+    assert plan.measured["seconds_per_validation"] == pytest.approx(800 * 8 / 164, abs=0.01)
+    assert plan.estimate["total"] <= 600 and "8 of 164" in plan.reasons["validation_cases"]
+    cheap = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2, {})
+    cheap.budget_s, cheap.budget_given = 600.0, True
+    fit_schedule(cheap, 650, 4.0, seconds_per_validation=20, elapsed_s=100, validation_cases=164)
+    assert cheap.validation_cases == 0  # all of them
+
+
 def test_without_a_budget_the_default_bounds_the_run_and_epochs_keep_the_rule():
     fp = _fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30))
     plan = fit_schedule(plan_geometry(fp, CPU2, {}), 3, 2.0, 4.0, 10)
@@ -194,10 +207,15 @@ def test_refit_follows_the_measured_pace_within_the_budget():
     epochs, per_epoch = plan.epochs, plan.iterations_per_epoch * 0.5
     remaining = 600 - 60 - per_epoch - 10  # after epoch 1 at the planned pace
     assert run_plan.refit_epochs(plan, 1, remaining, per_epoch, 10) is None  # on schedule
-    slower = run_plan.refit_epochs(plan, 1, remaining, 2 * per_epoch, 10)  # the load doubled
+    slower, every = run_plan.refit_epochs(plan, 1, remaining, 2 * per_epoch, 10)  # load doubled
     assert 1 <= slower < epochs
-    later = [e for e in range(2, slower + 1) if e % plan.val_every == 0 or e == slower]
+    later = [e for e in range(2, slower + 1) if e % every == 0 or e == slower]
     assert (slower - 1) * 2 * per_epoch + len(later) * 10 <= remaining
+    assert len(later) <= validation_count(epochs, plan.val_every)  # no extra validations
+    faster, every = run_plan.refit_epochs(plan, 1, remaining, per_epoch / 2, 10)
+    assert faster > epochs and validation_count(faster, every) <= validation_count(
+        epochs, plan.val_every
+    )
     fixed = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2,
                           {"epochs": (3, "--epochs")})  # fmt: skip
     fixed.budget_s, fixed.budget_given = 600.0, True

@@ -50,12 +50,14 @@ CONTEXT_SHARE = 0.25  # context per side, share of the foreground extent
 MIN_CONTEXT_VOXELS = 4
 MAX_COARSENING_CPU = 2.0
 DEFAULT_BUDGET_S = {"cpu": 3600.0, "cuda": 4 * 3600.0}
-MIN_ITERATIONS = 10
+MIN_ITERATIONS = 5
 DEFAULT_ITERATIONS = (25, 250)  # bounds of the iterations-per-epoch rule
 MAX_EPOCHS_DEFAULT = 100
 MAX_EPOCHS_BUDGET = 1000
 BUDGET_EPOCHS = 20  # with a budget, at least this many epochs: re-fits in steps of ~5 %
 VALIDATION_SHARE = 0.15  # at most this share of the budget goes to validation
+ONE_VALIDATION_SHARE = 0.075  # one validation at most: room for two within VALIDATION_SHARE
+MIN_VALIDATION_CASES = 8
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Plan:
     epochs: int = 0
     val_every: int = 1
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast) | amp (CUDA autocast)
+    validation_cases: int = 0  # validate on this many (evenly spread) cases; 0: all
     budget_s: Optional[float] = None
     budget_given: bool = False
     sources: dict = field(default_factory=dict)  # field -> "plan" or where the override came from
@@ -189,11 +192,12 @@ class Plan:
             "epochs": str(self.epochs),
             "val_every": f"every {self.val_every} epoch(s) and after the last",
             "precision": self.precision,
+            "validation_cases": str(self.validation_cases or "all"),
         }
-        for key in PLANNED:
+        for key in (*PLANNED, "validation_cases"):
             source = self.sources.get(key, "plan")
             why = self.reasons.get(key, "") if source == "plan" else f"overridden by {source}"
-            lines.append(f"  {key:<21} {shown[key]:<34} {why}")
+            lines.append(f"  {key:<21} {shown[key]:<36} {why}".rstrip())
         device = self.device
         lines.append(
             f"  device                {device.get('kind')} {device.get('name', '')} "
@@ -207,7 +211,6 @@ class Plan:
             lines.append(
                 f"  measured              {measured.get('seconds_per_iteration', 0):.2f} s per "
                 f"iteration, ~{measured.get('seconds_per_validation', 0):.1f} s per validation"
-                + (f"; {measured['precision_note']}" if measured.get("precision_note") else "")
             )
         estimate = self.estimate
         if estimate:
@@ -333,13 +336,16 @@ def fit_schedule(
     seconds_per_iteration: float,
     seconds_per_validation: float,
     elapsed_s: float,
+    validation_cases: int = 0,
 ) -> Plan:
     """Fill iterations per epoch, epochs and validation interval, and the estimate.
 
     With a budget (given, or the device default when neither epochs nor iterations are fixed)
     the run is sized so preparation (``elapsed_s`` so far) + training + validation fit it; an
     explicit budget is filled, the default one only bounds the run (at most 100 epochs). Raises
-    UNetPlusPlusError when the budget cannot hold a single iteration.
+    UNetPlusPlusError when the budget cannot hold a single iteration. Where one validation of
+    all ``validation_cases`` would take more than 7.5 % of the budget, the plan validates on an
+    evenly spread subset (at least 8 cases) unless ``validation_cases`` is fixed.
     """
     fixed = set(plan.sources)
     t_iter = max(seconds_per_iteration, 1e-6)
@@ -357,6 +363,16 @@ def fit_schedule(
     use_budget = plan.budget_given or "epochs" not in fixed
     if plan.budget_s is None and use_budget:
         plan.budget_s = DEFAULT_BUDGET_S.get(plan.device.get("kind", "cpu"), 3600.0)
+    if use_budget and validation_cases and t_val > 0 and "validation_cases" not in fixed:
+        limit = ONE_VALIDATION_SHARE * (float(plan.budget_s or 0) - elapsed_s)
+        subset = max(MIN_VALIDATION_CASES, int(validation_cases * limit / t_val))
+        if subset < validation_cases:
+            plan.validation_cases = subset
+            plan.reasons["validation_cases"] = (
+                f"{subset} of {validation_cases}, evenly spread: all would take ~{t_val:.0f} s, "
+                "over 7.5% of the budget"
+            )
+            t_val *= subset / validation_cases
     if use_budget and not schedule_fixed:
         _fit_to_budget(plan, fixed, rule, t_iter, t_val, elapsed_s)
     count = validation_count(plan.epochs, plan.val_every)
@@ -378,23 +394,33 @@ def fit_schedule(
 
 def refit_epochs(
     plan: Plan, done: int, remaining_s: float, epoch_s: float, validation_s: float
-) -> Optional[int]:
-    """Epochs that fit ``remaining_s`` after ``done`` epochs at the measured pace (seconds per
-    epoch without validation, seconds per validation), or None when the plan's epochs still
-    fit within 3 % (or the plan has no given budget, or fixed epochs). Never fewer than ``done``."""
+) -> Optional[tuple[int, int]]:
+    """(epochs, validation interval) that fit ``remaining_s`` after ``done`` epochs at the
+    measured pace (seconds per epoch without validation, seconds per validation), keeping the
+    planned number of validations; None when the plan still fits within 3 % (or has no given
+    budget, or fixed epochs). Never fewer epochs than ``done``."""
     if not plan.budget_given or "epochs" in plan.sources or not plan.budget_s:
         return None
+    planned = validation_count(plan.epochs, plan.val_every)
+
+    def interval(epochs: int) -> int:
+        if "val_every" in plan.sources:
+            return plan.val_every
+        return max(1, math.ceil(epochs / planned))
 
     def cost(epochs: int) -> float:
-        later = [e for e in range(done + 1, epochs + 1) if e % plan.val_every == 0 or e == epochs]
+        every = interval(epochs)
+        later = [e for e in range(done + 1, epochs + 1) if e % every == 0 or e == epochs]
         return (epochs - done) * epoch_s + len(later) * validation_s
 
     if abs(cost(plan.epochs) - remaining_s) <= 0.03 * plan.budget_s:
         return None
-    epochs = done
-    while epochs < MAX_EPOCHS_BUDGET and cost(epochs + 1) <= remaining_s:
-        epochs += 1
-    return epochs if epochs != plan.epochs else None
+    last = min(MAX_EPOCHS_BUDGET, done + 3 * plan.epochs + 10)
+    fitting = [e for e in range(done + 1, last + 1) if cost(e) <= remaining_s]
+    epochs = max(fitting) if fitting else done
+    if epochs == plan.epochs:
+        return None
+    return epochs, interval(epochs)
 
 
 def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: float, elapsed: float):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from . import distributed
 from .augment import AugmentConfig
 from .planner import DEFAULT_BUDGET_S, Plan, default_iterations, fit_schedule, refit_epochs
@@ -75,12 +77,16 @@ class PlanningMixin:
                 [c.shape_zyx for c in self.val_cases], tile_zyx, config.overlap,
                 calibration.seconds_per_tile,
             )  # fmt: skip
+            if config.max_val_cases:
+                plan.sources["validation_cases"] = "--max-val-cases"
+                plan.validation_cases = len(self.val_cases)
             fit_schedule(
                 plan,
                 len(self.train_cases),
                 calibration.seconds_per_iteration,
                 per_validation,
                 time.monotonic() - self.started,
+                validation_cases=len(self.val_cases),
             )
             data = plan.to_dict()
         plan = Plan.from_dict(distributed.broadcast_object(self.context, data))
@@ -89,12 +95,21 @@ class PlanningMixin:
         config.iterations_per_epoch = int(plan.iterations_per_epoch)
         config.val_every = int(plan.val_every)
         config.precision = plan.precision
+        self._select_validation_cases()
         self._check_config()
         self._set_precision()
         for line in plan.describe():
             self.log(line)
         if self.context.is_main:
             self.log(f"wrote {plan.save(self.out_dir)}")
+
+    def _select_validation_cases(self) -> None:
+        """The plan's evenly spread subset of the validation cases (the same on resume)."""
+        count = int(self.plan.validation_cases or 0) if self.plan is not None else 0
+        if 0 < count < len(self.val_cases):
+            picks = np.unique(np.linspace(0, len(self.val_cases) - 1, count).round().astype(int))
+            self.val_cases = [self.val_cases[i] for i in picks]
+            self.log(f"validating on {len(self.val_cases)} evenly spread validation case(s)")
 
     def _comparison_allowed(self, seconds: float) -> bool:
         """The bf16-vs-fp32 short run may take at most 10 % of the run: of the budget (given or
@@ -129,29 +144,30 @@ class PlanningMixin:
             validation_s = getattr(self, "_validation_s", None) or plan.measured.get(
                 "seconds_per_validation", 0.0
             )
-            epochs = refit_epochs(plan, done, remaining, epoch_s, float(validation_s))
-            data = epochs
-        epochs = distributed.broadcast_object(self.context, data)
-        if epochs is None:
+            data = refit_epochs(plan, done, remaining, epoch_s, float(validation_s))
+        refit = distributed.broadcast_object(self.context, data)
+        if refit is None:
             return
+        epochs, val_every = refit
         if self.context.is_main:
             plan.refits.append(
                 {
                     "after_epoch": done,
                     "epochs_before": plan.epochs,
                     "epochs": epochs,
+                    "val_every": val_every,
                     "seconds_per_iteration": round(epoch_s / config.iterations_per_epoch, 4),
                 }
             )
             self.log(
                 f"re-fitted to the budget at the measured pace "
                 f"({epoch_s / config.iterations_per_epoch:.2f} s per iteration): "
-                f"{plan.epochs} -> {epochs} epochs"
+                f"{plan.epochs} -> {epochs} epochs, validation every {val_every}"
             )
-            plan.epochs = epochs
+            plan.epochs, plan.val_every = epochs, val_every
             plan.save(self.out_dir)
-        plan.epochs = epochs
-        config.epochs = epochs
+        plan.epochs, plan.val_every = epochs, val_every
+        config.epochs, config.val_every = epochs, val_every
         if self._bar is not None:
             self._bar.total = epochs * config.iterations_per_epoch
             self._bar.refresh()

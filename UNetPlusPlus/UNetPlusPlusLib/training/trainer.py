@@ -296,6 +296,7 @@ class Trainer(PlanningMixin):
             if self.plan_only:
                 return None
         elif self.plan is not None:
+            self._select_validation_cases()
             for line in self.plan.describe():
                 self.log(line)
         self.history: list[dict] = []
