@@ -349,3 +349,8 @@ def test_budget_run_and_resume_keep_the_plan(tmp_path, capsys, monkeypatch, fixe
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["training"]["iterations_per_epoch"] == plan["iterations_per_epoch"]
     assert manifest["training"]["plan"]["budget_s"] == 120
+    card = (out / "CARD.md").read_text()  # the per-depth table of this run
+    assert "| depth | tumor | mean Dice | s / volume |" in card
+    for depth in ("L1", "L2", "L3", "L4", "ensemble"):
+        assert f"| {depth} |" in card or f"**{depth}** (recommended)" in card
+    assert "budget 120 s" in card

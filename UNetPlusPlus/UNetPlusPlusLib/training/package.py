@@ -135,3 +135,62 @@ def plot_history(history: Sequence[dict], path: Path) -> None:
         dice_axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
+
+
+# ----------------------------------------------------------------------------- card
+def write_card(out_dir: Path, manifest: ModelManifest, plan=None) -> Path:
+    """``CARD.md`` beside the package: the per-depth validation table, the recommended depth,
+    the data and its label source, the plan and the training time. Numbers come from the run."""
+    validation, training = manifest.validation or {}, manifest.training or {}
+    per_depth = validation.get("per_depth", {})
+    labels = [label.name for label in manifest.labels]
+    lines = [
+        f"# {manifest.name} ({manifest.task})",
+        "",
+        manifest.description,
+        "",
+        "## Validation per depth",
+        "",
+        f"{validation.get('data', '')}; label source: {validation.get('label_source', '?')}; "
+        f"measured on {validation.get('device', '?')}.",
+        "",
+        "| depth | " + " | ".join(labels) + " | mean Dice | s / volume |",
+        "|---|" + "---|" * (len(labels) + 2),
+    ]
+    for depth in DEPTHS:
+        row = per_depth.get(str(depth))
+        if row is None:
+            continue
+        name = "ensemble" if depth == "ensemble" else f"L{depth}"
+        if str(depth) == str(manifest.recommended_depth):
+            name = f"**{name}** (recommended)"
+        dice = [row["dice"].get(label) for label in labels]
+        cells = [_cell(v) for v in dice] + [_cell(row.get("mean_dice"))]
+        seconds = row.get("seconds_per_volume")
+        cells.append(f"{seconds:.2f}" if seconds is not None else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- command: `{training.get('command', '')}`",
+        f"- {training.get('training_cases')} training case(s), {training.get('epochs')} epoch(s) "
+        f"x {training.get('iterations_per_epoch')} iterations x batch "
+        f"{training.get('batch_size')}, precision {training.get('precision')}, "
+        f"{training.get('training_seconds')} s of training",
+    ]
+    if plan is not None:
+        budget = f"{plan.budget_s:.0f} s" if plan.budget_s else "none"
+        overridden = ", ".join(f"{k} ({v})" for k, v in plan.sources.items()) or "nothing"
+        lines.append(
+            f"- plan (plan.json): budget {budget}{'' if plan.budget_given else ' (default)'}, "
+            f"estimated {plan.estimate.get('total')} s; overridden: {overridden}"
+        )
+    lines.append("")
+    path = Path(out_dir) / "CARD.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.3f}"

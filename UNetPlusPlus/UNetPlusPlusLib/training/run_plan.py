@@ -135,7 +135,7 @@ class PlanningMixin:
         """After epoch ``done``: re-fit the epochs to the given budget at the measured pace;
         the new schedule is written to plan.json (``refits`` says when and why)."""
         plan, config = self.plan, self.config
-        if plan is None:
+        if plan is None or done >= config.epochs:  # after the last epoch: finish, no new epochs
             return
         data = None
         if self.context.is_main:

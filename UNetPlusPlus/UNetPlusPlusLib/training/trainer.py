@@ -29,7 +29,7 @@ from . import distributed
 from .augment import AugmentConfig, training_batch
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 from .dataset import DatasetDescription, find_cases
-from .package import build_manifest, plot_history
+from .package import build_manifest, plot_history, write_card
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
 from .run_plan import PlanningMixin
@@ -468,6 +468,7 @@ class Trainer(PlanningMixin):
         manifest = build_manifest(self, validation)
         dtype = {"float16": torch.float16, "float32": torch.float32}[self.config.weights_dtype]
         saved = save_model_package(self.out_dir, self.network.state_dict(), manifest, dtype)
+        write_card(self.out_dir, saved, self.plan)
         self.log(
             f"wrote {self.out_dir / 'model.json'} (recommended depth {saved.recommended_depth})"
         )
