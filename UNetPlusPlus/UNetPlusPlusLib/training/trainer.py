@@ -241,6 +241,14 @@ class Trainer(PlanningMixin):
 
     def _set_precision(self) -> None:
         self.amp_dtype = autocast_dtype(self.config.precision, self.device)
+        if self.amp_dtype is None and self.config.precision != "fp32":
+            self.log(
+                f"warning: precision {self.config.precision} does not apply on "
+                f"{self.device.type} (bf16 is for CPUs, amp for CUDA); training in float32"
+            )
+            self.config.precision = "fp32"
+            if self.plan is not None:
+                self.plan.precision = "fp32"
         self.scaler = None
         if self.amp_dtype == torch.float16:  # torch.amp.GradScaler appeared in torch 2.3
             amp = getattr(torch, "amp", None)
