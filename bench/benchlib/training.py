@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ROOT / "Resources" / "Models"
+MODELS = ROOT / "UNetPlusPlus" / "UNetPlusPlusLib" / "Resources" / "Models"
 
 
 def shipped_plans(models_dir: Path = MODELS) -> dict[str, dict]:
