@@ -228,9 +228,10 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-def test_a_duration_without_unit_is_refused():
+def test_a_bare_number_is_seconds_and_other_text_is_refused():
+    assert parse_duration("3600") == 3600  # what scripts/retrain_gpu.sh passes
     with pytest.raises(UNetPlusPlusError, match="30m"):
-        parse_duration("30")
+        parse_duration("30 minutes")
 
 
 def test_plan_json_round_trip(tmp_path):
@@ -354,3 +355,20 @@ def test_budget_run_and_resume_keep_the_plan(tmp_path, capsys, monkeypatch, fixe
     for depth in ("L1", "L2", "L3", "L4", "ensemble"):
         assert f"| {depth} |" in card or f"**{depth}** (recommended)" in card
     assert "budget 120 s" in card
+
+
+def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(tmp_path, capsys):
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "out"
+    args = [str(data), "-o", str(out), *TINY, "--tile", "32", "32", "32", "--batch-size", "2",
+            "--epochs", "3", "--iterations-per-epoch", "2"]  # fmt: skip
+    assert main(args + ["--time-budget", "1"]) == 0  # a session of 1 s: one epoch, then stop
+    assert "stopping after epoch 1 of 3" in capsys.readouterr().out
+    assert not (out / "model.json").exists()
+    plan = json.loads((out / "plan.json").read_text())
+    assert main(args + ["--resume", "--time-budget", "1"]) == 0  # another 1 s session
+    assert json.loads((out / "plan.json").read_text()) == plan
+    assert "stopping after epoch 2 of 3" in capsys.readouterr().out
+    assert main(args + ["--resume"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3] and (out / "model.json").is_file()

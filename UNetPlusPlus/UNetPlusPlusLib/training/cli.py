@@ -392,12 +392,14 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(int(args.threads))
     from .plan_setup import make_plan
 
+    from .plan_setup import make_plan
+
     with remove_on_failure(args.out_dir):
         plan = make_plan(args, dataset, init)
         config = build_config(args, dataset, init, plan)
         trainer = Trainer(
             dataset, config, resume=args.resume, init_manifest=init, plan=plan, started=started,
-            plan_only=args.plan_only,
+            plan_only=args.plan_only, session_budget_s=getattr(args, "session_budget_s", None),
         )  # fmt: skip
         trainer.run()
     return 0

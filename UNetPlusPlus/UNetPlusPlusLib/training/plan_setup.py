@@ -7,8 +7,6 @@ import argparse
 import os
 from pathlib import Path
 
-from ..errors import UNetPlusPlusError
-
 _OPTION_OF = {
     "spacing": "--spacing",
     "tile_size": "--tile",
@@ -85,11 +83,8 @@ def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
         plan = Plan.load(out_dir)
         if plan is None:
             return None
-        if budget is not None and budget != plan.budget_s:
-            raise UNetPlusPlusError(
-                f"--resume continues the plan in {out_dir / 'plan.json'} (budget "
-                f"{plan.budget_s} s); leave out --time-budget, or train into a new folder."
-            )
+        if budget is not None:  # on resume: this session's limit; the plan stays as it is
+            args.session_budget_s = budget
         if args.epochs is not None and args.epochs != plan.epochs:
             plan.epochs = int(args.epochs)
             plan.sources["epochs"] = "--epochs (on resume)"

@@ -103,13 +103,16 @@ def detect_device(device: Any, threads: int) -> DeviceInfo:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s``; raises UNetPlusPlusError otherwise."""
+    """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s`` or a bare number of seconds (``3600``);
+    raises UNetPlusPlusError otherwise."""
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", str(text)) and float(text) > 0:
+        return float(text)
     number = r"(\d+(?:\.\d+)?)"
     pattern = rf"\s*(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s)?\s*"
     parts = re.fullmatch(pattern, str(text).lower())
     if not parts or not any(parts.groups()):
         raise UNetPlusPlusError(
-            f"--time-budget {text!r}: write a duration such as 90s, 30m, 2h or 1h30m."
+            f"--time-budget {text!r}: write a duration such as 90s, 30m, 2h, 1h30m or 3600."
         )
     hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
     total = hours * 3600 + minutes * 60 + seconds

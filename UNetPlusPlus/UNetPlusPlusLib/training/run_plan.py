@@ -11,7 +11,14 @@ import numpy as np
 
 from . import distributed
 from .augment import AugmentConfig
-from .planner import DEFAULT_BUDGET_S, Plan, default_iterations, fit_schedule, refit_epochs
+from .planner import (
+    DEFAULT_BUDGET_S,
+    Plan,
+    default_iterations,
+    fit_schedule,
+    format_duration,
+    refit_epochs,
+)
 from .sampler import PatchSampler
 from .steps import DeepSupervision, calibrate, validation_seconds
 
@@ -126,6 +133,30 @@ class PlanningMixin:
             per_step = seconds / (2 * 8)  # the short run's two step times, per step
             run_s = config.epochs * iterations * per_step
         return seconds <= 0.1 * run_s
+
+    def _session_over(self, done: int, epoch_s: float) -> bool:
+        """True (and logged) when the next epoch would pass this session's limit: --time-budget
+        on --resume, or with a fixed schedule (--epochs and --iterations-per-epoch)."""
+        plan, config = self.plan, self.config
+        limit = self.session_budget_s
+        fixed = plan is not None and {"epochs", "iterations_per_epoch"} <= set(plan.sources)
+        if limit is None and fixed and plan.budget_given and not self.resume:
+            limit = plan.budget_s
+        if not limit or done >= config.epochs:
+            return False
+        validation = getattr(self, "_validation_s", None) or (
+            plan.measured.get("seconds_per_validation", 0.0) if plan is not None else 0.0
+        )
+        needed = (time.monotonic() - self.started) + epoch_s + float(validation)
+        stop = needed > float(limit)
+        stop = bool(distributed.broadcast_object(self.context, stop))
+        if stop:
+            self.log(
+                f"stopping after epoch {done} of {config.epochs}: the next epoch would pass this "
+                f"session's time budget ({format_duration(float(limit))}); the checkpoint is "
+                "saved, --resume continues the same plan"
+            )
+        return stop
 
     def _budget_used(self) -> float:
         """Seconds of the budget used by this run and the earlier runs of the same plan."""

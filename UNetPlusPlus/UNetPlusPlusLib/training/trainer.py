@@ -126,6 +126,7 @@ class Trainer(PlanningMixin):
         plan: Optional[Plan] = None,
         started: Optional[float] = None,
         plan_only: bool = False,
+        session_budget_s: Optional[float] = None,
     ) -> None:
         """``plan``: a new plan (geometry only: timed and fitted before the first step) or the
         fitted plan of a resumed run; ``started``: time.monotonic() when the command began (the
@@ -139,6 +140,7 @@ class Trainer(PlanningMixin):
         self.plan = plan
         self.started = time.monotonic() if started is None else started
         self.plan_only = plan_only
+        self.session_budget_s = session_budget_s  # this run's limit (--resume --time-budget)
         self.elapsed_s = 0.0  # training wall time over all runs of this plan
         self.budget_used_before = 0.0  # wall time of the earlier runs of this plan
         self._check_config()
@@ -359,6 +361,8 @@ class Trainer(PlanningMixin):
                     self._save_epoch(epoch + 1)
                 distributed.barrier(self.context)
                 epoch += 1
+                if self._session_over(epoch, epoch_s):
+                    return None
         finally:
             if self._bar is not None:
                 self._bar.close()
