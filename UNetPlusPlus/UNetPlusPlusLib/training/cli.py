@@ -392,8 +392,6 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(int(args.threads))
     from .plan_setup import make_plan
 
-    from .plan_setup import make_plan
-
     with remove_on_failure(args.out_dir):
         plan = make_plan(args, dataset, init)
         config = build_config(args, dataset, init, plan)
