@@ -16,6 +16,9 @@ SHARED_DATA = Path(os.environ.get("UNETPP_SHARED_DATA", REPO_ROOT.parent / "shar
 
 # The suite must stay fast on 2 cores; keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# ... and from busy-waiting when the cores are shared (engine/runtime_env.py); before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("KMP_BLOCKTIME", "0")
 
 
 @pytest.fixture(scope="session")

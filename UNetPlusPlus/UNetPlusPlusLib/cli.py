@@ -140,6 +140,9 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run `unetpp`; returns the exit status (0 ok, 2 user error, 3 cancelled, 1 a bug)."""
+    from .engine import runtime_env
+
+    runtime_env.apply()  # before anything imports torch: no OpenMP busy-waiting under load
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with warnings.catch_warnings():  # the filters stay as they are; only the display

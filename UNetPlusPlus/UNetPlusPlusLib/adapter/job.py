@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from ..engine import runtime_env
 from ..engine.manifest import ModelManifest
 from ..engine.volume import LabelVolume, Volume, read_labelmap, volume_to_sitk
 from ..errors import UNetPlusPlusError
@@ -168,7 +169,8 @@ class SegmentationJob:
                 self.roi_ras,
                 self.tta,
             )
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            # no OpenMP busy-waiting in the child: Slicer shares its cores (engine/runtime_env.py)
+            env = runtime_env.child_env(dict(os.environ, PYTHONUNBUFFERED="1"))
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(package_root()), env.get("PYTHONPATH", "")) if p
             )

@@ -24,8 +24,10 @@ concatenating skips with ``torch.cat`` so that autograd sees no in-place writes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, ContextManager, Sequence, Union
+from typing import Any, ContextManager, Iterator, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,26 @@ def node_indices(depth: int = MAX_DEPTH) -> list[tuple[int, int]]:
     return [(i, j) for i in range(LEVELS) for j in range(LEVELS - i) if i + j <= depth]
 
 
+_PLAIN = contextvars.ContextVar("unetpp_plain_modules", default=False)
+
+
+@contextlib.contextmanager
+def plain_modules() -> Iterator[None]:
+    """Within this block, forward runs the plain ``nn`` modules (``nn.Conv3d``, ``torch.cat``):
+    no direct oneDNN calls and no ``cpu_inference`` path. This is "torch eager" in the bench, and
+    the graph an ONNX export traces (``onnx_export.py``)."""
+    token = _PLAIN.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN.reset(token)
+
+
+def _plain() -> bool:
+    """Plain modules were asked for, or a tracer (ONNX export, TorchScript) is recording."""
+    return _PLAIN.get() or torch.jit.is_tracing()
+
+
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:
     """Whether to call oneDNN (MKLDNN) directly for a 3x3x3 convolution of ``x``.
 
@@ -57,6 +79,7 @@ def _use_onednn(x: Tensor, weight: Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and not _compiling()  # torch.compile traces nn.Conv3d, not oneDNN's eager entry point
+        and not _plain()
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and not torch.is_grad_enabled()
@@ -354,7 +377,7 @@ class UNetPlusPlus3D(nn.Module):
     def _fast_cpu_path(self, x: Tensor) -> bool:
         """CPU float32 inference in eval mode goes through ``cpu_inference`` (same result),
         unless forward hooks watch the modules, which that path does not call."""
-        if self.training or not cpu_inference.available(x) or _hooked(self):
+        if self.training or _plain() or not cpu_inference.available(x) or _hooked(self):
             return False
         norms = (m for m in self.modules() if isinstance(m, (nn.BatchNorm3d, nn.InstanceNorm3d)))
         # eval batch norm needs its running statistics

@@ -9,6 +9,7 @@ the exact input grid before the argmax.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ import numpy as np
 import torch
 
 from ..errors import UNetPlusPlusError
+from . import runtime_env
 from .devices import configure_threads, is_out_of_memory, resolve_device
+from .executors import make_executor
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
@@ -42,6 +45,7 @@ ProgressCallback = Callable[[str, int, int], None]
 CancelCallback = Callable[[], bool]
 #: A click keeps the component it lies in, or the nearest one within this distance (mm).
 POINT_TOLERANCE_MM = 3.0
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,16 +98,39 @@ def _disagreement_volume(
     )
 
 
+class _Runner:
+    """``model(tiles, depth=k)`` through an executor, ``forward_heads`` through the network."""
+
+    def __init__(self, executor, model: UNetPlusPlus3D) -> None:
+        self.executor, self.forward_heads = executor, model.forward_heads
+
+    def __call__(self, tiles: torch.Tensor, depth: Depth) -> torch.Tensor:
+        return self.executor.run(tiles, depth)
+
+
 class Predictor:
-    """A loaded model package, ready to segment volumes on one device."""
+    """A loaded model package, ready to segment volumes on one device.
+
+    ``executor`` picks how tiles run (``engine/executors.py``): "auto" (the measured default,
+    or ``$UNETPP_EXECUTOR``), "ours", "torch", "onnxruntime" or "openvino". Raises
+    UNetPlusPlusError for an unknown device or executor, or weights that do not fit.
+    """
 
     def __init__(
-        self, manifest: ModelManifest, device: str = "auto", threads: Optional[int] = None
+        self,
+        manifest: ModelManifest,
+        device: str = "auto",
+        threads: Optional[int] = None,
+        executor: str = "auto",
     ) -> None:
         self.manifest = manifest
         self.device = resolve_device(device)
+        threads_used = 1
         if self.device.type == "cpu":
-            configure_threads(threads)
+            threads_used = configure_threads(threads)
+            message = runtime_env.busy_wait_warning()
+            if message:
+                _LOG.warning(message)
         self.model = UNetPlusPlus3D.from_config(manifest.network)
         state = load_weights(manifest)
         try:
@@ -114,6 +141,9 @@ class Predictor:
                 f"{manifest.path}: {str(error).splitlines()[0]}"
             ) from error
         self.model.eval().to(self.device)
+        self.executor = make_executor(
+            executor, self.model, self.device, threads_used, weights_sha256=manifest.sha256
+        )
 
     @classmethod
     def from_task(cls, task: str, **kwargs) -> Predictor:
@@ -315,6 +345,7 @@ class Predictor:
                     image, depth, overlap, batch, device, report, cancel, **(options or {})
                 )
                 info["device"] = str(device)
+                info["executor"] = self.executor.name
                 info["tile_batch"] = batch
                 return result
             except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
@@ -342,7 +373,8 @@ class Predictor:
     ) -> np.ndarray:
         """(K, z, y, x) probabilities, or (H * K, z, y, x) for the heads (engine/tta.py)."""
         model = self.model
-        predict = make_predict(model, depth, device, axes=axes, heads=heads)
+        # tiles run through the executor (engine/executors.py); the heads through ours
+        predict = make_predict(_Runner(self.executor, model), depth, device, axes=axes, heads=heads)
         channels = self.manifest.num_classes * (head_count(depth) if heads else 1)
         with torch.inference_mode(), model.reuse_buffers():  # tiles reuse one set of buffers
             probabilities = sliding_window_inference(

@@ -1,0 +1,105 @@
+"""Executors (engine/executors.py): same labels as the reference path, the depth=k contract,
+graphs cached by the weights' sha256, clear errors. Libraries that are not installed skip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_sphere_image
+from UNetPlusPlusLib.engine import executors
+from UNetPlusPlusLib.engine.network import plain_modules
+from UNetPlusPlusLib.engine.predictor import Predictor
+from UNetPlusPlusLib.engine.volume import volume_from_sitk
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+
+def _need(name: str) -> None:
+    if name not in executors.available_executors():
+        pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture(autouse=True)
+def graph_cache(tmp_path, monkeypatch):
+    """Exported graphs go to a fresh user cache per test."""
+    monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("UNETPP_EXECUTOR", raising=False)
+    return tmp_path / "home" / "graphs"
+
+
+@pytest.fixture(scope="module")
+def sphere_volume():
+    image = make_sphere_image((40, 36, 30), spacing=(2.0, 2.0, 2.0), radius_mm=12, noise=10)
+    return volume_from_sitk([image], channel_names=["CT"])
+
+
+@pytest.fixture(scope="module")
+def reference_labels(sphere_predictor, sphere_volume):
+    return sphere_predictor.segment(sphere_volume, depth=2).labels.array
+
+
+@pytest.mark.parametrize("name", executors.NAMES)
+def test_every_executor_gives_the_reference_labels(
+    name, sphere_model, sphere_volume, reference_labels
+):
+    _need(name)
+    predictor = Predictor.from_manifest_path(sphere_model, device="cpu", threads=2, executor=name)
+    result = predictor.segment(sphere_volume, depth=2)
+    assert result.info["executor"] == name
+    labels = result.labels.array
+    assert labels.shape == reference_labels.shape
+    assert (labels == 1).sum() > 500  # the sphere was found, not an empty result
+    assert np.mean(labels == reference_labels) >= 0.999
+
+
+@pytest.mark.parametrize("name", executors.NAMES)
+def test_run_at_depth_k_equals_head_k_of_the_full_network(name, sphere_predictor):
+    _need(name)
+    model = sphere_predictor.model
+    executor = executors.make_executor(name, model, "cpu", threads=2, weights_sha256="ab" * 32)
+    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), plain_modules():
+        heads = model.forward_heads(tile, depth=4)
+        ensemble = model(tile, depth="ensemble")
+    for k in (1, 2, 3, 4):
+        got = executor.run(tile, depth=k)
+        assert got.shape == heads[k - 1].shape
+        torch.testing.assert_close(got, heads[k - 1], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(executor.run(tile, "ensemble"), ensemble, atol=2e-4, rtol=1e-4)
+
+
+def test_graphs_are_exported_once_per_depth_and_keyed_by_the_weights(
+    sphere_predictor, graph_cache
+):
+    _need("onnxruntime")
+    digest = "cd" * 32
+    first = executors.make_executor(
+        "onnxruntime", sphere_predictor.model, threads=1, weights_sha256=digest
+    )
+    tile = torch.zeros(1, 1, 32, 32, 32)
+    first.run(tile, 3)
+    graph = graph_cache / digest / "L3.onnx"
+    assert graph.is_file()
+    stamp = graph.stat().st_mtime_ns
+    second = executors.make_executor(
+        "onnxruntime", sphere_predictor.model, threads=1, weights_sha256=digest
+    )
+    second.run(tile, 3)
+    assert graph.stat().st_mtime_ns == stamp  # reused, not exported again
+    assert sorted(p.name for p in graph.parent.iterdir()) == ["L3.onnx"]
+
+
+def test_unknown_or_missing_executor_is_a_user_error(sphere_predictor, monkeypatch):
+    with pytest.raises(UNetPlusPlusError, match="Unknown executor"):
+        executors.make_executor("tensorflow", sphere_predictor.model)
+    monkeypatch.setattr(executors, "available_executors", lambda: ["ours", "torch"])
+    with pytest.raises(UNetPlusPlusError, match="pip install openvino"):
+        executors.make_executor("openvino", sphere_predictor.model)
+
+
+def test_default_is_ours_and_the_environment_can_choose(monkeypatch):
+    assert executors.default_executor("cpu") == "ours"
+    monkeypatch.setenv("UNETPP_EXECUTOR", "torch")
+    assert executors.default_executor("cpu") == "torch"
+    monkeypatch.setenv("UNETPP_EXECUTOR", "not-installed-anywhere")
+    assert executors.default_executor("cpu") == "ours"  # unusable choice: the default

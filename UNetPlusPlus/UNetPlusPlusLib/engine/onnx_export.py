@@ -1,0 +1,112 @@
+"""ONNX graphs of each pruned depth, cached by the weights' sha256 in the user cache.
+
+``export_depth(model, depth, path)`` traces ``model(x, depth=depth)`` through the plain ``nn``
+modules (``network.plain_modules``), so the graph holds only the nodes with i + j <= depth
+(Zhou et al., IEEE TMI 2019, Sec. III-D) and its output is head ``depth`` of the full network.
+The batch and the three spatial axes are dynamic: one graph serves every tile size.
+
+Cache layout: ``<cache>/graphs/<weights sha256>/L<k>.onnx`` (``ensemble.onnx``), where
+``<cache>`` is ``$UNETPP_HOME`` or the platform cache folder (``~/.cache/unetpp``), beside the
+model cache of ``registry.user_cache_dir``. A graph is written to a temporary file and renamed,
+so a crash never leaves a truncated graph behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from .network import MAX_DEPTH, UNetPlusPlus3D, plain_modules
+
+Depth = Union[int, str]
+OPSET = 17
+
+
+def depth_name(depth: Depth) -> str:
+    """``"L2"`` for 2, ``"ensemble"`` for the ensemble (file names, bench rows)."""
+    return "ensemble" if depth == "ensemble" else f"L{int(depth)}"
+
+
+def graph_cache_dir(weights_sha256: str, root: Optional[Path] = None) -> Path:
+    """The folder holding the exported and compiled graphs of one set of weights."""
+    if root is None:
+        from .registry import user_cache_dir
+
+        root = user_cache_dir().parent / "graphs"
+    return Path(root) / weights_sha256
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of the model's parameters and buffers, for models not loaded from a manifest."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _AtDepth(nn.Module):
+    """``model(x, depth=k)`` as a one-argument module, which the exporter needs."""
+
+    def __init__(self, model: UNetPlusPlus3D, depth: Depth) -> None:
+        super().__init__()
+        self.model = model
+        self.depth = depth
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.depth != "ensemble":
+            return self.model(x, depth=self.depth)
+        # log(mean of the heads' softmax), as forward(x, "ensemble"), with an explicit
+        # log-sum-exp: OpenVINO 2026.4 gives ONNX ReduceLogSumExp over axis 0 a scalar shape
+        heads = self.model.forward_heads(x, depth=MAX_DEPTH)
+        log_probs = torch.stack([torch.log_softmax(h, dim=1) for h in heads])
+        top = log_probs.max(dim=0).values
+        return top + torch.log(torch.exp(log_probs - top).sum(dim=0) / len(heads))
+
+
+def export_depth(model: UNetPlusPlus3D, depth: Depth, path: Path) -> Path:
+    """Write the ONNX graph of ``model`` pruned to ``depth``: input ``x`` (N, C, z, y, x)
+    float32, output ``logits`` (N, K, z, y, x). Every side of the example tile is 32 voxels,
+    enough for depth 4; the axes stay dynamic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, model.in_channels, 32, 32, 32)
+    axes = {0: "n", 2: "z", 3: "y", 4: "x"}
+    handle, temporary = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=path.parent)
+    os.close(handle)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), plain_modules(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape checks in Python
+            torch.onnx.export(
+                _AtDepth(model, depth),
+                (example,),
+                temporary,
+                input_names=["x"],
+                output_names=["logits"],
+                dynamic_axes={"x": axes, "logits": axes},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        os.replace(temporary, path)
+    finally:
+        model.train(was_training)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def cached_graph(model: UNetPlusPlus3D, depth: Depth, cache_dir: Path) -> Path:
+    """The graph of ``depth`` in ``cache_dir``, exported on first use."""
+    path = Path(cache_dir) / f"{depth_name(depth)}.onnx"
+    if not path.is_file():
+        export_depth(model, depth, path)
+    return path
