@@ -7,6 +7,7 @@ Prints one JSON line with the results. Jobs:
 - ``tile``: the fp32 matmul peak and one full-network forward on a 96^3 tile, interleaved so
   that both see the same machine load.
 - ``model``: an installed default model on a typical volume at its recommended depth.
+- ``executors``: seconds per tile of every executor, idle and loaded (``executor_worker.py``).
 """
 
 from __future__ import annotations
@@ -213,7 +214,13 @@ def model_job(job: dict) -> dict:
     }
 
 
-JOBS = {"volume": volume_job, "tile": tile_job, "model": model_job}
+def executors_job(job: dict) -> dict:
+    from .executor_worker import executors_job as run
+
+    return run(job)
+
+
+JOBS = {"volume": volume_job, "tile": tile_job, "model": model_job, "executors": executors_job}
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ from ..errors import UNetPlusPlusError
 from . import runtime_env
 from .devices import configure_threads, is_out_of_memory, resolve_device
 from .executors import make_executor
+from .label_extent import candidate_slices, sub_grid
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
@@ -391,21 +392,28 @@ class Predictor:
         return probabilities.float().cpu().numpy()
 
     def _region_labels(self, probabilities, grid, region: Volume, region_probs) -> np.ndarray:
-        """Argmax over classes on the region's grid. Without ``region_probs``, the classes are
-        resampled one at a time against a running maximum: a few bytes per input voxel instead
-        of a (K, volume) float32 array and an int64 argmax (docs/BENCHMARK.md, memory)."""
+        """Argmax over classes on the region's grid. Without ``region_probs``, only the box
+        where a label can win is resampled (``label_extent.py``: exact), and the classes one at
+        a time against a running maximum: a few bytes per input voxel instead of a (K, volume)
+        float32 array and an int64 argmax (docs/BENCHMARK.md, memory and end to end)."""
         dtype = np.uint8 if self.manifest.num_classes <= 256 else np.uint16
         if region_probs is not None:
             return np.argmax(region_probs, axis=0).astype(dtype)
-        best = resample_to_reference(probabilities[:1], grid, region, interpolator="linear")[0]
-        labels = np.zeros(best.shape, dtype=dtype)
+        labels = np.zeros(region.array.shape[1:], dtype=dtype)
+        slices = candidate_slices(probabilities, grid, region.grid)
+        if slices is None:
+            return labels
+        target = sub_grid(region.grid, slices)
+        best = resample_to_reference(probabilities[:1], grid, target, interpolator="linear")[0]
+        inside = np.zeros(best.shape, dtype=dtype)
         for k in range(1, probabilities.shape[0]):
             candidate = resample_to_reference(
-                probabilities[k : k + 1], grid, region, interpolator="linear"
+                probabilities[k : k + 1], grid, target, interpolator="linear"
             )[0]
             better = candidate > best  # ties keep the lower class, as np.argmax does
-            labels[better] = k
+            inside[better] = k
             np.maximum(best, candidate, out=best)
+        labels[slices] = inside
         return labels
 
     def _assemble_labels(self, volume: Volume, region_labels: np.ndarray, slices) -> np.ndarray:

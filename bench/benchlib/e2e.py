@@ -1,0 +1,124 @@
+"""End to end: ``unetpp segment`` as a user runs it, with the time split by stage.
+
+Each case runs the real CLI in a fresh process (``python -m UNetPlusPlusLib.cli segment ...
+--progress-json``) and stamps every JSON progress line as it arrives. The split:
+
+- ``start``: interpreter start and imports, up to the first progress line;
+- ``load``: reading the input file(s) and loading the model;
+- ``preprocess``: crop, resampling onto the model grid, normalisation;
+- ``infer``: the sliding window (tiles);
+- ``postprocess``: resampling back to the input grid, argmax, largest component;
+- ``write``: writing the .seg.nrrd, and the process exit.
+
+Cases: ``liver_512``, a 512x512x300 CT made once from the LiTS volume 0 in ../shared/data
+(its 65 slices of 5 mm resampled to 300 slices, 0.7 x 0.7 x 1.08 mm; kept in the user cache,
+never in the repository); ``brain``, the first BraTS 2018 case; ``nodule``, a click at the centre
+of an LIDC crop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import default_models
+
+STAGES = ("start", "load", "preprocess", "infer", "postprocess", "write")
+LITS_CT = default_models.SHARED_DATA / "liver" / "lits-partial" / "liver_0_ct.nii.gz"
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "unetpp" / "bench"
+
+
+def ct_512(slices: int = 300) -> Optional[Path]:
+    """The 512x512x``slices`` CT (int16 HU, .nii.gz), made on first use; None without data."""
+    path = cache_dir() / f"lits0_512x512x{slices}.nii.gz"
+    if path.is_file():
+        return path
+    if not LITS_CT.is_file():
+        return None
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(LITS_CT))
+    size = list(image.GetSize())
+    extent = image.GetSpacing()[2] * size[2]
+    spacing = (*image.GetSpacing()[:2], extent / slices)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetReferenceImage(image)
+    resampler.SetSize([size[0], size[1], slices])
+    resampler.SetOutputSpacing(spacing)
+    resampler.SetInterpolator(sitk.sitkLinear)
+    resampler.SetDefaultPixelValue(-1024)
+    out = sitk.Cast(resampler.Execute(image), sitk.sitkInt16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.nii.gz")
+    sitk.WriteImage(out, str(temporary), True)
+    os.replace(temporary, path)
+    return path
+
+
+def cases(which: tuple[str, ...]) -> dict[str, dict]:
+    """CLI arguments per available case: {"liver_512": {"inputs": [...], "args": [...]}, ...}."""
+    found: dict[str, dict] = {}
+    models = default_models.installed_models()
+    if "liver_512" in which and "liver" in models:
+        ct = ct_512()
+        if ct is not None:
+            found["liver_512"] = {"inputs": [str(ct)], "args": ["--model", str(models["liver"])]}
+    for key in ("brain", "nodule"):
+        if key not in which or key not in models:
+            continue
+        job = default_models.typical_job(key, models[key], 1)
+        if job is None:
+            continue
+        args = ["--model", str(models[key])]
+        if "point" in job:
+            args += ["--lps", "--point", *(repr(float(v)) for v in job["point"])]
+        found[key] = {"inputs": job["images"], "args": args}
+    return found
+
+
+def run_case(case: dict, threads: int, env: dict) -> dict:
+    """One end-to-end run; seconds per stage and in total (wall clock, fresh process)."""
+    with tempfile.TemporaryDirectory(prefix="unetpp-e2e-") as tmp:
+        command = [sys.executable, "-m", "UNetPlusPlusLib.cli", "segment", *case["inputs"]]
+        command += [*case["args"], "--threads", str(threads), "--progress-json"]
+        command += ["-o", str(Path(tmp) / "out.seg.nrrd")]
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        first: dict[str, float] = {}
+        result: dict = {}
+        for line in process.stdout:
+            now = time.perf_counter() - started
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if "stage" in event:
+                first.setdefault(event["stage"], now)
+            result = event.get("result", result)
+        stderr = process.stderr.read()
+        process.wait()
+        total = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"unetpp segment failed ({process.returncode}): {stderr[-2000:]}")
+    marks = [first.get(stage) for stage in STAGES[1:]] + [total]
+    split = {"start": marks[0]}
+    for stage, begin, end in zip(STAGES[1:], marks[:-1], marks[1:]):
+        split[stage] = end - begin
+    return {"seconds": total, "split": split, "depth": result.get("depth")}
+
+
+def format_split(result: dict) -> str:
+    parts = ", ".join(f"{stage} {result['split'][stage]:.2f}" for stage in STAGES)
+    return f"{result['seconds']:.2f} s at L{result['depth']} ({parts})"
