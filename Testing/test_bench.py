@@ -85,3 +85,66 @@ def test_running_maximum_argmax_matches_torch_argmax_including_ties():
     labels = argmax_classes(probabilities)
     assert labels.dtype == torch.uint8 and labels[0, 0, 0] == 1
     assert torch.equal(labels, probabilities.argmax(dim=0).to(torch.uint8))
+
+
+def fake_inference() -> dict:
+    rows = {
+        "ours": {"L2:idle": 0.10, "L2:loaded": 0.20, "L4:idle": 0.3, "L4:loaded": 0.5},
+        "openvino": {"L2:idle": 0.12, "L2:loaded": 0.50, "L4:idle": 0.3, "L4:loaded": 1.0},
+        "onnxruntime": "not installed",
+        "monai": {"L4:idle": 1.9, "L4:loaded": 2.7},
+    }
+    split = {"start": 2.0, "load": 1.0, "preprocess": 0.5, "infer": 3.0, "postprocess": 1.0}
+    return {
+        "executors": {
+            "configs": {"shipped": {"rows": rows, "agree": {"openvino:L2": 0.99995}}},
+            "load": ("1.00 1.00 1.00", "3.00 2.00 1.00"),
+        },
+        "e2e": {
+            "liver_512:idle": {
+                "seconds": 8.25,
+                "split": {**split, "write": 0.75},
+                "depth": 2,
+                "load": "1.0 1.0 1.0",
+            }
+        },
+    }
+
+
+def test_last_line_gains_the_openvino_ratios_and_the_end_to_end_time():
+    args = argparse.Namespace(threads=2, quick=True)
+    results = {**fake_results(), "inference": fake_inference()}
+    lines = harness.report(results, args, "0.50 0.40 0.30", "0.60 0.50 0.40")
+    values = dict(item.split("=") for item in lines[-1].split())
+    assert values["shipped_vs_openvino_idle"] == "1.20"  # OpenVINO time / ours, at L2
+    assert values["shipped_vs_openvino_loaded"] == "2.50"
+    assert values["e2e_liver_512"] == "8.2"
+    assert LAST_LINE.match(" ".join(lines[-1].split()[:7]))  # the issue-6 keys are unchanged
+    text = "\n".join(lines)
+    assert "ONNX Runtime   not installed" in text
+    assert "infer 3.00" in text and "(random weights)" in text
+
+
+def test_competing_load_is_stopped_on_exit():
+    from benchlib.load import competing_load
+
+    with competing_load(2, max_seconds=60) as processes:
+        assert len(processes) == 2 and all(p.poll() is None for p in processes)
+    assert all(p.returncode is not None for p in processes)
+
+
+def test_end_to_end_run_splits_the_cli_time_by_stage(sphere_model, tmp_path, repo_root):
+    import os
+
+    import SimpleITK as sitk
+    from benchlib import e2e
+    from helpers import make_sphere_image
+
+    path = tmp_path / "sphere.nrrd"
+    sitk.WriteImage(make_sphere_image((24, 24, 20)), str(path))
+    env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
+    result = e2e.run_case({"inputs": [str(path)], "args": ["--model", str(sphere_model)]}, 1, env)
+    assert set(result["split"]) == set(e2e.STAGES)
+    assert all(v >= 0 for v in result["split"].values())
+    assert abs(sum(result["split"].values()) - result["seconds"]) < 1e-6
+    assert result["depth"] == 3  # the fixture's recommended depth

@@ -68,9 +68,7 @@ def test_run_at_depth_k_equals_head_k_of_the_full_network(name, sphere_predictor
     torch.testing.assert_close(executor.run(tile, "ensemble"), ensemble, atol=2e-4, rtol=1e-4)
 
 
-def test_graphs_are_exported_once_per_depth_and_keyed_by_the_weights(
-    sphere_predictor, graph_cache
-):
+def test_graphs_are_exported_once_per_depth_and_keyed_by_the_weights(sphere_predictor, graph_cache):
     _need("onnxruntime")
     digest = "cd" * 32
     first = executors.make_executor(

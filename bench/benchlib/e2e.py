@@ -59,9 +59,10 @@ def ct_512(slices: int = 300) -> Optional[Path]:
     resampler.SetDefaultPixelValue(-1024)
     out = sitk.Cast(resampler.Execute(image), sitk.sitkInt16)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.nii.gz")
-    sitk.WriteImage(out, str(temporary), True)
-    os.replace(temporary, path)
+    handle, temporary = tempfile.mkstemp(prefix=".ct-", suffix=".nii.gz", dir=path.parent)
+    os.close(handle)
+    sitk.WriteImage(out, temporary, True)
+    os.replace(temporary, path)  # concurrent makers each write their own file
     return path
 
 

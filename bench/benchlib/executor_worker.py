@@ -18,9 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-
 from UNetPlusPlusLib.engine.cpu_inference import reuse_buffers
 
 from . import workload

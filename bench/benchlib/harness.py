@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from UNetPlusPlusLib.engine import runtime_env
 
-from . import default_models, machine, workload
+from . import default_models, executors_bench, machine, workload
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 DEPTHS = ("4", "3", "2", "1", "ensemble")
@@ -48,6 +49,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-models", action="store_true", help="skip the installed default models"
     )
+    parser.add_argument(
+        "--no-executors",
+        action="store_true",
+        help="skip the executor rows (idle and loaded) and the end-to-end runs",
+    )
     return parser.parse_args(argv)
 
 
@@ -57,7 +63,7 @@ class Runner:
     def __init__(self, threads: int, log) -> None:
         self.threads = threads
         self.log = log
-        self.env = dict(os.environ)
+        self.env = runtime_env.child_env()  # what the CLI and Slicer set: no OpenMP spinning
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             self.env[name] = str(threads)
         self.env["PYTHONPATH"] = os.pathsep.join(
@@ -144,6 +150,9 @@ def measure(args: argparse.Namespace, workdir: Path, log) -> dict:
         "ours L4 (2x volume)",
     )
     results["models"] = {} if args.no_models else default_model_runs(run, args.threads, log)
+    if not args.no_executors:
+        weights = workdir / "weights.safetensors"
+        results["inference"] = executors_bench.measure(run, args, workdir, weights, log)
     return results
 
 
@@ -255,12 +264,17 @@ def report(results: dict, args: argparse.Namespace, load_before: str, load_after
         f"default models (recommended depth, CPU, {args.threads} threads): "
         + format_models(results["models"]),
     ]
+    extra_keys: list[str] = []
+    if results.get("inference"):
+        extra, extra_keys = executors_bench.report(results["inference"], args.threads)
+        lines += extra
     speedups = {d: ours4 / _best(volume[f"ours:{d}"]) for d in ("1", "2", "3")}
     frac = executed["4"] / seconds["4"] / 1e9 / peak
     lines.append(
         f"speedup_vs_monai_L4={monai / ours4:.2f} speedup_L1={speedups['1']:.2f} "
         f"speedup_L2={speedups['2']:.2f} speedup_L3={speedups['3']:.2f} frac_peak={frac:.2f} "
         f"mem_growth_2x={growth:.2f} agree={results['agree']:.5f}"
+        + "".join(" " + key for key in extra_keys)
     )
     return lines
 

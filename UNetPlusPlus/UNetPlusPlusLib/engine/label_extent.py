@@ -67,9 +67,7 @@ def candidate_slices(probabilities: np.ndarray, grid: Grid, reference: Grid) -> 
     except UNetPlusPlusError:  # the box misses the reference grid
         return None
     size = reference.shape_zyx
-    return tuple(
-        slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(slices, size)
-    )  # type: ignore[return-value]
+    return tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(slices, size))  # type: ignore[return-value]
 
 
 def sub_grid(reference: Grid, slices: Slices) -> Grid:

@@ -1,0 +1,119 @@
+"""Harness side of the executor and end-to-end measurements (issue 14), and their report.
+
+``measure`` runs the ``executors`` worker job (``executor_worker.py``: seconds per tile per
+executor, idle and under ``load.competing_load``) and the end-to-end CLI runs (``e2e.py``),
+idle and, in the full mode, loaded. ``report`` returns the table lines and the ``key=value``
+pairs that ``harness`` appends to its last line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import e2e, machine
+from .executor_worker import EXECUTORS
+from .load import competing_load
+
+LABELS = {
+    "ours": "ours",
+    "torch": "torch eager",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO fp32",
+    "openvino-bf16": "OpenVINO bf16",
+    "monai": "MONAI",
+}
+
+
+def measure(run, args, workdir: Path, weights: Path, log) -> dict:
+    """Executor rows and end-to-end runs; ``run`` is the harness's worker Runner."""
+    results: dict = {}
+    log("executors: seconds per tile, idle then under 2 busy processes")
+    load_before = machine.load_average()
+    job = {
+        "kind": "executors",
+        "weights": str(weights),
+        "cache": str(workdir / "graphs"),
+        "rounds": 3 if args.quick else 5,
+        "shipped_depths": [2, 4] if args.quick else [1, 2, 3, 4],
+        "large": True,
+    }
+    results["executors"] = run(job, "executors")
+    results["executors"]["load"] = (load_before, machine.load_average())
+    which = ("liver_512",) if args.quick else ("liver_512", "brain", "nodule")
+    conditions = ("idle",) if args.quick else ("idle", "loaded")
+    results["e2e"] = {}
+    for case_name, case in e2e.cases(which).items():
+        for condition in conditions:
+            log(f"end to end: {case_name}, {condition}")
+            started = time.perf_counter()
+            if condition == "loaded":
+                with competing_load(2):
+                    time.sleep(0.5)
+                    result = e2e.run_case(case, args.threads, run.env)
+            else:
+                result = e2e.run_case(case, args.threads, run.env)
+            result["load"] = machine.load_average()
+            results["e2e"][f"{case_name}:{condition}"] = result
+            log(f"  done in {time.perf_counter() - started:.0f} s (load {result['load']})")
+    return results
+
+
+def _seconds(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-"
+
+
+def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
+    """Lines for the report, and key=value pairs for the last line."""
+    executors = results["executors"]
+    before, after = executors.get("load", ("?", "?"))
+    lines = [
+        "",
+        f"executors: seconds per tile, best of interleaved rounds, {threads} threads; 'loaded' "
+        "= with 2 busy processes started by the bench",
+        f"(machine load average before {before}; after {after})",
+    ]
+    keys: list[str] = []
+    for name, config in executors["configs"].items():
+        title = {
+            "shipped": "shipped models' network (8..128, tile 48^3, liver weights)",
+            "large": "large network (16..256, tile 96^3, MONAI weights)",
+        }.get(name, name)
+        lines.append(f"{title}")
+        rows = config["rows"]
+        columns = sorted(
+            {key for row in rows.values() if isinstance(row, dict) for key in row},
+            key=lambda k: (k.split(":")[1] != "idle", k),
+        )
+        lines.append(f"  {'executor':<15}" + "".join(f"{c:>13}" for c in columns) + "  agreement")
+        for executor in EXECUTORS:
+            row = rows.get(executor)
+            if row is None:
+                continue
+            if isinstance(row, str):
+                lines.append(f"  {LABELS[executor]:<15}{row}")
+                continue
+            agree = [v for k, v in config["agree"].items() if k.startswith(executor + ":")]
+            note = f"  {min(agree):.5f}" if agree and executor != "ours" else ""
+            if executor == "monai" and name == "shipped":
+                note = "  (random weights)"
+            lines.append(
+                f"  {LABELS[executor]:<15}"
+                + "".join(f"{_seconds(row.get(c)):>13}" for c in columns)
+                + note
+            )
+    shipped = executors["configs"].get("shipped", {}).get("rows", {})
+    ours, openvino = shipped.get("ours"), shipped.get("openvino")
+    if isinstance(ours, dict) and isinstance(openvino, dict):
+        for condition in ("idle", "loaded"):
+            key = f"L2:{condition}"
+            if key in ours and key in openvino:
+                keys.append(f"shipped_vs_openvino_{condition}={openvino[key] / ours[key]:.2f}")
+    e2e_results = results.get("e2e", {})
+    if e2e_results:
+        lines += ["", "end to end: unetpp segment in a fresh process, seconds (split by stage)"]
+        for key, value in e2e_results.items():
+            lines.append(f"  {key:<20}{e2e.format_split(value)}  (load {value['load']})")
+    if "liver_512:idle" in e2e_results:
+        keys.append(f"e2e_liver_512={e2e_results['liver_512:idle']['seconds']:.1f}")
+    return lines, keys
