@@ -41,3 +41,26 @@ def test_diagonal_neighbours_join_only_with_full_connectivity():
 def test_empty_label_map_is_returned_unchanged():
     empty = np.zeros((3, 4, 5), np.uint8)
     assert np.array_equal(keep_largest_component(empty, labels=[1, 2]), empty)
+
+
+def test_cropping_to_the_labels_box_changes_nothing():
+    """The labels' bounding box is processed alone; the result equals the whole-grid one."""
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((30, 26, 22), np.uint8)
+    labels[5:20, 4:15, 3:12] = (rng.random((15, 11, 9)) < 0.35) * rng.integers(1, 3, (15, 11, 9))
+    labels[19, 14, 11] = 2  # touches the box's far corner
+    expected = labels.copy()
+    for value in (1, 2):  # the previous whole-grid computation
+        mask = labels == value
+        ranked = sitk.RelabelComponent(
+            sitk.ConnectedComponent(sitk.GetImageFromArray(mask.view(np.uint8)), True),
+            sortByObjectSize=True,
+        )
+        expected[mask & (sitk.GetArrayViewFromImage(ranked) != 1)] = 0
+    out = keep_largest_component(labels)
+    assert np.array_equal(out, expected)
+    assert (out != labels).any()  # something was removed: a real test
+    empty = np.zeros((4, 5, 6), np.uint8)
+    assert np.array_equal(keep_largest_component(empty), empty)

@@ -181,6 +181,8 @@ def make_executor(
     executor asked for on a device other than the CPU.
     """
     name = default_executor(device) if name in (None, "", "auto") else str(name).lower()
+    if name == "openvino-bf16":  # measured in bench/run and docs/BENCHMARK.md; never a default
+        name, options = "openvino", {**options, "precision": "bf16"}
     if name not in _CLASSES:
         raise UNetPlusPlusError(f"Unknown executor {name!r}; choose one of: {', '.join(NAMES)}.")
     if name not in available_executors():

@@ -24,6 +24,29 @@ def keep_largest_component(
             f"expected an integer (z, y, x) label array, got {array.dtype} {array.shape}"
         )
     out = array.copy()
+    box = _nonzero_box(array)
+    if box is None:
+        return out
+    # components live inside the labels' bounding box: label it alone (exact; on a 512^2 x 800
+    # CT this avoids 32-bit component images of the whole grid, docs/BENCHMARK.md)
+    out[box] = _keep_largest(array[box], labels, fully_connected)
+    return out
+
+
+def _nonzero_box(array: np.ndarray) -> Optional[tuple[slice, ...]]:
+    """Slices of the bounding box of the non-zero voxels, or None when there are none."""
+    box = []
+    for axis in range(array.ndim):
+        others = tuple(a for a in range(array.ndim) if a != axis)
+        hits = np.flatnonzero(array.any(axis=others))
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def _keep_largest(array: np.ndarray, labels, fully_connected: bool) -> np.ndarray:
+    out = array.copy()
     values = np.unique(array) if labels is None else np.asarray(list(labels))
     for value in values:
         if value == 0:

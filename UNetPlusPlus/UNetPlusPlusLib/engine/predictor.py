@@ -27,11 +27,13 @@ from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
 from .postprocess import keep_component_at_point, keep_largest_component
+from .prompt_boxes import prompt_boxes
 from .sanity import check_volume
 from .tiling import sliding_window_inference
 from .tta import head_count, make_predict, mirror_axes, split_heads
 from .volume import (
     Box,
+    Grid,
     LabelVolume,
     Volume,
     box_to_index_slices,
@@ -172,12 +174,17 @@ class Predictor:
         cancel: Optional[CancelCallback] = None,
         tta: bool = False,
         disagreement: bool = False,
+        full_grid: Optional[Grid] = None,
+        channel_norms: Optional[list] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
         ``tta`` averages mirrored passes (engine/tta.py); ``disagreement`` adds the heads'
         disagreement map and ``info["agreement"]`` per segment (engine/disagreement.py) and
-        raises UNetPlusPlusError at depth 1 (one head)."""
+        raises UNetPlusPlusError at depth 1 (one head). With ``full_grid``, ``volume`` is only the
+        part of a larger image that :meth:`context_box` asked for (``region_read.read_region``),
+        the result sits on ``full_grid`` and ``channel_norms`` carries the whole image's MR
+        statistics; input sanity then sees only that part."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
@@ -187,14 +194,18 @@ class Predictor:
                 "one: choose depth 2, 3, 4 or ensemble."
             )
         warnings = self.check_input(volume)
-        region, slices, output_slices = self._region_of_interest(volume, roi, point)
+        if full_grid is not None and (point is not None or disagreement):
+            raise ValueError("full_grid (a partial volume) supports ROI runs only")
+        grid_out = full_grid if full_grid is not None else volume.grid
+        region, slices, output_slices = self._region_of_interest(volume, roi, point, full_grid)
 
         report("preprocess", 0, 1)
         grid = canonical_grid(region, self.manifest.spacing)
         resampled = resample_volume(region, grid, interpolator="linear")
-        channel_norms = [channel.normalization for channel in self.manifest.channels]
-        if slices is not None:  # a crop is normalised with the whole volume's statistics
-            channel_norms = with_volume_statistics(volume, channel_norms)
+        if channel_norms is None:
+            channel_norms = [channel.normalization for channel in self.manifest.channels]
+            if slices is not None:  # a crop is normalised with the whole volume's statistics
+                channel_norms = with_volume_statistics(volume, channel_norms)
         normalized = normalize(resampled, channel_norms)
         image = torch.from_numpy(np.ascontiguousarray(normalized.array, dtype=np.float32))
         report("preprocess", 1, 1)
@@ -219,10 +230,11 @@ class Predictor:
             region_probs = resample_to_reference(probabilities, grid, region, interpolator="linear")
         region_labels = self._region_labels(probabilities, grid, region, region_probs)
         del probabilities
-        labels = self._assemble_labels(volume, region_labels, slices)
-        outside_roi = _outside(labels.shape, output_slices)
-        if outside_roi is not None:
-            labels[outside_roi] = 0
+        labels = self._assemble_labels(grid_out, region_labels, slices)
+        if output_slices is not None:  # restricted to the ROI, without full-grid masks
+            restricted = np.zeros_like(labels)
+            restricted[output_slices] = labels[output_slices]
+            labels = restricted
         keep_largest = self._postprocess_option("largest_component", largest_component)
         if keep_largest and point is not None:
             labels = self._component_at_point(labels, volume, point, info)
@@ -230,14 +242,16 @@ class Predictor:
             labels = keep_largest_component(labels)
         label_volume = LabelVolume(
             array=labels,
-            spacing=tuple(volume.spacing),
-            origin=tuple(volume.origin),
-            direction=np.array(volume.direction, dtype=np.float64),
+            spacing=tuple(grid_out.spacing),
+            origin=tuple(grid_out.origin),
+            direction=np.array(grid_out.direction, dtype=np.float64),
             labels=list(self.manifest.labels),
         )
         prob_volume = None
+        needs_mask = return_probabilities or disagreement_region is not None
+        outside_roi = _outside(labels.shape, output_slices) if needs_mask else None
         if return_probabilities:
-            prob_volume = self._full_probabilities(volume, region_probs, slices)
+            prob_volume = self._full_probabilities(grid_out, region_probs, slices)
             if outside_roi is not None:
                 prob_volume.array[:, outside_roi] = 0.0
                 prob_volume.array[0, outside_roi] = 1.0
@@ -290,40 +304,34 @@ class Predictor:
             )
         return kept
 
-    def _region_of_interest(
-        self, volume: Volume, roi: Optional[Box], point: Optional[Sequence[float]]
-    ) -> tuple[Volume, Optional[tuple], Optional[tuple]]:
-        """The region to infer on, its slices, and the slices the output is restricted to.
+    def context_box(
+        self, roi: Optional[Box] = None, point: Optional[Sequence[float]] = None
+    ) -> Optional[Box]:
+        """The physical (LPS mm) box that segment() reads for this ROI or point, context
+        included; None when it needs the whole volume. Reading only this box from the file
+        (``region_read.read_region``) bounds memory by the ROI, not by the image."""
+        return prompt_boxes(self.manifest, roi, point)[0]
 
-        A point crops a box of the manifest's `prompt.box_mm` around it. A user's ROI is widened
-        to at least one tile of context (the network needs the surroundings it was trained
-        with), and the output is then restricted to the ROI itself.
-        """
-        prompt = self.manifest.prompt or {}
-        tile_mm = np.asarray(self.manifest.tile_size, float) * np.asarray(self.manifest.spacing)
-        if point is not None:
-            point_box = Box.around(point, prompt.get("box_mm") or tile_mm)
-            roi = point_box if roi is None else roi.intersect(point_box)
-            region, slices = crop_to_box(volume, roi)
-            return region, slices, None
-        if prompt.get("kind") == "point" and roi is None:
-            raise UNetPlusPlusError(
-                f"Model '{self.manifest.name}' segments around a clicked point: give a point "
-                "(--point X Y Z) or a region of interest on the lesion."
-            )
-        if roi is None:
+    def _region_of_interest(
+        self,
+        volume: Volume,
+        roi: Optional[Box],
+        point: Optional[Sequence[float]],
+        full_grid: Optional[Grid] = None,
+    ) -> tuple[Volume, Optional[tuple], Optional[tuple]]:
+        """The region to infer on, its slices and the slices the output is restricted to,
+        both on ``full_grid`` (default: the volume's own grid)."""
+        crop_box, output_box = prompt_boxes(self.manifest, roi, point)
+        if crop_box is None:
+            if full_grid is not None:
+                raise ValueError("a partial volume (full_grid) needs a ROI or a point")
             return volume, None, None
-        extent = roi.upper - roi.lower
-        if np.any(extent <= 0):
-            axis = "xyz"[int(np.argmin(extent))]
-            raise UNetPlusPlusError(
-                f"The region of interest is empty (zero size along {axis}); give a box with "
-                "two opposite corners that differ in x, y and z."
-            )
-        output_slices = box_to_index_slices(volume.grid, roi)
-        centre = (roi.lower + roi.upper) / 2
-        size = np.maximum(roi.upper - roi.lower, tile_mm)
-        region, slices = crop_to_box(volume, Box.around(tuple(centre), tuple(size)))
+        region, slices = crop_to_box(volume, crop_box)
+        grid = volume.grid if full_grid is None else full_grid
+        if full_grid is not None:  # the volume is itself a crop of full_grid
+            offset = np.rint(full_grid.physical_to_index(volume.origin)).astype(int)[::-1]
+            slices = tuple(slice(s.start + o, s.stop + o) for s, o in zip(slices, offset))
+        output_slices = None if output_box is None else box_to_index_slices(grid, output_box)
         return region, slices, output_slices
 
     def _infer(
@@ -416,26 +424,26 @@ class Predictor:
         labels[slices] = inside
         return labels
 
-    def _assemble_labels(self, volume: Volume, region_labels: np.ndarray, slices) -> np.ndarray:
+    def _assemble_labels(self, grid: Grid, region_labels: np.ndarray, slices) -> np.ndarray:
         if slices is None:
             return region_labels
-        labels = np.zeros(volume.array.shape[1:], dtype=region_labels.dtype)
+        labels = np.zeros(grid.shape_zyx, dtype=region_labels.dtype)
         labels[slices] = region_labels
         return labels
 
-    def _full_probabilities(self, volume: Volume, region_probs: np.ndarray, slices) -> Volume:
+    def _full_probabilities(self, grid: Grid, region_probs: np.ndarray, slices) -> Volume:
         if slices is None:
             full = region_probs.astype(np.float32)
         else:
-            full = np.zeros((region_probs.shape[0],) + volume.array.shape[1:], dtype=np.float32)
+            full = np.zeros((region_probs.shape[0],) + grid.shape_zyx, dtype=np.float32)
             full[0] = 1.0
             full[(slice(None),) + tuple(slices)] = region_probs
         names = ("background",) + tuple(label.name for label in self.manifest.labels)
         return Volume(
             array=full,
-            spacing=tuple(volume.spacing),
-            origin=tuple(volume.origin),
-            direction=np.array(volume.direction, dtype=np.float64),
+            spacing=tuple(grid.spacing),
+            origin=tuple(grid.origin),
+            direction=np.array(grid.direction, dtype=np.float64),
             channel_names=names,
         )
 

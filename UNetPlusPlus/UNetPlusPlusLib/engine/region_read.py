@@ -1,0 +1,122 @@
+"""Read only the part of an image that a ROI or point needs, before any resampling.
+
+With ``--roi`` or ``--point`` the predictor infers on a box around them (``Predictor.
+context_box``: the ROI widened to one tile of context, or the prompt box). Reading the whole
+image first made the peak memory that of the whole image: 3.8 GB for a 512x512x800 CT with and
+without a ROI (issue 9; docs/BENCHMARK.md, "Memory with a ROI"). Here each file's header is read
+first, the box is mapped to voxel indices on its grid, and SimpleITK's ``ImageFileReader`` reads
+only that extract (``SetExtractIndex`` / ``SetExtractSize``). The crop keeps the image's exact
+geometry: same spacing and direction, origin at the first voxel of the extract.
+
+Channels whose normalisation needs the whole image's statistics (MR z-score, see
+``normalize.with_volume_statistics``) are read whole once, one at a time, for their mean and
+standard deviation, then cropped. DICOM folders are read whole, then cropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import UNetPlusPlusError
+from .nifti_check import check_nifti_complete
+from .normalize import _nonzero_statistics, _normalization_entry
+from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices, read_image
+
+PathLike = Union[str, Path]
+
+
+def _header_grid(path: Path) -> Grid:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise UNetPlusPlusError(f"Cannot read the header of {path}: {error}") from error
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
+        raise UNetPlusPlusError(f"{path} is not a 3D single-component image.")
+    return Grid(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+
+
+def _needs_statistics(spec: Any) -> bool:
+    entry = _normalization_entry(spec) if spec is not None else {}
+    return str(entry.get("kind", "")).lower() == "mr" and "mean" not in entry
+
+
+def _read_extract(path: Path, slices: tuple[slice, slice, slice]) -> np.ndarray:
+    """The (z, y, x) voxels of ``slices`` from the file, as float32."""
+    check_nifti_complete(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetExtractIndex([int(s.start) for s in reversed(slices)])
+    reader.SetExtractSize([int(s.stop - s.start) for s in reversed(slices)])
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise UNetPlusPlusError(
+            f"Cannot read {path}: the file is truncated, corrupt or not a supported image."
+        ) from error
+    return sitk.GetArrayViewFromImage(image).astype(np.float32)
+
+
+def read_region(
+    paths: Sequence[PathLike],
+    box: Box,
+    channel_names: Sequence[str] = (),
+    normalizations: Sequence[Any] = (),
+) -> tuple[Volume, Grid, list[dict]]:
+    """Read the voxels of ``paths`` (one file per channel) meeting the physical ``box``.
+
+    Returns the crop (C, z, y, x float32), the full images' grid, and the normalisation
+    entries with the whole images' MR statistics filled in. Raises UNetPlusPlusError when a
+    file cannot be read, the channels differ in geometry, a value is not finite, or the box
+    misses the image.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise UNetPlusPlusError("No input image was given.")
+    grids = [None if p.is_dir() else _header_grid(p) for p in paths]
+    full = grids[0] if grids[0] is not None else None
+    specs = [dict(_normalization_entry(n)) for n in normalizations] or [{} for _ in paths]
+    channels: list[np.ndarray] = []
+    for c, path in enumerate(paths):
+        if not path.exists():
+            raise UNetPlusPlusError(f"Image not found: {path}.")
+        spec = specs[c] if c < len(specs) else {}
+        if grids[c] is None or _needs_statistics(spec):  # read whole: DICOM, MR statistics
+            image = read_image(path)
+            grid = Grid.from_sitk(image)
+            array = sitk.GetArrayViewFromImage(image)
+            if _needs_statistics(spec):
+                spec["mean"], spec["std"] = _nonzero_statistics(array)
+        else:
+            grid, image, array = grids[c], None, None
+        if full is None:
+            full = grid
+        problems = _geometry_differences(full, grid)
+        if problems:
+            raise UNetPlusPlusError(
+                f"{path} does not share the geometry of {paths[0]} ({'; '.join(problems)}); "
+                "resample it onto the first channel's grid first."
+            )
+        slices = box_to_index_slices(full, box)
+        if array is not None:
+            crop = np.array(array[slices], dtype=np.float32)
+            del image, array
+        else:
+            crop = _read_extract(path, slices)
+        if not np.isfinite(crop).all():
+            raise UNetPlusPlusError(f"{path} contains NaN or infinite voxels.")
+        channels.append(crop)
+    start_xyz = [s.start for s in reversed(slices)]
+    volume = Volume(
+        np.stack(channels),
+        full.spacing,
+        tuple(full.index_to_physical(start_xyz)),
+        full.direction.copy(),
+        tuple(channel_names),
+    )
+    return volume, full, specs
