@@ -25,9 +25,16 @@ LABELS = {
 }
 
 
+def recommended_liver_depth() -> int:
+    """The shipped liver model's recommended depth (the ratio keys are taken there)."""
+    from UNetPlusPlusLib.engine.registry import find_model
+
+    return int(find_model("liver").recommended_depth)
+
+
 def measure(run, args, workdir: Path, weights: Path, log) -> dict:
     """Executor rows and end-to-end runs; ``run`` is the harness's worker Runner."""
-    results: dict = {}
+    results: dict = {"recommended_depth": recommended_liver_depth()}
     log("executors: seconds per tile, idle then under 2 busy processes")
     load_before = machine.load_average()
     job = {
@@ -35,7 +42,7 @@ def measure(run, args, workdir: Path, weights: Path, log) -> dict:
         "weights": str(weights),
         "cache": str(workdir / "graphs"),
         "rounds": 3 if args.quick else 5,
-        "shipped_depths": [2, 4] if args.quick else [1, 2, 3, 4],
+        "shipped_depths": sorted({results["recommended_depth"], 4}) if args.quick else [1, 2, 3, 4],
         "large": True,
     }
     results["executors"] = run(job, "executors")
@@ -104,9 +111,10 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
             )
     shipped = executors["configs"].get("shipped", {}).get("rows", {})
     ours, openvino = shipped.get("ours"), shipped.get("openvino")
+    depth = results.get("recommended_depth", 2)
     if isinstance(ours, dict) and isinstance(openvino, dict):
         for condition in ("idle", "loaded"):
-            key = f"L2:{condition}"
+            key = f"L{depth}:{condition}"
             if key in ours and key in openvino:
                 keys.append(f"shipped_vs_openvino_{condition}={openvino[key] / ours[key]:.2f}")
     e2e_results = results.get("e2e", {})
