@@ -37,6 +37,15 @@ def test_cli_sets_the_policy_before_torch_is_imported(repo_root):
     assert out.stdout.split()[-3:] == ["PASSIVE", "0", "False"]
 
 
+def test_applying_again_in_a_process_started_passive_stays_quiet(monkeypatch):
+    monkeypatch.setitem(runtime_env._state, "applied_before_torch", None)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    import torch  # noqa: F401 - already loaded, with the policy inherited from the parent
+
+    assert runtime_env.apply() is True
+    assert runtime_env.busy_wait_warning() is None
+
+
 def test_slicer_job_child_gets_the_policy(sphere_model, monkeypatch):
     from helpers import make_sphere_image
     from UNetPlusPlusLib.adapter import job
@@ -66,6 +75,7 @@ def test_slicer_job_child_gets_the_policy(sphere_model, monkeypatch):
 def test_predictor_warns_when_openmp_may_busy_wait(sphere_model, monkeypatch, caplog):
     from UNetPlusPlusLib.engine.predictor import Predictor
 
+    monkeypatch.setitem(runtime_env._state, "applied_before_torch", None)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     with caplog.at_level(logging.WARNING):
         Predictor.from_manifest_path(sphere_model, device="cpu", threads=1)

@@ -50,9 +50,10 @@ def apply(environ: Optional[MutableMapping[str, str]] = None) -> bool:
     Returns True when the settings take effect, i.e. torch (and so OpenMP) was not loaded yet.
     """
     target = os.environ if environ is None else environ
+    already = target.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"  # set by a parent
     for name, value in CPU_RUNTIME_ENV.items():
         target.setdefault(name, value)
-    effective = "torch" not in sys.modules
+    effective = already or "torch" not in sys.modules
     if environ is None and _state["applied_before_torch"] is None:
         _state["applied_before_torch"] = effective
     return effective
