@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+from .cancel import CancelFile, cancellable
 from .cli_args import (
     LABELMAP_EXTENSIONS,
     PREVIEW_EXTENSIONS,
@@ -180,6 +181,8 @@ def run_segment(args: argparse.Namespace, progress) -> dict:
         },
     )
     _check_inputs_exist(args.inputs)
+    cancel = CancelFile(args.cancel_file) if args.cancel_file else None
+    progress = cancellable(progress, cancel)  # checked between stages and tile batches
     progress("load", 0, 1)
     manifest = _load_manifest(args)
     from .engine.volume import read_volume
@@ -206,6 +209,7 @@ def run_segment(args: argparse.Namespace, progress) -> dict:
                 progress=progress,
                 tta=args.tta,
                 disagreement=bool(args.disagreement),
+                cancel=cancel,
             )
         )
     result = results[-1]
@@ -370,4 +374,9 @@ def add_segment_parser(subparsers) -> None:
         help="print progress and the result as JSON lines on stdout",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cancel-file",
+        metavar="PATH",
+        help="stop (exit status 3, nothing written) as soon as this file exists",
+    )
     parser.set_defaults(handler=run_segment)

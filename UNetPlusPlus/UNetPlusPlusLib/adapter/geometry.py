@@ -11,13 +11,14 @@ voxel (0, 0, 0). A linear parent transform is folded in, so the engine sees worl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import vtk
 from vtkmodules.util import numpy_support
 
-from ..engine.volume import LabelVolume, Volume
+from ..engine.volume import Grid, LabelVolume, Volume
 from ..errors import UNetPlusPlusError
 
 _RAS_LPS_FLIP = np.array([-1.0, -1.0, 1.0])
@@ -25,6 +26,18 @@ _RAS_LPS_FLIP = np.array([-1.0, -1.0, 1.0])
 # Channels whose geometry differs by less than this (mm for positions, unitless for
 # directions) are treated as sharing one grid.
 GEOMETRY_TOLERANCE = 1e-4
+
+
+@dataclass(eq=False)
+class NativeImages:
+    """Channels as (z, y, x) arrays in the volume nodes' own voxel types, on one LPS grid."""
+
+    arrays: list[np.ndarray]
+    grid: Grid
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.arrays)
 
 
 def ras_to_lps(xyz: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -104,8 +117,9 @@ def world_ijk_to_ras(volume_node) -> np.ndarray:
     return node_to_world_matrix(volume_node) @ ijk_to_ras
 
 
-def array_from_volume_node(volume_node) -> np.ndarray:
-    """The voxels of a scalar volume node as a (z, y, x) array (a copy)."""
+def array_from_volume_node(volume_node, copy: bool = True) -> np.ndarray:
+    """The voxels of a scalar volume node as a (z, y, x) array in their own type: a copy, or
+    with ``copy=False`` a view of the node's memory (valid while the node keeps its image)."""
     image = volume_node.GetImageData()
     scalars = image.GetPointData().GetScalars() if image is not None else None
     if scalars is None:
@@ -118,18 +132,15 @@ def array_from_volume_node(volume_node) -> np.ndarray:
             "per voxel (colour or vector image); choose a scalar (greyscale) volume."
         )
     nx, ny, nz = image.GetDimensions()
-    return numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx).copy()
+    array = numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx)
+    return array.copy() if copy else array
 
 
-def volume_from_nodes(
-    volume_nodes: Sequence, channel_names: Sequence[str] = (), labels: Sequence[str] = ()
-) -> Volume:
-    """Scalar volume nodes (one per channel, on one grid) to an engine ``Volume`` in LPS.
-
-    ``labels`` names each channel in error messages (for example the manifest's channel names);
-    ``channel_names`` is stored in the ``Volume``. Raises ``UNetPlusPlusError`` for a missing
-    node, a node without voxels, a colour volume, or channels whose grids differ.
-    """
+def _channels_on_one_grid(
+    volume_nodes: Sequence, labels: Sequence[str], copy: bool
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The nodes' (z, y, x) arrays in their own types and the shared IJK-to-world-RAS matrix;
+    raises ``UNetPlusPlusError`` (see :func:`volume_from_nodes`)."""
     if len(volume_nodes) == 0:
         raise UNetPlusPlusError("No input volume selected; choose one in the Inputs section.")
     labels = list(labels) or [f"channel {i + 1}" for i in range(len(volume_nodes))]
@@ -138,7 +149,7 @@ def volume_from_nodes(
             raise UNetPlusPlusError(
                 f"No input volume selected for {label}; choose one in the Inputs section."
             )
-    arrays = [array_from_volume_node(node) for node in volume_nodes]
+    arrays = [array_from_volume_node(node, copy=copy) for node in volume_nodes]
     matrices = [world_ijk_to_ras(node) for node in volume_nodes]
     first = volume_nodes[0]
     for node, array, matrix in zip(volume_nodes[1:], arrays[1:], matrices[1:]):
@@ -151,7 +162,20 @@ def volume_from_nodes(
                 "grid; register and resample them to one grid (e.g. Resample Scalar/Vector/DWI "
                 "Volume) before segmenting."
             )
-    spacing, origin, direction = geometry_from_ijk_to_ras(matrices[0])
+    return arrays, matrices[0]
+
+
+def volume_from_nodes(
+    volume_nodes: Sequence, channel_names: Sequence[str] = (), labels: Sequence[str] = ()
+) -> Volume:
+    """Scalar volume nodes (one per channel, on one grid) to an engine ``Volume`` in LPS.
+
+    ``labels`` names each channel in error messages (for example the manifest's channel names);
+    ``channel_names`` is stored in the ``Volume``. Raises ``UNetPlusPlusError`` for a missing
+    node, a node without voxels, a colour volume, or channels whose grids differ.
+    """
+    arrays, matrix = _channels_on_one_grid(volume_nodes, labels, copy=False)
+    spacing, origin, direction = geometry_from_ijk_to_ras(matrix)
     return Volume(
         array=np.stack(arrays).astype(np.float32, copy=False),
         spacing=spacing,
@@ -159,6 +183,16 @@ def volume_from_nodes(
         direction=direction,
         channel_names=tuple(channel_names),
     )
+
+
+def native_images_from_nodes(volume_nodes: Sequence, labels: Sequence[str] = ()) -> NativeImages:
+    """Scalar volume nodes (one per channel, on one grid) as views of their voxels in their own
+    type (int16 CT stays int16: no float copy) on one LPS ``Grid``; the engine process casts.
+    Raises ``UNetPlusPlusError`` as :func:`volume_from_nodes` does."""
+    arrays, matrix = _channels_on_one_grid(volume_nodes, labels, copy=False)
+    spacing, origin, direction = geometry_from_ijk_to_ras(matrix)
+    nz, ny, nx = arrays[0].shape
+    return NativeImages(arrays, Grid((nx, ny, nz), spacing, origin, direction))
 
 
 def volume_node_from_volume(scene, volume: Volume, name: str, channel: int = 0):

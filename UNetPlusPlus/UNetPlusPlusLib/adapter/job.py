@@ -3,24 +3,30 @@
 Slicer must never freeze and a CUDA crash must not take it down, so the Widget runs
 
     <python> -m UNetPlusPlusLib.cli segment IN.nrrd... --model model.json --depth D
-        --device DEV --labelmap OUT.nrrd --progress-json [--point X Y Z | --roi ...]
+        --device DEV --labelmap OUT.nrrd --progress-json --cancel-file JOB/cancel
+        [--point X Y Z | --roi ...]
 
 and reads its JSON lines (``{"stage": s, "done": d, "total": t}``, then ``{"result": {...}}`` or
-``{"error": msg}``). The inputs are written to temporary NRRD files with their exact geometry,
-so the child segments the same voxels the user sees. The child's ``<python>`` is PythonSlicer
-inside Slicer and the current interpreter elsewhere.
+``{"error": msg}``). The inputs are written to the job's working folder as uncompressed NRRD in
+the volumes' own voxel types (an int16 CT stays int16; the engine process casts), with their
+exact geometry, so the child segments the same voxels the user sees. The child's ``<python>`` is
+PythonSlicer inside Slicer (a launcher that starts the real interpreter as its child) and the
+current interpreter elsewhere.
 
-There is no Qt here: :meth:`SegmentationJob.poll` returns the events that arrived since the
-last call and never blocks; the Widget calls it from a ``qt.QTimer``, scripts call
-:meth:`SegmentationJob.wait`. The result reaches the scene only through ``on_success``, which
-runs inside ``poll`` (so on the caller's thread) and only after the child succeeded: a cancelled
-or failed job leaves the scene as it was.
+There is no Qt here and nothing blocks: :meth:`SegmentationJob.poll` returns the events that
+arrived since the last call; the Widget calls it from a ``qt.QTimer``, scripts call
+:meth:`SegmentationJob.wait`. :meth:`~SegmentationJob.cancel` creates the cancel file (the CLI
+stops between tiles, exit status 3) and, if the process tree is still alive ``kill_grace``
+seconds later, kills the whole tree (:mod:`.process`). :meth:`~SegmentationJob.close` kills the
+tree at once and removes the working folder (patient images); it runs when a job ends in any
+way, and on module cleanup and scene close through ``SegmentationLogic.shutdown``. The result
+reaches the scene only through ``on_success``, which runs inside ``poll`` (on the caller's
+thread) and only after the child succeeded: a cancelled or failed job leaves the scene as it was.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -30,12 +36,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
-from ..engine import runtime_env
+from ..cancel import CancelFile
 from ..engine.manifest import ModelManifest
-from ..engine.volume import LabelVolume, Volume, read_labelmap, volume_to_sitk
+from ..engine.volume import LabelVolume, Volume, array_to_sitk, read_labelmap, volume_to_sitk
 from ..errors import UNetPlusPlusError
+from .geometry import NativeImages
+from .process import LineReader, drain, kill_tree, package_root, spawn
+
+__all__ = ["SegmentationJob", "JobEvent", "build_command", "python_executable", "package_root"]
 
 # Job states.
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -51,6 +61,11 @@ FINISHED_STATES = (SUCCEEDED, FAILED, CANCELLED)
 PROGRESS, LOG, FINISHED = "progress", "log", "finished"
 
 LOG_TAIL_LINES = 200
+CANCEL_FILE_NAME = "cancel"
+
+# After the child exits, how long (s) its pipes may stay open (held by an orphaned grandchild)
+# before the tree is killed and the job finishes without them.
+PIPE_GRACE_S = 0.5
 
 
 @dataclass
@@ -80,11 +95,6 @@ def python_executable() -> str:
     return str(sibling) if sibling.is_file() else sys.executable
 
 
-def package_root() -> Path:
-    """The folder that holds the ``UNetPlusPlusLib`` package (put on the child's PYTHONPATH)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def build_command(
     python: str,
     input_paths: Sequence[Path],
@@ -95,11 +105,14 @@ def build_command(
     point_ras: Optional[Sequence[float]] = None,
     roi_ras: Optional[tuple[Sequence[float], Sequence[float]]] = None,
     tta: bool = False,
+    cancel_path: Optional[Path] = None,
 ) -> list[str]:
     """The CLI command line; the point and ROI corners are RAS millimetres, as the CLI takes."""
     command = [python, "-m", "UNetPlusPlusLib.cli", "segment", *map(str, input_paths)]
     command += ["--model", str(manifest_path), "--depth", str(depth), "--device", str(device)]
     command += ["--labelmap", str(labelmap_path), "--progress-json"]
+    if cancel_path is not None:
+        command += ["--cancel-file", str(cancel_path)]
     if point_ras is not None:
         command += ["--point", *(repr(float(v)) for v in point_ras)]
     if roi_ras is not None:
@@ -109,11 +122,54 @@ def build_command(
     return command
 
 
+def write_inputs(volume: Union[Volume, NativeImages], folder: Path) -> list[Path]:
+    """One uncompressed NRRD per channel in ``folder``: native voxel types for
+    ``NativeImages`` (one copy in that type, no float conversion), float32 for a ``Volume``."""
+    import SimpleITK as sitk
+
+    paths = []
+    for channel in range(volume.num_channels):
+        if isinstance(volume, NativeImages):
+            image = array_to_sitk(volume.arrays[channel], volume.grid)
+        else:
+            image = volume_to_sitk(volume, channel)
+        path = folder / f"input_{channel}.nrrd"
+        sitk.WriteImage(image, str(path), False)
+        del image
+        paths.append(path)
+    return paths
+
+
+def remove_folder(folder: Optional[Path], process: Optional[subprocess.Popen] = None) -> None:
+    """Remove ``folder`` now; if that fails (Windows keeps a dying child's files locked), retry
+    from a daemon thread for up to 30 s. Never blocks the caller."""
+    if folder is None:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    if not folder.exists():
+        return
+
+    def retry() -> None:
+        deadline = time.monotonic() + 30.0
+        while folder.exists() and time.monotonic() < deadline:
+            if process is not None:
+                try:
+                    process.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                time.sleep(0.2)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    threading.Thread(target=retry, name="unetpp-cleanup", daemon=True).start()
+
+
 @dataclass
 class SegmentationJob:
-    """One run of the CLI on a ``Volume``; start() it, then poll() until ``finished``."""
+    """One run of the CLI on a ``Volume`` or ``NativeImages``; start() it, then poll() until
+    ``finished``; close() whenever it is abandoned."""
 
-    volume: Volume
+    volume: Union[Volume, NativeImages]
     manifest: ModelManifest
     depth: str = "auto"
     device: str = "auto"
@@ -121,8 +177,8 @@ class SegmentationJob:
     roi_ras: Optional[tuple[Sequence[float], Sequence[float]]] = None
     on_success: Optional[Callable[[LabelVolume, dict], Any]] = None
     python: Optional[str] = None
-    kill_timeout: float = 5.0
     tta: bool = False  # test-time augmentation (engine/tta.py)
+    kill_grace: float = 1.0  # s between the cancel file and killing the process tree
 
     state: str = field(default=PENDING, init=False)
     error: Optional[str] = field(default=None, init=False)
@@ -136,28 +192,24 @@ class SegmentationJob:
     def __post_init__(self) -> None:
         self._process: Optional[subprocess.Popen] = None
         self._lines: queue.Queue = queue.Queue()
-        self._readers: list[threading.Thread] = []
+        self._readers: list[LineReader] = []
         self._workdir: Optional[Path] = None
         self._cancel_requested = False
-        self._terminated_at: Optional[float] = None
+        self._cancel_at: Optional[float] = None
+        self._exited_at: Optional[float] = None
         self._last_error: Optional[str] = None
+        self._final: list[JobEvent] = []  # a "finished" event owed to the next poll()
 
     # ---------------------------------------------------------------- control
     def start(self) -> SegmentationJob:
-        """Write the inputs and launch the child process; returns immediately."""
-        import SimpleITK as sitk
-
+        """Write the inputs and launch the child process; returns without waiting for it."""
         if self.state != PENDING:
             raise RuntimeError("a SegmentationJob can be started once")
         if self.manifest.path is None:
             raise ValueError("the manifest must have been loaded from a model.json")
         self._workdir = Path(tempfile.mkdtemp(prefix="unetpp-job-"))
         try:
-            inputs = []
-            for channel in range(self.volume.num_channels):
-                path = self._workdir / f"input_{channel}.nrrd"
-                sitk.WriteImage(volume_to_sitk(self.volume, channel), str(path), False)
-                inputs.append(path)
+            inputs = write_inputs(self.volume, self._workdir)
             self.command = build_command(
                 self.python or python_executable(),
                 inputs,
@@ -168,65 +220,82 @@ class SegmentationJob:
                 self.point_ras,
                 self.roi_ras,
                 self.tta,
+                cancel_path=self._workdir / CANCEL_FILE_NAME,
             )
-            # no OpenMP busy-waiting in the child: Slicer shares its cores (engine/runtime_env.py)
-            env = runtime_env.child_env(dict(os.environ, PYTHONUNBUFFERED="1"))
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(package_root()), env.get("PYTHONPATH", "")) if p
-            )
-            flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
-            self._process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=str(self._workdir),
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                bufsize=1,
-                creationflags=flags,
-            )
+            self._process = spawn(self.command, cwd=self._workdir)
         except BaseException:
-            self._cleanup()
+            self.close()
             raise
-        for stream, name in ((self._process.stdout, "stdout"), (self._process.stderr, "stderr")):
-            reader = threading.Thread(target=self._read, args=(stream, name), daemon=True)
-            reader.start()
-            self._readers.append(reader)
+        self._readers = [
+            LineReader(self._process.stdout, "stdout", self._lines),
+            LineReader(self._process.stderr, "stderr", self._lines),
+        ]
         self.state = RUNNING
         return self
 
     def cancel(self) -> None:
-        """Ask the child to stop; it is killed if still alive ``kill_timeout`` s later. Never
-        blocks; the job ends as ``cancelled`` and nothing is written."""
+        """Ask the child to stop (the cancel file); the tree is killed if still alive
+        ``kill_grace`` s later. Never blocks; the job ends as ``cancelled``, nothing written."""
+        if self.finished or self._cancel_requested:
+            return
         self._cancel_requested = True
-        process = self._process
-        if process is not None and process.poll() is None and self._terminated_at is None:
-            process.terminate()
-            self._terminated_at = time.monotonic()
+        self._cancel_at = time.monotonic()
+        if self._workdir is not None and self._process is not None:
+            CancelFile(self._workdir / CANCEL_FILE_NAME).request()
+
+    def close(self) -> None:
+        """Stop the process tree now and remove the working folder (the patient images).
+
+        Safe to call at any time and more than once; never blocks. A job still running ends as
+        ``cancelled`` (the next ``poll()`` reports it) and leaves the scene as it was.
+        """
+        if self.state in (PENDING, RUNNING):
+            self._cancel_requested = True
+            self.state = CANCELLED
+            self._final.append(
+                JobEvent(FINISHED, message="Cancelled by the user.", state=CANCELLED)
+            )
+        kill_tree(self._process)
+        remove_folder(self._workdir, self._process)
+        self._workdir = None
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
+    @property
+    def workdir(self) -> Optional[Path]:
+        """The job's working folder (inputs, labelmap, cancel file); None once removed."""
+        return self._workdir
+
+    @property
+    def pid(self) -> Optional[int]:
+        """Process id of the child (the launcher, in Slicer), the leader of its process group."""
+        return None if self._process is None else self._process.pid
+
     def poll(self) -> list[JobEvent]:
-        """Events since the last call; never blocks. The last one is ``finished``."""
+        """Events since the last call; never blocks (no join, no wait). The last one is
+        ``finished``."""
         if self.state != RUNNING:
             if self.state == PENDING and self._cancel_requested:
-                self.state = CANCELLED
-                return [JobEvent(FINISHED, message="Cancelled by the user.", state=CANCELLED)]
-            return []
-        events = self._drain()
-        if self._terminated_at is not None and self._process.poll() is None:
-            if time.monotonic() - self._terminated_at > self.kill_timeout:
-                self._process.kill()
-        if self._process is not None and self._process.poll() is not None:
-            for reader in self._readers:
-                reader.join(timeout=1.0)
-            events += self._drain()
-            events.append(self._finish())
+                self.close()
+            events, self._final = self._final, []
+            return events
+        events = self._parse_all()
+        now = time.monotonic()
+        exited = self._process.poll() is not None
+        if self._cancel_requested and not exited and now - self._cancel_at > self.kill_grace:
+            kill_tree(self._process)  # the cooperative route failed or is too slow
+        if not exited:
+            return events
+        if self._exited_at is None:
+            self._exited_at = now
+        if not all(reader.eof.is_set() for reader in self._readers):
+            if now - self._exited_at < PIPE_GRACE_S:
+                return events  # the last lines are still on their way
+            kill_tree(self._process)  # an orphan holds the pipes: the launcher died alone
+        events += self._parse_all()
+        events.append(self._finish())
         return events
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> list[JobEvent]:
@@ -238,10 +307,8 @@ class SegmentationJob:
             if self.finished:
                 break
             if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
-                while not self.finished:
-                    events += self.poll()
-                    time.sleep(interval)
+                self.close()
+                events += self.poll()
                 raise UNetPlusPlusError(f"Segmentation did not finish within {timeout:g} s.")
             time.sleep(interval)
         return events
@@ -252,21 +319,13 @@ class SegmentationJob:
         assert self._workdir is not None
         return self._workdir / "labels.nrrd"
 
-    def _read(self, stream, name: str) -> None:
-        for line in stream:
-            self._lines.put((name, line.rstrip("\r\n")))
-        stream.close()
-
-    def _drain(self) -> list[JobEvent]:
+    def _parse_all(self) -> list[JobEvent]:
         events = []
-        while True:
-            try:
-                name, line = self._lines.get_nowait()
-            except queue.Empty:
-                return events
+        for name, line in drain(self._lines):
             event = self._parse(name, line)
             if event is not None:
                 events.append(event)
+        return events
 
     def _parse(self, name: str, line: str) -> Optional[JobEvent]:
         payload = None
@@ -331,7 +390,7 @@ class SegmentationJob:
             self.state = SUCCEEDED
             return JobEvent(FINISHED, message="Segmentation finished.", state=SUCCEEDED)
         finally:
-            self._cleanup()
+            self.close()  # the state is final here: close() only kills leftovers and cleans up
 
     def _fail(self, message: str) -> JobEvent:
         self.state = FAILED
@@ -348,8 +407,3 @@ class SegmentationJob:
             reason = f"it exited with status {returncode}"
         detail = f": {tail}" if tail else ""
         return f"The segmentation process failed, {reason}{detail}. See the log for details."
-
-    def _cleanup(self) -> None:
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None

@@ -27,7 +27,14 @@ import slicer
 from ..engine.manifest import ModelManifest
 from ..engine.volume import Box, LabelVolume
 from ..errors import UNetPlusPlusError
-from .geometry import control_point_ras, ras_to_lps, roi_corners_ras, volume_from_nodes
+from .geometry import (
+    NativeImages,
+    control_point_ras,
+    native_images_from_nodes,
+    ras_to_lps,
+    roi_corners_ras,
+    volume_from_nodes,
+)
 from .job import SegmentationJob
 from .panel import channel_input_problem, is_prompted
 from .segmentation_writer import binary_labelmap_name, next_numbered_name, write_segments
@@ -42,6 +49,7 @@ class SegmentationLogic:
         self.python = python  # interpreter for background jobs; None: PythonSlicer or this one
         self._predictors: dict = {}
         self.warnings: list[str] = []  # input warnings of the last segment/start_job call
+        self._jobs: list[SegmentationJob] = []  # started background jobs, for shutdown()
 
     # ------------------------------------------------------------------ models
     @staticmethod
@@ -126,8 +134,10 @@ class SegmentationLogic:
         scene is untouched. Input problems raise ``UNetPlusPlusError`` here, before any start.
         """
         manifest = self.resolve_model(model)
-        volume = self._volume(volume_nodes, manifest)
+        volume = self._volume(volume_nodes, manifest)  # float32, for the sanity checks
         self.warnings = self._check(volume, manifest)
+        del volume
+        images = self._native_images(volume_nodes, manifest)  # written in their own types
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
 
@@ -135,7 +145,7 @@ class SegmentationLogic:
             return self.write_result(labels, nodes, manifest, output_node, replace_existing)
 
         job = SegmentationJob(
-            volume=volume,
+            volume=images,
             manifest=manifest,
             depth=str(depth),
             device=device,
@@ -146,7 +156,20 @@ class SegmentationLogic:
             tta=bool(tta),
         )
         job.warnings = list(self.warnings)
+        self._jobs = [j for j in self._jobs if not j.finished]
+        self._jobs.append(job)
         return job.start()
+
+    def shutdown(self) -> None:
+        """Cancel every running job, kill its process tree and remove its working folder.
+
+        For module cleanup, scene close and application exit. Never blocks (nothing is joined
+        or waited for) and is safe to call twice; a job it stopped reports ``cancelled`` at its
+        next ``poll()`` and leaves the scene as it was.
+        """
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.close()
 
     def check_inputs(self, volume_nodes: Sequence, model: ModelRef) -> list[str]:
         """Run the engine's input sanity checks on MRML volumes (one per model channel).
@@ -199,7 +222,9 @@ class SegmentationLogic:
         )
 
     @staticmethod
-    def _volume(volume_nodes: Sequence, manifest: ModelManifest):
+    def _channels(volume_nodes: Sequence, manifest: ModelManifest) -> tuple[list, list[str]]:
+        """The nodes and the manifest's channel names; refuses a wrong number of volumes, an
+        empty channel or one volume in two channels."""
         channels = [channel.name for channel in manifest.channels]
         nodes = list(volume_nodes)
         if len(nodes) != len(channels):
@@ -210,7 +235,15 @@ class SegmentationLogic:
         problem = channel_input_problem(channels, nodes)
         if problem:
             raise UNetPlusPlusError(problem)
+        return nodes, channels
+
+    def _volume(self, volume_nodes: Sequence, manifest: ModelManifest):
+        nodes, channels = self._channels(volume_nodes, manifest)
         return volume_from_nodes(nodes, channel_names=channels, labels=channels)
+
+    def _native_images(self, volume_nodes: Sequence, manifest: ModelManifest) -> NativeImages:
+        nodes, channels = self._channels(volume_nodes, manifest)
+        return native_images_from_nodes(nodes, labels=channels)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -1,0 +1,185 @@
+"""Cancel, close and shutdown of background jobs started through a launcher like PythonSlicer.
+
+Each test runs the job's ``python`` through a wrapper that starts the real interpreter as its
+child and waits for it (Testing/launcher.py), as Slicer's launcher does, and checks with /proc
+that no process of the job outlives the cancel.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32" or not Path("/proc/self/stat").exists(), reason="needs /proc"
+)
+
+from helpers import make_sphere_image  # noqa: E402
+from launcher import STUBBORN_CHILD, living, make_launcher, wait_for_descendant  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
+from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
+from UNetPlusPlusLib.cli import EXIT_CANCELLED  # noqa: E402
+from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+
+TIMEOUT_S = 180
+POLL_BOUND_S = 0.05  # no poll() may block the GUI thread longer than this
+GONE_WITHIN_S = 2.0  # every process of a cancelled job is gone this long after cancel()
+
+
+@pytest.fixture()
+def scene_and_volume():
+    image = make_sphere_image((24, 24, 24), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), 9.0)
+    scene = slicer.vtkMRMLScene()
+    node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+    return scene, node
+
+
+def poll_until_finished(running, timeout=TIMEOUT_S, each=None):
+    """Poll like the Widget's timer; returns (events, the longest single poll in s)."""
+    events, longest = [], 0.0
+    deadline = time.monotonic() + timeout
+    while not running.finished:
+        started = time.perf_counter()
+        events += running.poll()
+        longest = max(longest, time.perf_counter() - started)
+        if each is not None:
+            each()
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.01)
+    return events, longest
+
+
+def wait_gone(pids, within=GONE_WITHIN_S) -> set[int]:
+    deadline = time.monotonic() + within
+    while living(pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return living(pids)
+
+
+def test_cancel_kills_the_engine_behind_the_launcher(tmp_path, sphere_model, scene_and_volume):
+    scene, node = scene_and_volume
+    nodes_before = scene.GetNumberOfNodes()
+    logic = SegmentationLogic(python=make_launcher(tmp_path))
+    running = logic.start_job([node], sphere_model, device="cpu")
+    workdir = running.workdir
+    pids = wait_for_descendant(running.pid)  # the launcher and the real CLI under it
+    assert len(pids) >= 2
+    written = []
+
+    def watch_outputs():
+        if workdir.exists():
+            written.extend(p.name for p in workdir.iterdir() if not p.name.startswith("input_"))
+
+    running.cancel()
+    cancelled_at = time.monotonic()
+    events, longest = poll_until_finished(running, each=watch_outputs)
+
+    assert wait_gone(pids, GONE_WITHIN_S - (time.monotonic() - cancelled_at)) == set()
+    assert longest < POLL_BOUND_S, f"a poll blocked for {longest * 1000:.0f} ms"
+    assert running.state == job.CANCELLED and events[-1].state == job.CANCELLED
+    assert set(written) <= {job.CANCEL_FILE_NAME}  # no labelmap, not even a temporary one
+    assert running.output is None and running.labels is None
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert not workdir.exists()
+
+
+def test_cli_stops_by_itself_on_the_cancel_file(tmp_path, sphere_model, scene_and_volume):
+    _, node = scene_and_volume
+    logic = SegmentationLogic(python=make_launcher(tmp_path))
+    running = logic.start_job([node], sphere_model, device="cpu")
+    running.kill_grace = TIMEOUT_S  # prove the cooperative route: no kill
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any(e.kind == job.PROGRESS for e in running.poll()):  # the CLI is working
+        assert not running.finished, running.error
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pids = wait_for_descendant(running.pid)
+
+    running.cancel()
+    poll_until_finished(running)
+
+    assert running._process.returncode == EXIT_CANCELLED  # the CLI's own exit status
+    assert running.state == job.CANCELLED
+    assert wait_gone(pids) == set()
+
+
+def test_a_child_that_ignores_cancel_is_killed(tmp_path, sphere_model, scene_and_volume):
+    _, node = scene_and_volume
+    logic = SegmentationLogic(python=make_launcher(tmp_path, child_code=STUBBORN_CHILD))
+    running = logic.start_job([node], sphere_model, device="cpu")
+    pids = wait_for_descendant(running.pid)
+
+    running.cancel()
+    cancelled_at = time.monotonic()
+    _, longest = poll_until_finished(running)
+
+    assert wait_gone(pids, GONE_WITHIN_S - (time.monotonic() - cancelled_at)) == set()
+    assert longest < POLL_BOUND_S
+    assert running.state == job.CANCELLED
+
+
+def test_close_and_shutdown_stop_everything_at_once(tmp_path, sphere_model, scene_and_volume):
+    scene, node = scene_and_volume
+    nodes_before = scene.GetNumberOfNodes()
+    logic = SegmentationLogic(python=make_launcher(tmp_path, child_code=STUBBORN_CHILD))
+    first = logic.start_job([node], sphere_model, device="cpu")
+    second = logic.start_job([node], sphere_model, device="cpu")
+    pids = wait_for_descendant(first.pid) | wait_for_descendant(second.pid)
+    folders = [first.workdir, second.workdir]
+
+    started = time.perf_counter()
+    logic.shutdown()
+    logic.shutdown()  # twice is harmless
+    assert time.perf_counter() - started < POLL_BOUND_S  # never blocks the GUI thread
+
+    assert not any(folder.exists() for folder in folders)  # patient images removed at once
+    assert wait_gone(pids) == set()
+    for running in (first, second):
+        assert [e.state for e in running.poll()] == [job.CANCELLED]
+        assert running.poll() == []
+    assert scene.GetNumberOfNodes() == nodes_before
+
+
+def test_error_removes_the_working_folder(tmp_path, sphere_model, scene_and_volume):
+    broken = tmp_path / "modèle-肝臓"  # a non-ASCII path, echoed in the CLI's error line
+    shutil.copytree(sphere_model.parent, broken)
+    data = json.loads((broken / "model.json").read_text())
+    data["sha256"] = "0" * 64
+    (broken / "model.json").write_text(json.dumps(data))
+    _, node = scene_and_volume
+    running = SegmentationLogic(python=make_launcher(tmp_path)).start_job(
+        [node], broken / "model.json", device="cpu"
+    )
+    workdir = running.workdir
+    poll_until_finished(running)
+
+    assert running.state == job.FAILED
+    assert not workdir.exists()
+    assert "modèle-肝臓" in running.error
+
+
+def test_child_output_is_utf8_whatever_the_console_encoding(
+    tmp_path, sphere_model, scene_and_volume, monkeypatch
+):
+    # A Windows console encodes stdio as cp1252: the child must still write UTF-8.
+    monkeypatch.setenv("PYTHONIOENCODING", "cp1252")
+    broken = tmp_path / "modèle-肝臓"
+    shutil.copytree(sphere_model.parent, broken)
+    data = json.loads((broken / "model.json").read_text())
+    data["sha256"] = "0" * 64
+    (broken / "model.json").write_text(json.dumps(data))
+    _, node = scene_and_volume
+    running = SegmentationLogic().start_job([node], broken / "model.json", device="cpu")
+    events, _ = poll_until_finished(running)
+
+    # one line from the JSON {"error"} on stdout, one printed by the child on stderr
+    lines = [e.message for e in events if e.message.startswith("error: Model weights")]
+    assert len(lines) == 2 and all("modèle-肝臓" in line for line in lines), lines
+    assert all("\ufffd" not in e.message for e in events)

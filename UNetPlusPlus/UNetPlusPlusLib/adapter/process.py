@@ -1,0 +1,152 @@
+"""Child processes for the Slicer module: start in their own group, read as UTF-8, kill the tree.
+
+In Slicer the engine's interpreter is started through ``PythonSlicer``, a launcher that starts
+the real Python as *its* child and waits for it. Terminating the launcher's ``Popen`` therefore
+leaves the engine running. So every child starts as the leader of a new process group
+(POSIX: ``start_new_session=True``; Windows: ``CREATE_NEW_PROCESS_GROUP``) and
+:func:`kill_tree` kills the whole group (``os.killpg``) or tree (``taskkill /T /F``).
+
+Nothing here waits: :func:`kill_tree` sends the signal (or starts ``taskkill``) and returns, and
+:class:`LineReader` threads are never joined, so the GUI thread never blocks. Child output is
+UTF-8 on both sides (``PYTHONIOENCODING=utf-8``; decoded with ``errors="replace"``), so
+non-ASCII paths and log lines survive on Windows, whose console code page is not UTF-8.
+No Qt and no Slicer here.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Mapping, Optional, Sequence, Union
+
+from ..engine import runtime_env
+
+_WINDOWS = sys.platform == "win32"
+
+
+def package_root() -> Path:
+    """The folder that holds the ``UNetPlusPlusLib`` package (put on the child's PYTHONPATH)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def child_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """``base`` (default ``os.environ``) plus passive OpenMP waiting (``runtime_env``), unbuffered
+    UTF-8 output and our package first on ``PYTHONPATH``."""
+    # no OpenMP busy-waiting in the child: Slicer shares its cores (engine/runtime_env.py)
+    env = runtime_env.child_env(dict(os.environ if base is None else base))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(package_root()), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def spawn(
+    command: Sequence[str],
+    cwd: Union[str, os.PathLike],
+    env: Optional[Mapping[str, str]] = None,
+    stdin: Union[int, None] = subprocess.DEVNULL,
+) -> subprocess.Popen:
+    """Start ``command`` as the leader of a new process group, pipes decoded as UTF-8 text.
+
+    ``stdin`` is ``subprocess.DEVNULL`` (default) or ``subprocess.PIPE`` (a request channel).
+    Raises ``OSError`` when the program cannot be started.
+    """
+    options: dict = {}
+    if _WINDOWS:
+        options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(
+            subprocess, "CREATE_NO_WINDOW", 0
+        )
+    else:
+        options["start_new_session"] = True
+    return subprocess.Popen(
+        list(command),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(child_environment() if env is None else env),
+        cwd=str(cwd),
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+        **options,
+    )
+
+
+def kill_tree(process: Optional[subprocess.Popen]) -> None:
+    """Kill ``process`` and every process it started (its group); returns without waiting.
+
+    Safe to call on a finished process or twice. POSIX: SIGKILL to the process group, which the
+    launcher's children share. Windows: ``taskkill /T /F`` on the tree, started and not waited
+    for, then the process itself.
+    """
+    if process is None:
+        return
+    if _WINDOWS:
+        if process.poll() is None:
+            try:
+                subprocess.Popen(
+                    ["taskkill", "/T", "/F", "/PID", str(process.pid)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                )
+            except OSError:
+                pass
+            try:
+                process.kill()
+            except OSError:
+                pass
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the group id is the leader's pid
+    except (ProcessLookupError, PermissionError):
+        pass  # the whole group has already gone
+    process.poll()  # reap the leader if it is dead, without waiting
+
+
+class LineReader:
+    """A daemon thread that moves a text stream's lines into a queue; never joined.
+
+    ``lines`` receives ``(name, line)`` tuples without the line ending; ``eof`` is set once the
+    stream is exhausted (the writer and everything that inherited the pipe have exited).
+    """
+
+    def __init__(self, stream: IO[str], name: str, lines: queue.Queue) -> None:
+        self.name = name
+        self.eof = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(stream, lines), name=f"unetpp-{name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, stream: IO[str], lines: queue.Queue) -> None:
+        try:
+            for line in stream:
+                lines.put((self.name, line.rstrip("\r\n")))
+        except (OSError, ValueError):
+            pass  # the pipe was closed under us
+        finally:
+            try:
+                stream.close()
+            except OSError:
+                pass
+            self.eof.set()
+
+
+def drain(lines: queue.Queue) -> list[tuple[str, str]]:
+    """Every ``(name, line)`` waiting in ``lines``, without blocking."""
+    out = []
+    while True:
+        try:
+            out.append(lines.get_nowait())
+        except queue.Empty:
+            return out
