@@ -31,7 +31,7 @@ def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
 ENGINE_FILES = sorted(
     [*(LIB / "engine").glob("*.py"), *(LIB / "training").glob("*.py"),
      *LIB.glob("cli*.py"), LIB / "segfile.py", LIB / "preview.py", LIB / "errors.py",
-     LIB / "resources.py"]
+     LIB / "resources.py", LIB / "cancel.py"]
 )  # fmt: skip
 
 
@@ -70,3 +70,33 @@ def test_listing_models_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+PANEL_SET_UP = """
+import sys, time
+from UNetPlusPlusLib.adapter import install, panel
+from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
+logic = SegmentationLogic()
+install.dependencies_ready()
+for manifest in logic.available_models():
+    panel.task_title(manifest), panel.model_summary(manifest)
+    [panel.depth_item_text(manifest, c) for c in panel.DEPTH_CHOICES]
+deadline = time.monotonic() + 120
+while (devices := logic.device_list()) is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+choices = panel.device_choices(devices)
+logic.shutdown()
+print("torch" in sys.modules, [c[1] for c in choices], logic.device_error())
+"""
+
+
+def test_opening_the_panel_does_not_import_torch():
+    """The Logic, the panel helpers and the device list leave torch out of Slicer's process:
+    the engine's own process lists the devices (``unetpp devices --json``)."""
+    pytest.importorskip("slicer")
+    out = subprocess.run(
+        [sys.executable, "-c", PANEL_SET_UP], capture_output=True, text=True, timeout=180
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False ['auto', 'cpu'] None"

@@ -27,6 +27,7 @@ import slicer
 from ..engine.manifest import ModelManifest
 from ..engine.volume import Box, LabelVolume
 from ..errors import UNetPlusPlusError
+from .device_list import DeviceQuery
 from .geometry import (
     NativeImages,
     control_point_ras,
@@ -35,7 +36,7 @@ from .geometry import (
     roi_corners_ras,
     volume_from_nodes,
 )
-from .job import SegmentationJob
+from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted
 from .segmentation_writer import binary_labelmap_name, next_numbered_name, write_segments
 
@@ -50,6 +51,7 @@ class SegmentationLogic:
         self._predictors: dict = {}
         self.warnings: list[str] = []  # input warnings of the last segment/start_job call
         self._jobs: list[SegmentationJob] = []  # started background jobs, for shutdown()
+        self._device_query: Optional[DeviceQuery] = None
 
     # ------------------------------------------------------------------ models
     @staticmethod
@@ -70,6 +72,17 @@ class SegmentationLogic:
         from ..engine.registry import find_model
 
         return find_model(str(model))
+
+    def device_list(self) -> Optional[list[dict]]:
+        """The engine's devices (``[{"id", "name", "memory"}]``), asked of the engine's process
+        in the background on the first call (torch is never imported here); None until it has
+        answered. Poll it from a timer; ``device_error()`` says why only the CPU is listed."""
+        if self._device_query is None:
+            self._device_query = DeviceQuery(self.python or python_executable())
+        return self._device_query.poll()
+
+    def device_error(self) -> Optional[str]:
+        return None if self._device_query is None else self._device_query.error
 
     def _predictor(self, manifest: ModelManifest, device: str):
         from ..engine.predictor import Predictor
@@ -170,6 +183,8 @@ class SegmentationLogic:
         jobs, self._jobs = self._jobs, []
         for job in jobs:
             job.close()
+        if self._device_query is not None:
+            self._device_query.close()
 
     def check_inputs(self, volume_nodes: Sequence, model: ModelRef) -> list[str]:
         """Run the engine's input sanity checks on MRML volumes (one per model channel).

@@ -236,3 +236,21 @@ def channel_input_problem(channel_names: Sequence[str], nodes: Sequence[Any]) ->
                 "choose a different volume for each channel in the Inputs section."
             )
     return None
+
+
+def device_choices(devices: Optional[Sequence[dict]]) -> list[tuple[str, str]]:
+    """Device selector items ``(text, id)``: "auto" first, then each device the engine listed
+    (``unetpp devices --json``: ``{"id", "name", "memory"}``, memory in bytes); with no list yet,
+    auto and the CPU."""
+    items = [("auto (GPU if available)", "auto")]
+    for device in devices or [{"id": "cpu", "name": "", "memory": None}]:
+        ident, name = str(device.get("id", "")), str(device.get("name") or "")
+        memory = device.get("memory")
+        if ident == "cpu":
+            items.append(("CPU" + (f" ({name})" if name and name != "CPU" else ""), "cpu"))
+        elif ident.startswith("cuda:"):
+            size = f", {memory / 2**30:.0f} GiB" if isinstance(memory, (int, float)) else ""
+            items.append((f"GPU {ident[5:]}: {name}{size}", ident))
+        elif ident:
+            items.append((name or ident, ident))
+    return items

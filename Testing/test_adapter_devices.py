@@ -1,0 +1,68 @@
+"""The device list comes from the engine's process, in the background, and is cached."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from UNetPlusPlusLib.adapter import device_list, panel
+
+
+def poll_until_ready(query, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while (devices := query.poll()) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return devices
+
+
+def test_cli_lists_devices_as_json():
+    out = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "devices", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    devices = json.loads(out.stdout)
+    assert devices[0]["id"] == "cpu" and devices[0]["name"]
+    assert all(set(d) == {"id", "name", "memory"} for d in devices)
+
+
+def test_query_answers_in_the_background_and_is_cached(monkeypatch):
+    monkeypatch.setattr(device_list, "_CACHE", {})
+    query = device_list.DeviceQuery(sys.executable)
+    started = time.perf_counter()
+    assert query.poll() is None  # the first call only starts the engine's process
+    assert time.perf_counter() - started < 0.5
+    devices = poll_until_ready(query)
+    assert devices[0]["id"] == "cpu" and query.error is None
+
+    again = device_list.DeviceQuery(sys.executable)
+    assert again.poll() == devices and again._process is None  # no second process
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX script as the interpreter")
+def test_a_broken_engine_leaves_the_cpu_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(device_list, "_CACHE", {})
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'CUDA driver initialisation failed' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    query = device_list.DeviceQuery(str(broken))
+    assert poll_until_ready(query) == device_list.CPU_ONLY
+    assert "CUDA driver initialisation failed" in query.error
+    assert str(broken) not in device_list._CACHE  # a later session asks again
+
+
+def test_device_choices_name_each_gpu():
+    devices = [
+        {"id": "cpu", "name": "AMD EPYC", "memory": 2**34},
+        {"id": "cuda:0", "name": "NVIDIA H200", "memory": 141 * 2**30},
+    ]
+    assert panel.device_choices(devices) == [
+        ("auto (GPU if available)", "auto"),
+        ("CPU (AMD EPYC)", "cpu"),
+        ("GPU 0: NVIDIA H200, 141 GiB", "cuda:0"),
+    ]
+    assert [c[1] for c in panel.device_choices(None)] == ["auto", "cpu"]
