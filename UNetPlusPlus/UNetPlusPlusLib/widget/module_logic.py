@@ -33,6 +33,23 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
             self._segmentationLogic = SegmentationLogic()
         return self._segmentationLogic
 
+    def shutdown(self) -> None:
+        """Cancel every running job, kill its process tree and remove its working folder (and
+        stop the engine's helper processes). For module cleanup, scene close and application
+        exit; never blocks, safe to call twice. See SegmentationLogic.shutdown."""
+        if self._segmentationLogic is not None:
+            self._segmentationLogic.shutdown()
+
+    def deviceList(self):
+        """The engine's devices, or None while its process is still answering (asked in the
+        background on the first call; torch is not imported here). See
+        SegmentationLogic.device_list."""
+        return self.segmentationLogic.device_list()
+
+    def deviceError(self):
+        """Why only the CPU is listed, or None."""
+        return self.segmentationLogic.device_error()
+
     def availableModels(self) -> list:
         return self.segmentationLogic.available_models()
 

@@ -65,6 +65,9 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPollJob)
+        self._deviceTimer = qt.QTimer()
+        self._deviceTimer.setInterval(POLL_INTERVAL_MS)
+        self._deviceTimer.connect("timeout()", self.onPollDevices)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -92,6 +95,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
         self.cancelJob()
         self.shutdownLogic()
         self._timer.stop()
+        self._deviceTimer.stop()
         self.removeObservers()
         slicer.app.disconnect("aboutToQuit()", self.onAboutToQuit)
 
@@ -206,22 +210,30 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
             self.onParameterNodeModified()
 
     def refreshDevices(self) -> None:
-        """auto, CPU and every CUDA GPU by name (when torch is installed)."""
+        """auto, CPU and every GPU the engine lists. The engine's own process is asked, in the
+        background (torch is never imported into Slicer); the selector is refilled when it
+        answers."""
+        devices = None
+        if self._dependenciesReady:
+            devices = self.logic.deviceList()
+            if devices is None and not self._deviceTimer.isActive():
+                self._deviceTimer.start()
         combo = self.ui.deviceSelector
         wasBlocked = combo.blockSignals(True)
         combo.clear()
-        combo.addItem(_("auto (GPU if available)"), "auto")
-        combo.addItem(_("CPU"), "cpu")
-        if install.torch_installed():
-            try:
-                import torch
-
-                for index in range(torch.cuda.device_count()):
-                    name = torch.cuda.get_device_name(index)
-                    combo.addItem(f"GPU {index}: {name}", f"cuda:{index}")
-            except Exception as error:  # a broken CUDA setup must not break the panel
-                self.appendLog(f"warning: cannot list CUDA devices ({error})")
+        for text, device in panel.device_choices(devices):
+            combo.addItem(_("auto (GPU if available)") if device == "auto" else text, device)
+        if self._parameterNode is not None:
+            self._selectByData(combo, self._parameterNode.device)
         combo.blockSignals(wasBlocked)
+
+    def onPollDevices(self) -> None:
+        if self.logic.deviceList() is None:
+            return
+        self._deviceTimer.stop()
+        if self.logic.deviceError():
+            self.appendLog(f"warning: {self.logic.deviceError()}")
+        self.refreshDevices()
 
     def currentModel(self):
         if self._parameterNode is None:
