@@ -1,4 +1,4 @@
-"""The `unetpp` command line: `segment`, `models`, `train` and `devices`.
+"""The `unetpp` command line: `segment`, `models`, `train`, `devices` and `serve`.
 
 User errors (`UNetPlusPlusError`, bad options) print as one line, `error: ...`, and exit with
 status 2. With `--progress-json`, progress goes to stdout as JSON lines (`{"stage": "infer",
@@ -7,7 +7,8 @@ reads them. Warnings (Python's, e.g. a skipped DICOM slice) print as one `warnin
 each on stderr, which the Slicer module shows in its log. A closed output pipe (`| head`) ends
 the command quietly. Coordinates are RAS millimetres, as 3D Slicer shows them, unless `--lps`.
 
-The sub-commands live in cli_segment.py, cli_models.py, cli_devices.py and training/cli.py;
+The sub-commands live in cli_segment.py, cli_models.py, cli_devices.py, cli_serve.py and
+training/cli.py;
 option types in cli_args.py; output checks and all-or-nothing writing in cli_outputs.py. Nothing
 here imports torch: `segment` imports it only after every option, output path and input has been
 checked.
@@ -27,6 +28,7 @@ from .cli_args import ArgumentError, Parser
 from .cli_devices import add_devices_parser
 from .cli_models import add_models_parser
 from .cli_segment import add_segment_parser
+from .cli_serve import add_serve_parser
 from .errors import CancelledError, UNetPlusPlusError
 
 EXIT_USER_ERROR = 2
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(subparsers)
     _add_train_parser(subparsers)
     add_devices_parser(subparsers)
+    add_serve_parser(subparsers)
     return parser
 
 

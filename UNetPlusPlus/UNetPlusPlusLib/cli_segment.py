@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .cancel import CancelFile, cancellable
 from .cli_args import (
@@ -167,8 +167,23 @@ def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagre
 
 
 # ---------------------------------------------------------------------------- the run
-def run_segment(args: argparse.Namespace, progress) -> dict:
-    """Check everything, segment, write all outputs or none; returns the result summary."""
+def _predictor(manifest, args: argparse.Namespace, predictors: Optional[dict]):
+    """A Predictor for ``manifest``; with a ``predictors`` cache (``unetpp serve``), the last
+    one is kept and reused while the manifest, its sha256, the device and threads match."""
+    from .engine.predictor import Predictor  # torch is imported here, after every check
+
+    if predictors is None:
+        return Predictor(manifest, device=args.device, threads=args.threads)
+    key = (str(manifest.path), manifest.sha256, args.device, args.threads)
+    if key not in predictors:
+        predictors.clear()  # one model in memory
+        predictors[key] = Predictor(manifest, device=args.device, threads=args.threads)
+    return predictors[key]
+
+
+def run_segment(args: argparse.Namespace, progress, predictors: Optional[dict] = None) -> dict:
+    """Check everything, segment, write all outputs or none; returns the result summary.
+    ``predictors`` (from ``unetpp serve``) keeps the loaded model between requests."""
     _check_arguments(args)
     check_output_paths(
         args.inputs,
@@ -189,9 +204,7 @@ def run_segment(args: argparse.Namespace, progress) -> dict:
 
     names = [c.name for c in manifest.channels]
     volume = read_volume(args.inputs, channel_names=names, series=args.series)
-    from .engine.predictor import Predictor  # torch is imported here, after every check
-
-    predictor = Predictor(manifest, device=args.device, threads=args.threads)
+    predictor = _predictor(manifest, args, predictors)
     progress("load", 1, 1)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     results = []

@@ -42,6 +42,7 @@ from ..cancel import CancelFile
 from ..engine.manifest import ModelManifest
 from ..engine.volume import LabelVolume, Volume, array_to_sitk, read_labelmap, volume_to_sitk
 from ..errors import UNetPlusPlusError
+from .engine_server import DIED, DONE, EngineServer
 from .geometry import NativeImages
 from .process import LineReader, drain, kill_tree, package_root, spawn
 
@@ -179,6 +180,7 @@ class SegmentationJob:
     python: Optional[str] = None
     tta: bool = False  # test-time augmentation (engine/tta.py)
     kill_grace: float = 1.0  # s between the cancel file and killing the process tree
+    server: Optional[EngineServer] = None  # a persistent engine process, instead of a new one
 
     state: str = field(default=PENDING, init=False)
     error: Optional[str] = field(default=None, init=False)
@@ -199,6 +201,7 @@ class SegmentationJob:
         self._exited_at: Optional[float] = None
         self._last_error: Optional[str] = None
         self._final: list[JobEvent] = []  # a "finished" event owed to the next poll()
+        self._server_end: Optional[str] = None  # engine_server.DONE or DIED, with a server
 
     # ---------------------------------------------------------------- control
     def start(self) -> SegmentationJob:
@@ -222,6 +225,11 @@ class SegmentationJob:
                 self.tta,
                 cancel_path=self._workdir / CANCEL_FILE_NAME,
             )
+            if self.server is not None:
+                self.server.submit(self.command[4:], self._lines)  # the arguments of `segment`
+                self.command = [*self.server.command, "<", *self.command[3:]]  # for the log
+                self.state = RUNNING
+                return self
             self._process = spawn(self.command, cwd=self._workdir)
         except BaseException:
             self.close()
@@ -240,7 +248,7 @@ class SegmentationJob:
             return
         self._cancel_requested = True
         self._cancel_at = time.monotonic()
-        if self._workdir is not None and self._process is not None:
+        if self._workdir is not None and self.state == RUNNING:
             CancelFile(self._workdir / CANCEL_FILE_NAME).request()
 
     def close(self) -> None:
@@ -250,6 +258,8 @@ class SegmentationJob:
         ``cancelled`` (the next ``poll()`` reports it) and leaves the scene as it was.
         """
         if self.state in (PENDING, RUNNING):
+            if self.server is not None and self.state == RUNNING:
+                self.server.kill()  # stop the work now; the next request starts a new one
             self._cancel_requested = True
             self.state = CANCELLED
             self._final.append(
@@ -282,6 +292,8 @@ class SegmentationJob:
             events, self._final = self._final, []
             return events
         events = self._parse_all()
+        if self.server is not None:
+            return events + self._poll_server()
         now = time.monotonic()
         exited = self._process.poll() is not None
         if self._cancel_requested and not exited and now - self._cancel_at > self.kill_grace:
@@ -297,6 +309,15 @@ class SegmentationJob:
         events += self._parse_all()
         events.append(self._finish())
         return events
+
+    def _poll_server(self) -> list[JobEvent]:
+        """The end of a request to the persistent engine: its reply, or the process's death."""
+        late = time.monotonic() - (self._cancel_at or 0.0) > self.kill_grace
+        if self._cancel_requested and self._server_end is None and late:
+            self.server.kill()  # the request ignored the cancel file; the next one restarts it
+        if self._server_end is None:
+            return []
+        return [self._finish()]
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> list[JobEvent]:
         """Poll until the job finishes (blocking, for scripts and tests); all events."""
@@ -322,6 +343,9 @@ class SegmentationJob:
     def _parse_all(self) -> list[JobEvent]:
         events = []
         for name, line in drain(self._lines):
+            if name == "server":
+                self._server_end = line
+                continue
             event = self._parse(name, line)
             if event is not None:
                 events.append(event)
@@ -365,7 +389,15 @@ class SegmentationJob:
         del self.log[:-LOG_TAIL_LINES]
 
     def _finish(self) -> JobEvent:
-        returncode = self._process.returncode if self._process is not None else None
+        if self.server is not None:  # a reply stands for the exit status; no reply: a crash
+            returncode = 0 if self._server_end == DONE and self.result is not None else 1
+            if self._server_end == DIED and not self._last_error:
+                self._last_error = (
+                    "The engine process stopped unexpectedly (a crash, or out of memory); the "
+                    "next run starts a new one. See the log for details."
+                )
+        else:
+            returncode = self._process.returncode if self._process is not None else None
         try:
             if self._cancel_requested:
                 self.state = CANCELLED

@@ -28,6 +28,7 @@ from ..engine.manifest import ModelManifest
 from ..engine.volume import Box, LabelVolume
 from ..errors import UNetPlusPlusError
 from .device_list import DeviceQuery
+from .engine_server import EngineServer
 from .geometry import (
     NativeImages,
     control_point_ras,
@@ -52,6 +53,7 @@ class SegmentationLogic:
         self.warnings: list[str] = []  # input warnings of the last segment/start_job call
         self._jobs: list[SegmentationJob] = []  # started background jobs, for shutdown()
         self._device_query: Optional[DeviceQuery] = None
+        self._server: Optional[EngineServer] = None  # the persistent engine, for clicks
 
     # ------------------------------------------------------------------ models
     @staticmethod
@@ -140,13 +142,18 @@ class SegmentationLogic:
         output_node=None,
         replace_existing: bool = False,
         tta: bool = False,
+        persistent: Optional[bool] = None,
     ) -> SegmentationJob:
         """Start a background run of the CLI; poll the returned job until it is finished.
 
         When it succeeds, ``job.output`` is the segmentation node written to; until then the
         scene is untouched. Input problems raise ``UNetPlusPlusError`` here, before any start.
+        ``persistent`` (default: for point-prompted models, i.e. nodule clicks) sends the run to
+        one engine process kept alive between runs (``unetpp serve``, model loaded), started at
+        the first run and again after a crash; otherwise each run starts its own process.
         """
         manifest = self.resolve_model(model)
+        persistent = is_prompted(manifest) if persistent is None else persistent
         volume = self._volume(volume_nodes, manifest)  # float32, for the sanity checks
         self.warnings = self._check(volume, manifest)
         del volume
@@ -167,6 +174,7 @@ class SegmentationLogic:
             on_success=write,
             python=self.python,
             tta=bool(tta),
+            server=self._engine_server() if persistent else None,
         )
         job.warnings = list(self.warnings)
         self._jobs = [j for j in self._jobs if not j.finished]
@@ -174,7 +182,8 @@ class SegmentationLogic:
         return job.start()
 
     def shutdown(self) -> None:
-        """Cancel every running job, kill its process tree and remove its working folder.
+        """Cancel every running job, kill its process tree and remove its working folder; stop
+        the persistent engine process and a device query still running.
 
         For module cleanup, scene close and application exit. Never blocks (nothing is joined
         or waited for) and is safe to call twice; a job it stopped reports ``cancelled`` at its
@@ -185,6 +194,13 @@ class SegmentationLogic:
             job.close()
         if self._device_query is not None:
             self._device_query.close()
+        if self._server is not None:
+            self._server.shutdown()
+
+    def _engine_server(self) -> EngineServer:
+        if self._server is None:
+            self._server = EngineServer(self.python or python_executable())
+        return self._server
 
     def check_inputs(self, volume_nodes: Sequence, model: ModelRef) -> list[str]:
         """Run the engine's input sanity checks on MRML volumes (one per model channel).

@@ -1,0 +1,118 @@
+"""The persistent engine process for clicks (`unetpp serve`), through a PythonSlicer-like launcher:
+requests share one process, a killed process is restarted, shutdown leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32" or not Path("/proc/self/stat").exists(), reason="needs /proc"
+)
+
+from helpers import make_sphere_image  # noqa: E402
+from launcher import living, make_launcher, wait_for_descendant  # noqa: E402
+from test_adapter_job_cancel import POLL_BOUND_S, poll_until_finished, wait_gone  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
+from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
+from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+
+TIMEOUT_S = 180
+
+
+@pytest.fixture()
+def volume_node():
+    image = make_sphere_image((24, 24, 24), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), 9.0)
+    scene = slicer.vtkMRMLScene()
+    node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+    yield node
+    del scene  # the scene lives as long as the test
+
+
+def run(logic, node, model, **kwargs):
+    running = logic.start_job([node], model, device="cpu", persistent=True, **kwargs)
+    events, _ = poll_until_finished(running, TIMEOUT_S)  # the last poll imports the result
+    return running, events
+
+
+def test_requests_share_one_process_which_restarts_after_a_crash(
+    tmp_path, sphere_model, volume_node
+):
+    logic = SegmentationLogic(python=make_launcher(tmp_path))
+    first, _ = run(logic, volume_node, sphere_model)
+    server = logic._server
+    pid = server.pid
+    second, events = run(logic, volume_node, sphere_model, point_ras=(0.0, 0.0, 0.0))
+
+    assert first.state == second.state == job.SUCCEEDED, (first.error, second.error)
+    assert server.starts == 1 and server.pid == pid and server.alive()  # one process, twice
+    assert [e.stage for e in events if e.kind == job.PROGRESS][-1] == "write"
+    assert first.output is not None and second.output is not None
+    assert first.workdir is None and second.workdir is None  # folders removed
+
+    engine = wait_for_descendant(pid)
+    os.killpg(pid, signal.SIGKILL)  # a crash (the whole tree, as an OOM kill would)
+    assert wait_gone(engine) == set()
+    third, _ = run(logic, volume_node, sphere_model)
+
+    assert third.state == job.SUCCEEDED, third.error
+    assert server.starts == 2 and server.pid != pid
+
+    pids = wait_for_descendant(server.pid)
+    started = time.perf_counter()
+    logic.shutdown()
+    logic.shutdown()
+    assert time.perf_counter() - started < POLL_BOUND_S
+    assert wait_gone(pids) == set()
+
+
+def test_a_crash_during_a_request_fails_it_and_cancel_stops_it(tmp_path, sphere_model, volume_node):
+    logic = SegmentationLogic(python=make_launcher(tmp_path))
+    running = logic.start_job([volume_node], sphere_model, device="cpu", persistent=True)
+    pids = wait_for_descendant(logic._server.pid)
+    os.killpg(logic._server.pid, signal.SIGKILL)
+    poll_until_finished(running, TIMEOUT_S)
+    assert running.state == job.FAILED
+    assert "engine process stopped unexpectedly" in running.error
+    assert living(pids) == set() or wait_gone(pids) == set()
+
+    cancelled = logic.start_job([volume_node], sphere_model, device="cpu", persistent=True)
+    cancelled.cancel()
+    poll_until_finished(cancelled, TIMEOUT_S)
+    assert cancelled.state == job.CANCELLED and cancelled.output is None
+    logic.shutdown()
+
+
+def test_serve_answers_requests_until_its_input_ends(tmp_path, sphere_model):
+    import SimpleITK as sitk
+
+    image = make_sphere_image((24, 24, 24), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), 9.0)
+    sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
+    request = [str(tmp_path / "ct.nrrd"), "--model", str(sphere_model), "--device", "cpu"]
+    lines = [
+        {"id": 1, "argv": [*request, "--labelmap", str(tmp_path / "a.nrrd")]},
+        {"id": 2, "argv": ["missing.nrrd", "--model", str(sphere_model), "--labelmap", "x.nrrd"]},
+        {"id": 3, "argv": [*request, "--labelmap", str(tmp_path / "b.nrrd")]},
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    replies = [json.loads(line) for line in out.stdout.splitlines()]  # stdout: protocol only
+    assert replies[0]["ready"] is True
+    ends = {r["id"]: r for r in replies[1:] if "result" in r or "error" in r}
+    assert ends[1]["result"]["volumes_ml"]["liver"] > 0
+    assert ends[2]["status"] == 2 and "missing.nrrd" in ends[2]["error"]
+    assert ends[3]["result"]["volumes_ml"] == ends[1]["result"]["volumes_ml"]
+    assert (tmp_path / "a.nrrd").is_file() and (tmp_path / "b.nrrd").is_file()

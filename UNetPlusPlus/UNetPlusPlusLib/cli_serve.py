@@ -1,0 +1,104 @@
+"""`unetpp serve`: one engine process that answers segmentation requests until its input ends.
+
+The Slicer module keeps this process alive between nodule clicks (``adapter/engine_server.py``),
+so only the first click pays for starting Python, importing torch and loading the model. The
+one-shot ``unetpp segment`` is unchanged; a request takes exactly its arguments.
+
+Protocol, one JSON object per line (UTF-8):
+
+- the server first writes ``{"ready": true, "pid": N}``;
+- request ``{"id": 7, "argv": [...]}``: ``argv`` as for ``unetpp segment`` (inputs, ``--model``,
+  ``--labelmap``, ``--cancel-file``...); replies ``{"id": 7, "stage": s, "done": d, "total": t}``
+  then ``{"id": 7, "result": {...}}`` or ``{"id": 7, "error": msg, "status": 1|2|3}`` (the exit
+  status ``unetpp segment`` would have had; 3 = cancelled);
+- request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
+
+Requests run one after another. The last model stays loaded (one Predictor, keyed by manifest
+path, sha256, device and threads). An error in one request is replied and the server goes on.
+Anything a library prints to stdout is moved to stderr, so stdout carries only the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from typing import IO, Any
+
+
+def _reply(stream: IO[str], payload: dict) -> None:
+    stream.write(json.dumps(payload) + "\n")
+    stream.flush()
+
+
+def handle(request: Any, predictors: dict, replies: IO[str]) -> None:
+    """Run one request, writing its progress and its result or error to ``replies``."""
+    from .cli import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, build_parser
+    from .cli_args import ArgumentError
+    from .cli_segment import run_segment
+    from .errors import CancelledError, UNetPlusPlusError
+
+    ident = request.get("id") if isinstance(request, dict) else None
+    argv = request.get("argv") if isinstance(request, dict) else None
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        _reply(replies, {"id": ident, "error": "bad request: no argv list", "status": 2})
+        return
+
+    def progress(stage: str, done: int, total: int) -> None:
+        _reply(replies, {"id": ident, "stage": stage, "done": int(done), "total": int(total)})
+
+    try:
+        args = build_parser().parse_args(["segment", *argv, "--progress-json"])
+    except ArgumentError as error:
+        _reply(replies, {"id": ident, "error": str(error), "status": EXIT_USER_ERROR})
+        return
+    except SystemExit:  # --help, or a message argparse printed on stderr
+        _reply(replies, {"id": ident, "error": "bad request arguments", "status": EXIT_USER_ERROR})
+        return
+    try:
+        result = run_segment(args, progress, predictors=predictors)
+    except CancelledError as error:
+        _reply(replies, {"id": ident, "error": str(error), "status": EXIT_CANCELLED})
+    except UNetPlusPlusError as error:
+        _reply(replies, {"id": ident, "error": str(error), "status": EXIT_USER_ERROR})
+    except MemoryError:
+        message = "Out of memory. Use a region of interest or a shallower depth."
+        _reply(replies, {"id": ident, "error": message, "status": EXIT_USER_ERROR})
+    except Exception as error:  # noqa: BLE001 - the server outlives a failed request
+        message = f"internal error ({type(error).__name__}: {error}); please report it"
+        _reply(replies, {"id": ident, "error": message, "status": EXIT_INTERNAL_ERROR})
+    else:
+        _reply(replies, {"id": ident, "result": result})
+
+
+def serve(requests: IO[str], replies: IO[str]) -> int:
+    """Answer JSON-line ``requests`` on ``replies`` until ``{"quit": true}`` or end of input."""
+    predictors: dict = {}
+    _reply(replies, {"ready": True, "pid": os.getpid()})
+    for line in requests:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError:
+            _reply(replies, {"id": None, "error": "bad request: not JSON", "status": 2})
+            continue
+        if isinstance(request, dict) and request.get("quit"):
+            break
+        with contextlib.redirect_stdout(sys.stderr):
+            handle(request, predictors, replies)
+    return 0
+
+
+def run_serve(args: argparse.Namespace, progress) -> int:
+    return serve(sys.stdin, sys.stdout)
+
+
+def add_serve_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="answer segmentation requests (JSON lines on stdin/stdout), keeping the model loaded",
+    )
+    parser.set_defaults(handler=run_serve)
