@@ -84,33 +84,55 @@ def kill_tree(process: Optional[subprocess.Popen]) -> None:
     """Kill ``process`` and every process it started (its group); returns without waiting.
 
     Safe to call on a finished process or twice. POSIX: SIGKILL to the process group, which the
-    launcher's children share. Windows: ``taskkill /T /F`` on the tree, started and not waited
-    for, then the process itself.
+    launcher's children share. Windows: the tree through psutil when it is installed, else
+    ``taskkill /T /F``, started and not waited for.
     """
     if process is None:
         return
     if _WINDOWS:
         if process.poll() is None:
-            try:
-                subprocess.Popen(
-                    ["taskkill", "/T", "/F", "/PID", str(process.pid)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-                )
-            except OSError:
-                pass
-            try:
-                process.kill()
-            except OSError:
-                pass
+            _kill_tree_windows(process)
         return
     try:
         os.killpg(process.pid, signal.SIGKILL)  # the group id is the leader's pid
     except (ProcessLookupError, PermissionError):
         pass  # the whole group has already gone
     process.poll()  # reap the leader if it is dead, without waiting
+
+
+def _kill_tree_windows(process: subprocess.Popen) -> None:
+    """psutil when installed (children first, then the process); otherwise ``taskkill /T /F``,
+    started and not waited for (it needs the parent alive to find the tree)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            parent = psutil.Process(process.pid)
+            for child in parent.children(recursive=True):
+                try:
+                    child.kill()
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+    else:
+        try:
+            subprocess.Popen(
+                ["taskkill", "/T", "/F", "/PID", str(process.pid)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            )
+            return  # taskkill ends the process itself, after its children
+        except OSError:
+            pass
+    try:
+        process.kill()
+    except OSError:
+        pass
 
 
 class LineReader:
