@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.cli import EXIT_CANCELLED  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
 TIMEOUT_S = 180
 POLL_BOUND_S = 0.05  # no poll() may block the GUI thread longer than this
@@ -183,3 +185,20 @@ def test_child_output_is_utf8_whatever_the_console_encoding(
     lines = [e.message for e in events if e.message.startswith("error: Model weights")]
     assert len(lines) == 2 and all("modèle-肝臓" in line for line in lines), lines
     assert all("\ufffd" not in e.message for e in events)
+
+
+def test_an_engine_that_cannot_start_is_a_clear_error(
+    tmp_path, sphere_model, scene_and_volume, monkeypatch
+):
+    _, node = scene_and_volume
+    folders = []
+    mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(
+        job.tempfile, "mkdtemp", lambda **kw: folders.append(mkdtemp(**kw)) or folders[-1]
+    )
+    logic = SegmentationLogic(python=str(tmp_path / "no-such-python"))
+    with pytest.raises(UNetPlusPlusError, match="Cannot start the segmentation engine"):
+        logic.start_job([node], sphere_model, device="cpu")
+    with pytest.raises(UNetPlusPlusError, match="Cannot start the segmentation engine"):
+        logic.start_job([node], sphere_model, device="cpu", persistent=True)
+    assert len(folders) == 2 and not any(Path(f).exists() for f in folders)  # inputs removed

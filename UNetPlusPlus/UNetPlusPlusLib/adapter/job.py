@@ -231,6 +231,12 @@ class SegmentationJob:
                 self.state = RUNNING
                 return self
             self._process = spawn(self.command, cwd=self._workdir)
+        except OSError as error:  # no such program, no permission, a full disk
+            self.close()
+            raise UNetPlusPlusError(
+                f"Cannot start the segmentation engine ({self.python or python_executable()}): "
+                f"{error}. Check that the extension is installed completely."
+            ) from error
         except BaseException:
             self.close()
             raise
