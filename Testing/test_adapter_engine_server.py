@@ -57,7 +57,9 @@ def test_requests_share_one_process_which_restarts_after_a_crash(
     assert server.starts == 1 and server.pid == pid and server.alive()  # one process, twice
     assert [e.stage for e in events if e.kind == job.PROGRESS][-1] == "write"
     assert first.output is not None and second.output is not None
-    assert first.workdir is None and second.workdir is None  # folders removed
+    assert first.workdir is None and second.workdir is None  # job folders removed
+    shared = Path(first.command[first.command.index("segment") + 1])
+    assert shared.is_file() and str(shared) in second.command  # the CT is written once
 
     engine = wait_for_descendant(pid)
     os.killpg(pid, signal.SIGKILL)  # a crash (the whole tree, as an OOM kill would)
@@ -73,6 +75,21 @@ def test_requests_share_one_process_which_restarts_after_a_crash(
     logic.shutdown()
     assert time.perf_counter() - started < POLL_BOUND_S
     assert wait_gone(pids) == set()
+    assert not shared.exists()  # shutdown removes the shared inputs (patient images)
+
+
+def test_edited_voxels_are_written_again(tmp_path, sphere_model, volume_node):
+    logic = SegmentationLogic(python=make_launcher(tmp_path))
+    server = logic._engine_server()
+    images = logic._native_images([volume_node], logic.resolve_model(sphere_model))
+    first = server.inputs(logic._input_key([volume_node]), images)
+    assert server.inputs(logic._input_key([volume_node]), images) == first
+    geometry.array_from_volume_node(volume_node, copy=False)[0, 0, 0] += 100  # an edit
+    volume_node.GetImageData().GetPointData().GetScalars().Modified()  # as Slicer's editors do
+    again = server.inputs(logic._input_key([volume_node]), images)
+    assert again != first and all(p.is_file() for p in again + first)
+    logic.shutdown()
+    assert not any(p.exists() for p in again + first)
 
 
 def test_a_crash_during_a_request_fails_it_and_cancel_stops_it(tmp_path, sphere_model, volume_node):

@@ -31,7 +31,7 @@ def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
 ENGINE_FILES = sorted(
     [*(LIB / "engine").glob("*.py"), *(LIB / "training").glob("*.py"),
      *LIB.glob("cli*.py"), LIB / "segfile.py", LIB / "preview.py", LIB / "errors.py",
-     LIB / "resources.py", LIB / "cancel.py"]
+     LIB / "resources.py", LIB / "cancel.py", LIB / "warm_cache.py"]
 )  # fmt: skip
 
 

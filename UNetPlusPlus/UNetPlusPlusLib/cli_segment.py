@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from .cancel import CancelFile, cancellable
 from .cli_args import (
@@ -167,23 +167,13 @@ def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagre
 
 
 # ---------------------------------------------------------------------------- the run
-def _predictor(manifest, args: argparse.Namespace, predictors: Optional[dict]):
-    """A Predictor for ``manifest``; with a ``predictors`` cache (``unetpp serve``), the last
-    one is kept and reused while the manifest, its sha256, the device and threads match."""
-    from .engine.predictor import Predictor  # torch is imported here, after every check
-
-    if predictors is None:
-        return Predictor(manifest, device=args.device, threads=args.threads)
-    key = (str(manifest.path), manifest.sha256, args.device, args.threads)
-    if key not in predictors:
-        predictors.clear()  # one model in memory
-        predictors[key] = Predictor(manifest, device=args.device, threads=args.threads)
-    return predictors[key]
-
-
-def run_segment(args: argparse.Namespace, progress, predictors: Optional[dict] = None) -> dict:
+def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
     """Check everything, segment, write all outputs or none; returns the result summary.
-    ``predictors`` (from ``unetpp serve``) keeps the loaded model between requests."""
+    ``cache`` (a ``warm_cache.WarmCache``, from ``unetpp serve``) keeps the model and the input
+    volume between requests; without one nothing is kept."""
+    from .warm_cache import WarmCache
+
+    cache = cache or WarmCache()
     _check_arguments(args)
     check_output_paths(
         args.inputs,
@@ -200,11 +190,9 @@ def run_segment(args: argparse.Namespace, progress, predictors: Optional[dict] =
     progress = cancellable(progress, cancel)  # checked between stages and tile batches
     progress("load", 0, 1)
     manifest = _load_manifest(args)
-    from .engine.volume import read_volume
-
     names = [c.name for c in manifest.channels]
-    volume = read_volume(args.inputs, channel_names=names, series=args.series)
-    predictor = _predictor(manifest, args, predictors)
+    volume = cache.volume(args.inputs, names, series=args.series)
+    predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     results = []

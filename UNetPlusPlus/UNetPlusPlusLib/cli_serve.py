@@ -13,8 +13,8 @@ Protocol, one JSON object per line (UTF-8):
   status ``unetpp segment`` would have had; 3 = cancelled);
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
-Requests run one after another. The last model stays loaded (one Predictor, keyed by manifest
-path, sha256, device and threads). An error in one request is replied and the server goes on.
+Requests run one after another. The last model and the last input volume stay in memory
+(``warm_cache.py``). An error in one request is replied and the server goes on.
 Anything a library prints to stdout is moved to stderr, so stdout carries only the protocol.
 """
 
@@ -27,13 +27,15 @@ import os
 import sys
 from typing import IO, Any
 
+from .warm_cache import WarmCache
+
 
 def _reply(stream: IO[str], payload: dict) -> None:
     stream.write(json.dumps(payload) + "\n")
     stream.flush()
 
 
-def handle(request: Any, predictors: dict, replies: IO[str]) -> None:
+def handle(request: Any, cache: WarmCache, replies: IO[str]) -> None:
     """Run one request, writing its progress and its result or error to ``replies``."""
     from .cli import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, build_parser
     from .cli_args import ArgumentError
@@ -58,7 +60,7 @@ def handle(request: Any, predictors: dict, replies: IO[str]) -> None:
         _reply(replies, {"id": ident, "error": "bad request arguments", "status": EXIT_USER_ERROR})
         return
     try:
-        result = run_segment(args, progress, predictors=predictors)
+        result = run_segment(args, progress, cache=cache)
     except CancelledError as error:
         _reply(replies, {"id": ident, "error": str(error), "status": EXIT_CANCELLED})
     except UNetPlusPlusError as error:
@@ -75,7 +77,7 @@ def handle(request: Any, predictors: dict, replies: IO[str]) -> None:
 
 def serve(requests: IO[str], replies: IO[str]) -> int:
     """Answer JSON-line ``requests`` on ``replies`` until ``{"quit": true}`` or end of input."""
-    predictors: dict = {}
+    cache = WarmCache()
     _reply(replies, {"ready": True, "pid": os.getpid()})
     for line in requests:
         if not line.strip():
@@ -88,7 +90,7 @@ def serve(requests: IO[str], replies: IO[str]) -> int:
         if isinstance(request, dict) and request.get("quit"):
             break
         with contextlib.redirect_stdout(sys.stderr):
-            handle(request, predictors, replies)
+            handle(request, cache, replies)
     return 0
 
 

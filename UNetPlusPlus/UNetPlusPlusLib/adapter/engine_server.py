@@ -21,8 +21,11 @@ import queue
 import subprocess
 import tempfile
 import threading
-from typing import IO, Optional, Sequence
+from pathlib import Path
+from typing import IO, Hashable, Optional, Sequence
 
+from .files import remove_folder, write_inputs
+from .geometry import NativeImages
 from .process import kill_tree, spawn
 
 DONE, DIED = "done", "died"
@@ -103,6 +106,30 @@ class EngineServer:
         self.starts = 0  # how many processes were started (1 + restarts after crashes)
         self._connection: Optional[_Connection] = None
         self._next_id = 0
+        self._folder: Optional[Path] = None  # input files shared by successive requests
+        self._inputs: list[tuple[Hashable, list[Path]]] = []  # the last two (key, paths)
+
+    def inputs(self, key: Hashable, images: NativeImages) -> list[Path]:
+        """Input files for ``images``: written once per ``key`` (the volume nodes and their
+        modification times) and reused by the next clicks, so the server's cached volume stays
+        valid too. The last two sets are kept (a request may still read the previous one)."""
+        for known, paths in self._inputs:
+            if known == key and all(path.is_file() for path in paths):
+                return paths
+        if self._folder is None or not self._folder.is_dir():
+            self._folder = Path(tempfile.mkdtemp(prefix="unetpp-serve-"))
+            self._inputs = []
+        folder = Path(tempfile.mkdtemp(prefix="inputs-", dir=self._folder))
+        try:
+            paths = write_inputs(images, folder)
+        except BaseException:
+            remove_folder(folder)
+            raise
+        self._inputs.append((key, paths))
+        while len(self._inputs) > 2:
+            _, old = self._inputs.pop(0)
+            remove_folder(old[0].parent)
+        return paths
 
     @property
     def command(self) -> list[str]:
@@ -139,7 +166,12 @@ class EngineServer:
             kill_tree(self._connection.process)
             self._connection.closed.set()
 
-    shutdown = kill  # for SegmentationLogic.shutdown: same thing, named for its use
+    def shutdown(self) -> None:
+        """Kill the process tree and remove the shared input files (patient images); never
+        blocks. A later request starts afresh."""
+        self.kill()
+        remove_folder(self._folder, None if self._connection is None else self._connection.process)
+        self._folder, self._inputs = None, []
 
     def _start(self) -> None:
         self.kill()

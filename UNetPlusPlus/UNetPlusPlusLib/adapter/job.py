@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +39,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from ..cancel import CancelFile
 from ..engine.manifest import ModelManifest
-from ..engine.volume import LabelVolume, Volume, array_to_sitk, read_labelmap, volume_to_sitk
+from ..engine.volume import LabelVolume, Volume, read_labelmap
 from ..errors import UNetPlusPlusError
 from .engine_server import DIED, DONE, EngineServer
+from .files import remove_folder, write_inputs
 from .geometry import NativeImages
 from .process import LineReader, drain, kill_tree, package_root, spawn
 
@@ -123,48 +123,6 @@ def build_command(
     return command
 
 
-def write_inputs(volume: Union[Volume, NativeImages], folder: Path) -> list[Path]:
-    """One uncompressed NRRD per channel in ``folder``: native voxel types for
-    ``NativeImages`` (one copy in that type, no float conversion), float32 for a ``Volume``."""
-    import SimpleITK as sitk
-
-    paths = []
-    for channel in range(volume.num_channels):
-        if isinstance(volume, NativeImages):
-            image = array_to_sitk(volume.arrays[channel], volume.grid)
-        else:
-            image = volume_to_sitk(volume, channel)
-        path = folder / f"input_{channel}.nrrd"
-        sitk.WriteImage(image, str(path), False)
-        del image
-        paths.append(path)
-    return paths
-
-
-def remove_folder(folder: Optional[Path], process: Optional[subprocess.Popen] = None) -> None:
-    """Remove ``folder`` now; if that fails (Windows keeps a dying child's files locked), retry
-    from a daemon thread for up to 30 s. Never blocks the caller."""
-    if folder is None:
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    if not folder.exists():
-        return
-
-    def retry() -> None:
-        deadline = time.monotonic() + 30.0
-        while folder.exists() and time.monotonic() < deadline:
-            if process is not None:
-                try:
-                    process.wait(timeout=0.2)
-                except subprocess.TimeoutExpired:
-                    pass
-            else:
-                time.sleep(0.2)
-            shutil.rmtree(folder, ignore_errors=True)
-
-    threading.Thread(target=retry, name="unetpp-cleanup", daemon=True).start()
-
-
 @dataclass
 class SegmentationJob:
     """One run of the CLI on a ``Volume`` or ``NativeImages``; start() it, then poll() until
@@ -181,6 +139,7 @@ class SegmentationJob:
     tta: bool = False  # test-time augmentation (engine/tta.py)
     kill_grace: float = 1.0  # s between the cancel file and killing the process tree
     server: Optional[EngineServer] = None  # a persistent engine process, instead of a new one
+    input_paths: Optional[list[Path]] = None  # inputs already written (kept); else written here
 
     state: str = field(default=PENDING, init=False)
     error: Optional[str] = field(default=None, init=False)
@@ -212,7 +171,7 @@ class SegmentationJob:
             raise ValueError("the manifest must have been loaded from a model.json")
         self._workdir = Path(tempfile.mkdtemp(prefix="unetpp-job-"))
         try:
-            inputs = write_inputs(self.volume, self._workdir)
+            inputs = self.input_paths or write_inputs(self.volume, self._workdir)
             self.command = build_command(
                 self.python or python_executable(),
                 inputs,

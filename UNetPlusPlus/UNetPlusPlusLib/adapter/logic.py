@@ -36,6 +36,7 @@ from .geometry import (
     ras_to_lps,
     roi_corners_ras,
     volume_from_nodes,
+    world_ijk_to_ras,
 )
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted
@@ -160,6 +161,7 @@ class SegmentationLogic:
         images = self._native_images(volume_nodes, manifest)  # written in their own types
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
+        server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, _result: dict):
             return self.write_result(labels, nodes, manifest, output_node, replace_existing)
@@ -174,7 +176,8 @@ class SegmentationLogic:
             on_success=write,
             python=self.python,
             tta=bool(tta),
-            server=self._engine_server() if persistent else None,
+            server=server,
+            input_paths=server.inputs(self._input_key(nodes), images) if server else None,
         )
         job.warnings = list(self.warnings)
         self._jobs = [j for j in self._jobs if not j.finished]
@@ -196,6 +199,19 @@ class SegmentationLogic:
             self._device_query.close()
         if self._server is not None:
             self._server.shutdown()
+
+    @staticmethod
+    def _input_key(volume_nodes: Sequence) -> tuple:
+        """Identifies the voxels and geometry of the input nodes: their ids, the modification
+        time of their image data (voxel edits call Modified()) and their world matrices."""
+        return tuple(
+            (
+                node.GetID(),
+                node.GetImageData().GetMTime(),
+                world_ijk_to_ras(node).round(9).tobytes(),
+            )
+            for node in volume_nodes
+        )
 
     def _engine_server(self) -> EngineServer:
         if self._server is None:
