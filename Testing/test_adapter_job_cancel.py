@@ -201,4 +201,7 @@ def test_an_engine_that_cannot_start_is_a_clear_error(
         logic.start_job([node], sphere_model, device="cpu")
     with pytest.raises(UNetPlusPlusError, match="Cannot start the segmentation engine"):
         logic.start_job([node], sphere_model, device="cpu", persistent=True)
-    assert len(folders) == 2 and not any(Path(f).exists() for f in folders)  # inputs removed
+    job_folders = [f for f in folders if Path(f).name.startswith("unetpp-job-")]
+    assert len(job_folders) == 2 and not any(Path(f).exists() for f in job_folders)
+    logic.shutdown()  # the persistent engine's shared inputs go with it
+    assert not any(Path(f).exists() for f in folders)
