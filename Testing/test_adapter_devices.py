@@ -66,3 +66,12 @@ def test_device_choices_name_each_gpu():
         ("GPU 0: NVIDIA H200, 141 GiB", "cuda:0"),
     ]
     assert [c[1] for c in panel.device_choices(None)] == ["auto", "cpu"]
+
+
+def test_a_query_stopped_by_shutdown_asks_again_later(monkeypatch):
+    monkeypatch.setattr(device_list, "_CACHE", {})
+    query = device_list.DeviceQuery(sys.executable)
+    assert query.poll() is None
+    query.close()  # scene close before the engine answered
+    assert query.poll() is None and query.error is None  # asked again, not "CPU only"
+    assert poll_until_ready(query)[0]["id"] == "cpu" and query.error is None

@@ -56,8 +56,11 @@ class DeviceQuery:
         return self._result
 
     def close(self) -> None:
-        """Stop a query still running (module cleanup); the cache is kept."""
-        kill_tree(self._process)
+        """Stop a query still running (scene close, module cleanup); the cache is kept, and a
+        later ``poll()`` asks again if no answer had come."""
+        if self._result is None and self._process is not None:
+            kill_tree(self._process)
+            self._process, self._readers, self._lines = None, [], queue.Queue()
 
     def _start(self) -> None:
         command = [self.python, "-m", "UNetPlusPlusLib.cli", "devices", "--json"]
