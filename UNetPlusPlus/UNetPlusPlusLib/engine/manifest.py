@@ -5,23 +5,38 @@ normalisation, tile size, depths, the recommended depth, per-depth figures and t
 checksum (docs/ARCHITECTURE.md, "Model package"). Loading validates every field and names the
 file and the field when something is wrong. Weights are read with safetensors only, never with
 pickle, and only after their sha256 matches the manifest.
+
+This module is the public import path; the code lives in one module per job:
+
+- :mod:`.manifest_types`: format constants, ``ChannelSpec``, ``LabelSpec``
+- :mod:`.manifest_schema`: the field checks of a parsed ``model.json``
+- :mod:`.manifest_model`: ``ModelManifest`` (JSON form, load, atomic save)
+- :mod:`.manifest_weights`: sha256 and safetensors IO (``load_weights``, ``save_model_package``)
+- :mod:`.terminology`: the standard codes (re-exported here for callers)
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import math
-import os
-import re
-import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
-
-from UNetPlusPlusLib.engine.terminology import (  # noqa: F401 (re-exported for callers)
+from UNetPlusPlusLib.engine.manifest_model import ModelManifest
+from UNetPlusPlusLib.engine.manifest_types import (
+    ENSEMBLE,
+    FORMAT_VERSION,
+    MANIFEST_FILENAME,
+    MAX_DEPTH,
+    NORMALIZATION_KINDS,
+    PROMPT_KINDS,
+    WEIGHTS_FILENAME,
+    ChannelSpec,
+    LabelSpec,
+    PathLike,
+)
+from UNetPlusPlusLib.engine.manifest_weights import (
+    load_weights,
+    save_model_package,
+    sha256_file,
+    verify_weights,
+)
+from UNetPlusPlusLib.engine.terminology import (
     ANATOMIC_CONTEXT,
     ANATOMICAL_STRUCTURE,
     MORPHOLOGICALLY_ALTERED,
@@ -35,611 +50,33 @@ from UNetPlusPlusLib.engine.terminology import (  # noqa: F401 (re-exported for 
     standard_terminology,
     terminology_entry_string,
 )
-from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 
-if TYPE_CHECKING:  # torch is imported where weights are read or written, so the Slicer panel
-    import torch  # can list models before PyTorch is installed.
-
-FORMAT_VERSION = 1
-MANIFEST_FILENAME = "model.json"
-WEIGHTS_FILENAME = "weights.safetensors"
-
-NORMALIZATION_KINDS = ("ct", "mr")
-PROMPT_KINDS = ("point",)
-ENSEMBLE = "ensemble"
-MAX_DEPTH = 4
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-PathLike = Union[str, "os.PathLike[str]"]
-
-
-@dataclass
-class ChannelSpec:
-    """One input channel: its name, modality and normalisation (``{"kind": "ct"|"mr", ...}``)."""
-
-    name: str
-    modality: str
-    normalization: dict
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "modality": self.modality,
-            "normalization": copy.deepcopy(self.normalization),
-        }
-
-
-@dataclass
-class LabelSpec:
-    """One output class: ``value`` is the class index (0 is background and never listed)."""
-
-    value: int
-    name: str
-    color: tuple[float, float, float]
-    terminology: Optional[dict] = None
-
-    def to_dict(self) -> dict:
-        return {
-            "value": self.value,
-            "name": self.name,
-            "color": list(self.color),
-            "terminology": copy.deepcopy(self.terminology),
-        }
-
-
-@dataclass
-class ModelManifest:
-    """The contents of ``model.json``; ``path`` is where it was read from (not serialised)."""
-
-    name: str
-    task: str
-    sha256: str
-    network: dict
-    channels: list[ChannelSpec]
-    labels: list[LabelSpec]
-    spacing: tuple[float, float, float]
-    tile_size: tuple[int, int, int]
-    overlap: float = 0.25
-    depths: tuple[int, ...] = (1, 2, 3, 4)
-    recommended_depth: int = 4
-    description: str = ""
-    weights: str = WEIGHTS_FILENAME
-    prompt: Optional[dict] = None
-    postprocess: dict = field(default_factory=dict)
-    test_time_augmentation: dict = field(default_factory=dict)  # engine/tta.py; {} = all axes
-    validation: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
-    path: Optional[Path] = field(default=None, compare=False, repr=False)
-
-    # ----------------------------------------------------------------- reading and writing
-    @classmethod
-    def load(cls, path: PathLike) -> ModelManifest:
-        """Read and validate a manifest (a ``model.json`` file or the folder holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / MANIFEST_FILENAME
-        if not path.is_file():
-            raise UNetPlusPlusError(f"Model manifest {path} does not exist.")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UNetPlusPlusError(f"Model manifest {path} cannot be read: {exc}.") from exc
-        except json.JSONDecodeError as exc:
-            raise UNetPlusPlusError(
-                f"Model manifest {path} is not valid JSON (line {exc.lineno}, column {exc.colno}:"
-                f" {exc.msg})."
-            ) from exc
-        return cls.from_dict(data, path=path)
-
-    @classmethod
-    def from_dict(cls, data: Any, path: Optional[PathLike] = None) -> ModelManifest:
-        """Validate a parsed manifest; errors name ``path`` (or "<dict>") and the field."""
-        return _Validator(str(path) if path is not None else "<dict>").manifest(
-            data, Path(path) if path is not None else None
-        )
-
-    def to_dict(self) -> dict:
-        """The JSON form, keys in the documented order; ``path`` is left out."""
-        return {
-            "format_version": self.format_version,
-            "name": self.name,
-            "task": self.task,
-            "description": self.description,
-            "weights": self.weights,
-            "sha256": self.sha256,
-            "network": copy.deepcopy(self.network),
-            "channels": [c.to_dict() for c in self.channels],
-            "labels": [label.to_dict() for label in self.labels],
-            "spacing": list(self.spacing),
-            "tile_size": list(self.tile_size),
-            "overlap": self.overlap,
-            "depths": list(self.depths),
-            "recommended_depth": self.recommended_depth,
-            "prompt": copy.deepcopy(self.prompt),
-            "postprocess": copy.deepcopy(self.postprocess),
-            **({"test_time_augmentation": dict(self.test_time_augmentation)}
-               if self.test_time_augmentation else {}),
-            "validation": copy.deepcopy(self.validation),
-            "training": copy.deepcopy(self.training),
-        }  # fmt: skip
-
-    def save(self, path: PathLike) -> None:
-        """Write ``model.json`` (validated first, written atomically) and remember ``path``."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / MANIFEST_FILENAME
-        data = self.to_dict()
-        ModelManifest.from_dict(data, path=path)  # refuse to write what could not be read back
-        _atomic_write_bytes(path, (_dumps(data) + "\n").encode("utf-8"))
-        self.path = path
-
-    # ------------------------------------------------------------------------- accessors
-    @property
-    def weights_path(self) -> Path:
-        if self.path is None:
-            raise ValueError(f"manifest {self.name!r} has no path; load() or save() it first")
-        return self.path.parent / self.weights
-
-    @property
-    def num_classes(self) -> int:
-        """Number of output classes, background included (== network ``out_channels``)."""
-        return int(self.network["out_channels"])
-
-    @property
-    def in_channels(self) -> int:
-        return len(self.channels)
-
-    @property
-    def tile_size_zyx(self) -> tuple[int, int, int]:
-        x, y, z = self.tile_size
-        return (z, y, x)
-
-    @property
-    def spacing_zyx(self) -> tuple[float, float, float]:
-        x, y, z = self.spacing
-        return (z, y, x)
-
-    def label_by_name(self, name: str) -> LabelSpec:
-        """The label called ``name`` (case-insensitive)."""
-        for label in self.labels:
-            if label.name.lower() == name.lower():
-                return label
-        names = ", ".join(label.name for label in self.labels)
-        raise UNetPlusPlusError(f"Model {self.name!r} has no label {name!r}; its labels: {names}.")
-
-    def label_by_value(self, value: int) -> LabelSpec:
-        for label in self.labels:
-            if label.value == value:
-                return label
-        raise KeyError(value)
-
-    def validation_for(self, depth: Union[int, str]) -> dict:
-        """Validation figures recorded for ``depth`` (1..4 or "ensemble"); ``{}`` if none."""
-        per_depth = self.validation.get("per_depth") or {}
-        return copy.deepcopy(per_depth.get(str(depth), {}))
-
-
-# ----------------------------------------------------------------------------- validation
-class _Validator:
-    """Strict field checks; every message names the manifest file and the field."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, field_name: str, problem: str) -> UNetPlusPlusError:
-        return UNetPlusPlusError(
-            f"Model manifest {self.source} is invalid: field '{field_name}' {problem}."
-        )
-
-    # --- scalar helpers
-    def string(self, value: Any, name: str, *, pattern: Optional[re.Pattern] = None) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(name, f"must be a non-empty string (got {value!r})")
-        if pattern is not None and not pattern.match(value):
-            raise self.fail(
-                name, f"must use only letters, digits, '.', '_' and '-' (got {value!r})"
-            )
-        return value
-
-    def integer(self, value: Any, name: str, minimum: Optional[int] = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, f"must be an integer (got {value!r})")
-        if minimum is not None and value < minimum:
-            raise self.fail(name, f"must be at least {minimum} (got {value})")
-        return value
-
-    def number(self, value: Any, name: str) -> float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise self.fail(name, f"must be a finite number (got {value!r})")
-        return float(value)
-
-    def mapping(self, value: Any, name: str) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(name, f"must be a JSON object (got {type(value).__name__})")
-        return value
-
-    def sequence(self, value: Any, name: str, length: Optional[int] = None) -> list:
-        if not isinstance(value, (list, tuple)):
-            raise self.fail(name, f"must be a JSON list (got {type(value).__name__})")
-        if length is not None and len(value) != length:
-            raise self.fail(name, f"must have {length} items (got {len(value)})")
-        return value
-
-    def vector3(self, value: Any, name: str, integer: bool) -> tuple:
-        items = self.sequence(value, name, 3)
-        if integer:
-            out = tuple(self.integer(v, f"{name}[{i}]", 1) for i, v in enumerate(items))
-        else:
-            out = tuple(self.number(v, f"{name}[{i}]") for i, v in enumerate(items))
-            if min(out) <= 0:
-                raise self.fail(name, f"must hold three positive numbers (x, y, z), got {items}")
-        return out
-
-    # --- structured fields
-    def manifest(self, data: Any, path: Optional[Path]) -> ModelManifest:
-        if not isinstance(data, dict):
-            raise UNetPlusPlusError(f"Model manifest {self.source} must hold a JSON object.")
-        known = set(_MANIFEST_KEYS)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise self.fail(unknown[0], "is not a manifest field (check its spelling)")
-        missing = [k for k in _REQUIRED_KEYS if k not in data]
-        if missing:
-            raise self.fail(missing[0], "is missing")
-
-        version = self.integer(data["format_version"], "format_version")
-        if version != FORMAT_VERSION:
-            raise self.fail(
-                "format_version",
-                f"is {version}, but this version of UNet++ reads format {FORMAT_VERSION};"
-                " update the extension or use a matching model",
-            )
-        name = self.string(data["name"], "name", pattern=_SAFE_NAME)
-        task = self.string(data["task"], "task", pattern=_SAFE_NAME)
-        description = data.get("description", "")
-        if not isinstance(description, str):
-            raise self.fail("description", "must be a string")
-        weights = self.weights_file(data.get("weights", WEIGHTS_FILENAME))
-        sha256 = data["sha256"]
-        if not isinstance(sha256, str) or not _SHA256.match(sha256.lower()):
-            raise self.fail("sha256", f"must be 64 hexadecimal digits (got {sha256!r})")
-
-        channels = self.channels(data["channels"])
-        labels = self.labels(data["labels"])
-        network = self.network(data["network"], len(channels), labels)
-        depths, recommended = self.depths(data["depths"], data["recommended_depth"])
-        overlap = self.number(data["overlap"], "overlap")
-        if not 0.0 <= overlap < 1.0:
-            raise self.fail("overlap", f"must be in [0, 1) (got {overlap})")
-
-        return ModelManifest(
-            format_version=version,
-            name=name,
-            task=task,
-            description=description,
-            weights=weights,
-            sha256=sha256.lower(),
-            network=network,
-            channels=channels,
-            labels=labels,
-            spacing=self.vector3(data["spacing"], "spacing", integer=False),
-            tile_size=self.vector3(data["tile_size"], "tile_size", integer=True),
-            overlap=overlap,
-            depths=depths,
-            recommended_depth=recommended,
-            prompt=self.prompt(data.get("prompt")),
-            postprocess=self.postprocess(data.get("postprocess", {})),
-            test_time_augmentation=self.test_time_augmentation(data),
-            validation=self.validation(data.get("validation", {})),
-            training=copy.deepcopy(self.mapping(data.get("training", {}), "training")),
-            path=path,
-        )
-
-    def weights_file(self, value: Any) -> str:
-        name = self.string(value, "weights")
-        if Path(name).name != name or name in (".", "..") or "\\" in name or ":" in name:
-            raise self.fail("weights", f"must be a file name beside model.json (got {name!r})")
-        return name
-
-    def channels(self, value: Any) -> list[ChannelSpec]:
-        items = self.sequence(value, "channels")
-        if not items:
-            raise self.fail("channels", "must list at least one input channel")
-        out, seen = [], set()
-        for i, item in enumerate(items):
-            where = f"channels[{i}]"
-            item = self.mapping(item, where)
-            name = self.string(item.get("name"), f"{where}.name")
-            if name in seen:
-                raise self.fail(f"{where}.name", f"repeats the channel name {name!r}")
-            seen.add(name)
-            modality = self.string(item.get("modality"), f"{where}.modality")
-            norm = self.mapping(item.get("normalization"), f"{where}.normalization")
-            kind = norm.get("kind")
-            if kind not in NORMALIZATION_KINDS:
-                raise self.fail(
-                    f"{where}.normalization.kind",
-                    f"must be one of {', '.join(NORMALIZATION_KINDS)} (got {kind!r})",
-                )
-            if kind == "ct":
-                window = self.sequence(norm.get("window"), f"{where}.normalization.window", 2)
-                low, high = (self.number(v, f"{where}.normalization.window") for v in window)
-                if not low < high:
-                    raise self.fail(
-                        f"{where}.normalization.window", "must be [low, high], low < high"
-                    )
-            out.append(ChannelSpec(name=name, modality=modality, normalization=copy.deepcopy(norm)))
-        return out
-
-    def labels(self, value: Any) -> list[LabelSpec]:
-        items = self.sequence(value, "labels")
-        if not items:
-            raise self.fail("labels", "must list at least one label (background is implicit)")
-        out: list[LabelSpec] = []
-        values: set[int] = set()
-        names: set[str] = set()
-        for i, item in enumerate(items):
-            where = f"labels[{i}]"
-            item = self.mapping(item, where)
-            extra = sorted(set(item) - {"value", "name", "color", "terminology"})
-            if extra:
-                raise self.fail(f"{where}.{extra[0]}", "is not a label field")
-            label_value = self.integer(item.get("value"), f"{where}.value")
-            if label_value < 1:
-                raise self.fail(
-                    f"{where}.value", "must be 1 or more (0 is the implicit background)"
-                )
-            if label_value in values:
-                raise self.fail(f"{where}.value", f"repeats the label value {label_value}")
-            values.add(label_value)
-            name = self.string(item.get("name"), f"{where}.name")
-            if name.lower() in names:
-                raise self.fail(f"{where}.name", f"repeats the label name {name!r}")
-            names.add(name.lower())
-            color = self.sequence(item.get("color"), f"{where}.color", 3)
-            rgb = tuple(self.number(c, f"{where}.color") for c in color)
-            if not all(0.0 <= c <= 1.0 for c in rgb):
-                raise self.fail(f"{where}.color", f"must be three numbers in [0, 1] (got {color})")
-            terminology = item.get("terminology")
-            if terminology is not None:
-                terminology = self.terminology(terminology, f"{where}.terminology")
-            out.append(LabelSpec(label_value, name, rgb, terminology))  # type: ignore[arg-type]
-        expected = set(range(1, len(out) + 1))
-        if values != expected:
-            raise self.fail(
-                "labels",
-                f"must number the classes 1..{len(out)} without gaps (got {sorted(values)})",
-            )
-        return out
-
-    def terminology(self, value: Any, where: str) -> dict:
-        value = self.mapping(value, where)
-        allowed = TERMINOLOGY_CODES + TERMINOLOGY_CONTEXTS
-        extra = sorted(set(value) - set(allowed))
-        if extra:
-            raise self.fail(f"{where}.{extra[0]}", f"is not one of {', '.join(allowed)}")
-        for key in ("category", "type"):
-            if key not in value:
-                raise self.fail(f"{where}.{key}", "is missing")
-        out = {}
-        for key in TERMINOLOGY_CODES:
-            if value.get(key) is None:
-                continue
-            code = self.mapping(value[key], f"{where}.{key}")
-            entry = {}
-            for part in ("scheme", "code", "meaning"):
-                text = self.string(code.get(part), f"{where}.{key}.{part}")
-                if RESERVED_CODE_CHARS & set(text):
-                    raise self.fail(f"{where}.{key}.{part}", "must not contain '~', '^' or '|'")
-                entry[part] = text
-            out[key] = entry
-        for key in TERMINOLOGY_CONTEXTS:
-            if value.get(key) is not None:
-                text = self.string(value[key], f"{where}.{key}")
-                if RESERVED_CODE_CHARS & set(text):
-                    raise self.fail(f"{where}.{key}", "must not contain '~', '^' or '|'")
-                out[key] = text
-        return out
-
-    def network(self, value: Any, n_channels: int, labels: list[LabelSpec]) -> dict:
-        network = self.mapping(value, "network")
-        in_channels = self.integer(network.get("in_channels"), "network.in_channels", 1)
-        if in_channels != n_channels:
-            raise self.fail(
-                "network.in_channels", f"is {in_channels} but 'channels' lists {n_channels}"
-            )
-        out_channels = self.integer(network.get("out_channels"), "network.out_channels", 2)
-        if out_channels != len(labels) + 1:
-            raise self.fail(
-                "network.out_channels",
-                f"is {out_channels}, but background + {len(labels)} label(s) = {len(labels) + 1}",
-            )
-        if "features" in network:
-            features = self.sequence(network["features"], "network.features", 6)
-            for i, f in enumerate(features):
-                self.integer(f, f"network.features[{i}]", 1)
-        if "norm" in network:
-            self.string(network["norm"], "network.norm")
-        return copy.deepcopy(network)
-
-    def depths(self, depths_value: Any, recommended: Any) -> tuple[tuple[int, ...], int]:
-        items = self.sequence(depths_value, "depths")
-        if not items:
-            raise self.fail("depths", "must list at least one depth")
-        depths = tuple(self.integer(d, f"depths[{i}]", 1) for i, d in enumerate(items))
-        if max(depths) > MAX_DEPTH or len(set(depths)) != len(depths):
-            raise self.fail(
-                "depths", f"must be distinct depths from 1 to {MAX_DEPTH} (got {items})"
-            )
-        recommended = self.integer(recommended, "recommended_depth")
-        if recommended not in depths:
-            raise self.fail(
-                "recommended_depth", f"is {recommended}, which is not among depths {list(depths)}"
-            )
-        return depths, recommended
-
-    def prompt(self, value: Any) -> Optional[dict]:
-        if value is None:
-            return None
-        prompt = self.mapping(value, "prompt")
-        if prompt.get("kind") not in PROMPT_KINDS:
-            raise self.fail("prompt.kind", f"must be one of {', '.join(PROMPT_KINDS)} or null")
-        self.vector3(prompt.get("box_mm"), "prompt.box_mm", integer=False)
-        return copy.deepcopy(prompt)
-
-    def postprocess(self, value: Any) -> dict:
-        post = self.mapping(value, "postprocess")
-        largest = post.get("largest_component", False)
-        if not isinstance(largest, bool):
-            raise self.fail("postprocess.largest_component", "must be true or false")
-        return copy.deepcopy(post)
-
-    def test_time_augmentation(self, data: dict) -> dict:
-        from . import tta  # torch-free at import
-
-        if "test_time_augmentation" not in data:
-            return {}
-        try:
-            return tta.parse_config(data["test_time_augmentation"])
-        except ValueError as error:
-            raise self.fail("test_time_augmentation", str(error)) from error
-
-    def validation(self, value: Any) -> dict:
-        validation = self.mapping(value, "validation")
-        per_depth = validation.get("per_depth", {})
-        per_depth = self.mapping(per_depth, "validation.per_depth")
-        allowed = {str(d) for d in range(1, MAX_DEPTH + 1)} | {ENSEMBLE}
-        for key, figures in per_depth.items():
-            if key not in allowed:
-                raise self.fail(f"validation.per_depth.{key}", "must be named 1..4 or 'ensemble'")
-            self.mapping(figures, f"validation.per_depth.{key}")
-        return copy.deepcopy(validation)
-
-
-_MANIFEST_KEYS = tuple(
-    "format_version name task description weights sha256 network channels labels spacing"
-    " tile_size overlap depths recommended_depth prompt postprocess test_time_augmentation"
-    " validation training".split()
-)
-_REQUIRED_KEYS = tuple(
-    "format_version name task sha256 network channels labels spacing tile_size overlap depths"
-    " recommended_depth".split()
-)
-
-
-# --------------------------------------------------------------------------- weights IO
-def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_weights(manifest: ModelManifest) -> Path:
-    """Check that the weights exist and match the manifest's sha256; return their path."""
-    path = manifest.weights_path
-    if not path.is_file():
-        raise UNetPlusPlusError(
-            f"Model weights {path} named by {manifest.path} are missing; reinstall the model."
-        )
-    actual = sha256_file(path)
-    if actual != manifest.sha256:
-        raise ChecksumError(
-            f"Model weights {path} do not match their manifest: expected sha256 {manifest.sha256},"
-            f" got {actual}; the file is corrupt or was replaced, so reinstall the model."
-        )
-    return path
-
-
-def load_weights(manifest: ModelManifest) -> dict[str, torch.Tensor]:
-    """Verify the sha256, then read the safetensors file; floating tensors become float32."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = verify_weights(manifest)
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UNetPlusPlusError(
-            f"Model weights {path} are not a readable safetensors file ({exc});"
-            " reinstall the model."
-        ) from exc
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
-
-
-def save_model_package(
-    out_dir: PathLike,
-    model_state_dict: Mapping[str, torch.Tensor],
-    manifest: ModelManifest,
-    dtype: Optional[torch.dtype] = None,
-) -> ModelManifest:
-    """Write ``weights.safetensors`` and ``model.json`` (with the weights' sha256) to ``out_dir``.
-
-    Floating tensors are stored as ``dtype`` (float16 halves the size; values must fit its range);
-    integer tensors are kept (default float32). Returns the saved manifest, whose ``path`` points
-    into ``out_dir``.
-    """
-    import torch
-    from safetensors.torch import save_file
-
-    dtype = torch.float32 if dtype is None else dtype
-    if dtype not in (torch.float16, torch.float32, torch.bfloat16):
-        raise ValueError(f"dtype must be float16, bfloat16 or float32, not {dtype}")
-    tensors = {}
-    for key, value in model_state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"state dict entry {key!r} is not a tensor")
-        value = value.detach().cpu()
-        if value.is_floating_point():
-            if dtype == torch.float16 and value.numel() and value.abs().max() > 65504:
-                raise ValueError(f"tensor {key!r} exceeds the float16 range; save as float32")
-            value = value.to(dtype)
-        tensors[key] = value.contiguous().clone()
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights_path = out_dir / manifest.weights
-    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".weights-", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata={"format": "pt", "model": manifest.name})
-        digest = sha256_file(tmp_name)
-        os.replace(tmp_name, weights_path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    saved = replace(manifest, sha256=digest, path=None)
-    saved.save(out_dir / MANIFEST_FILENAME)
-    return saved
-
-
-def _dumps(value: Any, indent: str = "") -> str:
-    """JSON with two-space indents that keeps lists of plain values (colours, sizes) on one line."""
-    inner = indent + "  "
-    if isinstance(value, dict) and value:
-        items = (f"{inner}{json.dumps(str(k))}: {_dumps(v, inner)}" for k, v in value.items())
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
-        return "[\n" + ",\n".join(inner + _dumps(v, inner) for v in value) + "\n" + indent + "]"
-    return json.dumps(value)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+__all__ = [
+    "ANATOMICAL_STRUCTURE",
+    "ANATOMIC_CONTEXT",
+    "ENSEMBLE",
+    "FORMAT_VERSION",
+    "MANIFEST_FILENAME",
+    "MAX_DEPTH",
+    "MORPHOLOGICALLY_ALTERED",
+    "NORMALIZATION_KINDS",
+    "PROMPT_KINDS",
+    "RESERVED_CODE_CHARS",
+    "SEGMENTATION_CONTEXT",
+    "STANDARD_TERMINOLOGY",
+    "TERMINOLOGY_CODES",
+    "TERMINOLOGY_CONTEXTS",
+    "TISSUE",
+    "UNETPP_CONTEXT",
+    "WEIGHTS_FILENAME",
+    "ChannelSpec",
+    "LabelSpec",
+    "ModelManifest",
+    "PathLike",
+    "load_weights",
+    "save_model_package",
+    "sha256_file",
+    "standard_terminology",
+    "terminology_entry_string",
+    "verify_weights",
+]

@@ -1,0 +1,109 @@
+"""Weights IO of a model package: sha256 checks and ``weights.safetensors`` reading and writing.
+
+Weights are read with safetensors only, never with pickle, and only after their sha256 matches
+the manifest. torch is imported inside the functions, so listing models stays torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from UNetPlusPlusLib.engine.manifest_model import ModelManifest
+from UNetPlusPlusLib.engine.manifest_types import MANIFEST_FILENAME, PathLike
+from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, so the Slicer panel
+    import torch  # can list models before PyTorch is installed.
+
+
+def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_weights(manifest: ModelManifest) -> Path:
+    """Check that the weights exist and match the manifest's sha256; return their path."""
+    path = manifest.weights_path
+    if not path.is_file():
+        raise UNetPlusPlusError(
+            f"Model weights {path} named by {manifest.path} are missing; reinstall the model."
+        )
+    actual = sha256_file(path)
+    if actual != manifest.sha256:
+        raise ChecksumError(
+            f"Model weights {path} do not match their manifest: expected sha256 {manifest.sha256},"
+            f" got {actual}; the file is corrupt or was replaced, so reinstall the model."
+        )
+    return path
+
+
+def load_weights(manifest: ModelManifest) -> dict[str, torch.Tensor]:
+    """Verify the sha256, then read the safetensors file; floating tensors become float32."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = verify_weights(manifest)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UNetPlusPlusError(
+            f"Model weights {path} are not a readable safetensors file ({exc});"
+            " reinstall the model."
+        ) from exc
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def save_model_package(
+    out_dir: PathLike,
+    model_state_dict: Mapping[str, torch.Tensor],
+    manifest: ModelManifest,
+    dtype: Optional[torch.dtype] = None,
+) -> ModelManifest:
+    """Write ``weights.safetensors`` and ``model.json`` (with the weights' sha256) to ``out_dir``.
+
+    Floating tensors are stored as ``dtype`` (float16 halves the size; values must fit its range);
+    integer tensors are kept (default float32). Returns the saved manifest, whose ``path`` points
+    into ``out_dir``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    dtype = torch.float32 if dtype is None else dtype
+    if dtype not in (torch.float16, torch.float32, torch.bfloat16):
+        raise ValueError(f"dtype must be float16, bfloat16 or float32, not {dtype}")
+    tensors = {}
+    for key, value in model_state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"state dict entry {key!r} is not a tensor")
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            if dtype == torch.float16 and value.numel() and value.abs().max() > 65504:
+                raise ValueError(f"tensor {key!r} exceeds the float16 range; save as float32")
+            value = value.to(dtype)
+        tensors[key] = value.contiguous().clone()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = out_dir / manifest.weights
+    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".weights-", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp_name, metadata={"format": "pt", "model": manifest.name})
+        digest = sha256_file(tmp_name)
+        os.replace(tmp_name, weights_path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    saved = replace(manifest, sha256=digest, path=None)
+    saved.save(out_dir / MANIFEST_FILENAME)
+    return saved
