@@ -19,7 +19,7 @@ import numpy as np
 from ..engine.volume import Grid, LabelVolume, Volume, read_labelmap, read_volume, resample_labels
 from ..errors import UNetPlusPlusError
 from ..segfile import terminology_from_slicerio
-from .dataset import (
+from .dataset_types import (
     SEGMENTATION_SUFFIX,
     CaseFiles,
     DatasetDescription,

@@ -1,0 +1,267 @@
+"""Case discovery for a folder of 3D Slicer exports (no ``dataset.json`` needed)::
+
+<case>.nrrd                  one channel   (or <case>_<channel>.nrrd, one file per channel)
+<case>.seg.nrrd              segmentation with segment names and terminology
+<case>-label.nrrd + .ctbl    or a labelmap with a Slicer colour table
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..engine.manifest import ChannelSpec
+from ..errors import UNetPlusPlusError
+from .dataset_images import guess_modality
+from .dataset_labels import merge_same_names, segment_names
+from .dataset_types import (
+    COLOR_TABLE_SUFFIXES,
+    DEFAULT_COLORS,
+    IMAGE_SUFFIXES,
+    LABELMAP_MARKERS,
+    SEGMENTATION_SUFFIX,
+    SLICER_EXPORT,
+    CaseFiles,
+    DatasetDescription,
+    LabelDescription,
+    PathLike,
+    SourceDescription,
+    collect_case,
+    default_normalization,
+    patient_id,
+)
+
+
+def _strip_suffix(name: str, suffixes: Sequence[str]) -> Optional[str]:
+    lower = name.lower()
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _label_files(root: Path) -> dict[str, Path]:
+    """Case stem -> label file: ``<case>.seg.nrrd`` or ``<case>-label.nrrd`` (and variants)."""
+    out: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        stem = _strip_suffix(path.name, (SEGMENTATION_SUFFIX,))
+        if stem is None:
+            base = _strip_suffix(path.name, IMAGE_SUFFIXES)
+            if base is None:
+                continue
+            marker = next((m for m in LABELMAP_MARKERS if base.lower().endswith(m)), None)
+            if marker is None:
+                continue
+            stem = base[: -len(marker)]
+        relative = (path.parent / stem).relative_to(root).as_posix()
+        if relative in out and out[relative].name.lower().endswith(SEGMENTATION_SUFFIX):
+            continue  # a .seg.nrrd wins over a labelmap of the same case
+        out[relative] = path
+    return out
+
+
+def _images_for(stem_path: Path, label: Path, other_cases: Sequence[str] = ()) -> dict:
+    """Channel suffix ("" for a single channel) -> image file of one exported case.
+
+    Files that are the image of another case (``case_1.nrrd`` beside ``case_1_b.seg.nrrd``'s
+    ``case_1_b.nrrd``) are not taken as channels.
+    """
+    folder, stem = stem_path.parent, stem_path.name
+    out: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path == label or not path.is_file():
+            continue
+        base = _strip_suffix(path.name, IMAGE_SUFFIXES)
+        if base is None or path.name.lower().endswith(SEGMENTATION_SUFFIX):
+            continue
+        if any(base.lower().endswith(m) for m in LABELMAP_MARKERS) or base in other_cases:
+            continue
+        if base == stem:
+            out[""] = path
+        elif base.startswith(stem + "_"):
+            out[base[len(stem) + 1 :]] = path
+    return out
+
+
+def _color_table_for(label: Path, stem_path: Path) -> Optional[Path]:
+    base = _strip_suffix(label.name, IMAGE_SUFFIXES) or label.stem
+    candidates = [label.parent / (base + s) for s in COLOR_TABLE_SUFFIXES]
+    candidates += [label.parent / (base + "_ColorTable" + s) for s in COLOR_TABLE_SUFFIXES]
+    candidates += [stem_path.parent / (stem_path.name + s) for s in COLOR_TABLE_SUFFIXES]
+    for path in candidates:
+        if path.is_file():
+            return path
+    tables = [p for p in label.parent.glob("*.ctbl") if p.is_file()]
+    return tables[0] if len(tables) == 1 else None
+
+
+def describe_slicer_export(
+    data_dir: PathLike,
+    labels: Optional[Sequence[str]] = None,
+    channels: Optional[Sequence[ChannelSpec]] = None,
+    modality: str = "auto",
+    ct_window: Optional[Sequence[float]] = None,
+    name: Optional[str] = None,
+) -> DatasetDescription:
+    """Describe a folder of Slicer exports (no dataset.json needed).
+
+    Labels are picked by segment name (or terminology code) with ``labels``; without it, the
+    segments of the first case are used. Channels are the ``<case>_<channel>`` suffixes in
+    alphabetical order (FLAIR, T1, T1ce, T2 for brain MR) unless ``channels`` gives them.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise UNetPlusPlusError(f"Data folder {root} does not exist.")
+    label_files = _label_files(root)
+    if not label_files:
+        raise UNetPlusPlusError(
+            f"No Slicer exports found in {root}: expected <case>.nrrd with <case>.seg.nrrd (or "
+            "<case>-label.nrrd with a colour table), or give --dataset-json."
+        )
+    first_stem, first_label = next(iter(sorted(label_files.items())))
+    others = [Path(stem).name for stem in label_files if stem != first_stem]
+    first_images = _images_for(root / first_stem, first_label, others)
+    if channels is None:
+        # <case>.nrrd means one channel, even beside other <case>_<suffix> files
+        suffixes = [""] if "" in first_images else sorted(first_images, key=str.lower)
+        if not suffixes:
+            raise UNetPlusPlusError(
+                f"Case '{first_stem}': no image beside {first_label.name} (expected "
+                f"{first_stem}.nrrd or {first_stem}_<channel>.nrrd)."
+            )
+        if modality == "auto":
+            modality = guess_modality(first_images[suffixes[0]])
+        channels = [
+            ChannelSpec(s or modality, modality, default_normalization(modality, ct_window))
+            for s in suffixes
+        ]
+    notes = []
+    if labels is None:
+        labels, notes = merge_same_names(segment_names(first_label, first_stem), first_stem)
+    label_descriptions = [
+        LabelDescription(n, DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i, n in enumerate(labels)
+    ]
+    source = SourceDescription(
+        name=SLICER_EXPORT,
+        images=[c.name for c in channels],
+        label="",
+        label_map={n: [n] for n in labels},
+        label_source="Slicer export (labels as exported)",
+        layout=SLICER_EXPORT,
+    )
+    dataset = DatasetDescription(
+        name=name or root.resolve().name or "slicer-export",
+        task=name or root.resolve().name or "slicer-export",
+        root=root,
+        channels=list(channels),
+        labels=label_descriptions,
+        sources=[source],
+        description=f"Slicer exports in {root}",
+        origin=str(root),
+        notes=notes,
+    )
+    _fill_label_metadata(dataset, first_label, first_stem)
+    return dataset
+
+
+def find_slicer_cases(
+    dataset: DatasetDescription, source: SourceDescription, problems: Optional[list[str]] = None
+) -> list:
+    label_files = _label_files(dataset.root)
+    cases = [
+        collect_case(problems, _slicer_case, dataset, source, stem, label, label_files)
+        for stem, label in sorted(label_files.items())
+    ]
+    found = [case for case in cases if case is not None]
+    if len(found) == len(cases):  # a case left out with a problem is reported there instead
+        _warn_unpaired_images(dataset.root, found, label_files.values())
+    return found
+
+
+def _slicer_case(
+    dataset: DatasetDescription,
+    source: SourceDescription,
+    stem: str,
+    label: Path,
+    label_files: dict[str, Path],
+) -> CaseFiles:
+    root = dataset.root
+    single = len(dataset.channels) == 1
+    others = [Path(other).name for other in label_files if other != stem]
+    available = _images_for(root / stem, label, others)
+    lowered = {k.lower(): v for k, v in available.items()}
+    images = []
+    for channel in dataset.channels:
+        path = lowered.get(channel.name.lower())
+        if path is None and single and len(available) == 1:
+            path = next(iter(available.values()))
+        if path is None:
+            have = ", ".join(sorted(k or "<single image>" for k in available)) or "none"
+            raise UNetPlusPlusError(
+                f"Case '{stem}' has {len(images)} of the {len(dataset.channels)} channels "
+                f"({', '.join(c.name for c in dataset.channels)}): no "
+                f"{Path(stem).name}_{channel.name}.nrrd (images found: {have})."
+            )
+        images.append(path)
+    if not single and "" in available and len(available) == 1:
+        raise UNetPlusPlusError(
+            f"Case '{stem}' has 1 image but the dataset needs {len(dataset.channels)} "
+            f"channels ({', '.join(c.name for c in dataset.channels)})."
+        )
+    table = None
+    if not label.name.lower().endswith(SEGMENTATION_SUFFIX):
+        table = _color_table_for(label, root / stem)
+    return CaseFiles(
+        case_id=stem,
+        patient_id=patient_id(stem, dataset.patient_regex),
+        images=images,
+        label=label,
+        source=source,
+        color_table=table,
+    )
+
+
+def _warn_unpaired_images(root: Path, cases: Sequence[CaseFiles], labels) -> None:
+    """Name the images in ``root`` that no case uses (an export without its segmentation)."""
+    used = {p.resolve() for case in cases for p in case.images} | {p.resolve() for p in labels}
+    unpaired = [
+        path.relative_to(root).as_posix()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        and not path.name.startswith(".")
+        and _strip_suffix(path.name, IMAGE_SUFFIXES) is not None
+        and path.resolve() not in used
+    ]
+    if unpaired:
+        warnings.warn(
+            f"Skipped {len(unpaired)} image(s) in {root} without a segmentation "
+            f"(<case>{SEGMENTATION_SUFFIX}): {', '.join(unpaired)}.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _fill_label_metadata(dataset: DatasetDescription, label_file: Path, case_id: str) -> None:
+    """Take colours and terminology of the chosen labels from the first case's segments."""
+    from .cases import match_entries, read_label_metadata
+
+    table = None
+    if not label_file.name.lower().endswith(SEGMENTATION_SUFFIX):
+        table = _color_table_for(label_file, dataset.root / case_id)
+    entries = read_label_metadata(label_file, case_id, table)
+    source = dataset.sources[0]
+    for label in dataset.labels:
+        matched = match_entries(entries, [label.name])
+        if matched:
+            entry = matched[0]
+            if ":" in label.name and label.name.lower() != entry.name.lower():
+                # picked by terminology code: the model label takes the segment's name
+                source.label_map[entry.name] = source.label_map.pop(label.name)
+                label.name = entry.name
+            if entry.color is not None:
+                label.color = entry.color
+            if entry.terminology is not None:
+                label.terminology = entry.terminology
