@@ -195,6 +195,9 @@ def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
+    warnings, norms = cache.input_checks(predictor, volume) if args.point else (None, None)
+    # one click: labels with the smallest extent that holds them (engine/point_crop.py)
+    crop = len(points) == 1 and bool(args.point) and not (args.preview or args.probabilities)
     results = []
     for point in points:
         results.append(
@@ -211,6 +214,9 @@ def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
                 tta=args.tta,
                 disagreement=bool(args.disagreement),
                 cancel=cancel,
+                channel_norms=norms,
+                crop_output=crop and not args.disagreement,
+                input_warnings=warnings,
             )
         )
     result = results[-1]

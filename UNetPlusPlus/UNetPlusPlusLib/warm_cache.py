@@ -3,7 +3,9 @@
 Successive nodule clicks on one CT use the same model and the same input file, so the server
 keeps the loaded model (keyed by manifest path, sha256, device and threads) and the volume it read
 (keyed by each input file's resolved path, modification time and size; DICOM folders are read
-again every time). One of each is kept, to bound memory.
+again every time). One of each is kept, to bound memory. For that pair it also keeps what a click
+would otherwise recompute from the whole volume: the input sanity warnings and the MR statistics
+the crop around a point is normalised with (``input_checks``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class WarmCache:
     def __init__(self) -> None:
         self._predictor: tuple[Any, Any] = (None, None)  # (key, Predictor)
         self._volume: tuple[Any, Any] = (None, None)  # (key, Volume)
+        self._checks: tuple[Any, Any] = (None, None)  # ((Predictor, Volume), (warnings, norms))
 
     def predictor(self, manifest, device: str, threads: Optional[int]):
         """A Predictor for ``manifest`` on ``device`` (loads the weights when the key changes)."""
@@ -42,6 +45,21 @@ class WarmCache:
             self._volume = (key, volume) if key is not None else (None, None)
             return volume
         return self._volume[1]
+
+    def input_checks(self, predictor, volume) -> tuple[list[str], list[dict]]:
+        """(``predictor.check_input(volume)`` warnings, the channels' normalisation with the
+        whole volume's MR statistics), computed once per (Predictor, Volume) pair; raises
+        UNetPlusPlusError as check_input does."""
+        from .engine.normalize import with_volume_statistics
+
+        pair = self._checks[0]
+        if pair is None or pair[0] is not predictor or pair[1] is not volume:
+            self._checks = (None, None)
+            warnings = predictor.check_input(volume)
+            norms = [channel.normalization for channel in predictor.manifest.channels]
+            self._checks = ((predictor, volume), (warnings, with_volume_statistics(volume, norms)))
+        warnings, norms = self._checks[1]
+        return list(warnings), [dict(n) for n in norms]
 
 
 def _files_key(paths: Sequence[str], channel_names: Sequence[str]) -> Optional[tuple]:

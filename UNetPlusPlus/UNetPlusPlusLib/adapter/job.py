@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from ..cancel import CancelFile
 from ..engine.manifest import ModelManifest
+from ..engine.point_crop import grid_offset
 from ..engine.volume import LabelVolume, Volume, read_labelmap
 from ..errors import UNetPlusPlusError
 from .engine_server import DIED, DONE, EngineServer
@@ -371,7 +372,8 @@ class SegmentationJob:
                 return self._fail(self._failure_message(returncode))
             try:
                 labels = read_labelmap(self._labelmap_path, self.manifest.labels)
-                if not labels.grid.isclose(self.volume.grid):
+                # a click's labelmap is cropped to its content: it must lie on the input's voxels
+                if grid_offset(labels.grid, self.volume.grid) is None:
                     raise UNetPlusPlusError(
                         "The segmentation came back on a different voxel grid than its input; "
                         "please report this with the log."

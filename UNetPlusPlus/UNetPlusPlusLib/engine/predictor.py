@@ -26,6 +26,7 @@ from .label_extent import candidate_slices, sub_grid
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
+from .point_crop import smallest_extent
 from .postprocess import keep_component_at_point, keep_largest_component
 from .prompt_boxes import prompt_boxes
 from .sanity import check_volume
@@ -176,6 +177,8 @@ class Predictor:
         disagreement: bool = False,
         full_grid: Optional[Grid] = None,
         channel_norms: Optional[list] = None,
+        crop_output: bool = False,
+        input_warnings: Optional[list[str]] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
@@ -184,7 +187,13 @@ class Predictor:
         raises UNetPlusPlusError at depth 1 (one head). With ``full_grid``, ``volume`` is only the
         part of a larger image that :meth:`context_box` asked for (``region_read.read_region``),
         the result sits on ``full_grid`` and ``channel_norms`` carries the whole image's MR
-        statistics; input sanity then sees only that part."""
+        statistics; input sanity then sees only that part.
+
+        With a ``point``, everything after the network (argmax, the component at the click)
+        runs inside the point's crop only; ``crop_output`` then returns labels with the smallest
+        extent that holds them, on the input's voxels (``point_crop.py``). ``input_warnings``:
+        the warnings of an earlier ``check_input`` of this same volume (the warm cache), which is
+        then not checked again."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
@@ -193,7 +202,8 @@ class Predictor:
                 "The disagreement map compares the deep-supervision heads, and depth 1 has only "
                 "one: choose depth 2, 3, 4 or ensemble."
             )
-        warnings = self.check_input(volume)
+        warnings = list(input_warnings) if input_warnings is not None else None
+        warnings = self.check_input(volume) if warnings is None else warnings
         if full_grid is not None and (point is not None or disagreement):
             raise ValueError("full_grid (a partial volume) supports ROI runs only")
         grid_out = full_grid if full_grid is not None else volume.grid
@@ -230,21 +240,27 @@ class Predictor:
             region_probs = resample_to_reference(probabilities, grid, region, interpolator="linear")
         region_labels = self._region_labels(probabilities, grid, region, region_probs)
         del probabilities
-        labels = self._assemble_labels(grid_out, region_labels, slices)
+        keep_largest = self._postprocess_option("largest_component", largest_component)
+        labels_grid = grid_out
+        if point is not None:  # the crop holds every label: post-process only there (exact)
+            if keep_largest:
+                region_labels = self._component_at_point(region_labels, volume, point, info, slices)
+            keep_largest = False
+        if point is not None and crop_output:
+            labels, labels_grid = smallest_extent(region_labels, slices, grid_out)
+        else:
+            labels = self._assemble_labels(grid_out, region_labels, slices)
         if output_slices is not None:  # restricted to the ROI, without full-grid masks
             restricted = np.zeros_like(labels)
             restricted[output_slices] = labels[output_slices]
             labels = restricted
-        keep_largest = self._postprocess_option("largest_component", largest_component)
-        if keep_largest and point is not None:
-            labels = self._component_at_point(labels, volume, point, info)
-        elif keep_largest:
+        if keep_largest:
             labels = keep_largest_component(labels)
         label_volume = LabelVolume(
             array=labels,
-            spacing=tuple(grid_out.spacing),
-            origin=tuple(grid_out.origin),
-            direction=np.array(grid_out.direction, dtype=np.float64),
+            spacing=tuple(labels_grid.spacing),
+            origin=tuple(labels_grid.origin),
+            direction=np.array(labels_grid.direction, dtype=np.float64),
             labels=list(self.manifest.labels),
         )
         prob_volume = None
@@ -289,10 +305,18 @@ class Predictor:
         return check_volume(volume, [channel.modality for channel in self.manifest.channels])
 
     def _component_at_point(
-        self, labels: np.ndarray, volume: Volume, point: Sequence[float], info: dict
+        self,
+        labels: np.ndarray,
+        volume: Volume,
+        point: Sequence[float],
+        info: dict,
+        slices: Optional[tuple] = None,
     ) -> np.ndarray:
-        """Keep the component at the click (never a neighbour); say so when none is there."""
+        """Keep the component at the click (never a neighbour); say so when none is there.
+        ``labels`` covers ``slices`` of the volume's grid (default: all of it)."""
         index_zyx = volume.grid.physical_to_index(np.asarray(point, dtype=np.float64))[::-1]
+        if slices is not None:
+            index_zyx = index_zyx - np.array([s.start for s in slices], dtype=np.float64)
         kept, distance = keep_component_at_point(
             labels, index_zyx, tuple(volume.spacing)[::-1], POINT_TOLERANCE_MM
         )
