@@ -56,3 +56,26 @@ def test_repeated_runs_with_reused_buffers_are_identical(four_class_predictor):
     second = four_class_predictor.segment(volume, depth=3, return_probabilities=True)
     assert first.info["device"] == "cpu"
     np.testing.assert_array_equal(first.probabilities.array, second.probabilities.array)
+
+
+def test_a_second_call_reuses_the_packed_weights_of_the_first(sphere_model, monkeypatch):
+    """A warm click repacks no weight for oneDNN (issue 14: ~0.2 s of each warm click)."""
+    from UNetPlusPlusLib.engine import cpu_inference
+
+    predictor = Predictor.from_manifest_path(sphere_model, device="cpu", threads=1, executor="ours")
+    image = make_sphere_image((24, 24, 24), spacing=(2.0, 2.0, 2.0), noise=40, seed=2)
+    volume = volume_from_sitk([image], channel_names=["CT"])
+    first = predictor.segment(volume, depth=2)
+    packs = []
+    original = cpu_inference.Workspace.packed
+
+    def counting(self, conv, channels, input_shape):
+        before = len(self._packed)
+        result = original(self, conv, channels, input_shape)
+        packs.append(len(self._packed) - before)
+        return result
+
+    monkeypatch.setattr(cpu_inference.Workspace, "packed", counting)
+    second = predictor.segment(volume, depth=2)
+    assert packs and sum(packs) == 0  # every convolution found its packed weight
+    np.testing.assert_array_equal(first.labels.array, second.labels.array)

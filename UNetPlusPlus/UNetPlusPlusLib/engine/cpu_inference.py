@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -401,15 +401,16 @@ def _active() -> list[Workspace]:
 
 
 @contextlib.contextmanager
-def reuse_buffers() -> Iterator[Workspace]:
+def reuse_buffers(workspace: Optional[Workspace] = None) -> Iterator[Workspace]:
     """Keep every buffer and packed weight between forward calls inside this block.
 
     Use it around a sliding window: tiles of one size then reuse the same memory (no page
     faults). Packed weights are keyed on the weight tensors and their version counters, so
     weights updated in place (an optimiser step, ``load_state_dict``) or replaced inside the
-    block are repacked. The block belongs to the thread that opened it.
+    block are repacked. The block belongs to the thread that opened it. ``workspace``: carry
+    one from an earlier block (a Predictor's successive clicks); never use one in two threads.
     """
-    workspace = Workspace()
+    workspace = Workspace() if workspace is None else workspace
     _active().append(workspace)
     try:
         yield workspace

@@ -384,13 +384,14 @@ class UNetPlusPlus3D(nn.Module):
         return all(m.running_var is not None or isinstance(m, nn.InstanceNorm3d) for m in norms)
 
     @staticmethod
-    def reuse_buffers() -> ContextManager[Any]:
+    def reuse_buffers(workspace: Any = None) -> ContextManager[Any]:
         """Within this block, CPU inference keeps its buffers and packed weights between calls.
 
         Wrap a sliding window in it: every tile of the same shape then reuses the memory of the
         previous one instead of paying page faults for fresh buffers (docs/BENCHMARK.md).
+        ``workspace``: the one an earlier block yielded, to keep them across blocks too.
         """
-        return cpu_inference.reuse_buffers()
+        return cpu_inference.reuse_buffers(workspace)
 
 
 def _hooked(model: nn.Module) -> bool:

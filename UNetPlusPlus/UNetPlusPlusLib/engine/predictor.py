@@ -10,6 +10,7 @@ the exact input grid before the argmax.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,8 @@ class Predictor:
         self.executor = make_executor(
             executor, self.model, self.device, threads_used, weights_sha256=manifest.sha256
         )
+        self._workspace = None  # cpu_inference.Workspace kept between calls (_sliding_window)
+        self._workspace_lock = threading.Lock()
 
     @classmethod
     def from_task(cls, task: str, **kwargs) -> Predictor:
@@ -409,18 +412,28 @@ class Predictor:
         # tiles run through the executor (engine/executors.py); the heads through ours
         predict = make_predict(_Runner(self.executor, model), depth, device, axes=axes, heads=heads)
         channels = self.manifest.num_classes * (head_count(depth) if heads else 1)
-        with torch.inference_mode(), model.reuse_buffers():  # tiles reuse one set of buffers
-            probabilities = sliding_window_inference(
-                image,
-                tile_zyx=self.manifest.tile_size_zyx,
-                predict=predict,
-                num_classes=channels,
-                overlap=overlap,
-                batch_size=batch,
-                device=device,
-                progress=lambda done, total: report("infer", done, total),
-                cancel=cancel,
-            )
+        # tiles reuse one set of buffers and packed weights, kept for the next call (a warm
+        # click repacks nothing); a concurrent call from another thread gets its own
+        shared = self._workspace_lock.acquire(blocking=False)
+        try:
+            kept = self._workspace if shared else None
+            with torch.inference_mode(), model.reuse_buffers(kept) as workspace:
+                if shared:
+                    self._workspace = workspace
+                probabilities = sliding_window_inference(
+                    image,
+                    tile_zyx=self.manifest.tile_size_zyx,
+                    predict=predict,
+                    num_classes=channels,
+                    overlap=overlap,
+                    batch_size=batch,
+                    device=device,
+                    progress=lambda done, total: report("infer", done, total),
+                    cancel=cancel,
+                )
+        finally:
+            if shared:
+                self._workspace_lock.release()
         return probabilities.float().cpu().numpy()
 
     def _region_labels(self, probabilities, grid, region: Volume, region_probs) -> np.ndarray:
