@@ -130,3 +130,30 @@ def test_cli_error_reaches_the_job_and_the_scene_is_untouched(sphere_model, imag
     assert "do not match their manifest" in running.error
     assert events[-1].message == running.error
     assert scene.GetNumberOfNodes() == nodes_before
+
+
+def test_a_click_comes_back_as_a_cropped_labelmap_on_the_input_voxels(sphere_model, image):
+    """Issue 14: the CLI writes a click's labels with their smallest extent and own origin; the
+    job accepts it only because it lies exactly on the (oblique) input grid."""
+    from UNetPlusPlusLib.engine.point_crop import grid_offset
+    from UNetPlusPlusLib.engine.predictor import Predictor
+
+    scene = slicer.vtkMRMLScene()
+    volume = volume_from_sitk([image], channel_names=["CT"])
+    volume_node = geometry.volume_node_from_volume(scene, volume, "CT")
+    centre_lps = (5.0, -12.0, 30.0)
+    running = SegmentationLogic().start_job(
+        [volume_node], sphere_model, device="cpu", point_ras=geometry.lps_to_ras(centre_lps)
+    )
+    running.wait(timeout=TIMEOUT_S)
+    assert running.state == job.SUCCEEDED, running.error
+    labels = running.labels
+    offset = grid_offset(labels.grid, volume.grid)
+    assert offset is not None and labels.array.size < volume.array[0].size
+    expected = Predictor.from_manifest_path(sphere_model, device="cpu").segment(
+        volume, point=centre_lps
+    )
+    box = tuple(slice(o, o + n) for o, n in zip(offset[::-1], labels.array.shape))
+    np.testing.assert_array_equal(labels.array, expected.labels.array[box])
+    assert labels.array.sum() == expected.labels.array.sum() > 0
+    assert mask_of(running.output).sum() == (expected.labels.array == 1).sum()
