@@ -55,6 +55,7 @@ class SegmentationLogic:
         self._jobs: list[SegmentationJob] = []  # started background jobs, for shutdown()
         self._device_query: Optional[DeviceQuery] = None
         self._server: Optional[EngineServer] = None  # the persistent engine, for clicks
+        self._checked: tuple = (None, [])  # (inputs and model key, their sanity warnings)
 
     # ------------------------------------------------------------------ models
     @staticmethod
@@ -155,9 +156,7 @@ class SegmentationLogic:
         """
         manifest = self.resolve_model(model)
         persistent = is_prompted(manifest) if persistent is None else persistent
-        volume = self._volume(volume_nodes, manifest)  # float32, for the sanity checks
-        self.warnings = self._check(volume, manifest)
-        del volume
+        self.warnings = self._checked_once(volume_nodes, manifest)
         images = self._native_images(volume_nodes, manifest)  # written in their own types
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
@@ -212,6 +211,22 @@ class SegmentationLogic:
             )
             for node in volume_nodes
         )
+
+    def _checked_once(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
+        """The input sanity warnings, checked again only when the nodes' voxels, geometry or
+        transforms, or the model, changed: a second click on one CT skips the float32 copy of
+        the whole volume (issue 14). Raises UNetPlusPlusError as ``check_inputs`` does."""
+        nodes, _ = self._channels(volume_nodes, manifest)
+        transforms = tuple(
+            (t.GetID(), t.GetMTime()) if t is not None else None
+            for t in (node.GetParentTransformNode() for node in nodes)
+        )
+        key = (self._input_key(nodes), transforms, str(manifest.path), manifest.sha256)
+        if self._checked[0] != key:
+            self._checked = (None, [])
+            volume = self._volume(volume_nodes, manifest)  # float32, for the sanity checks
+            self._checked = (key, self._check(volume, manifest))
+        return list(self._checked[1])
 
     def _engine_server(self) -> EngineServer:
         if self._server is None:
