@@ -28,3 +28,29 @@ def test_the_model_is_loaded_once_per_manifest_and_device(sphere_model):
     first = cache.predictor(manifest, "cpu", 1)
     assert cache.predictor(ModelManifest.load(sphere_model), "cpu", 1) is first
     assert cache.predictor(manifest, "cpu", 2) is not first
+
+
+def test_input_checks_and_mr_statistics_are_computed_once_per_volume():
+    """A click checks and measures the whole volume once, not at every click (issue 14)."""
+    from types import SimpleNamespace
+
+    from UNetPlusPlusLib.engine.volume import Volume
+
+    calls = []
+    channel = SimpleNamespace(normalization={"kind": "mr"})
+    predictor = SimpleNamespace(
+        manifest=SimpleNamespace(channels=[channel]),
+        check_input=lambda volume: calls.append(volume) or ["borderline"],
+    )
+    array = np.zeros((1, 4, 5, 6), np.float32)
+    array[0, 1:3, 1:4, 1:5] = [2.0, 4.0, 6.0, 8.0]
+    volume = Volume(array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), ("T1",))
+    cache = WarmCache()
+    warnings, norms = cache.input_checks(predictor, volume)
+    assert warnings == ["borderline"] and len(calls) == 1
+    assert norms[0]["mean"] == 5.0 and norms[0]["std"] == np.sqrt(5.0)  # non-zero voxels
+    norms[0]["mean"] = -1.0  # a caller's change does not reach the cache
+    assert cache.input_checks(predictor, volume)[1][0]["mean"] == 5.0 and len(calls) == 1
+    other = Volume(array.copy(), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), ("T1",))
+    cache.input_checks(predictor, other)
+    assert len(calls) == 2  # another volume is checked
