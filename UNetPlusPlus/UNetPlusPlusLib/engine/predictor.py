@@ -176,6 +176,7 @@ class Predictor:
         disagreement: bool = False,
         full_grid: Optional[Grid] = None,
         channel_norms: Optional[list] = None,
+        checked_warnings: Optional[list] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
@@ -184,7 +185,9 @@ class Predictor:
         raises UNetPlusPlusError at depth 1 (one head). With ``full_grid``, ``volume`` is only the
         part of a larger image that :meth:`context_box` asked for (``region_read.read_region``),
         the result sits on ``full_grid`` and ``channel_norms`` carries the whole image's MR
-        statistics; input sanity then sees only that part."""
+        statistics. ``checked_warnings``: the warnings of input sanity already run on the whole
+        image (``streamed_checks.check_files``); the checks are then not rerun on ``volume``,
+        which may be such a part. Without it input sanity sees only ``volume``."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
@@ -193,7 +196,7 @@ class Predictor:
                 "The disagreement map compares the deep-supervision heads, and depth 1 has only "
                 "one: choose depth 2, 3, 4 or ensemble."
             )
-        warnings = self.check_input(volume)
+        warnings = self.check_input(volume, checked_warnings)
         if full_grid is not None and (point is not None or disagreement):
             raise ValueError("full_grid (a partial volume) supports ROI runs only")
         grid_out = full_grid if full_grid is not None else volume.grid
@@ -276,8 +279,11 @@ class Predictor:
         info["agreement"] = segment_agreement(heads, self.manifest.labels)
         return final, disagreement_map(heads)
 
-    def check_input(self, volume: Volume) -> list[str]:
-        """Input sanity (engine/sanity.py) for this model; returns warnings, raises refusals."""
+    def check_input(self, volume: Volume, checked_warnings: Optional[list] = None) -> list[str]:
+        """Input sanity (engine/sanity.py) for this model; returns warnings, raises refusals.
+
+        ``checked_warnings``: the whole image was already checked (streamed); only the
+        channel count is checked here and these warnings are returned."""
         expected = len(self.manifest.channels)
         got = volume.array.shape[0] if volume.array.ndim == 4 else 0
         if volume.array.ndim != 4 or got != expected:
@@ -286,6 +292,8 @@ class Predictor:
                 f"Model '{self.manifest.name}' needs {expected} input volume(s) ({names}); "
                 f"got {got}."
             )
+        if checked_warnings is not None:
+            return list(checked_warnings)
         return check_volume(volume, [channel.modality for channel in self.manifest.channels])
 
     def _component_at_point(
