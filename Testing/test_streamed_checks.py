@@ -55,10 +55,10 @@ def test_streamed_statistics_equal_the_whole_array_ones(tmp_path, monkeypatch, s
         np.testing.assert_array_equal(stats[c].sample, expected.sample)
 
 
-def _with_nan(tmp_path):
+def _with_nan(tmp_path, suffix=".nrrd"):
     array = _ct()
     array[3, 4, 5:9] = np.nan
-    return [_write(array, tmp_path / "nan.nrrd")]
+    return [_write(array, tmp_path / f"nan{suffix}")]
 
 
 CASES = {
@@ -82,6 +82,7 @@ CASES = {
         ["MR", "MR"],
     ),
     "NaN in NRRD": (_with_nan, ["CT"]),
+    "NaN in NIfTI": (lambda t: _with_nan(t, ".nii.gz"), ["CT"]),  # ITK's reader makes NaN 0
     "thick slices": (
         lambda t: [_write(_ct(), t / "thick.nrrd", spacing=(0.8, 0.8, 12.0))],
         ["CT"],
@@ -120,6 +121,7 @@ EXPECTED = {
     "constant channel": ("refused", "constant (every voxel 7)"),
     "identical channels": ("refused", "are identical"),
     "NaN in NRRD": ("refused", "contains 4 NaN"),
+    "NaN in NIfTI": ("refused", "contains 4 NaN"),
     "thick slices": ("ok", "very thick voxels"),
 }
 
@@ -180,7 +182,7 @@ def test_roi_run_reads_only_the_region_and_gives_the_whole_image_labels(
         volume, "read_volume", lambda *a, **k: read.append("whole") or real_whole(*a, **k)
     )
     monkeypatch.setattr(
-        region_read, "_read_extract", lambda p, s: read.append(s) or real_region(p, s)
+        region_read, "_read_extract", lambda p, s, *a: read.append(s) or real_region(p, s, *a)
     )
     assert _segment(ct, ct_model, roi_out, *ROI) == 0, capsys.readouterr().err
     assert len(read) == 1 and read[0] != "whole"  # one region read, no whole-image read

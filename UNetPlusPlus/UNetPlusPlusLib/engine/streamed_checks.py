@@ -38,6 +38,10 @@ PathLike = Union[str, Path]
 STREAMING_IOS = frozenset({"NiftiImageIO", "NrrdImageIO", "MetaImageIO"})
 #: Voxels per slab (whole z slices; at least one slice): 8e6 float32 voxels are 32 MB.
 SLAB_VOXELS = 8_000_000
+#: At most this many slabs: each extract of a gzip file (.nii.gz) decompresses it from the
+#: start, so n slabs cost about n/2 whole decompressions (512x512x800 int16 .nii.gz, 2 cores
+#: under load: 11.9 s in 27 slabs, 5.1 s in 7; /tmp/roi_time.py, docs/BENCHMARK.md).
+MAX_SLABS = 8
 
 
 def _streamable_header(path: Path) -> Optional[sitk.ImageFileReader]:
@@ -158,7 +162,7 @@ def _stream(readers: list, slab_voxels: int):
     size_xyz = readers[0].GetSize()
     accumulators = [_Accumulator(int(np.prod(size_xyz))) for _ in readers]
     identical = {(a, b) for a in range(len(readers)) for b in range(a + 1, len(readers))}
-    depth = max(1, slab_voxels // (size_xyz[0] * size_xyz[1]))
+    depth = max(1, slab_voxels // (size_xyz[0] * size_xyz[1]), -(-size_xyz[2] // MAX_SLABS))
     for z0 in range(0, size_xyz[2], depth):
         z1 = min(size_xyz[2], z0 + depth)
         slabs = [_read_slab(reader, size_xyz, z0, z1) for reader in readers]
