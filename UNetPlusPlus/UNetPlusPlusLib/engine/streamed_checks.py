@@ -97,8 +97,8 @@ class _Accumulator:
         return ChannelStats(self.low, self.high, np.concatenate(self.samples))
 
 
-def _slab_source(reader: sitk.ImageFileReader) -> Union[sitk.ImageFileReader, np.ndarray]:
-    """The reader itself (streaming formats) or the whole (z, y, x) array in its own type."""
+def _slab_source(reader: sitk.ImageFileReader) -> Union[sitk.ImageFileReader, sitk.Image]:
+    """The reader itself (streaming formats) or the whole image in its own pixel type."""
     if reader.GetImageIOFromFileName(reader.GetFileName()) in STREAMING_IOS:
         return reader
     try:
@@ -108,13 +108,13 @@ def _slab_source(reader: sitk.ImageFileReader) -> Union[sitk.ImageFileReader, np
             f"Cannot read {reader.GetFileName()}: the file is truncated, corrupt or not a "
             "supported image."
         ) from error
-    return sitk.GetArrayFromImage(image)
+    return image
 
 
 def _read_slab(source, size_xyz, z0: int, z1: int) -> np.ndarray:
-    """Slices z0..z1 (z, y, x) as float32, from a reader or a whole array."""
-    if isinstance(source, np.ndarray):
-        return source[z0:z1].astype(np.float32)
+    """Slices z0..z1 (z, y, x) as float32, from a reader or a whole image (no copy of it)."""
+    if isinstance(source, sitk.Image):
+        return sitk.GetArrayViewFromImage(source)[z0:z1].astype(np.float32)
     reader = source
     reader.SetExtractIndex([0, 0, z0])
     reader.SetExtractSize([int(size_xyz[0]), int(size_xyz[1]), z1 - z0])
