@@ -92,6 +92,31 @@ def _roi_box(args: argparse.Namespace):
     return Box(tuple(first), tuple(second))
 
 
+def _read_roi_region(args: argparse.Namespace, manifest):
+    """With ``--roi``: check the whole files streamed slab by slab, then read only the ROI and
+    one tile of context (issue 9: peak memory near the region's, not the image's).
+
+    Returns (the region Volume, the extra ``Predictor.segment`` options) or None when the
+    whole image is read instead: no ROI, ``--point``, ``--disagreement`` or ``--preview`` (they
+    need the whole volume), a DICOM folder or a file that cannot be streamed.
+    """
+    roi = _roi_box(args)
+    if roi is None or args.point or args.disagreement or args.preview:
+        return None
+    from .engine.prompt_boxes import prompt_boxes
+    from .engine.region_read import read_region
+    from .engine.streamed_checks import check_files
+
+    names = [c.name for c in manifest.channels]
+    warnings = check_files(args.inputs, [c.modality for c in manifest.channels], names)
+    if warnings is None:
+        return None
+    needed = prompt_boxes(manifest, roi, None)[0]  # Predictor.context_box, without torch
+    norms = [c.normalization for c in manifest.channels]
+    volume, full_grid, norms = read_region(args.inputs, needed, names, norms, raw_checked=True)
+    return volume, {"full_grid": full_grid, "channel_norms": norms, "input_warnings": warnings}
+
+
 # ---------------------------------------------------------------------------- several points
 def combine_point_results(results: list, progress=None):
     """One label volume from one result per point: point k's labels become "<name> k".
@@ -191,11 +216,17 @@ def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
     progress("load", 0, 1)
     manifest = _load_manifest(args)
     names = [c.name for c in manifest.channels]
-    volume = cache.volume(args.inputs, names, series=args.series)
+    region = _read_roi_region(args, manifest)  # --roi: the whole file is checked streamed
+    if region is None:
+        volume, region_options = cache.volume(args.inputs, names, series=args.series), {}
+    else:
+        volume, region_options = region
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
-    warnings, norms = cache.input_checks(predictor, volume) if args.point else (None, None)
+    if args.point:  # checked once per volume, also across clicks of `unetpp serve`
+        warnings, norms = cache.input_checks(predictor, volume)
+        region_options = {"channel_norms": norms, "input_warnings": warnings}
     # one click: labels with the smallest extent that holds them (engine/point_crop.py)
     crop = len(points) == 1 and bool(args.point) and not (args.preview or args.probabilities)
     results = []
@@ -214,9 +245,8 @@ def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
                 tta=args.tta,
                 disagreement=bool(args.disagreement),
                 cancel=cancel,
-                channel_norms=norms,
                 crop_output=crop and not args.disagreement,
-                input_warnings=warnings,
+                **region_options,
             )
         )
     result = results[-1]

@@ -190,13 +190,14 @@ class Predictor:
         raises UNetPlusPlusError at depth 1 (one head). With ``full_grid``, ``volume`` is only the
         part of a larger image that :meth:`context_box` asked for (``region_read.read_region``),
         the result sits on ``full_grid`` and ``channel_norms`` carries the whole image's MR
-        statistics; input sanity then sees only that part.
+        statistics.
 
         With a ``point``, everything after the network (argmax, the component at the click)
         runs inside the point's crop only; ``crop_output`` then returns labels with the smallest
         extent that holds them, on the input's voxels (``point_crop.py``). ``input_warnings``:
-        the warnings of an earlier ``check_input`` of this same volume (the warm cache), which is
-        then not checked again."""
+        the warnings of input sanity already run on this whole image (the warm cache, or
+        ``streamed_checks.check_files`` for a region read); the checks are then not rerun on
+        ``volume``, which may be only a part. Without it input sanity sees ``volume``."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
@@ -205,8 +206,7 @@ class Predictor:
                 "The disagreement map compares the deep-supervision heads, and depth 1 has only "
                 "one: choose depth 2, 3, 4 or ensemble."
             )
-        warnings = list(input_warnings) if input_warnings is not None else None
-        warnings = self.check_input(volume) if warnings is None else warnings
+        warnings = self.check_input(volume, input_warnings)
         if full_grid is not None and (point is not None or disagreement):
             raise ValueError("full_grid (a partial volume) supports ROI runs only")
         grid_out = full_grid if full_grid is not None else volume.grid
@@ -295,8 +295,11 @@ class Predictor:
         info["agreement"] = segment_agreement(heads, self.manifest.labels)
         return final, disagreement_map(heads)
 
-    def check_input(self, volume: Volume) -> list[str]:
-        """Input sanity (engine/sanity.py) for this model; returns warnings, raises refusals."""
+    def check_input(self, volume: Volume, input_warnings: Optional[list] = None) -> list[str]:
+        """Input sanity (engine/sanity.py) for this model; returns warnings, raises refusals.
+
+        ``input_warnings``: the whole image was already checked (streamed or cached); only the
+        channel count is checked here and these warnings are returned."""
         expected = len(self.manifest.channels)
         got = volume.array.shape[0] if volume.array.ndim == 4 else 0
         if volume.array.ndim != 4 or got != expected:
@@ -305,6 +308,8 @@ class Predictor:
                 f"Model '{self.manifest.name}' needs {expected} input volume(s) ({names}); "
                 f"got {got}."
             )
+        if input_warnings is not None:
+            return list(input_warnings)
         return check_volume(volume, [channel.modality for channel in self.manifest.channels])
 
     def _component_at_point(

@@ -46,9 +46,13 @@ def _needs_statistics(spec: Any) -> bool:
     return str(entry.get("kind", "")).lower() == "mr" and "mean" not in entry
 
 
-def _read_extract(path: Path, slices: tuple[slice, slice, slice]) -> np.ndarray:
-    """The (z, y, x) voxels of ``slices`` from the file, as float32."""
-    check_nifti_complete(path)
+def _read_extract(
+    path: Path, slices: tuple[slice, slice, slice], raw_checked: bool = False
+) -> np.ndarray:
+    """The (z, y, x) voxels of ``slices`` from the file, as float32; ``raw_checked``: the
+    NIfTI raw-byte check (:mod:`.nifti_check`) already ran on this file."""
+    if not raw_checked:
+        check_nifti_complete(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.SetExtractIndex([int(s.start) for s in reversed(slices)])
@@ -67,13 +71,15 @@ def read_region(
     box: Box,
     channel_names: Sequence[str] = (),
     normalizations: Sequence[Any] = (),
+    raw_checked: bool = False,
 ) -> tuple[Volume, Grid, list[dict]]:
     """Read the voxels of ``paths`` (one file per channel) meeting the physical ``box``.
 
     Returns the crop (C, z, y, x float32), the full images' grid, and the normalisation
     entries with the whole images' MR statistics filled in. Raises UNetPlusPlusError when a
     file cannot be read, the channels differ in geometry, a value is not finite, or the box
-    misses the image.
+    misses the image. ``raw_checked``: the files' NIfTI raw bytes were already checked
+    (``streamed_checks.check_files``), so they are not decompressed once more for it.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -107,7 +113,7 @@ def read_region(
             crop = np.array(array[slices], dtype=np.float32)
             del image, array
         else:
-            crop = _read_extract(path, slices)
+            crop = _read_extract(path, slices, raw_checked)
         if not np.isfinite(crop).all():
             raise UNetPlusPlusError(f"{path} contains NaN or infinite voxels.")
         channels.append(crop)

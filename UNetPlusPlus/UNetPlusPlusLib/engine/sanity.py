@@ -21,6 +21,7 @@ Other families live where the data is read: several DICOM series in one folder
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -115,14 +116,32 @@ def check_finite(array: np.ndarray, source: str) -> None:
 
 
 # --------------------------------------------------------------------------- intensities
-def _sample(channel: np.ndarray) -> np.ndarray:
+@dataclass
+class ChannelStats:
+    """What the intensity checks need of one channel, from a whole array or streamed slabs.
+
+    ``low``/``high``: minimum and maximum; ``sample``: the strided subsample of the flattened
+    (z, y, x) channel (every ``sample_step(size)``-th voxel, the same voxels either way).
+    """
+
+    low: float
+    high: float
+    sample: np.ndarray
+
+
+def sample_step(size: int) -> int:
+    """Stride of the distinct-value sample for a channel of ``size`` voxels."""
+    return max(1, size // SAMPLE_VOXELS)
+
+
+def channel_stats(channel: np.ndarray) -> ChannelStats:
+    """Statistics of a whole (z, y, x) channel."""
     flat = channel.reshape(-1)
-    return flat[:: max(1, flat.size // SAMPLE_VOXELS)]
+    return ChannelStats(float(flat.min()), float(flat.max()), flat[:: sample_step(flat.size)])
 
 
-def _label_map_like(channel: np.ndarray) -> tuple[bool, int]:
+def _label_map_like(sample: np.ndarray) -> tuple[bool, int]:
     """(looks like a label map, distinct values in the sample): few non-negative integers."""
-    sample = _sample(channel)
     if sample.min() < 0 or not np.array_equal(sample, np.round(sample)):
         return False, -1
     distinct = int(np.unique(sample).size)
@@ -142,11 +161,31 @@ def check_intensities(
     ``strict_modality=False`` (training data) a CT channel without air is a warning, not a
     refusal; constant and identical channels are always refused.
     """
+    count = array_czyx.shape[0]
+    stats = [channel_stats(array_czyx[c]) for c in range(count)]
+    identical = [
+        (a, b)
+        for a in range(count)
+        for b in range(a + 1, count)
+        if np.array_equal(array_czyx[a], array_czyx[b])
+    ]
+    return decide_intensities(stats, identical, channel_names, modalities, strict_modality)
+
+
+def decide_intensities(
+    stats: Sequence[ChannelStats],
+    identical: Sequence[tuple[int, int]],
+    channel_names: Sequence[str],
+    modalities: Sequence[str],
+    strict_modality: bool = True,
+) -> list[str]:
+    """The decisions of :func:`check_intensities` from per-channel statistics (whole array
+    or streamed, :mod:`.streamed_checks`); ``identical``: pairs (a, b), a < b, of channels
+    whose voxels are all equal. Returns warnings; raises UNetPlusPlusError."""
     warnings: list[str] = []
-    names = list(channel_names) or [f"channel {i + 1}" for i in range(array_czyx.shape[0])]
+    names = list(channel_names) or [f"channel {i + 1}" for i in range(len(stats))]
     for c, (name, modality) in enumerate(zip(names, modalities)):
-        channel = array_czyx[c]
-        low, high = float(channel.min()), float(channel.max())
+        low, high, sample = stats[c].low, stats[c].high, stats[c].sample
         if low == high:
             what = "empty (all 0)" if low == 0 else f"constant (every voxel {low:g})"
             raise UNetPlusPlusError(
@@ -154,30 +193,28 @@ def check_intensities(
             )
         kind = modality.strip().upper()
         if kind == "CT":
-            problem = _ct_problem(channel, name, low, high)
+            problem = _ct_problem(sample, name, low, high)
             if problem and strict_modality:
                 raise UNetPlusPlusError(problem)
             warnings += [problem] if problem else []
         elif kind in ("MR", "MRI"):
-            problem = _mr_problem(channel, name, low)
+            problem = _mr_problem(sample, name, low)
             if problem and strict_modality:
                 raise UNetPlusPlusError(problem)
-            warnings += ([problem] if problem else []) + _mr_warnings(channel, name)
-    for a in range(array_czyx.shape[0]):
-        for b in range(a + 1, array_czyx.shape[0]):
-            if np.array_equal(array_czyx[a], array_czyx[b]):
-                raise UNetPlusPlusError(
-                    f"Input channels '{names[a]}' and '{names[b]}' are identical (the same volume "
-                    "given twice?); give each channel its own volume."
-                )
+            warnings += ([problem] if problem else []) + _mr_warnings(sample, name)
+    for a, b in sorted(identical):
+        raise UNetPlusPlusError(
+            f"Input channels '{names[a]}' and '{names[b]}' are identical (the same volume "
+            "given twice?); give each channel its own volume."
+        )
     return warnings
 
 
-def _ct_problem(channel: np.ndarray, name: str, low: float, high: float) -> str:
+def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
     if low <= CT_AIR_HU:
         return ""
-    label_map, distinct = _label_map_like(channel)
+    label_map, distinct = _label_map_like(sample)
     if label_map:
         return (
             f"Input '{name}' looks like a label map ({distinct} distinct integer values from "
@@ -196,9 +233,9 @@ def _ct_problem(channel: np.ndarray, name: str, low: float, high: float) -> str:
     )
 
 
-def _mr_problem(channel: np.ndarray, name: str, low: float) -> str:
+def _mr_problem(sample: np.ndarray, name: str, low: float) -> str:
     """Why a channel cannot be an MR image ("" when it can): CT-like air at -1000."""
-    if low <= MR_CT_AIR and float(np.percentile(_sample(channel), 5)) <= MR_CT_AIR:
+    if low <= MR_CT_AIR and float(np.percentile(sample, 5)) <= MR_CT_AIR:
         return (
             f"Input '{name}' looks like a CT (at least 5% of it at or below {MR_CT_AIR:g}, like "
             "air in Hounsfield units), but this model expects MR; give the MR volume."
@@ -206,9 +243,9 @@ def _mr_problem(channel: np.ndarray, name: str, low: float) -> str:
     return ""
 
 
-def _mr_warnings(channel: np.ndarray, name: str) -> list[str]:
+def _mr_warnings(sample: np.ndarray, name: str) -> list[str]:
     warnings = []
-    label_map, distinct = _label_map_like(channel)
+    label_map, distinct = _label_map_like(sample)
     if label_map and distinct <= 16:
         warnings.append(
             f"Input '{name}' holds only {distinct} distinct integer values, like a label map or "
