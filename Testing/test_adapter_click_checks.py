@@ -1,5 +1,5 @@
-"""A second click on one CT does not check the whole CT again (issue 14): start_job builds the
-float32 copy for the input sanity checks only when the voxels, geometry or model changed."""
+"""A second click on one CT does not check the whole CT again (issue 14): start_job runs the
+input sanity checks only when the voxels, geometry or model changed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from helpers import make_sphere_image  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, logic  # noqa: E402
+from UNetPlusPlusLib.engine import sanity  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
 
 
@@ -19,14 +20,14 @@ def test_sanity_checks_run_again_only_when_the_input_changed(sphere_model, monke
     image = make_sphere_image((20, 20, 16), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0), np.eye(3), 8.0)
     scene = slicer.vtkMRMLScene()
     node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
-    copies = []
-    original = logic.volume_from_nodes
+    copies = []  # runs of the checks over the whole volume
+    original = sanity.check_channels
 
     def counting(*args, **kwargs):
         copies.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(logic, "volume_from_nodes", counting)
+    monkeypatch.setattr(sanity, "check_channels", counting)
     segmentation = logic.SegmentationLogic()
     try:
         for _ in range(2):

@@ -214,8 +214,8 @@ class SegmentationLogic:
 
     def _checked_once(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
         """The input sanity warnings, checked again only when the nodes' voxels, geometry or
-        transforms, or the model, changed: a second click on one CT skips the float32 copy of
-        the whole volume (issue 14). Raises UNetPlusPlusError as ``check_inputs`` does."""
+        transforms, or the model, changed: a second click on one CT skips the pass over the
+        whole volume (issue 14). Raises UNetPlusPlusError as ``check_inputs`` does."""
         nodes, _ = self._channels(volume_nodes, manifest)
         transforms = tuple(
             (t.GetID(), t.GetMTime()) if t is not None else None
@@ -224,8 +224,7 @@ class SegmentationLogic:
         key = (self._input_key(nodes), transforms, str(manifest.path), manifest.sha256)
         if self._checked[0] != key:
             self._checked = (None, [])
-            volume = self._volume(volume_nodes, manifest)  # float32, for the sanity checks
-            self._checked = (key, self._check(volume, manifest))
+            self._checked = (key, self._check(volume_nodes, manifest))
         return list(self._checked[1])
 
     def _engine_server(self) -> EngineServer:
@@ -240,13 +239,17 @@ class SegmentationLogic:
         ``UNetPlusPlusError`` with one actionable line for input that cannot be right.
         """
         manifest = self.resolve_model(model)
-        return self._check(self._volume(volume_nodes, manifest), manifest)
+        return self._check(volume_nodes, manifest)
 
-    @staticmethod
-    def _check(volume, manifest: ModelManifest) -> list[str]:
-        from ..engine.sanity import check_volume
+    def _check(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
+        """Input sanity on the nodes' voxels in their own types (no float32 copy of the volume
+        on the GUI thread, issue 10)."""
+        from ..engine.sanity import check_channels
 
-        return check_volume(volume, [channel.modality for channel in manifest.channels])
+        _, channels = self._channels(volume_nodes, manifest)
+        images = self._native_images(volume_nodes, manifest)
+        modalities = [channel.modality for channel in manifest.channels]
+        return check_channels(images.arrays, images.grid, channels, modalities)
 
     def write_result(
         self,

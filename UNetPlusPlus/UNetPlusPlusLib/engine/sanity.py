@@ -109,7 +109,10 @@ def nonfinite_error(source: str, count: int) -> UNetPlusPlusError:
 
 
 def check_finite(array: np.ndarray, source: str) -> None:
-    """Refuse NaN or infinite voxels (values beyond float32 range become infinite)."""
+    """Refuse NaN or infinite voxels (values beyond float32 range become infinite). Integer
+    voxels are always finite: they are not scanned."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return
     finite = np.isfinite(array)
     if not finite.all():
         raise nonfinite_error(source, int(finite.size - np.count_nonzero(finite)))
@@ -156,12 +159,13 @@ def check_intensities(
 ) -> list[str]:
     """Refuse channels whose intensities cannot be the model's modality; return warnings.
 
-    ``array_czyx`` (C, z, y, x) float; ``modalities`` from the manifest ("CT", "MR", other
-    strings get only the generic checks). CT values are Hounsfield units. With
+    ``array_czyx`` (C, z, y, x), or a sequence of C (z, y, x) arrays in any voxel type (an
+    int16 CT is checked without a float copy); ``modalities`` from the manifest ("CT", "MR",
+    other strings get only the generic checks). CT values are Hounsfield units. With
     ``strict_modality=False`` (training data) a CT channel without air is a warning, not a
     refusal; constant and identical channels are always refused.
     """
-    count = array_czyx.shape[0]
+    count = len(array_czyx)
     stats = [channel_stats(array_czyx[c]) for c in range(count)]
     identical = [
         (a, b)
@@ -260,10 +264,21 @@ def check_volume(volume, modalities: Sequence[str], source: str = "The input vol
 
     ``volume``: :class:`.volume.Volume` (C, z, y, x) in LPS. Raises UNetPlusPlusError.
     """
-    warnings = check_header(
-        volume.array.shape[:0:-1], volume.spacing, volume.origin, volume.direction, source
-    )
     names = list(volume.channel_names) or [f"channel {i + 1}" for i in range(volume.num_channels)]
-    for c, name in enumerate(names):
-        check_finite(volume.array[c], f"Input channel '{name}'")
-    return warnings + check_intensities(volume.array, names, modalities)
+    return check_channels(list(volume.array), volume.grid, names, modalities, source)
+
+
+def check_channels(
+    arrays: Sequence[np.ndarray],
+    grid,
+    channel_names: Sequence[str],
+    modalities: Sequence[str],
+    source: str = "The input volume",
+) -> list[str]:
+    """:func:`check_volume` for channels kept in their own voxel types: ``arrays`` C (z, y, x)
+    arrays on one LPS ``grid`` (:class:`.volume.Grid`), e.g. the voxels of Slicer volume nodes
+    without a float32 copy. Returns warnings; raises UNetPlusPlusError."""
+    warnings = check_header(grid.size_xyz, grid.spacing, grid.origin, grid.direction, source)
+    for array, name in zip(arrays, channel_names):
+        check_finite(array, f"Input channel '{name}'")
+    return warnings + check_intensities(arrays, channel_names, modalities)
