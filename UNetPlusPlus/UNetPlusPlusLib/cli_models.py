@@ -35,7 +35,9 @@ def run_models(args: argparse.Namespace, progress) -> dict:
             "folder to UNETPP_MODELS."
         )
     for manifest in manifests:
-        print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent})")
+        parent = registry.fine_tuned_from(manifest)
+        origin = f", fine-tuned from {parent}" if parent else ""
+        print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent}{origin})")
         print(
             f"  inputs: {', '.join(c.name for c in manifest.channels)}; "
             f"labels: {', '.join(label.name for label in manifest.labels)}"
@@ -67,7 +69,11 @@ def add_models_parser(subparsers) -> None:
     info.add_argument("name", help="task, model name or path to a model package")
     show = inner.add_parser("show", help="per-depth Dice and seconds, with and without --tta")
     show.add_argument("name", help="task, model name or path to a model package")
-    install = inner.add_parser("install", help="install a model from a folder, .zip or URL")
+    install = inner.add_parser(
+        "install",
+        help="install a model (e.g. one `unetpp train` wrote) from a folder, .zip or URL into "
+        "the user's model folder; a shipped model's name is refused",
+    )
     install.add_argument("source", help="model.json, folder, .zip file, or http(s) URL")
     install.add_argument("--sha256", help="expected sha256 of the downloaded archive")
     parser.set_defaults(handler=run_models, models_command="list")

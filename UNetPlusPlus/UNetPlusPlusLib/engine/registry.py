@@ -89,7 +89,8 @@ def _manifest_paths(folder: Path) -> list[Path]:
 
 
 def list_models() -> list[ModelManifest]:
-    """Every readable model in :func:`model_dirs`, in search order; broken ones are skipped."""
+    """Every readable model in :func:`model_dirs`, in search order; broken ones are skipped.
+    A fine-tuned model comes right after its parent when the parent is listed."""
     models = []
     for folder in model_dirs():
         for path in _manifest_paths(folder):
@@ -97,16 +98,49 @@ def list_models() -> list[ModelManifest]:
                 models.append(ModelManifest.load(path))
             except UNetPlusPlusError as exc:
                 warnings.warn(f"Skipping model {path.parent}: {exc}", stacklevel=2)
-    return models
+    names = {m.name for m in models}
+    children = [m for m in models if fine_tuned_from(m) in names and fine_tuned_from(m) != m.name]
+    ordered = [m for m in models if not any(m is c for c in children)]
+    for child in children:
+        at = next(i for i, m in enumerate(ordered) if m.name == fine_tuned_from(child)) + 1
+        while at < len(ordered) and fine_tuned_from(ordered[at]) == fine_tuned_from(child):
+            at += 1
+        ordered.insert(at, child)
+    return ordered
+
+
+def builtin_names() -> set[str]:
+    """Names of the shipped models (package data); an install never takes one of them."""
+    folder = builtin_models_dir()
+    if folder is None or not folder.is_dir():
+        return set()
+    names = set()
+    for path in _manifest_paths(folder):
+        try:
+            names.add(ModelManifest.load(path).name)
+        except UNetPlusPlusError:
+            continue
+    return names
+
+
+def fine_tuned_from(manifest: ModelManifest) -> Optional[str]:
+    """The parent model's name when this package was fine-tuned from another, else None."""
+    parent = (manifest.training or {}).get("fine_tuned_from")
+    return parent.get("name") if isinstance(parent, dict) else None
 
 
 def find_model(task_or_name: str) -> ModelManifest:
-    """The model with this name, else the first for this task, else a path to a package."""
+    """The model with this name, else the first for this task, else a path to a package.
+
+    A task name prefers a model that is not a fine-tuned child: installing ``liver-ft-...``
+    does not silently change what ``liver`` segments with; pick the child by its name."""
     models = list_models()
-    for key in ("name", "task"):
-        for manifest in models:
-            if getattr(manifest, key) == task_or_name:
-                return manifest
+    for manifest in models:
+        if manifest.name == task_or_name:
+            return manifest
+    same_task = [m for m in models if m.task == task_or_name]
+    if same_task:
+        return next((m for m in same_task if not fine_tuned_from(m)), same_task[0])
     candidate = Path(task_or_name).expanduser()
     if candidate.name == MANIFEST_FILENAME or (candidate / MANIFEST_FILENAME).is_file():
         return ModelManifest.load(candidate)
@@ -155,6 +189,12 @@ def install_model(
             raise type(exc)(f"Cannot install the model from {source}: {exc}") from exc
         except OSError as exc:
             raise UNetPlusPlusError(f"Cannot install the model from {source}: {exc}.") from exc
+        if manifest.name in builtin_names():
+            raise UNetPlusPlusError(
+                f"Model {source} is named {manifest.name!r}, like a shipped model; it is not "
+                "installed, so the shipped one stays as it is. Retrain or rename it with "
+                "`unetpp train --name NEW_NAME ...`."
+            )
         target = cache / manifest.name
         _move_into_place(package, target, staging)
         return ModelManifest.load(target / MANIFEST_FILENAME)

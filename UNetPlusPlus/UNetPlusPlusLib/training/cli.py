@@ -106,7 +106,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--init", metavar="MODEL_JSON", help="fine-tune: start from this model package"
+        "--init",
+        metavar="MODEL",
+        help="fine-tune: start from this model (a task or model name such as 'liver', or a "
+        "model.json / package folder); its post-processing, prompt, normalisation and label "
+        "codes are kept unless the dataset description sets them",
     )
     model.add_argument(
         "--spacing",
@@ -199,12 +203,20 @@ def _pick(name: str, *sources: Any) -> Any:
     return _DEFAULTS.get(name)
 
 
-def _load_init(path: Optional[str]):
-    if not path:
+def _load_init(source: Optional[str]):
+    """The --init model: a model.json or package folder, else a task or model name that the
+    registry finds (``liver``). Raises UNetPlusPlusError naming the available models."""
+    if not source:
         return None
-    from ..engine.manifest import ModelManifest
+    from pathlib import Path
 
-    return ModelManifest.load(path)
+    from ..engine import registry
+    from ..engine.manifest import MANIFEST_FILENAME, ModelManifest
+
+    path = Path(source).expanduser()
+    if path.is_file() or (path / MANIFEST_FILENAME).is_file():
+        return ModelManifest.load(path)
+    return registry.find_model(source)
 
 
 def build_dataset(args: argparse.Namespace, init=None):
@@ -362,13 +374,18 @@ def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
         weights_dtype=pick("weights_dtype", args.weights_dtype),
         threads=args.threads,
         cache_dir=args.cache_dir or saved.get("cache_dir"),
-        name=args.name or saved.get("name") or dataset.name,
-        task=args.task or saved.get("task") or dataset.task,
-        init=args.init,
+        name=args.name or saved.get("name") or _default_name(dataset, init),
+        task=args.task or saved.get("task") or (init.task if init else dataset.task),
+        init=str(init.path) if init is not None and init.path else args.init,
         command=_command_line(args),
         progress_bar=not args.no_progress,
         precision=str(plan_values.get("precision") or "fp32"),
     )
+
+
+def _default_name(dataset, init) -> str:
+    """A fine-tuned model's default name: ``<parent>-ft-<dataset>``, never the parent's own."""
+    return f"{init.name}-ft-{dataset.name}" if init is not None else dataset.name
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -40,15 +40,28 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         f"{len(trainer.val_cases)} validation case(s) of '{dataset.name}' ({where}), scored "
         f"on the model grid ({list(config.spacing)} mm)"
     )
-    labels = [
-        LabelSpec(
-            value=i,
-            name=label.name,
-            color=tuple(label.color),
-            terminology=label.terminology or standard_terminology(label.name),
-        )
-        for i, label in enumerate(dataset.labels, start=1)
+    parent = getattr(trainer, "init_manifest", None)
+    same_labels = parent is not None and [x.name.lower() for x in parent.labels] == [
+        x.name.lower() for x in dataset.labels
     ]
+    parents = {x.name.lower(): x for x in parent.labels} if parent is not None else {}
+    # a label the parent has (same name) keeps the parent's colour and codes, unless a
+    # dataset.json (the user's own description) gives codes; a Slicer export's segment codes
+    # do not override them (they are usually the parent's own, written by the segmentation)
+    described = str(dataset.origin).lower().endswith(".json")
+    labels = []
+    for i, label in enumerate(dataset.labels, start=1):
+        inherited = parents.get(label.name.lower())
+        terminology = label.terminology if inherited is None or described else None
+        terminology = terminology or (inherited.terminology if inherited else None)
+        labels.append(
+            LabelSpec(
+                value=i,
+                name=label.name,
+                color=tuple(inherited.color if inherited else label.color),
+                terminology=terminology or label.terminology or standard_terminology(label.name),
+            )
+        )
     channels = [ChannelSpec(c.name, c.modality, dict(c.normalization)) for c in dataset.channels]
     training = {
         "command": config.command,
@@ -63,6 +76,7 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         "dataset": dataset.name,
         "training_cases": len(trainer.train_cases),
         "init": str(config.init) if config.init else None,
+        "fine_tuned_from": parent_record(parent),
         "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
         "precision": config.precision,
         "training_seconds": round(trainer.elapsed_s, 1),
@@ -92,8 +106,12 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
             f"{len(trainer.train_cases)} training case(s), {config.epochs} epoch(s). "
             + (dataset.description or "")
         ).strip(),
-        prompt=dataset.prompt,
-        postprocess=dict(dataset.postprocess),
+        # a fine-tuned model keeps its parent's prompt and post-processing (same labels) unless
+        # the dataset description sets them (issue 12)
+        prompt=dataset.prompt if dataset.prompt or not same_labels else parent.prompt,
+        postprocess=dict(
+            dataset.postprocess if dataset.postprocess or not same_labels else parent.postprocess
+        ),
         validation={
             "data": data,
             "label_source": dataset.label_sources() or "unknown",
@@ -104,6 +122,18 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         },
         training=training,
     )
+
+
+def parent_record(parent) -> "dict | None":
+    """What a fine-tuned model came from: the parent's name, task, weights sha256 and folder."""
+    if parent is None:
+        return None
+    return {
+        "name": parent.name,
+        "task": parent.task,
+        "sha256": parent.sha256,
+        "path": str(Path(parent.path).parent) if parent.path else None,
+    }
 
 
 # ----------------------------------------------------------------------------- plot
@@ -169,10 +199,14 @@ def write_card(out_dir: Path, manifest: ModelManifest, plan=None) -> Path:
         seconds = row.get("seconds_per_volume")
         cells.append(f"{seconds:.2f}" if seconds is not None else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    parent = training.get("fine_tuned_from")
+    lines += ["", "## Training", ""]
+    if parent:
+        lines.append(
+            f"- fine-tuned from {parent['name']} ({parent['task']}, weights sha256 "
+            f"{parent['sha256'][:12]}...) on {training.get('dataset')}"
+        )
     lines += [
-        "",
-        "## Training",
-        "",
         f"- command: `{training.get('command', '')}`",
         f"- {training.get('training_cases')} training case(s), {training.get('epochs')} epoch(s) "
         f"x {training.get('iterations_per_epoch')} iterations x batch "
