@@ -140,3 +140,32 @@ def test_install_refuses_tampered_weights(models_env, tuned, tmp_path):
     with pytest.raises(UNetPlusPlusError, match="sha256"):
         registry.install_model(str(bad))
     assert not (models_env / "sphere-test-ft-cases").exists()
+
+
+def test_progress_json_reports_epochs_dice_and_the_result(tuned, tmp_path, capsys):
+    out = tmp_path / "json"
+    args = ["train", str(tuned.parent / "cases"), "-o", str(out), "--init", str(tuned.parent)]
+    args[-1] = str(tuned)  # start from the fine-tuned package itself: any package works
+    args += [*TINY, "--epochs", "2", "--val-every", "2", "--progress-json"]
+    args += ["--cache-dir", str(tuned / "cache")]
+    assert cli.main(args) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    epochs = [x for x in lines if x.get("stage") == "epoch"]
+    assert [(x["done"], x["total"]) for x in epochs] == [(1, 2), (2, 2)]
+    assert all(isinstance(x["loss"], float) and x["eta_s"] >= 0 for x in epochs)
+    assert "dice" not in epochs[0] and set(epochs[1]["dice"]) >= {"1", "2", "3", "4"}
+    assert lines[-1]["result"]["model_dir"] == str(out)
+    assert lines[-1]["result"]["name"] == "sphere-test-ft-cases-ft-cases"
+
+
+def test_cancel_file_stops_training_and_leaves_no_model(tuned, tmp_path, capsys):
+    cancel = tmp_path / "cancel"
+    cancel.touch()
+    out = tmp_path / "cancelled"
+    args = ["train", str(tuned.parent / "cases"), "-o", str(out), "--init", str(tuned), *TINY]
+    args += ["--cache-dir", str(tuned / "cache"), "--cancel-file", str(cancel)]
+    assert cli.main(args + ["--progress-json"]) == 3
+    assert not out.exists()
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {
+        "error": "Cancelled by the user."
+    }

@@ -153,6 +153,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--plan-only", action="store_true", help="print the plan and its ETA, write plan.json, stop"
     )
+    run.add_argument(
+        "--progress-json",
+        action="store_true",
+        help="one JSON line per epoch (epoch, loss, ETA, latest per-depth Dice), then the result "
+        "or the error (for the Slicer module)",
+    )
+    run.add_argument(
+        "--cancel-file",
+        metavar="PATH",
+        help="stop (exit status 3, no model written) as soon as this file exists; checked at "
+        "every iteration (the Slicer module's Cancel)",
+    )
     run.add_argument("--epochs", metavar="N", type=int, help="epochs (default: planned)")
     run.add_argument(
         "--iterations-per-epoch", metavar="N", type=int, help="iterations per epoch (planned)"
@@ -208,8 +220,6 @@ def _load_init(source: Optional[str]):
     registry finds (``liver``). Raises UNetPlusPlusError naming the available models."""
     if not source:
         return None
-    from pathlib import Path
-
     from ..engine import registry
     from ..engine.manifest import MANIFEST_FILENAME, ModelManifest
 
@@ -416,7 +426,27 @@ def run_train(args: argparse.Namespace) -> int:
             dataset, config, resume=args.resume, init_manifest=init, plan=plan, started=started,
             plan_only=args.plan_only, session_budget_s=getattr(args, "session_budget_s", None),
         )  # fmt: skip
-        trainer.run()
+        if getattr(args, "progress_json", False):
+            from .progress import EpochReporter
+
+            trainer.on_epoch = EpochReporter()
+        if getattr(args, "cancel_file", None):
+            cancel_path = Path(args.cancel_file)
+            trainer.should_stop = cancel_path.exists
+        manifest = trainer.run()
+    if getattr(args, "progress_json", False) and manifest is not None:
+        from .progress import emit
+
+        emit(
+            {
+                "result": {
+                    "model_dir": str(args.out_dir),
+                    "name": manifest.name,
+                    "task": manifest.task,
+                    "recommended_depth": manifest.recommended_depth,
+                }
+            }
+        )
     return 0
 
 
@@ -430,6 +460,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return run_train(args)
     except UNetPlusPlusError as error:
+        if getattr(args, "progress_json", False):
+            from .progress import emit
+
+            emit({"error": str(error)})
         print(f"error: {error}", file=sys.stderr)
         return 2
 

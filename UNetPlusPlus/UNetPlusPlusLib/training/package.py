@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..engine.manifest import ChannelSpec, LabelSpec, ModelManifest, standard_terminology
 from .validation import DEPTHS, recommend_depth
@@ -124,7 +124,7 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
     )
 
 
-def parent_record(parent) -> "dict | None":
+def parent_record(parent) -> Optional[dict]:
     """What a fine-tuned model came from: the parent's name, task, weights sha256 and folder."""
     if parent is None:
         return None

@@ -24,7 +24,7 @@ import torch
 
 from ..engine.manifest import ModelManifest, save_model_package
 from ..engine.network import UNetPlusPlus3D
-from ..errors import UNetPlusPlusError
+from ..errors import CancelledError, UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
@@ -32,6 +32,7 @@ from .dataset import DatasetDescription, find_cases
 from .package import build_manifest, plot_history, write_card
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
+from .progress import epoch_event
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
 from .split import split_cases
@@ -137,6 +138,8 @@ class Trainer(PlanningMixin):
         self.init_manifest = init_manifest
         self.out_dir = Path(config.out_dir)
         self._print = log or print
+        self.on_epoch: Optional[Callable[[dict], None]] = None  # --progress-json (issue 12)
+        self.should_stop: Optional[Callable[[], bool]] = None  # --cancel-file: CancelledError
         self.plan = plan
         self.started = time.monotonic() if started is None else started
         self.plan_only = plan_only
@@ -356,6 +359,8 @@ class Trainer(PlanningMixin):
                     f"epoch {epoch + 1}/{config.epochs}: {json.dumps(entry)}; "
                     f"ETA {format_duration(self._eta(epoch + 1))}"
                 )
+                if self.on_epoch is not None and self.context.is_main:
+                    self.on_epoch(epoch_event(entry, config.epochs, self._eta(epoch + 1)))
                 self._refit(epoch + 1, epoch_s)
                 if self.context.is_main:
                     self._save_epoch(epoch + 1)
@@ -378,6 +383,8 @@ class Trainer(PlanningMixin):
         losses = []
         parameters = list(self.network.parameters())
         for step in range(config.iterations_per_epoch):
+            if self.should_stop is not None and self.should_stop():
+                raise CancelledError()
             iteration = epoch * config.iterations_per_epoch + step
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(config, iteration)
