@@ -21,6 +21,7 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._segmentationLogic = None
+        self._trainingLogic = None
 
     def getParameterNode(self):
         return UNetPlusPlusParameterNode(super().getParameterNode())
@@ -39,6 +40,7 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
         exit; never blocks, safe to call twice. See SegmentationLogic.shutdown."""
         if self._segmentationLogic is not None:
             self._segmentationLogic.shutdown()
+        self.shutdownTraining()
 
     def deviceList(self):
         """The engine's devices, or None while its process is still answering (asked in the
@@ -49,6 +51,20 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
     def deviceError(self):
         """Why only the CPU is listed, or None."""
         return self.segmentationLogic.device_error()
+
+    @property
+    def trainingLogic(self):
+        """Cases check, plan and background fine-tune (UNetPlusPlusLib.adapter.training_logic)."""
+        if self._trainingLogic is None:
+            from UNetPlusPlusLib.adapter.training_logic import TrainingLogic
+
+            self._trainingLogic = TrainingLogic()
+        return self._trainingLogic
+
+    def shutdownTraining(self) -> None:
+        """Kill a running training's process tree and remove its working folder (no install)."""
+        if self._trainingLogic is not None:
+            self._trainingLogic.shutdown()
 
     def availableModels(self) -> list:
         return self.segmentationLogic.available_models()

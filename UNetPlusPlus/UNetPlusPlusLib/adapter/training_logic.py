@@ -1,0 +1,96 @@
+"""The panel's "Train / fine-tune" section without Qt: cases, add the current case, plan, train.
+
+One training job at a time. ``start`` refuses a folder without a usable case (see
+``training_cases.check_cases``) and a second job while one runs. ``shutdown`` (module cleanup,
+scene close, application exit) kills the running job's process tree and removes its working
+folder, so nothing half-trained is installed. The job itself is ``training_job.TrainingJob``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..engine.manifest import ModelManifest
+from ..errors import UNetPlusPlusError
+from .training_cases import CaseCheck, check_cases
+from .training_job import TrainingJob
+
+#: The panel's time budget choices (``unetpp train --time-budget``).
+BUDGET_CHOICES = ("10m", "30m", "2h")
+
+
+def next_case_name(folder: Path, prefix: str = "case") -> str:
+    """``case001``, ``case002``, ...: the first number after the highest one in ``folder``."""
+    numbers = [
+        int(m.group(1))
+        for p in Path(folder).glob(f"{prefix}*.seg.nrrd")
+        if (m := re.fullmatch(rf"{re.escape(prefix)}(\d+)\.seg\.nrrd", p.name))
+    ]
+    return f"{prefix}{max(numbers, default=0) + 1:03d}"
+
+
+class TrainingLogic:
+    """Cases folder checks and one background fine-tune (or plan) at a time."""
+
+    def __init__(self, python: Optional[str] = None) -> None:
+        self.python = python  # the child's interpreter (None: PythonSlicer or this one)
+        self.job: Optional[TrainingJob] = None
+
+    @staticmethod
+    def check_cases(folder, manifest: Optional[ModelManifest]) -> list[CaseCheck]:
+        """Each exported case in ``folder`` checked against ``manifest``'s channels and labels
+        (None: from scratch, every case with an image and a segmentation counts)."""
+        if manifest is None:
+            return check_cases(Path(folder))
+        labels = [label.name for label in manifest.labels]
+        return check_cases(Path(folder), len(manifest.channels), labels)
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and not self.job.finished
+
+    def start(
+        self,
+        cases_dir,
+        init: Optional[ModelManifest],
+        time_budget: str = "10m",
+        device: str = "auto",
+        labels: Sequence[str] = (),
+        name: Optional[str] = None,
+        plan_only: bool = False,
+        on_success: Optional[Callable[[ModelManifest], object]] = None,
+        install_dir: Optional[Path] = None,
+        extra_args: Sequence[str] = (),
+    ) -> TrainingJob:
+        """Start a fine-tune from ``init`` (None: from scratch, ``labels`` required) of the
+        usable cases in ``cases_dir``; returns the running job. Raises UNetPlusPlusError."""
+        if self.running:
+            raise UNetPlusPlusError("A training is already running; cancel it first.")
+        cases = self.check_cases(cases_dir, init)
+        if not any(case.usable for case in cases):
+            raise UNetPlusPlusError(
+                f"No usable case in {cases_dir}: export corrected cases with 'Add current case'"
+                + (f" ({cases[0].name}: {cases[0].problems[0]})" if cases else "")
+                + "."
+            )
+        if init is None and not labels:
+            raise UNetPlusPlusError("Training from scratch needs the label names to learn.")
+        if init is not None and not labels:
+            labels = [label.name for label in init.labels]
+        self.job = TrainingJob(
+            Path(cases_dir), init=init, labels=list(labels), time_budget=time_budget,
+            device=device, name=name, plan_only=plan_only, install_dir=install_dir,
+            on_success=on_success, python=self.python, extra_args=list(extra_args),
+        )  # fmt: skip
+        return self.job.start()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def shutdown(self) -> None:
+        """Kill a running job's process tree and remove its working folder; never blocks."""
+        if self.job is not None:
+            self.job.close()
