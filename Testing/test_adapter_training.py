@@ -24,8 +24,8 @@ from UNetPlusPlusLib.adapter import geometry, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.job import FINISHED, PROGRESS  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.adapter.training_cases import cases_summary  # noqa: E402
-from UNetPlusPlusLib.adapter.training_job import epoch_text  # noqa: E402
 from UNetPlusPlusLib.adapter.training_logic import TrainingLogic, next_case_name  # noqa: E402
+from UNetPlusPlusLib.adapter.training_panel import epoch_text, plan_text  # noqa: E402
 from UNetPlusPlusLib.engine import registry  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
@@ -213,3 +213,18 @@ def test_close_kills_a_stubborn_tree_at_once(cases, sphere_model, home, tmp_path
 def test_epoch_text_for_the_panel():
     event = {"done": 3, "total": 20, "loss": 0.4123, "eta_s": 212, "dice": {"1": 0.7, "2": 0.81}}
     assert epoch_text(event) == "epoch 3/20, loss 0.412, ETA 3m32s, Dice L1 0.70 L2 0.81"
+
+
+def test_plan_only_job_shows_the_plan_and_its_eta(cases, sphere_model, home):
+    """'Show plan': ``unetpp train --plan-only`` in the background; nothing is installed."""
+    logic = TrainingLogic()
+    job = logic.start(
+        cases, ModelManifest.load(sphere_model), time_budget="10m", device="cpu",
+        plan_only=True, extra_args=["--threads", "1", "--max-val-cases", "1"],
+    )  # fmt: skip
+    job.wait(timeout=TIMEOUT_S)
+    assert job.state == "succeeded", (job.error, job.log[-5:])
+    text = plan_text(job.log)
+    assert text.startswith("training plan:") and "ETA" in text.splitlines()[-1]
+    assert "budget 10m00s" in text and "overridden by the --init model" in text
+    assert job.installed is None and not home.exists()

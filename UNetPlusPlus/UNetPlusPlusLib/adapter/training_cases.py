@@ -83,3 +83,13 @@ def cases_summary(cases: Sequence[CaseCheck]) -> str:
     text = f"{len(cases)} case(s), {usable} usable"
     bad = [f"{c.name}: {c.problems[0]}" for c in cases if not c.usable]
     return text + ("; " + "; ".join(bad) if bad else "")
+
+
+def next_case_name(folder: Path, prefix: str = "case") -> str:
+    """``case001``, ``case002``, ...: the first number after the highest one in ``folder``."""
+    numbers = [
+        int(m.group(1))
+        for p in Path(folder).glob(f"{prefix}*.seg.nrrd")
+        if (m := re.fullmatch(rf"{re.escape(prefix)}(\d+)\.seg\.nrrd", p.name))
+    ]
+    return f"{prefix}{max(numbers, default=0) + 1:03d}"

@@ -50,6 +50,7 @@ from .job import (
     package_root,
     python_executable,
 )
+from .training_panel import epoch_text
 
 EXIT_CANCELLED = 3
 
@@ -332,21 +333,3 @@ class TrainingJob:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-
-
-def epoch_text(event: dict) -> str:
-    """``epoch 3/20, loss 0.412, ETA 3m32s, Dice L1 0.71 L2 0.80 ...`` for the panel."""
-    eta = int(event.get("eta_s") or 0)
-    text = f"epoch {event.get('done')}/{event.get('total')}"
-    if isinstance(event.get("loss"), (int, float)):
-        text += f", loss {event['loss']:.3f}"
-    text += f", ETA {eta // 60}m{eta % 60:02d}s"
-    dice = event.get("dice") or {}
-    if dice:
-        parts = [
-            f"{'L' + k if k.isdigit() else k} {v:.2f}"
-            for k, v in dice.items()
-            if isinstance(v, (int, float))
-        ]
-        text += ", Dice " + " ".join(parts)
-    return text

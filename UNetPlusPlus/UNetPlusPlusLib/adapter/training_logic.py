@@ -8,27 +8,13 @@ folder, so nothing half-trained is installed. The job itself is ``training_job.T
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..engine.manifest import ModelManifest
 from ..errors import UNetPlusPlusError
-from .training_cases import CaseCheck, check_cases
+from .training_cases import CaseCheck, check_cases, next_case_name  # noqa: F401
 from .training_job import TrainingJob
-
-#: The panel's time budget choices (``unetpp train --time-budget``).
-BUDGET_CHOICES = ("10m", "30m", "2h")
-
-
-def next_case_name(folder: Path, prefix: str = "case") -> str:
-    """``case001``, ``case002``, ...: the first number after the highest one in ``folder``."""
-    numbers = [
-        int(m.group(1))
-        for p in Path(folder).glob(f"{prefix}*.seg.nrrd")
-        if (m := re.fullmatch(rf"{re.escape(prefix)}(\d+)\.seg\.nrrd", p.name))
-    ]
-    return f"{prefix}{max(numbers, default=0) + 1:03d}"
 
 
 class TrainingLogic:

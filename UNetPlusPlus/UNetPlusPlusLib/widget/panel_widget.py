@@ -15,16 +15,18 @@ from UNetPlusPlusLib.adapter import install, panel
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.widget.parameter_node import MAX_CHANNELS, UNetPlusPlusParameterNode
 from UNetPlusPlusLib.widget.run_control import RunControl
+from UNetPlusPlusLib.widget.training_control import TrainingControl
 
 POLL_INTERVAL_MS = 100
 
 
-class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
+class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
     """The module panel: owns the widgets loaded from the ``.ui`` and the parameter node.
 
     The module's ScriptedLoadableModuleWidget shell (UNetPlusPlus.py) creates it in ``setup()``
     and forwards ``cleanup``, ``enter`` and ``exit``. Running, nodule points and export are in
-    :class:`~UNetPlusPlusLib.widget.run_control.RunControl`.
+    :class:`~UNetPlusPlusLib.widget.run_control.RunControl`; the "Train / fine-tune" section in
+    :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`.
     """
 
     def __init__(self, logic, uiPath: str, isEntered: Callable[[], bool]) -> None:
@@ -80,6 +82,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.fitRoiButton.connect("clicked(bool)", self.onFitRoiButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.setupTraining()
 
         self._dependenciesReady = install.dependencies_ready()
         self.refreshDevices()
@@ -105,6 +108,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
         shutdown = getattr(self.logic, "shutdown", None)  # UNetPlusPlusLogic.shutdown (issue 10)
         if shutdown is not None:
             shutdown()
+        self.stopTraining()  # the training process tree too (issue 12): nothing installed
 
     def onAboutToQuit(self) -> None:
         self._pendingPoints = []
@@ -172,6 +176,7 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
             self.observeSeeds(self._parameterNode.noduleSeeds)
             self.ui.roiPlaceWidget.setCurrentNode(self._parameterNode.roi)
             self.updateButtons()
+            self.refreshCases()
         finally:
             self._updating = False
 
@@ -185,7 +190,8 @@ class UNetPlusPlusPanel(RunControl, VTKObservationMixin):
 
     # ------------------------------------------------------------------ models and devices
     def refreshModels(self) -> None:
-        """Fill the task selector from the installed model manifests."""
+        """Fill the task selector from the installed model manifests (a fine-tuned model comes
+        right after the one it came from)."""
         combo = self.ui.taskSelector
         wasBlocked = combo.blockSignals(True)
         combo.clear()

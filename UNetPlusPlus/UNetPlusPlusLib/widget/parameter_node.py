@@ -12,6 +12,7 @@ from slicer import (
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 
 from UNetPlusPlusLib.adapter import panel
+from UNetPlusPlusLib.adapter.training_panel import BUDGET_CHOICES
 
 #: How many input-volume selectors the panel has (the brain tumour model needs four).
 MAX_CHANNELS = 4
@@ -32,7 +33,10 @@ class UNetPlusPlusParameterNode:
     interactive - segment each newly placed point at once.
     outputSegmentation - where results go; None creates a new segmentation.
     replaceExisting - replace segments of the same name in outputSegmentation (else a new node).
-    exportDirectory, caseName - where "Export training case" writes.
+    exportDirectory, caseName - where "Export training case" writes; exportDirectory is also
+        the "Train / fine-tune" cases folder ("Add current case" numbers the cases itself).
+    trainFromScratch - train new weights instead of fine-tuning the selected model.
+    trainingBudget - the training's time budget (``unetpp train --time-budget``).
     """
 
     task: str = ""
@@ -50,3 +54,5 @@ class UNetPlusPlusParameterNode:
     replaceExisting: bool = False
     exportDirectory: Path = Path.home() / "UNetPlusPlus-training"
     caseName: str = "case001"
+    trainFromScratch: bool = False
+    trainingBudget: Annotated[str, Choice(list(BUDGET_CHOICES))] = "10m"

@@ -1,0 +1,155 @@
+"""The panel's "Train / fine-tune" section: cases, add the current case, plan, train/cancel.
+
+A mixin of :class:`~UNetPlusPlusLib.widget.panel_widget.UNetPlusPlusPanel`. The work is done by
+``logic.trainingLogic`` (UNetPlusPlusLib.adapter.training_logic) in a background process polled
+by a ``qt.QTimer``, as segmentation is; this file only binds the widgets and shows progress.
+"""
+
+import qt
+import slicer
+from slicer.i18n import tr as _
+
+from UNetPlusPlusLib.adapter.training_cases import cases_summary, next_case_name
+from UNetPlusPlusLib.adapter.training_panel import epoch_text, plan_text
+
+TRAINING_POLL_MS = 250
+
+
+class TrainingControl:
+    """Cases folder check, "Add current case", plan, Train / Cancel, progress and install."""
+
+    def setupTraining(self) -> None:
+        """Connect the section's widgets and start its poll timer (stopped while idle)."""
+        self._trainingJob = None
+        self._trainingTimer = qt.QTimer()
+        self._trainingTimer.setInterval(TRAINING_POLL_MS)
+        self._trainingTimer.connect("timeout()", self.onPollTraining)
+        self.ui.trainingProgressBar.setValue(0)
+        self.ui.addCaseButton.connect("clicked(bool)", self.onAddCaseButton)
+        self.ui.planButton.connect("clicked(bool)", self.onPlanButton)
+        self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
+        self.ui.trainingDirectoryButton.connect(
+            "directoryChanged(QString)", lambda _path: self.refreshCases()
+        )
+
+    def trainingRunning(self) -> bool:
+        return self._trainingJob is not None and not self._trainingJob.finished
+
+    def stopTraining(self) -> None:
+        """Scene close, module cleanup, application exit: kill the training tree, no install."""
+        self._trainingTimer.stop()
+        self.logic.shutdownTraining()
+        self._trainingJob = None
+        self.updateTrainingButtons()
+
+    # ------------------------------------------------------------------ cases
+    def trainingParent(self):
+        """The model a fine-tune starts from (None: from scratch)."""
+        if self._parameterNode is None or self._parameterNode.trainFromScratch:
+            return None
+        return self.currentModel()
+
+    def refreshCases(self) -> None:
+        if self._parameterNode is None:
+            return
+        folder = self._parameterNode.exportDirectory
+        cases = self.logic.trainingLogic.check_cases(folder, self.trainingParent())
+        self.ui.trainingCasesLabel.text = cases_summary(cases)
+        self._usableCases = sum(case.usable for case in cases)
+        self.updateTrainingButtons()
+
+    def onAddCaseButton(self) -> None:
+        self.runGuarded(self.addCurrentCase, _("Adding the case failed."))
+
+    def addCurrentCase(self) -> None:
+        """Export the current volume(s) and output segmentation as the next numbered case."""
+        manifest = self.currentModel()
+        p = self._parameterNode
+        channels = [c.name for c in manifest.channels] if manifest else []
+        volumes = self.inputVolumes(manifest) if manifest else [p.inputVolume0]
+        name = next_case_name(p.exportDirectory)
+        with slicer.util.WaitCursor():
+            written = self.logic.exportTrainingCase(
+                volumes, p.outputSegmentation, p.exportDirectory, name, channels
+            )
+        self.appendLog(_("Added case: ") + ", ".join(str(f) for f in written))
+        self.refreshCases()
+
+    # ------------------------------------------------------------------ plan and train
+    def updateTrainingButtons(self) -> None:
+        running = self.trainingRunning()
+        planning = running and self._trainingJob.plan_only
+        self.ui.trainButton.text = _("Cancel") if running and not planning else _("Train")
+        usable = getattr(self, "_usableCases", 0) > 0 and self._parameterNode is not None
+        self.ui.trainButton.enabled = (running and not planning) or (not running and usable)
+        self.ui.planButton.enabled = usable and not running
+        self.ui.addCaseButton.enabled = (
+            self._parameterNode is not None and self._parameterNode.outputSegmentation is not None
+        )
+
+    def onPlanButton(self) -> None:
+        self.runGuarded(lambda: self.startTraining(planOnly=True), _("Planning failed."))
+
+    def onTrainButton(self) -> None:
+        if self.trainingRunning():
+            self._trainingJob.cancel()
+            self.ui.trainingStatusLabel.text = _("Cancelling...")
+            return
+        self.runGuarded(self.startTraining, _("Training failed to start."))
+
+    def startTraining(self, planOnly: bool = False) -> None:
+        p = self._parameterNode
+        parent = self.trainingParent()
+        if parent is None and not p.trainFromScratch:
+            self.ui.trainingStatusLabel.text = _("Select a model to fine-tune, or 'From scratch'.")
+            return
+        labels = [] if parent is not None else [s for s in self.segmentNamesForScratch()]
+        self._trainingJob = self.logic.trainingLogic.start(
+            p.exportDirectory, parent, time_budget=p.trainingBudget, device=p.device,
+            labels=labels, plan_only=planOnly, on_success=self.onModelInstalled,
+        )  # fmt: skip
+        self.ui.trainingProgressBar.setValue(0)
+        self.ui.trainingStatusLabel.text = _("Measuring this machine...") if planOnly else ""
+        self.appendLog(" ".join(self._trainingJob.command))
+        self._trainingTimer.start()
+        self.updateTrainingButtons()
+
+    def segmentNamesForScratch(self) -> list:
+        """From scratch: the segments of the first usable case are the labels to learn."""
+        folder = self._parameterNode.exportDirectory
+        cases = [c for c in self.logic.trainingLogic.check_cases(folder, None) if c.usable]
+        return cases[0].segments if cases else []
+
+    def onPollTraining(self) -> None:
+        job = self._trainingJob
+        if job is None:
+            self._trainingTimer.stop()
+            return
+        for event in job.poll():
+            if event.kind == "progress":
+                self.ui.trainingProgressBar.setValue(int(100 * event.fraction))
+                self.ui.trainingStatusLabel.text = event.message or epoch_text(job.latest)
+            elif event.kind == "log":
+                self.appendLog(event.message)
+            elif event.kind == "finished":
+                self.onTrainingFinished(job, event)
+
+    def onTrainingFinished(self, job, event) -> None:
+        self._trainingTimer.stop()
+        if job.plan_only and event.state == "succeeded":
+            self.ui.trainingPlanLabel.text = plan_text(job.log)
+            self.ui.trainingStatusLabel.text = ""
+        else:
+            self.ui.trainingStatusLabel.text = event.message
+        if event.state == "succeeded" and not job.plan_only:
+            self.ui.trainingProgressBar.setValue(100)
+        if event.state == "failed":
+            slicer.util.errorDisplay(event.message, windowTitle=_("UNet++ training"))
+        self.updateTrainingButtons()
+
+    def onModelInstalled(self, manifest) -> None:
+        """The new model is installed: list it and select it, so 'Segment' uses it next."""
+        self.appendLog(_("Installed model: ") + f"{manifest.name} ({manifest.path})")
+        self.refreshModels()
+        if self._parameterNode is not None:
+            self._parameterNode.task = manifest.name
