@@ -100,6 +100,9 @@ def test_unknown_init_is_one_error_line(models_env, tuned, tmp_path, capsys):
 def test_install_lists_it_next_to_its_parent_and_it_segments(models_env, tuned, capsys):
     assert cli.main(["models", "install", str(tuned)]) == 0
     assert (models_env / "sphere-test-ft-cases" / "model.json").is_file()
+    kept = {p.name for p in (models_env / "sphere-test-ft-cases").iterdir()}
+    assert {"CARD.md", "train.log", "weights.safetensors"} <= kept
+    assert not kept & {"cache", "checkpoint"}  # training state stays out of the install
     names = [m.name for m in registry.list_models()]
     assert names.index("sphere-test-ft-cases") == names.index("sphere-test") + 1
     assert registry.find_model("sphere-test").name == "sphere-test"  # the task keeps the parent

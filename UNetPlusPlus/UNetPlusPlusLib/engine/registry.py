@@ -45,6 +45,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 DOWNLOAD_TIMEOUT_S = 60.0
 MAX_UNPACKED_BYTES = 8 << 30  # refuse archives that unpack to more than 8 GiB (zip bombs)
 _CHUNK = 1 << 20
+TRAINING_STATE = {"checkpoint", "cache"}  # folders of a training output left out of an install
 
 
 # ------------------------------------------------------------------------------- finding
@@ -222,7 +223,12 @@ def _stage_from_path(
         )
     _check_sha256(manifest_path, expected_sha256, "Model manifest")
     if source.is_dir():
-        shutil.copytree(source, package, symlinks=False)
+        # an `unetpp train` output folder: its resume state and preprocessing cache are not
+        # part of the package (they are tens of MB)
+        def training_state(folder: str, names: list[str]) -> set[str]:
+            return TRAINING_STATE & set(names) if Path(folder) == source else set()
+
+        shutil.copytree(source, package, symlinks=False, ignore=training_state)
     else:
         manifest = ModelManifest.load(manifest_path)
         if not manifest.weights_path.is_file():
