@@ -8,10 +8,8 @@ it segments a case. Cancel and close stop the whole process tree and install not
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +18,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 
 from helpers import dice, make_sphere_image, sphere_mask  # noqa: E402
+from launcher import alive, descendants, make_launcher  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.job import FINISHED, PROGRESS  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
@@ -38,45 +37,8 @@ TINY += ["--max-val-cases", "1", "--no-augment", "--iterations-per-epoch", "1"]
 CENTRES = [(20.0, 22.0, 24.0), (28.0, 26.0, 22.0), (24.0, 30.0, 28.0)]
 
 
-def make_launcher(folder: Path) -> str:
-    """A PythonSlicer stand-in: runs this interpreter with its arguments as a child, waits,
-    exits with the child's status (killing it alone leaves the child running)."""
-    path = folder / "PythonSlicer"
-    path.write_text(
-        f"#!{sys.executable}\nimport subprocess, sys\n"
-        f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n",
-        encoding="utf-8",
-    )
-    path.chmod(0o755)
-    return str(path)
-
-
 def children(pid: int) -> set[int]:
-    """Living descendants of ``pid`` (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                text = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = text[text.rindex(")") + 2 :].split()
-            if fields[0] != "Z":
-                parents.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text[text.rindex(")") + 2 :].split()[0] != "Z"
+    return descendants(pid)
 
 
 def wait_dead(pids, timeout: float = 10.0) -> list[int]:

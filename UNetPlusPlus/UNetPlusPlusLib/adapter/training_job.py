@@ -12,27 +12,24 @@ blocks. On success the package is installed into the user's model folder
 (``registry.install_model``: manifest and sha256 checked, a shipped model's name refused) and
 ``on_success(manifest)`` runs; the training log (``train.log``) goes with the package. Cancel
 creates the cancel file (the trainer stops at the next iteration, exit 3) and kills the process
-group after ``kill_timeout`` s: the child starts as a group leader, so the PythonSlicer
-launcher's own child (the real interpreter) dies with it. ``close`` kills the group and removes
-the working folder: a cancelled, failed or closed job installs nothing. No Qt, no Slicer.
+group after ``kill_timeout`` s: the child leads its own process group (``process.spawn``), so the
+PythonSlicer launcher's child (the real interpreter) dies with it (``process.kill_tree``).
+``close`` kills the group and removes the working folder: a cancelled, failed or closed job
+installs nothing. No Qt, no Slicer.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from ..cancel import CancelFile
 from ..engine.manifest import ModelManifest
 from ..errors import UNetPlusPlusError
 from .job import (
@@ -47,12 +44,13 @@ from .job import (
     RUNNING,
     SUCCEEDED,
     JobEvent,
-    package_root,
     python_executable,
 )
+from .process import LineReader, drain, kill_tree, spawn
 from .training_panel import epoch_text
 
 EXIT_CANCELLED = 3
+PIPE_GRACE_S = 2.0  # after the child exits, how long its last lines may take to arrive
 
 
 def build_train_command(
@@ -110,12 +108,13 @@ class TrainingJob:
     command: list[str] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        self._process: Optional[subprocess.Popen] = None
+        self._process = None  # subprocess.Popen, the leader of its process group
         self._lines: queue.Queue = queue.Queue()
-        self._readers: list[threading.Thread] = []
+        self._readers: list[LineReader] = []
         self._workdir: Optional[Path] = None
         self._cancel_requested = False
         self._cancelled_at: Optional[float] = None
+        self._exited_at: Optional[float] = None
         self._last_error: Optional[str] = None
 
     # ---------------------------------------------------------------- control
@@ -131,32 +130,17 @@ class TrainingJob:
             self.labels, self.time_budget, self.device, self.name, self.plan_only,
             self.extra_args,
         )  # fmt: skip
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(package_root()), env.get("PYTHONPATH", "")) if p
-        )
-        options: dict = {}
-        if sys.platform == "win32":
-            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(
-                subprocess, "CREATE_NO_WINDOW", 0
-            )
-        else:
-            options["start_new_session"] = True  # the group dies with kill_tree
         try:
-            self._process = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=env, cwd=str(self._workdir), text=True,
-                encoding="utf-8", errors="replace", bufsize=1, **options,
-            )  # fmt: skip
+            self._process = spawn(self.command, cwd=self._workdir)  # its own process group
         except OSError as error:
             self._cleanup()
             raise UNetPlusPlusError(
                 f"Could not start the training process ({self.command[0]}): {error}."
             ) from error
-        for stream, name in ((self._process.stdout, "stdout"), (self._process.stderr, "stderr")):
-            reader = threading.Thread(target=self._read, args=(stream, name), daemon=True)
-            reader.start()
-            self._readers.append(reader)
+        self._readers = [
+            LineReader(self._process.stdout, "stdout", self._lines),
+            LineReader(self._process.stderr, "stderr", self._lines),
+        ]
         self.state = RUNNING
         return self
 
@@ -165,16 +149,13 @@ class TrainingJob:
         alive ``kill_timeout`` s later. Never blocks; nothing is installed."""
         self._cancel_requested = True
         if self._workdir is not None and self._cancelled_at is None:
-            try:
-                (self._workdir / "cancel").touch()
-            except OSError:
-                pass
+            CancelFile(self._workdir / "cancel").request()
             self._cancelled_at = time.monotonic()
 
     def close(self) -> None:
         """Kill the process tree now and remove the working folder (scene close, exit)."""
         self._cancel_requested = True
-        self._kill_tree()
+        kill_tree(self._process)
         if not self.finished:
             self.state = CANCELLED
         self._cleanup()
@@ -192,14 +173,21 @@ class TrainingJob:
             return []
         events = self._drain()
         process = self._process
-        if self._cancelled_at is not None and process.poll() is None:
-            if time.monotonic() - self._cancelled_at > self.kill_timeout:
-                self._kill_tree()
-        if process.poll() is not None:
-            for reader in self._readers:
-                reader.join(timeout=0.2)  # the pipes are at EOF once the group is gone
-            events += self._drain()
-            events.append(self._finish())
+        now = time.monotonic()
+        exited = process.poll() is not None
+        if self._cancelled_at is not None and not exited:
+            if now - self._cancelled_at > self.kill_timeout:
+                kill_tree(process)  # the cooperative route failed or is too slow
+        if not exited:
+            return events
+        if self._exited_at is None:
+            self._exited_at = now
+        if not all(reader.eof.is_set() for reader in self._readers):
+            if now - self._exited_at < PIPE_GRACE_S:
+                return events  # the last lines are still on their way (no join here)
+            kill_tree(process)  # an orphan holds the pipes: the launcher died alone
+        events += self._drain()
+        events.append(self._finish())
         return events
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> list[JobEvent]:
@@ -215,42 +203,13 @@ class TrainingJob:
         return events
 
     # ---------------------------------------------------------------- internals
-    def _kill_tree(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        if sys.platform == "win32":
-            subprocess.Popen(
-                ["taskkill", "/T", "/F", "/PID", str(process.pid)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-            )  # fmt: skip
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the group id is the leader's pid
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.poll()
-
-    def _read(self, stream, name: str) -> None:
-        try:
-            for line in stream:
-                self._lines.put((name, line.rstrip("\r\n")))
-        except (OSError, ValueError):
-            pass
-        finally:
-            stream.close()
-
     def _drain(self) -> list[JobEvent]:
         events = []
-        while True:
-            try:
-                name, line = self._lines.get_nowait()
-            except queue.Empty:
-                return events
+        for name, line in drain(self._lines):
             event = self._parse(name, line)
             if event is not None:
                 events.append(event)
+        return events
 
     def _parse(self, name: str, line: str) -> Optional[JobEvent]:
         payload = None
@@ -287,7 +246,7 @@ class TrainingJob:
         returncode = self._process.returncode if self._process is not None else None
         try:
             if self._cancel_requested or returncode == EXIT_CANCELLED:
-                self._kill_tree()  # nothing of the tree outlives a cancel
+                kill_tree(self._process)  # nothing of the tree outlives a cancel
                 self.state = CANCELLED
                 return JobEvent(FINISHED, message="Training cancelled.", state=CANCELLED)
             if returncode != 0:

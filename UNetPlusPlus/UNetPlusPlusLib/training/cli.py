@@ -431,8 +431,9 @@ def run_train(args: argparse.Namespace) -> int:
 
             trainer.on_epoch = EpochReporter()
         if getattr(args, "cancel_file", None):
-            cancel_path = Path(args.cancel_file)
-            trainer.should_stop = cancel_path.exists
+            from ..cancel import CancelFile
+
+            trainer.should_stop = CancelFile(args.cancel_file)
         manifest = trainer.run()
     if getattr(args, "progress_json", False) and manifest is not None:
         from .progress import emit
