@@ -6,7 +6,7 @@ fine-tuned model as a user runs them (Predictor, input grid, the manifest's post
 the recommended depth) on the held-out LiTS volume and on the demo CT the parent was validated on
 (TotalSegmentator liver label: model output, not expert). Prints a Markdown table.
 
-    python scripts/fine_tune_lits.py OUT_DIR [--train liver_0] [--budget 300] [--threads 2]
+    OMP_WAIT_POLICY=PASSIVE python scripts/fine_tune_lits.py OUT [--train liver_0] [--budget 300]
 """
 
 from __future__ import annotations

@@ -28,9 +28,8 @@ class TrainingControl:
         self.ui.addCaseButton.connect("clicked(bool)", self.onAddCaseButton)
         self.ui.planButton.connect("clicked(bool)", self.onPlanButton)
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
-        self.ui.trainingDirectoryButton.connect(
-            "directoryChanged(QString)", lambda _path: self.refreshCases()
-        )
+        # the cases folder is bound to the parameter node: a change refreshes the count through
+        # onParameterNodeModified -> refreshCases
 
     def trainingRunning(self) -> bool:
         return self._trainingJob is not None and not self._trainingJob.finished
