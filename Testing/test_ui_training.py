@@ -19,7 +19,7 @@ from test_ui import (
 
 SECTION = "trainCollapsibleButton"
 WIDGETS = {
-    "trainingDirectoryButton": ("ctkDirectoryButton", "exportDirectory"),
+    "trainingDirectoryButton": ("ctkDirectoryButton", "trainingDirectory"),
     "trainingCasesLabel": ("QLabel", None),
     "addCaseButton": ("QPushButton", None),
     "trainFromScratchCheckBox": ("QCheckBox", "trainFromScratch"),
@@ -41,11 +41,22 @@ def test_section_holds_its_widgets_with_their_bindings():
         assert inside[name].get("class") == cls, name
         assert string_property(inside[name], "SlicerParameterName") == parameter, name
     fields = parameter_fields()
-    assert fields["trainFromScratch"] == "bool"
+    assert fields["trainingDirectory"] == "Path" and fields["trainFromScratch"] == "bool"
     assert "BUDGET_CHOICES" in fields["trainingBudget"]
     from UNetPlusPlusLib.adapter.training_panel import BUDGET_CHOICES
 
     assert BUDGET_CHOICES == ("10m", "30m", "2h")
+
+
+def test_every_parameter_is_bound_to_one_widget_only():
+    """parameterNodeWrapper.connectGui keeps one widget per parameter name (a dict): a second
+    widget bound to the same parameter would silently unbind the first."""
+    bound = {}
+    for name, widget in ui_widgets().items():
+        parameter = string_property(widget, "SlicerParameterName")
+        if parameter is not None:
+            assert parameter not in bound, f"{parameter} bound to {bound[parameter]} and {name}"
+            bound[parameter] = name
 
 
 def test_widget_code_connects_the_buttons_and_stops_training_with_the_scene():

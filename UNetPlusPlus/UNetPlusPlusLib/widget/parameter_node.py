@@ -33,8 +33,10 @@ class UNetPlusPlusParameterNode:
     interactive - segment each newly placed point at once.
     outputSegmentation - where results go; None creates a new segmentation.
     replaceExisting - replace segments of the same name in outputSegmentation (else a new node).
-    exportDirectory, caseName - where "Export training case" writes; exportDirectory is also
-        the "Train / fine-tune" cases folder ("Add current case" numbers the cases itself).
+    exportDirectory, caseName - where "Export training case" writes.
+    trainingDirectory - the "Train / fine-tune" cases folder ("Add current case" writes there and
+        numbers the cases; by default the export folder). A parameter is bound to one widget
+        only (parameterNodeWrapper keeps one widget per name), hence its own field.
     trainFromScratch - train new weights instead of fine-tuning the selected model.
     trainingBudget - the training's time budget (``unetpp train --time-budget``).
     """
@@ -54,5 +56,6 @@ class UNetPlusPlusParameterNode:
     replaceExisting: bool = False
     exportDirectory: Path = Path.home() / "UNetPlusPlus-training"
     caseName: str = "case001"
+    trainingDirectory: Path = Path.home() / "UNetPlusPlus-training"
     trainFromScratch: bool = False
     trainingBudget: Annotated[str, Choice(list(BUDGET_CHOICES))] = "10m"

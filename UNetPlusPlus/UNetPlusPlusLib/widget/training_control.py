@@ -51,7 +51,7 @@ class TrainingControl:
     def refreshCases(self) -> None:
         if self._parameterNode is None:
             return
-        folder = self._parameterNode.exportDirectory
+        folder = self._parameterNode.trainingDirectory
         cases = self.logic.trainingLogic.check_cases(folder, self.trainingParent())
         self.ui.trainingCasesLabel.text = cases_summary(cases)
         self._usableCases = sum(case.usable for case in cases)
@@ -66,10 +66,10 @@ class TrainingControl:
         p = self._parameterNode
         channels = [c.name for c in manifest.channels] if manifest else []
         volumes = self.inputVolumes(manifest) if manifest else [p.inputVolume0]
-        name = next_case_name(p.exportDirectory)
+        name = next_case_name(p.trainingDirectory)
         with slicer.util.WaitCursor():
             written = self.logic.exportTrainingCase(
-                volumes, p.outputSegmentation, p.exportDirectory, name, channels
+                volumes, p.outputSegmentation, p.trainingDirectory, name, channels
             )
         self.appendLog(_("Added case: ") + ", ".join(str(f) for f in written))
         self.refreshCases()
@@ -104,7 +104,7 @@ class TrainingControl:
             return
         labels = [] if parent is not None else [s for s in self.segmentNamesForScratch()]
         self._trainingJob = self.logic.trainingLogic.start(
-            p.exportDirectory, parent, time_budget=p.trainingBudget, device=p.device,
+            p.trainingDirectory, parent, time_budget=p.trainingBudget, device=p.device,
             labels=labels, plan_only=planOnly, on_success=self.onModelInstalled,
         )  # fmt: skip
         self.ui.trainingProgressBar.setValue(0)
@@ -115,7 +115,7 @@ class TrainingControl:
 
     def segmentNamesForScratch(self) -> list:
         """From scratch: the segments of the first usable case are the labels to learn."""
-        folder = self._parameterNode.exportDirectory
+        folder = self._parameterNode.trainingDirectory
         cases = [c for c in self.logic.trainingLogic.check_cases(folder, None) if c.usable]
         return cases[0].segments if cases else []
 
