@@ -64,6 +64,47 @@ def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]])
             raise UNetPlusPlusError(
                 f"Cannot write {option} {output}: no write permission in {folder}."
             )
+        _probe_folder(option, output, folder)
+
+
+def _probe_folder(option: str, output: str, folder: Path) -> None:
+    """Create and remove a file in ``folder``: ``os.access`` says yes for /proc, /sys and
+    read-only mounts, where writing still fails. Raises :class:`UNetPlusPlusError`."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".unetpp-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UNetPlusPlusError(
+            f"Cannot write {option} {output}: the folder {folder} does not accept new files "
+            f"({reason})."
+        ) from None
+
+
+# Companion files some writers add beside a header (MetaImage .mhd + .raw/.zraw, NRRD .nhdr);
+# the temporary name always carries the lower-case single-file extension, but any companion is
+# removed all the same so that no stray file survives.
+_COMPANIONS = (".mhd", ".raw", ".zraw", ".nhdr", ".img", ".hdr")
+
+
+def temporary_suffix(path: Path) -> str:
+    """The extension to give a temporary file for ``path``, in lower case: ITK picks the format
+    (and NIfTI accepts the name) by the lower-case extension: ``X.MHA`` -> ``.mha``,
+    ``X.NII.GZ`` -> ``.nii.gz``, ``s.Seg.Nrrd`` -> ``.seg.nrrd``."""
+    return "".join(path.suffixes[-2:]).lower() or ".tmp"
+
+
+def _remove_with_companions(temporary: Path) -> None:
+    stem = temporary.name.split(".", 2)  # ".unetpp-XXXX.ext" -> ["", "unetpp-XXXX", "ext"]
+    base = temporary.parent / ("." + stem[1]) if len(stem) > 1 else temporary
+    for path in [temporary] + [base.with_name(base.name + ext) for ext in _COMPANIONS]:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass
 
 
 class OutputSet:
@@ -81,31 +122,41 @@ class OutputSet:
     def stage(self, target: str, write: Callable[[Path], object]) -> None:
         """Write ``target`` through ``write(temporary_path)``; it appears on :meth:`commit`."""
         path = Path(target).expanduser()
-        self._make_folder(path.parent)
-        suffix = "".join(path.suffixes[-2:]) or ".tmp"  # the writer picks the format by suffix
-        handle, name = tempfile.mkstemp(prefix=".unetpp-", suffix=suffix, dir=path.parent)
-        os.close(handle)
-        temporary = Path(name)
-        self._staged.append((temporary, path))
+        suffix = temporary_suffix(path)  # the writer picks the format by the lower-case suffix
         try:
+            self._make_folder(path.parent)
+            handle, name = tempfile.mkstemp(prefix=".unetpp-", suffix=suffix, dir=path.parent)
+            os.close(handle)
+            temporary = Path(name)
+            self._staged.append((temporary, path))
             write(temporary)
             os.chmod(temporary, self._mode)
         except OSError as error:
             reason = error.strerror or str(error)
-            raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from error
+            raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
+        except RuntimeError as error:  # SimpleITK/ITK writer errors (disk full, bad name)
+            first = str(error).strip().splitlines()[-1:] or [type(error).__name__]
+            raise UNetPlusPlusError(f"Cannot write {target}: {first[0].strip()}") from None
+        if temporary.stat().st_size == 0:
+            raise UNetPlusPlusError(f"Cannot write {target}: the writer produced an empty file.")
 
     def commit(self) -> None:
-        """Rename every staged file onto its target (each rename is atomic)."""
+        """Rename every staged file onto its target (each rename is atomic).
+
+        Raises :class:`UNetPlusPlusError` if a rename fails (the rest is then removed)."""
         for temporary, target in self._staged:
-            os.replace(temporary, target)
+            try:
+                os.replace(temporary, target)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
         self._staged.clear()
         self._created.clear()
 
     def abort(self) -> None:
         """Remove staged files and the folders created for them (deepest first)."""
         for temporary, _ in self._staged:
-            if temporary.exists():
-                temporary.unlink()
+            _remove_with_companions(temporary)
         self._staged.clear()
         for folder in reversed(self._created):
             try:

@@ -1,0 +1,107 @@
+"""Output names in any letter case, folders that refuse new files, writer errors: each gives
+the right file or one ``error:`` line, and never a stray temporary file (cli_outputs.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+from helpers import make_sphere_image
+from UNetPlusPlusLib import cli_outputs, cli_segment
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+
+@pytest.fixture()
+def ball(tmp_path) -> Path:
+    """A 300 HU ball of radius 10 mm in a 48 x 40 x 40 mm CT-like volume (2 mm voxels)."""
+    path = tmp_path / "in" / "ball.nii.gz"
+    path.parent.mkdir()
+    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    return path
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
+def test_upper_case_extensions_write_single_complete_files(ball, sphere_model, tmp_path):
+    out = tmp_path / "out"
+    code = main([
+        "segment", str(ball), "--model", str(sphere_model), "--quiet",
+        "-o", str(out / "X.MHA"), "--labelmap", str(out / "L.Mha"),
+        "--probabilities", str(out / "P.Nii.Gz"), "--disagreement", str(out / "D.NII"),
+    ])  # fmt: skip
+    assert code == 0
+    assert _files(out) == ["D.NII", "L.Mha", "P.Nii.Gz", "X.MHA"]  # no .mhd/.zraw/.unetpp-*
+    reference = sitk.ReadImage(str(ball))
+    for name in ("X.MHA", "L.Mha"):
+        assert (out / name).read_bytes().startswith(b"ObjectType")  # one MetaImage file
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / name), imageIO="MetaImageIO"))
+        assert labels.shape == sitk.GetArrayFromImage(reference).shape and labels.max() == 1
+    assert (out / "P.Nii.Gz").read_bytes()[:2] == b"\x1f\x8b"
+    assert (out / "D.NII").read_bytes()[344:348] == b"n+1\x00"  # an uncompressed NIfTI-1
+
+
+def test_upper_case_nifti_and_seg_nrrd(ball, sphere_model, tmp_path):
+    out = tmp_path / "out"
+    args = ["segment", str(ball), "--model", str(sphere_model), "--quiet"]
+    assert main([*args, "-o", str(out / "X.NII.GZ"), "--labelmap", str(out / "Y.NRRD")]) == 0
+    assert main([*args, "-o", str(out / "S.Seg.Nrrd")]) == 0
+    assert _files(out) == ["S.Seg.Nrrd", "X.NII.GZ", "Y.NRRD"]
+    assert (out / "X.NII.GZ").read_bytes()[:2] == b"\x1f\x8b"
+    assert b"Segment0_ID" in (out / "S.Seg.Nrrd").read_bytes()[:4000]
+
+
+def test_temporary_files_keep_the_lower_case_extension():
+    assert cli_outputs.temporary_suffix(Path("a/X.MHA")) == ".mha"
+    assert cli_outputs.temporary_suffix(Path("X.Nii.Gz")) == ".nii.gz"
+    assert cli_outputs.temporary_suffix(Path("c.t.Seg.NRRD")) == ".seg.nrrd"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and /sys are Linux")
+@pytest.mark.parametrize(
+    "option,path",
+    [("-o", "/proc/x.seg.nrrd"), ("-o", "/sys/x.nii.gz"), ("--preview", "/proc/p.png")],
+)
+def test_a_folder_that_refuses_new_files_is_refused_before_any_work(
+    ball, sphere_model, tmp_path, monkeypatch, capsys, option, path
+):
+    def refuse(args):
+        raise AssertionError("work started before the checks")
+
+    monkeypatch.setattr(cli_segment, "_load_manifest", refuse)
+    extra = [] if option == "-o" else ["-o", str(tmp_path / "ok.seg.nrrd")]
+    assert main(["segment", str(ball), "--model", str(sphere_model), *extra, option, path]) == 2
+    line = _one_error_line(capsys)
+    assert option in line and path in line and "does not accept new files" in line
+    assert not (tmp_path / "ok.seg.nrrd").exists()
+
+
+def test_writer_errors_and_companion_files_leave_nothing_behind(tmp_path):
+    def split_writer(path: Path) -> None:  # what ITK did for ".MHA": header + data elsewhere
+        base = path.parent / path.name.split(".")[1]
+        (path.parent / ("." + base.name + ".mhd")).write_text("ObjectType = Image")
+        (path.parent / ("." + base.name + ".zraw")).write_bytes(b"\x00" * 8)
+
+    with pytest.raises(UNetPlusPlusError, match="empty file"):
+        with cli_outputs.OutputSet() as outputs:
+            outputs.stage(str(tmp_path / "new" / "X.mha"), split_writer)
+    assert _files(tmp_path) == [] and not (tmp_path / "new").exists()
+
+    def itk_error(path: Path) -> None:
+        raise RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute:\n  Bad name")
+
+    with pytest.raises(UNetPlusPlusError, match=r"^Cannot write .*x\.nii: Bad name$"):
+        with cli_outputs.OutputSet() as outputs:
+            outputs.stage(str(tmp_path / "x.nii"), itk_error)
+    assert _files(tmp_path) == []
