@@ -59,11 +59,23 @@ else
     HAS_TIME_BUDGET=0
 fi
 
+if "$UNETPP" train --help 2>/dev/null | grep -q -- "--overwrite"; then
+    HAS_OVERWRITE=1
+else
+    HAS_OVERWRITE=0
+fi
+
 run_piece() {  # run_piece <task> <seconds> <unetpp train arguments...>
     local task="$1" seconds="$2"
     shift 2
     local out="$WORK/$task" resume=()
-    [[ -d "$out/checkpoint" ]] && resume=(--resume)
+    # continue a piece that left a checkpoint; otherwise start afresh (an earlier plan.json of
+    # a run stopped before its first epoch is replaced: unetpp train refuses it without a flag)
+    if [[ -d "$out/checkpoint" ]]; then
+        resume=(--resume)
+    elif [[ "$HAS_OVERWRITE" == 1 ]]; then
+        resume=(--overwrite)
+    fi
     local budget=()
     [[ "$HAS_TIME_BUDGET" == 1 ]] && budget=(--time-budget "$seconds")
     local command=("$UNETPP" train "$@" -o "$out" --device "$DEVICE" --no-progress

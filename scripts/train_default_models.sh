@@ -42,7 +42,8 @@ train_liver() {
         --iterations-per-epoch 35 --batch-size 2 --lr 1e-3
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16
         --name liver-ct --task liver --no-progress)
-    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 4 --val-every 4
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 4 --val-every 4 \
+        --overwrite
     "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 14 --val-every 14 \
         --resume
     "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 24 --val-every 24 \
@@ -54,7 +55,7 @@ train_liver() {
 
 train_lung_nodule() {
     # 814 nodule-centred LIDC crops, split by patient (LIDC-IDRI-<patient>_R_<n>).
-    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" \
+    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" --overwrite \
         --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/lidc-vois.json \
         --spacing 0.7 0.7 1.25 --tile 48 48 16 --features 8 16 32 64 128 8 \
         --epochs 16 --iterations-per-epoch 50 --batch-size 4 --lr 1e-3 \
@@ -76,7 +77,7 @@ train_brain_tumor() {
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16
         --name brain-tumor-mr --task brain-tumor --no-progress)
     "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" "${common[@]}" \
-        --epochs 12 --val-every 12
+        --epochs 12 --val-every 12 --overwrite
     "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" "${common[@]}" \
         --epochs 20 --val-every 20 --resume
     ship brain-tumor

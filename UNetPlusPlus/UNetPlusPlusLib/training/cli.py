@@ -198,6 +198,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from OUT_DIR/checkpoint with the same plan.json (--epochs may grow)",
     )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run (model, plan, checkpoint) in OUT_DIR; without it or "
+        "--resume such a folder is refused",
+    )
     run.add_argument("--val-every", metavar="N", type=int, help="validate every N epochs (planned)")
     run.add_argument(
         "--depth-tolerance",
@@ -406,8 +412,10 @@ def run_train(args: argparse.Namespace) -> int:
         # threads made training steps 2x slower here; on an idle machine the cost is nil.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .dataset_check import check_dataset
-    from .output_guard import remove_on_failure
+    from .output_guard import check_output_folder, remove_on_failure
     from .trainer import Trainer
+
+    check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)

@@ -4,6 +4,10 @@
 Ctrl-C) and the output folder did not exist before it, the folder is removed, unless it already
 holds a checkpoint (``checkpoint/``), which is kept so that ``--resume`` can continue; that is
 said on stderr. A folder that existed before the run is never removed.
+
+:func:`check_output_folder` runs first of all: the output must not be a file, and a folder that
+already holds a run (model.json, plan.json or ``checkpoint/``) is only reused with ``--resume``
+(continue it) or ``--overwrite`` (replace it).
 """
 
 from __future__ import annotations
@@ -14,7 +18,36 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
 
+from ..errors import UNetPlusPlusError
 from .checkpoint import CHECKPOINT_DIR
+
+# What a run leaves in its folder: the model package, the plan (also of --plan-only), the
+# checkpoint (kept after a failure for --resume).
+RUN_FILES = ("model.json", "plan.json", CHECKPOINT_DIR)
+
+
+def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool) -> None:
+    """Refuse an output that is a file, or a folder holding an earlier run unless ``resume`` or
+    ``overwrite``; also refuse both flags at once. Raises :class:`UNetPlusPlusError`."""
+    out = Path(out_dir).expanduser()
+    if resume and overwrite:
+        raise UNetPlusPlusError(
+            "--resume continues the run in the output folder and --overwrite replaces it; "
+            "give one of them."
+        )
+    if out.exists() and not out.is_dir():
+        raise UNetPlusPlusError(f"The training output {out} is a file; give a folder (-o).")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UNetPlusPlusError(f"Cannot create the training output {out}: {parent} is a file.")
+    if resume or overwrite or not out.is_dir():
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        raise UNetPlusPlusError(
+            f"{out} already holds a training run ({', '.join(found)}); continue it with "
+            "--resume, replace it with --overwrite, or give another folder (-o)."
+        )
 
 
 @contextmanager

@@ -1,0 +1,58 @@
+"""`unetpp train -o`: a file is refused, and an earlier run in the folder is kept unless
+--resume or --overwrite (training/output_guard.py)."""
+
+from __future__ import annotations
+
+import pytest
+from test_training_dataset import write_slicer_dataset
+from UNetPlusPlusLib.training.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = [
+    "--labels", "tumor", "--features", "4", "8", "16", "32", "64", "4",
+    "--no-progress", "--threads", "1", "--precision", "fp32", "--time-budget", "1h",
+]  # fmt: skip
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_an_output_that_is_a_file_is_one_error_line(tmp_path, capsys):
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    assert main([str(data), "-o", str(existing), *TINY, "--plan-only"]) == 2
+    assert "is a file" in _one_error_line(capsys)
+    assert existing.read_text() == "mine"
+    assert main([str(data), "-o", str(existing / "sub"), *TINY, "--plan-only"]) == 2
+    assert "is a file" in _one_error_line(capsys)
+
+
+def test_an_earlier_run_is_kept_unless_overwrite(tmp_path, capsys):
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "out"
+    assert main([str(data), "-o", str(out), *TINY, "--plan-only"]) == 0
+    plan = (out / "plan.json").read_text()
+    (out / "plan.json").write_text(plan.replace('"budget_s": 3600', '"budget_s": 3601'))
+    edited = (out / "plan.json").read_text()
+    assert edited != plan
+    capsys.readouterr()
+    assert main([str(data), "-o", str(out), *TINY, "--plan-only"]) == 2
+    line = _one_error_line(capsys)
+    assert "plan.json" in line and "--resume" in line and "--overwrite" in line
+    assert (out / "plan.json").read_text() == edited  # not rewritten
+    assert main([str(data), "-o", str(out), *TINY, "--plan-only", "--overwrite"]) == 0
+    assert "3601" not in (out / "plan.json").read_text()  # rewritten
+
+    (out / "plan.json").unlink()
+    (out / "model.json").write_text("{}")  # a trained model package
+    capsys.readouterr()
+    assert main([str(data), "-o", str(out), *TINY, "--plan-only"]) == 2
+    assert "model.json" in _one_error_line(capsys)
+    assert main([str(data), "-o", str(out), *TINY, "--resume", "--overwrite"]) == 2
+    assert "give one of them" in _one_error_line(capsys)
+    assert (out / "model.json").read_text() == "{}"
