@@ -207,12 +207,20 @@ def test_ct_channel_that_cannot_be_hounsfield_units_is_refused(array, match):
         check("liver", volume(array.astype(np.float32), names=["CT"]))
 
 
-def test_ct_given_to_an_mr_model_is_refused_and_a_mask_warns():
+def test_ct_or_a_label_map_given_to_an_mr_model_is_refused():
     rng = np.random.default_rng(0)
     mr = [rng.gamma(2.0, 50.0, (8, 10, 12)).astype(np.float32) for _ in range(4)]
-    mr[1] = rng.integers(0, 3, (8, 10, 12)).astype(np.float32)  # a mask given as T1
-    warnings = check("brain-tumor", volume(*mr, names=BRATS))
-    assert len(warnings) == 1 and "'T1' holds only 3 distinct integer values" in warnings[0]
+    assert check("brain-tumor", volume(*mr, names=BRATS)) == []
+    seg = rng.choice([0.0, 1.0, 2.0, 4.0], (8, 10, 12)).astype(np.float32)  # a BraTS _seg
+    for c in (0, 1):  # as FLAIR, as T1: refused like a label map given to the CT model
+        given = list(mr)
+        given[c] = seg
+        with pytest.raises(UNetPlusPlusError, match=f"'{BRATS[c]}' looks like a label map .4 "):
+            check("brain-tumor", volume(*given, names=BRATS))
+    given = list(mr)
+    given[0] = seg
+    warnings = check_intensities(np.stack(given), BRATS, ["MR"] * 4, strict_modality=False)
+    assert len(warnings) == 1 and "label map" in warnings[0]  # training data: a warning
     mr[0] = ct_like()  # a CT given as FLAIR
     with pytest.raises(UNetPlusPlusError, match="'FLAIR' looks like a CT"):
         check("brain-tumor", volume(*mr, names=BRATS))

@@ -9,9 +9,9 @@ before training (``training/dataset_check.py``):
   their raw bytes by :mod:`.nifti_check`, because ITK's NIfTI reader turns NaN into 0);
 - **intensities** (:func:`check_intensities`): per channel, against the modality the model's
   manifest declares (``ChannelSpec.modality``): no constant or empty channel, no two identical
-  channels; a CT channel must hold air (values below -500 HU) and must not be a label map; an MR
-  channel must not look like a CT (5% of it at -900 or below); an MR channel with at most 16
-  distinct integer values (a mask or label map) is a warning.
+  channels; no channel may be a label map or mask (:func:`label_map_problem`: for CT, no air and
+  at most 256 distinct non-negative integers; for MR, at most 16); a CT channel must hold air
+  (values below -500 HU); an MR channel must not look like a CT (5% of it at -900 or below).
 
 Refusals raise :class:`UNetPlusPlusError` with one actionable line; borderline findings are
 returned as warning strings for the CLI (``warning: ...`` on stderr) and the Slicer panel.
@@ -39,8 +39,11 @@ DIRECTION_TOLERANCE = 1e-3
 CT_AIR_HU = -500.0
 #: An MR channel with at least 5% of its voxels at or below this looks like a CT (air in HU).
 MR_CT_AIR = -900.0
-#: At most this many distinct integer values: a label map, not an image.
+#: At most this many distinct integer values: a label map, not an image (CT without air).
 LABEL_MAP_MAX_VALUES = 256
+#: An MR channel with at most this many distinct non-negative integers is a label map or mask
+#: (BraTS ``_seg``: 0, 1, 2, 4); real MR volumes of the shared data hold hundreds or more.
+MR_LABEL_MAP_MAX_VALUES = 16
 #: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
 SAMPLE_VOXELS = 2_000_000
 
@@ -202,10 +205,10 @@ def decide_intensities(
                 raise UNetPlusPlusError(problem)
             warnings += [problem] if problem else []
         elif kind in ("MR", "MRI"):
-            problem = _mr_problem(sample, name, low)
+            problem = _mr_problem(sample, name, low, high)
             if problem and strict_modality:
                 raise UNetPlusPlusError(problem)
-            warnings += ([problem] if problem else []) + _mr_warnings(sample, name)
+            warnings += [problem] if problem else []
     for a, b in sorted(identical):
         raise UNetPlusPlusError(
             f"Input channels '{names[a]}' and '{names[b]}' are identical (the same volume "
@@ -218,12 +221,9 @@ def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
     if low <= CT_AIR_HU:
         return ""
-    label_map, distinct = _label_map_like(sample)
+    label_map = label_map_problem(sample, name, low, high, "CT")
     if label_map:
-        return (
-            f"Input '{name}' looks like a label map ({distinct} distinct integer values from "
-            f"{low:g} to {high:g}), not a CT image; give the CT volume itself."
-        )
+        return label_map
     hint = ""
     if low >= -100:  # a floor near 0: perhaps air stored as 0 (unsigned, no rescale)
         hint = (
@@ -237,25 +237,34 @@ def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     )
 
 
-def _mr_problem(sample: np.ndarray, name: str, low: float) -> str:
-    """Why a channel cannot be an MR image ("" when it can): CT-like air at -1000."""
+def label_map_problem(sample: np.ndarray, name: str, low: float, high: float, kind: str) -> str:
+    """Why a channel (its ``sample``, :class:`ChannelStats`) is a label map or mask rather than
+    a ``kind`` ("CT", "MR") image, or "".
+
+    The one decision for every modality: few distinct non-negative integers (at most
+    :data:`LABEL_MAP_MAX_VALUES` for CT, :data:`MR_LABEL_MAP_MAX_VALUES` for MR)."""
+    most = MR_LABEL_MAP_MAX_VALUES if kind == "MR" else LABEL_MAP_MAX_VALUES
+    label_map, distinct = _label_map_like(sample)
+    if not label_map or distinct > most:
+        return ""
+    return (
+        f"Input '{name}' looks like a label map ({distinct} distinct integer values from "
+        f"{low:g} to {high:g}), not a{'n' if kind == 'MR' else ''} {kind} image; give the {kind} "
+        "volume itself."
+    )
+
+
+def _mr_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
+    """Why a channel cannot be an MR image ("" when it can): a label map, or CT-like air."""
+    label_map = label_map_problem(sample, name, low, high, "MR")
+    if label_map:
+        return label_map
     if low <= MR_CT_AIR and float(np.percentile(sample, 5)) <= MR_CT_AIR:
         return (
             f"Input '{name}' looks like a CT (at least 5% of it at or below {MR_CT_AIR:g}, like "
             "air in Hounsfield units), but this model expects MR; give the MR volume."
         )
     return ""
-
-
-def _mr_warnings(sample: np.ndarray, name: str) -> list[str]:
-    warnings = []
-    label_map, distinct = _label_map_like(sample)
-    if label_map and distinct <= 16:
-        warnings.append(
-            f"Input '{name}' holds only {distinct} distinct integer values, like a label map or "
-            "a mask, not an MR image; check the input."
-        )
-    return warnings
 
 
 # --------------------------------------------------------------------------- all together
