@@ -29,7 +29,7 @@ from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
 from .point_crop import smallest_extent
 from .postprocess import keep_component_at_point, keep_largest_component
-from .prompt_boxes import prompt_boxes
+from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .sanity import check_volume
 from .tiling import sliding_window_inference
 from .tta import head_count, make_predict, mirror_axes, split_heads
@@ -259,6 +259,8 @@ class Predictor:
             labels = restricted
         if keep_largest:
             labels = keep_largest_component(labels)
+        if point is None and not labels.any():  # a point says so in _component_at_point
+            info["warnings"].append(empty_result_warning(self.manifest, roi))
         label_volume = LabelVolume(
             array=labels,
             spacing=tuple(labels_grid.spacing),
@@ -358,8 +360,10 @@ class Predictor:
             if full_grid is not None:
                 raise ValueError("a partial volume (full_grid) needs a ROI or a point")
             return volume, None, None
-        region, slices = crop_to_box(volume, crop_box)
         grid = volume.grid if full_grid is None else full_grid
+        if roi is not None:
+            check_roi_holds_voxels(grid, roi)
+        region, slices = crop_to_box(volume, crop_box)
         if full_grid is not None:  # the volume is itself a crop of full_grid
             offset = np.rint(full_grid.physical_to_index(volume.origin)).astype(int)[::-1]
             slices = tuple(slice(s.start + o, s.stop + o) for s, o in zip(slices, offset))
