@@ -69,7 +69,7 @@ CASES = {
         ["CT"],
     ),
     "CT given to MR": (lambda t: [_write(_ct(), t / "ct.mha")], ["MR"]),
-    "MR mask warning": (lambda t: [_write(np.indices((9, 8, 7))[0] % 3, t / "m.nrrd")], ["MR"]),
+    "MR label map": (lambda t: [_write(np.indices((9, 8, 7))[0] % 3, t / "m.nrrd")], ["MR"]),
     "constant channel": (
         lambda t: [
             _write(_ct(air=False), t / "a.nrrd"),
@@ -117,7 +117,7 @@ EXPECTED = {
     "CT without air": ("refused", "holds no air"),
     "label map as CT": ("refused", "label map"),
     "CT given to MR": ("refused", "looks like a CT"),
-    "MR mask warning": ("ok", "3 distinct integer values"),
+    "MR label map": ("refused", "looks like a label map (3 distinct integer values"),
     "constant channel": ("refused", "constant (every voxel 7)"),
     "identical channels": ("refused", "are identical"),
     "NaN in NRRD": ("refused", "contains 4 NaN"),
