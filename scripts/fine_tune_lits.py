@@ -75,7 +75,7 @@ def main() -> int:
     out = args.out_dir / f"liver-ft-{args.train}"
     command = [sys.executable, "-m", "UNetPlusPlusLib.cli", "train", str(DATA), "-o", str(out)]
     command += ["--dataset-json", str(spec), "--init", "liver", "--time-budget", args.budget]
-    command += ["--threads", str(args.threads), "--no-progress"]
+    command += ["--threads", str(args.threads), "--no-progress", "--overwrite"]  # a rerun replaces
     started = time.monotonic()
     subprocess.run(command, check=True)
     minutes = (time.monotonic() - started) / 60
