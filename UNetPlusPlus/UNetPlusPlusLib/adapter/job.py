@@ -86,6 +86,18 @@ class JobEvent:
         return self.done / self.total if self.total else 0.0
 
 
+def json_payload(stream: str, line: str) -> Optional[dict]:
+    """The JSON object a CLI child printed on ``stream`` ("stdout": progress, error, result
+    lines of ``--progress-json``), or None for any other line (a log line for the user)."""
+    if stream != "stdout" or not line.startswith("{"):
+        return None
+    try:
+        payload = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
 def python_executable() -> str:
     """PythonSlicer when running inside Slicer (its ``sys.executable`` may be the Slicer app
     itself), otherwise the current interpreter."""
@@ -318,13 +330,8 @@ class SegmentationJob:
         return events
 
     def _parse(self, name: str, line: str) -> Optional[JobEvent]:
-        payload = None
-        if name == "stdout" and line.startswith("{"):
-            try:
-                payload = json.loads(line)
-            except json.JSONDecodeError:
-                payload = None
-        if not isinstance(payload, dict):
+        payload = json_payload(name, line)
+        if payload is None:
             if not line.strip():
                 return None
             self._remember(line)

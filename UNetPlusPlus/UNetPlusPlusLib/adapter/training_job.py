@@ -44,6 +44,7 @@ from .job import (
     RUNNING,
     SUCCEEDED,
     JobEvent,
+    json_payload,
     python_executable,
 )
 from .process import LineReader, drain, kill_tree, spawn
@@ -212,13 +213,8 @@ class TrainingJob:
         return events
 
     def _parse(self, name: str, line: str) -> Optional[JobEvent]:
-        payload = None
-        if name == "stdout" and line.startswith("{"):
-            try:
-                payload = json.loads(line)
-            except json.JSONDecodeError:
-                payload = None
-        if not isinstance(payload, dict):
+        payload = json_payload(name, line)
+        if payload is None:
             if not line.strip():
                 return None
             self._remember(line)
