@@ -2,7 +2,8 @@
 
 Order of work, so that a mistake is reported in a second, before torch is imported: parse and
 check the options (cli_args), check every output path (cli_outputs), check the inputs exist,
-load the manifest and read the inputs (no torch), and only then load the network and infer.
+load the manifest, read the inputs and run the input sanity checks (no torch), and only then
+load the network and infer.
 Coordinates are RAS millimetres, as 3D Slicer shows them, unless ``--lps``.
 """
 
@@ -221,12 +222,13 @@ def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
         volume, region_options = cache.volume(args.inputs, names, series=args.series), {}
     else:
         volume, region_options = region
+    if region is None:  # input sanity before torch; once per volume across `unetpp serve` clicks
+        region_options = {"input_warnings": cache.input_checks(manifest, volume)}
+        if args.point:  # a crop around a point is normalised with the whole volume's statistics
+            region_options["channel_norms"] = cache.channel_norms(manifest, volume)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
-    if args.point:  # checked once per volume, also across clicks of `unetpp serve`
-        warnings, norms = cache.input_checks(predictor, volume)
-        region_options = {"channel_norms": norms, "input_warnings": warnings}
     # one click: labels with the smallest extent that holds them (engine/point_crop.py)
     crop = len(points) == 1 and bool(args.point) and not (args.preview or args.probabilities)
     results = []

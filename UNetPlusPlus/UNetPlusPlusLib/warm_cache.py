@@ -3,9 +3,10 @@
 Successive nodule clicks on one CT use the same model and the same input file, so the server
 keeps the loaded model (keyed by manifest path, sha256, device and threads) and the volume it read
 (keyed by each input file's resolved path, modification time and size; DICOM folders are read
-again every time). One of each is kept, to bound memory. For that pair it also keeps what a click
-would otherwise recompute from the whole volume: the input sanity warnings and the MR statistics
-the crop around a point is normalised with (``input_checks``).
+again every time). One of each is kept, to bound memory. For the model and volume it also keeps
+what a click would otherwise recompute from the whole volume: the input sanity warnings
+(``input_checks``, which the CLI runs before it imports torch) and the MR statistics the crop
+around a point is normalised with (``channel_norms``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class WarmCache:
     def __init__(self) -> None:
         self._predictor: tuple[Any, Any] = (None, None)  # (key, Predictor)
         self._volume: tuple[Any, Any] = (None, None)  # (key, Volume)
-        self._checks: tuple[Any, Any] = (None, None)  # ((Predictor, Volume), (warnings, norms))
+        self._checks: tuple[Any, Any] = (None, {})  # ((model, Volume), {"warnings": ...})
 
     def predictor(self, manifest, device: str, threads: Optional[int]):
         """A Predictor for ``manifest`` on ``device`` (loads the weights when the key changes)."""
@@ -46,20 +47,36 @@ class WarmCache:
             return volume
         return self._volume[1]
 
-    def input_checks(self, predictor, volume) -> tuple[list[str], list[dict]]:
-        """(``predictor.check_input(volume)`` warnings, the channels' normalisation with the
-        whole volume's MR statistics), computed once per (Predictor, Volume) pair; raises
-        UNetPlusPlusError as check_input does."""
+    def input_checks(self, manifest, volume) -> list[str]:
+        """The input sanity warnings of ``volume`` for ``manifest``
+        (``sanity.check_model_input``, no torch), computed once per (model, Volume) pair;
+        raises UNetPlusPlusError as that check does."""
+        from .engine.sanity import check_model_input
+
+        return list(self._once("warnings", manifest, volume, check_model_input))
+
+    def channel_norms(self, manifest, volume) -> list[dict]:
+        """The channels' normalisation with the whole volume's MR statistics (a crop around a
+        point is normalised with them), computed once per (model, Volume) pair."""
         from .engine.normalize import with_volume_statistics
 
+        def measure(manifest, volume):
+            norms = [channel.normalization for channel in manifest.channels]
+            return with_volume_statistics(volume, norms)
+
+        return [dict(n) for n in self._once("norms", manifest, volume, measure)]
+
+    def _once(self, what: str, manifest, volume, compute):
+        """``compute(manifest, volume)``, kept while the model and the Volume object are the
+        same; one pair is kept."""
+        model = (str(manifest.path), manifest.sha256)
         pair = self._checks[0]
-        if pair is None or pair[0] is not predictor or pair[1] is not volume:
-            self._checks = (None, None)
-            warnings = predictor.check_input(volume)
-            norms = [channel.normalization for channel in predictor.manifest.channels]
-            self._checks = ((predictor, volume), (warnings, with_volume_statistics(volume, norms)))
-        warnings, norms = self._checks[1]
-        return list(warnings), [dict(n) for n in norms]
+        if pair is None or pair[0] != model or pair[1] is not volume:
+            self._checks = ((model, volume), {})
+        found = self._checks[1]
+        if what not in found:
+            found[what] = compute(manifest, volume)
+        return found[what]
 
 
 def _files_key(paths: Sequence[str], channel_names: Sequence[str]) -> Optional[tuple]:

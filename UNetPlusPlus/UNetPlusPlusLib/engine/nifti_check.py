@@ -6,6 +6,9 @@
 - **NaN and infinite voxels.** ITK's NIfTI reader replaces them with 0 before anyone can see
   them (NRRD and MetaImage keep them), so float data (NIfTI datatypes 16 and 64) is checked in
   the raw bytes, in the same single pass over the file.
+- **One pass.** :func:`read_nifti` keeps the voxels of that pass, so the engine decompresses a
+  ``.nii.gz`` once (ITK reads only the header, for the geometry): a plain 3D scalar image
+  without intensity scaling. Other files (scaled, vector, 4D) return None and ITK reads them.
 
 Source followed: the NIfTI-1 and NIfTI-2 header layouts (nifti1.h, nifti2.h).
 """
@@ -27,6 +30,9 @@ from .sanity import nonfinite_error
 _CHUNK = 1 << 20
 #: NIfTI datatype code -> numpy float kind (the only types that can hold NaN or Inf).
 _FLOAT_TYPES = {16: "f4", 64: "f8"}
+#: NIfTI datatype code -> numpy kind of the scalar types read without ITK (read_nifti).
+_SCALAR_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2",
+                 768: "u4", 1024: "i8", 1280: "u8"}  # fmt: skip
 
 
 @dataclass
@@ -35,11 +41,26 @@ class _Layout:
     datatype: int
     offset: int  # vox_offset, bytes
     nbytes: int  # bytes of voxel data
+    dims: tuple = ()  # dim[0..7]
+    scaling: tuple = (0.0, 0.0)  # (scl_slope, scl_inter)
 
     @property
     def float_dtype(self) -> Optional[np.dtype]:
         kind = _FLOAT_TYPES.get(self.datatype)
         return None if kind is None else np.dtype(self.order + kind)
+
+    @property
+    def plain_shape(self) -> Optional[tuple[int, int, int]]:
+        """(z, y, x) of a 3D scalar image without scaling in a known type, else None."""
+        ndim = int(self.dims[0]) if self.dims else 0
+        extra = [int(n) for n in self.dims[4:8]] if ndim > 3 else []
+        unscaled = self.scaling in ((0.0, 0.0), (1.0, 0.0))
+        if ndim < 3 or any(n != 1 for n in extra[: ndim - 3]) or not unscaled:
+            return None
+        shape = tuple(int(n) for n in self.dims[3:0:-1])
+        if self.datatype not in _SCALAR_TYPES or min(shape) < 1:
+            return None
+        return shape  # type: ignore[return-value]
 
 
 def _layout(header: bytes) -> Optional[_Layout]:
@@ -50,12 +71,14 @@ def _layout(header: bytes) -> Optional[_Layout]:
             datatype = struct.unpack(order + "h", header[70:72])[0]
             bitpix = struct.unpack(order + "h", header[72:74])[0]
             offset = int(struct.unpack(order + "f", header[108:112])[0])
+            scaling = struct.unpack(order + "2f", header[112:120])
             break
         if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
             dims = struct.unpack(order + "8q", header[16:80])
             datatype = struct.unpack(order + "h", header[12:14])[0]
             bitpix = struct.unpack(order + "h", header[14:16])[0]
             offset = struct.unpack(order + "q", header[168:176])[0]
+            scaling = struct.unpack(order + "2d", header[176:192])
             break
     else:
         return None
@@ -64,7 +87,9 @@ def _layout(header: bytes) -> Optional[_Layout]:
         count *= max(int(n), 1)
     if offset < 348:  # a .hdr/.img pair keeps its voxels elsewhere
         return None
-    return _Layout(order, int(datatype), int(offset), count * max(int(bitpix), 8) // 8)
+    nbytes = count * max(int(bitpix), 8) // 8
+    scaling = tuple(float(v) for v in scaling)
+    return _Layout(order, int(datatype), int(offset), nbytes, tuple(dims), scaling)
 
 
 class _FiniteScan:
@@ -89,37 +114,75 @@ class _FiniteScan:
         self.rest = data[usable:]
 
 
-def _scan(stream: BinaryIO) -> tuple[Optional[_Layout], int, int]:
-    """(layout, total bytes, non-finite voxels) of a NIfTI byte stream, in one pass."""
+def _scan(
+    stream: BinaryIO, keep: bool = False
+) -> tuple[Optional[_Layout], int, int, Optional[np.ndarray]]:
+    """(layout, total bytes, non-finite voxels, the file's first ``offset + nbytes`` bytes or
+    None) of a NIfTI byte stream, in one pass. The bytes are kept, and the values scanned in
+    them at the end, only with ``keep`` and a plain layout (:attr:`_Layout.plain_shape`)."""
     header = stream.read(540)
     layout = _layout(header)
     if layout is None:
-        return None, len(header), 0
+        return None, len(header), 0, None
     scan = _FiniteScan(layout)
-    scan.feed(header)
-    size = len(header)
-    while chunk := stream.read(_CHUNK):
+    data = None
+    if keep and layout.plain_shape is not None:
+        data = np.empty(layout.offset + layout.nbytes, dtype=np.uint8)
+        scan.dtype = None  # scanned at once below, without the float32 copies of chunks
+    size = 0
+    chunk = header
+    while chunk:
+        if data is not None and size < data.size:
+            part = chunk[: data.size - size]
+            data[size : size + len(part)] = np.frombuffer(part, dtype=np.uint8)
         size += len(chunk)
         scan.feed(chunk)
-    return layout, size, scan.bad
+        chunk = stream.read(_CHUNK)
+    bad = scan.bad
+    if data is not None and size >= data.size and layout.float_dtype is not None:
+        bad = _count_nonfinite(data[layout.offset :].view(layout.float_dtype))
+    return layout, size, bad, data
+
+
+def _count_nonfinite(values: np.ndarray) -> int:
+    """NaN or infinite values; two reductions (NaN propagates) unless there are some."""
+    if values.size == 0 or np.isfinite(values.min()) and np.isfinite(values.max()):
+        return 0
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
+
+
+def is_nifti(path: Path) -> bool:
+    """True for a ``.nii`` or ``.nii.gz`` file name."""
+    name = path.name.lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
 def check_nifti(path: Path) -> None:
     """Raise UNetPlusPlusError if a ``.nii``/``.nii.gz`` file is truncated, its gzip is broken,
     or its raw voxels hold NaN or infinite values. Other files pass untouched."""
-    name = path.name.lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-        return
+    _checked_pass(path, keep=False)
+
+
+def read_nifti(path: Path) -> Optional[np.ndarray]:
+    """:func:`check_nifti`, and the voxels of that same pass: a (z, y, x) array in the stored
+    type and native byte order, for a 3D scalar image without scaling (scl_slope 0 or 1,
+    scl_inter 0); None for other files (ITK reads them). Raises UNetPlusPlusError."""
+    return _checked_pass(path, keep=True)
+
+
+def _checked_pass(path: Path, keep: bool) -> Optional[np.ndarray]:
+    if not is_nifti(path):
+        return None
     try:
-        opener = gzip.open if name.endswith(".gz") else open
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
         with opener(path, "rb") as stream:
-            layout, size, bad = _scan(stream)
+            layout, size, bad, data = _scan(stream, keep)
     except (EOFError, OSError, zlib.error) as error:
         raise UNetPlusPlusError(
             f"Cannot read {path}: the compressed file is truncated or corrupt ({error})."
         ) from error
     if layout is None:
-        return
+        return None
     expected = layout.offset + layout.nbytes
     if size < expected:
         raise UNetPlusPlusError(
@@ -127,7 +190,68 @@ def check_nifti(path: Path) -> None:
         )
     if bad:
         raise nonfinite_error(str(path), bad)
+    if data is None or layout.plain_shape is None:
+        return None
+    dtype = np.dtype(layout.order + _SCALAR_TYPES[layout.datatype])
+    voxels = data[layout.offset :].view(dtype).reshape(layout.plain_shape)
+    return voxels if dtype.isnative else voxels.astype(dtype.newbyteorder("="))
 
 
 #: The former name (truncation only); it now checks the raw values too.
 check_nifti_complete = check_nifti
+
+
+#: numpy voxel type -> the SimpleITK pixel type ITK reads it as.
+_SITK_TYPES = {"u1": "sitkUInt8", "i1": "sitkInt8", "u2": "sitkUInt16", "i2": "sitkInt16",
+               "u4": "sitkUInt32", "i4": "sitkInt32", "u8": "sitkUInt64", "i8": "sitkInt64",
+               "f4": "sitkFloat32", "f8": "sitkFloat64"}  # fmt: skip
+
+
+class HeaderImage:
+    """An image's geometry from ITK's header reading, with voxels read by :func:`read_nifti`.
+
+    It answers the ``sitk.Image`` methods that reading and its checks use (size, spacing,
+    origin, direction, dimension, components, pixel type); ``voxels`` is (z, y, x).
+    """
+
+    def __init__(self, reader, voxels: np.ndarray) -> None:
+        self.reader, self.voxels = reader, voxels
+
+    def GetDimension(self) -> int:  # noqa: N802 - the sitk.Image method names
+        return int(self.reader.GetDimension())
+
+    def GetNumberOfComponentsPerPixel(self) -> int:  # noqa: N802
+        return int(self.reader.GetNumberOfComponents())
+
+    def GetPixelIDTypeAsString(self) -> str:  # noqa: N802
+        import SimpleITK as sitk
+
+        return sitk.GetPixelIDValueAsString(self.reader.GetPixelIDValue())
+
+    def GetSize(self) -> tuple:  # noqa: N802
+        return tuple(self.reader.GetSize())
+
+    def GetSpacing(self) -> tuple:  # noqa: N802
+        return tuple(self.reader.GetSpacing())
+
+    def GetOrigin(self) -> tuple:  # noqa: N802
+        return tuple(self.reader.GetOrigin())
+
+    def GetDirection(self) -> tuple:  # noqa: N802
+        return tuple(self.reader.GetDirection())
+
+
+def header_image(path: Path, voxels: np.ndarray) -> Optional[HeaderImage]:
+    """The file's geometry as ITK reads it, with ``voxels`` (:func:`read_nifti`), or None when
+    ITK would read another size or pixel type (then ITK reads the whole file). Raises
+    RuntimeError when ITK cannot read the header."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    pixel = getattr(sitk, _SITK_TYPES[voxels.dtype.str[1:]])
+    same_size = tuple(reader.GetSize()) == tuple(voxels.shape[::-1])
+    if reader.GetDimension() != 3 or not same_size or reader.GetPixelIDValue() != pixel:
+        return None
+    return HeaderImage(reader, voxels)

@@ -23,14 +23,14 @@ from ..errors import UNetPlusPlusError
 from . import runtime_env
 from .devices import configure_threads, is_out_of_memory, resolve_device
 from .executors import make_executor
-from .label_extent import candidate_slices, sub_grid
+from .label_extent import argmax_on_reference
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import normalize, with_volume_statistics
 from .point_crop import smallest_extent
 from .postprocess import keep_component_at_point, keep_largest_component
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
-from .sanity import check_volume
+from .sanity import check_model_input
 from .tiling import sliding_window_inference
 from .tta import head_count, make_predict, mirror_axes, split_heads
 from .volume import (
@@ -257,8 +257,8 @@ class Predictor:
             restricted = np.zeros_like(labels)
             restricted[output_slices] = labels[output_slices]
             labels = restricted
-        if keep_largest:
-            labels = keep_largest_component(labels)
+        if keep_largest:  # the manifest's values: no pass to find the values present
+            labels = keep_largest_component(labels, [label.value for label in self.manifest.labels])
         if point is None and not labels.any():  # a point says so in _component_at_point
             info["warnings"].append(empty_result_warning(self.manifest, roi))
         label_volume = LabelVolume(
@@ -302,17 +302,7 @@ class Predictor:
 
         ``input_warnings``: the whole image was already checked (streamed or cached); only the
         channel count is checked here and these warnings are returned."""
-        expected = len(self.manifest.channels)
-        got = volume.array.shape[0] if volume.array.ndim == 4 else 0
-        if volume.array.ndim != 4 or got != expected:
-            names = ", ".join(channel.name for channel in self.manifest.channels)
-            raise UNetPlusPlusError(
-                f"Model '{self.manifest.name}' needs {expected} input volume(s) ({names}); "
-                f"got {got}."
-            )
-        if input_warnings is not None:
-            return list(input_warnings)
-        return check_volume(volume, [channel.modality for channel in self.manifest.channels])
+        return check_model_input(self.manifest, volume, input_warnings)
 
     def _component_at_point(
         self,
@@ -446,29 +436,14 @@ class Predictor:
         return probabilities.float().cpu().numpy()
 
     def _region_labels(self, probabilities, grid, region: Volume, region_probs) -> np.ndarray:
-        """Argmax over classes on the region's grid. Without ``region_probs``, only the box
-        where a label can win is resampled (``label_extent.py``: exact), and the classes one at
+        """Argmax over classes on the region's grid. Without ``region_probs``, only the boxes
+        where a label can win are resampled (``label_extent.py``: exact), and the classes one at
         a time against a running maximum: a few bytes per input voxel instead of a (K, volume)
         float32 array and an int64 argmax (docs/BENCHMARK.md, memory and end to end)."""
         dtype = np.uint8 if self.manifest.num_classes <= 256 else np.uint16
         if region_probs is not None:
             return np.argmax(region_probs, axis=0).astype(dtype)
-        labels = np.zeros(region.array.shape[1:], dtype=dtype)
-        slices = candidate_slices(probabilities, grid, region.grid)
-        if slices is None:
-            return labels
-        target = sub_grid(region.grid, slices)
-        best = resample_to_reference(probabilities[:1], grid, target, interpolator="linear")[0]
-        inside = np.zeros(best.shape, dtype=dtype)
-        for k in range(1, probabilities.shape[0]):
-            candidate = resample_to_reference(
-                probabilities[k : k + 1], grid, target, interpolator="linear"
-            )[0]
-            better = candidate > best  # ties keep the lower class, as np.argmax does
-            inside[better] = k
-            np.maximum(best, candidate, out=best)
-        labels[slices] = inside
-        return labels
+        return argmax_on_reference(probabilities, grid, region.grid).astype(dtype, copy=False)
 
     def _assemble_labels(self, grid: Grid, region_labels: np.ndarray, slices) -> np.ndarray:
         if slices is None:

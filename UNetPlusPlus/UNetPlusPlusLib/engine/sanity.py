@@ -114,11 +114,13 @@ def nonfinite_error(source: str, count: int) -> UNetPlusPlusError:
 def check_finite(array: np.ndarray, source: str) -> None:
     """Refuse NaN or infinite voxels (values beyond float32 range become infinite). Integer
     voxels are always finite: they are not scanned."""
-    if not np.issubdtype(array.dtype, np.floating):
+    if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
+        return
+    # two reductions without a boolean copy of the volume: NaN propagates through min and max
+    if np.isfinite(array.min()) and np.isfinite(array.max()):
         return
     finite = np.isfinite(array)
-    if not finite.all():
-        raise nonfinite_error(source, int(finite.size - np.count_nonzero(finite)))
+    raise nonfinite_error(source, int(finite.size - np.count_nonzero(finite)))
 
 
 # --------------------------------------------------------------------------- intensities
@@ -291,3 +293,22 @@ def check_channels(
     for array, name in zip(arrays, channel_names):
         check_finite(array, f"Input channel '{name}'")
     return warnings + check_intensities(arrays, channel_names, modalities)
+
+
+def check_model_input(manifest, volume, input_warnings: Sequence[str] | None = None) -> list[str]:
+    """Input sanity of a :class:`.volume.Volume` (C, z, y, x) for a model: its channel count,
+    then :func:`check_volume` against the manifest's channel modalities; returns warnings.
+
+    ``input_warnings``: the whole image was already checked (streamed or cached); only the
+    channel count is checked and these warnings are returned. No torch is needed, so the CLI
+    runs this before it imports torch. Raises UNetPlusPlusError."""
+    expected = len(manifest.channels)
+    got = volume.array.shape[0] if volume.array.ndim == 4 else 0
+    if volume.array.ndim != 4 or got != expected:
+        names = ", ".join(channel.name for channel in manifest.channels)
+        raise UNetPlusPlusError(
+            f"Model '{manifest.name}' needs {expected} input volume(s) ({names}); got {got}."
+        )
+    if input_warnings is not None:
+        return list(input_warnings)
+    return check_volume(volume, [channel.modality for channel in manifest.channels])

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from ..errors import UNetPlusPlusError
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
-from .nifti_check import check_nifti
+from .nifti_check import HeaderImage, check_nifti, header_image, is_nifti, read_nifti
 from .sanity import check_finite, check_header
 
 if TYPE_CHECKING:
@@ -238,14 +238,22 @@ def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
     if path.is_dir():
         return read_dicom_folder(path, series)
     check_nifti(path)
+    return _itk_read(path)
+
+
+def _itk_read(path: Path, header_only: bool = False) -> Any:
+    """ITK's reading of a checked file; with ``header_only`` a NIfTI file's voxels come from
+    :func:`.nifti_check.read_nifti`'s one decompression (a HeaderImage), when it can."""
     try:
-        image = sitk.ReadImage(str(path))
+        voxels = read_nifti(path) if header_only else None
+        image = header_image(path, voxels) if voxels is not None else None
+        image = image if image is not None else sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise UNetPlusPlusError(
             f"Cannot read {path}: the file is truncated, corrupt or not a supported image "
             f"(NRRD, NIfTI, MetaImage or DICOM) ({_sitk_reason(error)})."
         ) from error
-    return _single_frame_as_3d(image)
+    return image if isinstance(image, HeaderImage) else _single_frame_as_3d(image)
 
 
 def _single_frame_as_3d(image: sitk.Image) -> sitk.Image:
@@ -269,7 +277,11 @@ def read_volume(
         paths = [paths]
     if not paths:
         raise UNetPlusPlusError("No input image was given.")
-    images = [read_image(p, series) for p in paths]
+    images = []
+    for name in paths:  # a NIfTI file is decompressed once, for its checks and its voxels
+        path = Path(name)
+        plain = path.is_file() and is_nifti(path)
+        images.append(_itk_read(path, header_only=True) if plain else read_image(path, series))
     return _volume_from_images(images, [str(p) for p in paths], channel_names)
 
 
@@ -318,8 +330,11 @@ def _volume_from_images(
             )
     array = np.empty((len(images),) + reference.shape_zyx, dtype=np.float32)
     for c, (image, source) in enumerate(zip(images, sources)):
-        array[c] = sitk.GetArrayViewFromImage(image)
-        check_finite(array[c], source)
+        voxels = image.voxels if isinstance(image, HeaderImage) else None
+        voxels = sitk.GetArrayViewFromImage(image) if voxels is None else voxels
+        array[c] = voxels
+        if voxels.dtype.kind == "f":  # beyond float32's range is infinite; integers never are
+            check_finite(array[c], source)
     return Volume.on_grid(array, reference, tuple(channel_names))
 
 
