@@ -246,6 +246,24 @@ def test_errors_come_before_torch_is_imported(tmp_path, args):
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
 
 
+def test_input_sanity_refuses_before_torch_is_imported(tmp_path):
+    """The intensity checks run before the network loads: a CT without air is refused in the
+    time of reading it, with torch never imported (issue 14, end to end)."""
+    values = np.random.default_rng(0).integers(0, 400, (12, 14, 16)).astype(np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / "mr.nii.gz"))
+    code = (
+        "import sys; from UNetPlusPlusLib.cli import main; c = main(sys.argv[1:]); "
+        "print(c, 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(LIB_PARENT)}
+    args = ["segment", "mr.nii.gz", "--task", "liver", "-o", "x.seg.nrrd"]
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert "is not a CT in Hounsfield units" in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "x.seg.nrrd").exists()
+
+
 # ------------------------------------------------------------------ 9. closed pipe
 def test_a_closed_pipe_ends_quietly(tmp_path):
     read_end, write_end = os.pipe()

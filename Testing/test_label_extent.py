@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import rotation_matrix
-from UNetPlusPlusLib.engine.label_extent import candidate_slices
+from UNetPlusPlusLib.engine.label_extent import candidate_boxes, candidate_slices
 from UNetPlusPlusLib.engine.volume import Grid, Volume, canonical_grid, resample_to_reference
 
 
@@ -57,6 +57,30 @@ def test_labels_equal_the_full_resampling(sphere_predictor, direction, spacing, 
     slices = candidate_slices(probabilities, grid, region.grid)
     inside = np.prod([s.stop - s.start for s in slices])
     assert inside < expected.size  # and only part of the grid was resampled
+    boxes = candidate_boxes(probabilities, grid, region.grid)
+    resampled = sum(np.prod([s.stop - s.start for s in box]) for box in boxes)
+    covered = np.zeros(expected.shape, bool)
+    for box in boxes:
+        covered[box] = True
+    assert not expected[~covered].any()  # every label lies in a box
+    if len(blobs) > 1:  # one box per separate group: fewer voxels than one box around all
+        assert len(boxes) > 1 and resampled < inside
+
+
+def test_distant_groups_get_their_own_boxes(sphere_predictor):
+    """An organ and a distant false positive: two small boxes, not one around both."""
+    region = Volume(np.zeros((1, 40, 40, 40), np.float32), (1.0, 1.0, 1.0), (0, 0, 0), np.eye(3))
+    grid = canonical_grid(region, (2.0, 2.0, 2.0))
+    blobs = [(1, (slice(2, 6), slice(2, 6), slice(2, 6))), (1, (slice(15, 17),) * 3)]
+    probabilities = _probabilities(grid, 2, blobs)
+    boxes = candidate_boxes(probabilities, grid, region.grid)
+    assert len(boxes) >= 2
+    resampled = sum(np.prod([s.stop - s.start for s in box]) for box in boxes)
+    single = candidate_slices(probabilities, grid, region.grid)
+    assert resampled < 0.5 * np.prod([s.stop - s.start for s in single])
+    expected = _full_argmax(probabilities, grid, region)
+    got = sphere_predictor._region_labels(probabilities, grid, region, None)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_all_background_needs_no_resampling(sphere_predictor):

@@ -26,3 +26,78 @@ def test_truncated_nifti_is_refused(tmp_path, suffix, fraction):
 def test_shared_nifti_files_pass_the_check(shared_data):
     for path in sorted((shared_data / "liver" / "totalsegmentator-examples").glob("*.nii.gz")):
         read_image(path)
+
+
+# ------------------------------------------------------------------ one pass: checks and voxels
+def _oblique(array: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.7, 0.9, 2.5))
+    image.SetOrigin((-12.5, 30.25, 7.0))
+    c, s = np.cos(0.3), np.sin(0.3)
+    image.SetDirection((c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0))
+    return image
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("dtype", ["u1", "i1", "u2", "i2", "i4", "u4", "f4", "f8"])
+def test_read_volume_decompresses_once_and_equals_itk(tmp_path, suffix, dtype):
+    """The voxels come from the check's own pass (read_nifti), the geometry from ITK's header
+    reading: values and geometry equal ITK's whole-file reading exactly."""
+    from UNetPlusPlusLib.engine.nifti_check import read_nifti
+    from UNetPlusPlusLib.engine.volume import read_volume
+
+    values = np.random.default_rng(1).integers(0, 120, (7, 9, 11)).astype(dtype)
+    path = tmp_path / f"x{suffix}"
+    sitk.WriteImage(_oblique(values), str(path), suffix.endswith("gz"))
+    assert read_nifti(path) is not None  # the one-pass path is taken
+    volume, itk = read_volume([path]), sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(volume.array[0], sitk.GetArrayFromImage(itk).astype("f4"))
+    assert volume.spacing == itk.GetSpacing() and volume.origin == itk.GetOrigin()
+    assert volume.direction.flatten().tolist() == list(itk.GetDirection())
+
+
+def test_big_endian_nifti_reads_the_same_values(tmp_path):
+    import struct
+
+    from UNetPlusPlusLib.engine.volume import read_volume
+
+    values = np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8) - 100
+    path = tmp_path / "little.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(path))
+    header = bytearray(path.read_bytes()[:352])
+    for start, fmt in [(0, "i"), (40, "8h"), (70, "h"), (72, "h"), (76, "8f"), (108, "f")]:
+        size = struct.calcsize(fmt)
+        fields = struct.unpack("<" + fmt, header[start : start + size])
+        header[start : start + size] = struct.pack(">" + fmt, *fields)
+    big = tmp_path / "big.nii"
+    big.write_bytes(bytes(header) + values.astype(">i2").tobytes())
+    np.testing.assert_array_equal(read_volume([big]).array[0], values)
+
+
+def test_a_scaled_nifti_is_read_by_itk_with_its_scaling(tmp_path):
+    """scl_slope/scl_inter: not read in one pass (None); ITK applies the scaling as before."""
+    import struct
+
+    from UNetPlusPlusLib.engine.nifti_check import read_nifti
+    from UNetPlusPlusLib.engine.volume import read_volume
+
+    values = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
+    path = tmp_path / "scaled.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(path))
+    data = bytearray(path.read_bytes())
+    data[112:120] = struct.pack("<2f", 2.0, -10.0)
+    path.write_bytes(bytes(data))
+    assert read_nifti(path) is None
+    np.testing.assert_array_equal(read_volume([path]).array[0], values * 2.0 - 10.0)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_read_volume_refuses_truncated_nifti_files(tmp_path, suffix):
+    from UNetPlusPlusLib.engine.volume import read_volume
+
+    path = tmp_path / f"ok{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((12, 13, 14), np.int16)), str(path), True)
+    broken = tmp_path / f"broken{suffix}"
+    broken.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(UNetPlusPlusError, match="broken.nii.*(truncated|corrupt)"):
+        read_volume([broken])

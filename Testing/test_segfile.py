@@ -59,3 +59,23 @@ def test_reference_geometry_is_ras():
     matrix = np.array(values[:16], dtype=float).reshape(4, 4)
     assert matrix[0, 3] == 10.0 and matrix[1, 3] == -20.0 and matrix[2, 3] == 33.0
     assert values[16:] == ["0", "6", "0", "5", "0", "4"]
+
+
+def test_itk_reads_the_same_voxels_and_geometry(tmp_path):
+    """Slicer reads a .seg.nrrd with ITK's NRRD reader: the file written from a transposed view
+    at gzip level 1 (segfile.COMPRESSION_LEVEL) gives ITK the same voxels and geometry."""
+    import gzip
+
+    import SimpleITK as sitk
+
+    labels = _labels()
+    path = write_seg_nrrd(labels, tmp_path / "x.seg.nrrd")
+    image = sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), labels.array)
+    np.testing.assert_allclose(image.GetSpacing(), labels.spacing, atol=1e-9)
+    np.testing.assert_allclose(image.GetOrigin(), labels.origin, atol=1e-9)
+    np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), labels.direction,
+                               atol=1e-9)  # fmt: skip
+    data = path.read_bytes()
+    body = data[data.index(b"\n\n") + 2 :]
+    assert gzip.decompress(body) == labels.array.tobytes()  # one plain gzip stream, x fastest
