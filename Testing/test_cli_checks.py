@@ -264,6 +264,31 @@ def test_input_sanity_refuses_before_torch_is_imported(tmp_path):
     assert not (tmp_path / "x.seg.nrrd").exists()
 
 
+def test_a_segment_run_as_a_program_ends_with_every_output_complete(tmp_path, sphere_model):
+    """Run as a program, `segment` skips the interpreter's teardown (cli.main): the result
+    line, the segmentation and the labelmap are all there and whole."""
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(make_sphere_image(), str(path))
+    env = {**os.environ, "PYTHONPATH": str(LIB_PARENT)}
+    outputs = ["-o", "x.seg.nrrd", "--labelmap", "x.nii.gz", "--progress-json", "--threads", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "segment", str(path), "--model",
+         str(sphere_model), *outputs], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])["result"]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "x.nii.gz")))
+    segmentation = slicerio.read_segmentation(str(tmp_path / "x.seg.nrrd"))
+    voxels = np.asarray(segmentation["voxels"]).transpose(2, 1, 0)
+    assert labels.any() and np.array_equal(voxels, labels)
+    assert result["volumes_ml"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "ct.nrrd",
+        "x.nii.gz",
+        "x.seg.nrrd",
+    ]
+
+
 # ------------------------------------------------------------------ 9. closed pipe
 def test_a_closed_pipe_ends_quietly(tmp_path):
     read_end, write_end = os.pipe()

@@ -145,17 +145,38 @@ def _quiet_broken_pipe() -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run `unetpp`; returns the exit status (0 ok, 2 user error, 3 cancelled, 1 a bug)."""
+    """Run `unetpp`; returns the exit status (0 ok, 2 user error, 3 cancelled, 1 a bug).
+
+    Run as a program (``argv`` None: the ``unetpp`` script, ``python -m UNetPlusPlusLib.cli``),
+    a ``segment`` that imported torch ends the process itself once every output is closed and
+    stdout and stderr are flushed: the interpreter's teardown with torch loaded took about
+    0.5 s of every run, a third of a nodule click (docs/BENCHMARK.md, "End to end")."""
     from .engine import runtime_env
 
     runtime_env.apply()  # before anything imports torch: no OpenMP busy-waiting under load
+    program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with warnings.catch_warnings():  # the filters stay as they are; only the display
             warnings.showwarning = _Warnings()
-            return _main(argv)
+            code = _main(argv)
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    command = [a for a in argv if not a.startswith("-")][:1]
+    if program and command == ["segment"] and "torch" in sys.modules:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown; returns if a stream cannot be
+    flushed (the caller then exits normally)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
 
 
 def _main(argv: List[str]) -> int:
