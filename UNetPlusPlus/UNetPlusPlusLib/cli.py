@@ -150,7 +150,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     Run as a program (``argv`` None: the ``unetpp`` script, ``python -m UNetPlusPlusLib.cli``),
     a ``segment`` that imported torch ends the process itself once every output is closed and
     stdout and stderr are flushed: the interpreter's teardown with torch loaded took about
-    0.5 s of every run, a third of a nodule click (docs/BENCHMARK.md, "End to end")."""
+    0.5 s of every run, a third of a nodule click (docs/BENCHMARK.md, "End to end"). Not under
+    a profiler or tracer (``python -m cProfile``, coverage), which write their results at exit."""
     from .engine import runtime_env
 
     runtime_env.apply()  # before anything imports torch: no OpenMP busy-waiting under load
@@ -163,7 +164,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:
         return _quiet_broken_pipe()
     command = [a for a in argv if not a.startswith("-")][:1]
-    if program and command == ["segment"] and "torch" in sys.modules:
+    traced = sys.getprofile() is not None or sys.gettrace() is not None  # cProfile, coverage
+    if program and command == ["segment"] and "torch" in sys.modules and not traced:
         _exit_now(code)
     return code
 

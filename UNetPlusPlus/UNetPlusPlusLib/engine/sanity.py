@@ -152,6 +152,11 @@ def _label_map_like(sample: np.ndarray) -> tuple[bool, int]:
     """(looks like a label map, distinct values in the sample): few non-negative integers."""
     if sample.min() < 0 or not np.array_equal(sample, np.round(sample)):
         return False, -1
+    # a strided part first: more distinct values there than any label map holds decides it
+    # without sorting the whole sample (an image has hundreds or thousands of values)
+    distinct = int(np.unique(sample[:: max(1, sample.size // 65536)]).size)
+    if distinct > LABEL_MAP_MAX_VALUES:
+        return False, distinct
     distinct = int(np.unique(sample).size)
     return distinct <= LABEL_MAP_MAX_VALUES, distinct
 
@@ -172,11 +177,12 @@ def check_intensities(
     """
     count = len(array_czyx)
     stats = [channel_stats(array_czyx[c]) for c in range(count)]
-    identical = [
+    identical = [  # the samples first: channels that differ there differ
         (a, b)
         for a in range(count)
         for b in range(a + 1, count)
-        if np.array_equal(array_czyx[a], array_czyx[b])
+        if np.array_equal(stats[a].sample, stats[b].sample)
+        and np.array_equal(array_czyx[a], array_czyx[b])
     ]
     return decide_intensities(stats, identical, channel_names, modalities, strict_modality)
 
