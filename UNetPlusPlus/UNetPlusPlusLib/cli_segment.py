@@ -274,7 +274,8 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     array = labels.array
 
     def count(value: int) -> int:  # slab by slab: no boolean copy of the whole grid
-        return sum(int(np.count_nonzero(array[z : z + 16] == value)) for z in range(0, len(array), 16))
+        slabs = range(0, len(array), 16)
+        return sum(int(np.count_nonzero(array[z : z + 16] == value)) for z in slabs)
 
     volumes = {label.name: round(count(label.value) * voxel_ml, 3) for label in labels.labels}
     info = dict(results[-1].info)
