@@ -1,0 +1,159 @@
+"""Reading images into engine types: files (NRRD, NIfTI, MetaImage, DICOM) and DICOM folders.
+
+DICOM folders are read by :mod:`.dicom` (one series, or the one ``series`` names). Every image
+passes the header checks of :mod:`.sanity` and, for NIfTI, the raw-value checks of
+:mod:`.nifti_check`, whose single pass over a ``.nii.gz`` also gives :func:`read_volume` its
+voxels (ITK then reads only the header); a 4D image with a single frame (NRRD, MetaImage) is
+read as 3D, as ITK already does for NIfTI. The functions are also importable from
+:mod:`.volume`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import UNetPlusPlusError
+from .dicom import read_dicom_folder
+from .dicom import sitk_reason as _sitk_reason
+from .nifti_check import HeaderImage, check_nifti, header_image, is_nifti, read_nifti
+from .sanity import check_finite, check_header
+from .volume import Grid, LabelVolume, PathLike, Volume, _geometry_differences
+
+
+def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
+    """Read an image file (NRRD, NIfTI, MetaImage, DICOM file) or a DICOM series folder.
+
+    ``series``: the Series Instance UID to read from a folder holding several series.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UNetPlusPlusError(f"Image not found: {path}.")
+    if path.is_dir():
+        return read_dicom_folder(path, series)
+    check_nifti(path)
+    return _itk_read(path)
+
+
+def _itk_read(path: Path, header_only: bool = False) -> Any:
+    """ITK's reading of a checked file; with ``header_only`` a NIfTI file's voxels come from
+    :func:`.nifti_check.read_nifti`'s one decompression (a HeaderImage), when it can."""
+    try:
+        voxels = read_nifti(path) if header_only else None
+        image = header_image(path, voxels) if voxels is not None else None
+        image = image if image is not None else sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise UNetPlusPlusError(
+            f"Cannot read {path}: the file is truncated, corrupt or not a supported image "
+            f"(NRRD, NIfTI, MetaImage or DICOM) ({_sitk_reason(error)})."
+        ) from error
+    return image if isinstance(image, HeaderImage) else _single_frame_as_3d(image)
+
+
+def _single_frame_as_3d(image: sitk.Image) -> sitk.Image:
+    """A 4D image with one frame (size (x, y, z, 1)) as its 3D volume; others unchanged."""
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        size = list(image.GetSize()[:3]) + [0]
+        return sitk.Extract(
+            image, size, [0, 0, 0, 0], sitk.ExtractImageFilter.DIRECTIONCOLLAPSETOSUBMATRIX
+        )
+    return image
+
+
+def read_volume(
+    paths: Sequence[PathLike], channel_names: Sequence[str] = (), series: str | None = None
+) -> Volume:
+    """Read one 3D image per channel; all channels must share one geometry.
+
+    ``series``: Series Instance UID for DICOM folders that hold several series.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise UNetPlusPlusError("No input image was given.")
+    images = []
+    for name in paths:  # a NIfTI file is decompressed once, for its checks and its voxels
+        path = Path(name)
+        plain = path.is_file() and is_nifti(path)
+        images.append(_itk_read(path, header_only=True) if plain else read_image(path, series))
+    return _volume_from_images(images, [str(p) for p in paths], channel_names)
+
+
+def volume_from_sitk(images: Sequence[sitk.Image], channel_names: Sequence[str] = ()) -> Volume:
+    """Stack SimpleITK images (one per channel, same geometry) into a float32 Volume."""
+    if isinstance(images, sitk.Image):
+        images = [images]
+    sources = [f"Channel {i + 1}" for i in range(len(images))]
+    return _volume_from_images(list(images), sources, channel_names)
+
+
+def read_labelmap(path: PathLike, labels: Sequence[Any] = ()) -> LabelVolume:
+    """Read an integer label map (uint8, or uint16 beyond 255) as a LabelVolume."""
+    image = read_image(path)
+    _check_image(image, str(path))
+    array = sitk.GetArrayFromImage(image)
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or not np.array_equal(array, np.round(array)):
+            raise UNetPlusPlusError(f"Label map {path} holds non-integer values.")
+    if array.size and array.min() < 0:
+        raise UNetPlusPlusError(f"Label map {path} holds negative values.")
+    dtype = np.uint8 if array.size == 0 or array.max() <= 255 else np.uint16
+    if array.size and array.max() > np.iinfo(np.uint16).max:
+        raise UNetPlusPlusError(f"Label map {path} holds values above 65535.")
+    return LabelVolume.on_grid(array.astype(dtype), Grid.from_sitk(image), labels)
+
+
+def _volume_from_images(
+    images: list[sitk.Image], sources: list[str], channel_names: Sequence[str]
+) -> Volume:
+    if not images:
+        raise UNetPlusPlusError("No input image was given.")
+    if channel_names and len(channel_names) != len(images):
+        raise UNetPlusPlusError(
+            f"{len(channel_names)} channel names were given for {len(images)} images."
+        )
+    for image, source in zip(images, sources):
+        _check_image(image, source)
+    reference = Grid.from_sitk(images[0])
+    for image, source in zip(images[1:], sources[1:]):
+        problems = _geometry_differences(reference, Grid.from_sitk(image))
+        if problems:
+            raise UNetPlusPlusError(
+                f"{source} does not share the geometry of {sources[0]} ({'; '.join(problems)}); "
+                "resample it onto the first channel's grid first."
+            )
+    array = np.empty((len(images),) + reference.shape_zyx, dtype=np.float32)
+    for c, (image, source) in enumerate(zip(images, sources)):
+        voxels = image.voxels if isinstance(image, HeaderImage) else None
+        voxels = sitk.GetArrayViewFromImage(image) if voxels is None else voxels
+        array[c] = voxels
+        if voxels.dtype.kind == "f":  # beyond float32's range is infinite; integers never are
+            check_finite(array[c], source)
+    return Volume.on_grid(array, reference, tuple(channel_names))
+
+
+def _check_image(image: sitk.Image, source: str) -> None:
+    dimension = image.GetDimension()
+    if dimension == 2:
+        raise UNetPlusPlusError(f"{source} is a 2D image; a 3D volume is needed.")
+    if dimension != 3:
+        raise UNetPlusPlusError(
+            f"{source} is a {dimension}D image (for example a time series or a stack of "
+            "sequences); give one 3D file per channel."
+        )
+    components = image.GetNumberOfComponentsPerPixel()
+    if components != 1:
+        raise UNetPlusPlusError(
+            f"{source} has {components} values per voxel (a vector or colour image); give one "
+            "scalar 3D image per channel."
+        )
+    if "complex" in image.GetPixelIDTypeAsString():
+        raise UNetPlusPlusError(f"{source} has complex voxels; give a real-valued 3D image.")
+    size = image.GetSize()
+    if min(size) == 0:
+        raise UNetPlusPlusError(f"{source} is empty (size {size}).")
+    # refusals only: the warnings reach the user through sanity.check_volume
+    check_header(size, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source)
