@@ -64,3 +64,45 @@ def test_cropping_to_the_labels_box_changes_nothing():
     assert (out != labels).any()  # something was removed: a real test
     empty = np.zeros((4, 5, 6), np.uint8)
     assert np.array_equal(keep_largest_component(empty), empty)
+
+
+def _whole_box_reference(labels: np.ndarray) -> np.ndarray:
+    """The former computation: each label's components over the whole array at once."""
+    import SimpleITK as sitk
+
+    expected = labels.copy()
+    for value in np.unique(labels)[1:]:
+        mask = labels == value
+        ranked = sitk.RelabelComponent(
+            sitk.ConnectedComponent(sitk.GetImageFromArray(mask.view(np.uint8)), True),
+            sortByObjectSize=True,
+        )
+        expected[mask & (sitk.GetArrayViewFromImage(ranked) != 1)] = 0
+    return expected
+
+
+def test_separate_groups_are_labelled_apart_with_the_same_result():
+    """Distant groups (an organ, scattered false positives) are labelled in boxes of their own
+    (postprocess._groups); the result is the whole-box one, voxel for voxel."""
+    from UNetPlusPlusLib.engine.postprocess import _groups
+
+    rng = np.random.default_rng(3)
+    labels = np.zeros((60, 70, 80), np.uint8)
+    labels[10:40, 12:45, 15:50] = (rng.random((30, 33, 35)) < 0.55) * rng.integers(
+        1, 3, (30, 33, 35)
+    )
+    for z, y, x in rng.integers(0, 55, (12, 3)):  # small blobs, some far, some near the organ
+        labels[z : z + 3, y : y + 4, x + 20 : x + 24] = rng.integers(1, 3)
+    assert len(_groups(labels)) > 2  # several groups: the grouped path runs
+    np.testing.assert_array_equal(keep_largest_component(labels), _whole_box_reference(labels))
+
+
+def test_a_tie_between_groups_breaks_as_before():
+    """Two equally large components in two groups: the whole box decides, as before."""
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[2:6, 2:6, 2:6] = 1
+    labels[30:34, 30:34, 30:34] = 1
+    labels[20, 2, 30] = 1
+    out = keep_largest_component(labels)
+    np.testing.assert_array_equal(out, _whole_box_reference(labels))
+    assert (out == 1).sum() == 64
