@@ -19,7 +19,14 @@ import SimpleITK as sitk
 from ..errors import UNetPlusPlusError
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
-from .nifti_check import HeaderImage, check_nifti, header_image, is_nifti, read_nifti
+from .nifti_check import (
+    HeaderImage,
+    check_nifti,
+    header_image,
+    is_nifti,
+    nifti_shape,
+    read_nifti,
+)
 from .sanity import check_finite, check_header
 from .volume import Grid, LabelVolume, PathLike, Volume, _geometry_differences
 
@@ -38,11 +45,12 @@ def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
     return _itk_read(path)
 
 
-def _itk_read(path: Path, header_only: bool = False) -> Any:
+def _itk_read(path: Path, header_only: bool = False, out: np.ndarray | None = None) -> Any:
     """ITK's reading of a checked file; with ``header_only`` a NIfTI file's voxels come from
-    :func:`.nifti_check.read_nifti`'s one decompression (a HeaderImage), when it can."""
+    :func:`.nifti_check.read_nifti`'s one decompression (a HeaderImage, its voxels written into
+    ``out`` when that fits), when it can."""
     try:
-        voxels = read_nifti(path) if header_only else None
+        voxels = read_nifti(path, out) if header_only else None
         image = header_image(path, voxels) if voxels is not None else None
         image = image if image is not None else sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -74,12 +82,19 @@ def read_volume(
         paths = [paths]
     if not paths:
         raise UNetPlusPlusError("No input image was given.")
+    files = [Path(name) for name in paths]
+    plain = [path.is_file() and is_nifti(path) for path in files]
+    shapes = {nifti_shape(path) for path in files} if all(plain) else {None}
+    # NIfTI files of one shape are decompressed once each, straight into the volume's array
+    array = None
+    if None not in shapes and len(shapes) == 1:
+        array = np.empty((len(files),) + shapes.pop(), dtype=np.float32)  # type: ignore[operator]
     images = []
-    for name in paths:  # a NIfTI file is decompressed once, for its checks and its voxels
-        path = Path(name)
-        plain = path.is_file() and is_nifti(path)
-        images.append(_itk_read(path, header_only=True) if plain else read_image(path, series))
-    return _volume_from_images(images, [str(p) for p in paths], channel_names)
+    for c, path in enumerate(files):
+        out = None if array is None else array[c]
+        nifti = _itk_read(path, header_only=True, out=out) if plain[c] else None
+        images.append(nifti if nifti is not None else read_image(path, series))
+    return _volume_from_images(images, [str(p) for p in paths], channel_names, array)
 
 
 def volume_from_sitk(images: Sequence[sitk.Image], channel_names: Sequence[str] = ()) -> Volume:
@@ -107,8 +122,14 @@ def read_labelmap(path: PathLike, labels: Sequence[Any] = ()) -> LabelVolume:
 
 
 def _volume_from_images(
-    images: list[sitk.Image], sources: list[str], channel_names: Sequence[str]
+    images: list[Any],
+    sources: list[str],
+    channel_names: Sequence[str],
+    array: np.ndarray | None = None,
 ) -> Volume:
+    """Check the images and stack them into a float32 Volume, in ``array`` when it is a
+    (C, z, y, x) float32 array of their size (HeaderImages may already hold their voxels
+    there)."""
     if not images:
         raise UNetPlusPlusError("No input image was given.")
     if channel_names and len(channel_names) != len(images):
@@ -125,12 +146,18 @@ def _volume_from_images(
                 f"{source} does not share the geometry of {sources[0]} ({'; '.join(problems)}); "
                 "resample it onto the first channel's grid first."
             )
-    array = np.empty((len(images),) + reference.shape_zyx, dtype=np.float32)
+    shape = (len(images),) + reference.shape_zyx
+    if array is None or array.shape != shape or array.dtype != np.float32:
+        array = np.empty(shape, dtype=np.float32)
     for c, (image, source) in enumerate(zip(images, sources)):
-        voxels = image.voxels if isinstance(image, HeaderImage) else None
-        voxels = sitk.GetArrayViewFromImage(image) if voxels is None else voxels
-        array[c] = voxels
-        if voxels.dtype.kind == "f":  # beyond float32's range is infinite; integers never are
+        if isinstance(image, HeaderImage):
+            voxels, stored = image.voxels, image.stored
+        else:
+            voxels = sitk.GetArrayViewFromImage(image)
+            stored = voxels.dtype
+        if not np.may_share_memory(voxels, array):  # not already read into its place
+            array[c] = voxels
+        if stored.kind == "f":  # beyond float32's range is infinite; integers never are
             check_finite(array[c], source)
     return Volume.on_grid(array, reference, tuple(channel_names))
 

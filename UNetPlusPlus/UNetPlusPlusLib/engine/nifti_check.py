@@ -6,9 +6,10 @@
 - **NaN and infinite voxels.** ITK's NIfTI reader replaces them with 0 before anyone can see
   them (NRRD and MetaImage keep them), so float data (NIfTI datatypes 16 and 64) is checked in
   the raw bytes, in the same single pass over the file.
-- **One pass.** :func:`read_nifti` keeps the voxels of that pass, so the engine decompresses a
-  ``.nii.gz`` once (ITK reads only the header, for the geometry): a plain 3D scalar image
-  without intensity scaling. Other files (scaled, vector, 4D) return None and ITK reads them.
+- **One pass.** :func:`read_nifti` keeps the voxels of that pass, converted chunk by chunk into
+  the volume's float32 array, so the engine decompresses a ``.nii.gz`` once and holds no copy
+  of the file (ITK reads only the header, for the geometry): a plain 3D scalar image without
+  intensity scaling. Other files (scaled, vector, 4D) return None and ITK reads them.
 
 Source followed: the NIfTI-1 and NIfTI-2 header layouts (nifti1.h, nifti2.h).
 """
@@ -20,7 +21,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO, NamedTuple, Optional
 
 import numpy as np
 
@@ -93,7 +94,8 @@ def _layout(header: bytes) -> Optional[_Layout]:
 
 
 class _FiniteScan:
-    """Counts non-finite values in a float byte stream fed in arbitrary chunks."""
+    """Counts non-finite values in a float byte stream fed in arbitrary chunks; with ``keep``
+    ((stored dtype, flat destination)) it also copies every voxel into the destination."""
 
     def __init__(self, layout: _Layout) -> None:
         self.dtype = layout.float_dtype
@@ -101,47 +103,60 @@ class _FiniteScan:
         self.position = 0
         self.rest = b""
         self.bad = 0
+        self.keep: Optional[tuple[np.dtype, np.ndarray]] = None
+        self.written = 0
 
     def feed(self, chunk: bytes) -> None:
         begin, end = self.position, self.position + len(chunk)
         self.position = end
-        if self.dtype is None or end <= self.start or begin >= self.stop:
+        dtype = self.keep[0] if self.keep is not None else self.dtype
+        if dtype is None or end <= self.start or begin >= self.stop:
             return
         data = self.rest + chunk[max(0, self.start - begin) : max(0, self.stop - begin)]
-        usable = len(data) - len(data) % self.dtype.itemsize
-        values = np.frombuffer(data[:usable], dtype=self.dtype)
-        self.bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+        usable = len(data) - len(data) % dtype.itemsize
+        values = np.frombuffer(data[:usable], dtype=dtype)
+        if self.dtype is not None:
+            self.bad += _count_nonfinite(values)
+        if self.keep is not None:
+            self.keep[1][self.written : self.written + values.size] = values
+            self.written += values.size
         self.rest = data[usable:]
 
 
+class NiftiVoxels(NamedTuple):
+    """Voxels read by :func:`read_nifti`: (z, y, x) ``array`` and the file's ``stored`` type."""
+
+    array: np.ndarray
+    stored: np.dtype
+
+
 def _scan(
-    stream: BinaryIO, keep: bool = False
-) -> tuple[Optional[_Layout], int, int, Optional[np.ndarray]]:
-    """(layout, total bytes, non-finite voxels, the file's first ``offset + nbytes`` bytes or
-    None) of a NIfTI byte stream, in one pass. The bytes are kept, and the values scanned in
-    them at the end, only with ``keep`` and a plain layout (:attr:`_Layout.plain_shape`)."""
+    stream: BinaryIO, keep: bool = False, out: Optional[np.ndarray] = None
+) -> tuple[Optional[_Layout], int, int, Optional[NiftiVoxels]]:
+    """(layout, total bytes, non-finite voxels, the voxels or None) of a NIfTI byte stream, in
+    one pass. With ``keep`` and a plain layout (:attr:`_Layout.plain_shape`) the voxels are
+    kept: converted chunk by chunk into ``out`` (a float32 (z, y, x) array of that shape), or
+    else into an array of the stored type (native byte order)."""
     header = stream.read(540)
     layout = _layout(header)
     if layout is None:
         return None, len(header), 0, None
     scan = _FiniteScan(layout)
-    data = None
+    voxels = None
     if keep and layout.plain_shape is not None:
-        data = np.empty(layout.offset + layout.nbytes, dtype=np.uint8)
-        scan.dtype = None  # scanned at once below, without the float32 copies of chunks
+        stored = np.dtype(layout.order + _SCALAR_TYPES[layout.datatype])
+        usable = out is not None and out.dtype == np.float32 and out.flags.c_contiguous
+        if not usable or out.shape != layout.plain_shape:  # type: ignore[union-attr]
+            out = np.empty(layout.plain_shape, dtype=stored.newbyteorder("="))
+        voxels = NiftiVoxels(out, stored)
+        scan.keep = (stored, out.reshape(-1))  # type: ignore[attr-defined]
     size = 0
     chunk = header
     while chunk:
-        if data is not None and size < data.size:
-            part = chunk[: data.size - size]
-            data[size : size + len(part)] = np.frombuffer(part, dtype=np.uint8)
         size += len(chunk)
         scan.feed(chunk)
         chunk = stream.read(_CHUNK)
-    bad = scan.bad
-    if data is not None and size >= data.size and layout.float_dtype is not None:
-        bad = _count_nonfinite(data[layout.offset :].view(layout.float_dtype))
-    return layout, size, bad, data
+    return layout, size, scan.bad, voxels
 
 
 def _count_nonfinite(values: np.ndarray) -> int:
@@ -163,20 +178,36 @@ def check_nifti(path: Path) -> None:
     _checked_pass(path, keep=False)
 
 
-def read_nifti(path: Path) -> Optional[np.ndarray]:
-    """:func:`check_nifti`, and the voxels of that same pass: a (z, y, x) array in the stored
-    type and native byte order, for a 3D scalar image without scaling (scl_slope 0 or 1,
-    scl_inter 0); None for other files (ITK reads them). Raises UNetPlusPlusError."""
-    return _checked_pass(path, keep=True)
+def read_nifti(path: Path, out: Optional[np.ndarray] = None) -> Optional[NiftiVoxels]:
+    """:func:`check_nifti`, and the voxels of that same pass, for a 3D scalar image without
+    scaling (scl_slope 0 or 1, scl_inter 0): written into ``out`` when it is a float32 array of
+    the image's (z, y, x) shape (as they are decompressed: no copy of the file in memory), else
+    returned in the stored type (native byte order). None for other files (ITK reads them).
+    Raises UNetPlusPlusError."""
+    return _checked_pass(path, keep=True, out=out)
 
 
-def _checked_pass(path: Path, keep: bool) -> Optional[np.ndarray]:
+def nifti_shape(path: Path) -> Optional[tuple[int, int, int]]:
+    """(z, y, x) of a plain NIfTI image (:func:`read_nifti` reads its voxels), from its header
+    alone; None for other or unreadable files (the full reading then says why)."""
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as stream:
+            layout = _layout(stream.read(540))
+    except (EOFError, OSError, zlib.error):
+        return None
+    return None if layout is None else layout.plain_shape
+
+
+def _checked_pass(
+    path: Path, keep: bool, out: Optional[np.ndarray] = None
+) -> Optional[NiftiVoxels]:
     if not is_nifti(path):
         return None
     try:
         opener = gzip.open if path.name.lower().endswith(".gz") else open
         with opener(path, "rb") as stream:
-            layout, size, bad, data = _scan(stream, keep)
+            layout, size, bad, data = _scan(stream, keep, out)
     except (EOFError, OSError, zlib.error) as error:
         raise UNetPlusPlusError(
             f"Cannot read {path}: the compressed file is truncated or corrupt ({error})."
@@ -190,11 +221,7 @@ def _checked_pass(path: Path, keep: bool) -> Optional[np.ndarray]:
         )
     if bad:
         raise nonfinite_error(str(path), bad)
-    if data is None or layout.plain_shape is None:
-        return None
-    dtype = np.dtype(layout.order + _SCALAR_TYPES[layout.datatype])
-    voxels = data[layout.offset :].view(dtype).reshape(layout.plain_shape)
-    return voxels if dtype.isnative else voxels.astype(dtype.newbyteorder("="))
+    return data
 
 
 #: The former name (truncation only); it now checks the raw values too.
@@ -211,11 +238,12 @@ class HeaderImage:
     """An image's geometry from ITK's header reading, with voxels read by :func:`read_nifti`.
 
     It answers the ``sitk.Image`` methods that reading and its checks use (size, spacing,
-    origin, direction, dimension, components, pixel type); ``voxels`` is (z, y, x).
+    origin, direction, dimension, components, pixel type); ``voxels`` is (z, y, x), float32 or
+    the file's ``stored`` type.
     """
 
-    def __init__(self, reader, voxels: np.ndarray) -> None:
-        self.reader, self.voxels = reader, voxels
+    def __init__(self, reader, voxels: NiftiVoxels) -> None:
+        self.reader, self.voxels, self.stored = reader, voxels.array, voxels.stored
 
     def GetDimension(self) -> int:  # noqa: N802 - the sitk.Image method names
         return int(self.reader.GetDimension())
@@ -241,7 +269,7 @@ class HeaderImage:
         return tuple(self.reader.GetDirection())
 
 
-def header_image(path: Path, voxels: np.ndarray) -> Optional[HeaderImage]:
+def header_image(path: Path, voxels: NiftiVoxels) -> Optional[HeaderImage]:
     """The file's geometry as ITK reads it, with ``voxels`` (:func:`read_nifti`), or None when
     ITK would read another size or pixel type (then ITK reads the whole file). Raises
     RuntimeError when ITK cannot read the header."""
@@ -250,8 +278,8 @@ def header_image(path: Path, voxels: np.ndarray) -> Optional[HeaderImage]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
-    pixel = getattr(sitk, _SITK_TYPES[voxels.dtype.str[1:]])
-    same_size = tuple(reader.GetSize()) == tuple(voxels.shape[::-1])
+    pixel = getattr(sitk, _SITK_TYPES[voxels.stored.str[1:]])
+    same_size = tuple(reader.GetSize()) == tuple(voxels.array.shape[::-1])
     if reader.GetDimension() != 3 or not same_size or reader.GetPixelIDValue() != pixel:
         return None
     return HeaderImage(reader, voxels)
