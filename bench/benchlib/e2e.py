@@ -123,3 +123,48 @@ def run_case(case: dict, threads: int, env: dict) -> dict:
 def format_split(result: dict) -> str:
     parts = ", ".join(f"{stage} {result['split'][stage]:.2f}" for stage in STAGES)
     return f"{result['seconds']:.2f} s at L{result['depth']} ({parts})"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """``cd bench && python -m benchlib.e2e``: the split of chosen cases and depths, one fresh
+    process per run, interleaved across ``--code`` trees (e.g. main's against a branch's), with
+    the load average at each run; ``--busy 2`` adds ``load.competing_load(2)`` for the runs."""
+    import argparse
+    import contextlib
+
+    from UNetPlusPlusLib.engine import runtime_env
+
+    from .load import competing_load
+
+    parser = argparse.ArgumentParser(prog="python -m benchlib.e2e", description=main.__doc__)
+    parser.add_argument("--cases", default="liver_512,brain,nodule")
+    parser.add_argument("--depths", default="rec", help="rec (the model's), 1..4, comma-separated")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--busy", type=int, default=0, help="competing busy processes")
+    parser.add_argument(
+        "--code", default="", help="NAME=PATH,...: UNetPlusPlus folders to put on PYTHONPATH"
+    )
+    args = parser.parse_args(argv)
+    trees = dict(item.split("=", 1) for item in args.code.split(",") if item) or {"": ""}
+    found = cases(tuple(args.cases.split(",")))
+    busy = competing_load(args.busy) if args.busy else contextlib.nullcontext()
+    with busy:
+        for round_ in range(args.rounds):
+            for name, case in found.items():
+                for depth in args.depths.split(","):
+                    for tree, path in trees.items():
+                        env = runtime_env.child_env()
+                        env["OMP_NUM_THREADS"] = str(args.threads)
+                        if path:
+                            env["PYTHONPATH"] = str(Path(path).resolve())
+                        run = dict(case)
+                        run["args"] = case["args"] + (["--depth", depth] if depth != "rec" else [])
+                        result = run_case(run, args.threads, env)
+                        load = os.getloadavg()[0]
+                        print(f"r{round_} {tree} {name} load {load:.2f}  {format_split(result)}",
+                              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
