@@ -106,3 +106,10 @@ def test_a_tie_between_groups_breaks_as_before():
     out = keep_largest_component(labels)
     np.testing.assert_array_equal(out, _whole_box_reference(labels))
     assert (out == 1).sum() == 64
+
+
+def test_in_place_gives_the_same_labels_without_a_copy():
+    labels = two_blobs_per_label()
+    expected = keep_largest_component(labels)
+    out = keep_largest_component(labels, copy=False)
+    assert out is labels and np.array_equal(out, expected)

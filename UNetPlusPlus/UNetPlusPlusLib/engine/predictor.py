@@ -257,8 +257,9 @@ class Predictor:
             restricted = np.zeros_like(labels)
             restricted[output_slices] = labels[output_slices]
             labels = restricted
-        if keep_largest:  # the manifest's values: no pass to find the values present
-            labels = keep_largest_component(labels, [label.value for label in self.manifest.labels])
+        if keep_largest:  # the manifest's values (no pass to find them); in place, no copy
+            values = [label.value for label in self.manifest.labels]
+            labels = keep_largest_component(labels, values, copy=False)
         if point is None and not labels.any():  # a point says so in _component_at_point
             info["warnings"].append(empty_result_warning(self.manifest, roi))
         label_volume = LabelVolume(
