@@ -3,6 +3,8 @@ graphs cached by the weights' sha256, clear errors. Libraries that are not insta
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -95,9 +97,55 @@ def test_unknown_or_missing_executor_is_a_user_error(sphere_predictor, monkeypat
         executors.make_executor("openvino", sphere_predictor.model)
 
 
-def test_default_is_ours_and_the_environment_can_choose(monkeypatch):
-    assert executors.default_executor("cpu") == "ours"
+def test_default_is_fastest_with_openvino_and_the_environment_can_choose(monkeypatch):
+    expected = "fastest" if "openvino" in executors.available_executors() else "ours"
+    assert executors.default_executor("cpu") == expected
+    assert executors.default_executor("meta") == "ours"  # every non-CPU device: ours
     monkeypatch.setenv("UNETPP_EXECUTOR", "torch")
     assert executors.default_executor("cpu") == "torch"
     monkeypatch.setenv("UNETPP_EXECUTOR", "not-installed-anywhere")
-    assert executors.default_executor("cpu") == "ours"  # unusable choice: the default
+    assert executors.default_executor("cpu") == expected  # unusable choice: the default
+    monkeypatch.delenv("UNETPP_EXECUTOR")
+    monkeypatch.setattr(executors, "available_executors", lambda: ["ours", "torch", "fastest"])
+    assert executors.default_executor("cpu") == "ours"  # no OpenVINO: ours, nothing to probe
+
+
+def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_predictor):
+    # torch eager stands in for the library: on this network it is several times slower
+    fastest = executors.FastestExecutor(sphere_predictor.model, threads=2, candidate="torch")
+    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = sphere_predictor.model(tile, depth=2)
+        ran = []
+        for _ in range(12):
+            torch.testing.assert_close(fastest.run(tile, 2), expected, atol=2e-4, rtol=1e-4)
+            ran.append(fastest.chosen)
+        assert ran[0] == "ours"  # the warm-up tile returns ours
+        assert sorted(ran[1:5]) == ["ours", "ours", "torch", "torch"]  # two timed tiles each
+        assert ran[5:] == ["ours"] * 7
+        fastest.forget()
+        fastest.run(tile, 2)
+        fastest.run(tile, 2)
+        fastest.run(tile, 2)
+        assert fastest.chosen == "torch"  # probing again
+
+
+def test_fastest_falls_back_to_ours_when_the_graph_cache_cannot_be_written(
+    sphere_predictor, tmp_path
+):
+    _need("openvino")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    fastest = executors.make_executor(
+        "fastest", sphere_predictor.model, "cpu", threads=2, cache_dir=blocker / "graphs"
+    )
+    tile = torch.zeros(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        with pytest.warns(UserWarning, match="running on ours"):
+            got = fastest.run(tile, 3)
+        torch.testing.assert_close(got, sphere_predictor.model(tile, depth=3))
+        assert fastest.chosen == "ours"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second warning, no second try
+            fastest.run(tile, 3)
+        assert fastest.chosen == "ours"
