@@ -26,6 +26,8 @@ def graph_cache(tmp_path, monkeypatch):
     """Exported graphs go to a fresh user cache per test."""
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("UNETPP_EXECUTOR", raising=False)
+    # "fastest" probes OpenVINO here even when this shared test machine is busy
+    monkeypatch.setattr(executors, "machine_busy", lambda: False)
     return tmp_path / "home" / "graphs"
 
 
@@ -48,6 +50,8 @@ def test_every_executor_gives_the_reference_labels(
     predictor = Predictor.from_manifest_path(sphere_model, device="cpu", threads=2, executor=name)
     result = predictor.segment(sphere_volume, depth=2)
     assert result.info["executor"] == name
+    if name == "fastest":  # both ran: the warm-up tile on both, then timed tiles of each
+        assert predictor.executor._library is not None
     labels = result.labels.array
     assert labels.shape == reference_labels.shape
     assert (labels == 1).sum() > 500  # the sphere was found, not an empty result
@@ -112,7 +116,9 @@ def test_default_is_fastest_with_openvino_and_the_environment_can_choose(monkeyp
 
 def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_predictor):
     # torch eager stands in for the library: on this network it is several times slower
-    fastest = executors.FastestExecutor(sphere_predictor.model, threads=2, candidate="torch")
+    fastest = executors.FastestExecutor(
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: False
+    )
     tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = sphere_predictor.model(tile, depth=2)
@@ -128,6 +134,22 @@ def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_pre
         fastest.run(tile, 2)
         fastest.run(tile, 2)
         assert fastest.chosen == "torch"  # probing again
+
+
+def test_fastest_runs_ours_without_probing_on_a_busy_machine(sphere_predictor):
+    fastest = executors.FastestExecutor(
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: True, reprobe_every=3
+    )
+    tile = torch.zeros(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        for _ in range(8):
+            fastest.run(tile, 2)
+            assert fastest.chosen == "ours"
+    assert fastest._library is None  # the library executor was never even made
+    fastest.busy = lambda: False  # the load went away: the next check probes
+    with torch.no_grad():
+        ran = [(fastest.run(tile, 2), fastest.chosen)[1] for _ in range(6)]
+    assert "torch" in ran
 
 
 def test_fastest_falls_back_to_ours_when_the_graph_cache_cannot_be_written(

@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -145,6 +145,15 @@ class OpenVinoExecutor(_GraphExecutor):
         return compiled.infer({0: array})[0]
 
 
+def machine_busy() -> bool:
+    """Whether the 1-minute load average is at least the number of CPUs (False where the
+    platform has no load average, e.g. Windows)."""
+    try:
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return False
+
+
 class FastestExecutor(Executor):
     """Ours or OpenVINO, whichever ran the current depth and tile shape faster just now.
 
@@ -156,10 +165,12 @@ class FastestExecutor(Executor):
     >= 99.99 % of voxels (argmax), so when the choice differs a run's labels may differ from
     another run's in a few boundary voxels.
 
-    Without OpenVINO, or when it fails (graph cache not writable, compilation error), every tile
-    runs on ours, with one warning; never an error. ``candidate`` names the library executor
-    (``"openvino"``; tests use another). OpenVINO's request is not shared between threads: a
-    tile from a second thread runs on ours.
+    While the machine is busy (:func:`machine_busy`: a 1-minute load average at or above the
+    CPU count, where OpenVINO never won), ours runs without probing; this is checked again
+    every ``reprobe_every`` tiles. Without OpenVINO, or when it fails (graph cache not
+    writable, compilation error), every tile runs on ours, with one warning; never an error.
+    ``candidate`` names the library executor (``"openvino"``; tests use another). OpenVINO's
+    request is not shared between threads: a tile from a second thread runs on ours.
     """
 
     name = "fastest"
@@ -174,11 +185,13 @@ class FastestExecutor(Executor):
         candidate: str = "openvino",
         reprobe_every: int = 64,
         slowdown: float = 2.0,
+        busy: Optional[Callable[[], bool]] = None,
     ) -> None:
         super().__init__(model, threads)
         self.ours = OursExecutor(model, threads)
         self.candidate = candidate
         self.reprobe_every, self.slowdown = int(reprobe_every), float(slowdown)
+        self.busy = machine_busy if busy is None else busy
         self._graph_options = {"weights_sha256": weights_sha256, "cache_dir": cache_dir}
         self._library: Optional[Executor] = None
         self._usable = candidate in available_executors()
@@ -220,6 +233,10 @@ class FastestExecutor(Executor):
     def _run(self, tile: Tensor, depth: Depth) -> Tensor:
         state = self._state.setdefault((str(depth), tuple(tile.shape)), {"times": {}})
         if "pick" not in state and not state.get("warm"):
+            if self.busy():  # OpenVINO never won on a busy machine: no compile, no probe
+                state.update(pick="ours", reference=float("inf"), since=0, slow=0)
+                self.chosen = "ours"
+                return self.ours.run(tile, depth)
             self._other().run(tile, depth)  # export and compile (cached on disk), warm caches
             state["warm"] = True
             self.chosen = "ours"
