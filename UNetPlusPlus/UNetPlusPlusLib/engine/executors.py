@@ -8,12 +8,25 @@ as ``UNetPlusPlus3D.forward`` does (docs/ARCHITECTURE.md, DESIGN.md "Backends").
   ``cpu_inference.py``, elsewhere the modules (with autocast on CUDA).
 - ``torch``: the plain ``nn`` modules (torch eager), the reference the others are checked against.
 - ``onnxruntime`` / ``openvino``: the ONNX graph of each pruned depth (``onnx_export.py``),
-  cached by the weights' sha256; OpenVINO also caches its compiled blobs there. Both are
-  optional (``pip install unetpp[executors]``); :func:`available_executors` lists what is here.
+  cached by the weights' sha256; OpenVINO also caches its compiled blobs there. OpenVINO and
+  onnx are core dependencies; ONNX Runtime is optional (``pip install unetpp[executors]``);
+  :func:`available_executors` lists what is here.
+- ``fastest``: ours or OpenVINO, whichever is faster for this depth and tile shape right now
+  (a timed probe, :class:`FastestExecutor`); ours alone while the machine is busy.
 
-The default on the CPU is ``ours``: it was the fastest in bench/run, idle and under load, once
-OpenMP no longer busy-waits (``runtime_env.py``; docs/BENCHMARK.md, "Executors"). The
-environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and Slicer.
+Why ``fastest`` is the CPU default (docs/BENCHMARK.md, "Executors"; the bench's ``executors``
+worker job, 2 threads, seconds per tile, best of interleaved rounds, 2026-11-30): neither
+library nor ours wins everywhere. On the shipped models' network (8..128, 48^3) OpenVINO fp32
+beat ours on a quiet machine (load ~1: L1..L4 0.032/0.055/0.087/0.122 s against ours
+0.044/0.083/0.139/0.201 s), but once other processes share the cores ours wins (the bench's two
+busy processes on top of load ~5: ours 0.102/0.181/0.279/0.456 s against OpenVINO
+0.123/0.341/0.498/0.713 s; at load ~4.5 without them, ours too), and on the large network
+(16..256, 96^3) ours won both (2.42 / 7.09 s against 4.40 / 9.11 s). ONNX Runtime and torch
+eager were never faster than both. So a fixed choice loses either idle or loaded; the probe
+keeps the faster, at the cost of the first tile of each depth running on both (plus, on the
+first run of a model, about 0.4 s to export a depth's graph and 0.3 s to compile it). Ours
+stays the default on CUDA and wherever OpenVINO is missing or fails, and as the reference for
+tests. The environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and Slicer.
 """
 
 from __future__ import annotations
