@@ -171,3 +171,19 @@ def test_fastest_falls_back_to_ours_when_the_graph_cache_cannot_be_written(
             warnings.simplefilter("error")  # no second warning, no second try
             fastest.run(tile, 3)
         assert fastest.chosen == "ours"
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_fastest_lets_an_error_of_ours_through(sphere_predictor, busy):
+    # the Predictor's out-of-memory fallbacks (smaller tile batch, CPU) must see it as it is
+    fastest = executors.FastestExecutor(
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: busy
+    )
+
+    def out_of_memory(tile, depth):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    fastest.ours.run = out_of_memory
+    with torch.no_grad(), pytest.raises(torch.cuda.OutOfMemoryError):
+        fastest.run(torch.zeros(1, 1, 32, 32, 32), 2)
+    assert fastest._usable  # the library is not blamed

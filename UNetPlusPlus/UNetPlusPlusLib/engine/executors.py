@@ -225,19 +225,24 @@ class FastestExecutor(Executor):
         if not self._usable or not self._lock.acquire(blocking=False):
             self.chosen = "ours"
             return self.ours.run(tile, depth)
-        try:
+        try:  # errors of ours (e.g. out of memory) reach the Predictor's fallbacks as they are
             return self._run(tile, depth)
-        except Exception as error:  # noqa: BLE001 - any library failure: ours, never an error
-            self._usable = False
-            warnings.warn(
-                f"The {self.candidate} executor failed ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}); running on ours.",
-                stacklevel=2,
-            )
-            self.chosen = "ours"
-            return self.ours.run(tile, depth)
         finally:
             self._lock.release()
+
+    def _library_run(self, tile: Tensor, depth: Depth) -> Optional[Tensor]:
+        """The library's logits, or None when it failed (then ours only, from now on)."""
+        try:
+            return self._other().run(tile, depth)
+        except Exception as error:  # noqa: BLE001 - any library failure: ours, never an error
+            self._usable = False
+            first = str(error).splitlines()[0] if str(error) else ""
+            warnings.warn(
+                f"The {self.candidate} executor failed ({type(error).__name__}: {first}); "
+                "running on ours.",
+                stacklevel=3,
+            )
+            return None
 
     def forget(self) -> None:
         """Drop every choice: the next tile of each depth and shape probes again."""
@@ -250,8 +255,8 @@ class FastestExecutor(Executor):
                 state.update(pick="ours", reference=float("inf"), since=0, slow=0)
                 self.chosen = "ours"
                 return self.ours.run(tile, depth)
-            self._other().run(tile, depth)  # export and compile (cached on disk), warm caches
-            state["warm"] = True
+            # export and compile (cached on disk), warm caches; the tile's result is ours
+            state["warm"] = self._library_run(tile, depth) is not None
             self.chosen = "ours"
             return self.ours.run(tile, depth)
         times = state["times"]  # probing: name -> timings, alternating, PROBE_SAMPLES each
@@ -259,10 +264,12 @@ class FastestExecutor(Executor):
             name = state["pick"]
         else:
             name = min(("ours", self.candidate), key=lambda n: len(times.get(n, ())))
-        executor = self.ours if name == "ours" else self._other()
         started = time.perf_counter()
-        out = executor.run(tile, depth)
+        out = self.ours.run(tile, depth) if name == "ours" else self._library_run(tile, depth)
         took = time.perf_counter() - started
+        if out is None:  # the library failed just now
+            self.chosen = "ours"
+            return self.ours.run(tile, depth)
         self.chosen = name
         if "pick" not in state:
             times.setdefault(name, []).append(took)
