@@ -148,3 +148,20 @@ def test_end_to_end_run_splits_the_cli_time_by_stage(sphere_model, tmp_path, rep
     assert all(v >= 0 for v in result["split"].values())
     assert abs(sum(result["split"].values()) - result["seconds"]) < 1e-6
     assert result["depth"] == 3  # the fixture's recommended depth
+
+
+def test_openvino_ratios_are_taken_against_the_default_executor():
+    args = argparse.Namespace(threads=2, quick=True)
+    inference = fake_inference()
+    inference["default"] = "fastest"
+    shipped = inference["executors"]["configs"]["shipped"]
+    shipped["rows"]["fastest"] = {"L2:idle": 0.06, "L2:loaded": 0.25}
+    shipped["fastest_picks"] = {"L2:idle": ["openvino"], "L2:loaded": ["ours"]}
+    results = {**fake_results(), "inference": inference}
+    lines = harness.report(results, args, "0.50 0.40 0.30", "0.60 0.50 0.40")
+    values = dict(item.split("=") for item in lines[-1].split())
+    assert values["shipped_vs_openvino_idle"] == "2.00"  # 0.12 / 0.06
+    assert values["shipped_vs_openvino_loaded"] == "2.00"  # 0.50 / 0.25
+    text = "\n".join(lines)
+    assert "the CPU default here: fastest" in text
+    assert "fastest ran: L2:idle openvino, L2:loaded ours" in text

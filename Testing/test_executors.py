@@ -3,6 +3,8 @@ graphs cached by the weights' sha256, clear errors. Libraries that are not insta
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,8 @@ def graph_cache(tmp_path, monkeypatch):
     """Exported graphs go to a fresh user cache per test."""
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("UNETPP_EXECUTOR", raising=False)
+    # "fastest" probes OpenVINO here even when this shared test machine is busy
+    monkeypatch.setattr(executors, "machine_busy", lambda: False)
     return tmp_path / "home" / "graphs"
 
 
@@ -46,6 +50,8 @@ def test_every_executor_gives_the_reference_labels(
     predictor = Predictor.from_manifest_path(sphere_model, device="cpu", threads=2, executor=name)
     result = predictor.segment(sphere_volume, depth=2)
     assert result.info["executor"] == name
+    if name == "fastest":  # both ran: the warm-up tile on both, then timed tiles of each
+        assert predictor.executor._library is not None
     labels = result.labels.array
     assert labels.shape == reference_labels.shape
     assert (labels == 1).sum() > 500  # the sphere was found, not an empty result
@@ -95,9 +101,89 @@ def test_unknown_or_missing_executor_is_a_user_error(sphere_predictor, monkeypat
         executors.make_executor("openvino", sphere_predictor.model)
 
 
-def test_default_is_ours_and_the_environment_can_choose(monkeypatch):
-    assert executors.default_executor("cpu") == "ours"
+def test_default_is_fastest_with_openvino_and_the_environment_can_choose(monkeypatch):
+    expected = "fastest" if "openvino" in executors.available_executors() else "ours"
+    assert executors.default_executor("cpu") == expected
+    assert executors.default_executor("meta") == "ours"  # every non-CPU device: ours
     monkeypatch.setenv("UNETPP_EXECUTOR", "torch")
     assert executors.default_executor("cpu") == "torch"
     monkeypatch.setenv("UNETPP_EXECUTOR", "not-installed-anywhere")
-    assert executors.default_executor("cpu") == "ours"  # unusable choice: the default
+    assert executors.default_executor("cpu") == expected  # unusable choice: the default
+    monkeypatch.delenv("UNETPP_EXECUTOR")
+    monkeypatch.setattr(executors, "available_executors", lambda: ["ours", "torch", "fastest"])
+    assert executors.default_executor("cpu") == "ours"  # no OpenVINO: ours, nothing to probe
+
+
+def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_predictor):
+    # torch eager stands in for the library: on this network it is several times slower
+    fastest = executors.FastestExecutor(
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: False
+    )
+    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = sphere_predictor.model(tile, depth=2)
+        ran = []
+        for _ in range(12):
+            torch.testing.assert_close(fastest.run(tile, 2), expected, atol=2e-4, rtol=1e-4)
+            ran.append(fastest.chosen)
+        assert ran[0] == "ours"  # the warm-up tile returns ours
+        assert sorted(ran[1:5]) == ["ours", "ours", "torch", "torch"]  # two timed tiles each
+        assert ran[5:] == ["ours"] * 7
+        fastest.forget()
+        fastest.run(tile, 2)
+        fastest.run(tile, 2)
+        fastest.run(tile, 2)
+        assert fastest.chosen == "torch"  # probing again
+
+
+def test_fastest_runs_ours_without_probing_on_a_busy_machine(sphere_predictor):
+    fastest = executors.FastestExecutor(
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: True, reprobe_every=3
+    )
+    tile = torch.zeros(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        for _ in range(8):
+            fastest.run(tile, 2)
+            assert fastest.chosen == "ours"
+    assert fastest._library is None  # the library executor was never even made
+    fastest.busy = lambda: False  # the load went away: the next check probes
+    with torch.no_grad():
+        ran = [(fastest.run(tile, 2), fastest.chosen)[1] for _ in range(6)]
+    assert "torch" in ran
+
+
+def test_fastest_falls_back_to_ours_when_the_graph_cache_cannot_be_written(
+    sphere_predictor, tmp_path
+):
+    _need("openvino")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    fastest = executors.make_executor(
+        "fastest", sphere_predictor.model, "cpu", threads=2, cache_dir=blocker / "graphs"
+    )
+    tile = torch.zeros(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        with pytest.warns(UserWarning, match="running on ours"):
+            got = fastest.run(tile, 3)
+        torch.testing.assert_close(got, sphere_predictor.model(tile, depth=3))
+        assert fastest.chosen == "ours"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second warning, no second try
+            fastest.run(tile, 3)
+        assert fastest.chosen == "ours"
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_fastest_lets_an_error_of_ours_through(sphere_predictor, busy):
+    # the Predictor's out-of-memory fallbacks (smaller tile batch, CPU) must see it as it is
+    fastest = executors.FastestExecutor(
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: busy
+    )
+
+    def out_of_memory(tile, depth):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    fastest.ours.run = out_of_memory
+    with torch.no_grad(), pytest.raises(torch.cuda.OutOfMemoryError):
+        fastest.run(torch.zeros(1, 1, 32, 32, 32), 2)
+    assert fastest._usable  # the library is not blamed

@@ -14,7 +14,8 @@ timings):
 2. ``--tta``: the same with mirrored passes (engine/tta.py), and its seconds.
 
 Cases: liver: the card's validation CT (``ts-example-ct``, TotalSegmentator output as reference)
-and the two LiTS volumes (expert labels, never trained on); brain-tumor: the card's
+and the LiTS volumes not in the model's training split (expert labels; both for a model whose
+validation names no LiTS volume); brain-tumor: the card's
 validation cases (BraTS 2018, expert); lung-nodule: the card's validation crops (point at the
 crop centre, LIDC expert masks). Writes JSON (``--json``) and prints Markdown; ``--record``
 stores the means in the package's model.json (``validation.tta``, ``validation.review`` and,
@@ -70,7 +71,10 @@ def liver_cases(data: Path, manifest) -> Iterator[tuple]:
         _array(reference) > 0,
         None,
     )
+    held_out_lits = {"liver_0", "liver_1"} & set(manifest.validation.get("cases", []))
     for n in (0, 1):
+        if held_out_lits and f"liver_{n}" not in held_out_lits:
+            continue  # this LiTS volume is in the model's training split
         folder = data / "liver" / "lits-partial"
         volume = read_volume([folder / f"liver_{n}_ct.nii.gz"])
         yield (

@@ -4,13 +4,16 @@ Job ``executors`` (``python -m benchlib.worker``): for each network configuratio
 
 - ``shipped``: the shipped models' network (features 8..128, 48^3 tile) with the liver model's
   weights, at the asked depths;
-- ``large``: the issue-6 network (features 16..256, 96^3 tile) with the MONAI weights, at L4;
+- ``large``: the issue-6 network (features 16..256, 96^3 tile, ``large_tile`` to change it)
+  with the MONAI weights, at L4;
 
-it runs each executor (ours, torch eager, ONNX Runtime, OpenVINO fp32 and bf16, MONAI at L4)
-once to warm up (graph export and compilation, oneDNN kernels), then times single-tile
-forwards in interleaved rounds, first on the machine as it is ("idle"), then with
-``load.competing_load`` running ("loaded"), keeping the best time of each. The argmax agreement
-of every executor with ours is computed on the same tile.
+it runs each executor (ours, torch eager, ONNX Runtime, OpenVINO fp32 and bf16, the default
+``fastest``, MONAI at L4; ``skip`` leaves some out) once to warm up (graph export and
+compilation, oneDNN kernels), then times single-tile forwards in interleaved rounds, first on
+the machine as it is ("idle"), then with ``load.competing_load`` running ("loaded"), keeping the
+best time of each. The argmax agreement of every executor with ours is computed on the same
+tile. ``fastest`` forgets its choice when a condition starts and probes again in untimed calls,
+as a fresh ``unetpp segment`` under that condition would; its picks are reported.
 """
 
 from __future__ import annotations
@@ -25,23 +28,31 @@ from . import workload
 from .load import competing_load
 
 SHIPPED_FEATURES = (8, 16, 32, 64, 128, 8)
-EXECUTORS = ("ours", "torch", "onnxruntime", "openvino", "openvino-bf16", "monai")
+EXECUTORS = ("ours", "torch", "onnxruntime", "openvino", "openvino-bf16", "fastest", "monai")
+PROBE_CALLS = 5  # fastest: a warm-up on both, then two timed tiles each (engine/executors.py)
+
+
+class _Monai:
+    def __init__(self, net) -> None:
+        self.net = net
+
+    def run(self, x, depth):
+        return self.net(x)[0]
 
 
 def _runner(name: str, model, monai_net, threads: int, cache: Path):
-    """A function tile, depth -> logits for one executor, or None when it is not installed."""
+    """An object with run(tile, depth) -> logits for one executor, or None if not installed."""
     from UNetPlusPlusLib.engine import executors
 
     if name == "monai":
-        return lambda x, depth: monai_net(x)[0]
+        return _Monai(monai_net)
     library = "openvino" if name.startswith("openvino") else name
     if library not in executors.available_executors():
         return None
     options = {"precision": "bf16"} if name == "openvino-bf16" else {}
-    executor = executors.make_executor(
+    return executors.make_executor(
         library, model, "cpu", threads, cache_dir=cache / name, **options
     )
-    return executor.run
 
 
 def _configurations(job: dict, weights: Path) -> list[dict]:
@@ -64,10 +75,11 @@ def _configurations(job: dict, weights: Path) -> list[dict]:
     if job.get("large", True):
         large = UNetPlusPlus3D(workload.IN_CHANNELS, workload.OUT_CHANNELS, workload.FEATURES)
         load_monai_weights(large, workload.load_weights(weights))
-        volume = workload.synthetic_volume((workload.TILE,) * 3, seed=0)
+        volume = workload.synthetic_volume((int(job.get("large_tile", workload.TILE)),) * 3)
         configs.append(
             {
                 "name": "large",
+                "tile_side": volume.shape[-1],
                 "model": large.eval(),
                 "monai": workload.monai_network().eval(),
                 "tile": torch.from_numpy(volume)[None],
@@ -90,21 +102,24 @@ def executors_job(job: dict) -> dict:
         for config in configs:
             model = config["model"]
             entry = results.setdefault(config["name"], {"rows": {}, "agree": {}})
+            entry["tile"] = int(config.get("tile_side", 48))
             for name in EXECUTORS:
-                run = _runner(name, model, config["monai"], threads, cache / config["name"])
-                if run is None:
+                if name in job.get("skip", ()):
+                    continue
+                runner = _runner(name, model, config["monai"], threads, cache / config["name"])
+                if runner is None:
                     entry["rows"][name] = "not installed"
                     continue
                 for depth in config["depths"]:
                     if name == "monai" and depth != 4:
                         continue  # MONAI has no pruned inference: the full network only
-                    plan.append((config["name"], depth, name, run, config["tile"]))
+                    plan.append((config["name"], depth, name, runner, config["tile"]))
             # warm-up and agreement against ours, on the same tile
             reference = {}
-            for cname, depth, name, run, tile in plan:
+            for cname, depth, name, runner, tile in plan:
                 if cname != config["name"]:
                     continue
-                logits = run(tile, depth)
+                logits = runner.run(tile, depth)
                 labels = logits.argmax(dim=1)
                 if name == "ours":
                     reference[depth] = labels
@@ -115,15 +130,31 @@ def executors_job(job: dict) -> dict:
             load = competing_load(2) if condition == "loaded" else _nothing()
             with load:
                 time.sleep(0.5 if condition == "loaded" else 0.0)  # let the load start
+                _probe_fastest(plan, condition)
                 for _ in range(rounds[condition]):
-                    for cname, depth, name, run, tile in plan:
+                    for cname, depth, name, runner, tile in plan:
                         started = time.perf_counter()
-                        run(tile, depth)
+                        runner.run(tile, depth)
                         took = time.perf_counter() - started
                         rows = results[cname]["rows"].setdefault(name, {})
                         key = f"L{depth}:{condition}"
                         rows[key] = min(rows.get(key, float("inf")), took)
+                        if name == "fastest":
+                            picks = results[cname].setdefault("fastest_picks", {})
+                            picks.setdefault(key, set()).add(runner.chosen)
+    for entry in results.values():
+        picks = entry.get("fastest_picks", {})
+        entry["fastest_picks"] = {key: sorted(names) for key, names in picks.items()}
     return {"configs": results}
+
+
+def _probe_fastest(plan: list, condition: str) -> None:
+    """``fastest`` starts afresh under this condition: forget, then probe in untimed calls."""
+    for _cname, depth, name, runner, tile in plan:
+        if name == "fastest":
+            runner.forget()
+            for _ in range(PROBE_CALLS):
+                runner.run(tile, depth)
 
 
 class _nothing:

@@ -21,8 +21,17 @@ LABELS = {
     "onnxruntime": "ONNX Runtime",
     "openvino": "OpenVINO fp32",
     "openvino-bf16": "OpenVINO bf16",
+    "fastest": "fastest",
     "monai": "MONAI",
 }
+QUICK_LARGE_TILE = 64  # --quick: the large network on a 64^3 tile (the full mode: 96^3)
+
+
+def default_cpu_executor() -> str:
+    """The executor ``unetpp segment`` uses on the CPU here (engine/executors.py)."""
+    from UNetPlusPlusLib.engine.executors import default_executor
+
+    return default_executor("cpu")
 
 
 def recommended_liver_depth() -> int:
@@ -35,16 +44,19 @@ def recommended_liver_depth() -> int:
 def measure(run, args, workdir: Path, weights: Path, log) -> dict:
     """Executor rows and end-to-end runs; ``run`` is the harness's worker Runner."""
     results: dict = {"recommended_depth": recommended_liver_depth()}
+    results["default"] = default_cpu_executor()
     log("executors: seconds per tile, idle then under 2 busy processes")
     load_before = machine.load_average()
     job = {
         "kind": "executors",
         "weights": str(weights),
         "cache": str(workdir / "graphs"),
-        "rounds": 3 if args.quick else 5,
+        "rounds": 2 if args.quick else 5,
         "shipped_depths": sorted({results["recommended_depth"], 4}) if args.quick else [1, 2, 3, 4],
         "large": True,
     }
+    if args.quick:  # bf16 is measured in the full mode only; a smaller tile for the large net
+        job.update(skip=["openvino-bf16"], large_tile=QUICK_LARGE_TILE)
     results["executors"] = run(job, "executors")
     results["executors"]["load"] = (load_before, machine.load_average())
     which = ("liver_512",) if args.quick else ("liver_512", "brain", "nodule")
@@ -74,17 +86,18 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
     """Lines for the report, and key=value pairs for the last line."""
     executors = results["executors"]
     before, after = executors.get("load", ("?", "?"))
+    default = results.get("default", "ours")
     lines = [
         "",
         f"executors: seconds per tile, best of interleaved rounds, {threads} threads; 'loaded' "
         "= with 2 busy processes started by the bench",
-        f"(machine load average before {before}; after {after})",
+        f"(machine load average before {before}; after {after}); the CPU default here: {default}",
     ]
     keys: list[str] = []
     for name, config in executors["configs"].items():
         title = {
             "shipped": "shipped models' network (8..128, tile 48^3, liver weights)",
-            "large": "large network (16..256, tile 96^3, MONAI weights)",
+            "large": f"large network (16..256, tile {config.get('tile', 96)}^3, MONAI weights)",
         }.get(name, name)
         lines.append(f"{title}")
         rows = config["rows"]
@@ -109,10 +122,16 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
                 + "".join(f"{_seconds(row.get(c)):>13}" for c in columns)
                 + note
             )
+        picks = config.get("fastest_picks") or {}
+        if picks:
+            lines.append(
+                "  fastest ran: "
+                + ", ".join(f"{key} {'+'.join(names)}" for key, names in sorted(picks.items()))
+            )
     shipped = executors["configs"].get("shipped", {}).get("rows", {})
-    ours, openvino = shipped.get("ours"), shipped.get("openvino")
+    ours, openvino = shipped.get(default), shipped.get("openvino")
     depth = results.get("recommended_depth", 2)
-    if isinstance(ours, dict) and isinstance(openvino, dict):
+    if isinstance(ours, dict) and isinstance(openvino, dict):  # OpenVINO / the default executor
         for condition in ("idle", "loaded"):
             key = f"L{depth}:{condition}"
             if key in ours and key in openvino:

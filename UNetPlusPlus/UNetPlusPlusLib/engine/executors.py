@@ -8,20 +8,36 @@ as ``UNetPlusPlus3D.forward`` does (docs/ARCHITECTURE.md, DESIGN.md "Backends").
   ``cpu_inference.py``, elsewhere the modules (with autocast on CUDA).
 - ``torch``: the plain ``nn`` modules (torch eager), the reference the others are checked against.
 - ``onnxruntime`` / ``openvino``: the ONNX graph of each pruned depth (``onnx_export.py``),
-  cached by the weights' sha256; OpenVINO also caches its compiled blobs there. Both are
-  optional (``pip install unetpp[executors]``); :func:`available_executors` lists what is here.
+  cached by the weights' sha256; OpenVINO also caches its compiled blobs there. OpenVINO and
+  onnx are core dependencies; ONNX Runtime is optional (``pip install unetpp[executors]``);
+  :func:`available_executors` lists what is here.
+- ``fastest``: ours or OpenVINO, whichever is faster for this depth and tile shape right now
+  (a timed probe, :class:`FastestExecutor`); ours alone while the machine is busy.
 
-The default on the CPU is ``ours``: it was the fastest in bench/run, idle and under load, once
-OpenMP no longer busy-waits (``runtime_env.py``; docs/BENCHMARK.md, "Executors"). The
-environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and Slicer.
+Why ``fastest`` is the CPU default (docs/BENCHMARK.md, "Executors"; the bench's ``executors``
+worker job, 2 threads, seconds per tile, best of interleaved rounds, 2026-11-30): neither
+library nor ours wins everywhere. On the shipped models' network (8..128, 48^3) OpenVINO fp32
+beat ours on a quiet machine (load ~1: L1..L4 0.032/0.055/0.087/0.122 s against ours
+0.044/0.083/0.139/0.201 s), but once other processes share the cores ours wins (the bench's two
+busy processes on top of load ~5: ours 0.102/0.181/0.279/0.456 s against OpenVINO
+0.123/0.341/0.498/0.713 s; at load ~4.5 without them, ours too), and on the large network
+(16..256, 96^3) ours won both (2.42 / 7.09 s against 4.40 / 9.11 s). ONNX Runtime and torch
+eager were never faster than both. So a fixed choice loses either idle or loaded; the probe
+keeps the faster, at the cost of the first tile of each depth running on both (plus, on the
+first run of a model, about 0.4 s to export a depth's graph and 0.3 s to compile it). Ours
+stays the default on CUDA and wherever OpenVINO is missing or fails, and as the reference for
+tests. The environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and Slicer.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import threading
+import time
+import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -32,9 +48,9 @@ from .network import UNetPlusPlus3D, plain_modules
 from .onnx_export import cached_graph, graph_cache_dir, weights_digest
 
 Depth = Union[int, str]
-NAMES = ("ours", "torch", "onnxruntime", "openvino")
+NAMES = ("ours", "torch", "onnxruntime", "openvino", "fastest")
 _MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
-DEFAULT_CPU = "ours"
+DEFAULT_CPU = "fastest"
 
 
 class Executor:
@@ -142,11 +158,140 @@ class OpenVinoExecutor(_GraphExecutor):
         return compiled.infer({0: array})[0]
 
 
+def machine_busy() -> bool:
+    """Whether the 1-minute load average is at least the number of CPUs (False where the
+    platform has no load average, e.g. Windows)."""
+    try:
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return False
+
+
+class FastestExecutor(Executor):
+    """Ours or OpenVINO, whichever ran the current depth and tile shape faster just now.
+
+    Per (depth, tile shape): the first tile runs on both (OpenVINO's graph is exported and
+    compiled then; ours packs its weights) and returns ours; the next four tiles alternate
+    between the two, timed; the one with the best time runs from then on. Both are timed again
+    after ``reprobe_every`` tiles, or when the chosen one ran two tiles in a row ``slowdown``
+    times slower than when it was chosen (the machine's load changed). The two agree on
+    >= 99.99 % of voxels (argmax), so when the choice differs a run's labels may differ from
+    another run's in a few boundary voxels.
+
+    While the machine is busy (:func:`machine_busy`: a 1-minute load average at or above the
+    CPU count, where OpenVINO never won), ours runs without probing; this is checked again
+    every ``reprobe_every`` tiles. Without OpenVINO, or when it fails (graph cache not
+    writable, compilation error), every tile runs on ours, with one warning; never an error.
+    ``candidate`` names the library executor (``"openvino"``; tests use another). OpenVINO's
+    request is not shared between threads: a tile from a second thread runs on ours.
+    """
+
+    name = "fastest"
+    PROBE_SAMPLES = 2  # timed tiles per executor in a probe, the best kept
+
+    def __init__(
+        self,
+        model: UNetPlusPlus3D,
+        threads: int = 1,
+        weights_sha256: Optional[str] = None,
+        cache_dir: Optional[Path] = None,
+        candidate: str = "openvino",
+        reprobe_every: int = 64,
+        slowdown: float = 2.0,
+        busy: Optional[Callable[[], bool]] = None,
+    ) -> None:
+        super().__init__(model, threads)
+        self.ours = OursExecutor(model, threads)
+        self.candidate = candidate
+        self.reprobe_every, self.slowdown = int(reprobe_every), float(slowdown)
+        self.busy = machine_busy if busy is None else busy
+        self._graph_options = {"weights_sha256": weights_sha256, "cache_dir": cache_dir}
+        self._library: Optional[Executor] = None
+        self._usable = candidate in available_executors()
+        self._lock = threading.Lock()
+        self._state: dict = {}
+        self.chosen = "ours"  #: the executor that ran the last tile
+
+    def _other(self) -> Executor:
+        if self._library is None:
+            cls = _CLASSES[self.candidate]
+            if issubclass(cls, _GraphExecutor):
+                self._library = cls(self.model, self.threads, **self._graph_options)
+            else:
+                self._library = cls(self.model, self.threads)
+        return self._library
+
+    def run(self, tile: Tensor, depth: Depth) -> Tensor:
+        if not self._usable or not self._lock.acquire(blocking=False):
+            self.chosen = "ours"
+            return self.ours.run(tile, depth)
+        try:  # errors of ours (e.g. out of memory) reach the Predictor's fallbacks as they are
+            return self._run(tile, depth)
+        finally:
+            self._lock.release()
+
+    def _library_run(self, tile: Tensor, depth: Depth) -> Optional[Tensor]:
+        """The library's logits, or None when it failed (then ours only, from now on)."""
+        try:
+            return self._other().run(tile, depth)
+        except Exception as error:  # noqa: BLE001 - any library failure: ours, never an error
+            self._usable = False
+            first = str(error).splitlines()[0] if str(error) else ""
+            warnings.warn(
+                f"The {self.candidate} executor failed ({type(error).__name__}: {first}); "
+                "running on ours.",
+                stacklevel=3,
+            )
+            return None
+
+    def forget(self) -> None:
+        """Drop every choice: the next tile of each depth and shape probes again."""
+        self._state.clear()
+
+    def _run(self, tile: Tensor, depth: Depth) -> Tensor:
+        state = self._state.setdefault((str(depth), tuple(tile.shape)), {"times": {}})
+        if "pick" not in state and not state.get("warm"):
+            if self.busy():  # OpenVINO never won on a busy machine: no compile, no probe
+                state.update(pick="ours", reference=float("inf"), since=0, slow=0)
+                self.chosen = "ours"
+                return self.ours.run(tile, depth)
+            # export and compile (cached on disk), warm caches; the tile's result is ours
+            state["warm"] = self._library_run(tile, depth) is not None
+            self.chosen = "ours"
+            return self.ours.run(tile, depth)
+        times = state["times"]  # probing: name -> timings, alternating, PROBE_SAMPLES each
+        if "pick" in state:
+            name = state["pick"]
+        else:
+            name = min(("ours", self.candidate), key=lambda n: len(times.get(n, ())))
+        started = time.perf_counter()
+        out = self.ours.run(tile, depth) if name == "ours" else self._library_run(tile, depth)
+        took = time.perf_counter() - started
+        if out is None:  # the library failed just now
+            self.chosen = "ours"
+            return self.ours.run(tile, depth)
+        self.chosen = name
+        if "pick" not in state:
+            times.setdefault(name, []).append(took)
+            if all(len(times.get(n, ())) >= self.PROBE_SAMPLES for n in ("ours", self.candidate)):
+                state["pick"] = min(times, key=lambda n: min(times[n]))
+                state["reference"] = min(times[state["pick"]])
+                state["since"] = state["slow"] = 0
+            return out
+        state["since"] += 1
+        state["slow"] = state["slow"] + 1 if took > self.slowdown * state["reference"] else 0
+        if state["since"] >= self.reprobe_every or state["slow"] >= 2:
+            state.pop("pick")
+            state["times"] = {}
+        return out
+
+
 _CLASSES = {
     "ours": OursExecutor,
     "torch": TorchEagerExecutor,
     "onnxruntime": OnnxRuntimeExecutor,
     "openvino": OpenVinoExecutor,
+    "fastest": FastestExecutor,
 }
 
 
@@ -158,12 +303,16 @@ def available_executors() -> list[str]:
 
 
 def default_executor(device: Union[str, torch.device] = "cpu") -> str:
-    """The executor used when none is asked for: ``$UNETPP_EXECUTOR`` if set and usable,
-    else the measured default for the device (``ours`` everywhere, see the module docstring)."""
+    """The executor used when none is asked for: ``$UNETPP_EXECUTOR`` if set and usable on the
+    CPU; else ``fastest`` on the CPU when OpenVINO is installed, ``ours`` otherwise and on every
+    other device (see the module docstring for the measurements behind it)."""
+    if torch.device(device).type != "cpu":
+        return "ours"
     wanted = os.environ.get("UNETPP_EXECUTOR", "").strip().lower()
-    if wanted and torch.device(device).type == "cpu" and wanted in available_executors():
+    available = available_executors()
+    if wanted and wanted in available:
         return wanted
-    return DEFAULT_CPU
+    return DEFAULT_CPU if "openvino" in available else "ours"
 
 
 def make_executor(
@@ -178,7 +327,7 @@ def make_executor(
     """An executor by name (``"auto"``: :func:`default_executor`).
 
     Raises UNetPlusPlusError for an unknown name, a library that is not installed, or an ONNX
-    executor asked for on a device other than the CPU.
+    (or ``fastest``) executor asked for on a device other than the CPU.
     """
     name = default_executor(device) if name in (None, "", "auto") else str(name).lower()
     if name == "openvino-bf16":  # measured in bench/run and docs/BENCHMARK.md; never a default
@@ -190,9 +339,10 @@ def make_executor(
             f"The {name} executor needs the '{_MODULES[name]}' package: "
             f"pip install {_MODULES[name]} (or choose another executor)."
         )
-    if name in _MODULES and torch.device(device).type != "cpu":
+    on_cpu_only = name in _MODULES or name == "fastest"
+    if on_cpu_only and torch.device(device).type != "cpu":
         raise UNetPlusPlusError(f"The {name} executor runs on the CPU only, not on {device}.")
-    if name in _MODULES:
+    if on_cpu_only:
         return _CLASSES[name](
             model, threads, weights_sha256=weights_sha256, cache_dir=cache_dir, **options
         )
