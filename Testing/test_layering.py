@@ -17,7 +17,7 @@ ALLOWED_AT_MODULE_SCOPE = {"slicer", "qt", "ctk", "vtk", "numpy", "UNetPlusPlusL
 
 
 def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes = tree.body if top_level_only else ast.walk(tree)
     roots = set()
     for node in nodes:
@@ -52,7 +52,7 @@ def test_only_the_module_and_the_widget_package_import_the_widget_package():
     for path in sorted(LIB.rglob("*.py")):
         if path.parent == LIB / "widget":
             continue
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):
