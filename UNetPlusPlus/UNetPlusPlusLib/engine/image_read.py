@@ -88,7 +88,12 @@ def read_volume(
     # NIfTI files of one shape are decompressed once each, straight into the volume's array
     array = None
     if None not in shapes and len(shapes) == 1:
-        array = np.empty((len(files),) + shapes.pop(), dtype=np.float32)  # type: ignore[operator]
+        try:
+            array = np.empty((len(files),) + shapes.pop(), dtype=np.float32)  # type: ignore[operator]
+        except MemoryError:  # a header claiming more voxels than the file holds says so first
+            for path in files:
+                check_nifti(path)
+            raise
     images = []
     for c, path in enumerate(files):
         out = None if array is None else array[c]

@@ -34,6 +34,10 @@ _FLOAT_TYPES = {16: "f4", 64: "f8"}
 #: NIfTI datatype code -> numpy kind of the scalar types read without ITK (read_nifti).
 _SCALAR_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2",
                  768: "u4", 1024: "i8", 1280: "u8"}  # fmt: skip
+#: NIfTI datatype code -> bytes per voxel, as nifticlib (ITK's reader) takes it: from the
+#: datatype, never from ``bitpix`` (a wrong bitpix must not change how many bytes are read).
+_TYPE_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4,
+               1024: 8, 1280: 8, 1536: 16, 1792: 16, 2048: 32, 2304: 4}  # fmt: skip
 
 
 @dataclass
@@ -88,7 +92,8 @@ def _layout(header: bytes) -> Optional[_Layout]:
         count *= max(int(n), 1)
     if offset < 348:  # a .hdr/.img pair keeps its voxels elsewhere
         return None
-    nbytes = count * max(int(bitpix), 8) // 8
+    per_voxel = _TYPE_BYTES.get(int(datatype))
+    nbytes = count * per_voxel if per_voxel else count * max(int(bitpix), 8) // 8
     scaling = tuple(float(v) for v in scaling)
     return _Layout(order, int(datatype), int(offset), nbytes, tuple(dims), scaling)
 
@@ -183,8 +188,13 @@ def read_nifti(path: Path, out: Optional[np.ndarray] = None) -> Optional[NiftiVo
     scaling (scl_slope 0 or 1, scl_inter 0): written into ``out`` when it is a float32 array of
     the image's (z, y, x) shape (as they are decompressed: no copy of the file in memory), else
     returned in the stored type (native byte order). None for other files (ITK reads them).
-    Raises UNetPlusPlusError."""
-    return _checked_pass(path, keep=True, out=out)
+    Raises UNetPlusPlusError (MemoryError only when the file is complete: a header that
+    claims more voxels than memory holds, in a small file, is refused as truncated)."""
+    try:
+        return _checked_pass(path, keep=True, out=out)
+    except MemoryError:
+        check_nifti(path)  # a truncated file says so rather than "out of memory"
+        raise
 
 
 def nifti_shape(path: Path) -> Optional[tuple[int, int, int]]:
@@ -260,13 +270,23 @@ class HeaderImage:
         return tuple(self.reader.GetSize())
 
     def GetSpacing(self) -> tuple:  # noqa: N802
-        return tuple(self.reader.GetSpacing())
+        return tuple(abs(float(s)) for s in self.reader.GetSpacing())
 
     def GetOrigin(self) -> tuple:  # noqa: N802
         return tuple(self.reader.GetOrigin())
 
     def GetDirection(self) -> tuple:  # noqa: N802
-        return tuple(self.reader.GetDirection())
+        """As ``sitk.ReadImage`` gives it: ITK's ImageFileReader turns a negative spacing into
+        a positive one with that axis's direction column negated (the header reading alone
+        does not); ``+ 0.0`` writes -0.0 as 0.0, as the full reading does."""
+        spacing = self.reader.GetSpacing()
+        n = len(spacing)
+        direction = [float(v) for v in self.reader.GetDirection()]
+        for column, step in enumerate(spacing):
+            if step < 0:
+                for row in range(n):
+                    direction[row * n + column] = -direction[row * n + column]
+        return tuple(v + 0.0 for v in direction)
 
 
 def header_image(path: Path, voxels: NiftiVoxels) -> Optional[HeaderImage]:

@@ -1,0 +1,86 @@
+"""Odd but readable NIfTI headers read in one pass exactly as ITK reads them, and impossible ones
+refused with one clear error (found by a breaker's pass over the one-pass reader)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.nifti_check import read_nifti
+from UNetPlusPlusLib.engine.volume import read_volume
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+
+def _nifti(tmp_path: Path, name: str, edit, gz: bool = True) -> Path:
+    """An int16 NIfTI (7 x 9 x 11 voxels, spacing (0.7, 0.9, 2.5)) whose raw bytes ``edit``
+    changes in place."""
+    values = (np.arange(7 * 9 * 11, dtype=np.int16).reshape(7, 9, 11) * 7) - 300
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing((0.7, 0.9, 2.5))
+    image.SetOrigin((-12.5, 30.25, 7.0))
+    plain = tmp_path / "plain.nii"
+    sitk.WriteImage(image, str(plain))
+    data = bytearray(plain.read_bytes())
+    edit(data)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(bytes(data)) if gz else bytes(data))
+    return path
+
+
+def _same_as_itk(path: Path) -> None:
+    volume, itk = read_volume([path]), sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(volume.array[0], sitk.GetArrayFromImage(itk).astype("f4"))
+    assert volume.spacing == itk.GetSpacing() and volume.origin == itk.GetOrigin()
+    assert volume.direction.flatten().tolist() == list(itk.GetDirection())
+
+
+@pytest.mark.parametrize("bitpix", [0, 8, 32])
+def test_a_wrong_bitpix_reads_by_the_datatype_as_itk_does(tmp_path, bitpix):
+    """nifticlib takes the bytes per voxel from the datatype; the one pass did from bitpix, so
+    bitpix 8 on int16 data gave wrong voxels silently and bitpix 32 an internal error."""
+    path = _nifti(tmp_path, "bitpix.nii.gz", lambda b: struct.pack_into("<h", b, 72, bitpix))
+    assert read_nifti(path) is not None  # still the one-pass path
+    _same_as_itk(path)
+
+
+def test_a_negative_pixdim_gives_itks_positive_spacing_and_flipped_axis(tmp_path):
+    """qform only, pixdim[1] < 0: ITK's ImageFileReader makes the spacing positive and negates
+    that direction column; the header reading alone does not (it was refused as an invalid
+    spacing)."""
+
+    def edit(data: bytearray) -> None:
+        struct.pack_into("<h", data, 254, 0)  # sform_code 0: the qform and pixdim decide
+        pixdim = list(struct.unpack_from("<8f", data, 76))
+        pixdim[1] = -pixdim[1]
+        struct.pack_into("<8f", data, 76, *pixdim)
+
+    path = _nifti(tmp_path, "negative.nii.gz", edit)
+    assert sitk.ReadImage(str(path)).GetDirection()[0] == -1.0  # the axis ITK flips
+    _same_as_itk(path)
+
+
+def test_no_negative_zero_in_the_direction(tmp_path):
+    path = _nifti(tmp_path, "zero.nii.gz", lambda b: None)
+    direction = read_volume([path]).direction.flatten()
+    assert not any(v == 0 and np.signbit(v) for v in direction)
+
+
+@pytest.mark.parametrize("dims", [(32767, 32767, 32767), (2000, 2000, 2000)])
+def test_a_huge_header_in_a_small_file_is_truncated_not_out_of_memory(tmp_path, dims):
+    path = _nifti(tmp_path, "huge.nii.gz", lambda b: struct.pack_into("<3h", b, 42, *dims))
+    with pytest.raises(UNetPlusPlusError, match="huge.nii.gz: the file is truncated"):
+        read_volume([path])
+
+
+def test_the_cli_refuses_a_huge_header_in_one_line(tmp_path, capsys):
+    path = _nifti(tmp_path, "huge.nii.gz", lambda b: struct.pack_into("<3h", b, 42, *[32767] * 3))
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", str(path), "--task", "liver", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "truncated" in err[0]
+    assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "plain.nii", path])  # no output
