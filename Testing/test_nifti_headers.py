@@ -19,7 +19,7 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError
 def _nifti(tmp_path: Path, name: str, edit, gz: bool = True) -> Path:
     """An int16 NIfTI (7 x 9 x 11 voxels, spacing (0.7, 0.9, 2.5)) whose raw bytes ``edit``
     changes in place."""
-    values = (np.arange(7 * 9 * 11, dtype=np.int16).reshape(7, 9, 11) * 7) - 300
+    values = (np.arange(7 * 9 * 11, dtype=np.int16).reshape(7, 9, 11) * 7) - 1000
     image = sitk.GetImageFromArray(values)
     image.SetSpacing((0.7, 0.9, 2.5))
     image.SetOrigin((-12.5, 30.25, 7.0))
@@ -84,3 +84,25 @@ def test_the_cli_refuses_a_huge_header_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "truncated" in err[0]
     assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "plain.nii", path])  # no output
+
+
+def test_the_roi_path_reads_a_negative_pixdim_as_the_whole_image_reading(tmp_path):
+    """--roi checks the file streamed and reads an extract from the header's grid; both took
+    ITK's raw header spacing (-0.7): an internal error ("spacing must be positive")."""
+    from UNetPlusPlusLib.engine.region_read import read_region
+    from UNetPlusPlusLib.engine.streamed_checks import check_files
+    from UNetPlusPlusLib.engine.volume import Box
+
+    def edit(data: bytearray) -> None:
+        struct.pack_into("<h", data, 254, 0)
+        pixdim = list(struct.unpack_from("<8f", data, 76))
+        pixdim[1] = -pixdim[1]
+        struct.pack_into("<8f", data, 76, *pixdim)
+
+    path = _nifti(tmp_path, "negative.nii.gz", edit)
+    whole = read_volume([path])
+    assert check_files([path], ["CT"]) is not None  # streamed, not refused
+    corners = [whole.grid.index_to_physical(i) for i in ((0, 0, 0), (10, 8, 6))]
+    crop, grid, _ = read_region([path], Box(*corners))
+    assert grid.spacing == whole.spacing and np.array_equal(grid.direction, whole.direction)
+    np.testing.assert_array_equal(crop.array, whole.array)

@@ -270,23 +270,30 @@ class HeaderImage:
         return tuple(self.reader.GetSize())
 
     def GetSpacing(self) -> tuple:  # noqa: N802
-        return tuple(abs(float(s)) for s in self.reader.GetSpacing())
+        return reader_geometry(self.reader)[0]
 
     def GetOrigin(self) -> tuple:  # noqa: N802
         return tuple(self.reader.GetOrigin())
 
     def GetDirection(self) -> tuple:  # noqa: N802
-        """As ``sitk.ReadImage`` gives it: ITK's ImageFileReader turns a negative spacing into
-        a positive one with that axis's direction column negated (the header reading alone
-        does not); ``+ 0.0`` writes -0.0 as 0.0, as the full reading does."""
-        spacing = self.reader.GetSpacing()
-        n = len(spacing)
-        direction = [float(v) for v in self.reader.GetDirection()]
-        for column, step in enumerate(spacing):
-            if step < 0:
-                for row in range(n):
-                    direction[row * n + column] = -direction[row * n + column]
-        return tuple(v + 0.0 for v in direction)
+        return reader_geometry(self.reader)[1]
+
+
+def reader_geometry(reader) -> tuple[tuple, tuple]:
+    """(spacing, direction) of a ``sitk.ImageFileReader`` after ``ReadImageInformation``, as
+    ``sitk.ReadImage`` gives them: ITK's ImageFileReader turns a negative spacing (a NIfTI
+    pixdim < 0 with qform only) into a positive one with that axis's direction column
+    negated, which the header reading alone does not; -0.0 becomes 0.0 as in the full reading.
+    Same voxels, same physical points."""
+    spacing = [float(v) for v in reader.GetSpacing()]
+    n = len(spacing)
+    direction = [float(v) for v in reader.GetDirection()]
+    for column, step in enumerate(spacing):
+        if step < 0:
+            spacing[column] = -step
+            for row in range(n):
+                direction[row * n + column] = -direction[row * n + column]
+    return tuple(spacing), tuple(v + 0.0 for v in direction)
 
 
 def header_image(path: Path, voxels: NiftiVoxels) -> Optional[HeaderImage]:

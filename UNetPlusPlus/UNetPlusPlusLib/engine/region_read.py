@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
-from .nifti_check import check_nifti_complete
+from .nifti_check import check_nifti_complete, reader_geometry
 from .normalize import _nonzero_statistics, _normalization_entry
 from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices, read_image
 
@@ -38,7 +38,8 @@ def _header_grid(path: Path) -> Grid:
         raise UNetPlusPlusError(f"Cannot read the header of {path}: {error}") from error
     if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
         raise UNetPlusPlusError(f"{path} is not a 3D single-component image.")
-    return Grid(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    spacing, direction = reader_geometry(reader)  # as the whole-image reading gives them
+    return Grid(reader.GetSize(), spacing, reader.GetOrigin(), direction)
 
 
 def _needs_statistics(spec: Any) -> bool:

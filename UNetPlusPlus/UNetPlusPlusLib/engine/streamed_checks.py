@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
-from .nifti_check import check_nifti
+from .nifti_check import check_nifti, reader_geometry
 from .sanity import (
     ChannelStats,
     check_header,
@@ -145,12 +145,11 @@ def check_files(
     readers = [_streamable_header(p) for p in paths]
     if not paths or any(r is None for r in readers):
         return None
-    grids = [Grid(r.GetSize(), r.GetSpacing(), r.GetOrigin(), r.GetDirection()) for r in readers]
-    for source, reader in zip(sources, readers):  # refusals, named by file, as read_volume
-        check_header(
-            reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection(),
-            source,
-        )  # fmt: skip
+    geometry = [reader_geometry(r) for r in readers]  # (spacing, direction) as ITK reads them
+    for source, reader, (spacing, direction) in zip(sources, readers, geometry):
+        # refusals, named by file, as read_volume; before a Grid could refuse them less clearly
+        check_header(reader.GetSize(), spacing, reader.GetOrigin(), direction, source)
+    grids = [Grid(r.GetSize(), s, r.GetOrigin(), d) for r, (s, d) in zip(readers, geometry)]
     for source, grid in zip(sources[1:], grids[1:]):
         problems = _geometry_differences(grids[0], grid)
         if problems:

@@ -37,5 +37,5 @@ def median_spacing(cases: Sequence[CaseFiles]) -> tuple[float, float, float]:
                 f"Case '{case.case_id}': cannot read {case.images[0]} (truncated, corrupt or "
                 "not a supported image)."
             ) from error
-        spacings.append(reader.GetSpacing()[:3])
+        spacings.append([abs(v) for v in reader.GetSpacing()[:3]])  # as ITK reads it
     return tuple(float(v) for v in np.median(np.asarray(spacings), axis=0))  # type: ignore[return-value]
