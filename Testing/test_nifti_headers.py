@@ -106,3 +106,31 @@ def test_the_roi_path_reads_a_negative_pixdim_as_the_whole_image_reading(tmp_pat
     crop, grid, _ = read_region([path], Box(*corners))
     assert grid.spacing == whole.spacing and np.array_equal(grid.direction, whole.direction)
     np.testing.assert_array_equal(crop.array, whole.array)
+
+
+@pytest.mark.parametrize(
+    "dims, message",
+    [((0, 9, 7), "is empty"), ((0, 0, 0), "is empty"), ((-5, 9, 7), "impossible size")],
+)
+def test_an_empty_or_impossible_size_is_one_line_before_itk(tmp_path, capfd, dims, message):
+    """Empty images were called truncated; a negative dim let nifticlib print its own
+    "** ERROR" line on stderr before ours."""
+    path = _nifti(tmp_path, "odd.nii.gz", lambda b: struct.pack_into("<3h", b, 42, *dims))
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", str(path), "--task", "liver", "-o", str(out)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_a_float64_beyond_float32_is_one_error_without_a_numpy_warning(tmp_path, capfd):
+    def edit(data: bytearray) -> None:
+        struct.pack_into("<2h", data, 70, 64, 64)  # float64
+        values = np.frombuffer(bytes(data[352:]), "<i2").astype("<f8")
+        values[5] = 1e300
+        data[352:] = values.tobytes()
+
+    path = _nifti(tmp_path, "big.nii.gz", edit)
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", str(path), "--task", "liver", "-o", str(out)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite" in err[0], err

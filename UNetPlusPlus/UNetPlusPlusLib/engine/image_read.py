@@ -161,7 +161,8 @@ def _volume_from_images(
             voxels = sitk.GetArrayViewFromImage(image)
             stored = voxels.dtype
         if not np.may_share_memory(voxels, array):  # not already read into its place
-            array[c] = voxels
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+                array[c] = voxels
         if stored.kind == "f":  # beyond float32's range is infinite; integers never are
             check_finite(array[c], source)
     return Volume.on_grid(array, reference, tuple(channel_names))

@@ -123,7 +123,8 @@ class _FiniteScan:
         if self.dtype is not None:
             self.bad += _count_nonfinite(values)
         if self.keep is not None:
-            self.keep[1][self.written : self.written + values.size] = values
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
+                self.keep[1][self.written : self.written + values.size] = values
             self.written += values.size
         self.rest = data[usable:]
 
@@ -224,6 +225,7 @@ def _checked_pass(
         ) from error
     if layout is None:
         return None
+    _check_size(path, layout)
     expected = layout.offset + layout.nbytes
     if size < expected:
         raise UNetPlusPlusError(
@@ -232,6 +234,20 @@ def _checked_pass(
     if bad:
         raise nonfinite_error(str(path), bad)
     return data
+
+
+def _check_size(path: Path, layout: _Layout) -> None:
+    """Refuse the sizes nifticlib refuses (dim[0] outside 1..7, a dim[i] below 1), before ITK
+    prints its own message on stderr; an image with a 0 dimension is empty."""
+    ndim = int(layout.dims[0]) if layout.dims else 0
+    sizes = [int(n) for n in layout.dims[1 : 1 + ndim]] if 1 <= ndim <= 7 else []
+    if sizes and min(sizes) == 0:
+        raise UNetPlusPlusError(f"{path} is empty (its NIfTI header gives the size {sizes}).")
+    if not sizes or min(sizes) < 0:
+        raise UNetPlusPlusError(
+            f"Cannot read {path}: its NIfTI header gives an impossible size (dim "
+            f"{list(layout.dims)}: 1 to 7 dimensions of at least one voxel each)."
+        )
 
 
 #: The former name (truncation only); it now checks the raw values too.
