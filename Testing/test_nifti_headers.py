@@ -134,3 +134,20 @@ def test_a_float64_beyond_float32_is_one_error_without_a_numpy_warning(tmp_path,
     assert main(["segment", str(path), "--task", "liver", "-o", str(out)]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NaN or infinite" in err[0], err
+
+
+@pytest.mark.parametrize("name", ["scan.hdr", "scan.img"])
+def test_a_hdr_img_pair_is_checked_like_a_nii(tmp_path, name):
+    """ITK pads a truncated .img with zeros and reads NaN as 0; pairs were not checked."""
+    values = np.random.default_rng(2).normal(0, 1, (6, 7, 8)).astype("f4")
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / "scan.hdr"))
+    _same_as_itk(tmp_path / name)
+    image = tmp_path / "scan.img"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UNetPlusPlusError, match="scan.img: the file is truncated"):
+        read_volume([tmp_path / name])
+    values[2, 3, 4] = np.nan
+    image.write_bytes(values.tobytes())
+    with pytest.raises(UNetPlusPlusError, match="1 NaN or infinite"):
+        read_volume([tmp_path / name])

@@ -68,8 +68,10 @@ class _Layout:
         return shape  # type: ignore[return-value]
 
 
-def _layout(header: bytes) -> Optional[_Layout]:
-    """Where the voxels are and their type, from a NIfTI-1/2 header; None if not NIfTI."""
+def _layout(header: bytes, pair: bool = False) -> Optional[_Layout]:
+    """Where the voxels are and their type, from a NIfTI-1/2 header; None if not NIfTI.
+    ``pair``: the header of a .hdr/.img pair (or ANALYZE 7.5), whose vox_offset counts in the
+    .img file."""
     for order in ("<", ">"):
         if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
             dims = struct.unpack(order + "8h", header[40:56])
@@ -90,8 +92,9 @@ def _layout(header: bytes) -> Optional[_Layout]:
     count = 1
     for n in dims[1 : 1 + max(0, min(int(dims[0]), 7))]:
         count *= max(int(n), 1)
-    if offset < 348:  # a .hdr/.img pair keeps its voxels elsewhere
+    if offset < 348 and not pair:  # a .hdr/.img pair keeps its voxels elsewhere
         return None
+    offset = max(offset, 0)
     per_voxel = _TYPE_BYTES.get(int(datatype))
     nbytes = count * per_voxel if per_voxel else count * max(int(bitpix), 8) // 8
     scaling = tuple(float(v) for v in scaling)
@@ -156,13 +159,18 @@ def _scan(
             out = np.empty(layout.plain_shape, dtype=stored.newbyteorder("="))
         voxels = NiftiVoxels(out, stored)
         scan.keep = (stored, out.reshape(-1))  # type: ignore[attr-defined]
+    return layout, _feed(stream, scan, header), scan.bad, voxels
+
+
+def _feed(stream: BinaryIO, scan: _FiniteScan, first: bytes = b"") -> int:
+    """Feed ``first`` and the rest of ``stream`` to ``scan``; the bytes fed."""
     size = 0
-    chunk = header
+    chunk = first or stream.read(_CHUNK)
     while chunk:
         size += len(chunk)
         scan.feed(chunk)
         chunk = stream.read(_CHUNK)
-    return layout, size, scan.bad, voxels
+    return size
 
 
 def _count_nonfinite(values: np.ndarray) -> int:
@@ -210,15 +218,52 @@ def nifti_shape(path: Path) -> Optional[tuple[int, int, int]]:
     return None if layout is None else layout.plain_shape
 
 
+def _pair_files(path: Path) -> Optional[tuple[Path, Path]]:
+    """(header, image) files of the .hdr/.img pair (either may be gzipped) that ``path``
+    names; None for other names or when one of the two is missing (ITK then says so)."""
+    lower = path.name.lower()
+    for suffix in (".hdr", ".img", ".hdr.gz", ".img.gz"):
+        if lower.endswith(suffix):
+            stem = path.name[: -len(suffix)]
+            header, image = _pair_file(path, stem, ".hdr"), _pair_file(path, stem, ".img")
+            return None if header is None or image is None else (header, image)
+    return None
+
+
+def _pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
+    for name in (extension, extension.upper(), extension + ".gz", extension.upper() + ".gz"):
+        if path.with_name(stem + name).is_file():
+            return path.with_name(stem + name)
+    return None
+
+
+def _opener(path: Path):
+    return gzip.open if path.name.lower().endswith(".gz") else open
+
+
+def _pair_pass(header: Path, image: Path) -> tuple[Optional[_Layout], int, int, None]:
+    """(layout, bytes of the .img, non-finite voxels, None) of a .hdr/.img pair."""
+    with _opener(header)(header, "rb") as stream:
+        layout = _layout(stream.read(540), pair=True)
+    if layout is None:
+        return None, 0, 0, None
+    scan = _FiniteScan(layout)
+    with _opener(image)(image, "rb") as stream:
+        return layout, _feed(stream, scan), scan.bad, None
+
+
 def _checked_pass(
     path: Path, keep: bool, out: Optional[np.ndarray] = None
 ) -> Optional[NiftiVoxels]:
-    if not is_nifti(path):
+    pair = None if is_nifti(path) else _pair_files(path)
+    if pair is None and not is_nifti(path):
         return None
     try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as stream:
-            layout, size, bad, data = _scan(stream, keep, out)
+        if pair is not None:  # ITK pads a truncated .img silently too; ITK reads the voxels
+            layout, size, bad, data = _pair_pass(*pair)
+        else:
+            with _opener(path)(path, "rb") as stream:
+                layout, size, bad, data = _scan(stream, keep, out)
     except (EOFError, OSError, zlib.error) as error:
         raise UNetPlusPlusError(
             f"Cannot read {path}: the compressed file is truncated or corrupt ({error})."
@@ -227,9 +272,11 @@ def _checked_pass(
         return None
     _check_size(path, layout)
     expected = layout.offset + layout.nbytes
+    source = path if pair is None else pair[1]
     if size < expected:
         raise UNetPlusPlusError(
-            f"Cannot read {path}: the file is truncated ({size} of {expected} bytes of image data)."
+            f"Cannot read {source}: the file is truncated ({size} of {expected} bytes of image "
+            "data)."
         )
     if bad:
         raise nonfinite_error(str(path), bad)
