@@ -42,6 +42,10 @@ def run_models(args: argparse.Namespace, progress) -> dict:
             f"  inputs: {', '.join(c.name for c in manifest.channels)}; "
             f"labels: {', '.join(label.name for label in manifest.labels)}"
         )
+        print(
+            "  trainer's validation Dice (model grid, before post-processing; the model card "
+            "and `unetpp models show` give more):"
+        )
         for depth in [*manifest.depths, "ensemble"]:
             print("  " + describe_depth(manifest, depth))
     return {}
