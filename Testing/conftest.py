@@ -19,6 +19,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # ... and from busy-waiting when the cores are shared (engine/runtime_env.py); before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("KMP_BLOCKTIME", "0")
+# The CPU default executor, `fastest`, picks ours or OpenVINO by a timed probe that depends on
+# the machine's load (engine/executors.py), so two runs may take different paths. The suite
+# runs our path unless a test asks for another; test_executors.py tests `fastest` and the
+# default choice explicitly.
+os.environ.setdefault("UNETPP_EXECUTOR", "ours")
 
 
 @pytest.fixture(scope="session")

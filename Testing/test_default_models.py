@@ -26,9 +26,13 @@ EXAMPLE_CT = REPO / "Resources" / "Examples" / "example_ct.nii.gz"
 EXAMPLE_LIVER = REPO / "Testing" / "fixtures" / "example_ct_liver.nii.gz"
 
 # Dice floors, a little below what the shipped models measured on these very cases.
-LIVER_FLOOR = 0.76
-NODULE_FLOOR = 0.72
-BRAIN_WHOLE_TUMOUR_FLOOR = 0.75
+# Measured with the retrained models (issue 11): liver 0.896 in the ROI below (0.914 on the whole
+# CT, volume -8.4 %), nodule 0.782, brain whole tumour 0.808.
+LIVER_FLOOR = 0.87
+LIVER_WHOLE_CT_FLOOR = 0.89
+LIVER_VOLUME_TOLERANCE = 0.10  # the issue's target: predicted volume within 10 % of the reference
+NODULE_FLOOR = 0.75
+BRAIN_WHOLE_TUMOUR_FLOOR = 0.78
 NODULE_CASE = "LIDC-IDRI-0004_R_1"
 BRAIN_CASE = "Brats18_CBICA_ALU_1"
 
@@ -119,6 +123,16 @@ def test_liver_segments_the_held_out_example_ct():
     assert labels.spacing == volume.spacing
     score = dice(labels.array == 1, reference)
     assert score >= LIVER_FLOOR, f"liver Dice {score:.3f} on the example CT"
+
+
+def test_liver_volume_on_the_whole_example_ct_is_within_ten_percent():
+    """The first shipped model under-segmented this case by 28 %; the retrained one must not."""
+    volume = read_volume([EXAMPLE_CT])
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LIVER))) > 0
+    mask = predictor("liver").segment(volume).labels.array == 1
+    assert dice(mask, reference) >= LIVER_WHOLE_CT_FLOOR
+    error = (int(mask.sum()) - int(reference.sum())) / int(reference.sum())
+    assert abs(error) <= LIVER_VOLUME_TOLERANCE, f"liver volume {100 * error:+.1f} %"
 
 
 def test_lung_nodule_point_prompt_on_a_held_out_crop(shared_data):

@@ -133,7 +133,7 @@ def test_wrong_channel_count_and_nan_are_user_errors(sphere_predictor):
 
 
 def test_out_of_memory_falls_back_to_smaller_batches_then_fails_clearly(sphere_model, monkeypatch):
-    predictor = Predictor.from_manifest_path(sphere_model, device="cpu")
+    predictor = Predictor.from_manifest_path(sphere_model, device="cpu", executor="ours")
     batches = []
     forward = predictor.model.forward
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -166,3 +167,19 @@ def test_tiny_run_on_public_lung_nodule_crops(shared_data, repo_root, tmp_path):
     predictor = Predictor(manifest, device="cpu", threads=1)
     result = predictor.segment(volume_from_sitk([image]), point=centre)
     assert result.labels.array.shape == sitk.GetArrayViewFromImage(image).shape
+
+
+def test_the_recorded_commit_is_read_once_at_the_start(monkeypatch):
+    from UNetPlusPlusLib.training import package
+
+    package.git_commit.cache_clear()
+    calls = []
+
+    def fake_run(*args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, stdout=f"commit{len(calls)}\n", stderr="")
+
+    monkeypatch.setattr(package.subprocess, "run", fake_run)
+    first = package.git_commit()
+    assert package.git_commit() == first == "commit1" and len(calls) == 1
+    package.git_commit.cache_clear()

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from matplotlib.path import Path as Polygon
-from scipy import ndimage
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.volume import read_image, read_volume, volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -125,7 +124,11 @@ def consensus_nodules(masks: list, level: float = 0.5, min_voxels: int = 10) -> 
     if not masks:
         return []
     union = np.any(masks, axis=0)
-    components, count = ndimage.label(union, structure=np.ones((3, 3, 3)))
+    labelled = sitk.ConnectedComponent(
+        sitk.GetImageFromArray(union.astype(np.uint8)), True
+    )  # fully connected: 26-neighbourhood
+    components = sitk.GetArrayFromImage(labelled)
+    count = int(components.max())
     nodules = []
     for index in range(1, count + 1):
         region = components == index

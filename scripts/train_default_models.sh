@@ -10,6 +10,13 @@
 # 2 shared CPU cores (nice 19, 2 threads); training is seeded, but timings and (through
 # multi-threaded CPU kernels) the last digits of the weights can differ between machines.
 #
+# Since the second round of training (issue 11) each model is made in two stages: stage 1 is the
+# original short run (into $WORK/<task>-v1), stage 2 continues from it with `--init` (all
+# tensors loaded) on more data with the stronger augmentation (elastic, gamma, low resolution),
+# `--time-budget 95m` and one thread per model (three models trained side by side at nice 19).
+# The budget is re-fitted to the measured pace each epoch, so on another machine stage 2 runs a
+# different number of epochs; the epochs it ran here are in each model.json and card.
+#
 # Environment: DATA (default ../shared/data), WORK (scratch folder, default /tmp/unetpp-models),
 # UNETPP (default .venv/bin/unetpp), THREADS (default 2). On a GPU add e.g. DEVICE=cuda and raise
 # the epochs; record the card in the model card.
@@ -24,6 +31,8 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 THREADS="${THREADS:-2}"
 DEVICE="${DEVICE:-cpu}"
 mkdir -p "$WORK"
+
+BUDGET="${BUDGET:-95m}"
 
 ship() {  # ship <task>: copy the trained package into UNetPlusPlus/UNetPlusPlusLib/Resources/Models/<task>
     local task="$1" out="$WORK/$1" dest="$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/$1"
@@ -42,12 +51,19 @@ train_liver() {
         --iterations-per-epoch 35 --batch-size 2 --lr 1e-3
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16
         --name liver-ct --task liver --no-progress)
-    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 4 --val-every 4 \
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver-v1" "${common[@]}" --epochs 4 --val-every 4 \
         --overwrite
-    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 14 --val-every 14 \
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver-v1" "${common[@]}" --epochs 14 --val-every 14 \
         --resume
-    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" "${common[@]}" --epochs 24 --val-every 24 \
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver-v1" "${common[@]}" --epochs 24 --val-every 24 \
         --resume
+    # Stage 2: + LiTS volume 0 (expert); LiTS volume 1 and the demo CT held out.
+    "$UNETPP" train "$DATA/liver" -o "$WORK/liver" --overwrite \
+        --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/liver-lits.json \
+        --val-cases ts-example-ct,liver_1 --init "$WORK/liver-v1" --spacing 3 3 3 \
+        --tile 48 48 48 --batch-size 2 --lr 1e-3 --foreground-fraction 0.5 --threads 1 \
+        --weights-dtype float16 --name liver-ct --task liver --time-budget "$BUDGET" \
+        --val-every 30 --device "$DEVICE" --no-progress
     ship liver
     "$PYTHON" scripts/evaluate_liver.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver" 2 4 \
         > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver/evaluation.md"
@@ -55,13 +71,20 @@ train_liver() {
 
 train_lung_nodule() {
     # 814 nodule-centred LIDC crops, split by patient (LIDC-IDRI-<patient>_R_<n>).
-    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" --overwrite \
+    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule-v1" --overwrite \
         --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/lidc-vois.json \
         --spacing 0.7 0.7 1.25 --tile 48 48 16 --features 8 16 32 64 128 8 \
         --epochs 16 --iterations-per-epoch 50 --batch-size 4 --lr 1e-3 \
         --foreground-fraction 0.5 --val-every 8 \
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16 \
         --name lung-nodule-ct --task lung-nodule --no-progress
+    # Stage 2: the same split, stronger augmentation, continued from stage 1.
+    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" --overwrite \
+        --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/lidc-vois.json \
+        --init "$WORK/lung-nodule-v1" --spacing 0.7 0.7 1.25 --tile 48 48 16 --batch-size 4 \
+        --lr 1e-3 --foreground-fraction 0.5 --threads 1 --weights-dtype float16 \
+        --name lung-nodule-ct --task lung-nodule --time-budget "$BUDGET" --val-every 40 \
+        --max-val-cases 60 --device "$DEVICE" --no-progress
     ship lung-nodule
     "$PYTHON" scripts/evaluate_nodule.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/lung-nodule" \
         "$DATA/lung-nodule" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/lung-nodule/evaluation.md"
@@ -76,10 +99,17 @@ train_brain_tumor() {
         --iterations-per-epoch 50 --batch-size 2 --lr 1e-3 --foreground-fraction 0.5
         --threads "$THREADS" --device "$DEVICE" --weights-dtype float16
         --name brain-tumor-mr --task brain-tumor --no-progress)
-    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" "${common[@]}" \
+    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor-v1" "${common[@]}" \
         --epochs 12 --val-every 12 --overwrite
-    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" "${common[@]}" \
+    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor-v1" "${common[@]}" \
         --epochs 20 --val-every 20 --resume
+    # Stage 2: all 14 training cases of the 18 (the same 4 held out), continued from stage 1.
+    "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/brain-tumor" --overwrite \
+        --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json \
+        --val-cases Brats18_2013_11_1,Brats18_CBICA_ALU_1,Brats18_TCIA01_378_1,Brats18_TCIA02_606_1 \
+        --init "$WORK/brain-tumor-v1" --spacing 2 2 2 --tile 48 48 48 --batch-size 2 --lr 1e-3 \
+        --foreground-fraction 0.5 --threads 1 --weights-dtype float16 --name brain-tumor-mr \
+        --task brain-tumor --time-budget "$BUDGET" --val-every 30 --device "$DEVICE" --no-progress
     ship brain-tumor
     "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
         "$DATA/brain-tumor" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor/evaluation.md"

@@ -3,6 +3,7 @@ settings and plan) and the training curve."""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from pathlib import Path
@@ -12,7 +13,10 @@ from ..engine.manifest import ChannelSpec, LabelSpec, ModelManifest, standard_te
 from .validation import DEPTHS, recommend_depth
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The checkout's HEAD commit ("" outside git), read once per process: the trainer asks at
+    the start of a run, so a commit made while it trains does not end up in the manifest."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

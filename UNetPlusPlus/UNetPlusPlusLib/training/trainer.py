@@ -29,7 +29,7 @@ from . import distributed
 from .augment import AugmentConfig, training_batch
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 from .dataset import DatasetDescription, find_cases
-from .package import build_manifest, plot_history, write_card
+from .package import build_manifest, git_commit, plot_history, write_card
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
 from .progress import epoch_event
@@ -288,6 +288,7 @@ class Trainer(PlanningMixin):
     def run(self) -> Optional[ModelManifest]:
         """Train, validate, checkpoint, and write the model package (on rank 0)."""
         threads_before = torch.get_num_threads()
+        git_commit()  # the code that trains, not HEAD when the package is written
         self._setup()
         try:
             return self._run()
