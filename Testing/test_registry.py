@@ -286,3 +286,25 @@ def test_installed_models_are_found(tmp_path, model_env):
     with pytest.warns(UserWarning):
         found = registry.find_model("kidney")
     assert found.path == registry.user_cache_dir() / "kidney-test" / "model.json"
+
+
+def test_continued_training_of_the_same_model_is_not_fine_tuned_from_itself(
+    tmp_path, monkeypatch, capsys
+):
+    """The shipped models continued from their first version (--init, same name): `models
+    list` must not call them "fine-tuned from" themselves, and a task name still finds them."""
+    monkeypatch.delenv("UNETPP_MODELS", raising=False)
+    monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+    for name in ("liver", "lung-nodule", "brain-tumor"):
+        shipped = registry.find_model(name)
+        assert shipped.training["fine_tuned_from"]["name"] == shipped.name
+        assert registry.fine_tuned_from(shipped) is None
+    make_package(tmp_path / "own", name="liver-own")
+    manifest = ModelManifest.load(tmp_path / "own" / "model.json")
+    manifest.training = {"fine_tuned_from": {"name": "liver-parent", "task": "liver"}}
+    assert registry.fine_tuned_from(manifest) == "liver-parent"
+    from UNetPlusPlusLib import cli
+
+    assert cli.main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "liver: liver-ct" in out and "fine-tuned from" not in out

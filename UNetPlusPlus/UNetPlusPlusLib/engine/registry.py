@@ -100,7 +100,7 @@ def list_models() -> list[ModelManifest]:
             except UNetPlusPlusError as exc:
                 warnings.warn(f"Skipping model {path.parent}: {exc}", stacklevel=2)
     names = {m.name for m in models}
-    children = [m for m in models if fine_tuned_from(m) in names and fine_tuned_from(m) != m.name]
+    children = [m for m in models if fine_tuned_from(m) in names]
     ordered = [m for m in models if not any(m is c for c in children)]
     for child in children:
         at = next(i for i, m in enumerate(ordered) if m.name == fine_tuned_from(child)) + 1
@@ -125,9 +125,13 @@ def builtin_names() -> set[str]:
 
 
 def fine_tuned_from(manifest: ModelManifest) -> Optional[str]:
-    """The parent model's name when this package was fine-tuned from another, else None."""
+    """The parent model's name when this package was fine-tuned from another, else None.
+
+    A model that continued training from an earlier version of itself (same name, as the
+    shipped models' second round did with ``--init``) is not a fine-tuned child: None."""
     parent = (manifest.training or {}).get("fine_tuned_from")
-    return parent.get("name") if isinstance(parent, dict) else None
+    name = parent.get("name") if isinstance(parent, dict) else None
+    return name if name != manifest.name else None
 
 
 def find_model(task_or_name: str) -> ModelManifest:
