@@ -173,6 +173,25 @@ def test_fastest_falls_back_to_ours_when_the_graph_cache_cannot_be_written(
         assert fastest.chosen == "ours"
 
 
+@pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
+def test_a_damaged_cached_graph_is_exported_again(name, sphere_predictor, graph_cache):
+    """A truncated L3.onnx in the cache (found by a tester) made every later run warn and
+    fall back to ours for good; it is now exported again and the library runs."""
+    _need(name)
+    digest = "ef" * 32
+    graph = graph_cache / digest / "L3.onnx"
+    graph.parent.mkdir(parents=True)
+    graph.write_bytes(b"\x08\x07not an onnx graph")
+    executor = executors.make_executor(
+        name, sphere_predictor.model, threads=1, weights_sha256=digest
+    )
+    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), plain_modules():
+        expected = sphere_predictor.model(tile, depth=3)
+    torch.testing.assert_close(executor.run(tile, 3), expected, atol=2e-4, rtol=1e-4)
+    assert graph.stat().st_size > 1000  # a real graph replaced the damaged file
+
+
 @pytest.mark.parametrize("busy", [True, False])
 def test_fastest_lets_an_error_of_ours_through(sphere_predictor, busy):
     # the Predictor's out-of-memory fallbacks (smaller tile batch, CPU) must see it as it is

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from ..errors import UNetPlusPlusError
 from .network import UNetPlusPlus3D, plain_modules
-from .onnx_export import cached_graph, graph_cache_dir, weights_digest
+from .onnx_export import cached_graph, depth_name, graph_cache_dir, weights_digest
 
 Depth = Union[int, str]
 NAMES = ("ours", "torch", "onnxruntime", "openvino", "fastest")
@@ -103,9 +103,24 @@ class _GraphExecutor(Executor):
     def run(self, tile: Tensor, depth: Depth) -> Tensor:
         key = "ensemble" if depth == "ensemble" else int(depth)
         if key not in self._compiled:
-            self._compiled[key] = self._compile(cached_graph(self.model, key, self.cache_dir))
+            self._compiled[key] = self._compile_cached(key)
         array = np.ascontiguousarray(tile.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(np.asarray(self._infer(self._compiled[key], array)))
+
+    def _compile_cached(self, key: Depth):
+        """Compile the cached graph of ``key`` (exported on first use). A graph that was
+        already cached but does not compile (a damaged file, or one a crash or another
+        program left behind) is exported again once, so it cannot disable this executor
+        for good; a second failure is raised."""
+        graph = Path(self.cache_dir) / f"{depth_name(key)}.onnx"
+        was_cached = graph.is_file()
+        try:
+            return self._compile(cached_graph(self.model, key, self.cache_dir))
+        except Exception:  # noqa: BLE001 - the library's own error types, re-raised below
+            if not was_cached:
+                raise
+        graph.unlink(missing_ok=True)
+        return self._compile(cached_graph(self.model, key, self.cache_dir))
 
     def _compile(self, graph: Path):  # pragma: no cover - abstract
         raise NotImplementedError
