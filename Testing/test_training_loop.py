@@ -183,3 +183,39 @@ def test_the_recorded_commit_is_read_once_at_the_start(monkeypatch):
     first = package.git_commit()
     assert package.git_commit() == first == "commit1" and len(calls) == 1
     package.git_commit.cache_clear()
+
+
+def test_validation_label_source_names_only_the_validation_cases_sources(tmp_path):
+    """The liver model's card said its validation labels included 'clinician-corrected' ones,
+    a source of a training case only."""
+    from types import SimpleNamespace
+
+    from UNetPlusPlusLib.training.dataset_types import CaseFiles, SourceDescription
+    from UNetPlusPlusLib.training.package import validation_label_sources
+
+    def source(name, label_source):
+        return SourceDescription(name, ["*.nii.gz"], "*.nii.gz", {"liver": [1]}, label_source)
+
+    expert, model, corrected = (
+        source("lits", "expert (LiTS)"),
+        source("ts", "model output (TotalSegmentator)"),
+        source("s0009", "clinician-corrected"),
+    )
+
+    def files(case_id, src):
+        return CaseFiles(case_id, case_id, [tmp_path / f"{case_id}.nii.gz"], tmp_path / "l", src)
+
+    train = [files("liver_0", expert), files("s0009", corrected), files("ts-dicom", model)]
+    val = [files("liver_1", expert), files("ts-ct", model)]
+    trainer = SimpleNamespace(
+        train_files=train,
+        val_files=val,
+        val_cases=[SimpleNamespace(case_id=f.case_id) for f in val],
+        dataset=SimpleNamespace(label_sources=lambda: "every source"),
+    )
+    assert validation_label_sources(trainer) == "expert (LiTS); model output (TotalSegmentator)"
+    trainer.val_cases = trainer.val_cases[:1]  # --max-val-cases 1
+    assert validation_label_sources(trainer) == "expert (LiTS)"
+    # one patient only: validation on the training cases, which are then named
+    trainer.val_files, trainer.val_cases = [], [SimpleNamespace(case_id="s0009")]
+    assert validation_label_sources(trainer) == "clinician-corrected"

@@ -35,6 +35,21 @@ def safe_name(text: str) -> str:
     return name or "unetpp-model"
 
 
+def validation_label_sources(trainer) -> str:
+    """Provenance of the labels of the validation cases only, one phrase per source, e.g.
+    "expert (LiTS challenge reference)": a source used only for training is not named (the
+    liver card listed its training-only clinician-corrected case under Validation). Falls back
+    to every source of the dataset when the cases' files are not known."""
+    ids = {case.case_id for case in trainer.val_cases}
+    files = [*getattr(trainer, "val_files", []), *getattr(trainer, "train_files", [])]
+    seen: list[str] = []
+    for files_of_case in files:
+        source = files_of_case.source.label_source
+        if files_of_case.case_id in ids and source and source not in seen:
+            seen.append(source)
+    return "; ".join(seen) or trainer.dataset.label_sources() or "unknown"
+
+
 def build_manifest(trainer, per_depth: dict) -> ModelManifest:
     """The package manifest of a finished run: per-depth validation, provenance, plan."""
     config, dataset = trainer.config, trainer.dataset
@@ -118,7 +133,7 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         ),
         validation={
             "data": data,
-            "label_source": dataset.label_sources() or "unknown",
+            "label_source": validation_label_sources(trainer),
             "cases": [c.case_id for c in trainer.val_cases],
             "depth_tolerance": config.depth_tolerance,
             "device": str(trainer.device),
