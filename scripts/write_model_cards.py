@@ -130,9 +130,9 @@ TEXT = {
   skull stripping results are unreliable.
 - Validated on 4 cases only, and the scores vary a lot between them (enhancing tumour Dice 0.22
   to 0.85).
-- Give it the whole volume: an ROI crops the input before the MR z-score, so the statistics
-  come from the crop (mostly tumour) and the result degrades (whole-tumour Dice 0.45 instead of
-  0.80 on `Brats18_CBICA_ALU_1` with a box 10 mm around the tumour).
+- A region of interest is fine: the crop is z-scored with the whole volume's MR statistics
+  (since commit dfe012b), so a box 10 mm around the tumour of `Brats18_CBICA_ALU_1` gave
+  whole-tumour Dice 0.852 against 0.808 for the whole volume (this model, L2).
 - Not a medical device; research and demonstration use only.""",
     },
 }
