@@ -108,7 +108,8 @@ def test_default_is_fastest_with_openvino_and_the_environment_can_choose(monkeyp
     monkeypatch.setenv("UNETPP_EXECUTOR", "torch")
     assert executors.default_executor("cpu") == "torch"
     monkeypatch.setenv("UNETPP_EXECUTOR", "not-installed-anywhere")
-    assert executors.default_executor("cpu") == expected  # unusable choice: the default
+    with pytest.warns(UserWarning, match="'not-installed-anywhere' is not an executor"):
+        assert executors.default_executor("cpu") == expected  # unusable choice: the default
     monkeypatch.delenv("UNETPP_EXECUTOR")
     monkeypatch.setattr(executors, "available_executors", lambda: ["ours", "torch", "fastest"])
     assert executors.default_executor("cpu") == "ours"  # no OpenVINO: ours, nothing to probe

@@ -327,7 +327,14 @@ def default_executor(device: Union[str, torch.device] = "cpu") -> str:
     available = available_executors()
     if wanted and wanted in available:
         return wanted
-    return DEFAULT_CPU if "openvino" in available else "ours"
+    default = DEFAULT_CPU if "openvino" in available else "ours"
+    if wanted:  # a typo or a missing library must not pass for the executor that was asked for
+        warnings.warn(
+            f"UNETPP_EXECUTOR={wanted!r} is not an executor usable here "
+            f"(usable: {', '.join(available)}); running on {default}.",
+            stacklevel=2,
+        )
+    return default
 
 
 def make_executor(
