@@ -24,6 +24,7 @@ from UNetPlusPlusLib.training.cli import main as train_main
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 POSTPROCESS = {"largest_component": True}
+TTA = {"mirror_axes": ["y", "z"]}  # e.g. the liver: a left-right mirror is not anatomy
 TINY = ["--labels", "liver", "--epochs", "1", "--iterations-per-epoch", "1", "--lr", "0"]
 TINY += ["--batch-size", "1", "--no-progress", "--no-augment", "--threads", "1"]
 TINY += ["--precision", "fp32", "--max-val-cases", "1"]
@@ -36,6 +37,7 @@ def parent_dir(sphere_model, tmp_path_factory):
     shutil.copytree(sphere_model.parent, folder)
     data = json.loads((folder / "model.json").read_text())
     data["postprocess"] = POSTPROCESS
+    data["test_time_augmentation"] = TTA
     (folder / "model.json").write_text(json.dumps(data, indent=2))
     return folder
 
@@ -64,6 +66,7 @@ def test_fine_tune_keeps_the_parents_settings_and_records_its_origin(parent_dir,
     parent = ModelManifest.load(parent_dir / "model.json")
     child = ModelManifest.load(tuned / "model.json")
     assert child.postprocess == POSTPROCESS  # was {} before issue 12
+    assert child.test_time_augmentation == TTA  # all three axes before issue 11's retrain
     assert child.prompt == parent.prompt
     assert child.channels[0].normalization == parent.channels[0].normalization
     # the export's segment carries a tumour code; the parent's liver code is kept

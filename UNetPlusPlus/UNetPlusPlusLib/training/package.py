@@ -125,12 +125,13 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
             f"{len(trainer.train_cases)} training case(s), {config.epochs} epoch(s). "
             + (dataset.description or "")
         ).strip(),
-        # a fine-tuned model keeps its parent's prompt and post-processing (same labels) unless
-        # the dataset description sets them (issue 12)
+        # a fine-tuned model keeps its parent's prompt, post-processing (issue 12) and test-time
+        # mirror axes (same labels) unless the dataset description sets them
         prompt=dataset.prompt if dataset.prompt or not same_labels else parent.prompt,
         postprocess=dict(
             dataset.postprocess if dataset.postprocess or not same_labels else parent.postprocess
         ),
+        test_time_augmentation=dict(parent.test_time_augmentation) if same_labels else {},
         validation={
             "data": data,
             "label_source": validation_label_sources(trainer),
