@@ -4,6 +4,7 @@ graphs cached by the weights' sha256, clear errors. Libraries that are not insta
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from helpers import make_sphere_image
 from UNetPlusPlusLib.engine import executors
 from UNetPlusPlusLib.engine.network import plain_modules
+from UNetPlusPlusLib.engine.onnx_export import export_key
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.volume import volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -82,7 +84,7 @@ def test_graphs_are_exported_once_per_depth_and_keyed_by_the_weights(sphere_pred
     )
     tile = torch.zeros(1, 1, 32, 32, 32)
     first.run(tile, 3)
-    graph = graph_cache / digest / "L3.onnx"
+    graph = graph_cache / digest / export_key() / "L3.onnx"
     assert graph.is_file()
     stamp = graph.stat().st_mtime_ns
     second = executors.make_executor(
@@ -180,7 +182,7 @@ def test_a_damaged_cached_graph_is_exported_again(name, sphere_predictor, graph_
     fall back to ours for good; it is now exported again and the library runs."""
     _need(name)
     digest = "ef" * 32
-    graph = graph_cache / digest / "L3.onnx"
+    graph = graph_cache / digest / export_key() / "L3.onnx"
     graph.parent.mkdir(parents=True)
     graph.write_bytes(b"\x08\x07not an onnx graph")
     executor = executors.make_executor(
@@ -207,3 +209,13 @@ def test_fastest_lets_an_error_of_ours_through(sphere_predictor, busy):
     with torch.no_grad(), pytest.raises(torch.cuda.OutOfMemoryError):
         fastest.run(torch.zeros(1, 1, 32, 32, 32), 2)
     assert fastest._usable  # the library is not blamed
+
+
+def test_the_graph_cache_key_changes_with_the_export_code(monkeypatch):
+    from UNetPlusPlusLib.engine import onnx_export
+
+    before = onnx_export.graph_cache_dir("abc", root=Path("/cache"))
+    monkeypatch.setattr(onnx_export, "EXPORT_FORMAT", onnx_export.EXPORT_FORMAT + 1)
+    after = onnx_export.graph_cache_dir("abc", root=Path("/cache"))
+    assert before.parent == after.parent == Path("/cache/abc") and before != after
+    assert torch.__version__.split("+")[0] in after.name

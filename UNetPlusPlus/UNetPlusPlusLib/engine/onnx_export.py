@@ -27,6 +27,9 @@ from .network import MAX_DEPTH, UNetPlusPlus3D, plain_modules
 
 Depth = Union[int, str]
 OPSET = 17
+#: Bump when the export changes (graph layout, ensemble handling): the cache key holds it, the
+#: opset and the torch version, so an upgrade never reuses a graph exported by older code.
+EXPORT_FORMAT = 1
 
 
 def depth_name(depth: Depth) -> str:
@@ -35,12 +38,18 @@ def depth_name(depth: Depth) -> str:
 
 
 def graph_cache_dir(weights_sha256: str, root: Optional[Path] = None) -> Path:
-    """The folder holding the exported and compiled graphs of one set of weights."""
+    """The folder holding the exported and compiled graphs of one set of weights, for this
+    export format, opset and torch version (``<root>/<sha256>/<export key>``)."""
     if root is None:
         from .registry import user_cache_dir
 
         root = user_cache_dir().parent / "graphs"
-    return Path(root) / weights_sha256
+    return Path(root) / weights_sha256 / export_key()
+
+
+def export_key() -> str:
+    """``"f1-opset17-torch2.13.0"``: what, besides the weights, decides the exported graph."""
+    return f"f{EXPORT_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
 
 
 def weights_digest(model: nn.Module) -> str:
