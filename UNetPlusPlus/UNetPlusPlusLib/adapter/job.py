@@ -45,7 +45,7 @@ from ..errors import UNetPlusPlusError
 from .engine_server import DIED, DONE, EngineServer
 from .files import remove_folder, write_inputs
 from .geometry import NativeImages
-from .process import LineReader, drain, kill_tree, package_root, spawn
+from .process import LineReader, drain, kill_tree, output_complete, package_root, spawn
 
 __all__ = ["SegmentationJob", "JobEvent", "build_command", "python_executable", "package_root"]
 
@@ -280,10 +280,8 @@ class SegmentationJob:
             return events
         if self._exited_at is None:
             self._exited_at = now
-        if not all(reader.eof.is_set() for reader in self._readers):
-            if now - self._exited_at < PIPE_GRACE_S:
-                return events  # the last lines are still on their way
-            kill_tree(self._process)  # an orphan holds the pipes: the launcher died alone
+        if not output_complete(self._process, self._readers, self._exited_at, now, PIPE_GRACE_S):
+            return events
         events += self._parse_all()
         events.append(self._finish())
         return events

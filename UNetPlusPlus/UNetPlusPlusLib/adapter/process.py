@@ -164,6 +164,23 @@ class LineReader:
             self.eof.set()
 
 
+def output_complete(
+    process: Optional[subprocess.Popen], readers: Sequence, exited_at: float, now: float,
+    grace: float,
+) -> bool:  # fmt: skip
+    """After ``process`` exited (at ``exited_at``, ``time.monotonic()`` seconds): whether all of
+    its output has been read. False while a :class:`LineReader` has not reached EOF and less
+    than ``grace`` seconds have passed (the last lines are still on their way); after that the
+    process tree that still holds the pipes (an orphan: the launcher died alone) is killed and
+    the output counts as complete."""
+    if all(reader.eof.is_set() for reader in readers):
+        return True
+    if now - exited_at < grace:
+        return False
+    kill_tree(process)
+    return True
+
+
 def drain(lines: queue.Queue) -> list[tuple[str, str]]:
     """Every ``(name, line)`` waiting in ``lines``, without blocking."""
     out = []

@@ -47,7 +47,7 @@ from .job import (
     json_payload,
     python_executable,
 )
-from .process import LineReader, drain, kill_tree, spawn
+from .process import LineReader, drain, kill_tree, output_complete, spawn
 from .training_panel import epoch_text
 
 EXIT_CANCELLED = 3
@@ -183,10 +183,8 @@ class TrainingJob:
             return events
         if self._exited_at is None:
             self._exited_at = now
-        if not all(reader.eof.is_set() for reader in self._readers):
-            if now - self._exited_at < PIPE_GRACE_S:
-                return events  # the last lines are still on their way (no join here)
-            kill_tree(process)  # an orphan holds the pipes: the launcher died alone
+        if not output_complete(process, self._readers, self._exited_at, now, PIPE_GRACE_S):
+            return events  # the last lines are still on their way (no join here)
         events += self._drain()
         events.append(self._finish())
         return events
