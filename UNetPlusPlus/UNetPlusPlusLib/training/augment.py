@@ -68,10 +68,10 @@ def spatial_transform(
     if not (rotate or scale):
         return None
     spacing = np.asarray(spacing_xyz, dtype=float)
+    keep = _coarse_axis(spacing)
     if not rotate:
         angles[:] = 0.0
-    elif spacing.max() / spacing.min() > 3.0:
-        keep = int(np.argmax(spacing))  # rotate only about the coarse axis
+    elif keep is not None:  # rotate only about the coarse axis
         angles[[a for a in range(3) if a != keep]] = 0.0
     physical = _rotation(angles) * (zoom if scale else 1.0)
     return np.diag(1.0 / spacing) @ physical @ np.diag(spacing)
