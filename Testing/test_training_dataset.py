@@ -332,3 +332,34 @@ def test_validation_cases_that_match_nothing_are_an_error(tmp_path):
     assert [c.case_id for c in split_cases(cases, 0.2, 0, ["case01"])[1]] == ["case01"]
     with pytest.raises(UNetPlusPlusError, match="match no case"):
         split_cases(cases, 0.2, 0, ["case9"])
+
+
+def test_train_fraction_keeps_whole_patients_and_leaves_validation_alone(tmp_path):
+    from UNetPlusPlusLib.training.dataset_types import CaseFiles
+    from UNetPlusPlusLib.training.split import split_cases, subset_patients
+
+    def case(patient: int, n: int) -> CaseFiles:
+        name = f"P{patient:02d}_{n}"
+        return CaseFiles(name, f"P{patient:02d}", [tmp_path / name], tmp_path / name, None)
+
+    cases = [case(p, n) for p in range(10) for n in range(3)]
+    train, val = split_cases(cases, 0.2, seed=0)
+    half = subset_patients(train, 0.5, seed=0)
+    patients = {c.patient_id for c in half}
+    assert len(patients) == 4  # half of the 8 training patients, each with all 3 of its crops
+    assert half == [c for c in train if c.patient_id in patients]
+    assert patients <= {c.patient_id for c in train}
+    assert subset_patients(train, 0.5, seed=0) == half  # seeded
+    assert subset_patients(train, 1.0, seed=0) == train
+    assert len({c.patient_id for c in subset_patients(train, 0.01, seed=0)}) == 1
+    with pytest.raises(UNetPlusPlusError, match="train-fraction"):
+        subset_patients(train, 0.0, seed=0)
+
+
+def test_train_fraction_out_of_range_is_one_error_before_any_work(tmp_path, capsys):
+    from UNetPlusPlusLib.cli import main
+
+    status = main(["train", str(tmp_path), "-o", str(tmp_path / "out"), "--train-fraction", "1.5"])
+    assert status == 2
+    assert "--train-fraction must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

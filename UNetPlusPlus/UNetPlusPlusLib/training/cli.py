@@ -33,6 +33,7 @@ _DEFAULTS: dict[str, Any] = {
     "overlap": 0.25,
     "weights_dtype": "float32",
     "norm": "instance",
+    "train_fraction": 1.0,
 }
 
 
@@ -100,6 +101,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--max-cases", metavar="N", type=int, help="use only the first N cases")
     data.add_argument("--max-val-cases", metavar="N", type=int, help="validate on at most N cases")
+    data.add_argument(
+        "--train-fraction",
+        metavar="F",
+        type=float,
+        help="train on this seeded share of the training patients, validation unchanged "
+        "(learning curves: a run with half the data is --train-fraction 0.5)",
+    )
     data.add_argument(
         "--cache-dir", metavar="DIR", help="preprocessing cache (default OUT_DIR/cache)"
     )
@@ -385,6 +393,7 @@ def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
         val_every=int(plan_values.get("val_every") or 1),
         max_cases=pick("max_cases", args.max_cases),
         max_val_cases=pick("max_val_cases", args.max_val_cases),
+        train_fraction=pick("train_fraction", args.train_fraction),
         depth_tolerance=pick("depth_tolerance", args.depth_tolerance),
         overlap=pick("overlap", args.overlap, init.overlap if init else None),
         weights_dtype=pick("weights_dtype", args.weights_dtype),
@@ -416,6 +425,9 @@ def run_train(args: argparse.Namespace) -> int:
     from .trainer import Trainer
 
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
+    fraction = getattr(args, "train_fraction", None)
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise UNetPlusPlusError(f"--train-fraction must be in (0, 1], not {fraction:g}.")
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)

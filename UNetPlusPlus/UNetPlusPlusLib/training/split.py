@@ -44,3 +44,17 @@ def split_cases(
             "Every case ended up in the validation set; leave some patients for training."
         )
     return training, validation
+
+
+def subset_patients(cases: Sequence[CaseFiles], fraction: float, seed: int) -> list[CaseFiles]:
+    """A seeded share ``fraction`` (0 < f <= 1) of the patients of ``cases``, whole patients only
+    (at least one), in the cases' order: for learning curves (``unetpp train --train-fraction``),
+    with the validation split left unchanged. Raises UNetPlusPlusError for a fraction out of range.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise UNetPlusPlusError(f"--train-fraction must be in (0, 1], not {fraction}.")
+    patients = sorted({c.patient_id for c in cases})
+    count = max(1, round(fraction * len(patients)))
+    order = np.random.default_rng(seed + 1).permutation(len(patients))
+    kept = {patients[i] for i in order[:count]}
+    return [c for c in cases if c.patient_id in kept]

@@ -35,7 +35,7 @@ from .preprocess import PreprocessedCase, build_cache
 from .progress import epoch_event
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
-from .split import split_cases
+from .split import split_cases, subset_patients
 from .steps import DeepSupervision, autocast_dtype, channels_last, learning_rate, training_step
 from .validation import DEPTHS, evaluate_depths
 
@@ -87,6 +87,7 @@ class TrainConfig:
     val_every: int = 1
     max_cases: Optional[int] = None
     max_val_cases: Optional[int] = None
+    train_fraction: float = 1.0  # share of the training patients used (learning curves)
     depth_tolerance: float = 0.01
     overlap: float = 0.25
     weights_dtype: str = "float32"
@@ -199,6 +200,12 @@ class Trainer(PlanningMixin):
         self.train_files, self.val_files = split_cases(
             cases, config.val_fraction, config.seed, self.dataset.validation_cases
         )
+        if config.train_fraction < 1.0:
+            self.train_files = subset_patients(self.train_files, config.train_fraction, config.seed)
+            self.log(
+                f"--train-fraction {config.train_fraction:g}: training on "
+                f"{len({c.patient_id for c in self.train_files})} patients' cases only"
+            )
         self.log(
             f"dataset '{self.dataset.name}': {len(cases)} cases, {len(self.train_files)} for "
             f"training and {len(self.val_files)} for validation (split by patient)"
