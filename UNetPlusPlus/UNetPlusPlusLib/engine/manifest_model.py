@@ -46,6 +46,7 @@ class ModelManifest:
     prompt: Optional[dict] = None
     postprocess: dict = field(default_factory=dict)
     test_time_augmentation: dict = field(default_factory=dict)  # engine/tta.py; {} = all axes
+    inference: dict = field(default_factory=dict)  # {"crop_nonzero": bool}, nonzero_crop.py
     validation: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -99,6 +100,7 @@ class ModelManifest:
             "postprocess": copy.deepcopy(self.postprocess),
             **({"test_time_augmentation": dict(self.test_time_augmentation)}
                if self.test_time_augmentation else {}),
+            **({"inference": dict(self.inference)} if self.inference else {}),
             "validation": copy.deepcopy(self.validation),
             "training": copy.deepcopy(self.training),
         }  # fmt: skip

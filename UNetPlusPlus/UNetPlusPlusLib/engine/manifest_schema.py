@@ -145,6 +145,7 @@ class ManifestValidator:
             prompt=self.prompt(data.get("prompt")),
             postprocess=self.postprocess(data.get("postprocess", {})),
             test_time_augmentation=self.test_time_augmentation(data),
+            inference=self.inference(data.get("inference", {})),
             validation=self.validation(data.get("validation", {})),
             training=copy.deepcopy(self.mapping(data.get("training", {}), "training")),
         )
@@ -318,6 +319,15 @@ class ManifestValidator:
         except ValueError as error:
             raise self.fail("test_time_augmentation", str(error)) from error
 
+    def inference(self, value: Any) -> dict:
+        inference = self.mapping(value, "inference")
+        unknown = sorted(set(inference) - {"crop_nonzero"})
+        if unknown:
+            raise self.fail(f"inference.{unknown[0]}", "is not an inference option (crop_nonzero)")
+        if not isinstance(inference.get("crop_nonzero", True), bool):
+            raise self.fail("inference.crop_nonzero", "must be true or false")
+        return copy.deepcopy(inference)
+
     def validation(self, value: Any) -> dict:
         validation = self.mapping(value, "validation")
         per_depth = validation.get("per_depth", {})
@@ -333,7 +343,7 @@ class ManifestValidator:
 _MANIFEST_KEYS = tuple(
     "format_version name task description weights sha256 network channels labels spacing"
     " tile_size overlap depths recommended_depth prompt postprocess test_time_augmentation"
-    " validation training".split()
+    " inference validation training".split()
 )
 _REQUIRED_KEYS = tuple(
     "format_version name task sha256 network channels labels spacing tile_size overlap depths"

@@ -26,6 +26,7 @@ from .executors import make_executor
 from .label_extent import argmax_on_reference
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
+from .nonzero_crop import crop_enabled, nonzero_crop
 from .normalize import normalize, with_volume_statistics
 from .point_crop import smallest_extent
 from .postprocess import keep_component_at_point, keep_largest_component
@@ -182,6 +183,7 @@ class Predictor:
         channel_norms: Optional[list] = None,
         crop_output: bool = False,
         input_warnings: Optional[list[str]] = None,
+        crop_nonzero: Optional[bool] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
@@ -197,7 +199,9 @@ class Predictor:
         extent that holds them, on the input's voxels (``point_crop.py``). ``input_warnings``:
         the warnings of input sanity already run on this whole image (the warm cache, or
         ``streamed_checks.check_files`` for a region read); the checks are then not rerun on
-        ``volume``, which may be only a part. Without it input sanity sees ``volume``."""
+        ``volume``, which may be only a part. Without it input sanity sees ``volume``.
+        ``crop_nonzero``: without ROI or point, an all-MR model infers only around the
+        non-zero voxels (``nonzero_crop.py``); None follows the manifest (default on)."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
@@ -213,17 +217,25 @@ class Predictor:
         region, slices, output_slices = self._region_of_interest(volume, roi, point, full_grid)
 
         report("preprocess", 0, 1)
-        grid = canonical_grid(region, self.manifest.spacing)
-        resampled = resample_volume(region, grid, interpolator="linear")
+        crop = None
+        if slices is None and full_grid is None and crop_enabled(self.manifest, crop_nonzero):
+            crop = nonzero_crop(volume, self.manifest.spacing, self.manifest.tile_size_zyx)
+        if crop is not None:  # a part of the whole volume's model grid, 0 outside the image
+            region, slices, grid = crop.region, crop.slices, crop.grid
+            resampled = resample_volume(region, grid, interpolator="linear", default=0.0)
+        else:
+            grid = canonical_grid(region, self.manifest.spacing)
+            resampled = resample_volume(region, grid, interpolator="linear")
         if channel_norms is None:
             channel_norms = [channel.normalization for channel in self.manifest.channels]
-            if slices is not None:  # a crop is normalised with the whole volume's statistics
+            if slices is not None and crop is None:  # with the whole volume's statistics
                 channel_norms = with_volume_statistics(volume, channel_norms)
         normalized = normalize(resampled, channel_norms)
         image = torch.from_numpy(np.ascontiguousarray(normalized.array, dtype=np.float32))
         report("preprocess", 1, 1)
 
         info: dict = {"depth": depth, "fallbacks": [], "warnings": warnings}
+        info["nonzero_crop"] = None if crop is None else list(grid.shape_zyx)
         axes = mirror_axes(self.manifest.test_time_augmentation) if tta else ()
         info["tta"] = {"mirror_axes": list(axes), "passes": 2 ** len(axes)} if tta else None
         options = {"axes": axes, "heads": disagreement}

@@ -132,6 +132,7 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
             dataset.postprocess if dataset.postprocess or not same_labels else parent.postprocess
         ),
         test_time_augmentation=dict(parent.test_time_augmentation) if same_labels else {},
+        inference=dict(parent.inference) if parent is not None else {},  # nonzero_crop.py
         validation={
             "data": data,
             "label_source": validation_label_sources(trainer),
