@@ -61,6 +61,23 @@ def _model_slices(full, part):
     return tuple(slice(int(a), int(a) + n) for a, n in zip(start, part.shape_zyx))
 
 
+def _surface(labels: np.ndarray) -> np.ndarray:
+    """Voxels with a 6-neighbour of another label, and those neighbours' neighbours."""
+    near = np.zeros(labels.shape, bool)
+    for axis in range(3):
+        edge = np.diff(labels, axis=axis) != 0
+        lower = [slice(None)] * 3
+        lower[axis] = slice(0, -1)
+        upper = [slice(None)] * 3
+        upper[axis] = slice(1, None)
+        near[tuple(lower)] |= edge
+        near[tuple(upper)] |= edge
+    grown = near.copy()
+    for axis in range(3):
+        grown |= np.roll(near, 1, axis) | np.roll(near, -1, axis)
+    return grown
+
+
 def test_the_normalised_crop_is_part_of_the_normalised_whole_volume(brain):
     volume, _ = brain
     two = Volume(np.stack([volume.array[0], 2.0 * volume.array[0] ** 0.5]), SPACING, ORIGIN,
@@ -90,10 +107,12 @@ def test_same_labels_with_and_without_the_crop_on_an_oblique_grid(mr_predictor, 
         assert result.labels.grid.isclose(volume.grid, tolerance=0)
     assert dice(off.labels.array, lesion) > 0.9  # the model finds the lesion
     # the model sees the same voxels, but the tiles lie elsewhere in the crop (each tile's
-    # instance normalisation sees other voxels), so a few boundary voxels flip: 11 of the ~530
-    # labelled ones here (11 to 19 at depths 1 to 4; BraTS: docs/BENCHMARK.md, "End to end")
+    # instance normalisation sees other voxels), so a few voxels on the lesion's surface flip:
+    # 13 of the ~530 labelled ones here (13 to 17 at depths 1 to 4; BraTS: docs/BENCHMARK.md)
     assert dice(on.labels.array, off.labels.array) > 0.98
-    assert (on.labels.array != off.labels.array).sum() < 0.03 * lesion.sum()
+    changed = on.labels.array != off.labels.array
+    assert changed.sum() < 0.03 * lesion.sum()
+    assert not (changed & ~_surface(off.labels.array)).any()
     assert on.probabilities.grid.isclose(volume.grid, tolerance=0)
 
 
