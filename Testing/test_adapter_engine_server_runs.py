@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 from helpers import make_sphere_image, rotation_matrix  # noqa: E402
 from launcher import make_launcher, wait_for_descendant  # noqa: E402
 from test_adapter_job_cancel import poll_until_finished, wait_gone  # noqa: E402
-from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, job, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.point_crop import grid_offset  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
@@ -49,6 +49,14 @@ def same_grid(a, b) -> bool:
         and tuple(a.origin) == tuple(b.origin)
         and np.array_equal(a.direction, b.direction)
     )
+
+
+def mask_of(segmentation_node) -> np.ndarray:
+    """The 'liver' segment's voxels (the sphere model's label) on the node's own labelmap."""
+    segmentation = segmentation_node.GetSegmentation()
+    segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("liver"))
+    labels = segment.GetRepresentation(segmentation_writer.binary_labelmap_name())
+    return geometry.array_from_oriented_image(labels) == segment.GetLabelValue()
 
 
 def until_infer(running) -> list:
@@ -92,6 +100,20 @@ def test_whole_volume_runs_share_one_engine_and_match_one_shot(tmp_path, sphere_
         assert runs[4].result["depth"] == 4 and runs[1].result["depth"] == 1
         for running in runs.values():  # a new segmentation node per run, as one-shot runs
             assert running.output.GetScene() is scene and running.workdir is None
+
+        bounds = [0.0] * 6
+        node.GetRASBounds(bounds)
+        roi = slicer.vtkMRMLMarkupsROINode()
+        scene.AddNode(roi)
+        roi.SetCenter((bounds[0] + bounds[1]) / 2 + 4.0, (bounds[2] + bounds[3]) / 2, bounds[5])
+        roi.SetSize(12.0, 40.0, 80.0)  # a slab through the sphere, off its centre
+        in_roi = logic.start_job([node], sphere_model, depth=1, device="cpu", roi_node=roi)
+        poll_until_finished(in_roi)
+        assert in_roi.state == job.SUCCEEDED, in_roi.error
+        assert server.starts == 1 and server.pid == pid
+        blocking = logic.segment([node], sphere_model, depth=1, device="cpu", roi_node=roi)
+        assert 0 < mask_of(in_roi.output).sum() < mask_of(runs[1].output).sum()
+        np.testing.assert_array_equal(mask_of(in_roi.output), mask_of(blocking))
     finally:
         logic.shutdown()
 
