@@ -1,5 +1,6 @@
-"""The persistent engine process for clicks (`unetpp serve`), through a PythonSlicer-like launcher:
-requests share one process, a killed process is restarted, shutdown leaves nothing behind."""
+"""The persistent engine process (`unetpp serve`, the module's default for every run), through a
+PythonSlicer-like launcher: requests share one process, a killed process is restarted, shutdown
+leaves nothing behind. Whole-volume runs: test_adapter_engine_server_runs.py."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def volume_node():
 
 
 def run(logic, node, model, **kwargs):
-    running = logic.start_job([node], model, device="cpu", persistent=True, **kwargs)
+    running = logic.start_job([node], model, device="cpu", **kwargs)  # the default: persistent
     events, _ = poll_until_finished(running, TIMEOUT_S)  # the last poll imports the result
     return running, events
 
@@ -94,7 +95,7 @@ def test_edited_voxels_are_written_again(tmp_path, sphere_model, volume_node):
 
 def test_a_crash_during_a_request_fails_it_and_cancel_stops_it(tmp_path, sphere_model, volume_node):
     logic = SegmentationLogic(python=make_launcher(tmp_path))
-    running = logic.start_job([volume_node], sphere_model, device="cpu", persistent=True)
+    running = logic.start_job([volume_node], sphere_model, device="cpu")  # default: persistent
     pids = wait_for_descendant(logic._server.pid)
     os.killpg(logic._server.pid, signal.SIGKILL)
     poll_until_finished(running, TIMEOUT_S)

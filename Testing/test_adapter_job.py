@@ -35,6 +35,14 @@ def image():
     )  # fmt: skip
 
 
+@pytest.fixture()
+def logic():
+    """The module's logic with its default, the persistent engine; shut down after the test."""
+    segmentation = SegmentationLogic()
+    yield segmentation
+    segmentation.shutdown()
+
+
 def mask_of(node, name="liver") -> np.ndarray:
     segmentation = node.GetSegmentation()
     segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
@@ -66,10 +74,9 @@ def test_command_line_passes_ras_prompts_to_the_cli(tmp_path):
     assert (job.package_root() / "UNetPlusPlusLib" / "cli.py").is_file()
 
 
-def test_background_job_matches_the_blocking_run(sphere_model, image):
+def test_background_job_matches_the_blocking_run(sphere_model, image, logic):
     scene = slicer.vtkMRMLScene()
     volume_node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
-    logic = SegmentationLogic()
     nodes_before = scene.GetNumberOfNodes()
 
     running = logic.start_job([volume_node], sphere_model, device="cpu")
@@ -91,11 +98,11 @@ def test_background_job_matches_the_blocking_run(sphere_model, image):
     assert mask_of(node).sum() > 100
 
 
-def test_cancel_stops_the_child_and_leaves_the_scene_as_it_was(sphere_model, image):
+def test_cancel_stops_the_child_and_leaves_the_scene_as_it_was(sphere_model, image, logic):
     scene = slicer.vtkMRMLScene()
     volume_node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
     nodes_before = scene.GetNumberOfNodes()
-    running = SegmentationLogic().start_job([volume_node], sphere_model, device="cpu")
+    running = logic.start_job([volume_node], sphere_model, device="cpu")
     workdir = running._workdir
     deadline = time.monotonic() + TIMEOUT_S
     while not any(e.kind == job.PROGRESS for e in running.poll()):
@@ -113,7 +120,7 @@ def test_cancel_stops_the_child_and_leaves_the_scene_as_it_was(sphere_model, ima
     assert not Path(workdir).exists()  # temporary inputs removed
 
 
-def test_cli_error_reaches_the_job_and_the_scene_is_untouched(sphere_model, image, tmp_path):
+def test_cli_error_reaches_the_job_and_the_scene_is_untouched(sphere_model, image, tmp_path, logic):
     broken = tmp_path / "broken-model"
     shutil.copytree(sphere_model.parent, broken)
     data = json.loads((broken / "model.json").read_text())
@@ -123,7 +130,7 @@ def test_cli_error_reaches_the_job_and_the_scene_is_untouched(sphere_model, imag
     volume_node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
     nodes_before = scene.GetNumberOfNodes()
 
-    running = SegmentationLogic().start_job([volume_node], broken / "model.json", device="cpu")
+    running = logic.start_job([volume_node], broken / "model.json", device="cpu")
     events = running.wait(timeout=TIMEOUT_S)
 
     assert running.state == job.FAILED
@@ -132,7 +139,7 @@ def test_cli_error_reaches_the_job_and_the_scene_is_untouched(sphere_model, imag
     assert scene.GetNumberOfNodes() == nodes_before
 
 
-def test_a_click_comes_back_as_a_cropped_labelmap_on_the_input_voxels(sphere_model, image):
+def test_a_click_comes_back_as_a_cropped_labelmap_on_the_input_voxels(sphere_model, image, logic):
     """Issue 14: the CLI writes a click's labels with their smallest extent and own origin; the
     job accepts it only because it lies exactly on the (oblique) input grid."""
     from UNetPlusPlusLib.engine.point_crop import grid_offset
@@ -142,7 +149,7 @@ def test_a_click_comes_back_as_a_cropped_labelmap_on_the_input_voxels(sphere_mod
     volume = volume_from_sitk([image], channel_names=["CT"])
     volume_node = geometry.volume_node_from_volume(scene, volume, "CT")
     centre_lps = (5.0, -12.0, 30.0)
-    running = SegmentationLogic().start_job(
+    running = logic.start_job(
         [volume_node], sphere_model, device="cpu", point_ras=geometry.lps_to_ras(centre_lps)
     )
     running.wait(timeout=TIMEOUT_S)

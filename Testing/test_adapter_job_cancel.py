@@ -1,4 +1,6 @@
-"""Cancel, close and shutdown of background jobs started through a launcher like PythonSlicer.
+"""Cancel, close and shutdown of one-shot background jobs (``persistent=False``: a process per
+run) started through a launcher like PythonSlicer; the persistent engine's counterparts are in
+test_adapter_engine_server*.py.
 
 Each test runs the job's ``python`` through a wrapper that starts the real interpreter as its
 child and waits for it (Testing/launcher.py), as Slicer's launcher does, and checks with /proc
@@ -69,7 +71,7 @@ def test_cancel_kills_the_engine_behind_the_launcher(tmp_path, sphere_model, sce
     scene, node = scene_and_volume
     nodes_before = scene.GetNumberOfNodes()
     logic = SegmentationLogic(python=make_launcher(tmp_path))
-    running = logic.start_job([node], sphere_model, device="cpu")
+    running = logic.start_job([node], sphere_model, device="cpu", persistent=False)
     workdir = running.workdir
     pids = wait_for_descendant(running.pid)  # the launcher and the real CLI under it
     assert len(pids) >= 2
@@ -95,7 +97,7 @@ def test_cancel_kills_the_engine_behind_the_launcher(tmp_path, sphere_model, sce
 def test_cli_stops_by_itself_on_the_cancel_file(tmp_path, sphere_model, scene_and_volume):
     _, node = scene_and_volume
     logic = SegmentationLogic(python=make_launcher(tmp_path))
-    running = logic.start_job([node], sphere_model, device="cpu")
+    running = logic.start_job([node], sphere_model, device="cpu", persistent=False)
     running.kill_grace = TIMEOUT_S  # prove the cooperative route: no kill
     deadline = time.monotonic() + TIMEOUT_S
     while not any(e.kind == job.PROGRESS for e in running.poll()):  # the CLI is working
@@ -115,7 +117,7 @@ def test_cli_stops_by_itself_on_the_cancel_file(tmp_path, sphere_model, scene_an
 def test_a_child_that_ignores_cancel_is_killed(tmp_path, sphere_model, scene_and_volume):
     _, node = scene_and_volume
     logic = SegmentationLogic(python=make_launcher(tmp_path, child_code=STUBBORN_CHILD))
-    running = logic.start_job([node], sphere_model, device="cpu")
+    running = logic.start_job([node], sphere_model, device="cpu", persistent=False)
     pids = wait_for_descendant(running.pid)
 
     running.cancel()
@@ -131,8 +133,8 @@ def test_close_and_shutdown_stop_everything_at_once(tmp_path, sphere_model, scen
     scene, node = scene_and_volume
     nodes_before = scene.GetNumberOfNodes()
     logic = SegmentationLogic(python=make_launcher(tmp_path, child_code=STUBBORN_CHILD))
-    first = logic.start_job([node], sphere_model, device="cpu")
-    second = logic.start_job([node], sphere_model, device="cpu")
+    first = logic.start_job([node], sphere_model, device="cpu", persistent=False)
+    second = logic.start_job([node], sphere_model, device="cpu", persistent=False)
     pids = wait_for_descendant(first.pid) | wait_for_descendant(second.pid)
     folders = [first.workdir, second.workdir]
 
@@ -157,7 +159,7 @@ def test_error_removes_the_working_folder(tmp_path, sphere_model, scene_and_volu
     (broken / "model.json").write_text(json.dumps(data))
     _, node = scene_and_volume
     running = SegmentationLogic(python=make_launcher(tmp_path)).start_job(
-        [node], broken / "model.json", device="cpu"
+        [node], broken / "model.json", device="cpu", persistent=False
     )
     workdir = running.workdir
     poll_until_finished(running)
@@ -178,7 +180,9 @@ def test_child_output_is_utf8_whatever_the_console_encoding(
     data["sha256"] = "0" * 64
     (broken / "model.json").write_text(json.dumps(data))
     _, node = scene_and_volume
-    running = SegmentationLogic().start_job([node], broken / "model.json", device="cpu")
+    running = SegmentationLogic().start_job(
+        [node], broken / "model.json", device="cpu", persistent=False
+    )
     events, _ = poll_until_finished(running)
 
     # one line from the JSON {"error"} on stdout, one printed by the child on stderr
@@ -198,7 +202,7 @@ def test_an_engine_that_cannot_start_is_a_clear_error(
     )
     logic = SegmentationLogic(python=str(tmp_path / "no-such-python"))
     with pytest.raises(UNetPlusPlusError, match="Cannot start the segmentation engine"):
-        logic.start_job([node], sphere_model, device="cpu")
+        logic.start_job([node], sphere_model, device="cpu", persistent=False)
     with pytest.raises(UNetPlusPlusError, match="Cannot start the segmentation engine"):
         logic.start_job([node], sphere_model, device="cpu", persistent=True)
     job_folders = [f for f in folders if Path(f).name.startswith("unetpp-job-")]

@@ -29,7 +29,7 @@ def test_an_int16_ct_is_written_as_int16_and_segments_as_the_blocking_run(sphere
     assert geometry.array_from_volume_node(node).dtype == np.int16
     logic = SegmentationLogic()
 
-    running = logic.start_job([node], sphere_model, device="cpu")
+    running = logic.start_job([node], sphere_model, device="cpu", persistent=False)
     written = sitk.ReadImage(str(running.workdir / "input_0.nrrd"))
     assert written.GetPixelID() == sitk.sitkInt16  # no float32 copy, half the bytes
     assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(image))

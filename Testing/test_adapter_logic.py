@@ -29,8 +29,10 @@ RADIUS = 9.0
 
 
 @pytest.fixture(scope="module")
-def logic() -> SegmentationLogic:
-    return SegmentationLogic()
+def logic():
+    segmentation = SegmentationLogic()
+    yield segmentation
+    segmentation.shutdown()  # the persistent engine of start_job
 
 
 @pytest.fixture(scope="module")

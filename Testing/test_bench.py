@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -165,3 +166,139 @@ def test_openvino_ratios_are_taken_against_the_default_executor():
     text = "\n".join(lines)
     assert "the CPU default here: fastest" in text
     assert "fastest ran: L2:idle openvino, L2:loaded ours" in text
+
+
+def sphere_case(tmp_path, sphere_model) -> dict:
+    import SimpleITK as sitk
+    from helpers import make_sphere_image
+
+    path = tmp_path / "sphere.nrrd"
+    sitk.WriteImage(make_sphere_image((24, 24, 20)), str(path))
+    return {"inputs": [str(path)], "args": ["--model", str(sphere_model)]}
+
+
+def read_labels(path):
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    geometry = (image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    return sitk.GetArrayFromImage(image), geometry
+
+
+def test_warm_server_requests_give_the_cold_runs_labels(sphere_model, tmp_path, repo_root):
+    import os
+
+    from benchlib import e2e, warm
+
+    case = sphere_case(tmp_path, sphere_model)
+    env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
+    cold = e2e.run_case(e2e.with_depth(case, "2"), 1, env, output=tmp_path / "cold.seg.nrrd")
+    with warm.WarmServer(env) as server:
+        first = server.request(case, 1, "2", output=tmp_path / "first.seg.nrrd")
+        again = server.request(case, 1, "2", output=tmp_path / "again.seg.nrrd")
+        other = server.request(case, 1, "4")  # a temporary output, removed after the request
+        assert not list(server._folder.iterdir())
+        process = server.process
+    assert process.poll() == 0  # the end of its input ended the server
+    assert first["first"] and not again["first"] and not other["first"]
+    assert cold["depth"] == first["depth"] == again["depth"] == 2 and other["depth"] == 4
+    for run in (first, again, other):
+        assert set(run["split"]) == set(e2e.STAGES)
+        assert all(v >= 0 for v in run["split"].values())
+        assert abs(sum(run["split"].values()) - run["seconds"]) < 1e-6
+    labels, geometry = read_labels(tmp_path / "cold.seg.nrrd")
+    assert labels.any()
+    for name in ("first", "again"):
+        warm_labels, warm_geometry = read_labels(tmp_path / f"{name}.seg.nrrd")
+        assert warm_geometry == geometry
+        assert (warm_labels == labels).all()
+
+
+def test_warm_server_reports_a_failed_request(sphere_model, tmp_path, repo_root):
+    import os
+
+    from benchlib import warm
+
+    env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
+    case = {"inputs": [str(tmp_path / "missing.nrrd")], "args": ["--model", str(sphere_model)]}
+    with warm.WarmServer(env) as server, pytest.raises(RuntimeError, match="missing.nrrd"):
+        server.request(case, 1)
+
+
+def test_split_by_stage_gives_a_missing_stage_no_time():
+    from benchlib.e2e import split_by_stage
+
+    stamps = {"load": 1.0, "preprocess": 1.5, "infer": 2.0, "write": 4.0}  # no postprocess
+    split = split_by_stage(stamps, 5.0)
+    assert split == {
+        "start": 1.0,
+        "load": 0.5,
+        "preprocess": 0.5,
+        "infer": 2.0,
+        "postprocess": 0.0,
+        "write": 1.0,
+    }
+
+
+@pytest.mark.slow
+def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
+    sphere_model, tmp_path, repo_root
+):
+    """The bench's end-to-end part on the tiny model as the brain case: cold and warm rows,
+    idle and loaded, and the new keys on the report's last line beside the existing ones."""
+    import os
+
+    from benchlib import e2e_bench
+
+    env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
+    found = {"brain": sphere_case(tmp_path, sphere_model)}
+    messages: list[str] = []
+    measured = e2e_bench.measure(True, 1, env, messages.append, found=found)
+    rows = [f"brain_L{d}:{c}" for d in (1, 4) for c in ("idle", "loaded")]
+    assert sorted(measured["cold"]) == sorted(rows)
+    assert sorted(measured["warm"]) == sorted(rows + ["brain:first"])
+    assert measured["warm_rounds"] == 2
+    for key in rows:
+        assert len(measured["warm"][key]["rounds"]) == 2
+        assert measured["warm"][key]["seconds"] == min(measured["warm"][key]["rounds"])
+        assert measured["warm"][key]["depth"] == measured["cold"][key]["depth"] == int(key[7])
+    assert measured["warm"]["brain:first"]["first"]
+
+    inference = fake_inference()
+    inference["e2e"], inference["e2e_warm"] = measured["cold"], measured["warm"]
+    inference["e2e_warm_rounds"] = measured["warm_rounds"]
+    args = argparse.Namespace(threads=2, quick=True)
+    lines = harness.report({**fake_results(), "inference": inference}, args, "0.5", "0.6")
+    assert LAST_LINE.match(" ".join(lines[-1].split()[:7]))  # the issue-6 keys are unchanged
+    values = {k: float(v) for k, v in (item.split("=") for item in lines[-1].split())}
+    assert {"shipped_vs_openvino_idle", "shipped_vs_openvino_loaded"} <= set(values)
+    assert "e2e_liver_512" not in values  # no liver case here
+    for kind in ("cold", "warm"):
+        runs = measured[kind]
+        ratio = runs["brain_L4:idle"]["seconds"] / runs["brain_L1:idle"]["seconds"]
+        assert values[f"brain_l4_vs_l1_{kind}"] == round(ratio, 2)
+        loaded = [runs[f"brain_L{d}:loaded"]["seconds"] for d in (1, 4)]
+        worst = max(s / runs[f"brain_L{d}:idle"]["seconds"] for d, s in zip((1, 4), loaded))
+        assert values[f"loaded_vs_idle_{kind}"] == round(worst, 2)
+    text = "\n".join(lines)
+    assert "end to end, cold: unetpp segment in a fresh process" in text
+    assert "end to end, warm: requests to one unetpp serve process, best of 2" in text
+    assert "brain:first" in text and "brain_L4:loaded" in text
+    assert text.count("  loaded / idle: brain_L1 ") == 2  # per row, cold and warm
+
+
+def test_end_to_end_keys_keep_the_liver_time_and_skip_missing_runs():
+    from benchlib.e2e_bench import keys
+
+    def run(seconds: float) -> dict:
+        return {"seconds": seconds}
+
+    cold = {"liver_512:idle": run(9.04), "liver_512:loaded": run(18.0), "nodule:idle": run(4.0)}
+    cold |= {"nodule:loaded": run(10.0), "brain_L1:idle": run(3.0), "brain_L4:idle": run(6.0)}
+    warm = {"brain:first": run(9.0), "nodule:idle": run(0.5), "nodule:loaded": run(0.75)}
+    assert keys(cold, warm) == [
+        "e2e_liver_512=9.0",
+        "brain_l4_vs_l1_cold=2.00",
+        "loaded_vs_idle_cold=2.50",  # the nodule: 10 / 4; the brain has no loaded run
+        "loaded_vs_idle_warm=1.50",
+    ]

@@ -63,7 +63,7 @@ def main() -> int:
     times, sizes = [], []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        job = logic.start_job([node], model, device="cpu")
+        job = logic.start_job([node], model, device="cpu", persistent=False)  # inputs per job
         times.append(time.perf_counter() - started)
         sizes = [p.stat().st_size for p in sorted(job._workdir.glob("input_*.nrrd"))]
         job.close() if hasattr(job, "close") else (job.cancel(), job._process.kill())

@@ -1,8 +1,9 @@
 """`unetpp serve`: one engine process that answers segmentation requests until its input ends.
 
-The Slicer module keeps this process alive between nodule clicks (``adapter/engine_server.py``),
-so only the first click pays for starting Python, importing torch and loading the model. The
-one-shot ``unetpp segment`` is unchanged; a request takes exactly its arguments.
+The Slicer module keeps this process alive between its runs (``adapter/engine_server.py``):
+whole volumes, ROIs and nodule clicks alike, so only the first run pays for starting Python,
+importing torch and loading the model. The one-shot ``unetpp segment`` is unchanged; a request
+takes exactly its arguments.
 
 Protocol, one JSON object per line (UTF-8):
 
@@ -14,7 +15,8 @@ Protocol, one JSON object per line (UTF-8):
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
 Requests run one after another. The last model and the last input volume stay in memory
-(``warm_cache.py``). An error in one request is replied and the server goes on.
+(``warm_cache.py``, which bounds the volume kept after a run that is not a click and frees CUDA's
+cache after every request). An error in one request is replied and the server goes on.
 Anything a library prints to stdout is moved to stderr, so stdout carries only the protocol.
 """
 
@@ -25,7 +27,7 @@ import contextlib
 import json
 import os
 import sys
-from typing import IO, Any
+from typing import IO, Any, Optional
 
 from .warm_cache import WarmCache
 
@@ -37,10 +39,8 @@ def _reply(stream: IO[str], payload: dict) -> None:
 
 def handle(request: Any, cache: WarmCache, replies: IO[str]) -> None:
     """Run one request, writing its progress and its result or error to ``replies``."""
-    from .cli import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, build_parser
+    from .cli import EXIT_USER_ERROR, build_parser
     from .cli_args import ArgumentError
-    from .cli_segment import run_segment
-    from .errors import CancelledError, UNetPlusPlusError
 
     ident = request.get("id") if isinstance(request, dict) else None
     argv = request.get("argv") if isinstance(request, dict) else None
@@ -60,6 +60,18 @@ def handle(request: Any, cache: WarmCache, replies: IO[str]) -> None:
         _reply(replies, {"id": ident, "error": "bad request arguments", "status": EXIT_USER_ERROR})
         return
     try:
+        _run(args, progress, cache, replies, ident)
+    finally:  # the memory bound, whatever the outcome (warm_cache.py)
+        cache.after_request(click=bool(args.point))
+
+
+def _run(args, progress, cache: WarmCache, replies: IO[str], ident: Any) -> None:
+    """``run_segment`` for one request; replies its result or its error."""
+    from .cli import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
+    from .cli_segment import run_segment
+    from .errors import CancelledError, UNetPlusPlusError
+
+    try:
         result = run_segment(args, progress, cache=cache)
     except CancelledError as error:
         _reply(replies, {"id": ident, "error": str(error), "status": EXIT_CANCELLED})
@@ -75,9 +87,10 @@ def handle(request: Any, cache: WarmCache, replies: IO[str]) -> None:
         _reply(replies, {"id": ident, "result": result})
 
 
-def serve(requests: IO[str], replies: IO[str]) -> int:
-    """Answer JSON-line ``requests`` on ``replies`` until ``{"quit": true}`` or end of input."""
-    cache = WarmCache()
+def serve(requests: IO[str], replies: IO[str], cache: Optional[WarmCache] = None) -> int:
+    """Answer JSON-line ``requests`` on ``replies`` until ``{"quit": true}`` or end of input;
+    returns the exit status, 0. ``cache``: what is kept between requests (a new one by default)."""
+    cache = WarmCache() if cache is None else cache
     _reply(replies, {"ready": True, "pid": os.getpid()})
     for line in requests:
         if not line.strip():

@@ -1,25 +1,43 @@
 """What `unetpp serve` keeps between requests: the last Predictor and the last input volume.
 
-Successive nodule clicks on one CT use the same model and the same input file, so the server
-keeps the loaded model (keyed by manifest path, sha256, device and threads) and the volume it read
-(keyed by each input file's resolved path, modification time and size; DICOM folders are read
-again every time). One of each is kept, to bound memory. For the model and volume it also keeps
-what a click would otherwise recompute from the whole volume: the input sanity warnings
-(``input_checks``, which the CLI runs before it imports torch) and the MR statistics the crop
-around a point is normalised with (``channel_norms``).
+Successive runs on one volume (nodule clicks, another depth, TTA on or off) use the same model
+and the same input files, so the server keeps the loaded model (keyed by manifest path, sha256,
+device and threads) and the volume it read (keyed by each input file's resolved path,
+modification time and size; DICOM folders are read again every time). One of each is kept. For
+the model and volume it also keeps what a click would otherwise recompute from the whole volume:
+the input sanity warnings (``input_checks``, which the CLI runs before it imports torch) and the
+MR statistics the crop around a point is normalised with (``channel_norms``).
+
+Memory bound (:meth:`WarmCache.after_request`, called by the server after every request): after
+a click (a ``--point`` request) the volume is kept whatever its size, since reading and checking
+the whole volume again would cost more than the click's inference; after any other run it is
+kept only up to ``keep_bytes`` (default :data:`KEEP_VOLUME_BYTES`, 256 MiB of float32: a BraTS
+case, 4 x 240 x 240 x 155, is 136 MiB; a 512 x 512 x 300 CT is 300 MiB and is dropped, to be
+read and checked again by the next run, measured in docs/ARCHITECTURE.md). Then CUDA's cached
+blocks are returned to the driver (only when torch is already imported and CUDA initialised) and,
+on Linux, the C heap's free pages to the system (``malloc_trim``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+KEEP_VOLUME_BYTES = 256 * 2**20  # largest input volume kept after a run that is not a click
+
 
 class WarmCache:
-    """``predictor(...)`` and ``volume(...)`` return the cached object while its key matches."""
+    """``predictor(...)`` and ``volume(...)`` return the cached object while its key matches.
 
-    def __init__(self) -> None:
+    ``keep_bytes``: the largest volume (its float32 array, bytes) kept after a request that is
+    not a click; see the module docstring.
+    """
+
+    def __init__(self, keep_bytes: int = KEEP_VOLUME_BYTES) -> None:
+        self.keep_bytes = int(keep_bytes)
         self._predictor: tuple[Any, Any] = (None, None)  # (key, Predictor)
         self._volume: tuple[Any, Any] = (None, None)  # (key, Volume)
         self._checks: tuple[Any, Any] = (None, {})  # ((model, Volume), {"warnings": ...})
@@ -46,6 +64,22 @@ class WarmCache:
             self._volume = (key, volume) if key is not None else (None, None)
             return volume
         return self._volume[1]
+
+    def kept_volume_bytes(self) -> int:
+        """Bytes of the input volume kept for the next request (0: none)."""
+        volume = self._volume[1]
+        return 0 if volume is None else int(volume.array.nbytes)
+
+    def after_request(self, click: bool) -> None:
+        """Apply the memory bound after a request (whatever its outcome): drop the volume, and
+        what was computed from it, if the request was not a click (``click``: it had
+        ``--point``) and the volume is larger than ``keep_bytes``; then free CUDA's cache and
+        trim the C heap."""
+        if not click and self.kept_volume_bytes() > self.keep_bytes:
+            self._volume = (None, None)
+            self._checks = (None, {})  # it references the Volume too
+        free_cuda_cache()
+        trim_heap()
 
     def input_checks(self, manifest, volume) -> list[str]:
         """The input sanity warnings of ``volume`` for ``manifest``
@@ -77,6 +111,29 @@ class WarmCache:
         if what not in found:
             found[what] = compute(manifest, volume)
         return found[what]
+
+
+def free_cuda_cache() -> None:
+    """``torch.cuda.empty_cache()`` if torch is already imported and CUDA initialised (never
+    imports torch, never starts CUDA); a CUDA error here is left to the next request."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    try:
+        torch.cuda.empty_cache()
+    except RuntimeError:
+        pass
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere
+    nothing): after a whole-volume run, tens of MB of freed buffers stay resident otherwise."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        pass
 
 
 def _files_key(paths: Sequence[str], channel_names: Sequence[str]) -> Optional[tuple]:

@@ -87,12 +87,37 @@ def cases(which: tuple[str, ...]) -> dict[str, dict]:
     return found
 
 
-def run_case(case: dict, threads: int, env: dict) -> dict:
-    """One end-to-end run; seconds per stage and in total (wall clock, fresh process)."""
+def row_name(case: str, depth: str) -> str:
+    """A report row's name: the case, plus ``_Lk`` when a depth other than the model's was asked."""
+    return case if depth == "rec" else f"{case}_L{depth}"
+
+
+def with_depth(case: dict, depth: str) -> dict:
+    """``case`` with ``--depth`` added unless ``depth`` is "rec" (the model's recommended one)."""
+    return {**case, "args": case["args"] + (["--depth", depth] if depth != "rec" else [])}
+
+
+def split_by_stage(stamps: dict[str, float], total: float) -> dict[str, float]:
+    """Seconds per stage of ``STAGES`` from the time each stage's first progress line arrived
+    (``stamps``, seconds from the start) and the ``total``; a stage without a line gets 0."""
+    marks = [stamps.get(stage) for stage in STAGES[1:]] + [total]
+    for index in range(len(marks) - 2, -1, -1):  # a missing stage ends where the next begins
+        if marks[index] is None:
+            marks[index] = marks[index + 1]
+    split = {"start": marks[0]}
+    for stage, begin, end in zip(STAGES[1:], marks[:-1], marks[1:]):
+        split[stage] = end - begin
+    return split
+
+
+def run_case(case: dict, threads: int, env: dict, output: Optional[Path] = None) -> dict:
+    """One end-to-end run in a fresh process: {"seconds": wall s, "split": {stage: s},
+    "depth": k}. Writes the segmentation to ``output`` when given (else to a temporary file).
+    Raises RuntimeError with the CLI's stderr when it exits with an error."""
     with tempfile.TemporaryDirectory(prefix="unetpp-e2e-") as tmp:
         command = [sys.executable, "-m", "UNetPlusPlusLib.cli", "segment", *case["inputs"]]
         command += [*case["args"], "--threads", str(threads), "--progress-json"]
-        command += ["-o", str(Path(tmp) / "out.seg.nrrd")]
+        command += ["-o", str(output or Path(tmp) / "out.seg.nrrd")]
         started = time.perf_counter()
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -113,11 +138,7 @@ def run_case(case: dict, threads: int, env: dict) -> dict:
         total = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(f"unetpp segment failed ({process.returncode}): {stderr[-2000:]}")
-    marks = [first.get(stage) for stage in STAGES[1:]] + [total]
-    split = {"start": marks[0]}
-    for stage, begin, end in zip(STAGES[1:], marks[:-1], marks[1:]):
-        split[stage] = end - begin
-    return {"seconds": total, "split": split, "depth": result.get("depth")}
+    return {"seconds": total, "split": split_by_stage(first, total), "depth": result.get("depth")}
 
 
 def format_split(result: dict) -> str:
@@ -158,9 +179,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                         env["OMP_NUM_THREADS"] = str(args.threads)
                         if path:
                             env["PYTHONPATH"] = str(Path(path).resolve())
-                        run = dict(case)
-                        run["args"] = case["args"] + (["--depth", depth] if depth != "rec" else [])
-                        result = run_case(run, args.threads, env)
+                        result = run_case(with_depth(case, depth), args.threads, env)
                         load = os.getloadavg()[0]
                         print(f"r{round_} {tree} {name} load {load:.2f}  {format_split(result)}",
                               flush=True)  # fmt: skip

@@ -1,19 +1,17 @@
 """Harness side of the executor and end-to-end measurements (issue 14), and their report.
 
 ``measure`` runs the ``executors`` worker job (``executor_worker.py``: seconds per tile per
-executor, idle and under ``load.competing_load``) and the end-to-end CLI runs (``e2e.py``),
-idle and, in the full mode, loaded. ``report`` returns the table lines and the ``key=value``
-pairs that ``harness`` appends to its last line.
+executor, idle and under ``load.competing_load``) and the end-to-end runs (``e2e_bench.py``:
+cold one-shot CLI processes and warm ``unetpp serve`` requests, idle and loaded). ``report``
+returns the table lines and the ``key=value`` pairs that ``harness`` appends to its last line.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from . import e2e, machine
+from . import e2e_bench, machine
 from .executor_worker import EXECUTORS
-from .load import competing_load
 
 LABELS = {
     "ours": "ours",
@@ -59,22 +57,10 @@ def measure(run, args, workdir: Path, weights: Path, log) -> dict:
         job.update(skip=["openvino-bf16"], large_tile=QUICK_LARGE_TILE)
     results["executors"] = run(job, "executors")
     results["executors"]["load"] = (load_before, machine.load_average())
-    which = ("liver_512",) if args.quick else ("liver_512", "brain", "nodule")
-    conditions = ("idle",) if args.quick else ("idle", "loaded")
-    results["e2e"] = {}
-    for case_name, case in e2e.cases(which).items():
-        for condition in conditions:
-            log(f"end to end: {case_name}, {condition}")
-            started = time.perf_counter()
-            if condition == "loaded":
-                with competing_load(2):
-                    time.sleep(0.5)
-                    result = e2e.run_case(case, args.threads, run.env)
-            else:
-                result = e2e.run_case(case, args.threads, run.env)
-            result["load"] = machine.load_average()
-            results["e2e"][f"{case_name}:{condition}"] = result
-            log(f"  done in {time.perf_counter() - started:.0f} s (load {result['load']})")
+    log("end to end, cold (fresh processes) and warm (one unetpp serve), idle and loaded")
+    end_to_end = e2e_bench.measure(args.quick, args.threads, run.env, log)
+    results["e2e"], results["e2e_warm"] = end_to_end["cold"], end_to_end["warm"]
+    results["e2e_warm_rounds"] = end_to_end["warm_rounds"]
     return results
 
 
@@ -136,11 +122,8 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
             key = f"L{depth}:{condition}"
             if key in ours and key in openvino:
                 keys.append(f"shipped_vs_openvino_{condition}={openvino[key] / ours[key]:.2f}")
-    e2e_results = results.get("e2e", {})
-    if e2e_results:
-        lines += ["", "end to end: unetpp segment in a fresh process, seconds (split by stage)"]
-        for key, value in e2e_results.items():
-            lines.append(f"  {key:<20}{e2e.format_split(value)}  (load {value['load']})")
-    if "liver_512:idle" in e2e_results:
-        keys.append(f"e2e_liver_512={e2e_results['liver_512:idle']['seconds']:.1f}")
+    cold, warm = results.get("e2e", {}), results.get("e2e_warm", {})
+    rounds = results.get("e2e_warm_rounds", "?")
+    lines += e2e_bench.report({"cold": cold, "warm": warm, "warm_rounds": rounds})
+    keys += e2e_bench.keys(cold, warm)
     return lines, keys

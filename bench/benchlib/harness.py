@@ -30,7 +30,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="a 96x128x128 volume, one round, fewer executor rounds and a 64^3 tile for the "
-        "large network's executor rows (well under 10 min on 2 idle cores)",
+        "large network's executor rows, 2 warm rounds end to end (about 10 min on 2 idle cores)",
     )
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     parser.add_argument(

@@ -1,12 +1,15 @@
-"""One persistent engine process (``unetpp serve``) for interactive clicks, restarted after a crash.
+"""One persistent engine process (``unetpp serve``) for the module's runs, restarted after a crash.
 
-A nodule click segments a small box, so starting Python, importing torch and loading the model
-would cost far more than the inference. :class:`EngineServer` starts
+Starting Python, importing torch and loading the model costs seconds (more than a nodule
+click's inference, and a large share of a whole-volume run at a shallow depth), so every Segment
+run of the module (whole volume, ROI, click; ``SegmentationLogic.persistent``) goes to one
+process that stays alive between runs. :class:`EngineServer` starts
 ``<python> -m UNetPlusPlusLib.cli serve`` once (through PythonSlicer's launcher in Slicer, which
 forwards stdin), sends each request as a JSON line on its stdin and routes the replies, by
 request id, into the queue of the :class:`~.job.SegmentationJob` that asked. If the process has
-died (a crash, or :meth:`kill` after a cancel that was not honoured), the next :meth:`submit`
-starts a new one. :meth:`shutdown` kills the whole process tree without waiting.
+died (a crash, or :meth:`kill` after a cancel that was not honoured within the job's grace), the
+next :meth:`submit` starts a new one. :meth:`shutdown` kills the whole process tree without
+waiting. What the process keeps in memory between runs is bounded in ``warm_cache.py``.
 
 Queue items are ``(name, line)`` as for a one-shot job's pipes: ``("stdout", json)`` for the
 server's progress/result/error lines (without their id), ``("stderr", text)`` for its log, and
@@ -111,7 +114,7 @@ class EngineServer:
 
     def inputs(self, key: Hashable, images: NativeImages) -> list[Path]:
         """Input files for ``images``: written once per ``key`` (the volume nodes and their
-        modification times) and reused by the next clicks, so the server's cached volume stays
+        modification times) and reused by the next runs, so the server's cached volume stays
         valid too. The last two sets are kept (a request may still read the previous one)."""
         for known, paths in self._inputs:
             if known == key and all(path.is_file() for path in paths):

@@ -7,7 +7,8 @@ and an optional clicked point into an engine run, and writes the result into a
 - :meth:`SegmentationLogic.segment` blocks and runs the engine in this process; for scripts and
   tests. ``progress(stage, done, total)`` and ``cancel() -> bool`` are forwarded to the engine.
 - :meth:`SegmentationLogic.start_job` returns a running :class:`~.job.SegmentationJob` (the CLI in
-  a child process); the Widget polls it, so Slicer never freezes.
+  a child process: by default one engine process kept alive between runs, ``unetpp serve``);
+  the Widget polls it, so Slicer never freezes.
 
 Either way the scene changes only after a successful run, and the engine's input sanity checks
 (``engine/sanity.py``: header, values, intensities for the model's modality) run first:
@@ -48,13 +49,16 @@ ModelRef = Union[str, os.PathLike, ModelManifest]
 class SegmentationLogic:
     """Segment MRML volumes with a UNet++ model package (see the module docstring)."""
 
-    def __init__(self, python: Optional[str] = None) -> None:
+    def __init__(self, python: Optional[str] = None, persistent: bool = True) -> None:
         self.python = python  # interpreter for background jobs; None: PythonSlicer or this one
+        # start_job's default: every run goes to one engine process kept alive between runs
+        # (`unetpp serve`); False starts a new process per run, as the CLI does
+        self.persistent = persistent
         self._predictors: dict = {}
         self.warnings: list[str] = []  # input warnings of the last segment/start_job call
         self._jobs: list[SegmentationJob] = []  # started background jobs, for shutdown()
         self._device_query: Optional[DeviceQuery] = None
-        self._server: Optional[EngineServer] = None  # the persistent engine, for clicks
+        self._server: Optional[EngineServer] = None  # the persistent engine process
         self._checked: tuple = (None, [])  # (inputs and model key, their sanity warnings)
 
     # ------------------------------------------------------------------ models
@@ -150,12 +154,13 @@ class SegmentationLogic:
 
         When it succeeds, ``job.output`` is the segmentation node written to; until then the
         scene is untouched. Input problems raise ``UNetPlusPlusError`` here, before any start.
-        ``persistent`` (default: for point-prompted models, i.e. nodule clicks) sends the run to
-        one engine process kept alive between runs (``unetpp serve``, model loaded), started at
-        the first run and again after a crash; otherwise each run starts its own process.
+        ``persistent`` (default: :attr:`persistent`, True) sends the run, whole volume, ROI or
+        click alike, to one engine process kept alive between runs (``unetpp serve``: Python,
+        torch and the last model stay loaded), started at the first run and again after a crash
+        or a cancel it did not honour in time; False starts a process for this run only.
         """
         manifest = self.resolve_model(model)
-        persistent = is_prompted(manifest) if persistent is None else persistent
+        persistent = self.persistent if persistent is None else persistent
         self.warnings = self._checked_once(volume_nodes, manifest)
         images = self._native_images(volume_nodes, manifest)  # written in their own types
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None

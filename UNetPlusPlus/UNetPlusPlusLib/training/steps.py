@@ -67,6 +67,10 @@ def learning_rate(config, iteration: int) -> float:
     return config.lr
 
 
+class NonFiniteLoss(UNetPlusPlusError):
+    """The loss of a training step was NaN or infinite (the step was not applied)."""
+
+
 def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast type of a plan's precision on ``device`` (None: float32)."""
     if device.type == "cuda" and precision == "amp":
@@ -88,14 +92,15 @@ def training_step(
 ) -> float:
     """Forward (deep supervision heads), hybrid loss, backward, clipped AdamW step; the loss.
 
-    Raises UNetPlusPlusError when the loss is not finite.
+    Raises NonFiniteLoss (a UNetPlusPlusError) when the loss is not finite; nothing has been
+    updated then.
     """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         heads = model(images)
     loss = loss_fn([h.float() for h in heads], labels)
     if not torch.isfinite(loss):
-        raise UNetPlusPlusError(
+        raise NonFiniteLoss(
             "The training loss became NaN or infinite; lower --lr or check the data."
         )
     if scaler is not None:

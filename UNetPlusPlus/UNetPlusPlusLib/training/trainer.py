@@ -36,7 +36,14 @@ from .progress import epoch_event
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
 from .split import split_cases, subset_patients
-from .steps import DeepSupervision, autocast_dtype, channels_last, learning_rate, training_step
+from .steps import (
+    DeepSupervision,
+    NonFiniteLoss,
+    autocast_dtype,
+    channels_last,
+    learning_rate,
+    training_step,
+)
 from .validation import DEPTHS, evaluate_depths
 
 LOG_FILE = "train.log"
@@ -399,22 +406,37 @@ class Trainer(PlanningMixin):
             images, labels = training_batch(sampler, rng, config.batch_size, augment, spacing)
             images = images.to(self.device, memory_format=torch.channels_last_3d)
             labels = labels.to(self.device, non_blocking=True)
-            losses.append(
-                training_step(
-                    self.model,
-                    parameters,
-                    self.optimizer,
-                    self.loss_fn,
-                    images,
-                    labels,
-                    self.amp_dtype,
-                    self.scaler,
-                )  # fmt: skip
-            )
+            losses.append(self._step(parameters, images, labels))
             if self._bar is not None:
                 self._bar.update(1)
                 self._bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
         return distributed.mean_over_ranks(context, float(np.mean(losses)))
+
+    def _step(self, parameters: list, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """One training step. A non-finite loss under bf16/fp16 autocast, with weights that are
+        still finite, switches the rest of the run to float32 (logged, and recorded as the
+        run's precision) and retries the batch; otherwise NonFiniteLoss is raised."""
+        try:
+            return training_step(
+                self.model, parameters, self.optimizer, self.loss_fn, images, labels,
+                self.amp_dtype, self.scaler,
+            )  # fmt: skip
+        except NonFiniteLoss:
+            finite = all(bool(torch.isfinite(p).all()) for p in parameters)
+            if self.amp_dtype is None or not finite:
+                raise
+        self.log(
+            f"warning: the loss was not finite under {self.config.precision} autocast; "
+            "continuing in float32 (the weights were still finite)"
+        )
+        self.config.precision = "fp32"
+        if self.plan is not None:
+            self.plan.precision = "fp32"
+            self.plan.reasons["precision"] = "fp32: the loss was not finite under autocast"
+        self.amp_dtype, self.scaler = None, None
+        return training_step(
+            self.model, parameters, self.optimizer, self.loss_fn, images, labels, None, None
+        )
 
     def _validate(self) -> dict:
         config = self.config
