@@ -119,18 +119,21 @@ def test_same_labels_with_and_without_the_crop_on_an_oblique_grid(mr_predictor, 
 def test_outside_the_box_is_background(mr_predictor, brain):
     volume, _ = brain
     crop = nonzero_crop(volume, (2.0, 2.0, 2.0), (32, 32, 32))
-    result = mr_predictor.segment(volume, depth=1, return_probabilities=True)
+    result = mr_predictor.segment(volume, depth=2, return_probabilities=True, disagreement=True)
+    assert result.info["nonzero_crop"] == list(crop.grid.shape_zyx)
     outside = np.ones(volume.shape_zyx, bool)
     outside[crop.slices] = False
     assert outside.any() and not outside.all()
     assert not result.labels.array[outside].any()
     np.testing.assert_array_equal(result.probabilities.array[0][outside], 1.0)
     np.testing.assert_array_equal(result.probabilities.array[1][outside], 0.0)
-    inside = result.labels.array[crop.slices]
-    assert inside.any()
+    assert result.disagreement.grid.isclose(volume.grid, tolerance=0)
+    assert not result.disagreement.array[0][outside].any()
+    assert result.disagreement.array[0][crop.slices].any()
+    assert result.labels.array[crop.slices].any()
 
 
-def test_ct_and_mixed_models_are_not_cropped(sphere_predictor, sphere_model, tmp_path, brain):
+def test_ct_and_mixed_models_are_not_cropped(sphere_predictor, sphere_model, brain):
     volume, _ = brain
     ct = Volume(volume.array - 200.0, SPACING, ORIGIN, DIRECTION, ("CT",))  # air outside
     result = sphere_predictor.segment(ct, depth=1, crop_nonzero=True)
