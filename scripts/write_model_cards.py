@@ -100,7 +100,7 @@ TEXT = {
     },
     "brain-tumor": {
         "title": "Brain tumour (glioma sub-regions) on MR",
-        "headline": "BraTS regions WT / TC / ET Dice 0.71 / 0.66 / 0.56 (4 held-out cases); "
+        "headline": "BraTS regions WT / TC / ET Dice 0.705 / 0.660 / 0.559 (4 held-out cases); "
         "BRATS 2012 HG0001 WT 0.88",
         "summary": "14 BraTS 2018 cases / 4 other cases; expert labels",
         "training_note": "Two stages. Stage 1 (the first shipped model): 12 cases, 12 epochs, "
