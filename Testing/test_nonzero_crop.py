@@ -187,3 +187,38 @@ def test_a_small_box_grows_to_a_tile(brain):
     full = canonical_grid(volume, (2.0, 2.0, 2.0))
     inside = _model_slices(full, crop.grid)
     assert all(0 <= s.start and s.stop <= n for s, n in zip(inside, full.shape_zyx))
+
+
+def test_tiles_beyond_the_volume_are_padded_with_each_channels_value():
+    import torch
+    from UNetPlusPlusLib.engine.normalize import padding_values
+    from UNetPlusPlusLib.engine.tiling import _pad_to_tile
+
+    image = torch.arange(2 * 4 * 5 * 6, dtype=torch.float32).reshape(2, 4, 5, 6) - 50.0
+    padded, crop = _pad_to_tile(image, (8, 5, 6), [0.0, None])
+    assert tuple(padded.shape) == (2, 8, 5, 6)
+    assert torch.equal(padded[(slice(None),) + crop], image)
+    outside = torch.ones(8, dtype=torch.bool)
+    outside[crop[0]] = False
+    assert bool((padded[0, outside] == 0.0).all())  # MR: 0, the value outside the anatomy
+    assert bool((padded[1, outside] == image[1].min()).all())  # otherwise: the minimum (air)
+    kinds = [{"kind": "mr"}, {"kind": "ct", "window": [-1000, 1000]}, {"kind": "none"}]
+    assert padding_values(kinds) == [0.0, None, None]
+
+
+def test_a_slab_thinner_than_half_a_tile_warns_and_is_not_labelled_everywhere(mr_predictor, brain):
+    volume, _ = brain
+    whole = mr_predictor.segment(volume, depth=2)
+    assert not any("thick along" in w for w in whole.info["warnings"])
+    slab = Volume(
+        np.ascontiguousarray(volume.array[:, 18:22]),  # 4 slices of 2.4 mm through the lesion
+        volume.spacing,
+        volume.grid.index_to_physical((0, 0, 18)),
+        volume.direction,
+        volume.channel_names,
+    )
+    result = mr_predictor.segment(slab, depth=2)
+    assert any("thick along its k axis" in w for w in result.info["warnings"])
+    labelled = result.labels.array > 0
+    assert not labelled[slab.array[0] == 0].any()  # nothing outside the 'brain'
+    assert labelled.mean() < 0.5

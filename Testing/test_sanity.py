@@ -226,6 +226,18 @@ def test_ct_or_a_label_map_given_to_an_mr_model_is_refused():
         check("brain-tumor", volume(*mr, names=BRATS))
 
 
+def test_mr_with_many_negative_voxels_warns_and_a_few_do_not():
+    rng = np.random.default_rng(1)
+    mr = [rng.gamma(2.0, 50.0, (8, 10, 12)).astype(np.float32) for _ in range(4)]
+    offset = [m - 100.0 for m in mr]  # an offset image: most voxels negative
+    warnings = check("brain-tumor", volume(*offset, names=BRATS))
+    assert len(warnings) == 4 and all("negative voxels" in w for w in warnings)
+    assert "'FLAIR' has " in warnings[0]
+    ringing = [m.copy() for m in mr]
+    ringing[2].flat[:5] = -3.0  # 5 of 960 voxels: interpolation ringing, no warning
+    assert check("brain-tumor", volume(*ringing, names=BRATS)) == []
+
+
 def test_training_data_check_turns_modality_refusals_into_warnings():
     array = np.clip(ct_like(), -300, None)[np.newaxis]
     warnings = check_intensities(array, ["CT"], ["CT"], strict_modality=False)

@@ -128,6 +128,9 @@ def test_resume_refuses_changed_settings(data_dir, trained):
     add_train_arguments(parser)
     with pytest.raises(UNetPlusPlusError, match="'lr' was 0.003 in the checkpoint"):
         run_train(parser.parse_args(args))
+    args = [str(data_dir), "-o", str(trained), *TINY, "--resume", "--train-fraction", "0.5"]
+    with pytest.raises(UNetPlusPlusError, match="'train_fraction' was 1.0 in the checkpoint"):
+        run_train(parser.parse_args(args))  # a learning-curve run keeps its training cases
 
 
 def test_fine_tuning_starts_from_a_package(data_dir, trained, tmp_path):

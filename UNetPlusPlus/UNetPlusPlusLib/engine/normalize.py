@@ -11,7 +11,7 @@ Kinds (docs/ARCHITECTURE.md, "Model package"):
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -51,6 +51,14 @@ def with_volume_statistics(volume: Volume, channels: Sequence[Any]) -> list[dict
         if str(spec.get("kind", "")).lower() == "mr" and "mean" not in spec:
             spec["mean"], spec["std"] = _nonzero_statistics(volume.array[c])
     return specs
+
+
+def padding_values(channels: Sequence[Any]) -> list[Optional[float]]:
+    """The value to pad each normalised channel with beyond the image (tiles larger than the
+    volume): 0 for ``mr`` (zeros stay 0: the value outside a skull-stripped brain), None (the
+    channel's own minimum, e.g. air for a windowed CT) for the other kinds."""
+    kinds = [str(_normalization_entry(c).get("kind", "")).lower() for c in channels]
+    return [0.0 if kind == "mr" else None for kind in kinds]
 
 
 def normalize_channel(array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:

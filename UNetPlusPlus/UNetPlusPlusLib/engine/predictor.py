@@ -27,12 +27,12 @@ from .label_extent import argmax_on_reference
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .nonzero_crop import crop_enabled, nonzero_crop
-from .normalize import normalize, with_volume_statistics
+from .normalize import normalize, padding_values, with_volume_statistics
 from .point_crop import smallest_extent
 from .postprocess import keep_component_at_point, keep_largest_component
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .sanity import check_model_input
-from .tiling import sliding_window_inference
+from .tiling import sliding_window_inference, thin_input_warning
 from .tta import head_count, make_predict, mirror_axes, split_heads
 from .volume import (
     Box,
@@ -238,7 +238,11 @@ class Predictor:
         info["nonzero_crop"] = None if crop is None else list(grid.shape_zyx)
         axes = mirror_axes(self.manifest.test_time_augmentation) if tta else ()
         info["tta"] = {"mirror_axes": list(axes), "passes": 2 ** len(axes)} if tta else None
-        options = {"axes": axes, "heads": disagreement}
+        options = {"axes": axes, "heads": disagreement, "pad": padding_values(channel_norms)}
+        tile_mm = min(t * d for t, d in zip(self.manifest.tile_size_zyx[::-1], grid.spacing))
+        thin = thin_input_warning(region.grid.size_xyz, region.grid.spacing, tile_mm)
+        if point is None and thin:  # a click's box is the model's own choice
+            info["warnings"].append(thin)
         probabilities = self._infer(
             image, depth, overlap, tile_batch, report, cancel, info, options
         )
@@ -417,7 +421,7 @@ class Predictor:
                 report("fallback: " + message, 0, 1)
 
     def _sliding_window(
-        self, image, depth, overlap, batch, device, report, cancel, axes=(), heads=False
+        self, image, depth, overlap, batch, device, report, cancel, axes=(), heads=False, pad=None
     ) -> np.ndarray:
         """(K, z, y, x) probabilities, or (H * K, z, y, x) for the heads (engine/tta.py)."""
         model = self.model
@@ -442,6 +446,7 @@ class Predictor:
                     device=device,
                     progress=lambda done, total: report("infer", done, total),
                     cancel=cancel,
+                    pad_values=pad,
                 )
         finally:
             if shared:

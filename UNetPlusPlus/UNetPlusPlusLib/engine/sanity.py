@@ -31,6 +31,8 @@ from ..errors import UNetPlusPlusError
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
 MIN_SPACING_MM = 0.01
 MAX_SPACING_MM = 100.0
+#: Share of negative voxels above which an MR channel gets a warning (offset / normalised).
+MR_NEGATIVE_SHARE = 0.01
 #: Spacing above this (mm) on any axis is accepted with a warning (very thick slices).
 THICK_SPACING_MM = 10.0
 #: Tolerance on |D^T D - I| for an orthonormal direction matrix.
@@ -217,6 +219,8 @@ def decide_intensities(
             if problem and strict_modality:
                 raise UNetPlusPlusError(problem)
             warnings += [problem] if problem else []
+            negative = _mr_negative_warning(sample, name) if low < 0 and not problem else ""
+            warnings += [negative] if negative else []
     for a, b in sorted(identical):
         raise UNetPlusPlusError(
             f"Input channels '{names[a]}' and '{names[b]}' are identical (the same volume "
@@ -273,6 +277,24 @@ def _mr_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
             "air in Hounsfield units), but this model expects MR; give the MR volume."
         )
     return ""
+
+
+def _mr_negative_warning(sample: np.ndarray, name: str) -> str:
+    """A warning when more than :data:`MR_NEGATIVE_SHARE` of an MR channel's sample is negative.
+
+    MR magnitude images are non-negative, with 0 outside a skull-stripped brain; the models
+    z-score the non-zero voxels. An offset or already-normalised image shifts every voxel the
+    model sees (a BraTS case minus 100 gave tumour Dice 0.36 instead of 0.77, and tumour outside
+    the brain), so the user is told; a few negative voxels (interpolation ringing) are not.
+    """
+    share = float(np.count_nonzero(sample < 0)) / max(1, sample.size)
+    if share <= MR_NEGATIVE_SHARE:
+        return ""
+    return (
+        f"Input '{name}' has {share:.0%} negative voxels; MR intensities are non-negative, with "
+        "0 outside the anatomy, as this model was trained. An offset, rescaled or already "
+        "normalised image gives wrong results: give the scanner's (or skull-stripped) image."
+    )
 
 
 # --------------------------------------------------------------------------- all together

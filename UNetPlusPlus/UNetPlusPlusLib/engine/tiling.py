@@ -14,7 +14,6 @@ import math
 from typing import Callable, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import CancelledError
 from .devices import inference_backends, is_out_of_memory, release_memory
@@ -76,12 +75,15 @@ def sliding_window_inference(
     accumulate_dtype: torch.dtype = torch.float32,
     progress: Optional[Callable[[int, int], None]] = None,
     cancel: Optional[Callable[[], bool]] = None,
+    pad_values: Optional[Sequence[Optional[float]]] = None,
 ) -> torch.Tensor:
     """Gaussian-blended class probabilities over a whole volume, (K, z, y, x).
 
     ``image`` is (C, z, y, x) or (1, C, z, y, x). ``predict`` maps a batch of tiles
     (B, C, tz, ty, tx) on ``device`` to probabilities (B, K, tz, ty, tx). A volume smaller than
-    the tile is padded with its minimum and cropped back. Only the (K, volume) accumulator and
+    the tile is padded and cropped back: channel c with ``pad_values[c]`` (e.g. 0 for MR,
+    the value outside a skull-stripped brain), or with its minimum where that is None or
+    ``pad_values`` is not given (air, for a windowed CT). Only the (K, volume) accumulator and
     a (volume) weight map are kept, in ``accumulate_dtype``, on ``device`` if they fit there and
     on the CPU otherwise (a GPU out-of-memory while allocating them moves them, not the
     network); the result is where they are. Peak memory is therefore the network's working set
@@ -98,7 +100,7 @@ def sliding_window_inference(
     tile = tuple(int(t) for t in tile_zyx)
     device = torch.device(device) if device is not None else image.device
     image = image.to(dtype=torch.float32)
-    image, crop = _pad_to_tile(image, tile)
+    image, crop = _pad_to_tile(image, tile, pad_values)
     shape = tuple(image.shape[1:])
     boxes = tile_boxes(shape, tile, overlap)
     probabilities, weights = _accumulators(num_classes, shape, accumulate_dtype, device)
@@ -151,16 +153,44 @@ def _accumulators(
 
 
 def _pad_to_tile(
-    image: torch.Tensor, tile: tuple[int, ...]
+    image: torch.Tensor,
+    tile: tuple[int, ...],
+    pad_values: Optional[Sequence[Optional[float]]] = None,
 ) -> tuple[torch.Tensor, tuple[slice, slice, slice]]:
-    """Pad (C, z, y, x) up to the tile size (centred, with the image minimum)."""
+    """Pad (C, z, y, x) up to the tile size, centred; channel c with ``pad_values[c]``, or with
+    its own minimum where that is None."""
     shape = image.shape[1:]
     missing = [max(0, t - s) for s, t in zip(shape, tile)]
     crop = tuple(slice(m // 2, m // 2 + s) for m, s in zip(missing, shape))
     if not any(missing):
         return image, crop  # type: ignore[return-value]
-    pad: list[int] = []
-    for m in reversed(missing):  # F.pad wants (x_lo, x_hi, y_lo, y_hi, z_lo, z_hi)
-        pad += [m // 2, m - m // 2]
-    fill = float(image.min()) if image.numel() else 0.0
-    return F.pad(image, pad, mode="constant", value=fill), crop  # type: ignore[return-value]
+    values = list(pad_values) if pad_values is not None else [None] * image.shape[0]
+    padded = image.new_empty((image.shape[0],) + tuple(max(s, t) for s, t in zip(shape, tile)))
+    for c, value in enumerate(values):
+        fill = value if value is not None else (float(image[c].min()) if image.numel() else 0.0)
+        padded[c].fill_(float(fill))
+    padded[(slice(None),) + crop] = image
+    return padded, crop  # type: ignore[return-value]
+
+
+def thin_input_warning(
+    size_xyz: Sequence[int], spacing_xyz: Sequence[float], tile_mm: float
+) -> str:
+    """A warning when the input (its own grid: size in voxels, spacing in mm, (x, y, z)) is
+    thinner than half the model's tile (``tile_mm``, its shortest side in mm) along an axis of
+    its own, oblique or not; "" otherwise.
+
+    The network was trained on tiles full of anatomy; a slab much thinner than a tile is
+    mostly padding, and the outputs near it are unreliable (a 2-slice BraTS slab came out
+    labelled tumour everywhere before MR padding used 0; at 24 of 155 slices Dice halved).
+    """
+    extents = [int(n) * float(d) for n, d in zip(size_xyz, spacing_xyz)]
+    thin = [(axis, mm) for axis, mm in zip("ijk", extents) if mm * 2 < tile_mm]
+    if not thin:
+        return ""
+    axis, mm = thin[0]
+    return (
+        f"The input is only {mm:g} mm thick along its {axis} axis, less than half of the model's "
+        f"{tile_mm:g} mm tile: the model sees mostly padding there and the result is unreliable. "
+        "Give a volume (or region) that covers more of the anatomy."
+    )

@@ -53,6 +53,7 @@ DIGESTS_FILE = "rank_digests.json"
 SCHEDULES = ("poly", "cosine", "constant")
 # Fields that must not change between a run and its resumption.
 _RESUME_FIXED = (
+    "train_fraction",
     "spacing",
     "tile_size",
     "features",
@@ -208,10 +209,12 @@ class Trainer(PlanningMixin):
             cases, config.val_fraction, config.seed, self.dataset.validation_cases
         )
         if config.train_fraction < 1.0:
+            patients = len({c.patient_id for c in self.train_files})
             self.train_files = subset_patients(self.train_files, config.train_fraction, config.seed)
             self.log(
-                f"--train-fraction {config.train_fraction:g}: training on "
-                f"{len({c.patient_id for c in self.train_files})} patients' cases only"
+                f"--train-fraction {config.train_fraction:g}: training on the "
+                f"{len(self.train_files)} cases of {len({c.patient_id for c in self.train_files})} "
+                f"of the {patients} training patients"
             )
         self.log(
             f"dataset '{self.dataset.name}': {len(cases)} cases, {len(self.train_files)} for "
