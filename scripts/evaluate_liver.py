@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before torch: no OpenMP busy-wait)
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.volume import read_volume
 

@@ -37,6 +37,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
+import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before torch: no OpenMP busy-wait)
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.volume import Volume, read_image, read_volume

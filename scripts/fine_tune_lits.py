@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before torch: no OpenMP busy-wait)
 from UNetPlusPlusLib.engine import registry
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
