@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the three default models in UNetPlusPlus/UNetPlusPlusLib/Resources/Models from the public data in ../shared/data.
 #
-#   scripts/train_default_models.sh [liver|lung-nodule|brain-tumor ...]   (default: all three)
+#   scripts/train_default_models.sh [liver|lung-nodule|brain-tumor|learning-curves ...]
+#   (default: the three models and their cards; learning-curves: issue 11's data-scaling runs)
 #
 # Each model is trained with the project's own `unetpp train` (the exact commands that made the
 # shipped packages, recorded in each model.json and CARD.md), then its package (model.json,
@@ -115,6 +116,36 @@ train_brain_tumor() {
         "$DATA/brain-tumor" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor/evaluation.md"
 }
 
+learning_curves() {
+    # Issue 11, "what limits the targets": the same short recipe from scratch on all and on a
+    # seeded share of the training patients (--train-fraction; validation unchanged), one
+    # thread, bf16/fp32 as planned; then docs/learning_curves_*.png.
+    local brain=(--dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json
+        --val-cases Brats18_2013_11_1,Brats18_CBICA_ALU_1,Brats18_TCIA01_378_1,Brats18_TCIA02_606_1
+        --spacing 2 2 2 --tile 48 48 48 --features 8 16 32 64 128 8 --epochs 9
+        --iterations-per-epoch 50 --batch-size 2 --lr 1e-3 --foreground-fraction 0.5 --val-every 3
+        --threads 1 --weights-dtype float16 --name brain-tumor-mr --task brain-tumor
+        --cache-dir "$WORK/curves/cache-brain" --no-progress)
+    local nodule=(--dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/lidc-vois.json
+        --spacing 0.7 0.7 1.25 --tile 48 48 16 --features 8 16 32 64 128 8 --epochs 8
+        --iterations-per-epoch 50 --batch-size 4 --lr 1e-3 --foreground-fraction 0.5 --val-every 4
+        --max-val-cases 60 --threads 1 --weights-dtype float16 --precision fp32
+        --name lung-nodule-ct --task lung-nodule --cache-dir "$WORK/curves/cache-nodule" --no-progress)
+    for f in 0.25 0.5 1.0; do
+        "$UNETPP" train "$DATA/brain-tumor/brats2018" -o "$WORK/curves/brain-f$f" --overwrite \
+            "${brain[@]}" --train-fraction "$f"
+    done
+    for f in 0.5 1.0; do
+        "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/curves/nodule-f$f" --overwrite \
+            "${nodule[@]}" --train-fraction "$f"
+    done
+    "$PYTHON" scripts/plot_learning_curves.py -o docs/learning_curves_brain.png \
+        "14 cases=$WORK/curves/brain-f1.0" "7 cases=$WORK/curves/brain-f0.5" \
+        "4 cases=$WORK/curves/brain-f0.25"
+    "$PYTHON" scripts/plot_learning_curves.py -o docs/learning_curves_nodule.png \
+        "650 crops (all)=$WORK/curves/nodule-f1.0" "half the patients=$WORK/curves/nodule-f0.5"
+}
+
 cards() { "$PYTHON" scripts/write_model_cards.py; }
 
 for task in "${@:-liver lung-nodule brain-tumor cards}"; do
@@ -124,7 +155,8 @@ for task in "${@:-liver lung-nodule brain-tumor cards}"; do
             lung-nodule) train_lung_nodule ;;
             brain-tumor) train_brain_tumor ;;
             cards) cards ;;
-            *) echo "unknown model '$one' (liver, lung-nodule, brain-tumor)" >&2; exit 2 ;;
+            learning-curves) learning_curves ;;
+            *) echo "unknown model '$one' (liver, lung-nodule, brain-tumor, learning-curves)" >&2; exit 2 ;;
         esac
     done
 done
