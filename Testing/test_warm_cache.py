@@ -43,7 +43,9 @@ def test_input_checks_and_mr_statistics_are_computed_once_per_volume(monkeypatch
     calls = []
     real = sanity.check_model_input
     monkeypatch.setattr(
-        sanity, "check_model_input", lambda m, v: calls.append(v) or real(m, v) + ["borderline"]
+        sanity,
+        "check_model_input",
+        lambda m, v, **k: calls.append(v) or real(m, v, **k) + ["borderline"],
     )
     channel = SimpleNamespace(name="T1", modality="MR", normalization={"kind": "mr"})
     manifest = SimpleNamespace(name="m", channels=[channel], path="m/model.json", sha256="0")

@@ -104,12 +104,19 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     roi = _roi_box(args)
     if roi is None or args.point or args.disagreement or args.preview:
         return None
+    from .engine.channel_order import check_channel_order, manifest_reference
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import read_region
     from .engine.streamed_checks import check_files
 
     names = [c.name for c in manifest.channels]
-    warnings = check_files(args.inputs, [c.modality for c in manifest.channels], names)
+    reference = manifest_reference(manifest) if args.channel_check else None
+
+    def order_check(samples):  # the sequence order, on the streamed samples
+        return check_channel_order(samples, reference, names)
+
+    modalities = [c.modality for c in manifest.channels]
+    warnings = check_files(args.inputs, modalities, names, order_check=order_check)
     if warnings is None:
         return None
     needed = prompt_boxes(manifest, roi, None)[0]  # Predictor.context_box, without torch
@@ -223,7 +230,9 @@ def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
     else:
         volume, region_options = region
     if region is None:  # input sanity before torch; once per volume across `unetpp serve` clicks
-        region_options = {"input_warnings": cache.input_checks(manifest, volume)}
+        region_options = {
+            "input_warnings": cache.input_checks(manifest, volume, args.channel_check)
+        }
         if args.point:  # a crop around a point is normalised with the whole volume's statistics
             region_options["channel_norms"] = cache.channel_norms(manifest, volume)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
@@ -390,6 +399,13 @@ def add_segment_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--overlap", type=overlap_fraction, help="tile overlap, 0 <= overlap < 1 (model default)"
+    )
+    parser.add_argument(
+        "--no-channel-check",
+        dest="channel_check",
+        action="store_false",
+        help="skip the sequence-order check of multi-channel MR models (you are sure of the "
+        "order; docs/INPUT_CHECKS.md)",
     )
     parser.add_argument(
         "--tile-batch", type=positive_int, default=1, help="tiles per forward pass (>= 1)"

@@ -81,13 +81,17 @@ class WarmCache:
         free_cuda_cache()
         trim_heap()
 
-    def input_checks(self, manifest, volume) -> list[str]:
+    def input_checks(self, manifest, volume, channel_check: bool = True) -> list[str]:
         """The input sanity warnings of ``volume`` for ``manifest``
-        (``sanity.check_model_input``, no torch), computed once per (model, Volume) pair;
-        raises UNetPlusPlusError as that check does."""
+        (``sanity.check_model_input``, no torch), computed once per (model, Volume) pair and
+        ``channel_check`` (the sequence-order check, ``--no-channel-check``); raises
+        UNetPlusPlusError as that check does."""
         from .engine.sanity import check_model_input
 
-        return list(self._once("warnings", manifest, volume, check_model_input))
+        def check(manifest, volume):
+            return check_model_input(manifest, volume, channel_check=channel_check)
+
+        return list(self._once(f"warnings {channel_check}", manifest, volume, check))
 
     def channel_norms(self, manifest, volume) -> list[dict]:
         """The channels' normalisation with the whole volume's MR statistics (a crop around a

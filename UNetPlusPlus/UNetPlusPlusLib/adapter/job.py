@@ -120,6 +120,7 @@ def build_command(
     roi_ras: Optional[tuple[Sequence[float], Sequence[float]]] = None,
     tta: bool = False,
     cancel_path: Optional[Path] = None,
+    channel_check: bool = True,
 ) -> list[str]:
     """The CLI command line; the point and ROI corners are RAS millimetres, as the CLI takes."""
     command = [python, "-m", "UNetPlusPlusLib.cli", "segment", *map(str, input_paths)]
@@ -133,6 +134,8 @@ def build_command(
         command += ["--roi", *(repr(float(v)) for corner in roi_ras for v in corner)]
     if tta:
         command += ["--tta"]
+    if not channel_check:  # the sequence-order check deliberately skipped (channel_order.py)
+        command += ["--no-channel-check"]
     return command
 
 
@@ -153,6 +156,7 @@ class SegmentationJob:
     kill_grace: float = 1.0  # s between the cancel file and killing the process tree
     server: Optional[EngineServer] = None  # a persistent engine process, instead of a new one
     input_paths: Optional[list[Path]] = None  # inputs already written (kept); else written here
+    channel_check: bool = True  # False: --no-channel-check (engine/channel_order.py)
 
     state: str = field(default=PENDING, init=False)
     error: Optional[str] = field(default=None, init=False)
@@ -196,6 +200,7 @@ class SegmentationJob:
                 self.roi_ras,
                 self.tta,
                 cancel_path=self._workdir / CANCEL_FILE_NAME,
+                channel_check=self.channel_check,
             )
             if self.server is not None:
                 self.server.submit(self.command[4:], self._lines)  # the arguments of `segment`

@@ -60,6 +60,10 @@ class SegmentationLogic:
         self._device_query: Optional[DeviceQuery] = None
         self._server: Optional[EngineServer] = None  # the persistent engine process
         self._checked: tuple = (None, [])  # (inputs and model key, their sanity warnings)
+        # False skips the sequence-order check of multi-channel MR models (engine/
+        # channel_order.py), for a researcher sure of an order the check doubts; also sent to
+        # the engine process as --no-channel-check
+        self.channel_check = True
 
     # ------------------------------------------------------------------ models
     @staticmethod
@@ -130,7 +134,14 @@ class SegmentationLogic:
             roi = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
         point = None if point_ras is None else tuple(float(v) for v in ras_to_lps(point_ras))
         result = self._predictor(manifest, device).segment(
-            volume, depth=depth, roi=roi, point=point, progress=progress, cancel=cancel, tta=tta
+            volume,
+            depth=depth,
+            roi=roi,
+            point=point,
+            progress=progress,
+            cancel=cancel,
+            tta=tta,
+            channel_check=self.channel_check,
         )
         self.warnings = list(result.info.get("warnings", []))
         return self.write_result(
@@ -180,6 +191,7 @@ class SegmentationLogic:
             on_success=write,
             python=self.python,
             tta=bool(tta),
+            channel_check=self.channel_check,
             server=server,
             input_paths=server.inputs(self._input_key(nodes), images) if server else None,
         )
@@ -227,6 +239,7 @@ class SegmentationLogic:
             for t in (node.GetParentTransformNode() for node in nodes)
         )
         key = (self._input_key(nodes), transforms, str(manifest.path), manifest.sha256)
+        key += (self.channel_check,)
         if self._checked[0] != key:
             self._checked = (None, [])
             self._checked = (key, self._check(volume_nodes, manifest))
@@ -249,12 +262,14 @@ class SegmentationLogic:
     def _check(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
         """Input sanity on the nodes' voxels in their own types (no float32 copy of the volume
         on the GUI thread, issue 10)."""
+        from ..engine.channel_order import check_manifest_order
         from ..engine.sanity import check_channels
 
         _, channels = self._channels(volume_nodes, manifest)
         images = self._native_images(volume_nodes, manifest)
         modalities = [channel.modality for channel in manifest.channels]
-        return check_channels(images.arrays, images.grid, channels, modalities)
+        warnings = check_channels(images.arrays, images.grid, channels, modalities)
+        return warnings + check_manifest_order(manifest, images.arrays, self.channel_check)
 
     def write_result(
         self,

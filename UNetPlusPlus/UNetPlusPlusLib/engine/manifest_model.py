@@ -46,7 +46,9 @@ class ModelManifest:
     prompt: Optional[dict] = None
     postprocess: dict = field(default_factory=dict)
     test_time_augmentation: dict = field(default_factory=dict)  # engine/tta.py; {} = all axes
-    inference: dict = field(default_factory=dict)  # {"crop_nonzero": bool}, nonzero_crop.py
+    # {"crop_nonzero": bool} (nonzero_crop.py), {"channel_check": bool, "channel_fingerprint":
+    # {...}} (channel_order.py)
+    inference: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -100,7 +102,7 @@ class ModelManifest:
             "postprocess": copy.deepcopy(self.postprocess),
             **({"test_time_augmentation": dict(self.test_time_augmentation)}
                if self.test_time_augmentation else {}),
-            **({"inference": dict(self.inference)} if self.inference else {}),
+            **({"inference": copy.deepcopy(self.inference)} if self.inference else {}),
             "validation": copy.deepcopy(self.validation),
             "training": copy.deepcopy(self.training),
         }  # fmt: skip

@@ -145,7 +145,7 @@ class ManifestValidator:
             prompt=self.prompt(data.get("prompt")),
             postprocess=self.postprocess(data.get("postprocess", {})),
             test_time_augmentation=self.test_time_augmentation(data),
-            inference=self.inference(data.get("inference", {})),
+            inference=self.inference(data.get("inference", {}), len(channels)),
             validation=self.validation(data.get("validation", {})),
             training=copy.deepcopy(self.mapping(data.get("training", {}), "training")),
         )
@@ -319,13 +319,24 @@ class ManifestValidator:
         except ValueError as error:
             raise self.fail("test_time_augmentation", str(error)) from error
 
-    def inference(self, value: Any) -> dict:
+    def inference(self, value: Any, n_channels: int) -> dict:
         inference = self.mapping(value, "inference")
-        unknown = sorted(set(inference) - {"crop_nonzero"})
+        options = ("crop_nonzero", "channel_check", "channel_fingerprint")
+        unknown = sorted(set(inference) - set(options))
         if unknown:
-            raise self.fail(f"inference.{unknown[0]}", "is not an inference option (crop_nonzero)")
-        if not isinstance(inference.get("crop_nonzero", True), bool):
-            raise self.fail("inference.crop_nonzero", "must be true or false")
+            raise self.fail(
+                f"inference.{unknown[0]}", f"is not an inference option ({', '.join(options)})"
+            )
+        for flag in options[:2]:
+            if not isinstance(inference.get(flag, True), bool):
+                raise self.fail(f"inference.{flag}", "must be true or false")
+        if "channel_fingerprint" in inference:
+            from .channel_order import parse_reference  # numpy only
+
+            try:
+                parse_reference(inference["channel_fingerprint"], n_channels)
+            except ValueError as error:
+                raise self.fail("inference.channel_fingerprint", str(error)) from error
         return copy.deepcopy(inference)
 
     def validation(self, value: Any) -> dict:

@@ -184,6 +184,7 @@ class Predictor:
         crop_output: bool = False,
         input_warnings: Optional[list[str]] = None,
         crop_nonzero: Optional[bool] = None,
+        channel_check: bool = True,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
@@ -201,7 +202,8 @@ class Predictor:
         ``streamed_checks.check_files`` for a region read); the checks are then not rerun on
         ``volume``, which may be only a part. Without it input sanity sees ``volume``.
         ``crop_nonzero``: without ROI or point, an all-MR model infers only around the
-        non-zero voxels (``nonzero_crop.py``); None follows the manifest (default on)."""
+        non-zero voxels (``nonzero_crop.py``); None follows the manifest (default on).
+        ``channel_check=False`` skips the sequence-order check (``channel_order.py``)."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
@@ -210,7 +212,7 @@ class Predictor:
                 "The disagreement map compares the deep-supervision heads, and depth 1 has only "
                 "one: choose depth 2, 3, 4 or ensemble."
             )
-        warnings = self.check_input(volume, input_warnings)
+        warnings = self.check_input(volume, input_warnings, channel_check)
         if full_grid is not None and (point is not None or disagreement):
             raise ValueError("full_grid (a partial volume) supports ROI runs only")
         grid_out = full_grid if full_grid is not None else volume.grid
@@ -314,12 +316,14 @@ class Predictor:
         info["agreement"] = segment_agreement(heads, self.manifest.labels)
         return final, disagreement_map(heads)
 
-    def check_input(self, volume: Volume, input_warnings: Optional[list] = None) -> list[str]:
+    def check_input(
+        self, volume: Volume, input_warnings: Optional[list] = None, channel_check: bool = True
+    ) -> list[str]:
         """Input sanity (engine/sanity.py) for this model; returns warnings, raises refusals.
 
         ``input_warnings``: the whole image was already checked (streamed or cached); only the
         channel count is checked here and these warnings are returned."""
-        return check_model_input(self.manifest, volume, input_warnings)
+        return check_model_input(self.manifest, volume, input_warnings, channel_check)
 
     def _component_at_point(
         self,

@@ -323,9 +323,13 @@ def check_channels(
     return warnings + check_intensities(arrays, channel_names, modalities)
 
 
-def check_model_input(manifest, volume, input_warnings: Sequence[str] | None = None) -> list[str]:
+def check_model_input(
+    manifest, volume, input_warnings: Sequence[str] | None = None, channel_check: bool = True
+) -> list[str]:
     """Input sanity of a :class:`.volume.Volume` (C, z, y, x) for a model: its channel count,
-    then :func:`check_volume` against the manifest's channel modalities; returns warnings.
+    then :func:`check_volume` against the manifest's channel modalities, then the sequence
+    order against the manifest's channel fingerprint (:mod:`.channel_order`; skipped with
+    ``channel_check=False`` or without a fingerprint); returns warnings.
 
     ``input_warnings``: the whole image was already checked (streamed or cached); only the
     channel count is checked and these warnings are returned. No torch is needed, so the CLI
@@ -339,4 +343,7 @@ def check_model_input(manifest, volume, input_warnings: Sequence[str] | None = N
         )
     if input_warnings is not None:
         return list(input_warnings)
-    return check_volume(volume, [channel.modality for channel in manifest.channels])
+    warnings = check_volume(volume, [channel.modality for channel in manifest.channels])
+    from .channel_order import check_manifest_order
+
+    return warnings + check_manifest_order(manifest, list(volume.array), channel_check)

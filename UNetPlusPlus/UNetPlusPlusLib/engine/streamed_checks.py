@@ -18,7 +18,7 @@ one code path of :func:`.sanity.decide_intensities`. Peak memory is about one sl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -133,12 +133,15 @@ def check_files(
     modalities: Sequence[str],
     channel_names: Sequence[str] = (),
     slab_voxels: int = SLAB_VOXELS,
+    order_check: Optional[Callable[[list], list[str]]] = None,
 ) -> Optional[list[str]]:
     """Header, finite-value and intensity checks of whole files, one per channel; warnings.
 
     Gives the refusals and warnings of ``read_volume`` + ``sanity.check_volume`` on the same
-    files without holding the image. Returns None when a file cannot be streamed (the caller
-    reads it whole). Raises UNetPlusPlusError.
+    files without holding the image. ``order_check``: called with the channels' strided
+    samples (the voxels of ``channel_order.channel_samples``) after the other checks, e.g.
+    ``channel_order.check_channel_order``; its warnings are added. Returns None when a file
+    cannot be streamed (the caller reads it whole). Raises UNetPlusPlusError.
     """
     sources = [str(p) for p in paths]
     paths = [Path(p) for p in paths]
@@ -167,7 +170,8 @@ def check_files(
     for source, count in zip(sources, nonfinite):
         if count:
             raise nonfinite_error(source, count)
-    return warnings + decide_intensities(stats, identical, channel_names, modalities)
+    warnings += decide_intensities(stats, identical, channel_names, modalities)
+    return warnings + (order_check([s.sample for s in stats]) if order_check else [])
 
 
 def stream_statistics(

@@ -26,6 +26,8 @@ class UNetPlusPlusParameterNode:
         the installed manifests, so it is synchronised by the Widget rather than bound.
     depth - "auto", "1".."4" or "ensemble".
     tta - test-time augmentation: average mirrored passes (slower; the card gives the gain).
+    channelCheck - refuse multi-channel MR inputs in the wrong sequence order
+        (engine/channel_order.py); unchecked, ``--no-channel-check``.
     device - "auto", "cpu" or "cuda:N" (synchronised by the Widget: the GPUs vary by machine).
     inputVolume0..3 - one volume per model channel, in the manifest's channel order.
     roi - optional box that restricts inference.
@@ -45,6 +47,7 @@ class UNetPlusPlusParameterNode:
     depth: Annotated[str, Choice(list(panel.DEPTH_CHOICES))] = "auto"
     device: str = "auto"
     tta: bool = False
+    channelCheck: bool = True
     inputVolume0: vtkMRMLScalarVolumeNode
     inputVolume1: vtkMRMLScalarVolumeNode
     inputVolume2: vtkMRMLScalarVolumeNode

@@ -151,6 +151,7 @@ class RunControl:
                 )
         volumes = self.inputVolumes(manifest)
         self.fitEmptyRoi(volumes)
+        self.logic.segmentationLogic.channel_check = bool(p.channelCheck)
         self._job = self.logic.startJob(
             volumes,
             manifest,

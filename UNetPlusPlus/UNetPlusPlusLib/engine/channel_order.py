@@ -1,0 +1,250 @@
+"""Sequence-order check of multi-channel MR inputs (numpy only: no torch, no Slicer).
+
+A model trained on FLAIR, T1, T1ce, T2 gives a confident but wrong segmentation when the
+volumes come in another order. Each MR sequence has its own contrast, so the channels of a
+skull-stripped case carry a **fingerprint**: inside the voxels that are non-zero in every
+channel (the brain), the C x C Spearman (rank) correlations between the channels and the
+skewness of each channel. The manifest stores the mean and standard deviation of that
+fingerprint over the model's training cases (``inference.channel_fingerprint``,
+``scripts/channel_fingerprint.py``). The input's fingerprint is compared with it under every
+order of its channels (C! orders, 24 for four channels): ``distance`` is the mean squared
+z-score of the features. ``gap`` = distance of the order given minus the best distance of any
+other order; a clear positive gap means another order fits the model's training data better.
+
+Decision (thresholds from the study of docs/INPUT_CHECKS.md, 18 BraTS 2018 cases and one
+BRATS 2012 case, every one of the 23 wrong orders of each):
+
+- gap > :data:`REFUSE_GAP` and the best order fits like a training case
+  (distance <= :data:`MAX_FIT`): refused, naming which input looks like which sequence;
+- gap > :data:`WARN_GAP` otherwise: a warning;
+- no reference in the manifest, fewer than :data:`MIN_VOXELS` joint non-zero voxels in the
+  sample, a single channel or more than :data:`MAX_CHANNELS`: no check.
+
+The samples are the strided samples of :mod:`.sanity` (``sample_step``), so the whole-array
+and the streamed (``streamed_checks``) paths decide on the same voxels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..errors import UNetPlusPlusError
+
+#: Fingerprint format written into the manifest.
+FINGERPRINT_VERSION = 1
+#: Voxels of each channel's sample searched for the joint non-zero mask (a strided part).
+MASK_VOXELS = 250_000
+#: Joint non-zero voxels used for the ranks (a strided part of the mask beyond this).
+RANK_VOXELS = 50_000
+#: Fewer joint non-zero voxels than this in the sample: no check (nothing to compare).
+MIN_VOXELS = 1000
+#: More channels than this: no check (C! orders).
+MAX_CHANNELS = 6
+#: Floor on a feature's reference standard deviation (no feature divides by ~0).
+STD_FLOOR = 0.05
+#: Gap (mean squared z-score) above which a non-identity order is "clearly" better: refused.
+#: The worst correctly ordered case of the study had gap -0.09 (leave-one-out reference).
+REFUSE_GAP = 1.0
+#: Gap above which the user is warned that the order may be wrong.
+WARN_GAP = 0.25
+#: A refusal needs the best order to fit like a real case: distance at most this (the study's
+#: correctly ordered cases: 0.18 to 2.6, leave-one-out). Beyond it the input is unlike the
+#: training data, and only a warning is given.
+MAX_FIT = 6.0
+
+
+@dataclass
+class Fingerprint:
+    """Contrast fingerprint of C channels: ``spearman`` (C, C) rank correlations, ``skewness``
+    (C,) of each channel, both inside the joint non-zero mask; ``voxels``: voxels used."""
+
+    spearman: np.ndarray
+    skewness: np.ndarray
+    voxels: int
+
+    def features(self, order: Sequence[int]) -> np.ndarray:
+        """The feature vector with slot s holding input channel ``order[s]``: the upper
+        triangle of the reordered correlation matrix (row-major), then the skewness."""
+        index = list(order)
+        matrix = self.spearman[np.ix_(index, index)]
+        upper = np.triu_indices(len(index), 1)
+        return np.concatenate([matrix[upper], self.skewness[index]])
+
+
+def channel_samples(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The strided sample of each (z, y, x) channel, the voxels of ``sanity.channel_stats``."""
+    from .sanity import sample_step
+
+    return [np.asarray(a).reshape(-1)[:: sample_step(np.asarray(a).size)] for a in arrays]
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 with ties given their mean rank (Spearman's convention)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # first of each value
+    ends = np.r_[starts[1:], ordered.size]
+    mean_rank = (starts + ends - 1) / 2.0
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def fingerprint(samples: Sequence[np.ndarray]) -> Optional[Fingerprint]:
+    """The fingerprint of C aligned 1-D samples (the same voxels in every channel).
+
+    Returns None when fewer than :data:`MIN_VOXELS` voxels are non-zero in every channel or a
+    channel is constant there. Raises ValueError if the samples differ in length."""
+    if len({len(s) for s in samples}) != 1:
+        raise ValueError("channel samples must have one length")
+    step = -(-len(samples[0]) // MASK_VOXELS)
+    parts = [np.asarray(s)[::step] for s in samples]
+    inside = parts[0] != 0
+    for part in parts[1:]:
+        inside &= part != 0
+    count = int(np.count_nonzero(inside))
+    if count < MIN_VOXELS:
+        return None
+    where = np.flatnonzero(inside)[:: -(-count // RANK_VOXELS)]
+    joint = np.stack([part[where].astype(np.float64) for part in parts])
+    std = joint.std(axis=1)
+    if np.any(std == 0):
+        return None
+    z = (joint - joint.mean(axis=1, keepdims=True)) / std[:, None]
+    skewness = (z**3).mean(axis=1)
+    ranks = np.stack([_average_ranks(row) for row in joint])
+    spearman = np.corrcoef(ranks) if len(samples) > 1 else np.ones((1, 1))
+    return Fingerprint(np.atleast_2d(spearman), skewness, int(joint.shape[1]))
+
+
+# ------------------------------------------------------------------------ the reference
+def build_reference(prints: Sequence[Fingerprint], cases: Sequence[str] = ()) -> dict:
+    """The manifest's ``channel_fingerprint`` from training-case fingerprints (at least 3):
+    per-feature mean and standard deviation (identity order). Raises ValueError."""
+    if len(prints) < 3:
+        raise ValueError("a channel fingerprint needs at least 3 training cases")
+    channels = len(prints[0].skewness)
+    vectors = np.array([p.features(range(channels)) for p in prints])
+    return {
+        "version": FINGERPRINT_VERSION,
+        "features": "spearman upper triangle (row-major), then skewness per channel",
+        "channels": channels,
+        "cases": list(cases) or len(prints),
+        "mean": [round(float(v), 4) for v in vectors.mean(axis=0)],
+        "std": [round(float(v), 4) for v in vectors.std(axis=0, ddof=1)],
+    }
+
+
+def parse_reference(value: Any, channels: int) -> dict:
+    """Check a manifest's ``channel_fingerprint`` for a model with ``channels`` inputs.
+
+    Raises ValueError naming the problem (the manifest validator adds file and field)."""
+    if not isinstance(value, dict):
+        raise ValueError("must be an object")
+    if value.get("version") != FINGERPRINT_VERSION:
+        raise ValueError(f"version must be {FINGERPRINT_VERSION}")
+    if value.get("channels") != channels:
+        raise ValueError(f"channels must be {channels}, the model's input count")
+    length = channels * (channels - 1) // 2 + channels
+    for key in ("mean", "std"):
+        numbers = value.get(key)
+        if (
+            not isinstance(numbers, list)
+            or len(numbers) != length
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers)
+        ):
+            raise ValueError(f"{key} must hold {length} finite numbers")
+    if any(v < 0 for v in value["std"]):
+        raise ValueError("std must be non-negative")
+    return dict(value)
+
+
+# ------------------------------------------------------------------------ the decision
+@dataclass
+class OrderVerdict:
+    """Distances of every order; ``best``: the best order other than the one given
+    (slot s should hold input ``best[s]``); ``gap``: given minus best distance."""
+
+    orders: list[tuple[int, ...]]
+    distances: np.ndarray
+    best: tuple[int, ...]
+    gap: float
+    best_distance: float
+
+
+def compare(print_: Fingerprint, reference: dict) -> OrderVerdict:
+    """Distance of ``print_`` to ``reference`` under each of the C! channel orders."""
+    mean = np.asarray(reference["mean"], dtype=np.float64)
+    std = np.maximum(np.asarray(reference["std"], dtype=np.float64), STD_FLOOR)
+    channels = len(print_.skewness)
+    orders = list(itertools.permutations(range(channels)))
+    distances = np.array([np.mean(((print_.features(o) - mean) / std) ** 2) for o in orders])
+    other = 1 + int(np.argmin(distances[1:]))
+    return OrderVerdict(
+        orders,
+        distances,
+        orders[other],
+        float(distances[0] - distances[other]),
+        float(distances[other]),
+    )
+
+
+def _swaps(best: Sequence[int], names: Sequence[str]) -> str:
+    """'the volume given as T2 looks like FLAIR; ...' for every slot s with best[s] != s."""
+    moved = [(s, i) for s, i in enumerate(best) if s != i]
+    return "; ".join(f"the volume given as {names[i]} looks like {names[s]}" for s, i in moved)
+
+
+def check_channel_order(
+    samples: Sequence[np.ndarray], reference: Optional[dict], channel_names: Sequence[str]
+) -> list[str]:
+    """Refuse a clearly wrong channel order; return a warning for a doubtful one.
+
+    ``samples``: C aligned 1-D samples (:func:`channel_samples`); ``reference``: the
+    manifest's ``inference.channel_fingerprint`` (None: no check). Raises UNetPlusPlusError
+    with one line naming the suspected swap."""
+    count = len(samples)
+    if not reference or count < 2 or count > MAX_CHANNELS or reference.get("channels") != count:
+        return []
+    found = fingerprint(samples)
+    if found is None:
+        return []
+    verdict = compare(found, reference)
+    if verdict.gap <= WARN_GAP:
+        return []
+    names = list(channel_names)
+    swaps = _swaps(verdict.best, names)
+    order = ", ".join(names)
+    if verdict.gap > REFUSE_GAP and verdict.best_distance <= MAX_FIT:
+        raise UNetPlusPlusError(
+            f"The input volumes seem to be in the wrong order: {swaps} (contrast fingerprint, "
+            f"gap {verdict.gap:.2f}). Give the sequences as {order}; if this order is right, "
+            "run again with --no-channel-check (Slicer: uncheck 'Check sequence order')."
+        )
+    return [
+        f"The input volumes may be in the wrong order: {swaps} (contrast fingerprint, gap "
+        f"{verdict.gap:.2f}); check that they are {order}."
+    ]
+
+
+def manifest_reference(manifest) -> Optional[dict]:
+    """The manifest's channel fingerprint, or None (none stored, or ``channel_check`` off)."""
+    inference = getattr(manifest, "inference", None) or {}
+    if not inference.get("channel_check", True):
+        return None
+    return inference.get("channel_fingerprint")
+
+
+def check_manifest_order(manifest, arrays: Sequence[np.ndarray], enabled: bool = True) -> list[str]:
+    """:func:`check_channel_order` of C (z, y, x) ``arrays`` (any voxel type) against the
+    ``manifest``'s reference; ``enabled=False`` (``--no-channel-check``) skips it."""
+    reference = manifest_reference(manifest) if enabled else None
+    if reference is None:
+        return []
+    names = [channel.name for channel in manifest.channels]
+    return check_channel_order(channel_samples(arrays), reference, names)
