@@ -194,6 +194,34 @@ def test_logic_job_command_carries_the_bypass():
     assert bypass[-1] == "--no-channel-check"
 
 
+def test_trainer_reference_from_multichannel_mr_training_files(tmp_path):
+    """``unetpp train`` writes the reference of its training files for an all-MR,
+    multi-channel dataset (training/package.py); CT or one channel gets none."""
+    from types import SimpleNamespace
+
+    from UNetPlusPlusLib.training.package import channel_reference
+
+    cases = []
+    for seed in range(3):
+        images = []
+        for name, channel in zip(NAMES, phantom(seed)):
+            images.append(tmp_path / f"case{seed}_{name}.nii.gz")
+            sitk.WriteImage(sitk.GetImageFromArray(channel), str(images[-1]))
+        cases.append(SimpleNamespace(case_id=f"case{seed}", images=images))
+    channels = [SimpleNamespace(name=n, modality="MR") for n in NAMES]
+    reference = channel_reference(channels, cases)
+    assert reference["cases"] == ["case0", "case1", "case2"]
+    assert co.parse_reference(reference, 4) == reference
+    image = phantom(9)
+    samples = co.channel_samples(list(image))
+    assert co.check_channel_order(samples, reference, NAMES) == []
+    with pytest.raises(UNetPlusPlusError, match="wrong order"):
+        co.check_channel_order([samples[i] for i in (3, 1, 2, 0)], reference, NAMES)
+    ct = [SimpleNamespace(name=n, modality="CT") for n in NAMES]
+    assert channel_reference(ct, cases) is None
+    assert channel_reference(channels, cases[:2]) is None  # too few cases
+
+
 def test_fingerprint_is_fast_on_a_brats_sized_case():
     """One 240 x 240 x 155 x 4 case: the check works on a bounded subsample (the seconds are
     measured by docs/INPUT_CHECKS.md's command, not asserted here)."""

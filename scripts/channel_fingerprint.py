@@ -115,6 +115,31 @@ def study(prints: dict, training: list, held_out: list, names: list) -> None:
         print(f"  {case}: gap {verdict.gap:.2f}, distance {verdict.distances[0]:.2f}")
 
 
+def time_check(paths: list, manifest: ModelManifest, rounds: int) -> None:
+    """Seconds of the order check and of the other input checks on one case, interleaved."""
+    import os
+    import time
+
+    from UNetPlusPlusLib.engine.sanity import check_volume
+
+    volume = read_volume(paths, [c.name for c in manifest.channels])
+    modalities = [c.modality for c in manifest.channels]
+    order, others = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        co.check_manifest_order(manifest, list(volume.array))
+        order.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        check_volume(volume, modalities)
+        others.append(time.perf_counter() - start)
+    print(
+        f"{Path(paths[0]).parent.name} {tuple(volume.array.shape)}, {rounds} rounds, load "
+        f"average {os.getloadavg()[0]:.2f}: order check median {np.median(order):.3f} s (best "
+        f"{min(order):.3f}); the other input checks median {np.median(others):.3f} s (best "
+        f"{min(others):.3f})"
+    )
+
+
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path)
@@ -127,6 +152,7 @@ def main(argv: Optional[list] = None) -> int:
     )  # fmt: skip
     parser.add_argument("--study", action="store_true", help="print the detection table")
     parser.add_argument("--write", action="store_true", help="store the reference in model.json")
+    parser.add_argument("--time", type=int, metavar="ROUNDS", help="time the check on a case")
     args = parser.parse_args(argv)
 
     manifest = ModelManifest.load(args.model)
@@ -149,6 +175,8 @@ def main(argv: Optional[list] = None) -> int:
     reference = co.build_reference([prints[c] for c in training], training)
     if args.study:
         study(prints, training, [c for c in prints if c not in training], names)
+    if args.time:
+        time_check(cases[validation[0]].images, manifest, args.time)
     if args.write:
         write_reference(manifest.path, reference)
         print(f"wrote inference.channel_fingerprint ({len(training)} cases) to {manifest.path}")

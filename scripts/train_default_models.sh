@@ -121,6 +121,10 @@ train_brain_tumor() {
         --foreground-fraction 0.5 --threads 1 --weights-dtype float16 --name brain-tumor-mr \
         --task brain-tumor --time-budget "$BUDGET" --val-every 30 --device "$DEVICE" --no-progress
     ship brain-tumor
+    # the sequence-order reference from the 14 training cases (docs/INPUT_CHECKS.md)
+    "$PYTHON" scripts/channel_fingerprint.py "$DATA/brain-tumor/brats2018" --write \
+        --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json \
+        --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor"
     "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
         "$DATA/brain-tumor" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor/evaluation.md"
 }

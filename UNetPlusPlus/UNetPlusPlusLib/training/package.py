@@ -50,6 +50,30 @@ def validation_label_sources(trainer) -> str:
     return "; ".join(seen) or trainer.dataset.label_sources() or "unknown"
 
 
+#: At most this many training cases are read for the sequence-order reference.
+MAX_FINGERPRINT_CASES = 50
+
+
+def channel_reference(channels: Sequence, cases: Sequence) -> Optional[dict]:
+    """The sequence-order reference (``inference.channel_fingerprint``, engine/channel_order.py)
+    of a multi-channel, all-MR dataset from its training ``cases`` (``CaseFiles``: the raw
+    files, as a user gives them), or None: fewer than 2 channels, a channel not MR, or fewer
+    than 3 cases with a usable fingerprint (too few voxels non-zero in every channel)."""
+    from ..engine import channel_order
+    from ..engine.volume import read_volume
+
+    if len(channels) < 2 or any(c.modality.strip().upper() not in ("MR", "MRI") for c in channels):
+        return None
+    names, prints, ids = [c.name for c in channels], [], []
+    for case in list(cases)[:MAX_FINGERPRINT_CASES]:
+        volume = read_volume(case.images, names)
+        found = channel_order.fingerprint(channel_order.channel_samples(list(volume.array)))
+        if found is not None:
+            prints.append(found)
+            ids.append(case.case_id)
+    return channel_order.build_reference(prints, ids) if len(prints) >= 3 else None
+
+
 def build_manifest(trainer, per_depth: dict) -> ModelManifest:
     """The package manifest of a finished run: per-depth validation, provenance, plan."""
     config, dataset = trainer.config, trainer.dataset
@@ -100,6 +124,12 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         "precision": config.precision,
         "training_seconds": round(trainer.elapsed_s, 1),
     }
+    # the parent's options (nonzero_crop.py), and the sequence-order reference of this run's
+    # training cases when it has one (else the parent's, if any)
+    inference = dict(parent.inference) if parent is not None else {}
+    reference = channel_reference(dataset.channels, getattr(trainer, "train_files", []))
+    if reference is not None:
+        inference["channel_fingerprint"] = reference
     plan = getattr(trainer, "plan", None)
     if plan is not None:
         training["plan"] = {
@@ -132,7 +162,7 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
             dataset.postprocess if dataset.postprocess or not same_labels else parent.postprocess
         ),
         test_time_augmentation=dict(parent.test_time_augmentation) if same_labels else {},
-        inference=dict(parent.inference) if parent is not None else {},  # nonzero_crop.py
+        inference=inference,
         validation={
             "data": data,
             "label_source": validation_label_sources(trainer),
