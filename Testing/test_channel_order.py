@@ -183,6 +183,38 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
     assert "wrong order" not in err and not out.exists()
 
 
+def test_slicer_logic_refuses_before_a_job_and_can_be_bypassed(tmp_path):
+    """The Slicer Logic (real MRML, slicer-core) checks the nodes' own voxels: a swapped order
+    is refused before any job starts, the scene untouched; ``channel_check = False`` lets it
+    through (the panel's 'Check sequence order' box)."""
+    slicer = pytest.importorskip("slicer")
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("slicer-core (MRML) is not installed")
+    from UNetPlusPlusLib.adapter import geometry
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+    from UNetPlusPlusLib.engine.volume import volume_from_sitk
+
+    manifest = synthetic_manifest(tmp_path)
+    scene = slicer.vtkMRMLScene()
+    image = phantom(21)
+    nodes = []
+    for name, channel in zip(NAMES, image[[3, 1, 2, 0]]):  # T2 in the FLAIR selector and back
+        itk = sitk.GetImageFromArray(channel.astype(np.int16))
+        nodes.append(geometry.volume_node_from_volume(scene, volume_from_sitk([itk]), name))
+    count = scene.GetNumberOfNodes()
+    logic = SegmentationLogic(persistent=False)
+    try:
+        with pytest.raises(UNetPlusPlusError, match="given as FLAIR looks like T2"):
+            logic.check_inputs(nodes, manifest)
+        with pytest.raises(UNetPlusPlusError, match="wrong order"):
+            logic.start_job(nodes, manifest, depth=1)
+        assert scene.GetNumberOfNodes() == count and not logic._jobs
+        logic.channel_check = False
+        assert logic.check_inputs(nodes, manifest) == []
+    finally:
+        logic.shutdown()
+
+
 def test_logic_job_command_carries_the_bypass():
     from UNetPlusPlusLib.adapter.job import build_command
 
