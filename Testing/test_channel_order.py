@@ -115,6 +115,21 @@ def test_bypass_manifest_switch_and_old_manifests(tmp_path):
     assert check_model_input(old, swapped) == []
 
 
+def test_serve_cache_keeps_checks_per_bypass_setting(tmp_path):
+    """``unetpp serve`` keeps the input checks per volume: a bypassed request must not let a
+    later checked request through, nor a refusal block a later bypassed one."""
+    from UNetPlusPlusLib.warm_cache import WarmCache
+
+    manifest = synthetic_manifest(tmp_path)
+    swapped = as_volume(phantom(8)[[1, 0, 2, 3]].copy())
+    cache = WarmCache()
+    with pytest.raises(UNetPlusPlusError, match="wrong order"):
+        cache.input_checks(manifest, swapped)
+    assert cache.input_checks(manifest, swapped, channel_check=False) == []
+    with pytest.raises(UNetPlusPlusError, match="wrong order"):
+        cache.input_checks(manifest, swapped, channel_check=True)
+
+
 def test_manifest_field_is_validated_and_round_trips(tmp_path):
     manifest = synthetic_manifest(tmp_path)
     again = ModelManifest.from_dict(manifest.to_dict())
@@ -177,6 +192,11 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: The input volumes seem to be in the wrong order")
     assert err.count("\n") == 1 and not out.exists()
+    # with --roi the whole files are checked streamed (cli_segment._read_roi_region): refused too
+    assert main([*args, "--roi", "10", "10", "10", "30", "30", "30", "--lps"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: The input volumes seem to be in the wrong order")
+    assert not out.exists()
     # bypassed, the run goes past the check (and stops at the missing weights of this fixture)
     assert main([*args, "--no-channel-check"]) != 0
     err = capsys.readouterr().err
