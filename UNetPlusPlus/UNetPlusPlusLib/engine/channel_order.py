@@ -48,12 +48,12 @@ MAX_CHANNELS = 6
 #: Floor on a feature's reference standard deviation (no feature divides by ~0).
 STD_FLOOR = 0.05
 #: Gap (mean squared z-score) above which a non-identity order is "clearly" better: refused.
-#: The worst correctly ordered case of the study had gap -0.09 (leave-one-out reference).
+#: The worst correctly ordered case of the study had gap -0.11 (leave-one-out reference).
 REFUSE_GAP = 1.0
 #: Gap above which the user is warned that the order may be wrong.
 WARN_GAP = 0.25
 #: A refusal needs the best order to fit like a real case: distance at most this (the study's
-#: correctly ordered cases: 0.18 to 2.6, leave-one-out). Beyond it the input is unlike the
+#: correctly ordered cases: 0.19 to 2.5, leave-one-out). Beyond it the input is unlike the
 #: training data, and only a warning is given.
 MAX_FIT = 6.0
 
