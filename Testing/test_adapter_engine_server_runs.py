@@ -27,8 +27,8 @@ from launcher import make_launcher, wait_for_descendant  # noqa: E402
 from test_adapter_job_cancel import poll_until_finished, wait_gone  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.point_crop import grid_offset  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
 
 TIMEOUT_S = 180
 

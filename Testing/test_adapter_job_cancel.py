@@ -29,7 +29,7 @@ from launcher import STUBBORN_CHILD, living, make_launcher, wait_for_descendant 
 from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.cli import EXIT_CANCELLED  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
 TIMEOUT_S = 180

@@ -170,7 +170,8 @@ def test_zero_thickness_roi_is_refused(ball, sphere_model, sphere_predictor, tmp
     roi = ["--roi", "0", "10", "30", "5", "20", "30"]  # z1 == z2
     assert main(["segment", str(ball), "--model", str(sphere_model), "-o", str(out), *roi]) == 2
     assert "empty" in _one_error_line(capsys) and not out.exists()
-    from UNetPlusPlusLib.engine.volume import Box, read_volume
+    from UNetPlusPlusLib.engine.image_read import read_volume
+    from UNetPlusPlusLib.engine.volume import Box
 
     with pytest.raises(UNetPlusPlusError, match="empty"):  # the engine refuses it too
         sphere_predictor.segment(read_volume([ball]), roi=Box((0, 10, 30), (5, 20, 30)))

@@ -116,7 +116,7 @@ def _describe(selector) -> str:
 
 def _values_held(cases: Sequence[CaseFiles]) -> str:
     """', whose label files hold the values 0, 63, 126' for plain label maps ('' otherwise)."""
-    from ..engine.volume import read_labelmap
+    from ..engine.image_read import read_labelmap
 
     values: set[int] = set()
     for case in cases[:_VALUE_SAMPLE_CASES]:
