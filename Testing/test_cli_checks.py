@@ -347,7 +347,8 @@ def test_dicom_patient_folder_with_a_truncated_slice_gives_one_clean_warning(
 # ------------------------------------------------------------------ 12. training: skipped files
 def test_training_names_images_without_a_segmentation(tmp_path):
     from test_training_dataset import write_slicer_dataset
-    from UNetPlusPlusLib.training.dataset import describe_slicer_export, find_cases
+    from UNetPlusPlusLib.training.dataset import find_cases
+    from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export
 
     folder = write_slicer_dataset(tmp_path / "cases", cases=2)
     sitk.WriteImage(sitk.Image([8, 8, 8], sitk.sitkInt16), str(folder / "orphan.nrrd"))

@@ -26,13 +26,8 @@ import numpy as np
 from ..engine.sanity import check_intensities
 from ..errors import UNetPlusPlusError
 from .cases import read_case
-from .dataset import (
-    SEGMENTATION_SUFFIX,
-    CaseFiles,
-    DatasetDescription,
-    find_cases,
-    normalized_name,
-)
+from .dataset import find_cases
+from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
