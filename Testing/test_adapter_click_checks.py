@@ -13,7 +13,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from helpers import make_sphere_image  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, logic  # noqa: E402
 from UNetPlusPlusLib.engine import sanity  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
 
 def test_sanity_checks_run_again_only_when_the_input_changed(sphere_model, monkeypatch):

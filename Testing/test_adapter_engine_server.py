@@ -25,7 +25,7 @@ from launcher import living, make_launcher, wait_for_descendant  # noqa: E402
 from test_adapter_job_cancel import POLL_BOUND_S, poll_until_finished, wait_gone  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
 TIMEOUT_S = 180
 

@@ -27,8 +27,8 @@ from launcher import make_launcher, wait_for_descendant  # noqa: E402
 from test_adapter_job_cancel import poll_until_finished, wait_gone  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.point_crop import grid_offset  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
 
 TIMEOUT_S = 180
 
@@ -181,6 +181,7 @@ def test_an_input_error_through_the_engine_is_one_message_and_it_goes_on(tmp_pat
 # ------------------------------------------------------------------ memory bound of `unetpp serve`
 def test_the_volume_is_kept_only_within_the_bound_or_for_clicks(tmp_path, sphere_model):
     import SimpleITK as sitk
+    from UNetPlusPlusLib.cli import build_parser
     from UNetPlusPlusLib.cli_serve import serve
     from UNetPlusPlusLib.warm_cache import WarmCache
 
@@ -193,7 +194,7 @@ def test_the_volume_is_kept_only_within_the_bound_or_for_clicks(tmp_path, sphere
         cache = WarmCache(keep_bytes=keep_bytes)
         request = {"id": 1, "argv": [*argv, "--labelmap", str(tmp_path / "out.nrrd")]}
         replies = io.StringIO()
-        serve(io.StringIO(json.dumps(request) + "\n"), replies, cache=cache)
+        serve(io.StringIO(json.dumps(request) + "\n"), replies, build_parser, cache=cache)
         assert '"result"' in replies.getvalue(), replies.getvalue()
         return cache.kept_volume_bytes()
 

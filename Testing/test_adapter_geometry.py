@@ -12,7 +12,8 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from helpers import make_sphere_image, rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry  # noqa: E402
-from UNetPlusPlusLib.engine.volume import LabelVolume, volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.volume import LabelVolume  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
 SPACING = (0.8, 1.3, 2.7)

@@ -22,7 +22,7 @@ except ImportError as error:  # pragma: no cover - only while the CLI is being w
 from helpers import make_sphere_image, rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
 TIMEOUT_S = 180
 

@@ -28,9 +28,9 @@ from helpers import make_sphere_image  # noqa: E402
 from launcher import STUBBORN_CHILD, living, make_launcher, wait_for_descendant  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
-from UNetPlusPlusLib.cli import EXIT_CANCELLED  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
+from UNetPlusPlusLib.exit_codes import EXIT_CANCELLED  # noqa: E402
 
 TIMEOUT_S = 180
 POLL_BOUND_S = 0.05  # no poll() may block the GUI thread longer than this

@@ -11,7 +11,7 @@ import SimpleITK as sitk  # noqa: E402
 from helpers import make_sphere_image  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
 
 def test_an_int16_ct_is_written_as_int16_and_segments_as_the_blocking_run(sphere_model):

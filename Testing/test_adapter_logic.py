@@ -21,8 +21,8 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from helpers import dice, make_sphere_image, rotation_matrix, sphere_mask  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest, terminology_entry_string  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.errors import CancelledError, UNetPlusPlusError  # noqa: E402
 
 RADIUS = 9.0
@@ -255,6 +255,7 @@ def test_point_prompted_model_adds_one_numbered_segment_per_click(logic, sphere_
 
 def test_export_training_case_is_read_by_the_trainer(logic, sphere_model, oblique_sphere, tmp_path):
     dataset_module = pytest.importorskip("UNetPlusPlusLib.training.dataset")
+    slicer_export = pytest.importorskip("UNetPlusPlusLib.training.dataset_slicer")
     cases_module = pytest.importorskip("UNetPlusPlusLib.training.cases")
     scene = slicer.vtkMRMLScene()
     volume_node = add_volume(scene, oblique_sphere)
@@ -265,7 +266,7 @@ def test_export_training_case_is_read_by_the_trainer(logic, sphere_model, obliqu
 
     assert [p.name for p in written] == ["case007.nrrd", "case007.seg.nrrd"]
     assert scene.GetNumberOfNodes() == nodes_before  # storage nodes stay out of the scene
-    dataset = dataset_module.describe_slicer_export(tmp_path / "export")
+    dataset = slicer_export.describe_slicer_export(tmp_path / "export")
     assert dataset.label_names == ["liver"]
     (case,) = dataset_module.find_cases(dataset)
     data = cases_module.read_case(case, dataset)

@@ -14,7 +14,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from helpers import make_sphere_image, rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry  # noqa: E402
 from UNetPlusPlusLib.adapter.roi import fit_if_empty, fit_roi_to_volume, roi_is_empty  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
 

@@ -26,8 +26,8 @@ from UNetPlusPlusLib.adapter.training_cases import cases_summary  # noqa: E402
 from UNetPlusPlusLib.adapter.training_logic import TrainingLogic, next_case_name  # noqa: E402
 from UNetPlusPlusLib.adapter.training_panel import epoch_text, plan_text  # noqa: E402
 from UNetPlusPlusLib.engine import registry  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process checks")

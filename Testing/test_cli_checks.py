@@ -170,7 +170,8 @@ def test_zero_thickness_roi_is_refused(ball, sphere_model, sphere_predictor, tmp
     roi = ["--roi", "0", "10", "30", "5", "20", "30"]  # z1 == z2
     assert main(["segment", str(ball), "--model", str(sphere_model), "-o", str(out), *roi]) == 2
     assert "empty" in _one_error_line(capsys) and not out.exists()
-    from UNetPlusPlusLib.engine.volume import Box, read_volume
+    from UNetPlusPlusLib.engine.image_read import read_volume
+    from UNetPlusPlusLib.engine.volume import Box
 
     with pytest.raises(UNetPlusPlusError, match="empty"):  # the engine refuses it too
         sphere_predictor.segment(read_volume([ball]), roi=Box((0, 10, 30), (5, 20, 30)))
@@ -346,7 +347,8 @@ def test_dicom_patient_folder_with_a_truncated_slice_gives_one_clean_warning(
 # ------------------------------------------------------------------ 12. training: skipped files
 def test_training_names_images_without_a_segmentation(tmp_path):
     from test_training_dataset import write_slicer_dataset
-    from UNetPlusPlusLib.training.dataset import describe_slicer_export, find_cases
+    from UNetPlusPlusLib.training.dataset import find_cases
+    from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export
 
     folder = write_slicer_dataset(tmp_path / "cases", cases=2)
     sitk.WriteImage(sitk.Image([8, 8, 8], sitk.sitkInt16), str(folder / "orphan.nrrd"))

@@ -13,8 +13,9 @@ import SimpleITK as sitk
 from test_training_dataset import _image, ball, write_slicer_case
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.cli import main
-from UNetPlusPlusLib.training.dataset import describe_slicer_export, load_dataset_json
 from UNetPlusPlusLib.training.dataset_check import check_dataset
+from UNetPlusPlusLib.training.dataset_json import load_dataset_json
+from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export
 from UNetPlusPlusLib.training.output_guard import remove_on_failure
 
 TINY = [

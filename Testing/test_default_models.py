@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest, load_weights, sha256_file
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import Box, read_volume
+from UNetPlusPlusLib.engine.volume import Box
 from UNetPlusPlusLib.errors import ChecksumError
 
 REPO = Path(__file__).resolve().parents[1]

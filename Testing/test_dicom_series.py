@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import build_parser
-from UNetPlusPlusLib.engine.volume import read_volume
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 CT_UID = "1.2.826.0.1.3680043.8.498.1001"

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from helpers import make_sphere_image, rotation_matrix
 from UNetPlusPlusLib.engine.disagreement import disagreement_map, segment_agreement
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import LabelSpec
 from UNetPlusPlusLib.engine.tta import split_heads
-from UNetPlusPlusLib.engine.volume import Box, volume_from_sitk
+from UNetPlusPlusLib.engine.volume import Box
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 LABELS = [LabelSpec(value=1, name="liver", color=(1.0, 0.0, 0.0))]

@@ -9,7 +9,8 @@ import pytest
 import SimpleITK as sitk
 from helpers import make_sphere_image
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine.volume import Box, read_volume
+from UNetPlusPlusLib.engine.image_read import read_volume
+from UNetPlusPlusLib.engine.volume import Box
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from helpers import make_sphere_image
 from UNetPlusPlusLib.engine import executors
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.network import plain_modules
 from UNetPlusPlusLib.engine.onnx_export import export_key
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 

@@ -15,9 +15,9 @@ import pytest
 from test_training_dataset import SIZE, _image, ball, write_slicer_dataset
 from UNetPlusPlusLib import cli
 from UNetPlusPlusLib.engine import registry
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.cli import main as train_main
 

@@ -31,7 +31,7 @@ def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
 ENGINE_FILES = sorted(
     [*(LIB / "engine").glob("*.py"), *(LIB / "training").glob("*.py"),
      *LIB.glob("cli*.py"), LIB / "segfile.py", LIB / "preview.py", LIB / "errors.py",
-     LIB / "resources.py", LIB / "cancel.py", LIB / "warm_cache.py"]
+     LIB / "resources.py", LIB / "cancel.py", LIB / "warm_cache.py", LIB / "exit_codes.py"]
 )  # fmt: skip
 
 
@@ -100,3 +100,109 @@ def test_opening_the_panel_does_not_import_torch():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False ['auto', 'cpu'] None"
+
+
+# ------------------------------------------------------------------------------ import cycles
+def _module_names() -> dict[str, Path]:
+    """Every module under UNetPlusPlus/ by dotted name (the module file is ``UNetPlusPlus``)."""
+    names = {}
+    for path in sorted(MODULE_FILE.parent.rglob("*.py")):
+        parts = path.relative_to(MODULE_FILE.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def imported_names(source: str, package: str) -> set[str]:
+    """Every dotted name the imports of ``source`` may load, wherever they stand (file scope,
+    functions, ``if TYPE_CHECKING``): the module, and ``module.name`` for each name of a ``from``
+    import (it may be a submodule). ``package``: the importing module's package, for relative
+    imports."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules under UNetPlusPlus/ that it imports anywhere in its code."""
+    modules = _module_names()
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported = imported_names(path.read_text(encoding="utf-8"), package)
+        graph[name] = {target for target in imported if target in modules} - {name}
+    return graph
+
+
+def strongly_connected_components(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm (iterative); each component sorted, components in no fixed order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        work.append((node, iter(sorted(graph[node]))))
+
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work: list = []
+        visit(root)
+        while work:
+            node, targets = work[-1]
+            for target in targets:
+                if target not in index:
+                    visit(target)
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index[target])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component = [stack.pop()]
+                    while component[-1] != node:
+                        component.append(stack.pop())
+                    on_stack.difference_update(component)
+                    components.append(sorted(component))
+    return components
+
+
+def test_the_cycle_scan_sees_every_kind_of_import():
+    source = (
+        "import a.b\nfrom . import c\nfrom ..d import e\n"
+        "def f():\n    from .g import h\n"
+        "if TYPE_CHECKING:\n    from x.y import Z\n"
+    )
+    assert imported_names(source, "p.q") == {
+        "a.b", "p.q", "p.q.c", "p.d", "p.d.e", "p.q.g", "p.q.g.h", "x.y", "x.y.Z"
+    }  # fmt: skip
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "e"}, "e": set(), "f": set()}
+    assert sorted(c for c in strongly_connected_components(graph) if len(c) > 1) == [
+        ["a", "b", "c"]
+    ]
+    real = import_graph()  # the module file and the package's modules, inner imports counted
+    assert "UNetPlusPlusLib.widget.module_logic" in real["UNetPlusPlus"]
+    assert "UNetPlusPlusLib.engine.runtime_env" in real["UNetPlusPlusLib.cli"]  # in main()
+
+
+def test_no_import_cycles_between_modules():
+    """The project's rule "small modules with one job each ... no import cycles between
+    modules", counting every import: those inside functions hid four cycles before."""
+    cycles = [c for c in strongly_connected_components(import_graph()) if len(c) > 1]
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)

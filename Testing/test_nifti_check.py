@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from UNetPlusPlusLib.engine.volume import read_image
+from UNetPlusPlusLib.engine.image_read import read_image
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 
@@ -43,8 +43,8 @@ def _oblique(array: np.ndarray) -> sitk.Image:
 def test_read_volume_decompresses_once_and_equals_itk(tmp_path, suffix, dtype):
     """The voxels come from the check's own pass (read_nifti), the geometry from ITK's header
     reading: values and geometry equal ITK's whole-file reading exactly."""
+    from UNetPlusPlusLib.engine.image_read import read_volume
     from UNetPlusPlusLib.engine.nifti_check import read_nifti
-    from UNetPlusPlusLib.engine.volume import read_volume
 
     values = np.random.default_rng(1).integers(0, 120, (7, 9, 11)).astype(dtype)
     path = tmp_path / f"x{suffix}"
@@ -59,7 +59,7 @@ def test_read_volume_decompresses_once_and_equals_itk(tmp_path, suffix, dtype):
 def test_big_endian_nifti_reads_the_same_values(tmp_path):
     import struct
 
-    from UNetPlusPlusLib.engine.volume import read_volume
+    from UNetPlusPlusLib.engine.image_read import read_volume
 
     values = np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8) - 100
     path = tmp_path / "little.nii"
@@ -78,8 +78,8 @@ def test_a_scaled_nifti_is_read_by_itk_with_its_scaling(tmp_path):
     """scl_slope/scl_inter: not read in one pass (None); ITK applies the scaling as before."""
     import struct
 
+    from UNetPlusPlusLib.engine.image_read import read_volume
     from UNetPlusPlusLib.engine.nifti_check import read_nifti
-    from UNetPlusPlusLib.engine.volume import read_volume
 
     values = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
     path = tmp_path / "scaled.nii"
@@ -93,7 +93,7 @@ def test_a_scaled_nifti_is_read_by_itk_with_its_scaling(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
 def test_read_volume_refuses_truncated_nifti_files(tmp_path, suffix):
-    from UNetPlusPlusLib.engine.volume import read_volume
+    from UNetPlusPlusLib.engine.image_read import read_volume
 
     path = tmp_path / f"ok{suffix}"
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((12, 13, 14), np.int16)), str(path), True)

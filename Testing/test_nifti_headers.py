@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.nifti_check import read_nifti
-from UNetPlusPlusLib.engine.volume import read_volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 

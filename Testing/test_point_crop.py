@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.image_read import read_labelmap
 from UNetPlusPlusLib.engine.point_crop import content_slices, grid_offset, smallest_extent
 from UNetPlusPlusLib.engine.postprocess import keep_component_at_point
 from UNetPlusPlusLib.engine.predictor import POINT_TOLERANCE_MM, Predictor
-from UNetPlusPlusLib.engine.volume import Grid, Volume, read_labelmap, volume_to_sitk
+from UNetPlusPlusLib.engine.volume import Grid, Volume, volume_to_sitk
 
 SPACING = (0.7, 0.7, 1.25)
 ANGLE = np.deg2rad(20.0)

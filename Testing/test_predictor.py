@@ -7,8 +7,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 from helpers import dice, make_sphere_image, rotation_matrix, sphere_mask
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.predictor import Predictor, parse_depth
-from UNetPlusPlusLib.engine.volume import Box, volume_from_sitk
+from UNetPlusPlusLib.engine.volume import Box
 from UNetPlusPlusLib.errors import CancelledError, UNetPlusPlusError
 
 

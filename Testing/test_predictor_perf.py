@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import make_sphere_image, rotation_matrix
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import ModelManifest, save_model_package
 from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import volume_from_sitk
 
 SPHERE = Path(__file__).parent / "fixtures" / "sphere_model" / "model.json"
 

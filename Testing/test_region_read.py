@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from helpers import make_sphere_image, rotation_matrix
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.normalize import _nonzero_statistics
 from UNetPlusPlusLib.engine.region_read import read_region
-from UNetPlusPlusLib.engine.volume import Box, crop_to_box, read_volume
+from UNetPlusPlusLib.engine.volume import Box, crop_to_box
 
 
 @pytest.fixture(scope="module")

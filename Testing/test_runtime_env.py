@@ -49,8 +49,8 @@ def test_applying_again_in_a_process_started_passive_stays_quiet(monkeypatch):
 def test_slicer_job_child_gets_the_policy(sphere_model, monkeypatch):
     from helpers import make_sphere_image
     from UNetPlusPlusLib.adapter import job
+    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
     from UNetPlusPlusLib.engine.manifest import ModelManifest
-    from UNetPlusPlusLib.engine.volume import volume_from_sitk
 
     for name in runtime_env.CPU_RUNTIME_ENV:
         monkeypatch.delenv(name, raising=False)

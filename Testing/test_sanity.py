@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.sanity import check_header, check_intensities, check_volume
-from UNetPlusPlusLib.engine.volume import Volume, read_volume
+from UNetPlusPlusLib.engine.volume import Volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -296,7 +297,7 @@ def test_real_inputs_of_the_shipped_models_pass_without_warnings(shared_data):
 
 def test_predictor_reports_warnings_in_its_info(sphere_predictor):
     from helpers import make_sphere_image
-    from UNetPlusPlusLib.engine.volume import volume_from_sitk
+    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 
     image = make_sphere_image(size_xyz=(24, 24, 3), spacing=(2.0, 2.0, 12.0), radius_mm=8.0)
     result = sphere_predictor.segment(volume_from_sitk([image]), depth=1)

@@ -13,10 +13,10 @@ import SimpleITK as sitk
 from helpers import make_sphere_image
 from UNetPlusPlusLib import cli_segment
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine import region_read, sanity, streamed_checks, volume
+from UNetPlusPlusLib.engine import image_read, region_read, sanity, streamed_checks
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.sanity import channel_stats, check_volume
 from UNetPlusPlusLib.engine.streamed_checks import check_files, stream_statistics
-from UNetPlusPlusLib.engine.volume import read_volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 
@@ -177,9 +177,9 @@ def test_roi_run_reads_only_the_region_and_gives_the_whole_image_labels(
     whole_out, roi_out = tmp_path / "whole.nrrd", tmp_path / "roi.nrrd"
     assert _segment(ct, ct_model, whole_out, *ROI, "--preview", str(tmp_path / "p.png")) == 0
     read = []
-    real_whole, real_region = volume.read_volume, region_read._read_extract
+    real_whole, real_region = image_read.read_volume, region_read._read_extract
     monkeypatch.setattr(
-        volume, "read_volume", lambda *a, **k: read.append("whole") or real_whole(*a, **k)
+        image_read, "read_volume", lambda *a, **k: read.append("whole") or real_whole(*a, **k)
     )
     monkeypatch.setattr(
         region_read, "_read_extract", lambda p, s, *a: read.append(s) or real_region(p, s, *a)

@@ -17,12 +17,10 @@ from UNetPlusPlusLib.engine.volume import canonical_grid
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.resources import builtin_datasets_dir
 from UNetPlusPlusLib.training.cases import read_case, read_color_table
-from UNetPlusPlusLib.training.dataset import (
-    describe_slicer_export,
-    find_cases,
-    load_dataset_json,
-    select_labels,
-)
+from UNetPlusPlusLib.training.dataset import find_cases
+from UNetPlusPlusLib.training.dataset_json import load_dataset_json
+from UNetPlusPlusLib.training.dataset_labels import select_labels
+from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export
 from UNetPlusPlusLib.training.preprocess import build_cache, preprocess_case
 
 DATASETS = builtin_datasets_dir()  # UNetPlusPlusLib/Resources/Datasets (package data)

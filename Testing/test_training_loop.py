@@ -16,9 +16,9 @@ import SimpleITK as sitk
 import torch
 from safetensors.torch import load_file
 from test_training_dataset import SIZE, _image, ball, write_slicer_dataset
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.resources import builtin_datasets_dir
 from UNetPlusPlusLib.training import trainer as trainer_module

@@ -69,7 +69,8 @@ def test_case_fingerprint_measures_label_volume_extent_and_intensity():
 
 
 def test_fingerprint_is_computed_once_and_cached(tmp_path, monkeypatch):
-    from UNetPlusPlusLib.training.dataset import describe_slicer_export, find_cases
+    from UNetPlusPlusLib.training.dataset import find_cases
+    from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export
 
     data = write_slicer_dataset(tmp_path / "data", cases=2)
     dataset = describe_slicer_export(data, labels=["tumor"])

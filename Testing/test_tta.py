@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import make_sphere_image
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.tta import flip_combinations, make_predict, mirror_axes
-from UNetPlusPlusLib.engine.volume import volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 

@@ -9,6 +9,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from helpers import dice, make_sphere_image, rotation_matrix, sphere_mask
+from UNetPlusPlusLib.engine.image_read import (
+    read_image,
+    read_labelmap,
+    read_volume,
+    volume_from_sitk,
+)
 from UNetPlusPlusLib.engine.volume import (
     Box,
     Grid,
@@ -19,13 +25,9 @@ from UNetPlusPlusLib.engine.volume import (
     crop_to_box,
     labels_to_sitk,
     paste_into,
-    read_image,
-    read_labelmap,
-    read_volume,
     resample_labels,
     resample_to_reference,
     resample_volume,
-    volume_from_sitk,
     volume_to_sitk,
     write_labelmap,
 )

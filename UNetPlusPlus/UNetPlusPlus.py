@@ -1,8 +1,8 @@
 """UNet++ segmentation for 3D Slicer: the scripted module.
 
-This file keeps what Slicer looks up by name: the module class, the sample-data registration and
-thin shells (``UNetPlusPlusWidget``, ``UNetPlusPlusLogic``, ``UNetPlusPlusTest``). The panel,
-the parameter node, the Logic and the self-test live in ``UNetPlusPlusLib.widget``; MRML <->
+This file keeps what Slicer looks up by name: the module class and thin shells
+(``UNetPlusPlusWidget``, ``UNetPlusPlusLogic``, ``UNetPlusPlusTest``). The panel, the parameter
+node, the Logic, the self-test and the sample data live in ``UNetPlusPlusLib.widget``; MRML <->
 engine conversion in ``UNetPlusPlusLib.adapter`` (no Qt); the engine runs in a child process
 (PythonSlicer) so that Slicer never freezes.
 
@@ -19,56 +19,10 @@ from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from UNetPlusPlusLib.widget.module_logic import UNetPlusPlusLogic
 from UNetPlusPlusLib.widget.panel_widget import UNetPlusPlusPanel
+from UNetPlusPlusLib.widget.sample_data import registerSampleData
 from UNetPlusPlusLib.widget.selftest import UNetPlusPlusTest
 
 __all__ = ["UNetPlusPlus", "UNetPlusPlusLogic", "UNetPlusPlusTest", "UNetPlusPlusWidget"]
-
-# Sample data: one case per task. The files are the public cases named in NOTICE; the URLs are
-# the project's GitHub release assets (placeholder repository until hosting exists, see
-# README.md, "In 3D Slicer"), and the checksums are those of the files they serve.
-SAMPLE_DATA_URL = (
-    "https://github.com/unetplusplus-slicer/SlicerUNetPlusPlus/releases/download/sample-data/"
-)
-SAMPLE_DATA = (
-    # (sample name, [(file name, node name, SHA256), ...])
-    (
-        "UNetPlusPlusLiverCT",
-        [
-            (
-                "example_ct.nii.gz",
-                "LiverCT",
-                "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1",
-            ),
-        ],
-    ),
-    (
-        "UNetPlusPlusBrainTumorMR",
-        [
-            (
-                f"Brats18_2013_11_1_{sequence}.nii.gz",
-                f"Brats18_2013_11_1_{sequence}",
-                digest,
-            )
-            for sequence, digest in (
-                ("flair", "c26b62ff38b5b351d702dbfcd2265a8a0651729b38c9cfdddcfb057117a47c28"),
-                ("t1", "6d9eb122c6dc83c7b970441e78adc4bcadcca33afdf157163b0d96ed2452c676"),
-                ("t1ce", "a6e6f7762aa1f07e5534528c949e716ffe1690fdef680e4402cf93ef91f6d48b"),
-                ("t2", "64c8320ed9fd2c38d0a65ced45c71cec8cb2cf327658bb96c099d5d64964dd30"),
-            )
-        ],
-    ),
-    (
-        "UNetPlusPlusLungNoduleCT",
-        [
-            (
-                "LIDC-IDRI-0141_R_1.nii.gz",
-                "LIDC-IDRI-0141_R_1",
-                "8a4b886e1865f0aaf81f754fc9caf5e7d66f0dd4a89269d6107288de85dfa445",
-            ),
-        ],
-    ),
-)
-
 
 #
 # UNetPlusPlus
@@ -117,31 +71,6 @@ def loadTerminology():
     from UNetPlusPlusLib.widget.terminology import loadTerminologyContexts
 
     loadTerminologyContexts(os.path.join(os.path.dirname(__file__), "Resources", "Terminology"))
-
-
-#
-# Sample data
-#
-
-
-def registerSampleData():
-    """One SampleData entry per task, checked by SHA256 after download."""
-    import SampleData
-
-    iconPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "UNetPlusPlus.png")
-    category = "UNet++"
-    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
-        SampleData.SampleDataLogic.registerCustomSampleDataCategory(category, title=_("UNet++"))
-    for sampleName, files in SAMPLE_DATA:
-        SampleData.SampleDataLogic.registerCustomSampleDataSource(
-            category=category,
-            sampleName=sampleName,
-            thumbnailFileName=iconPath,
-            uris=[SAMPLE_DATA_URL + fileName for fileName, _node, _digest in files],
-            fileNames=[fileName for fileName, _node, _digest in files],
-            nodeNames=[nodeName for _file, nodeName, _digest in files],
-            checksums=[f"SHA256:{digest}" for _file, _node, digest in files],
-        )
 
 
 #

@@ -12,9 +12,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.sanity import check_volume
-from UNetPlusPlusLib.engine.volume import read_volume
 
 MODELS = (
     Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before torch: no OpenMP busy-wait)
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import read_volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate_brain_tumor import CHANNELS, dice, regions  # noqa: E402

@@ -26,8 +26,8 @@ import numpy as np
 import SimpleITK as sitk
 import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before torch: no OpenMP busy-wait)
 from matplotlib.path import Path as Polygon
+from UNetPlusPlusLib.engine.image_read import read_image, read_volume, volume_from_sitk
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import read_image, read_volume, volume_from_sitk
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 NS = {"l": "http://www.nih.gov"}

@@ -38,9 +38,10 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import SimpleITK as sitk
 import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before torch: no OpenMP busy-wait)
+from UNetPlusPlusLib.engine.image_read import read_image, read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
-from UNetPlusPlusLib.engine.volume import Volume, read_image, read_volume
+from UNetPlusPlusLib.engine.volume import Volume
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.1, 0.25, 0.5)

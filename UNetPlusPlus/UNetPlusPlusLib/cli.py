@@ -9,7 +9,8 @@ the command quietly. Coordinates are RAS millimetres, as 3D Slicer shows them, u
 
 The sub-commands live in cli_segment.py, cli_models.py, cli_devices.py, cli_serve.py and
 training/cli.py;
-option types in cli_args.py; output checks and all-or-nothing writing in cli_outputs.py. Nothing
+option types in cli_args.py; output checks and all-or-nothing writing in cli_outputs.py; exit
+statuses in exit_codes.py. Nothing
 here imports torch: `segment` imports it only after every option, output path and input has been
 checked.
 """
@@ -30,11 +31,7 @@ from .cli_models import add_models_parser
 from .cli_segment import add_segment_parser
 from .cli_serve import add_serve_parser
 from .errors import CancelledError, UNetPlusPlusError
-
-EXIT_USER_ERROR = 2
-EXIT_CANCELLED = 3
-EXIT_INTERNAL_ERROR = 1
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat | head`
+from .exit_codes import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 
 
 # ---------------------------------------------------------------------------- progress output
@@ -117,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(subparsers)
     _add_train_parser(subparsers)
     add_devices_parser(subparsers)
-    add_serve_parser(subparsers)
+    add_serve_parser(subparsers, build_parser)
     return parser
 
 

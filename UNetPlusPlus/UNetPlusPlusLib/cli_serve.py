@@ -27,9 +27,14 @@ import contextlib
 import json
 import os
 import sys
-from typing import IO, Any, Optional
+from typing import IO, Any, Callable, Optional
 
+from .exit_codes import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 from .warm_cache import WarmCache
+
+#: Makes the whole `unetpp` parser (``cli.build_parser``); given by the CLI, which imports this
+#: module, through :func:`add_serve_parser`: a request is parsed as ``unetpp segment`` would be.
+ParserFactory = Callable[[], argparse.ArgumentParser]
 
 
 def _reply(stream: IO[str], payload: dict) -> None:
@@ -37,15 +42,15 @@ def _reply(stream: IO[str], payload: dict) -> None:
     stream.flush()
 
 
-def handle(request: Any, cache: WarmCache, replies: IO[str]) -> None:
+def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: ParserFactory) -> None:
     """Run one request, writing its progress and its result or error to ``replies``."""
-    from .cli import EXIT_USER_ERROR, build_parser
     from .cli_args import ArgumentError
 
     ident = request.get("id") if isinstance(request, dict) else None
     argv = request.get("argv") if isinstance(request, dict) else None
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        _reply(replies, {"id": ident, "error": "bad request: no argv list", "status": 2})
+        message = "bad request: no argv list"
+        _reply(replies, {"id": ident, "error": message, "status": EXIT_USER_ERROR})
         return
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -67,7 +72,6 @@ def handle(request: Any, cache: WarmCache, replies: IO[str]) -> None:
 
 def _run(args, progress, cache: WarmCache, replies: IO[str], ident: Any) -> None:
     """``run_segment`` for one request; replies its result or its error."""
-    from .cli import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
     from .cli_segment import run_segment
     from .errors import CancelledError, UNetPlusPlusError
 
@@ -87,9 +91,16 @@ def _run(args, progress, cache: WarmCache, replies: IO[str], ident: Any) -> None
         _reply(replies, {"id": ident, "result": result})
 
 
-def serve(requests: IO[str], replies: IO[str], cache: Optional[WarmCache] = None) -> int:
+def serve(
+    requests: IO[str],
+    replies: IO[str],
+    build_parser: ParserFactory,
+    cache: Optional[WarmCache] = None,
+) -> int:
     """Answer JSON-line ``requests`` on ``replies`` until ``{"quit": true}`` or end of input;
-    returns the exit status, 0. ``cache``: what is kept between requests (a new one by default)."""
+    returns the exit status, 0. ``build_parser``: the `unetpp` parser factory (``cli``'s), which
+    parses every request's ``segment`` arguments; ``cache``: what is kept between requests (a new
+    one by default)."""
     cache = WarmCache() if cache is None else cache
     _reply(replies, {"ready": True, "pid": os.getpid()})
     for line in requests:
@@ -98,22 +109,27 @@ def serve(requests: IO[str], replies: IO[str], cache: Optional[WarmCache] = None
         try:
             request = json.loads(line)
         except json.JSONDecodeError:
-            _reply(replies, {"id": None, "error": "bad request: not JSON", "status": 2})
+            message = "bad request: not JSON"
+            _reply(replies, {"id": None, "error": message, "status": EXIT_USER_ERROR})
             continue
         if isinstance(request, dict) and request.get("quit"):
             break
         with contextlib.redirect_stdout(sys.stderr):
-            handle(request, cache, replies)
+            handle(request, cache, replies, build_parser)
     return 0
 
 
-def run_serve(args: argparse.Namespace, progress) -> int:
-    return serve(sys.stdin, sys.stdout)
+def run_serve(args: argparse.Namespace, progress: Any) -> int:
+    """`unetpp serve`: answer stdin's requests on stdout; ``progress`` is unused (every request
+    reports its own progress in its replies)."""
+    return serve(sys.stdin, sys.stdout, args.build_parser)
 
 
-def add_serve_parser(subparsers) -> None:
+def add_serve_parser(subparsers: Any, build_parser: ParserFactory) -> None:
+    """Add `serve` to the `unetpp` sub-commands; ``build_parser`` makes the parser that every
+    request's arguments go through (the CLI passes its own, so this module never imports it)."""
     parser = subparsers.add_parser(
         "serve",
         help="answer segmentation requests (JSON lines on stdin/stdout), keeping the model loaded",
     )
-    parser.set_defaults(handler=run_serve)
+    parser.set_defaults(handler=run_serve, build_parser=build_parser)

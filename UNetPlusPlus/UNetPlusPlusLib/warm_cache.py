@@ -54,7 +54,7 @@ class WarmCache:
 
     def volume(self, paths: Sequence[str], channel_names: Sequence[str], series=None):
         """``read_volume(paths, channel_names, series)``, reused while every file is unchanged."""
-        from .engine.volume import read_volume
+        from .engine.image_read import read_volume
 
         key = _files_key(paths, channel_names)
         key = None if key is None else (key, series)

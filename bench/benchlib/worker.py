@@ -196,8 +196,8 @@ def bf16_probe(model, x: torch.Tensor) -> dict:
 
 def model_job(job: dict) -> dict:
     """An installed model at its recommended depth on a typical volume (seconds, labels found)."""
+    from UNetPlusPlusLib.engine.image_read import read_volume
     from UNetPlusPlusLib.engine.predictor import Predictor
-    from UNetPlusPlusLib.engine.volume import read_volume
 
     predictor = Predictor.from_manifest_path(job["manifest"], device="cpu", threads=job["threads"])
     volume = read_volume(job["images"])

@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from ..cancel import CancelFile
+from ..engine.image_read import read_labelmap
 from ..engine.manifest import ModelManifest
 from ..engine.point_crop import grid_offset
-from ..engine.volume import LabelVolume, Volume, read_labelmap
+from ..engine.volume import LabelVolume, Volume
 from ..errors import UNetPlusPlusError
 from .engine_server import DIED, DONE, EngineServer
 from .files import remove_folder, write_inputs

@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..cancel import CancelFile
 from ..engine.manifest import ModelManifest
 from ..errors import UNetPlusPlusError
+from ..exit_codes import EXIT_CANCELLED
 from .job import (
     CANCELLED,
     FAILED,
@@ -50,7 +51,6 @@ from .job import (
 from .process import LineReader, drain, kill_tree, output_complete, spawn
 from .training_panel import epoch_text
 
-EXIT_CANCELLED = 3
 PIPE_GRACE_S = 2.0  # after the child exits, how long its last lines may take to arrive
 
 

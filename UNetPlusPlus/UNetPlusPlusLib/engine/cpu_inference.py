@@ -29,14 +29,11 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .network import UNetPlusPlus3D
 
 _UPSAMPLE_CHUNK_BYTES = 32 << 20  # bounds the GEMM buffer of an upsampling, in few pieces
 _ONE = [1, 1, 1]
@@ -254,18 +251,28 @@ def _norm_act_(norm: nn.Module, y5: Tensor, slope: float, ws: Workspace) -> None
     F.leaky_relu_(y, slope)
 
 
+class NestedNetwork(Protocol):
+    """What this module reads of a ``network.UNetPlusPlus3D`` (it never imports ``network``,
+    which imports it): node X(i, j)'s module and output channels, and head j's convolution."""
+
+    def node_channels(self, i: int, j: int) -> int: ...
+
+    def node(self, i: int, j: int) -> nn.Module: ...
+
+    def head(self, j: int) -> nn.Module: ...
+
+
 class _Executor:
     """One forward of a ``UNetPlusPlus3D`` over nodes i + j <= depth, diagonal by diagonal."""
 
-    def __init__(self, model: UNetPlusPlus3D, x: Tensor, depth: int, ws: Workspace) -> None:
-        self.model, self.depth, self.ws = model, depth, ws
+    def __init__(
+        self, model: NestedNetwork, x: Tensor, depth: int, ws: Workspace, slope: float
+    ) -> None:
+        self.model, self.depth, self.ws, self.slope = model, depth, ws, slope
         self.n = x.shape[0]
         self.shapes = [tuple(x.shape[2:])]
         for _ in range(depth):
             self.shapes.append(tuple(s // 2 for s in self.shapes[-1]))
-        from .network import LEAKY_SLOPE
-
-        self.slope = LEAKY_SLOPE
 
     def node_output(self, i: int, j: int) -> Tensor:
         c = self.model.node_channels(i, j)
@@ -418,8 +425,11 @@ def reuse_buffers(workspace: Optional[Workspace] = None) -> Iterator[Workspace]:
         _active().remove(workspace)
 
 
-def run(model: UNetPlusPlus3D, x: Tensor, depth: int, heads: Sequence[int]) -> list[Tensor]:
-    """Heads ``heads`` of ``model`` on ``x`` (N, C, z, y, x), nodes i + j <= ``depth`` only."""
+def run(
+    model: NestedNetwork, x: Tensor, depth: int, heads: Sequence[int], *, slope: float
+) -> list[Tensor]:
+    """Heads ``heads`` of ``model`` on ``x`` (N, C, z, y, x), nodes i + j <= ``depth`` only;
+    ``slope``: the negative slope of the network's LeakyReLU (``network.LEAKY_SLOPE``)."""
     stack = _active()
     ws = stack[-1] if stack else Workspace()
-    return _Executor(model, x, depth, ws).run(x, heads)
+    return _Executor(model, x, depth, ws, slope).run(x, heads)

@@ -4,8 +4,7 @@ DICOM folders are read by :mod:`.dicom` (one series, or the one ``series`` names
 passes the header checks of :mod:`.sanity` and, for NIfTI, the raw-value checks of
 :mod:`.nifti_check`, whose single pass over a ``.nii.gz`` also gives :func:`read_volume` its
 voxels (ITK then reads only the header); a 4D image with a single frame (NRRD, MetaImage) is
-read as 3D, as ITK already does for NIfTI. The functions are also importable from
-:mod:`.volume`.
+read as 3D, as ITK already does for NIfTI.
 """
 
 from __future__ import annotations

@@ -359,7 +359,7 @@ class UNetPlusPlus3D(nn.Module):
         """Compute nodes with i + j <= depth diagonal by diagonal; return the asked heads."""
         self._check_input(x, depth)
         if self._fast_cpu_path(x):
-            return cpu_inference.run(self, x, depth, heads)
+            return cpu_inference.run(self, x, depth, heads, slope=LEAKY_SLOPE)
         rows = [_SkipRow() for _ in range(depth + 1)]
         outputs = []
         encoded = x

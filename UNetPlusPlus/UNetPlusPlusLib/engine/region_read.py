@@ -22,9 +22,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .image_read import read_image
 from .nifti_check import check_nifti_complete, reader_geometry
 from .normalize import _nonzero_statistics, _normalization_entry
-from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices, read_image
+from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices
 
 PathLike = Union[str, Path]
 

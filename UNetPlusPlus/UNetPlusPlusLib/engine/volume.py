@@ -12,7 +12,7 @@ volume (axis permutations, LPS/RAS flips, oblique directions) does not change th
 physical space.
 
 Reading lives in :mod:`.image_read` (``read_image``, ``read_volume``, ``read_labelmap``,
-``volume_from_sitk``); they are imported from here as well.
+``volume_from_sitk``), which imports this module; import them from there.
 """
 
 from __future__ import annotations
@@ -238,18 +238,6 @@ def _geometry_differences(a: Grid, b: Grid, tolerance: float = GEOMETRY_TOLERANC
 
 def _fmt(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
-
-
-_READING = ("read_image", "read_volume", "read_labelmap", "volume_from_sitk")
-
-
-def __getattr__(name: str) -> Any:
-    """The reading functions of :mod:`.image_read`, importable from here as before."""
-    if name in _READING:
-        from . import image_read
-
-        return getattr(image_read, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- conversion

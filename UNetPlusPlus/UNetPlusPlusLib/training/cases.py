@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..engine.volume import Grid, LabelVolume, Volume, read_labelmap, read_volume, resample_labels
+from ..engine.image_read import read_labelmap, read_volume
+from ..engine.volume import Grid, LabelVolume, Volume, resample_labels
 from ..errors import UNetPlusPlusError
 from ..segfile import terminology_from_slicerio
 from .dataset_types import (

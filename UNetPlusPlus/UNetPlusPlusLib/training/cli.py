@@ -246,11 +246,9 @@ def _load_init(source: Optional[str]):
 def build_dataset(args: argparse.Namespace, init=None):
     """The dataset description from --dataset-json or the Slicer-export folder."""
     from ..engine.manifest import ChannelSpec
-    from .dataset import (
-        describe_slicer_export,
-        load_dataset_json,
-        select_labels,
-    )
+    from .dataset_json import load_dataset_json
+    from .dataset_labels import select_labels
+    from .dataset_slicer import describe_slicer_export
 
     init_channels = None
     if init is not None:
@@ -335,7 +333,8 @@ def _command_line(args: argparse.Namespace) -> str:
 def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
     """The run's TrainConfig: command line, checkpoint, dataset, init model, plan, defaults."""
     from .checkpoint import read_checkpoint_state
-    from .dataset import find_cases, median_spacing
+    from .dataset import find_cases
+    from .dataset_images import median_spacing
     from .trainer import TrainConfig
 
     saved: dict = {}

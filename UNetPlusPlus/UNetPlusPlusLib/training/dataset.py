@@ -12,8 +12,8 @@ Patterns are paths relative to DATA_DIR in which ``{case}`` stands for the case 
 occurrence captures it, later ones must repeat it), ``*`` for any run of characters within one
 folder and ``**/`` for any number of folders.
 
-This module is the public import path and holds :func:`find_cases`; the code lives in one module
-per job:
+This module holds :func:`find_cases`, which gathers the cases of every source; the rest lives in
+one module per job, and callers import each name from the module that defines it:
 
 - :mod:`.dataset_types`: the records (``DatasetDescription``, ``CaseFiles``, ...), shared rules
 - :mod:`.dataset_json`: reading and checking ``dataset.json``
@@ -28,56 +28,11 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errors import UNetPlusPlusError
-from .dataset_images import guess_modality, median_spacing
-from .dataset_json import dataset_from_dict, load_dataset_json
-from .dataset_labels import segment_names, select_labels
 from .dataset_patterns import find_pattern_cases
-from .dataset_slicer import describe_slicer_export, find_slicer_cases
-from .dataset_types import (
-    COLOR_TABLE_SUFFIXES,
-    DEFAULT_COLORS,
-    DEFAULT_CT_WINDOW,
-    IMAGE_SUFFIXES,
-    LABELMAP_MARKERS,
-    SEGMENTATION_SUFFIX,
-    SLICER_EXPORT,
-    CaseFiles,
-    DatasetDescription,
-    LabelDescription,
-    PathLike,
-    Selector,
-    SourceDescription,
-    default_normalization,
-    normalized_name,
-    patient_id,
-)
+from .dataset_slicer import find_slicer_cases
+from .dataset_types import SLICER_EXPORT, CaseFiles, DatasetDescription
 
-__all__ = [
-    "COLOR_TABLE_SUFFIXES",
-    "DEFAULT_COLORS",
-    "DEFAULT_CT_WINDOW",
-    "IMAGE_SUFFIXES",
-    "LABELMAP_MARKERS",
-    "SEGMENTATION_SUFFIX",
-    "SLICER_EXPORT",
-    "CaseFiles",
-    "DatasetDescription",
-    "LabelDescription",
-    "PathLike",
-    "Selector",
-    "SourceDescription",
-    "dataset_from_dict",
-    "default_normalization",
-    "describe_slicer_export",
-    "find_cases",
-    "guess_modality",
-    "load_dataset_json",
-    "median_spacing",
-    "normalized_name",
-    "patient_id",
-    "segment_names",
-    "select_labels",
-]
+__all__ = ["find_cases"]
 
 
 def find_cases(

@@ -26,13 +26,8 @@ import numpy as np
 from ..engine.sanity import check_intensities
 from ..errors import UNetPlusPlusError
 from .cases import read_case
-from .dataset import (
-    SEGMENTATION_SUFFIX,
-    CaseFiles,
-    DatasetDescription,
-    find_cases,
-    normalized_name,
-)
+from .dataset import find_cases
+from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
@@ -116,7 +111,7 @@ def _describe(selector) -> str:
 
 def _values_held(cases: Sequence[CaseFiles]) -> str:
     """', whose label files hold the values 0, 63, 126' for plain label maps ('' otherwise)."""
-    from ..engine.volume import read_labelmap
+    from ..engine.image_read import read_labelmap
 
     values: set[int] = set()
     for case in cases[:_VALUE_SAMPLE_CASES]:

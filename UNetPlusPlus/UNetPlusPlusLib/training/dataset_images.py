@@ -14,7 +14,7 @@ def guess_modality(path: Path) -> str:
     import numpy as np
     import SimpleITK as sitk
 
-    from ..engine.volume import read_image
+    from ..engine.image_read import read_image
 
     image = read_image(path)
     array = sitk.GetArrayViewFromImage(image)

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .cases import read_case
-from .dataset import CaseFiles, DatasetDescription
+from .dataset_types import CaseFiles, DatasetDescription
 
 FINGERPRINT_VERSION = 1
 MAX_INTENSITY_SAMPLES = 10000

@@ -27,7 +27,7 @@ import numpy as np
 from ..engine.normalize import normalize
 from ..engine.volume import LabelVolume, canonical_grid, resample_labels, resample_volume
 from .cases import CaseData, read_case
-from .dataset import CaseFiles, DatasetDescription
+from .dataset_types import CaseFiles, DatasetDescription
 
 CACHE_VERSION = 1
 MAX_FOREGROUND_POINTS = 20000

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UNetPlusPlusError
-from .dataset import CaseFiles
+from .dataset_types import CaseFiles
 
 
 def split_cases(

@@ -28,7 +28,8 @@ from ..errors import CancelledError, UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
-from .dataset import DatasetDescription, find_cases
+from .dataset import find_cases
+from .dataset_types import DatasetDescription
 from .package import build_manifest, git_commit, plot_history, write_card
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache

@@ -9,6 +9,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 from UNetPlusPlusLib.adapter import install
 from UNetPlusPlusLib.widget.module_logic import UNetPlusPlusLogic
+from UNetPlusPlusLib.widget.sample_data import registerSampleData
 
 
 class UNetPlusPlusTest(ScriptedLoadableModuleTest):
@@ -35,8 +36,6 @@ class UNetPlusPlusTest(ScriptedLoadableModuleTest):
             self.delayDisplay("Skipped: no liver model is installed.")
             return None
         import SampleData
-
-        from UNetPlusPlus import registerSampleData  # the module file (loaded by Slicer)
 
         registerSampleData()
         volume = SampleData.downloadSample("UNetPlusPlusLiverCT")
