@@ -20,10 +20,11 @@ import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.engine import channel_order as co
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
-from UNetPlusPlusLib.engine.sanity import check_model_input
+from UNetPlusPlusLib.engine.sanity import channel_samples, check_model_input
 from UNetPlusPlusLib.engine.streamed_checks import check_files
-from UNetPlusPlusLib.engine.volume import Volume, read_volume
+from UNetPlusPlusLib.engine.volume import Volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def synthetic_manifest(tmp_path: Path, with_reference: bool = True) -> ModelMani
     data = json.loads((BRAIN / "model.json").read_text(encoding="utf-8"))
     data["inference"] = {}
     if with_reference:
-        prints = [co.fingerprint(co.channel_samples(list(phantom(s)))) for s in range(6)]
+        prints = [co.fingerprint(channel_samples(list(phantom(s)))) for s in range(6)]
         data["inference"]["channel_fingerprint"] = co.build_reference(prints)
     path = tmp_path / "model" / "model.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def test_input_unlike_the_training_data_gets_a_warning_not_a_refusal(tmp_path):
     the model was trained on), a clearly better order is only a warning."""
     reference = copy.deepcopy(synthetic_manifest(tmp_path).inference["channel_fingerprint"])
     reference["mean"][6:] = [v + 1.5 for v in reference["mean"][6:]]  # skewness far off
-    samples = co.channel_samples(list(phantom(4)[[3, 1, 2, 0]]))
+    samples = channel_samples(list(phantom(4)[[3, 1, 2, 0]]))
     verdict = co.compare(co.fingerprint(samples), reference)
     assert verdict.gap > co.REFUSE_GAP and verdict.best_distance > co.MAX_FIT
     found = co.check_channel_order(samples, reference, NAMES)
@@ -165,10 +166,10 @@ def test_no_check_without_a_joint_mask_or_for_one_channel(tmp_path):
     reference = synthetic_manifest(tmp_path).inference["channel_fingerprint"]
     sparse = phantom(3)
     sparse[:, :, :, 2:] = 0  # a sliver of brain: too few voxels to judge
-    samples = co.channel_samples(list(sparse[[3, 1, 2, 0]]))
+    samples = channel_samples(list(sparse[[3, 1, 2, 0]]))
     assert co.fingerprint(samples) is None
     assert co.check_channel_order(samples, reference, NAMES) == []
-    assert co.check_channel_order(co.channel_samples([phantom(3)[0]]), reference, NAMES) == []
+    assert co.check_channel_order(channel_samples([phantom(3)[0]]), reference, NAMES) == []
 
 
 def test_streamed_samples_decide_as_the_whole_array(tmp_path):
@@ -224,7 +225,7 @@ def test_slicer_logic_refuses_before_a_job_and_can_be_bypassed(tmp_path):
         pytest.skip("slicer-core (MRML) is not installed")
     from UNetPlusPlusLib.adapter import geometry
     from UNetPlusPlusLib.adapter.logic import SegmentationLogic
-    from UNetPlusPlusLib.engine.volume import volume_from_sitk
+    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 
     manifest = synthetic_manifest(tmp_path)
     scene = slicer.vtkMRMLScene()
@@ -277,7 +278,7 @@ def test_trainer_reference_from_multichannel_mr_training_files(tmp_path):
     assert reference["cases"] == ["case0", "case1", "case2"]
     assert co.parse_reference(reference, 4) == reference
     image = phantom(9)
-    samples = co.channel_samples(list(image))
+    samples = channel_samples(list(image))
     assert co.check_channel_order(samples, reference, NAMES) == []
     with pytest.raises(UNetPlusPlusError, match="wrong order"):
         co.check_channel_order([samples[i] for i in (3, 1, 2, 0)], reference, NAMES)
@@ -291,7 +292,7 @@ def test_fingerprint_is_fast_on_a_brats_sized_case():
     measured by docs/INPUT_CHECKS.md's command, not asserted here)."""
     big = np.zeros((4, 155, 240, 240), dtype=np.float32)
     big[:, 20:135, 30:210, 30:210] = np.tile(phantom(5, (23, 36, 36)), (1, 5, 5, 5))
-    found = co.fingerprint(co.channel_samples(list(big)))
+    found = co.fingerprint(channel_samples(list(big)))
     assert found is not None and found.voxels <= co.RANK_VOXELS
 
 
@@ -310,7 +311,7 @@ def brats_cases(shared_data: Path) -> dict:
 def brats_samples(shared_data):
     """Each case's strided samples (the voxels the check sees), read once."""
     return {
-        name: co.channel_samples(list(read_volume(paths, NAMES).array))
+        name: channel_samples(list(read_volume(paths, NAMES).array))
         for name, paths in brats_cases(shared_data).items()
     }
 

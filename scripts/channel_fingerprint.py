@@ -26,8 +26,9 @@ from typing import Optional
 
 import numpy as np
 from UNetPlusPlusLib.engine import channel_order as co
+from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
-from UNetPlusPlusLib.engine.volume import read_volume
+from UNetPlusPlusLib.engine.sanity import channel_samples, check_sequence_order
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.dataset import find_cases
 from UNetPlusPlusLib.training.dataset_json import load_dataset_json
@@ -36,7 +37,7 @@ from UNetPlusPlusLib.training.dataset_json import load_dataset_json
 def case_fingerprint(paths: list, names: list) -> co.Fingerprint:
     """The fingerprint of one case (one file per channel, in the model's order)."""
     volume = read_volume(paths, names)
-    found = co.fingerprint(co.channel_samples(list(volume.array)))
+    found = co.fingerprint(channel_samples(list(volume.array)))
     if found is None:
         raise UNetPlusPlusError(f"{paths[0]}: too few voxels non-zero in every channel.")
     return found
@@ -127,7 +128,7 @@ def time_check(paths: list, manifest: ModelManifest, rounds: int) -> None:
     order, others = [], []
     for _ in range(rounds):
         start = time.perf_counter()
-        co.check_manifest_order(manifest, list(volume.array))
+        check_sequence_order(manifest, list(volume.array))
         order.append(time.perf_counter() - start)
         start = time.perf_counter()
         check_volume(volume, modalities)

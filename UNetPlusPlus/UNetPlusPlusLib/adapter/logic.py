@@ -262,14 +262,13 @@ class SegmentationLogic:
     def _check(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
         """Input sanity on the nodes' voxels in their own types (no float32 copy of the volume
         on the GUI thread, issue 10)."""
-        from ..engine.channel_order import check_manifest_order
-        from ..engine.sanity import check_channels
+        from ..engine.sanity import check_channels, check_sequence_order
 
         _, channels = self._channels(volume_nodes, manifest)
         images = self._native_images(volume_nodes, manifest)
         modalities = [channel.modality for channel in manifest.channels]
         warnings = check_channels(images.arrays, images.grid, channels, modalities)
-        return warnings + check_manifest_order(manifest, images.arrays, self.channel_check)
+        return warnings + check_sequence_order(manifest, images.arrays, self.channel_check)
 
     def write_result(
         self,

@@ -20,8 +20,10 @@ BRATS 2012 case, every one of the 23 wrong orders of each):
 - no reference in the manifest, fewer than :data:`MIN_VOXELS` joint non-zero voxels in the
   sample, a single channel or more than :data:`MAX_CHANNELS`: no check.
 
-The samples are the strided samples of :mod:`.sanity` (``sample_step``), so the whole-array
-and the streamed (``streamed_checks``) paths decide on the same voxels.
+The samples are the strided samples of :mod:`.sanity` (``channel_samples``), so the
+whole-array and the streamed (``streamed_checks``) paths decide on the same voxels; the check
+of a manifest and its arrays is ``sanity.check_sequence_order`` (this module imports nothing
+of the engine but the error type).
 """
 
 from __future__ import annotations
@@ -74,13 +76,6 @@ class Fingerprint:
         matrix = self.spearman[np.ix_(index, index)]
         upper = np.triu_indices(len(index), 1)
         return np.concatenate([matrix[upper], self.skewness[index]])
-
-
-def channel_samples(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The strided sample of each (z, y, x) channel, the voxels of ``sanity.channel_stats``."""
-    from .sanity import sample_step
-
-    return [np.asarray(a).reshape(-1)[:: sample_step(np.asarray(a).size)] for a in arrays]
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -205,7 +200,7 @@ def check_channel_order(
 ) -> list[str]:
     """Refuse a clearly wrong channel order; return a warning for a doubtful one.
 
-    ``samples``: C aligned 1-D samples (:func:`channel_samples`); ``reference``: the
+    ``samples``: C aligned 1-D samples (``sanity.channel_samples``); ``reference``: the
     manifest's ``inference.channel_fingerprint`` (None: no check). Raises UNetPlusPlusError
     with one line naming the suspected swap."""
     count = len(samples)
@@ -238,13 +233,3 @@ def manifest_reference(manifest) -> Optional[dict]:
     if not inference.get("channel_check", True):
         return None
     return inference.get("channel_fingerprint")
-
-
-def check_manifest_order(manifest, arrays: Sequence[np.ndarray], enabled: bool = True) -> list[str]:
-    """:func:`check_channel_order` of C (z, y, x) ``arrays`` (any voxel type) against the
-    ``manifest``'s reference; ``enabled=False`` (``--no-channel-check``) skips it."""
-    reference = manifest_reference(manifest) if enabled else None
-    if reference is None:
-        return []
-    names = [channel.name for channel in manifest.channels]
-    return check_channel_order(channel_samples(arrays), reference, names)

@@ -344,6 +344,24 @@ def check_model_input(
     if input_warnings is not None:
         return list(input_warnings)
     warnings = check_volume(volume, [channel.modality for channel in manifest.channels])
-    from .channel_order import check_manifest_order
+    return warnings + check_sequence_order(manifest, list(volume.array), channel_check)
 
-    return warnings + check_manifest_order(manifest, list(volume.array), channel_check)
+
+# --------------------------------------------------------------------------- sequence order
+def channel_samples(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The strided sample of each (z, y, x) channel (any voxel type, no copy of contiguous
+    arrays): the voxels of :func:`channel_stats` and of the streamed checks."""
+    return [np.asarray(a).reshape(-1)[:: sample_step(np.asarray(a).size)] for a in arrays]
+
+
+def check_sequence_order(manifest, arrays: Sequence[np.ndarray], enabled: bool = True) -> list[str]:
+    """The sequence order of C (z, y, x) ``arrays`` against the ``manifest``'s channel
+    fingerprint (:mod:`.channel_order`); no check without one or with ``enabled=False``
+    (``--no-channel-check``). Returns warnings; raises UNetPlusPlusError."""
+    from .channel_order import check_channel_order, manifest_reference
+
+    reference = manifest_reference(manifest) if enabled else None
+    if reference is None:
+        return []
+    names = [channel.name for channel in manifest.channels]
+    return check_channel_order(channel_samples(arrays), reference, names)

@@ -60,14 +60,15 @@ def channel_reference(channels: Sequence, cases: Sequence) -> Optional[dict]:
     files, as a user gives them), or None: fewer than 2 channels, a channel not MR, or fewer
     than 3 cases with a usable fingerprint (too few voxels non-zero in every channel)."""
     from ..engine import channel_order
-    from ..engine.volume import read_volume
+    from ..engine.image_read import read_volume
+    from ..engine.sanity import channel_samples
 
     if len(channels) < 2 or any(c.modality.strip().upper() not in ("MR", "MRI") for c in channels):
         return None
     names, prints, ids = [c.name for c in channels], [], []
     for case in list(cases)[:MAX_FINGERPRINT_CASES]:
         volume = read_volume(case.images, names)
-        found = channel_order.fingerprint(channel_order.channel_samples(list(volume.array)))
+        found = channel_order.fingerprint(channel_samples(list(volume.array)))
         if found is not None:
             prints.append(found)
             ids.append(case.case_id)
