@@ -9,7 +9,9 @@ Slicer must never freeze and a CUDA crash must not take it down, so the Widget r
 and reads its JSON lines (``{"stage": s, "done": d, "total": t}``, then ``{"result": {...}}`` or
 ``{"error": msg}``). The inputs are written to the job's working folder as uncompressed NRRD in
 the volumes' own voxel types (an int16 CT stays int16; the engine process casts), with their
-exact geometry, so the child segments the same voxels the user sees. The child's ``<python>`` is
+exact geometry, so the child segments the same voxels the user sees; with the persistent engine
+(``server``) only when it does not hold that volume already (``input_token``,
+:mod:`.engine_server`). The child's ``<python>`` is
 PythonSlicer inside Slicer (a launcher that starts the real interpreter as its child) and the
 current interpreter elsewhere.
 
