@@ -165,6 +165,7 @@ class SegmentationLogic:
         images = self._native_images(volume_nodes, manifest)  # written in their own types
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
+        channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, _result: dict):
@@ -181,7 +182,7 @@ class SegmentationLogic:
             python=self.python,
             tta=bool(tta),
             server=server,
-            input_paths=server.inputs(self._input_key(nodes), images) if server else None,
+            input_token=server.input_token((self._input_key(nodes), channels)) if server else None,
         )
         job.warnings = list(self.warnings)
         self._jobs = [j for j in self._jobs if not j.finished]
