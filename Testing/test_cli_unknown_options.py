@@ -8,14 +8,14 @@ import io
 import json
 
 import pytest
-from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.cli import build_parser, main
 from UNetPlusPlusLib.cli_serve import serve
 
 
 def served(*requests: dict) -> dict:
     """The end replies of ``unetpp serve`` (in this process) to ``requests``, by id."""
     replies = io.StringIO()
-    serve(io.StringIO("".join(json.dumps(r) + "\n" for r in requests)), replies)
+    serve(io.StringIO("".join(json.dumps(r) + "\n" for r in requests)), replies, build_parser)
     lines = [json.loads(line) for line in replies.getvalue().splitlines()]
     return {r["id"]: r for r in lines if "error" in r or "result" in r}
 

@@ -91,6 +91,7 @@ def test_serve_answers_a_held_token_without_the_input_files(tmp_path, sphere_mod
     import json
 
     from helpers import make_sphere_image
+    from UNetPlusPlusLib.cli import build_parser
     from UNetPlusPlusLib.cli_serve import serve
 
     image = make_sphere_image((24, 24, 24), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), 9.0)
@@ -104,7 +105,12 @@ def test_serve_answers_a_held_token_without_the_input_files(tmp_path, sphere_mod
             {"id": i, "argv": [*argv, "--labelmap", str(tmp_path / f"out{i}.nrrd")], **extra}
             for i, (argv, extra) in enumerate(requests, 1)
         ]
-        serve(io.StringIO("".join(json.dumps(line) + "\n" for line in lines)), replies, cache)
+        serve(
+            io.StringIO("".join(json.dumps(line) + "\n" for line in lines)),
+            replies,
+            build_parser,
+            cache=cache,
+        )
         ends = [json.loads(line) for line in replies.getvalue().splitlines()]
         return [end for end in ends if "result" in end or "error" in end]
 
