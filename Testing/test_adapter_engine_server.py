@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,8 +60,9 @@ def test_requests_share_one_process_which_restarts_after_a_crash(
     assert [e.stage for e in events if e.kind == job.PROGRESS][-1] == "write"
     assert first.output is not None and second.output is not None
     assert first.workdir is None and second.workdir is None  # job folders removed
-    shared = Path(first.command[first.command.index("segment") + 1])
-    assert shared.is_file() and str(shared) in second.command  # the CT is written once
+    written = Path(first.command[first.command.index("segment") + 1])
+    assert first.inputs_written and not written.exists()  # deleted when the run ended
+    assert not second.inputs_written  # the click ran on the volume the engine holds
 
     engine = wait_for_descendant(pid)
     os.killpg(pid, signal.SIGKILL)  # a crash (the whole tree, as an OOM kill would)
@@ -69,6 +71,7 @@ def test_requests_share_one_process_which_restarts_after_a_crash(
 
     assert third.state == job.SUCCEEDED, third.error
     assert server.starts == 2 and server.pid != pid
+    assert third.inputs_written  # a new process holds nothing: the CT is written again
 
     pids = wait_for_descendant(server.pid)
     started = time.perf_counter()
@@ -76,21 +79,45 @@ def test_requests_share_one_process_which_restarts_after_a_crash(
     logic.shutdown()
     assert time.perf_counter() - started < POLL_BOUND_S
     assert wait_gone(pids) == set()
-    assert not shared.exists()  # shutdown removes the shared inputs (patient images)
 
 
-def test_edited_voxels_are_written_again(tmp_path, sphere_model, volume_node):
+def volume_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.suffix in (".nrrd", ".nii", ".gz"))
+
+
+def test_no_input_or_output_file_outlives_its_run(tmp_path, sphere_model, volume_node, monkeypatch):
+    """The copies of the patient's images written for the engine are deleted as soon as the run
+    ends (result read back, failed or cancelled), while the engine keeps the volume in memory
+    for the next run (no file written again for a second run on the same voxels)."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where jobs and the engine write
     logic = SegmentationLogic(python=make_launcher(tmp_path))
-    server = logic._engine_server()
-    images = logic._native_images([volume_node], logic.resolve_model(sphere_model))
-    first = server.inputs(logic._input_key([volume_node]), images)
-    assert server.inputs(logic._input_key([volume_node]), images) == first
-    geometry.array_from_volume_node(volume_node, copy=False)[0, 0, 0] += 100  # an edit
-    volume_node.GetImageData().GetPointData().GetScalars().Modified()  # as Slicer's editors do
-    again = server.inputs(logic._input_key([volume_node]), images)
-    assert again != first and all(p.is_file() for p in again + first)
-    logic.shutdown()
-    assert not any(p.exists() for p in again + first)
+    try:
+        done, _ = run(logic, volume_node, sphere_model)
+        assert done.state == job.SUCCEEDED and done.inputs_written, done.error
+        assert volume_files(temp) == []
+
+        failed, _ = run(logic, volume_node, sphere_model, depth=7)  # the engine refuses it
+        assert failed.state == job.FAILED and "depth" in failed.error.lower()
+        assert not failed.inputs_written and volume_files(temp) == []
+
+        geometry.array_from_volume_node(volume_node, copy=False)[0, 0, 0] += 100  # an edit
+        volume_node.GetImageData().GetPointData().GetScalars().Modified()  # as the editors do
+        cancelled = logic.start_job([volume_node], sphere_model, device="cpu")
+        assert cancelled.inputs_written  # edited voxels are written again
+        assert volume_files(temp) != []  # (the written files are where the test looks)
+        cancelled.cancel()
+        poll_until_finished(cancelled, TIMEOUT_S)
+        assert cancelled.state == job.CANCELLED and cancelled.output is None
+        assert volume_files(temp) == []
+
+        click, _ = run(logic, volume_node, sphere_model, point_ras=(0.0, 0.0, 0.0))
+        assert click.state == job.SUCCEEDED, click.error
+        assert volume_files(temp) == []
+    finally:
+        logic.shutdown()
+    assert volume_files(temp) == []
 
 
 def test_a_crash_during_a_request_fails_it_and_cancel_stops_it(tmp_path, sphere_model, volume_node):

@@ -67,3 +67,79 @@ def test_input_checks_and_mr_statistics_are_computed_once_per_volume(monkeypatch
     empty = Volume(np.zeros_like(array), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), ("T1",))
     with pytest.raises(UNetPlusPlusError, match="empty"):
         cache.input_checks(manifest, empty)  # refusals reach the caller
+
+
+def test_a_volume_named_by_a_token_is_kept_without_its_files(tmp_path):
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(path))
+    cache = WarmCache(keep_bytes=0)
+    first = cache.volume([str(path)], ["CT"], token="a")
+    path.unlink()  # the Slicer module deletes a run's input files when the run ends
+    assert cache.holds("a", ["CT"]) and not cache.holds("a", ["FLAIR"])
+    assert not cache.holds("b", ["CT"]) and not cache.holds(None, ["CT"])
+    assert cache.volume([str(path)], ["CT"], token="a") is first  # not read: no file needed
+    assert cache.held_token(click=True) == "a"
+    assert cache.held_token(click=False) is None  # above keep_bytes: dropped after the request
+    with pytest.raises(UNetPlusPlusError):
+        cache.volume([str(path)], ["CT"], token="b")  # another token reads its files
+    assert cache.held_token(click=True) is None
+
+
+def test_serve_answers_a_held_token_without_the_input_files(tmp_path, sphere_model):
+    """What lets the module delete each run's input files: every final reply says which volume
+    the server holds (``held_input``), and a request naming it needs no files, also with an ROI;
+    a click keeps the volume whatever its size, a whole-volume run only within the bound."""
+    import io
+    import json
+
+    from helpers import make_sphere_image
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_serve import serve
+
+    image = make_sphere_image((24, 24, 24), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), 9.0)
+    ct = tmp_path / "ct.nrrd"
+    base = [str(ct), "--model", str(sphere_model), "--device", "cpu", "--threads", "1"]
+    roi = ["--roi", "-20", "-20", "-20", "20", "20", "20"]
+
+    def ask(cache, *requests):
+        replies = io.StringIO()
+        lines = [
+            {"id": i, "argv": [*argv, "--labelmap", str(tmp_path / f"out{i}.nrrd")], **extra}
+            for i, (argv, extra) in enumerate(requests, 1)
+        ]
+        serve(
+            io.StringIO("".join(json.dumps(line) + "\n" for line in lines)),
+            replies,
+            build_parser,
+            cache=cache,
+        )
+        ends = [json.loads(line) for line in replies.getvalue().splitlines()]
+        return [end for end in ends if "result" in end or "error" in end]
+
+    sitk.WriteImage(image, str(ct))
+    streamed = ask(WarmCache(), ([*base, *roi], {}))[0]  # the ROI read from the file
+    cache = WarmCache()
+    first = ask(cache, (base, {"input_token": "t1"}))[0]
+    assert first["held_input"] == "t1", first
+    ct.unlink()
+    click, region, other = ask(
+        cache,
+        ([*base, "--point", "0", "0", "0"], {"input_token": "t1"}),
+        ([*base, *roi], {"input_token": "t1"}),
+        (base, {"input_token": "t2"}),  # not held, and its file is gone: a clear error
+    )
+    assert click["held_input"] == region["held_input"] == "t1", (click, region)
+    assert click["result"]["volumes_ml"]["liver"] > 0
+    assert region["result"]["volumes_ml"] == streamed["result"]["volumes_ml"]
+    assert other["status"] == 2 and "not found" in other["error"]
+    assert other["held_input"] == "t1"  # refused before reading: t1 is still held
+
+    sitk.WriteImage(image, str(ct))
+    small = WarmCache(keep_bytes=0)  # a whole-volume run above the bound drops the volume
+    whole, dot = ask(
+        small,
+        (base, {"input_token": "t1"}),
+        ([*base, "--point", "0", "0", "0"], {"input_token": "t1"}),
+    )
+    assert whole["held_input"] is None and dot["held_input"] == "t1"
+    assert ask(small, (base, {"input_token": 3}))[0]["error"].startswith("bad request")

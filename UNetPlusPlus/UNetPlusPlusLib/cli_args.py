@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from typing import Callable, Sequence
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -24,10 +25,57 @@ class ArgumentError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (``error: ...``), not usage + message."""
+    """An ArgumentParser whose errors are one line (``error: ...``), not usage + message.
+
+    An unknown option is named even when a required argument is missing too: argparse reports
+    the missing ``INPUT`` first (``unetpp segment --bogus-option``), which hides the typo.
+    """
 
     def error(self, message: str):  # type: ignore[override]
-        raise ArgumentError(f"{message} (see `{self.prog} --help`)")
+        error = ArgumentError(f"{message} (see `{self.prog} --help`)")
+        error.parser, error.missing = self, "required" in message  # type: ignore[attr-defined]
+        raise error
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's; a missing required argument with an unknown option among ``args``
+        raises ArgumentError naming the unknown option(s) instead."""
+        args = sys.argv[1:] if args is None else list(args)
+        try:
+            return super().parse_known_args(args, namespace)
+        except ArgumentError as error:
+            if getattr(error, "parser", None) is not self or not getattr(error, "missing", False):
+                raise  # another problem, or a sub-command's parser already judged its own part
+            unknown = self.unknown_options(args)
+            if not unknown:
+                raise
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+
+    def unknown_options(self, args: Sequence[str]) -> list[str]:
+        """The arguments that look like options (``-x``, ``--name[=value]``; not negative
+        numbers, not after ``--``) but that no option of this parser takes."""
+        known = self._option_string_actions
+        unknown = []
+        for arg in args:
+            if arg == "--":
+                break
+            if not arg.startswith("-") or arg == "-" or _is_number(arg):
+                continue
+            name = arg.split("=", 1)[0]
+            abbreviated = self.allow_abbrev and name.startswith("--")
+            if name in known or arg[:2] in known and not arg.startswith("--"):
+                continue  # an option, or a short one with its value attached (-ofile)
+            if abbreviated and any(option.startswith(name) for option in known):
+                continue
+            unknown.append(arg)
+        return unknown
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def finite_float(text: str) -> float:

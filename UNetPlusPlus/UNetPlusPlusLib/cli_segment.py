@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .cancel import CancelFile, cancellable
 from .cli_args import (
@@ -200,10 +200,15 @@ def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagre
 
 
 # ---------------------------------------------------------------------------- the run
-def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
+def run_segment(
+    args: argparse.Namespace, progress, cache=None, input_token: Optional[str] = None
+) -> dict:
     """Check everything, segment, write all outputs or none; returns the result summary.
     ``cache`` (a ``warm_cache.WarmCache``, from ``unetpp serve``) keeps the model and the input
-    volume between requests; without one nothing is kept."""
+    volume between requests; without one nothing is kept. ``input_token`` (``unetpp serve``)
+    names the input volume: while the cache holds it the input files are not read and need
+    not exist (an ROI is then taken from the kept volume: the same labels as the streamed
+    read, Testing/test_region_read.py). Raises UNetPlusPlusError for any user error."""
     from .warm_cache import WarmCache
 
     cache = cache or WarmCache()
@@ -218,18 +223,22 @@ def run_segment(args: argparse.Namespace, progress, cache=None) -> dict:
             "--disagreement": args.disagreement,
         },
     )
-    _check_inputs_exist(args.inputs)
     cancel = CancelFile(args.cancel_file) if args.cancel_file else None
     progress = cancellable(progress, cancel)  # checked between stages and tile batches
+    if input_token is None:
+        _check_inputs_exist(args.inputs)
     progress("load", 0, 1)
     manifest = _load_manifest(args)
     names = [c.name for c in manifest.channels]
-    region = _read_roi_region(args, manifest)  # --roi: the whole file is checked streamed
-    if region is None:
-        volume, region_options = cache.volume(args.inputs, names, series=args.series), {}
-    else:
+    held = cache.holds(input_token, names, args.series)  # then the files are not read
+    if input_token is not None and not held:
+        _check_inputs_exist(args.inputs)
+    # --roi: the whole file is checked streamed, then only the region is read
+    region = None if held else _read_roi_region(args, manifest)
+    if region is not None:
         volume, region_options = region
-    if region is None:  # input sanity before torch; once per volume across `unetpp serve` clicks
+    else:  # input sanity before torch; once per volume across `unetpp serve` clicks
+        volume = cache.volume(args.inputs, names, series=args.series, token=input_token)
         region_options = {
             "input_warnings": cache.input_checks(manifest, volume, args.channel_check)
         }

@@ -12,6 +12,12 @@ Protocol, one JSON object per line (UTF-8):
   ``--labelmap``, ``--cancel-file``...); replies ``{"id": 7, "stage": s, "done": d, "total": t}``
   then ``{"id": 7, "result": {...}}`` or ``{"id": 7, "error": msg, "status": 1|2|3}`` (the exit
   status ``unetpp segment`` would have had; 3 = cancelled);
+- a request may add ``"input_token": "..."``, a name for its input volume (the Slicer module's:
+  node ids, modification times, world matrices, channel names): while the server holds the
+  volume of that token, the input files are not read and need not exist. Every final reply
+  (result or error) carries ``"held_input"``: the token of the volume the server holds for the
+  next request, or null; so the module deletes each run's input files when the run ends and
+  writes them again only when the server does not hold the volume;
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
 Requests run one after another. The last model and the last input volume stay in memory
@@ -48,9 +54,16 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
 
     ident = request.get("id") if isinstance(request, dict) else None
     argv = request.get("argv") if isinstance(request, dict) else None
+    token = request.get("input_token") if isinstance(request, dict) else None
+
+    def end(payload: dict, click: bool = True) -> None:  # what the server holds, after the bound
+        _reply(replies, {"id": ident, **payload, "held_input": cache.held_token(click)})
+
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        message = "bad request: no argv list"
-        _reply(replies, {"id": ident, "error": message, "status": EXIT_USER_ERROR})
+        end({"error": "bad request: no argv list", "status": EXIT_USER_ERROR})
+        return
+    if token is not None and not isinstance(token, str):
+        end({"error": "bad request: input_token is not a string", "status": EXIT_USER_ERROR})
         return
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -59,36 +72,35 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
     try:
         args = build_parser().parse_args(["segment", *argv, "--progress-json"])
     except ArgumentError as error:
-        _reply(replies, {"id": ident, "error": str(error), "status": EXIT_USER_ERROR})
+        end({"error": str(error), "status": EXIT_USER_ERROR})
         return
     except SystemExit:  # --help, or a message argparse printed on stderr
-        _reply(replies, {"id": ident, "error": "bad request arguments", "status": EXIT_USER_ERROR})
+        end({"error": "bad request arguments", "status": EXIT_USER_ERROR})
         return
     try:
-        _run(args, progress, cache, replies, ident)
+        end(_run(args, progress, cache, token), click=bool(args.point))
     finally:  # the memory bound, whatever the outcome (warm_cache.py)
         cache.after_request(click=bool(args.point))
 
 
-def _run(args, progress, cache: WarmCache, replies: IO[str], ident: Any) -> None:
-    """``run_segment`` for one request; replies its result or its error."""
+def _run(args, progress, cache: WarmCache, token: Optional[str]) -> dict:
+    """``run_segment`` for one request; returns its final reply (without id): its result or
+    its error and exit status."""
     from .cli_segment import run_segment
     from .errors import CancelledError, UNetPlusPlusError
 
     try:
-        result = run_segment(args, progress, cache=cache)
+        return {"result": run_segment(args, progress, cache=cache, input_token=token)}
     except CancelledError as error:
-        _reply(replies, {"id": ident, "error": str(error), "status": EXIT_CANCELLED})
+        return {"error": str(error), "status": EXIT_CANCELLED}
     except UNetPlusPlusError as error:
-        _reply(replies, {"id": ident, "error": str(error), "status": EXIT_USER_ERROR})
+        return {"error": str(error), "status": EXIT_USER_ERROR}
     except MemoryError:
         message = "Out of memory. Use a region of interest or a shallower depth."
-        _reply(replies, {"id": ident, "error": message, "status": EXIT_USER_ERROR})
+        return {"error": message, "status": EXIT_USER_ERROR}
     except Exception as error:  # noqa: BLE001 - the server outlives a failed request
         message = f"internal error ({type(error).__name__}: {error}); please report it"
-        _reply(replies, {"id": ident, "error": message, "status": EXIT_INTERNAL_ERROR})
-    else:
-        _reply(replies, {"id": ident, "result": result})
+        return {"error": message, "status": EXIT_INTERNAL_ERROR}
 
 
 def serve(

@@ -3,7 +3,11 @@
 Successive runs on one volume (nodule clicks, another depth, TTA on or off) use the same model
 and the same input files, so the server keeps the loaded model (keyed by manifest path, sha256,
 device and threads) and the volume it read (keyed by each input file's resolved path,
-modification time and size; DICOM folders are read again every time). One of each is kept. For
+modification time and size; DICOM folders are read again every time). A request may instead
+name its volume by an ``input_token`` (the Slicer module's: its nodes' ids, modification times
+and world matrices): while the cache holds that token the files are not read, nor needed, so
+the module deletes each run's input files (copies of the patient's images) when the run ends
+and writes them again only when the server no longer holds the volume. One of each is kept. For
 the model and volume it also keeps what a click would otherwise recompute from the whole volume:
 the input sanity warnings (``input_checks``, which the CLI runs before it imports torch) and the
 MR statistics the crop around a point is normalised with (``channel_norms``).
@@ -52,18 +56,42 @@ class WarmCache:
             self._predictor = (key, Predictor(manifest, device=device, threads=threads))
         return self._predictor[1]
 
-    def volume(self, paths: Sequence[str], channel_names: Sequence[str], series=None):
-        """``read_volume(paths, channel_names, series)``, reused while every file is unchanged."""
+    def volume(
+        self,
+        paths: Sequence[str],
+        channel_names: Sequence[str],
+        series=None,
+        token: Optional[str] = None,
+    ):
+        """``read_volume(paths, channel_names, series)``, reused while every file is unchanged,
+        or, with a ``token``, while the token (and the channel names) match: then the files
+        are neither read nor needed. Raises UNetPlusPlusError as ``read_volume`` does."""
         from .engine.image_read import read_volume
 
-        key = _files_key(paths, channel_names)
-        key = None if key is None else (key, series)
+        if token is not None:
+            key = (("token", token), tuple(channel_names), series)
+        else:
+            key = _files_key(paths, channel_names)
+            key = None if key is None else (key, series)
         if key is None or self._volume[0] != key:
             self._volume = (None, None)
             volume = read_volume(paths, channel_names=channel_names, series=series)
             self._volume = (key, volume) if key is not None else (None, None)
             return volume
         return self._volume[1]
+
+    def holds(self, token: Optional[str], channel_names: Sequence[str], series=None) -> bool:
+        """Whether ``volume(..., token=token)`` would return the kept volume without reading."""
+        key = (("token", token), tuple(channel_names), series)
+        return token is not None and self._volume[0] == key
+
+    def held_token(self, click: bool) -> Optional[str]:
+        """The token of the volume kept after ``after_request(click)``; None when none is kept
+        or the kept one was read without a token."""
+        key = self._volume[0]
+        if key is None or self._drops_volume(click) or key[0][0] != "token":
+            return None
+        return key[0][1]
 
     def kept_volume_bytes(self) -> int:
         """Bytes of the input volume kept for the next request (0: none)."""
@@ -75,11 +103,14 @@ class WarmCache:
         what was computed from it, if the request was not a click (``click``: it had
         ``--point``) and the volume is larger than ``keep_bytes``; then free CUDA's cache and
         trim the C heap."""
-        if not click and self.kept_volume_bytes() > self.keep_bytes:
+        if self._drops_volume(click):
             self._volume = (None, None)
             self._checks = (None, {})  # it references the Volume too
         free_cuda_cache()
         trim_heap()
+
+    def _drops_volume(self, click: bool) -> bool:
+        return not click and self.kept_volume_bytes() > self.keep_bytes
 
     def input_checks(self, manifest, volume, channel_check: bool = True) -> list[str]:
         """The input sanity warnings of ``volume`` for ``manifest``

@@ -11,6 +11,12 @@ died (a crash, or :meth:`kill` after a cancel that was not honoured within the j
 next :meth:`submit` starts a new one. :meth:`shutdown` kills the whole process tree without
 waiting. What the process keeps in memory between runs is bounded in ``warm_cache.py``.
 
+Input files (copies of the patient's images) live in each job's own folder and are deleted when
+the job ends (result read back, failure or cancel). A request names its volume by an input token
+(:meth:`EngineServer.input_token`); every final reply says which token the server holds for the
+next request, so :meth:`EngineServer.submit` writes a job's input files only when the server
+does not hold its volume: repeated runs on one volume (nodule clicks) neither write nor read it.
+
 Queue items are ``(name, line)`` as for a one-shot job's pipes: ``("stdout", json)`` for the
 server's progress/result/error lines (without their id), ``("stderr", text)`` for its log, and
 finally ``("server", "done")`` after the result or error, or ``("server", "died")`` if the process
@@ -19,16 +25,14 @@ ended first. No Qt here, and nothing blocks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import subprocess
 import tempfile
 import threading
-from pathlib import Path
-from typing import IO, Hashable, Optional, Sequence
+from typing import IO, Callable, Hashable, Optional, Sequence
 
-from .files import remove_folder, write_inputs
-from .geometry import NativeImages
 from .process import kill_tree, spawn
 
 DONE, DIED = "done", "died"
@@ -42,6 +46,7 @@ class _Connection:
         self.pending: dict[int, queue.Queue] = {}
         self.lock = threading.Lock()
         self.closed = threading.Event()  # stdout ended: the process is gone
+        self.held: Optional[str] = None  # input token of the volume the process holds
         routes = ((self.process.stdout, self._route), (self.process.stderr, self._log))
         for stream, target in routes:
             thread = threading.Thread(target=target, args=(stream,), name="unetpp-serve")
@@ -51,12 +56,23 @@ class _Connection:
     def alive(self) -> bool:
         return not self.closed.is_set() and self.process.poll() is None
 
-    def send(self, ident: int, argv: Sequence[str], lines: queue.Queue) -> None:
+    def holds(self, token: Optional[str]) -> bool:
+        """Whether the process holds the volume of ``token`` for the next request: it said so
+        in its last reply and no request is in flight."""
+        with self.lock:
+            return token is not None and not self.pending and self.held == token and self.alive()
+
+    def send(
+        self, ident: int, argv: Sequence[str], lines: queue.Queue, token: Optional[str] = None
+    ) -> None:
         """Write one request; raises OSError if the process cannot take it."""
+        request = {"id": ident, "argv": list(argv)}
+        if token is not None:
+            request["input_token"] = token
         with self.lock:
             self.pending[ident] = lines
         try:
-            self.process.stdin.write(json.dumps({"id": ident, "argv": list(argv)}) + "\n")
+            self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
         except (OSError, ValueError) as error:
             with self.lock:
@@ -73,9 +89,13 @@ class _Connection:
                 if not isinstance(reply, dict) or "id" not in reply:
                     continue  # the "ready" line
                 ident = reply.pop("id")
+                held = reply.pop("held_input", None)
+                final = "result" in reply or "error" in reply
                 with self.lock:
                     lines = self.pending.get(ident)
-                    if lines is not None and ("result" in reply or "error" in reply):
+                    if final:  # requests run in order: this is what the next one finds
+                        self.held = held if isinstance(held, str) else None
+                    if lines is not None and final:
                         del self.pending[ident]
                 if lines is not None:
                     lines.put(("stdout", json.dumps(reply)))
@@ -109,30 +129,17 @@ class EngineServer:
         self.starts = 0  # how many processes were started (1 + restarts after crashes)
         self._connection: Optional[_Connection] = None
         self._next_id = 0
-        self._folder: Optional[Path] = None  # input files shared by successive requests
-        self._inputs: list[tuple[Hashable, list[Path]]] = []  # the last two (key, paths)
 
-    def inputs(self, key: Hashable, images: NativeImages) -> list[Path]:
-        """Input files for ``images``: written once per ``key`` (the volume nodes and their
-        modification times) and reused by the next runs, so the server's cached volume stays
-        valid too. The last two sets are kept (a request may still read the previous one)."""
-        for known, paths in self._inputs:
-            if known == key and all(path.is_file() for path in paths):
-                return paths
-        if self._folder is None or not self._folder.is_dir():
-            self._folder = Path(tempfile.mkdtemp(prefix="unetpp-serve-"))
-            self._inputs = []
-        folder = Path(tempfile.mkdtemp(prefix="inputs-", dir=self._folder))
-        try:
-            paths = write_inputs(images, folder)
-        except BaseException:
-            remove_folder(folder)
-            raise
-        self._inputs.append((key, paths))
-        while len(self._inputs) > 2:
-            _, old = self._inputs.pop(0)
-            remove_folder(old[0].parent)
-        return paths
+    @staticmethod
+    def input_token(key: Hashable) -> str:
+        """The name of an input volume in requests: a digest of ``key`` (the volume nodes' ids,
+        image modification times and world matrices, and the model's channel names; its
+        ``repr`` must change whenever the voxels or geometry do)."""
+        return hashlib.sha256(repr(key).encode("utf-8")).hexdigest()
+
+    def holds(self, token: Optional[str]) -> bool:
+        """Whether the running process holds the volume of ``token`` (see the module doc)."""
+        return self._connection is not None and self._connection.holds(token)
 
     @property
     def command(self) -> list[str]:
@@ -146,15 +153,27 @@ class EngineServer:
     def alive(self) -> bool:
         return self._connection is not None and self._connection.alive()
 
-    def submit(self, argv: Sequence[str], lines: queue.Queue) -> int:
+    def submit(
+        self,
+        argv: Sequence[str],
+        lines: queue.Queue,
+        input_token: Optional[str] = None,
+        write_inputs: Optional[Callable[[], object]] = None,
+    ) -> int:
         """Send ``unetpp segment`` arguments; replies go to ``lines``. Starts (or restarts) the
-        process when needed; returns the request id. Raises OSError if it cannot start."""
+        process when needed; returns the request id. ``write_inputs()`` writes the input files
+        that ``argv`` names; it is called (once) unless the process holds the volume of
+        ``input_token``. Raises OSError if the process cannot start, and what
+        ``write_inputs`` raises."""
         self._next_id += 1
         for attempt in (1, 2):
             if not self.alive():
                 self._start()
+            if write_inputs is not None and not self._connection.holds(input_token):
+                write_inputs()
+                write_inputs = None  # written; a restarted process reads the same files
             try:
-                self._connection.send(self._next_id, argv, lines)
+                self._connection.send(self._next_id, argv, lines, input_token)
                 return self._next_id
             except OSError:
                 if attempt == 2:
@@ -170,11 +189,9 @@ class EngineServer:
             self._connection.closed.set()
 
     def shutdown(self) -> None:
-        """Kill the process tree and remove the shared input files (patient images); never
-        blocks. A later request starts afresh."""
+        """Kill the process tree (what it holds in memory goes with it); never blocks. A later
+        request starts afresh. Input files belong to the jobs, which delete them."""
         self.kill()
-        remove_folder(self._folder, None if self._connection is None else self._connection.process)
-        self._folder, self._inputs = None, []
 
     def _start(self) -> None:
         self.kill()

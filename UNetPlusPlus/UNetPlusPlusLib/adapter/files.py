@@ -16,21 +16,25 @@ from ..engine.volume import Volume, array_to_sitk, volume_to_sitk
 from .geometry import NativeImages
 
 
+def input_file_paths(channels: int, folder: Path) -> list[Path]:
+    """The files ``write_inputs`` writes in ``folder``, one per channel."""
+    return [folder / f"input_{channel}.nrrd" for channel in range(channels)]
+
+
 def write_inputs(volume: Union[Volume, NativeImages], folder: Path) -> list[Path]:
-    """One uncompressed NRRD per channel in ``folder``: native voxel types for
-    ``NativeImages`` (one copy in that type, no float conversion), float32 for a ``Volume``."""
+    """One uncompressed NRRD per channel in ``folder`` (``input_file_paths``): native voxel
+    types for ``NativeImages`` (one copy in that type, no float conversion), float32 for a
+    ``Volume``. Raises what SimpleITK raises for a file that cannot be written."""
     import SimpleITK as sitk
 
-    paths = []
-    for channel in range(volume.num_channels):
+    paths = input_file_paths(volume.num_channels, folder)
+    for channel, path in enumerate(paths):
         if isinstance(volume, NativeImages):
             image = array_to_sitk(volume.arrays[channel], volume.grid)
         else:
             image = volume_to_sitk(volume, channel)
-        path = folder / f"input_{channel}.nrrd"
         sitk.WriteImage(image, str(path), False)
         del image
-        paths.append(path)
     return paths
 
 

@@ -2,9 +2,16 @@
 
 - torch comes from SlicerPyTorch's ``PyTorchUtils`` (``installTorch(askConfirmation=True)``),
   which asks the user and picks the CUDA or CPU build that fits the machine.
-- The other packages go through ``slicer.packaging.pip_ensure`` (Slicer 5.12 and later, where
-  Base/Python/slicer/packaging.py first ships; it asks the user itself) or, in older Slicer,
-  ``slicer.util.pip_install`` after ``confirm(message)``.
+- The other packages, required and optional, are listed in one ``confirm(message)`` and, once
+  the user agrees, installed through ``slicer.packaging.pip_ensure(..., prompt_install=False)``
+  (Slicer 5.12 and later, where Base/Python/slicer/packaging.py first ships) or, in older
+  Slicer, ``slicer.util.pip_install`` (5.8, 5.10: ``python -m pip install`` of the shlex-split
+  string). Both raise ``subprocess.CalledProcessError`` when pip fails (checked against Slicer's
+  Base/Python/slicer/util.py at v5.8.1 and packaging.py at v5.12.0 and main, 2026-08).
+- The optional packages (:data:`OPTIONAL_REQUIREMENTS`, OpenVINO and onnx: the CPU executor
+  ``fastest`` of engine/executors.py) are installed after the required ones, in their own pip
+  call; if that fails, one warning line goes to ``log`` and the module runs on the built-in
+  executor ``ours``. They are asked for only with the required ones (the first install).
 
 numpy, SimpleITK and vtk ship with Slicer. No Qt here: the Widget passes its dialog as
 ``confirm``.
@@ -15,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import subprocess
 from typing import Callable, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
@@ -22,7 +30,12 @@ from ..errors import UNetPlusPlusError
 REQUESTER = "UNet++"
 #: What `unetpp segment` imports beyond Slicer's bundled numpy, SimpleITK and vtk.
 RUNTIME_REQUIREMENTS: tuple[str, ...] = ("safetensors>=0.4", "slicerio>=1.1", "tqdm>=4.60")
+#: Core dependencies of pyproject.toml the engine runs without: the CPU default ``fastest``
+#: needs OpenVINO (without it the default is ``ours``) and onnx for the graph export.
+OPTIONAL_REQUIREMENTS: tuple[str, ...] = ("openvino>=2024.0", "onnx>=1.15")
 TORCH_REQUIREMENT = "torch>=2.1"
+#: What Slicer's pip raises when an install fails (RuntimeError: no PythonSlicer, in 5.8).
+PIP_ERRORS = (subprocess.CalledProcessError, RuntimeError, OSError)
 
 
 def _satisfied(requirement: str) -> bool:
@@ -77,45 +90,82 @@ def ensure_torch(log: Callable[[str], None] = print) -> None:
         )
 
 
-def ensure_packages(
-    confirm: Callable[[str], bool],
-    log: Callable[[str], None] = print,
-    requirements: Sequence[str] = RUNTIME_REQUIREMENTS,
-) -> None:
-    """pip-install the missing ``requirements`` once the user agrees."""
-    missing = missing_requirements(requirements)
-    if not missing:
-        return
+def slicer_pip(requirements: Sequence[str], optional: bool = False) -> None:
+    """Install ``requirements`` with Slicer's pip, without a second question (the user agreed in
+    ``ensure_packages``). Raises one of :data:`PIP_ERRORS` when pip fails. ``optional``: no
+    progress dialog in Slicer 5.12+, whose failure dialog ("Package installation failed") would
+    present a failure the module recovers from as an error; a busy cursor instead."""
+    import slicer
+
     try:
         import slicer.packaging as packaging
     except ImportError:
         packaging = None
-    log(f"Installing Python packages: {', '.join(missing)}")
     if packaging is not None and hasattr(packaging, "pip_ensure"):
-        try:
-            packaging.pip_ensure(missing, requester=REQUESTER)
-        except RuntimeError as error:  # the user declined
-            raise UNetPlusPlusError(f"Python packages were not installed: {error}") from error
-    else:
-        message = (
-            "UNet++ needs these Python packages: "
-            + ", ".join(missing)
-            + ". Install them now (a few MB from PyPI)?"
+        packaging.pip_ensure(
+            list(requirements),
+            prompt_install=False,
+            requester=REQUESTER,
+            show_progress=not optional,
         )
-        if not confirm(message):
-            raise UNetPlusPlusError(
-                "Python packages were not installed; UNet++ cannot run without "
-                + ", ".join(missing)
-                + "."
-            )
-        import slicer
+    else:
+        slicer.util.pip_install(" ".join(requirements))
 
-        slicer.util.pip_install(" ".join(missing))
+
+def ensure_packages(
+    confirm: Callable[[str], bool],
+    log: Callable[[str], None] = print,
+    requirements: Sequence[str] = RUNTIME_REQUIREMENTS,
+    optional: Sequence[str] = OPTIONAL_REQUIREMENTS,
+    pip: Callable[..., None] = slicer_pip,
+) -> None:
+    """pip-install the missing ``requirements``, then the missing ``optional`` ones, once the
+    user agrees to both in one ``confirm(message)``. Nothing is asked or installed when no
+    requirement is missing. Raises UNetPlusPlusError if the user declines or a required package
+    is still missing afterwards; an optional one that fails is one ``warning:`` line in ``log``.
+    ``pip(requirements, optional=bool)``: the installer (Slicer's, :func:`slicer_pip`)."""
+    missing = missing_requirements(requirements)
+    if not missing:
+        return
+    extra = missing_requirements(optional)
+    message = "UNet++ needs these Python packages: " + ", ".join(missing)
+    if extra:
+        message += "; and, optionally, " + ", ".join(extra) + " (about 210 MB: a faster CPU engine)"
+    if not confirm(message + ". Install them now from PyPI?"):
+        raise UNetPlusPlusError(
+            "Python packages were not installed; UNet++ cannot run without "
+            + ", ".join(missing)
+            + "."
+        )
+    log(f"Installing Python packages: {', '.join(missing)}")
+    try:
+        pip(missing)
+    except PIP_ERRORS as error:
+        log(f"pip failed: {error}")
     importlib.invalidate_caches()
     still = missing_requirements(requirements)
     if still:
         raise UNetPlusPlusError(
             f"Installing {', '.join(still)} failed; see the Python console, then restart Slicer."
+        )
+    if extra:
+        _install_optional(extra, log, pip)
+
+
+def _install_optional(extra: Sequence[str], log: Callable[[str], None], pip) -> None:
+    """Try ``extra``; a failure is one warning line, never an error."""
+    log(f"Installing optional Python packages: {', '.join(extra)}")
+    reason = ""
+    try:
+        pip(extra, optional=True)
+    except PIP_ERRORS as error:
+        reason = f" ({error})"
+    importlib.invalidate_caches()
+    failed = missing_requirements(extra)
+    if failed:
+        log(
+            f"warning: {', '.join(failed)} could not be installed{reason}; UNet++ runs on its "
+            "built-in CPU engine ('ours'), which can be slower. See the Python console."
         )
 
 

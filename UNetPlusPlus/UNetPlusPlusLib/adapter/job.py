@@ -9,7 +9,9 @@ Slicer must never freeze and a CUDA crash must not take it down, so the Widget r
 and reads its JSON lines (``{"stage": s, "done": d, "total": t}``, then ``{"result": {...}}`` or
 ``{"error": msg}``). The inputs are written to the job's working folder as uncompressed NRRD in
 the volumes' own voxel types (an int16 CT stays int16; the engine process casts), with their
-exact geometry, so the child segments the same voxels the user sees. The child's ``<python>`` is
+exact geometry, so the child segments the same voxels the user sees; with the persistent engine
+(``server``) only when it does not hold that volume already (``input_token``,
+:mod:`.engine_server`). The child's ``<python>`` is
 PythonSlicer inside Slicer (a launcher that starts the real interpreter as its child) and the
 current interpreter elsewhere.
 
@@ -44,7 +46,7 @@ from ..engine.point_crop import grid_offset
 from ..engine.volume import LabelVolume, Volume
 from ..errors import UNetPlusPlusError
 from .engine_server import DIED, DONE, EngineServer
-from .files import remove_folder, write_inputs
+from .files import input_file_paths, remove_folder, write_inputs
 from .geometry import NativeImages
 from .process import LineReader, drain, kill_tree, output_complete, package_root, spawn
 
@@ -156,7 +158,9 @@ class SegmentationJob:
     tta: bool = False  # test-time augmentation (engine/tta.py)
     kill_grace: float = 1.0  # s between the cancel file and killing the process tree
     server: Optional[EngineServer] = None  # a persistent engine process, instead of a new one
-    input_paths: Optional[list[Path]] = None  # inputs already written (kept); else written here
+    # with a server: names the input volume (EngineServer.input_token); while the server holds
+    # it, no input files are written
+    input_token: Optional[str] = None
     channel_check: bool = True  # False: --no-channel-check (engine/channel_order.py)
 
     state: str = field(default=PENDING, init=False)
@@ -167,6 +171,7 @@ class SegmentationJob:
     log: list[str] = field(default_factory=list, init=False)
     command: list[str] = field(default_factory=list, init=False)
     warnings: list[str] = field(default_factory=list, init=False)  # input sanity, before start
+    inputs_written: bool = field(default=False, init=False)  # the input files were written
 
     def __post_init__(self) -> None:
         self._process: Optional[subprocess.Popen] = None
@@ -189,10 +194,11 @@ class SegmentationJob:
             raise ValueError("the manifest must have been loaded from a model.json")
         self._workdir = Path(tempfile.mkdtemp(prefix="unetpp-job-"))
         try:
-            inputs = self.input_paths or write_inputs(self.volume, self._workdir)
+            if self.server is None:
+                self._write_inputs()
             self.command = build_command(
                 self.python or python_executable(),
-                inputs,
+                input_file_paths(self.volume.num_channels, self._workdir),
                 Path(self.manifest.path),
                 self._labelmap_path,
                 self.depth,
@@ -203,8 +209,10 @@ class SegmentationJob:
                 cancel_path=self._workdir / CANCEL_FILE_NAME,
                 channel_check=self.channel_check,
             )
-            if self.server is not None:
-                self.server.submit(self.command[4:], self._lines)  # the arguments of `segment`
+            if self.server is not None:  # the arguments of `segment`; inputs unless held
+                self.server.submit(
+                    self.command[4:], self._lines, self.input_token, self._write_inputs
+                )
                 self.command = [*self.server.command, "<", *self.command[3:]]  # for the log
                 self.state = RUNNING
                 return self
@@ -317,6 +325,12 @@ class SegmentationJob:
         return events
 
     # ---------------------------------------------------------------- internals
+    def _write_inputs(self) -> None:
+        """Write the input files into the job's folder (removed with it by ``close``)."""
+        assert self._workdir is not None
+        write_inputs(self.volume, self._workdir)
+        self.inputs_written = True
+
     @property
     def _labelmap_path(self) -> Path:
         assert self._workdir is not None

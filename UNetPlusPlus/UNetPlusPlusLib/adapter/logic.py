@@ -176,6 +176,7 @@ class SegmentationLogic:
         images = self._native_images(volume_nodes, manifest)  # written in their own types
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
+        channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, _result: dict):
@@ -193,7 +194,7 @@ class SegmentationLogic:
             tta=bool(tta),
             channel_check=self.channel_check,
             server=server,
-            input_paths=server.inputs(self._input_key(nodes), images) if server else None,
+            input_token=server.input_token((self._input_key(nodes), channels)) if server else None,
         )
         job.warnings = list(self.warnings)
         self._jobs = [j for j in self._jobs if not j.finished]

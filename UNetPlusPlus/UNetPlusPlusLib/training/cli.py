@@ -22,8 +22,7 @@ from ..errors import UNetPlusPlusError
 
 # Defaults of the settings that the checkpoint, dataset.json or --init may also give (the plan
 # chooses spacing, tile, features, batch size, epochs, iterations per epoch and precision).
-_DEFAULTS: dict[str, Any] = {
-    "lr": 3e-4,
+_DEFAULTS: dict[str, Any] = {  # the learning rate's: plan_setup.learning_rate_choice
     "weight_decay": 3e-5,
     "schedule": "poly",
     "seed": 0,
@@ -187,7 +186,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: measured (bf16 autocast on CPUs with native bf16 where faster and not "
         "worse; autocast on CUDA); fp32; bf16 (CPU); amp (CUDA)",
     )
-    run.add_argument("--lr", metavar="LR", type=float, help="AdamW learning rate (3e-4)")
+    run.add_argument(
+        "--lr",
+        metavar="LR",
+        type=float,
+        help="AdamW learning rate (3e-4; with --init half of it, 1.5e-4)",
+    )
     run.add_argument("--weight-decay", metavar="WD", type=float, help="AdamW weight decay (3e-5)")
     run.add_argument("--schedule", choices=["poly", "cosine", "constant"])
     run.add_argument(
@@ -331,7 +335,9 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
-    """The run's TrainConfig: command line, checkpoint, dataset, init model, plan, defaults."""
+    """The run's TrainConfig: command line, checkpoint, dataset, init model, plan, defaults.
+    Records the learning rate and its origin in ``plan`` (a new run's, or a resumed plan that
+    predates it). Raises UNetPlusPlusError for a pre-plan checkpoint lacking a setting."""
     from .checkpoint import read_checkpoint_state
     from .dataset import find_cases
     from .dataset_images import median_spacing
@@ -371,6 +377,11 @@ def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
             "precision": plan.precision,
         }
     norm = pick("norm", args.norm, init.network.get("norm") if init else None)
+    from .plan_setup import learning_rate_choice
+
+    lr, lr_source, lr_reason = learning_rate_choice(args, saved, training, init)
+    if plan is not None and (not args.resume or plan.lr is None):  # a resumed plan keeps its own
+        plan.set_learning_rate(lr, lr_source, lr_reason)
     return TrainConfig(
         out_dir=str(args.out_dir),
         spacing=tuple(float(s) for s in plan_values["spacing"]),
@@ -380,7 +391,7 @@ def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
         epochs=int(plan_values["epochs"] or 0),
         iterations_per_epoch=int(plan_values["iterations_per_epoch"] or 0),
         batch_size=int(plan_values["batch_size"]),
-        lr=pick("lr", args.lr),
+        lr=lr,
         weight_decay=pick("weight_decay", args.weight_decay),
         schedule=pick("schedule", args.schedule),
         seed=pick("seed", args.seed),

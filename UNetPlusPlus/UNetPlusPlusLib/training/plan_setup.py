@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Optional
 
 _OPTION_OF = {
     "spacing": "--spacing",
@@ -17,6 +18,36 @@ _OPTION_OF = {
     "val_every": "--val-every",
     "precision": "--precision",
 }
+
+#: AdamW learning rate from scratch (``--lr``'s default).
+SCRATCH_LR = 3e-4
+#: ``--init`` without an explicit learning rate (``--lr``, the checkpoint's, dataset.json's):
+#: this share of :data:`SCRATCH_LR`, shown in the plan and recorded in plan.json. Continuing the
+#: shipped nodule model at half its scratch rate improved it (issue 11, docs/MODELS.md).
+FINE_TUNE_LR_FACTOR = 0.5
+_SHARE_WORDS = {0.5: "half", 0.25: "a quarter of"}
+
+
+def learning_rate_choice(
+    args: argparse.Namespace, saved: dict, training: dict, init=None
+) -> tuple[float, Optional[str], str]:
+    """The run's AdamW learning rate: ``(lr, where it came from, why)``; the source is None for a
+    default: the scratch default, or with ``--init`` :data:`FINE_TUNE_LR_FACTOR` of it. First
+    match wins: ``--lr``, the checkpoint (``--resume``: a run keeps the rate it started with,
+    also one started before the fine-tuning default), dataset.json's ``training.lr``."""
+    for value, source in (
+        (args.lr, "--lr"),
+        (saved.get("lr"), "the checkpoint"),
+        (training.get("lr"), "dataset.json"),
+    ):
+        if value is not None:
+            return float(value), source, ""
+    scratch = SCRATCH_LR
+    if init is None:
+        return scratch, None, "the default, from scratch"
+    share = _SHARE_WORDS.get(FINE_TUNE_LR_FACTOR, f"{FINE_TUNE_LR_FACTOR:g} x")
+    reason = f"fine-tuning: {share} the scratch rate ({scratch:g})"
+    return scratch * FINE_TUNE_LR_FACTOR, None, reason
 
 
 def collect_overrides(args: argparse.Namespace, dataset, init=None, saved=None) -> dict:

@@ -144,6 +144,7 @@ class Plan:
     val_every: int = 1
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast) | amp (CUDA autocast)
     validation_cases: int = 0  # validate on this many (evenly spread) cases; 0: all
+    lr: Optional[float] = None  # AdamW learning rate (training/cli.py); None in older plans
     budget_s: Optional[float] = None
     budget_given: bool = False
     sources: dict = field(default_factory=dict)  # field -> "plan" or where the override came from
@@ -182,6 +183,17 @@ class Plan:
             return None
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
+    def set_learning_rate(self, lr: float, source: Optional[str], reason: str) -> None:
+        """Record the run's learning rate: ``source`` (``--lr``, ...) when it was given, None
+        for a default, whose ``reason`` the table shows."""
+        self.lr = float(lr)
+        self.sources.pop("lr", None)
+        self.reasons.pop("lr", None)
+        if source:
+            self.sources["lr"] = source
+        else:
+            self.reasons["lr"] = reason
+
     # ---- presentation --------------------------------------------------------------------
     def describe(self) -> list[str]:
         """The plan as printed before training: one line per choice with its origin."""
@@ -196,8 +208,9 @@ class Plan:
             "val_every": f"every {self.val_every} epoch(s) and after the last",
             "precision": self.precision,
             "validation_cases": str(self.validation_cases or "all"),
+            "lr": f"{self.lr:g}" if self.lr is not None else "",
         }
-        for key in (*PLANNED, "validation_cases"):
+        for key in (*PLANNED, "validation_cases", *(("lr",) if self.lr is not None else ())):
             source = self.sources.get(key, "plan")
             why = self.reasons.get(key, "") if source == "plan" else f"overridden by {source}"
             lines.append(f"  {key:<21} {shown[key]:<36} {why}".rstrip())

@@ -1,0 +1,87 @@
+"""The learning rate of a fine-tune: with --init and no --lr, half the scratch default, shown in
+the plan table, recorded in plan.json and the checkpoint; --lr overrides it; --resume keeps the
+rate a run started with, also a run started before this default (whose plan.json has no lr).
+
+Runs train the tiny sphere test model (Testing/fixtures) on four synthetic 24^3 cases."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from test_training_dataset import write_slicer_dataset
+from test_training_plan import fixed_timing  # noqa: F401 - the fixture
+from UNetPlusPlusLib.training.checkpoint import read_checkpoint_state
+from UNetPlusPlusLib.training.cli import main
+from UNetPlusPlusLib.training.plan_setup import (
+    FINE_TUNE_LR_FACTOR,
+    SCRATCH_LR,
+    learning_rate_choice,
+)
+from UNetPlusPlusLib.training.planner import Plan
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+COMMON = ["--labels", "tumor", "--no-progress", "--threads", "1", "--precision", "fp32"]
+
+
+def lr_row(printed: str) -> str:
+    return next(line for line in printed.splitlines() if line.strip().startswith("lr "))
+
+
+def test_the_fine_tuning_default_is_half_the_scratch_rate():
+    assert FINE_TUNE_LR_FACTOR == 0.5 and SCRATCH_LR == 3e-4
+    args = argparse.Namespace(lr=None)
+    init = object()
+    assert learning_rate_choice(args, {}, {}, None) == (3e-4, None, "the default, from scratch")
+    lr, source, why = learning_rate_choice(args, {}, {}, init)
+    assert (lr, source) == (1.5e-4, None) and why.startswith("fine-tuning: half the scratch rate")
+    assert learning_rate_choice(argparse.Namespace(lr=1e-3), {}, {}, init)[:2] == (1e-3, "--lr")
+    assert learning_rate_choice(args, {"lr": 3e-4}, {}, init)[:2] == (3e-4, "the checkpoint")
+    assert learning_rate_choice(args, {}, {"lr": 2e-4}, init)[:2] == (2e-4, "dataset.json")
+
+
+@pytest.mark.usefixtures("fixed_timing")
+def test_the_plan_shows_and_records_the_rate_and_where_it_came_from(tmp_path, capsys, sphere_model):
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    base = [str(data), *COMMON, "--time-budget", "2h", "--plan-only"]
+
+    assert main([*base, "-o", str(tmp_path / "ft"), "--init", str(sphere_model)]) == 0
+    row = lr_row(capsys.readouterr().out)
+    assert "0.00015" in row and "fine-tuning: half the scratch rate (0.0003)" in row
+    plan = json.loads((tmp_path / "ft" / "plan.json").read_text())
+    assert plan["lr"] == pytest.approx(1.5e-4) and "lr" not in plan["sources"]
+
+    assert main([*base, "-o", str(tmp_path / "scratch")]) == 0
+    assert "0.0003" in lr_row(capsys.readouterr().out)
+    assert Plan.load(tmp_path / "scratch").lr == pytest.approx(3e-4)
+
+    given = [*base, "-o", str(tmp_path / "given"), "--init", str(sphere_model), "--lr", "0.002"]
+    assert main(given) == 0
+    assert "overridden by --lr" in lr_row(capsys.readouterr().out)
+    plan = Plan.load(tmp_path / "given")
+    assert plan.lr == 0.002 and plan.sources["lr"] == "--lr"
+
+
+def test_resume_keeps_the_rate_of_a_run_started_before_the_fine_tuning_default(
+    tmp_path, capsys, sphere_model
+):
+    """A fine-tune started at the old default (3e-4, the checkpoint's rate) and a plan.json
+    without lr, as older versions wrote them, resumes without --lr and keeps 3e-4 (resume
+    refuses a changed rate, so the new default must not reach it)."""
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "out"
+    args = [str(data), "-o", str(out), *COMMON, "--init", str(sphere_model), "--batch-size", "1"]
+    args += ["--epochs", "2", "--iterations-per-epoch", "1", "--tile", "32", "16", "16"]
+    assert main([*args, "--lr", "3e-4", "--time-budget", "1"]) == 0  # one epoch, then stop
+    assert "stopping after epoch 1 of 2" in capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    del plan["lr"], plan["sources"]["lr"]  # a plan.json of an older version
+    (out / "plan.json").write_text(json.dumps(plan))
+
+    assert main([*args, "--resume"]) == 0  # no --lr: the checkpoint's rate, not 1.5e-4
+    assert read_checkpoint_state(out)["config"]["lr"] == 3e-4
+    row = lr_row(capsys.readouterr().out)  # shown; plan.json is left as it was (--resume)
+    assert "0.0003" in row and "overridden by the checkpoint" in row
+    assert json.loads((out / "plan.json").read_text()) == plan
+    assert json.loads((out / "model.json").read_text())["training"]["lr"] == 3e-4
