@@ -433,7 +433,7 @@ def add_segment_parser(subparsers) -> None:
         "--all-components",
         dest="largest_component",
         action="store_false",
-        help="keep every connected component",
+        help="keep every connected component (no component filter of the model's post-processing)",
     )
     parser.add_argument(
         "--progress-json",

@@ -307,6 +307,13 @@ class ManifestValidator:
         largest = post.get("largest_component", False)
         if not isinstance(largest, bool):
             raise self.fail("postprocess.largest_component", "must be true or false")
+        fraction = post.get("min_component_fraction")
+        if fraction is not None and (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, (int, float))
+            or not 0.0 < float(fraction) <= 1.0
+        ):
+            raise self.fail("postprocess.min_component_fraction", "must be a number in (0, 1]")
         return copy.deepcopy(post)
 
     def test_time_augmentation(self, data: dict) -> dict:

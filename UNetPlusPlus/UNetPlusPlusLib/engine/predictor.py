@@ -29,7 +29,7 @@ from .network import UNetPlusPlus3D
 from .nonzero_crop import crop_enabled, nonzero_crop
 from .normalize import normalize, padding_values, with_volume_statistics
 from .point_crop import smallest_extent
-from .postprocess import keep_component_at_point, keep_largest_component
+from .postprocess import keep_component_at_point, keep_largest_component, remove_small_components
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .sanity import check_model_input
 from .tiling import sliding_window_inference, thin_input_warning
@@ -278,6 +278,9 @@ class Predictor:
         if keep_largest:  # the manifest's values (no pass to find them); in place, no copy
             values = [label.value for label in self.manifest.labels]
             labels = keep_largest_component(labels, values, copy=False)
+        fraction = (self.manifest.postprocess or {}).get("min_component_fraction")
+        if fraction and point is None and largest_component is not False:  # off: --all-components
+            labels = remove_small_components(labels, fraction, copy=False)[0]
         if point is None and not labels.any():  # a point says so in _component_at_point
             info["warnings"].append(empty_result_warning(self.manifest, roi))
         label_volume = LabelVolume(
