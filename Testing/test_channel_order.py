@@ -152,14 +152,16 @@ def test_manifest_field_is_validated_and_round_trips(tmp_path):
 
 def test_input_unlike_the_training_data_gets_a_warning_not_a_refusal(tmp_path):
     """When even the best order fits the reference badly (distance > MAX_FIT: other data than
-    the model was trained on), a clearly better order is only a warning."""
+    the model was trained on), a clearly better order is only a warning that the order could
+    not be checked, naming the closest order."""
     reference = copy.deepcopy(synthetic_manifest(tmp_path).inference["channel_fingerprint"])
     reference["mean"][6:] = [v + 1.5 for v in reference["mean"][6:]]  # skewness far off
     samples = channel_samples(list(phantom(4)[[3, 1, 2, 0]]))
     verdict = co.compare(co.fingerprint(samples), reference)
     assert verdict.gap > co.REFUSE_GAP and verdict.best_distance > co.MAX_FIT
     found = co.check_channel_order(samples, reference, NAMES)
-    assert len(found) == 1 and found[0].startswith("The input volumes may be in the wrong order")
+    assert len(found) == 1 and found[0].startswith("The sequence order could not be checked")
+    assert "the closest order: " in found[0] and "given as FLAIR looks like T2" in found[0]
 
 
 def test_no_check_without_a_joint_mask_or_for_one_channel(tmp_path):

@@ -104,16 +104,15 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     roi = _roi_box(args)
     if roi is None or args.point or args.disagreement or args.preview:
         return None
-    from .engine.channel_order import check_channel_order, manifest_reference
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import read_region
+    from .engine.sanity import check_model_samples
     from .engine.streamed_checks import check_files
 
     names = [c.name for c in manifest.channels]
-    reference = manifest_reference(manifest) if args.channel_check else None
 
-    def order_check(samples):  # the sequence order, on the streamed samples
-        return check_channel_order(samples, reference, names)
+    def order_check(samples):  # background, near duplicates, order, on the streamed samples
+        return check_model_samples(manifest, samples, args.channel_check)
 
     modalities = [c.modality for c in manifest.channels]
     warnings = check_files(args.inputs, modalities, names, order_check=order_check)

@@ -17,6 +17,8 @@ BRATS 2012 case, every one of the 23 wrong orders of each):
 - gap > :data:`REFUSE_GAP` and the best order fits like a training case
   (distance <= :data:`MAX_FIT`): refused, naming which input looks like which sequence;
 - gap > :data:`WARN_GAP` otherwise: a warning;
+- even the best order fits worse than :data:`MAX_FIT`: a warning that the order could not be
+  checked (the volumes do not look like the model's training data);
 - no reference in the manifest, fewer than :data:`MIN_VOXELS` joint non-zero voxels in the
   sample, a single channel or more than :data:`MAX_CHANNELS`: no check.
 
@@ -196,26 +198,39 @@ def _swaps(best: Sequence[int], names: Sequence[str]) -> str:
 
 
 def check_channel_order(
-    samples: Sequence[np.ndarray], reference: Optional[dict], channel_names: Sequence[str]
+    samples: Sequence[np.ndarray],
+    reference: Optional[dict],
+    channel_names: Sequence[str],
+    found: Optional[Fingerprint] = None,
 ) -> list[str]:
-    """Refuse a clearly wrong channel order; return a warning for a doubtful one.
+    """Refuse a clearly wrong channel order; return a warning for a doubtful one, or when even
+    the best order fits worse than :data:`MAX_FIT` (the order could not be checked).
 
     ``samples``: C aligned 1-D samples (``sanity.channel_samples``); ``reference``: the
-    manifest's ``inference.channel_fingerprint`` (None: no check). Raises UNetPlusPlusError
-    with one line naming the suspected swap."""
+    manifest's ``inference.channel_fingerprint`` (None: no check); ``found``: their
+    :func:`fingerprint` if already computed. Raises UNetPlusPlusError with one line naming the
+    suspected swap."""
     count = len(samples)
     if not reference or count < 2 or count > MAX_CHANNELS or reference.get("channels") != count:
         return []
-    found = fingerprint(samples)
+    found = found if found is not None else fingerprint(samples)
     if found is None:
         return []
     verdict = compare(found, reference)
+    names = list(channel_names)
+    order = ", ".join(names)
+    swaps = _swaps(verdict.best, names)
+    fit = float(verdict.distances.min())
+    if fit > MAX_FIT:
+        closest = f"; the closest order: {swaps}" if verdict.gap > WARN_GAP else ""
+        return [
+            "The sequence order could not be checked: these volumes do not look like the "
+            f"model's training data (contrast fingerprint distance {fit:.1f}, more than "
+            f"{MAX_FIT:g}{closest}); check that they are skull-stripped {order}."
+        ]
     if verdict.gap <= WARN_GAP:
         return []
-    names = list(channel_names)
-    swaps = _swaps(verdict.best, names)
-    order = ", ".join(names)
-    if verdict.gap > REFUSE_GAP and verdict.best_distance <= MAX_FIT:
+    if verdict.gap > REFUSE_GAP:  # the best order fits like a training case (fit <= MAX_FIT)
         raise UNetPlusPlusError(
             f"The input volumes seem to be in the wrong order: {swaps} (contrast fingerprint, "
             f"gap {verdict.gap:.2f}). Give the sequences as {order}; if this order is right, "

@@ -11,7 +11,10 @@ before training (``training/dataset_check.py``):
   manifest declares (``ChannelSpec.modality``): no constant or empty channel, no two identical
   channels; no channel may be a label map or mask (:func:`label_map_problem`: for CT, no air and
   at most 256 distinct non-negative integers; for MR, at most 16); a CT channel must hold air
-  (values below -500 HU); an MR channel must not look like a CT (5% of it at -900 or below).
+  (values below -500 HU); an MR channel must not look like a CT (5% of it at -900 or below);
+- **channels for a model** (:func:`check_model_samples`): an MR channel of a model that relies
+  on a zero background must hold voxels exactly 0; no two channels may be the same image up to
+  scale (Spearman correlation ~1); then the sequence order (:mod:`.channel_order`).
 
 Refusals raise :class:`UNetPlusPlusError` with one actionable line; borderline findings are
 returned as warning strings for the CLI (``warning: ...`` on stderr) and the Slicer panel.
@@ -48,6 +51,14 @@ LABEL_MAP_MAX_VALUES = 256
 MR_LABEL_MAP_MAX_VALUES = 16
 #: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
 SAMPLE_VOXELS = 2_000_000
+#: An MR channel of a zero-background model (:func:`needs_zero_background`) with less than this
+#: share of its sample exactly 0 is refused: the 19 shared BraTS cases hold 76.4 % to 87.8 %
+#: (``scripts/mr_background_margins.py``); background at 1, noise or an offset gives ~0 %.
+MR_MIN_ZERO_SHARE = 0.01
+#: Two channels whose Spearman correlation inside the joint non-zero mask is at least this are
+#: the same image up to scale (FLAIR x 1000 given as T1ce: 1.000); the largest between two
+#: different sequences of the 19 shared BraTS cases is 0.780 (Brats18_TCIA02_135_1).
+NEAR_DUPLICATE_RHO = 0.98
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -327,8 +338,9 @@ def check_model_input(
     manifest, volume, input_warnings: Sequence[str] | None = None, channel_check: bool = True
 ) -> list[str]:
     """Input sanity of a :class:`.volume.Volume` (C, z, y, x) for a model: its channel count,
-    then :func:`check_volume` against the manifest's channel modalities, then the sequence
-    order against the manifest's channel fingerprint (:mod:`.channel_order`; skipped with
+    then :func:`check_volume` against the manifest's channel modalities, then
+    :func:`check_model_samples` (zero MR background, near-duplicate channels, and the sequence
+    order against the manifest's channel fingerprint, :mod:`.channel_order`, skipped with
     ``channel_check=False`` or without a fingerprint); returns warnings.
 
     ``input_warnings``: the whole image was already checked (streamed or cached); only the
@@ -347,21 +359,75 @@ def check_model_input(
     return warnings + check_sequence_order(manifest, list(volume.array), channel_check)
 
 
-# --------------------------------------------------------------------------- sequence order
+# --------------------------------------------------------------------------- for a model
 def channel_samples(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The strided sample of each (z, y, x) channel (any voxel type, no copy of contiguous
     arrays): the voxels of :func:`channel_stats` and of the streamed checks."""
     return [np.asarray(a).reshape(-1)[:: sample_step(np.asarray(a).size)] for a in arrays]
 
 
-def check_sequence_order(manifest, arrays: Sequence[np.ndarray], enabled: bool = True) -> list[str]:
-    """The sequence order of C (z, y, x) ``arrays`` against the ``manifest``'s channel
-    fingerprint (:mod:`.channel_order`); no check without one or with ``enabled=False``
-    (``--no-channel-check``). Returns warnings; raises UNetPlusPlusError."""
-    from .channel_order import check_channel_order, manifest_reference
+def needs_zero_background(manifest) -> bool:
+    """Whether the model's MR normalisation and non-zero crop rely on a background of exactly
+    0: every channel normalised as ``"mr"`` and the manifest's ``inference.crop_nonzero`` on
+    (the default; ``nonzero_crop.crop_enabled`` without a run's override)."""
+    from .nonzero_crop import crop_enabled
 
-    reference = manifest_reference(manifest) if enabled else None
+    return crop_enabled(manifest)
+
+
+def check_zero_background(samples: Sequence[np.ndarray], channel_names: Sequence[str]) -> None:
+    """Refuse a channel whose sample (``channel_samples``) holds less than
+    :data:`MR_MIN_ZERO_SHARE` voxels exactly 0. Raises UNetPlusPlusError naming the channel."""
+    for sample, name in zip(samples, channel_names):
+        share = float(np.count_nonzero(sample == 0)) / max(1, sample.size)
+        if share < MR_MIN_ZERO_SHARE:
+            raise UNetPlusPlusError(
+                f"Input '{name}' has {share:.2%} of its voxels exactly 0 (at least "
+                f"{MR_MIN_ZERO_SHARE:.0%} needed): this model needs skull-stripped MR with the "
+                "background set to exactly 0; an offset, noise or a background of another "
+                "value gives false tumour along the brain edge."
+            )
+
+
+def check_near_duplicates(spearman: np.ndarray, channel_names: Sequence[str]) -> None:
+    """Refuse two channels whose Spearman correlation (``spearman``, (C, C), inside the joint
+    non-zero mask, ``channel_order.fingerprint``) is at least :data:`NEAR_DUPLICATE_RHO`.
+    Raises UNetPlusPlusError naming both."""
+    count = len(spearman)
+    for a in range(count):
+        for b in range(a + 1, count):
+            if spearman[a, b] >= NEAR_DUPLICATE_RHO:
+                raise UNetPlusPlusError(
+                    f"Input channels '{channel_names[a]}' and '{channel_names[b]}' are the same "
+                    f"image up to scale (rank correlation {spearman[a, b]:.3f}); give each "
+                    "channel its own sequence."
+                )
+
+
+def check_model_samples(
+    manifest, samples: Sequence[np.ndarray], channel_check: bool = True
+) -> list[str]:
+    """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
+    need the model: a zero background (:func:`needs_zero_background`), no two channels the same
+    image up to scale, then the sequence order (skipped with ``channel_check=False``,
+    ``--no-channel-check``). Returns warnings; raises UNetPlusPlusError."""
+    from .channel_order import check_channel_order, fingerprint, manifest_reference
+
+    names = [channel.name for channel in manifest.channels]
+    if needs_zero_background(manifest):
+        check_zero_background(samples, names)
+    found = fingerprint(samples) if len(samples) > 1 else None
+    if found is not None:
+        check_near_duplicates(found.spearman, names)
+    reference = manifest_reference(manifest) if channel_check else None
     if reference is None:
         return []
-    names = [channel.name for channel in manifest.channels]
-    return check_channel_order(channel_samples(arrays), reference, names)
+    return check_channel_order(samples, reference, names, found)
+
+
+def check_sequence_order(manifest, arrays: Sequence[np.ndarray], enabled: bool = True) -> list[str]:
+    """:func:`check_model_samples` of C (z, y, x) ``arrays``: the zero background and near
+    duplicates always, the sequence order against the ``manifest``'s channel fingerprint
+    (:mod:`.channel_order`) unless ``enabled=False``. Returns warnings; raises
+    UNetPlusPlusError."""
+    return check_model_samples(manifest, channel_samples(arrays), enabled)

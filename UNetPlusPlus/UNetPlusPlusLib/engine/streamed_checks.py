@@ -140,8 +140,9 @@ def check_files(
     Gives the refusals and warnings of ``read_volume`` + ``sanity.check_volume`` on the same
     files without holding the image. ``order_check``: called with the channels' strided
     samples (the voxels of ``sanity.channel_samples``) after the other checks, e.g.
-    ``channel_order.check_channel_order``; its warnings are added. Returns None when a file
-    cannot be streamed (the caller reads it whole). Raises UNetPlusPlusError.
+    ``sanity.check_model_samples`` (zero background, near duplicates, sequence order); its
+    warnings are added. Returns None when a file cannot be streamed (the caller reads it
+    whole). Raises UNetPlusPlusError.
     """
     sources = [str(p) for p in paths]
     paths = [Path(p) for p in paths]

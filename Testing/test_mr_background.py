@@ -1,0 +1,233 @@
+"""MR inputs the brain-tumour model cannot read right (engine/sanity.py, check_model_samples).
+
+A model whose MR normalisation and non-zero crop rely on a background of exactly 0 refuses an
+MR channel with (almost) no voxels at 0 (background at 1, noise, an offset of all or one
+channel), and every multi-channel model refuses two channels that are the same image up to
+scale (FLAIR x 1000 given as T1ce). Synthetic phantoms of ``test_channel_order`` first, then
+the real BraTS cases (skipped without ../shared/data): the 19 correctly given cases pass with
+no warning, the tester's variants of Brats18_2013_11_1 are refused in one line, exit 2,
+nothing written.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from test_channel_order import (
+    BRAIN,
+    DIRECTION,
+    NAMES,
+    ORIGIN,
+    SPACING,
+    as_volume,
+    brats_cases,
+    phantom,
+    synthetic_manifest,
+)
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine import channel_order as co
+from UNetPlusPlusLib.engine import sanity
+from UNetPlusPlusLib.engine.image_read import read_volume
+from UNetPlusPlusLib.engine.manifest import ModelManifest
+from UNetPlusPlusLib.engine.sanity import channel_samples, check_model_input
+from UNetPlusPlusLib.engine.streamed_checks import check_files
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+
+def variants(image: np.ndarray, seed: int = 0) -> dict:
+    """The tester's variants of a (4, z, y, x) skull-stripped case -> (array, refusal text)."""
+    rng = np.random.default_rng(seed)
+    background = np.all(image == 0, axis=0)
+    found = {}
+    bg1 = image.copy()
+    bg1[:, background] = 1.0
+    found["background 1"] = (bg1, "Input 'FLAIR' has 0.")
+    noise = image.copy()
+    noise[:, background] = np.abs(rng.normal(0, 5, (4, int(background.sum())))) + 1e-3
+    found["background noise"] = (noise, "Input 'FLAIR' has 0.")
+    found["+500"] = (image + 500, "Input 'FLAIR' has 0.00%")
+    t2 = image.copy()
+    t2[3] += 500
+    found["T2 + 500"] = (t2, "Input 'T2' has 0.00%")
+    duplicate = image.copy()
+    duplicate[2] = image[0] * 1000
+    found["FLAIR x 1000 as T1ce"] = (duplicate, "'FLAIR' and 'T1ce' are the same image up to")
+    return found
+
+
+def assert_one_line_refusal(message: str, expected: str) -> None:
+    assert "\n" not in message and expected in message, message
+    if "exactly 0" in message:
+        assert "skull-stripped MR with the background set to exactly 0" in message
+
+
+# ------------------------------------------------------------------------ synthetic phantom
+def test_phantom_variants_are_refused_and_left_untouched(tmp_path):
+    manifest = synthetic_manifest(tmp_path)
+    image = phantom(100)
+    assert check_model_input(manifest, as_volume(image)) == []
+    for name, (array, expected) in variants(image).items():
+        before = array.copy()
+        volume = as_volume(array)
+        with pytest.raises(UNetPlusPlusError) as error:
+            check_model_input(manifest, volume)
+        assert_one_line_refusal(str(error.value), expected)
+        assert np.array_equal(volume.array, before), name  # data and geometry as they were
+        assert volume.spacing == SPACING and volume.origin == ORIGIN
+        assert np.array_equal(volume.direction, DIRECTION)
+        # --no-channel-check bypasses the order only, not these refusals
+        with pytest.raises(UNetPlusPlusError, match="exactly 0|up to scale"):
+            check_model_input(manifest, volume, channel_check=False)
+
+
+def test_zero_background_only_for_models_that_rely_on_it(tmp_path):
+    manifest = synthetic_manifest(tmp_path, with_reference=False)
+    assert sanity.needs_zero_background(manifest)
+    off = copy.deepcopy(manifest)
+    off.inference["crop_nonzero"] = False
+    assert not sanity.needs_zero_background(off)
+    offset = phantom(5) + 500
+    assert sanity.check_model_samples(off, channel_samples(list(offset))) == []
+    with pytest.raises(UNetPlusPlusError, match="exactly 0"):
+        sanity.check_model_samples(manifest, channel_samples(list(offset)))
+    # the near-duplicate refusal holds for any multi-channel model
+    duplicate = phantom(5)
+    duplicate[1] = duplicate[3] * 0.001
+    with pytest.raises(UNetPlusPlusError, match="'T1' and 'T2' are the same image up to scale"):
+        sanity.check_model_samples(off, channel_samples(list(duplicate)))
+
+
+def test_a_zero_share_just_above_the_limit_passes(tmp_path):
+    manifest = synthetic_manifest(tmp_path, with_reference=False)
+    image = phantom(6) + 1.0
+    flat = image.reshape(4, -1)
+    flat[:, :: int(1 / (2 * sanity.MR_MIN_ZERO_SHARE))] = 0.0  # 2 % of the voxels exactly 0
+    assert sanity.check_model_samples(manifest, channel_samples(list(image))) == []
+    flat[:, :] += 1.0
+    flat[:, :: int(1 / (0.5 * sanity.MR_MIN_ZERO_SHARE))] = 0.0  # 0.5 %
+    with pytest.raises(UNetPlusPlusError, match=r"has 0\.50% of its voxels exactly 0"):
+        sanity.check_model_samples(manifest, channel_samples(list(image)))
+
+
+def test_streamed_and_cached_checks_refuse_as_the_whole_array(tmp_path):
+    from UNetPlusPlusLib.warm_cache import WarmCache
+
+    manifest = synthetic_manifest(tmp_path)
+    for name, (array, expected) in variants(phantom(11)).items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        paths = [folder / f"{n}.nii.gz" for n in NAMES]
+        for path, channel in zip(paths, array):
+            sitk.WriteImage(sitk.GetImageFromArray(channel), str(path))
+
+        def model_check(samples):
+            return sanity.check_model_samples(manifest, samples)
+
+        with pytest.raises(UNetPlusPlusError) as whole:
+            check_model_input(manifest, read_volume(paths, NAMES))
+        with pytest.raises(UNetPlusPlusError) as streamed:
+            check_files(paths, ["MR"] * 4, NAMES, slab_voxels=20_000, order_check=model_check)
+        with pytest.raises(UNetPlusPlusError) as cached:
+            WarmCache().input_checks(manifest, as_volume(array), channel_check=False)
+        assert str(streamed.value) == str(whole.value) == str(cached.value), name
+        assert_one_line_refusal(str(whole.value), expected)
+
+
+def test_cli_refuses_in_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    manifest = synthetic_manifest(tmp_path)
+    for name, (array, expected) in variants(phantom(12)).items():
+        paths = []
+        for channel_name, channel in zip(NAMES, array):
+            paths.append(str(tmp_path / f"{channel_name}.nii.gz"))
+            sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+        out = tmp_path / "out.seg.nrrd"
+        args = ["segment", *paths, "--model", str(manifest.path), "-o", str(out), "--quiet"]
+        roi = ["--roi", "10", "10", "10", "30", "30", "30", "--lps"]  # streamed checks
+        for extra in ([], roi, ["--no-channel-check"]):
+            assert main([*args, *extra]) == 2, (name, extra)
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and err.count("\n") == 1, err
+            assert_one_line_refusal(err.strip(), expected)
+            assert not out.exists()
+
+
+def test_slicer_logic_refuses_a_nonzero_background(tmp_path):
+    slicer = pytest.importorskip("slicer")
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("slicer-core (MRML) is not installed")
+    from UNetPlusPlusLib.adapter import geometry
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
+
+    manifest = synthetic_manifest(tmp_path)
+    scene = slicer.vtkMRMLScene()
+    array = phantom(21)
+    array[3] += 500  # the T2 offset
+    nodes = []
+    for name, channel in zip(NAMES, array):
+        itk = sitk.GetImageFromArray(channel.astype(np.int16))
+        nodes.append(geometry.volume_node_from_volume(scene, volume_from_sitk([itk]), name))
+    count = scene.GetNumberOfNodes()
+    logic = SegmentationLogic(persistent=False)
+    logic.channel_check = False  # the order bypass does not bypass this
+    try:
+        with pytest.raises(UNetPlusPlusError, match="Input 'T2' has 0.00%"):
+            logic.check_inputs(nodes, manifest)
+        with pytest.raises(UNetPlusPlusError, match="exactly 0"):
+            logic.start_job(nodes, manifest, depth=1)
+        assert scene.GetNumberOfNodes() == count and not logic._jobs
+    finally:
+        logic.shutdown()
+
+
+def test_order_unlike_training_data_is_a_warning_that_it_could_not_be_checked(tmp_path):
+    reference = copy.deepcopy(synthetic_manifest(tmp_path).inference["channel_fingerprint"])
+    reference["mean"][6:] = [v + 3.0 for v in reference["mean"][6:]]  # skewness far off
+    samples = channel_samples(list(phantom(4)))  # the right order: no gap, yet no fit
+    verdict = co.compare(co.fingerprint(samples), reference)
+    assert verdict.distances.min() > co.MAX_FIT
+    found = co.check_channel_order(samples, reference, NAMES)
+    assert len(found) == 1 and found[0].startswith("The sequence order could not be checked")
+    assert "do not look like the model's training data" in found[0]
+
+
+# ------------------------------------------------------------------------ real BraTS data
+@pytest.fixture(scope="module")
+def brats_volumes(shared_data):
+    return {name: read_volume(paths, NAMES) for name, paths in brats_cases(shared_data).items()}
+
+
+def test_brats_cases_pass_and_margins_hold(brats_volumes):
+    """All 19 correctly given cases: no refusal, no warning; zero share >= 0.76 (limit 0.01),
+    largest rank correlation between two sequences <= 0.79 (limit 0.98)."""
+    manifest = ModelManifest.load(BRAIN)
+    assert len(brats_volumes) == 19
+    for name, volume in brats_volumes.items():
+        samples = channel_samples(list(volume.array))
+        assert sanity.check_model_samples(manifest, samples) == [], name
+        assert min(float(np.mean(s == 0)) for s in samples) > 0.75, name
+        rho = co.fingerprint(samples).spearman[np.triu_indices(4, 1)]
+        assert rho.max() < 0.8, name
+
+
+def test_brats_tester_variants_are_refused(brats_volumes, tmp_path, capsys):
+    manifest = ModelManifest.load(BRAIN)
+    volume = brats_volumes["Brats18_2013_11_1"]
+    for array, expected in variants(volume.array).values():
+        with pytest.raises(UNetPlusPlusError) as error:
+            check_model_input(manifest, volume.with_array(array))
+        assert_one_line_refusal(str(error.value), expected)
+    array, expected = variants(volume.array)["background 1"]
+    paths = []
+    for channel_name, channel in zip(NAMES, array):
+        paths.append(str(tmp_path / f"{channel_name}.nii.gz"))
+        image = sitk.GetImageFromArray(channel)
+        image.SetSpacing(volume.spacing)
+        sitk.WriteImage(image, paths[-1])
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", *paths, "--task", "brain-tumor", "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and not out.exists(), err
