@@ -142,11 +142,19 @@ a second focus at least that large stays, so multifocal tumours are kept. `--all
 cases (14 of them seen in training) no case lost more than 0.003 and BRATS 2012 HG0001 was
 unchanged (0.884). Four held-out cases are few: the gain is small and measured, not general.""",
         "checks": """\
+The background must be exactly 0 (skull-stripped MR): a channel with less than 1 % of its
+voxels exactly 0 is refused (the 19 BraTS cases: 76 % to 88 %; background set to 1, noise or
++500 gave about 600 ml of tumour instead of 100 ml on `Brats18_2013_11_1`), and so are two
+channels that are the same image up to scale (rank correlation at least 0.98; different
+sequences of the 19 cases: at most 0.78), whatever `--no-channel-check` says
+(docs/INPUT_CHECKS.md, "Background and near-duplicate MR channels").
+
 The sequence order is checked before any work (`engine/channel_order.py`, docs/INPUT_CHECKS.md,
 "Sequence order of multi-channel MR"): the Spearman correlations between the four channels and
 the skewness of each, inside the brain, are compared under all 24 orders with the reference of
 the training cases stored in `model.json` (`inference.channel_fingerprint`). A clearly wrong
-order is refused, naming which volume looks like which sequence; a doubtful one is a warning;
+order is refused, naming which volume looks like which sequence; a doubtful one is a warning,
+and so are volumes unlike the training data (the order could not be checked);
 `--no-channel-check` (Slicer: untick **Check sequence order**) skips it. On the 19 BraTS cases
 (training cases leave-one-out): no false alarm in the correct order; of the 437 wrong orders
 416 refused, 17 warned, 4 passed; T1 <-> T1ce is refused on 8 of 19 cases and warned on 10.
@@ -166,8 +174,9 @@ python scripts/channel_fingerprint.py ../shared/data/brain-tumor/brats2018 \\
 - The four sequences must be given in order (FLAIR, T1, T1ce, T2). A wrong order is refused
   (95 % of the wrong orders of the 19 BraTS cases), but T1 and T1ce swapped are often only
   warned about: see "Input checks" above.
-- Expects BraTS-like input: skull-stripped, co-registered sequences of the same size; without
-  skull stripping results are unreliable.
+- Expects BraTS-like input: skull-stripped, co-registered sequences of the same size, with the
+  background exactly 0 (a channel without it is refused); without skull stripping results are
+  unreliable.
 - Validated on 4 cases only, and the scores vary a lot between them (enhancing tumour Dice 0.22
   to 0.85).
 - A region of interest is fine: the crop is z-scored with the whole volume's MR statistics
