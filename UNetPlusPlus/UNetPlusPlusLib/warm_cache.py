@@ -115,8 +115,9 @@ class WarmCache:
     def input_checks(self, manifest, volume, channel_check: bool = True) -> list[str]:
         """The input sanity warnings of ``volume`` for ``manifest``
         (``sanity.check_model_input``, no torch), computed once per (model, Volume) pair and
-        ``channel_check`` (the sequence-order check, ``--no-channel-check``); raises
-        UNetPlusPlusError as that check does."""
+        ``channel_check`` (the sequence-order check, ``--no-channel-check``; the zero MR
+        background and near-duplicate refusals run either way); raises UNetPlusPlusError as
+        that check does."""
         from .engine.sanity import check_model_input
 
         def check(manifest, volume):
