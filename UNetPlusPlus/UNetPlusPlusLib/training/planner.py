@@ -14,7 +14,8 @@ CPU as well as a GPU and for a time budget a person chooses:
    measured so far (a shared machine's load changes) sets how many epochs still fit.
 
 Every explicit setting (command line, dataset.json, the ``--init`` model) wins and is shown as
-overridden. The plan is written to ``OUT_DIR/plan.json``; ``--resume`` reads it back unchanged.
+overridden. The plan is written to ``OUT_DIR/plan.json``; ``--resume`` reads it back (only the
+epochs may grow) and adds the session to ``resumes``.
 """
 
 from __future__ import annotations
