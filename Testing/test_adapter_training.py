@@ -99,7 +99,7 @@ def test_fine_tune_through_the_launcher_reports_progress_installs_and_segments(
     installed = []
     job = logic.start(
         cases, parent, time_budget="10m", device="cpu", name="sphere-mine",
-        on_success=installed.append, extra_args=[*TINY, "--epochs", "2", "--lr", "0"],
+        on_success=installed.append, extra_args=[*TINY, "--epochs", "2", "--lr", "1e-12"],
     )  # fmt: skip
     with pytest.raises(UNetPlusPlusError, match="already running"):
         logic.start(cases, parent)

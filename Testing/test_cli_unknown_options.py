@@ -61,3 +61,47 @@ def test_missing_arguments_without_unknown_options_are_still_named(argv, expecte
 def test_an_unknown_option_before_the_sub_command_is_named(capsys):
     assert main(["--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["segment", "--bogus-option"], "unetpp segment"),
+        (
+            ["segment", "CT", "--task", "liver", "-o", "x.nii.gz", "--bogus-option"],
+            "unetpp segment",
+        ),
+        (["models", "list", "--bogus"], "unetpp models list"),
+        (["models", "info", "liver", "--bogus"], "unetpp models info"),
+        (["devices", "--bogus"], "unetpp devices"),
+        (["serve", "--bogus"], "unetpp serve"),
+        (["train", "data", "-o", "out", "--bogus"], "unetpp train"),
+        (["--bogus"], "unetpp"),
+    ],
+)
+def test_an_unknown_option_points_to_its_sub_commands_help(capsys, argv, command):
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: unrecognized arguments: --bogus"), error
+    assert error.rstrip().endswith(f"(see `{command} --help`)"), error
+
+
+def test_a_serve_request_with_an_unknown_option_points_to_segments_help():
+    reply = served({"id": 2, "argv": ["CT", "--task", "liver", "--bogus-option"]})[2]
+    assert reply["status"] == 2 and reply["error"].endswith("(see `unetpp segment --help`)")
+    assert "unrecognized arguments: --bogus-option" in reply["error"]
+
+
+def test_a_serve_request_with_an_empty_input_token_is_a_bad_request():
+    reply = served({"id": 3, "argv": ["ct.nrrd", "--task", "liver"], "input_token": ""})[3]
+    assert reply["status"] == 2 and reply["error"] == "bad request: input_token is empty"
+    assert reply["held_input"] is None
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_a_serve_request_for_help_is_refused_and_prints_nothing(capsys, flag):
+    reply = served({"id": 5, "argv": ["ct.nrrd", "--task", "liver", flag]})[5]
+    assert reply["status"] == 2 and reply["error"] == "bad request: --help is not a request"
+    captured = capsys.readouterr()
+    assert "usage" not in captured.err and "usage" not in captured.out
+    assert captured.err == "", captured.err

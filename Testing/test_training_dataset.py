@@ -359,5 +359,5 @@ def test_train_fraction_out_of_range_is_one_error_before_any_work(tmp_path, caps
 
     status = main(["train", str(tmp_path), "-o", str(tmp_path / "out"), "--train-fraction", "1.5"])
     assert status == 2
-    assert "--train-fraction must be in (0, 1]" in capsys.readouterr().err
+    assert "argument --train-fraction: must be a fraction in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

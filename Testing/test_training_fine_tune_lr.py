@@ -1,6 +1,7 @@
 """The learning rate of a fine-tune: with --init and no --lr, half the scratch default, shown in
 the plan table, recorded in plan.json and the checkpoint; --lr overrides it; --resume keeps the
-rate a run started with, also a run started before this default (whose plan.json has no lr).
+rate a run started with, also a run started before this default (whose plan.json has no lr: the
+resumed session records it there, from the checkpoint).
 
 Runs train the tiny sphere test model (Testing/fixtures) on four synthetic 24^3 cases."""
 
@@ -81,7 +82,10 @@ def test_resume_keeps_the_rate_of_a_run_started_before_the_fine_tuning_default(
 
     assert main([*args, "--resume"]) == 0  # no --lr: the checkpoint's rate, not 1.5e-4
     assert read_checkpoint_state(out)["config"]["lr"] == 3e-4
-    row = lr_row(capsys.readouterr().out)  # shown; plan.json is left as it was (--resume)
+    row = lr_row(capsys.readouterr().out)  # shown, and recorded with this session in plan.json
     assert "0.0003" in row and "overridden by the checkpoint" in row
-    assert json.loads((out / "plan.json").read_text()) == plan
+    resumed = json.loads((out / "plan.json").read_text())
+    assert (resumed.pop("lr"), resumed["sources"].pop("lr")) == (3e-4, "the checkpoint")
+    assert len(resumed.pop("resumes")) == 1 and plan.pop("resumes") == []
+    assert resumed == plan
     assert json.loads((out / "model.json").read_text())["training"]["lr"] == 3e-4

@@ -24,24 +24,40 @@ class ArgumentError(Exception):
     """A bad command line; ``main`` prints it as one ``error:`` line and exits with 2."""
 
 
+_EXTRAS_PROG = "_unetpp_extras_prog"  # namespace key: the (sub-)command that left arguments over
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (``error: ...``), not usage + message.
+    """An ArgumentParser whose errors are one line (``error: ...``), not usage + message, and
+    point to the help of the (sub-)command whose arguments were wrong (``unetpp models list
+    --help``), also for arguments a sub-command left over (argparse reports those from the
+    top-level parser).
 
     An unknown option is named even when a required argument is missing too: argparse reports
     the missing ``INPUT`` first (``unetpp segment --bogus-option``), which hides the typo.
     """
 
-    def error(self, message: str):  # type: ignore[override]
-        error = ArgumentError(f"{message} (see `{self.prog} --help`)")
+    def error(self, message: str, prog: str = ""):  # type: ignore[override]
+        """Raise ArgumentError: ``message (see `PROG --help`)``, PROG this parser's or ``prog``."""
+        error = ArgumentError(f"{message} (see `{prog or self.prog} --help`)")
         error.parser, error.missing = self, "required" in message  # type: ignore[attr-defined]
         raise error
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's; leftover arguments are refused naming the sub-command that left them."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        prog = vars(parsed).pop(_EXTRAS_PROG, "")
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}", prog)
+        return parsed
+
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         """As argparse's; a missing required argument with an unknown option among ``args``
-        raises ArgumentError naming the unknown option(s) instead."""
+        raises ArgumentError naming the unknown option(s) instead. The innermost parser that
+        leaves arguments over records its ``prog`` in the namespace (for :meth:`parse_args`)."""
         args = sys.argv[1:] if args is None else list(args)
         try:
-            return super().parse_known_args(args, namespace)
+            parsed, extras = super().parse_known_args(args, namespace)
         except ArgumentError as error:
             if getattr(error, "parser", None) is not self or not getattr(error, "missing", False):
                 raise  # another problem, or a sub-command's parser already judged its own part
@@ -49,6 +65,9 @@ class Parser(argparse.ArgumentParser):
             if not unknown:
                 raise
             self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if extras and not getattr(parsed, _EXTRAS_PROG, ""):
+            setattr(parsed, _EXTRAS_PROG, self.prog)
+        return parsed, extras
 
     def unknown_options(self, args: Sequence[str]) -> list[str]:
         """The arguments that look like options (``-x``, ``--name[=value]``; not negative
@@ -87,6 +106,66 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate, a spacing in mm)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a weight decay, a Dice tolerance)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of 0 or more, got {text!r}")
+    return value
+
+
+def fraction(low_open: bool, high_open: bool) -> Callable[[str], float]:
+    """A type for a finite fraction from 0 to 1; ``low_open`` / ``high_open`` exclude 0 / 1."""
+    interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+
+    def check(text: str) -> float:
+        value = finite_float(text)
+        if value < 0 or value > 1 or (low_open and value == 0) or (high_open and value == 1):
+            raise argparse.ArgumentTypeError(f"must be a fraction in {interval}, got {text!r}")
+        return value
+
+    return check
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s`` or a bare number of seconds (``3600``);
+    raises ValueError (saying what is allowed) for anything else or a zero duration."""
+    if re.fullmatch(rf"\s*{_NUMBER}\s*", str(text)):
+        if float(text) > 0:
+            return float(text)
+        raise ValueError(f"{text!r} must be longer than zero")
+    pattern = rf"\s*(?:{_NUMBER}h)?\s*(?:{_NUMBER}m)?\s*(?:{_NUMBER}s)?\s*"
+    parts = re.fullmatch(pattern, str(text).lower())
+    if not parts or not any(parts.groups()):
+        raise ValueError(f"{text!r}: write a duration such as 90s, 30m, 2h, 1h30m or 3600")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return total
+
+
+def duration(text: str) -> str:
+    """A time budget (``30m``, ``2h``, ``1h30m``, ``90s``, ``3600``): checked by
+    :func:`duration_seconds`, returned as given (plan.json records the text)."""
+    try:
+        duration_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def positive_int(text: str) -> int:

@@ -70,9 +70,14 @@ def _load_manifest(args: argparse.Namespace):
     manifest = ModelManifest.load(args.model) if args.model else find_model(args.task)
     names = [channel.name for channel in manifest.channels]
     if len(args.inputs) != len(names):
+        hint = ""
+        if len(args.inputs) == 1 and len(names) > 1:  # a 4D file of the channels? (no torch)
+            from .engine.image_read import stacked_channels_hint
+
+            hint = stacked_channels_hint(args.inputs[0], names)
         raise UNetPlusPlusError(
             f"Model '{manifest.name}' needs {len(names)} input volume(s) in this order: "
-            f"{', '.join(names)}; got {len(args.inputs)}."
+            f"{', '.join(names)}; got {len(args.inputs)}.{hint}"
         )
     if args.depth.isdigit() and int(args.depth) not in manifest.depths:
         choices = ", ".join([str(d) for d in manifest.depths] + ["ensemble", "auto"])
@@ -421,14 +426,15 @@ def add_segment_parser(subparsers) -> None:
     parser.add_argument(
         "--threads", type=positive_int, help="CPU threads (default: physical cores)"
     )
-    parser.add_argument(
+    components = parser.add_mutually_exclusive_group()  # one of them, or the model's choice
+    components.add_argument(
         "--largest-component",
         dest="largest_component",
         action="store_true",
         default=None,
         help="keep only the largest component of each label (with --point: the one at the point)",
     )
-    parser.add_argument(
+    components.add_argument(
         "--all-components",
         dest="largest_component",
         action="store_false",

@@ -17,7 +17,7 @@ Protocol, one JSON object per line (UTF-8):
   volume of that token, the input files are not read and need not exist. Every final reply
   (result or error) carries ``"held_input"``: the token of the volume the server holds for the
   next request, or null; so the module deletes each run's input files when the run ends and
-  writes them again only when the server does not hold the volume;
+  writes them again only when the server does not hold the volume; an empty token is refused;
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
 Requests run one after another. The last model and the last input volume stay in memory
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -65,16 +66,24 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
     if token is not None and not isinstance(token, str):
         end({"error": "bad request: input_token is not a string", "status": EXIT_USER_ERROR})
         return
+    if token == "":  # "held_input": "" would read as "nothing held" to a truthiness test
+        end({"error": "bad request: input_token is empty", "status": EXIT_USER_ERROR})
+        return
+    asked = set(argv[: argv.index("--")] if "--" in argv else argv)
+    if asked & {"-h", "--help"}:  # argparse would print the whole help and exit
+        end({"error": "bad request: --help is not a request", "status": EXIT_USER_ERROR})
+        return
 
     def progress(stage: str, done: int, total: int) -> None:
         _reply(replies, {"id": ident, "stage": stage, "done": int(done), "total": int(total)})
 
-    try:
-        args = build_parser().parse_args(["segment", *argv, "--progress-json"])
+    try:  # whatever argparse would print (nothing since the checks above) is dropped
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(["segment", *argv, "--progress-json"])
     except ArgumentError as error:
         end({"error": str(error), "status": EXIT_USER_ERROR})
         return
-    except SystemExit:  # --help, or a message argparse printed on stderr
+    except SystemExit:  # an argparse action that exits (none is left in `segment`)
         end({"error": "bad request arguments", "status": EXIT_USER_ERROR})
         return
     try:

@@ -189,3 +189,33 @@ def _check_image(image: sitk.Image, source: str) -> None:
         raise UNetPlusPlusError(f"{source} is empty (size {size}).")
     # refusals only: the warnings reach the user through sanity.check_volume
     check_header(size, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), source)
+
+
+def stacked_channels_hint(path: PathLike, names: Sequence[str]) -> str:
+    """A hint when one file given for a model of ``len(names)`` channels holds that many frames
+    (a 4D image, size x, y, z, N) or values per voxel: split it into one 3D file per channel.
+    "" when it does not (or its header cannot be read). Reads the header only.
+
+    The frames are not taken as the channels: nothing in the file says which frame is which
+    sequence, and a wrong order gives a wrong segmentation without an error."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return ""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ""
+    size, components = reader.GetSize(), reader.GetNumberOfComponents()
+    if len(size) == 4 and size[3] == len(names):
+        what = f"a 4D image with {size[3]} frames"
+    elif len(size) == 3 and components == len(names) > 1:
+        what = f"a 3D image with {components} values per voxel"
+    else:
+        return ""
+    return (
+        f" {path.name} is {what}: if they are the sequences {', '.join(names)}, split it into "
+        "one 3D file per sequence (e.g. SimpleITK's sitk.Extract or 3D Slicer's "
+        "'Sequences' module) and give the files in that order."
+    )

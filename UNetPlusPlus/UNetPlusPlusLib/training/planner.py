@@ -14,14 +14,14 @@ CPU as well as a GPU and for a time budget a person chooses:
    measured so far (a shared machine's load changes) sets how many epochs still fit.
 
 Every explicit setting (command line, dataset.json, the ``--init`` model) wins and is shown as
-overridden. The plan is written to ``OUT_DIR/plan.json``; ``--resume`` reads it back unchanged.
+overridden. The plan is written to ``OUT_DIR/plan.json``; ``--resume`` reads it back (only the
+epochs may grow) and adds the session to ``resumes``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,21 +104,13 @@ def detect_device(device: Any, threads: int) -> DeviceInfo:
 
 def parse_duration(text: str) -> float:
     """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s`` or a bare number of seconds (``3600``);
-    raises UNetPlusPlusError otherwise."""
-    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", str(text)) and float(text) > 0:
-        return float(text)
-    number = r"(\d+(?:\.\d+)?)"
-    pattern = rf"\s*(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s)?\s*"
-    parts = re.fullmatch(pattern, str(text).lower())
-    if not parts or not any(parts.groups()):
-        raise UNetPlusPlusError(
-            f"--time-budget {text!r}: write a duration such as 90s, 30m, 2h, 1h30m or 3600."
-        )
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise UNetPlusPlusError(f"--time-budget {text!r} must be longer than zero.")
-    return total
+    raises UNetPlusPlusError otherwise (``cli_args.duration_seconds``)."""
+    from ..cli_args import duration_seconds
+
+    try:
+        return duration_seconds(text)
+    except ValueError as error:
+        raise UNetPlusPlusError(f"--time-budget {error}.") from None
 
 
 def format_duration(seconds: float) -> str:
@@ -155,6 +147,9 @@ class Plan:
     estimate: dict = field(default_factory=dict)  # seconds: preparation, training, validation
     created: str = ""
     refits: list = field(default_factory=list)  # budget re-fits after an epoch: when, what
+    # --resume sessions: after_epoch, epochs_before, epochs, when, and the estimate for the rest
+    # (``estimate`` stays the first run's: model.json's estimate_s, the card)
+    resumes: list = field(default_factory=list)
 
     # ---- persistence ---------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -194,6 +189,31 @@ class Plan:
         else:
             self.reasons["lr"] = reason
 
+    def _eta_lines(self) -> list[str]:
+        """The ETA row; after ``--resume`` the estimate for the rest of the run first, then the
+        first run's estimate, labelled as such (its date too: it may be another day's)."""
+        budget, lines, first = "", [], self.estimate
+        if self.budget_s:
+            kind = "budget" if self.budget_given else "default budget on this device"
+            budget = f" ({kind} {format_duration(self.budget_s)})"
+        runs = [("ETA", first, f"in all{budget}", self.epochs * self.iterations_per_epoch, "%H:%M")]
+        if self.resumes:  # plans before "iterations" was recorded: the epochs first planned
+            rest, done = self.resumes[-1]["estimate"], self.resumes[-1]["after_epoch"]
+            what = f"for the rest, resumed after epoch {done} of {self.epochs}"
+            planned = self.resumes[0]["epochs_before"] * self.iterations_per_epoch
+            runs = [("ETA", rest, what, rest["iterations"], "%H:%M"),
+                    ("first run's estimate", first, f"in all{budget}",
+                     first.get("iterations", planned), "%Y-%m-%d %H:%M")]  # fmt: skip
+        for label, est, what, iterations, clock in runs:
+            lines.append(
+                f"  {label:<21} {format_duration(est['total'])} {what}: "
+                f"preparation {format_duration(est['preparation'])}, {iterations} iterations "
+                f"{format_duration(est['training'])}, {est['validations']} validation(s) "
+                f"{format_duration(est['validation'])}; done about "
+                + time.strftime(clock, time.localtime(est.get("finish_epoch", 0)))
+            )
+        return lines
+
     # ---- presentation --------------------------------------------------------------------
     def describe(self) -> list[str]:
         """The plan as printed before training: one line per choice with its origin."""
@@ -228,20 +248,8 @@ class Plan:
                 f"  measured              {measured.get('seconds_per_iteration', 0):.2f} s per "
                 f"iteration, ~{measured.get('seconds_per_validation', 0):.1f} s per validation"
             )
-        estimate = self.estimate
-        if estimate:
-            budget = ""
-            if self.budget_s:
-                kind = "budget" if self.budget_given else "default budget on this device"
-                budget = f" ({kind} {format_duration(self.budget_s)})"
-            lines.append(
-                f"  ETA                   {format_duration(estimate['total'])} in all{budget}: "
-                f"preparation {format_duration(estimate['preparation'])}, "
-                f"{self.epochs * self.iterations_per_epoch} iterations "
-                f"{format_duration(estimate['training'])}, {estimate['validations']} "
-                f"validation(s) {format_duration(estimate['validation'])}; done about "
-                + time.strftime("%H:%M", time.localtime(estimate.get("finish_epoch", 0)))
-            )
+        if self.estimate:
+            lines += self._eta_lines()
         return lines
 
 
@@ -402,6 +410,7 @@ def fit_schedule(
         "training": round(training, 1),
         "validation": round(count * t_val, 1),
         "validations": count,
+        "iterations": plan.epochs * plan.iterations_per_epoch,
         "total": round(total, 1),
         "finish_epoch": time.time() + total - elapsed_s,
     }

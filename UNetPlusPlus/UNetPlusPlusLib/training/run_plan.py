@@ -110,6 +110,43 @@ class PlanningMixin:
         if self.context.is_main:
             self.log(f"wrote {plan.save(self.out_dir)}")
 
+    def _note_resume(self, state: dict) -> None:
+        """On ``--resume`` from the checkpoint ``state`` (its JSON part): the estimate for the
+        rest of the run at the measured rates, recorded in ``plan.resumes`` and written to
+        plan.json with the epochs this run trains to (the plan table shows it)."""
+        plan, config = self.plan, self.config
+        assert plan is not None
+        done = int(state.get("epoch", 0))
+        epochs_before = int(state.get("config", {}).get("epochs", plan.epochs))
+        iterations = max(0, config.epochs - done) * config.iterations_per_epoch
+        validations = sum(
+            1
+            for e in range(done + 1, config.epochs + 1)
+            if e % config.val_every == 0 or e == config.epochs
+        )
+        training = iterations * float(plan.measured.get("seconds_per_iteration", 0.0))
+        validation = validations * float(plan.measured.get("seconds_per_validation", 0.0))
+        preparation = time.monotonic() - self.started
+        plan.resumes.append(
+            {
+                "after_epoch": done,
+                "epochs_before": epochs_before,
+                "epochs": plan.epochs,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "estimate": {
+                    "preparation": round(preparation, 1),
+                    "iterations": iterations,
+                    "training": round(training, 1),
+                    "validation": round(validation, 1),
+                    "validations": validations,
+                    "total": round(preparation + training + validation, 1),
+                    "finish_epoch": time.time() + training + validation,
+                },
+            }
+        )
+        if self.context.is_main:
+            plan.save(self.out_dir)
+
     def _select_validation_cases(self) -> None:
         """The plan's evenly spread subset of the validation cases (the same on resume)."""
         count = int(self.plan.validation_cases or 0) if self.plan is not None else 0

@@ -329,6 +329,8 @@ class Trainer(PlanningMixin):
                 return None
         elif self.plan is not None:
             self._select_validation_cases()
+            if self.resume:  # the table and plan.json show this run, not the first one's ETA
+                self._note_resume(state)
             for line in self.plan.describe():
                 self.log(line)
         self.history: list[dict] = []

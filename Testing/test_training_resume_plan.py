@@ -1,0 +1,68 @@
+"""`unetpp train --resume` to more epochs: plan.json and the plan table describe the resumed run
+(the epochs it trains to, the estimate for the rest), and the first run's estimate is kept and
+labelled as such; before, plan.json kept the old epochs and the table repeated the first run's
+ETA ("done about 16:51" printed at 16:52) and validation count. Changed fixed settings are still
+refused. Tiny runs on four synthetic 24^3 cases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_training_dataset import write_slicer_dataset
+from UNetPlusPlusLib.training.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = ["--labels", "tumor", "--no-progress", "--threads", "1", "--precision", "fp32"]
+TINY += ["--features", "4", "8", "16", "32", "64", "4", "--tile", "32", "16", "16"]
+TINY += ["--batch-size", "1", "--iterations-per-epoch", "1", "--lr", "0.003"]
+
+
+def _row(printed: str, start: str) -> str:
+    return next(line for line in printed.splitlines() if line.strip().startswith(start))
+
+
+def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys):
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "out"
+    args = [str(data), "-o", str(out), *TINY]
+    assert main([*args, "--epochs", "2"]) == 0
+    first = json.loads((out / "plan.json").read_text())
+    capsys.readouterr()
+
+    assert main([*args, "--epochs", "3", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["epochs"] == 3 and plan["sources"]["epochs"] == "--epochs (on resume)"
+    assert json.loads((out / "model.json").read_text())["training"]["epochs"] == 3
+    assert plan["estimate"] == first["estimate"]  # the first run's, as model.json's estimate_s
+    (resumed,) = plan["resumes"]
+    assert (resumed["after_epoch"], resumed["epochs_before"], resumed["epochs"]) == (2, 2, 3)
+    rest = resumed["estimate"]
+    assert rest["iterations"] == 1 and rest["validations"] == 1  # epoch 3, validated as the last
+    per_iteration = first["measured"]["seconds_per_iteration"]
+    assert rest["training"] == pytest.approx(per_iteration, abs=0.05)
+    assert {k: v for k, v in plan.items() if k not in ("epochs", "sources", "resumes")} == {
+        k: v for k, v in first.items() if k not in ("epochs", "sources", "resumes")
+    }
+    assert "overridden by --epochs (on resume)" in _row(printed, "epochs ")
+    eta = _row(printed, "ETA")
+    assert "for the rest, resumed after epoch 2 of 3" in eta and "1 iterations" in eta
+    assert "1 validation(s)" in eta
+    original = _row(printed, "first run's estimate")
+    assert "in all" in original and "2 iterations" in original
+    assert f"{first['estimate']['validations']} validation(s)" in original
+    assert printed.count("done about") == 2
+
+
+def test_resume_still_refuses_a_changed_fixed_setting(tmp_path, capsys):
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "out"
+    args = [str(data), "-o", str(out), *TINY, "--epochs", "1"]
+    assert main(args) == 0
+    plan = (out / "plan.json").read_text()
+    changed = [*args, "--resume", "--epochs", "2"]
+    changed[changed.index("--lr") + 1] = "0.1"
+    assert main(changed) == 2
+    assert "'lr' was 0.003 in the checkpoint" in capsys.readouterr().err
+    assert (out / "plan.json").read_text() == plan  # a refused resume writes nothing

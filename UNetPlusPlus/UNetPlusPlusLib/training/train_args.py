@@ -1,0 +1,230 @@
+"""The ``unetpp train`` options, each checked when the command line is parsed (a bad value is one
+``error:`` line, exit status 2, before any data is read): types from ``cli_args``. Defaults are
+None where the checkpoint, dataset.json, the --init model or the plan may give the value; they
+are resolved in ``training.cli``."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import cli_args as types
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``unetpp train`` options (defaults None: resolved in ``run_train``)."""
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with the cases")
+    parser.add_argument(
+        "-o",
+        "--output",
+        dest="out_dir",
+        required=True,
+        metavar="OUT_DIR",
+        help="where model.json, weights, checkpoint, log and plots go",
+    )
+    data = parser.add_argument_group("dataset")
+    data.add_argument(
+        "--dataset-json",
+        metavar="FILE",
+        help="dataset description (patterns relative to DATA_DIR); without it, "
+        "DATA_DIR is read as a folder of Slicer exports",
+    )
+    data.add_argument(
+        "--labels",
+        type=_csv,
+        metavar="NAME[,NAME...]",
+        help="segments to learn, by name or terminology code (default: all)",
+    )
+    data.add_argument(
+        "--channels",
+        type=_csv,
+        metavar="NAME[,NAME...]",
+        help="Slicer exports: channel file suffixes in model order "
+        "(<case>_<channel>.nrrd), e.g. flair,t1,t1ce,t2",
+    )
+    data.add_argument(
+        "--modality",
+        choices=["auto", "CT", "MR"],
+        default="auto",
+        help="Slicer exports: CT window or MR z-score normalisation (auto: guess)",
+    )
+    data.add_argument(
+        "--ct-window",
+        type=types.finite_float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="Slicer exports: CT window in HU (default -1000 1000)",
+    )
+    data.add_argument(
+        "--patient-regex",
+        metavar="REGEX",
+        help="regex extracting the patient id from a case id, for the split",
+    )
+    data.add_argument(
+        "--val-cases",
+        type=_csv,
+        metavar="ID[,ID...]",
+        help="validation case or patient ids (regexes), instead of a fraction",
+    )
+    data.add_argument(
+        "--val-fraction",
+        metavar="F",
+        type=types.fraction(False, True),
+        help="fraction of patients held out (0.2)",
+    )
+    data.add_argument(
+        "--max-cases", metavar="N", type=types.positive_int, help="use only the first N cases"
+    )
+    data.add_argument(
+        "--max-val-cases", metavar="N", type=types.positive_int, help="validate on at most N cases"
+    )
+    data.add_argument(
+        "--train-fraction",
+        metavar="F",
+        type=types.fraction(True, False),
+        help="train on this seeded share of the training patients, validation unchanged "
+        "(learning curves: a run with half the data is --train-fraction 0.5)",
+    )
+    data.add_argument(
+        "--cache-dir", metavar="DIR", help="preprocessing cache (default OUT_DIR/cache)"
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="fine-tune: start from this model (a task or model name such as 'liver', or a "
+        "model.json / package folder); its post-processing, prompt, normalisation and label "
+        "codes are kept unless the dataset description sets them",
+    )
+    model.add_argument(
+        "--spacing",
+        type=types.positive_float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="model voxel spacing in mm (default: planned)",
+    )
+    model.add_argument(
+        "--tile",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="training and inference tile in voxels, multiples of 16 (default: planned)",
+    )
+    model.add_argument(
+        "--features",
+        type=int,
+        nargs=6,
+        metavar="F",
+        help="channels f0..f4 and f_final (default: planned)",
+    )
+    model.add_argument("--norm", choices=["instance", "batch", "none"])
+    model.add_argument(
+        "--name", metavar="NAME", help="model name in the manifest (default: the dataset's)"
+    )
+    model.add_argument(
+        "--task", metavar="NAME", help="task name in the manifest (default: the dataset's)"
+    )
+    model.add_argument(
+        "--overlap", metavar="F", type=types.overlap_fraction, help="sliding-window overlap (0.25)"
+    )
+    model.add_argument("--weights-dtype", choices=["float32", "float16"])
+
+    run = parser.add_argument_group("training")
+    run.add_argument(
+        "--time-budget",
+        metavar="DURATION",
+        type=types.duration,
+        help="fit the schedule to this wall time, e.g. 30m, 2h, 8h (default: 1h on a CPU, 4h "
+        "on a GPU, unless --epochs is given)",
+    )
+    run.add_argument(
+        "--plan-only", action="store_true", help="print the plan and its ETA, write plan.json, stop"
+    )
+    run.add_argument(
+        "--progress-json",
+        action="store_true",
+        help="one JSON line per epoch (epoch, loss, ETA, latest per-depth Dice), then the result "
+        "or the error (for the Slicer module)",
+    )
+    run.add_argument(
+        "--cancel-file",
+        metavar="PATH",
+        help="stop (exit status 3, no model written) as soon as this file exists; checked at "
+        "every iteration (the Slicer module's Cancel)",
+    )
+    run.add_argument(
+        "--epochs", metavar="N", type=types.positive_int, help="epochs (default: planned)"
+    )
+    run.add_argument(
+        "--iterations-per-epoch",
+        metavar="N",
+        type=types.positive_int,
+        help="iterations per epoch (planned)",
+    )
+    run.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=types.positive_int,
+        help="patches per iteration and rank (planned)",
+    )
+    run.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "amp"],
+        default="auto",
+        help="auto: measured (bf16 autocast on CPUs with native bf16 where faster and not "
+        "worse; autocast on CUDA); fp32; bf16 (CPU); amp (CUDA)",
+    )
+    run.add_argument(
+        "--lr",
+        metavar="LR",
+        type=types.positive_float,
+        help="AdamW learning rate (3e-4; with --init half of it, 1.5e-4)",
+    )
+    run.add_argument(
+        "--weight-decay",
+        metavar="WD",
+        type=types.non_negative_float,
+        help="AdamW weight decay (3e-5)",
+    )
+    run.add_argument("--schedule", choices=["poly", "cosine", "constant"])
+    run.add_argument(
+        "--foreground-fraction",
+        metavar="F",
+        type=types.fraction(False, False),
+        help="share of patches centred on a labelled voxel (0.33)",
+    )
+    run.add_argument("--no-augment", action="store_true", help="no augmentation")
+    run.add_argument("--no-amp", action="store_true", help="= --precision fp32")
+    run.add_argument("--seed", metavar="N", type=int, help="random seed (0)")
+    run.add_argument("--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument(
+        "--threads", metavar="N", type=types.positive_int, help="CPU threads per process"
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT_DIR/checkpoint with the same plan.json (--epochs may grow)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run (model, plan, checkpoint) in OUT_DIR; without it or "
+        "--resume such a folder is refused",
+    )
+    run.add_argument(
+        "--val-every",
+        metavar="N",
+        type=types.positive_int,
+        help="validate every N epochs (planned)",
+    )
+    run.add_argument(
+        "--depth-tolerance",
+        metavar="DICE",
+        type=types.non_negative_float,
+        help="recommend the shallowest depth within this Dice of the best (0.01)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
