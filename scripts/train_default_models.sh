@@ -87,11 +87,18 @@ train_lung_nodule() {
         --name lung-nodule-ct --task lung-nodule --time-budget "$BUDGET" --val-every 40 \
         --max-val-cases 60 --device "$DEVICE" --no-progress
     # Stage 3 (session 4): continued from stage 2 at half the learning rate, in float32.
-    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" --overwrite \
+    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule-v3" --overwrite \
         --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/lidc-vois.json \
         --init "$WORK/lung-nodule-v2" --spacing 0.7 0.7 1.25 --tile 48 48 16 --batch-size 4 \
         --lr 5e-4 --foreground-fraction 0.5 --threads 1 --precision fp32 \
         --weights-dtype float16 --name lung-nodule-ct --task lung-nodule --time-budget 80m \
+        --val-every 40 --max-val-cases 60 --device "$DEVICE" --no-progress
+    # Stage 4 (session 5): continued from stage 3 at 3e-4, two threads, 95 minutes.
+    "$UNETPP" train "$DATA/lung-nodule/lidc-vois" -o "$WORK/lung-nodule" --overwrite \
+        --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/lidc-vois.json \
+        --init "$WORK/lung-nodule-v3" --spacing 0.7 0.7 1.25 --tile 48 48 16 --batch-size 4 \
+        --lr 3e-4 --foreground-fraction 0.5 --threads "$THREADS" --precision fp32 \
+        --weights-dtype float16 --name lung-nodule-ct --task lung-nodule --time-budget 95m \
         --val-every 40 --max-val-cases 60 --device "$DEVICE" --no-progress
     ship lung-nodule
     # The shipped model.json lists all 164 held-out crops (validation.cases) and recommends L3
