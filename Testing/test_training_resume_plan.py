@@ -66,3 +66,35 @@ def test_resume_still_refuses_a_changed_fixed_setting(tmp_path, capsys):
     assert main(changed) == 2
     assert "'lr' was 0.003 in the checkpoint" in capsys.readouterr().err
     assert (out / "plan.json").read_text() == plan  # a refused resume writes nothing
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--tile", ["16", "16", "16"], "--tile is 32 16 16 in this run's plan.json"),
+        ("--spacing", ["1", "1", "1"], "--spacing is"),
+        ("--batch-size", ["2"], "--batch-size is 1 in this run's plan.json"),
+        ("--max-cases", ["3"], "'max_cases' was None in the checkpoint but is now 3"),
+    ],
+)
+def test_resume_refuses_options_the_plan_or_split_would_ignore(
+    tmp_path, capsys, option, value, message
+):
+    """The plan is kept on --resume: a changed --spacing / --tile / --batch-size was ignored
+    while model.json's command recorded it, and --max-cases changed the split mid-run."""
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "out"
+    args = [str(data), "-o", str(out), *TINY, "--epochs", "1"]
+    assert main(args) == 0
+    plan = (out / "plan.json").read_text()
+    capsys.readouterr()
+    changed = [*args, "--resume", "--epochs", "2"]
+    if option in changed:
+        at = changed.index(option) + 1
+        changed[at : at + len(value)] = value
+    else:
+        changed += [option, *value]
+    assert main(changed) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert (out / "plan.json").read_text() == plan

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ..errors import UNetPlusPlusError
+
 _OPTION_OF = {
     "spacing": "--spacing",
     "tile_size": "--tile",
@@ -100,6 +102,40 @@ def collect_overrides(args: argparse.Namespace, dataset, init=None, saved=None) 
     return out
 
 
+#: ``unetpp train`` options fixed by a run's plan.json: (argument, plan field, option).
+_PLAN_FIXED = (
+    ("spacing", "spacing", "--spacing"),
+    ("tile", "tile_size", "--tile"),
+    ("features", "features", "--features"),
+    ("batch_size", "batch_size", "--batch-size"),
+    ("iterations_per_epoch", "iterations_per_epoch", "--iterations-per-epoch"),
+)
+
+
+def _refuse_changed_plan(args: argparse.Namespace, plan) -> None:
+    """On ``--resume``, refuse an option that differs from the run's plan.json: the plan is
+    kept, so the value would be ignored while model.json's command recorded it. Raises
+    UNetPlusPlusError."""
+    for name, field_name, option in _PLAN_FIXED:
+        given = getattr(args, name, None)
+        if given is None:
+            continue
+        planned = getattr(plan, field_name)
+        same = (
+            [float(v) for v in given] == [float(v) for v in planned]
+            if isinstance(given, (list, tuple))
+            else float(given) == float(planned)
+        )
+        if not same:
+            shown = (
+                " ".join(str(v) for v in planned) if isinstance(planned, (list, tuple)) else planned
+            )
+            raise UNetPlusPlusError(
+                f"--resume: {option} is {shown} in this run's plan.json; resume with the same "
+                "settings (only --epochs may grow), or start a new run with --overwrite."
+            )
+
+
 def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
     """The plan of a new run: fingerprint (cached) + device + overrides; the schedule is fitted
     by the Trainer after timing a few steps. On ``--resume`` the run's plan.json, unchanged
@@ -114,6 +150,7 @@ def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
         plan = Plan.load(out_dir)
         if plan is None:
             return None
+        _refuse_changed_plan(args, plan)
         if budget is not None:  # on resume: this session's limit; the plan stays as it is
             args.session_budget_s = budget
         if args.epochs is not None and args.epochs != plan.epochs:

@@ -55,6 +55,8 @@ SCHEDULES = ("poly", "cosine", "constant")
 # Fields that must not change between a run and its resumption.
 _RESUME_FIXED = (
     "train_fraction",
+    "max_cases",
+    "val_fraction",
     "spacing",
     "tile_size",
     "features",
