@@ -52,6 +52,16 @@ def test_train_refuses_senseless_values_before_any_work(tmp_path, capsys, option
     assert "internal error" not in error and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "values, says", [(["0", "48", "16"], "1 or more"), (["40", "48", "16"], "multiple of 16")]
+)
+def test_train_refuses_a_tile_that_is_not_a_positive_multiple_of_16(tmp_path, capsys, values, says):
+    assert main(_train(tmp_path, "--tile", *values)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "argument --tile" in error and says in error, error
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("option", ["--spacing", "--ct-window"])
 def test_train_refuses_non_finite_millimetres_and_windows(tmp_path, capsys, option):
     values = ["1", "nan", "1"] if option == "--spacing" else ["-100", "inf"]

@@ -179,6 +179,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def tile_edge(text: str) -> int:
+    """A tile edge in voxels: a positive multiple of 16 (four 2x poolings, UNet++ L4)."""
+    value = positive_int(text)
+    if value % 16:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 16, got {value}")
+    return value
+
+
 def overlap_fraction(text: str) -> float:
     """The sliding-window tile overlap, a fraction in [0, 1)."""
     value = finite_float(text)

@@ -109,7 +109,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--tile",
-        type=int,
+        type=types.tile_edge,
         nargs=3,
         metavar=("X", "Y", "Z"),
         help="training and inference tile in voxels, multiples of 16 (default: planned)",
