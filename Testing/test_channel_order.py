@@ -218,24 +218,31 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
     assert "wrong order" not in err and not out.exists()
 
 
-def test_slicer_logic_refuses_before_a_job_and_can_be_bypassed(tmp_path):
-    """The Slicer Logic (real MRML, slicer-core) checks the nodes' own voxels: a swapped order
-    is refused before any job starts, the scene untouched; ``channel_check = False`` lets it
-    through (the panel's 'Check sequence order' box)."""
+def mrml_channel_nodes(channels: np.ndarray):
+    """(scene, nodes): a real MRML scene (slicer-core) with one int16 scalar volume node per
+    (z, y, x) channel of ``channels``, named as :data:`NAMES`; skips without slicer-core."""
     slicer = pytest.importorskip("slicer")
     if not hasattr(slicer, "vtkMRMLScene"):
         pytest.skip("slicer-core (MRML) is not installed")
     from UNetPlusPlusLib.adapter import geometry
-    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
     from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 
-    manifest = synthetic_manifest(tmp_path)
     scene = slicer.vtkMRMLScene()
-    image = phantom(21)
     nodes = []
-    for name, channel in zip(NAMES, image[[3, 1, 2, 0]]):  # T2 in the FLAIR selector and back
+    for name, channel in zip(NAMES, channels):
         itk = sitk.GetImageFromArray(channel.astype(np.int16))
         nodes.append(geometry.volume_node_from_volume(scene, volume_from_sitk([itk]), name))
+    return scene, nodes
+
+
+def test_slicer_logic_refuses_before_a_job_and_can_be_bypassed(tmp_path):
+    """The Slicer Logic (real MRML, slicer-core) checks the nodes' own voxels: a swapped order
+    is refused before any job starts, the scene untouched; ``channel_check = False`` lets it
+    through (the panel's 'Check sequence order' box)."""
+    manifest = synthetic_manifest(tmp_path)
+    scene, nodes = mrml_channel_nodes(phantom(21)[[3, 1, 2, 0]])  # T2 as FLAIR and back
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
     count = scene.GetNumberOfNodes()
     logic = SegmentationLogic(persistent=False)
     try:

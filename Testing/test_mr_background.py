@@ -24,6 +24,7 @@ from test_channel_order import (
     SPACING,
     as_volume,
     brats_cases,
+    mrml_channel_nodes,
     phantom,
     synthetic_manifest,
 )
@@ -166,21 +167,12 @@ def test_cli_refuses_in_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
 
 
 def test_slicer_logic_refuses_a_nonzero_background(tmp_path):
-    slicer = pytest.importorskip("slicer")
-    if not hasattr(slicer, "vtkMRMLScene"):
-        pytest.skip("slicer-core (MRML) is not installed")
-    from UNetPlusPlusLib.adapter import geometry
-    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
-    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
-
     manifest = synthetic_manifest(tmp_path)
-    scene = slicer.vtkMRMLScene()
     array = phantom(21)
     array[3] += 500  # the T2 offset
-    nodes = []
-    for name, channel in zip(NAMES, array):
-        itk = sitk.GetImageFromArray(channel.astype(np.int16))
-        nodes.append(geometry.volume_node_from_volume(scene, volume_from_sitk([itk]), name))
+    scene, nodes = mrml_channel_nodes(array)
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
     count = scene.GetNumberOfNodes()
     logic = SegmentationLogic(persistent=False)
     logic.channel_check = False  # the order bypass does not bypass this
