@@ -222,3 +222,37 @@ def test_a_slab_thinner_than_half_a_tile_warns_and_is_not_labelled_everywhere(mr
     labelled = result.labels.array > 0
     assert not labelled[slab.array[0] == 0].any()  # nothing outside the 'brain'
     assert labelled.mean() < 0.5
+
+
+def test_a_kept_prepared_input_gives_the_same_labels(mr_predictor, brain):
+    """``memo`` (the warm engine's, engine/prepare.py): another depth, TTA or a click on the same
+    volume reuse or replace the prepared input; the labels and their geometry are those of a
+    run without it, and the kept image is never written into."""
+    import torch
+
+    volume, _ = brain
+    memo: dict = {}
+    first = mr_predictor.segment(volume, depth=1, memo=memo)
+    kept = memo["prepared"][1]
+    image = kept.image.clone()
+    runs = {
+        "L2": {"depth": 2},
+        "L2 tta": {"depth": 2, "tta": True},
+        "L1": {"depth": 1},
+    }
+    for name, options in runs.items():
+        reused = mr_predictor.segment(volume, memo=memo, **options)
+        fresh = mr_predictor.segment(volume, **options)
+        assert memo["prepared"][1] is kept, name  # the same region: nothing prepared again
+        np.testing.assert_array_equal(reused.labels.array, fresh.labels.array, err_msg=name)
+        assert reused.labels.grid.isclose(volume.grid, tolerance=0)
+        assert reused.info["nonzero_crop"] == fresh.info["nonzero_crop"] is not None
+    assert torch.equal(kept.image, image)
+    np.testing.assert_array_equal(first.labels.array, reused.labels.array)  # L1 again
+    centre = volume.grid.index_to_physical([28, 26, 20])
+    mr_predictor.segment(volume, depth=1, point=centre, memo=memo)  # another region: replaced
+    assert memo["prepared"][1] is not kept
+    again = mr_predictor.segment(volume, depth=1, memo=memo)
+    np.testing.assert_array_equal(again.labels.array, first.labels.array)
+    off = mr_predictor.segment(volume, depth=1, crop_nonzero=False, memo=memo)
+    assert off.info["nonzero_crop"] is None  # the crop setting is part of what is kept

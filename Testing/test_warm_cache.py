@@ -143,3 +143,31 @@ def test_serve_answers_a_held_token_without_the_input_files(tmp_path, sphere_mod
     )
     assert whole["held_input"] is None and dot["held_input"] == "t1"
     assert ask(small, (base, {"input_token": 3}))[0]["error"].startswith("bad request")
+
+
+def test_requests_on_a_kept_volume_reuse_its_prepared_input(tmp_path, sphere_model):
+    """Another depth on the volume the server holds starts at the network (the resampled,
+    normalised input is kept with the volume, engine/prepare.py) and writes the same labels."""
+    from helpers import make_sphere_image
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_segment import run_segment
+
+    image = make_sphere_image((24, 24, 24), (1.5, 1.5, 1.5), (0.0, 0.0, 0.0), np.eye(3), 9.0)
+    ct = tmp_path / "ct.nrrd"
+    sitk.WriteImage(image, str(ct))
+
+    def request(cache, depth, name):
+        argv = [str(ct), "--model", str(sphere_model), "--device", "cpu", "--threads", "1"]
+        argv += ["--depth", depth, "--labelmap", str(tmp_path / name)]
+        run_segment(build_parser().parse_args(["segment", *argv]), lambda *a: None, cache=cache)
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name)))
+
+    cache = WarmCache()
+    request(cache, "1", "a.nrrd")
+    manifest = ModelManifest.load(sphere_model)
+    volume = cache.volume([str(ct)], ["CT"])
+    kept = cache.memo(manifest, volume)["prepared"][1]
+    warm = request(cache, "2", "b.nrrd")
+    assert cache.memo(manifest, volume)["prepared"][1] is kept
+    np.testing.assert_array_equal(warm, request(WarmCache(), "2", "c.nrrd"))
+    assert warm.any()

@@ -244,9 +244,10 @@ def run_segment(
     else:  # input sanity before torch; once per volume across `unetpp serve` clicks
         volume = cache.volume(args.inputs, names, series=args.series, token=input_token)
         region_options = {
-            "input_warnings": cache.input_checks(manifest, volume, args.channel_check)
+            "input_warnings": cache.input_checks(manifest, volume, args.channel_check),
+            "memo": cache.memo(manifest, volume),  # the prepared input, for the next request
         }
-        if args.point:  # a crop around a point is normalised with the whole volume's statistics
+        if args.point or args.roi:  # a crop is normalised with the whole volume's statistics
             region_options["channel_norms"] = cache.channel_norms(manifest, volume)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)

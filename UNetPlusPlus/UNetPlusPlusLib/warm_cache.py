@@ -10,7 +10,9 @@ the module deletes each run's input files (copies of the patient's images) when 
 and writes them again only when the server no longer holds the volume. One of each is kept. For
 the model and volume it also keeps what a click would otherwise recompute from the whole volume:
 the input sanity warnings (``input_checks``, which the CLI runs before it imports torch) and the
-MR statistics the crop around a point is normalised with (``channel_norms``).
+MR statistics the crop around a point is normalised with (``channel_norms``), and the last
+prepared network input (``memo``: the non-zero box, resampled and normalised), so that another
+depth or TTA on the same volume starts at the network.
 
 Memory bound (:meth:`WarmCache.after_request`, called by the server after every request): after
 a click (a ``--point`` request) the volume is kept whatever its size, since reading and checking
@@ -135,6 +137,12 @@ class WarmCache:
             return with_volume_statistics(volume, norms)
 
         return [dict(n) for n in self._once("norms", manifest, volume, measure)]
+
+    def memo(self, manifest, volume) -> dict:
+        """A dict for what ``Predictor.segment(..., memo=)`` keeps of this (model, Volume) pair
+        between requests (the prepared network input, ``engine/prepare.py``); dropped with the
+        volume."""
+        return self._once("memo", manifest, volume, lambda manifest, volume: {})
 
     def _once(self, what: str, manifest, volume, compute):
         """``compute(manifest, volume)``, kept while the model and the Volume object are the

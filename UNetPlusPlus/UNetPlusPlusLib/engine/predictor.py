@@ -26,10 +26,10 @@ from .executors import make_executor
 from .label_extent import argmax_on_reference
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
-from .nonzero_crop import crop_enabled, nonzero_crop
-from .normalize import normalize, padding_values, with_volume_statistics
+from .normalize import padding_values
 from .point_crop import smallest_extent
 from .postprocess import keep_component_at_point, keep_largest_component, remove_small_components
+from .prepare import prepare_input
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .sanity import check_model_input
 from .tiling import sliding_window_inference, thin_input_warning
@@ -40,10 +40,8 @@ from .volume import (
     LabelVolume,
     Volume,
     box_to_index_slices,
-    canonical_grid,
     crop_to_box,
     resample_to_reference,
-    resample_volume,
 )
 
 Depth = Union[int, str]
@@ -185,6 +183,7 @@ class Predictor:
         input_warnings: Optional[list[str]] = None,
         crop_nonzero: Optional[bool] = None,
         channel_check: bool = True,
+        memo: Optional[dict] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
@@ -203,7 +202,10 @@ class Predictor:
         ``volume``, which may be only a part. Without it input sanity sees ``volume``.
         ``crop_nonzero``: without ROI or point, an all-MR model infers only around the
         non-zero voxels (``nonzero_crop.py``); None follows the manifest (default on).
-        ``channel_check=False`` skips the sequence-order check (``channel_order.py``)."""
+        ``channel_check=False`` skips the sequence-order check (``channel_order.py``).
+        ``memo``: a dict kept by the caller for this very ``volume``, unchanged between calls
+        (``warm_cache.WarmCache.memo``): the prepared network input is reused from it when the
+        next call asks for the same region (``prepare.py``; the labels are the same)."""
         started = time.perf_counter()
         report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
@@ -219,30 +221,20 @@ class Predictor:
         region, slices, output_slices = self._region_of_interest(volume, roi, point, full_grid)
 
         report("preprocess", 0, 1)
-        crop = None
-        if slices is None and full_grid is None and crop_enabled(self.manifest, crop_nonzero):
-            crop = nonzero_crop(volume, self.manifest.spacing, self.manifest.tile_size_zyx)
-        if crop is not None:  # a part of the whole volume's model grid, 0 outside the image
-            region, slices, grid = crop.region, crop.slices, crop.grid
-            resampled = resample_volume(region, grid, interpolator="linear", default=0.0)
-        else:
-            grid = canonical_grid(region, self.manifest.spacing)
-            resampled = resample_volume(region, grid, interpolator="linear")
-        if channel_norms is None:
-            channel_norms = [channel.normalization for channel in self.manifest.channels]
-            if slices is not None and crop is None:  # with the whole volume's statistics
-                channel_norms = with_volume_statistics(volume, channel_norms)
-        normalized = normalize(resampled, channel_norms)
-        image = torch.from_numpy(np.ascontiguousarray(normalized.array, dtype=np.float32))
+        prepared = prepare_input(
+            self.manifest, volume, region, slices, full_grid, crop_nonzero, channel_norms, memo
+        )
+        slices, grid, image = prepared.slices, prepared.grid, prepared.image
+        region_grid, channel_norms = prepared.region_grid, prepared.channel_norms
         report("preprocess", 1, 1)
 
         info: dict = {"depth": depth, "fallbacks": [], "warnings": warnings}
-        info["nonzero_crop"] = None if crop is None else list(grid.shape_zyx)
+        info["nonzero_crop"] = list(grid.shape_zyx) if prepared.nonzero_crop else None
         axes = mirror_axes(self.manifest.test_time_augmentation) if tta else ()
         info["tta"] = {"mirror_axes": list(axes), "passes": 2 ** len(axes)} if tta else None
         options = {"axes": axes, "heads": disagreement, "pad": padding_values(channel_norms)}
         tile_mm = min(t * d for t, d in zip(self.manifest.tile_size_zyx[::-1], grid.spacing))
-        thin = thin_input_warning(region.grid.size_xyz, region.grid.spacing, tile_mm)
+        thin = thin_input_warning(region_grid.size_xyz, region_grid.spacing, tile_mm)
         if point is None and thin:  # a click's box is the model's own choice
             info["warnings"].append(thin)
         probabilities = self._infer(
@@ -252,14 +244,14 @@ class Predictor:
         if disagreement:
             probabilities, disagreement_region = self._review_aid(probabilities, depth, info)
             disagreement_region = resample_to_reference(
-                disagreement_region[None], grid, region, interpolator="linear"
+                disagreement_region[None], grid, region_grid, interpolator="linear"
             )
 
         report("postprocess", 0, 1)
         region_probs = None
         if return_probabilities:
-            region_probs = resample_to_reference(probabilities, grid, region, interpolator="linear")
-        region_labels = self._region_labels(probabilities, grid, region, region_probs)
+            region_probs = resample_to_reference(probabilities, grid, region_grid, "linear")
+        region_labels = self._region_labels(probabilities, grid, region_grid, region_probs)
         del probabilities
         keep_largest = self._postprocess_option("largest_component", largest_component)
         labels_grid = grid_out
@@ -460,7 +452,7 @@ class Predictor:
                 self._workspace_lock.release()
         return probabilities.float().cpu().numpy()
 
-    def _region_labels(self, probabilities, grid, region: Volume, region_probs) -> np.ndarray:
+    def _region_labels(self, probabilities, grid, region: Grid, region_probs) -> np.ndarray:
         """Argmax over classes on the region's grid. Without ``region_probs``, only the boxes
         where a label can win are resampled (``label_extent.py``: exact), and the classes one at
         a time against a running maximum: a few bytes per input voxel instead of a (K, volume)
@@ -468,7 +460,7 @@ class Predictor:
         dtype = np.uint8 if self.manifest.num_classes <= 256 else np.uint16
         if region_probs is not None:
             return np.argmax(region_probs, axis=0).astype(dtype)
-        return argmax_on_reference(probabilities, grid, region.grid).astype(dtype, copy=False)
+        return argmax_on_reference(probabilities, grid, region).astype(dtype, copy=False)
 
     def _assemble_labels(self, grid: Grid, region_labels: np.ndarray, slices) -> np.ndarray:
         if slices is None:

@@ -1,0 +1,106 @@
+"""The network's input for one run: the region, its model grid and the normalised image.
+
+``Predictor.segment`` calls :func:`prepare_input` after choosing the region (whole volume, ROI or
+point crop). Without ROI or point it may crop an all-MR model's input to the non-zero box
+(``nonzero_crop.py``), then resamples onto the model grid and normalises (``normalize.py``).
+
+A persistent engine (``unetpp serve``) runs many requests on one held volume: another depth,
+TTA on or off. The prepared input depends only on the volume, the model and the region, so a
+caller that keeps the volume unchanged may pass a ``memo`` dict (``warm_cache.WarmCache.memo``,
+one per model and volume object): the last prepared input is kept there and reused when the
+next run asks for the same region with the same normalisation. It saves the non-zero box, the
+resampling of every channel and the normalisation (for a BraTS case about a third of the
+non-network work of a warm L1 request; docs/BENCHMARK.md, session 6). The kept image is
+read-only by contract: nothing downstream writes into the network's input (the sliding window
+takes views and the network copies a tile where it needs to).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, MutableMapping, Optional
+
+import numpy as np
+import torch
+
+from .nonzero_crop import crop_enabled, nonzero_crop
+from .normalize import normalize, with_volume_statistics
+from .volume import Grid, Volume, canonical_grid, resample_volume
+
+Slices = tuple[slice, slice, slice]
+
+
+@dataclass
+class PreparedInput:
+    """What the network sees and where it lies.
+
+    ``region_grid``: the input voxels inferred on (a part of the input grid, or all of it);
+    ``slices``: their (z, y, x) slices on the output grid (None: the whole grid); ``grid``: the
+    model grid the image lies on; ``image``: (C, z, y, x) float32 normalised; ``channel_norms``:
+    the normalisation used (with MR statistics where they were fixed); ``nonzero_crop``: whether
+    the region is the non-zero box of ``nonzero_crop.py``.
+    """
+
+    region_grid: Grid
+    slices: Optional[Slices]
+    grid: Grid
+    image: torch.Tensor
+    channel_norms: list
+    nonzero_crop: bool
+
+
+def prepare_input(
+    manifest: Any,
+    volume: Volume,
+    region: Volume,
+    slices: Optional[Slices],
+    full_grid: Optional[Grid] = None,
+    crop_nonzero: Optional[bool] = None,
+    channel_norms: Optional[list] = None,
+    memo: Optional[MutableMapping] = None,
+) -> PreparedInput:
+    """The network input for ``region`` of ``volume`` (``region`` is ``volume`` itself when
+    ``slices`` is None), as ``Predictor.segment`` documents it.
+
+    ``crop_nonzero``: without ROI or point (``slices`` and ``full_grid`` None), crop an all-MR
+    model's input to the non-zero box; None follows the manifest. ``channel_norms``: the
+    normalisation to use; None: the manifest's, with the whole volume's MR statistics for a
+    region. ``memo``: a dict the caller keeps for this very volume, unchanged (one prepared
+    input is kept in it, under ``"prepared"``); the image returned from it is shared, not a
+    copy. Raises UNetPlusPlusError as ``normalize`` does (channel count).
+    """
+    key = _memo_key(slices, full_grid, crop_nonzero, channel_norms)
+    if memo is not None:
+        kept = memo.get("prepared")
+        if kept is not None and kept[0] == key:
+            return kept[1]
+    crop = None
+    if slices is None and full_grid is None and crop_enabled(manifest, crop_nonzero):
+        crop = nonzero_crop(volume, manifest.spacing, manifest.tile_size_zyx)
+    if crop is not None:  # a part of the whole volume's model grid, 0 outside the image
+        region, slices, grid = crop.region, crop.slices, crop.grid
+        resampled = resample_volume(region, grid, interpolator="linear", default=0.0)
+    else:
+        grid = canonical_grid(region, manifest.spacing)
+        resampled = resample_volume(region, grid, interpolator="linear")
+    if channel_norms is None:
+        channel_norms = [channel.normalization for channel in manifest.channels]
+        if slices is not None and crop is None:  # with the whole volume's statistics
+            channel_norms = with_volume_statistics(volume, channel_norms)
+    normalized = normalize(resampled, channel_norms)
+    image = torch.from_numpy(np.ascontiguousarray(normalized.array, dtype=np.float32))
+    prepared = PreparedInput(region.grid, slices, grid, image, channel_norms, crop is not None)
+    if memo is not None and key is not None:
+        memo["prepared"] = (key, prepared)  # one kept: the last region asked for
+    return prepared
+
+
+def _memo_key(slices, full_grid, crop_nonzero, channel_norms) -> Optional[tuple]:
+    """What the prepared input depends on besides the volume and the model; None when it is
+    not kept (a partial volume read from a file: ``full_grid``)."""
+    if full_grid is not None:
+        return None
+    where = None if slices is None else tuple((s.start, s.stop) for s in slices)
+    norms = None if channel_norms is None else json.dumps(channel_norms, default=float)
+    return (where, crop_nonzero, norms)
