@@ -105,3 +105,16 @@ def test_a_serve_request_for_help_is_refused_and_prints_nothing(capsys, flag):
     captured = capsys.readouterr()
     assert "usage" not in captured.err and "usage" not in captured.out
     assert captured.err == "", captured.err
+
+
+def test_the_server_parses_requests_after_a_refused_one_as_before(tmp_path):
+    """``unetpp serve`` builds its parser once: a refused request leaves nothing behind, so the
+    next ones are parsed afresh (here they fail later, on the missing input, by name)."""
+    replies = served(
+        {"id": 1, "argv": ["ct.nrrd", "--task", "liver", "--bogus-option"]},
+        {"id": 2, "argv": ["ct.nrrd", "--task", "liver", "--depth", "9"]},
+        {"id": 3, "argv": [str(tmp_path / "a.nrrd"), "--task", "liver", "-o", "x.seg.nrrd"]},
+    )
+    assert "--bogus-option" in replies[1]["error"]
+    assert "depth" in replies[2]["error"].lower() and "bogus" not in replies[2]["error"]
+    assert "not found" in replies[3]["error"] and "a.nrrd" in replies[3]["error"]

@@ -123,6 +123,13 @@ def serve(
     parses every request's ``segment`` arguments; ``cache``: what is kept between requests (a new
     one by default)."""
     cache = WarmCache() if cache is None else cache
+    made: list = []
+
+    def parser() -> argparse.ArgumentParser:  # made once: parsing does not change it
+        if not made:
+            made.append(build_parser())
+        return made[0]
+
     _reply(replies, {"ready": True, "pid": os.getpid()})
     for line in requests:
         if not line.strip():
@@ -136,7 +143,7 @@ def serve(
         if isinstance(request, dict) and request.get("quit"):
             break
         with contextlib.redirect_stdout(sys.stderr):
-            handle(request, cache, replies, build_parser)
+            handle(request, cache, replies, parser)
     return 0
 
 
