@@ -149,7 +149,9 @@ def format_split(result: dict) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     """``cd bench && python -m benchlib.e2e``: the split of chosen cases and depths, one fresh
     process per run, interleaved across ``--code`` trees (e.g. main's against a branch's), with
-    the load average at each run; ``--busy 2`` adds ``load.competing_load(2)`` for the runs."""
+    the load average at each run; ``--busy 2`` adds ``load.competing_load(2)`` for the runs.
+    ``--warm``: requests to one ``unetpp serve`` per tree instead (``warm.WarmServer``, as the
+    Slicer module runs them), after one request per case that loads the model and volume."""
     import argparse
     import contextlib
 
@@ -166,20 +168,35 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument(
         "--code", default="", help="NAME=PATH,...: UNetPlusPlus folders to put on PYTHONPATH"
     )
+    parser.add_argument("--warm", action="store_true", help="requests to one server per tree")
     args = parser.parse_args(argv)
     trees = dict(item.split("=", 1) for item in args.code.split(",") if item) or {"": ""}
     found = cases(tuple(args.cases.split(",")))
     busy = competing_load(args.busy) if args.busy else contextlib.nullcontext()
-    with busy:
+    envs = {}
+    for tree, path in trees.items():
+        envs[tree] = runtime_env.child_env()
+        envs[tree]["OMP_NUM_THREADS"] = str(args.threads)
+        if path:
+            envs[tree]["PYTHONPATH"] = str(Path(path).resolve())
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        if args.warm:
+            from .warm import WarmServer
+
+            for tree in trees:
+                servers[tree] = stack.enter_context(WarmServer(envs[tree]))
+                for case in found.values():  # loads the model, reads the volume
+                    servers[tree].request(case, args.threads)
+        stack.enter_context(busy)
         for round_ in range(args.rounds):
             for name, case in found.items():
                 for depth in args.depths.split(","):
-                    for tree, path in trees.items():
-                        env = runtime_env.child_env()
-                        env["OMP_NUM_THREADS"] = str(args.threads)
-                        if path:
-                            env["PYTHONPATH"] = str(Path(path).resolve())
-                        result = run_case(with_depth(case, depth), args.threads, env)
+                    for tree in trees:
+                        if args.warm:
+                            result = servers[tree].request(case, args.threads, depth)
+                        else:
+                            result = run_case(with_depth(case, depth), args.threads, envs[tree])
                         load = os.getloadavg()[0]
                         print(f"r{round_} {tree} {name} load {load:.2f}  {format_split(result)}",
                               flush=True)  # fmt: skip
