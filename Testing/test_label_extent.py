@@ -50,7 +50,7 @@ def test_labels_equal_the_full_resampling(sphere_predictor, direction, spacing, 
     grid = canonical_grid(region, (2.0, 2.0, 2.0))
     probabilities = _probabilities(grid, classes, blobs)
     expected = _full_argmax(probabilities, grid, region)
-    got = sphere_predictor._region_labels(probabilities, grid, region, None)
+    got = sphere_predictor._region_labels(probabilities, grid, region.grid, None)
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
     assert (got > 0).sum() > 20  # a real test: labels were found
@@ -79,7 +79,7 @@ def test_distant_groups_get_their_own_boxes(sphere_predictor):
     single = candidate_slices(probabilities, grid, region.grid)
     assert resampled < 0.5 * np.prod([s.stop - s.start for s in single])
     expected = _full_argmax(probabilities, grid, region)
-    got = sphere_predictor._region_labels(probabilities, grid, region, None)
+    got = sphere_predictor._region_labels(probabilities, grid, region.grid, None)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -88,5 +88,5 @@ def test_all_background_needs_no_resampling(sphere_predictor):
     grid = canonical_grid(region, (2.0, 2.0, 2.0))
     probabilities = _probabilities(grid, 2, [])
     assert candidate_slices(probabilities, grid, region.grid) is None
-    labels = sphere_predictor._region_labels(probabilities, grid, region, None)
+    labels = sphere_predictor._region_labels(probabilities, grid, region.grid, None)
     assert labels.shape == (10, 12, 14) and not labels.any()

@@ -224,7 +224,7 @@ def test_a_slab_thinner_than_half_a_tile_warns_and_is_not_labelled_everywhere(mr
     assert labelled.mean() < 0.5
 
 
-def test_a_kept_prepared_input_gives_the_same_labels(mr_predictor, brain):
+def test_a_kept_prepared_input_gives_the_same_labels(mr_predictor, sphere_predictor, brain):
     """``memo`` (the warm engine's, engine/prepare.py): another depth, TTA or a click on the same
     volume reuse or replace the prepared input; the labels and their geometry are those of a
     run without it, and the kept image is never written into."""
@@ -256,3 +256,6 @@ def test_a_kept_prepared_input_gives_the_same_labels(mr_predictor, brain):
     np.testing.assert_array_equal(again.labels.array, first.labels.array)
     off = mr_predictor.segment(volume, depth=1, crop_nonzero=False, memo=memo)
     assert off.info["nonzero_crop"] is None  # the crop setting is part of what is kept
+    mr_kept = memo["prepared"][1]
+    sphere_predictor.segment(volume, depth=1, crop_nonzero=False, memo=memo)  # another model
+    assert memo["prepared"][1] is not mr_kept

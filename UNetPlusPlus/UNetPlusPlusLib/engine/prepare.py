@@ -70,7 +70,7 @@ def prepare_input(
     input is kept in it, under ``"prepared"``); the image returned from it is shared, not a
     copy. Raises UNetPlusPlusError as ``normalize`` does (channel count).
     """
-    key = _memo_key(slices, full_grid, crop_nonzero, channel_norms)
+    key = _memo_key(manifest, slices, full_grid, crop_nonzero, channel_norms)
     if memo is not None:
         kept = memo.get("prepared")
         if kept is not None and kept[0] == key:
@@ -96,11 +96,13 @@ def prepare_input(
     return prepared
 
 
-def _memo_key(slices, full_grid, crop_nonzero, channel_norms) -> Optional[tuple]:
-    """What the prepared input depends on besides the volume and the model; None when it is
+def _memo_key(manifest, slices, full_grid, crop_nonzero, channel_norms) -> Optional[tuple]:
+    """What the prepared input depends on besides the volume: the model (its file, weights and
+    grid, should one memo meet two models), the region and the normalisation; None when it is
     not kept (a partial volume read from a file: ``full_grid``)."""
     if full_grid is not None:
         return None
+    model = (str(manifest.path), manifest.sha256, tuple(manifest.spacing))
     where = None if slices is None else tuple((s.start, s.stop) for s in slices)
     norms = None if channel_norms is None else json.dumps(channel_norms, default=float)
-    return (where, crop_nonzero, norms)
+    return (model, where, crop_nonzero, norms)
