@@ -47,7 +47,7 @@ from .steps import (
     learning_rate,
     training_step,
 )
-from .validation import DEPTHS, evaluate_depths
+from .validation import DEPTHS, evaluate_depths, validation_summary
 
 LOG_FILE = "train.log"
 HISTORY_FILE = "history.json"
@@ -447,15 +447,7 @@ class Trainer(PlanningMixin):
             amp=False,
         )
         self._validation_s = time.perf_counter() - started
-        self.log(
-            f"validation on {len(self.val_cases)} case(s) in {self._validation_s:.1f} s: "
-            + ", ".join(
-                f"L{k}={v['mean_dice']} ({v['seconds_per_volume']:.2f} s/case)"
-                if v.get("seconds_per_volume") is not None
-                else f"L{k}={v['mean_dice']}"
-                for k, v in results.items()
-            )
-        )
+        self.log(validation_summary(results, len(self.val_cases), self._validation_s))
         return results
 
     def _save_epoch(self, epoch: int) -> None:
