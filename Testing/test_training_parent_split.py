@@ -22,6 +22,7 @@ from UNetPlusPlusLib.training.cli import main
 from UNetPlusPlusLib.training.dataset_types import CaseFiles, patient_id
 from UNetPlusPlusLib.training.parent_split import (
     ParentCases,
+    choose_split,
     parent_cases,
     restore_split,
     split_with_parent,
@@ -128,6 +129,25 @@ def test_restore_split_keeps_the_recorded_one_and_refuses_a_missing_case():
     assert any("not using new case(s)" in note for note in restored.notes)
     with pytest.raises(UNetPlusPlusError, match="no longer in the dataset"):
         restore_split(cases[1:], {**record, "training": ["p0_a"]})
+
+
+def test_choose_split_restores_a_record_and_keeps_an_older_runs_plain_split_on_resume():
+    config = SimpleNamespace(val_fraction=0.2, seed=0, train_fraction=1.0)
+    dataset = SimpleNamespace(validation_cases=[], patient_regex=REGEX)
+    parent = SimpleNamespace(name="m", sha256="0" * 64, validation={"cases": ["p1_a"]}, training={})
+    new = choose_split(_cases(IDS), config, dataset, parent)
+    assert "p1_a" in _ids(new.validation)
+    assert choose_split(_cases(IDS), config, dataset, parent, True, new.record).record == new.record
+    # a plan.json without a split (an older version started the run): the split it started with
+    old = choose_split(_cases(IDS), config, dataset, parent, resume=True, recorded=None)
+    plain = split_cases(_cases(IDS), 0.2, 0)
+    assert (_ids(old.training), _ids(old.validation)) == tuple(_ids(side) for side in plain)
+    assert "records no split" in old.notes[0] and "parent" not in old.record
+    config.train_fraction = 0.5
+    half = choose_split(_cases(IDS), config, dataset, parent)
+    assert len({c.patient_id for c in half.training}) == 4  # half of the 8 training patients
+    assert half.record["training"] == _ids(half.training) and "p1_a" not in _ids(half.training)
+    assert half.notes[-1].startswith("--train-fraction 0.5: training on the 8 cases of 4 of the 8")
 
 
 def test_parent_cases_reads_both_validation_lists_and_the_training_list():

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
 from .dataset_types import CaseFiles, patient_id
-from .split import seeded_patients, split_cases
+from .split import seeded_patients, split_cases, subset_patients
 
 
 @dataclass
@@ -202,3 +202,45 @@ def restore_split(cases: Sequence[CaseFiles], record: dict) -> CaseSplit:
     if new:
         notes.append(f"--resume keeps the split of plan.json; not using new case(s) {_shown(new)}")
     return CaseSplit(training, validation, notes, dict(record))
+
+
+def choose_split(
+    cases: Sequence[CaseFiles],
+    config: Any,
+    dataset: Any,
+    init_manifest: Any = None,
+    resume: bool = False,
+    recorded: Optional[dict] = None,
+) -> CaseSplit:
+    """A run's split: ``recorded`` (plan.json's ``split``, on ``--resume``) exactly; else
+    :func:`split_with_parent` by ``config`` (TrainConfig: val_fraction, seed, train_fraction)
+    and ``dataset`` (DatasetDescription: validation_cases, patient_regex), then the
+    ``--train-fraction`` share of the training patients. A resumed run whose plan.json records
+    no split (started by an older version) keeps the plain split by patient it started with,
+    and says that it does not account for the --init model's held-out cases."""
+    if recorded:
+        return restore_split(cases, recorded)
+    parent = parent_cases(init_manifest)
+    old_run_note = []
+    if resume and parent is not None:
+        parent = None
+        old_run_note.append(
+            "warning: this run's plan.json records no split (an older version started it): "
+            "resuming with its split by patient, which does not keep the --init model's "
+            "held-out cases out of training"
+        )
+    split = split_with_parent(
+        cases, config.val_fraction, config.seed, dataset.validation_cases, parent,
+        dataset.patient_regex,
+    )  # fmt: skip
+    split.notes[:0] = old_run_note
+    if config.train_fraction < 1.0:
+        patients = len({c.patient_id for c in split.training})
+        split.training = subset_patients(split.training, config.train_fraction, config.seed)
+        split.record["training"] = [c.case_id for c in split.training]
+        kept = len({c.patient_id for c in split.training})
+        split.notes.append(
+            f"--train-fraction {config.train_fraction:g}: training on the "
+            f"{len(split.training)} cases of {kept} of the {patients} training patients"
+        )
+    return split

@@ -31,14 +31,13 @@ from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 from .dataset import find_cases
 from .dataset_types import DatasetDescription
 from .package import build_manifest, git_commit, plot_history, write_card
-from .parent_split import parent_cases, restore_split, split_with_parent
+from .parent_split import choose_split
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
 from .progress import epoch_event
 from .resume_checks import check_resume, jsonable
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
-from .split import subset_patients
 from .steps import (
     DeepSupervision,
     NonFiniteLoss,
@@ -183,24 +182,9 @@ class Trainer(PlanningMixin):
         cases = find_cases(self.dataset)
         if config.max_cases:
             cases = cases[: config.max_cases]
-        recorded = self.plan.split if self.plan is not None and self.resume else {}
-        if recorded:  # --resume: exactly the split of the run's plan.json
-            split = restore_split(cases, recorded)
-        else:
-            split = split_with_parent(
-                cases, config.val_fraction, config.seed, self.dataset.validation_cases,
-                parent_cases(self.init_manifest), self.dataset.patient_regex,
-            )  # fmt: skip
+        recorded = self.plan.split if self.plan is not None and self.resume else None
+        split = choose_split(cases, config, self.dataset, self.init_manifest, self.resume, recorded)
         self.train_files, self.val_files = split.training, split.validation
-        if config.train_fraction < 1.0 and not recorded:
-            patients = len({c.patient_id for c in self.train_files})
-            self.train_files = subset_patients(self.train_files, config.train_fraction, config.seed)
-            split.record["training"] = [c.case_id for c in self.train_files]
-            self.log(
-                f"--train-fraction {config.train_fraction:g}: training on the "
-                f"{len(self.train_files)} cases of {len({c.patient_id for c in self.train_files})} "
-                f"of the {patients} training patients"
-            )
         for note in split.notes:
             self.log(note)
         self.split_record = split.record
