@@ -138,7 +138,7 @@ class ManifestValidator:
             channels=channels,
             labels=labels,
             spacing=self.vector3(data["spacing"], "spacing", integer=False),
-            tile_size=self.vector3(data["tile_size"], "tile_size", integer=True),
+            tile_size=self.tile_size(data["tile_size"], MAX_DEPTH, network),
             overlap=overlap,
             depths=depths,
             recommended_depth=recommended,
@@ -276,6 +276,27 @@ class ManifestValidator:
         if "norm" in network:
             self.string(network["norm"], "network.norm")
         return copy.deepcopy(network)
+
+    def tile_size(self, value: Any, depth: int, network: dict) -> tuple:
+        """The tile (x, y, z) in voxels. Every side halves ``depth`` times (``MAX_DEPTH``: the
+        ensemble always runs the full network) to at least one voxel, and with instance norm
+        the coarsest level holds more than one voxel: the limits of
+        ``network.UNetPlusPlus3D._check_input``, which would otherwise fail mid-run."""
+        tile = self.vector3(value, "tile_size", integer=True)
+        coarsest = [side // 2**depth for side in tile]
+        if min(coarsest) < 1:
+            raise self.fail(
+                "tile_size",
+                f"is {list(tile)}, too small for depth {depth}: every side needs at least "
+                f"{2**depth} voxels",
+            )
+        if network.get("norm", "instance") == "instance" and math.prod(coarsest) < 2:
+            raise self.fail(
+                "tile_size",
+                f"is {list(tile)}, too small for depth {depth} with instance norm: make one "
+                f"side at least {2 ** (depth + 1)}",
+            )
+        return tile
 
     def depths(self, depths_value: Any, recommended: Any) -> tuple[tuple[int, ...], int]:
         items = self.sequence(depths_value, "depths")
