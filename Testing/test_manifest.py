@@ -162,6 +162,8 @@ INVALID = [
     (_set("tile_size", [7, 7, 7]), "tile_size"),
     (_set("tile_size", [64, 64, 8]), "tile_size"),
     (_set("tile_size", [24, 24, 24]), "tile_size"),  # instance norm: one voxel at level 4
+    (_set("inference", {"max_nonzero_ml": -1}), "inference.max_nonzero_ml"),
+    (_set("inference", {"max_nonzero_ml": "big"}), "inference.max_nonzero_ml"),
     (_set("overlap", 1.0), "overlap"),
     (_set("overlap", True), "overlap"),
     (_set("depths", [1, 2, 5]), "depths"),
@@ -267,6 +269,21 @@ def test_save_package_and_load_weights(tmp_path, dtype):
             torch.testing.assert_close(weights[key], value, atol=tolerance, rtol=tolerance)
         else:
             assert torch.equal(weights[key], value)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_package_files_get_the_umask_mode(tmp_path, umask):
+    """Tester 6: `unetpp train` wrote model.json and weights.safetensors 0600 (mkstemp), beside a
+    0644 CARD.md, so a model shared in a lab folder could not be read by colleagues."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        save_model_package(tmp_path, tiny_state_dict(), ModelManifest.from_dict(example_dict()))
+    finally:
+        os.umask(old)
+    for name in ("model.json", "weights.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_float16_size_is_half(tmp_path):

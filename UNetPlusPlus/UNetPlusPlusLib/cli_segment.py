@@ -109,15 +109,21 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     roi = _roi_box(args)
     if roi is None or args.point or args.disagreement or args.preview:
         return None
+    import SimpleITK as sitk
+
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import read_region
-    from .engine.sanity import check_model_samples
+    from .engine.sanity import check_model_samples, image_volume_ml
     from .engine.streamed_checks import check_files
 
     names = [c.name for c in manifest.channels]
 
-    def order_check(samples):  # background, near duplicates, order, on the streamed samples
-        return check_model_samples(manifest, samples, args.channel_check)
+    def order_check(samples):  # background, extent, near duplicates, order: streamed samples
+        header = sitk.ImageFileReader()
+        header.SetFileName(str(args.inputs[0]))
+        header.ReadImageInformation()
+        image_ml = image_volume_ml(header.GetSize()[:3], header.GetSpacing()[:3])
+        return check_model_samples(manifest, samples, args.channel_check, image_ml)
 
     modalities = [c.modality for c in manifest.channels]
     warnings = check_files(args.inputs, modalities, names, order_check=order_check)

@@ -349,7 +349,7 @@ class ManifestValidator:
 
     def inference(self, value: Any, n_channels: int) -> dict:
         inference = self.mapping(value, "inference")
-        options = ("crop_nonzero", "channel_check", "channel_fingerprint")
+        options = ("crop_nonzero", "channel_check", "channel_fingerprint", "max_nonzero_ml")
         unknown = sorted(set(inference) - set(options))
         if unknown:
             raise self.fail(
@@ -358,6 +358,10 @@ class ManifestValidator:
         for flag in options[:2]:
             if not isinstance(inference.get(flag, True), bool):
                 raise self.fail(f"inference.{flag}", "must be true or false")
+        if "max_nonzero_ml" in inference:
+            limit = self.number(inference["max_nonzero_ml"], "inference.max_nonzero_ml")
+            if limit <= 0:
+                raise self.fail("inference.max_nonzero_ml", f"must be positive (got {limit})")
         if "channel_fingerprint" in inference:
             from .channel_order import parse_reference  # numpy only
 
