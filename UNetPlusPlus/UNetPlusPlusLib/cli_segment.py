@@ -310,8 +310,17 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     info["seconds"] = sum(float(r.info.get("seconds", 0.0)) for r in results)
     info["points"] = len(args.point or [])
     info["volumes_ml"] = volumes
-    # input warnings of every point's run, each once (engine/sanity.py, the clicked component)
-    info["warnings"] = list(dict.fromkeys(w for r in results for w in r.info.get("warnings", [])))
+    # input warnings of every point's run, each once (engine/sanity.py, the clicked component);
+    # with several points, an empty click names its point (one warning said nothing of which)
+    found = []
+    for number, result in enumerate(results, start=1):
+        for warning in result.info.get("warnings", []):
+            if info["points"] > 1 and "at the clicked point" in warning:
+                warning = warning.replace(
+                    "at the clicked point", f"at point {number} of {info['points']}"
+                ).replace("the result is empty", f"its segment (ending in ' {number}') is empty")
+            found.append(warning)
+    info["warnings"] = list(dict.fromkeys(found))
     info["outputs"] = {
         "segmentation": args.output,
         "labelmap": args.labelmap,
@@ -367,7 +376,7 @@ def add_segment_parser(subparsers) -> None:
         action="append",
         metavar=("X", "Y", "Z"),
         help="a point on a lesion (mm); crops a model-sized box around it. Repeat it for "
-        "several lesions: one segment per point (e.g. 'lung nodule 1', 'lung nodule 2')",
+        "several lesions: one segment per point (e.g. 'nodule 1', 'nodule 2')",
     )
     parser.add_argument(
         "--lps",
