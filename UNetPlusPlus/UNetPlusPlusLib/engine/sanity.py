@@ -470,10 +470,9 @@ def check_model_samples(
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
     need the model: a zero background (:func:`needs_zero_background`) and, given the image's
-    volume ``image_ml`` (ml), no more non-zero voxels than a skull-stripped brain
-    (:func:`check_nonzero_extent`); no two channels the same image up to scale, then the
-    sequence order (skipped with ``channel_check=False``, ``--no-channel-check``). Returns
-    warnings; raises UNetPlusPlusError."""
+    volume ``image_ml`` (ml), :func:`check_nonzero_extent`; no two channels the same image up
+    to scale; the sequence order (unless ``channel_check=False``). Returns warnings; raises
+    UNetPlusPlusError."""
     from .channel_order import check_channel_order, fingerprint, manifest_reference
 
     names = [channel.name for channel in manifest.channels]
