@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 from typing import IO, Any, Callable, Optional
@@ -43,6 +44,28 @@ from .warm_cache import WarmCache
 #: Makes the whole `unetpp` parser (``cli.build_parser``); given by the CLI, which imports this
 #: module, through :func:`add_serve_parser`: a request is parsed as ``unetpp segment`` would be.
 ParserFactory = Callable[[], argparse.ArgumentParser]
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a finite float; ``1e400`` (inf) would be replied as ``Infinity``."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_request(line: str) -> Any:
+    """One request line as strict JSON. Raises ValueError for anything else: not JSON, NaN or
+    Infinity, a number beyond float range, nesting deeper than Python's recursion limit (which
+    would otherwise end the server with an internal error)."""
+    try:
+        return json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError as error:
+        raise ValueError("nested too deeply") from error
 
 
 def _reply(stream: IO[str], payload: dict) -> None:
@@ -136,8 +159,8 @@ def serve(
         if not line.strip():
             continue
         try:
-            request = json.loads(line)
-        except json.JSONDecodeError:
+            request = parse_request(line)
+        except ValueError:
             message = "bad request: not JSON"  # the keys of every final reply (held_input too)
             payload = {"error": message, "status": EXIT_USER_ERROR}
             _reply(replies, {"id": None, **payload, "held_input": cache.held_token(True)})
