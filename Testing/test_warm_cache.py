@@ -172,5 +172,8 @@ def test_serve_answers_malformed_lines_and_goes_on():
 
     lines = [json.loads(line, parse_constant=strict) for line in replies.getvalue().splitlines()]
     assert lines[0]["ready"] is True
-    assert lines[1:-1] == [{"id": None, "error": "bad request: not JSON", "status": 2}] * 5
+    assert (
+        lines[1:-1]
+        == [{"id": None, "error": "bad request: not JSON", "status": 2, "held_input": None}] * 5
+    )
     assert lines[-1]["id"] == 7 and lines[-1]["status"] == 2, lines[-1]
