@@ -151,7 +151,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     process per run, interleaved across ``--code`` trees (e.g. main's against a branch's), with
     the load average at each run; ``--busy 2`` adds ``load.competing_load(2)`` for the runs.
     ``--warm``: requests to one ``unetpp serve`` per tree instead (``warm.WarmServer``, as the
-    Slicer module runs them), after one request per case that loads the model and volume."""
+    Slicer module runs them), after one request per case that loads the model and volume; the
+    server keeps one volume, so with several cases every switch reads the next one again (give
+    one case per run to time requests on a held volume)."""
     import argparse
     import contextlib
 
