@@ -436,18 +436,20 @@ def check_near_duplicates(spearman: np.ndarray, channel_names: Sequence[str]) ->
 
 
 def check_model_samples(
-    manifest, samples: Sequence[np.ndarray], channel_check: bool = True
+    manifest, samples: Sequence[np.ndarray], channel_check: bool = True, found=None
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
     need the model: a zero background (:func:`needs_zero_background`), no two channels the same
     image up to scale, then the sequence order (skipped with ``channel_check=False``,
-    ``--no-channel-check``). Returns warnings; raises UNetPlusPlusError."""
+    ``--no-channel-check``). ``found``: the samples' ``channel_order.fingerprint`` if the caller
+    already has it. Returns warnings; raises UNetPlusPlusError."""
     from .channel_order import check_channel_order, fingerprint, manifest_reference
 
     names = [channel.name for channel in manifest.channels]
     if needs_zero_background(manifest):
         check_zero_background(samples, names)
-    found = fingerprint(samples) if len(samples) > 1 else None
+    if found is None and len(samples) > 1:
+        found = fingerprint(samples)
     if found is not None:
         check_near_duplicates(found.spearman, names)
     reference = manifest_reference(manifest) if channel_check else None
