@@ -21,6 +21,11 @@ from UNetPlusPlusLib.training.dataset_json import load_dataset_json
 from UNetPlusPlusLib.training.dataset_mr_checks import MIN_REFERENCE_CASES
 
 SUFFIXES = ("flair", "t1", "t1ce", "t2")
+TINY = [
+    "--tile", "32", "32", "32", "--features", "4", "8", "16", "32", "64", "4",
+    "--batch-size", "1", "--no-progress", "--threads", "1", "--no-augment",
+    "--epochs", "1", "--iterations-per-epoch", "1",
+]  # fmt: skip
 DATASETS = Path(__file__).resolve().parents[1] / "UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets"
 
 
@@ -110,6 +115,22 @@ def test_a_swapped_case_is_refused_against_the_other_cases(tmp_path):
     images["case03"] = phantom(3)
     path = write_mr_dataset(tmp_path / "fixed", images)
     assert check_dataset(load_dataset_json(path, path.parent)) == []
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_train_command_refuses_a_swapped_case_unless_no_channel_check(tmp_path, capsys):
+    images = {f"case{s:02d}": phantom(s) for s in range(MIN_REFERENCE_CASES + 1)}
+    images["case05"] = images["case05"][[0, 2, 1, 3]].copy()  # T1 and T1ce swapped
+    path = write_mr_dataset(tmp_path, images)
+    out = tmp_path / "model"
+    args = [str(tmp_path), "--dataset-json", str(path), "-o", str(out), *TINY, "--plan-only"]
+    assert main(args) == 2 and not out.exists()
+    assert "Case 'case05': The input volumes seem" in capsys.readouterr().err
+    assert main([*args, "--no-channel-check"]) == 0  # the plan is made and written
+    log = (out / "train.log").read_text()
+    assert "warning: the sequence order (FLAIR, T1, T1ce, T2) of the training cases was not " in log
+    assert (out / "plan.json").is_file()
 
 
 def test_fine_tune_checks_each_case_against_the_init_models_fingerprint(tmp_path):

@@ -46,9 +46,7 @@ class CaseModelChecks:
     ``dataset``: its channels are the model's; ``init``: the ``--init`` ModelManifest or None;
     ``channel_check``: False skips the sequence-order check (``--no-channel-check``)."""
 
-    def __init__(
-        self, dataset: DatasetDescription, init=None, channel_check: bool = True
-    ) -> None:
+    def __init__(self, dataset: DatasetDescription, init=None, channel_check: bool = True) -> None:
         inference = dict(getattr(init, "inference", None) or {})
         self.model = SimpleNamespace(channels=list(dataset.channels), inference=inference)
         self.names = [c.name for c in dataset.channels]
@@ -114,4 +112,3 @@ class CaseModelChecks:
 def _against_others(message: str) -> str:
     """The engine's order message, said of a training case compared with the other cases."""
     return message.replace("(contrast fingerprint,", "(contrast fingerprint of the other cases,")
-
