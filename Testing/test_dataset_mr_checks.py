@@ -144,6 +144,11 @@ def test_fine_tune_checks_each_case_against_the_init_models_fingerprint(tmp_path
         "the sequence order (FLAIR, T1, T1ce, T2) of the training cases was not checked "
         "(--no-channel-check); a case with swapped sequences trains a wrong model"
     ]
+    # an --init model that bounds the non-zero extent (not skull-stripped) bounds its cases
+    init.inference["max_nonzero_ml"] = 10.0
+    with pytest.raises(UNetPlusPlusError, match=r"Case 'a': Input 'FLAIR' is non-zero over \d+ ml"):
+        check_dataset(dataset, init=init, channel_check=False)
+    del init.inference["max_nonzero_ml"]
     # an --init model without the non-zero crop does not need a zero background
     init.inference["crop_nonzero"] = False
     path = write_mr_dataset(tmp_path / "bg", {"a": background_one(phantom(22))})

@@ -64,7 +64,7 @@ def check_dataset(
             data = read_case(case, dataset)
             arrays = list(data.image.array)
             found = check_intensities(arrays, names, modalities, False)
-            found += model_checks.check_case(case.case_id, arrays)
+            found += model_checks.check_case(case.case_id, arrays, data.image.spacing)
             warnings += [f"Case '{case.case_id}': {w}" for w in found]
         except UNetPlusPlusError as error:
             message = str(error)

@@ -8,7 +8,8 @@ the dataset's and its ``inference`` options the ``--init`` model's (as
 ``package.build_manifest`` writes them). That is:
 
 - **zero background** (``sanity.needs_zero_background``: every channel normalised as ``mr``
-  and ``inference.crop_nonzero`` on, the default);
+  and ``inference.crop_nonzero`` on, the default) and, if the ``--init`` model sets
+  ``inference.max_nonzero_ml``, the skull-stripping extent (``sanity.check_nonzero_extent``);
 - **near-duplicate channels** (Spearman rank correlation at least 0.98), any multi-channel
   dataset;
 - **sequence order** (``engine/channel_order.py``): against the ``--init`` model's channel
@@ -28,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from ..engine import channel_order
-from ..engine.sanity import channel_samples, check_model_samples
+from ..engine.sanity import channel_samples, check_sequence_order
 from ..errors import UNetPlusPlusError
 from .dataset_types import DatasetDescription
 
@@ -60,15 +61,18 @@ class CaseModelChecks:
         self.skipped = not channel_check and (multi_mr or reference is not None)
         self.prints: list[tuple[str, channel_order.Fingerprint]] = []
 
-    def check_case(self, case_id: str, arrays: Sequence[np.ndarray]) -> list[str]:
-        """The checks of one case's C (z, y, x) channel arrays (any voxel type, not copied).
+    def check_case(
+        self, case_id: str, arrays: Sequence[np.ndarray], spacing: Sequence[float]
+    ) -> list[str]:
+        """The checks of one case's C (z, y, x) channel arrays (any voxel type, not copied) at
+        ``spacing`` (mm, x y z).
 
         Returns warnings (without the case name); raises UNetPlusPlusError with the problem."""
-        samples = channel_samples(arrays)
-        found = channel_order.fingerprint(samples) if len(samples) > 1 else None
-        warnings = check_model_samples(self.model, samples, self.against_init, found)
-        if self.self_reference and found is not None:
-            self.prints.append((case_id, found))
+        warnings = check_sequence_order(self.model, arrays, self.against_init, spacing)
+        if self.self_reference:
+            found = channel_order.fingerprint(channel_samples(arrays))
+            if found is not None:
+                self.prints.append((case_id, found))
         return warnings
 
     def finish(self) -> tuple[list[str], list[str]]:
