@@ -227,6 +227,21 @@ def test_each_point_is_its_own_segment(sphere_model, tmp_path, capsys):
     assert "--probabilities" in _one_error_line(capsys)
 
 
+def test_an_empty_click_among_several_names_its_point(shared_data, tmp_path, capsys):
+    """Tester 6: with several --point, a click on no nodule warned "Nothing (nodule) was found
+    at the clicked point ...; the result is empty" without saying which point; it names it now.
+    LIDC-IDRI-0141_R_1 (expert nodule about 9.8 ml), a click on it and one 15 mm beside it."""
+    image = shared_data / "lung-nodule" / "lidc-vois" / "image" / "LIDC-IDRI-0141_R_1.nii.gz"
+    out = tmp_path / "nodules.seg.nrrd"
+    clicks = ["--point", "94.35", "177.54", "211.65", "--point", "80", "170", "211.65"]
+    assert main(["segment", str(image), "--task", "lung-nodule", "-o", str(out), *clicks]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("warning: ") == 1, captured.err
+    assert "at point 2 of 2" in captured.err, captured.err
+    assert "its segment (ending in ' 2') is empty" in captured.err, captured.err
+    assert "nodule 1 " in captured.out and "nodule 2 0.0 ml" in captured.out, captured.out
+
+
 # ------------------------------------------------------------------ 8. no torch before checks
 @pytest.mark.parametrize(
     "args",

@@ -38,6 +38,14 @@ def _train(tmp_path, *options: str) -> list[str]:
         ("--depth-tolerance", "-0.01", "0 or more"),
         ("--depth-tolerance", "inf", "not a finite number"),
         ("--time-budget", "0", "longer than zero"),
+        # a negative value starting like an option ("-5m") was "expected one argument"
+        ("--time-budget", "-5m", "'-5m' must be longer than zero"),
+        ("--time-budget", "-1h30m", "longer than zero"),
+        ("--time-budget", "-.5h", "longer than zero"),
+        ("--lr", "-1e-3", "greater than 0"),
+        ("--lr", "-.5", "greater than 0"),
+        ("--seed", "-1", "0 or more"),
+        ("--max-cases", "-3", "1 or more"),
         ("--time-budget", "5 minutes", "write a duration"),
         ("--time-budget", "inf", "write a duration"),
         ("--epochs", "0", "1 or more"),
@@ -50,6 +58,23 @@ def test_train_refuses_senseless_values_before_any_work(tmp_path, capsys, option
     assert error.count("\n") == 1 and error.startswith(f"error: argument {option}: "), error
     assert says in error and "unetpp train --help" in error, error
     assert "internal error" not in error and not (tmp_path / "out").exists()
+
+
+def test_the_training_module_entry_point_reads_negative_values_too(tmp_path, capsys):
+    """`python -m UNetPlusPlusLib.training.cli` (torchrun) has its own parser."""
+    from UNetPlusPlusLib.training.cli import main as train_main
+
+    with pytest.raises(SystemExit):
+        train_main([str(tmp_path / "no-data"), "-o", str(tmp_path / "out"), "--time-budget", "-5m"])
+    error = capsys.readouterr().err
+    assert "argument --time-budget: '-5m' must be longer than zero" in error
+    assert "expected one argument" not in error and not (tmp_path / "out").exists()
+
+
+def test_an_option_after_a_value_option_is_still_an_option(tmp_path, capsys):
+    """Only arguments that start like a negative number are taken as values."""
+    assert main(_train(tmp_path, "--time-budget", "--plan-only")) == 2
+    assert "argument --time-budget: expected one argument" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -92,13 +92,29 @@ def test_a_serve_request_with_an_unknown_option_points_to_segments_help():
     assert "unrecognized arguments: --bogus-option" in reply["error"]
 
 
-def test_a_serve_request_with_an_empty_input_token_is_a_bad_request():
-    reply = served({"id": 3, "argv": ["ct.nrrd", "--task", "liver"], "input_token": ""})[3]
-    assert reply["status"] == 2 and reply["error"] == "bad request: input_token is empty"
+@pytest.mark.parametrize("token", ["", " ", "\t\n"])  # a blank one was accepted
+def test_a_serve_request_with_an_empty_or_blank_input_token_is_a_bad_request(token):
+    reply = served({"id": 3, "argv": ["ct.nrrd", "--task", "liver"], "input_token": token})[3]
+    assert reply["status"] == 2 and reply["error"] == "bad request: input_token is empty or blank"
     assert reply["held_input"] is None
 
 
-@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_final_serve_reply_has_the_same_keys_also_for_a_line_that_is_not_json():
+    """A non-JSON line's reply had no held_input."""
+    replies = io.StringIO()
+    requests = 'this is not json\n{"id": 4, "argv": "not a list"}\n["a", "list"]\n'
+    serve(io.StringIO(requests), replies, build_parser)
+    lines = [json.loads(line) for line in replies.getvalue().splitlines()][1:]  # after "ready"
+    assert [r["error"] for r in lines] == [
+        "bad request: not JSON",
+        *["bad request: no argv list"] * 2,
+    ]
+    assert [r["id"] for r in lines] == [None, 4, None]
+    assert all(set(r) == {"id", "error", "status", "held_input"} for r in lines), lines
+    assert all(r["held_input"] is None and r["status"] == 2 for r in lines)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "--he", "--hel", "--h"])  # --he: abbreviations
 def test_a_serve_request_for_help_is_refused_and_prints_nothing(capsys, flag):
     reply = served({"id": 5, "argv": ["ct.nrrd", "--task", "liver", flag]})[5]
     assert reply["status"] == 2 and reply["error"] == "bad request: --help is not a request"

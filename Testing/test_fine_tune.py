@@ -63,6 +63,19 @@ def tuned(parent_dir, tmp_path_factory):
     return out
 
 
+def test_fine_tune_on_other_labels_takes_the_datasets_task(parent_dir, tmp_path):
+    """Tester 6: `train --init liver` on LIDC nodules wrote a 'nodule' model with task 'liver',
+    listed (and offered in Slicer) under the liver task. New labels: the dataset's task."""
+    data = write_slicer_dataset(tmp_path / "nodules", cases=4, segments=("nodule",))
+    tiny = [*TINY]
+    tiny[tiny.index("liver")] = "nodule"
+    out = tmp_path / "tuned"
+    assert train_main([str(data), "-o", str(out), "--init", str(parent_dir), *tiny]) == 0
+    child = ModelManifest.load(out / "model.json")
+    assert [label.name for label in child.labels] == ["nodule"]
+    assert child.task == "nodules" != ModelManifest.load(parent_dir / "model.json").task
+
+
 def test_fine_tune_keeps_the_parents_settings_and_records_its_origin(parent_dir, tuned):
     parent = ModelManifest.load(parent_dir / "model.json")
     child = ModelManifest.load(tuned / "model.json")

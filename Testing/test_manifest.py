@@ -157,6 +157,13 @@ INVALID = [
     (_set("spacing", [1.0, "a", 1.0]), "spacing[1]"),
     (_set("tile_size", [64, 64, 32.5]), "tile_size[2]"),
     (_set("tile_size", [64, 0, 32]), "tile_size[1]"),
+    # tester 6: tiles the full network (depth 4, also the ensemble) cannot run; they failed
+    # mid-run with "internal error (ValueError: input (7, 7, 7) is too small ...)"
+    (_set("tile_size", [7, 7, 7]), "tile_size"),
+    (_set("tile_size", [64, 64, 8]), "tile_size"),
+    (_set("tile_size", [24, 24, 24]), "tile_size"),  # instance norm: one voxel at level 4
+    (_set("inference", {"max_nonzero_ml": -1}), "inference.max_nonzero_ml"),
+    (_set("inference", {"max_nonzero_ml": "big"}), "inference.max_nonzero_ml"),
     (_set("overlap", 1.0), "overlap"),
     (_set("overlap", True), "overlap"),
     (_set("depths", [1, 2, 5]), "depths"),
@@ -184,6 +191,15 @@ INVALID = [
     (_set("validation", {"per_depth": {"5": {}}}), "validation.per_depth.5"),
     (_set("colour", [1, 0, 0]), "colour"),
 ]
+
+
+def test_smallest_tiles_the_network_runs_are_accepted(tmp_path):
+    # 16 voxels on one axis is fine when the coarsest level still holds several voxels (the
+    # shipped lung-nodule model's tile is 48 x 48 x 16)
+    path = write_json(tmp_path, _set("tile_size", [48, 48, 16])(example_dict()))
+    assert ModelManifest.load(path).tile_size == (48, 48, 16)
+    path = write_json(tmp_path, _set("tile_size", [32, 16, 16])(example_dict()))
+    assert ModelManifest.load(path).tile_size == (32, 16, 16)
 
 
 @pytest.mark.parametrize("mutate, field_name", INVALID)
@@ -253,6 +269,21 @@ def test_save_package_and_load_weights(tmp_path, dtype):
             torch.testing.assert_close(weights[key], value, atol=tolerance, rtol=tolerance)
         else:
             assert torch.equal(weights[key], value)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_package_files_get_the_umask_mode(tmp_path, umask):
+    """Tester 6: `unetpp train` wrote model.json and weights.safetensors 0600 (mkstemp), beside a
+    0644 CARD.md, so a model shared in a lab folder could not be read by colleagues."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        save_model_package(tmp_path, tiny_state_dict(), ModelManifest.from_dict(example_dict()))
+    finally:
+        os.umask(old)
+    for name in ("model.json", "weights.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_float16_size_is_half(tmp_path):

@@ -234,3 +234,87 @@ def test_brats_tester_variants_are_refused(brats_volumes, tmp_path, capsys):
     assert main(["segment", *paths, "--task", "brain-tumor", "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and not out.exists(), err
+
+
+# ------------------------------------------- not skull-stripped (tester 6, session 6)
+def limited_manifest(tmp_path, limit_ml: float) -> ModelManifest:
+    """The synthetic model with ``inference.max_nonzero_ml`` = ``limit_ml``."""
+    import json
+
+    path = synthetic_manifest(tmp_path).path
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["inference"]["max_nonzero_ml"] = limit_ml
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return ModelManifest.load(path)
+
+
+def test_a_head_larger_than_the_limit_is_refused_everywhere(tmp_path, capsys):
+    """The phantom is non-zero over about 35 ml at 1 mm (45 ml on the test grid): refused
+    under a 20 ml limit by the whole-array, cached, streamed (--roi), bypassed-order and
+    Slicer Logic checks, in one line, nothing written; passes under 100 ml."""
+    from UNetPlusPlusLib.warm_cache import WarmCache
+
+    array = phantom(13)
+    expected = "Input 'FLAIR' is non-zero over"
+    assert check_model_input(limited_manifest(tmp_path / "a", 100.0), as_volume(array)) == []
+    manifest = limited_manifest(tmp_path / "b", 20.0)
+    with pytest.raises(UNetPlusPlusError) as whole:
+        check_model_input(manifest, as_volume(array))
+    assert_one_line_refusal(str(whole.value), "Input 'FLAIR' is non-zero over 45 ml")
+    assert "does not look skull-stripped" in str(whole.value)
+    with pytest.raises(UNetPlusPlusError, match=expected):
+        WarmCache().input_checks(manifest, as_volume(array), channel_check=False)
+    paths = []
+    for channel_name, channel in zip(NAMES, array):
+        paths.append(str(tmp_path / f"{channel_name}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+    out = tmp_path / "out.seg.nrrd"
+    args = ["segment", *paths, "--model", str(manifest.path), "-o", str(out), "--quiet"]
+    roi = ["--roi", "10", "10", "10", "30", "30", "30", "--lps"]  # streamed checks
+    for extra in ([], roi, ["--no-channel-check"]):
+        assert main([*args, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert_one_line_refusal(err.strip(), "Input 'FLAIR' is non-zero over 35 ml")
+        assert not out.exists()
+    scene, nodes = mrml_channel_nodes(array)
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
+    count = scene.GetNumberOfNodes()
+    logic = SegmentationLogic(persistent=False)
+    try:
+        with pytest.raises(UNetPlusPlusError, match=expected):
+            logic.start_job(nodes, manifest, depth=1)
+        assert scene.GetNumberOfNodes() == count and not logic._jobs
+    finally:
+        logic.shutdown()
+
+
+def head_around(image: np.ndarray) -> np.ndarray:
+    """A (4, z, y, x) skull-stripped case with a bright 'skull and scalp' filling the rest of
+    an ellipsoidal head (about 3.4 l on a BraTS grid), the background outside still 0."""
+    shape = image.shape[1:]
+    z, y, x = np.meshgrid(*[np.arange(n) - n / 2 for n in shape], indexing="ij")
+    half = [0.45 * n for n in shape]
+    head = (z / half[0]) ** 2 + (y / half[1]) ** 2 + (x / half[2]) ** 2 < 1.0
+    out = image.copy()
+    for channel in out:
+        channel[head & (channel == 0)] = 1.3 * np.percentile(channel[channel > 0], 95)
+    return out
+
+
+def test_brats_cases_fill_less_than_the_limit_and_a_whole_head_is_refused(brats_volumes):
+    """The 19 correctly given cases fill 1084-1729 ml, at least 1.4 times below the shipped
+    2500 ml limit; Brats18_2013_11_1 with a skull left around the brain is refused (it gave
+    726 ml of oedema instead of 74 ml with only the order warning)."""
+    manifest = ModelManifest.load(BRAIN)
+    limit = manifest.inference["max_nonzero_ml"]
+    assert limit == 2500
+    for name, volume in brats_volumes.items():
+        assert check_model_input(manifest, volume) == [], name
+        filled = np.count_nonzero(volume.array, axis=(1, 2, 3)).max() * np.prod(volume.spacing)
+        assert filled / 1000 < limit / 1.4, name
+    volume = brats_volumes["Brats18_2013_11_1"]
+    with pytest.raises(UNetPlusPlusError) as error:
+        check_model_input(manifest, volume.with_array(head_around(volume.array)))
+    assert_one_line_refusal(str(error.value), "Input 'FLAIR' is non-zero over")

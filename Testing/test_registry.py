@@ -36,7 +36,7 @@ def make_package(folder: Path, name: str = "liver-test", task: str = "liver", se
             "channels": [{"name": "CT", "modality": "CT", "normalization": {"kind": "mr"}}],
             "labels": [{"value": 1, "name": "liver", "color": [1, 0, 0]}],
             "spacing": [2, 2, 2],
-            "tile_size": [16, 16, 16],
+            "tile_size": [32, 32, 32],  # 16^3: one voxel at depth 4, refused
             "overlap": 0.25,
             "depths": [1, 2, 3, 4],
             "recommended_depth": 4,

@@ -199,7 +199,7 @@ def test_dataset_json_maps_label_values_and_splits_by_patient(tmp_path):
     assert np.array_equal(data.labels == 1, ball((12, 12, 12), 5))
     assert dataset.label_sources() == "expert"
 
-    from UNetPlusPlusLib.training.trainer import split_cases
+    from UNetPlusPlusLib.training.split import split_cases
 
     train, val = split_cases(cases, 0.5, seed=0)
     assert {c.patient_id for c in train}.isdisjoint({c.patient_id for c in val})
@@ -323,7 +323,7 @@ def test_case_names_that_prefix_each_other_stay_separate(tmp_path):
 
 
 def test_validation_cases_that_match_nothing_are_an_error(tmp_path):
-    from UNetPlusPlusLib.training.trainer import split_cases
+    from UNetPlusPlusLib.training.split import split_cases
 
     write_slicer_dataset(tmp_path, cases=2)
     cases = find_cases(describe_slicer_export(tmp_path, labels=["tumor"], modality="CT"))

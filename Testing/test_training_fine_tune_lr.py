@@ -1,4 +1,6 @@
-"""The learning rate of a fine-tune: with --init and no --lr, half the scratch default, shown in
+"""The learning rate of a fine-tune: with --init and no --lr, half the parent's own rate (its
+model.json training.lr, else --lr in training.command; before, always half the global scratch
+default, whatever the parent was trained at), else half the scratch default, shown in
 the plan table, recorded in plan.json and the checkpoint; --lr overrides it; --resume keeps the
 rate a run started with, also a run started before this default (whose plan.json has no lr: the
 resumed session records it there, from the checkpoint).
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+from types import SimpleNamespace
 
 import pytest
 from test_training_dataset import write_slicer_dataset
@@ -19,6 +23,7 @@ from UNetPlusPlusLib.training.plan_setup import (
     FINE_TUNE_LR_FACTOR,
     SCRATCH_LR,
     learning_rate_choice,
+    parent_learning_rate,
 )
 from UNetPlusPlusLib.training.planner import Plan
 
@@ -40,6 +45,50 @@ def test_the_fine_tuning_default_is_half_the_scratch_rate():
     assert learning_rate_choice(argparse.Namespace(lr=1e-3), {}, {}, init)[:2] == (1e-3, "--lr")
     assert learning_rate_choice(args, {"lr": 3e-4}, {}, init)[:2] == (3e-4, "the checkpoint")
     assert learning_rate_choice(args, {}, {"lr": 2e-4}, init)[:2] == (2e-4, "dataset.json")
+
+
+def test_the_fine_tuning_default_is_half_the_parents_own_rate_where_its_manifest_has_it():
+    args = argparse.Namespace(lr=None)
+
+    def parent(training):
+        return SimpleNamespace(name="liver-ct", training=training)
+
+    recorded = parent({"lr": 0.001, "command": "unetpp train d -o o --lr 0.004"})
+    assert parent_learning_rate(recorded) == (0.001, "training.lr")  # the field wins
+    lr, source, why = learning_rate_choice(args, {}, {}, recorded)
+    assert (lr, source) == (5e-4, None)
+    assert why == "fine-tuning: half the rate of liver-ct (0.001, its model.json training.lr)"
+    from_command = parent({"command": "unetpp train d -o o --lr 0.004 --epochs 3"})
+    assert learning_rate_choice(args, {}, {}, from_command)[0] == pytest.approx(0.002)
+    assert "--lr in training.command" in learning_rate_choice(args, {}, {}, from_command)[2]
+    assert parent_learning_rate(parent({"command": "unetpp train d --lr=2e-4"}))[0] == 2e-4
+    for unusable in ({}, {"lr": "fast"}, {"lr": -1}, {"lr": True}, {"command": "--lrs 3"}):
+        assert parent_learning_rate(parent(unusable)) is None
+        lr, _, why = learning_rate_choice(args, {}, {}, parent(unusable))
+        assert lr == 1.5e-4 and why.startswith("fine-tuning: half the scratch rate (0.0003)")
+    # an explicit rate still wins over the parent's
+    assert learning_rate_choice(argparse.Namespace(lr=0.01), {}, {}, recorded)[:2] == (0.01, "--lr")
+    assert learning_rate_choice(args, {"lr": 3e-4}, {}, recorded)[:2] == (3e-4, "the checkpoint")
+
+
+@pytest.mark.usefixtures("fixed_timing")
+def test_the_plan_shows_the_parents_rate_halved(tmp_path, capsys, sphere_model):
+    parent = tmp_path / "parent"
+    shutil.copytree(sphere_model.parent, parent)
+    manifest = json.loads((parent / "model.json").read_text())
+    manifest["training"]["lr"] = 0.002
+    (parent / "model.json").write_text(json.dumps(manifest))
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "ft"
+    base = [str(data), *COMMON, "--time-budget", "2h", "--plan-only", "--init", str(parent)]
+    assert main([*base, "-o", str(out)]) == 0
+    row = lr_row(capsys.readouterr().out)
+    assert (
+        "0.001 " in row
+        and "half the rate of sphere-test (0.002, its model.json training.lr)" in row
+    )
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["lr"] == pytest.approx(0.001) and "lr" not in plan["sources"]
 
 
 @pytest.mark.usefixtures("fixed_timing")

@@ -7,6 +7,7 @@ refused. Tiny runs on four synthetic 24^3 cases."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from test_training_dataset import write_slicer_dataset
@@ -52,7 +53,11 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     original = _row(printed, "first run's estimate")
     assert "in all" in original and "2 iterations" in original
     assert f"{first['estimate']['validations']} validation(s)" in original
-    assert printed.count("done about") == 2
+    assert printed.count("done about") == 3  # the table's two rows and the resumed line
+    # one ETA: the resumed line repeats the table's (it left out the preparation before)
+    total, done = re.search(r"ETA +(\S+) for the rest.*done about (\d\d:\d\d)", eta).groups()
+    resumed_line = _row(printed, "resumed after epoch 2")
+    assert resumed_line.endswith(f"ETA for the rest {total}; done about {done}"), resumed_line
 
 
 def test_resume_still_refuses_a_changed_fixed_setting(tmp_path, capsys):

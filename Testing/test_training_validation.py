@@ -75,6 +75,23 @@ def test_evaluate_depths_scores_and_times_every_depth():
     json.dumps(results)  # manifest-ready
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors"])
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, name):
+    """Tester 6: `train --resume` on a checkpoint whose safetensors header was overwritten
+    failed with 'internal error (SafetensorError: ...)'; now one UNetPlusPlusError."""
+    from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+    network = UNetPlusPlus3D(1, 2, (2, 2, 2, 2, 2, 2), norm="none")
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
+    save_checkpoint(tmp_path, network, optimizer, None, {"epoch": 1, "optimizer": {}})
+    path = tmp_path / "checkpoint" / name
+    data = bytearray(path.read_bytes())
+    data[20:40] = b"x" * 20  # inside the JSON header
+    path.write_bytes(bytes(data))
+    with pytest.raises(UNetPlusPlusError, match="does not fit this model or is damaged"):
+        load_checkpoint(tmp_path, network, optimizer, None)
+
+
 def test_checkpoint_round_trip_is_exact_and_pickle_free(tmp_path):
     torch.manual_seed(0)
     network = UNetPlusPlus3D(1, 2, (2, 2, 2, 2, 2, 2), norm="none")

@@ -143,3 +143,37 @@ def test_serve_answers_a_held_token_without_the_input_files(tmp_path, sphere_mod
     )
     assert whole["held_input"] is None and dot["held_input"] == "t1"
     assert ask(small, (base, {"input_token": 3}))[0]["error"].startswith("bad request")
+
+
+def test_serve_answers_malformed_lines_and_goes_on():
+    """Tester 6: JSON nested 200 000 deep ended the server with 'internal error
+    (RecursionError ...)', a 5000-digit integer would have too (ValueError), and
+    ``"id": 1e400`` was replied as ``Infinity``, which is not JSON. Each is now one
+    "bad request: not JSON" reply, every reply is strict JSON, and the next request is answered."""
+    import io
+    import json
+
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_serve import serve
+
+    bad = [
+        "[" * 200_000 + "]" * 200_000,
+        '{"id": 1e400, "argv": []}',
+        '{"id": NaN, "argv": []}',
+        '{"id": ' + "9" * 5000 + ', "argv": []}',
+        "{not json",
+    ]
+    replies = io.StringIO()
+    requests = "\n".join([*bad, json.dumps({"id": 7, "argv": []})]) + "\n"
+    assert serve(io.StringIO(requests), replies, build_parser, cache=WarmCache()) == 0
+
+    def strict(text):
+        raise ValueError(text)
+
+    lines = [json.loads(line, parse_constant=strict) for line in replies.getvalue().splitlines()]
+    assert lines[0]["ready"] is True
+    assert (
+        lines[1:-1]
+        == [{"id": None, "error": "bad request: not JSON", "status": 2, "held_input": None}] * 5
+    )
+    assert lines[-1]["id"] == 7 and lines[-1]["status"] == 2, lines[-1]

@@ -27,6 +27,18 @@ class ArgumentError(Exception):
 _EXTRAS_PROG = "_unetpp_extras_prog"  # namespace key: the (sub-)command that left arguments over
 
 
+#: Arguments that start like a negative number (``-5``, ``-5m``, ``-.5``): values, not options.
+NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+def accept_negative_values(parser: argparse.ArgumentParser) -> None:
+    """Let ``parser`` read ``--time-budget -5m`` as the value ``-5m`` (argparse takes only plain
+    negative numbers, ``-5``, as values and answered "expected one argument"), so the option's
+    type says what is wrong ("must be longer than zero"). Safe while no option of ``parser`` is
+    named like a negative number (none of `unetpp`'s is); sub-parsers of :class:`Parser` have it."""
+    parser._negative_number_matcher = NEGATIVE_VALUE  # type: ignore[attr-defined]
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (``error: ...``), not usage + message, and
     point to the help of the (sub-)command whose arguments were wrong (``unetpp models list
@@ -36,6 +48,10 @@ class Parser(argparse.ArgumentParser):
     An unknown option is named even when a required argument is missing too: argparse reports
     the missing ``INPUT`` first (``unetpp segment --bogus-option``), which hides the typo.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        accept_negative_values(self)
 
     def error(self, message: str, prog: str = ""):  # type: ignore[override]
         """Raise ArgumentError: ``message (see `PROG --help`)``, PROG this parser's or ``prog``."""
@@ -77,7 +93,7 @@ class Parser(argparse.ArgumentParser):
         for arg in args:
             if arg == "--":
                 break
-            if not arg.startswith("-") or arg == "-" or _is_number(arg):
+            if not arg.startswith("-") or arg == "-" or NEGATIVE_VALUE.match(arg):
                 continue
             name = arg.split("=", 1)[0]
             abbreviated = self.allow_abbrev and name.startswith("--")
@@ -87,14 +103,6 @@ class Parser(argparse.ArgumentParser):
                 continue
             unknown.append(arg)
         return unknown
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def finite_float(text: str) -> float:
@@ -143,6 +151,8 @@ _NUMBER = r"(\d+(?:\.\d+)?)"
 def duration_seconds(text: str) -> float:
     """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s`` or a bare number of seconds (``3600``);
     raises ValueError (saying what is allowed) for anything else or a zero duration."""
+    if str(text).strip().startswith("-"):
+        raise ValueError(f"{text!r} must be longer than zero")
     if re.fullmatch(rf"\s*{_NUMBER}\s*", str(text)):
         if float(text) > 0:
             return float(text)
@@ -176,6 +186,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (a random seed: numpy refuses negative ones)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 

@@ -109,15 +109,21 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     roi = _roi_box(args)
     if roi is None or args.point or args.disagreement or args.preview:
         return None
+    import SimpleITK as sitk
+
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import read_region
-    from .engine.sanity import check_model_samples
+    from .engine.sanity import check_model_samples, image_volume_ml
     from .engine.streamed_checks import check_files
 
     names = [c.name for c in manifest.channels]
 
-    def order_check(samples):  # background, near duplicates, order, on the streamed samples
-        return check_model_samples(manifest, samples, args.channel_check)
+    def order_check(samples):  # background, extent, near duplicates, order: streamed samples
+        header = sitk.ImageFileReader()
+        header.SetFileName(str(args.inputs[0]))
+        header.ReadImageInformation()
+        image_ml = image_volume_ml(header.GetSize()[:3], header.GetSpacing()[:3])
+        return check_model_samples(manifest, samples, args.channel_check, image_ml)
 
     modalities = [c.modality for c in manifest.channels]
     warnings = check_files(args.inputs, modalities, names, order_check=order_check)
@@ -304,8 +310,17 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     info["seconds"] = sum(float(r.info.get("seconds", 0.0)) for r in results)
     info["points"] = len(args.point or [])
     info["volumes_ml"] = volumes
-    # input warnings of every point's run, each once (engine/sanity.py, the clicked component)
-    info["warnings"] = list(dict.fromkeys(w for r in results for w in r.info.get("warnings", [])))
+    # input warnings of every point's run, each once (engine/sanity.py, the clicked component);
+    # with several points, an empty click names its point (one warning said nothing of which)
+    found = []
+    for number, result in enumerate(results, start=1):
+        for warning in result.info.get("warnings", []):
+            if info["points"] > 1 and "at the clicked point" in warning:
+                warning = warning.replace(
+                    "at the clicked point", f"at point {number} of {info['points']}"
+                ).replace("the result is empty", f"its segment (ending in ' {number}') is empty")
+            found.append(warning)
+    info["warnings"] = list(dict.fromkeys(found))
     info["outputs"] = {
         "segmentation": args.output,
         "labelmap": args.labelmap,
@@ -361,7 +376,7 @@ def add_segment_parser(subparsers) -> None:
         action="append",
         metavar=("X", "Y", "Z"),
         help="a point on a lesion (mm); crops a model-sized box around it. Repeat it for "
-        "several lesions: one segment per point (e.g. 'lung nodule 1', 'lung nodule 2')",
+        "several lesions: one segment per point (e.g. 'nodule 1', 'nodule 2')",
     )
     parser.add_argument(
         "--lps",

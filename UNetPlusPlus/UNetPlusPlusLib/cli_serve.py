@@ -17,7 +17,8 @@ Protocol, one JSON object per line (UTF-8):
   volume of that token, the input files are not read and need not exist. Every final reply
   (result or error) carries ``"held_input"``: the token of the volume the server holds for the
   next request, or null; so the module deletes each run's input files when the run ends and
-  writes them again only when the server does not hold the volume; an empty token is refused;
+  writes them again only when the server does not hold the volume; an empty or blank token is
+  refused; a line that is not JSON gets an error reply with ``"id": null`` and the same keys;
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
 Requests run one after another. The last model and the last input volume stay in memory
@@ -32,6 +33,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 from typing import IO, Any, Callable, Optional
@@ -42,6 +44,28 @@ from .warm_cache import WarmCache
 #: Makes the whole `unetpp` parser (``cli.build_parser``); given by the CLI, which imports this
 #: module, through :func:`add_serve_parser`: a request is parsed as ``unetpp segment`` would be.
 ParserFactory = Callable[[], argparse.ArgumentParser]
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a finite float; ``1e400`` (inf) would be replied as ``Infinity``."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_request(line: str) -> Any:
+    """One request line as strict JSON. Raises ValueError for anything else: not JSON, NaN or
+    Infinity, a number beyond float range, nesting deeper than Python's recursion limit (which
+    would otherwise end the server with an internal error)."""
+    try:
+        return json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError as error:
+        raise ValueError("nested too deeply") from error
 
 
 def _reply(stream: IO[str], payload: dict) -> None:
@@ -66,11 +90,11 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
     if token is not None and not isinstance(token, str):
         end({"error": "bad request: input_token is not a string", "status": EXIT_USER_ERROR})
         return
-    if token == "":  # "held_input": "" would read as "nothing held" to a truthiness test
-        end({"error": "bad request: input_token is empty", "status": EXIT_USER_ERROR})
+    if token is not None and not token.strip():  # "" would read as "nothing held" to a
+        message = "bad request: input_token is empty or blank"  # truthiness test; " " likewise
+        end({"error": message, "status": EXIT_USER_ERROR})
         return
-    asked = set(argv[: argv.index("--")] if "--" in argv else argv)
-    if asked & {"-h", "--help"}:  # argparse would print the whole help and exit
+    if any(_asks_for_help(a) for a in (argv[: argv.index("--")] if "--" in argv else argv)):
         end({"error": "bad request: --help is not a request", "status": EXIT_USER_ERROR})
         return
 
@@ -90,6 +114,13 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
         end(_run(args, progress, cache, token), click=bool(args.point))
     finally:  # the memory bound, whatever the outcome (warm_cache.py)
         cache.after_request(click=bool(args.point))
+
+
+def _asks_for_help(arg: str) -> bool:
+    """True for ``-h``, ``--help`` and the abbreviations argparse reads as it (``--he``; no other
+    `segment` option starts with ``--h``): argparse would print the help and exit."""
+    name = arg.split("=", 1)[0]
+    return name == "-h" or (len(name) >= 3 and "--help".startswith(name))
 
 
 def _run(args, progress, cache: WarmCache, token: Optional[str]) -> dict:
@@ -128,10 +159,11 @@ def serve(
         if not line.strip():
             continue
         try:
-            request = json.loads(line)
-        except json.JSONDecodeError:
-            message = "bad request: not JSON"
-            _reply(replies, {"id": None, "error": message, "status": EXIT_USER_ERROR})
+            request = parse_request(line)
+        except ValueError:
+            message = "bad request: not JSON"  # the keys of every final reply (held_input too)
+            payload = {"error": message, "status": EXIT_USER_ERROR}
+            _reply(replies, {"id": None, **payload, "held_input": cache.held_token(True)})
             continue
         if isinstance(request, dict) and request.get("quit"):
             break

@@ -269,7 +269,9 @@ class SegmentationLogic:
         images = self._native_images(volume_nodes, manifest)
         modalities = [channel.modality for channel in manifest.channels]
         warnings = check_channels(images.arrays, images.grid, channels, modalities)
-        return warnings + check_sequence_order(manifest, images.arrays, self.channel_check)
+        return warnings + check_sequence_order(
+            manifest, images.arrays, self.channel_check, images.grid.spacing
+        )
 
     def write_result(
         self,

@@ -47,7 +47,7 @@ class ModelManifest:
     postprocess: dict = field(default_factory=dict)
     test_time_augmentation: dict = field(default_factory=dict)  # engine/tta.py; {} = all axes
     # {"crop_nonzero": bool} (nonzero_crop.py), {"channel_check": bool, "channel_fingerprint":
-    # {...}} (channel_order.py)
+    # {...}} (channel_order.py), {"max_nonzero_ml": float} (sanity.check_nonzero_extent)
     inference: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
@@ -174,12 +174,21 @@ def _dumps(value: Any, indent: str = "") -> str:
     return json.dumps(value)
 
 
+def umask_file_mode() -> int:
+    """The mode a new file gets under the process umask (0o644 under 022): ``tempfile.mkstemp``
+    leaves 0o600, which made a trained model unreadable to the colleagues it is shared with."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp_name, umask_file_mode())
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):

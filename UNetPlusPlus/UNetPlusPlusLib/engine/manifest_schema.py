@@ -138,7 +138,7 @@ class ManifestValidator:
             channels=channels,
             labels=labels,
             spacing=self.vector3(data["spacing"], "spacing", integer=False),
-            tile_size=self.vector3(data["tile_size"], "tile_size", integer=True),
+            tile_size=self.tile_size(data["tile_size"], MAX_DEPTH, network),
             overlap=overlap,
             depths=depths,
             recommended_depth=recommended,
@@ -277,6 +277,27 @@ class ManifestValidator:
             self.string(network["norm"], "network.norm")
         return copy.deepcopy(network)
 
+    def tile_size(self, value: Any, depth: int, network: dict) -> tuple:
+        """The tile (x, y, z) in voxels. Every side halves ``depth`` times (``MAX_DEPTH``: the
+        ensemble always runs the full network) to at least one voxel, and with instance norm
+        the coarsest level holds more than one voxel: the limits of
+        ``network.UNetPlusPlus3D._check_input``, which would otherwise fail mid-run."""
+        tile = self.vector3(value, "tile_size", integer=True)
+        coarsest = [side // 2**depth for side in tile]
+        if min(coarsest) < 1:
+            raise self.fail(
+                "tile_size",
+                f"is {list(tile)}, too small for depth {depth}: every side needs at least "
+                f"{2**depth} voxels",
+            )
+        if network.get("norm", "instance") == "instance" and math.prod(coarsest) < 2:
+            raise self.fail(
+                "tile_size",
+                f"is {list(tile)}, too small for depth {depth} with instance norm: make one "
+                f"side at least {2 ** (depth + 1)}",
+            )
+        return tile
+
     def depths(self, depths_value: Any, recommended: Any) -> tuple[tuple[int, ...], int]:
         items = self.sequence(depths_value, "depths")
         if not items:
@@ -328,7 +349,7 @@ class ManifestValidator:
 
     def inference(self, value: Any, n_channels: int) -> dict:
         inference = self.mapping(value, "inference")
-        options = ("crop_nonzero", "channel_check", "channel_fingerprint")
+        options = ("crop_nonzero", "channel_check", "channel_fingerprint", "max_nonzero_ml")
         unknown = sorted(set(inference) - set(options))
         if unknown:
             raise self.fail(
@@ -337,6 +358,10 @@ class ManifestValidator:
         for flag in options[:2]:
             if not isinstance(inference.get(flag, True), bool):
                 raise self.fail(f"inference.{flag}", "must be true or false")
+        if "max_nonzero_ml" in inference:
+            limit = self.number(inference["max_nonzero_ml"], "inference.max_nonzero_ml")
+            if limit <= 0:
+                raise self.fail("inference.max_nonzero_ml", f"must be positive (got {limit})")
         if "channel_fingerprint" in inference:
             from .channel_order import parse_reference  # numpy only
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from UNetPlusPlusLib.engine.manifest_model import ModelManifest
+from UNetPlusPlusLib.engine.manifest_model import ModelManifest, umask_file_mode
 from UNetPlusPlusLib.engine.manifest_types import MANIFEST_FILENAME, PathLike
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 
@@ -100,6 +100,7 @@ def save_model_package(
     try:
         save_file(tensors, tmp_name, metadata={"format": "pt", "model": manifest.name})
         digest = sha256_file(tmp_name)
+        os.chmod(tmp_name, umask_file_mode())
         os.replace(tmp_name, weights_path)
     finally:
         if os.path.exists(tmp_name):

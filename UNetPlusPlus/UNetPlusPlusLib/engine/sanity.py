@@ -13,8 +13,9 @@ before training (``training/dataset_check.py``):
   at most 256 distinct non-negative integers; for MR, at most 16); a CT channel must hold air
   (values below -500 HU); an MR channel must not look like a CT (5% of it at -900 or below);
 - **channels for a model** (:func:`check_model_samples`): an MR channel of a model that relies
-  on a zero background must hold voxels exactly 0; no two channels may be the same image up to
-  scale (Spearman correlation ~1); then the sequence order (:mod:`.channel_order`).
+  on a zero background must hold voxels exactly 0, and be non-zero over no more than the
+  manifest's ``inference.max_nonzero_ml`` (not skull-stripped); no two channels may be the same
+  image up to scale (Spearman correlation ~1); then the sequence order (:mod:`.channel_order`).
 
 Refusals raise :class:`UNetPlusPlusError` with one actionable line; borderline findings are
 returned as warning strings for the CLI (``warning: ...`` on stderr) and the Slicer panel.
@@ -363,7 +364,8 @@ def check_model_input(
     if input_warnings is not None:
         return list(input_warnings)
     warnings = check_volume(volume, [channel.modality for channel in manifest.channels])
-    return warnings + check_sequence_order(manifest, list(volume.array), channel_check)
+    arrays = list(volume.array)
+    return warnings + check_sequence_order(manifest, arrays, channel_check, volume.spacing)
 
 
 # --------------------------------------------------------------------------- for a model
@@ -435,18 +437,48 @@ def check_near_duplicates(spearman: np.ndarray, channel_names: Sequence[str]) ->
                 )
 
 
+def check_nonzero_extent(
+    manifest, samples: Sequence[np.ndarray], channel_names: Sequence[str], image_ml: float
+) -> None:
+    """Refuse a channel whose non-zero voxels (``samples``: strided, ``channel_samples``, of an
+    image of ``image_ml`` ml) fill more than the manifest's ``inference.max_nonzero_ml`` ml (a
+    head not skull-stripped; none: no check). Raises UNetPlusPlusError."""
+    limit = (getattr(manifest, "inference", None) or {}).get("max_nonzero_ml")
+    if not limit or not image_ml:
+        return
+    for sample, name in zip(samples, channel_names):
+        filled = float(np.count_nonzero(sample)) / max(1, sample.size) * image_ml
+        if filled > limit:
+            raise UNetPlusPlusError(
+                f"Input '{name}' is non-zero over {filled:.0f} ml, more than the {limit:.0f} ml "
+                "a skull-stripped brain fills for this model: it does not look skull-stripped "
+                "(skull, scalp or neck left around the brain give false tumour). Skull-strip "
+                "it (for example with HD-BET or SynthStrip), everything outside the brain 0."
+            )
+
+
+def image_volume_ml(size: Sequence[int], spacing: Sequence[float]) -> float:
+    """The volume in ml of an image of ``size`` voxels (any order) at ``spacing`` (mm)."""
+    return float(np.prod([float(n) for n in size])) * float(np.prod(spacing)) / 1000.0
+
+
 def check_model_samples(
-    manifest, samples: Sequence[np.ndarray], channel_check: bool = True
+    manifest,
+    samples: Sequence[np.ndarray],
+    channel_check: bool = True,
+    image_ml: float | None = None,
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
-    need the model: a zero background (:func:`needs_zero_background`), no two channels the same
-    image up to scale, then the sequence order (skipped with ``channel_check=False``,
-    ``--no-channel-check``). Returns warnings; raises UNetPlusPlusError."""
+    need the model: a zero background (:func:`needs_zero_background`) and, given the image's
+    volume ``image_ml`` (ml), :func:`check_nonzero_extent`; no two channels the same image up
+    to scale; the sequence order (unless ``channel_check=False``). Returns warnings; raises
+    UNetPlusPlusError."""
     from .channel_order import check_channel_order, fingerprint, manifest_reference
 
     names = [channel.name for channel in manifest.channels]
     if needs_zero_background(manifest):
         check_zero_background(samples, names)
+        check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
     found = fingerprint(samples) if len(samples) > 1 else None
     if found is not None:
         check_near_duplicates(found.spearman, names)
@@ -456,9 +488,13 @@ def check_model_samples(
     return check_channel_order(samples, reference, names, found)
 
 
-def check_sequence_order(manifest, arrays: Sequence[np.ndarray], enabled: bool = True) -> list[str]:
-    """:func:`check_model_samples` of C (z, y, x) ``arrays``: the zero background and near
-    duplicates always, the sequence order against the ``manifest``'s channel fingerprint
-    (:mod:`.channel_order`) unless ``enabled=False``. Returns warnings; raises
+def check_sequence_order(
+    manifest, arrays: Sequence[np.ndarray], enabled: bool = True, spacing=None
+) -> list[str]:
+    """:func:`check_model_samples` of C (z, y, x) ``arrays`` at ``spacing`` (mm; None: no
+    extent check); the sequence order unless ``enabled=False``. Returns warnings; raises
     UNetPlusPlusError."""
-    return check_model_samples(manifest, channel_samples(arrays), enabled)
+    image_ml = None
+    if spacing is not None and len(arrays):
+        image_ml = image_volume_ml(np.shape(arrays[0]), spacing)
+    return check_model_samples(manifest, channel_samples(arrays), enabled, image_ml)

@@ -113,12 +113,15 @@ def load_checkpoint(
     """Restore model, optimizer and scaler in place; returns the JSON state."""
     folder = Path(out_dir) / CHECKPOINT_DIR
     state = read_checkpoint_state(out_dir)
+    from safetensors import SafetensorError  # a damaged file (tester 6: an internal error)
+
     try:
         model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
         tensors = load_file(str(folder / "optimizer.safetensors"))
-    except (OSError, RuntimeError, ValueError) as error:
+    except (OSError, RuntimeError, ValueError, SafetensorError) as error:
         raise UNetPlusPlusError(
-            f"Checkpoint in {folder} does not fit this model or is damaged ({error})."
+            f"Checkpoint in {folder} does not fit this model or is damaged ({error}); start "
+            "again with --overwrite."
         ) from error
     optimizer.load_state_dict(_optimizer_join(tensors, state["optimizer"]))
     _match_parameter_layout(optimizer)

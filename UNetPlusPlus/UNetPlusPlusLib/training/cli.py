@@ -221,12 +221,22 @@ def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
         threads=args.threads,
         cache_dir=args.cache_dir or saved.get("cache_dir"),
         name=args.name or saved.get("name") or _default_name(dataset, init),
-        task=args.task or saved.get("task") or (init.task if init else dataset.task),
+        task=args.task or saved.get("task") or _default_task(dataset, init),
         init=str(init.path) if init is not None and init.path else args.init,
         command=_command_line(args),
         progress_bar=not args.no_progress,
         precision=str(plan_values.get("precision") or "fp32"),
     )
+
+
+def _default_task(dataset, init) -> str:
+    """A fine-tuned model's default task: the parent's when it learns the parent's labels, else
+    the dataset's (the liver model fine-tuned on nodules was listed under the liver task)."""
+    if init is not None and [label.name.lower() for label in init.labels] == [
+        label.name.lower() for label in dataset.labels
+    ]:
+        return init.task
+    return dataset.task
 
 
 def _default_name(dataset, init) -> str:

@@ -79,7 +79,11 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
     """The package manifest of a finished run: per-depth validation, provenance, plan."""
     config, dataset = trainer.config, trainer.dataset
     recommended = recommend_depth(per_depth, config.depth_tolerance)
+    split = getattr(trainer, "split_record", None) or {}
+    from_parent = split.get("parent") or {}
     where = "the training cases" if trainer.val_on_training else "held-out patients"
+    if from_parent.get("validation_on_parent_training"):
+        where = f"held out from this run; the parent model {from_parent['name']} trained on them"
     data = (
         f"{len(trainer.val_cases)} validation case(s) of '{dataset.name}' ({where}), scored "
         f"on the model grid ({list(config.spacing)} mm)"
@@ -119,6 +123,7 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         "seed": config.seed,
         "dataset": dataset.name,
         "training_cases": len(trainer.train_cases),
+        "cases": [c.case_id for c in getattr(trainer, "train_files", [])],
         "init": str(config.init) if config.init else None,
         "fine_tuned_from": parent_record(parent),
         "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
@@ -139,6 +144,19 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
             "budget_given": plan.budget_given,
             "estimate_s": plan.estimate.get("total"),
         }
+    validation = {
+        "data": data,
+        "label_source": validation_label_sources(trainer),
+        "cases": [c.case_id for c in trainer.val_cases],
+        "depth_tolerance": config.depth_tolerance,
+        "device": str(trainer.device),
+        "per_depth": per_depth,
+    }
+    held_out = [c.case_id for c in getattr(trainer, "val_files", [])]
+    if held_out and held_out != validation["cases"]:  # --max-val-cases, the plan's subset
+        validation["held_out_cases"] = held_out  # what a fine-tune of this model keeps out
+    if from_parent:
+        validation["parent_split"] = dict(from_parent)
     return ModelManifest(
         name=safe_name(config.name),
         task=safe_name(config.task),
@@ -164,14 +182,7 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         ),
         test_time_augmentation=dict(parent.test_time_augmentation) if same_labels else {},
         inference=inference,
-        validation={
-            "data": data,
-            "label_source": validation_label_sources(trainer),
-            "cases": [c.case_id for c in trainer.val_cases],
-            "depth_tolerance": config.depth_tolerance,
-            "device": str(trainer.device),
-            "per_depth": per_depth,
-        },
+        validation=validation,
         training=training,
     )
 
@@ -258,6 +269,7 @@ def write_card(out_dir: Path, manifest: ModelManifest, plan=None) -> Path:
             f"- fine-tuned from {parent['name']} ({parent['task']}, weights sha256 "
             f"{parent['sha256'][:12]}...) on {training.get('dataset')}"
         )
+    lines += _split_lines(validation.get("parent_split"))
     lines += [
         f"- command: `{training.get('command', '')}`",
         f"- {training.get('training_cases')} training case(s), {training.get('epochs')} epoch(s) "
@@ -276,6 +288,31 @@ def write_card(out_dir: Path, manifest: ModelManifest, plan=None) -> Path:
     path = Path(out_dir) / "CARD.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _split_lines(parent: Optional[dict]) -> list[str]:
+    """The card's lines on a fine-tune's split against its parent's (``parent_split``)."""
+    if not parent:
+        return []
+    kept = parent.get("held_out_kept_out") or []
+    shown = ", ".join(kept[:10]) + (f" and {len(kept) - 10} more" if len(kept) > 10 else "")
+    lines = [
+        f"- kept out of training: {len(kept)} held-out case(s) of the parent {parent['name']} "
+        f"found in this dataset" + (f" ({shown}), validated on instead" if kept else "")
+    ]
+    if not parent.get("training_cases_known"):
+        lines.append(
+            f"- the parent {parent['name']} does not list its training cases: the validation "
+            "cases may include cases it was trained on"
+        )
+    elif parent.get("validation_on_parent_training"):
+        lines.append(
+            f"- the parent {parent['name']} was trained on every patient of this dataset: the "
+            "validation cases are held out from this run only, so the figures overstate the model"
+        )
+    else:
+        lines.append(f"- no validation case is one the parent {parent['name']} was trained on")
+    return lines
 
 
 def _cell(value) -> str:

@@ -4,7 +4,9 @@ fingerprint, the device, and the budget; or, on ``--resume``, the run's plan.jso
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -24,19 +26,42 @@ _OPTION_OF = {
 #: AdamW learning rate from scratch (``--lr``'s default).
 SCRATCH_LR = 3e-4
 #: ``--init`` without an explicit learning rate (``--lr``, the checkpoint's, dataset.json's):
-#: this share of :data:`SCRATCH_LR`, shown in the plan and recorded in plan.json. Continuing the
-#: shipped nodule model at half its scratch rate improved it (issue 11, docs/MODELS.md).
+#: this share of the --init model's own rate (its model.json ``training.lr``, else ``--lr`` in
+#: its ``training.command``), or of :data:`SCRATCH_LR` when its manifest records neither; shown
+#: in the plan and recorded in plan.json. Continuing the shipped nodule model at half its rate
+#: improved it (issue 11, docs/MODELS.md).
 FINE_TUNE_LR_FACTOR = 0.5
 _SHARE_WORDS = {0.5: "half", 0.25: "a quarter of"}
+
+
+def parent_learning_rate(init) -> Optional[tuple[float, str]]:
+    """The rate the --init model ``init`` (ModelManifest) was trained with and where its
+    manifest records it: ``training.lr``, else ``--lr`` in ``training.command``; None when
+    neither gives a finite positive number."""
+    training = getattr(init, "training", None) or {}
+    found: list[tuple[object, str]] = [(training.get("lr"), "training.lr")]
+    command = training.get("command")
+    if isinstance(command, str):
+        match = re.search(r"(?:^|\s)--lr(?:=|\s+)(\S+)", command)
+        found.append((match.group(1) if match else None, "--lr in training.command"))
+    for value, where in found:
+        try:
+            rate = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(rate) and rate > 0 and not isinstance(value, bool):
+            return rate, where
+    return None
 
 
 def learning_rate_choice(
     args: argparse.Namespace, saved: dict, training: dict, init=None
 ) -> tuple[float, Optional[str], str]:
     """The run's AdamW learning rate: ``(lr, where it came from, why)``; the source is None for a
-    default: the scratch default, or with ``--init`` :data:`FINE_TUNE_LR_FACTOR` of it. First
-    match wins: ``--lr``, the checkpoint (``--resume``: a run keeps the rate it started with,
-    also one started before the fine-tuning default), dataset.json's ``training.lr``."""
+    default: the scratch default, or with ``--init`` :data:`FINE_TUNE_LR_FACTOR` of the parent's
+    own rate (:func:`parent_learning_rate`), else of the scratch default. First match wins:
+    ``--lr``, the checkpoint (``--resume``: a run keeps the rate it started with, also one
+    started before the fine-tuning default), dataset.json's ``training.lr``."""
     for value, source in (
         (args.lr, "--lr"),
         (saved.get("lr"), "the checkpoint"),
@@ -48,7 +73,13 @@ def learning_rate_choice(
     if init is None:
         return scratch, None, "the default, from scratch"
     share = _SHARE_WORDS.get(FINE_TUNE_LR_FACTOR, f"{FINE_TUNE_LR_FACTOR:g} x")
-    reason = f"fine-tuning: {share} the scratch rate ({scratch:g})"
+    parent = parent_learning_rate(init)
+    if parent is not None:
+        rate, where = parent
+        name = getattr(init, "name", "the --init model")
+        reason = f"fine-tuning: {share} the rate of {name} ({rate:g}, its model.json {where})"
+        return rate * FINE_TUNE_LR_FACTOR, None, reason
+    reason = f"fine-tuning: {share} the scratch rate ({scratch:g}), the --init model records none"
     return scratch * FINE_TUNE_LR_FACTOR, None, reason
 
 

@@ -150,6 +150,7 @@ class Plan:
     # --resume sessions: after_epoch, epochs_before, epochs, when, and the estimate for the rest
     # (``estimate`` stays the first run's: model.json's estimate_s, the card)
     resumes: list = field(default_factory=list)
+    split: dict = field(default_factory=dict)  # case ids per side (parent_split); --resume keeps it
 
     # ---- persistence ---------------------------------------------------------------------
     def to_dict(self) -> dict:

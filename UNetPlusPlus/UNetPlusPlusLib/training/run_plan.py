@@ -29,8 +29,9 @@ FINISH_MIN_S = 2.0
 class PlanningMixin:
     """Needs the Trainer's config, plan, context, network, loss_fn, cases, log and started."""
 
-    def _eta(self, epochs_done: int) -> float:
-        """Seconds left: iterations and validations still to run at the latest measured rates."""
+    def _rest(self, epochs_done: int) -> dict:
+        """What is left after ``epochs_done`` epochs at the latest measured rates (this run's,
+        else plan.json's): iterations, training seconds, validations, validation seconds."""
         config = self.config
         measured = self.plan.measured if self.plan is not None else {}
         per_iteration = getattr(self, "_iteration_s", None) or measured.get(
@@ -39,14 +40,33 @@ class PlanningMixin:
         per_validation = getattr(self, "_validation_s", None) or measured.get(
             "seconds_per_validation", 0.0
         )
-        left = config.epochs - epochs_done
+        iterations = max(0, config.epochs - epochs_done) * config.iterations_per_epoch
         validations = sum(
             1
             for e in range(epochs_done + 1, config.epochs + 1)
             if e % config.val_every == 0 or e == config.epochs
         )
-        per_iteration_total = left * config.iterations_per_epoch * float(per_iteration)
-        return per_iteration_total + validations * float(per_validation)
+        return {
+            "iterations": iterations,
+            "training": iterations * float(per_iteration),
+            "validations": validations,
+            "validation": validations * float(per_validation),
+        }
+
+    def _eta(self, epochs_done: int) -> float:
+        """Seconds left: iterations and validations still to run at the latest measured rates."""
+        rest = self._rest(epochs_done)
+        return rest["training"] + rest["validation"]
+
+    def _resume_eta(self, epochs_done: int) -> str:
+        """The ETA said when a run resumes: the plan table's (``plan.resumes``, the one record
+        of this session's estimate), else (a checkpoint without plan.json) :meth:`_eta`."""
+        resumes = self.plan.resumes if self.plan is not None else []
+        if resumes and resumes[-1].get("after_epoch") == epochs_done:
+            estimate = resumes[-1]["estimate"]
+            done = time.strftime("%H:%M", time.localtime(estimate.get("finish_epoch", 0)))
+            return f"ETA for the rest {format_duration(estimate['total'])}; done about {done}"
+        return f"ETA for the rest {format_duration(self._eta(epochs_done))}"
 
     def _fit_plan(self) -> None:
         """Time a few steps, fit the schedule to the budget, print and write the plan."""
@@ -114,18 +134,12 @@ class PlanningMixin:
         """On ``--resume`` from the checkpoint ``state`` (its JSON part): the estimate for the
         rest of the run at the measured rates, recorded in ``plan.resumes`` and written to
         plan.json with the epochs this run trains to (the plan table shows it)."""
-        plan, config = self.plan, self.config
+        plan = self.plan
         assert plan is not None
         done = int(state.get("epoch", 0))
         epochs_before = int(state.get("config", {}).get("epochs", plan.epochs))
-        iterations = max(0, config.epochs - done) * config.iterations_per_epoch
-        validations = sum(
-            1
-            for e in range(done + 1, config.epochs + 1)
-            if e % config.val_every == 0 or e == config.epochs
-        )
-        training = iterations * float(plan.measured.get("seconds_per_iteration", 0.0))
-        validation = validations * float(plan.measured.get("seconds_per_validation", 0.0))
+        rest = self._rest(done)  # the same rates as every later ETA (one source)
+        training, validation = rest["training"], rest["validation"]
         preparation = time.monotonic() - self.started
         plan.resumes.append(
             {
@@ -135,10 +149,10 @@ class PlanningMixin:
                 "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "estimate": {
                     "preparation": round(preparation, 1),
-                    "iterations": iterations,
+                    "iterations": rest["iterations"],
                     "training": round(training, 1),
                     "validation": round(validation, 1),
-                    "validations": validations,
+                    "validations": rest["validations"],
                     "total": round(preparation + training + validation, 1),
                     "finish_epoch": time.time() + training + validation,
                 },

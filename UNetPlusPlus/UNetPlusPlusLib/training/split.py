@@ -34,7 +34,7 @@ def split_cases(
     else:
         patients = sorted({c.patient_id for c in cases})
         count = 0 if len(patients) < 2 else max(1, round(fraction * len(patients)))
-        held_out = _seeded_patients(patients, min(count, len(patients) - 1), seed)
+        held_out = seeded_patients(patients, min(count, len(patients) - 1), seed)
         validation = [c for c in cases if c.patient_id in held_out]
     training = [c for c in cases if c not in validation]
     if not training:
@@ -52,11 +52,11 @@ def subset_patients(cases: Sequence[CaseFiles], fraction: float, seed: int) -> l
     if not 0.0 < fraction <= 1.0:
         raise UNetPlusPlusError(f"--train-fraction must be in (0, 1], not {fraction}.")
     patients = sorted({c.patient_id for c in cases})
-    kept = _seeded_patients(patients, max(1, round(fraction * len(patients))), seed + 1)
+    kept = seeded_patients(patients, max(1, round(fraction * len(patients))), seed + 1)
     return [c for c in cases if c.patient_id in kept]
 
 
-def _seeded_patients(patients: Sequence[str], count: int, seed: int) -> set[str]:
-    """``count`` of the sorted ``patients``, drawn by a seeded permutation."""
+def seeded_patients(patients: Sequence[str], count: int, seed: int) -> set[str]:
+    """``count`` (>= 0) of the sorted ``patients``, drawn by a seeded permutation."""
     order = np.random.default_rng(seed).permutation(len(patients))
     return {patients[i] for i in order[:count]}

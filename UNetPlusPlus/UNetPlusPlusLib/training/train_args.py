@@ -15,7 +15,9 @@ def _csv(text: str) -> list[str]:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``unetpp train`` options (defaults None: resolved in ``run_train``)."""
+    """The ``unetpp train`` options (defaults None: resolved in ``run_train``); negative values
+    (``--time-budget -5m``) reach the options' checks (``cli_args.accept_negative_values``)."""
+    types.accept_negative_values(parser)
     parser.add_argument("data_dir", metavar="DATA_DIR", help="folder with the cases")
     parser.add_argument(
         "-o",
@@ -199,7 +201,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--no-augment", action="store_true", help="no augmentation")
     run.add_argument("--no-amp", action="store_true", help="= --precision fp32")
-    run.add_argument("--seed", metavar="N", type=int, help="random seed (0)")
+    run.add_argument("--seed", metavar="N", type=types.non_negative_int, help="random seed (0)")
     run.add_argument("--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N")
     run.add_argument(
         "--threads", metavar="N", type=types.positive_int, help="CPU threads per process"

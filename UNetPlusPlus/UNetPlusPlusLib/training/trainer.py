@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -31,12 +31,13 @@ from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 from .dataset import find_cases
 from .dataset_types import DatasetDescription
 from .package import build_manifest, git_commit, plot_history, write_card
+from .parent_split import choose_split
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
 from .progress import epoch_event
+from .resume_checks import check_resume, jsonable
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
-from .split import split_cases, subset_patients
 from .steps import (
     DeepSupervision,
     NonFiniteLoss,
@@ -45,33 +46,13 @@ from .steps import (
     learning_rate,
     training_step,
 )
-from .validation import DEPTHS, evaluate_depths
+from .validation import DEPTHS, evaluate_depths, validation_summary
 
 LOG_FILE = "train.log"
 HISTORY_FILE = "history.json"
 CURVE_FILE = "training_curve.png"
 DIGESTS_FILE = "rank_digests.json"
 SCHEDULES = ("poly", "cosine", "constant")
-# Fields that must not change between a run and its resumption.
-_RESUME_FIXED = (
-    "train_fraction",
-    "max_cases",
-    "val_fraction",
-    "spacing",
-    "tile_size",
-    "features",
-    "norm",
-    "batch_size",
-    "iterations_per_epoch",
-    "seed",
-    "lr",
-    "weight_decay",
-    "schedule",
-    "foreground_fraction",
-    "augment",
-    "world_size",
-    "precision",
-)
 
 
 @dataclass
@@ -116,13 +97,6 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- helpers
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-
-
-def _jsonable(config: TrainConfig) -> dict:
-    data = asdict(config)
-    for key in ("spacing", "tile_size", "features"):
-        data[key] = list(data[key])
-    return data
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -208,17 +182,14 @@ class Trainer(PlanningMixin):
         cases = find_cases(self.dataset)
         if config.max_cases:
             cases = cases[: config.max_cases]
-        self.train_files, self.val_files = split_cases(
-            cases, config.val_fraction, config.seed, self.dataset.validation_cases
-        )
-        if config.train_fraction < 1.0:
-            patients = len({c.patient_id for c in self.train_files})
-            self.train_files = subset_patients(self.train_files, config.train_fraction, config.seed)
-            self.log(
-                f"--train-fraction {config.train_fraction:g}: training on the "
-                f"{len(self.train_files)} cases of {len({c.patient_id for c in self.train_files})} "
-                f"of the {patients} training patients"
-            )
+        recorded = self.plan.split if self.plan is not None and self.resume else None
+        split = choose_split(cases, config, self.dataset, self.init_manifest, self.resume, recorded)
+        self.train_files, self.val_files = split.training, split.validation
+        for note in split.notes:
+            self.log(note)
+        self.split_record = split.record
+        if self.plan is not None:
+            self.plan.split = split.record
         self.log(
             f"dataset '{self.dataset.name}': {len(cases)} cases, {len(self.train_files)} for "
             f"training and {len(self.val_files)} for validation (split by patient)"
@@ -321,7 +292,7 @@ class Trainer(PlanningMixin):
         state: dict = {}
         if self.resume:
             state = read_checkpoint_state(self.out_dir)
-            self._check_resume(state)
+            check_resume(state, self.config, self.dataset)
         self.log(f"training on {self.device} (world size {self.context.world_size})")
         self._load_cases()
         self._build_model()
@@ -346,7 +317,7 @@ class Trainer(PlanningMixin):
             self.log(
                 f"resumed after epoch {start_epoch} from {self.out_dir / 'checkpoint'} "
                 f"({format_duration(self.elapsed_s)} trained before); "
-                f"ETA for the rest {format_duration(self._eta(start_epoch))}"
+                + self._resume_eta(start_epoch)
             )
         self.log(
             f"precision: {config.precision}"
@@ -460,22 +431,14 @@ class Trainer(PlanningMixin):
             amp=False,
         )
         self._validation_s = time.perf_counter() - started
-        self.log(
-            f"validation on {len(self.val_cases)} case(s) in {self._validation_s:.1f} s: "
-            + ", ".join(
-                f"L{k}={v['mean_dice']} ({v['seconds_per_volume']:.2f} s/case)"
-                if v.get("seconds_per_volume") is not None
-                else f"L{k}={v['mean_dice']}"
-                for k, v in results.items()
-            )
-        )
+        self.log(validation_summary(results, len(self.val_cases), self._validation_s))
         return results
 
     def _save_epoch(self, epoch: int) -> None:
         state = {
             "epoch": epoch,
             "history": self.history,
-            "config": _jsonable(self.config),
+            "config": jsonable(self.config),
             "elapsed_s": round(self.elapsed_s, 2),
             "budget_used_s": round(self._budget_used(), 2),
             "labels": self.dataset.label_names,
@@ -486,30 +449,6 @@ class Trainer(PlanningMixin):
             json.dumps(self.history, indent=1), encoding="utf-8"
         )
         plot_history(self.history, self.out_dir / CURVE_FILE)
-
-    def _check_resume(self, state: dict) -> None:
-        saved = state.get("config", {})
-        current = _jsonable(self.config)
-        for key in _RESUME_FIXED:
-            if key in saved and saved[key] != current[key]:
-                raise UNetPlusPlusError(
-                    f"--resume: '{key}' was {saved[key]} in the checkpoint but is now "
-                    f"{current[key]}; resume with the same settings (only --epochs may grow)."
-                )
-        for key, now in (
-            ("labels", self.dataset.label_names),
-            ("channels", [c.name for c in self.dataset.channels]),
-        ):
-            if key in state and state[key] != now:
-                raise UNetPlusPlusError(
-                    f"--resume: the checkpoint was trained with the {key} {state[key]}, but the "
-                    f"dataset now gives {now}; pass the same --{key} as before."
-                )
-        if int(state.get("epoch", 0)) >= self.config.epochs:
-            raise UNetPlusPlusError(
-                f"--resume: the checkpoint already holds {state.get('epoch')} epochs; ask for "
-                "more with --epochs."
-            )
 
     # ---- the package -------------------------------------------------------------------
     def _finish(self, validation: Optional[dict]) -> Optional[ModelManifest]:

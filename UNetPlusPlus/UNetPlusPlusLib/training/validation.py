@@ -133,3 +133,14 @@ def recommend_depth(per_depth: dict, tolerance: float) -> int:
             return depth
     depth_means = {int(k): v for k, v in means.items() if k.isdigit()}
     return max(depth_means, key=depth_means.get) if depth_means else 4
+
+
+def validation_summary(results: dict, cases: int, seconds: float) -> str:
+    """The log line of one validation: ``results`` (:func:`evaluate_depths`: depth -> mean_dice,
+    seconds_per_volume) on ``cases`` case(s) in ``seconds``."""
+    return f"validation on {cases} case(s) in {seconds:.1f} s: " + ", ".join(
+        f"L{k}={v['mean_dice']} ({v['seconds_per_volume']:.2f} s/case)"
+        if v.get("seconds_per_volume") is not None
+        else f"L{k}={v['mean_dice']}"
+        for k, v in results.items()
+    )
