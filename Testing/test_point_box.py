@@ -176,6 +176,21 @@ def test_the_command_line_prints_the_warning_once(point_predictor, tmp_path, cap
     assert capsys.readouterr().err.count("warning: " + BEYOND_BOX_WARNING) == 1
 
 
+def test_with_several_points_the_warning_names_its_point(point_predictor, tmp_path, capsys):
+    image, centre = _tube_image()
+    path = tmp_path / "tube.nii.gz"
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    far = centre + 30.0 * DIRECTION[:, 0]
+    args = ["segment", str(path), "--model", str(point_predictor.manifest.path), "--lps",
+            "--device", "cpu", "--quiet", "-o", str(tmp_path / "two.seg.nrrd")]  # fmt: skip
+    for point in (centre, far):
+        args += ["--point", *[f"{v:.4f}" for v in point]]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: Point 1 of 2: " + BEYOND_BOX_WARNING) == 1
+    assert err.count("warning: Point 2 of 2: " + BEYOND_BOX_WARNING) == 1
+
+
 def test_touched_faces_ignore_the_image_border_and_grazing_voxels():
     labels = np.zeros((10, 10, 10), np.uint8)
     labels[2:8, 2:8, 0:5] = 1  # reaches the low i face with its full section
