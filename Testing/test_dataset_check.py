@@ -84,10 +84,14 @@ def test_every_problem_is_reported_in_one_error(tmp_path):
     with pytest.raises(UNetPlusPlusError) as caught:
         check_dataset(dataset)
     message = str(caught.value)
-    assert "has 3 problem(s); nothing was trained or written" in message
-    assert "(1) Case 'b' has 1 of the 2 channels" in message
-    assert "(2) Case 'c': the geometry of the label c.seg.nrrd does not match" in message
-    assert "(3) Case 'd'" in message and "'t1' is empty" in message
+    assert "has 5 problem(s); nothing was trained or written" in message
+    assert "(2) Case 'b' has 1 of the 2 channels" in message
+    # case 'a' (CT-like values given as MR) has no zero background (dataset_mr_checks.py), so
+    # no case is left with the label
+    assert "(1) label 'tumor' (segment 'tumor') occurs in no case" in message
+    assert "(3) Case 'a': Input 'flair' has 0.00% of its voxels exactly 0" in message
+    assert "(4) Case 'c': the geometry of the label c.seg.nrrd does not match" in message
+    assert "(5) Case 'd'" in message and "'t1' is empty" in message
 
 
 def test_label_names_that_collide_after_normalisation_are_refused(tmp_path):

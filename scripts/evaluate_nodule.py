@@ -14,10 +14,17 @@ LIDC-IDRI-0003 is truncated) are reported and left out, the slab read from the o
 
     python scripts/evaluate_nodule.py UNetPlusPlus/UNetPlusPlusLib/Resources/Models/lung-nodule \\
         ../shared/data/lung-nodule
+
+``centre|offset|edge [MM] [EVERY] [--rows]`` after the two paths: the crops only, as one JSON
+object, with the click at the centre, MM (default 2.5) from the centre towards the nodule's
+farthest in-plane edge, or MM outside that edge (``offset_point``); EVERY takes every n-th
+crop; it also counts the results that touch the first box's faces inside the image, the extra
+passes and the engine's "beyond the analysed box" warnings.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -28,6 +35,8 @@ import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before torch: no Open
 from matplotlib.path import Path as Polygon
 from UNetPlusPlusLib.engine.image_read import read_image, read_volume, volume_from_sitk
 from UNetPlusPlusLib.engine.predictor import Predictor
+from UNetPlusPlusLib.engine.prompt_boxes import prompt_boxes
+from UNetPlusPlusLib.engine.volume import box_to_index_slices
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 NS = {"l": "http://www.nih.gov"}
@@ -57,6 +66,95 @@ def evaluate_crops(predictor: Predictor, data: Path, cases: list[str], depth="au
         result = predictor.segment(volume, depth=depth, point=point)
         scores.append(dice(result.labels.array == 1, mask > 0))
     return {"cases": len(scores), "mean_dice": float(np.mean(scores)), "dice": scores}
+
+
+def offset_point(image: sitk.Image, mask: np.ndarray, mode: str, mm: float) -> tuple:
+    """A click off the nodule's centre (physical LPS), towards its farthest in-plane edge.
+
+    The edge direction is the one of +-x, +-y (index axes) along which the mask reaches farthest
+    from its centroid. ``mode`` "offset": the crop's centre moved ``mm`` that way; "edge": the
+    last mask voxel on that ray from the centroid, moved ``mm`` further out (outside the nodule,
+    as a hurried click lands; the engine keeps a component within 3 mm)."""
+    spacing = np.asarray(image.GetSpacing())[::-1]  # z, y, x
+    centroid = np.argwhere(mask).mean(axis=0)
+    best = None
+    for axis in (1, 2):
+        for sign in (-1, 1):
+            step = np.zeros(3)
+            step[axis] = sign
+            k = 0
+            while True:
+                voxel = np.floor(centroid + (k + 1) * step + 0.5).astype(int)
+                if np.any(voxel < 0) or np.any(voxel >= mask.shape) or not mask[tuple(voxel)]:
+                    break
+                k += 1
+            reach = k * spacing[axis]
+            if best is None or reach > best[0]:
+                best = (reach, step)
+    reach, step = best
+    if mode == "offset":
+        start = (np.asarray(mask.shape) - 1) / 2.0
+        index = start + step * mm / spacing
+    else:
+        index = centroid + step * (reach / spacing + mm / spacing)
+    return tuple(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index[::-1]]))
+
+
+def box_faces(predictor: Predictor, volume, point, labels: np.ndarray) -> list[str]:
+    """Faces of the first analysis box (the prompt box around ``point``) that the result
+    touches, leaving out faces at the image border, e.g. ["x-", "z+"]."""
+    box = prompt_boxes(predictor.manifest, None, point)[0]
+    slices = box_to_index_slices(volume.grid, box)
+    touched = []
+    for axis, name in zip(range(3), "zyx"):
+        low, high = slices[axis].start, slices[axis].stop
+        part = labels[slices]
+        if low > 0 and np.take(part, 0, axis=axis).any():
+            touched.append(name + "-")
+        if high < labels.shape[axis] and np.take(part, -1, axis=axis).any():
+            touched.append(name + "+")
+    return touched
+
+
+def evaluate_offsets(
+    predictor: Predictor, data: Path, cases: list[str], mode: str, mm: float, depth="auto"
+) -> dict:
+    """Dice on the held-out crops with clicks off the centre (``offset_point``), and how often
+    the result touches the first box's faces inside the image or carries the engine's warning
+    that the nodule may extend beyond the analysed box."""
+    rows = []
+    for case in cases:
+        image_path = data / "lidc-vois" / "image" / f"{case}.nii.gz"
+        mask = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(data / "lidc-vois" / "nodule_mask" / f"{case}.nii.gz"))
+        )
+        volume = read_volume([image_path])
+        image = read_image(image_path)
+        point = crop_centre(image) if mode == "centre" else offset_point(image, mask > 0, mode, mm)
+        result = predictor.segment(volume, depth=depth, point=point)
+        labels = result.labels.array == 1
+        warned = any("beyond the analysed box" in w for w in result.info.get("warnings", []))
+        rows.append(
+            {
+                "case": case,
+                "dice": round(dice(labels, mask > 0), 4),
+                "first_box_faces": box_faces(predictor, volume, point, labels),
+                "passes": (result.info.get("point_box") or {}).get("passes", 1),
+                "warned": warned,
+            }
+        )
+    scores = [r["dice"] for r in rows]
+    return {
+        "mode": mode,
+        "mm": mm if mode != "centre" else 0.0,
+        "cases": len(rows),
+        "mean_dice": round(float(np.mean(scores)), 4),
+        "below_0.5": [(r["case"], r["dice"]) for r in rows if r["dice"] < 0.5],
+        "touching_first_box": sum(bool(r["first_box_faces"]) for r in rows),
+        "extra_passes": sum(r["passes"] > 1 for r in rows),
+        "warned": sum(r["warned"] for r in rows),
+        "rows": rows,
+    }
 
 
 # ---------------------------------------------------------------------------- DICOM slabs
@@ -184,6 +282,16 @@ def main(argv: list[str]) -> int:
     package, data = Path(argv[0]), Path(argv[1])
     predictor = Predictor.from_manifest_path(package, device="cpu", threads=2)
     cases = list(predictor.manifest.validation.get("cases", []))
+    options = [a for a in argv[2:] if a != "--rows"]
+    if options and options[0] in ("centre", "offset", "edge"):  # one JSON object
+        mm = float(options[1]) if len(options) > 1 else 2.5
+        every = int(options[2]) if len(options) > 2 else 1
+        summary = evaluate_offsets(predictor, data, cases[::every], options[0], mm)
+        rows = summary.pop("rows")
+        if "--rows" in argv:
+            summary["rows"] = rows
+        print(json.dumps(summary))
+        return 0
     depth = predictor.manifest.recommended_depth
     print(
         "`scripts/evaluate_nodule.py` runs the Predictor with a point prompt, as "

@@ -60,6 +60,9 @@ WARN_GAP = 0.25
 #: correctly ordered cases: 0.19 to 2.5, leave-one-out). Beyond it the input is unlike the
 #: training data, and only a warning is given.
 MAX_FIT = 6.0
+#: How the warning for volumes unlike the reference (even the best order beyond
+#: :data:`MAX_FIT`) begins; ``training/dataset_mr_checks.py`` recognises it.
+UNCHECKED = "The sequence order could not be checked"
 
 
 @dataclass
@@ -224,7 +227,7 @@ def check_channel_order(
     if fit > MAX_FIT:
         closest = f"; the closest order: {swaps}" if verdict.gap > WARN_GAP else ""
         return [
-            "The sequence order could not be checked: these volumes do not look like the "
+            f"{UNCHECKED}: these volumes do not look like the "
             f"model's training data (contrast fingerprint distance {fit:.1f}, more than "
             f"{MAX_FIT:g}{closest}); check that they are skull-stripped {order}."
         ]

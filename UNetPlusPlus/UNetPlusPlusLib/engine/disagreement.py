@@ -16,11 +16,12 @@ Both work on the model's grid (the predictor resamples the map onto the input gr
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from .manifest import LabelSpec
+from .volume import Volume
 
 
 def _check(heads: np.ndarray) -> None:
@@ -59,3 +60,31 @@ def segment_agreement(heads: np.ndarray, labels: Sequence[LabelSpec]) -> dict[st
             dices.append(1.0 if denominator == 0 else 2.0 * overlap / denominator)
         agreement[label.name] = round(float(np.mean(dices)), 4)
     return agreement
+
+
+def outside_mask(shape: tuple, slices: Optional[tuple]) -> Optional[np.ndarray]:
+    """Boolean mask of the voxels outside ``slices`` of a (z, y, x) ``shape``; None when there
+    is nothing to mask (no slices)."""
+    if slices is None:
+        return None
+    inside = np.zeros(shape, dtype=bool)
+    inside[slices] = True
+    return ~inside
+
+
+def disagreement_volume(
+    volume: Volume, region_map: np.ndarray, slices: Optional[tuple], outside_roi
+) -> Volume:
+    """The disagreement map (``region_map`` on ``slices`` of the volume's grid, or all of it)
+    as a (1, z, y, x) Volume on the input grid: 0 outside the inferred region and the ROI."""
+    full = np.zeros(volume.array.shape[1:], dtype=np.float32)
+    full[tuple(slices) if slices is not None else Ellipsis] = region_map
+    if outside_roi is not None:
+        full[outside_roi] = 0.0
+    return Volume(
+        array=full[None],
+        spacing=tuple(volume.spacing),
+        origin=tuple(volume.origin),
+        direction=np.array(volume.direction, dtype=np.float64),
+        channel_names=("disagreement",),
+    )

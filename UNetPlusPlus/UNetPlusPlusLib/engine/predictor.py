@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -22,11 +21,13 @@ import torch
 from ..errors import UNetPlusPlusError
 from . import runtime_env
 from .devices import configure_threads, is_out_of_memory, resolve_device
+from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
 from .label_extent import argmax_on_reference
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import padding_values
+from .point_box import box_limits, component_box, segment_point, touched_faces
 from .point_crop import smallest_extent
 from .postprocess import keep_component_at_point, keep_largest_component, remove_small_components
 from .prepare import prepare_input
@@ -38,9 +39,11 @@ from .volume import (
     Box,
     Grid,
     LabelVolume,
+    SegmentationResult,
     Volume,
     box_to_index_slices,
     crop_to_box,
+    crop_to_slices,
     resample_to_reference,
 )
 
@@ -50,16 +53,6 @@ CancelCallback = Callable[[], bool]
 #: A click keeps the component it lies in, or the nearest one within this distance (mm).
 POINT_TOLERANCE_MM = 3.0
 _LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class SegmentationResult:
-    """Labels (and optionally probabilities) on the input grid, plus run information."""
-
-    labels: LabelVolume
-    probabilities: Optional[Volume] = None
-    info: dict = field(default_factory=dict)
-    disagreement: Optional[Volume] = None  # (1, z, y, x) in [0, 1], if asked (disagreement.py)
 
 
 def parse_depth(depth: Depth, manifest: ModelManifest) -> Depth:
@@ -74,32 +67,6 @@ def parse_depth(depth: Depth, manifest: ModelManifest) -> Depth:
         return int(text)
     choices = ", ".join([str(d) for d in manifest.depths] + ["ensemble", "auto"])
     raise UNetPlusPlusError(f"Depth {depth!r} is not available for this model; choose {choices}.")
-
-
-def _outside(shape: tuple, slices: Optional[tuple]) -> Optional[np.ndarray]:
-    """Boolean mask of the voxels outside `slices`, or None when there is nothing to mask."""
-    if slices is None:
-        return None
-    inside = np.zeros(shape, dtype=bool)
-    inside[slices] = True
-    return ~inside
-
-
-def _disagreement_volume(
-    volume: Volume, region_map: np.ndarray, slices: Optional[tuple], outside_roi
-) -> Volume:
-    """The disagreement map on the input grid: 0 outside the inferred region and the ROI."""
-    full = np.zeros(volume.array.shape[1:], dtype=np.float32)
-    full[tuple(slices) if slices is not None else Ellipsis] = region_map
-    if outside_roi is not None:
-        full[outside_roi] = 0.0
-    return Volume(
-        array=full[None],
-        spacing=tuple(volume.spacing),
-        origin=tuple(volume.origin),
-        direction=np.array(volume.direction, dtype=np.float64),
-        channel_names=("disagreement",),
-    )
 
 
 class _Runner:
@@ -183,6 +150,7 @@ class Predictor:
         input_warnings: Optional[list[str]] = None,
         crop_nonzero: Optional[bool] = None,
         channel_check: bool = True,
+        point_box: Optional[tuple] = None,
         memo: Optional[dict] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
@@ -196,7 +164,11 @@ class Predictor:
 
         With a ``point``, everything after the network (argmax, the component at the click)
         runs inside the point's crop only; ``crop_output`` then returns labels with the smallest
-        extent that holds them, on the input's voxels (``point_crop.py``). ``input_warnings``:
+        extent that holds them, on the input's voxels (``point_crop.py``). When the component at
+        the click reaches a face of that crop inside the image, the crop moves onto it (or grows)
+        and the network runs again (at most twice more; ``point_box.py``, ``info["point_box"]``);
+        a result still at a face gets one warning that the nodule may extend beyond the box.
+        ``point_box`` (internal): the (z, y, x) slices one such pass infers on. ``input_warnings``:
         the warnings of input sanity already run on this whole image (the warm cache, or
         ``streamed_checks.check_files`` for a region read); the checks are then not rerun on
         ``volume``, which may be only a part. Without it input sanity sees ``volume``.
@@ -206,9 +178,12 @@ class Predictor:
         ``memo``: a dict kept by the caller for this very ``volume``, unchanged between calls
         (``warm_cache.WarmCache.memo``): the prepared network input is reused from it when the
         next call asks for the same region (``prepare.py``; the labels are the same)."""
+        call = dict(locals())  # the arguments, for a point's passes (point_box.segment_point)
         started = time.perf_counter()
-        report = progress or (lambda stage, done, total: None)
         depth = parse_depth(depth, self.manifest)
+        if point is not None and point_box is None:
+            return segment_point(self, call)
+        report = progress or (lambda stage, done, total: None)
         if disagreement and head_count(depth) < 2:
             raise UNetPlusPlusError(
                 "The disagreement map compares the deep-supervision heads, and depth 1 has only "
@@ -218,7 +193,9 @@ class Predictor:
         if full_grid is not None and (point is not None or disagreement):
             raise ValueError("full_grid (a partial volume) supports ROI runs only")
         grid_out = full_grid if full_grid is not None else volume.grid
-        region, slices, output_slices = self._region_of_interest(volume, roi, point, full_grid)
+        region, slices, output_slices = self._region_of_interest(
+            volume, roi, point, full_grid, point_box
+        )
 
         report("preprocess", 0, 1)
         prepared = prepare_input(
@@ -256,8 +233,15 @@ class Predictor:
         keep_largest = self._postprocess_option("largest_component", largest_component)
         labels_grid = grid_out
         if point is not None:  # the crop holds every label: post-process only there (exact)
+            touched = []
             if keep_largest:
                 region_labels = self._component_at_point(region_labels, volume, point, info, slices)
+                touched = touched_faces(region_labels, slices, box_limits(grid_out, roi))
+            info["point_box"] = {
+                "touched": touched,
+                "box": [[part.start, part.stop] for part in slices],
+                "component": component_box(region_labels, slices),
+            }
             keep_largest = False
         if point is not None and crop_output:
             labels, labels_grid = smallest_extent(region_labels, slices, grid_out)
@@ -284,21 +268,21 @@ class Predictor:
         )
         prob_volume = None
         needs_mask = return_probabilities or disagreement_region is not None
-        outside_roi = _outside(labels.shape, output_slices) if needs_mask else None
+        outside_roi = outside_mask(labels.shape, output_slices) if needs_mask else None
         if return_probabilities:
             prob_volume = self._full_probabilities(grid_out, region_probs, slices)
             if outside_roi is not None:
                 prob_volume.array[:, outside_roi] = 0.0
                 prob_volume.array[0, outside_roi] = 1.0
-        disagreement_volume = None
+        disagreement_out = None
         if disagreement_region is not None:
-            disagreement_volume = _disagreement_volume(
+            disagreement_out = disagreement_volume(
                 volume, disagreement_region[0], slices, outside_roi
             )
         report("postprocess", 1, 1)
         info["seconds"] = time.perf_counter() - started
         info["model"] = self.manifest.name
-        return SegmentationResult(label_volume, prob_volume, info, disagreement_volume)
+        return SegmentationResult(label_volume, prob_volume, info, disagreement_out)
 
     # ------------------------------------------------------------------ steps
     def _review_aid(self, stacked: np.ndarray, depth, info: dict):
@@ -358,18 +342,23 @@ class Predictor:
         roi: Optional[Box],
         point: Optional[Sequence[float]],
         full_grid: Optional[Grid] = None,
+        point_box: Optional[tuple] = None,
     ) -> tuple[Volume, Optional[tuple], Optional[tuple]]:
         """The region to infer on, its slices and the slices the output is restricted to,
-        both on ``full_grid`` (default: the volume's own grid)."""
+        both on ``full_grid`` (default: the volume's own grid); ``point_box``: a point's
+        slices of the volume's grid, instead of its prompt box."""
         crop_box, output_box = prompt_boxes(self.manifest, roi, point)
         if crop_box is None:
             if full_grid is not None:
                 raise ValueError("a partial volume (full_grid) needs a ROI or a point")
             return volume, None, None
         grid = volume.grid if full_grid is None else full_grid
-        if roi is not None:
+        if roi is not None and point_box is None:
             check_roi_holds_voxels(grid, roi)
-        region, slices = crop_to_box(volume, crop_box)
+        if point_box is not None:
+            region, slices = crop_to_slices(volume, point_box), tuple(point_box)
+        else:
+            region, slices = crop_to_box(volume, crop_box)
         if full_grid is not None:  # the volume is itself a crop of full_grid
             offset = np.rint(full_grid.physical_to_index(volume.origin)).astype(int)[::-1]
             slices = tuple(slice(s.start + o, s.stop + o) for s, o in zip(slices, offset))

@@ -179,6 +179,16 @@ class LabelVolume:
         return Grid(self.array.shape[::-1], self.spacing, self.origin, self.direction)
 
 
+@dataclass
+class SegmentationResult:
+    """Labels (and optionally probabilities) on the input grid, plus run information."""
+
+    labels: LabelVolume
+    probabilities: Volume | None = None
+    info: dict = field(default_factory=dict)
+    disagreement: Volume | None = None  # (1, z, y, x) in [0, 1], if asked (disagreement.py)
+
+
 @dataclass(frozen=True)
 class Box:
     """An axis-aligned physical LPS box given by two opposite corners (x, y, z), in mm."""
@@ -400,13 +410,17 @@ def box_to_index_slices(grid: Grid, box: Box) -> tuple[slice, slice, slice]:
 def crop_to_box(volume: Volume, box: Box) -> tuple[Volume, tuple[slice, slice, slice]]:
     """Crop to the voxels meeting a physical box; returns the crop and its (z, y, x) slices."""
     slices = box_to_index_slices(volume.grid, box)
+    return crop_to_slices(volume, slices), slices
+
+
+def crop_to_slices(volume: Volume, slices: tuple[slice, slice, slice]) -> Volume:
+    """The voxels ``slices`` (z, y, x, inside the image) of ``volume``, a copy with the same
+    spacing and direction and the origin of its first voxel."""
     start_xyz = [s.start for s in reversed(slices)]
     origin = volume.grid.index_to_physical(start_xyz)
-    array = np.ascontiguousarray(volume.array[(slice(None),) + slices])
-    cropped = Volume(
-        array, volume.spacing, tuple(origin), volume.direction.copy(), volume.channel_names
-    )
-    return cropped, slices
+    array = np.ascontiguousarray(volume.array[(slice(None),) + tuple(slices)])
+    direction = volume.direction.copy()
+    return Volume(array, volume.spacing, tuple(origin), direction, volume.channel_names)
 
 
 def paste_into(

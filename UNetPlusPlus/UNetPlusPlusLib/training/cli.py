@@ -260,7 +260,9 @@ def run_train(args: argparse.Namespace) -> int:
     init = _load_init(args.init)
     dataset = build_dataset(args, init)
     # every dataset problem at once, before anything is written (issue 9)
-    dataset.notes = check_dataset(dataset, max_cases=args.max_cases)
+    dataset.notes = check_dataset(
+        dataset, args.max_cases, init, channel_check=not getattr(args, "no_channel_check", False)
+    )
     if args.threads:
         import torch
 

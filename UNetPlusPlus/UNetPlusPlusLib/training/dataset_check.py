@@ -8,6 +8,9 @@ stopping at the first:
   a requested segment, or whose label is empty (from :func:`.cases.read_case`);
 - channels that are constant or empty, or identical to another channel
   (:func:`..engine.sanity.check_intensities`);
+- what the trained model would refuse at inference (:mod:`.dataset_mr_checks`): an MR
+  background that is not exactly 0, two channels that are the same image up to scale, a
+  wrong sequence order (skipped with ``channel_check=False``);
 - model labels that occur in no case (named with the label value or segment they map to, and the
   values the label files do hold);
 - label names that collide once case, '_' and spaces are ignored ("Liver" and "liver").
@@ -27,16 +30,25 @@ from ..engine.sanity import check_intensities
 from ..errors import UNetPlusPlusError
 from .cases import read_case
 from .dataset import find_cases
+from .dataset_mr_checks import CaseModelChecks
 from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
 
 
-def check_dataset(dataset: DatasetDescription, max_cases: Optional[int] = None) -> list[str]:
+def check_dataset(
+    dataset: DatasetDescription,
+    max_cases: Optional[int] = None,
+    init=None,
+    channel_check: bool = True,
+) -> list[str]:
     """Check every case (the first ``max_cases``); returns warnings, raises all problems.
 
-    Also adds the dataset's own notes (merged segment names) to the returned warnings.
+    ``init``: the ``--init`` ModelManifest (its inference options and channel fingerprint
+    apply), or None; ``channel_check=False`` skips the sequence-order check with a warning
+    (``--no-channel-check``). Also adds the dataset's own notes (merged segment names) to the
+    returned warnings. Raises one UNetPlusPlusError listing every problem.
     """
     problems: list[str] = list(_name_collisions(dataset))
     warnings: list[str] = list(dataset.notes)
@@ -46,13 +58,14 @@ def check_dataset(dataset: DatasetDescription, max_cases: Optional[int] = None) 
     counts = np.zeros(len(dataset.labels) + 1, dtype=np.int64)
     modalities = [channel.modality for channel in dataset.channels]
     names = [channel.name for channel in dataset.channels]
+    model_checks = CaseModelChecks(dataset, init, channel_check)
     for case in cases:
         try:
             data = read_case(case, dataset)
-            warnings += [
-                f"Case '{case.case_id}': {w}"
-                for w in check_intensities(data.image.array, names, modalities, False)
-            ]
+            arrays = list(data.image.array)
+            found = check_intensities(arrays, names, modalities, False)
+            found += model_checks.check_case(case.case_id, arrays, data.image.spacing)
+            warnings += [f"Case '{case.case_id}': {w}" for w in found]
         except UNetPlusPlusError as error:
             message = str(error)
             prefix = f"Case '{case.case_id}'"
@@ -60,6 +73,9 @@ def check_dataset(dataset: DatasetDescription, max_cases: Optional[int] = None) 
             continue
         warnings += data.warnings
         counts += np.bincount(data.labels.ravel(), minlength=counts.size)[: counts.size]
+    order_problems, order_warnings = model_checks.finish()
+    problems += order_problems
+    warnings += order_warnings
     if cases:
         absent = _absent_labels(dataset, cases, counts)
         lost = [w for w in warnings if any(f"class '{n}' keeps" in w for n in absent)]

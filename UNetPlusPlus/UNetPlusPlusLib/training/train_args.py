@@ -91,6 +91,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "(learning curves: a run with half the data is --train-fraction 0.5)",
     )
     data.add_argument(
+        "--no-channel-check",
+        action="store_true",
+        help="multi-channel MR: do not check each case's sequence order (against the --init "
+        "model's contrast fingerprint, else the other cases'); said as a warning",
+    )
+    data.add_argument(
         "--cache-dir", metavar="DIR", help="preprocessing cache (default OUT_DIR/cache)"
     )
 
