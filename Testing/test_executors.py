@@ -117,11 +117,37 @@ def test_default_is_fastest_with_openvino_and_the_environment_can_choose(monkeyp
     assert executors.default_executor("cpu") == "ours"  # no OpenVINO: ours, nothing to probe
 
 
+class _Clock:
+    """A deterministic clock (seconds) for FastestExecutor: only the executors advance it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Costly(executors.Executor):
+    """Runs ``inner`` and advances ``clock`` by ``seconds``: an executor of known speed."""
+
+    def __init__(self, inner: executors.Executor, clock: _Clock, seconds: float) -> None:
+        super().__init__(inner.model, inner.threads)
+        self.inner, self.clock, self.seconds = inner, clock, seconds
+
+    def run(self, tile, depth):
+        self.clock.now += self.seconds
+        return self.inner.run(tile, depth)
+
+
 def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_predictor):
-    # torch eager stands in for the library: on this network it is several times slower
+    # torch eager stands in for the library; a deterministic clock makes it 5 times slower
+    # than ours (real timings flake on a loaded machine)
+    clock = _Clock()
     fastest = executors.FastestExecutor(
-        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: False
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: False, clock=clock
     )
+    fastest.ours = _Costly(fastest.ours, clock, 0.1)
+    fastest._library = _Costly(executors.TorchEagerExecutor(fastest.model, 2), clock, 0.5)
     tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = sphere_predictor.model(tile, depth=2)
@@ -137,6 +163,19 @@ def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_pre
         fastest.run(tile, 2)
         fastest.run(tile, 2)
         assert fastest.chosen == "torch"  # probing again
+        fastest.forget()  # now the library is the faster one: it is kept
+        fastest._library.seconds = 0.05
+        ran = [(fastest.run(tile, 2), fastest.chosen)[1] for _ in range(10)]
+        assert ran[5:] == ["torch"] * 5
+        fastest._library.seconds = 0.5  # it slows down 5x, twice in a row: probed again
+        ran = [(fastest.run(tile, 2), fastest.chosen)[1] for _ in range(8)]
+        assert ran[:2] == ["torch", "torch"] and sorted(ran[2:6]) == [
+            "ours",
+            "ours",
+            "torch",
+            "torch",
+        ]
+        assert ran[6:] == ["ours", "ours"]
 
 
 def test_fastest_runs_ours_without_probing_on_a_busy_machine(sphere_predictor):

@@ -214,12 +214,14 @@ class FastestExecutor(Executor):
         reprobe_every: int = 64,
         slowdown: float = 2.0,
         busy: Optional[Callable[[], bool]] = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__(model, threads)
         self.ours = OursExecutor(model, threads)
         self.candidate = candidate
         self.reprobe_every, self.slowdown = int(reprobe_every), float(slowdown)
         self.busy = machine_busy if busy is None else busy
+        self.clock = clock  #: seconds; tests give a deterministic one
         self._graph_options = {"weights_sha256": weights_sha256, "cache_dir": cache_dir}
         self._library: Optional[Executor] = None
         self._usable = candidate in available_executors()
@@ -279,9 +281,9 @@ class FastestExecutor(Executor):
             name = state["pick"]
         else:
             name = min(("ours", self.candidate), key=lambda n: len(times.get(n, ())))
-        started = time.perf_counter()
+        started = self.clock()
         out = self.ours.run(tile, depth) if name == "ours" else self._library_run(tile, depth)
-        took = time.perf_counter() - started
+        took = self.clock() - started
         if out is None:  # the library failed just now
             self.chosen = "ours"
             return self.ours.run(tile, depth)
