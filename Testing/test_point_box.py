@@ -217,3 +217,24 @@ def test_recentred_box_moves_to_the_component_keeps_the_click_and_the_limits():
     limits = (slice(0, 100), slice(0, 100), slice(18, 100))
     near_border = recentred(box, component, ["i-"], extent, limits, (25, 25, 30))
     assert near_border[2] == slice(18, 31)  # shifted inside the limits, the click kept
+
+
+def test_two_points_on_one_ball_warn_that_the_second_segment_is_empty(
+    point_predictor, tmp_path, capsys
+):
+    """Two clicks 2 mm apart on one ball: the earlier point keeps the voxels, so segment 2 is
+    empty or a sliver of the ball; that is said, naming both points (it was a silent 0.0 ml
+    on an LIDC crop, or a sliver taken for a second nodule; tester 7)."""
+    image, centre = _image(radius_mm=6.0)
+    path = tmp_path / "ball.nii.gz"
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    args = ["segment", str(path), "--model", str(point_predictor.manifest.path), "--lps",
+            "--device", "cpu", "--quiet", "-o", str(tmp_path / "two.seg.nrrd")]  # fmt: skip
+    for point in (centre, centre + 2.0 * DIRECTION[:, 1]):
+        args += ["--point", *[f"{v:.4f}" for v in point]]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: Point 2 of 2 lies on the lesion of point 1: ") == 1
+    assert "Point 1 of 2 lies" not in err
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "two.seg.nrrd")))
+    assert np.count_nonzero(labels == 2) < 0.5 * np.count_nonzero(labels == 1)

@@ -136,11 +136,14 @@ def _read_roi_region(args: argparse.Namespace, manifest):
 
 
 # ---------------------------------------------------------------------------- several points
-def combine_point_results(results: list, progress=None):
+def combine_point_results(results: list, progress=None, warnings: Optional[list] = None):
     """One label volume from one result per point: point k's labels become "<name> k".
 
     Model label v of point k (from 1) gets value (k - 1) * L + v (L labels); where segments of
     two points overlap, the earlier point keeps the voxel (a labelmap holds one label each).
+    ``warnings``: a list that gets one warning per point that lost more than half of its
+    outline (all of it: two clicks on one lesion) to earlier points, naming both points.
+    Raises UNetPlusPlusError for more than 255 segments.
     """
     import numpy as np
 
@@ -152,6 +155,18 @@ def combine_point_results(results: list, progress=None):
     array = np.zeros_like(first.array, dtype=np.uint8)
     labels = []
     for k, result in enumerate(results, start=1):
+        outline = result.labels.array != 0
+        lost = outline & (array != 0)
+        if warnings is not None and 2 * int(np.count_nonzero(lost)) > np.count_nonzero(outline):
+            owner = 1 + (int(np.bincount(array[lost]).argmax()) - 1) // len(specs)
+            whole = not np.any(outline & ~lost)
+            warnings.append(
+                f"Point {k} of {len(results)} lies on the lesion of point {owner}: "
+                + (f"its segment (ending in ' {k}') is empty" if whole else
+                   f"most of its outline stays in the segment ending in ' {owner}'")
+                + " (a voxel belongs to the first point whose outline holds it). "
+                "Give one point per lesion."
+            )  # fmt: skip
         for spec in specs:
             value = (k - 1) * len(specs) + spec.value
             free = (result.labels.array == spec.value) & (array == 0)
@@ -281,7 +296,8 @@ def run_segment(
             )
         )
     result = results[-1]
-    labels = result.labels if len(results) == 1 else combine_point_results(results)
+    shared: list[str] = []  # points on one lesion (several points)
+    labels = result.labels if len(results) == 1 else combine_point_results(results, None, shared)
     progress("write", 0, 1)
     _write_outputs(
         args,
@@ -293,7 +309,9 @@ def run_segment(
         result.disagreement,
     )
     progress("write", 1, 1)
-    return _summary(args, labels, results)
+    summary = _summary(args, labels, results)
+    summary["warnings"] += shared
+    return summary
 
 
 def _summary(args: argparse.Namespace, labels, results: list) -> dict:
