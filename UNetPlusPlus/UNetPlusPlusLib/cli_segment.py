@@ -338,7 +338,9 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
                 warning = warning.replace(
                     "at the clicked point", f"at point {number} of {info['points']}"
                 ).replace("the result is empty", f"its segment (ending in ' {number}') is empty")
-            if info["points"] > 1 and "beyond the analysed box" in warning:  # engine/point_box
+            if info["points"] > 1 and (
+                "beyond the analysed box" in warning or "edge of the region of interest" in warning
+            ):  # engine/point_box
                 warning = f"Point {number} of {info['points']}: {warning}"
             found.append(warning)
     info["warnings"] = list(dict.fromkeys(found))

@@ -54,6 +54,10 @@ BEYOND_BOX_WARNING = (
     "The nodule may extend beyond the analysed box: its outline still reaches the box's edge "
     "after the box was enlarged. Check its edges and correct them if needed."
 )
+ROI_EDGE_WARNING = (
+    "The nodule reaches the edge of the region of interest: its outline is cut off there. "
+    "Enlarge the region of interest (or leave it out) to outline the whole nodule."
+)
 _FACE_NAMES = ("k", "j", "i")  # index axes of (z, y, x) arrays
 
 
@@ -151,7 +155,9 @@ def segment_with_growing_box(
     ``box``: the physical first box (the prompt box, already intersected with ``roi``); the
     box never grows beyond the image or ``roi``. Returns the last pass's result with
     ``info["point_box"]`` = {"passes", "touched", "box", "component"} and, if it still
-    touches a face, :data:`BEYOND_BOX_WARNING` once in ``info["warnings"]``. Raises what
+    touches a face, :data:`BEYOND_BOX_WARNING` once in ``info["warnings"]``, and
+    :data:`ROI_EDGE_WARNING` when it reaches a face of ``roi`` inside the image
+    (``info["point_box"]["at_roi"]``: a user's ROI that cuts the nodule). Raises what
     ``run`` raises (UNetPlusPlusError for a box off the image)."""
     limits = box_limits(grid, roi)
     slices = box_to_index_slices(grid, box)
@@ -181,6 +187,8 @@ def segment_with_growing_box(
     report["passes"] = passes
     if touched and BEYOND_BOX_WARNING not in result.info["warnings"]:
         result.info["warnings"].append(BEYOND_BOX_WARNING)
+    if report.get("at_roi") and ROI_EDGE_WARNING not in result.info["warnings"]:
+        result.info["warnings"].append(ROI_EDGE_WARNING)  # the box may not grow beyond it
     return result
 
 
