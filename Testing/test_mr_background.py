@@ -148,13 +148,19 @@ def test_streamed_and_cached_checks_refuse_as_the_whole_array(tmp_path):
         assert_one_line_refusal(str(whole.value), expected)
 
 
+def write_channels(folder, array) -> list[str]:
+    """One NIfTI file per channel of ``array`` (C, z, y, x), named as NAMES; their paths."""
+    paths = []
+    for channel_name, channel in zip(NAMES, array):
+        paths.append(str(folder / f"{channel_name}.nii.gz"))
+        sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+    return paths
+
+
 def test_cli_refuses_in_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     manifest = synthetic_manifest(tmp_path)
     for name, (array, expected) in variants(phantom(12)).items():
-        paths = []
-        for channel_name, channel in zip(NAMES, array):
-            paths.append(str(tmp_path / f"{channel_name}.nii.gz"))
-            sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+        paths = write_channels(tmp_path, array)
         out = tmp_path / "out.seg.nrrd"
         args = ["segment", *paths, "--model", str(manifest.path), "-o", str(out), "--quiet"]
         roi = ["--roi", "10", "10", "10", "30", "30", "30", "--lps"]  # streamed checks
@@ -264,10 +270,7 @@ def test_a_head_larger_than_the_limit_is_refused_everywhere(tmp_path, capsys):
     assert "does not look skull-stripped" in str(whole.value)
     with pytest.raises(UNetPlusPlusError, match=expected):
         WarmCache().input_checks(manifest, as_volume(array), channel_check=False)
-    paths = []
-    for channel_name, channel in zip(NAMES, array):
-        paths.append(str(tmp_path / f"{channel_name}.nii.gz"))
-        sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+    paths = write_channels(tmp_path, array)
     out = tmp_path / "out.seg.nrrd"
     args = ["segment", *paths, "--model", str(manifest.path), "-o", str(out), "--quiet"]
     roi = ["--roi", "10", "10", "10", "30", "30", "30", "--lps"]  # streamed checks
