@@ -467,19 +467,20 @@ def check_model_samples(
     samples: Sequence[np.ndarray],
     channel_check: bool = True,
     image_ml: float | None = None,
+    found=None,
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
     need the model: a zero background (:func:`needs_zero_background`) and, given the image's
     volume ``image_ml`` (ml), :func:`check_nonzero_extent`; no two channels the same image up
-    to scale; the sequence order (unless ``channel_check=False``). Returns warnings; raises
-    UNetPlusPlusError."""
+    to scale; the sequence order (unless ``channel_check=False``). ``found``: the samples'
+    fingerprint if the caller has it. Returns warnings; raises UNetPlusPlusError."""
     from .channel_order import check_channel_order, fingerprint, manifest_reference
 
     names = [channel.name for channel in manifest.channels]
     if needs_zero_background(manifest):
         check_zero_background(samples, names)
         check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
-    found = fingerprint(samples) if len(samples) > 1 else None
+    found = fingerprint(samples) if found is None and len(samples) > 1 else found
     if found is not None:
         check_near_duplicates(found.spearman, names)
     reference = manifest_reference(manifest) if channel_check else None
@@ -489,12 +490,11 @@ def check_model_samples(
 
 
 def check_sequence_order(
-    manifest, arrays: Sequence[np.ndarray], enabled: bool = True, spacing=None
+    manifest, arrays: Sequence[np.ndarray], enabled: bool = True, spacing=None, found=None
 ) -> list[str]:
-    """:func:`check_model_samples` of C (z, y, x) ``arrays`` at ``spacing`` (mm; None: no
-    extent check); the sequence order unless ``enabled=False``. Returns warnings; raises
-    UNetPlusPlusError."""
+    """:func:`check_model_samples` of C (z, y, x) ``arrays`` at ``spacing`` (mm; None: no extent
+    check), with their fingerprint ``found`` if any. Returns warnings; raises UNetPlusPlusError."""
     image_ml = None
     if spacing is not None and len(arrays):
         image_ml = image_volume_ml(np.shape(arrays[0]), spacing)
-    return check_model_samples(manifest, channel_samples(arrays), enabled, image_ml)
+    return check_model_samples(manifest, channel_samples(arrays), enabled, image_ml, found)

@@ -68,11 +68,12 @@ class CaseModelChecks:
         ``spacing`` (mm, x y z).
 
         Returns warnings (without the case name); raises UNetPlusPlusError with the problem."""
-        warnings = check_sequence_order(self.model, arrays, self.against_init, spacing)
-        if self.self_reference:
+        found = None  # one fingerprint serves the checks and the leave-one-out reference
+        if len(arrays) > 1:
             found = channel_order.fingerprint(channel_samples(arrays))
-            if found is not None:
-                self.prints.append((case_id, found))
+        warnings = check_sequence_order(self.model, arrays, self.against_init, spacing, found)
+        if self.self_reference and found is not None:
+            self.prints.append((case_id, found))
         return warnings
 
     def finish(self) -> tuple[list[str], list[str]]:
