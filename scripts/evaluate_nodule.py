@@ -53,16 +53,21 @@ def crop_centre(image: sitk.Image) -> tuple[float, float, float]:
     return tuple(image.TransformContinuousIndexToPhysicalPoint(centre))
 
 
+def read_crop(data: Path, case: str) -> tuple:
+    """One held-out LIDC crop: (its Volume, its sitk image, the expert mask (z, y, x))."""
+    image_path = data / "lidc-vois" / "image" / f"{case}.nii.gz"
+    mask = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(data / "lidc-vois" / "nodule_mask" / f"{case}.nii.gz"))
+    )
+    return read_volume([image_path]), read_image(image_path), mask
+
+
 def evaluate_crops(predictor: Predictor, data: Path, cases: list[str], depth="auto") -> dict:
     """Point-prompted Dice on the nodule-centred crops named in ``cases``."""
     scores = []
     for case in cases:
-        image_path = data / "lidc-vois" / "image" / f"{case}.nii.gz"
-        mask = sitk.GetArrayFromImage(
-            sitk.ReadImage(str(data / "lidc-vois" / "nodule_mask" / f"{case}.nii.gz"))
-        )
-        volume = read_volume([image_path])
-        point = crop_centre(read_image(image_path))
+        volume, image, mask = read_crop(data, case)
+        point = crop_centre(image)
         result = predictor.segment(volume, depth=depth, point=point)
         scores.append(dice(result.labels.array == 1, mask > 0))
     return {"cases": len(scores), "mean_dice": float(np.mean(scores)), "dice": scores}
@@ -124,12 +129,7 @@ def evaluate_offsets(
     that the nodule may extend beyond the analysed box."""
     rows = []
     for case in cases:
-        image_path = data / "lidc-vois" / "image" / f"{case}.nii.gz"
-        mask = sitk.GetArrayFromImage(
-            sitk.ReadImage(str(data / "lidc-vois" / "nodule_mask" / f"{case}.nii.gz"))
-        )
-        volume = read_volume([image_path])
-        image = read_image(image_path)
+        volume, image, mask = read_crop(data, case)
         point = crop_centre(image) if mode == "centre" else offset_point(image, mask > 0, mode, mm)
         result = predictor.segment(volume, depth=depth, point=point)
         labels = result.labels.array == 1
