@@ -331,6 +331,8 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     info["volumes_ml"] = volumes
     # input warnings of every point's run, each once (engine/sanity.py, the clicked component);
     # with several points, an empty click or a nodule at the box's edge names its point
+    from .engine.point_box import BEYOND_BOX_WARNING, ROI_EDGE_WARNING
+
     found = []
     for number, result in enumerate(results, start=1):
         for warning in result.info.get("warnings", []):
@@ -338,9 +340,7 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
                 warning = warning.replace(
                     "at the clicked point", f"at point {number} of {info['points']}"
                 ).replace("the result is empty", f"its segment (ending in ' {number}') is empty")
-            if info["points"] > 1 and (
-                "beyond the analysed box" in warning or "edge of the region of interest" in warning
-            ):  # engine/point_box
+            if info["points"] > 1 and warning in (BEYOND_BOX_WARNING, ROI_EDGE_WARNING):
                 warning = f"Point {number} of {info['points']}: {warning}"
             found.append(warning)
     info["warnings"] = list(dict.fromkeys(found))
