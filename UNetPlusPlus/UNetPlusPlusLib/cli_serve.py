@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import math
@@ -154,12 +155,7 @@ def serve(
     parses every request's ``segment`` arguments; ``cache``: what is kept between requests (a new
     one by default)."""
     cache = WarmCache() if cache is None else cache
-    made: list = []
-
-    def parser() -> argparse.ArgumentParser:  # made once: parsing does not change it
-        if not made:
-            made.append(build_parser())
-        return made[0]
+    parser = functools.cache(build_parser)  # made once, at the first request: parsing keeps it
 
     _reply(replies, {"ready": True, "pid": os.getpid()})
     for line in requests:
