@@ -12,13 +12,12 @@ keeps it exactly (:func:`restore_split`), and in model.json and the card.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
 from .dataset_types import CaseFiles, patient_id
-from .split import seeded_patients, split_cases, subset_patients
+from .split import explicit_patients, seeded_patients, split_cases, subset_patients
 
 
 @dataclass
@@ -94,7 +93,7 @@ def split_with_parent(
     notes: list[str] = []
     on_parent_training = False
     if explicit:
-        chosen = _explicit_patients(usable, explicit)
+        chosen = explicit_patients(usable, explicit)
         refused = sorted(c.case_id for c in usable if c.patient_id in chosen & trained)
         if refused:
             raise UNetPlusPlusError(
@@ -152,20 +151,6 @@ def split_with_parent(
         "validation_on_parent_training": on_parent_training,
     }
     return _finish(training, validation, excluded, notes, record)
-
-
-def _explicit_patients(cases: Sequence[CaseFiles], explicit: Sequence[str]) -> set[str]:
-    patterns = [re.compile(p) for p in explicit]
-    chosen = {
-        c.patient_id
-        for c in cases
-        if any(p.fullmatch(c.case_id) or p.fullmatch(c.patient_id) for p in patterns)
-    }
-    if not chosen:
-        raise UNetPlusPlusError(
-            f"The validation cases {', '.join(explicit)} match no case or patient id."
-        )
-    return chosen
 
 
 def _finish(training, validation, excluded, notes, parent: dict) -> CaseSplit:

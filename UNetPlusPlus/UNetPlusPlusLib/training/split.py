@@ -19,17 +19,7 @@ def split_cases(
     ``explicit`` (case or patient ids, or regexes matching them) overrides ``fraction``.
     """
     if explicit:
-        patterns = [re.compile(p) for p in explicit]
-
-        def chosen(case: CaseFiles) -> bool:
-            return any(p.fullmatch(case.case_id) or p.fullmatch(case.patient_id) for p in patterns)
-
-        validation = [c for c in cases if chosen(c)]
-        if not validation:
-            raise UNetPlusPlusError(
-                f"The validation cases {', '.join(explicit)} match no case or patient id."
-            )
-        patients = {c.patient_id for c in validation}
+        patients = explicit_patients(cases, explicit)
         validation = [c for c in cases if c.patient_id in patients]
     else:
         patients = sorted({c.patient_id for c in cases})
@@ -42,6 +32,22 @@ def split_cases(
             "Every case ended up in the validation set; leave some patients for training."
         )
     return training, validation
+
+
+def explicit_patients(cases: Sequence[CaseFiles], explicit: Sequence[str]) -> set[str]:
+    """The patients of ``cases`` that ``explicit`` (``--val-cases``: case or patient ids, or
+    regexes matching either in full) names. Raises UNetPlusPlusError when it names none."""
+    patterns = [re.compile(p) for p in explicit]
+    chosen = {
+        c.patient_id
+        for c in cases
+        if any(p.fullmatch(c.case_id) or p.fullmatch(c.patient_id) for p in patterns)
+    }
+    if not chosen:
+        raise UNetPlusPlusError(
+            f"The validation cases {', '.join(explicit)} match no case or patient id."
+        )
+    return chosen
 
 
 def subset_patients(cases: Sequence[CaseFiles], fraction: float, seed: int) -> list[CaseFiles]:
