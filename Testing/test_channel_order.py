@@ -231,6 +231,7 @@ def mrml_channel_nodes(channels: np.ndarray):
     nodes = []
     for name, channel in zip(NAMES, channels):
         itk = sitk.GetImageFromArray(channel.astype(np.int16))
+        itk.SetOrigin((-90.0, -126.0, -72.0))  # a scan's origin, not an array's default
         nodes.append(geometry.volume_node_from_volume(scene, volume_from_sitk([itk]), name))
     return scene, nodes
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers import make_sphere_image
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
@@ -45,7 +46,8 @@ def ct_like(shape=(8, 10, 12), seed=0) -> np.ndarray:
 
 def volume(*channels: np.ndarray, names=None, spacing=(1.0, 1.0, 1.0)) -> Volume:
     names = names or [f"c{i}" for i in range(len(channels))]
-    return Volume(np.stack(channels), spacing, (0, 0, 0), np.eye(3), tuple(names))
+    # not the default geometry of an image saved without one (check_header warns about it)
+    return Volume(np.stack(channels), spacing, (-90.0, -126.0, -72.0), np.eye(3), tuple(names))
 
 
 def run_cli(tmp_path, inputs, task) -> tuple[int, str, Path]:
@@ -154,6 +156,26 @@ def test_one_voxel_thick_volume_is_refused_and_thick_slices_warn():
         check_header((64, 64, 1), (1, 1, 1), (0, 0, 0), np.eye(3), "x.nrrd")
     warnings = check_header((64, 64, 4), (1, 1, 12), (0, 0, 0), np.eye(3), "x.nrrd")
     assert len(warnings) == 1 and "thick" in warnings[0]
+
+
+def test_the_default_geometry_of_an_image_saved_without_one_warns(tmp_path, sphere_model, capsys):
+    # tester 8: the example CT saved from its array alone (1 mm, origin 0; its voxels are 3 mm)
+    # gave "liver 4.448 ml" (1031.6 ml with its geometry) with no warning
+    warnings = check_header((64, 64, 32), (1, 1, 1), (0, 0, 0), np.eye(3), "x.nii.gz")
+    assert len(warnings) == 1 and "saved without one (1 x 1 x 1 mm voxels" in warnings[0]
+    for spacing, origin, direction in [
+        ((1, 1, 1), (0, 0, 0.5), np.eye(3)),  # a real origin
+        ((1, 1, 1.2), (0, 0, 0), np.eye(3)),  # a real spacing
+        ((1, 1, 1), (0, 0, 0), np.diag([-1.0, -1.0, 1.0])),  # a real direction (BraTS)
+    ]:
+        assert check_header((64, 64, 32), spacing, origin, direction, "x.nii.gz") == []
+    path = tmp_path / "array_only.nii.gz"
+    ball = sitk.GetArrayFromImage(make_sphere_image((24, 20, 20), radius_mm=10, noise=5))
+    sitk.WriteImage(sitk.GetImageFromArray(ball.astype(np.int16)), str(path))
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "--threads", "1"]
+    assert main([*argv, "-o", str(tmp_path / "x.nii.gz")]) == 0
+    expected = "warning: The input volume has the geometry of an image saved without one"
+    assert expected in capsys.readouterr().err
 
 
 def test_4d_nrrd_with_one_frame_reads_like_the_4d_nifti(tmp_path):

@@ -4,7 +4,8 @@ One check per family, run before any inference (``Predictor.segment``, the Slice
 before training (``training/dataset_check.py``):
 
 - **header** (:func:`check_header`): finite, positive and physically plausible spacing (mm),
-  an orthonormal direction, a finite origin, at least 2 voxels on every axis;
+  an orthonormal direction, a finite origin, at least 2 voxels on every axis; warnings for
+  very thick voxels and for geometry no scan has (:mod:`.header_warnings`);
 - **values** (:func:`check_finite`): no NaN or infinite voxel (NIfTI files are also checked in
   their raw bytes by :mod:`.nifti_check`, because ITK's NIfTI reader turns NaN into 0);
 - **intensities** (:func:`check_intensities`): per channel, against the modality the model's
@@ -31,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .header_warnings import implausible_geometry
 
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
 MIN_SPACING_MM = 0.01
@@ -120,7 +122,7 @@ def check_header(
         warnings.append(
             f"{source} has very thick voxels ({_fmt(spacing_a)} mm); check the result closely."
         )
-    return warnings
+    return warnings + implausible_geometry(size, spacing_a, origin, matrix, source)
 
 
 # --------------------------------------------------------------------------- values
