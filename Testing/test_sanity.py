@@ -178,6 +178,19 @@ def test_the_default_geometry_of_an_image_saved_without_one_warns(tmp_path, sphe
     assert expected in capsys.readouterr().err
 
 
+def test_a_field_of_view_wider_than_any_scanner_warns():
+    # tester 8: the example CT (122 x 101 x 112 voxels of 3 mm) with 9 mm in its header, 1.1 m
+    # wide, gave "liver 22074.12 ml" with no warning
+    lps = np.diag([-1.0, -1.0, 1.0])
+    warnings = check_header((122, 101, 112), (9, 9, 9), (178.0, -11.3, 94.3), lps, "ct.nii.gz")
+    assert len(warnings) == 1 and warnings[0].startswith("ct.nii.gz is 1.1 m wide (left-right)")
+    assert "voxel spacing (9 x 9 x 9 mm) is probably wrong" in warnings[0]
+    assert check_header((122, 101, 112), (3, 3, 3), (178.0, -11.3, 94.3), lps, "ct") == []
+    # a 2 m whole-body scan stored with its long axis first: the length is along z, not across
+    sagittal_first = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    assert check_header((1000, 512, 512), (2, 0.9, 0.9), (0.0, 0.0, 0.5), sagittal_first, "x") == []
+
+
 def test_4d_nrrd_with_one_frame_reads_like_the_4d_nifti(tmp_path):
     image = sitk.GetImageFromArray(ct_like())
     image.SetSpacing((0.5, 0.6, 0.7))

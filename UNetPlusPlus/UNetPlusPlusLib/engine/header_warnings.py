@@ -3,7 +3,9 @@
 An image saved from its array alone (numpy to SimpleITK, nibabel or an NRRD without a header)
 gets 1 x 1 x 1 mm voxels at origin 0 with no rotation. The model then sees the anatomy at the
 wrong size and reports wrong volumes with no sign of doubt: the example CT (3 mm voxels) saved
-that way gave "liver 4.448 ml" (tester 8). numpy only.
+that way gave "liver 4.448 ml" (tester 8). A spacing too large makes the field of view wider
+than any scanner's: the same CT with 9 mm voxels in its header (1.1 m wide) gave "liver
+22074.12 ml". numpy only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ DEFAULT_GEOMETRY_WARNING = (
 )
 
 
+#: No CT or MR scanner's field of view is wider than about 0.8 m across the patient (bores are
+#: 0.6-0.8 m); above this, left-right or anterior-posterior, the spacing in the header is wrong.
+MAX_SCAN_WIDTH_MM = 900.0
+
+
 def implausible_geometry(
     size_xyz: Sequence[int],
     spacing: Sequence[float],
@@ -34,4 +41,13 @@ def implausible_geometry(
     default = np.all(np.asarray(spacing, float) == 1.0) and not np.any(np.asarray(origin, float))
     if default and np.array_equal(np.asarray(direction, float), np.eye(3)):
         warnings.append(DEFAULT_GEOMETRY_WARNING.format(source=source))
+    field = np.abs(np.asarray(direction, float)) @ (np.asarray(size_xyz) * np.asarray(spacing))
+    if max(field[0], field[1]) > MAX_SCAN_WIDTH_MM:
+        voxels = " x ".join(f"{v:.3g}" for v in spacing)
+        warnings.append(
+            f"{source} is {field[0] / 1000:.2g} m wide (left-right) and {field[1] / 1000:.2g} m "
+            f"deep (front-back), more than any scanner's field of view (about 0.8 m at most): "
+            f"its voxel spacing ({voxels} mm) is probably wrong, and so are the result's size "
+            "and volumes; fix the spacing in the header."
+        )
     return warnings
