@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .channel_masks import different_brains_warning
 from .header_warnings import implausible_geometry
 
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
@@ -473,22 +474,24 @@ def check_model_samples(
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
     need the model: a zero background (:func:`needs_zero_background`) and, given the image's
-    volume ``image_ml`` (ml), :func:`check_nonzero_extent`; no two channels the same image up
-    to scale; the sequence order (unless ``channel_check=False``). ``found``: the samples'
-    fingerprint if the caller has it. Returns warnings; raises UNetPlusPlusError."""
+    volume ``image_ml`` (ml), :func:`check_nonzero_extent`, and channels covering one brain
+    (:mod:`.channel_masks`, a warning); no two channels the same image up to scale; the
+    sequence order (unless ``channel_check=False``). ``found``: the samples' fingerprint if
+    the caller has it. Returns warnings; raises UNetPlusPlusError."""
     from .channel_order import check_channel_order, fingerprint, manifest_reference
 
-    names = [channel.name for channel in manifest.channels]
+    names, warnings = [channel.name for channel in manifest.channels], []
     if needs_zero_background(manifest):
         check_zero_background(samples, names)
         check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
+        warnings = different_brains_warning(samples, names)  # channel_masks.py
     found = fingerprint(samples) if found is None and len(samples) > 1 else found
     if found is not None:
         check_near_duplicates(found.spearman, names)
     reference = manifest_reference(manifest) if channel_check else None
     if reference is None:
-        return []
-    return check_channel_order(samples, reference, names, found)
+        return warnings
+    return warnings + check_channel_order(samples, reference, names, found)
 
 
 def check_sequence_order(
