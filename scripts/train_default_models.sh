@@ -148,6 +148,11 @@ PY
     "$PYTHON" scripts/channel_fingerprint.py "$DATA/brain-tumor/brats2018" --write \
         --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json \
         --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor"
+    # the bias-field reference from the same training cases; thresholds calibrated on all 19
+    # real cases and synthetic fields (docs/INPUT_CHECKS.md, "Intensity non-uniformity")
+    "$PYTHON" scripts/bias_field_study.py write "$DATA/brain-tumor/brats2018" \
+        --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
+        --warn-ratio 2.2 --channel-warn-ratio 3.6
     "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
         "$DATA/brain-tumor" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor/evaluation.md"
 }

@@ -349,7 +349,13 @@ class ManifestValidator:
 
     def inference(self, value: Any, n_channels: int) -> dict:
         inference = self.mapping(value, "inference")
-        options = ("crop_nonzero", "channel_check", "channel_fingerprint", "max_nonzero_ml")
+        options = (
+            "crop_nonzero",
+            "channel_check",
+            "channel_fingerprint",
+            "max_nonzero_ml",
+            "bias_field",
+        )
         unknown = sorted(set(inference) - set(options))
         if unknown:
             raise self.fail(
@@ -369,6 +375,13 @@ class ManifestValidator:
                 parse_reference(inference["channel_fingerprint"], n_channels)
             except ValueError as error:
                 raise self.fail("inference.channel_fingerprint", str(error)) from error
+        if "bias_field" in inference:
+            from .bias_field import parse_reference as parse_bias  # numpy only
+
+            try:
+                parse_bias(inference["bias_field"], n_channels)
+            except ValueError as error:
+                raise self.fail("inference.bias_field", str(error)) from error
         return copy.deepcopy(inference)
 
     def validation(self, value: Any) -> dict:
