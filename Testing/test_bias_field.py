@@ -77,7 +77,7 @@ def manifest_with(tmp_path: Path, reference: dict | None, model: str = "brain-tu
     return ModelManifest.load(path)
 
 
-REFERENCE = {"version": 1, "warn_ratio": 2.2, "channel_warn_ratio": 3.6}
+REFERENCE = {"version": 1, "warn_ratio": 2.2, "linear_warn_ratio": 1.8, "channel_warn_ratio": 3.6}
 
 
 def as_volume(array: np.ndarray) -> Volume:
@@ -184,12 +184,14 @@ def test_a_bad_reference_is_refused_when_the_manifest_loads(tmp_path, change, me
 
 
 def test_build_reference_refuses_a_threshold_a_training_case_reaches():
-    found = [bf.FieldStrength(1.5, [1.6, 2.0]), bf.FieldStrength(1.8, [1.7, 2.5])]
-    reference = bf.build_reference(found, 2.2, 3.6, ["a", "b"])
-    assert reference["training_max"] == {"common": 1.8, "channels": [1.7, 2.5]}
+    found = [bf.FieldStrength(1.5, [1.6, 2.0], 1.2), bf.FieldStrength(1.8, [1.7, 2.5], 1.4)]
+    reference = bf.build_reference(found, 2.2, 1.8, 3.6, ["a", "b"])
+    expected = {"common": 1.8, "linear": 1.4, "channels": [1.7, 2.5]}
+    assert reference["training_max"] == expected
     assert bf.parse_reference(reference, 2) == reference
-    with pytest.raises(ValueError):
-        bf.build_reference(found, 1.7, 3.6)
+    for ratios in ((1.7, 1.8, 3.6), (2.2, 1.3, 3.6), (2.2, 1.8, 2.5)):
+        with pytest.raises(ValueError):
+            bf.build_reference(found, *ratios)
 
 
 # ------------------------------------------------------------------------ a real case

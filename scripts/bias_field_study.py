@@ -21,7 +21,7 @@ brats2018 case not in ``validation.cases``) and ``--warn-ratio`` (weights untouc
         --model UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor > dice.jsonl
     python scripts/bias_field_study.py write ../shared/data/brain-tumor/brats2018 \\
         --model UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor \\
-        --warn-ratio 2.2 --channel-warn-ratio 3.6
+        --warn-ratio 2.2 --linear-warn-ratio 1.8 --channel-warn-ratio 3.6
 """
 
 from __future__ import annotations
@@ -91,14 +91,15 @@ def run_strengths(args) -> int:
     cases = [(f.name, case_paths(f)) for f in sorted(Path(args.data).iterdir()) if f.is_dir()]
     if args.extra:
         cases.append((Path(args.extra[0]).parent.name, [Path(p) for p in args.extra]))
-    print("| case | common | " + " | ".join(NAMES) + " | ms |\n|---|---|---|---|---|---|---|")
+    print("| case | common | linear | " + " | ".join(NAMES) + " | ms |")
+    print("|---" * (len(NAMES) + 4) + "|")
     for name, paths in cases:
         volume = read_volume(paths, NAMES)
         started = time.perf_counter()
         found = strengths(volume)
         ms = (time.perf_counter() - started) * 1000
         each = " | ".join(f"{v:.2f}" for v in found.channels)
-        print(f"| {name} | {found.common:.2f} | {each} | {ms:.0f} |")
+        print(f"| {name} | {found.common:.2f} | {found.linear:.2f} | {each} | {ms:.0f} |")
     return 0
 
 
@@ -133,6 +134,7 @@ def run_dice(args) -> int:
             measured = strengths(biased)
             row = {"case": case, "shape": name, "ratio": ratio}
             row["common"] = round(measured.common, 3)
+            row["linear"] = round(measured.linear, 3)
             row["channels"] = [round(v, 3) for v in measured.channels]
             row.update({k: round(dice(found[k], expert[k]), 4) for k in ("WT", "TC", "ET")})
             row["et_ml"] = round(float(found["ET"].sum()) * float(np.prod(volume.spacing)) / 1e3, 2)
@@ -143,14 +145,16 @@ def run_dice(args) -> int:
 
 def run_write(args) -> int:
     path = Path(args.model) / "model.json"
-    manifest = ModelManifest.from_dict(json.loads(path.read_text(encoding="utf-8")), path=path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.get("inference", {}).pop("bias_field", None)  # replaced, whatever its version
+    manifest = ModelManifest.from_dict(data, path=path)
     held_out = set(manifest.validation.get("cases", []))
     folders = [f for f in sorted(Path(args.data).iterdir()) if f.is_dir()]
     training = [f for f in folders if f.name not in held_out]
     table = [strengths(read_volume(case_paths(f), NAMES)) for f in training]
     names = [f.name for f in training]
-    reference = bf.build_reference(table, args.warn_ratio, args.channel_warn_ratio, names)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    ratios = (args.warn_ratio, args.linear_warn_ratio, args.channel_warn_ratio)
+    reference = bf.build_reference(table, *ratios, names)
     data["inference"] = {**data.get("inference", {}), "bias_field": reference}
     ModelManifest.from_dict(data, path=path)
     temporary = path.with_name(path.name + ".tmp")
@@ -169,6 +173,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cases", nargs="*", help="dice: these cases, not validation.cases")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warn-ratio", type=float, default=2.2, help="write: common field")
+    parser.add_argument("--linear-warn-ratio", type=float, default=1.8, help="write: its plane")
     parser.add_argument("--channel-warn-ratio", type=float, default=3.6, help="write: one channel")
     args = parser.parse_args(argv)
     return {"strengths": run_strengths, "dice": run_dice, "write": run_write}[args.command](args)

@@ -152,7 +152,7 @@ PY
     # real cases and synthetic fields (docs/INPUT_CHECKS.md, "Intensity non-uniformity")
     "$PYTHON" scripts/bias_field_study.py write "$DATA/brain-tumor/brats2018" \
         --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
-        --warn-ratio 2.2 --channel-warn-ratio 3.6
+        --warn-ratio 2.2 --linear-warn-ratio 1.8 --channel-warn-ratio 3.6
     "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
         "$DATA/brain-tumor" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor/evaluation.md"
 }

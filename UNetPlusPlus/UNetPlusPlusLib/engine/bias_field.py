@@ -14,13 +14,15 @@ medians with iteratively reweighted least squares (Tukey's biweight: tumour, ven
 tissue classes are outliers, not field). A strength is the max/min ratio of the fitted field
 over the blocks (1.0: uniform): ``common``, of the fit to the mean over the channels of their
 centred medians (one coil makes one field in every sequence, while tissue contrast differs
-between sequences and partly cancels), and each channel's own.
+between sequences and partly cancels), ``linear``, of a plane fitted to that mean alone (the
+brain is nearly symmetric, a coil on one side is not), and each channel's own.
 
 **Decision** (:func:`check_bias_field`): the common strength above the manifest's
-``inference.bias_field.warn_ratio``, or a channel's own above ``channel_warn_ratio`` (a field
-in one sequence only), gives one warning naming the channel(s) and suggesting N4 bias-field
-correction. No reference in the manifest (CT models, older packages): no check. Not a refusal:
-even a 4x field left results usable on some cases (docs/INPUT_CHECKS.md).
+``inference.bias_field.warn_ratio``, its linear part above ``linear_warn_ratio``, or a
+channel's own above ``channel_warn_ratio`` (a field in one sequence only), gives one warning
+naming the channel(s) and suggesting N4 bias-field correction. No reference in the manifest
+(CT models, older packages): no check. Not a refusal: even a 4x field left results usable on
+some cases (docs/INPUT_CHECKS.md).
 """
 
 from __future__ import annotations
@@ -71,19 +73,20 @@ def _blocks(grid: np.ndarray) -> np.ndarray:
     return shaped.reshape(nz, ny, nx, BLOCK**3)
 
 
-def _design(points: np.ndarray) -> np.ndarray:
-    """Polynomial terms up to :data:`DEGREE` of (n, 3) centred, scaled coordinates."""
+def _design(points: np.ndarray, degree: int = DEGREE) -> np.ndarray:
+    """Polynomial terms up to ``degree`` (1 or 2) of (n, 3) centred, scaled coordinates."""
     columns = [np.ones(len(points))]
-    for degree in range(1, DEGREE + 1):
+    for power in range(1, degree + 1):
         for i in range(3):
-            for j in range(i, 3) if degree == 2 else [None]:
+            for j in range(i, 3) if power == 2 else [None]:
                 columns.append(points[:, i] * (points[:, j] if j is not None else 1.0))
     return np.stack(columns, axis=1)
 
 
-def robust_fit(points: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The fitted polynomial of ``values`` (n,) at ``points`` (n, 3), Tukey-reweighted."""
-    design = _design(points)
+def robust_fit(points: np.ndarray, values: np.ndarray, degree: int = DEGREE) -> np.ndarray:
+    """The fitted polynomial (degree 1 or 2) of ``values`` (n,) at ``points`` (n, 3),
+    Tukey-reweighted."""
+    design = _design(points, degree)
     weights = np.ones(len(values))
     fitted = np.full(len(values), float(np.median(values)))
     for _ in range(ITERATIONS):
@@ -102,11 +105,13 @@ def robust_fit(points: np.ndarray, values: np.ndarray) -> np.ndarray:
 @dataclass
 class FieldStrength:
     """Max/min ratios (1.0: uniform) of the fitted field over the brain: ``common``, the field
-    the channels share (fitted to the mean of their centred block medians), and ``channels``,
-    each channel's own."""
+    the channels share (fitted to the mean of their centred block medians), ``linear``, its
+    degree-1 part (a plane fitted alone: anatomy is mostly symmetric, a one-sided coil is
+    not), and ``channels``, each channel's own."""
 
     common: float
     channels: list[float]
+    linear: float = 1.0
 
 
 def _ratio(log_field: np.ndarray) -> float:
@@ -141,32 +146,40 @@ def field_strength(
         median = np.nanmedian(logs, axis=1).astype(np.float64)
         medians.append(median - np.median(median))
     channels = [_ratio(robust_fit(points, m)) for m in medians]
-    common = _ratio(robust_fit(points, np.mean(medians, axis=0)))
-    return FieldStrength(common, channels)
+    mean = np.mean(medians, axis=0)
+    common, linear = _ratio(robust_fit(points, mean)), _ratio(robust_fit(points, mean, 1))
+    return FieldStrength(common, channels, linear)
 
 
 # ------------------------------------------------------------------------ the reference
 def build_reference(
-    found: Sequence[FieldStrength], warn_ratio: float, channel_warn_ratio: float, cases=()
+    found: Sequence[FieldStrength],
+    warn_ratio: float,
+    linear_warn_ratio: float,
+    channel_warn_ratio: float,
+    cases=(),
 ) -> dict:
     """The manifest's ``bias_field`` from the training cases' strengths and the calibrated
     thresholds (docs/INPUT_CHECKS.md). Raises ValueError when a training case reaches one."""
     if not found:
         raise ValueError("no training case was measured")
-    common = max(f.common for f in found)
+    common, linear = max(f.common for f in found), max(f.linear for f in found)
     channels = np.max([f.channels for f in found], axis=0)
-    if common >= warn_ratio or channels.max() >= channel_warn_ratio:
+    if common >= warn_ratio or linear >= linear_warn_ratio or channels.max() >= channel_warn_ratio:
         raise ValueError("a training case reaches a warning ratio")
     return {
         "version": BIAS_VERSION,
         "measure": f"max/min of a degree-{DEGREE} robust fit to {BLOCK * STEP_MM:g} mm block "
-        "medians of log intensity in the brain: of the channels' mean (common), per channel",
+        "medians of log intensity in the brain: of the channels' mean (common; linear: a "
+        "plane fitted to it), per channel",
         "cases": list(cases) or len(found),
         "training_max": {
             "common": round(common, 3),
+            "linear": round(linear, 3),
             "channels": [round(float(v), 3) for v in channels],
         },
         "warn_ratio": float(warn_ratio),
+        "linear_warn_ratio": float(linear_warn_ratio),
         "channel_warn_ratio": float(channel_warn_ratio),
     }
 
@@ -178,7 +191,7 @@ def parse_reference(value: Any, channels: int) -> dict:
         raise ValueError("must be an object")
     if value.get("version") != BIAS_VERSION:
         raise ValueError(f"version must be {BIAS_VERSION}")
-    for key in ("warn_ratio", "channel_warn_ratio"):
+    for key in ("warn_ratio", "linear_warn_ratio", "channel_warn_ratio"):
         ratio = value.get(key)
         if not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 1:
             raise ValueError(f"{key} must be a number above 1")
@@ -192,17 +205,20 @@ def manifest_reference(manifest) -> Optional[dict]:
 
 
 def decide(found: Optional[FieldStrength], reference: dict, names: Sequence[str]) -> list[str]:
-    """One warning when the shared field exceeds ``warn_ratio`` (naming every channel with its
-    own strength) or a channel's own field exceeds ``channel_warn_ratio`` (naming it)."""
+    """One warning when the shared field exceeds ``warn_ratio`` or its linear part
+    ``linear_warn_ratio`` (naming every channel with its own strength), or a channel's own
+    field exceeds ``channel_warn_ratio`` (naming it)."""
     if found is None:
         return []
     common, single = float(reference["warn_ratio"]), float(reference["channel_warn_ratio"])
+    linear = float(reference["linear_warn_ratio"])
     each = [f"{name} {ratio:.1f}x" for name, ratio in zip(names, found.channels)]
-    if found.common > common:
+    if found.common > common or found.linear > linear:
         where = (
             f"across all channels ({found.common:.1f}x from the brightest to the darkest "
-            f"part of the brain; per channel: {', '.join(each)}; the model's training data "
-            f"stay below {common:g}x)"
+            f"part of the brain, {found.linear:.1f}x from one side to the other; per channel: "
+            f"{', '.join(each)}; the model's training data stay below {common:g}x and "
+            f"{linear:g}x)"
         )
     else:
         strong = [text for text, ratio in zip(each, found.channels) if ratio > single]
