@@ -129,7 +129,7 @@ def test_a_field_in_one_channel_names_that_channel(tmp_path):
     image[1] *= field(coords, 6.0, (1, -1, 1))
     warnings = check_model_input(manifest_with(tmp_path, REFERENCE), as_volume(image))
     assert len(warnings) == 1
-    assert "in T1 " in warnings[0]
+    assert "in T1 " in warnings[0] and "above 3.6x in one channel" in warnings[0]
     assert not any(f"{name} " in warnings[0] for name in ("FLAIR", "T1ce", "T2"))
 
 

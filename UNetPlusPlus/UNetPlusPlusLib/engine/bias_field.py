@@ -51,7 +51,7 @@ ITERATIONS = 10
 
 ADVICE = (
     "correct it first with N4 bias-field correction (3D Slicer: 'N4ITK MRI Bias correction'; "
-    "SimpleITK: N4BiasFieldCorrectionImageFilter), as the model's training data were"
+    "SimpleITK: N4BiasFieldCorrectionImageFilter)"
 )
 
 
@@ -215,21 +215,20 @@ def decide(found: Optional[FieldStrength], reference: dict, names: Sequence[str]
     each = [f"{name} {ratio:.1f}x" for name, ratio in zip(names, found.channels)]
     if found.common > common or found.linear > linear:
         where = (
-            f"across all channels ({found.common:.1f}x from the brightest to the darkest "
-            f"part of the brain, {found.linear:.1f}x from one side to the other; per channel: "
-            f"{', '.join(each)}; the model's training data stay below {common:g}x and "
-            f"{linear:g}x)"
+            f"across all channels: {found.common:.1f}x from the brightest to the darkest part "
+            f"of the brain, {found.linear:.1f}x from one side to the other (this model warns "
+            f"above {common:g}x and {linear:g}x; per channel: {', '.join(each)})"
         )
     else:
         strong = [text for text, ratio in zip(each, found.channels) if ratio > single]
         if not strong:
             return []
         where = (
-            f"in {', '.join(strong)} (brightest to darkest part of the brain; the model's "
-            f"training data stay below {single:g}x)"
+            f"in {', '.join(strong)} from the brightest to the darkest part of the brain (this "
+            f"model warns above {single:g}x in one channel)"
         )
     return [
-        f"Strong intensity non-uniformity (bias field) {where}: the result may be wrong; {ADVICE}."
+        f"Strong intensity non-uniformity (bias field) {where}. The result may be wrong; {ADVICE}."
     ]
 
 
