@@ -155,6 +155,29 @@ def test_streamed_grids_decide_as_the_whole_array(tmp_path):
     assert len(whole) == 1 and streamed == whole
 
 
+def test_warm_cache_and_slicer_logic_warn_too(tmp_path):
+    """``unetpp serve``'s cached checks and the Slicer Logic (real MRML, int16 nodes, slicer-core)
+    give the same warning before any job starts."""
+    from test_channel_order import mrml_channel_nodes
+    from UNetPlusPlusLib.warm_cache import WarmCache
+
+    image, coords = phantom()
+    image = image * field(coords, 3.0, (1, 1, 1))
+    manifest = manifest_with(tmp_path, REFERENCE)
+    cached = WarmCache().input_checks(manifest, as_volume(image))
+    assert len(cached) == 1 and "bias field" in cached[0]
+    scene, nodes = mrml_channel_nodes(image)  # int16 nodes at 1 mm
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
+    logic = SegmentationLogic(persistent=False)
+    try:
+        warnings = logic.check_inputs(nodes, manifest)
+    finally:
+        logic.shutdown()
+    assert len(warnings) == 1 and "bias field" in warnings[0]
+    assert all(name in warnings[0] for name in NAMES)
+
+
 def test_models_without_a_reference_are_not_checked(tmp_path):
     image, coords = phantom()
     biased = image * field(coords, 4.0, (1, 0, 1))
