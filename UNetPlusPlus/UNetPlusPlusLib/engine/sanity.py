@@ -15,9 +15,8 @@ before training (``training/dataset_check.py``):
 - **channels for a model** (:func:`check_model_samples`): an MR channel of a model that relies
   on a zero background must hold voxels exactly 0, and be non-zero over no more than the
   manifest's ``inference.max_nonzero_ml`` (not skull-stripped); no two channels may be the same
-  image up to scale (Spearman correlation ~1); then the sequence order (:mod:`.channel_order`)
-  and, for arrays with their spacing (:func:`check_sequence_order`), the MR bias field
-  (:mod:`.bias_field`).
+  image up to scale (Spearman correlation ~1); the sequence order (:mod:`.channel_order`); with
+  the spacing (:func:`check_sequence_order`), the MR bias field (:mod:`.bias_field`).
 
 Refusals raise :class:`UNetPlusPlusError` with one actionable line; borderline findings are
 returned as warning strings for the CLI (``warning: ...`` on stderr) and the Slicer panel.
@@ -501,5 +500,5 @@ def check_sequence_order(
     image_ml = None
     if spacing is not None and len(arrays):
         image_ml = image_volume_ml(np.shape(arrays[0]), spacing)
-    found = check_model_samples(manifest, channel_samples(arrays), enabled, image_ml, found)
-    return found + check_bias_field(manifest, arrays, spacing)
+    warnings = check_model_samples(manifest, channel_samples(arrays), enabled, image_ml, found)
+    return warnings + check_bias_field(manifest, arrays, spacing)
