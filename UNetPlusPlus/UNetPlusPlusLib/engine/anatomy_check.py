@@ -97,12 +97,17 @@ def _coarse(image: sitk.Image, grid: Grid) -> np.ndarray:
 def _field_of_view(image: Grid, grid: Grid) -> np.ndarray:
     """Cells of ``grid`` whose centre lies inside the image's voxels (half a voxel beyond the
     outer centres), (z, y, x); the same for any storage order of the image's axes."""
-    z, y, x = np.meshgrid(*[np.arange(n) for n in grid.shape_zyx], indexing="ij")
-    points = grid.index_to_physical(np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1))
-    index = image.physical_to_index(points)
-    size = np.asarray(image.size_xyz, dtype=np.float64)
-    inside = np.all((index >= -0.5 - 1e-6) & (index <= size - 0.5 + 1e-6), axis=1)
-    return inside.reshape(grid.shape_zyx)
+    start = image.physical_to_index(grid.origin)  # continuous (x, y, z) image index
+    steps = [
+        image.physical_to_index(grid.index_to_physical(np.eye(3)[a])) - start for a in range(3)
+    ]
+    index = start.astype(np.float32)
+    for axis, step in enumerate(steps):  # separable: one term per grid axis (x, y, z)
+        shape = [1, 1, 1, 3]
+        shape[2 - axis] = grid.size_xyz[axis]
+        index = index + (np.arange(grid.size_xyz[axis])[:, None] * step).reshape(shape)
+    size = np.asarray(image.size_xyz, dtype=np.float32)
+    return np.all((index >= -0.5 - 1e-4) & (index <= size - 0.5 + 1e-4), axis=-1)
 
 
 def _strided(array: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
