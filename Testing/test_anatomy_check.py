@@ -105,6 +105,11 @@ def test_a_segment_at_the_top_of_the_image_is_not_judged_by_what_lies_above():
     top = volume.grid.index_to_physical((0, 0, volume.grid.size_xyz[2] - 1))[2]
     findings = measure_liver(volume, ball((-80.0, 0.0, top - 20.0), 35.0))  # cut by the top
     assert findings.room_above_mm < 30 and findings.failed == []
+    # a ROI whose top cuts the segment: the image above the ROI is no room above the result
+    pelvis = torso_on("axial")[1](*PELVIS)
+    assert measure_liver(torso_on("axial")[0], pelvis).failed == ["no_lung_above"]
+    roi_top = PELVIS[0][2] + PELVIS[1] - 5.0
+    assert measure_liver(torso_on("axial")[0], pelvis, top_mm=roi_top).failed == []
 
 
 def test_a_header_only_left_right_flip_is_warned_with_its_orientation_hint():

@@ -227,13 +227,20 @@ def _midline_offset(segment: np.ndarray, body: np.ndarray, fov: np.ndarray) -> O
     return float(np.average(offsets, weights=weights))
 
 
-def measure_liver(volume: Volume, mask: np.ndarray, mask_grid: Optional[Grid] = None) -> Findings:
+def measure_liver(
+    volume: Volume,
+    mask: np.ndarray,
+    mask_grid: Optional[Grid] = None,
+    top_mm: Optional[float] = None,
+) -> Findings:
     """Measure a liver segment against the anatomy of the CT ``volume`` (HU, channel 0).
 
     ``mask``: (z, y, x) boolean or 0/1 array of the segment on ``mask_grid`` (default: the
     volume's grid; any grid in the same physical space, e.g. the whole image when ``volume``
-    is a region read around a ROI). Returns :class:`Findings` with ``failed`` naming the
-    rules the segment breaks. Raises ValueError if ``mask`` does not match ``mask_grid``."""
+    is a region read around a ROI). ``top_mm``: the highest LPS z (mm) the result could
+    reach (a ROI's top); the image above it is no room above the segment. Returns
+    :class:`Findings` with ``failed`` naming the rules the segment breaks. Raises ValueError
+    if ``mask`` does not match ``mask_grid``."""
     mask_grid = mask_grid or volume.grid
     if tuple(mask.shape) != mask_grid.shape_zyx:
         raise ValueError(f"mask shape {mask.shape} does not match grid {mask_grid.shape_zyx}")
@@ -251,6 +258,8 @@ def measure_liver(volume: Volume, mask: np.ndarray, mask_grid: Optional[Grid] = 
     top = int(z_cells[-1])
     footprint = segment.any(axis=0)
     fov_top = fov.shape[0] - 1 - np.argmax(fov[::-1], axis=0)  # the image's top per column
+    if top_mm is not None:  # a ROI's top: nothing above it was segmented
+        fov_top = np.minimum(fov_top, np.floor((top_mm - grid.origin[2]) / STEP_MM))
     findings.room_above_mm = float(np.median(fov_top[footprint]) - top) * STEP_MM
     low = max(0, top - int(round(LUNG_BELOW_TOP_MM / STEP_MM)))
     high = top + int(round(LUNG_ABOVE_MM / STEP_MM)) + 1
@@ -295,13 +304,14 @@ def liver_warning(findings: Findings, name: str) -> Optional[str]:
 
 
 def check_model_result(
-    manifest, volume: Volume, labels: np.ndarray, labels_grid: Grid
+    manifest, volume: Volume, labels: np.ndarray, labels_grid: Grid, roi=None
 ) -> tuple[list[str], Optional[dict]]:
     """The check that the manifest's ``inference.anatomy`` asks for, on a model's result.
 
     The label checked is the one named like the anatomy, else the model's only label; the CT
     is the first channel normalised as ``ct`` (in HU). ``labels``: (z, y, x) on
-    ``labels_grid``. Returns the warnings and the summary of :func:`check_result`, or
+    ``labels_grid``; ``roi``: the ``volume.Box`` the result was restricted to, if any (its top
+    is then the image's top). Returns the warnings and the summary of :func:`check_result`, or
     ([], None) when the manifest asks for no check, has no channel in HU or the segment is
     empty."""
     anatomy = (manifest.inference or {}).get("anatomy")
@@ -311,7 +321,10 @@ def check_model_result(
     label = next((x for x in manifest.labels if x.name == anatomy), manifest.labels[0])
     first = slice(channels[0], channels[0] + 1)
     ct = volume.with_array(volume.array[first], volume.channel_names[first])
-    warnings, summary = check_result(anatomy, ct, labels, labels_grid, label.value, label.name)
+    top = None if roi is None else float(roi.upper[2])
+    warnings, summary = check_result(
+        anatomy, ct, labels, labels_grid, label.value, label.name, top_mm=top
+    )
     return warnings, (summary if summary["segment_ml"] > 0 else None)
 
 
@@ -322,17 +335,19 @@ def check_result(
     labels_grid: Grid,
     value: int,
     name: str,
+    top_mm: Optional[float] = None,
 ) -> tuple[list[str], dict]:
     """Check the segment ``value`` of a label array against ``anatomy`` (:data:`ANATOMIES`).
 
     ``labels``: (z, y, x) on ``labels_grid``; ``volume``: the CT it was made from (HU, channel
-    0; may cover only part of ``labels_grid``, as for a ROI read). Returns the warnings (at
+    0; may cover only part of ``labels_grid``, as for a ROI read); ``top_mm``: as for
+    :func:`measure_liver`. Returns the warnings (at
     most one) and a summary for ``result.info["anatomy"]``: ``passed``, the rules ``failed``
     and the measured figures. Raises ValueError for an unknown anatomy."""
     if anatomy not in ANATOMIES:
         raise ValueError(f"unknown anatomy {anatomy!r}; known: {', '.join(ANATOMIES)}")
     part, fine = _strided(labels, labels_grid)  # compare on the strided view only
-    findings = measure_liver(volume, part == value, fine)
+    findings = measure_liver(volume, part == value, fine, top_mm)
     warning = liver_warning(findings, name)
     summary = {"anatomy": anatomy, "segment": name, "passed": warning is None}
     summary.update(asdict(findings))

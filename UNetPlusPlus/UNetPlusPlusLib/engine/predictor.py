@@ -265,7 +265,9 @@ class Predictor:
         if point is None and not labels.any():  # a point says so in _component_at_point
             info["warnings"].append(empty_result_warning(self.manifest, roi))
         elif point is None:  # where the segment lies, if the manifest asks (anatomy_check.py)
-            found, info["anatomy"] = check_model_result(self.manifest, volume, labels, labels_grid)
+            found, info["anatomy"] = check_model_result(
+                self.manifest, volume, labels, labels_grid, roi
+            )
             info["warnings"] += found
         label_volume = LabelVolume(
             array=labels,
