@@ -335,6 +335,13 @@ class ManifestValidator:
             or not 0.0 < float(fraction) <= 1.0
         ):
             raise self.fail("postprocess.min_component_fraction", "must be a number in (0, 1]")
+        smallest = post.get("min_lesion_mm3")
+        if smallest is not None and (
+            isinstance(smallest, bool)
+            or not isinstance(smallest, (int, float))
+            or not 0.0 < float(smallest) < float("inf")
+        ):
+            raise self.fail("postprocess.min_lesion_mm3", "must be a positive number of mm^3")
         return copy.deepcopy(post)
 
     def test_time_augmentation(self, data: dict) -> dict:

@@ -30,7 +30,12 @@ from .network import UNetPlusPlus3D
 from .normalize import padding_values
 from .point_box import box_limits, component_box, segment_point, touched_faces
 from .point_crop import smallest_extent
-from .postprocess import keep_component_at_point, keep_largest_component, remove_small_components
+from .postprocess import (
+    keep_component_at_point,
+    keep_largest_component,
+    remove_small_components,
+    small_lesion_warning,
+)
 from .prepare import prepare_input
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .sanity import check_model_input
@@ -336,6 +341,12 @@ class Predictor:
                 f"Nothing ({what}) was found at the clicked point (within "
                 f"{POINT_TOLERANCE_MM:g} mm); the result is empty. Click on the lesion itself."
             )
+        smallest = (self.manifest.postprocess or {}).get("min_lesion_mm3")
+        small = smallest and small_lesion_warning(
+            kept, tuple(volume.spacing)[::-1], float(smallest), self.manifest.labels[0].name
+        )
+        if small:
+            info["warnings"].append(small)
         return kept
 
     def context_box(
