@@ -147,6 +147,7 @@ def _label(path: Path, values) -> np.ndarray:
     [
         ("example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", [5]),
         ("example_ct_sm.nii.gz", "example_seg.nii.gz", [5]),
+        ("../lits-partial/liver_0_ct.nii.gz", "../lits-partial/liver_0_label.nii.gz", [1, 2]),
         ("../lits-partial/liver_1_ct.nii.gz", "../lits-partial/liver_1_label.nii.gz", [1, 2]),
         (
             "../totalsegmentator-dataset-s0009/ct.nii.gz",
@@ -237,3 +238,19 @@ def test_the_cli_warns_once_and_qualifies_the_heads_agreement(sphere_model, tmp_
     assert err.count("warning: The 'liver' segment is not where a liver lies") == 1, err
     assert "left-right orientation is wrong" in err
     assert "not a sign of a right result" in out
+
+
+def test_a_side_that_runs_out_of_the_image_before_any_lung_is_unknown():
+    from UNetPlusPlusLib.engine.anatomy_check import _flanked_share
+
+    segment = np.zeros((1, 2, 20), dtype=bool)
+    segment[0, :, 0:4] = True  # at the grid's right edge (x = 0)
+    lung = np.zeros_like(segment)
+    lung[0, :, 6] = True  # lung on its left only
+    fov = np.ones_like(segment)
+    assert _flanked_share(segment, lung, fov) is None  # the right side cannot be seen
+    segment = np.roll(segment, 8, axis=2)  # now x = 8..11: right side inside, no lung
+    lung = np.roll(lung, 8, axis=2)
+    assert _flanked_share(segment, lung, fov) == 0.0
+    lung[0, :, 5] = True  # lung within reach on the right too
+    assert _flanked_share(segment, lung, fov) == 1.0

@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .manifest_types import ANATOMIES
 from .volume import Grid, Volume, array_to_sitk, canonical_grid
 
 #: Spacing (mm) of the isotropic LPS grid the check works on.
@@ -59,8 +60,6 @@ ROOM_MM = 30.0
 #: LUNG_BELOW_TOP_MM under it).
 LUNG_ABOVE_MM = 80.0
 LUNG_BELOW_TOP_MM = 30.0
-#: Anatomies the manifest's ``inference.anatomy`` may name.
-ANATOMIES = ("liver",)
 _CELL_ML = STEP_MM**3 / 1000.0
 
 
@@ -168,11 +167,12 @@ def lung_and_body(volume: Volume, grid: Grid) -> tuple[np.ndarray, np.ndarray, n
     return lung, body, fov
 
 
-def _side(lung: np.ndarray, known: np.ndarray) -> Optional[bool]:
-    """Lung in these cells (True), none and all inside the image (False), else None."""
+def _side(lung: np.ndarray, inside: np.ndarray, full: bool) -> Optional[bool]:
+    """Lung in these cells of a row (True); none, with all ``full`` FLANK_MM of them inside
+    the image (False); else unknown (None)."""
     if lung.any():
         return True
-    return None if len(known) < len(lung) or not known.all() else False
+    return False if full and inside.all() else None
 
 
 def _flanked_share(segment: np.ndarray, lung: np.ndarray, fov: np.ndarray) -> Optional[float]:
@@ -188,12 +188,10 @@ def _flanked_share(segment: np.ndarray, lung: np.ndarray, fov: np.ndarray) -> Op
         lo, hi = xs[0], xs[-1]
         right = slice(lo - reach, lo) if lo >= reach else slice(0, lo)
         left = slice(hi + 1, min(width, hi + 1 + reach))
-        sides = []
-        for part in (right, left):
-            cells = lung[z, y, part]
-            known = fov[z, y, part]
-            full = part.stop - part.start == reach
-            sides.append(_side(cells, known if full else known[:0]))
+        sides = [
+            _side(lung[z, y, part], fov[z, y, part], part.stop - part.start == reach)
+            for part in (right, left)
+        ]
         if False in sides:
             seen += len(xs)
         elif sides == [True, True]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from UNetPlusPlusLib.engine.manifest_types import (
+    ANATOMIES,
     ENSEMBLE,
     FORMAT_VERSION,
     MAX_DEPTH,
@@ -390,8 +391,6 @@ class ManifestValidator:
     def anatomy(self, value: Any, channels: list[ChannelSpec], labels: list[LabelSpec]) -> None:
         """``inference.anatomy``: an anatomy the result is checked against (anatomy_check.py),
         naming one of the labels (or with a single label), for a model with a channel in HU."""
-        from .anatomy_check import ANATOMIES  # numpy and SimpleITK only
-
         if value not in ANATOMIES:
             raise self.fail("inference.anatomy", f"must be one of {', '.join(ANATOMIES)}")
         if not any(channel.normalization["kind"] == "ct" for channel in channels):
