@@ -66,6 +66,14 @@ train_liver() {
         --weights-dtype float16 --name liver-ct --task liver --time-budget "$BUDGET" \
         --val-every 30 --device "$DEVICE" --no-progress
     ship liver
+    # the anatomy check of the result (docs/INPUT_CHECKS.md, "Anatomy of the result")
+    "$PYTHON" - "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver/model.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+data = json.load(open(path))
+data.setdefault("inference", {})["anatomy"] = "liver"
+open(path, "w").write(json.dumps(data, indent=2) + "\n")
+PY
     "$PYTHON" scripts/evaluate_liver.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver" 2 4 \
         > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver/evaluation.md"
 }

@@ -62,6 +62,9 @@ TEXT = {
   sanity check, not a performance claim.
 - Mirror test-time augmentation is limited to the y and z axes (a left-right mirror puts the
   liver on the wrong side).
+- It finds "liver" in CTs without one: the heart of a chest crop (502 ml on
+  `pulm_ct_cropped.nii.gz`), 66 ml in the pelvis below the liver. The anatomy check
+  (`inference.anatomy`, docs/INPUT_CHECKS.md) warns about both; look at the result anyway.
 - 3 mm working resolution: thin structures at the liver boundary are smoothed; the result is
   resampled back onto the input grid.
 - Short training on shared CPUs (see the command); a GPU run with more epochs would do better.
