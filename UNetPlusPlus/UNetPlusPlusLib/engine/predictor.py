@@ -20,6 +20,7 @@ import torch
 
 from ..errors import UNetPlusPlusError
 from . import runtime_env
+from .anatomy_check import check_model_result
 from .devices import configure_threads, is_out_of_memory, resolve_device
 from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
@@ -268,6 +269,11 @@ class Predictor:
             labels = remove_small_components(labels, fraction, copy=False)[0]
         if point is None and not labels.any():  # a point says so in _component_at_point
             info["warnings"].append(empty_result_warning(self.manifest, roi))
+        elif point is None:  # where the segment lies, if the manifest asks (anatomy_check.py)
+            found, info["anatomy"] = check_model_result(
+                self.manifest, volume, labels, labels_grid, roi
+            )
+            info["warnings"] += found
         label_volume = LabelVolume(
             array=labels,
             spacing=tuple(labels_grid.spacing),
