@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .channel_masks import different_brains_warning
+from .ct_range import below_air_problem
 from .header_warnings import implausible_geometry
 
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
@@ -254,7 +255,7 @@ def decide_intensities(
 def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
     if low <= CT_AIR_HU:
-        return ""
+        return below_air_problem(sample, name)  # air there, but perhaps shifted below it
     label_map = label_map_problem(sample, name, low, high, "CT")
     if label_map:
         return label_map
