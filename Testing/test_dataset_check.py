@@ -151,3 +151,22 @@ def test_failed_training_removes_the_folder_it_created(tmp_path):
         with remove_on_failure(out):
             raise RuntimeError("boom")
     assert out.is_dir()
+
+
+def test_failed_training_removes_the_parent_folders_it_created(tmp_path):
+    """``unetpp train -o new/sub/model`` stopped by SIGTERM said "nothing was written" and left
+    the empty ``new/sub`` it had created (tester 9); a parent that existed, or that holds
+    something else by then, is kept."""
+    out = tmp_path / "new" / "sub" / "model"
+    with pytest.raises(KeyboardInterrupt):
+        with remove_on_failure(out):
+            (out / "cache").mkdir(parents=True)
+            raise KeyboardInterrupt("Stopped by SIGTERM")
+    assert not (tmp_path / "new").exists() and tmp_path.is_dir()
+    with pytest.raises(RuntimeError):
+        with remove_on_failure(out):
+            (out / "cache").mkdir(parents=True)
+            (tmp_path / "new" / "other.txt").write_text("kept")
+            raise RuntimeError("boom")
+    assert not (tmp_path / "new" / "sub").exists()
+    assert (tmp_path / "new" / "other.txt").read_text() == "kept"

@@ -1,9 +1,10 @@
 """A failed training leaves no half-written model folder.
 
 :func:`remove_on_failure` wraps a training run: if the run raises (a user error, a bug,
-Ctrl-C) and the output folder did not exist before it, the folder is removed, unless it already
-holds a checkpoint (``checkpoint/``), which is kept so that ``--resume`` can continue; that is
-said on stderr. A folder that existed before the run is never removed.
+Ctrl-C, SIGTERM) and the output folder did not exist before it, the folder is removed, and so
+are the parent folders the run created for it (``-o new/sub/model``), unless it already holds a
+checkpoint (``checkpoint/``), which is kept so that ``--resume`` can continue; that is said on
+stderr. A folder that existed before the run is never removed.
 
 :func:`check_output_folder` runs first of all: the output must not be a file, and a folder that
 already holds a run (model.json, plan.json or ``checkpoint/``) is only reused with ``--resume``
@@ -52,9 +53,12 @@ def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool
 
 @contextmanager
 def remove_on_failure(out_dir: Union[str, Path]) -> Iterator[None]:
-    """Remove ``out_dir`` when the body raises, if this run created it and left no checkpoint."""
+    """Remove ``out_dir`` when the body raises, if this run created it and left no checkpoint,
+    and then the parent folders that did not exist before the run, if they are empty (a SIGTERM
+    of ``unetpp train -o new/sub/model`` said "nothing was written" and left ``new/sub``)."""
     out = Path(out_dir)
     created = not out.exists()
+    new_parents = [p for p in out.absolute().parents if not p.exists()]  # deepest first
     try:
         yield
     except BaseException:
@@ -67,4 +71,9 @@ def remove_on_failure(out_dir: Union[str, Path]) -> Iterator[None]:
                 )
             else:
                 shutil.rmtree(out, ignore_errors=True)
+                for parent in new_parents:
+                    try:
+                        parent.rmdir()  # only if empty: nothing else is touched
+                    except OSError:
+                        break
         raise
