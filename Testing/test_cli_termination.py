@@ -60,3 +60,45 @@ def test_an_ignored_signal_stays_ignored():
     finally:
         signal.signal(signal.SIGHUP, before)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# Runs `unetpp train` as the program does and sends SIGTERM to itself right after the first
+# checkpoint was saved: the run stops, keeps the checkpoint for --resume and says so.
+SIGTERM_AFTER_CHECKPOINT = """
+import os, signal, sys
+from UNetPlusPlusLib import cli
+from UNetPlusPlusLib.training import trainer
+save = trainer.save_checkpoint
+def save_then_signal(*args, **kwargs):
+    save(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+trainer.save_checkpoint = save_then_signal
+sys.argv = ["unetpp", *sys.argv[1:]]
+sys.exit(cli.main())
+"""
+
+
+def test_a_stopped_training_that_keeps_its_checkpoint_does_not_say_nothing_was_written(
+    tmp_path,
+):
+    """SIGTERM after the first checkpoint: stderr said "warning: training failed; .../checkpoint
+    is kept" and then "error: Stopped by SIGTERM; nothing was written." (tester 9)."""
+    from test_training_dataset import write_slicer_case
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        write_slicer_case(data, f"case{i}", seed=i)
+    out = tmp_path / "new" / "model"
+    argv = ["train", str(data), "-o", str(out), "--tile", "32", "32", "32", "--features"]
+    argv += ["4", "8", "16", "32", "64", "4", "--batch-size", "1", "--no-progress"]
+    argv += ["--threads", "1", "--no-augment", "--epochs", "2", "--iterations-per-epoch", "1"]
+    run = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AFTER_CHECKPOINT, *argv],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == EXIT_CANCELLED, (run.returncode, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1] == "error: Stopped by SIGTERM.", run.stderr
+    assert lines[-2].startswith("warning: training stopped; ") and "--resume" in lines[-2]
+    assert (out / "checkpoint").is_dir() and "nothing was written" not in run.stderr

@@ -143,11 +143,16 @@ def _quiet_broken_pipe() -> int:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP reached `unetpp`: unwound like Ctrl-C, so staged outputs are removed."""
+    """SIGTERM or SIGHUP reached `unetpp`: unwound like Ctrl-C, so staged outputs are removed.
+    ``signal_name``: "SIGTERM" or "SIGHUP"."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"Stopped by {signal_name}; nothing was written.")
+        self.signal_name = signal_name
 
 
 def _raise_terminated(signum: int, frame) -> None:
-    raise Terminated(f"Stopped by {signal.Signals(signum).name}; nothing was written.")
+    raise Terminated(signal.Signals(signum).name)
 
 
 def stop_like_ctrl_c_on_termination() -> None:
@@ -229,6 +234,10 @@ def _main(argv: List[str]) -> int:
     except CancelledError as error:
         return fail(str(error), EXIT_CANCELLED)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM / SIGHUP (Terminated)
+        if isinstance(error, Terminated) and args.command == "train":
+            # a stopped training keeps its checkpoint for --resume (training/output_guard.py
+            # says so): "nothing was written" followed that warning (tester 9)
+            return fail(f"Stopped by {error.signal_name}.", EXIT_CANCELLED)
         return fail(str(error) or "Cancelled by the user.", EXIT_CANCELLED)
     except (UNetPlusPlusError, ArgumentError) as error:
         return fail(str(error), EXIT_USER_ERROR)

@@ -64,8 +64,9 @@ def remove_on_failure(out_dir: Union[str, Path]) -> Iterator[None]:
     except BaseException:
         if created and out.exists():
             if (out / CHECKPOINT_DIR).is_dir():
+                how = "stopped" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "failed"
                 print(
-                    f"warning: training failed; {out / CHECKPOINT_DIR} is kept: continue with "
+                    f"warning: training {how}; {out / CHECKPOINT_DIR} is kept: continue with "
                     "--resume, or delete the folder",
                     file=sys.stderr,
                 )
