@@ -308,3 +308,23 @@ def test_continued_training_of_the_same_model_is_not_fine_tuned_from_itself(
     assert cli.main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "liver: liver-ct" in out and "fine-tuned from" not in out
+
+
+def test_an_edited_manifest_is_refused_at_install_naming_no_staging_folder(tmp_path):
+    """The training contract refused an edited model.json at install with the path of the
+    hidden staging copy (``<cache>/.install-xxxx/package/model.json``; tester 9)."""
+    import json
+
+    package = tmp_path / "edited"
+    make_package(package)
+    manifest = json.loads((package / "model.json").read_text())
+    manifest["spacing"] = [3.0, 3.0, 3.0]
+    (package / "model.json").write_text(json.dumps(manifest))
+    cache = tmp_path / "cache"
+    with pytest.raises(UNetPlusPlusError) as error:
+        registry.install_model(str(package), cache_dir=cache)
+    message = str(error.value)
+    assert message.startswith(f"Cannot install the model from {package}: Model manifest ")
+    assert "model.json does not describe its weights (spacing:" in message
+    assert ".install-" not in message and str(cache) not in message
+    assert not any(cache.iterdir())

@@ -191,7 +191,11 @@ def install_model(
         except UNetPlusPlusError as exc:
             if source in str(exc):
                 raise
-            raise type(exc)(f"Cannot install the model from {source}: {exc}") from exc
+            # the hidden staging folder means nothing to the user (tester 9: "Model manifest
+            # <cache>/.install-kx8ke92t/package/model.json does not describe its weights")
+            said = str(exc).replace(str(package / MANIFEST_FILENAME), MANIFEST_FILENAME)
+            said = said.replace(str(package), "the package")
+            raise type(exc)(f"Cannot install the model from {source}: {said}") from exc
         except OSError as exc:
             raise UNetPlusPlusError(f"Cannot install the model from {source}: {exc}.") from exc
         if manifest.name in builtin_names():
