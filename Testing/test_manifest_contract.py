@@ -135,3 +135,20 @@ def test_the_cli_refuses_an_edited_copy_of_a_shipped_model_in_one_line(tmp_path)
         and "spacing: model.json [1.5, 1.5, 1.5], weights [3.0, 3.0, 3.0]" in errors[0]
     )
     assert not out.exists()
+
+
+def test_train_init_refuses_an_edited_manifest_before_reading_the_dataset(tmp_path, capsys):
+    """`unetpp train --init` on an edited copy read and preprocessed the whole dataset before
+    the contract refused it at weight loading (tester 9); now it is the first error, here even
+    before the missing data folder is noticed."""
+    from UNetPlusPlusLib.training.cli import main as train_main
+
+    for name in ("model.json", "weights.safetensors"):
+        (tmp_path / name).write_bytes((MODELS / "liver" / name).read_bytes())
+    edit(tmp_path / "model.json", lambda d: d.update(spacing=[1.5, 1.5, 1.5]))
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "no-data"), "-o", str(out), "--init", str(tmp_path / "model.json")]
+    assert train_main(argv) == 2
+    error = capsys.readouterr().err
+    assert "does not describe its weights (spacing: model.json [1.5, 1.5, 1.5]" in error
+    assert not out.exists()

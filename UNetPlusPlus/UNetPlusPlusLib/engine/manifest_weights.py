@@ -48,6 +48,25 @@ def verify_weights(manifest: ModelManifest) -> Path:
     return path
 
 
+def check_weights_contract(manifest: ModelManifest) -> None:
+    """Verify the sha256 and the training contract of ``manifest``'s weights without reading
+    the tensors (the safetensors header only), so a caller can refuse an edited model.json
+    before slow work: ``unetpp train --init`` read and preprocessed the whole dataset first.
+    Raises ChecksumError or UNetPlusPlusError as :func:`load_weights` does."""
+    from safetensors import SafetensorError, safe_open
+
+    path = verify_weights(manifest)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UNetPlusPlusError(
+            f"Model weights {path} are not a readable safetensors file ({exc});"
+            " reinstall the model."
+        ) from exc
+    check_contract(manifest, metadata)
+
+
 def load_weights(manifest: ModelManifest) -> dict[str, torch.Tensor]:
     """Verify the sha256 and the training contract (``manifest_contract.py``: a model.json
     edited to another spacing, normalisation or label order is refused), then read the

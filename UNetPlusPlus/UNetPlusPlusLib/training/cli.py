@@ -46,16 +46,21 @@ def _pick(name: str, *sources: Any) -> Any:
 
 def _load_init(source: Optional[str]):
     """The --init model: a model.json or package folder, else a task or model name that the
-    registry finds (``liver``). Raises UNetPlusPlusError naming the available models."""
+    registry finds (``liver``), with its weights' sha256 and training contract checked before
+    the dataset is read. Raises UNetPlusPlusError naming the available models, or the edit."""
     if not source:
         return None
     from ..engine import registry
     from ..engine.manifest import MANIFEST_FILENAME, ModelManifest
+    from ..engine.manifest_weights import check_weights_contract
 
     path = Path(source).expanduser()
     if path.is_file() or (path / MANIFEST_FILENAME).is_file():
-        return ModelManifest.load(path)
-    return registry.find_model(source)
+        manifest = ModelManifest.load(path)
+    else:
+        manifest = registry.find_model(source)
+    check_weights_contract(manifest)
+    return manifest
 
 
 def build_dataset(args: argparse.Namespace, init=None):
