@@ -24,7 +24,7 @@ from UNetPlusPlusLib.adapter.job import FINISHED, PROGRESS  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.adapter.training_cases import cases_summary  # noqa: E402
 from UNetPlusPlusLib.adapter.training_logic import TrainingLogic, next_case_name  # noqa: E402
-from UNetPlusPlusLib.adapter.training_panel import epoch_text, plan_text  # noqa: E402
+from UNetPlusPlusLib.adapter.training_panel import channel_check_args, epoch_text, plan_text  # noqa: E402
 from UNetPlusPlusLib.engine import registry  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
@@ -190,3 +190,18 @@ def test_plan_only_job_shows_the_plan_and_its_eta(cases, sphere_model, home):
     assert text.startswith("training plan:") and "ETA" in text.splitlines()[-1]
     assert "budget 10m00s" in text and "overridden by the --init model" in text
     assert job.installed is None and not home.exists()
+
+
+def test_the_panel_sequence_order_switch_reaches_unetpp_train(cases, sphere_model, home):
+    """Unchecked, "Check each case's sequence order" runs ``unetpp train --no-channel-check``,
+    which the CLI accepts (a plan-only job succeeds); checked adds nothing (checks by default)."""
+    assert channel_check_args(True) == []
+    logic = TrainingLogic()
+    job = logic.start(
+        cases, ModelManifest.load(sphere_model), time_budget="10m", device="cpu",
+        plan_only=True, extra_args=["--threads", "1", "--max-val-cases", "1",
+                                    *channel_check_args(False)],
+    )  # fmt: skip
+    job.wait(timeout=TIMEOUT_S)
+    assert "--no-channel-check" in job.command
+    assert job.state == "succeeded", (job.error, job.log[-5:])

@@ -151,3 +151,41 @@ def test_a_hdr_img_pair_is_checked_like_a_nii(tmp_path, name):
     image.write_bytes(values.tobytes())
     with pytest.raises(UNetPlusPlusError, match="1 NaN or infinite"):
         read_volume([tmp_path / name])
+
+
+def _nifti2(path: Path, values: np.ndarray, srow: np.ndarray, order: str = "<") -> Path:
+    """A NIfTI-2 file written byte by byte after nifti2.h (SimpleITK writes NIfTI-1 only):
+    ``values`` (z, y, x) int16, sform ``srow`` (3 x 4, RAS mm), qform unset."""
+    header = bytearray(544)
+    struct.pack_into(order + "i", header, 0, 540)
+    header[4:12] = b"n+2\x00\r\n\x1a\n"
+    struct.pack_into(order + "hh", header, 12, 4, 16)  # datatype int16, bitpix
+    z, y, x = values.shape
+    struct.pack_into(order + "8q", header, 16, 3, x, y, z, 1, 1, 1, 1)  # dim
+    spacing = np.linalg.norm(srow[:, :3], axis=0)
+    struct.pack_into(order + "8d", header, 104, 1.0, *spacing, 0, 0, 0, 0)  # pixdim
+    struct.pack_into(order + "q", header, 168, 544)  # vox_offset
+    struct.pack_into(order + "ii", header, 344, 0, 2)  # qform_code 0, sform_code 2 (aligned)
+    struct.pack_into(order + "12d", header, 400, *srow.flatten())
+    struct.pack_into(order + "i", header, 500, 2)  # xyzt_units: mm
+    data = values.astype(np.dtype(order + "i2")).tobytes()
+    raw = bytes(header) + data
+    path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
+    return path
+
+
+@pytest.mark.parametrize("name, order", [("n2.nii", "<"), ("n2.nii.gz", "<"), ("be.nii", ">")])
+def test_a_nifti2_file_is_one_error_saying_what_it_is(tmp_path, name, order, capfd):
+    """ITK 5.4 (SimpleITK, 3D Slicer) reads NIfTI-1 only: a NIfTI-2 file (oblique sform here)
+    was refused as "truncated, corrupt or not a supported image". Now one line that names the
+    format and the conversion, from the CLI too, with no output written."""
+    srow = np.hstack([np.diag([0.7, 0.9, 2.5]), np.array([[-12.5], [30.25], [7.0]])])
+    srow[0, 1] = 0.3  # oblique
+    path = _nifti2(tmp_path / name, np.zeros((7, 9, 11), np.int16), srow, order)
+    with pytest.raises(UNetPlusPlusError, match="is a NIfTI-2 file") as error:
+        read_volume([path])
+    assert "NIfTI-1 or NRRD" in str(error.value) and "truncated" not in str(error.value)
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", str(path), "--task", "liver", "-o", str(out), "--quiet"]) == 2
+    err = capfd.readouterr().err
+    assert "is a NIfTI-2 file" in err and "Traceback" not in err and not out.exists()

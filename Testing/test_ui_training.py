@@ -23,6 +23,7 @@ WIDGETS = {
     "trainingCasesLabel": ("QLabel", None),
     "addCaseButton": ("QPushButton", None),
     "trainFromScratchCheckBox": ("QCheckBox", "trainFromScratch"),
+    "trainingChannelCheckCheckBox": ("QCheckBox", "trainingChannelCheck"),
     "trainingBudgetSelector": ("QComboBox", "trainingBudget"),
     "planButton": ("QPushButton", None),
     "trainingPlanLabel": ("QLabel", None),
@@ -69,6 +70,9 @@ def test_widget_code_connects_the_buttons_and_stops_training_with_the_scene():
     assert "shutdownTraining" in control["stopTraining"]
     assert "refreshModels" in control["onModelInstalled"]
     assert "plan_only=planOnly" in control["startTraining"]
+    # the sequence-order switch reaches `unetpp train` (test_adapter_training runs it)
+    assert "channel_check_args(p.trainingChannelCheck)" in control["startTraining"]
+    assert parameter_fields()["trainingChannelCheck"] == "bool"
     assert {n for n in WIDGETS} <= set(ui_widgets())
 
 

@@ -19,7 +19,8 @@ LIDC-IDRI-0003 is truncated) are reported and left out, the slab read from the o
 object, with the click at the centre, MM (default 2.5) from the centre towards the nodule's
 farthest in-plane edge, or MM outside that edge (``offset_point``); EVERY takes every n-th
 crop; it also counts the results that touch the first box's faces inside the image, the extra
-passes and the engine's "beyond the analysed box" warnings.
+passes and the engine's "beyond the analysed box" warnings, and lists the results warned about
+as smaller than the smallest lesion (``postprocess.min_lesion_mm3``).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def evaluate_offsets(
         point = crop_centre(image) if mode == "centre" else offset_point(image, mask > 0, mode, mm)
         result = predictor.segment(volume, depth=depth, point=point)
         labels = result.labels.array == 1
-        warned = any("beyond the analysed box" in w for w in result.info.get("warnings", []))
+        warnings = result.info.get("warnings", [])
+        warned = any("beyond the analysed box" in w for w in warnings)
         rows.append(
             {
                 "case": case,
@@ -141,6 +143,7 @@ def evaluate_offsets(
                 "first_box_faces": box_faces(predictor, volume, point, labels),
                 "passes": (result.info.get("point_box") or {}).get("passes", 1),
                 "warned": warned,
+                "small_warned": any("may have missed the lesion" in w for w in warnings),
             }
         )
     scores = [r["dice"] for r in rows]
@@ -153,6 +156,7 @@ def evaluate_offsets(
         "touching_first_box": sum(bool(r["first_box_faces"]) for r in rows),
         "extra_passes": sum(r["passes"] > 1 for r in rows),
         "warned": sum(r["warned"] for r in rows),
+        "small_warned": [(r["case"], r["dice"]) for r in rows if r["small_warned"]],
         "rows": rows,
     }
 

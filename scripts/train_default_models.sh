@@ -66,6 +66,14 @@ train_liver() {
         --weights-dtype float16 --name liver-ct --task liver --time-budget "$BUDGET" \
         --val-every 30 --device "$DEVICE" --no-progress
     ship liver
+    # the anatomy check of the result (docs/INPUT_CHECKS.md, "Anatomy of the result")
+    "$PYTHON" - "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver/model.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+data = json.load(open(path))
+data.setdefault("inference", {})["anatomy"] = "liver"
+open(path, "w").write(json.dumps(data, indent=2) + "\n")
+PY
     "$PYTHON" scripts/evaluate_liver.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver" 2 4 \
         > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver/evaluation.md"
 }
@@ -148,6 +156,11 @@ PY
     "$PYTHON" scripts/channel_fingerprint.py "$DATA/brain-tumor/brats2018" --write \
         --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json \
         --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor"
+    # the bias-field reference from the same training cases; thresholds calibrated on all 19
+    # real cases and synthetic fields (docs/INPUT_CHECKS.md, "Intensity non-uniformity")
+    "$PYTHON" scripts/bias_field_study.py write "$DATA/brain-tumor/brats2018" \
+        --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
+        --warn-ratio 2.2 --linear-warn-ratio 1.8 --channel-warn-ratio 3.6
     "$PYTHON" scripts/evaluate_brain_tumor.py "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
         "$DATA/brain-tumor" > "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor/evaluation.md"
 }

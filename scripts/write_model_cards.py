@@ -62,6 +62,9 @@ TEXT = {
   sanity check, not a performance claim.
 - Mirror test-time augmentation is limited to the y and z axes (a left-right mirror puts the
   liver on the wrong side).
+- It finds "liver" in CTs without one: the heart of a chest crop (502 ml on
+  `pulm_ct_cropped.nii.gz`), 66 ml in the pelvis below the liver. The anatomy check
+  (`inference.anatomy`, docs/INPUT_CHECKS.md) warns about both; look at the result anyway.
 - 3 mm working resolution: thin structures at the liver boundary are smoothed; the result is
   resampled back onto the input grid.
 - Short training on shared CPUs (see the command); a GPU run with more epochs would do better.
@@ -209,6 +212,12 @@ python scripts/channel_fingerprint.py ../shared/data/brain-tumor/brats2018 \\
 - Expects BraTS-like input: skull-stripped, co-registered sequences of the same size, with the
   background exactly 0 (a channel without it is refused); without skull stripping results are
   unreliable.
+- Sensitive to intensity non-uniformity (a bias field, MR not N4-corrected): on the 4 held-out
+  cases a 2x linear field cost up to 0.19 whole-tumour Dice and a 4x quadratic one up to 0.41;
+  strong fields (every linear 2x field and every 4x field of the study) are warned about, weaker
+  ones are not (`inference.bias_field`; docs/INPUT_CHECKS.md, "Intensity non-uniformity (bias
+  field) of MR"). N4 removes the field, but on `Brats18_2013_11_1` the N4-corrected input gave
+  whole-tumour Dice 0.61 against 0.72 on the uncorrected original.
 - Validated on 4 cases only, and the scores vary a lot between them (enhancing tumour Dice 0.22
   to 0.85).
 - A region of interest is fine: the crop is z-scored with the whole volume's MR statistics

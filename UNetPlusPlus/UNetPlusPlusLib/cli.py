@@ -238,6 +238,8 @@ def _main(argv: List[str]) -> int:
         )
         if result.get("agreement"):
             agreement = ", ".join(f"{k} {v:.2f}" for k, v in result["agreement"].items())
+            if (result.get("anatomy") or {}).get("passed") is False:  # agreeing, yet misplaced
+                agreement += " (not a sign of a right result: the segment failed the anatomy check)"
             print(f"agreement between the {result['heads']} heads (mean Dice): {agreement}")
     sys.stdout.flush()  # a closed pipe shows up here, inside main, not at interpreter exit
     return 0

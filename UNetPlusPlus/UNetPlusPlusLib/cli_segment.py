@@ -111,6 +111,7 @@ def _read_roi_region(args: argparse.Namespace, manifest):
         return None
     import SimpleITK as sitk
 
+    from .engine.bias_field import check_bias_field
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import read_region
     from .engine.sanity import check_model_samples, image_volume_ml
@@ -125,8 +126,13 @@ def _read_roi_region(args: argparse.Namespace, manifest):
         image_ml = image_volume_ml(header.GetSize()[:3], header.GetSpacing()[:3])
         return check_model_samples(manifest, samples, args.channel_check, image_ml)
 
+    def bias_check(grids, spacing):  # the MR bias field, on the streamed coarse grids
+        return check_bias_field(manifest, [], spacing, grids)
+
     modalities = [c.modality for c in manifest.channels]
-    warnings = check_files(args.inputs, modalities, names, order_check=order_check)
+    warnings = check_files(
+        args.inputs, modalities, names, order_check=order_check, bias_check=bias_check
+    )
     if warnings is None:
         return None
     needed = prompt_boxes(manifest, roi, None)[0]  # Predictor.context_box, without torch

@@ -12,6 +12,12 @@ from typing import Sequence
 BUDGET_CHOICES = ("10m", "30m", "2h")
 
 
+def channel_check_args(check: bool) -> list[str]:
+    """``unetpp train`` arguments for the panel's "Check each case's sequence order" box:
+    none when checked (the CLI checks by default), ``--no-channel-check`` when not."""
+    return [] if check else ["--no-channel-check"]
+
+
 def plan_text(lines: Sequence[str]) -> str:
     """The plan table printed by ``unetpp train --plan-only`` (from "training plan:" through
     the ETA line), or the last lines when there is none."""

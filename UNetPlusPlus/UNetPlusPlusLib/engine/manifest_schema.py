@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from UNetPlusPlusLib.engine.manifest_types import (
+    ANATOMIES,
     ENSEMBLE,
     FORMAT_VERSION,
     MAX_DEPTH,
@@ -145,7 +146,7 @@ class ManifestValidator:
             prompt=self.prompt(data.get("prompt")),
             postprocess=self.postprocess(data.get("postprocess", {})),
             test_time_augmentation=self.test_time_augmentation(data),
-            inference=self.inference(data.get("inference", {}), len(channels)),
+            inference=self.inference(data.get("inference", {}), channels, labels),
             validation=self.validation(data.get("validation", {})),
             training=copy.deepcopy(self.mapping(data.get("training", {}), "training")),
         )
@@ -335,6 +336,13 @@ class ManifestValidator:
             or not 0.0 < float(fraction) <= 1.0
         ):
             raise self.fail("postprocess.min_component_fraction", "must be a number in (0, 1]")
+        smallest = post.get("min_lesion_mm3")
+        if smallest is not None and (
+            isinstance(smallest, bool)
+            or not isinstance(smallest, (int, float))
+            or not 0.0 < float(smallest) < float("inf")
+        ):
+            raise self.fail("postprocess.min_lesion_mm3", "must be a positive number of mm^3")
         return copy.deepcopy(post)
 
     def test_time_augmentation(self, data: dict) -> dict:
@@ -347,9 +355,17 @@ class ManifestValidator:
         except ValueError as error:
             raise self.fail("test_time_augmentation", str(error)) from error
 
-    def inference(self, value: Any, n_channels: int) -> dict:
+    def inference(self, value: Any, channels: list[ChannelSpec], labels: list[LabelSpec]) -> dict:
         inference = self.mapping(value, "inference")
-        options = ("crop_nonzero", "channel_check", "channel_fingerprint", "max_nonzero_ml")
+        n_channels = len(channels)
+        options = (
+            "crop_nonzero",
+            "channel_check",
+            "channel_fingerprint",
+            "max_nonzero_ml",
+            "anatomy",
+            "bias_field",
+        )
         unknown = sorted(set(inference) - set(options))
         if unknown:
             raise self.fail(
@@ -362,6 +378,8 @@ class ManifestValidator:
             limit = self.number(inference["max_nonzero_ml"], "inference.max_nonzero_ml")
             if limit <= 0:
                 raise self.fail("inference.max_nonzero_ml", f"must be positive (got {limit})")
+        if "anatomy" in inference:
+            self.anatomy(inference["anatomy"], channels, labels)
         if "channel_fingerprint" in inference:
             from .channel_order import parse_reference  # numpy only
 
@@ -369,7 +387,26 @@ class ManifestValidator:
                 parse_reference(inference["channel_fingerprint"], n_channels)
             except ValueError as error:
                 raise self.fail("inference.channel_fingerprint", str(error)) from error
+        if "bias_field" in inference:
+            from .bias_field import parse_reference as parse_bias  # numpy only
+
+            try:
+                parse_bias(inference["bias_field"], n_channels)
+            except ValueError as error:
+                raise self.fail("inference.bias_field", str(error)) from error
         return copy.deepcopy(inference)
+
+    def anatomy(self, value: Any, channels: list[ChannelSpec], labels: list[LabelSpec]) -> None:
+        """``inference.anatomy``: an anatomy the result is checked against (anatomy_check.py),
+        naming one of the labels (or with a single label), for a model with a channel in HU."""
+        if value not in ANATOMIES:
+            raise self.fail("inference.anatomy", f"must be one of {', '.join(ANATOMIES)}")
+        if not any(channel.normalization["kind"] == "ct" for channel in channels):
+            raise self.fail("inference.anatomy", "needs a channel normalised as 'ct' (in HU)")
+        if len(labels) > 1 and value not in [label.name for label in labels]:
+            raise self.fail(
+                "inference.anatomy", f"names no label of this model (a label named {value!r})"
+            )
 
     def validation(self, value: Any) -> dict:
         validation = self.mapping(value, "validation")

@@ -18,6 +18,8 @@ WEIGHTS_FILENAME = "weights.safetensors"
 
 NORMALIZATION_KINDS = ("ct", "mr")
 PROMPT_KINDS = ("point",)
+#: What ``inference.anatomy`` may name: the result is checked against it (anatomy_check.py).
+ANATOMIES = ("liver",)
 ENSEMBLE = "ensemble"
 MAX_DEPTH = 4
 

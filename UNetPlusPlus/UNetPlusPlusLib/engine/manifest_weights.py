@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from UNetPlusPlusLib.engine.manifest_contract import check_contract, contract_metadata
 from UNetPlusPlusLib.engine.manifest_model import ModelManifest, umask_file_mode
 from UNetPlusPlusLib.engine.manifest_types import MANIFEST_FILENAME, PathLike
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
@@ -48,18 +49,24 @@ def verify_weights(manifest: ModelManifest) -> Path:
 
 
 def load_weights(manifest: ModelManifest) -> dict[str, torch.Tensor]:
-    """Verify the sha256, then read the safetensors file; floating tensors become float32."""
-    from safetensors import SafetensorError
+    """Verify the sha256 and the training contract (``manifest_contract.py``: a model.json
+    edited to another spacing, normalisation or label order is refused), then read the
+    safetensors file; floating tensors become float32. Raises ChecksumError or
+    UNetPlusPlusError."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = verify_weights(manifest)
     try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UNetPlusPlusError(
             f"Model weights {path} are not a readable safetensors file ({exc});"
             " reinstall the model."
         ) from exc
+    check_contract(manifest, metadata)  # model.json against what the weights were trained for
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
 
@@ -98,7 +105,8 @@ def save_model_package(
     fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".weights-", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp_name, metadata={"format": "pt", "model": manifest.name})
+        metadata = {"format": "pt", "model": manifest.name, **contract_metadata(manifest)}
+        save_file(tensors, tmp_name, metadata=metadata)
         digest = sha256_file(tmp_name)
         os.chmod(tmp_name, umask_file_mode())
         os.replace(tmp_name, weights_path)

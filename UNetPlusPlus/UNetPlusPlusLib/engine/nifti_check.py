@@ -262,6 +262,7 @@ def _checked_pass(
         if pair is not None:  # ITK pads a truncated .img silently too; ITK reads the voxels
             layout, size, bad, data = _pair_pass(*pair)
         else:
+            _refuse_nifti2(path)
             with _opener(path)(path, "rb") as stream:
                 layout, size, bad, data = _scan(stream, keep, out)
     except (EOFError, OSError, zlib.error) as error:
@@ -281,6 +282,21 @@ def _checked_pass(
     if bad:
         raise nonfinite_error(str(path), bad)
     return data
+
+
+def _refuse_nifti2(path: Path) -> None:
+    """NIfTI-2 (sizeof_hdr 540): ITK 5.4's reader, SimpleITK's and 3D Slicer's, reads NIfTI-1
+    only and answered "Unable to determine ImageIO reader", which our message then called a
+    truncated or corrupt file. Say what it is and how to convert it."""
+    with _opener(path)(path, "rb") as stream:
+        first = stream.read(4)
+    if len(first) == 4 and 540 in (struct.unpack("<i", first)[0], struct.unpack(">i", first)[0]):
+        raise UNetPlusPlusError(
+            f"{path} is a NIfTI-2 file, which the image reader (ITK, as in 3D Slicer) cannot "
+            "read; save it as NIfTI-1 or NRRD first, e.g. with nibabel: "
+            "nibabel.save(nibabel.Nifti1Image(img.dataobj, img.affine, img.header), "
+            "'image.nii.gz')."
+        )
 
 
 def _check_size(path: Path, layout: _Layout) -> None:

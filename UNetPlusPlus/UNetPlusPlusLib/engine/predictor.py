@@ -20,6 +20,7 @@ import torch
 
 from ..errors import UNetPlusPlusError
 from . import runtime_env
+from .anatomy_check import check_model_result
 from .devices import configure_threads, is_out_of_memory, resolve_device
 from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
@@ -29,7 +30,12 @@ from .network import UNetPlusPlus3D
 from .normalize import padding_values
 from .point_box import box_limits, component_box, segment_point, touched_faces
 from .point_crop import smallest_extent
-from .postprocess import keep_component_at_point, keep_largest_component, remove_small_components
+from .postprocess import (
+    keep_component_at_point,
+    keep_largest_component,
+    remove_small_components,
+    small_lesion_warning,
+)
 from .prepare import prepare_input
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .sanity import check_model_input
@@ -263,6 +269,11 @@ class Predictor:
             labels = remove_small_components(labels, fraction, copy=False)[0]
         if point is None and not labels.any():  # a point says so in _component_at_point
             info["warnings"].append(empty_result_warning(self.manifest, roi))
+        elif point is None:  # where the segment lies, if the manifest asks (anatomy_check.py)
+            found, info["anatomy"] = check_model_result(
+                self.manifest, volume, labels, labels_grid, roi
+            )
+            info["warnings"] += found
         label_volume = LabelVolume(
             array=labels,
             spacing=tuple(labels_grid.spacing),
@@ -330,6 +341,12 @@ class Predictor:
                 f"Nothing ({what}) was found at the clicked point (within "
                 f"{POINT_TOLERANCE_MM:g} mm); the result is empty. Click on the lesion itself."
             )
+        smallest = (self.manifest.postprocess or {}).get("min_lesion_mm3")
+        small = smallest and small_lesion_warning(
+            kept, tuple(volume.spacing)[::-1], float(smallest), self.manifest.labels[0].name
+        )
+        if small:
+            info["warnings"].append(small)
         return kept
 
     def context_box(

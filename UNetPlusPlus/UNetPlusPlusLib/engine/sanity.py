@@ -15,7 +15,8 @@ before training (``training/dataset_check.py``):
 - **channels for a model** (:func:`check_model_samples`): an MR channel of a model that relies
   on a zero background must hold voxels exactly 0, and be non-zero over no more than the
   manifest's ``inference.max_nonzero_ml`` (not skull-stripped); no two channels may be the same
-  image up to scale (Spearman correlation ~1); then the sequence order (:mod:`.channel_order`).
+  image up to scale (Spearman correlation ~1); the sequence order (:mod:`.channel_order`); with
+  the spacing (:func:`check_sequence_order`), the MR bias field (:mod:`.bias_field`).
 
 Refusals raise :class:`UNetPlusPlusError` with one actionable line; borderline findings are
 returned as warning strings for the CLI (``warning: ...`` on stderr) and the Slicer panel.
@@ -215,9 +216,8 @@ def decide_intensities(
     modalities: Sequence[str],
     strict_modality: bool = True,
 ) -> list[str]:
-    """The decisions of :func:`check_intensities` from per-channel statistics (whole array
-    or streamed, :mod:`.streamed_checks`); ``identical``: pairs (a, b), a < b, of channels
-    whose voxels are all equal. Returns warnings; raises UNetPlusPlusError."""
+    """The decisions of :func:`check_intensities` from per-channel statistics (whole array or
+    streamed); ``identical``: pairs (a, b), a < b, of equal channels. Raises UNetPlusPlusError."""
     warnings: list[str] = []
     names = list(channel_names) or [f"channel {i + 1}" for i in range(len(stats))]
     for c, (name, modality) in enumerate(zip(names, modalities)):
@@ -458,7 +458,7 @@ def check_nonzero_extent(
 
 
 def image_volume_ml(size: Sequence[int], spacing: Sequence[float]) -> float:
-    """The volume in ml of an image of ``size`` voxels (any order) at ``spacing`` (mm)."""
+    """The volume in ml of ``size`` voxels (any order) at ``spacing`` (mm)."""
     return float(np.prod([float(n) for n in size])) * float(np.prod(spacing)) / 1000.0
 
 
@@ -493,8 +493,12 @@ def check_sequence_order(
     manifest, arrays: Sequence[np.ndarray], enabled: bool = True, spacing=None, found=None
 ) -> list[str]:
     """:func:`check_model_samples` of C (z, y, x) ``arrays`` at ``spacing`` (mm; None: no extent
-    check), with their fingerprint ``found`` if any. Returns warnings; raises UNetPlusPlusError."""
+    or bias-field check), with their fingerprint ``found`` if any, then the MR bias field
+    (:mod:`.bias_field`). Returns warnings; raises UNetPlusPlusError."""
+    from .bias_field import check_bias_field
+
     image_ml = None
     if spacing is not None and len(arrays):
         image_ml = image_volume_ml(np.shape(arrays[0]), spacing)
-    return check_model_samples(manifest, channel_samples(arrays), enabled, image_ml, found)
+    warnings = check_model_samples(manifest, channel_samples(arrays), enabled, image_ml, found)
+    return warnings + check_bias_field(manifest, arrays, spacing)

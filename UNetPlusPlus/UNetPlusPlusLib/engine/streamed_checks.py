@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .bias_field import grid_steps
 from .nifti_check import check_nifti, reader_geometry
 from .sanity import (
     ChannelStats,
@@ -74,16 +75,22 @@ def _streamable_header(path: Path) -> Optional[sitk.ImageFileReader]:
 
 
 class _Accumulator:
-    """Streamed ChannelStats and non-finite count of one (z, y, x) channel."""
+    """Streamed ChannelStats and non-finite count of one (z, y, x) channel, and its coarse
+    grid (every ``steps`` (z, y, x) voxel, as ``bias_field.coarse_grid``) if ``steps``."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, steps: Optional[Sequence[int]] = None) -> None:
+        self.steps = steps
+        self.grid: list[np.ndarray] = []
         self.step = sample_step(size)
         self.offset = 0
         self.low, self.high = np.inf, -np.inf
         self.samples: list[np.ndarray] = []
         self.nonfinite = 0
 
-    def feed(self, slab: np.ndarray) -> None:
+    def feed(self, slab: np.ndarray, z0: int = 0) -> None:
+        if self.steps is not None:
+            sz, sy, sx = self.steps
+            self.grid.append(slab[(-z0) % sz :: sz, ::sy, ::sx].copy())
         flat = slab.reshape(-1)
         finite = np.isfinite(flat)
         self.nonfinite += int(flat.size - np.count_nonzero(finite))
@@ -134,6 +141,7 @@ def check_files(
     channel_names: Sequence[str] = (),
     slab_voxels: int = SLAB_VOXELS,
     order_check: Optional[Callable[[list], list[str]]] = None,
+    bias_check: Optional[Callable[[list, tuple], list[str]]] = None,
 ) -> Optional[list[str]]:
     """Header, finite-value and intensity checks of whole files, one per channel; warnings.
 
@@ -141,8 +149,10 @@ def check_files(
     files without holding the image. ``order_check``: called with the channels' strided
     samples (the voxels of ``sanity.channel_samples``) after the other checks, e.g.
     ``sanity.check_model_samples`` (zero background, near duplicates, sequence order); its
-    warnings are added. Returns None when a file cannot be streamed (the caller reads it
-    whole). Raises UNetPlusPlusError.
+    warnings are added. ``bias_check``: called with the channels' coarse grids
+    (``bias_field.coarse_grid``) and the spacing (x, y, z) in mm, e.g. a partial
+    ``bias_field.check_bias_field``; its warnings are added. Returns None when a file cannot
+    be streamed (the caller reads it whole). Raises UNetPlusPlusError.
     """
     sources = [str(p) for p in paths]
     paths = [Path(p) for p in paths]
@@ -167,12 +177,14 @@ def check_files(
     warnings = check_header(
         size_xyz, grids[0].spacing, grids[0].origin, grids[0].direction, "The input volume"
     )
-    stats, identical, nonfinite = _stream(readers, slab_voxels)
+    steps = grid_steps(grids[0].spacing) if bias_check else None
+    stats, identical, nonfinite, coarse = _stream(readers, slab_voxels, steps)
     for source, count in zip(sources, nonfinite):
         if count:
             raise nonfinite_error(source, count)
     warnings += decide_intensities(stats, identical, channel_names, modalities)
-    return warnings + (order_check([s.sample for s in stats]) if order_check else [])
+    warnings += order_check([s.sample for s in stats]) if order_check else []
+    return warnings + (bias_check(coarse, tuple(grids[0].spacing)) if bias_check else [])
 
 
 def stream_statistics(
@@ -184,21 +196,22 @@ def stream_statistics(
     readers = [_streamable_header(Path(p)) for p in paths]
     if any(r is None for r in readers):
         raise UNetPlusPlusError("These files cannot be read slab by slab; read them whole.")
-    return _stream(readers, slab_voxels)
+    return _stream(readers, slab_voxels)[:3]
 
 
-def _stream(readers: list, slab_voxels: int):
+def _stream(readers: list, slab_voxels: int, steps: Optional[Sequence[int]] = None):
     size_xyz = readers[0].GetSize()
     sources = [_slab_source(reader) for reader in readers]
-    accumulators = [_Accumulator(int(np.prod(size_xyz))) for _ in readers]
+    accumulators = [_Accumulator(int(np.prod(size_xyz)), steps) for _ in readers]
     identical = {(a, b) for a in range(len(readers)) for b in range(a + 1, len(readers))}
     depth = max(1, slab_voxels // (size_xyz[0] * size_xyz[1]), -(-size_xyz[2] // MAX_SLABS))
     for z0 in range(0, size_xyz[2], depth):
         z1 = min(size_xyz[2], z0 + depth)
         slabs = [_read_slab(source, size_xyz, z0, z1) for source in sources]
         for accumulator, slab in zip(accumulators, slabs):
-            accumulator.feed(slab)
+            accumulator.feed(slab, z0)
         identical = {(a, b) for a, b in identical if np.array_equal(slabs[a], slabs[b])}
         del slabs
     stats = [accumulator.stats() for accumulator in accumulators]
-    return stats, sorted(identical), [accumulator.nonfinite for accumulator in accumulators]
+    coarse = [np.concatenate(a.grid) if a.grid else None for a in accumulators]
+    return stats, sorted(identical), [a.nonfinite for a in accumulators], coarse

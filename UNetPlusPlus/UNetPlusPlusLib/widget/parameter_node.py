@@ -40,6 +40,8 @@ class UNetPlusPlusParameterNode:
         numbers the cases; by default the export folder). A parameter is bound to one widget
         only (parameterNodeWrapper keeps one widget per name), hence its own field.
     trainFromScratch - train new weights instead of fine-tuning the selected model.
+    trainingChannelCheck - refuse training cases of multi-channel MR in the wrong sequence order
+        (unchecked: ``unetpp train --no-channel-check``, a warning instead).
     trainingBudget - the training's time budget (``unetpp train --time-budget``).
     """
 
@@ -61,4 +63,5 @@ class UNetPlusPlusParameterNode:
     caseName: str = "case001"
     trainingDirectory: Path = Path.home() / "UNetPlusPlus-training"
     trainFromScratch: bool = False
+    trainingChannelCheck: bool = True
     trainingBudget: Annotated[str, Choice(list(BUDGET_CHOICES))] = "10m"

@@ -1,0 +1,256 @@
+"""The anatomy check of a liver result (engine/anatomy_check.py): synthetic torsos on axis-aligned,
+oblique and flipped grids, the shared CTs, the manifest key, the Predictor and the CLI."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers import rotation_matrix
+from UNetPlusPlusLib.engine.anatomy_check import check_result, measure_liver
+from UNetPlusPlusLib.engine.image_read import read_volume
+from UNetPlusPlusLib.engine.manifest import ModelManifest
+from UNetPlusPlusLib.engine.volume import Grid, Volume
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+EXAMPLES = Path("liver") / "totalsegmentator-examples"
+DIRECTIONS = {
+    "axial": np.eye(3),
+    "oblique": rotation_matrix((10, -8, 20)),
+    "flipped": np.diag([-1.0, -1.0, 1.0])
+    @ rotation_matrix((0, 0, 5)),  # as most CTs: x, y reversed
+    "upside down": np.diag([1.0, -1.0, -1.0]),
+}
+
+
+def torso(direction: np.ndarray, scale: float = 1.0, lungs: bool = True, spacing: float = 4.0):
+    """A CT-like torso (LPS mm, times ``scale``): air outside a 0 HU elliptic body, two lungs
+    (-850 HU) at x = +-80 mm from z = 90 to 290 mm, sampled on a grid with ``direction``
+    centred at (0, 0, 100) mm. Returns the Volume and a function giving the (z, y, x) mask of
+    a ball (centre, radius in mm, times ``scale``) on its grid."""
+    half = np.array([190.0, 150.0, 220.0]) * scale
+    size = np.ceil(2 * half / spacing).astype(int)
+    centre = np.array([0.0, 0.0, 100.0]) * scale
+    origin = centre - direction @ ((size - 1) / 2 * spacing)
+    grid = Grid(tuple(size), (spacing,) * 3, tuple(origin), direction)
+    k, j, i = np.meshgrid(*(np.arange(n) for n in grid.shape_zyx), indexing="ij")
+    points = grid.index_to_physical(np.stack([i, j, k], axis=-1).reshape(-1, 3)) / scale
+    x, y, z = (points[:, a].reshape(grid.shape_zyx) for a in range(3))
+    ct = np.where((x / 150) ** 2 + (y / 110) ** 2 <= 1, 0.0, -1000.0)
+    if lungs:
+        for side in (-1, 1):
+            inside = ((x - side * 80) / 50) ** 2 + (y / 80) ** 2 + ((z - 190) / 100) ** 2 <= 1
+            ct[inside] = -850.0
+    volume = Volume.on_grid(ct[None].astype(np.float32), grid, ("CT",))
+
+    def ball(centre_mm, radius_mm: float) -> np.ndarray:
+        c = np.asarray(centre_mm, dtype=float)
+        return (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= radius_mm**2
+
+    return volume, ball
+
+
+@functools.cache
+def torso_on(name: str):
+    """:func:`torso` on the grid direction ``name`` of DIRECTIONS, built once per test run."""
+    return torso(DIRECTIONS[name])
+
+
+LIVER = ((-80.0, 0.0, 60.0), 35.0)  # under the right lung (patient's right: -x in LPS)
+HEART = ((5.0, 0.0, 170.0), 28.0)  # between the lungs
+MIRRORED = ((80.0, 0.0, 60.0), 35.0)  # the liver's place on the patient's left
+PELVIS = ((-60.0, 0.0, -40.0), 25.0)  # far below the lungs
+
+
+@pytest.mark.parametrize("name", sorted(DIRECTIONS))
+def test_a_right_sided_segment_under_the_lung_passes_on_every_direction(name):
+    volume, ball = torso_on(name)
+    findings = measure_liver(volume, ball(*LIVER))
+    assert findings.failed == []
+    assert findings.midline_offset_mm == pytest.approx(-80, abs=8)
+    assert findings.flanked_share < 0.05 and findings.lung_near_top
+
+
+@pytest.mark.parametrize("name", sorted(DIRECTIONS))
+def test_a_segment_between_the_lungs_is_where_the_heart_is(name):
+    volume, ball = torso_on(name)
+    findings = measure_liver(volume, ball(*HEART))
+    assert "between_lungs" in findings.failed
+    assert findings.flanked_share > 0.6
+
+
+@pytest.mark.parametrize("name", sorted(DIRECTIONS))
+def test_a_left_sided_segment_is_on_the_wrong_side(name):
+    volume, ball = torso_on(name)
+    findings = measure_liver(volume, ball(*MIRRORED))
+    assert findings.failed == ["left_side"]
+    assert findings.midline_offset_mm == pytest.approx(80, abs=8)
+
+
+@pytest.mark.parametrize("name", ["axial", "oblique"])
+def test_a_segment_far_below_any_lung_is_not_under_the_lungs(name):
+    volume, ball = torso_on(name)
+    findings = measure_liver(volume, ball(*PELVIS))
+    assert findings.failed == ["no_lung_above"]
+    assert findings.room_above_mm > 200
+
+
+def test_a_segment_at_the_top_of_the_image_is_not_judged_by_what_lies_above():
+    volume, ball = torso(np.eye(3), lungs=False)
+    top = volume.grid.index_to_physical((0, 0, volume.grid.size_xyz[2] - 1))[2]
+    findings = measure_liver(volume, ball((-80.0, 0.0, top - 20.0), 35.0))  # cut by the top
+    assert findings.room_above_mm < 30 and findings.failed == []
+    # a ROI whose top cuts the segment: the image above the ROI is no room above the result
+    pelvis = torso_on("axial")[1](*PELVIS)
+    assert measure_liver(torso_on("axial")[0], pelvis).failed == ["no_lung_above"]
+    roi_top = PELVIS[0][2] + PELVIS[1] - 5.0
+    assert measure_liver(torso_on("axial")[0], pelvis, top_mm=roi_top).failed == []
+
+
+def test_a_header_only_left_right_flip_is_warned_with_its_orientation_hint():
+    volume, ball = torso_on("axial")
+    mask = ball(*LIVER)
+    flipped = volume.direction.copy()
+    flipped[:, 0] *= -1  # the same voxels, the header says left is right
+    wrong = Volume(volume.array, volume.spacing, volume.origin, flipped)
+    warnings, summary = check_result("liver", wrong, mask, wrong.grid, 1, "liver")
+    assert summary["failed"] == ["left_side"] and summary["passed"] is False
+    assert len(warnings) == 1
+    assert "left-right orientation is wrong" in warnings[0] and "'liver'" in warnings[0]
+    assert check_result("liver", volume, mask, volume.grid, 1, "liver")[0] == []
+
+
+def test_the_mask_may_lie_on_another_grid_than_the_image():
+    volume, ball = torso_on("axial")
+    labels = ball(*HEART).astype(np.uint8) * 2
+    part = volume.with_array(volume.array[:, 30:, :, :])  # an image region read (ROI + context)
+    origin = volume.grid.index_to_physical((0, 0, 30))
+    part = Volume(part.array, part.spacing, tuple(origin), part.direction)
+    warnings, summary = check_result("liver", part, labels, volume.grid, 2, "liver")
+    assert "between_lungs" in summary["failed"] and "where the heart is" in warnings[0]
+    with pytest.raises(ValueError, match="unknown anatomy"):
+        check_result("spleen", volume, labels, volume.grid, 2, "spleen")
+
+
+# ---------------------------------------------------------------------------- the real CTs
+def _label(path: Path, values) -> np.ndarray:
+    return np.isin(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), values)
+
+
+@pytest.mark.parametrize(
+    "image, label, values",
+    [
+        ("example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", [5]),
+        ("example_ct_sm.nii.gz", "example_seg.nii.gz", [5]),
+        ("../lits-partial/liver_0_ct.nii.gz", "../lits-partial/liver_0_label.nii.gz", [1, 2]),
+        ("../lits-partial/liver_1_ct.nii.gz", "../lits-partial/liver_1_label.nii.gz", [1, 2]),
+        (
+            "../totalsegmentator-dataset-s0009/ct.nii.gz",
+            "../totalsegmentator-dataset-s0009/liver.nii.gz",
+            [1],
+        ),
+    ],
+)
+def test_reference_livers_of_the_shared_data_pass(shared_data, image, label, values):
+    folder = shared_data / EXAMPLES
+    volume = read_volume([folder / image], ["CT"])
+    findings = measure_liver(volume, _label(folder / label, values))
+    assert findings.failed == [], findings
+
+
+def test_example_ct_with_a_flipped_left_right_header_is_warned(shared_data):
+    folder = shared_data / EXAMPLES
+    volume = read_volume([folder / "example_ct.nii.gz"], ["CT"])
+    direction = volume.direction.copy()
+    direction[:, 0] *= -1
+    flipped = Volume(volume.array, volume.spacing, volume.origin, direction)
+    mask = _label(folder / "example_seg_fast_force_split.nii.gz", [5])
+    assert measure_liver(flipped, mask).failed == ["left_side"]
+
+
+def test_the_heart_of_pulm_ct_cropped_is_warned_through_the_predictor(shared_data):
+    from UNetPlusPlusLib.engine.predictor import Predictor
+
+    volume = read_volume([shared_data / EXAMPLES / "pulm_ct_cropped.nii.gz"], ["CT"])
+    predictor = Predictor.from_task("liver", device="cpu", threads=2)
+    result = predictor.segment(volume, depth=1)  # the cheapest head finds the heart too
+    assert result.labels.array.any()
+    assert result.info["anatomy"]["failed"] == ["between_lungs"]
+    assert [w for w in result.info["warnings"] if "where the heart is" in w]
+
+
+def test_the_region_below_the_liver_is_warned(shared_data):
+    image = sitk.ReadImage(str(shared_data / EXAMPLES / "example_ct.nii.gz"))[:, :, :60]
+    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
+
+    volume = volume_from_sitk([image], ["CT"])
+    # where the shipped model put 66 ml of "liver" (tester 6): right lower abdomen, slices 20-40
+    mask = np.zeros(volume.shape_zyx, dtype=bool)
+    mask[20:40, 20:40, 90:110] = True
+    findings = measure_liver(volume, mask)
+    assert findings.failed == ["no_lung_above"]
+
+
+# ---------------------------------------------------------------------------- manifest, CLI
+def _anatomy_model(sphere_model: Path, folder: Path, anatomy) -> Path:
+    for name in ("model.json", "weights.safetensors"):
+        shutil.copy(sphere_model.parent / name, folder / name)
+    data = json.loads((folder / "model.json").read_text())
+    data.setdefault("inference", {})["anatomy"] = anatomy
+    (folder / "model.json").write_text(json.dumps(data))
+    return folder / "model.json"
+
+
+def test_the_manifest_key_is_validated_and_optional(sphere_model, tmp_path):
+    assert "anatomy" not in ModelManifest.load(sphere_model).inference  # older manifests load
+    assert ModelManifest.load(_anatomy_model(sphere_model, tmp_path, "liver")).inference == {
+        "anatomy": "liver"
+    }
+    with pytest.raises(UNetPlusPlusError, match="inference.anatomy"):
+        ModelManifest.load(_anatomy_model(sphere_model, tmp_path, "brain"))
+    for task in ("brain-tumor", "lung-nodule"):
+        from UNetPlusPlusLib.engine.registry import find_model
+
+        assert "anatomy" not in find_model(task).inference
+    from UNetPlusPlusLib.engine.registry import find_model
+
+    assert find_model("liver").inference["anatomy"] == "liver"
+
+
+def test_the_cli_warns_once_and_qualifies_the_heads_agreement(sphere_model, tmp_path, capsys):
+    from UNetPlusPlusLib.cli import main
+    from UNetPlusPlusLib.engine.volume import volume_to_sitk
+
+    manifest = _anatomy_model(sphere_model, tmp_path, "liver")
+    volume, ball = torso(np.eye(3), scale=0.5, spacing=2.0)
+    # the model's 300 HU ball, where the liver lies in situs inversus or a flipped header
+    ct = np.where(ball(*MIRRORED), 300.0, volume.array[0]).astype(np.float32)
+    sitk.WriteImage(volume_to_sitk(volume.with_array(ct[None])), str(tmp_path / "chest.nrrd"))
+    args = ["segment", str(tmp_path / "chest.nrrd"), "--model", str(manifest), "--depth", "2"]
+    code = main(args + ["-o", str(tmp_path / "x.nrrd"), "--disagreement", str(tmp_path / "d.nrrd")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert err.count("warning: The 'liver' segment is not where a liver lies") == 1, err
+    assert "left-right orientation is wrong" in err
+    assert "not a sign of a right result" in out
+
+
+def test_a_side_that_runs_out_of_the_image_before_any_lung_is_unknown():
+    from UNetPlusPlusLib.engine.anatomy_check import _flanked_share
+
+    segment = np.zeros((1, 2, 20), dtype=bool)
+    segment[0, :, 0:4] = True  # at the grid's right edge (x = 0)
+    lung = np.zeros_like(segment)
+    lung[0, :, 6] = True  # lung on its left only
+    fov = np.ones_like(segment)
+    assert _flanked_share(segment, lung, fov) is None  # the right side cannot be seen
+    segment = np.roll(segment, 8, axis=2)  # now x = 8..11: right side inside, no lung
+    lung = np.roll(lung, 8, axis=2)
+    assert _flanked_share(segment, lung, fov) == 0.0
+    lung[0, :, 5] = True  # lung within reach on the right too
+    assert _flanked_share(segment, lung, fov) == 1.0

@@ -1,0 +1,352 @@
+"""Anatomical plausibility of a liver result, in patient (LPS) coordinates.
+
+A CT without a liver (a chest crop around the heart, a pelvis below the liver) still gets a
+confident "liver" from the model. The input checks cannot see this (the intensities are a CT's),
+so the result is checked against three facts of anatomy that hold on every normal CT
+(docs/INPUT_CHECKS.md, "Anatomy of the result"):
+
+- **between the lungs**: the heart is flanked by lung on both its sides at the same axial level;
+  the liver is not (lung lies to its right only, over the dome). A segment whose rows have lung
+  right next to both edges (:data:`FLANK_MM`) for at least :data:`FLANKED_SHARE` of its voxels
+  lies where the heart is.
+- **laterality**: the liver lies on the patient's right; its centroid is several cm right of
+  the body's midline. A centroid left of the midline (where the body fits in the image on both
+  sides) means situs inversus (1 in 10 000), a left-right flipped header, or not a liver.
+- **under the lungs**: the top of the liver is the dome under the right lung. A segment that
+  ends at least :data:`ROOM_MM` below the top of the image with no lung up to
+  :data:`LUNG_ABOVE_MM` above its top is not a liver (or misses its upper part).
+
+Everything runs on a coarse grid (:data:`STEP_MM`) with identity direction (LPS axes), so
+oblique and flipped image directions are handled by the resampling; numpy and SimpleITK only.
+The rules warn, never refuse: the result is still written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from .manifest_types import ANATOMIES
+from .volume import Grid, Volume, array_to_sitk, canonical_grid
+
+#: Spacing (mm) of the isotropic LPS grid the check works on.
+STEP_MM = 4.0
+#: The CT and the labels are first strided (a view, no copy) to about this spacing (mm) per
+#: axis when finer, then block-averaged to STEP_MM.
+FINE_MM = 2.0
+#: HU range of aerated lung parenchyma; below LUNG_LOW_HU is gas (outside air, bowel, airway).
+LUNG_LOW_HU, LUNG_HIGH_HU = -950.0, -400.0
+#: A coarse cell is lung when at least this share of its voxels is lung parenchyma.
+LUNG_CELL_SHARE = 0.5
+#: Lung regions smaller than this (ml) after a 1-cell opening are ignored (bowel, noise).
+MIN_LUNG_ML = 5.0
+#: Soft tissue (body) above this HU, for the body midline and the rim of the lungs.
+BODY_HU = -400.0
+#: A lung region's rim must be at least this share of soft tissue (measured: lungs 0.63-0.90,
+#: foam pads and gas-filled bowel 0.00-0.40; docs/INPUT_CHECKS.md).
+LUNG_RIM_TISSUE = 0.6
+#: Lung within this distance (mm) of a row's edge of the segment flanks that side.
+FLANK_MM = 24.0
+#: Share of the segment's voxels whose rows are flanked by lung on both sides: "between lungs".
+FLANKED_SHARE = 0.4
+#: The segment's centroid more than this (mm) left of the body's midline: wrong side.
+LEFT_OF_MIDLINE_MM = 0.0
+#: The image must extend this far (mm) above the segment for "under the lungs" to apply.
+ROOM_MM = 30.0
+#: Lung must lie within this distance (mm) above the segment's top (or beside it, down to
+#: LUNG_BELOW_TOP_MM under it).
+LUNG_ABOVE_MM = 80.0
+LUNG_BELOW_TOP_MM = 30.0
+_CELL_ML = STEP_MM**3 / 1000.0
+
+
+@dataclass
+class Findings:
+    """What the check measured (mm, LPS; None where a rule could not be applied)."""
+
+    segment_ml: float
+    flanked_share: Optional[float] = None  # share of voxels with lung on both sides
+    midline_offset_mm: Optional[float] = None  # centroid x - body midline x (+: patient left)
+    room_above_mm: Optional[float] = None  # image above the segment's top
+    lung_near_top: Optional[bool] = None  # lung within LUNG_ABOVE_MM above the top
+    lung_ml: float = 0.0
+    failed: list = field(default_factory=list)  # "between_lungs", "left_side", "no_lung_above"
+
+
+def _coarse(image: sitk.Image, grid: Grid) -> np.ndarray:
+    """Block-average ``image`` to STEP_MM and resample it onto ``grid`` (linear), (z, y, x)."""
+    factors = [max(1, int(round(STEP_MM / s))) for s in image.GetSpacing()]
+    if max(factors) > 1:
+        image = sitk.BinShrink(image, factors)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(s) for s in grid.size_xyz])
+    resampler.SetOutputSpacing(grid.spacing)
+    resampler.SetOutputOrigin(grid.origin)
+    resampler.SetOutputDirection(grid.direction.flatten().tolist())
+    resampler.SetInterpolator(sitk.sitkLinear)
+    resampler.SetDefaultPixelValue(0.0)
+    resampler.SetUseNearestNeighborExtrapolator(True)  # the image's edge: see _field_of_view
+    resampler.SetOutputPixelType(sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(resampler.Execute(image))
+
+
+def _field_of_view(image: Grid, grid: Grid) -> np.ndarray:
+    """Cells of ``grid`` whose centre lies inside the image's voxels (half a voxel beyond the
+    outer centres), (z, y, x); the same for any storage order of the image's axes."""
+    start = image.physical_to_index(grid.origin)  # continuous (x, y, z) image index
+    steps = [
+        image.physical_to_index(grid.index_to_physical(np.eye(3)[a])) - start for a in range(3)
+    ]
+    index = start.astype(np.float32)
+    for axis, step in enumerate(steps):  # separable: one term per grid axis (x, y, z)
+        shape = [1, 1, 1, 3]
+        shape[2 - axis] = grid.size_xyz[axis]
+        index = index + (np.arange(grid.size_xyz[axis])[:, None] * step).reshape(shape)
+    size = np.asarray(image.size_xyz, dtype=np.float32)
+    return np.all((index >= -0.5 - 1e-4) & (index <= size - 0.5 + 1e-4), axis=-1)
+
+
+def _strided(array: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
+    """A view of a (z, y, x) array on ``grid`` strided to about FINE_MM, and its grid."""
+    steps = [max(1, int(FINE_MM / s)) for s in grid.spacing]  # x, y, z
+    part = array[:: steps[2], :: steps[1], :: steps[0]]
+    spacing = tuple(s * k for s, k in zip(grid.spacing, steps))
+    return part, Grid(part.shape[::-1], spacing, grid.origin, grid.direction)
+
+
+def _image(array: np.ndarray, grid: Grid) -> sitk.Image:
+    return array_to_sitk(np.ascontiguousarray(array, dtype=np.float32), grid)
+
+
+def _regions(mask: np.ndarray, min_cells: int) -> np.ndarray:
+    """Connected regions (faces) of ``mask`` with at least ``min_cells`` cells, labelled 1..n
+    from the largest; 0 elsewhere."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    return sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image), min_cells))
+
+
+def _enclosed(regions: np.ndarray, tissue: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    """Regions whose one-cell rim, inside the image, is at least LUNG_RIM_TISSUE soft tissue:
+    lung lies inside the chest wall, mediastinum and diaphragm; foam pads under the patient
+    and gas-filled bowel are rimmed by air or gas."""
+    count = int(regions.max())
+    if not count:
+        return regions > 0
+    grown = sitk.GetArrayFromImage(
+        sitk.GrayscaleDilate(sitk.GetImageFromArray(regions.astype(np.int32)), [1] * 3)
+    )
+    rim = (regions == 0) & (grown > 0) & fov
+    total = np.bincount(grown[rim], minlength=count + 1)
+    solid = np.bincount(grown[rim & tissue], minlength=count + 1)
+    keep = solid >= LUNG_RIM_TISSUE * np.maximum(total, 1)
+    keep[0] = False
+    return keep[regions]
+
+
+def lung_and_body(volume: Volume, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lung, body and field-of-view masks of a CT (HU) on the coarse LPS ``grid``, (z, y, x).
+
+    Lung: cells mostly of lung parenchyma (-950 to -400 HU at about 2 mm; gas below -950 HU,
+    as in bowel, airways and outside air, is not lung), opened by one cell, in regions of at
+    least MIN_LUNG_ML rimmed by soft tissue (:func:`_enclosed`). Body: the largest region of
+    cells above BODY_HU."""
+    ct, fine = _strided(volume.array[0], volume.grid)
+    lung_share = _coarse(_image((ct > LUNG_LOW_HU) & (ct <= LUNG_HIGH_HU), fine), grid)
+    hu = _coarse(_image(ct, fine), grid)
+    fov = _field_of_view(volume.grid, grid)
+    tissue = fov & (hu > BODY_HU)
+    opened = sitk.BinaryMorphologicalOpening(
+        sitk.GetImageFromArray((lung_share >= LUNG_CELL_SHARE).astype(np.uint8)), [1] * 3
+    )
+    regions = _regions(sitk.GetArrayFromImage(opened) > 0, int(np.ceil(MIN_LUNG_ML / _CELL_ML)))
+    lung = _enclosed(regions, tissue, fov)
+    body = _regions(tissue, 1) == 1
+    return lung, body, fov
+
+
+def _side(lung: np.ndarray, inside: np.ndarray, full: bool) -> Optional[bool]:
+    """Lung in these cells of a row (True); none, with all ``full`` FLANK_MM of them inside
+    the image (False); else unknown (None)."""
+    if lung.any():
+        return True
+    return False if full and inside.all() else None
+
+
+def _flanked_share(segment: np.ndarray, lung: np.ndarray, fov: np.ndarray) -> Optional[float]:
+    """Share of segment cells whose row (along x, patient right to left) has lung within
+    FLANK_MM of the segment's edge on both sides, among the rows where this can be seen (a
+    side that reaches the image's edge before lung is unknown); None when such rows hold less
+    than a third of the segment."""
+    reach = max(1, int(round(FLANK_MM / STEP_MM)))
+    width = segment.shape[2]
+    flanked = seen = 0
+    for z, y in zip(*np.nonzero(segment.any(axis=2))):
+        xs = np.nonzero(segment[z, y])[0]
+        lo, hi = xs[0], xs[-1]
+        right = slice(lo - reach, lo) if lo >= reach else slice(0, lo)
+        left = slice(hi + 1, min(width, hi + 1 + reach))
+        sides = [
+            _side(lung[z, y, part], fov[z, y, part], part.stop - part.start == reach)
+            for part in (right, left)
+        ]
+        if False in sides:
+            seen += len(xs)
+        elif sides == [True, True]:
+            seen += len(xs)
+            flanked += len(xs)
+    total = np.count_nonzero(segment)
+    return flanked / seen if seen >= total / 3.0 else None
+
+
+def _midline_offset(segment: np.ndarray, body: np.ndarray, fov: np.ndarray) -> Optional[float]:
+    """Segment centroid x minus the body's midline x (mm; + is the patient's left), over the
+    axial slices where the body's left and right ends lie inside the image (not cut by its
+    edge); None when those slices hold less than half of the segment."""
+    outside = np.pad(~fov, 1, constant_values=True)
+    edge = outside[1:-1, 1:-1, :-2] | outside[1:-1, 1:-1, 2:]  # a neighbour along x is outside
+    edge |= outside[1:-1, :-2, 1:-1] | outside[1:-1, 2:, 1:-1]
+    offsets, weights = [], []
+    for z in np.nonzero(segment.any(axis=(1, 2)))[0]:
+        columns = np.nonzero(body[z].any(axis=0))[0]
+        if not len(columns):
+            continue
+        ends = body[z][:, [columns[0], columns[-1]]] & edge[z][:, [columns[0], columns[-1]]]
+        if ends.any():
+            continue  # the body reaches the image's edge at its side: its midline is unknown
+        middle = (columns[0] + columns[-1]) / 2.0
+        xs = np.nonzero(segment[z])[1]
+        offsets.append((xs.mean() - middle) * STEP_MM)
+        weights.append(len(xs))
+    if sum(weights) < 0.5 * np.count_nonzero(segment):
+        return None
+    return float(np.average(offsets, weights=weights))
+
+
+def measure_liver(
+    volume: Volume,
+    mask: np.ndarray,
+    mask_grid: Optional[Grid] = None,
+    top_mm: Optional[float] = None,
+) -> Findings:
+    """Measure a liver segment against the anatomy of the CT ``volume`` (HU, channel 0).
+
+    ``mask``: (z, y, x) boolean or 0/1 array of the segment on ``mask_grid`` (default: the
+    volume's grid; any grid in the same physical space, e.g. the whole image when ``volume``
+    is a region read around a ROI). ``top_mm``: the highest LPS z (mm) the result could
+    reach (a ROI's top); the image above it is no room above the segment. Returns
+    :class:`Findings` with ``failed`` naming the rules the segment breaks. Raises ValueError
+    if ``mask`` does not match ``mask_grid``."""
+    mask_grid = mask_grid or volume.grid
+    if tuple(mask.shape) != mask_grid.shape_zyx:
+        raise ValueError(f"mask shape {mask.shape} does not match grid {mask_grid.shape_zyx}")
+    grid = canonical_grid(volume.grid, (STEP_MM,) * 3)
+    lung, body, fov = lung_and_body(volume, grid)
+    part, fine = _strided(np.asarray(mask), mask_grid)
+    segment = (_coarse(_image(part > 0, fine), grid) >= 0.5) & fov
+    findings = Findings(segment_ml=float(np.count_nonzero(segment)) * _CELL_ML)
+    if not segment.any():
+        return findings
+    findings.lung_ml = float(np.count_nonzero(lung)) * _CELL_ML
+    findings.flanked_share = _flanked_share(segment, lung, fov)
+    findings.midline_offset_mm = _midline_offset(segment, body, fov)
+    z_cells = np.nonzero(segment.any(axis=(1, 2)))[0]
+    top = int(z_cells[-1])
+    footprint = segment.any(axis=0)
+    fov_top = fov.shape[0] - 1 - np.argmax(fov[::-1], axis=0)  # the image's top per column
+    if top_mm is not None:  # a ROI's top: nothing above it was segmented
+        fov_top = np.minimum(fov_top, np.floor((top_mm - grid.origin[2]) / STEP_MM))
+    findings.room_above_mm = float(np.median(fov_top[footprint]) - top) * STEP_MM
+    low = max(0, top - int(round(LUNG_BELOW_TOP_MM / STEP_MM)))
+    high = top + int(round(LUNG_ABOVE_MM / STEP_MM)) + 1
+    findings.lung_near_top = bool(lung[low:high].any())
+    if findings.flanked_share is not None and findings.flanked_share >= FLANKED_SHARE:
+        findings.failed.append("between_lungs")
+    offset = findings.midline_offset_mm
+    if offset is not None and offset > LEFT_OF_MIDLINE_MM:
+        findings.failed.append("left_side")
+    if findings.room_above_mm >= ROOM_MM and not findings.lung_near_top:
+        findings.failed.append("no_lung_above")
+    return findings
+
+
+def liver_warning(findings: Findings, name: str) -> Optional[str]:
+    """One warning naming every rule ``findings`` breaks, or None when it breaks none."""
+    reasons = []
+    if "between_lungs" in findings.failed:
+        reasons.append(
+            f"it lies between the lungs, where the heart is ({findings.flanked_share:.0%} of it "
+            "has lung on both sides; the image may not show the liver)"
+        )
+    if "left_side" in findings.failed:
+        reasons.append(
+            f"its centre lies {findings.midline_offset_mm:.0f} mm left of the body's midline, "
+            "on the patient's left (situs inversus, or the image's left-right orientation is "
+            "wrong)"
+        )
+    if "no_lung_above" in findings.failed:
+        reasons.append(
+            f"it ends {findings.room_above_mm:.0f} mm below the top of the image with no lung "
+            "above it, while the liver lies right under the lung (the image may show only the "
+            "region below the liver, or the result misses its upper part)"
+        )
+    if not reasons:
+        return None
+    return (
+        f"The '{name}' segment is not where a liver lies: "
+        + "; ".join(reasons)
+        + ". Check the result before using it."
+    )
+
+
+def check_model_result(
+    manifest, volume: Volume, labels: np.ndarray, labels_grid: Grid, roi=None
+) -> tuple[list[str], Optional[dict]]:
+    """The check that the manifest's ``inference.anatomy`` asks for, on a model's result.
+
+    The label checked is the one named like the anatomy, else the model's only label; the CT
+    is the first channel normalised as ``ct`` (in HU). ``labels``: (z, y, x) on
+    ``labels_grid``; ``roi``: the ``volume.Box`` the result was restricted to, if any (its top
+    is then the image's top). Returns the warnings and the summary of :func:`check_result`, or
+    ([], None) when the manifest asks for no check, has no channel in HU or the segment is
+    empty."""
+    anatomy = (manifest.inference or {}).get("anatomy")
+    channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
+    if not anatomy or not channels:
+        return [], None
+    label = next((x for x in manifest.labels if x.name == anatomy), manifest.labels[0])
+    first = slice(channels[0], channels[0] + 1)
+    ct = volume.with_array(volume.array[first], volume.channel_names[first])
+    top = None if roi is None else float(roi.upper[2])
+    warnings, summary = check_result(
+        anatomy, ct, labels, labels_grid, label.value, label.name, top_mm=top
+    )
+    return warnings, (summary if summary["segment_ml"] > 0 else None)
+
+
+def check_result(
+    anatomy: str,
+    volume: Volume,
+    labels: np.ndarray,
+    labels_grid: Grid,
+    value: int,
+    name: str,
+    top_mm: Optional[float] = None,
+) -> tuple[list[str], dict]:
+    """Check the segment ``value`` of a label array against ``anatomy`` (:data:`ANATOMIES`).
+
+    ``labels``: (z, y, x) on ``labels_grid``; ``volume``: the CT it was made from (HU, channel
+    0; may cover only part of ``labels_grid``, as for a ROI read); ``top_mm``: as for
+    :func:`measure_liver`. Returns the warnings (at
+    most one) and a summary for ``result.info["anatomy"]``: ``passed``, the rules ``failed``
+    and the measured figures. Raises ValueError for an unknown anatomy."""
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"unknown anatomy {anatomy!r}; known: {', '.join(ANATOMIES)}")
+    part, fine = _strided(labels, labels_grid)  # compare on the strided view only
+    findings = measure_liver(volume, part == value, fine, top_mm)
+    warning = liver_warning(findings, name)
+    summary = {"anatomy": anatomy, "segment": name, "passed": warning is None}
+    summary.update(asdict(findings))
+    return ([warning] if warning else []), summary
