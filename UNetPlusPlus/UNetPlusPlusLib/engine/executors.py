@@ -25,12 +25,13 @@ busy processes on top of load ~5: ours 0.102/0.181/0.279/0.456 s against OpenVIN
 eager were never faster than both. So a fixed choice loses either idle or loaded; the probe
 keeps the faster, at the cost of the first tile of each depth running on both (plus, on the
 first run of a model, about 0.4 s to export a depth's graph and 0.3 s to compile it). In
-session 6 the two were within 4 % idle at L3 and L4; session 7 cut 7-17 % of our CPU time at
-L2..L4 (row 0's 8-channel convolutions grouped, cpu_inference.py; at load 6-9 ours took 0.125 s
-against OpenVINO's 0.380 s at L3; OpenVINO still won the nodule's L1, 0.014 against 0.016 s;
-no idle machine was available to measure). Ours stays the default on CUDA and wherever
-OpenVINO is missing or fails, and as the reference for tests. The environment variable
-``UNETPP_EXECUTOR`` overrides the default for the CLI and Slicer.
+session 6 the two were within 4 % idle at L3 and L4; session 7 cut up to 17 % of our CPU time
+at L2..L4 (row 0's 8-channel convolutions grouped, cpu_inference.py). At load 3-5 ours then led
+on the liver tile at every depth (L3 0.135 against 0.167 s) but OpenVINO on the nodule's
+16x48x48 tile at L1, L3 and L4 (L3 0.037 against 0.043 s); no idle machine was available.
+Ours stays the default on CUDA and wherever OpenVINO is missing or fails, and as the reference
+for tests. The environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and
+Slicer.
 """
 
 from __future__ import annotations
