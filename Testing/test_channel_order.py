@@ -2,7 +2,7 @@
 
 A synthetic four-sequence phantom (no shared data needed) with its own reference, then the real
 BraTS cases (skipped without ../shared/data): the correct order passes on every case, the
-swaps the study catches are refused (docs/INPUT_CHECKS.md), nothing is written, the data and
+swaps the study catches are refused (docs/INPUT_CHECKS_MR.md), nothing is written, the data and
 geometry stay as they were, and a manifest without a fingerprint skips the check.
 """
 
@@ -231,6 +231,7 @@ def mrml_channel_nodes(channels: np.ndarray):
     nodes = []
     for name, channel in zip(NAMES, channels):
         itk = sitk.GetImageFromArray(channel.astype(np.int16))
+        itk.SetOrigin((-90.0, -126.0, -72.0))  # a scan's origin, not an array's default
         nodes.append(geometry.volume_node_from_volume(scene, volume_from_sitk([itk]), name))
     return scene, nodes
 
@@ -298,7 +299,7 @@ def test_trainer_reference_from_multichannel_mr_training_files(tmp_path):
 
 def test_fingerprint_is_fast_on_a_brats_sized_case():
     """One 240 x 240 x 155 x 4 case: the check works on a bounded subsample (the seconds are
-    measured by docs/INPUT_CHECKS.md's command, not asserted here)."""
+    measured by docs/INPUT_CHECKS_MR.md's command, not asserted here)."""
     big = np.zeros((4, 155, 240, 240), dtype=np.float32)
     big[:, 20:135, 30:210, 30:210] = np.tile(phantom(5, (23, 36, 36)), (1, 5, 5, 5))
     found = co.fingerprint(channel_samples(list(big)))
@@ -327,7 +328,7 @@ def brats_samples(shared_data):
 
 #: wrong orders (slot s holds sequence ORDER[s]) the study refuses on all 19 cases with a gap
 #: of at least 1.3 (the refusal threshold is 1.0); FLAIR <-> T1 is refused on all 19 too, but
-#: with gaps from 1.02, and FLAIR <-> T1ce or T1 <-> T1ce not always (docs/INPUT_CHECKS.md)
+#: with gaps from 1.02, and FLAIR <-> T1ce or T1 <-> T1ce not always (docs/INPUT_CHECKS_MR.md)
 ALWAYS_REFUSED = [
     (0, 1, 3, 2),  # T1ce <-> T2
     (0, 3, 2, 1),  # T1 <-> T2

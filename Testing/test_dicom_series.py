@@ -81,6 +81,22 @@ def test_a_folder_with_two_series_is_refused_listing_each(mixed_folder):
     assert "--series UID" in message
 
 
+def test_a_series_without_a_uid_is_named_as_such():
+    # tester 8: the TotalSegmentator example DICOM series has an empty Series Instance UID;
+    # beside another series the listing began "holds 2 DICOM series:  ('CT Body 3.0', ...",
+    # a blank where --series needed a UID that does not exist
+    from UNetPlusPlusLib.engine.dicom import DicomSeries, choose_series
+
+    series = [DicomSeries("", ["a.dcm"] * 20, "CT Body 3.0"), DicomSeries(CT_UID, ["b.dcm"] * 16)]
+    with pytest.raises(UNetPlusPlusError) as caught:
+        choose_series(Path("mix"), series, None)
+    message = str(caught.value)
+    assert "series:  (" not in message
+    unnamed = "a series without a Series Instance UID ('CT Body 3.0', 20 slice(s)); "
+    assert f"series: {unnamed}" in message
+    assert message.endswith("; a series without a UID can only be moved).")
+
+
 @pytest.mark.parametrize("uid, slices", [(CT_UID, 20), (OTHER_UID, 16)])
 def test_series_option_picks_the_named_series(mixed_folder, uid, slices):
     volume = read_volume([mixed_folder], ["CT"], series=uid)

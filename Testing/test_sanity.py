@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers import make_sphere_image
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
@@ -45,7 +46,8 @@ def ct_like(shape=(8, 10, 12), seed=0) -> np.ndarray:
 
 def volume(*channels: np.ndarray, names=None, spacing=(1.0, 1.0, 1.0)) -> Volume:
     names = names or [f"c{i}" for i in range(len(channels))]
-    return Volume(np.stack(channels), spacing, (0, 0, 0), np.eye(3), tuple(names))
+    # not the default geometry of an image saved without one (check_header warns about it)
+    return Volume(np.stack(channels), spacing, (-90.0, -126.0, -72.0), np.eye(3), tuple(names))
 
 
 def run_cli(tmp_path, inputs, task) -> tuple[int, str, Path]:
@@ -154,6 +156,39 @@ def test_one_voxel_thick_volume_is_refused_and_thick_slices_warn():
         check_header((64, 64, 1), (1, 1, 1), (0, 0, 0), np.eye(3), "x.nrrd")
     warnings = check_header((64, 64, 4), (1, 1, 12), (0, 0, 0), np.eye(3), "x.nrrd")
     assert len(warnings) == 1 and "thick" in warnings[0]
+
+
+def test_the_default_geometry_of_an_image_saved_without_one_warns(tmp_path, sphere_model, capsys):
+    # tester 8: the example CT saved from its array alone (1 mm, origin 0; its voxels are 3 mm)
+    # gave "liver 4.448 ml" (1031.6 ml with its geometry) with no warning
+    warnings = check_header((64, 64, 32), (1, 1, 1), (0, 0, 0), np.eye(3), "x.nii.gz")
+    assert len(warnings) == 1 and "saved without one (1 x 1 x 1 mm voxels" in warnings[0]
+    for spacing, origin, direction in [
+        ((1, 1, 1), (0, 0, 0.5), np.eye(3)),  # a real origin
+        ((1, 1, 1.2), (0, 0, 0), np.eye(3)),  # a real spacing
+        ((1, 1, 1), (0, 0, 0), np.diag([-1.0, -1.0, 1.0])),  # a real direction (BraTS)
+    ]:
+        assert check_header((64, 64, 32), spacing, origin, direction, "x.nii.gz") == []
+    path = tmp_path / "array_only.nii.gz"
+    ball = sitk.GetArrayFromImage(make_sphere_image((24, 20, 20), radius_mm=10, noise=5))
+    sitk.WriteImage(sitk.GetImageFromArray(ball.astype(np.int16)), str(path))
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "--threads", "1"]
+    assert main([*argv, "-o", str(tmp_path / "x.nii.gz")]) == 0
+    expected = "warning: The input volume has the geometry of an image saved without one"
+    assert expected in capsys.readouterr().err
+
+
+def test_a_field_of_view_wider_than_any_scanner_warns():
+    # tester 8: the example CT (122 x 101 x 112 voxels of 3 mm) with 9 mm in its header, 1.1 m
+    # wide, gave "liver 22074.12 ml" with no warning
+    lps = np.diag([-1.0, -1.0, 1.0])
+    warnings = check_header((122, 101, 112), (9, 9, 9), (178.0, -11.3, 94.3), lps, "ct.nii.gz")
+    assert len(warnings) == 1 and warnings[0].startswith("ct.nii.gz is 1.1 m wide (left-right)")
+    assert "voxel spacing (9 x 9 x 9 mm) is probably wrong" in warnings[0]
+    assert check_header((122, 101, 112), (3, 3, 3), (178.0, -11.3, 94.3), lps, "ct") == []
+    # a 2 m whole-body scan stored with its long axis first: the length is along z, not across
+    sagittal_first = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    assert check_header((1000, 512, 512), (2, 0.9, 0.9), (0.0, 0.0, 0.5), sagittal_first, "x") == []
 
 
 def test_4d_nrrd_with_one_frame_reads_like_the_4d_nifti(tmp_path):

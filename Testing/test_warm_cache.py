@@ -52,8 +52,8 @@ def test_input_checks_and_mr_statistics_are_computed_once_per_volume(monkeypatch
     array = np.zeros((1, 4, 5, 6), np.float32)
     array[0, 1:3, 1:4, 1:5] = [2.0, 4.0, 6.0, 8.0]
     array[0, 0, 0, :] = [1.5, 2.5, 3.5, 4.5, 5.5, 6.5]  # many values: not a label map
-    volume = Volume(array, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), ("T1",))
-    cache = WarmCache()
+    volume = Volume(array, (1.0, 1.0, 1.2), (0.0, 0.0, 0.0), np.eye(3), ("T1",))  # a scan's
+    cache = WarmCache()  # spacing: the default geometry (1 mm, origin 0) is warned about
     assert cache.input_checks(manifest, volume) == ["borderline"] and len(calls) == 1
     norms = cache.channel_norms(manifest, volume)
     inside = array[array != 0].astype(np.float64)

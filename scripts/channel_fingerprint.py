@@ -4,7 +4,7 @@ Computes the contrast fingerprint (``engine/channel_order.py``) of every case of
 builds the reference from the model's TRAINING cases only (all cases of the dataset except the
 model's ``validation.cases``, or ``--training-cases``) and, with ``--write``, stores it in the
 model's ``model.json`` as ``inference.channel_fingerprint`` (the weights and their sha256 are
-untouched). ``--study`` prints the detection table of docs/INPUT_CHECKS.md: every case in its
+untouched). ``--study`` prints the detection table of docs/INPUT_CHECKS_MR.md: every case in its
 own order and in each of the other C! - 1 orders; a training case is scored against a reference
 built without it (leave-one-out), a held-out case (validation cases, ``--extra``) against the
 reference of all training cases.

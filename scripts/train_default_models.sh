@@ -152,12 +152,12 @@ data = json.load(open(path))
 data.setdefault("inference", {})["max_nonzero_ml"] = 2500
 open(path, "w").write(json.dumps(data, indent=2) + "\n")
 PY
-    # the sequence-order reference from the 14 training cases (docs/INPUT_CHECKS.md)
+    # the sequence-order reference from the 14 training cases (docs/INPUT_CHECKS_MR.md)
     "$PYTHON" scripts/channel_fingerprint.py "$DATA/brain-tumor/brats2018" --write \
         --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json \
         --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor"
     # the bias-field reference from the same training cases; thresholds calibrated on all 19
-    # real cases and synthetic fields (docs/INPUT_CHECKS.md, "Intensity non-uniformity")
+    # real cases and synthetic fields (docs/INPUT_CHECKS_MR.md, "Intensity non-uniformity")
     "$PYTHON" scripts/bias_field_study.py write "$DATA/brain-tumor/brats2018" \
         --model "$ROOT/UNetPlusPlus/UNetPlusPlusLib/Resources/Models/brain-tumor" \
         --warn-ratio 2.2 --linear-warn-ratio 1.8 --channel-warn-ratio 3.6

@@ -182,9 +182,9 @@ voxels exactly 0 is refused (the 19 BraTS cases: 76 % to 88 %; background set to
 +500 gave about 600 ml of tumour instead of 100 ml on `Brats18_2013_11_1`), and so are two
 channels that are the same image up to scale (rank correlation at least 0.98; different
 sequences of the 19 cases: at most 0.78), whatever `--no-channel-check` says
-(docs/INPUT_CHECKS.md, "Background and near-duplicate MR channels").
+(docs/INPUT_CHECKS_MR.md, "Background and near-duplicate MR channels").
 
-The sequence order is checked before any work (`engine/channel_order.py`, docs/INPUT_CHECKS.md,
+The sequence order is checked before any work (`engine/channel_order.py`, docs/INPUT_CHECKS_MR.md,
 "Sequence order of multi-channel MR"): the Spearman correlations between the four channels and
 the skewness of each, inside the brain, are compared under all 24 orders with the reference of
 the training cases stored in `model.json` (`inference.channel_fingerprint`). A clearly wrong

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -141,6 +142,26 @@ def _quiet_broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached `unetpp`: unwound like Ctrl-C, so staged outputs are removed."""
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(f"Stopped by {signal.Signals(signum).name}; nothing was written.")
+
+
+def stop_like_ctrl_c_on_termination() -> None:
+    """Make SIGTERM (``kill``, ``timeout``, a batch scheduler) and SIGHUP (a closed terminal)
+    unwind the run as Ctrl-C does: every staged output and created folder is removed and the
+    command exits with status 3. Their default action killed the process at once and left the
+    hidden temporary outputs (``.unetpp-*``) and new folders behind. A signal the caller set to
+    be ignored (``nohup``) stays ignored. Main thread only (Python's rule for handlers)."""
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) == signal.SIG_DFL:
+            signal.signal(number, _raise_terminated)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run `unetpp`; returns the exit status (0 ok, 2 user error, 3 cancelled, 1 a bug).
 
@@ -154,6 +175,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     runtime_env.apply()  # before anything imports torch: no OpenMP busy-waiting under load
     program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
+    if program:
+        stop_like_ctrl_c_on_termination()
     try:
         with warnings.catch_warnings():  # the filters stay as they are; only the display
             warnings.showwarning = _Warnings()
@@ -205,8 +228,8 @@ def _main(argv: List[str]) -> int:
         raise
     except CancelledError as error:
         return fail(str(error), EXIT_CANCELLED)
-    except KeyboardInterrupt:
-        return fail("Cancelled by the user.", EXIT_CANCELLED)
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM / SIGHUP (Terminated)
+        return fail(str(error) or "Cancelled by the user.", EXIT_CANCELLED)
     except (UNetPlusPlusError, ArgumentError) as error:
         return fail(str(error), EXIT_USER_ERROR)
     except MemoryError:

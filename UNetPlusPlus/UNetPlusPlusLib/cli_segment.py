@@ -462,7 +462,7 @@ def add_segment_parser(subparsers) -> None:
         dest="channel_check",
         action="store_false",
         help="skip the sequence-order check of multi-channel MR models (you are sure of the "
-        "order; docs/INPUT_CHECKS.md)",
+        "order; docs/INPUT_CHECKS_MR.md)",
     )
     parser.add_argument(
         "--tile-batch", type=positive_int, default=1, help="tiles per forward pass (>= 1)"

@@ -3,7 +3,7 @@
 MR that was not bias-corrected (N4) carries a smooth multiplicative field: a receive coil's
 sensitivity makes one side of the head brighter than the other. The models z-score each channel
 over the brain, so a strong field shifts one side's intensities and gives a confident but wrong
-segmentation (docs/INPUT_CHECKS.md, "Intensity non-uniformity").
+segmentation (docs/INPUT_CHECKS_MR.md, "Intensity non-uniformity").
 
 **Measure** (:func:`field_strength`) on a coarse grid (every :data:`STEP_MM` mm,
 :func:`grid_steps`; the same voxels in the whole-array and the streamed paths): blocks of
@@ -22,7 +22,7 @@ brain is nearly symmetric, a coil on one side is not), and each channel's own.
 channel's own above ``channel_warn_ratio`` (a field in one sequence only), gives one warning
 naming the channel(s) and suggesting N4 bias-field correction. No reference in the manifest
 (CT models, older packages): no check. Not a refusal: under 4x fields the brain model's
-whole-tumour Dice changed by 0.16 better to 0.41 worse, case by case (docs/INPUT_CHECKS.md).
+whole-tumour Dice changed by 0.16 better to 0.41 worse, case by case (docs/INPUT_CHECKS_MR.md).
 The fit is in voxel-index coordinates times spacing: a polynomial of degree 1 or 2 stays one
 under any rotation or flip, so the strengths do not depend on the image's direction.
 """
@@ -162,7 +162,7 @@ def build_reference(
     cases=(),
 ) -> dict:
     """The manifest's ``bias_field`` from the training cases' strengths and the calibrated
-    thresholds (docs/INPUT_CHECKS.md). Raises ValueError when a training case reaches one."""
+    thresholds (docs/INPUT_CHECKS_MR.md). Raises ValueError when a training case reaches one."""
     if not found:
         raise ValueError("no training case was measured")
     common, linear = max(f.common for f in found), max(f.linear for f in found)

@@ -11,7 +11,7 @@ order of its channels (C! orders, 24 for four channels): ``distance`` is the mea
 z-score of the features. ``gap`` = distance of the order given minus the best distance of any
 other order; a clear positive gap means another order fits the model's training data better.
 
-Decision (thresholds from the study of docs/INPUT_CHECKS.md, 18 BraTS 2018 cases and one
+Decision (thresholds from the study of docs/INPUT_CHECKS_MR.md, 18 BraTS 2018 cases and one
 BRATS 2012 case, every one of the 23 wrong orders of each):
 
 - gap > :data:`REFUSE_GAP` and the best order fits like a training case

@@ -35,7 +35,8 @@ class DicomSeries:
 
     def summary(self) -> str:
         text = self.description or "no description"
-        return f"{self.uid} ({text!r}, {len(self.files)} slice(s))"
+        uid = self.uid or "a series without a Series Instance UID"
+        return f"{uid} ({text!r}, {len(self.files)} slice(s))"
 
 
 def sitk_reason(error: Exception) -> str:
@@ -75,9 +76,12 @@ def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -
             return DicomSeries(chosen[0].uid, files, chosen[0].description)
         return chosen[0]
     if len({s.uid for s in series}) > 1:
+        unnamed = any(not s.uid for s in series)  # --series cannot name it: move it
         raise UNetPlusPlusError(
             f"{folder} holds {len(series)} DICOM series: {listing}. Choose one with "
-            "--series UID (or move each series into its own folder)."
+            "--series UID (or move each series into its own folder"
+            + ("; a series without a UID can only be moved" if unnamed else "")
+            + ")."
         )
     if len(series) > 1:  # one UID split over sub-folders: GDCM sorts them per folder
         return choose_series(folder, series, series[0].uid)

@@ -24,6 +24,7 @@ from typing import Any, MutableMapping, Optional
 import numpy as np
 import torch
 
+from .grid_memory import check_model_grid_fits
 from .nonzero_crop import crop_enabled, nonzero_crop
 from .normalize import normalize, with_volume_statistics
 from .volume import Grid, Volume, canonical_grid, resample_volume
@@ -68,7 +69,8 @@ def prepare_input(
     normalisation to use; None: the manifest's, with the whole volume's MR statistics for a
     region. ``memo``: a dict the caller keeps for this very volume, unchanged (one prepared
     input is kept in it, under ``"prepared"``); the image returned from it is shared, not a
-    copy. Raises UNetPlusPlusError as ``normalize`` does (channel count).
+    copy. Raises UNetPlusPlusError as ``normalize`` does (channel count), and for a model grid
+    that cannot fit in memory (``grid_memory.check_model_grid_fits``).
     """
     key = _memo_key(manifest, slices, full_grid, crop_nonzero, channel_norms)
     if memo is not None:
@@ -80,10 +82,11 @@ def prepare_input(
         crop = nonzero_crop(volume, manifest.spacing, manifest.tile_size_zyx)
     if crop is not None:  # a part of the whole volume's model grid, 0 outside the image
         region, slices, grid = crop.region, crop.slices, crop.grid
-        resampled = resample_volume(region, grid, interpolator="linear", default=0.0)
     else:
         grid = canonical_grid(region, manifest.spacing)
-        resampled = resample_volume(region, grid, interpolator="linear")
+    check_model_grid_fits(grid, region.grid, len(manifest.channels), manifest.num_classes)
+    default = 0.0 if crop is not None else None
+    resampled = resample_volume(region, grid, interpolator="linear", default=default)
     if channel_norms is None:
         channel_norms = [channel.normalization for channel in manifest.channels]
         if slices is not None and crop is None:  # with the whole volume's statistics

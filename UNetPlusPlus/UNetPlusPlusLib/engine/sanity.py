@@ -4,7 +4,8 @@ One check per family, run before any inference (``Predictor.segment``, the Slice
 before training (``training/dataset_check.py``):
 
 - **header** (:func:`check_header`): finite, positive and physically plausible spacing (mm),
-  an orthonormal direction, a finite origin, at least 2 voxels on every axis;
+  an orthonormal direction, a finite origin, at least 2 voxels on every axis; warnings for
+  very thick voxels and for geometry no scan has (:mod:`.header_warnings`);
 - **values** (:func:`check_finite`): no NaN or infinite voxel (NIfTI files are also checked in
   their raw bytes by :mod:`.nifti_check`, because ITK's NIfTI reader turns NaN into 0);
 - **intensities** (:func:`check_intensities`): per channel, against the modality the model's
@@ -32,6 +33,18 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .channel_masks import different_brains_warning
+from .ct_range import below_air_problem
+from .header_warnings import implausible_geometry
+from .mr_background import (  # noqa: F401  (re-exported: sanity is the checks' import path)
+    MODE_SAMPLE_VOXELS,
+    MR_MIN_ZERO_CONTIGUITY,
+    MR_MIN_ZERO_SHARE,
+    NEAR_DUPLICATE_RHO,
+    check_near_duplicates,
+    check_zero_background,
+    needs_zero_background,
+)
 
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
 MIN_SPACING_MM = 0.01
@@ -53,21 +66,6 @@ LABEL_MAP_MAX_VALUES = 256
 MR_LABEL_MAP_MAX_VALUES = 16
 #: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
 SAMPLE_VOXELS = 2_000_000
-#: An MR channel of a zero-background model (:func:`needs_zero_background`) with less than this
-#: share of its sample exactly 0 is refused: the 19 shared BraTS cases hold 76.4 % to 87.8 %
-#: (``scripts/mr_background_margins.py``); background at 1, noise or an offset gives ~0 %.
-MR_MIN_ZERO_SHARE = 0.01
-#: Of the zero voxels of such a channel's sample, at least this share must have a zero next
-#: sample voxel (a few voxels further along the row): a zero background is one region, so the
-#: 19 shared BraTS cases hold 0.988 or more, while integer-rounded noise in the background
-#: (``round(|N(0, s)|)``, s = 0.7..10, which keeps 3-44 % exact zeros) gives 0.05-0.52.
-MR_MIN_ZERO_CONTIGUITY = 0.9
-#: Voxels of the sample that find its most frequent value (0 for a zero background).
-MODE_SAMPLE_VOXELS = 200_000
-#: Two channels whose Spearman correlation inside the joint non-zero mask is at least this are
-#: the same image up to scale (FLAIR x 1000 given as T1ce: 1.000); the largest between two
-#: different sequences of the 19 shared BraTS cases is 0.780 (Brats18_TCIA02_135_1).
-NEAR_DUPLICATE_RHO = 0.98
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -121,7 +119,7 @@ def check_header(
         warnings.append(
             f"{source} has very thick voxels ({_fmt(spacing_a)} mm); check the result closely."
         )
-    return warnings
+    return warnings + implausible_geometry(size, spacing_a, origin, matrix, source)
 
 
 # --------------------------------------------------------------------------- values
@@ -251,7 +249,7 @@ def decide_intensities(
 def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
     if low <= CT_AIR_HU:
-        return ""
+        return below_air_problem(sample, name)  # air there, but perhaps shifted below it
     label_map = label_map_problem(sample, name, low, high, "CT")
     if label_map:
         return label_map
@@ -375,68 +373,6 @@ def channel_samples(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(a).reshape(-1)[:: sample_step(np.asarray(a).size)] for a in arrays]
 
 
-def needs_zero_background(manifest) -> bool:
-    """Whether the model's MR normalisation and non-zero crop rely on a background of exactly
-    0: every channel normalised as ``"mr"`` and the manifest's ``inference.crop_nonzero`` on
-    (the default; ``nonzero_crop.crop_enabled`` without a run's override)."""
-    from .nonzero_crop import crop_enabled
-
-    return crop_enabled(manifest)
-
-
-def check_zero_background(samples: Sequence[np.ndarray], channel_names: Sequence[str]) -> None:
-    """Refuse a channel whose sample (``channel_samples``, strided) does not show a background
-    of exactly 0: less than :data:`MR_MIN_ZERO_SHARE` of it at 0; a most frequent value other
-    than 0 (a background of 1 with a few zero slices); zeros scattered as in noise (less than
-    :data:`MR_MIN_ZERO_CONTIGUITY` of them followed by another 0). Raises UNetPlusPlusError
-    naming the channel."""
-    advice = (
-        "this model needs skull-stripped MR with the background set to exactly 0; an offset, "
-        "noise or a background of another value gives false tumour along the brain edge."
-    )
-    for sample, name in zip(samples, channel_names):
-        zero = sample == 0
-        share = float(np.count_nonzero(zero)) / max(1, sample.size)
-        if share < MR_MIN_ZERO_SHARE:
-            raise UNetPlusPlusError(
-                f"Input '{name}' has {share:.2%} of its voxels exactly 0 (at least "
-                f"{MR_MIN_ZERO_SHARE:.0%} needed): {advice}"
-            )
-        values, counts = np.unique(
-            sample[:: max(1, sample.size // MODE_SAMPLE_VOXELS)], return_counts=True
-        )
-        mode = values[int(np.argmax(counts))]
-        if mode != 0 and counts.max() > counts[values == 0].sum():
-            raise UNetPlusPlusError(
-                f"Input '{name}': its most frequent value is {float(mode):.4g}, not 0, so its "
-                f"background is not 0: {advice}"
-            )
-        together = float(np.count_nonzero(zero[1:] & zero[:-1])) / max(
-            1, np.count_nonzero(zero[:-1])
-        )
-        if together < MR_MIN_ZERO_CONTIGUITY:
-            raise UNetPlusPlusError(
-                f"Input '{name}': its zero voxels are scattered as in noise (only "
-                f"{together:.0%} lie next to another 0; a zero background gives "
-                f"{MR_MIN_ZERO_CONTIGUITY:.0%} or more): {advice}"
-            )
-
-
-def check_near_duplicates(spearman: np.ndarray, channel_names: Sequence[str]) -> None:
-    """Refuse two channels whose Spearman correlation (``spearman``, (C, C), inside the joint
-    non-zero mask, ``channel_order.fingerprint``) is at least :data:`NEAR_DUPLICATE_RHO`.
-    Raises UNetPlusPlusError naming both."""
-    count = len(spearman)
-    for a in range(count):
-        for b in range(a + 1, count):
-            if spearman[a, b] >= NEAR_DUPLICATE_RHO:
-                raise UNetPlusPlusError(
-                    f"Input channels '{channel_names[a]}' and '{channel_names[b]}' are the same "
-                    f"image up to scale (rank correlation {spearman[a, b]:.3f}); give each "
-                    "channel its own sequence."
-                )
-
-
 def check_nonzero_extent(
     manifest, samples: Sequence[np.ndarray], channel_names: Sequence[str], image_ml: float
 ) -> None:
@@ -471,22 +407,24 @@ def check_model_samples(
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
     need the model: a zero background (:func:`needs_zero_background`) and, given the image's
-    volume ``image_ml`` (ml), :func:`check_nonzero_extent`; no two channels the same image up
-    to scale; the sequence order (unless ``channel_check=False``). ``found``: the samples'
-    fingerprint if the caller has it. Returns warnings; raises UNetPlusPlusError."""
+    volume ``image_ml`` (ml), :func:`check_nonzero_extent`, and channels covering one brain
+    (:mod:`.channel_masks`, a warning); no two channels the same image up to scale; the
+    sequence order (unless ``channel_check=False``). ``found``: the samples' fingerprint if
+    the caller has it. Returns warnings; raises UNetPlusPlusError."""
     from .channel_order import check_channel_order, fingerprint, manifest_reference
 
-    names = [channel.name for channel in manifest.channels]
+    names, warnings = [channel.name for channel in manifest.channels], []
     if needs_zero_background(manifest):
         check_zero_background(samples, names)
         check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
+        warnings = different_brains_warning(samples, names)  # channel_masks.py
     found = fingerprint(samples) if found is None and len(samples) > 1 else found
     if found is not None:
         check_near_duplicates(found.spearman, names)
     reference = manifest_reference(manifest) if channel_check else None
     if reference is None:
-        return []
-    return check_channel_order(samples, reference, names, found)
+        return warnings
+    return warnings + check_channel_order(samples, reference, names, found)
 
 
 def check_sequence_order(

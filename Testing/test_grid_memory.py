@@ -1,0 +1,55 @@
+"""A model grid that cannot fit in memory is refused before it is allocated (grid_memory.py):
+a header with far too large voxels made `unetpp segment` allocate 22 GB and die by the kernel's
+out-of-memory killer, with no message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers import make_sphere_image
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine import grid_memory
+from UNetPlusPlusLib.engine.volume import Grid, canonical_grid
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+LPS_OF_RAS = np.diag([-1.0, -1.0, 1.0])  # the example CT's direction
+
+
+def test_the_example_ct_fits_and_its_50_mm_header_is_refused():
+    # example_ct.nii.gz: 122 x 101 x 112 voxels of 3 mm; the liver model: 3 mm, 1 channel, 2 classes
+    ct = Grid((122, 101, 112), (3.0, 3.0, 3.0), (178.0, -11.3, 94.3), LPS_OF_RAS)
+    memory = 23 * 2**30  # the machine that was hit
+    grid_memory.check_model_grid_fits(canonical_grid(ct, (3, 3, 3)), ct, 1, 2, memory)
+    wrong = Grid((122, 101, 112), (50.0, 50.0, 50.0), (178.0, -11.3, 94.3), LPS_OF_RAS)
+    with pytest.raises(UNetPlusPlusError) as raised:
+        grid_memory.check_model_grid_fits(canonical_grid(wrong, (3, 3, 3)), wrong, 1, 2, memory)
+    message = str(raised.value)
+    assert "2018 x 1668 x 1851 voxels, which needs at least 116 GiB" in message
+    assert "more than this machine's 23 GiB" in message
+    assert "spans 6.05 x 5 x 5.55 m with 50 x 50 x 50 mm voxels" in message
+    assert "the spacing in its header is wrong" in message
+
+
+def test_unknown_memory_checks_nothing(monkeypatch):
+    monkeypatch.setattr(grid_memory.os, "sysconf", lambda name: -1)
+    assert grid_memory.physical_memory_bytes() is None
+    huge = Grid((100_000, 100_000, 100_000), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    grid_memory.check_model_grid_fits(huge, huge, 1, 2)
+
+
+def test_cli_refuses_before_allocating_and_writes_nothing(
+    tmp_path, sphere_model, monkeypatch, capsys
+):
+    # 30^3 voxels of 8 mm (232 mm) on the sphere model's 2 mm grid: 117^3 voxels, 30.5 MiB or more
+    path = tmp_path / "thick.nii.gz"
+    image = make_sphere_image((30, 30, 30), spacing=(8.0, 8.0, 8.0), radius_mm=40, noise=5)
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    monkeypatch.setattr(grid_memory, "physical_memory_bytes", lambda: 16 * 2**20)
+    out = tmp_path / "out" / "x.seg.nrrd"
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: At the model's spacing (2 x 2 x 2 mm) the input becomes ")
+    assert "needs at least 30.5 MiB, more than this machine's 16 MiB" in err[-1]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["thick.nii.gz"]

@@ -1,0 +1,86 @@
+"""Refuse a model grid that cannot fit in memory, before anything is allocated on it.
+
+The engine resamples the input (or its ROI or point crop) onto the model's spacing before
+inference. A header whose spacing is far too large (50 mm voxels: a 122 x 101 x 112 CT becomes a
+6.1 x 5.1 x 5.6 m body) turns that into billions of voxels: `unetpp segment --task liver`
+allocated 22 GB on a 23 GB machine and was killed by the kernel's out-of-memory killer, with no
+message and the other programs of the machine at risk. :func:`check_model_grid_fits` compares a
+lower bound of what the run needs on the model grid with the machine's physical memory and
+refuses with one line that names the sizes and the likely cause. numpy only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import UNetPlusPlusError
+from .volume import Grid
+
+#: float32 bytes per model-grid voxel, per array the run holds at least once on that grid: the
+#: resampled input and its normalised copy (one per channel) and the summed class probabilities
+#: with their tile weights (one per class plus one): a lower bound of the run's peak.
+BYTES_PER_VALUE = 4
+
+
+def physical_memory_bytes() -> Optional[int]:
+    """The machine's physical memory in bytes, or None where the OS does not say (Windows)."""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES")
+        page_size = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+    if pages <= 0 or page_size <= 0:
+        return None
+    return int(pages) * int(page_size)
+
+
+def model_grid_bytes(grid: Grid, channels: int, classes: int) -> int:
+    """Lower bound (bytes) of what inference holds on ``grid``: ``channels`` input channels
+    twice (resampled, normalised) and ``classes`` probabilities (background included) plus
+    their weights, float32."""
+    voxels = int(np.prod(np.asarray(grid.size_xyz, dtype=np.int64)))
+    return voxels * BYTES_PER_VALUE * (2 * int(channels) + int(classes) + 1)
+
+
+def check_model_grid_fits(
+    grid: Grid,
+    region: Grid,
+    channels: int,
+    classes: int,
+    memory_bytes: Optional[int] = None,
+) -> None:
+    """Refuse a model grid whose arrays cannot fit in the machine's memory.
+
+    ``grid``: the model grid about to be resampled onto (size in voxels, spacing in mm);
+    ``region``: the input grid it covers (for the message: its spacing and physical extent);
+    ``channels``, ``classes``: the model's input channels and output classes (background
+    included); ``memory_bytes``: the memory to compare with (default: the physical memory;
+    no check where it is unknown). Raises UNetPlusPlusError naming the sizes.
+    """
+    memory = physical_memory_bytes() if memory_bytes is None else int(memory_bytes)
+    needed = model_grid_bytes(grid, channels, classes)
+    if memory is None or needed <= memory:
+        return
+    corners = region.corner_points()
+    extent_m = (corners.max(axis=0) - corners.min(axis=0)) / 1000.0
+    raise UNetPlusPlusError(
+        f"At the model's spacing ({_fmt(grid.spacing, 'mm')}) the input becomes "
+        f"{' x '.join(str(n) for n in grid.size_xyz)} voxels, which needs at least "
+        f"{_size(needed)}, more than this machine's {_size(memory)}. The image "
+        f"spans {_fmt(extent_m, 'm')} with {_fmt(region.spacing, 'mm')} voxels: if no patient "
+        "is that large, the spacing in its header is wrong (fix the header); otherwise "
+        "restrict the run to a region of interest."
+    )
+
+
+def _size(size_bytes: int) -> str:
+    if size_bytes >= 2**30:
+        return f"{size_bytes / 2**30:.3g} GiB"
+    return f"{size_bytes / 2**20:.3g} MiB"
+
+
+def _fmt(values: Sequence[float], unit: str) -> str:
+    return " x ".join(f"{v:.3g}" for v in values) + f" {unit}"
