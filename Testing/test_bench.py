@@ -302,3 +302,15 @@ def test_end_to_end_keys_keep_the_liver_time_and_skip_missing_runs():
         "loaded_vs_idle_cold=2.50",  # the nodule: 10 / 4; the brain has no loaded run
         "loaded_vs_idle_warm=1.50",
     ]
+
+
+def test_help_prints_the_usage_without_measuring():
+    """`bench/run --help` ran the training-throughput measurement before the usage."""
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "bench" / "run"), "--help"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.startswith("usage: bench/run")
+    assert "training throughput" not in run.stderr + run.stdout

@@ -177,6 +177,27 @@ def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_pre
         assert ran[6:] == ["ours", "ours"]
 
 
+def test_fastest_probes_longer_when_the_two_are_close(sphere_predictor):
+    # within 10 %: four timed tiles each before choosing (two each cannot rank them on a
+    # shared machine); the library is 5 % slower, so ours is kept
+    clock = _Clock()
+    fastest = executors.FastestExecutor(
+        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: False, clock=clock
+    )
+    fastest.ours = _Costly(fastest.ours, clock, 0.100)
+    fastest._library = _Costly(executors.TorchEagerExecutor(fastest.model, 2), clock, 0.105)
+    tile = torch.zeros(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        ran = []
+        for _ in range(12):
+            fastest.run(tile, 2)
+            ran.append(fastest.chosen)
+            if len(ran) == 5:
+                assert not fastest.decided(tuple(tile.shape), 2)  # still probing
+    assert sorted(ran[1:9]) == ["ours"] * 4 + ["torch"] * 4
+    assert ran[9:] == ["ours"] * 3 and fastest.decided(tuple(tile.shape), 2)
+
+
 def test_fastest_probes_whatever_the_load_average(sphere_predictor, monkeypatch):
     # the 1-minute load average lags and counts our own threads: it no longer stops the probe
     monkeypatch.setattr(os, "getloadavg", lambda: (100.0, 100.0, 100.0), raising=False)

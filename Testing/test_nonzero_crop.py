@@ -108,7 +108,7 @@ def test_same_labels_with_and_without_the_crop_on_an_oblique_grid(mr_predictor, 
     assert dice(off.labels.array, lesion) > 0.9  # the model finds the lesion
     # the model sees the same voxels, but the tiles lie elsewhere in the crop (each tile's
     # instance normalisation sees other voxels), so a few voxels on the lesion's surface flip:
-    # 13 of the ~530 labelled ones here (13 to 17 at depths 1 to 4; BraTS: docs/BENCHMARK.md)
+    # 13 of the ~530 labelled ones here (13 to 17 at depths 1 to 4; BraTS: docs/BENCHMARK_E2E.md)
     assert dice(on.labels.array, off.labels.array) > 0.98
     changed = on.labels.array != off.labels.array
     assert changed.sum() < 0.03 * lesion.sum()

@@ -173,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     Run as a program (``argv`` None: the ``unetpp`` script, ``python -m UNetPlusPlusLib.cli``),
     a ``segment`` that imported torch ends the process itself once every output is closed and
     stdout and stderr are flushed: the interpreter's teardown with torch loaded took about
-    0.5 s of every run, a third of a nodule click (docs/BENCHMARK.md, "End to end"). Not under
+    0.5 s of every run, a third of a nodule click (docs/BENCHMARK_E2E.md, "End to end"). Not under
     a profiler or tracer (``python -m cProfile``, coverage), which write their results at exit."""
     from .engine import runtime_env
 

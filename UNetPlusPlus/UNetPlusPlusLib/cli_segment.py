@@ -33,6 +33,27 @@ from .cli_outputs import OutputSet, check_output_paths
 from .errors import UNetPlusPlusError
 
 
+def check_point_on_image(grid, point, given, frame: str, number: int) -> None:
+    """Refuse a click (``point`` in LPS mm; ``given`` as typed, in ``frame``) that lies outside
+    the image's voxels (half a voxel beyond the outer centres at most). The engine's message
+    named the click's box in LPS, also for a click typed in RAS. Raises UNetPlusPlusError."""
+    import numpy as np
+
+    index = grid.physical_to_index(np.asarray(point, dtype=np.float64))
+    size = np.asarray(grid.size_xyz, dtype=np.float64)
+    if np.all(index >= -0.5) and np.all(index <= size - 0.5):
+        return
+    typed = ", ".join(f"{float(v):g}" for v in given)
+    corners = [grid.index_to_physical(c) for c in ((0, 0, 0), tuple(int(n) - 1 for n in size))]
+    if frame == "RAS":
+        corners = [ras_to_lps(c) for c in corners]  # the same flip maps LPS back to RAS
+    span = " to ".join("(" + ", ".join(f"{float(v):.1f}" for v in c) + ")" for c in corners)
+    raise UNetPlusPlusError(
+        f"Point {number} ({typed}) mm {frame} lies outside the image, whose voxel centres run "
+        f"from {span} mm {frame}; click on the image."
+    )
+
+
 def ras_to_lps(point: Sequence[float]) -> tuple:
     """RAS and LPS differ by the sign of the first two axes."""
     return (-float(point[0]), -float(point[1]), float(point[2]))
@@ -276,9 +297,11 @@ def run_segment(
         }
         if args.point or args.roi:  # a crop is normalised with the whole volume's statistics
             region_options["channel_norms"] = cache.channel_norms(manifest, volume)
+    points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
+    for number, (given, point) in enumerate(zip(args.point or [], points), start=1):
+        check_point_on_image(volume.grid, point, given, "LPS" if args.lps else "RAS", number)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
-    points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     # one click: labels with the smallest extent that holds them (engine/point_crop.py)
     crop = len(points) == 1 and bool(args.point) and not (args.preview or args.probabilities)
     results = []

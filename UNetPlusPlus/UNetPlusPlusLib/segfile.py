@@ -27,7 +27,7 @@ from .errors import UNetPlusPlusError
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: gzip level of written files: 1 writes a 512x512x300 label map in 0.19 s (443 kB), level 9,
 #: slicerio's default, in 0.65 s (111 kB); any level is plain gzip that Slicer reads
-#: (docs/BENCHMARK.md, "End to end").
+#: (docs/BENCHMARK_E2E.md, "End to end").
 COMPRESSION_LEVEL = 1
 # slicerio's terminology keys -> the manifest's (engine/manifest.py).
 _TERMINOLOGY_KEYS = {

@@ -29,7 +29,7 @@ from .load import competing_load
 
 SHIPPED_FEATURES = (8, 16, 32, 64, 128, 8)
 EXECUTORS = ("ours", "torch", "onnxruntime", "openvino", "openvino-bf16", "fastest", "monai")
-PROBE_CALLS = 5  # fastest: a warm-up on both, then two timed tiles each (engine/executors.py)
+PROBE_CALLS = 9  # fastest: a warm-up on both, then 2 to 4 timed tiles each (engine/executors.py)
 
 
 class _Monai:
@@ -155,6 +155,8 @@ def _probe_fastest(plan: list, condition: str) -> None:
             runner.forget()
             for _ in range(PROBE_CALLS):
                 runner.run(tile, depth)
+                if runner.decided(tuple(tile.shape), depth):
+                    break
 
 
 class _nothing:

@@ -22,6 +22,12 @@ and each has a remedy here:
   transposed convolution and the 3x3x3 convolution of its channels fold into one 4x4x4
   transposed convolution (``compose_up_conv``), 8 instead of 27 multiply-adds per upsampled
   channel and output (a fifth of the full network's FLOPs).
+- **Narrow rows.** On AVX-512 a convolution with 8 output channels costs as much as one with
+  16 (half of every register idles; 48^3, 8 input channels: 7.1 against 7.6 ms). In a row of
+  nodes that narrow (row 0 of the shipped models), each skip X(i, k) therefore computes its
+  share of the first convolution of every later X(i, j) at once, two nodes per convolution,
+  into side-by-side accumulators (``_Executor.lookahead``); each node then adds its Up share.
+  Row 0 runs 4 instead of 6 such convolutions at L3, 6 instead of 10 at L4.
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cpu_upconv import _add_shell_corrections, _shell_patterns, compose_up_conv
+
 _UPSAMPLE_CHUNK_BYTES = 32 << 20  # bounds the GEMM buffer of an upsampling, in few pieces
+_LANES = 16  # float32 lanes of an AVX-512 register: a narrower convolution output costs as much
 _ONE = [1, 1, 1]
 _ZERO = [0, 0, 0]
 
@@ -83,30 +92,46 @@ class Workspace:
     def packed(self, conv: nn.Conv3d, channels: slice, input_shape: Sequence[int]) -> Tensor:
         """The ``channels`` input slice of ``conv``'s weight, reordered for oneDNN for inputs
         of ``input_shape`` (cached; keyed on the weight tensor and its version counter)."""
-        weight = conv.weight
-        self.convolutions.add(id(conv))
-        key = (id(weight), weight._version, channels.start, channels.stop, tuple(input_shape))
+        return self.stacked([(conv, True)], channels, input_shape)
+
+    def stacked(
+        self, convs: Sequence[tuple[nn.Conv3d, bool]], channels: slice, input_shape: Sequence[int]
+    ) -> Tensor:
+        """:meth:`packed` for several convolutions of one geometry at once: their ``channels``
+        slices stacked along the output channels, zeros for those whose flag is False."""
+        self.convolutions.update(id(conv) for conv, used in convs if used)
+        versions = tuple((id(c.weight), c.weight._version, used) for c, used in convs)
+        key = (versions, channels.start, channels.stop, tuple(input_shape))
         packed = self._packed.get(key)
         if not isinstance(packed, Tensor):
-            part = weight.detach()[:, channels].contiguous()
+            conv, width = convs[0][0], channels.stop - channels.start
+            parts = [
+                c.weight.detach()[:, channels] if used
+                else c.weight.new_zeros(c.out_channels, width, *c.kernel_size)
+                for c, used in convs
+            ]  # fmt: skip
             packed = torch.ops.mkldnn._reorder_convolution_weight(
-                part, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
-                list(input_shape),
+                torch.cat(parts).contiguous(), list(conv.padding), list(conv.stride),
+                list(conv.dilation), conv.groups, list(input_shape),
             )  # fmt: skip
             self._packed[key] = packed
         return packed
 
-    def composed(self, node: nn.Module, first: int, fine: Sequence[int]) -> tuple[Tensor, ...]:
-        """``compose_up_conv`` for a decoder node, with its shell corrections laid out for a
-        ``fine`` grid; cached on the weights' version counters."""
+    def composed(self, node: nn.Module, first: int, below: Sequence[int]) -> tuple[Tensor, ...]:
+        """``compose_up_conv`` for a decoder node whose Up input has shape ``below`` (N, C, d,
+        h, w): the kernel pre-packed for oneDNN, the bias and the shell corrections laid out
+        for the (2d, 2h, 2w) grid; cached on the weights' version counters."""
         up, conv = node.up, node.conv_0.conv
         params = (up.weight, up.bias, conv.weight, conv.bias)
         versions = tuple((id(p), p._version) for p in params if p is not None)
-        key = ("composed", id(node), first, tuple(fine), versions)
+        key = ("composed", id(node), first, tuple(below), versions)
         cached = self._packed.get(key)
         if not isinstance(cached, tuple):
             kernel, bias, corrections = compose_up_conv(up, conv, first)
-            cached = (kernel, bias, _shell_patterns(corrections, fine))
+            kernel = torch.ops.mkldnn._reorder_convolution_transpose_weight(
+                kernel, _ONE, _ZERO, [2, 2, 2], _ONE, 1, list(below)
+            )
+            cached = (kernel, bias, _shell_patterns(corrections, [2 * s for s in below[2:]]))
             self._packed[key] = cached
         self.convolutions.update((id(up), id(conv)))
         return cached
@@ -117,92 +142,36 @@ class Workspace:
 
 
 def _convolve_into(
-    conv: nn.Conv3d, parts: Sequence[Tensor], out: Tensor, ws: Workspace, accumulate: bool = False
+    conv: nn.Conv3d,
+    parts: Sequence[Tensor],
+    out: Tensor,
+    ws: Workspace,
+    accumulate: bool = False,
+    first: int = 0,
 ) -> None:
     """``out = conv(cat(parts, dim=1))`` (or ``out +=`` it, without the bias, if ``accumulate``),
     channels-last, with neither the concatenation nor a fresh output: one oneDNN convolution
-    per part, each adding into ``out`` in place with the weight's matching input channels."""
+    per part, each adding into ``out`` in place with the weight's matching input channels
+    (``parts`` start at input channel ``first`` of ``conv``)."""
     if not accumulate:
         out.zero_()
-    start = 0
+    start = first
     for index, part in enumerate(parts):
         channels = slice(start, start + part.shape[1])
         start = channels.stop
         bias = conv.bias if index == 0 and not accumulate else None
-        ws.flops += 2 * out.numel() * part.shape[1] * math.prod(conv.kernel_size)
-        torch.ops.mkldnn._convolution_pointwise_.binary(
-            out, part, ws.packed(conv, channels, part.shape), bias, list(conv.padding),
-            list(conv.stride), list(conv.dilation), conv.groups, "add", None, None, [], None,
-        )  # fmt: skip
+        _convolve_add(out, part, ws.packed(conv, channels, part.shape), bias, conv, ws)
 
 
-# Transposed convolution (kernel 2, stride 2) followed by a 3x3x3 convolution (padding 1) is one
-# transposed convolution (kernel 4, stride 2, padding 1): along an axis, fine output 2m + r reads
-# coarse inputs m - 1, m (r = 0) or m, m + 1 (r = 1). _TAPS[k] lists, for kernel index k, the
-# pairs (3x3x3 tap index, 2x2x2 sub-position) that meet there.
-_TAPS = {0: ((2, 0),), 1: ((1, 0), (2, 1)), 2: ((0, 0), (1, 1)), 3: ((0, 1),)}
-
-
-def _tap_matrix() -> Tensor:
-    """(4, 3, 2) float64: 1 where kernel index k combines 3x3x3 tap t with sub-position a."""
-    taps = torch.zeros(4, 3, 2, dtype=torch.float64)
-    for k, pairs in _TAPS.items():
-        for t, a in pairs:
-            taps[k, t, a] = 1.0
-    return taps
-
-
-def compose_up_conv(up: nn.ConvTranspose3d, conv: nn.Conv3d, first: int) -> tuple[Tensor, ...]:
-    """Fold ``up`` into input channels ``first:first + up.out_channels`` of ``conv``.
-
-    Returns the transposed-convolution kernel (C_below, C_out, 4, 4, 4) and bias (``conv``'s
-    own plus the upsampling bias seen through the interior of the 3x3x3 kernel), and the
-    corrections (C_out, 3, 3, 3) to add on the one-voxel shell of the output, where zero
-    padding hides part of that bias: index 0 / 1 / 2 along an axis is the low face / interior /
-    high face. Computed in float64, so the result equals the two layers up to float32 rounding.
-    """
-    w_up = up.weight.detach().double()  # (C_below, C_up, 2, 2, 2)
-    w_conv = conv.weight.detach().double()[:, first : first + up.out_channels]  # (O, C_up, 3..)
-    taps = _tap_matrix()
-    kernel = torch.einsum("iuabc,ouxyz->ioxyzabc", w_up, w_conv)
-    kernel = torch.einsum("ioxyzabc,kxa->iokyzbc", kernel, taps)
-    kernel = torch.einsum("iokyzbc,lyb->ioklzc", kernel, taps)
-    kernel = torch.einsum("ioklzc,mzc->ioklm", kernel, taps)
-    bias_field = up.bias.detach().double().view(1, -1, 1, 1, 1).expand(1, -1, 3, 3, 3)
-    seen = F.conv3d(bias_field, w_conv, padding=1)[0]  # (O, 3, 3, 3): the bias behind the kernel
-    interior = seen[:, 1, 1, 1]
-    bias = interior if conv.bias is None else interior + conv.bias.detach().double()
-    corrections = seen - interior.view(-1, 1, 1, 1)
-    return kernel.float().contiguous(), bias.float(), corrections.float()
-
-
-def _shell_patterns(corrections: Tensor, spatial: Sequence[int]) -> tuple[Tensor, ...]:
-    """The corrections laid out on the faces of a (Z, Y, X) grid: both z planes (C, Y, X), both
-    y rows of the inner planes (C, 1, X) and both x columns of the inner rows (C, 1, 1)."""
-    classes = []
-    for n in spatial[1:]:
-        index = torch.ones(n, dtype=torch.long)
-        index[0], index[-1] = 0, 2
-        classes.append(index)
-    by_y, by_x = classes
-    z_planes = [corrections[:, c][:, by_y][:, :, by_x] for c in (0, 2)]
-    y_rows = [corrections[:, 1, c][:, by_x].unsqueeze(1) for c in (0, 2)]
-    x_columns = [corrections[:, 1, 1, c].view(-1, 1, 1) for c in (0, 2)]
-    return (*z_planes, *y_rows, *x_columns)
-
-
-def _add_shell_corrections(y: Tensor, patterns: Sequence[Tensor]) -> None:
-    """Add the face patterns of ``_shell_patterns`` to ``y`` (N, C, Z, Y, X): six operations,
-    each over one face, which together cover the one-voxel shell exactly once."""
-    z_low, z_high, y_low, y_high, x_low, x_high = patterns
-    y[:, :, 0] += z_low
-    y[:, :, -1] += z_high
-    inner = y[:, :, 1:-1]
-    inner[:, :, :, 0] += y_low
-    inner[:, :, :, -1] += y_high
-    core = inner[:, :, :, 1:-1]
-    core[..., 0] += x_low
-    core[..., -1] += x_high
+def _convolve_add(
+    out: Tensor, x: Tensor, packed: Tensor, bias: Optional[Tensor], conv: nn.Conv3d, ws: Workspace
+) -> None:
+    """``out += conv(x)`` with a weight packed by the workspace (``out.shape[1]`` outputs)."""
+    ws.flops += 2 * out.numel() * x.shape[1] * math.prod(conv.kernel_size)
+    torch.ops.mkldnn._convolution_pointwise_.binary(
+        out, x, packed, bias, list(conv.padding), list(conv.stride), list(conv.dilation),
+        conv.groups, "add", None, None, [], None,
+    )  # fmt: skip
 
 
 def _channel_sums(t: Tensor) -> Tensor:
@@ -273,6 +242,57 @@ class _Executor:
         self.shapes = [tuple(x.shape[2:])]
         for _ in range(depth):
             self.shapes.append(tuple(s // 2 for s in self.shapes[-1]))
+        self.groups = {i: self.row_groups(i) for i in range(depth)}
+        self.groups = {i: groups for i, groups in self.groups.items() if groups}
+
+    def row_groups(self, i: int) -> list[tuple[int, ...]]:
+        """Decoders X(i, j) of row i whose first convolutions gather their skips' share in one
+        accumulator (``lookahead``): runs of equal width, from the last node, at most ``_LANES``
+        channels together; [] where no two nodes share one (16 or more channels a node)."""
+        groups: list[list[int]] = []
+        for j in range(self.depth - i, 0, -1):
+            c = self.model.node_channels(i, j)
+            last = groups[-1] if groups else []
+            if last and self.model.node_channels(i, last[0]) == c and (len(last) + 1) * c <= _LANES:
+                last.append(j)
+            else:
+                groups.append([j])
+        return [tuple(sorted(g)) for g in groups] if any(len(g) > 1 for g in groups) else []
+
+    def accumulator(self, i: int, index: int) -> Tensor:
+        """The channels-last accumulator of group ``index`` of row i: its nodes side by side."""
+        group = self.groups[i][index]
+        c = sum(self.model.node_channels(i, j) for j in group)
+        return self.ws.channels_last(("acc", i, index), self.n, c, self.shapes[i])
+
+    def lookahead(self, i: int, k: int, x: Tensor) -> None:
+        """Add ``x`` = X(i, k)'s share of the first convolution of every later X(i, j) of row i
+        into the accumulators, one convolution per group (zero weights for its nodes j <= k).
+
+        A row of 8-channel nodes otherwise runs one 8-output convolution per (skip, node), each
+        as slow as a 16-output one on AVX-512; grouped, a skip feeds two nodes for the price of
+        one (L4: 6 instead of 10 such convolutions in row 0).
+        """
+        first = sum(self.model.node_channels(i, m) for m in range(k))
+        channels = slice(first, first + x.shape[1])
+        for index, group in enumerate(self.groups.get(i, ())):
+            if group[-1] <= k:
+                continue
+            convs = [(self.model.node(i, j).conv_0.conv, j > k) for j in group]
+            packed = self.ws.stacked(convs, channels, x.shape)
+            out = self.accumulator(i, index)
+            if k == 0:  # every node of a group takes a share of X(i, 0): the first write
+                out.zero_()
+            _convolve_add(out, x, packed, None, convs[0][0], self.ws)
+
+    def accumulated(self, i: int, j: int) -> Tensor:
+        """X(i, j)'s slice of its group's accumulator: its skips' share of the first conv."""
+        for index, group in enumerate(self.groups[i]):
+            if j in group:
+                start = sum(self.model.node_channels(i, m) for m in group if m < j)
+                c = self.model.node_channels(i, j)
+                return self.accumulator(i, index)[:, start : start + c]
+        raise AssertionError(f"X({i}, {j}) is in no group")  # pragma: no cover
 
     def node_output(self, i: int, j: int) -> Tensor:
         c = self.model.node_channels(i, j)
@@ -318,25 +338,34 @@ class _Executor:
 
         On even sizes, Up and the first convolution's share of its channels run as one
         transposed convolution (``compose_up_conv``): 8 C_below instead of 27 C_up
-        multiply-adds per output, and no upsampled tensor at all.
+        multiply-adds per output, and no upsampled tensor at all. In a grouped row the skips'
+        share is already in the accumulator (``lookahead``).
         """
         node = self.model.node(i, j)
-        skips = skips[:j]
+        grouped = i in self.groups
+        first = sum(self.model.node_channels(i, m) for m in range(j))
+        skips = [] if grouped else skips[:j]
         fine = tuple(2 * s for s in below.shape[2:])
         if fine == self.shapes[i] and 8 * node.up.in_channels <= 27 * node.up.out_channels:
-            first = sum(skip.shape[1] for skip in skips)
-            kernel, bias, patterns = self.ws.composed(node, first, fine)
-            self.ws.flops += 2 * below.numel() * kernel.shape[1] * kernel[0, 0].numel()
+            kernel, bias, patterns = self.ws.composed(node, first, below.shape)
+            self.ws.flops += 2 * below.numel() * node.conv_0.conv.out_channels * 64  # 4x4x4
             started = torch.ops.mkldnn._convolution_transpose_pointwise(
                 below, kernel, bias, _ONE, _ZERO, [2, 2, 2], _ONE, 1, "none", [], None
             )
             if not started.is_contiguous(memory_format=torch.channels_last_3d):
                 started = started.contiguous(memory_format=torch.channels_last_3d)
             _add_shell_corrections(started, patterns)
-            return self.run_node(node, skips, i, j, started=started)
-        up = self.ws.channels_last(("up", i), self.n, node.up.out_channels, self.shapes[i])
-        self.upsample_into(node.up, below, up)
-        return self.run_node(node, [*skips, up], i, j)
+        else:
+            up = self.ws.channels_last(("up", i), self.n, node.up.out_channels, self.shapes[i])
+            self.upsample_into(node.up, below, up)
+            if not grouped:
+                return self.run_node(node, [*skips, up], i, j)
+            c = self.model.node_channels(i, j)
+            started = self.ws.channels_last(("mid", i), self.n, c, self.shapes[i])
+            _convolve_into(node.conv_0.conv, [up], started, self.ws, first=first)
+        if grouped:
+            started.add_(self.accumulated(i, j))
+        return self.run_node(node, skips, i, j, started=started)
 
     def upsample_into(self, up: nn.ConvTranspose3d, x: Tensor, dst: Tensor) -> None:
         """dst <- ConvTranspose3d(kernel 2, stride 2)(x) as one GEMM and one interleaving copy.
@@ -387,11 +416,13 @@ class _Executor:
         encoded = x
         for d in range(self.depth + 1):
             encoded = self.encode(d, encoded)
+            self.lookahead(d, 0, encoded)
             skips[d].append(encoded)
             below = encoded
             for i in range(d - 1, -1, -1):  # X(i, d - i), walking up the diagonal
                 j = d - i
                 below = self.decode(i, j, skips[i], below)
+                self.lookahead(i, j, below)
                 skips[i].append(below)
             if d in heads:
                 outputs.append(self.head(d, below))

@@ -3,7 +3,7 @@
 The predictor puts class probabilities (K, z, y, x) from the model grid back onto the input
 grid with linear interpolation (nearest-neighbour extrapolation outside the model grid), then
 takes the argmax. On a 512x512x300 CT the organ fills a small part of the input grid, and
-resampling every class onto all of it cost ~4 s of a ~11 s run (docs/BENCHMARK.md, "End to
+resampling every class onto all of it cost ~4 s of a ~11 s run (docs/BENCHMARK_E2E.md, "End to
 end"). This module finds the input-grid box outside which the argmax is certainly background,
 so that only the box is resampled; the labels are identical.
 
@@ -19,7 +19,7 @@ box grown by one voxel (to infinity where it reaches the grid's edge) are backgr
 The argument holds for any set of boxes that covers those voxels, so :func:`candidate_boxes`
 takes one box per connected group of them (the organ, and each small false positive far from
 it that the largest-component step removes later) instead of one box around all: on the
-512x512x300 CT that resamples 2.4 times fewer voxels (docs/BENCHMARK.md, "End to end").
+512x512x300 CT that resamples 2.4 times fewer voxels (docs/BENCHMARK_E2E.md, "End to end").
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ with 0, the value outside. Measured on the 4 held-out BraTS cases at L2
 crop (all cases together) with no margin, 41.0 k with 4 model voxels; 8 and 16 voxels moved
 three cases further still. Some change is unavoidable: the tiles lie elsewhere and each tile's
 instance normalisation sees other voxels; padding the input with 8 empty voxels changes the
-uncropped run as much (docs/BENCHMARK.md, "End to end").
+uncropped run as much (docs/BENCHMARK_E2E.md, "End to end").
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def keep_largest_component(
     if box is None:
         return out
     # components live inside the labels' bounding box: label it alone (exact; on a 512^2 x 800
-    # CT this avoids 32-bit component images of the whole grid, docs/BENCHMARK.md)
+    # CT this avoids 32-bit component images of the whole grid, docs/BENCHMARK_E2E.md)
     _keep_largest(out[box], labels, fully_connected)
     return out
 
@@ -85,7 +85,7 @@ def _groups(array: np.ndarray) -> Optional[list[tuple[tuple[slice, ...], np.ndar
     :data:`GROUP_BLOCK`-voxel blocks holding labels, its slices and the mask of its blocks
     there (two touching voxels lie in one block or in touching blocks). None for one group or
     more than :data:`MAX_GROUPS`. On the 512x512x300 CT the liver and the distant false positives
-    are labelled in boxes of their own instead of one box around all (docs/BENCHMARK.md)."""
+    are labelled in boxes of their own instead of one box around all (docs/BENCHMARK_E2E.md)."""
     b = GROUP_BLOCK
     shape = tuple(-(-n // b) for n in array.shape)
     occupied = np.zeros(shape, dtype=np.uint8)

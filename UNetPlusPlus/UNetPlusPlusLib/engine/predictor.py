@@ -466,7 +466,7 @@ class Predictor:
         """Argmax over classes on the region's grid. Without ``region_probs``, only the boxes
         where a label can win are resampled (``label_extent.py``: exact), and the classes one at
         a time against a running maximum: a few bytes per input voxel instead of a (K, volume)
-        float32 array and an int64 argmax (docs/BENCHMARK.md, memory and end to end)."""
+        float32 array and an int64 argmax (docs/BENCHMARK_E2E.md, memory and end to end)."""
         dtype = np.uint8 if self.manifest.num_classes <= 256 else np.uint16
         if region_probs is not None:
             return np.argmax(region_probs, axis=0).astype(dtype)

@@ -10,7 +10,7 @@ caller that keeps the volume unchanged may pass a ``memo`` dict (``warm_cache.Wa
 one per model and volume object): the last prepared input is kept there and reused when the
 next run asks for the same region with the same normalisation. It saves the non-zero box, the
 resampling of every channel and the normalisation (for a BraTS case about a third of the
-non-network work of a warm L1 request; docs/BENCHMARK.md, session 6). The kept image is
+non-network work of a warm L1 request; docs/BENCHMARK_RUNS.md, session 6). The kept image is
 read-only by contract: nothing downstream writes into the network's input (the sliding window
 takes views and the network copies a tile where it needs to).
 """

@@ -3,7 +3,7 @@
 With ``--roi`` or ``--point`` the predictor infers on a box around them (``Predictor.
 context_box``: the ROI widened to one tile of context, or the prompt box). Reading the whole
 image first made the peak memory that of the whole image: 3.8 GB for a 512x512x800 CT with and
-without a ROI (issue 9; docs/BENCHMARK.md, "Memory with a ROI"). Here each file's header is read
+without a ROI (issue 9; docs/BENCHMARK_E2E.md, "Memory with a ROI"). Here each file's header is read
 first, the box is mapped to voxel indices on its grid, and SimpleITK's ``ImageFileReader`` reads
 only that extract (``SetExtractIndex`` / ``SetExtractSize``). The crop keeps the image's exact
 geometry: same spacing and direction, origin at the first voxel of the extract.

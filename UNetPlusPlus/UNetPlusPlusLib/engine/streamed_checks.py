@@ -48,7 +48,7 @@ WHOLE_READ_IOS = frozenset({"NrrdImageIO"})
 SLAB_VOXELS = 8_000_000
 #: At most this many slabs: each extract of a gzip file (.nii.gz) decompresses it from the
 #: start, so n slabs cost about n/2 whole decompressions (512x512x800 int16 .nii.gz, 2 cores
-#: under load: 11.9 s in 27 slabs, 5.1 s in 7; /tmp/roi_time.py, docs/BENCHMARK.md).
+#: under load: 11.9 s in 27 slabs, 5.1 s in 7; /tmp/roi_time.py, docs/BENCHMARK_E2E.md).
 MAX_SLABS = 8
 
 
