@@ -197,6 +197,7 @@ def test_fine_tune_keeps_the_parents_held_out_case_and_resume_keeps_the_split(
     assert model["validation"]["parent_split"]["held_out_kept_out"] == ["case01"]
     card = (out / "CARD.md").read_text()
     assert "kept out of training: 1 held-out case(s) of the parent sphere-test" in card
+    assert "a renamed copy, such as a Slicer export named case001, is not recognised" in card
     assert "(case01), validated on instead" in card
     assert "may include cases it was trained on" in card
 

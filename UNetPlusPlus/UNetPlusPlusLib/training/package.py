@@ -298,7 +298,10 @@ def _split_lines(parent: Optional[dict]) -> list[str]:
     shown = ", ".join(kept[:10]) + (f" and {len(kept) - 10} more" if len(kept) > 10 else "")
     lines = [
         f"- kept out of training: {len(kept)} held-out case(s) of the parent {parent['name']} "
-        f"found in this dataset" + (f" ({shown}), validated on instead" if kept else "")
+        f"found in this dataset"
+        + (f" ({shown}), validated on instead" if kept else "")
+        + " (matched by case name and patient; a renamed copy, such as a Slicer export named "
+        "case001, is not recognised)"
     ]
     if not parent.get("training_cases_known"):
         lines.append(
