@@ -138,15 +138,22 @@ class _Costly(executors.Executor):
         return self.inner.run(tile, depth)
 
 
+def _timed_fastest(predictor, ours_s: float, library_s: float):
+    """A FastestExecutor whose two executors (torch eager standing in for the library) take
+    ``ours_s`` / ``library_s`` seconds a tile on a deterministic clock."""
+    clock = _Clock()
+    fastest = executors.FastestExecutor(
+        predictor.model, threads=2, candidate="torch", busy=lambda: False, clock=clock
+    )
+    fastest.ours = _Costly(fastest.ours, clock, ours_s)
+    fastest._library = _Costly(executors.TorchEagerExecutor(fastest.model, 2), clock, library_s)
+    return fastest
+
+
 def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_predictor):
     # torch eager stands in for the library; a deterministic clock makes it 5 times slower
     # than ours (real timings flake on a loaded machine)
-    clock = _Clock()
-    fastest = executors.FastestExecutor(
-        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: False, clock=clock
-    )
-    fastest.ours = _Costly(fastest.ours, clock, 0.1)
-    fastest._library = _Costly(executors.TorchEagerExecutor(fastest.model, 2), clock, 0.5)
+    fastest = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
     tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = sphere_predictor.model(tile, depth=2)
@@ -180,12 +187,7 @@ def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_pre
 def test_fastest_probes_longer_when_the_two_are_close(sphere_predictor):
     # within 10 %: four timed tiles each before choosing (two each cannot rank them on a
     # shared machine); the library is 5 % slower, so ours is kept
-    clock = _Clock()
-    fastest = executors.FastestExecutor(
-        sphere_predictor.model, threads=2, candidate="torch", busy=lambda: False, clock=clock
-    )
-    fastest.ours = _Costly(fastest.ours, clock, 0.100)
-    fastest._library = _Costly(executors.TorchEagerExecutor(fastest.model, 2), clock, 0.105)
+    fastest = _timed_fastest(sphere_predictor, ours_s=0.100, library_s=0.105)
     tile = torch.zeros(1, 1, 32, 32, 32)
     with torch.no_grad():
         ran = []
