@@ -48,11 +48,11 @@ def verify_weights(manifest: ModelManifest) -> Path:
     return path
 
 
-def check_weights_contract(manifest: ModelManifest) -> None:
+def check_weights_contract(manifest: ModelManifest) -> Path:
     """Verify the sha256 and the training contract of ``manifest``'s weights without reading
     the tensors (the safetensors header only), so a caller can refuse an edited model.json
     before slow work: ``unetpp train --init`` read and preprocessed the whole dataset first.
-    Raises ChecksumError or UNetPlusPlusError as :func:`load_weights` does."""
+    Returns the weights' path. Raises ChecksumError or UNetPlusPlusError."""
     from safetensors import SafetensorError, safe_open
 
     path = verify_weights(manifest)
@@ -60,33 +60,31 @@ def check_weights_contract(manifest: ModelManifest) -> None:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UNetPlusPlusError(
-            f"Model weights {path} are not a readable safetensors file ({exc});"
-            " reinstall the model."
-        ) from exc
-    check_contract(manifest, metadata)
+        raise _unreadable(path, exc) from exc
+    check_contract(manifest, metadata)  # model.json against what the weights were trained for
+    return path
 
 
 def load_weights(manifest: ModelManifest) -> dict[str, torch.Tensor]:
-    """Verify the sha256 and the training contract (``manifest_contract.py``: a model.json
-    edited to another spacing, normalisation or label order is refused), then read the
+    """:func:`check_weights_contract` (the sha256, and a model.json edited to another spacing,
+    normalisation or label order is refused: ``manifest_contract.py``), then read the
     safetensors file; floating tensors become float32. Raises ChecksumError or
     UNetPlusPlusError."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = verify_weights(manifest)
+    path = check_weights_contract(manifest)
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UNetPlusPlusError(
-            f"Model weights {path} are not a readable safetensors file ({exc});"
-            " reinstall the model."
-        ) from exc
-    check_contract(manifest, metadata)  # model.json against what the weights were trained for
+        raise _unreadable(path, exc) from exc
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def _unreadable(path: Path, exc: Exception) -> UNetPlusPlusError:
+    return UNetPlusPlusError(
+        f"Model weights {path} are not a readable safetensors file ({exc}); reinstall the model."
+    )
 
 
 def save_model_package(
