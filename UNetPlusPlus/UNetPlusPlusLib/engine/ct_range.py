@@ -6,7 +6,8 @@ has its air near -2048, its lung near -1900 and its soft tissue near -1000: it p
 checks (it holds "air") and gave a confident wrong result (tester 8, session 7: the example CT
 shifted that way gave 0.594 ml of liver instead of 1031.6 ml, silently).
 
-Measured on the shared data (``Testing/test_ct_range.py`` checks a sample of it): the share
+Measured on the shared data (``scripts/ct_range_margins.py ../shared/data``;
+``Testing/test_ct_range.py`` checks a sample of it): the share
 of the strided sample below :data:`BELOW_AIR_HU`, leaving out its single most frequent value
 there (the padding), is 0 in every shared CT (7 liver CTs, the 3 LIDC DICOM slabs, every
 8th of the 814 LIDC crops); shifted by -1024 HU the same files give 0.11 (a partial field of
