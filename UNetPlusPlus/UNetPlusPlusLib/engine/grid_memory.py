@@ -51,6 +51,7 @@ def check_model_grid_fits(
     channels: int,
     classes: int,
     memory_bytes: Optional[int] = None,
+    remedy: str = "restrict the run to a region of interest",
 ) -> None:
     """Refuse a model grid whose arrays cannot fit in the machine's memory.
 
@@ -58,7 +59,8 @@ def check_model_grid_fits(
     ``region``: the input grid it covers (for the message: its spacing and physical extent);
     ``channels``, ``classes``: the model's input channels and output classes (background
     included); ``memory_bytes``: the memory to compare with (default: the physical memory;
-    no check where it is unknown). Raises UNetPlusPlusError naming the sizes.
+    no check where it is unknown); ``remedy``: what to do when the image is that large (ends
+    the message). Raises UNetPlusPlusError naming the sizes.
     """
     memory = physical_memory_bytes() if memory_bytes is None else int(memory_bytes)
     needed = model_grid_bytes(grid, channels, classes)
@@ -71,8 +73,8 @@ def check_model_grid_fits(
         f"{' x '.join(str(n) for n in grid.size_xyz)} voxels, which needs at least "
         f"{_size(needed)}, more than this machine's {_size(memory)}. The image "
         f"spans {_fmt(extent_m, 'm')} with {_fmt(region.spacing, 'mm')} voxels: if no patient "
-        "is that large, the spacing in its header is wrong (fix the header); otherwise "
-        "restrict the run to a region of interest."
+        f"is that large, the spacing in its header is wrong (fix the header); otherwise "
+        f"{remedy}."
     )
 
 

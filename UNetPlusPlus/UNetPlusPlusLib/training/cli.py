@@ -256,7 +256,9 @@ def run_train(args: argparse.Namespace) -> int:
         # Idle OpenMP threads sleep instead of spinning: on a busy or shared CPU, spinning
         # threads made training steps 2x slower here; on an idle machine the cost is nil.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from .dataset import find_cases
     from .dataset_check import check_dataset
+    from .grid_check import check_case_grids
     from .output_guard import check_output_folder, remove_on_failure
     from .trainer import Trainer
 
@@ -277,6 +279,8 @@ def run_train(args: argparse.Namespace) -> int:
     with remove_on_failure(args.out_dir):
         plan = make_plan(args, dataset, init)
         config = build_config(args, dataset, init, plan)
+        # a case whose model grid cannot fit in memory, before any preprocessing (grid_check.py)
+        check_case_grids(dataset, find_cases(dataset)[: args.max_cases or None], config.spacing)
         trainer = Trainer(
             dataset, config, resume=args.resume, init_manifest=init, plan=plan, started=started,
             plan_only=args.plan_only, session_budget_s=getattr(args, "session_budget_s", None),
