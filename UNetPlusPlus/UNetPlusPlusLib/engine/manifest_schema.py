@@ -144,7 +144,7 @@ class ManifestValidator:
             depths=depths,
             recommended_depth=recommended,
             prompt=self.prompt(data.get("prompt")),
-            postprocess=self.postprocess(data.get("postprocess", {})),
+            postprocess=self.postprocess(data.get("postprocess", {}), labels),
             test_time_augmentation=self.test_time_augmentation(data),
             inference=self.inference(data.get("inference", {}), channels, labels),
             validation=self.validation(data.get("validation", {})),
@@ -324,7 +324,7 @@ class ManifestValidator:
         self.vector3(prompt.get("box_mm"), "prompt.box_mm", integer=False)
         return copy.deepcopy(prompt)
 
-    def postprocess(self, value: Any) -> dict:
+    def postprocess(self, value: Any, labels: list[LabelSpec]) -> dict:
         post = self.mapping(value, "postprocess")
         largest = post.get("largest_component", False)
         if not isinstance(largest, bool):
@@ -343,6 +343,13 @@ class ManifestValidator:
             or not 0.0 < float(smallest) < float("inf")
         ):
             raise self.fail("postprocess.min_lesion_mm3", "must be a positive number of mm^3")
+        if "plausible_ml" in post:  # per-label volume ranges (volume_plausibility.py)
+            from .volume_plausibility import parse_ranges  # numpy only
+
+            try:
+                parse_ranges(post["plausible_ml"], [label.name for label in labels])
+            except ValueError as error:
+                raise self.fail("postprocess.plausible_ml", str(error)) from error
         return copy.deepcopy(post)
 
     def test_time_augmentation(self, data: dict) -> dict:

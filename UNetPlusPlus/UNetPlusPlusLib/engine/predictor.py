@@ -52,6 +52,7 @@ from .volume import (
     crop_to_slices,
     resample_to_reference,
 )
+from .volume_plausibility import check_volumes
 
 Depth = Union[int, str]
 ProgressCallback = Callable[[str, int, int], None]
@@ -274,6 +275,9 @@ class Predictor:
                 self.manifest, volume, labels, labels_grid, roi
             )
             info["warnings"] += found
+        info["warnings"] += check_volumes(
+            self.manifest, labels, labels_grid.spacing, point is not None
+        )
         label_volume = LabelVolume(
             array=labels,
             spacing=tuple(labels_grid.spacing),

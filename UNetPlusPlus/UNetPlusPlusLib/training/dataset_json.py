@@ -133,6 +133,7 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
             raise fields.fail(
                 "patient_id", f"is not a valid regular expression ({error})"
             ) from error
+    _check_plausible_ml(data.get("postprocess"), labels, fields)
     features = data.get("features")
     if features is not None:
         if not isinstance(features, list) or len(features) != 6:
@@ -157,6 +158,18 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
         training=copy.deepcopy(data.get("training", {})),
         origin=source,
     )
+
+
+def _check_plausible_ml(postprocess: Any, labels: list, fields: _Fields) -> None:
+    """``postprocess.plausible_ml`` is checked now, not when the trained model is saved."""
+    if not isinstance(postprocess, dict) or "plausible_ml" not in postprocess:
+        return
+    from ..engine.volume_plausibility import parse_ranges  # numpy only
+
+    try:
+        parse_ranges(postprocess["plausible_ml"], [label.name for label in labels])
+    except ValueError as error:
+        raise fields.fail("postprocess.plausible_ml", str(error)) from error
 
 
 def _optional_vector(data: dict, key: str, kind: type, fields: _Fields) -> Optional[tuple]:
