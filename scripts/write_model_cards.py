@@ -325,7 +325,12 @@ def card(task: str) -> str:
         f"channel(s) ({', '.join(c['name'] for c in manifest['channels'])}); fp16 weights "
         f"(sha256 `{manifest['sha256'][:16]}…`).",
         f"- Working grid: {manifest['spacing']} mm, tile {manifest['tile_size']} voxels (x, y, z),"
-        f" overlap {manifest['overlap']}; post-processing {manifest['postprocess']}.",
+        f" overlap {manifest['overlap']}; post-processing {manifest['postprocess']}"
+        + (
+            "; a segment above its `plausible_ml` range is warned about (docs/INPUT_CHECKS.md)."
+            if "plausible_ml" in manifest["postprocess"]
+            else "."
+        ),
         f"- Prompt: {json.dumps(manifest['prompt'])}.",
         f"- Recommended depth (pruning rule: shallowest depth within "
         f"{validation.get('depth_tolerance')} mean Dice of the best): "
