@@ -2,20 +2,23 @@
 
 A model fine-tuned with ``--init`` must never train on the cases its parent was validated on
 (model.json ``validation.cases`` and ``validation.held_out_cases``): they would stop being
-held out for the parent's figures and for the new model's. Those cases, matched by case id and
-by patient (the dataset's ``patient_regex`` applied to the parent's ids), form or join the new
-validation set. Cases the parent trained on (``training.cases``, listed by models trained since
-this module) are not drawn for validation; when the parent does not list them, the record says
-so and the card repeats it. The split is recorded (``record``) in plan.json, so ``--resume``
+held out for the parent's figures and for the new model's. Those cases, matched by case id, by
+patient (the dataset's ``patient_regex`` applied to the parent's ids) and by image content
+(``training.case_fingerprints``, case_content.py: a renamed or re-saved copy), form or join the
+new validation set. Cases the parent trained on (``training.cases``, listed by models trained
+since this module) are not drawn for validation; when the parent does not list them, the record
+says so and the card repeats it; a parent without fingerprints is matched by name only, said
+once. The split is recorded (``record``) in plan.json, so ``--resume``
 keeps it exactly (:func:`restore_split`), and in model.json and the card.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
+from .case_content import recorded_fingerprints
 from .dataset_types import CaseFiles, patient_id
 from .split import explicit_patients, seeded_patients, split_cases, subset_patients
 
@@ -28,6 +31,9 @@ class ParentCases:
     sha256: str
     held_out: list[str]
     trained: Optional[list[str]]  # None: the manifest does not list its training cases
+    # image-content fingerprint -> the parent's case id, per side; None: none recorded
+    held_out_content: Optional[dict[str, str]] = None
+    trained_content: Optional[dict[str, str]] = None
 
 
 @dataclass
@@ -50,12 +56,30 @@ def parent_cases(manifest) -> Optional[ParentCases]:
     for key in ("cases", "held_out_cases"):
         held += [str(c) for c in validation.get(key) or [] if str(c) not in held]
     trained = training.get("cases")
+    prints = recorded_fingerprints(training)
     return ParentCases(
         name=str(manifest.name),
         sha256=str(manifest.sha256),
         held_out=held,
         trained=[str(c) for c in trained] if isinstance(trained, list) else None,
+        held_out_content=None if prints is None else _by_print(prints["validation"]),
+        trained_content=None if prints is None else _by_print(prints["training"]),
     )
+
+
+def _by_print(cases: Mapping[str, str]) -> dict[str, str]:
+    return {fingerprint: case for case, fingerprint in cases.items()}
+
+
+def _content_matches(
+    cases: Sequence[CaseFiles], content: Mapping[str, str], parent_prints: Optional[dict]
+) -> list[tuple[CaseFiles, str]]:
+    """The cases whose image fingerprint (``content``: case id -> fingerprint) is one of
+    ``parent_prints`` (fingerprint -> parent case id), with that parent case id."""
+    if not parent_prints:
+        return []
+    found = ((c, parent_prints.get(content.get(c.case_id, ""))) for c in cases)
+    return [(c, parent_id) for c, parent_id in found if parent_id is not None]
 
 
 def _patients(ids: Sequence[str], cases: Sequence[CaseFiles], regex: Optional[str]) -> set[str]:
@@ -72,10 +96,13 @@ def split_with_parent(
     explicit: Sequence[str] = (),
     parent: Optional[ParentCases] = None,
     patient_regex: Optional[str] = None,
+    content: Optional[Mapping[str, str]] = None,
 ) -> CaseSplit:
     """Training and validation cases by patient; with a ``parent``, its held-out patients are
     never trained on and join the validation set, and its training patients are drawn for
-    validation only when no other patient is left (said in ``notes`` and ``record``).
+    validation only when no other patient is left (said in ``notes`` and ``record``). A case
+    whose image fingerprint (``content``: case id -> fingerprint) equals one of the parent's
+    held-out or training cases counts as that case, whatever its name.
     ``explicit`` (``--val-cases``: ids or regexes) or ``fraction`` of the patients (seeded)
     gives the rest of the validation set, as in :func:`split.split_cases`. Raises
     UNetPlusPlusError when no case is left for training, or when ``explicit`` names a case the
@@ -83,14 +110,18 @@ def split_with_parent(
     if parent is None:
         training, validation = split_cases(cases, fraction, seed, explicit)
         return _finish(training, validation, [], [], {})
-    held = _patients(parent.held_out, cases, patient_regex)
+    content = content or {}
+    same_held = _content_matches(cases, content, parent.held_out_content)
+    same_trained = _content_matches(cases, content, parent.trained_content)
+    held = _patients(parent.held_out, cases, patient_regex) | {c.patient_id for c, _ in same_held}
     trained = _patients(parent.trained or [], cases, patient_regex)
+    trained |= {c.patient_id for c, _ in same_trained}
     both = held & trained  # a patient the parent trained and validated on (another grouping)
     excluded = [c for c in cases if c.patient_id in both]
     usable = [c for c in cases if c.patient_id not in both]
     kept_out = [c for c in usable if c.patient_id in held]
     validation_patients = {c.patient_id for c in kept_out}
-    notes: list[str] = []
+    notes = _content_notes(parent, same_held, same_trained, bool(content))
     on_parent_training = False
     if explicit:
         chosen = explicit_patients(usable, explicit)
@@ -149,8 +180,40 @@ def split_with_parent(
         "held_out_kept_out": [c.case_id for c in kept_out],
         "training_cases_known": parent.trained is not None,
         "validation_on_parent_training": on_parent_training,
+        "content_matched": parent.held_out_content is not None and bool(content),
+        "held_out_by_content": [[c.case_id, p] for c, p in same_held if c.case_id != p],
+        "training_by_content": [[c.case_id, p] for c, p in same_trained if c.case_id != p],
     }
     return _finish(training, validation, excluded, notes, record)
+
+
+def _content_notes(parent: ParentCases, same_held, same_trained, have_content: bool) -> list:
+    """One notice per renamed copy of a parent's case, or one that content matching was not
+    possible (an older parent without fingerprints, or no fingerprints of this dataset)."""
+    if parent.held_out_content is None or not have_content:
+        why = (
+            f"the --init model {parent.name} records no image fingerprints of its cases (made "
+            "by an older version)"
+            if parent.held_out_content is None
+            else "this dataset's image fingerprints are not known"
+        )
+        return [
+            f"note: {why}: its cases are matched by case name and patient only, so a renamed "
+            "copy of one of them is not recognised"
+        ]
+    notes = [
+        f"case {c.case_id} has the image content of the --init model {parent.name}'s held-out "
+        f"case {p}: kept out of training (validation instead), as that case would be"
+        for c, p in same_held
+        if c.case_id != p
+    ]
+    notes += [
+        f"case {c.case_id} has the image content of the --init model {parent.name}'s training "
+        f"case {p}: not drawn for validation, as that case would not be"
+        for c, p in same_trained
+        if c.case_id != p
+    ]
+    return notes
 
 
 def _finish(training, validation, excluded, notes, parent: dict) -> CaseSplit:
@@ -196,13 +259,15 @@ def choose_split(
     init_manifest: Any = None,
     resume: bool = False,
     recorded: Optional[dict] = None,
+    content: Optional[Mapping[str, str]] = None,
 ) -> CaseSplit:
     """A run's split: ``recorded`` (plan.json's ``split``, on ``--resume``) exactly; else
     :func:`split_with_parent` by ``config`` (TrainConfig: val_fraction, seed, train_fraction)
-    and ``dataset`` (DatasetDescription: validation_cases, patient_regex), then the
-    ``--train-fraction`` share of the training patients. A resumed run whose plan.json records
-    no split (started by an older version) keeps the plain split by patient it started with,
-    and says that it does not account for the --init model's held-out cases."""
+    and ``dataset`` (DatasetDescription: validation_cases, patient_regex) and the cases' image
+    fingerprints ``content`` (case id -> fingerprint), then the ``--train-fraction`` share of
+    the training patients. A resumed run whose plan.json records no split (started by an older
+    version) keeps the plain split by patient it started with, and says that it does not
+    account for the --init model's held-out cases."""
     if recorded:
         return restore_split(cases, recorded)
     parent = parent_cases(init_manifest)
@@ -216,7 +281,7 @@ def choose_split(
         )
     split = split_with_parent(
         cases, config.val_fraction, config.seed, dataset.validation_cases, parent,
-        dataset.patient_regex,
+        dataset.patient_regex, content,
     )  # fmt: skip
     split.notes[:0] = old_run_note
     if config.train_fraction < 1.0:

@@ -1,0 +1,216 @@
+"""A fine-tune (`--init`) recognises a renamed or re-saved copy of its parent's cases by image
+content (training/case_content.py), not only by case name and patient: a copy of a parent's
+held-out case is kept out of training, a copy of a parent's training case is not drawn for
+validation (and `--val-cases` naming it is refused). Before, a renamed copy leaked into training
+or validation and inflated the reported Dice. A parent without fingerprints (an older model) is
+matched by name, with one notice.
+
+Unit tests of the fingerprint and the split; one tiny run trains a parent from scratch (its
+model.json records the fingerprints) and fine-tunes it on renamed copies of its cases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from test_training_dataset import write_slicer_case, write_slicer_dataset
+from test_training_parent_split import IDS, REGEX, _cases, _ids
+from UNetPlusPlusLib.engine.image_read import read_volume
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.training.case_content import (
+    CONTENT_METHOD,
+    canonical_axes,
+    content_fingerprint,
+    recorded_fingerprints,
+    volume_fingerprint,
+)
+from UNetPlusPlusLib.training.cli import main
+from UNetPlusPlusLib.training.parent_split import ParentCases, parent_cases, split_with_parent
+
+
+# ----------------------------------------------------------------------------- the fingerprint
+def _print_of(path: Path) -> str:
+    return volume_fingerprint(read_volume([path], ["ct"]))
+
+
+def test_fingerprint_survives_renaming_format_voxel_type_origin_and_axis_order(tmp_path):
+    rng = np.random.default_rng(0)
+    voxels = rng.integers(-1000, 1000, (7, 9, 11)).astype(np.int16)
+    image = sitk.GetImageFromArray(voxels)
+    image.SetSpacing((0.7, 0.8, 2.5))
+    sitk.WriteImage(image, str(tmp_path / "a.nrrd"))
+    as_float = sitk.Cast(image, sitk.sitkFloat32)
+    as_float.SetOrigin((10.0, -4.0, 3.0))
+    sitk.WriteImage(as_float, str(tmp_path / "renamed.nii.gz"))
+    turned = sitk.Flip(sitk.PermuteAxes(image, [2, 0, 1]), [True, False, True])
+    sitk.WriteImage(turned, str(tmp_path / "turned.mha"))
+    first = _print_of(tmp_path / "a.nrrd")
+    assert len(first) == 32
+    assert _print_of(tmp_path / "renamed.nii.gz") == first
+    assert _print_of(tmp_path / "turned.mha") == first  # same physical content, other axes
+
+    changed = voxels.copy()
+    changed[3, 4, 5] += 1
+    sitk.WriteImage(sitk.GetImageFromArray(changed), str(tmp_path / "changed.nrrd"))
+    assert _print_of(tmp_path / "changed.nrrd") != first
+    # the same values in another shape are another image
+    assert content_fingerprint(voxels.reshape(1, 11, 9, 7), np.eye(3)) != first
+    # two channels hash in order
+    pair = np.stack([voxels, changed])
+    assert content_fingerprint(pair, np.eye(3)) != content_fingerprint(pair[::-1], np.eye(3))
+
+
+def test_canonical_axes_of_an_oblique_direction_is_none_and_the_hash_still_works():
+    rng = np.random.default_rng(3)
+    for _ in range(100):  # a rotation whose two index axes are nearest to one LPS axis
+        oblique = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        if sorted(np.abs(oblique).argmax(axis=0).tolist()) != [0, 1, 2]:
+            break
+    assert canonical_axes(oblique) is None
+    assert canonical_axes(np.eye(3)) == ((0, 1, 2), ())
+    assert canonical_axes(np.diag([-1.0, -1.0, 1.0])) == ((0, 1, 2), (1, 2))  # RAS: y, x flipped
+    array = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    assert content_fingerprint(array, oblique) == content_fingerprint(array, np.eye(3))
+
+
+def test_recorded_fingerprints_need_the_same_method():
+    record = {"method": CONTENT_METHOD, "training": {"a": "1" * 32}, "validation": {}}
+    assert recorded_fingerprints({"case_fingerprints": record}) == {
+        "training": {"a": "1" * 32},
+        "validation": {},
+    }
+    assert recorded_fingerprints({"case_fingerprints": {**record, "method": "other/v9"}}) is None
+    assert recorded_fingerprints({}) is None and recorded_fingerprints(None) is None
+
+
+# ----------------------------------------------------------------------------- the split
+CONTENT = {i: f"print-{i}" for i in IDS}  # case id -> fingerprint, all different
+
+
+def _parent(held: dict, trained: dict) -> ParentCases:
+    """A parent whose held-out / training cases (parent id -> fingerprint) are not in IDS."""
+    return ParentCases(
+        "parent-model",
+        "ab" * 32,
+        list(held),
+        list(trained),
+        held_out_content={fp: case for case, fp in held.items()},
+        trained_content={fp: case for case, fp in trained.items()},
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_renamed_copy_of_a_held_out_case_is_kept_out_of_training(seed):
+    parent = _parent({"LIDC-0001": CONTENT["p3_a"]}, {"LIDC-0002": CONTENT["p5_b"]})
+    split = split_with_parent(_cases(IDS), 0.2, seed, (), parent, REGEX, CONTENT)
+    assert {"p3_a", "p3_b"} <= set(_ids(split.validation))  # the copy and its patient
+    assert not {"p3_a", "p3_b"} & set(_ids(split.training))
+    record = split.record["parent"]
+    assert record["content_matched"] is True
+    assert record["held_out_by_content"] == [["p3_a", "LIDC-0001"]]
+    assert record["training_by_content"] == [["p5_b", "LIDC-0002"]]
+    notes = " | ".join(split.notes)
+    assert "case p3_a has the image content of the --init model parent-model's held-out " in notes
+    assert "case LIDC-0001: kept out of training" in notes
+    assert "records no image fingerprints" not in notes
+
+
+def test_a_renamed_copy_of_a_training_case_is_never_drawn_for_validation():
+    trained = {f"old-{i}": CONTENT[i] for i in IDS if not i.startswith(("p0", "p8", "p9"))}
+    for seed in range(6):
+        split = split_with_parent(_cases(IDS), 0.3, seed, (), _parent({}, trained), REGEX, CONTENT)
+        assert {c.patient_id for c in split.validation} == {"p0", "p8", "p9"}
+    # without the fingerprints the same draw takes patients the parent trained on
+    drawn = set()
+    for seed in range(6):
+        split = split_with_parent(_cases(IDS), 0.3, seed, (), _parent({}, trained), REGEX, {})
+        drawn |= {c.patient_id for c in split.validation}
+        assert any("is not recognised" in note for note in split.notes)
+    assert drawn - {"p0", "p8", "p9"}
+
+
+def test_val_cases_naming_a_copy_of_a_training_case_is_refused():
+    parent = _parent({}, {"old-case": CONTENT["p2_a"]})
+    with pytest.raises(UNetPlusPlusError, match="--val-cases names p2_a, p2_b, which the --init"):
+        split_with_parent(_cases(IDS), 0.2, 0, ["p2_a"], parent, REGEX, CONTENT)
+
+
+def test_a_parent_without_fingerprints_is_matched_by_name_with_one_notice():
+    older = ParentCases("old-model", "cd" * 32, ["p1_a"], ["p2_a"])
+    split = split_with_parent(_cases(IDS), 0.2, 0, (), older, REGEX, CONTENT)
+    assert {"p1_a", "p1_b"} <= set(_ids(split.validation))
+    notices = [n for n in split.notes if "records no image fingerprints" in n]
+    assert len(notices) == 1 and "matched by case name and patient only" in notices[0]
+    assert split.record["parent"]["content_matched"] is False
+
+
+def test_parent_cases_reads_the_recorded_fingerprints():
+    class Manifest:
+        name, sha256 = "m", "0" * 64
+        validation = {"cases": ["v"]}
+        training = {
+            "cases": ["t"],
+            "case_fingerprints": {
+                "method": CONTENT_METHOD,
+                "training": {"t": "f" * 32},
+                "validation": {"v": "e" * 32},
+            },
+        }
+
+    found = parent_cases(Manifest)
+    assert found.held_out_content == {"e" * 32: "v"}
+    assert found.trained_content == {"f" * 32: "t"}
+
+
+# ----------------------------------------------------------------------------- tiny runs
+TINY = ["--labels", "tumor", "--no-progress", "--threads", "1", "--precision", "fp32"]
+TINY += ["--tile", "32", "16", "16", "--batch-size", "1", "--iterations-per-epoch", "1"]
+TINY += ["--features", "4", "8", "16", "32", "64", "4", "--epochs", "1", "--no-augment"]
+
+
+def _copy_case(source: Path, name: str, folder: Path, name_to: str, float32: bool = False):
+    image = sitk.ReadImage(str(source / f"{name}.nrrd"))
+    if float32:  # re-saved in another voxel type
+        image = sitk.Cast(image, sitk.sitkFloat32)
+    sitk.WriteImage(image, str(folder / f"{name_to}.nrrd"))
+    shutil.copy(source / f"{name}.seg.nrrd", folder / f"{name_to}.seg.nrrd")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fine_tune_on_renamed_copies_of_the_parents_cases(tmp_path, capsys):
+    first = write_slicer_dataset(tmp_path / "first", cases=4)
+    parent = tmp_path / "parent"
+    assert main([str(first), "-o", str(parent), *TINY, "--val-cases", "case01"]) == 0
+    recorded = json.loads((parent / "model.json").read_text())["training"]["case_fingerprints"]
+    assert recorded["method"] == CONTENT_METHOD
+    assert sorted(recorded["training"]) == ["case00", "case02", "case03"]
+    assert list(recorded["validation"]) == ["case01"]
+    assert recorded["validation"]["case01"] == _print_of(first / "case01.nrrd")
+
+    second = tmp_path / "second"
+    second.mkdir()
+    _copy_case(first, "case01", second, "held_copy", float32=True)  # int16 -> float32
+    _copy_case(first, "case00", second, "trained_copy")
+    for seed in (4, 5, 6):
+        write_slicer_case(second, f"new{seed}", seed=seed)
+    out = tmp_path / "out"
+    args = [str(second), "-o", str(out), *TINY, "--init", str(parent), "--val-fraction", "0.5"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "case held_copy has the image content of the --init model" in printed
+    assert "held-out case case01: kept out of training" in printed
+    assert "case trained_copy has the image content of the --init model" in printed
+    split = json.loads((out / "plan.json").read_text())["split"]
+    assert "held_copy" in split["validation"] and "held_copy" not in split["training"]
+    assert "trained_copy" in split["training"] and "trained_copy" not in split["validation"]
+    card = (out / "CARD.md").read_text()
+    assert "held_copy = case01" in card and "trained_copy = case00" in card
+    assert "a renamed or re-saved copy is recognised" in card
+
+    refused = [*args, "-o", str(tmp_path / "refused"), "--val-cases", "trained_copy"]
+    assert main(refused) == 2
+    assert "--val-cases names trained_copy, which the --init model" in capsys.readouterr().err
