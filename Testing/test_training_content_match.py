@@ -214,3 +214,33 @@ def test_fine_tune_on_renamed_copies_of_the_parents_cases(tmp_path, capsys):
     refused = [*args, "-o", str(tmp_path / "refused"), "--val-cases", "trained_copy"]
     assert main(refused) == 2
     assert "--val-cases names trained_copy, which the --init model" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- shipped models
+@pytest.mark.parametrize("task", ["liver", "brain-tumor", "lung-nodule"])
+def test_shipped_models_record_the_fingerprints_of_their_split_and_keep_their_weights(task):
+    from UNetPlusPlusLib.engine.manifest import ModelManifest
+    from UNetPlusPlusLib.engine.manifest_weights import check_weights_contract
+    from UNetPlusPlusLib.resources import builtin_models_dir
+
+    manifest = ModelManifest.load(builtin_models_dir() / task / "model.json")
+    check_weights_contract(manifest)  # sha256 and training contract of the unchanged weights
+    found = parent_cases(manifest)
+    assert sorted(found.trained_content.values()) == sorted(manifest.training["cases"])
+    assert sorted(found.held_out_content.values()) == sorted(found.held_out)
+
+
+def test_shipped_liver_fingerprints_are_those_a_training_run_computes(shared_data):
+    """scripts/add_case_fingerprints.py --check: the recorded fingerprints, recomputed from
+    ../shared/data the way a run does (read_volume of the case's channels)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "add_case_fingerprints.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--check", "--data", str(shared_data), "liver"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "liver: recorded fingerprints match" in done.stdout
