@@ -1,12 +1,12 @@
 """A fine-tune (`--init`) recognises a renamed or re-saved copy of its parent's cases by image
 content (training/case_content.py), not only by case name and patient: a copy of a parent's
-held-out case is kept out of training, a copy of a parent's training case is not drawn for
-validation (and `--val-cases` naming it is refused). Before, a renamed copy leaked into training
-or validation and inflated the reported Dice. A parent without fingerprints (an older model) is
-matched by name, with one notice.
+held-out case, or a slab of its axial slices, is kept out of training, a copy of a parent's
+training case is not drawn for validation (and `--val-cases` naming it is refused). Before, a
+renamed copy leaked into training or validation and inflated the reported Dice. A parent
+without fingerprints (an older model) is matched by name, with one notice.
 
-Unit tests of the fingerprint and the split; one tiny run trains a parent from scratch (its
-model.json records the fingerprints) and fine-tunes it on renamed copies of its cases."""
+Unit tests of the prints and the split; one tiny run trains a parent from scratch (its
+model.json records the prints) and fine-tunes it on renamed copies of its cases."""
 
 from __future__ import annotations
 
@@ -23,18 +23,26 @@ from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.case_content import (
     CONTENT_METHOD,
+    SAME_IMAGE,
+    SHARED_SLICES,
+    CasePrint,
+    ContentIndex,
     canonical_axes,
-    content_fingerprint,
-    recorded_fingerprints,
-    volume_fingerprint,
+    case_print,
+    recorded_indexes,
+    volume_print,
 )
 from UNetPlusPlusLib.training.cli import main
 from UNetPlusPlusLib.training.parent_split import ParentCases, parent_cases, split_with_parent
 
 
 # ----------------------------------------------------------------------------- the fingerprint
-def _print_of(path: Path) -> str:
-    return volume_fingerprint(read_volume([path], ["ct"]))
+def _print_of(path: Path) -> CasePrint:
+    return volume_print(read_volume([path], ["ct"]))
+
+
+def content_fingerprint(array, direction) -> str:
+    return case_print(array, direction).image
 
 
 def test_fingerprint_survives_renaming_format_voxel_type_origin_and_axis_order(tmp_path):
@@ -49,16 +57,19 @@ def test_fingerprint_survives_renaming_format_voxel_type_origin_and_axis_order(t
     turned = sitk.Flip(sitk.PermuteAxes(image, [2, 0, 1]), [True, False, True])
     sitk.WriteImage(turned, str(tmp_path / "turned.mha"))
     first = _print_of(tmp_path / "a.nrrd")
-    assert len(first) == 32
+    assert len(first.image) == 32 and len(first.slices) == 7  # canonical z: 7 slices
     assert _print_of(tmp_path / "renamed.nii.gz") == first
     assert _print_of(tmp_path / "turned.mha") == first  # same physical content, other axes
 
     changed = voxels.copy()
     changed[3, 4, 5] += 1
     sitk.WriteImage(sitk.GetImageFromArray(changed), str(tmp_path / "changed.nrrd"))
-    assert _print_of(tmp_path / "changed.nrrd") != first
+    changed_print = _print_of(tmp_path / "changed.nrrd")
+    assert changed_print.image != first.image
+    differ = [z for z in range(7) if changed_print.slices[z] != first.slices[z]]
+    assert differ == [3]  # only slice 3 changed
     # the same values in another shape are another image
-    assert content_fingerprint(voxels.reshape(1, 11, 9, 7), np.eye(3)) != first
+    assert content_fingerprint(voxels.reshape(1, 11, 9, 7), np.eye(3)) != first.image
     # two channels hash in order
     pair = np.stack([voxels, changed])
     assert content_fingerprint(pair, np.eye(3)) != content_fingerprint(pair[::-1], np.eye(3))
@@ -77,29 +88,46 @@ def test_canonical_axes_of_an_oblique_direction_is_none_and_the_hash_still_works
     assert content_fingerprint(array, oblique) == content_fingerprint(array, np.eye(3))
 
 
-def test_recorded_fingerprints_need_the_same_method():
+def test_a_slab_shares_slice_prints_and_constant_slices_print_nothing():
+    rng = np.random.default_rng(1)
+    volume = rng.normal(0, 100, (1, 40, 16, 16)).astype(np.float32)
+    volume[0, :4] = 0.0  # empty border slices, as in a skull-stripped MR
+    volume[0, 3, 0, :10] = 5.0  # and one with 10 varying voxels only
+    whole = case_print(volume, np.eye(3))
+    assert len(whole.slices) == 36
+    slab = case_print(volume[:, 10:25], np.eye(3))
+    assert slab.image != whole.image and set(slab.slices) <= set(whole.slices)
+    index = ContentIndex({"whole": whole.image}, {"whole": whole.slices_text()})
+    assert index.match(whole) == ("whole", SAME_IMAGE)
+    assert index.match(slab) == ("whole", SHARED_SLICES)
+    other = rng.normal(0, 100, (1, 40, 16, 16)).astype(np.float32)
+    other[0, :4] = 0.0  # the same empty slices do not make it the same image
+    assert index.match(case_print(other, np.eye(3))) is None
+    assert CasePrint.from_text(whole.image, whole.slices_text()) == whole
+
+
+def test_recorded_indexes_need_the_same_method():
     record = {"method": CONTENT_METHOD, "training": {"a": "1" * 32}, "validation": {}}
-    assert recorded_fingerprints({"case_fingerprints": record}) == {
-        "training": {"a": "1" * 32},
-        "validation": {},
-    }
-    assert recorded_fingerprints({"case_fingerprints": {**record, "method": "other/v9"}}) is None
-    assert recorded_fingerprints({}) is None and recorded_fingerprints(None) is None
+    found = recorded_indexes({"case_fingerprints": record})
+    assert found["training"].match(CasePrint("1" * 32)) == ("a", SAME_IMAGE)
+    assert found["validation"].match(CasePrint("1" * 32)) is None
+    assert recorded_indexes({"case_fingerprints": {**record, "method": "other/v9"}}) is None
+    assert recorded_indexes({}) is None and recorded_indexes(None) is None
 
 
 # ----------------------------------------------------------------------------- the split
-CONTENT = {i: f"print-{i}" for i in IDS}  # case id -> fingerprint, all different
+CONTENT = {i: CasePrint(f"print-{i}") for i in IDS}  # case id -> print, all different
 
 
 def _parent(held: dict, trained: dict) -> ParentCases:
-    """A parent whose held-out / training cases (parent id -> fingerprint) are not in IDS."""
+    """A parent whose held-out / training cases (parent id -> CasePrint) are not in IDS."""
     return ParentCases(
         "parent-model",
         "ab" * 32,
         list(held),
         list(trained),
-        held_out_content={fp: case for case, fp in held.items()},
-        trained_content={fp: case for case, fp in trained.items()},
+        held_out_content=ContentIndex({case: p.image for case, p in held.items()}),
+        trained_content=ContentIndex({case: p.image for case, p in trained.items()}),
     )
 
 
@@ -111,12 +139,31 @@ def test_a_renamed_copy_of_a_held_out_case_is_kept_out_of_training(seed):
     assert not {"p3_a", "p3_b"} & set(_ids(split.training))
     record = split.record["parent"]
     assert record["content_matched"] is True
-    assert record["held_out_by_content"] == [["p3_a", "LIDC-0001"]]
-    assert record["training_by_content"] == [["p5_b", "LIDC-0002"]]
+    assert record["held_out_by_content"] == [["p3_a", "LIDC-0001", SAME_IMAGE]]
+    assert record["training_by_content"] == [["p5_b", "LIDC-0002", SAME_IMAGE]]
     notes = " | ".join(split.notes)
     assert "case p3_a has the image content of the --init model parent-model's held-out " in notes
     assert "case LIDC-0001: kept out of training" in notes
     assert "records no image fingerprints" not in notes
+
+
+def test_a_slab_of_a_held_out_case_is_kept_out_of_training():
+    rng = np.random.default_rng(2)
+    volume = rng.normal(0, 100, (1, 30, 16, 16)).astype(np.float32)
+    held = case_print(volume, np.eye(3))
+    parent = ParentCases(
+        "parent-model",
+        "ab" * 32,
+        ["LIDC-0001"],
+        [],
+        held_out_content=ContentIndex({"LIDC-0001": held.image}, {"LIDC-0001": held.slices_text()}),
+        trained_content=ContentIndex({}),
+    )
+    content = {**CONTENT, "p6_b": case_print(volume[:, 5:12], np.eye(3))}
+    split = split_with_parent(_cases(IDS), 0.2, 0, (), parent, REGEX, content)
+    assert {"p6_a", "p6_b"} <= set(_ids(split.validation))
+    assert split.record["parent"]["held_out_by_content"] == [["p6_b", "LIDC-0001", SHARED_SLICES]]
+    assert any("case p6_b shares whole axial slices (one is a slab" in n for n in split.notes)
 
 
 def test_a_renamed_copy_of_a_training_case_is_never_drawn_for_validation():
@@ -158,12 +205,14 @@ def test_parent_cases_reads_the_recorded_fingerprints():
                 "method": CONTENT_METHOD,
                 "training": {"t": "f" * 32},
                 "validation": {"v": "e" * 32},
+                "validation_slices": {"v": "0123456789ab" * 2},
             },
         }
 
     found = parent_cases(Manifest)
-    assert found.held_out_content == {"e" * 32: "v"}
-    assert found.trained_content == {"f" * 32: "t"}
+    assert found.held_out_content.by_image == {"e" * 32: "v"}
+    assert found.held_out_content.by_slice == {"0123456789ab": "v"}
+    assert found.trained_content.by_image == {"f" * 32: "t"}
 
 
 # ----------------------------------------------------------------------------- tiny runs
@@ -189,7 +238,8 @@ def test_fine_tune_on_renamed_copies_of_the_parents_cases(tmp_path, capsys):
     assert recorded["method"] == CONTENT_METHOD
     assert sorted(recorded["training"]) == ["case00", "case02", "case03"]
     assert list(recorded["validation"]) == ["case01"]
-    assert recorded["validation"]["case01"] == _print_of(first / "case01.nrrd")
+    assert recorded["validation"]["case01"] == _print_of(first / "case01.nrrd").image
+    assert recorded["validation_slices"]["case01"] == _print_of(first / "case01.nrrd").slices_text()
 
     second = tmp_path / "second"
     second.mkdir()
@@ -209,7 +259,7 @@ def test_fine_tune_on_renamed_copies_of_the_parents_cases(tmp_path, capsys):
     assert "trained_copy" in split["training"] and "trained_copy" not in split["validation"]
     card = (out / "CARD.md").read_text()
     assert "held_copy = case01" in card and "trained_copy = case00" in card
-    assert "a renamed or re-saved copy is recognised" in card
+    assert "a renamed or re-saved copy, or a slab of its slices, is recognised" in card
 
     refused = [*args, "-o", str(tmp_path / "refused"), "--val-cases", "trained_copy"]
     assert main(refused) == 2
@@ -226,8 +276,9 @@ def test_shipped_models_record_the_fingerprints_of_their_split_and_keep_their_we
     manifest = ModelManifest.load(builtin_models_dir() / task / "model.json")
     check_weights_contract(manifest)  # sha256 and training contract of the unchanged weights
     found = parent_cases(manifest)
-    assert sorted(found.trained_content.values()) == sorted(manifest.training["cases"])
-    assert sorted(found.held_out_content.values()) == sorted(found.held_out)
+    assert sorted(found.trained_content.by_image.values()) == sorted(manifest.training["cases"])
+    assert sorted(found.held_out_content.by_image.values()) == sorted(found.held_out)
+    assert set(found.held_out_content.by_slice.values()) == set(found.held_out)
 
 
 def test_shipped_liver_fingerprints_are_those_a_training_run_computes(shared_data):

@@ -3,9 +3,10 @@
 per-case preparation, on a BraTS 2018 case (4 x 240x240x155) and a LiTS CT (512x512x65).
 
 Per round, interleaved: the dataset-fingerprint step as before (read_case + case_fingerprint),
-the content hash alone (volume_fingerprint on the case already read), and the preprocessing of
-the case (read_case + preprocess_case at the shipped model's spacing), which a first run does
-anyway. Prints the median seconds of each and the hash's share of the case's first-run work.
+the content prints alone (volume_print: image and slice prints, on the case already read), and
+the preprocessing of the case (read_case + preprocess_case at the shipped model's spacing),
+which a first run does anyway. Prints the median seconds of each and the prints' share of the
+case's first-run work.
 
 Usage: python bench/content_fingerprint.py [--rounds N] [--data ../shared/data]
 """
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "UNetPlusPlus"))
 
 from UNetPlusPlusLib.resources import builtin_datasets_dir  # noqa: E402
-from UNetPlusPlusLib.training.case_content import volume_fingerprint  # noqa: E402
+from UNetPlusPlusLib.training.case_content import volume_print  # noqa: E402
 from UNetPlusPlusLib.training.cases import read_case  # noqa: E402
 from UNetPlusPlusLib.training.dataset import find_cases  # noqa: E402
 from UNetPlusPlusLib.training.dataset_json import load_dataset_json  # noqa: E402
@@ -42,12 +43,12 @@ def _round(case, dataset, spacing, normalizations) -> tuple[dict, str]:
     data = read_case(case, dataset)
     case_fingerprint(case.case_id, data.image.array, data.labels, data.image.spacing, 1)
     hashed = time.perf_counter()
-    found = volume_fingerprint(data.image)
+    found = volume_print(data.image)
     preprocessed = time.perf_counter()
     preprocess_case(read_case(case, dataset), spacing, normalizations)
     end = time.perf_counter()
     steps = {"fingerprint step": hashed - start, "hash": preprocessed - hashed}
-    return {**steps, "preprocess": end - preprocessed}, found
+    return {**steps, "preprocess": end - preprocessed}, found.image
 
 
 def main(argv=None) -> int:

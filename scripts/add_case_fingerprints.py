@@ -6,10 +6,10 @@ model.json recorded ``training.case_fingerprints`` (training/case_content.py), s
 of them could match their cases by name only. This script reads every case each model.json
 lists (``training.cases``, ``validation.cases``, ``validation.held_out_cases``) from the
 dataset its training command names (``--dataset-json``; the data folder is the description's
-``notes.data_dir`` under DATA), computes the fingerprints exactly as a training run does (the
-case's channels read by ``read_volume``, then ``volume_fingerprint``) and writes them into
-model.json. The weights are not touched: the script checks that their sha256 and training
-contract still match the manifest (``check_weights_contract``).
+``notes.data_dir`` under DATA), computes the prints exactly as a training run does (the case's
+channels read by ``read_volume``, then ``volume_print``: the image print and its axial slice
+prints) and writes them into model.json. The weights are not touched: the script checks that
+their sha256 and training contract still match the manifest (``check_weights_contract``).
 
 Usage: python scripts/add_case_fingerprints.py [--data ../shared/data] [--check] [TASK ...]
 (``--check``: compute and compare with the recorded fingerprints, write nothing; exit 1 on a
@@ -31,7 +31,7 @@ from UNetPlusPlusLib.engine.image_read import read_volume  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
 from UNetPlusPlusLib.engine.manifest_weights import check_weights_contract  # noqa: E402
 from UNetPlusPlusLib.resources import builtin_datasets_dir, builtin_models_dir  # noqa: E402
-from UNetPlusPlusLib.training.case_content import CONTENT_METHOD, volume_fingerprint  # noqa: E402
+from UNetPlusPlusLib.training.case_content import fingerprint_record, volume_print  # noqa: E402
 from UNetPlusPlusLib.training.dataset import find_cases  # noqa: E402
 from UNetPlusPlusLib.training.dataset_json import load_dataset_json  # noqa: E402
 
@@ -58,16 +58,13 @@ def fingerprints(task: str, data: Path) -> tuple[ModelManifest, dict, list[str]]
     held_out = manifest.validation.get("held_out_cases") or []
     validation += [c for c in held_out if c not in validation]
     sides = {"training": list(manifest.training.get("cases") or []), "validation": validation}
-    record: dict = {"method": CONTENT_METHOD, "training": {}, "validation": {}}
-    missing = []
+    prints, found = {}, {}
     for side, ids in sides.items():
-        for case_id in ids:
-            case = by_id.get(case_id)
-            if case is None:
-                missing.append(case_id)
-                continue
-            record[side][case_id] = volume_fingerprint(read_volume(case.images, names))
-    return manifest, record, missing
+        found[side] = [i for i in ids if i in by_id]
+        for case_id in found[side]:
+            prints[case_id] = volume_print(read_volume(by_id[case_id].images, names))
+    missing = [i for ids in sides.values() for i in ids if i not in by_id]
+    return manifest, fingerprint_record(prints, found["training"], found["validation"]), missing
 
 
 def main(argv=None) -> int:

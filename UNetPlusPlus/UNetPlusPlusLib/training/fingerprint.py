@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .case_content import volume_fingerprint
+from .case_content import CasePrint, volume_print
 from .cases import read_case
 from .dataset_types import CaseFiles, DatasetDescription
 
@@ -38,7 +38,8 @@ class CaseFingerprint:
     intensity: list[dict]  # per channel: mean, std, p00_5, p50, p99_5 of the labelled voxels
     label_ml: list[float]  # per model label 1..K, mL
     foreground_mm_xyz: list[float]  # extent of the labelled voxels (0 when empty)
-    content: str = ""  # image-content fingerprint (case_content.py)
+    content: str = ""  # image print (case_content.py)
+    content_slices: str = ""  # its axial slice prints, one string (case_content.py)
 
     @property
     def size_mm_xyz(self) -> np.ndarray:
@@ -199,7 +200,8 @@ def dataset_fingerprint(
             len(dataset.labels),
             seed=index,
         )
-        found.content = volume_fingerprint(data.image)
+        printed = volume_print(data.image)
+        found.content, found.content_slices = printed.image, printed.slices_text()
         result.cases.append(found)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -210,11 +212,11 @@ def dataset_fingerprint(
 
 def case_contents(
     dataset: DatasetDescription, cases: Sequence[CaseFiles], cache_dir: Path
-) -> dict[str, str]:
-    """Case id -> image-content fingerprint of ``cases``, from the dataset fingerprint (a cache
-    hit after ``make_plan``; read once otherwise). Raises as :func:`dataset_fingerprint`."""
+) -> dict[str, CasePrint]:
+    """Case id -> image-content print of ``cases``, from the dataset fingerprint (a cache hit
+    after ``make_plan``; read once otherwise). Raises as :func:`dataset_fingerprint`."""
     found = dataset_fingerprint(dataset, cases, cache_dir, log=lambda message: None)
-    return {case.case_id: case.content for case in found.cases}
+    return {c.case_id: CasePrint.from_text(c.content, c.content_slices) for c in found.cases}
 
 
 def _load(path: Path) -> Optional[DatasetFingerprint]:

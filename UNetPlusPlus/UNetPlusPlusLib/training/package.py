@@ -308,8 +308,9 @@ def _split_lines(parent: Optional[dict]) -> list[str]:
         f"found in this dataset"
         + (f" ({shown}), validated on instead" if kept else "")
         + (
-            " (matched by case name, patient and image content: a renamed or re-saved copy is "
-            "recognised, a cropped or resampled one is not)"
+            " (matched by case name, patient and image content: a renamed or re-saved copy, or a "
+            "slab of its slices, is recognised; a resampled copy or a crop within the slices is "
+            "not)"
             if parent.get("content_matched")
             else " (matched by case name and patient; the parent records no image "
             "fingerprints, so a renamed copy, such as a Slicer export named case001, is not "
@@ -318,9 +319,12 @@ def _split_lines(parent: Optional[dict]) -> list[str]:
     ]
     renamed = [*parent.get("held_out_by_content", []), *parent.get("training_by_content", [])]
     if renamed:
-        pairs = ", ".join(f"{new} = {old}" for new, old in renamed[:10])
+        pairs = ", ".join(
+            f"{new} = {old}" if how == "same image" else f"{new} (slices of {old})"
+            for new, old, how in renamed[:10]
+        )
         more = f" and {len(renamed) - 10} more" if len(renamed) > 10 else ""
-        lines.append(f"- renamed copies of the parent's cases found by content: {pairs}{more}")
+        lines.append(f"- copies of the parent's cases found by image content: {pairs}{more}")
     if not parent.get("training_cases_known"):
         lines.append(
             f"- the parent {parent['name']} does not list its training cases: the validation "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
-from .case_content import recorded_fingerprints
+from .case_content import SAME_IMAGE, CasePrint, ContentIndex, recorded_indexes
 from .dataset_types import CaseFiles, patient_id
 from .split import explicit_patients, seeded_patients, split_cases, subset_patients
 
@@ -31,9 +31,9 @@ class ParentCases:
     sha256: str
     held_out: list[str]
     trained: Optional[list[str]]  # None: the manifest does not list its training cases
-    # image-content fingerprint -> the parent's case id, per side; None: none recorded
-    held_out_content: Optional[dict[str, str]] = None
-    trained_content: Optional[dict[str, str]] = None
+    # the parent's recorded image prints, per side (case_content.py); None: none recorded
+    held_out_content: Optional[ContentIndex] = None
+    trained_content: Optional[ContentIndex] = None
 
 
 @dataclass
@@ -56,30 +56,26 @@ def parent_cases(manifest) -> Optional[ParentCases]:
     for key in ("cases", "held_out_cases"):
         held += [str(c) for c in validation.get(key) or [] if str(c) not in held]
     trained = training.get("cases")
-    prints = recorded_fingerprints(training)
+    prints = recorded_indexes(training)
     return ParentCases(
         name=str(manifest.name),
         sha256=str(manifest.sha256),
         held_out=held,
         trained=[str(c) for c in trained] if isinstance(trained, list) else None,
-        held_out_content=None if prints is None else _by_print(prints["validation"]),
-        trained_content=None if prints is None else _by_print(prints["training"]),
+        held_out_content=None if prints is None else prints["validation"],
+        trained_content=None if prints is None else prints["training"],
     )
 
 
-def _by_print(cases: Mapping[str, str]) -> dict[str, str]:
-    return {fingerprint: case for case, fingerprint in cases.items()}
-
-
 def _content_matches(
-    cases: Sequence[CaseFiles], content: Mapping[str, str], parent_prints: Optional[dict]
-) -> list[tuple[CaseFiles, str]]:
-    """The cases whose image fingerprint (``content``: case id -> fingerprint) is one of
-    ``parent_prints`` (fingerprint -> parent case id), with that parent case id."""
-    if not parent_prints:
+    cases: Sequence[CaseFiles], content: Mapping[str, CasePrint], index: Optional[ContentIndex]
+) -> list[tuple[CaseFiles, str, str]]:
+    """(case, the parent's case id, how) for each case whose print (``content``: case id ->
+    CasePrint) ``index`` matches: the same image, or shared axial slices."""
+    if index is None:
         return []
-    found = ((c, parent_prints.get(content.get(c.case_id, ""))) for c in cases)
-    return [(c, parent_id) for c, parent_id in found if parent_id is not None]
+    found = ((c, index.match(content.get(c.case_id))) for c in cases)
+    return [(c, *hit) for c, hit in found if hit is not None]
 
 
 def _patients(ids: Sequence[str], cases: Sequence[CaseFiles], regex: Optional[str]) -> set[str]:
@@ -96,13 +92,13 @@ def split_with_parent(
     explicit: Sequence[str] = (),
     parent: Optional[ParentCases] = None,
     patient_regex: Optional[str] = None,
-    content: Optional[Mapping[str, str]] = None,
+    content: Optional[Mapping[str, CasePrint]] = None,
 ) -> CaseSplit:
     """Training and validation cases by patient; with a ``parent``, its held-out patients are
     never trained on and join the validation set, and its training patients are drawn for
     validation only when no other patient is left (said in ``notes`` and ``record``). A case
-    whose image fingerprint (``content``: case id -> fingerprint) equals one of the parent's
-    held-out or training cases counts as that case, whatever its name.
+    whose image print (``content``: case id -> CasePrint) equals one of the parent's held-out
+    or training cases, or shares axial slices with it, counts as that case, whatever its name.
     ``explicit`` (``--val-cases``: ids or regexes) or ``fraction`` of the patients (seeded)
     gives the rest of the validation set, as in :func:`split.split_cases`. Raises
     UNetPlusPlusError when no case is left for training, or when ``explicit`` names a case the
@@ -113,9 +109,9 @@ def split_with_parent(
     content = content or {}
     same_held = _content_matches(cases, content, parent.held_out_content)
     same_trained = _content_matches(cases, content, parent.trained_content)
-    held = _patients(parent.held_out, cases, patient_regex) | {c.patient_id for c, _ in same_held}
+    held = _patients(parent.held_out, cases, patient_regex) | {m[0].patient_id for m in same_held}
     trained = _patients(parent.trained or [], cases, patient_regex)
-    trained |= {c.patient_id for c, _ in same_trained}
+    trained |= {m[0].patient_id for m in same_trained}
     both = held & trained  # a patient the parent trained and validated on (another grouping)
     excluded = [c for c in cases if c.patient_id in both]
     usable = [c for c in cases if c.patient_id not in both]
@@ -181,8 +177,8 @@ def split_with_parent(
         "training_cases_known": parent.trained is not None,
         "validation_on_parent_training": on_parent_training,
         "content_matched": parent.held_out_content is not None and bool(content),
-        "held_out_by_content": [[c.case_id, p] for c, p in same_held if c.case_id != p],
-        "training_by_content": [[c.case_id, p] for c, p in same_trained if c.case_id != p],
+        "held_out_by_content": _renamed(same_held),
+        "training_by_content": _renamed(same_trained),
     }
     return _finish(training, validation, excluded, notes, record)
 
@@ -202,18 +198,28 @@ def _content_notes(parent: ParentCases, same_held, same_trained, have_content: b
             "copy of one of them is not recognised"
         ]
     notes = [
-        f"case {c.case_id} has the image content of the --init model {parent.name}'s held-out "
-        f"case {p}: kept out of training (validation instead), as that case would be"
-        for c, p in same_held
-        if c.case_id != p
+        f"case {new} {_how(how)} the --init model {parent.name}'s held-out case {old}: kept "
+        "out of training (validation instead), as that case would be"
+        for new, old, how in _renamed(same_held)
     ]
     notes += [
-        f"case {c.case_id} has the image content of the --init model {parent.name}'s training "
-        f"case {p}: not drawn for validation, as that case would not be"
-        for c, p in same_trained
-        if c.case_id != p
+        f"case {new} {_how(how)} the --init model {parent.name}'s training case {old}: not "
+        "drawn for validation, as that case would not be"
+        for new, old, how in _renamed(same_trained)
     ]
     return notes
+
+
+def _renamed(matches) -> list[list[str]]:
+    """[case id, the parent's case id, how] of content matches under another name (a match
+    of a case's own name is a name match, said as before)."""
+    return [[c.case_id, old, how] for c, old, how in matches if c.case_id != old]
+
+
+def _how(how: str) -> str:
+    if how == SAME_IMAGE:
+        return "has the image content of"
+    return "shares whole axial slices (one is a slab of the other) with"
 
 
 def _finish(training, validation, excluded, notes, parent: dict) -> CaseSplit:
@@ -259,12 +265,12 @@ def choose_split(
     init_manifest: Any = None,
     resume: bool = False,
     recorded: Optional[dict] = None,
-    content: Optional[Mapping[str, str]] = None,
+    content: Optional[Mapping[str, CasePrint]] = None,
 ) -> CaseSplit:
     """A run's split: ``recorded`` (plan.json's ``split``, on ``--resume``) exactly; else
     :func:`split_with_parent` by ``config`` (TrainConfig: val_fraction, seed, train_fraction)
     and ``dataset`` (DatasetDescription: validation_cases, patient_regex) and the cases' image
-    fingerprints ``content`` (case id -> fingerprint), then the ``--train-fraction`` share of
+    prints ``content`` (case id -> CasePrint), then the ``--train-fraction`` share of
     the training patients. A resumed run whose plan.json records no split (started by an older
     version) keeps the plain split by patient it started with, and says that it does not
     account for the --init model's held-out cases."""
