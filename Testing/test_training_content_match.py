@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,7 +34,12 @@ from UNetPlusPlusLib.training.case_content import (
     volume_print,
 )
 from UNetPlusPlusLib.training.cli import main
-from UNetPlusPlusLib.training.parent_split import ParentCases, parent_cases, split_with_parent
+from UNetPlusPlusLib.training.parent_split import (
+    ParentCases,
+    choose_split,
+    parent_cases,
+    split_with_parent,
+)
 
 
 # ----------------------------------------------------------------------------- the fingerprint
@@ -213,6 +219,31 @@ def test_parent_cases_reads_the_recorded_fingerprints():
     assert found.held_out_content.by_image == {"e" * 32: "v"}
     assert found.held_out_content.by_slice == {"0123456789ab": "v"}
     assert found.trained_content.by_image == {"f" * 32: "t"}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_copies_within_a_dataset_are_split_as_one_patient(seed):
+    """Without any parent: a renamed copy (p7_b = p1_a) and a slab (p4_a of p2_b) never end
+    up on the other side of the split from their original; their patients go together."""
+    rng = np.random.default_rng(seed)
+    volume = rng.normal(0, 100, (1, 20, 16, 16)).astype(np.float32)
+    content = {**CONTENT, "p7_b": CONTENT["p1_a"]}
+    content["p2_b"] = case_print(volume, np.eye(3))
+    content["p4_a"] = case_print(volume[:, 3:9], np.eye(3))
+    config = SimpleNamespace(val_fraction=0.3, seed=seed, train_fraction=1.0)
+    dataset = SimpleNamespace(validation_cases=[], patient_regex=REGEX)
+    split = choose_split(_cases(IDS), config, dataset, content=content)
+    for group in ({"p1_a", "p1_b", "p7_a", "p7_b"}, {"p2_a", "p2_b", "p4_a", "p4_b"}):
+        sides = {side for side, cases in (("t", split.training), ("v", split.validation))
+                 if group & set(_ids(cases))}  # fmt: skip
+        assert len(sides) == 1, (group, _ids(split.validation))
+    notes = " | ".join(split.notes)
+    assert "case p7_b has the image content of case p1_a" in notes
+    assert "patients p1 and p7 are split as one" in notes
+    assert "case p4_a has the image content of case p2_b" in notes
+    # an older run resumed without a recorded split keeps the plain split it started with
+    old = choose_split(_cases(IDS), config, dataset, resume=True, content=content)
+    assert not any("has the image content" in n for n in old.notes)
 
 
 # ----------------------------------------------------------------------------- tiny runs

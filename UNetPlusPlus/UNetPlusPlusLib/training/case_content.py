@@ -27,8 +27,8 @@ id only.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Mapping, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -158,3 +158,39 @@ def fingerprint_record(
     for side, ids in (("training", training), ("validation", validation)):
         record[f"{side}_slices"] = {i: content[i].slices_text() for i in ids}
     return record
+
+
+def join_copies(cases: Sequence, content: Mapping[str, CasePrint]) -> tuple[list, list[str]]:
+    """``cases`` (CaseFiles) with the patients of cases whose prints match (the same image, or
+    a shared axial slice) joined into one (the patient id of the first in sorted order), so the
+    split by patient never puts a copy on the other side of its original; and one note per
+    copy. Cases without a print in ``content`` are left as they are."""
+    group = {case.patient_id: case.patient_id for case in cases}
+
+    def root(patient: str) -> str:
+        while group[patient] != patient:
+            patient = group[patient]
+        return patient
+
+    first: dict[str, Any] = {}
+    notes = []
+    for case in cases:
+        found = content.get(case.case_id)
+        if found is None:
+            continue
+        for key in (f"image:{found.image}", *(f"slice:{s}" for s in found.slices)):
+            original = first.setdefault(key, case)
+            a, b = root(original.patient_id), root(case.patient_id)
+            if a != b:
+                group[max(a, b)] = min(a, b)
+                notes.append(
+                    f"case {case.case_id} has the image content of case {original.case_id} "
+                    f"(the same image or shared axial slices): patients {original.patient_id} "
+                    f"and {case.patient_id} are split as one"
+                )
+    joined = [
+        case if root(case.patient_id) == case.patient_id
+        else replace(case, patient_id=root(case.patient_id))
+        for case in cases
+    ]  # fmt: skip
+    return joined, notes

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
-from .case_content import SAME_IMAGE, CasePrint, ContentIndex, recorded_indexes
+from .case_content import SAME_IMAGE, CasePrint, ContentIndex, join_copies, recorded_indexes
 from .dataset_types import CaseFiles, patient_id
 from .split import explicit_patients, seeded_patients, split_cases, subset_patients
 
@@ -271,11 +271,15 @@ def choose_split(
     :func:`split_with_parent` by ``config`` (TrainConfig: val_fraction, seed, train_fraction)
     and ``dataset`` (DatasetDescription: validation_cases, patient_regex) and the cases' image
     prints ``content`` (case id -> CasePrint), then the ``--train-fraction`` share of
-    the training patients. A resumed run whose plan.json records no split (started by an older
-    version) keeps the plain split by patient it started with, and says that it does not
-    account for the --init model's held-out cases."""
+    the training patients. Cases of other patients whose prints match are split as one
+    patient (:func:`case_content.join_copies`, said in the notes). A resumed run whose
+    plan.json records no split (started by an older version) keeps the plain split by patient
+    it started with, and says that it does not account for the --init model's held-out cases."""
     if recorded:
         return restore_split(cases, recorded)
+    copies: list[str] = []
+    if not resume:  # a copy is never on the other side (an older run keeps its split)
+        cases, copies = join_copies(cases, content or {})
     parent = parent_cases(init_manifest)
     old_run_note = []
     if resume and parent is not None:
@@ -289,7 +293,7 @@ def choose_split(
         cases, config.val_fraction, config.seed, dataset.validation_cases, parent,
         dataset.patient_regex, content,
     )  # fmt: skip
-    split.notes[:0] = old_run_note
+    split.notes[:0] = old_run_note + copies
     if config.train_fraction < 1.0:
         patients = len({c.patient_id for c in split.training})
         split.training = subset_patients(split.training, config.train_fraction, config.seed)
