@@ -4,7 +4,8 @@ Per case, read once on the case's own grid (as nnU-Net's fingerprint extraction 
 al., Nature Methods 2021): the size (x, y, z voxels), the spacing (x, y, z mm), intensity
 statistics per channel inside the labelled voxels (mean, std, 0.5/50/99.5 percentiles, in the
 image's units: HU for CT), the volume of each label (mL) and the extent of the labelled voxels
-along the image axes (x, y, z mm). The result is cached as JSON beside the preprocessed cases
+along the image axes (x, y, z mm), and the image-content fingerprint (case_content.py) that finds
+a renamed copy of a parent model's case. The result is cached as JSON beside the preprocessed cases
 under a key of the input files, so a second run (or ``--plan-only`` then the run) reads it back.
 """
 
@@ -19,10 +20,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .case_content import CasePrint, volume_print
 from .cases import read_case
 from .dataset_types import CaseFiles, DatasetDescription
 
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: the image-content fingerprint
 MAX_INTENSITY_SAMPLES = 10000
 
 
@@ -36,6 +38,8 @@ class CaseFingerprint:
     intensity: list[dict]  # per channel: mean, std, p00_5, p50, p99_5 of the labelled voxels
     label_ml: list[float]  # per model label 1..K, mL
     foreground_mm_xyz: list[float]  # extent of the labelled voxels (0 when empty)
+    content: str = ""  # image print (case_content.py)
+    content_slices: str = ""  # its axial slice prints, one string (case_content.py)
 
     @property
     def size_mm_xyz(self) -> np.ndarray:
@@ -188,21 +192,31 @@ def dataset_fingerprint(
     )
     for index, case in enumerate(cases):
         data = read_case(case, dataset)
-        result.cases.append(
-            case_fingerprint(
-                case.case_id,
-                data.image.array,
-                data.labels,
-                data.image.spacing,
-                len(dataset.labels),
-                seed=index,
-            )
+        found = case_fingerprint(
+            case.case_id,
+            data.image.array,
+            data.labels,
+            data.image.spacing,
+            len(dataset.labels),
+            seed=index,
         )
+        printed = volume_print(data.image)
+        found.content, found.content_slices = printed.image, printed.slices_text()
+        result.cases.append(found)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(result.to_dict()), encoding="utf-8")
     os.replace(tmp, path)
     return result
+
+
+def case_contents(
+    dataset: DatasetDescription, cases: Sequence[CaseFiles], cache_dir: Path
+) -> dict[str, CasePrint]:
+    """Case id -> image-content print of ``cases``, from the dataset fingerprint (a cache hit
+    after ``make_plan``; read once otherwise). Raises as :func:`dataset_fingerprint`."""
+    found = dataset_fingerprint(dataset, cases, cache_dir, log=lambda message: None)
+    return {c.case_id: CasePrint.from_text(c.content, c.content_slices) for c in found.cases}
 
 
 def _load(path: Path) -> Optional[DatasetFingerprint]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..engine.manifest import ChannelSpec, LabelSpec, ModelManifest, standard_terminology
+from .case_content import fingerprint_record
 from .validation import DEPTHS, recommend_depth
 
 
@@ -124,6 +125,12 @@ def build_manifest(trainer, per_depth: dict) -> ModelManifest:
         "dataset": dataset.name,
         "training_cases": len(trainer.train_cases),
         "cases": [c.case_id for c in getattr(trainer, "train_files", [])],
+        # image fingerprints of both sides (case_content.py), matched by a later fine-tune
+        "case_fingerprints": fingerprint_record(
+            getattr(trainer, "case_content", {}),
+            [c.case_id for c in getattr(trainer, "train_files", [])],
+            [c.case_id for c in getattr(trainer, "val_files", [])],
+        ),
         "init": str(config.init) if config.init else None,
         "fine_tuned_from": parent_record(parent),
         "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
@@ -300,9 +307,24 @@ def _split_lines(parent: Optional[dict]) -> list[str]:
         f"- kept out of training: {len(kept)} held-out case(s) of the parent {parent['name']} "
         f"found in this dataset"
         + (f" ({shown}), validated on instead" if kept else "")
-        + " (matched by case name and patient; a renamed copy, such as a Slicer export named "
-        "case001, is not recognised)"
+        + (
+            " (matched by case name, patient and image content: a renamed or re-saved copy, or a "
+            "slab of its slices, is recognised; a resampled copy or a crop within the slices is "
+            "not)"
+            if parent.get("content_matched")
+            else " (matched by case name and patient; the parent records no image "
+            "fingerprints, so a renamed copy, such as a Slicer export named case001, is not "
+            "recognised)"
+        )
     ]
+    renamed = [*parent.get("held_out_by_content", []), *parent.get("training_by_content", [])]
+    if renamed:
+        pairs = ", ".join(
+            f"{new} = {old}" if how == "same image" else f"{new} (slices of {old})"
+            for new, old, how in renamed[:10]
+        )
+        more = f" and {len(renamed) - 10} more" if len(renamed) > 10 else ""
+        lines.append(f"- copies of the parent's cases found by image content: {pairs}{more}")
     if not parent.get("training_cases_known"):
         lines.append(
             f"- the parent {parent['name']} does not list its training cases: the validation "

@@ -2,20 +2,23 @@
 
 A model fine-tuned with ``--init`` must never train on the cases its parent was validated on
 (model.json ``validation.cases`` and ``validation.held_out_cases``): they would stop being
-held out for the parent's figures and for the new model's. Those cases, matched by case id and
-by patient (the dataset's ``patient_regex`` applied to the parent's ids), form or join the new
-validation set. Cases the parent trained on (``training.cases``, listed by models trained since
-this module) are not drawn for validation; when the parent does not list them, the record says
-so and the card repeats it. The split is recorded (``record``) in plan.json, so ``--resume``
+held out for the parent's figures and for the new model's. Those cases, matched by case id, by
+patient (the dataset's ``patient_regex`` applied to the parent's ids) and by image content
+(``training.case_fingerprints``, case_content.py: a renamed or re-saved copy), form or join the
+new validation set. Cases the parent trained on (``training.cases``, listed by models trained
+since this module) are not drawn for validation; when the parent does not list them, the record
+says so and the card repeats it; a parent without fingerprints is matched by name only, said
+once. The split is recorded (``record``) in plan.json, so ``--resume``
 keeps it exactly (:func:`restore_split`), and in model.json and the card.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
+from .case_content import SAME_IMAGE, CasePrint, ContentIndex, join_copies, recorded_indexes
 from .dataset_types import CaseFiles, patient_id
 from .split import explicit_patients, seeded_patients, split_cases, subset_patients
 
@@ -28,6 +31,9 @@ class ParentCases:
     sha256: str
     held_out: list[str]
     trained: Optional[list[str]]  # None: the manifest does not list its training cases
+    # the parent's recorded image prints, per side (case_content.py); None: none recorded
+    held_out_content: Optional[ContentIndex] = None
+    trained_content: Optional[ContentIndex] = None
 
 
 @dataclass
@@ -50,12 +56,26 @@ def parent_cases(manifest) -> Optional[ParentCases]:
     for key in ("cases", "held_out_cases"):
         held += [str(c) for c in validation.get(key) or [] if str(c) not in held]
     trained = training.get("cases")
+    prints = recorded_indexes(training)
     return ParentCases(
         name=str(manifest.name),
         sha256=str(manifest.sha256),
         held_out=held,
         trained=[str(c) for c in trained] if isinstance(trained, list) else None,
+        held_out_content=None if prints is None else prints["validation"],
+        trained_content=None if prints is None else prints["training"],
     )
+
+
+def _content_matches(
+    cases: Sequence[CaseFiles], content: Mapping[str, CasePrint], index: Optional[ContentIndex]
+) -> list[tuple[CaseFiles, str, str]]:
+    """(case, the parent's case id, how) for each case whose print (``content``: case id ->
+    CasePrint) ``index`` matches: the same image, or shared axial slices."""
+    if index is None:
+        return []
+    found = ((c, index.match(content.get(c.case_id))) for c in cases)
+    return [(c, *hit) for c, hit in found if hit is not None]
 
 
 def _patients(ids: Sequence[str], cases: Sequence[CaseFiles], regex: Optional[str]) -> set[str]:
@@ -72,10 +92,13 @@ def split_with_parent(
     explicit: Sequence[str] = (),
     parent: Optional[ParentCases] = None,
     patient_regex: Optional[str] = None,
+    content: Optional[Mapping[str, CasePrint]] = None,
 ) -> CaseSplit:
     """Training and validation cases by patient; with a ``parent``, its held-out patients are
     never trained on and join the validation set, and its training patients are drawn for
-    validation only when no other patient is left (said in ``notes`` and ``record``).
+    validation only when no other patient is left (said in ``notes`` and ``record``). A case
+    whose image print (``content``: case id -> CasePrint) equals one of the parent's held-out
+    or training cases, or shares axial slices with it, counts as that case, whatever its name.
     ``explicit`` (``--val-cases``: ids or regexes) or ``fraction`` of the patients (seeded)
     gives the rest of the validation set, as in :func:`split.split_cases`. Raises
     UNetPlusPlusError when no case is left for training, or when ``explicit`` names a case the
@@ -83,14 +106,18 @@ def split_with_parent(
     if parent is None:
         training, validation = split_cases(cases, fraction, seed, explicit)
         return _finish(training, validation, [], [], {})
-    held = _patients(parent.held_out, cases, patient_regex)
+    content = content or {}
+    same_held = _content_matches(cases, content, parent.held_out_content)
+    same_trained = _content_matches(cases, content, parent.trained_content)
+    held = _patients(parent.held_out, cases, patient_regex) | {m[0].patient_id for m in same_held}
     trained = _patients(parent.trained or [], cases, patient_regex)
+    trained |= {m[0].patient_id for m in same_trained}
     both = held & trained  # a patient the parent trained and validated on (another grouping)
     excluded = [c for c in cases if c.patient_id in both]
     usable = [c for c in cases if c.patient_id not in both]
     kept_out = [c for c in usable if c.patient_id in held]
     validation_patients = {c.patient_id for c in kept_out}
-    notes: list[str] = []
+    notes = _content_notes(parent, same_held, same_trained, bool(content))
     on_parent_training = False
     if explicit:
         chosen = explicit_patients(usable, explicit)
@@ -149,8 +176,50 @@ def split_with_parent(
         "held_out_kept_out": [c.case_id for c in kept_out],
         "training_cases_known": parent.trained is not None,
         "validation_on_parent_training": on_parent_training,
+        "content_matched": parent.held_out_content is not None and bool(content),
+        "held_out_by_content": _renamed(same_held),
+        "training_by_content": _renamed(same_trained),
     }
     return _finish(training, validation, excluded, notes, record)
+
+
+def _content_notes(parent: ParentCases, same_held, same_trained, have_content: bool) -> list:
+    """One notice per renamed copy of a parent's case, or one that content matching was not
+    possible (an older parent without fingerprints, or no fingerprints of this dataset)."""
+    if parent.held_out_content is None or not have_content:
+        why = (
+            f"the --init model {parent.name} records no image fingerprints of its cases (made "
+            "by an older version)"
+            if parent.held_out_content is None
+            else "this dataset's image fingerprints are not known"
+        )
+        return [
+            f"note: {why}: its cases are matched by case name and patient only, so a renamed "
+            "copy of one of them is not recognised"
+        ]
+    notes = [
+        f"case {new} {_how(how)} the --init model {parent.name}'s held-out case {old}: kept "
+        "out of training (validation instead), as that case would be"
+        for new, old, how in _renamed(same_held)
+    ]
+    notes += [
+        f"case {new} {_how(how)} the --init model {parent.name}'s training case {old}: not "
+        "drawn for validation, as that case would not be"
+        for new, old, how in _renamed(same_trained)
+    ]
+    return notes
+
+
+def _renamed(matches) -> list[list[str]]:
+    """[case id, the parent's case id, how] of content matches under another name (a match
+    of a case's own name is a name match, said as before)."""
+    return [[c.case_id, old, how] for c, old, how in matches if c.case_id != old]
+
+
+def _how(how: str) -> str:
+    if how == SAME_IMAGE:
+        return "has the image content of"
+    return "shares whole axial slices (one is a slab of the other) with"
 
 
 def _finish(training, validation, excluded, notes, parent: dict) -> CaseSplit:
@@ -196,15 +265,21 @@ def choose_split(
     init_manifest: Any = None,
     resume: bool = False,
     recorded: Optional[dict] = None,
+    content: Optional[Mapping[str, CasePrint]] = None,
 ) -> CaseSplit:
     """A run's split: ``recorded`` (plan.json's ``split``, on ``--resume``) exactly; else
     :func:`split_with_parent` by ``config`` (TrainConfig: val_fraction, seed, train_fraction)
-    and ``dataset`` (DatasetDescription: validation_cases, patient_regex), then the
-    ``--train-fraction`` share of the training patients. A resumed run whose plan.json records
-    no split (started by an older version) keeps the plain split by patient it started with,
-    and says that it does not account for the --init model's held-out cases."""
+    and ``dataset`` (DatasetDescription: validation_cases, patient_regex) and the cases' image
+    prints ``content`` (case id -> CasePrint), then the ``--train-fraction`` share of
+    the training patients. Cases of other patients whose prints match are split as one
+    patient (:func:`case_content.join_copies`, said in the notes). A resumed run whose
+    plan.json records no split (started by an older version) keeps the plain split by patient
+    it started with, and says that it does not account for the --init model's held-out cases."""
     if recorded:
         return restore_split(cases, recorded)
+    copies: list[str] = []
+    if not resume:  # a copy is never on the other side (an older run keeps its split)
+        cases, copies = join_copies(cases, content or {})
     parent = parent_cases(init_manifest)
     old_run_note = []
     if resume and parent is not None:
@@ -216,9 +291,9 @@ def choose_split(
         )
     split = split_with_parent(
         cases, config.val_fraction, config.seed, dataset.validation_cases, parent,
-        dataset.patient_regex,
+        dataset.patient_regex, content,
     )  # fmt: skip
-    split.notes[:0] = old_run_note
+    split.notes[:0] = old_run_note + copies
     if config.train_fraction < 1.0:
         patients = len({c.patient_id for c in split.training})
         split.training = subset_patients(split.training, config.train_fraction, config.seed)

@@ -30,6 +30,7 @@ from .augment import AugmentConfig, training_batch
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 from .dataset import find_cases
 from .dataset_types import DatasetDescription
+from .fingerprint import case_contents
 from .package import build_manifest, git_commit, plot_history, write_card
 from .parent_split import choose_split
 from .planner import Plan, format_duration
@@ -183,7 +184,14 @@ class Trainer(PlanningMixin):
         if config.max_cases:
             cases = cases[: config.max_cases]
         recorded = self.plan.split if self.plan is not None and self.resume else None
-        split = choose_split(cases, config, self.dataset, self.init_manifest, self.resume, recorded)
+        cache_dir = Path(config.cache_dir) if config.cache_dir else self.out_dir / "cache"
+        # image fingerprints (read with the dataset fingerprint, cached): a renamed copy of a
+        # parent's case is matched, and model.json records them for a later fine-tune
+        self.case_content = case_contents(self.dataset, cases, cache_dir)
+        split = choose_split(
+            cases, config, self.dataset, self.init_manifest, self.resume, recorded,
+            self.case_content,
+        )  # fmt: skip
         self.train_files, self.val_files = split.training, split.validation
         for note in split.notes:
             self.log(note)
@@ -196,7 +204,6 @@ class Trainer(PlanningMixin):
         )
         for note in self.dataset.notes:  # input checks (training/dataset_check.py)
             self.log(f"warning: {note}")
-        cache_dir = Path(config.cache_dir) if config.cache_dir else self.out_dir / "cache"
         all_files = self.train_files + self.val_files
         if self.context.is_main:
             build_cache(self.dataset, all_files, config.spacing, cache_dir, log=self.log)
