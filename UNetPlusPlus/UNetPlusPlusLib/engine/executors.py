@@ -51,6 +51,7 @@ from torch import Tensor
 from ..errors import UNetPlusPlusError
 from .network import UNetPlusPlus3D, plain_modules
 from .onnx_export import cached_graph, depth_name, graph_cache_dir, weights_digest
+from .probe import probe_decision
 
 Depth = Union[int, str]
 NAMES = ("ours", "torch", "onnxruntime", "openvino", "fastest")
@@ -195,9 +196,11 @@ class FastestExecutor(Executor):
     """Ours or OpenVINO, whichever ran the current depth and tile shape faster just now.
 
     Per (depth, tile shape): the first tile runs on both (OpenVINO's graph is exported and
-    compiled then; ours packs its weights) and returns ours; the next four tiles alternate
-    between the two, timed (eight when their best times are within 10 %); the one with the
-    best time runs from then on. Both are timed again
+    compiled then; ours packs its weights) and returns ours; the next tiles alternate between
+    the two, timed, in pairs, until :func:`probe.probe_decision` ranks them (2 pairs for a
+    difference beyond 10 %, 4 or more when closer, up to 12 while it is ambiguous: the median of
+    the pairs' ratios decides, a tie goes to OpenVINO only if it is not slower); the chosen one
+    runs from then on. Both are timed again
     after ``reprobe_every`` tiles, or when the chosen one ran two tiles in a row ``slowdown``
     times slower than when it was chosen (the machine's load changed). The two agree on
     >= 99.99 % of voxels (argmax), so when the choice differs a run's labels may differ from
@@ -212,9 +215,8 @@ class FastestExecutor(Executor):
     """
 
     name = "fastest"
-    PROBE_SAMPLES = 2  # timed tiles per executor in a probe, the best kept
-    PROBE_MAX_SAMPLES = 4  # ... up to this many while the two bests are within CLOSE
-    CLOSE = 1.1  # two samples each cannot rank executors this close on a shared machine
+    #: the probe's rule: (ours' times, the library's times) -> "ours", "library" or None (more)
+    decide = staticmethod(probe_decision)
 
     def __init__(
         self,
@@ -273,14 +275,6 @@ class FastestExecutor(Executor):
             )
             return None
 
-    def _probed_enough(self, times: dict) -> bool:
-        """PROBE_SAMPLES timed tiles each, or up to PROBE_MAX_SAMPLES while the bests are close."""
-        counts = [len(times.get(n, ())) for n in ("ours", self.candidate)]
-        if min(counts) < self.PROBE_SAMPLES:
-            return False
-        best = sorted(min(t) for t in times.values())
-        return best[1] >= self.CLOSE * best[0] or min(counts) >= self.PROBE_MAX_SAMPLES
-
     def decided(self, tile_shape: tuple, depth: Depth) -> bool:
         """Whether tiles of ``tile_shape`` at ``depth`` run on a chosen executor (no probe)."""
         return "pick" in self._state.get((str(depth), tuple(tile_shape)), {})
@@ -300,7 +294,7 @@ class FastestExecutor(Executor):
             state["warm"] = self._library_run(tile, depth) is not None
             self.chosen = "ours"
             return self.ours.run(tile, depth)
-        times = state["times"]  # probing: name -> timings, alternating, PROBE_SAMPLES each
+        times = state["times"]  # probing: name -> timings, alternating, in pairs
         if "pick" in state:
             name = state["pick"]
         else:
@@ -314,8 +308,9 @@ class FastestExecutor(Executor):
         self.chosen = name
         if "pick" not in state:
             times.setdefault(name, []).append(took)
-            if self._probed_enough(times):
-                state["pick"] = min(times, key=lambda n: min(times[n]))
+            verdict = self.decide(times.get("ours", []), times.get(self.candidate, []))
+            if verdict is not None:
+                state["pick"] = "ours" if verdict == "ours" else self.candidate
                 state["reference"] = min(times[state["pick"]])
                 state["since"] = state["slow"] = 0
             return out

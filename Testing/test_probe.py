@@ -1,0 +1,64 @@
+"""The probe's decision rule (engine/probe.py): paired medians, more pairs while ambiguous, ties."""
+
+from __future__ import annotations
+
+import pytest
+from UNetPlusPlusLib.engine.probe import CLOSE_PAIRS, MAX_PAIRS, probe_decision
+
+
+def _decide_as_pairs_arrive(ours: list[float], library: list[float]) -> tuple[str, int]:
+    """Feed the pairs one by one, as the executor does: (decision, pairs it took)."""
+    for n in range(1, len(ours) + 1):
+        verdict = probe_decision(ours[:n], library[:n])
+        if verdict is not None:
+            return verdict, n
+    raise AssertionError("no decision")
+
+
+@pytest.mark.parametrize("library_s, winner", [(0.092, "library"), (0.108, "ours")])
+def test_an_8_percent_difference_is_ranked_after_the_close_pairs(library_s, winner):
+    ours = [0.100] * MAX_PAIRS
+    library = [library_s] * MAX_PAIRS
+    assert probe_decision(ours[:3], library[:3]) is None  # within 10 %: not after 2-3 pairs
+    assert _decide_as_pairs_arrive(ours, library) == (winner, CLOSE_PAIRS)
+
+
+def test_a_large_difference_is_decided_after_two_pairs():
+    assert probe_decision([0.1], [0.5]) is None
+    assert probe_decision([0.1, 0.1], [0.5, 0.5]) == "ours"
+    assert probe_decision([0.5, 0.5], [0.1, 0.1]) == "library"
+    assert probe_decision([0.1, 0.1, 0.1], [0.5, 0.5]) == "ours"  # a half pair is ignored
+
+
+def test_a_quiet_moment_on_one_side_does_not_fool_it():
+    # The load rises during each pair (ours runs first), except in one pair where ours met a
+    # quiet machine: ours' best time (0.100) beats the library's (0.106) although the library
+    # is 8 % faster per pair. The earlier rule (best of 4 each) picked ours here; the paired
+    # median waits until the two measures agree, and picks the library.
+    load_ours = [1.0, 1.4, 1.3, 1.5, 1.2, 1.0]
+    load_library = [1.15, 1.45, 1.35, 1.55, 1.25, 1.0]
+    ours = [0.100 * m for m in load_ours]
+    library = [0.092 * m for m in load_library]
+    assert min(library[:4]) > min(ours[:4])  # what fooled the best-of-4 rule
+    assert probe_decision(ours[:4], library[:4]) is None  # median and best disagree: more
+    assert _decide_as_pairs_arrive(ours, library) == ("library", 6)
+
+
+def test_noise_keeps_it_sampling_up_to_the_cap_and_a_tie_goes_to_ours_unless_not_slower():
+    # ratios alternate 0.8 / 1.25 around 1: never clear, so the cap decides
+    ours = [0.100] * MAX_PAIRS
+    library = [0.080 if i % 2 else 0.125 for i in range(MAX_PAIRS)]
+    for n in range(1, MAX_PAIRS):
+        assert probe_decision(ours[:n], library[:n]) is None
+    # median ratio 1.0, best-time ratio 0.8: the library is not slower, so it is taken
+    assert probe_decision(ours, library) == "library"
+    # a median tie again, but the library's best time (0.104) is slower than ours' (0.100): ours
+    ours = [0.100 if i % 2 == 0 else 0.130 for i in range(MAX_PAIRS)]
+    library = [0.125 if i % 2 == 0 else 0.104 for i in range(MAX_PAIRS)]
+    verdicts = {probe_decision(ours[:n], library[:n]) for n in range(1, MAX_PAIRS + 1)}
+    assert verdicts == {None, "ours"} and probe_decision(ours, library) == "ours"
+
+
+def test_times_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        probe_decision([0.1, 0.0], [0.1, 0.1])
