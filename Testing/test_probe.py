@@ -1,9 +1,19 @@
-"""The probe's decision rule (engine/probe.py): paired medians, more pairs while ambiguous, ties."""
+"""The probe's decision rule (engine/probe.py): paired medians, more pairs while ambiguous, ties;
+and its memory of the last decisions."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from UNetPlusPlusLib.engine.probe import CLOSE_PAIRS, MAX_PAIRS, probe_decision
+from UNetPlusPlusLib.engine.probe import (
+    CLOSE_PAIRS,
+    MAX_PAIRS,
+    PRIOR_FILE,
+    PRIOR_MAX_AGE_S,
+    ProbeMemory,
+    probe_decision,
+)
 
 
 def _decide_as_pairs_arrive(ours: list[float], library: list[float]) -> tuple[str, int]:
@@ -62,3 +72,44 @@ def test_noise_keeps_it_sampling_up_to_the_cap_and_a_tie_goes_to_ours_unless_not
 def test_times_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         probe_decision([0.1, 0.0], [0.1, 0.1])
+
+
+class _Now:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_memory_recalls_a_recent_decision_only(tmp_path):
+    now = _Now()
+    memory = ProbeMemory(tmp_path / "graphs", clock=now)
+    assert memory.recall("openvino:L3:1x1x48x48x48:t2") is None  # no file yet
+    memory.remember("openvino:L3:1x1x48x48x48:t2", "ours", 1.08)
+    memory.remember("openvino:L4:1x1x48x48x48:t2", "openvino", 0.93)
+    assert json.loads(memory.path.read_text())["openvino:L3:1x1x48x48x48:t2"]["ratio"] == 1.08
+    again = ProbeMemory(tmp_path / "graphs", clock=now)  # another process, the same file
+    assert again.recall("openvino:L3:1x1x48x48x48:t2") == "ours"
+    assert again.recall("openvino:L4:1x1x48x48x48:t2") == "openvino"
+    assert again.recall("openvino:L3:1x1x48x48x48:t1") is None  # other threads: not known
+    now.now += PRIOR_MAX_AGE_S + 1  # too old: the load may have changed since
+    assert again.recall("openvino:L3:1x1x48x48x48:t2") is None
+    assert [p.name for p in memory.path.parent.iterdir()] == [PRIOR_FILE]  # no temporary left
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"k": {"pick": 3}}', b"\xff\xfe"])
+def test_a_damaged_memory_is_ignored_and_replaced(tmp_path, content):
+    memory = ProbeMemory(tmp_path, clock=_Now())
+    memory.path.write_bytes(content)
+    assert memory.recall("k") is None
+    memory.remember("k", "ours", 1.2)
+    assert memory.recall("k") == "ours"
+
+
+def test_an_unwritable_memory_is_no_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    memory = ProbeMemory(blocker / "graphs", clock=_Now())
+    memory.remember("k", "ours", 1.2)  # nothing written, nothing raised
+    assert memory.recall("k") is None
