@@ -12,7 +12,11 @@ picks that one. Modes:
 - ``openvino``: ours against OpenVINO fp32 (whatever their real difference under this load);
 - ``slowed``: ours against ours slowed by ``--factor`` (a sleep of ``factor - 1`` times the
   run's own time; a factor below 1 slows the ours slot instead), so the true ratio is known
-  exactly and carries the machine's real noise.
+  exactly and carries the machine's real noise;
+- ``replay``: times ``--pairs`` interleaved pairs of ours against ours (the machine's noise
+  between two neighbouring tiles), then replays both rules from every starting pair on those
+  times with the second of each pair scaled by each of ``--factors``: many more probes than
+  can be run live, on the same noise.
 
 Prints one line per repetition and a summary with the load average before and after.
 """
@@ -24,6 +28,8 @@ import os
 import statistics
 import time
 from typing import Optional, Sequence
+
+from UNetPlusPlusLib.engine.probe import MAX_PAIRS
 
 
 def legacy_decision(ours: Sequence[float], library: Sequence[float]) -> Optional[str]:
@@ -64,6 +70,54 @@ def _pair(mode: str, factor: float, model, threads: int, cache: str):
     return _Slowed(ours, 1.0 / factor), other
 
 
+def replay(
+    first: Sequence[float], second: Sequence[float], factor: float, rule
+) -> list[tuple[Optional[str], int]]:
+    """``rule``'s pick and pairs used for a probe starting at every pair of the recorded times
+    (ours = ``first``, library = ``second`` times ``factor``), while enough pairs remain."""
+    picks = []
+    for start in range(max(0, len(first) - 2 * MAX_PAIRS)):
+        ours, library = [], []
+        verdict = None
+        for a, b in zip(first[start:], second[start:]):
+            ours.append(a), library.append(b * factor)
+            verdict = rule(ours, library)
+            if verdict is not None:
+                break
+        picks.append((verdict, len(ours)))
+    return picks
+
+
+def _replay_main(args, ours, tile) -> None:
+    """``--mode replay``: record pairs of ours against ours, then replay both rules on them."""
+    from UNetPlusPlusLib.engine.probe import probe_decision
+
+    load_before = os.getloadavg()
+    first, second = [], []
+    for _ in range(args.pairs):
+        for times in (first, second):
+            started = time.perf_counter()
+            ours.run(tile, args.depth)
+            times.append(time.perf_counter() - started)
+    spread = statistics.median(abs(b / a - 1) for a, b in zip(first, second))
+    print(
+        f"replay L{args.depth} tile {args.tile}^3 threads {args.threads}: {args.pairs} pairs of "
+        f"ours against ours, median tile {statistics.median(first):.4f} s, median |ratio - 1| "
+        f"{spread:.3f}; load {' '.join(f'{x:.2f}' for x in load_before)} -> "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    for factor in (float(f) for f in args.factors.split(",")):
+        winner = "library" if factor < 1.0 else "ours"
+        for name, rule in (("legacy", legacy_decision), ("new", probe_decision)):
+            picks = replay(first, second, factor, rule)
+            right = sum(pick == winner for pick, _ in picks)
+            pairs = statistics.mean(n for _, n in picks)
+            print(
+                f"  factor {factor:.3f} {name:7s} right {right}/{len(picks)} "
+                f"({right / len(picks):.2f}), mean pairs {pairs:.1f}"
+            )
+
+
 def _probe(fastest, rule, tile, depth: int) -> tuple[str, int]:
     """The probe's pick ("ours" / "library") and the tiles it ran, warm-up included."""
     fastest.decide = rule
@@ -87,7 +141,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     from UNetPlusPlusLib.engine.probe import probe_decision
 
     parser = argparse.ArgumentParser(prog="python -m benchlib.probe_accuracy")
-    parser.add_argument("--mode", choices=("openvino", "slowed"), default="openvino")
+    parser.add_argument("--mode", choices=("openvino", "slowed", "replay"), default="openvino")
+    parser.add_argument("--factors", default="1.08,0.926,1.05,0.952", help="replay: library/ours")
     parser.add_argument("--factor", type=float, default=1.08, help="slowed: library / ours")
     parser.add_argument("--task", default="liver")
     parser.add_argument("--depth", type=int, default=3)
@@ -102,6 +157,11 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     model = Predictor.from_task(args.task, device="cpu", threads=args.threads).model
     tile = torch.from_numpy(workload.synthetic_volume((args.tile,) * 3, seed=1))[None]
+    if args.mode == "replay":
+        with torch.inference_mode(), reuse_buffers():
+            ours = executors.OursExecutor(model, args.threads)
+            ours.run(tile, args.depth)  # pack, warm
+            return _replay_main(args, ours, tile)
     ours, library = _pair(args.mode, args.factor, model, args.threads, args.cache)
     fastest = executors.FastestExecutor(model, args.threads, candidate="torch")
     fastest.ours, fastest._library = ours, library  # the slot named "torch" is the library
