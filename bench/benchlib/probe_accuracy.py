@@ -24,9 +24,11 @@ Prints one line per repetition and a summary with the load average before and af
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 from UNetPlusPlusLib.engine.probe import MAX_PAIRS
@@ -100,10 +102,14 @@ def _replay_main(args, ours, tile) -> None:
             ours.run(tile, args.depth)
             times.append(time.perf_counter() - started)
     spread = statistics.median(abs(b / a - 1) for a, b in zip(first, second))
+    order = statistics.median(b / a for a, b in zip(first, second))
+    if args.save:
+        Path(args.save).write_text(json.dumps({"first": first, "second": second}))
     print(
         f"replay L{args.depth} tile {args.tile}^3 threads {args.threads}: {args.pairs} pairs of "
         f"ours against ours, median tile {statistics.median(first):.4f} s, median |ratio - 1| "
-        f"{spread:.3f}; load {' '.join(f'{x:.2f}' for x in load_before)} -> "
+        f"{spread:.3f}, median ratio second / first {order:.3f}; load "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} -> "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     for factor in (float(f) for f in args.factors.split(",")):
@@ -142,6 +148,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m benchlib.probe_accuracy")
     parser.add_argument("--mode", choices=("openvino", "slowed", "replay"), default="openvino")
+    parser.add_argument("--save", default="", help="replay: write the recorded times (JSON)")
     parser.add_argument("--factors", default="1.08,0.926,1.05,0.952", help="replay: library/ours")
     parser.add_argument("--factor", type=float, default=1.08, help="slowed: library / ours")
     parser.add_argument("--task", default="liver")
