@@ -314,3 +314,25 @@ def test_help_prints_the_usage_without_measuring():
     )  # fmt: skip
     assert run.returncode == 0 and run.stdout.startswith("usage: bench/run")
     assert "training throughput" not in run.stderr + run.stdout
+
+
+def test_e2e_interleaves_code_trees_and_executors_and_prints_medians(monkeypatch, capsys):
+    from benchlib import e2e
+
+    ran = []
+
+    def fake_run(case, threads, env, output=None):
+        ran.append((env.get("PYTHONPATH"), env.get("UNETPP_EXECUTOR")))
+        seconds = {"ours": 2.0, "fastest": 3.0}[env["UNETPP_EXECUTOR"]]
+        split = dict.fromkeys(e2e.STAGES, 0.1) | {"infer": seconds - 0.5}
+        return {"seconds": seconds, "split": split, "depth": 3}
+
+    monkeypatch.setattr(e2e, "cases", lambda which: {"nodule": {"inputs": [], "args": []}})
+    monkeypatch.setattr(e2e, "run_case", fake_run)
+    e2e.main(["--cases", "nodule", "--rounds", "2", "--executors", "ours,fastest",
+              "--code", "a=/x,b=/y"])  # fmt: skip
+    first = [("/x", "ours"), ("/x", "fastest"), ("/y", "ours"), ("/y", "fastest")]
+    assert ran == first + first[::-1]  # every tree and executor, the order reversed per round
+    out = capsys.readouterr().out
+    assert "median nodule Lrec b/fastest: 3.00 s, preprocess + infer 2.60 s (2 runs" in out
+    assert "median nodule Lrec a/ours: 2.00 s, preprocess + infer 1.60 s (2 runs" in out

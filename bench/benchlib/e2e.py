@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,7 +154,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     ``--warm``: requests to one ``unetpp serve`` per tree instead (``warm.WarmServer``, as the
     Slicer module runs them), after one request per case that loads the model and volume; the
     server keeps one volume, so with several cases every switch reads the next one again (give
-    one case per run to time requests on a held volume)."""
+    one case per run to time requests on a held volume). ``--executors ours,fastest`` runs each
+    tree once per executor (``UNETPP_EXECUTOR``). The order of the trees alternates per round; the
+    last lines give each row's medians (total; preprocess + infer, where a cold ``fastest``
+    pays its probe)."""
     import argparse
     import contextlib
 
@@ -171,16 +175,28 @@ def main(argv: Optional[list[str]] = None) -> None:
         "--code", default="", help="NAME=PATH,...: UNetPlusPlus folders to put on PYTHONPATH"
     )
     parser.add_argument("--warm", action="store_true", help="requests to one server per tree")
+    parser.add_argument(
+        "--executors", default="", help="NAME,...: UNETPP_EXECUTOR values, interleaved per tree"
+    )
     args = parser.parse_args(argv)
-    trees = dict(item.split("=", 1) for item in args.code.split(",") if item) or {"": ""}
+    code = dict(item.split("=", 1) for item in args.code.split(",") if item) or {"": ""}
+    executors = [name for name in args.executors.split(",") if name] or [""]
+    trees = {  # a tree per (code, executor): "branch" or "branch/ours"
+        "/".join(part for part in (name, executor) if part): (path, executor)
+        for name, path in code.items()
+        for executor in executors
+    }
     found = cases(tuple(args.cases.split(",")))
     busy = competing_load(args.busy) if args.busy else contextlib.nullcontext()
     envs = {}
-    for tree, path in trees.items():
+    for tree, (path, executor) in trees.items():
         envs[tree] = runtime_env.child_env()
         envs[tree]["OMP_NUM_THREADS"] = str(args.threads)
         if path:
             envs[tree]["PYTHONPATH"] = str(Path(path).resolve())
+        if executor:
+            envs[tree]["UNETPP_EXECUTOR"] = executor
+    summary: dict = {}
     with contextlib.ExitStack() as stack:
         servers = {}
         if args.warm:
@@ -194,14 +210,24 @@ def main(argv: Optional[list[str]] = None) -> None:
         for round_ in range(args.rounds):
             for name, case in found.items():
                 for depth in args.depths.split(","):
-                    for tree in trees:
+                    order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
+                    for tree in order:
                         if args.warm:
                             result = servers[tree].request(case, args.threads, depth)
                         else:
                             result = run_case(with_depth(case, depth), args.threads, envs[tree])
                         load = os.getloadavg()[0]
+                        key = (name, depth, tree)
+                        summary.setdefault(key, []).append((result, load))
                         print(f"r{round_} {tree} {name} load {load:.2f}  {format_split(result)}",
                               flush=True)  # fmt: skip
+
+    for (name, depth, tree), runs in summary.items():
+        total = statistics.median(r["seconds"] for r, _ in runs)
+        work = statistics.median(r["split"]["preprocess"] + r["split"]["infer"] for r, _ in runs)
+        loads = [load for _, load in runs]
+        print(f"median {name} L{depth} {tree}: {total:.2f} s, preprocess + infer {work:.2f} s "
+              f"({len(runs)} runs, load {min(loads):.1f}-{max(loads):.1f})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 from UNetPlusPlusLib.engine.cpu_inference import reuse_buffers
+from UNetPlusPlusLib.engine.probe import MAX_PAIRS
 
 from . import workload
 from .load import competing_load
 
 SHIPPED_FEATURES = (8, 16, 32, 64, 128, 8)
 EXECUTORS = ("ours", "torch", "onnxruntime", "openvino", "openvino-bf16", "fastest", "monai")
-PROBE_CALLS = 9  # fastest: a warm-up on both, then 2 to 4 timed tiles each (engine/executors.py)
 
 
 class _Monai:
@@ -153,7 +153,7 @@ def _probe_fastest(plan: list, condition: str) -> None:
     for _cname, depth, name, runner, tile in plan:
         if name == "fastest":
             runner.forget()
-            for _ in range(PROBE_CALLS):
+            for _ in range(1 + 2 * MAX_PAIRS):  # a warm-up on both, then timed pairs
                 runner.run(tile, depth)
                 if runner.decided(tuple(tile.shape), depth):
                     break

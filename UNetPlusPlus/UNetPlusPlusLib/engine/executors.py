@@ -12,7 +12,8 @@ as ``UNetPlusPlus3D.forward`` does (docs/ARCHITECTURE.md, DESIGN.md "Backends").
   onnx are core dependencies; ONNX Runtime is optional (``pip install unetpp[executors]``);
   :func:`available_executors` lists what is here.
 - ``fastest``: ours or OpenVINO, whichever is faster for this depth and tile shape right now
-  (a timed probe, :class:`FastestExecutor`), probed again when the load changes.
+  (a timed probe, :class:`FastestExecutor`; its rule and memory in ``probe.py``), probed again
+  when the load changes.
 
 Why ``fastest`` is the CPU default (docs/BENCHMARK.md, "Executors"; the bench's ``executors``
 worker job, 2 threads, seconds per tile, best of interleaved rounds, 2026-11-30): neither
@@ -29,6 +30,11 @@ session 6 the two were within 4 % idle at L3 and L4; session 7 cut up to 17 % of
 at L2..L4 (row 0's 8-channel convolutions grouped, cpu_inference.py). At load 3-5 ours then led
 on the liver tile at every depth (L3 0.135 against 0.167 s) but OpenVINO on the nodule's
 16x48x48 tile at L1, L3 and L4 (L3 0.037 against 0.043 s); no idle machine was available.
+Session 8: the probe ranks by the median of interleaved pairs' ratios and samples up to 12
+pairs while that is ambiguous (the best-of-2-to-4 rule had kept ours where OpenVINO was 8 %
+faster), and a cold process starts on ours without loading OpenVINO when a probe of the last
+15 minutes chose ours for these weights, depth, tile shape and threads (``probe.json`` beside
+the graphs), checking again after 16 tiles (docs/BENCHMARK_RUNS.md, session 8).
 Ours stays the default on CUDA and wherever OpenVINO is missing or fails, and as the reference
 for tests. The environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and
 Slicer.
@@ -51,6 +57,7 @@ from torch import Tensor
 from ..errors import UNetPlusPlusError
 from .network import UNetPlusPlus3D, plain_modules
 from .onnx_export import cached_graph, depth_name, graph_cache_dir, weights_digest
+from .probe import PRIOR_TILES, ProbeMemory, median_ratio, probe_decision
 
 Depth = Union[int, str]
 NAMES = ("ours", "torch", "onnxruntime", "openvino", "fastest")
@@ -195,9 +202,14 @@ class FastestExecutor(Executor):
     """Ours or OpenVINO, whichever ran the current depth and tile shape faster just now.
 
     Per (depth, tile shape): the first tile runs on both (OpenVINO's graph is exported and
-    compiled then; ours packs its weights) and returns ours; the next four tiles alternate
-    between the two, timed (eight when their best times are within 10 %); the one with the
-    best time runs from then on. Both are timed again
+    compiled then; ours packs its weights) and returns ours; the next tiles alternate between
+    the two, timed, in pairs, until :func:`probe.probe_decision` ranks them (2 pairs for a
+    difference beyond 10 %, 4 or more when closer, up to 12 while it is ambiguous: the median of
+    the pairs' ratios decides, a tie goes to OpenVINO only if it is not slower); the chosen one
+    runs from then on, and the choice is remembered (:class:`probe.ProbeMemory`, in the graph
+    cache folder): a later executor whose first tile of that depth, shape and thread count
+    finds "ours" chosen less than 15 minutes ago runs ours at once, without making the library
+    executor, and probes as usual after ``PRIOR_TILES`` (16) tiles. Both are timed again
     after ``reprobe_every`` tiles, or when the chosen one ran two tiles in a row ``slowdown``
     times slower than when it was chosen (the machine's load changed). The two agree on
     >= 99.99 % of voxels (argmax), so when the choice differs a run's labels may differ from
@@ -212,9 +224,8 @@ class FastestExecutor(Executor):
     """
 
     name = "fastest"
-    PROBE_SAMPLES = 2  # timed tiles per executor in a probe, the best kept
-    PROBE_MAX_SAMPLES = 4  # ... up to this many while the two bests are within CLOSE
-    CLOSE = 1.1  # two samples each cannot rank executors this close on a shared machine
+    #: the probe's rule: (ours' times, the library's times) -> "ours", "library" or None (more)
+    decide = staticmethod(probe_decision)
 
     def __init__(
         self,
@@ -227,9 +238,15 @@ class FastestExecutor(Executor):
         slowdown: float = 2.0,
         busy: Optional[Callable[[], bool]] = None,
         clock: Callable[[], float] = time.perf_counter,
+        memory: Optional[ProbeMemory] = None,
     ) -> None:
         super().__init__(model, threads)
         self.ours = OursExecutor(model, threads)
+        if memory is None and (cache_dir is not None or weights_sha256):
+            folder = Path(cache_dir) if cache_dir is not None else graph_cache_dir(weights_sha256)
+            memory = ProbeMemory(folder)
+        self.memory = memory  #: the last decisions, beside the graphs (None: not kept)
+        self._recall = True
         self.candidate = candidate
         self.reprobe_every, self.slowdown = int(reprobe_every), float(slowdown)
         self.busy = never_busy if busy is None else busy
@@ -273,21 +290,19 @@ class FastestExecutor(Executor):
             )
             return None
 
-    def _probed_enough(self, times: dict) -> bool:
-        """PROBE_SAMPLES timed tiles each, or up to PROBE_MAX_SAMPLES while the bests are close."""
-        counts = [len(times.get(n, ())) for n in ("ours", self.candidate)]
-        if min(counts) < self.PROBE_SAMPLES:
-            return False
-        best = sorted(min(t) for t in times.values())
-        return best[1] >= self.CLOSE * best[0] or min(counts) >= self.PROBE_MAX_SAMPLES
-
     def decided(self, tile_shape: tuple, depth: Depth) -> bool:
         """Whether tiles of ``tile_shape`` at ``depth`` run on a chosen executor (no probe)."""
         return "pick" in self._state.get((str(depth), tuple(tile_shape)), {})
 
     def forget(self) -> None:
-        """Drop every choice: the next tile of each depth and shape probes again."""
+        """Drop every choice, remembered ones too: the next tile of each depth and shape probes
+        again."""
         self._state.clear()
+        self._recall = False
+
+    def _memory_key(self, tile: Tensor, depth: Depth) -> str:
+        shape = "x".join(str(n) for n in tile.shape)
+        return f"{self.candidate}:L{depth}:{shape}:t{self.threads}"
 
     def _run(self, tile: Tensor, depth: Depth) -> Tensor:
         state = self._state.setdefault((str(depth), tuple(tile.shape)), {"times": {}})
@@ -296,11 +311,17 @@ class FastestExecutor(Executor):
                 state.update(pick="ours", reference=float("inf"), since=0, slow=0)
                 self.chosen = "ours"
                 return self.ours.run(tile, depth)
+            if self._recalls_ours(state, tile, depth):
+                # the last probe here chose ours, recently: ours without importing or compiling
+                # the library, then a normal probe after PRIOR_TILES tiles
+                since = max(0, self.reprobe_every - PRIOR_TILES)
+                state.update(pick="ours", reference=None, since=since, slow=0)
+                return self._run(tile, depth)
             # export and compile (cached on disk), warm caches; the tile's result is ours
             state["warm"] = self._library_run(tile, depth) is not None
             self.chosen = "ours"
             return self.ours.run(tile, depth)
-        times = state["times"]  # probing: name -> timings, alternating, PROBE_SAMPLES each
+        times = state["times"]  # probing: name -> timings, alternating, in pairs
         if "pick" in state:
             name = state["pick"]
         else:
@@ -314,17 +335,31 @@ class FastestExecutor(Executor):
         self.chosen = name
         if "pick" not in state:
             times.setdefault(name, []).append(took)
-            if self._probed_enough(times):
-                state["pick"] = min(times, key=lambda n: min(times[n]))
+            verdict = self.decide(times.get("ours", []), times.get(self.candidate, []))
+            if verdict is not None:
+                state["pick"] = "ours" if verdict == "ours" else self.candidate
                 state["reference"] = min(times[state["pick"]])
                 state["since"] = state["slow"] = 0
+                if self.memory is not None:
+                    ratio = median_ratio(times["ours"], times[self.candidate])
+                    self.memory.remember(self._memory_key(tile, depth), state["pick"], ratio)
             return out
+        if state["reference"] is None:  # a remembered choice: its first tile is the reference
+            state["reference"] = took
         state["since"] += 1
         state["slow"] = state["slow"] + 1 if took > self.slowdown * state["reference"] else 0
         if state["since"] >= self.reprobe_every or state["slow"] >= 2:
             state.pop("pick")
             state["times"] = {}
         return out
+
+    def _recalls_ours(self, state: dict, tile: Tensor, depth: Depth) -> bool:
+        """Whether the memory says ours for this depth, tile shape and threads (asked once per
+        state, and never after :meth:`forget`)."""
+        if self.memory is None or not self._recall or state.get("recalled"):
+            return False
+        state["recalled"] = True
+        return self.memory.recall(self._memory_key(tile, depth)) == "ours"
 
 
 _CLASSES = {

@@ -1,0 +1,144 @@
+"""The decision rule of the ``fastest`` executor's probe (engine/executors.py).
+
+The probe runs tiles on ours and on the library executor in interleaved pairs (ours, library,
+ours, library, ...), each timed. On a shared machine single timings move by 10-50 % (other
+processes, caches, frequency), and the two executors can differ by only 5-10 % (liver model, L3,
+quiet machine: OpenVINO 8 % faster). The rule therefore:
+
+- compares the two **per pair** (library / ours of two neighbouring tiles, which met nearly the
+  same load), and takes the median of the pairs' log ratios, not the best of each alone;
+- decides early only when that median and the ratio of the two best times agree and the median
+  is clear of its noise (``z`` standard errors, the spread from the pairs' own deviations);
+- decides after ``min_pairs`` pairs only a difference beyond ``close`` (10 %), after
+  ``close_pairs`` any clear one, and keeps sampling while it is ambiguous, up to ``max_pairs``;
+- at the cap (a tie within the noise), takes the median's faster, the library only if its
+  median is not slower. (Requiring its best time not to be slower either, tried first, sent
+  4 of 20 live probes where the library was 7 % faster to ours at the cap.)
+
+Sampling longer costs little: probe tiles are real tiles of the volume, and the extra pairs are
+taken only while the two are close, i.e. when running the slower one costs only that difference.
+``bench/benchlib/probe_accuracy.py`` measures the fraction of right decisions against this
+rule's predecessor (best of 2-4 each).
+
+:class:`ProbeMemory` keeps the last decision per (depth, tile shape, threads) beside the graphs
+of the weights' sha256. A cold ``unetpp segment`` otherwise pays, per depth, the import of
+OpenVINO, compiling from its cache and a tile on both. (A run of fewer tiles than a probe needs,
+e.g. a one-tile click, still pays that and records nothing, unless another run, such as the
+Slicer module's ``unetpp serve``, decided for that shape.) Only a remembered "ours" is acted
+on (run ours, load nothing, check again after ``PRIOR_TILES`` tiles): a remembered OpenVINO
+must be loaded and compiled anyway, and trusting ours wrongly costs at most OpenVINO's lead on
+a quiet machine (8 % measured), trusting OpenVINO wrongly up to 2x under load
+(docs/BENCHMARK.md). A choice older than ``PRIOR_MAX_AGE_S`` is ignored: the load changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+MIN_PAIRS = 2  # timed pairs before a clear (beyond CLOSE) difference is decided
+CLOSE = 1.1  # differences below this need CLOSE_PAIRS pairs at least
+CLOSE_PAIRS = 4
+MAX_PAIRS = 12  # the cap: then the median decides, ties to ours
+Z = 2.0  # robust standard errors the median must clear for an early decision
+SPREAD_FLOOR = 0.01  # the smallest noise assumed per pair (log ratio), 1 %
+
+
+def probe_decision(
+    ours: Sequence[float],
+    library: Sequence[float],
+    min_pairs: int = MIN_PAIRS,
+    close_pairs: int = CLOSE_PAIRS,
+    max_pairs: int = MAX_PAIRS,
+    close: float = CLOSE,
+    z: float = Z,
+) -> Optional[str]:
+    """``"ours"``, ``"library"``, or None (take another pair) from the timed probe tiles.
+
+    ``ours[i]`` and ``library[i]`` (seconds, > 0) are the i-th pair, run one after the other;
+    an incomplete last pair is ignored. Raises ValueError for a time that is not positive.
+    """
+    n = min(len(ours), len(library))
+    if n < min_pairs:
+        return None
+    if min(min(ours[:n]), min(library[:n])) <= 0:
+        raise ValueError("probe times must be positive seconds")
+    logs = [math.log(b / a) for a, b in zip(ours[:n], library[:n])]
+    median = statistics.median(logs)
+    best = math.log(min(library[:n]) / min(ours[:n]))
+    # the pairs' noise: mean absolute deviation from the median (a median of deviations is 0
+    # for 3 pairs of which 2 agree), scaled to a standard deviation
+    spread = max(1.2533 * statistics.fmean(abs(x - median) for x in logs), SPREAD_FLOOR)
+    # the median of n pairs has a standard error of about 1.25 spread / sqrt(n)
+    clear = abs(median) > z * 1.25 * spread / math.sqrt(n) and median * best > 0
+    if clear and (abs(median) >= math.log(close) or n >= close_pairs):
+        return "library" if median < 0 else "ours"
+    if n >= max_pairs:  # ambiguous to the end: the median, a tie to the library only if equal
+        return "library" if median <= 0 else "ours"
+    return None
+
+
+def median_ratio(ours: Sequence[float], library: Sequence[float]) -> float:
+    """The median of the pairs' ratios library / ours (complete pairs only; 1.0 for none)."""
+    n = min(len(ours), len(library))
+    if n == 0:
+        return 1.0
+    return math.exp(statistics.median(math.log(b / a) for a, b in zip(ours[:n], library[:n])))
+
+
+PRIOR_FILE = "probe.json"  # beside the cached graphs of one weights' sha256
+PRIOR_MAX_AGE_S = 900.0  # a remembered choice older than this (15 min) is not used
+PRIOR_TILES = 16  # tiles run on a remembered "ours" before the probe checks it again
+
+
+class ProbeMemory:
+    """The last decision per (depth, tile shape, threads) of the weights whose graph cache
+    folder is ``folder``, kept in a small JSON file there (``probe.json``).
+
+    Written atomically (a temporary file, then a rename); an unreadable, damaged or
+    unwritable file is ignored (no memory, never an error). ``clock``: seconds since the
+    epoch (tests give their own).
+    """
+
+    def __init__(self, folder: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(folder) / PRIOR_FILE
+        self.clock = clock
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def recall(self, key: str, max_age_s: float = PRIOR_MAX_AGE_S) -> Optional[str]:
+        """The pick remembered for ``key`` ("ours" or a library's name), or None when there is
+        none, it is older than ``max_age_s`` seconds, or the file cannot be read."""
+        entry = self._read().get(key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("pick"), str):
+            return None
+        stamp = entry.get("time")
+        if not isinstance(stamp, (int, float)) or not 0 <= self.clock() - stamp <= max_age_s:
+            return None
+        return entry["pick"]
+
+    def remember(self, key: str, pick: str, ratio: float) -> None:
+        """Record ``pick`` for ``key`` now, with the probe's median ``ratio`` (library / ours)."""
+        data = self._read()
+        data[key] = {"pick": pick, "ratio": round(float(ratio), 4), "time": self.clock()}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=".probe-", dir=self.path.parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(data, stream, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)
+        except OSError:
+            with contextlib.suppress(OSError, UnboundLocalError):
+                os.unlink(temporary)
