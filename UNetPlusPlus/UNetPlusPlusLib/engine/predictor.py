@@ -183,7 +183,8 @@ class Predictor:
         ``channel_check=False`` skips the sequence-order check (``channel_order.py``).
         ``memo``: a dict kept by the caller for this very ``volume``, unchanged between calls
         (``warm_cache.WarmCache.memo``): the prepared network input is reused from it when the
-        next call asks for the same region (``prepare.py``; the labels are the same)."""
+        next call asks for the same region (``prepare.py``; the labels are the same), and the
+        anatomy check's lung and body masks (``anatomy_check.lung_and_body_once``)."""
         call = dict(locals())  # the arguments, for a point's passes (point_box.segment_point)
         started = time.perf_counter()
         depth = parse_depth(depth, self.manifest)
@@ -274,7 +275,7 @@ class Predictor:
             info["warnings"].append(empty_result_warning(self.manifest, roi))
         elif point is None:  # where the segment lies, if the manifest asks (anatomy_check.py)
             found, info["anatomy"] = check_model_result(
-                self.manifest, volume, labels, labels_grid, roi
+                self.manifest, volume, labels, labels_grid, roi, memo
             )
             info["warnings"] += found
         info["warnings"] += check_volumes(
