@@ -240,6 +240,43 @@ def test_the_cli_warns_once_and_qualifies_the_heads_agreement(sphere_model, tmp_
     assert "not a sign of a right result" in out
 
 
+def test_serve_warns_on_every_result_but_measures_the_lungs_once(
+    sphere_model, tmp_path, monkeypatch
+):
+    """`unetpp serve` on one volume: each result carries the anatomy warning (the Slicer module
+    shows each result's warnings, and another depth is another segment), but the lung and body
+    masks, which depend on the volume only, are measured once per model and volume (the warm
+    cache's memo); a new cache measures again, and finds the same."""
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_segment import run_segment
+    from UNetPlusPlusLib.engine import anatomy_check
+    from UNetPlusPlusLib.engine.volume import volume_to_sitk
+    from UNetPlusPlusLib.warm_cache import WarmCache
+
+    manifest = _anatomy_model(sphere_model, tmp_path, "liver")
+    volume, ball = torso(np.eye(3), scale=0.5, spacing=2.0)
+    ct = np.where(ball(*MIRRORED), 300.0, volume.array[0]).astype(np.float32)
+    sitk.WriteImage(volume_to_sitk(volume.with_array(ct[None])), str(tmp_path / "chest.nrrd"))
+    measured = []
+    original = anatomy_check.lung_and_body
+    monkeypatch.setattr(
+        anatomy_check, "lung_and_body", lambda *a: measured.append(1) or original(*a)
+    )
+
+    def request(cache, depth):
+        argv = ["segment", str(tmp_path / "chest.nrrd"), "--model", str(manifest), "--depth"]
+        argv += [depth, "--threads", "1", "--labelmap", str(tmp_path / f"l{depth}.nrrd")]
+        summary = run_segment(build_parser().parse_args(argv), lambda *a: None, cache=cache)
+        return [w for w in summary["warnings"] if "is not where a liver lies" in w]
+
+    cache = WarmCache()
+    first, second = request(cache, "1"), request(cache, "2")
+    assert len(first) == len(second) == 1  # on each result, once, measured on that result:
+    assert first != second  # depth 1's segment lies 13 mm left of the midline, depth 2's 26 mm
+    assert len(measured) == 1  # measured for the first request only
+    assert request(WarmCache(), "2") == second and len(measured) == 2
+
+
 def test_a_side_that_runs_out_of_the_image_before_any_lung_is_unknown():
     from UNetPlusPlusLib.engine.anatomy_check import _flanked_share
 

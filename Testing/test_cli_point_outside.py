@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 from helpers import rotation_matrix
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.cli_segment import check_point_on_image, ras_to_lps
+from UNetPlusPlusLib.cli_points import check_point_on_image, ras_to_lps
 from UNetPlusPlusLib.engine.volume import Grid
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 

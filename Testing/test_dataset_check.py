@@ -84,14 +84,43 @@ def test_every_problem_is_reported_in_one_error(tmp_path):
     with pytest.raises(UNetPlusPlusError) as caught:
         check_dataset(dataset)
     message = str(caught.value)
-    assert "has 5 problem(s); nothing was trained or written" in message
-    assert "(2) Case 'b' has 1 of the 2 channels" in message
-    # case 'a' (CT-like values given as MR) has no zero background (dataset_mr_checks.py), so
-    # no case is left with the label
-    assert "(1) label 'tumor' (segment 'tumor') occurs in no case" in message
-    assert "(3) Case 'a': Input 'flair' has 0.00% of its voxels exactly 0" in message
-    assert "(4) Case 'c': the geometry of the label c.seg.nrrd does not match" in message
-    assert "(5) Case 'd'" in message and "'t1' is empty" in message
+    assert "has 4 problem(s); nothing was trained or written" in message
+    assert "(1) Case 'b' has 1 of the 2 channels" in message
+    # case 'a' (CT-like values given as MR) has no zero background (dataset_mr_checks.py), but
+    # its label was read and holds the tumour: no "occurs in no case" (it said so before)
+    assert "(2) Case 'a': Input 'flair' has 0.00% of its voxels exactly 0" in message
+    assert "(3) Case 'c': the geometry of the label c.seg.nrrd does not match" in message
+    assert "(4) Case 'd'" in message and "'t1' is empty" in message
+    assert "occurs in" not in message
+
+
+def test_a_case_that_cannot_be_read_is_not_counted_as_lacking_a_label(tmp_path):
+    """A NIfTI-2 training image was refused with its conversion hint and also with "label
+    'liver' occurs in no case", which was not true: the case's label was never read."""
+    from test_nifti_headers import _nifti2
+
+    root, description = write_labelmap_dataset(tmp_path, liver_value=63)
+    nifti1 = sitk.ReadImage(str(root / "image" / "c1.nii.gz"))
+    values = sitk.GetArrayFromImage(nifti1).astype(np.int16)
+    srow = np.hstack([np.diag([-1.0, -1.0, 1.0]) * nifti1.GetSpacing(), np.zeros((3, 1))])
+    for case in ("c0", "c1"):  # both NIfTI-2
+        _nifti2(root / "image" / f"{case}.nii.gz", values, srow)
+    dataset = load_dataset_json(description, root)
+    with pytest.raises(UNetPlusPlusError) as caught:
+        check_dataset(dataset)
+    message = str(caught.value)
+    assert "has 2 problem(s)" in message and message.count("is a NIfTI-2 file") == 2
+    assert "occurs in" not in message  # no case's label was read: nothing to say about labels
+    # with one readable case that lacks the label (value 64), say so for the cases read only
+    root, description = write_labelmap_dataset(tmp_path / "two", liver_value=64)
+    _nifti2(root / "image" / "c1.nii.gz", values, srow)
+    with pytest.raises(UNetPlusPlusError) as caught:
+        check_dataset(load_dataset_json(description, root))
+    message = str(caught.value)
+    assert "has 2 problem(s)" in message and "(2) Case 'c1': " in message
+    assert "(1) label 'liver' (value 64) occurs in none of the 1 case(s) whose label could " in (
+        message
+    )
 
 
 def test_label_names_that_collide_after_normalisation_are_refused(tmp_path):

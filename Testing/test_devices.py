@@ -76,6 +76,18 @@ def test_describe_devices_lists_cpu_first():
     assert cuda_ids == [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
+def test_the_device_list_and_the_grid_check_read_one_memory_figure(monkeypatch):
+    """The CPU's memory in the panel's device list is the figure the model-grid check compares
+    with (engine/system_memory.py), and a sysconf that answers -1 gives None in both."""
+    from UNetPlusPlusLib.engine import grid_memory, system_memory
+
+    assert devices.physical_memory_bytes is system_memory.physical_memory_bytes
+    assert grid_memory.physical_memory_bytes is system_memory.physical_memory_bytes
+    assert describe_devices()[0]["memory"] == system_memory.physical_memory_bytes()
+    monkeypatch.setattr(system_memory.os, "sysconf", lambda name: -1)
+    assert describe_devices()[0]["memory"] is None  # was (-1) * (-1) = 1 byte
+
+
 @pytest.mark.parametrize(
     "exc, expected",
     [

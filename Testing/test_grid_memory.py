@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from helpers import make_sphere_image
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine import grid_memory
+from UNetPlusPlusLib.engine import grid_memory, system_memory
 from UNetPlusPlusLib.engine.volume import Grid, canonical_grid
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
@@ -32,7 +32,7 @@ def test_the_example_ct_fits_and_its_50_mm_header_is_refused():
 
 
 def test_unknown_memory_checks_nothing(monkeypatch):
-    monkeypatch.setattr(grid_memory.os, "sysconf", lambda name: -1)
+    monkeypatch.setattr(system_memory.os, "sysconf", lambda name: -1)
     assert grid_memory.physical_memory_bytes() is None
     huge = Grid((100_000, 100_000, 100_000), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
     grid_memory.check_model_grid_fits(huge, huge, 1, 2)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from helpers import rotation_matrix
 from UNetPlusPlusLib.engine.label_extent import candidate_boxes, candidate_slices
+from UNetPlusPlusLib.engine.result_grid import region_labels
 from UNetPlusPlusLib.engine.volume import Grid, Volume, canonical_grid, resample_to_reference
 
 
@@ -43,14 +44,14 @@ def _probabilities(grid: Grid, classes: int, blobs, seed: int = 0) -> np.ndarray
         ),
     ],
 )
-def test_labels_equal_the_full_resampling(sphere_predictor, direction, spacing, classes, blobs):
+def test_labels_equal_the_full_resampling(direction, spacing, classes, blobs):
     size_xyz = (37, 29, 23)
     region = Volume(np.zeros((1,) + size_xyz[::-1], np.float32), spacing, (4.0, -7.0, 12.0),
                     direction)  # fmt: skip
     grid = canonical_grid(region, (2.0, 2.0, 2.0))
     probabilities = _probabilities(grid, classes, blobs)
     expected = _full_argmax(probabilities, grid, region)
-    got = sphere_predictor._region_labels(probabilities, grid, region.grid, None)
+    got = region_labels(probabilities, grid, region.grid, None, classes)
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
     assert (got > 0).sum() > 20  # a real test: labels were found
@@ -67,7 +68,7 @@ def test_labels_equal_the_full_resampling(sphere_predictor, direction, spacing, 
         assert len(boxes) > 1 and resampled < inside
 
 
-def test_distant_groups_get_their_own_boxes(sphere_predictor):
+def test_distant_groups_get_their_own_boxes():
     """An organ and a distant false positive: two small boxes, not one around both."""
     region = Volume(np.zeros((1, 40, 40, 40), np.float32), (1.0, 1.0, 1.0), (0, 0, 0), np.eye(3))
     grid = canonical_grid(region, (2.0, 2.0, 2.0))
@@ -79,14 +80,14 @@ def test_distant_groups_get_their_own_boxes(sphere_predictor):
     single = candidate_slices(probabilities, grid, region.grid)
     assert resampled < 0.5 * np.prod([s.stop - s.start for s in single])
     expected = _full_argmax(probabilities, grid, region)
-    got = sphere_predictor._region_labels(probabilities, grid, region.grid, None)
+    got = region_labels(probabilities, grid, region.grid, None, 2)
     np.testing.assert_array_equal(got, expected)
 
 
-def test_all_background_needs_no_resampling(sphere_predictor):
+def test_all_background_needs_no_resampling():
     region = Volume(np.zeros((1, 10, 12, 14), np.float32), (1.0, 1.0, 1.0), (0, 0, 0), np.eye(3))
     grid = canonical_grid(region, (2.0, 2.0, 2.0))
     probabilities = _probabilities(grid, 2, [])
     assert candidate_slices(probabilities, grid, region.grid) is None
-    labels = sphere_predictor._region_labels(probabilities, grid, region.grid, None)
+    labels = region_labels(probabilities, grid, region.grid, None, 2)
     assert labels.shape == (10, 12, 14) and not labels.any()

@@ -12,7 +12,9 @@ the model and volume it also keeps what a click would otherwise recompute from t
 the input sanity warnings (``input_checks``, which the CLI runs before it imports torch) and the
 MR statistics the crop around a point is normalised with (``channel_norms``), and the last
 prepared network input (``memo``: the non-zero box, resampled and normalised), so that another
-depth or TTA on the same volume starts at the network.
+depth or TTA on the same volume starts at the network; the memo also keeps the liver anatomy
+check's lung and body masks (each result still gets its own anatomy warning: the segment
+differs between depths).
 
 Memory bound (:meth:`WarmCache.after_request`, called by the server after every request): after
 a click (a ``--point`` request) the volume is kept whatever its size, since reading and checking

@@ -1,7 +1,7 @@
 """The panel's "Cases" check: which exported cases a fine-tune can use (no Slicer, no torch).
 
 The folder has the layout "Export training case" writes (``<case>.seg.nrrd`` beside
-``<case>.nrrd``, or ``<case>_<channel>.nrrd`` per channel; docs/TRAINING.md). Each case is
+``<case>.nrrd``, or ``<case>_<channel>.nrrd`` per channel; docs/TRAINING_DATASETS.md). Each case is
 checked against the model it will fine-tune: as many image files as the model has channels, and
 a segment for every label of the model (by name, case-insensitive). Only the NRRD headers are
 read, so the check is instant on any folder size.

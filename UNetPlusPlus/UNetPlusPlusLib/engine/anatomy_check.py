@@ -24,7 +24,7 @@ The rules warn, never refuse: the result is still written.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import MutableMapping, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -225,25 +225,44 @@ def _midline_offset(segment: np.ndarray, body: np.ndarray, fov: np.ndarray) -> O
     return float(np.average(offsets, weights=weights))
 
 
+def lung_and_body_once(
+    volume: Volume, grid: Grid, memo: Optional[MutableMapping] = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`lung_and_body`, kept in ``memo`` (a dict the caller keeps for this very volume,
+    ``warm_cache.WarmCache.memo``) for the same coarse grid: another depth, TTA or ROI on the
+    same volume in `unetpp serve` measures only its segment. The kept masks are read-only."""
+    key = (tuple(grid.size_xyz), tuple(grid.spacing), tuple(grid.origin))
+    kept = None if memo is None else memo.get("anatomy masks")
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    masks = lung_and_body(volume, grid)
+    for mask in masks:
+        mask.setflags(write=False)
+    if memo is not None:
+        memo["anatomy masks"] = (key, masks)
+    return masks
+
+
 def measure_liver(
     volume: Volume,
     mask: np.ndarray,
     mask_grid: Optional[Grid] = None,
     top_mm: Optional[float] = None,
+    memo: Optional[MutableMapping] = None,
 ) -> Findings:
     """Measure a liver segment against the anatomy of the CT ``volume`` (HU, channel 0).
 
     ``mask``: (z, y, x) boolean or 0/1 array of the segment on ``mask_grid`` (default: the
     volume's grid; any grid in the same physical space, e.g. the whole image when ``volume``
     is a region read around a ROI). ``top_mm``: the highest LPS z (mm) the result could
-    reach (a ROI's top); the image above it is no room above the segment. Returns
-    :class:`Findings` with ``failed`` naming the rules the segment breaks. Raises ValueError
-    if ``mask`` does not match ``mask_grid``."""
+    reach (a ROI's top); the image above it is no room above the segment. ``memo``: see
+    :func:`lung_and_body_once`. Returns :class:`Findings` with ``failed`` naming the rules the
+    segment breaks. Raises ValueError if ``mask`` does not match ``mask_grid``."""
     mask_grid = mask_grid or volume.grid
     if tuple(mask.shape) != mask_grid.shape_zyx:
         raise ValueError(f"mask shape {mask.shape} does not match grid {mask_grid.shape_zyx}")
     grid = canonical_grid(volume.grid, (STEP_MM,) * 3)
-    lung, body, fov = lung_and_body(volume, grid)
+    lung, body, fov = lung_and_body_once(volume, grid, memo)
     part, fine = _strided(np.asarray(mask), mask_grid)
     segment = (_coarse(_image(part > 0, fine), grid) >= 0.5) & fov
     findings = Findings(segment_ml=float(np.count_nonzero(segment)) * _CELL_ML)
@@ -302,16 +321,21 @@ def liver_warning(findings: Findings, name: str) -> Optional[str]:
 
 
 def check_model_result(
-    manifest, volume: Volume, labels: np.ndarray, labels_grid: Grid, roi=None
+    manifest,
+    volume: Volume,
+    labels: np.ndarray,
+    labels_grid: Grid,
+    roi=None,
+    memo: Optional[MutableMapping] = None,
 ) -> tuple[list[str], Optional[dict]]:
     """The check that the manifest's ``inference.anatomy`` asks for, on a model's result.
 
     The label checked is the one named like the anatomy, else the model's only label; the CT
     is the first channel normalised as ``ct`` (in HU). ``labels``: (z, y, x) on
     ``labels_grid``; ``roi``: the ``volume.Box`` the result was restricted to, if any (its top
-    is then the image's top). Returns the warnings and the summary of :func:`check_result`, or
-    ([], None) when the manifest asks for no check, has no channel in HU or the segment is
-    empty."""
+    is then the image's top); ``memo``: see :func:`lung_and_body_once`. Returns the warnings
+    and the summary of :func:`check_result`, or ([], None) when the manifest asks for no check,
+    has no channel in HU or the segment is empty."""
     anatomy = (manifest.inference or {}).get("anatomy")
     channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
     if not anatomy or not channels:
@@ -321,7 +345,7 @@ def check_model_result(
     ct = volume.with_array(volume.array[first], volume.channel_names[first])
     top = None if roi is None else float(roi.upper[2])
     warnings, summary = check_result(
-        anatomy, ct, labels, labels_grid, label.value, label.name, top_mm=top
+        anatomy, ct, labels, labels_grid, label.value, label.name, top_mm=top, memo=memo
     )
     return warnings, (summary if summary["segment_ml"] > 0 else None)
 
@@ -334,18 +358,19 @@ def check_result(
     value: int,
     name: str,
     top_mm: Optional[float] = None,
+    memo: Optional[MutableMapping] = None,
 ) -> tuple[list[str], dict]:
     """Check the segment ``value`` of a label array against ``anatomy`` (:data:`ANATOMIES`).
 
     ``labels``: (z, y, x) on ``labels_grid``; ``volume``: the CT it was made from (HU, channel
-    0; may cover only part of ``labels_grid``, as for a ROI read); ``top_mm``: as for
-    :func:`measure_liver`. Returns the warnings (at
+    0; may cover only part of ``labels_grid``, as for a ROI read); ``top_mm``, ``memo``: as
+    for :func:`measure_liver`. Returns the warnings (at
     most one) and a summary for ``result.info["anatomy"]``: ``passed``, the rules ``failed``
     and the measured figures. Raises ValueError for an unknown anatomy."""
     if anatomy not in ANATOMIES:
         raise ValueError(f"unknown anatomy {anatomy!r}; known: {', '.join(ANATOMIES)}")
     part, fine = _strided(labels, labels_grid)  # compare on the strided view only
-    findings = measure_liver(volume, part == value, fine, top_mm)
+    findings = measure_liver(volume, part == value, fine, top_mm, memo)
     warning = liver_warning(findings, name)
     summary = {"anatomy": anatomy, "segment": name, "passed": warning is None}
     summary.update(asdict(findings))

@@ -17,6 +17,8 @@ import torch
 
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
+from .system_memory import physical_memory_bytes
+
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 _OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
@@ -81,7 +83,7 @@ def describe_devices() -> list[dict]:
 
     ``memory`` is in bytes (GPU memory, or the machine's RAM for the CPU), or None if unknown.
     """
-    devices = [{"id": "cpu", "name": cpu_name(), "memory": _system_memory()}]
+    devices = [{"id": "cpu", "name": cpu_name(), "memory": physical_memory_bytes()}]
     for index in range(_cuda_count()):
         props = torch.cuda.get_device_properties(index)
         devices.append({"id": f"cuda:{index}", "name": props.name, "memory": props.total_memory})
@@ -99,13 +101,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "CPU"
-
-
-def _system_memory() -> Optional[int]:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -43,6 +43,7 @@ Slicer.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 import time
@@ -63,6 +64,8 @@ Depth = Union[int, str]
 NAMES = ("ours", "torch", "onnxruntime", "openvino", "fastest")
 _MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 DEFAULT_CPU = "fastest"
+_LIBRARY_NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
+_LOG = logging.getLogger(__name__)
 
 
 class Executor:
@@ -280,12 +283,13 @@ class FastestExecutor(Executor):
         """The library's logits, or None when it failed (then ours only, from now on)."""
         try:
             return self._other().run(tile, depth)
-        except Exception as error:  # noqa: BLE001 - any library failure: ours, never an error
+        except Exception:  # noqa: BLE001 - any library failure: ours, never an error
             self._usable = False
-            first = str(error).splitlines()[0] if str(error) else ""
-            warnings.warn(
-                f"The {self.candidate} executor failed ({type(error).__name__}: {first}); "
-                "running on ours.",
+            _LOG.debug("the %s executor failed", self.candidate, exc_info=True)
+            library = _LIBRARY_NAMES.get(self.candidate, self.candidate)
+            warnings.warn(  # one sentence: the library's own message means nothing to a user
+                f"{library} could not run this model, so it runs on the built-in CPU path "
+                "instead (the same result, possibly slower).",
                 stacklevel=3,
             )
             return None

@@ -11,30 +11,18 @@ refuses with one line that names the sizes and the likely cause. numpy only.
 
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .system_memory import physical_memory_bytes
 from .volume import Grid
 
 #: float32 bytes per model-grid voxel, per array the run holds at least once on that grid: the
 #: resampled input and its normalised copy (one per channel) and the summed class probabilities
 #: with their tile weights (one per class plus one): a lower bound of the run's peak.
 BYTES_PER_VALUE = 4
-
-
-def physical_memory_bytes() -> Optional[int]:
-    """The machine's physical memory in bytes, or None where the OS does not say (Windows)."""
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES")
-        page_size = os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-    if pages <= 0 or page_size <= 0:
-        return None
-    return int(pages) * int(page_size)
 
 
 def model_grid_bytes(grid: Grid, channels: int, classes: int) -> int:

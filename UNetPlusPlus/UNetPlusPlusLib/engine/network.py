@@ -193,7 +193,11 @@ class _SkipRow:
         """``[X(i, 0), ..., X(i, j-1), Up(below)]``, the input of X(i, j)."""
         upsampled = up(below)
         target = self.skips[0].shape[2:]
-        if upsampled.shape[2:] != target:  # odd size: replicate the last plane, like MONAI
+        # odd size: replicate the last plane, like MONAI. While an exporter traces (onnx_export),
+        # the pad is always recorded (amounts from the shapes, zero for even sizes): a graph
+        # traced on an even tile must also run a tile of 47 (OpenVINO refused it, issue seen
+        # with a model.json tile of 47)
+        if torch.jit.is_tracing() or upsampled.shape[2:] != target:
             pad = [0, 0] * 3
             for axis in range(3):
                 pad[2 * axis + 1] = target[2 - axis] - upsampled.shape[4 - axis]

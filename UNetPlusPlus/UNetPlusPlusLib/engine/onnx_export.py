@@ -3,7 +3,8 @@
 ``export_depth(model, depth, path)`` traces ``model(x, depth=depth)`` through the plain ``nn``
 modules (``network.plain_modules``), so the graph holds only the nodes with i + j <= depth
 (Zhou et al., IEEE TMI 2019, Sec. III-D) and its output is head ``depth`` of the full network.
-The batch and the three spatial axes are dynamic: one graph serves every tile size.
+The batch and the three spatial axes are dynamic: one graph serves every tile size, odd sizes
+included (the network's pad of an odd size is recorded while tracing; ``EXPORT_FORMAT`` 2).
 
 Cache layout: ``<cache>/graphs/<weights sha256>/L<k>.onnx`` (``ensemble.onnx``), where
 ``<cache>`` is ``$UNETPP_HOME`` or the platform cache folder (``~/.cache/unetpp``), beside the
@@ -29,7 +30,7 @@ Depth = Union[int, str]
 OPSET = 17
 #: Bump when the export changes (graph layout, ensemble handling): the cache key holds it, the
 #: opset and the torch version, so an upgrade never reuses a graph exported by older code.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: the odd-size pad is in the graph (any tile size runs)
 
 
 def depth_name(depth: Depth) -> str:
@@ -48,7 +49,7 @@ def graph_cache_dir(weights_sha256: str, root: Optional[Path] = None) -> Path:
 
 
 def export_key() -> str:
-    """``"f1-opset17-torch2.13.0"``: what, besides the weights, decides the exported graph."""
+    """``"f2-opset17-torch2.13.0"``: what, besides the weights, decides the exported graph."""
     return f"f{EXPORT_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
 
 

@@ -19,12 +19,11 @@ import numpy as np
 import torch
 
 from ..errors import UNetPlusPlusError
-from . import runtime_env
+from . import result_grid, runtime_env
 from .anatomy_check import check_model_result
 from .devices import configure_threads, is_out_of_memory, resolve_device
 from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
-from .label_extent import argmax_on_reference
 from .manifest import ModelManifest, load_weights
 from .network import UNetPlusPlus3D
 from .normalize import padding_values
@@ -184,7 +183,8 @@ class Predictor:
         ``channel_check=False`` skips the sequence-order check (``channel_order.py``).
         ``memo``: a dict kept by the caller for this very ``volume``, unchanged between calls
         (``warm_cache.WarmCache.memo``): the prepared network input is reused from it when the
-        next call asks for the same region (``prepare.py``; the labels are the same)."""
+        next call asks for the same region (``prepare.py``; the labels are the same), and the
+        anatomy check's lung and body masks (``anatomy_check.lung_and_body_once``)."""
         call = dict(locals())  # the arguments, for a point's passes (point_box.segment_point)
         started = time.perf_counter()
         depth = parse_depth(depth, self.manifest)
@@ -235,7 +235,10 @@ class Predictor:
         region_probs = None
         if return_probabilities:
             region_probs = resample_to_reference(probabilities, grid, region_grid, "linear")
-        region_labels = self._region_labels(probabilities, grid, region_grid, region_probs)
+        classes = self.manifest.num_classes
+        region_labels = result_grid.region_labels(
+            probabilities, grid, region_grid, region_probs, classes
+        )
         del probabilities
         keep_largest = self._postprocess_option("largest_component", largest_component)
         labels_grid = grid_out
@@ -257,7 +260,7 @@ class Predictor:
         if point is not None and crop_output:
             labels, labels_grid = smallest_extent(region_labels, slices, grid_out)
         else:
-            labels = self._assemble_labels(grid_out, region_labels, slices)
+            labels = result_grid.assemble_labels(grid_out, region_labels, slices)
         if output_slices is not None:  # restricted to the ROI, without full-grid masks
             restricted = np.zeros_like(labels)
             restricted[output_slices] = labels[output_slices]
@@ -272,7 +275,7 @@ class Predictor:
             info["warnings"].append(empty_result_warning(self.manifest, roi))
         elif point is None:  # where the segment lies, if the manifest asks (anatomy_check.py)
             found, info["anatomy"] = check_model_result(
-                self.manifest, volume, labels, labels_grid, roi
+                self.manifest, volume, labels, labels_grid, roi, memo
             )
             info["warnings"] += found
         info["warnings"] += check_volumes(
@@ -289,7 +292,8 @@ class Predictor:
         needs_mask = return_probabilities or disagreement_region is not None
         outside_roi = outside_mask(labels.shape, output_slices) if needs_mask else None
         if return_probabilities:
-            prob_volume = self._full_probabilities(grid_out, region_probs, slices)
+            names = [label.name for label in self.manifest.labels]
+            prob_volume = result_grid.full_probabilities(grid_out, region_probs, slices, names)
             if outside_roi is not None:
                 prob_volume.array[:, outside_roi] = 0.0
                 prob_volume.array[0, outside_roi] = 1.0
@@ -465,39 +469,6 @@ class Predictor:
             if shared:
                 self._workspace_lock.release()
         return probabilities.float().cpu().numpy()
-
-    def _region_labels(self, probabilities, grid, region: Grid, region_probs) -> np.ndarray:
-        """Argmax over classes on the region's grid. Without ``region_probs``, only the boxes
-        where a label can win are resampled (``label_extent.py``: exact), and the classes one at
-        a time against a running maximum: a few bytes per input voxel instead of a (K, volume)
-        float32 array and an int64 argmax (docs/BENCHMARK_E2E.md, memory and end to end)."""
-        dtype = np.uint8 if self.manifest.num_classes <= 256 else np.uint16
-        if region_probs is not None:
-            return np.argmax(region_probs, axis=0).astype(dtype)
-        return argmax_on_reference(probabilities, grid, region).astype(dtype, copy=False)
-
-    def _assemble_labels(self, grid: Grid, region_labels: np.ndarray, slices) -> np.ndarray:
-        if slices is None:
-            return region_labels
-        labels = np.zeros(grid.shape_zyx, dtype=region_labels.dtype)
-        labels[slices] = region_labels
-        return labels
-
-    def _full_probabilities(self, grid: Grid, region_probs: np.ndarray, slices) -> Volume:
-        if slices is None:
-            full = region_probs.astype(np.float32)
-        else:
-            full = np.zeros((region_probs.shape[0],) + grid.shape_zyx, dtype=np.float32)
-            full[0] = 1.0
-            full[(slice(None),) + tuple(slices)] = region_probs
-        names = ("background",) + tuple(label.name for label in self.manifest.labels)
-        return Volume(
-            array=full,
-            spacing=tuple(grid.spacing),
-            origin=tuple(grid.origin),
-            direction=np.array(grid.direction, dtype=np.float64),
-            channel_names=names,
-        )
 
     def _postprocess_option(self, key: str, override: Optional[bool]) -> bool:
         if override is not None:

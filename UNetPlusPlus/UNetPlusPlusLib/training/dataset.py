@@ -1,8 +1,8 @@
 """Dataset descriptions and case discovery.
 
-A dataset is described either by a ``dataset.json`` (see docs/TRAINING.md: channel and label file
-patterns relative to DATA_DIR, a label mapping per source, a patient-id regex for the split), or,
-with no description at all, by a folder of 3D Slicer exports::
+A dataset is described either by a ``dataset.json`` (see docs/TRAINING_DATASETS.md: channel and
+label file patterns relative to DATA_DIR, a label mapping per source, a patient-id regex for the
+split), or, with no description at all, by a folder of 3D Slicer exports::
 
     <case>.nrrd                  one channel   (or <case>_<channel>.nrrd, one file per channel)
     <case>.seg.nrrd              segmentation with segment names and terminology

@@ -12,7 +12,9 @@ stopping at the first:
   background that is not exactly 0, two channels that are the same image up to scale, a
   wrong sequence order (skipped with ``channel_check=False``);
 - model labels that occur in no case (named with the label value or segment they map to, and the
-  values the label files do hold);
+  values the label files do hold); a case refused after its label was read still counts, and a
+  case that could not be read is not counted as lacking the label (nothing said when no case
+  could be read);
 - label names that collide once case, '_' and spaces are ignored ("Liver" and "liver").
 
 Any problem raises one :class:`UNetPlusPlusError` listing them all, before anything is written.
@@ -59,25 +61,28 @@ def check_dataset(
     modalities = [channel.modality for channel in dataset.channels]
     names = [channel.name for channel in dataset.channels]
     model_checks = CaseModelChecks(dataset, init, channel_check)
+    unread = 0  # cases whose label could not be read: a label may be there
     for case in cases:
         try:
             data = read_case(case, dataset)
+        except UNetPlusPlusError as error:
+            unread += 1
+            problems.append(_case_problem(case.case_id, error))
+            continue
+        counts += np.bincount(data.labels.ravel(), minlength=counts.size)[: counts.size]
+        try:
             arrays = list(data.image.array)
             found = check_intensities(arrays, names, modalities, False)
             found += model_checks.check_case(case.case_id, arrays, data.image.spacing)
-            warnings += [f"Case '{case.case_id}': {w}" for w in found]
         except UNetPlusPlusError as error:
-            message = str(error)
-            prefix = f"Case '{case.case_id}'"
-            problems.append(message if message.startswith(prefix) else f"{prefix}: {message}")
+            problems.append(_case_problem(case.case_id, error))
             continue
-        warnings += data.warnings
-        counts += np.bincount(data.labels.ravel(), minlength=counts.size)[: counts.size]
+        warnings += [f"Case '{case.case_id}': {w}" for w in found] + data.warnings
     order_problems, order_warnings = model_checks.finish()
     problems += order_problems
     warnings += order_warnings
-    if cases:
-        absent = _absent_labels(dataset, cases, counts)
+    if len(cases) > unread:  # a label is absent only from the cases that were read
+        absent = _absent_labels(dataset, cases, counts, unread)
         lost = [w for w in warnings if any(f"class '{n}' keeps" in w for n in absent)]
         problems[:0] = list(absent.values()) + lost  # a class emptied by overlap: say why
     if problems:
@@ -87,6 +92,12 @@ def check_dataset(
             f"written. {listed}."
         )
     return warnings
+
+
+def _case_problem(case_id: str, error: UNetPlusPlusError) -> str:
+    """The error's message, starting with "Case '<id>'" once."""
+    message, prefix = str(error), f"Case '{case_id}'"
+    return message if message.startswith(prefix) else f"{prefix}: {message}"
 
 
 def _name_collisions(dataset: DatasetDescription) -> list[str]:
@@ -104,18 +115,24 @@ def _name_collisions(dataset: DatasetDescription) -> list[str]:
 
 
 def _absent_labels(
-    dataset: DatasetDescription, cases: Sequence[CaseFiles], counts: np.ndarray
+    dataset: DatasetDescription, cases: Sequence[CaseFiles], counts: np.ndarray, unread: int = 0
 ) -> dict[str, str]:
-    """Label name -> problem, for the model labels with no voxel in any case."""
+    """Label name -> problem, for the model labels with no voxel in any case that was read
+    (``counts``: voxels per class over those cases; ``unread``: cases that could not be read,
+    reported on their own, which may hold the label)."""
     absent = [label for v, label in enumerate(dataset.labels, start=1) if counts[v] == 0]
     if not absent:
         return {}
     held = _values_held(cases)
+    where = "no case"
+    if unread:
+        read = len(cases) - unread
+        where = f"none of the {read} case(s) whose label could be read"
     problems = {}
     for label in absent:
         mapped = sorted({_describe(s) for c in cases for s in c.source.label_map[label.name]})
         problems[label.name] = (
-            f"label '{label.name}' ({', '.join(mapped)}) occurs in no case{held}; fix the "
+            f"label '{label.name}' ({', '.join(mapped)}) occurs in {where}{held}; fix the "
             "label mapping or leave the label out"
         )
     return problems

@@ -1,4 +1,4 @@
-"""``dataset.json``: reading and checking a dataset description (docs/TRAINING.md).
+"""``dataset.json``: reading and checking a dataset description (docs/TRAINING_DATASETS.md).
 
 Channel and label file patterns are relative to DATA_DIR, with a label mapping per source and a
 patient-id regex for the split. Every problem raises :class:`UNetPlusPlusError` naming the

@@ -1,0 +1,74 @@
+"""The clicked points of `unetpp segment`: RAS to LPS, the check that a click lies on the
+image, and one label volume from the results of several points (one segment per point)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+from .errors import UNetPlusPlusError
+
+
+def check_point_on_image(grid, point, given, frame: str, number: int) -> None:
+    """Refuse a click (``point`` in LPS mm; ``given`` as typed, in ``frame``) that lies outside
+    the image's voxels (half a voxel beyond the outer centres at most). The engine's message
+    named the click's box in LPS, also for a click typed in RAS. Raises UNetPlusPlusError."""
+    import numpy as np
+
+    index = grid.physical_to_index(np.asarray(point, dtype=np.float64))
+    size = np.asarray(grid.size_xyz, dtype=np.float64)
+    if np.all(index >= -0.5) and np.all(index <= size - 0.5):
+        return
+    typed = ", ".join(f"{float(v):g}" for v in given)
+    corners = [grid.index_to_physical(c) for c in ((0, 0, 0), tuple(int(n) - 1 for n in size))]
+    if frame == "RAS":
+        corners = [ras_to_lps(c) for c in corners]  # the same flip maps LPS back to RAS
+    span = " to ".join("(" + ", ".join(f"{float(v):.1f}" for v in c) + ")" for c in corners)
+    raise UNetPlusPlusError(
+        f"Point {number} ({typed}) mm {frame} lies outside the image, whose voxel centres run "
+        f"from {span} mm {frame}; click on the image."
+    )
+
+
+def ras_to_lps(point: Sequence[float]) -> tuple:
+    """RAS and LPS differ by the sign of the first two axes."""
+    return (-float(point[0]), -float(point[1]), float(point[2]))
+
+
+def combine_point_results(results: list, progress=None, warnings: Optional[list] = None):
+    """One label volume from one result per point: point k's labels become "<name> k".
+
+    Model label v of point k (from 1) gets value (k - 1) * L + v (L labels); where segments of
+    two points overlap, the earlier point keeps the voxel (a labelmap holds one label each).
+    ``warnings``: a list that gets one warning per point that lost more than half of its
+    outline (all of it: two clicks on one lesion) to earlier points, naming both points.
+    Raises UNetPlusPlusError for more than 255 segments.
+    """
+    import numpy as np
+
+    first = results[0].labels
+    specs = list(first.labels)
+    count = len(specs) * len(results)
+    if count > 255:
+        raise UNetPlusPlusError(f"Too many points: {len(results)} points give {count} segments.")
+    array = np.zeros_like(first.array, dtype=np.uint8)
+    labels = []
+    for k, result in enumerate(results, start=1):
+        outline = result.labels.array != 0
+        lost = outline & (array != 0)
+        if warnings is not None and 2 * int(np.count_nonzero(lost)) > np.count_nonzero(outline):
+            owner = 1 + (int(np.bincount(array[lost]).argmax()) - 1) // len(specs)
+            whole = not np.any(outline & ~lost)
+            warnings.append(
+                f"Point {k} of {len(results)} lies on the lesion of point {owner}: "
+                + (f"its segment (ending in ' {k}') is empty" if whole else
+                   f"most of its outline stays in the segment ending in ' {owner}'")
+                + " (a voxel belongs to the first point whose outline holds it). "
+                "Give one point per lesion."
+            )  # fmt: skip
+        for spec in specs:
+            value = (k - 1) * len(specs) + spec.value
+            free = (result.labels.array == spec.value) & (array == 0)
+            array[free] = value
+            labels.append(dataclasses.replace(spec, value=value, name=f"{spec.name} {k}"))
+    return dataclasses.replace(first, array=array, labels=labels)
