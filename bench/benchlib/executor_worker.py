@@ -153,7 +153,7 @@ def _probe_fastest(plan: list, condition: str) -> None:
     for _cname, depth, name, runner, tile in plan:
         if name == "fastest":
             runner.forget()
-            for _ in range(1 + 2 * MAX_PAIRS):  # a warm-up on both, then timed pairs
+            for _ in range(runner.OURS_FIRST + 1 + 2 * MAX_PAIRS):  # ours alone, warm-up, pairs
                 runner.run(tile, depth)
                 if runner.decided(tuple(tile.shape), depth):
                     break

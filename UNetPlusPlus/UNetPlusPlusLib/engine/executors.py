@@ -204,8 +204,10 @@ def never_busy() -> bool:
 class FastestExecutor(Executor):
     """Ours or OpenVINO, whichever ran the current depth and tile shape faster just now.
 
-    Per (depth, tile shape): the first tile runs on both (OpenVINO's graph is exported and
-    compiled then; ours packs its weights) and returns ours; the next tiles alternate between
+    Per (depth, tile shape): the first ``OURS_FIRST`` tiles run on ours alone, so a short run
+    (a CLI click infers 2 tiles) never imports or compiles OpenVINO, which cost it 0.25-0.35 s
+    and could never be won back; the next runs on both (OpenVINO's graph is exported and
+    compiled then) and returns ours; the next tiles alternate between
     the two, timed, in pairs, until :func:`probe.probe_decision` ranks them (2 pairs for a
     difference beyond 10 %, 4 or more when closer, up to 12 while it is ambiguous: the median of
     the pairs' ratios decides, a tie goes to OpenVINO only if it is not slower); the chosen one
@@ -227,6 +229,7 @@ class FastestExecutor(Executor):
     """
 
     name = "fastest"
+    OURS_FIRST = 7  # tiles per depth and shape run on ours before the library is even made
     #: the probe's rule: (ours' times, the library's times) -> "ours", "library" or None (more)
     decide = staticmethod(probe_decision)
 
@@ -321,6 +324,11 @@ class FastestExecutor(Executor):
                 since = max(0, self.reprobe_every - PRIOR_TILES)
                 state.update(pick="ours", reference=None, since=since, slow=0)
                 return self._run(tile, depth)
+            if state.setdefault("ours_first", 0) < self.OURS_FIRST:
+                # a short run (a CLI click: 2 tiles) never pays the library's import and compile
+                state["ours_first"] += 1
+                self.chosen = "ours"
+                return self.ours.run(tile, depth)
             # export and compile (cached on disk), warm caches; the tile's result is ours
             state["warm"] = self._library_run(tile, depth) is not None
             self.chosen = "ours"
