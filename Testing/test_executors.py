@@ -398,3 +398,20 @@ def test_fastest_never_makes_the_library_for_a_short_run(sphere_predictor):
         assert fastest._library is None
         fastest.run(tile, 2)  # one more tile of this depth and shape: now it warms up
     assert fastest._library is not None
+
+
+@pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
+def test_a_library_executor_asked_for_by_name_fails_with_one_clear_error(
+    name, sphere_predictor, tmp_path
+):
+    # UNETPP_EXECUTOR=openvino that could not run ended in "internal error" (tester, session 8)
+    _need(name)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    runner = executors.make_executor(
+        name, sphere_predictor.model, "cpu", threads=2, cache_dir=blocker / "graphs"
+    )
+    with pytest.raises(UNetPlusPlusError, match=f"The {name} executor could not run") as caught:
+        with torch.no_grad():
+            runner.run(torch.zeros(1, 1, 32, 32, 32), 2)
+    assert "UNETPP_EXECUTOR=ours" in str(caught.value) and caught.value.__cause__ is not None

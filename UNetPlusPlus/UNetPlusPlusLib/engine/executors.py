@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UNetPlusPlusError
+from .devices import is_out_of_memory
 from .network import UNetPlusPlus3D, plain_modules
 from .onnx_export import cached_graph, depth_name, graph_cache_dir, weights_digest
 from .probe import PRIOR_TILES, ProbeMemory, median_ratio, probe_decision
@@ -116,11 +117,25 @@ class _GraphExecutor(Executor):
         self._compiled: dict = {}
 
     def run(self, tile: Tensor, depth: Depth) -> Tensor:
+        """Raises UNetPlusPlusError (one sentence, the library's message chained) when the
+        library cannot export, compile or run the graph; out-of-memory errors pass unchanged
+        so the Predictor's smaller-tile fallback still sees them."""
         key = "ensemble" if depth == "ensemble" else int(depth)
-        if key not in self._compiled:
-            self._compiled[key] = self._compile_cached(key)
-        array = np.ascontiguousarray(tile.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(np.asarray(self._infer(self._compiled[key], array)))
+        try:
+            if key not in self._compiled:
+                self._compiled[key] = self._compile_cached(key)
+            array = np.ascontiguousarray(tile.detach().cpu().numpy(), dtype=np.float32)
+            return torch.from_numpy(np.asarray(self._infer(self._compiled[key], array)))
+        except UNetPlusPlusError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the library's own error types
+            if is_out_of_memory(error):
+                raise
+            raise UNetPlusPlusError(
+                f"The {self.name} executor could not run this model ({type(error).__name__}); "
+                "choose the built-in CPU path, which gives the same result: "
+                "set UNETPP_EXECUTOR=ours."
+            ) from error
 
     def _compile_cached(self, key: Depth):
         """Compile the cached graph of ``key`` (exported on first use). A graph that was
