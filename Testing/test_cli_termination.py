@@ -20,6 +20,7 @@ SIGNAL_WHILE_WRITING = """
 import os, signal, sys
 from UNetPlusPlusLib import cli, cli_outputs
 number = getattr(signal, sys.argv[1])
+signal.signal(number, signal.SIG_DFL)  # as from a terminal, also when run under nohup
 stage = cli_outputs.OutputSet.stage
 def stage_then_signal(self, target, write):
     stage(self, target, write)
