@@ -104,3 +104,23 @@ def test_replacing_an_existing_output_says_so(ball, sphere_model, tmp_path, caps
     notice = "warning: " + REPLACED_WARNING.format(option="-o", output=str(out))
     assert notice in err.splitlines(), err
     assert "--labelmap" not in err  # the labelmap was new
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_train_into_a_symlink_loop_is_refused_before_the_data_is_read(
+    tmp_path, capsys, monkeypatch, inside
+):
+    """unetpp train -o LOOP (or LOOP/sub) read and fingerprinted the whole dataset, then ended
+    with 'internal error (OSError: [Errno 40] Too many levels of symbolic links: LOOP/cache)'."""
+    from UNetPlusPlusLib.training import cli as train_cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dataset was read before the output was checked")
+
+    monkeypatch.setattr(train_cli, "build_dataset", refuse)
+    loop = _loop(tmp_path, "model")
+    out = loop / "sub" if inside else loop
+    code = main(["train", str(tmp_path), "-o", str(out), "--labels", "liver", "--plan-only"])
+    err = _error_lines(capsys)
+    assert code == 2, err
+    assert len(err) == 1 and "link loop" in err[0] and "internal error" not in err[0], err
