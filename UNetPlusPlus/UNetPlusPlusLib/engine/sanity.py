@@ -92,7 +92,11 @@ def check_header(
             f"{source} has an invalid voxel spacing {_fmt(spacing_a)} mm; spacing must be "
             "positive: fix the image header."
         )
-    if np.any(spacing_a < MIN_SPACING_MM) or np.any(spacing_a > MAX_SPACING_MM):
+    # against the limits as float32 too: a NIfTI header's 0.01 reads back as 0.0099999998
+    low, high = float(np.float32(MIN_SPACING_MM)), float(np.float32(MAX_SPACING_MM))
+    if np.any(spacing_a < min(low, MIN_SPACING_MM)) or np.any(
+        spacing_a > max(high, MAX_SPACING_MM)
+    ):
         raise UNetPlusPlusError(
             f"{source} has a voxel spacing of {_fmt(spacing_a)} mm, outside "
             f"{MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm: the header is probably in metres or "
