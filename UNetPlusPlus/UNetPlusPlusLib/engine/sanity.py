@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .channel_masks import different_brains_warning
-from .ct_range import below_air_problem
+from .ct_range import below_air_problem, inverted_problem
 from .header_warnings import implausible_geometry
 from .mr_background import (  # noqa: F401  (re-exported: sanity is the checks' import path)
     MODE_SAMPLE_VOXELS,
@@ -253,7 +253,8 @@ def decide_intensities(
 def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
     if low <= CT_AIR_HU:
-        return below_air_problem(sample, name)  # air there, but perhaps shifted below it
+        # air there, but perhaps shifted below it, or the values inverted (bone negated)
+        return below_air_problem(sample, name) or inverted_problem(sample, name)
     label_map = label_map_problem(sample, name, low, high, "CT")
     if label_map:
         return label_map
