@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine.ct_range import below_air_problem
+from UNetPlusPlusLib.engine.ct_range import below_air_problem, inverted_problem
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.sanity import channel_stats, check_intensities
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -69,3 +69,34 @@ def test_real_cts_pass_and_their_shifted_copies_do_not(shared_data, relative):
     sample = channel_stats(volume.array[0]).sample
     assert below_air_problem(sample, "CT") == ""
     assert below_air_problem(sample - 1024, "CT") != ""
+
+
+# ------------------------------------------------------------ inverted values (tester 10)
+def test_a_ct_with_inverted_values_is_refused_and_the_ct_passes():
+    """A CT saved as its negative (a NIfTI scl_slope of -1: the example CT then gave 'liver
+    5612.463 ml' with no warning) still holds values below -500 (its bone, negated), so the
+    air check passed; most of it now lies above +500 HU (air and lung, negated)."""
+    ct = body_ct().astype(np.float32)
+    z, y, x = np.indices(ct.shape)
+    ct[(y - 50) ** 2 + (x - 32) ** 2 <= 4**2] = 1000.0  # a spine: bone above +500 HU
+    assert inverted_problem(channel_stats(ct).sample, "CT") == ""
+    assert check_intensities(ct[None], ["CT"], ["CT"]) == []
+    problem = inverted_problem(channel_stats(-ct).sample, "CT")
+    assert "inverted" in problem and "above +500 HU" in problem
+    with pytest.raises(UNetPlusPlusError, match="inverted"):
+        check_intensities(-ct[None], ["CT"], ["CT"])
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "liver/totalsegmentator-examples/example_ct.nii.gz",
+        "liver/totalsegmentator-dataset-s0009/ct.nii.gz",
+        "liver/totalsegmentator-examples/pulm_ct_cropped.nii.gz",
+        "lung-nodule/lidc-vois/image/LIDC-IDRI-0477_R_2.nii.gz",  # the most bone: 0.57 of air
+    ],
+)
+def test_real_cts_pass_and_their_negatives_do_not(shared_data, relative):
+    sample = channel_stats(read_volume([shared_data / relative]).array[0]).sample
+    assert inverted_problem(sample, "CT") == ""
+    assert inverted_problem(-sample, "CT") != ""

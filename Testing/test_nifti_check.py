@@ -101,3 +101,25 @@ def test_read_volume_refuses_truncated_nifti_files(tmp_path, suffix):
     broken.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(UNetPlusPlusError, match="broken.nii.*(truncated|corrupt)"):
         read_volume([broken])
+
+
+def test_an_uncompressed_nifti_named_nii_gz_reads_as_itk_reads_it(tmp_path):
+    """ITK (and so 3D Slicer) reads a plain NIfTI whose name ends in .nii.gz; the raw-value
+    check opened every .gz name with gzip and refused it as 'the compressed file is truncated
+    or corrupt (Not a gzipped file ...)' (tester 10). A broken gzip is still refused."""
+    import gzip
+
+    from UNetPlusPlusLib.engine.image_read import read_volume
+
+    values = np.random.default_rng(2).integers(-1000, 400, (7, 9, 11)).astype("i2")
+    plain = tmp_path / "plain.nii"
+    sitk.WriteImage(_oblique(values), str(plain), False)
+    misnamed = tmp_path / "plain.nii.gz"
+    misnamed.write_bytes(plain.read_bytes())
+    volume, itk = read_volume([misnamed]), sitk.ReadImage(str(misnamed))
+    np.testing.assert_array_equal(volume.array[0], sitk.GetArrayFromImage(itk).astype("f4"))
+    assert volume.spacing == itk.GetSpacing() and volume.origin == itk.GetOrigin()
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(gzip.compress(plain.read_bytes())[:-40])
+    with pytest.raises(UNetPlusPlusError, match="truncated or corrupt"):
+        read_volume([broken])

@@ -18,8 +18,9 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 def _nifti(tmp_path: Path, name: str, edit, gz: bool = True) -> Path:
     """An int16 NIfTI (7 x 9 x 11 voxels, spacing (0.7, 0.9, 2.5)) whose raw bytes ``edit``
-    changes in place."""
-    values = (np.arange(7 * 9 * 11, dtype=np.int16).reshape(7, 9, 11) * 7) - 1000
+    changes in place; a CT-like ramp from -1000 (air) to 384 HU (a ramp to 4382 HU, mostly
+    denser than bone, is refused as an inverted CT: engine/ct_range.inverted_problem)."""
+    values = (np.arange(7 * 9 * 11, dtype=np.int16).reshape(7, 9, 11) * 2) - 1000
     image = sitk.GetImageFromArray(values)
     image.SetSpacing((0.7, 0.9, 2.5))
     image.SetOrigin((-12.5, 30.25, 7.0))

@@ -226,7 +226,8 @@ def test_reinstall_replaces_previous_copy(tmp_path, cache):
     registry.install_model(str(tmp_path / "v1"), cache_dir=cache)
     (cache / "liver-test" / "stale.txt").write_text("old")
     state = make_package(tmp_path / "v2", seed=2)
-    manifest = registry.install_model(str(tmp_path / "v2"), cache_dir=cache)
+    with pytest.warns(UserWarning, match="Replaced the installed model"):
+        manifest = registry.install_model(str(tmp_path / "v2"), cache_dir=cache)
     torch.testing.assert_close(load_weights(manifest)["conv.weight"], state["conv.weight"])
     assert not (cache / "liver-test" / "stale.txt").exists()
     assert_no_leftovers(cache)
@@ -328,3 +329,30 @@ def test_an_edited_manifest_is_refused_at_install_naming_no_staging_folder(tmp_p
     assert "model.json does not describe its weights (spacing:" in message
     assert ".install-" not in message and str(cache) not in message
     assert not any(cache.iterdir())
+
+
+def test_reinstall_of_other_weights_says_which_model_it_replaced(
+    tmp_path, cache, capsys, monkeypatch
+):
+    """A second fine-tune installed under the same name (the Slicer loop names it after the
+    cases folder) replaced the first one without a word (tester 10); the same package again
+    says nothing."""
+    import warnings
+
+    from UNetPlusPlusLib.cli import main
+
+    make_package(tmp_path / "v1", seed=1)
+    make_package(tmp_path / "v2", seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for a first install or the same package
+        first = registry.install_model(str(tmp_path / "v1"), cache_dir=cache)
+        registry.install_model(str(tmp_path / "v1"), cache_dir=cache)
+    with pytest.warns(UserWarning, match="Replaced the installed model 'liver-test'") as said:
+        second = registry.install_model(str(tmp_path / "v2"), cache_dir=cache)
+    assert first.sha256[:12] in str(said[0].message) and second.sha256[:12] in str(said[0].message)
+    monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+    assert main(["models", "install", str(tmp_path / "v1")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["models", "install", str(tmp_path / "v2")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: Replaced the installed model 'liver-test'") == 1, err

@@ -151,6 +151,18 @@ def test_header_check_refuses_nonpositive_spacing_and_degenerate_directions(spac
         check_header((4, 4, 4), spacing, (0, 0, 0), direction, "x.nrrd")
 
 
+def test_spacing_limits_hold_for_a_float32_header():
+    """A NIfTI header stores spacing as float32: 0.01 mm read back as 0.0099999998 was refused
+    as 'a voxel spacing of (0.01, 0.01, 0.01) mm, outside 0.01..100 mm' (tester 10). The limits
+    themselves pass, in float32 or float64; beyond them is still refused."""
+    for limit in (0.01, 100.0):
+        for value in (limit, float(np.float32(limit))):
+            check_header((64, 64, 64), (value, 1.0, 1.0), (5, 5, 5), np.eye(3), "x.nii")
+    for value in (0.0099, 100.1):
+        with pytest.raises(UNetPlusPlusError, match="outside 0.01..100 mm"):
+            check_header((64, 64, 64), (value, 1.0, 1.0), (5, 5, 5), np.eye(3), "x.nii")
+
+
 def test_one_voxel_thick_volume_is_refused_and_thick_slices_warn():
     with pytest.raises(UNetPlusPlusError, match="single slice"):
         check_header((64, 64, 1), (1, 1, 1), (0, 0, 0), np.eye(3), "x.nrrd")

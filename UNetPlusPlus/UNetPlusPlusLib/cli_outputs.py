@@ -25,25 +25,49 @@ def current_umask() -> int:
     return mask
 
 
+#: The notice for an output file that existed before the run (``unetpp segment`` replaces it).
+REPLACED_WARNING = (
+    "{option} {output} already existed and was replaced by this result; anything in the old "
+    "file (a segmentation corrected by hand, for example) is gone. Give each run a new file "
+    "name to keep both."
+)
+
+
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
-def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]]) -> None:
+def resolve_path(path: Path, what: str) -> Path:
+    """``path.resolve()``, with a symbolic-link loop (``a -> b -> a``) as one clear error naming
+    ``what`` (an option or "Image") instead of pathlib's RuntimeError (OSError from Python
+    3.13), which reached users as an internal error. Raises :class:`UNetPlusPlusError`."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as error:
+        raise UNetPlusPlusError(
+            f"{what} {path}: a symbolic link in this path points back to itself (a link loop: "
+            f"{error}); give the real file or fix the link."
+        ) from None
+
+
+def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]]) -> list[str]:
     """Refuse outputs that cannot be written, before any work.
 
-    ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. Raises
+    ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. Returns
+    one warning per output file that already exists (the run replaces it: a segmentation
+    corrected by hand in that file would be lost without a word otherwise). Raises
     :class:`UNetPlusPlusError` naming the option and the path.
     """
-    resolved_inputs = {Path(p).resolve() for p in inputs}
+    resolved_inputs = {resolve_path(Path(p).expanduser(), "Image") for p in inputs}
     seen: dict[Path, str] = {}
+    replaced = []
     for option, output in outputs.items():
         if not output:
             continue
         path = Path(output).expanduser()
-        resolved = path.resolve()
+        resolved = resolve_path(path, option)
         if resolved in resolved_inputs:
             raise UNetPlusPlusError(f"Refusing to overwrite the input file {output} ({option}).")
         if resolved in seen:
@@ -55,6 +79,8 @@ def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]])
             raise UNetPlusPlusError(f"{option} {output} is a folder; give a file name.")
         if path.exists() and not os.access(path, os.W_OK):
             raise UNetPlusPlusError(f"{option} {output} exists and is not writable.")
+        if path.is_file():
+            replaced.append(REPLACED_WARNING.format(option=option, output=output))
         folder = _nearest_existing(path.parent)
         if not folder.is_dir():
             raise UNetPlusPlusError(
@@ -65,6 +91,7 @@ def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]])
                 f"Cannot write {option} {output}: no write permission in {folder}."
             )
         _probe_folder(option, output, folder)
+    return replaced
 
 
 def _probe_folder(option: str, output: str, folder: Path) -> None:

@@ -27,6 +27,7 @@ from .cli_args import (
     output_file,
     overlap_fraction,
     positive_int,
+    thread_count,
 )
 from .cli_outputs import OutputSet, check_output_paths
 from .cli_points import check_point_on_image, combine_point_results, ras_to_lps
@@ -199,7 +200,7 @@ def run_segment(
 
     cache = cache or WarmCache()
     _check_arguments(args)
-    check_output_paths(
+    replaced = check_output_paths(
         args.inputs,
         {
             "-o": args.output,
@@ -273,7 +274,7 @@ def run_segment(
     )
     progress("write", 1, 1)
     summary = _summary(args, labels, results)
-    summary["warnings"] += shared
+    summary["warnings"] += shared + replaced
     return summary
 
 
@@ -425,7 +426,7 @@ def add_segment_parser(subparsers) -> None:
         "--tile-batch", type=positive_int, default=1, help="tiles per forward pass (>= 1)"
     )
     parser.add_argument(
-        "--threads", type=positive_int, help="CPU threads (default: physical cores)"
+        "--threads", type=thread_count, help="CPU threads (default: physical cores)"
     )
     components = parser.add_mutually_exclusive_group()  # one of them, or the model's choice
     components.add_argument(

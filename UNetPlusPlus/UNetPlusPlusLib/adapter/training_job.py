@@ -253,15 +253,22 @@ class TrainingJob:
             try:
                 package = Path(self.result["model_dir"])
                 shutil.rmtree(package / "checkpoint", ignore_errors=True)  # resume state only
+                import warnings
+
                 from ..engine import registry
 
-                self.installed = registry.install_model(str(package), cache_dir=self.install_dir)
+                with warnings.catch_warnings(record=True) as said:  # an earlier model replaced
+                    warnings.simplefilter("always")
+                    self.installed = registry.install_model(
+                        str(package), cache_dir=self.install_dir
+                    )
                 if self.on_success is not None:
                     self.on_success(self.installed)
             except UNetPlusPlusError as error:
                 return self._fail(str(error))
             self.state = SUCCEEDED
             message = f"Installed {self.installed.name} ({self.installed.task})."
+            message += "".join(f" Warning: {w.message}" for w in said)
             return JobEvent(FINISHED, message=message, state=SUCCEEDED)
         finally:
             self._cleanup()

@@ -180,6 +180,10 @@ def _count_nonfinite(values: np.ndarray) -> int:
     return int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
+#: The first two bytes of every gzip stream.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def is_nifti(path: Path) -> bool:
     """True for a ``.nii`` or ``.nii.gz`` file name."""
     name = path.name.lower()
@@ -210,8 +214,7 @@ def nifti_shape(path: Path) -> Optional[tuple[int, int, int]]:
     """(z, y, x) of a plain NIfTI image (:func:`read_nifti` reads its voxels), from its header
     alone; None for other or unreadable files (the full reading then says why)."""
     try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as stream:
+        with _opener(path)(path, "rb") as stream:
             layout = _layout(stream.read(540))
     except (EOFError, OSError, zlib.error):
         return None
@@ -238,7 +241,17 @@ def _pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
 
 
 def _opener(path: Path):
-    return gzip.open if path.name.lower().endswith(".gz") else open
+    """gzip for a ``.gz`` name whose first bytes are gzip's magic, else plain ``open``: ITK's
+    NIfTI reader (znzlib) reads a plain file named ``.nii.gz``, which the check had refused as
+    a broken gzip (tester 10). A file named ``.nii`` is read plain, as ITK reads it."""
+    if not path.name.lower().endswith(".gz"):
+        return open
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(2)
+    except OSError:
+        return gzip.open  # the read that follows says why
+    return gzip.open if magic == GZIP_MAGIC or len(magic) < 2 else open
 
 
 def _pair_pass(header: Path, image: Path) -> tuple[Optional[_Layout], int, int, None]:

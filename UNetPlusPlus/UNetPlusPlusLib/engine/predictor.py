@@ -47,6 +47,7 @@ from .volume import (
     SegmentationResult,
     Volume,
     box_to_index_slices,
+    clear_outside_box,
     crop_to_box,
     crop_to_slices,
     resample_to_reference,
@@ -265,6 +266,8 @@ class Predictor:
             restricted = np.zeros_like(labels)
             restricted[output_slices] = labels[output_slices]
             labels = restricted
+            if roi is not None and point is None and labels_grid is grid_out:  # oblique grids
+                clear_outside_box(labels, grid_out, roi)  # the box, not its index bounding box
         if keep_largest:  # the manifest's values (no pass to find them); in place, no copy
             values = [label.value for label in self.manifest.labels]
             labels = keep_largest_component(labels, values, copy=False)

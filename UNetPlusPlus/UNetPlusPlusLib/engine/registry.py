@@ -16,6 +16,7 @@ the package into place with a rename, so a failed install leaves the cache as it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -174,7 +175,8 @@ def install_model(
     ``expected_sha256`` pins the archive (zip sources) or the ``model.json`` (other sources).
     The weights are always checked against the manifest's sha256. ``progress("download", done,
     total)`` reports bytes (``total`` is 0 when the server does not say). The package lands in
-    ``<cache>/<manifest name>``, replacing an older copy only once the new one is complete.
+    ``<cache>/<manifest name>``, replacing an older copy only once the new one is complete
+    (a UserWarning names the replaced weights when they differ).
     """
     cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -205,10 +207,30 @@ def install_model(
                 "`unetpp train --name NEW_NAME ...`."
             )
         target = cache / manifest.name
+        earlier = _installed_sha256(target)
         _move_into_place(package, target, staging)
+        if earlier and earlier != manifest.sha256:  # the CLI prints it as one warning: line
+            warnings.warn(
+                f"Replaced the installed model '{manifest.name}' in {target} (weights sha256 "
+                f"{earlier[:12]}...) with this one ({manifest.sha256[:12]}...); the earlier one "
+                "is gone. To keep both, give the new model another name (`unetpp train --name "
+                "NEW_NAME ...`).",
+                UserWarning,
+                stacklevel=2,
+            )
         return ModelManifest.load(target / MANIFEST_FILENAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _installed_sha256(target: Path) -> Optional[str]:
+    """The weights' sha256 of the package installed at ``target``, or None (none, unreadable)."""
+    try:
+        data = json.loads((target / MANIFEST_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sha256 = data.get("sha256") if isinstance(data, dict) else None
+    return sha256.lower() if isinstance(sha256, str) else None
 
 
 def _is_url(source: str) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .channel_masks import different_brains_warning
-from .ct_range import below_air_problem
+from .ct_range import below_air_problem, inverted_problem
 from .header_warnings import implausible_geometry
 from .mr_background import (  # noqa: F401  (re-exported: sanity is the checks' import path)
     MODE_SAMPLE_VOXELS,
@@ -92,7 +92,11 @@ def check_header(
             f"{source} has an invalid voxel spacing {_fmt(spacing_a)} mm; spacing must be "
             "positive: fix the image header."
         )
-    if np.any(spacing_a < MIN_SPACING_MM) or np.any(spacing_a > MAX_SPACING_MM):
+    # against the limits as float32 too: a NIfTI header's 0.01 reads back as 0.0099999998
+    low, high = float(np.float32(MIN_SPACING_MM)), float(np.float32(MAX_SPACING_MM))
+    if np.any(spacing_a < min(low, MIN_SPACING_MM)) or np.any(
+        spacing_a > max(high, MAX_SPACING_MM)
+    ):
         raise UNetPlusPlusError(
             f"{source} has a voxel spacing of {_fmt(spacing_a)} mm, outside "
             f"{MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm: the header is probably in metres or "
@@ -249,7 +253,8 @@ def decide_intensities(
 def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
     if low <= CT_AIR_HU:
-        return below_air_problem(sample, name)  # air there, but perhaps shifted below it
+        # air there, but perhaps shifted below it, or the values inverted (bone negated)
+        return below_air_problem(sample, name) or inverted_problem(sample, name)
     label_map = label_map_problem(sample, name, low, high, "CT")
     if label_map:
         return label_map

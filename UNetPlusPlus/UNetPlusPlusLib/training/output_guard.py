@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
 
+from ..cli_outputs import resolve_path
 from ..errors import UNetPlusPlusError
 from .checkpoint import CHECKPOINT_DIR
 
@@ -31,6 +32,7 @@ def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool
     """Refuse an output that is a file, or a folder holding an earlier run unless ``resume`` or
     ``overwrite``; also refuse both flags at once. Raises :class:`UNetPlusPlusError`."""
     out = Path(out_dir).expanduser()
+    resolve_path(out, "The training output (-o)")  # a link loop: one error, not an OSError later
     if resume and overwrite:
         raise UNetPlusPlusError(
             "--resume continues the run in the output folder and --overwrite replaces it; "

@@ -210,7 +210,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--seed", metavar="N", type=types.non_negative_int, help="random seed (0)")
     run.add_argument("--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N")
     run.add_argument(
-        "--threads", metavar="N", type=types.positive_int, help="CPU threads per process"
+        "--threads", metavar="N", type=types.thread_count, help="CPU threads per process"
     )
     run.add_argument(
         "--resume",

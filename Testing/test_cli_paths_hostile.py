@@ -1,0 +1,126 @@
+"""`unetpp segment` and `unetpp train` against hostile paths and counts (tester 10): symbolic-link
+loops as input or output, a thread count far beyond the machine's CPUs, and an output file that
+already exists (a segmentation the user may have corrected there)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+from helpers import make_sphere_image
+from UNetPlusPlusLib import cli_segment
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.cli_outputs import REPLACED_WARNING
+
+
+@pytest.fixture()
+def ball(tmp_path) -> Path:
+    """A 300 HU ball of radius 10 mm in a 48 x 40 x 40 mm CT-like volume (2 mm voxels)."""
+    path = tmp_path / "ball.nii.gz"
+    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
+    image.SetOrigin((-24.0, -20.0, -20.0))  # a scan's origin, not the default geometry
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    return path
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Fail the test if the model were loaded: every check must come before any work."""
+
+    def refuse(args):
+        raise AssertionError("work started before the checks")
+
+    monkeypatch.setattr(cli_segment, "_load_manifest", refuse)
+
+
+def _loop(folder: Path, name: str) -> Path:
+    """``name`` -> ``name.other`` -> ``name``: resolving it raises in pathlib."""
+    first, second = folder / name, folder / (name + ".other")
+    os.symlink(second.name, first)
+    os.symlink(first.name, second)
+    return first
+
+
+def _error_lines(capsys) -> list[str]:
+    return capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("where", ["input", "output", "output folder"])
+def test_a_symlink_loop_is_one_clear_error_before_any_work(
+    ball, sphere_model, tmp_path, no_work, capsys, where
+):
+    """A link loop given as the input, the output or the output's folder was 'internal error
+    (RuntimeError: Symlink loop from ...); please report it', exit 1."""
+    loop = _loop(tmp_path, "loop.nii.gz")
+    image, out = str(ball), str(tmp_path / "x.seg.nrrd")
+    if where == "input":
+        image = str(loop)
+    elif where == "output":
+        out = str(loop)
+    else:
+        out = str(_loop(tmp_path, "folder") / "x.seg.nrrd")
+    code = main(["segment", image, "--model", str(sphere_model), "-o", out])
+    err = _error_lines(capsys)
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert "link loop" in err[0] and "internal error" not in err[0], err
+    assert not (tmp_path / "x.seg.nrrd").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "train"])
+def test_more_threads_than_cpus_is_refused_when_parsed(
+    ball, sphere_model, tmp_path, no_work, capsys, command
+):
+    """--threads 100000 ended segment with a segmentation fault in OpenMP (exit 139, no
+    message); --threads 99999999999999999999 with an internal error (overflow)."""
+    cpus = os.cpu_count() or 1
+    for threads in (str(cpus + 1), "100000", "99999999999999999999"):
+        if command == "segment":
+            argv = ["segment", str(ball), "--model", str(sphere_model)]
+            argv += ["-o", str(tmp_path / "x.seg.nrrd")]
+        else:
+            argv = ["train", str(tmp_path), "-o", str(tmp_path / "model"), "--plan-only"]
+        code = main([*argv, "--threads", threads])
+        err = _error_lines(capsys)
+        assert code == 2, err
+        assert len(err) == 1 and "--threads" in err[0] and f"at most {cpus}" in err[0], err
+    assert not (tmp_path / "x.seg.nrrd").exists() and not (tmp_path / "model").exists()
+
+
+def test_replacing_an_existing_output_says_so(ball, sphere_model, tmp_path, capsys):
+    """A second run onto a .seg.nrrd (which the user may have corrected in Slicer) replaced
+    it without a word; now one warning names each replaced file, and a new file none."""
+    out, labels = tmp_path / "x.seg.nrrd", tmp_path / "x.nii.gz"
+    argv = ["segment", str(ball), "--model", str(sphere_model), "--threads", "1", "--quiet"]
+    argv += ["-o", str(out)]
+    assert main(argv) == 0
+    assert "already existed" not in capsys.readouterr().err
+    corrected = out.read_bytes() + b""  # stands for the user's edits
+    out.write_bytes(corrected)
+    assert main([*argv, "--labelmap", str(labels)]) == 0
+    err = capsys.readouterr().err
+    notice = "warning: " + REPLACED_WARNING.format(option="-o", output=str(out))
+    assert notice in err.splitlines(), err
+    assert "--labelmap" not in err  # the labelmap was new
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_train_into_a_symlink_loop_is_refused_before_the_data_is_read(
+    tmp_path, capsys, monkeypatch, inside
+):
+    """unetpp train -o LOOP (or LOOP/sub) read and fingerprinted the whole dataset, then ended
+    with 'internal error (OSError: [Errno 40] Too many levels of symbolic links: LOOP/cache)'."""
+    from UNetPlusPlusLib.training import cli as train_cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dataset was read before the output was checked")
+
+    monkeypatch.setattr(train_cli, "build_dataset", refuse)
+    loop = _loop(tmp_path, "model")
+    out = loop / "sub" if inside else loop
+    code = main(["train", str(tmp_path), "-o", str(out), "--labels", "liver", "--plan-only"])
+    err = _error_lines(capsys)
+    assert code == 2, err
+    assert len(err) == 1 and "link loop" in err[0] and "internal error" not in err[0], err
