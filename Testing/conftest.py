@@ -66,3 +66,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Fail the test if `unetpp segment` loaded the model: every check must come before any
+    work (test_cli_checks, test_cli_paths_hostile)."""
+    from UNetPlusPlusLib import cli_segment
+
+    def refuse(args):
+        raise AssertionError("work started before the checks")
+
+    monkeypatch.setattr(cli_segment, "_load_manifest", refuse)

@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 from helpers import make_sphere_image
-from UNetPlusPlusLib import cli_outputs, cli_segment
+from UNetPlusPlusLib import cli_outputs
 from UNetPlusPlusLib.cli import build_parser, main
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
@@ -32,16 +32,6 @@ def ball(tmp_path) -> Path:
     image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
     sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
     return path
-
-
-@pytest.fixture()
-def no_work(monkeypatch):
-    """Fail the test if the model were loaded: every check must come before any work."""
-
-    def refuse(args):
-        raise AssertionError("work started before the checks")
-
-    monkeypatch.setattr(cli_segment, "_load_manifest", refuse)
 
 
 def _one_error_line(capsys) -> str:

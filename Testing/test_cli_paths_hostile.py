@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 from helpers import make_sphere_image
-from UNetPlusPlusLib import cli_segment
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.cli_outputs import REPLACED_WARNING
 
@@ -23,16 +22,6 @@ def ball(tmp_path) -> Path:
     image.SetOrigin((-24.0, -20.0, -20.0))  # a scan's origin, not the default geometry
     sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
     return path
-
-
-@pytest.fixture()
-def no_work(monkeypatch):
-    """Fail the test if the model were loaded: every check must come before any work."""
-
-    def refuse(args):
-        raise AssertionError("work started before the checks")
-
-    monkeypatch.setattr(cli_segment, "_load_manifest", refuse)
 
 
 def _loop(folder: Path, name: str) -> Path:

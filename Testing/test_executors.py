@@ -213,6 +213,17 @@ def test_fastest_ranks_an_8_percent_difference_either_way(sphere_predictor, libr
     assert ran[10:] == [kept] * 3 and fastest.decided(tuple(tile.shape), 2)
 
 
+def _decided_into(memory, predictor, ours_s: float, library_s: float, tile) -> str:
+    """Probe once on the deterministic clock with ``memory``: a first tile, a warm-up, 2 pairs,
+    then the choice, which is returned (and remembered)."""
+    first = _timed_fastest(predictor, ours_s=ours_s, library_s=library_s)
+    first.memory = memory
+    for _ in range(7):
+        first.run(tile, 2)
+    assert first.decided(tuple(tile.shape), 2)
+    return first.chosen
+
+
 def test_fastest_starts_on_a_remembered_ours_and_checks_it_later(sphere_predictor, tmp_path):
     # a cold run (a new process) starts on the last recent decision for these weights, depth,
     # tile shape and threads: ours, without making the library executor (no OpenVINO import
@@ -222,11 +233,7 @@ def test_fastest_starts_on_a_remembered_ours_and_checks_it_later(sphere_predicto
     memory = ProbeMemory(tmp_path)
     tile = torch.zeros(1, 1, 32, 32, 32)
     with torch.no_grad():
-        first = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
-        first.memory = memory
-        for _ in range(7):  # a first tile, a warm-up, 2 pairs, then the choice
-            first.run(tile, 2)
-        assert first.decided(tuple(tile.shape), 2) and first.chosen == "ours"
+        assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
         second = executors.FastestExecutor(
             sphere_predictor.model, threads=2, candidate="torch", memory=memory
         )
@@ -258,11 +265,7 @@ def test_fastest_probes_when_the_library_was_remembered(sphere_predictor, tmp_pa
     memory = ProbeMemory(tmp_path)
     tile = torch.zeros(1, 1, 32, 32, 32)
     with torch.no_grad():
-        first = _timed_fastest(sphere_predictor, ours_s=0.5, library_s=0.1)
-        first.memory = memory
-        for _ in range(7):
-            first.run(tile, 2)
-        assert first.decided(tuple(tile.shape), 2) and first.chosen == "torch"
+        assert _decided_into(memory, sphere_predictor, 0.5, 0.1, tile) == "torch"
         second = _timed_fastest(sphere_predictor, ours_s=0.5, library_s=0.1)
         second.memory = memory
         ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(7)]
