@@ -203,6 +203,17 @@ def test_a_field_of_view_wider_than_any_scanner_warns():
     assert check_header((1000, 512, 512), (2, 0.9, 0.9), (0.0, 0.0, 0.5), sagittal_first, "x") == []
 
 
+def test_a_scan_longer_than_any_patient_warns():
+    # tester 10: 50 mm slices in a header made a 5.6 m tall image with only the thick-voxel
+    # warning; a real 2 m whole-body scan is not warned
+    lps = np.diag([-1.0, -1.0, 1.0])
+    warnings = check_header((512, 512, 112), (0.8, 0.8, 50), (0.0, 0.0, 0.5), lps, "ct.nii.gz")
+    long = [w for w in warnings if w.startswith("ct.nii.gz is 5.6 m long (head-foot)")]
+    assert len(warnings) == 2 and len(long) == 1 and any("thick" in w for w in warnings)
+    assert "voxel spacing (0.8 x 0.8 x 50 mm) is probably wrong" in long[0]
+    assert check_header((512, 512, 1000), (0.8, 0.8, 2), (0.0, 0.0, 0.5), lps, "ct") == []
+
+
 def test_4d_nrrd_with_one_frame_reads_like_the_4d_nifti(tmp_path):
     image = sitk.GetImageFromArray(ct_like())
     image.SetSpacing((0.5, 0.6, 0.7))

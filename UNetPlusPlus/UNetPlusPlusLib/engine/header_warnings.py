@@ -25,6 +25,10 @@ DEFAULT_GEOMETRY_WARNING = (
 #: No CT or MR scanner's field of view is wider than about 0.8 m across the patient (bores are
 #: 0.6-0.8 m); above this, left-right or anterior-posterior, the spacing in the header is wrong.
 MAX_SCAN_WIDTH_MM = 900.0
+#: No scan is longer (head-foot) than a person is tall: whole-body CT and MR cover at most about
+#: 2 m of table travel. A 50 mm slice spacing in a header made a 5.6 m tall image that only got
+#: the thick-voxel warning (tester 10).
+MAX_SCAN_LENGTH_MM = 2500.0
 
 
 def implausible_geometry(
@@ -49,5 +53,12 @@ def implausible_geometry(
             f"deep (front-back), more than any scanner's field of view (about 0.8 m at most): "
             f"its voxel spacing ({voxels} mm) is probably wrong, and so are the result's size "
             "and volumes; fix the spacing in the header."
+        )
+    if field[2] > MAX_SCAN_LENGTH_MM:
+        voxels = " x ".join(f"{v:.3g}" for v in spacing)
+        warnings.append(
+            f"{source} is {field[2] / 1000:.2g} m long (head-foot), longer than any patient and "
+            f"any scan (about 2 m at most): its voxel spacing ({voxels} mm) is probably wrong, "
+            "and so are the result's size and volumes; fix the spacing in the header."
         )
     return warnings
