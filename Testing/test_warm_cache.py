@@ -205,3 +205,21 @@ def test_serve_answers_malformed_lines_and_goes_on():
         == [{"id": None, "error": "bad request: not JSON", "status": 2, "held_input": None}] * 5
     )
     assert lines[-1]["id"] == 7 and lines[-1]["status"] == 2, lines[-1]
+
+
+def test_only_quit_true_stops_the_server():
+    # tester 10: {"quit": "no"} stopped `unetpp serve`; only {"quit": true} does now, and
+    # anything else reaches the request handler and is answered
+    import io
+    import json
+
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_serve import serve
+
+    lines = [{"quit": "no"}, {"quit": 1}, {"id": 7, "argv": []}, {"quit": True}, {"id": 8}]
+    replies = io.StringIO()
+    requests = "".join(json.dumps(line) + "\n" for line in lines)
+    assert serve(io.StringIO(requests), replies, build_parser, cache=WarmCache()) == 0
+    answered = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert [reply.get("id") for reply in answered][-1] == 7  # nothing after the true quit
+    assert len(answered) == 3 and all(reply.get("status") == 2 for reply in answered)

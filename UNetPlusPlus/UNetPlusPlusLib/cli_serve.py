@@ -168,7 +168,7 @@ def serve(
             payload = {"error": message, "status": EXIT_USER_ERROR}
             _reply(replies, {"id": None, **payload, "held_input": cache.held_token(True)})
             continue
-        if isinstance(request, dict) and request.get("quit"):
+        if isinstance(request, dict) and request.get("quit") is True:  # not "no", not 1
             break
         with contextlib.redirect_stdout(sys.stderr):
             handle(request, cache, replies, parser)
