@@ -100,3 +100,56 @@ def test_real_cts_pass_and_their_negatives_do_not(shared_data, relative):
     sample = channel_stats(read_volume([shared_data / relative]).array[0]).sample
     assert inverted_problem(sample, "CT") == ""
     assert inverted_problem(-sample, "CT") != ""
+
+
+# ------------------------------------------ real CTs with little air are not inverted (tester 11)
+def _outside_air_to_zero(image: sitk.Image) -> np.ndarray:
+    """The CT with the air connected to its corners (outside the body) set to 0, as some
+    scanners and converters pad; the lungs and bowel gas stay."""
+    x, y, _ = image.GetSize()
+    seeds = [(0, 0, 0), (x - 1, 0, 0), (0, y - 1, 0), (x - 1, y - 1, 0)]
+    outside = sitk.ConnectedThreshold(image, seedList=seeds, lower=-5000, upper=-500)
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    array[sitk.GetArrayFromImage(outside) > 0] = 0
+    return array
+
+
+def _little_air_cts(shared_data) -> dict[str, np.ndarray]:
+    """Real CTs holding more voxels above +500 HU (bone, contrast) than at or below -500 HU,
+    and fewer than the voxels between +150 and +500 HU; each was refused as 'inverted'."""
+    liver = shared_data / "liver"
+    s0009 = sitk.ReadImage(str(liver / "totalsegmentator-dataset-s0009" / "ct.nii.gz"))
+    ct = sitk.GetArrayFromImage(s0009).astype(np.float32)
+    label = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(liver / "totalsegmentator-dataset-s0009" / "liver.nii.gz"))
+    )
+    box = tuple(slice(max(0, int(i.min()) - 10), int(i.max()) + 11) for i in np.nonzero(label == 1))
+    _, y, x = ct.shape
+    pulm = sitk.ReadImage(str(liver / "totalsegmentator-examples" / "pulm_ct_cropped.nii.gz"))
+    return {
+        "s0009 cropped to its liver (+10 voxels)": ct[box],
+        "s0009 central half of the field of view": ct[:, y // 4 : 3 * y // 4, x // 4 : 3 * x // 4],
+        "s0009 with the air outside the body 0": _outside_air_to_zero(s0009),
+        "pulm_ct_cropped with the air outside the body 0": _outside_air_to_zero(pulm),
+    }
+
+
+def test_real_cts_with_little_air_are_not_refused_as_inverted(shared_data):
+    for what, ct in _little_air_cts(shared_data).items():
+        assert np.count_nonzero(ct >= 500) > np.count_nonzero(ct <= -500), what  # the old rule
+        assert inverted_problem(channel_stats(ct).sample, "CT") == "", what
+        assert check_intensities(ct[None], ["CT"], ["CT"]) == [], what
+
+
+def test_the_cli_segments_a_real_ct_cropped_to_the_liver(shared_data, tmp_path, capfd):
+    folder = shared_data / "liver" / "totalsegmentator-dataset-s0009"
+    image = sitk.ReadImage(str(folder / "ct.nii.gz"))
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "liver.nii.gz")))
+    (z0, z1), (y0, y1), (x0, x1) = ((int(i.min()), int(i.max())) for i in np.nonzero(label))
+    crop = image[max(0, x0 - 10) : x1 + 11, max(0, y0 - 10) : y1 + 11, max(0, z0 - 10) : z1 + 11]
+    path = tmp_path / "liver_crop.nii.gz"
+    sitk.WriteImage(crop, str(path))
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", str(path), "--task", "liver", "-o", str(out), "--quiet"]) == 0
+    assert "error:" not in capfd.readouterr().err
+    assert sitk.ReadImage(str(out)).GetSize() == crop.GetSize()

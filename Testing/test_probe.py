@@ -4,6 +4,8 @@ and its memory of the last decisions."""
 from __future__ import annotations
 
 import json
+import os
+import threading
 
 import pytest
 from UNetPlusPlusLib.engine.probe import (
@@ -11,6 +13,7 @@ from UNetPlusPlusLib.engine.probe import (
     MAX_PAIRS,
     PRIOR_FILE,
     PRIOR_MAX_AGE_S,
+    PRIOR_MAX_BYTES,
     ProbeMemory,
     probe_decision,
 )
@@ -113,3 +116,33 @@ def test_an_unwritable_memory_is_no_error(tmp_path):
     memory = ProbeMemory(blocker / "graphs", clock=_Now())
     memory.remember("k", "ours", 1.2)  # nothing written, nothing raised
     assert memory.recall("k") is None
+
+
+def test_a_probe_json_that_is_not_a_regular_file_is_ignored_at_once(tmp_path):
+    """probe.json as a FIFO (or a link to /dev/zero) blocked or read without end (a link to
+    /dev/full killed `unetpp segment`, exit 137, tester 11): now ignored at once."""
+    fifo = tmp_path / PRIOR_FILE
+    os.mkfifo(fifo)
+    found: list = []
+    reader = threading.Thread(target=lambda: found.append(ProbeMemory(tmp_path).recall("k")))
+    reader.daemon = True
+    reader.start()
+    reader.join(10)
+    blocked = reader.is_alive()
+    if blocked:  # let the blocked open end: a writer opens and closes the FIFO
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert not blocked and found == [None]
+    if os.path.exists("/dev/zero"):
+        (tmp_path / "z").mkdir()
+        (tmp_path / "z" / PRIOR_FILE).symlink_to("/dev/zero")
+        assert ProbeMemory(tmp_path / "z").recall("k") is None
+
+
+def test_an_oversized_probe_json_is_ignored(tmp_path):
+    entry = {"k": {"pick": "ours", "ratio": 2.0, "time": 100.0}}
+    text = json.dumps(entry) + " " * (PRIOR_MAX_BYTES + 1)
+    (tmp_path / PRIOR_FILE).write_text(text, encoding="utf-8")
+    assert ProbeMemory(tmp_path, clock=lambda: 110.0).recall("k") is None
+    (tmp_path / PRIOR_FILE).write_text(json.dumps(entry), encoding="utf-8")
+    assert ProbeMemory(tmp_path, clock=lambda: 110.0).recall("k") == "ours"

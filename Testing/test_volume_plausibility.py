@@ -249,3 +249,27 @@ def test_the_shared_reference_livers_pass_and_a_5_mm_header_is_warned(shared_dat
     # tester's case: 5 mm voxels in example_ct's header (the model then gave 3746 ml)
     warnings = check_volumes(manifest, liver, (5.0, 5.0, 5.0))
     assert len(warnings) == 1 and "5212 ml" in warnings[0], warnings
+
+
+def test_two_clicks_on_one_nodule_warn_its_volume_once(shared_data, tmp_path, capfd):
+    """Point 2 on point 1's nodule ends empty in the output; its volume warning ('The nodule
+    found at point 2 of 2 is 7 ml') contradicted the summary's 'nodule 2 0.0 ml' (tester 11)."""
+    from UNetPlusPlusLib.cli import main
+
+    model = tmp_path / "nodule"
+    shutil.copytree(Path(find_model("lung-nodule").path).parent, model)
+    data = json.loads((model / "model.json").read_text())
+    data["postprocess"]["plausible_ml"] = {"nodule": [0.5, 0.6]}
+    (model / "model.json").write_text(json.dumps(data))
+    lidc = shared_data / "lung-nodule" / "lidc-vois"
+    mask = sitk.ReadImage(str(lidc / "nodule_mask" / "LIDC-IDRI-0001_R_1.nii.gz"))
+    centre = np.argwhere(sitk.GetArrayFromImage(mask) > 0).mean(0)[::-1]
+    x, y, z = mask.TransformContinuousIndexToPhysicalPoint(centre.tolist())
+    point = [str(-x), str(-y), str(z)]  # RAS
+    image = lidc / "image" / "LIDC-IDRI-0001_R_1.nii.gz"
+    out = tmp_path / "out.seg.nrrd"
+    argv = ["segment", str(image), "--model", str(model / "model.json"), "-o", str(out)]
+    assert main([*argv, "--point", *point, "--point", *point]) == 0
+    err = capfd.readouterr().err
+    assert err.count("found at point 1 of 2 is") == 1  # above the 0.6 ml of this range
+    assert "found at point 2 of 2" not in err and "lies on the lesion of point 1" in err

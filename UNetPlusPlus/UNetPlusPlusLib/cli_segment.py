@@ -299,7 +299,14 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
 
     found = []
     for number, result in enumerate(results, start=1):
+        # a point whose segments all went to an earlier point's lesion (combine_point_results
+        # warns so): its volume warning would describe a segment the output does not hold
+        emptied = info["points"] > 1 and not any(
+            volumes.get(f"{label.name} {number}") for label in result.labels.labels
+        )
         for warning in result.info.get("warnings", []):
+            if emptied and "found at the clicked point is" in warning and "plausible" in warning:
+                continue
             if info["points"] > 1 and "at the clicked point" in warning:
                 warning = warning.replace(
                     "at the clicked point", f"at point {number} of {info['points']}"

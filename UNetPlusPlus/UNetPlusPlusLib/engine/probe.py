@@ -37,6 +37,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import statistics
 import tempfile
 import time
@@ -96,6 +97,7 @@ def median_ratio(ours: Sequence[float], library: Sequence[float]) -> float:
 PRIOR_FILE = "probe.json"  # beside the cached graphs of one weights' sha256
 PRIOR_MAX_AGE_S = 900.0  # a remembered choice older than this (15 min) is not used
 PRIOR_TILES = 16  # tiles run on a remembered "ours" before the probe checks it again
+PRIOR_MAX_BYTES = 1 << 20  # a larger probe.json is not read (its entries are ~100 bytes)
 
 
 class ProbeMemory:
@@ -112,8 +114,20 @@ class ProbeMemory:
         self.clock = clock
 
     def _read(self) -> dict:
+        """The file's JSON object, or {} when it is missing, damaged, not a regular file (a
+        FIFO blocked, a link to /dev/zero was read without end) or over PRIOR_MAX_BYTES."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            handle = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return {}
+        try:
+            with os.fdopen(handle, "rb") as stream:
+                if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                    return {}
+                raw = stream.read(PRIOR_MAX_BYTES + 1)
+            if len(raw) > PRIOR_MAX_BYTES:
+                return {}
+            data = json.loads(raw.decode("utf-8"))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}

@@ -19,9 +19,9 @@ type holds is exact in float32) or axis order (a flipped or permuted copy with a
 direction), and with another origin or spacing (neither is hashed: identical voxel values are
 the same acquisition); and a slab of whole axial slices of it (or an image that contains the
 parent's slab). What it does not catch: a crop within the slices, a resampled copy, any change
-of value (a rescaled or offset intensity, lossy compression, a re-reconstruction) and an
-oblique axis order; two acquisitions of one patient differ anyway and are matched by patient
-id only.
+of value (a rescaled or offset intensity, lossy compression, a re-reconstruction), an
+oblique axis order and a mirror image (the array flipped, the direction kept; tester 11);
+two acquisitions of one patient differ anyway and are matched by patient id only.
 """
 
 from __future__ import annotations
