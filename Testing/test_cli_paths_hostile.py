@@ -113,3 +113,13 @@ def test_train_into_a_symlink_loop_is_refused_before_the_data_is_read(
     err = _error_lines(capsys)
     assert code == 2, err
     assert len(err) == 1 and "link loop" in err[0] and "internal error" not in err[0], err
+
+
+def test_a_task_given_to_model_names_task(ball, tmp_path, capsys):
+    # tester 11: `--model liver` said only "Model manifest liver does not exist."
+    out = tmp_path / "x.seg.nrrd"
+    code = main(["segment", str(ball), "--model", "liver", "-o", str(out)])
+    err = _error_lines(capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "--task liver" in err[0] and "No model package at 'liver'" in err[0], err
+    assert not out.exists()

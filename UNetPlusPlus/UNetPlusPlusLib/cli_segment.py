@@ -63,6 +63,12 @@ def _load_manifest(args: argparse.Namespace):
     from .engine.manifest import ModelManifest
     from .engine.registry import find_model
 
+    if args.model and not Path(args.model).expanduser().exists():
+        raise UNetPlusPlusError(
+            f"No model package at {args.model!r}: --model takes a model's folder or its "
+            "model.json; for an installed model or a task (liver, brain-tumor, lung-nodule) use "
+            f"--task {args.model} (`unetpp models list` shows them)."
+        )
     manifest = ModelManifest.load(args.model) if args.model else find_model(args.task)
     names = [channel.name for channel in manifest.channels]
     if len(args.inputs) != len(names):
