@@ -285,16 +285,11 @@ def run_segment(
 
 
 def _summary(args: argparse.Namespace, labels, results: list) -> dict:
-    import numpy as np
+    from .engine.volume_plausibility import is_point_volume_warning, segment_volumes_ml
 
-    voxel_ml = float(abs(np.prod(labels.spacing))) / 1000.0
-    array = labels.array
-
-    def count(value: int) -> int:  # slab by slab: no boolean copy of the whole grid
-        slabs = range(0, len(array), 16)
-        return sum(int(np.count_nonzero(array[z : z + 16] == value)) for z in slabs)
-
-    volumes = {label.name: round(count(label.value) * voxel_ml, 3) for label in labels.labels}
+    values = [label.value for label in labels.labels]
+    counted = segment_volumes_ml(labels.array, labels.spacing, values)
+    volumes = {label.name: round(ml, 3) for label, ml in zip(labels.labels, counted)}
     info = dict(results[-1].info)
     info["seconds"] = sum(float(r.info.get("seconds", 0.0)) for r in results)
     info["points"] = len(args.point or [])
@@ -311,7 +306,7 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
             volumes.get(f"{label.name} {number}") for label in result.labels.labels
         )
         for warning in result.info.get("warnings", []):
-            if emptied and "found at the clicked point is" in warning and "plausible" in warning:
+            if emptied and is_point_volume_warning(warning):
                 continue
             if info["points"] > 1 and "at the clicked point" in warning:
                 warning = warning.replace(

@@ -21,6 +21,8 @@ import numpy as np
 
 #: The manifest key, under ``postprocess``.
 KEY = "plausible_ml"
+#: How a click's volume warning names its segment (the CLI renames it per point).
+AT_POINT = "found at the clicked point"
 #: Rows of the label array counted at once (no boolean copy of a whole 512^2 x 800 grid).
 _SLAB = 16
 
@@ -78,7 +80,7 @@ def volume_warning(
     low, high = bounds
     if volume_ml <= 0.0 or low <= volume_ml <= high:
         return None
-    what = f"The {name} found at the clicked point" if at_point else f"The '{name}' segment"
+    what = f"The {name} {AT_POINT}" if at_point else f"The '{name}' segment"
     spacing = " x ".join(f"{s:.3g}" for s in spacing_xyz)
     header = f"a wrong voxel spacing in the image header (it says {spacing} mm"
     if volume_ml > high:
@@ -94,6 +96,12 @@ def volume_warning(
         f"field of view or region of interest), {header}), or unusual anatomy. Check the "
         "header and the result before using this volume."
     )
+
+
+def is_point_volume_warning(text: str) -> bool:
+    """Whether ``text`` is a click result's volume warning (:func:`volume_warning` with
+    ``at_point``)."""
+    return f"{AT_POINT} is " in text and "(plausible range " in text
 
 
 def check_volumes(
