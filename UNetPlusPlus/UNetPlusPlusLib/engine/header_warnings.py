@@ -46,19 +46,20 @@ def implausible_geometry(
     if default and np.array_equal(np.asarray(direction, float), np.eye(3)):
         warnings.append(DEFAULT_GEOMETRY_WARNING.format(source=source))
     field = np.abs(np.asarray(direction, float)) @ (np.asarray(size_xyz) * np.asarray(spacing))
+    voxels = " x ".join(f"{v:.3g}" for v in spacing)
+    wrong = (
+        f"its voxel spacing ({voxels} mm) is probably wrong, and so are the result's size and "
+        "volumes; fix the spacing in the header."
+    )
     if max(field[0], field[1]) > MAX_SCAN_WIDTH_MM:
-        voxels = " x ".join(f"{v:.3g}" for v in spacing)
         warnings.append(
             f"{source} is {field[0] / 1000:.2g} m wide (left-right) and {field[1] / 1000:.2g} m "
             f"deep (front-back), more than any scanner's field of view (about 0.8 m at most): "
-            f"its voxel spacing ({voxels} mm) is probably wrong, and so are the result's size "
-            "and volumes; fix the spacing in the header."
+            + wrong
         )
     if field[2] > MAX_SCAN_LENGTH_MM:
-        voxels = " x ".join(f"{v:.3g}" for v in spacing)
         warnings.append(
             f"{source} is {field[2] / 1000:.2g} m long (head-foot), longer than any patient and "
-            f"any scan (about 2 m at most): its voxel spacing ({voxels} mm) is probably wrong, "
-            "and so are the result's size and volumes; fix the spacing in the header."
+            "any scan (about 2 m at most): " + wrong
         )
     return warnings
