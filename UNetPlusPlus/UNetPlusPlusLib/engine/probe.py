@@ -22,9 +22,9 @@ rule's predecessor (best of 2-4 each).
 
 :class:`ProbeMemory` keeps the last decision per (depth, tile shape, threads) beside the graphs
 of the weights' sha256. A cold ``unetpp segment`` otherwise pays, per depth, the import of
-OpenVINO, compiling from its cache and a tile on both. (A run of fewer tiles than a probe needs,
-e.g. a one-tile click, still pays that and records nothing, unless another run, such as the
-Slicer module's ``unetpp serve``, decided for that shape.) Only a remembered "ours" is acted
+OpenVINO, compiling from its cache and a tile on both. (A run of fewer tiles than
+``FastestExecutor.OURS_FIRST``, e.g. a 2-tile click, never gets that far: it runs on ours
+alone and records nothing.) Only a remembered "ours" is acted
 on (run ours, load nothing, check again after ``PRIOR_TILES`` tiles): a remembered OpenVINO
 must be loaded and compiled anyway, and trusting ours wrongly costs at most OpenVINO's lead on
 a quiet machine (8 % measured), trusting OpenVINO wrongly up to 2x under load
