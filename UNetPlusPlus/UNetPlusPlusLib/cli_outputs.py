@@ -6,6 +6,13 @@ output. :class:`OutputSet` then writes every output to a temporary file in its t
 renames them all into place only once all were written; on any failure it removes what it wrote
 (temporary files and the folders it created), so a failed run leaves no partial output. Files
 get the permissions the user's umask gives (``tempfile.mkstemp`` would leave them 0600).
+
+Never losing a user's edits: every written file carries a stamp (``output_stamp.py``). An
+existing output is replaced only if it is an unchanged output of ours (a valid stamp); anything
+else (a segmentation corrected in Slicer and saved again, another program's file, a stamped file
+changed since) is refused before any work unless ``--overwrite``, and checked again just before
+the renames, so a file saved there while the run was working is refused too. Two runs writing
+the same path: each rename is atomic, so a reader sees one whole file; the later rename wins.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .errors import UNetPlusPlusError
+from .output_stamp import kind_of, stamp_file, stamp_state
 
 
 def current_umask() -> int:
@@ -25,12 +33,34 @@ def current_umask() -> int:
     return mask
 
 
-#: The notice for an output file that existed before the run (``unetpp segment`` replaces it).
+#: The notice for a file replaced under ``--overwrite`` that was not an unchanged output of ours.
 REPLACED_WARNING = (
-    "{option} {output} already existed and was replaced by this result; anything in the old "
-    "file (a segmentation corrected by hand, for example) is gone. Give each run a new file "
-    "name to keep both."
+    "{option} {output} already existed and was replaced (--overwrite); it was not an unchanged "
+    "unetpp output, so whatever it held (a segmentation corrected by hand, for example) is gone."
 )
+
+#: The refusal for an existing file that is not an unchanged output of ours (no --overwrite).
+KEEP_EDITS_ERROR = (
+    "{option} {output} already exists and {why}; it may hold edits (a segmentation corrected "
+    "by hand and saved from Slicer, for example), so it is kept. Pass --overwrite to replace "
+    "it, or choose another path."
+)
+
+
+def edited_reason(path: Path) -> Optional[str]:
+    """Why the existing file at ``path`` may not be replaced without ``--overwrite``, or None
+    when it is an unchanged output of ours (valid stamp: ``output_stamp.py``) or absent."""
+    if not path.is_file():
+        return None
+    try:
+        state = stamp_state(path)
+    except OSError as error:
+        return f"cannot be read to check it ({error.strerror or error})"
+    if state == "valid":
+        return None
+    if state == "changed":
+        return "has changed since unetpp wrote it"
+    return "was not written by unetpp (or was saved again since)"
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -52,13 +82,16 @@ def resolve_path(path: Path, what: str) -> Path:
         ) from None
 
 
-def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]]) -> list[str]:
+def check_output_paths(
+    inputs: Sequence[str], outputs: dict[str, Optional[str]], overwrite: bool = False
+) -> list[str]:
     """Refuse outputs that cannot be written, before any work.
 
-    ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. Returns
-    one warning per output file that already exists (the run replaces it: a segmentation
-    corrected by hand in that file would be lost without a word otherwise). Raises
-    :class:`UNetPlusPlusError` naming the option and the path.
+    ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. An
+    existing file is replaced silently when it is an unchanged output of ours (valid stamp);
+    any other existing file is refused unless ``overwrite``, and then named in the returned
+    warnings (one per such file). Raises :class:`UNetPlusPlusError` naming the option and the
+    path.
     """
     resolved_inputs = {resolve_path(Path(p).expanduser(), "Image") for p in inputs}
     seen: dict[Path, str] = {}
@@ -79,7 +112,10 @@ def check_output_paths(inputs: Sequence[str], outputs: dict[str, Optional[str]])
             raise UNetPlusPlusError(f"{option} {output} is a folder; give a file name.")
         if path.exists() and not os.access(path, os.W_OK):
             raise UNetPlusPlusError(f"{option} {output} exists and is not writable.")
-        if path.is_file():
+        why = edited_reason(path)
+        if why and not overwrite:
+            raise UNetPlusPlusError(KEEP_EDITS_ERROR.format(option=option, output=output, why=why))
+        if why:
             replaced.append(REPLACED_WARNING.format(option=option, output=output))
         folder = _nearest_existing(path.parent)
         if not folder.is_dir():
@@ -138,10 +174,13 @@ class OutputSet:
     """Stage outputs as temporary files beside their targets; commit renames all of them.
 
     Use as a context manager: leaving the block by an exception removes every staged file and
-    every folder created for them; :meth:`commit` must be called for anything to appear.
+    every folder created for them; :meth:`commit` must be called for anything to appear. Each
+    staged file gets our stamp (``output_stamp.py``). Unless ``overwrite``, :meth:`commit`
+    first checks that no target has become a file without a valid stamp since the run began.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, overwrite: bool = False) -> None:
+        self._overwrite = overwrite
         self._staged: list[tuple[Path, Path]] = []  # (temporary, target)
         self._created: list[Path] = []
         self._mode = 0o666 & ~current_umask()
@@ -166,11 +205,27 @@ class OutputSet:
             raise UNetPlusPlusError(f"Cannot write {target}: {first[0].strip()}") from None
         if temporary.stat().st_size == 0:
             raise UNetPlusPlusError(f"Cannot write {target}: the writer produced an empty file.")
+        try:  # the mark of an unchanged output of ours, for the next run (output_stamp.py)
+            if kind_of(path) is not None:
+                stamp_file(temporary)
+        except (OSError, ValueError) as error:  # disk full; a file not in its format
+            reason = getattr(error, "strerror", None) or str(error)
+            raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
 
     def commit(self) -> None:
         """Rename every staged file onto its target (each rename is atomic).
 
-        Raises :class:`UNetPlusPlusError` if a rename fails (the rest is then removed)."""
+        Raises :class:`UNetPlusPlusError` if a rename fails (the rest is then removed), or,
+        before any rename, if a target became a file that is not an unchanged output of ours
+        while the run was working (e.g. saved from Slicer) and ``overwrite`` is off."""
+        for _, target in self._staged if not self._overwrite else []:
+            why = edited_reason(target)
+            if why:
+                raise UNetPlusPlusError(
+                    f"{target} was saved by another program while this run was working (it "
+                    f"{why}); nothing was written. Run again with --overwrite to replace it, or "
+                    "choose another path."
+                )
         for temporary, target in self._staged:
             try:
                 os.replace(temporary, target)

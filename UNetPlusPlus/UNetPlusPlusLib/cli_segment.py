@@ -166,7 +166,7 @@ def _write_disagreement(disagreement, path: Path) -> None:
 def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagreement) -> None:
     from .engine.volume import write_labelmap
 
-    with OutputSet() as outputs:
+    with OutputSet(overwrite=args.overwrite) as outputs:
         if args.output and extension_of(args.output, SEGMENTATION_EXTENSIONS):
             from .segfile import write_seg_nrrd
 
@@ -215,6 +215,7 @@ def run_segment(
             "--preview": args.preview,
             "--disagreement": args.disagreement,
         },
+        overwrite=args.overwrite,
     )
     cancel = CancelFile(args.cancel_file) if args.cancel_file else None
     progress = cancellable(progress, cancel)  # checked between stages and tile batches
@@ -408,6 +409,13 @@ def add_segment_parser(subparsers) -> None:
         metavar="PNG",
         type=output_file(PREVIEW_EXTENSIONS, "--preview"),
         help="write a PNG preview of three planes",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files even if they are not unchanged unetpp outputs (by default "
+        "an existing file is replaced only if this tool wrote it and it has not changed since, "
+        "so a segmentation corrected by hand is never lost)",
     )
     parser.add_argument(
         "--tta",
