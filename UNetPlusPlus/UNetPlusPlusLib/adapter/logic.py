@@ -145,7 +145,7 @@ class SegmentationLogic:
         )
         self.warnings = list(result.info.get("warnings", []))
         return self.write_result(
-            result.labels, volume_nodes, manifest, output_node, replace_existing
+            result.labels, volume_nodes, manifest, output_node, replace_existing, self.warnings
         )
 
     def start_job(
@@ -179,8 +179,11 @@ class SegmentationLogic:
         channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
 
-        def write(labels: LabelVolume, _result: dict):
-            return self.write_result(labels, nodes, manifest, output_node, replace_existing)
+        def write(labels: LabelVolume, result: dict):
+            warnings = result.setdefault("warnings", []) if isinstance(result, dict) else None
+            return self.write_result(
+                labels, nodes, manifest, output_node, replace_existing, warnings
+            )
 
         job = SegmentationJob(
             volume=images,
@@ -280,8 +283,12 @@ class SegmentationLogic:
         manifest: ModelManifest,
         output_node=None,
         replace_existing: bool = False,
+        warnings: Optional[list] = None,
     ):
         """Write engine labels into ``output_node`` (or a new node); see write_segments.
+
+        ``warnings`` receives one line per segment the user had edited and that was kept
+        beside the new result instead of being replaced.
 
         A prompted (lung nodule) model adds numbered segments, "<label> 1", "<label> 2", ...:
         each click adds one nodule to the chosen output node.
@@ -297,7 +304,8 @@ class SegmentationLogic:
                 else f"{spec.name} 1"
                 for spec in labels.labels
             }
-        return write_segments(
+        kept: list = []
+        node = write_segments(
             labels,
             reference,
             segmentation_node=output_node,
@@ -306,7 +314,15 @@ class SegmentationLogic:
             node_name=f"{reference.GetName()} {manifest.task}",
             # one small lesion per click: keep its box, not a labelmap as large as the CT
             crop_to_content=is_prompted(manifest),
+            kept=kept,
         )
+        if warnings is not None:
+            warnings += [
+                f"Segment '{name}' had been edited since UNet++ wrote it; your version is kept "
+                f"as '{new_name}' beside the new '{name}'."
+                for name, new_name in kept
+            ]
+        return node
 
     @staticmethod
     def _channels(volume_nodes: Sequence, manifest: ModelManifest) -> tuple[list, list[str]]:

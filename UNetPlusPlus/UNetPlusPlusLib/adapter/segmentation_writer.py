@@ -5,8 +5,11 @@ segments share one binary labelmap (the source representation) on exactly the in
 voxels, and the node's reference geometry is the input volume, so Segment Editor edits them at
 full resolution.
 
-User edits are never overwritten silently: segments of the same name are replaced only when
-``replace_existing`` is true; otherwise the result goes into a new node.
+User edits are never overwritten: segments of the same name are replaced only when
+``replace_existing`` is true, and even then only a segment still exactly as the engine wrote it
+(segment_fingerprint): one the user has edited since, or made, is kept under a new name
+("liver (edited)") beside the new result. Without ``replace_existing`` the result goes into a
+new node.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..engine.manifest import terminology_entry_string
 from ..engine.volume import LabelVolume
 from ..errors import UNetPlusPlusError
 from .geometry import oriented_image_from_labels
+from .segment_fingerprint import is_unchanged, stamp
 
 
 def binary_labelmap_name() -> str:
@@ -38,6 +42,30 @@ def next_numbered_name(segmentation_node, base: str) -> str:
     matches = (pattern.match(name) for name in segment_names(segmentation_node))
     used = [int(m.group(1)) for m in matches if m]
     return f"{base} {max(used, default=0) + 1}"
+
+
+def edited_segments(segmentation_node, names) -> list[str]:
+    """The segments among ``names`` in the node that a replacing rerun keeps: those the user
+    edited since the engine wrote them, or made, i.e. without a matching fingerprint."""
+    if segmentation_node is None:
+        return []
+    segmentation = segmentation_node.GetSegmentation()
+    representation = binary_labelmap_name()
+    kept = []
+    for name in names:
+        segment_id = segmentation.GetSegmentIdBySegmentName(name)
+        if segment_id and not is_unchanged(segmentation.GetSegment(segment_id), representation):
+            kept.append(name)
+    return kept
+
+
+def kept_name(segmentation_node, name: str) -> str:
+    """``"<name> (edited)"``, numbered when taken: the new name of a kept edited segment."""
+    taken = set(segment_names(segmentation_node))
+    candidate, number = f"{name} (edited)", 2
+    while candidate in taken:
+        candidate, number = f"{name} (edited {number})", number + 1
+    return candidate
 
 
 def new_segmentation_node(scene, reference_volume_node, name: str):
@@ -60,18 +88,21 @@ def write_segments(
     node_name: str | None = None,
     values: Sequence[int] | None = None,
     crop_to_content: bool = False,
+    kept: list | None = None,
 ):
     """Write ``labels`` as segments; return the node that received them.
 
     - ``segmentation_node`` None: a new node named ``node_name`` is added to the volume's scene.
     - an existing node without segments of the same names: the segments are added to it.
-    - an existing node with such segments: they are replaced when ``replace_existing``;
+    - an existing node with such segments: they are replaced when ``replace_existing``, except
+      those :func:`edited_segments` returns, which are renamed by :func:`kept_name` and kept;
       otherwise a new node is created and the existing node is left untouched.
 
     ``names`` overrides segment names by label value (e.g. "nodule 2"); ``values`` restricts
     the labels written (default: every label of the manifest, even if empty in this result).
     ``crop_to_content``: store the labelmap with the smallest extent that holds its voxels (one
     nodule per click; see geometry.oriented_image_from_labels).
+    ``kept``: a list that receives ``(name, new name)`` for each edited segment kept.
     """
     scene = reference_volume_node.GetScene()
     if scene is None:
@@ -100,8 +131,15 @@ def write_segments(
     representation = binary_labelmap_name()
     terminology_tag = slicer.vtkSegment.GetTerminologyEntryTagName()
     segmentation = segmentation_node.GetSegmentation()
+    edited = set(edited_segments(segmentation_node, wanted.values()))
     was_modifying = segmentation_node.StartModify()
     try:
+        for name in edited:  # the user's version stays, under a name that says what it is
+            segment_id = segmentation.GetSegmentIdBySegmentName(name)
+            new_name = kept_name(segmentation_node, name)
+            segmentation.GetSegment(segment_id).SetName(new_name)
+            if kept is not None:
+                kept.append((name, new_name))
         for spec in specs:
             name = wanted[spec.value]
             segment = slicer.vtkSegment()
@@ -122,6 +160,7 @@ def write_segments(
                 segment_id = existing_id
             if not segmentation.AddSegment(segment, segment_id, insert_before):
                 raise RuntimeError(f"could not add segment {name!r} to {segmentation_node.GetID()}")
+            stamp(segment, representation)
     finally:
         segmentation_node.EndModify(was_modifying)
     return segmentation_node

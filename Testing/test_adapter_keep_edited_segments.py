@@ -1,0 +1,131 @@
+"""A replacing rerun keeps segments the user edited (adapter/segment_fingerprint), on real MRML."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
+
+from helpers import rotation_matrix  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, segment_fingerprint, segmentation_writer  # noqa: E402
+from UNetPlusPlusLib.engine.manifest import LabelSpec, standard_terminology  # noqa: E402
+from UNetPlusPlusLib.engine.volume import LabelVolume, Volume  # noqa: E402
+
+LABELS = [
+    LabelSpec(1, "edema", (0.1, 0.8, 0.2), standard_terminology("edema")),
+    LabelSpec(2, "enhancing tumor", (0.9, 0.9, 0.1), standard_terminology("enhancing tumor")),
+]
+SPACING, ORIGIN, DIRECTION = (1.0, 1.5, 2.0), (3.0, -4.0, 5.0), rotation_matrix((0, 10, 30))
+SHAPE = (6, 7, 8)
+
+
+def make_labels(shift: int = 0) -> LabelVolume:
+    array = np.zeros(SHAPE, np.uint8)
+    array[1:4, 2 + shift : 5 + shift, 2:6] = 1
+    array[2:3, 3:4, 3:5] = 2
+    return LabelVolume(array, SPACING, ORIGIN, DIRECTION, LABELS)
+
+
+@pytest.fixture()
+def volume_node():
+    scene = slicer.vtkMRMLScene()
+    volume = Volume(np.zeros((1, *SHAPE), np.float32), SPACING, ORIGIN, DIRECTION)
+    yield geometry.volume_node_from_volume(scene, volume, "brain")
+    scene.Clear(1)  # the scene is held until here: MRML nodes keep only a weak reference
+
+
+def segment_of(node, name: str):
+    segmentation = node.GetSegmentation()
+    segment_id = segmentation.GetSegmentIdBySegmentName(name)
+    assert segment_id, f"no segment {name!r} in {segmentation_writer.segment_names(node)}"
+    return segmentation.GetSegment(segment_id)
+
+
+def mask_of(node, name: str) -> np.ndarray:
+    segment = segment_of(node, name)
+    image = segment.GetRepresentation(segmentation_writer.binary_labelmap_name())
+    return geometry.array_from_oriented_image(image, SHAPE) == segment.GetLabelValue()
+
+
+def paint(node, name: str, zyx: tuple[int, int, int]) -> np.ndarray:
+    """Add one voxel to a segment the way Segment Editor does: change its labelmap in place."""
+    from vtk.util import numpy_support
+
+    segment = segment_of(node, name)
+    image = segment.GetRepresentation(segmentation_writer.binary_labelmap_name())
+    x0, x1, y0, y1, z0, z1 = image.GetExtent()
+    voxels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    voxels = voxels.reshape(z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1)
+    voxels[zyx[0] - z0, zyx[1] - y0, zyx[2] - x0] = segment.GetLabelValue()
+    image.Modified()
+    return mask_of(node, name).copy()
+
+
+def test_written_segments_carry_a_fingerprint_that_matches(volume_node):
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    representation = segmentation_writer.binary_labelmap_name()
+    for name in ("edema", "enhancing tumor"):
+        assert segment_fingerprint.is_unchanged(segment_of(node, name), representation)
+    assert segmentation_writer.edited_segments(node, ["edema", "enhancing tumor"]) == []
+
+
+def test_an_edited_segment_is_kept_beside_the_new_result(volume_node):
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    edited = paint(node, "edema", (5, 0, 0))
+    enhancing_id = node.GetSegmentation().GetSegmentIdBySegmentName("enhancing tumor")
+    assert segmentation_writer.edited_segments(node, ["edema", "enhancing tumor"]) == ["edema"]
+
+    kept: list = []
+    new = make_labels(shift=1)
+    result = segmentation_writer.write_segments(
+        new, volume_node, node, replace_existing=True, kept=kept
+    )
+
+    assert result is node
+    assert kept == [("edema", "edema (edited)")]
+    assert np.array_equal(mask_of(node, "edema (edited)"), edited)  # the user's voxels
+    assert np.array_equal(mask_of(node, "edema"), new.array == 1)
+    # the unedited segment is replaced in place, as before
+    assert node.GetSegmentation().GetSegmentIdBySegmentName("enhancing tumor") == enhancing_id
+    assert np.array_equal(mask_of(node, "enhancing tumor"), new.array == 2)
+    # a third run keeps a second edit under its own name
+    paint(node, "edema", (0, 0, 0))
+    again: list = []
+    segmentation_writer.write_segments(make_labels(), volume_node, node, True, kept=again)
+    assert again == [("edema", "edema (edited 2)")]
+
+
+def test_a_segment_the_user_made_with_the_same_name_is_kept(volume_node):
+    node = segmentation_writer.write_segments(
+        make_labels(), volume_node, values=[2], names={2: "enhancing tumor"}
+    )
+    mine = node.GetSegmentation().AddEmptySegment("", "edema")
+    assert mine
+    kept: list = []
+    segmentation_writer.write_segments(make_labels(), volume_node, node, True, kept=kept)
+    assert kept == [("edema", "edema (edited)")]
+    assert segmentation_writer.segment_names(node).count("edema") == 1
+
+
+def test_unedited_segments_still_match_after_a_seg_nrrd_round_trip(volume_node, tmp_path):
+    """Slicer crops a labelmap to its content on save: not an edit, so it is replaced."""
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    path = tmp_path / "result.seg.nrrd"
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetCropToMinimumExtent(True)
+    assert storage.WriteData(node)
+    loaded = slicer.vtkMRMLSegmentationNode()
+    volume_node.GetScene().AddNode(loaded)
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    reader.SetFileName(str(path))
+    assert reader.ReadData(loaded)
+
+    assert segmentation_writer.edited_segments(loaded, ["edema", "enhancing tumor"]) == []
+    kept: list = []
+    segmentation_writer.write_segments(make_labels(1), volume_node, loaded, True, kept=kept)
+    assert kept == []
+    assert segmentation_writer.segment_names(loaded) == ["edema", "enhancing tumor"]
