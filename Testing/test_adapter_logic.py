@@ -176,6 +176,14 @@ def test_rerun_keeps_edited_segments_and_replace_is_explicit(logic, sphere_model
     )
     assert replaced is first
     assert np.array_equal(segment_mask(first, "liver"), segment_mask(second, "liver"))
+    # even when replacing, the painted segment is kept under a new name, and the panel says so
+    assert np.array_equal(segment_mask(first, "liver (edited)"), edited)
+    assert any("'liver (edited)'" in warning for warning in logic.warnings)
+    # the new, unedited 'liver' is replaced by a further run without another copy
+    logic.segment(
+        [volume_node], sphere_model, device="cpu", output_node=first, replace_existing=True
+    )
+    assert sorted(segmentation_writer.segment_names(first)) == ["liver", "liver (edited)"]
 
 
 def test_missing_or_extra_input_gives_a_clear_error(logic, sphere_model, oblique_sphere):
