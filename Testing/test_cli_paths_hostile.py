@@ -85,7 +85,7 @@ def test_replacing_an_existing_output_says_so(ball, sphere_model, tmp_path, caps
     argv = ["segment", str(ball), "--model", str(sphere_model), "--threads", "1", "--quiet"]
     argv += ["-o", str(out)]
     assert main(argv) == 0
-    assert "already existed" not in capsys.readouterr().err
+    assert "already exists" not in capsys.readouterr().err
     corrected = out.read_bytes() + b""  # stands for the user's edits
     out.write_bytes(corrected)
     assert main([*argv, "--labelmap", str(labels)]) == 0

@@ -10,6 +10,7 @@ get the permissions the user's umask gives (``tempfile.mkstemp`` would leave the
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -25,11 +26,12 @@ def current_umask() -> int:
     return mask
 
 
-#: The notice for an output file that existed before the run (``unetpp segment`` replaces it).
+#: The notice for an output file that exists before the run (``unetpp segment`` replaces it),
+#: said before any work (a cancelled or failed run leaves the old file as it was).
 REPLACED_WARNING = (
-    "{option} {output} already existed and was replaced by this result; anything in the old "
-    "file (a segmentation corrected by hand, for example) is gone. Give each run a new file "
-    "name to keep both."
+    "{option} {output} already exists and this run replaces it with its result; anything in "
+    "the old file (a segmentation corrected by hand, for example) is lost. Give each run a new "
+    "file name to keep both."
 )
 
 
@@ -102,11 +104,32 @@ def _probe_folder(option: str, output: str, folder: Path) -> None:
         os.close(handle)
         os.unlink(name)
     except OSError as error:
-        reason = error.strerror or str(error)
+        cause = {errno.ENOENT: "it is a system folder that holds no files"}
         raise UNetPlusPlusError(
-            f"Cannot write {option} {output}: the folder {folder} does not accept new files "
-            f"({reason})."
+            f"Cannot write {option} {output}: the folder {folder} does not accept new files, "
+            f"because {cause.get(error.errno) or plain_reason(error)}; choose another folder."
         ) from None
+
+
+#: What an OSError's errno means for a file being written, in words a user acts on.
+_CAUSES = {
+    errno.EACCES: "there is no permission to write there",
+    errno.EPERM: "there is no permission to write there",
+    errno.EROFS: "it is on a read-only file system",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.ENAMETOOLONG: "the file name is too long",
+}
+
+
+def plain_reason(error: OSError) -> str:
+    """Why writing failed, as a clause for a sentence ("the disk is full"), without the errno
+    tail ("(No such file or directory)") that followed a clear sentence (tester 12)."""
+    cause = _CAUSES.get(error.errno)
+    if cause:
+        return cause
+    text = (error.strerror or str(error) or type(error).__name__).strip().rstrip(".")
+    return "the system reports: " + text[:1].lower() + text[1:]
 
 
 # Companion files some writers add beside a header (MetaImage .mhd + .raw/.zraw, NRRD .nhdr);
@@ -159,8 +182,7 @@ class OutputSet:
             write(temporary)
             os.chmod(temporary, self._mode)
         except OSError as error:
-            reason = error.strerror or str(error)
-            raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
+            raise UNetPlusPlusError(f"Cannot write {target}: {plain_reason(error)}.") from None
         except RuntimeError as error:  # SimpleITK/ITK writer errors (disk full, bad name)
             first = str(error).strip().splitlines()[-1:] or [type(error).__name__]
             raise UNetPlusPlusError(f"Cannot write {target}: {first[0].strip()}") from None
@@ -175,8 +197,7 @@ class OutputSet:
             try:
                 os.replace(temporary, target)
             except OSError as error:
-                reason = error.strerror or str(error)
-                raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
+                raise UNetPlusPlusError(f"Cannot write {target}: {plain_reason(error)}.") from None
         self._staged.clear()
         self._created.clear()
 
