@@ -2,9 +2,11 @@
 
 User errors (`UNetPlusPlusError`, bad options) print as one line, `error: ...`, and exit with
 status 2. With `--progress-json`, progress goes to stdout as JSON lines (`{"stage": "infer",
-"done": 3, "total": 8}`), then `{"result": {...}}` or `{"error": "..."}`; the Slicer module
-reads them. Warnings (Python's, e.g. a skipped DICOM slice) print as one `warning: ...` line
-each on stderr, which the Slicer module shows in its log. A closed output pipe (`| head`) ends
+"done": 3, "total": 8}`) and `{"warning": "..."}`, then `{"result": {...}}` or `{"error":
+"..."}`; the Slicer module reads them. Warnings (the engine's, and Python's, e.g. a skipped
+DICOM slice) print as one `warning: ...` line each on stderr as soon as they are known (those
+about the input before the model loads; early_warnings.py), each once; the Slicer module shows
+them in its log. A closed output pipe (`| head`) ends
 the command quietly. Coordinates are RAS millimetres, as 3D Slicer shows them, unless `--lps`.
 
 The sub-commands live in cli_segment.py, cli_models.py, cli_devices.py, cli_serve.py and
