@@ -47,10 +47,10 @@ def resolve_path(path: Path, what: str) -> Path:
     3.13), which reached users as an internal error. Raises :class:`UNetPlusPlusError`."""
     try:
         return path.resolve()
-    except (RuntimeError, OSError) as error:
+    except (RuntimeError, OSError):
         raise UNetPlusPlusError(
-            f"{what} {path}: a symbolic link in this path points back to itself (a link loop: "
-            f"{error}); give the real file or fix the link."
+            f"{what} {path}: a symbolic link in this path points back to itself (a link loop); "
+            "give the real file or fix the link."
         ) from None
 
 
