@@ -210,3 +210,26 @@ def test_freeing_cuda_memory_never_imports_torch():
         "WarmCache().after_request(click=False); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT_S)
+
+
+def test_the_module_logs_an_input_warning_before_the_first_tile(tmp_path, sphere_model):
+    """Through `unetpp serve` and the job client, the Log gets "warning: ..." before the first
+    "infer" progress (tester 12: warnings came only with the result)."""
+    image = make_sphere_image((24, 24, 6), (2.0, 2.0, 12.0), (0.0, 0.0, 0.0), np.eye(3), 9.0)
+    scene = slicer.vtkMRMLScene()
+    node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+    logic = SegmentationLogic(python=make_launcher(tmp_path))
+    try:
+        running = logic.start_job([node], sphere_model, device="cpu")
+        events, _ = poll_until_finished(running, TIMEOUT_S)
+    finally:
+        logic.shutdown()
+    assert running.state == job.SUCCEEDED, running.error
+    kinds = [
+        "warning" if e.kind == job.LOG else "infer"
+        for e in events
+        if (e.kind == job.LOG and e.message.startswith("warning: ") and "thick" in e.message)
+        or (e.kind == job.PROGRESS and e.stage == "infer")
+    ]
+    assert kinds.count("warning") == 1 and kinds.index("warning") < kinds.index("infer"), kinds
+    assert any("very thick voxels" in w for w in running.result["warnings"])  # the panel's

@@ -194,6 +194,10 @@ def test_the_region_below_the_liver_is_warned(shared_data):
     mask[20:40, 20:40, 90:110] = True
     findings = measure_liver(volume, mask)
     assert findings.failed == ["no_lung_above"]
+    # the check's own coarse-grid volume is named so: a reader took "segment_ml" for the
+    # result's volume (tester 12: 1076 ml against 1031.6 ml)
+    assert "segment_ml" not in vars(findings)
+    assert abs(findings.coarse_segment_ml - 20**3 * 27 / 1000) < 0.25 * 216
 
 
 # ---------------------------------------------------------------------------- manifest, CLI

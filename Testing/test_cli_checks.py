@@ -61,6 +61,26 @@ def test_models_list_with_nothing_found_is_an_error_naming_where_it_looked(
         assert str(folder) in err
 
 
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_unetpp_home_that_is_a_file_is_one_clear_error(
+    ball, sphere_model, tmp_path, monkeypatch, capsys, below
+):
+    """UNETPP_HOME naming a file: `segment --model` ran into OpenVINO's graph cache and said
+    "the openvino executor could not run this model (NotADirectoryError)" (tester 12)."""
+    home = tmp_path / "home-file"
+    home.write_text("not a folder")
+    setting = str(home / below) if below else str(home)
+    monkeypatch.setenv("UNETPP_HOME", setting)
+    monkeypatch.setenv("UNETPP_EXECUTOR", "openvino")
+    argv = ["segment", str(ball), "--model", str(sphere_model), "-o", str(tmp_path / "o.nrrd")]
+    for command in (argv, ["models", "list"]):
+        assert main(command) == 2
+        line = _one_error_line(capsys)
+        assert f"UNETPP_HOME={setting} " in line and "not a folder" in line
+        assert "NotADirectoryError" not in line
+    assert not (tmp_path / "o.nrrd").exists()
+
+
 # ------------------------------------------------------------------ 3. outputs before work
 def test_output_under_a_file_is_refused_before_any_work(
     ball, sphere_model, tmp_path, no_work, capsys
@@ -116,7 +136,7 @@ def test_a_failing_output_leaves_no_output_at_all(
     ])  # fmt: skip
     assert code == 2
     line = _one_error_line(capsys)
-    assert "Cannot write" in line and "x.png" in line and "No space left" in line
+    assert "Cannot write" in line and "x.png: the disk is full." in line
     assert _files(tmp_path) == ["ball.nii.gz"]  # no file, no temporary file, no new folder
 
 

@@ -83,7 +83,10 @@ def test_a_folder_that_refuses_new_files_is_refused_before_any_work(
     extra = [] if option == "-o" else ["-o", str(tmp_path / "ok.seg.nrrd")]
     assert main(["segment", str(ball), "--model", str(sphere_model), *extra, option, path]) == 2
     line = _one_error_line(capsys)
-    assert option in line and path in line and "does not accept new files" in line
+    assert option in line and path in line and "does not accept new files, because" in line
+    assert line.endswith("; choose another folder.") and "(" not in line  # no errno tail
+    if path.startswith("/proc"):  # the bare errno was "(No such file or directory)"
+        assert "a system folder" in line
     assert not (tmp_path / "ok.seg.nrrd").exists()
 
 

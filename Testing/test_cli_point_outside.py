@@ -11,8 +11,8 @@ import pytest
 import SimpleITK as sitk
 from helpers import rotation_matrix
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.cli_points import check_point_on_image, ras_to_lps
-from UNetPlusPlusLib.engine.volume import Grid
+from UNetPlusPlusLib.cli_points import check_point_on_image, check_roi_on_image, ras_to_lps
+from UNetPlusPlusLib.engine.volume import Box, Grid
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 DIRECTION = rotation_matrix((20, -10, 35))
@@ -45,3 +45,58 @@ def test_the_cli_names_the_typed_click_in_one_line(tmp_path, capfd):
     assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
     assert "Point 1 (-516, 0, 0) mm RAS lies outside the image" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("read", ["region", "whole"])  # --roi alone streams; --preview reads all
+@pytest.mark.parametrize("frame", ["RAS", "LPS"])
+def test_a_roi_off_the_image_is_named_as_typed_with_the_image_extent(
+    tmp_path, sphere_model, capsys, read, frame
+):
+    """A --roi off the image was reported as the box enlarged by a tile of context, in LPS
+    (tester 12: 'The region from (-1122, -1122, 978) to (-978, -978, 1122) mm (LPS)' for
+    --roi 1000 1000 1000 1100 1100 1100)."""
+    values = np.random.default_rng(1).normal(-500, 300, (20, 30, 40)).astype(np.int16)
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing(GRID.spacing)
+    image.SetOrigin(GRID.origin)
+    image.SetDirection(DIRECTION.flatten().tolist())
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(image, str(path))
+    argv = ["segment", str(path), "--model", str(sphere_model), "-o", str(tmp_path / "o.nrrd")]
+    argv += ["--roi", "1000", "1000", "1000", "1100", "1100", "1100"]
+    argv += (["--lps"] if frame == "LPS" else []) + (
+        ["--preview", str(tmp_path / "p.png")] if read == "whole" else []
+    )
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        f"from (1000, 1000, 1000) to (1100, 1100, 1100) mm {frame} lies outside the image" in line
+    )
+    corners = GRID.corner_points() * (np.array([-1.0, -1.0, 1.0]) if frame == "RAS" else 1.0)
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    assert f"x {low[0]:.1f} to {high[0]:.1f}, y {low[1]:.1f} to {high[1]:.1f}" in line
+    assert f"mm {frame}; place the box on the image." in line and "1122" not in line
+    assert not (tmp_path / "o.nrrd").exists()
+    inside = GRID.index_to_physical((20, 15, 10))  # a box around the image's centre passes
+    box = [*(inside - 5.0), *(inside + 5.0)]
+    check_roi_on_image(GRID, Box(tuple(box[:3]), tuple(box[3:])), box, "LPS")
+
+
+def test_two_points_on_one_lesion_combine_with_one_warning():
+    """combine_point_results had an unused ``progress`` parameter before ``warnings``
+    (tester 12): the warnings list is now its second argument."""
+    from UNetPlusPlusLib.cli_points import combine_point_results
+    from UNetPlusPlusLib.engine.manifest import LabelSpec
+    from UNetPlusPlusLib.engine.volume import LabelVolume, SegmentationResult
+
+    lesion = np.zeros((4, 5, 6), dtype=np.uint8)
+    lesion[1:3, 1:4, 2:5] = 1
+    spec = LabelSpec(value=1, name="nodule", color=(1.0, 0.0, 0.0))
+    labels = LabelVolume(lesion, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), [spec])
+    results = [SegmentationResult(labels, None, {}), SegmentationResult(labels, None, {})]
+    shared: list = []
+    combined = combine_point_results(results, shared)
+    assert [x.name for x in combined.labels] == ["nodule 1", "nodule 2"]
+    assert np.array_equal(combined.array, lesion)  # the first point keeps every voxel
+    (warning,) = shared
+    assert warning.startswith("Point 2 of 2 lies on the lesion of point 1")

@@ -30,8 +30,9 @@ def tracked_text_files() -> list[Path]:
     return [REPO / name for name in out if name not in skip and (REPO / name).is_file()]
 
 
-def test_readme_names_nodule_segments_as_the_code_writes_them():
-    """The Logic names the n-th nodule "<label name> n" (adapter/logic.py, write_result)."""
+def test_the_tutorial_names_nodule_segments_as_the_code_writes_them():
+    """The Logic names the n-th nodule "<label name> n" (adapter/logic.py, write_result), as the
+    Slicer tutorial (docs/SLICER.md) says."""
     manifest = ModelManifest.load(
         REPO
         / "UNetPlusPlus"
@@ -42,9 +43,9 @@ def test_readme_names_nodule_segments_as_the_code_writes_them():
         / "model.json"
     )
     name = manifest.labels[0].name
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("#### Lung nodule") :]
-    section = section[: section.index("\n#### ")]
+    tutorial = (REPO / "docs" / "SLICER.md").read_text(encoding="utf-8")  # moved from README
+    section = tutorial[tutorial.index("### Lung nodule") :]
+    section = section[: section.index("\n### ")]
     assert f"**{name} 1**, **{name} 2**" in section
     numbered = set(re.findall(r"\*\*([a-z ]+?) \d\*\*", section))
     assert numbered == {name}, numbered

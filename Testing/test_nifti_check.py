@@ -123,3 +123,28 @@ def test_an_uncompressed_nifti_named_nii_gz_reads_as_itk_reads_it(tmp_path):
     broken.write_bytes(gzip.compress(plain.read_bytes())[:-40])
     with pytest.raises(UNetPlusPlusError, match="truncated or corrupt"):
         read_volume([broken])
+
+
+def test_a_gzipped_nifti_named_nii_says_to_rename_it(tmp_path, capsys):
+    """A .nii.gz saved as .nii: ITK (SimpleITK, 3D Slicer) cannot read it ("Unable to determine
+    ImageIO reader"), and the message called it truncated or corrupt (tester 12). Now one
+    sentence says what it is and the new name, on every read path (whole image, --roi)."""
+    from UNetPlusPlusLib.cli import main
+    from UNetPlusPlusLib.engine.image_read import read_volume
+
+    values = np.random.default_rng(3).integers(-1000, 400, (7, 9, 11)).astype("i2")
+    compressed = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_oblique(values), str(compressed), True)
+    misnamed = tmp_path / "ct.nii"
+    misnamed.write_bytes(compressed.read_bytes())
+    with pytest.raises(RuntimeError, match="Unable to determine ImageIO"):
+        sitk.ReadImage(str(misnamed))  # what ITK itself does with it
+    expected = "is a gzip-compressed NIfTI file (a .nii.gz) but its name ends in .nii"
+    for read in (read_image, lambda p: read_volume([p])):
+        with pytest.raises(UNetPlusPlusError, match=r"ct\.nii is a gzip.*rename it to ct\.nii\.gz"):
+            read(misnamed)
+    for roi in ([], ["--roi", "0", "0", "0", "5", "5", "5"]):
+        argv = ["segment", str(misnamed), "--task", "liver", "-o", str(tmp_path / "o.nrrd")]
+        assert main(argv + roi) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert expected in line and "corrupt" not in line

@@ -29,11 +29,10 @@ from UNetPlusPlusLib.training.planner import (
     WIDE_FEATURES,
     DeviceInfo,
     Plan,
-    fit_schedule,
     parse_duration,
     plan_geometry,
-    validation_count,
 )
+from UNetPlusPlusLib.training.schedule import fit_schedule, validation_count
 
 CPU2 = DeviceInfo("cpu", "test CPU", 2, False)
 GPU = DeviceInfo("cuda", "test GPU", 8, True, 24.0)

@@ -2,9 +2,11 @@
 
 User errors (`UNetPlusPlusError`, bad options) print as one line, `error: ...`, and exit with
 status 2. With `--progress-json`, progress goes to stdout as JSON lines (`{"stage": "infer",
-"done": 3, "total": 8}`), then `{"result": {...}}` or `{"error": "..."}`; the Slicer module
-reads them. Warnings (Python's, e.g. a skipped DICOM slice) print as one `warning: ...` line
-each on stderr, which the Slicer module shows in its log. A closed output pipe (`| head`) ends
+"done": 3, "total": 8}`) and `{"warning": "..."}`, then `{"result": {...}}` or `{"error":
+"..."}`; the Slicer module reads them. Warnings (the engine's, and Python's, e.g. a skipped
+DICOM slice) print as one `warning: ...` line each on stderr as soon as they are known (those
+about the input before the model loads; early_warnings.py), each once; the Slicer module shows
+them in its log. A closed output pipe (`| head`) ends
 the command quietly. Coordinates are RAS millimetres, as 3D Slicer shows them, unless `--lps`.
 
 The sub-commands live in cli_segment.py, cli_models.py, cli_devices.py, cli_serve.py and
@@ -31,13 +33,18 @@ from .cli_devices import add_devices_parser
 from .cli_models import add_models_parser
 from .cli_segment import add_segment_parser
 from .cli_serve import add_serve_parser
+from .early_warnings import EarlyWarnings
 from .errors import CancelledError, UNetPlusPlusError
 from .exit_codes import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 
 
 # ---------------------------------------------------------------------------- progress output
 class JsonProgress:
-    """Progress as JSON lines on stdout, for the Slicer module's background runner."""
+    """Progress as JSON lines on stdout, for the Slicer module's background runner; ``warn``
+    writes ``{"warning": "..."}`` as soon as a warning is known (early_warnings.py)."""
+
+    def __init__(self) -> None:
+        self.warn = EarlyWarnings(lambda message: self.emit({"warning": message}))
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         self.emit({"stage": stage, "done": int(done), "total": int(total)})
@@ -52,12 +59,22 @@ class JsonProgress:
 
 
 class BarProgress:
-    """A tqdm bar per stage on stderr."""
+    """A tqdm bar per stage on stderr; ``warn`` prints ``warning: ...`` there as soon as a
+    warning is known, ``--quiet`` or not (early_warnings.py)."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.stage: Optional[str] = None
         self.bar = None
+        self.warn = EarlyWarnings(self._print_warning)
+
+    def _print_warning(self, message: str) -> None:
+        if self.bar is not None:  # above the bar, which stays
+            from tqdm import tqdm
+
+            tqdm.write(f"warning: {message}", file=sys.stderr)
+        else:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.quiet:
@@ -256,7 +273,8 @@ def _main(argv: List[str]) -> int:
     progress.close()
     if isinstance(result, int):
         return result
-    for warning in result.get("warnings") or []:  # borderline input: said, never silent
+    warnings_all = result.get("warnings") or []  # borderline input: said, never silent
+    for warning in progress.warn.unsaid(warnings_all):  # those said early are not repeated
         print(f"warning: {warning}", file=sys.stderr)
     if json_mode and args.command == "segment":
         JsonProgress.emit({"result": result})
@@ -264,9 +282,11 @@ def _main(argv: List[str]) -> int:
         outputs = ", ".join(v for v in result["outputs"].values() if v)
         volumes = ", ".join(f"{k} {v} ml" for k, v in result["volumes_ml"].items())
         tta = " with test-time augmentation" if result.get("tta") else ""
+        count = len(dict.fromkeys(warnings_all))
+        said = f"; {count} warning{'s' if count > 1 else ''} above" if count else ""
         print(
             f"segmented with {result['model']} at depth {result['depth']}{tta} on "
-            f"{result['device']} in {result['seconds']:.1f} s: {volumes}; wrote {outputs}"
+            f"{result['device']} in {result['seconds']:.1f} s: {volumes}; wrote {outputs}{said}"
         )
         if result.get("agreement"):
             agreement = ", ".join(f"{k} {v:.2f}" for k, v in result["agreement"].items())

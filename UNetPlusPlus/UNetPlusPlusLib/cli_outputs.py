@@ -17,6 +17,7 @@ the same path: each rename is atomic, so a reader sees one whole file; the later
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -33,10 +34,12 @@ def current_umask() -> int:
     return mask
 
 
-#: The notice for a file replaced under ``--overwrite`` that was not an unchanged output of ours.
+#: The notice for an existing file that ``--overwrite`` replaces although it is not an unchanged
+#: output of ours, said before any work (a cancelled or failed run leaves the old file as it was).
 REPLACED_WARNING = (
-    "{option} {output} already existed and was replaced (--overwrite); it was not an unchanged "
-    "unetpp output, so whatever it held (a segmentation corrected by hand, for example) is gone."
+    "{option} {output} already exists and is not an unchanged unetpp output; --overwrite "
+    "replaces it with this run's result, so whatever it holds (a segmentation corrected by "
+    "hand, for example) will be lost."
 )
 
 #: The refusal for an existing file that is not an unchanged output of ours (no --overwrite).
@@ -75,10 +78,10 @@ def resolve_path(path: Path, what: str) -> Path:
     3.13), which reached users as an internal error. Raises :class:`UNetPlusPlusError`."""
     try:
         return path.resolve()
-    except (RuntimeError, OSError) as error:
+    except (RuntimeError, OSError):
         raise UNetPlusPlusError(
-            f"{what} {path}: a symbolic link in this path points back to itself (a link loop: "
-            f"{error}); give the real file or fix the link."
+            f"{what} {path}: a symbolic link in this path points back to itself (a link loop); "
+            "give the real file or fix the link."
         ) from None
 
 
@@ -138,11 +141,32 @@ def _probe_folder(option: str, output: str, folder: Path) -> None:
         os.close(handle)
         os.unlink(name)
     except OSError as error:
-        reason = error.strerror or str(error)
+        cause = {errno.ENOENT: "it is a system folder that holds no files"}
         raise UNetPlusPlusError(
-            f"Cannot write {option} {output}: the folder {folder} does not accept new files "
-            f"({reason})."
+            f"Cannot write {option} {output}: the folder {folder} does not accept new files, "
+            f"because {cause.get(error.errno) or plain_reason(error)}; choose another folder."
         ) from None
+
+
+#: What an OSError's errno means for a file being written, in words a user acts on.
+_CAUSES = {
+    errno.EACCES: "there is no permission to write there",
+    errno.EPERM: "there is no permission to write there",
+    errno.EROFS: "it is on a read-only file system",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.ENAMETOOLONG: "the file name is too long",
+}
+
+
+def plain_reason(error: OSError) -> str:
+    """Why writing failed, as a clause for a sentence ("the disk is full"), without the errno
+    tail ("(No such file or directory)") that followed a clear sentence (tester 12)."""
+    cause = _CAUSES.get(error.errno)
+    if cause:
+        return cause
+    text = (error.strerror or str(error) or type(error).__name__).strip().rstrip(".")
+    return "the system reports: " + text[:1].lower() + text[1:]
 
 
 # Companion files some writers add beside a header (MetaImage .mhd + .raw/.zraw, NRRD .nhdr);
@@ -198,8 +222,7 @@ class OutputSet:
             write(temporary)
             os.chmod(temporary, self._mode)
         except OSError as error:
-            reason = error.strerror or str(error)
-            raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
+            raise UNetPlusPlusError(f"Cannot write {target}: {plain_reason(error)}.") from None
         except RuntimeError as error:  # SimpleITK/ITK writer errors (disk full, bad name)
             first = str(error).strip().splitlines()[-1:] or [type(error).__name__]
             raise UNetPlusPlusError(f"Cannot write {target}: {first[0].strip()}") from None
@@ -230,8 +253,7 @@ class OutputSet:
             try:
                 os.replace(temporary, target)
             except OSError as error:
-                reason = error.strerror or str(error)
-                raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
+                raise UNetPlusPlusError(f"Cannot write {target}: {plain_reason(error)}.") from None
         self._staged.clear()
         self._created.clear()
 

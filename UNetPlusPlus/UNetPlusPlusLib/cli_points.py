@@ -1,5 +1,6 @@
-"""The clicked points of `unetpp segment`: RAS to LPS, the check that a click lies on the
-image, and one label volume from the results of several points (one segment per point)."""
+"""The clicked points and the ROI of `unetpp segment`: RAS to LPS, the checks that a click or a
+box lies on the image, and one label volume from the results of several points (one segment
+per point)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,39 @@ def check_point_on_image(grid, point, given, frame: str, number: int) -> None:
     )
 
 
+def check_roi_on_image(grid, roi, given: Sequence[float], frame: str) -> None:
+    """Refuse a ``--roi`` box (``roi``: a ``volume.Box`` in LPS mm; ``given``: its six numbers as
+    typed, in ``frame``, "RAS" or "LPS") that holds no voxel centre of the image on ``grid``:
+    the message names the user's own box and the image's extent, in ``frame``. The engine's
+    message named the box enlarged by a tile of context, in LPS, also for a box typed in RAS
+    (tester 12). Raises UNetPlusPlusError."""
+    import numpy as np
+
+    index = grid.physical_to_index(roi.corner_points())
+    last = np.asarray(grid.size_xyz) - 1  # a box between two voxel centres inside the image
+    if not np.any(index.max(axis=0) < -1e-6) and not np.any(index.min(axis=0) > last + 1e-6):
+        return  # is the engine's to refuse ("holds no voxel centre", prompt_boxes.py)
+    corners = grid.corner_points()
+    if frame == "RAS":
+        corners = corners * np.array([-1.0, -1.0, 1.0])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    typed = [f"{float(v):g}" for v in given]
+    extent = ", ".join(f"{a} {lo:.1f} to {hi:.1f}" for a, lo, hi in zip("xyz", low, high))
+    raise UNetPlusPlusError(
+        f"The region of interest from ({', '.join(typed[:3])}) to ({', '.join(typed[3:])}) mm "
+        f"{frame} lies outside the image, whose voxel centres span {extent} mm {frame}; "
+        "place the box on the image."
+    )
+
+
 def ras_to_lps(point: Sequence[float]) -> tuple:
     """RAS and LPS differ by the sign of the first two axes."""
     return (-float(point[0]), -float(point[1]), float(point[2]))
 
 
-def combine_point_results(results: list, progress=None, warnings: Optional[list] = None):
-    """One label volume from one result per point: point k's labels become "<name> k".
+def combine_point_results(results: list, warnings: Optional[list] = None):
+    """One label volume from one result per point (``SegmentationResult``s whose labels share
+    one grid): point k's labels become "<name> k".
 
     Model label v of point k (from 1) gets value (k - 1) * L + v (L labels); where segments of
     two points overlap, the earlier point keeps the voxel (a labelmap holds one label each).

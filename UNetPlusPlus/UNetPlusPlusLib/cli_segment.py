@@ -30,7 +30,13 @@ from .cli_args import (
     thread_count,
 )
 from .cli_outputs import OutputSet, check_output_paths
-from .cli_points import check_point_on_image, combine_point_results, ras_to_lps
+from .cli_points import (
+    check_point_on_image,
+    check_roi_on_image,
+    combine_point_results,
+    ras_to_lps,
+)
+from .early_warnings import warner
 from .errors import UNetPlusPlusError
 
 
@@ -115,7 +121,7 @@ def _read_roi_region(args: argparse.Namespace, manifest):
 
     from .engine.bias_field import check_bias_field
     from .engine.prompt_boxes import prompt_boxes
-    from .engine.region_read import read_region
+    from .engine.region_read import header_grid, read_region
     from .engine.sanity import check_model_samples, image_volume_ml
     from .engine.streamed_checks import check_files
 
@@ -131,6 +137,13 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     def bias_check(grids, spacing):  # the MR bias field, on the streamed coarse grids
         return check_bias_field(manifest, [], spacing, grids)
 
+    if Path(args.inputs[0]).is_file():  # the user's box against the header, before the reads
+        try:
+            grid = header_grid(Path(args.inputs[0]))
+        except UNetPlusPlusError:
+            grid = None  # check_files says why
+        if grid is not None:
+            check_roi_on_image(grid, roi, args.roi, "LPS" if args.lps else "RAS")
     modalities = [c.modality for c in manifest.channels]
     warnings = check_files(
         args.inputs, modalities, names, order_check=order_check, bias_check=bias_check
@@ -202,10 +215,12 @@ def run_segment(
     names the input volume: while the cache holds it the input files are not read and need
     not exist (an ROI is then taken from the kept volume: the same labels as the streamed
     read, Testing/test_region_read.py). Raises UNetPlusPlusError for any user error."""
+    from .engine.registry import user_cache_dir
     from .warm_cache import WarmCache
 
     cache = cache or WarmCache()
     _check_arguments(args)
+    user_cache_dir()  # a UNETPP_HOME that is a file: one clear error before any work
     replaced = check_output_paths(
         args.inputs,
         {
@@ -217,6 +232,9 @@ def run_segment(
         },
         overwrite=args.overwrite,
     )
+    warn = warner(progress)  # each warning said once, as soon as known (early_warnings.py)
+    for message in replaced:
+        warn(message)
     cancel = CancelFile(args.cancel_file) if args.cancel_file else None
     progress = cancellable(progress, cancel)  # checked between stages and tile batches
     if input_token is None:
@@ -239,6 +257,15 @@ def run_segment(
         }
         if args.point or args.roi:  # a crop is normalised with the whole volume's statistics
             region_options["channel_norms"] = cache.channel_norms(manifest, volume)
+    if args.roi is not None and region is None:  # the user's box, in the user's frame
+        check_roi_on_image(volume.grid, _roi_box(args), args.roi, "LPS" if args.lps else "RAS")
+    if not (args.roi or args.point):  # a header that makes the model grid huge: say the work
+        from .engine.tile_count import long_run_warning
+
+        work = long_run_warning(volume.grid, manifest)
+        region_options["input_warnings"] += [work] if work else []
+    for message in region_options["input_warnings"]:  # before torch is even imported
+        warn(message)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     for number, (given, point) in enumerate(zip(args.point or [], points), start=1):
         check_point_on_image(volume.grid, point, given, "LPS" if args.lps else "RAS", number)
@@ -263,12 +290,13 @@ def run_segment(
                 disagreement=bool(args.disagreement),
                 cancel=cancel,
                 crop_output=crop and not args.disagreement,
+                warn=warn,
                 **region_options,
             )
         )
     result = results[-1]
     shared: list[str] = []  # points on one lesion (several points)
-    labels = result.labels if len(results) == 1 else combine_point_results(results, None, shared)
+    labels = result.labels if len(results) == 1 else combine_point_results(results, shared)
     progress("write", 0, 1)
     _write_outputs(
         args,

@@ -10,8 +10,10 @@ Protocol, one JSON object per line (UTF-8):
 - the server first writes ``{"ready": true, "pid": N}``;
 - request ``{"id": 7, "argv": [...]}``: ``argv`` as for ``unetpp segment`` (inputs, ``--model``,
   ``--labelmap``, ``--cancel-file``...); replies ``{"id": 7, "stage": s, "done": d, "total": t}``
-  then ``{"id": 7, "result": {...}}`` or ``{"id": 7, "error": msg, "status": 1|2|3}`` (the exit
-  status ``unetpp segment`` would have had; 3 = cancelled);
+  and ``{"id": 7, "warning": msg}`` (each warning once, as soon as it is known: those about the
+  input before the first tile), then ``{"id": 7, "result": {...}}`` (its ``warnings`` list all
+  of them again) or ``{"id": 7, "error": msg, "status": 1|2|3}`` (the exit status
+  ``unetpp segment`` would have had; 3 = cancelled);
 - a request may add ``"input_token": "..."``, a name for its input volume (the Slicer module's:
   node ids, modification times, world matrices, channel names): while the server holds the
   volume of that token, the input files are not read and need not exist. Every final reply
@@ -39,6 +41,7 @@ import os
 import sys
 from typing import IO, Any, Callable, Optional
 
+from .early_warnings import EarlyWarnings
 from .exit_codes import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 from .warm_cache import WarmCache
 
@@ -99,9 +102,7 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
         end({"error": "bad request: --help is not a request", "status": EXIT_USER_ERROR})
         return
 
-    def progress(stage: str, done: int, total: int) -> None:
-        _reply(replies, {"id": ident, "stage": stage, "done": int(done), "total": int(total)})
-
+    progress = _RequestProgress(replies, ident)
     try:  # whatever argparse would print (nothing since the checks above) is dropped
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             args = build_parser().parse_args(["segment", *argv, "--progress-json"])
@@ -115,6 +116,22 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
         end(_run(args, progress, cache, token), click=bool(args.point))
     finally:  # the memory bound, whatever the outcome (warm_cache.py)
         cache.after_request(click=bool(args.point))
+
+
+class _RequestProgress:
+    """One request's progress replies, and ``warn``: ``{"id": N, "warning": "..."}`` as soon as
+    a warning is known, each once (early_warnings.py)."""
+
+    def __init__(self, replies: IO[str], ident: Any) -> None:
+        self.replies, self.ident = replies, ident
+        self.warn = EarlyWarnings(self._warning)
+
+    def _warning(self, message: str) -> None:
+        _reply(self.replies, {"id": self.ident, "warning": message})
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        payload = {"id": self.ident, "stage": stage, "done": int(done), "total": int(total)}
+        _reply(self.replies, payload)
 
 
 def _asks_for_help(arg: str) -> bool:

@@ -6,7 +6,8 @@ Slicer must never freeze and a CUDA crash must not take it down, so the Widget r
         --device DEV --labelmap OUT.nrrd --progress-json --cancel-file JOB/cancel
         [--point X Y Z | --roi ...]
 
-and reads its JSON lines (``{"stage": s, "done": d, "total": t}``, then ``{"result": {...}}`` or
+and reads its JSON lines (``{"stage": s, "done": d, "total": t}``, ``{"warning": msg}`` as soon as
+a warning is known, which the Widget's log shows at once, then ``{"result": {...}}`` or
 ``{"error": msg}``). The inputs are written to the job's working folder as uncompressed NRRD in
 the volumes' own voxel types (an int16 CT stays int16; the engine process casts), with their
 exact geometry, so the child segments the same voxels the user sees; with the persistent engine
@@ -366,6 +367,10 @@ class SegmentationJob:
                 done=int(payload.get("done", 0)),
                 total=int(payload.get("total", 0)),
             )
+        if "warning" in payload:  # said as soon as known: before the tiles for the input's
+            message = f"warning: {payload['warning']}"
+            self._remember(message)
+            return JobEvent(LOG, message=message)
         if "error" in payload:
             self._last_error = str(payload["error"])
             return JobEvent(LOG, message=f"error: {self._last_error}")

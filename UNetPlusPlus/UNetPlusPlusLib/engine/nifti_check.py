@@ -275,6 +275,7 @@ def _checked_pass(
         if pair is not None:  # ITK pads a truncated .img silently too; ITK reads the voxels
             layout, size, bad, data = _pair_pass(*pair)
         else:
+            _refuse_misnamed_gzip(path)
             _refuse_nifti2(path)
             with _opener(path)(path, "rb") as stream:
                 layout, size, bad, data = _scan(stream, keep, out)
@@ -295,6 +296,32 @@ def _checked_pass(
     if bad:
         raise nonfinite_error(str(path), bad)
     return data
+
+
+def _refuse_misnamed_gzip(path: Path) -> None:
+    """A gzip-compressed NIfTI-1 named ``.nii`` (not ``.nii.gz``): ITK (SimpleITK, 3D Slicer)
+    picks its reader by the name and answered "Unable to determine ImageIO reader", which our
+    message then called a truncated or corrupt file (tester 12). Say what it is and how to fix
+    it: the name, since every other ITK-based tool fails on it as well."""
+    if not path.name.lower().endswith(".nii"):
+        return
+    with open(path, "rb") as stream:
+        if stream.read(2) != GZIP_MAGIC:
+            return
+    try:
+        with gzip.open(path, "rb") as stream:
+            first = stream.read(4)
+    except (EOFError, OSError, zlib.error):
+        first = b""  # a broken gzip: still not a plain .nii, and the name is still wrong
+    nifti = len(first) == 4 and 348 in (
+        struct.unpack("<i", first)[0],
+        struct.unpack(">i", first)[0],
+    )
+    what = "a gzip-compressed NIfTI file (a .nii.gz)" if nifti else "gzip-compressed"
+    raise UNetPlusPlusError(
+        f"{path} is {what} but its name ends in .nii, and the image reader (ITK, as in 3D "
+        f"Slicer) chooses the format by the name: rename it to {path.name}.gz."
+    )
 
 
 def _refuse_nifti2(path: Path) -> None:

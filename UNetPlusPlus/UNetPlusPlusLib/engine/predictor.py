@@ -159,6 +159,7 @@ class Predictor:
         channel_check: bool = True,
         point_box: Optional[tuple] = None,
         memo: Optional[dict] = None,
+        warn: Optional[Callable[[str], None]] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
@@ -185,7 +186,10 @@ class Predictor:
         ``memo``: a dict kept by the caller for this very ``volume``, unchanged between calls
         (``warm_cache.WarmCache.memo``): the prepared network input is reused from it when the
         next call asks for the same region (``prepare.py``; the labels are the same), and the
-        anatomy check's lung and body masks (``anatomy_check.lung_and_body_once``)."""
+        anatomy check's lung and body masks (``anatomy_check.lung_and_body_once``).
+        ``warn(message)``: called with every warning known before the tiles run (the input's,
+        a thin input), before the first tile (``early_warnings.py``); all of them are in
+        ``info["warnings"]`` too."""
         call = dict(locals())  # the arguments, for a point's passes (point_box.segment_point)
         started = time.perf_counter()
         depth = parse_depth(depth, self.manifest)
@@ -222,6 +226,8 @@ class Predictor:
         thin = thin_input_warning(region_grid.size_xyz, region_grid.spacing, tile_mm)
         if point is None and thin:  # a click's box is the model's own choice
             info["warnings"].append(thin)
+        for message in info["warnings"] if warn is not None else ():  # before the first tile
+            warn(message)
         probabilities = self._infer(
             image, depth, overlap, tile_batch, report, cancel, info, options
         )

@@ -30,7 +30,9 @@ from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slice
 PathLike = Union[str, Path]
 
 
-def _header_grid(path: Path) -> Grid:
+def header_grid(path: Path) -> Grid:
+    """The grid (LPS) of an image file from its header alone, as the whole-image reading gives
+    it. Raises UNetPlusPlusError for an unreadable header or an image that is not 3D scalar."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -86,7 +88,7 @@ def read_region(
     paths = [Path(p) for p in paths]
     if not paths:
         raise UNetPlusPlusError("No input image was given.")
-    grids = [None if p.is_dir() else _header_grid(p) for p in paths]
+    grids = [None if p.is_dir() else header_grid(p) for p in paths]
     full = grids[0] if grids[0] is not None else None
     specs = [dict(_normalization_entry(n)) for n in normalizations] or [{} for _ in paths]
     channels: list[np.ndarray] = []

@@ -54,7 +54,7 @@ def user_cache_dir() -> Path:
     """The user model cache: ``$UNETPP_HOME/models``, else the platform's cache folder."""
     home = os.environ.get("UNETPP_HOME")
     if home:
-        return Path(home).expanduser() / "models"
+        return _checked_home(home) / "models"
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
     elif sys.platform == "darwin":
@@ -62,6 +62,23 @@ def user_cache_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "unetpp" / "models"
+
+
+def _checked_home(home: str) -> Path:
+    """``$UNETPP_HOME`` as a folder path (it need not exist yet). A file there made the model
+    install fail and OpenVINO's graph cache report NotADirectoryError, which reached the user
+    as "the openvino executor could not run this model (NotADirectoryError)" (tester 12).
+    Raises UNetPlusPlusError when it, or a folder it names, is a file."""
+    path = existing = Path(home).expanduser()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is a file" if existing == path else f"lies inside {existing}, which is a file"
+        raise UNetPlusPlusError(
+            f"UNETPP_HOME={home} {what}, not a folder: point UNETPP_HOME at a folder (the "
+            "engine keeps installed models and compiled graphs there) or unset it."
+        )
+    return path
 
 
 def searched_dirs() -> list[Path]:

@@ -10,30 +10,15 @@ about the network.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from ..errors import CancelledError
 from .devices import inference_backends, is_out_of_memory, release_memory
+from .tile_count import tile_starts
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
-
-
-def tile_starts(size: int, tile: int, overlap: float = 0.25) -> list[int]:
-    """Start indices of tiles of length ``tile`` covering ``size`` voxels along one axis.
-
-    Neighbouring tiles overlap by at least ``overlap * tile``; the starts are spread evenly
-    from 0 to ``size - tile`` so the last tile ends exactly at the border.
-    """
-    if tile < 1 or not 0.0 <= overlap < 1.0:
-        raise ValueError(f"need tile >= 1 and 0 <= overlap < 1, got {tile}, {overlap}")
-    if size <= tile:
-        return [0]
-    step = max(1, int(tile * (1.0 - overlap)))
-    count = math.ceil((size - tile) / step) + 1
-    return [int(round(i * (size - tile) / (count - 1))) for i in range(count)]
 
 
 def gaussian_importance(

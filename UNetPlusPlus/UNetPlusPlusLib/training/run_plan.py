@@ -11,15 +11,9 @@ import numpy as np
 
 from . import distributed
 from .augment import AugmentConfig
-from .planner import (
-    DEFAULT_BUDGET_S,
-    Plan,
-    default_iterations,
-    fit_schedule,
-    format_duration,
-    refit_epochs,
-)
+from .planner import Plan, format_duration
 from .sampler import PatchSampler
+from .schedule import DEFAULT_BUDGET_S, default_iterations, fit_schedule, refit_epochs
 from .steps import DeepSupervision, calibrate, validation_seconds
 
 FINISH_SHARE = 0.01  # of the budget kept for writing the package (at least FINISH_MIN_S)

@@ -1,0 +1,178 @@
+"""The training schedule of a plan (:mod:`.planner`): iterations per epoch, epochs and
+validation interval, fitted to a time budget once a few real training steps were timed
+(:func:`fit_schedule`) and re-fitted after each epoch from the pace measured so far
+(:func:`refit_epochs`; a shared machine's load changes). Split from planner.py, which makes
+the geometry (spacing, tile, width, batch) before any measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+from ..errors import UNetPlusPlusError
+from .planner import Plan, format_duration
+
+DEFAULT_BUDGET_S = {"cpu": 3600.0, "cuda": 4 * 3600.0}
+MIN_ITERATIONS = 5
+DEFAULT_ITERATIONS = (25, 250)  # bounds of the iterations-per-epoch rule
+MAX_EPOCHS_DEFAULT = 100
+MAX_EPOCHS_BUDGET = 1000
+BUDGET_EPOCHS = 20  # with a budget, at least this many epochs: re-fits in steps of ~5 %
+VALIDATION_SHARE = 0.15  # at most this share of the budget goes to validation
+ONE_VALIDATION_SHARE = 0.075  # one validation at most: room for two within VALIDATION_SHARE
+MIN_VALIDATION_CASES = 8
+
+
+def validation_count(epochs: int, val_every: int) -> int:
+    """Validations in a run: every ``val_every`` epochs and after the last."""
+    return len({e for e in range(1, epochs + 1) if e % val_every == 0} | {epochs})
+
+
+def default_iterations(training_cases: int, batch_size: int) -> int:
+    """Iterations per epoch: each training case about twice per epoch, within 25..250."""
+    low, high = DEFAULT_ITERATIONS
+    return int(min(high, max(low, math.ceil(2 * training_cases / batch_size))))
+
+
+def fit_schedule(
+    plan: Plan,
+    training_cases: int,
+    seconds_per_iteration: float,
+    seconds_per_validation: float,
+    elapsed_s: float,
+    validation_cases: int = 0,
+) -> Plan:
+    """Fill iterations per epoch, epochs and validation interval, and the estimate.
+
+    With a budget (given, or the device default when neither epochs nor iterations are fixed)
+    the run is sized so preparation (``elapsed_s`` so far) + training + validation fit it; an
+    explicit budget is filled, the default one only bounds the run (at most 100 epochs). Raises
+    UNetPlusPlusError when the budget cannot hold a single iteration. Where one validation of
+    all ``validation_cases`` would take more than 7.5 % of the budget, the plan validates on an
+    evenly spread subset (at least 8 cases) unless ``validation_cases`` is fixed.
+    """
+    fixed = set(plan.sources)
+    t_iter = max(seconds_per_iteration, 1e-6)
+    t_val = max(seconds_per_validation, 0.0)
+    rule = default_iterations(training_cases, plan.batch_size)
+    if "iterations_per_epoch" not in fixed:
+        plan.iterations_per_epoch = rule
+        plan.reasons["iterations_per_epoch"] = (
+            f"each of the {training_cases} training case(s) about twice per epoch (25..250)"
+        )
+    if "val_every" not in fixed:
+        plan.val_every = 1
+        plan.reasons["val_every"] = "every epoch"
+    schedule_fixed = {"epochs", "iterations_per_epoch"} <= fixed
+    use_budget = plan.budget_given or "epochs" not in fixed
+    if plan.budget_s is None and use_budget:
+        plan.budget_s = DEFAULT_BUDGET_S.get(plan.device.get("kind", "cpu"), 3600.0)
+    if use_budget and validation_cases and t_val > 0 and "validation_cases" not in fixed:
+        limit = ONE_VALIDATION_SHARE * (float(plan.budget_s or 0) - elapsed_s)
+        subset = max(MIN_VALIDATION_CASES, int(validation_cases * limit / t_val))
+        if subset < validation_cases:
+            plan.validation_cases = subset
+            plan.reasons["validation_cases"] = (
+                f"{subset} of {validation_cases}, evenly spread: all would take ~{t_val:.0f} s, "
+                "over 7.5% of the budget"
+            )
+            t_val *= subset / validation_cases
+    if use_budget and not schedule_fixed:
+        _fit_to_budget(plan, fixed, rule, t_iter, t_val, elapsed_s)
+    count = validation_count(plan.epochs, plan.val_every)
+    training = plan.epochs * plan.iterations_per_epoch * t_iter
+    total = elapsed_s + training + count * t_val
+    plan.measured.update(
+        seconds_per_iteration=round(t_iter, 4), seconds_per_validation=round(t_val, 2)
+    )
+    plan.estimate = {
+        "preparation": round(elapsed_s, 1),
+        "training": round(training, 1),
+        "validation": round(count * t_val, 1),
+        "validations": count,
+        "iterations": plan.epochs * plan.iterations_per_epoch,
+        "total": round(total, 1),
+        "finish_epoch": time.time() + total - elapsed_s,
+    }
+    return plan
+
+
+def refit_epochs(
+    plan: Plan, done: int, remaining_s: float, epoch_s: float, validation_s: float
+) -> Optional[tuple[int, int]]:
+    """(epochs, validation interval) that fit ``remaining_s`` after ``done`` epochs at the
+    measured pace (seconds per epoch without validation, seconds per validation), keeping the
+    planned number of validations; None when the plan still fits within 3 % (or has no given
+    budget, or fixed epochs). Never fewer epochs than ``done``."""
+    if not plan.budget_given or "epochs" in plan.sources or not plan.budget_s:
+        return None
+    planned = validation_count(plan.epochs, plan.val_every)
+
+    def interval(epochs: int) -> int:
+        if "val_every" in plan.sources:
+            return plan.val_every
+        return max(1, math.ceil(epochs / planned))
+
+    def cost(epochs: int) -> float:
+        every = interval(epochs)
+        later = [e for e in range(done + 1, epochs + 1) if e % every == 0 or e == epochs]
+        return (epochs - done) * epoch_s + len(later) * validation_s
+
+    if abs(cost(plan.epochs) - remaining_s) <= 0.03 * plan.budget_s:
+        return None
+    last = min(MAX_EPOCHS_BUDGET, done + 3 * plan.epochs + 10)
+    fitting = [e for e in range(done + 1, last + 1) if cost(e) <= remaining_s]
+    epochs = max(fitting) if fitting else done
+    if epochs == plan.epochs:
+        return None
+    return epochs, interval(epochs)
+
+
+def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: float, elapsed: float):
+    available = float(plan.budget_s or 0) - elapsed
+    allowed = max(1, int(VALIDATION_SHARE * available / t_val)) if t_val > 0 else MAX_EPOCHS_BUDGET
+    count = 1
+    for _round in range(4):  # validations depend on epochs and vice versa; settles quickly
+        iterations = int((available - count * t_val) / t_iter)
+        if iterations < 1:
+            raise UNetPlusPlusError(
+                f"The time budget {format_duration(plan.budget_s or 0)} is too short: "
+                f"preparation took {format_duration(elapsed)} and one iteration takes "
+                f"{t_iter:.1f} s plus {t_val:.0f} s for a validation; give a longer "
+                "--time-budget or fewer/smaller cases."
+            )
+        if "epochs" in fixed:
+            plan.iterations_per_epoch = max(1, iterations // plan.epochs)
+            plan.reasons["iterations_per_epoch"] = "fills the budget"
+        elif "iterations_per_epoch" in fixed:
+            epochs = max(1, iterations // plan.iterations_per_epoch)
+            cap = MAX_EPOCHS_BUDGET if plan.budget_given else MAX_EPOCHS_DEFAULT
+            plan.epochs = min(epochs, cap)
+        else:
+            epochs = iterations // rule
+            if plan.budget_given:  # short epochs, so a re-fit can keep to the budget closely
+                epochs = max(epochs, min(BUDGET_EPOCHS, iterations // MIN_ITERATIONS))
+            if epochs < 2:
+                epochs = 2 if iterations >= 2 * MIN_ITERATIONS else 1
+            epochs = min(epochs, MAX_EPOCHS_BUDGET if plan.budget_given else MAX_EPOCHS_DEFAULT)
+            plan.epochs = epochs
+            if plan.budget_given or iterations // epochs < rule:
+                plan.iterations_per_epoch = max(1, iterations // epochs)
+                plan.reasons["iterations_per_epoch"] = "fills the budget"
+        if "epochs" not in fixed:
+            plan.reasons["epochs"] = (
+                "fills the budget" if plan.budget_given else "fits the default budget"
+            )
+            if not plan.budget_given and plan.epochs == MAX_EPOCHS_DEFAULT:
+                plan.reasons["epochs"] = "at most 100 epochs without a budget"
+        if "val_every" not in fixed:
+            plan.val_every = max(1, math.ceil(plan.epochs / allowed))
+            plan.reasons["val_every"] = (
+                "every epoch" if plan.val_every == 1 else "validation within 15% of the budget"
+            )
+        new_count = validation_count(plan.epochs, plan.val_every)
+        if new_count == count:
+            break
+        count = new_count
