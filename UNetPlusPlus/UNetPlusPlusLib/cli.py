@@ -9,8 +9,8 @@ about the input before the model loads; early_warnings.py), each once; the Slice
 them in its log. A closed output pipe (`| head`) ends
 the command quietly. Coordinates are RAS millimetres, as 3D Slicer shows them, unless `--lps`.
 
-The sub-commands live in cli_segment.py, cli_models.py, cli_devices.py, cli_serve.py and
-training/cli.py;
+The sub-commands live in cli_segment.py (its options: cli_segment_options.py), cli_models.py,
+cli_devices.py, cli_serve.py and training/cli.py;
 option types in cli_args.py; output checks and all-or-nothing writing in cli_outputs.py; exit
 statuses in exit_codes.py. Nothing
 here imports torch: `segment` imports it only after every option, output path and input has been
@@ -31,7 +31,7 @@ from typing import List, Optional
 from .cli_args import ArgumentError, Parser
 from .cli_devices import add_devices_parser
 from .cli_models import add_models_parser
-from .cli_segment import add_segment_parser
+from .cli_segment_options import add_segment_parser
 from .cli_serve import add_serve_parser
 from .early_warnings import EarlyWarnings
 from .errors import CancelledError, UNetPlusPlusError
