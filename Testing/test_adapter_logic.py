@@ -288,6 +288,17 @@ def test_export_training_case_is_read_by_the_trainer(logic, sphere_model, obliqu
     with pytest.raises(UNetPlusPlusError, match="not a valid file name"):
         logic.export_training_case([volume_node], node, tmp_path, "a/b")
 
+    # a second export under the same case name (a script's fixed name) keeps the first
+    corrected = tmp_path / "export" / "case007.seg.nrrd"
+    before = corrected.read_bytes()
+    with pytest.raises(UNetPlusPlusError, match=r"Case 'case007' already exists .*case007.nrrd"):
+        logic.export_training_case([volume_node], node, tmp_path / "export", "case007")
+    assert corrected.read_bytes() == before
+    again = logic.export_training_case(
+        [volume_node], node, tmp_path / "export", "case007", overwrite=True
+    )
+    assert [p.name for p in again] == ["case007.nrrd", "case007.seg.nrrd"]
+
 
 # --------------------------------------------------------------------------- input sanity
 def test_check_inputs_refuses_an_empty_volume_before_any_job(logic, manifest, oblique_sphere):

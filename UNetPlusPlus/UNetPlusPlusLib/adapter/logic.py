@@ -363,8 +363,12 @@ class SegmentationLogic:
         out_dir: Union[str, os.PathLike],
         case_name: str,
         channel_names: Sequence[str] = (),
+        overwrite: bool = False,
     ) -> list[Path]:
         """Write one case in the layout ``unetpp train`` reads; returns the files written.
+
+        Raises ``UNetPlusPlusError`` before writing anything if a file of the case exists
+        already (an earlier export, perhaps corrected by hand) and ``overwrite`` is false.
 
         One volume: ``<case>.nrrd``; several: ``<case>_<channel>.nrrd`` (``channel_names``,
         default the node names). The segmentation goes to ``<case>.seg.nrrd`` with its segment
@@ -405,6 +409,13 @@ class SegmentationLogic:
             targets = [out / f"{case_name}.nrrd"]
         else:
             targets = [out / f"{case_name}_{name}.nrrd" for name in names]
+        seg_path = out / f"{case_name}.seg.nrrd"
+        existing = [p.name for p in [*targets, seg_path] if p.exists() or p.is_symlink()]
+        if existing and not overwrite:
+            raise UNetPlusPlusError(
+                f"Case '{case_name}' already exists in {out} ({', '.join(existing)}); choose "
+                "another case name, or pass overwrite=True to replace it."
+            )
         written = []
         for node, target in zip(nodes, targets):
             storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
@@ -413,7 +424,6 @@ class SegmentationLogic:
             if not storage.WriteData(node):
                 raise UNetPlusPlusError(f"Could not write {target}; check the folder is writable.")
             written.append(target)
-        seg_path = out / f"{case_name}.seg.nrrd"
         storage = slicer.vtkMRMLSegmentationStorageNode()
         storage.SetFileName(str(seg_path))
         storage.SetUseCompression(True)
