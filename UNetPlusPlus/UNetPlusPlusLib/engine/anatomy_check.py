@@ -80,7 +80,9 @@ class Findings:
 
 def _coarse(image: sitk.Image, grid: Grid) -> np.ndarray:
     """Block-average ``image`` to STEP_MM and resample it onto ``grid`` (linear), (z, y, x)."""
-    factors = [max(1, int(round(STEP_MM / s))) for s in image.GetSpacing()]
+    factors = [  # never more than the image holds (a few slices): BinShrink refuses that
+        max(1, min(n, int(round(STEP_MM / s)))) for s, n in zip(image.GetSpacing(), image.GetSize())
+    ]
     if max(factors) > 1:
         image = sitk.BinShrink(image, factors)
     resampler = sitk.ResampleImageFilter()

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
+from .click_check import click_warnings, segment_warning
 from .manifest import ModelManifest
 from .point_crop import content_slices
 from .prompt_boxes import check_roi_holds_voxels, prompt_boxes
@@ -194,9 +195,11 @@ def segment_with_growing_box(
 
 def segment_point(predictor: Segmenter, call: dict) -> SegmentationResult:
     """A click through ``predictor``: ``call`` holds ``Predictor.segment``'s arguments (with a
-    point, without ``point_box``). Input sanity runs once; then :func:`segment_with_growing_box`
-    (extra passes only when the component at the click is kept, the default of a point model).
-    Raises what ``segment`` raises."""
+    point, without ``point_box``). Input sanity runs once, then the check of what lies under
+    the click (``click_check.py``: warnings, ``info["click"]``); then
+    :func:`segment_with_growing_box` (extra passes only when the component at the click is
+    kept, the default of a point model) and the bone-like segment warning. Raises what
+    ``segment`` raises, and UNetPlusPlusError for a click in the air outside the body."""
     started = time.perf_counter()
     call = {key: value for key, value in call.items() if key != "self"}
     volume, roi = call["volume"], call["roi"]
@@ -206,6 +209,9 @@ def segment_point(predictor: Segmenter, call: dict) -> SegmentationResult:
     if roi is not None:
         check_roi_holds_voxels(volume.grid, roi)
     box = prompt_boxes(predictor.manifest, roi, call["point"])[0]
+    # what lies under the click (bone, solid tissue, outside air: refused), before inference
+    found, click = click_warnings(predictor.manifest, volume, call["point"])
+    warnings = list(warnings) + found
     option = call["largest_component"]
     if option is None:
         option = (predictor.manifest.postprocess or {}).get("largest_component", False)
@@ -219,5 +225,9 @@ def segment_point(predictor: Segmenter, call: dict) -> SegmentationResult:
         roi,
         extra_passes=MAX_EXTRA_PASSES if option else 0,
     )
+    bone = segment_warning(predictor.manifest, volume, result.labels)
+    if bone:
+        result.info["warnings"].append(bone)
+    result.info["click"] = click
     result.info["seconds"] = time.perf_counter() - started
     return result

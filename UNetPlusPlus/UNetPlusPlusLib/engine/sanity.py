@@ -45,6 +45,7 @@ from .mr_background import (  # noqa: F401  (re-exported: sanity is the checks' 
     check_zero_background,
     needs_zero_background,
 )
+from .orientation_check import check_orientation
 
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
 MIN_SPACING_MM = 0.01
@@ -349,7 +350,8 @@ def check_model_input(
     manifest, volume, input_warnings: Sequence[str] | None = None, channel_check: bool = True
 ) -> list[str]:
     """Input sanity of a :class:`.volume.Volume` (C, z, y, x) for a model: its channel count,
-    then :func:`check_volume` against the manifest's channel modalities, then
+    then :func:`check_volume` against the manifest's channel modalities, the front-back
+    orientation of a CT channel (:mod:`.orientation_check`, a warning), then
     :func:`check_model_samples` (zero MR background, near-duplicate channels, and the sequence
     order against the manifest's channel fingerprint, :mod:`.channel_order`, skipped with
     ``channel_check=False`` or without a fingerprint); returns warnings.
@@ -367,6 +369,7 @@ def check_model_input(
     if input_warnings is not None:
         return list(input_warnings)
     warnings = check_volume(volume, [channel.modality for channel in manifest.channels])
+    warnings += check_orientation(manifest, volume)  # a CT flipped front-back (spine in front)
     arrays = list(volume.array)
     return warnings + check_sequence_order(manifest, arrays, channel_check, volume.spacing)
 

@@ -1,0 +1,210 @@
+"""What lies under a lung-nodule click, in Hounsfield units, before and after inference.
+
+A click on the spine gave a 22.7 ml "nodule" with only the box-edge warning (tester): the
+model outlines what it is shown. Before inference the click's neighbourhood is read from the
+CT (a few thousand voxels, no resampling):
+
+- **air outside the body**: the voxels within :data:`BALL_MM` of the click have a median below
+  :data:`AIR_HU`, and the air around the click on its slice (below :data:`BODY_HU`, connected
+  to it) reaches the image's edge and holds at most :data:`LUNG_AIR_SHARE` of voxels above
+  -900 HU: outside air is about -1000 HU, lung cut by the image's edge is not.
+  Refused (``UNetPlusPlusError``): nothing there can be a nodule.
+- **bone** (or contrast-filled blood): that median above :data:`BONE_HU`, with little lung
+  within :data:`LUNG_BALL_MM` (at most :data:`BONE_LUNG_SHARE`: a calcified nodule is small and
+  lies in the lung). Warned.
+- **soft tissue away from the lung**: no more than :data:`TISSUE_LUNG_SHARE` lung within
+  :data:`LUNG_BALL_MM` where the image shows that neighbourhood (the heart, mediastinum, chest
+  wall, liver). Warned.
+
+After inference, a kept segment whose mean is above :data:`SEGMENT_BONE_HU` over more than
+:data:`SEGMENT_BONE_ML` is warned as bone (the volume range is ``volume_plausibility.py``'s).
+Thresholds and their measured margins on the LIDC nodules and on clicks on spine, ribs, heart,
+liver and outside air of the shared CTs: docs/INPUT_CHECKS.md, "What lies under a click".
+numpy and SimpleITK (one 2D connected-component pass for the air rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import UNetPlusPlusError
+from .volume import Volume
+
+#: SNOMED CT code of the lung, the anatomic region of the labels these checks are for.
+LUNG_CODE = "39607008"
+#: Radius (mm) of the ball whose median HU is the clicked tissue.
+BALL_MM = 3.0
+#: Radius (mm) of the ball whose lung share tells lung from the body's solid parts.
+LUNG_BALL_MM = 20.0
+#: Lung parenchyma (HU), as in the anatomy check; below is gas, above is soft tissue.
+LUNG_LOW_HU, LUNG_HIGH_HU = -950.0, -400.0
+#: Below this median (HU) the click is on air or gas.
+AIR_HU = -900.0
+#: Soft tissue of the body is above this (HU) (the anatomy check's body threshold).
+BODY_HU = -400.0
+#: The click's air on its slice with at most this share of voxels above AIR_HU (lung, or the
+#: skin's partial-volume rim) is outside air.
+LUNG_AIR_SHARE = 0.2
+#: Above this median (HU) the click is on bone.
+BONE_HU = 300.0
+#: A bone click with at most this share of lung around it is warned (calcified nodules have more).
+BONE_LUNG_SHARE = 0.1
+#: A soft-tissue click (median between AIR_HU and BONE_HU) with at most this lung share around.
+TISSUE_LUNG_SHARE = 0.05
+#: The lung ball must lie at least this share inside the image for the tissue rule.
+MIN_SEEN_SHARE = 0.25
+#: A kept segment whose mean is above this (HU) and larger than SEGMENT_BONE_ML is bone-like:
+#: calcified nodules reach a mean of 609 HU, but at most 1.57 ml (LIDC outlines above 300 HU).
+SEGMENT_BONE_HU = 300.0
+SEGMENT_BONE_ML = 3.0
+
+
+@dataclass
+class Click:
+    """What lies under a click: the median HU within BALL_MM, the lung share within
+    LUNG_BALL_MM (of the voxels inside the image) and how much of that ball the image holds."""
+
+    median_hu: float
+    lung_share: float
+    seen_share: float
+    outside_air: bool = False
+    verdict: str = ""  # "", "outside_air", "bone", "soft_tissue"
+
+
+def _ball(volume: Volume, point: Sequence[float], radius: float) -> tuple[np.ndarray, float]:
+    """CT values (channel 0) within ``radius`` mm of ``point`` (LPS) and the share of the
+    ball's voxel positions that lie inside the image."""
+    grid = volume.grid
+    centre = grid.physical_to_index(np.asarray(point, dtype=np.float64))  # x, y, z
+    reach = np.ceil(radius / np.asarray(grid.spacing)).astype(int)
+    offsets = [np.arange(-r, r + 1) for r in reach]
+    base = np.floor(centre + 0.5).astype(int)
+    di, dj, dk = np.meshgrid(*offsets, indexing="ij")
+    index = np.stack([di, dj, dk], axis=-1).reshape(-1, 3) + base
+    step = (index - centre) * np.asarray(grid.spacing)
+    near = np.linalg.norm(step @ grid.direction.T, axis=1) <= max(radius, 0.5 * min(grid.spacing))
+    index = index[near]
+    size = np.asarray(grid.size_xyz)
+    inside = np.all((index >= 0) & (index < size), axis=1)
+    kept = index[inside]
+    values = volume.array[0][kept[:, 2], kept[:, 1], kept[:, 0]]
+    return values, float(inside.mean()) if len(inside) else 0.0
+
+
+def _outside_air(volume: Volume, point: Sequence[float]) -> bool:
+    """Whether the air at ``point`` is connected, on its axial slice (the array's k-plane),
+    to the image's edge and holds at most LUNG_AIR_SHARE of lung-like voxels."""
+    import SimpleITK as sitk
+
+    i, j, k = np.floor(volume.grid.physical_to_index(np.asarray(point, float)) + 0.5).astype(int)
+    plane = volume.array[0, int(np.clip(k, 0, volume.array.shape[1] - 1))]
+    j, i = np.clip(j, 0, plane.shape[0] - 1), np.clip(i, 0, plane.shape[1] - 1)
+    air = plane < BODY_HU
+    if not air[j, i]:
+        return False
+    image = sitk.GetImageFromArray(air.astype(np.uint8))
+    regions = sitk.GetArrayFromImage(sitk.ConnectedComponent(image))
+    region = regions == regions[j, i]
+    edge = region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any()
+    if not edge:
+        return False
+    lung = np.count_nonzero(region & (plane >= AIR_HU))  # lung, or the body's partial-volume rim
+    return lung <= LUNG_AIR_SHARE * np.count_nonzero(region)
+
+
+def measure_click(volume: Volume, point: Sequence[float]) -> Click:
+    """What lies under ``point`` (LPS mm) in the CT ``volume`` (HU, channel 0); the click must
+    lie on the image (the CLI and the prompt boxes check that first)."""
+    near, _ = _ball(volume, point, BALL_MM)
+    around, seen = _ball(volume, point, LUNG_BALL_MM)
+    lung = (around > LUNG_LOW_HU) & (around <= LUNG_HIGH_HU)
+    click = Click(
+        median_hu=float(np.median(near)) if near.size else float("nan"),
+        lung_share=float(np.mean(lung)) if around.size else 0.0,
+        seen_share=seen,
+    )
+    if click.median_hu < AIR_HU:
+        click.outside_air = _outside_air(volume, point)
+        click.verdict = "outside_air" if click.outside_air else ""
+    elif click.median_hu > BONE_HU:
+        click.verdict = "bone" if click.lung_share <= BONE_LUNG_SHARE else ""
+    elif click.lung_share <= TISSUE_LUNG_SHARE and seen >= MIN_SEEN_SHARE:
+        click.verdict = "soft_tissue"
+    return click
+
+
+def applies(manifest) -> bool:
+    """Whether the click checks apply: a point-prompted model (``manifest.prompt`` kind
+    "point") with a channel normalised as ``ct`` and a label in the lung (terminology
+    anatomic region SCT 39607008, Lung: the shipped ``lung-nodule``)."""
+    prompt = getattr(manifest, "prompt", None) or {}
+    if prompt.get("kind") != "point":
+        return False
+    if not any(c.normalization["kind"] == "ct" for c in manifest.channels):
+        return False
+    regions = [((x.terminology or {}).get("anatomic_region") or {}) for x in manifest.labels]
+    return any(region.get("code") == LUNG_CODE for region in regions)
+
+
+def click_warnings(manifest, volume: Volume, point: Sequence[float]) -> tuple[list[str], dict]:
+    """The warnings about what lies under a click of a lung CT point model (:func:`applies`;
+    others: ([], {})), and the figures for ``info["click"]``. Raises UNetPlusPlusError for a
+    click in the air outside the body."""
+    if not applies(manifest):
+        return [], {}
+    channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
+    first = channels[0]
+    ct = volume.with_array(volume.array[first : first + 1])
+    click = measure_click(ct, point)
+    name = manifest.labels[0].name
+    if click.verdict == "outside_air":
+        raise UNetPlusPlusError(
+            f"The clicked point lies in the air outside the body (median {click.median_hu:.0f} "
+            f"HU within {BALL_MM:g} mm), where no {name} can be: click on the {name} itself."
+        )
+    warnings = []
+    if click.verdict == "bone":
+        warnings.append(
+            f"The tissue at the clicked point is bone (or contrast-filled blood: median "
+            f"{click.median_hu:.0f} HU within {BALL_MM:g} mm, {click.lung_share:.0%} lung within "
+            f"{LUNG_BALL_MM:g} mm), not a {name} in the lung: the result is probably bone (spine, "
+            f"rib) or a vessel. Click on the {name} itself."
+        )
+    elif click.verdict == "soft_tissue":
+        warnings.append(
+            "The tissue at the clicked point is solid and away from the lung "
+            f"({click.lung_share:.0%} lung within {LUNG_BALL_MM:g} mm, median "
+            f"{click.median_hu:.0f} HU within {BALL_MM:g} mm): the spine, a rib, the heart, "
+            f"the mediastinum, the chest wall or an organ below the lung, not a {name} in the "
+            f"lung. Click on the {name} itself."
+        )
+    return warnings, asdict(click)
+
+
+def segment_warning(manifest, volume: Volume, labels) -> Optional[str]:
+    """The warning for a click's kept segment whose mean CT value is bone-like (above
+    SEGMENT_BONE_HU over more than SEGMENT_BONE_ML), else None.
+    ``labels``: the result's ``LabelVolume``, on the volume's voxels (the whole grid or the
+    smallest extent that holds the segment, ``point_crop.py``)."""
+    channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
+    mask = np.asarray(labels.array) != 0
+    if not applies(manifest) or not mask.any():
+        return None
+    start = np.floor(volume.grid.physical_to_index(np.asarray(labels.origin)) + 0.5).astype(int)
+    zyx = start[::-1]
+    if np.any(zyx < 0) or np.any(zyx + mask.shape > np.asarray(volume.shape_zyx)):
+        return None  # not on the volume's voxels: not judged
+    region = tuple(slice(int(a), int(a) + n) for a, n in zip(zyx, mask.shape))
+    mean = float(volume.array[channels[0]][region][mask].mean())
+    ml = float(np.count_nonzero(mask)) * float(np.prod(volume.spacing)) / 1000.0
+    if mean <= SEGMENT_BONE_HU or ml <= SEGMENT_BONE_ML:
+        return None
+    name = manifest.labels[0].name
+    return (
+        f"The {name} found at the clicked point has a mean of {mean:.0f} HU over {ml:.1f} ml, "
+        f"as bone has (a calcified {name} that dense is small, under {SEGMENT_BONE_ML:g} ml): "
+        "it is probably bone (spine, rib) rather than a lesion. Check the click and the result."
+    )
