@@ -37,6 +37,7 @@ from UNetPlusPlusLib.engine.manifest import (
     load_weights,
     sha256_file,
 )
+from UNetPlusPlusLib.engine.weights_fit import check_weights_fit
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 from UNetPlusPlusLib.resources import builtin_models_dir, expected_dir
 
@@ -206,7 +207,9 @@ def install_model(
             else:
                 _stage_from_path(Path(source).expanduser(), staging, package, expected_sha256)
             manifest = ModelManifest.load(package / MANIFEST_FILENAME)
-            load_weights(manifest)  # sha256 first, then a full safetensors read
+            # sha256 first, then a full safetensors read, then the tensors against the network:
+            # weights of another network or with NaN replaced a working model (tester 12)
+            check_weights_fit(manifest, load_weights(manifest))
         except UNetPlusPlusError as exc:
             if source in str(exc):
                 raise
@@ -334,8 +337,9 @@ def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float
                 f"Download from {url} stopped after {done} of {total} bytes; try again."
             )
     except urllib.error.HTTPError as exc:
+        reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans 3 lines
         raise UNetPlusPlusError(
-            f"Could not download {url}: HTTP {exc.code} {exc.reason}; check the address."
+            f"Could not download {url}: HTTP {exc.code} {reason}; check the address."
         ) from exc
     except (socket.timeout, TimeoutError) as exc:
         raise _timeout_error(url, timeout) from exc
