@@ -388,3 +388,22 @@ def test_reinstall_of_other_weights_says_which_model_it_replaced(
     assert main(["models", "install", str(tmp_path / "v2")]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: Replaced the installed model 'liver-test'") == 1, err
+
+
+def test_an_unwritable_model_cache_is_one_user_error(tmp_path, capsys, monkeypatch):
+    """UNETPP_HOME on a file (or a read-only place: /proc, /sys) ended `unetpp models install`
+    with 'internal error (NotADirectoryError ...); please report it', exit 1 (tester 12)."""
+    from UNetPlusPlusLib.cli import main
+
+    good = tmp_path / "good"
+    make_package(good)
+    home = tmp_path / "a_file"
+    home.write_text("not a folder")
+    with pytest.raises(UNetPlusPlusError, match=r"Cannot install the model into .*a_file"):
+        registry.install_model(str(good), cache_dir=home / "models")
+    monkeypatch.setenv("UNETPP_HOME", str(home))
+    assert main(["models", "install", str(good)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Cannot install the model into ") and "\n" not in err
+    assert "UNETPP_HOME" in err and "internal error" not in err
+    assert home.read_text() == "not a folder"

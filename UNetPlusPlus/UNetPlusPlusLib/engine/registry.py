@@ -197,8 +197,11 @@ def install_model(
     (a UserWarning names the replaced weights when they differ).
     """
     cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".install-", dir=cache))
+    try:  # UNETPP_HOME on a file or a read-only place was an internal error (tester 12)
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".install-", dir=cache))
+    except OSError as exc:
+        raise _unwritable(cache, exc) from exc
     try:
         package = staging / "package"
         try:
@@ -228,7 +231,10 @@ def install_model(
             )
         target = cache / manifest.name
         earlier = _installed_sha256(target)
-        _move_into_place(package, target, staging)
+        try:
+            _move_into_place(package, target, staging)
+        except OSError as exc:
+            raise _unwritable(cache, exc) from exc
         if earlier and earlier != manifest.sha256:  # the CLI prints it as one warning: line
             warnings.warn(
                 f"Replaced the installed model '{manifest.name}' in {target} (weights sha256 "
@@ -241,6 +247,14 @@ def install_model(
         return ModelManifest.load(target / MANIFEST_FILENAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unwritable(cache: Path, exc: OSError) -> UNetPlusPlusError:
+    reason = exc.strerror or str(exc)
+    return UNetPlusPlusError(
+        f"Cannot install the model into {cache}: {reason}. Set UNETPP_HOME to a folder you can "
+        "write to (models go to $UNETPP_HOME/models)."
+    )
 
 
 def _installed_sha256(target: Path) -> Optional[str]:
