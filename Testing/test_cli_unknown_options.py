@@ -134,3 +134,24 @@ def test_the_server_parses_requests_after_a_refused_one_as_before(tmp_path):
     assert "--bogus-option" in replies[1]["error"]
     assert "depth" in replies[2]["error"].lower() and "bogus" not in replies[2]["error"]
     assert "not found" in replies[3]["error"] and "a.nrrd" in replies[3]["error"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ct\x00.nii.gz", "--task", "liver", "-o", "x.seg.nrrd"],  # a NUL in a path
+        ["ct.nii.gz", "--task", "liver", "-o", "x\x00.seg.nrrd"],
+        ["ct.nii.gz", "--task", "liver", "-o", "x.seg.nrrd", "--cancel-file", "c\x00"],
+        ["\ud800.nii.gz", "--task", "liver", "-o", "x.seg.nrrd"],  # a lone surrogate
+    ],
+)
+def test_a_serve_request_with_a_nul_or_a_lone_surrogate_is_a_bad_request(argv):
+    """JSON can carry what no command line can: a NUL in a path was 'internal error
+    (ValueError: embedded null byte); please report it', a lone surrogate 'internal error
+    (UnicodeEncodeError ...)', and a NUL in --cancel-file was ignored and the run went on
+    (tester 12)."""
+    reply = served({"id": 7, "argv": argv})[7]
+    assert reply["status"] == 2, reply
+    assert reply["error"] == (
+        "bad request: an argument holds a NUL character or text that is not valid Unicode"
+    )

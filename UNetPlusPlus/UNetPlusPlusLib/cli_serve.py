@@ -91,6 +91,10 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         end({"error": "bad request: no argv list", "status": EXIT_USER_ERROR})
         return
+    if not all(_is_os_text(a) for a in argv):  # JSON carries what no command line can
+        message = "bad request: an argument holds a NUL character or text that is not valid Unicode"
+        end({"error": message, "status": EXIT_USER_ERROR})
+        return
     if token is not None and not isinstance(token, str):
         end({"error": "bad request: input_token is not a string", "status": EXIT_USER_ERROR})
         return
@@ -132,6 +136,20 @@ class _RequestProgress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         payload = {"id": self.ident, "stage": stage, "done": int(done), "total": int(total)}
         _reply(self.replies, payload)
+
+
+def _is_os_text(arg: str) -> bool:
+    """False for text that a path or a command line cannot hold: a NUL ('embedded null byte'
+    from every os call, an internal error before; tester 12) or a lone surrogate such as
+    ``\\ud800`` (UnicodeEncodeError). Surrogates that stand for undecodable bytes of a real file
+    name (``\\udc80``-``\\udcff``, Python's surrogateescape) are kept."""
+    if "\x00" in arg:
+        return False
+    try:
+        arg.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _asks_for_help(arg: str) -> bool:
