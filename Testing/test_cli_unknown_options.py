@@ -155,3 +155,31 @@ def test_a_serve_request_with_a_nul_or_a_lone_surrogate_is_a_bad_request(argv):
     assert reply["error"] == (
         "bad request: an argument holds a NUL character or text that is not valid Unicode"
     )
+
+
+def test_a_line_longer_than_the_limit_is_refused_without_holding_it(monkeypatch):
+    """A line without end (a broken client writing without newline) was read whole: memory
+    grew with it (100 MB took 100 MB more; tester 12). Now at most MAX_LINE characters are
+    held, the rest is skipped, one bad request is replied and the next line is served."""
+    from UNetPlusPlusLib import cli_serve
+
+    monkeypatch.setattr(cli_serve, "MAX_LINE", 1000)
+    held = []
+
+    class Watched(io.StringIO):
+        def readline(self, size=-1):
+            line = super().readline(size)
+            held.append(len(line))
+            return line
+
+    huge = json.dumps({"id": 1, "argv": ["x" * 50_000]})
+    requests = Watched(huge + "\n" + json.dumps({"id": 2, "argv": "not a list"}) + "\n")
+    replies = io.StringIO()
+    serve(requests, replies, build_parser)
+    lines = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert [r["error"] for r in lines] == [
+        "bad request: a line longer than 1000 characters",
+        "bad request: no argv list",
+    ]
+    assert [r["id"] for r in lines] == [None, 2]
+    assert max(held) <= 1001
