@@ -93,3 +93,23 @@ def test_input_checks_on_an_int16_ct_make_no_float_copy_and_decide_as_the_engine
         logic.check_inputs([constant], manifest)
     with pytest.raises(UNetPlusPlusError, match=r"is constant \(every voxel 7\)"):
         check_volume(volume_from_sitk([big * 0 + 7]), modalities)
+
+
+def test_a_volume_node_without_image_data_is_one_clear_error_before_any_start(sphere_model):
+    """start_job on a volume node whose image data is gone (a failed load, a scene saved
+    without its file) raised AttributeError ("'NoneType' object has no attribute 'GetMTime'")
+    from the input cache key, where the blocking run says 'has no image data' (tester 12)."""
+    from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+    scene = slicer.vtkMRMLScene()
+    node = slicer.vtkMRMLScalarVolumeNode()
+    node.SetName("Lost")
+    scene.AddNode(node)
+    logic = SegmentationLogic()
+    try:
+        for run in (logic.segment, logic.start_job):
+            with pytest.raises(UNetPlusPlusError, match="Volume 'Lost' has no image data"):
+                run([node], sphere_model, device="cpu")
+        assert not logic._jobs  # nothing was started
+    finally:
+        logic.shutdown()

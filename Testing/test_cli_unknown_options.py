@@ -134,3 +134,52 @@ def test_the_server_parses_requests_after_a_refused_one_as_before(tmp_path):
     assert "--bogus-option" in replies[1]["error"]
     assert "depth" in replies[2]["error"].lower() and "bogus" not in replies[2]["error"]
     assert "not found" in replies[3]["error"] and "a.nrrd" in replies[3]["error"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ct\x00.nii.gz", "--task", "liver", "-o", "x.seg.nrrd"],  # a NUL in a path
+        ["ct.nii.gz", "--task", "liver", "-o", "x\x00.seg.nrrd"],
+        ["ct.nii.gz", "--task", "liver", "-o", "x.seg.nrrd", "--cancel-file", "c\x00"],
+        ["\ud800.nii.gz", "--task", "liver", "-o", "x.seg.nrrd"],  # a lone surrogate
+    ],
+)
+def test_a_serve_request_with_a_nul_or_a_lone_surrogate_is_a_bad_request(argv):
+    """JSON can carry what no command line can: a NUL in a path was 'internal error
+    (ValueError: embedded null byte); please report it', a lone surrogate 'internal error
+    (UnicodeEncodeError ...)', and a NUL in --cancel-file was ignored and the run went on
+    (tester 12)."""
+    reply = served({"id": 7, "argv": argv})[7]
+    assert reply["status"] == 2, reply
+    assert reply["error"] == (
+        "bad request: an argument holds a NUL character or text that is not valid Unicode"
+    )
+
+
+def test_a_line_longer_than_the_limit_is_refused_without_holding_it(monkeypatch):
+    """A line without end (a broken client writing without newline) was read whole: memory
+    grew with it (100 MB took 100 MB more; tester 12). Now at most MAX_LINE characters are
+    held, the rest is skipped, one bad request is replied and the next line is served."""
+    from UNetPlusPlusLib import cli_serve
+
+    monkeypatch.setattr(cli_serve, "MAX_LINE", 1000)
+    held = []
+
+    class Watched(io.StringIO):
+        def readline(self, size=-1):
+            line = super().readline(size)
+            held.append(len(line))
+            return line
+
+    huge = json.dumps({"id": 1, "argv": ["x" * 50_000]})
+    requests = Watched(huge + "\n" + json.dumps({"id": 2, "argv": "not a list"}) + "\n")
+    replies = io.StringIO()
+    serve(requests, replies, build_parser)
+    lines = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert [r["error"] for r in lines] == [
+        "bad request: a line longer than 1000 characters",
+        "bad request: no argv list",
+    ]
+    assert [r["id"] for r in lines] == [None, 2]
+    assert max(held) <= 1001

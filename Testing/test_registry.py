@@ -21,18 +21,23 @@ from UNetPlusPlusLib.engine.manifest import (
 )
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 
+NETWORK = {"in_channels": 1, "out_channels": 2, "features": [4, 8, 16, 32, 64, 4]}
+
 
 def make_package(folder: Path, name: str = "liver-test", task: str = "liver", seed: int = 0):
-    """A real model package with a hand-made state dict (no dependency on the network code)."""
+    """A real model package: a small network's random weights (install checks that the weights
+    fit the network of the manifest, so a hand-made state dict no longer installs)."""
+    from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+
     torch.manual_seed(seed)
-    state = {"conv.weight": torch.randn(4, 1, 3, 3, 3), "conv.bias": torch.randn(4)}
+    state = UNetPlusPlus3D.from_config(NETWORK).state_dict()
     manifest = ModelManifest.from_dict(
         {
             "format_version": 1,
             "name": name,
             "task": task,
             "sha256": "0" * 64,
-            "network": {"in_channels": 1, "out_channels": 2},
+            "network": NETWORK,
             "channels": [{"name": "CT", "modality": "CT", "normalization": {"kind": "mr"}}],
             "labels": [{"value": 1, "name": "liver", "color": [1, 0, 0]}],
             "spacing": [2, 2, 2],
@@ -104,7 +109,7 @@ def test_install_zip_from_url(tmp_path, served, cache):
     )
     assert manifest.path == cache / "liver-test" / "model.json"
     weights = load_weights(manifest)
-    torch.testing.assert_close(weights["conv.weight"], state["conv.weight"])
+    torch.testing.assert_close(weights, dict(state))
     assert calls[-1] == ("download", archive.stat().st_size, archive.stat().st_size)
     assert {stage for stage, _, _ in calls} == {"download"}
     assert_no_leftovers(cache)
@@ -118,7 +123,7 @@ def test_install_model_json_url_fetches_weights_beside_it(tmp_path, served, cach
         "model.json",
         "weights.safetensors",
     ]
-    torch.testing.assert_close(load_weights(manifest)["conv.bias"], state["conv.bias"])
+    torch.testing.assert_close(load_weights(manifest), dict(state))
 
 
 def test_tampered_weights_refused_and_cache_unchanged(tmp_path, served, cache):
@@ -154,6 +159,33 @@ def test_http_404_is_a_clear_error(served, cache):
     with pytest.raises(UNetPlusPlusError, match="HTTP 404") as info:
         registry.install_model(f"{base}/missing.zip", cache_dir=cache)
     assert f"{base}/missing.zip" in str(info.value)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_redirect_loop_is_one_line(cache):
+    """urllib's reason for a redirect loop spans three lines; errors are one line (tester 12:
+    a server redirecting to itself printed 'error: ... infinite loop.' then two more lines)."""
+
+    class Loop(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "/loop.zip")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loop)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/loop.zip"
+        with pytest.raises(UNetPlusPlusError, match="HTTP 302 .*infinite loop") as info:
+            registry.install_model(url, cache_dir=cache, timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "\n" not in str(info.value) and str(info.value).endswith("check the address.")
     assert list(cache.iterdir()) == []
 
 
@@ -228,7 +260,7 @@ def test_reinstall_replaces_previous_copy(tmp_path, cache):
     state = make_package(tmp_path / "v2", seed=2)
     with pytest.warns(UserWarning, match="Replaced the installed model"):
         manifest = registry.install_model(str(tmp_path / "v2"), cache_dir=cache)
-    torch.testing.assert_close(load_weights(manifest)["conv.weight"], state["conv.weight"])
+    torch.testing.assert_close(load_weights(manifest), dict(state))
     assert not (cache / "liver-test" / "stale.txt").exists()
     assert_no_leftovers(cache)
 
@@ -356,3 +388,25 @@ def test_reinstall_of_other_weights_says_which_model_it_replaced(
     assert main(["models", "install", str(tmp_path / "v2")]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: Replaced the installed model 'liver-test'") == 1, err
+
+
+def test_an_unwritable_model_cache_is_one_user_error(tmp_path, capsys, monkeypatch):
+    """A model cache that takes no folder (under a file, under /proc or /sys, read-only) ended
+    `unetpp models install` with 'internal error (NotADirectoryError ...); please report it',
+    exit 1 (tester 12). UNETPP_HOME itself on a file is refused earlier (_checked_home)."""
+    from UNetPlusPlusLib.cli import main
+
+    good = tmp_path / "good"
+    make_package(good)
+    home = tmp_path / "a_file"
+    home.write_text("not a folder")
+    with pytest.raises(UNetPlusPlusError, match=r"Cannot install the model into .*a_file"):
+        registry.install_model(str(good), cache_dir=home / "models")
+    assert home.read_text() == "not a folder"
+    if not Path("/proc/self").is_dir():
+        pytest.skip("the command-line half needs Linux /proc (a place no folder can be made)")
+    monkeypatch.setenv("UNETPP_HOME", f"/proc/unetpp-test-{tmp_path.name}")
+    assert main(["models", "install", str(good)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Cannot install the model into /proc/") and "\n" not in err
+    assert "UNETPP_HOME" in err and "internal error" not in err

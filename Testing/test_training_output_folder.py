@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_training_dataset import write_slicer_dataset
 from UNetPlusPlusLib.training.cli import main
@@ -56,3 +58,17 @@ def test_an_earlier_run_is_kept_unless_overwrite(tmp_path, capsys):
     assert main([str(data), "-o", str(out), *TINY, "--resume", "--overwrite"]) == 2
     assert "give one of them" in _one_error_line(capsys)
     assert (out / "model.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_output_in_a_place_that_takes_no_folder_is_one_error_before_any_work(tmp_path, capsys):
+    """`-o /proc/x` read the whole dataset, then ended with 'internal error
+    (FileNotFoundError ...); please report it' (tester 12). /proc stands for any place that
+    takes no new folder (read-only, no permission) that a test running as root can reach."""
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = Path("/proc") / f"unetpp-test-{tmp_path.name}" / "model"
+    assert main([str(data), "-o", str(out), *TINY, "--epochs", "1"]) == 2
+    error = _one_error_line(capsys)
+    assert error.startswith(f"error: Cannot create the training output {out}: ")
+    assert "internal error" not in error
+    assert "dataset fingerprint" not in capsys.readouterr().out  # refused before reading it

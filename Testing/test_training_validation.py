@@ -117,3 +117,33 @@ def test_checkpoint_round_trip_is_exact_and_pickle_free(tmp_path):
     for index, entry in original["state"].items():
         for key, value in entry.items():
             assert torch.equal(value, loaded["state"][index][key])
+
+
+def test_a_stop_between_the_checkpoint_renames_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """save_checkpoint moves the old checkpoint aside, then the new one in: a Ctrl-C or a kill
+    between the two renames left only `.checkpoint-old`, and `--resume` said 'no checkpoint'
+    though the previous one was complete on disk (tester 12)."""
+    from UNetPlusPlusLib.training import checkpoint
+
+    network = UNetPlusPlus3D(1, 2, (2, 2, 2, 2, 2, 2), norm="none")
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3)
+    save_checkpoint(tmp_path, network, optimizer, None, {"epoch": 1})
+    renames = []
+    real_replace = checkpoint.os.replace
+
+    def stopped_after_the_first(source, target):
+        renames.append(target)
+        real_replace(source, target)
+        raise KeyboardInterrupt  # as SIGINT lands between the two renames
+
+    monkeypatch.setattr(checkpoint.os, "replace", stopped_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, network, optimizer, None, {"epoch": 2})
+    monkeypatch.setattr(checkpoint.os, "replace", real_replace)
+    assert [p.name for p in renames] == [".checkpoint-old"]  # the window this test is about
+
+    assert checkpoint.read_checkpoint_state(tmp_path)["epoch"] == 1
+    assert load_checkpoint(tmp_path, network, optimizer, None)["epoch"] == 1
+    save_checkpoint(tmp_path, network, optimizer, None, {"epoch": 2})
+    assert checkpoint.read_checkpoint_state(tmp_path)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]

@@ -20,7 +20,8 @@ Protocol, one JSON object per line (UTF-8):
   (result or error) carries ``"held_input"``: the token of the volume the server holds for the
   next request, or null; so the module deletes each run's input files when the run ends and
   writes them again only when the server does not hold the volume; an empty or blank token is
-  refused; a line that is not JSON gets an error reply with ``"id": null`` and the same keys;
+  refused; a line that is not JSON, or longer than :data:`MAX_LINE` characters (not held: the
+  rest is skipped), gets an error reply with ``"id": null`` and the same keys;
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
 Requests run one after another. The last model and the last input volume stay in memory
@@ -48,6 +49,11 @@ from .warm_cache import WarmCache
 #: Makes the whole `unetpp` parser (``cli.build_parser``); given by the CLI, which imports this
 #: module, through :func:`add_serve_parser`: a request is parsed as ``unetpp segment`` would be.
 ParserFactory = Callable[[], argparse.ArgumentParser]
+
+
+#: The longest request line read (characters): a request is a few hundred; a line without end
+#: from a broken client was held whole, growing memory with it (tester 12).
+MAX_LINE = 1 << 20
 
 
 def _finite(text: str) -> float:
@@ -90,6 +96,10 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
 
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         end({"error": "bad request: no argv list", "status": EXIT_USER_ERROR})
+        return
+    if not all(_is_os_text(a) for a in argv):  # JSON carries what no command line can
+        message = "bad request: an argument holds a NUL character or text that is not valid Unicode"
+        end({"error": message, "status": EXIT_USER_ERROR})
         return
     if token is not None and not isinstance(token, str):
         end({"error": "bad request: input_token is not a string", "status": EXIT_USER_ERROR})
@@ -134,6 +144,20 @@ class _RequestProgress:
         _reply(self.replies, payload)
 
 
+def _is_os_text(arg: str) -> bool:
+    """False for text that a path or a command line cannot hold: a NUL ('embedded null byte'
+    from every os call, an internal error before; tester 12) or a lone surrogate such as
+    ``\\ud800`` (UnicodeEncodeError). Surrogates that stand for undecodable bytes of a real file
+    name (``\\udc80``-``\\udcff``, Python's surrogateescape) are kept."""
+    if "\x00" in arg:
+        return False
+    try:
+        arg.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _asks_for_help(arg: str) -> bool:
     """True for ``-h``, ``--help`` and the abbreviations argparse reads as it (``--he``; no other
     `segment` option starts with ``--h``): argparse would print the help and exit."""
@@ -175,15 +199,26 @@ def serve(
     parser = functools.cache(build_parser)  # made once, at the first request: parsing keeps it
 
     _reply(replies, {"ready": True, "pid": os.getpid()})
-    for line in requests:
+
+    def refuse(message: str) -> None:  # the keys of every final reply (held_input too)
+        payload = {"error": message, "status": EXIT_USER_ERROR}
+        _reply(replies, {"id": None, **payload, "held_input": cache.held_token(True)})
+
+    while True:
+        line = requests.readline(MAX_LINE + 1)
+        if not line:
+            break
+        if len(line) > MAX_LINE and not line.endswith("\n"):  # skip the rest, never hold it
+            while line and not line.endswith("\n"):
+                line = requests.readline(MAX_LINE + 1)
+            refuse(f"bad request: a line longer than {MAX_LINE} characters")
+            continue
         if not line.strip():
             continue
         try:
             request = parse_request(line)
         except ValueError:
-            message = "bad request: not JSON"  # the keys of every final reply (held_input too)
-            payload = {"error": message, "status": EXIT_USER_ERROR}
-            _reply(replies, {"id": None, **payload, "held_input": cache.held_token(True)})
+            refuse("bad request: not JSON")
             continue
         if isinstance(request, dict) and request.get("quit") is True:  # not "no", not 1
             break

@@ -110,7 +110,12 @@ def world_ijk_to_ras(volume_node) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     ijk_to_ras = _numpy_from_vtk_matrix(matrix)
-    extent = volume_node.GetImageData().GetExtent()
+    image = volume_node.GetImageData()
+    if image is None:  # an AttributeError in Logic.start_job's input key before (tester 12)
+        raise UNetPlusPlusError(
+            f"Volume '{volume_node.GetName()}' has no image data; load it again."
+        )
+    extent = image.GetExtent()
     start = np.array([extent[0], extent[2], extent[4]], dtype=np.float64)
     if start.any():  # the array begins at a non-zero index: move the origin there
         ijk_to_ras[:3, 3] += ijk_to_ras[:3, :3] @ start

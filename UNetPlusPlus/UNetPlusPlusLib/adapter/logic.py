@@ -227,8 +227,8 @@ class SegmentationLogic:
         return tuple(
             (
                 node.GetID(),
+                world_ijk_to_ras(node).round(9).tobytes(),  # first: no image data is refused
                 node.GetImageData().GetMTime(),
-                world_ijk_to_ras(node).round(9).tobytes(),
             )
             for node in volume_nodes
         )

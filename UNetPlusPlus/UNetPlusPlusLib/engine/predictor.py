@@ -53,6 +53,7 @@ from .volume import (
     resample_to_reference,
 )
 from .volume_plausibility import check_volumes
+from .weights_fit import check_weights_fit
 
 Depth = Union[int, str]
 ProgressCallback = Callable[[str, int, int], None]
@@ -111,6 +112,7 @@ class Predictor:
                 _LOG.warning(message)
         self.model = UNetPlusPlus3D.from_config(manifest.network)
         state = load_weights(manifest)
+        check_weights_fit(manifest, state, self.model)  # names tensors; refuses NaN weights
         try:
             self.model.load_state_dict(state, strict=True)
         except RuntimeError as error:

@@ -37,6 +37,7 @@ from UNetPlusPlusLib.engine.manifest import (
     load_weights,
     sha256_file,
 )
+from UNetPlusPlusLib.engine.weights_fit import check_weights_fit
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 from UNetPlusPlusLib.resources import builtin_models_dir, expected_dir
 
@@ -196,8 +197,11 @@ def install_model(
     (a UserWarning names the replaced weights when they differ).
     """
     cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".install-", dir=cache))
+    try:  # UNETPP_HOME on a file or a read-only place was an internal error (tester 12)
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".install-", dir=cache))
+    except OSError as exc:
+        raise _unwritable(cache, exc) from exc
     try:
         package = staging / "package"
         try:
@@ -206,7 +210,9 @@ def install_model(
             else:
                 _stage_from_path(Path(source).expanduser(), staging, package, expected_sha256)
             manifest = ModelManifest.load(package / MANIFEST_FILENAME)
-            load_weights(manifest)  # sha256 first, then a full safetensors read
+            # sha256 first, then a full safetensors read, then the tensors against the network:
+            # weights of another network or with NaN replaced a working model (tester 12)
+            check_weights_fit(manifest, load_weights(manifest))
         except UNetPlusPlusError as exc:
             if source in str(exc):
                 raise
@@ -225,7 +231,10 @@ def install_model(
             )
         target = cache / manifest.name
         earlier = _installed_sha256(target)
-        _move_into_place(package, target, staging)
+        try:
+            _move_into_place(package, target, staging)
+        except OSError as exc:
+            raise _unwritable(cache, exc) from exc
         if earlier and earlier != manifest.sha256:  # the CLI prints it as one warning: line
             warnings.warn(
                 f"Replaced the installed model '{manifest.name}' in {target} (weights sha256 "
@@ -238,6 +247,14 @@ def install_model(
         return ModelManifest.load(target / MANIFEST_FILENAME)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unwritable(cache: Path, exc: OSError) -> UNetPlusPlusError:
+    reason = exc.strerror or str(exc)
+    return UNetPlusPlusError(
+        f"Cannot install the model into {cache}: {reason}. Set UNETPP_HOME to a folder you can "
+        "write to (models go to $UNETPP_HOME/models)."
+    )
 
 
 def _installed_sha256(target: Path) -> Optional[str]:
@@ -334,8 +351,9 @@ def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float
                 f"Download from {url} stopped after {done} of {total} bytes; try again."
             )
     except urllib.error.HTTPError as exc:
+        reason = " ".join(str(exc.reason).split())  # a redirect loop's reason spans 3 lines
         raise UNetPlusPlusError(
-            f"Could not download {url}: HTTP {exc.code} {exc.reason}; check the address."
+            f"Could not download {url}: HTTP {exc.code} {reason}; check the address."
         ) from exc
     except (socket.timeout, TimeoutError) as exc:
         raise _timeout_error(url, timeout) from exc

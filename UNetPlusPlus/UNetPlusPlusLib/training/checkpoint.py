@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import UNetPlusPlusError
 
 CHECKPOINT_DIR = "checkpoint"
+OLD_CHECKPOINT_DIR = ".checkpoint-old"  # the previous checkpoint, while a new one moves in
 
 
 def _optimizer_split(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -68,6 +69,7 @@ def save_checkpoint(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / CHECKPOINT_DIR
+    _recover(out_dir)  # an earlier save stopped between its renames: keep its previous one
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".checkpoint-"))
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -78,7 +80,7 @@ def save_checkpoint(
         payload["optimizer"] = optimizer_meta
         payload["scaler"] = scaler.state_dict() if scaler is not None else None
         (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        old = out_dir / ".checkpoint-old"
+        old = out_dir / OLD_CHECKPOINT_DIR
         if old.exists():
             shutil.rmtree(old)
         if target.exists():
@@ -91,8 +93,18 @@ def save_checkpoint(
     return target
 
 
+def _recover(out_dir: Path) -> None:
+    """Put ``.checkpoint-old`` back as the checkpoint when there is none: a kill or Ctrl-C
+    between save_checkpoint's two renames left only it, and --resume said 'no checkpoint'
+    though the previous checkpoint was complete (tester 12)."""
+    old, target = Path(out_dir) / OLD_CHECKPOINT_DIR, Path(out_dir) / CHECKPOINT_DIR
+    if old.is_dir() and not target.exists() and (old / "state.json").is_file():
+        os.replace(old, target)
+
+
 def read_checkpoint_state(out_dir: Path) -> dict:
     """The JSON part of the checkpoint in ``out_dir``; a clear error when there is none."""
+    _recover(Path(out_dir))
     path = Path(out_dir) / CHECKPOINT_DIR / "state.json"
     if not path.is_file():
         raise UNetPlusPlusError(

@@ -13,11 +13,13 @@ already holds a run (model.json, plan.json or ``checkpoint/``) is only reused wi
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 from ..cli_outputs import resolve_path
 from ..errors import UNetPlusPlusError
@@ -43,6 +45,7 @@ def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool
     parent = next((p for p in out.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise UNetPlusPlusError(f"Cannot create the training output {out}: {parent} is a file.")
+    _probe_writable(out if out.is_dir() else parent, out)
     if resume or overwrite or not out.is_dir():
         return
     found = [name for name in RUN_FILES if (out / name).exists()]
@@ -51,6 +54,21 @@ def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool
             f"{out} already holds a training run ({', '.join(found)}); continue it with "
             "--resume, replace it with --overwrite, or give another folder (-o)."
         )
+
+
+def _probe_writable(folder: Optional[Path], out: Path) -> None:
+    """Make and remove one empty folder in ``folder`` (``out`` itself, or the nearest existing
+    parent): ``-o`` in a read-only place, without permission or under /proc read the whole
+    dataset and then ended with an internal error (tester 12)."""
+    if folder is None:
+        return
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".unetpp-probe-", dir=folder))
+    except OSError as error:
+        raise UNetPlusPlusError(
+            f"Cannot create the training output {out}: {folder} does not accept new folders "
+            f"({error.strerror or error}); give another folder (-o)."
+        ) from error
 
 
 @contextmanager

@@ -1,0 +1,77 @@
+"""Do a package's weights fit the network its manifest describes, and are they finite?
+
+The sha256 in ``model.json`` only says that the weights are the ones the manifest names, not
+that they belong to that network: a package whose ``weights.safetensors`` gained, lost or
+reshaped a tensor (and whose sha256 was recomputed) installed, replacing a working model of the
+same name, and only ``unetpp segment`` then failed; a NaN in one weight installed and segmented
+an empty result with "Nothing (liver) was found" (tester 12). Both are refused here, at install
+and when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Optional
+
+from UNetPlusPlusLib.engine.manifest_model import ModelManifest
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+if TYPE_CHECKING:
+    import torch
+
+#: Tensor names listed in a message before "and N more".
+SHOWN = 3
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN])
+    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
+def check_weights_fit(
+    manifest: ModelManifest,
+    tensors: Mapping[str, torch.Tensor],
+    network: Optional[torch.nn.Module] = None,
+) -> None:
+    """Refuse ``tensors`` (a state dict read from ``manifest``'s weights) unless they have
+    exactly the names and shapes of ``network`` (default: ``UNetPlusPlus3D.from_config(
+    manifest.network)``, built without memory) and every floating value is finite. Raises
+    UNetPlusPlusError naming the missing, unexpected or mis-shaped tensors, or the first tensor
+    holding NaN or infinity."""
+    import torch
+
+    if network is None:
+        from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+
+        with torch.device("meta"):  # names and shapes only: no memory for the parameters
+            network = UNetPlusPlus3D.from_config(manifest.network)
+    expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    misshaped = sorted(
+        k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k]
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing tensor(s) {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensor(s) {_listed(unexpected)}")
+    if misshaped:
+        k = misshaped[0]
+        problems.append(
+            f"tensor(s) of another shape {_listed(misshaped)} ({k}: "
+            f"{list(tensors[k].shape)} in the weights, {list(expected[k])} in the network)"
+        )
+    if problems:
+        raise UNetPlusPlusError(
+            f"The weights in {manifest.weights_path} do not fit the network described in "
+            f"{manifest.path}: {'; '.join(problems)}. Reinstall or retrain the model."
+        )
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UNetPlusPlusError(
+                f"The weights in {manifest.weights_path} hold NaN or infinite values (tensor "
+                f"{name}): the model is damaged and would segment nothing. Reinstall or retrain "
+                "it."
+            )
