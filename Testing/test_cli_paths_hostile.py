@@ -119,3 +119,27 @@ def test_a_task_given_to_model_names_task(ball, tmp_path, capsys):
     assert code == 2 and len(err) == 1, err
     assert "--task liver" in err[0] and "No model package at 'liver'" in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["/tmp/\x00m.json", "/tmp/a\nb\x1b[31m.json", "models/liver", "liver.json", "my model"],
+)
+def test_a_missing_model_path_is_not_offered_as_a_task(ball, tmp_path, capsys, given):
+    # polish: `--model /tmp/\x00m.json` suggested "--task /tmp/ m.json", echoing the path (and
+    # its control characters) as if it were a task name
+    out = tmp_path / "x.seg.nrrd"
+    code = main(["segment", str(ball), "--model", given, "-o", str(out)])
+    err = _error_lines(capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "--task NAME" in err[0] and f"--task {given}" not in err[0], err
+    assert repr(given) in err[0], err  # control characters escaped, as repr() writes them
+    assert "\x1b" not in err[0] and "\x00" not in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("given", ["lung-nodule", "my_model-2"])
+def test_a_task_like_model_name_suggests_that_task(ball, tmp_path, capsys, given):
+    code = main(["segment", str(ball), "--model", given, "-o", str(tmp_path / "x.seg.nrrd")])
+    err = _error_lines(capsys)
+    assert code == 2 and len(err) == 1 and f"--task {given} " in err[0], err

@@ -10,6 +10,7 @@ Coordinates are RAS millimetres, as 3D Slicer shows them, unless ``--lps``.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -56,15 +57,22 @@ def _check_inputs_exist(inputs: Sequence[str]) -> None:
             raise UNetPlusPlusError(f"Image not found: {path}.")
 
 
+#: What a task or model name looks like (the text `--task` is offered with).
+_TASK_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _load_manifest(args: argparse.Namespace):
     from .engine.manifest import ModelManifest
     from .engine.registry import find_model
 
     if args.model and not Path(args.model).expanduser().exists():
+        # only a name that could be a task is echoed as one; a path stays in repr() form, its
+        # control characters escaped (polish: "/tmp/\x00m.json" gave "--task /tmp/ m.json")
+        task = args.model if _TASK_NAME.fullmatch(args.model) else "NAME"
         raise UNetPlusPlusError(
             f"No model package at {args.model!r}: --model takes a model's folder or its "
             "model.json; for an installed model or a task (liver, brain-tumor, lung-nodule) use "
-            f"--task {args.model} (`unetpp models list` shows them)."
+            f"--task {task} (`unetpp models list` shows them)."
         )
     manifest = ModelManifest.load(args.model) if args.model else find_model(args.task)
     names = [channel.name for channel in manifest.channels]
