@@ -114,7 +114,9 @@ def test_the_cli_and_serve_show_the_warning_and_the_refusal(volume, tmp_path, ca
     assert sum(BONE in w for w in result["warnings"]) == 1
     air = ["--point", *(str(v) for v in AIR)]
     assert main(["segment", *argv, *air, "-o", str(tmp_path / "a.nrrd")]) == 2
-    assert "error: The clicked point lies in the air outside the body" in capsys.readouterr().err
+    assert "error: The clicked point (56, 4, 30) mm LPS lies in the air outside the body" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "a.nrrd").exists()
 
     replies = io.StringIO()

@@ -268,6 +268,7 @@ def run_segment(
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     for number, (given, point) in enumerate(zip(args.point or [], points), start=1):
         check_point_on_image(volume.grid, point, given, "LPS" if args.lps else "RAS", number)
+    _refuse_clicks_outside(args, manifest, volume, points)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
     # one click: labels with the smallest extent that holds them (engine/point_crop.py)
@@ -310,6 +311,19 @@ def run_segment(
     summary = _summary(args, labels, results)
     summary["warnings"] += shared + replaced
     return summary
+
+
+def _refuse_clicks_outside(args: argparse.Namespace, manifest, volume, points: list) -> None:
+    """Refuse a click in the air outside the body (engine/click_check.py) before torch is
+    imported, naming the click as typed: which one of several points (polish 4)."""
+    from .engine.click_check import refuse_outside_air
+
+    given = args.point or []
+    for number, (typed, point) in enumerate(zip(given, points), start=1):
+        text = ", ".join(f"{float(v):g}" for v in typed)
+        which = f"Point {number} of {len(given)}" if len(given) > 1 else "The clicked point"
+        where = f"{which} ({text}) mm {'LPS' if args.lps else 'RAS'}"
+        refuse_outside_air(manifest, volume, point, where)
 
 
 def _summary(args: argparse.Namespace, labels, results: list) -> dict:

@@ -149,22 +149,40 @@ def applies(manifest) -> bool:
     return any(region.get("code") == LUNG_CODE for region in regions)
 
 
-def click_warnings(manifest, volume: Volume, point: Sequence[float]) -> tuple[list[str], dict]:
-    """The warnings about what lies under a click of a lung CT point model (:func:`applies`;
-    others: ([], {})), and the figures for ``info["click"]``. Raises UNetPlusPlusError for a
-    click in the air outside the body."""
-    if not applies(manifest):
-        return [], {}
+def _measured(manifest, volume: Volume, point: Sequence[float]) -> Click:
+    """:func:`measure_click` on the model's first CT channel of ``volume``."""
     channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
     first = channels[0]
-    ct = volume.with_array(volume.array[first : first + 1])
-    click = measure_click(ct, point)
+    return measure_click(volume.with_array(volume.array[first : first + 1]), point)
+
+
+def refuse_outside_air(
+    manifest, volume: Volume, point: Sequence[float], where: str = "The clicked point"
+) -> Optional[Click]:
+    """Raise UNetPlusPlusError when ``point`` (LPS mm) of a lung CT point model
+    (:func:`applies`) lies in the air outside the body; ``where`` names the click in the
+    message (e.g. "Point 2 of 3 (-56, -4, 30) mm RAS", as the user typed it). Returns the
+    measured :class:`Click` (None when the checks do not apply)."""
+    if not applies(manifest):
+        return None
+    click = _measured(manifest, volume, point)
     name = manifest.labels[0].name
     if click.verdict == "outside_air":
         raise UNetPlusPlusError(
-            f"The clicked point lies in the air outside the body (median {click.median_hu:.0f} "
+            f"{where} lies in the air outside the body (median {click.median_hu:.0f} "
             f"HU within {BALL_MM:g} mm), where no {name} can be: click on the {name} itself."
         )
+    return click
+
+
+def click_warnings(manifest, volume: Volume, point: Sequence[float]) -> tuple[list[str], dict]:
+    """The warnings about what lies under a click of a lung CT point model (:func:`applies`;
+    others: ([], {})), and the figures for ``info["click"]``. Raises UNetPlusPlusError for a
+    click in the air outside the body (:func:`refuse_outside_air`)."""
+    click = refuse_outside_air(manifest, volume, point)
+    if click is None:
+        return [], {}
+    name = manifest.labels[0].name
     warnings = []
     if click.verdict == "bone":
         warnings.append(
