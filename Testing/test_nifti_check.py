@@ -65,7 +65,9 @@ def test_big_endian_nifti_reads_the_same_values(tmp_path):
     path = tmp_path / "little.nii"
     sitk.WriteImage(sitk.GetImageFromArray(values), str(path))
     header = bytearray(path.read_bytes()[:352])
-    for start, fmt in [(0, "i"), (40, "8h"), (70, "h"), (72, "h"), (76, "8f"), (108, "f")]:
+    layout = [(0, "i"), (40, "8h"), (70, "h"), (72, "h"), (76, "8f"), (108, "f")]
+    layout += [(252, "2h"), (256, "6f"), (280, "12f")]  # qform, sform: as a big-endian writer
+    for start, fmt in layout:
         size = struct.calcsize(fmt)
         fields = struct.unpack("<" + fmt, header[start : start + size])
         header[start : start + size] = struct.pack(">" + fmt, *fields)

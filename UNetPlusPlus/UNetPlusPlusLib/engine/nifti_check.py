@@ -6,6 +6,8 @@
 - **NaN and infinite voxels.** ITK's NIfTI reader replaces them with 0 before anyone can see
   them (NRRD and MetaImage keep them), so float data (NIfTI datatypes 16 and 64) is checked in
   the raw bytes, in the same single pass over the file.
+- **sform and qform that disagree.** A warning naming both transforms' difference and the one
+  ITK (and so 3D Slicer and this engine) uses (:mod:`.nifti_transforms`).
 - **One pass.** :func:`read_nifti` keeps the voxels of that pass, converted chunk by chunk into
   the volume's float32 array, so the engine decompresses a ``.nii.gz`` once and holds no copy
   of the file (ITK reads only the header, for the geometry): a plain 3D scalar image without
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import BinaryIO, NamedTuple, Optional
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .nifti_transforms import transform_warning
 from .sanity import nonfinite_error
 
 _CHUNK = 1 << 20
@@ -295,7 +299,20 @@ def _checked_pass(
         )
     if bad:
         raise nonfinite_error(str(path), bad)
+    _warn_transforms(path if pair is None else pair[0])
     return data
+
+
+def _warn_transforms(header: Path) -> None:
+    """A UserWarning when the NIfTI-1 header's sform and qform disagree
+    (:mod:`.nifti_transforms`); a second read of its first 348 bytes only."""
+    try:
+        with _opener(header)(header, "rb") as stream:
+            warning = transform_warning(stream.read(348), str(header))
+    except (EOFError, OSError, zlib.error):
+        return  # read completely just before: nothing to say here
+    if warning:
+        warnings.warn(warning, UserWarning, stacklevel=4)
 
 
 def _refuse_misnamed_gzip(path: Path) -> None:
