@@ -1,4 +1,5 @@
-"""`unetpp models list | info | show | install`: the packages the registry finds (no torch)."""
+"""`unetpp models list | info | show | install | verify`: the packages the registry finds (no
+torch, but for `verify`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .errors import UNetPlusPlusError
 def run_models(args: argparse.Namespace, progress) -> dict:
     """List, show or install model packages; an empty list is an error naming where it looked."""
     from .engine import registry
+    from .engine.weights_status import weights_problem
 
     if args.models_command == "install":
         manifest = registry.install_model(args.source, expected_sha256=args.sha256)
@@ -26,6 +28,8 @@ def run_models(args: argparse.Namespace, progress) -> dict:
 
         print("\n".join(show_lines(registry.find_model(args.name))))
         return {}
+    if args.models_command == "verify":
+        return _verify(registry, args.names)
     manifests = registry.list_models()
     if not manifests:
         raise UNetPlusPlusError(
@@ -38,6 +42,8 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         parent = registry.fine_tuned_from(manifest)
         origin = f", fine-tuned from {parent}" if parent else ""
         print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent}{origin})")
+        problem = weights_problem(manifest)  # no torch: sha256 and finite values
+        print(f"  status: {'broken: ' + problem if problem else 'ok'}")
         print(
             f"  inputs: {', '.join(c.name for c in manifest.channels)}; "
             f"labels: {', '.join(label.name for label in manifest.labels)}"
@@ -49,6 +55,27 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         for depth in [*manifest.depths, "ensemble"]:
             print("  " + describe_depth(manifest, depth))
     return {}
+
+
+def _verify(registry, names: list[str]) -> dict:
+    """`models verify [NAME ...]`: the full check of each named (default: every listed) model's
+    weights (``weights_status.full_problem``: sha256, finite values, the tensors against the
+    network; imports torch), one status line each. Raises UNetPlusPlusError naming the broken
+    ones, after the lines."""
+    from .engine.weights_status import full_problem
+
+    manifests = [registry.find_model(name) for name in names] or registry.list_models()
+    broken = []
+    for manifest in manifests:
+        problem = full_problem(manifest)
+        print(f"{manifest.name}: {'broken: ' + problem if problem else 'ok'}", flush=True)
+        broken += [manifest.name] if problem else []
+    if broken:
+        raise UNetPlusPlusError(
+            f"{len(broken)} of {len(manifests)} model(s) broken: {', '.join(broken)}; reinstall "
+            "or retrain them (`unetpp models install <folder, .zip or URL>`)."
+        )
+    return {"verified": [m.name for m in manifests]}
 
 
 def describe_depth(manifest, depth) -> str:
@@ -65,7 +92,8 @@ def describe_depth(manifest, depth) -> str:
 
 
 def add_models_parser(subparsers) -> None:
-    """The `models` sub-command: list (default), info NAME, show NAME, install SOURCE."""
+    """The `models` sub-command: list (default), info NAME, show NAME, verify [NAME ...],
+    install SOURCE."""
     parser = subparsers.add_parser("models", help="list, inspect or install model packages")
     inner = parser.add_subparsers(dest="models_command")
     inner.add_parser("list", help="list the available models with per-depth figures (default)")
@@ -73,6 +101,12 @@ def add_models_parser(subparsers) -> None:
     info.add_argument("name", help="task, model name or path to a model package")
     show = inner.add_parser("show", help="per-depth Dice and seconds, with and without --tta")
     show.add_argument("name", help="task, model name or path to a model package")
+    verify = inner.add_parser(
+        "verify",
+        help="check models' weights fully (sha256, finite values, the tensors against the "
+        "network; `list` checks the first two)",
+    )
+    verify.add_argument("names", nargs="*", help="task, model name or path (default: all)")
     install = inner.add_parser(
         "install",
         help="install a model (e.g. one `unetpp train` wrote) from a folder, .zip or URL into "
