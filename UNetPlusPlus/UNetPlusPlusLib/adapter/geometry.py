@@ -167,7 +167,49 @@ def _channels_on_one_grid(
                 "grid; register and resample them to one grid (e.g. Resample Scalar/Vector/DWI "
                 "Volume) before segmenting."
             )
+    check_not_sheared(first)
     return arrays, matrices[0]
+
+
+def _skew_degrees(step_ras: np.ndarray) -> float:
+    """How far (degrees) the most skewed pair of a 3x3 IJK-to-RAS block's axes is from
+    perpendicular; 0 for an orthogonal grid."""
+    axes = step_ras / np.linalg.norm(step_ras, axis=0)
+    cosines = np.abs((axes.T @ axes)[np.triu_indices(3, 1)])
+    return float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
+
+
+def check_not_sheared(volume_node) -> None:
+    """Refuse a volume whose world grid is sheared, naming the remedy for its cause: a linear
+    parent transform that shears it (hardening keeps the shear in the node's own matrix, as
+    ``ApplyTransformMatrix`` does: resample through the transform), or a grid sheared in the
+    node itself (resample it). Raises UNetPlusPlusError; the engine's refusal (sanity.py)
+    named neither (polish 6)."""
+    from ..engine.sanity import DIRECTION_TOLERANCE
+
+    world = world_ijk_to_ras(volume_node)[:3, :3]
+    unit = world / np.linalg.norm(world, axis=0)
+    if np.allclose(unit.T @ unit, np.eye(3), atol=DIRECTION_TOLERANCE):
+        return
+    name = volume_node.GetName()
+    own = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(own)
+    own_block = _numpy_from_vtk_matrix(own)[:3, :3]
+    transform = volume_node.GetParentTransformNode()
+    if transform is not None and _skew_degrees(own_block) < 0.1:
+        raise UNetPlusPlusError(
+            f"'{name}' is under the transform '{transform.GetName()}', which shears it (axes "
+            f"{_skew_degrees(world):.1f} degrees from perpendicular), and the model needs an "
+            "orthogonal voxel grid; hardening the transform keeps the shear. Resample the "
+            f"volume through it (Resample Scalar/Vector/DWI Volume: input '{name}', transform "
+            f"'{transform.GetName()}') and segment the result, or remove the transform."
+        )
+    raise UNetPlusPlusError(
+        f"'{name}' has a sheared voxel grid (axes {_skew_degrees(world):.1f} degrees from "
+        "perpendicular), and the model needs an orthogonal one: resample it onto an "
+        "orthogonal grid (Crop Volume module with Interpolated cropping, or Resample "
+        "Scalar/Vector/DWI Volume onto an orthogonal reference) and segment the result."
+    )
 
 
 def volume_from_nodes(
