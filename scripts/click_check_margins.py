@@ -7,7 +7,8 @@ Bad clicks (detection): on the TotalSegmentator-labelled CTs (example_ct, exampl
 example_ct_dicom: 26-50 vertebrae, 92-115 ribs, 51 heart, 5 liver), the deepest voxel of each
 vertebra, each rib, the heart and the liver, plus random voxels of the heart and liver; the
 LiTS and s0009 livers; the centre of the two chest crops around the heart (pulm_ct_cropped,
-aorta_ct_cropped); and air 10 and 40 mm in front of the body. ``--model`` also runs the
+aorta_ct_cropped); air 10 and 40 mm in front of the body; and 3, 6, 10 and 20 mm behind its
+back (the table's pad, the table, air: outside the body whatever the HU). ``--model`` also runs the
 nodule model on the bad clicks and on every ``--every``-th crop's centre (post-inference rule).
 
     PYTHONPATH=UNetPlusPlus python scripts/click_check_margins.py ../shared/data [--model]
@@ -121,8 +122,8 @@ def bad_clicks(data: Path, rng: np.random.Generator):
 
 
 def air_clicks(name: str, volume):
-    """Air 10 and 40 mm in front of the body (LPS -y), on the middle slice, through its middle
-    (the array's y axis may point either way)."""
+    """Air 10 and 40 mm in front of the body (LPS -y), and 3-20 mm behind it (+y: the table
+    side), on the middle slice, through its middle (the array's y axis may point either way)."""
     z = volume.array.shape[1] // 2
     body = volume.array[0, z] > -400
     cols = np.nonzero(body.any(axis=0))[0]
@@ -130,11 +131,17 @@ def air_clicks(name: str, volume):
     rows = np.nonzero(body[:, x])[0]
     ends = [_point(volume, (z, row, x)) for row in (rows[0], rows[-1])]
     front = min(ends, key=lambda p: p[1])  # the smaller LPS y: anterior
+    back = max(ends, key=lambda p: p[1])
     for mm in (10.0, 40.0):
         point = (front[0], front[1] - mm, front[2])
         index = volume.grid.physical_to_index(np.asarray(point))
         if np.all(index >= 0) and np.all(index <= np.asarray(volume.grid.size_xyz) - 1):
             yield "outside air", f"{name} {mm:g} mm in front", volume, point
+    for mm in (3.0, 6.0, 10.0, 20.0):  # behind the back: the table's pad, the table, air
+        point = (back[0], back[1] + mm, back[2])
+        index = volume.grid.physical_to_index(np.asarray(point))
+        if np.all(index >= 0) and np.all(index <= np.asarray(volume.grid.size_xyz) - 1):
+            yield "behind body", f"{name} {mm:g} mm behind", volume, point
 
 
 def segment_mean(volume, labels) -> float:

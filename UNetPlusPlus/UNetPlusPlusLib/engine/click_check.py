@@ -9,6 +9,10 @@ CT (a few thousand voxels, no resampling):
   to it) reaches the image's edge and holds at most :data:`LUNG_AIR_SHARE` of voxels above
   -900 HU: outside air is about -1000 HU, lung cut by the image's edge is not.
   Refused (``UNetPlusPlusError``): nothing there can be a nodule.
+- **outside the body, whatever the HU** (a foam pad under the patient, about -835 HU; air near
+  the skin): the click's voxel is below :data:`BODY_HU` and lies outside the body's outline on
+  its slice (the largest region above BODY_HU, holes filled, of at least :data:`MIN_BODY_CM2`),
+  unless that region touches the image's edge (then undecided). Warned.
 - **bone** (or contrast-filled blood): that median above :data:`BONE_HU`, with little lung
   within :data:`LUNG_BALL_MM` (at most :data:`BONE_LUNG_SHARE`: a calcified nodule is small and
   lies in the lung). Warned.
@@ -48,6 +52,10 @@ BODY_HU = -400.0
 #: The click's air on its slice with at most this share of voxels above AIR_HU (lung, or the
 #: skin's partial-volume rim) is outside air.
 LUNG_AIR_SHARE = 0.2
+#: The body's outline on the click's slice must cover at least this (cm^2; a neck about 100,
+#: a torso 300 and more) for the outside-the-body rule: in a crop, the largest region above
+#: BODY_HU is a vessel or the nodule itself.
+MIN_BODY_CM2 = 100.0
 #: Above this median (HU) the click is on bone.
 BONE_HU = 300.0
 #: A bone click with at most this share of lung around it is warned (calcified nodules have more).
@@ -71,7 +79,7 @@ class Click:
     lung_share: float
     seen_share: float
     outside_air: bool = False
-    verdict: str = ""  # "", "outside_air", "bone", "soft_tissue"
+    verdict: str = ""  # "", "outside_air", "outside_body", "bone", "soft_tissue"
 
 
 def _ball(volume: Volume, point: Sequence[float], radius: float) -> tuple[np.ndarray, float]:
@@ -115,6 +123,31 @@ def _outside_air(volume: Volume, point: Sequence[float]) -> bool:
     return lung <= LUNG_AIR_SHARE * np.count_nonzero(region)
 
 
+def _outside_body(volume: Volume, point: Sequence[float]) -> bool:
+    """Whether ``point`` lies on something below BODY_HU (air, a foam pad, gas) outside the
+    body's outline on its axial slice: the largest connected region above BODY_HU with its
+    holes filled (the lungs, airways and bowel gas are holes of it). Undecided (False) when
+    that region touches the image's edge (a small field of view: the outline is open) or
+    covers less than MIN_BODY_CM2 (a crop: no body in it)."""
+    import SimpleITK as sitk
+
+    i, j, k = np.floor(volume.grid.physical_to_index(np.asarray(point, float)) + 0.5).astype(int)
+    plane = volume.array[0, int(np.clip(k, 0, volume.array.shape[1] - 1))]
+    j, i = np.clip(j, 0, plane.shape[0] - 1), np.clip(i, 0, plane.shape[1] - 1)
+    if plane[j, i] >= BODY_HU:
+        return False
+    regions = sitk.RelabelComponent(
+        sitk.ConnectedComponent(sitk.GetImageFromArray((plane >= BODY_HU).astype(np.uint8)))
+    )
+    body = sitk.GetArrayFromImage(regions) == 1
+    if not body.any() or body[0].any() or body[-1].any() or body[:, 0].any() or body[:, -1].any():
+        return False
+    outline = sitk.BinaryFillhole(sitk.GetImageFromArray(body.astype(np.uint8)))
+    outline = sitk.GetArrayFromImage(outline) > 0
+    area = np.count_nonzero(outline) * volume.spacing[0] * volume.spacing[1] / 100.0  # cm^2
+    return area >= MIN_BODY_CM2 and not outline[j, i]
+
+
 def measure_click(volume: Volume, point: Sequence[float]) -> Click:
     """What lies under ``point`` (LPS mm) in the CT ``volume`` (HU, channel 0); the click must
     lie on the image (the CLI and the prompt boxes check that first)."""
@@ -128,11 +161,14 @@ def measure_click(volume: Volume, point: Sequence[float]) -> Click:
     )
     if click.median_hu < AIR_HU:
         click.outside_air = _outside_air(volume, point)
-        click.verdict = "outside_air" if click.outside_air else ""
+    if click.outside_air:
+        click.verdict = "outside_air"
+    elif _outside_body(volume, point):  # a foam pad, the air near the skin: any HU
+        click.verdict = "outside_body"
     elif click.median_hu > BONE_HU:
         click.verdict = "bone" if click.lung_share <= BONE_LUNG_SHARE else ""
-    elif click.lung_share <= TISSUE_LUNG_SHARE and seen >= MIN_SEEN_SHARE:
-        click.verdict = "soft_tissue"
+    elif click.median_hu >= AIR_HU and click.lung_share <= TISSUE_LUNG_SHARE:
+        click.verdict = "soft_tissue" if seen >= MIN_SEEN_SHARE else ""
     return click
 
 
@@ -184,7 +220,14 @@ def click_warnings(manifest, volume: Volume, point: Sequence[float]) -> tuple[li
         return [], {}
     name = manifest.labels[0].name
     warnings = []
-    if click.verdict == "bone":
+    if click.verdict == "outside_body":
+        warnings.append(
+            "What lies at the clicked point is outside the body (median "
+            f"{click.median_hu:.0f} HU within {BALL_MM:g} mm, outside the body's outline on its "
+            "slice): on the table, its pad or the air around the patient, where no "
+            f"{name} can be. Click on the {name} itself."
+        )
+    elif click.verdict == "bone":
         warnings.append(
             f"The tissue at the clicked point is bone (or contrast-filled blood: median "
             f"{click.median_hu:.0f} HU within {BALL_MM:g} mm, {click.lung_share:.0%} lung within "
