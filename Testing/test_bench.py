@@ -117,13 +117,43 @@ def test_last_line_gains_the_openvino_ratios_and_the_end_to_end_time():
     results = {**fake_results(), "inference": fake_inference()}
     lines = harness.report(results, args, "0.50 0.40 0.30", "0.60 0.50 0.40")
     values = dict(item.split("=") for item in lines[-1].split())
-    assert values["shipped_vs_openvino_idle"] == "1.20"  # OpenVINO time / ours, at L2
-    assert values["shipped_vs_openvino_loaded"] == "2.50"
+    # OpenVINO time / ours, the worst over depths: L4 idle (0.3 / 0.3), L4 loaded (1.0 / 0.5)
+    assert values["shipped_vs_openvino_idle"] == "1.00"
+    assert values["shipped_vs_openvino_loaded"] == "2.00"
+    assert values["shipped_vs_openvino_worst"] == "liver:L4:idle"
+    assert values["liver_vs_openvino_idle"] == "1.20"  # the liver at its depth (here 2)
+    assert values["liver_vs_openvino_loaded"] == "2.50"
     assert values["e2e_liver_512"] == "8.2"
     assert LAST_LINE.match(" ".join(lines[-1].split()[:7]))  # the issue-6 keys are unchanged
     text = "\n".join(lines)
     assert "ONNX Runtime   not installed" in text
     assert "infer 3.00" in text and "(random weights)" in text
+
+
+def test_openvino_keys_take_the_worst_shipped_model_and_depth_and_name_it():
+    from benchlib.executors_bench import openvino_ratios, ratio_keys
+
+    configs = {
+        "shipped": {"rows": {"fastest": {"L1:idle": 0.04, "L3:idle": 0.10, "L3:loaded": 0.2},
+                             "openvino": {"L1:idle": 0.05, "L3:idle": 0.11, "L3:loaded": 0.3}}},
+        "shipped:nodule": {"rows": {"fastest": {"L1:idle": 0.02, "L1:loaded": 0.05},
+                                    "openvino": {"L1:idle": 0.015, "L1:loaded": 0.06}}},
+        "shipped:brain": {"rows": {"fastest": "not installed", "openvino": {"L1:idle": 1.0}}},
+        "large": {"rows": {"fastest": {"L4:idle": 2.0}, "openvino": {"L4:idle": 0.5}}},
+    }  # fmt: skip
+    ratios = openvino_ratios(configs, "fastest")
+    assert set(ratios) == {"liver:L1:idle", "liver:L3:idle", "liver:L3:loaded",
+                           "nodule:L1:idle", "nodule:L1:loaded"}  # fmt: skip
+    assert ratios["nodule:L1:idle"] == pytest.approx(0.75)  # OpenVINO faster: below 1
+    values = dict(key.split("=") for key in ratio_keys(configs, "fastest", 3))
+    assert values == {
+        "shipped_vs_openvino_idle": "0.75",  # the nodule's L1 (the large network is not shipped)
+        "shipped_vs_openvino_loaded": "1.20",  # min(0.3 / 0.2, 0.06 / 0.05)
+        "shipped_vs_openvino_worst": "nodule:L1:idle",
+        "liver_vs_openvino_idle": "1.10",
+        "liver_vs_openvino_loaded": "1.50",
+    }
+    assert ratio_keys({"large": configs["large"]}, "fastest", 3) == []  # nothing shipped
 
 
 def test_competing_load_is_stopped_on_exit():
@@ -163,6 +193,7 @@ def test_openvino_ratios_are_taken_against_the_default_executor():
     values = dict(item.split("=") for item in lines[-1].split())
     assert values["shipped_vs_openvino_idle"] == "2.00"  # 0.12 / 0.06
     assert values["shipped_vs_openvino_loaded"] == "2.00"  # 0.50 / 0.25
+    assert values["liver_vs_openvino_idle"] == "2.00"  # one depth here: the same figures
     text = "\n".join(lines)
     assert "the CPU default here: fastest" in text
     assert "fastest ran: L2:idle openvino, L2:loaded ours" in text
