@@ -21,6 +21,12 @@ Protocol, one JSON object per line (UTF-8):
   refused; a line that is not JSON gets an error reply with ``"id": null`` and the same keys;
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
+Idle time: when no request has come for ``IDLE_PROBE_AFTER_S`` after a reply, the kept model's
+``fastest`` executor probes on the last tiles it ran (``FastestExecutor.idle_probe``): OpenVINO
+is imported and compiled and timed against ours there, between clicks, instead of inside the
+fourth click (``OURS_FIRST``), so from the second click on, tiles run on the faster one. A
+request that arrives meanwhile stops the probe before its next tile.
+
 Requests run one after another. The last model and the last input volume stay in memory
 (``warm_cache.py``, which bounds the volume kept after a run that is not a click and frees CUDA's
 cache after every request). An error in one request is replied and the server goes on.
@@ -34,13 +40,19 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import math
 import os
+import queue
 import sys
+import threading
 from typing import IO, Any, Callable, Optional
 
 from .exit_codes import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 from .warm_cache import WarmCache
+
+IDLE_PROBE_AFTER_S = 0.5  # seconds without a request after a reply before the idle probe
+_LOG = logging.getLogger(__name__)
 
 #: Makes the whole `unetpp` parser (``cli.build_parser``); given by the CLI, which imports this
 #: module, through :func:`add_serve_parser`: a request is parsed as ``unetpp segment`` would be.
@@ -158,7 +170,17 @@ def serve(
     parser = functools.cache(build_parser)  # made once, at the first request: parsing keeps it
 
     _reply(replies, {"ready": True, "pid": os.getpid()})
-    for line in requests:
+    waiting = _read_lines(requests)
+    idle_pending = False  # a request ran since the last idle probe
+    while True:
+        try:
+            line = waiting.get(timeout=IDLE_PROBE_AFTER_S if idle_pending else None)
+        except queue.Empty:
+            idle_pending = False
+            _idle_probe(cache, lambda: not waiting.empty())
+            continue
+        if line is None:  # the end of the input
+            break
         if not line.strip():
             continue
         try:
@@ -172,7 +194,34 @@ def serve(
             break
         with contextlib.redirect_stdout(sys.stderr):
             handle(request, cache, replies, parser)
+        idle_pending = True
     return 0
+
+
+def _read_lines(requests: IO[str]) -> queue.Queue:
+    """The lines of ``requests``, read by a daemon thread into a queue (None: the end), so that
+    the server can tell whether a request is waiting while it probes."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        try:
+            for line in requests:
+                lines.put(line)
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=read, name="unetpp-serve-input", daemon=True).start()
+    return lines
+
+
+def _idle_probe(cache: WarmCache, stop: Callable[[], bool]) -> None:
+    """``cache.idle_probe(stop)``; a failure there is logged, never the end of the server (the
+    probe is only an optimisation: the tiles run on ours without it)."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            cache.idle_probe(stop)
+    except Exception:  # noqa: BLE001 - the server outlives a failed probe
+        _LOG.warning("the idle probe failed; tiles run on the built-in CPU path", exc_info=True)
 
 
 def run_serve(args: argparse.Namespace, progress: Any) -> int:
