@@ -5,7 +5,8 @@ Job ``executors`` (``python -m benchlib.worker``): for each network configuratio
 - ``shipped``: the liver model (features 8..128, its 48^3 tile) at the asked depths, every
   executor; ``shipped:nodule`` and ``shipped:brain``: the lung-nodule model on its own 16x48x48
   tile and the brain-tumour model (4 channels in and out, 48^3), at the same depths, with the
-  executors in ``model_executors`` (all but MONAI unless given);
+  executors in ``model_executors`` (all but MONAI unless given); the other executors run on
+  the liver model only at ``other_depths`` when given;
 - ``large``: the issue-6 network (features 16..256, 96^3 tile, ``large_tile`` to change it)
   with the MONAI weights, at L4;
 
@@ -53,9 +54,9 @@ def _runner(name: str, model, monai_net, threads: int, cache: Path):
     if library not in executors.available_executors():
         return None
     options = {"precision": "bf16"} if name == "openvino-bf16" else {}
-    return executors.make_executor(
-        library, model, "cpu", threads, cache_dir=cache / name, **options
-    )
+    # fastest compiles the same graphs as openvino: one cache, not a second export and compile
+    folder = cache / ("openvino" if name == "fastest" else name)
+    return executors.make_executor(library, model, "cpu", threads, cache_dir=folder, **options)
 
 
 #: the other shipped models measured beside the liver one: config name -> task
@@ -133,9 +134,12 @@ def executors_job(job: dict) -> dict:
                 if runner is None:
                     entry["rows"][name] = "not installed"
                     continue
+                core = job.get("model_executors") or EXECUTORS
                 for depth in config["depths"]:
                     if name == "monai" and depth != 4:
                         continue  # MONAI has no pruned inference: the full network only
+                    if name not in core and depth not in job.get("other_depths", [depth]):
+                        continue  # --quick: torch eager and ONNX Runtime at fewer depths
                     plan.append((config["name"], depth, name, runner, config["tile"]))
             # warm-up and agreement against ours, on the same tile
             reference = {}

@@ -68,6 +68,7 @@ def measure(run, args, workdir: Path, weights: Path, log) -> dict:
             skip=["openvino-bf16"],
             large_tile=QUICK_LARGE_TILE,
             model_executors=QUICK_MODEL_EXECUTORS,
+            other_depths=sorted({results["recommended_depth"], 4}),  # as before on the liver
         )
     results["executors"] = run(job, "executors")
     results["executors"]["load"] = (load_before, machine.load_average())

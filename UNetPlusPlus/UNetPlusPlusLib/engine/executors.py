@@ -34,7 +34,10 @@ Session 8: the probe ranks by the median of interleaved pairs' ratios and sample
 pairs while that is ambiguous (the best-of-2-to-4 rule had kept ours where OpenVINO was 8 %
 faster), and a cold process starts on ours without loading OpenVINO when a probe of the last
 15 minutes chose ours for these weights, depth, tile shape and threads (``probe.json`` beside
-the graphs), checking again after 16 tiles (docs/BENCHMARK_RUNS.md, session 8).
+the graphs), checking again after 16 tiles (docs/BENCHMARK_RUNS.md, session 8). Session 9: each
+model on its own tile, ours led OpenVINO in the median round nearly everywhere (load 2-10), and
+``unetpp serve`` probes between requests (:meth:`FastestExecutor.idle_probe`;
+docs/BENCHMARK_MODELS.md).
 Ours stays the default on CUDA and wherever OpenVINO is missing or fails, and as the reference
 for tests. The environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and
 Slicer.
