@@ -301,7 +301,9 @@ def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
     args = argparse.Namespace(threads=2, quick=True)
     lines = harness.report({**fake_results(), "inference": inference}, args, "0.5", "0.6")
     assert LAST_LINE.match(" ".join(lines[-1].split()[:7]))  # the issue-6 keys are unchanged
-    values = {k: float(v) for k, v in (item.split("=") for item in lines[-1].split())}
+    values = dict(item.split("=") for item in lines[-1].split())
+    assert values.pop("shipped_vs_openvino_worst") == "liver:L4:idle"  # the one named cell
+    values = {k: float(v) for k, v in values.items()}  # every other key is a number
     assert {"shipped_vs_openvino_idle", "shipped_vs_openvino_loaded"} <= set(values)
     assert "e2e_liver_512" not in values  # no liver case here
     for kind in ("cold", "warm"):
@@ -367,3 +369,26 @@ def test_e2e_interleaves_code_trees_and_executors_and_prints_medians(monkeypatch
     out = capsys.readouterr().out
     assert "median nodule Lrec b/fastest: 3.00 s, preprocess + infer 2.60 s (2 runs" in out
     assert "median nodule Lrec a/ours: 2.00 s, preprocess + infer 1.60 s (2 runs" in out
+
+
+def test_quick_executor_job_covers_every_shipped_model_and_depth(monkeypatch, tmp_path):
+    """What `--quick` asks the executors job for (the job itself is timed, not tested here)."""
+    from benchlib import e2e_bench, executors_bench
+
+    monkeypatch.setattr(
+        e2e_bench, "measure", lambda *a, **k: {"cold": {}, "warm": {}, "warm_rounds": 0}
+    )
+    jobs: list = []
+
+    def run(job, label):
+        jobs.append(job)
+        return {"configs": {}}
+
+    run.env = {}
+    args = argparse.Namespace(quick=True, threads=2)
+    results = executors_bench.measure(run, args, tmp_path, tmp_path / "w", lambda m: None)
+    (job,) = jobs
+    assert job["shipped_depths"] == [1, 2, 3, 4] and job.get("other_shipped", True)
+    assert job["model_executors"] == ["ours", "openvino", "fastest"]
+    assert job["other_depths"] == sorted({results["recommended_depth"], 4})
+    assert "openvino-bf16" in job["skip"] and job["large_tile"] == 64
