@@ -117,13 +117,43 @@ def test_last_line_gains_the_openvino_ratios_and_the_end_to_end_time():
     results = {**fake_results(), "inference": fake_inference()}
     lines = harness.report(results, args, "0.50 0.40 0.30", "0.60 0.50 0.40")
     values = dict(item.split("=") for item in lines[-1].split())
-    assert values["shipped_vs_openvino_idle"] == "1.20"  # OpenVINO time / ours, at L2
-    assert values["shipped_vs_openvino_loaded"] == "2.50"
+    # OpenVINO time / ours, the worst over depths: L4 idle (0.3 / 0.3), L4 loaded (1.0 / 0.5)
+    assert values["shipped_vs_openvino_idle"] == "1.00"
+    assert values["shipped_vs_openvino_loaded"] == "2.00"
+    assert values["shipped_vs_openvino_worst"] == "liver:L4:idle"
+    assert values["liver_vs_openvino_idle"] == "1.20"  # the liver at its depth (here 2)
+    assert values["liver_vs_openvino_loaded"] == "2.50"
     assert values["e2e_liver_512"] == "8.2"
     assert LAST_LINE.match(" ".join(lines[-1].split()[:7]))  # the issue-6 keys are unchanged
     text = "\n".join(lines)
     assert "ONNX Runtime   not installed" in text
     assert "infer 3.00" in text and "(random weights)" in text
+
+
+def test_openvino_keys_take_the_worst_shipped_model_and_depth_and_name_it():
+    from benchlib.executors_bench import openvino_ratios, ratio_keys
+
+    configs = {
+        "shipped": {"rows": {"fastest": {"L1:idle": 0.04, "L3:idle": 0.10, "L3:loaded": 0.2},
+                             "openvino": {"L1:idle": 0.05, "L3:idle": 0.11, "L3:loaded": 0.3}}},
+        "shipped:nodule": {"rows": {"fastest": {"L1:idle": 0.02, "L1:loaded": 0.05},
+                                    "openvino": {"L1:idle": 0.015, "L1:loaded": 0.06}}},
+        "shipped:brain": {"rows": {"fastest": "not installed", "openvino": {"L1:idle": 1.0}}},
+        "large": {"rows": {"fastest": {"L4:idle": 2.0}, "openvino": {"L4:idle": 0.5}}},
+    }  # fmt: skip
+    ratios = openvino_ratios(configs, "fastest")
+    assert set(ratios) == {"liver:L1:idle", "liver:L3:idle", "liver:L3:loaded",
+                           "nodule:L1:idle", "nodule:L1:loaded"}  # fmt: skip
+    assert ratios["nodule:L1:idle"] == pytest.approx(0.75)  # OpenVINO faster: below 1
+    values = dict(key.split("=") for key in ratio_keys(configs, "fastest", 3))
+    assert values == {
+        "shipped_vs_openvino_idle": "0.75",  # the nodule's L1 (the large network is not shipped)
+        "shipped_vs_openvino_loaded": "1.20",  # min(0.3 / 0.2, 0.06 / 0.05)
+        "shipped_vs_openvino_worst": "nodule:L1:idle",
+        "liver_vs_openvino_idle": "1.10",
+        "liver_vs_openvino_loaded": "1.50",
+    }
+    assert ratio_keys({"large": configs["large"]}, "fastest", 3) == []  # nothing shipped
 
 
 def test_competing_load_is_stopped_on_exit():
@@ -163,6 +193,7 @@ def test_openvino_ratios_are_taken_against_the_default_executor():
     values = dict(item.split("=") for item in lines[-1].split())
     assert values["shipped_vs_openvino_idle"] == "2.00"  # 0.12 / 0.06
     assert values["shipped_vs_openvino_loaded"] == "2.00"  # 0.50 / 0.25
+    assert values["liver_vs_openvino_idle"] == "2.00"  # one depth here: the same figures
     text = "\n".join(lines)
     assert "the CPU default here: fastest" in text
     assert "fastest ran: L2:idle openvino, L2:loaded ours" in text
@@ -270,7 +301,9 @@ def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
     args = argparse.Namespace(threads=2, quick=True)
     lines = harness.report({**fake_results(), "inference": inference}, args, "0.5", "0.6")
     assert LAST_LINE.match(" ".join(lines[-1].split()[:7]))  # the issue-6 keys are unchanged
-    values = {k: float(v) for k, v in (item.split("=") for item in lines[-1].split())}
+    values = dict(item.split("=") for item in lines[-1].split())
+    assert values.pop("shipped_vs_openvino_worst") == "liver:L4:idle"  # the one named cell
+    values = {k: float(v) for k, v in values.items()}  # every other key is a number
     assert {"shipped_vs_openvino_idle", "shipped_vs_openvino_loaded"} <= set(values)
     assert "e2e_liver_512" not in values  # no liver case here
     for kind in ("cold", "warm"):
@@ -336,3 +369,26 @@ def test_e2e_interleaves_code_trees_and_executors_and_prints_medians(monkeypatch
     out = capsys.readouterr().out
     assert "median nodule Lrec b/fastest: 3.00 s, preprocess + infer 2.60 s (2 runs" in out
     assert "median nodule Lrec a/ours: 2.00 s, preprocess + infer 1.60 s (2 runs" in out
+
+
+def test_quick_executor_job_covers_every_shipped_model_and_depth(monkeypatch, tmp_path):
+    """What `--quick` asks the executors job for (the job itself is timed, not tested here)."""
+    from benchlib import e2e_bench, executors_bench
+
+    monkeypatch.setattr(
+        e2e_bench, "measure", lambda *a, **k: {"cold": {}, "warm": {}, "warm_rounds": 0}
+    )
+    jobs: list = []
+
+    def run(job, label):
+        jobs.append(job)
+        return {"configs": {}}
+
+    run.env = {}
+    args = argparse.Namespace(quick=True, threads=2)
+    results = executors_bench.measure(run, args, tmp_path, tmp_path / "w", lambda m: None)
+    (job,) = jobs
+    assert job["shipped_depths"] == [1, 2, 3, 4] and job.get("other_shipped", True)
+    assert job["model_executors"] == ["ours", "openvino", "fastest"]
+    assert job["other_depths"] == sorted({results["recommended_depth"], 4})
+    assert "openvino-bf16" in job["skip"] and job["large_tile"] == 64

@@ -24,6 +24,12 @@ Protocol, one JSON object per line (UTF-8):
   rest is skipped), gets an error reply with ``"id": null`` and the same keys;
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
 
+Idle time: when no request has come for ``IDLE_PROBE_AFTER_S`` after a reply, the kept model's
+``fastest`` executor probes on the last tiles it ran (``FastestExecutor.idle_probe``): OpenVINO
+is imported and compiled and timed against ours there, between clicks, instead of inside the
+fourth click (``OURS_FIRST``), so from the second click on, tiles run on the faster one. A
+request that arrives meanwhile stops the probe before its next tile.
+
 Requests run one after another. The last model and the last input volume stay in memory
 (``warm_cache.py``, which bounds the volume kept after a run that is not a click and frees CUDA's
 cache after every request). An error in one request is replied and the server goes on.
@@ -37,14 +43,20 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import math
 import os
+import queue
 import sys
-from typing import IO, Any, Callable, Optional
+import threading
+from typing import IO, Any, Callable, Iterable, Optional
 
 from .early_warnings import EarlyWarnings
 from .exit_codes import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 from .warm_cache import WarmCache
+
+IDLE_PROBE_AFTER_S = 0.5  # seconds without a request after a reply before the idle probe
+_LOG = logging.getLogger(__name__)
 
 #: Makes the whole `unetpp` parser (``cli.build_parser``); given by the CLI, which imports this
 #: module, through :func:`add_serve_parser`: a request is parsed as ``unetpp segment`` would be.
@@ -204,13 +216,18 @@ def serve(
         payload = {"error": message, "status": EXIT_USER_ERROR}
         _reply(replies, {"id": None, **payload, "held_input": cache.held_token(True)})
 
+    waiting = _read_lines(requests)
+    idle_pending = False  # a request ran since the last idle probe
     while True:
-        line = requests.readline(MAX_LINE + 1)
-        if not line:
+        try:
+            line = waiting.get(timeout=IDLE_PROBE_AFTER_S if idle_pending else None)
+        except queue.Empty:
+            idle_pending = False
+            _idle_probe(cache, lambda: not waiting.empty())
+            continue
+        if line is None:  # the end of the input
             break
-        if len(line) > MAX_LINE and not line.endswith("\n"):  # skip the rest, never hold it
-            while line and not line.endswith("\n"):
-                line = requests.readline(MAX_LINE + 1)
+        if line is _TOO_LONG:
             refuse(f"bad request: a line longer than {MAX_LINE} characters")
             continue
         if not line.strip():
@@ -224,7 +241,53 @@ def serve(
             break
         with contextlib.redirect_stdout(sys.stderr):
             handle(request, cache, replies, parser)
+        idle_pending = True
     return 0
+
+
+def _line_reader(lines: Iterable[str]) -> Callable[[int], str]:
+    """``readline(size)`` over an iterable of whole lines (a generator in tests): "" at the
+    end; ``size`` is not applied (the lines are already in memory)."""
+    remaining = iter(lines)
+    return lambda _size: next(remaining, "")
+
+
+_TOO_LONG = object()  # stands for a line over MAX_LINE characters, never held in memory
+
+
+def _read_lines(requests: IO[str]) -> queue.Queue:
+    """The lines of ``requests``, read by a daemon thread into a queue (None: the end;
+    ``_TOO_LONG`` for a line over MAX_LINE characters, read past in pieces), so that the server
+    can tell whether a request is waiting while it probes."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        readline = getattr(requests, "readline", None) or _line_reader(requests)
+        try:
+            while True:
+                line = readline(MAX_LINE + 1)
+                if not line:
+                    break
+                if len(line) > MAX_LINE and not line.endswith("\n"):  # skip the rest, unheld
+                    while line and not line.endswith("\n"):
+                        line = readline(MAX_LINE + 1)
+                    line = _TOO_LONG
+                lines.put(line)
+        finally:
+            lines.put(None)
+
+    threading.Thread(target=read, name="unetpp-serve-input", daemon=True).start()
+    return lines
+
+
+def _idle_probe(cache: WarmCache, stop: Callable[[], bool]) -> None:
+    """``cache.idle_probe(stop)``; a failure there is logged, never the end of the server (the
+    probe is only an optimisation: the tiles run on ours without it)."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            cache.idle_probe(stop)
+    except Exception:  # noqa: BLE001 - the server outlives a failed probe
+        _LOG.warning("the idle probe failed; tiles run on the built-in CPU path", exc_info=True)
 
 
 def run_serve(args: argparse.Namespace, progress: Any) -> int:

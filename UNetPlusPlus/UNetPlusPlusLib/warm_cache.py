@@ -60,6 +60,12 @@ class WarmCache:
             self._predictor = (key, Predictor(manifest, device=device, threads=threads))
         return self._predictor[1]
 
+    def idle_probe(self, stop) -> int:
+        """Let the kept Predictor's executor probe in idle time (``Predictor.idle_probe``);
+        ``stop()``: true when a request is waiting. Returns the tiles run (0: no model)."""
+        predictor = self._predictor[1]
+        return 0 if predictor is None else predictor.idle_probe(stop)
+
     def volume(
         self,
         paths: Sequence[str],

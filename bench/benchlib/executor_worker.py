@@ -2,8 +2,11 @@
 
 Job ``executors`` (``python -m benchlib.worker``): for each network configuration
 
-- ``shipped``: the shipped models' network (features 8..128, 48^3 tile) with the liver model's
-  weights, at the asked depths;
+- ``shipped``: the liver model (features 8..128, its 48^3 tile) at the asked depths, every
+  executor; ``shipped:nodule`` and ``shipped:brain``: the lung-nodule model on its own 16x48x48
+  tile and the brain-tumour model (4 channels in and out, 48^3), at the same depths, with the
+  executors in ``model_executors`` (all but MONAI unless given); the other executors run on
+  the liver model only at ``other_depths`` when given;
 - ``large``: the issue-6 network (features 16..256, 96^3 tile, ``large_tile`` to change it)
   with the MONAI weights, at L4;
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from UNetPlusPlusLib.engine.cpu_inference import reuse_buffers
 from UNetPlusPlusLib.engine.probe import MAX_PAIRS
@@ -50,36 +54,56 @@ def _runner(name: str, model, monai_net, threads: int, cache: Path):
     if library not in executors.available_executors():
         return None
     options = {"precision": "bf16"} if name == "openvino-bf16" else {}
-    return executors.make_executor(
-        library, model, "cpu", threads, cache_dir=cache / name, **options
-    )
+    # fastest compiles the same graphs as openvino: one cache, not a second export and compile
+    folder = cache / ("openvino" if name == "fastest" else name)
+    return executors.make_executor(library, model, "cpu", threads, cache_dir=folder, **options)
+
+
+#: the other shipped models measured beside the liver one: config name -> task
+OTHER_SHIPPED = {"shipped:nodule": "lung-nodule", "shipped:brain": "brain-tumor"}
+
+
+def _tile(model, tile_zyx: tuple, seed: int) -> torch.Tensor:
+    """A (1, C, z, y, x) synthetic tile for ``model``'s input channels (one volume a channel)."""
+    channels = int(model.in_channels)
+    arrays = [workload.synthetic_volume(tile_zyx, seed=seed + c)[0] for c in range(channels)]
+    return torch.from_numpy(np.stack(arrays))[None]
+
+
+def _shipped(task: str, threads: int, depths: list) -> dict:
+    """One shipped model on its manifest's own inference tile (``tile_size_zyx``)."""
+    from UNetPlusPlusLib.engine.predictor import Predictor
+
+    predictor = Predictor.from_task(task, device="cpu", threads=threads)
+    tile_zyx = tuple(int(n) for n in predictor.manifest.tile_size_zyx)
+    return {
+        "model": predictor.model,
+        "tile": _tile(predictor.model, tile_zyx, seed=1),
+        "tile_zyx": tile_zyx,
+        "depths": [int(d) for d in depths],
+    }
 
 
 def _configurations(job: dict, weights: Path) -> list[dict]:
     from UNetPlusPlusLib.engine.monai_weights import load_monai_weights
     from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
-    from UNetPlusPlusLib.engine.predictor import Predictor
 
-    configs = []
-    shipped = Predictor.from_task("liver", device="cpu", threads=job["threads"]).model
-    tile = 48
-    configs.append(
-        {
-            "name": "shipped",
-            "model": shipped,
-            "monai": workload.monai_network(SHIPPED_FEATURES),
-            "tile": torch.from_numpy(workload.synthetic_volume((tile,) * 3, seed=1))[None],
-            "depths": [int(d) for d in job["shipped_depths"]],
-        }
-    )
+    threads = int(job["threads"])
+    configs = [{"name": "shipped", **_shipped("liver", threads, job["shipped_depths"])}]
+    configs[0]["monai"] = workload.monai_network(SHIPPED_FEATURES)
+    for name, task in OTHER_SHIPPED.items() if job.get("other_shipped", True) else ():
+        config = {"name": name, "monai": None, **_shipped(task, threads, job["shipped_depths"])}
+        config["executors"] = job.get("model_executors") or [e for e in EXECUTORS if e != "monai"]
+        configs.append(config)
     if job.get("large", True):
         large = UNetPlusPlus3D(workload.IN_CHANNELS, workload.OUT_CHANNELS, workload.FEATURES)
         load_monai_weights(large, workload.load_weights(weights))
-        volume = workload.synthetic_volume((int(job.get("large_tile", workload.TILE)),) * 3)
+        side = int(job.get("large_tile", workload.TILE))
+        volume = workload.synthetic_volume((side,) * 3)
         configs.append(
             {
                 "name": "large",
-                "tile_side": volume.shape[-1],
+                "tile_zyx": (side,) * 3,
                 "model": large.eval(),
                 "monai": workload.monai_network().eval(),
                 "tile": torch.from_numpy(volume)[None],
@@ -102,17 +126,20 @@ def executors_job(job: dict) -> dict:
         for config in configs:
             model = config["model"]
             entry = results.setdefault(config["name"], {"rows": {}, "agree": {}})
-            entry["tile"] = int(config.get("tile_side", 48))
-            for name in EXECUTORS:
+            entry["tile"] = "x".join(str(n) for n in config["tile_zyx"])
+            for name in config.get("executors", EXECUTORS):
                 if name in job.get("skip", ()):
                     continue
                 runner = _runner(name, model, config["monai"], threads, cache / config["name"])
                 if runner is None:
                     entry["rows"][name] = "not installed"
                     continue
+                core = job.get("model_executors") or EXECUTORS
                 for depth in config["depths"]:
                     if name == "monai" and depth != 4:
                         continue  # MONAI has no pruned inference: the full network only
+                    if name not in core and depth not in job.get("other_depths", [depth]):
+                        continue  # --quick: torch eager and ONNX Runtime at fewer depths
                     plan.append((config["name"], depth, name, runner, config["tile"]))
             # warm-up and agreement against ours, on the same tile
             reference = {}
@@ -139,6 +166,8 @@ def executors_job(job: dict) -> dict:
                         rows = results[cname]["rows"].setdefault(name, {})
                         key = f"L{depth}:{condition}"
                         rows[key] = min(rows.get(key, float("inf")), took)
+                        samples = results[cname].setdefault("samples", {}).setdefault(name, {})
+                        samples.setdefault(key, []).append(round(took, 5))  # per round
                         if name == "fastest":
                             picks = results[cname].setdefault("fastest_picks", {})
                             picks.setdefault(key, set()).add(runner.chosen)

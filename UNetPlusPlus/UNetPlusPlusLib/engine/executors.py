@@ -34,7 +34,10 @@ Session 8: the probe ranks by the median of interleaved pairs' ratios and sample
 pairs while that is ambiguous (the best-of-2-to-4 rule had kept ours where OpenVINO was 8 %
 faster), and a cold process starts on ours without loading OpenVINO when a probe of the last
 15 minutes chose ours for these weights, depth, tile shape and threads (``probe.json`` beside
-the graphs), checking again after 16 tiles (docs/BENCHMARK_RUNS.md, session 8).
+the graphs), checking again after 16 tiles (docs/BENCHMARK_RUNS.md, session 8). Session 9: each
+model on its own tile, ours led OpenVINO in the median round nearly everywhere (load 2-10), and
+``unetpp serve`` probes between requests (:meth:`FastestExecutor.idle_probe`;
+docs/BENCHMARK_MODELS.md).
 Ours stays the default on CUDA and wherever OpenVINO is missing or fails, and as the reference
 for tests. The environment variable ``UNETPP_EXECUTOR`` overrides the default for the CLI and
 Slicer.
@@ -339,6 +342,7 @@ class FastestExecutor(Executor):
                 since = max(0, self.reprobe_every - PRIOR_TILES)
                 state.update(pick="ours", reference=None, since=since, slow=0)
                 return self._run(tile, depth)
+            state["last"] = tile.detach().clone()  # for idle_probe, until decided
             if state.setdefault("ours_first", 0) < self.OURS_FIRST:
                 # a short run (a CLI click: 2 tiles) never pays the library's import and compile
                 state["ours_first"] += 1
@@ -348,6 +352,38 @@ class FastestExecutor(Executor):
             state["warm"] = self._library_run(tile, depth) is not None
             self.chosen = "ours"
             return self.ours.run(tile, depth)
+        return self._step(state, tile, depth)
+
+    def idle_probe(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Spend idle time (``unetpp serve`` between requests) on the probe, so the next tiles
+        run on the faster executor at once: for each depth and tile shape that ran here and is
+        not decided, make the library (import, export, compile: the one step that cannot stop
+        midway) and run probe pairs on the last tile of that depth and shape until the probe
+        decides or ``stop()`` (asked before every tile) is true. The outputs are dropped.
+        Returns the number of tiles run. Call it from the thread that runs the tiles, inside
+        their ``reuse_buffers`` block (``Predictor.idle_probe``)."""
+        if not self._usable or self.busy() or not self._lock.acquire(blocking=False):
+            return 0
+        ran = 0
+        try:
+            for (depth, _shape), state in list(self._state.items()):
+                depth = depth if depth == "ensemble" else int(depth)
+                while "pick" not in state and "last" in state and self._usable:
+                    if stop():
+                        return ran
+                    if state.get("warm"):
+                        self._step(state, state["last"], depth)
+                    else:  # the library's first tile: made, compiled and warmed, untimed
+                        state["warm"] = self._library_run(state["last"], depth) is not None
+                    ran += 1
+        finally:
+            self._lock.release()
+        return ran
+
+    def _step(self, state: dict, tile: Tensor, depth: Depth) -> Tensor:
+        """One tile after the warm-up: a timed probe tile, or the chosen executor's."""
+        if "pick" not in state:
+            state["last"] = tile.detach().clone() if state.get("last") is not tile else tile
         times = state["times"]  # probing: name -> timings, alternating, in pairs
         if "pick" in state:
             name = state["pick"]
@@ -367,6 +403,7 @@ class FastestExecutor(Executor):
                 state["pick"] = "ours" if verdict == "ours" else self.candidate
                 state["reference"] = min(times[state["pick"]])
                 state["since"] = state["slow"] = 0
+                state.pop("last", None)
                 if self.memory is not None:
                     ratio = median_ratio(times["ours"], times[self.candidate])
                     self.memory.remember(self._memory_key(tile, depth), state["pick"], ratio)

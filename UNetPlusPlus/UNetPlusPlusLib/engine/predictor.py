@@ -127,6 +127,20 @@ class Predictor:
         self._workspace = None  # cpu_inference.Workspace kept between calls (_sliding_window)
         self._workspace_lock = threading.Lock()
 
+    def idle_probe(self, stop: Callable[[], bool]) -> int:
+        """Idle time for the executor's probe (``FastestExecutor.idle_probe``; ``unetpp serve``
+        between requests), on this Predictor's kept workspace; returns the tiles run (0 for an
+        executor without a probe, or while a segmentation runs)."""
+        probe = getattr(self.executor, "idle_probe", None)
+        if probe is None or not self._workspace_lock.acquire(blocking=False):
+            return 0
+        try:
+            with torch.inference_mode(), self.model.reuse_buffers(self._workspace) as workspace:
+                self._workspace = workspace
+                return probe(stop)
+        finally:
+            self._workspace_lock.release()
+
     @classmethod
     def from_task(cls, task: str, **kwargs) -> Predictor:
         """Load the built-in or installed model for a task ("liver", "brain-tumor", ...)."""
