@@ -68,3 +68,21 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(bool), b.astype(bool)
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+
+
+def logic_warnings_both_ways(logic, nodes, manifest, **options) -> tuple[list[str], str]:
+    """Run the Slicer Logic in this process (``segment``) and as a background job
+    (``start_job``, waited on), both with ``options``; returns the in-process run's
+    ``logic.warnings`` and the panel's warning text of the job's result (asserting it
+    succeeded): a warning must reach the user both ways."""
+    from UNetPlusPlusLib.adapter.panel import warnings_text
+
+    logic.segment(nodes, manifest, **options)
+    in_process = list(logic.warnings)
+    job = logic.start_job(nodes, manifest, **options)
+    try:
+        job.wait(timeout=120)
+    finally:
+        job.cancel()
+    assert job.state == "succeeded", job.result
+    return in_process, warnings_text(job.result)

@@ -152,9 +152,9 @@ def test_a_click_on_the_spine_of_example_ct_is_warned(shared_data):
 def test_the_slicer_logic_and_job_show_the_warning(volume):
     pytest.importorskip("slicer")
     import slicer
+    from helpers import logic_warnings_both_ways
     from test_adapter_logic import add_volume
     from UNetPlusPlusLib.adapter.logic import SegmentationLogic
-    from UNetPlusPlusLib.adapter.panel import warnings_text
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
     manifest = find_model("lung-nodule")
@@ -162,13 +162,6 @@ def test_the_slicer_logic_and_job_show_the_warning(volume):
     scene = slicer.vtkMRMLScene()
     node = add_volume(scene, volume_to_sitk(volume), "chest")
     point_ras = (-CORTEX[0], -CORTEX[1], CORTEX[2])  # Slicer clicks are RAS
-    logic.segment([node], manifest, depth=1, point_ras=point_ras)
-    assert sum(BONE in w for w in logic.warnings) == 1, logic.warnings
-    job = logic.start_job([node], manifest, depth=1, point_ras=point_ras)
-    try:
-        job.wait(timeout=120)
-    finally:
-        job.cancel()
-    assert job.state == "succeeded"
-    shown = warnings_text(job.result)
+    said, shown = logic_warnings_both_ways(logic, [node], manifest, depth=1, point_ras=point_ras)
+    assert sum(BONE in w for w in said) == 1, said
     assert shown.count(f"\nWarning: The tissue at the clicked point {BONE}") == 1, shown

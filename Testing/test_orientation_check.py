@@ -170,9 +170,9 @@ def test_the_cli_serve_and_slicer_show_the_warning_once(sphere_model, tmp_path, 
 def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path):
     pytest.importorskip("slicer")
     import slicer
+    from helpers import logic_warnings_both_ways
     from test_adapter_logic import add_volume
     from UNetPlusPlusLib.adapter.logic import SegmentationLogic
-    from UNetPlusPlusLib.adapter.panel import warnings_text
     from UNetPlusPlusLib.engine.manifest import ModelManifest
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
@@ -181,12 +181,6 @@ def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path):
     logic = SegmentationLogic()
     scene = slicer.vtkMRMLScene()
     node = add_volume(scene, volume_to_sitk(volume), "flipped")
-    logic.segment([node], manifest, depth=1)
-    assert sum(FLIPPED in w for w in logic.warnings) == 1
-    job = logic.start_job([node], manifest, depth=1)
-    try:
-        job.wait(timeout=120)
-    finally:
-        job.cancel()
-    assert job.state == "succeeded"
-    assert warnings_text(job.result).count(f"\nWarning: Input 'CT' {FLIPPED}") == 1
+    said, shown = logic_warnings_both_ways(logic, [node], manifest, depth=1)
+    assert sum(FLIPPED in w for w in said) == 1
+    assert shown.count(f"\nWarning: Input 'CT' {FLIPPED}") == 1

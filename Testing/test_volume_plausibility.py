@@ -180,23 +180,16 @@ def test_the_cli_and_serve_show_the_warning_once(sphere_model, tmp_path, capsys)
 def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path):
     pytest.importorskip("slicer")
     import slicer
+    from helpers import logic_warnings_both_ways
     from test_adapter_logic import add_volume
     from UNetPlusPlusLib.adapter.logic import SegmentationLogic
-    from UNetPlusPlusLib.adapter.panel import warnings_text
 
     manifest = ModelManifest.load(_model(sphere_model, tmp_path, RANGE))
     logic = SegmentationLogic()
     scene = slicer.vtkMRMLScene()
     node = add_volume(scene, sitk.ReadImage(str(_sphere(tmp_path, 6.0))), "thick-header")
-    logic.segment([node], manifest, depth=2)
-    assert sum(MARK in w for w in logic.warnings) == 1
-    job = logic.start_job([node], manifest, depth=2)
-    try:
-        job.wait(timeout=120)
-    finally:
-        job.cancel()
-    assert job.state == "succeeded"
-    shown = warnings_text(job.result)
+    said, shown = logic_warnings_both_ways(logic, [node], manifest, depth=2)
+    assert sum(MARK in w for w in said) == 1
     assert shown.count("\nWarning: The 'liver' segment is") == 1, shown
 
 

@@ -172,6 +172,23 @@ def measure_pitch(
     return found
 
 
+def _single_profile_pitch(
+    found: Pitch, profile: np.ndarray, low: float, high: float, slice_mm: float
+) -> Pitch:
+    """``found`` filled from one (z, 1) profile: the shortest period (in slices, searched from
+    ``low`` to ``high``) scoring at least HARMONIC_SHARE of the best, in mm of the header."""
+    periods = low * STEP_RATIO ** np.arange(int(np.log(high / low) / np.log(STEP_RATIO)) + 1)
+    curve = np.array([_scores(profile, p)[0] for p in periods])
+    top = float(curve.max())
+    if top <= 0:
+        return found
+    first = int(np.nonzero(curve >= HARMONIC_SHARE * top)[0][0])
+    found.pitch_mm = float(periods[first] * slice_mm)
+    found.score = float(curve[first])
+    found.periods = float(len(profile) * slice_mm / found.pitch_mm)
+    return found
+
+
 def slice_profile_pitch(
     array: np.ndarray, spacing_xyz: Sequence[float], direction: np.ndarray
 ) -> Optional[Pitch]:
@@ -189,16 +206,7 @@ def slice_profile_pitch(
     if high < low:
         return found
     profile = (moved[:, ::2, ::2] > 200).sum((1, 2)).astype(np.float64)[:, None]
-    periods = low * STEP_RATIO ** np.arange(int(np.log(high / low) / np.log(STEP_RATIO)) + 1)
-    curve = np.array([_scores(profile, p)[0] for p in periods])
-    top = float(curve.max())
-    if top <= 0:
-        return found
-    first = int(np.nonzero(curve >= HARMONIC_SHARE * top)[0][0])
-    found.pitch_mm = float(periods[first] * slice_mm)
-    found.score = float(curve[first])
-    found.periods = float(n * slice_mm / found.pitch_mm)
-    return found
+    return _single_profile_pitch(found, profile, low, high, slice_mm)
 
 
 def _box_mean(maps: np.ndarray, radius: int) -> np.ndarray:
@@ -251,16 +259,7 @@ def canal_pitch(
     for z, (y, x) in enumerate(track.round().astype(int)):
         part = hu[z, max(0, y - far) : max(1, y - near + 1), max(0, x - side) : x + side + 1]
         profile[z, 0] = part.mean() if part.size else 0.0
-    periods = low * STEP_RATIO ** np.arange(int(np.log(high / low) / np.log(STEP_RATIO)) + 1)
-    curve = np.array([_scores(profile, p)[0] for p in periods])
-    top = float(curve.max())
-    if top <= 0:
-        return found
-    first = int(np.nonzero(curve >= HARMONIC_SHARE * top)[0][0])
-    found.pitch_mm = float(periods[first] * slice_mm)
-    found.score = float(curve[first])
-    found.periods = float(n * slice_mm / found.pitch_mm)
-    return found
+    return _single_profile_pitch(found, profile, low, high, slice_mm)
 
 
 def phantom(pitch_mm: float = 30.0, slice_mm: float = 3.0, slices: int = 100) -> np.ndarray:
