@@ -159,3 +159,20 @@ def test_a_node_whose_source_is_closed_surface_is_one_clear_error_and_left_as_it
     _source_to_closed_surface(empty)  # nothing to lose: it takes the labelmap
     segmentation_writer.write_segments(make_labels(), volume_node, empty)
     assert np.array_equal(mask_of(empty, "edema"), make_labels().array == 1)
+
+
+def test_a_renamed_segment_counts_as_edited(volume_node):
+    """Tester 13: the user deleted 'edema' and renamed 'enhancing tumor' to 'edema'; its voxels
+    still matched the fingerprint, so a replacing rerun replaced it without a word."""
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    segmentation = node.GetSegmentation()
+    segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName("edema"))
+    segment_of(node, "enhancing tumor").SetName("edema")
+    mine = mask_of(node, "edema").copy()
+    kept: list = []
+    segmentation_writer.write_segments(make_labels(1), volume_node, node, True, kept=kept)
+    assert kept == [("edema", "edema (edited)")]
+    assert np.array_equal(mask_of(node, "edema (edited)"), mine)
+    assert sorted(segmentation_writer.segment_names(node)) == [
+        "edema", "edema (edited)", "enhancing tumor"
+    ]  # fmt: skip
