@@ -125,6 +125,34 @@ def test_the_cli_and_serve_show_the_warning_and_the_refusal(volume, tmp_path, ca
     assert sum(BONE in w for w in result["warnings"]) == 1
 
 
+def test_two_clicks_say_each_click_warning_once_with_its_number(volume, tmp_path, capsys):
+    """Tester 13: with two points each click warning was said early as 'at the clicked point'
+    and again at the end as 'at point N of 2': 7 warning lines under '5 warnings above'."""
+    import re
+
+    from UNetPlusPlusLib.cli import main
+    from UNetPlusPlusLib.engine.volume import volume_to_sitk
+
+    sitk.WriteImage(volume_to_sitk(volume), str(tmp_path / "chest.nrrd"))
+    argv = [str(tmp_path / "chest.nrrd"), "--task", "lung-nodule", "--lps", "--depth", "1"]
+    points = ["--point", *(str(v) for v in CORTEX), "--point", *(str(v) for v in TISSUE)]
+    assert main(["segment", *argv, *points, "-o", str(tmp_path / "s.nrrd")]) == 0
+    captured = capsys.readouterr()
+    err = captured.err
+    lines = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(lines) == len(set(lines)), lines
+    assert "at the clicked point" not in err
+    assert sum(f"at point 1 of 2 {BONE}" in line for line in lines) == 1
+    assert sum(f"at point 2 of 2 {SOLID}" in line for line in lines) == 1
+    said = re.search(r"(\d+) warnings? above", captured.out)
+    assert said and int(said.group(1)) == len(lines), captured
+    assert main(["segment", *argv, *points, "-o", str(tmp_path / "s.nrrd"), "--progress-json"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    early = [o["warning"] for o in out if "warning" in o]
+    assert sum(f"at point 1 of 2 {BONE}" in w for w in early) == 1
+    assert not any("at the clicked point" in w for w in early)
+
+
 # ---------------------------------------------------------------------------- shared data
 def test_lidc_nodules_are_not_flagged(shared_data):
     crops = sorted((shared_data / "lung-nodule" / "lidc-vois" / "image").glob("*.nii.gz"))
