@@ -164,6 +164,26 @@ def test_lidc_nodules_are_not_flagged(shared_data):
         assert measure_click(crop, centre).verdict == "", path.name
 
 
+@pytest.mark.parametrize("name", ["LIDC-IDRI-0140_R_1", "LIDC-IDRI-0416_R_1", "LIDC-IDRI-0659_R_4"])
+def test_no_voxel_of_a_faint_nodule_is_refused_as_outside_air(shared_data, name):
+    """Tester 13: clicks on voxels of these expert-outlined nodules (faint, in dark lung:
+    median -903 to -961 HU within 3 mm, lung share within 20 mm 0.36-0.67) were refused as 'the
+    air outside the body': 301 of LIDC-IDRI-0140_R_1's 3205 voxels. Outside air clicks (of the
+    margins script) have at most 0.247 lung around."""
+    folder = shared_data / "lung-nodule" / "lidc-vois"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        crop = read_volume([folder / "image" / f"{name}.nii.gz"], ["CT"])
+        mask = read_volume([folder / "nodule_mask" / f"{name}.nii.gz"]).array[0] > 0
+    refused = []
+    voxels = np.argwhere(mask)
+    for z, y, x in voxels[:: max(1, len(voxels) // 150)]:  # at most about 150 clicks
+        click = measure_click(crop, crop.grid.index_to_physical(np.array([x, y, z], float)))
+        if click.verdict == "outside_air":
+            refused.append((int(x), int(y), int(z), round(click.median_hu)))
+    assert not refused, refused[:5]
+
+
 def test_a_click_on_the_spine_of_example_ct_is_warned(shared_data):
     examples = shared_data / "liver" / "totalsegmentator-examples"
     ct = read_volume([examples / "example_ct.nii.gz"], ["CT"])
