@@ -13,6 +13,7 @@ from helpers import rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, segment_fingerprint, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import LabelSpec, standard_terminology  # noqa: E402
 from UNetPlusPlusLib.engine.volume import LabelVolume, Volume  # noqa: E402
+from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
 LABELS = [
     LabelSpec(1, "edema", (0.1, 0.8, 0.2), standard_terminology("edema")),
@@ -129,3 +130,49 @@ def test_unedited_segments_still_match_after_a_seg_nrrd_round_trip(volume_node, 
     segmentation_writer.write_segments(make_labels(1), volume_node, loaded, True, kept=kept)
     assert kept == []
     assert segmentation_writer.segment_names(loaded) == ["edema", "enhancing tumor"]
+
+
+def _source_to_closed_surface(node) -> None:
+    node.CreateClosedSurfaceRepresentation()
+    segmentation = node.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName()
+    if hasattr(segmentation, "SetSourceRepresentationName"):
+        segmentation.SetSourceRepresentationName(name)
+    else:  # Slicer before 5.4
+        segmentation.SetMasterRepresentationName(name)
+
+
+def test_a_node_whose_source_is_closed_surface_is_one_clear_error_and_left_as_it_was(
+    volume_node,
+):
+    """Tester 13: with the output node's source representation converted to closed surface,
+    a replacing rerun renamed both segments to '... (edited)' and then failed with
+    RuntimeError("could not add segment 'edema'"): an internal error, the scene changed."""
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    _source_to_closed_surface(node)
+    before = segmentation_writer.segment_names(node)
+    for replace in (True, False):
+        with pytest.raises(UNetPlusPlusError, match="closed surface.*Create new segmentation"):
+            segmentation_writer.write_segments(make_labels(1), volume_node, node, replace)
+        assert segmentation_writer.segment_names(node) == before
+    empty = segmentation_writer.new_segmentation_node(volume_node.GetScene(), volume_node, "e")
+    _source_to_closed_surface(empty)  # nothing to lose: it takes the labelmap
+    segmentation_writer.write_segments(make_labels(), volume_node, empty)
+    assert np.array_equal(mask_of(empty, "edema"), make_labels().array == 1)
+
+
+def test_a_renamed_segment_counts_as_edited(volume_node):
+    """Tester 13: the user deleted 'edema' and renamed 'enhancing tumor' to 'edema'; its voxels
+    still matched the fingerprint, so a replacing rerun replaced it without a word."""
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    segmentation = node.GetSegmentation()
+    segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName("edema"))
+    segment_of(node, "enhancing tumor").SetName("edema")
+    mine = mask_of(node, "edema").copy()
+    kept: list = []
+    segmentation_writer.write_segments(make_labels(1), volume_node, node, True, kept=kept)
+    assert kept == [("edema", "edema (edited)")]
+    assert np.array_equal(mask_of(node, "edema (edited)"), mine)
+    assert sorted(segmentation_writer.segment_names(node)) == [
+        "edema", "edema (edited)", "enhancing tumor"
+    ]  # fmt: skip

@@ -300,6 +300,30 @@ def test_export_training_case_is_read_by_the_trainer(logic, sphere_model, obliqu
     assert [p.name for p in again] == ["case007.nrrd", "case007.seg.nrrd"]
 
 
+def test_export_refuses_channel_names_that_clash_or_are_no_file_names(
+    logic, sphere_model, oblique_sphere, tmp_path
+):
+    """Tester 13: two volumes whose nodes share a name (or two equal channel names) were written
+    to one file, <case>_T1.nrrd, the first channel silently lost; a name with '/' went into
+    another folder; three names for two volumes dropped one silently."""
+    scene = slicer.vtkMRMLScene()
+    first, second = add_volume(scene, oblique_sphere, "T1"), add_volume(scene, oblique_sphere)
+    second.SetName("T1")  # Slicer lets the user give two nodes one name (Data module)
+    node = logic.segment([first], sphere_model, device="cpu")
+    out = tmp_path / "export"
+    for names, match in [
+        ((), "T1.*twice"),
+        (("FLAIR", "FLAIR"), "FLAIR.*twice"),
+        (("FLAIR", "../T1"), "not a valid file name"),
+        (("FLAIR", "T1", "T2"), "3 channel names for 2 volumes"),
+    ]:
+        with pytest.raises(UNetPlusPlusError, match=match):
+            logic.export_training_case([first, second], node, out, "case1", names)
+        assert not out.exists() or list(out.iterdir()) == []
+    written = logic.export_training_case([first, second], node, out, "case1", ["T1", "T2"])
+    assert [p.name for p in written] == ["case1_T1.nrrd", "case1_T2.nrrd", "case1.seg.nrrd"]
+
+
 # --------------------------------------------------------------------------- input sanity
 def test_check_inputs_refuses_an_empty_volume_before_any_job(logic, manifest, oblique_sphere):
     scene = slicer.vtkMRMLScene()

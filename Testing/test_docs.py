@@ -78,3 +78,34 @@ def test_slicer_versions_quoted_for_apis_match_slicers_source():
                     if quoted != version:
                         wrong.append(f"{path.relative_to(REPO)}:{i + 1}: {api} in {quoted}")
     assert not wrong, wrong
+
+
+def _github_anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation but '-' and '_' dropped,
+    each space a '-' (so "Your edits ... (`--overwrite`)" ends in "---overwrite")."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_markdown_link_and_anchor_in_readme_and_docs_resolves():
+    """A link's file exists and its #anchor is one of that file's headings (tester 13: the
+    README's link to CLI.md's "--overwrite" section and four MR links of INPUT_CHECKS.md,
+    whose sections moved to INPUT_CHECKS_MR.md, led nowhere)."""
+    pages = [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))
+    broken = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if link.startswith(("http://", "https://", "mailto:")):
+                continue
+            name, _, anchor = link.partition("#")
+            target = (page.parent / name).resolve() if name else page
+            if not target.exists():
+                broken.append(f"{page.name}: {link} (no such file)")
+                continue
+            if anchor and target.suffix == ".md":
+                lines = target.read_text(encoding="utf-8").splitlines()
+                anchors = {_github_anchor(x.lstrip("#")) for x in lines if x.startswith("#")}
+                if anchor not in anchors:
+                    broken.append(f"{page.name}: {link} (no such heading)")
+    assert not broken, broken

@@ -72,3 +72,16 @@ def test_an_output_in_a_place_that_takes_no_folder_is_one_error_before_any_work(
     assert error.startswith(f"error: Cannot create the training output {out}: ")
     assert "internal error" not in error
     assert "dataset fingerprint" not in capsys.readouterr().out  # refused before reading it
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_output_name_is_one_error_line(tmp_path, capsys, monkeypatch, empty):
+    """Tester 13: `-o ""` (a script's unset $OUT) trained into the current folder, among the
+    user's files; now one error before any work, and the current folder is left as it was."""
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main([str(data), "-o", empty, *TINY, "--plan-only"]) == 2
+    assert "-o" in _one_error_line(capsys)
+    assert list(here.iterdir()) == []

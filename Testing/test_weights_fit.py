@@ -45,7 +45,15 @@ def _nan(state):
     state[key].view(-1)[0] = float("nan")
 
 
+def _integer(state):
+    """Tester 13: every floating tensor stored as int32 (same names and shapes) installed and
+    segmented nothing ('Nothing (nodule) was found'): load_state_dict casts ints silently."""
+    for key in [k for k in state if state[k].is_floating_point()]:
+        state[key] = state[key].round().to(torch.int32)
+
+
 CASES = {
+    "integer": (_integer, "tensor(s) of an integer type where the network has floats "),
     "extra": (_extra, "unexpected tensor(s) bogus.weight"),
     "missing": (_missing, "missing tensor(s) "),
     "reshaped": (_reshaped, "tensor(s) of another shape "),

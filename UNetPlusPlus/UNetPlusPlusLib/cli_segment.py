@@ -10,6 +10,7 @@ Coordinates are RAS millimetres, as 3D Slicer shows them, unless ``--lps``.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from pathlib import Path
 from typing import Optional, Sequence
@@ -274,7 +275,9 @@ def run_segment(
     # one click: labels with the smallest extent that holds them (engine/point_crop.py)
     crop = len(points) == 1 and bool(args.point) and not (args.preview or args.probabilities)
     results = []
-    for point in points:
+    for number, point in enumerate(points, start=1):
+        # several clicks: a click's early warnings name its point as the summary's do
+        said = functools.partial(_say_numbered, warn, number, len(args.point or []))
         results.append(
             predictor.segment(
                 volume,
@@ -290,7 +293,7 @@ def run_segment(
                 disagreement=bool(args.disagreement),
                 cancel=cancel,
                 crop_output=crop and not args.disagreement,
-                warn=warn,
+                warn=said,
                 **region_options,
             )
         )
@@ -326,6 +329,26 @@ def _refuse_clicks_outside(args: argparse.Namespace, manifest, volume, points: l
         refuse_outside_air(manifest, volume, point, where)
 
 
+def point_warning(warning: str, number: int, points: int) -> str:
+    """``warning`` of the run of point ``number`` of ``points``, naming its point when there
+    are several ("at point 2 of 3" for "at the clicked point"; the box-edge warnings prefixed)."""
+    from .engine.point_box import BEYOND_BOX_WARNING, ROI_EDGE_WARNING
+
+    if points > 1 and "at the clicked point" in warning:
+        warning = warning.replace("at the clicked point", f"at point {number} of {points}")
+        warning = warning.replace(
+            "the result is empty", f"its segment (ending in ' {number}') is empty"
+        )
+    if points > 1 and warning in (BEYOND_BOX_WARNING, ROI_EDGE_WARNING):
+        warning = f"Point {number} of {points}: {warning}"
+    return warning
+
+
+def _say_numbered(warn, number: int, points: int, message: str) -> None:
+    """Say ``message`` of point ``number``'s run through ``warn`` as the summary will list it."""
+    warn(point_warning(message, number, points))
+
+
 def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     from .engine.volume_plausibility import is_point_volume_warning, segment_volumes_ml
 
@@ -338,8 +361,6 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     info["volumes_ml"] = volumes
     # input warnings of every point's run, each once (engine/sanity.py, the clicked component);
     # with several points, an empty click or a nodule at the box's edge names its point
-    from .engine.point_box import BEYOND_BOX_WARNING, ROI_EDGE_WARNING
-
     found = []
     for number, result in enumerate(results, start=1):
         # a point whose segments all went to an earlier point's lesion (combine_point_results
@@ -350,13 +371,7 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
         for warning in result.info.get("warnings", []):
             if emptied and is_point_volume_warning(warning):
                 continue
-            if info["points"] > 1 and "at the clicked point" in warning:
-                warning = warning.replace(
-                    "at the clicked point", f"at point {number} of {info['points']}"
-                ).replace("the result is empty", f"its segment (ending in ' {number}') is empty")
-            if info["points"] > 1 and warning in (BEYOND_BOX_WARNING, ROI_EDGE_WARNING):
-                warning = f"Point {number} of {info['points']}: {warning}"
-            found.append(warning)
+            found.append(point_warning(warning, number, info["points"]))
     info["warnings"] = list(dict.fromkeys(found))
     info["outputs"] = {
         "segmentation": args.output,

@@ -392,7 +392,7 @@ class SegmentationLogic:
                 f"Segmentation '{segmentation_node.GetName()}' is stored as {source}; convert "
                 "it to a binary labelmap (Segmentations module) before exporting."
             )
-        if not case_name or any(c in case_name for c in '/\\:*?"<>|'):
+        if not _is_file_name(case_name):
             raise UNetPlusPlusError(
                 f"Case name {case_name!r} is not a valid file name; use letters, digits, - or _."
             )
@@ -403,6 +403,7 @@ class SegmentationLogic:
                 "transforms before exporting."
             )
         names = list(channel_names) or [node.GetName() for node in nodes]
+        _check_channel_names(names, len(nodes))
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if len(nodes) == 1:
@@ -432,3 +433,30 @@ class SegmentationLogic:
             raise UNetPlusPlusError(f"Could not write {seg_path}; check the folder is writable.")
         written.append(seg_path)
         return written
+
+
+def _is_file_name(name: str) -> bool:
+    """Whether ``name`` can be part of a file name in the export folder (no folder, no
+    character Windows refuses, not empty)."""
+    return bool(name.strip()) and not any(c in name for c in '/\\:*?"<>|')
+
+
+def _check_channel_names(names: Sequence[str], volumes: int) -> None:
+    """Refuse channel names that would not give one file per volume, ``<case>_<name>.nrrd``:
+    another count than the volumes, a name twice (the later volume replaced the earlier in one
+    file; tester 13) or a name that is no file name. Raises :class:`UNetPlusPlusError`."""
+    if volumes > 1 and len(names) != volumes:
+        raise UNetPlusPlusError(f"{len(names)} channel names for {volumes} volumes; give one each.")
+    if volumes == 1:
+        return  # one volume is written as <case>.nrrd: its name is not used
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UNetPlusPlusError(
+            f"Channel name {twice[0]!r} is given twice (the volumes' names are used when no "
+            "channel names are given); each channel needs its own name and file."
+        )
+    bad = [n for n in names if not _is_file_name(n)]
+    if bad:
+        raise UNetPlusPlusError(
+            f"Channel name {bad[0]!r} is not a valid file name; use letters, digits, - or _."
+        )

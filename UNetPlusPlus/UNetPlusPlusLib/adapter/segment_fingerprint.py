@@ -23,6 +23,9 @@ import numpy as np
 from .geometry import array_from_oriented_image
 
 TAG = "UNetPlusPlus.VoxelFingerprint"
+#: The name the engine gave the segment: a segment renamed since (e.g. "enhancing tumor" renamed
+#: "edema" by the user) is an edit too, although its voxels match (tester 13).
+NAME_TAG = "UNetPlusPlus.WrittenName"
 
 
 def labelmap_fingerprint(image, label_value: int) -> str:
@@ -56,13 +59,18 @@ def segment_fingerprint(segment, representation: str) -> Optional[str]:
 def stamp(segment, representation: str) -> None:
     """Record the fingerprint of the segment as written by the engine in its :data:`TAG`."""
     segment.SetTag(TAG, segment_fingerprint(segment, representation) or "")
+    segment.SetTag(NAME_TAG, segment.GetName())
 
 
 def is_unchanged(segment, representation: str) -> bool:
-    """True when ``segment`` carries the engine's tag and its voxels still match it."""
+    """True when ``segment`` carries the engine's tag, its voxels still match it and it still
+    has the name the engine gave it (segments written before :data:`NAME_TAG`: voxels only)."""
     import vtk
 
     tagged = vtk.reference("")  # vtkSegment::GetTag(tag, std::string& value) -> found
     if not segment.GetTag(TAG, tagged) or not str(tagged):
+        return False
+    written = vtk.reference("")
+    if segment.GetTag(NAME_TAG, written) and str(written) != segment.GetName():
         return False
     return segment_fingerprint(segment, representation) == str(tagged)

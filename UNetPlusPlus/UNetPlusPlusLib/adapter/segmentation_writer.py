@@ -68,6 +68,30 @@ def kept_name(segmentation_node, name: str) -> str:
     return candidate
 
 
+def _check_source_is_labelmap(segmentation_node) -> None:
+    """Segments are written as binary labelmaps: a node whose source representation is
+    another (closed surface) cannot take them (vtkSegmentation.AddSegment fails). An empty
+    node is switched to binary labelmap; one with segments is refused before anything changes
+    (tester 13: its segments were renamed '(edited)', then the run failed with RuntimeError).
+    Raises :class:`UNetPlusPlusError`."""
+    segmentation = segmentation_node.GetSegmentation()
+    if hasattr(segmentation, "GetSourceRepresentationName"):
+        source = segmentation.GetSourceRepresentationName()
+    else:  # "Master" before Slicer 5.4
+        source = segmentation.GetMasterRepresentationName()
+    if source == binary_labelmap_name():
+        return
+    if segmentation.GetNumberOfSegments() == 0:
+        segmentation_node.SetSourceRepresentationToBinaryLabelmap()
+        return
+    raise UNetPlusPlusError(
+        f"Segmentation '{segmentation_node.GetName()}' stores its segments as {source.lower()} "
+        "(its source representation), and UNet++ writes voxels (binary labelmap); choose "
+        "'Create new segmentation' as output, or make binary labelmap its source first "
+        "(Segmentations module, Representations)."
+    )
+
+
 def new_segmentation_node(scene, reference_volume_node, name: str):
     """An empty segmentation node in ``scene`` whose reference geometry is the volume's grid."""
     node = slicer.vtkMRMLSegmentationNode()
@@ -117,6 +141,7 @@ def write_segments(
                 f"Segmentation '{segmentation_node.GetName()}' is under a transform; choose "
                 "'Create new segmentation' as output or harden its transform first."
             )
+        _check_source_is_labelmap(segmentation_node)
         clash = set(wanted.values()) & set(segment_names(segmentation_node))
         if clash and not replace_existing:
             segmentation_node = None  # keep the user's segments: write a new node instead

@@ -35,9 +35,9 @@ def check_weights_fit(
 ) -> None:
     """Refuse ``tensors`` (a state dict read from ``manifest``'s weights) unless they have
     exactly the names and shapes of ``network`` (default: ``UNetPlusPlus3D.from_config(
-    manifest.network)``, built without memory) and every floating value is finite. Raises
-    UNetPlusPlusError naming the missing, unexpected or mis-shaped tensors, or the first tensor
-    holding NaN or infinity."""
+    manifest.network)``, built without memory), floating where the network's are, and every
+    floating value is finite. Raises UNetPlusPlusError naming the missing, unexpected,
+    mis-shaped or integer tensors, or the first tensor holding NaN or infinity."""
     import torch
 
     if network is None:
@@ -45,11 +45,18 @@ def check_weights_fit(
 
         with torch.device("meta"):  # names and shapes only: no memory for the parameters
             network = UNetPlusPlus3D.from_config(manifest.network)
-    expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    state = network.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     misshaped = sorted(
         k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k]
+    )
+    # floats stored as integers load (load_state_dict casts) and segment nothing (tester 13)
+    mistyped = sorted(
+        k
+        for k in set(expected) & set(tensors)
+        if state[k].is_floating_point() and not tensors[k].is_floating_point()
     )
     problems = []
     if missing:
@@ -61,6 +68,11 @@ def check_weights_fit(
         problems.append(
             f"tensor(s) of another shape {_listed(misshaped)} ({k}: "
             f"{list(tensors[k].shape)} in the weights, {list(expected[k])} in the network)"
+        )
+    if mistyped:
+        problems.append(
+            f"tensor(s) of an integer type where the network has floats {_listed(mistyped)} "
+            f"({mistyped[0]}: {tensors[mistyped[0]].dtype})"
         )
     if problems:
         raise UNetPlusPlusError(

@@ -33,6 +33,8 @@ RUN_FILES = ("model.json", "plan.json", CHECKPOINT_DIR)
 def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool) -> None:
     """Refuse an output that is a file, or a folder holding an earlier run unless ``resume`` or
     ``overwrite``; also refuse both flags at once. Raises :class:`UNetPlusPlusError`."""
+    if not str(out_dir).strip():  # `-o "$OUT"` with OUT unset: not the current folder
+        raise UNetPlusPlusError("The training output (-o) is an empty name; give a folder.")
     out = Path(out_dir).expanduser()
     resolve_path(out, "The training output (-o)")  # a link loop: one error, not an OSError later
     if resume and overwrite:
