@@ -162,8 +162,12 @@ def test_the_cli_and_serve_show_the_warning_once(sphere_model, tmp_path, capsys)
     out = tmp_path / "labels.nrrd"
     assert main(["segment", *argv, "--labelmap", str(out), "--progress-json"]) == 0
     captured = capsys.readouterr()
-    result = json.loads(captured.out.splitlines()[-1])["result"]
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    result = events[-1]["result"]
     assert sum(MARK in w for w in result["warnings"]) == 1
+    # a warning about the result is a {"warning"} event too, like the early ones, not stderr text
+    assert sum(MARK in e.get("warning", "") for e in events) == 1, events
+    assert MARK not in captured.err
     assert result["volumes_ml"]["liver"] > 15.0 and out.is_file()
     assert main(["segment", *argv, "--labelmap", str(out)]) == 0
     err = capsys.readouterr().err
@@ -175,6 +179,7 @@ def test_the_cli_and_serve_show_the_warning_once(sphere_model, tmp_path, capsys)
     answers = [json.loads(line) for line in replies.getvalue().splitlines()]
     result = next(a["result"] for a in answers if "result" in a)
     assert sum(MARK in w for w in result["warnings"]) == 1
+    assert sum(MARK in a.get("warning", "") for a in answers) == 1, answers
 
 
 def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path):

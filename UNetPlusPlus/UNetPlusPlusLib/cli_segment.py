@@ -313,6 +313,8 @@ def run_segment(
     progress("write", 1, 1)
     summary = _summary(args, labels, results)
     summary["warnings"] += shared + replaced
+    for warning in summary["warnings"]:  # those about the result, through the same channel
+        warn(warning)  # ({"warning"} events, serve replies, stderr text); said once each
     return summary
 
 
