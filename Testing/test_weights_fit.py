@@ -52,7 +52,14 @@ def _integer(state):
         state[key] = state[key].round().to(torch.int32)
 
 
+def _zeroed(state):
+    """Tester 13: all-zero float weights installed and loaded (an empty training export)."""
+    for key in [k for k in state if state[k].is_floating_point()]:
+        state[key] = torch.zeros_like(state[key])
+
+
 CASES = {
+    "zeroed": (_zeroed, "hold only zeros in convolution kernel(s) "),
     "integer": (_integer, "tensor(s) of an integer type where the network has floats "),
     "extra": (_extra, "unexpected tensor(s) bogus.weight"),
     "missing": (_missing, "missing tensor(s) "),

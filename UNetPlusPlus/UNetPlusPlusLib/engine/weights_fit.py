@@ -37,7 +37,8 @@ def check_weights_fit(
     exactly the names and shapes of ``network`` (default: ``UNetPlusPlus3D.from_config(
     manifest.network)``, built without memory), floating where the network's are, and every
     floating value is finite. Raises UNetPlusPlusError naming the missing, unexpected,
-    mis-shaped or integer tensors, or the first tensor holding NaN or infinity."""
+    mis-shaped or integer tensors, convolution kernels of zeros only, or the first tensor
+    holding NaN or infinity."""
     import torch
 
     if network is None:
@@ -78,6 +79,17 @@ def check_weights_fit(
         raise UNetPlusPlusError(
             f"The weights in {manifest.weights_path} do not fit the network described in "
             f"{manifest.path}: {'; '.join(problems)}. Reinstall or retrain the model."
+        )
+    # a kernel of zeros outputs a constant: never the result of training (tester 13: all-zero
+    # weights installed and loaded); trained kernels of the shipped models have none
+    zeroed = sorted(
+        k for k, v in tensors.items() if v.is_floating_point() and v.dim() == 5 and not v.any()
+    )
+    if zeroed:
+        raise UNetPlusPlusError(
+            f"The weights in {manifest.weights_path} hold only zeros in convolution kernel(s) "
+            f"{_listed(zeroed)}: the model is untrained or damaged and would segment nothing. "
+            "Reinstall or retrain it."
         )
     for name in sorted(tensors):
         tensor = tensors[name]
