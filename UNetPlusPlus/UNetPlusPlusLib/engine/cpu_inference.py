@@ -13,7 +13,9 @@ and each has a remedy here:
   same shape, and convolutions write into them (oneDNN's in-place "add" post-op).
 - **Instance norm.** PyTorch's instance norm runs a slow Welford reduction. Here the
   per-channel mean and the centred second moment are two cascaded sums (exact to float
-  rounding), then one fused scale-and-shift and an in-place LeakyReLU.
+  rounding), then one fused scale-and-shift and an in-place LeakyReLU. The elementwise steps
+  run over rows of fold x C values (``_folded``), not C: with 8 channels, rows 8 wide made
+  the norm a third of the nodule tile's time (16x48x48, L1).
 
 - **Concatenation and upsampling.** A decoder node's input ``[X(i, 0), ..., X(i, j-1),
   Up(X(i+1, j-1))]`` is never concatenated (a channels-last concatenation is a full copy):
@@ -192,10 +194,35 @@ def _instance_stats(y: Tensor, ws: Workspace, eps: float) -> tuple[Tensor, Tenso
     """
     n, v, c = y.shape
     mean = _channel_sums(y).div_(v)  # (N, 1, C)
-    squares = ws.flat("norm_scratch", y.numel()).view(n, v, c)
-    torch.ops.aten.mse_loss.out(y, mean.expand_as(y), 0, out=squares)  # (y - mean)^2
-    variance = _channel_sums(squares).div_(v)
+    wide, fold = _folded(y)
+    squares = ws.flat("norm_scratch", y.numel()).view(wide.shape)
+    # (y - mean)^2, elementwise over rows fold * C wide (as exact as over (N, V, C))
+    torch.ops.aten.mse_loss.out(wide, _repeat(mean, fold).expand_as(wide), 0, out=squares)
+    variance = _channel_sums(squares.view(n, v, c)).div_(v)
     return mean, variance.add_(eps).rsqrt_()
+
+
+def _folded(y: Tensor) -> tuple[Tensor, int]:
+    """Contiguous (N, V, C) ``y`` viewed as (N, V / fold, fold * C), and ``fold``.
+
+    A per-channel operand (N, 1, C) broadcast over (N, V, C) makes an elementwise operation
+    loop over rows C wide: with fewer than ``_LANES`` (16) channels, 2-4x slower than over the
+    same data in rows of fold * C (the whole norm of a 16x48x48 tile with 8 channels: 467
+    against 273 us; 48^3: 1185 against 570 us). From 16 channels on the folded rows were 10-17 %
+    slower, so there ``fold`` is 1 (docs/BENCHMARK_MODELS.md, session 10). Each element still
+    meets the same operands, so the results are bit-identical.
+    """
+    n, v, c = y.shape
+    fold = math.gcd(v, 64) if c < _LANES else 1
+    return (y, 1) if fold == 1 else (y.view(n, v // fold, fold * c), fold)
+
+
+def _repeat(t: Tensor, fold: int) -> Tensor:
+    """A per-channel (N, 1, C) (or (C,)) operand laid out for :func:`_folded` rows."""
+    if fold == 1:
+        return t  # broadcasts as it is
+    c = t.shape[-1]
+    return t.reshape(-1, 1, 1, c).expand(-1, 1, fold, c).reshape(-1, 1, fold * c)
 
 
 def _norm_act_(norm: nn.Module, y5: Tensor, slope: float, ws: Workspace) -> None:
@@ -206,17 +233,18 @@ def _norm_act_(norm: nn.Module, y5: Tensor, slope: float, ws: Workspace) -> None
     """
     n, c = y5.shape[:2]
     y = y5.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view: channels-last is (N, V, C)
+    wide, fold = _folded(y)
     if isinstance(norm, nn.InstanceNorm3d) and not norm.track_running_stats:
         mean, rstd = _instance_stats(y, ws, norm.eps)
         scale = rstd if norm.weight is None else rstd * norm.weight
         shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
-        torch.addcmul(shift, y, scale, out=y)
+        torch.addcmul(_repeat(shift, fold), wide, _repeat(scale, fold), out=wide)
     elif isinstance(norm, (nn.BatchNorm3d, nn.InstanceNorm3d)):  # eval: running statistics
         rstd = (norm.running_var + norm.eps).rsqrt()
         scale = rstd if norm.weight is None else rstd * norm.weight
         shift = -norm.running_mean * scale
         shift = shift if norm.bias is None else shift + norm.bias
-        torch.addcmul(shift, y, scale, out=y)
+        torch.addcmul(_repeat(shift, fold), wide, _repeat(scale, fold), out=wide)
     F.leaky_relu_(y, slope)
 
 
