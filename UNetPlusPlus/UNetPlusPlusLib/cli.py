@@ -273,9 +273,9 @@ def _main(argv: List[str]) -> int:
     progress.close()
     if isinstance(result, int):
         return result
-    warnings_all = result.get("warnings") or []  # borderline input: said, never silent
-    for warning in progress.warn.unsaid(warnings_all):  # those said early are not repeated
-        print(f"warning: {warning}", file=sys.stderr)
+    # every warning was said through progress.warn during the run (run_segment says those about
+    # the result last); the summary line only counts them
+    warnings_all = result.get("warnings") or []
     if json_mode and args.command == "segment":
         JsonProgress.emit({"result": result})
     elif args.command == "segment":

@@ -6,12 +6,13 @@ now hand ``unetpp segment`` a ``warn(message)`` with their progress callback: th
 ``warning: ...`` on stderr, ``--progress-json`` writes ``{"warning": "..."}``, ``unetpp serve``
 replies ``{"id": N, "warning": "..."}``. Every warning known before inference (output replaced,
 header, CT range, MR bias field, channel order, the work a huge grid needs) is said before the
-first tile; the end of the run repeats none of them (the final result still lists them all).
+first tile; those about the result (anatomy, volume, clicks) when the run ends; none twice (the
+final result still lists them all).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 
 class EarlyWarnings:
@@ -27,10 +28,6 @@ class EarlyWarnings:
             return
         self.said.append(message)
         self._say(message)
-
-    def unsaid(self, warnings: Iterable[str]) -> list[str]:
-        """The ``warnings`` not said yet (for the end of the run), each once, in order."""
-        return [w for w in dict.fromkeys(warnings) if w not in self.said]
 
 
 def warner(progress: object) -> Callable[[str], None]:

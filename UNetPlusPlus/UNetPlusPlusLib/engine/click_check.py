@@ -107,14 +107,20 @@ def _ball(volume: Volume, point: Sequence[float], radius: float) -> tuple[np.nda
     return values, float(inside.mean()) if len(inside) else 0.0
 
 
+def _click_slice(volume: Volume, point: Sequence[float]) -> tuple[np.ndarray, int, int]:
+    """The axial slice (the array's k-plane, HU) nearest ``point`` (LPS mm) and the click's
+    (row j, column i) on it, clipped to the image."""
+    i, j, k = np.floor(volume.grid.physical_to_index(np.asarray(point, float)) + 0.5).astype(int)
+    plane = volume.array[0, int(np.clip(k, 0, volume.array.shape[1] - 1))]
+    return plane, int(np.clip(j, 0, plane.shape[0] - 1)), int(np.clip(i, 0, plane.shape[1] - 1))
+
+
 def _outside_air(volume: Volume, point: Sequence[float]) -> bool:
     """Whether the air at ``point`` is connected, on its axial slice (the array's k-plane),
     to the image's edge and holds at most LUNG_AIR_SHARE of lung-like voxels."""
     import SimpleITK as sitk
 
-    i, j, k = np.floor(volume.grid.physical_to_index(np.asarray(point, float)) + 0.5).astype(int)
-    plane = volume.array[0, int(np.clip(k, 0, volume.array.shape[1] - 1))]
-    j, i = np.clip(j, 0, plane.shape[0] - 1), np.clip(i, 0, plane.shape[1] - 1)
+    plane, j, i = _click_slice(volume, point)
     air = plane < BODY_HU
     if not air[j, i]:
         return False
@@ -136,9 +142,7 @@ def _outside_body(volume: Volume, point: Sequence[float]) -> bool:
     covers less than MIN_BODY_CM2 (a crop: no body in it)."""
     import SimpleITK as sitk
 
-    i, j, k = np.floor(volume.grid.physical_to_index(np.asarray(point, float)) + 0.5).astype(int)
-    plane = volume.array[0, int(np.clip(k, 0, volume.array.shape[1] - 1))]
-    j, i = np.clip(j, 0, plane.shape[0] - 1), np.clip(i, 0, plane.shape[1] - 1)
+    plane, j, i = _click_slice(volume, point)
     if plane[j, i] >= BODY_HU:
         return False
     regions = sitk.RelabelComponent(
