@@ -10,10 +10,13 @@ from typing import Optional, Sequence
 from .errors import UNetPlusPlusError
 
 
-def check_point_on_image(grid, point, given, frame: str, number: int) -> None:
+def check_point_on_image(
+    grid, point, given, frame: str, number: int, where: Optional[str] = None
+) -> None:
     """Refuse a click (``point`` in LPS mm; ``given`` as typed, in ``frame``) that lies outside
     the image's voxels (half a voxel beyond the outer centres at most). The engine's message
-    named the click's box in LPS, also for a click typed in RAS. Raises UNetPlusPlusError."""
+    named the click's box in LPS, also for a click typed in RAS. ``where`` names the click
+    (default "Point <number> (<given>) mm <frame>"). Raises UNetPlusPlusError."""
     import numpy as np
 
     index = grid.physical_to_index(np.asarray(point, dtype=np.float64))
@@ -24,9 +27,10 @@ def check_point_on_image(grid, point, given, frame: str, number: int) -> None:
     corners = [grid.index_to_physical(c) for c in ((0, 0, 0), tuple(int(n) - 1 for n in size))]
     if frame == "RAS":
         corners = [ras_to_lps(c) for c in corners]  # the same flip maps LPS back to RAS
-    span = " to ".join("(" + ", ".join(f"{float(v):.1f}" for v in c) + ")" for c in corners)
+    span = " to ".join("(" + ", ".join(f"{float(v) + 0.0:.1f}" for v in c) + ")" for c in corners)
+    where = where or f"Point {number} ({typed}) mm {frame}"
     raise UNetPlusPlusError(
-        f"Point {number} ({typed}) mm {frame} lies outside the image, whose voxel centres run "
+        f"{where} lies outside the image, whose voxel centres run "
         f"from {span} mm {frame}; click on the image."
     )
 

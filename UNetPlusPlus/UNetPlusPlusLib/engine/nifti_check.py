@@ -306,13 +306,21 @@ def _checked_pass(
 def _warn_transforms(header: Path) -> None:
     """A UserWarning when the NIfTI-1 header's sform and qform disagree
     (:mod:`.nifti_transforms`); a second read of its first 348 bytes only."""
-    try:
-        with _opener(header)(header, "rb") as stream:
-            warning = transform_warning(stream.read(348), str(header))
-    except (EOFError, OSError, zlib.error):
-        return  # read completely just before: nothing to say here
+    warning = header_transform_warning(header, str(header))
     if warning:
         warnings.warn(warning, UserWarning, stacklevel=4)
+
+
+def header_transform_warning(header: Path, source: str) -> Optional[str]:
+    """The warning of :func:`.nifti_transforms.transform_warning` for the NIfTI-1 header in
+    file ``header`` (``.nii``, ``.nii.gz``, ``.hdr``; its first 348 bytes are read, nothing
+    more), naming ``source``; None when they agree, for another header, and when the file
+    cannot be read (gone, unreadable, a broken gzip): never raises for the file."""
+    try:
+        with _opener(header)(header, "rb") as stream:
+            return transform_warning(stream.read(348), source)
+    except (EOFError, OSError, zlib.error):
+        return None
 
 
 def _refuse_misnamed_gzip(path: Path) -> None:
