@@ -86,3 +86,41 @@ def logic_warnings_both_ways(logic, nodes, manifest, **options) -> tuple[list[st
         job.cancel()
     assert job.state == "succeeded", job.result
     return in_process, warnings_text(job.result)
+
+
+def write_nifti_two_transforms(image: sitk.Image, path, qform_shift_mm: float = 40.0):
+    """``image`` written as NIfTI-1 (``.nii`` or gzipped ``.nii.gz``) as ITK writes it (sform
+    and qform both coded 1), then its qform moved ``qform_shift_mm`` along x: ITK (3D Slicer)
+    still places it with the sform, where ``image`` is; the two transforms disagree."""
+    import gzip
+    import struct
+    from pathlib import Path
+
+    path = Path(path)
+    plain = path.with_name(path.name.removesuffix(".gz"))
+    sitk.WriteImage(image, str(plain))
+    data = bytearray(plain.read_bytes())
+    qoffset_x = struct.unpack("<f", data[268:272])[0]
+    data[268:272] = struct.pack("<f", qoffset_x + qform_shift_mm)
+    if path != plain:
+        plain.unlink()
+        path.write_bytes(gzip.compress(bytes(data)))
+    else:
+        path.write_bytes(bytes(data))
+    return path
+
+
+def load_with_storage_node(scene, path, name: str):
+    """A scalar volume node read from ``path`` by Slicer's own volume storage node (ITK), which
+    stays the node's storage node, as when Slicer loads a file (Volumes module logic)."""
+    import slicer
+
+    node = slicer.vtkMRMLScalarVolumeNode()
+    node.SetName(name)
+    scene.AddNode(node)
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    assert storage.ReadData(node), path
+    return node

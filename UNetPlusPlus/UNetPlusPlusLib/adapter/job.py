@@ -185,6 +185,7 @@ class SegmentationJob:
         self._last_error: Optional[str] = None
         self._final: list[JobEvent] = []  # a "finished" event owed to the next poll()
         self._server_end: Optional[str] = None  # engine_server.DONE or DIED, with a server
+        self._said: list[str] = []  # warnings the engine said while running, in order
 
     # ---------------------------------------------------------------- control
     def start(self) -> SegmentationJob:
@@ -265,6 +266,16 @@ class SegmentationJob:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+    @property
+    def run_warnings(self) -> list[str]:
+        """Every warning of this run so far, each once, in the order known: the Slicer side's
+        input checks (``warnings``), those the engine said while running (also when it then
+        failed or was cancelled), those of its result (and of kept edited segments)."""
+        from .panel import merge_warnings
+
+        result = self.result.get("warnings") if isinstance(self.result, dict) else None
+        return merge_warnings(self.warnings, self._said, result or ())
 
     @property
     def workdir(self) -> Optional[Path]:
@@ -359,6 +370,7 @@ class SegmentationJob:
             stage = str(payload["stage"])
             if stage.startswith("fallback"):
                 message = stage.split(":", 1)[-1].strip()
+                self._said.append(message)
                 self._remember(f"warning: {message}")
                 return JobEvent(LOG, message=f"warning: {message}")
             return JobEvent(
@@ -368,6 +380,7 @@ class SegmentationJob:
                 total=int(payload.get("total", 0)),
             )
         if "warning" in payload:  # said as soon as known: before the tiles for the input's
+            self._said.append(str(payload["warning"]))
             message = f"warning: {payload['warning']}"
             self._remember(message)
             return JobEvent(LOG, message=message)

@@ -39,8 +39,10 @@ from .geometry import (
     volume_from_nodes,
     world_ijk_to_ras,
 )
+from .input_checks import check_click, loaded_file, nifti_file_warnings
+from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
-from .panel import channel_input_problem, is_prompted
+from .panel import channel_input_problem, is_prompted, merge_warnings
 from .segmentation_writer import binary_labelmap_name, next_numbered_name, write_segments
 
 ModelRef = Union[str, os.PathLike, ModelManifest]
@@ -119,20 +121,40 @@ class SegmentationLogic:
         progress: Optional[Callable[[str, int, int], None]] = None,
         cancel: Optional[Callable[[], bool]] = None,
         tta: bool = False,
+        point_name: Optional[str] = None,
     ):
         """Segment in this process (blocking); returns the segmentation node written to.
 
         Raises ``UNetPlusPlusError`` (``CancelledError`` when ``cancel()`` returned true) and
-        then leaves the scene exactly as it was.
+        then leaves the scene exactly as it was. :attr:`warnings` holds every warning of the
+        run, each once (the input checks', the engine's), also those known before such an
+        error. A click off the image or in the air outside the body is refused naming it by
+        ``point_name`` (e.g. :func:`.input_checks.point_name`; default "The clicked point")
+        and its RAS coordinates.
         """
+        from ..engine.orientation_check import check_orientation
+
         manifest = self.resolve_model(model)
+        self.warnings = []
         volume = self._volume(volume_nodes, manifest)
-        self.warnings = []  # the Predictor runs the input checks and returns their warnings
+        # the Slicer side's input checks (cached, with the NIfTI file's header), then the CT's
+        # front-back orientation: the engine's input checks, which it need not run again
+        checked = self._checked_once(volume_nodes, manifest)
+        self.warnings = merge_warnings(checked, check_orientation(manifest, volume))
         roi = None
         if roi_node is not None:
             low, high = roi_corners_ras(roi_node)
             roi = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
-        point = None if point_ras is None else tuple(float(v) for v in ras_to_lps(point_ras))
+        point = None
+        if point_ras is not None:
+            point = tuple(float(v) for v in ras_to_lps(point_ras))
+            check_click(manifest, volume, point, point_ras, point_name)
+        said = self.warnings
+
+        def warn(message: str) -> None:  # the engine's warnings, before its first tile
+            if message not in said:
+                said.append(message)
+
         result = self._predictor(manifest, device).segment(
             volume,
             depth=depth,
@@ -142,8 +164,10 @@ class SegmentationLogic:
             cancel=cancel,
             tta=tta,
             channel_check=self.channel_check,
+            input_warnings=list(self.warnings),
+            warn=warn,
         )
-        self.warnings = list(result.info.get("warnings", []))
+        self.warnings = merge_warnings(said, result.info.get("warnings", []))
         return self.write_result(
             result.labels, volume_nodes, manifest, output_node, replace_existing, self.warnings
         )
@@ -172,6 +196,7 @@ class SegmentationLogic:
         """
         manifest = self.resolve_model(model)
         persistent = self.persistent if persistent is None else persistent
+        self.warnings = []  # not the last call's, should the checks refuse
         self.warnings = self._checked_once(volume_nodes, manifest)
         images = self._native_images(volume_nodes, manifest)  # written in their own types
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
@@ -243,7 +268,7 @@ class SegmentationLogic:
             for t in (node.GetParentTransformNode() for node in nodes)
         )
         key = (self._input_key(nodes), transforms, str(manifest.path), manifest.sha256)
-        key += (self.channel_check,)
+        key += (self.channel_check, tuple(str(loaded_file(node)) for node in nodes))
         if self._checked[0] != key:
             self._checked = (None, [])
             self._checked = (key, self._check(volume_nodes, manifest))
@@ -265,13 +290,15 @@ class SegmentationLogic:
 
     def _check(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
         """Input sanity on the nodes' voxels in their own types (no float32 copy of the volume
-        on the GUI thread, issue 10)."""
+        on the GUI thread, issue 10), after the header of the NIfTI file a node was loaded
+        from (its sform and qform, which the engine never sees: it gets the voxels)."""
         from ..engine.sanity import check_channels, check_sequence_order
 
-        _, channels = self._channels(volume_nodes, manifest)
+        nodes, channels = self._channels(volume_nodes, manifest)
         images = self._native_images(volume_nodes, manifest)
         modalities = [channel.modality for channel in manifest.channels]
-        warnings = check_channels(images.arrays, images.grid, channels, modalities)
+        warnings = nifti_file_warnings(nodes)
+        warnings += check_channels(images.arrays, images.grid, channels, modalities)
         return warnings + check_sequence_order(
             manifest, images.arrays, self.channel_check, images.grid.spacing
         )
@@ -354,6 +381,13 @@ class SegmentationLogic:
         """RAS position of a control point (default: the last one placed)."""
         count = markups_node.GetNumberOfControlPoints()
         return control_point_ras(markups_node, index % count if count else 0)
+
+    @staticmethod
+    def point_name(markups_node, index: int = -1) -> str:
+        """How messages name that control point, e.g. "Point 'F-2' (2 of 3)": ``segment``'s
+        ``point_name`` (see :func:`.input_checks.point_name`)."""
+        count = markups_node.GetNumberOfControlPoints()
+        return name_of_point(markups_node, index % count if count else 0)
 
     # ------------------------------------------------------------------ training export
     @staticmethod

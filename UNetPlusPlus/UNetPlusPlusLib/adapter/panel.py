@@ -8,7 +8,7 @@ source for channels, labels, depths and validation figures); nothing is hard-cod
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 #: Values of the depth selector (parameter node ``depth``): "auto", L1..L4, "ensemble".
 DEPTH_CHOICES: tuple[str, ...] = ("auto", "1", "2", "3", "4", "ensemble")
@@ -161,11 +161,24 @@ def progress_text(stage: str, done: int, total: int) -> tuple[str, int]:
     return name, percent
 
 
-def warnings_text(result: Optional[dict]) -> str:
-    """The input warnings of a finished run (the CLI result's ``warnings``), one line each,
-    for the status text under the result; "" when there are none."""
-    warnings = (result or {}).get("warnings") or []
-    return "".join(f"\nWarning: {warning}" for warning in warnings)
+def warnings_text(result: Union[dict, Sequence[str], None]) -> str:
+    """Warnings for the status text, one line each ("\nWarning: ..."), each once in the order
+    given; "" when there are none. ``result``: a list of warnings, or a finished run's CLI
+    result (its ``warnings``)."""
+    if isinstance(result, dict) or result is None:
+        result = (result or {}).get("warnings") or []
+    return "".join(f"\nWarning: {warning}" for warning in merge_warnings(result))
+
+
+def merge_warnings(*groups: Sequence[str]) -> list[str]:
+    """The warnings of ``groups`` (e.g. the Slicer side's input checks, then the engine's), in
+    order, each once: the engine repeats the input checks it runs again word for word."""
+    merged: list[str] = []
+    for group in groups:
+        for warning in map(str, group or ()):
+            if warning not in merged:
+                merged.append(warning)
+    return merged
 
 
 def _tokens(name: str) -> set[str]:

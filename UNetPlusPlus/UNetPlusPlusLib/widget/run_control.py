@@ -64,6 +64,7 @@ class RunControl:
         point = self._pendingPoints.pop(0)
         if not self.runGuarded(lambda: self.startRun(pointRas=point)):
             self._pendingPoints = []
+            self.showNotStarted()
 
     def runGuarded(self, action, failure: str = "") -> bool:
         """Run ``action``; show a user error as its one-sentence message, a bug with details."""
@@ -131,7 +132,16 @@ class RunControl:
             self.runGuarded(self.ensureDependencies, _("Installing the dependencies failed."))
             self.updateButtons()
             return
-        self.runGuarded(self.startRun, _("Segmentation failed to start."))
+        if not self.runGuarded(self.startRun, _("Segmentation failed to start.")):
+            self.showNotStarted()
+
+    def showNotStarted(self) -> None:
+        """After a run was refused before it started: say so in the status text, with the
+        warnings its input checks had found (the Logic's ``warnings``)."""
+        warnings = self.logic.segmentationLogic.warnings
+        self.ui.statusLabel.text = _("Not started; the scene was not changed.") + (
+            panel.warnings_text(warnings)
+        )
 
     def startRun(self, pointRas=None) -> None:
         manifest = self.currentModel()
@@ -209,11 +219,15 @@ class RunControl:
             self.startNextPoint()
         elif event.state == "cancelled":
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
+            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.") + (
+                panel.warnings_text(job.run_warnings)  # those known before the cancel
+            )
         else:
             self._pendingPoints = []
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = _("Failed; the scene was not changed.")
+            self.ui.statusLabel.text = _("Failed; the scene was not changed.") + (
+                panel.warnings_text(job.run_warnings)  # a refused click: the input's too
+            )
             self.appendLog(f"error: {event.message}")
             slicer.util.errorDisplay(event.message, windowTitle=_("UNet++ segmentation"))
         self.updateButtons()
@@ -229,7 +243,7 @@ class RunControl:
             device=info.get("device", "?"),
             timing=timing,
             volumes=volumes,
-        ) + panel.warnings_text(info)  # input sanity warnings: visible in the panel
+        ) + panel.warnings_text(job.run_warnings)  # the Slicer side's and the engine's, once
 
     @staticmethod
     def showResult(node) -> None:

@@ -1,0 +1,89 @@
+"""The Logic's input checks that need MRML (no Qt): the NIfTI file a volume was loaded from,
+and a clicked point named as the user sees it in Slicer.
+
+- **sform and qform that disagree** (``engine/nifti_transforms.py``). The engine warns when it
+  reads such a NIfTI file itself; a background job gets the node's voxels instead, so a volume
+  Slicer loaded from that file was never warned about. :func:`nifti_file_warnings` reads the
+  header (348 bytes) of the ``.nii``/``.nii.gz`` file the node's storage node names and gives
+  the engine's warning. Other formats, nodes never loaded from or saved to a file, and a file
+  since gone or unreadable: no warning, and never a failure.
+- **A click off the image or in the air outside the body** (``engine/click_check.py``).
+  :func:`check_click` refuses it before the in-process run, naming the point by its label in
+  its point list (:func:`point_name`) and its RAS coordinates (mm), as Slicer shows them; the
+  engine's own message said only "The clicked point" (and named an LPS box for a click off
+  the image).
+
+Slicer API used (checked in Slicer's source, Libs/MRML/Core): ``vtkMRMLStorableNode::
+GetStorageNode``, ``vtkMRMLStorageNode::GetFullNameFromFileName`` (the file name made absolute
+against the scene's root folder; "" without one), ``vtkMRMLMarkupsNode::
+GetNumberOfControlPoints`` and ``GetNthControlPointLabel``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+#: How a point without a name is called in messages (the engine's and the CLI's words).
+CLICKED_POINT = "The clicked point"
+
+
+def loaded_file(node) -> Optional[Path]:
+    """The file a volume node was loaded from or last saved to (its storage node's file name,
+    absolute), or None (no storage node, no file name)."""
+    get_storage = getattr(node, "GetStorageNode", None)
+    storage = get_storage() if get_storage is not None else None
+    if storage is None:
+        return None
+    name = storage.GetFullNameFromFileName()
+    return Path(name) if name else None
+
+
+def nifti_file_warnings(volume_nodes: Sequence) -> list[str]:
+    """One warning per node loaded from a ``.nii``/``.nii.gz`` file whose header's sform and
+    qform disagree (the engine's words, naming the node and the file); [] for other nodes and
+    files that cannot be read. Reads 348 bytes of each such file; never raises for a file."""
+    from ..engine.nifti_check import header_transform_warning, is_nifti
+
+    warnings = []
+    for node in volume_nodes:
+        path = loaded_file(node)
+        if path is None or not is_nifti(path):
+            continue
+        warning = header_transform_warning(path, f"Volume '{node.GetName()}' (from {path})")
+        if warning:
+            warnings.append(warning)
+    return warnings
+
+
+def point_name(markups_node, index: int) -> str:
+    """How messages name control point ``index`` of a point list: its label, and its place in
+    a list of several, e.g. "Point 'F-2' (2 of 3)"; "The clicked point" for an unnamed single
+    point."""
+    count = markups_node.GetNumberOfControlPoints()
+    label = markups_node.GetNthControlPointLabel(index) if 0 <= index < count else ""
+    place = f" ({index + 1} of {count})" if count > 1 else ""
+    if label:
+        return f"Point '{label}'{place}"
+    return f"Point {index + 1} of {count}" if count > 1 else CLICKED_POINT
+
+
+def point_where(point_ras: Sequence[float], name: Optional[str] = None) -> str:
+    """A point as messages name it: ``name`` (default "The clicked point") and its RAS
+    coordinates in mm, e.g. "Point 'F-2' (2 of 3) at (-56.0, -4.0, 30.0) mm RAS"."""
+    coordinates = ", ".join(f"{float(v):.1f}" for v in point_ras)
+    return f"{name or CLICKED_POINT} at ({coordinates}) mm RAS"
+
+
+def check_click(
+    manifest, volume, point_lps: Sequence[float], point_ras: Sequence[float], name=None
+) -> None:
+    """Refuse a click that lies off the image, or (lung CT point models) in the air outside
+    the body, naming it by :func:`point_where`. ``volume``: the engine ``Volume`` (LPS);
+    ``point_lps``/``point_ras``: the click in mm. Raises UNetPlusPlusError; nothing else."""
+    from ..cli_points import check_point_on_image
+    from ..engine.click_check import refuse_outside_air
+
+    where = point_where(point_ras, name)
+    check_point_on_image(volume.grid, point_lps, point_ras, "RAS", 1, where=where)
+    refuse_outside_air(manifest, volume, point_lps, where)
