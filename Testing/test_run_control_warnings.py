@@ -171,3 +171,14 @@ def test_a_run_refused_before_it_started_shows_the_warnings(run_control, sphere_
     assert status.startswith("Not started; the scene was not changed.\nWarning: "), status
     lines = warning_lines(status)
     assert DISAGREE in lines[0] and THICK in lines[1] and len(lines) == 2, status
+
+
+def test_a_start_refused_before_the_checks_shows_no_earlier_warnings(run_control, sphere_model):
+    """Refused before the input checks ran (no point, no ROI): the last run's warnings are
+    not shown as this one's."""
+    run_control, errors = run_control
+    logic = SegmentationLogic(persistent=False)
+    logic.warnings = ["A warning of the last run."]
+    host = panel(run_control, logic, find_model("lung-nodule"), [None])
+    assert run(host) == "Not started; the scene was not changed."
+    assert errors[-1] == "Place a point on the nodule or choose an ROI around it."

@@ -144,6 +144,7 @@ class RunControl:
         )
 
     def startRun(self, pointRas=None) -> None:
+        self.logic.segmentationLogic.warnings = []  # this attempt's only (showNotStarted)
         manifest = self.currentModel()
         if manifest is None:
             raise UNetPlusPlusError(_("Choose a task first."))
