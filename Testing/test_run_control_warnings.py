@@ -79,7 +79,8 @@ def panel(run_control, logic: SegmentationLogic, manifest: ModelManifest, volume
     host.currentModel = lambda: manifest
     host.inputVolumes = lambda _manifest: list(volumes)
     host.inputProblem = lambda _manifest: None
-    host.fitEmptyRoi = lambda _volumes: None
+    host.fitEmptyRoi = lambda _volumes: None  # panel_widget's: the warning of a fitted ROI
+    host._fittedRoi = None
     host.log = []
     host.appendLog = host.log.append
     return host
@@ -122,6 +123,10 @@ def test_a_finished_run_shows_the_slicer_side_and_engine_warnings_once(
     assert len(lines) == 2 and DISAGREE in lines[0] and THICK in lines[1], status
     assert f"Volume 'CT' (from {tmp_path / 'ct.nii.gz'})" in lines[0]
     assert THICK in str(host._job.result["warnings"])  # the engine said it too: shown once
+
+    fitted = "ROI 'R' had not been placed; it now holds the whole volume."
+    host.fitEmptyRoi = lambda _volumes: fitted  # the panel's own warning comes first
+    assert warning_lines(run(host)) == [f"Warning: {fitted}", *lines]
 
 
 def test_a_refused_click_shows_the_warnings_known_before(run_control, logic, tmp_path):
@@ -168,7 +173,7 @@ def test_a_run_refused_before_it_started_shows_the_warnings(run_control, sphere_
     host = panel(run_control, logic, ModelManifest.load(sphere_model), [node])
     status = run(host)
     assert host._job is None and "Cannot start the segmentation engine" in errors[-1]
-    assert status.startswith("Not started; the scene was not changed.\nWarning: "), status
+    assert status.startswith("Not started; nothing was written.\nWarning: "), status
     lines = warning_lines(status)
     assert DISAGREE in lines[0] and THICK in lines[1] and len(lines) == 2, status
 
@@ -180,5 +185,5 @@ def test_a_start_refused_before_the_checks_shows_no_earlier_warnings(run_control
     logic = SegmentationLogic(persistent=False)
     logic.warnings = ["A warning of the last run."]
     host = panel(run_control, logic, find_model("lung-nodule"), [None])
-    assert run(host) == "Not started; the scene was not changed."
+    assert run(host) == "Not started; nothing was written."
     assert errors[-1] == "Place a point on the nodule or choose an ROI around it."

@@ -44,6 +44,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
         self._pendingPoints = []  # RAS points waiting for a nodule run
         self._seenPointIds = set()
         self._observedSeeds = None
+        self._fittedRoi = None  # the warning of an ROI fitted to the volume by the last start
         self._updating = False
         self._dependenciesReady = False
 
@@ -346,19 +347,20 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
             self._parameterNode.roi = roi
         self.logic.fitRoiToVolume(roi, volume)
 
-    def fitEmptyRoi(self, volumeNodes) -> None:
+    def fitEmptyRoi(self, volumeNodes) -> Optional[str]:
         """An ROI selected but never placed (no size) is fitted to the volume, with a warning, so
-        that Segment does not stop at "ROI is empty"."""
+        that Segment does not stop at "ROI is empty". Returns that warning (logged), or None."""
         from UNetPlusPlusLib.adapter.roi import fit_if_empty
 
         roi = self._parameterNode.roi
-        if volumeNodes and fit_if_empty(roi, volumeNodes[0]):
-            self.appendLog(
-                _(
-                    "warning: ROI '{name}' had not been placed; it now holds the whole volume. "
-                    "Drag its handles to restrict the next run."
-                ).format(name=roi.GetName())
-            )
+        if not (volumeNodes and fit_if_empty(roi, volumeNodes[0])):
+            return None
+        warning = _(
+            "ROI '{name}' had not been placed; it now holds the whole volume. Drag its handles "
+            "to restrict the next run."
+        ).format(name=roi.GetName())
+        self.appendLog(f"warning: {warning}")
+        return warning
 
     def inputVolumes(self, manifest) -> list:
         if manifest is None:

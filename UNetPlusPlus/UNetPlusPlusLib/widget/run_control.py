@@ -138,13 +138,15 @@ class RunControl:
     def showNotStarted(self) -> None:
         """After a run was refused before it started: say so in the status text, with the
         warnings its input checks had found (the Logic's ``warnings``)."""
-        warnings = self.logic.segmentationLogic.warnings
-        self.ui.statusLabel.text = _("Not started; the scene was not changed.") + (
+        warnings = [self._fittedRoi] if self._fittedRoi else []
+        warnings += self.logic.segmentationLogic.warnings
+        self.ui.statusLabel.text = _("Not started; nothing was written.") + (
             panel.warnings_text(warnings)
         )
 
     def startRun(self, pointRas=None) -> None:
         self.logic.segmentationLogic.warnings = []  # this attempt's only (showNotStarted)
+        self._fittedRoi = None
         manifest = self.currentModel()
         if manifest is None:
             raise UNetPlusPlusError(_("Choose a task first."))
@@ -161,7 +163,7 @@ class RunControl:
                     _("Place a point on the nodule or choose an ROI around it.")
                 )
         volumes = self.inputVolumes(manifest)
-        self.fitEmptyRoi(volumes)
+        self._fittedRoi = self.fitEmptyRoi(volumes)  # a warning, or None
         self.logic.segmentationLogic.channel_check = bool(p.channelCheck)
         self._job = self.logic.startJob(
             volumes,
@@ -174,6 +176,8 @@ class RunControl:
             replace_existing=p.replaceExisting,
             tta=p.tta,
         )
+        if self._fittedRoi:  # shown with the run's other warnings, first
+            self._job.warnings.insert(0, self._fittedRoi)
         self.appendLog("$ " + " ".join(self._job.command))
         self.ui.progressBar.setValue(0)
         self.ui.statusLabel.text = _("Starting...")
