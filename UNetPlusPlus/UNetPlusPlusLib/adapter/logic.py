@@ -11,9 +11,10 @@ and an optional clicked point into an engine run, and writes the result into a
   the Widget polls it, so Slicer never freezes.
 
 Either way the scene changes only after a successful run, and the engine's input sanity checks
-(``engine/sanity.py``: header, values, intensities for the model's modality) run first:
-refusals raise :class:`UNetPlusPlusError` before anything starts, and borderline findings are
-kept in :attr:`SegmentationLogic.warnings` (and ``job.warnings``) for the panel.
+(``engine/sanity.py``, and the loaded NIfTI file's header, ``input_checks.py``) run first:
+refusals raise :class:`UNetPlusPlusError` before anything starts; borderline findings are kept
+in :attr:`SegmentationLogic.warnings` (and ``job.warnings``; ``job.run_warnings`` adds the
+engine's) for the panel.
 """
 
 from __future__ import annotations
