@@ -102,6 +102,16 @@ def test_example_loads_with_accessors(tmp_path):
     assert ModelManifest.load(tmp_path) == manifest
 
 
+def test_a_relative_path_is_kept_absolute(tmp_path, monkeypatch):
+    """A background job's process runs in its own folder: a relative model.json path given in
+    the Slicer Logic (start_job) must still name the same file there (tester, session 10)."""
+    write_json(tmp_path, example_dict())
+    monkeypatch.chdir(tmp_path.parent)
+    manifest = ModelManifest.load(f"{tmp_path.name}/model.json")
+    assert manifest.path.is_absolute() and manifest.path == tmp_path / "model.json"
+    assert manifest.weights_path == tmp_path / "weights.safetensors"
+
+
 def test_round_trip_save_load_to_dict(tmp_path):
     manifest = ModelManifest.from_dict(example_dict())
     assert manifest.to_dict() == example_dict()

@@ -57,8 +57,10 @@ class ModelManifest:
     # ----------------------------------------------------------------- reading and writing
     @classmethod
     def load(cls, path: PathLike) -> ModelManifest:
-        """Read and validate a manifest (a ``model.json`` file or the folder holding one)."""
-        path = Path(path)
+        """Read and validate a manifest (a ``model.json`` file or the folder holding one).
+
+        ``path`` is kept absolute: a background job's process runs in another folder."""
+        path = Path(path).absolute()
         if path.is_dir():
             path = path / MANIFEST_FILENAME
         if not path.is_file():
