@@ -187,3 +187,31 @@ def test_a_start_refused_before_the_checks_shows_no_earlier_warnings(run_control
     host = panel(run_control, logic, find_model("lung-nodule"), [None])
     assert run(host) == "Not started; nothing was written."
     assert errors[-1] == "Place a point on the nodule or choose an ROI around it."
+
+
+def test_a_refused_start_puts_back_the_roi_it_fitted(run_control, sphere_model, tmp_path):
+    """Segment fits an ROI that was never placed to the volume (RunControl.fitEmptyRoi); when
+    the start is then refused, the ROI is put back as it was: the scene is left untouched, and
+    the status does not claim the ROI now holds the whole volume (tester, session 10)."""
+    run_control, errors = run_control
+    scene = slicer.vtkMRMLScene()
+    node = load_with_storage_node(
+        scene, write_nifti_two_transforms(thick_ct(), tmp_path / "ct.nii.gz"), "CT"
+    )
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "R")
+    logic = SegmentationLogic(python=str(tmp_path / "no-python"), persistent=False)
+    host = panel(run_control, logic, ModelManifest.load(sphere_model), [node])
+    host._parameterNode.roi = roi
+    del host.fitEmptyRoi  # RunControl's own, on real MRML
+    status = run(host)
+    assert host._job is None and "Cannot start the segmentation engine" in errors[-1]
+    assert roi.GetNumberOfControlPoints() == 0 and roi.GetSize() == (0.0, 0.0, 0.0)
+    assert "holds the whole volume" not in status, status
+    assert "ROI 'R' is back as it was." in host.log
+
+    placed = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "P")
+    placed.SetCenter(1.0, 2.0, 3.0)
+    placed.SetSize(0.0, 20.0, 20.0)  # placed, but flat: fitted too, then put back
+    host._parameterNode.roi = placed
+    run(host)
+    assert list(placed.GetCenter()) == [1.0, 2.0, 3.0] and placed.GetSize() == (0.0, 20.0, 20.0)

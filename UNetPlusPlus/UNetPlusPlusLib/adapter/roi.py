@@ -43,6 +43,28 @@ def fit_roi_to_volume(roi_node, volume_node) -> None:
         roi_node.EndModify(was_modifying)
 
 
+def roi_state(roi_node) -> tuple:
+    """What :func:`restore_roi` needs to put ``roi_node`` back: its centre (None without a
+    control point) and its size, in the ROI's own coordinates (mm)."""
+    placed = roi_node.GetNumberOfControlPoints() > 0
+    return (tuple(roi_node.GetCenter()) if placed else None), tuple(roi_node.GetSize())
+
+
+def restore_roi(roi_node, state: tuple) -> None:
+    """Put back an ROI as :func:`roi_state` saw it (a Segment refused after
+    :func:`fit_if_empty` fitted it leaves the scene as it was)."""
+    centre, size = state
+    was_modifying = roi_node.StartModify()
+    try:
+        if centre is None:
+            roi_node.RemoveAllControlPoints()
+        else:
+            roi_node.SetCenter(*centre)
+        roi_node.SetSize(*size)
+    finally:
+        roi_node.EndModify(was_modifying)
+
+
 def fit_if_empty(roi_node, volume_node) -> bool:
     """Fit an ROI that was never placed (see :func:`roi_is_empty`) to ``volume_node``; return
     whether it was fitted. A placed ROI is left exactly as it is. Segment calls this, so an ROI

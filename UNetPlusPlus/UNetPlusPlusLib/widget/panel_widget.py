@@ -347,21 +347,6 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
             self._parameterNode.roi = roi
         self.logic.fitRoiToVolume(roi, volume)
 
-    def fitEmptyRoi(self, volumeNodes) -> Optional[str]:
-        """An ROI selected but never placed (no size) is fitted to the volume, with a warning, so
-        that Segment does not stop at "ROI is empty". Returns that warning (logged), or None."""
-        from UNetPlusPlusLib.adapter.roi import fit_if_empty
-
-        roi = self._parameterNode.roi
-        if not (volumeNodes and fit_if_empty(roi, volumeNodes[0])):
-            return None
-        warning = _(
-            "ROI '{name}' had not been placed; it now holds the whole volume. Drag its handles "
-            "to restrict the next run."
-        ).format(name=roi.GetName())
-        self.appendLog(f"warning: {warning}")
-        return warning
-
     def inputVolumes(self, manifest) -> list:
         if manifest is None:
             return [self._parameterNode.inputVolume0]

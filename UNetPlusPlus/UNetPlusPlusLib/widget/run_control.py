@@ -7,6 +7,7 @@ A mixin of :class:`~UNetPlusPlusLib.widget.panel_widget.UNetPlusPlusPanel`, whic
 """
 
 import traceback
+from typing import Optional
 
 import slicer
 from slicer.i18n import tr as _
@@ -165,17 +166,23 @@ class RunControl:
         volumes = self.inputVolumes(manifest)
         self._fittedRoi = self.fitEmptyRoi(volumes)  # a warning, or None
         self.logic.segmentationLogic.channel_check = bool(p.channelCheck)
-        self._job = self.logic.startJob(
-            volumes,
-            manifest,
-            depth=p.depth,
-            device=p.device,
-            roi_node=p.roi,
-            point_ras=pointRas,
-            output_node=p.outputSegmentation,
-            replace_existing=p.replaceExisting,
-            tta=p.tta,
-        )
+        try:
+            self._job = self.logic.startJob(
+                volumes,
+                manifest,
+                depth=p.depth,
+                device=p.device,
+                roi_node=p.roi,
+                point_ras=pointRas,
+                output_node=p.outputSegmentation,
+                replace_existing=p.replaceExisting,
+                tta=p.tta,
+            )
+        except Exception:  # refused: the scene stays as it was, the ROI too
+            if self._fittedRoi:
+                self.unfitRoi()
+                self._fittedRoi = None
+            raise
         if self._fittedRoi:  # shown with the run's other warnings, first
             self._job.warnings.insert(0, self._fittedRoi)
         self.appendLog("$ " + " ".join(self._job.command))
@@ -183,6 +190,32 @@ class RunControl:
         self.ui.statusLabel.text = _("Starting...")
         self._timer.start()
         self.updateButtons()
+
+    def fitEmptyRoi(self, volumeNodes) -> Optional[str]:
+        """An ROI selected but never placed (no size) is fitted to the volume, with a warning, so
+        that Segment does not stop at "ROI is empty". Returns that warning (logged), or None."""
+        from UNetPlusPlusLib.adapter.roi import fit_if_empty, roi_state
+
+        roi = self._parameterNode.roi
+        before = roi_state(roi) if roi is not None else None
+        if not (volumeNodes and fit_if_empty(roi, volumeNodes[0])):
+            return None
+        self._roiBeforeFit = (roi, before)  # put back by unfitRoi if the start is refused
+        warning = _(
+            "ROI '{name}' had not been placed; it now holds the whole volume. Drag its handles "
+            "to restrict the next run."
+        ).format(name=roi.GetName())
+        self.appendLog(f"warning: {warning}")
+        return warning
+
+    def unfitRoi(self) -> None:
+        """Undo :meth:`fitEmptyRoi` (a Segment refused before it started changes nothing)."""
+        from UNetPlusPlusLib.adapter.roi import restore_roi
+
+        saved, self._roiBeforeFit = getattr(self, "_roiBeforeFit", None), None
+        if saved is not None:
+            restore_roi(*saved)
+            self.appendLog(_("ROI '{name}' is back as it was.").format(name=saved[0].GetName()))
 
     def onPollJob(self) -> None:
         if self._job is None:
