@@ -19,7 +19,9 @@ median offset is below -:data:`FLIPPED_OFFSET` and at least :data:`AGREE_SHARE` 
 put the bone in front of the centre (the sternum and the pubic symphysis lie in front, on
 fewer slices than the spine). Everything else (a crop to an organ or a nodule, no spine in the
 field of view, a body cut by the image's edge, a slab of a few slices) is weak evidence and
-says nothing. Measured margins: docs/INPUT_CHECKS.md, "Front-back orientation".
+says nothing. Measured margins: docs/INPUT_CHECKS_CT.md, "Front-back orientation". The
+streamed `--roi` checks (``streamed_checks.py``) keep only the ~2 mm view this reads
+(:func:`fine_steps`) and call :func:`measure_ap_strided`.
 numpy and SimpleITK only.
 """
 
