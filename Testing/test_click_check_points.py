@@ -88,3 +88,25 @@ def test_a_click_on_the_table_pad_is_warned_as_outside_the_body():
     assert "table, its pad" in said[0] and figures["verdict"] == "outside_body"
     with pytest.raises(UNetPlusPlusError, match="air outside the body"):
         click_warnings(find_model("lung-nodule"), volume, SKIN_AIR)
+
+
+TABLE, CHEST_WALL = (110.0, 127.5, 16.0), (110.0, 22.0, 16.0)
+
+
+def test_a_click_on_the_solid_table_top_is_warned_as_outside_the_body():
+    """The table (100 HU, above BODY_HU) lies outside the body's outline: it was judged as
+    tissue, here silent (the pad's -835 HU counts as lung around it), on a scan with a thicker
+    table the soft-tissue warning ('the spine, a rib, the heart, ...'), anatomy not there."""
+    from UNetPlusPlusLib.engine.click_check import BODY_HU, click_warnings, measure_click
+    from UNetPlusPlusLib.engine.registry import find_model
+
+    volume = _patient_on_a_pad()
+    table = measure_click(volume, TABLE)
+    assert table.median_hu > BODY_HU and table.verdict == "outside_body", table
+    said, _ = click_warnings(find_model("lung-nodule"), volume, TABLE)
+    assert len(said) == 1 and "outside the body's outline" in said[0], said
+    assert "the table" in said[0] and "the spine" not in said[0], said
+    wall = measure_click(volume, CHEST_WALL)  # solid, inside the outline: anatomy, as before
+    assert wall.verdict == "soft_tissue", wall
+    said, _ = click_warnings(find_model("lung-nodule"), volume, CHEST_WALL)
+    assert len(said) == 1 and "the chest wall" in said[0], said

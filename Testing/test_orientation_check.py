@@ -184,3 +184,53 @@ def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path):
     said, shown = logic_warnings_both_ways(logic, [node], manifest, depth=1)
     assert sum(FLIPPED in w for w in said) == 1
     assert shown.count(f"\nWarning: Input 'CT' {FLIPPED}") == 1
+
+
+def _fine_torso_file(volume: Volume, path: Path) -> None:
+    """``volume`` (4 mm voxels) resampled (nearest) to 1.5 x 1.5 x 1 mm and written as int16:
+    a z stride of 2 in the check's ~2 mm view, so streamed slabs start between its samples."""
+    from UNetPlusPlusLib.engine.volume import volume_to_sitk
+
+    image = volume_to_sitk(volume)
+    spacing = (1.5, 1.5, 1.0)
+    size = [int(n * s0 / s) for n, s0, s in zip(image.GetSize(), image.GetSpacing(), spacing)]
+    image = sitk.Resample(
+        image, size, sitk.Transform(), sitk.sitkNearestNeighbor, image.GetOrigin(), spacing,
+        image.GetDirection(), -1000.0,
+    )  # fmt: skip
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path), True)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_the_streamed_roi_checks_warn_as_the_whole_image_read(sphere_model, tmp_path, suffix):
+    """`unetpp segment --roi` checks the whole file streamed slab by slab (streamed_checks.py)
+    and reads only the region: the front-back check did not run there. It now runs on the
+    streamed ~2 mm view, with the whole image's result; an unflipped torso stays silent."""
+    from contextlib import redirect_stdout
+
+    from UNetPlusPlusLib.cli import main
+    from UNetPlusPlusLib.engine import streamed_checks
+    from UNetPlusPlusLib.engine.orientation_check import check_orientation_strided
+
+    upright = torso(DIRECTIONS["x and y reversed"], spacing=4.0, height_mm=100.0)
+    for volume, expected in ((flipped_ap(upright, "array"), 1), (upright, 0)):
+        path = tmp_path / f"ct{expected}{suffix}"
+        _fine_torso_file(volume, path)
+        shapes = []
+
+        def ap_check(ct, grid, shapes=shapes):
+            shapes.append(ct.shape)
+            return check_orientation_strided(find_model("liver"), ct, grid)
+
+        said = streamed_checks.check_files([path], ["CT"], ["CT"], 200_000, ap_check=ap_check)
+        whole = check_orientation(find_model("liver"), _read(path))
+        assert len(whole) == expected, whole
+        assert [w for w in said if FLIPPED in w] == whole, (said, whole)
+        assert len(shapes) == 1 and shapes[0][0] == -(-_read(path).array.shape[1] // 2)
+        argv = ["segment", str(path), "--model", str(sphere_model), "--depth", "1"]
+        argv += ["-o", str(tmp_path / f"x{expected}.nrrd"), "--progress-json", "--lps"]
+        stream = io.StringIO()
+        with redirect_stdout(stream):
+            assert main([*argv, "--roi", "-20", "-20", "-20", "20", "20", "20"]) == 0
+        result = json.loads(stream.getvalue().splitlines()[-1])["result"]
+        assert [w for w in result["warnings"] if FLIPPED in w] == whole, result["warnings"]

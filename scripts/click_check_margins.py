@@ -8,7 +8,8 @@ example_ct_dicom: 26-50 vertebrae, 92-115 ribs, 51 heart, 5 liver), the deepest 
 vertebra, each rib, the heart and the liver, plus random voxels of the heart and liver; the
 LiTS and s0009 livers; the centre of the two chest crops around the heart (pulm_ct_cropped,
 aorta_ct_cropped); air 10 and 40 mm in front of the body; and 3, 6, 10 and 20 mm behind its
-back (the table's pad, the table, air: outside the body whatever the HU). ``--model`` also runs the
+back (the table's pad, the table, air: outside the body whatever the HU), and each solid run
+(above -400 HU) behind the back on that column (the table top and frame). ``--model`` also runs the
 nodule model on the bad clicks and on every ``--every``-th crop's centre (post-inference rule).
 
     PYTHONPATH=UNetPlusPlus python scripts/click_check_margins.py ../shared/data [--model]
@@ -142,6 +143,25 @@ def air_clicks(name: str, volume):
         index = volume.grid.physical_to_index(np.asarray(point))
         if np.all(index >= 0) and np.all(index <= np.asarray(volume.grid.size_xyz) - 1):
             yield "behind body", f"{name} {mm:g} mm behind", volume, point
+    yield from table_clicks(name, volume, z, x)
+
+
+def table_clicks(name: str, volume, z: int, x: int):
+    """The middle voxel of each solid run (above -400 HU) behind the body's back on the middle
+    slice's middle column (the body: its longest run): the table top and its frame, solid and
+    outside the body."""
+    solid = volume.array[0, z, :, x] > -400
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], solid.astype(int), [0]])))
+    runs = list(zip(edges[::2], edges[1::2] - 1))
+    if not runs:
+        return
+    body = max(runs, key=lambda run: run[1] - run[0])
+    back_y = max(_point(volume, (z, row, x))[1] for row in body)  # LPS +y: posterior
+    for start, end in runs:
+        middle = (start + end) // 2
+        point = _point(volume, (z, middle, x))
+        if (start, end) != body and point[1] > back_y:
+            yield "table", f"{name} table {point[1] - back_y:.0f} mm behind", volume, point
 
 
 def segment_mean(volume, labels) -> float:

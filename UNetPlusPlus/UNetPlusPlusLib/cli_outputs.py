@@ -13,6 +13,12 @@ else (a segmentation corrected in Slicer and saved again, another program's file
 changed since) is refused before any work unless ``--overwrite``, and checked again just before
 the renames, so a file saved there while the run was working is refused too. Two runs writing
 the same path: each rename is atomic, so a reader sees one whole file; the later rename wins.
+
+An output path that is a symbolic link is written through: the file the link points to (through
+any chain of links) is the one checked, staged beside and atomically replaced, and the link is
+kept, as a shell's ``>`` or ``cp`` would do. A link to nothing (dangling) is one clear error,
+never a file created where a stale link points; an output that exists but is not a regular file
+(a device such as ``/dev/null``, a pipe) is refused, since the rename would replace it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ REPLACED_WARNING = (
     "{option} {output} already exists and is not an unchanged unetpp output; --overwrite "
     "replaces it with this run's result, so whatever it holds (a segmentation corrected by "
     "hand, for example) will be lost."
+)
+
+#: The same notice when the output path is a symbolic link: the link's target is replaced.
+LINK_REPLACED_WARNING = (
+    "{option} {output} is a symbolic link to {target}, which is not an unchanged unetpp output; "
+    "--overwrite replaces {target} with this run's result (the link is kept), so whatever "
+    "{target} holds (a segmentation corrected by hand, for example) will be lost."
 )
 
 #: The refusal for an existing file that is not an unchanged output of ours (no --overwrite).
@@ -85,6 +98,36 @@ def resolve_path(path: Path, what: str) -> Path:
         ) from None
 
 
+def write_target(path: Path, what: str) -> Path:
+    """The file that writing ``path`` replaces: ``path`` itself, or, when ``path`` is a
+    symbolic link, the file it points to (resolved through every link, as an absolute path).
+    ``what`` names the output in messages (``"-o x.seg.nrrd"``). Raises
+    :class:`UNetPlusPlusError` for a link loop, a link to nothing (dangling) or to a file of
+    another type (the format is chosen by the name given, so ``a.seg.nrrd -> b.nii.gz`` would
+    put a NRRD file under a NIfTI name)."""
+    if not path.is_symlink():
+        return path
+    target = resolve_path(path, what)
+    if not target.exists():
+        raise UNetPlusPlusError(
+            f"{what} is a symbolic link to {target}, which does not exist; nothing was written. "
+            "Give the file itself, fix the link, or remove it."
+        )
+    if _file_type(target) != _file_type(path):
+        raise UNetPlusPlusError(
+            f"{what} is a symbolic link to {target}, a file of another type; the output would "
+            "not be in the format its name says. Give the file itself or another path."
+        )
+    return target
+
+
+def _file_type(path: Path) -> tuple[bool, str]:
+    """What picks an output's format: a segmentation (``.seg.nrrd``) or not, and the stamp
+    kind (``output_stamp.kind_of``) or else the last extension, all in lower case."""
+    name = path.name.lower()
+    return name.endswith(".seg.nrrd"), kind_of(path) or path.suffix.lower()
+
+
 def check_output_paths(
     inputs: Sequence[str], outputs: dict[str, Optional[str]], overwrite: bool = False
 ) -> list[str]:
@@ -93,8 +136,8 @@ def check_output_paths(
     ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. An
     existing file is replaced silently when it is an unchanged output of ours (valid stamp);
     any other existing file is refused unless ``overwrite``, and then named in the returned
-    warnings (one per such file). Raises :class:`UNetPlusPlusError` naming the option and the
-    path.
+    warnings (one per such file). A symbolic link is checked as the file it points to
+    (:func:`write_target`). Raises :class:`UNetPlusPlusError` naming the option and the path.
     """
     resolved_inputs = {resolve_path(Path(p).expanduser(), "Image") for p in inputs}
     seen: dict[Path, str] = {}
@@ -113,14 +156,25 @@ def check_output_paths(
         seen[resolved] = option
         if path.is_dir():
             raise UNetPlusPlusError(f"{option} {output} is a folder; give a file name.")
-        if path.exists() and not os.access(path, os.W_OK):
-            raise UNetPlusPlusError(f"{option} {output} exists and is not writable.")
-        why = edited_reason(path)
+        target = write_target(path, f"{option} {output}")
+        named = output if target == path else f"{output} (a link to {target})"
+        if target.exists() and not target.is_file():
+            raise UNetPlusPlusError(
+                f"{option} {named} exists and is not a regular file (a device or a pipe); "
+                "give a file name."
+            )
+        if target.exists() and not os.access(target, os.W_OK):
+            raise UNetPlusPlusError(f"{option} {named} exists and is not writable.")
+        why = edited_reason(target)
         if why and not overwrite:
-            raise UNetPlusPlusError(KEEP_EDITS_ERROR.format(option=option, output=output, why=why))
-        if why:
+            raise UNetPlusPlusError(KEEP_EDITS_ERROR.format(option=option, output=named, why=why))
+        if why and target != path:
+            replaced.append(
+                LINK_REPLACED_WARNING.format(option=option, output=output, target=target)
+            )
+        elif why:
             replaced.append(REPLACED_WARNING.format(option=option, output=output))
-        folder = _nearest_existing(path.parent)
+        folder = _nearest_existing(target.parent)
         if not folder.is_dir():
             raise UNetPlusPlusError(
                 f"Cannot create the folder for {option} {output}: {folder} is a file."
@@ -210,9 +264,12 @@ class OutputSet:
         self._mode = 0o666 & ~current_umask()
 
     def stage(self, target: str, write: Callable[[Path], object]) -> None:
-        """Write ``target`` through ``write(temporary_path)``; it appears on :meth:`commit`."""
+        """Write ``target`` through ``write(temporary_path)``; it appears on :meth:`commit`.
+        A symbolic link is written through (:func:`write_target`): the temporary file goes
+        beside the file it points to, which the commit replaces; the link is kept."""
         path = Path(target).expanduser()
         suffix = temporary_suffix(path)  # the writer picks the format by the lower-case suffix
+        path = write_target(path, target)  # the link's own name keeps the suffix above
         try:
             self._make_folder(path.parent)
             handle, name = tempfile.mkstemp(prefix=".unetpp-", suffix=suffix, dir=path.parent)

@@ -120,6 +120,7 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     import SimpleITK as sitk
 
     from .engine.bias_field import check_bias_field
+    from .engine.orientation_check import check_orientation_strided, ct_channel
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import header_grid, read_region
     from .engine.sanity import check_model_samples, image_volume_ml
@@ -137,6 +138,9 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     def bias_check(grids, spacing):  # the MR bias field, on the streamed coarse grids
         return check_bias_field(manifest, [], spacing, grids)
 
+    def ap_check(ct, grid):  # a CT flipped front-back, on the streamed ~2 mm view
+        return check_orientation_strided(manifest, ct, grid)
+
     if Path(args.inputs[0]).is_file():  # the user's box against the header, before the reads
         try:
             grid = header_grid(Path(args.inputs[0]))
@@ -145,8 +149,15 @@ def _read_roi_region(args: argparse.Namespace, manifest):
         if grid is not None:
             check_roi_on_image(grid, roi, args.roi, "LPS" if args.lps else "RAS")
     modalities = [c.modality for c in manifest.channels]
+    first_ct = ct_channel(manifest)
     warnings = check_files(
-        args.inputs, modalities, names, order_check=order_check, bias_check=bias_check
+        args.inputs,
+        modalities,
+        names,
+        order_check=order_check,
+        bias_check=bias_check,
+        ap_check=ap_check if first_ct is not None else None,
+        ap_channel=first_ct or 0,
     )
     if warnings is None:
         return None

@@ -11,9 +11,10 @@ CT (a few thousand voxels, no resampling):
   :data:`AIR_LUNG_SHARE` lung lies within :data:`LUNG_BALL_MM` (not a faint nodule in dark lung).
   Refused (``UNetPlusPlusError``): nothing there can be a nodule.
 - **outside the body, whatever the HU** (a foam pad under the patient, about -835 HU; air near
-  the skin): the click's voxel is below :data:`BODY_HU` and lies outside the body's outline on
-  its slice (the largest region above BODY_HU, holes filled, of at least :data:`MIN_BODY_CM2`),
-  unless that region touches the image's edge (then undecided). Warned.
+  the skin; the table top, solid): the click's voxel lies outside the body's outline on its
+  slice (the largest region above BODY_HU, holes filled, of at least :data:`MIN_BODY_CM2`),
+  unless that region touches the image's edge (then undecided). Warned, before the bone and
+  soft-tissue rules, whose anatomical wording would be wrong there.
 - **bone** (or contrast-filled blood): that median above :data:`BONE_HU`, with little lung
   within :data:`LUNG_BALL_MM` (at most :data:`BONE_LUNG_SHARE`: a calcified nodule is small and
   lies in the lung). Warned.
@@ -24,7 +25,8 @@ CT (a few thousand voxels, no resampling):
 After inference, a kept segment whose mean is above :data:`SEGMENT_BONE_HU` over more than
 :data:`SEGMENT_BONE_ML` is warned as bone (the volume range is ``volume_plausibility.py``'s).
 Thresholds and their measured margins on the LIDC nodules and on clicks on spine, ribs, heart,
-liver and outside air of the shared CTs: docs/INPUT_CHECKS.md, "What lies under a click".
+liver, outside air and the table of the shared CTs: docs/INPUT_CHECKS_CT.md, "What lies under
+a click".
 numpy and SimpleITK (one 2D connected-component pass for the air rule).
 """
 
@@ -135,20 +137,20 @@ def _outside_air(volume: Volume, point: Sequence[float]) -> bool:
 
 
 def _outside_body(volume: Volume, point: Sequence[float]) -> bool:
-    """Whether ``point`` lies on something below BODY_HU (air, a foam pad, gas) outside the
-    body's outline on its axial slice: the largest connected region above BODY_HU with its
-    holes filled (the lungs, airways and bowel gas are holes of it). Undecided (False) when
-    that region touches the image's edge (a small field of view: the outline is open) or
-    covers less than MIN_BODY_CM2 (a crop: no body in it)."""
+    """Whether ``point`` lies outside the body's outline on its axial slice, whatever its HU
+    (air, a foam pad, the table top, an arm beside the trunk): the outline is the largest
+    connected region above BODY_HU with its holes filled (the lungs, airways and bowel gas are
+    holes of it). Undecided (False) when that region touches the image's edge (a small field
+    of view: the outline is open) or covers less than MIN_BODY_CM2 (a crop: no body in it)."""
     import SimpleITK as sitk
 
     plane, j, i = _click_slice(volume, point)
-    if plane[j, i] >= BODY_HU:
-        return False
     regions = sitk.RelabelComponent(
         sitk.ConnectedComponent(sitk.GetImageFromArray((plane >= BODY_HU).astype(np.uint8)))
     )
     body = sitk.GetArrayFromImage(regions) == 1
+    if body[j, i]:  # on the body itself (liver, spine, chest wall): inside its outline
+        return False
     if not body.any() or body[0].any() or body[-1].any() or body[:, 0].any() or body[:, -1].any():
         return False
     outline = sitk.BinaryFillhole(sitk.GetImageFromArray(body.astype(np.uint8)))
@@ -172,7 +174,7 @@ def measure_click(volume: Volume, point: Sequence[float]) -> Click:
         click.outside_air = click.lung_share <= AIR_LUNG_SHARE and _outside_air(volume, point)
     if click.outside_air:
         click.verdict = "outside_air"
-    elif _outside_body(volume, point):  # a foam pad, the air near the skin: any HU
+    elif _outside_body(volume, point):  # a foam pad, the air near the skin, the table: any HU
         click.verdict = "outside_body"
     elif click.median_hu > BONE_HU:
         click.verdict = "bone" if click.lung_share <= BONE_LUNG_SHARE else ""
@@ -229,7 +231,14 @@ def click_warnings(manifest, volume: Volume, point: Sequence[float]) -> tuple[li
         return [], {}
     name = manifest.labels[0].name
     warnings = []
-    if click.verdict == "outside_body":
+    if click.verdict == "outside_body" and click.median_hu >= BODY_HU:
+        warnings.append(
+            f"What lies at the clicked point is solid (median {click.median_hu:.0f} HU within "
+            f"{BALL_MM:g} mm) but outside the body's outline on its slice (the trunk, the lungs "
+            "inside it): the table, a pad or device on it, or an arm beside the trunk, where "
+            f"no {name} can be. Click on the {name} itself."
+        )
+    elif click.verdict == "outside_body":
         warnings.append(
             "What lies at the clicked point is outside the body (median "
             f"{click.median_hu:.0f} HU within {BALL_MM:g} mm, outside the body's outline on its "

@@ -19,7 +19,9 @@ median offset is below -:data:`FLIPPED_OFFSET` and at least :data:`AGREE_SHARE` 
 put the bone in front of the centre (the sternum and the pubic symphysis lie in front, on
 fewer slices than the spine). Everything else (a crop to an organ or a nodule, no spine in the
 field of view, a body cut by the image's edge, a slab of a few slices) is weak evidence and
-says nothing. Measured margins: docs/INPUT_CHECKS.md, "Front-back orientation".
+says nothing. Measured margins: docs/INPUT_CHECKS_CT.md, "Front-back orientation". The
+streamed `--roi` checks (``streamed_checks.py``) keep only the ~2 mm view this reads
+(:func:`fine_steps`) and call :func:`measure_ap_strided`.
 numpy and SimpleITK only.
 """
 
@@ -30,8 +32,17 @@ from typing import Optional
 
 import numpy as np
 
-from .anatomy_check import BODY_HU, STEP_MM, _coarse, _field_of_view, _image, _regions, _strided
-from .volume import Volume, canonical_grid
+from .anatomy_check import (
+    BODY_HU,
+    FINE_MM,
+    STEP_MM,
+    _coarse,
+    _field_of_view,
+    _image,
+    _regions,
+    _strided,
+)
+from .volume import Grid, Volume, canonical_grid
 
 #: Bone (cortex and dense trabecular bone) lies above this (HU); arterial contrast-filled blood
 #: mostly below it.
@@ -70,17 +81,32 @@ def _touches_edge(fov: np.ndarray) -> np.ndarray:
     return outside[:-2, 1:-1] | outside[2:, 1:-1] | outside[1:-1, :-2] | outside[1:-1, 2:]
 
 
+def fine_steps(spacing_xyz) -> tuple[int, int, int]:
+    """(z, y, x) voxel strides of the about FINE_MM view the check reads (``anatomy_check.
+    _strided``) of an image with ``spacing_xyz`` (mm): a streamed read keeps only these."""
+    return tuple(max(1, int(FINE_MM / float(s))) for s in reversed(list(spacing_xyz)))
+
+
 def measure_ap(volume: Volume) -> Orientation:
     """Where the midline bone of a CT ``volume`` (HU in channel 0, any direction) lies
     front-back, in patient coordinates. Returns :class:`Orientation`; ``flipped`` is True only
     on clear evidence that the spine lies in front of the body's centre."""
-    grid = canonical_grid(volume.grid, (STEP_MM,) * 3)
+    return measure_ap_strided(_strided(volume.array[0], volume.grid)[0], volume.grid)
+
+
+def measure_ap_strided(ct: np.ndarray, full: Grid) -> Orientation:
+    """:func:`measure_ap` from the CT's (z, y, x) voxels at :func:`fine_steps` strides only
+    (HU, any dtype; ``array[::sz, ::sy, ::sx]``) and the whole image's grid ``full``: the
+    same result as on the whole array (the streamed ``--roi`` checks)."""
+    grid = canonical_grid(full, (STEP_MM,) * 3)
     if min(grid.size_xyz[:2]) < MIN_BODY_CELLS or grid.size_xyz[2] < MIN_SLICES:
         return Orientation()  # a crop or a slab too small to hold a body: no evidence
-    ct, fine = _strided(volume.array[0], volume.grid)
+    steps = fine_steps(full.spacing)[::-1]  # x, y, z
+    spacing = tuple(s * k for s, k in zip(full.spacing, steps))
+    fine = Grid(ct.shape[::-1], spacing, full.origin, full.direction)
     hu = _coarse(_image(ct, fine), grid)
     dense = _coarse(_image(ct > DENSE_HU, fine), grid)  # share of dense voxels per cell
-    fov = _field_of_view(volume.grid, grid)
+    fov = _field_of_view(full, grid)
     body = _regions(fov & (hu > BODY_HU), 1) == 1
     band = int(round(BAND_MM / STEP_MM))
     offsets, weights = [], []
@@ -129,12 +155,27 @@ def check_orientation(manifest, volume: Volume) -> list[str]:
     """The front-back orientation warning for a model's CT input (the first channel
     normalised as ``ct``; none: []). ``volume``: (C, z, y, x) in HU. Returns at most one
     warning; never raises for a real CT."""
-    channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
-    if not channels:
+    first = ct_channel(manifest)
+    if first is None:
         return []
-    first = channels[0]
     ct = volume.with_array(volume.array[first : first + 1])
     warning = ap_warning(measure_ap(ct), manifest.channels[first].name)
+    return [warning] if warning else []
+
+
+def ct_channel(manifest) -> Optional[int]:
+    """The index of the model's first channel normalised as ``ct``, or None (no check)."""
+    channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
+    return channels[0] if channels else None
+
+
+def check_orientation_strided(manifest, ct: np.ndarray, full: Grid) -> list[str]:
+    """:func:`check_orientation` from the CT channel's (:func:`ct_channel`) voxels at
+    :func:`fine_steps` strides and the whole image's grid (the streamed ``--roi`` checks)."""
+    first = ct_channel(manifest)
+    if first is None:
+        return []
+    warning = ap_warning(measure_ap_strided(ct, full), manifest.channels[first].name)
     return [warning] if warning else []
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from ..errors import UNetPlusPlusError
-from . import result_grid, runtime_env
+from . import result_grid, runtime_env, tile_run
 from .anatomy_check import check_model_result
-from .devices import configure_threads, is_out_of_memory, resolve_device
+from .devices import configure_threads, resolve_device
 from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
 from .manifest import ModelManifest, load_weights
@@ -38,8 +38,9 @@ from .postprocess import (
 from .prepare import prepare_input
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .sanity import check_model_input
-from .tiling import sliding_window_inference, thin_input_warning
-from .tta import head_count, make_predict, mirror_axes, split_heads
+from .tile_run import CancelCallback, Depth, ProgressCallback
+from .tiling import thin_input_warning
+from .tta import head_count, mirror_axes, split_heads
 from .volume import (
     Box,
     Grid,
@@ -55,9 +56,6 @@ from .volume import (
 from .volume_plausibility import check_volumes
 from .weights_fit import check_weights_fit
 
-Depth = Union[int, str]
-ProgressCallback = Callable[[str, int, int], None]
-CancelCallback = Callable[[], bool]
 #: A click keeps the component it lies in, or the nearest one within this distance (mm).
 POINT_TOLERANCE_MM = 3.0
 _LOG = logging.getLogger(__name__)
@@ -75,16 +73,6 @@ def parse_depth(depth: Depth, manifest: ModelManifest) -> Depth:
         return int(text)
     choices = ", ".join([str(d) for d in manifest.depths] + ["ensemble", "auto"])
     raise UNetPlusPlusError(f"Depth {depth!r} is not available for this model; choose {choices}.")
-
-
-class _Runner:
-    """``model(tiles, depth=k)`` through an executor, ``forward_heads`` through the network."""
-
-    def __init__(self, executor, model: UNetPlusPlus3D) -> None:
-        self.executor, self.forward_heads = executor, model.forward_heads
-
-    def __call__(self, tiles: torch.Tensor, depth: Depth) -> torch.Tensor:
-        return self.executor.run(tiles, depth)
 
 
 class Predictor:
@@ -430,70 +418,20 @@ class Predictor:
         info: dict,
         options: Optional[dict] = None,
     ) -> np.ndarray:
-        """Sliding-window inference with the CUDA out-of-memory fallback chain."""
-        overlap = self.manifest.overlap if overlap is None else float(overlap)
-        device, batch = self.device, max(1, int(tile_batch))
-        while True:
-            try:
-                result = self._sliding_window(
-                    image, depth, overlap, batch, device, report, cancel, **(options or {})
-                )
-                info["device"] = str(device)
-                info["executor"] = self.executor.name
-                info["tile_batch"] = batch
-                return result
-            except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
-                if not is_out_of_memory(error):
-                    raise
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if batch > 1:
-                    batch = max(1, batch // 2)
-                    message = f"out of memory on {device}; retrying with tile batch {batch}"
-                elif device.type != "cpu":
-                    self.model.to("cpu")
-                    device = torch.device("cpu")
-                    message = "out of GPU memory; retrying on the CPU"
-                else:
-                    raise UNetPlusPlusError(
-                        "Out of memory on the CPU. Close other programs, restrict the run to a "
-                        "region of interest, or choose a shallower depth."
-                    ) from error
-                info["fallbacks"].append(message)
-                report("fallback: " + message, 0, 1)
+        """Sliding-window inference with the CUDA out-of-memory fallback chain
+        (:func:`.tile_run.infer`)."""
+        return tile_run.infer(
+            self, image, depth, overlap, tile_batch, report, cancel, info, options
+        )
 
     def _sliding_window(
         self, image, depth, overlap, batch, device, report, cancel, axes=(), heads=False, pad=None
     ) -> np.ndarray:
-        """(K, z, y, x) probabilities, or (H * K, z, y, x) for the heads (engine/tta.py)."""
-        model = self.model
-        # tiles run through the executor (engine/executors.py); the heads through ours
-        predict = make_predict(_Runner(self.executor, model), depth, device, axes=axes, heads=heads)
-        channels = self.manifest.num_classes * (head_count(depth) if heads else 1)
-        # tiles reuse one set of buffers and packed weights, kept for the next call (a warm
-        # click repacks nothing); a concurrent call from another thread gets its own
-        shared = self._workspace_lock.acquire(blocking=False)
-        try:
-            kept = self._workspace if shared else None
-            with torch.inference_mode(), model.reuse_buffers(kept) as workspace:
-                if shared:
-                    self._workspace = workspace
-                probabilities = sliding_window_inference(
-                    image,
-                    tile_zyx=self.manifest.tile_size_zyx,
-                    predict=predict,
-                    num_classes=channels,
-                    overlap=overlap,
-                    batch_size=batch,
-                    device=device,
-                    progress=lambda done, total: report("infer", done, total),
-                    cancel=cancel,
-                    pad_values=pad,
-                )
-        finally:
-            if shared:
-                self._workspace_lock.release()
-        return probabilities.float().cpu().numpy()
+        """(K, z, y, x) probabilities, or (H * K, z, y, x) for the heads
+        (:func:`.tile_run.sliding_window`)."""
+        return tile_run.sliding_window(
+            self, image, depth, overlap, batch, device, report, cancel, axes, heads, pad
+        )
 
     def _postprocess_option(self, key: str, override: Optional[bool]) -> bool:
         if override is not None:

@@ -26,6 +26,7 @@ import SimpleITK as sitk
 from ..errors import UNetPlusPlusError
 from .bias_field import grid_steps
 from .nifti_check import check_nifti, reader_geometry
+from .orientation_check import fine_steps
 from .sanity import (
     ChannelStats,
     check_header,
@@ -76,11 +77,18 @@ def _streamable_header(path: Path) -> Optional[sitk.ImageFileReader]:
 
 class _Accumulator:
     """Streamed ChannelStats and non-finite count of one (z, y, x) channel, and its coarse
-    grid (every ``steps`` (z, y, x) voxel, as ``bias_field.coarse_grid``) if ``steps``."""
+    grid (every ``steps`` (z, y, x) voxel, as ``bias_field.coarse_grid``) if ``steps``, and
+    its view at ``fine`` strides (``orientation_check.fine_steps``) if ``fine``."""
 
-    def __init__(self, size: int, steps: Optional[Sequence[int]] = None) -> None:
-        self.steps = steps
+    def __init__(
+        self,
+        size: int,
+        steps: Optional[Sequence[int]] = None,
+        fine: Optional[Sequence[int]] = None,
+    ) -> None:
+        self.steps, self.fine_steps = steps, fine
         self.grid: list[np.ndarray] = []
+        self.fine: list[np.ndarray] = []
         self.step = sample_step(size)
         self.offset = 0
         self.low, self.high = np.inf, -np.inf
@@ -91,6 +99,9 @@ class _Accumulator:
         if self.steps is not None:
             sz, sy, sx = self.steps
             self.grid.append(slab[(-z0) % sz :: sz, ::sy, ::sx].copy())
+        if self.fine_steps is not None:
+            sz, sy, sx = self.fine_steps
+            self.fine.append(slab[(-z0) % sz :: sz, ::sy, ::sx].copy())
         flat = slab.reshape(-1)
         finite = np.isfinite(flat)
         self.nonfinite += int(flat.size - np.count_nonzero(finite))
@@ -142,6 +153,8 @@ def check_files(
     slab_voxels: int = SLAB_VOXELS,
     order_check: Optional[Callable[[list], list[str]]] = None,
     bias_check: Optional[Callable[[list, tuple], list[str]]] = None,
+    ap_check: Optional[Callable[[np.ndarray, Grid], list[str]]] = None,
+    ap_channel: int = 0,
 ) -> Optional[list[str]]:
     """Header, finite-value and intensity checks of whole files, one per channel; warnings.
 
@@ -151,8 +164,12 @@ def check_files(
     ``sanity.check_model_samples`` (zero background, near duplicates, sequence order); its
     warnings are added. ``bias_check``: called with the channels' coarse grids
     (``bias_field.coarse_grid``) and the spacing (x, y, z) in mm, e.g. a partial
-    ``bias_field.check_bias_field``; its warnings are added. Returns None when a file cannot
-    be streamed (the caller reads it whole). Raises UNetPlusPlusError.
+    ``bias_field.check_bias_field``; its warnings are added. ``ap_check``: called with channel
+    ``ap_channel``'s voxels at ``orientation_check.fine_steps`` strides and the image's grid,
+    e.g. a partial ``orientation_check.check_orientation_strided`` (a CT flipped front-back);
+    its warnings come after the intensity ones, as in ``sanity.check_model_input``. Returns
+    None when a file cannot be streamed (the caller reads it whole). Raises
+    UNetPlusPlusError.
     """
     sources = [str(p) for p in paths]
     paths = [Path(p) for p in paths]
@@ -178,11 +195,14 @@ def check_files(
         size_xyz, grids[0].spacing, grids[0].origin, grids[0].direction, "The input volume"
     )
     steps = grid_steps(grids[0].spacing) if bias_check else None
-    stats, identical, nonfinite, coarse = _stream(readers, slab_voxels, steps)
+    fine = (ap_channel, fine_steps(grids[0].spacing)) if ap_check else None
+    stats, identical, nonfinite, coarse, strided = _stream(readers, slab_voxels, steps, fine)
     for source, count in zip(sources, nonfinite):
         if count:
             raise nonfinite_error(source, count)
     warnings += decide_intensities(stats, identical, channel_names, modalities)
+    warnings += ap_check(strided, grids[0]) if ap_check else []
+    del strided
     warnings += order_check([s.sample for s in stats]) if order_check else []
     return warnings + (bias_check(coarse, tuple(grids[0].spacing)) if bias_check else [])
 
@@ -199,10 +219,21 @@ def stream_statistics(
     return _stream(readers, slab_voxels)[:3]
 
 
-def _stream(readers: list, slab_voxels: int, steps: Optional[Sequence[int]] = None):
+def _stream(
+    readers: list,
+    slab_voxels: int,
+    steps: Optional[Sequence[int]] = None,
+    fine: Optional[tuple[int, Sequence[int]]] = None,
+):
+    """(stats, identical pairs, non-finite counts, coarse grids, the view at fine strides of
+    channel ``fine[0]`` or None) of the files, read slab by slab."""
     size_xyz = readers[0].GetSize()
     sources = [_slab_source(reader) for reader in readers]
-    accumulators = [_Accumulator(int(np.prod(size_xyz)), steps) for _ in readers]
+    size = int(np.prod(size_xyz))
+    accumulators = [
+        _Accumulator(size, steps, fine[1] if fine and fine[0] == c else None)
+        for c in range(len(readers))
+    ]
     identical = {(a, b) for a in range(len(readers)) for b in range(a + 1, len(readers))}
     depth = max(1, slab_voxels // (size_xyz[0] * size_xyz[1]), -(-size_xyz[2] // MAX_SLABS))
     for z0 in range(0, size_xyz[2], depth):
@@ -214,4 +245,5 @@ def _stream(readers: list, slab_voxels: int, steps: Optional[Sequence[int]] = No
         del slabs
     stats = [accumulator.stats() for accumulator in accumulators]
     coarse = [np.concatenate(a.grid) if a.grid else None for a in accumulators]
-    return stats, sorted(identical), [a.nonfinite for a in accumulators], coarse
+    strided = next((np.concatenate(a.fine) for a in accumulators if a.fine), None)
+    return stats, sorted(identical), [a.nonfinite for a in accumulators], coarse, strided

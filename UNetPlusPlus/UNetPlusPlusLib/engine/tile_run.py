@@ -1,0 +1,120 @@
+"""The network over a prepared image, tile by tile, for :class:`.predictor.Predictor`.
+
+:func:`infer` runs the Gaussian-blended sliding window (``tiling.py``) through the Predictor's
+executor (``executors.py``; the heads of ``tta.py`` through the network itself), reusing the
+Predictor's kept workspace of buffers and packed weights, and on CUDA out of memory halves the
+tile batch, then falls back to the CPU; out of memory on the CPU is one UNetPlusPlusError.
+Split from ``predictor.py`` (which keeps ``Predictor._infer`` / ``_sliding_window`` as the
+entry points) by responsibility; no behaviour change.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from ..errors import UNetPlusPlusError
+from .devices import is_out_of_memory
+from .network import UNetPlusPlus3D
+from .tiling import sliding_window_inference
+from .tta import head_count, make_predict
+
+Depth = Union[int, str]
+ProgressCallback = Callable[[str, int, int], None]
+CancelCallback = Callable[[], bool]
+
+
+class Runner:
+    """``model(tiles, depth=k)`` through an executor, ``forward_heads`` through the network."""
+
+    def __init__(self, executor, model: UNetPlusPlus3D) -> None:
+        self.executor, self.forward_heads = executor, model.forward_heads
+
+    def __call__(self, tiles: torch.Tensor, depth: Depth) -> torch.Tensor:
+        return self.executor.run(tiles, depth)
+
+
+def infer(
+    predictor,
+    image: torch.Tensor,
+    depth: Depth,
+    overlap: Optional[float],
+    tile_batch: int,
+    report: ProgressCallback,
+    cancel: Optional[CancelCallback],
+    info: dict,
+    options: Optional[dict] = None,
+) -> np.ndarray:
+    """(K, z, y, x) float32 class probabilities of the prepared ``image`` (1, C, z, y, x) on
+    the model grid, by :meth:`Predictor._sliding_window`, with the out-of-memory fallback chain:
+    a CUDA OOM halves the tile batch, then moves the model to the CPU (each step noted in
+    ``info["fallbacks"]`` and reported); ``info`` gets the device, executor and tile batch used.
+    Raises UNetPlusPlusError when the CPU runs out of memory."""
+    overlap = predictor.manifest.overlap if overlap is None else float(overlap)
+    device, batch = predictor.device, max(1, int(tile_batch))
+    while True:
+        try:
+            result = predictor._sliding_window(
+                image, depth, overlap, batch, device, report, cancel, **(options or {})
+            )
+            info["device"] = str(device)
+            info["executor"] = predictor.executor.name
+            info["tile_batch"] = batch
+            return result
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
+            if not is_out_of_memory(error):
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch > 1:
+                batch = max(1, batch // 2)
+                message = f"out of memory on {device}; retrying with tile batch {batch}"
+            elif device.type != "cpu":
+                predictor.model.to("cpu")
+                device = torch.device("cpu")
+                message = "out of GPU memory; retrying on the CPU"
+            else:
+                raise UNetPlusPlusError(
+                    "Out of memory on the CPU. Close other programs, restrict the run to a "
+                    "region of interest, or choose a shallower depth."
+                ) from error
+            info["fallbacks"].append(message)
+            report("fallback: " + message, 0, 1)
+
+
+def sliding_window(
+    predictor, image, depth, overlap, batch, device, report, cancel, axes=(), heads=False, pad=None
+) -> np.ndarray:
+    """(K, z, y, x) probabilities, or (H * K, z, y, x) for the heads (engine/tta.py), of
+    ``image`` on ``device``, tiles run through ``predictor.executor``; the Predictor's kept
+    workspace is reused unless another thread holds it (that call gets its own)."""
+    model = predictor.model
+    # tiles run through the executor (engine/executors.py); the heads through ours
+    predict = make_predict(Runner(predictor.executor, model), depth, device, axes=axes, heads=heads)
+    channels = predictor.manifest.num_classes * (head_count(depth) if heads else 1)
+    # tiles reuse one set of buffers and packed weights, kept for the next call (a warm
+    # click repacks nothing); a concurrent call from another thread gets its own
+    shared = predictor._workspace_lock.acquire(blocking=False)
+    try:
+        kept = predictor._workspace if shared else None
+        with torch.inference_mode(), model.reuse_buffers(kept) as workspace:
+            if shared:
+                predictor._workspace = workspace
+            probabilities = sliding_window_inference(
+                image,
+                tile_zyx=predictor.manifest.tile_size_zyx,
+                predict=predict,
+                num_classes=channels,
+                overlap=overlap,
+                batch_size=batch,
+                device=device,
+                progress=lambda done, total: report("infer", done, total),
+                cancel=cancel,
+                pad_values=pad,
+            )
+    finally:
+        if shared:
+            predictor._workspace_lock.release()
+    return probabilities.float().cpu().numpy()
