@@ -16,6 +16,7 @@ from test_training_content_match import TINY, _copy_case
 from test_training_dataset import write_slicer_dataset
 from test_training_parent_split import IDS, REGEX, _cases, _ids
 from UNetPlusPlusLib.engine.image_read import read_volume
+from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.case_content import (
     CONTENT_METHOD,
     LEGACY_METHOD,
@@ -109,6 +110,21 @@ def test_a_crop_within_the_slices_of_a_held_out_case_is_kept_out_of_training(mir
         "LIDC-0001",
         SHARED_PATCHES,
     )
+
+
+def test_val_cases_naming_a_crop_of_a_training_case_names_both_and_what_matched():
+    volume = ct_like(6)
+    trained = case_print(volume, np.eye(3))
+    index = ContentIndex({"old": trained.image}, {}, {"old": trained.patches_text()})
+    parent = ParentCases("parent-model", "ab" * 32, [], ["old"], ContentIndex({}), index)
+    content = {i: CasePrint(f"print-{i}") for i in IDS}
+    content["p2_a"] = case_print(volume[:, 3:15, 20:100, 30:110], np.eye(3))
+    with pytest.raises(UNetPlusPlusError) as refused:
+        split_with_parent(_cases(IDS), 0.2, 0, ["p2_a"], parent, REGEX, content)
+    message = str(refused.value)
+    assert message.startswith("--val-cases names p2_a, p2_b, which the --init model parent-model")
+    assert "(case p2_a shares " in message
+    assert "(one is a crop within the slices of the other) with its training case old)" in message
 
 
 def test_different_patients_and_flat_images_share_no_patch_print():

@@ -78,7 +78,7 @@ def task_margins(task: str, data: Path, rng: np.random.Generator) -> None:
     folder = json.loads(description.read_text(encoding="utf-8"))["notes"]["data_dir"]
     dataset = load_dataset_json(description, data / folder)
     names = [c.name for c in dataset.channels]
-    prints, patients, caught, tried = {}, {}, Counter(), 0
+    prints, patients, caught, tried, missed = {}, {}, Counter(), 0, []
     smallest: dict[str, tuple[int, str]] = {}
     for case in find_cases(dataset):
         volume = read_volume(case.images, names)
@@ -93,6 +93,9 @@ def task_margins(task: str, data: Path, rng: np.random.Generator) -> None:
             counts = Counter(p for p in case_print(crop, np.eye(3)).patches if p in index.by_patch)
             shared = sum(counts.values())
             caught[kind] += shared >= MIN_SHARED_PATCHES
+            if shared < MIN_SHARED_PATCHES:
+                body = float(np.mean((crop != view.min(axis=(1, 2, 3), keepdims=True)).any(0)))
+                missed.append(f"{case.case_id} {kind} ({shared}; {100 * body:.0f} %)")
             if kind not in smallest or shared < smallest[kind][0]:
                 smallest[kind] = (shared, case.case_id)
     sizes = [len(p.stored().patches_text()) for p in prints.values()]
@@ -130,6 +133,8 @@ def task_margins(task: str, data: Path, rng: np.random.Generator) -> None:
             f"patch "
             f"prints {shared} ({case_id})"
         )
+    if missed:
+        print(f"  missed (shared prints; voxels above the case's minimum): {', '.join(missed)}")
 
 
 def main(argv=None) -> int:

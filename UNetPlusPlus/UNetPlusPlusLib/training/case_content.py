@@ -59,8 +59,9 @@ LEGACY_METHOD = "float32-canonical-axes-sha256-image128-slices48/v1"
 #: voxels), gives no slice print: such slices can be alike across patients.
 MIN_VARYING_VOXELS = 64
 #: Two cases whose patch sketches share at least this many prints hold the same in-plane
-#: patches (a crop within the slices); different patients of the shared data share none.
-MIN_SHARED_PATCHES = 3
+#: patches (a crop within the slices): different patients of the shared data share at most one
+#: (scripts/content_match_margins.py).
+MIN_SHARED_PATCHES = 2
 SLICE_HEX = 12  # 48 bits per slice print
 SAME_IMAGE, SHARED_SLICES, SHARED_PATCHES = "same image", "shared slices", "shared patches"
 PATCH_WORDS = f"{PATCH}x{PATCH}-voxel in-plane patches"
@@ -89,11 +90,13 @@ def _flipped(plane: np.ndarray, state: tuple[bool, bool]) -> np.ndarray:
 def mirror_state(bits: np.ndarray) -> tuple[bool, bool]:
     """(flip y, flip x) that puts a slice ``bits`` (C, y, x; float32 bit patterns as uint32)
     in its canonical mirror state: the smallest of it and its three in-plane flips in row-major
-    order. The four flips of one slice share it; rows are compared a block at a time."""
+    order. The four flips of one slice share it. Rows are compared in blocks that double in
+    height (an empty top of an MR slice is passed in a few steps)."""
     alive = list(_STATES)
     for channel in range(bits.shape[0]):
-        for top in range(0, bits.shape[1], _ROWS):
-            rows = np.stack([_flipped(bits, s)[channel, top : top + _ROWS].ravel() for s in alive])
+        top, height = 0, _ROWS
+        while top < bits.shape[1] and len(alive) > 1:
+            rows = np.stack([_flipped(bits, s)[channel, top : top + height].ravel() for s in alive])
             while len(alive) > 1:
                 differ = (rows != rows[:1]).any(axis=0)
                 if not differ.any():
@@ -101,8 +104,9 @@ def mirror_state(bits: np.ndarray) -> tuple[bool, bool]:
                 column = rows[:, int(differ.argmax())]
                 smallest = column == column.min()
                 alive, rows = [s for s, k in zip(alive, smallest) if k], rows[smallest]
-            if len(alive) == 1:
-                return alive[0]
+            top, height = top + height, 2 * height
+        if len(alive) == 1:
+            return alive[0]
     return alive[0]  # the remaining states are the same voxels
 
 

@@ -136,8 +136,13 @@ def split_with_parent(
             raise UNetPlusPlusError(
                 f"--val-cases names {', '.join(refused[:5])}"
                 + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-                + f", which the --init model {parent.name} was trained on; validating on them "
-                "would overstate the new model. Name other cases."
+                + f", which the --init model {parent.name} was trained on"
+                + "".join(
+                    f" (case {c.case_id} {_how(how, detail)} its training case {old})"
+                    for c, old, how, detail in same_trained
+                    if c.case_id in refused[:5] and c.case_id != old
+                )
+                + "; validating on them would overstate the new model. Name other cases."
             )
         validation_patients |= chosen
     else:
