@@ -60,7 +60,7 @@ LEGACY_METHOD = "float32-canonical-axes-sha256-image128-slices48/v1"
 MIN_VARYING_VOXELS = 64
 #: Two cases whose patch sketches share at least this many prints hold the same in-plane
 #: patches (a crop within the slices): different patients of the shared data share at most one
-#: (scripts/content_match_margins.py).
+#: (a chance collision of two 40-bit prints; scripts/content_match_margins.py).
 MIN_SHARED_PATCHES = 2
 SLICE_HEX = 12  # 48 bits per slice print
 SAME_IMAGE, SHARED_SLICES, SHARED_PATCHES = "same image", "shared slices", "shared patches"
