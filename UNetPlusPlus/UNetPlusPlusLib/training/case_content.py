@@ -176,7 +176,11 @@ def case_print(array: np.ndarray, direction: np.ndarray, legacy: bool = False) -
 
 def _varying(flat: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Per channel (rows of ``flat``): at least MIN_VARYING_VOXELS voxels differ from
-    ``reference`` (one value per row)."""
+    ``reference`` (one value per row). Every 16th voxel is counted first: enough there is
+    enough in all (the usual slice, counted in a sixteenth of the time)."""
+    found = np.count_nonzero(flat[:, ::16] != reference, axis=1) >= MIN_VARYING_VOXELS
+    if found.all():
+        return found
     return np.count_nonzero(flat != reference, axis=1) >= MIN_VARYING_VOXELS
 
 

@@ -20,8 +20,8 @@ about f x (the prints stored) with it, whichever of the two is recorded.
 2D winnowing (Schleimer et al.: the minimum of every w x w window of the hashes of all k x k
 windows) guarantees a shared print for every shared (w+k-1) square, but hashes every window
 of every slice: 7.6 s on a 512 x 512 x 300 CT in numpy, against 2.3 s for all of its v2 prints
-(scripts/content_print_cost.py --winnow); the bound on the size stored would drop the guarantee
-anyway.
+(scripts/content_print_cost.py --winnow, at the same load); the bound on the size stored
+would drop the guarantee anyway.
 """
 
 from __future__ import annotations
