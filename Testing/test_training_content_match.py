@@ -104,18 +104,18 @@ def test_a_slab_shares_slice_prints_and_constant_slices_print_nothing():
     slab = case_print(volume[:, 10:25], np.eye(3))
     assert slab.image != whole.image and set(slab.slices) <= set(whole.slices)
     index = ContentIndex({"whole": whole.image}, {"whole": whole.slices_text()})
-    assert index.match(whole) == ("whole", SAME_IMAGE)
-    assert index.match(slab) == ("whole", SHARED_SLICES)
+    assert index.match(whole)[:2] == ("whole", SAME_IMAGE)
+    assert index.match(slab) == ("whole", SHARED_SLICES, "15 whole axial slice(s)")
     other = rng.normal(0, 100, (1, 40, 16, 16)).astype(np.float32)
     other[0, :4] = 0.0  # the same empty slices do not make it the same image
     assert index.match(case_print(other, np.eye(3))) is None
-    assert CasePrint.from_text(whole.image, whole.slices_text()) == whole
+    assert CasePrint.from_text(whole.image, whole.slices_text(), whole.patches_text()) == whole
 
 
 def test_recorded_indexes_need_the_same_method():
     record = {"method": CONTENT_METHOD, "training": {"a": "1" * 32}, "validation": {}}
     found = recorded_indexes({"case_fingerprints": record})
-    assert found["training"].match(CasePrint("1" * 32)) == ("a", SAME_IMAGE)
+    assert found["training"].match(CasePrint("1" * 32))[:2] == ("a", SAME_IMAGE)
     assert found["validation"].match(CasePrint("1" * 32)) is None
     assert recorded_indexes({"case_fingerprints": {**record, "method": "other/v9"}}) is None
     assert recorded_indexes({}) is None and recorded_indexes(None) is None
@@ -148,7 +148,10 @@ def test_a_renamed_copy_of_a_held_out_case_is_kept_out_of_training(seed):
     assert record["held_out_by_content"] == [["p3_a", "LIDC-0001", SAME_IMAGE]]
     assert record["training_by_content"] == [["p5_b", "LIDC-0002", SAME_IMAGE]]
     notes = " | ".join(split.notes)
-    assert "case p3_a has the image content of the --init model parent-model's held-out " in notes
+    assert (
+        "case p3_a has the image content (the same voxels, or their mirror image) of the --init "
+        "model parent-model's held-out case LIDC-0001" in notes
+    )
     assert "case LIDC-0001: kept out of training" in notes
     assert "records no image fingerprints" not in notes
 
@@ -169,7 +172,7 @@ def test_a_slab_of_a_held_out_case_is_kept_out_of_training():
     split = split_with_parent(_cases(IDS), 0.2, 0, (), parent, REGEX, content)
     assert {"p6_a", "p6_b"} <= set(_ids(split.validation))
     assert split.record["parent"]["held_out_by_content"] == [["p6_b", "LIDC-0001", SHARED_SLICES]]
-    assert any("case p6_b shares whole axial slices (one is a slab" in n for n in split.notes)
+    assert any("case p6_b shares 7 whole axial slice(s) (one is a slab" in n for n in split.notes)
 
 
 def test_a_renamed_copy_of_a_training_case_is_never_drawn_for_validation():
@@ -282,15 +285,15 @@ def test_fine_tune_on_renamed_copies_of_the_parents_cases(tmp_path, capsys):
     args = [str(second), "-o", str(out), *TINY, "--init", str(parent), "--val-fraction", "0.5"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "case held_copy has the image content of the --init model" in printed
+    assert "case held_copy has the image content (the same voxels, or their mirror" in printed
     assert "held-out case case01: kept out of training" in printed
-    assert "case trained_copy has the image content of the --init model" in printed
+    assert "case trained_copy has the image content (the same voxels, or their" in printed
     split = json.loads((out / "plan.json").read_text())["split"]
     assert "held_copy" in split["validation"] and "held_copy" not in split["training"]
     assert "trained_copy" in split["training"] and "trained_copy" not in split["validation"]
     card = (out / "CARD.md").read_text()
     assert "held_copy = case01" in card and "trained_copy = case00" in card
-    assert "a renamed or re-saved copy, or a slab of its slices, is recognised" in card
+    assert "a renamed or re-saved copy, a mirror image, a slab of its slices or a crop" in card
 
     refused = [*args, "-o", str(tmp_path / "refused"), "--val-cases", "trained_copy"]
     assert main(refused) == 2

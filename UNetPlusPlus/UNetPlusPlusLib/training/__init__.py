@@ -19,7 +19,9 @@ Modules, one job each:
 - ``steps``       one training step, bf16/fp32 calibration, the validation-time estimate
 - ``split``       the training / validation split by patient
 - ``parent_split`` a fine-tune's split against its parent's (by name, patient and content)
-- ``case_content`` image and axial-slice prints: a renamed, re-saved or slab copy is found
+- ``case_content`` image and axial-slice prints: a renamed, re-saved, mirrored or slab copy is
+                  found
+- ``case_patches`` in-plane patch prints: a crop within the slices is found
 - ``run_plan``    the plan's part of a run: calibrate and fit, ETA, re-fit to the budget
 - ``trainer``     the training loop
 - ``package``     the model package's manifest and the training curve

@@ -14,17 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .case_content import CasePrint, volume_print
+from .case_content import LEGACY_METHOD, CasePrint, volume_print
 from .cases import read_case
 from .dataset_types import CaseFiles, DatasetDescription
 
-FINGERPRINT_VERSION = 2  # 2: the image-content fingerprint
+FINGERPRINT_VERSION = 3  # 2: the image-content fingerprint; 3: its mirror state and patches
 MAX_INTENSITY_SAMPLES = 10000
 
 
@@ -40,6 +40,7 @@ class CaseFingerprint:
     foreground_mm_xyz: list[float]  # extent of the labelled voxels (0 when empty)
     content: str = ""  # image print (case_content.py)
     content_slices: str = ""  # its axial slice prints, one string (case_content.py)
+    content_patches: str = ""  # its in-plane patch prints, one string (case_patches.py)
 
     @property
     def size_mm_xyz(self) -> np.ndarray:
@@ -202,6 +203,7 @@ def dataset_fingerprint(
         )
         printed = volume_print(data.image)
         found.content, found.content_slices = printed.image, printed.slices_text()
+        found.content_patches = printed.patches_text()
         result.cases.append(found)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -216,7 +218,30 @@ def case_contents(
     """Case id -> image-content print of ``cases``, from the dataset fingerprint (a cache hit
     after ``make_plan``; read once otherwise). Raises as :func:`dataset_fingerprint`."""
     found = dataset_fingerprint(dataset, cases, cache_dir, log=lambda message: None)
-    return {c.case_id: CasePrint.from_text(c.content, c.content_slices) for c in found.cases}
+    return {
+        c.case_id: CasePrint.from_text(c.content, c.content_slices, c.content_patches)
+        for c in found.cases
+    }
+
+
+def with_legacy_prints(
+    dataset: DatasetDescription,
+    cases: Sequence[CaseFiles],
+    content: dict[str, CasePrint],
+    log: Callable[[str], None],
+) -> dict[str, CasePrint]:
+    """``content`` with each case's LEGACY_METHOD print added (``CasePrint.legacy``), to match
+    a parent model that records prints of that older method: one more read of every case, said
+    in ``log``. Raises UNetPlusPlusError (from reading a case) naming the case."""
+    log(
+        f"the --init model records image fingerprints of an older method ({LEGACY_METHOD}): "
+        f"reading the {len(cases)} case(s) once more to compute them"
+    )
+    out = dict(content)
+    for case in cases:
+        printed = volume_print(read_case(case, dataset).image, legacy=True)
+        out[case.case_id] = replace(out[case.case_id], legacy=printed)
+    return out
 
 
 def _load(path: Path) -> Optional[DatasetFingerprint]:

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..engine.manifest import ChannelSpec, LabelSpec, ModelManifest, standard_terminology
-from .case_content import fingerprint_record
+from .case_content import (
+    LEGACY_METHOD,
+    SAME_IMAGE,
+    SHARED_PATCHES,
+    SHARED_SLICES,
+    fingerprint_record,
+)
 from .validation import DEPTHS, recommend_depth
 
 
@@ -297,6 +303,9 @@ def write_card(out_dir: Path, manifest: ModelManifest, plan=None) -> Path:
     return path
 
 
+_PART = {SHARED_SLICES: "slices of", SHARED_PATCHES: "a crop of, or holding"}
+
+
 def _split_lines(parent: Optional[dict]) -> list[str]:
     """The card's lines on a fine-tune's split against its parent's (``parent_split``)."""
     if not parent:
@@ -308,9 +317,13 @@ def _split_lines(parent: Optional[dict]) -> list[str]:
         f"found in this dataset"
         + (f" ({shown}), validated on instead" if kept else "")
         + (
-            " (matched by case name, patient and image content: a renamed or re-saved copy, or a "
-            "slab of its slices, is recognised; a resampled copy or a crop within the slices is "
-            "not)"
+            " (matched by case name, patient and image content: a renamed or re-saved copy, a "
+            "mirror image, a slab of its slices or a crop within them is recognised; a "
+            "resampled copy is not)"
+            if parent.get("content_matched") and parent.get("content_method") != LEGACY_METHOD
+            else " (matched by case name, patient and image content of an older method: a "
+            "renamed or re-saved copy, or a slab of its slices, is recognised; a mirror image, "
+            "a crop within the slices or a resampled copy is not)"
             if parent.get("content_matched")
             else " (matched by case name and patient; the parent records no image "
             "fingerprints, so a renamed copy, such as a Slicer export named case001, is not "
@@ -320,7 +333,7 @@ def _split_lines(parent: Optional[dict]) -> list[str]:
     renamed = [*parent.get("held_out_by_content", []), *parent.get("training_by_content", [])]
     if renamed:
         pairs = ", ".join(
-            f"{new} = {old}" if how == "same image" else f"{new} (slices of {old})"
+            f"{new} = {old}" if how == SAME_IMAGE else f"{new} ({_PART[how]} {old})"
             for new, old, how in renamed[:10]
         )
         more = f" and {len(renamed) - 10} more" if len(renamed) > 10 else ""

@@ -4,12 +4,13 @@ A model fine-tuned with ``--init`` must never train on the cases its parent was 
 (model.json ``validation.cases`` and ``validation.held_out_cases``): they would stop being
 held out for the parent's figures and for the new model's. Those cases, matched by case id, by
 patient (the dataset's ``patient_regex`` applied to the parent's ids) and by image content
-(``training.case_fingerprints``, case_content.py: a renamed or re-saved copy), form or join the
-new validation set. Cases the parent trained on (``training.cases``, listed by models trained
-since this module) are not drawn for validation; when the parent does not list them, the record
-says so and the card repeats it; a parent without fingerprints is matched by name only, said
-once. The split is recorded (``record``) in plan.json, so ``--resume``
-keeps it exactly (:func:`restore_split`), and in model.json and the card.
+(``training.case_fingerprints``, case_content.py: a renamed or re-saved copy, a mirror image,
+a slab or a crop within the slices), form or join the new validation set. Cases the parent
+trained on (``training.cases``, listed by models trained since this module) are not drawn for
+validation; when the parent does not list them, the record says so and the card repeats it; a
+parent without fingerprints is matched by name only, said once. The split is recorded
+(``record``) in plan.json, so ``--resume`` keeps it exactly (:func:`restore_split`), and in
+model.json and the card.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
-from .case_content import SAME_IMAGE, CasePrint, ContentIndex, join_copies, recorded_indexes
+from .case_content import (
+    LEGACY_METHOD,
+    SAME_IMAGE,
+    SHARED_SLICES,
+    CasePrint,
+    ContentIndex,
+    join_copies,
+    recorded_indexes,
+)
 from .dataset_types import CaseFiles, patient_id
 from .split import explicit_patients, seeded_patients, split_cases, subset_patients
 
@@ -69,9 +78,10 @@ def parent_cases(manifest) -> Optional[ParentCases]:
 
 def _content_matches(
     cases: Sequence[CaseFiles], content: Mapping[str, CasePrint], index: Optional[ContentIndex]
-) -> list[tuple[CaseFiles, str, str]]:
-    """(case, the parent's case id, how) for each case whose print (``content``: case id ->
-    CasePrint) ``index`` matches: the same image, or shared axial slices."""
+) -> list[tuple[CaseFiles, str, str, str]]:
+    """(case, the parent's case id, how, what matched in words) for each case whose print
+    (``content``: case id -> CasePrint) ``index`` matches: the same image (or its mirror
+    image), shared axial slices, or shared in-plane patches (ContentIndex.match)."""
     if index is None:
         return []
     found = ((c, index.match(content.get(c.case_id))) for c in cases)
@@ -126,8 +136,13 @@ def split_with_parent(
             raise UNetPlusPlusError(
                 f"--val-cases names {', '.join(refused[:5])}"
                 + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-                + f", which the --init model {parent.name} was trained on; validating on them "
-                "would overstate the new model. Name other cases."
+                + f", which the --init model {parent.name} was trained on"
+                + "".join(
+                    f" (case {c.case_id} {_how(how, detail)} its training case {old})"
+                    for c, old, how, detail in same_trained
+                    if c.case_id in refused[:5] and c.case_id != old
+                )
+                + "; validating on them would overstate the new model. Name other cases."
             )
         validation_patients |= chosen
     else:
@@ -177,6 +192,9 @@ def split_with_parent(
         "training_cases_known": parent.trained is not None,
         "validation_on_parent_training": on_parent_training,
         "content_matched": parent.held_out_content is not None and bool(content),
+        "content_method": None
+        if parent.held_out_content is None
+        else parent.held_out_content.method,
         "held_out_by_content": _renamed(same_held),
         "training_by_content": _renamed(same_trained),
     }
@@ -197,15 +215,24 @@ def _content_notes(parent: ParentCases, same_held, same_trained, have_content: b
             f"note: {why}: its cases are matched by case name and patient only, so a renamed "
             "copy of one of them is not recognised"
         ]
-    notes = [
-        f"case {new} {_how(how)} the --init model {parent.name}'s held-out case {old}: kept "
-        "out of training (validation instead), as that case would be"
-        for new, old, how in _renamed(same_held)
+    notes = []
+    if parent.held_out_content.method == LEGACY_METHOD:
+        notes.append(
+            f"note: the --init model {parent.name} records image fingerprints of an older method: "
+            "a renamed copy or a slab of its cases is recognised, a mirror image or a crop "
+            "within the slices is not"
+        )
+    notes += [
+        f"case {c.case_id} {_how(how, detail)} the --init model {parent.name}'s held-out case "
+        f"{old}: kept out of training (validation instead), as that case would be"
+        for c, old, how, detail in same_held
+        if c.case_id != old
     ]
     notes += [
-        f"case {new} {_how(how)} the --init model {parent.name}'s training case {old}: not "
-        "drawn for validation, as that case would not be"
-        for new, old, how in _renamed(same_trained)
+        f"case {c.case_id} {_how(how, detail)} the --init model {parent.name}'s training case "
+        f"{old}: not drawn for validation, as that case would not be"
+        for c, old, how, detail in same_trained
+        if c.case_id != old
     ]
     return notes
 
@@ -213,13 +240,16 @@ def _content_notes(parent: ParentCases, same_held, same_trained, have_content: b
 def _renamed(matches) -> list[list[str]]:
     """[case id, the parent's case id, how] of content matches under another name (a match
     of a case's own name is a name match, said as before)."""
-    return [[c.case_id, old, how] for c, old, how in matches if c.case_id != old]
+    return [[c.case_id, old, how] for c, old, how, _ in matches if c.case_id != old]
 
 
-def _how(how: str) -> str:
+def _how(how: str, detail: str) -> str:
+    """What matched, in words (``detail``: ContentIndex.match's)."""
     if how == SAME_IMAGE:
-        return "has the image content of"
-    return "shares whole axial slices (one is a slab of the other) with"
+        return "has the image content (the same voxels, or their mirror image) of"
+    if how == SHARED_SLICES:
+        return f"shares {detail} (one is a slab of the other, or its mirror image) with"
+    return f"shares {detail} (one is a crop within the slices of the other) with"
 
 
 def _finish(training, validation, excluded, notes, parent: dict) -> CaseSplit:

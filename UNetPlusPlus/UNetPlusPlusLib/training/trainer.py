@@ -27,10 +27,11 @@ from ..engine.network import UNetPlusPlus3D
 from ..errors import CancelledError, UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
+from .case_content import LEGACY_METHOD, parent_method
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
 from .dataset import find_cases
 from .dataset_types import DatasetDescription
-from .fingerprint import case_contents
+from .fingerprint import case_contents, with_legacy_prints
 from .package import build_manifest, git_commit, plot_history, write_card
 from .parent_split import choose_split
 from .planner import Plan, format_duration
@@ -188,6 +189,8 @@ class Trainer(PlanningMixin):
         # image fingerprints (read with the dataset fingerprint, cached): a renamed copy of a
         # parent's case is matched, and model.json records them for a later fine-tune
         self.case_content = case_contents(self.dataset, cases, cache_dir)
+        if not self.resume and parent_method(self.init_manifest) == LEGACY_METHOD:
+            self.case_content = with_legacy_prints(self.dataset, cases, self.case_content, self.log)
         split = choose_split(
             cases, config, self.dataset, self.init_manifest, self.resume, recorded,
             self.case_content,
