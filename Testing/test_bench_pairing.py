@@ -140,3 +140,20 @@ def test_time_rounds_records_rows_samples_and_paired_ratios():
     assert liver["fastest_picks"] == {"L1:idle": {"ours"}, "L2:idle": {"ours"}}
     # ours keeps the plan's order without settle: its L1 tile follows the other config's tiles
     assert liver["rows"]["ours"]["L2:idle"] == pytest.approx(0.16)
+
+
+def test_only_the_named_configs_are_paired():
+    """The job pairs the shipped models only (``executor_worker.PAIRED``), not the large net."""
+    from benchlib.executor_worker import PAIRED, time_rounds
+
+    assert set(PAIRED) == {"shipped", "shipped:nodule", "shipped:brain"}
+    clock = Clock()
+    entries = plan(clock)
+    assert set(pairing.pairs(entries, "fastest", {"shipped"})) == {("shipped", 1), ("shipped", 2)}
+    order = pairing.schedule(entries, "fastest", 0, {"shipped"})
+    assert [settle for _, settle in order] == [False] * 2 + [True] * 4 + [False] * 6
+    results = {"shipped": {"rows": {}}, "shipped:nodule": {"rows": {}}}
+    time_rounds(results, entries, "fastest", "loaded", 2, clock, paired={"shipped"})
+    assert set(results["shipped"]["paired"]) == {"L1:loaded", "L2:loaded"}
+    assert "paired" not in results["shipped:nodule"]
+    assert len(results["shipped:nodule"]["samples"]["fastest"]["L1:loaded"]) == 2

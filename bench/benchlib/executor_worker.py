@@ -14,20 +14,20 @@ it runs each executor (ours, torch eager, ONNX Runtime, OpenVINO fp32 and bf16, 
 ``fastest``, MONAI at L4; ``skip`` leaves some out) once to warm up (graph export and
 compilation, oneDNN kernels), then times single-tile forwards in interleaved rounds, first on
 the machine as it is ("idle"), then with ``load.competing_load`` running ("loaded"), keeping the
-best time of each (``rows``) and every round's (``samples``). The default executor (``default``,
-else ``engine.executors.default_executor``) and OpenVINO run side by side on each tile
-(``pairing.py``: back to back, ABBA, each after an untimed settle tile); ``paired`` keeps every
-round's OpenVINO / default ratio per cell. The argmax agreement of every executor with ours is
-computed on the same tile. ``fastest`` forgets its choice when a condition starts and probes
-again in untimed calls, as a fresh ``unetpp segment`` under that condition would; its picks are
-reported.
+best time of each (``rows``) and every round's (``samples``). The default executor
+(``default``, else ``engine.executors.default_executor``) and OpenVINO run side by side on each
+shipped model's tile (``pairing.py``: back to back, ABBA, each after an untimed settle tile);
+``paired`` keeps every round's OpenVINO / default ratio per cell. The argmax agreement of
+every executor with ours is computed on the same tile. ``fastest`` forgets its choice when a
+condition starts and probes again in untimed calls, as a fresh ``unetpp segment`` under that
+condition would; its picks are reported.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection, Optional
 
 import numpy as np
 import torch
@@ -66,6 +66,9 @@ def _runner(name: str, model, monai_net, threads: int, cache: Path):
 
 #: the other shipped models measured beside the liver one: config name -> task
 OTHER_SHIPPED = {"shipped:nodule": "lung-nodule", "shipped:brain": "brain-tumor"}
+#: configs where the default and OpenVINO are timed side by side (job key ``paired``): the
+#: shipped models, which the last line's keys compare; not the large network (2-3 s a tile)
+PAIRED = ("shipped", *OTHER_SHIPPED)
 
 
 def _tile(model, tile_zyx: tuple, seed: int) -> torch.Tensor:
@@ -159,12 +162,13 @@ def executors_job(job: dict) -> dict:
                     (labels == reference[depth]).float().mean()
                 )
         default = job.get("default") or _default_cpu()
+        paired = set(job.get("paired", PAIRED))  # side by side there (the keys' configs)
         for condition in ("idle", "loaded"):
             load = competing_load(2) if condition == "loaded" else _nothing()
             with load:
                 time.sleep(0.5 if condition == "loaded" else 0.0)  # let the load start
                 _probe_fastest(plan, condition)
-                time_rounds(results, plan, default, condition, rounds[condition])
+                time_rounds(results, plan, default, condition, rounds[condition], paired=paired)
     for entry in results.values():
         picks = entry.get("fastest_picks", {})
         entry["fastest_picks"] = {key: sorted(names) for key, names in picks.items()}
@@ -184,17 +188,20 @@ def time_rounds(
     condition: str,
     rounds: int,
     clock: Callable[[], float] = time.perf_counter,
+    paired: Optional[Collection[str]] = None,
 ) -> None:
     """Time ``rounds`` rounds of ``plan`` (``pairing.run_round``: ``default`` and OpenVINO side
-    by side) under ``condition`` into ``results[config]``: ``rows`` (best of rounds),
-    ``samples`` (every round's seconds), ``paired`` (every round's OpenVINO / default ratio,
-    ``paired_with`` = ``default``) and ``fastest_picks``. Keys are ``"L{depth}:{condition}"``."""
+    by side in the configs named in ``paired``, None: all) under ``condition`` into
+    ``results[config]``: ``rows`` (best of rounds), ``samples`` (every round's seconds),
+    ``paired`` (every round's OpenVINO / default ratio, ``paired_with`` = ``default``) and
+    ``fastest_picks``. Keys are ``"L{depth}:{condition}"``."""
     for index in range(rounds):
-        timings = pairing.run_round(plan, default, index, clock)
+        timings = pairing.run_round(plan, default, index, clock, paired)
         _record(results, plan, timings, condition)
-        for (cname, depth), ratio in pairing.round_ratios(plan, default, timings).items():
-            paired = results[cname].setdefault("paired", {})
-            paired.setdefault(f"L{depth}:{condition}", []).append(round(ratio, 5))
+        ratios = pairing.round_ratios(plan, default, timings, paired)
+        for (cname, depth), ratio in ratios.items():
+            per_round = results[cname].setdefault("paired", {})
+            per_round.setdefault(f"L{depth}:{condition}", []).append(round(ratio, 5))
             results[cname]["paired_with"] = default
 
 

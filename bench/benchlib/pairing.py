@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
 OPENVINO = "openvino"
 
@@ -21,20 +21,26 @@ OPENVINO = "openvino"
 Entry = tuple
 
 
-def pairs(entries: Sequence[Entry], default: Optional[str]) -> dict[tuple, tuple[int, int]]:
+def pairs(
+    entries: Sequence[Entry], default: Optional[str], configs: Optional[Collection[str]] = None
+) -> dict[tuple, tuple[int, int]]:
     """{(config name, depth): (index of the default's entry, index of OpenVINO's)} for every
-    config and depth where the plan has both; empty when ``default`` is None or OpenVINO."""
+    config (of ``configs``; None: all) and depth where the plan has both; empty when
+    ``default`` is None or OpenVINO."""
     if default in (None, OPENVINO):
         return {}
     found: dict[tuple, dict[str, int]] = {}
     for index, (cname, depth, name, *_rest) in enumerate(entries):
-        if name in (default, OPENVINO):
+        if name in (default, OPENVINO) and (configs is None or cname in configs):
             found.setdefault((cname, depth), {})[name] = index
     return {cell: (n[default], n[OPENVINO]) for cell, n in found.items() if len(n) == 2}
 
 
 def schedule(
-    entries: Sequence[Entry], default: Optional[str], round_index: int
+    entries: Sequence[Entry],
+    default: Optional[str],
+    round_index: int,
+    configs: Optional[Collection[str]] = None,
 ) -> list[tuple[int, bool]]:
     """One round's order: (index into ``entries``, settle first) per timed tile.
 
@@ -42,9 +48,9 @@ def schedule(
     the two goes first alternates from pair to pair and from round to round (pair k of round r:
     the default first when r + k is even), so over two rounds every cell is timed AB then BA.
     Both members settle (one untimed tile just before the timed one). Every other entry runs
-    once, timed, in the plan's order, without a settle tile.
+    once, timed, in the plan's order, without a settle tile. ``configs``: as in ``pairs``.
     """
-    cells = pairs(entries, default)
+    cells = pairs(entries, default, configs)
     member = {index: cell for cell, both in cells.items() for index in both}
     order: list[tuple[int, bool]] = []
     done: set = set()
@@ -66,11 +72,12 @@ def run_round(
     default: Optional[str],
     round_index: int,
     clock: Callable[[], float] = time.perf_counter,
+    configs: Optional[Collection[str]] = None,
 ) -> list[tuple[int, float]]:
     """Run one round of ``schedule``: [(index into ``entries``, seconds of its timed tile)] in
     the order run. Each entry's runner is called as ``runner.run(tile, depth)``."""
     timings = []
-    for index, settle in schedule(entries, default, round_index):
+    for index, settle in schedule(entries, default, round_index, configs):
         _cname, depth, _name, runner, tile = entries[index]
         if settle:
             runner.run(tile, depth)
@@ -81,13 +88,16 @@ def run_round(
 
 
 def round_ratios(
-    entries: Sequence[Entry], default: Optional[str], timings: Sequence[tuple[int, float]]
+    entries: Sequence[Entry],
+    default: Optional[str],
+    timings: Sequence[tuple[int, float]],
+    configs: Optional[Collection[str]] = None,
 ) -> dict[tuple, float]:
     """{(config name, depth): OpenVINO seconds / the default's} of one round's ``timings``."""
     seconds = dict(timings)
     return {
         cell: seconds[ov] / seconds[ours]
-        for cell, (ours, ov) in pairs(entries, default).items()
+        for cell, (ours, ov) in pairs(entries, default, configs).items()
         if seconds.get(ours, 0.0) > 0 and ov in seconds
     }
 
