@@ -166,8 +166,8 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
     lines = [
         "",
         f"executors: seconds per tile, best of interleaved rounds, {threads} threads; 'loaded' "
-        "= with 2 busy processes started by the bench; the default and OpenVINO timed side by "
-        "side (back to back, ABBA, each after a settle tile of its own)",
+        "= with 2 busy processes started by the bench; on the shipped models the default and "
+        "OpenVINO timed side by side (back to back, ABBA, each after a settle tile of its own)",
         f"(machine load average before {before}; after {after}); the CPU default here: {default}",
     ]
     keys: list[str] = []
