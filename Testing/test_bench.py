@@ -156,6 +156,32 @@ def test_openvino_keys_take_the_worst_shipped_model_and_depth_and_name_it():
     assert ratio_keys({"large": configs["large"]}, "fastest", 3) == []  # nothing shipped
 
 
+def test_openvino_keys_take_the_paired_median_and_the_report_shows_both():
+    """Where the job timed the default and OpenVINO side by side (``paired``), a cell is the
+    median of the per-round ratios; the best-of rows' ratio is printed beside it."""
+    args = argparse.Namespace(threads=2, quick=True)
+    inference = fake_inference()
+    inference["default"] = "fastest"
+    shipped = inference["executors"]["configs"]["shipped"]
+    shipped["rows"]["fastest"] = {"L2:idle": 0.10, "L2:loaded": 0.25}  # best of: 1.20, 2.00
+    shipped["paired"] = {"L2:idle": [1.02, 0.94, 0.90], "L2:loaded": [1.5, 1.7, 1.9]}
+    shipped["paired_with"] = "fastest"
+    lines = harness.report({**fake_results(), "inference": inference}, args, "0.5", "0.6")
+    values = dict(item.split("=") for item in lines[-1].split())
+    assert values["shipped_vs_openvino_idle"] == "0.94"  # not the best-of 1.20
+    assert values["shipped_vs_openvino_loaded"] == "1.70"
+    assert values["shipped_vs_openvino_worst"] == "liver:L2:idle"
+    assert values["liver_vs_openvino_idle"] == "0.94"
+    text = "\n".join(lines)
+    assert "OpenVINO/fastest: median of 3 paired rounds (the keys), best of rows" in text
+    cells = r"\n  paired median +0\.94 +- +1\.70 +-\n  best of +1\.20 +- +2\.00 +-\n"
+    assert re.search(cells, text)  # L2 and L4, idle then loaded: fastest ran at L2 only
+    assert any(line.startswith("executors:") and "ABBA" in line for line in lines)
+    shipped["paired_with"] = "ours"  # paired against another executor: the best-of ratio
+    lines = harness.report({**fake_results(), "inference": inference}, args, "0.5", "0.6")
+    assert "shipped_vs_openvino_idle=1.20" in lines[-1]
+
+
 def test_competing_load_is_stopped_on_exit():
     from benchlib.load import competing_load
 
@@ -392,3 +418,4 @@ def test_quick_executor_job_covers_every_shipped_model_and_depth(monkeypatch, tm
     assert job["model_executors"] == ["ours", "openvino", "fastest"]
     assert job["other_depths"] == sorted({results["recommended_depth"], 4})
     assert "openvino-bf16" in job["skip"] and job["large_tile"] == 64
+    assert job["default"] == results["default"]  # the executor paired with OpenVINO

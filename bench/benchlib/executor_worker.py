@@ -14,22 +14,27 @@ it runs each executor (ours, torch eager, ONNX Runtime, OpenVINO fp32 and bf16, 
 ``fastest``, MONAI at L4; ``skip`` leaves some out) once to warm up (graph export and
 compilation, oneDNN kernels), then times single-tile forwards in interleaved rounds, first on
 the machine as it is ("idle"), then with ``load.competing_load`` running ("loaded"), keeping the
-best time of each. The argmax agreement of every executor with ours is computed on the same
-tile. ``fastest`` forgets its choice when a condition starts and probes again in untimed calls,
-as a fresh ``unetpp segment`` under that condition would; its picks are reported.
+best time of each (``rows``) and every round's (``samples``). The default executor
+(``default``, else ``engine.executors.default_executor``) and OpenVINO run side by side on each
+shipped model's tile (``pairing.py``: back to back, ABBA, each after an untimed settle tile);
+``paired`` keeps every round's OpenVINO / default ratio per cell. The argmax agreement of
+every executor with ours is computed on the same tile. ``fastest`` forgets its choice when a
+condition starts and probes again in untimed calls, as a fresh ``unetpp segment`` under that
+condition would; its picks are reported.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable, Collection, Optional
 
 import numpy as np
 import torch
 from UNetPlusPlusLib.engine.cpu_inference import reuse_buffers
 from UNetPlusPlusLib.engine.probe import MAX_PAIRS
 
-from . import workload
+from . import pairing, workload
 from .load import competing_load
 
 SHIPPED_FEATURES = (8, 16, 32, 64, 128, 8)
@@ -61,6 +66,9 @@ def _runner(name: str, model, monai_net, threads: int, cache: Path):
 
 #: the other shipped models measured beside the liver one: config name -> task
 OTHER_SHIPPED = {"shipped:nodule": "lung-nodule", "shipped:brain": "brain-tumor"}
+#: configs where the default and OpenVINO are timed side by side (job key ``paired``): the
+#: shipped models, which the last line's keys compare; not the large network (2-3 s a tile)
+PAIRED = ("shipped", *OTHER_SHIPPED)
 
 
 def _tile(model, tile_zyx: tuple, seed: int) -> torch.Tensor:
@@ -153,28 +161,62 @@ def executors_job(job: dict) -> dict:
                 entry["agree"][f"{name}:L{depth}"] = float(
                     (labels == reference[depth]).float().mean()
                 )
+        default = job.get("default") or _default_cpu()
+        paired = set(job.get("paired", PAIRED))  # side by side there (the keys' configs)
         for condition in ("idle", "loaded"):
             load = competing_load(2) if condition == "loaded" else _nothing()
             with load:
                 time.sleep(0.5 if condition == "loaded" else 0.0)  # let the load start
                 _probe_fastest(plan, condition)
-                for _ in range(rounds[condition]):
-                    for cname, depth, name, runner, tile in plan:
-                        started = time.perf_counter()
-                        runner.run(tile, depth)
-                        took = time.perf_counter() - started
-                        rows = results[cname]["rows"].setdefault(name, {})
-                        key = f"L{depth}:{condition}"
-                        rows[key] = min(rows.get(key, float("inf")), took)
-                        samples = results[cname].setdefault("samples", {}).setdefault(name, {})
-                        samples.setdefault(key, []).append(round(took, 5))  # per round
-                        if name == "fastest":
-                            picks = results[cname].setdefault("fastest_picks", {})
-                            picks.setdefault(key, set()).add(runner.chosen)
+                time_rounds(results, plan, default, condition, rounds[condition], paired=paired)
     for entry in results.values():
         picks = entry.get("fastest_picks", {})
         entry["fastest_picks"] = {key: sorted(names) for key, names in picks.items()}
     return {"configs": results}
+
+
+def _default_cpu() -> str:
+    from UNetPlusPlusLib.engine.executors import default_executor
+
+    return default_executor("cpu")
+
+
+def time_rounds(
+    results: dict,
+    plan: list,
+    default: str,
+    condition: str,
+    rounds: int,
+    clock: Callable[[], float] = time.perf_counter,
+    paired: Optional[Collection[str]] = None,
+) -> None:
+    """Time ``rounds`` rounds of ``plan`` (``pairing.run_round``: ``default`` and OpenVINO side
+    by side in the configs named in ``paired``, None: all) under ``condition`` into
+    ``results[config]``: ``rows`` (best of rounds), ``samples`` (every round's seconds),
+    ``paired`` (every round's OpenVINO / default ratio, ``paired_with`` = ``default``) and
+    ``fastest_picks``. Keys are ``"L{depth}:{condition}"``."""
+    for index in range(rounds):
+        timings = pairing.run_round(plan, default, index, clock, paired)
+        _record(results, plan, timings, condition)
+        ratios = pairing.round_ratios(plan, default, timings, paired)
+        for (cname, depth), ratio in ratios.items():
+            per_round = results[cname].setdefault("paired", {})
+            per_round.setdefault(f"L{depth}:{condition}", []).append(round(ratio, 5))
+            results[cname]["paired_with"] = default
+
+
+def _record(results: dict, plan: list, timings: list, condition: str) -> None:
+    """One round's seconds into the rows (best of rounds) and ``samples`` (every round)."""
+    for index, took in timings:
+        cname, depth, name, runner, _tile = plan[index]
+        rows = results[cname]["rows"].setdefault(name, {})
+        key = f"L{depth}:{condition}"
+        rows[key] = min(rows.get(key, float("inf")), took)
+        samples = results[cname].setdefault("samples", {}).setdefault(name, {})
+        samples.setdefault(key, []).append(round(took, 5))  # per round
+        if name == "fastest":
+            picks = results[cname].setdefault("fastest_picks", {})
+            picks.setdefault(key, set()).add(runner.chosen)
 
 
 def _probe_fastest(plan: list, condition: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import e2e_bench, machine
+from . import e2e_bench, machine, pairing
 from .executor_worker import EXECUTORS
 
 LABELS = {
@@ -62,6 +62,7 @@ def measure(run, args, workdir: Path, weights: Path, log) -> dict:
         "rounds": 2 if args.quick else 5,
         "shipped_depths": [1, 2, 3, 4],  # every shipped model at every depth (issue 14)
         "large": True,
+        "default": results["default"],  # timed side by side with OpenVINO (pairing.py)
     }
     if args.quick:  # bf16 is measured in the full mode only; a smaller tile for the large net
         job.update(
@@ -87,18 +88,28 @@ def _ratio(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else "-"
 
 
-def openvino_ratios(configs: dict, default: str) -> dict[str, float]:
+def openvino_ratios(configs: dict, default: str, paired: bool = True) -> dict[str, float]:
     """OpenVINO's seconds per tile / the default executor's, per ``"model:Ldepth:condition"``
     over the shipped models' configs (``SHIPPED_NAMES``) of the ``executors`` job's result.
-    >= 1.0: the default is at least as fast. Rows missing or not measured are left out."""
+    >= 1.0: the default is at least as fast. Rows missing or not measured are left out.
+
+    ``paired``: where the job timed the two side by side (a config's ``paired``, per-round
+    ratios, ``pairing.py``), the median over rounds; a config without them (results of an older
+    job) falls back to the ratio of the best-of rows. ``paired=False``: the best-of ratio only.
+    """
     ratios: dict[str, float] = {}
     for name, model in SHIPPED_NAMES.items():
-        rows = configs.get(name, {}).get("rows", {})
+        config = configs.get(name, {})
+        rows = config.get("rows", {})
         ours, openvino = rows.get(default), rows.get("openvino")
         if not (isinstance(ours, dict) and isinstance(openvino, dict)):
             continue
+        rounds = config.get("paired") if config.get("paired_with", default) == default else None
         for key, seconds in ours.items():
-            if key in openvino and seconds > 0:
+            if paired and rounds:
+                if rounds.get(key):
+                    ratios[f"{model}:{key}"] = pairing.median_ratio(rounds[key])
+            elif key in openvino and seconds > 0:
                 ratios[f"{model}:{key}"] = openvino[key] / seconds
     return ratios
 
@@ -123,6 +134,30 @@ def ratio_keys(configs: dict, default: str, liver_depth: int) -> list[str]:
     return keys
 
 
+def _ratio_lines(name: str, config: dict, default: str, columns: list) -> list[str]:
+    """A shipped model's OpenVINO / default cells: the paired median (what the keys take) and
+    the ratio of the best-of rows, in the table's columns; none for other configs."""
+    if name not in SHIPPED_NAMES:
+        return []
+    model = SHIPPED_NAMES[name]
+
+    def cells(ratios: dict) -> str:
+        return "".join(f"{_ratio(ratios.get(f'{model}:{c}')):>13}" for c in columns)
+
+    best = openvino_ratios({name: config}, default, paired=False)
+    if not best:
+        return []
+    if not (config.get("paired") and config.get("paired_with", default) == default):
+        return [f"  {'OpenVINO/' + default:<15}{cells(best)}"]  # an older job: best of only
+    rounds = max(len(v) for v in config["paired"].values())
+    medians = openvino_ratios({name: config}, default)
+    return [
+        f"  OpenVINO/{default}: median of {rounds} paired rounds (the keys), best of rows",
+        f"  {'paired median':<15}{cells(medians)}",
+        f"  {'best of':<15}{cells(best)}",
+    ]
+
+
 def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
     """Lines for the report, and key=value pairs for the last line."""
     executors = results["executors"]
@@ -131,7 +166,8 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
     lines = [
         "",
         f"executors: seconds per tile, best of interleaved rounds, {threads} threads; 'loaded' "
-        "= with 2 busy processes started by the bench",
+        "= with 2 busy processes started by the bench; on the shipped models the default and "
+        "OpenVINO timed side by side (back to back, ABBA, each after a settle tile of its own)",
         f"(machine load average before {before}; after {after}); the CPU default here: {default}",
     ]
     keys: list[str] = []
@@ -160,11 +196,7 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
                 + "".join(f"{_seconds(row.get(c)):>13}" for c in columns)
                 + note
             )
-        ratios = openvino_ratios({name: config}, default) if name in SHIPPED_NAMES else {}
-        if ratios:  # keys "model:L1:idle" in the columns' order
-            model = SHIPPED_NAMES[name]
-            cells = "".join(f"{_ratio(ratios.get(f'{model}:{c}')):>13}" for c in columns)
-            lines.append(f"  {'OpenVINO/' + default:<15}{cells}")
+        lines += _ratio_lines(name, config, default, columns)
         picks = config.get("fastest_picks") or {}
         if picks:
             lines.append(
