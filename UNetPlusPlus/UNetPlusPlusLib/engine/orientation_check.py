@@ -30,7 +30,16 @@ from typing import Optional
 
 import numpy as np
 
-from .anatomy_check import BODY_HU, STEP_MM, _coarse, _field_of_view, _image, _regions, _strided
+from .anatomy_check import (
+    BODY_HU,
+    STEP_MM,
+    _coarse,
+    _field_of_view,
+    _image,
+    _regions,
+    _strided,
+    too_large,
+)
 from .volume import Volume, canonical_grid
 
 #: Bone (cortex and dense trabecular bone) lies above this (HU); arterial contrast-filled blood
@@ -77,6 +86,8 @@ def measure_ap(volume: Volume) -> Orientation:
     grid = canonical_grid(volume.grid, (STEP_MM,) * 3)
     if min(grid.size_xyz[:2]) < MIN_BODY_CELLS or grid.size_xyz[2] < MIN_SLICES:
         return Orientation()  # a crop or a slab too small to hold a body: no evidence
+    if too_large(grid):  # larger than any scan: its header is warned about, no evidence
+        return Orientation()
     ct, fine = _strided(volume.array[0], volume.grid)
     hu = _coarse(_image(ct, fine), grid)
     dense = _coarse(_image(ct > DENSE_HU, fine), grid)  # share of dense voxels per cell
