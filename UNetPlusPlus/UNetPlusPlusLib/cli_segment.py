@@ -56,6 +56,11 @@ def _check_inputs_exist(inputs: Sequence[str]) -> None:
         path = Path(name).expanduser()
         if not path.exists():
             raise UNetPlusPlusError(f"Image not found: {path}.")
+        if not path.is_file() and not path.is_dir():  # tester 14: a FIFO hung even SIGTERM
+            raise UNetPlusPlusError(
+                f"{path} is not a file or a folder but a pipe or a device (for example "
+                "`<(zcat ...)`); unetpp reads an image more than once: save it to a file first."
+            )
 
 
 #: What a task or model name looks like (the text `--task` is offered with).

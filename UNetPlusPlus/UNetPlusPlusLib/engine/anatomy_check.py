@@ -23,12 +23,14 @@ The rules warn, never refuse: the result is still written.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import MutableMapping, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
+from .header_warnings import MAX_SCAN_LENGTH_MM, MAX_SCAN_WIDTH_MM
 from .manifest_types import ANATOMIES
 from .volume import Grid, Volume, array_to_sitk, canonical_grid
 
@@ -61,6 +63,14 @@ ROOM_MM = 30.0
 LUNG_ABOVE_MM = 80.0
 LUNG_BELOW_TOP_MM = 30.0
 _CELL_ML = STEP_MM**3 / 1000.0
+#: Cells of the coarse grid over the largest image a scan gives (``header_warnings``: 0.9 m
+#: across, 2.5 m long): a grid with more belongs to an image whose header is already warned
+#: about, and the checks on it would take tens of GB (a 30 mm spacing in the demo CT's header
+#: made 582 million cells, and the process was killed by the kernel with no message; tester
+#: 14). :func:`too_large` skips them.
+MAX_CELLS = (math.ceil(MAX_SCAN_WIDTH_MM / STEP_MM) + 1) ** 2 * (
+    math.ceil(MAX_SCAN_LENGTH_MM / STEP_MM) + 1
+)
 
 
 @dataclass
@@ -76,6 +86,12 @@ class Findings:
     lung_near_top: Optional[bool] = None  # lung within LUNG_ABOVE_MM above the top
     lung_ml: float = 0.0
     failed: list = field(default_factory=list)  # "between_lungs", "left_side", "no_lung_above"
+
+
+def too_large(grid: Grid) -> bool:
+    """Whether the coarse ``grid`` (``canonical_grid`` at STEP_MM) has more than
+    :data:`MAX_CELLS` cells: an image larger than any scan, whose anatomy is not checked."""
+    return math.prod(int(n) for n in grid.size_xyz) > MAX_CELLS
 
 
 def _coarse(image: sitk.Image, grid: Grid) -> np.ndarray:
@@ -339,11 +355,12 @@ def check_model_result(
     ``labels_grid``; ``roi``: the ``volume.Box`` the result was restricted to, if any (its top
     is then the image's top); ``memo``: see :func:`lung_and_body_once`. Returns the warnings
     and the summary of :func:`check_result`, or ([], None) when the manifest asks for no check,
-    has no channel in HU or the segment is empty."""
+    has no channel in HU, the segment is empty or the image is larger than any scan
+    (:func:`too_large`)."""
     anatomy = (manifest.inference or {}).get("anatomy")
     channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
-    if not anatomy or not channels:
-        return [], None
+    if not anatomy or not channels or too_large(canonical_grid(volume.grid, (STEP_MM,) * 3)):
+        return [], None  # too large: no scan is, and its header is warned about
     label = next((x for x in manifest.labels if x.name == anatomy), manifest.labels[0])
     first = slice(channels[0], channels[0] + 1)
     ct = volume.with_array(volume.array[first], volume.channel_names[first])

@@ -40,6 +40,8 @@ def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
         raise UNetPlusPlusError(f"Image not found: {path}.")
     if path.is_dir():
         return read_dicom_folder(path, series)
+    if not path.is_file():  # a FIFO would block the read forever
+        raise UNetPlusPlusError(f"{path} is not a file or a folder but a pipe or a device.")
     check_nifti(path)
     return _itk_read(path)
 

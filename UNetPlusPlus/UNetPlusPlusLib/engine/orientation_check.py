@@ -41,6 +41,7 @@ from .anatomy_check import (
     _image,
     _regions,
     _strided,
+    too_large,
 )
 from .volume import Grid, Volume, canonical_grid
 
@@ -101,6 +102,8 @@ def measure_ap_strided(ct: np.ndarray, full: Grid) -> Orientation:
     grid = canonical_grid(full, (STEP_MM,) * 3)
     if min(grid.size_xyz[:2]) < MIN_BODY_CELLS or grid.size_xyz[2] < MIN_SLICES:
         return Orientation()  # a crop or a slab too small to hold a body: no evidence
+    if too_large(grid):  # larger than any scan: its header is warned about, no evidence
+        return Orientation()
     steps = fine_steps(full.spacing)[::-1]  # x, y, z
     spacing = tuple(s * k for s, k in zip(full.spacing, steps))
     fine = Grid(ct.shape[::-1], spacing, full.origin, full.direction)

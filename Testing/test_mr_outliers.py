@@ -1,0 +1,72 @@
+"""Extreme voxels in an MR channel (engine/mr_outliers.py, tester 14): one FLAIR voxel set to 1e6
+(the channel's maximum is 497) inflated its standard deviation 13.5 times, the z-score
+normalisation compressed the whole image, and the brain-tumour model returned 0.0 / 56.9 /
+0.3 ml instead of 20.7 / 88.9 / 7.8 ml without a word. Now one warning names the channel; the
+shared BraTS channels as given get none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.image_read import read_volume
+from UNetPlusPlusLib.engine.mr_outliers import MAX_STD_RATIO, std_ratio
+from UNetPlusPlusLib.engine.registry import find_model
+from UNetPlusPlusLib.engine.sanity import check_model_input
+
+CASE = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor/brats2018/Brats18_2013_11_1"
+SEQUENCES = ("flair", "t1", "t1ce", "t2")
+EXTREME = "Input 'FLAIR' holds extreme voxels (up to 1e+06"
+needs_data = pytest.mark.skipif(not CASE.is_dir(), reason="needs ../shared/data")
+
+
+def _paths(flair: Path | None = None) -> list[Path]:
+    paths = [CASE / f"{CASE.name}_{name}.nii.gz" for name in SEQUENCES]
+    return [flair or paths[0]] + paths[1:]
+
+
+def _hot_flair(folder: Path) -> Path:
+    image = sitk.Cast(sitk.ReadImage(str(_paths()[0])), sitk.sitkFloat32)
+    image[120, 120, 70] = 1e6
+    path = folder / "flair hot.nii.gz"
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_one_hot_voxel_makes_the_ratio_large_and_real_spread_does_not():
+    rng = np.random.default_rng(0)
+    brain = np.zeros((40, 40, 40), np.float32)
+    brain[5:35, 5:35, 5:35] = rng.gamma(4.0, 50.0, (30, 30, 30))  # skewed, like MR
+    assert std_ratio(brain)[0] < 1.05
+    brain[20, 20, 20] = 1e6
+    ratio, low, high, extreme = std_ratio(brain)
+    assert ratio > 10 * MAX_STD_RATIO and extreme == 1e6 and 0 < low < high < 1000
+    assert std_ratio(np.zeros((4, 4, 4)))[0] == 1.0
+
+
+@needs_data
+def test_a_hot_flair_voxel_is_warned_and_the_case_as_given_is_not(tmp_path):
+    manifest = find_model("brain-tumor")
+    names = [c.name for c in manifest.channels]
+    given = check_model_input(manifest, read_volume(_paths(), names))
+    assert not any("extreme voxels" in w for w in given)
+    hot = check_model_input(manifest, read_volume(_paths(_hot_flair(tmp_path)), names))
+    assert [w for w in hot if "extreme voxels" in w] == [
+        w for w in hot if w.startswith(EXTREME) and "13.5 times larger" in w
+    ]
+    assert any(w.startswith(EXTREME) for w in hot)
+
+
+@needs_data
+def test_cli_says_it_before_the_result(tmp_path, capsys):
+    out = tmp_path / "tumour.seg.nrrd"
+    argv = ["segment", *map(str, _paths(_hot_flair(tmp_path))), "--task", "brain-tumor"]
+    assert main(argv + ["--quiet", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        line for line in captured.err.strip().splitlines() if line.startswith("warning: " + EXTREME)
+    ]
+    assert captured.err.strip() and "1 warning above" in captured.out and out.is_file()
