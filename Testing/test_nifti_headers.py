@@ -190,3 +190,21 @@ def test_a_nifti2_file_is_one_error_saying_what_it_is(tmp_path, name, order, cap
     assert main(["segment", str(path), "--task", "liver", "-o", str(out), "--quiet"]) == 2
     err = capfd.readouterr().err
     assert "is a NIfTI-2 file" in err and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_a_float64_beyond_float32_through_roi_is_one_error_without_a_numpy_warning(
+    tmp_path, capfd, suffix
+):
+    """Tester 14: the streamed ``--roi`` path printed numpy's "overflow encountered in cast"
+    before the refusal of a float64 NRRD holding 1e300."""
+    values = np.full((20, 30, 30), -1000.0)
+    values[10, 10, 10] = 1e300
+    path = tmp_path / f"big{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(path))
+    out = tmp_path / "out.seg.nrrd"
+    roi = ["--roi", "0", "0", "0", "10", "10", "10"]
+    assert main(["segment", str(path), "--task", "liver", *roi, "-o", str(out)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "beyond float32's range" in err[0], err
+    assert not out.exists()

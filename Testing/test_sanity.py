@@ -190,6 +190,25 @@ def test_the_default_geometry_of_an_image_saved_without_one_warns(tmp_path, sphe
     assert expected in capsys.readouterr().err
 
 
+def test_an_origin_far_from_any_scanner_is_refused(tmp_path, sphere_model, capsys):
+    """Tester 14: the demo CT with its origin at 1e30 mm gave a 0.27 ml "liver" with only a
+    misleading anatomy warning. Beyond 1 km from the isocentre (the shared data's origins reach
+    1.6 m) the header is refused before any work, and nothing is written."""
+    lps = np.diag([-1.0, -1.0, 1.0])
+    assert check_header((64, 64, 32), (1, 1, 2), (1628.0, -900.0, 1e5), lps, "ct") == []
+    for origin in ((1e30, 0.0, 0.0), (0.0, -2e6, 0.0)):
+        with pytest.raises(UNetPlusPlusError, match="more than 1 km from the scanner's isocentre"):
+            check_header((64, 64, 32), (1, 1, 2), origin, lps, "ct.nrrd")
+    image = make_sphere_image((24, 20, 20), radius_mm=10, noise=5)
+    image.SetOrigin((1e30, 0.0, 0.0))
+    path, out = tmp_path / "far.nrrd", tmp_path / "far.seg.nrrd"
+    sitk.WriteImage(image, str(path))
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "--threads", "1"]
+    assert main([*argv, "-o", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert "more than 1 km" in err and "Traceback" not in err and not out.exists()
+
+
 def test_a_field_of_view_wider_than_any_scanner_warns():
     # tester 8: the example CT (122 x 101 x 112 voxels of 3 mm) with 9 mm in its header, 1.1 m
     # wide, gave "liver 22074.12 ml" with no warning

@@ -67,7 +67,8 @@ def _read_extract(
         raise UNetPlusPlusError(
             f"Cannot read {path}: the file is truncated, corrupt or not a supported image."
         ) from error
-    return sitk.GetArrayViewFromImage(image).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
+        return sitk.GetArrayViewFromImage(image).astype(np.float32)
 
 
 def read_region(
@@ -114,7 +115,8 @@ def read_region(
             )
         slices = box_to_index_slices(full, box)
         if array is not None:
-            crop = np.array(array[slices], dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+                crop = np.array(array[slices], dtype=np.float32)
             del image, array
         else:
             crop = _read_extract(path, slices, raw_checked)

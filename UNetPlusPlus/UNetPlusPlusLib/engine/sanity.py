@@ -54,6 +54,9 @@ MAX_SPACING_MM = 100.0
 MR_NEGATIVE_SHARE = 0.01
 #: Spacing above this (mm) on any axis is accepted with a warning (very thick slices).
 THICK_SPACING_MM = 10.0
+#: No scan lies this far (mm) from the scanner's isocentre; the shared data's origins reach
+#: 1.6 m. An origin of 1e30 mm gave a 0.27 ml "liver" with only an anatomy warning (tester 14).
+MAX_ORIGIN_MM = 1e6
 #: Tolerance on |D^T D - I| for an orthonormal direction matrix.
 DIRECTION_TOLERANCE = 1e-3
 #: A CT in Hounsfield units holds air (about -1000 HU) or lung (about -850 HU) below this.
@@ -105,6 +108,14 @@ def check_header(
         )
     if not np.all(np.isfinite(np.asarray(origin, dtype=np.float64))):
         raise UNetPlusPlusError(f"{source} has a non-finite origin {_fmt(origin)}; fix the header.")
+    if np.max(np.abs(np.asarray(origin, dtype=np.float64))) > MAX_ORIGIN_MM:
+        raise UNetPlusPlusError(
+            f"{source} has its origin at {_fmt(origin)} mm, more than {MAX_ORIGIN_MM / 1e6:g} km "
+            "from the scanner's isocentre, where no scan lies; voxel positions that far lose "
+            "their precision (a float32 NIfTI header keeps them to about "
+            f"{float(np.spacing(np.float32(MAX_ORIGIN_MM))):g} mm there), so the result would "
+            "not sit on the image: fix the origin in the header."
+        )
     matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
     if not np.all(np.isfinite(matrix)) or not np.allclose(
         matrix.T @ matrix, np.eye(3), atol=DIRECTION_TOLERANCE
@@ -131,8 +142,8 @@ def check_header(
 def nonfinite_error(source: str, count: int) -> UNetPlusPlusError:
     """The one refusal for NaN or infinite voxels, whatever the file format."""
     return UNetPlusPlusError(
-        f"{source} contains {count} NaN or infinite voxel(s); fill them (for example with the "
-        "background value) before segmenting."
+        f"{source} contains {count} NaN or infinite voxel(s) (or values beyond float32's range); "
+        "fill them (for example with the background value) before segmenting."
     )
 
 

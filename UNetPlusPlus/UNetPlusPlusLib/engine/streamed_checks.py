@@ -132,7 +132,8 @@ def _slab_source(reader: sitk.ImageFileReader) -> Union[sitk.ImageFileReader, si
 def _read_slab(source, size_xyz, z0: int, z1: int) -> np.ndarray:
     """Slices z0..z1 (z, y, x) as float32, from a reader or a whole image (no copy of it)."""
     if isinstance(source, sitk.Image):
-        return sitk.GetArrayViewFromImage(source)[z0:z1].astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
+            return sitk.GetArrayViewFromImage(source)[z0:z1].astype(np.float32)
     reader = source
     reader.SetExtractIndex([0, 0, z0])
     reader.SetExtractSize([int(size_xyz[0]), int(size_xyz[1]), z1 - z0])
@@ -143,7 +144,8 @@ def _read_slab(source, size_xyz, z0: int, z1: int) -> np.ndarray:
             f"Cannot read {reader.GetFileName()}: the file is truncated, corrupt or not a "
             "supported image."
         ) from error
-    return sitk.GetArrayViewFromImage(image).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
+        return sitk.GetArrayViewFromImage(image).astype(np.float32)
 
 
 def check_files(
