@@ -168,7 +168,9 @@ def _read_roi_region(args: argparse.Namespace, manifest):
         return None
     needed = prompt_boxes(manifest, roi, None)[0]  # Predictor.context_box, without torch
     norms = [c.normalization for c in manifest.channels]
-    volume, full_grid, norms = read_region(args.inputs, needed, names, norms, raw_checked=True)
+    volume, full_grid, norms = read_region(
+        args.inputs, needed, names, norms, raw_checked=True, warnings=warnings
+    )
     return volume, {"full_grid": full_grid, "channel_norms": norms, "input_warnings": warnings}
 
 

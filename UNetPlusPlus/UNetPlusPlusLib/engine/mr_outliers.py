@@ -13,7 +13,7 @@ that voxel. numpy only.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -53,15 +53,22 @@ def outlier_warnings(manifest, arrays: Sequence[np.ndarray]) -> list[str]:
         spec = channel.normalization
         if str(spec.get("kind", "")).lower() != "mr" or ("mean" in spec and "std" in spec):
             continue
-        ratio, low, high, extreme = std_ratio(array)
-        if ratio <= MAX_STD_RATIO:
-            continue
-        warnings.append(
-            f"Input '{channel.name}' holds extreme voxels (up to {extreme:.4g}, while 99.8% of "
-            f"its non-zero voxels lie between {low:.4g} and {high:.4g}): they make its standard "
-            f"deviation {ratio:.1f} times larger, so the MR normalisation (z-score) compresses "
-            "the whole image and the result is unreliable. They may be hot pixels or a "
-            "conversion error: clip the image to its normal range (or replace those voxels) "
-            "and run again."
-        )
+        warning = channel_warning(channel.name, array)
+        warnings += [warning] if warning else []
     return warnings
+
+
+def channel_warning(name: str, array: np.ndarray) -> Optional[str]:
+    """The warning of one MR channel ``name`` (its (z, y, x) voxels) whose extreme voxels
+    inflate its standard deviation more than MAX_STD_RATIO times, or None. Never raises."""
+    ratio, low, high, extreme = std_ratio(array)
+    if ratio <= MAX_STD_RATIO:
+        return None
+    return (
+        f"Input '{name}' holds extreme voxels (up to {extreme:.4g}, while 99.8% of "
+        f"its non-zero voxels lie between {low:.4g} and {high:.4g}): they make its standard "
+        f"deviation {ratio:.1f} times larger, so the MR normalisation (z-score) compresses "
+        "the whole image and the result is unreliable. They may be hot pixels or a "
+        "conversion error: clip the image to its normal range (or replace those voxels) "
+        "and run again."
+    )

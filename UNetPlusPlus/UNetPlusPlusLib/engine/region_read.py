@@ -16,13 +16,14 @@ standard deviation, then cropped. DICOM folders are read whole, then cropped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
 from .image_read import read_image
+from .mr_outliers import channel_warning
 from .nifti_check import check_nifti_complete, reader_geometry
 from .normalize import _nonzero_statistics, _normalization_entry
 from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices
@@ -77,6 +78,7 @@ def read_region(
     channel_names: Sequence[str] = (),
     normalizations: Sequence[Any] = (),
     raw_checked: bool = False,
+    warnings: Optional[list[str]] = None,
 ) -> tuple[Volume, Grid, list[dict]]:
     """Read the voxels of ``paths`` (one file per channel) meeting the physical ``box``.
 
@@ -85,6 +87,8 @@ def read_region(
     file cannot be read, the channels differ in geometry, a value is not finite, or the box
     misses the image. ``raw_checked``: the files' NIfTI raw bytes were already checked
     (``streamed_checks.check_files``), so they are not decompressed once more for it.
+    ``warnings``: when given, each MR channel read whole for its statistics is also checked
+    for extreme voxels (:func:`.mr_outliers.channel_warning`), its warning appended.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -103,6 +107,10 @@ def read_region(
             array = sitk.GetArrayViewFromImage(image)
             if _needs_statistics(spec):
                 spec["mean"], spec["std"] = _nonzero_statistics(array)
+                if warnings is not None:
+                    name = channel_names[c] if c < len(channel_names) else path.name
+                    warning = channel_warning(name, array)
+                    warnings += [warning] if warning else []
         else:
             grid, image, array = grids[c], None, None
         if full is None:
