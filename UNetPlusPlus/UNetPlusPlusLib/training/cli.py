@@ -268,7 +268,11 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = build_dataset(args, init)
     # every dataset problem at once, before anything is written (issue 9)
     dataset.notes = check_dataset(
-        dataset, args.max_cases, init, channel_check=not getattr(args, "no_channel_check", False)
+        dataset,
+        args.max_cases,
+        init,
+        channel_check=not getattr(args, "no_channel_check", False),
+        strict_labels=getattr(args, "strict_labels", False),
     )
     if args.threads:
         import torch

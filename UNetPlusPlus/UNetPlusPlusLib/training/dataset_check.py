@@ -15,7 +15,11 @@ stopping at the first:
   values the label files do hold); a case refused after its label was read still counts, and a
   case that could not be read is not counted as lacking the label (nothing said when no case
   could be read);
-- label names that collide once case, '_' and spaces are ignored ("Liver" and "liver").
+- label names that collide once case, '_' and spaces are ignored ("Liver" and "liver");
+- labels and images that the model's own result checks would warn about
+  (:mod:`.dataset_label_checks`: a liver label where the heart is or left of the midline, a
+  volume outside ``postprocess.plausible_ml``, a CT flipped front-back): warnings naming the
+  case and the label, or problems with ``strict_labels`` (``--strict-labels``).
 
 Any problem raises one :class:`UNetPlusPlusError` listing them all, before anything is written.
 Borderline findings (a class that loses most of its voxels to an overlapping segment, a CT
@@ -32,6 +36,7 @@ from ..engine.sanity import check_intensities
 from ..errors import UNetPlusPlusError
 from .cases import read_case
 from .dataset import find_cases
+from .dataset_label_checks import label_checks
 from .dataset_mr_checks import CaseModelChecks
 from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
 
@@ -44,13 +49,15 @@ def check_dataset(
     max_cases: Optional[int] = None,
     init=None,
     channel_check: bool = True,
+    strict_labels: bool = False,
 ) -> list[str]:
     """Check every case (the first ``max_cases``); returns warnings, raises all problems.
 
     ``init``: the ``--init`` ModelManifest (its inference options and channel fingerprint
     apply), or None; ``channel_check=False`` skips the sequence-order check with a warning
-    (``--no-channel-check``). Also adds the dataset's own notes (merged segment names) to the
-    returned warnings. Raises one UNetPlusPlusError listing every problem.
+    (``--no-channel-check``); ``strict_labels=True`` turns the label plausibility warnings
+    into problems (``--strict-labels``). Also adds the dataset's own notes (merged segment
+    names) to the returned warnings. Raises one UNetPlusPlusError listing every problem.
     """
     problems: list[str] = list(_name_collisions(dataset))
     warnings: list[str] = list(dataset.notes)
@@ -61,6 +68,7 @@ def check_dataset(
     modalities = [channel.modality for channel in dataset.channels]
     names = [channel.name for channel in dataset.channels]
     model_checks = CaseModelChecks(dataset, init, channel_check)
+    plausibility = label_checks(dataset, init)
     unread = 0  # cases whose label could not be read: a label may be there
     for case in cases:
         try:
@@ -78,6 +86,12 @@ def check_dataset(
             problems.append(_case_problem(case.case_id, error))
             continue
         warnings += [f"Case '{case.case_id}': {w}" for w in found] + data.warnings
+        if plausibility is not None:
+            said = [
+                f"Case '{case.case_id}': {w}"
+                for w in plausibility.check_case(data.image, data.labels)
+            ]
+            (problems if strict_labels else warnings).extend(said)
     order_problems, order_warnings = model_checks.finish()
     problems += order_problems
     warnings += order_warnings

@@ -97,6 +97,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "model's contrast fingerprint, else the other cases'); said as a warning",
     )
     data.add_argument(
+        "--strict-labels",
+        action="store_true",
+        help="refuse the dataset (before any training) when a case's label or image fails the "
+        "--init model's result checks (a liver where the heart is or left of the midline, a "
+        "volume outside postprocess.plausible_ml, a CT flipped front-back); default: a warning "
+        "per case",
+    )
+    data.add_argument(
         "--cache-dir", metavar="DIR", help="preprocessing cache (default OUT_DIR/cache)"
     )
 
