@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -30,9 +31,10 @@ TINY = [
 HEART = "is not where a liver lies: it lies between the lungs, where the heart is"
 
 
-def write_liver_dataset(root: Path, cases: dict) -> Path:
+def write_liver_dataset(root: Path, cases: dict, postprocess: Optional[dict] = None) -> Path:
     """``image/<case>.nii`` + ``label/<case>.nii`` (1 = liver) per case of ``cases`` (name ->
-    (CT image, label image)) and a one-channel CT dataset.json; returns its path."""
+    (CT image, label image)) and a one-channel CT dataset.json (with ``postprocess``, if
+    given); returns its path."""
     for folder in ("image", "label"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for case, (image, label) in cases.items():
@@ -51,6 +53,8 @@ def write_liver_dataset(root: Path, cases: dict) -> Path:
             }
         ],
     }
+    if postprocess is not None:
+        description["postprocess"] = postprocess
     path = root / "dataset.json"
     path.write_text(json.dumps(description))
     return path
@@ -88,6 +92,14 @@ def test_a_liver_label_on_the_heart_is_warned_with_the_case_and_label(heart_data
     assert "--strict-labels" in warnings[0]
     # the rules are the --init model's: training from scratch declares none
     assert check_dataset(dataset) == []
+
+
+def test_the_dataset_descriptions_own_volume_range_applies_without_init(heart_label, tmp_path):
+    ranges = {"plausible_ml": {"liver": [0, 300]}}
+    path = write_liver_dataset(tmp_path, {"pulm": heart_label}, postprocess=ranges)
+    warnings = check_dataset(load_dataset_json(path, tmp_path))
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Case 'pulm': its label 'liver' is 442 ml, more than the 300 ml")
 
 
 def test_strict_labels_refuses_before_any_training(heart_dataset, capsys):
