@@ -4,12 +4,14 @@
 
 Runs the checks of each shipped model (as ``--init``) on every case of its shipped dataset
 description (liver-lits.json, brats2018.json, lidc-vois.json; ``--every N`` takes every N-th
-LIDC crop), then on wrong labels made from the liver cases: the liver moved onto the heart
-(pulm_ct_cropped: a blob of mediastinal soft tissue between the lungs; example_ct: its liver
-label shifted onto the heart), mirrored left-right, a 10x voxel volume (spacing x 10^(1/3)),
-and the image flipped front-back. Prints, per case, the warnings, the measured figures
-(anatomy: flanked share, midline offset, lung above; volume vs range; AP offset) and the
-check's time (ms), then the false-alarm count and the closest margins.
+LIDC crop) and on the other labelled volumes (example_ct_sm, the dcmqi 3 slices, BRATS 2012
+HG0001): all must be silent. Then on wrong labels and images, which must be warned: the liver
+model's depth-1 and depth-3 results on the heart of pulm_ct_cropped as labels (the tester's
+case), example_ct's liver mirrored left-right and moved 150 mm down, each liver CT with a 10x
+voxel volume (spacing x 10^(1/3)) and flipped front-back (where its spine decides); a ball
+drawn over the heart is shown for information. Prints, per case, the warnings, the measured
+figures (anatomy: flanked share, midline offset, room and lung above; volume vs range; spine
+offset) and the check's time (ms), then the false-alarm count and the time per case.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from UNetPlusPlusLib.engine import anatomy_check, orientation_check
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.registry import find_model
-from UNetPlusPlusLib.engine.volume import Volume
+from UNetPlusPlusLib.engine.volume import Volume, array_to_sitk
 from UNetPlusPlusLib.engine.volume_plausibility import segment_volumes_ml
 from UNetPlusPlusLib.training.cases import read_case
 from UNetPlusPlusLib.training.dataset import find_cases
@@ -101,6 +103,36 @@ def moved(labels: np.ndarray, image: Volume, shift_mm) -> np.ndarray:
     return out
 
 
+EXTRA_LIVER = [  # name, image (file or DICOM folder), label file, liver values
+    ("example_ct_sm", "totalsegmentator-examples/example_ct_sm.nii.gz",
+     "totalsegmentator-examples/example_seg.nii.gz", [5]),
+    ("dcmqi 3 slices", "dcmqi-liver/ct-3slice", "dcmqi-liver/liver_seg.nrrd", [1]),
+]  # fmt: skip
+
+
+def extra(data: Path, liver_checks: LabelChecks, report: list) -> None:
+    """The liver CTs outside liver-lits.json and BRATS 2012 HG0001 (1 oedema, 2 core)."""
+    for name, image_path, label_path, values in EXTRA_LIVER:
+        image = read_volume([data / "liver" / image_path], ["CT"])
+        label = sitk.ReadImage(str(data / "liver" / label_path))
+        reference = array_to_sitk(image.array[0].astype(np.float32), image.grid)
+        label = sitk.Resample(label, reference, sitk.Transform(), sitk.sitkNearestNeighbor)
+        labels = np.isin(sitk.GetArrayFromImage(label), values).astype(np.uint8)
+        if labels.shape != image.shape_zyx:
+            print(f"skip {name}: label grid {labels.shape} is not the image's {image.shape_zyx}")
+            continue
+        run_case(liver_checks, f"liver/{name}", image, labels, False, report)
+    brats = data / "brain-tumor/brats2012-HG0001"
+    init = find_model("brain-tumor")
+    dataset = load_dataset_json(DATASETS / "brats2018.json", data / "brain-tumor/brats2018")
+    checks = LabelChecks(dataset, init)
+    files = [brats / f"BRATS_HG0001_{s}.mha" for s in ("FLAIR", "T1", "T1C", "T2")]
+    image = read_volume(files, ["FLAIR", "T1", "T1ce", "T2"])
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(brats / "BRATS_HG0001_truth.mha")))
+    labels = np.select([truth == 2, truth == 1], [1, 2], 0).astype(np.uint8)  # core, oedema
+    run_case(checks, "brain-tumor/brats2012-HG0001", image, labels, False, report)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", type=Path)
@@ -122,6 +154,8 @@ def main() -> None:
             run_case(checks, f"{task}/{case.case_id}", data.image, data.labels, False, report)
             if task == "liver":
                 liver_cases.append((checks, case.case_id, data))
+    print("== the other labelled volumes of the shared data")
+    extra(args.data, liver_cases[0][0], report)
     print("== wrong labels and images (each must warn)")
     checks = liver_cases[0][0]
     pulm_path = args.data / "liver/totalsegmentator-examples/pulm_ct_cropped.nii.gz"
