@@ -103,3 +103,20 @@ def test_shipped_models_on_their_tiles_equal_the_module_path_at_every_depth(task
         clear = (top2[:, 0] - top2[:, 1]) > 1e-4
         assert torch.equal(labels_got[clear], labels_want[clear]), f"{task} L{k + 1}"
         assert clear.float().mean() > 0.999  # ties are rare: the comparison means something
+
+
+@pytest.mark.parametrize("parts_channels", [(3,), (3, 5)])  # one part, and a skip plus Up
+def test_fresh_convolution_equals_zeroing_and_adding(parts_channels, monkeypatch):
+    torch.manual_seed(5)
+    conv = torch.nn.Conv3d(sum(parts_channels) + 2, 6, 3, padding=1)  # parts from channel 2
+    parts = [_channels_last(torch.randn(1, c, 4, 6, 5)) for c in parts_channels]
+    out = _channels_last(torch.full((1, 6, 4, 6, 5), float("nan")))  # stale contents
+    with torch.no_grad():
+        want = F.conv3d(torch.cat(parts, 1), conv.weight[:, 2:], conv.bias, padding=1)
+        fresh = cpu_inference._convolve_into(conv, parts, out, cpu_inference.Workspace(), first=2)
+        monkeypatch.setattr(cpu_inference, "_FRESH_BYTES", 0)  # as for outputs above the limit
+        kept = cpu_inference._convolve_into(conv, parts, out, cpu_inference.Workspace(), first=2)
+    assert fresh is not out and kept is out
+    assert fresh.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(fresh, kept)  # the same oneDNN kernels: bit-identical
+    torch.testing.assert_close(fresh, want, rtol=1e-5, atol=1e-5)

@@ -30,6 +30,11 @@ and each has a remedy here:
   share of the first convolution of every later X(i, j) at once, two nodes per convolution,
   into side-by-side accumulators (``_Executor.lookahead``); each node then adds its Up share.
   Row 0 runs 4 instead of 6 such convolutions at L3, 6 instead of 10 at L4.
+- **Small tiles** (session 11, the nodule's 16x48x48): a node's first convolution into an output
+  of at most 4 MB writes a fresh tensor instead of adding into a zeroed buffer (4-10 % less per
+  convolution); the heads' GEMM writes NCDHW logits directly (no transposing copy); max pooling
+  from 2^17 values is three pairwise maxima (no argmax indices); the norm of small deep nodes
+  runs in 7 operations (``cpu_norm.py``). docs/BENCHMARK_MODELS.md, "Session 11".
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from .cpu_norm import _LANES, norm_act_
 from .cpu_upconv import _add_shell_corrections, _shell_patterns, compose_up_conv
 
 _UPSAMPLE_CHUNK_BYTES = 32 << 20  # bounds the GEMM buffer of an upsampling, in few pieces
+_FRESH_BYTES = 4 << 20  # outputs up to this size: written by a fresh convolution (_convolve_into)
 _PAIRWISE_POOL = 1 << 17  # values: from this size max pooling runs as pairwise maxima
 _ONE = [1, 1, 1]
 _ZERO = [0, 0, 0]
@@ -151,19 +157,38 @@ def _convolve_into(
     ws: Workspace,
     accumulate: bool = False,
     first: int = 0,
-) -> None:
+) -> Tensor:
     """``out = conv(cat(parts, dim=1))`` (or ``out +=`` it, without the bias, if ``accumulate``),
     channels-last, with neither the concatenation nor a fresh output: one oneDNN convolution
     per part, each adding into ``out`` in place with the weight's matching input channels
-    (``parts`` start at input channel ``first`` of ``conv``)."""
-    if not accumulate:
-        out.zero_()
+    (``parts`` start at input channel ``first`` of ``conv``).
+
+    Returns the tensor holding the result: ``out``, or, when ``out`` is to be overwritten and
+    holds at most ``_FRESH_BYTES``, a fresh tensor from a convolution that writes its output
+    instead of adding to it (no zeroing pass, no read of ``out``; allocations that small are
+    recycled by the C allocator without page faults).
+    """
     start = first
+    if not accumulate:
+        if out.numel() * out.element_size() <= _FRESH_BYTES:
+            part, parts = parts[0], parts[1:]
+            channels = slice(start, start + part.shape[1])
+            start = channels.stop
+            packed = ws.packed(conv, channels, part.shape)
+            ws.flops += 2 * out.numel() * part.shape[1] * math.prod(conv.kernel_size)
+            out = torch.ops.mkldnn._convolution_pointwise(
+                part, packed, conv.bias, list(conv.padding), list(conv.stride),
+                list(conv.dilation), conv.groups, "none", [], None,
+            )  # fmt: skip
+            accumulate = True
+        else:
+            out.zero_()
     for index, part in enumerate(parts):
         channels = slice(start, start + part.shape[1])
         start = channels.stop
         bias = conv.bias if index == 0 and not accumulate else None
         _convolve_add(out, part, ws.packed(conv, channels, part.shape), bias, conv, ws)
+    return out
 
 
 def _convolve_add(
@@ -273,10 +298,10 @@ class _Executor:
         if mid is None:
             mid = ws.channels_last(("mid", i), self.n, out.shape[1], self.shapes[i])
         for block, dst in ((node.conv_0, mid), (node.conv_1, out)):
-            _convolve_into(block.conv, parts, dst, ws, accumulate=dst is started)
+            dst = _convolve_into(block.conv, parts, dst, ws, accumulate=dst is started)
             norm_act_(block.norm, dst, self.slope, ws)
             parts = [dst]
-        return out
+        return dst
 
     def encode(self, i: int, previous: Tensor) -> Tensor:
         if i == 0:
@@ -339,7 +364,7 @@ class _Executor:
                 return self.run_node(node, [*skips, up], i, j)
             c = self.model.node_channels(i, j)
             started = self.ws.channels_last(("mid", i), self.n, c, self.shapes[i])
-            _convolve_into(node.conv_0.conv, [up], started, self.ws, first=first)
+            started = _convolve_into(node.conv_0.conv, [up], started, self.ws, first=first)
         if grouped:
             started.add_(self.accumulated(i, j))
         return self.run_node(node, skips, i, j, started=started)
