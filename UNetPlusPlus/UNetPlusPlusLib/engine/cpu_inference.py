@@ -159,8 +159,8 @@ def _convolve_into(
     first: int = 0,
 ) -> Tensor:
     """``out = conv(cat(parts, dim=1))`` (or ``out +=`` it, without the bias, if ``accumulate``),
-    channels-last, with neither the concatenation nor a fresh output: one oneDNN convolution
-    per part, each adding into ``out`` in place with the weight's matching input channels
+    channels-last, without the concatenation: one oneDNN convolution per part, each adding
+    into the result in place with the weight's matching input channels
     (``parts`` start at input channel ``first`` of ``conv``).
 
     Returns the tensor holding the result: ``out``, or, when ``out`` is to be overwritten and
@@ -288,7 +288,8 @@ class _Executor:
         j: int,
         started: Tensor | None = None,
     ) -> Tensor:
-        """H of the paper: two (conv, norm, LeakyReLU) blocks; the result lands in X(i, j).
+        """H of the paper: two (conv, norm, LeakyReLU) blocks; returns X(i, j) (its workspace
+        buffer, or a fresh tensor when small, see ``_convolve_into``).
 
         ``parts`` are the channel groups of the node's input, never concatenated; ``started``,
         if given, already holds the first convolution of the remaining (last) channels.
