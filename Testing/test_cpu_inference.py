@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from UNetPlusPlusLib.engine import cpu_inference
+from UNetPlusPlusLib.engine import cpu_inference, cpu_norm
 from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
 
 FEATURES = (4, 8, 8, 16, 16, 6)
@@ -142,7 +142,7 @@ def test_training_double_precision_and_hooks_take_the_module_path(monkeypatch):
 def test_instance_statistics_are_exact_despite_a_large_mean():
     workspace = cpu_inference.Workspace()
     y = 3.0 + 0.01 * torch.randn(2, 5000, 7)  # mean >> std: a naive E[y^2] - E[y]^2 fails
-    mean, rstd = cpu_inference._instance_stats(y, workspace, eps=1e-5)
+    mean, rstd = cpu_norm._instance_stats(y, workspace, eps=1e-5)
     var, want_mean = torch.var_mean(y.double(), dim=1, keepdim=True, unbiased=False)
     torch.testing.assert_close(mean.double(), want_mean, rtol=1e-6, atol=0)
     torch.testing.assert_close(rstd.double(), (var + 1e-5).rsqrt(), rtol=1e-4, atol=0)
@@ -193,10 +193,10 @@ def _norm_act_per_channel_rows(norm, y5: torch.Tensor, slope: float) -> torch.Te
     n, c = y5.shape[:2]
     y = y5.permute(0, 2, 3, 4, 1).reshape(n, -1, c).clone()
     if isinstance(norm, torch.nn.InstanceNorm3d):
-        mean = cpu_inference._channel_sums(y).div_(y.shape[1])
+        mean = cpu_norm._channel_sums(y).div_(y.shape[1])
         squares = torch.empty_like(y)
         torch.ops.aten.mse_loss.out(y, mean.expand_as(y), 0, out=squares)
-        rstd = cpu_inference._channel_sums(squares).div_(y.shape[1]).add_(norm.eps).rsqrt_()
+        rstd = cpu_norm._channel_sums(squares).div_(y.shape[1]).add_(norm.eps).rsqrt_()
         scale = rstd * norm.weight
         shift = norm.bias - mean * scale
     else:
@@ -226,6 +226,6 @@ def test_norm_over_folded_rows_is_bit_identical_to_per_channel_rows(kind, spatia
             memory_format=torch.channels_last_3d
         )
         want = _norm_act_per_channel_rows(norm, y5, 0.01)
-        cpu_inference._norm_act_(norm, y5, 0.01, cpu_inference.Workspace())
+        cpu_norm._norm_act_(norm, y5, 0.01, cpu_inference.Workspace())
     got = y5.permute(0, 2, 3, 4, 1).reshape(2, -1, c)
     assert torch.equal(got, want)

@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     configs, rounds, modes = json.loads(argv[0]), int(argv[1]), argv[2].split(",")
     reps = int(argv[3]) if len(argv) > 3 else 5
     torch.set_num_threads(2)
-    new_norm = cpu_inference._norm_act_
+    new_norm = cpu_inference.norm_act_
     old_norm = _old_norm(old_path) if "old" in modes else None
     built = {task: _build(task) for task in {task for task, _ in configs}}
     cache = "/tmp/norm_ab_graphs"
@@ -75,14 +75,14 @@ def main(argv: list[str]) -> int:
         for _ in range(rounds):
             for key, depth, tile, runners in plan:
                 for mode in modes:
-                    cpu_inference._norm_act_ = old_norm if mode == "old" else new_norm
+                    cpu_inference.norm_act_ = old_norm if mode == "old" else new_norm
                     took = []
                     for _ in range(reps):
                         started = time.perf_counter()
                         runners[mode].run(tile, depth)
                         took.append(time.perf_counter() - started)
                     times.setdefault(key, {}).setdefault(mode, []).append(statistics.median(took))
-        cpu_inference._norm_act_ = new_norm
+        cpu_inference.norm_act_ = new_norm
     result = {}
     for key, by_mode in times.items():
         result[key] = {mode: round(statistics.median(v), 5) for mode, v in by_mode.items()}

@@ -24,12 +24,17 @@ and each has a remedy here:
   transposed convolution and the 3x3x3 convolution of its channels fold into one 4x4x4
   transposed convolution (``compose_up_conv``), 8 instead of 27 multiply-adds per upsampled
   channel and output (a fifth of the full network's FLOPs).
-- **Narrow rows.** On AVX-512 a convolution with 8 output channels costs as much as one with
-  16 (half of every register idles; 48^3, 8 input channels: 7.1 against 7.6 ms). In a row of
-  nodes that narrow (row 0 of the shipped models), each skip X(i, k) therefore computes its
+- **Narrow rows.** A convolution with 8 output channels costs nearly as much as one with 16
+  (48^3, 8 input channels: 7.1 against 7.6 ms, measured on this project's AVX2 machine; on
+  AVX-512 half of every register would idle). In a row of nodes that narrow (row 0 of the
+  shipped models), each skip X(i, k) therefore computes its
   share of the first convolution of every later X(i, j) at once, two nodes per convolution,
   into side-by-side accumulators (``_Executor.lookahead``); each node then adds its Up share.
   Row 0 runs 4 instead of 6 such convolutions at L3, 6 instead of 10 at L4.
+- **Small tiles** (session 11, the nodule's 16x48x48): the heads' GEMM writes NCDHW logits
+  directly (no transposing copy); max pooling from 2^17 values is three pairwise maxima (no
+  argmax indices); the norm of small deep nodes runs in 7 operations (``cpu_norm.py``).
+  docs/BENCHMARK_MODELS.md, "Session 11".
 """
 
 from __future__ import annotations
@@ -43,10 +48,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cpu_norm import _LANES, norm_act_
 from .cpu_upconv import _add_shell_corrections, _shell_patterns, compose_up_conv
 
 _UPSAMPLE_CHUNK_BYTES = 32 << 20  # bounds the GEMM buffer of an upsampling, in few pieces
-_LANES = 16  # float32 lanes of an AVX-512 register: a narrower convolution output costs as much
+#: Outputs up to this size are written by a fresh convolution (``_convolve_into``). Off (0): alone
+#: 4-10 % faster per convolution, but 11 % more CPU per liver and brain L4 tile in
+#: ``benchlib.toggles_ab`` (docs/BENCHMARK_MODELS.md, session 11); kept as a switch to measure.
+_FRESH_BYTES = 0
+_PAIRWISE_POOL = 1 << 17  # values: from this size max pooling runs as pairwise maxima
 _ONE = [1, 1, 1]
 _ZERO = [0, 0, 0]
 
@@ -150,19 +160,38 @@ def _convolve_into(
     ws: Workspace,
     accumulate: bool = False,
     first: int = 0,
-) -> None:
+) -> Tensor:
     """``out = conv(cat(parts, dim=1))`` (or ``out +=`` it, without the bias, if ``accumulate``),
-    channels-last, with neither the concatenation nor a fresh output: one oneDNN convolution
-    per part, each adding into ``out`` in place with the weight's matching input channels
-    (``parts`` start at input channel ``first`` of ``conv``)."""
-    if not accumulate:
-        out.zero_()
+    channels-last, without the concatenation: one oneDNN convolution per part, each adding
+    into the result in place with the weight's matching input channels
+    (``parts`` start at input channel ``first`` of ``conv``).
+
+    Returns the tensor holding the result: ``out``, or, when ``out`` is to be overwritten and
+    holds at most ``_FRESH_BYTES``, a fresh tensor from a convolution that writes its output
+    instead of adding to it (no zeroing pass, no read of ``out``; allocations that small are
+    recycled by the C allocator without page faults).
+    """
     start = first
+    if not accumulate:
+        if out.numel() * out.element_size() <= _FRESH_BYTES:
+            part, parts = parts[0], parts[1:]
+            channels = slice(start, start + part.shape[1])
+            start = channels.stop
+            packed = ws.packed(conv, channels, part.shape)
+            ws.flops += 2 * out.numel() * part.shape[1] * math.prod(conv.kernel_size)
+            out = torch.ops.mkldnn._convolution_pointwise(
+                part, packed, conv.bias, list(conv.padding), list(conv.stride),
+                list(conv.dilation), conv.groups, "none", [], None,
+            )  # fmt: skip
+            accumulate = True
+        else:
+            out.zero_()
     for index, part in enumerate(parts):
         channels = slice(start, start + part.shape[1])
         start = channels.stop
         bias = conv.bias if index == 0 and not accumulate else None
         _convolve_add(out, part, ws.packed(conv, channels, part.shape), bias, conv, ws)
+    return out
 
 
 def _convolve_add(
@@ -174,78 +203,6 @@ def _convolve_add(
         out, x, packed, bias, list(conv.padding), list(conv.stride), list(conv.dilation),
         conv.groups, "add", None, None, [], None,
     )  # fmt: skip
-
-
-def _channel_sums(t: Tensor) -> Tensor:
-    """Sum over voxels of (N, V, C): (N, 1, C), folding voxels into the rows' width first
-    (a 16-wide row reduces several times slower than a 1024-wide one)."""
-    n, v, c = t.shape
-    fold = math.gcd(v, 64)
-    partial = t.reshape(n, v // fold, fold * c).sum(dim=1)
-    return partial.view(n, fold, c).sum(dim=1, keepdim=True)
-
-
-def _instance_stats(y: Tensor, ws: Workspace, eps: float) -> tuple[Tensor, Tensor]:
-    """Per (sample, channel) mean and 1/sqrt(var + eps) of channels-last ``y`` as (N, V, C).
-
-    Two passes (the mean, then the mean of the squared deviations, computed in one fused
-    operation) with cascaded sums: as exact as PyTorch's instance norm, without its slow
-    Welford reduction.
-    """
-    n, v, c = y.shape
-    mean = _channel_sums(y).div_(v)  # (N, 1, C)
-    wide, fold = _folded(y)
-    squares = ws.flat("norm_scratch", y.numel()).view(wide.shape)
-    # (y - mean)^2, elementwise over rows fold * C wide (as exact as over (N, V, C))
-    torch.ops.aten.mse_loss.out(wide, _repeat(mean, fold).expand_as(wide), 0, out=squares)
-    variance = _channel_sums(squares.view(n, v, c)).div_(v)
-    return mean, variance.add_(eps).rsqrt_()
-
-
-def _folded(y: Tensor) -> tuple[Tensor, int]:
-    """Contiguous (N, V, C) ``y`` viewed as (N, V / fold, fold * C), and ``fold``.
-
-    A per-channel operand (N, 1, C) broadcast over (N, V, C) makes an elementwise operation
-    loop over rows C wide: with fewer than ``_LANES`` (16) channels, 2-4x slower than over the
-    same data in rows of fold * C (the whole norm of a 16x48x48 tile with 8 channels: 467
-    against 273 us; 48^3: 1185 against 570 us). From 16 channels on the folded rows were 10-17 %
-    slower, so there ``fold`` is 1 (docs/BENCHMARK_MODELS.md, session 10). Each element still
-    meets the same operands, so the results are bit-identical.
-    """
-    n, v, c = y.shape
-    fold = math.gcd(v, 64) if c < _LANES else 1
-    return (y, 1) if fold == 1 else (y.view(n, v // fold, fold * c), fold)
-
-
-def _repeat(t: Tensor, fold: int) -> Tensor:
-    """A per-channel (N, 1, C) (or (C,)) operand laid out for :func:`_folded` rows."""
-    if fold == 1:
-        return t  # broadcasts as it is
-    c = t.shape[-1]
-    return t.reshape(-1, 1, 1, c).expand(-1, 1, fold, c).reshape(-1, 1, fold * c)
-
-
-def _norm_act_(norm: nn.Module, y5: Tensor, slope: float, ws: Workspace) -> None:
-    """Normalise channels-last ``y5`` in place (instance, eval batch or none), then LeakyReLU.
-
-    Few, whole-tensor operations: on a busy machine every parallel operation waits for its
-    slowest thread, so many small ones cost far more than their memory traffic.
-    """
-    n, c = y5.shape[:2]
-    y = y5.permute(0, 2, 3, 4, 1).reshape(n, -1, c)  # a view: channels-last is (N, V, C)
-    wide, fold = _folded(y)
-    if isinstance(norm, nn.InstanceNorm3d) and not norm.track_running_stats:
-        mean, rstd = _instance_stats(y, ws, norm.eps)
-        scale = rstd if norm.weight is None else rstd * norm.weight
-        shift = -mean * scale if norm.bias is None else norm.bias - mean * scale
-        torch.addcmul(_repeat(shift, fold), wide, _repeat(scale, fold), out=wide)
-    elif isinstance(norm, (nn.BatchNorm3d, nn.InstanceNorm3d)):  # eval: running statistics
-        rstd = (norm.running_var + norm.eps).rsqrt()
-        scale = rstd if norm.weight is None else rstd * norm.weight
-        shift = -norm.running_mean * scale
-        shift = shift if norm.bias is None else shift + norm.bias
-        torch.addcmul(_repeat(shift, fold), wide, _repeat(scale, fold), out=wide)
-    F.leaky_relu_(y, slope)
 
 
 class NestedNetwork(Protocol):
@@ -298,8 +255,8 @@ class _Executor:
         into the accumulators, one convolution per group (zero weights for its nodes j <= k).
 
         A row of 8-channel nodes otherwise runs one 8-output convolution per (skip, node), each
-        as slow as a 16-output one on AVX-512; grouped, a skip feeds two nodes for the price of
-        one (L4: 6 instead of 10 such convolutions in row 0).
+        nearly as slow as a 16-output one (measured, AVX2); grouped, a skip feeds two nodes for
+        the price of one (L4: 6 instead of 10 such convolutions in row 0).
         """
         first = sum(self.model.node_channels(i, m) for m in range(k))
         channels = slice(first, first + x.shape[1])
@@ -334,7 +291,8 @@ class _Executor:
         j: int,
         started: Tensor | None = None,
     ) -> Tensor:
-        """H of the paper: two (conv, norm, LeakyReLU) blocks; the result lands in X(i, j).
+        """H of the paper: two (conv, norm, LeakyReLU) blocks; returns X(i, j) (its workspace
+        buffer, or a fresh tensor when small, see ``_convolve_into``).
 
         ``parts`` are the channel groups of the node's input, never concatenated; ``started``,
         if given, already holds the first convolution of the remaining (last) channels.
@@ -344,10 +302,10 @@ class _Executor:
         if mid is None:
             mid = ws.channels_last(("mid", i), self.n, out.shape[1], self.shapes[i])
         for block, dst in ((node.conv_0, mid), (node.conv_1, out)):
-            _convolve_into(block.conv, parts, dst, ws, accumulate=dst is started)
-            _norm_act_(block.norm, dst, self.slope, ws)
+            dst = _convolve_into(block.conv, parts, dst, ws, accumulate=dst is started)
+            norm_act_(block.norm, dst, self.slope, ws)
             parts = [dst]
-        return out
+        return dst
 
     def encode(self, i: int, previous: Tensor) -> Tensor:
         if i == 0:
@@ -355,11 +313,31 @@ class _Executor:
             if not x.is_contiguous(memory_format=torch.channels_last_3d):
                 x = self.ws.channels_last("input", self.n, x.shape[1], self.shapes[0])
                 x.copy_(previous)
+        elif previous.numel() >= _PAIRWISE_POOL:
+            x = self.max_pool_pairwise(previous, i)
         else:
             x = F.max_pool3d(previous, kernel_size=2)
             if not x.is_contiguous(memory_format=torch.channels_last_3d):
                 x = x.contiguous(memory_format=torch.channels_last_3d)
         return self.run_node(self.model.node(i, 0), [x], i, 0)
+
+    def max_pool_pairwise(self, x: Tensor, i: int) -> Tensor:
+        """``F.max_pool3d(x, 2)`` of channels-last ``x`` as three pairwise maxima (along x, y,
+        then z) into workspace buffers: no argmax indices, rows C wide; bit-identical (a
+        maximum is exact; NaN propagates), 0.5-0.7x the time of max_pool3d from ~10^5 values."""
+        n, c, d, h, w = x.shape
+        d2, h2, w2 = d // 2, h // 2, w // 2  # odd sizes: the last plane is dropped, as there
+        v = x.permute(0, 2, 3, 4, 1)[:, : 2 * d2, : 2 * h2, : 2 * w2].unflatten(3, (w2, 2))
+        along_x = self.ws.flat(("pool_x", i), n * 2 * d2 * 2 * h2 * w2 * c)
+        along_x = along_x.view(n, 2 * d2, 2 * h2, w2, c)
+        torch.maximum(v[:, :, :, :, 0], v[:, :, :, :, 1], out=along_x)
+        u = along_x.unflatten(2, (h2, 2))
+        along_y = self.ws.flat(("pool_y", i), n * 2 * d2 * h2 * w2 * c).view(n, 2 * d2, h2, w2, c)
+        torch.maximum(u[:, :, :, 0], u[:, :, :, 1], out=along_y)
+        s = along_y.unflatten(1, (d2, 2))
+        out = self.ws.channels_last(("pool", i), n, c, (d2, h2, w2))
+        torch.maximum(s[:, :, 0], s[:, :, 1], out=out.permute(0, 2, 3, 4, 1))
+        return out
 
     def decode(self, i: int, j: int, skips: list[Tensor], below: Tensor) -> Tensor:
         """X(i, j) from the skips X(i, 0..j-1) and Up(below), in MONAI's concatenation order.
@@ -390,7 +368,7 @@ class _Executor:
                 return self.run_node(node, [*skips, up], i, j)
             c = self.model.node_channels(i, j)
             started = self.ws.channels_last(("mid", i), self.n, c, self.shapes[i])
-            _convolve_into(node.conv_0.conv, [up], started, self.ws, first=first)
+            started = _convolve_into(node.conv_0.conv, [up], started, self.ws, first=first)
         if grouped:
             started.add_(self.accumulated(i, j))
         return self.run_node(node, skips, i, j, started=started)
@@ -429,14 +407,25 @@ class _Executor:
             target[:, 2 * d :] = target[:, 2 * d - 1 : 2 * d]
 
     def head(self, j: int, x: Tensor) -> Tensor:
-        """1x1x1 head on X(0, j): logits (N, K, z, y, x), contiguous and freshly allocated."""
+        """1x1x1 head on X(0, j): logits (N, K, z, y, x), contiguous and freshly allocated.
+
+        One GEMM per sample, W (K, C) @ X^T (C, V), whose (K, V) result is already the sample's
+        NCDHW logits: no channels-last result to transpose (a third of the time at 16x48x48).
+        """
         conv = self.model.head(j)
         n, c = x.shape[:2]
-        rows = x.permute(0, 2, 3, 4, 1).reshape(-1, c)
-        logits = torch.addmm(conv.bias, rows, conv.weight.reshape(conv.out_channels, c).t())
+        k = conv.out_channels
+        weight = conv.weight.reshape(k, c)
+        logits = torch.empty(n, k, *self.shapes[0])
+        for b in range(n):
+            rows = x[b].permute(1, 2, 3, 0).reshape(-1, c)  # (V, C), a view of channels-last
+            out = logits[b].view(k, -1)
+            if conv.bias is None:
+                torch.mm(weight, rows.t(), out=out)
+            else:
+                torch.addmm(conv.bias.view(k, 1), weight, rows.t(), out=out)
         self.ws.flops += 2 * logits.numel() * c
-        logits = logits.view(n, *self.shapes[0], conv.out_channels).permute(0, 4, 1, 2, 3)
-        return logits.contiguous()
+        return logits
 
     def run(self, x: Tensor, heads: Sequence[int]) -> list[Tensor]:
         skips: list[list[Tensor]] = [[] for _ in range(self.depth + 1)]
