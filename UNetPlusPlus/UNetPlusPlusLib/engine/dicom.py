@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,7 @@ def _dicom_series(folder: Path) -> list[DicomSeries]:
     ITK's own "No Series were found" warning (printed for every folder searched, e.g. a patient
     folder above its series) is silenced: the caller reports a folder without DICOM itself.
     """
+    _refuse_special_files(folder)
     reader = sitk.ImageSeriesReader()
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
@@ -167,13 +169,37 @@ def _readable(name: str) -> bool:
 
 
 def _looks_like_dicom(path: Path) -> bool:
+    """A regular file named as a slice: no extension, a DICOM one, or the digits of a UID
+    (``CT.1.3.12.2...16573``, as scanners and TotalSegmentator's example name them; before,
+    such a truncated end slice was left out without a word, tester 15), or one holding the
+    ``DICM`` mark at byte 128."""
     name = path.name.lower()
-    return (
-        path.is_file()
-        and not name.startswith(".")
-        and name != "dicomdir"
-        and path.suffix.lower() in _DICOM_SUFFIXES
-    )
+    if not path.is_file() or name.startswith(".") or name == "dicomdir":
+        return False
+    suffix = path.suffix.lower()
+    if suffix in _DICOM_SUFFIXES or suffix[1:].isdigit():
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _refuse_special_files(folder: Path) -> None:
+    """A pipe, device or socket among the slices is one error: GDCM opened a named pipe in the
+    demo series' folder and left 3 of its 20 slices out of the series (tester 15)."""
+    for entry in sorted(folder.iterdir()):
+        try:
+            mode = entry.stat().st_mode
+        except OSError:
+            continue  # a dangling link: GDCM skips it too
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise UNetPlusPlusError(
+                f"The DICOM folder {folder} holds {entry.name}, which is not a file but a pipe "
+                "or a device; move it out of the folder (or copy the slices to a folder of "
+                "their own) and run again."
+            )
 
 
 def _unparsed_files(folder: Path, series: list[list[str]]) -> list[str]:
