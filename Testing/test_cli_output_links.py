@@ -146,3 +146,19 @@ def test_an_output_that_is_not_a_regular_file_is_refused(
         code, error, _ = _run("segment", ball, sphere_model, out, capsys)
         assert code == 2 and "not a regular file" in error, error
     assert _files(tmp_path) == ["ball.nii.gz", "link.seg.nrrd", "pipe.seg.nrrd"]
+
+
+@pytest.mark.parametrize("how", ["segment", "serve"])
+@pytest.mark.parametrize("below", ["x.seg.nrrd", "new/deeper/x.seg.nrrd"])
+def test_an_output_folder_that_is_a_dangling_link_is_refused_before_any_work(
+    ball, sphere_model, tmp_path, capsys, no_work, how, below
+):
+    """Tester 15: `-o results/x.seg.nrrd` with `results -> missing` passed the checks (the
+    nearest existing folder was the link's), the whole run worked, and then creating the
+    folder failed with "the system reports: file exists"; now one error naming the link."""
+    os.symlink("missing", tmp_path / "results")
+    code, error, _ = _run(how, ball, sphere_model, tmp_path / "results" / below, capsys)
+    assert code == 2 and error, error
+    assert f"the folder {tmp_path / 'results'} is a symbolic link to missing" in error, error
+    assert "does not exist" in error and "file exists" not in error
+    assert _files(tmp_path) == ["ball.nii.gz", "results"]

@@ -22,9 +22,12 @@ UID = "1.2.826.0.1.3680043.8.498.1414"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def write_tilted_series(folder: Path, tilt_deg: float, slices: int = 12) -> None:
+def write_tilted_series(
+    folder: Path, tilt_deg: float, slices: int = 12, turn_deg: float = 0.0
+) -> None:
     """``slices`` 32x32 CT slices of 0.8 mm pixels, 2 mm apart along z (the table), their
-    planes tilted by ``tilt_deg`` about x (the gantry). The GDCM writer's locale is restored."""
+    planes tilted by ``tilt_deg`` about x (the gantry) and slice k turned ``k * turn_deg`` in
+    its plane (about z). The GDCM writer's locale is restored."""
     saved = locale.setlocale(locale.LC_ALL)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -35,7 +38,16 @@ def write_tilted_series(folder: Path, tilt_deg: float, slices: int = 12) -> None
         for k in range(slices):
             image = sitk.GetImageFromArray(rng.integers(-1000, 400, (1, 32, 32)).astype(np.int16))
             image.SetSpacing((0.8, 0.8, 2.0))
-            image.SetDirection((1, 0, 0, 0, c, -s, 0, s, c))
+            turn = math.radians(turn_deg * k)
+            spin = np.array(
+                [
+                    [math.cos(turn), -math.sin(turn), 0],
+                    [math.sin(turn), math.cos(turn), 0],
+                    [0, 0, 1],
+                ]
+            )
+            tilt = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+            image.SetDirection((tilt @ spin).ravel().tolist())
             image.SetOrigin((0.0, 0.0, 2.0 * k))
             for key, value in {
                 "0008|0060": "CT",
@@ -87,3 +99,19 @@ def test_the_shared_dicom_series_are_not_tilted():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # LIDC-IDRI-0003's truncated slice is skipped
             assert read_volume([folder]).array.ndim == 4
+
+
+@pytest.mark.parametrize("turn, slice_name", [(3.0, "s001.dcm"), (0.2, "s001.dcm")])
+def test_a_series_whose_slices_turn_is_refused(tmp_path, turn, slice_name):
+    """Tester 15: slices whose orientation differs from the first one's (turned 3 degrees a
+    slice, up to 33) were read as a straight stack with the first slice's orientation, every
+    other slice off its true place, in silence."""
+    write_tilted_series(tmp_path / "turned", 0.0, turn_deg=turn)
+    with pytest.raises(UNetPlusPlusError, match="holds slices of different orientations") as raised:
+        read_volume([tmp_path / "turned"])
+    assert f"({slice_name} is turned {turn:.1f} degrees from the first slice)" in str(raised.value)
+
+
+def test_orientations_within_the_header_rounding_are_read(tmp_path):
+    write_tilted_series(tmp_path / "turned", 0.0, turn_deg=0.001)  # 0.011 degrees at slice 12
+    assert read_volume([tmp_path / "turned"]).array.shape == (1, 12, 32, 32)

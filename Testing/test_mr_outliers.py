@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.engine.image_read import read_volume
-from UNetPlusPlusLib.engine.mr_outliers import MAX_STD_RATIO, std_ratio
+from UNetPlusPlusLib.engine.mr_outliers import MAX_STD_RATIO, channel_warning, std_ratio
 from UNetPlusPlusLib.engine.registry import find_model
 from UNetPlusPlusLib.engine.sanity import check_model_input
 
@@ -88,3 +88,55 @@ def test_the_roi_path_warns_too(tmp_path, capsys):
         lines = capsys.readouterr().err.strip().splitlines()
         assert sum("extreme voxels" in line for line in lines) == expected, lines
         assert sum(line.startswith("warning: " + EXTREME) for line in lines) == expected
+
+
+def _hot_block(folder: Path, side: int = 15) -> Path:
+    """The FLAIR with a ``side``^3 block set to 1e5 inside the brain (15: 0.22 % of its
+    non-zero voxels, beyond the 99.9th percentile's reach)."""
+    image = sitk.Cast(sitk.ReadImage(str(_paths()[0])), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(image)
+    array[70 : 70 + side, 110 : 110 + side, 110 : 110 + side] = 1e5
+    hot = sitk.GetImageFromArray(array)
+    hot.CopyInformation(image)
+    path = folder / f"flair block {side}.nii.gz"
+    sitk.WriteImage(hot, str(path))
+    return path
+
+
+def test_a_hot_cluster_of_more_than_a_thousandth_of_the_voxels_is_caught():
+    """Tester 15: a hot block of more than 0.1 % of the voxels holds the 99.9th percentile
+    itself, so clipping there changed nothing (ratio 1.000); the 1-99 and 5-95 levels see it."""
+    rng = np.random.default_rng(0)
+    brain = np.zeros((40, 40, 40), np.float32)
+    brain[5:35, 5:35, 5:35] = rng.gamma(4.0, 50.0, (30, 30, 30))
+    assert channel_warning("FLAIR", brain) is None
+    for side in (4, 9):  # 0.24 % and 2.7 % of the non-zero voxels
+        hot = brain.copy()
+        hot[10 : 10 + side, 10 : 10 + side, 10 : 10 + side] = 1e5
+        assert std_ratio(hot)[0] < MAX_STD_RATIO  # the 0.1-99.9 level alone is blind to it
+        warning = channel_warning("FLAIR", hot)
+        assert warning and warning.startswith("Input 'FLAIR' holds extreme voxels (up to 1e+05")
+
+
+@needs_data
+def test_a_hot_flair_block_is_warned_on_the_shared_case(tmp_path):
+    manifest = find_model("brain-tumor")
+    names = [c.name for c in manifest.channels]
+    hot = check_model_input(manifest, read_volume(_paths(_hot_block(tmp_path)), names))
+    extreme = [w for w in hot if "extreme voxels" in w]
+    assert len(extreme) == 1 and extreme[0].startswith(
+        "Input 'FLAIR' holds extreme voxels (up to 1e+05"
+    )
+    assert "while 98% of its non-zero voxels lie between" in extreme[0]
+
+
+@needs_data
+def test_no_shared_brats_channel_is_warned():
+    data = CASE.parent
+    paths = sorted(p for p in data.glob("Brats18_*/*.nii.gz") if not p.name.endswith("_seg.nii.gz"))
+    paths += sorted(
+        p for p in (data.parent / "brats2012-HG0001").glob("*.mha") if "truth" not in p.name
+    )
+    assert len(paths) == 76
+    for path in paths:
+        assert channel_warning(path.name, sitk.GetArrayFromImage(sitk.ReadImage(str(path)))) is None

@@ -79,8 +79,17 @@ def edited_reason(path: Path) -> Optional[str]:
     return "was not written by unetpp (or was saved again since)"
 
 
-def _nearest_existing(path: Path) -> Path:
+def _nearest_existing(path: Path, what: str = "") -> Path:
+    """The deepest existing folder of ``path``. A missing folder that is a symbolic link to
+    nothing is one error naming ``what``: the run created no folder through it and failed
+    only after the whole run with "file exists" (tester 15). Raises UNetPlusPlusError."""
     while not path.exists() and path != path.parent:
+        if path.is_symlink():
+            raise UNetPlusPlusError(
+                f"Cannot write {what}: the folder {path} is a symbolic link to "
+                f"{os.readlink(path)}, which does not exist; create that folder, fix the link "
+                "or choose another path."
+            )
         path = path.parent
     return path
 
@@ -174,7 +183,7 @@ def check_output_paths(
             )
         elif why:
             replaced.append(REPLACED_WARNING.format(option=option, output=output))
-        folder = _nearest_existing(target.parent)
+        folder = _nearest_existing(target.parent, f"{option} {output}")
         if not folder.is_dir():
             raise UNetPlusPlusError(
                 f"Cannot create the folder for {option} {output}: {folder} is a file."

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,7 @@ def _dicom_series(folder: Path) -> list[DicomSeries]:
     ITK's own "No Series were found" warning (printed for every folder searched, e.g. a patient
     folder above its series) is silenced: the caller reports a folder without DICOM itself.
     """
+    _refuse_special_files(folder)
     reader = sitk.ImageSeriesReader()
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
@@ -167,13 +169,37 @@ def _readable(name: str) -> bool:
 
 
 def _looks_like_dicom(path: Path) -> bool:
+    """A regular file named as a slice: no extension, a DICOM one, or the digits of a UID
+    (``CT.1.3.12.2...16573``, as scanners and TotalSegmentator's example name them; before,
+    such a truncated end slice was left out without a word, tester 15), or one holding the
+    ``DICM`` mark at byte 128."""
     name = path.name.lower()
-    return (
-        path.is_file()
-        and not name.startswith(".")
-        and name != "dicomdir"
-        and path.suffix.lower() in _DICOM_SUFFIXES
-    )
+    if not path.is_file() or name.startswith(".") or name == "dicomdir":
+        return False
+    suffix = path.suffix.lower()
+    if suffix in _DICOM_SUFFIXES or suffix[1:].isdigit():
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _refuse_special_files(folder: Path) -> None:
+    """A pipe, device or socket among the slices is one error: GDCM opened a named pipe in the
+    demo series' folder and left 3 of its 20 slices out of the series (tester 15)."""
+    for entry in sorted(folder.iterdir()):
+        try:
+            mode = entry.stat().st_mode
+        except OSError:
+            continue  # a dangling link: GDCM skips it too
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise UNetPlusPlusError(
+                f"The DICOM folder {folder} holds {entry.name}, which is not a file but a pipe "
+                "or a device; move it out of the folder (or copy the slices to a folder of "
+                "their own) and run again."
+            )
 
 
 def _unparsed_files(folder: Path, series: list[list[str]]) -> list[str]:
@@ -203,7 +229,7 @@ def _check_slice_spacing(files: list[str], skipped: Sequence[str] = ()) -> None:
     if len(files) < 3:
         return
     reader = sitk.ImageFileReader()
-    origins, normal, pixel = [], None, 0.0
+    origins, normal, pixel, first = [], None, 0.0, np.eye(3)
     for name in files:
         reader.SetFileName(name)
         try:
@@ -211,9 +237,12 @@ def _check_slice_spacing(files: list[str], skipped: Sequence[str] = ()) -> None:
         except RuntimeError as error:
             raise UNetPlusPlusError(f"Cannot read the DICOM header of {name}.") from error
         origins.append(reader.GetOrigin())
+        direction = np.array(reader.GetDirection()).reshape(3, 3)
         if normal is None:
-            normal = np.array(reader.GetDirection()).reshape(3, 3)[:, 2]
+            first, normal = direction, direction[:, 2]
             pixel = float(min(reader.GetSpacing()[:2]))
+        elif np.max(np.abs(direction - first)) > MAX_ORIENTATION_CHANGE:
+            _refuse_orientations(name, direction, first)
     steps = np.abs(np.diff(np.asarray(origins) @ normal))
     median = float(np.median(steps))
     folder = Path(files[0]).parent
@@ -231,6 +260,27 @@ def _check_slice_spacing(files: list[str], skipped: Sequence[str] = ()) -> None:
             "is expected; restore the slices or export the series as one NRRD or NIfTI file."
         )
     _check_tilt(np.asarray(origins, dtype=float), normal, pixel, folder)
+
+
+#: The slices' direction cosines may differ from the first slice's by at most this (about 0.06
+#: degrees: half a 0.7 mm pixel at the edge of a 512-pixel slice is 0.002 radians).
+MAX_ORIENTATION_CHANGE = 1e-3
+
+
+def _refuse_orientations(name: str, direction: np.ndarray, first: np.ndarray) -> None:
+    """One error for a slice whose orientation is not the first slice's: ITK's series reader
+    gives every slice the first one's orientation, so a series whose slices turned (or holding
+    a localizer of another plane under the same UID) was read as a straight stack, every
+    slice but the first rotated off its true place, in silence (tester 15)."""
+    cosine = float(np.clip(np.trace(first.T @ direction), -1.0, 3.0))
+    angle = float(np.degrees(np.arccos(np.clip((cosine - 1) / 2, -1.0, 1.0))))
+    raise UNetPlusPlusError(
+        f"The DICOM series in {Path(name).parent} holds slices of different orientations "
+        f"({Path(name).name} is turned {angle:.1f} degrees from the first slice): read as one "
+        "stack, they would lie off their true places. Remove the slices of other planes (a "
+        "localizer, for example) or resample the series onto a regular grid first (3D "
+        "Slicer's DICOM import, then save the volume as NRRD)."
+    )
 
 
 #: Slice positions may drift from the first slice's normal by at most this share of the
