@@ -37,6 +37,7 @@ from .postprocess import (
 )
 from .prepare import prepare_input
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
+from .roi_edge import roi_edge_warning
 from .sanity import check_model_input
 from .tile_run import CancelCallback, Depth, ProgressCallback
 from .tiling import thin_input_warning
@@ -291,6 +292,9 @@ class Predictor:
                 self.manifest, volume, labels, labels_grid, roi, memo
             )
             info["warnings"] += found
+            if roi is not None and labels_grid is grid_out:  # a box that cuts the structure
+                edge = roi_edge_warning(labels, grid_out, roi)
+                info["warnings"] += [edge] if edge else []
         info["warnings"] += check_volumes(
             self.manifest, labels, labels_grid.spacing, point is not None
         )
