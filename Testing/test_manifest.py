@@ -112,6 +112,19 @@ def test_a_relative_path_is_kept_absolute(tmp_path, monkeypatch):
     assert manifest.weights_path == tmp_path / "weights.safetensors"
 
 
+def test_a_pipe_given_as_manifest_is_named_so(tmp_path):
+    """Tester 15: a FIFO given as --model was reported as not existing (never opened: a read
+    would block)."""
+    import os
+
+    fifo = tmp_path / "model.json"
+    os.mkfifo(fifo)
+    with pytest.raises(UNetPlusPlusError, match="model.json is not a regular file"):
+        ModelManifest.load(fifo)
+    with pytest.raises(UNetPlusPlusError, match="does not exist"):
+        ModelManifest.load(tmp_path / "missing.json")
+
+
 def test_round_trip_save_load_to_dict(tmp_path):
     manifest = ModelManifest.from_dict(example_dict())
     assert manifest.to_dict() == example_dict()

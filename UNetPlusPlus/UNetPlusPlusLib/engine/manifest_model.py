@@ -64,7 +64,8 @@ class ModelManifest:
         if path.is_dir():
             path = path / MANIFEST_FILENAME
         if not path.is_file():
-            raise UNetPlusPlusError(f"Model manifest {path} does not exist.")
+            what = "is not a regular file" if path.exists() else "does not exist"  # a FIFO
+            raise UNetPlusPlusError(f"Model manifest {path} {what}.")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
