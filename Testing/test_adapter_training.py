@@ -24,7 +24,12 @@ from UNetPlusPlusLib.adapter.job import FINISHED, PROGRESS  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.adapter.training_cases import cases_summary  # noqa: E402
 from UNetPlusPlusLib.adapter.training_logic import TrainingLogic, next_case_name  # noqa: E402
-from UNetPlusPlusLib.adapter.training_panel import channel_check_args, epoch_text, plan_text  # noqa: E402
+from UNetPlusPlusLib.adapter.training_panel import (  # noqa: E402
+    channel_check_args,
+    epoch_text,
+    plan_text,
+    strict_labels_args,
+)
 from UNetPlusPlusLib.engine import registry  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
@@ -195,13 +200,13 @@ def test_plan_only_job_shows_the_plan_and_its_eta(cases, sphere_model, home):
 def test_the_panel_sequence_order_switch_reaches_unetpp_train(cases, sphere_model, home):
     """Unchecked, "Check each case's sequence order" runs ``unetpp train --no-channel-check``,
     which the CLI accepts (a plan-only job succeeds); checked adds nothing (checks by default)."""
-    assert channel_check_args(True) == []
+    assert channel_check_args(True) == [] and strict_labels_args(False) == []
     logic = TrainingLogic()
     job = logic.start(
         cases, ModelManifest.load(sphere_model), time_budget="10m", device="cpu",
         plan_only=True, extra_args=["--threads", "1", "--max-val-cases", "1",
-                                    *channel_check_args(False)],
+                                    *channel_check_args(False), *strict_labels_args(True)],
     )  # fmt: skip
     job.wait(timeout=TIMEOUT_S)
-    assert "--no-channel-check" in job.command
+    assert "--no-channel-check" in job.command and "--strict-labels" in job.command
     assert job.state == "succeeded", (job.error, job.log[-5:])

@@ -24,6 +24,7 @@ WIDGETS = {
     "addCaseButton": ("QPushButton", None),
     "trainFromScratchCheckBox": ("QCheckBox", "trainFromScratch"),
     "trainingChannelCheckCheckBox": ("QCheckBox", "trainingChannelCheck"),
+    "trainingStrictLabelsCheckBox": ("QCheckBox", "trainingStrictLabels"),
     "trainingBudgetSelector": ("QComboBox", "trainingBudget"),
     "planButton": ("QPushButton", None),
     "trainingPlanLabel": ("QLabel", None),
@@ -73,6 +74,8 @@ def test_widget_code_connects_the_buttons_and_stops_training_with_the_scene():
     # the sequence-order switch reaches `unetpp train` (test_adapter_training runs it)
     assert "channel_check_args(p.trainingChannelCheck)" in control["startTraining"]
     assert parameter_fields()["trainingChannelCheck"] == "bool"
+    assert "strict_labels_args(p.trainingStrictLabels)" in control["startTraining"]
+    assert parameter_fields()["trainingStrictLabels"] == "bool"
     assert {n for n in WIDGETS} <= set(ui_widgets())
 
 

@@ -18,6 +18,12 @@ def channel_check_args(check: bool) -> list[str]:
     return [] if check else ["--no-channel-check"]
 
 
+def strict_labels_args(strict: bool) -> list[str]:
+    """``unetpp train`` arguments for the panel's "Refuse implausible labels" box:
+    ``--strict-labels`` when checked, none when not (the CLI warns by default)."""
+    return ["--strict-labels"] if strict else []
+
+
 def plan_text(lines: Sequence[str]) -> str:
     """The plan table printed by ``unetpp train --plan-only`` (from "training plan:" through
     the ETA line), or the last lines when there is none."""

@@ -42,6 +42,8 @@ class UNetPlusPlusParameterNode:
     trainFromScratch - train new weights instead of fine-tuning the selected model.
     trainingChannelCheck - refuse training cases of multi-channel MR in the wrong sequence order
         (unchecked: ``unetpp train --no-channel-check``, a warning instead).
+    trainingStrictLabels - refuse training cases whose labels fail the model's result checks
+        (``unetpp train --strict-labels``; unchecked: warnings before the plan).
     trainingBudget - the training's time budget (``unetpp train --time-budget``).
     """
 
@@ -64,4 +66,5 @@ class UNetPlusPlusParameterNode:
     trainingDirectory: Path = Path.home() / "UNetPlusPlus-training"
     trainFromScratch: bool = False
     trainingChannelCheck: bool = True
+    trainingStrictLabels: bool = False
     trainingBudget: Annotated[str, Choice(list(BUDGET_CHOICES))] = "10m"

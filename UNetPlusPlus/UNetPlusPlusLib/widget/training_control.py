@@ -10,7 +10,12 @@ import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter.training_cases import cases_summary, next_case_name
-from UNetPlusPlusLib.adapter.training_panel import channel_check_args, epoch_text, plan_text
+from UNetPlusPlusLib.adapter.training_panel import (
+    channel_check_args,
+    epoch_text,
+    plan_text,
+    strict_labels_args,
+)
 
 TRAINING_POLL_MS = 250
 
@@ -106,7 +111,8 @@ class TrainingControl:
         self._trainingJob = self.logic.trainingLogic.start(
             p.trainingDirectory, parent, time_budget=p.trainingBudget, device=p.device,
             labels=labels, plan_only=planOnly, on_success=self.onModelInstalled,
-            extra_args=channel_check_args(p.trainingChannelCheck),
+            extra_args=channel_check_args(p.trainingChannelCheck)
+            + strict_labels_args(p.trainingStrictLabels),
         )  # fmt: skip
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingStatusLabel.text = _("Measuring this machine...") if planOnly else ""
