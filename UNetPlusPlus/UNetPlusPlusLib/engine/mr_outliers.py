@@ -23,6 +23,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .normalize import needs_volume_statistics
+
 #: The non-zero voxels' standard deviation may be at most this many times that of the same
 #: voxels clipped to CLIP_PERCENTILES (shared BraTS 2018 and 2012 channels: at most 1.018).
 MAX_STD_RATIO = 1.25
@@ -68,13 +70,13 @@ def std_ratios(
 
 
 def outlier_warnings(manifest, arrays: Sequence[np.ndarray]) -> list[str]:
-    """One warning per channel normalised as ``mr`` (with no fixed mean and std in the
-    manifest) whose extreme voxels inflate its standard deviation more than MAX_STD_RATIO
-    times. ``arrays``: the C (z, y, x) channels in the manifest's order. Never raises."""
+    """One warning per channel normalised as ``mr`` from the image's own statistics
+    (``normalize.needs_volume_statistics``) whose extreme voxels inflate its standard
+    deviation more than MAX_RATIOS allow (:func:`channel_warning`). ``arrays``: the C
+    (z, y, x) channels in the manifest's order. Never raises."""
     warnings = []
     for array, channel in zip(arrays, manifest.channels):
-        spec = channel.normalization
-        if str(spec.get("kind", "")).lower() != "mr" or ("mean" in spec and "std" in spec):
+        if not needs_volume_statistics(channel.normalization):
             continue
         warning = channel_warning(channel.name, array)
         warnings += [warning] if warning else []

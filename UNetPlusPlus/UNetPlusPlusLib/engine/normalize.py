@@ -39,6 +39,13 @@ def normalize(volume: Volume, channels: Sequence[Any]) -> Volume:
     return volume.with_array(out)
 
 
+def needs_volume_statistics(channel: Any) -> bool:
+    """Whether a channel's normalisation (a manifest entry or its spec, or None) is a z-score
+    whose mean and std come from the image itself (``mr`` without a fixed ``mean``)."""
+    entry = _normalization_entry(channel) if channel is not None else {}
+    return str(entry.get("kind", "")).lower() == "mr" and "mean" not in entry
+
+
 def with_volume_statistics(volume: Volume, channels: Sequence[Any]) -> list[dict]:
     """Normalization entries with the MR mean and std fixed from the whole `volume`.
 
@@ -48,7 +55,7 @@ def with_volume_statistics(volume: Volume, channels: Sequence[Any]) -> list[dict
     """
     specs = [dict(_normalization_entry(channel)) for channel in channels]
     for c, spec in enumerate(specs[: volume.num_channels]):
-        if str(spec.get("kind", "")).lower() == "mr" and "mean" not in spec:
+        if needs_volume_statistics(spec):
             spec["mean"], spec["std"] = _nonzero_statistics(volume.array[c])
     return specs
 

@@ -25,7 +25,7 @@ from ..errors import UNetPlusPlusError
 from .image_read import read_image
 from .mr_outliers import channel_warning
 from .nifti_check import check_nifti_complete, reader_geometry
-from .normalize import _nonzero_statistics, _normalization_entry
+from .normalize import _nonzero_statistics, _normalization_entry, needs_volume_statistics
 from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices
 
 PathLike = Union[str, Path]
@@ -44,11 +44,6 @@ def header_grid(path: Path) -> Grid:
         raise UNetPlusPlusError(f"{path} is not a 3D single-component image.")
     spacing, direction = reader_geometry(reader)  # as the whole-image reading gives them
     return Grid(reader.GetSize(), spacing, reader.GetOrigin(), direction)
-
-
-def _needs_statistics(spec: Any) -> bool:
-    entry = _normalization_entry(spec) if spec is not None else {}
-    return str(entry.get("kind", "")).lower() == "mr" and "mean" not in entry
 
 
 def _read_extract(
@@ -101,11 +96,11 @@ def read_region(
         if not path.exists():
             raise UNetPlusPlusError(f"Image not found: {path}.")
         spec = specs[c] if c < len(specs) else {}
-        if grids[c] is None or _needs_statistics(spec):  # read whole: DICOM, MR statistics
+        if grids[c] is None or needs_volume_statistics(spec):  # read whole: DICOM, MR statistics
             image = read_image(path)
             grid = Grid.from_sitk(image)
             array = sitk.GetArrayViewFromImage(image)
-            if _needs_statistics(spec):
+            if needs_volume_statistics(spec):
                 spec["mean"], spec["std"] = _nonzero_statistics(array)
                 if warnings is not None:
                     name = channel_names[c] if c < len(channel_names) else path.name

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from .point_box import touched_faces
+from .point_box import box_limits, touched_faces
 from .volume import Box, Grid, box_to_index_slices
 
 #: LPS axis names, (negative, positive) direction.
@@ -39,8 +39,7 @@ def roi_edge_warning(labels: np.ndarray, grid: Grid, roi: Box) -> Optional[str]:
     region = labels[slices]
     if not region.any():
         return None
-    image = tuple(slice(0, n) for n in labels.shape)
-    faces = touched_faces(region, slices, image)
+    faces = touched_faces(region, slices, box_limits(grid))
     if not faces:
         return None
     sides = ", ".join(dict.fromkeys(face_side(grid, face) for face in faces))
