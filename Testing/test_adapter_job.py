@@ -69,6 +69,12 @@ def test_command_line_passes_ras_prompts_to_the_cli(tmp_path):
     assert f"--labelmap {tmp_path / 'out.nrrd'} --progress-json" in joined
     assert "--point 1.5 -2.0 3.0" in joined
     assert "--roi 0.0 1.0 2.0 3.0 4.0 5.0" in joined
+    # the click named as the in-process run names it, in one argument (a label may start "-")
+    assert "--point-name=The clicked point" in command
+    named = job.build_command("p", [], tmp_path / "m.json", tmp_path / "o.nrrd",
+                              point_ras=(1, 2, 3), point_name="Point '-1' (2 of 3)")  # fmt: skip
+    assert named[-1] == "--point-name=Point '-1' (2 of 3)"
+    assert not [a for a in job.build_command("p", [], tmp_path, tmp_path) if "--point" in a]
     # outside Slicer there is no PythonSlicer: the child is this interpreter
     assert job.python_executable() == sys.executable
     assert (job.package_root() / "UNetPlusPlusLib" / "cli.py").is_file()

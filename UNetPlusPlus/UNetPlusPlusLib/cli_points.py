@@ -60,6 +60,18 @@ def check_roi_on_image(grid, roi, given: Sequence[float], frame: str) -> None:
     )
 
 
+#: How a point without a name is called in messages (the engine's words).
+CLICKED_POINT = "The clicked point"
+
+
+def point_where(point: Sequence[float], name: Optional[str] = None, frame: str = "RAS") -> str:
+    """A point as messages name it: ``name`` (default "The clicked point") and its position
+    in ``frame`` at 0.1 mm, e.g. "Point 'F-2' (2 of 3) at (-56.0, -4.0, 30.0) mm RAS" (the
+    Slicer module's in-process and background runs, ``--point-name``)."""
+    coordinates = ", ".join(f"{float(v) + 0.0:.1f}" for v in point)
+    return f"{name or CLICKED_POINT} at ({coordinates}) mm {frame}"
+
+
 def ras_to_lps(point: Sequence[float]) -> tuple:
     """RAS and LPS differ by the sign of the first two axes."""
     return (-float(point[0]), -float(point[1]), float(point[2]))

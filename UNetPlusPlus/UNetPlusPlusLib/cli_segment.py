@@ -27,6 +27,7 @@ from .cli_points import (
     check_point_on_image,
     check_roi_on_image,
     combine_point_results,
+    point_where,
     ras_to_lps,
 )
 from .early_warnings import warner
@@ -43,6 +44,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ArgumentError(
             "argument --probabilities: takes one --point; give a single point, or leave out "
             "--probabilities to segment one nodule per point"
+        )
+    named, points = len(args.point_name or []), len(args.point or [])
+    if named and named != points:
+        raise ArgumentError(
+            f"argument --point-name: give one per --point ({named} --point-name for "
+            f"{points} --point)"
         )
     if args.point and len(args.point) > 1 and args.disagreement:
         raise ArgumentError(
@@ -286,7 +293,8 @@ def run_segment(
         warn(message)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     for number, (given, point) in enumerate(zip(args.point or [], points), start=1):
-        check_point_on_image(volume.grid, point, given, "LPS" if args.lps else "RAS", number)
+        frame, where = "LPS" if args.lps else "RAS", _named_point(args, number - 1)
+        check_point_on_image(volume.grid, point, given, frame, number, where=where)
     _refuse_clicks_outside(args, manifest, volume, points)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
@@ -346,7 +354,17 @@ def _refuse_clicks_outside(args: argparse.Namespace, manifest, volume, points: l
         text = ", ".join(f"{float(v):g}" for v in typed)
         which = f"Point {number} of {len(given)}" if len(given) > 1 else "The clicked point"
         where = f"{which} ({text}) mm {'LPS' if args.lps else 'RAS'}"
-        refuse_outside_air(manifest, volume, point, where)
+        refuse_outside_air(manifest, volume, point, _named_point(args, number - 1) or where)
+
+
+def _named_point(args: argparse.Namespace, index: int) -> Optional[str]:
+    """Point ``index`` as messages name it when ``--point-name`` names it: that name and its
+    position at 0.1 mm, as the Slicer module's in-process run names a click
+    (:func:`.cli_points.point_where`); None without ``--point-name``."""
+    if not args.point_name:
+        return None
+    frame = "LPS" if args.lps else "RAS"
+    return point_where(args.point[index], args.point_name[index], frame)
 
 
 def point_warning(warning: str, number: int, points: int) -> str:

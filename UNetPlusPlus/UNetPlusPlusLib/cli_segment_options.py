@@ -66,6 +66,14 @@ def add_segment_parser(subparsers) -> None:
         "several lesions: one segment per point (e.g. 'nodule 1', 'nodule 2')",
     )
     parser.add_argument(
+        "--point-name",
+        action="append",
+        metavar="NAME",
+        help="how messages name the point (one per --point, in order), followed by its "
+        "position at 0.1 mm, e.g. \"Point 'F-2' (2 of 3)\" as the Slicer module passes; "
+        "default: 'The clicked point' (or 'Point 2 of 3') and the position as typed",
+    )
+    parser.add_argument(
         "--lps",
         action="store_true",
         help="--roi and --point are LPS (ITK) rather than RAS (Slicer) mm",

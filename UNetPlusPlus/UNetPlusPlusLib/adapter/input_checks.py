@@ -24,8 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-#: How a point without a name is called in messages (the engine's and the CLI's words).
-CLICKED_POINT = "The clicked point"
+from ..cli_points import CLICKED_POINT  # how a point without a name is called
 
 
 def loaded_file(node) -> Optional[Path]:
@@ -70,9 +69,11 @@ def point_name(markups_node, index: int) -> str:
 
 def point_where(point_ras: Sequence[float], name: Optional[str] = None) -> str:
     """A point as messages name it: ``name`` (default "The clicked point") and its RAS
-    coordinates in mm, e.g. "Point 'F-2' (2 of 3) at (-56.0, -4.0, 30.0) mm RAS"."""
-    coordinates = ", ".join(f"{float(v):.1f}" for v in point_ras)
-    return f"{name or CLICKED_POINT} at ({coordinates}) mm RAS"
+    coordinates in mm, e.g. "Point 'F-2' (2 of 3) at (-56.0, -4.0, 30.0) mm RAS"; the
+    background run's words too (``unetpp segment --point-name``, ``cli_points.point_where``)."""
+    from ..cli_points import point_where as named
+
+    return named(point_ras, name, "RAS")
 
 
 def check_click(

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from ..cancel import CancelFile
+from ..cli_points import CLICKED_POINT
 from ..engine.image_read import read_labelmap
 from ..engine.manifest import ModelManifest
 from ..engine.point_crop import grid_offset
@@ -125,8 +126,11 @@ def build_command(
     tta: bool = False,
     cancel_path: Optional[Path] = None,
     channel_check: bool = True,
+    point_name: Optional[str] = None,
 ) -> list[str]:
-    """The CLI command line; the point and ROI corners are RAS millimetres, as the CLI takes."""
+    """The CLI command line; the point and ROI corners are RAS millimetres, as the CLI takes.
+    ``point_name`` names the point in messages (``--point-name``, e.g. "Point 'F-2' (2 of 3)";
+    default "The clicked point"), with its position at 0.1 mm as the in-process run does."""
     command = [python, "-m", "UNetPlusPlusLib.cli", "segment", *map(str, input_paths)]
     command += ["--model", str(manifest_path), "--depth", str(depth), "--device", str(device)]
     command += ["--labelmap", str(labelmap_path), "--progress-json"]
@@ -134,6 +138,8 @@ def build_command(
         command += ["--cancel-file", str(cancel_path)]
     if point_ras is not None:
         command += ["--point", *(repr(float(v)) for v in point_ras)]
+        # one argument: a name such as "-1" or "--help" is not an option
+        command += [f"--point-name={point_name or CLICKED_POINT}"]
     if roi_ras is not None:
         command += ["--roi", *(repr(float(v)) for corner in roi_ras for v in corner)]
     if tta:
@@ -163,6 +169,7 @@ class SegmentationJob:
     # it, no input files are written
     input_token: Optional[str] = None
     channel_check: bool = True  # False: --no-channel-check (engine/channel_order.py)
+    point_name: Optional[str] = None  # the point in messages: --point-name (input_checks.py)
 
     state: str = field(default=PENDING, init=False)
     error: Optional[str] = field(default=None, init=False)
@@ -210,6 +217,7 @@ class SegmentationJob:
                 self.tta,
                 cancel_path=self._workdir / CANCEL_FILE_NAME,
                 channel_check=self.channel_check,
+                point_name=self.point_name,
             )
             if self.server is not None:  # the arguments of `segment`; inputs unless held
                 self.server.submit(

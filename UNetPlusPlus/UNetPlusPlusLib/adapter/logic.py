@@ -185,6 +185,7 @@ class SegmentationLogic:
         replace_existing: bool = False,
         tta: bool = False,
         persistent: Optional[bool] = None,
+        point_name: Optional[str] = None,
     ) -> SegmentationJob:
         """Start a background run of the CLI; poll the returned job until it is finished.
 
@@ -194,6 +195,7 @@ class SegmentationLogic:
         click alike, to one engine process kept alive between runs (``unetpp serve``: Python,
         torch and the last model stay loaded), started at the first run and again after a crash
         or a cancel it did not honour in time; False starts a process for this run only.
+        ``point_name``: how a refused click is named, as in :meth:`segment`.
         """
         manifest = self.resolve_model(model)
         persistent = self.persistent if persistent is None else persistent
@@ -222,6 +224,7 @@ class SegmentationLogic:
             python=self.python,
             tta=bool(tta),
             channel_check=self.channel_check,
+            point_name=point_name,
             server=server,
             input_token=server.input_token((self._input_key(nodes), channels)) if server else None,
         )
