@@ -29,6 +29,7 @@ from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
 from UNetPlusPlusLib.engine.registry import find_model  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_to_sitk  # noqa: E402
+from UNetPlusPlusLib.widget.point_queue import PointQueue  # noqa: E402
 
 DISAGREE = "its NIfTI header holds two transforms that disagree"
 THICK = "has very thick voxels"
@@ -52,6 +53,11 @@ class Timer:
 @pytest.fixture
 def run_control(monkeypatch):
     """widget/run_control.py imported with ``slicer.i18n`` and ``errorDisplay`` stand-ins."""
+    return import_run_control(monkeypatch)
+
+
+def import_run_control(monkeypatch):
+    """widget/run_control.py and the messages of ``errorDisplay`` (see :func:`run_control`)."""
     i18n = types.ModuleType("slicer.i18n")
     i18n.tr = lambda text: text
     monkeypatch.setitem(sys.modules, "slicer.i18n", i18n)
@@ -63,19 +69,24 @@ def run_control(monkeypatch):
     return run_control, errors
 
 
-def panel(run_control, logic: SegmentationLogic, manifest: ModelManifest, volumes, seeds=None):
-    """The panel's RunControl with the parameter node's values, the task and the inputs."""
-    host = run_control.RunControl()
+def panel(
+    run_control, logic: SegmentationLogic, manifest: ModelManifest, volumes, seeds=None, host=None
+):
+    """The panel's RunControl (or ``host``, one made from it) with the parameter node's values,
+    the task and the inputs."""
+    host = run_control.RunControl() if host is None else host
     host.ui = types.SimpleNamespace(
-        statusLabel=Widget(), progressBar=Widget(), segmentButton=Widget(), exportButton=Widget()
-    )
+        statusLabel=Widget(), progressBar=Widget(), segmentButton=Widget(), exportButton=Widget(),
+        nodulePlaceWidget=types.SimpleNamespace(setCurrentNode=lambda node: None),
+    )  # fmt: skip
     # UNetPlusPlusLogic's two members used here (widget/module_logic.py)
     host.logic = types.SimpleNamespace(segmentationLogic=logic, startJob=logic.start_job)
     host._parameterNode = types.SimpleNamespace(
         depth="1", device="cpu", roi=None, noduleSeeds=seeds, outputSegmentation=None,
         replaceExisting=False, tta=False, channelCheck=True, interactive=True,
     )  # fmt: skip
-    host._timer, host._job, host._pendingPoints, host._dependenciesReady = Timer(), None, [], True
+    host._timer, host._job, host._dependenciesReady = Timer(), None, True
+    host._points, host._currentPoint = PointQueue(), None  # panel_widget's
     host.currentModel = lambda: manifest
     host.inputVolumes = lambda _manifest: list(volumes)
     host.inputProblem = lambda _manifest: None

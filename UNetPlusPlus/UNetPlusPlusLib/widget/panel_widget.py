@@ -14,6 +14,7 @@ from slicer.util import VTKObservationMixin
 from UNetPlusPlusLib.adapter import install, panel
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.widget.parameter_node import MAX_CHANNELS, UNetPlusPlusParameterNode
+from UNetPlusPlusLib.widget.point_queue import PointQueue
 from UNetPlusPlusLib.widget.run_control import RunControl
 from UNetPlusPlusLib.widget.training_control import TrainingControl
 
@@ -41,7 +42,8 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._models = []  # manifests, in task-selector order
         self._job = None
-        self._pendingPoints = []  # RAS points waiting for a nodule run
+        self._points = PointQueue()  # placed points waiting for their nodule run
+        self._currentPoint = None  # the queued point whose run is going (point_queue.PointRun)
         self._seenPointIds = set()
         self._observedSeeds = None
         self._fittedRoi = None  # the warning of an ROI fitted to the volume by the last start
@@ -112,7 +114,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
         self.stopTraining()  # the training process tree too (issue 12): nothing installed
 
     def onAboutToQuit(self) -> None:
-        self._pendingPoints = []
+        self._points.clear()
         self.cancelJob()
         self.shutdownLogic()
 
@@ -130,7 +132,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelJob()
         self.shutdownLogic()
-        self._pendingPoints = []
+        self._points.clear()
         self.observeSeeds(None)
         self.setParameterNode(None)
 

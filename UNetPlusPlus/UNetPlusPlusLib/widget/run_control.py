@@ -2,17 +2,26 @@
 showing the result, nodule points (one run per placed point) and "Export training case".
 
 A mixin of :class:`~UNetPlusPlusLib.widget.panel_widget.UNetPlusPlusPanel`, which provides
-``ui``, ``logic``, ``_parameterNode``, ``_timer``, ``currentModel()``, ``inputVolumes()``,
-``inputProblem()`` and ``appendLog()``.
+``ui``, ``logic``, ``_parameterNode``, ``_timer``, ``_points`` (a
+:class:`~UNetPlusPlusLib.widget.point_queue.PointQueue`), ``currentModel()``,
+``inputVolumes()``, ``inputProblem()`` and ``appendLog()``.
+
+Queued points: a point whose run fails (the engine refuses a click in the air or off the image)
+does not stop the queue; the next one runs. Each refusal is logged when it happens; once the
+queue is empty the status text lists them ("Not segmented: Point 'F-2' (2 of 3) at ... mm RAS
+lies in the air ...") and one error dialog shows them all: one to acknowledge per batch, not
+one per refused point, and none while other points still run. Cancel empties the queue.
 """
 
 import traceback
+from functools import partial
 from typing import Optional
 
 import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import install, panel
+from UNetPlusPlusLib.adapter.input_checks import point_name
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 
@@ -24,23 +33,33 @@ class RunControl:
         self.observeSeeds(node)
 
     def observeSeeds(self, node) -> None:
-        """Watch a point list so that each newly placed point segments one nodule."""
+        """Watch a point list so that each newly placed point segments one nodule, and each
+        deleted one leaves the queue."""
         if node is self._observedSeeds:
             return
+        events = (
+            (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced),
+            (slicer.vtkMRMLMarkupsNode.PointRemovedEvent, self.onPointRemoved),
+        )
         if self._observedSeeds is not None:
-            self.removeObserver(
-                self._observedSeeds,
-                slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                self.onPointPlaced,
-            )
+            for event, method in events:
+                self.removeObserver(self._observedSeeds, event, method)
         self._observedSeeds = node
         self.ui.nodulePlaceWidget.setCurrentNode(node)
         if node is not None:
             count = node.GetNumberOfControlPoints()
             self._seenPointIds = {node.GetNthControlPointID(i) for i in range(count)}
-            self.addObserver(
-                node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced
-            )
+            for event, method in events:
+                self.addObserver(node, event, method)
+
+    def onPointRemoved(self, caller, event) -> None:
+        """A point deleted: forget its ID (Slicer gives a point placed next the ID and label of
+        the last one if that was deleted: it is a new point, to segment) and drop it from the
+        queue if its run has not started, saying so in the log."""
+        count = caller.GetNumberOfControlPoints()
+        present = {caller.GetNthControlPointID(i) for i in range(count)}
+        self._seenPointIds &= present
+        self._points.drop_missing(caller, present, self.appendLog)
 
     def onPointPlaced(self, caller, event) -> None:
         manifest = self.currentModel()
@@ -53,19 +72,46 @@ class RunControl:
             defined = caller.GetNthControlPointPositionStatus(i) == caller.PositionDefined
             if defined and pointId not in self._seenPointIds:
                 self._seenPointIds.add(pointId)
-                position = [0.0, 0.0, 0.0]
-                caller.GetNthControlPointPositionWorld(i, position)
-                self._pendingPoints.append(position)
+                self._points.add(caller, i)  # read again when its run starts (moved, deleted)
         if self._job is None or self._job.finished:
             self.startNextPoint()
 
     def startNextPoint(self) -> None:
-        if not self._pendingPoints:
+        """Start the run of the next queued point that still exists, where it is now; with
+        none left, report the batch's refusals (:meth:`finishPoints`). A start refused (the
+        inputs, the engine: the same for every point) drops the rest of the queue, naming it."""
+        point = self._points.next(self.appendLog)
+        if point is None:
+            self.finishPoints()
             return
-        point = self._pendingPoints.pop(0)
-        if not self.runGuarded(lambda: self.startRun(pointRas=point)):
-            self._pendingPoints = []
-            self.showNotStarted()
+        self._currentPoint = point
+        if self.runGuarded(partial(self.startRun, point.position, point.name)):
+            return
+        self._currentPoint = None
+        dropped = self._points.clear()
+        self.showNotStarted()
+        if dropped:
+            text = _("Not run: {labels}; place them again once this is solved.")
+            text = text.format(labels=", ".join(f"'{label}'" for label in dropped))
+            self.appendLog(text)
+            self.ui.statusLabel.text += "\n" + text
+        self.finishPoints(dialog=False)  # the refusal had its dialog
+
+    def finishPoints(self, dialog: bool = True) -> None:
+        """After the last queued point: add the batch's refused points to the status text, and
+        show them in one error dialog (``dialog``)."""
+        refused, started = self._points.finish()
+        if not refused:
+            return
+        self.ui.statusLabel.text += "".join(f"\n{_('Not segmented')}: {line}" for line in refused)
+        if not dialog:
+            return
+        text = refused[0]
+        if started > 1:
+            header = _("{refused} of {started} points were not segmented:")
+            header = header.format(refused=len(refused), started=started)
+            text = "\n\n".join([header, *refused])
+        slicer.util.errorDisplay(text, windowTitle=_("UNet++ segmentation"))
 
     def runGuarded(self, action, failure: str = "") -> bool:
         """Run ``action``; show a user error as its one-sentence message, a bug with details."""
@@ -125,7 +171,7 @@ class RunControl:
 
     def onSegmentButton(self) -> None:
         if self._job is not None and not self._job.finished:
-            self._pendingPoints = []
+            self._points.clear()  # the user asked to stop: the queued points too
             self._job.cancel()
             self.ui.statusLabel.text = _("Cancelling...")
             return
@@ -133,6 +179,7 @@ class RunControl:
             self.runGuarded(self.ensureDependencies, _("Installing the dependencies failed."))
             self.updateButtons()
             return
+        self._currentPoint = None  # not a queued point: a failure has its own dialog
         if not self.runGuarded(self.startRun, _("Segmentation failed to start.")):
             self.showNotStarted()
 
@@ -145,7 +192,10 @@ class RunControl:
             panel.warnings_text(warnings)
         )
 
-    def startRun(self, pointRas=None) -> None:
+    def startRun(self, pointRas=None, pointName: Optional[str] = None) -> None:
+        """Start a background run (a click at ``pointRas``, RAS mm, named ``pointName`` in
+        messages; default: the last point of the list, for a prompted model). Raises
+        UNetPlusPlusError when refused before it starts; the scene is then unchanged."""
         self.logic.segmentationLogic.warnings = []  # this attempt's only (showNotStarted)
         self._fittedRoi = None
         manifest = self.currentModel()
@@ -156,9 +206,9 @@ class RunControl:
             seeds = p.noduleSeeds
             if seeds is not None and seeds.GetNumberOfControlPoints() > 0:
                 pointRas = [0.0, 0.0, 0.0]
-                seeds.GetNthControlPointPositionWorld(
-                    seeds.GetNumberOfControlPoints() - 1, pointRas
-                )
+                last = seeds.GetNumberOfControlPoints() - 1
+                seeds.GetNthControlPointPositionWorld(last, pointRas)
+                pointName = point_name(seeds, last)
             elif p.roi is None:
                 raise UNetPlusPlusError(
                     _("Place a point on the nodule or choose an ROI around it.")
@@ -177,6 +227,7 @@ class RunControl:
                 output_node=p.outputSegmentation,
                 replace_existing=p.replaceExisting,
                 tta=p.tta,
+                point_name=pointName,
             )
         except Exception:  # refused: the scene stays as it was, the ROI too
             if self._fittedRoi:
@@ -241,7 +292,7 @@ class RunControl:
 
     def onJobFinished(self, event) -> None:
         self._timer.stop()
-        job = self._job
+        job, point, self._currentPoint = self._job, self._currentPoint, None
         self.updateButtons()
         if event.state == "succeeded":
             node = job.output
@@ -260,14 +311,19 @@ class RunControl:
             self.ui.statusLabel.text = _("Cancelled; the scene was not changed.") + (
                 panel.warnings_text(job.run_warnings)  # those known before the cancel
             )
+            self._points.clear()  # also a cancel not asked with the button (scene close)
+            self.finishPoints(dialog=False)  # the refusals before the cancel, in the status
         else:
-            self._pendingPoints = []
             self.ui.progressBar.setValue(0)
             self.ui.statusLabel.text = _("Failed; the scene was not changed.") + (
                 panel.warnings_text(job.run_warnings)  # a refused click: the input's too
             )
             self.appendLog(f"error: {event.message}")
-            slicer.util.errorDisplay(event.message, windowTitle=_("UNet++ segmentation"))
+            if point is None:  # Segment's own run
+                slicer.util.errorDisplay(event.message, windowTitle=_("UNet++ segmentation"))
+            else:  # reported with the batch's others once the queue is empty
+                self._points.refuse(point, event.message)
+            self.startNextPoint()  # a refused point does not stop the queue
         self.updateButtons()
 
     @staticmethod
