@@ -170,6 +170,15 @@ def report(results: dict, threads: int) -> tuple[list[str], list[str]]:
         "OpenVINO timed side by side (back to back, ABBA, each after a settle tile of its own)",
         f"(machine load average before {before}; after {after}); the CPU default here: {default}",
     ]
+    openmp = executors.get("openmp")
+    if openmp:  # engine/runtime_env.py: decided at the job's start; spin_guard in the job
+        others = openmp.get("others_cores_at_start")
+        seen = "" if others is None else f", other programs used {others:.2f} cores at its start"
+        lines.append(
+            f"OpenMP wait policy of the job's process: {openmp.get('wait_policy')}{seen}; "
+            f"switches to one thread while the cores were shared: "
+            f"{openmp.get('one_thread_switches')}"
+        )
     keys: list[str] = []
     for name, config in executors["configs"].items():
         title = TITLES.get(name, name + " {tile}").format(tile=config.get("tile", "?"))

@@ -18,10 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from UNetPlusPlusLib.engine import runtime_env
 
-from . import workload
+runtime_env.apply()  # as the CLI does: OpenMP's wait policy chosen from the load, before torch
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from . import workload  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -227,6 +231,13 @@ def main(argv: list[str]) -> int:
     job = json.loads(argv[0])
     torch.set_num_threads(int(job["threads"]))
     result = JOBS[job["kind"]](job)
+    from UNetPlusPlusLib.engine import spin_guard
+
+    result["openmp"] = {
+        "wait_policy": runtime_env.wait_policy(),
+        "others_cores_at_start": runtime_env.others_cores_at_start(),
+        "one_thread_switches": spin_guard.guard().drops,
+    }
     print(json.dumps(result), flush=True)
     return 0
 

@@ -59,6 +59,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UNetPlusPlusError
+from . import spin_guard
 from .devices import is_out_of_memory
 from .network import UNetPlusPlus3D, plain_modules
 from .onnx_export import cached_graph, depth_name, graph_cache_dir, weights_digest
@@ -91,6 +92,7 @@ class OursExecutor(Executor):
     name = "ours"
 
     def run(self, tile: Tensor, depth: Depth) -> Tensor:
+        spin_guard.before_tile()  # one thread while the cores are shared, if OpenMP spins
         return self.model(tile, depth=depth)
 
 

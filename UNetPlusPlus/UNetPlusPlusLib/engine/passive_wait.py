@@ -1,5 +1,7 @@
-"""Importing this module applies :func:`.runtime_env.apply` (OpenMP sleeps instead of
-busy-waiting): for scripts, as their first import from this package, before torch loads.
+"""Importing this module applies :func:`.runtime_env.apply`: for scripts, as their first import
+from this package, before torch loads, so that OpenMP's wait policy is chosen as the CLI chooses
+it (sleep when other programs share the cores, spin on a quiet machine, guarded by
+``spin_guard``; ``UNETPP_WAIT_POLICY=passive`` always sleeps).
 
     import UNetPlusPlusLib.engine.passive_wait  # noqa: F401  (before the Predictor)
 """

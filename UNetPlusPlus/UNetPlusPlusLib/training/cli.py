@@ -11,13 +11,13 @@ tile, features, batch, schedule, precision: ``planner``) or the defaults. See do
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..engine import runtime_env
 from ..errors import UNetPlusPlusError
 from .train_args import add_train_arguments
 
@@ -252,10 +252,10 @@ def _default_name(dataset, init) -> str:
 def run_train(args: argparse.Namespace) -> int:
     """Run ``unetpp train``; returns the exit status (0). User errors raise UNetPlusPlusError."""
     started = time.monotonic()
-    if "torch" not in sys.modules:
-        # Idle OpenMP threads sleep instead of spinning: on a busy or shared CPU, spinning
-        # threads made training steps 2x slower here; on an idle machine the cost is nil.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Idle OpenMP threads sleep instead of spinning, whatever the load at the start: on a busy
+    # or shared CPU, spinning threads made training steps 2x slower here, and a training run
+    # lasts long enough for the load to change under it (engine/runtime_env.py).
+    runtime_env.prefer_passive()
     from .dataset import find_cases
     from .dataset_check import check_dataset
     from .grid_check import check_case_grids

@@ -1,0 +1,234 @@
+"""OpenMP's wait policy chosen per process (runtime_env), other programs' CPU use
+(cpu_contention) and one thread while the cores are shared in a spinning process (spin_guard)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from UNetPlusPlusLib.engine import cpu_contention, runtime_env, spin_guard
+from UNetPlusPlusLib.engine.cpu_contention import CpuReading
+
+LINUX = cpu_contention.read() is not None
+_BUSY = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"
+
+_REPORT = (
+    "import json, os, sys\n"
+    "from UNetPlusPlusLib.engine import runtime_env\n"
+    "runtime_env.apply()\n"
+    "{between}\n"
+    "import torch\n"
+    "print(json.dumps({{'policy': runtime_env.wait_policy(),"
+    " 'others': runtime_env.others_cores_at_start(),"
+    " 'env': {{k: os.environ.get(k) for k in"
+    " ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'KMP_BLOCKTIME')}}}}))\n"
+)
+
+
+def _clean_env(repo_root, **extra) -> dict:
+    """The test process's environment without any OpenMP wait setting (conftest sets them)."""
+    names = (*runtime_env._OPENMP_NAMES, "KMP_BLOCKTIME", runtime_env.MARK, runtime_env.KNOB)
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["PYTHONPATH"] = str(repo_root / "UNetPlusPlus")
+    env.update(extra)
+    return env
+
+
+def _report(env: dict, between: str = "") -> dict:
+    code = _REPORT.format(between=between)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_fixed_spin_and_passive_reach_openmp_before_torch_loads(repo_root):
+    spin = _report(_clean_env(repo_root, UNETPP_WAIT_POLICY="spin"))
+    assert spin["policy"] == "spin"
+    assert spin["env"] == {
+        "OMP_WAIT_POLICY": None,
+        "GOMP_SPINCOUNT": "300000",
+        "KMP_BLOCKTIME": "0",
+    }
+    passive = _report(_clean_env(repo_root, UNETPP_WAIT_POLICY="passive"))
+    assert passive["policy"] == "passive"
+    assert passive["env"] == {
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "GOMP_SPINCOUNT": None,
+        "KMP_BLOCKTIME": "0",
+    }
+
+
+@pytest.mark.skipif(not LINUX, reason="the load is read from /proc/stat")
+def test_auto_sleeps_when_other_programs_use_the_cores(repo_root):
+    busy = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(2)]
+    try:
+        time.sleep(0.3)  # both loops running
+        seen = _report(_clean_env(repo_root))
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert seen["policy"] == "passive"
+    assert seen["others"] >= runtime_env.QUIET_CORES  # measured at torch's import
+    assert seen["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert seen["env"]["GOMP_SPINCOUNT"] is None
+
+
+def test_the_users_own_openmp_settings_are_kept(repo_root):
+    seen = _report(_clean_env(repo_root, OMP_WAIT_POLICY="ACTIVE", KMP_BLOCKTIME="200"))
+    assert seen["policy"] == "user"
+    assert seen["env"] == {
+        "OMP_WAIT_POLICY": "ACTIVE",
+        "GOMP_SPINCOUNT": None,
+        "KMP_BLOCKTIME": "200",
+    }
+
+
+def test_a_child_started_with_child_env_decides_again(repo_root):
+    """child_env's passive settings are marked as ours: the child's apply() may choose to spin;
+    a user's PASSIVE is not marked and holds in the child."""
+    env = runtime_env.child_env(_clean_env(repo_root, UNETPP_WAIT_POLICY="spin"))
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"  # a child that never calls apply() sleeps
+    assert _report(env)["policy"] == "spin"
+    users = runtime_env.child_env(_clean_env(repo_root, OMP_WAIT_POLICY="PASSIVE"))
+    assert runtime_env.MARK not in users
+    users["UNETPP_WAIT_POLICY"] = "spin"
+    assert _report(users)["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_training_sleeps_whatever_the_load(repo_root):
+    seen = _report(
+        _clean_env(repo_root, UNETPP_WAIT_POLICY="auto"), between="runtime_env.prefer_passive()"
+    )
+    assert seen["policy"] == "passive"
+    assert seen["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert seen["others"] is None  # no sample was taken to its end
+
+
+def _pending(monkeypatch, before: CpuReading) -> None:
+    for name in (*runtime_env._OPENMP_NAMES, runtime_env.MARK):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(runtime_env._state, "policy", "pending")
+    monkeypatch.setitem(runtime_env._state, "sample", before)
+    monkeypatch.setitem(runtime_env._state, "others_cores", None)
+
+
+def test_decide_spins_only_below_the_quiet_threshold(monkeypatch):
+    start = CpuReading(wall_s=100.0, busy_s=50.0, own_s=1.0)
+    # 0.1 s later: 0.03 CPU-s busy, 0.01 of them ours -> others 0.2 cores
+    _pending(monkeypatch, start)
+    assert runtime_env.decide(reading=CpuReading(100.1, 50.03, 1.01)) == "spin"
+    assert os.environ["GOMP_SPINCOUNT"] == "300000" and "OMP_WAIT_POLICY" not in os.environ
+    assert runtime_env.others_cores_at_start() == pytest.approx(0.2)
+    # others 0.3 cores: passive, nothing written
+    _pending(monkeypatch, start)
+    assert runtime_env.decide(reading=CpuReading(100.1, 50.04, 1.01)) == "passive"
+    assert "GOMP_SPINCOUNT" not in os.environ
+    # /proc/stat unreadable at the end: passive
+    _pending(monkeypatch, start)
+    monkeypatch.setattr(cpu_contention, "read", lambda *a, **k: None)
+    assert runtime_env.decide(sample_s=0.0) == "passive"
+
+
+def test_cpu_readings_parse_proc_stat_and_refuse_anything_else(tmp_path):
+    good = tmp_path / "stat"
+    good.write_text("cpu  100 0 50 1000 20 5 5 10 0 0\ncpu0 1 2 3\n")
+    reading = cpu_contention.read(str(good))
+    assert reading.busy_s == pytest.approx(170 * cpu_contention._TICK_S)  # not idle, not iowait
+    for text in ("", "intr 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n", "cpu 1 2 3\n"):
+        good.write_text(text)
+        assert cpu_contention.read(str(good)) is None
+    assert cpu_contention.read(str(tmp_path / "missing")) is None
+    # too short a window to tell
+    assert cpu_contention.others_cores(CpuReading(1.0, 5, 1), CpuReading(1.01, 6, 1)) is None
+
+
+@pytest.mark.skipif(not LINUX, reason="the load is read from /proc/stat")
+def test_a_busy_program_is_seen():
+    busy = subprocess.Popen([sys.executable, "-c", _BUSY])
+    try:
+        time.sleep(0.5)  # python start-up, then spinning
+        start = cpu_contention.read()
+        time.sleep(0.6)
+        after = cpu_contention.read()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert cpu_contention.others_cores(start, after) >= 0.5
+
+
+class _Machine:
+    """Fake /proc/stat readings: others use ``cores`` while the clock advances."""
+
+    def __init__(self) -> None:
+        self.now, self.busy, self.cores = 0.0, 0.0, 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.busy += self.cores * seconds
+
+    def read(self):
+        return CpuReading(self.now, self.busy, 0.0)
+
+
+def test_guard_drops_to_one_thread_while_others_use_the_cores_and_comes_back():
+    machine, threads = _Machine(), [2]
+    guard = spin_guard.SpinGuard(
+        read=machine.read,
+        get_threads=lambda: threads[0],
+        set_threads=lambda n: threads.__setitem__(0, n),
+        clock=lambda: machine.now,
+    )
+    guard.check()  # first look: a reading, no decision
+    machine.cores = 1.8
+    machine.advance(0.1)
+    guard.check()  # within the window: not even read
+    assert threads == [2]
+    machine.advance(0.2)
+    guard.check()
+    assert threads == [1] and guard.drops == 1 and guard.saved_threads == 2
+    machine.advance(0.3)
+    guard.check()  # still busy: stays on one thread
+    assert threads == [1] and guard.drops == 1
+    machine.cores = 0.05
+    machine.advance(0.3)
+    guard.check()
+    assert threads == [2] and guard.saved_threads is None
+
+
+def test_our_executor_runs_on_one_thread_when_a_spinning_process_finds_the_cores_shared(
+    monkeypatch,
+):
+    from UNetPlusPlusLib.engine.executors import OursExecutor
+    from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+
+    tiny_model = UNetPlusPlus3D(1, 2, features=(4, 8, 8, 16, 16, 4)).eval()
+
+    machine = _Machine()
+    guard = spin_guard.SpinGuard(read=machine.read, clock=lambda: machine.now)
+    monkeypatch.setattr(spin_guard, "_GUARD", guard)
+    tile = torch.zeros(1, tiny_model.in_channels, 16, 16, 16)
+    executor = OursExecutor(tiny_model, threads=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setitem(runtime_env._state, "policy", "passive")
+        machine.cores = 2.0
+        for _ in range(3):
+            machine.advance(0.3)
+            executor.run(tile, 1)
+        assert torch.get_num_threads() == 2  # a sleeping process is left alone
+        monkeypatch.setitem(runtime_env._state, "policy", "spin")
+        for _ in range(2):
+            machine.advance(0.3)
+            with torch.inference_mode():
+                executor.run(tile, 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
