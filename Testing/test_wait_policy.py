@@ -202,6 +202,33 @@ def test_guard_drops_to_one_thread_while_others_use_the_cores_and_comes_back():
     assert threads == [2] and guard.saved_threads is None
 
 
+def test_guard_keeps_one_thread_when_a_new_predictor_resets_the_count_under_load():
+    """``unetpp serve`` switching task builds a Predictor, which sets torch's threads again:
+    the guard, already on one thread, must not leave the process spinning on two."""
+    machine, threads = _Machine(), [2]
+    guard = spin_guard.SpinGuard(
+        read=machine.read,
+        get_threads=lambda: threads[0],
+        set_threads=lambda n: threads.__setitem__(0, n),
+        clock=lambda: machine.now,
+    )
+    guard.check()
+    machine.cores = 1.8
+    machine.advance(0.3)
+    guard.check()
+    assert threads == [1] and guard.saved_threads == 2
+    threads[0] = 3  # configure_threads() of a new Predictor, e.g. the nodule model
+    for _ in range(4):
+        machine.advance(0.1)  # also within a window
+        guard.check()
+        assert threads == [1]
+    machine.cores = 0.0
+    for _ in range(2):
+        machine.advance(0.3)
+        guard.check()
+    assert threads == [3] and guard.saved_threads is None  # the new count comes back
+
+
 def test_our_executor_runs_on_one_thread_when_a_spinning_process_finds_the_cores_shared(
     monkeypatch,
 ):

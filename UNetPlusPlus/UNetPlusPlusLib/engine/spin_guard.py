@@ -57,7 +57,14 @@ class SpinGuard:
         self.last_others_cores: Optional[float] = None
 
     def check(self) -> None:
-        """Look at the machine if a window has passed; switch the thread count if needed."""
+        """Look at the machine if a window has passed; switch the thread count if needed.
+
+        On one thread, a count set by someone else since the drop (a new ``Predictor`` sets
+        its threads, e.g. ``unetpp serve`` switching tasks) becomes the count to restore, and
+        the process goes back to one thread at once: the cores are still shared."""
+        if self.saved_threads is not None and self._get() > 1:
+            self.saved_threads = self._get()
+            self._set(1)
         now = self._clock()
         if now < self._next_look:
             return
