@@ -259,3 +259,46 @@ def test_our_executor_runs_on_one_thread_when_a_spinning_process_finds_the_cores
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_process_that_loaded_torch_before_apply_is_guarded(repo_root, monkeypatch):
+    """torch imported before ``apply`` (a script, a notebook) spins at libgomp's default: the
+    guard must drop it to one thread under load too; the user's own settings are theirs."""
+    code = (
+        "import torch\n"
+        "from UNetPlusPlusLib.engine import runtime_env\n"
+        "runtime_env.apply()\n"
+        "print(runtime_env.wait_policy(), runtime_env.may_spin())\n"
+    )
+
+    def run(**extra) -> str:
+        env = _clean_env(repo_root, **extra)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    assert run() == "unmanaged True"
+    assert run(OMP_WAIT_POLICY="PASSIVE") == "passive False"
+    assert run(OMP_WAIT_POLICY="ACTIVE") == "unmanaged False"  # the user asked for it
+
+    from UNetPlusPlusLib.engine.executors import OursExecutor
+    from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+
+    model = UNetPlusPlus3D(1, 2, features=(4, 8, 8, 16, 16, 4)).eval()
+    machine = _Machine()
+    monkeypatch.setattr(
+        spin_guard, "_GUARD", spin_guard.SpinGuard(machine.read, clock=lambda: machine.now)
+    )
+    monkeypatch.setitem(runtime_env._state, "policy", "unmanaged")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    executor, tile = OursExecutor(model, threads=2), torch.zeros(1, 1, 16, 16, 16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        machine.cores = 2.0
+        with torch.inference_mode():
+            for _ in range(2):
+                machine.advance(0.3)
+                executor.run(tile, 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

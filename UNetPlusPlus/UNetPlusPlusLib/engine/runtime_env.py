@@ -193,6 +193,20 @@ def wait_policy() -> str:
     return str(_state.get("policy") or "unset")
 
 
+def may_spin() -> bool:
+    """True when this process's OpenMP workers may busy-wait without the user asking for it
+    (``spin_guard`` then keeps it on one thread while other programs compute): it chose to spin,
+    or torch loaded before :func:`apply` or without it (``unmanaged``, ``unset``: libgomp's
+    default spins for about 3 ms) and ``OMP_WAIT_POLICY`` is not ``PASSIVE``. False for the
+    passive settings and for the user's own (``user``)."""
+    policy = wait_policy()
+    if policy == "spin":
+        return True
+    if policy not in ("unmanaged", "unset") or not _ours(os.environ):
+        return False
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE"
+
+
 def others_cores_at_start() -> Optional[float]:
     """Other programs' CPU use (cores) measured when the policy was decided, if it was."""
     return _state.get("others_cores")

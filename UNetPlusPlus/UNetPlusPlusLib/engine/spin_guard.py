@@ -13,8 +13,10 @@ started, but one intra-op thread has no barrier to spin at. So before each tile,
   than sleeping on two threads under that load, measured; not 17x);
 - goes back to the earlier thread count once they use under :data:`QUIET_CORES`.
 
-It does nothing in a process that does not spin (``runtime_env.wait_policy()`` other than
-``spin``), so the passive path is unchanged.
+It does nothing in a process that does not spin (``runtime_env.may_spin()``), so the passive
+path and the user's own OpenMP settings are unchanged. A process that imported torch before
+``runtime_env.apply`` (a script, a notebook, Slicer's own Python) spins at libgomp's default
+unless ``OMP_WAIT_POLICY=PASSIVE``: it is guarded too.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class SpinGuard:
             self.drops += 1
             log.info(
                 "Other programs use %.1f CPU cores: inference runs on one thread until they stop "
-                "(this process's OpenMP spins, chosen on a quiet machine).",
+                "(this process's OpenMP threads spin while they wait).",
                 others,
             )
         elif self.saved_threads is not None and others < QUIET_CORES:
@@ -96,7 +98,7 @@ _GUARD = SpinGuard()
 
 def before_tile() -> None:
     """Call before each tile: keeps a spinning process on one thread while the cores are shared."""
-    if runtime_env.wait_policy() == "spin":
+    if runtime_env.may_spin():
         _GUARD.check()
 
 
