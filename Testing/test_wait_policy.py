@@ -302,3 +302,27 @@ def test_a_process_that_loaded_torch_before_apply_is_guarded(repo_root, monkeypa
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_an_unknown_wait_policy_is_said_and_an_empty_one_is_auto(repo_root, monkeypatch, caplog):
+    code = (
+        "from UNetPlusPlusLib.engine import runtime_env\n"
+        "runtime_env.apply()\n"
+        "print(runtime_env.wait_policy(), '|', runtime_env.knob_warning())\n"
+    )
+    env = _clean_env(repo_root, UNETPP_WAIT_POLICY="spinn")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == (
+        "passive | UNETPP_WAIT_POLICY='spinn' is not auto, passive or spin: OpenMP's idle "
+        "threads sleep (passive)."
+    )
+    if LINUX:  # empty as unset: the load decides (a sample was taken)
+        assert _report(_clean_env(repo_root, UNETPP_WAIT_POLICY=""))["others"] is not None
+
+    from UNetPlusPlusLib.engine.predictor import Predictor
+    from UNetPlusPlusLib.engine.registry import find_model
+
+    monkeypatch.setitem(runtime_env._state, "knob_warning", "the warning")
+    with caplog.at_level("WARNING"):
+        Predictor(find_model("lung-nodule"), device="cpu", threads=1)
+    assert "the warning" in caplog.text

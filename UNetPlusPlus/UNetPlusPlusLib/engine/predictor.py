@@ -96,9 +96,9 @@ class Predictor:
         threads_used = 1
         if self.device.type == "cpu":
             threads_used = configure_threads(threads)
-            message = runtime_env.busy_wait_warning()
-            if message:
-                _LOG.warning(message)
+            for message in (runtime_env.knob_warning(), runtime_env.busy_wait_warning()):
+                if message:
+                    _LOG.warning(message)
         self.model = UNetPlusPlus3D.from_config(manifest.network)
         state = load_weights(manifest)
         check_weights_fit(manifest, state, self.model)  # names tensors; refuses NaN weights

@@ -67,7 +67,13 @@ SAMPLE_S = 0.1
 
 #: the variables switched between the two policies (KMP_BLOCKTIME is "0" in both, unless set)
 _OPENMP_NAMES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-_state: dict = {"applied_before_torch": None, "policy": None, "others_cores": None, "sample": None}
+_state: dict = {
+    "applied_before_torch": None,
+    "policy": None,
+    "others_cores": None,
+    "sample": None,
+    "knob_warning": None,
+}
 
 
 def _ours(env: Mapping[str, str]) -> bool:
@@ -134,7 +140,12 @@ def apply(environ: Optional[MutableMapping[str, str]] = None) -> bool:
         effective = policy == "PASSIVE" or not loaded  # a parent's PASSIVE holds either way
         chosen = "passive" if policy == "PASSIVE" else "user"
     else:
-        knob = target.get(KNOB, "auto").strip().lower()
+        knob = target.get(KNOB, "").strip().lower() or "auto"
+        if knob not in ("auto", "passive", "spin") and environ is None:
+            _state["knob_warning"] = (
+                f"{KNOB}={target.get(KNOB)!r} is not auto, passive or spin: OpenMP's idle "
+                "threads sleep (passive)."
+            )
         effective = not loaded or target.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
         if not loaded:
             _write(target, SPIN_RUNTIME_ENV if knob == "spin" else CPU_RUNTIME_ENV)
@@ -210,6 +221,11 @@ def may_spin() -> bool:
 def others_cores_at_start() -> Optional[float]:
     """Other programs' CPU use (cores) measured when the policy was decided, if it was."""
     return _state.get("others_cores")
+
+
+def knob_warning() -> Optional[str]:
+    """A message when ``UNETPP_WAIT_POLICY`` held an unknown value (then passive), else None."""
+    return _state.get("knob_warning")
 
 
 def busy_wait_warning() -> Optional[str]:
