@@ -177,6 +177,10 @@ def test_cancel_empties_the_queue(run_control, logic, chest_scene):
     assert host._job.state == "cancelled" and len(host.starts) == 1 and not host._points
     assert host.ui.statusLabel.text.startswith("Cancelled; the scene was not changed.")
     assert errors == []
+    # the dropped points stay in the list without a segment: the status and the log name them
+    not_run = "Not run: 'F-2', 'F-3'; cancelled; place them again to segment them."
+    assert not_run in host.ui.statusLabel.text.splitlines(), host.ui.statusLabel.text
+    assert not_run in host.log
 
 
 def test_a_refused_start_names_the_points_it_did_not_run(run_control, chest_scene, tmp_path):

@@ -91,11 +91,18 @@ class RunControl:
         dropped = self._points.clear()
         self.showNotStarted()
         if dropped:
-            text = _("Not run: {labels}; place them again once this is solved.")
-            text = text.format(labels=", ".join(f"'{label}'" for label in dropped))
+            text = self.notRunText(dropped, _("place them again once this is solved"))
             self.appendLog(text)
             self.ui.statusLabel.text += "\n" + text
         self.finishPoints(dialog=False)  # the refusal had its dialog
+
+    @staticmethod
+    def notRunText(labels, advice: str = "") -> str:
+        """ "Not run: 'F-2', 'F-3'; <advice>." for queued points dropped before their run
+        (default advice: cancelled, place them again to segment them)."""
+        advice = advice or _("cancelled; place them again to segment them")
+        names = ", ".join(f"'{label}'" for label in labels)
+        return _("Not run: {labels}; {advice}.").format(labels=names, advice=advice)
 
     def finishPoints(self, dialog: bool = True) -> None:
         """After the last queued point: add the batch's refused points to the status text, and
@@ -171,7 +178,9 @@ class RunControl:
 
     def onSegmentButton(self) -> None:
         if self._job is not None and not self._job.finished:
-            self._points.clear()  # the user asked to stop: the queued points too
+            self._cancelledPoints = self._points.clear()  # the user asked to stop: the queue too
+            if self._cancelledPoints:
+                self.appendLog(self.notRunText(self._cancelledPoints))
             self._job.cancel()
             self.ui.statusLabel.text = _("Cancelling...")
             return
@@ -312,6 +321,9 @@ class RunControl:
                 panel.warnings_text(job.run_warnings)  # those known before the cancel
             )
             self._points.clear()  # also a cancel not asked with the button (scene close)
+            dropped, self._cancelledPoints = getattr(self, "_cancelledPoints", []), []
+            if dropped:  # still in the point list, without a segment: say which
+                self.ui.statusLabel.text += "\n" + self.notRunText(dropped)
             self.finishPoints(dialog=False)  # the refusals before the cancel, in the status
         else:
             self.ui.progressBar.setValue(0)
