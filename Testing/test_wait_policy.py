@@ -184,6 +184,7 @@ def test_guard_drops_to_one_thread_while_others_use_the_cores_and_comes_back():
         get_threads=lambda: threads[0],
         set_threads=lambda n: threads.__setitem__(0, n),
         clock=lambda: machine.now,
+        cpus=2,
     )
     guard.check()  # first look: a reading, no decision
     machine.cores = 1.8
@@ -211,6 +212,7 @@ def test_guard_keeps_one_thread_when_a_new_predictor_resets_the_count_under_load
         get_threads=lambda: threads[0],
         set_threads=lambda n: threads.__setitem__(0, n),
         clock=lambda: machine.now,
+        cpus=2,
     )
     guard.check()
     machine.cores = 1.8
@@ -238,7 +240,7 @@ def test_our_executor_runs_on_one_thread_when_a_spinning_process_finds_the_cores
     tiny_model = UNetPlusPlus3D(1, 2, features=(4, 8, 8, 16, 16, 4)).eval()
 
     machine = _Machine()
-    guard = spin_guard.SpinGuard(read=machine.read, clock=lambda: machine.now)
+    guard = spin_guard.SpinGuard(read=machine.read, clock=lambda: machine.now, cpus=2)
     monkeypatch.setattr(spin_guard, "_GUARD", guard)
     tile = torch.zeros(1, tiny_model.in_channels, 16, 16, 16)
     executor = OursExecutor(tiny_model, threads=2)
@@ -286,7 +288,7 @@ def test_a_process_that_loaded_torch_before_apply_is_guarded(repo_root, monkeypa
     model = UNetPlusPlus3D(1, 2, features=(4, 8, 8, 16, 16, 4)).eval()
     machine = _Machine()
     monkeypatch.setattr(
-        spin_guard, "_GUARD", spin_guard.SpinGuard(machine.read, clock=lambda: machine.now)
+        spin_guard, "_GUARD", spin_guard.SpinGuard(machine.read, clock=lambda: machine.now, cpus=2)
     )
     monkeypatch.setitem(runtime_env._state, "policy", "unmanaged")
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
@@ -326,3 +328,37 @@ def test_an_unknown_wait_policy_is_said_and_an_empty_one_is_auto(repo_root, monk
     with caplog.at_level("WARNING"):
         Predictor(find_model("lung-nodule"), device="cpu", threads=1)
     assert "the warning" in caplog.text
+
+
+def test_guard_keeps_the_threads_that_fit_the_cpus_other_programs_leave_free():
+    """On 16 CPUs, 8 spinning threads are not descheduled when others use half a core: one
+    thread there would be ~8x slower for nothing. Under more load, the free CPUs are kept."""
+    machine, threads = _Machine(), [8]
+    guard = spin_guard.SpinGuard(
+        read=machine.read,
+        get_threads=lambda: threads[0],
+        set_threads=lambda n: threads.__setitem__(0, n),
+        clock=lambda: machine.now,
+        cpus=16,
+    )
+    guard.check()
+    machine.cores = 0.6  # Slicer rendering, a browser
+    machine.advance(0.3)
+    guard.check()
+    assert threads == [8] and guard.drops == 0
+    machine.cores = 11.8  # 12 busy: 4 CPUs left
+    machine.advance(0.3)
+    guard.check()
+    assert threads == [4] and guard.saved_threads == 8 and guard.drops == 1
+    machine.cores = 15.7
+    machine.advance(0.3)
+    guard.check()
+    assert threads == [1]
+    machine.cores = 5.0
+    machine.advance(0.3)
+    guard.check()
+    assert threads == [8]  # 11 CPUs free again: all of ours fit
+    machine.cores = 0.1
+    machine.advance(0.3)
+    guard.check()
+    assert threads == [8] and guard.saved_threads is None
