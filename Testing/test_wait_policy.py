@@ -362,3 +362,22 @@ def test_guard_keeps_the_threads_that_fit_the_cpus_other_programs_leave_free():
     machine.advance(0.3)
     guard.check()
     assert threads == [8] and guard.saved_threads is None
+
+
+def test_the_first_tile_of_a_spinning_process_under_load_is_guarded_already():
+    """The first look compares with the reading taken when the policy was decided: a first
+    tile no longer spins on every thread under load (it could take seconds there)."""
+    machine, threads = _Machine(), [2]
+    start = machine.read()  # runtime_env's reading at the decision
+    machine.cores = 1.9
+    machine.advance(2.0)  # loading the model and the image
+    guard = spin_guard.SpinGuard(
+        read=machine.read,
+        get_threads=lambda: threads[0],
+        set_threads=lambda n: threads.__setitem__(0, n),
+        clock=lambda: machine.now,
+        cpus=2,
+        start=lambda: start,
+    )
+    guard.check()
+    assert threads == [1] and guard.drops == 1

@@ -73,6 +73,7 @@ _state: dict = {
     "others_cores": None,
     "sample": None,
     "knob_warning": None,
+    "reading": None,
 }
 
 
@@ -157,6 +158,8 @@ def apply(environ: Optional[MutableMapping[str, str]] = None) -> bool:
                 _remove_hook()
                 sys.meta_path.insert(0, _DecideAtTorchImport())
     if environ is None and _state["applied_before_torch"] is None:
+        if loaded:  # unmanaged: spin_guard's first look compares with this reading
+            _state["reading"] = cpu_contention.read()
         _state["applied_before_torch"] = effective
         _state["policy"] = chosen if effective else "unmanaged"
     return effective
@@ -178,7 +181,7 @@ def decide(sample_s: float = SAMPLE_S, reading: Optional[cpu_contention.CpuReadi
         time.sleep(max(0.0, before.wall_s + sample_s - time.monotonic()))
         reading = cpu_contention.read()
     others = cpu_contention.others_cores(before, reading) if reading else None
-    _state["others_cores"] = others
+    _state["others_cores"], _state["reading"] = others, reading
     quiet = others is not None and others < QUIET_CORES
     if quiet:
         _write(os.environ, SPIN_RUNTIME_ENV)
@@ -216,6 +219,12 @@ def may_spin() -> bool:
     if policy not in ("unmanaged", "unset") or not _ours(os.environ):
         return False
     return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE"
+
+
+def start_reading() -> Optional[cpu_contention.CpuReading]:
+    """The CPU reading taken when the policy was decided (or :func:`apply` found torch loaded),
+    if any: ``spin_guard``'s first look compares with it instead of waiting for a second tile."""
+    return _state.get("reading")
 
 
 def others_cores_at_start() -> Optional[float]:

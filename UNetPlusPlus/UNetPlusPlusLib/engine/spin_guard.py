@@ -54,7 +54,9 @@ class SpinGuard:
     (at least one) while they compute.
 
     ``read``, ``get_threads`` and ``set_threads`` default to ``cpu_contention.read`` and torch's
-    thread functions, ``cpus`` to the CPUs this process may run on (injected in tests).
+    thread functions, ``cpus`` to the CPUs this process may run on (injected in tests);
+    ``start`` gives the reading the first look compares with (default none: the first look
+    only reads).
     ``drops`` counts the switches to fewer threads.
     """
 
@@ -65,9 +67,11 @@ class SpinGuard:
         set_threads: Callable[[int], None] = torch.set_num_threads,
         clock: Callable[[], float] = time.monotonic,
         cpus: Optional[int] = None,
+        start: Optional[Callable[[], Optional[cpu_contention.CpuReading]]] = None,
     ) -> None:
         self._read, self._get, self._set, self._clock = read, get_threads, set_threads, clock
         self._cpus = _cpu_count() if cpus is None else max(1, int(cpus))
+        self._start = start  # the reading the first look compares with (runtime_env's), if any
         self._last: Optional[cpu_contention.CpuReading] = None
         self._next_look = 0.0
         self.saved_threads: Optional[int] = None  # the count to restore, while lowered
@@ -94,6 +98,8 @@ class SpinGuard:
             return
         self._next_look = now + WINDOW_S
         reading = self._read()
+        if self._last is None and self._start is not None:
+            self._last, self._start = self._start(), None  # the first tile decides already
         before, self._last = self._last, reading
         if before is None or reading is None:
             return
@@ -126,7 +132,7 @@ class SpinGuard:
                 self._set(fit)
 
 
-_GUARD = SpinGuard()
+_GUARD = SpinGuard(start=runtime_env.start_reading)
 
 
 def before_tile() -> None:
