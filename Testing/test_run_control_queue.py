@@ -199,3 +199,25 @@ def test_a_refused_start_names_the_points_it_did_not_run(run_control, chest_scen
     assert status.startswith("Not started; nothing was written."), status
     assert "Not run: 'F-2', 'F-3'; place them again once this is solved." in status
     assert not host._points and len(errors) == 1
+
+
+def test_a_point_unplaced_and_placed_again_is_segmented_again(run_control, logic, chest_scene):
+    """Slicer keeps the ID of a point whose position was cleared ("unset position"): placing it
+    again is a new click. Before, it was taken for a point already run: nothing happened."""
+    run_control, _errors = run_control
+    _scene, _node, seeds = chest_scene
+    host = clicks(run_control, logic, chest_scene)
+    place(host, seeds, AIR_RAS)  # F-1 runs
+    place(host, seeds, AIR_RAS)  # F-2 queued
+    seeds.UnsetNthControlPointPosition(1)
+    seeds.SetNthControlPointPosition(1, *OFF_RAS)  # placed again before its run: runs once
+    assert len(host._points) == 1
+    settle(host)
+    seeds.UnsetNthControlPointPosition(0)
+    seeds.SetNthControlPointPosition(0, *OFF_RAS)  # F-1 placed again after its run
+    settle(host)
+    assert host.starts == [
+        (list(AIR_RAS), "Point 'F-1'"),
+        (list(OFF_RAS), "Point 'F-2' (2 of 2)"),
+        (list(OFF_RAS), "Point 'F-1' (1 of 2)"),
+    ], host.starts

@@ -55,9 +55,12 @@ class PointQueue:
         return len(self.pending)
 
     def add(self, node, index: int) -> None:
-        """Queue control point ``index`` of ``node`` (a markups node)."""
-        label = node.GetNthControlPointLabel(index)
-        self.pending.append(QueuedPoint(node, node.GetNthControlPointID(index), label))
+        """Queue control point ``index`` of ``node`` (a markups node), unless it waits already
+        (unplaced and placed again before its run: it runs once, where it is then)."""
+        point_id, label = node.GetNthControlPointID(index), node.GetNthControlPointLabel(index)
+        if any(p.node is node and p.point_id == point_id for p in self.pending):
+            return
+        self.pending.append(QueuedPoint(node, point_id, label))
 
     def clear(self) -> list[str]:
         """Drop every waiting point (Cancel, scene close); returns their labels."""

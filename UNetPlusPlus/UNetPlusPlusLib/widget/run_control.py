@@ -40,6 +40,7 @@ class RunControl:
         events = (
             (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced),
             (slicer.vtkMRMLMarkupsNode.PointRemovedEvent, self.onPointRemoved),
+            (slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent, self.onPointUnplaced),
         )
         if self._observedSeeds is not None:
             for event, method in events:
@@ -60,6 +61,18 @@ class RunControl:
         present = {caller.GetNthControlPointID(i) for i in range(count)}
         self._seenPointIds &= present
         self._points.drop_missing(caller, present, self.appendLog)
+
+    def onPointUnplaced(self, caller, event) -> None:
+        """A point's position cleared (the point list's "unset position"): placing it again is
+        a new click, to segment; Slicer keeps its ID."""
+        count = caller.GetNumberOfControlPoints()
+        placed = caller.PositionDefined
+        defined = {
+            caller.GetNthControlPointID(i)
+            for i in range(count)
+            if caller.GetNthControlPointPositionStatus(i) == placed
+        }
+        self._seenPointIds &= defined
 
     def onPointPlaced(self, caller, event) -> None:
         manifest = self.currentModel()
