@@ -197,6 +197,11 @@ def test_guard_drops_to_one_thread_while_others_use_the_cores_and_comes_back():
     machine.advance(0.3)
     guard.check()  # still busy: stays on one thread
     assert threads == [1] and guard.drops == 1
+    machine.cores = 0.35  # between the thresholds: stays too (no flapping)
+    for _ in range(2):
+        machine.advance(0.3)
+        guard.check()
+    assert threads == [1] and guard.drops == 1
     machine.cores = 0.05
     machine.advance(0.3)
     guard.check()

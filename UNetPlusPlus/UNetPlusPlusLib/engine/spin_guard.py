@@ -79,9 +79,11 @@ class SpinGuard:
         self.drops = 0
         self.last_others_cores: Optional[float] = None
 
-    def _fit(self, threads: int, others: float) -> int:
-        """``threads`` or fewer, so that ours and the others' busy cores fit the CPUs."""
-        return max(1, min(threads, self._cpus - int(others + 0.5)))
+    def _fit(self, threads: int, others: float, lowered: bool = False) -> int:
+        """``threads`` or fewer, so that ours and the others' busy cores fit the CPUs; the
+        others' cores count from 0.5 (from :data:`QUIET_CORES` once ``lowered``: hysteresis)."""
+        busy = int(others + (1.0 - QUIET_CORES if lowered else 1.0 - BUSY_CORES))
+        return max(1, min(threads, self._cpus - busy))
 
     def check(self) -> None:
         """Look at the machine if a window has passed; switch the thread count if needed.
@@ -126,7 +128,7 @@ class SpinGuard:
             self._set(self.saved_threads)
             self.saved_threads = self.lowered_threads = None
         else:
-            fit = self._fit(self.saved_threads, others)
+            fit = self._fit(self.saved_threads, others, lowered=True)
             if fit != self.lowered_threads:
                 self.lowered_threads = fit
                 self._set(fit)
