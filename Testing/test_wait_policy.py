@@ -284,6 +284,13 @@ def test_a_process_that_loaded_torch_before_apply_is_guarded(repo_root, monkeypa
         return out.stdout.strip()
 
     assert run() == "unmanaged True"
+    if LINUX:  # a reading for spin_guard's first look, as with UNETPP_WAIT_POLICY=spin
+        saved = code
+        code = code.replace("runtime_env.may_spin()", "runtime_env.start_reading() is not None")
+        assert run() == "unmanaged True"
+        code = code.replace("import torch\n", "")
+        assert run(UNETPP_WAIT_POLICY="spin") == "spin True"
+        code = saved
     assert run(OMP_WAIT_POLICY="PASSIVE") == "passive False"
     assert run(OMP_WAIT_POLICY="ACTIVE") == "unmanaged False"  # the user asked for it
 

@@ -158,7 +158,7 @@ def apply(environ: Optional[MutableMapping[str, str]] = None) -> bool:
                 _remove_hook()
                 sys.meta_path.insert(0, _DecideAtTorchImport())
     if environ is None and _state["applied_before_torch"] is None:
-        if loaded:  # unmanaged: spin_guard's first look compares with this reading
+        if loaded or chosen == "spin":  # spin_guard's first look compares with this reading
             _state["reading"] = cpu_contention.read()
         _state["applied_before_torch"] = effective
         _state["policy"] = chosen if effective else "unmanaged"
