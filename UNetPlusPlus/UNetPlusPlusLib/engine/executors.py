@@ -92,7 +92,7 @@ class OursExecutor(Executor):
     name = "ours"
 
     def run(self, tile: Tensor, depth: Depth) -> Tensor:
-        spin_guard.before_tile()  # one thread while the cores are shared, if OpenMP spins
+        spin_guard.before_parallel_work()  # one thread while the cores are shared, if OpenMP spins
         return self.model(tile, depth=depth)
 
 

@@ -4,10 +4,11 @@
 starts. If other programs then take the cores (a one-shot run that outlives the quiet, or
 ``unetpp serve`` in Slicer for hours), every barrier would spin while the sibling it waits for
 is descheduled: under two busy programs a nodule tile took 17x longer than with sleeping
-workers (docs/BENCHMARK.md, "Spin when quiet"). The spin count cannot change once OpenMP has
-started, but one intra-op thread has no barrier to spin at. So before each tile,
-:func:`before_tile` looks at other programs' CPU use over the last :data:`WINDOW_S` seconds
-(``cpu_contention``, no system call in between) and
+workers (docs/BENCHMARK_MODELS.md, "Session 12: spin when quiet"). The spin count cannot
+change once OpenMP has started, but one intra-op thread has no barrier to spin at. So before
+each tile and before the post-processing (resampling to the input grid, argmax),
+:func:`before_parallel_work` looks at other programs' CPU use over the last :data:`WINDOW_S`
+seconds (``cpu_contention``; no system call in between) and
 
 - drops torch to one thread while they use :data:`BUSY_CORES` cores or more (1.2-1.7x slower
   than sleeping on two threads under that load, measured; not 17x);
@@ -87,8 +88,9 @@ class SpinGuard:
 _GUARD = SpinGuard()
 
 
-def before_tile() -> None:
-    """Call before each tile: keeps a spinning process on one thread while the cores are shared."""
+def before_parallel_work() -> None:
+    """Call before each tile and other multi-threaded stages: keeps a spinning process on one
+    thread while the cores are shared; nothing in a process that does not spin."""
     if runtime_env.wait_policy() == "spin":
         _GUARD.check()
 
