@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .data_files import check_data_files
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
 from .nifti_check import (
@@ -42,6 +43,7 @@ def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
         return read_dicom_folder(path, series)
     if not path.is_file():  # a FIFO would block the read forever
         raise UNetPlusPlusError(f"{path} is not a file or a folder but a pipe or a device.")
+    check_data_files(path)  # a header's missing or short data file, before ITK prints to stderr
     check_nifti(path)
     return _itk_read(path)
 

@@ -232,12 +232,14 @@ def _pair_files(path: Path) -> Optional[tuple[Path, Path]]:
     for suffix in (".hdr", ".img", ".hdr.gz", ".img.gz"):
         if lower.endswith(suffix):
             stem = path.name[: -len(suffix)]
-            header, image = _pair_file(path, stem, ".hdr"), _pair_file(path, stem, ".img")
+            header, image = pair_file(path, stem, ".hdr"), pair_file(path, stem, ".img")
             return None if header is None or image is None else (header, image)
     return None
 
 
-def _pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
+def pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
+    """The file ``stem`` + ``extension`` (".hdr" or ".img"; upper case and .gz too) beside
+    ``path``, or None."""
     for name in (extension, extension.upper(), extension + ".gz", extension.upper() + ".gz"):
         if path.with_name(stem + name).is_file():
             return path.with_name(stem + name)

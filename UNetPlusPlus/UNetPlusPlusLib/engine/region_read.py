@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .data_files import check_data_files
 from .image_read import read_image
 from .mr_outliers import channel_warning
 from .nifti_check import check_nifti_complete, reader_geometry
@@ -52,6 +53,7 @@ def _read_extract(
     """The (z, y, x) voxels of ``slices`` from the file, as float32; ``raw_checked``: the
     NIfTI raw-byte check (:mod:`.nifti_check`) already ran on this file."""
     if not raw_checked:
+        check_data_files(path)
         check_nifti_complete(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))

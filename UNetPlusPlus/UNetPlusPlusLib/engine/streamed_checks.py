@@ -25,6 +25,7 @@ import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
 from .bias_field import grid_steps
+from .data_files import check_data_files
 from .nifti_check import check_nifti, reader_geometry
 from .orientation_check import fine_steps
 from .sanity import (
@@ -191,6 +192,7 @@ def check_files(
                 "resample it onto the first channel's grid first."
             )
     for path in paths:
+        check_data_files(path)  # a header's missing or short data file (.mhd, .nhdr, .hdr)
         check_nifti(path)  # raw NaN and truncation: ITK's NIfTI reader turns NaN into 0
     size_xyz = readers[0].GetSize()
     warnings = check_header(
