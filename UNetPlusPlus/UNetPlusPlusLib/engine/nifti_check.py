@@ -237,6 +237,16 @@ def _pair_files(path: Path) -> Optional[tuple[Path, Path]]:
     return None
 
 
+def nifti_header_file(path: Path) -> Optional[Path]:
+    """The file holding the NIfTI-1 header of image file ``path``: itself for a ``.nii`` or
+    ``.nii.gz``, the ``.hdr`` of a .hdr/.img pair (named by either half; both must exist);
+    None for other files."""
+    if is_nifti(path):
+        return path
+    pair = _pair_files(path)
+    return None if pair is None else pair[0]
+
+
 def pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
     """The file ``stem`` + ``extension`` (".hdr" or ".img"; upper case and .gz too) beside
     ``path``, or None."""
