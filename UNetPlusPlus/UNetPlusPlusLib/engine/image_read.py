@@ -27,7 +27,7 @@ from .nifti_check import (
     nifti_shape,
     read_nifti,
 )
-from .sanity import check_finite, check_header
+from .sanity import cast_voxels, check_finite, check_header
 from .volume import Grid, LabelVolume, PathLike, Volume, _geometry_differences
 
 
@@ -164,8 +164,7 @@ def _volume_from_images(
             voxels = sitk.GetArrayViewFromImage(image)
             stored = voxels.dtype
         if not np.may_share_memory(voxels, array):  # not already read into its place
-            with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
-                array[c] = voxels
+            cast_voxels(voxels, array[c])  # beyond float32: inf, refused just below
         if stored.kind == "f":  # beyond float32's range is infinite; integers never are
             check_finite(array[c], source)
     return Volume.on_grid(array, reference, tuple(channel_names))

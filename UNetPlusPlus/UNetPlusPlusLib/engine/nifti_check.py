@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .nifti_transforms import transform_warning
-from .sanity import nonfinite_error
+from .sanity import cast_voxels, nonfinite_error
 
 _CHUNK = 1 << 20
 #: NIfTI datatype code -> numpy float kind (the only types that can hold NaN or Inf).
@@ -130,8 +130,8 @@ class _FiniteScan:
         if self.dtype is not None:
             self.bad += _count_nonfinite(values)
         if self.keep is not None:
-            with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
-                self.keep[1][self.written : self.written + values.size] = values
+            destination = self.keep[1][self.written : self.written + values.size]
+            cast_voxels(values, destination)  # beyond float32: inf, refused as non-finite
             self.written += values.size
         self.rest = data[usable:]
 
