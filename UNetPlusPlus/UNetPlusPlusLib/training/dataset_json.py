@@ -133,7 +133,8 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
             raise fields.fail(
                 "patient_id", f"is not a valid regular expression ({error})"
             ) from error
-    _check_plausible_ml(data.get("postprocess"), labels, fields)
+    if "postprocess" in data:
+        _check_postprocess(data["postprocess"], labels, source)
     features = data.get("features")
     if features is not None:
         if not isinstance(features, list) or len(features) != 6:
@@ -160,16 +161,18 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
     )
 
 
-def _check_plausible_ml(postprocess: Any, labels: list, fields: _Fields) -> None:
-    """``postprocess.plausible_ml`` is checked now, not when the trained model is saved."""
-    if not isinstance(postprocess, dict) or "plausible_ml" not in postprocess:
-        return
-    from ..engine.volume_plausibility import parse_ranges  # numpy only
+def _check_postprocess(postprocess: Any, labels: list, source: str) -> None:
+    """``postprocess`` is checked now, as the manifest's is (``largest_component``,
+    ``min_component_fraction``, ``min_lesion_mm3``, ``plausible_ml``): a bad entry failed only
+    when the trained model was saved, after the whole run (or, not an object, with a
+    traceback in the label checks)."""
+    from ..engine.manifest_schema import ManifestValidator
 
-    try:
-        parse_ranges(postprocess["plausible_ml"], [label.name for label in labels])
-    except ValueError as error:
-        raise fields.fail("postprocess.plausible_ml", str(error)) from error
+    class _DatasetFields(ManifestValidator):  # the manifest's checks, naming the description
+        def fail(self, field_name: str, problem: str) -> UNetPlusPlusError:
+            return _Fields(self.source).fail(field_name, problem)
+
+    _DatasetFields(source).postprocess(postprocess, labels)
 
 
 def _optional_vector(data: dict, key: str, kind: type, fields: _Fields) -> Optional[tuple]:
