@@ -199,12 +199,23 @@ def _check_pair(path: Path) -> None:
                 f"{path.with_name(stem + '.img')}, which does not exist; put the .img file "
                 "beside it (same name), or give a .nii / .nii.gz / .nrrd file."
             )
-    elif pair_file(path, stem, ".hdr") is None:
+    elif pair_file(path, stem, ".hdr") is None and not _other_reader(path):
         raise UNetPlusPlusError(
             f"Cannot read {path}: a NIfTI / Analyze .img file holds only voxels, and its header "
             f"{path.with_name(stem + '.hdr')} does not exist; put the .hdr file beside it (same "
             "name)."
         )
+
+
+def _other_reader(path: Path) -> bool:
+    """Whether an ITK image IO reads ``path`` by its content (e.g. a GE Signa file named .img):
+    then it is not the voxel half of an Analyze pair."""
+    import SimpleITK as sitk
+
+    try:
+        return bool(sitk.ImageFileReader().GetImageIOFromFileName(str(path)))
+    except RuntimeError:
+        return False
 
 
 def _is_nifti1_header(path: Path) -> bool:
