@@ -201,3 +201,25 @@ def test_label_checks_refuse_ranges_that_bypassed_the_description_checks(tmp_pat
     bad = dataclasses.replace(dataset, postprocess={"plausible_ml": {"liver": [-1, 5]}})
     with pytest.raises(UNetPlusPlusError, match=r"'postprocess.plausible_ml' \['liver'\] must"):
         LabelChecks(bad)
+
+
+@pytest.mark.parametrize(
+    "field, value, said",
+    [
+        ("prompt", {"kind": "box"}, "'prompt.kind' must be one of point or null"),
+        ("features", ["a", 32, 64, 128, 256, 16], "'features[0]' must be an integer"),
+    ],
+)
+def test_the_model_fields_of_a_description_are_checked_when_it_is_read(
+    tmp_path, field, value, said
+):
+    """``prompt`` failed only at the model's save; a feature that is not a number with a
+    ValueError traceback."""
+    image = sitk.GetImageFromArray(np.zeros((4, 4, 4), dtype=np.int16))
+    path = write_liver_dataset(tmp_path, {"a": (image, image)})
+    description = json.loads(path.read_text())
+    description[field] = value
+    path.write_text(json.dumps(description))
+    with pytest.raises(UNetPlusPlusError, match=rf"^Dataset description {path}: ") as raised:
+        load_dataset_json(path, tmp_path)
+    assert said in str(raised.value)
