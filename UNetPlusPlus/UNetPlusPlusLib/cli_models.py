@@ -103,8 +103,8 @@ def add_models_parser(subparsers) -> None:
     show.add_argument("name", help="task, model name or path to a model package")
     verify = inner.add_parser(
         "verify",
-        help="check models' weights fully (sha256, finite values, the tensors against the "
-        "network; `list` checks the first two)",
+        help="check models' weights fully (those of `list`: sha256, finite values, the "
+        "header's tensors against the network; then the loaded tensors, with torch)",
     )
     verify.add_argument("names", nargs="*", help="task, model name or path (default: all)")
     install = inner.add_parser(
