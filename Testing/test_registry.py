@@ -227,6 +227,44 @@ def test_timeout_is_a_clear_error(cache):
         silent.close()
 
 
+def test_a_server_trickling_bytes_is_a_stall_not_a_hang(tmp_path, cache):
+    """A server sending a byte at a time never let a read wait for the socket timeout, so the
+    install ran for as long as the file took at that rate, saying nothing (tester 16: 6.6 MB at
+    a byte every 2 s). Fewer than MIN_BYTES_PER_TIMEOUT bytes in ``timeout`` s is a stall."""
+    import time
+
+    make_package(tmp_path / "pkg")
+    data = zip_folder(tmp_path / "pkg", tmp_path / "m.zip").read_bytes()
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:  # 5 s of it, then the connection ends (before: 'stopped after 100 of')
+                for i in range(100):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the client gave up
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/m.zip"
+        with pytest.raises(UNetPlusPlusError, match=r"it stalled \(\d+ bytes in the last 1 s"):
+            registry.install_model(url, cache_dir=cache, timeout=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert list(cache.iterdir()) == []
+
+
 def test_connection_refused_is_a_clear_error(cache):
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))

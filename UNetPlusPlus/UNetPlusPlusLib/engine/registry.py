@@ -23,6 +23,7 @@ import socket
 import stat
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,6 +46,9 @@ Progress = Callable[[str, int, int], None]
 PathLike = Union[str, "os.PathLike[str]"]
 
 DOWNLOAD_TIMEOUT_S = 60.0
+#: A download that brings fewer bytes than this in DOWNLOAD_TIMEOUT_S (about 1 KiB/s) has
+#: stalled: a server trickling a byte at a time never hit the socket timeout (tester 16).
+MIN_BYTES_PER_TIMEOUT = 64 << 10
 MAX_UNPACKED_BYTES = 8 << 30  # refuse archives that unpack to more than 8 GiB (zip bombs)
 _CHUNK = 1 << 20
 TRAINING_STATE = {"checkpoint", "cache"}  # folders of a training output left out of an install
@@ -338,14 +342,23 @@ def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float
             done = 0
             if progress:
                 progress("download", done, total)
+            window_start, window_done = time.monotonic(), 0
             while True:
-                chunk = response.read(_CHUNK)
+                chunk = response.read1(_CHUNK)  # what has arrived: the stall check runs
                 if not chunk:
                     break
                 out.write(chunk)
                 done += len(chunk)
+                window_done += len(chunk)
                 if progress:
                     progress("download", done, total)
+                if time.monotonic() - window_start >= timeout:
+                    if window_done < MIN_BYTES_PER_TIMEOUT:
+                        raise UNetPlusPlusError(
+                            f"Could not download {url}: it stalled ({window_done} bytes in the "
+                            f"last {timeout:g} s, {done} in all); check the network."
+                        )
+                    window_start, window_done = time.monotonic(), 0
         if total and done != total:
             raise UNetPlusPlusError(
                 f"Download from {url} stopped after {done} of {total} bytes; try again."
