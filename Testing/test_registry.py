@@ -308,6 +308,18 @@ def test_missing_local_source(tmp_path, cache):
         registry.install_model(str(tmp_path / "nope"), cache_dir=cache)
 
 
+@pytest.mark.parametrize("name", ["m.zip", "m.download"])
+def test_a_truncated_local_zip_is_named_an_archive(tmp_path, cache, name):
+    """A cut .zip is no zip file for ``zipfile``, so it was read as a model.json: "Model
+    manifest m.zip cannot be read: 'utf-8' codec can't decode byte..." (tester 16)."""
+    make_package(tmp_path / "pkg")
+    data = zip_folder(tmp_path / "pkg", tmp_path / "whole.zip").read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(UNetPlusPlusError, match=r"is not a readable \.zip \(truncated"):
+        registry.install_model(str(tmp_path / name), cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+
 # --------------------------------------------------------------------------------- finding
 @pytest.fixture
 def model_env(tmp_path, monkeypatch):

@@ -284,6 +284,11 @@ def _stage_from_path(
         _check_sha256(source, expected_sha256, "Model archive")
         _unpack_zip(source, staging / "unpacked", package)
         return
+    if source.is_file() and _looks_like_zip(source):  # was read as a model.json: "cannot be
+        raise UNetPlusPlusError(  # read: 'utf-8' codec can't decode byte 0xca" (tester 16)
+            f"Model archive {source} is not a readable .zip (truncated or damaged); download "
+            "or copy it again."
+        )
     manifest_path = source / MANIFEST_FILENAME if source.is_dir() else source
     if not manifest_path.is_file():
         raise UNetPlusPlusError(
@@ -306,6 +311,17 @@ def _stage_from_path(
         package.mkdir()
         shutil.copy2(manifest_path, package / MANIFEST_FILENAME)
         shutil.copy2(manifest.weights_path, package / manifest.weights)
+
+
+def _looks_like_zip(path: Path) -> bool:
+    """A ``.zip`` name or zip's signature (``PK``) at the start: meant as an archive."""
+    if path.name.lower().endswith(".zip"):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) == b"PK"
+    except OSError:
+        return False
 
 
 def _stage_from_url(
