@@ -3,7 +3,8 @@ error line, exit 2, the checkpoint left as it was. Before: a state.json holding 
 without its optimizer state, was an internal error (AttributeError, KeyError); another
 network's weights gave PyTorch's message of one line per tensor; another network's optimizer
 moments were loaded and failed in the first training step with an internal error. A damaged
-state.json or tensor file is now refused before the dataset is read and the plan timed."""
+state.json or tensor file is now refused before the dataset is read and the plan timed. And
+--plan-only with --resume, which trained on."""
 
 from __future__ import annotations
 
@@ -125,3 +126,18 @@ def test_the_undamaged_checkpoint_resumes(trained, tmp_path):
     shutil.copytree(run, out)
     assert main([str(data), "-o", str(out), *TINY, "--epochs", "2", "--resume"]) == 0
     assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == 2
+
+
+def test_plan_only_with_resume_is_refused_and_trains_nothing(trained, tmp_path, capsys):
+    """--plan-only was ignored on --resume: the run trained its next epoch and rewrote
+    model.json, plan.json and the checkpoint."""
+    data, run = trained
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    before = {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    args = [str(data), "-o", str(out), *TINY, "--epochs", "2", "--resume", "--plan-only"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--plan-only plans a new run" in err, err
+    assert {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
