@@ -149,9 +149,22 @@ def test_archive_checksum_pin(tmp_path, served, cache):
     root, base = served
     make_package(tmp_path / "pkg")
     zip_folder(tmp_path / "pkg", root / "p.zip")
-    with pytest.raises(ChecksumError, match="p.zip"):
+    with pytest.raises(ChecksumError, match="p.zip") as info:
         registry.install_model(f"{base}/p.zip", expected_sha256="1" * 64, cache_dir=cache)
     assert list(cache.iterdir()) == []
+    # the staging file's name meant nothing: "Model archive package.zip does not match" (tester 16)
+    assert f"Model archive {base}/p.zip does not match" in str(info.value), info.value
+
+
+def test_weights_that_do_not_fit_are_named_by_their_file(tmp_path, cache):
+    """ "The weights in the package/weights.safetensors do not fit" (tester 16)."""
+    state = make_package(tmp_path / "pkg")
+    manifest = ModelManifest.load(tmp_path / "pkg" / "model.json")
+    state["bogus.weight"] = torch.zeros(3)
+    save_model_package(tmp_path / "pkg", state, manifest)
+    with pytest.raises(UNetPlusPlusError, match="unexpected tensor") as info:
+        registry.install_model(str(tmp_path / "pkg"), cache_dir=cache)
+    assert "The weights in weights.safetensors do not fit" in str(info.value), info.value
 
 
 def test_http_404_is_a_clear_error(served, cache):

@@ -223,7 +223,8 @@ def install_model(
             # the hidden staging folder means nothing to the user (tester 9: "Model manifest
             # <cache>/.install-kx8ke92t/package/model.json does not describe its weights")
             said = str(exc).replace(str(package / MANIFEST_FILENAME), MANIFEST_FILENAME)
-            said = said.replace(str(package), "the package")
+            said = said.replace(str(package) + os.sep, "")  # "weights in weights.safetensors",
+            said = said.replace(str(package), "the package")  # not "in the package/weights..."
             raise type(exc)(f"Cannot install the model from {source}: {said}") from exc
         except OSError as exc:
             raise UNetPlusPlusError(f"Cannot install the model from {source}: {exc}.") from exc
@@ -345,7 +346,7 @@ def _stage_from_url(
     _download(url, archive, progress, timeout)
     if not zipfile.is_zipfile(archive):
         raise UNetPlusPlusError(f"Download from {url} is not a .zip model package.")
-    _check_sha256(archive, expected_sha256, "Model archive")
+    _check_sha256(archive, expected_sha256, "Model archive", shown=url)  # not "package.zip"
     _unpack_zip(archive, staging / "unpacked", package)
 
 
@@ -402,13 +403,17 @@ def _timeout_error(url: str, timeout: float) -> UNetPlusPlusError:
     )
 
 
-def _check_sha256(path: Path, expected: Optional[str], what: str) -> None:
+def _check_sha256(
+    path: Path, expected: Optional[str], what: str, shown: Optional[str] = None
+) -> None:
+    """Raise ChecksumError when ``expected`` is given and ``path``'s sha256 differs; the
+    message names ``shown`` (default: the file's name)."""
     if expected is None:
         return
     actual = sha256_file(path)
     if actual != expected.strip().lower():
         raise ChecksumError(
-            f"{what} {path.name} does not match the expected checksum: expected sha256"
+            f"{what} {shown or path.name} does not match the expected checksum: expected sha256"
             f" {expected.strip().lower()}, got {actual}; the download is corrupt or was replaced."
         )
 
