@@ -4,7 +4,7 @@ without its optimizer state, was an internal error (AttributeError, KeyError); a
 network's weights gave PyTorch's message of one line per tensor; another network's optimizer
 moments were loaded and failed in the first training step with an internal error. A damaged
 state.json or tensor file is now refused before the dataset is read and the plan timed. And
---plan-only with --resume, which trained on."""
+--plan-only with --resume, which trained on; and a damaged plan.json, an internal error."""
 
 from __future__ import annotations
 
@@ -140,4 +140,44 @@ def test_plan_only_with_resume_is_refused_and_trains_nothing(trained, tmp_path, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--plan-only plans a new run" in err, err
+    assert {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def _edit_plan(edit):
+    def change(out: Path) -> None:
+        path = out / "plan.json"
+        path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+    return change
+
+
+PLAN_DAMAGE = {
+    "cut": (lambda out: (out / "plan.json").write_text('{"version": 1, "spac'), "Unterminated"),
+    "a-list": (_edit_plan(lambda plan: []), "not a JSON object"),
+    "unknown-field": (_edit_plan(lambda plan: {**plan, "evil": 1}), "unknown field 'evil'"),
+    "no-spacing": (_edit_plan(_without("spacing")), "no 'spacing'"),
+    "spacing-text": (
+        _edit_plan(lambda plan: {**plan, "spacing": "x"}),
+        "'spacing' is not a list of numbers",
+    ),
+    "split-a-number": (_edit_plan(lambda plan: {**plan, "split": 5}), "'split' is not a JSON"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLAN_DAMAGE))
+def test_a_damaged_plan_is_one_error_before_the_dataset_is_read(trained, tmp_path, capsys, kind):
+    """A damaged plan.json was an internal error (JSONDecodeError, TypeError, KeyError...),
+    a split of 5 only after the dataset was read."""
+    data, run = trained
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    damage, message = PLAN_DAMAGE[kind]
+    damage(out)
+    before = {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([str(data), "-o", str(out), *TINY, "--epochs", "2", "--resume"]) == 2
+    printed, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("error: The run's plan "), err
+    assert message in err and "start again with --overwrite" in err, err
+    assert "training on" not in printed, printed
     assert {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
