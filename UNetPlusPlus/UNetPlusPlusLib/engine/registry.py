@@ -38,6 +38,7 @@ from UNetPlusPlusLib.engine.manifest import (
     load_weights,
     sha256_file,
 )
+from UNetPlusPlusLib.engine.package_files import check_folder_files
 from UNetPlusPlusLib.engine.weights_fit import check_weights_fit
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 from UNetPlusPlusLib.resources import builtin_models_dir, expected_dir
@@ -302,6 +303,7 @@ def _stage_from_path(
         def training_state(folder: str, names: list[str]) -> set[str]:
             return TRAINING_STATE & set(names) if Path(folder) == source else set()
 
+        check_folder_files(source, TRAINING_STATE, MAX_UNPACKED_BYTES)  # /dev/zero, links
         shutil.copytree(source, package, symlinks=False, ignore=training_state)
     else:
         manifest = ModelManifest.load(manifest_path)
