@@ -1,7 +1,8 @@
-"""`unetpp models install FOLDER` refuses, before copying, what a package folder cannot hold
+"""`unetpp models install` refuses, before copying, what a package folder cannot hold
 (engine/package_files.py, tester 16): the copy followed links, so a weights file linked to
 /dev/zero was copied without end (2.4 GB in 4 s into the model cache, until the disk was full);
-a FIFO gave shutil's list of errors; a link to a folder was entered."""
+a FIFO gave shutil's list of errors; a link to a folder was entered. And a download that never
+ends."""
 
 from __future__ import annotations
 
@@ -81,3 +82,40 @@ def test_a_folder_beyond_the_size_limit_is_refused_and_training_state_is_not_cou
     check_folder_files(folder, {"checkpoint"}, size)  # the checkpoint is left out of the copy
     with pytest.raises(UNetPlusPlusError, match=f"holds {size} bytes of files, more than"):
         check_folder_files(folder, {"checkpoint"}, size - 1)
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_download_larger_than_a_package_is_stopped(tmp_path, monkeypatch, announced):
+    """A server streaming without end filled the disk at 200 MB/s (tester 16); a download
+    stops past MAX_DOWNLOAD_BYTES, or at once when Content-Length says more."""
+    import http.server
+    import threading
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            if announced:
+                self.send_header("Content-Length", str(10 << 20))
+            self.end_headers()
+            try:
+                for _ in range(10):
+                    self.wfile.write(b"\0" * (1 << 20))
+            except OSError:  # the client gave up
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setattr(registry, "MAX_DOWNLOAD_BYTES", 1 << 20)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    cache = tmp_path / "cache"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/m.zip"
+        with pytest.raises(UNetPlusPlusError, match="larger than a model package may be"):
+            registry.install_model(url, cache_dir=cache, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert list(cache.iterdir()) == []

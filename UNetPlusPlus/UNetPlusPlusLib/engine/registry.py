@@ -50,6 +50,9 @@ DOWNLOAD_TIMEOUT_S = 60.0
 #: A download that brings fewer bytes than this in DOWNLOAD_TIMEOUT_S (about 1 KiB/s) has
 #: stalled: a server trickling a byte at a time never hit the socket timeout (tester 16).
 MIN_BYTES_PER_TIMEOUT = 64 << 10
+#: The most a download may bring: a server streaming without end filled the disk (tester 16).
+MAX_DOWNLOAD_BYTES = 2 << 30  # an archive or weights (the shipped ones are 3.3 MB)
+MAX_MANIFEST_BYTES = 64 << 20  # a model.json (the largest shipped one is 0.6 MB)
 MAX_UNPACKED_BYTES = 8 << 30  # refuse archives that unpack to more than 8 GiB (zip bombs)
 _CHUNK = 1 << 20
 TRAINING_STATE = {"checkpoint", "cache"}  # folders of a training output left out of an install
@@ -338,7 +341,7 @@ def _stage_from_url(
     if PurePosixPath(urllib.parse.urlsplit(url).path).name.lower().endswith(".json"):
         package.mkdir()
         manifest_path = package / MANIFEST_FILENAME
-        _download(url, manifest_path, progress, timeout)
+        _download(url, manifest_path, progress, timeout, MAX_MANIFEST_BYTES)
         _check_sha256(manifest_path, expected_sha256, "Model manifest")
         manifest = ModelManifest.load(manifest_path)
         weights_url = urllib.parse.urljoin(url, urllib.parse.quote(manifest.weights))
@@ -352,12 +355,22 @@ def _stage_from_url(
     _unpack_zip(archive, staging / "unpacked", package)
 
 
-def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float) -> None:
-    """Stream ``url`` to ``dest``; network problems become one-line user errors."""
+def _download(
+    url: str,
+    dest: Path,
+    progress: Optional[Progress],
+    timeout: float,
+    max_bytes: Optional[int] = None,
+) -> None:
+    """Stream ``url`` to ``dest``, at most ``max_bytes`` (default MAX_DOWNLOAD_BYTES);
+    network problems, a stall and a larger file become one-line user errors."""
+    max_bytes = MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
     request = urllib.request.Request(url, headers={"User-Agent": "unetpp-model-installer"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
+            if total > max_bytes:
+                raise _too_large(url, total, max_bytes)
             done = 0
             if progress:
                 progress("download", done, total)
@@ -366,8 +379,10 @@ def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float
                 chunk = response.read1(_CHUNK)  # what has arrived: the stall check runs
                 if not chunk:
                     break
-                out.write(chunk)
                 done += len(chunk)
+                if done > max_bytes:
+                    raise _too_large(url, done, max_bytes)
+                out.write(chunk)
                 window_done += len(chunk)
                 if progress:
                     progress("download", done, total)
@@ -397,6 +412,13 @@ def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float
         ) from exc
     except (OSError, ValueError) as exc:  # connection reset, bad Content-Length, disk full
         raise UNetPlusPlusError(f"Could not download {url}: {exc}.") from exc
+
+
+def _too_large(url: str, size: int, max_bytes: int) -> UNetPlusPlusError:
+    return UNetPlusPlusError(
+        f"Could not download {url}: it is larger than a model package may be ({size} bytes "
+        f"or more; at most {max_bytes}); check the address."
+    )
 
 
 def _timeout_error(url: str, timeout: float) -> UNetPlusPlusError:
