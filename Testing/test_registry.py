@@ -157,7 +157,7 @@ def test_archive_checksum_pin(tmp_path, served, cache):
 
 
 def test_weights_that_do_not_fit_are_named_by_their_file(tmp_path, cache):
-    """ "The weights in the package/weights.safetensors do not fit" (tester 16)."""
+    """Named by its file, not as "the package/weights.safetensors" (tester 16)."""
     state = make_package(tmp_path / "pkg")
     manifest = ModelManifest.load(tmp_path / "pkg" / "model.json")
     state["bogus.weight"] = torch.zeros(3)
