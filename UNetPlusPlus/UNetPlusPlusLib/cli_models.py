@@ -113,5 +113,9 @@ def add_models_parser(subparsers) -> None:
         "the user's model folder; a shipped model's name is refused",
     )
     install.add_argument("source", help="model.json, folder, .zip file, or http(s) URL")
-    install.add_argument("--sha256", help="expected sha256 of the downloaded archive")
+    install.add_argument(
+        "--sha256",
+        help="expected sha256 of SOURCE: the .zip archive, or the model.json (the weights are "
+        "always checked against model.json's sha256)",
+    )
     parser.set_defaults(handler=run_models, models_command="list")
