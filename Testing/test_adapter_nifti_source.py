@@ -123,3 +123,39 @@ def test_the_check_follows_the_file_the_node_was_saved_to(logic, sphere_model, t
     job.close()
     assert not any(DISAGREE in w for w in job.warnings)
     assert np.isfinite(geometry.world_ijk_to_ras(node)).all()
+
+
+def write_pair_two_transforms(image: sitk.Image, header, magic: bytes = b"ni1\0"):
+    """``image`` as a NIfTI-1 .hdr/.img pair (sform = qform, as ITK writes it), its qform then
+    moved 40 mm along x (ITK keeps the sform); ``magic`` b"\\0" * 4 makes it ANALYZE 7.5."""
+    import struct
+
+    sitk.WriteImage(image, str(header))
+    data = bytearray(header.read_bytes())
+    data[268:272] = struct.pack("<f", struct.unpack("<f", data[268:272])[0] + 40.0)
+    data[344:348] = magic
+    header.write_bytes(bytes(data))
+    return header
+
+
+@pytest.mark.parametrize("loaded", [".hdr", ".img"])
+def test_a_nifti_pair_loaded_from_either_half_is_warned(logic, sphere_model, tmp_path, loaded):
+    header = write_pair_two_transforms(thick_ct(), tmp_path / "ct.hdr")
+    path = header.with_suffix(loaded)
+    scene = slicer.vtkMRMLScene()  # held: a node outside a scene has no storage node
+    node = load_with_storage_node(scene, path, "CT")
+    said = [w for w in logic.check_inputs([node], sphere_model) if DISAGREE in w]
+    assert len(said) == 1 and said[0].startswith(f"Volume 'CT' (from {path}): "), said
+    assert "uses the sform" in said[0]
+
+
+def test_an_analyze_pair_or_a_pair_missing_its_header_says_nothing(logic, sphere_model, tmp_path):
+    scene = slicer.vtkMRMLScene()
+    analyze = write_pair_two_transforms(thick_ct(), tmp_path / "az.hdr", b"\0\0\0\0")
+    node = load_with_storage_node(scene, analyze, "analyze")
+    assert not any(DISAGREE in w for w in logic.check_inputs([node], sphere_model))
+    pair = load_with_storage_node(
+        scene, write_pair_two_transforms(thick_ct(), tmp_path / "ct.hdr"), "pair"
+    )
+    (tmp_path / "ct.hdr").unlink()  # deleted after Slicer loaded it: no header to read
+    assert not any(DISAGREE in w for w in logic.check_inputs([pair], sphere_model))

@@ -157,3 +157,69 @@ def test_real_labelled_cases_of_each_task_pass_in_silence(
 ):
     dataset = load_dataset_json(DATASETS / description, shared_data / folder)
     assert check_dataset(dataset, max_cases, init=find_model(task)) == []
+
+
+@pytest.mark.parametrize(
+    "postprocess, said",
+    [
+        ({"plausible_ml": {"liver": [3000, 0]}}, "'postprocess.plausible_ml' ['liver'] must"),
+        ({"plausible_ml": {"heart": [0, 900]}}, "'postprocess.plausible_ml' names 'heart'"),
+        ({"largest_component": "yes"}, "'postprocess.largest_component' must be true or false"),
+        ({"min_component_fraction": 2}, "'postprocess.min_component_fraction' must be a number"),
+        ([0, 3000], "'postprocess' must be a JSON object (got list)"),
+    ],
+)
+def test_a_bad_postprocess_is_one_dataset_error_before_anything_is_written(
+    tmp_path, capsys, postprocess, said
+):
+    """The manifest's postprocess checks, on dataset.json when it is read: a bad
+    ``largest_component`` failed only when the trained model was saved (after planning and
+    training, the checkpoint kept), a list with an AttributeError traceback."""
+    values = np.full((16, 16, 16), -1000, dtype=np.int16)
+    values[4:12, 4:12, 4:12] = 60
+    image = sitk.GetImageFromArray(values)
+    path = write_liver_dataset(
+        tmp_path / "data", {"a": (image, as_label(values > 0, image))}, postprocess
+    )
+    out = tmp_path / "model"
+    assert main([str(path.parent), "--dataset-json", str(path), "-o", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: Dataset description {path}: "), err
+    assert said in err[0] and not out.exists()
+
+
+def test_label_checks_refuse_ranges_that_bypassed_the_description_checks(tmp_path):
+    """A DatasetDescription built in code (not read from dataset.json) with a bad range: an
+    error naming the field, not the range ignored in silence."""
+    import dataclasses
+
+    image = sitk.GetImageFromArray(np.zeros((4, 4, 4), dtype=np.int16))
+    path = write_liver_dataset(tmp_path, {"a": (image, image)})
+    dataset = load_dataset_json(path, tmp_path)
+    from UNetPlusPlusLib.training.dataset_label_checks import LabelChecks
+
+    bad = dataclasses.replace(dataset, postprocess={"plausible_ml": {"liver": [-1, 5]}})
+    with pytest.raises(UNetPlusPlusError, match=r"'postprocess.plausible_ml' \['liver'\] must"):
+        LabelChecks(bad)
+
+
+@pytest.mark.parametrize(
+    "field, value, said",
+    [
+        ("prompt", {"kind": "box"}, "'prompt.kind' must be one of point or null"),
+        ("features", ["a", 32, 64, 128, 256, 16], "'features[0]' must be an integer"),
+    ],
+)
+def test_the_model_fields_of_a_description_are_checked_when_it_is_read(
+    tmp_path, field, value, said
+):
+    """``prompt`` failed only at the model's save; a feature that is not a number with a
+    ValueError traceback."""
+    image = sitk.GetImageFromArray(np.zeros((4, 4, 4), dtype=np.int16))
+    path = write_liver_dataset(tmp_path, {"a": (image, image)})
+    description = json.loads(path.read_text())
+    description[field] = value
+    path.write_text(json.dumps(description))
+    with pytest.raises(UNetPlusPlusError, match=rf"^Dataset description {path}: ") as raised:
+        load_dataset_json(path, tmp_path)
+    assert said in str(raised.value)

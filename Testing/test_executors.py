@@ -234,8 +234,8 @@ def test_fastest_starts_on_a_remembered_ours_and_checks_it_later(sphere_predicto
     tile = torch.zeros(1, 1, 32, 32, 32)
     with torch.no_grad():
         assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
-        second = executors.FastestExecutor(
-            sphere_predictor.model, threads=2, candidate="torch", memory=memory
+        second = executors.FastestExecutor(  # a still clock: no tile is slower than another
+            sphere_predictor.model, threads=2, candidate="torch", memory=memory, clock=_Clock()
         )
         second.OURS_FIRST = 1
         ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(PRIOR_TILES)]

@@ -54,6 +54,14 @@ def _extra(state):
     state["bogus.weight"] = torch.zeros(3)
 
 
+def _reshaped(state):
+    state["final_conv_0_1.bias"] = state["final_conv_0_1.bias"][:1].clone()
+
+
+def _ints(state):
+    state["final_conv_0_2.bias"] = state["final_conv_0_2.bias"].to(torch.int32)
+
+
 @pytest.fixture()
 def models(tmp_path, sphere_model, monkeypatch) -> Path:
     root = tmp_path / "models"
@@ -62,6 +70,12 @@ def models(tmp_path, sphere_model, monkeypatch) -> Path:
     _copy(sphere_model, root / "inf16", "inf16", _inf, torch.float16)
     _copy(sphere_model, root / "nanbf16", "nanbf16", _nan, torch.bfloat16)
     _copy(sphere_model, root / "extra", "extra", _extra)
+    _copy(sphere_model, root / "reshaped", "reshaped", _reshaped)
+    _copy(sphere_model, root / "ints", "ints", _ints)
+    wide = _copy(sphere_model, root / "wide", "wide")  # model.json: batch norm, weights: not
+    manifest = json.loads(wide.read_text())
+    manifest["network"]["norm"] = "batch"
+    wide.write_text(json.dumps(manifest))
     replaced = _copy(sphere_model, root / "replaced", "replaced")
     weights = replaced.parent / "weights.safetensors"
     data = bytearray(weights.read_bytes())
@@ -88,7 +102,22 @@ def _statuses(text: str) -> dict[str, str]:
 def test_models_list_marks_broken_weights(models, capsys):
     assert main(["models", "list"]) == 0
     status = _statuses(capsys.readouterr().out)
-    assert status["good"] == "ok" and status["extra"] == "ok", status  # fit: `verify` only
+    assert status["good"] == "ok", status
+    assert status["extra"] == (  # from the safetensors header alone, without torch
+        "broken: the weights do not fit the network in model.json (unexpected tensor(s) "
+        "bogus.weight)"
+    )
+    assert status["reshaped"].startswith(
+        "broken: the weights do not fit the network in model.json (tensor(s) of another shape "
+        "final_conv_0_1.bias (final_conv_0_1.bias: [1] in the weights, [2] in the network)"
+    ), status
+    assert status["ints"].startswith("broken: the weights do not fit the network in model.json")
+    assert "integer type where the network has floats" in status["ints"] and "I32" in status["ints"]
+    assert status["wide"] == (
+        "broken: the weights do not fit the network in model.json (missing tensor(s) "
+        "conv_0_0.conv_0.norm.num_batches_tracked, conv_0_0.conv_0.norm.running_mean, "
+        "conv_0_0.conv_0.norm.running_var and 87 more)"
+    ), status
     assert status["nan"].startswith("broken: the weights hold NaN or infinite values (tensor ")
     assert status["inf16"].startswith("broken: the weights hold NaN or infinite"), status
     assert status["nanbf16"].startswith("broken: the weights hold NaN or infinite"), status
@@ -107,7 +136,9 @@ def test_models_verify_checks_the_fit_and_names_the_broken(models, capsys):
     assert main(["models", "verify", "good", "extra", "nan"]) == 2
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    assert lines[0] == "good: ok" and lines[1].startswith("extra: broken: The weights in "), lines
+    assert lines[0] == "good: ok" and lines[1].startswith("extra: broken: the weights do not"), (
+        lines
+    )
     assert "unexpected tensor(s) bogus.weight" in lines[1] and lines[2].startswith("nan: broken")
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "2 of 3 model(s) broken: extra, nan" in err[0], err
@@ -143,3 +174,40 @@ def test_the_byte_check_finds_nan_and_infinity_only(dtype, kind):
         values = finite.clone()
         values[217] = bad
         assert _nonfinite(values.view(torch.uint8).numpy().tobytes(), *_EXPONENTS[kind]), bad
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"in_channels": 1, "out_channels": 2},
+        {"in_channels": 4, "out_channels": 4, "features": [8, 12, 16, 20, 24, 6], "norm": "batch"},
+        {"in_channels": 2, "out_channels": 3, "features": [4, 4, 2, 2, 2, 4], "norm": "none"},
+        {"in_channels": 1, "out_channels": 2, "features": [16, 32, 64, 128, 256, 16],
+         "norm": "instance", "dropout": 0.2},
+    ],
+)  # fmt: skip
+def test_the_torch_free_tensor_list_is_the_networks_state_dict(config):
+    """``models list`` compares the weights' header with network_tensors.expected_tensors:
+    the same names, shapes and floating types as the real network's state_dict."""
+    from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+    from UNetPlusPlusLib.engine.network_tensors import expected_tensors
+
+    with torch.device("meta"):
+        state = UNetPlusPlus3D.from_config(config).state_dict()
+    real = {k: (tuple(v.shape), v.is_floating_point()) for k, v in state.items()}
+    assert expected_tensors(config) == real
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"features": [8, 8]}, {"norm": "group"}, {"features": [8, 8, 1, 8, 8, 8]}, {"depth": 3}],
+)
+def test_an_entry_the_network_refuses_is_refused_without_torch_too(config):
+    from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+    from UNetPlusPlusLib.engine.network_tensors import expected_tensors
+    from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+    with pytest.raises(UNetPlusPlusError):
+        UNetPlusPlus3D.from_config(config)
+    with pytest.raises(ValueError):
+        expected_tensors(config)

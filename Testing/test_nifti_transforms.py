@@ -134,3 +134,31 @@ def test_the_cli_prints_the_warning_once_and_segments(sphere_model, tmp_path, ca
 @pytest.mark.parametrize("header", [b"", b"\x00" * 348, struct.pack("<i", 540) + b"\0" * 536])
 def test_other_headers_give_no_warning(header):
     assert transform_warning(header, "x.nii") is None
+
+
+def _pair(tmp_path: Path, name: str, magic: bytes) -> Path:
+    """``_plain`` written as a .hdr/.img pair, its sform moved 40 mm, with ``magic`` at byte
+    344: b"ni1\\0" (NIfTI-1) or b"\\0\\0\\0\\0" (ANALYZE 7.5, whose reader ignores both)."""
+    image = sitk.ReadImage(str(_plain(tmp_path)))
+    header = tmp_path / f"{name}.hdr"
+    sitk.WriteImage(image, str(header))
+    data = bytearray(header.read_bytes())
+    rows = np.asarray(struct.unpack("<12f", data[280:328]), dtype=np.float64).reshape(3, 4)
+    rows[0, 3] += 40.0
+    data[280:328] = struct.pack("<12f", *rows.ravel())
+    data[344:348] = magic
+    header.write_bytes(bytes(data))
+    return header
+
+
+def test_a_nifti_pair_is_warned_and_an_analyze_header_is_not(tmp_path):
+    """ANALYZE 7.5 keeps other fields where NIfTI-1 has the transform codes (SPM's originator):
+    nifticlib (ITK) reads neither transform, so no warning about them (it said 'ITK uses the
+    sform' while ITK placed the image at origin 0)."""
+    nifti = _pair(tmp_path, "nifti", b"ni1\0")
+    said, _ = _read(nifti)
+    assert len(said) == 1 and "uses the sform" in said[0], said
+    analyze = _pair(tmp_path, "analyze", b"\0\0\0\0")
+    assert header_transforms(analyze.read_bytes()) is None
+    assert transform_warning(analyze.read_bytes(), "analyze.hdr") is None
+    assert _itk_origin(analyze).tolist() == [0.0, 0.0, 0.0]  # both transforms ignored indeed

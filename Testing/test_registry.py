@@ -149,9 +149,22 @@ def test_archive_checksum_pin(tmp_path, served, cache):
     root, base = served
     make_package(tmp_path / "pkg")
     zip_folder(tmp_path / "pkg", root / "p.zip")
-    with pytest.raises(ChecksumError, match="p.zip"):
+    with pytest.raises(ChecksumError, match="p.zip") as info:
         registry.install_model(f"{base}/p.zip", expected_sha256="1" * 64, cache_dir=cache)
     assert list(cache.iterdir()) == []
+    # the staging file's name meant nothing: "Model archive package.zip does not match" (tester 16)
+    assert f"Model archive {base}/p.zip does not match" in str(info.value), info.value
+
+
+def test_weights_that_do_not_fit_are_named_by_their_file(tmp_path, cache):
+    """Named by its file, not as "the package/weights.safetensors" (tester 16)."""
+    state = make_package(tmp_path / "pkg")
+    manifest = ModelManifest.load(tmp_path / "pkg" / "model.json")
+    state["bogus.weight"] = torch.zeros(3)
+    save_model_package(tmp_path / "pkg", state, manifest)
+    with pytest.raises(UNetPlusPlusError, match="unexpected tensor") as info:
+        registry.install_model(str(tmp_path / "pkg"), cache_dir=cache)
+    assert "The weights in weights.safetensors do not fit" in str(info.value), info.value
 
 
 def test_http_404_is_a_clear_error(served, cache):
@@ -227,6 +240,44 @@ def test_timeout_is_a_clear_error(cache):
         silent.close()
 
 
+def test_a_server_trickling_bytes_is_a_stall_not_a_hang(tmp_path, cache):
+    """A server sending a byte at a time never let a read wait for the socket timeout, so the
+    install ran for as long as the file took at that rate, saying nothing (tester 16: 6.6 MB at
+    a byte every 2 s). Fewer than MIN_BYTES_PER_TIMEOUT bytes in ``timeout`` s is a stall."""
+    import time
+
+    make_package(tmp_path / "pkg")
+    data = zip_folder(tmp_path / "pkg", tmp_path / "m.zip").read_bytes()
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:  # 5 s of it, then the connection ends (before: 'stopped after 100 of')
+                for i in range(100):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the client gave up
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/m.zip"
+        with pytest.raises(UNetPlusPlusError, match=r"it stalled \(\d+ bytes in the last 1 s"):
+            registry.install_model(url, cache_dir=cache, timeout=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert list(cache.iterdir()) == []
+
+
 def test_connection_refused_is_a_clear_error(cache):
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -268,6 +319,18 @@ def test_reinstall_replaces_previous_copy(tmp_path, cache):
 def test_missing_local_source(tmp_path, cache):
     with pytest.raises(UNetPlusPlusError, match="does not exist"):
         registry.install_model(str(tmp_path / "nope"), cache_dir=cache)
+
+
+@pytest.mark.parametrize("name", ["m.zip", "m.download"])
+def test_a_truncated_local_zip_is_named_an_archive(tmp_path, cache, name):
+    """A cut .zip is no zip file for ``zipfile``, so it was read as a model.json: "Model
+    manifest m.zip cannot be read: 'utf-8' codec can't decode byte..." (tester 16)."""
+    make_package(tmp_path / "pkg")
+    data = zip_folder(tmp_path / "pkg", tmp_path / "whole.zip").read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(UNetPlusPlusError, match=r"is not a readable \.zip \(truncated"):
+        registry.install_model(str(tmp_path / name), cache_dir=cache)
+    assert list(cache.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------- finding

@@ -393,3 +393,27 @@ def test_the_first_tile_of_a_spinning_process_under_load_is_guarded_already():
     )
     guard.check()
     assert threads == [1] and guard.drops == 1
+
+
+def test_the_predictor_looks_before_each_tile_and_before_post_processing(
+    sphere_predictor, monkeypatch
+):
+    from helpers import make_sphere_image
+    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
+
+    events = []
+
+    class Counting(spin_guard.SpinGuard):
+        def check(self) -> None:
+            events.append("look")
+
+    executor = sphere_predictor.executor
+    run = executor.run
+    monkeypatch.setattr(executor, "run", lambda *a, **k: events.append("tile") or run(*a, **k))
+    monkeypatch.setattr(spin_guard, "_GUARD", Counting())
+    monkeypatch.setitem(runtime_env._state, "policy", "spin")
+    volume = volume_from_sitk([make_sphere_image((40, 40, 40))], channel_names=["CT"])
+    result = sphere_predictor.segment(volume)
+    assert result.info["openmp"] == {"wait_policy": "spin", "one_thread_switches": 0}
+    tiles = events.count("tile")
+    assert tiles >= 1 and events == ["tile", "look"] * tiles + ["look"]  # then post-processing

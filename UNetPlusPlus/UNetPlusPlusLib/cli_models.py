@@ -103,8 +103,8 @@ def add_models_parser(subparsers) -> None:
     show.add_argument("name", help="task, model name or path to a model package")
     verify = inner.add_parser(
         "verify",
-        help="check models' weights fully (sha256, finite values, the tensors against the "
-        "network; `list` checks the first two)",
+        help="check models' weights fully (those of `list`: sha256, finite values, the "
+        "header's tensors against the network; then the loaded tensors, with torch)",
     )
     verify.add_argument("names", nargs="*", help="task, model name or path (default: all)")
     install = inner.add_parser(
@@ -113,5 +113,9 @@ def add_models_parser(subparsers) -> None:
         "the user's model folder; a shipped model's name is refused",
     )
     install.add_argument("source", help="model.json, folder, .zip file, or http(s) URL")
-    install.add_argument("--sha256", help="expected sha256 of the downloaded archive")
+    install.add_argument(
+        "--sha256",
+        help="expected sha256 of SOURCE: the .zip archive, or the model.json (the weights are "
+        "always checked against model.json's sha256)",
+    )
     parser.set_defaults(handler=run_models, models_command="list")

@@ -4,9 +4,10 @@ and a clicked point named as the user sees it in Slicer.
 - **sform and qform that disagree** (``engine/nifti_transforms.py``). The engine warns when it
   reads such a NIfTI file itself; a background job gets the node's voxels instead, so a volume
   Slicer loaded from that file was never warned about. :func:`nifti_file_warnings` reads the
-  header (348 bytes) of the ``.nii``/``.nii.gz`` file the node's storage node names and gives
-  the engine's warning. Other formats, nodes never loaded from or saved to a file, and a file
-  since gone or unreadable: no warning, and never a failure.
+  header (348 bytes) of the ``.nii``/``.nii.gz`` file the node's storage node names, or the
+  ``.hdr`` of a .hdr/.img pair (loaded from either half), and gives the engine's warning.
+  Other formats (ANALYZE 7.5 too: ITK reads neither transform), nodes never loaded from or
+  saved to a file, and a file since gone or unreadable: no warning, and never a failure.
 - **A click off the image or in the air outside the body** (``engine/click_check.py``).
   :func:`check_click` refuses it before the in-process run, naming the point by its label in
   its point list (:func:`point_name`) and its RAS coordinates (mm), as Slicer shows them; the
@@ -39,17 +40,19 @@ def loaded_file(node) -> Optional[Path]:
 
 
 def nifti_file_warnings(volume_nodes: Sequence) -> list[str]:
-    """One warning per node loaded from a ``.nii``/``.nii.gz`` file whose header's sform and
-    qform disagree (the engine's words, naming the node and the file); [] for other nodes and
-    files that cannot be read. Reads 348 bytes of each such file; never raises for a file."""
-    from ..engine.nifti_check import header_transform_warning, is_nifti
+    """One warning per node loaded from a ``.nii``/``.nii.gz`` file, or a ``.hdr``/``.img``
+    pair, whose NIfTI-1 header's sform and qform disagree (the engine's words, naming the node
+    and the file it was loaded from); [] for other nodes and files that cannot be read. Reads
+    348 bytes of each such header; never raises for a file."""
+    from ..engine.nifti_check import header_transform_warning, nifti_header_file
 
     warnings = []
     for node in volume_nodes:
         path = loaded_file(node)
-        if path is None or not is_nifti(path):
+        header = None if path is None else nifti_header_file(path)
+        if header is None:
             continue
-        warning = header_transform_warning(path, f"Volume '{node.GetName()}' (from {path})")
+        warning = header_transform_warning(header, f"Volume '{node.GetName()}' (from {path})")
         if warning:
             warnings.append(warning)
     return warnings

@@ -9,7 +9,7 @@
   string). Both raise ``subprocess.CalledProcessError`` when pip fails (checked against Slicer's
   Base/Python/slicer/util.py at v5.8.1 and packaging.py at v5.12.0 and main, 2026-08).
 - The optional packages (:data:`OPTIONAL_REQUIREMENTS`, OpenVINO and onnx: the CPU executor
-  ``fastest`` of engine/executors.py) are installed after the required ones, in their own pip
+  ``fastest`` of engine/fastest.py) are installed after the required ones, in their own pip
   call; if that fails, one warning line goes to ``log`` and the module runs on the built-in
   executor ``ours``. They are asked for only with the required ones (the first install).
 

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .data_files import check_data_files
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
 from .nifti_check import (
@@ -26,7 +27,7 @@ from .nifti_check import (
     nifti_shape,
     read_nifti,
 )
-from .sanity import check_finite, check_header
+from .sanity import cast_voxels, check_finite, check_header
 from .volume import Grid, LabelVolume, PathLike, Volume, _geometry_differences
 
 
@@ -42,6 +43,7 @@ def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
         return read_dicom_folder(path, series)
     if not path.is_file():  # a FIFO would block the read forever
         raise UNetPlusPlusError(f"{path} is not a file or a folder but a pipe or a device.")
+    check_data_files(path)  # a header's missing or short data file, before ITK prints to stderr
     check_nifti(path)
     return _itk_read(path)
 
@@ -162,8 +164,7 @@ def _volume_from_images(
             voxels = sitk.GetArrayViewFromImage(image)
             stored = voxels.dtype
         if not np.may_share_memory(voxels, array):  # not already read into its place
-            with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
-                array[c] = voxels
+            cast_voxels(voxels, array[c])  # beyond float32: inf, refused just below
         if stored.kind == "f":  # beyond float32's range is infinite; integers never are
             check_finite(array[c], source)
     return Volume.on_grid(array, reference, tuple(channel_names))

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .nifti_transforms import transform_warning
-from .sanity import nonfinite_error
+from .sanity import cast_voxels, nonfinite_error
 
 _CHUNK = 1 << 20
 #: NIfTI datatype code -> numpy float kind (the only types that can hold NaN or Inf).
@@ -130,8 +130,8 @@ class _FiniteScan:
         if self.dtype is not None:
             self.bad += _count_nonfinite(values)
         if self.keep is not None:
-            with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
-                self.keep[1][self.written : self.written + values.size] = values
+            destination = self.keep[1][self.written : self.written + values.size]
+            cast_voxels(values, destination)  # beyond float32: inf, refused as non-finite
             self.written += values.size
         self.rest = data[usable:]
 
@@ -232,12 +232,24 @@ def _pair_files(path: Path) -> Optional[tuple[Path, Path]]:
     for suffix in (".hdr", ".img", ".hdr.gz", ".img.gz"):
         if lower.endswith(suffix):
             stem = path.name[: -len(suffix)]
-            header, image = _pair_file(path, stem, ".hdr"), _pair_file(path, stem, ".img")
+            header, image = pair_file(path, stem, ".hdr"), pair_file(path, stem, ".img")
             return None if header is None or image is None else (header, image)
     return None
 
 
-def _pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
+def nifti_header_file(path: Path) -> Optional[Path]:
+    """The file holding the NIfTI-1 header of image file ``path``: itself for a ``.nii`` or
+    ``.nii.gz``, the ``.hdr`` of a .hdr/.img pair (named by either half; both must exist);
+    None for other files."""
+    if is_nifti(path):
+        return path
+    pair = _pair_files(path)
+    return None if pair is None else pair[0]
+
+
+def pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
+    """The file ``stem`` + ``extension`` (".hdr" or ".img"; upper case and .gz too) beside
+    ``path``, or None."""
     for name in (extension, extension.upper(), extension + ".gz", extension.upper() + ".gz"):
         if path.with_name(stem + name).is_file():
             return path.with_name(stem + name)

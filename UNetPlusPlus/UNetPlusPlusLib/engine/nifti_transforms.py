@@ -50,6 +50,8 @@ def header_transforms(header: bytes) -> Optional[Transforms]:
             break
     else:
         return None
+    if not _nifti1_magic(header[344:348]):
+        return None  # ANALYZE 7.5: nifticlib (ITK) reads neither transform, whatever they hold
     dims = struct.unpack(order + "8h", header[40:56])
     pixdim = struct.unpack(order + "8f", header[76:108])
     qform_code, sform_code = struct.unpack(order + "2h", header[252:256])
@@ -60,6 +62,18 @@ def header_transforms(header: bytes) -> Optional[Transforms]:
     sform = np.eye(4)
     sform[:3] = rows.reshape(3, 4)
     return Transforms(qform, sform, int(qform_code), int(sform_code), size)  # type: ignore[arg-type]
+
+
+def _nifti1_magic(magic: bytes) -> bool:
+    """NIfTI-1's magic ("ni1\\0" of a .hdr/.img pair, "n+1\\0" of a .nii), tested as
+    nifticlib's NIFTI_VERSION does (a version digit 1..9); anything else is ANALYZE 7.5."""
+    return (
+        len(magic) == 4
+        and magic[:1] == b"n"
+        and magic[1:2] in (b"i", b"+")
+        and b"1" <= magic[2:3] <= b"9"
+        and magic[3:] == b"\0"
+    )
 
 
 def _quatern_to_mat44(b: float, c: float, d: float, offset, pixdim) -> np.ndarray:

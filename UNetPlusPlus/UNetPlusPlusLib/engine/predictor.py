@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import UNetPlusPlusError
-from . import result_grid, runtime_env, tile_run
+from . import result_grid, runtime_env, spin_guard, tile_run
 from .anatomy_check import check_model_result
 from .devices import configure_threads, resolve_device
 from .disagreement import disagreement_volume, outside_mask
@@ -244,6 +244,7 @@ class Predictor:
             )
 
         report("postprocess", 0, 1)
+        spin_guard.before_parallel_work()  # its resampling and argmax run on OpenMP threads too
         region_probs = None
         if return_probabilities:
             region_probs = resample_to_reference(probabilities, grid, region_grid, "linear")

@@ -1,4 +1,4 @@
-"""The decision rule of the ``fastest`` executor's probe (engine/executors.py).
+"""The decision rule of the ``fastest`` executor's probe (engine/fastest.py).
 
 The probe runs tiles on ours and on the library executor in interleaved pairs (ours, library,
 ours, library, ...), each timed. On a shared machine single timings move by 10-50 % (other

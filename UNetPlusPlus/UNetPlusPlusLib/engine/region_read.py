@@ -22,10 +22,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .data_files import check_data_files
 from .image_read import read_image
 from .mr_outliers import channel_warning
 from .nifti_check import check_nifti_complete, reader_geometry
 from .normalize import _nonzero_statistics, _normalization_entry, needs_volume_statistics
+from .sanity import cast_voxels
 from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices
 
 PathLike = Union[str, Path]
@@ -52,6 +54,7 @@ def _read_extract(
     """The (z, y, x) voxels of ``slices`` from the file, as float32; ``raw_checked``: the
     NIfTI raw-byte check (:mod:`.nifti_check`) already ran on this file."""
     if not raw_checked:
+        check_data_files(path)
         check_nifti_complete(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -63,8 +66,7 @@ def _read_extract(
         raise UNetPlusPlusError(
             f"Cannot read {path}: the file is truncated, corrupt or not a supported image."
         ) from error
-    with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
-        return sitk.GetArrayViewFromImage(image).astype(np.float32)
+    return cast_voxels(sitk.GetArrayViewFromImage(image))  # beyond float32: inf, refused
 
 
 def read_region(
@@ -118,8 +120,7 @@ def read_region(
             )
         slices = box_to_index_slices(full, box)
         if array is not None:
-            with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
-                crop = np.array(array[slices], dtype=np.float32)
+            crop = cast_voxels(array[slices])  # beyond float32: inf, refused just below
             del image, array
         else:
             crop = _read_extract(path, slices, raw_checked)

@@ -23,6 +23,7 @@ import socket
 import stat
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +38,7 @@ from UNetPlusPlusLib.engine.manifest import (
     load_weights,
     sha256_file,
 )
+from UNetPlusPlusLib.engine.package_files import check_folder_files
 from UNetPlusPlusLib.engine.weights_fit import check_weights_fit
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
 from UNetPlusPlusLib.resources import builtin_models_dir, expected_dir
@@ -45,6 +47,12 @@ Progress = Callable[[str, int, int], None]
 PathLike = Union[str, "os.PathLike[str]"]
 
 DOWNLOAD_TIMEOUT_S = 60.0
+#: A download that brings fewer bytes than this in DOWNLOAD_TIMEOUT_S (about 1 KiB/s) has
+#: stalled: a server trickling a byte at a time never hit the socket timeout (tester 16).
+MIN_BYTES_PER_TIMEOUT = 64 << 10
+#: The most a download may bring: a server streaming without end filled the disk (tester 16).
+MAX_DOWNLOAD_BYTES = 2 << 30  # an archive or weights (the shipped ones are 3.3 MB)
+MAX_MANIFEST_BYTES = 64 << 20  # a model.json (the largest shipped one is 0.6 MB)
 MAX_UNPACKED_BYTES = 8 << 30  # refuse archives that unpack to more than 8 GiB (zip bombs)
 _CHUNK = 1 << 20
 TRAINING_STATE = {"checkpoint", "cache"}  # folders of a training output left out of an install
@@ -219,7 +227,8 @@ def install_model(
             # the hidden staging folder means nothing to the user (tester 9: "Model manifest
             # <cache>/.install-kx8ke92t/package/model.json does not describe its weights")
             said = str(exc).replace(str(package / MANIFEST_FILENAME), MANIFEST_FILENAME)
-            said = said.replace(str(package), "the package")
+            said = said.replace(str(package) + os.sep, "")  # "weights in weights.safetensors",
+            said = said.replace(str(package), "the package")  # not "in the package/weights..."
             raise type(exc)(f"Cannot install the model from {source}: {said}") from exc
         except OSError as exc:
             raise UNetPlusPlusError(f"Cannot install the model from {source}: {exc}.") from exc
@@ -280,6 +289,11 @@ def _stage_from_path(
         _check_sha256(source, expected_sha256, "Model archive")
         _unpack_zip(source, staging / "unpacked", package)
         return
+    if source.is_file() and _looks_like_zip(source):  # was read as a model.json: "cannot be
+        raise UNetPlusPlusError(  # read: 'utf-8' codec can't decode byte 0xca" (tester 16)
+            f"Model archive {source} is not a readable .zip (truncated or damaged); download "
+            "or copy it again."
+        )
     manifest_path = source / MANIFEST_FILENAME if source.is_dir() else source
     if not manifest_path.is_file():
         raise UNetPlusPlusError(
@@ -292,6 +306,7 @@ def _stage_from_path(
         def training_state(folder: str, names: list[str]) -> set[str]:
             return TRAINING_STATE & set(names) if Path(folder) == source else set()
 
+        check_folder_files(source, TRAINING_STATE, MAX_UNPACKED_BYTES)  # /dev/zero, links
         shutil.copytree(source, package, symlinks=False, ignore=training_state)
     else:
         manifest = ModelManifest.load(manifest_path)
@@ -302,6 +317,17 @@ def _stage_from_path(
         package.mkdir()
         shutil.copy2(manifest_path, package / MANIFEST_FILENAME)
         shutil.copy2(manifest.weights_path, package / manifest.weights)
+
+
+def _looks_like_zip(path: Path) -> bool:
+    """A ``.zip`` name or zip's signature (``PK``) at the start: meant as an archive."""
+    if path.name.lower().endswith(".zip"):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) == b"PK"
+    except OSError:
+        return False
 
 
 def _stage_from_url(
@@ -315,7 +341,7 @@ def _stage_from_url(
     if PurePosixPath(urllib.parse.urlsplit(url).path).name.lower().endswith(".json"):
         package.mkdir()
         manifest_path = package / MANIFEST_FILENAME
-        _download(url, manifest_path, progress, timeout)
+        _download(url, manifest_path, progress, timeout, MAX_MANIFEST_BYTES)
         _check_sha256(manifest_path, expected_sha256, "Model manifest")
         manifest = ModelManifest.load(manifest_path)
         weights_url = urllib.parse.urljoin(url, urllib.parse.quote(manifest.weights))
@@ -325,27 +351,48 @@ def _stage_from_url(
     _download(url, archive, progress, timeout)
     if not zipfile.is_zipfile(archive):
         raise UNetPlusPlusError(f"Download from {url} is not a .zip model package.")
-    _check_sha256(archive, expected_sha256, "Model archive")
+    _check_sha256(archive, expected_sha256, "Model archive", shown=url)  # not "package.zip"
     _unpack_zip(archive, staging / "unpacked", package)
 
 
-def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float) -> None:
-    """Stream ``url`` to ``dest``; network problems become one-line user errors."""
+def _download(
+    url: str,
+    dest: Path,
+    progress: Optional[Progress],
+    timeout: float,
+    max_bytes: Optional[int] = None,
+) -> None:
+    """Stream ``url`` to ``dest``, at most ``max_bytes`` (default MAX_DOWNLOAD_BYTES);
+    network problems, a stall and a larger file become one-line user errors."""
+    max_bytes = MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
     request = urllib.request.Request(url, headers={"User-Agent": "unetpp-model-installer"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
+            if total > max_bytes:
+                raise _too_large(url, total, max_bytes)
             done = 0
             if progress:
                 progress("download", done, total)
+            window_start, window_done = time.monotonic(), 0
             while True:
-                chunk = response.read(_CHUNK)
+                chunk = response.read1(_CHUNK)  # what has arrived: the stall check runs
                 if not chunk:
                     break
-                out.write(chunk)
                 done += len(chunk)
+                if done > max_bytes:
+                    raise _too_large(url, done, max_bytes)
+                out.write(chunk)
+                window_done += len(chunk)
                 if progress:
                     progress("download", done, total)
+                if time.monotonic() - window_start >= timeout:
+                    if window_done < MIN_BYTES_PER_TIMEOUT:
+                        raise UNetPlusPlusError(
+                            f"Could not download {url}: it stalled ({window_done} bytes in the "
+                            f"last {timeout:g} s, {done} in all); check the network."
+                        )
+                    window_start, window_done = time.monotonic(), 0
         if total and done != total:
             raise UNetPlusPlusError(
                 f"Download from {url} stopped after {done} of {total} bytes; try again."
@@ -367,19 +414,30 @@ def _download(url: str, dest: Path, progress: Optional[Progress], timeout: float
         raise UNetPlusPlusError(f"Could not download {url}: {exc}.") from exc
 
 
+def _too_large(url: str, size: int, max_bytes: int) -> UNetPlusPlusError:
+    return UNetPlusPlusError(
+        f"Could not download {url}: it is larger than a model package may be ({size} bytes "
+        f"or more; at most {max_bytes}); check the address."
+    )
+
+
 def _timeout_error(url: str, timeout: float) -> UNetPlusPlusError:
     return UNetPlusPlusError(
         f"Could not download {url}: no answer within {timeout:g} s; check the network."
     )
 
 
-def _check_sha256(path: Path, expected: Optional[str], what: str) -> None:
+def _check_sha256(
+    path: Path, expected: Optional[str], what: str, shown: Optional[str] = None
+) -> None:
+    """Raise ChecksumError when ``expected`` is given and ``path``'s sha256 differs; the
+    message names ``shown`` (default: the file's name)."""
     if expected is None:
         return
     actual = sha256_file(path)
     if actual != expected.strip().lower():
         raise ChecksumError(
-            f"{what} {path.name} does not match the expected checksum: expected sha256"
+            f"{what} {shown or path.name} does not match the expected checksum: expected sha256"
             f" {expected.strip().lower()}, got {actual}; the download is corrupt or was replaced."
         )
 

@@ -147,6 +147,18 @@ def nonfinite_error(source: str, count: int) -> UNetPlusPlusError:
     )
 
 
+def cast_voxels(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``values`` as a new float32 array, or written into ``out`` (converted to its type, same
+    shape); returns the result. Values beyond float32's range become +-inf without numpy's
+    overflow warning: every caller then refuses them (:func:`check_finite`,
+    :func:`nonfinite_error`)."""
+    with np.errstate(over="ignore"):
+        if out is None:
+            return values.astype(np.float32)
+        out[...] = values
+        return out
+
+
 def check_finite(array: np.ndarray, source: str) -> None:
     """Refuse NaN or infinite voxels (values beyond float32 range become infinite). Integer
     voxels are always finite: they are not scanned."""

@@ -4,11 +4,12 @@
 starts. If other programs then take the cores (a one-shot run that outlives the quiet, or
 ``unetpp serve`` in Slicer for hours), every barrier would spin while the sibling it waits for
 is descheduled: under two busy programs a nodule tile took 17x longer than with sleeping
-workers (docs/BENCHMARK.md, "Spin when quiet"). The spin count cannot change once OpenMP has
-started, but threads that each keep a CPU are not descheduled at a barrier, and one intra-op
-thread has no barrier to spin at. So before each tile, :func:`before_tile` looks at other
-programs' CPU use over the last :data:`WINDOW_S` seconds (``cpu_contention``, no system call in
-between) and
+workers (docs/BENCHMARK_MODELS.md, "Session 12: spin when quiet"). The spin count cannot
+change once OpenMP has started, but threads that each keep a CPU are not descheduled at a
+barrier, and one intra-op thread has no barrier to spin at. So before each tile and before the
+post-processing (resampling to the input grid, argmax), :func:`before_parallel_work` looks at
+other programs' CPU use over the last :data:`WINDOW_S` seconds (``cpu_contention``; no system
+call in between) and
 
 - while they use :data:`BUSY_CORES` cores or more and leave fewer free CPUs than we have
   threads, lowers torch's threads to the CPUs left free, at least one (on 2 cores under two busy
@@ -137,8 +138,9 @@ class SpinGuard:
 _GUARD = SpinGuard(start=runtime_env.start_reading)
 
 
-def before_tile() -> None:
-    """Call before each tile: keeps a spinning process on one thread while the cores are shared."""
+def before_parallel_work() -> None:
+    """Call before each tile and other multi-threaded stages: keeps a spinning process within
+    the CPUs other programs leave free; nothing in a process that does not spin."""
     if runtime_env.may_spin():
         _GUARD.check()
 

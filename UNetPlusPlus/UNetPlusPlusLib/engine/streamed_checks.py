@@ -25,10 +25,12 @@ import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
 from .bias_field import grid_steps
+from .data_files import check_data_files
 from .nifti_check import check_nifti, reader_geometry
 from .orientation_check import fine_steps
 from .sanity import (
     ChannelStats,
+    cast_voxels,
     check_header,
     decide_intensities,
     nonfinite_error,
@@ -132,8 +134,7 @@ def _slab_source(reader: sitk.ImageFileReader) -> Union[sitk.ImageFileReader, si
 def _read_slab(source, size_xyz, z0: int, z1: int) -> np.ndarray:
     """Slices z0..z1 (z, y, x) as float32, from a reader or a whole image (no copy of it)."""
     if isinstance(source, sitk.Image):
-        with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
-            return sitk.GetArrayViewFromImage(source)[z0:z1].astype(np.float32)
+        return cast_voxels(sitk.GetArrayViewFromImage(source)[z0:z1])  # inf: refused
     reader = source
     reader.SetExtractIndex([0, 0, z0])
     reader.SetExtractSize([int(size_xyz[0]), int(size_xyz[1]), z1 - z0])
@@ -144,8 +145,7 @@ def _read_slab(source, size_xyz, z0: int, z1: int) -> np.ndarray:
             f"Cannot read {reader.GetFileName()}: the file is truncated, corrupt or not a "
             "supported image."
         ) from error
-    with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite
-        return sitk.GetArrayViewFromImage(image).astype(np.float32)
+    return cast_voxels(sitk.GetArrayViewFromImage(image))  # beyond float32: inf, refused
 
 
 def check_files(
@@ -191,6 +191,7 @@ def check_files(
                 "resample it onto the first channel's grid first."
             )
     for path in paths:
+        check_data_files(path)  # a header's missing or short data file (.mhd, .nhdr, .hdr)
         check_nifti(path)  # raw NaN and truncation: ITK's NIfTI reader turns NaN into 0
     size_xyz = readers[0].GetSize()
     warnings = check_header(

@@ -28,6 +28,39 @@ def _listed(names: list[str]) -> str:
     return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
+def fit_problems(
+    expected: Mapping[str, tuple[tuple[int, ...], bool]],
+    found: Mapping[str, tuple[tuple[int, ...], bool, str]],
+) -> list[str]:
+    """What keeps tensors ``found`` (name -> (shape, floating, dtype name)) from loading into
+    a network of tensors ``expected`` (name -> (shape, floating)): missing, unexpected,
+    mis-shaped, or integer where the network has floats (each naming the first few); [] when
+    they fit. No torch: ``models list`` gives it a safetensors header's entries."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    common = set(expected) & set(found)
+    misshaped = sorted(k for k in common if tuple(found[k][0]) != tuple(expected[k][0]))
+    # floats stored as integers load (load_state_dict casts) and segment nothing (tester 13)
+    mistyped = sorted(k for k in common if expected[k][1] and not found[k][1])
+    problems = []
+    if missing:
+        problems.append(f"missing tensor(s) {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensor(s) {_listed(unexpected)}")
+    if misshaped:
+        k = misshaped[0]
+        problems.append(
+            f"tensor(s) of another shape {_listed(misshaped)} ({k}: "
+            f"{list(found[k][0])} in the weights, {list(expected[k][0])} in the network)"
+        )
+    if mistyped:
+        problems.append(
+            f"tensor(s) of an integer type where the network has floats {_listed(mistyped)} "
+            f"({mistyped[0]}: {found[mistyped[0]][2]})"
+        )
+    return problems
+
+
 def check_weights_fit(
     manifest: ModelManifest,
     tensors: Mapping[str, torch.Tensor],
@@ -47,34 +80,9 @@ def check_weights_fit(
         with torch.device("meta"):  # names and shapes only: no memory for the parameters
             network = UNetPlusPlus3D.from_config(manifest.network)
     state = network.state_dict()
-    expected = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    misshaped = sorted(
-        k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k]
-    )
-    # floats stored as integers load (load_state_dict casts) and segment nothing (tester 13)
-    mistyped = sorted(
-        k
-        for k in set(expected) & set(tensors)
-        if state[k].is_floating_point() and not tensors[k].is_floating_point()
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing tensor(s) {_listed(missing)}")
-    if unexpected:
-        problems.append(f"unexpected tensor(s) {_listed(unexpected)}")
-    if misshaped:
-        k = misshaped[0]
-        problems.append(
-            f"tensor(s) of another shape {_listed(misshaped)} ({k}: "
-            f"{list(tensors[k].shape)} in the weights, {list(expected[k])} in the network)"
-        )
-    if mistyped:
-        problems.append(
-            f"tensor(s) of an integer type where the network has floats {_listed(mistyped)} "
-            f"({mistyped[0]}: {tensors[mistyped[0]].dtype})"
-        )
+    expected = {k: (tuple(v.shape), v.is_floating_point()) for k, v in state.items()}
+    found = {k: (tuple(v.shape), v.is_floating_point(), str(v.dtype)) for k, v in tensors.items()}
+    problems = fit_problems(expected, found)
     if problems:
         raise UNetPlusPlusError(
             f"The weights in {manifest.weights_path} do not fit the network described in "

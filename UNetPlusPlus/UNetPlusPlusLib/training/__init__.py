@@ -15,6 +15,7 @@ Modules, one job each:
 - ``checkpoint``  safetensors + JSON checkpoints for exact resume (no pickles)
 - ``fingerprint`` the dataset fingerprint (sizes, spacings, intensities, label volumes, extents)
 - ``planner``     the plan: spacing, tile, width, batch, schedule from fingerprint, device, budget
+- ``plan_file``   the form of a run's plan.json, checked before ``--resume`` trusts it
 - ``plan_setup``  from command-line options to a plan (overrides, fingerprint, device, resume)
 - ``steps``       one training step, bf16/fp32 calibration, the validation-time estimate
 - ``split``       the training / validation split by patient

@@ -103,17 +103,72 @@ def _recover(out_dir: Path) -> None:
 
 
 def read_checkpoint_state(out_dir: Path) -> dict:
-    """The JSON part of the checkpoint in ``out_dir``; a clear error when there is none."""
+    """The JSON part of the checkpoint in ``out_dir``, after checking its form and that both
+    tensor files have readable safetensors headers (not their tensors), so a damaged checkpoint
+    is refused before the dataset is read and the plan timed. Raises UNetPlusPlusError: none,
+    unreadable, or damaged."""
     _recover(Path(out_dir))
-    path = Path(out_dir) / CHECKPOINT_DIR / "state.json"
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    path = folder / "state.json"
     if not path.is_file():
         raise UNetPlusPlusError(
             f"--resume: no checkpoint in {Path(out_dir)} (expected {path}); start without --resume."
         )
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as error:
         raise UNetPlusPlusError(f"Checkpoint {path} cannot be read ({error}).") from error
+    problem = _state_problem(state)  # a list, or no optimizer: internal errors (tester 16)
+    if problem is None:
+        problem = _tensor_files_problem(folder)
+    if problem:
+        raise _damaged(folder, problem)
+    return state
+
+
+def _damaged(folder: Path, reason: str) -> UNetPlusPlusError:
+    return UNetPlusPlusError(
+        f"Checkpoint in {folder} does not fit this model or is damaged ({reason}); start "
+        "again with --overwrite."
+    )
+
+
+def _state_problem(state: Any) -> Optional[str]:
+    """What is wrong with the form of a parsed state.json, or None."""
+    if not isinstance(state, dict):
+        return "state.json is not a JSON object"
+    epoch = state.get("epoch")
+    if type(epoch) is not int or epoch < 0:
+        return f"state.json: 'epoch' is {epoch!r}, not a count of epochs"
+    for key, kind in (("config", dict), ("history", list), ("optimizer", dict)):
+        if key in state and not isinstance(state[key], kind):
+            return f"state.json: '{key}' is not a JSON {'object' if kind is dict else 'list'}"
+    optimizer = state.get("optimizer")
+    if optimizer is None:
+        return "state.json has no optimizer state"
+    groups = optimizer.get("param_groups")
+    if not (isinstance(groups, list) and groups and all(isinstance(g, dict) for g in groups)):
+        return "state.json: the optimizer state has no parameter groups"
+    if not all(isinstance(g.get("params"), list) for g in groups):
+        return "state.json: an optimizer parameter group lists no parameters"
+    if not isinstance(optimizer.get("scalars", {}), dict):
+        return "state.json: the optimizer's scalar state is not a JSON object"
+    return None
+
+
+def _tensor_files_problem(folder: Path) -> Optional[str]:
+    """Why model.safetensors or optimizer.safetensors cannot be read (header only), or None."""
+    from safetensors import SafetensorError, safe_open
+
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        try:
+            with safe_open(str(folder / name), framework="pt") as handle:
+                handle.keys()
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:
+            return f"{name}: {error}"
+    return None
 
 
 def load_checkpoint(
@@ -122,24 +177,77 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scaler: Optional[Any],
 ) -> dict:
-    """Restore model, optimizer and scaler in place; returns the JSON state."""
+    """Restore model, optimizer and scaler in place; returns the JSON state. Raises
+    UNetPlusPlusError, in one line, for a checkpoint that is damaged or of another network
+    (its tensors' names and shapes are compared with ``model``'s and ``optimizer``'s first)."""
     folder = Path(out_dir) / CHECKPOINT_DIR
     state = read_checkpoint_state(out_dir)
     from safetensors import SafetensorError  # a damaged file (tester 6: an internal error)
 
     try:
-        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+        weights = load_file(str(folder / "model.safetensors"))
         tensors = load_file(str(folder / "optimizer.safetensors"))
     except (OSError, RuntimeError, ValueError, SafetensorError) as error:
-        raise UNetPlusPlusError(
-            f"Checkpoint in {folder} does not fit this model or is damaged ({error}); start "
-            "again with --overwrite."
-        ) from error
-    optimizer.load_state_dict(_optimizer_join(tensors, state["optimizer"]))
+        raise _damaged(folder, str(error)) from error
+    # PyTorch's own message listed every mismatched tensor on its own line (tester 16)
+    problem = _model_mismatch(model, weights)
+    if problem is None:  # another network's moments failed in the first step (tester 16)
+        problem = _optimizer_mismatch(optimizer, tensors, state["optimizer"])
+    if problem:
+        raise _damaged(folder, problem)
+    model.load_state_dict(weights, strict=True)
+    try:
+        optimizer.load_state_dict(_optimizer_join(tensors, state["optimizer"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise _damaged(folder, f"the optimizer state: {error}") from error
     _match_parameter_layout(optimizer)
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return state
+
+
+def _model_mismatch(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> Optional[str]:
+    """How the checkpoint's network tensors differ from ``model``'s (names, shapes), or None."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    reshaped = sorted(
+        k for k in expected if k in weights and tuple(weights[k].shape) != expected[k]
+    )
+    parts = [f"{len(missing)} tensor(s) missing (first {missing[0]})"] if missing else []
+    parts += [f"{len(extra)} unexpected tensor(s) (first {extra[0]})"] if extra else []
+    if reshaped:
+        first = reshaped[0]
+        parts.append(
+            f"{len(reshaped)} tensor(s) of another shape (first {first}: "
+            f"{list(weights[first].shape)} in the checkpoint, {list(expected[first])} in the "
+            "network)"
+        )
+    return "the network: " + "; ".join(parts) if parts else None
+
+
+def _optimizer_mismatch(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
+) -> Optional[str]:
+    """How the checkpoint's optimizer state differs from ``optimizer``'s parameters (groups,
+    parameter counts, the moments' shapes), or None."""
+    groups = optimizer.param_groups
+    saved = [len(g["params"]) for g in meta["param_groups"]]
+    now = [len(g["params"]) for g in groups]
+    if saved != now:
+        return f"the optimizer state holds {sum(saved)} parameters, this network {sum(now)}"
+    parameters = [p for g in groups for p in g["params"]]
+    for name, value in tensors.items():
+        index, _, key = name.partition(".")
+        if not (index.isdigit() and int(index) < len(parameters) and key):
+            return f"the optimizer state names an unknown parameter ({name})"
+        shape = tuple(parameters[int(index)].shape)
+        if value.dim() and tuple(value.shape) != shape:
+            return (
+                f"the optimizer state of parameter {index} ({key}) has shape "
+                f"{list(value.shape)}, the parameter {list(shape)}"
+            )
+    return None
 
 
 def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:

@@ -262,6 +262,11 @@ def run_train(args: argparse.Namespace) -> int:
     from .output_guard import check_output_folder, remove_on_failure
     from .trainer import Trainer
 
+    if args.resume and args.plan_only:  # the resumed run trained on, ignoring it (tester 16)
+        raise UNetPlusPlusError(
+            "--plan-only plans a new run, and --resume continues the plan in the run's "
+            "plan.json without planning again (it trained, before); give one of them."
+        )
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
 
     init = _load_init(args.init)

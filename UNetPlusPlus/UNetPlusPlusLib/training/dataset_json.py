@@ -133,12 +133,15 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
             raise fields.fail(
                 "patient_id", f"is not a valid regular expression ({error})"
             ) from error
-    _check_plausible_ml(data.get("postprocess"), labels, fields)
+    checks = _manifest_checks(source)  # the model's fields, checked as the manifest's are
+    if "postprocess" in data:
+        checks.postprocess(data["postprocess"], labels)
+    checks.prompt(data.get("prompt"))
     features = data.get("features")
     if features is not None:
         if not isinstance(features, list) or len(features) != 6:
             raise fields.fail("features", "must list six integers (f0..f4, f_final)")
-        features = tuple(int(f) for f in features)
+        features = tuple(checks.integer(f, f"features[{i}]", 1) for i, f in enumerate(features))
     return DatasetDescription(
         name=name,
         task=fields.string(data.get("task", name), "task"),
@@ -160,16 +163,18 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
     )
 
 
-def _check_plausible_ml(postprocess: Any, labels: list, fields: _Fields) -> None:
-    """``postprocess.plausible_ml`` is checked now, not when the trained model is saved."""
-    if not isinstance(postprocess, dict) or "plausible_ml" not in postprocess:
-        return
-    from ..engine.volume_plausibility import parse_ranges  # numpy only
+def _manifest_checks(source: str):
+    """The manifest's field checks (``engine/manifest_schema.ManifestValidator``), their errors
+    naming the dataset description: ``postprocess``, ``prompt`` and ``features`` are checked
+    when dataset.json is read. A bad ``postprocess`` entry failed only when the trained model
+    was saved, after the whole run (not an object: a traceback in the label checks)."""
+    from ..engine.manifest_schema import ManifestValidator
 
-    try:
-        parse_ranges(postprocess["plausible_ml"], [label.name for label in labels])
-    except ValueError as error:
-        raise fields.fail("postprocess.plausible_ml", str(error)) from error
+    class _DatasetFields(ManifestValidator):
+        def fail(self, field_name: str, problem: str) -> UNetPlusPlusError:
+            return _Fields(self.source).fail(field_name, problem)
+
+    return _DatasetFields(source)
 
 
 def _optional_vector(data: dict, key: str, kind: type, fields: _Fields) -> Optional[tuple]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..engine import anatomy_check, orientation_check, volume_plausibility
 from ..engine.volume import Volume
+from ..errors import UNetPlusPlusError
 from .dataset_types import DatasetDescription, normalized_name
 
 #: What the warnings end with: the label, not a result, is to be checked.
@@ -53,11 +54,14 @@ class LabelChecks:
             if normalized_name(name) in by_name:
                 ranges[by_name[normalized_name(name)][0]] = tuple(bounds)
         own = (dataset.postprocess or {}).get(volume_plausibility.KEY)
-        if own:  # the dataset's ranges, validated as the manifest's are
+        if own:  # the dataset's ranges (dataset_json checked them when it was read)
             try:
                 ranges.update(volume_plausibility.parse_ranges(own, names))
-            except ValueError:
-                pass  # the manifest validation names it when the model is written
+            except ValueError as error:
+                raise UNetPlusPlusError(
+                    f"Dataset description {dataset.origin or dataset.name}: "
+                    f"'postprocess.plausible_ml' {error}."
+                ) from error
         anatomy = (getattr(init, "inference", None) or {}).get("anatomy")
         target = by_name.get(normalized_name(anatomy)) if anatomy else None
         labels = [SimpleNamespace(name=n, value=v) for n, v in by_name.values()]

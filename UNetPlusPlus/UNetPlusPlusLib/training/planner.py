@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .fingerprint import DatasetFingerprint
+from .plan_file import plan_problem
 
 PLAN_FILE = "plan.json"
 PLAN_VERSION = 1
@@ -166,10 +167,19 @@ class Plan:
 
     @classmethod
     def load(cls, out_dir: Path) -> Optional[Plan]:
+        """The plan.json in ``out_dir``, or None when there is none. Raises UNetPlusPlusError
+        for one that cannot be read or is damaged (``plan_file.plan_problem``)."""
         path = Path(out_dir) / PLAN_FILE
         if not path.is_file():
             return None
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, RecursionError, ValueError) as error:
+            raise _damaged_plan(path, str(error)) from error
+        problem = plan_problem(data, {f.name for f in fields(cls)})
+        if problem:
+            raise _damaged_plan(path, problem)
+        return cls.from_dict(data)
 
     def set_learning_rate(self, lr: float, source: Optional[str], reason: str) -> None:
         """Record the run's learning rate: ``source`` (``--lr``, ...) when it was given, None
@@ -329,6 +339,13 @@ def plan_geometry(
         if key in overrides:
             setattr(plan, key, overrides[key][0])
     return plan
+
+
+def _damaged_plan(path: Path, reason: str) -> UNetPlusPlusError:
+    return UNetPlusPlusError(
+        f"The run's plan {path} is damaged ({reason}); --resume continues that plan, so restore "
+        "it, or start again with --overwrite."
+    )
 
 
 def _mm(values: Sequence[float]) -> str:

@@ -1,0 +1,112 @@
+"""A header whose image data file is missing or short (.mhd + .raw, .nhdr + .raw, .hdr + .img):
+one error naming the data file and the header's field, no ITK text on stderr, nothing written
+(engine/data_files.py). Before, `unetpp segment X.mhd` printed ITK's "MetaImage: Read: Cannot
+open data file" and then "... (Reason: No such file or directory)", naming neither file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.image_read import read_image
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+
+def _ct(folder: Path, name: str) -> Path:
+    """A small int16 CT-like image (air around a 40 HU block), written as ``name``."""
+    values = np.full((12, 14, 16), -1000, dtype=np.int16)
+    values[3:9, 4:10, 4:12] = 40
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing((2.0, 2.0, 3.0))
+    image.SetOrigin((-10.0, 5.0, 7.5))
+    path = folder / name
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+CASES = {  # header name, data file, how it is broken, the words the error must hold
+    "mhd-missing": ("ct.mhd", "ct.raw", None, ["ct.raw", "'ElementDataFile = ct.raw'", "exist"]),
+    "mhd-short": ("ct.mhd", "ct.raw", 1000, ["ct.raw", "ElementDataFile", "1000 of 5376 bytes"]),
+    "nhdr-missing": ("ct.nhdr", "ct.raw", None, ["ct.raw", "'data file: ct.raw'", "exist"]),
+    "nhdr-short": ("ct.nhdr", "ct.raw", 1000, ["ct.raw", "'data file: ct.raw'", "truncated"]),
+    "hdr-without-img": ("ct.hdr", "ct.img", None, ["ct.img", "does not exist"]),
+    "img-without-hdr": ("ct.img", "ct.hdr", None, ["ct.hdr", "does not exist"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_missing_or_short_data_file_is_one_error_naming_it(case, tmp_path, capfd):
+    header, data, keep, words = CASES[case]
+    path = _ct(tmp_path, "ct.hdr" if header == "ct.img" else header)
+    if header == "ct.img":
+        (tmp_path / "ct.hdr").unlink()
+        path = tmp_path / "ct.img"
+    elif keep is None:
+        (tmp_path / data).unlink()
+    else:
+        _truncate(tmp_path / data, keep)
+    capfd.readouterr()
+    with pytest.raises(UNetPlusPlusError) as raised:
+        read_image(path)
+    message = str(raised.value)
+    assert message.startswith(f"Cannot read {path}") and str(tmp_path / data) in message
+    assert all(word in message for word in words), message
+    assert capfd.readouterr().err == ""  # nothing from ITK's C++ code on the terminal
+
+
+@pytest.mark.parametrize("roi", [[], ["--roi", "-15", "-25", "10", "5", "-10", "30"]])
+def test_segment_prints_one_line_and_writes_nothing(roi, tmp_path, capfd):
+    """End to end, whole-image and region (--roi: the streamed checks) reads."""
+    path = _ct(tmp_path, "ct.mhd")
+    (tmp_path / "ct.raw").unlink()
+    capfd.readouterr()
+    out = tmp_path / "out" / "ct.seg.nrrd"
+    code = main(["segment", str(path), "--task", "liver", "--device", "cpu", "-o", str(out), *roi])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith(f"error: Cannot read {path}"), err
+    assert "ElementDataFile = ct.raw" in err[0] and "Traceback" not in err[0]
+    assert not out.parent.exists()
+
+
+def test_complete_headers_and_their_data_still_read(tmp_path, capfd):
+    """Whole .mhd, .mha (voxels after the header), .nhdr, .hdr/.img: read as before."""
+    names = ["a.mhd", "b.mha", "c.nhdr", "d.hdr", "e.nrrd"]
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(_ct(tmp_path, "ref.nrrd"))))
+    for name in names:
+        image = read_image(_ct(tmp_path, name))
+        assert np.array_equal(sitk.GetArrayFromImage(image), expected), name
+        assert image.GetOrigin() == (-10.0, 5.0, 7.5) and image.GetSpacing() == (2.0, 2.0, 3.0)
+
+
+def test_a_short_mha_is_refused_before_itk_reads_it(tmp_path, capfd):
+    path = _ct(tmp_path, "ct.mha")
+    _truncate(path, path.stat().st_size - 100)
+    capfd.readouterr()
+    with pytest.raises(UNetPlusPlusError, match=r"the file is truncated \(\d+ of \d+ bytes"):
+        read_image(path)
+    assert capfd.readouterr().err == ""
+
+
+def test_a_nrrd_list_of_data_files_is_checked_file_by_file(tmp_path):
+    """``data file: LIST``: the files named after it, one per slice group; all there: read."""
+    values = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    (tmp_path / "z0.raw").write_bytes(values[0].astype("<i2").tobytes())
+    (tmp_path / "z1.raw").write_bytes(values[1].astype("<i2").tobytes())
+    header = tmp_path / "ct.nhdr"
+    header.write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 4 3 2\n"
+        "space directions: (1,0,0) (0,1,0) (0,0,1)\nspace origin: (0,0,0)\nendian: little\n"
+        "encoding: raw\ndata file: LIST 2\nz0.raw\nz1.raw\n"
+    )
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(header)), values)
+    (tmp_path / "z1.raw").unlink()
+    with pytest.raises(UNetPlusPlusError, match=r"z1\.raw \('data file: LIST 2' in the header"):
+        read_image(header)

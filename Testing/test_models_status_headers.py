@@ -1,0 +1,74 @@
+"""`unetpp models list` on a package whose safetensors header is hostile (tester 16): the
+byte check of engine/weights_status.py read the header with bare ``json.loads`` and ``int``, so
+a header nested thousands deep (RecursionError), offsets that are not integers ("x", null) or a
+dtype that is a list ended the whole listing with an internal error, for every model; 4.5 was
+read as 4 and passed. The sha256 in model.json matches each file, as a package written by a
+broken exporter would have it; `install` refuses such files (safetensors reads them), but a
+folder on UNETPP_MODELS is listed as it is."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.manifest import ModelManifest, sha256_file
+from UNetPlusPlusLib.engine.weights_status import UNREADABLE, weights_problem
+
+
+def _blob(header: bytes, data: bytes = b"\0" * 8) -> bytes:
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def _tensor(**fields) -> bytes:
+    entry = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], **fields}
+    return json.dumps({"a": entry}).encode()
+
+
+HOSTILE = {
+    "nested": _blob(b"[" * 100_000 + b"]" * 100_000),
+    "string-offsets": _blob(_tensor(data_offsets=["x", 4])),
+    "null-offsets": _blob(_tensor(data_offsets=[None, 4])),
+    "float-offsets": _blob(_tensor(data_offsets=[0, 4.5])),
+    "bool-offsets": _blob(_tensor(data_offsets=[False, True])),
+    "list-dtype": _blob(_tensor(dtype=["F32"])),
+}
+
+
+def _package(sphere_model: Path, folder: Path, name: str, weights: bytes) -> Path:
+    """A copy of the sphere model named ``name`` with ``weights`` as its weights file and the
+    matching sha256 in model.json."""
+    shutil.copytree(sphere_model.parent, folder)
+    (folder / "weights.safetensors").write_bytes(weights)
+    manifest = json.loads((folder / "model.json").read_text())
+    manifest.update(name=name, sha256=sha256_file(folder / "weights.safetensors"))
+    (folder / "model.json").write_text(json.dumps(manifest))
+    return folder / "model.json"
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_a_hostile_header_is_unreadable_not_an_error(tmp_path, sphere_model, kind):
+    path = _package(sphere_model, tmp_path / kind, kind, HOSTILE[kind])
+    assert weights_problem(ModelManifest.load(path)) == UNREADABLE
+
+
+def test_models_list_lists_every_model_beside_hostile_ones(
+    tmp_path, sphere_model, monkeypatch, capsys
+):
+    root = tmp_path / "models"
+    for kind, blob in HOSTILE.items():
+        _package(sphere_model, root / kind, kind, blob)
+    shutil.copytree(sphere_model.parent, root / "good")
+    monkeypatch.setenv("UNETPP_MODELS", str(root))
+    monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+
+    assert main(["models", "list"]) == 0
+    captured = capsys.readouterr()
+    assert "internal error" not in captured.err, captured.err
+    statuses = [line.strip() for line in captured.out.splitlines() if "status:" in line]
+    broken = [s for s in statuses if s == f"status: broken: {UNREADABLE}"]
+    assert len(broken) == len(HOSTILE), statuses
+    assert len(statuses) == len(HOSTILE) + 4, statuses  # the sphere copy and 3 shipped: ok
