@@ -57,6 +57,20 @@ def sphere_predictor(sphere_model):
     return Predictor.from_manifest_path(sphere_model, device="cpu", threads=2)
 
 
+@pytest.fixture(scope="session")
+def background_logic():
+    """One Slicer Logic (slicer-core) and its persistent engine process (`unetpp serve`), shared
+    by the tests that need *a* background run, not a fresh engine (those of
+    helpers.logic_warnings_both_ways): one engine start-up (a torch import) for all of them, as
+    Slicer keeps one; shut down at the end of the session."""
+    pytest.importorskip("slicer")
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
+    logic = SegmentationLogic()
+    yield logic
+    logic.shutdown()
+
+
 @pytest.fixture()
 def one_torch_thread():
     """One torch thread: two threads on two busy shared cores spin and crawl."""

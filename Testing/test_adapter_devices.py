@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
@@ -19,13 +18,13 @@ def poll_until_ready(query, timeout=120.0):
     return devices
 
 
-def test_cli_lists_devices_as_json():
-    out = subprocess.run(
-        [sys.executable, "-m", "UNetPlusPlusLib.cli", "devices", "--json"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    devices = json.loads(out.stdout)
+def test_cli_lists_devices_as_json(capsys):
+    """In this process (the entry point ``-m UNetPlusPlusLib.cli devices --json`` in a process of
+    its own is what DeviceQuery runs in the tests below)."""
+    from UNetPlusPlusLib.cli import main
+
+    assert main(["devices", "--json"]) == 0
+    devices = json.loads(capsys.readouterr().out)
     assert devices[0]["id"] == "cpu" and devices[0]["name"]
     assert all(set(d) == {"id", "name", "memory"} for d in devices)
 

@@ -35,9 +35,11 @@ def image():
     )  # fmt: skip
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def logic():
-    """The module's logic with its default, the persistent engine; shut down after the test."""
+    """The module's logic with its default, the persistent engine, shared by this file's tests
+    as Slicer shares it between runs (one engine start-up, not one per test); a test that
+    kills it gets a new one (test_adapter_engine_server.py tests that restart)."""
     segmentation = SegmentationLogic()
     yield segmentation
     segmentation.shutdown()

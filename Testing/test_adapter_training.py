@@ -182,14 +182,29 @@ def test_epoch_text_for_the_panel():
     assert epoch_text(event) == "epoch 3/20, loss 0.412, ETA 3m32s, Dice L1 0.70 L2 0.81"
 
 
-def test_plan_only_job_shows_the_plan_and_its_eta(cases, sphere_model, home):
+@pytest.fixture(scope="module")
+def plan_only_job(cases, sphere_model, tmp_path_factory):
+    """One "Show plan" job (``unetpp train --plan-only`` in the background) with the panel's
+    switches off their defaults: "Check each case's sequence order" unchecked, "strict labels"
+    checked; shared by the tests below (a trainer process costs a torch import); returns the
+    finished job and the user's (empty) model folder."""
+    assert channel_check_args(True) == [] and strict_labels_args(False) == []
+    home = tmp_path_factory.mktemp("plan-home") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNETPP_HOME", str(home))
+        logic = TrainingLogic()
+        job = logic.start(
+            cases, ModelManifest.load(sphere_model), time_budget="10m", device="cpu",
+            plan_only=True, extra_args=["--threads", "1", "--max-val-cases", "1",
+                                        *channel_check_args(False), *strict_labels_args(True)],
+        )  # fmt: skip
+        job.wait(timeout=TIMEOUT_S)
+    return job, home / "models"
+
+
+def test_plan_only_job_shows_the_plan_and_its_eta(plan_only_job):
     """'Show plan': ``unetpp train --plan-only`` in the background; nothing is installed."""
-    logic = TrainingLogic()
-    job = logic.start(
-        cases, ModelManifest.load(sphere_model), time_budget="10m", device="cpu",
-        plan_only=True, extra_args=["--threads", "1", "--max-val-cases", "1"],
-    )  # fmt: skip
-    job.wait(timeout=TIMEOUT_S)
+    job, home = plan_only_job
     assert job.state == "succeeded", (job.error, job.log[-5:])
     text = plan_text(job.log)
     assert text.startswith("training plan:") and "ETA" in text.splitlines()[-1]
@@ -197,16 +212,9 @@ def test_plan_only_job_shows_the_plan_and_its_eta(cases, sphere_model, home):
     assert job.installed is None and not home.exists()
 
 
-def test_the_panel_sequence_order_switch_reaches_unetpp_train(cases, sphere_model, home):
+def test_the_panel_sequence_order_switch_reaches_unetpp_train(plan_only_job):
     """Unchecked, "Check each case's sequence order" runs ``unetpp train --no-channel-check``,
     which the CLI accepts (a plan-only job succeeds); checked adds nothing (checks by default)."""
-    assert channel_check_args(True) == [] and strict_labels_args(False) == []
-    logic = TrainingLogic()
-    job = logic.start(
-        cases, ModelManifest.load(sphere_model), time_budget="10m", device="cpu",
-        plan_only=True, extra_args=["--threads", "1", "--max-val-cases", "1",
-                                    *channel_check_args(False), *strict_labels_args(True)],
-    )  # fmt: skip
-    job.wait(timeout=TIMEOUT_S)
+    job, _ = plan_only_job
     assert "--no-channel-check" in job.command and "--strict-labels" in job.command
     assert job.state == "succeeded", (job.error, job.log[-5:])

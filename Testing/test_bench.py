@@ -299,18 +299,34 @@ def test_split_by_stage_gives_a_missing_stage_no_time():
 
 @pytest.mark.slow
 def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
-    sphere_model, tmp_path, repo_root
+    sphere_model, tmp_path, repo_root, monkeypatch
 ):
     """The bench's end-to-end part on the tiny model as the brain case: cold and warm rows,
-    idle and loaded, and the new keys on the report's last line beside the existing ones."""
+    idle and loaded, and the new keys on the report's last line beside the existing ones.
+
+    The "loaded" runs are counted, not loaded: two busy loops per loaded run took both cores
+    of the test machine from the rest of the suite; ``competing_load`` itself is tested by
+    test_competing_load_is_stopped_on_exit."""
+    import contextlib
     import os
 
-    from benchlib import e2e_bench
+    from benchlib import e2e_bench, warm
 
+    loads: list[int] = []
+
+    @contextlib.contextmanager
+    def counted_load(processes: int = 2, max_seconds: float = 900.0):
+        loads.append(processes)
+        yield []
+
+    monkeypatch.setattr(e2e_bench, "competing_load", counted_load)
+    monkeypatch.setattr(warm, "competing_load", counted_load)
+    monkeypatch.setattr(warm, "LOAD_RAMP_S", 0.0)
     env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
     found = {"brain": sphere_case(tmp_path, sphere_model)}
     messages: list[str] = []
     measured = e2e_bench.measure(True, 1, env, messages.append, found=found)
+    assert loads == [2] * (2 + 2 * 2)  # cold L1 and L4, then 2 warm rounds of L1 and L4
     rows = [f"brain_L{d}:{c}" for d in (1, 4) for c in ("idle", "loaded")]
     assert sorted(measured["cold"]) == sorted(rows)
     assert sorted(measured["warm"]) == sorted(rows + ["brain:first"])

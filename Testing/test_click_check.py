@@ -197,16 +197,15 @@ def test_a_click_on_the_spine_of_example_ct_is_warned(shared_data):
         assert click.verdict in ("bone", "soft_tissue") and click.lung_share < 0.05, click
 
 
-def test_the_slicer_logic_and_job_show_the_warning(volume):
+def test_the_slicer_logic_and_job_show_the_warning(volume, background_logic):
     pytest.importorskip("slicer")
     import slicer
     from helpers import logic_warnings_both_ways
     from test_adapter_logic import add_volume
-    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
     manifest = find_model("lung-nodule")
-    logic = SegmentationLogic()
+    logic = background_logic
     scene = slicer.vtkMRMLScene()
     node = add_volume(scene, volume_to_sitk(volume), "chest")
     point_ras = (-CORTEX[0], -CORTEX[1], CORTEX[2])  # Slicer clicks are RAS

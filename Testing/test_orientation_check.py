@@ -167,18 +167,17 @@ def test_the_cli_serve_and_slicer_show_the_warning_once(sphere_model, tmp_path, 
     assert sum(FLIPPED in w for w in result["warnings"]) == 1, result
 
 
-def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path):
+def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path, background_logic):
     pytest.importorskip("slicer")
     import slicer
     from helpers import logic_warnings_both_ways
     from test_adapter_logic import add_volume
-    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
     from UNetPlusPlusLib.engine.manifest import ModelManifest
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
     manifest = ModelManifest.load(sphere_model)
     volume = flipped_ap(torso(np.eye(3), spacing=4.0, height_mm=100.0), "array")
-    logic = SegmentationLogic()
+    logic = background_logic
     scene = slicer.vtkMRMLScene()
     node = add_volume(scene, volume_to_sitk(volume), "flipped")
     said, shown = logic_warnings_both_ways(logic, [node], manifest, depth=1)

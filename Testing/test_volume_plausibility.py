@@ -182,15 +182,14 @@ def test_the_cli_and_serve_show_the_warning_once(sphere_model, tmp_path, capsys)
     assert sum(MARK in a.get("warning", "") for a in answers) == 1, answers
 
 
-def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path):
+def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path, background_logic):
     pytest.importorskip("slicer")
     import slicer
     from helpers import logic_warnings_both_ways
     from test_adapter_logic import add_volume
-    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
 
     manifest = ModelManifest.load(_model(sphere_model, tmp_path, RANGE))
-    logic = SegmentationLogic()
+    logic = background_logic
     scene = slicer.vtkMRMLScene()
     node = add_volume(scene, sitk.ReadImage(str(_sphere(tmp_path, 6.0))), "thick-header")
     said, shown = logic_warnings_both_ways(logic, [node], manifest, depth=2)
