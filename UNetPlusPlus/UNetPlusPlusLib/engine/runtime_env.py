@@ -10,7 +10,7 @@ L2: 0.47-0.73 s to 0.085 s per 48^3 tile, load ~2). Under the bench's two busy p
 spinning for 1 ms (``GOMP_SPINCOUNT=100000``) made a nodule tile 17x slower than sleeping.
 On a quiet machine, though, every sleeping worker must be woken (a system call, and on a
 virtual machine an interrupt through the hypervisor) before each region: there sleeping cost
-29-42 % per tile on the shipped models (nodule L1 16.8 against 12.0 ms, liver L4 174.6 against
+30-40 % per tile on the shipped models (nodule L1 16.8 against 12.0 ms, liver L4 174.6 against
 134.7 ms, medians of 5 interleaved fresh processes; docs/BENCHMARK_MODELS.md, "Session 12:
 spin when quiet").
 
