@@ -176,16 +176,22 @@ class _Machine:
     def read(self):
         return CpuReading(self.now, self.busy, 0.0)
 
+    def guard(self, threads: list, cpus: int, **options) -> spin_guard.SpinGuard:
+        """A guard on this machine's readings and clock, with torch's thread count stood in
+        for by ``threads[0]``."""
+        return spin_guard.SpinGuard(
+            read=self.read,
+            get_threads=lambda: threads[0],
+            set_threads=lambda n: threads.__setitem__(0, n),
+            clock=lambda: self.now,
+            cpus=cpus,
+            **options,
+        )
+
 
 def test_guard_drops_to_one_thread_while_others_use_the_cores_and_comes_back():
     machine, threads = _Machine(), [2]
-    guard = spin_guard.SpinGuard(
-        read=machine.read,
-        get_threads=lambda: threads[0],
-        set_threads=lambda n: threads.__setitem__(0, n),
-        clock=lambda: machine.now,
-        cpus=2,
-    )
+    guard = machine.guard(threads, cpus=2)
     guard.check()  # first look: a reading, no decision
     machine.cores = 1.8
     machine.advance(0.1)
@@ -212,13 +218,7 @@ def test_guard_keeps_one_thread_when_a_new_predictor_resets_the_count_under_load
     """``unetpp serve`` switching task builds a Predictor, which sets torch's threads again:
     the guard, already on one thread, must not leave the process spinning on two."""
     machine, threads = _Machine(), [2]
-    guard = spin_guard.SpinGuard(
-        read=machine.read,
-        get_threads=lambda: threads[0],
-        set_threads=lambda n: threads.__setitem__(0, n),
-        clock=lambda: machine.now,
-        cpus=2,
-    )
+    guard = machine.guard(threads, cpus=2)
     guard.check()
     machine.cores = 1.8
     machine.advance(0.3)
@@ -346,13 +346,7 @@ def test_guard_keeps_the_threads_that_fit_the_cpus_other_programs_leave_free():
     """On 16 CPUs, 8 spinning threads are not descheduled when others use half a core: one
     thread there would be ~8x slower for nothing. Under more load, the free CPUs are kept."""
     machine, threads = _Machine(), [8]
-    guard = spin_guard.SpinGuard(
-        read=machine.read,
-        get_threads=lambda: threads[0],
-        set_threads=lambda n: threads.__setitem__(0, n),
-        clock=lambda: machine.now,
-        cpus=16,
-    )
+    guard = machine.guard(threads, cpus=16)
     guard.check()
     machine.cores = 0.6  # Slicer rendering, a browser
     machine.advance(0.3)
@@ -383,14 +377,7 @@ def test_the_first_tile_of_a_spinning_process_under_load_is_guarded_already():
     start = machine.read()  # runtime_env's reading at the decision
     machine.cores = 1.9
     machine.advance(2.0)  # loading the model and the image
-    guard = spin_guard.SpinGuard(
-        read=machine.read,
-        get_threads=lambda: threads[0],
-        set_threads=lambda n: threads.__setitem__(0, n),
-        clock=lambda: machine.now,
-        cpus=2,
-        start=lambda: start,
-    )
+    guard = machine.guard(threads, cpus=2, start=lambda: start)
     guard.check()
     assert threads == [1] and guard.drops == 1
 

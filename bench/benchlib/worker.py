@@ -234,9 +234,8 @@ def main(argv: list[str]) -> int:
     from UNetPlusPlusLib.engine import spin_guard
 
     result["openmp"] = {
-        "wait_policy": runtime_env.wait_policy(),
+        **spin_guard.report(),
         "others_cores_at_start": runtime_env.others_cores_at_start(),
-        "one_thread_switches": spin_guard.guard().drops,
     }
     print(json.dumps(result), flush=True)
     return 0

@@ -148,3 +148,9 @@ def before_parallel_work() -> None:
 def guard() -> SpinGuard:
     """This process's guard (its ``drops`` and ``saved_threads`` for reports and tests)."""
     return _GUARD
+
+
+def report() -> dict:
+    """This process's OpenMP wait policy and the guard's switches to fewer threads, as the
+    segment result (``info["openmp"]``) and the bench report them."""
+    return {"wait_policy": runtime_env.wait_policy(), "one_thread_switches": _GUARD.drops}

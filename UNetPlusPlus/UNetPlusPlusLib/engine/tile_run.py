@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import UNetPlusPlusError
-from . import runtime_env, spin_guard
+from . import spin_guard
 from .devices import is_out_of_memory
 from .network import UNetPlusPlus3D
 from .tiling import sliding_window_inference
@@ -63,10 +63,7 @@ def infer(
             info["device"] = str(device)
             info["executor"] = predictor.executor.name
             if device.type == "cpu":  # OpenMP's wait policy and the guard's thread switches
-                info["openmp"] = {
-                    "wait_policy": runtime_env.wait_policy(),
-                    "one_thread_switches": spin_guard.guard().drops,
-                }
+                info["openmp"] = spin_guard.report()
             info["tile_batch"] = batch
             return result
         except Exception as error:  # noqa: BLE001 - only out-of-memory is handled
