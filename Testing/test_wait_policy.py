@@ -111,6 +111,45 @@ def test_training_sleeps_whatever_the_load(repo_root):
     assert seen["others"] is None  # no sample was taken to its end
 
 
+def test_an_explicit_spin_is_kept_by_long_lived_processes(repo_root):
+    seen = _report(
+        _clean_env(repo_root, UNETPP_WAIT_POLICY="spin"), between="runtime_env.prefer_passive()"
+    )
+    assert seen["policy"] == "spin"
+    assert seen["env"]["GOMP_SPINCOUNT"] == "300000"
+    assert seen["env"]["OMP_WAIT_POLICY"] is None
+
+
+_SERVE = (
+    "import io, json, os, sys\n"
+    "from UNetPlusPlusLib import cli\n"
+    "from UNetPlusPlusLib.engine import runtime_env\n"
+    "runtime_env.QUIET_CORES = 1e9  # any load counts as quiet: auto alone would spin\n"
+    "sys.stdin = io.StringIO('')\n"
+    "code = cli.main(['serve'])\n"
+    "print(json.dumps({'code': code, 'policy': runtime_env.wait_policy(),"
+    " 'wait': os.environ.get('OMP_WAIT_POLICY'), 'spin': os.environ.get('GOMP_SPINCOUNT')}))\n"
+)
+
+
+@pytest.mark.parametrize("knob, policy", [("auto", "passive"), ("spin", "spin")])
+def test_serve_sleeps_unless_spinning_is_asked_for(repo_root, knob, policy):
+    """``unetpp serve`` lives beside Slicer while the load changes: it sleeps, even when the
+    machine was quiet at its start (auto would then spin: QUIET_CORES is raised so that every
+    load counts as quiet)."""
+    env = _clean_env(repo_root, UNETPP_WAIT_POLICY=knob)
+    out = subprocess.run(
+        [sys.executable, "-c", _SERVE], env=env, capture_output=True, text=True, check=True
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0
+    assert seen["policy"] == policy
+    if policy == "passive":
+        assert (seen["wait"], seen["spin"]) == ("PASSIVE", None)
+    else:
+        assert (seen["wait"], seen["spin"]) == (None, "300000")
+
+
 def _pending(monkeypatch, before: CpuReading) -> None:
     for name in (*runtime_env._OPENMP_NAMES, runtime_env.MARK):
         monkeypatch.delenv(name, raising=False)

@@ -52,6 +52,7 @@ import threading
 from typing import IO, Any, Callable, Iterable, Optional
 
 from .early_warnings import EarlyWarnings
+from .engine import runtime_env
 from .exit_codes import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 from .warm_cache import WarmCache
 
@@ -292,7 +293,10 @@ def _idle_probe(cache: WarmCache, stop: Callable[[], bool]) -> None:
 
 def run_serve(args: argparse.Namespace, progress: Any) -> int:
     """`unetpp serve`: answer stdin's requests on stdout; ``progress`` is unused (every request
-    reports its own progress in its replies)."""
+    reports its own progress in its replies). Its OpenMP threads sleep between parallel regions
+    whatever the load at its start (``runtime_env.prefer_passive``): it lives as long as the
+    Slicer module, beside Slicer's own main thread."""
+    runtime_env.prefer_passive()
     return serve(sys.stdin, sys.stdout, args.build_parser)
 
 

@@ -31,8 +31,8 @@ under that load, instead of 17x). ``UNETPP_WAIT_POLICY=passive`` or ``spin`` fix
 ``auto`` (the default) decides as above; ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` set by the
 user are kept as they are. :func:`child_env` gives a child process the passive settings marked
 as ours (:data:`MARK`), so that a child which calls :func:`apply` decides again for itself and
-one which does not stays passive. Training always sleeps (:func:`prefer_passive`): its runs
-are long and the load changes under them.
+one which does not stays passive. Long-lived processes (training, ``unetpp serve``) sleep
+unless ``UNETPP_WAIT_POLICY=spin`` (:func:`prefer_passive`): the load changes under them.
 
 This module imports neither torch nor numpy, so it is safe to import first.
 
@@ -191,9 +191,15 @@ def decide(sample_s: float = SAMPLE_S, reading: Optional[cpu_contention.CpuReadi
 
 
 def prefer_passive() -> None:
-    """Sleep in OpenMP barriers whatever the load (training: long runs under changing load);
-    effective only before torch is imported and when the user left the choice to us."""
+    """Sleep in OpenMP barriers whatever the load at the start, for long-lived processes:
+    training, and ``unetpp serve`` beside Slicer. Their load changes under them, and a spinning
+    worker pool would burn the time slices that Slicer's own main thread needs; a spinning
+    process under load runs on one thread (``spin_guard``), 1.2-1.9x slower than sleeping on
+    two (docs/BENCHMARK_MODELS.md, "Session 12"). Effective only before torch is imported and
+    when the user left the choice to us; ``UNETPP_WAIT_POLICY=spin`` is kept (asked for)."""
     if "torch" in sys.modules or not _ours(os.environ):
+        return
+    if os.environ.get(KNOB, "").strip().lower() == "spin":
         return
     _remove_hook()
     _state["sample"] = None
