@@ -395,6 +395,12 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
     volumes = {label.name: round(ml, 3) for label, ml in zip(labels.labels, counted)}
     info = dict(results[-1].info)
     info["seconds"] = sum(float(r.info.get("seconds", 0.0)) for r in results)
+    if any("tiles_by_executor" in r.info for r in results):  # every point's run, not the last
+        tiles: dict = {}
+        for result in results:
+            for name, count in result.info.get("tiles_by_executor", {}).items():
+                tiles[name] = tiles.get(name, 0) + count
+        info["tiles_by_executor"] = tiles
     info["points"] = len(args.point or [])
     info["volumes_ml"] = volumes
     # input warnings of every point's run, each once (engine/sanity.py, the clicked component);

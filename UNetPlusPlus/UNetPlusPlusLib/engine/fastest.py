@@ -9,6 +9,7 @@ it, and ``executors.FastestExecutor`` is this class.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -109,6 +110,8 @@ class FastestExecutor(Executor):
         self._lock = threading.Lock()
         self._state: dict = {}
         self.chosen = "ours"  #: the executor that ran the last tile
+        #: tiles returned per executor ("ours", "openvino") since this executor was made
+        self.tiles_by_executor: collections.Counter = collections.Counter()
 
     def _other(self) -> Executor:
         if self._library is None:
@@ -122,11 +125,14 @@ class FastestExecutor(Executor):
     def run(self, tile: Tensor, depth: Depth) -> Tensor:
         if not self._usable or not self._lock.acquire(blocking=False):
             self.chosen = "ours"
-            return self.ours.run(tile, depth)
-        try:  # errors of ours (e.g. out of memory) reach the Predictor's fallbacks as they are
-            return self._run(tile, depth)
-        finally:
-            self._lock.release()
+            out = self.ours.run(tile, depth)
+        else:
+            try:  # errors of ours (e.g. out of memory) reach the Predictor's fallbacks as they are
+                out = self._run(tile, depth)
+            finally:
+                self._lock.release()
+        self.tiles_by_executor[self.chosen] += 1
+        return out
 
     def _library_run(self, tile: Tensor, depth: Depth) -> Optional[Tensor]:
         """The library's logits, or None when it failed (then ours only, from now on)."""

@@ -51,10 +51,15 @@ def infer(
     """(K, z, y, x) float32 class probabilities of the prepared ``image`` (1, C, z, y, x) on
     the model grid, by :meth:`Predictor._sliding_window`, with the out-of-memory fallback chain:
     a CUDA OOM halves the tile batch, then moves the model to the CPU (each step noted in
-    ``info["fallbacks"]`` and reported); ``info`` gets the device, executor and tile batch used.
+    ``info["fallbacks"]`` and reported); ``info`` gets the device, executor and tile batch used,
+    and for the ``fastest`` executor ``tiles_by_executor`` (e.g. ``{"openvino": 40, "ours": 9}``):
+    its two executors agree on >= 99.99 % of voxels, not all, so this says why two runs of one
+    input may differ in a few boundary voxels.
     Raises UNetPlusPlusError when the CPU runs out of memory."""
     overlap = predictor.manifest.overlap if overlap is None else float(overlap)
     device, batch = predictor.device, max(1, int(tile_batch))
+    counted = getattr(predictor.executor, "tiles_by_executor", None)
+    before = dict(counted) if counted is not None else None
     while True:
         try:
             result = predictor._sliding_window(
@@ -62,6 +67,12 @@ def infer(
             )
             info["device"] = str(device)
             info["executor"] = predictor.executor.name
+            if before is not None:  # `fastest`: which executor ran how many of this run's tiles
+                info["tiles_by_executor"] = {
+                    name: count - before.get(name, 0)
+                    for name, count in sorted(counted.items())
+                    if count > before.get(name, 0)
+                }
             if device.type == "cpu":  # OpenMP's wait policy and the guard's thread switches
                 info["openmp"] = spin_guard.report()
             info["tile_batch"] = batch
