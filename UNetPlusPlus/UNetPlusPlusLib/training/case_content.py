@@ -192,7 +192,9 @@ def training_print(
         spacing_zyx = spacing[::-1]
         spacing = [spacing_zyx[a] for a in order][::-1]
     digest = hashlib.sha256(f"{image};{'x'.join(map(str, view.shape))};{spacing!r};".encode())
-    digest.update(np.ascontiguousarray(view, dtype="<i4").data)
+    dtype = "<u1" if view.size == 0 or (view.min() >= 0 and view.max() <= 255) else "<i4"
+    for plane in view:  # one slice at a time: no copy of the whole label map
+        digest.update(np.ascontiguousarray(plane, dtype=dtype).data)
     return digest.hexdigest()[:32]
 
 
