@@ -108,3 +108,47 @@ def test_writer_errors_and_companion_files_leave_nothing_behind(tmp_path):
         with cli_outputs.OutputSet() as outputs:
             outputs.stage(str(tmp_path / "x.nii"), itk_error)
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "option,name",
+    [
+        ("--labelmap", "l.seg.nrrd"),
+        ("--labelmap", "L.Seg.NRRD"),
+        ("--probabilities", "p.seg.nrrd"),
+        ("--disagreement", "d.seg.nrrd"),
+    ],
+)
+def test_a_plain_image_under_a_segmentation_name_is_refused_before_any_work(
+    ball, sphere_model, tmp_path, monkeypatch, capsys, option, name
+):
+    """``.nrrd`` matched ``x.seg.nrrd``: a plain labelmap was written under a name Slicer loads
+    as a segmentation (no names, colours or terminology)."""
+
+    def refuse(args):
+        raise AssertionError("work started before the checks")
+
+    monkeypatch.setattr(cli_segment, "_load_manifest", refuse)
+    out = tmp_path / "out"
+    args = ["segment", str(ball), "--model", str(sphere_model), "-o", str(out / "s.seg.nrrd")]
+    assert main([*args, option, str(out / name)]) == 2
+    line = _one_error_line(capsys)
+    stem = str(out / name)[: -len(".seg.nrrd")]
+    assert option in line and "not a Slicer segmentation" in line, line
+    assert f"{stem}.nrrd or {stem}.nii.gz" in line
+    assert (f"-o {out / name}" in line) == (option == "--labelmap")
+    assert not out.exists()
+
+
+def test_a_segmentation_name_for_the_labelmap_is_refused_in_a_serve_request(tmp_path):
+    import io
+    import json
+
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_serve import serve
+
+    request = {"id": 1, "argv": ["ct.nrrd", "--task", "liver", "--labelmap", "x.seg.nrrd"]}
+    replies = io.StringIO()
+    serve(io.StringIO(json.dumps(request) + "\n"), replies, build_parser)
+    reply = json.loads(replies.getvalue().splitlines()[-1])
+    assert reply["status"] == 2 and "not a Slicer segmentation" in reply["error"], reply

@@ -272,11 +272,17 @@ def extension_of(path: str, allowed: Sequence[str]) -> str:
 
 
 def output_file(allowed: Sequence[str], what: str, hint: str = "") -> Callable[[str], str]:
-    """A type for an output file path whose name must end with one of ``allowed``."""
+    """A type for an output file path whose name must end with one of ``allowed``. A name
+    ending ``.seg.nrrd`` is refused unless ``allowed`` holds it: ``.nrrd`` matched it, and a
+    plain image under that name is loaded by Slicer as a segmentation without the model's
+    names, colours and terminology (:func:`segmentation_name_error`)."""
 
     def check(text: str) -> str:
         if not text or text.endswith(("/", "\\")):
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name for {what}")
+        segmentation = extension_of(text, SEGMENTATION_EXTENSIONS)
+        if segmentation and segmentation not in allowed:  # ".nrrd" alone would accept it
+            raise argparse.ArgumentTypeError(segmentation_name_error(text, what, segmentation))
         if not extension_of(text, allowed):
             raise argparse.ArgumentTypeError(
                 f"{text!r}: {what} must end with {', '.join(allowed)}{hint}"
@@ -284,6 +290,20 @@ def output_file(allowed: Sequence[str], what: str, hint: str = "") -> Callable[[
         return text
 
     return check
+
+
+def segmentation_name_error(text: str, what: str, extension: str) -> str:
+    """Why ``what`` (an option that writes a plain image) refuses the name ``text``, which
+    ends with the segmentation ``extension``, and the names to use instead."""
+    stem = text[: len(text) - len(extension)]
+    instead = f"name it {stem}.nrrd or {stem}.nii.gz"
+    if what == "--labelmap":
+        instead += f", or give -o {text} for a Slicer segmentation"
+    return (
+        f"{text!r}: {what} writes a plain image, not a Slicer segmentation, and Slicer would "
+        f"load a {extension} file as a segmentation without the model's names, colours and "
+        f"terminology; {instead}"
+    )
 
 
 def check_roi(corners: Sequence[float]) -> None:

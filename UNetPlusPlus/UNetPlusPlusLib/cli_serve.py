@@ -22,7 +22,10 @@ Protocol, one JSON object per line (UTF-8):
   writes them again only when the server does not hold the volume; an empty or blank token is
   refused; a line that is not JSON, or longer than :data:`MAX_LINE` characters (not held: the
   rest is skipped), gets an error reply with ``"id": null`` and the same keys;
-- request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0.
+- request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0;
+- a request with any other field (a misspelt ``input_tokn`` would otherwise be dropped without a
+  word, and the volume read again) is refused with one error naming it and the closest valid
+  field; the server goes on.
 
 Idle time: when no request has come for ``IDLE_PROBE_AFTER_S`` after a reply, the kept model's
 ``fastest`` executor probes on the last tiles it ran (``FastestExecutor.idle_probe``): OpenVINO
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import functools
 import io
 import json
@@ -68,6 +72,9 @@ ParserFactory = Callable[[], argparse.ArgumentParser]
 #: from a broken client was held whole, growing memory with it (tester 12).
 MAX_LINE = 1 << 20
 
+#: The fields a request may have; any other is refused (:func:`unknown_fields_message`).
+REQUEST_FIELDS = ("id", "argv", "input_token", "quit")
+
 
 def _finite(text: str) -> float:
     """A JSON number as a finite float; ``1e400`` (inf) would be replied as ``Infinity``."""
@@ -91,6 +98,21 @@ def parse_request(line: str) -> Any:
         raise ValueError("nested too deeply") from error
 
 
+def unknown_fields_message(request: dict) -> Optional[str]:
+    """The error for a request with fields outside :data:`REQUEST_FIELDS`, each named with the
+    closest valid field (``difflib``) when one is close; None when every field is known."""
+    unknown = [key for key in request if key not in REQUEST_FIELDS]
+    if not unknown:
+        return None
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key).lower(), REQUEST_FIELDS, n=1, cutoff=0.6)
+        named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    valid = ", ".join(REQUEST_FIELDS)
+    noun = "field" if len(unknown) == 1 else "fields"
+    return f"bad request: unknown {noun} {', '.join(named)}; a request has only {valid}"
+
+
 def _reply(stream: IO[str], payload: dict) -> None:
     stream.write(json.dumps(payload) + "\n")
     stream.flush()
@@ -107,6 +129,10 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
     def end(payload: dict, click: bool = True) -> None:  # what the server holds, after the bound
         _reply(replies, {"id": ident, **payload, "held_input": cache.held_token(click)})
 
+    unknown = unknown_fields_message(request) if isinstance(request, dict) else None
+    if unknown:  # before anything runs: a misspelt field would be silently dropped
+        end({"error": unknown, "status": EXIT_USER_ERROR})
+        return
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         end({"error": "bad request: no argv list", "status": EXIT_USER_ERROR})
         return

@@ -174,6 +174,30 @@ def case_print(array: np.ndarray, direction: np.ndarray, legacy: bool = False) -
     return found if legacy else replace(found, patches=_pieces(patches.text(), PATCH_HEX))
 
 
+def training_print(
+    image: str, labels: np.ndarray, spacing_xyz: Sequence[float], direction: np.ndarray
+) -> str:
+    """sha256 (first 128 bits, hex) of what training reads of a case: its ``image`` print
+    (:func:`case_print`), its model-class ``labels`` (z, y, x, on the image grid) and its
+    spacing (x, y, z mm), the labels and spacing in the canonical axis order the image print
+    uses, so a case re-saved in another axis order keeps its print. ``--resume`` compares it
+    with the checkpoint's (resume_checks.py): a replaced image or label changes it."""
+    view, spacing = np.asarray(labels), [round(float(v), 4) for v in spacing_xyz]
+    axes = canonical_axes(np.asarray(direction, float))
+    if axes is not None:
+        order, flips = axes
+        view = np.transpose(view, order)
+        for axis in flips:
+            view = np.flip(view, axis)
+        spacing_zyx = spacing[::-1]
+        spacing = [spacing_zyx[a] for a in order][::-1]
+    digest = hashlib.sha256(f"{image};{'x'.join(map(str, view.shape))};{spacing!r};".encode())
+    dtype = "<u1" if view.size == 0 or (view.min() >= 0 and view.max() <= 255) else "<i4"
+    for plane in view:  # one slice at a time: no copy of the whole label map
+        digest.update(np.ascontiguousarray(plane, dtype=dtype).data)
+    return digest.hexdigest()[:32]
+
+
 def _varying(flat: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Per channel (rows of ``flat``): at least MIN_VARYING_VOXELS voxels differ from
     ``reference`` (one value per row). Every 16th voxel is counted first: enough there is

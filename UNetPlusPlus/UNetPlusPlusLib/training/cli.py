@@ -267,6 +267,11 @@ def run_train(args: argparse.Namespace) -> int:
             "--plan-only plans a new run, and --resume continues the plan in the run's "
             "plan.json without planning again (it trained, before); give one of them."
         )
+    if getattr(args, "accept_changed_cases", False) and not args.resume:
+        raise UNetPlusPlusError(
+            "--accept-changed-cases only applies to --resume (a new run reads the cases as "
+            "they are); leave it out, or add --resume."
+        )
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
 
     init = _load_init(args.init)
@@ -293,6 +298,7 @@ def run_train(args: argparse.Namespace) -> int:
         trainer = Trainer(
             dataset, config, resume=args.resume, init_manifest=init, plan=plan, started=started,
             plan_only=args.plan_only, session_budget_s=getattr(args, "session_budget_s", None),
+            accept_changed_cases=getattr(args, "accept_changed_cases", False),
         )  # fmt: skip
         if getattr(args, "progress_json", False):
             from .progress import EpochReporter

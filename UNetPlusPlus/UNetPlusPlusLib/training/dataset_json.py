@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from ..engine.manifest import ChannelSpec
 from ..errors import UNetPlusPlusError
+from .dataset_training import check_training_defaults, foreign_format_error
 from .dataset_types import (
     DEFAULT_COLORS,
     DatasetDescription,
@@ -111,6 +112,9 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
     fields = _Fields(source)
     if not isinstance(data, dict):
         raise UNetPlusPlusError(f"Dataset description {source} must hold a JSON object.")
+    foreign = foreign_format_error(data, source)
+    if foreign is not None:
+        raise foreign
     unknown = sorted(set(data) - _DATASET_KEYS)
     if unknown:
         raise fields.fail(unknown[0], "is not a dataset field (check its spelling)")
@@ -133,6 +137,7 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
             raise fields.fail(
                 "patient_id", f"is not a valid regular expression ({error})"
             ) from error
+    training = check_training_defaults(data.get("training"), fields.fail)
     checks = _manifest_checks(source)  # the model's fields, checked as the manifest's are
     if "postprocess" in data:
         checks.postprocess(data["postprocess"], labels)
@@ -158,7 +163,7 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
         features=features,
         prompt=copy.deepcopy(data.get("prompt")),
         postprocess=copy.deepcopy(data.get("postprocess", {})),
-        training=copy.deepcopy(data.get("training", {})),
+        training=training,
         origin=source,
     )
 

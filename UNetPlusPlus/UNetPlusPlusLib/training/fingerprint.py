@@ -20,11 +20,12 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .case_content import LEGACY_METHOD, CasePrint, volume_print
+from .case_content import LEGACY_METHOD, CasePrint, training_print, volume_print
 from .cases import read_case
 from .dataset_types import CaseFiles, DatasetDescription
 
-FINGERPRINT_VERSION = 3  # 2: the image-content fingerprint; 3: its mirror state and patches
+FINGERPRINT_VERSION = 4  # 2: the image-content fingerprint; 3: its mirror state and patches;
+# 4: the training print (image, labels and spacing; --resume compares it)
 MAX_INTENSITY_SAMPLES = 10000
 
 
@@ -41,6 +42,7 @@ class CaseFingerprint:
     content: str = ""  # image print (case_content.py)
     content_slices: str = ""  # its axial slice prints, one string (case_content.py)
     content_patches: str = ""  # its in-plane patch prints, one string (case_patches.py)
+    training_print: str = ""  # image print, labels and spacing (case_content.training_print)
 
     @property
     def size_mm_xyz(self) -> np.ndarray:
@@ -204,6 +206,9 @@ def dataset_fingerprint(
         printed = volume_print(data.image)
         found.content, found.content_slices = printed.image, printed.slices_text()
         found.content_patches = printed.patches_text()
+        found.training_print = training_print(
+            printed.image, data.labels, data.image.spacing, data.image.direction
+        )
         result.cases.append(found)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -214,14 +219,16 @@ def dataset_fingerprint(
 
 def case_contents(
     dataset: DatasetDescription, cases: Sequence[CaseFiles], cache_dir: Path
-) -> dict[str, CasePrint]:
-    """Case id -> image-content print of ``cases``, from the dataset fingerprint (a cache hit
-    after ``make_plan``; read once otherwise). Raises as :func:`dataset_fingerprint`."""
+) -> tuple[dict[str, CasePrint], dict[str, str]]:
+    """Case id -> image-content print of ``cases``, and case id -> training print (image,
+    labels, spacing), from the dataset fingerprint (a cache hit after ``make_plan``; read once
+    otherwise). Raises as :func:`dataset_fingerprint`."""
     found = dataset_fingerprint(dataset, cases, cache_dir, log=lambda message: None)
-    return {
+    prints = {
         c.case_id: CasePrint.from_text(c.content, c.content_slices, c.content_patches)
         for c in found.cases
     }
+    return prints, {c.case_id: c.training_print for c in found.cases}
 
 
 def with_legacy_prints(

@@ -1,11 +1,13 @@
 """``--resume`` checks: a run continues only with the settings, labels and channels it started
-with (only ``--epochs`` may grow). The plan's own fields are checked against plan.json by
-``plan_setup``; the split is restored from plan.json by ``parent_split.restore_split``."""
+with (only ``--epochs`` may grow), and on the cases' content it was trained on (the checkpoint's
+``cases`` record; ``--accept-changed-cases`` continues on changed content). The plan's own
+fields are checked against plan.json by ``plan_setup``; the split is restored from plan.json by
+``parent_split.restore_split``."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from ..errors import UNetPlusPlusError
 
@@ -65,3 +67,49 @@ def check_resume(state: dict, config: Any, dataset: Any) -> None:
             f"--resume: the checkpoint already holds {state.get('epoch')} epochs; ask for "
             "more with --epochs."
         )
+
+
+#: What the checkpoint's ``cases`` record holds: case id -> case_content.training_print.
+CASES_METHOD = "training-print-image128-labels-spacing/v1"
+
+
+def cases_record(prints: Mapping[str, str], case_ids: Sequence[str]) -> dict:
+    """The checkpoint's ``cases`` record: the training print (image, labels, spacing;
+    ``case_content.training_print``) of each of ``case_ids`` (the run's training and
+    validation cases), from ``prints`` (case id -> print)."""
+    return {"method": CASES_METHOD, "prints": {i: prints[i] for i in case_ids if prints.get(i)}}
+
+
+def check_resume_cases(
+    state: dict, prints: Mapping[str, str], case_ids: Sequence[str], accept: bool = False
+) -> list[str]:
+    """Refuse to resume from the checkpoint ``state`` (its JSON part) when a case of the run
+    (``case_ids``) has another training print (``prints``: case id -> print now) than the
+    checkpoint records: an image or label replaced or edited since, so the weights were
+    trained on other data. Returns the warnings to log: with ``accept``
+    (``--accept-changed-cases``), the changed cases; for a checkpoint without the record (an
+    older version), that nothing could be checked. Raises UNetPlusPlusError naming the cases."""
+    record = state.get("cases")
+    if not isinstance(record, dict) or record.get("method") != CASES_METHOD:
+        return [
+            "--resume: the checkpoint records no content of its cases (written by an older "
+            "version), so whether an image or label changed since cannot be checked"
+        ]
+    recorded = record.get("prints") or {}
+    changed = [i for i in case_ids if i in recorded and prints.get(i) != recorded[i]]
+    if not changed:
+        return []
+    shown = ", ".join(changed[:10]) + (
+        f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+    )
+    if accept:
+        return [
+            f"--accept-changed-cases: the image or label of {len(changed)} case(s) changed since "
+            f"the checkpoint ({shown}); training goes on with their new content"
+        ]
+    raise UNetPlusPlusError(
+        f"--resume: the image or label of {len(changed)} case(s) changed since the checkpoint "
+        f"was written ({shown}), so its weights were trained on other data. Start a new run "
+        "(--overwrite, or another output folder), or continue on the new content with "
+        "--resume --accept-changed-cases."
+    )

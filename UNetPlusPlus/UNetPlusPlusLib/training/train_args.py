@@ -226,6 +226,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue from OUT_DIR/checkpoint with the same plan.json (--epochs may grow)",
     )
     run.add_argument(
+        "--accept-changed-cases",
+        action="store_true",
+        help="with --resume: continue although an image or label changed since the checkpoint "
+        "(by default such a resume is refused, naming the cases)",
+    )
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an earlier run (model, plan, checkpoint) in OUT_DIR; without it or "

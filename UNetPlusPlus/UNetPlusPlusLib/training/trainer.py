@@ -37,7 +37,7 @@ from .parent_split import choose_split
 from .planner import Plan, format_duration
 from .preprocess import PreprocessedCase, build_cache
 from .progress import epoch_event
-from .resume_checks import check_resume, jsonable
+from .resume_checks import cases_record, check_resume, check_resume_cases, jsonable
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
 from .steps import (
@@ -116,13 +116,15 @@ class Trainer(PlanningMixin):
         started: Optional[float] = None,
         plan_only: bool = False,
         session_budget_s: Optional[float] = None,
+        accept_changed_cases: bool = False,
     ) -> None:
         """``plan``: a new plan (geometry only: timed and fitted before the first step) or the
         fitted plan of a resumed run; ``started``: time.monotonic() when the command began (the
-        budget counts from there); ``plan_only``: stop after printing and writing the plan."""
+        budget counts from there); ``plan_only``: stop after printing and writing the plan;
+        ``accept_changed_cases``: resume although a case's content changed (a warning)."""
         self.dataset = dataset
         self.config = config
-        self.resume = resume
+        self.resume, self.accept_changed_cases = resume, accept_changed_cases
         self.init_manifest = init_manifest
         self.out_dir = Path(config.out_dir)
         self._print = log or print
@@ -188,7 +190,7 @@ class Trainer(PlanningMixin):
         cache_dir = Path(config.cache_dir) if config.cache_dir else self.out_dir / "cache"
         # image fingerprints (read with the dataset fingerprint, cached): a renamed copy of a
         # parent's case is matched, and model.json records them for a later fine-tune
-        self.case_content = case_contents(self.dataset, cases, cache_dir)
+        self.case_content, training_prints = case_contents(self.dataset, cases, cache_dir)
         if not self.resume and parent_method(self.init_manifest) == LEGACY_METHOD:
             self.case_content = with_legacy_prints(self.dataset, cases, self.case_content, self.log)
         split = choose_split(
@@ -196,6 +198,14 @@ class Trainer(PlanningMixin):
             self.case_content,
         )  # fmt: skip
         self.train_files, self.val_files = split.training, split.validation
+        ids = [c.case_id for c in self.train_files + self.val_files]
+        if self.resume:  # before preprocessing: a replaced image or label (resume_checks.py)
+            state = read_checkpoint_state(self.out_dir)
+            for warning in check_resume_cases(
+                state, training_prints, ids, self.accept_changed_cases
+            ):
+                self.log(f"warning: {warning}")
+        self.cases_record = cases_record(training_prints, ids)
         for note in split.notes:
             self.log(note)
         self.split_record = split.record
@@ -453,6 +463,7 @@ class Trainer(PlanningMixin):
             "budget_used_s": round(self._budget_used(), 2),
             "labels": self.dataset.label_names,
             "channels": [c.name for c in self.dataset.channels],
+            "cases": self.cases_record,  # the cases' training prints (--resume compares them)
         }
         save_checkpoint(self.out_dir, self.network, self.optimizer, self.scaler, state)
         (self.out_dir / HISTORY_FILE).write_text(
