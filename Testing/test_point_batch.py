@@ -174,6 +174,21 @@ def test_cancel_says_which_points_were_segmented_and_kept(run_control, logic, ch
     assert any(line.startswith(lines[0]) for line in host.log), host.log
 
 
+def test_a_refused_point_after_a_segmented_one_says_the_segment_stays(
+    run_control, logic, chest_scene
+):
+    run_control, errors = run_control
+    scene, _node, seeds = chest_scene
+    host = clicks(run_control, logic, chest_scene)
+    place(host, seeds, NODULE_RAS)  # F-1 runs
+    place(host, seeds, AIR_RAS)  # F-2 queued: refused
+    settle(host)
+    lines = host.ui.statusLabel.text.splitlines()
+    assert lines[0] == "Failed; nothing was written for this point. Kept: the segments of 'F-1'."
+    assert lines[-1].startswith(f"Not segmented: Point 'F-2' (2 of 2) {IN_AIR}"), lines
+    assert segments(scene) == ["nodule 1"] and len(errors) == 1
+
+
 @pytest.mark.parametrize("persistent", [True, False], ids=["engine-server", "one-shot"])
 def test_each_engine_error_is_logged_once(run_control, chest_scene, persistent):
     run_control, errors = run_control

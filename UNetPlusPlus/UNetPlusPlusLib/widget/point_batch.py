@@ -164,6 +164,15 @@ class PointBatch:
             text += "\n" + _("The points not segmented stay placed; Segment runs them.")
         return text
 
+    def failedText(self) -> str:
+        """The status line of a failed run: in a batch after points were segmented, it says
+        that their segments stay."""
+        if not self._points.segmented:
+            return _("Failed; the scene was not changed.")
+        return _(
+            "Failed; nothing was written for this point. Kept: the segments of {labels}."
+        ).format(labels=labels_text(self._points.segmented))
+
     def finishPoints(self, dialog: bool = True) -> None:
         """After the last queued point: add the batch's refused points and the points not run
         for another task or volume to the status text (and the log), and show the refused in

@@ -251,7 +251,7 @@ class RunControl(PointBatch):
             self.finishPoints(dialog=False)  # the refusals before the cancel, in the status
         else:
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = _("Failed; the scene was not changed.") + (
+            self.ui.statusLabel.text = self.failedText() + (
                 panel.warnings_text(job.run_warnings)  # a refused click: the input's too
             )
             # the job logged the error (once: adapter/job.py); here the status and the dialog
