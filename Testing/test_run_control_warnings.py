@@ -61,7 +61,8 @@ def import_run_control(monkeypatch):
     i18n = types.ModuleType("slicer.i18n")
     i18n.tr = lambda text: text
     monkeypatch.setitem(sys.modules, "slicer.i18n", i18n)
-    monkeypatch.delitem(sys.modules, "UNetPlusPlusLib.widget.run_control", raising=False)
+    for name in ("run_control", "point_batch"):  # both import tr
+        monkeypatch.delitem(sys.modules, f"UNetPlusPlusLib.widget.{name}", raising=False)
     errors: list[str] = []
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **_: errors.append(text))
     from UNetPlusPlusLib.widget import run_control
@@ -87,6 +88,7 @@ def panel(
     )  # fmt: skip
     host._timer, host._job, host._dependenciesReady = Timer(), None, True
     host._points, host._currentPoint = PointQueue(), None  # panel_widget's
+    host._seenPointIds, host._observedSeeds = set(), None
     host.currentModel = lambda: manifest
     host.inputVolumes = lambda _manifest: list(volumes)
     host.inputProblem = lambda _manifest: None

@@ -68,6 +68,7 @@ FINISHED_STATES = (SUCCEEDED, FAILED, CANCELLED)
 PROGRESS, LOG, FINISHED = "progress", "log", "finished"
 
 LOG_TAIL_LINES = 200
+ERROR_PREFIX = "error: "  # the log line of an error, as the CLI prints it on stderr
 CANCEL_FILE_NAME = "cancel"
 
 # After the child exits, how long (s) its pipes may stay open (held by an orphaned grandchild)
@@ -149,8 +150,22 @@ def build_command(
     return command
 
 
+class ErrorsOnce:
+    """Mixin of the jobs: each error is one log event, however often the child says it."""
+
+    def _error_event(self, message: str) -> Optional[JobEvent]:
+        """The log event "error: <message>", or None when this job said it already: the
+        one-shot CLI says its error on stderr and in its JSON, and the job's failure repeats
+        it (each error once in the panel's log)."""
+        said = self.__dict__.setdefault("_errors_said", set())
+        if message in said:
+            return None
+        said.add(message)
+        return JobEvent(LOG, message=ERROR_PREFIX + message)
+
+
 @dataclass
-class SegmentationJob:
+class SegmentationJob(ErrorsOnce):
     """One run of the CLI on a ``Volume`` or ``NativeImages``; start() it, then poll() until
     ``finished``; close() whenever it is abandoned."""
 
@@ -317,8 +332,7 @@ class SegmentationJob:
         if not output_complete(self._process, self._readers, self._exited_at, now, PIPE_GRACE_S):
             return events
         events += self._parse_all()
-        events.append(self._finish())
-        return events
+        return events + self._end()
 
     def _poll_server(self) -> list[JobEvent]:
         """The end of a request to the persistent engine: its reply, or the process's death."""
@@ -327,7 +341,7 @@ class SegmentationJob:
             self.server.kill()  # the request ignored the cancel file; the next one restarts it
         if self._server_end is None:
             return []
-        return [self._finish()]
+        return self._end()
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> list[JobEvent]:
         """Poll until the job finishes (blocking, for scripts and tests); all events."""
@@ -373,6 +387,8 @@ class SegmentationJob:
             if not line.strip():
                 return None
             self._remember(line)
+            if name == "stderr" and line.startswith(ERROR_PREFIX):  # the CLI's, for a terminal
+                return self._error_event(line[len(ERROR_PREFIX) :])
             return JobEvent(LOG, message=line)
         if "stage" in payload:
             stage = str(payload["stage"])
@@ -394,7 +410,7 @@ class SegmentationJob:
             return JobEvent(LOG, message=message)
         if "error" in payload:
             self._last_error = str(payload["error"])
-            return JobEvent(LOG, message=f"error: {self._last_error}")
+            return self._error_event(self._last_error)
         if "result" in payload:
             self.result = payload["result"]
             return JobEvent(LOG, message="finished: " + json.dumps(self.result))
@@ -404,6 +420,13 @@ class SegmentationJob:
     def _remember(self, line: str) -> None:
         self.log.append(line)
         del self.log[:-LOG_TAIL_LINES]
+
+    def _end(self) -> list[JobEvent]:
+        """The last events: the failure's error as a log event unless said already, then
+        ``finished``."""
+        final = self._finish()
+        said = self._error_event(final.message) if final.state == FAILED else None
+        return [final] if said is None else [said, final]
 
     def _finish(self) -> JobEvent:
         if self.server is not None:  # a reply stands for the exit status; no reply: a crash

@@ -35,6 +35,7 @@ from ..errors import UNetPlusPlusError
 from ..exit_codes import EXIT_CANCELLED
 from .job import (
     CANCELLED,
+    ERROR_PREFIX,
     FAILED,
     FINISHED,
     FINISHED_STATES,
@@ -44,6 +45,7 @@ from .job import (
     PROGRESS,
     RUNNING,
     SUCCEEDED,
+    ErrorsOnce,
     JobEvent,
     json_payload,
     python_executable,
@@ -83,7 +85,7 @@ def build_train_command(
 
 
 @dataclass
-class TrainingJob:
+class TrainingJob(ErrorsOnce):
     """One fine-tune (or ``plan_only``: the plan and ETA) of the cases in ``cases_dir``;
     start() it, then poll() until ``finished``. ``init`` None trains from scratch."""
 
@@ -186,8 +188,9 @@ class TrainingJob:
         if not output_complete(process, self._readers, self._exited_at, now, PIPE_GRACE_S):
             return events  # the last lines are still on their way (no join here)
         events += self._drain()
-        events.append(self._finish())
-        return events
+        final = self._finish()
+        said = self._error_event(final.message) if final.state == FAILED else None
+        return events + ([final] if said is None else [said, final])
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> list[JobEvent]:
         """Poll until the job finishes (blocking, for scripts and tests); all events."""
@@ -216,6 +219,8 @@ class TrainingJob:
             if not line.strip():
                 return None
             self._remember(line)
+            if name == "stderr" and line.startswith(ERROR_PREFIX):  # the CLI's, for a terminal
+                return self._error_event(line[len(ERROR_PREFIX) :])
             return JobEvent(LOG, message=line)
         if payload.get("stage") == "epoch":
             self.latest = payload
@@ -225,7 +230,7 @@ class TrainingJob:
             )  # fmt: skip
         if "error" in payload:
             self._last_error = str(payload["error"])
-            return JobEvent(LOG, message=f"error: {self._last_error}")
+            return self._error_event(self._last_error)
         if "result" in payload:
             self.result = payload["result"]
             return JobEvent(LOG, message="finished: " + json.dumps(self.result))

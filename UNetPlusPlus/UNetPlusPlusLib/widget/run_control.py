@@ -4,134 +4,27 @@ showing the result, nodule points (one run per placed point) and "Export trainin
 A mixin of :class:`~UNetPlusPlusLib.widget.panel_widget.UNetPlusPlusPanel`, which provides
 ``ui``, ``logic``, ``_parameterNode``, ``_timer``, ``_points`` (a
 :class:`~UNetPlusPlusLib.widget.point_queue.PointQueue`), ``currentModel()``,
-``inputVolumes()``, ``inputProblem()`` and ``appendLog()``.
+``inputVolumes()``, ``inputProblem()`` and ``appendLog()``. Nodule points (which run, in
+batches) are :class:`~UNetPlusPlusLib.widget.point_batch.PointBatch`'s.
 
-Queued points: a point whose run fails (the engine refuses a click in the air or off the image)
-does not stop the queue; the next one runs. Each refusal is logged when it happens; once the
-queue is empty the status text lists them ("Not segmented: Point 'F-2' (2 of 3) at ... mm RAS
-lies in the air ...") and one error dialog shows them all: one to acknowledge per batch, not
-one per refused point, and none while other points still run. Cancel empties the queue.
+Each engine error is logged once: by the job, as one of its log events (adapter/job.py); the
+panel shows it in the status text and a dialog, and does not log it again.
 """
 
 import traceback
-from functools import partial
 from typing import Optional
 
 import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import install, panel
-from UNetPlusPlusLib.adapter.input_checks import point_name
 from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.widget.point_batch import PointBatch
+from UNetPlusPlusLib.widget.point_queue import segmented_ids
 
 
-class RunControl:
+class RunControl(PointBatch):
     """Starts, polls and cancels jobs; turns placed nodule points into runs."""
-
-    # ------------------------------------------------------------------ nodule points
-    def onSeedsSelected(self, node) -> None:
-        self.observeSeeds(node)
-
-    def observeSeeds(self, node) -> None:
-        """Watch a point list so that each newly placed point segments one nodule, and each
-        deleted one leaves the queue."""
-        if node is self._observedSeeds:
-            return
-        events = (
-            (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPointPlaced),
-            (slicer.vtkMRMLMarkupsNode.PointRemovedEvent, self.onPointRemoved),
-            (slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent, self.onPointUnplaced),
-        )
-        if self._observedSeeds is not None:
-            for event, method in events:
-                self.removeObserver(self._observedSeeds, event, method)
-        self._observedSeeds = node
-        self.ui.nodulePlaceWidget.setCurrentNode(node)
-        if node is not None:
-            count = node.GetNumberOfControlPoints()
-            self._seenPointIds = {node.GetNthControlPointID(i) for i in range(count)}
-            for event, method in events:
-                self.addObserver(node, event, method)
-
-    def onPointRemoved(self, caller, event) -> None:
-        """A point deleted: forget its ID (Slicer gives a point placed next the ID and label of
-        the last one if that was deleted: it is a new point, to segment) and drop it from the
-        queue if its run has not started, saying so in the log."""
-        count = caller.GetNumberOfControlPoints()
-        present = {caller.GetNthControlPointID(i) for i in range(count)}
-        self._seenPointIds &= present
-        self._points.drop_missing(caller, present, self.appendLog)
-
-    def onPointUnplaced(self, caller, event) -> None:
-        """A point's position cleared (the point list's "unset position"): placing it again is
-        a new click, to segment; Slicer keeps its ID."""
-        count = caller.GetNumberOfControlPoints()
-        placed = caller.PositionDefined
-        defined = {
-            caller.GetNthControlPointID(i)
-            for i in range(count)
-            if caller.GetNthControlPointPositionStatus(i) == placed
-        }
-        self._seenPointIds &= defined
-
-    def onPointPlaced(self, caller, event) -> None:
-        manifest = self.currentModel()
-        if not (self._parameterNode and self._parameterNode.interactive and manifest):
-            return
-        if not panel.is_prompted(manifest):
-            return
-        for i in range(caller.GetNumberOfControlPoints()):
-            pointId = caller.GetNthControlPointID(i)
-            defined = caller.GetNthControlPointPositionStatus(i) == caller.PositionDefined
-            if defined and pointId not in self._seenPointIds:
-                self._seenPointIds.add(pointId)
-                self._points.add(caller, i)  # read again when its run starts (moved, deleted)
-        if self._job is None or self._job.finished:
-            self.startNextPoint()
-
-    def startNextPoint(self) -> None:
-        """Start the run of the next queued point that still exists, where it is now; with
-        none left, report the batch's refusals (:meth:`finishPoints`). A start refused (the
-        inputs, the engine: the same for every point) drops the rest of the queue, naming it."""
-        point = self._points.next(self.appendLog)
-        if point is None:
-            self.finishPoints()
-            return
-        self._currentPoint = point
-        if self.runGuarded(partial(self.startRun, point.position, point.name)):
-            return
-        self._currentPoint = None
-        dropped = self._points.clear()
-        self.showNotStarted()
-        if dropped:
-            text = self.notRunText(dropped, _("place them again once this is solved"))
-            self.appendLog(text)
-            self.ui.statusLabel.text += "\n" + text
-        self.finishPoints(dialog=False)  # the refusal had its dialog
-
-    @staticmethod
-    def notRunText(labels, advice: str = "") -> str:
-        """ "Not run: 'F-2', 'F-3'; <advice>." for queued points dropped before their run
-        (default advice: cancelled, place them again to segment them)."""
-        advice = advice or _("cancelled; place them again to segment them")
-        names = ", ".join(f"'{label}'" for label in labels)
-        return _("Not run: {labels}; {advice}.").format(labels=names, advice=advice)
-
-    def finishPoints(self, dialog: bool = True) -> None:
-        """After the last queued point: add the batch's refused points to the status text, and
-        show them in one error dialog (``dialog``)."""
-        refused, started = self._points.finish()
-        if not refused:
-            return
-        self.ui.statusLabel.text += "".join(f"\n{_('Not segmented')}: {line}" for line in refused)
-        if not dialog:
-            return
-        text = refused[0]
-        if started > 1:
-            header = _("{refused} of {started} points were not segmented:")
-            header = header.format(refused=len(refused), started=started)
-            text = "\n\n".join([header, *refused])
-        slicer.util.errorDisplay(text, windowTitle=_("UNet++ segmentation"))
 
     def runGuarded(self, action, failure: str = "") -> bool:
         """Run ``action``; show a user error as its one-sentence message, a bug with details."""
@@ -157,7 +50,10 @@ class RunControl:
         if running:
             self.ui.segmentButton.text = _("Cancel")
             self.ui.segmentButton.enabled = True
-            self.ui.segmentButton.toolTip = _("Stop the run; the scene is left as it was.")
+            self.ui.segmentButton.toolTip = _(
+                "Stop the run (and the points waiting): it writes nothing; the segments of "
+                "points done before stay."
+            )
             return
         if not self._dependenciesReady:
             self.ui.segmentButton.text = _("Install dependencies")
@@ -171,10 +67,19 @@ class RunControl:
         problem = self.inputProblem(manifest)
         self.ui.segmentButton.text = _("Segment")
         self.ui.segmentButton.enabled = problem is None
-        self.ui.segmentButton.toolTip = problem or _("Run the model.")
+        self.ui.segmentButton.toolTip = problem or self.segmentToolTip(manifest)
         if problem and manifest is not None:
             self.ui.statusLabel.text = problem  # say why Segment is disabled, naming the channels
         self.ui.exportButton.enabled = self._parameterNode.outputSegmentation is not None
+
+    def segmentToolTip(self, manifest) -> str:
+        """What Segment does with this model (and, for nodules, the point list)."""
+        if not panel.is_prompted(manifest):
+            return _("Run the model.")
+        return _(
+            "Segment the placed points that have no segment yet, one nodule per point (or, "
+            "without such points, the nodule in the ROI)."
+        )
 
     def ensureDependencies(self) -> None:
         """Install torch and the engine's packages at first use, after the user agrees."""
@@ -192,8 +97,6 @@ class RunControl:
     def onSegmentButton(self) -> None:
         if self._job is not None and not self._job.finished:
             self._cancelledPoints = self._points.clear()  # the user asked to stop: the queue too
-            if self._cancelledPoints:
-                self.appendLog(self.notRunText(self._cancelledPoints))
             self._job.cancel()
             self.ui.statusLabel.text = _("Cancelling...")
             return
@@ -202,6 +105,9 @@ class RunControl:
             self.updateButtons()
             return
         self._currentPoint = None  # not a queued point: a failure has its own dialog
+        if self.queuePlacedPoints():  # a nodule model: the placed points without a segment
+            self.startNextPoint()
+            return
         if not self.runGuarded(self.startRun, _("Segmentation failed to start.")):
             self.showNotStarted()
 
@@ -216,25 +122,25 @@ class RunControl:
 
     def startRun(self, pointRas=None, pointName: Optional[str] = None) -> None:
         """Start a background run (a click at ``pointRas``, RAS mm, named ``pointName`` in
-        messages; default: the last point of the list, for a prompted model). Raises
-        UNetPlusPlusError when refused before it starts; the scene is then unchanged."""
+        messages; without a point, a prompted model needs an ROI). Raises UNetPlusPlusError
+        when refused before it starts; the scene is then unchanged."""
         self.logic.segmentationLogic.warnings = []  # this attempt's only (showNotStarted)
         self._fittedRoi = None
         manifest = self.currentModel()
         if manifest is None:
             raise UNetPlusPlusError(_("Choose a task first."))
         p = self._parameterNode
-        if panel.is_prompted(manifest) and pointRas is None:
+        if panel.is_prompted(manifest) and pointRas is None and p.roi is None:
             seeds = p.noduleSeeds
-            if seeds is not None and seeds.GetNumberOfControlPoints() > 0:
-                pointRas = [0.0, 0.0, 0.0]
-                last = seeds.GetNumberOfControlPoints() - 1
-                seeds.GetNthControlPointPositionWorld(last, pointRas)
-                pointName = point_name(seeds, last)
-            elif p.roi is None:
+            done = segmented_ids(seeds) if seeds is not None else set()
+            if done:
                 raise UNetPlusPlusError(
-                    _("Place a point on the nodule or choose an ROI around it.")
+                    _(
+                        "Every placed point has its nodule segment already: place a point on "
+                        "another nodule, or choose an ROI around it."
+                    )
                 )
+            raise UNetPlusPlusError(_("Place a point on the nodule or choose an ROI around it."))
         volumes = self.inputVolumes(manifest)
         self._fittedRoi = self.fitEmptyRoi(volumes)  # a warning, or None
         self.logic.segmentationLogic.channel_check = bool(p.channelCheck)
@@ -324,26 +230,31 @@ class RunControl:
             self.appendLog(self.ui.statusLabel.text)
             if node is not None:
                 self.appendLog(_("Segments written to '{name}'.").format(name=node.GetName()))
+            if point is not None:
+                self._points.done(point)  # its segment is in the scene (Segment skips it)
             manifest = self.currentModel()
-            if self._parameterNode is not None and manifest and panel.is_prompted(manifest):
+            prompted = manifest is not None and panel.is_prompted(manifest)
+            if self._parameterNode is not None and prompted and self.pointStillCurrent(point):
                 self._parameterNode.outputSegmentation = node  # next clicks add to this node
             self.startNextPoint()
         elif event.state == "cancelled":
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.") + (
-                panel.warnings_text(job.run_warnings)  # those known before the cancel
-            )
-            self._points.clear()  # also a cancel not asked with the button (scene close)
-            dropped, self._cancelledPoints = getattr(self, "_cancelledPoints", []), []
-            if dropped:  # still in the point list, without a segment: say which
-                self.ui.statusLabel.text += "\n" + self.notRunText(dropped)
+            dropped = getattr(self, "_cancelledPoints", []) + self._points.clear()  # scene close
+            self._cancelledPoints = []
+            batch = point is not None or self._points.segmented or self._points.refused
+            if batch:  # what is in the scene now: the segments of the points done before
+                text = self.cancelledText(point, dropped)
+                self.appendLog(text)
+            else:
+                text = _("Cancelled; the scene was not changed.")
+            self.ui.statusLabel.text = text + panel.warnings_text(job.run_warnings)
             self.finishPoints(dialog=False)  # the refusals before the cancel, in the status
         else:
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = _("Failed; the scene was not changed.") + (
+            self.ui.statusLabel.text = self.failedText() + (
                 panel.warnings_text(job.run_warnings)  # a refused click: the input's too
             )
-            self.appendLog(f"error: {event.message}")
+            # the job logged the error (once: adapter/job.py); here the status and the dialog
             if point is None:  # Segment's own run
                 slicer.util.errorDisplay(event.message, windowTitle=_("UNet++ segmentation"))
             else:  # reported with the batch's others once the queue is empty
