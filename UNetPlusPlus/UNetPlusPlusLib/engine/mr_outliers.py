@@ -126,16 +126,14 @@ def absurd_warning(
         first, last = ijk.min(axis=0).tolist(), ijk.max(axis=0).tolist()
         span = ", ".join(f"{a} {lo}-{hi}" for a, lo, hi in zip("ijk", first, last))
         listed += f" and {count - LISTED} more, within {span}"
-    what = (
-        "1 voxel with an impossible value"
-        if count == 1
-        else f"{count} voxels with impossible values"
-    )
+    one = count == 1
+    what = "1 voxel with an impossible value" if one else f"{count} voxels with impossible values"
+    it, they = ("it", "it does") if one else ("them", "they do")
     return (
         f"Input '{name}' holds {what} (up to {worst:.4g}, far outside its other voxels' "
         f"{clip[0]:.4g} to {clip[1]:.4g}) at voxel index (i, j, k) {listed}: the MR "
-        "normalisation (z-score) left them out of its mean and standard deviation and clipped "
-        f"them to {clip[0]:.4g}..{clip[1]:.4g}, so they do not distort the rest of the image, "
-        "but the result there is not to be trusted. They may be hot pixels or a conversion "
-        "error: check the image."
+        f"normalisation (z-score) left {it} out of its mean and standard deviation and clipped "
+        f"{it} into {clip[0]:.4g}..{clip[1]:.4g}, so {they} not distort the rest of the image, "
+        "but the result there is not to be trusted. A hot pixel or a conversion error? Check "
+        "the image."
     )

@@ -6,8 +6,8 @@ astronomically large, the whole image collapses to 0 and the brain-tumour model'
 from 106 ml to 49 ml with only a warning. A voxel is *absurd* when it lies more than
 :data:`RANGE_FACTOR` times the channel's 0.5-99.5 percentile range beyond that range: in the 76
 shared BraTS 2018 / BRATS 2012 channels the largest voxel lies at most 2.28 ranges above the
-99.5th percentile and the smallest 0.53 below the 0.5th (``scripts/mr_outlier_margins.py``
-prints both), so a clean channel has none and is normalised bit for bit as before. Absurd
+99.5th percentile and the smallest 0.53 below the 0.5th (``scripts/mr_absurd_voxels.py
+--margins``), so a clean channel has none and is normalised bit for bit as before. Absurd
 voxels are left out of the mean and deviation and clipped to the largest (smallest) plausible
 value of the channel; ``mr_outliers.channel_warning`` names how many and where. Up to half a
 percent of the non-zero voxels can be set apart this way (beyond that the percentiles
