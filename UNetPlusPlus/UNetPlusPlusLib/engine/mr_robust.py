@@ -50,10 +50,9 @@ def robust_statistics(
     largest) plausible value to clip to when some are absurd, else None (then the mean and
     deviation are those of every value, computed exactly as before)."""
     low, high = plausible_range(values)
-    inside = (values >= low) & (values <= high)
-    if inside.all():
+    if values.size == 0 or (values.min() >= low and values.max() <= high):  # no mask to build
         return float(values.mean()), float(values.std()), None
-    kept = values[inside]
+    kept = values[(values >= low) & (values <= high)]
     if kept.size == 0:  # cannot happen with the percentiles inside the range; be safe
         return float(values.mean()), float(values.std()), None
     return float(kept.mean()), float(kept.std()), (float(kept.min()), float(kept.max()))
@@ -67,9 +66,12 @@ def absurd_voxels(array_zyx: np.ndarray) -> tuple[np.ndarray, tuple[float, float
     mask = array != 0
     values = array[mask].astype(np.float64)
     low, high = plausible_range(values)
+    none = np.zeros((0, 3), dtype=np.int64), (0.0, 0.0), 0.0
+    if values.size == 0 or (values.min() >= low and values.max() <= high):
+        return none
     outside = (values < low) | (values > high)
-    if not outside.any() or outside.all():
-        return np.zeros((0, 3), dtype=np.int64), (0.0, 0.0), 0.0
+    if outside.all():
+        return none
     wrong, kept = values[outside], values[~outside]
     extreme = float(wrong[np.argmax(np.abs(wrong))])
     flat = np.flatnonzero(mask)[outside]  # row-major, as array[mask] orders the values
