@@ -4,6 +4,7 @@ only what Slicer provides, so it loads before torch is installed."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,33 @@ def test_listing_models_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+LIST_MODELS = """
+import json, sys
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine.manifest_model import ModelManifest
+from UNetPlusPlusLib.engine.registry import find_model
+
+code = main(["models", "list"])
+data = json.loads(find_model("brain-tumor").path.read_text())
+data["test_time_augmentation"] = {"mirror_axes": ["y", "z"]}
+ModelManifest.from_dict(data)  # each optional reference's check, without numpy
+print(json.dumps([code, sorted({"numpy", "torch"} & set(sys.modules))]))
+"""
+
+
+def test_listing_models_imports_neither_numpy_nor_torch():
+    """`unetpp models list` is a light command: the checks of the shipped brain-tumour model's
+    plausible volumes, channel fingerprint and bias-field reference (and of test-time
+    augmentation) imported numpy (about 0.2 s) from the modules that use them."""
+    out = subprocess.run(
+        [sys.executable, "-c", LIST_MODELS], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert sum(line.strip() == "status: ok" for line in lines) >= 3, out.stdout
+    assert json.loads(lines[-1]) == [0, []]
 
 
 PANEL_SET_UP = """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,41 @@ def test_models_list_lists_every_model_beside_hostile_ones(
     broken = [s for s in statuses if s == f"status: broken: {UNREADABLE}"]
     assert len(broken) == len(HOSTILE), statuses
     assert len(statuses) == len(HOSTILE) + 4, statuses  # the sphere copy and 3 shipped: ok
+
+
+def _large_weights(path: Path, values: int, last: bytes) -> None:
+    """A safetensors file of one float32 tensor of ``values`` zeros, the last one ``last``,
+    written in pieces (never whole in memory)."""
+    header = json.dumps(
+        {"big": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}
+    ).encode()
+    with open(path, "wb") as out:
+        out.write(struct.pack("<Q", len(header)) + header)
+        for _ in range((values - 1) // (1 << 18)):
+            out.write(b"\0" * (1 << 20))
+        out.write(b"\0" * (4 * ((values - 1) % (1 << 18))) + last)
+
+
+@pytest.mark.parametrize("last, expected", [(b"\0\0\xc0\x7f", "NaN"), (b"\0\0\x80\x3f", "fit")])
+def test_a_large_weights_file_is_checked_in_chunks(tmp_path, sphere_model, last, expected):
+    """``models list`` read the whole weights file into memory (and sliced copies of it) to
+    check it: a multi-gigabyte model needed that much memory just to be listed. Now the sha256
+    and each tensor are streamed in 1 MiB chunks, so the peak stays a few chunks on a 24 MiB
+    file; a NaN in its very last value is still found."""
+    folder = tmp_path / "large"
+    shutil.copytree(sphere_model.parent, folder)
+    weights = folder / "weights.safetensors"
+    _large_weights(weights, 6 * (1 << 20) + 5, last)  # 24 MiB and 20 bytes of float32
+    manifest = ModelManifest.load(folder / "model.json")
+    manifest = type(manifest)(**{**manifest.__dict__, "sha256": sha256_file(weights)})
+    tracemalloc.start()
+    try:
+        problem = weights_problem(manifest)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if expected == "NaN":
+        assert problem == "the weights hold NaN or infinite values (tensor big)"
+    else:  # finite: read to the end, then the header's tensors against the network
+        assert problem and problem.startswith("the weights do not fit the network")
+    assert peak < 4 * (1 << 20), f"peak {peak / 2**20:.1f} MiB"

@@ -16,7 +16,13 @@ def run_models(args: argparse.Namespace, progress) -> dict:
     from .engine.weights_status import weights_problem
 
     if args.models_command == "install":
-        manifest = registry.install_model(args.source, expected_sha256=args.sha256)
+        from .download_progress import DownloadProgress
+
+        shown = DownloadProgress(quiet=args.quiet)  # a URL's download; nothing for a folder
+        try:
+            manifest = registry.install_model(args.source, args.sha256, progress=shown)
+        finally:
+            shown.close()
         print(f"installed {manifest.name} ({manifest.task}) into {Path(manifest.path).parent}")
         return {"installed": manifest.name}
     if args.models_command == "info":
@@ -117,5 +123,10 @@ def add_models_parser(subparsers) -> None:
         "--sha256",
         help="expected sha256 of SOURCE: the .zip archive, or the model.json (the weights are "
         "always checked against model.json's sha256)",
+    )
+    install.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no download progress on stderr (a bar on a terminal, else a line per 10 %%)",
     )
     parser.set_defaults(handler=run_models, models_command="list")

@@ -29,14 +29,15 @@ under any rotation or flip, so the strengths do not depend on the image's direct
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-#: Reference format written into the manifest (``inference.bias_field``).
-BIAS_VERSION = 1
+# BIAS_VERSION: the reference format written into the manifest (``inference.bias_field``)
+from .manifest_options import BIAS_VERSION
+from .manifest_options import parse_bias_reference as parse_reference  # noqa: F401 - former home
+
 #: Pitch of the coarse sampling grid in mm (per axis: the nearest whole number of voxels).
 STEP_MM = 4.0
 #: Samples per block edge: blocks of BLOCK**3 samples (16 mm at the default pitch).
@@ -184,20 +185,6 @@ def build_reference(
         "linear_warn_ratio": float(linear_warn_ratio),
         "channel_warn_ratio": float(channel_warn_ratio),
     }
-
-
-def parse_reference(value: Any, channels: int) -> dict:
-    """Check a manifest's ``bias_field`` for a model with ``channels`` inputs. Raises
-    ValueError naming the problem (the manifest validator adds file and field)."""
-    if not isinstance(value, dict):
-        raise ValueError("must be an object")
-    if value.get("version") != BIAS_VERSION:
-        raise ValueError(f"version must be {BIAS_VERSION}")
-    for key in ("warn_ratio", "linear_warn_ratio", "channel_warn_ratio"):
-        ratio = value.get(key)
-        if not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 1:
-            raise ValueError(f"{key} must be a number above 1")
-    return dict(value)
 
 
 # ------------------------------------------------------------------------ the decision

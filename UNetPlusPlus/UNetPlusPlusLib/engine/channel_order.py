@@ -31,16 +31,17 @@ of the engine but the error type).
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import UNetPlusPlusError
 
-#: Fingerprint format written into the manifest.
-FINGERPRINT_VERSION = 1
+# FINGERPRINT_VERSION: the fingerprint format written into the manifest
+from .manifest_options import FINGERPRINT_VERSION
+from .manifest_options import parse_fingerprint as parse_reference  # noqa: F401 - former home
+
 #: Voxels of each channel's sample searched for the joint non-zero mask (a strided part).
 MASK_VOXELS = 250_000
 #: Joint non-zero voxels used for the ranks (a strided part of the mask beyond this).
@@ -138,30 +139,6 @@ def build_reference(prints: Sequence[Fingerprint], cases: Sequence[str] = ()) ->
         "mean": [round(float(v), 4) for v in vectors.mean(axis=0)],
         "std": [round(float(v), 4) for v in vectors.std(axis=0, ddof=1)],
     }
-
-
-def parse_reference(value: Any, channels: int) -> dict:
-    """Check a manifest's ``channel_fingerprint`` for a model with ``channels`` inputs.
-
-    Raises ValueError naming the problem (the manifest validator adds file and field)."""
-    if not isinstance(value, dict):
-        raise ValueError("must be an object")
-    if value.get("version") != FINGERPRINT_VERSION:
-        raise ValueError(f"version must be {FINGERPRINT_VERSION}")
-    if value.get("channels") != channels:
-        raise ValueError(f"channels must be {channels}, the model's input count")
-    length = channels * (channels - 1) // 2 + channels
-    for key in ("mean", "std"):
-        numbers = value.get(key)
-        if (
-            not isinstance(numbers, list)
-            or len(numbers) != length
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers)
-        ):
-            raise ValueError(f"{key} must hold {length} finite numbers")
-    if any(v < 0 for v in value["std"]):
-        raise ValueError("std must be non-negative")
-    return dict(value)
 
 
 # ------------------------------------------------------------------------ the decision

@@ -32,6 +32,7 @@ from UNetPlusPlusLib.engine.manifest_types import (
 )
 from UNetPlusPlusLib.engine.manifest_weights import (
     load_weights,
+    open_weights,
     save_model_package,
     sha256_file,
     verify_weights,
@@ -74,6 +75,7 @@ __all__ = [
     "ModelManifest",
     "PathLike",
     "load_weights",
+    "open_weights",
     "save_model_package",
     "sha256_file",
     "standard_terminology",

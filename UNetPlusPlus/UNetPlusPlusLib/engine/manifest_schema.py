@@ -9,6 +9,12 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from UNetPlusPlusLib.engine.manifest_options import (
+    parse_bias_reference,
+    parse_fingerprint,
+    parse_ranges,
+    parse_tta_config,
+)
 from UNetPlusPlusLib.engine.manifest_types import (
     ANATOMIES,
     ENSEMBLE,
@@ -344,8 +350,6 @@ class ManifestValidator:
         ):
             raise self.fail("postprocess.min_lesion_mm3", "must be a positive number of mm^3")
         if "plausible_ml" in post:  # per-label volume ranges (volume_plausibility.py)
-            from .volume_plausibility import parse_ranges  # numpy only
-
             try:
                 parse_ranges(post["plausible_ml"], [label.name for label in labels])
             except ValueError as error:
@@ -353,12 +357,10 @@ class ManifestValidator:
         return copy.deepcopy(post)
 
     def test_time_augmentation(self, data: dict) -> dict:
-        from . import tta  # torch-free at import
-
         if "test_time_augmentation" not in data:
             return {}
         try:
-            return tta.parse_config(data["test_time_augmentation"])
+            return parse_tta_config(data["test_time_augmentation"])
         except ValueError as error:
             raise self.fail("test_time_augmentation", str(error)) from error
 
@@ -388,17 +390,13 @@ class ManifestValidator:
         if "anatomy" in inference:
             self.anatomy(inference["anatomy"], channels, labels)
         if "channel_fingerprint" in inference:
-            from .channel_order import parse_reference  # numpy only
-
             try:
-                parse_reference(inference["channel_fingerprint"], n_channels)
+                parse_fingerprint(inference["channel_fingerprint"], n_channels)
             except ValueError as error:
                 raise self.fail("inference.channel_fingerprint", str(error)) from error
         if "bias_field" in inference:
-            from .bias_field import parse_reference as parse_bias  # numpy only
-
             try:
-                parse_bias(inference["bias_field"], n_channels)
+                parse_bias_reference(inference["bias_field"], n_channels)
             except ValueError as error:
                 raise self.fail("inference.bias_field", str(error)) from error
         return copy.deepcopy(inference)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -79,6 +80,42 @@ def load_weights(manifest: ModelManifest) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(path, exc) from exc
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+@contextmanager
+def open_weights(manifest: ModelManifest) -> Iterator[Mapping[str, torch.Tensor]]:
+    """:func:`check_weights_contract`, then the weights as a read-only mapping that reads each
+    tensor from the file when it is asked for (floating ones as float32), like
+    :func:`load_weights` but never holding the whole model: install checks a large model with
+    about one tensor in memory. Raises ChecksumError or UNetPlusPlusError (unreadable)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = check_weights_contract(manifest)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            yield _TensorsOnDemand(handle)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+class _TensorsOnDemand(Mapping):
+    """The tensors of an open safetensors handle, each read on access."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.names = list(handle.keys())
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.names:
+            raise KeyError(name)
+        tensor = self.handle.get_tensor(name)
+        return tensor.float() if tensor.is_floating_point() else tensor
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def _unreadable(path: Path, exc: Exception) -> UNetPlusPlusError:

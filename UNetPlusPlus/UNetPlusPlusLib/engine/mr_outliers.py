@@ -14,7 +14,10 @@ result into 11.5 / 47.8 / 2.0 ml with only the sequence-order check's doubt), so
 is also compared with that of the voxels clipped to their 1-99 and 5-95 percentiles
 (:data:`CLIP_LEVELS`; ``scripts/mr_outlier_margins.py``: at most 1.145 and 1.552 times it in the
 76 shared channels, at least 16.6, 32.9 and 74.3 times it with a block of 0.05 %, 0.2 % and 0.9 %
-of the voxels; a block of 3 %: 118 times at 5-95). numpy only.
+of the voxels; a block of 3 %: 118 times at 5-95). Absurd voxels (far beyond the channel's
+percentile range, :mod:`.mr_robust`: the 1e6 voxel, a 3e38 one, that block) are left out of the
+normalisation's statistics and clipped, so they no longer change the result; the warning then
+names how many there are and where, and the ratios are measured without them. numpy only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .mr_robust import absurd_voxels
 from .normalize import needs_volume_statistics
 
 #: The non-zero voxels' standard deviation may be at most this many times that of the same
@@ -35,6 +39,8 @@ CLIP_LEVELS = (CLIP_PERCENTILES, (1.0, 99.0), (5.0, 95.0))
 MAX_RATIOS = (MAX_STD_RATIO, 1.5, 2.5)
 #: The percentiles are taken from about this many of the non-zero voxels (strided).
 SAMPLE_SIZE = 200_000
+#: An absurd-voxel warning lists the indices of at most this many voxels.
+LISTED = 3
 
 
 def std_ratio(
@@ -84,19 +90,50 @@ def outlier_warnings(manifest, arrays: Sequence[np.ndarray]) -> list[str]:
 
 
 def channel_warning(name: str, array: np.ndarray) -> Optional[str]:
-    """The warning of one MR channel ``name`` (its (z, y, x) voxels) whose extreme voxels
-    inflate its standard deviation more than MAX_RATIOS allow at any of CLIP_LEVELS, or None.
-    Never raises."""
+    """The warning of one MR channel ``name`` (its (z, y, x) voxels), or None: its absurd
+    voxels (:func:`.mr_robust.absurd_voxels`: how many, where, what the normalisation did with
+    them), and, measured without them, extreme voxels that inflate its standard deviation more
+    than MAX_RATIOS allow at any of CLIP_LEVELS. Never raises."""
+    where, clip, worst = absurd_voxels(array)
+    said = [absurd_warning(name, where, clip, worst)] if len(where) else []
+    if len(where):  # the ratios of the voxels the normalisation uses
+        array = np.array(array, copy=True)
+        array[tuple(where.T)] = 0
     found = zip(CLIP_LEVELS, MAX_RATIOS, std_ratios(array))
     hit = next(((level, ratios) for level, most, ratios in found if ratios[0] > most), None)
-    if hit is None:
-        return None
-    (bottom, top), (ratio, low, high, extreme) = hit
+    if hit is not None:
+        (bottom, top), (ratio, low, high, extreme) = hit
+        said.append(
+            f"Input '{name}' holds extreme voxels (up to {extreme:.4g}, while {top - bottom:g}% "
+            f"of its non-zero voxels lie between {low:.4g} and {high:.4g}): they make its "
+            f"standard deviation {ratio:.1f} times larger, so the MR normalisation (z-score) "
+            "compresses the whole image and the result is unreliable. They may be hot pixels or "
+            "a conversion error: clip the image to its normal range (or replace those voxels) "
+            "and run again."
+        )
+    return " ".join(said) or None
+
+
+def absurd_warning(
+    name: str, where_zyx: np.ndarray, clip: tuple[float, float], worst: float
+) -> str:
+    """The warning for channel ``name``'s absurd voxels at the (n, 3) (z, y, x) indices
+    ``where_zyx`` (n >= 1), clipped to ``clip`` (low, high); ``worst``: the most extreme."""
+    ijk = where_zyx[:, ::-1]  # (i, j, k) = (x, y, z): the voxel index 3D Slicer shows
+    listed = ", ".join(f"({i}, {j}, {k})" for i, j, k in ijk[:LISTED].tolist())
+    count = len(ijk)
+    if count > LISTED:
+        first, last = ijk.min(axis=0).tolist(), ijk.max(axis=0).tolist()
+        span = ", ".join(f"{a} {lo}-{hi}" for a, lo, hi in zip("ijk", first, last))
+        listed += f" and {count - LISTED} more, within {span}"
+    one = count == 1
+    what = "1 voxel with an impossible value" if one else f"{count} voxels with impossible values"
+    it, they = ("it", "it does") if one else ("them", "they do")
     return (
-        f"Input '{name}' holds extreme voxels (up to {extreme:.4g}, while {top - bottom:g}% of "
-        f"its non-zero voxels lie between {low:.4g} and {high:.4g}): they make its standard "
-        f"deviation {ratio:.1f} times larger, so the MR normalisation (z-score) compresses "
-        "the whole image and the result is unreliable. They may be hot pixels or a "
-        "conversion error: clip the image to its normal range (or replace those voxels) "
-        "and run again."
+        f"Input '{name}' holds {what} (up to {worst:.4g}, far outside its other voxels' "
+        f"{clip[0]:.4g} to {clip[1]:.4g}) at voxel index (i, j, k) {listed}: the MR "
+        f"normalisation (z-score) left {it} out of its mean and standard deviation and clipped "
+        f"{it} into {clip[0]:.4g}..{clip[1]:.4g}, so {they} not distort the rest of the image, "
+        "but the result there is not to be trusted. A hot pixel or a conversion error? Check "
+        "the image."
     )

@@ -5,7 +5,10 @@ Kinds (docs/ARCHITECTURE.md, "Model package"):
 - ``{"kind": "ct", "window": [lo, hi]}``: clip to the Hounsfield window, scale to [0, 1].
 - ``{"kind": "mr"}``: z-score inside the channel's non-zero voxels; zeros (for example outside
   a skull-stripped brain) stay 0. ``"mean"`` and ``"std"`` may be given (see
-  :func:`with_volume_statistics`); otherwise they are computed from the array itself.
+  :func:`with_volume_statistics`), with ``"clip"`` [low, high] when the volume holds absurd
+  voxels; otherwise they are computed from the array itself. Absurd voxels (far outside the
+  channel's percentile range, :mod:`.mr_robust`) are left out of the statistics and clipped; a
+  channel without any is normalised exactly as before.
 - ``{"kind": "none"}``: leave the channel as it is.
 """
 
@@ -16,6 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .mr_robust import robust_statistics
 from .volume import Volume
 
 KINDS = ("ct", "mr", "none")
@@ -56,7 +60,7 @@ def with_volume_statistics(volume: Volume, channels: Sequence[Any]) -> list[dict
     specs = [dict(_normalization_entry(channel)) for channel in channels]
     for c, spec in enumerate(specs[: volume.num_channels]):
         if needs_volume_statistics(spec):
-            spec["mean"], spec["std"] = _nonzero_statistics(volume.array[c])
+            spec.update(volume_statistics(volume.array[c]))
     return specs
 
 
@@ -79,7 +83,7 @@ def normalize_channel(array: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
         out *= np.float32(1.0 / (hi - lo))
         return out
     if kind == "mr":
-        return _zscore_nonzero(array, spec.get("mean"), spec.get("std"))
+        return _zscore_nonzero(array, spec.get("mean"), spec.get("std"), spec.get("clip"))
     if kind == "none":
         return array.copy()
     raise UNetPlusPlusError(
@@ -116,22 +120,32 @@ def _window(spec: Mapping[str, Any]) -> tuple[float, float]:
     return lo, hi
 
 
-def _nonzero_statistics(array: np.ndarray) -> tuple[float, float]:
+def volume_statistics(array: np.ndarray) -> dict:
+    """The z-score entries of one (z, y, x) MR channel, from its non-zero voxels: ``mean`` and
+    ``std`` of the plausible ones, and ``clip`` [low, high] (the plausible extremes) only when
+    the channel holds absurd voxels (:func:`.mr_robust.robust_statistics`)."""
     values = np.asarray(array)[np.asarray(array) != 0].astype(np.float64)
     if values.size == 0:
-        return 0.0, 0.0
-    return float(values.mean()), float(values.std())
+        return {"mean": 0.0, "std": 0.0}
+    mean, std, clip = robust_statistics(values)
+    return {"mean": mean, "std": std, **({"clip": list(clip)} if clip else {})}
 
 
-def _zscore_nonzero(array: np.ndarray, mean: Any = None, std: Any = None) -> np.ndarray:
-    """Z-score over the non-zero voxels; zeros stay 0; a constant channel becomes 0."""
+def _zscore_nonzero(
+    array: np.ndarray, mean: Any = None, std: Any = None, clip: Any = None
+) -> np.ndarray:
+    """Z-score over the non-zero voxels; zeros stay 0; a constant channel becomes 0. Without
+    ``mean`` and ``std`` they come from the voxels, absurd ones left out and clipped; ``clip``
+    (low, high) clips the non-zero voxels first."""
     mask = array != 0
     out = np.zeros_like(array, dtype=np.float32)
     if not mask.any():
         return out
     values = array[mask].astype(np.float64)
     if mean is None or std is None:
-        mean, std = values.mean(), values.std()
+        mean, std, clip = robust_statistics(values)
+    if clip is not None:
+        values = np.clip(values, float(clip[0]), float(clip[1]))
     mean, std = float(mean), float(std)
     scale = 1.0 / std if std > 1e-8 * max(1.0, abs(mean)) else 0.0
     out[mask] = ((values - mean) * scale).astype(np.float32)

@@ -26,7 +26,7 @@ from .data_files import check_data_files
 from .image_read import read_image
 from .mr_outliers import channel_warning
 from .nifti_check import check_nifti_complete, reader_geometry
-from .normalize import _nonzero_statistics, _normalization_entry, needs_volume_statistics
+from .normalize import _normalization_entry, needs_volume_statistics, volume_statistics
 from .sanity import cast_voxels
 from .volume import Box, Grid, Volume, _geometry_differences, box_to_index_slices
 
@@ -103,7 +103,7 @@ def read_region(
             grid = Grid.from_sitk(image)
             array = sitk.GetArrayViewFromImage(image)
             if needs_volume_statistics(spec):
-                spec["mean"], spec["std"] = _nonzero_statistics(array)
+                spec.update(volume_statistics(array))
                 if warnings is not None:
                     name = channel_names[c] if c < len(channel_names) else path.name
                     warning = channel_warning(name, array)

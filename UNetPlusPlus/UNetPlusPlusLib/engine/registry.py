@@ -35,7 +35,7 @@ from typing import Callable, Optional, Union
 from UNetPlusPlusLib.engine.manifest import (
     MANIFEST_FILENAME,
     ModelManifest,
-    load_weights,
+    open_weights,
     sha256_file,
 )
 from UNetPlusPlusLib.engine.package_files import check_folder_files
@@ -218,9 +218,10 @@ def install_model(
             else:
                 _stage_from_path(Path(source).expanduser(), staging, package, expected_sha256)
             manifest = ModelManifest.load(package / MANIFEST_FILENAME)
-            # sha256 first, then a full safetensors read, then the tensors against the network:
-            # weights of another network or with NaN replaced a working model (tester 12)
-            check_weights_fit(manifest, load_weights(manifest))
+            # sha256 first, then the tensors (read one at a time) against the network: weights
+            # of another network or with NaN replaced a working model (tester 12)
+            with open_weights(manifest) as tensors:
+                check_weights_fit(manifest, tensors)
         except UNetPlusPlusError as exc:
             if source in str(exc):
                 raise

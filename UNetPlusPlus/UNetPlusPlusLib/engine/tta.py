@@ -21,35 +21,21 @@ Manifest field (optional; absent means all three axes, the trainer's flip augmen
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Sequence, Union
 
 import numpy as np
+
+from .manifest_options import MIRROR_AXES as DEFAULT_MIRROR_AXES
+from .manifest_options import parse_tta_config as parse_config  # noqa: F401 - its former home
 
 if TYPE_CHECKING:  # torch is imported where a model runs: the manifest reader uses this module
     import torch  # before PyTorch is installed (the Slicer panel lists models first).
 
 AXIS_DIMS = {"x": 4, "y": 3, "z": 2}  # tensor dims of (B, C, z, y, x)
-DEFAULT_MIRROR_AXES = ("x", "y", "z")
 MAX_HEADS = 4
 
 Depth = Union[int, str]
 Predict = Callable[["torch.Tensor"], "torch.Tensor"]
-
-
-def parse_config(value: Any) -> dict:
-    """Validate a manifest's ``test_time_augmentation`` mapping; raises ValueError with the
-    problem (the manifest reader adds the file and field)."""
-    if not isinstance(value, dict):
-        raise ValueError('must be an object such as {"mirror_axes": ["y", "z"]}')
-    unknown = sorted(set(value) - {"mirror_axes"})
-    if unknown:
-        raise ValueError(f"has an unknown field {unknown[0]!r} (known: mirror_axes)")
-    axes = value.get("mirror_axes", list(DEFAULT_MIRROR_AXES))
-    if not isinstance(axes, list) or any(a not in AXIS_DIMS for a in axes):
-        raise ValueError("mirror_axes must be a list of 'x', 'y', 'z' (LPS axes of the model grid)")
-    if len(set(axes)) != len(axes):
-        raise ValueError("mirror_axes lists an axis twice")
-    return {"mirror_axes": list(axes)}
 
 
 def mirror_axes(config: dict | None) -> tuple[str, ...]:

@@ -14,10 +14,11 @@ warning covers them). numpy only.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from .manifest_options import parse_ranges  # noqa: F401 - its former home
 
 #: The manifest key, under ``postprocess``.
 KEY = "plausible_ml"
@@ -25,31 +26,6 @@ KEY = "plausible_ml"
 AT_POINT = "found at the clicked point"
 #: Rows of the label array counted at once (no boolean copy of a whole 512^2 x 800 grid).
 _SLAB = 16
-
-
-def parse_ranges(value: Any, label_names: Sequence[str]) -> dict[str, tuple[float, float]]:
-    """Validate ``postprocess.plausible_ml``: {label name: [low, high]} in ml, with
-    0 <= low < high < inf and every name a label of the model. Returns the ranges as tuples;
-    raises ValueError with the problem (the manifest validator names the file and field)."""
-    if not isinstance(value, dict):
-        raise ValueError(f"must be a JSON object of label name -> [low, high] ml (got {value!r})")
-    ranges = {}
-    for name, bounds in value.items():
-        if name not in label_names:
-            raise ValueError(
-                f"names {name!r}, which is not a label of this model ({', '.join(label_names)})"
-            )
-        numbers = bounds if isinstance(bounds, (list, tuple)) else ()
-        if len(numbers) != 2 or any(
-            isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b)
-            for b in numbers
-        ):
-            raise ValueError(f"[{name!r}] must be [low, high], two finite numbers of ml")
-        low, high = float(numbers[0]), float(numbers[1])
-        if not 0.0 <= low < high:
-            raise ValueError(f"[{name!r}] must satisfy 0 <= low < high (got [{low:g}, {high:g}])")
-        ranges[name] = (low, high)
-    return ranges
 
 
 def segment_volumes_ml(
