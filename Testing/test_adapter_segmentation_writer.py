@@ -138,3 +138,69 @@ def test_transformed_output_node_is_refused(scene_and_volume):
     node.SetAndObserveTransformNodeID(transform.GetID())
     with pytest.raises(UNetPlusPlusError, match="is under a transform"):
         segmentation_writer.write_segments(make_labels(), volume_node, node)
+
+
+def other_patient(scene, name: str = "other patient"):
+    """A volume on another grid: other size, spacing and origin."""
+    array = np.zeros((1, 5, 9, 10), np.float32)
+    volume = Volume(array, (0.8, 0.8, 3.0), (40.0, 9.0, -60.0), np.eye(3))
+    return geometry.volume_node_from_volume(scene, volume, name)
+
+
+def node_state(node) -> list:
+    """Every segment's name, label value and labelmap (extent and voxels)."""
+    segmentation, state = node.GetSegmentation(), []
+    for name in segmentation_writer.segment_names(node):
+        segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
+        image = segment.GetRepresentation(labelmap_name())
+        voxels = geometry.array_from_oriented_image(image).tobytes()
+        state.append((name, segment.GetLabelValue(), tuple(image.GetExtent()), voxels))
+    return state
+
+
+def test_a_node_of_another_volume_is_left_untouched(scene_and_volume):
+    scene, brain = scene_and_volume
+    other = other_patient(scene)
+    theirs = segmentation_writer.write_segments(make_labels(), other, names={1: "nodule 1"})
+    before, rebound = node_state(theirs), []
+
+    ours = segmentation_writer.write_segments(
+        make_labels(), brain, theirs, names={1: "nodule 2"}, rebound=rebound
+    )
+
+    assert ours is not theirs and node_state(theirs) == before  # not one segment added
+    assert rebound == [(theirs.GetName(), "it was made for volume 'other patient'")]
+    role = ours.GetReferenceImageGeometryReferenceRole()
+    assert ours.GetNodeReferenceID(role) == brain.GetID()
+    assert segmentation_writer.segment_names(ours) == ["nodule 2", "enhancing tumor"]
+
+
+def test_another_grid_is_caught_without_the_reference(scene_and_volume):
+    """A node whose only binding is its reference geometry (a .seg.nrrd loaded without its
+    volume keeps it): another grid is another volume's; the same grid is this one's."""
+    scene, brain = scene_and_volume
+    other = other_patient(scene)
+    theirs = segmentation_writer.write_segments(make_labels(), other)
+    theirs.RemoveNodeReferenceIDs(theirs.GetReferenceImageGeometryReferenceRole())
+    before, rebound = node_state(theirs), []
+
+    ours = segmentation_writer.write_segments(make_labels(), brain, theirs, rebound=rebound)
+
+    assert ours is not theirs and node_state(theirs) == before
+    assert rebound[0][1].startswith("its reference geometry is another grid (10 x 9 x 5 voxels")
+    mine = segmentation_writer.write_segments(make_labels(), brain, node_name="mine")
+    mine.RemoveNodeReferenceIDs(mine.GetReferenceImageGeometryReferenceRole())
+    again = segmentation_writer.write_segments(
+        make_labels(), brain, mine, names={1: "edema 2", 2: "tumor 2"}, rebound=rebound
+    )
+    assert again is mine and len(rebound) == 1 and len(node_state(mine)) == 4
+
+
+def test_an_unbound_empty_node_is_bound_to_the_volume(scene_and_volume):
+    scene, brain = scene_and_volume
+    empty = slicer.vtkMRMLSegmentationNode()
+    scene.AddNode(empty)
+    rebound = []
+    node = segmentation_writer.write_segments(make_labels(), brain, empty, rebound=rebound)
+    assert node is empty and rebound == []
+    assert node.GetNodeReferenceID(node.GetReferenceImageGeometryReferenceRole()) == brain.GetID()

@@ -44,6 +44,7 @@ from .input_checks import check_click, loaded_file, nifti_file_warnings
 from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted, merge_warnings
+from .segmentation_binding import other_volume_binding
 from .segmentation_writer import next_numbered_name, write_segments
 from .training_export import export_training_case
 
@@ -320,7 +321,9 @@ class SegmentationLogic:
         """Write engine labels into ``output_node`` (or a new node); see write_segments.
 
         ``warnings`` receives one line per segment the user had edited and that was kept
-        beside the new result instead of being replaced.
+        beside the new result instead of being replaced, and one when ``output_node`` belongs
+        to another volume (another patient's, or another grid's): it is left untouched and the
+        result goes into a new node (segmentation_binding).
 
         A prompted (lung nodule) model adds numbered segments, "<label> 1", "<label> 2", ...:
         each click adds one nodule to the chosen output node.
@@ -328,15 +331,19 @@ class SegmentationLogic:
         reference = volume_nodes[0]
         if reference.GetScene() is None:
             raise UNetPlusPlusError(f"Volume '{reference.GetName()}' is no longer in the scene.")
+        into = output_node
+        if into is not None and other_volume_binding(into, reference) is not None:
+            into = None  # write_segments makes a new node (and says why): number from 1
         names = None
         if is_prompted(manifest):
             names = {
-                spec.value: next_numbered_name(output_node, spec.name)
-                if output_node is not None
+                spec.value: next_numbered_name(into, spec.name)
+                if into is not None
                 else f"{spec.name} 1"
                 for spec in labels.labels
             }
         kept: list = []
+        rebound: list = []
         node = write_segments(
             labels,
             reference,
@@ -347,8 +354,15 @@ class SegmentationLogic:
             # one small lesion per click: keep its box, not a labelmap as large as the CT
             crop_to_content=is_prompted(manifest),
             kept=kept,
+            rebound=rebound,
         )
         if warnings is not None:
+            warnings += [
+                f"Output segmentation '{name}' was not changed: {reason}, and this result is "
+                f"for volume '{reference.GetName()}'; it was written to a new segmentation, "
+                f"'{node.GetName()}'."
+                for name, reason in rebound
+            ]
             warnings += [
                 f"Segment '{name}' had been edited since UNet++ wrote it; your version is kept "
                 f"as '{new_name}' beside the new '{name}'."

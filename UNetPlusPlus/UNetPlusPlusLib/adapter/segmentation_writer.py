@@ -10,6 +10,11 @@ User edits are never overwritten: segments of the same name are replaced only wh
 (segment_fingerprint): one the user has edited since, or made, is kept under a new name
 ("liver (edited)") beside the new result. Without ``replace_existing`` the result goes into a
 new node.
+
+Nor are patients mixed: a node bound to another volume (segmentation_binding: its reference
+volume, or without one its reference geometry) never receives segments; the result goes into
+a new node for the segmented volume, and the caller is told (``rebound``). A node bound to
+nothing (a new, empty segmentation) is bound to the segmented volume.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from ..engine.volume import LabelVolume
 from ..errors import UNetPlusPlusError
 from .geometry import oriented_image_from_labels
 from .segment_fingerprint import is_unchanged, stamp
+from .segmentation_binding import other_volume_binding
 
 
 def binary_labelmap_name() -> str:
@@ -113,6 +119,7 @@ def write_segments(
     values: Sequence[int] | None = None,
     crop_to_content: bool = False,
     kept: list | None = None,
+    rebound: list | None = None,
 ):
     """Write ``labels`` as segments; return the node that received them.
 
@@ -127,6 +134,9 @@ def write_segments(
     ``crop_to_content``: store the labelmap with the smallest extent that holds its voxels (one
     nodule per click; see geometry.oriented_image_from_labels).
     ``kept``: a list that receives ``(name, new name)`` for each edited segment kept.
+    ``rebound``: a list that receives ``(node name, reason)`` when ``segmentation_node`` belongs
+    to another volume (:func:`.segmentation_binding.other_volume_binding`): the segments then
+    go into a new node, and that node is left untouched.
     """
     scene = reference_volume_node.GetScene()
     if scene is None:
@@ -135,6 +145,12 @@ def write_segments(
     wanted = {spec.value: (names or {}).get(spec.value, spec.name) for spec in specs}
     node_name = node_name or f"{reference_volume_node.GetName()} segmentation"
 
+    if segmentation_node is not None:
+        reason = other_volume_binding(segmentation_node, reference_volume_node)
+        if reason is not None:  # another patient's, or another grid's: never add to it
+            if rebound is not None:
+                rebound.append((segmentation_node.GetName(), reason))
+            segmentation_node = None
     if segmentation_node is not None:
         if segmentation_node.GetParentTransformNode() is not None:
             raise UNetPlusPlusError(

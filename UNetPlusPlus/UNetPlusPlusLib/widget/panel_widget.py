@@ -47,6 +47,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
         self._seenPointIds = set()
         self._observedSeeds = None
         self._fittedRoi = None  # the warning of an ROI fitted to the volume by the last start
+        self._outputCheckedFor = None  # (task, volume ID) the output node was last checked for
         self._updating = False
         self._dependenciesReady = False
 
@@ -176,6 +177,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
             self._selectByData(self.ui.taskSelector, self._parameterNode.task)
             self._selectByData(self.ui.deviceSelector, self._parameterNode.device)
             self.updateModelDependentGui()
+            self.releaseOtherVolumesOutput()  # a new volume: not another patient's output
             self.observeSeeds(self._parameterNode.noduleSeeds)
             self.ui.roiPlaceWidget.setCurrentNode(self._parameterNode.roi)
             self.updateButtons()

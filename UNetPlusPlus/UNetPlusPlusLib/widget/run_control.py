@@ -142,6 +142,7 @@ class RunControl(PointBatch):
                 )
             raise UNetPlusPlusError(_("Place a point on the nodule or choose an ROI around it."))
         volumes = self.inputVolumes(manifest)
+        released = self.releaseOtherVolumesOutput()  # another patient's node: a new one
         self._fittedRoi = self.fitEmptyRoi(volumes)  # a warning, or None
         self.logic.segmentationLogic.channel_check = bool(p.channelCheck)
         try:
@@ -164,11 +165,46 @@ class RunControl(PointBatch):
             raise
         if self._fittedRoi:  # shown with the run's other warnings, first
             self._job.warnings.insert(0, self._fittedRoi)
+        if released:
+            self._job.warnings.insert(0, released)
         self.appendLog("$ " + " ".join(self._job.command))
         self.ui.progressBar.setValue(0)
         self.ui.statusLabel.text = _("Starting...")
         self._timer.start()
         self.updateButtons()
+
+    def releaseOtherVolumesOutput(self) -> Optional[str]:
+        """Once the task or the (first) input volume has changed: if the output segmentation
+        belongs to another volume (adapter/segmentation_binding.py: another patient's, or
+        another grid's), select "Create new segmentation" (None) and say so in the status text
+        and the log; returns that message, or None. The node is left as it is; clicks on the
+        same volume keep adding to the same node. Called by the panel on each parameter change
+        and before each run."""
+        from UNetPlusPlusLib.adapter.segmentation_binding import other_volume_binding
+
+        p = self._parameterNode
+        if p is None:
+            return None
+        manifest = self.currentModel()
+        volume = next(iter(self.inputVolumes(manifest)), None)
+        key = (getattr(manifest, "name", None), volume.GetID() if volume is not None else None)
+        if key == getattr(self, "_outputCheckedFor", None):
+            return None  # nothing changed: a node the user chose stays chosen
+        self._outputCheckedFor = key
+        output = p.outputSegmentation
+        if output is None or volume is None:
+            return None
+        reason = other_volume_binding(output, volume)
+        if reason is None:
+            return None
+        p.outputSegmentation = None
+        message = _(
+            "Output is now 'Create new segmentation': segmentation '{name}' is not for input "
+            "volume '{volume}' ({reason}); it is left unchanged."
+        ).format(name=output.GetName(), volume=volume.GetName(), reason=reason)
+        self.appendLog(f"warning: {message}")
+        self.ui.statusLabel.text = message
+        return message
 
     def fitEmptyRoi(self, volumeNodes) -> Optional[str]:
         """An ROI selected but never placed (no size) is fitted to the volume, with a warning, so
