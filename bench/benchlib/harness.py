@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from UNetPlusPlusLib.engine import runtime_env
 
-from . import default_models, executors_bench, machine, workload
+from . import default_models, executors_bench, interleave, machine, workload
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 DEPTHS = ("4", "3", "2", "1", "ensemble")
@@ -115,25 +115,25 @@ def measure(args: argparse.Namespace, workdir: Path, log) -> dict:
         "tile",
     )
     configs = [("monai", "4")] + [("ours", d) for d in DEPTHS]
-    for round_index in range(rounds):
-        log(f"whole volume {'x'.join(map(str, shape))}, round {round_index + 1}/{rounds}")
-        for engine, depth in configs:
-            key = f"{engine}:{depth}"
-            job = {
-                "kind": "volume",
-                "engine": engine,
-                "volume": str(workdir / "volume.npy"),
-                "depth": int(depth) if depth.isdigit() else depth,
-                **common,
-            }
-            if round_index == 0 and depth == "4":
-                job["labels_out"] = str(workdir / f"labels-{engine}.npy")
-            result = run(job, f"{engine} {'L' + depth if depth.isdigit() else depth}")
-            previous = results["volume"].get(key)
-            if previous is not None:
-                result["seconds"] = previous["seconds"] + result["seconds"]
-                result["peak_rss_mb"] = max(previous["peak_rss_mb"], result["peak_rss_mb"])
-            results["volume"][key] = result
+    for round_index, (engine, depth) in interleave.order(rounds, [configs]):
+        if (engine, depth) == configs[0]:
+            log(f"whole volume {'x'.join(map(str, shape))}, round {round_index + 1}/{rounds}")
+        key = f"{engine}:{depth}"
+        job = {
+            "kind": "volume",
+            "engine": engine,
+            "volume": str(workdir / "volume.npy"),
+            "depth": int(depth) if depth.isdigit() else depth,
+            **common,
+        }
+        if round_index == 0 and depth == "4":
+            job["labels_out"] = str(workdir / f"labels-{engine}.npy")
+        result = run(job, f"{engine} {'L' + depth if depth.isdigit() else depth}")
+        previous = results["volume"].get(key)
+        if previous is not None:
+            result["seconds"] = previous["seconds"] + result["seconds"]
+            result["peak_rss_mb"] = max(previous["peak_rss_mb"], result["peak_rss_mb"])
+        results["volume"][key] = result
     ours = np.load(workdir / "labels-ours.npy")
     theirs = np.load(workdir / "labels-monai.npy")
     results["agree"] = float(np.mean(ours == theirs))

@@ -21,7 +21,7 @@ import time
 import torch
 from UNetPlusPlusLib.engine import cpu_inference, executors
 
-from . import workload
+from . import interleave, workload
 from .executor_worker import _shipped
 
 
@@ -72,24 +72,24 @@ def main(argv: list[str]) -> int:
                 for mode in modes:
                     runners[mode].run(tile, depth)
             plan.append((f"{task}:L{depth}", depth, tile, runners))
-        for _ in range(rounds):
-            for key, depth, tile, runners in plan:
-                for mode in modes:
-                    cpu_inference.norm_act_ = old_norm if mode == "old" else new_norm
-                    took = []
-                    for _ in range(reps):
-                        started = time.perf_counter()
-                        runners[mode].run(tile, depth)
-                        took.append(time.perf_counter() - started)
-                    times.setdefault(key, {}).setdefault(mode, []).append(statistics.median(took))
+        cells = {key: (depth, tile, runners) for key, depth, tile, runners in plan}
+
+        def measure(cell: tuple) -> float:
+            key, mode = cell
+            depth, tile, runners = cells[key]
+            cpu_inference.norm_act_ = old_norm if mode == "old" else new_norm
+            took = []
+            for _ in range(reps):
+                started = time.perf_counter()
+                runners[mode].run(tile, depth)
+                took.append(time.perf_counter() - started)
+            return statistics.median(took)
+
+        groups = [[(key, mode) for mode in modes] for key in cells]
+        for (key, mode), values in interleave.collect(rounds, groups, measure).items():
+            times.setdefault(key, {})[mode] = values
         cpu_inference.norm_act_ = new_norm
-    result = {}
-    for key, by_mode in times.items():
-        result[key] = {mode: round(statistics.median(v), 5) for mode, v in by_mode.items()}
-        for mode, values in by_mode.items():
-            if mode != "ours" and "ours" in by_mode:
-                ratios = (a / b for a, b in zip(values, by_mode["ours"]))
-                result[key][f"{mode}/ours"] = round(statistics.median(ratios), 3)
+    result = interleave.summarize(times, "ours")
     print(json.dumps(result))
     return 0
 

@@ -15,6 +15,8 @@ import statistics
 import time
 from typing import Callable, Collection, Optional, Sequence
 
+from . import interleave
+
 OPENVINO = "openvino"
 
 #: a plan entry as the job builds it: (config name, depth, executor name, runner, tile)
@@ -59,9 +61,7 @@ def schedule(
         if cell is None:
             order.append((index, False))
         elif cell not in done:
-            first, second = cells[cell]
-            if (round_index + len(done)) % 2:
-                first, second = second, first
+            first, second = interleave.rotated(cells[cell], round_index + len(done))
             order += [(first, True), (second, True)]
             done.add(cell)
     return order

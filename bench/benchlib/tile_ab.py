@@ -22,6 +22,7 @@ import time
 import torch
 from UNetPlusPlusLib.engine import cpu_inference, executors, network
 
+from . import interleave
 from .norm_ab import _build
 
 
@@ -58,24 +59,25 @@ def main(argv: list[str]) -> int:
                     network.cpu_inference = old if mode == "old" else cpu_inference
                     runners[mode].run(tile, depth)
             plan.append((f"{task}:L{depth}", depth, tile, runners))
-        for _ in range(rounds):
-            for key, depth, tile, runners in plan:
-                for mode in modes:
-                    network.cpu_inference = old if mode == "old" else cpu_inference
-                    took = []
-                    for _ in range(reps):
-                        started = time.perf_counter()
-                        runners[mode].run(tile, depth)
-                        took.append(time.perf_counter() - started)
-                    times.setdefault(key, {}).setdefault(mode, []).append(statistics.median(took))
+        cells = {key: (depth, tile, runners) for key, depth, tile, runners in plan}
+
+        def measure(cell: tuple) -> float:
+            key, mode = cell
+            depth, tile, runners = cells[key]
+            network.cpu_inference = old if mode == "old" else cpu_inference
+            took = []
+            for _ in range(reps):
+                started = time.perf_counter()
+                runners[mode].run(tile, depth)
+                took.append(time.perf_counter() - started)
+            return statistics.median(took)
+
+        groups = [[(key, mode) for mode in modes] for key in cells]
+        for (key, mode), values in interleave.collect(rounds, groups, measure).items():
+            times.setdefault(key, {})[mode] = values
         network.cpu_inference = cpu_inference
     result: dict = {"load": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
-    for key, by_mode in times.items():
-        result[key] = {mode: round(statistics.median(v), 5) for mode, v in by_mode.items()}
-        for mode, values in by_mode.items():
-            if mode != "ours" and "ours" in by_mode:
-                ratios = (a / b for a, b in zip(values, by_mode["ours"]))
-                result[key][f"{mode}/ours"] = round(statistics.median(ratios), 3)
+    result.update(interleave.summarize(times, "ours"))
     print(json.dumps(result))
     return 0
 

@@ -18,6 +18,7 @@ import torch
 from UNetPlusPlusLib.engine import cpu_inference as ci
 from UNetPlusPlusLib.engine import cpu_norm, network
 
+from . import interleave
 from .executor_worker import _shipped
 
 
@@ -63,34 +64,28 @@ def main() -> None:
                 setv(variants[n])
                 m(x, depth=d)
                 m(x, depth=d)
-        for r in range(rounds):
-            for task, d in cfgs:
-                m, x = models[task]
-                order = names[r % len(names) :] + names[: r % len(names)]
-                for n in order:
-                    setv(variants[n])
-                    s = []
-                    c = []
-                    for _ in range(5):
-                        a = time.perf_counter()
-                        p = time.process_time()
-                        m(x, depth=d)
-                        s.append(time.perf_counter() - a)
-                        c.append(time.process_time() - p)
-                    times.setdefault(f"{task}:L{d}", {}).setdefault(n, []).append(
-                        statistics.median(s)
-                    )
-                    times.setdefault(f"{task}:L{d}:cpu", {}).setdefault(n, []).append(
-                        statistics.median(c)
-                    )
+
+        def measure(cell: tuple) -> tuple:
+            (task, d), n = cell
+            m, x = models[task]
+            setv(variants[n])
+            s = []
+            c = []
+            for _ in range(5):
+                a = time.perf_counter()
+                p = time.process_time()
+                m(x, depth=d)
+                s.append(time.perf_counter() - a)
+                c.append(time.process_time() - p)
+            return statistics.median(s), statistics.median(c)
+
+        groups = [[((task, d), n) for n in names] for task, d in cfgs]
+        samples = interleave.collect(rounds, groups, measure, rotate=True)
+        for ((task, d), n), values in samples.items():
+            times.setdefault(f"{task}:L{d}", {})[n] = [wall for wall, _ in values]
+            times.setdefault(f"{task}:L{d}:cpu", {})[n] = [cpu for _, cpu in values]
     out = {"load": [round(load0, 1), round(os.getloadavg()[0], 1)]}
-    for k, by in times.items():
-        out[k] = {n: round(statistics.median(v) * 1e3, 2) for n, v in by.items()}
-        for n, v in by.items():
-            if n != "none":
-                out[k][n + "/none"] = round(
-                    statistics.median(a / b for a, b in zip(v, by["none"])), 3
-                )
+    out.update(interleave.summarize(times, "none", scale=1e3, digits=2))
     print(json.dumps(out))
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import weakref
 from typing import Any, ContextManager, Iterator, Sequence, Union
 
 import torch
@@ -383,12 +384,11 @@ class UNetPlusPlus3D(nn.Module):
         unless forward hooks watch the modules, which that path does not call."""
         if self.training or _plain() or not cpu_inference.available(x) or _global_hooks():
             return False
-        for m in self.modules():  # one walk (it costs ~0.3 ms a tile): hooks, norm statistics
-            if m._forward_hooks or m._forward_pre_hooks:
-                return False
-            if isinstance(m, nn.BatchNorm3d) and m.running_var is None:
-                return False  # eval batch norm needs its running statistics
-        return True
+        tree = _module_tree(self)  # flat and cached: ``modules()`` cost ~0.3 ms a tile
+        if any(m._forward_hooks or m._forward_pre_hooks for m in tree.modules):
+            return False
+        # eval batch norm needs its running statistics
+        return all(m.running_var is not None for m in tree.batch_norms)
 
     @staticmethod
     def reuse_buffers(workspace: Any = None) -> ContextManager[Any]:
@@ -399,6 +399,39 @@ class UNetPlusPlus3D(nn.Module):
         ``workspace``: the one an earlier block yielded, to keep them across blocks too.
         """
         return cpu_inference.reuse_buffers(workspace)
+
+
+class _ModuleTree:
+    """``model.modules()`` as a flat tuple, with what it was built from: each module's children.
+
+    Walking the tree through ``modules()`` (nested generators) cost ~0.3 ms per tile, 2-3 % of a
+    nodule tile on two threads; a flat tuple is checked for hooks in a few microseconds. The
+    snapshot makes it exact: any child added, replaced or removed anywhere (``setattr``,
+    ``del``, a container's insert) changes some module's ``_modules`` and forces a new walk.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = tuple(model.modules())
+        self.parents = tuple((m, tuple(m._modules.values())) for m in self.modules if m._modules)
+        self.leaves = tuple(m for m in self.modules if not m._modules)
+        self.batch_norms = tuple(m for m in self.modules if isinstance(m, nn.BatchNorm3d))
+
+    def current(self) -> bool:
+        """Whether no module of the tree gained, lost or swapped a child since the walk."""
+        if any(m._modules for m in self.leaves):
+            return False
+        return all(tuple(m._modules.values()) == kids for m, kids in self.parents)
+
+
+_TREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _module_tree(model: nn.Module) -> _ModuleTree:
+    """``model``'s cached :class:`_ModuleTree`, walked again when its structure changed."""
+    tree = _TREES.get(model)
+    if tree is None or not tree.current():
+        tree = _TREES[model] = _ModuleTree(model)
+    return tree
 
 
 def _global_hooks() -> bool:

@@ -11,7 +11,7 @@ spinning for 1 ms (``GOMP_SPINCOUNT=100000``) made a nodule tile 17x slower than
 On a quiet machine, though, every sleeping worker must be woken (a system call, and on a
 virtual machine an interrupt through the hypervisor) before each region: there sleeping cost
 30-40 % per tile on the shipped models (nodule L1 16.8 against 12.0 ms, liver L4 174.6 against
-134.7 ms, medians of 5 interleaved fresh processes; docs/BENCHMARK_MODELS.md, "Session 12:
+134.7 ms, medians of 5 interleaved fresh processes; docs/BENCHMARK_WAIT_POLICY.md, "Session 12:
 spin when quiet").
 
 So the wait policy is chosen per process, when torch is first imported (OpenMP reads these
@@ -195,7 +195,7 @@ def prefer_passive() -> None:
     training, and ``unetpp serve`` beside Slicer. Their load changes under them, and a spinning
     worker pool would burn the time slices that Slicer's own main thread needs; a spinning
     process under load runs on one thread (``spin_guard``), 1.2-1.9x slower than sleeping on
-    two (docs/BENCHMARK_MODELS.md, "Session 12"). Effective only before torch is imported and
+    two (docs/BENCHMARK_WAIT_POLICY.md, "Session 12"). Effective only before torch is imported and
     when the user left the choice to us; ``UNETPP_WAIT_POLICY=spin`` is kept (asked for)."""
     if "torch" in sys.modules or not _ours(os.environ):
         return

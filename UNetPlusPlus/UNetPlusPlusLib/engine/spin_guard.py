@@ -4,7 +4,7 @@
 starts. If other programs then take the cores (a one-shot run that outlives the quiet, or
 ``unetpp serve`` in Slicer for hours), every barrier would spin while the sibling it waits for
 is descheduled: under two busy programs a nodule tile took 17x longer than with sleeping
-workers (docs/BENCHMARK_MODELS.md, "Session 12: spin when quiet"). The spin count cannot
+workers (docs/BENCHMARK_WAIT_POLICY.md, "Session 12: spin when quiet"). The spin count cannot
 change once OpenMP has started, but threads that each keep a CPU are not descheduled at a
 barrier, and one intra-op thread has no barrier to spin at. So before each tile and before the
 post-processing (resampling to the input grid, argmax), :func:`before_parallel_work` looks at
