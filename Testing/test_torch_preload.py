@@ -136,3 +136,27 @@ def test_in_process_callers_start_no_thread(tmp_path, capsys, fresh_preload):
     assert code == 2 and "is not a CT" in capsys.readouterr().err
     assert not torch_preload.started()
     assert not [t for t in threading.enumerate() if t.name.startswith("unetpp-import")]
+
+
+def test_serve_imports_torch_on_the_thread_from_its_start(tmp_path):
+    """`unetpp serve` run as a program begins importing torch before its first request."""
+    fake = _fake_torch(
+        tmp_path / "fake",
+        "import pathlib, threading\n"
+        "pathlib.Path('imported_on.txt').write_text(threading.current_thread().name)\n",
+    )
+    names = (*runtime_env._OPENMP_NAMES, "KMP_BLOCKTIME", runtime_env.MARK, runtime_env.KNOB)
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["PYTHONPATH"] = os.pathsep.join([str(fake), str(LIB_PARENT)])
+    done = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
+        input='{"quit": true}\n',
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0])["ready"] is True
+    assert (tmp_path / "imported_on.txt").read_text() == "unetpp-import-torch"

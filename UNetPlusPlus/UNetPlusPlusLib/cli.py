@@ -237,8 +237,8 @@ def _main(argv: List[str], preload: bool = False) -> int:
             JsonProgress.emit({"error": str(error)})
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    if preload and args.command == "segment":  # torch imports while the inputs are read
-        torch_preload.start()
+    if preload and args.command in ("segment", "serve"):  # torch imports while the inputs
+        torch_preload.start()  # are read (serve: from its start, for the first request)
     json_mode = bool(getattr(args, "progress_json", False))
     progress = JsonProgress() if json_mode else BarProgress(getattr(args, "quiet", False))
 

@@ -19,7 +19,9 @@ What does not change:
 - A failed import (a broken install) is raised by :func:`wait` in the main thread, as the
   same exception ``import torch`` raised there before; nothing is printed from the thread.
 
-In-process callers (tests, ``cli.main(argv)``, the Slicer module) never start the thread.
+`unetpp serve` (run as a program) starts the import as it starts, so that its first request,
+which reads its inputs meanwhile, does not wait for all of it. In-process callers (tests,
+``cli.main(argv)``, the Slicer module's in-process runs) never start the thread.
 """
 
 from __future__ import annotations
