@@ -13,8 +13,9 @@ The sub-commands live in cli_segment.py (its options: cli_segment_options.py), c
 cli_devices.py, cli_serve.py and training/cli.py;
 option types in cli_args.py; output checks and all-or-nothing writing in cli_outputs.py; exit
 statuses in exit_codes.py. Nothing
-here imports torch: `segment` imports it only after every option, output path and input has been
-checked.
+here imports torch: `segment` waits for it only after every option, output path and input has
+been checked (run as a program, it imports torch on a background thread meanwhile,
+torch_preload.py; an error is still reported without waiting for that import).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import traceback
 import warnings
 from typing import List, Optional
 
+from . import torch_preload
 from .cli_args import ArgumentError, Parser
 from .cli_devices import add_devices_parser
 from .cli_models import add_models_parser
@@ -188,10 +190,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run `unetpp`; returns the exit status (0 ok, 2 user error, 3 cancelled, 1 a bug).
 
     Run as a program (``argv`` None: the ``unetpp`` script, ``python -m UNetPlusPlusLib.cli``),
-    a ``segment`` that imported torch ends the process itself once every output is closed and
+    ``segment`` imports torch on a background thread from the moment its options are parsed
+    (``torch_preload``), and ends the process itself once every output is closed and
     stdout and stderr are flushed: the interpreter's teardown with torch loaded took about
-    0.5 s of every run, a third of a nodule click (docs/BENCHMARK_E2E.md, "End to end"). Not under
-    a profiler or tracer (``python -m cProfile``, coverage), which write their results at exit."""
+    0.5 s of every run, a third of a nodule click (docs/BENCHMARK_E2E.md, "End to end"), and an
+    input error need not wait for the import to finish. Not under a profiler or tracer
+    (``python -m cProfile``, coverage), which write their results at exit."""
     from .engine import runtime_env
 
     runtime_env.apply()  # before anything imports torch: no OpenMP busy-waiting under load
@@ -202,13 +206,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with warnings.catch_warnings():  # the filters stay as they are; only the display
             warnings.showwarning = _Warnings()
-            code = _main(argv)
+            code = _main(argv, preload=program)
     except BrokenPipeError:
         return _quiet_broken_pipe()
     command = [a for a in argv if not a.startswith("-")][:1]
     traced = sys.getprofile() is not None or sys.gettrace() is not None  # cProfile, coverage
-    if program and command == ["segment"] and "torch" in sys.modules and not traced:
-        _exit_now(code)
+    torch_loading = "torch" in sys.modules or torch_preload.started()
+    if program and command == ["segment"] and torch_loading and not traced:
+        _exit_now(code)  # also when an input error came while torch was still importing
     return code
 
 
@@ -223,7 +228,7 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _main(argv: List[str]) -> int:
+def _main(argv: List[str], preload: bool = False) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -232,6 +237,8 @@ def _main(argv: List[str]) -> int:
             JsonProgress.emit({"error": str(error)})
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    if preload and args.command in ("segment", "serve"):  # torch imports while the inputs
+        torch_preload.start()  # are read (serve: from its start, for the first request)
     json_mode = bool(getattr(args, "progress_json", False))
     progress = JsonProgress() if json_mode else BarProgress(getattr(args, "quiet", False))
 

@@ -1,9 +1,10 @@
 """`unetpp segment`: options, checks before any work, the run, and the outputs (all or none).
 
-Order of work, so that a mistake is reported in a second, before torch is imported: parse and
-check the options (cli_args), check every output path (cli_outputs), check the inputs exist,
+Order of work, so that a mistake is reported in a second, without waiting for torch: parse
+and check the options (cli_args), check every output path (cli_outputs), check the inputs exist,
 load the manifest, read the inputs and run the input sanity checks (no torch), and only then
-load the network and infer.
+load the network and infer. Run as a program, the CLI imports torch meanwhile on a background
+thread (torch_preload.py); in-process callers import it only when the network loads.
 Coordinates are RAS millimetres, as 3D Slicer shows them, unless ``--lps``.
 """
 
@@ -15,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import torch_preload
 from .cancel import CancelFile, cancellable
 from .cli_args import (
     SEGMENTATION_EXTENSIONS,
@@ -296,6 +298,7 @@ def run_segment(
         frame, where = "LPS" if args.lps else "RAS", _named_point(args, number - 1)
         check_point_on_image(volume.grid, point, given, frame, number, where=where)
     _refuse_clicks_outside(args, manifest, volume, points)
+    torch_preload.wait()  # the CLI's background import of torch (its error, if it failed)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
     # one click: labels with the smallest extent that holds them (engine/point_crop.py)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -112,13 +113,15 @@ def split_by_stage(stamps: dict[str, float], total: float) -> dict[str, float]:
 
 
 def run_case(case: dict, threads: int, env: dict, output: Optional[Path] = None) -> dict:
-    """One end-to-end run in a fresh process: {"seconds": wall s, "split": {stage: s},
-    "depth": k}. Writes the segmentation to ``output`` when given (else to a temporary file).
+    """One end-to-end run in a fresh process: {"seconds": wall s, "cpu_s": its user + system
+    CPU-seconds (all threads), "split": {stage: s}, "depth": k}. Writes the segmentation to
+    ``output`` when given (else to a temporary file).
     Raises RuntimeError with the CLI's stderr when it exits with an error."""
     with tempfile.TemporaryDirectory(prefix="unetpp-e2e-") as tmp:
         command = [sys.executable, "-m", "UNetPlusPlusLib.cli", "segment", *case["inputs"]]
         command += [*case["args"], "--threads", str(threads), "--progress-json"]
         command += ["-o", str(output or Path(tmp) / "out.seg.nrrd")]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -137,14 +140,18 @@ def run_case(case: dict, threads: int, env: dict, output: Optional[Path] = None)
         stderr = process.stderr.read()
         process.wait()
         total = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
         raise RuntimeError(f"unetpp segment failed ({process.returncode}): {stderr[-2000:]}")
-    return {"seconds": total, "split": split_by_stage(first, total), "depth": result.get("depth")}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    split = split_by_stage(first, total)
+    return {"seconds": total, "cpu_s": cpu, "split": split, "depth": result.get("depth")}
 
 
 def format_split(result: dict) -> str:
     parts = ", ".join(f"{stage} {result['split'][stage]:.2f}" for stage in STAGES)
-    return f"{result['seconds']:.2f} s at L{result['depth']} ({parts})"
+    cpu = f", cpu {result['cpu_s']:.2f} s" if "cpu_s" in result else ""  # warm: none
+    return f"{result['seconds']:.2f} s at L{result['depth']} ({parts}){cpu}"
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -225,8 +232,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     for (name, depth, tree), runs in summary.items():
         total = statistics.median(r["seconds"] for r, _ in runs)
         work = statistics.median(r["split"]["preprocess"] + r["split"]["infer"] for r, _ in runs)
+        cpus = [r["cpu_s"] for r, _ in runs if "cpu_s" in r]
+        cpu = f", cpu {statistics.median(cpus):.2f} s" if cpus else ""
         loads = [load for _, load in runs]
-        print(f"median {name} L{depth} {tree}: {total:.2f} s, preprocess + infer {work:.2f} s "
+        print(f"median {name} L{depth} {tree}: {total:.2f} s{cpu}, preprocess + infer {work:.2f} s "
               f"({len(runs)} runs, load {min(loads):.1f}-{max(loads):.1f})")  # fmt: skip
 
 

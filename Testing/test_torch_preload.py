@@ -1,0 +1,162 @@
+"""`unetpp segment` imports torch on a background thread while it reads and checks the inputs
+(torch_preload.py): the import's failure, an input error during the import, the OpenMP wait
+policy, and no thread for in-process callers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from helpers import make_sphere_image
+from UNetPlusPlusLib import torch_preload
+from UNetPlusPlusLib.cli import main
+from UNetPlusPlusLib.engine import runtime_env
+
+REPO = Path(__file__).resolve().parents[1]
+LIB_PARENT = REPO / "UNetPlusPlus"
+
+
+def _fake_torch(folder: Path, body: str) -> Path:
+    """A package named ``torch`` under ``folder`` whose import runs ``body``."""
+    package = folder / "torch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(body)
+    return folder
+
+
+def _program(args: list, cwd: Path, pythonpath: list, timeout: int = 300):
+    """``python -m UNetPlusPlusLib.cli ARGS``, a program as a user runs it (not in-process),
+    without the OpenMP wait settings of the test session (so the policy is ``auto``)."""
+    names = (*runtime_env._OPENMP_NAMES, "KMP_BLOCKTIME", runtime_env.MARK, runtime_env.KNOB)
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+    return subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def fresh_preload(monkeypatch):
+    """This process's preload state, reset (the module keeps one preload per process)."""
+    monkeypatch.setattr(torch_preload, "_started", None)
+    yield
+    if torch_preload._started is not None:
+        torch_preload._started[0].join()
+
+
+def test_wait_hands_the_import_error_to_the_caller(tmp_path, monkeypatch, fresh_preload):
+    (tmp_path / "unetpp_broken_module.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert torch_preload.start("unetpp_broken_module")
+    assert not torch_preload.start("unetpp_broken_module")  # once per process
+    with pytest.raises(ImportError, match="broken on purpose"):
+        torch_preload.wait()
+    assert torch_preload.started() and not torch_preload.running()
+    assert "unetpp_broken_module" not in sys.modules
+
+
+def test_wait_returns_once_the_module_is_imported(tmp_path, monkeypatch, fresh_preload):
+    (tmp_path / "unetpp_fine_module.py").write_text(
+        "import threading\nTHREAD = threading.current_thread().name\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "unetpp_fine_module", raising=False)
+    assert torch_preload.start("unetpp_fine_module")
+    torch_preload.wait()
+    assert sys.modules["unetpp_fine_module"].THREAD == "unetpp-import-unetpp_fine_module"
+    assert not torch_preload.running()
+    del sys.modules["unetpp_fine_module"]
+
+
+def test_a_failed_background_import_is_one_line_and_writes_nothing(tmp_path, sphere_model):
+    """A broken torch: imported on the preload thread (not the main one), its error reported
+    once as an internal error, no traceback, no output."""
+    fake = _fake_torch(
+        tmp_path / "fake",
+        "import pathlib, threading\n"
+        "pathlib.Path('imported_on.txt').write_text(threading.current_thread().name)\n"
+        "raise ImportError('torch is broken here')\n",
+    )
+    sitk.WriteImage(make_sphere_image(), str(tmp_path / "ct.nrrd"))
+    args = ["segment", "ct.nrrd", "--model", str(sphere_model), "-o", "x.seg.nrrd"]
+    done = _program([*args, "--labelmap", "x.nii.gz"], tmp_path, [fake, LIB_PARENT])
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("warning: ")]
+    assert errors == [
+        "error: internal error (ImportError: torch is broken here); please report it, with "
+        "the output of --debug"
+    ], done.stderr
+    assert (tmp_path / "imported_on.txt").read_text() == "unetpp-import-torch"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.nrrd", "fake", "imported_on.txt"]
+
+
+def test_an_input_error_does_not_wait_for_the_import(tmp_path):
+    """A CT without air is refused with one line while torch is still importing (here, an
+    import that never ends): the process ends instead of waiting for the thread."""
+    fake = _fake_torch(tmp_path / "fake", "import time\ntime.sleep(3600)\n")
+    values = np.random.default_rng(0).integers(0, 400, (12, 14, 16)).astype(np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / "mr.nii.gz"))
+    args = ["segment", "mr.nii.gz", "--task", "liver", "-o", "x.seg.nrrd", "--progress-json"]
+    done = _program(args, tmp_path, [fake, LIB_PARENT], timeout=120)  # a hang: timeout
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "is not a CT in Hounsfield units" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "is not a CT" in json.loads(done.stdout.splitlines()[-1])["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake", "mr.nii.gz"]
+
+
+def test_the_wait_policy_is_still_chosen_at_the_import(tmp_path, sphere_model):
+    """``auto``: the policy is decided when the background thread imports torch (spin or
+    passive, not ``unmanaged``, which would mean OpenMP loaded before the choice)."""
+    sitk.WriteImage(make_sphere_image(), str(tmp_path / "ct.nrrd"))
+    args = ["segment", "ct.nrrd", "--model", str(sphere_model), "-o", "x.seg.nrrd"]
+    done = _program([*args, "--progress-json", "--threads", "1"], tmp_path, [LIB_PARENT])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])["result"]
+    assert result["openmp"]["wait_policy"] in ("spin", "passive"), result["openmp"]
+
+
+def test_in_process_callers_start_no_thread(tmp_path, capsys, fresh_preload):
+    values = np.random.default_rng(0).integers(0, 400, (12, 14, 16)).astype(np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(tmp_path / "mr.nii.gz"))
+    code = main(["segment", str(tmp_path / "mr.nii.gz"), "--task", "liver", "-o",
+                 str(tmp_path / "x.seg.nrrd")])  # fmt: skip
+    assert code == 2 and "is not a CT" in capsys.readouterr().err
+    assert not torch_preload.started()
+    assert not [t for t in threading.enumerate() if t.name.startswith("unetpp-import")]
+
+
+def test_serve_imports_torch_on_the_thread_from_its_start(tmp_path):
+    """`unetpp serve` run as a program begins importing torch before its first request."""
+    fake = _fake_torch(
+        tmp_path / "fake",
+        "import pathlib, threading\n"
+        "pathlib.Path('imported_on.txt').write_text(threading.current_thread().name)\n",
+    )
+    names = (*runtime_env._OPENMP_NAMES, "KMP_BLOCKTIME", runtime_env.MARK, runtime_env.KNOB)
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["PYTHONPATH"] = os.pathsep.join([str(fake), str(LIB_PARENT)])
+    done = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
+        input='{"quit": true}\n',
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0])["ready"] is True
+    assert (tmp_path / "imported_on.txt").read_text() == "unetpp-import-torch"
