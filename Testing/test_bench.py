@@ -380,15 +380,20 @@ def test_end_to_end_keys_keep_the_liver_time_and_skip_missing_runs():
 
 
 def test_help_prints_the_usage_without_measuring():
-    """`bench/run --help` ran the training-throughput measurement before the usage."""
+    """`bench/run --help` ran the training-throughput measurement before the usage; it also
+    imported torch (4 s of CPU) before printing it."""
+    import os
     import subprocess
 
     run = subprocess.run(
         [sys.executable, str(Path(__file__).resolve().parents[1] / "bench" / "run"), "--help"],
         capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"),  # each import, on stderr
     )  # fmt: skip
     assert run.returncode == 0 and run.stdout.startswith("usage: bench/run")
     assert "training throughput" not in run.stderr + run.stdout
+    assert "| benchlib.run_args" in run.stderr  # the import log is there ...
+    assert not re.search(r"\|\s*torch$", run.stderr, re.M)  # ... without torch
 
 
 def test_e2e_interleaves_code_trees_and_executors_and_prints_medians(monkeypatch, capsys):

@@ -344,7 +344,7 @@ def test_outputs_follow_the_umask(ball, sphere_model, tmp_path):
 
 # ------------------------------------------------------------------ 11. warnings, one line each
 def test_dicom_patient_folder_with_a_truncated_slice_gives_one_clean_warning(
-    sphere_model, tmp_path
+    sphere_model, tmp_path, capfd
 ):
     from test_volume import truncate, write_dicom_series
 
@@ -356,14 +356,12 @@ def test_dicom_patient_folder_with_a_truncated_slice_gives_one_clean_warning(
     finally:  # GDCM's writer sets LC_CTYPE to "C", which later tests would inherit
         locale.setlocale(locale.LC_CTYPE, ctype)
     truncate(paths[-1])
-    env = {**os.environ, "PYTHONPATH": str(LIB_PARENT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "UNetPlusPlusLib.cli", "segment", str(patient), "--model",
-         str(sphere_model), "--labelmap", str(tmp_path / "l.nrrd"), "--quiet"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    lines = done.stderr.strip().splitlines()
-    assert "No Series were found" not in done.stderr and "warnings.warn" not in done.stderr
+    capfd.readouterr()
+    args = ["segment", str(patient), "--model", str(sphere_model), "--quiet"]
+    main([*args, "--labelmap", str(tmp_path / "l.nrrd")])
+    err = capfd.readouterr().err  # ITK's own messages too: file descriptor 2
+    lines = err.strip().splitlines()
+    assert "No Series were found" not in err and "warnings.warn" not in err
     skipped = [line for line in lines if "slice05.dcm" in line]
     assert len(skipped) == 1 and skipped[0].startswith("warning: Skipped 1 unreadable")
     assert all(line.startswith(("warning: ", "error: ")) for line in lines), lines

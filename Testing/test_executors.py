@@ -24,12 +24,42 @@ def _need(name: str) -> None:
         pytest.skip(f"{name} is not installed")
 
 
+#: The tile of the probe tests (FastestExecutor with torch eager standing in for the library):
+#: the probe's rule does not depend on the tile's size, and torch eager takes 10x less CPU on
+#: 16^3 than on 32^3.
+PROBE_TILE = (1, 1, 16, 16, 16)
+
+
 @pytest.fixture(autouse=True)
 def graph_cache(tmp_path, monkeypatch):
-    """Exported graphs go to a fresh user cache per test."""
+    """Exported graphs go to a fresh user cache per test (unless it asks for shared_graphs)."""
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("UNETPP_EXECUTOR", raising=False)
     return tmp_path / "home" / "graphs"
+
+
+@pytest.fixture(scope="module")
+def _module_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture
+def shared_graphs(_module_home, graph_cache, monkeypatch):
+    """One user cache for the module's tests that run the graphs but do not test the cache
+    itself: each depth's graph is exported (and compiled by OpenVINO) once, not per test."""
+    monkeypatch.setenv("UNETPP_HOME", str(_module_home))
+    return _module_home / "graphs"
+
+
+@pytest.fixture(scope="module")
+def heads_reference(sphere_predictor):
+    """A 32^3 tile, the full network's heads 1..4 and its ensemble on it (the plain modules)."""
+    model = sphere_predictor.model
+    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), plain_modules():
+        heads = model.forward_heads(tile, depth=4)
+        ensemble = model(tile, depth="ensemble")
+    return tile, heads, ensemble
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +75,7 @@ def reference_labels(sphere_predictor, sphere_volume):
 
 @pytest.mark.parametrize("name", executors.NAMES)
 def test_every_executor_gives_the_reference_labels(
-    name, sphere_model, sphere_volume, reference_labels, monkeypatch
+    name, sphere_model, sphere_volume, reference_labels, monkeypatch, shared_graphs
 ):
     _need(name)
     monkeypatch.setattr(executors.FastestExecutor, "OURS_FIRST", 0)  # this volume has few tiles
@@ -61,14 +91,13 @@ def test_every_executor_gives_the_reference_labels(
 
 
 @pytest.mark.parametrize("name", executors.NAMES)
-def test_run_at_depth_k_equals_head_k_of_the_full_network(name, sphere_predictor):
+def test_run_at_depth_k_equals_head_k_of_the_full_network(
+    name, sphere_predictor, heads_reference, shared_graphs
+):
     _need(name)
     model = sphere_predictor.model
     executor = executors.make_executor(name, model, "cpu", threads=2, weights_sha256="ab" * 32)
-    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad(), plain_modules():
-        heads = model.forward_heads(tile, depth=4)
-        ensemble = model(tile, depth="ensemble")
+    tile, heads, ensemble = heads_reference
     for k in (1, 2, 3, 4):
         got = executor.run(tile, depth=k)
         assert got.shape == heads[k - 1].shape
@@ -156,7 +185,7 @@ def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_pre
     # torch eager stands in for the library; a deterministic clock makes it 5 times slower
     # than ours (real timings flake on a loaded machine)
     fastest = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
-    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+    tile = torch.randn(PROBE_TILE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = sphere_predictor.model(tile, depth=2)
         ran = []
@@ -189,7 +218,7 @@ def test_fastest_probes_longer_when_the_two_are_close(sphere_predictor):
     # within 10 %: four timed tiles each before choosing (two each cannot rank them on a
     # shared machine); the library is 5 % slower, so ours is kept
     fastest = _timed_fastest(sphere_predictor, ours_s=0.100, library_s=0.105)
-    tile = torch.zeros(1, 1, 32, 32, 32)
+    tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         ran = []
         for _ in range(13):
@@ -206,7 +235,7 @@ def test_fastest_ranks_an_8_percent_difference_either_way(sphere_predictor, libr
     # session 7: OpenVINO was 8 % faster than ours at the liver model's L3 on a quiet machine
     # and the probe kept ours; the paired rule (engine/probe.py) ranks 8 % after 4 pairs
     fastest = _timed_fastest(sphere_predictor, ours_s=0.100, library_s=library_s)
-    tile = torch.zeros(1, 1, 32, 32, 32)
+    tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         ran = [(fastest.run(tile, 2), fastest.chosen)[1] for _ in range(13)]
     assert ran[2:10] == ["ours", "torch"] * 4  # interleaved pairs, ours first
@@ -231,7 +260,7 @@ def test_fastest_starts_on_a_remembered_ours_and_checks_it_later(sphere_predicto
     from UNetPlusPlusLib.engine.probe import PRIOR_TILES, ProbeMemory
 
     memory = ProbeMemory(tmp_path)
-    tile = torch.zeros(1, 1, 32, 32, 32)
+    tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
         second = executors.FastestExecutor(  # a still clock: no tile is slower than another
@@ -263,7 +292,7 @@ def test_fastest_probes_when_the_library_was_remembered(sphere_predictor, tmp_pa
     from UNetPlusPlusLib.engine.probe import ProbeMemory
 
     memory = ProbeMemory(tmp_path)
-    tile = torch.zeros(1, 1, 32, 32, 32)
+    tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         assert _decided_into(memory, sphere_predictor, 0.5, 0.1, tile) == "torch"
         second = _timed_fastest(sphere_predictor, ours_s=0.5, library_s=0.1)
@@ -278,7 +307,7 @@ def test_fastest_probes_whatever_the_load_average(sphere_predictor, monkeypatch)
     monkeypatch.setattr(os, "getloadavg", lambda: (100.0, 100.0, 100.0), raising=False)
     fastest = executors.FastestExecutor(sphere_predictor.model, threads=2, candidate="torch")
     fastest.OURS_FIRST = 1
-    tile = torch.zeros(1, 1, 32, 32, 32)
+    tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         ran = [(fastest.run(tile, 2), fastest.chosen)[1] for _ in range(6)]
     assert ran.count("torch") == 2 and fastest._library is not None
@@ -288,7 +317,7 @@ def test_fastest_runs_ours_without_probing_while_busy_says_so(sphere_predictor):
     fastest = executors.FastestExecutor(
         sphere_predictor.model, threads=2, candidate="torch", busy=lambda: True, reprobe_every=3
     )
-    tile = torch.zeros(1, 1, 32, 32, 32)
+    tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         for _ in range(8):
             fastest.run(tile, 2)
@@ -348,12 +377,14 @@ def test_a_damaged_cached_graph_is_exported_again(name, sphere_predictor, graph_
 
 
 @pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
-def test_a_graph_runs_tiles_of_any_size(name, sphere_predictor):
+def test_a_graph_runs_tiles_of_any_size(name, sphere_predictor, shared_graphs):
     """The graph is traced on a 32^3 tile; a model.json tile of 47 made OpenVINO fail (its
     concatenation saw 47 beside 46: the network's pad of odd sizes was not in the graph) and
     the fastest executor printed the library's message before falling back to ours."""
     _need(name)
-    executor = executors.make_executor(name, sphere_predictor.model, threads=1)
+    executor = executors.make_executor(
+        name, sphere_predictor.model, threads=1, weights_sha256="ab" * 32
+    )
     for shape in [(47, 47, 47), (33, 40, 47)]:
         tile = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(2))
         with torch.no_grad(), plain_modules():
@@ -373,7 +404,7 @@ def test_fastest_lets_an_error_of_ours_through(sphere_predictor, busy):
 
     fastest.ours.run = out_of_memory
     with torch.no_grad(), pytest.raises(torch.cuda.OutOfMemoryError):
-        fastest.run(torch.zeros(1, 1, 32, 32, 32), 2)
+        fastest.run(torch.zeros(PROBE_TILE), 2)
     assert fastest._usable  # the library is not blamed
 
 
@@ -391,7 +422,7 @@ def test_fastest_never_makes_the_library_for_a_short_run(sphere_predictor):
     # a CLI click infers 2 tiles: importing and compiling OpenVINO for them (0.25-0.35 s) and
     # running a tile twice bought nothing, since no probe can finish
     fastest = executors.FastestExecutor(sphere_predictor.model, threads=2, candidate="torch")
-    tile = torch.zeros(1, 1, 32, 32, 32)
+    tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         for _ in range(fastest.OURS_FIRST):
             got = fastest.run(tile, 2)
@@ -424,7 +455,7 @@ def test_a_decided_fastest_hands_each_tile_to_ours_as_it_is(sphere_predictor):
     # once ours is chosen, a tile costs a call of ours and a few dictionary look-ups (3 us
     # measured, against 15 ms for the smallest shipped tile): no copy, no library call
     fastest = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
-    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(2))
+    tile = torch.randn(PROBE_TILE, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         while not fastest.decided(tuple(tile.shape), 2):
             fastest.run(tile, 2)

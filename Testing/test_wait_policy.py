@@ -22,7 +22,7 @@ _REPORT = (
     "from UNetPlusPlusLib.engine import runtime_env\n"
     "runtime_env.apply()\n"
     "{between}\n"
-    "import torch\n"
+    "{torch}\n"
     "print(json.dumps({{'policy': runtime_env.wait_policy(),"
     " 'others': runtime_env.others_cores_at_start(),"
     " 'env': {{k: os.environ.get(k) for k in"
@@ -39,8 +39,15 @@ def _clean_env(repo_root, **extra) -> dict:
     return env
 
 
-def _report(env: dict, between: str = "") -> dict:
-    code = _REPORT.format(between=between)
+def _report(env: dict, between: str = "", load_torch: bool = False) -> dict:
+    """What a fresh process reports after ``apply()``, ``between`` and then the import of torch:
+    with ``load_torch`` torch itself, else only its look-up (``importlib.util.find_spec`` asks
+    the import hooks, runtime_env's included, as ``import torch`` does, without loading torch's
+    libraries: about 4 s of CPU a process)."""
+    torch_import = (
+        "import torch" if load_torch else "import importlib.util; importlib.util.find_spec('torch')"
+    )
+    code = _REPORT.format(between=between, torch=torch_import)
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
@@ -48,14 +55,14 @@ def _report(env: dict, between: str = "") -> dict:
 
 
 def test_fixed_spin_and_passive_reach_openmp_before_torch_loads(repo_root):
-    spin = _report(_clean_env(repo_root, UNETPP_WAIT_POLICY="spin"))
+    spin = _report(_clean_env(repo_root, UNETPP_WAIT_POLICY="spin"), load_torch=True)
     assert spin["policy"] == "spin"
     assert spin["env"] == {
         "OMP_WAIT_POLICY": None,
         "GOMP_SPINCOUNT": "300000",
         "KMP_BLOCKTIME": "0",
     }
-    passive = _report(_clean_env(repo_root, UNETPP_WAIT_POLICY="passive"))
+    passive = _report(_clean_env(repo_root, UNETPP_WAIT_POLICY="passive"), load_torch=True)
     assert passive["policy"] == "passive"
     assert passive["env"] == {
         "OMP_WAIT_POLICY": "PASSIVE",
@@ -69,7 +76,7 @@ def test_auto_sleeps_when_other_programs_use_the_cores(repo_root):
     busy = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(2)]
     try:
         time.sleep(0.3)  # both loops running
-        seen = _report(_clean_env(repo_root))
+        seen = _report(_clean_env(repo_root), load_torch=True)  # decided at the real import
     finally:
         for process in busy:
             process.kill()
@@ -314,24 +321,26 @@ def test_a_process_that_loaded_torch_before_apply_is_guarded(repo_root, monkeypa
         "import torch\n"
         "from UNetPlusPlusLib.engine import runtime_env\n"
         "runtime_env.apply()\n"
-        "print(runtime_env.wait_policy(), runtime_env.may_spin())\n"
+        "print(runtime_env.wait_policy(), runtime_env.may_spin(),"
+        " runtime_env.start_reading() is not None)\n"
     )
 
-    def run(**extra) -> str:
+    def run(source: str = code, **extra) -> list[str]:
+        """(policy, may spin, has a start reading) in a fresh process running ``source``."""
         env = _clean_env(repo_root, **extra)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        return out.stdout.strip()
+        out = subprocess.run(
+            [sys.executable, "-c", source], env=env, capture_output=True, text=True
+        )
+        return out.stdout.split()
 
-    assert run() == "unmanaged True"
+    policy, spins, reading = run()
+    assert (policy, spins) == ("unmanaged", "True")
     if LINUX:  # a reading for spin_guard's first look, as with UNETPP_WAIT_POLICY=spin
-        saved = code
-        code = code.replace("runtime_env.may_spin()", "runtime_env.start_reading() is not None")
-        assert run() == "unmanaged True"
-        code = code.replace("import torch\n", "")
-        assert run(UNETPP_WAIT_POLICY="spin") == "spin True"
-        code = saved
-    assert run(OMP_WAIT_POLICY="PASSIVE") == "passive False"
-    assert run(OMP_WAIT_POLICY="ACTIVE") == "unmanaged False"  # the user asked for it
+        assert reading == "True"
+        without_torch = run(code.replace("import torch\n", ""), UNETPP_WAIT_POLICY="spin")
+        assert without_torch[::2] == ["spin", "True"]
+    assert run(OMP_WAIT_POLICY="PASSIVE")[:2] == ["passive", "False"]
+    assert run(OMP_WAIT_POLICY="ACTIVE")[:2] == ["unmanaged", "False"]  # the user asked for it
 
     from UNetPlusPlusLib.engine.executors import OursExecutor
     from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
