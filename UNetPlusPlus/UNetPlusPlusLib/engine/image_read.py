@@ -213,12 +213,16 @@ def stacked_channels_hint(path: PathLike, names: Sequence[str]) -> str:
     size, components = reader.GetSize(), reader.GetNumberOfComponents()
     if len(size) == 4 and size[3] == len(names):
         what = f"a 4D image with {size[3]} frames"
+        how = "SimpleITK's sitk.Extract or 3D Slicer's 'Sequences' module"
     elif len(size) == 3 and components == len(names) > 1:
         what = f"a 3D image with {components} values per voxel"
+        how = (
+            "SimpleITK's sitk.VectorIndexSelectionCast or 3D Slicer's 'Vector to Scalar "
+            "Volume' module, Single Component Extraction"
+        )
     else:
         return ""
     return (
         f" {path.name} is {what}: if they are the sequences {', '.join(names)}, split it into "
-        "one 3D file per sequence (e.g. SimpleITK's sitk.Extract or 3D Slicer's "
-        "'Sequences' module) and give the files in that order."
+        f"one 3D file per sequence (e.g. {how}) and give the files in that order."
     )
