@@ -61,3 +61,16 @@ def test_segment_refuses_it_in_one_line_and_writes_nothing(tmp_path, capsys):
     assert error.startswith("error: Cannot read") and error.count("\n") == 1, error
     assert "spatial axis 2" in error and "Traceback" not in error
     assert not out.parent.exists()
+
+
+def test_a_degenerate_direction_says_why_in_words(tmp_path):
+    """ITK's error ends with the matrix it refused ("... from 1 0 0 / 0 1 0 / 0 0 1 / to ..."):
+    the message gave its last row, "(0 0 1)", and not the reason."""
+    cases = {
+        "(2,0,0) (2,0,0) (0,0,3)": "(Bad direction, determinant is 0).",
+        "(2,0,0) (0,0,0) (0,0,3)": "(Zero-valued spacing is not supported",
+    }
+    for directions, reason in cases.items():
+        with pytest.raises(UNetPlusPlusError) as raised:
+            read_image(_nrrd(tmp_path, "flat.nrrd", directions))
+        assert reason in str(raised.value) and "Refusing" not in str(raised.value)
