@@ -19,6 +19,7 @@ from ..errors import UNetPlusPlusError
 from .data_files import check_data_files
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
+from .grid_memory import check_input_fits
 from .nifti_check import (
     HeaderImage,
     check_nifti,
@@ -87,6 +88,7 @@ def read_volume(
         raise UNetPlusPlusError("No input image was given.")
     files = [Path(name) for name in paths]
     plain = [path.is_file() and is_nifti(path) for path in files]
+    _check_input_fits(files, plain)
     shapes = {nifti_shape(path) for path in files} if all(plain) else {None}
     # NIfTI files of one shape are decompressed once each, straight into the volume's array
     array = None
@@ -103,6 +105,33 @@ def read_volume(
         nifti = _itk_read(path, header_only=True, out=out) if plain[c] else None
         images.append(nifti if nifti is not None else read_image(path, series))
     return _volume_from_images(images, [str(p) for p in paths], channel_names, array)
+
+
+def _check_input_fits(files: list[Path], plain: list[bool]) -> None:
+    """Refuse, from the headers, input files whose whole reading cannot fit in memory
+    (:func:`.grid_memory.check_input_fits`); DICOM folders and headers that cannot be read
+    pass (their reading says why)."""
+    size, stored = None, 0
+    for path, nifti in zip(files, plain):
+        shape = nifti_shape(path) if nifti else None
+        if shape is not None:  # decoded straight into the float32 volume
+            size = size or tuple(reversed(shape))
+            continue
+        if not path.is_file():
+            return
+        check_data_files(path)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+            components = max(reader.GetNumberOfComponents(), 1)
+            probe = sitk.Image([1, 1], reader.GetPixelID(), components)
+        except RuntimeError:
+            return
+        size = size or reader.GetSize()
+        stored += sitk.GetArrayViewFromImage(probe).itemsize * components
+    if size is not None:
+        check_input_fits(size, len(files), stored, str(files[0]))
 
 
 def volume_from_sitk(images: Sequence[sitk.Image], channel_names: Sequence[str] = ()) -> Volume:
