@@ -165,3 +165,11 @@ def test_one_vector_file_with_four_values_per_voxel_gets_the_hint_too(tmp_path, 
     # the tools that split components (sitk.Extract and 'Sequences' split frames, not these)
     assert "VectorIndexSelectionCast" in error and "'Vector to Scalar Volume'" in error
     assert "sitk.Extract" not in error and "Sequences" not in error
+
+
+def test_the_overlap_help_gives_the_range_the_parser_enforces(capsys):
+    """`unetpp segment --help` said "0 <= overlap < 1" while 0.9 was refused (from 0 to 0.75)."""
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "tile overlap, a fraction from 0 to 0.75" in text and "overlap < 1" not in text
