@@ -109,15 +109,18 @@ def read_volume(
 
 def _check_input_fits(files: list[Path], plain: list[bool]) -> None:
     """Refuse, from the headers, input files whose whole reading cannot fit in memory
-    (:func:`.grid_memory.check_input_fits`); DICOM folders and headers that cannot be read
-    pass (their reading says why)."""
+    (:func:`.grid_memory.check_input_fits`; a NIfTI file that is only truncated says that
+    instead). NIfTI, NRRD and MetaImage headers only: others (DICOM, Analyze pairs) and headers
+    that cannot be read pass, their reading says why."""
     size, stored = None, 0
     for path, nifti in zip(files, plain):
-        shape = nifti_shape(path) if nifti else None
-        if shape is not None:  # decoded straight into the float32 volume
+        if nifti:  # decoded straight into the float32 volume
+            shape = nifti_shape(path)
+            if shape is None:
+                return
             size = size or tuple(reversed(shape))
             continue
-        if not path.is_file():
+        if not path.name.lower().endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
             return
         check_data_files(path)
         reader = sitk.ImageFileReader()
@@ -130,8 +133,15 @@ def _check_input_fits(files: list[Path], plain: list[bool]) -> None:
             return
         size = size or reader.GetSize()
         stored += sitk.GetArrayViewFromImage(probe).itemsize * components
-    if size is not None:
+    if size is None:
+        return
+    try:
         check_input_fits(size, len(files), stored, str(files[0]))
+    except UNetPlusPlusError:
+        for path, nifti in zip(files, plain):
+            if nifti:
+                check_nifti(path)  # a header far larger than its file: truncated, say so
+        raise
 
 
 def volume_from_sitk(images: Sequence[sitk.Image], channel_names: Sequence[str] = ()) -> Volume:
