@@ -108,18 +108,3 @@ def test_writer_errors_and_companion_files_leave_nothing_behind(tmp_path):
         with cli_outputs.OutputSet() as outputs:
             outputs.stage(str(tmp_path / "x.nii"), itk_error)
     assert _files(tmp_path) == []
-
-
-@pytest.mark.parametrize("option", ["--labelmap", "--probabilities", "--disagreement"])
-def test_a_seg_nrrd_name_is_only_for_the_segmentation(option, ball, sphere_model, tmp_path, capsys):
-    """`--probabilities p.seg.nrrd` wrote a 4D float image under a name Slicer opens as a
-    segmentation (and `--labelmap l.SEG.NRRD` a plain labelmap): refused when parsed."""
-    out = tmp_path / "out"
-    name = "p.SEG.nrrd" if option == "--labelmap" else "p.seg.nrrd"
-    argv = ["segment", str(ball), "--model", str(sphere_model), "--quiet", "--depth", "2"]
-    assert main([*argv, "-o", str(out / "x.seg.nrrd"), option, str(out / name)]) == 2
-    line = _one_error_line(capsys)
-    assert f"{option} must end with .nii.gz, .nii, .nrrd, .mha" in line
-    assert "only -o writes" in line and not out.exists()
-    assert main([*argv, "-o", str(out / "x.seg.nrrd"), option, str(out / "p.nrrd")]) == 0
-    assert _files(out) == ["p.nrrd", "x.seg.nrrd"]

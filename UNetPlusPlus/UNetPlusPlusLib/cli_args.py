@@ -272,22 +272,14 @@ def extension_of(path: str, allowed: Sequence[str]) -> str:
 
 
 def output_file(allowed: Sequence[str], what: str, hint: str = "") -> Callable[[str], str]:
-    """A type for an output file path whose name must end with one of ``allowed``; a
-    ``.seg.nrrd`` name only where ``allowed`` holds it (a plain image under that name is
-    opened by Slicer as a segmentation)."""
+    """A type for an output file path whose name must end with one of ``allowed``."""
 
     def check(text: str) -> str:
         if not text or text.endswith(("/", "\\")):
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name for {what}")
-        segmentation = extension_of(text, SEGMENTATION_EXTENSIONS)
-        if not extension_of(text, allowed) or (segmentation and segmentation not in allowed):
+        if not extension_of(text, allowed):
             raise argparse.ArgumentTypeError(
                 f"{text!r}: {what} must end with {', '.join(allowed)}{hint}"
-                + (
-                    " (.seg.nrrd names a Slicer segmentation, which only -o writes)"
-                    if segmentation
-                    else ""
-                )
             )
         return text
 
