@@ -143,6 +143,7 @@ def test_one_4d_file_for_a_four_channel_model_gets_a_hint_to_split_it(tmp_path, 
     assert "needs 4 input volume(s)" in error and "got 1." in error
     assert "brats_4d.nii.gz is a 4D image with 4 frames" in error
     assert "split it into one 3D file per sequence" in error and error.count("\n") == 1
+    assert "sitk.Extract" in error and "'Sequences' module" in error
     assert not (tmp_path / "x.seg.nrrd").exists()
 
 
@@ -159,4 +160,16 @@ def test_one_vector_file_with_four_values_per_voxel_gets_the_hint_too(tmp_path, 
     sitk.WriteImage(sitk.GetImageFromArray(array, isVector=True), str(path))
     argv = ["segment", str(path), "--task", "brain-tumor", "-o", str(tmp_path / "x.seg.nrrd")]
     assert main(argv) == 2
-    assert "vector.nrrd is a 3D image with 4 values per voxel" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "vector.nrrd is a 3D image with 4 values per voxel" in error
+    # the tools that split components (sitk.Extract and 'Sequences' split frames, not these)
+    assert "VectorIndexSelectionCast" in error and "'Vector to Scalar Volume'" in error
+    assert "sitk.Extract" not in error and "Sequences" not in error
+
+
+def test_the_overlap_help_gives_the_range_the_parser_enforces(capsys):
+    """`unetpp segment --help` said "0 <= overlap < 1" while 0.9 was refused (from 0 to 0.75)."""
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "tile overlap, a fraction from 0 to 0.75" in text and "overlap < 1" not in text

@@ -100,3 +100,19 @@ def test_two_points_on_one_lesion_combine_with_one_warning():
     assert np.array_equal(combined.array, lesion)  # the first point keeps every voxel
     (warning,) = shared
     assert warning.startswith("Point 2 of 2 lies on the lesion of point 1")
+
+
+@pytest.mark.parametrize("frame", ["RAS", "LPS"])
+def test_a_roi_between_two_voxel_centres_is_named_as_typed(frame, tmp_path, capsys):
+    """A box thinner than a voxel on the image: the message gave the box in LPS, as
+    "from (99.99, -200, 200) to (100, -100, 300) mm (LPS)" for `--roi -100 100 200 -99.99 200
+    300` typed in RAS, after streaming the whole file (tester 18)."""
+    grid = Grid((40, 30, 20), (2.0, 2.0, 3.0), (-12.0, 30.0, 7.0))
+    lps = [-12.0 + 20.5, 40.0, 20.0, -12.0 + 21.5, 50.0, 35.0]  # x between centres 20 and 22
+    given = lps if frame == "LPS" else [-lps[0], -lps[1], lps[2], -lps[3], -lps[4], lps[5]]
+    check_roi_on_image(grid, Box((8.0, 40.0, 20.0), (10.5, 50.0, 35.0)), given, frame)  # holds x=10
+    with pytest.raises(UNetPlusPlusError) as raised:
+        check_roi_on_image(grid, Box(tuple(lps[:3]), tuple(lps[3:])), given, frame)
+    message = str(raised.value)
+    typed = ", ".join(f"{float(v):g}" for v in given[:3])
+    assert f"from ({typed}) to (" in message and f"mm {frame} holds no voxel centre" in message

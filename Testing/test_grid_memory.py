@@ -53,3 +53,39 @@ def test_cli_refuses_before_allocating_and_writes_nothing(
     assert err[-1].startswith("error: At the model's spacing (2 x 2 x 2 mm) the input becomes ")
     assert "needs at least 30.5 MiB, more than this machine's 16 MiB" in err[-1]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["thick.nii.gz"]
+
+
+def test_an_input_too_large_to_read_whole_is_refused_from_its_header(tmp_path, monkeypatch):
+    """A 2048 x 2048 x 1024 int16 NRRD (0.2 mm, all but empty) was read whole: killed by the
+    kernel at 20 GB, after 205 s, with no message. The bound: float32 volume + the voxels as
+    stored while they are converted (not for NIfTI, decoded in place) + the uint8 labels."""
+    assert grid_memory.input_bytes((2048, 2048, 1024), 1, 2) == 2**32 * 7
+    with pytest.raises(UNetPlusPlusError) as raised:
+        grid_memory.check_input_fits((2048, 2048, 1024), 1, 2, "big.nhdr", 23 * 2**30)
+    message = str(raised.value)
+    assert message.startswith("big.nhdr is 2048 x 2048 x 1024 voxels: reading it whole needs")
+    assert "at least 28 GiB, more than this machine's 23 GiB" in message and "--roi" in message
+    grid_memory.check_input_fits((512, 512, 800), 1, 2, "ct.nrrd", 23 * 2**30)  # 1.37 GiB
+
+    from UNetPlusPlusLib.engine.image_read import read_volume
+
+    image = sitk.Image([40, 30, 20], sitk.sitkInt16)  # 24000 voxels
+    for name, per_voxel in (("ct.nrrd", 4 + 2 + 1), ("ct.nii.gz", 4 + 1), ("ct.mha", 7)):
+        sitk.WriteImage(image, str(tmp_path / name))
+        monkeypatch.setattr(grid_memory, "physical_memory_bytes", lambda n=24000 * per_voxel: n)
+        assert read_volume([tmp_path / name]).array.shape == (1, 20, 30, 40)  # just fits
+        monkeypatch.setattr(grid_memory, "physical_memory_bytes", lambda n=24000 * per_voxel - 1: n)
+        with pytest.raises(UNetPlusPlusError, match=f"{name} is 40 x 30 x 20 voxels"):
+            read_volume([tmp_path / name])
+
+
+def test_cli_refuses_a_huge_input_in_one_line(tmp_path, sphere_model, monkeypatch, capsys):
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.Cast(make_sphere_image((30, 30, 30), noise=5), sitk.sitkInt16), str(path))
+    monkeypatch.setattr(grid_memory, "physical_memory_bytes", lambda: 2**16)
+    out = tmp_path / "out" / "x.seg.nrrd"
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "30 x 30 x 30 voxels: reading it whole" in err, err
+    assert err.count("\n") == 1 and sorted(p.name for p in tmp_path.rglob("*")) == ["ct.nrrd"]

@@ -162,3 +162,33 @@ def test_a_nifti_pair_is_warned_and_an_analyze_header_is_not(tmp_path):
     assert header_transforms(analyze.read_bytes()) is None
     assert transform_warning(analyze.read_bytes(), "analyze.hdr") is None
     assert _itk_origin(analyze).tolist() == [0.0, 0.0, 0.0]  # both transforms ignored indeed
+
+
+def test_a_header_with_neither_transform_is_warned(sphere_model, tmp_path, capsys):
+    """Both codes 0: ITK puts the image at origin 0 with the LPS axes, whatever the scan was
+    (the example CT came out mirrored front to back); before, no word about it."""
+    from UNetPlusPlusLib.cli import main
+
+    data = bytearray(_plain(tmp_path).read_bytes())
+    data[252:256] = struct.pack("<hh", 0, 0)
+    path = tmp_path / "nowhere.nii"
+    path.write_bytes(bytes(data))
+    said = transform_warning(bytes(data[:348]), "nowhere.nii")
+    assert said is not None and "places the image nowhere" in said and "both 0" in said
+    image = sitk.ReadImage(str(path))  # what the warning says ITK does
+    assert image.GetOrigin() == (0.0, 0.0, 0.0) and image.GetDirection() == (
+        1,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        1,
+    )
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", str(path), "--model", str(sphere_model), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("places the image nowhere") == 1 and "warning: " in err, err
+    assert out.exists()

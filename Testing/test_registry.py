@@ -287,6 +287,14 @@ def test_connection_refused_is_a_clear_error(cache):
         registry.install_model(f"http://127.0.0.1:{port}/m.zip", cache_dir=cache, timeout=2)
 
 
+def test_a_url_of_another_scheme_is_refused_as_such(cache):
+    """ftp:// was taken for a path: "Model source ftp:/host/m.zip does not exist"."""
+    for url in ("ftp://host/m.zip", "s3://bucket/m.zip", "file:///tmp/m.zip"):
+        with pytest.raises(UNetPlusPlusError, match="only http:// and https:// URLs") as raised:
+            registry.install_model(url, cache_dir=cache)
+        assert url in str(raised.value) and "does not exist" not in str(raised.value)
+
+
 # ---------------------------------------------------------------------------- local installs
 def test_install_from_folder_zip_and_manifest(tmp_path, cache):
     make_package(tmp_path / "pkg")

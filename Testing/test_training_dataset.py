@@ -361,3 +361,21 @@ def test_train_fraction_out_of_range_is_one_error_before_any_work(tmp_path, caps
     assert status == 2
     assert "argument --train-fraction: must be a fraction in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_voxels_of_a_value_no_segment_names_are_warned(tmp_path):
+    """A .seg.nrrd whose labelmap holds a value no segment describes (edited outside Slicer):
+    training took those voxels as background without a word (tester 18)."""
+    write_slicer_case(tmp_path, "a", seed=1, segments=("tumor", "core"))
+    dataset = describe_slicer_export(tmp_path, labels=["tumor"])
+    assert not read_case(find_cases(dataset)[0], dataset).warnings  # 'core' is named: silent
+    path = tmp_path / "a.seg.nrrd"
+    segmentation = slicerio.read_segmentation(str(path))
+    voxels = np.asarray(segmentation["voxels"]).copy()
+    assert voxels.shape == (2, SIZE, SIZE, SIZE)  # overlapping segments: two layers
+    voxels[0, :2, :3, :4] = 7  # 24 voxels (i, j, k) of a value without a segment
+    segmentation["voxels"] = voxels
+    slicerio.write_segmentation(str(path), segmentation)
+    (said,) = read_case(find_cases(dataset)[0], dataset).warnings
+    assert said.startswith("Case 'a': a.seg.nrrd holds voxels that no segment names")
+    assert "(24 of value 7; layer 0)" in said and "taken as background" in said

@@ -37,21 +37,32 @@ def check_point_on_image(
 
 def check_roi_on_image(grid, roi, given: Sequence[float], frame: str) -> None:
     """Refuse a ``--roi`` box (``roi``: a ``volume.Box`` in LPS mm; ``given``: its six numbers as
-    typed, in ``frame``, "RAS" or "LPS") that holds no voxel centre of the image on ``grid``:
-    the message names the user's own box and the image's extent, in ``frame``. The engine's
+    typed, in ``frame``, "RAS" or "LPS") that holds no voxel centre of the image on ``grid``
+    (off the image, or between two voxel centres): the message names the user's own box and
+    the image's extent or voxel size, in ``frame``. The engine's
     message named the box enlarged by a tile of context, in LPS, also for a box typed in RAS
     (tester 12). Raises UNetPlusPlusError."""
     import numpy as np
 
     index = grid.physical_to_index(roi.corner_points())
-    last = np.asarray(grid.size_xyz) - 1  # a box between two voxel centres inside the image
+    last = np.asarray(grid.size_xyz) - 1
+    typed = [f"{float(v):g}" for v in given]
     if not np.any(index.max(axis=0) < -1e-6) and not np.any(index.min(axis=0) > last + 1e-6):
-        return  # is the engine's to refuse ("holds no voxel centre", prompt_boxes.py)
+        # on the image, but between two voxel centres: the engine said so in LPS with the
+        # box's numbers changed ("from (99.99, -200, 200)" for a box typed as -100 100 ...)
+        if np.any(np.ceil(index.min(axis=0) - 1e-6) > np.floor(index.max(axis=0) + 1e-6)):
+            spacing = " x ".join(f"{v:.3g}" for v in grid.spacing)
+            raise UNetPlusPlusError(
+                f"The region of interest from ({', '.join(typed[:3])}) to "
+                f"({', '.join(typed[3:])}) mm {frame} holds no voxel centre: it is smaller "
+                f"than the voxels ({spacing} mm). Draw a box that covers at least one voxel "
+                "along each axis."
+            )
+        return
     corners = grid.corner_points()
     if frame == "RAS":
         corners = corners * np.array([-1.0, -1.0, 1.0])
     low, high = corners.min(axis=0), corners.max(axis=0)
-    typed = [f"{float(v):g}" for v in given]
     extent = ", ".join(f"{a} {lo:.1f} to {hi:.1f}" for a, lo, hi in zip("xyz", low, high))
     raise UNetPlusPlusError(
         f"The region of interest from ({', '.join(typed[:3])}) to ({', '.join(typed[3:])}) mm "

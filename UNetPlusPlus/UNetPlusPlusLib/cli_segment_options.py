@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .cli_args import (
     LABELMAP_EXTENSIONS,
+    MAX_OVERLAP,
     PREVIEW_EXTENSIONS,
     SEGMENTATION_EXTENSIONS,
     depth_choice,
@@ -128,7 +129,9 @@ def add_segment_parser(subparsers) -> None:
         help="also write where the deep-supervision heads disagree (0..1, input grid; depth >= 2)",
     )
     parser.add_argument(
-        "--overlap", type=overlap_fraction, help="tile overlap, 0 <= overlap < 1 (model default)"
+        "--overlap",
+        type=overlap_fraction,
+        help=f"tile overlap, a fraction from 0 to {MAX_OVERLAP:g} (default: the model's)",
     )
     parser.add_argument(
         "--no-channel-check",

@@ -6,7 +6,8 @@ file. When that file is missing or short, ITK's MetaImage reader prints "MetaIma
 open data file" (or "data not read completely") on stderr and SimpleITK's error then reads "No
 such file or directory" without naming either file; the NRRD and NIfTI readers name neither the
 header field nor the expected size. :func:`check_data_files` says which data file the header
-names and what is wrong with it, before ITK opens it.
+names and what is wrong with it, before ITK opens it; a NRRD header also passes
+:func:`.nrrd_geometry.check_nrrd_geometry` (no ``none`` direction on a spatial axis).
 
 Only what the header says for sure is refused: a data file that does not exist, or an
 uncompressed one shorter than the header's voxels (sizes x type x components). A compressed data
@@ -27,6 +28,7 @@ from typing import Optional
 
 from ..errors import UNetPlusPlusError
 from .nifti_check import pair_file
+from .nrrd_geometry import check_nrrd_geometry
 
 #: Bytes read from a header file at most: real headers are a few kB.
 _HEADER_BYTES = 1 << 16
@@ -135,6 +137,7 @@ def _check_nrrd(path: Path) -> None:
         if key.strip().lower() in ("data file", "datafile") and value.split()[:1] == ["LIST"]:
             listed = [name.strip() for name in _until_blank(lines[number + 1 :])]
             break  # the listed files end the header
+    check_nrrd_geometry(path, fields)
     key = "data file" if "data file" in fields else "datafile"
     value = fields.get(key)
     if not value:

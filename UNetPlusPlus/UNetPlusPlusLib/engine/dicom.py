@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -44,8 +45,14 @@ class DicomSeries:
 
 
 def sitk_reason(error: Exception) -> str:
-    """The last meaningful line of a SimpleITK/ITK exception message."""
+    """The last meaningful line of a SimpleITK/ITK exception message; for an image's refused
+    geometry ("ITK ERROR: Image(0x...): Bad direction, determinant is 0. Refusing to change
+    direction from <matrix lines>"), the sentence before the matrix."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        refused = re.match(r".*ITK ERROR: \w+\(0x[0-9a-fA-F]+\): (.*?)\s*(Refusing to .*)?$", line)
+        if refused and refused.group(1):
+            return refused.group(1).rstrip(".")
     reason = lines[-1] if lines else type(error).__name__
     for prefix in ("sitk::ERROR:", "ITK ERROR:"):
         if prefix in reason:

@@ -19,6 +19,7 @@ from ..errors import UNetPlusPlusError
 from .data_files import check_data_files
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
+from .grid_memory import check_input_fits
 from .nifti_check import (
     HeaderImage,
     check_nifti,
@@ -87,6 +88,7 @@ def read_volume(
         raise UNetPlusPlusError("No input image was given.")
     files = [Path(name) for name in paths]
     plain = [path.is_file() and is_nifti(path) for path in files]
+    _check_input_fits(files, plain)
     shapes = {nifti_shape(path) for path in files} if all(plain) else {None}
     # NIfTI files of one shape are decompressed once each, straight into the volume's array
     array = None
@@ -103,6 +105,43 @@ def read_volume(
         nifti = _itk_read(path, header_only=True, out=out) if plain[c] else None
         images.append(nifti if nifti is not None else read_image(path, series))
     return _volume_from_images(images, [str(p) for p in paths], channel_names, array)
+
+
+def _check_input_fits(files: list[Path], plain: list[bool]) -> None:
+    """Refuse, from the headers, input files whose whole reading cannot fit in memory
+    (:func:`.grid_memory.check_input_fits`; a NIfTI file that is only truncated says that
+    instead). NIfTI, NRRD and MetaImage headers only: others (DICOM, Analyze pairs) and headers
+    that cannot be read pass, their reading says why."""
+    size, stored = None, 0
+    for path, nifti in zip(files, plain):
+        if nifti:  # decoded straight into the float32 volume
+            shape = nifti_shape(path)
+            if shape is None:
+                return
+            size = size or tuple(reversed(shape))
+            continue
+        if not path.name.lower().endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
+            return
+        check_data_files(path)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+            components = max(reader.GetNumberOfComponents(), 1)
+            probe = sitk.Image([1, 1], reader.GetPixelID(), components)
+        except RuntimeError:
+            return
+        size = size or reader.GetSize()
+        stored += sitk.GetArrayViewFromImage(probe).itemsize * components
+    if size is None:
+        return
+    try:
+        check_input_fits(size, len(files), stored, str(files[0]))
+    except UNetPlusPlusError:
+        for path, nifti in zip(files, plain):
+            if nifti:
+                check_nifti(path)  # a header far larger than its file: truncated, say so
+        raise
 
 
 def volume_from_sitk(images: Sequence[sitk.Image], channel_names: Sequence[str] = ()) -> Volume:
@@ -213,12 +252,16 @@ def stacked_channels_hint(path: PathLike, names: Sequence[str]) -> str:
     size, components = reader.GetSize(), reader.GetNumberOfComponents()
     if len(size) == 4 and size[3] == len(names):
         what = f"a 4D image with {size[3]} frames"
+        how = "SimpleITK's sitk.Extract or 3D Slicer's 'Sequences' module"
     elif len(size) == 3 and components == len(names) > 1:
         what = f"a 3D image with {components} values per voxel"
+        how = (
+            "SimpleITK's sitk.VectorIndexSelectionCast or 3D Slicer's 'Vector to Scalar "
+            "Volume' module, Single Component Extraction"
+        )
     else:
         return ""
     return (
         f" {path.name} is {what}: if they are the sequences {', '.join(names)}, split it into "
-        "one 3D file per sequence (e.g. SimpleITK's sitk.Extract or 3D Slicer's "
-        "'Sequences' module) and give the files in that order."
+        f"one 3D file per sequence (e.g. {how}) and give the files in that order."
     )

@@ -9,7 +9,9 @@ qform. Both codes above 0 and transforms that place the image differently are a 
 broken conversion, and other tools (those that prefer the qform, or the sform) put the image
 elsewhere: :func:`transform_warning` says so, never refuses. Tolerated: the float rounding of
 the two representations (below :data:`TOLERANCE_MM` at every corner of the image and below
-:data:`TOLERANCE_DEGREES`). struct and numpy only.
+:data:`TOLERANCE_DEGREES`). A header with neither (both codes 0) has no orientation at all: ITK
+then places it at origin 0 with the LPS axes, and :func:`transform_warning` says that too.
+struct and numpy only.
 
 Source followed: nifti1.h (header layout), nifti1_io.c ``nifti_quatern_to_mat44``, ITK 5.4
 Modules/IO/NIFTI/src/itkNiftiImageIO.cxx.
@@ -154,9 +156,12 @@ def _polar(part: np.ndarray) -> np.ndarray:
 def transform_warning(header: bytes, source: str) -> Optional[str]:
     """The warning for a NIfTI-1 ``header`` (its first 348 bytes or more) whose sform and qform
     are both set (codes above 0) and place the image differently (beyond TOLERANCE_MM at a
-    corner or TOLERANCE_DEGREES), naming ``source``; None otherwise. Never raises for a
+    corner or TOLERANCE_DEGREES), or are both unset (codes 0), naming ``source``; None
+    otherwise. Never raises for a
     header it cannot parse (None)."""
     transforms = header_transforms(header)
+    if transforms is not None and transforms.qform_code <= 0 and transforms.sform_code <= 0:
+        return _no_transform_warning(source)
     if transforms is None or transforms.qform_code <= 0 or transforms.sform_code <= 0:
         return None
     with np.errstate(all="ignore"):
@@ -188,4 +193,16 @@ def transform_warning(header: bytes, source: str) -> Optional[str]:
         f"that reads the {other} places both elsewhere. Two transforms that disagree usually "
         "mean a broken conversion: check that the anatomy is where and how it should be, and "
         "save the image again with one transform."
+    )
+
+
+def _no_transform_warning(source: str) -> str:
+    """Both codes 0 (NIfTI-1 "method 1", e.g. an old Analyze conversion): no orientation."""
+    return (
+        f"{source}: its NIfTI header places the image nowhere (qform_code and sform_code are "
+        "both 0), so its orientation is unknown. ITK, hence 3D Slicer and this program, puts "
+        "its first voxel at 0 with the axes of LPS (left, posterior, superior), which may "
+        "mirror the anatomy left-right or front-back and puts the result elsewhere than the "
+        "scan it came from: check that the anatomy is where and how it should be, or convert "
+        "the image again from its source (the DICOM series) with its orientation."
     )

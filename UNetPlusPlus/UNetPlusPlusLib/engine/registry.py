@@ -278,7 +278,14 @@ def _installed_sha256(target: Path) -> Optional[str]:
 
 
 def _is_url(source: str) -> bool:
-    return urllib.parse.urlsplit(source).scheme.lower() in ("http", "https")
+    """Whether ``source`` is an http(s) URL; ftp://, s3://... are refused, not taken for paths."""
+    scheme = urllib.parse.urlsplit(source).scheme.lower()
+    if "://" in source and len(scheme) > 1 and scheme not in ("http", "https"):
+        raise UNetPlusPlusError(
+            f"Cannot install the model from {source}: only http:// and https:// URLs are "
+            "downloaded; fetch it yourself and install the local folder, model.json or .zip."
+        )
+    return scheme in ("http", "https")
 
 
 def _stage_from_path(
