@@ -92,3 +92,21 @@ def test_train_refuses_a_bad_training_field_before_any_case_is_read(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'training.epoch' is not a training default" in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["option", "dataset.json"])
+def test_a_seed_beyond_64_bits_is_refused_before_any_case_is_read(tmp_path, capsys, where):
+    """torch.manual_seed takes at most 2**64 - 1: a larger seed passed every check and ended
+    the run after its preprocessing with a traceback ("Overflow when unpacking long long")."""
+    seed = 2**64
+    training = {"seed": seed} if where == "dataset.json" else {}
+    description = tmp_path / "dataset.json"
+    description.write_text(json.dumps({**BASE, "training": training}))
+    out = tmp_path / "out"
+    argv = ["train", str(tmp_path / "no-data"), "--dataset-json", str(description), "-o", str(out)]
+    code = main(argv + (["--seed", str(seed)] if where == "option" else []))
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"must be at most 2**64 - 1 = {seed - 1}, got {seed}" in err[0], err
+    assert not out.exists()
+    assert _read({"seed": seed - 1}) == {"seed": seed - 1}
