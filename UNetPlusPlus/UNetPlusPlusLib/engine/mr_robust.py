@@ -50,6 +50,8 @@ def robust_statistics(
     largest) plausible value to clip to when some are absurd, else None (then the mean and
     deviation are those of every value, computed exactly as before)."""
     low, high = plausible_range(values)
+    if not (np.isfinite(low) and np.isfinite(high)):  # no range: every value, as before
+        return float(values.mean()), float(values.std()), None
     if values.size == 0 or (values.min() >= low and values.max() <= high):  # no mask to build
         return float(values.mean()), float(values.std()), None
     kept = values[(values >= low) & (values <= high)]
@@ -67,13 +69,17 @@ def absurd_voxels(array_zyx: np.ndarray) -> tuple[np.ndarray, tuple[float, float
     values = array[mask].astype(np.float64)
     low, high = plausible_range(values)
     none = np.zeros((0, 3), dtype=np.int64), (0.0, 0.0), 0.0
+    if not (np.isfinite(low) and np.isfinite(high)):  # no range (NaN in the sample too)
+        return none
     if values.size == 0 or (values.min() >= low and values.max() <= high):
         return none
-    outside = (values < low) | (values > high)
-    if outside.all():
+    outside = ~((values >= low) & (values <= high))  # as robust_statistics keeps them
+    if outside.all() or not outside.any():
         return none
     wrong, kept = values[outside], values[~outside]
-    extreme = float(wrong[np.argmax(np.abs(wrong))])
+    magnitude = np.abs(wrong)
+    magnitude[np.isnan(magnitude)] = -1.0  # a NaN is named only when nothing else is absurd
+    extreme = float(wrong[np.argmax(magnitude)])
     flat = np.flatnonzero(mask)[outside]  # row-major, as array[mask] orders the values
     where = np.stack(np.unravel_index(flat, array.shape), axis=1)
     return where, (float(kept.min()), float(kept.max())), extreme
