@@ -92,3 +92,42 @@ def test_train_refuses_a_bad_training_field_before_any_case_is_read(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'training.epoch' is not a training default" in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["option", "dataset.json"])
+def test_a_seed_beyond_64_bits_is_refused_before_any_case_is_read(tmp_path, capsys, where):
+    """torch.manual_seed takes at most 2**64 - 1: a larger seed passed every check and ended
+    the run after its preprocessing with a traceback ("Overflow when unpacking long long")."""
+    seed = 2**64
+    training = {"seed": seed} if where == "dataset.json" else {}
+    description = tmp_path / "dataset.json"
+    description.write_text(json.dumps({**BASE, "training": training}))
+    out = tmp_path / "out"
+    argv = ["train", str(tmp_path / "no-data"), "--dataset-json", str(description), "-o", str(out)]
+    code = main(argv + (["--seed", str(seed)] if where == "option" else []))
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"must be at most 2**64 - 1 = {seed - 1}, got {seed}" in err[0], err
+    assert not out.exists()
+    assert _read({"seed": seed - 1}) == {"seed": seed - 1}
+
+
+def test_a_decathlon_folder_without_dataset_json_option_is_named_at_once(tmp_path, capsys):
+    """`unetpp train Task03_Liver` (a Decathlon download: dataset.json, imagesTr, labelsTr) said
+    "No Slicer exports found ..., or give --dataset-json"; only with that option did it say
+    what the file is. Now the first error names the format; a dataset.json of ours in the
+    folder is named with the option that reads it."""
+    folder = tmp_path / "Task03_Liver"
+    (folder / "imagesTr").mkdir(parents=True)
+    decathlon = {"name": "Task03_Liver", "modality": {"0": "CT"}, "numTraining": 1,
+                 "training": [{"image": "./imagesTr/liver_0.nii.gz"}]}  # fmt: skip
+    (folder / "dataset.json").write_text(json.dumps(decathlon))
+    out = tmp_path / "out"
+    assert main(["train", str(folder), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a Medical Segmentation Decathlon / nnU-Net" in err[0], err
+    (folder / "dataset.json").write_text(json.dumps(BASE))
+    assert main(["train", str(folder), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"or give --dataset-json {folder / 'dataset.json'}" in err[0], err
+    assert not out.exists()

@@ -115,3 +115,22 @@ def test_a_3e38_t2_voxel_no_longer_changes_the_brain_tumour_result():
     for name, values in (("whole tumour", (1, 2, 3)), ("core", (1, 3)), ("oedema", (2,))):
         before, after = np.isin(clean, values).sum(), np.isin(given, values).sum()
         assert before > 1000 and abs(after - before) <= 0.01 * before, (name, before, after)
+
+
+def test_a_non_finite_voxel_never_makes_the_warning_raise():
+    """channel_warning never raises: a NaN among the percentiles' sample (a whole-volume MR
+    statistic read beside an --roi) made the range infinite and the warning end in numpy's
+    'attempt to get argmax of an empty sequence'. With no range nothing is set apart, and the
+    statistics are every value's, as before; a NaN outside the sample is named with the
+    absurd voxels, after the finite extreme, and the plausible range stays finite."""
+    brain = _brain()
+    first = tuple(int(v[0]) for v in np.nonzero(brain))  # in the strided sample
+    sampled = brain.copy()
+    sampled[first] = np.nan
+    assert channel_warning("T2", sampled) is None
+    assert np.isnan(volume_statistics(sampled)["mean"]) and "clip" not in volume_statistics(sampled)
+    later = np.random.default_rng(1).gamma(4.0, 50.0, (80, 80, 80)).astype(np.float32) + 1
+    later.flat[1], later.flat[3] = np.nan, ABSURD  # every 2nd voxel is sampled: not these
+    warning = channel_warning("T2", later)
+    assert "2 voxels with impossible values (up to 3e+38" in warning, warning
+    assert "nan" not in warning.lower(), warning

@@ -72,3 +72,17 @@ def test_unknown_fields_are_each_named_with_the_closest_valid_one(request_, expe
 
 def test_known_fields_pass():
     assert unknown_fields_message({"id": 1, "argv": [], "input_token": "t", "quit": False}) is None
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_quit_of_another_type_is_refused_not_run_as_a_request(tmp_path, value):
+    """Only ``"quit": true`` ends the server; ``"quit": "yes"`` (or 1) beside a valid argv
+    was read as no quit and ran that argv as a segmentation, writing its outputs."""
+    request = {"id": 1, "argv": ["missing.nrrd", "--task", "liver", "-o", "x.seg.nrrd"]}
+    replies = io.StringIO()
+    lines = [{**request, "quit": value}, {"id": 2, "argv": [], "quit": False}]
+    serve(io.StringIO("".join(json.dumps(line) + "\n" for line in lines)), replies, build_parser)
+    first, second = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert first["status"] == 2 and first["id"] == 1
+    assert first["error"] == f"bad request: quit must be true or false, got {value!r}"
+    assert second["id"] == 2 and "quit" not in second["error"]  # the server went on

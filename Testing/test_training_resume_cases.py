@@ -15,6 +15,7 @@ import pytest
 from test_training_dataset import write_slicer_case, write_slicer_dataset
 from UNetPlusPlusLib.training.case_content import training_print
 from UNetPlusPlusLib.training.cli import main
+from UNetPlusPlusLib.training.resume_checks import CASES_METHOD, check_resume_cases
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = ["--labels", "tumor", "--no-progress", "--threads", "1", "--precision", "fp32"]
@@ -122,3 +123,18 @@ def test_the_training_print_follows_content_not_the_stored_axis_order():
     assert training_print("a" * 32, edited, (1.0, 2.0, 3.0), eye) != base
     assert training_print("b" * 32, labels, (1.0, 2.0, 3.0), eye) != base  # another image
     assert training_print("a" * 32, labels, (1.0, 2.0, 2.5), eye) != base  # another spacing
+
+
+@pytest.mark.parametrize("prints", ["garbage", ["case01"], None])
+def test_a_damaged_record_resumes_with_a_warning_that_nothing_was_checked(prints):
+    """A record whose prints are no object: "garbage" was searched as text (no case id in it),
+    so the resume went on without a word although nothing had been compared."""
+    state = {"cases": {"method": CASES_METHOD, "prints": prints}}
+    (warning,) = check_resume_cases(state, {"case01": "b" * 32}, ["case01"])
+    assert "record of its cases is damaged" in warning and "cannot be checked" in warning
+    assert (
+        check_resume_cases(
+            {"cases": {"method": CASES_METHOD, "prints": {}}}, {"case01": "b" * 32}, ["case01"]
+        )
+        == []
+    )  # an empty record (no case recorded) is not damaged

@@ -213,8 +213,21 @@ def thread_count(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """A whole number >= 0 (a random seed: numpy refuses negative ones)."""
+    """A whole number >= 0."""
     return _whole_number_at_least(text, 0)
+
+
+#: The largest random seed: torch.manual_seed takes at most an unsigned 64-bit one (a larger one
+#: ended a training run after its preprocessing with "Overflow when unpacking long long").
+MAX_SEED = 2**64 - 1
+
+
+def random_seed(text: str) -> int:
+    """A random seed: a whole number from 0 (numpy refuses negative ones) to :data:`MAX_SEED`."""
+    value = _whole_number_at_least(text, 0)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most 2**64 - 1 = {MAX_SEED}, got {value}")
+    return value
 
 
 def tile_edge(text: str) -> int:

@@ -25,7 +25,8 @@ Protocol, one JSON object per line (UTF-8):
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0;
 - a request with any other field (a misspelt ``input_tokn`` would otherwise be dropped without a
   word, and the volume read again) is refused with one error naming it and the closest valid
-  field; the server goes on.
+  field; the server goes on. ``quit`` other than true or false (``"yes"``, ``1``) is refused
+  likewise, rather than read as no quit.
 
 Idle time: when no request has come for ``IDLE_PROBE_AFTER_S`` after a reply, the kept model's
 ``fastest`` executor probes on the last tiles it ran (``FastestExecutor.idle_probe``): OpenVINO
@@ -132,6 +133,11 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
     unknown = unknown_fields_message(request) if isinstance(request, dict) else None
     if unknown:  # before anything runs: a misspelt field would be silently dropped
         end({"error": unknown, "status": EXIT_USER_ERROR})
+        return
+    ending = request.get("quit", False) if isinstance(request, dict) else False
+    if not isinstance(ending, bool):  # "yes" or 1 ran the request's argv as a segmentation
+        message = f"bad request: quit must be true or false, got {ending!r}"
+        end({"error": message, "status": EXIT_USER_ERROR})
         return
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         end({"error": "bad request: no argv list", "status": EXIT_USER_ERROR})

@@ -11,7 +11,8 @@ shared BraTS 2018 / BRATS 2012 channels the largest voxel lies at most 2.28 rang
 voxels are left out of the mean and deviation and clipped to the largest (smallest) plausible
 value of the channel; ``mr_outliers.channel_warning`` names how many and where. Up to half a
 percent of the non-zero voxels can be set apart this way (beyond that the percentiles
-themselves move; ``mr_outliers`` still warns from the deviation ratios). numpy only.
+themselves move; ``mr_outliers`` warns from the deviation ratios up to a few percent, not at
+5 % or more: docs/INPUT_CHECKS_MR.md). numpy only.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def robust_statistics(
     largest) plausible value to clip to when some are absurd, else None (then the mean and
     deviation are those of every value, computed exactly as before)."""
     low, high = plausible_range(values)
+    if not (np.isfinite(low) and np.isfinite(high)):  # no range: every value, as before
+        return float(values.mean()), float(values.std()), None
     if values.size == 0 or (values.min() >= low and values.max() <= high):  # no mask to build
         return float(values.mean()), float(values.std()), None
     kept = values[(values >= low) & (values <= high)]
@@ -67,13 +70,17 @@ def absurd_voxels(array_zyx: np.ndarray) -> tuple[np.ndarray, tuple[float, float
     values = array[mask].astype(np.float64)
     low, high = plausible_range(values)
     none = np.zeros((0, 3), dtype=np.int64), (0.0, 0.0), 0.0
+    if not (np.isfinite(low) and np.isfinite(high)):  # no range (NaN in the sample too)
+        return none
     if values.size == 0 or (values.min() >= low and values.max() <= high):
         return none
-    outside = (values < low) | (values > high)
-    if outside.all():
+    outside = ~((values >= low) & (values <= high))  # as robust_statistics keeps them
+    if outside.all() or not outside.any():
         return none
     wrong, kept = values[outside], values[~outside]
-    extreme = float(wrong[np.argmax(np.abs(wrong))])
+    magnitude = np.abs(wrong)
+    magnitude[np.isnan(magnitude)] = -1.0  # a NaN is named only when nothing else is absurd
+    extreme = float(wrong[np.argmax(magnitude)])
     flat = np.flatnonzero(mask)[outside]  # row-major, as array[mask] orders the values
     where = np.stack(np.unravel_index(flat, array.shape), axis=1)
     return where, (float(kept.min()), float(kept.max())), extreme

@@ -363,6 +363,15 @@ def _stage_from_url(
     _unpack_zip(archive, staging / "unpacked", package)
 
 
+def _content_length(text: Optional[str]) -> int:
+    """A Content-Length header's bytes; 0 (unknown) when absent or not a whole number >= 0, as
+    http.client reads it (it was a 'Could not download' error, a "-5" a download cut short)."""
+    try:
+        return max(0, int((text or "0").strip()))
+    except ValueError:
+        return 0
+
+
 def _download(
     url: str,
     dest: Path,
@@ -376,7 +385,7 @@ def _download(
     request = urllib.request.Request(url, headers={"User-Agent": "unetpp-model-installer"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
+            total = _content_length(response.headers.get("Content-Length"))
             if total > max_bytes:
                 raise _too_large(url, total, max_bytes)
             done = 0

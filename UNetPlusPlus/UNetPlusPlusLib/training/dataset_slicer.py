@@ -117,10 +117,7 @@ def describe_slicer_export(
         raise UNetPlusPlusError(f"Data folder {root} does not exist.")
     label_files = _label_files(root)
     if not label_files:
-        raise UNetPlusPlusError(
-            f"No Slicer exports found in {root}: expected <case>.nrrd with <case>.seg.nrrd (or "
-            "<case>-label.nrrd with a colour table), or give --dataset-json."
-        )
+        raise _no_exports_error(root)
     first_stem, first_label = next(iter(sorted(label_files.items())))
     others = [Path(stem).name for stem in label_files if stem != first_stem]
     first_images = _images_for(root / first_stem, first_label, others)
@@ -265,3 +262,28 @@ def _fill_label_metadata(dataset: DatasetDescription, label_file: Path, case_id:
                 label.color = entry.color
             if entry.terminology is not None:
                 label.terminology = entry.terminology
+
+
+def _no_exports_error(root: Path) -> UNetPlusPlusError:
+    """The error for a data folder without Slicer exports. A dataset.json in it (a Decathlon
+    download: ``Task03_Liver/dataset.json``) is named, as its own format when it is a Decathlon
+    or nnU-Net one; before, the user was sent to --dataset-json to learn that only then."""
+    description = root / "dataset.json"
+    hint = "or give --dataset-json"
+    if description.is_file():
+        import json
+
+        from .dataset_training import foreign_format_error
+
+        try:
+            data = json.loads(description.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        foreign = foreign_format_error(data, str(description)) if isinstance(data, dict) else None
+        if foreign is not None:
+            return foreign
+        hint = f"or give --dataset-json {description} to read the description there"
+    return UNetPlusPlusError(
+        f"No Slicer exports found in {root}: expected <case>.nrrd with <case>.seg.nrrd (or "
+        f"<case>-label.nrrd with a colour table), {hint}."
+    )

@@ -95,7 +95,12 @@ def check_resume_cases(
             "--resume: the checkpoint records no content of its cases (written by an older "
             "version), so whether an image or label changed since cannot be checked"
         ]
-    recorded = record.get("prints") or {}
+    recorded = record.get("prints")
+    if not isinstance(recorded, dict):  # a string was searched as text: nothing was checked
+        return [
+            "--resume: the checkpoint's record of its cases is damaged (no case prints), so "
+            "whether an image or label changed since cannot be checked"
+        ]
     changed = [i for i in case_ids if i in recorded and prints.get(i) != recorded[i]]
     if not changed:
         return []

@@ -215,7 +215,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--no-augment", action="store_true", help="no augmentation")
     run.add_argument("--no-amp", action="store_true", help="= --precision fp32")
-    run.add_argument("--seed", metavar="N", type=types.non_negative_int, help="random seed (0)")
+    run.add_argument("--seed", metavar="N", type=types.random_seed, help="random seed (0)")
     run.add_argument("--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N")
     run.add_argument(
         "--threads", metavar="N", type=types.thread_count, help="CPU threads per process"

@@ -52,11 +52,18 @@ class RunContext:
         """How ``now`` differs from this context, e.g. "the task is now 'liver-ct' (was
         'lung-nodule')"; "" when it does not."""
         if now.task != self.task:
-            return f"the task is now '{now.task}' (was '{self.task}')"
+            return f"the task is now {_shown(now.task)} (was {_shown(self.task)})"
         if now.volumes != self.volumes:
-            then, changed = ", ".join(self.names), ", ".join(now.names)
-            return f"the input volume is now '{changed}' (was '{then}')"
+            then = ", ".join(map(_shown, self.names or ("",)))
+            changed = ", ".join(map(_shown, now.names or ("",)))
+            return f"the input volume is now {changed} (was {then})"
         return ""
+
+
+def _shown(name: str) -> str:
+    """``'name'``, or ``none`` when nothing is chosen (the volume removed, no task): the status
+    said "the input volume is now '' (was 'chest')"."""
+    return f"'{name}'" if name else "none"
 
 
 @dataclass
