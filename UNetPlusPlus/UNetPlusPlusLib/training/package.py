@@ -293,9 +293,11 @@ def write_card(out_dir: Path, manifest: ModelManifest, plan=None) -> Path:
     if plan is not None:
         budget = f"{plan.budget_s:.0f} s" if plan.budget_s else "none"
         overridden = ", ".join(f"{k} ({v})" for k, v in plan.sources.items()) or "nothing"
+        total = plan.estimate.get("total")
+        estimate = f"estimated {total} s" if total is not None else "not timed (fixed schedule)"
         lines.append(
             f"- plan (plan.json): budget {budget}{'' if plan.budget_given else ' (default)'}, "
-            f"estimated {plan.estimate.get('total')} s; overridden: {overridden}"
+            f"{estimate}; overridden: {overridden}"
         )
     lines.append("")
     path = Path(out_dir) / "CARD.md"
