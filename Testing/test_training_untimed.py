@@ -71,10 +71,19 @@ def test_a_fixed_schedule_times_no_steps_and_an_automatic_one_still_does(
     assert "calibration:" in capsys.readouterr().out
 
 
-def _planning(sources: dict, budget_given=False, plan_only=False, device="cpu"):
-    plan = Plan((2.0, 2.0, 2.0), (32, 32, 32), (4, 8), 1, sources=sources)
-    plan.budget_given = budget_given
-    return types.SimpleNamespace(plan=plan, plan_only=plan_only, device=torch.device(device))
+class _Planning(PlanningMixin):
+    """What ``_timing_needed`` reads of a Trainer: the plan, --plan-only, the device, the
+    configured epochs x iterations (``_comparison_allowed``) and the training cases."""
+
+    def __init__(self, sources, budget_given=False, plan_only=False, device="cpu", steps=(2, 5)):
+        self.plan = Plan((2.0, 2.0, 2.0), (32, 32, 32), (4, 8), 1, sources=sources)
+        self.plan.budget_given = budget_given
+        self.plan_only, self.device = plan_only, torch.device(device)
+        epochs, iterations = steps
+        self.config = types.SimpleNamespace(
+            epochs=epochs, iterations_per_epoch=iterations, batch_size=1
+        )
+        self.train_cases = [None] * 3
 
 
 @pytest.mark.parametrize(
@@ -83,7 +92,9 @@ def _planning(sources: dict, budget_given=False, plan_only=False, device="cpu"):
         ({"epochs": "--epochs"}, {}, "fp32", False, False),
         ({"epochs": "dataset.json"}, {}, "auto", False, False),  # auto: fp32, nothing to compare
         ({"epochs": "--epochs"}, {"device": "cuda"}, "auto", True, False),  # auto: CUDA autocast
-        ({"epochs": "--epochs"}, {}, "auto", True, True),  # fp32 against bf16: timed
+        # fp32 against bf16: the Dice check (8 steps each) is allowed from 160 iterations on
+        ({"epochs": "--epochs"}, {"steps": (19, 8)}, "auto", True, False),
+        ({"epochs": "--epochs"}, {"steps": (20, 8)}, "auto", True, True),
         ({"epochs": "--epochs"}, {"budget_given": True}, "fp32", False, True),  # session limit
         ({"epochs": "--epochs"}, {"plan_only": True}, "fp32", False, True),  # its ETA
         ({"iterations_per_epoch": "--iterations-per-epoch"}, {}, "fp32", False, True),  # budget
@@ -94,8 +105,13 @@ def test_steps_are_timed_only_where_the_plan_uses_them(
     monkeypatch, sources, options, requested, native_bf16, needed
 ):
     monkeypatch.setattr(steps_module, "_native_bf16", lambda: native_bf16)
-    planning = _planning(sources, **options)
-    assert PlanningMixin._timing_needed(planning, requested) is needed
+    planning = _Planning(sources, **options)
+    assert planning._timing_needed(requested) is needed
+    if not needed and requested == "auto" and native_bf16 and options.get("device") != "cuda":
+        assert planning._untimed_precision(requested) == (
+            "fp32",
+            "fp32: a bf16 Dice check would cost more than 10% of this run",
+        )
 
 
 def test_an_untimed_schedule_is_refused_where_a_budget_needs_seconds():

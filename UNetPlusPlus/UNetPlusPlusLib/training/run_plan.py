@@ -6,6 +6,7 @@ epoch at the pace measured so far (a shared machine's load changes). ``Trainer``
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .schedule import (
     refit_epochs,
 )
 from .steps import (
+    SHORT_RUN,
     DeepSupervision,
     calibrate,
     precision_candidates,
@@ -119,7 +121,18 @@ class PlanningMixin:
         ``--time-budget``) and a settled precision need none: the ETA follows the first epoch."""
         if self.plan_only or needs_timing(self.plan):
             return True
-        return len(precision_candidates(requested, self.device)) > 1
+        return self._untimed_precision(requested) is None
+
+    def _untimed_precision(self, requested: str) -> Optional[tuple[str, str]]:
+        """(precision, why) where no timing could change it: one candidate, or fp32 where the
+        bf16 Dice check could not be allowed (with fixed epochs :meth:`_comparison_allowed`
+        does not depend on the seconds: at least 160 iterations in all); else None."""
+        candidates = precision_candidates(requested, self.device)
+        if len(candidates) == 1:
+            return candidates[0], untimed_precision_note(candidates[0], self.device)
+        if not needs_timing(self.plan) and not self._comparison_allowed(2.0 * SHORT_RUN):
+            return "fp32", "fp32: a bf16 Dice check would cost more than 10% of this run"
+        return None
 
     def _plan_timed(self, requested: str) -> None:
         """Calibrate (``steps.calibrate``): the precision, the measured seconds, the schedule
@@ -167,10 +180,12 @@ class PlanningMixin:
         """The plan of a fixed schedule without timed steps: the precision that needs no
         comparison, the schedule's counts (``fit_schedule`` without seconds)."""
         plan = self.plan
-        (chosen,) = precision_candidates(requested, self.device)
+        untimed = self._untimed_precision(requested)
+        assert untimed is not None
+        chosen, why = untimed
         if "precision" not in plan.sources:
             plan.precision = chosen
-            plan.reasons["precision"] = untimed_precision_note(chosen, self.device) or chosen
+            plan.reasons["precision"] = why or chosen
         fit_schedule(
             plan, len(self.train_cases), None, 0.0, time.monotonic() - self.started,
             validation_cases=len(self.val_cases),
@@ -231,7 +246,7 @@ class PlanningMixin:
             iterations = config.iterations_per_epoch or default_iterations(
                 len(self.train_cases), config.batch_size
             )
-            per_step = seconds / (2 * 8)  # the short run's two step times, per step
+            per_step = seconds / (2 * SHORT_RUN)  # the short run's two step times, per step
             run_s = config.epochs * iterations * per_step
         return seconds <= 0.1 * run_s
 

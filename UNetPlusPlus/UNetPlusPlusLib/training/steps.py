@@ -29,6 +29,7 @@ from .sampler import PatchSampler
 GRAD_CLIP = 12.0
 BF16_MIN_SPEEDUP = 1.10
 BF16_DICE_TOLERANCE = 0.01
+SHORT_RUN = 8  # steps of each precision in the bf16-vs-fp32 Dice check
 # Validation cost in full L4 forward passes per tile: L1..L4 and the ensemble (one full pass),
 # with blending; the per-depth seconds of two runs here summed to 3.1-3.2x the L4 seconds.
 VALIDATION_PASSES = 3.2
@@ -208,7 +209,7 @@ def calibrate(
     seed: int,
     log: Callable[[str], None],
     steps: int = 2,
-    short_run: int = 8,
+    short_run: int = SHORT_RUN,
     comparison_allowed: Callable[[float], bool] = lambda seconds: True,
 ) -> Calibration:
     """Time ``steps`` training steps (after one warm-up) on copies of ``network``.
