@@ -59,6 +59,32 @@ def test_a_few_iterations_lower_the_loss(trained):
     assert "epoch 4/4" in (trained / "train.log").read_text()
 
 
+def test_the_training_curve_keeps_its_labels_inside_the_figure(trained, tmp_path, monkeypatch):
+    """The curve has fixed margins (tight_layout drew every epoch's figure twice): its axes,
+    tick and axis labels and legend must still lie inside the image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from UNetPlusPlusLib.training.package import plot_history
+
+    saved: list = []
+    real_savefig = Figure.savefig
+
+    def keep(figure, path, **kwargs):
+        saved.append(figure)
+        return real_savefig(figure, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    history = json.loads((trained / "history.json").read_text())
+    long = [dict(h, epoch=i + 1) for i, h in enumerate(history * 25)]  # 100 epochs
+    plot_history(long, tmp_path / "curve.png")
+    (figure,) = saved
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    width, height = figure.bbox.width, figure.bbox.height
+    for axes in figure.axes:
+        box = axes.get_tightbbox(renderer)
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, box
+
+
 def test_package_records_every_depth_and_the_pruning_rule(trained):
     manifest = ModelManifest.load(trained / "model.json")
     per_depth = manifest.validation["per_depth"]

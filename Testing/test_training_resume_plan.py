@@ -11,6 +11,7 @@ import re
 
 import pytest
 from test_training_dataset import write_slicer_dataset
+from UNetPlusPlusLib.training.checkpoint import read_checkpoint_state
 from UNetPlusPlusLib.training.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -29,6 +30,7 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     args = [str(data), "-o", str(out), *TINY]
     assert main([*args, "--epochs", "2"]) == 0
     first = json.loads((out / "plan.json").read_text())
+    pace = read_checkpoint_state(out)["pace"]  # a fixed schedule: its epochs' measured pace
     capsys.readouterr()
 
     assert main([*args, "--epochs", "3", "--resume"]) == 0
@@ -41,8 +43,10 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     assert (resumed["after_epoch"], resumed["epochs_before"], resumed["epochs"]) == (2, 2, 3)
     rest = resumed["estimate"]
     assert rest["iterations"] == 1 and rest["validations"] == 1  # epoch 3, validated as the last
-    per_iteration = first["measured"]["seconds_per_iteration"]
-    assert rest["training"] == pytest.approx(per_iteration, abs=0.05)
+    assert first["estimate"]["timed"] is False and "seconds_per_iteration" not in first["measured"]
+    assert pace["seconds_per_iteration"] > 0 and pace["seconds_per_validation"] > 0
+    assert rest["training"] == pytest.approx(pace["seconds_per_iteration"], abs=0.05)
+    assert rest["validation"] == pytest.approx(pace["seconds_per_validation"], abs=0.05)
     assert {k: v for k, v in plan.items() if k not in ("epochs", "sources", "resumes")} == {
         k: v for k, v in first.items() if k not in ("epochs", "sources", "resumes")
     }
@@ -50,10 +54,10 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     eta = _row(printed, "ETA")
     assert "for the rest, resumed after epoch 2 of 3" in eta and "1 iterations" in eta
     assert "1 validation(s)" in eta
-    original = _row(printed, "first run's estimate")
-    assert "in all" in original and "2 iterations" in original
+    original = _row(printed, "first run's estimate")  # nothing timed before its first epoch
+    assert "not timed before the first epoch" in original and "2 iterations" in original
     assert f"{first['estimate']['validations']} validation(s)" in original
-    assert printed.count("done about") == 3  # the table's two rows and the resumed line
+    assert printed.count("done about") == 2  # the table's ETA row and the resumed line
     # one ETA: the resumed line repeats the table's (it left out the preparation before)
     total, done = re.search(r"ETA +(\S+) for the rest.*done about (\d\d:\d\d)", eta).groups()
     resumed_line = _row(printed, "resumed after epoch 2")

@@ -208,6 +208,13 @@ class Plan:
                     ("first run's estimate", first, f"in all{budget}",
                      first.get("iterations", planned), "%Y-%m-%d %H:%M")]  # fmt: skip
         for label, est, what, iterations, clock in runs:
+            if "total" not in est:  # a fixed schedule: nothing timed before the first epoch
+                lines.append(
+                    f"  {label:<21} not timed before the first epoch (a fixed schedule): "
+                    f"{iterations} iterations, {est['validations']} validation(s); "
+                    "each epoch's line gives the ETA"
+                )
+                continue
             lines.append(
                 f"  {label:<21} {format_duration(est['total'])} {what}: "
                 f"preparation {format_duration(est['preparation'])}, {iterations} iterations "

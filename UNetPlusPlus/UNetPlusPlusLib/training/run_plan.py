@@ -6,6 +6,7 @@ epoch at the pace measured so far (a shared machine's load changes). ``Trainer``
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -13,8 +14,21 @@ from . import distributed
 from .augment import AugmentConfig
 from .planner import Plan, format_duration
 from .sampler import PatchSampler
-from .schedule import DEFAULT_BUDGET_S, default_iterations, fit_schedule, refit_epochs
-from .steps import DeepSupervision, calibrate, validation_seconds
+from .schedule import (
+    DEFAULT_BUDGET_S,
+    default_iterations,
+    fit_schedule,
+    needs_timing,
+    refit_epochs,
+)
+from .steps import (
+    SHORT_RUN,
+    DeepSupervision,
+    calibrate,
+    precision_candidates,
+    untimed_precision_note,
+    validation_seconds,
+)
 
 FINISH_SHARE = 0.01  # of the budget kept for writing the package (at least FINISH_MIN_S)
 FINISH_MIN_S = 2.0
@@ -23,17 +37,25 @@ FINISH_MIN_S = 2.0
 class PlanningMixin:
     """Needs the Trainer's config, plan, context, network, loss_fn, cases, log and started."""
 
-    def _rest(self, epochs_done: int) -> dict:
-        """What is left after ``epochs_done`` epochs at the latest measured rates (this run's,
-        else plan.json's): iterations, training seconds, validations, validation seconds."""
-        config = self.config
+    def _pace(self, key: str) -> float:
+        """``seconds_per_iteration`` or ``seconds_per_validation`` at the latest measured rate:
+        this run's, else plan.json's (the calibration), else the checkpoint's ``pace`` (the
+        last epoch before ``--resume``; a fixed schedule times no steps before its first
+        epoch); 0.0 when none was measured."""
+        mine = {"seconds_per_iteration": "_iteration_s", "seconds_per_validation": "_validation_s"}
         measured = self.plan.measured if self.plan is not None else {}
-        per_iteration = getattr(self, "_iteration_s", None) or measured.get(
-            "seconds_per_iteration", 0.0
-        )
-        per_validation = getattr(self, "_validation_s", None) or measured.get(
-            "seconds_per_validation", 0.0
-        )
+        saved = getattr(self, "_saved_pace", None) or {}
+        for value in (getattr(self, mine[key], None), measured.get(key), saved.get(key)):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return float(value)
+        return 0.0
+
+    def _rest(self, epochs_done: int) -> dict:
+        """What is left after ``epochs_done`` epochs at the latest measured rates
+        (:meth:`_pace`): iterations, training seconds, validations, validation seconds."""
+        config = self.config
+        per_iteration = self._pace("seconds_per_iteration")
+        per_validation = self._pace("seconds_per_validation")
         iterations = max(0, config.epochs - epochs_done) * config.iterations_per_epoch
         validations = sum(
             1
@@ -63,52 +85,20 @@ class PlanningMixin:
         return f"ETA for the rest {format_duration(self._eta(epochs_done))}"
 
     def _fit_plan(self) -> None:
-        """Time a few steps, fit the schedule to the budget, print and write the plan."""
+        """Time a few steps where the plan uses them (:meth:`_timing_needed`), fit the
+        schedule, print and write the plan."""
         config, plan = self.config, self.plan
         assert plan is not None
         data = None
         if self.context.is_main:
-            tile_zyx = config.tile_size[::-1]
             requested = plan.precision if "precision" in plan.sources else "auto"
-            calibration = calibrate(
-                self.network,
-                DeepSupervision,
-                self.loss_fn,
-                PatchSampler(self.train_cases, tile_zyx, config.foreground_fraction),
-                PatchSampler(self.val_cases, tile_zyx, 0.5),
-                AugmentConfig(enabled=config.augment),
-                config.spacing,
-                config.batch_size,
-                tile_zyx,
-                self.device,
-                config.lr,
-                config.weight_decay,
-                requested,
-                config.seed,
-                self.log,
-                comparison_allowed=self._comparison_allowed,
-            )
-            if "precision" not in plan.sources:
-                plan.precision = calibration.precision
-                plan.reasons["precision"] = calibration.note or "measured"
-            plan.measured.update(calibration.timings)
-            if calibration.note:
-                plan.measured["precision_note"] = calibration.note
-            per_validation = validation_seconds(
-                [c.shape_zyx for c in self.val_cases], tile_zyx, config.overlap,
-                calibration.seconds_per_tile,
-            )  # fmt: skip
             if config.max_val_cases:
                 plan.sources["validation_cases"] = "--max-val-cases"
                 plan.validation_cases = len(self.val_cases)
-            fit_schedule(
-                plan,
-                len(self.train_cases),
-                calibration.seconds_per_iteration,
-                per_validation,
-                time.monotonic() - self.started,
-                validation_cases=len(self.val_cases),
-            )
+            if self._timing_needed(requested):
+                self._plan_timed(requested)
+            else:
+                self._plan_untimed(requested)
             data = plan.to_dict()
         plan = Plan.from_dict(distributed.broadcast_object(self.context, data))
         self.plan = plan
@@ -123,6 +113,87 @@ class PlanningMixin:
             self.log(line)
         if self.context.is_main:
             self.log(f"wrote {plan.save(self.out_dir)}")
+
+    def _timing_needed(self, requested: str) -> bool:
+        """Whether the calibration's timings are used: for ``--plan-only`` (its ETA), a budget
+        (``schedule.needs_timing``), or "auto" precision that only a comparison can settle
+        (``steps.precision_candidates``). A fixed schedule (``--epochs`` without
+        ``--time-budget``) and a settled precision need none: the ETA follows the first epoch."""
+        if self.plan_only or needs_timing(self.plan):
+            return True
+        return self._untimed_precision(requested) is None
+
+    def _untimed_precision(self, requested: str) -> Optional[tuple[str, str]]:
+        """(precision, why) where no timing could change it: one candidate, or fp32 where the
+        bf16 Dice check could not be allowed (with fixed epochs :meth:`_comparison_allowed`
+        does not depend on the seconds: at least 160 iterations in all); else None."""
+        candidates = precision_candidates(requested, self.device)
+        if len(candidates) == 1:
+            return candidates[0], untimed_precision_note(candidates[0], self.device)
+        if not needs_timing(self.plan) and not self._comparison_allowed(2.0 * SHORT_RUN):
+            return "fp32", "fp32: a bf16 Dice check would cost more than 10% of this run"
+        return None
+
+    def _plan_timed(self, requested: str) -> None:
+        """Calibrate (``steps.calibrate``): the precision, the measured seconds, the schedule
+        fitted to them."""
+        config, plan = self.config, self.plan
+        tile_zyx = config.tile_size[::-1]
+        calibration = calibrate(
+            self.network,
+            DeepSupervision,
+            self.loss_fn,
+            PatchSampler(self.train_cases, tile_zyx, config.foreground_fraction),
+            PatchSampler(self.val_cases, tile_zyx, 0.5),
+            AugmentConfig(enabled=config.augment),
+            config.spacing,
+            config.batch_size,
+            tile_zyx,
+            self.device,
+            config.lr,
+            config.weight_decay,
+            requested,
+            config.seed,
+            self.log,
+            comparison_allowed=self._comparison_allowed,
+        )
+        if "precision" not in plan.sources:
+            plan.precision = calibration.precision
+            plan.reasons["precision"] = calibration.note or "measured"
+        plan.measured.update(calibration.timings)
+        if calibration.note:
+            plan.measured["precision_note"] = calibration.note
+        per_validation = validation_seconds(
+            [c.shape_zyx for c in self.val_cases], tile_zyx, config.overlap,
+            calibration.seconds_per_tile,
+        )  # fmt: skip
+        fit_schedule(
+            plan,
+            len(self.train_cases),
+            calibration.seconds_per_iteration,
+            per_validation,
+            time.monotonic() - self.started,
+            validation_cases=len(self.val_cases),
+        )
+
+    def _plan_untimed(self, requested: str) -> None:
+        """The plan of a fixed schedule without timed steps: the precision that needs no
+        comparison, the schedule's counts (``fit_schedule`` without seconds)."""
+        plan = self.plan
+        untimed = self._untimed_precision(requested)
+        assert untimed is not None
+        chosen, why = untimed
+        if "precision" not in plan.sources:
+            plan.precision = chosen
+            plan.reasons["precision"] = why or chosen
+        fit_schedule(
+            plan, len(self.train_cases), None, 0.0, time.monotonic() - self.started,
+            validation_cases=len(self.val_cases),
+        )  # fmt: skip
+        self.log(
+            "no steps timed: the schedule is fixed (epochs without --time-budget); "
+            "the ETA follows the first epoch"
+        )
 
     def _note_resume(self, state: dict) -> None:
         """On ``--resume`` from the checkpoint ``state`` (its JSON part): the estimate for the
@@ -175,7 +246,7 @@ class PlanningMixin:
             iterations = config.iterations_per_epoch or default_iterations(
                 len(self.train_cases), config.batch_size
             )
-            per_step = seconds / (2 * 8)  # the short run's two step times, per step
+            per_step = seconds / (2 * SHORT_RUN)  # the short run's two step times, per step
             run_s = config.epochs * iterations * per_step
         return seconds <= 0.1 * run_s
 
@@ -189,10 +260,8 @@ class PlanningMixin:
             limit = plan.budget_s
         if not limit or done >= config.epochs:
             return False
-        validation = getattr(self, "_validation_s", None) or (
-            plan.measured.get("seconds_per_validation", 0.0) if plan is not None else 0.0
-        )
-        needed = (time.monotonic() - self.started) + epoch_s + float(validation)
+        validation = self._pace("seconds_per_validation")
+        needed = (time.monotonic() - self.started) + epoch_s + validation
         stop = needed > float(limit)
         stop = bool(distributed.broadcast_object(self.context, stop))
         if stop:
@@ -217,10 +286,8 @@ class PlanningMixin:
         if self.context.is_main:
             budget = float(plan.budget_s or 0)
             remaining = budget - self._budget_used() - max(FINISH_MIN_S, FINISH_SHARE * budget)
-            validation_s = getattr(self, "_validation_s", None) or plan.measured.get(
-                "seconds_per_validation", 0.0
-            )
-            data = refit_epochs(plan, done, remaining, epoch_s, float(validation_s))
+            validation_s = self._pace("seconds_per_validation")
+            data = refit_epochs(plan, done, remaining, epoch_s, validation_s)
         refit = distributed.broadcast_object(self.context, data)
         if refit is None:
             return

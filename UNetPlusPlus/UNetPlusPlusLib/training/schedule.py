@@ -36,10 +36,16 @@ def default_iterations(training_cases: int, batch_size: int) -> int:
     return int(min(high, max(low, math.ceil(2 * training_cases / batch_size))))
 
 
+def needs_timing(plan: Plan) -> bool:
+    """Whether fitting the schedule needs timed steps: with a budget (given, or the device
+    default when the epochs are not fixed); not for fixed epochs without ``--time-budget``."""
+    return plan.budget_given or "epochs" not in plan.sources
+
+
 def fit_schedule(
     plan: Plan,
     training_cases: int,
-    seconds_per_iteration: float,
+    seconds_per_iteration: Optional[float],
     seconds_per_validation: float,
     elapsed_s: float,
     validation_cases: int = 0,
@@ -52,10 +58,14 @@ def fit_schedule(
     UNetPlusPlusError when the budget cannot hold a single iteration. Where one validation of
     all ``validation_cases`` would take more than 7.5 % of the budget, the plan validates on an
     evenly spread subset (at least 8 cases) unless ``validation_cases`` is fixed.
+
+    ``seconds_per_iteration`` None (nothing timed; only where :func:`needs_timing` is False):
+    the estimate holds the counts and the preparation, no seconds (the ETA comes with the
+    first epoch). Raises ValueError for None where the schedule needs timing.
     """
     fixed = set(plan.sources)
-    t_iter = max(seconds_per_iteration, 1e-6)
-    t_val = max(seconds_per_validation, 0.0)
+    if seconds_per_iteration is None and needs_timing(plan):
+        raise ValueError("a schedule fitted to a budget needs timed steps")
     rule = default_iterations(training_cases, plan.batch_size)
     if "iterations_per_epoch" not in fixed:
         plan.iterations_per_epoch = rule
@@ -65,6 +75,16 @@ def fit_schedule(
     if "val_every" not in fixed:
         plan.val_every = 1
         plan.reasons["val_every"] = "every epoch"
+    if seconds_per_iteration is None:
+        plan.estimate = {
+            "preparation": round(elapsed_s, 1),
+            "iterations": plan.epochs * plan.iterations_per_epoch,
+            "validations": validation_count(plan.epochs, plan.val_every),
+            "timed": False,
+        }
+        return plan
+    t_iter = max(seconds_per_iteration, 1e-6)
+    t_val = max(seconds_per_validation, 0.0)
     schedule_fixed = {"epochs", "iterations_per_epoch"} <= fixed
     use_budget = plan.budget_given or "epochs" not in fixed
     if plan.budget_s is None and use_budget:

@@ -29,6 +29,7 @@ from .sampler import PatchSampler
 GRAD_CLIP = 12.0
 BF16_MIN_SPEEDUP = 1.10
 BF16_DICE_TOLERANCE = 0.01
+SHORT_RUN = 8  # steps of each precision in the bf16-vs-fp32 Dice check
 # Validation cost in full L4 forward passes per tile: L1..L4 and the ensemble (one full pass),
 # with blending; the per-depth seconds of two runs here summed to 3.1-3.2x the L4 seconds.
 VALIDATION_PASSES = 3.2
@@ -208,7 +209,7 @@ def calibrate(
     seed: int,
     log: Callable[[str], None],
     steps: int = 2,
-    short_run: int = 8,
+    short_run: int = SHORT_RUN,
     comparison_allowed: Callable[[float], bool] = lambda seconds: True,
 ) -> Calibration:
     """Time ``steps`` training steps (after one warm-up) on copies of ``network``.
@@ -223,14 +224,7 @@ def calibrate(
         sampler, rng, steps + 1, batch_size, augment, spacing_xyz, device
     )
     timings: dict = {"batch_preparation_s": round(batch_seconds, 4)}
-    candidates = [precision]
-    if precision == "auto":
-        if device.type == "cuda":
-            candidates = ["amp"]
-        elif device.type == "cpu" and _native_bf16():
-            candidates = ["fp32", "bf16"]
-        else:
-            candidates = ["fp32"]
+    candidates = precision_candidates(precision, device)
     for name in candidates:
         dtype = autocast_dtype(name, device)
         seconds = _time_steps(network, wrap, loss_fn, batches, dtype, lr, weight_decay, device)
@@ -268,13 +262,33 @@ def calibrate(
                     f"fp32: bf16 was {speedup:.2f}x faster but its Dice after {short_run} "
                     f"steps was worse ({dice['bf16']:.3f} vs {dice['fp32']:.3f})"
                 )
-    elif device.type == "cpu" and precision == "auto":
-        note = "fp32: this CPU has no native bf16 (AVX512_BF16/AMX)"
+    elif precision == "auto":
+        note = untimed_precision_note(chosen, device)
     per_step = timings[f"{chosen}_step_s"]
     tile_seconds = _time_forward(network, batches[0][0][:1], device)
     timings["inference_tile_s"] = round(tile_seconds, 4)
     log(f"calibration: {timings}")
     return Calibration(per_step + batch_seconds, tile_seconds, chosen, note, timings)
+
+
+def precision_candidates(precision: str, device: torch.device) -> list[str]:
+    """The precisions a calibration times for a requested ``precision`` ("auto", "fp32",
+    "bf16", "amp"): one, except "auto" on a CPU with native bfloat16 (["fp32", "bf16"], which
+    only timed steps and a short run can decide between)."""
+    if precision != "auto":
+        return [precision]
+    if device.type == "cuda":
+        return ["amp"]
+    if device.type == "cpu" and _native_bf16():
+        return ["fp32", "bf16"]
+    return ["fp32"]
+
+
+def untimed_precision_note(chosen: str, device: torch.device) -> str:
+    """Why "auto" means ``chosen`` where no comparison was possible (empty on CUDA)."""
+    if device.type == "cpu" and chosen == "fp32":
+        return "fp32: this CPU has no native bf16 (AVX512_BF16/AMX)"
+    return ""
 
 
 def _native_bf16() -> bool:

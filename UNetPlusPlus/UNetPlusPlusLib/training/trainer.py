@@ -313,6 +313,8 @@ class Trainer(PlanningMixin):
         if self.resume:
             state = read_checkpoint_state(self.out_dir)
             check_resume(state, self.config, self.dataset)
+            pace = state.get("pace")
+            self._saved_pace = pace if isinstance(pace, dict) else {}
         self.log(f"training on {self.device} (world size {self.context.world_size})")
         self._load_cases()
         self._build_model()
@@ -461,6 +463,10 @@ class Trainer(PlanningMixin):
             "config": jsonable(self.config),
             "elapsed_s": round(self.elapsed_s, 2),
             "budget_used_s": round(self._budget_used(), 2),
+            "pace": {  # the measured rates, for the ETA of a --resume (run_plan._pace)
+                "seconds_per_iteration": round(self._pace("seconds_per_iteration"), 4),
+                "seconds_per_validation": round(self._pace("seconds_per_validation"), 2),
+            },
             "labels": self.dataset.label_names,
             "channels": [c.name for c in self.dataset.channels],
             "cases": self.cases_record,  # the cases' training prints (--resume compares them)
