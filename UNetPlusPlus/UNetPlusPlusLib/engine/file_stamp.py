@@ -1,5 +1,5 @@
 """What a cache keys an input file on (training: the preprocessed cases and the dataset
-fingerprint).
+fingerprint; `unetpp serve`: the input volume it keeps, warm_cache.py).
 
 Path, size and modification time alone miss a same-size replacement that keeps the old
 modification time (``cp -p``, ``rsync -t``, a restore from a backup): the stale cache was then
