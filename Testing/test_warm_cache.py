@@ -24,6 +24,26 @@ def test_the_volume_is_read_again_only_when_its_file_changes(tmp_path):
     assert again is not first and again.array.max() == 1.0
 
 
+def test_a_same_size_file_with_the_old_modification_time_is_read_again(tmp_path):
+    """``cp -p`` of another image of the same size: the same size and mtime, but a new inode
+    change time (engine/file_stamp.py). Before, the server answered on the old image."""
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16)), str(path))
+    cache = WarmCache()
+    first = cache.volume([str(path)], ["CT"])
+    before = os.stat(path)
+    other = tmp_path / "other.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 5, 6), np.int16)), str(other))
+    path.write_bytes(other.read_bytes())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    again = cache.volume([str(path)], ["CT"])
+    assert again is not first and again.array.max() == 1.0
+
+
 def test_the_model_is_loaded_once_per_manifest_and_device(sphere_model):
     cache = WarmCache()
     manifest = ModelManifest.load(sphere_model)

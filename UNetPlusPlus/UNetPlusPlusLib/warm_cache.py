@@ -2,18 +2,19 @@
 
 Successive runs on one volume (nodule clicks, another depth, TTA on or off) use the same model
 and the same input files, so the server keeps the loaded model (keyed by manifest path, sha256,
-device and threads) and the volume it read (keyed by each input file's resolved path,
-modification time and size; DICOM folders are read again every time). A request may instead
-name its volume by an ``input_token`` (the Slicer module's: its nodes' ids, modification times
-and world matrices): while the cache holds that token the files are not read, nor needed, so
-the module deletes each run's input files (copies of the patient's images) when the run ends
-and writes them again only when the server no longer holds the volume. One of each is kept. For
-the model and volume it also keeps what a click would otherwise recompute from the whole volume:
-the input sanity warnings (``input_checks``, which the CLI runs before it imports torch) and the
-MR statistics the crop around a point is normalised with (``channel_norms``), and the last
-prepared network input (``memo``: the non-zero box, resampled and normalised), so that another
-depth or TTA on the same volume starts at the network; the memo also keeps the liver anatomy
-check's lung and body masks (each result still gets its own anatomy warning: the segment
+device and threads) and the volume it read (keyed by each input file's resolved path, size,
+modification time, inode change time and inode: engine/file_stamp.py, so a same-size copy that
+keeps the old modification time is read again; DICOM folders are read again every time). A
+request may instead name its volume by an ``input_token`` (the Slicer module's: its nodes' ids,
+modification times and world matrices): while the cache holds that token the files are not read,
+nor needed, so the module deletes each run's input files (copies of the patient's images) when
+the run ends and writes them again only when the server no longer holds the volume. One of each
+is kept. For the model and volume it also keeps what a click would otherwise recompute from the
+whole volume: the input sanity warnings (``input_checks``, which the CLI runs before it imports
+torch) and the MR statistics the crop around a point is normalised with (``channel_norms``), and
+the last prepared network input (``memo``: the non-zero box, resampled and normalised), so that
+another depth or TTA on the same volume starts at the network; the memo also keeps the liver
+anatomy check's lung and body masks (each result still gets its own anatomy warning: the segment
 differs between depths).
 
 Memory bound (:meth:`WarmCache.after_request`, called by the server after every request): after
@@ -29,10 +30,11 @@ on Linux, the C heap's free pages to the system (``malloc_trim``).
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from .engine.file_stamp import file_stamp
 
 KEEP_VOLUME_BYTES = 256 * 2**20  # largest input volume kept after a run that is not a click
 
@@ -192,10 +194,10 @@ def _files_key(paths: Sequence[str], channel_names: Sequence[str]) -> Optional[t
     parts = []
     for path in paths:
         try:
-            status = os.stat(path)
+            stamp = file_stamp(Path(path))  # path, size, mtime, ctime, inode: cp -p is seen
         except OSError:
             return None  # read_volume reports it
         if not Path(path).is_file():
             return None  # a DICOM folder: its files may change without the folder's time
-        parts.append((str(Path(path).resolve()), status.st_mtime_ns, status.st_size))
+        parts.append(tuple(stamp))
     return (tuple(parts), tuple(channel_names))

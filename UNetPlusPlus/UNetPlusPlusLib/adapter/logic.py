@@ -191,8 +191,9 @@ class SegmentationLogic:
     ) -> SegmentationJob:
         """Start a background run of the CLI; poll the returned job until it is finished.
 
-        When it succeeds, ``job.output`` is the segmentation node written to; until then the
-        scene is untouched. Input problems raise ``UNetPlusPlusError`` here, before any start.
+        When it succeeds, ``job.output`` is the segmentation node written to and
+        ``job.result["segment_ids"]`` the IDs of the segments written; until then the scene is
+        untouched. Input problems raise ``UNetPlusPlusError`` here, before any start.
         ``persistent`` (default: :attr:`persistent`, True) sends the run, whole volume, ROI or
         click alike, to one engine process kept alive between runs (``unetpp serve``: Python,
         torch and the last model stay loaded), started at the first run and again after a crash
@@ -210,9 +211,11 @@ class SegmentationLogic:
         server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, result: dict):
-            warnings = result.setdefault("warnings", []) if isinstance(result, dict) else None
+            known = isinstance(result, dict)
+            warnings = result.setdefault("warnings", []) if known else None
+            written = result.setdefault("segment_ids", []) if known else None
             return self.write_result(
-                labels, nodes, manifest, output_node, replace_existing, warnings
+                labels, nodes, manifest, output_node, replace_existing, warnings, written
             )
 
         job = SegmentationJob(
@@ -317,8 +320,10 @@ class SegmentationLogic:
         output_node=None,
         replace_existing: bool = False,
         warnings: Optional[list] = None,
+        written: Optional[list] = None,
     ):
-        """Write engine labels into ``output_node`` (or a new node); see write_segments.
+        """Write engine labels into ``output_node`` (or a new node); see write_segments
+        (``written`` receives the IDs of the segments written).
 
         ``warnings`` receives one line per segment the user had edited and that was kept
         beside the new result instead of being replaced, and one when ``output_node`` belongs
@@ -355,6 +360,7 @@ class SegmentationLogic:
             crop_to_content=is_prompted(manifest),
             kept=kept,
             rebound=rebound,
+            written=written,
         )
         if warnings is not None:
             warnings += [

@@ -120,6 +120,7 @@ def write_segments(
     crop_to_content: bool = False,
     kept: list | None = None,
     rebound: list | None = None,
+    written: list | None = None,
 ):
     """Write ``labels`` as segments; return the node that received them.
 
@@ -137,6 +138,7 @@ def write_segments(
     ``rebound``: a list that receives ``(node name, reason)`` when ``segmentation_node`` belongs
     to another volume (:func:`.segmentation_binding.other_volume_binding`): the segments then
     go into a new node, and that node is left untouched.
+    ``written``: a list that receives the segment ID of each segment written, in label order.
     """
     scene = reference_volume_node.GetScene()
     if scene is None:
@@ -202,6 +204,8 @@ def write_segments(
             if not segmentation.AddSegment(segment, segment_id, insert_before):
                 raise RuntimeError(f"could not add segment {name!r} to {segmentation_node.GetID()}")
             stamp(segment, representation)
+            if written is not None:
+                written.append(segmentation.GetSegmentIdBySegment(segment))
     finally:
         segmentation_node.EndModify(was_modifying)
     return segmentation_node

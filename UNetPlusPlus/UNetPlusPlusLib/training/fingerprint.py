@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..engine.file_stamp import file_stamp
 from .case_content import LEGACY_METHOD, CasePrint, training_print, volume_print
 from .cases import read_case
 from .dataset_types import CaseFiles, DatasetDescription
@@ -156,13 +157,13 @@ def case_fingerprint(
 
 
 def fingerprint_key(dataset: DatasetDescription, cases: Sequence[CaseFiles]) -> str:
-    """A digest of the input files (path, size, mtime), channels and label mapping."""
+    """A digest of the input files (path, size, mtime, ctime, inode: file_stamp.py), channels
+    and label mapping."""
     stats = []
     for case in cases:
         files = list(case.images) + [case.label] + ([case.color_table] if case.color_table else [])
         for path in files:
-            info = path.stat()
-            stats.append([str(path.resolve()), info.st_size, info.st_mtime_ns])
+            stats.append(file_stamp(path))
         stats.append({k: list(v) for k, v in case.source.label_map.items()})
     payload = {
         "version": FINGERPRINT_VERSION,

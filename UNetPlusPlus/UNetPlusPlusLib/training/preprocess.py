@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..engine.file_stamp import file_stamp
 from ..engine.normalize import normalize
 from ..engine.volume import LabelVolume, canonical_grid, resample_labels, resample_volume
 from .cases import CaseData, read_case
@@ -80,12 +81,12 @@ def foreground_points(labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def cache_key(case: CaseFiles, dataset: DatasetDescription, spacing_xyz: Sequence[float]) -> str:
-    """A digest of everything the cached arrays depend on."""
+    """A digest of everything the cached arrays depend on (each input file by
+    :func:`~UNetPlusPlusLib.engine.file_stamp.file_stamp`: path, size, mtime, ctime, inode)."""
     files = list(case.images) + [case.label] + ([case.color_table] if case.color_table else [])
     stats = []
     for path in files:
-        info = path.stat()
-        stats.append([str(path.resolve()), info.st_size, info.st_mtime_ns])
+        stats.append(file_stamp(path))
     payload = {
         "version": CACHE_VERSION,
         "files": stats,

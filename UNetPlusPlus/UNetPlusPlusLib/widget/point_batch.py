@@ -7,7 +7,8 @@ provides). Which points run:
   is queued and runs once the run before it ends. Points placed while it was off are
   landmarks: turning it on does not run them.
 - Segment (:meth:`queuePlacedPoints`): the placed points of the list that have no segment
-  yet (:func:`~UNetPlusPlusLib.widget.point_queue.segmented_ids`), in list order.
+  (:func:`~UNetPlusPlusLib.widget.point_queue.segmented_ids`: never had, or their segment was
+  deleted since), in list order.
 
 A point runs with the task and input volumes it was queued for; one whose turn comes after
 either changed is not run: the status and the log name it, and it stays placed.
@@ -17,7 +18,9 @@ the queue; the next one runs. Each refusal is logged once, when it happens; once
 empty the status text lists them ("Not segmented: Point 'F-2' (2 of 3) at ... mm RAS lies in
 the air ...") and one error dialog shows them all: one to acknowledge per batch, not one per
 refused point, and none while other points still run. Cancel empties the queue; the status
-says which points were segmented and kept and which were not (:meth:`cancelledText`).
+says which points were segmented and kept and which were not (:meth:`cancelledText`). Points
+placed while the cancel completes ("Cancelling...") were not cancelled: they run after it
+(run_control.py, ``runPlacedWhileCancelling``).
 """
 
 from functools import partial

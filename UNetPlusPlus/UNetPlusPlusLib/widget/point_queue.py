@@ -16,26 +16,33 @@ segment would come from another model, or lie on another image); the batch repor
 the point stays placed for Segment to run later.
 
 The points of a list that have their segment are recorded on the list itself, in the node
-attribute :data:`SEGMENTED_ATTRIBUTE` (saved with the scene): Segment runs the placed points
-that are not in it (:func:`segmented_ids`).
+attribute :data:`SEGMENTED_ATTRIBUTE` (saved with the scene), each with the segmentation node
+and segment IDs its run wrote: a point has its segment while one of those segments is still
+in that node (:func:`segmented_ids`); one whose segment was deleted (Segment Editor), or whose
+segmentation node was removed, is Segment's to run again. A record from before (a list of
+point IDs, no segment) still counts its points as segmented.
 
 Slicer API used (checked in Slicer's source, Libs/MRML/Core/vtkMRMLMarkupsNode.cxx and
 vtkMRMLNode.cxx): ``GetNthControlPointIndexByID`` (-1 for an ID no longer in the list),
 ``GetNthControlPointPositionStatus``, ``GetNthControlPointPositionWorld``,
 ``GetNthControlPointLabel``, ``GetNthControlPointID``; ``vtkMRMLNode::GetScene`` (None once
 the node is removed from its scene), ``GetAttribute`` (None when unset), ``SetAttribute`` and
-``RemoveAttribute`` (both call ``Modified()``; attributes are written to the scene file).
+``RemoveAttribute`` (both call ``Modified()``; attributes are written to the scene file);
+``vtkMRMLScene::GetNodeByID``, ``vtkSegmentation::GetSegment`` (None for an ID not in it:
+Libs/vtkSegmentationCore/vtkSegmentation.cxx).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from UNetPlusPlusLib.adapter.input_checks import point_name
 
-#: Node attribute of a point list: a JSON list of the IDs of its points that have a segment.
+#: Node attribute of a point list: a JSON object, point ID -> ``[segmentation node ID, segment
+#: ID, ...]`` (what its run wrote), or ``null`` (not known: a record of before, a JSON list of
+#: point IDs, reads so).
 SEGMENTED_ATTRIBUTE = "UNetPlusPlus.SegmentedPointIDs"
 
 
@@ -176,11 +183,12 @@ class PointQueue:
         self.refused_labels.append(run.label)
         return line
 
-    def done(self, run: PointRun) -> None:
-        """``run`` succeeded: its segment is in the scene; recorded on its point list."""
+    def done(self, run: PointRun, output=None, segment_ids: Sequence[str] = ()) -> None:
+        """``run`` succeeded: its segments ``segment_ids`` are in ``output`` (a segmentation
+        node); recorded on its point list."""
         self.segmented.append(run.label)
         if run.node is not None:
-            mark_segmented(run.node, [run.point_id])
+            mark_segmented(run.node, [run.point_id], output, segment_ids)
 
     def finish(self) -> BatchEnd:
         """What the batch did; starts a new batch."""
@@ -220,29 +228,62 @@ def cancel_text(segmented: list[str], refused: list[str], not_run: list[str]) ->
 
 
 def segmented_ids(node) -> set[str]:
-    """The IDs of the points of ``node`` (a markups node) that have their segment."""
-    try:
-        ids = json.loads(node.GetAttribute(SEGMENTED_ATTRIBUTE) or "[]")
-    except ValueError:  # edited by hand: as if none had
-        return set()
-    return {str(i) for i in ids} if isinstance(ids, list) else set()
+    """The IDs of the points of ``node`` (a markups node) that have their segment: recorded,
+    and one of the segments their run wrote still in its segmentation node (in ``node``'s
+    scene); a record without segments (of before) counts as having it."""
+    scene = node.GetScene()
+    done = set()
+    for point_id, written in _records(node).items():
+        if written is None:
+            done.add(point_id)
+            continue
+        output = scene.GetNodeByID(written[0]) if scene is not None else None
+        segmentation = output.GetSegmentation() if hasattr(output, "GetSegmentation") else None
+        if segmentation is not None and any(
+            segmentation.GetSegment(s) is not None for s in written[1:]
+        ):
+            done.add(point_id)
+    return done
 
 
-def mark_segmented(node, ids: Iterable[str]) -> None:
-    """Record the points ``ids`` of ``node`` as segmented."""
-    _set_segmented(node, segmented_ids(node) | set(ids))
+def mark_segmented(node, ids: Iterable[str], output=None, segment_ids: Sequence[str] = ()) -> None:
+    """Record the points ``ids`` of ``node`` as segmented into ``output`` (a segmentation
+    node), segments ``segment_ids``; without them, as segmented for good (as of before)."""
+    written = [output.GetID(), *map(str, segment_ids)] if output is not None else None
+    records = _records(node)
+    records.update({str(i): written for i in ids})
+    _set_records(node, records)
 
 
 def keep_segmented(node, ids: set) -> None:
     """Forget the segmented points of ``node`` that are not in ``ids`` (deleted, or unplaced:
     placing a point again is a new click; Slicer gives a deleted point's ID to the next)."""
-    recorded = segmented_ids(node)
-    if recorded - ids:
-        _set_segmented(node, recorded & ids)
+    records = _records(node)
+    if set(records) - ids:
+        _set_records(node, {k: v for k, v in records.items() if k in ids})
 
 
-def _set_segmented(node, ids: set) -> None:
-    if ids:
-        node.SetAttribute(SEGMENTED_ATTRIBUTE, json.dumps(sorted(ids)))
+def _records(node) -> dict[str, Optional[list[str]]]:
+    """The record of ``node``: point ID -> [segmentation node ID, segment IDs...] or None (not
+    known). A list (the record of before) is its IDs, none known; anything else (edited by
+    hand) is read as no record."""
+    try:
+        value = json.loads(node.GetAttribute(SEGMENTED_ATTRIBUTE) or "{}")
+    except ValueError:
+        return {}
+    if isinstance(value, list):
+        return {str(i): None for i in value}
+    if not isinstance(value, dict):
+        return {}
+    records: dict[str, Optional[list[str]]] = {}
+    for key, written in value.items():
+        known = isinstance(written, list) and len(written) > 1
+        records[str(key)] = [str(w) for w in written] if known else None
+    return records
+
+
+def _set_records(node, records: dict) -> None:
+    if records:
+        node.SetAttribute(SEGMENTED_ATTRIBUTE, json.dumps(records, sort_keys=True))
     else:
         node.RemoveAttribute(SEGMENTED_ATTRIBUTE)

@@ -20,7 +20,7 @@ from slicer.i18n import tr as _
 from UNetPlusPlusLib.adapter import install, panel
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.widget.point_batch import PointBatch
-from UNetPlusPlusLib.widget.point_queue import segmented_ids
+from UNetPlusPlusLib.widget.point_queue import labels_text, segmented_ids
 
 
 class RunControl(PointBatch):
@@ -96,7 +96,8 @@ class RunControl(PointBatch):
 
     def onSegmentButton(self) -> None:
         if self._job is not None and not self._job.finished:
-            self._cancelledPoints = self._points.clear()  # the user asked to stop: the queue too
+            # the user asked to stop: the queue too (not the points placed while it stops)
+            self._cancelledPoints = getattr(self, "_cancelledPoints", []) + self._points.clear()
             self._job.cancel()
             self.ui.statusLabel.text = _("Cancelling...")
             return
@@ -266,8 +267,9 @@ class RunControl(PointBatch):
             self.appendLog(self.ui.statusLabel.text)
             if node is not None:
                 self.appendLog(_("Segments written to '{name}'.").format(name=node.GetName()))
-            if point is not None:
-                self._points.done(point)  # its segment is in the scene (Segment skips it)
+            if point is not None:  # its segment is in the scene: Segment skips it while it is
+                written = (job.result or {}).get("segment_ids") or []
+                self._points.done(point, node, written)
             manifest = self.currentModel()
             prompted = manifest is not None and panel.is_prompted(manifest)
             if self._parameterNode is not None and prompted and self.pointStillCurrent(point):
@@ -275,7 +277,7 @@ class RunControl(PointBatch):
             self.startNextPoint()
         elif event.state == "cancelled":
             self.ui.progressBar.setValue(0)
-            dropped = getattr(self, "_cancelledPoints", []) + self._points.clear()  # scene close
+            dropped = getattr(self, "_cancelledPoints", [])
             self._cancelledPoints = []
             batch = point is not None or self._points.segmented or self._points.refused
             if batch:  # what is in the scene now: the segments of the points done before
@@ -283,8 +285,11 @@ class RunControl(PointBatch):
                 self.appendLog(text)
             else:
                 text = _("Cancelled; the scene was not changed.")
+                if self._points:  # points placed since run next: the status moves on
+                    self.appendLog(text)
             self.ui.statusLabel.text = text + panel.warnings_text(job.run_warnings)
             self.finishPoints(dialog=False)  # the refusals before the cancel, in the status
+            self.runPlacedWhileCancelling()
         else:
             self.ui.progressBar.setValue(0)
             self.ui.statusLabel.text = self.failedText() + (
@@ -297,6 +302,15 @@ class RunControl(PointBatch):
                 self._points.refuse(point, event.message)
             self.startNextPoint()  # a refused point does not stop the queue
         self.updateButtons()
+
+    def runPlacedWhileCancelling(self) -> None:
+        """After a cancel: the points placed while it stopped ("Cancelling...") were not part
+        of what the user cancelled; they run now, as a new batch (the log says so)."""
+        if not self._points:
+            return
+        labels = labels_text(point.label for point in self._points.pending)
+        self.appendLog(_("Placed after Cancel, now run: {labels}.").format(labels=labels))
+        self.startNextPoint()
 
     @staticmethod
     def resultSummary(job) -> str:
