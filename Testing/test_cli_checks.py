@@ -48,10 +48,10 @@ def _files(folder: Path) -> list[str]:
 def test_models_list_with_nothing_found_is_an_error_naming_where_it_looked(
     tmp_path, monkeypatch, capsys
 ):
-    from UNetPlusPlusLib.engine import registry
+    from UNetPlusPlusLib.engine import model_search
 
-    monkeypatch.setattr(registry, "builtin_models_dir", lambda: None)
-    monkeypatch.setattr(registry, "expected_dir", lambda *parts: tmp_path / "builtin")
+    monkeypatch.setattr(model_search, "builtin_models_dir", lambda: None)
+    monkeypatch.setattr(model_search, "expected_dir", lambda *parts: tmp_path / "builtin")
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("UNETPP_MODELS", str(tmp_path / "extra"))
     assert main(["models", "list"]) == 2

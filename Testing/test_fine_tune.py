@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_training_dataset import SIZE, _image, ball, write_slicer_dataset
 from UNetPlusPlusLib import cli
-from UNetPlusPlusLib.engine import registry
+from UNetPlusPlusLib.engine import model_search, registry
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.predictor import Predictor
@@ -49,7 +49,7 @@ def models_env(parent_dir, tmp_path, monkeypatch):
     model folder (UNETPP_HOME)."""
     monkeypatch.setenv("UNETPP_MODELS", str(parent_dir.parent))
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(registry, "builtin_models_dir", lambda: parent_dir.parent)
+    monkeypatch.setattr(model_search, "builtin_models_dir", lambda: parent_dir.parent)
     return tmp_path / "home" / "models"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from test_registry import make_package
-from UNetPlusPlusLib.engine import registry
+from UNetPlusPlusLib.engine import model_download, registry
 from UNetPlusPlusLib.engine.package_files import check_folder_files
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
@@ -106,7 +106,7 @@ def test_a_download_larger_than_a_package_is_stopped(tmp_path, monkeypatch, anno
         def log_message(self, *args):
             pass
 
-    monkeypatch.setattr(registry, "MAX_DOWNLOAD_BYTES", 1 << 20)
+    monkeypatch.setattr(model_download, "MAX_DOWNLOAD_BYTES", 1 << 20)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()

@@ -1,0 +1,152 @@
+"""Finding models: the folders searched, in order, and the packages found there.
+
+A model is a folder holding ``model.json`` and its weights (docs/ARCHITECTURE.md, "Model
+package"). Folders are searched in this order, the first match winning:
+
+1. every folder in ``UNETPP_MODELS`` (``os.pathsep``-separated);
+2. the user cache, ``$UNETPP_HOME/models`` or the platform cache (``~/.cache/unetpp/models``);
+3. the built-in models, package data in ``UNetPlusPlusLib/Resources/Models`` found through
+   :mod:`importlib.resources` (a checkout, a pip install, an installed Slicer extension alike;
+   see ``UNetPlusPlusLib/resources.py``).
+
+No torch is imported (``unetpp models list`` stays fast); ``registry`` re-exports these names.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from UNetPlusPlusLib.engine.manifest import MANIFEST_FILENAME, ModelManifest
+from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.resources import builtin_models_dir, expected_dir
+
+
+def user_cache_dir() -> Path:
+    """The user model cache: ``$UNETPP_HOME/models``, else the platform's cache folder."""
+    home = os.environ.get("UNETPP_HOME")
+    if home:
+        return _checked_home(home) / "models"
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "unetpp" / "models"
+
+
+def _checked_home(home: str) -> Path:
+    """``$UNETPP_HOME`` as a folder path (it need not exist yet). A file there made the model
+    install fail and OpenVINO's graph cache report NotADirectoryError, which reached the user
+    as "the openvino executor could not run this model (NotADirectoryError)" (tester 12).
+    Raises UNetPlusPlusError when it, or a folder it names, is a file."""
+    path = existing = Path(home).expanduser()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is a file" if existing == path else f"lies inside {existing}, which is a file"
+        raise UNetPlusPlusError(
+            f"UNETPP_HOME={home} {what}, not a folder: point UNETPP_HOME at a folder (the "
+            "engine keeps installed models and compiled graphs there) or unset it."
+        )
+    return path
+
+
+def searched_dirs() -> list[Path]:
+    """Every folder searched for models, in order, whether it exists or not (for messages)."""
+    candidates = [
+        Path(p).expanduser() for p in os.environ.get("UNETPP_MODELS", "").split(os.pathsep)
+    ]
+    candidates = [p for p in candidates if str(p) not in ("", ".")]
+    return [*candidates, user_cache_dir(), builtin_models_dir() or expected_dir("Models")]
+
+
+def model_dirs() -> list[Path]:
+    """Existing model folders in search order (see the module docstring), without duplicates."""
+    out: list[Path] = []
+    for path in searched_dirs():
+        if path.is_dir() and path.resolve() not in {p.resolve() for p in out}:
+            out.append(path)
+    return out
+
+
+def _manifest_paths(folder: Path) -> list[Path]:
+    return sorted(
+        p / MANIFEST_FILENAME
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and (p / MANIFEST_FILENAME).is_file()
+    )
+
+
+def list_models() -> list[ModelManifest]:
+    """Every readable model in :func:`model_dirs`, in search order; broken ones are skipped.
+    A fine-tuned model comes right after its parent when the parent is listed."""
+    models = []
+    for folder in model_dirs():
+        for path in _manifest_paths(folder):
+            try:
+                models.append(ModelManifest.load(path))
+            except UNetPlusPlusError as exc:
+                warnings.warn(f"Skipping model {path.parent}: {exc}", stacklevel=2)
+    names = {m.name for m in models}
+    children = [m for m in models if fine_tuned_from(m) in names]
+    ordered = [m for m in models if not any(m is c for c in children)]
+    for child in children:
+        at = next(i for i, m in enumerate(ordered) if m.name == fine_tuned_from(child)) + 1
+        while at < len(ordered) and fine_tuned_from(ordered[at]) == fine_tuned_from(child):
+            at += 1
+        ordered.insert(at, child)
+    return ordered
+
+
+def builtin_names() -> set[str]:
+    """Names of the shipped models (package data); an install never takes one of them."""
+    folder = builtin_models_dir()
+    if folder is None or not folder.is_dir():
+        return set()
+    names = set()
+    for path in _manifest_paths(folder):
+        try:
+            names.add(ModelManifest.load(path).name)
+        except UNetPlusPlusError:
+            continue
+    return names
+
+
+def fine_tuned_from(manifest: ModelManifest) -> Optional[str]:
+    """The parent model's name when this package was fine-tuned from another, else None.
+
+    A model that continued training from an earlier version of itself (same name, as the
+    shipped models' second round did with ``--init``) is not a fine-tuned child: None."""
+    parent = (manifest.training or {}).get("fine_tuned_from")
+    name = parent.get("name") if isinstance(parent, dict) else None
+    return name if name != manifest.name else None
+
+
+def find_model(task_or_name: str) -> ModelManifest:
+    """The model with this name, else the first for this task, else a path to a package.
+
+    A task name prefers a model that is not a fine-tuned child: installing ``liver-ft-...``
+    does not silently change what ``liver`` segments with; pick the child by its name."""
+    models = list_models()
+    for manifest in models:
+        if manifest.name == task_or_name:
+            return manifest
+    same_task = [m for m in models if m.task == task_or_name]
+    if same_task:
+        return next((m for m in same_task if not fine_tuned_from(m)), same_task[0])
+    candidate = Path(task_or_name).expanduser()
+    if candidate.name == MANIFEST_FILENAME or (candidate / MANIFEST_FILENAME).is_file():
+        return ModelManifest.load(candidate)
+    if models:
+        available = ", ".join(f"{m.task} ({m.name})" for m in models)
+    else:
+        available = "none (looked in " + ", ".join(str(p) for p in searched_dirs()) + ")"
+    raise UNetPlusPlusError(
+        f"No model for {task_or_name!r}; available: {available}. Install one with"
+        " `unetpp models install <folder, .zip or URL>` or add its folder to UNETPP_MODELS."
+    )
