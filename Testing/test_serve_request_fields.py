@@ -86,3 +86,43 @@ def test_quit_of_another_type_is_refused_not_run_as_a_request(tmp_path, value):
     assert first["status"] == 2 and first["id"] == 1
     assert first["error"] == f"bad request: quit must be true or false, got {value!r}"
     assert second["id"] == 2 and "quit" not in second["error"]  # the server went on
+
+
+def test_an_argv_of_non_strings_names_the_first_bad_item_over_the_pipe():
+    """``"argv": [1, 2]`` was answered "no argv list", though a list was sent: the reply says
+    argv must be a list of strings and names the first item that is not one (index, JSON type);
+    the server answers the next request."""
+    lines = [
+        {"id": 1, "argv": [1, 2]},
+        {"id": 2, "argv": ["ct.nrrd", "--task", None, {"a": 1}]},
+        {"id": 3, "argv": ["ct.nrrd", "--tta", True]},
+        {"id": 4, "argv": "ct.nrrd --task liver"},  # not a list at all: as before
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True, text=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    replies = [json.loads(line) for line in out.stdout.splitlines()]
+    assert replies[0]["ready"] is True
+    ends = {r["id"]: r for r in replies[1:]}
+    must = "bad request: argv must be a list of strings (the arguments of `unetpp segment`); "
+    assert ends[1]["error"] == must + "argv[0] is a number"
+    assert ends[2]["error"] == must + "argv[2] is null"
+    assert ends[3]["error"] == must + "argv[2] is a boolean"
+    assert ends[4]["error"] == "bad request: no argv list"
+    assert all(r["status"] == 2 and r["held_input"] is None for r in ends.values())
+    assert all(set(r) == {"id", "error", "status", "held_input"} for r in ends.values())
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, said", [([[]], "argv[0] is an array"), (["a", 1.5], "argv[1] is a number")]
+)
+def test_an_argv_item_is_named_by_its_json_type(argv, said):
+    replies = io.StringIO()
+    serve(io.StringIO(json.dumps({"id": 1, "argv": argv}) + "\n"), replies, build_parser)
+    (reply,) = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert reply["error"].startswith("bad request: argv must be a list of strings")
+    assert reply["error"].endswith(said) and reply["status"] == 2

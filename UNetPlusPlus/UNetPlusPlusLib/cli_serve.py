@@ -114,6 +114,22 @@ def unknown_fields_message(request: dict) -> Optional[str]:
     return f"bad request: unknown {noun} {', '.join(named)}; a request has only {valid}"
 
 
+#: JSON's names of the types ``json.loads`` gives, for a client's error message.
+_JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+
+
+def argv_items_message(argv: list) -> str:
+    """The error for an ``argv`` list holding something other than strings: it names the first
+    such item's index and JSON type (``argv[0] is a number``)."""
+    index, item = next((i, a) for i, a in enumerate(argv) if not isinstance(a, str))
+    kind = "null" if item is None else _JSON_TYPES.get(type(item), type(item).__name__)
+    article = "" if kind == "null" else ("an " if kind[0] in "aeiou" else "a ")
+    return (
+        f"bad request: argv must be a list of strings (the arguments of `unetpp segment`); "
+        f"argv[{index}] is {article}{kind}"
+    )
+
+
 def _reply(stream: IO[str], payload: dict) -> None:
     stream.write(json.dumps(payload) + "\n")
     stream.flush()
@@ -139,8 +155,11 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
         message = f"bad request: quit must be true or false, got {ending!r}"
         end({"error": message, "status": EXIT_USER_ERROR})
         return
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+    if not isinstance(argv, list):
         end({"error": "bad request: no argv list", "status": EXIT_USER_ERROR})
+        return
+    if not all(isinstance(a, str) for a in argv):  # was "no argv list" too: [1, 2] is a list
+        end({"error": argv_items_message(argv), "status": EXIT_USER_ERROR})
         return
     if not all(_is_os_text(a) for a in argv):  # JSON carries what no command line can
         message = "bad request: an argument holds a NUL character or text that is not valid Unicode"
