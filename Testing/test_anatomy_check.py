@@ -112,6 +112,26 @@ def test_a_segment_at_the_top_of_the_image_is_not_judged_by_what_lies_above():
     assert measure_liver(torso_on("axial")[0], pelvis, top_mm=roi_top).failed == []
 
 
+def test_with_a_roi_the_room_above_is_named_the_rois_not_the_images():
+    """A ROI's top bounds the region segmented: "ends 80 mm below the top of the image" meant
+    the top of the ROI, 255 mm under the image's top here."""
+    volume, ball = torso_on("axial")
+    labels = ball(*PELVIS).astype(np.uint8)
+    roi_top = PELVIS[0][2] + PELVIS[1] + 80.0  # 80 mm above the segment, below the lungs
+    warnings, summary = check_result("liver", volume, labels, volume.grid, 1, "liver", roi_top)
+    assert summary["failed"] == ["no_lung_above"] and summary["room_above_to"] == "ROI"
+    assert summary["room_above_mm"] == pytest.approx(80, abs=2 * 4.0)
+    (warning,) = warnings
+    assert "mm below the top of the ROI with no lung above it" in warning, warning
+    assert "(the ROI may show only the region below the liver" in warning
+    assert "image" not in warning
+    # no ROI, or one reaching above the image: the image's top, as before
+    for top in (None, 1000.0):
+        warnings, summary = check_result("liver", volume, labels, volume.grid, 1, "liver", top)
+        assert summary["room_above_to"] == "image" and summary["room_above_mm"] > 200
+        assert "mm below the top of the image with no lung" in warnings[0]
+
+
 def test_a_header_only_left_right_flip_is_warned_with_its_orientation_hint():
     volume, ball = torso_on("axial")
     mask = ball(*LIVER)

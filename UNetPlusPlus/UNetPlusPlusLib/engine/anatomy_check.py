@@ -13,8 +13,9 @@ so the result is checked against three facts of anatomy that hold on every norma
   the body's midline. A centroid left of the midline (where the body fits in the image on both
   sides) means situs inversus (1 in 10 000), a left-right flipped header, or not a liver.
 - **under the lungs**: the top of the liver is the dome under the right lung. A segment that
-  ends at least :data:`ROOM_MM` below the top of the image with no lung up to
-  :data:`LUNG_ABOVE_MM` above its top is not a liver (or misses its upper part).
+  ends at least :data:`ROOM_MM` below the top of the image (of the ROI, when one was segmented
+  and its top is lower) with no lung up to :data:`LUNG_ABOVE_MM` above its top is not a liver
+  (or misses its upper part).
 
 Everything runs on a coarse grid (:data:`STEP_MM`) with identity direction (LPS axes), so
 oblique and flipped image directions are handled by the resampling; numpy and SimpleITK only.
@@ -82,7 +83,10 @@ class Findings:
     coarse_segment_ml: float
     flanked_share: Optional[float] = None  # share of voxels with lung on both sides
     midline_offset_mm: Optional[float] = None  # centroid x - body midline x (+: patient left)
-    room_above_mm: Optional[float] = None  # image above the segment's top
+    room_above_mm: Optional[float] = None  # image (or ROI) above the segment's top
+    #: what room_above_mm reaches up to: "image" (its top), or "ROI" when a ROI's top, lower
+    #: than the image's, bounds the region segmented
+    room_above_to: Optional[str] = None
     lung_near_top: Optional[bool] = None  # lung within LUNG_ABOVE_MM above the top
     lung_ml: float = 0.0
     failed: list = field(default_factory=list)  # "between_lungs", "left_side", "no_lung_above"
@@ -295,8 +299,12 @@ def measure_liver(
     top = int(z_cells[-1])
     footprint = segment.any(axis=0)
     fov_top = fov.shape[0] - 1 - np.argmax(fov[::-1], axis=0)  # the image's top per column
+    findings.room_above_to = "image"
     if top_mm is not None:  # a ROI's top: nothing above it was segmented
-        fov_top = np.minimum(fov_top, np.floor((top_mm - grid.origin[2]) / STEP_MM))
+        roi_top = np.floor((top_mm - grid.origin[2]) / STEP_MM)
+        if roi_top < np.median(fov_top[footprint]):
+            findings.room_above_to = "ROI"
+        fov_top = np.minimum(fov_top, roi_top)
     findings.room_above_mm = float(np.median(fov_top[footprint]) - top) * STEP_MM
     low = max(0, top - int(round(LUNG_BELOW_TOP_MM / STEP_MM)))
     high = top + int(round(LUNG_ABOVE_MM / STEP_MM)) + 1
@@ -325,10 +333,11 @@ def liver_warning(findings: Findings, name: str) -> Optional[str]:
             "on the patient's left (situs inversus, or the image's left-right orientation is "
             "wrong)"
         )
-    if "no_lung_above" in findings.failed:
+    if "no_lung_above" in findings.failed:  # with a ROI: the region segmented, not the image
+        region = "the ROI" if findings.room_above_to == "ROI" else "the image"
         reasons.append(
-            f"it ends {findings.room_above_mm:.0f} mm below the top of the image with no lung "
-            "above it, while the liver lies right under the lung (the image may show only the "
+            f"it ends {findings.room_above_mm:.0f} mm below the top of {region} with no lung "
+            f"above it, while the liver lies right under the lung ({region} may show only the "
             "region below the liver, or the result misses its upper part)"
         )
     if not reasons:
