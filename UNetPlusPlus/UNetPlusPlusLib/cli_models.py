@@ -1,5 +1,5 @@
-"""`unetpp models list | info | show | install | verify`: the packages the registry finds (no
-torch, but for `verify`)."""
+"""`unetpp models list | info | show | install | remove | verify`: the packages the registry
+finds (no torch, but for `verify`)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def run_models(args: argparse.Namespace, progress) -> dict:
             shown.close()
         print(f"installed {manifest.name} ({manifest.task}) into {Path(manifest.path).parent}")
         return {"installed": manifest.name}
+    if args.models_command == "remove":
+        return _remove(args.name)
     if args.models_command == "info":
         manifest = registry.find_model(args.name)
         print(json.dumps(manifest.to_dict(), indent=2))
@@ -63,6 +65,22 @@ def run_models(args: argparse.Namespace, progress) -> dict:
     return {}
 
 
+def _remove(name: str) -> dict:
+    """`models remove NAME`: remove an installed model (engine/model_remove.py), printing the
+    folders removed (and the graph cache kept, with why; files left behind are a warning).
+    Raises UNetPlusPlusError."""
+    from .engine.model_remove import remove_model
+
+    removed = remove_model(name)
+    task = f" ({removed.task})" if removed.task else ""
+    print(f"removed {removed.name}{task}: {removed.folder}")
+    if removed.graphs is not None:
+        print(f"removed its cached graphs and probe memory: {removed.graphs}")
+    if removed.graphs_kept is not None:
+        print(f"kept its cached graphs {removed.graphs_kept}: {removed.graphs_kept_why}")
+    return {"removed": removed.name}
+
+
 def _verify(registry, names: list[str]) -> dict:
     """`models verify [NAME ...]`: the full check of each named (default: every listed) model's
     weights (``weights_status.full_problem``: sha256, finite values, the tensors against the
@@ -99,8 +117,8 @@ def describe_depth(manifest, depth) -> str:
 
 def add_models_parser(subparsers) -> None:
     """The `models` sub-command: list (default), info NAME, show NAME, verify [NAME ...],
-    install SOURCE."""
-    parser = subparsers.add_parser("models", help="list, inspect or install model packages")
+    install SOURCE, remove NAME."""
+    parser = subparsers.add_parser("models", help="list, inspect, install or remove model packages")
     inner = parser.add_subparsers(dest="models_command")
     inner.add_parser("list", help="list the available models with per-depth figures (default)")
     info = inner.add_parser("info", help="print a model's manifest (model.json) as JSON")
@@ -129,4 +147,10 @@ def add_models_parser(subparsers) -> None:
         action="store_true",
         help="no download progress on stderr (a bar on a terminal, else a line per 10 %%)",
     )
+    remove = inner.add_parser(
+        "remove",
+        help="remove a model that `models install` put into the user's model folder, with its "
+        "cached graphs unless another model uses the same weights; shipped models are refused",
+    )
+    remove.add_argument("name", help="the installed model's name, as `models list` shows it")
     parser.set_defaults(handler=run_models, models_command="list")

@@ -39,6 +39,12 @@ def user_cache_dir() -> Path:
     return base / "unetpp" / "models"
 
 
+def graphs_dir() -> Path:
+    """The graph cache beside the user model cache (``$UNETPP_HOME/graphs``, else
+    ``~/.cache/unetpp/graphs``): a folder per weights sha256 (``onnx_export.graph_cache_dir``)."""
+    return user_cache_dir().parent / "graphs"
+
+
 def _checked_home(home: str) -> Path:
     """``$UNETPP_HOME`` as a folder path (it need not exist yet). A file there made the model
     install fail and OpenVINO's graph cache report NotADirectoryError, which reached the user

@@ -8,8 +8,9 @@ included (the network's pad of an odd size is recorded while tracing; ``EXPORT_F
 
 Cache layout: ``<cache>/graphs/<weights sha256>/L<k>.onnx`` (``ensemble.onnx``), where
 ``<cache>`` is ``$UNETPP_HOME`` or the platform cache folder (``~/.cache/unetpp``), beside the
-model cache of ``registry.user_cache_dir``. A graph is written to a temporary file and renamed,
-so a crash never leaves a truncated graph behind.
+model cache of ``model_search.user_cache_dir`` (``model_search.graphs_dir``). A graph is written
+to a temporary file and renamed, so a crash never leaves a truncated graph behind.
+``unetpp models remove`` deletes a model's ``<sha256>`` folder (``model_remove``).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def graph_cache_dir(weights_sha256: str, root: Optional[Path] = None) -> Path:
     """The folder holding the exported and compiled graphs of one set of weights, for this
     export format, opset and torch version (``<root>/<sha256>/<export key>``)."""
     if root is None:
-        from .registry import user_cache_dir
+        from .model_search import graphs_dir
 
-        root = user_cache_dir().parent / "graphs"
+        root = graphs_dir()
     return Path(root) / weights_sha256 / export_key()
 
 
