@@ -315,3 +315,22 @@ def test_a_side_that_runs_out_of_the_image_before_any_lung_is_unknown():
     assert _flanked_share(segment, lung, fov) == 0.0
     lung[0, :, 5] = True  # lung within reach on the right too
     assert _flanked_share(segment, lung, fov) == 1.0
+
+
+def test_the_cli_with_a_roi_names_the_rois_top(sphere_model, tmp_path, capsys):
+    """`segment --roi` whose top lies 42 mm above the segment, in a CT without lungs: the
+    warning names the top of the ROI, the region segmented, not the image's (142 mm up)."""
+    from UNetPlusPlusLib.cli import main
+    from UNetPlusPlusLib.engine.volume import volume_to_sitk
+
+    manifest = _anatomy_model(sphere_model, tmp_path, "liver")
+    volume, ball = torso(np.eye(3), scale=0.5, lungs=False, spacing=2.0)  # top: z = 160 mm
+    ct = np.where(ball((-60.0, 0.0, 0.0), 36.0), 300.0, volume.array[0]).astype(np.float32)
+    sitk.WriteImage(volume_to_sitk(volume.with_array(ct[None])), str(tmp_path / "ct.nrrd"))
+    args = ["segment", str(tmp_path / "ct.nrrd"), "--model", str(manifest), "--depth", "2"]
+    roi = ["--lps", "--roi", "-55", "-25", "-30", "-5", "25", "60"]  # the ball: z -18 to 18
+    for extra, region in (([], "image"), (roi, "ROI")):
+        assert main(args + extra + ["-o", str(tmp_path / "x.nrrd"), "--overwrite"]) == 0
+        err = capsys.readouterr().err
+        assert err.count("warning: The 'liver' segment is not where a liver lies") == 1, err
+        assert f"mm below the top of the {region} with no lung above it" in err, err
