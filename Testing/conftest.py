@@ -92,3 +92,39 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the checks")
 
     monkeypatch.setattr(cli_segment, "_load_manifest", refuse)
+
+
+# The Slicer panel's tests (test_point_batch.py, test_point_segment_record.py,
+# test_run_control_queue.py, test_run_control_output_owner.py): the panel's code on real MRML
+# with real background runs; they skip without slicer-core before asking for these.
+@pytest.fixture
+def run_control(monkeypatch):
+    """widget/run_control.py with the stand-ins of test_run_control_warnings.py."""
+    from test_run_control_warnings import import_run_control
+
+    return import_run_control(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def logic():
+    """The panel's SegmentationLogic: one `unetpp serve` per test module, shut down after it."""
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
+    segmentation = SegmentationLogic(persistent=True)
+    yield segmentation
+    segmentation.shutdown()
+
+
+@pytest.fixture()
+def chest_scene():
+    """(scene, the test chest's volume node, an empty point list) in a real MRML scene."""
+    import slicer
+    from test_adapter_logic import add_volume
+    from test_click_check import chest
+    from UNetPlusPlusLib.engine.volume import volume_to_sitk
+
+    scene = slicer.vtkMRMLScene()
+    node = add_volume(scene, volume_to_sitk(chest()), "chest")
+    seeds = slicer.vtkMRMLMarkupsFiducialNode()
+    scene.AddNode(seeds)  # in a scene, Slicer labels the points F-1, F-2, ...
+    return scene, node, seeds

@@ -29,7 +29,6 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from test_adapter_logic import add_volume  # noqa: E402
 from test_click_check import chest  # noqa: E402
 from test_run_control_queue import AIR_RAS, IN_AIR, NODULE_RAS, clicks, place, settle  # noqa: E402
-from test_run_control_warnings import import_run_control  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_to_sitk  # noqa: E402
@@ -38,27 +37,6 @@ from UNetPlusPlusLib.widget.point_queue import (  # noqa: E402
     mark_segmented,
     segmented_ids,
 )
-
-
-@pytest.fixture
-def run_control(monkeypatch):
-    return import_run_control(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def logic():
-    segmentation = SegmentationLogic(persistent=True)  # the panel's: one `unetpp serve`
-    yield segmentation
-    segmentation.shutdown()
-
-
-@pytest.fixture()
-def chest_scene():
-    scene = slicer.vtkMRMLScene()
-    node = add_volume(scene, volume_to_sitk(chest()), "chest")
-    seeds = slicer.vtkMRMLMarkupsFiducialNode()
-    scene.AddNode(seeds)  # in a scene, Slicer labels the points F-1, F-2, ...
-    return scene, node, seeds
 
 
 def segments(scene) -> list[str]:

@@ -25,25 +25,11 @@ from test_adapter_logic import add_volume  # noqa: E402
 from test_adapter_output_owner import node_state, reference_of  # noqa: E402
 from test_click_check import NODULE, chest  # noqa: E402
 from test_run_control_queue import NODULE_RAS, clicks, place, settle  # noqa: E402
-from test_run_control_warnings import import_run_control  # noqa: E402
 from UNetPlusPlusLib.adapter import segmentation_writer  # noqa: E402
-from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.volume import Volume, volume_to_sitk  # noqa: E402
 
 SHIFT_LPS = (50.0, -30.0, 20.0)  # patient B's origin: another place, another (cropped) grid
 NODULE_B_RAS = (-(NODULE[0] + SHIFT_LPS[0]), -(NODULE[1] + SHIFT_LPS[1]), NODULE[2] + SHIFT_LPS[2])
-
-
-@pytest.fixture
-def run_control(monkeypatch):
-    return import_run_control(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def logic():
-    segmentation = SegmentationLogic(persistent=True)  # the panel's: one `unetpp serve`
-    yield segmentation
-    segmentation.shutdown()
 
 
 @pytest.fixture()

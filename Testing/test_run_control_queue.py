@@ -25,39 +25,15 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 
-from test_adapter_logic import add_volume  # noqa: E402
-from test_click_check import AIR, NODULE, chest  # noqa: E402
-from test_run_control_warnings import import_run_control, panel  # noqa: E402
+from test_click_check import AIR, NODULE  # noqa: E402
+from test_run_control_warnings import panel  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.registry import find_model  # noqa: E402
-from UNetPlusPlusLib.engine.volume import volume_to_sitk  # noqa: E402
 
 AIR_RAS = (-AIR[0], -AIR[1], AIR[2])
 NODULE_RAS = (-NODULE[0], -NODULE[1], NODULE[2])
 OFF_RAS = (500.0, 3.0, 4.0)
 IN_AIR = "at (-56.0, -4.0, 30.0) mm RAS lies in the air outside the body"
-
-
-@pytest.fixture
-def run_control(monkeypatch):
-    """widget/run_control.py with ``errorDisplay``'s messages (test_run_control_warnings.py)."""
-    return import_run_control(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def logic():
-    segmentation = SegmentationLogic(persistent=True)  # the panel's: one `unetpp serve`
-    yield segmentation
-    segmentation.shutdown()
-
-
-@pytest.fixture()
-def chest_scene():
-    scene = slicer.vtkMRMLScene()
-    node = add_volume(scene, volume_to_sitk(chest()), "chest")
-    seeds = slicer.vtkMRMLMarkupsFiducialNode()
-    scene.AddNode(seeds)  # in a scene, Slicer labels the points F-1, F-2, ...
-    return scene, node, seeds
 
 
 def clicks(run_control, logic, chest_scene):
