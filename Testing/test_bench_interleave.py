@@ -102,3 +102,26 @@ def test_summary_table_medians_and_per_round_ratio():
     assert row[:2] == ["n", "L1"]
     assert row[2:4] == ["11.00", "(5.0)"]  # median wall (CPU)
     assert float(row[-1]) == pytest.approx(1.0, abs=1e-3)  # median of 1.1, 1.0, 0.9
+
+
+def test_time_cells_selects_each_mode_before_its_runs_and_keeps_a_median_per_round():
+    log: list = []
+
+    class Runner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, tile, depth) -> None:
+            log.append((self.name, tile, depth))
+
+    runners = {"old": Runner("old"), "ours": Runner("ours")}
+    cells = {"a:L1": (1, "tile-a", runners), "b:L4": (4, "tile-b", runners)}
+    selected: list = []
+    times = interleave.time_cells(3, cells, ["old", "ours"], reps=2, select=selected.append)
+    assert set(times) == {"a:L1", "b:L4"}
+    assert all(len(times[key][mode]) == 3 for key in times for mode in ("old", "ours"))
+    assert len(selected) == 3 * 2 * 2  # rounds x cells x modes, once before each mode's reps
+    assert len(log) == 3 * 2 * 2 * 2  # ... and each mode ran its tile ``reps`` times
+    first = [entry for entry in log if entry[1] == "tile-a"][:4]
+    assert first == [("old", "tile-a", 1)] * 2 + [("ours", "tile-a", 1)] * 2
+    assert selected[:2] == ["old", "ours"]

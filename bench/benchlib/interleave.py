@@ -11,6 +11,7 @@ rounds, and a ratio the median of the per-round ratios.
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -49,6 +50,35 @@ def collect(
     for _round, member in order(rounds, groups, rotate):
         samples.setdefault(member, []).append(measure(member))
     return samples
+
+
+def time_cells(
+    rounds: int,
+    cells: Mapping[str, tuple],
+    modes: Sequence[str],
+    reps: int,
+    select: Callable[[str], object] = lambda mode: None,
+) -> dict[str, dict[str, list[float]]]:
+    """{key: {mode: [seconds per round]}}: each round, for each cell ``key`` -> ``(depth, tile,
+    runners)``, every mode's executor ``runners[mode]`` runs ``tile`` at ``depth`` ``reps`` times
+    after ``select(mode)`` (e.g. swapping in the old code); a round's value is the median."""
+
+    def measure(cell: tuple) -> float:
+        key, mode = cell
+        depth, tile, runners = cells[key]
+        select(mode)
+        took = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            runners[mode].run(tile, depth)
+            took.append(time.perf_counter() - started)
+        return statistics.median(took)
+
+    groups = [[(key, mode) for mode in modes] for key in cells]
+    times: dict = {}
+    for (key, mode), values in collect(rounds, groups, measure).items():
+        times.setdefault(key, {})[mode] = values
+    return times
 
 
 def summarize(

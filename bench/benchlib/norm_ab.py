@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import statistics
 import sys
-import time
 
 import torch
 from UNetPlusPlusLib.engine import cpu_inference, executors
@@ -53,7 +51,6 @@ def main(argv: list[str]) -> int:
     old_norm = _old_norm(old_path) if "old" in modes else None
     built = {task: _build(task) for task in {task for task, _ in configs}}
     cache = "/tmp/norm_ab_graphs"
-    times: dict = {}
     with torch.inference_mode(), cpu_inference.reuse_buffers():
         plan = []
         for task, depth in configs:
@@ -74,20 +71,10 @@ def main(argv: list[str]) -> int:
             plan.append((f"{task}:L{depth}", depth, tile, runners))
         cells = {key: (depth, tile, runners) for key, depth, tile, runners in plan}
 
-        def measure(cell: tuple) -> float:
-            key, mode = cell
-            depth, tile, runners = cells[key]
+        def select(mode: str) -> None:
             cpu_inference.norm_act_ = old_norm if mode == "old" else new_norm
-            took = []
-            for _ in range(reps):
-                started = time.perf_counter()
-                runners[mode].run(tile, depth)
-                took.append(time.perf_counter() - started)
-            return statistics.median(took)
 
-        groups = [[(key, mode) for mode in modes] for key in cells]
-        for (key, mode), values in interleave.collect(rounds, groups, measure).items():
-            times.setdefault(key, {})[mode] = values
+        times = interleave.time_cells(rounds, cells, modes, reps, select)
         cpu_inference.norm_act_ = new_norm
     result = interleave.summarize(times, "ours")
     print(json.dumps(result))

@@ -15,9 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
 from UNetPlusPlusLib.engine import cpu_inference, executors, network
@@ -43,7 +41,6 @@ def main(argv: list[str]) -> int:
     load_before = os.getloadavg()[0]
     old = _old_module(old_path) if "old" in modes else cpu_inference
     built = {task: _build(task) for task in {task for task, _ in configs}}
-    times: dict = {}
     with torch.inference_mode(), cpu_inference.reuse_buffers(), old.reuse_buffers():
         plan = []
         for task, depth in configs:
@@ -61,20 +58,10 @@ def main(argv: list[str]) -> int:
             plan.append((f"{task}:L{depth}", depth, tile, runners))
         cells = {key: (depth, tile, runners) for key, depth, tile, runners in plan}
 
-        def measure(cell: tuple) -> float:
-            key, mode = cell
-            depth, tile, runners = cells[key]
+        def select(mode: str) -> None:
             network.cpu_inference = old if mode == "old" else cpu_inference
-            took = []
-            for _ in range(reps):
-                started = time.perf_counter()
-                runners[mode].run(tile, depth)
-                took.append(time.perf_counter() - started)
-            return statistics.median(took)
 
-        groups = [[(key, mode) for mode in modes] for key in cells]
-        for (key, mode), values in interleave.collect(rounds, groups, measure).items():
-            times.setdefault(key, {})[mode] = values
+        times = interleave.time_cells(rounds, cells, modes, reps, select)
         network.cpu_inference = cpu_inference
     result: dict = {"load": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     result.update(interleave.summarize(times, "ours"))
