@@ -39,6 +39,18 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def brats_store(shared_data):
+    """The shared BraTS cases, each decoded once per session (brats_store.BratsStore: read-only
+    memory-mapped volumes); its folder of uncompressed copies is removed at the end."""
+    import tempfile
+
+    from brats_store import BratsStore
+
+    with tempfile.TemporaryDirectory(prefix="unetpp-brats-") as folder:
+        yield BratsStore(shared_data, Path(folder))
+
+
+@pytest.fixture(scope="session")
 def sphere_model() -> Path:
     """model.json of the tiny sphere-segmenting test model (Testing/fixtures/make_sphere_model.py).
 

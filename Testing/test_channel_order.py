@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from brats_store import brats_cases
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.engine import channel_order as co
 from UNetPlusPlusLib.engine.image_read import read_volume
@@ -307,22 +308,11 @@ def test_fingerprint_is_fast_on_a_brats_sized_case():
 
 
 # ------------------------------------------------------------------------ real BraTS data
-def brats_cases(shared_data: Path) -> dict:
-    """Case name -> its four files in the model's order (18 BraTS 2018, 1 BRATS 2012)."""
-    cases = {}
-    for folder in sorted((shared_data / "brain-tumor" / "brats2018").glob("Brats18_*")):
-        cases[folder.name] = [folder / f"{folder.name}_{s}.nii.gz" for s in SUFFIXES]
-    hg = shared_data / "brain-tumor" / "brats2012-HG0001"
-    cases["brats2012-HG0001"] = [hg / f"BRATS_HG0001_{s}.mha" for s in ("FLAIR", "T1", "T1C", "T2")]
-    return cases
-
-
 @pytest.fixture(scope="module")
-def brats_samples(shared_data):
-    """Each case's strided samples (the voxels the check sees), read once."""
+def brats_samples(brats_store):
+    """Each case's strided samples (the voxels the check sees), read once per session."""
     return {
-        name: channel_samples(list(read_volume(paths, NAMES).array))
-        for name, paths in brats_cases(shared_data).items()
+        name: channel_samples(list(volume.array)) for name, volume in brats_store.volumes().items()
     }
 
 
@@ -393,3 +383,15 @@ def test_brats_cli_refuses_swap_before_torch(shared_data, tmp_path):
     assert done.stderr.count("\n") == 1
     assert "the volume given as FLAIR looks like T2" in done.stderr
     assert not (tmp_path / "x.seg.nrrd").exists()
+
+
+def test_brats_store_gives_the_files_voxels_and_geometry_read_only(brats_store, shared_data):
+    name = "Brats18_2013_11_1"
+    fresh = read_volume(brats_cases(shared_data)[name], NAMES)
+    for stored in (brats_store.volume(name), brats_store.volume(name)):  # first and later calls
+        assert stored.array.dtype == fresh.array.dtype and stored.spacing == fresh.spacing
+        assert np.array_equal(stored.array, fresh.array) and stored.origin == fresh.origin
+        assert np.array_equal(stored.direction, fresh.direction)
+        assert stored.channel_names == fresh.channel_names
+        with pytest.raises(ValueError, match="read-only"):
+            stored.array[0, 0, 0, 0] = 1.0
