@@ -218,11 +218,9 @@ def test_build_reference_refuses_a_threshold_a_training_case_reaches():
 
 
 # ------------------------------------------------------------------------ a real case
-def test_brats_case_passes_and_warns_under_a_2x_field(shared_data):
-    folder = shared_data / "brain-tumor" / "brats2018" / "Brats18_2013_11_1"
-    paths = [folder / f"{folder.name}_{s}.nii.gz" for s in ("flair", "t1", "t1ce", "t2")]
+def test_brats_case_passes_and_warns_under_a_2x_field(brats_store):
     manifest = ModelManifest.load(MODELS / "brain-tumor" / "model.json")  # the shipped reference
-    volume = read_volume(paths, NAMES)
+    volume = brats_store.volume("Brats18_2013_11_1")  # read_volume of its four files, read-only
     assert not [w for w in check_model_input(manifest, volume) if "bias field" in w]
     brain = np.all(volume.array != 0, axis=0)
     z = np.arange(volume.array.shape[1], dtype=np.float32)[:, None, None]  # 1 mm slices
