@@ -92,7 +92,7 @@ def test_clean_and_skewed_channels_have_no_cluster():
     part = bimodal[5:15]  # a third of the voxels: a bright class, far from the rest
     bimodal[5:15] = np.where(part != 0, rng.normal(2000, 50, part.shape), 0)
     for array in (_brain(), _brain(1) + 3000, -_brain(2), bimodal, np.round(_brain(4) / 40)):
-        assert gap_ratios(sorted_sample(array))[0] < GAP_FACTOR / 2
+        assert gap_ratios(sorted_sample(array))[0] < GAP_FACTOR
         assert separated_cluster(array) is None
         check_cluster("T2", array)
     assert separated_cluster(np.zeros((4, 4, 4))) is None  # too few values: no check
@@ -138,3 +138,28 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Input 'T2' has 20.00% of its non-zero voxels" in err
         assert not out.exists() and list(tmp_path.iterdir()) == [t2], extra
+
+
+def test_slicer_logic_refuses_before_a_job(tmp_path):
+    """The Slicer Logic's checks on real MRML nodes (int16, so the cluster is at 30000):
+    refused in one line before any job; the scene is left as it was."""
+    from test_channel_order import mrml_channel_nodes, phantom, synthetic_manifest
+
+    manifest = synthetic_manifest(tmp_path)
+    array = phantom(21)
+    array[3], count = _contaminated(array[3], 0.2, 30000)
+    scene, nodes = mrml_channel_nodes(array)
+    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+
+    before = scene.GetNumberOfNodes()
+    logic = SegmentationLogic(persistent=False)
+    logic.channel_check = False  # the order bypass does not bypass this
+    try:
+        expected = f"Input 'T2' has 20.00% of its non-zero voxels \\({count}\\) at values from 3e"
+        with pytest.raises(UNetPlusPlusError, match=expected):
+            logic.check_inputs(nodes, manifest)
+        with pytest.raises(UNetPlusPlusError, match=expected):
+            logic.start_job(nodes, manifest, depth=1)
+        assert scene.GetNumberOfNodes() == before and not logic._jobs
+    finally:
+        logic.shutdown()

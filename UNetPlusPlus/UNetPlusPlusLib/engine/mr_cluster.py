@@ -28,13 +28,13 @@ import numpy as np
 from ..errors import UNetPlusPlusError
 
 #: A gap is empty when it is this many times wider than the median's distance to its near side.
-GAP_FACTOR = 10.0
+GAP_FACTOR = 3.0
 #: Clusters of up to this share of the non-zero voxels are set apart by mr_robust (clip + warn).
 MAX_SET_APART_SHARE = 0.004
 #: The gap is searched in a strided sample of about this many voxels (zeros included).
 SAMPLE_SIZE = 200_000
 #: Percentile levels (below the median; their mirrors above) giving the body's scale.
-LEVELS = (0.1, 0.25, 0.4)
+LEVELS = (0.25, 0.1)
 #: Fewer finite non-zero sampled values than this: no check.
 MIN_VALUES = 100
 
@@ -90,14 +90,20 @@ def gap_ratios(values: np.ndarray) -> tuple[float, Optional[float], Optional[flo
 
 
 def median_scale(values: np.ndarray, median: float, finest: float) -> float:
-    """The smallest positive distance from the ``median`` of sorted ``values`` to their 10th,
-    25th, 40th, 60th, 75th or 90th percentile (those on the side away from a cluster of less
-    than half the values lie in the body; ties at the median make some 0), else ``finest``."""
+    """The body's spread about the ``median`` of sorted ``values``: the nearer of its 25th and
+    75th percentiles (of a cluster of less than a quarter of the values at either end, or of
+    less than half at one end, the nearer lies in the body), else of the 10th and 90th; a
+    distance of 0 (ties at the median) gives way to the other side; else ``finest``."""
     size = values.size
-    distances = [median - values[int(q * size)] for q in LEVELS]
-    distances += [values[min(size - 1, int((1 - q) * size))] - median for q in LEVELS]
-    positive = [float(d) for d in distances if d > 0]
-    return min(positive) if positive else finest
+    for q in LEVELS:
+        sides = (
+            median - values[int(q * size)],
+            values[min(size - 1, int((1 - q) * size))] - median,
+        )
+        positive = [float(d) for d in sides if d > 0]
+        if positive:
+            return min(positive)
+    return finest
 
 
 def sorted_sample(array_zyx: np.ndarray) -> np.ndarray:

@@ -78,28 +78,42 @@ def std_ratios(
     return results
 
 
-def outlier_warnings(manifest, arrays: Sequence[np.ndarray]) -> list[str]:
+def check_clusters(manifest, arrays: Sequence[np.ndarray]) -> None:
+    """Refuse the first channel normalised as ``mr`` from the image's own statistics whose
+    absurd voxels form a cluster too large to set apart (:func:`.mr_cluster.check_cluster`).
+    ``arrays``: the C (z, y, x) channels in the manifest's order. Raises UNetPlusPlusError."""
+    for array, channel in zip(arrays, manifest.channels):
+        if needs_volume_statistics(channel.normalization):
+            check_cluster(channel.name, array)
+
+
+def outlier_warnings(
+    manifest, arrays: Sequence[np.ndarray], clusters_checked: bool = False
+) -> list[str]:
     """One warning per channel normalised as ``mr`` from the image's own statistics
     (``normalize.needs_volume_statistics``) whose extreme voxels inflate its standard
     deviation more than MAX_RATIOS allow (:func:`channel_warning`). ``arrays``: the C
     (z, y, x) channels in the manifest's order. Raises UNetPlusPlusError for a cluster of
-    absurd voxels too large to set apart (:func:`.mr_cluster.check_cluster`)."""
+    absurd voxels too large to set apart, unless ``clusters_checked`` (:func:`check_clusters`
+    already ran)."""
     warnings = []
     for array, channel in zip(arrays, manifest.channels):
         if not needs_volume_statistics(channel.normalization):
             continue
-        warning = channel_warning(channel.name, array)
+        warning = channel_warning(channel.name, array, not clusters_checked)
         warnings += [warning] if warning else []
     return warnings
 
 
-def channel_warning(name: str, array: np.ndarray) -> Optional[str]:
+def channel_warning(name: str, array: np.ndarray, cluster_check: bool = True) -> Optional[str]:
     """The warning of one MR channel ``name`` (its (z, y, x) voxels), or None: its absurd
     voxels (:func:`.mr_robust.absurd_voxels`: how many, where, what the normalisation did with
     them), and, measured without them, extreme voxels that inflate its standard deviation more
     than MAX_RATIOS allow at any of CLIP_LEVELS. Raises UNetPlusPlusError only when a cluster
-    of absurd voxels is too large to set apart (:func:`.mr_cluster.check_cluster`)."""
-    check_cluster(name, array)
+    of absurd voxels is too large to set apart (:func:`.mr_cluster.check_cluster`; not checked
+    with ``cluster_check=False``)."""
+    if cluster_check:
+        check_cluster(name, array)
     where, clip, worst = absurd_voxels(array)
     said = [absurd_warning(name, where, clip, worst)] if len(where) else []
     if len(where):  # the ratios of the voxels the normalisation uses

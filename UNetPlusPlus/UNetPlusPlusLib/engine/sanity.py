@@ -463,15 +463,19 @@ def check_sequence_order(
 ) -> list[str]:
     """:func:`check_model_samples` of C (z, y, x) ``arrays`` at ``spacing`` (mm; None: no extent
     or bias-field check), with their fingerprint ``found`` if any, then the MR bias field
-    (:mod:`.bias_field`) and extreme MR voxels (:mod:`.mr_outliers`). Returns warnings;
-    raises UNetPlusPlusError."""
+    (:mod:`.bias_field`) and extreme MR voxels (:mod:`.mr_outliers`); first of all a cluster
+    of absurd MR voxels (:func:`.mr_outliers.check_clusters`), which would mislead the other
+    checks. Returns warnings; raises UNetPlusPlusError."""
     from .bias_field import check_bias_field
-    from .mr_outliers import outlier_warnings
+    from .mr_outliers import check_clusters, outlier_warnings
 
+    check_clusters(manifest, arrays)
     image_ml = None
     if spacing is not None and len(arrays):
         image_ml = image_volume_ml(np.shape(arrays[0]), spacing)
     warnings = check_model_samples(manifest, channel_samples(arrays), enabled, image_ml, found)
     return (
-        warnings + check_bias_field(manifest, arrays, spacing) + outlier_warnings(manifest, arrays)
+        warnings
+        + check_bias_field(manifest, arrays, spacing)
+        + outlier_warnings(manifest, arrays, clusters_checked=True)
     )
