@@ -75,6 +75,17 @@ def test_a_large_cluster_is_refused_naming_channel_share_and_values(share, value
         channel_warning("T2", hot)
 
 
+@pytest.mark.parametrize("share", [0.5, 0.6, 0.75])
+def test_a_cluster_of_half_the_voxels_or_more_is_refused_naming_both_groups(share):
+    """The median then lies in the cluster: the gap is measured against both groups."""
+    hot, count = _contaminated(_brain(), share, 1e9)
+    with pytest.raises(UNetPlusPlusError) as caught:
+        check_cluster("T2", hot)
+    message = str(caught.value)
+    assert message.startswith("Input 'T2' has ") and "1e+09 to 1e+09" in message, message
+    assert f"{100 * share:.2f}%" in message and f"{100 - 100 * share:.2f}%" in message
+
+
 def test_a_small_count_is_still_clipped_and_warned():
     hot, count = _contaminated(_brain(), 0.001, 1e9)  # 0.1 %: 27 voxels
     check_cluster("T2", hot)  # no refusal

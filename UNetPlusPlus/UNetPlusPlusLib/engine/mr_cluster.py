@@ -86,7 +86,30 @@ def gap_ratios(values: np.ndarray) -> tuple[float, Optional[float], Optional[flo
     if below.size:
         i = int(below[-1])
         lower = 0.5 * (float(values[i]) + float(values[i + 1]))
+    central, i = central_gap(values, gaps, float(positive.min()))
+    largest = max(largest, central)
+    if upper is None and lower is None and central > GAP_FACTOR:  # a cluster of half or more
+        cut = 0.5 * (float(values[i]) + float(values[i + 1]))
+        upper, lower = (cut, None) if i + 1 >= values.size - i - 1 else (None, cut)
     return largest, upper, lower
+
+
+def central_gap(values: np.ndarray, gaps: np.ndarray, finest: float) -> tuple[float, int]:
+    """(ratio, i) of the widest gap between the 10th and 90th percentile of sorted ``values``
+    relative to the two groups it splits (gap ``i``: between ``values[i]`` and ``[i + 1]``):
+    the gap over the sum of each group's 10-90 percentile range (at least ``finest``). Catches
+    a cluster of half the values or more, where the median lies in the cluster itself."""
+    size = values.size
+    index = np.arange(size // 10, (9 * size) // 10)
+    below, above = index + 1, size - index - 1  # the two groups' sizes
+    width_below = values[(0.9 * below).astype(int)] - values[(0.1 * below).astype(int)]
+    first = index + 1
+    width_above = (
+        values[first + (0.9 * above).astype(int)] - values[first + (0.1 * above).astype(int)]
+    )
+    ratios = gaps[index] / np.maximum(width_below + width_above, finest)
+    k = int(np.argmax(ratios))
+    return float(ratios[k]), int(index[k])
 
 
 def median_scale(values: np.ndarray, median: float, finest: float) -> float:
@@ -150,10 +173,10 @@ def check_cluster(name: str, array_zyx: np.ndarray) -> None:
         return
     raise UNetPlusPlusError(
         f"Input '{name}' has {cluster.share:.2%} of its non-zero voxels ({cluster.count}) at "
-        f"values from {cluster.low:.4g} to {cluster.high:.4g}, separated from the others "
-        f"({cluster.rest_low:.4g} to {cluster.rest_high:.4g}) by an empty gap "
-        f"{cluster.ratio:.3g} times wider than their spread about the median: no MR "
-        "signal looks like that (a conversion error or a corrupted file?), and more than "
+        f"values from {cluster.low:.4g} to {cluster.high:.4g} and the other "
+        f"{1 - cluster.share:.2%} from {cluster.rest_low:.4g} to {cluster.rest_high:.4g}, two "
+        f"groups apart by an empty gap {cluster.ratio:.3g} times wider than their spread: no "
+        "MR signal looks like that (a conversion error or a corrupted file?), and more than "
         f"{MAX_SET_APART_SHARE:.1%} of the voxels cannot be set apart from the normalisation, "
         "so the result would be wrong. Check the image; nothing was segmented."
     )
