@@ -6,16 +6,18 @@ voxels. A larger cluster moves the percentiles themselves: ``Brats18_2013_11_1``
 of its non-zero voxels set to 1e9 got no warning at all and the brain-tumour model returned
 0 / 34.0 / 0.8 ml core / oedema / enhancing instead of 19.3 / 106.1 / 24.5 ml (tester 19).
 
-This check does not rest on percentiles. On the sorted, finite non-zero voxels of a strided
-sample it looks for an *empty gap*: a gap between two consecutive values more than
-:data:`GAP_FACTOR` times wider than the distance from the sample's median to the gap's near
-side. The values beyond the innermost such gap above the median (below it) form a separated
-cluster, whatever its size up to half the voxels. No clean MR channel has one (the 76 shared
-BraTS 2018 / BRATS 2012 channels and the shared liver MR: largest ratio in
-docs/INPUT_CHECKS_MR.md, ``scripts/mr_cluster_margins.py``). A cluster of more than
-:data:`MAX_SET_APART_SHARE` of the non-zero voxels (counted over the whole channel) is refused
-with one error naming the channel, the share and the values; a smaller one is left to
-:mod:`.mr_robust` (clipped, with a warning). numpy only.
+This check does not rest on percentiles alone. On the sorted, finite non-zero voxels of a
+strided sample it looks for an *empty gap*: a gap between two consecutive values more than
+:data:`GAP_FACTOR` times wider than the larger of the distance from the sample's median to the
+gap's near side and the body's spread about the median (:func:`median_scale`). The values
+beyond the innermost such gap above the median (below it) form a separated cluster. A cluster
+of half the voxels or more holds the median itself; it is found by the widest gap between the
+10th and 90th percentiles against both groups' spreads (:func:`central_gap`). No clean MR
+channel has one (the 76 shared BraTS 2018 / BRATS 2012 channels and the shared liver MR:
+largest ratio 0.88; docs/INPUT_CHECKS_MR.md, ``scripts/mr_cluster_margins.py``). A cluster of
+more than :data:`MAX_SET_APART_SHARE` of the non-zero voxels (counted over the whole channel)
+is refused with one error naming the channel, the shares and the values; a smaller one is left
+to :mod:`.mr_robust` (clipped, with a warning). numpy only.
 """
 
 from __future__ import annotations
