@@ -17,7 +17,9 @@ is also compared with that of the voxels clipped to their 1-99 and 5-95 percenti
 of the voxels; a block of 3 %: 118 times at 5-95). Absurd voxels (far beyond the channel's
 percentile range, :mod:`.mr_robust`: the 1e6 voxel, a 3e38 one, that block) are left out of the
 normalisation's statistics and clipped, so they no longer change the result; the warning then
-names how many there are and where, and the ratios are measured without them. numpy only.
+names how many there are and where, and the ratios are measured without them. A larger
+cluster of absurd voxels (beyond an empty gap in the intensities, more than 0.4 % of the
+voxels) is refused first (:mod:`.mr_cluster`). numpy only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .mr_cluster import check_cluster
 from .mr_robust import absurd_voxels
 from .normalize import needs_volume_statistics
 
@@ -75,25 +78,42 @@ def std_ratios(
     return results
 
 
-def outlier_warnings(manifest, arrays: Sequence[np.ndarray]) -> list[str]:
+def check_clusters(manifest, arrays: Sequence[np.ndarray]) -> None:
+    """Refuse the first channel normalised as ``mr`` from the image's own statistics whose
+    absurd voxels form a cluster too large to set apart (:func:`.mr_cluster.check_cluster`).
+    ``arrays``: the C (z, y, x) channels in the manifest's order. Raises UNetPlusPlusError."""
+    for array, channel in zip(arrays, manifest.channels):
+        if needs_volume_statistics(channel.normalization):
+            check_cluster(channel.name, array)
+
+
+def outlier_warnings(
+    manifest, arrays: Sequence[np.ndarray], clusters_checked: bool = False
+) -> list[str]:
     """One warning per channel normalised as ``mr`` from the image's own statistics
     (``normalize.needs_volume_statistics``) whose extreme voxels inflate its standard
     deviation more than MAX_RATIOS allow (:func:`channel_warning`). ``arrays``: the C
-    (z, y, x) channels in the manifest's order. Never raises."""
+    (z, y, x) channels in the manifest's order. Raises UNetPlusPlusError for a cluster of
+    absurd voxels too large to set apart, unless ``clusters_checked`` (:func:`check_clusters`
+    already ran)."""
     warnings = []
     for array, channel in zip(arrays, manifest.channels):
         if not needs_volume_statistics(channel.normalization):
             continue
-        warning = channel_warning(channel.name, array)
+        warning = channel_warning(channel.name, array, not clusters_checked)
         warnings += [warning] if warning else []
     return warnings
 
 
-def channel_warning(name: str, array: np.ndarray) -> Optional[str]:
+def channel_warning(name: str, array: np.ndarray, cluster_check: bool = True) -> Optional[str]:
     """The warning of one MR channel ``name`` (its (z, y, x) voxels), or None: its absurd
     voxels (:func:`.mr_robust.absurd_voxels`: how many, where, what the normalisation did with
     them), and, measured without them, extreme voxels that inflate its standard deviation more
-    than MAX_RATIOS allow at any of CLIP_LEVELS. Never raises."""
+    than MAX_RATIOS allow at any of CLIP_LEVELS. Raises UNetPlusPlusError only when a cluster
+    of absurd voxels is too large to set apart (:func:`.mr_cluster.check_cluster`; not checked
+    with ``cluster_check=False``)."""
+    if cluster_check:
+        check_cluster(name, array)
     where, clip, worst = absurd_voxels(array)
     said = [absurd_warning(name, where, clip, worst)] if len(where) else []
     if len(where):  # the ratios of the voxels the normalisation uses

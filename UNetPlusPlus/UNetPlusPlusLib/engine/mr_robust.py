@@ -11,8 +11,8 @@ shared BraTS 2018 / BRATS 2012 channels the largest voxel lies at most 2.28 rang
 voxels are left out of the mean and deviation and clipped to the largest (smallest) plausible
 value of the channel; ``mr_outliers.channel_warning`` names how many and where. Up to half a
 percent of the non-zero voxels can be set apart this way (beyond that the percentiles
-themselves move; ``mr_outliers`` warns from the deviation ratios up to a few percent, not at
-5 % or more: docs/INPUT_CHECKS_MR.md). numpy only.
+themselves move); a larger cluster beyond an empty gap in the intensities is refused by
+:mod:`.mr_cluster` (docs/INPUT_CHECKS_MR.md). numpy only.
 """
 
 from __future__ import annotations

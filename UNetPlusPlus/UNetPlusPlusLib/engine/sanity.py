@@ -435,20 +435,26 @@ def check_model_samples(
     channel_check: bool = True,
     image_ml: float | None = None,
     found=None,
+    arrays: Sequence[np.ndarray] | None = None,
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
     need the model: a zero background (:func:`needs_zero_background`) and, given the image's
     volume ``image_ml`` (ml), :func:`check_nonzero_extent`, and channels covering one brain
-    (:mod:`.channel_masks`, a warning); no two channels the same image up to scale; the
-    sequence order (unless ``channel_check=False``). ``found``: the samples' fingerprint if
-    the caller has it. Returns warnings; raises UNetPlusPlusError."""
+    (:mod:`.channel_masks`, a warning); given the whole (z, y, x) ``arrays``, no cluster of
+    absurd MR voxels (:func:`.mr_outliers.check_clusters`: it would mislead what follows); no
+    two channels the same image up to scale; the sequence order (unless
+    ``channel_check=False``). ``found``: the samples' fingerprint if the caller has it.
+    Returns warnings; raises UNetPlusPlusError."""
     from .channel_order import check_channel_order, fingerprint, manifest_reference
+    from .mr_outliers import check_clusters
 
     names, warnings = [channel.name for channel in manifest.channels], []
     if needs_zero_background(manifest):
         check_zero_background(samples, names)
         check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
         warnings = different_brains_warning(samples, names)  # channel_masks.py
+    if arrays is not None:
+        check_clusters(manifest, arrays)
     found = fingerprint(samples) if found is None and len(samples) > 1 else found
     if found is not None:
         check_near_duplicates(found.spearman, names)
@@ -471,7 +477,10 @@ def check_sequence_order(
     image_ml = None
     if spacing is not None and len(arrays):
         image_ml = image_volume_ml(np.shape(arrays[0]), spacing)
-    warnings = check_model_samples(manifest, channel_samples(arrays), enabled, image_ml, found)
+    samples = channel_samples(arrays)
+    warnings = check_model_samples(manifest, samples, enabled, image_ml, found, arrays)
     return (
-        warnings + check_bias_field(manifest, arrays, spacing) + outlier_warnings(manifest, arrays)
+        warnings
+        + check_bias_field(manifest, arrays, spacing)
+        + outlier_warnings(manifest, arrays, clusters_checked=True)
     )
