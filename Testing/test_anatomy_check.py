@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from helpers import rotation_matrix
-from UNetPlusPlusLib.engine.anatomy_check import check_result, measure_liver
+from UNetPlusPlusLib.engine.anatomy_check import (
+    check_result,
+    dilate_ball1,
+    lung_and_body,
+    measure_liver,
+    open_ball1,
+)
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.volume import Grid, Volume
@@ -59,6 +65,30 @@ def torso(direction: np.ndarray, scale: float = 1.0, lungs: bool = True, spacing
 def torso_on(name: str):
     """:func:`torso` on the grid direction ``name`` of DIRECTIONS, built once per test run."""
     return torso(DIRECTIONS[name])
+
+
+@pytest.mark.parametrize("shape", [(41, 33, 37), (1, 9, 9), (3, 1, 4), (2, 2, 2)])
+def test_the_numpy_ball_morphology_is_simpleitks_bit_for_bit(shape):
+    """open_ball1 / dilate_ball1 (numpy, for speed) give SimpleITK's radius-1 ball opening and
+    grey dilation exactly, at the image's edges too, on masks from sparse to almost full."""
+    rng = np.random.default_rng(sum(shape))
+    for share in (0.2, 0.5, 0.8, 0.95):
+        mask = rng.random(shape) < share
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        expected = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(image, [1] * 3)) > 0
+        np.testing.assert_array_equal(open_ball1(mask), expected)
+        labels = (rng.integers(1, 6, shape) * mask).astype(np.int32)
+        expected = sitk.GetArrayFromImage(
+            sitk.GrayscaleDilate(sitk.GetImageFromArray(labels), [1] * 3)
+        )
+        np.testing.assert_array_equal(dilate_ball1(labels), expected)
+    # on a real lung mask: lung_and_body's opening of a torso's lung cells
+    volume, _ = torso_on("oblique")
+    lung, body, fov = lung_and_body(volume, volume.grid)
+    assert lung.any() and body.any() and fov.all()
+    image = sitk.GetImageFromArray(lung.astype(np.uint8))
+    expected = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(image, [1] * 3)) > 0
+    np.testing.assert_array_equal(open_ball1(lung), expected)
 
 
 LIVER = ((-80.0, 0.0, 60.0), 35.0)  # under the right lung (patient's right: -x in LPS)

@@ -24,6 +24,7 @@ The rules warn, never refuse: the result is still written.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import MutableMapping, Optional
@@ -152,6 +153,35 @@ def _regions(mask: np.ndarray, min_cells: int) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image), min_cells))
 
 
+#: SimpleITK's ball of radius 1 in 3-D: the centre and its 18 face and edge neighbours.
+_BALL1 = [o for o in itertools.product(range(3), repeat=3) if sum(c != 1 for c in o) <= 2]
+
+
+def _ball1_reduce(array: np.ndarray, outside, ufunc: np.ufunc) -> np.ndarray:
+    """``ufunc`` (AND, OR, max) over the 19 views of ``array`` shifted by each offset of
+    :data:`_BALL1`, with ``outside`` past its edges; in place, one copy of the array."""
+    padded = np.pad(array, 1, constant_values=outside)
+    z, y, x = array.shape
+    out = array.copy()  # the centre offset
+    for a, b, c in _BALL1:
+        ufunc(out, padded[a : a + z, b : b + y, c : c + x], out=out)
+    return out
+
+
+def open_ball1(mask: np.ndarray) -> np.ndarray:
+    """Binary opening of a (z, y, x) boolean ``mask`` by the radius-1 ball, bit-identical to
+    ``sitk.BinaryMorphologicalOpening(image, [1] * 3)`` (erosion counts the outside as
+    foreground, dilation as background) at a few percent of its cost."""
+    eroded = _ball1_reduce(np.asarray(mask, dtype=bool), True, np.logical_and)
+    return _ball1_reduce(eroded, False, np.logical_or)
+
+
+def dilate_ball1(labels: np.ndarray) -> np.ndarray:
+    """Grey dilation of non-negative (z, y, x) integer ``labels`` by the radius-1 ball,
+    bit-identical to ``sitk.GrayscaleDilate(image, [1] * 3)``."""
+    return _ball1_reduce(labels, 0, np.maximum)
+
+
 def _enclosed(regions: np.ndarray, tissue: np.ndarray, fov: np.ndarray) -> np.ndarray:
     """Regions whose one-cell rim, inside the image, is at least LUNG_RIM_TISSUE soft tissue:
     lung lies inside the chest wall, mediastinum and diaphragm; foam pads under the patient
@@ -159,9 +189,7 @@ def _enclosed(regions: np.ndarray, tissue: np.ndarray, fov: np.ndarray) -> np.nd
     count = int(regions.max())
     if not count:
         return regions > 0
-    grown = sitk.GetArrayFromImage(
-        sitk.GrayscaleDilate(sitk.GetImageFromArray(regions.astype(np.int32)), [1] * 3)
-    )
+    grown = dilate_ball1(regions.astype(np.int32))
     rim = (regions == 0) & (grown > 0) & fov
     total = np.bincount(grown[rim], minlength=count + 1)
     solid = np.bincount(grown[rim & tissue], minlength=count + 1)
@@ -182,10 +210,8 @@ def lung_and_body(volume: Volume, grid: Grid) -> tuple[np.ndarray, np.ndarray, n
     hu = _coarse(_image(ct, fine), grid)
     fov = _field_of_view(volume.grid, grid)
     tissue = fov & (hu > BODY_HU)
-    opened = sitk.BinaryMorphologicalOpening(
-        sitk.GetImageFromArray((lung_share >= LUNG_CELL_SHARE).astype(np.uint8)), [1] * 3
-    )
-    regions = _regions(sitk.GetArrayFromImage(opened) > 0, int(np.ceil(MIN_LUNG_ML / _CELL_ML)))
+    opened = open_ball1(lung_share >= LUNG_CELL_SHARE)
+    regions = _regions(opened, int(np.ceil(MIN_LUNG_ML / _CELL_ML)))
     lung = _enclosed(regions, tissue, fov)
     body = _regions(tissue, 1) == 1
     return lung, body, fov
