@@ -124,3 +124,22 @@ def load_with_storage_node(scene, path, name: str):
     node.SetAndObserveStorageNodeID(storage.GetID())
     assert storage.ReadData(node), path
     return node
+
+
+def serve_over_pipe(lines: Sequence[dict], cwd=None, timeout_s: float = 180) -> tuple[list, str]:
+    """Send ``lines`` (request objects) to a fresh ``unetpp serve`` over its stdin, one JSON line
+    each, and return (its replies after the ``ready`` line, its stderr); asserts that it exited 0
+    when its input ended and that its first reply was ``ready``."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
+        input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True, text=True, timeout=timeout_s, cwd=cwd,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    replies = [json.loads(line) for line in out.stdout.splitlines()]  # stdout: protocol only
+    assert replies[0]["ready"] is True
+    return replies[1:], out.stderr

@@ -4,10 +4,8 @@ leaves nothing behind. Whole-volume runs: test_adapter_engine_server_runs.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +19,7 @@ pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or not Path("/proc/self/stat").exists(), reason="needs /proc"
 )
 
-from helpers import make_sphere_image  # noqa: E402
+from helpers import make_sphere_image, serve_over_pipe  # noqa: E402
 from launcher import living, make_launcher, wait_for_descendant  # noqa: E402
 from test_adapter_job_cancel import POLL_BOUND_S, poll_until_finished, wait_gone  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
@@ -148,15 +146,8 @@ def test_serve_answers_requests_until_its_input_ends(tmp_path, sphere_model):
         {"id": 2, "argv": ["missing.nrrd", "--model", str(sphere_model), "--labelmap", "x.nrrd"]},
         {"id": 3, "argv": [*request, "--labelmap", str(tmp_path / "b.nrrd")]},
     ]
-    out = subprocess.run(
-        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
-        input="".join(json.dumps(line) + "\n" for line in lines),
-        capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    replies = [json.loads(line) for line in out.stdout.splitlines()]  # stdout: protocol only
-    assert replies[0]["ready"] is True
-    ends = {r["id"]: r for r in replies[1:] if "result" in r or "error" in r}
+    replies, _ = serve_over_pipe(lines, cwd=tmp_path, timeout_s=TIMEOUT_S)
+    ends = {r["id"]: r for r in replies if "result" in r or "error" in r}
     assert ends[1]["result"]["volumes_ml"]["liver"] > 0
     assert ends[2]["status"] == 2 and "missing.nrrd" in ends[2]["error"]
     assert ends[3]["result"]["volumes_ml"] == ends[1]["result"]["volumes_ml"]

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import make_sphere_image
+from helpers import make_sphere_image, serve_over_pipe
 from UNetPlusPlusLib.cli import build_parser
 from UNetPlusPlusLib.cli_serve import serve, unknown_fields_message
 
@@ -29,15 +27,8 @@ def test_a_misspelt_field_is_refused_over_the_pipe_and_the_server_goes_on(tmp_pa
         {"id": 1, "argv": [*request, "--labelmap", str(tmp_path / "a.nrrd")], "input_tokn": "v1"},
         {"id": 2, "argv": [*request, "--labelmap", str(tmp_path / "b.nrrd")], "input_token": "v1"},
     ]
-    out = subprocess.run(
-        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
-        input="".join(json.dumps(line) + "\n" for line in lines),
-        capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    replies = [json.loads(line) for line in out.stdout.splitlines()]
-    assert replies[0]["ready"] is True
-    ends = {r["id"]: r for r in replies[1:] if "result" in r or "error" in r}
+    replies, stderr = serve_over_pipe(lines, cwd=tmp_path, timeout_s=TIMEOUT_S)
+    ends = {r["id"]: r for r in replies if "result" in r or "error" in r}
     assert ends[1]["status"] == 2 and ends[1]["held_input"] is None
     assert ends[1]["error"].startswith(
         "bad request: unknown field 'input_tokn' (did you mean 'input_token'?)"
@@ -46,7 +37,7 @@ def test_a_misspelt_field_is_refused_over_the_pipe_and_the_server_goes_on(tmp_pa
     assert not (tmp_path / "a.nrrd").exists()
     assert ends[2]["result"]["volumes_ml"]["liver"] > 0 and ends[2]["held_input"] == "v1"
     assert (tmp_path / "b.nrrd").is_file()
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(
@@ -98,15 +89,8 @@ def test_an_argv_of_non_strings_names_the_first_bad_item_over_the_pipe():
         {"id": 3, "argv": ["ct.nrrd", "--tta", True]},
         {"id": 4, "argv": "ct.nrrd --task liver"},  # not a list at all: as before
     ]
-    out = subprocess.run(
-        [sys.executable, "-m", "UNetPlusPlusLib.cli", "serve"],
-        input="".join(json.dumps(line) + "\n" for line in lines),
-        capture_output=True, text=True, timeout=TIMEOUT_S,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    replies = [json.loads(line) for line in out.stdout.splitlines()]
-    assert replies[0]["ready"] is True
-    ends = {r["id"]: r for r in replies[1:]}
+    replies, stderr = serve_over_pipe(lines, timeout_s=TIMEOUT_S)
+    ends = {r["id"]: r for r in replies}
     must = "bad request: argv must be a list of strings (the arguments of `unetpp segment`); "
     assert ends[1]["error"] == must + "argv[0] is a number"
     assert ends[2]["error"] == must + "argv[2] is null"
@@ -114,7 +98,7 @@ def test_an_argv_of_non_strings_names_the_first_bad_item_over_the_pipe():
     assert ends[4]["error"] == "bad request: no argv list"
     assert all(r["status"] == 2 and r["held_input"] is None for r in ends.values())
     assert all(set(r) == {"id", "error", "status", "held_input"} for r in ends.values())
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(
