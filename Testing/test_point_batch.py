@@ -32,7 +32,7 @@ from test_run_control_queue import AIR_RAS, IN_AIR, NODULE_RAS, clicks, place, s
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
 from UNetPlusPlusLib.engine.volume import volume_to_sitk  # noqa: E402
-from UNetPlusPlusLib.widget.point_queue import (  # noqa: E402
+from UNetPlusPlusLib.widget.segmented_points import (  # noqa: E402
     SEGMENTED_ATTRIBUTE,
     mark_segmented,
     segmented_ids,

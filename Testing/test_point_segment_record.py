@@ -22,7 +22,11 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from test_point_batch import ids, segments, started  # noqa: E402
 from test_run_control_queue import AIR_RAS, NODULE_RAS, clicks, place, settle  # noqa: E402
-from UNetPlusPlusLib.widget.point_queue import SEGMENTED_ATTRIBUTE, segmented_ids  # noqa: E402
+from UNetPlusPlusLib.widget.segmented_points import (  # noqa: E402
+    ROLE_PREFIX,
+    SEGMENTED_ATTRIBUTE,
+    segmented_ids,
+)
 
 
 def nodule_ids(scene) -> list[str]:
@@ -41,7 +45,9 @@ def test_a_point_whose_segment_was_deleted_runs_again(run_control, logic, chest_
     assert segments(scene) == ["nodule 1"] and segmented_ids(seeds) == ids(seeds, 0)
     record = json.loads(seeds.GetAttribute(SEGMENTED_ATTRIBUTE))
     output = host._parameterNode.outputSegmentation
-    assert record == {seeds.GetNthControlPointID(0): [output.GetID(), *nodule_ids(scene)]}
+    role = f"{ROLE_PREFIX}1"  # a node reference to the output: Slicer keeps it up to date
+    assert record == {seeds.GetNthControlPointID(0): [role, *nodule_ids(scene)]}
+    assert seeds.GetNodeReference(role) is output
 
     # renamed in the Segment Editor: still its segment
     output.GetSegmentation().GetNthSegment(0).SetName("right upper lobe nodule")

@@ -7,7 +7,7 @@ provides). Which points run:
   is queued and runs once the run before it ends. Points placed while it was off are
   landmarks: turning it on does not run them.
 - Segment (:meth:`queuePlacedPoints`): the placed points of the list that have no segment
-  (:func:`~UNetPlusPlusLib.widget.point_queue.segmented_ids`: never had, or their segment was
+  (:func:`~UNetPlusPlusLib.widget.segmented_points.segmented_ids`: never had, or their segment was
   deleted since), in list order.
 
 A point runs with the task and input volumes it was queued for; one whose turn comes after
@@ -30,13 +30,8 @@ import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import panel
-from UNetPlusPlusLib.widget.point_queue import (
-    RunContext,
-    cancel_text,
-    keep_segmented,
-    labels_text,
-    segmented_ids,
-)
+from UNetPlusPlusLib.widget.point_queue import RunContext, cancel_text, labels_text
+from UNetPlusPlusLib.widget.segmented_points import keep_segmented, segmented_ids
 
 
 class PointBatch:

@@ -15,35 +15,23 @@ its turn comes and the panel's task or input volume has changed since, it is not
 segment would come from another model, or lie on another image); the batch reports it, and
 the point stays placed for Segment to run later.
 
-The points of a list that have their segment are recorded on the list itself, in the node
-attribute :data:`SEGMENTED_ATTRIBUTE` (saved with the scene), each with the segmentation node
-and segment IDs its run wrote: a point has its segment while one of those segments is still
-in that node (:func:`segmented_ids`); one whose segment was deleted (Segment Editor), or whose
-segmentation node was removed, is Segment's to run again. A record from before (a list of
-point IDs, no segment) still counts its points as segmented.
+The points of a list that have their segment are recorded on the list itself, saved with the
+scene (widget/segmented_points.py).
 
 Slicer API used (checked in Slicer's source, Libs/MRML/Core/vtkMRMLMarkupsNode.cxx and
 vtkMRMLNode.cxx): ``GetNthControlPointIndexByID`` (-1 for an ID no longer in the list),
 ``GetNthControlPointPositionStatus``, ``GetNthControlPointPositionWorld``,
 ``GetNthControlPointLabel``, ``GetNthControlPointID``; ``vtkMRMLNode::GetScene`` (None once
-the node is removed from its scene), ``GetAttribute`` (None when unset), ``SetAttribute`` and
-``RemoveAttribute`` (both call ``Modified()``; attributes are written to the scene file);
-``vtkMRMLScene::GetNodeByID``, ``vtkSegmentation::GetSegment`` (None for an ID not in it:
-Libs/vtkSegmentationCore/vtkSegmentation.cxx).
+the node is removed from its scene).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from UNetPlusPlusLib.adapter.input_checks import point_name
-
-#: Node attribute of a point list: a JSON object, point ID -> ``[segmentation node ID, segment
-#: ID, ...]`` (what its run wrote), or ``null`` (not known: a record of before, a JSON list of
-#: point IDs, reads so).
-SEGMENTED_ATTRIBUTE = "UNetPlusPlus.SegmentedPointIDs"
+from UNetPlusPlusLib.widget.segmented_points import mark_segmented
 
 
 @dataclass(frozen=True)
@@ -225,65 +213,3 @@ def cancel_text(segmented: list[str], refused: list[str], not_run: list[str]) ->
     if not_run:
         parts.append(f"{len(not_run)} not run ({labels_text(not_run)})")
     return "; ".join(parts) + "."
-
-
-def segmented_ids(node) -> set[str]:
-    """The IDs of the points of ``node`` (a markups node) that have their segment: recorded,
-    and one of the segments their run wrote still in its segmentation node (in ``node``'s
-    scene); a record without segments (of before) counts as having it."""
-    scene = node.GetScene()
-    done = set()
-    for point_id, written in _records(node).items():
-        if written is None:
-            done.add(point_id)
-            continue
-        output = scene.GetNodeByID(written[0]) if scene is not None else None
-        segmentation = output.GetSegmentation() if hasattr(output, "GetSegmentation") else None
-        if segmentation is not None and any(
-            segmentation.GetSegment(s) is not None for s in written[1:]
-        ):
-            done.add(point_id)
-    return done
-
-
-def mark_segmented(node, ids: Iterable[str], output=None, segment_ids: Sequence[str] = ()) -> None:
-    """Record the points ``ids`` of ``node`` as segmented into ``output`` (a segmentation
-    node), segments ``segment_ids``; without them, as segmented for good (as of before)."""
-    written = [output.GetID(), *map(str, segment_ids)] if output is not None else None
-    records = _records(node)
-    records.update({str(i): written for i in ids})
-    _set_records(node, records)
-
-
-def keep_segmented(node, ids: set) -> None:
-    """Forget the segmented points of ``node`` that are not in ``ids`` (deleted, or unplaced:
-    placing a point again is a new click; Slicer gives a deleted point's ID to the next)."""
-    records = _records(node)
-    if set(records) - ids:
-        _set_records(node, {k: v for k, v in records.items() if k in ids})
-
-
-def _records(node) -> dict[str, Optional[list[str]]]:
-    """The record of ``node``: point ID -> [segmentation node ID, segment IDs...] or None (not
-    known). A list (the record of before) is its IDs, none known; anything else (edited by
-    hand) is read as no record."""
-    try:
-        value = json.loads(node.GetAttribute(SEGMENTED_ATTRIBUTE) or "{}")
-    except ValueError:
-        return {}
-    if isinstance(value, list):
-        return {str(i): None for i in value}
-    if not isinstance(value, dict):
-        return {}
-    records: dict[str, Optional[list[str]]] = {}
-    for key, written in value.items():
-        known = isinstance(written, list) and len(written) > 1
-        records[str(key)] = [str(w) for w in written] if known else None
-    return records
-
-
-def _set_records(node, records: dict) -> None:
-    if records:
-        node.SetAttribute(SEGMENTED_ATTRIBUTE, json.dumps(records, sort_keys=True))
-    else:
-        node.RemoveAttribute(SEGMENTED_ATTRIBUTE)

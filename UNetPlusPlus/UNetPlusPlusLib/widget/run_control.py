@@ -20,7 +20,8 @@ from slicer.i18n import tr as _
 from UNetPlusPlusLib.adapter import install, panel
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.widget.point_batch import PointBatch
-from UNetPlusPlusLib.widget.point_queue import labels_text, segmented_ids
+from UNetPlusPlusLib.widget.point_queue import labels_text
+from UNetPlusPlusLib.widget.segmented_points import segmented_ids
 
 
 class RunControl(PointBatch):
