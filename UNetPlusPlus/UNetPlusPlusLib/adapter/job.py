@@ -50,6 +50,15 @@ from ..errors import UNetPlusPlusError
 from .engine_server import DIED, DONE, EngineServer
 from .files import input_file_paths, remove_folder, write_inputs
 from .geometry import NativeImages
+from .job_events import (  # noqa: F401 (LOG, PROGRESS: the jobs' event kinds, from here too)
+    ERROR_PREFIX,
+    FINISHED,
+    LOG,
+    PROGRESS,
+    ErrorsOnce,
+    JobEvent,
+    json_payload,
+)
 from .process import LineReader, drain, kill_tree, output_complete, package_root, spawn
 
 __all__ = ["SegmentationJob", "JobEvent", "build_command", "python_executable", "package_root"]
@@ -64,44 +73,12 @@ PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
 )
 FINISHED_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
-# Event kinds returned by poll().
-PROGRESS, LOG, FINISHED = "progress", "log", "finished"
-
 LOG_TAIL_LINES = 200
-ERROR_PREFIX = "error: "  # the log line of an error, as the CLI prints it on stderr
 CANCEL_FILE_NAME = "cancel"
 
 # After the child exits, how long (s) its pipes may stay open (held by an orphaned grandchild)
 # before the tree is killed and the job finishes without them.
 PIPE_GRACE_S = 0.5
-
-
-@dataclass
-class JobEvent:
-    """One thing that happened: progress, a log line, or the end of the job (``finished``)."""
-
-    kind: str
-    stage: str = ""
-    done: int = 0
-    total: int = 0
-    message: str = ""
-    state: str = ""  # the job's state, on "finished" events
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 0.0
-
-
-def json_payload(stream: str, line: str) -> Optional[dict]:
-    """The JSON object a CLI child printed on ``stream`` ("stdout": progress, error, result
-    lines of ``--progress-json``), or None for any other line (a log line for the user)."""
-    if stream != "stdout" or not line.startswith("{"):
-        return None
-    try:
-        payload = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return payload if isinstance(payload, dict) else None
 
 
 def python_executable() -> str:
@@ -148,20 +125,6 @@ def build_command(
     if not channel_check:  # the sequence-order check deliberately skipped (channel_order.py)
         command += ["--no-channel-check"]
     return command
-
-
-class ErrorsOnce:
-    """Mixin of the jobs: each error is one log event, however often the child says it."""
-
-    def _error_event(self, message: str) -> Optional[JobEvent]:
-        """The log event "error: <message>", or None when this job said it already: the
-        one-shot CLI says its error on stderr and in its JSON, and the job's failure repeats
-        it (each error once in the panel's log)."""
-        said = self.__dict__.setdefault("_errors_said", set())
-        if message in said:
-            return None
-        said.add(message)
-        return JobEvent(LOG, message=ERROR_PREFIX + message)
 
 
 @dataclass
@@ -387,8 +350,8 @@ class SegmentationJob(ErrorsOnce):
             if not line.strip():
                 return None
             self._remember(line)
-            if name == "stderr" and line.startswith(ERROR_PREFIX):  # the CLI's, for a terminal
-                return self._error_event(line[len(ERROR_PREFIX) :])
+            if name == "stderr":  # an error for a terminal is held (job_events.ErrorsOnce)
+                return self._stderr_event(line)
             return JobEvent(LOG, message=line)
         if "stage" in payload:
             stage = str(payload["stage"])
@@ -425,8 +388,9 @@ class SegmentationJob(ErrorsOnce):
         """The last events: the failure's error as a log event unless said already, then
         ``finished``."""
         final = self._finish()
+        held = self._held_events()  # the stderr copy of an error said in the JSON: dropped
         said = self._error_event(final.message) if final.state == FAILED else None
-        return [final] if said is None else [said, final]
+        return held + ([final] if said is None else [said, final])
 
     def _finish(self) -> JobEvent:
         if self.server is not None:  # a reply stands for the exit status; no reply: a crash

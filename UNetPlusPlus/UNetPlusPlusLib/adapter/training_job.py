@@ -35,21 +35,15 @@ from ..errors import UNetPlusPlusError
 from ..exit_codes import EXIT_CANCELLED
 from .job import (
     CANCELLED,
-    ERROR_PREFIX,
     FAILED,
-    FINISHED,
     FINISHED_STATES,
-    LOG,
     LOG_TAIL_LINES,
     PENDING,
-    PROGRESS,
     RUNNING,
     SUCCEEDED,
-    ErrorsOnce,
-    JobEvent,
-    json_payload,
     python_executable,
 )
+from .job_events import FINISHED, LOG, PROGRESS, ErrorsOnce, JobEvent, json_payload
 from .process import LineReader, drain, kill_tree, output_complete, spawn
 from .training_panel import epoch_text
 
@@ -189,6 +183,7 @@ class TrainingJob(ErrorsOnce):
             return events  # the last lines are still on their way (no join here)
         events += self._drain()
         final = self._finish()
+        events += self._held_events()  # the stderr copy of an error said in the JSON: dropped
         said = self._error_event(final.message) if final.state == FAILED else None
         return events + ([final] if said is None else [said, final])
 
@@ -219,8 +214,8 @@ class TrainingJob(ErrorsOnce):
             if not line.strip():
                 return None
             self._remember(line)
-            if name == "stderr" and line.startswith(ERROR_PREFIX):  # the CLI's, for a terminal
-                return self._error_event(line[len(ERROR_PREFIX) :])
+            if name == "stderr":  # an error for a terminal is held (job_events.ErrorsOnce)
+                return self._stderr_event(line)
             return JobEvent(LOG, message=line)
         if payload.get("stage") == "epoch":
             self.latest = payload
