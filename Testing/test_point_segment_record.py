@@ -107,7 +107,9 @@ def test_a_point_placed_while_cancelling_runs_after_the_cancel(run_control, logi
     )
     assert any(line.startswith(cancelled) for line in host.log), host.log
     assert "Placed after Cancel, now run: 'F-4'." in host.log
-    assert host.ui.statusLabel.text.startswith("Done: "), host.ui.statusLabel.text
+    status = host.ui.statusLabel.text.splitlines()
+    assert status[0].startswith("Done: "), status
+    assert any(line.startswith(cancelled) for line in status[1:]), status  # not only the log
     assert segments(scene) == ["nodule 1"] and segmented_ids(seeds) == ids(seeds, 3)
     assert errors == []
 

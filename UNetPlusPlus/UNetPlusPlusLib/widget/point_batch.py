@@ -20,7 +20,8 @@ the air ...") and one error dialog shows them all: one to acknowledge per batch,
 refused point, and none while other points still run. Cancel empties the queue; the status
 says which points were segmented and kept and which were not (:meth:`cancelledText`). Points
 placed while the cancel completes ("Cancelling...") were not cancelled: they run after it
-(run_control.py, ``runPlacedWhileCancelling``).
+(run_control.py, ``runPlacedWhileCancelling``), and the status line still says what the cancel
+kept once they are done (:meth:`carryCancelStatus`).
 """
 
 from functools import partial
@@ -173,8 +174,9 @@ class PointBatch:
 
     def finishPoints(self, dialog: bool = True) -> None:
         """After the last queued point: add the batch's refused points and the points not run
-        for another task or volume to the status text (and the log), and show the refused in
-        one error dialog (``dialog``)."""
+        for another task or volume to the status text (and the log), then the status of the
+        batch cancelled before it (:meth:`carryCancelStatus`), and show the refused in one
+        error dialog (``dialog``)."""
         end = self._points.finish()
         if end.stale:
             text = _(
@@ -183,11 +185,14 @@ class PointBatch:
             ).format(labels=labels_text(end.stale), reason=end.stale_reason)
             self.appendLog(text)
             self.ui.statusLabel.text += "\n" + text
-        if not end.refused:
-            return
-        lines = "".join(f"\n{_('Not segmented')}: {line}" for line in end.refused)
-        self.ui.statusLabel.text += lines
-        if not dialog:
+        if end.refused:
+            self.ui.statusLabel.text += "".join(
+                f"\n{_('Not segmented')}: {line}" for line in end.refused
+            )
+        carried, self._cancelStatus = getattr(self, "_cancelStatus", ""), ""
+        if carried:
+            self.ui.statusLabel.text += "\n" + carried
+        if not end.refused or not dialog:
             return
         text = end.refused[0]
         if end.started > 1:
@@ -195,6 +200,12 @@ class PointBatch:
             header = header.format(refused=len(end.refused), started=end.started)
             text = "\n\n".join([header, *end.refused])
         slicer.util.errorDisplay(text, windowTitle=_("UNet++ segmentation"))
+
+    def carryCancelStatus(self) -> None:
+        """Keep the status of a cancelled batch (what was segmented and kept, refused, not run)
+        while the points placed during the cancel run: the status line then says it again
+        after theirs (:meth:`finishPoints`), not only the log."""
+        self._cancelStatus = self.ui.statusLabel.text
 
     def pointStillCurrent(self, point: Optional[object]) -> bool:
         """Whether the panel's task and volumes are still those ``point`` ran for (its output

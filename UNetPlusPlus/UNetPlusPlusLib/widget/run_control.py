@@ -311,6 +311,7 @@ class RunControl(PointBatch):
             return
         labels = labels_text(point.label for point in self._points.pending)
         self.appendLog(_("Placed after Cancel, now run: {labels}.").format(labels=labels))
+        self.carryCancelStatus()  # the cancel's status stays in the status line after theirs
         self.startNextPoint()
 
     @staticmethod
