@@ -8,9 +8,17 @@ the segmentation's "ReferenceImageGeometry" conversion parameter (the volume's I
 matrix and extent, serialized by ``vtkSegmentationConverter::SerializeImageGeometry``; a
 .seg.nrrd file keeps it, not the reference).
 
-A node is the segmented volume's when its reference is that volume; without a reference, when
-its reference geometry is that volume's grid; a node with neither (a new, empty segmentation
-the user made) is nobody's, and the writer binds it to the volume it segments.
+A node is the segmented volume's when its reference is that volume and its reference
+geometry, if it has one, is that volume's grid now; without a reference, when its reference
+geometry is that volume's grid; a node with neither (a new, empty segmentation the user made)
+is nobody's, and the writer binds it to the volume it segments.
+
+The reference alone is not enough: a volume cropped or resampled in place (the same node, a new
+grid) keeps the references to it, while the segmentation's reference geometry, the grid its
+segments are edited and exported on, stays the old one. Segments written there for the new grid
+would be resampled onto the old one by the Segment Editor and on export (cut off where the grids
+differ, blurred across an oblique direction), so such a node is another grid's: the result
+goes into a new node, with a warning (segmentation_writer.write_segments, ``rebound``).
 """
 
 from __future__ import annotations
@@ -61,15 +69,16 @@ def volume_grid(volume_node) -> tuple[np.ndarray, tuple[int, int, int]]:
 
 def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
     """Why ``segmentation_node`` belongs to another volume than ``volume_node``, or None when
-    it may take ``volume_node``'s segments (bound to it, to its grid, or to nothing).
+    it may take ``volume_node``'s segments (bound to it and to its grid now, to its grid, or
+    to nothing).
 
-    The reason names what it is bound to: "it was made for volume 'A'", or, without a
-    reference, "its reference geometry is another grid (20 x 20 x 10 voxels ...)".
+    The reason names what it is bound to: "it was made for volume 'A'"; "it was made for
+    volume 'A' on another grid (20 x 20 x 10 voxels ...); the volume was cropped or resampled
+    since"; without a reference, "its reference geometry is another grid (20 x 20 x 10 voxels
+    ...)".
     """
     bound = reference_volume(segmentation_node)
-    if bound is not None:
-        if bound.GetID() == volume_node.GetID():
-            return None
+    if bound is not None and bound.GetID() != volume_node.GetID():
         return f"it was made for volume '{bound.GetName()}'"
     grid = reference_grid(segmentation_node)
     if grid is None or volume_node.GetImageData() is None:
@@ -79,7 +88,10 @@ def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
     if counts == own_counts and np.allclose(matrix, own_matrix, rtol=0, atol=GRID_TOLERANCE_MM):
         return None
     origin = ", ".join(f"{v:.1f}" for v in matrix[:3, 3])
-    return (
-        f"its reference geometry is another grid ({' x '.join(map(str, counts))} voxels from "
-        f"({origin}) mm RAS)"
-    )
+    other = f"{' x '.join(map(str, counts))} voxels from ({origin}) mm RAS"
+    if bound is not None:  # the same volume node, on another grid now
+        return (
+            f"it was made for volume '{bound.GetName()}' on another grid ({other}); the volume "
+            "was cropped or resampled since"
+        )
+    return f"its reference geometry is another grid ({other})"
