@@ -248,8 +248,9 @@ def test_module_file_is_a_thin_shell_and_the_widget_files_are_small():
 
 
 # ----------------------------------------------------------------------------- rendering
-def qt_ready_ui(sample: dict) -> tuple[bytes, dict[str, str]]:
-    """The .ui with Slicer widgets replaced by Qt stand-ins; also combo box -> first item text."""
+def qt_ready_ui(sample: dict, whole: bool = False) -> tuple[bytes, dict[str, str]]:
+    """The .ui with Slicer widgets replaced by Qt stand-ins; also combo box -> first item text.
+    A collapsed section shows its title only, unless ``whole`` (every widget is built)."""
     tree = ui_tree()
     first_items = {}
     for widget in tree.iter("widget"):
@@ -267,7 +268,7 @@ def qt_ready_ui(sample: dict) -> tuple[bytes, dict[str, str]]:
                     prop.set("name", "title")
                     label = prop.find("string")
                     label.text = ("\u25b8 " if collapsed else "\u25be ") + (label.text or "")
-            if collapsed:
+            if collapsed and not whole:
                 for layout in widget.findall("layout"):
                     widget.remove(layout)
         if cls in ("qSlicerMarkupsPlaceWidget", "ctkDirectoryButton"):
