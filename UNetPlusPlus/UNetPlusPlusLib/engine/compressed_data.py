@@ -8,8 +8,9 @@ intercept applied twice"; damage in the last slices passes that check (tester 20
 get the same check from :mod:`.nifti_check`. Here the stream is inflated in 1 MiB pieces
 without keeping its output: a stream that zlib refuses (a bad code, a wrong checksum: adler-32
 for zlib, CRC-32 for gzip), that ends early, or that holds fewer bytes than the header's voxels
-is one error naming the file. Cost: one more inflation of the file (about 0.1 s for 5.5 MB of
-voxels on the project's machine).
+is one error naming the file. Cost: one more inflation of the file (0.03 s of CPU for the
+example CT's 5.5 MB of voxels as a gzip NRRD, against 0.02 s for ITK's whole read), once per
+unchanged file (a file checked whole is not inflated again by the next check of the same read).
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UNetPlusPlusError
+from .file_stamp import file_stamp
 
 _CHUNK = 1 << 20  # bytes read, and bytes inflated, at a time
+#: the data files whose streams inflated whole, by (file_stamp, offset): not inflated again
+_VERIFIED: list[tuple] = []
+_KEEP = 8
 
 
 def check_inflates(
@@ -30,6 +35,12 @@ def check_inflates(
     ``offset``: a zlib stream (MetaImage) or, with ``gzip_format``, a gzip one (NRRD).
     ``expected``: the voxels' bytes from the header, or None. Raises UNetPlusPlusError naming
     ``header`` (and ``data``) when the stream is corrupt, ends early or holds too few bytes."""
+    try:
+        key = (tuple(file_stamp(data)), offset, gzip_format, expected)
+    except OSError:
+        return  # unreadable: ITK's reading says why
+    if key in _VERIFIED:  # unchanged since its stream inflated whole
+        return
     wbits = zlib.MAX_WBITS | (16 if gzip_format else 0)
     inflater, total = zlib.decompressobj(wbits), 0
     try:
@@ -54,6 +65,7 @@ def check_inflates(
         _refuse(header, data, "its compressed voxels end early: the file is truncated")
     if expected is not None and total < expected:
         _refuse(header, data, f"its compressed voxels hold {total} of the {expected} bytes needed")
+    _VERIFIED[:] = [key, *_VERIFIED[: _KEEP - 1]]
 
 
 def _refuse(header: Path, data: Path, why: str) -> None:
