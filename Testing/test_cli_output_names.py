@@ -140,6 +140,17 @@ def test_a_plain_image_under_a_segmentation_name_is_refused_before_any_work(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name", ["v.seg.nrrd", "V.SEG.NRRD", "v.nrrd"])
+def test_a_preview_under_an_image_name_is_told_to_end_with_png(tmp_path, capsys, name):
+    """``--preview v.seg.nrrd`` was told to use ``v.nrrd or v.nii.gz``, which ``--preview``
+    refuses too (it writes a PNG); now every such name gets the one rule (tester 20)."""
+    args = ["segment", "ct.nrrd", "--task", "liver", "-o", str(tmp_path / "s.seg.nrrd")]
+    assert main([*args, "--preview", str(tmp_path / name)]) == 2
+    line = _one_error_line(capsys)
+    assert f"{tmp_path / name}': --preview must end with .png" in line, line
+    assert ".nii.gz" not in line and not list(tmp_path.iterdir())
+
+
 def test_a_segmentation_name_for_the_labelmap_is_refused_in_a_serve_request(tmp_path):
     import io
     import json

@@ -95,6 +95,40 @@ def test_a_short_mha_is_refused_before_itk_reads_it(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.parametrize("name, data", [("ct.mha", "ct.mha"), ("ct.mhd", "ct.zraw")])
+def test_a_short_compressed_metaimage_is_refused_before_itk_reads_it(name, data, tmp_path, capfd):
+    """A compressed MetaImage shorter than its CompressedDataSize: ITK printed "MetaImage:
+    M_ReadElementsData: data not read completely / ideal = ... : actual = ..." above the error
+    (tester 20); now one error. The whole file still reads."""
+    path, reference = tmp_path / name, sitk.ReadImage(str(_ct(tmp_path, "ref.nrrd")))
+    sitk.WriteImage(reference, str(path), True)
+    expected = sitk.GetArrayFromImage(reference)
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(path)), expected)
+    _truncate(tmp_path / data, (tmp_path / data).stat().st_size - 20)
+    capfd.readouterr()
+    with pytest.raises(UNetPlusPlusError, match=r"is truncated \(\d+ of \d+ bytes"):
+        read_image(path)
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "name, data", [("ct.mha", "ct.mha"), ("ct.nrrd", "ct.nrrd"), ("ct.nhdr", "ct.raw.gz")]
+)
+def test_damaged_compressed_voxels_are_refused_not_read_as_garbage(name, data, tmp_path, capfd):
+    """50 bytes flipped inside the compressed voxels of a .mha or .nrrd: ITK read the file
+    without an error, every voxel after the damage garbage (tester 20)."""
+    path = tmp_path / name
+    sitk.WriteImage(sitk.ReadImage(str(_ct(tmp_path, "ref.mha"))), str(path), True)
+    damaged = bytearray((tmp_path / data).read_bytes())
+    middle = len(damaged) - 60
+    damaged[middle : middle + 50] = bytes(b ^ 0x55 for b in damaged[middle : middle + 50])
+    (tmp_path / data).write_bytes(bytes(damaged))
+    capfd.readouterr()
+    with pytest.raises(UNetPlusPlusError, match=r"compressed voxels are corrupt .*damaged"):
+        read_image(path)
+    assert capfd.readouterr().err == ""
+
+
 def test_a_nrrd_list_of_data_files_is_checked_file_by_file(tmp_path):
     """``data file: LIST``: the files named after it, one per slice group; all there: read."""
     values = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)

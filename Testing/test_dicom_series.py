@@ -20,20 +20,25 @@ CT_UID = "1.2.826.0.1.3680043.8.498.1001"
 OTHER_UID = "1.2.826.0.1.3680043.8.498.2002"
 
 
-def write_series(folder: Path, uid: str, slices: int, description: str, patient: str) -> None:
-    """``slices`` 16x16 int16 CT slices at 2 mm, with their own Series Instance UID.
+def write_series(
+    folder: Path, uid: str, slices: int, description: str, patient: str, modality: str = "CT"
+) -> None:
+    """``slices`` 16x16 int16 CT slices at 2 mm, with their own Series Instance UID (and
+    ``modality`` as their DICOM Modality).
 
     ITK's GDCM writer sets the process locale to "C" (and leaves it so); it is restored here,
     or later tests that read text with the default encoding would see ASCII.
     """
     saved = locale.setlocale(locale.LC_ALL)
     try:
-        _write_series(folder, uid, slices, description, patient)
+        _write_series(folder, uid, slices, description, patient, modality)
     finally:
         locale.setlocale(locale.LC_ALL, saved)
 
 
-def _write_series(folder: Path, uid: str, slices: int, description: str, patient: str) -> None:
+def _write_series(
+    folder: Path, uid: str, slices: int, description: str, patient: str, modality: str
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(slices)
     writer = sitk.ImageFileWriter()
@@ -44,7 +49,7 @@ def _write_series(folder: Path, uid: str, slices: int, description: str, patient
         image.SetSpacing((0.8, 0.8, 2.0))
         image.SetOrigin((0.0, 0.0, 2.0 * k))
         tags = {
-            "0008|0060": "CT",
+            "0008|0060": modality,
             "0010|0010": patient,
             "0010|0020": patient,
             "0020|000d": uid + ".1",
@@ -123,3 +128,17 @@ def test_cli_segment_has_the_series_option(mixed_folder, tmp_path):
     out = tmp_path / "labels.nii.gz"
     assert main(["segment", str(mixed_folder), "--task", "liver", "--labelmap", str(out)]) == 2
     assert not out.exists()
+
+
+def test_a_segmentation_object_is_refused_naming_the_image_series_below(tmp_path):
+    """A folder holding a DICOM SEG beside the sub-folder of its CT (as dcmqi's example) was
+    read as the SEG's frames: "is a 4D image (for example a time series ...)" (tester 20)."""
+    folder = tmp_path / "patient"
+    write_series(folder, OTHER_UID, 3, "Liver segmentation", "PATIENT^A", modality="SEG")
+    write_series(folder / "ct", CT_UID, 3, "Abdomen 2.0", "PATIENT^A")
+    with pytest.raises(UNetPlusPlusError) as caught:
+        read_volume([folder])
+    message = str(caught.value)
+    assert "is a DICOM Segmentation object (DICOM Modality SEG), not an image" in message
+    assert f"(here: {folder / 'ct'})" in message
+    assert read_volume([folder / "ct"]).grid.size_xyz == (16, 16, 3)

@@ -4,6 +4,7 @@ policy, and no thread for in-process callers."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -160,3 +161,44 @@ def test_serve_imports_torch_on_the_thread_from_its_start(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[0])["ready"] is True
     assert (tmp_path / "imported_on.txt").read_text() == "unetpp-import-torch"
+
+
+def test_serve_outlives_a_request_that_fails_while_torch_is_still_importing(
+    tmp_path, monkeypatch, fresh_preload
+):
+    """`unetpp serve` imports torch on a thread from its start; a first request that failed
+    before that import ended (a missing input) ended the server: its memory bound
+    (``WarmCache.after_request``) asked the half-imported torch for ``torch.cuda``, an
+    internal error and exit status 1 (tester 20). The request's error is replied, the server
+    answers the next request and exits 0."""
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_serve import serve
+
+    release = tmp_path / "release"
+    fake = _fake_torch(
+        tmp_path / "fake",
+        "import os, time\n"  # a torch import still under way: no torch.cuda yet
+        f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.005)\n",
+    )
+    monkeypatch.syspath_prepend(str(fake))
+    real_torch = sys.modules.pop("torch", None)
+    try:
+        assert torch_preload.start() and torch_preload.running()
+        request = ["missing.nrrd", "--task", "liver", "-o", str(tmp_path / "x.seg.nrrd")]
+        lines = [{"id": 1, "argv": request}, {"id": 2, "argv": request}]
+        replies = io.StringIO()
+        status = serve(
+            io.StringIO("".join(json.dumps(x) + "\n" for x in lines)), replies, build_parser
+        )
+        assert torch_preload.running()  # the import was under way the whole time
+    finally:
+        release.touch()
+        torch_preload.wait()
+        sys.modules.pop("torch")  # the stand-in, never seen by the later tests
+        if real_torch is not None:
+            sys.modules["torch"] = real_torch
+    first, second = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert status == 0
+    assert first["id"] == 1 and first["status"] == 2 and "missing.nrrd" in first["error"]
+    assert second["id"] == 2 and second["status"] == 2
+    assert not (tmp_path / "x.seg.nrrd").exists()

@@ -157,6 +157,36 @@ def test_serve_sleeps_unless_spinning_is_asked_for(repo_root, knob, policy):
         assert (seen["wait"], seen["spin"]) == (None, "300000")
 
 
+_SERVE_PROGRAM = (
+    "import io, json, os, sys\n"
+    "from UNetPlusPlusLib import cli, torch_preload\n"
+    "from UNetPlusPlusLib.engine import runtime_env\n"
+    "runtime_env.QUIET_CORES = 1e9  # any load counts as quiet: auto alone would spin\n"
+    "sys.stdin = io.StringIO('')\n"
+    "sys.argv = ['unetpp', 'serve']\n"
+    "code = cli.main()  # as a program: torch is imported on a thread from the start\n"
+    "torch_preload.wait()\n"
+    "print(json.dumps({'code': code, 'policy': runtime_env.wait_policy(),"
+    " 'wait': os.environ.get('OMP_WAIT_POLICY'), 'spin': os.environ.get('GOMP_SPINCOUNT')}))\n"
+)
+
+
+def test_serve_run_as_a_program_sleeps_on_a_quiet_machine(repo_root, tmp_path):
+    """`unetpp serve` run as a program imports torch on a thread from its start
+    (torch_preload): the import's wait-policy decision sampled the load while the main thread
+    chose passive, then wrote the spinning settings over it on a quiet machine (tester 20).
+    A stand-in ``torch`` package keeps the import cheap; the decision runs at its look-up."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("")
+    env = _clean_env(repo_root)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    out = subprocess.run(
+        [sys.executable, "-c", _SERVE_PROGRAM], env=env, capture_output=True, text=True, check=True
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"code": 0, "policy": "passive", "wait": "PASSIVE", "spin": None}
+
+
 def _pending(monkeypatch, before: CpuReading) -> None:
     for name in (*runtime_env._OPENMP_NAMES, runtime_env.MARK):
         monkeypatch.delenv(name, raising=False)

@@ -288,15 +288,18 @@ def output_file(allowed: Sequence[str], what: str, hint: str = "") -> Callable[[
     """A type for an output file path whose name must end with one of ``allowed``. A name
     ending ``.seg.nrrd`` is refused unless ``allowed`` holds it: ``.nrrd`` matched it, and a
     plain image under that name is loaded by Slicer as a segmentation without the model's
-    names, colours and terminology (:func:`segmentation_name_error`)."""
+    names, colours and terminology (:func:`segmentation_name_error`); where no allowed
+    extension matches it (``--preview``: ``.png``), the plain list of allowed extensions is
+    the error (it suggested .nrrd or .nii.gz, which ``--preview`` refuses too; tester 20)."""
 
     def check(text: str) -> str:
         if not text or text.endswith(("/", "\\")):
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name for {what}")
         segmentation = extension_of(text, SEGMENTATION_EXTENSIONS)
-        if segmentation and segmentation not in allowed:  # ".nrrd" alone would accept it
+        accepted = extension_of(text, allowed)  # ".nrrd" alone would accept a .seg.nrrd name
+        if segmentation and segmentation not in allowed and accepted:  # --preview's .png: below
             raise argparse.ArgumentTypeError(segmentation_name_error(text, what, segmentation))
-        if not extension_of(text, allowed):
+        if not accepted:
             raise argparse.ArgumentTypeError(
                 f"{text!r}: {what} must end with {', '.join(allowed)}{hint}"
             )

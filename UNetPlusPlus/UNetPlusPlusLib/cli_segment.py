@@ -106,6 +106,13 @@ def _load_manifest(args: argparse.Namespace):
         raise UNetPlusPlusError(
             f"Depth {args.depth} is not available for model '{manifest.name}'; choose {choices}."
         )
+    if not args.point:
+        # a point model given neither a point nor a ROI: refused before any reading (the nodule
+        # model said so only after reading and checking the volume and importing torch, 38 s
+        # under load for a 53x64x11 crop; tester 20)
+        from .engine.prompt_boxes import prompt_boxes
+
+        prompt_boxes(manifest, _roi_box(args), None)
     return manifest
 
 

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from . import torch_preload
 from .engine.file_stamp import file_stamp
 
 KEEP_VOLUME_BYTES = 256 * 2**20  # largest input volume kept after a run that is not a click
@@ -169,9 +170,14 @@ class WarmCache:
 
 def free_cuda_cache() -> None:
     """``torch.cuda.empty_cache()`` if torch is already imported and CUDA initialised (never
-    imports torch, never starts CUDA); a CUDA error here is left to the next request."""
+    imports torch, never starts CUDA); a CUDA error here is left to the next request. While
+    `unetpp serve`'s background import (``torch_preload``) runs, ``sys.modules`` holds a torch
+    still without ``torch.cuda``, and CUDA cannot have started: nothing to free (a request that
+    failed fast, e.g. a missing input, ended the server with an internal error, tester 20)."""
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_initialized():
+    if torch is None or torch_preload.running():
+        return
+    if not torch.cuda.is_initialized():
         return
     try:
         torch.cuda.empty_cache()

@@ -28,6 +28,17 @@ from ..errors import UNetPlusPlusError
 
 _DICOM_SUFFIXES = ("", ".dcm", ".ima", ".dicom")
 _SERIES_DESCRIPTION = "0008|103e"
+_MODALITY = "0008|0060"
+#: DICOM objects made on images that hold none to segment, by their Modality (0008,0060).
+_NOT_IMAGES = {
+    "SEG": "a DICOM Segmentation object",
+    "RTSTRUCT": "an RT Structure Set",
+    "RTPLAN": "an RT Plan",
+    "SR": "a Structured Report",
+    "PR": "a Presentation State",
+    "KO": "a Key Object Selection",
+    "REG": "a Registration object",
+}
 
 
 @dataclass
@@ -107,6 +118,7 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             f"No DICOM series found in {folder}; choose a folder of DICOM slices or an image file."
         )
     files = choose_series(folder, series, series_uid).files
+    _refuse_non_image(folder, files[0])
     skipped = _unparsed_files(Path(files[0]).parent, [s.files for s in series])
     _check_slice_spacing(files, skipped)
     try:
@@ -131,15 +143,39 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
 
 
 def _description(name: str) -> str:
+    return _header_value(name, _SERIES_DESCRIPTION)
+
+
+def _header_value(name: str, key: str) -> str:
+    """The DICOM attribute ``key`` ("gggg|eeee") of file ``name``, stripped; "" if absent."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
     try:
         reader.ReadImageInformation()
     except RuntimeError:
         return ""
-    if reader.HasMetaDataKey(_SERIES_DESCRIPTION):
-        return reader.GetMetaData(_SERIES_DESCRIPTION).strip()
-    return ""
+    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+
+def _refuse_non_image(folder: Path, first: str) -> None:
+    """Refuse a series that holds no image but a DICOM object made on one (Modality SEG,
+    RTSTRUCT, SR, ...), naming it and the sub-folders that hold series: a folder with a DICOM
+    SEG beside the sub-folder of its CT was read as the SEG's frames and refused as "a 4D
+    image (for example a time series ...)" (tester 20). Raises UNetPlusPlusError."""
+    modality = _header_value(first, _MODALITY).upper()
+    what = _NOT_IMAGES.get(modality)
+    if what is None:
+        return
+    where = [
+        str(Path(root))
+        for root, dirs, _ in sorted(os.walk(folder))
+        if Path(root) != folder and _dicom_series(Path(root))
+    ]
+    hint = f" (here: {', '.join(where[:3])})" if where else ""
+    raise UNetPlusPlusError(
+        f"{first} is {what} (DICOM Modality {modality}), not an image: give the folder of "
+        f"the image series itself{hint}."
+    )
 
 
 def _dicom_series(folder: Path) -> list[DicomSeries]:

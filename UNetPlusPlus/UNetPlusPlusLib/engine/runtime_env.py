@@ -183,6 +183,10 @@ def decide(sample_s: float = SAMPLE_S, reading: Optional[cpu_contention.CpuReadi
         reading = cpu_contention.read()
     others = cpu_contention.others_cores(before, reading) if reading else None
     _state["others_cores"], _state["reading"] = others, reading
+    if _state.get("policy") != "pending":
+        # prefer_passive() ran during the sample: `unetpp serve` imports torch on a thread from
+        # its start, and this wrote the spinning settings over its choice (tester 20)
+        return str(_state["policy"])
     quiet = others is not None and others < QUIET_CORES
     if quiet:
         _write(os.environ, SPIN_RUNTIME_ENV)

@@ -1,0 +1,73 @@
+"""Compressed voxels of a MetaImage or NRRD file: inflated once, before ITK reads them.
+
+ITK's MetaImage reader (zlib) and NRRD reader (gzip) do not always fail on a damaged stream: a
+compressed ``.mha`` or ``.nrrd`` with 50 bytes flipped in its middle was read without an error,
+every voxel after the damage garbage (686,000 of the example CT's 1.38 million, values down to
+-2.1e9), and only the CT range check refused it, as "values look shifted ... a rescale
+intercept applied twice"; damage in the last slices passes that check (tester 20). NIfTI files
+get the same check from :mod:`.nifti_check`. Here the stream is inflated in 1 MiB pieces
+without keeping its output: a stream that zlib refuses (a bad code, a wrong checksum: adler-32
+for zlib, CRC-32 for gzip), that ends early, or that holds fewer bytes than the header's voxels
+is one error naming the file. Cost: one more inflation of the file (0.03 s of CPU for the
+example CT's 5.5 MB of voxels as a gzip NRRD, against 0.02 s for ITK's whole read), once per
+unchanged file (a file checked whole is not inflated again by the next check of the same read).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Optional
+
+from ..errors import UNetPlusPlusError
+from .file_stamp import file_stamp
+
+_CHUNK = 1 << 20  # bytes read, and bytes inflated, at a time
+#: the data files whose streams inflated whole, by (file_stamp, offset): not inflated again
+_VERIFIED: list[tuple] = []
+_KEEP = 8
+
+
+def check_inflates(
+    header: Path, data: Path, offset: int, gzip_format: bool, expected: Optional[int]
+) -> None:
+    """Inflate the compressed voxels of ``data`` (``header`` itself or its data file) from byte
+    ``offset``: a zlib stream (MetaImage) or, with ``gzip_format``, a gzip one (NRRD).
+    ``expected``: the voxels' bytes from the header, or None. Raises UNetPlusPlusError naming
+    ``header`` (and ``data``) when the stream is corrupt, ends early or holds too few bytes."""
+    try:
+        key = (tuple(file_stamp(data)), offset, gzip_format, expected)
+    except OSError:
+        return  # unreadable: ITK's reading says why
+    if key in _VERIFIED:  # unchanged since its stream inflated whole
+        return
+    wbits = zlib.MAX_WBITS | (16 if gzip_format else 0)
+    inflater, total = zlib.decompressobj(wbits), 0
+    try:
+        with open(data, "rb") as stream:
+            stream.seek(offset)
+            chunk = stream.read(_CHUNK)
+            while chunk:
+                total += len(inflater.decompress(chunk, _CHUNK))
+                chunk = inflater.unconsumed_tail
+                if inflater.eof:  # a gzip file may hold several members, one after another
+                    rest = inflater.unused_data or stream.read(2)
+                    if not (gzip_format and rest[:2] == b"\x1f\x8b"):
+                        break
+                    inflater, chunk = zlib.decompressobj(wbits), rest
+                if not chunk:
+                    chunk = stream.read(_CHUNK)
+    except zlib.error as error:
+        _refuse(header, data, f"its compressed voxels are corrupt ({error}): the file is damaged")
+    except OSError:
+        return  # unreadable: ITK's reading says why
+    if not inflater.eof:
+        _refuse(header, data, "its compressed voxels end early: the file is truncated")
+    if expected is not None and total < expected:
+        _refuse(header, data, f"its compressed voxels hold {total} of the {expected} bytes needed")
+    _VERIFIED[:] = [key, *_VERIFIED[: _KEEP - 1]]
+
+
+def _refuse(header: Path, data: Path, why: str) -> None:
+    where = "" if data == header else f" (image data file {data})"
+    raise UNetPlusPlusError(f"Cannot read {header}{where}: {why}; copy or export it again.")
