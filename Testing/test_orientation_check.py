@@ -172,12 +172,12 @@ def test_the_cli_serve_and_slicer_show_the_warning_once(sphere_model, tmp_path, 
 def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path, background_logic):
     pytest.importorskip("slicer")
     import slicer
-    from helpers import logic_warnings_both_ways
+    from helpers import logic_warnings_both_ways, sphere_model_copy
     from test_adapter_logic import add_volume
     from UNetPlusPlusLib.engine.manifest import ModelManifest
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
-    manifest = ModelManifest.load(sphere_model)
+    manifest = ModelManifest.load(sphere_model_copy(sphere_model, tmp_path, spacing_mm=4.0))
     volume = flipped_ap(torso(np.eye(3), spacing=4.0, height_mm=100.0), "array")
     logic = background_logic
     scene = slicer.vtkMRMLScene()
