@@ -67,10 +67,20 @@ def test_device_choices_name_each_gpu():
     assert [c[1] for c in panel.device_choices(None)] == ["auto", "cpu"]
 
 
-def test_a_query_stopped_by_shutdown_asks_again_later(monkeypatch):
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX script as the interpreter")
+def test_a_query_stopped_by_shutdown_asks_again_later(tmp_path, monkeypatch):
+    """An engine that answers after a second (the real one's answer, a torch import, is tested
+    by test_query_answers_in_the_background_and_is_cached)."""
     monkeypatch.setattr(device_list, "_CACHE", {})
-    query = device_list.DeviceQuery(sys.executable)
+    slow = tmp_path / "python"
+    answer = '[{"id": "cpu", "name": "Slow CPU", "memory": null}]'
+    slow.write_text(f"#!/bin/sh\nsleep 1\necho '{answer}'\n")
+    slow.chmod(0o755)
+    query = device_list.DeviceQuery(str(slow))
     assert query.poll() is None
+    first = query._process
     query.close()  # scene close before the engine answered
+    assert first.wait(timeout=5) < 0  # killed, not left to answer
     assert query.poll() is None and query.error is None  # asked again, not "CPU only"
-    assert poll_until_ready(query)[0]["id"] == "cpu" and query.error is None
+    assert query._process is not first
+    assert poll_until_ready(query) == json.loads(answer) and query.error is None

@@ -4,8 +4,6 @@ oblique and flipped grids, the shared CTs, the manifest key, the Predictor and t
 from __future__ import annotations
 
 import functools
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -251,13 +249,12 @@ def test_the_region_below_the_liver_is_warned(shared_data):
 
 
 # ---------------------------------------------------------------------------- manifest, CLI
-def _anatomy_model(sphere_model: Path, folder: Path, anatomy) -> Path:
-    for name in ("model.json", "weights.safetensors"):
-        shutil.copy(sphere_model.parent / name, folder / name)
-    data = json.loads((folder / "model.json").read_text())
-    data.setdefault("inference", {})["anatomy"] = anatomy
-    (folder / "model.json").write_text(json.dumps(data))
-    return folder / "model.json"
+def _anatomy_model(sphere_model: Path, folder: Path, anatomy, spacing_mm: float = 2.0) -> Path:
+    """The sphere model with ``inference.anatomy``; at ``spacing_mm`` 4 its grid has 8x fewer
+    voxels than the fixture's 2 mm one (helpers.sphere_model_copy)."""
+    from helpers import sphere_model_copy
+
+    return sphere_model_copy(sphere_model, folder, spacing_mm, anatomy=anatomy)
 
 
 def test_the_manifest_key_is_validated_and_optional(sphere_model, tmp_path):
@@ -280,7 +277,7 @@ def test_the_cli_warns_once_and_qualifies_the_heads_agreement(sphere_model, tmp_
     from UNetPlusPlusLib.cli import main
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
-    manifest = _anatomy_model(sphere_model, tmp_path, "liver")
+    manifest = _anatomy_model(sphere_model, tmp_path, "liver", spacing_mm=4.0)
     volume, ball = torso(np.eye(3), scale=0.5, spacing=2.0)
     # the model's 300 HU ball, where the liver lies in situs inversus or a flipped header
     ct = np.where(ball(*MIRRORED), 300.0, volume.array[0]).astype(np.float32)
@@ -353,7 +350,7 @@ def test_the_cli_with_a_roi_names_the_rois_top(sphere_model, tmp_path, capsys):
     from UNetPlusPlusLib.cli import main
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
-    manifest = _anatomy_model(sphere_model, tmp_path, "liver")
+    manifest = _anatomy_model(sphere_model, tmp_path, "liver", spacing_mm=4.0)
     volume, ball = torso(np.eye(3), scale=0.5, lungs=False, spacing=2.0)  # top: z = 160 mm
     ct = np.where(ball((-60.0, 0.0, 0.0), 36.0), 300.0, volume.array[0]).astype(np.float32)
     sitk.WriteImage(volume_to_sitk(volume.with_array(ct[None])), str(tmp_path / "ct.nrrd"))

@@ -68,6 +68,20 @@ def test_report_ends_with_the_ratio_line_of_issue_6():
     assert "load average (1, 5, 15 min): before 0.50 0.40 0.30" in text
 
 
+def test_the_machine_lines_name_monai_without_importing_it(monkeypatch):
+    """The report's machine lines imported MONAI for its version: 2 CPU s per bench report."""
+    from importlib import metadata
+
+    from benchlib import machine
+
+    monkeypatch.setitem(sys.modules, "monai", None)  # any `import monai` now fails
+    try:
+        expected = f"MONAI {metadata.version('monai')},"
+    except metadata.PackageNotFoundError:
+        expected = "MONAI not installed,"
+    assert expected in "\n".join(machine.describe(2))
+
+
 def test_synthetic_volume_is_deterministic_and_ct_like():
     a = workload.synthetic_volume((24, 20, 16), seed=0)
     b = workload.synthetic_volume((24, 20, 16), seed=0)
@@ -190,23 +204,6 @@ def test_competing_load_is_stopped_on_exit():
     assert all(p.returncode is not None for p in processes)
 
 
-def test_end_to_end_run_splits_the_cli_time_by_stage(sphere_model, tmp_path, repo_root):
-    import os
-
-    import SimpleITK as sitk
-    from benchlib import e2e
-    from helpers import make_sphere_image
-
-    path = tmp_path / "sphere.nrrd"
-    sitk.WriteImage(make_sphere_image((24, 24, 20)), str(path))
-    env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
-    result = e2e.run_case({"inputs": [str(path)], "args": ["--model", str(sphere_model)]}, 1, env)
-    assert set(result["split"]) == set(e2e.STAGES)
-    assert all(v >= 0 for v in result["split"].values())
-    assert abs(sum(result["split"].values()) - result["seconds"]) < 1e-6
-    assert result["depth"] == 3  # the fixture's recommended depth
-
-
 def test_openvino_ratios_are_taken_against_the_default_executor():
     args = argparse.Namespace(threads=2, quick=True)
     inference = fake_inference()
@@ -243,23 +240,31 @@ def read_labels(path):
 
 
 def test_warm_server_requests_give_the_cold_runs_labels(sphere_model, tmp_path, repo_root):
+    """One real cold run (``e2e.run_case``: a fresh ``unetpp segment``) and one real server
+    (``warm.WarmServer``): the time split by stage, the model's recommended depth when none is
+    asked, the cold run's labels and geometry from the warm requests, a failed request."""
     import os
 
     from benchlib import e2e, warm
 
     case = sphere_case(tmp_path, sphere_model)
     env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
-    cold = e2e.run_case(e2e.with_depth(case, "2"), 1, env, output=tmp_path / "cold.seg.nrrd")
+    cold = e2e.run_case(case, 1, env, output=tmp_path / "cold.seg.nrrd")
+    missing = {"inputs": [str(tmp_path / "missing.nrrd")], "args": case["args"]}
     with warm.WarmServer(env) as server:
-        first = server.request(case, 1, "2", output=tmp_path / "first.seg.nrrd")
-        again = server.request(case, 1, "2", output=tmp_path / "again.seg.nrrd")
-        other = server.request(case, 1, "4")  # a temporary output, removed after the request
+        first = server.request(case, 1, output=tmp_path / "first.seg.nrrd")
+        again = server.request(case, 1, "rec", output=tmp_path / "again.seg.nrrd")
+        other = server.request(case, 1, "2")  # a temporary output, removed after the request
         assert not list(server._folder.iterdir())
+        with pytest.raises(RuntimeError, match="missing.nrrd"):  # reported, the server lives on
+            server.request(missing, 1)
         process = server.process
     assert process.poll() == 0  # the end of its input ended the server
     assert first["first"] and not again["first"] and not other["first"]
-    assert cold["depth"] == first["depth"] == again["depth"] == 2 and other["depth"] == 4
-    for run in (first, again, other):
+    # the fixture's recommended depth (no --depth), and the depth asked for
+    assert cold["depth"] == first["depth"] == again["depth"] == 3 and other["depth"] == 2
+    assert cold["cpu_s"] > 0
+    for run in (cold, first, again, other):
         assert set(run["split"]) == set(e2e.STAGES)
         assert all(v >= 0 for v in run["split"].values())
         assert abs(sum(run["split"].values()) - run["seconds"]) < 1e-6
@@ -269,17 +274,6 @@ def test_warm_server_requests_give_the_cold_runs_labels(sphere_model, tmp_path, 
         warm_labels, warm_geometry = read_labels(tmp_path / f"{name}.seg.nrrd")
         assert warm_geometry == geometry
         assert (warm_labels == labels).all()
-
-
-def test_warm_server_reports_a_failed_request(sphere_model, tmp_path, repo_root):
-    import os
-
-    from benchlib import warm
-
-    env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
-    case = {"inputs": [str(tmp_path / "missing.nrrd")], "args": ["--model", str(sphere_model)]}
-    with warm.WarmServer(env) as server, pytest.raises(RuntimeError, match="missing.nrrd"):
-        server.request(case, 1)
 
 
 def test_split_by_stage_gives_a_missing_stage_no_time():
@@ -306,11 +300,13 @@ def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
 
     The "loaded" runs are counted, not loaded: two busy loops per loaded run took both cores
     of the test machine from the rest of the suite; ``competing_load`` itself is tested by
-    test_competing_load_is_stopped_on_exit."""
+    test_competing_load_is_stopped_on_exit. The warm requests go to a real server; the cold
+    runs are recorded (a fresh ``unetpp segment`` each, 3-4 CPU s of imports: ``e2e.run_case``
+    itself is run for real by test_warm_server_requests_give_the_cold_runs_labels)."""
     import contextlib
     import os
 
-    from benchlib import e2e_bench, warm
+    from benchlib import e2e, e2e_bench, warm
 
     loads: list[int] = []
 
@@ -319,14 +315,25 @@ def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
         loads.append(processes)
         yield []
 
+    cold_runs: list[tuple] = []
+
+    def recorded_run(case: dict, threads: int, env: dict, output=None) -> dict:
+        depth = int(case["args"][case["args"].index("--depth") + 1])
+        cold_runs.append((case["inputs"], depth, threads, len(loads)))
+        seconds = 1.0 + depth  # L4 takes longer than L1
+        return {"seconds": seconds, "split": e2e.split_by_stage({}, seconds), "depth": depth}
+
     monkeypatch.setattr(e2e_bench, "competing_load", counted_load)
     monkeypatch.setattr(warm, "competing_load", counted_load)
     monkeypatch.setattr(warm, "LOAD_RAMP_S", 0.0)
+    monkeypatch.setattr(e2e, "run_case", recorded_run)
     env = dict(os.environ, PYTHONPATH=str(repo_root / "UNetPlusPlus"))
     found = {"brain": sphere_case(tmp_path, sphere_model)}
     messages: list[str] = []
     measured = e2e_bench.measure(True, 1, env, messages.append, found=found)
     assert loads == [2] * (2 + 2 * 2)  # cold L1 and L4, then 2 warm rounds of L1 and L4
+    inputs = found["brain"]["inputs"]  # idle, then loaded (inside the load's context)
+    assert cold_runs == [(inputs, 1, 1, 0), (inputs, 1, 1, 1), (inputs, 4, 1, 1), (inputs, 4, 1, 2)]
     rows = [f"brain_L{d}:{c}" for d in (1, 4) for c in ("idle", "loaded")]
     assert sorted(measured["cold"]) == sorted(rows)
     assert sorted(measured["warm"]) == sorted(rows + ["brain:first"])

@@ -4,6 +4,7 @@ only what Slicer provides, so it loads before torch is installed."""
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -17,8 +18,14 @@ FORBIDDEN_IN_ENGINE = {"slicer", "qt", "ctk", "PySide6", "PyQt5", "PyQt6", "vtk"
 ALLOWED_AT_MODULE_SCOPE = {"slicer", "qt", "ctk", "vtk", "numpy", "UNetPlusPlusLib"}
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """The parsed source of ``path``, parsed once for all the tests of this file."""
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
 def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _tree(path)
     nodes = tree.body if top_level_only else ast.walk(tree)
     roots = set()
     for node in nodes:
@@ -53,8 +60,7 @@ def test_only_the_module_and_the_widget_package_import_the_widget_package():
     for path in sorted(LIB.rglob("*.py")):
         if path.parent == LIB / "widget":
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
+        for node in ast.walk(_tree(path)):
             names = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -140,13 +146,13 @@ def _module_names() -> dict[str, Path]:
     return names
 
 
-def imported_names(source: str, package: str) -> set[str]:
-    """Every dotted name the imports of ``source`` may load, wherever they stand (file scope,
-    functions, ``if TYPE_CHECKING``): the module, and ``module.name`` for each name of a ``from``
-    import (it may be a submodule). ``package``: the importing module's package, for relative
-    imports."""
+def imported_names(source: str | ast.Module, package: str) -> set[str]:
+    """Every dotted name the imports of ``source`` (text or parsed tree) may load, wherever they
+    stand (file scope, functions, ``if TYPE_CHECKING``): the module, and ``module.name`` for each
+    name of a ``from`` import (it may be a submodule). ``package``: the importing module's
+    package, for relative imports."""
     names = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(ast.parse(source) if isinstance(source, str) else source):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -165,7 +171,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        imported = imported_names(path.read_text(encoding="utf-8"), package)
+        imported = imported_names(_tree(path), package)
         graph[name] = {target for target in imported if target in modules} - {name}
     return graph
 

@@ -144,13 +144,15 @@ def test_lidc_crops_and_slabs_say_nothing_even_flipped(shared_data):
 
 # ---------------------------------------------------------------------------- CLI
 def test_the_cli_serve_and_slicer_show_the_warning_once(sphere_model, tmp_path, capsys):
+    from helpers import sphere_model_copy
     from UNetPlusPlusLib.cli import build_parser, main
     from UNetPlusPlusLib.cli_serve import serve
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
+    model = sphere_model_copy(sphere_model, tmp_path / "model", spacing_mm=4.0)  # 8x cheaper
     volume = flipped_ap(torso(np.eye(3), spacing=4.0, height_mm=100.0), "array")
     sitk.WriteImage(volume_to_sitk(volume), str(tmp_path / "flipped.nrrd"))
-    args = ["segment", str(tmp_path / "flipped.nrrd"), "--model", str(sphere_model)]
+    args = ["segment", str(tmp_path / "flipped.nrrd"), "--model", str(model)]
     assert main(args + ["--depth", "1", "-o", str(tmp_path / "x.nrrd")]) == 0
     assert capsys.readouterr().err.count(f"warning: Input 'CT' {FLIPPED}") == 1
     code = main(args + ["--depth", "1", "-o", str(tmp_path / "x.nrrd"), "--progress-json"])
@@ -170,12 +172,12 @@ def test_the_cli_serve_and_slicer_show_the_warning_once(sphere_model, tmp_path, 
 def test_the_slicer_logic_and_job_show_the_warning(sphere_model, tmp_path, background_logic):
     pytest.importorskip("slicer")
     import slicer
-    from helpers import logic_warnings_both_ways
+    from helpers import logic_warnings_both_ways, sphere_model_copy
     from test_adapter_logic import add_volume
     from UNetPlusPlusLib.engine.manifest import ModelManifest
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
 
-    manifest = ModelManifest.load(sphere_model)
+    manifest = ModelManifest.load(sphere_model_copy(sphere_model, tmp_path, spacing_mm=4.0))
     volume = flipped_ap(torso(np.eye(3), spacing=4.0, height_mm=100.0), "array")
     logic = background_logic
     scene = slicer.vtkMRMLScene()

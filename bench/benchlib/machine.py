@@ -16,13 +16,13 @@ def load_average() -> str:
 
 
 def describe(threads: int) -> list[str]:
+    from importlib import metadata
+
     import torch
 
-    try:
-        import monai
-
-        monai_version = monai.__version__
-    except ImportError:
+    try:  # the installed version, without importing MONAI (2 CPU s)
+        monai_version = metadata.version("monai")
+    except metadata.PackageNotFoundError:
         monai_version = "not installed"
     flags = cpu_flags()
     simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
