@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 from UNetPlusPlusLib.engine import cpu_inference, cpu_norm
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.network import plain_modules
@@ -24,15 +24,16 @@ REPO = Path(__file__).resolve().parents[1]
 NODULE_CASE = "LIDC-IDRI-0004_R_1"
 
 
-class _Calls(TorchDispatchMode):
-    """Records every ATen operation called at the top level (views included)."""
+class _Calls(TorchFunctionMode):
+    """Records every call from Python into PyTorch on tensors (operations, views, ``.shape``):
+    each one pays the dispatch overhead. (A ``TorchDispatchMode`` would import ~800 modules.)"""
 
     def __init__(self) -> None:
         super().__init__()
         self.names: list[str] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
         return func(*args, **(kwargs or {}))
 
 
@@ -46,8 +47,9 @@ def _one_thread():
 
 @pytest.mark.parametrize("c", [4, 8])
 def test_narrow_instance_norm_runs_in_few_pytorch_calls(c):
-    # each call costs 2-6 us of dispatch on top of its work; session 13 counted ~37 per norm of
-    # an 8-channel node (44 % of the nodule tile's per-operation overhead), now 18
+    # each call costs 2-6 us of dispatch on top of its work; the norm of an 8-channel node made
+    # 49 of them (35 ATen operations, 44 % of the nodule tile's per-operation overhead,
+    # session 13), now 29 (18 operations)
     norm = torch.nn.InstanceNorm3d(c, affine=True)
     y5 = torch.randn(1, c, 4, 16, 16).contiguous(memory_format=torch.channels_last_3d)
     workspace = cpu_inference.Workspace()
@@ -55,7 +57,7 @@ def test_narrow_instance_norm_runs_in_few_pytorch_calls(c):
         cpu_norm.norm_act_(norm, y5, 0.01, workspace)  # the scratch buffer and index, once
         with _Calls() as calls:
             cpu_norm.norm_act_(norm, y5, 0.01, workspace)
-    assert len(calls.names) <= 18, calls.names
+    assert len(calls.names) <= 30, calls.names
     assert sum("mse_loss" in name for name in calls.names) == 1  # still two passes: exact
 
 
