@@ -46,7 +46,12 @@ def _old_norm(path: str):
     spec = importlib.util.spec_from_file_location("UNetPlusPlusLib.engine._old_norm", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, "norm_act_", None) or module._norm_act_
+    own = getattr(module, "norm_act_", None)  # an old cpu_inference.py imports today's
+    if getattr(own, "__module__", None) == module.__name__:
+        return own
+    if not hasattr(module, "_norm_act_"):
+        raise SystemExit(f"{path} defines no norm of its own (norm_act_ or _norm_act_)")
+    return module._norm_act_
 
 
 def _option(argv: list[str], name: str) -> tuple[list[str], str | None]:
