@@ -62,7 +62,7 @@ def _instance_affine(
     Two passes, as exact as PyTorch's instance norm (no E[y^2] - E[y]^2): the mean (a cascaded
     sum over V), then the mean of the squared deviations, computed elementwise over the folded
     rows into ``ws``'s scratch buffer. Each step is one PyTorch call on per-channel tensors
-    (session 14: 20 calls instead of 39 for the whole norm of an 8-channel node).
+    (session 14: the whole norm of an 8-channel node in 18 operations instead of 35).
     """
     mean = y.mean(1, keepdim=True)
     squares = ws.flat("norm_scratch", y.numel()).view(wide.shape)
