@@ -209,13 +209,17 @@ def test_hooks_and_modules_changed_after_a_fast_run_still_take_the_module_path(m
     assert calls == [1]
 
 
-def test_instance_statistics_are_exact_despite_a_large_mean():
+@pytest.mark.parametrize("c", [16, 8])  # per-channel rows, and folded ones
+def test_instance_statistics_are_exact_despite_a_large_mean(c):
     workspace = cpu_inference.Workspace()
-    y = 3.0 + 0.01 * torch.randn(2, 5000, 7)  # mean >> std: a naive E[y^2] - E[y]^2 fails
-    mean, rstd = cpu_norm._instance_stats(y, workspace, eps=1e-5)
+    norm = torch.nn.InstanceNorm3d(c)  # no affine: scale = 1 / std, shift = -mean / std
+    y = 3.0 + 0.01 * torch.randn(2, 5056, c)  # mean >> std: a naive E[y^2] - E[y]^2 fails
+    wide, fold = cpu_norm._folded(y)
+    assert fold == (1 if c == 16 else 64)
+    scale, shift = cpu_norm._instance_affine(y, wide, fold, norm, workspace)
     var, want_mean = torch.var_mean(y.double(), dim=1, keepdim=True, unbiased=False)
-    torch.testing.assert_close(mean.double(), want_mean, rtol=1e-6, atol=0)
-    torch.testing.assert_close(rstd.double(), (var + 1e-5).rsqrt(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(scale.double(), (var + 1e-5).rsqrt(), rtol=1e-4, atol=0)
+    torch.testing.assert_close((-shift / scale).double(), want_mean, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("spatial", [(6, 4, 5), (1, 3, 2)])
@@ -258,16 +262,16 @@ def test_executed_flops_shrink_with_depth_and_stay_below_the_nominal_graph():
 
 
 def _norm_act_per_channel_rows(norm, y5: torch.Tensor, slope: float) -> torch.Tensor:
-    """The norm as it ran before session 10: every operation over (N, V, C) rows."""
+    """The norm as it ran before session 10, every operation over (N, V, C) rows, with the
+    statistics of session 14 (the mean over V, the mean of the squared deviations)."""
     n, c = y5.shape[:2]
     y = y5.permute(0, 2, 3, 4, 1).reshape(n, -1, c).clone()
     if isinstance(norm, torch.nn.InstanceNorm3d):
-        mean = cpu_norm._channel_sums(y).div_(y.shape[1])
+        mean = y.mean(1, keepdim=True)
         squares = torch.empty_like(y)
         torch.ops.aten.mse_loss.out(y, mean.expand_as(y), 0, out=squares)
-        rstd = cpu_norm._channel_sums(squares).div_(y.shape[1]).add_(norm.eps).rsqrt_()
-        scale = rstd * norm.weight
-        shift = norm.bias - mean * scale
+        scale = squares.mean(1, keepdim=True).add_(norm.eps).rsqrt_() * norm.weight
+        shift = torch.addcmul(norm.bias, mean, scale, value=-1)
     else:
         scale = (norm.running_var + norm.eps).rsqrt() * norm.weight
         shift = norm.bias - norm.running_mean * scale
