@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from .contrast_pair import parse_pair
+
 #: The axes the model may be mirrored along (LPS axes of the model grid), all by default.
 MIRROR_AXES = ("x", "y", "z")
 #: Format versions of ``inference.channel_fingerprint`` and ``inference.bias_field``.
@@ -83,6 +85,8 @@ def parse_fingerprint(value: Any, channels: int) -> dict:
             raise ValueError(f"{key} must hold {length} finite numbers")
     if any(v < 0 for v in value["std"]):
         raise ValueError("std must be non-negative")
+    if "contrast_pair" in value:  # [pre, post] contrast T1 channels (contrast_pair.py)
+        parse_pair(value["contrast_pair"], channels)
     return dict(value)
 
 
