@@ -363,11 +363,18 @@ def test_brats_t1_t1ce_swap_is_refused_on_every_case(brats_samples):
 
     reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
     assert reference["contrast_pair"] == [1, 2]
+    swap = [0, 2, 1, 3]
     for name, samples in brats_samples.items():
-        found = co.fingerprint(samples)
+        found = co.fingerprint(samples)  # once: the swapped fingerprint is this one reordered
         assert found.asymmetry[1, 2] > cp.WARN_BELOW + 0.5, name  # study: 0.60 or more
+        swapped = co.Fingerprint(
+            found.spearman[np.ix_(swap, swap)],
+            found.skewness[swap],
+            found.voxels,
+            found.asymmetry[np.ix_(swap, swap)],
+        )
         with pytest.raises(UNetPlusPlusError) as error:
-            co.check_channel_order([samples[i] for i in (0, 2, 1, 3)], reference, NAMES)
+            co.check_channel_order([samples[i] for i in swap], reference, NAMES, swapped)
         assert "the volume given as T1ce looks like T1" in str(error.value), name
 
 
