@@ -24,6 +24,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .manifest_options import parse_pair  # noqa: F401 - the manifest's check of a pair
+
 #: Percent of the difference's voxels in each tail (q1 and q99: steadier than 0.5 %).
 TAIL_PERCENT = 1.0
 #: Asymmetry below this: a warning that the pre- and post-contrast channels may be swapped
@@ -68,20 +70,6 @@ def find_pair(names: Sequence[str]) -> Optional[list[int]]:
     pre = [i for i, k in enumerate(keys) if k in _PRE]
     post = [i for i, k in enumerate(keys) if k in _POST]
     return [pre[0], post[0]] if len(pre) == 1 and len(post) == 1 else None
-
-
-def parse_pair(value, channels: int) -> list[int]:
-    """Check a reference's ``contrast_pair``: two distinct channel indexes in [0, channels).
-    Raises ValueError."""
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        or value[0] == value[1]
-        or not all(0 <= v < channels for v in value)
-    ):
-        raise ValueError(f"contrast_pair must be two different channel indexes below {channels}")
-    return list(value)
 
 
 def pair_finding(

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from .contrast_pair import parse_pair
-
 #: The axes the model may be mirrored along (LPS axes of the model grid), all by default.
 MIRROR_AXES = ("x", "y", "z")
 #: Format versions of ``inference.channel_fingerprint`` and ``inference.bias_field``.
@@ -88,6 +86,20 @@ def parse_fingerprint(value: Any, channels: int) -> dict:
     if "contrast_pair" in value:  # [pre, post] contrast T1 channels (contrast_pair.py)
         parse_pair(value["contrast_pair"], channels)
     return dict(value)
+
+
+def parse_pair(value: Any, channels: int) -> list[int]:
+    """Check a channel fingerprint's ``contrast_pair`` (engine/contrast_pair.py): two distinct
+    channel indexes in [0, channels). Raises ValueError."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or value[0] == value[1]
+        or not all(0 <= v < channels for v in value)
+    ):
+        raise ValueError(f"contrast_pair must be two different channel indexes below {channels}")
+    return list(value)
 
 
 def parse_bias_reference(value: Any, channels: int) -> dict:
