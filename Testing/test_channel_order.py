@@ -318,7 +318,8 @@ def brats_samples(brats_store):
 
 #: wrong orders (slot s holds sequence ORDER[s]) the study refuses on all 19 cases with a gap
 #: of at least 1.3 (the refusal threshold is 1.0); FLAIR <-> T1 is refused on all 19 too, but
-#: with gaps from 1.02, and FLAIR <-> T1ce or T1 <-> T1ce not always (docs/INPUT_CHECKS_MR.md)
+#: with gaps from 1.02, and FLAIR <-> T1ce not always; T1 <-> T1ce by the fingerprint on 8 of 19,
+#: by the enhancement asymmetry of the pair on all 19 (docs/INPUT_CHECKS_MR.md)
 ALWAYS_REFUSED = [
     (0, 1, 3, 2),  # T1ce <-> T2
     (0, 3, 2, 1),  # T1 <-> T2
@@ -354,18 +355,27 @@ def test_brats_clear_swaps_are_refused(brats_samples, order):
             assert f"given as {NAMES[slot]} looks like {NAMES[order[slot]]}" in str(error.value)
 
 
-def test_brats_t1_t1ce_swap_is_at_least_doubted_on_held_out_cases(brats_samples):
-    """T1 and T1ce are hard to tell apart: the study refuses the swap on 8 of 19 cases and
-    warns on 10; on the four held-out BraTS 2018 cases and BRATS 2012 none passes silently."""
-    manifest = ModelManifest.load(BRAIN)
-    reference = manifest.inference["channel_fingerprint"]
-    for name in [*manifest.validation["cases"], "brats2012-HG0001"]:
-        samples = brats_samples[name]
-        try:
-            found = co.check_channel_order([samples[i] for i in (0, 2, 1, 3)], reference, NAMES)
-        except UNetPlusPlusError:
-            continue
-        assert found and "T1ce looks like T1" in found[0], name
+def test_brats_t1_t1ce_swap_is_refused_on_every_case(brats_samples):
+    """T1 and T1ce are hard to tell apart by the fingerprint (it refuses the swap on 8 of 19
+    cases); the enhancement asymmetry of the pair (contrast_pair.py) refuses it on all 19, and
+    the right order keeps a margin from its warning threshold (docs/INPUT_CHECKS_MR.md)."""
+    from UNetPlusPlusLib.engine import contrast_pair as cp
+
+    reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
+    assert reference["contrast_pair"] == [1, 2]
+    swap = [0, 2, 1, 3]
+    for name, samples in brats_samples.items():
+        found = co.fingerprint(samples)  # once: the swapped fingerprint is this one reordered
+        assert found.asymmetry[1, 2] > cp.WARN_BELOW + 0.5, name  # study: 0.60 or more
+        swapped = co.Fingerprint(
+            found.spearman[np.ix_(swap, swap)],
+            found.skewness[swap],
+            found.voxels,
+            found.asymmetry[np.ix_(swap, swap)],
+        )
+        with pytest.raises(UNetPlusPlusError) as error:
+            co.check_channel_order([samples[i] for i in swap], reference, NAMES, swapped)
+        assert "the volume given as T1ce looks like T1" in str(error.value), name
 
 
 def test_brats_cli_refuses_swap_before_torch(shared_data, tmp_path):

@@ -7,7 +7,9 @@ model's ``model.json`` as ``inference.channel_fingerprint`` (the weights and the
 untouched). ``--study`` prints the detection table of docs/INPUT_CHECKS_MR.md: every case in its
 own order and in each of the other C! - 1 orders; a training case is scored against a reference
 built without it (leave-one-out), a held-out case (validation cases, ``--extra``) against the
-reference of all training cases.
+reference of all training cases. The decision is ``check_channel_order``'s, with the enhancement
+asymmetry of the pre- and post-contrast T1 pair (``engine/contrast_pair.py``) when the model's
+channel names hold one (T1 and T1ce).
 
     python scripts/channel_fingerprint.py ../shared/data/brain-tumor/brats2018 \\
         --dataset-json UNetPlusPlus/UNetPlusPlusLib/Resources/Datasets/brats2018.json \\
@@ -26,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 from UNetPlusPlusLib.engine import channel_order as co
+from UNetPlusPlusLib.engine import contrast_pair as cp
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.sanity import channel_samples, check_sequence_order
@@ -60,19 +63,23 @@ def write_reference(path: Path, reference: dict) -> None:
     temporary.replace(path)
 
 
-def decide(print_: co.Fingerprint, reference: dict) -> tuple[str, co.OrderVerdict]:
-    """("ok" | "warn" | "refuse", verdict) as ``check_channel_order`` decides."""
+def decide(print_: co.Fingerprint, reference: dict, names: list) -> tuple[str, co.OrderVerdict]:
+    """("ok" | "warn" | "refuse", verdict): what ``check_channel_order`` decides."""
     verdict = co.compare(print_, reference)
-    if verdict.gap > co.REFUSE_GAP and verdict.best_distance <= co.MAX_FIT:
+    placeholders = [np.empty(0)] * len(names)  # only counted: the fingerprint is given
+    try:
+        said = co.check_channel_order(placeholders, reference, names, print_)
+    except UNetPlusPlusError:
         return "refuse", verdict
-    return ("warn" if verdict.gap > co.WARN_GAP else "ok"), verdict
+    return ("warn" if said else "ok"), verdict
 
 
 def reordered(print_: co.Fingerprint, order: tuple) -> co.Fingerprint:
     """The fingerprint of the same case given with slot s holding channel ``order[s]``."""
     index = list(order)
+    asymmetry = None if print_.asymmetry is None else print_.asymmetry[np.ix_(index, index)]
     return co.Fingerprint(
-        print_.spearman[np.ix_(index, index)], print_.skewness[index], print_.voxels
+        print_.spearman[np.ix_(index, index)], print_.skewness[index], print_.voxels, asymmetry
     )
 
 
@@ -80,40 +87,50 @@ def study(prints: dict, training: list, held_out: list, names: list) -> None:
     """Print the detection table (Markdown) of every order of every case."""
     import itertools
 
+    pair = cp.find_pair(names)
     references = {
-        case: co.build_reference([prints[t] for t in training if t != case]) for case in training
+        case: co.build_reference([prints[t] for t in training if t != case], pair=pair)
+        for case in training
     }
-    full = co.build_reference([prints[t] for t in training], training)
+    full = co.build_reference([prints[t] for t in training], training, pair)
     orders = list(itertools.permutations(range(len(names))))
     rows = []
     for order in orders:
         counts = {"train": [0, 0, 0], "held": [0, 0, 0]}
-        gaps = []
+        gaps, asymmetries = [], []
         for case, print_ in prints.items():
             group = "train" if case in references else "held"
-            verdict, found = decide(reordered(print_, order), references.get(case, full))
+            moved = reordered(print_, order)
+            verdict, found = decide(moved, references.get(case, full), names)
             counts[group][("ok", "warn", "refuse").index(verdict)] += 1
             gaps.append(found.gap)
+            asymmetries.append(moved.asymmetry[pair[0], pair[1]] if pair else float("nan"))
         given = "/".join(names[i] for i in order)
-        rows.append((given, counts, min(gaps), max(gaps)))
+        rows.append((given, counts, min(gaps), max(gaps), min(asymmetries), max(asymmetries)))
     print(f"training cases (leave-one-out): {len(training)}; held out: {', '.join(held_out)}")
     print(
         f"thresholds: refuse gap > {co.REFUSE_GAP:g} (best distance <= {co.MAX_FIT:g}), "
-        f"warn gap > {co.WARN_GAP:g}\n"
+        f"warn gap > {co.WARN_GAP:g}; contrast pair {pair} (asymmetry: refuse below "
+        f"{cp.REFUSE_BELOW:g}, warn below {cp.WARN_BELOW:g})\n"
     )
     print("| order given (slots " + ", ".join(names) + ") | training: refused / warned / "
-          "passed | held out: refused / warned / passed | gap min .. max |")  # fmt: skip
-    print("|---|---|---|---|")
-    for given, counts, low, high in rows:
+          "passed | held out: refused / warned / passed | gap min .. max | "
+          "asymmetry min .. max |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for given, counts, low, high, least, most in rows:
         train, held = counts["train"], counts["held"]
         print(
             f"| {given} | {train[2]} / {train[1]} / {train[0]} | {held[2]} / {held[1]} / "
-            f"{held[0]} | {low:.2f} .. {high:.2f} |"
+            f"{held[0]} | {low:.2f} .. {high:.2f} | {least:.2f} .. {most:.2f} |"
         )
-    print("\ncorrect order, gap and best-order distance per case:")
+    print("\ncorrect order, gap, best-order distance and contrast asymmetry per case:")
     for case, print_ in prints.items():
         verdict = co.compare(print_, references.get(case, full))
-        print(f"  {case}: gap {verdict.gap:.2f}, distance {verdict.distances[0]:.2f}")
+        asymmetry = print_.asymmetry[pair[0], pair[1]] if pair else float("nan")
+        print(
+            f"  {case}: gap {verdict.gap:.2f}, distance {verdict.distances[0]:.2f}, "
+            f"asymmetry {asymmetry:.2f}"
+        )
 
 
 def time_check(paths: list, manifest: ModelManifest, rounds: int) -> None:
@@ -173,7 +190,7 @@ def main(argv: Optional[list] = None) -> int:
     prints = {c: case_fingerprint(cases[c].images, names) for c in training + validation}
     for name, *files in args.extra:
         prints[name] = case_fingerprint(files, names)
-    reference = co.build_reference([prints[c] for c in training], training)
+    reference = co.build_reference([prints[c] for c in training], training, cp.find_pair(names))
     if args.study:
         study(prints, training, [c for c in prints if c not in training], names)
     if args.time:

@@ -184,15 +184,18 @@ channels that are the same image up to scale (rank correlation at least 0.98; di
 sequences of the 19 cases: at most 0.78), whatever `--no-channel-check` says
 (docs/INPUT_CHECKS_MR.md, "Background and near-duplicate MR channels").
 
-The sequence order is checked before any work (`engine/channel_order.py`, docs/INPUT_CHECKS_MR.md,
-"Sequence order of multi-channel MR"): the Spearman correlations between the four channels and
-the skewness of each, inside the brain, are compared under all 24 orders with the reference of
-the training cases stored in `model.json` (`inference.channel_fingerprint`). A clearly wrong
-order is refused, naming which volume looks like which sequence; a doubtful one is a warning,
-and so are volumes unlike the training data (the order could not be checked);
-`--no-channel-check` (Slicer: untick **Check sequence order**) skips it. On the 19 BraTS cases
-(training cases leave-one-out): no false alarm in the correct order; of the 437 wrong orders
-416 refused, 17 warned, 4 passed; T1 <-> T1ce is refused on 8 of 19 cases and warned on 10.
+The sequence order is checked before any work (`engine/channel_order.py`,
+docs/INPUT_CHECKS_MR.md, "Sequence order of multi-channel MR"): the Spearman correlations
+between the four channels and the skewness of each, inside the brain, are compared under all 24
+orders with the reference of the training cases stored in `model.json`
+(`inference.channel_fingerprint`), and T1 and T1ce are told apart by contrast enhancement
+(gadolinium only raises T1 signal: the difference T1ce - T1 has a heavy bright tail,
+`engine/contrast_pair.py`). A clearly wrong order is refused, naming which volume looks like
+which sequence; a doubtful one is a warning, and so are volumes unlike the training data (the
+order could not be checked); `--no-channel-check` (Slicer: untick **Check sequence order**)
+skips it. On the 19 BraTS cases (training cases leave-one-out): no false alarm in the correct
+order; of the 437 wrong orders 430 refused, 4 warned, 3 passed; T1 <-> T1ce is refused on all 19
+cases.
 The reference and the study are reproduced by
 
 ```
@@ -207,8 +210,9 @@ python scripts/channel_fingerprint.py ../shared/data/brain-tumor/brats2018 \\
   coarse, and the small necrotic / enhancing regions are the least reliable. Below the targets
   (whole tumour 0.85, core 0.75, enhancing 0.70): see docs/MODELS.md, "what limits the targets".
 - The four sequences must be given in order (FLAIR, T1, T1ce, T2). A wrong order is refused
-  (95 % of the wrong orders of the 19 BraTS cases), but T1 and T1ce swapped are often only
-  warned about: see "Input checks" above.
+  (98 % of the wrong orders of the 19 BraTS cases, T1 <-> T1ce on all 19), but FLAIR <-> T1ce
+  and two double swaps still pass on some cases, and the thresholds come from these 19
+  skull-stripped high-grade gliomas only: see "Input checks" above.
 - Expects BraTS-like input: skull-stripped, co-registered sequences of the same size, with the
   background exactly 0 (a channel without it is refused); without skull stripping results are
   unreliable.

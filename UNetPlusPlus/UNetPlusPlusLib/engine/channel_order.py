@@ -17,6 +17,10 @@ BRATS 2012 case, every one of the 23 wrong orders of each):
 - gap > :data:`REFUSE_GAP` and the best order fits like a training case
   (distance <= :data:`MAX_FIT`): refused, naming which input looks like which sequence;
 - gap > :data:`WARN_GAP` otherwise: a warning;
+- a reference with a ``contrast_pair`` [pre, post] (T1 and T1ce): their enhancement asymmetry
+  (:mod:`.contrast_pair`) below its refusal threshold is refused too (the fingerprint fitting
+  like a training case), below its warning threshold a warning: the fingerprint alone refuses
+  a T1 <-> T1ce swap on only 8 of the 19 study cases;
 - even the best order fits worse than :data:`MAX_FIT`: a warning that the order could not be
   checked (the volumes do not look like the model's training data);
 - no reference in the manifest, fewer than :data:`MIN_VOXELS` joint non-zero voxels in the
@@ -37,6 +41,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .contrast_pair import asymmetry_matrix, pair_finding
 
 # FINGERPRINT_VERSION: the fingerprint format written into the manifest
 from .manifest_options import FINGERPRINT_VERSION
@@ -69,11 +74,13 @@ UNCHECKED = "The sequence order could not be checked"
 @dataclass
 class Fingerprint:
     """Contrast fingerprint of C channels: ``spearman`` (C, C) rank correlations, ``skewness``
-    (C,) of each channel, both inside the joint non-zero mask; ``voxels``: voxels used."""
+    (C,) of each channel, both inside the joint non-zero mask; ``voxels``: voxels used;
+    ``asymmetry`` (C, C): the enhancement asymmetry of each pair (:mod:`.contrast_pair`)."""
 
     spearman: np.ndarray
     skewness: np.ndarray
     voxels: int
+    asymmetry: Optional[np.ndarray] = None
 
     def features(self, order: Sequence[int]) -> np.ndarray:
         """The feature vector with slot s holding input channel ``order[s]``: the upper
@@ -120,13 +127,18 @@ def fingerprint(samples: Sequence[np.ndarray]) -> Optional[Fingerprint]:
     skewness = (z**3).mean(axis=1)
     ranks = np.stack([_average_ranks(row) for row in joint])
     spearman = np.corrcoef(ranks) if len(samples) > 1 else np.ones((1, 1))
-    return Fingerprint(np.atleast_2d(spearman), skewness, int(joint.shape[1]))
+    asymmetry = asymmetry_matrix(joint)
+    return Fingerprint(np.atleast_2d(spearman), skewness, int(joint.shape[1]), asymmetry)
 
 
 # ------------------------------------------------------------------------ the reference
-def build_reference(prints: Sequence[Fingerprint], cases: Sequence[str] = ()) -> dict:
+def build_reference(
+    prints: Sequence[Fingerprint], cases: Sequence[str] = (), pair: Optional[list[int]] = None
+) -> dict:
     """The manifest's ``channel_fingerprint`` from training-case fingerprints (at least 3):
-    per-feature mean and standard deviation (identity order). Raises ValueError."""
+    per-feature mean and standard deviation (identity order); ``pair``: [pre, post] indexes
+    of pre- and post-contrast T1 (``contrast_pair.find_pair``), checked by the enhancement
+    asymmetry (:mod:`.contrast_pair`). Raises ValueError."""
     if len(prints) < 3:
         raise ValueError("a channel fingerprint needs at least 3 training cases")
     channels = len(prints[0].skewness)
@@ -138,6 +150,7 @@ def build_reference(prints: Sequence[Fingerprint], cases: Sequence[str] = ()) ->
         "cases": list(cases) or len(prints),
         "mean": [round(float(v), 4) for v in vectors.mean(axis=0)],
         "std": [round(float(v), 4) for v in vectors.std(axis=0, ddof=1)],
+        **({"contrast_pair": list(pair)} if pair else {}),
     }
 
 
@@ -201,22 +214,30 @@ def check_channel_order(
     order = ", ".join(names)
     swaps = _swaps(verdict.best, names)
     fit = float(verdict.distances.min())
+    pair, paired = pair_finding(found.asymmetry, reference.get("contrast_pair"), names)
+    pair_warning = []  # pre- and post-contrast T1 told apart by enhancement (contrast_pair.py)
+    if pair != "ok":
+        pair_warning = [f"The input volumes may be in the wrong order: {paired}; check that "
+                        f"they are {order}."]  # fmt: skip
     if fit > MAX_FIT:
         closest = f"; the closest order: {swaps}" if verdict.gap > WARN_GAP else ""
         return [
             f"{UNCHECKED}: these volumes do not look like the "
             f"model's training data (contrast fingerprint distance {fit:.1f}, more than "
             f"{MAX_FIT:g}{closest}); check that they are skull-stripped {order}."
-        ]
-    if verdict.gap <= WARN_GAP:
-        return []
-    if verdict.gap > REFUSE_GAP:  # the best order fits like a training case (fit <= MAX_FIT)
+        ] + pair_warning
+    if verdict.gap > REFUSE_GAP or pair == "refuse":  # the best order fits (fit <= MAX_FIT)
+        why = paired
+        if verdict.gap > REFUSE_GAP:
+            why = f"{swaps} (contrast fingerprint, gap {verdict.gap:.2f})"
         raise UNetPlusPlusError(
-            f"The input volumes seem to be in the wrong order: {swaps} (contrast fingerprint, "
-            f"gap {verdict.gap:.2f}). Give the sequences as {order}; if this order is right, "
-            "run again with --no-channel-check (Slicer: uncheck 'Check sequence order')."
+            f"The input volumes seem to be in the wrong order: {why}. Give the "
+            f"sequences as {order}; if this order is right, run again with --no-channel-check "
+            "(Slicer: uncheck 'Check sequence order')."
         )
-    return [
+    if verdict.gap <= WARN_GAP:
+        return pair_warning
+    return pair_warning + [
         f"The input volumes may be in the wrong order: {swaps} (contrast fingerprint, gap "
         f"{verdict.gap:.2f}); check that they are {order}."
     ]

@@ -83,7 +83,23 @@ def parse_fingerprint(value: Any, channels: int) -> dict:
             raise ValueError(f"{key} must hold {length} finite numbers")
     if any(v < 0 for v in value["std"]):
         raise ValueError("std must be non-negative")
+    if "contrast_pair" in value:  # [pre, post] contrast T1 channels (contrast_pair.py)
+        parse_pair(value["contrast_pair"], channels)
     return dict(value)
+
+
+def parse_pair(value: Any, channels: int) -> list[int]:
+    """Check a channel fingerprint's ``contrast_pair`` (engine/contrast_pair.py): two distinct
+    channel indexes in [0, channels). Raises ValueError."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or value[0] == value[1]
+        or not all(0 <= v < channels for v in value)
+    ):
+        raise ValueError(f"contrast_pair must be two different channel indexes below {channels}")
+    return list(value)
 
 
 def parse_bias_reference(value: Any, channels: int) -> dict:

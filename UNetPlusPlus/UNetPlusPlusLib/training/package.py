@@ -65,8 +65,10 @@ def channel_reference(channels: Sequence, cases: Sequence) -> Optional[dict]:
     """The sequence-order reference (``inference.channel_fingerprint``, engine/channel_order.py)
     of a multi-channel, all-MR dataset from its training ``cases`` (``CaseFiles``: the raw
     files, as a user gives them), or None: fewer than 2 channels, a channel not MR, or fewer
-    than 3 cases with a usable fingerprint (too few voxels non-zero in every channel)."""
+    than 3 cases with a usable fingerprint (too few voxels non-zero in every channel). With a
+    pre- and a post-contrast T1 channel (``contrast_pair.find_pair``) it names the pair."""
     from ..engine import channel_order
+    from ..engine.contrast_pair import find_pair
     from ..engine.image_read import read_volume
     from ..engine.sanity import channel_samples
 
@@ -79,7 +81,9 @@ def channel_reference(channels: Sequence, cases: Sequence) -> Optional[dict]:
         if found is not None:
             prints.append(found)
             ids.append(case.case_id)
-    return channel_order.build_reference(prints, ids) if len(prints) >= 3 else None
+    if len(prints) < 3:
+        return None
+    return channel_order.build_reference(prints, ids, find_pair(names))  # T1 / T1ce: contrast
 
 
 def build_manifest(trainer, per_depth: dict) -> ModelManifest:
