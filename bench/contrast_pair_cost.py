@@ -1,7 +1,7 @@
 """CPU cost of the enhancement asymmetry (engine/contrast_pair.py) within the sequence-order
 fingerprint, interleaved, on one shared BraTS case; prints the load average. Usage::
 
-    PYTHONPATH=UNetPlusPlus python scripts/bench/contrast_pair_cost.py ../shared/data [ROUNDS]
+    PYTHONPATH=UNetPlusPlus python bench/contrast_pair_cost.py ../shared/data [ROUNDS]
 """
 
 from __future__ import annotations
