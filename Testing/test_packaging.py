@@ -94,11 +94,11 @@ def test_slicer_module_layout_finds_the_models(tmp_path):
 
 
 # ------------------------------------------------------------------------------ Makefile
-def _make_dry_run(target: str, venv: Path) -> str:
+def _make_dry_run(target: str, venv: Path, *settings: str) -> str:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"],
+        ["make", "-n", target, f"VENV={venv}", *settings],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -122,3 +122,15 @@ def test_make_test_after_make_demo_adds_the_test_extras(tmp_path):
     commands = _make_dry_run("test", venv)
     assert '-e ".[test]"' in commands
     assert "torch==" not in commands  # the demo level is not reinstalled
+
+
+def test_make_test_runs_pytest_on_xdist_workers_and_keeps_its_exit_status(tmp_path):
+    """One pytest-xdist worker per CPU (`-n auto`: conftest's pytest_xdist_auto_num_workers);
+    no `-` prefix or `|| true` that would let a failing suite pass."""
+    commands = _make_dry_run("test", tmp_path / "venv").splitlines()
+    pytest_line = [line for line in commands if "-m pytest" in line]
+    assert len(pytest_line) == 1, commands
+    assert " -n auto --dist worksteal" in pytest_line[0]
+    assert not pytest_line[0].startswith("-") and "||" not in pytest_line[0]
+    serial = _make_dry_run("test", tmp_path / "venv", "TEST_WORKERS=0")
+    assert " -n 0 " in serial
