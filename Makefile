@@ -12,6 +12,11 @@ SLICER_VERSIONS ?= 5.8 5.10 5.12
 SLICER_OS ?= linux
 SLICER_ARCH ?= amd64
 SLICER_REVISION ?=
+# `make test` runs pytest on TEST_WORKERS pytest-xdist workers: auto is one per usable CPU,
+# capped by memory and at 8 (Testing/parallel.py); 0 runs the suite in one process.
+# worksteal hands each worker a contiguous half of the suite and moves tests only when one
+# runs dry, so most test files (and their module fixtures) stay on one worker.
+TEST_WORKERS ?= auto
 # The CPU build of torch, pinned for tests and CI (a plain `pip install torch` pulls CUDA, several GB).
 TORCH_PIN ?= torch==2.13.0
 
@@ -38,7 +43,7 @@ demo: venv
 test: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 format: venv-test
 	$(VENV)/bin/ruff format .

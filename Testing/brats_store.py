@@ -1,17 +1,22 @@
-"""The 19 shared BraTS cases (``brats_cases``) read once per test session.
+"""The 19 shared BraTS cases (``brats_cases``) read once per test run.
 
 Decoding the 76 gzip NIfTI/MHA files costs about 10 CPU-seconds; several test modules need
 them. :class:`BratsStore` reads each case once with the engine's ``read_volume``, keeps its
-float32 array as an uncompressed ``.npy`` in a session folder (removed at the end) and hands
-out volumes whose arrays are read-only memory maps of it: the same voxels and geometry as a
-fresh read, not held in memory between tests, and a test that writes into them fails loudly.
+float32 array as an uncompressed ``.npy`` (and its geometry beside it) in a folder shared by
+the run's pytest-xdist workers (removed at the end), and hands out volumes whose arrays are
+read-only memory maps of it: the same voxels and geometry as a fresh read, not held in memory
+between tests, and a test that writes into them fails loudly. A lock file per case lets one
+worker decode it while another waits and then maps the same copy.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.volume import Volume
 
@@ -42,15 +47,29 @@ class BratsStore:
         return list(self.paths)
 
     def volume(self, name: str) -> Volume:
-        """The case read by ``read_volume`` (first call) or mapped from its copy (later)."""
-        cached = self.folder / f"{name}.npy"
+        """The case mapped from its copy, which the first call in the run (in any worker)
+        makes with ``read_volume``."""
         if name not in self._geometry:
-            read = read_volume(self.paths[name], NAMES)
-            np.save(cached, read.array)
-            self._geometry[name] = read.with_array(np.empty((4, 0, 0, 0), np.float32))
-        array = np.asarray(np.load(cached, mmap_mode="r"))
+            self._geometry[name] = self._stored(name)
+        array = np.asarray(np.load(self.folder / f"{name}.npy", mmap_mode="r"))
         assert not array.flags.writeable
         return self._geometry[name].with_array(array)
+
+    def _stored(self, name: str) -> Volume:
+        """The case's geometry (an empty array), read from the folder, or first decoded and
+        written there: the array, then the geometry file, which marks the copy complete (a
+        worker killed half-way leaves no geometry, and the next one decodes again)."""
+        geometry = self.folder / f"{name}.geometry.pickle"
+        with FileLock(str(self.folder / f"{name}.lock")):
+            if not geometry.is_file():
+                read = read_volume(self.paths[name], NAMES)
+                np.save(self.folder / f"{name}.npy", read.array)
+                partial = geometry.with_suffix(f".{os.getpid()}.part")
+                partial.write_bytes(
+                    pickle.dumps(read.with_array(np.empty((4, 0, 0, 0), np.float32)))
+                )
+                partial.replace(geometry)
+            return pickle.loads(geometry.read_bytes())
 
     def volumes(self) -> dict[str, Volume]:
         """Every case (memory-mapped: cheap to hold)."""

@@ -1,14 +1,19 @@
 """Shared pytest fixtures.
 
 `shared_data` points at `../shared/data` beside the checkout; tests that need it skip cleanly
-when it is absent (for example on a contributor's laptop).
+when it is absent (for example on a contributor's laptop). The suite runs serially
+(`python -m pytest`) or on pytest-xdist workers (`make test`: `-n auto`, see parallel.py): a
+session fixture is made once per worker, so one that prepares shared data keeps it in the run's
+shared folder (parallel.session_dir) under a file lock.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
+import parallel
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +31,27 @@ os.environ.setdefault("KMP_BLOCKTIME", "0")
 os.environ.setdefault("UNETPP_EXECUTOR", "ours")
 
 
+_SESSION_DIR = pytest.StashKey[Optional[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's shared folder, made by the serial process or xdist's controller (a config
+    without ``workerinput``) before any worker starts; the workers inherit its name."""
+    if not hasattr(config, "workerinput"):
+        config.stash[_SESSION_DIR] = parallel.make_session_dir()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the shared folder once every worker has ended."""
+    parallel.remove_session_dir(config.stash.get(_SESSION_DIR, None))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per usable CPU, capped (parallel.auto_workers)."""
+    return parallel.auto_workers(parallel.usable_cpus(), parallel.physical_memory_bytes())
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
@@ -40,14 +66,14 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def brats_store(shared_data):
-    """The shared BraTS cases, each decoded once per session (brats_store.BratsStore: read-only
-    memory-mapped volumes); its folder of uncompressed copies is removed at the end."""
-    import tempfile
-
+    """The shared BraTS cases, each decoded once per run, by whichever worker needs it first
+    (brats_store.BratsStore: read-only memory-mapped volumes); its folder of uncompressed
+    copies is the run's shared folder, removed at the end."""
     from brats_store import BratsStore
 
-    with tempfile.TemporaryDirectory(prefix="unetpp-brats-") as folder:
-        yield BratsStore(shared_data, Path(folder))
+    folder = parallel.session_dir() / "brats"
+    folder.mkdir(exist_ok=True)
+    return BratsStore(shared_data, folder)
 
 
 @pytest.fixture(scope="session")

@@ -405,3 +405,21 @@ def test_brats_store_gives_the_files_voxels_and_geometry_read_only(brats_store, 
         assert stored.channel_names == fresh.channel_names
         with pytest.raises(ValueError, match="read-only"):
             stored.array[0, 0, 0, 0] = 1.0
+
+
+def test_another_workers_brats_store_maps_the_copy_without_decoding(
+    brats_store, shared_data, monkeypatch
+):
+    """pytest-xdist workers share the run's folder: a second store on it (another worker's)
+    decodes nothing and maps the first one's copy, with its geometry."""
+    import brats_store as store_module
+
+    name = "Brats18_2013_11_1"
+    first = brats_store.volume(name)
+    monkeypatch.setattr(store_module, "read_volume", lambda *a: pytest.fail("decoded again"))
+    again = store_module.BratsStore(shared_data, brats_store.folder).volume(name)
+    assert again.array.shape == first.array.shape and not again.array.flags.writeable
+    assert np.array_equal(again.array[:, 70], first.array[:, 70])
+    assert (again.spacing, again.origin) == (first.spacing, first.origin)
+    assert np.array_equal(again.direction, first.direction)
+    assert again.channel_names == first.channel_names

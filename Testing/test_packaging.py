@@ -122,3 +122,34 @@ def test_make_test_after_make_demo_adds_the_test_extras(tmp_path):
     commands = _make_dry_run("test", venv)
     assert '-e ".[test]"' in commands
     assert "torch==" not in commands  # the demo level is not reinstalled
+
+
+def test_make_test_runs_pytest_on_xdist_workers_and_keeps_its_exit_status(tmp_path):
+    """`make test` runs pytest on pytest-xdist workers (`-n auto`: conftest's
+    pytest_xdist_auto_num_workers) and fails when pytest fails: a stand-in venv whose python
+    records its arguments and exits with the status asked for."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for stamp in (".installed-demo", ".installed-test"):  # newer than pyproject.toml
+        (venv / stamp).touch()
+        os.utime(venv / stamp, (2**31 - 1, 2**31 - 1))
+    (venv / "bin" / "ruff").write_text("#!/bin/sh\nexit 0\n")
+    (venv / "bin" / "python").write_text(
+        f'#!/bin/sh\necho "$@" >> "{tmp_path / "argv"}"\nexit "$PYTEST_STATUS"\n'
+    )
+    for tool in ("ruff", "python"):
+        (venv / "bin" / tool).chmod(0o755)
+
+    def make_test(status: int, *settings: str) -> int:
+        env = {**os.environ, "PYTEST_STATUS": str(status)}
+        done = subprocess.run(["make", "test", f"VENV={venv}", *settings], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        return done.returncode
+
+    assert make_test(0) == 0
+    assert (tmp_path / "argv").read_text() == "-m pytest -q -n auto --dist worksteal\n"
+    assert make_test(1) != 0  # a failing suite fails `make test` (and so .ci/run)
+    assert make_test(0, "TEST_WORKERS=0") == 0
+    assert (tmp_path / "argv").read_text().splitlines()[-1] == "-m pytest -q -n 0 --dist worksteal"
