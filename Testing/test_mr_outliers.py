@@ -15,7 +15,14 @@ import pytest
 import SimpleITK as sitk
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.engine.image_read import read_volume
-from UNetPlusPlusLib.engine.mr_outliers import MAX_STD_RATIO, channel_warning, std_ratio
+from UNetPlusPlusLib.engine.mr_outliers import (
+    CLIP_LEVELS,
+    MAX_STD_RATIO,
+    SAMPLE_SIZE,
+    channel_warning,
+    std_ratio,
+    std_ratios,
+)
 from UNetPlusPlusLib.engine.registry import find_model
 from UNetPlusPlusLib.engine.sanity import check_model_input
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -48,6 +55,44 @@ def test_one_hot_voxel_makes_the_ratio_large_and_real_spread_does_not():
     ratio, low, high, extreme = std_ratio(brain)
     assert ratio > 10 * MAX_STD_RATIO and extreme == 1e6 and 0 < low < high < 1000
     assert std_ratio(np.zeros((4, 4, 4)))[0] == 1.0
+
+
+def _clipped_copy_ratios(array: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """std_ratios as first written: every non-zero voxel clipped into a copy per level."""
+    values = array[array != 0].astype(np.float64)
+    step = max(1, values.size // SAMPLE_SIZE)
+    bounds = np.percentile(values[::step], [p for level in CLIP_LEVELS for p in level])
+    smallest, largest = float(values.min()), float(values.max())
+    found = []
+    for low, high in zip(bounds[0::2].tolist(), bounds[1::2].tolist()):
+        clipped = float(np.clip(values, low, high).std())
+        extreme = largest if largest - high >= low - smallest else smallest
+        found.append((float(values.std()) / clipped, low, high, extreme) if clipped > 0 else None)
+    return found
+
+
+def test_ratios_equal_those_of_a_clipped_copy_of_every_voxel():
+    """The clipped deviations come from the voxels beyond each level's bounds alone
+    (mr_outliers.clipped_std): the same ratios, bounds and extremes as a clipped copy (to 1e-9,
+    the bounds and extremes exactly), on skewed MR-like voxels, ties at the bounds, negative
+    values, a hot voxel, hot blocks and a channel constant between its bounds."""
+    rng = np.random.default_rng(1)
+    brain = np.zeros((30, 30, 30), np.float32)
+    brain[3:27, 3:27, 3:27] = rng.gamma(4.0, 50.0, (24, 24, 24))
+    hot, block, ties, constant = brain.copy(), brain.copy(), brain.round(-2), brain.copy()
+    hot[15, 15, 15] = 1e6
+    block[5:8, 5:8, 5:8] = 1e5  # 0.2 % of the voxels
+    constant[brain != 0] = 7.0
+    constant[3, 3, 3:9] = (1e3, -1e3, 2e3, 3.0, 1e4, 11.0)
+    for array in (brain, hot, block, ties, brain - 150.0, constant):
+        now, before = std_ratios(array), _clipped_copy_ratios(array)
+        for (ratio, low, high, extreme), then in zip(now, before):
+            if then is None:  # constant once clipped: no ratio
+                assert (ratio, extreme) == (1.0, 0.0) and low == high
+                continue
+            assert (low, high, extreme) == then[1:]
+            assert ratio == pytest.approx(then[0], rel=1e-9)
+    assert std_ratios(block)[2][0] > 30 and std_ratios(hot)[0][0] > 10
 
 
 @needs_data

@@ -57,16 +57,33 @@ def channel_stats(channel: np.ndarray) -> ChannelStats:
 
 
 def _label_map_like(sample: np.ndarray) -> tuple[bool, int]:
-    """(looks like a label map, distinct values in the sample): few non-negative integers."""
-    if sample.min() < 0 or not np.array_equal(sample, np.round(sample)):
+    """(looks like a label map, distinct values): few non-negative integers. The count is that
+    of the sample when it looks like one; otherwise it may be that of a strided part of it, or
+    -1 (a negative or fractional value)."""
+    if sample.min() < 0:
         return False, -1
-    # a strided part first: more distinct values there than any label map holds decides it
-    # without sorting the whole sample (an image has hundreds or thousands of values)
-    distinct = int(np.unique(sample[:: max(1, sample.size // 65536)]).size)
+    # a strided part first: a fraction there, or more distinct values than any label map
+    # holds, decides it without rounding and sorting the whole sample (an image has hundreds
+    # or thousands of values)
+    part = sample[:: max(1, sample.size // 65536)]
+    if not np.array_equal(part, np.round(part)):
+        return False, -1
+    distinct = int(np.unique(part).size)
     if distinct > LABEL_MAP_MAX_VALUES:
         return False, distinct
+    if not np.array_equal(sample, np.round(sample)):
+        return False, -1
     distinct = int(np.unique(sample).size)
     return distinct <= LABEL_MAP_MAX_VALUES, distinct
+
+
+def _equal(first: np.ndarray, second: np.ndarray) -> bool:
+    """``np.array_equal``, deciding most unequal pairs on a strided part of them first."""
+    if np.shape(first) != np.shape(second):
+        return False
+    stride = max(1, np.size(first) // 4096)
+    flat = np.reshape(first, -1)[::stride], np.reshape(second, -1)[::stride]
+    return bool(np.array_equal(*flat)) and bool(np.array_equal(first, second))
 
 
 def check_intensities(
@@ -74,6 +91,7 @@ def check_intensities(
     channel_names: Sequence[str],
     modalities: Sequence[str],
     strict_modality: bool = True,
+    stats: Sequence[ChannelStats] | None = None,
 ) -> list[str]:
     """Refuse channels whose intensities cannot be the model's modality; return warnings.
 
@@ -81,16 +99,17 @@ def check_intensities(
     int16 CT is checked without a float copy); ``modalities`` from the manifest ("CT", "MR",
     other strings get only the generic checks). CT values are Hounsfield units. With
     ``strict_modality=False`` (training data) a CT channel without air is a warning, not a
-    refusal; constant and identical channels are always refused.
+    refusal; constant and identical channels are always refused. ``stats``: the channels'
+    :func:`channel_stats` if the caller has them.
     """
     count = len(array_czyx)
-    stats = [channel_stats(array_czyx[c]) for c in range(count)]
+    if stats is None or len(stats) != count:
+        stats = [channel_stats(array_czyx[c]) for c in range(count)]
     identical = [  # the samples first: channels that differ there differ
         (a, b)
         for a in range(count)
         for b in range(a + 1, count)
-        if np.array_equal(stats[a].sample, stats[b].sample)
-        and np.array_equal(array_czyx[a], array_czyx[b])
+        if _equal(stats[a].sample, stats[b].sample) and _equal(array_czyx[a], array_czyx[b])
     ]
     return decide_intensities(stats, identical, channel_names, modalities, strict_modality)
 

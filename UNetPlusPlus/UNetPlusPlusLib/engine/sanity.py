@@ -159,13 +159,15 @@ def cast_voxels(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
         return out
 
 
-def check_finite(array: np.ndarray, source: str) -> None:
+def check_finite(array: np.ndarray, source: str, stats: ChannelStats | None = None) -> None:
     """Refuse NaN or infinite voxels (values beyond float32 range become infinite). Integer
-    voxels are always finite: they are not scanned."""
+    voxels are always finite: they are not scanned. ``stats``: the array's
+    :func:`channel_stats`, whose minimum and maximum decide it, if the caller has them."""
     if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
         return
     # two reductions without a boolean copy of the volume: NaN propagates through min and max
-    if np.isfinite(array.min()) and np.isfinite(array.max()):
+    low, high = (stats.low, stats.high) if stats is not None else (array.min(), array.max())
+    if np.isfinite(low) and np.isfinite(high):
         return
     finite = np.isfinite(array)
     raise nonfinite_error(source, int(finite.size - np.count_nonzero(finite)))
@@ -192,9 +194,12 @@ def check_channels(
     arrays on one LPS ``grid`` (:class:`.volume.Grid`), e.g. the voxels of Slicer volume nodes
     without a float32 copy. Returns warnings; raises UNetPlusPlusError."""
     warnings = check_header(grid.size_xyz, grid.spacing, grid.origin, grid.direction, source)
+    stats = []  # one minimum and maximum per channel serve both checks
     for array, name in zip(arrays, channel_names):
-        check_finite(array, f"Input channel '{name}'")
-    return warnings + check_intensities(arrays, channel_names, modalities)
+        stats.append(channel_stats(array) if np.size(array) else None)
+        check_finite(array, f"Input channel '{name}'", stats[-1])
+    given = None if None in stats else stats
+    return warnings + check_intensities(arrays, channel_names, modalities, stats=given)
 
 
 def check_model_input(
