@@ -316,6 +316,19 @@ def brats_samples(brats_store):
     }
 
 
+@pytest.fixture(scope="module")
+def brats_prints(brats_samples):
+    """Each case's fingerprint in the given order, computed once."""
+    return {name: co.fingerprint(samples) for name, samples in brats_samples.items()}
+
+
+def reordered(found: co.Fingerprint, order) -> co.Fingerprint:
+    """The fingerprint of the channels given in ``order`` (slot s holds channel order[s]):
+    ``found``'s rows and columns moved, as a fingerprint of the moved samples gives them."""
+    index = list(order)
+    return co.Fingerprint(found.spearman[np.ix_(index, index)], found.skewness[index], found.voxels)
+
+
 #: wrong orders (slot s holds sequence ORDER[s]) the study refuses on all 19 cases with a gap
 #: of at least 1.3 (the refusal threshold is 1.0); FLAIR <-> T1 is refused on all 19 too, but
 #: with gaps from 1.02, and FLAIR <-> T1ce or T1 <-> T1ce not always (docs/INPUT_CHECKS_MR.md)
@@ -329,13 +342,25 @@ ALWAYS_REFUSED = [
 ]
 
 
-def test_brats_correct_order_passes_on_every_case(brats_samples):
+def test_brats_correct_order_passes_on_every_case(brats_samples, brats_prints):
     reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
     assert len(brats_samples) == 19
     for name, samples in brats_samples.items():
         assert co.check_channel_order(samples, reference, NAMES) == [], name
-        verdict = co.compare(co.fingerprint(samples), reference)
+        verdict = co.compare(brats_prints[name], reference)
         assert verdict.gap < 0, (name, verdict.gap)  # the given order is the best match
+
+
+def test_a_reordered_fingerprint_is_that_of_the_reordered_samples(brats_samples, brats_prints):
+    """What lets the swap tests below reorder each case's fingerprint instead of computing it
+    again from the swapped samples: the same correlations and skewness, moved."""
+    name = "Brats18_TCIA02_135_1"
+    for order in [*ALWAYS_REFUSED, (0, 2, 1, 3)]:
+        swapped = co.fingerprint([brats_samples[name][i] for i in order])
+        moved = reordered(brats_prints[name], order)
+        assert np.allclose(swapped.spearman, moved.spearman, rtol=0, atol=1e-12)
+        assert np.array_equal(swapped.skewness, moved.skewness)
+        assert swapped.voxels == moved.voxels
 
 
 def test_brats_reference_holds_training_cases_only():
@@ -345,24 +370,27 @@ def test_brats_reference_holds_training_cases_only():
 
 
 @pytest.mark.parametrize("order", ALWAYS_REFUSED)
-def test_brats_clear_swaps_are_refused(brats_samples, order):
+def test_brats_clear_swaps_are_refused(brats_samples, brats_prints, order):
     reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
-    for samples in brats_samples.values():
+    for name, samples in brats_samples.items():
+        swapped = [samples[i] for i in order]
+        found = reordered(brats_prints[name], order)
         with pytest.raises(UNetPlusPlusError, match="wrong order") as error:
-            co.check_channel_order([samples[i] for i in order], reference, NAMES)
+            co.check_channel_order(swapped, reference, NAMES, found)
         for slot in (s for s in range(4) if order[s] != s):
             assert f"given as {NAMES[slot]} looks like {NAMES[order[slot]]}" in str(error.value)
 
 
-def test_brats_t1_t1ce_swap_is_at_least_doubted_on_held_out_cases(brats_samples):
+def test_brats_t1_t1ce_swap_is_at_least_doubted_on_held_out_cases(brats_samples, brats_prints):
     """T1 and T1ce are hard to tell apart: the study refuses the swap on 8 of 19 cases and
     warns on 10; on the four held-out BraTS 2018 cases and BRATS 2012 none passes silently."""
     manifest = ModelManifest.load(BRAIN)
     reference = manifest.inference["channel_fingerprint"]
     for name in [*manifest.validation["cases"], "brats2012-HG0001"]:
-        samples = brats_samples[name]
+        swapped = [brats_samples[name][i] for i in (0, 2, 1, 3)]
+        moved = reordered(brats_prints[name], (0, 2, 1, 3))
         try:
-            found = co.check_channel_order([samples[i] for i in (0, 2, 1, 3)], reference, NAMES)
+            found = co.check_channel_order(swapped, reference, NAMES, moved)
         except UNetPlusPlusError:
             continue
         assert found and "T1ce looks like T1" in found[0], name
