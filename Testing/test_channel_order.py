@@ -9,6 +9,7 @@ geometry stay as they were, and a manifest without a fingerprint skips the check
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import subprocess
@@ -57,14 +58,21 @@ def phantom(seed: int, shape=(40, 44, 48)) -> np.ndarray:
     return image.astype(np.float32)
 
 
+@functools.cache
+def phantom_reference() -> str:
+    """The channel fingerprint reference of phantoms 0..5 (JSON: each caller gets its own copy),
+    computed once per session."""
+    prints = [co.fingerprint(channel_samples(list(phantom(s)))) for s in range(6)]
+    return json.dumps(co.build_reference(prints))
+
+
 def synthetic_manifest(tmp_path: Path, with_reference: bool = True) -> ModelManifest:
     """A four-sequence MR model whose reference comes from phantoms 0..5 (no weights file:
     the checks run before any weights are read)."""
     data = json.loads((BRAIN / "model.json").read_text(encoding="utf-8"))
     data["inference"] = {}
     if with_reference:
-        prints = [co.fingerprint(channel_samples(list(phantom(s)))) for s in range(6)]
-        data["inference"]["channel_fingerprint"] = co.build_reference(prints)
+        data["inference"]["channel_fingerprint"] = json.loads(phantom_reference())
     path = tmp_path / "model" / "model.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
