@@ -9,6 +9,7 @@ geometry stay as they were, and a manifest without a fingerprint skips the check
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import subprocess
@@ -57,14 +58,21 @@ def phantom(seed: int, shape=(40, 44, 48)) -> np.ndarray:
     return image.astype(np.float32)
 
 
+@functools.cache
+def phantom_reference() -> str:
+    """The channel fingerprint reference of phantoms 0..5 (JSON: each caller gets its own copy),
+    computed once per session."""
+    prints = [co.fingerprint(channel_samples(list(phantom(s)))) for s in range(6)]
+    return json.dumps(co.build_reference(prints))
+
+
 def synthetic_manifest(tmp_path: Path, with_reference: bool = True) -> ModelManifest:
     """A four-sequence MR model whose reference comes from phantoms 0..5 (no weights file:
     the checks run before any weights are read)."""
     data = json.loads((BRAIN / "model.json").read_text(encoding="utf-8"))
     data["inference"] = {}
     if with_reference:
-        prints = [co.fingerprint(channel_samples(list(phantom(s)))) for s in range(6)]
-        data["inference"]["channel_fingerprint"] = co.build_reference(prints)
+        data["inference"]["channel_fingerprint"] = json.loads(phantom_reference())
     path = tmp_path / "model" / "model.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -316,6 +324,24 @@ def brats_samples(brats_store):
     }
 
 
+@pytest.fixture(scope="module")
+def brats_prints(brats_samples):
+    """Each case's fingerprint in the given order, computed once."""
+    return {name: co.fingerprint(samples) for name, samples in brats_samples.items()}
+
+
+def reordered(found: co.Fingerprint, order) -> co.Fingerprint:
+    """The fingerprint of the channels given in ``order`` (slot s holds channel order[s]):
+    ``found``'s rows and columns moved, as a fingerprint of the moved samples gives them."""
+    index = list(order)
+    return co.Fingerprint(
+        found.spearman[np.ix_(index, index)],
+        found.skewness[index],
+        found.voxels,
+        found.asymmetry[np.ix_(index, index)],
+    )
+
+
 #: wrong orders (slot s holds sequence ORDER[s]) the study refuses on all 19 cases with a gap
 #: of at least 1.3 (the refusal threshold is 1.0); FLAIR <-> T1 is refused on all 19 too, but
 #: with gaps from 1.02, and FLAIR <-> T1ce not always; T1 <-> T1ce by the fingerprint on 8 of 19,
@@ -330,13 +356,26 @@ ALWAYS_REFUSED = [
 ]
 
 
-def test_brats_correct_order_passes_on_every_case(brats_samples):
+def test_brats_correct_order_passes_on_every_case(brats_samples, brats_prints):
     reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
     assert len(brats_samples) == 19
     for name, samples in brats_samples.items():
         assert co.check_channel_order(samples, reference, NAMES) == [], name
-        verdict = co.compare(co.fingerprint(samples), reference)
+        verdict = co.compare(brats_prints[name], reference)
         assert verdict.gap < 0, (name, verdict.gap)  # the given order is the best match
+
+
+def test_a_reordered_fingerprint_is_that_of_the_reordered_samples(brats_samples, brats_prints):
+    """What lets the swap tests below reorder each case's fingerprint instead of computing it
+    again from the swapped samples: the same correlations and skewness, moved."""
+    name = "Brats18_TCIA02_135_1"
+    for order in [*ALWAYS_REFUSED, (0, 2, 1, 3)]:
+        swapped = co.fingerprint([brats_samples[name][i] for i in order])
+        moved = reordered(brats_prints[name], order)
+        assert np.allclose(swapped.spearman, moved.spearman, rtol=0, atol=1e-12)
+        assert np.array_equal(swapped.skewness, moved.skewness)
+        assert swapped.voxels == moved.voxels
+        assert np.allclose(swapped.asymmetry, moved.asymmetry, rtol=0, atol=1e-12)
 
 
 def test_brats_reference_holds_training_cases_only():
@@ -346,16 +385,18 @@ def test_brats_reference_holds_training_cases_only():
 
 
 @pytest.mark.parametrize("order", ALWAYS_REFUSED)
-def test_brats_clear_swaps_are_refused(brats_samples, order):
+def test_brats_clear_swaps_are_refused(brats_samples, brats_prints, order):
     reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
-    for samples in brats_samples.values():
+    for name, samples in brats_samples.items():
+        swapped = [samples[i] for i in order]
+        found = reordered(brats_prints[name], order)
         with pytest.raises(UNetPlusPlusError, match="wrong order") as error:
-            co.check_channel_order([samples[i] for i in order], reference, NAMES)
+            co.check_channel_order(swapped, reference, NAMES, found)
         for slot in (s for s in range(4) if order[s] != s):
             assert f"given as {NAMES[slot]} looks like {NAMES[order[slot]]}" in str(error.value)
 
 
-def test_brats_t1_t1ce_swap_is_refused_on_every_case(brats_samples):
+def test_brats_t1_t1ce_swap_is_refused_on_every_case(brats_samples, brats_prints):
     """T1 and T1ce are hard to tell apart by the fingerprint (it refuses the swap on 8 of 19
     cases); the enhancement asymmetry of the pair (contrast_pair.py) refuses it on all 19, and
     the right order keeps a margin from its warning threshold (docs/INPUT_CHECKS_MR.md)."""
@@ -363,18 +404,14 @@ def test_brats_t1_t1ce_swap_is_refused_on_every_case(brats_samples):
 
     reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
     assert reference["contrast_pair"] == [1, 2]
-    swap = [0, 2, 1, 3]
+    swap = (0, 2, 1, 3)
     for name, samples in brats_samples.items():
-        found = co.fingerprint(samples)  # once: the swapped fingerprint is this one reordered
+        found = brats_prints[name]
         assert found.asymmetry[1, 2] > cp.WARN_BELOW + 0.5, name  # study: 0.60 or more
-        swapped = co.Fingerprint(
-            found.spearman[np.ix_(swap, swap)],
-            found.skewness[swap],
-            found.voxels,
-            found.asymmetry[np.ix_(swap, swap)],
-        )
         with pytest.raises(UNetPlusPlusError) as error:
-            co.check_channel_order([samples[i] for i in swap], reference, NAMES, swapped)
+            co.check_channel_order(
+                [samples[i] for i in swap], reference, NAMES, reordered(found, swap)
+            )
         assert "the volume given as T1ce looks like T1" in str(error.value), name
 
 

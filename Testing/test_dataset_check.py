@@ -69,6 +69,34 @@ def test_issue_case_5_absent_label_value_is_refused_before_anything_is_written(t
     assert check_dataset(load_dataset_json(fixed, tmp_path / "fixed" / "data")) == []
 
 
+def test_label_values_become_classes_in_one_lookup_later_labels_winning(tmp_path):
+    """A value mapped to two labels goes to the later one (as one np.isin per label did),
+    values the label file cannot hold are ignored, and the class counts (np.bincount's, in
+    one comparison per class) say which labels occur."""
+    from UNetPlusPlusLib.training.cases import read_case
+    from UNetPlusPlusLib.training.dataset import find_cases
+    from UNetPlusPlusLib.training.dataset_check import _label_counts
+
+    root, path = write_labelmap_dataset(tmp_path, liver_value=63)
+    description = json.loads(path.read_text())
+    description["sources"][0]["label_map"] = {"liver": [63, 126], "spleen": [126, 999, -1]}
+    path.write_text(json.dumps(description))
+    dataset = load_dataset_json(path, root)
+    case = find_cases(dataset)[0]
+    labels = read_case(case, dataset).labels
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(case.label)))
+    assert labels.dtype == np.uint8 and labels.shape == raw.shape
+    assert np.array_equal(labels, np.select([raw == 126, raw == 63], [2, 1], 0))
+    for size in (3, 2, 40):
+        expected = np.bincount(raw.ravel(), minlength=size)[:size]
+        assert np.array_equal(_label_counts(raw, size), expected)
+    assert check_dataset(dataset) == []
+    description["sources"][0]["label_map"]["liver"] = [126]  # 126 goes to spleen: no liver
+    path.write_text(json.dumps(description))
+    with pytest.raises(UNetPlusPlusError, match="label 'liver' .value 126. occurs in no case"):
+        check_dataset(load_dataset_json(path, root))
+
+
 def test_every_problem_is_reported_in_one_error(tmp_path):
     channels = ("flair", "t1")
     for i, name in enumerate("abcd"):

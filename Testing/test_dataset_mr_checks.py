@@ -30,27 +30,28 @@ DATASETS = Path(__file__).resolve().parents[1] / "UNetPlusPlus/UNetPlusPlusLib/R
 
 
 def write_mr_dataset(root: Path, images: dict) -> Path:
-    """``<case>_<sequence>.nii.gz`` + ``<case>_seg.nii.gz`` per case of ``images`` (case ->
-    (4, z, y, x) array) and a four-sequence MR dataset.json; returns its path."""
+    """``<case>_<sequence>.nii`` + ``<case>_seg.nii`` per case of ``images`` (case ->
+    (4, z, y, x) array; uncompressed: gzip is not what is tested) and a four-sequence MR
+    dataset.json; returns its path."""
     root.mkdir(parents=True, exist_ok=True)
     for case, image in images.items():
         for channel, suffix in zip(image, SUFFIXES):
             item = sitk.GetImageFromArray(np.ascontiguousarray(channel))
             item.SetSpacing((1.2, 1.1, 1.0))
-            sitk.WriteImage(item, str(root / f"{case}_{suffix}.nii.gz"))
+            sitk.WriteImage(item, str(root / f"{case}_{suffix}.nii"))
         label = np.zeros(image.shape[1:], np.uint8)
         label[18:22, 20:24, 22:26] = 1
         item = sitk.GetImageFromArray(label)
         item.SetSpacing((1.2, 1.1, 1.0))
-        sitk.WriteImage(item, str(root / f"{case}_seg.nii.gz"))
+        sitk.WriteImage(item, str(root / f"{case}_seg.nii"))
     description = {
         "name": "phantoms",
         "channels": [{"name": n, "modality": "MR"} for n in NAMES],
         "labels": ["lesion"],
         "sources": [
             {
-                "images": [f"{{case}}_{s}.nii.gz" for s in SUFFIXES],
-                "label": "{case}_seg.nii.gz",
+                "images": [f"{{case}}_{s}.nii" for s in SUFFIXES],
+                "label": "{case}_seg.nii",
                 "label_map": {"lesion": [1]},
             }
         ],

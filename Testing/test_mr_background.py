@@ -12,6 +12,7 @@ nothing written.
 from __future__ import annotations
 
 import copy
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -37,34 +38,41 @@ from UNetPlusPlusLib.engine.streamed_checks import check_files
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 
-def variants(image: np.ndarray, seed: int = 0) -> dict:
-    """The tester's variants of a (4, z, y, x) skull-stripped case -> (array, refusal text)."""
+def variants(image: np.ndarray, seed: int = 0) -> Iterator[tuple[str, np.ndarray, str]]:
+    """The tester's variants of a (4, z, y, x) skull-stripped case: (name, array, refusal
+    text), made one at a time. Noise fills the background alike in every channel (float32)."""
     rng = np.random.default_rng(seed)
     background = np.all(image == 0, axis=0)
-    found = {}
-    bg1 = image.copy()
-    bg1[:, background] = 1.0
-    found["background 1"] = (bg1, "Input 'FLAIR' has 0.")
-    noise = image.copy()
-    noise[:, background] = np.abs(rng.normal(0, 5, (4, int(background.sum())))) + 1e-3
-    found["background noise"] = (noise, "Input 'FLAIR' has 0.")
-    found["+500"] = (image + 500, "Input 'FLAIR' has 0.00%")
+    count = int(np.count_nonzero(background))
+
+    def filled(values) -> np.ndarray:
+        """``image`` with its background set to ``values`` (a scalar or one per voxel)."""
+        fill = np.zeros(background.shape, np.float32)
+        fill[background] = values
+        return np.where(background, fill, image)
+
+    def noise(scale: float) -> np.ndarray:
+        return np.abs(rng.standard_normal(count, dtype=np.float32)) * np.float32(scale)
+
+    yield "background 1", filled(1.0), "Input 'FLAIR' has 0."
+    yield "background noise", filled(noise(5) + np.float32(1e-3)), "Input 'FLAIR' has 0."
+    yield "+500", image + 500, "Input 'FLAIR' has 0.00%"
     t2 = image.copy()
     t2[3] += 500
-    found["T2 + 500"] = (t2, "Input 'T2' has 0.00%")
-    coarse = image.copy()  # integer-rounded noise: 3-44 % exact zeros, but scattered
-    coarse[:, background] = np.round(np.abs(rng.normal(0, 0.7, (4, int(background.sum())))))
-    found["integer noise 0.7"] = (coarse, "Input 'FLAIR': its zero voxels are scattered")
-    coarse = image.copy()
-    coarse[:, background] = np.round(np.abs(rng.normal(0, 3, (4, int(background.sum())))))
-    found["integer noise 3"] = (coarse, "Input 'FLAIR': its most frequent value is 1, not 0")
-    slabs = bg1.copy()  # a background of 1 with zero slices at both ends
+    yield "T2 + 500", t2, "Input 'T2' has 0.00%"
+    del t2
+    # integer-rounded noise: 3-44 % exact zeros, but scattered
+    scattered = "Input 'FLAIR': its zero voxels are scattered"
+    yield "integer noise 0.7", filled(np.round(noise(0.7))), scattered
+    mode = "Input 'FLAIR': its most frequent value is 1, not 0"
+    yield "integer noise 3", filled(np.round(noise(3))), mode
+    slabs = filled(1.0)  # a background of 1 with zero slices at both ends
     slabs[:, :2], slabs[:, -2:] = 0.0, 0.0
-    found["background 1, zero end slices"] = (slabs, "its most frequent value is 1, not 0")
+    yield "background 1, zero end slices", slabs, "its most frequent value is 1, not 0"
+    del slabs
     duplicate = image.copy()
     duplicate[2] = image[0] * 1000
-    found["FLAIR x 1000 as T1ce"] = (duplicate, "'FLAIR' and 'T1ce' are the same image up to")
-    return found
+    yield "FLAIR x 1000 as T1ce", duplicate, "'FLAIR' and 'T1ce' are the same image up to"
 
 
 def assert_one_line_refusal(message: str, expected: str) -> None:
@@ -78,7 +86,7 @@ def test_phantom_variants_are_refused_and_left_untouched(tmp_path):
     manifest = synthetic_manifest(tmp_path)
     image = phantom(100)
     assert check_model_input(manifest, as_volume(image)) == []
-    for name, (array, expected) in variants(image).items():
+    for name, array, expected in variants(image):
         before = array.copy()
         volume = as_volume(array)
         with pytest.raises(UNetPlusPlusError) as error:
@@ -127,7 +135,7 @@ def test_streamed_and_cached_checks_refuse_as_the_whole_array(tmp_path):
     from UNetPlusPlusLib.warm_cache import WarmCache
 
     manifest = synthetic_manifest(tmp_path)
-    for name, (array, expected) in variants(phantom(11)).items():
+    for name, array, expected in variants(phantom(11)):
         folder = tmp_path / name.replace(" ", "_")
         folder.mkdir()
         paths = [folder / f"{n}.nii.gz" for n in NAMES]
@@ -158,7 +166,7 @@ def write_channels(folder, array) -> list[str]:
 
 def test_cli_refuses_in_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     manifest = synthetic_manifest(tmp_path)
-    for name, (array, expected) in variants(phantom(12)).items():
+    for name, array, expected in variants(phantom(12)):
         paths = write_channels(tmp_path, array)
         out = tmp_path / "out.seg.nrrd"
         args = ["segment", *paths, "--model", str(manifest.path), "-o", str(out), "--quiet"]
@@ -231,12 +239,13 @@ def test_brats_cases_pass_margins_hold_and_fill_less_than_the_limit(brats_volume
 def test_brats_tester_variants_are_refused(brats_volumes, tmp_path, capsys):
     manifest = ModelManifest.load(BRAIN)
     volume = brats_volumes["Brats18_2013_11_1"]
-    found = variants(volume.array)
-    for array, expected in found.values():
+    first = None
+    for _name, array, expected in variants(volume.array):
         with pytest.raises(UNetPlusPlusError) as error:
             check_model_input(manifest, volume.with_array(array))
         assert_one_line_refusal(str(error.value), expected)
-    array, expected = found["background 1"]
+        first = first or (array, expected)  # "background 1", for the command line below
+    array, expected = first
     paths = []
     for channel_name, channel in zip(NAMES, array):  # uncompressed: gzip is not what is tested
         paths.append(str(tmp_path / f"{channel_name}.nii"))
@@ -304,7 +313,7 @@ def head_around(image: np.ndarray) -> np.ndarray:
     """A (4, z, y, x) skull-stripped case with a bright 'skull and scalp' filling the rest of
     an ellipsoidal head (about 3.4 l on a BraTS grid), the background outside still 0."""
     shape = image.shape[1:]
-    z, y, x = np.meshgrid(*[np.arange(n) - n / 2 for n in shape], indexing="ij")
+    z, y, x = np.ix_(*[np.arange(n) - n / 2 for n in shape])  # broadcast, not three grids
     half = [0.45 * n for n in shape]
     head = (z / half[0]) ** 2 + (y / half[1]) ** 2 + (x / half[2]) ** 2 < 1.0
     out = image.copy()

@@ -271,6 +271,31 @@ def test_identical_channels_are_refused():
         check("brain-tumor", volume(*mr, names=BRATS))
 
 
+def test_channels_equal_only_on_the_compared_part_are_not_identical():
+    """Identical channels are sought on a strided part of their samples first: two channels
+    equal there (every 5th voxel) but not in between are not refused, identical ones are."""
+    rng = np.random.default_rng(0)
+    mr = [rng.gamma(2.0, 50.0, (20, 30, 40)).astype(np.float32) for _ in range(4)]
+    mr[3] = mr[1].copy()
+    with pytest.raises(UNetPlusPlusError, match="'T1' and 'T2' are identical"):
+        check("brain-tumor", volume(*mr, names=BRATS))
+    mr[3].reshape(-1)[1::5] += 1.0  # off the part (24000 voxels // 4096: every 5th)
+    assert check("brain-tumor", volume(*mr, names=BRATS)) == []
+
+
+def test_a_fraction_off_the_strided_part_makes_a_label_map_an_image():
+    """The label-map test reads a strided part first (every 2nd of 150000 voxels): a BraTS
+    _seg given as FLAIR is refused; with one fractional voxel off that part it is an image."""
+    rng = np.random.default_rng(0)
+    shape = (50, 60, 50)
+    mr = [rng.gamma(2.0, 50.0, shape).astype(np.float32) for _ in range(3)]
+    seg = rng.choice([0.0, 1.0, 2.0, 4.0], shape).astype(np.float32)
+    with pytest.raises(UNetPlusPlusError, match="'FLAIR' looks like a label map .4 distinct"):
+        check("brain-tumor", volume(seg, *mr, names=BRATS))
+    seg.reshape(-1)[1] = 0.5
+    assert check("brain-tumor", volume(seg, *mr, names=BRATS)) == []
+
+
 @pytest.mark.parametrize(
     "array, match",
     [

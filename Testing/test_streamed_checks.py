@@ -13,7 +13,13 @@ import SimpleITK as sitk
 from helpers import make_sphere_image
 from UNetPlusPlusLib import cli_segment
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine import image_read, region_read, sanity, streamed_checks
+from UNetPlusPlusLib.engine import (
+    image_read,
+    intensity_checks,
+    region_read,
+    sanity,
+    streamed_checks,
+)
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.sanity import channel_stats, check_volume
 from UNetPlusPlusLib.engine.streamed_checks import check_files, stream_statistics
@@ -41,7 +47,7 @@ def _ct(shape=(23, 17, 19), air=True, seed=0) -> np.ndarray:
 # ------------------------------------------------------------------ statistics
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
 def test_streamed_statistics_equal_the_whole_array_ones(tmp_path, monkeypatch, suffix):
-    monkeypatch.setattr(sanity, "SAMPLE_VOXELS", 97)  # a stride that slabs do not divide
+    monkeypatch.setattr(intensity_checks, "SAMPLE_VOXELS", 97)  # a stride slabs do not divide
     first = _write(_ct(), tmp_path / f"a{suffix}")
     second = _write(_ct(seed=1), tmp_path / f"b{suffix}")
     same = _write(_ct(), tmp_path / f"c{suffix}")

@@ -17,11 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import SimpleITK as sitk
+from benchlib.mr_channels import CASE, case_channels
 from UNetPlusPlusLib.engine import mr_outliers
-
-CASE = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor/brats2018/Brats18_2013_11_1"
 
 
 def main() -> None:
@@ -29,11 +26,7 @@ def main() -> None:
     parser.add_argument("--case", type=Path, default=CASE)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    arrays = [
-        sitk.GetArrayFromImage(sitk.ReadImage(str(p))).astype(np.float32)
-        for p in sorted(args.case.glob("*.nii.gz"))
-        if not p.name.endswith("_seg.nii.gz")
-    ]
+    arrays = case_channels(args.case)
     check = mr_outliers.check_cluster
 
     def run(with_check: bool) -> None:

@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
+from benchlib.mr_channels import CASE, case_channels
 from UNetPlusPlusLib.engine.normalize import normalize_channel
-
-CASE = Path(__file__).resolve().parents[2] / "shared/data/brain-tumor/brats2018/Brats18_2013_11_1"
 
 
 def former(array: np.ndarray) -> np.ndarray:
@@ -38,11 +36,7 @@ def main() -> None:
     parser.add_argument("--case", type=Path, default=CASE)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    arrays = [
-        sitk.GetArrayFromImage(sitk.ReadImage(str(p))).astype(np.float32)
-        for p in sorted(args.case.glob("*.nii.gz"))
-        if not p.name.endswith("_seg.nii.gz")
-    ]
+    arrays = case_channels(args.case)
     modes = {
         "former": lambda: [former(a) for a in arrays],
         "ours": lambda: [normalize_channel(a, {"kind": "mr"}) for a in arrays],

@@ -61,13 +61,27 @@ def robust_statistics(
     return float(kept.mean()), float(kept.std()), (float(kept.min()), float(kept.max()))
 
 
-def absurd_voxels(array_zyx: np.ndarray) -> tuple[np.ndarray, tuple[float, float], float]:
+def plausible(values: np.ndarray) -> np.ndarray:
+    """The boolean mask of the values (1-D, an MR channel's non-zero voxels) inside their
+    :func:`plausible_range`, as :func:`robust_statistics` keeps them; all True without a
+    range."""
+    low, high = plausible_range(values)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return np.ones(values.shape, bool)
+    return (values >= low) & (values <= high)
+
+
+def absurd_voxels(
+    array_zyx: np.ndarray, values: Optional[np.ndarray] = None
+) -> tuple[np.ndarray, tuple[float, float], float]:
     """The absurd voxels of one (z, y, x) MR channel: their (n, 3) (z, y, x) indices (in
     array order), the (smallest, largest) plausible non-zero value they are clipped to, and
-    the most extreme absurd value; ((0, 3) indices, (0.0, 0.0), 0.0) when there are none."""
+    the most extreme absurd value; ((0, 3) indices, (0.0, 0.0), 0.0) when there are none.
+    ``values``: the channel's non-zero voxels as float64 in row-major order, if the caller
+    has them (``mr_outliers.nonzero_values``)."""
     array = np.asarray(array_zyx)
-    mask = array != 0
-    values = array[mask].astype(np.float64)
+    if values is None:
+        values = array[array != 0].astype(np.float64)
     low, high = plausible_range(values)
     none = np.zeros((0, 3), dtype=np.int64), (0.0, 0.0), 0.0
     if not (np.isfinite(low) and np.isfinite(high)):  # no range (NaN in the sample too)
@@ -81,6 +95,6 @@ def absurd_voxels(array_zyx: np.ndarray) -> tuple[np.ndarray, tuple[float, float
     magnitude = np.abs(wrong)
     magnitude[np.isnan(magnitude)] = -1.0  # a NaN is named only when nothing else is absurd
     extreme = float(wrong[np.argmax(magnitude)])
-    flat = np.flatnonzero(mask)[outside]  # row-major, as array[mask] orders the values
+    flat = np.flatnonzero(array != 0)[outside]  # row-major, as array[mask] orders the values
     where = np.stack(np.unravel_index(flat, array.shape), axis=1)
     return where, (float(kept.min()), float(kept.max())), extreme

@@ -8,11 +8,12 @@ before training (``training/dataset_check.py``):
   very thick voxels and for geometry no scan has (:mod:`.header_warnings`);
 - **values** (:func:`check_finite`): no NaN or infinite voxel (NIfTI files are also checked in
   their raw bytes by :mod:`.nifti_check`, because ITK's NIfTI reader turns NaN into 0);
-- **intensities** (:func:`check_intensities`): per channel, against the modality the model's
-  manifest declares (``ChannelSpec.modality``): no constant or empty channel, no two identical
-  channels; no channel may be a label map or mask (:func:`label_map_problem`: for CT, no air and
-  at most 256 distinct non-negative integers; for MR, at most 16); a CT channel must hold air
-  (values below -500 HU); an MR channel must not look like a CT (5% of it at -900 or below);
+- **intensities** (:func:`check_intensities`, in :mod:`.intensity_checks`): per channel,
+  against the modality the model's manifest declares (``ChannelSpec.modality``): no constant or
+  empty channel, no two identical channels; no channel may be a label map or mask
+  (:func:`label_map_problem`: for CT, no air and at most 256 distinct non-negative integers; for
+  MR, at most 16); a CT channel must hold air (values below -500 HU); an MR channel must not
+  look like a CT (5% of it at -900 or below);
 - **channels for a model** (:func:`check_model_samples`): an MR channel of a model that relies
   on a zero background must hold voxels exactly 0, and be non-zero over no more than the
   manifest's ``inference.max_nonzero_ml`` (not skull-stripped); no two channels may be the same
@@ -27,15 +28,27 @@ Other families live where the data is read: several DICOM series in one folder
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .channel_masks import different_brains_warning
-from .ct_range import below_air_problem, inverted_problem
 from .header_warnings import implausible_geometry
+from .intensity_checks import (  # noqa: F401  (re-exported: sanity is the checks' import path)
+    CT_AIR_HU,
+    LABEL_MAP_MAX_VALUES,
+    MR_CT_AIR,
+    MR_LABEL_MAP_MAX_VALUES,
+    MR_NEGATIVE_SHARE,
+    SAMPLE_VOXELS,
+    ChannelStats,
+    channel_stats,
+    check_intensities,
+    decide_intensities,
+    label_map_problem,
+    sample_step,
+)
 from .mr_background import (  # noqa: F401  (re-exported: sanity is the checks' import path)
     MODE_SAMPLE_VOXELS,
     MR_MIN_ZERO_CONTIGUITY,
@@ -50,8 +63,6 @@ from .orientation_check import check_orientation
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
 MIN_SPACING_MM = 0.01
 MAX_SPACING_MM = 100.0
-#: Share of negative voxels above which an MR channel gets a warning (offset / normalised).
-MR_NEGATIVE_SHARE = 0.01
 #: Spacing above this (mm) on any axis is accepted with a warning (very thick slices).
 THICK_SPACING_MM = 10.0
 #: No scan lies this far (mm) from the scanner's isocentre; the shared data's origins reach
@@ -59,17 +70,6 @@ THICK_SPACING_MM = 10.0
 MAX_ORIGIN_MM = 1e6
 #: Tolerance on |D^T D - I| for an orthonormal direction matrix.
 DIRECTION_TOLERANCE = 1e-3
-#: A CT in Hounsfield units holds air (about -1000 HU) or lung (about -850 HU) below this.
-CT_AIR_HU = -500.0
-#: An MR channel with at least 5% of its voxels at or below this looks like a CT (air in HU).
-MR_CT_AIR = -900.0
-#: At most this many distinct integer values: a label map, not an image (CT without air).
-LABEL_MAP_MAX_VALUES = 256
-#: An MR channel with at most this many distinct non-negative integers is a label map or mask
-#: (BraTS ``_seg``: 0, 1, 2, 4); real MR volumes of the shared data hold hundreds or more.
-MR_LABEL_MAP_MAX_VALUES = 16
-#: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
-SAMPLE_VOXELS = 2_000_000
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -159,188 +159,18 @@ def cast_voxels(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
         return out
 
 
-def check_finite(array: np.ndarray, source: str) -> None:
+def check_finite(array: np.ndarray, source: str, stats: ChannelStats | None = None) -> None:
     """Refuse NaN or infinite voxels (values beyond float32 range become infinite). Integer
-    voxels are always finite: they are not scanned."""
+    voxels are always finite: they are not scanned. ``stats``: the array's
+    :func:`channel_stats`, whose minimum and maximum decide it, if the caller has them."""
     if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
         return
     # two reductions without a boolean copy of the volume: NaN propagates through min and max
-    if np.isfinite(array.min()) and np.isfinite(array.max()):
+    low, high = (stats.low, stats.high) if stats is not None else (array.min(), array.max())
+    if np.isfinite(low) and np.isfinite(high):
         return
     finite = np.isfinite(array)
     raise nonfinite_error(source, int(finite.size - np.count_nonzero(finite)))
-
-
-# --------------------------------------------------------------------------- intensities
-@dataclass
-class ChannelStats:
-    """What the intensity checks need of one channel, from a whole array or streamed slabs.
-
-    ``low``/``high``: minimum and maximum; ``sample``: the strided subsample of the flattened
-    (z, y, x) channel (every ``sample_step(size)``-th voxel, the same voxels either way).
-    """
-
-    low: float
-    high: float
-    sample: np.ndarray
-
-
-def sample_step(size: int) -> int:
-    """Stride of the distinct-value sample for a channel of ``size`` voxels."""
-    return max(1, size // SAMPLE_VOXELS)
-
-
-def channel_stats(channel: np.ndarray) -> ChannelStats:
-    """Statistics of a whole (z, y, x) channel."""
-    flat = channel.reshape(-1)
-    return ChannelStats(float(flat.min()), float(flat.max()), flat[:: sample_step(flat.size)])
-
-
-def _label_map_like(sample: np.ndarray) -> tuple[bool, int]:
-    """(looks like a label map, distinct values in the sample): few non-negative integers."""
-    if sample.min() < 0 or not np.array_equal(sample, np.round(sample)):
-        return False, -1
-    # a strided part first: more distinct values there than any label map holds decides it
-    # without sorting the whole sample (an image has hundreds or thousands of values)
-    distinct = int(np.unique(sample[:: max(1, sample.size // 65536)]).size)
-    if distinct > LABEL_MAP_MAX_VALUES:
-        return False, distinct
-    distinct = int(np.unique(sample).size)
-    return distinct <= LABEL_MAP_MAX_VALUES, distinct
-
-
-def check_intensities(
-    array_czyx: np.ndarray,
-    channel_names: Sequence[str],
-    modalities: Sequence[str],
-    strict_modality: bool = True,
-) -> list[str]:
-    """Refuse channels whose intensities cannot be the model's modality; return warnings.
-
-    ``array_czyx`` (C, z, y, x), or a sequence of C (z, y, x) arrays in any voxel type (an
-    int16 CT is checked without a float copy); ``modalities`` from the manifest ("CT", "MR",
-    other strings get only the generic checks). CT values are Hounsfield units. With
-    ``strict_modality=False`` (training data) a CT channel without air is a warning, not a
-    refusal; constant and identical channels are always refused.
-    """
-    count = len(array_czyx)
-    stats = [channel_stats(array_czyx[c]) for c in range(count)]
-    identical = [  # the samples first: channels that differ there differ
-        (a, b)
-        for a in range(count)
-        for b in range(a + 1, count)
-        if np.array_equal(stats[a].sample, stats[b].sample)
-        and np.array_equal(array_czyx[a], array_czyx[b])
-    ]
-    return decide_intensities(stats, identical, channel_names, modalities, strict_modality)
-
-
-def decide_intensities(
-    stats: Sequence[ChannelStats],
-    identical: Sequence[tuple[int, int]],
-    channel_names: Sequence[str],
-    modalities: Sequence[str],
-    strict_modality: bool = True,
-) -> list[str]:
-    """The decisions of :func:`check_intensities` from per-channel statistics (whole array or
-    streamed); ``identical``: pairs (a, b), a < b, of equal channels. Raises UNetPlusPlusError."""
-    warnings: list[str] = []
-    names = list(channel_names) or [f"channel {i + 1}" for i in range(len(stats))]
-    for c, (name, modality) in enumerate(zip(names, modalities)):
-        low, high, sample = stats[c].low, stats[c].high, stats[c].sample
-        if low == high:
-            what = "empty (all 0)" if low == 0 else f"constant (every voxel {low:g})"
-            raise UNetPlusPlusError(
-                f"Input channel '{name}' is {what}: it holds no image; give the real {name} volume."
-            )
-        kind = modality.strip().upper()
-        if kind == "CT":
-            problem = _ct_problem(sample, name, low, high)
-            if problem and strict_modality:
-                raise UNetPlusPlusError(problem)
-            warnings += [problem] if problem else []
-        elif kind in ("MR", "MRI"):
-            problem = _mr_problem(sample, name, low, high)
-            if problem and strict_modality:
-                raise UNetPlusPlusError(problem)
-            warnings += [problem] if problem else []
-            negative = _mr_negative_warning(sample, name) if low < 0 and not problem else ""
-            warnings += [negative] if negative else []
-    for a, b in sorted(identical):
-        raise UNetPlusPlusError(
-            f"Input channels '{names[a]}' and '{names[b]}' are identical (the same volume "
-            "given twice?); give each channel its own volume."
-        )
-    return warnings
-
-
-def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
-    """Why a channel cannot be a CT in Hounsfield units ("" when it can)."""
-    if low <= CT_AIR_HU:
-        # air there, but perhaps shifted below it, or the values inverted (bone negated)
-        return below_air_problem(sample, name) or inverted_problem(sample, name)
-    label_map = label_map_problem(sample, name, low, high, "CT")
-    if label_map:
-        return label_map
-    hint = ""
-    if low >= -100:  # a floor near 0: perhaps air stored as 0 (unsigned, no rescale)
-        hint = (
-            " If it is a CT stored without its rescale intercept (air near 0 instead of "
-            "-1000), convert it to Hounsfield units (HU = value - 1024)."
-        )
-    return (
-        f"Input '{name}' is not a CT in Hounsfield units: it holds no air (no value below "
-        f"{CT_AIR_HU:g} HU; range {low:g} to {high:g}). An MR or a processed image cannot be "
-        f"segmented by this CT model; a CT crop must include some air or lung.{hint}"
-    )
-
-
-def label_map_problem(sample: np.ndarray, name: str, low: float, high: float, kind: str) -> str:
-    """Why a channel (its ``sample``, :class:`ChannelStats`) is a label map or mask rather than
-    a ``kind`` ("CT", "MR") image, or "".
-
-    The one decision for every modality: few distinct non-negative integers (at most
-    :data:`LABEL_MAP_MAX_VALUES` for CT, :data:`MR_LABEL_MAP_MAX_VALUES` for MR)."""
-    most = MR_LABEL_MAP_MAX_VALUES if kind == "MR" else LABEL_MAP_MAX_VALUES
-    label_map, distinct = _label_map_like(sample)
-    if not label_map or distinct > most:
-        return ""
-    return (
-        f"Input '{name}' looks like a label map ({distinct} distinct integer values from "
-        f"{low:g} to {high:g}), not a{'n' if kind == 'MR' else ''} {kind} image; give the {kind} "
-        "volume itself."
-    )
-
-
-def _mr_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
-    """Why a channel cannot be an MR image ("" when it can): a label map, or CT-like air."""
-    label_map = label_map_problem(sample, name, low, high, "MR")
-    if label_map:
-        return label_map
-    if low <= MR_CT_AIR and float(np.percentile(sample, 5)) <= MR_CT_AIR:
-        return (
-            f"Input '{name}' looks like a CT (at least 5% of it at or below {MR_CT_AIR:g}, like "
-            "air in Hounsfield units), but this model expects MR; give the MR volume."
-        )
-    return ""
-
-
-def _mr_negative_warning(sample: np.ndarray, name: str) -> str:
-    """A warning when more than :data:`MR_NEGATIVE_SHARE` of an MR channel's sample is negative.
-
-    MR magnitude images are non-negative, with 0 outside a skull-stripped brain; the models
-    z-score the non-zero voxels. An offset or already-normalised image shifts every voxel the
-    model sees (a BraTS case minus 100 gave tumour Dice 0.36 instead of 0.77, and tumour outside
-    the brain), so the user is told; a few negative voxels (interpolation ringing) are not.
-    """
-    share = float(np.count_nonzero(sample < 0)) / max(1, sample.size)
-    if share <= MR_NEGATIVE_SHARE:
-        return ""
-    return (
-        f"Input '{name}' has {share:.0%} negative voxels; MR intensities are non-negative, with "
-        "0 outside the anatomy, as this model was trained. An offset, rescaled or already "
-        "normalised image gives wrong results: give the scanner's (or skull-stripped) image."
-    )
 
 
 # --------------------------------------------------------------------------- all together
@@ -364,9 +194,12 @@ def check_channels(
     arrays on one LPS ``grid`` (:class:`.volume.Grid`), e.g. the voxels of Slicer volume nodes
     without a float32 copy. Returns warnings; raises UNetPlusPlusError."""
     warnings = check_header(grid.size_xyz, grid.spacing, grid.origin, grid.direction, source)
+    stats = []  # one minimum and maximum per channel serve both checks
     for array, name in zip(arrays, channel_names):
-        check_finite(array, f"Input channel '{name}'")
-    return warnings + check_intensities(arrays, channel_names, modalities)
+        stats.append(channel_stats(array) if np.size(array) else None)
+        check_finite(array, f"Input channel '{name}'", stats[-1])
+    given = None if None in stats else stats
+    return warnings + check_intensities(arrays, channel_names, modalities, stats=given)
 
 
 def check_model_input(

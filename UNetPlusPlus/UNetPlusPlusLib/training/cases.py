@@ -283,7 +283,8 @@ def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
         raise UNetPlusPlusError(f"Case '{case.case_id}': {error}") from error
     entries = read_color_table(case.color_table, case.case_id) if case.color_table else []
     array = labelmap.array
-    out = np.zeros(array.shape, dtype=np.uint8)
+    # a lookup table from label value to class (later labels win), applied in one pass
+    table = np.zeros(int(array.max()) + 1 if array.size else 1, dtype=np.uint8)
     for value, label in enumerate(dataset.labels, start=1):
         selectors = case.source.label_map[label.name]
         numbers = [s for s in selectors if isinstance(s, int)]
@@ -303,8 +304,8 @@ def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
                     + "."
                 )
             numbers += [e.value for e in matched]
-        out[np.isin(array, numbers)] = value
-    return out, labelmap.grid
+        table[[int(n) for n in numbers if 0 <= n < table.size]] = value
+    return table[array], labelmap.grid
 
 
 def _describe(selectors: Sequence[Selector]) -> str:

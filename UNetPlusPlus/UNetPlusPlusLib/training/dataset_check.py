@@ -42,6 +42,8 @@ from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, n
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
+#: Up to this many classes (background included) are counted one comparison each.
+_COUNTED_CLASSES = 8
 
 
 def check_dataset(
@@ -77,7 +79,7 @@ def check_dataset(
             unread += 1
             problems.append(_case_problem(case.case_id, error))
             continue
-        counts += np.bincount(data.labels.ravel(), minlength=counts.size)[: counts.size]
+        counts += _label_counts(data.labels, counts.size)
         try:
             arrays = list(data.image.array)
             found = check_intensities(arrays, names, modalities, False)
@@ -106,6 +108,14 @@ def check_dataset(
             f"written. {listed}."
         )
     return warnings
+
+
+def _label_counts(labels: np.ndarray, size: int) -> np.ndarray:
+    """Voxels of each class 0..size-1 in the (z, y, x) uint8 ``labels``: ``np.bincount``'s
+    first ``size`` counts, without its int64 copy of the volume for a few classes."""
+    if size > _COUNTED_CLASSES:
+        return np.bincount(labels.ravel(), minlength=size)[:size]
+    return np.array([np.count_nonzero(labels == v) for v in range(size)], dtype=np.int64)
 
 
 def _case_problem(case_id: str, error: UNetPlusPlusError) -> str:
