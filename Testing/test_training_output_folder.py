@@ -142,3 +142,18 @@ def test_a_dataset_in_the_output_folder_is_allowed_but_not_in_its_cache(tmp_path
         with pytest.raises(UNetPlusPlusError, match="lies inside") as info:
             check_outside_dataset(data, proj, cache)
         assert f"The dataset {data} lies inside {folder}, which training" in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["cuda:7", "gpu0"])
+def test_a_missing_gpu_is_refused_before_the_dataset_is_read(tmp_path, capsys, spec):
+    """`unetpp train --device cuda:7` was refused only when the trainer started, after the
+    dataset was read, checked and planned; now first (here the dataset folder is empty)."""
+    import torch
+
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    (tmp_path / "data").mkdir()
+    argv = [str(tmp_path / "data"), "-o", str(tmp_path / "out"), *TINY, "--device", spec]
+    assert main(argv) == 2
+    assert f"evice {spec!r}" in _one_error_line(capsys)  # Device 'cuda:7', Unknown device
+    assert not (tmp_path / "out").exists()

@@ -274,6 +274,10 @@ def run_train(args: argparse.Namespace) -> int:
         )
     check_outside_dataset(args.data_dir, args.out_dir, args.cache_dir)  # before any write
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
+    if str(args.device).strip().lower() not in ("auto", "cpu"):  # a missing GPU: before the data
+        from ..engine.devices import resolve_device
+
+        resolve_device(args.device)
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)
