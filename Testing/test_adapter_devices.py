@@ -84,3 +84,14 @@ def test_a_query_stopped_by_shutdown_asks_again_later(tmp_path, monkeypatch):
     assert query.poll() is None and query.error is None  # asked again, not "CPU only"
     assert query._process is not first
     assert poll_until_ready(query) == json.loads(answer) and query.error is None
+
+
+def test_device_table_lines_have_single_spaces():
+    """`unetpp devices` printed "cpu: AMD EPYC  (24 GiB)" (tester, session 20)."""
+    from UNetPlusPlusLib.cli_devices import device_line
+
+    assert device_line({"id": "cpu", "name": "AMD EPYC", "memory": 24 * 2**30}) == (
+        "cpu: AMD EPYC (24 GiB)"
+    )
+    assert device_line({"id": "cpu", "name": "", "memory": 24 * 2**30}) == "cpu: (24 GiB)"
+    assert device_line({"id": "mps", "name": " Apple  GPU ", "memory": None}) == "mps: Apple GPU"

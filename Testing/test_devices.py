@@ -49,6 +49,22 @@ def test_cuda_request_without_cuda_is_a_clear_error(spec):
     assert "cpu" in str(info.value) and repr(spec) in str(info.value)
 
 
+@pytest.mark.parametrize("spec", ["cuda:3", "mps"])
+def test_segment_refuses_a_missing_gpu_before_reading_its_inputs(tmp_path, capsys, spec):
+    """`unetpp segment ... --device cuda` on a CPU-only torch was refused only after the input
+    was read and checked (57 s under load); now first: the input here does not even exist."""
+    from UNetPlusPlusLib.cli import main
+
+    if spec == "cuda:3" and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    argv = ["segment", str(tmp_path / "missing.nrrd"), "--task", "liver", "--device", spec]
+    assert main([*argv, "-o", str(tmp_path / "out.seg.nrrd")]) == 2
+    error = capsys.readouterr().err
+    assert f"Device {spec!r}" in error and "missing.nrrd" not in error, error
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("spec", ["tpu", "cuda:x", "gpu0"])
 def test_unknown_device(spec):
     with pytest.raises(UNetPlusPlusError, match="choose one of: auto, cpu"):

@@ -109,3 +109,14 @@ def test_every_markdown_link_and_anchor_in_readme_and_docs_resolves():
                 if anchor not in anchors:
                     broken.append(f"{page.name}: {link} (no such heading)")
     assert not broken, broken
+
+
+def test_readme_says_which_outputs_are_cropped():
+    """The README said the output "always sits exactly on the input grid (size ...)", while a
+    single click's labelmap is cropped (docs/CLI.md; Testing/test_point_crop.py checks that it
+    lies on the input's voxels): the sentence names the crop and keeps the grid claim."""
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    claim = readme[readme.index("The output always lies exactly on the input's voxel grid") :]
+    claim = claim[: claim.index("## ")]
+    assert "(size," not in claim and "always sits" not in readme
+    assert "single `--point`" in claim and "cropped" in claim and "origin" in claim

@@ -110,3 +110,22 @@ def test_an_argv_item_is_named_by_its_json_type(argv, said):
     (reply,) = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
     assert reply["error"].startswith("bad request: argv must be a list of strings")
     assert reply["error"].endswith(said) and reply["status"] == 2
+
+
+def test_quit_with_an_unknown_field_is_refused_and_the_server_stays():
+    """``{"quit": true, "bogus": 1}`` quit without a word about the unknown field (tester 20)."""
+    replies = io.StringIO()
+    lines = [{"quit": True, "bogus": 1}, {"id": 2, "argv": [1]}]
+    serve(io.StringIO("".join(json.dumps(line) + "\n" for line in lines)), replies, build_parser)
+    first, second = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert first["status"] == 2 and first["error"].startswith("bad request: unknown field 'bogus'")
+    assert second["id"] == 2 and "argv[0] is a number" in second["error"]  # still answering
+
+
+def test_a_request_line_may_start_with_a_utf8_byte_order_mark():
+    """A line written by a Windows tool starts with a BOM: it was answered "not JSON"."""
+    replies = io.StringIO()
+    lines = "\ufeff" + json.dumps({"id": 1, "argv": [1]}) + "\n\ufeff\n" + '\ufeff{"quit": true}\n'
+    serve(io.StringIO(lines + json.dumps({"id": 9, "argv": [1]}) + "\n"), replies, build_parser)
+    (reply,) = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert reply["id"] == 1 and "argv[0] is a number" in reply["error"]  # parsed, then quit

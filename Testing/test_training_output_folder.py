@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from test_training_dataset import write_slicer_dataset
+from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.cli import main
+from UNetPlusPlusLib.training.output_guard import check_outside_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -85,3 +87,73 @@ def test_an_empty_output_name_is_one_error_line(tmp_path, capsys, monkeypatch, e
     assert main([str(data), "-o", empty, *TINY, "--plan-only"]) == 2
     assert "-o" in _one_error_line(capsys)
     assert list(here.iterdir()) == []
+
+
+def _files(folder: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def test_an_output_in_the_dataset_is_refused_before_anything_is_written(tmp_path, capsys):
+    """`unetpp train DATA -o DATA` (or -o inside DATA) wrote plan.json, train.log and cache/
+    among the cases (tester 20). Refused before the dataset is read (a folder of one file
+    here), nothing written, not even the output folder's writability probe."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "case1.nrrd").write_bytes(b"")
+    before = _files(tmp_path)
+    assert main([str(data), "-o", str(data / "case1" / "model"), *TINY, "--plan-only"]) == 2
+    line = _one_error_line(capsys)
+    assert f"(-o) {data.resolve() / 'case1' / 'model'} lies inside the dataset {data}:" in line
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "out, cache, said",
+    [
+        ("data", None, "training output (-o) {d} is the dataset folder {d}:"),
+        ("link", None, "training output (-o) {d} is the dataset folder {d}:"),
+        ("link/sub/model", None, "(-o) {d}/sub/model lies inside the dataset {d}:"),
+        ("out", "data/cache", "cache folder (--cache-dir) {d}/cache lies inside the dataset"),
+        ("out", "link", "cache folder (--cache-dir) {d} is the dataset folder {d}:"),
+        ("data/..", "data", "cache folder (--cache-dir) {d} is the dataset folder"),
+    ],
+)
+def test_outputs_in_the_dataset_are_refused_links_resolved(tmp_path, out, cache, said):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    cache_dir = tmp_path / cache if cache else None
+    with pytest.raises(UNetPlusPlusError) as info:
+        check_outside_dataset(data, tmp_path / out, cache_dir)
+    assert said.format(d=data.resolve()) in str(info.value), str(info.value)
+
+
+def test_a_dataset_in_the_output_folder_is_allowed_but_not_in_its_cache(tmp_path):
+    """The reverse, `unetpp train proj/data -o proj`, writes only the run's own names beside
+    the dataset; a dataset inside the cache or checkpoint/, which training replaces, is not."""
+    proj = tmp_path / "proj"
+    check_outside_dataset(proj / "data", proj, None)
+    check_outside_dataset(proj / "data", proj, tmp_path / "cache")
+    for data, folder, cache in [
+        (proj / "cache" / "data", proj / "cache", None),  # the default cache
+        (proj / "checkpoint", proj / "checkpoint", None),
+        (tmp_path / "c" / "data", tmp_path / "c", tmp_path / "c"),
+    ]:
+        with pytest.raises(UNetPlusPlusError, match="lies inside") as info:
+            check_outside_dataset(data, proj, cache)
+        assert f"The dataset {data} lies inside {folder}, which training" in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["cuda:7", "gpu0"])
+def test_a_missing_gpu_is_refused_before_the_dataset_is_read(tmp_path, capsys, spec):
+    """`unetpp train --device cuda:7` was refused only when the trainer started, after the
+    dataset was read, checked and planned; now first (here the dataset folder is empty)."""
+    import torch
+
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    (tmp_path / "data").mkdir()
+    argv = [str(tmp_path / "data"), "-o", str(tmp_path / "out"), *TINY, "--device", spec]
+    assert main(argv) == 2
+    assert f"evice {spec!r}" in _one_error_line(capsys)  # Device 'cuda:7', Unknown device
+    assert not (tmp_path / "out").exists()

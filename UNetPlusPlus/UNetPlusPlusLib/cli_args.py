@@ -269,7 +269,7 @@ def depth_choice(text: str) -> str:
 
 
 def device_choice(text: str) -> str:
-    """auto, cpu, cuda, cuda:N or mps (whether it exists is checked when the model loads)."""
+    """auto, cpu, cuda, cuda:N or mps (whether it exists: `run_segment`, before any read)."""
     value = text.strip().lower()
     if not _DEVICE.match(value):
         raise argparse.ArgumentTypeError(

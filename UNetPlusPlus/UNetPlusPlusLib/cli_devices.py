@@ -19,10 +19,17 @@ def run_devices(args: argparse.Namespace, progress) -> dict:
         print(json.dumps(devices), flush=True)
         return {}
     for device in devices:
-        memory = device.get("memory")
-        size = f"  ({memory / 2**30:.0f} GiB)" if isinstance(memory, (int, float)) else ""
-        print(f"{device['id']}: {device['name']}{size}")
+        print(device_line(device))
     return {}
+
+
+def device_line(device: dict) -> str:
+    """One table line, ``"cpu: AMD EPYC (24 GiB)"``: single spaces, an empty or missing name
+    or memory (bytes, or None) left out rather than leaving a double space."""
+    memory = device.get("memory")
+    size = f"({memory / 2**30:.0f} GiB)" if isinstance(memory, (int, float)) else ""
+    name = " ".join(str(device.get("name") or "").split())
+    return " ".join(part for part in (f"{device['id']}:", name, size) if part)
 
 
 def add_devices_parser(subparsers) -> None:

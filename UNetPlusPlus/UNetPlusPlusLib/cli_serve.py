@@ -21,11 +21,13 @@ Protocol, one JSON object per line (UTF-8):
   next request, or null; so the module deletes each run's input files when the run ends and
   writes them again only when the server does not hold the volume; an empty or blank token is
   refused; a line that is not JSON, or longer than :data:`MAX_LINE` characters (not held: the
-  rest is skipped), gets an error reply with ``"id": null`` and the same keys;
+  rest is skipped), gets an error reply with ``"id": null`` and the same keys; a line may start
+  with a UTF-8 byte order mark (as Windows tools write one), which is ignored;
 - request ``{"quit": true}``, or the end of stdin (the parent has gone): the server exits 0;
 - a request with any other field (a misspelt ``input_tokn`` would otherwise be dropped without a
   word, and the volume read again) is refused with one error naming it and the closest valid
-  field; the server goes on. ``quit`` other than true or false (``"yes"``, ``1``) is refused
+  field; the server goes on (``{"quit": true, "bogus": 1}`` too: refused, the server stays).
+  ``quit`` other than true or false (``"yes"``, ``1``) is refused
   likewise, rather than read as no quit.
 
 Idle time: when no request has come for ``IDLE_PROBE_AFTER_S`` after a reply, the kept model's
@@ -282,6 +284,7 @@ def serve(
         if line is _TOO_LONG:
             refuse(f"bad request: a line longer than {MAX_LINE} characters")
             continue
+        line = line.removeprefix(_BOM)  # Windows tools (PowerShell, Notepad) start with one
         if not line.strip():
             continue
         try:
@@ -289,12 +292,25 @@ def serve(
         except ValueError:
             refuse("bad request: not JSON")
             continue
-        if isinstance(request, dict) and request.get("quit") is True:  # not "no", not 1
+        if _quits(request):
             break
         with contextlib.redirect_stdout(sys.stderr):
             handle(request, cache, replies, parser)
         idle_pending = True
     return 0
+
+
+_BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded: accepted before a request
+
+
+def _quits(request: Any) -> bool:
+    """``{"quit": true}`` with known fields only: not "no", not 1 (refused by :func:`handle`),
+    and ``{"quit": true, "bogus": 1}`` is refused there too rather than quitting."""
+    return (
+        isinstance(request, dict)
+        and request.get("quit") is True
+        and unknown_fields_message(request) is None
+    )
 
 
 def _line_reader(lines: Iterable[str]) -> Callable[[int], str]:

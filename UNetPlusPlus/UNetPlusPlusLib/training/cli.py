@@ -259,7 +259,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .dataset import find_cases
     from .dataset_check import check_dataset
     from .grid_check import check_case_grids
-    from .output_guard import check_output_folder, remove_on_failure
+    from .output_guard import check_output_folder, check_outside_dataset, remove_on_failure
     from .trainer import Trainer
 
     if args.resume and args.plan_only:  # the resumed run trained on, ignoring it (tester 16)
@@ -272,7 +272,12 @@ def run_train(args: argparse.Namespace) -> int:
             "--accept-changed-cases only applies to --resume (a new run reads the cases as "
             "they are); leave it out, or add --resume."
         )
+    check_outside_dataset(args.data_dir, args.out_dir, args.cache_dir)  # before any write
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
+    if str(args.device).strip().lower() not in ("auto", "cpu"):  # a missing GPU: before the data
+        from ..engine.devices import resolve_device
+
+        resolve_device(args.device)
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)

@@ -8,7 +8,12 @@ stderr. A folder that existed before the run is never removed.
 
 :func:`check_output_folder` runs first of all: the output must not be a file, and a folder that
 already holds a run (model.json, plan.json or ``checkpoint/``) is only reused with ``--resume``
-(continue it) or ``--overwrite`` (replace it).
+(continue it) or ``--overwrite`` (replace it). :func:`check_outside_dataset` runs before it:
+the output folder (and ``--cache-dir``) must not be the dataset folder or inside it, where
+plan.json, train.log and ``cache/`` would be written among the cases. The reverse, a dataset
+inside the output folder (``unetpp train proj/data -o proj``), is allowed: the run writes only
+its own names there and removes no folder it did not create; but not a dataset inside the
+folders the run fills and replaces (the cache, ``checkpoint/``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,35 @@ def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool
             f"{out} already holds a training run ({', '.join(found)}); continue it with "
             "--resume, replace it with --overwrite, or give another folder (-o)."
         )
+
+
+def check_outside_dataset(
+    data_dir: Union[str, Path], out_dir: Union[str, Path], cache_dir: Union[str, Path, None]
+) -> None:
+    """Refuse ``-o`` or ``--cache-dir`` equal to or inside ``data_dir``, and ``data_dir`` equal
+    to or inside the cache or ``OUT_DIR/checkpoint``, with symbolic links resolved; one line
+    naming both folders. An empty ``out_dir`` is left to :func:`check_output_folder`.
+    Raises :class:`UNetPlusPlusError`."""
+    if not str(out_dir).strip() or not str(data_dir).strip():
+        return
+    data = resolve_path(Path(data_dir).expanduser(), "The dataset folder")
+    out = resolve_path(Path(out_dir).expanduser(), "The training output (-o)")
+    cache = out / "cache"
+    if cache_dir is not None and str(cache_dir).strip():
+        cache = resolve_path(Path(cache_dir).expanduser(), "The cache folder (--cache-dir)")
+    for what, folder in (("training output (-o)", out), ("cache folder (--cache-dir)", cache)):
+        if folder == data or data in folder.parents:
+            where = "is the dataset folder" if folder == data else "lies inside the dataset"
+            raise UNetPlusPlusError(
+                f"The {what} {folder} {where} {data}: plan.json, train.log and the cache would "
+                "be written among the cases; give a folder outside the dataset."
+            )
+    for folder in (cache, out / CHECKPOINT_DIR):
+        if folder == data or folder in data.parents:
+            raise UNetPlusPlusError(
+                f"The dataset {data} lies inside {folder}, which training fills and replaces; "
+                "move the dataset, or give another output folder (-o) or --cache-dir."
+            )
 
 
 def _probe_writable(folder: Optional[Path], out: Path) -> None:
