@@ -129,3 +129,24 @@ def test_a_request_line_may_start_with_a_utf8_byte_order_mark():
     serve(io.StringIO(lines + json.dumps({"id": 9, "argv": [1]}) + "\n"), replies, build_parser)
     (reply,) = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
     assert reply["id"] == 1 and "argv[0] is a number" in reply["error"]  # parsed, then quit
+
+
+def test_requests_and_replies_are_utf8_whatever_the_code_page(tmp_path):
+    """On Windows stdin/stdout default to the code page (cp1252): a request naming
+    ``Bücher/ct.nii.gz`` in UTF-8 arrived as ``BÃ¼cher``; bytes that are not UTF-8 must not end
+    the server (cli_serve.utf8_streams, called by run_serve)."""
+    from UNetPlusPlusLib.cli_serve import utf8_streams
+
+    missing = str(tmp_path / "Bücher" / "ct.nii.gz")
+    argv = [missing, "--task", "liver", "-o", "x.seg.nrrd"]
+    request = json.dumps({"id": 1, "argv": argv}, ensure_ascii=False)  # as most tools write it
+    raw = request.encode() + b"\n\xff\xfe{\n" + b'{"quit": true}\n'
+    requests = io.TextIOWrapper(io.BytesIO(raw), encoding="cp1252")
+    out = io.BytesIO()
+    replies = io.TextIOWrapper(out, encoding="cp1252", write_through=True)
+    utf8_streams(requests, replies)
+    assert serve(requests, replies, build_parser) == 0
+    answers = [json.loads(line) for line in out.getvalue().decode("utf-8").splitlines()][1:]
+    assert answers[0]["id"] == 1 and answers[0]["status"] == 2
+    assert "Bücher" in answers[0]["error"], answers[0]["error"]
+    assert "not JSON" in answers[1]["error"]  # the undecodable line, then the server quit

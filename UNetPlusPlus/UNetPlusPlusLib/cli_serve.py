@@ -364,7 +364,20 @@ def run_serve(args: argparse.Namespace, progress: Any) -> int:
     whatever the load at its start (``runtime_env.prefer_passive``): it lives as long as the
     Slicer module, beside Slicer's own main thread."""
     runtime_env.prefer_passive()
+    utf8_streams(sys.stdin, sys.stdout)
     return serve(sys.stdin, sys.stdout, args.build_parser)
+
+
+def utf8_streams(*streams: IO[str]) -> None:
+    """Read and write the protocol's JSON lines as UTF-8 (RFC 8259 section 8.1), whatever the
+    system's code page: on Windows stdin and stdout default to it (cp1252), so a request naming
+    ``Bücher/ct.nii.gz`` sent as UTF-8 would arrive garbled. Bytes that are not UTF-8 become
+    U+FFFD (the request is then refused as not JSON or its file not found), instead of ending
+    the server. Streams without ``reconfigure`` (tests' StringIO) are left as they are."""
+    for stream in streams:
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(encoding="utf-8", errors="replace")
 
 
 def add_serve_parser(subparsers: Any, build_parser: ParserFactory) -> None:
