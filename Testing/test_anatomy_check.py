@@ -361,3 +361,24 @@ def test_the_cli_with_a_roi_names_the_rois_top(sphere_model, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("warning: The 'liver' segment is not where a liver lies") == 1, err
         assert f"mm below the top of the {region} with no lung above it" in err, err
+
+
+def test_the_orientation_and_liver_checks_measure_the_coarse_ct_once_per_memo(monkeypatch):
+    """With one memo for the volume (the CLI's warm cache), the front-back check before the
+    network and the liver check after it share one coarse CT (``coarse_ct_once``): measured
+    once, with the same findings as each check measuring alone."""
+    from UNetPlusPlusLib.engine import anatomy_check
+    from UNetPlusPlusLib.engine.orientation_check import measure_ap
+
+    volume, ball = torso_on("flipped")
+    measured = []
+    original = anatomy_check._field_of_view
+    monkeypatch.setattr(
+        anatomy_check, "_field_of_view", lambda *a: measured.append(1) or original(*a)
+    )
+    alone = (measure_ap(volume), measure_liver(volume, ball(*LIVER)))
+    assert len(measured) == 2
+    memo: dict = {}
+    shared = (measure_ap(volume, memo), measure_liver(volume, ball(*LIVER), memo=memo))
+    assert len(measured) == 3 and shared == alone
+    assert alone[1].failed == [] and not alone[0].flipped

@@ -133,8 +133,9 @@ class WarmCache:
         that check does."""
         from .engine.sanity import check_model_input
 
-        def check(manifest, volume):
-            return check_model_input(manifest, volume, channel_check=channel_check)
+        def check(manifest, volume):  # the coarse CT it measures is kept for the liver check
+            memo = self.memo(manifest, volume)
+            return check_model_input(manifest, volume, channel_check=channel_check, memo=memo)
 
         return list(self._once(f"warnings {channel_check}", manifest, volume, check))
 

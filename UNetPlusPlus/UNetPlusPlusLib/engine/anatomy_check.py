@@ -143,7 +143,38 @@ def _strided(array: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
 
 
 def _image(array: np.ndarray, grid: Grid) -> sitk.Image:
+    """A float32 SimpleITK image of ``array`` on ``grid``; a boolean mask goes to SimpleITK as
+    bytes and is cast there (0.0 and 1.0 as before, without a float32 copy in numpy)."""
+    if array.dtype == bool:
+        return sitk.Cast(array_to_sitk(array, grid), sitk.sitkFloat32)
     return array_to_sitk(np.ascontiguousarray(array, dtype=np.float32), grid)
+
+
+def coarse_ct_once(
+    ct: np.ndarray, full: Grid, grid: Grid, memo: Optional[MutableMapping] = None, channel: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hu, fov, body) of a CT on the coarse LPS ``grid``, (z, y, x): the block-averaged HU,
+    the cells inside the image (:func:`_field_of_view`) and the body (the largest region of
+    cells above BODY_HU). ``ct``: channel ``channel``'s voxels at FINE_MM strides
+    (:func:`_strided`) of an image on ``full``. Kept read-only in ``memo`` (a dict the caller
+    keeps for this very volume) for the same channel and grid: the front-back orientation
+    check (``orientation_check.py``) and the liver check measure them once per volume."""
+    key = (channel, tuple(grid.size_xyz), tuple(grid.spacing), tuple(grid.origin))
+    kept = None if memo is None else memo.get("coarse ct")
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    steps = [max(1, int(FINE_MM / s)) for s in full.spacing]  # as _strided, x, y, z
+    spacing = tuple(s * k for s, k in zip(full.spacing, steps))
+    fine = Grid(ct.shape[::-1], spacing, full.origin, full.direction)
+    hu = _coarse(_image(ct, fine), grid)
+    fov = _field_of_view(full, grid)
+    body = _regions(fov & (hu > BODY_HU), 1) == 1
+    found = (hu, fov, body)
+    for array in found:
+        array.setflags(write=False)
+    if memo is not None:
+        memo["coarse ct"] = (key, found)
+    return found
 
 
 def _regions(mask: np.ndarray, min_cells: int) -> np.ndarray:
@@ -198,22 +229,22 @@ def _enclosed(regions: np.ndarray, tissue: np.ndarray, fov: np.ndarray) -> np.nd
     return keep[regions]
 
 
-def lung_and_body(volume: Volume, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lung_and_body(
+    volume: Volume, grid: Grid, memo: Optional[MutableMapping] = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lung, body and field-of-view masks of a CT (HU) on the coarse LPS ``grid``, (z, y, x).
 
     Lung: cells mostly of lung parenchyma (-950 to -400 HU at about 2 mm; gas below -950 HU,
     as in bowel, airways and outside air, is not lung), opened by one cell, in regions of at
     least MIN_LUNG_ML rimmed by soft tissue (:func:`_enclosed`). Body: the largest region of
-    cells above BODY_HU."""
+    cells above BODY_HU. ``memo``: see :func:`coarse_ct_once`."""
     ct, fine = _strided(volume.array[0], volume.grid)
     lung_share = _coarse(_image((ct > LUNG_LOW_HU) & (ct <= LUNG_HIGH_HU), fine), grid)
-    hu = _coarse(_image(ct, fine), grid)
-    fov = _field_of_view(volume.grid, grid)
+    hu, fov, body = coarse_ct_once(ct, volume.grid, grid, memo)
     tissue = fov & (hu > BODY_HU)
     opened = open_ball1(lung_share >= LUNG_CELL_SHARE)
     regions = _regions(opened, int(np.ceil(MIN_LUNG_ML / _CELL_ML)))
     lung = _enclosed(regions, tissue, fov)
-    body = _regions(tissue, 1) == 1
     return lung, body, fov
 
 
@@ -285,7 +316,7 @@ def lung_and_body_once(
     kept = None if memo is None else memo.get("anatomy masks")
     if kept is not None and kept[0] == key:
         return kept[1]
-    masks = lung_and_body(volume, grid)
+    masks = lung_and_body(volume, grid, memo)
     for mask in masks:
         mask.setflags(write=False)
     if memo is not None:

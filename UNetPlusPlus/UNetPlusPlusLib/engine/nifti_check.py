@@ -29,6 +29,7 @@ from typing import BinaryIO, NamedTuple, Optional
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .gzip_stream import GzipStream
 from .nifti_transforms import transform_warning
 from .sanity import cast_voxels, nonfinite_error
 
@@ -169,11 +170,13 @@ def _scan(
 def _feed(stream: BinaryIO, scan: _FiniteScan, first: bytes = b"") -> int:
     """Feed ``first`` and the rest of ``stream`` to ``scan``; the bytes fed."""
     size = 0
-    chunk = first or stream.read(_CHUNK)
+    some = getattr(stream, "read_some", None)  # a GzipStream: its chunks as they come
+    read = some if some is not None else lambda: stream.read(_CHUNK)
+    chunk = first or read()
     while chunk:
         size += len(chunk)
         scan.feed(chunk)
-        chunk = stream.read(_CHUNK)
+        chunk = read()
     return size
 
 
@@ -257,17 +260,18 @@ def pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
 
 
 def _opener(path: Path):
-    """gzip for a ``.gz`` name whose first bytes are gzip's magic, else plain ``open``: ITK's
-    NIfTI reader (znzlib) reads a plain file named ``.nii.gz``, which the check had refused as
-    a broken gzip (tester 10). A file named ``.nii`` is read plain, as ITK reads it."""
+    """:class:`.gzip_stream.GzipStream` for a ``.gz`` name whose first bytes are gzip's magic,
+    else plain ``open``: ITK's NIfTI reader (znzlib) reads a plain file named ``.nii.gz``,
+    which the check had refused as a broken gzip (tester 10). A file named ``.nii`` is read
+    plain, as ITK reads it."""
     if not path.name.lower().endswith(".gz"):
         return open
     try:
         with open(path, "rb") as stream:
             magic = stream.read(2)
     except OSError:
-        return gzip.open  # the read that follows says why
-    return gzip.open if magic == GZIP_MAGIC or len(magic) < 2 else open
+        return GzipStream  # the read that follows says why
+    return GzipStream if magic == GZIP_MAGIC or len(magic) < 2 else open
 
 
 def _pair_pass(header: Path, image: Path) -> tuple[Optional[_Layout], int, int, None]:

@@ -28,19 +28,17 @@ numpy and SimpleITK only.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import MutableMapping, Optional
 
 import numpy as np
 
 from .anatomy_check import (
-    BODY_HU,
     FINE_MM,
     STEP_MM,
     _coarse,
-    _field_of_view,
     _image,
-    _regions,
     _strided,
+    coarse_ct_once,
     too_large,
 )
 from .volume import Grid, Volume, canonical_grid
@@ -88,14 +86,20 @@ def fine_steps(spacing_xyz) -> tuple[int, int, int]:
     return tuple(max(1, int(FINE_MM / float(s))) for s in reversed(list(spacing_xyz)))
 
 
-def measure_ap(volume: Volume) -> Orientation:
-    """Where the midline bone of a CT ``volume`` (HU in channel 0, any direction) lies
-    front-back, in patient coordinates. Returns :class:`Orientation`; ``flipped`` is True only
-    on clear evidence that the spine lies in front of the body's centre."""
-    return measure_ap_strided(_strided(volume.array[0], volume.grid)[0], volume.grid)
+def measure_ap(
+    volume: Volume, memo: Optional[MutableMapping] = None, channel: int = 0
+) -> Orientation:
+    """Where the midline bone of a CT ``volume`` (HU in channel ``channel``, any direction)
+    lies front-back, in patient coordinates. Returns :class:`Orientation`; ``flipped`` is True
+    only on clear evidence that the spine lies in front of the body's centre. ``memo``: a dict
+    kept for this very volume, shared with the liver check (``anatomy_check.coarse_ct_once``)."""
+    ct = _strided(volume.array[channel], volume.grid)[0]
+    return measure_ap_strided(ct, volume.grid, memo, channel)
 
 
-def measure_ap_strided(ct: np.ndarray, full: Grid) -> Orientation:
+def measure_ap_strided(
+    ct: np.ndarray, full: Grid, memo: Optional[MutableMapping] = None, channel: int = 0
+) -> Orientation:
     """:func:`measure_ap` from the CT's (z, y, x) voxels at :func:`fine_steps` strides only
     (HU, any dtype; ``array[::sz, ::sy, ::sx]``) and the whole image's grid ``full``: the
     same result as on the whole array (the streamed ``--roi`` checks)."""
@@ -107,10 +111,8 @@ def measure_ap_strided(ct: np.ndarray, full: Grid) -> Orientation:
     steps = fine_steps(full.spacing)[::-1]  # x, y, z
     spacing = tuple(s * k for s, k in zip(full.spacing, steps))
     fine = Grid(ct.shape[::-1], spacing, full.origin, full.direction)
-    hu = _coarse(_image(ct, fine), grid)
     dense = _coarse(_image(ct > DENSE_HU, fine), grid)  # share of dense voxels per cell
-    fov = _field_of_view(full, grid)
-    body = _regions(fov & (hu > BODY_HU), 1) == 1
+    _, fov, body = coarse_ct_once(ct, full, grid, memo, channel)
     band = int(round(BAND_MM / STEP_MM))
     offsets, weights = [], []
     for z in np.nonzero(body.any(axis=(1, 2)))[0]:
@@ -154,15 +156,14 @@ def ap_warning(found: Orientation, name: str) -> Optional[str]:
     )
 
 
-def check_orientation(manifest, volume: Volume) -> list[str]:
+def check_orientation(manifest, volume: Volume, memo: Optional[MutableMapping] = None) -> list[str]:
     """The front-back orientation warning for a model's CT input (the first channel
-    normalised as ``ct``; none: []). ``volume``: (C, z, y, x) in HU. Returns at most one
-    warning; never raises for a real CT."""
+    normalised as ``ct``; none: []). ``volume``: (C, z, y, x) in HU; ``memo``: see
+    :func:`measure_ap`. Returns at most one warning; never raises for a real CT."""
     first = ct_channel(manifest)
     if first is None:
         return []
-    ct = volume.with_array(volume.array[first : first + 1])
-    warning = ap_warning(measure_ap(ct), manifest.channels[first].name)
+    warning = ap_warning(measure_ap(volume, memo, first), manifest.channels[first].name)
     return [warning] if warning else []
 
 

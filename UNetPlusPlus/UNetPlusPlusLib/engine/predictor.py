@@ -206,7 +206,7 @@ class Predictor:
                 "The disagreement map compares the deep-supervision heads, and depth 1 has only "
                 "one: choose depth 2, 3, 4 or ensemble."
             )
-        warnings = self.check_input(volume, input_warnings, channel_check)
+        warnings = self.check_input(volume, input_warnings, channel_check, memo)
         if full_grid is not None and (point is not None or disagreement):
             raise ValueError("full_grid (a partial volume) supports ROI runs only")
         grid_out = full_grid if full_grid is not None else volume.grid
@@ -337,13 +337,18 @@ class Predictor:
         return final, disagreement_map(heads)
 
     def check_input(
-        self, volume: Volume, input_warnings: Optional[list] = None, channel_check: bool = True
+        self,
+        volume: Volume,
+        input_warnings: Optional[list] = None,
+        channel_check: bool = True,
+        memo: Optional[dict] = None,
     ) -> list[str]:
         """Input sanity (engine/sanity.py) for this model; returns warnings, raises refusals.
 
         ``input_warnings``: the whole image was already checked (streamed or cached); only the
-        channel count is checked here and these warnings are returned."""
-        return check_model_input(self.manifest, volume, input_warnings, channel_check)
+        channel count is checked here and these warnings are returned. ``memo``: as in
+        :meth:`segment`."""
+        return check_model_input(self.manifest, volume, input_warnings, channel_check, memo)
 
     def _component_at_point(
         self,

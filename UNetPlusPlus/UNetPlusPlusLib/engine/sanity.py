@@ -28,7 +28,7 @@ Other families live where the data is read: several DICOM series in one folder
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import MutableMapping, Sequence
 
 import numpy as np
 
@@ -203,7 +203,11 @@ def check_channels(
 
 
 def check_model_input(
-    manifest, volume, input_warnings: Sequence[str] | None = None, channel_check: bool = True
+    manifest,
+    volume,
+    input_warnings: Sequence[str] | None = None,
+    channel_check: bool = True,
+    memo: MutableMapping | None = None,
 ) -> list[str]:
     """Input sanity of a :class:`.volume.Volume` (C, z, y, x) for a model: its channel count,
     then :func:`check_volume` against the manifest's channel modalities, the front-back
@@ -214,7 +218,9 @@ def check_model_input(
 
     ``input_warnings``: the whole image was already checked (streamed or cached); only the
     channel count is checked and these warnings are returned. No torch is needed, so the CLI
-    runs this before it imports torch. Raises UNetPlusPlusError."""
+    runs this before it imports torch. ``memo``: a dict kept for this very volume (the coarse
+    CT the orientation and liver checks share, ``anatomy_check.coarse_ct_once``). Raises
+    UNetPlusPlusError."""
     expected = len(manifest.channels)
     got = volume.array.shape[0] if volume.array.ndim == 4 else 0
     if volume.array.ndim != 4 or got != expected:
@@ -225,7 +231,7 @@ def check_model_input(
     if input_warnings is not None:
         return list(input_warnings)
     warnings = check_volume(volume, [channel.modality for channel in manifest.channels])
-    warnings += check_orientation(manifest, volume)  # a CT flipped front-back (spine in front)
+    warnings += check_orientation(manifest, volume, memo)  # a CT flipped front-back
     arrays = list(volume.array)
     return warnings + check_sequence_order(manifest, arrays, channel_check, volume.spacing)
 
