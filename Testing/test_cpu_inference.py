@@ -9,17 +9,12 @@ from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
 
 FEATURES = (4, 8, 8, 16, 16, 6)
 
-pytestmark = pytest.mark.skipif(
-    not torch.backends.mkldnn.is_available(), reason="the fast path needs oneDNN (MKLDNN)"
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.skipif(
+        not torch.backends.mkldnn.is_available(), reason="the fast path needs oneDNN (MKLDNN)"
+    ),
+    pytest.mark.usefixtures("one_torch_thread"),  # conftest.py
+]
 
 
 def make_net(norm: str = "instance", in_channels: int = 2, out_channels: int = 3):

@@ -17,9 +17,12 @@ from UNetPlusPlusLib.engine.network import plain_modules
 from UNetPlusPlusLib.engine.normalize import normalize
 from UNetPlusPlusLib.engine.predictor import Predictor
 
-pytestmark = pytest.mark.skipif(
-    not torch.backends.mkldnn.is_available(), reason="the fast path needs oneDNN (MKLDNN)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not torch.backends.mkldnn.is_available(), reason="the fast path needs oneDNN (MKLDNN)"
+    ),
+    pytest.mark.usefixtures("one_torch_thread"),  # conftest.py
+]
 REPO = Path(__file__).resolve().parents[1]
 NODULE_CASE = "LIDC-IDRI-0004_R_1"
 
@@ -35,14 +38,6 @@ class _Calls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         self.names.append(getattr(func, "__name__", str(func)))
         return func(*args, **(kwargs or {}))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("c", [4, 8])

@@ -15,6 +15,8 @@ from UNetPlusPlusLib.engine.monai_weights import (
 from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
+
 nets = pytest.importorskip("monai.networks.nets")
 
 FEATURES = (4, 8, 16, 32, 64, 6)
@@ -39,14 +41,6 @@ def monai_net(norm: str = "instance", features=FEATURES, in_channels=2, out_chan
                     module.running_mean.uniform_(-0.5, 0.5)
                     module.running_var.uniform_(0.5, 2.0)
     return net.eval()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])
