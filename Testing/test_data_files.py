@@ -144,3 +144,19 @@ def test_a_nrrd_list_of_data_files_is_checked_file_by_file(tmp_path):
     (tmp_path / "z1.raw").unlink()
     with pytest.raises(UNetPlusPlusError, match=r"z1\.raw \('data file: LIST 2' in the header"):
         read_image(header)
+
+
+def test_a_metaimage_list_of_slice_files_with_a_dimension_reads_as_itk_reads_it(tmp_path):
+    """``ElementDataFile = LIST 2D`` (one file per slice, MetaIO's documented form) is read as
+    SimpleITK reads it; it was refused as a missing data file named 'LIST 2D' (tester 21)."""
+    values = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    for k in range(2):
+        (tmp_path / f"z{k}.raw").write_bytes(values[k].astype("<i2").tobytes())
+    header = tmp_path / "ct.mhd"
+    header.write_text(
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+        "DimSize = 4 3 2\nElementType = MET_SHORT\nElementDataFile = LIST 2D\nz0.raw\nz1.raw\n"
+    )
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(header)))
+    assert np.array_equal(expected, values)
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(header)), expected)

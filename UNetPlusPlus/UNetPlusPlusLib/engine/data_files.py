@@ -90,8 +90,8 @@ def _check_metaimage(path: Path) -> None:
             end = position
             break
     value = fields.get("ElementDataFile")
-    if end is None or not value or value == "LIST" or "%" in value:
-        return  # not a MetaImage header, or its data are listed: ITK reads them
+    if end is None or not value or value.split()[0] == "LIST" or "%" in value:
+        return  # not a MetaImage header, or its data are listed ("LIST", "LIST 2D"): ITK reads them
     field = f"ElementDataFile = {value}"
     voxels = nbytes = _metaimage_bytes(fields)
     compressed = fields.get("CompressedData", "False").lower() in ("true", "1")
