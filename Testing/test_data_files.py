@@ -5,6 +5,7 @@ open data file" and then "... (Reason: No such file or directory)", naming neith
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,25 @@ def test_a_metaimage_list_of_slice_files_with_a_dimension_reads_as_itk_reads_it(
     expected = sitk.GetArrayFromImage(sitk.ReadImage(str(header)))
     assert np.array_equal(expected, values)
     assert np.array_equal(sitk.GetArrayFromImage(read_image(header)), expected)
+
+
+def test_a_gzip_member_ending_one_byte_before_a_read_boundary_is_followed(tmp_path, monkeypatch):
+    """A two-member .raw.gz whose first member ends one byte before the end of a read (reads of
+    64 bytes here, 1 MiB in use): the next member's magic is split across two reads. It was
+    refused as holding too few bytes (tester 21); SimpleITK reads it."""
+    from UNetPlusPlusLib.engine import compressed_data
+
+    monkeypatch.setattr(compressed_data, "_CHUNK", 64)
+    monkeypatch.setattr(compressed_data, "_VERIFIED", [])
+    values = np.arange(48, dtype="<i2").reshape(4, 12)
+    first = gzip.compress(values[:2].tobytes()[:40], compresslevel=0, mtime=0)
+    assert len(first) == 63  # 10 + 5 + 40 + 8: ends one byte before the first read's end
+    data = first + gzip.compress(values.tobytes()[40:], mtime=0)
+    (tmp_path / "ct.raw.gz").write_bytes(data)
+    header = tmp_path / "ct.nhdr"
+    header.write_text(
+        "NRRD0004\ntype: short\ndimension: 2\nsizes: 12 4\nendian: little\nencoding: gzip\n"
+        "data file: ct.raw.gz\n"
+    )
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(header))), values)
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(header)), values)

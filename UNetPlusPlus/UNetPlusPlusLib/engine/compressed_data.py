@@ -51,7 +51,8 @@ def check_inflates(
                 total += len(inflater.decompress(chunk, _CHUNK))
                 chunk = inflater.unconsumed_tail
                 if inflater.eof:  # a gzip file may hold several members, one after another
-                    rest = inflater.unused_data or stream.read(2)
+                    rest = inflater.unused_data  # it may hold one byte of the next magic
+                    rest += stream.read(max(0, 2 - len(rest)))
                     if not (gzip_format and rest[:2] == b"\x1f\x8b"):
                         break
                     inflater, chunk = zlib.decompressobj(wbits), rest
