@@ -2,7 +2,8 @@
 
 - :func:`auto_workers`: the worker count of ``-n auto`` (conftest's
   ``pytest_xdist_auto_num_workers``): one per CPU this process may run on, at most
-  ``MAX_WORKERS`` and one per ``WORKER_MEMORY_BYTES`` of physical memory, at least 1.
+  ``MAX_WORKERS`` and one per ``WORKER_MEMORY_BYTES`` of memory, at least 1; a container's
+  CPU quota and memory limit (Linux control group) count where lower than the host's.
 - :func:`session_dir`: one scratch folder shared by every worker of a run (and by a serial run),
   made by the controlling process before the workers start and removed after they end; for data
   that one worker prepares and the others reuse (``brats_store``), under a file lock.
@@ -25,19 +26,65 @@ MAX_WORKERS = 8
 WORKER_MEMORY_BYTES = 3 * 1024**3
 
 
+#: Where Linux shows this process's control group (a container's own, in its namespace).
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read_words(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def cgroup_cpus(root: Path = CGROUP_ROOT) -> Optional[int]:
+    """CPUs of the control group's CPU quota (``docker --cpus 2``: cgroup v2 ``cpu.max``, v1
+    ``cpu/cpu.cfs_quota_us`` over ``cpu.cfs_period_us``), rounded up; None without a quota.
+    The affinity mask does not show a quota: a 2-CPU container on a 16-core host saw 16."""
+    v2 = _read_words(root / "cpu.max")
+    quota, period = (v2[:2] if len(v2) >= 2 else []) or [
+        (_read_words(root / "cpu" / name) or [""])[0]
+        for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+    ]
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:
+        return None  # "max", absent or unreadable: no quota
+    return -(-quota_us // period_us) if quota_us > 0 and period_us > 0 else None
+
+
+def cgroup_memory_bytes(root: Path = CGROUP_ROOT) -> Optional[int]:
+    """The control group's memory limit in bytes (cgroup v2 ``memory.max``, v1
+    ``memory/memory.limit_in_bytes``), or None without one ("max", or v1's near-2**63)."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        words = _read_words(path)
+        if words and words[0].isdigit() and int(words[0]) < 2**60:
+            return int(words[0])
+    return None
+
+
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one), at least 1."""
+    """CPUs this process may run on (its affinity mask where the OS has one, and its control
+    group's CPU quota), at least 1."""
     if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+        cpus = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpus()
+    return max(1, min(cpus, quota) if quota else cpus)
 
 
 def physical_memory_bytes() -> Optional[int]:
-    """Physical memory in bytes, or None where the OS does not say (Windows)."""
+    """Memory in bytes: physical memory, or the control group's limit where lower (a
+    container's ``--memory``); None where the OS does not say (Windows)."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory: Optional[int] = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
-        return None
+        memory = None
+    limit = cgroup_memory_bytes()
+    if limit is not None and (memory is None or limit < memory):
+        return limit
+    return memory
 
 
 def auto_workers(cpus: int, memory_bytes: Optional[int]) -> int:
