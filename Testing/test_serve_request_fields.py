@@ -122,6 +122,16 @@ def test_quit_with_an_unknown_field_is_refused_and_the_server_stays():
     assert second["id"] == 2 and "argv[0] is a number" in second["error"]  # still answering
 
 
+def test_quit_with_a_run_is_refused_not_dropped_without_a_reply():
+    """``{"id": 2, "argv": [...], "quit": true}`` quit at once: no reply for id 2 (tester 21)."""
+    replies = io.StringIO()
+    lines = [{"id": 2, "argv": ["devices"], "quit": True}, {"id": 3, "argv": [1]}]
+    serve(io.StringIO("".join(json.dumps(line) + "\n" for line in lines)), replies, build_parser)
+    first, second = [json.loads(line) for line in replies.getvalue().splitlines()][1:]
+    assert first["id"] == 2 and first["status"] == 2 and "quit comes alone" in first["error"]
+    assert second["id"] == 3 and "argv[0] is a number" in second["error"]  # still answering
+
+
 def test_a_request_line_may_start_with_a_utf8_byte_order_mark():
     """A line written by a Windows tool starts with a BOM: it was answered "not JSON"."""
     replies = io.StringIO()

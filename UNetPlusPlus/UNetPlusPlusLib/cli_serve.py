@@ -28,7 +28,8 @@ Protocol, one JSON object per line (UTF-8):
   word, and the volume read again) is refused with one error naming it and the closest valid
   field; the server goes on (``{"quit": true, "bogus": 1}`` too: refused, the server stays).
   ``quit`` other than true or false (``"yes"``, ``1``) is refused
-  likewise, rather than read as no quit.
+  likewise, rather than read as no quit; so is ``quit`` with ``argv`` or ``input_token`` (the
+  run was dropped without a reply).
 
 Idle time: when no request has come for ``IDLE_PROBE_AFTER_S`` after a reply, the kept model's
 ``fastest`` executor probes on the last tiles it ran (``FastestExecutor.idle_probe``): OpenVINO
@@ -155,6 +156,10 @@ def handle(request: Any, cache: WarmCache, replies: IO[str], build_parser: Parse
     ending = request.get("quit", False) if isinstance(request, dict) else False
     if not isinstance(ending, bool):  # "yes" or 1 ran the request's argv as a segmentation
         message = f"bad request: quit must be true or false, got {ending!r}"
+        end({"error": message, "status": EXIT_USER_ERROR})
+        return
+    if ending:  # {"quit": true, "argv": [...]}: the run was dropped without a reply
+        message = 'bad request: quit comes alone; send the request, then {"quit": true}'
         end({"error": message, "status": EXIT_USER_ERROR})
         return
     if not isinstance(argv, list):
@@ -305,11 +310,13 @@ _BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded: accepted before a reques
 
 def _quits(request: Any) -> bool:
     """``{"quit": true}`` with known fields only: not "no", not 1 (refused by :func:`handle`),
-    and ``{"quit": true, "bogus": 1}`` is refused there too rather than quitting."""
+    and ``{"quit": true, "bogus": 1}`` or ``{"quit": true, "argv": [...]}`` is refused there too
+    rather than quitting."""
     return (
         isinstance(request, dict)
         and request.get("quit") is True
         and unknown_fields_message(request) is None
+        and set(request) <= {"id", "quit"}
     )
 
 
