@@ -276,7 +276,7 @@ def test_bf16_only_where_faster_and_not_worse(monkeypatch, fp32_s, bf16_s, dice,
     sampler = PatchSampler([case], (16, 16, 32))
     network = UNetPlusPlus3D(1, 2, (2, 4, 8, 16, 32, 2))
     result = steps_module.calibrate(
-        network, trainer_module.DeepSupervision, HybridLoss(), sampler, sampler,
+        network, steps_module.DeepSupervision, HybridLoss(), sampler, sampler,
         AugmentConfig(enabled=False), (1, 1, 1), 1, (16, 16, 32), torch.device("cpu"),
         1e-3, 0.0, "auto", 0, lambda m: None, steps=1,
     )  # fmt: skip
