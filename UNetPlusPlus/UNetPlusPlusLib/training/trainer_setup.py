@@ -15,6 +15,7 @@ from .case_content import LEGACY_METHOD, parent_method
 from .checkpoint import read_checkpoint_state
 from .dataset import find_cases
 from .fingerprint import case_contents, with_legacy_prints
+from .optimizer import AdamW
 from .parent_split import choose_split
 from .preprocess import PreprocessedCase, build_cache
 from .resume_checks import cases_record, check_resume_cases
@@ -104,7 +105,7 @@ class SetupMixin:
         self.network.to(self.device)
         channels_last(self.network)
         self.model = distributed.wrap_model(DeepSupervision(self.network), self.context)
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = AdamW(
             self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self._set_precision()
