@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 from test_training_dataset import write_slicer_dataset
@@ -64,11 +65,25 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     assert resumed_line.endswith(f"ETA for the rest {total}; done about {done}"), resumed_line
 
 
-def test_resume_still_refuses_a_changed_fixed_setting(tmp_path, capsys):
-    data = write_slicer_dataset(tmp_path / "data", cases=4)
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    """(data, a finished one-epoch run of TINY on it), trained once for the refusal tests,
+    which each resume a copy of the run (:func:`_copy_of`)."""
+    root = tmp_path_factory.mktemp("one-epoch")
+    data = write_slicer_dataset(root / "data", cases=4)
+    assert main([str(data), "-o", str(root / "out"), *TINY, "--epochs", "1"]) == 0
+    return data, root / "out"
+
+
+def _copy_of(one_epoch, tmp_path):
+    data, trained = one_epoch
+    shutil.copytree(trained, tmp_path / "out")
+    return data, tmp_path / "out"
+
+
+def test_resume_still_refuses_a_changed_fixed_setting(one_epoch, tmp_path, capsys):
+    data, out = _copy_of(one_epoch, tmp_path)
     args = [str(data), "-o", str(out), *TINY, "--epochs", "1"]
-    assert main(args) == 0
     plan = (out / "plan.json").read_text()
     changed = [*args, "--resume", "--epochs", "2"]
     changed[changed.index("--lr") + 1] = "0.1"
@@ -87,14 +102,12 @@ def test_resume_still_refuses_a_changed_fixed_setting(tmp_path, capsys):
     ],
 )
 def test_resume_refuses_options_the_plan_or_split_would_ignore(
-    tmp_path, capsys, option, value, message
+    one_epoch, tmp_path, capsys, option, value, message
 ):
     """The plan is kept on --resume: a changed --spacing / --tile / --batch-size was ignored
     while model.json's command recorded it, and --max-cases changed the split mid-run."""
-    data = write_slicer_dataset(tmp_path / "data", cases=4)
-    out = tmp_path / "out"
+    data, out = _copy_of(one_epoch, tmp_path)
     args = [str(data), "-o", str(out), *TINY, "--epochs", "1"]
-    assert main(args) == 0
     plan = (out / "plan.json").read_text()
     capsys.readouterr()
     changed = [*args, "--resume", "--epochs", "2"]
