@@ -3,22 +3,18 @@ parent's held-out case (training/case_content.py, case_patches.py). Before, a co
 left-right or front-back in the array (direction kept) and an in-plane sub-box (Slicer's "Crop
 volume") got prints of their own, trained beside the parent's validation case, and the
 fine-tune's validation Dice was silently dishonest. Different patients stay apart, and a
-parent that records prints of the older method (v1) is still matched by them.
+parent that records prints of the older method (v1) is still matched by them (the fine-tune
+run of such a parent: test_training_content_match.py, which shares its trained parent).
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from test_training_content_match import TINY, _copy_case
-from test_training_dataset import write_slicer_dataset
 from test_training_parent_split import IDS, REGEX, _cases, _ids
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.case_content import (
-    CONTENT_METHOD,
     LEGACY_METHOD,
     MIN_SHARED_PATCHES,
     SAME_IMAGE,
@@ -30,7 +26,6 @@ from UNetPlusPlusLib.training.case_content import (
     recorded_indexes,
 )
 from UNetPlusPlusLib.training.case_patches import SKETCH
-from UNetPlusPlusLib.training.cli import main
 from UNetPlusPlusLib.training.parent_split import ParentCases, parent_cases, split_with_parent
 
 # a v1 print, as the code before v2 computed it (main at 3e19666) for the array below
@@ -183,46 +178,6 @@ def test_old_prints_still_load_and_match_with_the_old_method():
     assert "p6_b" in _ids(split.validation)
     assert any("records image fingerprints of an older method" in n for n in split.notes)
     assert recorded_indexes({"case_fingerprints": {"method": "other/v9"}}) is None
-
-
-@pytest.mark.usefixtures("one_torch_thread")
-def test_fine_tune_of_a_v1_parent_reads_its_cases_once_more(tmp_path, capsys):
-    """A parent whose model.json holds v1 prints (trained before v2): the fine-tune computes
-    its cases' v1 prints and still finds a renamed copy of the held-out case."""
-    first = write_slicer_dataset(tmp_path / "first", cases=4)
-    parent = tmp_path / "parent"
-    assert main([str(first), "-o", str(parent), *TINY, "--val-cases", "case01"]) == 0
-    manifest = json.loads((parent / "model.json").read_text())
-    assert manifest["training"]["case_fingerprints"]["method"] == CONTENT_METHOD
-    old = {}
-    for side in ("training", "validation"):
-        for case in manifest["training"]["case_fingerprints"][side]:
-            found = case_print(*_array(first / f"{case}.nrrd"), legacy=True)
-            old.setdefault(side, {})[case] = found.image
-            old.setdefault(f"{side}_slices", {})[case] = found.slices_text()
-    manifest["training"]["case_fingerprints"] = {"method": LEGACY_METHOD, **old}
-    (parent / "model.json").write_text(json.dumps(manifest))
-
-    second = tmp_path / "second"
-    second.mkdir()
-    _copy_case(first, "case01", second, "held_copy")
-    _copy_case(first, "case02", second, "other")
-    _copy_case(first, "case03", second, "another")
-    out = tmp_path / "out"
-    assert main([str(second), "-o", str(out), *TINY, "--init", str(parent)]) == 0
-    printed = capsys.readouterr().out
-    assert "records image fingerprints of an older method" in printed
-    assert "reading the 3 case(s) once more" in printed
-    assert "case held_copy has the image content" in printed
-    split = json.loads((out / "plan.json").read_text())["split"]
-    assert split["validation"] == ["held_copy"]
-    recorded = json.loads((out / "model.json").read_text())["training"]["case_fingerprints"]
-    assert recorded["method"] == CONTENT_METHOD  # the new model records v2
-
-
-def _array(path):
-    volume = read_volume([path], ["ct"])
-    return volume.array, volume.direction
 
 
 def test_real_ct_mirror_and_crop_caught_other_patient_not(shared_data):

@@ -6,7 +6,8 @@ renamed copy leaked into training or validation and inflated the reported Dice. 
 without fingerprints (an older model) is matched by name, with one notice.
 
 Unit tests of the prints and the split; one tiny run trains a parent from scratch (its
-model.json records the prints) and fine-tunes it on renamed copies of its cases."""
+model.json records the prints), shared by the fine-tunes on renamed copies of its cases and
+of a copy of it whose model.json records v1 prints."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.case_content import (
     CONTENT_METHOD,
+    LEGACY_METHOD,
     SAME_IMAGE,
     SHARED_SLICES,
     CasePrint,
@@ -263,11 +265,20 @@ def _copy_case(source: Path, name: str, folder: Path, name_to: str, float32: boo
     shutil.copy(source / f"{name}.seg.nrrd", folder / f"{name_to}.seg.nrrd")
 
 
-@pytest.mark.usefixtures("one_torch_thread")
-def test_fine_tune_on_renamed_copies_of_the_parents_cases(tmp_path, capsys):
-    first = write_slicer_dataset(tmp_path / "first", cases=4)
-    parent = tmp_path / "parent"
+@pytest.fixture(scope="module")
+def parent_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(first, parent): four synthetic cases and a model trained on them from scratch with
+    case01 held out, shared by the fine-tune tests below (a test that edits it edits a copy)."""
+    root = tmp_path_factory.mktemp("content-parent")
+    first = write_slicer_dataset(root / "first", cases=4)
+    parent = root / "parent"
     assert main([str(first), "-o", str(parent), *TINY, "--val-cases", "case01"]) == 0
+    return first, parent
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fine_tune_on_renamed_copies_of_the_parents_cases(parent_run, tmp_path, capsys):
+    first, parent = parent_run
     recorded = json.loads((parent / "model.json").read_text())["training"]["case_fingerprints"]
     assert recorded["method"] == CONTENT_METHOD
     assert sorted(recorded["training"]) == ["case00", "case02", "case03"]
@@ -298,6 +309,47 @@ def test_fine_tune_on_renamed_copies_of_the_parents_cases(tmp_path, capsys):
     refused = [*args, "-o", str(tmp_path / "refused"), "--val-cases", "trained_copy"]
     assert main(refused) == 2
     assert "--val-cases names trained_copy, which the --init model" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fine_tune_of_a_v1_parent_reads_its_cases_once_more(parent_run, tmp_path, capsys):
+    """A parent whose model.json holds v1 prints (trained before v2): the fine-tune computes
+    its cases' v1 prints and still finds a renamed copy of the held-out case
+    (test_training_content_leak.py has the other v1 checks)."""
+    first, trained = parent_run
+    parent = tmp_path / "parent"
+    shutil.copytree(trained, parent, ignore=shutil.ignore_patterns("cache", "checkpoint"))
+    manifest = json.loads((parent / "model.json").read_text())
+    assert manifest["training"]["case_fingerprints"]["method"] == CONTENT_METHOD
+    old = {}
+    for side in ("training", "validation"):
+        for case in manifest["training"]["case_fingerprints"][side]:
+            found = case_print(*_array(first / f"{case}.nrrd"), legacy=True)
+            old.setdefault(side, {})[case] = found.image
+            old.setdefault(f"{side}_slices", {})[case] = found.slices_text()
+    manifest["training"]["case_fingerprints"] = {"method": LEGACY_METHOD, **old}
+    (parent / "model.json").write_text(json.dumps(manifest))
+
+    second = tmp_path / "second"
+    second.mkdir()
+    _copy_case(first, "case01", second, "held_copy")
+    _copy_case(first, "case02", second, "other")
+    _copy_case(first, "case03", second, "another")
+    out = tmp_path / "out"
+    assert main([str(second), "-o", str(out), *TINY, "--init", str(parent)]) == 0
+    printed = capsys.readouterr().out
+    assert "records image fingerprints of an older method" in printed
+    assert "reading the 3 case(s) once more" in printed
+    assert "case held_copy has the image content" in printed
+    split = json.loads((out / "plan.json").read_text())["split"]
+    assert split["validation"] == ["held_copy"]
+    recorded = json.loads((out / "model.json").read_text())["training"]["case_fingerprints"]
+    assert recorded["method"] == CONTENT_METHOD  # the new model records v2
+
+
+def _array(path: Path):
+    volume = read_volume([path], ["ct"])
+    return volume.array, volume.direction
 
 
 # ----------------------------------------------------------------------------- shipped models

@@ -21,7 +21,7 @@ def test_torchrun_two_processes_give_one_model(tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "UNetPlusPlusLib.training.cli", str(data), "-o", str(out), "--labels", "tumor",
         "--tile", "32", "32", "32", "--features", "4", "8", "16", "32", "64", "4",
-        "--batch-size", "1", "--epochs", "1", "--iterations-per-epoch", "2",
+        "--batch-size", "1", "--epochs", "1", "--iterations-per-epoch", "1",
         "--threads", "1", "--no-progress",
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 
 import pytest
 from test_training_dataset import write_slicer_dataset
-from test_training_plan import fixed_timing  # noqa: F401 - the fixture
 from UNetPlusPlusLib.training.checkpoint import read_checkpoint_state
 from UNetPlusPlusLib.training.cli import main
 from UNetPlusPlusLib.training.plan_setup import (
@@ -29,6 +28,8 @@ from UNetPlusPlusLib.training.planner import Plan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 COMMON = ["--labels", "tumor", "--no-progress", "--threads", "1", "--precision", "fp32"]
+#: The plan of a fixed schedule: nothing timed (the rate's row does not depend on a budget).
+PLAN_ONLY = ["--epochs", "1", "--iterations-per-epoch", "1", "--plan-only"]
 
 
 def lr_row(printed: str) -> str:
@@ -71,7 +72,6 @@ def test_the_fine_tuning_default_is_half_the_parents_own_rate_where_its_manifest
     assert learning_rate_choice(args, {"lr": 3e-4}, {}, recorded)[:2] == (3e-4, "the checkpoint")
 
 
-@pytest.mark.usefixtures("fixed_timing")
 def test_the_plan_shows_the_parents_rate_halved(tmp_path, capsys, sphere_model):
     parent = tmp_path / "parent"
     shutil.copytree(sphere_model.parent, parent)
@@ -80,7 +80,7 @@ def test_the_plan_shows_the_parents_rate_halved(tmp_path, capsys, sphere_model):
     (parent / "model.json").write_text(json.dumps(manifest))
     data = write_slicer_dataset(tmp_path / "data", cases=4)
     out = tmp_path / "ft"
-    base = [str(data), *COMMON, "--time-budget", "2h", "--plan-only", "--init", str(parent)]
+    base = [str(data), *COMMON, *PLAN_ONLY, "--init", str(parent)]
     assert main([*base, "-o", str(out)]) == 0
     row = lr_row(capsys.readouterr().out)
     assert (
@@ -91,10 +91,9 @@ def test_the_plan_shows_the_parents_rate_halved(tmp_path, capsys, sphere_model):
     assert plan["lr"] == pytest.approx(0.001) and "lr" not in plan["sources"]
 
 
-@pytest.mark.usefixtures("fixed_timing")
 def test_the_plan_shows_and_records_the_rate_and_where_it_came_from(tmp_path, capsys, sphere_model):
     data = write_slicer_dataset(tmp_path / "data", cases=4)
-    base = [str(data), *COMMON, "--time-budget", "2h", "--plan-only"]
+    base = [str(data), *COMMON, *PLAN_ONLY, "--cache-dir", str(tmp_path / "cache")]
 
     assert main([*base, "-o", str(tmp_path / "ft"), "--init", str(sphere_model)]) == 0
     row = lr_row(capsys.readouterr().out)
@@ -103,7 +102,7 @@ def test_the_plan_shows_and_records_the_rate_and_where_it_came_from(tmp_path, ca
     assert plan["lr"] == pytest.approx(1.5e-4) and "lr" not in plan["sources"]
 
     small = ["--features", "4", "8", "16", "32", "64", "4", "--tile", "32", "16", "16"]
-    assert main([*base, "-o", str(tmp_path / "scratch"), *small]) == 0  # cheaper calibration
+    assert main([*base, "-o", str(tmp_path / "scratch"), *small]) == 0
     assert "0.0003" in lr_row(capsys.readouterr().out)
     assert Plan.load(tmp_path / "scratch").lr == pytest.approx(3e-4)
 

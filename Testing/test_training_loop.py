@@ -42,11 +42,32 @@ def data_dir(tmp_path_factory):
     return write_slicer_dataset(tmp_path_factory.mktemp("slicer") / "data", cases=4)
 
 
+CURVES: list = []  # the epochs of each training_curve.png the `trained` run drew
+
+
+def drawing_spy(patch: pytest.MonkeyPatch, every_s: float) -> list:
+    """The epochs each drawing of the training curve shows, with the curve redrawn at most
+    every ``every_s`` seconds (and after the last epoch)."""
+    drawn: list = []
+    real = trainer_module.plot_history
+
+    def counting(history, path):
+        drawn.append([h["epoch"] for h in history])
+        return real(history, path)
+
+    patch.setattr(trainer_module, "plot_history", counting)
+    patch.setattr(trainer_module, "CURVE_EVERY_S", every_s)
+    return drawn
+
+
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "model"
     args = [str(data_dir), "-o", str(out), *TINY, "--epochs", "4", "--iterations-per-epoch", "6"]
-    assert main(args + ["--val-every", "2"]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # epochs far shorter than the redraw interval
+        drawn = drawing_spy(patch, every_s=1e9)
+        assert main(args + ["--val-every", "2"]) == 0
+    CURVES[:] = drawn
     return out
 
 
@@ -57,6 +78,13 @@ def test_a_few_iterations_lower_the_loss(trained):
     assert "validation" in history[1] and "validation" not in history[0]
     assert (trained / "training_curve.png").stat().st_size > 1000
     assert "epoch 4/4" in (trained / "train.log").read_text()
+
+
+def test_short_epochs_draw_the_curve_once_after_the_last(trained):
+    """A drawing costs 0.2-0.4 s of CPU: epochs shorter than CURVE_EVERY_S do not each redraw
+    it, and the last epoch always does (test_resume_continues_bit_for_bit: every epoch when the
+    interval has passed)."""
+    assert CURVES == [[1, 2, 3, 4]]
 
 
 def test_the_training_curve_keeps_its_labels_inside_the_figure(trained, tmp_path, monkeypatch):
@@ -77,12 +105,15 @@ def test_the_training_curve_keeps_its_labels_inside_the_figure(trained, tmp_path
     history = json.loads((trained / "history.json").read_text())
     long = [dict(h, epoch=i + 1) for i, h in enumerate(history * 25)]  # 100 epochs
     plot_history(long, tmp_path / "curve.png")
-    (figure,) = saved
+    plot_history(history[:2], tmp_path / "short.png")
+    figure, short = saved
     renderer = FigureCanvasAgg(figure).get_renderer()
     width, height = figure.bbox.width, figure.bbox.height
     for axes in figure.axes:
         box = axes.get_tightbbox(renderer)
         assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, box
+    for axes in short.axes:  # whole epochs only (not 1.0, 1.2, ...: fewer labels to draw)
+        assert [float(t) for t in axes.get_xticks() if 0 < t < 3] == [1.0, 2.0]
 
 
 def test_package_records_every_depth_and_the_pruning_rule(trained):
@@ -117,10 +148,13 @@ def _weights(path):
 
 
 def test_resume_continues_bit_for_bit(data_dir, tmp_path, monkeypatch):
-    common = [*TINY, "--epochs", "2", "--iterations-per-epoch", "2", "--val-every", "5"]
+    common = [*TINY, "--epochs", "2", "--iterations-per-epoch", "1", "--val-every", "5"]
     common += ["--cache-dir", str(tmp_path / "cache")]
     straight = tmp_path / "straight"
-    assert main([str(data_dir), "-o", str(straight), *common]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # the redraw interval passed: every epoch
+        drawn = drawing_spy(patch, every_s=0.0)
+        assert main([str(data_dir), "-o", str(straight), *common]) == 0
+    assert drawn == [[1], [1, 2]]
 
     interrupted = tmp_path / "interrupted"
     original = trainer_module.Trainer._save_epoch

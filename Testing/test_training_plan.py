@@ -276,7 +276,7 @@ def test_bf16_only_where_faster_and_not_worse(monkeypatch, fp32_s, bf16_s, dice,
     sampler = PatchSampler([case], (16, 16, 32))
     network = UNetPlusPlus3D(1, 2, (2, 4, 8, 16, 32, 2))
     result = steps_module.calibrate(
-        network, trainer_module.DeepSupervision, HybridLoss(), sampler, sampler,
+        network, steps_module.DeepSupervision, HybridLoss(), sampler, sampler,
         AugmentConfig(enabled=False), (1, 1, 1), 1, (16, 16, 32), torch.device("cpu"),
         1e-3, 0.0, "auto", 0, lambda m: None, steps=1,
     )  # fmt: skip
@@ -293,13 +293,14 @@ TINY = [
 
 @pytest.fixture()
 def fixed_timing(monkeypatch):
-    """Calibration answers 6 s per iteration and 0.5 s per inference tile, whatever the load;
-    no re-fit to the budget at the real pace."""
+    """Calibration answers 6 s per iteration and 2 s per inference tile (a validation of a
+    24^3 case at a 32^3 tile ~6.4 s: a 2-minute budget validates every few epochs), whatever
+    the load; no re-fit to the budget at the real pace."""
     real = steps_module.calibrate
 
     def calibrate(*args, **kwargs):
         result = real(*args, **kwargs)
-        result.seconds_per_iteration, result.seconds_per_tile = 6.0, 0.5
+        result.seconds_per_iteration, result.seconds_per_tile = 6.0, 2.0
         return result
 
     monkeypatch.setattr(run_plan, "calibrate", calibrate)
@@ -359,14 +360,18 @@ def test_budget_run_and_resume_keep_the_plan(tmp_path, capsys, monkeypatch, fixe
     assert "budget 120 s" in card
 
 
-def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(tmp_path, capsys):
+def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(
+    tmp_path, capsys, monkeypatch
+):
     data = write_slicer_dataset(tmp_path / "data", cases=4)
     out = tmp_path / "out"
     args = [str(data), "-o", str(out), *TINY, "--tile", "32", "32", "32", "--batch-size", "2",
-            "--epochs", "3", "--iterations-per-epoch", "2"]  # fmt: skip
+            "--epochs", "3", "--iterations-per-epoch", "1"]  # fmt: skip
+    monkeypatch.setattr(trainer_module, "CURVE_EVERY_S", 1e9)  # drawn only when a session ends
     assert main(args + ["--time-budget", "1"]) == 0  # a session of 1 s: one epoch, then stop
     assert "stopping after epoch 1 of 3" in capsys.readouterr().out
     assert not (out / "model.json").exists()
+    assert (out / "training_curve.png").stat().st_size > 1000  # the stopped session's epoch
     plan = json.loads((out / "plan.json").read_text())
     assert main(args + ["--resume", "--time-budget", "1"]) == 0  # another 1 s session
     resumed = json.loads((out / "plan.json").read_text())  # the same plan, with this session

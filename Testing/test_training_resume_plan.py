@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 from test_training_dataset import write_slicer_dataset
@@ -45,8 +46,9 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     assert rest["iterations"] == 1 and rest["validations"] == 1  # epoch 3, validated as the last
     assert first["estimate"]["timed"] is False and "seconds_per_iteration" not in first["measured"]
     assert pace["seconds_per_iteration"] > 0 and pace["seconds_per_validation"] > 0
-    assert rest["training"] == pytest.approx(pace["seconds_per_iteration"], abs=0.05)
-    assert rest["validation"] == pytest.approx(pace["seconds_per_validation"], abs=0.05)
+    # plan.json rounds seconds to 0.1 (1.25 -> 1.2 failed abs=0.05 by a float's last bit)
+    assert rest["training"] == pytest.approx(pace["seconds_per_iteration"], abs=0.0501)
+    assert rest["validation"] == pytest.approx(pace["seconds_per_validation"], abs=0.0501)
     assert {k: v for k, v in plan.items() if k not in ("epochs", "sources", "resumes")} == {
         k: v for k, v in first.items() if k not in ("epochs", "sources", "resumes")
     }
@@ -64,11 +66,25 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     assert resumed_line.endswith(f"ETA for the rest {total}; done about {done}"), resumed_line
 
 
-def test_resume_still_refuses_a_changed_fixed_setting(tmp_path, capsys):
-    data = write_slicer_dataset(tmp_path / "data", cases=4)
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    """(data, a finished one-epoch run of TINY on it), trained once for the refusal tests,
+    which each resume a copy of the run (:func:`_copy_of`)."""
+    root = tmp_path_factory.mktemp("one-epoch")
+    data = write_slicer_dataset(root / "data", cases=4)
+    assert main([str(data), "-o", str(root / "out"), *TINY, "--epochs", "1"]) == 0
+    return data, root / "out"
+
+
+def _copy_of(one_epoch, tmp_path):
+    data, trained = one_epoch
+    shutil.copytree(trained, tmp_path / "out")
+    return data, tmp_path / "out"
+
+
+def test_resume_still_refuses_a_changed_fixed_setting(one_epoch, tmp_path, capsys):
+    data, out = _copy_of(one_epoch, tmp_path)
     args = [str(data), "-o", str(out), *TINY, "--epochs", "1"]
-    assert main(args) == 0
     plan = (out / "plan.json").read_text()
     changed = [*args, "--resume", "--epochs", "2"]
     changed[changed.index("--lr") + 1] = "0.1"
@@ -87,14 +103,12 @@ def test_resume_still_refuses_a_changed_fixed_setting(tmp_path, capsys):
     ],
 )
 def test_resume_refuses_options_the_plan_or_split_would_ignore(
-    tmp_path, capsys, option, value, message
+    one_epoch, tmp_path, capsys, option, value, message
 ):
     """The plan is kept on --resume: a changed --spacing / --tile / --batch-size was ignored
     while model.json's command recorded it, and --max-cases changed the split mid-run."""
-    data = write_slicer_dataset(tmp_path / "data", cases=4)
-    out = tmp_path / "out"
+    data, out = _copy_of(one_epoch, tmp_path)
     args = [str(data), "-o", str(out), *TINY, "--epochs", "1"]
-    assert main(args) == 0
     plan = (out / "plan.json").read_text()
     capsys.readouterr()
     changed = [*args, "--resume", "--epochs", "2"]

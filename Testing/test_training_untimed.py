@@ -1,8 +1,9 @@
 """A fixed schedule (``--epochs`` without ``--time-budget``) with a settled precision times no
 steps before training: the calibration's seconds would be used by nothing (no budget to fit, no
-precision to compare), so it is skipped and the ETA follows the first epoch. An automatic
-schedule, a budget, ``--plan-only`` and "auto" precision on a CPU with native bfloat16 still
-calibrate. Tiny runs on four synthetic 24^3 cases."""
+precision to compare), so it is skipped and the ETA follows the first epoch; ``--plan-only``
+too (before, it always timed steps for its ETA), and its plan says "not timed". An automatic
+schedule, a budget and "auto" precision on a CPU with native bfloat16 still calibrate. Tiny
+runs on four synthetic 24^3 cases."""
 
 from __future__ import annotations
 
@@ -63,8 +64,19 @@ def test_a_fixed_schedule_times_no_steps_and_an_automatic_one_still_does(
     assert json.loads((fixed / "model.json").read_text())["training"]["plan"]["estimate_s"] is None
     assert "not timed (fixed schedule)" in (fixed / "CARD.md").read_text()
 
+    planned = tmp_path / "planned"  # --plan-only of the same fixed schedule: nothing timed
+    cache = ["--cache-dir", str(fixed / "cache")]
+    assert main([*args[:2], str(planned), *args[3:], *cache, "--plan-only"]) == 0
+    assert calibrations == []
+    printed = capsys.readouterr().out
+    assert "no steps timed: the schedule is fixed" in printed and "calibration:" not in printed
+    assert "not timed before the first epoch" in printed
+    plan = json.loads((planned / "plan.json").read_text())
+    assert plan["estimate"]["timed"] is False and plan["measured"] == {}
+    assert not (planned / "checkpoint").exists() and not (planned / "model.json").exists()
+
     automatic = tmp_path / "automatic"  # the default budget sizes the run: steps are timed
-    assert main([str(data), "-o", str(automatic), *TINY, "--plan-only"]) == 0
+    assert main([str(data), "-o", str(automatic), *TINY, *cache, "--plan-only"]) == 0
     assert calibrations == ["fp32"]
     plan = json.loads((automatic / "plan.json").read_text())
     assert plan["measured"]["seconds_per_iteration"] > 0 and plan["estimate"]["total"] > 0
@@ -96,7 +108,7 @@ class _Planning(PlanningMixin):
         ({"epochs": "--epochs"}, {"steps": (19, 8)}, "auto", True, False),
         ({"epochs": "--epochs"}, {"steps": (20, 8)}, "auto", True, True),
         ({"epochs": "--epochs"}, {"budget_given": True}, "fp32", False, True),  # session limit
-        ({"epochs": "--epochs"}, {"plan_only": True}, "fp32", False, True),  # its ETA
+        ({"epochs": "--epochs"}, {"plan_only": True}, "fp32", False, False),  # "not timed"
         ({"iterations_per_epoch": "--iterations-per-epoch"}, {}, "fp32", False, True),  # budget
         ({}, {}, "fp32", False, True),  # the device's default budget sizes the run
     ],

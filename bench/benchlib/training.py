@@ -66,6 +66,7 @@ def ours_step(plan: dict, precision: str = "fp32") -> Callable[[], None]:
     """One of our training steps, as the trainer runs it."""
     from UNetPlusPlusLib.engine.loss import HybridLoss
     from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+    from UNetPlusPlusLib.training.optimizer import AdamW
     from UNetPlusPlusLib.training.steps import (
         DeepSupervision,
         autocast_dtype,
@@ -77,7 +78,7 @@ def ours_step(plan: dict, precision: str = "fp32") -> Callable[[], None]:
     network = UNetPlusPlus3D(plan["channels"], plan["classes"], tuple(plan["features"]))
     channels_last(network)
     model = DeepSupervision(network).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=3e-4, weight_decay=3e-5)
+    optimizer = AdamW(network.parameters(), lr=3e-4, weight_decay=3e-5)
     images, labels = _batch(plan)
     images = images.contiguous(memory_format=torch.channels_last_3d)
     dtype = autocast_dtype(precision, torch.device("cpu"))

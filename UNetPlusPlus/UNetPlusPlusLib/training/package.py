@@ -220,10 +220,14 @@ def parent_record(parent) -> Optional[dict]:
 def plot_history(history: Sequence[dict], path: Path) -> None:
     """Training loss and validation mean Dice per depth against the epoch, as a PNG."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(10, 4), dpi=100)
     loss_axes, dice_axes = figure.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
+    for axes in (loss_axes, dice_axes):  # whole epochs (not 0.96, 0.98, ...), on both panels
+        axes.set_xlim(min(epochs, default=1) - 0.5, max(epochs, default=1) + 0.5)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     loss_axes.plot(epochs, [h["loss"] for h in history], marker="o", color="tab:red")
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("training loss (CE + Dice, mean over heads)")

@@ -115,11 +115,12 @@ class PlanningMixin:
             self.log(f"wrote {plan.save(self.out_dir)}")
 
     def _timing_needed(self, requested: str) -> bool:
-        """Whether the calibration's timings are used: for ``--plan-only`` (its ETA), a budget
-        (``schedule.needs_timing``), or "auto" precision that only a comparison can settle
-        (``steps.precision_candidates``). A fixed schedule (``--epochs`` without
-        ``--time-budget``) and a settled precision need none: the ETA follows the first epoch."""
-        if self.plan_only or needs_timing(self.plan):
+        """Whether the calibration's timings are used: for a budget (``schedule.needs_timing``)
+        or "auto" precision that only a comparison can settle (``steps.precision_candidates``).
+        A fixed schedule (``--epochs`` without ``--time-budget``) and a settled precision need
+        none, ``--plan-only`` included: its plan.json and ETA row say "not timed" (``timed``
+        false), and a run's ETA follows its first epoch."""
+        if needs_timing(self.plan):
             return True
         return self._untimed_precision(requested) is None
 

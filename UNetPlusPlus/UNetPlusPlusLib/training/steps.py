@@ -24,6 +24,7 @@ from ..engine.network import UNetPlusPlus3D
 from ..engine.tiling import tile_starts
 from ..errors import UNetPlusPlusError
 from .augment import AugmentConfig, training_batch
+from .optimizer import AdamW
 from .sampler import PatchSampler
 
 GRAD_CLIP = 12.0
@@ -140,7 +141,7 @@ def _batches(sampler, rng, count, batch_size, augment, spacing, device):
 
 def _copy(network: nn.Module, lr: float, weight_decay: float, wrap: Callable):
     clone = copy.deepcopy(network)
-    optimizer = torch.optim.AdamW(clone.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = AdamW(clone.parameters(), lr=lr, weight_decay=weight_decay)
     return clone, wrap(clone), optimizer
 
 

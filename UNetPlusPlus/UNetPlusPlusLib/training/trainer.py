@@ -8,6 +8,8 @@ the first step a new run times a few steps and fits its plan (``planner``). Ever
 reseeds the random generators from (seed, epoch, rank) and ends with a checkpoint, so a resumed
 run is bit-for-bit the run that was not interrupted.
 Rank 0 validates every depth and the ensemble, logs, plots and writes the package (``package``).
+The set-up before the first step (cases, network, optimizer) is ``trainer_setup``; the plan's
+part (timing, fitting, ETA) is ``run_plan``.
 """
 
 from __future__ import annotations
@@ -23,36 +25,28 @@ import numpy as np
 import torch
 
 from ..engine.manifest import ModelManifest, save_model_package
-from ..engine.network import UNetPlusPlus3D
 from ..errors import CancelledError, UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
-from .case_content import LEGACY_METHOD, parent_method
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint
-from .dataset import find_cases
 from .dataset_types import DatasetDescription
-from .fingerprint import case_contents, with_legacy_prints
 from .package import build_manifest, git_commit, plot_history, write_card
-from .parent_split import choose_split
 from .planner import Plan, format_duration
-from .preprocess import PreprocessedCase, build_cache
 from .progress import epoch_event
-from .resume_checks import cases_record, check_resume, check_resume_cases, jsonable
+from .resume_checks import check_resume, jsonable
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
-from .steps import (
-    DeepSupervision,
-    NonFiniteLoss,
-    autocast_dtype,
-    channels_last,
-    learning_rate,
-    training_step,
-)
+from .steps import NonFiniteLoss, learning_rate, training_step
+from .trainer_setup import SetupMixin
 from .validation import DEPTHS, evaluate_depths, validation_summary
 
 LOG_FILE = "train.log"
 HISTORY_FILE = "history.json"
 CURVE_FILE = "training_curve.png"
+# The curve is redrawn after an epoch when this long has passed since it was last drawn, and
+# after the last epoch of a run or session: a drawing costs 0.2-0.4 s of CPU (and importing
+# matplotlib about 1 s once), a share of a few-second epoch but nothing of a real one.
+CURVE_EVERY_S = 30.0
 DIGESTS_FILE = "rank_digests.json"
 SCHEDULES = ("poly", "cosine", "constant")
 
@@ -102,7 +96,7 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 # ----------------------------------------------------------------------------- trainer
-class Trainer(PlanningMixin):
+class Trainer(SetupMixin, PlanningMixin):
     """One training run (a process of it, under torchrun)."""
 
     def __init__(
@@ -166,135 +160,6 @@ class Trainer(PlanningMixin):
         if config.batch_size < 1 or (not planned and min(schedule) < 1):
             raise UNetPlusPlusError("Epochs, iterations per epoch and batch size must be >= 1.")
 
-    # ---- setup -------------------------------------------------------------------------
-    def _setup(self) -> None:
-        self.context = distributed.init_distributed(self.config.device)
-        self.config.world_size = self.context.world_size
-        self.device = self.context.device
-        threads = self.config.threads
-        if threads is None and self.context.enabled and self.device.type == "cpu":
-            threads = max(1, (torch.get_num_threads() or 1) // self.context.world_size)
-        if threads:
-            torch.set_num_threads(int(threads))
-        if self.context.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        distributed.barrier(self.context)
-        self.amp_dtype = autocast_dtype(self.config.precision, self.device)
-
-    def _load_cases(self) -> None:
-        config = self.config
-        cases = find_cases(self.dataset)
-        if config.max_cases:
-            cases = cases[: config.max_cases]
-        recorded = self.plan.split if self.plan is not None and self.resume else None
-        cache_dir = Path(config.cache_dir) if config.cache_dir else self.out_dir / "cache"
-        # image fingerprints (read with the dataset fingerprint, cached): a renamed copy of a
-        # parent's case is matched, and model.json records them for a later fine-tune
-        self.case_content, training_prints = case_contents(self.dataset, cases, cache_dir)
-        if not self.resume and parent_method(self.init_manifest) == LEGACY_METHOD:
-            self.case_content = with_legacy_prints(self.dataset, cases, self.case_content, self.log)
-        split = choose_split(
-            cases, config, self.dataset, self.init_manifest, self.resume, recorded,
-            self.case_content,
-        )  # fmt: skip
-        self.train_files, self.val_files = split.training, split.validation
-        ids = [c.case_id for c in self.train_files + self.val_files]
-        if self.resume:  # before preprocessing: a replaced image or label (resume_checks.py)
-            state = read_checkpoint_state(self.out_dir)
-            for warning in check_resume_cases(
-                state, training_prints, ids, self.accept_changed_cases
-            ):
-                self.log(f"warning: {warning}")
-        self.cases_record = cases_record(training_prints, ids)
-        for note in split.notes:
-            self.log(note)
-        self.split_record = split.record
-        if self.plan is not None:
-            self.plan.split = split.record
-        self.log(
-            f"dataset '{self.dataset.name}': {len(cases)} cases, {len(self.train_files)} for "
-            f"training and {len(self.val_files)} for validation (split by patient)"
-        )
-        for note in self.dataset.notes:  # input checks (training/dataset_check.py)
-            self.log(f"warning: {note}")
-        all_files = self.train_files + self.val_files
-        if self.context.is_main:
-            build_cache(self.dataset, all_files, config.spacing, cache_dir, log=self.log)
-        distributed.barrier(self.context)
-        loaded = build_cache(
-            self.dataset, all_files, config.spacing, cache_dir, log=self.log, write=False
-        )
-        self.train_cases: list[PreprocessedCase] = loaded[: len(self.train_files)]
-        self.val_cases: list[PreprocessedCase] = loaded[len(self.train_files) :]
-        self.val_on_training = not self.val_cases
-        if self.val_on_training:
-            self.log("warning: one patient only; validating on the training case(s)")
-            self.val_cases = list(self.train_cases)
-        if config.max_val_cases:
-            self.val_cases = self.val_cases[: config.max_val_cases]
-
-    def _build_model(self) -> None:
-        config = self.config
-        torch.manual_seed(config.seed)
-        self.network = UNetPlusPlus3D(
-            in_channels=len(self.dataset.channels),
-            out_channels=len(self.dataset.labels) + 1,
-            features=config.features,
-            norm=config.norm,
-        )
-        if self.init_manifest is not None and not self.resume:
-            self._load_initial_weights()
-        self.network.to(self.device)
-        channels_last(self.network)
-        self.model = distributed.wrap_model(DeepSupervision(self.network), self.context)
-        self.optimizer = torch.optim.AdamW(
-            self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-        self._set_precision()
-        from ..engine.loss import HybridLoss
-
-        self.loss_fn = HybridLoss()
-
-    def _set_precision(self) -> None:
-        self.amp_dtype = autocast_dtype(self.config.precision, self.device)
-        if self.amp_dtype is None and self.config.precision != "fp32":
-            self.log(
-                f"warning: precision {self.config.precision} does not apply on "
-                f"{self.device.type} (bf16 is for CPUs, amp for CUDA); training in float32"
-            )
-            self.config.precision = "fp32"
-            if self.plan is not None:
-                self.plan.precision = "fp32"
-        self.scaler = None
-        if self.amp_dtype == torch.float16:  # torch.amp.GradScaler appeared in torch 2.3
-            amp = getattr(torch, "amp", None)
-            scaler_type = getattr(amp, "GradScaler", None)
-            self.scaler = scaler_type("cuda") if scaler_type else torch.cuda.amp.GradScaler()
-
-    def _load_initial_weights(self) -> None:
-        from ..engine.manifest import load_weights
-
-        manifest = self.init_manifest
-        state = load_weights(manifest)
-        own = self.network.state_dict()
-        same_labels = [label.name.lower() for label in manifest.labels] == [
-            label.name.lower() for label in self.dataset.labels
-        ]
-        usable = {
-            k: v
-            for k, v in state.items()
-            if k in own
-            and own[k].shape == v.shape
-            and (same_labels or not k.startswith("final_conv"))
-        }
-        missing = sorted(set(own) - set(usable))
-        self.network.load_state_dict(usable, strict=False)
-        heads = "kept" if same_labels else "re-initialised (the labels differ)"
-        self.log(
-            f"fine-tuning from {manifest.path}: loaded {len(usable)} of {len(own)} tensors; "
-            f"output heads {heads}" + (f"; {len(missing)} tensors new" if missing else "")
-        )
-
     # ---- the loop ----------------------------------------------------------------------
     def run(self) -> Optional[ModelManifest]:
         """Train, validate, checkpoint, and write the model package (on rank 0)."""
@@ -329,6 +194,7 @@ class Trainer(PlanningMixin):
             for line in self.plan.describe():
                 self.log(line)
         self.history: list[dict] = []
+        self._curve_at, self._curve_epochs = self.started, -1  # when drawn, and with how many
         start_epoch = 0
         if self.resume:
             state = load_checkpoint(self.out_dir, self.network, self.optimizer, self.scaler)
@@ -383,6 +249,8 @@ class Trainer(PlanningMixin):
                 distributed.barrier(self.context)
                 epoch += 1
                 if self._session_over(epoch, epoch_s):
+                    if self.context.is_main:
+                        self._draw_curve()
                     return None
         finally:
             if self._bar is not None:
@@ -475,7 +343,14 @@ class Trainer(PlanningMixin):
         (self.out_dir / HISTORY_FILE).write_text(
             json.dumps(self.history, indent=1), encoding="utf-8"
         )
-        plot_history(self.history, self.out_dir / CURVE_FILE)
+        if epoch >= self.config.epochs or time.monotonic() - self._curve_at >= CURVE_EVERY_S:
+            self._draw_curve()
+
+    def _draw_curve(self) -> None:
+        """Draw ``training_curve.png`` from the history, unless it already shows every epoch."""
+        if self._curve_epochs != len(self.history):
+            plot_history(self.history, self.out_dir / CURVE_FILE)
+            self._curve_at, self._curve_epochs = time.monotonic(), len(self.history)
 
     # ---- the package -------------------------------------------------------------------
     def _finish(self, validation: Optional[dict]) -> Optional[ModelManifest]:
