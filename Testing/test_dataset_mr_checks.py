@@ -123,9 +123,9 @@ def test_a_swapped_case_is_refused_against_the_other_cases(tmp_path):
 def test_train_command_refuses_a_swapped_case_unless_no_channel_check(tmp_path, capsys):
     images = {f"case{s:02d}": phantom(s) for s in range(MIN_REFERENCE_CASES + 1)}
     images["case05"] = images["case05"][[0, 2, 1, 3]].copy()  # T1 and T1ce swapped
-    path = write_mr_dataset(tmp_path, images)
-    out = tmp_path / "model"
-    args = [str(tmp_path), "--dataset-json", str(path), "-o", str(out), *TINY, "--plan-only"]
+    path = write_mr_dataset(tmp_path / "data", images)
+    out = tmp_path / "model"  # outside the dataset (training/output_guard.py)
+    args = [str(path.parent), "--dataset-json", str(path), "-o", str(out), *TINY, "--plan-only"]
     assert main(args) == 2 and not out.exists()
     assert "Case 'case05': The input volumes seem" in capsys.readouterr().err
     assert main([*args, "--no-channel-check"]) == 0  # the plan is made and written
