@@ -140,10 +140,14 @@ def test_streamed_and_cached_checks_refuse_as_the_whole_array(tmp_path):
         folder.mkdir()
         paths = [folder / f"{n}.nii.gz" for n in NAMES]
         for path, channel in zip(paths, array):
-            sitk.WriteImage(sitk.GetImageFromArray(channel), str(path))
+            image = sitk.GetImageFromArray(channel)
+            image.SetSpacing(SPACING)  # as as_volume's: the same image volume in ml
+            sitk.WriteImage(image, str(path))
 
-        def model_check(samples):
-            return sanity.check_model_samples(manifest, samples)
+        image_ml = array[0].size * float(np.prod(SPACING)) / 1000
+
+        def model_check(samples, image_ml=image_ml):
+            return sanity.check_model_samples(manifest, samples, True, image_ml)  # as the CLI
 
         with pytest.raises(UNetPlusPlusError) as whole:
             check_model_input(manifest, read_volume(paths, NAMES))
@@ -330,3 +334,32 @@ def test_brats_case_with_a_whole_head_is_refused(brats_volumes):
     with pytest.raises(UNetPlusPlusError) as error:
         check_model_input(manifest, volume.with_array(head_around(volume.array)))
     assert_one_line_refusal(str(error.value), "Input 'FLAIR' is non-zero over")
+
+
+def test_a_crop_inside_the_brain_is_refused_as_a_crop():
+    """A clinician's 24 mm cube around the tumour has no 0 background: it was refused as "not
+    skull-stripped" only (tester 21); an image too small for a whole brain now also says it
+    may be a crop, with the --roi advice; a whole-brain-sized image does not."""
+    from UNetPlusPlusLib.engine.mr_background import check_zero_background
+
+    rng = np.random.default_rng(3)
+    samples = [rng.uniform(50, 500, 4096).astype(np.float32) for _ in range(4)]
+    with pytest.raises(
+        UNetPlusPlusError, match=r"skull-stripped MR.*only 14 ml.*if it is a crop.*--roi"
+    ):
+        check_zero_background(samples, NAMES, image_ml=13.8)
+    with pytest.raises(UNetPlusPlusError, match="skull-stripped MR") as error:
+        check_zero_background(samples, NAMES, image_ml=1500.0)
+    assert "crop" not in str(error.value)
+
+
+def test_a_brats_crop_around_the_tumour_is_refused_as_a_crop(brats_store):
+    from UNetPlusPlusLib.engine.sanity import check_sequence_order
+
+    volume = brats_store.volume("Brats18_TCIA01_378_1")
+    flair = volume.array[0]
+    centre = np.median(np.argwhere(flair > np.percentile(flair[flair > 0], 99.5)), axis=0)
+    box = tuple(slice(int(c) - 12, int(c) + 12) for c in centre)
+    crop = [np.ascontiguousarray(channel[box]) for channel in volume.array]
+    with pytest.raises(UNetPlusPlusError, match="if it is a crop"):
+        check_sequence_order(ModelManifest.load(BRAIN), crop, True, volume.spacing)

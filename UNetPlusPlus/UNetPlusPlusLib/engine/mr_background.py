@@ -19,6 +19,11 @@ MR_MIN_ZERO_SHARE = 0.01
 #: 19 shared BraTS cases hold 0.988 or more, while integer-rounded noise in the background
 #: (``round(|N(0, s)|)``, s = 0.7..10, which keeps 3-44 % exact zeros) gives 0.05-0.52.
 MR_MIN_ZERO_CONTIGUITY = 0.9
+#: An image smaller than this (ml) cannot hold a whole adult brain (the 19 shared BraTS cases:
+#: 1080-1730 ml non-zero): a background refusal then says it looks like a crop, whose inside
+#: has no 0 background (a 24-64 mm cube around a tumour, tester 21), rather than only blaming
+#: the skull-stripping.
+MIN_WHOLE_BRAIN_ML = 600.0
 #: Voxels of the sample that find its most frequent value (0 for a zero background).
 MODE_SAMPLE_VOXELS = 200_000
 #: Two channels whose Spearman correlation inside the joint non-zero mask is at least this are
@@ -36,16 +41,25 @@ def needs_zero_background(manifest) -> bool:
     return crop_enabled(manifest)
 
 
-def check_zero_background(samples: Sequence[np.ndarray], channel_names: Sequence[str]) -> None:
+def check_zero_background(
+    samples: Sequence[np.ndarray], channel_names: Sequence[str], image_ml: float = 0.0
+) -> None:
     """Refuse a channel whose sample (``channel_samples``, strided) does not show a background
     of exactly 0: less than :data:`MR_MIN_ZERO_SHARE` of it at 0; a most frequent value other
     than 0 (a background of 1 with a few zero slices); zeros scattered as in noise (less than
-    :data:`MR_MIN_ZERO_CONTIGUITY` of them followed by another 0). Raises UNetPlusPlusError
-    naming the channel."""
+    :data:`MR_MIN_ZERO_CONTIGUITY` of them followed by another 0). ``image_ml``: the image's
+    volume (ml; 0: unknown); under :data:`MIN_WHOLE_BRAIN_ML` the error adds that it may be a
+    crop. Raises UNetPlusPlusError naming the channel."""
     advice = (
         "this model needs skull-stripped MR with the background set to exactly 0; an offset, "
         "noise or a background of another value gives false tumour along the brain edge."
     )
+    if 0 < image_ml < MIN_WHOLE_BRAIN_ML:
+        advice += (
+            f" The image is only {image_ml:.0f} ml, less than a whole brain: if it is a crop, "
+            "give the whole skull-stripped image (its intensities are normalised over the "
+            "brain) and limit the region with --roi (Slicer: the ROI) instead."
+        )
     for sample, name in zip(samples, channel_names):
         zero = sample == 0
         share = float(np.count_nonzero(zero)) / max(1, sample.size)

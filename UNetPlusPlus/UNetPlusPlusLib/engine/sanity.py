@@ -289,7 +289,7 @@ def check_model_samples(
 
     names, warnings = [channel.name for channel in manifest.channels], []
     if needs_zero_background(manifest):
-        check_zero_background(samples, names)
+        check_zero_background(samples, names, image_ml or 0.0)
         check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
         warnings = different_brains_warning(samples, names)  # channel_masks.py
     if arrays is not None:
