@@ -80,6 +80,16 @@ def test_a_few_iterations_lower_the_loss(trained):
     assert "epoch 4/4" in (trained / "train.log").read_text()
 
 
+def test_validations_before_the_last_score_every_depth_from_one_pass(trained):
+    """Epoch 2's validation gets all depths from one pass per tile (no per-depth seconds); the
+    last one, which the manifest records, runs and times each depth on its own."""
+    lines = [x for x in (trained / "train.log").read_text().splitlines() if "validation on" in x]
+    assert len(lines) == 2
+    assert "L1=" in lines[0] and "s/case" not in lines[0]
+    assert all(f"L{k}=" in lines[1] for k in (1, 2, 3, 4, "ensemble"))
+    assert lines[1].count("s/case") == 5
+
+
 def test_short_epochs_draw_the_curve_once_after_the_last(trained):
     """A drawing costs 0.2-0.4 s of CPU: epochs shorter than CURVE_EVERY_S do not each redraw
     it, and the last epoch always does (test_resume_continues_bit_for_bit: every epoch when the

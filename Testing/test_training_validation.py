@@ -147,3 +147,56 @@ def test_a_stop_between_the_checkpoint_renames_keeps_the_previous_checkpoint(tmp
     save_checkpoint(tmp_path, network, optimizer, None, {"epoch": 2})
     assert checkpoint.read_checkpoint_state(tmp_path)["epoch"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def _spy_runs(model: UNetPlusPlus3D) -> list:
+    """Record the depth of every network pass (``_run``) of ``model``; the passes still run."""
+    runs: list = []
+    run = model._run
+
+    def spy(x, depth, heads):
+        runs.append(depth)
+        return run(x, depth, heads)
+
+    model._run = spy
+    return runs
+
+
+def _noisy_case(seed: int) -> PreprocessedCase:
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((20, 16, 32), dtype=np.uint8)
+    labels[4:14, 3:13, 5:27] = 1
+    labels[7:11, 6:10, 8:20] = 2
+    image = (labels * 0.7 + rng.normal(0, 0.5, labels.shape)).astype(np.float32)[None]
+    return PreprocessedCase("n", "n", image, labels, foreground_points(labels, 0), np.zeros(1))
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_untimed_validation_scores_every_depth_from_one_pass_per_tile(norm):
+    """Every depth's Dice from one full pass per tile (heads 1..4 and their ensemble) equals
+    the Dice of running each pruned depth on its own: 1 pass a tile instead of 5."""
+    torch.manual_seed(3)
+    model = UNetPlusPlus3D(1, 3, (2, 2, 2, 2, 2, 2), norm=norm).eval()
+    cases, cpu = [_noisy_case(0)], torch.device("cpu")
+    runs = _spy_runs(model)
+    old = evaluate_depths(model, cases, ["a", "b"], (16, 16, 32), 0.25, cpu, timed=True)
+    tiles = len(runs) // 5
+    assert tiles == 2  # a sliding window: 2 overlapping tiles
+    assert sorted(runs) == sorted([1, 2, 3, 4, 4] * tiles)
+    runs.clear()
+    new = evaluate_depths(model, cases, ["a", "b"], (16, 16, 32), 0.25, cpu, timed=False)
+    assert runs == [4] * tiles  # one full pass per tile
+    assert {k: v["dice"] for k, v in new.items()} == {k: v["dice"] for k, v in old.items()}
+    assert len({v["mean_dice"] for v in old.values()}) > 1  # the depths really differ here
+    assert all(v["seconds_per_volume"] is None for v in new.values())
+    assert all(v["seconds_per_volume"] > 0 for v in old.values())
+
+
+def test_untimed_validation_of_another_network_runs_each_depth():
+    """A network without UNet++ heads (or autocast) keeps one pass per depth."""
+    model = _Threshold(flip_at_depth=2)
+    results = evaluate_depths(
+        model, [_case(0)], ["tumor"], (16, 16, 16), 0.25, torch.device("cpu"), timed=False
+    )
+    assert set(model.calls) == {1, 2, 3, 4, "ensemble"}
+    assert results["2"]["dice"]["tumor"] == 0.0 and results["1"]["dice"]["tumor"] == 1.0

@@ -50,6 +50,13 @@ def node_indices(depth: int = MAX_DEPTH) -> list[tuple[int, int]]:
     return [(i, j) for i in range(LEVELS) for j in range(LEVELS - i) if i + j <= depth]
 
 
+def ensemble_logits(heads: Sequence[Tensor]) -> Tensor:
+    """log(mean of the heads' softmax), float32 (N, K, z, y, x), from head logits (N, K, ...):
+    a softmax of it is the average of the heads' probabilities (the ``"ensemble"`` depth)."""
+    log_probs = torch.stack([F.log_softmax(h.float(), dim=1) for h in heads])
+    return torch.logsumexp(log_probs, dim=0) - math.log(len(heads))
+
+
 _PLAIN = contextvars.ContextVar("unetpp_plain_modules", default=False)
 
 
@@ -322,9 +329,7 @@ class UNetPlusPlus3D(nn.Module):
         softmax), so a downstream softmax yields the averaged probabilities.
         """
         if depth == "ensemble":
-            heads = self._run(x, MAX_DEPTH, heads=range(1, LEVELS))
-            log_probs = torch.stack([F.log_softmax(h.float(), dim=1) for h in heads])
-            return torch.logsumexp(log_probs, dim=0) - math.log(len(heads))
+            return ensemble_logits(self._run(x, MAX_DEPTH, heads=range(1, LEVELS)))
         k = self._check_depth(depth)
         return self._run(x, k, heads=(k,))[0]
 

@@ -233,7 +233,8 @@ class Trainer(SetupMixin, PlanningMixin):
                 entry: dict = {"epoch": epoch + 1, "loss": round(loss, 6)}
                 is_last = epoch + 1 == config.epochs
                 if self.context.is_main and ((epoch + 1) % config.val_every == 0 or is_last):
-                    last_validation = self._validate()
+                    # per-depth seconds only for the last one: the manifest records them
+                    last_validation = self._validate(timed=is_last)
                     entry["validation"] = {k: v["mean_dice"] for k, v in last_validation.items()}
                 self.elapsed_s += time.monotonic() - started
                 self.history.append(entry)
@@ -307,7 +308,9 @@ class Trainer(SetupMixin, PlanningMixin):
             self.model, parameters, self.optimizer, self.loss_fn, images, labels, None, None
         )
 
-    def _validate(self) -> dict:
+    def _validate(self, timed: bool = True) -> dict:
+        """Dice of every depth on the validation cases; ``timed``: also each depth's seconds per
+        volume (each depth run on its own), else all depths from one pass (same Dice)."""
         config = self.config
         started = time.perf_counter()
         results = evaluate_depths(
@@ -319,6 +322,7 @@ class Trainer(SetupMixin, PlanningMixin):
             self.device,
             DEPTHS,
             amp=False,
+            timed=timed,
         )
         self._validation_s = time.perf_counter() - started
         self.log(validation_summary(results, len(self.val_cases), self._validation_s))
