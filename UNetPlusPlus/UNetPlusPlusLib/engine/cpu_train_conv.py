@@ -14,9 +14,9 @@ oneDNN with two samples (``scripts/measure_batch1_step.py``).
 * input gradient: the transposed convolution of a stride-1, "same"-padded kernel is the forward
   convolution with the flipped kernel, channels swapped (another ``mkldnn_convolution``);
 * weight and bias gradients: ``convolution_backward`` on a batch of two halves of the sample,
-  split along an even spatial axis with a one-voxel halo (explicit zero padding, padding 0 in
-  the call): the same sums, over the same products, and N = 2 picks oneDNN. With no even axis,
-  the second sample is zeros (exact: it adds zero products).
+  split along an even spatial axis with a one-voxel halo (z: the gradient's halves are a view,
+  the input's one copy): the same sums over the same products, and N = 2 picks oneDNN. With no
+  even axis, the second sample is zeros (exact: it adds zero products).
 
 Results equal the ``nn.Conv3d`` ones within float32 rounding (sums in another order).
 Second derivatives (``create_graph=True``) are not supported (``once_differentiable``).
@@ -65,8 +65,37 @@ class _OneSampleConv(torch.autograd.Function):
 
 def _weight_grad(x: Tensor, grad: Tensor, weight: Tensor, has_bias: bool):
     """Weight and bias gradients of the padded convolution, from a batch of two halves."""
-    padded = F.pad(x, (1, 1, 1, 1, 1, 1))  # the conv's zero padding, made explicit
-    axis = next((a for a in (2, 3, 4) if x.shape[a] % 2 == 0), None)
+    if x.shape[2] % 2 == 0:
+        xs, gs, padding = _z_halves(x, grad)
+    else:
+        xs, gs, padding = _any_halves(x, grad)
+    _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        gs, xs, weight, [weight.shape[0]] if has_bias else None,
+        [1, 1, 1], padding, [1, 1, 1], False, [0, 0, 0], 1, [False, True, has_bias],
+    )  # fmt: skip
+    return grad_w, grad_b
+
+
+def _z_halves(x: Tensor, grad: Tensor) -> tuple[Tensor, Tensor, list[int]]:
+    """Halves along z (even): the gradient's are a view of its channels-last memory; the input's
+    carry one plane of halo from the other half and one of zero padding (the conv's, along z;
+    y and x keep the call's padding of 1)."""
+    _, c, d, hy, wx = x.shape
+    h = d // 2
+    gs = grad.permute(0, 2, 3, 4, 1).reshape(2, h, hy, wx, grad.shape[1]).permute(0, 4, 1, 2, 3)
+    xs = torch.empty((2, c, h + 2, hy, wx), dtype=x.dtype).contiguous(memory_format=_CL)
+    xs[0, :, 0].zero_()
+    xs[1, :, h + 1].zero_()
+    xs[0, :, 1:].copy_(x[0, :, : h + 1])
+    xs[1, :, : h + 1].copy_(x[0, :, h - 1 :])
+    return xs, gs, [0, 1, 1]
+
+
+def _any_halves(x: Tensor, grad: Tensor) -> tuple[Tensor, Tensor, list[int]]:
+    """Halves along y or x if one is even, else the sample and a zero one (adds zero products),
+    from the explicitly zero-padded input (padding 0 in the call)."""
+    padded = F.pad(x, (1, 1, 1, 1, 1, 1))
+    axis = next((a for a in (3, 4) if x.shape[a] % 2 == 0), None)
     if axis is None:
         xs = torch.cat([padded, torch.zeros_like(padded)])
         gs = torch.cat([grad, torch.zeros_like(grad)])
@@ -74,10 +103,4 @@ def _weight_grad(x: Tensor, grad: Tensor, weight: Tensor, has_bias: bool):
         h = x.shape[axis] // 2
         xs = torch.cat([padded.narrow(axis, 0, h + 2), padded.narrow(axis, h, h + 2)])
         gs = torch.cat([grad.narrow(axis, 0, h), grad.narrow(axis, h, h)])
-    xs = xs.contiguous(memory_format=_CL)
-    gs = gs.contiguous(memory_format=_CL)
-    _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-        gs, xs, weight, [weight.shape[0]] if has_bias else None,
-        [1, 1, 1], [0, 0, 0], [1, 1, 1], False, [0, 0, 0], 1, [False, True, has_bias],
-    )  # fmt: skip
-    return grad_w, grad_b
+    return xs.contiguous(memory_format=_CL), gs.contiguous(memory_format=_CL), [0, 0, 0]
