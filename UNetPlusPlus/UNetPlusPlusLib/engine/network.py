@@ -19,7 +19,8 @@ Pruning (paper, Sec. III-D): head k depends only on the nodes with i + j <= k, s
 Float32 inference on the CPU (eval mode, no autograd) runs through ``cpu_inference.py``:
 the same graph and weights, channels-last oneDNN convolutions, buffers reused between tiles
 and a fused instance norm. Everything else (training, CUDA, autocast) uses the modules below,
-concatenating skips with ``torch.cat`` so that autograd sees no in-place writes.
+concatenating skips with ``torch.cat`` so that autograd sees no in-place writes; float32
+training of one sample on the CPU convolves through oneDNN (``cpu_train_conv.py``).
 """
 
 from __future__ import annotations
