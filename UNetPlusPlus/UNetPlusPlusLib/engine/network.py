@@ -19,7 +19,8 @@ Pruning (paper, Sec. III-D): head k depends only on the nodes with i + j <= k, s
 Float32 inference on the CPU (eval mode, no autograd) runs through ``cpu_inference.py``:
 the same graph and weights, channels-last oneDNN convolutions, buffers reused between tiles
 and a fused instance norm. Everything else (training, CUDA, autocast) uses the modules below,
-concatenating skips with ``torch.cat`` so that autograd sees no in-place writes.
+concatenating skips with ``torch.cat`` so that autograd sees no in-place writes; float32
+training of one sample on the CPU convolves through oneDNN (``cpu_train_conv.py``).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ import weakref
 from typing import Any, ContextManager, Iterator, Sequence, Union
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UNetPlusPlusError
 from . import cpu_inference
+from .cpu_train_conv import conv3d_one_sample
 
 LEVELS = 5
 MAX_DEPTH = LEVELS - 1
@@ -124,7 +127,37 @@ def _conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
         return torch.mkldnn_convolution(
             x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups
         )
+    if _train_one_sample(conv, x):
+        return conv3d_one_sample(x, conv.weight, conv.bias)
     return conv(x)
+
+
+_SAME_3X3X3 = ((3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1))
+
+
+def _train_one_sample(conv: nn.Conv3d, x: Tensor) -> bool:
+    """Whether a training (autograd) convolution of one CPU sample goes through oneDNN
+    (``cpu_train_conv``): PyTorch itself would take its im2col kernel, several times slower
+    forward and backward, for N = 1 only. Not under CPU autocast (``nn.Conv3d`` runs bfloat16
+    there), forward-mode AD or functorch transforms, nor with hooks on the module."""
+    return (
+        x.shape[0] == 1
+        and (conv.kernel_size, conv.padding, conv.stride, conv.dilation) == _SAME_3X3X3
+        and conv.groups == 1
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and conv.weight.dtype == torch.float32
+        and torch.is_grad_enabled()
+        and not _plain()
+        and not _compiling()
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.is_autocast_enabled("cpu")
+        and _forward_ad._current_level < 0
+        and torch._C._functorch.maybe_current_level() is None
+        and not (conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks)
+        and not _global_hooks()
+    )
 
 
 class ConvNormAct(nn.Module):
