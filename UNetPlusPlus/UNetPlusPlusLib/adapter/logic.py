@@ -328,7 +328,8 @@ class SegmentationLogic:
         ``warnings`` receives one line per segment the user had edited and that was kept
         beside the new result instead of being replaced, and one when ``output_node`` belongs
         to another volume (another patient's, or another grid's): it is left untouched and the
-        result goes into a new node (segmentation_binding).
+        result goes into a new node (segmentation_binding); and one when the result was
+        resampled onto a grid the user chose for ``output_node`` in Segment Editor.
 
         A prompted (lung nodule) model adds numbered segments, "<label> 1", "<label> 2", ...:
         each click adds one nodule to the chosen output node.
@@ -349,6 +350,7 @@ class SegmentationLogic:
             }
         kept: list = []
         rebound: list = []
+        regridded: list = []
         node = write_segments(
             labels,
             reference,
@@ -361,6 +363,7 @@ class SegmentationLogic:
             kept=kept,
             rebound=rebound,
             written=written,
+            regridded=regridded,
         )
         if warnings is not None:
             warnings += [
@@ -373,6 +376,11 @@ class SegmentationLogic:
                 f"Segment '{name}' had been edited since UNet++ wrote it; your version is kept "
                 f"as '{new_name}' beside the new '{name}'."
                 for name, new_name in kept
+            ]
+            warnings += [
+                f"The result was resampled onto the grid chosen for segmentation '{name}' "
+                f"({' x '.join(f'{v:g}' for v in spacing)} mm voxels, not the volume's)."
+                for name, spacing in regridded
             ]
         return node
 

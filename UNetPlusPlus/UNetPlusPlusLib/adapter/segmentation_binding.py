@@ -19,6 +19,18 @@ segments are edited and exported on, stays the old one. Segments written there f
 would be resampled onto the old one by the Segment Editor and on export (cut off where the grids
 differ, blurred across an oblique direction), so such a node is another grid's: the result
 goes into a new node, with a warning (segmentation_writer.write_segments, ``rebound``).
+
+Unless it is the segmentation's geometry that changed, not the volume's: Segment Editor's
+"Specify geometry" (vtkSlicerSegmentationGeometryLogic: e.g. an oversampled grid for finer
+editing) rewrites the reference geometry, resamples the segments and sets the reference to
+its source node (a volume, a segmentation, a model or an ROI). What changed is told by the
+volume's grid that UNet++ recorded on the node when it last wrote there
+(:data:`VOLUME_GRID_ATTRIBUTE`, saved with the scene): the volume still on that grid, the
+user chose the segmentation's grid, and the result goes into it, resampled onto that grid
+(segmentation_writer); the volume on another grid, it was cropped or resampled. A node UNet++
+never wrote to (no record) is taken as re-gridded by the user when its reference geometry is
+the volume's field of view on other voxels (same axes, same box within one voxel), as
+"Specify geometry" from that volume makes it; a crop moves the box, so it is another grid's.
 """
 
 from __future__ import annotations
@@ -33,16 +45,24 @@ from .geometry import world_ijk_to_ras
 
 #: Grids whose voxel corners and axes agree within this (mm) are the same grid.
 GRID_TOLERANCE_MM = 1e-3
+#: Segmentation node attribute: the segmented volume's grid (:func:`grid_text`) when UNet++
+#: last wrote to the node.
+VOLUME_GRID_ATTRIBUTE = "UNetPlusPlus.VolumeGrid"
+
+Grid = tuple[np.ndarray, tuple[int, int, int]]
 
 
 def reference_volume(segmentation_node):
     """The volume node the segmentation is bound to (its reference image geometry node
-    reference), or None (no reference, or the volume was removed from the scene)."""
+    reference), or None (no reference, the volume was removed from the scene, or the
+    reference is no volume: "Specify geometry" from an ROI, a model or another segmentation
+    refers to that node, which names no patient)."""
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
-    return segmentation_node.GetNodeReference(role)
+    node = segmentation_node.GetNodeReference(role)
+    return node if node is not None and node.IsA("vtkMRMLVolumeNode") else None
 
 
-def reference_grid(segmentation_node) -> Optional[tuple[np.ndarray, tuple[int, int, int]]]:
+def reference_grid(segmentation_node) -> Optional[Grid]:
     """The segmentation's reference image geometry: (4x4 IJK-to-RAS at its first voxel,
     (i, j, k) voxel counts), or None when it has none (or it does not parse)."""
     name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
@@ -59,7 +79,7 @@ def reference_grid(segmentation_node) -> Optional[tuple[np.ndarray, tuple[int, i
     return ijk_to_ras, counts
 
 
-def volume_grid(volume_node) -> tuple[np.ndarray, tuple[int, int, int]]:
+def volume_grid(volume_node) -> Grid:
     """The volume's grid as :func:`reference_grid` gives it (world RAS: a parent transform is
     applied, as Slicer does for a segmentation that is under none)."""
     extent = volume_node.GetImageData().GetExtent()
@@ -67,10 +87,76 @@ def volume_grid(volume_node) -> tuple[np.ndarray, tuple[int, int, int]]:
     return world_ijk_to_ras(volume_node), counts
 
 
+def same_grid(a: Grid, b: Grid) -> bool:
+    """Whether two grids have the same voxels (counts, and corners and axes within
+    :data:`GRID_TOLERANCE_MM`)."""
+    return a[1] == b[1] and np.allclose(a[0], b[0], rtol=0, atol=GRID_TOLERANCE_MM)
+
+
+def grid_text(grid: Grid) -> str:
+    """A grid as text for :data:`VOLUME_GRID_ATTRIBUTE`: "i j k;" then the 3x4 IJK-to-RAS
+    matrix row by row (mm)."""
+    matrix, counts = grid
+    numbers = " ".join(repr(float(v)) for v in np.asarray(matrix)[:3].ravel())
+    return f"{' '.join(map(str, counts))};{numbers}"
+
+
+def remembered_grid(segmentation_node) -> Optional[Grid]:
+    """The volume's grid UNet++ recorded when it last wrote to the node, or None (never, or a
+    record that does not parse)."""
+    text = segmentation_node.GetAttribute(VOLUME_GRID_ATTRIBUTE)
+    try:
+        counts_text, numbers = str(text).split(";")
+        counts = tuple(int(v) for v in counts_text.split())
+        matrix = np.eye(4)
+        matrix[:3] = np.array([float(v) for v in numbers.split()]).reshape(3, 4)
+    except (ValueError, TypeError):
+        return None
+    return (matrix, counts) if len(counts) == 3 else None
+
+
+def remember_volume_grid(segmentation_node, volume_node) -> None:
+    """Record the volume's grid now on the node (:data:`VOLUME_GRID_ATTRIBUTE`)."""
+    segmentation_node.SetAttribute(VOLUME_GRID_ATTRIBUTE, grid_text(volume_grid(volume_node)))
+
+
+def is_field_of_view(grid: Grid, volume: Grid) -> bool:
+    """Whether ``grid`` is the volume's box on other voxels, as Segment Editor's "Specify
+    geometry" from that volume makes it (oversampled, or isotropic): the same axes, and box
+    corners within one voxel (of the coarser grid, along each axis) of the volume's. A crop of
+    the volume moves a corner by a whole voxel or more."""
+    (matrix, counts), (own, own_counts) = grid, volume
+    spacing, own_spacing = (np.linalg.norm(m[:3, :3], axis=0) for m in (matrix, own))
+    if not np.allclose(matrix[:3, :3] / spacing, own[:3, :3] / own_spacing, atol=1e-4):
+        return False
+    to_index = np.linalg.inv(own)  # the grid's box corners in the volume's voxel indices
+    low = (to_index @ matrix @ np.append(np.full(3, -0.5), 1.0))[:3]
+    high = (to_index @ matrix @ np.append(np.array(counts) - 0.5, 1.0))[:3]
+    slack = np.maximum(1.0, spacing / own_spacing) - GRID_TOLERANCE_MM
+    own_high = np.array(own_counts) - 0.5
+    return bool(np.all(np.abs(low + 0.5) < slack) and np.all(np.abs(high - own_high) < slack))
+
+
+def user_grid(segmentation_node, volume_node) -> bool:
+    """Whether the segmentation's reference geometry is another grid than the volume's because
+    the user chose it (the volume is unchanged; see the module docstring): results go into
+    the node, resampled onto that grid. False when it is the volume's grid, or has none."""
+    grid = reference_grid(segmentation_node)
+    if grid is None or volume_node.GetImageData() is None:
+        return False
+    own = volume_grid(volume_node)
+    if same_grid(grid, own):
+        return False
+    remembered = remembered_grid(segmentation_node)
+    if remembered is not None:
+        return same_grid(remembered, own)
+    return is_field_of_view(grid, own)
+
+
 def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
     """Why ``segmentation_node`` belongs to another volume than ``volume_node``, or None when
-    it may take ``volume_node``'s segments (bound to it and to its grid now, to its grid, or
-    to nothing).
+    it may take ``volume_node``'s segments (bound to it and to its grid now, to its grid, to a
+    grid the user chose for it (:func:`user_grid`), or to nothing).
 
     The reason names what it is bound to: "it was made for volume 'A'"; "it was made for
     volume 'A' on another grid (20 x 20 x 10 voxels ...); the volume was cropped or resampled
@@ -83,10 +169,9 @@ def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
     grid = reference_grid(segmentation_node)
     if grid is None or volume_node.GetImageData() is None:
         return None
-    matrix, counts = grid
-    own_matrix, own_counts = volume_grid(volume_node)
-    if counts == own_counts and np.allclose(matrix, own_matrix, rtol=0, atol=GRID_TOLERANCE_MM):
+    if same_grid(grid, volume_grid(volume_node)) or user_grid(segmentation_node, volume_node):
         return None
+    matrix, counts = grid
     origin = ", ".join(f"{v:.1f}" for v in matrix[:3, 3])
     other = f"{' x '.join(map(str, counts))} voxels from ({origin}) mm RAS"
     if bound is not None:  # the same volume node, on another grid now

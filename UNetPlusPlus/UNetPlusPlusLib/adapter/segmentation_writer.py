@@ -14,7 +14,11 @@ new node.
 Nor are patients mixed: a node bound to another volume (segmentation_binding: its reference
 volume, or without one its reference geometry) never receives segments; the result goes into
 a new node for the segmented volume, and the caller is told (``rebound``). A node bound to
-nothing (a new, empty segmentation) is bound to the segmented volume.
+nothing (a new, empty segmentation) is bound to the segmented volume. A node whose grid the
+user chose in Segment Editor ("Specify geometry"; segmentation_binding.user_grid) takes the
+result resampled onto that grid, nearest neighbour and padded to hold all of it, as Slicer's
+vtkSegmentationModifier resamples a segment on its first edit (``regridded``). Each write
+records the volume's grid on the node (segmentation_binding.remember_volume_grid).
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import re
 from typing import Mapping, Sequence
 
 import slicer
+import vtk
 
 from ..engine.manifest import terminology_entry_string
 from ..engine.volume import LabelVolume
 from ..errors import UNetPlusPlusError
 from .geometry import oriented_image_from_labels
 from .segment_fingerprint import is_unchanged, stamp
-from .segmentation_binding import other_volume_binding
+from .segmentation_binding import other_volume_binding, remember_volume_grid, user_grid
 
 
 def binary_labelmap_name() -> str:
@@ -98,6 +103,36 @@ def _check_source_is_labelmap(segmentation_node) -> None:
     )
 
 
+def onto_reference_grid(image, segmentation_node):
+    """``image`` (a labelmap ``vtkOrientedImageData``) resampled onto the lattice of the
+    segmentation's reference geometry: nearest neighbour, the extent padded to hold all of the
+    image's labelled voxels and then cropped to them (as Slicer's segment modifier resamples a
+    segment to the editing geometry). Raises RuntimeError when Slicer cannot resample it."""
+    name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    reference = slicer.vtkOrientedImageData()
+    text = segmentation_node.GetSegmentation().GetConversionParameter(name)
+    if not slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, reference, False):
+        raise RuntimeError(f"unreadable reference geometry of {segmentation_node.GetID()}")
+    resampled = slicer.vtkOrientedImageData()
+    if image.IsEmpty():  # nothing labelled: an empty image on the segmentation's lattice
+        resampled.DeepCopy(image)
+        matrix = vtk.vtkMatrix4x4()
+        reference.GetImageToWorldMatrix(matrix)
+        resampled.SetImageToWorldMatrix(matrix)
+        return resampled
+    resample = slicer.vtkOrientedImageDataResample
+    if not resample.ResampleOrientedImageToReferenceOrientedImage(
+        image, reference, resampled, False, True
+    ):
+        raise RuntimeError(f"could not resample the result onto {segmentation_node.GetID()}")
+    extent = [0, -1, 0, -1, 0, -1]
+    resample.CalculateEffectiveExtent(resampled, extent)
+    cropped = slicer.vtkOrientedImageData()
+    resample.CopyImage(resampled, cropped, extent)
+    cropped.CopyDirections(resampled)
+    return cropped
+
+
 def new_segmentation_node(scene, reference_volume_node, name: str):
     """An empty segmentation node in ``scene`` whose reference geometry is the volume's grid."""
     node = slicer.vtkMRMLSegmentationNode()
@@ -121,6 +156,7 @@ def write_segments(
     kept: list | None = None,
     rebound: list | None = None,
     written: list | None = None,
+    regridded: list | None = None,
 ):
     """Write ``labels`` as segments; return the node that received them.
 
@@ -139,6 +175,9 @@ def write_segments(
     to another volume (:func:`.segmentation_binding.other_volume_binding`): the segments then
     go into a new node, and that node is left untouched.
     ``written``: a list that receives the segment ID of each segment written, in label order.
+    ``regridded``: a list that receives ``(node name, (i, j, k) spacing in mm)`` when the node's
+    grid is one the user chose (:func:`.segmentation_binding.user_grid`): the segments are
+    then written resampled onto it (:func:`onto_reference_grid`).
     """
     scene = reference_volume_node.GetScene()
     if scene is None:
@@ -170,7 +209,14 @@ def write_segments(
     ):
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
 
-    shared_labelmap = oriented_image_from_labels(labels, crop_to_content=crop_to_content)
+    regrid = user_grid(segmentation_node, reference_volume_node)
+    # cropped before resampling: a finer grid costs the result's box, not the whole volume's
+    shared_labelmap = oriented_image_from_labels(labels, crop_to_content=crop_to_content or regrid)
+    if regrid:
+        shared_labelmap = onto_reference_grid(shared_labelmap, segmentation_node)
+        if regridded is not None:
+            spacing = tuple(float(v) for v in shared_labelmap.GetSpacing())
+            regridded.append((segmentation_node.GetName(), spacing))
     representation = binary_labelmap_name()
     terminology_tag = slicer.vtkSegment.GetTerminologyEntryTagName()
     segmentation = segmentation_node.GetSegmentation()
@@ -206,6 +252,7 @@ def write_segments(
             stamp(segment, representation)
             if written is not None:
                 written.append(segmentation.GetSegmentIdBySegment(segment))
+        remember_volume_grid(segmentation_node, reference_volume_node)
     finally:
         segmentation_node.EndModify(was_modifying)
     return segmentation_node
