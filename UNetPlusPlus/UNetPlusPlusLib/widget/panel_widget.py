@@ -13,6 +13,7 @@ from slicer.util import VTKObservationMixin
 
 from UNetPlusPlusLib.adapter import install, panel
 from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.widget.input_watch import InputWatch
 from UNetPlusPlusLib.widget.parameter_node import MAX_CHANNELS, UNetPlusPlusParameterNode
 from UNetPlusPlusLib.widget.point_queue import PointQueue
 from UNetPlusPlusLib.widget.run_control import RunControl
@@ -21,13 +22,14 @@ from UNetPlusPlusLib.widget.training_control import TrainingControl
 POLL_INTERVAL_MS = 100
 
 
-class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
+class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationMixin):
     """The module panel: owns the widgets loaded from the ``.ui`` and the parameter node.
 
     The module's ScriptedLoadableModuleWidget shell (UNetPlusPlus.py) creates it in ``setup()``
     and forwards ``cleanup``, ``enter`` and ``exit``. Running, nodule points and export are in
     :class:`~UNetPlusPlusLib.widget.run_control.RunControl`; the "Train / fine-tune" section in
-    :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`.
+    :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`; the input volume's grid
+    is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`.
     """
 
     def __init__(self, logic, uiPath: str, isEntered: Callable[[], bool]) -> None:
@@ -103,6 +105,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
         self.shutdownLogic()
         self._timer.stop()
         self._deviceTimer.stop()
+        self.watchInputVolume(None)
         self.removeObservers()
         slicer.app.disconnect("aboutToQuit()", self.onAboutToQuit)
 
@@ -135,6 +138,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
         self.shutdownLogic()
         self._points.clear()
         self.observeSeeds(None)
+        self.watchInputVolume(None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -178,6 +182,8 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, VTKObservationMixin):
             self._selectByData(self.ui.deviceSelector, self._parameterNode.device)
             self.updateModelDependentGui()
             self.releaseOtherVolumesOutput()  # a new volume: not another patient's output
+            # the same volume cropped in place later: checked when it happens
+            self.watchInputVolume(next(iter(self.inputVolumes(self.currentModel())), None))
             self.observeSeeds(self._parameterNode.noduleSeeds)
             self.ui.roiPlaceWidget.setCurrentNode(self._parameterNode.roi)
             self.updateButtons()

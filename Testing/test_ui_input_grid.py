@@ -1,0 +1,117 @@
+"""The panel catches its input volume cropped in place while the module is open
+(widget/input_watch.py): the real panel on the .ui in offscreen Qt, real MRML (slicer-core),
+the stand-ins of test_ui_output_release.py; an oblique volume, no model run (cheap).
+
+Before, the output selector was checked only when the input volume or the task changed, so a
+volume cropped in place (the same node, a new grid) kept its old output selected until a run
+wrote a new node. Now the volume node's events (ImageDataModifiedEvent, ModifiedEvent,
+TransformModifiedEvent) check it when it happens; voxel edits, renames and a grid the user
+chose for the segmentation (the volume unchanged) release nothing. The watched volume's
+observers go when another volume is chosen.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
+QtWidgets = pytest.importorskip("PySide6.QtWidgets")
+
+import vtk  # noqa: E402
+from helpers import make_sphere_image  # noqa: E402
+from test_adapter_logic import add_volume  # noqa: E402
+from test_adapter_user_geometry import chest, crop_in_place, labels_on, specify_geometry  # noqa: E402
+from test_ui import UI_PATH  # noqa: E402
+from test_ui_output_release import (  # noqa: E402
+    ParameterNode,
+    PythonQtView,
+    import_panel_widget,
+    load_ui,
+)
+from UNetPlusPlusLib.adapter.segmentation_writer import write_segments  # noqa: E402
+from UNetPlusPlusLib.adapter.training_logic import TrainingLogic  # noqa: E402
+from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
+
+
+@pytest.fixture
+def panel_widget(monkeypatch):
+    """widget/panel_widget.py with Slicer's Qt stood in (test_ui_output_release.py); the widget
+    modules imported so are forgotten afterwards."""
+    before = set(sys.modules)
+    yield import_panel_widget(monkeypatch)
+    for name in set(sys.modules) - before:
+        if name.startswith("UNetPlusPlusLib.widget."):
+            del sys.modules[name]
+
+
+def open_panel(panel_widget, root, scene, manifest, tmp_path):
+    """The panel on ``root``'s widgets with a stand-in parameter node, as
+    test_ui_output_release does it."""
+    logic = types.SimpleNamespace(availableModels=lambda: [manifest], trainingLogic=TrainingLogic())
+    panel = panel_widget.UNetPlusPlusPanel(logic, str(UI_PATH), lambda: True)
+    children = root.findChildren(QtWidgets.QWidget)
+    panel.ui = types.SimpleNamespace(**{w.objectName(): PythonQtView(w) for w in children})
+    panel._inputLabels = [getattr(panel.ui, f"inputVolumeLabel{i}") for i in range(4)]
+    panel._inputSelectors = [getattr(panel.ui, f"inputVolumeSelector{i}") for i in range(4)]
+    panel._dependenciesReady, panel._trainingJob = True, None
+    p = ParameterNode(
+        root, scene, task=manifest.name, depth="auto", device="cpu", trainingDirectory=tmp_path
+    )
+    p._observers.append(panel.onParameterNodeModified)
+    panel._parameterNode = p
+    panel.refreshModels()
+    return panel, p
+
+
+def test_a_volume_cropped_in_place_releases_its_output_when_it_happens(
+    panel_widget, sphere_model, tmp_path
+):
+    app, root = load_ui()
+    manifest = ModelManifest.load(sphere_model)
+    scene = slicer.vtkMRMLScene()
+    whole, node = chest(scene)
+    output = write_segments(labels_on(whole, manifest.labels), node)
+    other = add_volume(scene, make_sphere_image((8, 8, 6)), "other")
+    panel, p = open_panel(panel_widget, root, scene, manifest, tmp_path)
+
+    inputs = root.findChild(QtWidgets.QComboBox, "inputVolumeSelector0")
+    outputs = root.findChild(QtWidgets.QComboBox, "outputSegmentationSelector")
+    status = root.findChild(QtWidgets.QLabel, "statusLabel")
+    log = root.findChild(QtWidgets.QPlainTextEdit, "logTextEdit")
+    inputs.setCurrentIndex(inputs.findText("chest"))
+    outputs.setCurrentIndex(outputs.findText(output.GetName()))
+    assert p.inputVolume0 is node and p.outputSegmentation is output
+
+    # voxels edited, renamed, the segmentation's own grid chosen: the output stays
+    node.GetImageData().Modified()
+    node.SetName("chest")
+    specify_geometry(output, node, oversampling=2.0)
+    assert p.outputSegmentation is output and "Output is now" not in log.toPlainText()
+
+    crop_in_place(node, whole)  # while the module is open: released at once
+    assert p.outputSegmentation is None
+    assert outputs.currentText() == "Create new segmentation"
+    assert status.text().startswith(
+        f"Output is now 'Create new segmentation': segmentation '{output.GetName()}' is not for "
+        "input volume 'chest' (it was made for volume 'chest' on another grid ("
+    ), status.text()
+    assert status.text().endswith(
+        "the volume was cropped or resampled since); it is left unchanged."
+    )
+    assert log.toPlainText().count("Output is now") == 1
+    assert output.GetScene() is scene and output.GetSegmentation().GetNumberOfSegments() == 1
+
+    # another input volume: the cropped one is no longer observed (nor kept alive by it)
+    inputs.setCurrentIndex(inputs.findText("other"))
+    events = (vtk.vtkCommand.ModifiedEvent, slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent)
+    assert not any(panel.hasObserver(node, e, panel.onInputVolumeModified) for e in events)
+    assert all(panel.hasObserver(other, e, panel.onInputVolumeModified) for e in events)
+    panel.watchInputVolume(None)  # what scene close and cleanup do
+    assert not panel.Observations
+    root.close()
+    app.processEvents()
