@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,7 @@ def test_background_job_matches_the_blocking_run(sphere_model, image, logic):
 
     running = logic.start_job([volume_node], sphere_model, device="cpu")
     assert scene.GetNumberOfNodes() == nodes_before  # nothing written while it runs
+    view = weakref.ref(running.volume.arrays[0])  # the input: a view of the node's voxels
     events = running.wait(timeout=TIMEOUT_S)
 
     assert running.state == job.SUCCEEDED, running.error
@@ -104,6 +107,14 @@ def test_background_job_matches_the_blocking_run(sphere_model, image, logic):
     blocking = logic.segment([volume_node], sphere_model, device="cpu")
     assert np.array_equal(mask_of(node), mask_of(blocking))
     assert mask_of(node).sum() > 100
+    # finished, the job holds neither the input's voxels (a deleted or closed volume's memory
+    # stayed alive through the panel's last job) nor the nodes (on_success); release() (the
+    # panel's, once the result is shown) drops the result's labelmap and node too
+    gc.collect()
+    assert running.volume is None and running.on_success is None and view() is None
+    running.release()
+    assert running.labels is None and running.output is None
+    assert running.result["model"] == "sphere-test"
 
 
 def test_cancel_stops_the_child_and_leaves_the_scene_as_it_was(sphere_model, image, logic):

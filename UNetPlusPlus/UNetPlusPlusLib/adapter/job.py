@@ -130,9 +130,10 @@ def build_command(
 @dataclass
 class SegmentationJob(ErrorsOnce):
     """One run of the CLI on a ``Volume`` or ``NativeImages``; start() it, then poll() until
-    ``finished``; close() whenever it is abandoned."""
+    ``finished``; close() whenever it is abandoned. Once finished (closed), ``volume`` and
+    ``on_success`` are None: the job keeps no reference to the input's voxels or nodes."""
 
-    volume: Union[Volume, NativeImages]
+    volume: Optional[Union[Volume, NativeImages]]  # None once finished (close())
     manifest: ModelManifest
     depth: str = "auto"
     device: str = "auto"
@@ -160,6 +161,7 @@ class SegmentationJob(ErrorsOnce):
     inputs_written: bool = field(default=False, init=False)  # the input files were written
 
     def __post_init__(self) -> None:
+        self._grid = self.volume.grid  # the input's grid, for the result's check
         self._process: Optional[subprocess.Popen] = None
         self._lines: queue.Queue = queue.Queue()
         self._readers: list[LineReader] = []
@@ -248,6 +250,19 @@ class SegmentationJob(ErrorsOnce):
         kill_tree(self._process)
         remove_folder(self._workdir, self._process)
         self._workdir = None
+        # what is no longer needed goes: the input (views of the volume nodes' voxels, which
+        # kept a deleted or closed volume's memory alive) and ``on_success`` (which holds the
+        # MRML nodes)
+        self.volume = None
+        self.on_success = None
+
+    def release(self) -> None:
+        """Drop the result a finished job still holds, once it is in the scene: ``labels`` (as
+        large as the volume) and ``output`` (the segmentation node, alive after its scene is
+        closed while referenced). ``result`` (the engine's figures and warnings) stays."""
+        if self.finished:
+            self.labels = None
+            self.output = None
 
     @property
     def finished(self) -> bool:
@@ -411,7 +426,7 @@ class SegmentationJob(ErrorsOnce):
             try:
                 labels = read_labelmap(self._labelmap_path, self.manifest.labels)
                 # a click's labelmap is cropped to its content: it must lie on the input's voxels
-                if grid_offset(labels.grid, self.volume.grid) is None:
+                if grid_offset(labels.grid, self._grid) is None:
                     raise UNetPlusPlusError(
                         "The segmentation came back on a different voxel grid than its input; "
                         "please report this with the log."

@@ -328,8 +328,10 @@ class SegmentationLogic:
         ``warnings`` receives one line per segment the user had edited and that was kept
         beside the new result instead of being replaced, and one when ``output_node`` belongs
         to another volume (another patient's, or another grid's): it is left untouched and the
-        result goes into a new node (segmentation_binding); and one when the result was
-        resampled onto a grid the user chose for ``output_node`` in Segment Editor.
+        result goes into a new node (segmentation_binding); one when the result was
+        resampled onto a grid the user chose for ``output_node`` in Segment Editor; and one
+        when ``output_node`` was removed from the scene (during a background run): the result
+        goes into a new node.
 
         A prompted (lung nodule) model adds numbered segments, "<label> 1", "<label> 2", ...:
         each click adds one nodule to the chosen output node.
@@ -337,6 +339,11 @@ class SegmentationLogic:
         reference = volume_nodes[0]
         if reference.GetScene() is None:
             raise UNetPlusPlusError(f"Volume '{reference.GetName()}' is no longer in the scene.")
+        removed = None
+        if output_node is not None and output_node.GetScene() is not reference.GetScene():
+            # deleted (or its scene closed) while the run went on: segments written into it
+            # would be in no scene, and the panel would report them written
+            removed, output_node = output_node.GetName(), None
         into = output_node
         if into is not None and other_volume_binding(into, reference) is not None:
             into = None  # write_segments makes a new node (and says why): number from 1
@@ -365,6 +372,11 @@ class SegmentationLogic:
             written=written,
             regridded=regridded,
         )
+        if warnings is not None and removed is not None:
+            warnings.append(
+                f"Output segmentation '{removed}' was removed from the scene during the run; "
+                f"the result was written to a new segmentation, '{node.GetName()}'."
+            )
         if warnings is not None:
             warnings += [
                 f"Output segmentation '{name}' was not changed: {reason}, and this result is "

@@ -139,6 +139,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self._points.clear()
         self.observeSeeds(None)
         self.watchInputVolume(None)
+        self._outputCheckedFor = None  # node IDs repeat in the next scene: check it afresh
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

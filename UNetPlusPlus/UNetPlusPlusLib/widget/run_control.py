@@ -302,6 +302,7 @@ class RunControl(PointBatch):
             else:  # reported with the batch's others once the queue is empty
                 self._points.refuse(point, event.message)
             self.startNextPoint()  # a refused point does not stop the queue
+        job.release()  # its result is in the scene: no labelmap or node kept alive by the panel
         self.updateButtons()
 
     def runPlacedWhileCancelling(self) -> None:
