@@ -7,7 +7,7 @@ volume cropped in place (the same node, a new grid) kept its old output selected
 wrote a new node. Now the volume node's events (ImageDataModifiedEvent, ModifiedEvent,
 TransformModifiedEvent) check it when it happens; voxel edits, renames and a grid the user
 chose for the segmentation (the volume unchanged) release nothing. The watched volume's
-observers go when another volume is chosen.
+observers go when another volume is chosen, and when it is removed from the scene.
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ def test_a_volume_cropped_in_place_releases_its_output_when_it_happens(
     events = (vtk.vtkCommand.ModifiedEvent, slicer.vtkMRMLVolumeNode.ImageDataModifiedEvent)
     assert not any(panel.hasObserver(node, e, panel.onInputVolumeModified) for e in events)
     assert all(panel.hasObserver(other, e, panel.onInputVolumeModified) for e in events)
+    # deleted while the parameter node is not observed (the module not shown): not kept alive
+    scene.RemoveNode(other)
+    assert not panel.Observations and panel._watchedVolume is None
+    panel.watchInputVolume(node)
     panel.watchInputVolume(None)  # what scene close and cleanup do
     assert not panel.Observations
     root.close()

@@ -36,6 +36,7 @@ class InputWatch:
     """Observes the first input volume; see the module docstring."""
 
     _watchedVolume = None
+    _watchedScene = None
     _watchedGrid: Optional[tuple] = None
 
     @staticmethod
@@ -48,17 +49,31 @@ class InputWatch:
 
     def watchInputVolume(self, volume) -> None:
         """Observe ``volume`` (None: nothing) instead of the volume watched before; the old
-        one's observers are removed, so a volume deleted from the scene is not kept alive."""
+        one's observers are removed, and the watch ends when the volume is removed from its
+        scene (also while the module is not shown and the parameter node is not observed), so
+        a deleted volume is not kept alive."""
         if volume is self._watchedVolume:
             return
-        if self._watchedVolume is not None:
+        old, removed = self._watchedVolume, slicer.vtkMRMLScene.NodeRemovedEvent
+        if old is not None:
             for event in self._volumeEvents():
-                self.removeObserver(self._watchedVolume, event, self.onInputVolumeModified)
+                self.removeObserver(old, event, self.onInputVolumeModified)
+            if self._watchedScene is not None:
+                self.removeObserver(self._watchedScene, removed, self.onWatchedSceneNodeRemoved)
         self._watchedVolume = volume
         self._watchedGrid = grid_key(volume)
+        self._watchedScene = volume.GetScene() if volume is not None else None
         if volume is not None:
             for event in self._volumeEvents():
                 self.addObserver(volume, event, self.onInputVolumeModified)
+        if self._watchedScene is not None:  # deleted while the module is not shown, too
+            self.addObserver(self._watchedScene, removed, self.onWatchedSceneNodeRemoved)
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onWatchedSceneNodeRemoved(self, caller, event, node) -> None:
+        """The watched volume left the scene: stop watching it (its voxels are freed)."""
+        if node is not None and node is self._watchedVolume:
+            self.watchInputVolume(None)
 
     def onInputVolumeModified(self, caller, event) -> None:
         """The watched volume changed: when its grid did, check the output's binding again
