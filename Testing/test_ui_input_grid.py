@@ -49,10 +49,11 @@ def panel_widget(monkeypatch):
             del sys.modules[name]
 
 
-def open_panel(panel_widget, root, scene, manifest, tmp_path):
+def open_panel(panel_widget, root, scene, manifest, tmp_path, others=()):
     """The panel on ``root``'s widgets with a stand-in parameter node, as
-    test_ui_output_release does it."""
-    logic = types.SimpleNamespace(availableModels=lambda: [manifest], trainingLogic=TrainingLogic())
+    test_ui_output_release does it; task ``manifest``, and ``others`` installed too."""
+    models = [manifest, *others]
+    logic = types.SimpleNamespace(availableModels=lambda: models, trainingLogic=TrainingLogic())
     panel = panel_widget.UNetPlusPlusPanel(logic, str(UI_PATH), lambda: True)
     children = root.findChildren(QtWidgets.QWidget)
     panel.ui = types.SimpleNamespace(**{w.objectName(): PythonQtView(w) for w in children})
@@ -117,5 +118,39 @@ def test_a_volume_cropped_in_place_releases_its_output_when_it_happens(
     panel.watchInputVolume(node)
     panel.watchInputVolume(None)  # what scene close and cleanup do
     assert not panel.Observations
+    root.close()
+    app.processEvents()
+
+
+BRAIN = UI_PATH.parents[2] / "UNetPlusPlusLib" / "Resources" / "Models" / "brain-tumor"
+
+
+def test_another_task_takes_the_volumes_named_for_its_channels(
+    panel_widget, sphere_model, tmp_path, monkeypatch
+):
+    """The CT chosen for a one-channel task is not left as FLAIR of the brain tumour model
+    beside a volume named flair (before: only empty selectors were filled)."""
+    app, root = load_ui()
+    ct_model, brain = ModelManifest.load(sphere_model), ModelManifest.load(BRAIN / "model.json")
+    scene = slicer.vtkMRMLScene()
+    ct = add_volume(scene, make_sphere_image((8, 8, 8)), "CT")
+    mr = {name: add_volume(scene, make_sphere_image((8, 8, 8)), f"case_{name}")
+          for name in ("flair", "t1", "t1ce", "t2")}  # fmt: skip
+    volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+    listed = [volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems())]
+    monkeypatch.setattr(slicer.util, "getNodesByClass", lambda name: listed, raising=False)
+    panel, p = open_panel(panel_widget, root, scene, ct_model, tmp_path, others=[brain])
+    p.inputVolume0 = ct
+
+    tasks = root.findChild(QtWidgets.QComboBox, "taskSelector")
+    tasks.currentIndexChanged.connect(panel.onTaskSelected)  # as setup() connects it
+    tasks.setCurrentIndex(tasks.findData(brain.name))  # the user chooses the brain task
+    assert p.task == brain.name
+    chosen = [p.inputVolume0, p.inputVolume1, p.inputVolume2, p.inputVolume3]
+    assert chosen == [mr["flair"], mr["t1"], mr["t1ce"], mr["t2"]], [v.GetName() for v in chosen]
+    # a volume whose name says its channel stays, even after another task change
+    p.inputVolume1 = mr["t1"]
+    tasks.setCurrentIndex(tasks.findData(ct_model.name))
+    assert p.inputVolume0 is mr["flair"]  # one channel: no name to match, the choice stays
     root.close()
     app.processEvents()

@@ -264,7 +264,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     def onTaskSelected(self, index: int) -> None:
         if self._parameterNode is not None and not self._updating:
             self._parameterNode.task = self.ui.taskSelector.itemData(index) or ""
-            self.autoFillInputs()
+            self.autoFillInputs(taskChanged=True)
 
     def onDeviceSelected(self, index: int) -> None:
         if self._parameterNode is not None and not self._updating:
@@ -305,8 +305,11 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         if manifest is not None and not panel.depth_available(manifest, self._parameterNode.depth):
             self._parameterNode.depth = "auto"
 
-    def autoFillInputs(self) -> None:
-        """Fill empty channel selectors from volume names (flair, t1, t1ce, t2, ...)."""
+    def autoFillInputs(self, taskChanged: bool = False) -> None:
+        """Fill empty channel selectors from volume names (flair, t1, t1ce, t2, ...). After
+        the user chose another task (``taskChanged``), a selector also takes the volume whose
+        name designates its channel when its volume's name does not (the CT chosen for the
+        liver is not left as "FLAIR" of the brain tumour model beside a volume named flair)."""
         if self._parameterNode is None:
             return
         manifest = self.currentModel()
@@ -318,7 +321,14 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         matches = panel.match_channels(channels, [v.GetName() for v in volumes])
         for i in range(min(len(channels), MAX_CHANNELS)):
             field = f"inputVolume{i}"
-            if getattr(self._parameterNode, field) is not None:
+            chosen = getattr(self._parameterNode, field)
+            stale = (
+                taskChanged
+                and chosen is not None
+                and matches[i] is not None
+                and panel.channel_of_volume(chosen.GetName(), channels) != i
+            )
+            if chosen is not None and not stale:
                 continue
             if matches[i] is not None:
                 setattr(self._parameterNode, field, volumes[matches[i]])
