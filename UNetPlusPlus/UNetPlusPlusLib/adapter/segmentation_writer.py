@@ -128,8 +128,7 @@ def onto_reference_grid(image, segmentation_node):
     extent = [0, -1, 0, -1, 0, -1]
     resample.CalculateEffectiveExtent(resampled, extent)
     cropped = slicer.vtkOrientedImageData()
-    resample.CopyImage(resampled, cropped, extent)
-    cropped.CopyDirections(resampled)
+    resample.CopyImage(resampled, cropped, extent)  # with the directions
     return cropped
 
 
