@@ -111,3 +111,43 @@ def test_a_large_weights_file_is_checked_in_chunks(tmp_path, sphere_model, last,
     else:  # finite: read to the end, then the header's tensors against the network
         assert problem and problem.startswith("the weights do not fit the network")
     assert peak < 4 * (1 << 20), f"peak {peak / 2**20:.1f} MiB"
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read (read(2) and the like), from /proc/self/io."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").is_file(), reason="needs Linux's /proc/self/io")
+def test_the_weights_file_is_read_once(sphere_model):
+    """The sha256 and the value check read the file twice (two passes over a multi-gigabyte
+    model); now one pass hashes each chunk and checks its values."""
+    manifest = ModelManifest.load(sphere_model)
+    size = manifest.weights_path.stat().st_size
+    before = _bytes_read()
+    assert weights_problem(manifest) is None
+    read = _bytes_read() - before
+    assert size <= read < 1.5 * size, f"{read} bytes read of a {size}-byte file"
+
+
+def test_a_value_split_between_two_chunks_is_checked_whole(tmp_path, sphere_model, monkeypatch):
+    """Float32 values that start 2 bytes into the data (after one float16) straddle every
+    chunk boundary; the NaN across the first one is found."""
+    from UNetPlusPlusLib.engine import weights_status
+
+    monkeypatch.setattr(weights_status, "CHUNK", 1024)
+    values = bytearray(4 * 600)
+    values[4 * 255 : 4 * 256] = b"\0\0\xc0\x7f"  # data bytes 1022..1025: across the boundary
+    header = {
+        "a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]},
+        "b": {"dtype": "F32", "shape": [600], "data_offsets": [2, 2 + len(values)]},
+    }
+    path = _package(sphere_model, tmp_path / "split", "split", _blob(
+        json.dumps(header).encode(), b"\0\0" + bytes(values)
+    ))  # fmt: skip
+    assert weights_problem(ModelManifest.load(path)) == (
+        "the weights hold NaN or infinite values (tensor b)"
+    )

@@ -32,7 +32,11 @@ from UNetPlusPlusLib.training.planner import (
     parse_duration,
     plan_geometry,
 )
-from UNetPlusPlusLib.training.schedule import fit_schedule, validation_count
+from UNetPlusPlusLib.training.schedule import (
+    LAST_VALIDATION_FACTOR,
+    fit_schedule,
+    validation_count,
+)
 
 CPU2 = DeviceInfo("cpu", "test CPU", 2, False)
 GPU = DeviceInfo("cuda", "test GPU", 8, True, 24.0)
@@ -172,14 +176,16 @@ def test_budget_is_filled_but_not_exceeded():
 def test_validation_too_costly_for_the_budget_uses_an_evenly_spread_subset():
     plan = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2, {})
     plan.budget_s, plan.budget_given = 600.0, True
-    fit_schedule(plan, 650, 4.0, seconds_per_validation=800, elapsed_s=100, validation_cases=164)
+    one_pass = 800 / LAST_VALIDATION_FACTOR  # the last validation (per depth): 800 s
+    fit_schedule(plan, 650, 4.0, one_pass, elapsed_s=100, validation_cases=164)
     assert plan.validation_cases == 8  # the minimum: 7.5 % of 500 s is ~8 cases at ~4.9 s
-    assert plan.measured["seconds_per_validation"] == pytest.approx(800 * 8 / 164, abs=0.01)
+    assert plan.measured["seconds_per_validation"] == pytest.approx(one_pass * 8 / 164, abs=0.01)
+    assert plan.measured["seconds_per_last_validation"] == pytest.approx(800 * 8 / 164, abs=0.01)
     assert plan.estimate["total"] <= 600 and "8 of 164" in plan.reasons["validation_cases"]
     cheap = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2, {})
     cheap.budget_s, cheap.budget_given = 600.0, True
-    fit_schedule(cheap, 650, 4.0, seconds_per_validation=20, elapsed_s=100, validation_cases=164)
-    assert cheap.validation_cases == 0  # all of them
+    fit_schedule(cheap, 650, 4.0, 20 / LAST_VALIDATION_FACTOR, 100, validation_cases=164)
+    assert cheap.validation_cases == 0  # all of them: the last takes 20 s of 37.5 s allowed
 
 
 def test_without_a_budget_the_default_bounds_the_run_and_epochs_keep_the_rule():
@@ -190,7 +196,8 @@ def test_without_a_budget_the_default_bounds_the_run_and_epochs_keep_the_rule():
     given = plan_geometry(fp, CPU2, {"epochs": (2, "--epochs")})
     fit_schedule(given, 3, 2.0, 4.0, 10)
     assert (given.epochs, given.iterations_per_epoch) == (2, 25)  # the researcher's 2 epochs
-    assert given.estimate["total"] == pytest.approx(10 + 2 * 25 * 2.0 + 2 * 4.0)
+    # epoch 1's validation from one pass (4 s), the last per depth
+    assert given.estimate["total"] == pytest.approx(10 + 2 * 25 * 2.0 + 4.0 + 3.2 * 4.0)
 
 
 def test_a_budget_too_short_for_one_iteration_is_a_user_error():

@@ -14,6 +14,7 @@ import pytest
 from test_training_dataset import write_slicer_dataset
 from UNetPlusPlusLib.training.checkpoint import read_checkpoint_state
 from UNetPlusPlusLib.training.cli import main
+from UNetPlusPlusLib.training.schedule import LAST_VALIDATION_FACTOR
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = ["--labels", "tumor", "--no-progress", "--threads", "1", "--precision", "fp32"]
@@ -32,7 +33,12 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     assert main([*args, "--epochs", "2"]) == 0
     first = json.loads((out / "plan.json").read_text())
     pace = read_checkpoint_state(out)["pace"]  # a fixed schedule: its epochs' measured pace
-    capsys.readouterr()
+    logged = re.findall(r"validation on \d+ case\(s\) in ([\d.]+) s", capsys.readouterr().out)
+    # the pace is kept per one-pass validation: epoch 2's, the last, ran per depth (timed)
+    assert len(logged) == 2  # epoch 1 from one pass, epoch 2 per depth
+    assert LAST_VALIDATION_FACTOR * pace["seconds_per_validation"] == pytest.approx(
+        float(logged[-1]), abs=0.07
+    )
 
     assert main([*args, "--epochs", "3", "--resume"]) == 0
     printed = capsys.readouterr().out
@@ -48,7 +54,9 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
     assert pace["seconds_per_iteration"] > 0 and pace["seconds_per_validation"] > 0
     # plan.json rounds seconds to 0.1 (1.25 -> 1.2 failed abs=0.05 by a float's last bit)
     assert rest["training"] == pytest.approx(pace["seconds_per_iteration"], abs=0.0501)
-    assert rest["validation"] == pytest.approx(pace["seconds_per_validation"], abs=0.0501)
+    # the rest's one validation (epoch 3, the last) runs per depth again
+    per_depth = LAST_VALIDATION_FACTOR * pace["seconds_per_validation"]
+    assert rest["validation"] == pytest.approx(per_depth, abs=0.0501)
     assert {k: v for k, v in plan.items() if k not in ("epochs", "sources", "resumes")} == {
         k: v for k, v in first.items() if k not in ("epochs", "sources", "resumes")
     }

@@ -31,6 +31,7 @@ from UNetPlusPlusLib.engine import channel_order as co
 from UNetPlusPlusLib.engine import contrast_pair as cp
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.manifest import ModelManifest
+from UNetPlusPlusLib.engine.manifest_model import manifest_text
 from UNetPlusPlusLib.engine.sanity import channel_samples, check_sequence_order
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.dataset import find_cases
@@ -48,7 +49,7 @@ def case_fingerprint(paths: list, names: list) -> co.Fingerprint:
 
 def write_reference(path: Path, reference: dict) -> None:
     """Store ``reference`` as ``inference.channel_fingerprint`` in the model.json at ``path``,
-    every other field and the key order as they were (validated before writing)."""
+    every other field, the key order and the layout as they were (validated before writing)."""
     data = json.loads(path.read_text(encoding="utf-8"))
     inference = {**data.get("inference", {}), "channel_fingerprint": reference}
     keys = list(data)
@@ -57,9 +58,8 @@ def write_reference(path: Path, reference: dict) -> None:
         keys.insert(keys.index(anchor) + 1 if anchor in keys else len(keys), "inference")
     data = {key: inference if key == "inference" else data[key] for key in keys}
     ModelManifest.from_dict(data, path=path)
-    text = json.dumps(data, indent=2) + "\n"
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+    temporary.write_text(manifest_text(data), encoding="utf-8")  # the file's own layout
     temporary.replace(path)
 
 

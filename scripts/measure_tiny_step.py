@@ -4,9 +4,10 @@
 (training/steps.training_step: channels-last, deep supervision, hybrid loss, AdamW, clipping).
 
 Each configuration runs in a fresh process (OpenMP reads its wait policy when torch loads), in
-interleaved rounds; per process one warm-up step, then ``--steps`` timed ones. Prints per
-configuration the median per step of wall, user and system CPU seconds and minor page faults,
-and the load average before and after (the machine is shared: compare CPU, not wall).
+interleaved rounds; per process one warm-up step, then ``--steps`` timed ones
+(scripts/_step_harness.py). Prints per configuration the median per step of wall, user and
+system CPU seconds and minor page faults, and the load average before and after (the machine
+is shared: compare CPU, not wall).
 
     PYTHONPATH=UNetPlusPlus python scripts/measure_tiny_step.py [--rounds 3] [--steps 4]
 
@@ -25,14 +26,10 @@ CPU: the passive policy (runtime_env; the suite's conftest) is what keeps it at 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _step_harness import interleaved, median, run_worker
+
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "UNETPP_WAIT_POLICY": "passive"}
 CONFIGS = {
     "1 thread, passive": (1, PASSIVE),
@@ -48,67 +45,21 @@ CONFIGS = {
     ),
 }
 
-WORKER = r"""
-import json, resource, sys, time
-import torch
-from UNetPlusPlusLib.engine.loss import HybridLoss
-from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
-from UNetPlusPlusLib.training.optimizer import AdamW
-from UNetPlusPlusLib.training.steps import DeepSupervision, channels_last, training_step
-
-threads, steps = int(sys.argv[1]), int(sys.argv[2])
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-network = UNetPlusPlus3D(1, 2, (4, 8, 16, 32, 64, 4), norm="instance")
-channels_last(network)
-model = DeepSupervision(network).train()
-optimizer = AdamW(network.parameters(), lr=3e-4, weight_decay=3e-5)
-loss = HybridLoss()
-generator = torch.Generator().manual_seed(1)
-images = torch.randn(2, 1, 32, 32, 32, generator=generator)
-images = images.contiguous(memory_format=torch.channels_last_3d)
-labels = torch.randint(0, 2, (2, 32, 32, 32), generator=generator)
-parameters = list(network.parameters())
-rows = []
-for index in range(steps + 1):
-    before, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    training_step(model, parameters, optimizer, loss, images, labels, None)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    if index:  # the first step builds oneDNN's primitives
-        rows.append({"wall": time.perf_counter() - wall,
-                     "user": after.ru_utime - before.ru_utime,
-                     "sys": after.ru_stime - before.ru_stime,
-                     "minflt": after.ru_minflt - before.ru_minflt})
-print(json.dumps(rows))
-"""
-
-
-def _run(threads: int, extra: dict, steps: int) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(extra, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT / "UNetPlusPlus"))
-    done = subprocess.run(
-        [sys.executable, "-c", WORKER, str(threads), str(steps)],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    print(f"load average before {os.getloadavg()}")
-    rows: dict[str, list[dict]] = {name: [] for name in CONFIGS}
-    for _ in range(args.rounds):
-        for name, (threads, extra) in CONFIGS.items():
-            rows[name] += _run(threads, extra, args.steps)
-    for name, found in rows.items():
-        medians = {k: statistics.median(r[k] for r in found) for k in ("wall", "user", "sys")}
-        faults = statistics.median(r["minflt"] for r in found)
+    configs = {
+        name: (lambda steps, t=threads, e=extra: run_worker(t, 2, steps, e))
+        for name, (threads, extra) in CONFIGS.items()
+    }
+    for name, found in interleaved(configs, args.rounds, args.steps).items():
+        wall, user, sys_s = (median(found, key) for key in ("wall", "user", "sys"))
         print(
-            f"{name:<42} per step: wall {medians['wall']:.3f} s, user {medians['user']:.3f} s, "
-            f"sys {medians['sys']:.3f} s, {faults:.0f} minor faults ({len(found)} steps)"
+            f"{name:<42} per step: wall {wall:.3f} s, user {user:.3f} s, "
+            f"sys {sys_s:.3f} s, {median(found, 'minflt'):.0f} minor faults ({len(found)} steps)"
         )
     print(f"load average after {os.getloadavg()}")
 

@@ -9,8 +9,10 @@ from scripts/evaluate_*.py, when present), so a retrained model gets a matching 
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "UNetPlusPlus" / "UNetPlusPlusLib" / "Resources" / "Models"
@@ -219,7 +221,7 @@ python scripts/channel_fingerprint.py ../shared/data/brain-tumor/brats2018 \\
 - Sensitive to intensity non-uniformity (a bias field, MR not N4-corrected): on the 4 held-out
   cases a 2x linear field cost up to 0.19 whole-tumour Dice and a 4x quadratic one up to 0.41;
   strong fields (every linear 2x field and every 4x field of the study) are warned about, weaker
-  ones are not (`inference.bias_field`; docs/INPUT_CHECKS.md, "Intensity non-uniformity (bias
+  ones are not (`inference.bias_field`; docs/INPUT_CHECKS_MR.md, "Intensity non-uniformity (bias
   field) of MR"). N4 removes the field, but on `Brats18_2013_11_1` the N4-corrected input gave
   whole-tumour Dice 0.61 against 0.72 on the uncorrected original.
 - Validated on 4 cases only, and the scores vary a lot between them (enhancing tumour Dice 0.22
@@ -445,16 +447,25 @@ def summary(tasks: list[str]) -> str:
 HAND_WRITTEN = "<!-- Hand-written below this line: scripts/write_model_cards.py keeps it. -->"
 
 
-def main() -> int:
+def main(argv: Optional[list[str]] = None) -> int:
+    """Write each task's CARD.md into its package and docs/MODELS.md; with ``--out DIR``
+    into DIR/<task>/CARD.md and DIR/MODELS.md instead (the committed files are compared with
+    these by Testing/test_model_cards.py)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="write here instead of the repository")
+    args = parser.parse_args(argv)
     tasks = [t for t in TEXT if (MODELS / t / "model.json").is_file()]
     for task in tasks:
-        (MODELS / task / "CARD.md").write_text(card(task), encoding="utf-8")
-        print(MODELS / task / "CARD.md")
+        path = args.out / task / "CARD.md" if args.out else MODELS / task / "CARD.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(card(task), encoding="utf-8")
+        print(path)
     models_md = ROOT / "docs" / "MODELS.md"
     old = models_md.read_text(encoding="utf-8") if models_md.is_file() else ""
     kept = old[old.index(HAND_WRITTEN) :] if HAND_WRITTEN in old else ""
-    models_md.write_text(summary(tasks) + ("\n" + kept if kept else ""), encoding="utf-8")
-    print(ROOT / "docs" / "MODELS.md")
+    target = args.out / "MODELS.md" if args.out else models_md
+    target.write_text(summary(tasks) + ("\n" + kept if kept else ""), encoding="utf-8")
+    print(target)
     return 0
 
 

@@ -13,7 +13,8 @@ import re
 import sys
 from typing import Callable, Sequence
 
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+from .device_check import DEVICE_NAMES, DEVICE_PATTERN
+
 # Extensions of the files the CLI writes (lower case, the longest match first).
 SEGMENTATION_EXTENSIONS = (".seg.nrrd",)
 LABELMAP_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -269,12 +270,10 @@ def depth_choice(text: str) -> str:
 
 
 def device_choice(text: str) -> str:
-    """auto, cpu, cuda, cuda:N or mps (whether it exists: `run_segment`, before any read)."""
+    """auto, cpu, cuda, cuda:N or mps (whether it exists: ``device_check``, before any read)."""
     value = text.strip().lower()
-    if not _DEVICE.match(value):
-        raise argparse.ArgumentTypeError(
-            f"device {text!r} is unknown; choose auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
-        )
+    if not DEVICE_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(f"device {text!r} is unknown; choose {DEVICE_NAMES}")
     return value
 
 

@@ -32,6 +32,7 @@ from .cli_points import (
     point_where,
     ras_to_lps,
 )
+from .device_check import check_device_exists
 from .early_warnings import warner
 from .errors import UNetPlusPlusError
 
@@ -239,18 +240,6 @@ def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagre
         outputs.commit()
 
 
-def _check_device_exists(device: str) -> None:
-    """A GPU (``cuda``, ``cuda:N``, ``mps``) that this machine lacks is refused before any input
-    is read, with the error the model load gives (engine/devices.py); torch is imported for it
-    only then: "auto" and "cpu" (the usual runs) import it later, as before."""
-    if device in ("auto", "cpu"):
-        return
-    torch_preload.wait()  # the CLI's background import, if it started one
-    from .engine.devices import resolve_device
-
-    resolve_device(device)
-
-
 # ---------------------------------------------------------------------------- the run
 def run_segment(
     args: argparse.Namespace, progress, cache=None, input_token: Optional[str] = None
@@ -267,7 +256,7 @@ def run_segment(
     cache = cache or WarmCache()
     _check_arguments(args)
     user_cache_dir()  # a UNETPP_HOME that is a file: one clear error before any work
-    _check_device_exists(args.device)
+    check_device_exists(args.device)  # a missing GPU: before any input is read
     replaced = check_output_paths(
         args.inputs,
         {

@@ -21,8 +21,9 @@ from torch import Tensor
 from ..errors import UNetPlusPlusError
 from . import spin_guard
 from .devices import is_out_of_memory
+from .graph_cache import graph_folder_in_use
 from .network import UNetPlusPlus3D, plain_modules
-from .onnx_export import cached_graph, depth_name, graph_cache_dir, weights_digest
+from .onnx_export import cached_graph, depth_name, weights_digest
 
 Depth = Union[int, str]
 #: every executor name, ``fastest`` (``fastest.py``) included, in the order they are listed
@@ -78,7 +79,8 @@ class GraphExecutor(Executor):
     ) -> None:
         super().__init__(model, threads)
         digest = weights_sha256 or weights_digest(model)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else graph_cache_dir(digest)
+        # the user cache: marked as used, other torch versions' stale graphs pruned (graph_cache)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else graph_folder_in_use(digest)
         self._compiled: dict = {}
 
     def run(self, tile: Tensor, depth: Depth) -> Tensor:

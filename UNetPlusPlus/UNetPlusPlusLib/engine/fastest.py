@@ -28,8 +28,8 @@ from .executor_backends import (
     OursExecutor,
     available_executors,
 )
+from .graph_cache import graph_folder_in_use
 from .network import UNetPlusPlus3D
-from .onnx_export import graph_cache_dir
 from .probe import PRIOR_TILES, ProbeMemory, median_ratio, probe_decision
 
 _LOG = logging.getLogger(__name__)
@@ -96,7 +96,9 @@ class FastestExecutor(Executor):
         super().__init__(model, threads)
         self.ours = OursExecutor(model, threads)
         if memory is None and (cache_dir is not None or weights_sha256):
-            folder = Path(cache_dir) if cache_dir is not None else graph_cache_dir(weights_sha256)
+            folder = (
+                Path(cache_dir) if cache_dir is not None else graph_folder_in_use(weights_sha256)
+            )
             memory = ProbeMemory(folder)
         self.memory = memory  #: the last decisions, beside the graphs (None: not kept)
         self._recall = True

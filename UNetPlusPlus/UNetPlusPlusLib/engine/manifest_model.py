@@ -117,7 +117,7 @@ class ModelManifest:
             path = path / MANIFEST_FILENAME
         data = self.to_dict()
         ModelManifest.from_dict(data, path=path)  # refuse to write what could not be read back
-        _atomic_write_bytes(path, (_dumps(data) + "\n").encode("utf-8"))
+        _atomic_write_bytes(path, manifest_text(data).encode("utf-8"))
         self.path = path
 
     # ------------------------------------------------------------------------- accessors
@@ -164,6 +164,13 @@ class ModelManifest:
         """Validation figures recorded for ``depth`` (1..4 or "ensemble"); ``{}`` if none."""
         per_depth = self.validation.get("per_depth") or {}
         return copy.deepcopy(per_depth.get(str(depth), {}))
+
+
+def manifest_text(data: dict) -> str:
+    """The text of a model.json holding ``data``, as :meth:`ModelManifest.save` writes it (and
+    the committed models are): two-space indents, lists of plain values on one line, a final
+    newline. Scripts that edit one key of a model.json write with it, so only that key differs."""
+    return _dumps(data) + "\n"
 
 
 def _dumps(value: Any, indent: str = "") -> str:

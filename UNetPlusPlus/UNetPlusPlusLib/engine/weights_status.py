@@ -1,9 +1,9 @@
 """Is an installed model's weights file usable? Cheap checks for ``unetpp models list``.
 
 `unetpp models list` showed a model whose weights were damaged (replaced, NaN) as if it were
-fine (polish 2). :func:`weights_problem` checks, without torch, streaming the file in 1 MiB
-chunks (it read the whole file into memory before), and in milliseconds for the shipped 3.3 MB
-packages: the file exists, matches the sha256 in ``model.json``, is a readable
+fine (polish 2). :func:`weights_problem` checks, without torch, reading the file once in 1 MiB
+chunks (it read the whole file into memory before, then twice), in milliseconds for the
+shipped 3.3 MB packages: the file exists, matches the sha256 in ``model.json``, is a readable
 safetensors file, holds only finite floating values, and its header's tensor names, shapes and
 types fit the network ``model.json`` describes (:func:`.network_tensors.expected_tensors`,
 :func:`.weights_fit.fit_problems`; before, only ``verify`` saw a misfit, polish 2 of session
@@ -14,15 +14,15 @@ models verify``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Iterator, Optional
 
 from ..errors import UNetPlusPlusError
 from .manifest_model import ModelManifest
-from .manifest_weights import sha256_file
 from .network_tensors import expected_tensors
 from .weights_fit import fit_problems
 
@@ -43,31 +43,61 @@ def weights_problem(manifest: ModelManifest) -> Optional[str]:
     """A short reason why ``manifest``'s weights cannot be used, or None: missing, another
     sha256 than ``model.json``'s, not a readable safetensors file, a NaN or infinite value
     (naming the first such tensor, in name order), or tensors that do not fit the network in
-    ``model.json`` (names, shapes, floating types, from the header). The file is streamed in
-    chunks of :data:`CHUNK` bytes (the sha256, then each floating tensor), so memory stays
-    flat whatever the model's size; no torch, no numpy."""
+    ``model.json`` (names, shapes, floating types, from the header). The file is read once,
+    in chunks of :data:`CHUNK` bytes, each one hashed and its floating values checked, so
+    memory stays flat whatever the model's size; no torch, no numpy."""
     path = Path(manifest.weights_path)
     if not path.is_file():
         return f"the weights file {path.name} is missing"
     try:
-        if sha256_file(path, CHUNK) != manifest.sha256:
-            return "the weights do not match the sha256 in model.json (corrupt or replaced)"
         with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            header, start = _read_header(handle, size)
-            if header is None:
-                return UNREADABLE
-            problem = _nonfinite_tensor(handle, header, start, size)
-            return problem or _fit_problem(manifest, header)
+            return _scan(manifest, _HashingReader(handle))
     except OSError as error:
         return f"the weights cannot be read ({error.strerror or error})"
 
 
-def _read_header(handle: BinaryIO, size: int) -> tuple[Optional[dict], int]:
-    """The JSON header of the safetensors file open as ``handle`` (``size`` bytes) and the
-    offset its tensors' data_offsets count from; (None, 0) when it is not one (too short, a
-    length beyond the file or MAX_HEADER_BYTES, not a JSON object)."""
-    handle.seek(0)
+class _HashingReader:
+    """Reads a file from its start, hashing every byte read (sha256)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.digest = handle, hashlib.sha256()
+        self.size = os.fstat(handle.fileno()).st_size
+
+    def read(self, count: int) -> bytes:
+        data = self.handle.read(count)
+        self.digest.update(data)
+        return data
+
+    def rest(self) -> Iterator[tuple[int, bytes]]:
+        """(offset, chunk) for the rest of the file, in chunks of at most CHUNK bytes."""
+        at = self.handle.tell()
+        while chunk := self.read(CHUNK):
+            yield at, chunk
+            at += len(chunk)
+
+
+def _scan(manifest: ModelManifest, reader: _HashingReader) -> Optional[str]:
+    """:func:`weights_problem` on the open file: the header, then every byte once; the
+    reasons in the order of the checks that read the file twice (sha256 first)."""
+    header, start = _read_header(reader, reader.size)
+    entries = _tensor_entries(header, start, reader.size) if header is not None else []
+    nonfinite = _nonfinite_names(reader.rest(), [e for e in entries if e[1] is not None])
+    if reader.digest.hexdigest() != manifest.sha256:
+        return "the weights do not match the sha256 in model.json (corrupt or replaced)"
+    if header is None:
+        return UNREADABLE
+    for name, region in entries:  # name order, as the tensors were checked one by one
+        if region == UNREADABLE:
+            return UNREADABLE
+        if name in nonfinite:
+            return f"the weights hold NaN or infinite values (tensor {name})"
+    return _fit_problem(manifest, header)
+
+
+def _read_header(handle: _HashingReader, size: int) -> tuple[Optional[dict], int]:
+    """The JSON header of the safetensors file read by ``handle`` from its start (``size``
+    bytes) and the offset its tensors' data_offsets count from; (None, 0) when it is not one
+    (too short, a length beyond the file or MAX_HEADER_BYTES, not a JSON object)."""
     start = handle.read(8)
     if len(start) < 8:
         return None, 0
@@ -118,38 +148,56 @@ def _nonfinite(raw: bytes, size: int, high: int, low: int) -> bool:
     return int.from_bytes(last, "little") & int.from_bytes(before, "little") != 0
 
 
-def _nonfinite_tensor(handle: BinaryIO, header: dict, start: int, size: int) -> Optional[str]:
-    """The reason when the tensors of ``header`` (of the safetensors file open as ``handle``,
-    ``size`` bytes, their data from byte ``start``) are unreadable or hold a non-finite value;
-    each floating tensor is read in chunks of at most CHUNK bytes."""
+def _tensor_entries(header: dict, start: int, size: int) -> list[tuple[str, object]]:
+    """(name, region) per tensor of ``header``, in name order: region is UNREADABLE for an
+    entry that cannot be read (offsets not two JSON integers within the file, a dtype that is
+    no string, a floating tensor not a whole number of values), None for an integer tensor
+    (always finite), else (first byte, end byte, value size, high mask, low mask) in the file
+    whose data start at byte ``start`` of its ``size``."""
+    entries: list[tuple[str, object]] = []
     for name in sorted(k for k in header if k != "__metadata__"):
         entry = header[name]
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
         # offsets are JSON integers, as safetensors requires: "x", null or 4.5 ended `models
-        # list` with an internal error or passed as 4 (tester 16)
-        if not (isinstance(offsets, list) and len(offsets) == 2) or not all(
-            type(v) is int for v in offsets
+        # list` with an internal error or passed as 4 (tester 16); a dtype that is a list was
+        # unhashable: an internal error
+        if (
+            not (isinstance(offsets, list) and len(offsets) == 2)
+            or not all(type(v) is int for v in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= size - start
+            or not isinstance(dtype, str)
         ):
-            return UNREADABLE
+            entries.append((name, UNREADABLE))
+            continue
         begin, end = offsets
-        if not 0 <= begin <= end <= size - start:
-            return UNREADABLE
-        dtype = entry.get("dtype")
-        if not isinstance(dtype, str):  # a list here was unhashable: an internal error
-            return UNREADABLE
         kind = _EXPONENTS.get(dtype)
         if kind is None:
-            continue  # integer tensors are always finite
-        if (end - begin) % kind[0]:
-            return UNREADABLE
-        handle.seek(start + begin)
-        for at in range(begin, end, CHUNK):  # CHUNK is a multiple of every value size
-            raw = handle.read(min(CHUNK, end - at))
-            if len(raw) < min(CHUNK, end - at):
-                return UNREADABLE  # the file shrank while it was read
-            if _nonfinite(raw, *kind):
-                return f"the weights hold NaN or infinite values (tensor {name})"
-    return None
+            entries.append((name, None))
+        elif (end - begin) % kind[0]:
+            entries.append((name, UNREADABLE))
+        else:
+            entries.append((name, (start + begin, start + end, *kind)))
+    return entries
+
+
+def _nonfinite_names(chunks: Iterator[tuple[int, bytes]], entries: list) -> set[str]:
+    """The names of the floating tensors (``entries``' regions, see :func:`_tensor_entries`)
+    holding a NaN or infinite value, from the file's ``chunks`` ((offset, bytes), in order);
+    a value split between two chunks is checked whole."""
+    regions = [(name, region) for name, region in entries if region != UNREADABLE]
+    pending = {name: b"" for name, _ in regions}  # a split value's first bytes
+    found: set[str] = set()
+    for at, chunk in chunks:
+        for name, (first, last, size, high, low) in regions:
+            if name in found or last <= at or first >= at + len(chunk):
+                continue
+            raw = pending[name] + chunk[max(first - at, 0) : min(last - at, len(chunk))]
+            whole = len(raw) - len(raw) % size
+            pending[name] = raw[whole:]
+            if _nonfinite(raw[:whole], size, high, low):
+                found.add(name)
+    return found
 
 
 def full_problem(manifest: ModelManifest) -> Optional[str]:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..device_check import check_device_exists
 from ..engine import runtime_env
 from ..errors import UNetPlusPlusError
 from .train_args import add_train_arguments
@@ -249,6 +250,16 @@ def _default_name(dataset, init) -> str:
     return f"{init.name}-ft-{dataset.name}" if init is not None else dataset.name
 
 
+def _check_data_folder(data_dir: str) -> None:
+    """Raise UNetPlusPlusError when DATA_DIR is missing or a file (the dataset readers say the
+    same later; said here first, before the device check and torch's import)."""
+    path = Path(data_dir)
+    if path.is_file():
+        raise UNetPlusPlusError(f"Data folder {path} is a file; give the folder with the cases.")
+    if not path.is_dir():
+        raise UNetPlusPlusError(f"Data folder {path} does not exist.")
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run ``unetpp train``; returns the exit status (0). User errors raise UNetPlusPlusError."""
     started = time.monotonic()
@@ -256,12 +267,6 @@ def run_train(args: argparse.Namespace) -> int:
     # or shared CPU, spinning threads made training steps 2x slower here, and a training run
     # lasts long enough for the load to change under it (engine/runtime_env.py).
     runtime_env.prefer_passive()
-    from .dataset import find_cases
-    from .dataset_check import check_dataset
-    from .grid_check import check_case_grids
-    from .output_guard import check_output_folder, check_outside_dataset, remove_on_failure
-    from .trainer import Trainer
-
     if args.resume and args.plan_only:  # the resumed run trained on, ignoring it (tester 16)
         raise UNetPlusPlusError(
             "--plan-only plans a new run, and --resume continues the plan in the run's "
@@ -272,12 +277,16 @@ def run_train(args: argparse.Namespace) -> int:
             "--accept-changed-cases only applies to --resume (a new run reads the cases as "
             "they are); leave it out, or add --resume."
         )
+    _check_data_folder(args.data_dir)  # the commonest slip, named before any other
+    check_device_exists(args.device)  # a missing GPU before the data is read; no torch for "gpu0"
+    from .dataset import find_cases  # these import torch
+    from .dataset_check import check_dataset
+    from .grid_check import check_case_grids
+    from .output_guard import check_output_folder, check_outside_dataset, remove_on_failure
+    from .trainer import Trainer
+
     check_outside_dataset(args.data_dir, args.out_dir, args.cache_dir)  # before any write
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
-    if str(args.device).strip().lower() not in ("auto", "cpu"):  # a missing GPU: before the data
-        from ..engine.devices import resolve_device
-
-        resolve_device(args.device)
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)

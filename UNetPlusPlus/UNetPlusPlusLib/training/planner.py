@@ -136,7 +136,7 @@ class Plan:
     reasons: dict = field(default_factory=dict)  # field -> why the plan chose it
     device: dict = field(default_factory=dict)
     fingerprint: dict = field(default_factory=dict)
-    measured: dict = field(default_factory=dict)  # seconds_per_iteration, seconds_per_validation
+    measured: dict = field(default_factory=dict)  # seconds per iteration, (last) validation
     estimate: dict = field(default_factory=dict)  # seconds: preparation, training, validation
     created: str = ""
     refits: list = field(default_factory=list)  # budget re-fits after an epoch: when, what
@@ -257,6 +257,11 @@ class Plan:
             lines.append(
                 f"  measured              {measured.get('seconds_per_iteration', 0):.2f} s per "
                 f"iteration, ~{measured.get('seconds_per_validation', 0):.1f} s per validation"
+                + (
+                    f" (the last, per depth, ~{measured['seconds_per_last_validation']:.1f} s)"
+                    if "seconds_per_last_validation" in measured
+                    else ""
+                )
             )
         if self.estimate:
             lines += self._eta_lines()

@@ -20,6 +20,7 @@ from .schedule import (
     fit_schedule,
     needs_timing,
     refit_epochs,
+    validations_seconds,
 )
 from .steps import (
     SHORT_RUN,
@@ -38,7 +39,8 @@ class PlanningMixin:
     """Needs the Trainer's config, plan, context, network, loss_fn, cases, log and started."""
 
     def _pace(self, key: str) -> float:
-        """``seconds_per_iteration`` or ``seconds_per_validation`` at the latest measured rate:
+        """``seconds_per_iteration`` or ``seconds_per_validation`` (one validation from one pass
+        per tile; a timed one counts as ``LAST_VALIDATION_FACTOR`` of them) at the latest rate:
         this run's, else plan.json's (the calibration), else the checkpoint's ``pace`` (the
         last epoch before ``--resume``; a fixed schedule times no steps before its first
         epoch); 0.0 when none was measured."""
@@ -66,7 +68,7 @@ class PlanningMixin:
             "iterations": iterations,
             "training": iterations * float(per_iteration),
             "validations": validations,
-            "validation": validations * float(per_validation),
+            "validation": validations_seconds(validations, float(per_validation)),
         }
 
     def _eta(self, epochs_done: int) -> float:
@@ -262,6 +264,8 @@ class PlanningMixin:
         if not limit or done >= config.epochs:
             return False
         validation = self._pace("seconds_per_validation")
+        if done + 1 == config.epochs:  # the next is the last: its validation runs per depth
+            validation = validations_seconds(1, validation)
         needed = (time.monotonic() - self.started) + epoch_s + validation
         stop = needed > float(limit)
         stop = bool(distributed.broadcast_object(self.context, stop))

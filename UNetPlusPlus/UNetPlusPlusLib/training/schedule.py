@@ -23,11 +23,21 @@ BUDGET_EPOCHS = 20  # with a budget, at least this many epochs: re-fits in steps
 VALIDATION_SHARE = 0.15  # at most this share of the budget goes to validation
 ONE_VALIDATION_SHARE = 0.075  # one validation at most: room for two within VALIDATION_SHARE
 MIN_VALIDATION_CASES = 8
+# Validations before the last score every depth from one pass per tile; the last runs and times
+# each depth on its own: 3.2x the CPU of a one-pass validation (bench/validation_one_pass.py).
+LAST_VALIDATION_FACTOR = 3.2
 
 
 def validation_count(epochs: int, val_every: int) -> int:
     """Validations in a run: every ``val_every`` epochs and after the last."""
     return len({e for e in range(1, epochs + 1) if e % val_every == 0} | {epochs})
+
+
+def validations_seconds(count: int, one_pass_s: float) -> float:
+    """Seconds of ``count`` validations that end with the run's last: ``count - 1`` from one
+    pass at ``one_pass_s`` each, the last per depth (:data:`LAST_VALIDATION_FACTOR` times
+    that); 0.0 for none."""
+    return 0.0 if count <= 0 else (count - 1 + LAST_VALIDATION_FACTOR) * one_pass_s
 
 
 def default_iterations(training_cases: int, batch_size: int) -> int:
@@ -55,9 +65,13 @@ def fit_schedule(
     With a budget (given, or the device default when neither epochs nor iterations are fixed)
     the run is sized so preparation (``elapsed_s`` so far) + training + validation fit it; an
     explicit budget is filled, the default one only bounds the run (at most 100 epochs). Raises
-    UNetPlusPlusError when the budget cannot hold a single iteration. Where one validation of
-    all ``validation_cases`` would take more than 7.5 % of the budget, the plan validates on an
-    evenly spread subset (at least 8 cases) unless ``validation_cases`` is fixed.
+    UNetPlusPlusError when the budget cannot hold a single iteration. Where the last validation
+    (per depth) of all ``validation_cases`` would take more than 7.5 % of the budget, the plan
+    validates on an evenly spread subset (at least 8 cases) unless ``validation_cases`` is fixed.
+
+    ``seconds_per_validation`` is one validation from one pass per tile (those before the
+    last); the last is priced at :data:`LAST_VALIDATION_FACTOR` times it
+    (:func:`validations_seconds`).
 
     ``seconds_per_iteration`` None (nothing timed; only where :func:`needs_timing` is False):
     the estimate holds the counts and the preparation, no seconds (the ETA comes with the
@@ -91,26 +105,30 @@ def fit_schedule(
         plan.budget_s = DEFAULT_BUDGET_S.get(plan.device.get("kind", "cpu"), 3600.0)
     if use_budget and validation_cases and t_val > 0 and "validation_cases" not in fixed:
         limit = ONE_VALIDATION_SHARE * (float(plan.budget_s or 0) - elapsed_s)
-        subset = max(MIN_VALIDATION_CASES, int(validation_cases * limit / t_val))
+        last = LAST_VALIDATION_FACTOR * t_val
+        subset = max(MIN_VALIDATION_CASES, int(validation_cases * limit / last))
         if subset < validation_cases:
             plan.validation_cases = subset
             plan.reasons["validation_cases"] = (
-                f"{subset} of {validation_cases}, evenly spread: all would take ~{t_val:.0f} s, "
-                "over 7.5% of the budget"
+                f"{subset} of {validation_cases}, evenly spread: the last validation of all "
+                f"would take ~{last:.0f} s, over 7.5% of the budget"
             )
             t_val *= subset / validation_cases
     if use_budget and not schedule_fixed:
         _fit_to_budget(plan, fixed, rule, t_iter, t_val, elapsed_s)
     count = validation_count(plan.epochs, plan.val_every)
     training = plan.epochs * plan.iterations_per_epoch * t_iter
-    total = elapsed_s + training + count * t_val
+    validation = validations_seconds(count, t_val)
+    total = elapsed_s + training + validation
     plan.measured.update(
-        seconds_per_iteration=round(t_iter, 4), seconds_per_validation=round(t_val, 2)
+        seconds_per_iteration=round(t_iter, 4),
+        seconds_per_validation=round(t_val, 2),
+        seconds_per_last_validation=round(LAST_VALIDATION_FACTOR * t_val, 2),
     )
     plan.estimate = {
         "preparation": round(elapsed_s, 1),
         "training": round(training, 1),
-        "validation": round(count * t_val, 1),
+        "validation": round(validation, 1),
         "validations": count,
         "iterations": plan.epochs * plan.iterations_per_epoch,
         "total": round(total, 1),
@@ -123,9 +141,10 @@ def refit_epochs(
     plan: Plan, done: int, remaining_s: float, epoch_s: float, validation_s: float
 ) -> Optional[tuple[int, int]]:
     """(epochs, validation interval) that fit ``remaining_s`` after ``done`` epochs at the
-    measured pace (seconds per epoch without validation, seconds per validation), keeping the
-    planned number of validations; None when the plan still fits within 3 % (or has no given
-    budget, or fixed epochs). Never fewer epochs than ``done``."""
+    measured pace (seconds per epoch without validation, seconds per one-pass validation; the
+    last costs more, :func:`validations_seconds`), keeping the planned number of validations;
+    None when the plan still fits within 3 % (or has no given budget, or fixed epochs). Never
+    fewer epochs than ``done``."""
     if not plan.budget_given or "epochs" in plan.sources or not plan.budget_s:
         return None
     planned = validation_count(plan.epochs, plan.val_every)
@@ -138,7 +157,7 @@ def refit_epochs(
     def cost(epochs: int) -> float:
         every = interval(epochs)
         later = [e for e in range(done + 1, epochs + 1) if e % every == 0 or e == epochs]
-        return (epochs - done) * epoch_s + len(later) * validation_s
+        return (epochs - done) * epoch_s + validations_seconds(len(later), validation_s)
 
     if abs(cost(plan.epochs) - remaining_s) <= 0.03 * plan.budget_s:
         return None
@@ -152,16 +171,18 @@ def refit_epochs(
 
 def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: float, elapsed: float):
     available = float(plan.budget_s or 0) - elapsed
-    allowed = max(1, int(VALIDATION_SHARE * available / t_val)) if t_val > 0 else MAX_EPOCHS_BUDGET
+    allowed = MAX_EPOCHS_BUDGET  # validations within VALIDATION_SHARE, the last per depth
+    if t_val > 0:
+        allowed = max(1, int(VALIDATION_SHARE * available / t_val - (LAST_VALIDATION_FACTOR - 1)))
     count = 1
     for _round in range(4):  # validations depend on epochs and vice versa; settles quickly
-        iterations = int((available - count * t_val) / t_iter)
+        iterations = int((available - validations_seconds(count, t_val)) / t_iter)
         if iterations < 1:
             raise UNetPlusPlusError(
                 f"The time budget {format_duration(plan.budget_s or 0)} is too short: "
                 f"preparation took {format_duration(elapsed)} and one iteration takes "
-                f"{t_iter:.1f} s plus {t_val:.0f} s for a validation; give a longer "
-                "--time-budget or fewer/smaller cases."
+                f"{t_iter:.1f} s plus {validations_seconds(1, t_val):.0f} s for the validation; "
+                "give a longer --time-budget or fewer/smaller cases."
             )
         if "epochs" in fixed:
             plan.iterations_per_epoch = max(1, iterations // plan.epochs)

@@ -26,14 +26,18 @@ from ..errors import UNetPlusPlusError
 from .augment import AugmentConfig, training_batch
 from .optimizer import AdamW
 from .sampler import PatchSampler
+from .schedule import LAST_VALIDATION_FACTOR
 
 GRAD_CLIP = 12.0
 BF16_MIN_SPEEDUP = 1.10
 BF16_DICE_TOLERANCE = 0.01
 SHORT_RUN = 8  # steps of each precision in the bf16-vs-fp32 Dice check
-# Validation cost in full L4 forward passes per tile: L1..L4 and the ensemble (one full pass),
-# with blending; the per-depth seconds of two runs here summed to 3.1-3.2x the L4 seconds.
+# Validation cost in full L4 forward passes per tile, with blending. The last validation runs
+# L1..L4 and the ensemble (one full pass) each on its own: the per-depth seconds of two runs here
+# summed to 3.1-3.2x the L4 seconds. Those before it score every depth from one pass per tile:
+# 1/LAST_VALIDATION_FACTOR of that (bench/validation_one_pass.py), about one pass.
 VALIDATION_PASSES = 3.2
+ONE_PASS_VALIDATION_PASSES = VALIDATION_PASSES / LAST_VALIDATION_FACTOR
 
 
 class DeepSupervision(nn.Module):
@@ -316,9 +320,11 @@ def _time_forward(network: nn.Module, tile: torch.Tensor, device: torch.device) 
 def validation_seconds(
     shapes_zyx: Sequence[Sequence[int]], tile_zyx: Sequence[int], overlap: float, tile_s: float
 ) -> float:
-    """Estimated seconds of one validation (every depth and the ensemble) of these cases."""
+    """Estimated seconds of one validation of these cases from one pass per tile (every depth
+    and the ensemble scored from the same pass), given ``tile_s`` seconds per L4 tile; the
+    last validation, per depth, costs ``schedule.LAST_VALIDATION_FACTOR`` times this."""
     tiles = sum(
         math.prod(len(tile_starts(int(n), int(t), overlap)) for n, t in zip(shape, tile_zyx))
         for shape in shapes_zyx
     )
-    return VALIDATION_PASSES * tiles * tile_s + 0.02 * len(shapes_zyx)
+    return ONE_PASS_VALIDATION_PASSES * tiles * tile_s + 0.02 * len(shapes_zyx)

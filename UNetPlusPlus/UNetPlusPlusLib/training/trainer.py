@@ -36,6 +36,7 @@ from .progress import epoch_event
 from .resume_checks import check_resume, jsonable
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
+from .schedule import LAST_VALIDATION_FACTOR
 from .steps import NonFiniteLoss, learning_rate, training_step
 from .trainer_setup import SetupMixin
 from .validation import DEPTHS, evaluate_depths, validation_summary
@@ -324,8 +325,10 @@ class Trainer(SetupMixin, PlanningMixin):
             amp=False,
             timed=timed,
         )
-        self._validation_s = time.perf_counter() - started
-        self.log(validation_summary(results, len(self.val_cases), self._validation_s))
+        seconds = time.perf_counter() - started
+        # the pace is kept per one-pass validation (run_plan._pace): a timed one counts as more
+        self._validation_s = seconds / (LAST_VALIDATION_FACTOR if timed else 1.0)
+        self.log(validation_summary(results, len(self.val_cases), seconds))
         return results
 
     def _save_epoch(self, epoch: int) -> None:
