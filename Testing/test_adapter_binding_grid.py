@@ -23,6 +23,7 @@ from helpers import rotation_matrix  # noqa: E402
 from test_adapter_output_owner import node_state, reference_of  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry  # noqa: E402
 from UNetPlusPlusLib.adapter.segmentation_binding import (  # noqa: E402
+    other_volume_binding,
     reference_grid,
     volume_grid,
 )
@@ -87,3 +88,49 @@ def test_a_volume_cropped_in_place_gets_a_new_segmentation_node(sphere_model):
     assert np.allclose(geometry.image_to_world_matrix(image), own_matrix, atol=1e-9)
     mask = geometry.array_from_oriented_image(image, cropped.array.shape[1:])
     assert np.array_equal(mask == 1, labels_on(cropped, labels).array == 1)
+
+
+def test_a_volume_moved_since_is_said_to_be_moved_not_cropped(sphere_model):
+    """The same voxels elsewhere: a volume put under a transform (a registration) after its
+    segmentation was made, or its origin edited, is said to be moved (by that transform), not
+    "cropped or resampled" as before; the node is still another grid's, and left as it was."""
+    labels = ModelManifest.load(sphere_model).labels
+    scene = slicer.vtkMRMLScene()
+    whole = Volume(np.zeros((1, 12, 14, 16), np.float32), SPACING, (10.0, -20.0, 30.0), DIRECTION)
+    node = geometry.volume_node_from_volume(scene, whole, "chest")
+    first = write_segments(labels_on(whole, labels), node)
+    before = node_state(first)
+    origin = ", ".join(f"{v:.1f}" for v in geometry.lps_to_ras(whole.origin))
+    old = "it was made for volume 'chest' on another grid (16 x 14 x 12 voxels from "
+    old += f"({origin}) mm RAS); "
+
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    moved = vtk.vtkMatrix4x4()
+    for row, (r, t) in enumerate(zip(rotation_matrix((0.0, 0.0, 10.0)), (12.5, -3.0, 4.0))):
+        for column in range(3):
+            moved.SetElement(row, column, r[column])
+        moved.SetElement(row, 3, t)
+    transform.SetMatrixTransformToParent(moved)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    assert other_volume_binding(first, node) == (
+        old + "the volume was moved by transform 'registration' since"
+    )
+    rebound: list = []
+    second = write_segments(labels_on(whole, labels), node, first, rebound=rebound)
+    assert second is not first and node_state(first) == before
+    assert rebound == [
+        (first.GetName(), old + "the volume was moved by transform 'registration' since")
+    ]
+
+    scene.RemoveNode(second)
+    node.SetAndObserveTransformNodeID(None)  # back where it was: the node's again
+    assert other_volume_binding(first, node) is None
+    node.SetOrigin(*(np.array(node.GetOrigin()) + (0.0, 0.0, 7.5)))  # its origin edited
+    assert other_volume_binding(first, node) == (
+        old + "the volume was moved since (its origin or axes were changed)"
+    )
+    transform.SetMatrixTransformToParent(vtk.vtkMatrix4x4())  # under an identity transform
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    assert other_volume_binding(first, node) == (
+        old + "the volume was moved since (it is under transform 'registration')"
+    )

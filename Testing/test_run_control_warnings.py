@@ -44,6 +44,19 @@ class Widget:
         self.value = value
 
 
+class SteppingClock:
+    """The panel's clock (widget/click_guard.py): each reading is 1 s after the one before, so
+    each click is a deliberate one, never the second click of a double-click (a Cancel right
+    after Segment cancels); test_ui_double_click.py stops it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
 class Timer:
     def start(self) -> None: ...
 
@@ -87,6 +100,7 @@ def panel(
         replaceExisting=False, tta=False, channelCheck=True, interactive=True,
     )  # fmt: skip
     host._timer, host._job, host._dependenciesReady = Timer(), None, True
+    host.clock = SteppingClock()
     host._points, host._currentPoint = PointQueue(), None  # panel_widget's
     host._seenPointIds, host._observedSeeds = set(), None
     host.currentModel = lambda: manifest

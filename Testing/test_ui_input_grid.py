@@ -122,6 +122,35 @@ def test_a_volume_cropped_in_place_releases_its_output_when_it_happens(
     app.processEvents()
 
 
+def test_a_volume_moved_by_a_transform_releases_its_output_and_says_so(
+    panel_widget, sphere_model, tmp_path
+):
+    """The volume put under a transform (TransformModifiedEvent) while the module is open: the
+    output is released, and the status names the transform (before: "the volume was cropped or
+    resampled since", which was false)."""
+    app, root = load_ui()
+    manifest = ModelManifest.load(sphere_model)
+    scene = slicer.vtkMRMLScene()
+    whole, node = chest(scene)
+    output = write_segments(labels_on(whole, manifest.labels), node)
+    panel, p = open_panel(panel_widget, root, scene, manifest, tmp_path)
+    p.inputVolume0, p.outputSegmentation = node, output
+    assert p.outputSegmentation is output
+
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    moved = vtk.vtkMatrix4x4()
+    moved.SetElement(0, 3, 25.0)
+    transform.SetMatrixTransformToParent(moved)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    status = root.findChild(QtWidgets.QLabel, "statusLabel").text()
+    assert p.outputSegmentation is None, status
+    assert status.endswith(
+        "the volume was moved by transform 'registration' since); it is left unchanged."
+    ), status
+    root.close()
+    app.processEvents()
+
+
 BRAIN = UI_PATH.parents[2] / "UNetPlusPlusLib" / "Resources" / "Models" / "brain-tumor"
 
 

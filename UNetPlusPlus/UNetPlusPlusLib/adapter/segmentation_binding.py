@@ -27,7 +27,8 @@ its source node (a volume, a segmentation, a model or an ROI). What changed is t
 volume's grid that UNet++ recorded on the node when it last wrote there
 (:data:`VOLUME_GRID_ATTRIBUTE`, saved with the scene): the volume still on that grid, the
 user chose the segmentation's grid, and the result goes into it, resampled onto that grid
-(segmentation_writer); the volume on another grid, it was cropped or resampled. A node UNet++
+(segmentation_writer); the volume on another grid, it was cropped, resampled or moved
+(:func:`grid_change` says which). A node UNet++
 never wrote to (no record) is taken as re-gridded by the user when its reference geometry is
 the volume's field of view on other voxels (same axes, same box within one voxel), as
 "Specify geometry" from that volume makes it; a crop moves the box, so it is another grid's.
@@ -41,7 +42,7 @@ import numpy as np
 import slicer
 import vtk
 
-from .geometry import world_ijk_to_ras
+from .geometry import node_to_world_matrix, world_ijk_to_ras
 
 #: Grids whose voxel corners and axes agree within this (mm) are the same grid.
 GRID_TOLERANCE_MM = 1e-3
@@ -160,8 +161,8 @@ def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
 
     The reason names what it is bound to: "it was made for volume 'A'"; "it was made for
     volume 'A' on another grid (20 x 20 x 10 voxels ...); the volume was cropped or resampled
-    since"; without a reference, "its reference geometry is another grid (20 x 20 x 10 voxels
-    ...)".
+    since" (or "moved by transform 'T'", :func:`grid_change`); without a reference, "its
+    reference geometry is another grid (20 x 20 x 10 voxels ...)".
     """
     bound = reference_volume(segmentation_node)
     if bound is not None and bound.GetID() != volume_node.GetID():
@@ -175,8 +176,26 @@ def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
     origin = ", ".join(f"{v:.1f}" for v in matrix[:3, 3])
     other = f"{' x '.join(map(str, counts))} voxels from ({origin}) mm RAS"
     if bound is not None:  # the same volume node, on another grid now
-        return (
-            f"it was made for volume '{bound.GetName()}' on another grid ({other}); the volume "
-            "was cropped or resampled since"
-        )
+        change = grid_change(grid, volume_node)
+        return f"it was made for volume '{bound.GetName()}' on another grid ({other}); {change}"
     return f"its reference geometry is another grid ({other})"
+
+
+def grid_change(old: Grid, volume_node) -> str:
+    """What was done to the volume since a segmentation was made on ``old`` (its world grid
+    then), as a clause: "the volume was moved by transform 'T' since" (put under a transform
+    that moved it: its own grid is still ``old``), "the volume was moved since (...)" (the
+    same voxels, counts and spacing, elsewhere: its origin or axes were edited, or its
+    transform changed), else "the volume was cropped or resampled since"."""
+    matrix, counts = volume_grid(volume_node)
+    transform = volume_node.GetParentTransformNode()
+    if transform is not None:
+        own = np.linalg.inv(node_to_world_matrix(volume_node)) @ matrix  # before the transform
+        if same_grid(old, (own, counts)):
+            return f"the volume was moved by transform '{transform.GetName()}' since"
+    spacing, old_spacing = (np.linalg.norm(m[:3, :3], axis=0) for m in (matrix, old[0]))
+    if counts != old[1] or not np.allclose(spacing, old_spacing, atol=GRID_TOLERANCE_MM):
+        return "the volume was cropped or resampled since"
+    if transform is not None:
+        return f"the volume was moved since (it is under transform '{transform.GetName()}')"
+    return "the volume was moved since (its origin or axes were changed)"

@@ -102,6 +102,7 @@ class PointBatch:
                     self._points.add(caller, i, context)
         if auto and (self._job is None or self._job.finished):
             self.startNextPoint()
+            self.armCancelGuard()  # a click on "Segment" as it turns into Cancel: not a Cancel
 
     def pointContext(self) -> RunContext:
         """The task and input volumes the panel would run with now."""

@@ -19,13 +19,20 @@ from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import install, panel
 from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.widget.click_guard import CancelGuards
 from UNetPlusPlusLib.widget.point_batch import PointBatch
 from UNetPlusPlusLib.widget.point_queue import labels_text
 from UNetPlusPlusLib.widget.segmented_points import segmented_ids
 
 
-class RunControl(PointBatch):
+class RunControl(PointBatch, CancelGuards):
     """Starts, polls and cancels jobs; turns placed nodule points into runs."""
+
+    def armCancelGuard(self) -> None:
+        """After Segment, or a placed point, started a run from idle: the button now reads
+        "Cancel"; a click within the double-click interval is not taken as Cancel."""
+        if self._job is not None and not self._job.finished:
+            self.cancelGuard("segment").arm()
 
     def runGuarded(self, action, failure: str = "") -> bool:
         """Run ``action``; show a user error as its one-sentence message, a bug with details."""
@@ -97,6 +104,8 @@ class RunControl(PointBatch):
 
     def onSegmentButton(self) -> None:
         if self._job is not None and not self._job.finished:
+            if self.cancelGuard("segment").ignores():
+                return  # the second click of the double-click (or a queued click) that started it
             # the user asked to stop: the queue too (not the points placed while it stops)
             self._cancelledPoints = getattr(self, "_cancelledPoints", []) + self._points.clear()
             self._job.cancel()
@@ -109,9 +118,9 @@ class RunControl(PointBatch):
         self._currentPoint = None  # not a queued point: a failure has its own dialog
         if self.queuePlacedPoints():  # a nodule model: the placed points without a segment
             self.startNextPoint()
-            return
-        if not self.runGuarded(self.startRun, _("Segmentation failed to start.")):
+        elif not self.runGuarded(self.startRun, _("Segmentation failed to start.")):
             self.showNotStarted()
+        self.armCancelGuard()  # measured from now: once the inputs are written
 
     def showNotStarted(self) -> None:
         """After a run was refused before it started: say so in the status text, with the

@@ -16,11 +16,12 @@ from UNetPlusPlusLib.adapter.training_panel import (
     plan_text,
     strict_labels_args,
 )
+from UNetPlusPlusLib.widget.click_guard import CancelGuards
 
 TRAINING_POLL_MS = 250
 
 
-class TrainingControl:
+class TrainingControl(CancelGuards):
     """Cases folder check, "Add current case", plan, Train / Cancel, progress and install."""
 
     def setupTraining(self) -> None:
@@ -95,11 +96,17 @@ class TrainingControl:
         self.runGuarded(lambda: self.startTraining(planOnly=True), _("Planning failed."))
 
     def onTrainButton(self) -> None:
+        """Train, or Cancel while training (not the second click of the double-click that
+        started it: widget/click_guard.py)."""
         if self.trainingRunning():
+            if self.cancelGuard("train").ignores():
+                return
             self._trainingJob.cancel()
             self.ui.trainingStatusLabel.text = _("Cancelling...")
             return
         self.runGuarded(self.startTraining, _("Training failed to start."))
+        if self.trainingRunning():  # the button reads "Cancel" from now
+            self.cancelGuard("train").arm()
 
     def startTraining(self, planOnly: bool = False) -> None:
         p = self._parameterNode
