@@ -15,15 +15,18 @@ unchanged file (a file checked whole is not inflated again by the next check of 
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from pathlib import Path
 from typing import Optional
 
 from ..errors import UNetPlusPlusError
 from .file_stamp import file_stamp
+from .inflate_stream import GZIP_WBITS, ZLIB_WBITS, InflateStream, trailing_warning
 
-_CHUNK = 1 << 20  # bytes read, and bytes inflated, at a time
-#: the data files whose streams inflated whole, by (file_stamp, offset): not inflated again
+_CHUNK = 1 << 20  # bytes inflated at a time, at most
+#: (key, bytes ignored after the stream) of the data files whose streams inflated whole, by
+#: (file_stamp, offset, ...): not inflated again
 _VERIFIED: list[tuple] = []
 _KEEP = 8
 
@@ -39,34 +42,36 @@ def check_inflates(
         key = (tuple(file_stamp(data)), offset, gzip_format, expected)
     except OSError:
         return  # unreadable: ITK's reading says why
-    if key in _VERIFIED:  # unchanged since its stream inflated whole
+    ignored = next((n for known, n in _VERIFIED if known == key), None)
+    if ignored is not None:  # unchanged since its stream inflated whole
+        _warn_trailing(header, data, ignored)
         return
-    wbits = zlib.MAX_WBITS | (16 if gzip_format else 0)
-    inflater, total = zlib.decompressobj(wbits), 0
+    wbits = GZIP_WBITS if gzip_format else ZLIB_WBITS
+    total = 0
     try:
-        with open(data, "rb") as stream:
-            stream.seek(offset)
-            chunk = stream.read(_CHUNK)
+        with InflateStream(data, offset, wbits, trailing="ignore") as stream:
+            chunk = stream.read_some(_CHUNK)
             while chunk:
-                total += len(inflater.decompress(chunk, _CHUNK))
-                chunk = inflater.unconsumed_tail
-                if inflater.eof:  # a gzip file may hold several members, one after another
-                    rest = inflater.unused_data  # it may hold one byte of the next magic
-                    rest += stream.read(max(0, 2 - len(rest)))
-                    if not (gzip_format and rest[:2] == b"\x1f\x8b"):
-                        break
-                    inflater, chunk = zlib.decompressobj(wbits), rest
-                if not chunk:
-                    chunk = stream.read(_CHUNK)
+                total += len(chunk)
+                chunk = stream.read_some(_CHUNK)
+            members, ignored = stream.members, stream.ignored
     except zlib.error as error:
         _refuse(header, data, f"its compressed voxels are corrupt ({error}): the file is damaged")
+    except EOFError:
+        members = 0
     except OSError:
         return  # unreadable: ITK's reading says why
-    if not inflater.eof:
+    if not members:
         _refuse(header, data, "its compressed voxels end early: the file is truncated")
     if expected is not None and total < expected:
         _refuse(header, data, f"its compressed voxels hold {total} of the {expected} bytes needed")
-    _VERIFIED[:] = [key, *_VERIFIED[: _KEEP - 1]]
+    _warn_trailing(header, data, ignored)
+    _VERIFIED[:] = [(key, ignored), *_VERIFIED[: _KEEP - 1]]
+
+
+def _warn_trailing(header: Path, data: Path, ignored: int) -> None:
+    if ignored:
+        warnings.warn(trailing_warning(header, data, ignored), UserWarning, stacklevel=4)
 
 
 def _refuse(header: Path, data: Path, why: str) -> None:
