@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UNetPlusPlusError
+from .compressed_voxels import VoxelSink
 from .file_stamp import file_stamp
 from .inflate_stream import GZIP_WBITS, ZLIB_WBITS, InflateStream, trailing_warning
 
@@ -32,20 +33,28 @@ _KEEP = 8
 
 
 def check_inflates(
-    header: Path, data: Path, offset: int, gzip_format: bool, expected: Optional[int]
-) -> None:
+    header: Path,
+    data: Path,
+    offset: int,
+    gzip_format: bool,
+    expected: Optional[int],
+    sink: Optional[VoxelSink] = None,
+) -> bool:
     """Inflate the compressed voxels of ``data`` (``header`` itself or its data file) from byte
     ``offset``: a zlib stream (MetaImage) or, with ``gzip_format``, a gzip one (NRRD).
-    ``expected``: the voxels' bytes from the header, or None. Raises UNetPlusPlusError naming
-    ``header`` (and ``data``) when the stream is corrupt, ends early or holds too few bytes."""
+    ``expected``: the voxels' bytes from the header, or None. ``sink``: a
+    :class:`.compressed_voxels.VoxelSink` fed the inflated bytes (the file is then inflated
+    even when it was checked before). Raises UNetPlusPlusError naming ``header`` (and
+    ``data``) when the stream is corrupt, ends early or holds too few bytes. Returns whether
+    the stream was inflated whole (False: the file could not be read; ITK says why)."""
     try:
         key = (tuple(file_stamp(data)), offset, gzip_format, expected)
     except OSError:
-        return  # unreadable: ITK's reading says why
+        return False  # unreadable: ITK's reading says why
     ignored = next((n for known, n in _VERIFIED if known == key), None)
-    if ignored is not None:  # unchanged since its stream inflated whole
+    if ignored is not None and sink is None:  # unchanged since its stream inflated whole
         _warn_trailing(header, data, ignored)
-        return
+        return True
     wbits = GZIP_WBITS if gzip_format else ZLIB_WBITS
     total = 0
     try:
@@ -53,6 +62,8 @@ def check_inflates(
             chunk = stream.read_some(_CHUNK)
             while chunk:
                 total += len(chunk)
+                if sink is not None:
+                    sink.feed(chunk)
                 chunk = stream.read_some(_CHUNK)
             members, ignored = stream.members, stream.ignored
     except zlib.error as error:
@@ -60,13 +71,14 @@ def check_inflates(
     except EOFError:
         members = 0
     except OSError:
-        return  # unreadable: ITK's reading says why
+        return False  # unreadable: ITK's reading says why
     if not members:
         _refuse(header, data, "its compressed voxels end early: the file is truncated")
     if expected is not None and total < expected:
         _refuse(header, data, f"its compressed voxels hold {total} of the {expected} bytes needed")
     _warn_trailing(header, data, ignored)
-    _VERIFIED[:] = [(key, ignored), *_VERIFIED[: _KEEP - 1]]
+    _VERIFIED[:] = [(key, ignored), *[entry for entry in _VERIFIED if entry[0] != key]][:_KEEP]
+    return True
 
 
 def _warn_trailing(header: Path, data: Path, ignored: int) -> None:
