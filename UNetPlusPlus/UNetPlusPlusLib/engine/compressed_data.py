@@ -5,12 +5,14 @@ compressed ``.mha`` or ``.nrrd`` with 50 bytes flipped in its middle was read wi
 every voxel after the damage garbage (686,000 of the example CT's 1.38 million, values down to
 -2.1e9), and only the CT range check refused it, as "values look shifted ... a rescale
 intercept applied twice"; damage in the last slices passes that check (tester 20). NIfTI files
-get the same check from :mod:`.nifti_check`. Here the stream is inflated in 1 MiB pieces
-without keeping its output: a stream that zlib refuses (a bad code, a wrong checksum: adler-32
-for zlib, CRC-32 for gzip), that ends early, or that holds fewer bytes than the header's voxels
-is one error naming the file. Cost: one more inflation of the file (0.03 s of CPU for the
-example CT's 5.5 MB of voxels as a gzip NRRD, against 0.02 s for ITK's whole read), once per
-unchanged file (a file checked whole is not inflated again by the next check of the same read).
+get the same check from :mod:`.nifti_check`. Here the stream is inflated
+(:class:`.inflate_stream.InflateStream`) and its output, at most 1 MiB at a time, is dropped or,
+with a ``sink``, kept as the volume's voxels (:mod:`.compressed_voxels`; ITK then reads only
+the header): a stream that zlib refuses (a bad code, a wrong checksum: adler-32 for zlib,
+CRC-32 for gzip), that ends early, or that holds fewer bytes than the header's voxels is one
+error naming the file; bytes after the complete stream that are not zero padding are ignored,
+as ITK ignores them, with a warning. Without a sink the check is once per unchanged file (a
+file checked whole is not inflated again by the next check of the same read).
 """
 
 from __future__ import annotations
