@@ -167,9 +167,9 @@ def test_a_gzip_member_ending_one_byte_before_a_read_boundary_is_followed(tmp_pa
     """A two-member .raw.gz whose first member ends one byte before the end of a read (reads of
     64 bytes here, 1 MiB in use): the next member's magic is split across two reads. It was
     refused as holding too few bytes (tester 21); SimpleITK reads it."""
-    from UNetPlusPlusLib.engine import compressed_data
+    from UNetPlusPlusLib.engine import compressed_data, inflate_stream
 
-    monkeypatch.setattr(compressed_data, "_CHUNK", 64)
+    monkeypatch.setattr(inflate_stream, "_READ", 64)
     monkeypatch.setattr(compressed_data, "_VERIFIED", [])
     values = np.arange(48, dtype="<i2").reshape(4, 12)
     first = gzip.compress(values[:2].tobytes()[:40], compresslevel=0, mtime=0)

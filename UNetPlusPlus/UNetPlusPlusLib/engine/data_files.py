@@ -25,11 +25,14 @@ from __future__ import annotations
 import struct
 from math import prod
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
+
+import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .compressed_data import check_inflates
-from .nifti_check import pair_file
+from .compressed_voxels import Layout, VoxelSink, metaimage_layout, nrrd_layout
+from .nifti_check import NiftiVoxels, pair_file
 from .nrrd_geometry import check_nrrd_geometry
 
 #: Bytes read from a header file at most: real headers are a few kB.
@@ -55,21 +58,67 @@ _NRRD_BYTES = {
 }  # fmt: skip
 
 
-def check_data_files(path: Path) -> None:
+class _Inflation(NamedTuple):
+    """The compressed voxels of a header (:func:`.compressed_data.check_inflates`'s arguments)
+    and their plain layout, or None (:mod:`.compressed_voxels`)."""
+
+    header: Path
+    data: Path
+    offset: int
+    gzip_format: bool
+    expected: Optional[int]
+    layout: Optional[Layout]
+
+
+def check_data_files(
+    path: Path, inflate: bool = True, keep: bool = False, out: Optional[np.ndarray] = None
+) -> Optional[NiftiVoxels]:
     """Raise UNetPlusPlusError when the image file ``path`` is a header whose data file (named
-    in it, or the other half of a .hdr/.img pair) is missing or shorter than its voxels; the
+    in it, or the other half of a .hdr/.img pair) is missing or shorter than its voxels, or
+    (with ``inflate``) whose compressed voxels are damaged (:mod:`.compressed_data`); the
     message names the header, its data-file field and the data file. Other files, and headers
-    it cannot parse, pass untouched (reads at most 64 kB of the header)."""
+    it cannot parse, pass untouched (reads at most 64 kB of the header).
+
+    With ``keep``, a compressed NRRD or MetaImage of a plain layout (3D, one scalar of a known
+    type) also returns the voxels of that inflation (:mod:`.compressed_voxels`): in ``out``
+    when it is a float32 (z, y, x) array of their shape, else in the stored type; None for
+    other files."""
     name = path.name.lower()
     try:
         if name.endswith((".mhd", ".mha")):
-            _check_metaimage(path)
+            inflation = _check_metaimage(path)
         elif name.endswith((".nhdr", ".nrrd")):
-            _check_nrrd(path)
-        elif name.endswith((".hdr", ".img", ".hdr.gz", ".img.gz")):
-            _check_pair(path)
+            inflation = _check_nrrd(path)
+        else:
+            if name.endswith((".hdr", ".img", ".hdr.gz", ".img.gz")):
+                _check_pair(path)
+            return None
     except OSError:
-        return  # the header itself cannot be read: ITK's reading says why
+        return None  # the header itself cannot be read: ITK's reading says why
+    if inflation is None or not inflate:
+        return None
+    layout = inflation.layout if keep else None
+    sink = None if layout is None else VoxelSink(layout, out)
+    whole = check_inflates(*inflation[:5], sink=sink)  # type: ignore[misc]
+    if sink is None or not whole or not sink.complete:
+        return None
+    return NiftiVoxels(sink.array, sink.stored)
+
+
+def compressed_shape(path: Path) -> Optional[tuple]:
+    """(z, y, x) of a compressed NRRD or MetaImage whose voxels :func:`check_data_files`
+    keeps, from its header alone; None for other files."""
+    name = path.name.lower()
+    try:
+        if name.endswith((".mhd", ".mha")):
+            inflation = _check_metaimage(path)
+        elif name.endswith((".nhdr", ".nrrd")):
+            inflation = _check_nrrd(path)
+        else:
+            return None
+    except (OSError, UNetPlusPlusError):
+        return None  # the reading says why
+    return None if inflation is None or inflation.layout is None else inflation.layout.shape
 
 
 def _head(path: Path) -> bytes:
@@ -77,7 +126,7 @@ def _head(path: Path) -> bytes:
         return stream.read(_HEADER_BYTES)
 
 
-def _check_metaimage(path: Path) -> None:
+def _check_metaimage(path: Path) -> Optional[_Inflation]:
     head, fields, end = _head(path), {}, None
     position = 0
     for raw in head.splitlines(keepends=True):
@@ -91,7 +140,7 @@ def _check_metaimage(path: Path) -> None:
             break
     value = fields.get("ElementDataFile")
     if end is None or not value or value.split()[0] == "LIST" or "%" in value:
-        return  # not a MetaImage header, or its data are listed ("LIST", "LIST 2D"): ITK reads them
+        return None  # not a MetaImage header, or its data are listed ("LIST", "LIST 2D")
     field = f"ElementDataFile = {value}"
     voxels = nbytes = _metaimage_bytes(fields)
     compressed = fields.get("CompressedData", "False").lower() in ("true", "1")
@@ -108,7 +157,9 @@ def _check_metaimage(path: Path) -> None:
         if nbytes is not None and offset.lstrip("-").isdigit():
             _check_size(path, data, field, max(int(offset), 0) + nbytes)
     if compressed and skip is None:  # ITK read a damaged stream as garbage voxels
-        check_inflates(path, data, end if value == "LOCAL" else 0, False, voxels)
+        offset = end if value == "LOCAL" else 0
+        return _Inflation(path, data, offset, False, voxels, metaimage_layout(fields))
+    return None
 
 
 def _compressed_bytes(fields: dict) -> Optional[int]:
@@ -135,10 +186,10 @@ def _metaimage_bytes(fields: dict) -> Optional[int]:
     return prod(dims) * components * size
 
 
-def _check_nrrd(path: Path) -> None:
+def _check_nrrd(path: Path) -> Optional[_Inflation]:
     head = _head(path)
     if not head.startswith(b"NRRD000"):
-        return
+        return None
     lines = head.decode("latin-1").splitlines()
     fields: dict[str, str] = {}
     listed: list[str] = []
@@ -160,35 +211,36 @@ def _check_nrrd(path: Path) -> None:
     if not value:  # the voxels follow the header in the same file
         end = head.find(b"\n\n")
         if gzipped and end >= 0:  # ITK read a damaged stream as garbage voxels
-            check_inflates(path, path, end + 2, True, _nrrd_bytes(fields))
-        return
+            return _Inflation(path, path, end + 2, True, _nrrd_bytes(fields), nrrd_layout(fields))
+        return None
     field = f"{key}: {value}"
     words = value.split()
     if words[0] == "LIST":
         for name in listed:
             _check_exists(path, path.parent / name, field)
-        return
+        return None
     if "%" in words[0] and len(words) >= 4:
         try:
             first, last, step = (int(w) for w in words[1:4])
             names = [words[0] % i for i in range(first, last + (1 if step > 0 else -1), step)]
         except (ValueError, TypeError, ZeroDivisionError):
-            return
+            return None
         for name in names:
             _check_exists(path, path.parent / name, field)
-        return
+        return None
     data = path.parent / value
     _check_exists(path, data, field)
     nbytes = _nrrd_bytes(fields)
     if gzipped:
-        check_inflates(path, data, 0, True, nbytes)
+        return _Inflation(path, data, 0, True, nbytes, nrrd_layout(fields))
     if nbytes is not None and fields.get("encoding", "") == "raw":
         try:
             skip = int(fields.get("byte skip", "0"))
         except ValueError:
-            return
+            return None
         if fields.get("line skip", "0") == "0":
             _check_size(path, data, field, max(skip, 0) + nbytes)
+    return None
 
 
 def _until_blank(lines: list[str]) -> list[str]:

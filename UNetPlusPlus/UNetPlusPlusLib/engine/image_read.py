@@ -16,12 +16,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
-from .data_files import check_data_files
+from .data_files import check_data_files, compressed_shape
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
 from .grid_memory import check_input_fits
 from .nifti_check import (
     HeaderImage,
+    NiftiVoxels,
     check_nifti,
     header_image,
     is_nifti,
@@ -50,11 +51,11 @@ def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
 
 
 def _itk_read(path: Path, header_only: bool = False, out: np.ndarray | None = None) -> Any:
-    """ITK's reading of a checked file; with ``header_only`` a NIfTI file's voxels come from
-    :func:`.nifti_check.read_nifti`'s one decompression (a HeaderImage, its voxels written into
-    ``out`` when that fits), when it can."""
+    """ITK's reading of a checked file; with ``header_only`` a NIfTI, compressed NRRD or
+    MetaImage file's voxels come from its checking pass's one decompression (a HeaderImage, its
+    voxels written into ``out`` when that fits), when it can (:func:`_read_voxels`)."""
     try:
-        voxels = read_nifti(path, out) if header_only else None
+        voxels = _read_voxels(path, out) if header_only else None
         image = header_image(path, voxels) if voxels is not None else None
         image = image if image is not None else sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -63,6 +64,20 @@ def _itk_read(path: Path, header_only: bool = False, out: np.ndarray | None = No
             f"(NRRD, NIfTI, MetaImage or DICOM) ({_sitk_reason(error)})."
         ) from error
     return image if isinstance(image, HeaderImage) else _single_frame_as_3d(image)
+
+
+def _read_voxels(path: Path, out: np.ndarray | None) -> NiftiVoxels | None:
+    """The voxels of a NIfTI file (:func:`.nifti_check.read_nifti`) or of a compressed NRRD or
+    MetaImage (:func:`.data_files.check_data_files`), from the pass that checks them; None for
+    other files or layouts. Raises UNetPlusPlusError as those checks do."""
+    if is_nifti(path):
+        return read_nifti(path, out)
+    return check_data_files(path, keep=True, out=out)
+
+
+def _plain_shape(path: Path) -> tuple | None:
+    """(z, y, x) of a file whose voxels :func:`_read_voxels` reads, from its header; else None."""
+    return nifti_shape(path) if is_nifti(path) else compressed_shape(path)
 
 
 def _single_frame_as_3d(image: sitk.Image) -> sitk.Image:
@@ -87,17 +102,20 @@ def read_volume(
     if not paths:
         raise UNetPlusPlusError("No input image was given.")
     files = [Path(name) for name in paths]
-    plain = [path.is_file() and is_nifti(path) for path in files]
+    plain = [
+        path.is_file() and (is_nifti(path) or compressed_shape(path) is not None) for path in files
+    ]
     _check_input_fits(files, plain)
-    shapes = {nifti_shape(path) for path in files} if all(plain) else {None}
-    # NIfTI files of one shape are decompressed once each, straight into the volume's array
+    shapes = {_plain_shape(path) for path in files} if all(plain) else {None}
+    # files of one shape are decompressed once each (NIfTI, compressed NRRD and MetaImage),
+    # straight into the volume's array
     array = None
     if None not in shapes and len(shapes) == 1:
         try:
             array = np.empty((len(files),) + shapes.pop(), dtype=np.float32)  # type: ignore[operator]
         except MemoryError:  # a header claiming more voxels than the file holds says so first
             for path in files:
-                check_nifti(path)
+                _check_whole(path)
             raise
     images = []
     for c, path in enumerate(files):
@@ -115,14 +133,14 @@ def _check_input_fits(files: list[Path], plain: list[bool]) -> None:
     size, stored = None, 0
     for path, nifti in zip(files, plain):
         if nifti:  # decoded straight into the float32 volume
-            shape = nifti_shape(path)
+            shape = _plain_shape(path)
             if shape is None:
                 return
             size = size or tuple(reversed(shape))
             continue
         if not path.name.lower().endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
             return
-        check_data_files(path)
+        check_data_files(path, inflate=False)  # the reading inflates compressed voxels
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         try:
@@ -140,8 +158,13 @@ def _check_input_fits(files: list[Path], plain: list[bool]) -> None:
     except UNetPlusPlusError:
         for path, nifti in zip(files, plain):
             if nifti:
-                check_nifti(path)  # a header far larger than its file: truncated, say so
+                _check_whole(path)  # a header far larger than its file: truncated, say so
         raise
+
+
+def _check_whole(path: Path) -> None:
+    """The checks of a whole NIfTI file or of compressed NRRD / MetaImage voxels."""
+    check_nifti(path) if is_nifti(path) else check_data_files(path)
 
 
 def volume_from_sitk(images: Sequence[sitk.Image], channel_names: Sequence[str] = ()) -> Volume:

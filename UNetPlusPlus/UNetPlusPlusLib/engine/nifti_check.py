@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .gzip_stream import GzipStream
+from .inflate_stream import GZIP_MAGIC, trailing_warning
 from .nifti_transforms import transform_warning
 from .sanity import cast_voxels, nonfinite_error
 
@@ -187,10 +188,6 @@ def _count_nonfinite(values: np.ndarray) -> int:
     return int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
-#: The first two bytes of every gzip stream.
-GZIP_MAGIC = b"\x1f\x8b"
-
-
 def is_nifti(path: Path) -> bool:
     """True for a ``.nii`` or ``.nii.gz`` file name."""
     name = path.name.lower()
@@ -270,19 +267,32 @@ def _opener(path: Path):
         with open(path, "rb") as stream:
             magic = stream.read(2)
     except OSError:
-        return GzipStream  # the read that follows says why
-    return GzipStream if magic == GZIP_MAGIC or len(magic) < 2 else open
+        return _gzip  # the read that follows says why
+    return _gzip if magic == GZIP_MAGIC or len(magic) < 2 else open
 
 
-def _pair_pass(header: Path, image: Path) -> tuple[Optional[_Layout], int, int, None]:
-    """(layout, bytes of the .img, non-finite voxels, None) of a .hdr/.img pair."""
+def _gzip(path: Path, mode: str) -> GzipStream:
+    """A NIfTI file's gzip stream: bytes after its last member that are not zero padding are
+    skipped, as ITK's reader (zlib's gzread) skips them, and warned about (_checked_pass)."""
+    return GzipStream(path, mode, trailing="ignore")
+
+
+def _ignored(stream: BinaryIO) -> int:
+    """Bytes that ``stream`` (read to its end) skipped after its gzip data; 0 for a plain file."""
+    return getattr(stream, "ignored", 0)
+
+
+def _pair_pass(header: Path, image: Path) -> tuple[Optional[_Layout], int, int, int]:
+    """(layout, bytes of the .img, non-finite voxels, bytes skipped after its gzip data) of a
+    .hdr/.img pair."""
     with _opener(header)(header, "rb") as stream:
         layout = _layout(stream.read(540), pair=True)
     if layout is None:
-        return None, 0, 0, None
+        return None, 0, 0, 0
     scan = _FiniteScan(layout)
     with _opener(image)(image, "rb") as stream:
-        return layout, _feed(stream, scan), scan.bad, None
+        size = _feed(stream, scan)
+    return layout, size, scan.bad, _ignored(stream)
 
 
 def _checked_pass(
@@ -293,12 +303,14 @@ def _checked_pass(
         return None
     try:
         if pair is not None:  # ITK pads a truncated .img silently too; ITK reads the voxels
-            layout, size, bad, data = _pair_pass(*pair)
+            layout, size, bad, ignored = _pair_pass(*pair)
+            data = None
         else:
             _refuse_misnamed_gzip(path)
             _refuse_nifti2(path)
             with _opener(path)(path, "rb") as stream:
                 layout, size, bad, data = _scan(stream, keep, out)
+            ignored = _ignored(stream)
     except (EOFError, OSError, zlib.error) as error:
         raise UNetPlusPlusError(
             f"Cannot read {path}: the compressed file is truncated or corrupt ({error})."
@@ -315,6 +327,8 @@ def _checked_pass(
         )
     if bad:
         raise nonfinite_error(str(path), bad)
+    if ignored:  # after the refusals: the voxels are complete
+        warnings.warn(trailing_warning(path, source, ignored), UserWarning, stacklevel=3)
     _warn_transforms(path if pair is None else pair[0])
     return data
 
