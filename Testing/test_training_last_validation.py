@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from types import SimpleNamespace
 
 import pytest
 from test_training_dataset import write_slicer_dataset
 from UNetPlusPlusLib.training import run_plan
 from UNetPlusPlusLib.training import trainer as trainer_module
+from UNetPlusPlusLib.training.checkpoint import read_checkpoint_state
 from UNetPlusPlusLib.training.cli import main
+from UNetPlusPlusLib.training.planner import Plan
+from UNetPlusPlusLib.training.schedule import LAST_VALIDATION_FACTOR, one_pass_pace
 from UNetPlusPlusLib.training.steps import Calibration
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -106,3 +111,80 @@ def test_a_run_cut_after_an_epoch_without_validation_validates_its_weights(
     _assert_timed_package(out)
     one_pass, timed = _validation_lines(out)  # epoch 2's, then one of the final weights
     assert "s/case" not in one_pass and timed.count("s/case") == 5
+
+
+def test_an_older_pace_is_converted_once():
+    old = {"seconds_per_iteration": 0.5, "seconds_per_validation": 32.0}
+    converted, changed = one_pass_pace(old)
+    assert changed and old == {"seconds_per_iteration": 0.5, "seconds_per_validation": 32.0}
+    assert converted == {
+        "seconds_per_iteration": 0.5,
+        "seconds_per_validation": 10.0,
+        "seconds_per_last_validation": 32.0,
+    }
+    assert one_pass_pace(converted) == (converted, False)  # the key marks the new form
+    for unmeasured in ({}, {"seconds_per_iteration": 0.5}, {"seconds_per_validation": "x"}):
+        assert one_pass_pace(unmeasured) == (unmeasured, False)
+
+
+class _Resumed(run_plan.PlanningMixin):
+    """What the ETA of a resumed fixed-schedule run reads: no plan.json pace, no epoch yet."""
+
+    def __init__(self, plan) -> None:
+        self.config = SimpleNamespace(epochs=3, iterations_per_epoch=2, val_every=1)
+        self.plan, self.logged = plan, []
+
+    def log(self, message: str) -> None:
+        self.logged.append(message)
+
+
+@pytest.mark.parametrize("with_plan", [False, True])
+def test_an_older_checkpoint_pace_prices_one_pass_validations(with_plan):
+    """A fixed schedule's plan.json measures nothing: the ETA after --resume came from the
+    checkpoint's pace, per depth before (a pre-plan checkpoint has no plan at all)."""
+    run = _Resumed(Plan(spacing=(1, 1, 1), tile_size=(32, 32, 32), features=(4,), batch_size=1)
+                   if with_plan else None)  # fmt: skip
+    pace = {"seconds_per_iteration": 0.25, "seconds_per_validation": 32.0}
+    run._read_saved_paces({"epoch": 1, "pace": pace})
+    rest = run._rest(1)  # epoch 2 from one pass (10 s), epoch 3 per depth (32 s)
+    assert rest["validations"] == 2 and rest["validation"] == pytest.approx(42.0)
+    assert rest["training"] == pytest.approx(1.0)
+    assert run.logged == [
+        "the checkpoint was written before validations ran from one pass: its validation pace, "
+        "per depth, is divided by 3.2 for those before the last"
+    ]
+    new = {"epoch": 1, "pace": {**pace, "seconds_per_last_validation": 102.4}}
+    run = _Resumed(None)
+    run._read_saved_paces(new)  # written since: a one-pass pace, as it is
+    assert run._rest(1)["validation"] == pytest.approx(32.0 + 102.4) and run.logged == []
+
+
+def test_a_resume_reads_older_per_depth_paces_as_one_pass(data, cut_after_one, tmp_path, capsys):
+    """The budget run's plan.json (its pace, from the calibration, comes first) and checkpoint
+    as written before: no last validation's pace. Resumed to one more epoch, validated last."""
+    shutil.copytree(cut_after_one, tmp_path / "out")
+    out = tmp_path / "out"
+    old = {"seconds_per_iteration": 0.25, "seconds_per_validation": 32.0}  # per depth
+    plan = json.loads((out / "plan.json").read_text())
+    plan["measured"] = old
+    (out / "plan.json").write_text(json.dumps(plan))
+    state_file = out / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["pace"] = {"seconds_per_iteration": 0.5, "seconds_per_validation": 99.0}
+    state_file.write_text(json.dumps(state))
+    capsys.readouterr()
+    assert main([str(data), "-o", str(out), *TINY, "--epochs", "2", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "the checkpoint and plan.json were written before validations ran" in printed
+    resumed = json.loads((out / "plan.json").read_text())
+    rest = resumed["resumes"][-1]["estimate"]  # epoch 2, the last: per depth, 32 s (not 102.4)
+    assert rest["validations"] == 1 and rest["validation"] == pytest.approx(32.0, abs=0.05)
+    assert rest["training"] == pytest.approx(0.25, abs=0.05)
+    # rewritten in the new form: a later resume converts nothing
+    converted = {**old, "seconds_per_validation": 10.0, "seconds_per_last_validation": 32.0}
+    assert resumed["measured"] == converted
+    pace = read_checkpoint_state(out)["pace"]  # this run's measured pace, in the new form
+    assert pace["seconds_per_last_validation"] == pytest.approx(  # each rounded to 0.01
+        LAST_VALIDATION_FACTOR * pace["seconds_per_validation"], abs=0.025
+    )
+    _assert_timed_package(out)

@@ -179,8 +179,7 @@ class Trainer(SetupMixin, PlanningMixin):
         if self.resume:
             state = read_checkpoint_state(self.out_dir)
             check_resume(state, self.config, self.dataset)
-            pace = state.get("pace")
-            self._saved_pace = pace if isinstance(pace, dict) else {}
+            self._read_saved_paces(state)  # before the first ETA; older files converted
         self.log(f"training on {self.device} (world size {self.context.world_size})")
         self._load_cases()
         self._build_model()
@@ -344,6 +343,10 @@ class Trainer(SetupMixin, PlanningMixin):
             "pace": {  # the measured rates, for the ETA of a --resume (run_plan._pace)
                 "seconds_per_iteration": round(self._pace("seconds_per_iteration"), 4),
                 "seconds_per_validation": round(self._pace("seconds_per_validation"), 2),
+                # also marks the pace above as one-pass (schedule.one_pass_pace)
+                "seconds_per_last_validation": round(
+                    LAST_VALIDATION_FACTOR * self._pace("seconds_per_validation"), 2
+                ),
             },
             "labels": self.dataset.label_names,
             "channels": [c.name for c in self.dataset.channels],
