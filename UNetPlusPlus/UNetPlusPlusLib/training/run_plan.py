@@ -16,9 +16,11 @@ from .planner import Plan, format_duration
 from .sampler import PatchSampler
 from .schedule import (
     DEFAULT_BUDGET_S,
+    LAST_VALIDATION_FACTOR,
     default_iterations,
     fit_schedule,
     needs_timing,
+    one_pass_pace,
     refit_epochs,
     validations_seconds,
 )
@@ -51,6 +53,28 @@ class PlanningMixin:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
                 return float(value)
         return 0.0
+
+    def _read_saved_paces(self, state: dict) -> None:
+        """On ``--resume``: the checkpoint ``state``'s pace, and plan.json's ``measured``, per
+        one-pass validation (``schedule.one_pass_pace``): those written before validations
+        were priced so hold a per-depth pace, which overstated the ETA, the session stop's
+        estimate and the re-fits' validation cost until this run's first validation. Logged;
+        plan.json is rewritten with the converted pace when the resume is recorded."""
+        pace = state.get("pace")
+        self._saved_pace, old_checkpoint = one_pass_pace(pace if isinstance(pace, dict) else {})
+        old_plan = False
+        if self.plan is not None:
+            self.plan.measured, old_plan = one_pass_pace(self.plan.measured)
+        old = [
+            name for name, yes in (("checkpoint", old_checkpoint), ("plan.json", old_plan)) if yes
+        ]
+        if old:
+            were, its = ("were", "their") if len(old) == 2 else ("was", "its")
+            self.log(
+                f"the {' and '.join(old)} {were} written before validations ran from one pass: "
+                f"{its} validation pace, per depth, is divided by {LAST_VALIDATION_FACTOR} for "
+                "those before the last"
+            )
 
     def _rest(self, epochs_done: int) -> dict:
         """What is left after ``epochs_done`` epochs at the latest measured rates

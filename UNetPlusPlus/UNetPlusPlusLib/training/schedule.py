@@ -40,6 +40,22 @@ def validations_seconds(count: int, one_pass_s: float) -> float:
     return 0.0 if count <= 0 else (count - 1 + LAST_VALIDATION_FACTOR) * one_pass_s
 
 
+def one_pass_pace(pace: dict) -> tuple[dict, bool]:
+    """``pace`` (plan.json's ``measured`` or a checkpoint's ``pace``) with its validation pace
+    per one-pass validation, and whether it was converted. Those written before validations were
+    priced so (no ``seconds_per_last_validation``) hold a per-depth ``seconds_per_validation``:
+    it becomes the last validation's, and ``seconds_per_validation`` that divided by
+    :data:`LAST_VALIDATION_FACTOR`. A pace with the key, or without a validation pace, is
+    returned as it is."""
+    value = pace.get("seconds_per_validation")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if "seconds_per_last_validation" in pace or not number or value < 0:
+        return pace, False
+    converted = dict(pace, seconds_per_validation=round(value / LAST_VALIDATION_FACTOR, 2))
+    converted["seconds_per_last_validation"] = round(float(value), 2)
+    return converted, True
+
+
 def default_iterations(training_cases: int, batch_size: int) -> int:
     """Iterations per epoch: each training case about twice per epoch, within 25..250."""
     low, high = DEFAULT_ITERATIONS

@@ -39,7 +39,7 @@ from .sampler import PatchSampler
 from .schedule import LAST_VALIDATION_FACTOR
 from .steps import NonFiniteLoss, learning_rate, training_step
 from .trainer_setup import SetupMixin
-from .validation import DEPTHS, evaluate_depths, validation_summary
+from .validation import DEPTHS, evaluate_depths, timed_validation, validation_summary
 
 LOG_FILE = "train.log"
 HISTORY_FILE = "history.json"
@@ -179,8 +179,7 @@ class Trainer(SetupMixin, PlanningMixin):
         if self.resume:
             state = read_checkpoint_state(self.out_dir)
             check_resume(state, self.config, self.dataset)
-            pace = state.get("pace")
-            self._saved_pace = pace if isinstance(pace, dict) else {}
+            self._read_saved_paces(state)  # before the first ETA; older files converted
         self.log(f"training on {self.device} (world size {self.context.world_size})")
         self._load_cases()
         self._build_model()
@@ -215,6 +214,7 @@ class Trainer(SetupMixin, PlanningMixin):
         sampler = PatchSampler(self.train_cases, config.tile_size[::-1], config.foreground_fraction)
         augment = AugmentConfig(enabled=config.augment)
         last_validation: Optional[dict] = None
+        validated_after = -1  # the epoch whose weights last_validation scored
         self._bar = None
         if self.context.is_main and config.progress_bar:
             from tqdm import tqdm
@@ -236,6 +236,7 @@ class Trainer(SetupMixin, PlanningMixin):
                 if self.context.is_main and ((epoch + 1) % config.val_every == 0 or is_last):
                     # per-depth seconds only for the last one: the manifest records them
                     last_validation = self._validate(timed=is_last)
+                    validated_after = epoch + 1
                     entry["validation"] = {k: v["mean_dice"] for k, v in last_validation.items()}
                 self.elapsed_s += time.monotonic() - started
                 self.history.append(entry)
@@ -257,7 +258,8 @@ class Trainer(SetupMixin, PlanningMixin):
         finally:
             if self._bar is not None:
                 self._bar.close()
-        return self._finish(last_validation)
+        # a re-fit may have made an epoch without a timed validation the last
+        return self._finish(last_validation if validated_after == config.epochs else None)
 
     def _train_epoch(self, epoch: int, sampler: PatchSampler, augment: AugmentConfig) -> float:
         config, context = self.config, self.context
@@ -341,6 +343,10 @@ class Trainer(SetupMixin, PlanningMixin):
             "pace": {  # the measured rates, for the ETA of a --resume (run_plan._pace)
                 "seconds_per_iteration": round(self._pace("seconds_per_iteration"), 4),
                 "seconds_per_validation": round(self._pace("seconds_per_validation"), 2),
+                # also marks the pace above as one-pass (schedule.one_pass_pace)
+                "seconds_per_last_validation": round(
+                    LAST_VALIDATION_FACTOR * self._pace("seconds_per_validation"), 2
+                ),
             },
             "labels": self.dataset.label_names,
             "channels": [c.name for c in self.dataset.channels],
@@ -361,6 +367,9 @@ class Trainer(SetupMixin, PlanningMixin):
 
     # ---- the package -------------------------------------------------------------------
     def _finish(self, validation: Optional[dict]) -> Optional[ModelManifest]:
+        """Write the package (rank 0). ``validation``: the last epoch's, reused where it timed
+        every depth; else (None, from one pass, or no seconds) a timed validation runs here, so
+        model.json and CARD.md always carry each depth's seconds per volume."""
         digests = distributed.gather_strings(self.context, distributed.state_digest(self.network))
         if not self.context.is_main:
             return None
@@ -368,7 +377,9 @@ class Trainer(SetupMixin, PlanningMixin):
             json.dumps({"world_size": self.context.world_size, "digests": digests}, indent=1),
             encoding="utf-8",
         )
-        if validation is None:
+        if validation is None or not timed_validation(validation):
+            if validation is not None:  # the one the budget re-fit made the last
+                self.log("the last validation scored every depth from one pass: timing each")
             validation = self._validate()
         manifest = build_manifest(self, validation)
         dtype = {"float16": torch.float16, "float32": torch.float32}[self.config.weights_dtype]

@@ -199,6 +199,15 @@ def _round(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(float(value), 4)
 
 
+def timed_validation(results: dict) -> bool:
+    """Whether :func:`evaluate_depths` ``results`` hold every depth's seconds per volume (each
+    depth run on its own), as model.json records; False for none or one from one pass."""
+    return bool(results) and all(
+        isinstance(row, dict) and row.get("seconds_per_volume") is not None
+        for row in results.values()
+    )
+
+
 def recommend_depth(per_depth: dict, tolerance: float) -> int:
     """The pruning rule: the shallowest depth 1..4 whose mean Dice is within ``tolerance`` of
     the best mean Dice (over depths 1..4 and the ensemble); 4 when nothing was measured."""
