@@ -15,6 +15,7 @@ from helpers import make_sphere_image, rotation_matrix, sphere_mask, sphere_mode
 from UNetPlusPlusLib.engine import body_crop
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.normalize import normalize
+from UNetPlusPlusLib.engine.point_crop import content_slices
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.engine.prepare import prepare_input
 from UNetPlusPlusLib.engine.tile_count import tile_count
@@ -23,13 +24,13 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 DIRECTION = rotation_matrix((12, -8, 20))
 SPACING = (1.7, 1.9, 2.3)
-SIZE = (72, 64, 30)  # about 122 x 122 x 69 mm: the body fills the middle of it
+SIZE = (100, 64, 30)  # about 170 x 122 x 69 mm: the body fills a part of it
 ORIGIN = (-30.0, 10.0, 40.0)
 AIR = -1000.0
 WINDOW = [{"kind": "ct", "window": [-200.0, 400.0]}]
 
 
-def _phantom(body_at=(36, 32, 15), body_mm=(24.0, 20.0, 40.0), ball_mm=9.0, **grid):
+def _phantom(body_at=(40, 32, 15), body_mm=(45.0, 20.0, 40.0), ball_mm=9.0, **grid):
     """(Volume, ball mask): an air field of view, an ellipsoid body of 0 HU (semi-axes
     ``body_mm`` along x, y, z of the image, centred at index ``body_at``), a 300 HU ball of
     ``ball_mm`` at its centre, noise of 20 HU; ``grid``: SIZE, SPACING, ORIGIN, DIRECTION."""
@@ -76,14 +77,19 @@ def _segment(predictor, volume, **options):
     return predictor.segment(volume, progress=progress, **options), seen[0]
 
 
-def test_the_crop_holds_the_body_and_its_normalised_input_is_the_whole_runs(phantom):
-    volume, _ = phantom
+@pytest.mark.parametrize("oblique", [True, False])
+def test_the_crop_holds_the_body_and_its_normalised_input_is_the_whole_runs(phantom, oblique):
+    volume, _ = phantom if oblique else _phantom(direction=np.eye(3))
     found = body_crop.body_crop(volume, WINDOW, (2.0, 2.0, 2.0), (32, 32, 32), 0.25)
     assert found is not None
     crop, fill = found
     assert fill == [-500.0]  # min(BODY_HU, the window's low end)
     body = volume.array[0] > -500.0
     assert body.any() and not body[_outside(volume.shape_zyx, crop.slices)].any()
+    assert body_crop.body_box(volume.array, [-500.0]) == content_slices(body)  # the exact box
+    # every body voxel's centre lies inside the crop's model grid (none cut off)
+    index = crop.grid.physical_to_index(volume.grid.index_to_physical(np.argwhere(body)[:, ::-1]))
+    assert (index >= -1e-6).all() and (index <= np.array(crop.grid.size_xyz) - 1 + 1e-6).all()
     full = canonical_grid(volume, (2.0, 2.0, 2.0))
     whole = normalize(resample_volume(volume, full), WINDOW).array
     part = normalize(resample_volume(crop.region, crop.grid, default=fill), WINDOW).array
@@ -124,9 +130,9 @@ def test_the_predictor_infers_on_the_body_only(sphere_predictor, phantom):
 def test_a_ball_at_the_edge_of_the_body_is_found_as_without_the_crop(sphere_predictor):
     """A crop that cut the body (its box too small by a few voxels) would lose the ball's
     outer half, which lies on the body's surface."""
-    volume, ball = _phantom(body_at=(36, 32, 15), body_mm=(24.0, 20.0, 40.0), ball_mm=7.0)
+    volume, ball = _phantom(body_at=(40, 32, 15), body_mm=(45.0, 20.0, 40.0), ball_mm=7.0)
     array = volume.array.copy()
-    edge = volume.grid.index_to_physical([36 + 24.0 / SPACING[0] - 2.0, 32, 15])
+    edge = volume.grid.index_to_physical([40 + 45.0 / SPACING[0] - 2.0, 32, 15])
     image = make_sphere_image(SIZE, SPACING, ORIGIN, DIRECTION)
     lump = sphere_mask(image, edge, 7.0)  # half outside the ellipsoid: a lump on its surface
     array[0][lump] = 300.0
@@ -140,7 +146,7 @@ def test_a_ball_at_the_edge_of_the_body_is_found_as_without_the_crop(sphere_pred
 
 def test_a_body_touching_the_border_and_a_tiny_body(sphere_predictor):
     # the body cut by the field of view at the patient's side (as the LiTS CTs)
-    volume, ball = _phantom(body_at=(6, 32, 15), body_mm=(24.0, 20.0, 40.0))
+    volume, ball = _phantom(body_at=(6, 32, 15), body_mm=(45.0, 20.0, 40.0))
     crop = body_crop.body_crop(volume, WINDOW, (2.0, 2.0, 2.0), (32, 32, 32), 0.25)[0]
     assert crop.slices[2].start == 0
     result = sphere_predictor.segment(volume, depth=1)
