@@ -19,10 +19,11 @@ minimum (the default padding) could be tissue in a box without air. What changes
 the tiles lie (and what each tile's instance normalisation sees).
 
 Why no margin (:data:`MARGIN_VOXELS` = 0): outside the box the network input is one constant,
-which the padding reproduces, so a margin adds no information, only tiles (measured on liver_512
-and the liver validation cases: docs/BENCHMARK_E2E.md, "CT: only the body's box"). The box is
-the exact one, from a max over every voxel (about 0.06 CPU-s for 512x512x300), not a strided
-sample that could miss a thin part of the body at the box's edge.
+which the padding reproduces, so a margin would add no information to the tiles, only more of
+them (an argument, not a measurement: margins were not compared). The box is the exact one, from
+a max over every voxel (0.07 CPU-s for the 512x512x300 bench CT), not a strided sample that
+could miss a thin part of the body at the box's edge. Figures: docs/BENCHMARK_E2E.md, "CT: only
+the body's box".
 """
 
 from __future__ import annotations
