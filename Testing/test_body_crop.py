@@ -168,8 +168,11 @@ def test_tiles_beyond_the_box_are_padded_with_air(sphere_predictor, phantom):
     manifest = sphere_predictor.manifest
     prepared = prepare_input(manifest, volume, volume, None)
     assert prepared.body_crop and prepared.pad == [body_crop.PAD_VALUE] == [0.0]
-    off = prepare_input(manifest, volume, volume, None, crop_body=False)
-    assert not off.body_crop and off.pad is None
+    memo: dict = {}  # the warm engine's: the crop setting is part of what is kept
+    kept = prepare_input(manifest, volume, volume, None, memo=memo)
+    off = prepare_input(manifest, volume, volume, None, crop_body=False, memo=memo)
+    assert kept.body_crop and not off.body_crop and off.pad is None
+    assert prepare_input(manifest, volume, volume, None, crop_body=False, memo=memo) is off
     assert float(off.image.min()) == 0.0  # air, the whole run's padding (its minimum)
 
 
