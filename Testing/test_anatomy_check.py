@@ -298,13 +298,16 @@ def test_serve_warns_on_every_result_but_measures_the_lungs_once(
     shows each result's warnings, and another depth is another segment), but the lung and body
     masks, which depend on the volume only, are measured once per model and volume (the warm
     cache's memo); a new cache measures again, and finds the same."""
+    from helpers import sphere_model_copy
     from UNetPlusPlusLib.cli import build_parser
     from UNetPlusPlusLib.cli_segment import run_segment
     from UNetPlusPlusLib.engine import anatomy_check
     from UNetPlusPlusLib.engine.volume import volume_to_sitk
     from UNetPlusPlusLib.warm_cache import WarmCache
 
-    manifest = _anatomy_model(sphere_model, tmp_path, "liver")
+    # on the whole grid: the test needs two depths whose segments differ, and with the body
+    # crop (engine/body_crop.py: the tiles lie elsewhere) both lie 38 mm left of the midline
+    manifest = sphere_model_copy(sphere_model, tmp_path, 2.0, anatomy="liver", crop_body=False)
     volume, ball = torso(np.eye(3), scale=0.5, spacing=2.0)
     ct = np.where(ball(*MIRRORED), 300.0, volume.array[0]).astype(np.float32)
     sitk.WriteImage(volume_to_sitk(volume.with_array(ct[None])), str(tmp_path / "chest.nrrd"))

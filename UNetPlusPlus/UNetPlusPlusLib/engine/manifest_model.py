@@ -46,8 +46,9 @@ class ModelManifest:
     prompt: Optional[dict] = None
     postprocess: dict = field(default_factory=dict)
     test_time_augmentation: dict = field(default_factory=dict)  # engine/tta.py; {} = all axes
-    # {"crop_nonzero": bool} (nonzero_crop.py), {"channel_check": bool, "channel_fingerprint":
-    # {...}} (channel_order.py), {"max_nonzero_ml": float} (sanity.check_nonzero_extent)
+    # {"crop_nonzero": bool} (nonzero_crop.py), {"crop_body": bool} (body_crop.py),
+    # {"channel_check": bool, "channel_fingerprint": {...}} (channel_order.py),
+    # {"max_nonzero_ml": float} (sanity.check_nonzero_extent)
     inference: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)

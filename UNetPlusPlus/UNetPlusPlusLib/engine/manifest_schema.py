@@ -370,6 +370,7 @@ class ManifestValidator:
         options = (
             "crop_nonzero",
             "channel_check",
+            "crop_body",
             "channel_fingerprint",
             "max_nonzero_ml",
             "anatomy",
@@ -380,7 +381,7 @@ class ManifestValidator:
             raise self.fail(
                 f"inference.{unknown[0]}", f"is not an inference option ({', '.join(options)})"
             )
-        for flag in options[:2]:
+        for flag in options[:3]:
             if not isinstance(inference.get(flag, True), bool):
                 raise self.fail(f"inference.{flag}", "must be true or false")
         if "max_nonzero_ml" in inference:

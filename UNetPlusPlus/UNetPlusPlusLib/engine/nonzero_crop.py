@@ -91,6 +91,21 @@ def nonzero_crop(
     del mask
     if inside is None:
         return None
+    return crop_around(volume, inside, spacing_xyz, tile_zyx, margin)
+
+
+def crop_around(
+    volume: Volume,
+    inside: Slices,
+    spacing_xyz: Sequence[float],
+    tile_zyx: Sequence[int],
+    margin: int = MARGIN_VOXELS,
+) -> Optional[NonzeroCrop]:
+    """The crop of ``volume`` to the part of its canonical model grid (``spacing_xyz``, mm)
+    that covers the input voxels ``inside`` ((z, y, x) slices) as linear interpolation reads
+    them, grown by ``margin`` model voxels and to at least one tile (``tile_zyx``) where the
+    grid allows; None when that is the whole model grid. Shared by the MR non-zero crop and the
+    CT body crop (``body_crop.py``)."""
     full = canonical_grid(volume, spacing_xyz)
     model_slices = _model_box(volume.grid, inside, full, tile_zyx, margin)
     if all(s.stop - s.start == n for s, n in zip(model_slices, full.shape_zyx)):
@@ -98,7 +113,7 @@ def nonzero_crop(
     grid = sub_grid(full, model_slices)
     slices = _input_box(volume.grid, grid)
     region = Volume(
-        np.ascontiguousarray(array[(slice(None),) + slices]),
+        np.ascontiguousarray(volume.array[(slice(None),) + slices]),
         volume.spacing,
         tuple(volume.grid.index_to_physical([s.start for s in reversed(slices)])),
         volume.direction.copy(),

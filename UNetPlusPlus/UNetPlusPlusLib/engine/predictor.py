@@ -161,6 +161,7 @@ class Predictor:
         crop_output: bool = False,
         input_warnings: Optional[list[str]] = None,
         crop_nonzero: Optional[bool] = None,
+        crop_body: Optional[bool] = None,
         channel_check: bool = True,
         point_box: Optional[tuple] = None,
         memo: Optional[dict] = None,
@@ -187,6 +188,8 @@ class Predictor:
         ``volume``, which may be only a part. Without it input sanity sees ``volume``.
         ``crop_nonzero``: without ROI or point, an all-MR model infers only around the
         non-zero voxels (``nonzero_crop.py``); None follows the manifest (default on).
+        ``crop_body``: likewise, an all-CT model infers only on the body's box, background
+        outside (``body_crop.py``, ``info["body_crop"]``: the model grid's shape, or None).
         ``channel_check=False`` skips the sequence-order check (``channel_order.py``).
         ``memo``: a dict kept by the caller for this very ``volume``, unchanged between calls
         (``warm_cache.WarmCache.memo``): the prepared network input is reused from it when the
@@ -216,7 +219,15 @@ class Predictor:
 
         report("preprocess", 0, 1)
         prepared = prepare_input(
-            self.manifest, volume, region, slices, full_grid, crop_nonzero, channel_norms, memo
+            self.manifest,
+            volume,
+            region,
+            slices,
+            full_grid,
+            crop_nonzero,
+            channel_norms,
+            memo,
+            crop_body,
         )
         slices, grid, image = prepared.slices, prepared.grid, prepared.image
         region_grid, channel_norms = prepared.region_grid, prepared.channel_norms
@@ -224,9 +235,11 @@ class Predictor:
 
         info: dict = {"depth": depth, "fallbacks": [], "warnings": warnings}
         info["nonzero_crop"] = list(grid.shape_zyx) if prepared.nonzero_crop else None
+        info["body_crop"] = list(grid.shape_zyx) if prepared.body_crop else None
         axes = mirror_axes(self.manifest.test_time_augmentation) if tta else ()
         info["tta"] = {"mirror_axes": list(axes), "passes": 2 ** len(axes)} if tta else None
-        options = {"axes": axes, "heads": disagreement, "pad": padding_values(channel_norms)}
+        pad = prepared.pad if prepared.pad is not None else padding_values(channel_norms)
+        options = {"axes": axes, "heads": disagreement, "pad": pad}
         tile_mm = min(t * d for t, d in zip(self.manifest.tile_size_zyx[::-1], grid.spacing))
         thin = thin_input_warning(region_grid.size_xyz, region_grid.spacing, tile_mm)
         if point is None and thin:  # a click's box is the model's own choice
