@@ -3,6 +3,8 @@ nothing written (the volume, its segmentation and the folder untouched)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -86,8 +88,48 @@ def test_refusals_write_nothing_and_leave_the_nodes_as_they_were(case, tmp_path)
     assert not out.exists()
     assert segmentation_writer.segment_names(segmentation) == ["liver"]
 
-    written = export_training_case([volume], segmentation, out, "case1")
-    before = {p.name: p.read_bytes() for p in written}
+    export_training_case([volume], segmentation, out, "case1")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}  # the case and its record
     with pytest.raises(UNetPlusPlusError, match=r"Case 'case1' already exists .*overwrite=True"):
         export_training_case([volume], segmentation, out, "case1")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_case_already_in_the_folder_is_not_written_twice(case, tmp_path):
+    """The same image and labels under another case name (a second 'Add current case'): refused,
+    nothing written; the same image with corrected labels replaces that case's labels (no
+    same-image pair to train on both masks or to split across training and validation); another
+    image, or a case whose files were changed by hand since (its record not trusted), is new."""
+    from UNetPlusPlusLib.adapter.training_cases import check_cases
+    from UNetPlusPlusLib.adapter.training_export import DuplicateCaseError
+
+    scene, volume, segmentation, _, mask = case
+    out = tmp_path / "cases"
+    export_training_case([volume], segmentation, out, "case001")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(DuplicateCaseError, match="already in the dataset as case001 ") as found:
+        export_training_case([volume], segmentation, out, "case002")
+    assert found.value.case == "case001"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    corrected = mask.copy()
+    corrected[4, 2, 2] = 1  # one voxel painted in Segment Editor
+    labels = LabelVolume(corrected, SPACING, ORIGIN, DIRECTION, LABELS)
+    fixed = segmentation_writer.write_segments(labels, volume, node_name="CT liver (corrected)")
+    written = export_training_case([volume], fixed, out, "case002")
+    assert written.replaced and written.case == "case001"
+    assert [p.name for p in written] == ["case001.seg.nrrd"]
+    assert sorted(p.name for p in out.glob("*.nrrd")) == ["case001.nrrd", "case001.seg.nrrd"]
+    assert (out / "case001.nrrd").read_bytes() == before["case001.nrrd"]  # the image untouched
+    seg = pytest.importorskip("slicerio").read_segmentation(str(out / "case001.seg.nrrd"))
+    assert np.array_equal(np.transpose(seg["voxels"], (2, 1, 0)) > 0, corrected > 0)
+    with pytest.raises(DuplicateCaseError, match="as case001 "):  # its record follows
+        export_training_case([volume], fixed, out, "case002")
+    assert [c.name for c in check_cases(out)] == ["case001"]  # the record is no case
+
+    geometry.array_from_volume_node(volume, copy=False)[0, 0, 0] += 1  # another image
+    volume.GetImageData().GetPointData().GetScalars().Modified()
+    assert not export_training_case([volume], fixed, out, "case002").replaced
+    stat = (out / "case002.nrrd").stat()  # re-saved by hand (later: whatever the clock's tick)
+    os.utime(out / "case002.nrrd", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert export_training_case([volume], fixed, out, "case003").case == "case003"

@@ -444,9 +444,10 @@ class SegmentationLogic:
         channel_names: Sequence[str] = (),
         overwrite: bool = False,
     ) -> list[Path]:
-        """Write one case in the layout ``unetpp train`` reads; returns the files written.
-        See :func:`.training_export.export_training_case` (the files, and the refusals raised
-        as ``UNetPlusPlusError`` before anything is written)."""
+        """Write one case in the layout ``unetpp train`` reads; returns the files written (a
+        ``WrittenCase``). See :func:`.training_export.export_training_case` (the files, a case
+        already in the folder, and the refusals raised as ``UNetPlusPlusError`` before anything
+        is written)."""
         return export_training_case(
             volume_nodes, segmentation_node, out_dir, case_name, channel_names, overwrite
         )

@@ -5,12 +5,16 @@
 storage nodes, after refusing, before any file is written, what would give a case the trainer
 misreads: no segmentation, an empty or non-labelmap one, nodes under different transforms, a
 case or channel name that is no file name, a channel name twice, or a case that exists already.
-:meth:`.logic.SegmentationLogic.export_training_case` (the panel's "Export training case") calls
-it; ``training_cases.py`` checks the exported folder.
+A case already in the folder under another name is not written twice (case_identity.py): the
+same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
+labels (the mask corrected since) replaces that case's labels. :meth:`.logic.SegmentationLogic.
+export_training_case` (the panel's "Export training case" and "Add current case") calls it;
+``training_cases.py`` checks the exported folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence, Union
@@ -18,7 +22,31 @@ from typing import Sequence, Union
 import slicer
 
 from ..errors import UNetPlusPlusError
+from .case_identity import case_identity, find_same_image, write_record
 from .segmentation_writer import binary_labelmap_name
+
+
+class DuplicateCaseError(UNetPlusPlusError):
+    """The case is in the export folder already (the same image and labels) as ``case``;
+    nothing was written."""
+
+    def __init__(self, case: str, folder: Path) -> None:
+        super().__init__(
+            f"This case is already in the dataset as {case} (the same image and labels, in "
+            f"{folder}); nothing was written."
+        )
+        self.case = case
+
+
+class WrittenCase(list):
+    """The files written (a list of Paths), with ``case``: the case they belong to, and
+    ``replaced``: True when they replaced the labels of ``case``, an earlier export of the same
+    image (then only ``<case>.seg.nrrd`` was written)."""
+
+    def __init__(self, files: Sequence[Path], case: str, replaced: bool = False) -> None:
+        super().__init__(files)
+        self.case = case
+        self.replaced = replaced
 
 
 def export_training_case(
@@ -28,11 +56,15 @@ def export_training_case(
     case_name: str,
     channel_names: Sequence[str] = (),
     overwrite: bool = False,
-) -> list[Path]:
+) -> WrittenCase:
     """Write one case in the layout ``unetpp train`` reads; returns the files written.
 
     Raises ``UNetPlusPlusError`` before writing anything if a file of the case exists
-    already (an earlier export, perhaps corrected by hand) and ``overwrite`` is false.
+    already (an earlier export, perhaps corrected by hand) and ``overwrite`` is false, and
+    :class:`DuplicateCaseError` if another case of the folder was exported from the same image
+    and labels. If one was exported from the same image with other labels, its labels are
+    replaced instead (``WrittenCase.replaced``; a same-image pair would train on both masks
+    and could be split between training and validation).
 
     One volume: ``<case>.nrrd``; several: ``<case>_<channel>.nrrd`` (``channel_names``,
     default the node names). The segmentation goes to ``<case>.seg.nrrd`` with its segment
@@ -81,6 +113,17 @@ def export_training_case(
             f"Case '{case_name}' already exists in {out} ({', '.join(existing)}); choose "
             "another case name, or pass overwrite=True to replace it."
         )
+    identity = case_identity(nodes, segmentation_node, names)
+    same = find_same_image(out, identity, skip=case_name)
+    if same is not None and same.same_labels:
+        raise DuplicateCaseError(same.case, out)
+    if same is not None:  # the same image, its mask corrected since: a new version of it
+        seg_path = out / f"{same.case}.seg.nrrd"
+        _write_segmentation(segmentation_node, seg_path)
+        record = json.loads(same.record.read_text(encoding="utf-8"))
+        files = [out / name for name in record["files"]]
+        write_record(out, same.case, identity, files)
+        return WrittenCase([seg_path], same.case, replaced=True)
     written = []
     for node, target in zip(nodes, targets):
         storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
@@ -89,14 +132,20 @@ def export_training_case(
         if not storage.WriteData(node):
             raise UNetPlusPlusError(f"Could not write {target}; check the folder is writable.")
         written.append(target)
+    _write_segmentation(segmentation_node, seg_path)
+    written.append(seg_path)
+    write_record(out, case_name, identity, written)
+    return WrittenCase(written, case_name)
+
+
+def _write_segmentation(segmentation_node, seg_path: Path) -> None:
+    """Write ``segmentation_node`` to ``seg_path`` (a .seg.nrrd, not cropped)."""
     storage = slicer.vtkMRMLSegmentationStorageNode()
     storage.SetFileName(str(seg_path))
     storage.SetUseCompression(True)
     storage.SetCropToMinimumExtent(False)
     if not storage.WriteData(segmentation_node):
         raise UNetPlusPlusError(f"Could not write {seg_path}; check the folder is writable.")
-    written.append(seg_path)
-    return written
 
 
 def _is_file_name(name: str) -> bool:

@@ -1,5 +1,5 @@
 """A start button that turns into Cancel ignores the Cancel clicks that come too soon after the
-start to be meant for it.
+start to be meant for it; an export button ignores the second click of its double-click.
 
 Qt's QAbstractButton emits ``clicked`` for each press and release, so a double-click on
 "Segment" (or "Train") is two clicks: the first starts the run and makes the button "Cancel",
@@ -65,7 +65,9 @@ class CancelGuard:
 
 
 class CancelGuards:
-    """A panel mixin: one :class:`CancelGuard` per start/Cancel button, on ``self.clock``."""
+    """A panel mixin: one :class:`CancelGuard` per start/Cancel button, on ``self.clock``, and
+    :meth:`clickOnce` for the buttons that export ("Add current case", "Export training
+    case"), whose double-click exported the case twice."""
 
     clock = staticmethod(time.monotonic)  # seconds; a test sets its own on the panel
 
@@ -77,3 +79,17 @@ class CancelGuards:
         if button not in guards:
             guards[button] = CancelGuard(clock=lambda: self.clock())
         return guards[button]
+
+    def clickOnce(self, button: str, action: Callable[[], object]) -> None:
+        """Run ``action`` for a click on ``button``, unless the click comes within the
+        double-click interval of the previous one it ran for: the double-click's second click,
+        delivered after ``action`` returned or while it runs (Slicer's ``WaitCursor`` processes
+        the pending events on entering). The interval counts from both the start and the end."""
+        guard = self.cancelGuard(button)
+        if guard.ignores():
+            return
+        guard.arm()
+        try:
+            action()
+        finally:
+            guard.arm()

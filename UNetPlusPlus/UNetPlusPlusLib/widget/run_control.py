@@ -18,6 +18,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import install, panel
+from UNetPlusPlusLib.adapter.training_export import DuplicateCaseError
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.widget.click_guard import CancelGuards
 from UNetPlusPlusLib.widget.point_batch import PointBatch
@@ -347,7 +348,10 @@ class RunControl(PointBatch, CancelGuards):
 
     # ------------------------------------------------------------------ export
     def onExportButton(self) -> None:
-        self.runGuarded(self.exportTrainingCase, _("Export failed."))
+        """Export, unless this is the second click of a double-click on it (click_guard.py)."""
+        self.clickOnce(
+            "export", lambda: self.runGuarded(self.exportTrainingCase, _("Export failed."))
+        )
 
     def exportTrainingCase(self) -> None:
         manifest = self.currentModel()
@@ -355,10 +359,35 @@ class RunControl(PointBatch, CancelGuards):
         channels = [c.name for c in manifest.channels] if manifest else []
         volumes = self.inputVolumes(manifest) if manifest else [p.inputVolume0]
         with slicer.util.WaitCursor():
-            written = self.logic.exportTrainingCase(
+            written = self.exportedCase(
                 volumes, p.outputSegmentation, p.exportDirectory, p.caseName, channels
             )
+        if written is None:
+            self.ui.statusLabel.text = self._duplicateText
+            return
         self.appendLog(_("Exported: ") + ", ".join(str(f) for f in written))
-        self.ui.statusLabel.text = _("Exported {count} files to {folder}").format(
-            count=len(written), folder=p.exportDirectory
-        )
+        self.ui.statusLabel.text = self.exportedText(written, p.exportDirectory)
+
+    def exportedCase(self, volumes, segmentation, folder, name, channels):
+        """``logic.exportTrainingCase``'s files (adapter/training_export.WrittenCase), or None
+        when the case is in ``folder`` already (said in the log and ``self._duplicateText``)."""
+        try:
+            return self.logic.exportTrainingCase(volumes, segmentation, folder, name, channels)
+        except DuplicateCaseError as duplicate:
+            self._duplicateText = str(duplicate)
+            self.appendLog(str(duplicate))
+            return None
+
+    @staticmethod
+    def exportedText(written, folder, added: bool = False) -> str:
+        """The status line after an export (``added``: by "Add current case"): the files or
+        case written, or the case whose labels it replaced (the same image, exported before
+        with another mask)."""
+        if getattr(written, "replaced", False):
+            return _(
+                "The image is already in the dataset as {case}: its labels were replaced by "
+                "the current segmentation."
+            ).format(case=written.case)
+        if added:
+            return _("Added {case} to {folder}").format(case=written.case, folder=folder)
+        return _("Exported {count} files to {folder}").format(count=len(written), folder=folder)

@@ -64,7 +64,10 @@ class TrainingControl(CancelGuards):
         self.updateTrainingButtons()
 
     def onAddCaseButton(self) -> None:
-        self.runGuarded(self.addCurrentCase, _("Adding the case failed."))
+        """Add the case, unless this is the second click of a double-click on the button."""
+        self.clickOnce(
+            "addCase", lambda: self.runGuarded(self.addCurrentCase, _("Adding the case failed."))
+        )
 
     def addCurrentCase(self) -> None:
         """Export the current volume(s) and output segmentation as the next numbered case."""
@@ -74,10 +77,16 @@ class TrainingControl(CancelGuards):
         volumes = self.inputVolumes(manifest) if manifest else [p.inputVolume0]
         name = next_case_name(p.trainingDirectory)
         with slicer.util.WaitCursor():
-            written = self.logic.exportTrainingCase(
+            written = self.exportedCase(
                 volumes, p.outputSegmentation, p.trainingDirectory, name, channels
             )
+        if written is None:  # already in the dataset: nothing written
+            self.ui.trainingStatusLabel.text = self._duplicateText
+            return
         self.appendLog(_("Added case: ") + ", ".join(str(f) for f in written))
+        self.ui.trainingStatusLabel.text = self.exportedText(
+            written, p.trainingDirectory, added=True
+        )
         self.refreshCases()
 
     # ------------------------------------------------------------------ plan and train
