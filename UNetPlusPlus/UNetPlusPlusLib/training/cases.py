@@ -291,7 +291,10 @@ def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
         named = [s for s in selectors if isinstance(s, str)]
         if named:
             matched = match_entries(entries, named)
-            if not matched:
+            by_value = [_label_value(s) for s in named]
+            if not matched and all(v is not None for v in by_value):
+                numbers += by_value  # '--labels 255' or 'label 255': a value the table lacks
+            elif not matched:
                 where = (
                     f"the colour table {case.color_table.name}"
                     if case.color_table
@@ -300,12 +303,23 @@ def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
                 have = ", ".join(repr(e.name) for e in entries)
                 raise UNetPlusPlusError(
                     f"Case '{case.case_id}': segment {_describe(named)} not found in {where}"
-                    + (f" (its labels: {have})" if have else "; map label values instead")
+                    + (
+                        f" (its labels: {have}); pick one of those, or label values by number"
+                        if have
+                        else "; pick label values by number instead"
+                    )
+                    + " (--labels 1)"
                     + "."
                 )
             numbers += [e.value for e in matched]
         table[[int(n) for n in numbers if 0 <= n < table.size]] = value
     return table[array], labelmap.grid
+
+
+def _label_value(selector: str) -> Optional[int]:
+    """The label value a name selects in a labelmap: '255' or 'label 255'; else None."""
+    text = selector.strip().lower().removeprefix("label").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _describe(selectors: Sequence[Selector]) -> str:
