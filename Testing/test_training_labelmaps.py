@@ -64,3 +64,17 @@ def test_an_all_zero_first_labelmap_is_one_clear_error(tmp_path):
     _write(tmp_path, "a", np.zeros((24, 24, 24)))
     with pytest.raises(UNetPlusPlusError, match=r"a-label\.nrrd holds no segment or label value"):
         describe_slicer_export(tmp_path)
+
+
+def test_a_case_whose_mask_uses_another_value_names_the_values_it_holds(tmp_path):
+    """A 0/1 mask among 0/255 ones was refused as "empty label", which it is not."""
+    mask = ball((12, 12, 12), 5)
+    _write(tmp_path, "a", np.where(mask, 255, 0))
+    _write(tmp_path, "b", np.where(mask, 1, 0))
+    with pytest.warns(UserWarning, match="learnt as 'label 255'"):
+        dataset = describe_slicer_export(tmp_path)
+    case_b = [c for c in find_cases(dataset) if c.case_id == "b"][0]
+    with pytest.raises(
+        UNetPlusPlusError, match=r"label 255 \(empty label; the file holds the value\(s\) 0, 1\)"
+    ):
+        read_case(case_b, dataset)
