@@ -67,3 +67,18 @@ def test_a_named_pipe_among_the_demo_slices_is_one_error_naming_it(tmp_path):
     os.mkfifo(folder / "zz.dcm")
     with pytest.raises(UNetPlusPlusError, match=r"holds zz\.dcm, which is not a file but a pipe"):
         read_image(folder)
+
+
+def test_a_series_folder_with_dicom_files_in_a_sub_folder_warns_naming_it(tmp_path, recwarn):
+    """A series folder with another series in a sub-folder was read as its own series without
+    a word about the other (tester 22); a plain series folder still reads in silence."""
+    top = tmp_path / "study"
+    _series(top)
+    read_image(top)
+    assert not [w for w in recwarn if "sub-folder" in str(w.message)]
+    (top / "other").mkdir()
+    for k, path in enumerate(_series(top / "other" / "series")):
+        path.rename(path.with_name(f"IM{k}"))  # no extension: found by the DICM mark
+    with pytest.warns(UserWarning, match=r"1 sub-folder\(s\) \(other/series\), which were not"):
+        image = read_image(top)
+    assert image.GetSize()[2] == 5

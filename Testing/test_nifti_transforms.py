@@ -192,3 +192,57 @@ def test_a_header_with_neither_transform_is_warned(sphere_model, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("places the image nowhere") == 1 and "warning: " in err, err
     assert out.exists()
+
+
+def test_a_reader_warning_is_a_json_event_and_in_the_result(sphere_model, tmp_path, capsys):
+    """The reader's warnings were stderr text only: with --progress-json no {"warning"} event
+    and no entry in the result's warnings (nor a reply of `unetpp serve`), and the summary line
+    did not count them (tester 22)."""
+    import json
+
+    from UNetPlusPlusLib.cli import main
+
+    data = bytearray(_plain(tmp_path).read_bytes())
+    data[252:256] = struct.pack("<hh", 0, 0)
+    path = tmp_path / "nowhere.nii"
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.seg.nrrd"
+    args = ["segment", str(path), "--model", str(sphere_model), "-o", str(out)]
+    assert main([*args, "--progress-json"]) == 0
+    printed, err = capsys.readouterr()
+    events = [json.loads(line) for line in printed.splitlines()]
+    said = [e["warning"] for e in events if "warning" in e]
+    assert sum("places the image nowhere" in w for w in said) == 1, said
+    result = [e["result"] for e in events if "result" in e][0]
+    assert any("places the image nowhere" in w for w in result["warnings"]), result
+    assert "places the image nowhere" not in err, err
+    assert main([*args, "--overwrite"]) == 0
+    printed, err = capsys.readouterr()
+    assert err.count("places the image nowhere") == 1, err
+    count = len(err.strip().splitlines())
+    assert f"; {count} warning{'s' if count > 1 else ''} above" in printed, (printed, err)
+
+
+def test_serve_says_a_reader_warning_on_every_request_on_the_kept_volume(sphere_model, tmp_path):
+    """A later `unetpp serve` request on the volume it keeps reads nothing, so it was warned
+    nothing about the header (tester 22)."""
+    import io
+    import json
+
+    from UNetPlusPlusLib.cli import build_parser
+    from UNetPlusPlusLib.cli_serve import serve
+
+    data = bytearray(_plain(tmp_path).read_bytes())
+    data[252:256] = struct.pack("<hh", 0, 0)
+    path = tmp_path / "nowhere.nii"
+    path.write_bytes(bytes(data))
+    argv = [str(path), "--model", str(sphere_model), "--device", "cpu"]
+    lines = [{"id": n, "argv": [*argv, "-o", str(tmp_path / f"{n}.seg.nrrd")]} for n in (1, 2)]
+    replies = io.StringIO()
+    serve(io.StringIO("".join(json.dumps(line) + "\n" for line in lines)), replies, build_parser)
+    events = [json.loads(line) for line in replies.getvalue().splitlines()]
+    for n in (1, 2):
+        said = [e["warning"] for e in events if e.get("id") == n and "warning" in e]
+        result = [e["result"] for e in events if e.get("id") == n and "result" in e][0]
+        assert sum("places the image nowhere" in w for w in said) == 1, (n, said)
+        assert sum("places the image nowhere" in w for w in result["warnings"]) == 1, n

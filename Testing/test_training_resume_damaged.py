@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 from test_training_dataset import write_slicer_dataset
+from UNetPlusPlusLib.engine.manifest_weights import sha256_file
 from UNetPlusPlusLib.training.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,6 +70,28 @@ def _reshape(file: str, pick):
         shape = list(tensors[name].shape)
         tensors[name] = torch.zeros([shape[0] * 2, *shape[1:]])
         save_file(tensors, str(folder / file))
+        _record_sha256(folder, file)  # another run's whole checkpoint, sums included
+
+    return change
+
+
+def _record_sha256(folder: Path, file: str) -> None:
+    path = folder / "state.json"
+    state = json.loads(path.read_text())
+    state.setdefault("files_sha256", {})[file] = sha256_file(folder / file)
+    path.write_text(json.dumps(state))
+
+
+def _flip_bytes(file: str):
+    """0xff over 64 bytes in the middle of ``file``'s tensor data (NaN as float32), its
+    safetensors header intact: a copy damaged on its way, not a truncated file."""
+
+    def change(folder: Path) -> None:
+        path = folder / file
+        data = bytearray(path.read_bytes())
+        middle = len(data) * 2 // 3
+        data[middle : middle + 64] = b"\xff" * 64
+        path.write_bytes(bytes(data))
 
     return change
 
@@ -88,6 +111,16 @@ DAMAGE = {
     "optimizer-missing": (
         lambda folder: (folder / "optimizer.safetensors").unlink(),
         "optimizer.safetensors is missing",
+    ),
+    # bytes flipped in the optimizer's moments had read as NaN and ended the resumed run with
+    # "the training loss became NaN ...; lower --lr or check the data" (tester 22)
+    "optimizer-bytes-flipped": (
+        _flip_bytes("optimizer.safetensors"),
+        "optimizer.safetensors does not match the sha256 that state.json recorded",
+    ),
+    "model-bytes-flipped": (
+        _flip_bytes("model.safetensors"),
+        "model.safetensors does not match the sha256 that state.json recorded",
     ),
     "model-of-another-network": (
         _reshape("model.safetensors", lambda k, v: v.dim() == 5),

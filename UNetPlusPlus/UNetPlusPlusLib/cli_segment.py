@@ -35,6 +35,7 @@ from .cli_points import (
 from .device_check import check_device_exists
 from .early_warnings import warner
 from .errors import UNetPlusPlusError
+from .read_warnings import said_as_run_warnings
 
 
 # ---------------------------------------------------------------------------- checks
@@ -281,12 +282,19 @@ def run_segment(
     held = cache.holds(input_token, names, args.series)  # then the files are not read
     if input_token is not None and not held:
         _check_inputs_exist(args.inputs)
-    # --roi: the whole file is checked streamed, then only the region is read
-    region = None if held else _read_roi_region(args, manifest)
+    read_said: list[str] = []  # the readers' warnings (read_warnings.py)
+    with said_as_run_warnings(warn, read_said):
+        # --roi: the whole file is checked streamed, then only the region is read
+        region = None if held else _read_roi_region(args, manifest)
+        if region is None:  # input sanity before torch; once per volume across serve clicks
+            volume = cache.volume(args.inputs, names, series=args.series, token=input_token)
     if region is not None:
         volume, region_options = region
-    else:  # input sanity before torch; once per volume across `unetpp serve` clicks
-        volume = cache.volume(args.inputs, names, series=args.series, token=input_token)
+    else:
+        for message in cache.read_warnings(volume, read_said):  # a kept volume's too (serve)
+            if message not in read_said:
+                read_said.append(message)
+                warn(message)
         region_options = {
             "input_warnings": cache.input_checks(manifest, volume, args.channel_check),
             "memo": cache.memo(manifest, volume),  # the prepared input, for the next request
@@ -350,7 +358,7 @@ def run_segment(
     )
     progress("write", 1, 1)
     summary = _summary(args, labels, results)
-    summary["warnings"] += shared + replaced
+    summary["warnings"] = list(dict.fromkeys(read_said + summary["warnings"] + shared + replaced))
     for warning in summary["warnings"]:  # those about the result, through the same channel
         warn(warning)  # ({"warning"} events, serve replies, stderr text); said once each
     return summary

@@ -52,6 +52,7 @@ class WarmCache:
         self._predictor: tuple[Any, Any] = (None, None)  # (key, Predictor)
         self._volume: tuple[Any, Any] = (None, None)  # (key, Volume)
         self._checks: tuple[Any, Any] = (None, {})  # ((model, Volume), {"warnings": ...})
+        self._read_said: tuple[Any, list] = (None, [])  # (volume key, the readers' warnings)
 
     def predictor(self, manifest, device: str, threads: Optional[int]):
         """A Predictor for ``manifest`` on ``device`` (loads the weights when the key changes)."""
@@ -92,6 +93,15 @@ class WarmCache:
             self._volume = (key, volume) if key is not None else (None, None)
             return volume
         return self._volume[1]
+
+    def read_warnings(self, volume, found: Sequence[str]) -> list[str]:
+        """The readers' warnings of ``volume`` (read_warnings.py): ``found``, kept with the
+        volume when it was just read; those kept when it is the volume read before (a later
+        `unetpp serve` request on it, which reads nothing and so is warned nothing)."""
+        key = self._volume[0] if self._volume[1] is volume else None
+        if found or key is None or self._read_said[0] != key:
+            self._read_said = (key, list(found))
+        return list(self._read_said[1])
 
     def holds(self, token: Optional[str], channel_names: Sequence[str], series=None) -> bool:
         """Whether ``volume(..., token=token)`` would return the kept volume without reading."""

@@ -84,6 +84,43 @@ def find_series(folder: Path) -> list[DicomSeries]:
     return series
 
 
+def _warn_unread_subfolders(folder: Path) -> None:
+    """Warn that sub-folders holding DICOM files are not read when ``folder`` holds a series
+    itself: a series folder with another series in a sub-folder was read as its own series
+    without a word about the other (tester 22). A file counts by a ``.dcm``/``.ima``/``.dicom``
+    name or the ``DICM`` mark; each sub-folder stops at its first such file."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        if Path(root) == folder:
+            continue
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.suffix.lower() in _DICOM_SUFFIXES[1:] or _has_dicom_mark(path):
+                found.append(os.path.relpath(root, folder))
+                break
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        warnings.warn(
+            f"{folder} holds a DICOM series itself and more DICOM files in {len(found)} "
+            f"sub-folder(s) ({shown}), which were not read: the series in {folder} itself is "
+            "segmented. To segment a series in a sub-folder, give that folder.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _has_dicom_mark(path: Path) -> bool:
+    """Whether ``path`` is a regular file with the ``DICM`` mark at byte 128."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -> DicomSeries:
     """The series named by ``uid``, or the only one; refuses an ambiguous folder."""
     listing = "; ".join(s.summary() for s in series)
@@ -119,6 +156,8 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
         )
     files = choose_series(folder, series, series_uid).files
     _refuse_non_image(folder, files[0])
+    if series_uid is None and Path(files[0]).parent == folder:
+        _warn_unread_subfolders(folder)
     skipped = _unparsed_files(Path(files[0]).parent, [s.files for s in series])
     _check_slice_spacing(files, skipped)
     try:

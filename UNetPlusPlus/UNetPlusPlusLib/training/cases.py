@@ -173,15 +173,22 @@ def read_case(case: CaseFiles, dataset: DatasetDescription) -> CaseData:
     except UNetPlusPlusError as error:
         raise UNetPlusPlusError(f"Case '{case.case_id}': {error}") from error
     warnings: list[str] = []
+    raw = None
     if case.label.name.lower().endswith(SEGMENTATION_SUFFIX):
         labels, grid = _labels_from_segmentation(case, dataset, warnings)
     else:
-        labels, grid = _labels_from_labelmap(case, dataset)
+        labels, grid, raw = _labels_from_labelmap(case, dataset)
     labels = _align_to_image(labels, grid, image.grid, case)
     if not labels.any() and not dataset.allow_empty:
+        held = ""
+        if raw is not None:  # a 0/1 mask among 0/255 ones: say what the file does hold
+            values = np.flatnonzero(np.bincount(raw.ravel()))
+            held = f"; the file holds the value(s) {', '.join(map(str, values[:12]))}"
+            held += " ..." if len(values) > 12 else ""
         raise UNetPlusPlusError(
             f"Case '{case.case_id}': the label {case.label.name} holds no voxel of "
-            f"{', '.join(dataset.label_names)} (empty label); fix the export or leave the case out."
+            f"{', '.join(dataset.label_names)} (empty label{held}); fix the export or leave the "
+            "case out."
         )
     return CaseData(case.case_id, image, labels, warnings)
 
@@ -291,7 +298,10 @@ def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
         named = [s for s in selectors if isinstance(s, str)]
         if named:
             matched = match_entries(entries, named)
-            if not matched:
+            by_value = [_label_value(s) for s in named]
+            if not matched and all(v is not None for v in by_value):
+                numbers += by_value  # '--labels 255' or 'label 255': a value the table lacks
+            elif not matched:
                 where = (
                     f"the colour table {case.color_table.name}"
                     if case.color_table
@@ -300,12 +310,23 @@ def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
                 have = ", ".join(repr(e.name) for e in entries)
                 raise UNetPlusPlusError(
                     f"Case '{case.case_id}': segment {_describe(named)} not found in {where}"
-                    + (f" (its labels: {have})" if have else "; map label values instead")
+                    + (
+                        f" (its labels: {have}); pick one of those, or label values by number"
+                        if have
+                        else "; pick label values by number instead"
+                    )
+                    + " (--labels 1)"
                     + "."
                 )
             numbers += [e.value for e in matched]
         table[[int(n) for n in numbers if 0 <= n < table.size]] = value
-    return table[array], labelmap.grid
+    return table[array], labelmap.grid, array
+
+
+def _label_value(selector: str) -> Optional[int]:
+    """The label value a name selects in a labelmap: '255' or 'label 255'; else None."""
+    text = selector.strip().lower().removeprefix("label").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _describe(selectors: Sequence[Selector]) -> str:

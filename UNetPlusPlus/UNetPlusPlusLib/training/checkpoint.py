@@ -5,7 +5,9 @@ A checkpoint is a folder ``OUT_DIR/checkpoint/`` holding
 - ``model.safetensors``      the network's state dict (float32),
 - ``optimizer.safetensors``  every tensor of the optimizer state (AdamW moments and steps),
 - ``state.json``             everything else: epoch, history, the optimizer's param groups and
-                             scalar state, the AMP scaler state and the training configuration.
+                             scalar state, the AMP scaler state, the training configuration and
+                             the sha256 of both tensor files (``files_sha256``), so a tensor file
+                             changed since (bytes flipped in a copy) is refused on --resume.
 
 It is written into a temporary folder and swapped in with a rename, so an interrupted run
 leaves the previous checkpoint intact. Random number generators need no saving: every epoch
@@ -24,8 +26,10 @@ from typing import Any, Optional
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..engine.manifest_weights import sha256_file
 from ..errors import UNetPlusPlusError
 
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors")
 CHECKPOINT_DIR = "checkpoint"
 OLD_CHECKPOINT_DIR = ".checkpoint-old"  # the previous checkpoint, while a new one moves in
 
@@ -79,6 +83,7 @@ def save_checkpoint(
         payload = dict(state)
         payload["optimizer"] = optimizer_meta
         payload["scaler"] = scaler.state_dict() if scaler is not None else None
+        payload["files_sha256"] = {name: sha256_file(tmp / name) for name in TENSOR_FILES}
         (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
         old = out_dir / OLD_CHECKPOINT_DIR
         if old.exists():
@@ -121,9 +126,44 @@ def read_checkpoint_state(out_dir: Path) -> dict:
     problem = _state_problem(state)  # a list, or no optimizer: internal errors (tester 16)
     if problem is None:
         problem = _tensor_files_problem(folder)
+    if problem is None:
+        problem = _checksum_problem(folder, state.get("files_sha256"))
     if problem:
         raise _damaged(folder, problem)
     return state
+
+
+def _checksum_problem(folder: Path, recorded: Any) -> Optional[str]:
+    """Which tensor file differs from the sha256 that state.json recorded when it was written,
+    or None (also for a checkpoint written before the sums were recorded). Bytes flipped inside
+    optimizer.safetensors had read as NaN moments and ended the resumed run with 'the training
+    loss became NaN ...; lower --lr or check the data' (tester 22)."""
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict):
+        return "state.json: 'files_sha256' is not a JSON object"
+    for name in TENSOR_FILES:
+        if name in recorded and _sha256(folder / name) != recorded[name]:
+            return (
+                f"{name} does not match the sha256 that state.json recorded when the checkpoint "
+                "was written: the file was changed or damaged since"
+            )
+    return None
+
+
+def _sha256(path: Path) -> str:
+    """sha256_file, memoised on the file's identity (size, modification time): a resume reads
+    the checkpoint's state several times."""
+    info = path.stat()
+    key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+    if key not in _SHA256_MEMO:
+        if len(_SHA256_MEMO) >= 2 * len(TENSOR_FILES):
+            _SHA256_MEMO.clear()  # a few checkpoints' files at most
+        _SHA256_MEMO[key] = sha256_file(path)
+    return _SHA256_MEMO[key]
+
+
+_SHA256_MEMO: dict[tuple, str] = {}
 
 
 def _damaged(folder: Path, reason: str) -> UNetPlusPlusError:
@@ -160,7 +200,7 @@ def _tensor_files_problem(folder: Path) -> Optional[str]:
     """Why model.safetensors or optimizer.safetensors cannot be read (header only), or None."""
     from safetensors import SafetensorError, safe_open
 
-    for name in ("model.safetensors", "optimizer.safetensors"):
+    for name in TENSOR_FILES:
         try:
             with safe_open(str(folder / name), framework="pt") as handle:
                 handle.keys()

@@ -136,8 +136,20 @@ def describe_slicer_export(
             for s in suffixes
         ]
     notes = []
+    label_map: dict = {}
     if labels is None:
-        labels, notes = merge_same_names(segment_names(first_label, first_stem), first_stem)
+        if first_label.name.lower().endswith(SEGMENTATION_SUFFIX):
+            labels = segment_names(first_label, first_stem)
+        else:
+            label_map = _labelmap_labels(first_label, root / first_stem)
+            labels = list(label_map)
+        if not labels:
+            raise UNetPlusPlusError(
+                f"Case '{first_stem}': {first_label.name} holds no segment or label value to "
+                "learn (no segment, or all voxels 0); fix the export, or name the labels with "
+                "--labels."
+            )
+        labels, notes = merge_same_names(labels, first_stem)
     label_descriptions = [
         LabelDescription(n, DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i, n in enumerate(labels)
     ]
@@ -145,7 +157,7 @@ def describe_slicer_export(
         name=SLICER_EXPORT,
         images=[c.name for c in channels],
         label="",
-        label_map={n: [n] for n in labels},
+        label_map={n: label_map.get(n, [n]) for n in labels},
         label_source="Slicer export (labels as exported)",
         layout=SLICER_EXPORT,
     )
@@ -239,6 +251,49 @@ def _warn_unpaired_images(root: Path, cases: Sequence[CaseFiles], labels) -> Non
             UserWarning,
             stacklevel=3,
         )
+
+
+def _labelmap_labels(label: Path, stem_path: Path) -> dict[str, list]:
+    """Labels learnt from a labelmap without --labels: its non-zero values, in value order.
+
+    Each is named by the labelmap's colour table (selected by that name, so another case's
+    table may number it differently) or, for a value the table does not name or without a
+    table, ``'label N'`` (selected by value N), which a warning names: a plain 0/1 or 0/255
+    mask had been given no label at all and every case refused as "empty". Returns
+    {model label name: selectors}. Raises UNetPlusPlusError if the labelmap cannot be read.
+    """
+    import numpy as np
+
+    from ..engine.image_read import read_labelmap
+    from .cases import read_color_table
+
+    table = _color_table_for(label, stem_path)
+    names = {e.value: e.name for e in read_color_table(table)} if table is not None else {}
+    try:
+        values = [int(v) for v in np.unique(read_labelmap(label).array) if v != 0]
+    except UNetPlusPlusError as error:
+        raise UNetPlusPlusError(f"Case '{stem_path.name}': {error}") from error
+    out: dict[str, list] = {}
+    for value in values:
+        if value in names:
+            out.setdefault(names[value], [names[value]])
+        else:
+            out[f"label {value}"] = [value]
+    unnamed = [v for v in values if v not in names]
+    if unnamed:
+        where = "it has no colour table for"
+        if table is not None:
+            where = f"its colour table {table.name} does not name"
+        warnings.warn(
+            f"{label.name}: {where} the value(s) {', '.join(map(str, unnamed))}; learnt as "
+            f"{', '.join(repr(f'label {v}') for v in unnamed)}. Name them with a colour table "
+            f"beside it ({_strip_suffix(label.name, IMAGE_SUFFIXES) or label.stem}.ctbl: "
+            "'value name r g b a' per line), or pick values with --labels (e.g. --labels "
+            f"{unnamed[0]}).",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 def _fill_label_metadata(dataset: DatasetDescription, label_file: Path, case_id: str) -> None:
