@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.autograd.profiler_legacy import profile  # Kineto's start costs ~2 s of CPU
+from UNetPlusPlusLib.engine.conv_dispatch import _conv3d
 from UNetPlusPlusLib.engine.cpu_train_conv import conv3d_one_sample
 from UNetPlusPlusLib.engine.loss import HybridLoss
-from UNetPlusPlusLib.engine.network import UNetPlusPlus3D, _conv3d, plain_modules
+from UNetPlusPlusLib.engine.network import UNetPlusPlus3D, plain_modules
 from UNetPlusPlusLib.training.optimizer import AdamW
 from UNetPlusPlusLib.training.steps import DeepSupervision, channels_last, training_step
 
