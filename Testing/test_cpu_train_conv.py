@@ -66,6 +66,9 @@ def test_batch1_training_conv_avoids_the_im2col_kernel():
     assert calls.get("_OneSampleConvBackward") == three
     # im2col only for the four 1x1x1 heads (a plain GEMM)
     assert calls.get("aten::slow_conv3d_forward") == 4
+    # up-sampling: a GEMM too (cpu_train_upconv), not slow_conv_transpose3d
+    assert calls.get("_UpConvBackward") == 10
+    assert "aten::slow_conv_transpose3d" not in calls
 
 
 def _train(steps: int, plain: bool, norm: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

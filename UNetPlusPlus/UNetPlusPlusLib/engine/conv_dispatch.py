@@ -2,6 +2,7 @@
 
 * float32 CPU inference without autograd: oneDNN directly (``torch.mkldnn_convolution``);
 * float32 CPU training of one sample (3x3x3): ``cpu_train_conv`` (oneDNN forward and backward);
+* float32 CPU training, up-sampling (2x2x2 stride-2 transposed): ``cpu_train_upconv`` (a GEMM);
 * otherwise, and always within :func:`plain_modules` or while a tracer or ``torch.compile``
   records: the plain ``nn`` module.
 """
@@ -17,6 +18,7 @@ import torch.autograd.forward_ad as _forward_ad
 from torch import Tensor, nn
 
 from .cpu_train_conv import conv3d_one_sample
+from .cpu_train_upconv import conv_transpose3d_2x
 
 _PLAIN = contextvars.ContextVar("unetpp_plain_modules", default=False)
 
@@ -96,24 +98,56 @@ _SAME_3X3X3 = ((3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1))
 def _train_one_sample(conv: nn.Conv3d, x: Tensor) -> bool:
     """Whether a training (autograd) convolution of one CPU sample goes through oneDNN
     (``cpu_train_conv``): PyTorch itself would take its im2col kernel, several times slower
-    forward and backward, for N = 1 only. Not under CPU autocast (``nn.Conv3d`` runs bfloat16
-    there), forward-mode AD or functorch transforms, nor with hooks on the module."""
+    forward and backward, for N = 1 only."""
     return (
         x.shape[0] == 1
         and (conv.kernel_size, conv.padding, conv.stride, conv.dilation) == _SAME_3X3X3
         and conv.groups == 1
-        and x.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and _cpu_float32_training(conv, x)
+    )
+
+
+def _conv_transpose3d(up: nn.ConvTranspose3d, x: Tensor) -> Tensor:
+    """``up(x)``; in float32 CPU training a 2x2x2 stride-2 one runs as a matrix product
+    (``cpu_train_upconv``), which PyTorch's own kernels are 1.4-3x slower than."""
+    if _train_upsample(up, x):
+        return conv_transpose3d_2x(x, up.weight, up.bias)
+    return up(x)
+
+
+_UP_2X = ((2, 2, 2), (2, 2, 2), (0, 0, 0), (0, 0, 0), (1, 1, 1))
+
+
+def _train_upsample(up: nn.ConvTranspose3d, x: Tensor) -> bool:
+    """Whether a training transposed convolution goes through ``cpu_train_upconv``."""
+    geometry = (up.kernel_size, up.stride, up.padding, up.output_padding, up.dilation)
+    return (
+        geometry == _UP_2X
+        and up.groups == 1
+        and x.dim() == 5
+        and up.padding_mode == "zeros"
+        and _cpu_float32_training(up, x)
+    )
+
+
+def _cpu_float32_training(module: nn.Module, x: Tensor) -> bool:
+    """Float32 autograd on the CPU, where our ``autograd.Function`` s may replace the module:
+    not within ``plain_modules()``, a tracer or ``torch.compile``, not under CPU autocast (the
+    module would run bfloat16 there), forward-mode AD or functorch transforms, nor with hooks
+    on the module or global ones."""
+    return (
+        x.device.type == "cpu"
         and x.dtype == torch.float32
-        and conv.weight.dtype == torch.float32
+        and module.weight.dtype == torch.float32
         and torch.is_grad_enabled()
         and not _plain()
         and not _compiling()
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
         and not torch.is_autocast_enabled("cpu")
         and _forward_ad._current_level < 0
         and torch._C._functorch.maybe_current_level() is None
-        and not (conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks)
+        and not (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks)
         and not _global_hooks()
     )
 

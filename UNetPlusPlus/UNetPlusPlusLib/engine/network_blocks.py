@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .conv_dispatch import _conv3d
+from .conv_dispatch import _conv3d, _conv_transpose3d
 
 LEAKY_SLOPE = 0.1
 
@@ -84,7 +84,7 @@ class _SkipRow:
 
     def concat_up(self, up: nn.ConvTranspose3d, below: Tensor) -> Tensor:
         """``[X(i, 0), ..., X(i, j-1), Up(below)]``, the input of X(i, j)."""
-        upsampled = up(below)
+        upsampled = _conv_transpose3d(up, below)
         target = self.skips[0].shape[2:]
         # odd size: replicate the last plane, like MONAI. While an exporter traces (onnx_export),
         # the pad is always recorded (amounts from the shapes, zero for even sizes): a graph
