@@ -11,10 +11,12 @@ The backward pass is the same GEMM transposed: the gradient rearranged back (one
 weight for the input gradient, the input for the weight gradient, summed for the bias.
 
 PyTorch itself takes ``slow_conv_transpose3d`` for N = 1 (select_conv_backend's heuristic, as
-for the 3x3x3 convolutions in ``cpu_train_conv``) and oneDNN's deconvolution for N >= 2; this
-form costs 1.4-3x less CPU than both on the shipped networks' shapes, forward and backward
-(docs/TRAINING_CPU.md). Results equal ``F.conv_transpose3d`` within float32 rounding (the same
-sums, in another order). Second derivatives are not supported (``once_differentiable``).
+for the 3x3x3 convolutions in ``cpu_train_conv``) and oneDNN's deconvolution for N >= 2. Summed
+over a step's ten up-samplings, forward and backward, this form cost 2.5-3x less CPU than
+``slow_conv_transpose3d`` at N = 1 and 1.1-1.7x less than oneDNN at N = 2 on the shipped
+network's shapes (docs/TRAINING_CPU.md). Results equal ``F.conv_transpose3d`` within float32
+rounding (the same sums, in another order). Second derivatives are not supported
+(``once_differentiable``).
 """
 
 from __future__ import annotations
