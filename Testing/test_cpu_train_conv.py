@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.autograd.profiler_legacy import profile  # Kineto's start costs ~2 s of CPU
+from UNetPlusPlusLib.engine.conv_dispatch import _conv3d
 from UNetPlusPlusLib.engine.cpu_train_conv import conv3d_one_sample
 from UNetPlusPlusLib.engine.loss import HybridLoss
-from UNetPlusPlusLib.engine.network import UNetPlusPlus3D, _conv3d, plain_modules
+from UNetPlusPlusLib.engine.network import UNetPlusPlus3D, plain_modules
 from UNetPlusPlusLib.training.optimizer import AdamW
 from UNetPlusPlusLib.training.steps import DeepSupervision, channels_last, training_step
 
@@ -65,6 +66,9 @@ def test_batch1_training_conv_avoids_the_im2col_kernel():
     assert calls.get("_OneSampleConvBackward") == three
     # im2col only for the four 1x1x1 heads (a plain GEMM)
     assert calls.get("aten::slow_conv3d_forward") == 4
+    # up-sampling: a GEMM too (cpu_train_upconv), not slow_conv_transpose3d
+    assert calls.get("_UpConvBackward") == 10
+    assert "aten::slow_conv_transpose3d" not in calls
 
 
 def _train(steps: int, plain: bool, norm: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

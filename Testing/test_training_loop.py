@@ -159,6 +159,7 @@ def _weights(path):
 
 def test_resume_continues_bit_for_bit(data_dir, tmp_path, monkeypatch):
     common = [*TINY, "--epochs", "2", "--iterations-per-epoch", "1", "--val-every", "5"]
+    common += ["--batch-size", "1", "--tile", "32", "16", "16"]
     common += ["--cache-dir", str(tmp_path / "cache")]
     straight = tmp_path / "straight"
     with pytest.MonkeyPatch.context() as patch:  # the redraw interval passed: every epoch

@@ -329,7 +329,7 @@ def test_budget_run_and_resume_keep_the_plan(tmp_path, capsys, monkeypatch, fixe
     data = write_slicer_dataset(tmp_path / "data", cases=4)
     out = tmp_path / "out"
     args = [str(data), "-o", str(out), *TINY, "--time-budget", "2m", "--tile", "32", "32", "32"]
-    args += ["--iterations-per-epoch", "3", "--batch-size", "2"]
+    args += ["--iterations-per-epoch", "3", "--batch-size", "1"]
     original = trainer_module.Trainer._save_epoch
 
     def save_then_stop(self, epoch):
@@ -372,7 +372,7 @@ def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(
 ):
     data = write_slicer_dataset(tmp_path / "data", cases=4)
     out = tmp_path / "out"
-    args = [str(data), "-o", str(out), *TINY, "--tile", "32", "32", "32", "--batch-size", "2",
+    args = [str(data), "-o", str(out), *TINY, "--tile", "32", "32", "32", "--batch-size", "1",
             "--epochs", "3", "--iterations-per-epoch", "1"]  # fmt: skip
     monkeypatch.setattr(trainer_module, "CURVE_EVERY_S", 1e9)  # drawn only when a session ends
     assert main(args + ["--time-budget", "1"]) == 0  # a session of 1 s: one epoch, then stop

@@ -203,6 +203,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if program:
         stop_like_ctrl_c_on_termination()
+        if [a for a in argv if not a.startswith("-")][:1] == ["train"]:
+            from .engine.glibc_malloc import keep_freed_buffers
+
+            keep_freed_buffers()  # a training process: reuse freed buffers (glibc only)
     try:
         with warnings.catch_warnings():  # the filters stay as they are; only the display
             warnings.showwarning = _Warnings()

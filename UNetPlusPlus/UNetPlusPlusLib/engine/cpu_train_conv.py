@@ -38,7 +38,7 @@ _ONES = (1, 1, 1)
 def conv3d_one_sample(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """3x3x3 convolution, stride 1, padding 1, of ``x`` (1, C_in, D, H, W) float32 on the CPU by
     ``weight`` (C_out, C_in, 3, 3, 3) and ``bias`` (C_out,) or None: (1, C_out, D, H, W),
-    differentiable (once) in all three. Callers check the conditions (``network._conv3d``)."""
+    differentiable (once) in all three. Callers check the conditions (``conv_dispatch._conv3d``)."""
     return _OneSampleConv.apply(x, weight, bias)
 
 

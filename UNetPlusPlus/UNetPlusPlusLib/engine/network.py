@@ -20,30 +20,29 @@ Float32 inference on the CPU (eval mode, no autograd) runs through ``cpu_inferen
 the same graph and weights, channels-last oneDNN convolutions, buffers reused between tiles
 and a fused instance norm. Everything else (training, CUDA, autocast) uses the modules below,
 concatenating skips with ``torch.cat`` so that autograd sees no in-place writes; float32
-training of one sample on the CPU convolves through oneDNN (``cpu_train_conv.py``).
+training of one sample on the CPU convolves through oneDNN (``cpu_train_conv.py``). The nodes
+are in ``network_blocks.py``, the choice of convolution kernel in ``conv_dispatch.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import weakref
-from typing import Any, ContextManager, Iterator, Sequence, Union
+from typing import Any, ContextManager, Sequence, Union
 
 import torch
-import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UNetPlusPlusError
 from . import cpu_inference
-from .cpu_train_conv import conv3d_one_sample
+from .conv_dispatch import _global_hooks, _plain
+from .conv_dispatch import plain_modules as plain_modules  # re-exported (callers import it here)
+from .network_blocks import LEAKY_SLOPE, DecoderNode, EncoderNode, _SkipRow
 
 LEVELS = 5
 MAX_DEPTH = LEVELS - 1
 NORMS = ("instance", "batch", "none")
-LEAKY_SLOPE = 0.1
 
 Depth = Union[int, str]
 
@@ -58,192 +57,6 @@ def ensemble_logits(heads: Sequence[Tensor]) -> Tensor:
     a softmax of it is the average of the heads' probabilities (the ``"ensemble"`` depth)."""
     log_probs = torch.stack([F.log_softmax(h.float(), dim=1) for h in heads])
     return torch.logsumexp(log_probs, dim=0) - math.log(len(heads))
-
-
-_PLAIN = contextvars.ContextVar("unetpp_plain_modules", default=False)
-
-
-@contextlib.contextmanager
-def plain_modules() -> Iterator[None]:
-    """Within this block, forward runs the plain ``nn`` modules (``nn.Conv3d``, ``torch.cat``):
-    no direct oneDNN calls and no ``cpu_inference`` path. This is "torch eager" in the bench, and
-    the graph an ONNX export traces (``onnx_export.py``)."""
-    token = _PLAIN.set(True)
-    try:
-        yield
-    finally:
-        _PLAIN.reset(token)
-
-
-def _plain() -> bool:
-    """Plain modules were asked for, or a tracer (ONNX export, TorchScript) is recording."""
-    return _PLAIN.get() or torch.jit.is_tracing()
-
-
-def _use_onednn(x: Tensor, weight: Tensor) -> bool:
-    """Whether to call oneDNN (MKLDNN) directly for a 3x3x3 convolution of ``x``.
-
-    PyTorch's backend heuristic was tuned for 2D: for one 3D sample with few channels it picks
-    the im2col kernel (``slow_conv3d``), which is up to 10x slower here. oneDNN computes the
-    same convolution (up to float rounding); we use it for CPU float32 inference only.
-    """
-    return (
-        x.device.type == "cpu"
-        and not _compiling()  # torch.compile traces nn.Conv3d, not oneDNN's eager entry point
-        and not _plain()
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-    )
-
-
-def _compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
-
-
-def _register_onednn_flops() -> None:
-    """Let ``torch.utils.flop_counter`` count the direct oneDNN convolutions (it has no formula)."""
-    try:
-        from torch.utils.flop_counter import conv_flop_count, flop_registry, register_flop_formula
-    except ImportError:  # pragma: no cover - older torch
-        return
-    target = torch.ops.aten.mkldnn_convolution
-    if target in flop_registry:
-        return
-
-    @register_flop_formula(target)
-    def _onednn_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-        return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
-
-
-_register_onednn_flops()
-
-
-def _conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
-    if _use_onednn(x, conv.weight):
-        return torch.mkldnn_convolution(
-            x, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups
-        )
-    if _train_one_sample(conv, x):
-        return conv3d_one_sample(x, conv.weight, conv.bias)
-    return conv(x)
-
-
-_SAME_3X3X3 = ((3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1))
-
-
-def _train_one_sample(conv: nn.Conv3d, x: Tensor) -> bool:
-    """Whether a training (autograd) convolution of one CPU sample goes through oneDNN
-    (``cpu_train_conv``): PyTorch itself would take its im2col kernel, several times slower
-    forward and backward, for N = 1 only. Not under CPU autocast (``nn.Conv3d`` runs bfloat16
-    there), forward-mode AD or functorch transforms, nor with hooks on the module."""
-    return (
-        x.shape[0] == 1
-        and (conv.kernel_size, conv.padding, conv.stride, conv.dilation) == _SAME_3X3X3
-        and conv.groups == 1
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and conv.weight.dtype == torch.float32
-        and torch.is_grad_enabled()
-        and not _plain()
-        and not _compiling()
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and not torch.is_autocast_enabled("cpu")
-        and _forward_ad._current_level < 0
-        and torch._C._functorch.maybe_current_level() is None
-        and not (conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks)
-        and not _global_hooks()
-    )
-
-
-class ConvNormAct(nn.Module):
-    """3x3x3 convolution, normalisation, dropout, LeakyReLU(0.1) (MONAI ``Convolution``, NDA)."""
-
-    def __init__(self, in_channels: int, out_channels: int, norm: str, dropout: float) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
-        if norm == "instance":
-            self.norm: nn.Module = nn.InstanceNorm3d(out_channels, affine=True)
-        elif norm == "batch":
-            self.norm = nn.BatchNorm3d(out_channels)
-        else:
-            self.norm = nn.Identity()
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(self.drop(self.norm(_conv3d(self.conv, x))), LEAKY_SLOPE, inplace=True)
-
-
-class Node(nn.Module):
-    """H of the paper: two ``ConvNormAct`` blocks."""
-
-    def __init__(self, in_channels: int, out_channels: int, norm: str, dropout: float) -> None:
-        super().__init__()
-        self.conv_0 = ConvNormAct(in_channels, out_channels, norm, dropout)
-        self.conv_1 = ConvNormAct(out_channels, out_channels, norm, dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv_1(self.conv_0(x))
-
-
-class EncoderNode(Node):
-    """X(i, 0): max-pool (for i >= 1), then H."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, norm: str, dropout: float, pool: bool
-    ) -> None:
-        super().__init__(in_channels, out_channels, norm, dropout)
-        self.pool = pool
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.pool:
-            x = F.max_pool3d(x, kernel_size=2)
-        return super().forward(x)
-
-
-class DecoderNode(Node):
-    """X(i, j), j >= 1: H of the row's skips concatenated with Up(X(i+1, j-1))."""
-
-    def __init__(
-        self,
-        skip_channels: int,
-        below_channels: int,
-        up_channels: int,
-        out_channels: int,
-        norm: str,
-        dropout: float,
-    ) -> None:
-        super().__init__(skip_channels + up_channels, out_channels, norm, dropout)
-        self.up = nn.ConvTranspose3d(below_channels, up_channels, kernel_size=2, stride=2)
-
-    def forward(self, below: Tensor, row: _SkipRow) -> Tensor:
-        return super().forward(row.concat_up(self.up, below))
-
-
-class _SkipRow:
-    """The skips X(i, 0..j-1) of decoder row i, concatenated with ``torch.cat`` (autograd-safe)."""
-
-    def __init__(self) -> None:
-        self.skips: list[Tensor] = []
-
-    def concat_up(self, up: nn.ConvTranspose3d, below: Tensor) -> Tensor:
-        """``[X(i, 0), ..., X(i, j-1), Up(below)]``, the input of X(i, j)."""
-        upsampled = up(below)
-        target = self.skips[0].shape[2:]
-        # odd size: replicate the last plane, like MONAI. While an exporter traces (onnx_export),
-        # the pad is always recorded (amounts from the shapes, zero for even sizes): a graph
-        # traced on an even tile must also run a tile of 47 (OpenVINO refused it, issue seen
-        # with a model.json tile of 47)
-        if torch.jit.is_tracing() or upsampled.shape[2:] != target:
-            pad = [0, 0] * 3
-            for axis in range(3):
-                pad[2 * axis + 1] = target[2 - axis] - upsampled.shape[4 - axis]
-            upsampled = F.pad(upsampled, pad, mode="replicate")
-        return torch.cat([*self.skips, upsampled], dim=1)
 
 
 def _validate(in_channels: int, out_channels: int, features: Sequence[int], norm: str, dropout):
@@ -470,12 +283,6 @@ def _module_tree(model: nn.Module) -> _ModuleTree:
     if tree is None or not tree.current():
         tree = _TREES[model] = _ModuleTree(model)
     return tree
-
-
-def _global_hooks() -> bool:
-    from torch.nn.modules import module as module_globals
-
-    return bool(module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks)
 
 
 def count_flops(model: UNetPlusPlus3D, shape: Sequence[int], depth: Depth = MAX_DEPTH) -> int:

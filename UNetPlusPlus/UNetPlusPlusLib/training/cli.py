@@ -346,6 +346,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     add_train_arguments(parser)
     args = parser.parse_args(argv)
+    if argv is None:  # run as a program: the process ends with the run
+        from ..engine.glibc_malloc import keep_freed_buffers
+
+        keep_freed_buffers()
     try:
         return run_train(args)
     except UNetPlusPlusError as error:
