@@ -85,8 +85,9 @@ def test_a_decathlon_or_nnunet_description_is_named_as_such(extra, named):
 def test_train_refuses_a_bad_training_field_before_any_case_is_read(tmp_path, capsys):
     description = tmp_path / "dataset.json"
     description.write_text(json.dumps({**BASE, "training": {"epoch": 5}}))
-    out = tmp_path / "out"  # the data folder does not exist: no case is looked for
-    code = main(["train", str(tmp_path / "no-data"), "--dataset-json", str(description),
+    out = tmp_path / "out"
+    (data := tmp_path / "data").mkdir()  # empty: listing its cases would be another error
+    code = main(["train", str(data), "--dataset-json", str(description),
                  "-o", str(out)])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -103,7 +104,8 @@ def test_a_seed_beyond_64_bits_is_refused_before_any_case_is_read(tmp_path, caps
     description = tmp_path / "dataset.json"
     description.write_text(json.dumps({**BASE, "training": training}))
     out = tmp_path / "out"
-    argv = ["train", str(tmp_path / "no-data"), "--dataset-json", str(description), "-o", str(out)]
+    (data := tmp_path / "data").mkdir()  # empty: listing its cases would be another error
+    argv = ["train", str(data), "--dataset-json", str(description), "-o", str(out)]
     code = main(argv + (["--seed", str(seed)] if where == "option" else []))
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()

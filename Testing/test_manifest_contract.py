@@ -136,15 +136,16 @@ def test_the_cli_refuses_an_edited_copy_of_a_shipped_model_in_one_line(tmp_path,
 
 def test_train_init_refuses_an_edited_manifest_before_reading_the_dataset(tmp_path, capsys):
     """`unetpp train --init` on an edited copy read and preprocessed the whole dataset before
-    the contract refused it at weight loading (tester 9); now it is the first error, here even
-    before the missing data folder is noticed."""
+    the contract refused it at weight loading (tester 9); now it is the first error, before any
+    case of the (here empty) data folder is looked for."""
     from UNetPlusPlusLib.training.cli import main as train_main
 
     for name in ("model.json", "weights.safetensors"):
         (tmp_path / name).write_bytes((MODELS / "liver" / name).read_bytes())
     edit(tmp_path / "model.json", lambda d: d.update(spacing=[1.5, 1.5, 1.5]))
     out = tmp_path / "out"
-    argv = [str(tmp_path / "no-data"), "-o", str(out), "--init", str(tmp_path / "model.json")]
+    (data := tmp_path / "data").mkdir()  # empty: listing its cases would be another error
+    argv = [str(data), "-o", str(out), "--init", str(tmp_path / "model.json")]
     assert train_main(argv) == 2
     error = capsys.readouterr().err
     assert "does not describe its weights (spacing: model.json [1.5, 1.5, 1.5]" in error

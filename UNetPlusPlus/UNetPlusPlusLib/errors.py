@@ -22,3 +22,16 @@ class CancelledError(UNetPlusPlusError):
 
 class ChecksumError(UNetPlusPlusError):
     """Model weights do not match the sha256 recorded in their manifest."""
+
+
+class DuplicateCaseError(UNetPlusPlusError):
+    """A training case is in the export folder already (the same image and labels) as
+    ``case``; nothing was written (adapter/training_export.py). Here, not there, so the panel
+    can catch it without importing Slicer's export code at file scope."""
+
+    def __init__(self, case: str, folder: object) -> None:
+        super().__init__(
+            f"This case is already in the dataset as {case} (the same image and labels, in "
+            f"{folder}); nothing was written."
+        )
+        self.case = case

@@ -161,7 +161,7 @@ class SegmentationJob(ErrorsOnce):
     inputs_written: bool = field(default=False, init=False)  # the input files were written
 
     def __post_init__(self) -> None:
-        self._grid = self.volume.grid  # the input's grid, for the result's check
+        self._grid = getattr(self.volume, "grid", None)  # the input's grid, for the result's check
         self._process: Optional[subprocess.Popen] = None
         self._lines: queue.Queue = queue.Queue()
         self._readers: list[LineReader] = []

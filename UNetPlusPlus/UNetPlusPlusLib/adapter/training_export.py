@@ -21,21 +21,9 @@ from typing import Sequence, Union
 
 import slicer
 
-from ..errors import UNetPlusPlusError
+from ..errors import DuplicateCaseError, UNetPlusPlusError
 from .case_identity import case_identity, find_same_image, write_record
 from .segmentation_writer import binary_labelmap_name
-
-
-class DuplicateCaseError(UNetPlusPlusError):
-    """The case is in the export folder already (the same image and labels) as ``case``;
-    nothing was written."""
-
-    def __init__(self, case: str, folder: Path) -> None:
-        super().__init__(
-            f"This case is already in the dataset as {case} (the same image and labels, in "
-            f"{folder}); nothing was written."
-        )
-        self.case = case
 
 
 class WrittenCase(list):

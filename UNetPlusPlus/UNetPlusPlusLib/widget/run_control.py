@@ -18,8 +18,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import install, panel
-from UNetPlusPlusLib.adapter.training_export import DuplicateCaseError
-from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.errors import DuplicateCaseError, UNetPlusPlusError
 from UNetPlusPlusLib.widget.click_guard import CancelGuards
 from UNetPlusPlusLib.widget.point_batch import PointBatch
 from UNetPlusPlusLib.widget.point_queue import labels_text
