@@ -240,3 +240,23 @@ def test_the_cli_and_slicer_job_path_crops_too(tmp_path, sphere_model, phantom):
     np.testing.assert_allclose(labels.GetDirection(), volume.direction.flatten(), atol=1e-6)
     outside = _outside(volume.shape_zyx, crop.slices)
     assert not sitk.GetArrayFromImage(labels)[outside].any()
+
+
+def test_the_tile_saving_decision_uses_the_runs_overlap(sphere_predictor):
+    # a body of 140 x 80 mm in a 172 x 122 mm field of view, axis-aligned: its box saves tiles
+    # at the model's overlap (0.25) but none at --overlap 0, where the crop would only move
+    # the labels (the tiles lie elsewhere) for no saving
+    volume, _ = _phantom(body_at=(50, 32, 15), body_mm=(70.0, 40.0, 40.0), direction=np.eye(3))
+    manifest = sphere_predictor.manifest
+    tile = manifest.tile_size_zyx
+    whole = canonical_grid(volume, manifest.spacing).shape_zyx
+    memo: dict = {}
+    at_model = prepare_input(manifest, volume, volume, None, memo=memo)
+    assert manifest.overlap == 0.25 and at_model.body_crop
+    assert tile_count(at_model.grid.shape_zyx, tile, 0.25) < tile_count(whole, tile, 0.25)
+    assert tile_count(at_model.grid.shape_zyx, tile, 0.0) == tile_count(whole, tile, 0.0)
+    at_zero = prepare_input(manifest, volume, volume, None, memo=memo, overlap=0.0)
+    assert not at_zero.body_crop and at_zero.grid.shape_zyx == whole  # not the kept crop
+    assert prepare_input(manifest, volume, volume, None, overlap=0.25).body_crop
+    run = sphere_predictor.segment(volume, depth=1, overlap=0.0)  # --overlap reaches it
+    assert run.info["body_crop"] is None

@@ -148,6 +148,13 @@ def _check_metaimage(path: Path) -> Optional[_Inflation]:
     if compressed:  # MetaIO reads exactly CompressedDataSize bytes when the header gives it
         nbytes = _compressed_bytes(fields) if skip is None else None
     data = path if value == "LOCAL" else path.parent / value
+    if compressed and value == "LOCAL" and skip is None and "CompressedDataSize" not in fields:
+        raise UNetPlusPlusError(
+            f"Cannot read {path}: its compressed voxels follow the header (ElementDataFile = "
+            "LOCAL) but the header has no CompressedDataSize, and ITK (as 3D Slicer) then "
+            "fails to inflate them ('Uncompress failed') and reads garbage voxels; write the "
+            "image again with a MetaImage writer (3D Slicer, ITK, SimpleITK), which records it."
+        )
     if value == "LOCAL":
         if nbytes is not None and skip is None:
             _check_size(path, path, field, end + nbytes)

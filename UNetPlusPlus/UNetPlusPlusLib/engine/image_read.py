@@ -210,7 +210,7 @@ def _volume_from_images(
         _check_image(image, source)
     reference = Grid.from_sitk(images[0])
     for image, source in zip(images[1:], sources[1:]):
-        problems = _geometry_differences(reference, Grid.from_sitk(image))
+        problems = _geometry_differences(Grid.from_sitk(image), reference)  # this file first
         if problems:
             raise UNetPlusPlusError(
                 f"{source} does not share the geometry of {sources[0]} ({'; '.join(problems)}); "

@@ -228,6 +228,7 @@ class Predictor:
             channel_norms,
             memo,
             crop_body,
+            overlap,
         )
         slices, grid, image = prepared.slices, prepared.grid, prepared.image
         region_grid, channel_norms = prepared.region_grid, prepared.channel_norms

@@ -67,20 +67,24 @@ def prepare_input(
     channel_norms: Optional[list] = None,
     memo: Optional[MutableMapping] = None,
     crop_body: Optional[bool] = None,
+    overlap: Optional[float] = None,
 ) -> PreparedInput:
     """The network input for ``region`` of ``volume`` (``region`` is ``volume`` itself when
     ``slices`` is None), as ``Predictor.segment`` documents it.
 
     ``crop_nonzero``: without ROI or point (``slices`` and ``full_grid`` None), crop an all-MR
     model's input to the non-zero box; None follows the manifest. ``crop_body``: likewise, an
-    all-CT model's input to the body's box (``body_crop.py``). ``channel_norms``: the
+    all-CT model's input to the body's box (``body_crop.py``), when that box needs fewer tiles
+    at ``overlap`` (the run's tile overlap; None: the manifest's). ``channel_norms``: the
     normalisation to use; None: the manifest's, with the whole volume's MR statistics for a
     region. ``memo``: a dict the caller keeps for this very volume, unchanged (one prepared
     input is kept in it, under ``"prepared"``); the image returned from it is shared, not a
     copy. Raises UNetPlusPlusError as ``normalize`` does (channel count), and for a model grid
     that cannot fit in memory (``grid_memory.check_model_grid_fits``).
     """
-    key = _memo_key(manifest, slices, full_grid, (crop_nonzero, crop_body), channel_norms)
+    overlap = manifest.overlap if overlap is None else float(overlap)
+    crops = (crop_nonzero, crop_body, overlap)  # the body crop's decision counts tiles
+    key = _memo_key(manifest, slices, full_grid, crops, channel_norms)
     if memo is not None:
         kept = memo.get("prepared")
         if kept is not None and kept[0] == key:
@@ -92,9 +96,7 @@ def prepare_input(
         default = 0.0 if crop is not None else None  # outside the image: the whole's minimum
     elif whole and body_crop.crop_enabled(manifest, crop_body):
         norms = [channel.normalization for channel in manifest.channels]
-        body = body_crop.body_crop(
-            volume, norms, manifest.spacing, manifest.tile_size_zyx, manifest.overlap
-        )
+        body = body_crop.body_crop(volume, norms, manifest.spacing, manifest.tile_size_zyx, overlap)
         if body is not None:  # air outside the image and beyond the box (body_crop.py)
             crop, default = body
             pad = [body_crop.PAD_VALUE] * len(norms)

@@ -112,7 +112,7 @@ def read_region(
             grid, image, array = grids[c], None, None
         if full is None:
             full = grid
-        problems = _geometry_differences(full, grid)
+        problems = _geometry_differences(grid, full)  # this file first
         if problems:
             raise UNetPlusPlusError(
                 f"{path} does not share the geometry of {paths[0]} ({'; '.join(problems)}); "

@@ -184,7 +184,7 @@ def check_files(
         check_header(reader.GetSize(), spacing, reader.GetOrigin(), direction, source)
     grids = [Grid(r.GetSize(), s, r.GetOrigin(), d) for r, (s, d) in zip(readers, geometry)]
     for source, grid in zip(sources[1:], grids[1:]):
-        problems = _geometry_differences(grids[0], grid)
+        problems = _geometry_differences(grid, grids[0])  # this file first
         if problems:
             raise UNetPlusPlusError(
                 f"{source} does not share the geometry of {sources[0]} ({'; '.join(problems)}); "
