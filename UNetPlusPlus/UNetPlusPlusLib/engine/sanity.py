@@ -287,7 +287,7 @@ def check_model_samples(
 
     warnings = check_model_background(manifest, samples, image_ml)
     if arrays is not None:
-        check_clusters(manifest, arrays)
+        warnings += check_clusters(manifest, arrays)
     return warnings + check_model_channels(manifest, samples, channel_check, image_ml, found)
 
 
