@@ -151,40 +151,44 @@ def sorted_sample(array_zyx: np.ndarray) -> np.ndarray:
     return np.sort(sample)
 
 
-def cluster_values(array_zyx: np.ndarray) -> np.ndarray:
+def cluster_values(array_zyx: np.ndarray, values: Optional[np.ndarray] = None) -> np.ndarray:
     """:func:`sorted_sample` of one (z, y, x) channel, completed by the channel's non-zero
     voxels beyond the sample's extremes when they could lie beyond an empty gap (the gap from
     the sample's largest value to the channel's maximum exceeds GAP_FACTOR times the larger
     of that value's distance from the median and the median's scale; mirrored below). A
     handful of hot voxels then counts even where the stride misses them; a clean channel pays
-    its minimum and maximum only."""
-    values = sorted_sample(array_zyx)
-    if values.size < MIN_VALUES:
-        return values
-    gaps = np.diff(values)
+    its minimum and maximum only, taken from ``values`` (its non-zero voxels, 1-D, as
+    ``mr_outliers.nonzero_values`` gives them: far cheaper) when the caller has them."""
+    sample = sorted_sample(array_zyx)
+    if sample.size < MIN_VALUES:
+        return sample
+    gaps = np.diff(sample)
     positive = gaps[gaps > 0]
     if positive.size == 0:
-        return values
-    array = np.asarray(array_zyx)
-    median = float(values[values.size // 2])
-    scale = median_scale(values, median, float(positive.min()))
-    top, bottom = float(values[-1]), float(values[0])
+        return sample
+    whole = np.asarray(array_zyx) if values is None else np.asarray(values)
+    median = float(sample[sample.size // 2])
+    scale = median_scale(sample, median, float(positive.min()))
+    top, bottom = float(sample[-1]), float(sample[0])
     extra = []
-    high, low = float(array.max()), float(array.min())  # NaN: no comparison holds
+    high, low = float(whole.max()), float(whole.min())  # NaN: no comparison holds
     if high - top > GAP_FACTOR * max(top - median, scale):
-        extra.append(array[array > top])
+        extra.append(whole[whole > top])
     if bottom - low > GAP_FACTOR * max(median - bottom, scale):
-        extra.append(array[(array < bottom) & (array != 0)])
+        extra.append(whole[(whole < bottom) & (whole != 0)])
     if not extra:
-        return values
+        return sample
     more = np.concatenate(extra).astype(np.float64)
-    return np.sort(np.concatenate([values, more[np.isfinite(more)]]))
+    return np.sort(np.concatenate([sample, more[np.isfinite(more)]]))
 
 
-def separated_cluster(array_zyx: np.ndarray) -> Optional[Cluster]:
+def separated_cluster(
+    array_zyx: np.ndarray, values: Optional[np.ndarray] = None
+) -> Optional[Cluster]:
     """The voxels of one (z, y, x) MR channel beyond an empty gap (:func:`gap_ratios` on
-    :func:`cluster_values`), counted over the whole channel (both ends together), or None."""
-    largest, upper, lower = gap_ratios(cluster_values(array_zyx))
+    :func:`cluster_values`; ``values``: its non-zero voxels if the caller has them), counted
+    over the whole channel (both ends together), or None."""
+    largest, upper, lower = gap_ratios(cluster_values(array_zyx, values))
     if upper is None and lower is None:
         return None
     array = np.asarray(array_zyx)
@@ -210,18 +214,21 @@ def separated_cluster(array_zyx: np.ndarray) -> Optional[Cluster]:
     )  # fmt: skip
 
 
-def check_cluster(name: str, array_zyx: np.ndarray) -> Optional[str]:
+def check_cluster(
+    name: str, array_zyx: np.ndarray, values: Optional[np.ndarray] = None
+) -> Optional[str]:
     """Refuse MR channel ``name`` ((z, y, x) voxels) when more than MAX_SET_APART_SHARE of its
     non-zero voxels lie beyond an empty gap (:func:`separated_cluster`): the z-score cannot set
     them apart and the result would be wrong. A smaller cluster passes: its voxels that
     :mod:`.mr_robust` sets apart are warned about there; the warning about the others (kept
     in the normalisation, values no MR signal of this channel has) is returned, else None.
-    Raises UNetPlusPlusError."""
-    cluster = separated_cluster(array_zyx)
+    ``values``: the channel's non-zero voxels (1-D) if the caller has them (cheaper). Raises
+    UNetPlusPlusError."""
+    cluster = separated_cluster(array_zyx, values)
     if cluster is None:
         return None
     if cluster.share <= MAX_SET_APART_SHARE:
-        return kept_cluster_warning(name, array_zyx, cluster)
+        return kept_cluster_warning(name, array_zyx, cluster, values)
     raise UNetPlusPlusError(
         f"Input '{name}' has {cluster.share:.2%} of its non-zero voxels ({cluster.count}) at "
         f"values from {cluster.low:.4g} to {cluster.high:.4g} and the other "
@@ -233,15 +240,20 @@ def check_cluster(name: str, array_zyx: np.ndarray) -> Optional[str]:
     )
 
 
-def kept_cluster_warning(name: str, array_zyx: np.ndarray, cluster: Cluster) -> Optional[str]:
+def kept_cluster_warning(
+    name: str, array_zyx: np.ndarray, cluster: Cluster, nonzero: Optional[np.ndarray] = None
+) -> Optional[str]:
     """The warning about the voxels of a small ``cluster`` of channel ``name`` that
-    :mod:`.mr_robust` keeps (inside its plausible range), naming how many and where (voxel
-    index (i, j, k): the first :data:`LISTED` and the box of the rest); None if it keeps none
-    (it sets them all apart, and warns itself)."""
+    :mod:`.mr_robust` keeps (inside its plausible range, from ``nonzero``: the channel's
+    non-zero voxels, or extracted here), naming how many and where (voxel index (i, j, k):
+    the first :data:`LISTED` and the box of the rest); None if it keeps none (it sets them
+    all apart, and warns itself)."""
     array = np.asarray(array_zyx)
     where = cluster.where if cluster.where is not None else np.zeros((0, 3), np.int64)
     values = array[tuple(where.T)].astype(np.float64)
-    low, high = plausible_range(array[array != 0].astype(np.float64))
+    if nonzero is None:
+        nonzero = array[array != 0].astype(np.float64)
+    low, high = plausible_range(nonzero)
     kept = where[(values >= low) & (values <= high)][:, ::-1]  # (i, j, k), as Slicer shows
     if len(kept) == 0:
         return None

@@ -176,8 +176,8 @@ def channel_warning(name: str, array: np.ndarray, cluster_check: bool = True) ->
     and, measured without them, extreme voxels that inflate its standard deviation more than
     MAX_RATIOS allow at any of CLIP_LEVELS. Raises UNetPlusPlusError only when a cluster of
     absurd voxels is too large to set apart."""
-    kept = check_cluster(name, array) if cluster_check else None
-    values = nonzero_values(array)  # one extraction serves both measurements
+    values = nonzero_values(array)  # one extraction serves the three measurements
+    kept = check_cluster(name, array, values) if cluster_check else None
     where, clip, worst = absurd_voxels(array, values)
     said = [kept] if kept else []
     said += [absurd_warning(name, where, clip, worst)] if len(where) else []
