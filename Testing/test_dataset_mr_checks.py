@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_channel_order import NAMES, phantom, synthetic_manifest
+from test_channel_order import NAMES, SPACING, phantom, synthetic_manifest
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.cli import main
 from UNetPlusPlusLib.training.dataset_check import check_dataset
@@ -31,18 +31,18 @@ DATASETS = Path(__file__).resolve().parents[1] / "UNetPlusPlus/UNetPlusPlusLib/R
 
 def write_mr_dataset(root: Path, images: dict) -> Path:
     """``<case>_<sequence>.nii`` + ``<case>_seg.nii`` per case of ``images`` (case ->
-    (4, z, y, x) array; uncompressed: gzip is not what is tested) and a four-sequence MR
-    dataset.json; returns its path."""
+    (4, z, y, x) array, at the phantoms' SPACING: a real brain's volume; uncompressed: gzip is
+    not what is tested) and a four-sequence MR dataset.json; returns its path."""
     root.mkdir(parents=True, exist_ok=True)
     for case, image in images.items():
         for channel, suffix in zip(image, SUFFIXES):
             item = sitk.GetImageFromArray(np.ascontiguousarray(channel))
-            item.SetSpacing((1.2, 1.1, 1.0))
+            item.SetSpacing(SPACING)
             sitk.WriteImage(item, str(root / f"{case}_{suffix}.nii"))
         label = np.zeros(image.shape[1:], np.uint8)
         label[18:22, 20:24, 22:26] = 1
         item = sitk.GetImageFromArray(label)
-        item.SetSpacing((1.2, 1.1, 1.0))
+        item.SetSpacing(SPACING)
         sitk.WriteImage(item, str(root / f"{case}_seg.nii"))
     description = {
         "name": "phantoms",
