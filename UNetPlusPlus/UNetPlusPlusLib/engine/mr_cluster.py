@@ -154,32 +154,28 @@ def sorted_sample(array_zyx: np.ndarray) -> np.ndarray:
 def cluster_values(array_zyx: np.ndarray, values: Optional[np.ndarray] = None) -> np.ndarray:
     """:func:`sorted_sample` of one (z, y, x) channel, completed by the channel's non-zero
     voxels beyond the sample's extremes when they could lie beyond an empty gap (the gap from
-    the sample's largest value to the channel's maximum exceeds GAP_FACTOR times the larger
-    of that value's distance from the median and the median's scale; mirrored below). A
+    the sample's largest value to the channel's maximum exceeds GAP_FACTOR times that value's
+    distance from the median; mirrored below). A
     handful of hot voxels then counts even where the stride misses them; a clean channel pays
     its minimum and maximum only, taken from ``values`` (its non-zero voxels, 1-D, as
     ``mr_outliers.nonzero_values`` gives them: far cheaper) when the caller has them."""
     sample = sorted_sample(array_zyx)
     if sample.size < MIN_VALUES:
         return sample
-    gaps = np.diff(sample)
-    positive = gaps[gaps > 0]
-    if positive.size == 0:
-        return sample
     whole = np.asarray(array_zyx) if values is None else np.asarray(values)
     median = float(sample[sample.size // 2])
-    scale = median_scale(sample, median, float(positive.min()))
     top, bottom = float(sample[-1]), float(sample[0])
-    extra = []
     high, low = float(whole.max()), float(whole.min())  # NaN: no comparison holds
-    if high - top > GAP_FACTOR * max(top - median, scale):
-        extra.append(whole[whole > top])
-    if bottom - low > GAP_FACTOR * max(median - bottom, scale):
-        extra.append(whole[(whole < bottom) & (whole != 0)])
-    if not extra:
+    # a gap beyond ``top`` is at most high - top and its ratio's divisor at least top - median
+    # (gap_ratios): a cheaper bound than the exact one, which gap_ratios applies afterwards
+    above = whole[whole > top] if high - top > GAP_FACTOR * (top - median) else whole[:0]
+    below = whole[:0]
+    if bottom - low > GAP_FACTOR * (median - bottom):
+        below = whole[(whole < bottom) & (whole != 0)]
+    if above.size == 0 and below.size == 0:
         return sample
-    more = np.concatenate(extra).astype(np.float64)
-    return np.sort(np.concatenate([sample, more[np.isfinite(more)]]))
+    above, below = (np.sort(v[np.isfinite(v)].astype(np.float64)) for v in (above, below))
+    return np.concatenate([below, sample, above])  # sorted: they lie beyond the sample's ends
 
 
 def separated_cluster(
