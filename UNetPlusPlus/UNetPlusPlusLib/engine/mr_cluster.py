@@ -151,21 +151,27 @@ def sorted_sample(array_zyx: np.ndarray) -> np.ndarray:
     return np.sort(sample)
 
 
-def cluster_values(array_zyx: np.ndarray, values: Optional[np.ndarray] = None) -> np.ndarray:
+def cluster_values(
+    array_zyx: np.ndarray,
+    values: Optional[np.ndarray] = None,
+    extremes: Optional[tuple[float, float]] = None,
+) -> np.ndarray:
     """:func:`sorted_sample` of one (z, y, x) channel, completed by the channel's non-zero
     voxels beyond the sample's extremes when they could lie beyond an empty gap (the gap from
     the sample's largest value to the channel's maximum exceeds GAP_FACTOR times that value's
     distance from the median; mirrored below). A
     handful of hot voxels then counts even where the stride misses them; a clean channel pays
     its minimum and maximum only, taken from ``values`` (its non-zero voxels, 1-D, as
-    ``mr_outliers.nonzero_values`` gives them: far cheaper) when the caller has them."""
+    ``mr_outliers.nonzero_values`` gives them: far cheaper) when the caller has them, or
+    ``extremes`` ((min, max) of those) when it has these too."""
     sample = sorted_sample(array_zyx)
     if sample.size < MIN_VALUES:
         return sample
     whole = np.asarray(array_zyx) if values is None else np.asarray(values)
     median = float(sample[sample.size // 2])
     top, bottom = float(sample[-1]), float(sample[0])
-    high, low = float(whole.max()), float(whole.min())  # NaN: no comparison holds
+    low, high = extremes if extremes is not None else (whole.min(), whole.max())
+    low, high = float(low), float(high)  # NaN: no comparison holds
     # a gap beyond ``top`` is at most high - top and its ratio's divisor at least top - median
     # (gap_ratios): a cheaper bound than the exact one, which gap_ratios applies afterwards
     above = whole[whole > top] if high - top > GAP_FACTOR * (top - median) else whole[:0]
@@ -179,12 +185,15 @@ def cluster_values(array_zyx: np.ndarray, values: Optional[np.ndarray] = None) -
 
 
 def separated_cluster(
-    array_zyx: np.ndarray, values: Optional[np.ndarray] = None
+    array_zyx: np.ndarray,
+    values: Optional[np.ndarray] = None,
+    extremes: Optional[tuple[float, float]] = None,
 ) -> Optional[Cluster]:
     """The voxels of one (z, y, x) MR channel beyond an empty gap (:func:`gap_ratios` on
-    :func:`cluster_values`; ``values``: its non-zero voxels if the caller has them), counted
+    :func:`cluster_values`; ``values``, ``extremes``: its non-zero voxels and their (min, max)
+    if the caller has them), counted
     over the whole channel (both ends together), or None."""
-    largest, upper, lower = gap_ratios(cluster_values(array_zyx, values))
+    largest, upper, lower = gap_ratios(cluster_values(array_zyx, values, extremes))
     if upper is None and lower is None:
         return None
     array = np.asarray(array_zyx)
@@ -211,16 +220,20 @@ def separated_cluster(
 
 
 def check_cluster(
-    name: str, array_zyx: np.ndarray, values: Optional[np.ndarray] = None
+    name: str,
+    array_zyx: np.ndarray,
+    values: Optional[np.ndarray] = None,
+    extremes: Optional[tuple[float, float]] = None,
 ) -> Optional[str]:
     """Refuse MR channel ``name`` ((z, y, x) voxels) when more than MAX_SET_APART_SHARE of its
     non-zero voxels lie beyond an empty gap (:func:`separated_cluster`): the z-score cannot set
     them apart and the result would be wrong. A smaller cluster passes: its voxels that
     :mod:`.mr_robust` sets apart are warned about there; the warning about the others (kept
     in the normalisation, values no MR signal of this channel has) is returned, else None.
-    ``values``: the channel's non-zero voxels (1-D) if the caller has them (cheaper). Raises
+    ``values``, ``extremes``: the channel's non-zero voxels (1-D) and their (min, max) if the
+    caller has them (cheaper). Raises
     UNetPlusPlusError."""
-    cluster = separated_cluster(array_zyx, values)
+    cluster = separated_cluster(array_zyx, values, extremes)
     if cluster is None:
         return None
     if cluster.share <= MAX_SET_APART_SHARE:

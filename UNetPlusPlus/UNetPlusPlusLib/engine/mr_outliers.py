@@ -177,8 +177,9 @@ def channel_warning(name: str, array: np.ndarray, cluster_check: bool = True) ->
     MAX_RATIOS allow at any of CLIP_LEVELS. Raises UNetPlusPlusError only when a cluster of
     absurd voxels is too large to set apart."""
     values = nonzero_values(array)  # one extraction serves the three measurements
-    kept = check_cluster(name, array, values) if cluster_check else None
-    where, clip, worst = absurd_voxels(array, values)
+    extremes = (values.min(), values.max()) if values.size else None  # and one min / max
+    kept = check_cluster(name, array, values, extremes) if cluster_check else None
+    where, clip, worst = absurd_voxels(array, values, extremes)
     said = [kept] if kept else []
     said += [absurd_warning(name, where, clip, worst)] if len(where) else []
     if len(where):  # the ratios of the voxels the normalisation uses (the others set to 0)
