@@ -79,13 +79,23 @@ def synthetic_manifest(tmp_path: Path, with_reference: bool = True) -> ModelMani
     return ModelManifest.load(path)
 
 
-SPACING, ORIGIN = (0.9, 1.1, 1.3), (-90.0, 12.5, 40.0)
+#: (x, y, z) mm: the phantom's box is 130 x 145 x 156 mm and its brain fills about 1.3 l, as a
+#: real one (the order check leaves a brain under 600 ml, a crop, unchecked)
+SPACING, ORIGIN = (2.7, 3.3, 3.9), (-90.0, 12.5, 40.0)
 DIRECTION = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def as_volume(array: np.ndarray) -> Volume:
     """The phantom on an oblique-free but non-trivial LPS grid (checked unchanged below)."""
     return Volume(array, SPACING, ORIGIN, DIRECTION.copy(), channel_names=NAMES)
+
+
+def phantom_file(channel: np.ndarray, path) -> str:
+    """Write one (z, y, x) phantom channel at :data:`SPACING` to ``path``; returns it."""
+    image = sitk.GetImageFromArray(channel)
+    image.SetSpacing(SPACING)
+    sitk.WriteImage(image, str(path))
+    return str(path)
 
 
 def test_phantom_in_its_order_passes_and_every_other_order_is_refused(tmp_path):
@@ -189,8 +199,7 @@ def test_streamed_samples_decide_as_the_whole_array(tmp_path):
     image = phantom(11)[[1, 0, 2, 3]]
     paths = []
     for name, channel in zip(NAMES, image):
-        paths.append(tmp_path / f"{name}.nii.gz")
-        sitk.WriteImage(sitk.GetImageFromArray(channel), str(paths[-1]))
+        paths.append(Path(phantom_file(channel, tmp_path / f"{name}.nii.gz")))
     reference = manifest.inference["channel_fingerprint"]
 
     def order_check(samples):
@@ -208,8 +217,7 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
     image = phantom(12)[[3, 1, 2, 0]]
     paths = []
     for name, channel in zip(NAMES, image):
-        paths.append(str(tmp_path / f"{name}.nii.gz"))
-        sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+        paths.append(phantom_file(channel, tmp_path / f"{name}.nii.gz"))
     out = tmp_path / "out.seg.nrrd"
     args = ["segment", *paths, "--model", str(manifest.path), "-o", str(out), "--quiet"]
     assert main(args) == 2
@@ -240,6 +248,7 @@ def mrml_channel_nodes(channels: np.ndarray):
     nodes = []
     for name, channel in zip(NAMES, channels):
         itk = sitk.GetImageFromArray(channel.astype(np.int16))
+        itk.SetSpacing(SPACING)
         itk.SetOrigin((-90.0, -126.0, -72.0))  # a scan's origin, not an array's default
         nodes.append(geometry.volume_node_from_volume(scene, volume_from_sitk([itk]), name))
     return scene, nodes

@@ -142,16 +142,19 @@ def test_engine_input_check_and_cli_refuse_the_swap_leaving_data_alone(tmp_path,
     image = phantom(43)[SWAP]
     before = image.copy()
     direction = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    volume = Volume(image, (0.9, 1.1, 1.3), (-90.0, 12.5, 40.0), direction.copy(), NAMES)
+    spacing = (3.0, 3.3, 3.9)  # mm: the brain fills about 1.1 l, as a real one (not a crop)
+    volume = Volume(image, spacing, (-90.0, 12.5, 40.0), direction.copy(), NAMES)
     with pytest.raises(UNetPlusPlusError, match="contrast enhancement"):
         check_model_input(manifest, volume)
-    assert np.array_equal(volume.array, before) and volume.spacing == (0.9, 1.1, 1.3)
+    assert np.array_equal(volume.array, before) and volume.spacing == spacing
     assert np.array_equal(volume.direction, direction) and volume.origin == (-90.0, 12.5, 40.0)
     assert check_model_input(manifest, volume, channel_check=False) == []
     paths = []
     for name, channel in zip(NAMES, image):
         paths.append(str(tmp_path / f"{name}.nii.gz"))
-        sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+        item = sitk.GetImageFromArray(channel)
+        item.SetSpacing(spacing)
+        sitk.WriteImage(item, paths[-1])
     out = tmp_path / "out.seg.nrrd"
     assert main(["segment", *paths, "--model", str(manifest.path), "-o", str(out)]) == 2
     err = capsys.readouterr().err

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_channel_order import NAMES, phantom, synthetic_manifest
+from test_channel_order import NAMES, SPACING, phantom, synthetic_manifest
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.cli import main
 from UNetPlusPlusLib.training.dataset_check import check_dataset
@@ -31,18 +31,18 @@ DATASETS = Path(__file__).resolve().parents[1] / "UNetPlusPlus/UNetPlusPlusLib/R
 
 def write_mr_dataset(root: Path, images: dict) -> Path:
     """``<case>_<sequence>.nii`` + ``<case>_seg.nii`` per case of ``images`` (case ->
-    (4, z, y, x) array; uncompressed: gzip is not what is tested) and a four-sequence MR
-    dataset.json; returns its path."""
+    (4, z, y, x) array, at the phantoms' SPACING: a real brain's volume; uncompressed: gzip is
+    not what is tested) and a four-sequence MR dataset.json; returns its path."""
     root.mkdir(parents=True, exist_ok=True)
     for case, image in images.items():
         for channel, suffix in zip(image, SUFFIXES):
             item = sitk.GetImageFromArray(np.ascontiguousarray(channel))
-            item.SetSpacing((1.2, 1.1, 1.0))
+            item.SetSpacing(SPACING)
             sitk.WriteImage(item, str(root / f"{case}_{suffix}.nii"))
         label = np.zeros(image.shape[1:], np.uint8)
         label[18:22, 20:24, 22:26] = 1
         item = sitk.GetImageFromArray(label)
-        item.SetSpacing((1.2, 1.1, 1.0))
+        item.SetSpacing(SPACING)
         sitk.WriteImage(item, str(root / f"{case}_seg.nii"))
     description = {
         "name": "phantoms",
@@ -166,3 +166,51 @@ def test_shipped_brats_cases_pass_with_no_warning(shared_data):
         DATASETS / "brats2018.json", shared_data / "brain-tumor" / "brats2018"
     )
     assert check_dataset(dataset) == []
+
+
+# ------------------------------------------- T1 / T1ce: the enhancement asymmetry (session 15)
+def test_a_t1_t1ce_swap_is_warned_by_name_when_too_few_cases_for_a_reference(tmp_path):
+    """Three cases, too few to compare each with the others: the fingerprint is not judged,
+    but the enhancement asymmetry needs no reference; the swapped case is named (a warning:
+    without a reference the fit to training data is unknown, as for data unlike a model's)."""
+    from test_contrast_pair import SWAP
+    from test_contrast_pair import phantom as enhancing
+
+    images = {"a": enhancing(50), "b": enhancing(51)[SWAP].copy(), "c": enhancing(52)}
+    path = write_mr_dataset(tmp_path, images)
+    warnings = check_dataset(load_dataset_json(path, path.parent))
+    assert len(warnings) == 2 and "T1 and T1ce only by their contrast enhancement" in warnings[0]
+    assert warnings[1].startswith("Case 'b': The input volumes may be in the wrong order: the ")
+    assert "given as T1 looks like T1ce" in warnings[1] and "contrast enhancement" in warnings[1]
+
+
+def test_leave_one_out_refuses_a_t1_t1ce_swap_the_fingerprint_cannot_see():
+    """Each case against the other cases' reference now names the T1 / T1ce pair, as the model
+    ``unetpp train`` writes does: a case whose contrasts fit the others (its fingerprint as the
+    right order's) but whose T1 and T1ce are swapped by their enhancement is refused by name,
+    with inference's threshold; the right cases pass."""
+    from types import SimpleNamespace
+
+    from test_contrast_pair import SWAP
+    from test_contrast_pair import phantom as enhancing
+    from UNetPlusPlusLib.engine import channel_order as co
+    from UNetPlusPlusLib.engine.sanity import channel_samples
+    from UNetPlusPlusLib.training.dataset_mr_checks import CaseModelChecks
+
+    dataset = SimpleNamespace(channels=[SimpleNamespace(name=n, modality="MR") for n in NAMES])
+    checks = CaseModelChecks(dataset)
+    for seed in range(MIN_REFERENCE_CASES + 1):
+        checks.prints.append(
+            (f"case{seed:02d}", co.fingerprint(channel_samples(list(enhancing(seed)))))
+        )
+    right = checks.prints[4][1]
+    swapped = co.fingerprint(channel_samples(list(enhancing(4)[SWAP])))
+    assert swapped.asymmetry[1, 2] < -0.25  # inference's refusal threshold (contrast_pair.py)
+    checks.prints[4] = (
+        "case04",
+        co.Fingerprint(right.spearman, right.skewness, right.voxels, swapped.asymmetry),
+    )
+    problems, warnings = checks.finish()
+    assert warnings == [] and len(problems) == 1, (problems, warnings)
+    assert problems[0].startswith("Case 'case04': The input volumes seem to be in the wrong order")
+    assert "given as T1ce looks like T1" in problems[0] and "contrast enhancement" in problems[0]

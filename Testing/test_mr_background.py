@@ -164,7 +164,9 @@ def write_channels(folder, array) -> list[str]:
     paths = []
     for channel_name, channel in zip(NAMES, array):
         paths.append(str(folder / f"{channel_name}.nii.gz"))
-        sitk.WriteImage(sitk.GetImageFromArray(channel), paths[-1])
+        image = sitk.GetImageFromArray(channel)
+        image.SetSpacing(SPACING)  # as as_volume's: a brain of a real one's volume
+        sitk.WriteImage(image, paths[-1])
     return paths
 
 
@@ -275,18 +277,18 @@ def limited_manifest(tmp_path, limit_ml: float) -> ModelManifest:
 
 
 def test_a_head_larger_than_the_limit_is_refused_everywhere(tmp_path, capsys):
-    """The phantom is non-zero over about 35 ml at 1 mm (45 ml on the test grid): refused
-    under a 20 ml limit by the whole-array, cached, streamed (--roi), bypassed-order and
-    Slicer Logic checks, in one line, nothing written; passes under 100 ml."""
+    """The phantom is non-zero over about 1.2 l on the test grid: refused under a 1000 ml
+    limit by the whole-array, cached, streamed (--roi), bypassed-order and Slicer Logic checks,
+    in one line, nothing written; passes under 2000 ml."""
     from UNetPlusPlusLib.warm_cache import WarmCache
 
     array = phantom(13)
     expected = "Input 'FLAIR' is non-zero over"
-    assert check_model_input(limited_manifest(tmp_path / "a", 100.0), as_volume(array)) == []
-    manifest = limited_manifest(tmp_path / "b", 20.0)
+    assert check_model_input(limited_manifest(tmp_path / "a", 2000.0), as_volume(array)) == []
+    manifest = limited_manifest(tmp_path / "b", 1000.0)
     with pytest.raises(UNetPlusPlusError) as whole:
         check_model_input(manifest, as_volume(array))
-    assert_one_line_refusal(str(whole.value), "Input 'FLAIR' is non-zero over 45 ml")
+    assert_one_line_refusal(str(whole.value), "Input 'FLAIR' is non-zero over 1225 ml")
     assert "does not look skull-stripped" in str(whole.value)
     with pytest.raises(UNetPlusPlusError, match=expected):
         WarmCache().input_checks(manifest, as_volume(array), channel_check=False)
@@ -298,7 +300,7 @@ def test_a_head_larger_than_the_limit_is_refused_everywhere(tmp_path, capsys):
         assert main([*args, *extra]) == 2, extra
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1, err
-        assert_one_line_refusal(err.strip(), "Input 'FLAIR' is non-zero over 35 ml")
+        assert_one_line_refusal(err.strip(), "Input 'FLAIR' is non-zero over 1225 ml")
         assert not out.exists()
     scene, nodes = mrml_channel_nodes(array)
     from UNetPlusPlusLib.adapter.logic import SegmentationLogic

@@ -174,3 +174,65 @@ def test_slicer_logic_refuses_before_a_job(tmp_path):
         assert scene.GetNumberOfNodes() == before and not logic._jobs
     finally:
         logic.shutdown()
+
+
+# ------------------------------- a handful of voxels the normalisation keeps (session 15)
+def _hot_handful(value: float, count: int = 4) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """An (80, 80, 80) gamma 'brain' (a sample stride of 2) with ``count`` voxels at
+    ``value`` at odd flat indices (so the strided sample misses them); their (i, j, k)."""
+    rng = np.random.default_rng(5)
+    brain = np.zeros((80, 80, 80), np.float32)
+    brain[10:70, 10:70, 10:70] = rng.gamma(4.0, 50.0, (60, 60, 60))
+    flat = [np.ravel_multi_index((20 + 9 * n, 30, 41), brain.shape) for n in range(count)]
+    assert all(f % 2 == 1 for f in flat)
+    brain.reshape(-1)[flat] = value
+    return brain, [(41, 30, 20 + 9 * n) for n in range(count)]
+
+
+def test_a_handful_of_kept_hot_voxels_is_warned_naming_channel_count_and_place():
+    """4 voxels at 5000 in a channel whose other voxels reach about 1000: within mr_robust's
+    plausible range (so kept in the z-score, with no word before) and missed by the strided
+    sample, yet beyond an empty gap: a warning names the channel, the count and where."""
+    from UNetPlusPlusLib.engine.mr_robust import plausible_range
+
+    hot, ijk = _hot_handful(5000.0)
+    values = hot[hot != 0].astype(np.float64)
+    assert 5000.0 < plausible_range(values)[1] and values[values < 5000].max() < 1100
+    assert 5000.0 not in sorted_sample(hot)  # the stride misses them
+    cluster = separated_cluster(hot)
+    assert cluster is not None and cluster.count == 4 and cluster.low == cluster.high == 5000
+    warning = check_cluster("T2", hot)
+    assert warning.startswith("Input 'T2' holds 4 voxels at 5000 to 5000, apart from its other")
+    listed = ", ".join(f"({i}, {j}, {k})" for i, j, k in ijk[:3])
+    assert f"at voxel index (i, j, k) {listed} and 1 more, within i 41-41, j 30-30, k 20-47" in (
+        warning
+    )
+    assert "kept in the MR normalisation" in warning and "\n" not in warning
+    assert channel_warning("T2", hot) == warning  # no other MR warning about them
+    assert channel_warning("T2", _hot_handful(5000.0, 0)[0]) is None  # clean: no word
+    assert check_cluster("T2", _hot_handful(-5000.0, 1)[0]).startswith(
+        "Input 'T2' holds 1 voxel at -5000 to -5000"
+    )
+
+
+def test_absurd_hot_voxels_are_warned_once_by_the_clipping():
+    """A handful at 1e9 are set apart and clipped by mr_robust, which names them: the cluster
+    check adds no second warning about the same voxels."""
+    hot, _ = _hot_handful(1e9)
+    assert check_cluster("T2", hot) is None
+    warning = channel_warning("T2", hot)
+    assert warning.startswith("Input 'T2' holds 4 voxels with impossible values")
+    assert warning.count("Input 'T2'") == 1
+
+
+@needs_data
+def test_the_noticed_handful_at_1e4_in_a_brats_t2_is_warned():
+    """Five T2 voxels of ``Brats18_2013_11_1`` at 1e4 (the channel reaches about 1620): kept by
+    the z-score, nothing said before; now a warning naming T2 and the 5 voxels."""
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(CASE / f"{CASE.name}_t2.nii.gz")))
+    hot = array.astype(np.float32)
+    inside = np.flatnonzero(hot)
+    hot.reshape(-1)[np.random.default_rng(0).choice(inside, 5, replace=False)] = 1e4
+    assert channel_warning("T2", array) is None
+    warning = channel_warning("T2", hot)
+    assert warning is not None and warning.startswith("Input 'T2' holds 5 voxels at 1e+04 to 1e+04")

@@ -131,7 +131,10 @@ def _roi_box(args: argparse.Namespace):
 
 def _read_roi_region(args: argparse.Namespace, manifest):
     """With ``--roi``: check the whole files streamed slab by slab, then read only the ROI and
-    one tile of context (issue 9: peak memory near the region's, not the image's).
+    one tile of context (issue 9: peak memory near the region's, not the image's). The MR
+    channels read whole for their statistics are checked for clusters of absurd voxels there,
+    and only then the near duplicates and the sequence order, on the streamed samples (a
+    cluster misleads both; the same order as ``sanity.check_model_samples``).
 
     Returns (the region Volume, the extra ``Predictor.segment`` options) or None when the
     whole image is read instead: no ROI, ``--point``, ``--disagreement`` or ``--preview`` (they
@@ -146,17 +149,19 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     from .engine.orientation_check import check_orientation_strided, ct_channel
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import header_grid, read_region
-    from .engine.sanity import check_model_samples, image_volume_ml
+    from .engine.sanity import check_model_background, check_model_channels, image_volume_ml
     from .engine.streamed_checks import check_files
 
     names = [c.name for c in manifest.channels]
+    streamed: dict = {}
 
-    def order_check(samples):  # background, extent, near duplicates, order: streamed samples
+    def order_check(samples):  # background and extent on the streamed samples, kept for later
         header = sitk.ImageFileReader()
         header.SetFileName(str(args.inputs[0]))
         header.ReadImageInformation()
-        image_ml = image_volume_ml(header.GetSize()[:3], header.GetSpacing()[:3])
-        return check_model_samples(manifest, samples, args.channel_check, image_ml)
+        streamed["ml"] = image_volume_ml(header.GetSize()[:3], header.GetSpacing()[:3])
+        streamed["samples"] = samples
+        return check_model_background(manifest, samples, streamed["ml"])
 
     def bias_check(grids, spacing):  # the MR bias field, on the streamed coarse grids
         return check_bias_field(manifest, [], spacing, grids)
@@ -186,9 +191,12 @@ def _read_roi_region(args: argparse.Namespace, manifest):
         return None
     needed = prompt_boxes(manifest, roi, None)[0]  # Predictor.context_box, without torch
     norms = [c.normalization for c in manifest.channels]
-    volume, full_grid, norms = read_region(
+    volume, full_grid, norms = read_region(  # refuses a cluster of absurd MR voxels first
         args.inputs, needed, names, norms, raw_checked=True, warnings=warnings
     )
+    # near duplicates and the sequence order after the clusters (as check_model_samples)
+    ml = streamed.get("ml")
+    warnings += check_model_channels(manifest, streamed["samples"], args.channel_check, ml)
     return volume, {"full_grid": full_grid, "channel_norms": norms, "input_warnings": warnings}
 
 

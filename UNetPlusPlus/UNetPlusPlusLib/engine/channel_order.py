@@ -75,12 +75,14 @@ UNCHECKED = "The sequence order could not be checked"
 class Fingerprint:
     """Contrast fingerprint of C channels: ``spearman`` (C, C) rank correlations, ``skewness``
     (C,) of each channel, both inside the joint non-zero mask; ``voxels``: voxels used;
-    ``asymmetry`` (C, C): the enhancement asymmetry of each pair (:mod:`.contrast_pair`)."""
+    ``asymmetry`` (C, C): the enhancement asymmetry of each pair (:mod:`.contrast_pair`);
+    ``share``: the share (0..1) of the searched sample non-zero in every channel (the brain)."""
 
     spearman: np.ndarray
     skewness: np.ndarray
     voxels: int
     asymmetry: Optional[np.ndarray] = None
+    share: Optional[float] = None
 
     def features(self, order: Sequence[int]) -> np.ndarray:
         """The feature vector with slot s holding input channel ``order[s]``: the upper
@@ -128,7 +130,8 @@ def fingerprint(samples: Sequence[np.ndarray]) -> Optional[Fingerprint]:
     ranks = np.stack([_average_ranks(row) for row in joint])
     spearman = np.corrcoef(ranks) if len(samples) > 1 else np.ones((1, 1))
     asymmetry = asymmetry_matrix(joint)
-    return Fingerprint(np.atleast_2d(spearman), skewness, int(joint.shape[1]), asymmetry)
+    share = count / max(1, inside.size)
+    return Fingerprint(np.atleast_2d(spearman), skewness, int(joint.shape[1]), asymmetry, share)
 
 
 # ------------------------------------------------------------------------ the reference
@@ -190,25 +193,54 @@ def _swaps(best: Sequence[int], names: Sequence[str]) -> str:
     return "; ".join(f"the volume given as {names[i]} looks like {names[s]}" for s, i in moved)
 
 
+def small_brain_warning(
+    found: Fingerprint, image_ml: Optional[float], min_ml: float, order: str
+) -> Optional[str]:
+    """The warning that the order could not be checked because the brain of an image of
+    ``image_ml`` ml (``found.share`` of it non-zero in every channel) fills less than
+    ``min_ml`` ml: the reference holds whole-brain statistics, which a crop does not have.
+    None when it is large enough, or ``image_ml``, ``min_ml`` or the share is unknown."""
+    if not image_ml or not min_ml or found.share is None:
+        return None
+    brain_ml = found.share * image_ml
+    if brain_ml >= min_ml:
+        return None
+    return (
+        f"{UNCHECKED}: the brain (the voxels non-zero in every volume) fills only "
+        f"{brain_ml:.0f} ml, less than the {min_ml:.0f} ml of a whole brain, and the check "
+        "compares whole-brain statistics (a crop has others). If this is a crop, give the "
+        "whole skull-stripped image and limit the region with --roi (Slicer: the ROI) instead; "
+        f"otherwise check that the volumes are {order}."
+    )
+
+
 def check_channel_order(
     samples: Sequence[np.ndarray],
     reference: Optional[dict],
     channel_names: Sequence[str],
     found: Optional[Fingerprint] = None,
+    image_ml: Optional[float] = None,
+    min_ml: float = 0.0,
 ) -> list[str]:
     """Refuse a clearly wrong channel order; return a warning for a doubtful one, or when even
-    the best order fits worse than :data:`MAX_FIT` (the order could not be checked).
+    the best order fits worse than :data:`MAX_FIT` or the brain is smaller than ``min_ml``
+    (the order could not be checked).
 
     ``samples``: C aligned 1-D samples (``sanity.channel_samples``); ``reference``: the
     manifest's ``inference.channel_fingerprint`` (None: no check); ``found``: their
-    :func:`fingerprint` if already computed. Raises UNetPlusPlusError with one line naming the
-    suspected swap."""
+    :func:`fingerprint` if already computed; ``image_ml``: the image's volume (ml; None:
+    unknown) and ``min_ml``: the smallest brain (ml non-zero in every channel) the reference's
+    whole-brain statistics hold for (0: any; :func:`small_brain_warning`). Raises
+    UNetPlusPlusError with one line naming the suspected swap."""
     count = len(samples)
     if not reference or count < 2 or count > MAX_CHANNELS or reference.get("channels") != count:
         return []
     found = found if found is not None else fingerprint(samples)
     if found is None:
         return []
+    small = small_brain_warning(found, image_ml, min_ml, ", ".join(channel_names))
+    if small is not None:
+        return [small]
     verdict = compare(found, reference)
     names = list(channel_names)
     order = ", ".join(names)

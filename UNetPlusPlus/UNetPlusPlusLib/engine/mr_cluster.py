@@ -17,17 +17,23 @@ channel has one (the 76 shared BraTS 2018 / BRATS 2012 channels and the shared l
 largest ratio 0.88; docs/INPUT_CHECKS_MR.md, ``scripts/mr_cluster_margins.py``). A cluster of
 more than :data:`MAX_SET_APART_SHARE` of the non-zero voxels (counted over the whole channel)
 is refused with one error naming the channel, the shares and the values; a smaller one is left
-to :mod:`.mr_robust` (clipped, with a warning). numpy only.
+to :mod:`.mr_robust` (clipped, with a warning), and its voxels that mr_robust keeps (within
+10 ranges of the channel's percentiles: a handful at 1e4 in a T2 reaching 1600) are warned
+about here (:func:`check_cluster`), naming the channel, the count and where. The sample is
+completed by the channel's voxels beyond its extremes when they could lie beyond an empty gap
+(:func:`cluster_values`), so a handful of such voxels is seen even when the stride misses
+them. numpy only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from .mr_robust import plausible_range
 
 #: A gap is empty when it is this many times wider than the median's distance to its near side.
 GAP_FACTOR = 3.0
@@ -39,13 +45,17 @@ SAMPLE_SIZE = 200_000
 LEVELS = (0.25, 0.1)
 #: Fewer finite non-zero sampled values than this: no check.
 MIN_VALUES = 100
+#: A warning about a small cluster lists the indices of at most this many voxels.
+LISTED = 3
 
 
 @dataclass(frozen=True)
 class Cluster:
     """Voxels of a channel beyond an empty gap: ``count`` of ``nonzero`` non-zero voxels, from
     ``low`` to ``high``; ``ratio``: the gap over the median's distance to its near side;
-    ``rest_low`` .. ``rest_high``: the other non-zero voxels' finite range."""
+    ``rest_low`` .. ``rest_high``: the other non-zero voxels' finite range; ``where``: the
+    cluster's (n, 3) (z, y, x) indices (row-major order) when it is small enough to be set
+    apart (at most MAX_SET_APART_SHARE), else None."""
 
     count: int
     nonzero: int
@@ -54,6 +64,7 @@ class Cluster:
     ratio: float
     rest_low: float = 0.0
     rest_high: float = 0.0
+    where: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
 
     @property
     def share(self) -> float:
@@ -140,10 +151,49 @@ def sorted_sample(array_zyx: np.ndarray) -> np.ndarray:
     return np.sort(sample)
 
 
-def separated_cluster(array_zyx: np.ndarray) -> Optional[Cluster]:
+def cluster_values(
+    array_zyx: np.ndarray,
+    values: Optional[np.ndarray] = None,
+    extremes: Optional[tuple[float, float]] = None,
+) -> np.ndarray:
+    """:func:`sorted_sample` of one (z, y, x) channel, completed by the channel's non-zero
+    voxels beyond the sample's extremes when they could lie beyond an empty gap (the gap from
+    the sample's largest value to the channel's maximum exceeds GAP_FACTOR times that value's
+    distance from the median; mirrored below). A
+    handful of hot voxels then counts even where the stride misses them; a clean channel pays
+    its minimum and maximum only, taken from ``values`` (its non-zero voxels, 1-D, as
+    ``mr_outliers.nonzero_values`` gives them: far cheaper) when the caller has them, or
+    ``extremes`` ((min, max) of those) when it has these too."""
+    sample = sorted_sample(array_zyx)
+    if sample.size < MIN_VALUES:
+        return sample
+    whole = np.asarray(array_zyx) if values is None else np.asarray(values)
+    median = float(sample[sample.size // 2])
+    top, bottom = float(sample[-1]), float(sample[0])
+    low, high = extremes if extremes is not None else (whole.min(), whole.max())
+    low, high = float(low), float(high)  # NaN: no comparison holds
+    # a gap beyond ``top`` is at most high - top and its ratio's divisor at least top - median
+    # (gap_ratios): a cheaper bound than the exact one, which gap_ratios applies afterwards
+    above = whole[whole > top] if high - top > GAP_FACTOR * (top - median) else whole[:0]
+    below = whole[:0]
+    if bottom - low > GAP_FACTOR * (median - bottom):
+        below = whole[(whole < bottom) & (whole != 0)]
+    if above.size == 0 and below.size == 0:
+        return sample
+    above, below = (np.sort(v[np.isfinite(v)].astype(np.float64)) for v in (above, below))
+    return np.concatenate([below, sample, above])  # sorted: they lie beyond the sample's ends
+
+
+def separated_cluster(
+    array_zyx: np.ndarray,
+    values: Optional[np.ndarray] = None,
+    extremes: Optional[tuple[float, float]] = None,
+) -> Optional[Cluster]:
     """The voxels of one (z, y, x) MR channel beyond an empty gap (:func:`gap_ratios` on
-    :func:`sorted_sample`), counted over the whole channel (both ends together), or None."""
-    largest, upper, lower = gap_ratios(sorted_sample(array_zyx))
+    :func:`cluster_values`; ``values``, ``extremes``: its non-zero voxels and their (min, max)
+    if the caller has them), counted
+    over the whole channel (both ends together), or None."""
+    largest, upper, lower = gap_ratios(cluster_values(array_zyx, values, extremes))
     if upper is None and lower is None:
         return None
     array = np.asarray(array_zyx)
@@ -160,19 +210,34 @@ def separated_cluster(array_zyx: np.ndarray) -> Optional[Cluster]:
     rest = array[~beyond & (array != 0)].astype(np.float64)
     rest = rest[np.isfinite(rest)]
     low, high = (float(rest.min()), float(rest.max())) if rest.size else (0.0, 0.0)
+    where = None
+    if values.size <= MAX_SET_APART_SHARE * nonzero:
+        where = np.argwhere(beyond)
     return Cluster(
-        int(values.size), nonzero, float(values.min()), float(values.max()), largest, low, high
-    )
+        int(values.size), nonzero, float(values.min()), float(values.max()), largest, low,
+        high, where,
+    )  # fmt: skip
 
 
-def check_cluster(name: str, array_zyx: np.ndarray) -> None:
+def check_cluster(
+    name: str,
+    array_zyx: np.ndarray,
+    values: Optional[np.ndarray] = None,
+    extremes: Optional[tuple[float, float]] = None,
+) -> Optional[str]:
     """Refuse MR channel ``name`` ((z, y, x) voxels) when more than MAX_SET_APART_SHARE of its
     non-zero voxels lie beyond an empty gap (:func:`separated_cluster`): the z-score cannot set
-    them apart and the result would be wrong. Raises UNetPlusPlusError; a smaller cluster or
-    none passes (mr_robust clips and warns)."""
-    cluster = separated_cluster(array_zyx)
-    if cluster is None or cluster.share <= MAX_SET_APART_SHARE:
-        return
+    them apart and the result would be wrong. A smaller cluster passes: its voxels that
+    :mod:`.mr_robust` sets apart are warned about there; the warning about the others (kept
+    in the normalisation, values no MR signal of this channel has) is returned, else None.
+    ``values``, ``extremes``: the channel's non-zero voxels (1-D) and their (min, max) if the
+    caller has them (cheaper). Raises
+    UNetPlusPlusError."""
+    cluster = separated_cluster(array_zyx, values, extremes)
+    if cluster is None:
+        return None
+    if cluster.share <= MAX_SET_APART_SHARE:
+        return kept_cluster_warning(name, array_zyx, cluster, values)
     raise UNetPlusPlusError(
         f"Input '{name}' has {cluster.share:.2%} of its non-zero voxels ({cluster.count}) at "
         f"values from {cluster.low:.4g} to {cluster.high:.4g} and the other "
@@ -181,4 +246,38 @@ def check_cluster(name: str, array_zyx: np.ndarray) -> None:
         "MR signal looks like that (a conversion error or a corrupted file?), and more than "
         f"{MAX_SET_APART_SHARE:.1%} of the voxels cannot be set apart from the normalisation, "
         "so the result would be wrong. Check the image; nothing was segmented."
+    )
+
+
+def kept_cluster_warning(
+    name: str, array_zyx: np.ndarray, cluster: Cluster, nonzero: Optional[np.ndarray] = None
+) -> Optional[str]:
+    """The warning about the voxels of a small ``cluster`` of channel ``name`` that
+    :mod:`.mr_robust` keeps (inside its plausible range, from ``nonzero``: the channel's
+    non-zero voxels, or extracted here), naming how many and where (voxel index (i, j, k):
+    the first :data:`LISTED` and the box of the rest); None if it keeps none (it sets them
+    all apart, and warns itself)."""
+    array = np.asarray(array_zyx)
+    where = cluster.where if cluster.where is not None else np.zeros((0, 3), np.int64)
+    values = array[tuple(where.T)].astype(np.float64)
+    if nonzero is None:
+        nonzero = array[array != 0].astype(np.float64)
+    low, high = plausible_range(nonzero)
+    kept = where[(values >= low) & (values <= high)][:, ::-1]  # (i, j, k), as Slicer shows
+    if len(kept) == 0:
+        return None
+    shown = values[(values >= low) & (values <= high)]
+    listed = ", ".join(f"({i}, {j}, {k})" for i, j, k in kept[:LISTED].tolist())
+    if len(kept) > LISTED:
+        first, last = kept.min(axis=0).tolist(), kept.max(axis=0).tolist()
+        span = ", ".join(f"{a} {lo}-{hi}" for a, lo, hi in zip("ijk", first, last))
+        listed += f" and {len(kept) - LISTED} more, within {span}"
+    what = "1 voxel" if len(kept) == 1 else f"{len(kept)} voxels"
+    return (
+        f"Input '{name}' holds {what} at {shown.min():.4g} to {shown.max():.4g}, apart from its "
+        f"other non-zero voxels ({cluster.rest_low:.4g} to {cluster.rest_high:.4g}) by an "
+        f"empty gap {cluster.ratio:.3g} times wider than their spread, at voxel index "
+        f"(i, j, k) {listed}: values this channel's MR signal does not have (hot pixels or a "
+        "conversion error?). They were kept in the MR normalisation (z-score); the result at "
+        "and around them is not to be trusted. Check the image."
     )

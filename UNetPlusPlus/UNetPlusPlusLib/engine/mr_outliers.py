@@ -137,13 +137,17 @@ def clipped_std(
     return float(np.sqrt(variance))
 
 
-def check_clusters(manifest, arrays: Sequence[np.ndarray]) -> None:
+def check_clusters(manifest, arrays: Sequence[np.ndarray]) -> list[str]:
     """Refuse the first channel normalised as ``mr`` from the image's own statistics whose
-    absurd voxels form a cluster too large to set apart (:func:`.mr_cluster.check_cluster`).
-    ``arrays``: the C (z, y, x) channels in the manifest's order. Raises UNetPlusPlusError."""
+    absurd voxels form a cluster too large to set apart (:func:`.mr_cluster.check_cluster`);
+    return the warnings about smaller clusters the normalisation keeps. ``arrays``: the C
+    (z, y, x) channels in the manifest's order. Raises UNetPlusPlusError."""
+    warnings = []
     for array, channel in zip(arrays, manifest.channels):
         if needs_volume_statistics(channel.normalization):
-            check_cluster(channel.name, array)
+            warning = check_cluster(channel.name, array)
+            warnings += [warning] if warning else []
+    return warnings
 
 
 def outlier_warnings(
@@ -165,17 +169,19 @@ def outlier_warnings(
 
 
 def channel_warning(name: str, array: np.ndarray, cluster_check: bool = True) -> Optional[str]:
-    """The warning of one MR channel ``name`` (its (z, y, x) voxels), or None: its absurd
-    voxels (:func:`.mr_robust.absurd_voxels`: how many, where, what the normalisation did with
-    them), and, measured without them, extreme voxels that inflate its standard deviation more
-    than MAX_RATIOS allow at any of CLIP_LEVELS. Raises UNetPlusPlusError only when a cluster
-    of absurd voxels is too large to set apart (:func:`.mr_cluster.check_cluster`; not checked
-    with ``cluster_check=False``)."""
-    if cluster_check:
-        check_cluster(name, array)
-    values = nonzero_values(array)  # one extraction serves both measurements
-    where, clip, worst = absurd_voxels(array, values)
-    said = [absurd_warning(name, where, clip, worst)] if len(where) else []
+    """The warning of one MR channel ``name`` (its (z, y, x) voxels), or None: a small
+    cluster beyond an empty gap that the normalisation keeps (:func:`.mr_cluster.check_cluster`;
+    not checked with ``cluster_check=False``), its absurd voxels
+    (:func:`.mr_robust.absurd_voxels`: how many, where, what the normalisation did with them),
+    and, measured without them, extreme voxels that inflate its standard deviation more than
+    MAX_RATIOS allow at any of CLIP_LEVELS. Raises UNetPlusPlusError only when a cluster of
+    absurd voxels is too large to set apart."""
+    values = nonzero_values(array)  # one extraction serves the three measurements
+    extremes = (values.min(), values.max()) if values.size else None  # and one min / max
+    kept = check_cluster(name, array, values, extremes) if cluster_check else None
+    where, clip, worst = absurd_voxels(array, values, extremes)
+    said = [kept] if kept else []
+    said += [absurd_warning(name, where, clip, worst)] if len(where) else []
     if len(where):  # the ratios of the voxels the normalisation uses (the others set to 0)
         values = values[plausible(values)]
     found = zip(CLIP_LEVELS, MAX_RATIOS, value_ratios(values))

@@ -72,13 +72,15 @@ def plausible(values: np.ndarray) -> np.ndarray:
 
 
 def absurd_voxels(
-    array_zyx: np.ndarray, values: Optional[np.ndarray] = None
+    array_zyx: np.ndarray,
+    values: Optional[np.ndarray] = None,
+    extremes: Optional[tuple[float, float]] = None,
 ) -> tuple[np.ndarray, tuple[float, float], float]:
     """The absurd voxels of one (z, y, x) MR channel: their (n, 3) (z, y, x) indices (in
     array order), the (smallest, largest) plausible non-zero value they are clipped to, and
     the most extreme absurd value; ((0, 3) indices, (0.0, 0.0), 0.0) when there are none.
     ``values``: the channel's non-zero voxels as float64 in row-major order, if the caller
-    has them (``mr_outliers.nonzero_values``)."""
+    has them (``mr_outliers.nonzero_values``); ``extremes``: their (min, max) if known."""
     array = np.asarray(array_zyx)
     if values is None:
         values = array[array != 0].astype(np.float64)
@@ -86,7 +88,10 @@ def absurd_voxels(
     none = np.zeros((0, 3), dtype=np.int64), (0.0, 0.0), 0.0
     if not (np.isfinite(low) and np.isfinite(high)):  # no range (NaN in the sample too)
         return none
-    if values.size == 0 or (values.min() >= low and values.max() <= high):
+    if values.size == 0:
+        return none
+    smallest, largest = extremes if extremes is not None else (values.min(), values.max())
+    if smallest >= low and largest <= high:
         return none
     outside = ~((values >= low) & (values <= high))  # as robust_statistics keeps them
     if outside.all() or not outside.any():

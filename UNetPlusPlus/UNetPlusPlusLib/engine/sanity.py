@@ -50,6 +50,7 @@ from .intensity_checks import (  # noqa: F401  (re-exported: sanity is the check
     sample_step,
 )
 from .mr_background import (  # noqa: F401  (re-exported: sanity is the checks' import path)
+    MIN_WHOLE_BRAIN_ML,
     MODE_SAMPLE_VOXELS,
     MR_MIN_ZERO_CONTIGUITY,
     MR_MIN_ZERO_SHARE,
@@ -277,30 +278,59 @@ def check_model_samples(
     arrays: Sequence[np.ndarray] | None = None,
 ) -> list[str]:
     """The checks of C channel ``samples`` (``channel_samples``, whole array or streamed) that
-    need the model: a zero background (:func:`needs_zero_background`) and, given the image's
-    volume ``image_ml`` (ml), :func:`check_nonzero_extent`, and channels covering one brain
-    (:mod:`.channel_masks`, a warning); given the whole (z, y, x) ``arrays``, no cluster of
-    absurd MR voxels (:func:`.mr_outliers.check_clusters`: it would mislead what follows); no
-    two channels the same image up to scale; the sequence order (unless
-    ``channel_check=False``). ``found``: the samples' fingerprint if the caller has it.
-    Returns warnings; raises UNetPlusPlusError."""
-    from .channel_order import check_channel_order, fingerprint, manifest_reference
+    need the model: :func:`check_model_background`; given the whole (z, y, x) ``arrays``, no
+    cluster of absurd MR voxels (:func:`.mr_outliers.check_clusters`: it would mislead what
+    follows); then :func:`check_model_channels` (near duplicates, the sequence order unless
+    ``channel_check=False``). ``image_ml``: the image's volume (ml); ``found``: the samples'
+    fingerprint if the caller has it. Returns warnings; raises UNetPlusPlusError."""
     from .mr_outliers import check_clusters
 
-    names, warnings = [channel.name for channel in manifest.channels], []
-    if needs_zero_background(manifest):
-        check_zero_background(samples, names, image_ml or 0.0)
-        check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
-        warnings = different_brains_warning(samples, names)  # channel_masks.py
+    warnings = check_model_background(manifest, samples, image_ml)
     if arrays is not None:
-        check_clusters(manifest, arrays)
+        warnings += check_clusters(manifest, arrays)
+    return warnings + check_model_channels(manifest, samples, channel_check, image_ml, found)
+
+
+def check_model_background(
+    manifest, samples: Sequence[np.ndarray], image_ml: float | None = None
+) -> list[str]:
+    """For a model that relies on a zero background (:func:`needs_zero_background`): the zero
+    background and, given the image's volume ``image_ml`` (ml), :func:`check_nonzero_extent`
+    of C channel ``samples`` (``channel_samples``), and channels covering one brain
+    (:mod:`.channel_masks`, a warning). Returns warnings; raises UNetPlusPlusError."""
+    if not needs_zero_background(manifest):
+        return []
+    names = [channel.name for channel in manifest.channels]
+    check_zero_background(samples, names, image_ml or 0.0)
+    check_nonzero_extent(manifest, samples, names, image_ml or 0.0)
+    return different_brains_warning(samples, names)  # channel_masks.py
+
+
+def check_model_channels(
+    manifest,
+    samples: Sequence[np.ndarray],
+    channel_check: bool = True,
+    image_ml: float | None = None,
+    found=None,
+) -> list[str]:
+    """No two of C channel ``samples`` the same image up to scale, then their sequence order
+    (:mod:`.channel_order`; not with ``channel_check=False`` or without a reference): for a
+    zero-background model, a brain (ml non-zero in every channel of an image of ``image_ml``
+    ml) under :data:`.mr_background.MIN_WHOLE_BRAIN_ML` is not judged against the whole-brain
+    reference, only warned about. Run after the absurd-voxel clusters, which mislead both.
+    ``found``: the samples' fingerprint if the caller has it. Returns warnings; raises
+    UNetPlusPlusError."""
+    from .channel_order import check_channel_order, fingerprint, manifest_reference
+
+    names = [channel.name for channel in manifest.channels]
     found = fingerprint(samples) if found is None and len(samples) > 1 else found
     if found is not None:
         check_near_duplicates(found.spearman, names)
     reference = manifest_reference(manifest) if channel_check else None
     if reference is None:
-        return warnings
-    return warnings + check_channel_order(samples, reference, names, found)
+        return []
+    min_ml = MIN_WHOLE_BRAIN_ML if needs_zero_background(manifest) else 0.0
+    return check_channel_order(samples, reference, names, found, image_ml, min_ml)
 
 
 def check_sequence_order(

@@ -16,6 +16,10 @@ the dataset's and its ``inference`` options the ``--init`` model's (as
   fingerprint when it has one; otherwise, for an all-MR multi-channel dataset with at least
   :data:`MIN_REFERENCE_CASES` other usable cases, each case against the reference of the
   other cases (leave one out, as the study of docs/INPUT_CHECKS.md scored its training cases).
+  With a pre- and a post-contrast T1 channel (``contrast_pair.find_pair``, as ``unetpp train``
+  names the pair in the model it writes) that reference holds the pair, so a T1 <-> T1ce swap
+  is refused or warned by the enhancement asymmetry with inference's thresholds; with too few
+  cases for a reference, the asymmetry alone warns (a refusal needs the fingerprint to fit).
   ``channel_check=False`` (``unetpp train --no-channel-check``) skips it, with a warning.
 
 Problems come back per case for the one dataset error; warnings for the training log.
@@ -29,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from ..engine import channel_order
+from ..engine.contrast_pair import find_pair, pair_finding
 from ..engine.sanity import channel_samples, check_sequence_order
 from ..errors import UNetPlusPlusError
 from .dataset_types import DatasetDescription
@@ -59,6 +64,7 @@ class CaseModelChecks:
         declined = not inference.get("channel_check", True)  # the --init model's own switch
         self.self_reference = channel_check and multi_mr and reference is None and not declined
         self.skipped = not channel_check and (multi_mr or reference is not None)
+        self.pair = find_pair(self.names)  # [pre, post] T1 / T1ce, or None
         self.prints: list[tuple[str, channel_order.Fingerprint]] = []
 
     def check_case(
@@ -88,17 +94,21 @@ class CaseModelChecks:
         if not self.self_reference:
             return [], []
         if len(self.prints) <= MIN_REFERENCE_CASES:
+            alone = ""
+            if self.pair:
+                pre, post = (self.names[i] for i in self.pair)
+                alone = f" ({pre} and {post} only by their contrast enhancement, below)"
             return [], [
-                f"the sequence order ({order}) of the training cases was not checked: "
+                f"the sequence order ({order}) of the training cases was not checked{alone}: "
                 f"{len(self.prints)} case(s) with a usable contrast fingerprint, more than "
                 f"{MIN_REFERENCE_CASES} needed to compare each case with the others"
-            ]
+            ] + self._pair_warnings(order)
         problems: list[str] = []
         warnings: list[str] = []
         placeholders = [np.empty(0)] * len(self.names)  # only counted: the fingerprint is given
         for index, (case_id, found) in enumerate(self.prints):
             others = [p for i, (_, p) in enumerate(self.prints) if i != index]
-            reference = channel_order.build_reference(others[:MAX_REFERENCE_CASES])
+            reference = channel_order.build_reference(others[:MAX_REFERENCE_CASES], (), self.pair)
             try:
                 said = channel_order.check_channel_order(placeholders, reference, self.names, found)
             except UNetPlusPlusError as error:
@@ -112,6 +122,20 @@ class CaseModelChecks:
                     )
                 warnings.append(f"Case '{case_id}': {_against_others(warning)}")
         return problems, warnings
+
+    def _pair_warnings(self, order: str) -> list[str]:
+        """A warning naming each case whose pre- and post-contrast T1 look swapped by the
+        enhancement asymmetry alone (:func:`.contrast_pair.pair_finding`, inference's
+        thresholds; no reference to fit, so a warning as for data unlike a model's)."""
+        warnings = []
+        for case_id, found in self.prints:
+            status, said = pair_finding(found.asymmetry, self.pair, self.names)
+            if status != "ok":
+                warnings.append(
+                    f"Case '{case_id}': The input volumes may be in the wrong order: {said}; "
+                    f"check that they are {order}."
+                )
+        return warnings
 
 
 def _against_others(message: str) -> str:
