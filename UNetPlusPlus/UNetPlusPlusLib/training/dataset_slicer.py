@@ -137,13 +137,15 @@ def describe_slicer_export(
         ]
     notes = []
     label_map: dict = {}
+    learn = False
     if labels is None:
         if first_label.name.lower().endswith(SEGMENTATION_SUFFIX):
             labels = segment_names(first_label, first_stem)
-        else:
+        else:  # the check pass adds the other cases' values (label_learning.py)
             label_map = _labelmap_labels(first_label, root / first_stem)
             labels = list(label_map)
-        if not labels:
+            learn = True
+        if not labels and not learn:
             raise UNetPlusPlusError(
                 f"Case '{first_stem}': {first_label.name} holds no segment or label value to "
                 "learn (no segment, or all voxels 0); fix the export, or name the labels with "
@@ -171,6 +173,7 @@ def describe_slicer_export(
         description=f"Slicer exports in {root}",
         origin=str(root),
         notes=notes,
+        learn_label_values=learn,
     )
     _fill_label_metadata(dataset, first_label, first_stem)
     return dataset
