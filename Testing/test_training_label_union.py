@@ -74,3 +74,17 @@ def test_an_all_zero_case_is_refused_alone_first_or_not(tmp_path, empty):
     assert f"Case '{empty}': the label {empty}-label.nrrd holds no voxel of" in str(error.value)
     assert "the file holds the value(s) 0)" in str(error.value)
     assert dataset.label_names == ["label 1"]
+
+
+def test_a_hidden_folder_is_no_case(tmp_path):
+    """``.replaced/`` keeps the labels an export replaced (adapter/training_export.py): the
+    trainer does not read it (before, it was a case with no image, refusing the folder)."""
+    _write(tmp_path, "a", np.where(M1, 1, 0))
+    (tmp_path / ".replaced").mkdir()
+    (tmp_path / ".replaced" / "a-20261201T000000Z-label.nrrd").write_bytes(
+        (tmp_path / "a-label.nrrd").read_bytes()
+    )
+    (tmp_path / ".replaced" / "a-20261201T000000Z.seg.nrrd").write_bytes(b"")
+    with pytest.warns(UserWarning, match="learnt as 'label 1'"):
+        dataset = describe_slicer_export(tmp_path)
+    assert [c.case_id for c in find_cases(dataset)] == ["a"]

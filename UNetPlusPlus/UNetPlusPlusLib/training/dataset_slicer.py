@@ -45,7 +45,7 @@ def _label_files(root: Path) -> dict[str, Path]:
     """Case stem -> label file: ``<case>.seg.nrrd`` or ``<case>-label.nrrd`` (and variants)."""
     out: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):
-        if not path.is_file():
+        if not path.is_file() or _hidden(path, root):
             continue
         stem = _strip_suffix(path.name, (SEGMENTATION_SUFFIX,))
         if stem is None:
@@ -61,6 +61,12 @@ def _label_files(root: Path) -> dict[str, Path]:
             continue  # a .seg.nrrd wins over a labelmap of the same case
         out[relative] = path
     return out
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` or a folder above it (below ``root``) starts with '.': not read as a
+    case (``.replaced/`` holds the labels an export replaced)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _images_for(stem_path: Path, label: Path, other_cases: Sequence[str] = ()) -> dict:
@@ -243,7 +249,7 @@ def _warn_unpaired_images(root: Path, cases: Sequence[CaseFiles], labels) -> Non
         path.relative_to(root).as_posix()
         for path in sorted(root.rglob("*"))
         if path.is_file()
-        and not path.name.startswith(".")
+        and not _hidden(path, root)
         and _strip_suffix(path.name, IMAGE_SUFFIXES) is not None
         and path.resolve() not in used
     ]
