@@ -4,6 +4,7 @@ nothing written (the volume, its segmentation and the folder untouched)."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from UNetPlusPlusLib.engine.image_read import read_volume  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import LabelSpec, standard_terminology  # noqa: E402
 from UNetPlusPlusLib.engine.volume import LabelVolume, Volume  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
+from UNetPlusPlusLib.training.dataset import find_cases  # noqa: E402
+from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export  # noqa: E402
 
 LABELS = [LabelSpec(1, "liver", (0.8, 0.4, 0.3), standard_terminology("liver"))]
 SPACING, ORIGIN, DIRECTION = (1.0, 1.5, 2.0), (3.0, -4.0, 5.0), rotation_matrix((0, 10, 30))
@@ -119,6 +122,17 @@ def test_a_case_already_in_the_folder_is_not_written_twice(case, tmp_path):
     written = export_training_case([volume], fixed, out, "case002")
     assert written.replaced and written.case == "case001"
     assert [p.name for p in written] == ["case001.seg.nrrd"]
+    # the replaced labels are kept (never lose a user's edits), where training does not read
+    assert written.kept.parent == out / ".replaced"
+    assert re.fullmatch(r"case001-\d{8}T\d{6}Z\.seg\.nrrd", written.kept.name)
+    assert written.kept.read_bytes() == before["case001.seg.nrrd"]
+    dataset = describe_slicer_export(out)
+    assert [c.case_id for c in find_cases(dataset)] == ["case001"]
+    again = export_training_case([volume], segmentation, out, "case002")  # back to the first
+    assert again.kept != written.kept and again.kept.parent == out / ".replaced"
+    assert len(list((out / ".replaced").iterdir())) == 2
+    assert (out / "case001.seg.nrrd").read_bytes() == before["case001.seg.nrrd"]
+    written = export_training_case([volume], fixed, out, "case002")
     assert sorted(p.name for p in out.glob("*.nrrd")) == ["case001.nrrd", "case001.seg.nrrd"]
     assert (out / "case001.nrrd").read_bytes() == before["case001.nrrd"]  # the image untouched
     seg = pytest.importorskip("slicerio").read_segmentation(str(out / "case001.seg.nrrd"))

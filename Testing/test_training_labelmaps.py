@@ -13,6 +13,7 @@ from test_training_dataset import _image, ball
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.cases import read_case
 from UNetPlusPlusLib.training.dataset import find_cases
+from UNetPlusPlusLib.training.dataset_check import check_dataset
 from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export
 
 
@@ -60,10 +61,15 @@ def test_labels_picks_a_value_of_a_labelmap_without_colour_table(tmp_path, selec
         read_case(find_cases(named)[0], named)
 
 
-def test_an_all_zero_first_labelmap_is_one_clear_error(tmp_path):
+def test_an_all_zero_only_labelmap_is_one_clear_error(tmp_path):
     _write(tmp_path, "a", np.zeros((24, 24, 24)))
-    with pytest.raises(UNetPlusPlusError, match=r"a-label\.nrrd holds no segment or label value"):
-        describe_slicer_export(tmp_path)
+    dataset = describe_slicer_export(tmp_path)  # later cases may hold labels: not refused here
+    with pytest.raises(UNetPlusPlusError, match=r"has 1 problem") as error:
+        check_dataset(dataset, channel_check=False)
+    assert (
+        "a-label.nrrd holds no voxel of any label (empty label; the file holds the value(s) 0)"
+        in (str(error.value))
+    )
 
 
 def test_a_case_whose_mask_uses_another_value_names_the_values_it_holds(tmp_path):
@@ -71,8 +77,7 @@ def test_a_case_whose_mask_uses_another_value_names_the_values_it_holds(tmp_path
     mask = ball((12, 12, 12), 5)
     _write(tmp_path, "a", np.where(mask, 255, 0))
     _write(tmp_path, "b", np.where(mask, 1, 0))
-    with pytest.warns(UserWarning, match="learnt as 'label 255'"):
-        dataset = describe_slicer_export(tmp_path)
+    dataset = describe_slicer_export(tmp_path, labels=["label 255"])
     case_b = [c for c in find_cases(dataset) if c.case_id == "b"][0]
     with pytest.raises(
         UNetPlusPlusError, match=r"label 255 \(empty label; the file holds the value\(s\) 0, 1\)"

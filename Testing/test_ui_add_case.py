@@ -97,6 +97,9 @@ def test_a_double_click_on_add_current_case_adds_one_case(
     assert (cases / "case001.nrrd").read_bytes() == before["case001.nrrd"]
     assert (cases / "case001.seg.nrrd").read_bytes() != before["case001.seg.nrrd"]
     assert status.text().startswith("The image is already in the dataset as case001: its labels")
+    (kept,) = (cases / ".replaced").glob("case001-*.seg.nrrd")  # the old labels, not lost
+    assert kept.read_bytes() == before["case001.seg.nrrd"]
+    assert status.text().endswith(f"The old labels are kept in {kept}")
     root.close()
     app.processEvents()
 

@@ -7,7 +7,8 @@ misreads: no segmentation, an empty or non-labelmap one, nodes under different t
 case or channel name that is no file name, a channel name twice, or a case that exists already.
 A case already in the folder under another name is not written twice (case_identity.py): the
 same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
-labels (the mask corrected since) replaces that case's labels. :meth:`.logic.SegmentationLogic.
+labels (the mask corrected since) replaces that case's labels, the old ones kept in
+``.replaced/``. :meth:`.logic.SegmentationLogic.
 export_training_case` (the panel's "Export training case" and "Add current case") calls it;
 ``training_cases.py`` checks the exported folder.
 """
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import slicer
 
@@ -25,16 +27,28 @@ from ..errors import DuplicateCaseError, UNetPlusPlusError
 from .case_identity import case_identity, find_same_image, write_record
 from .segmentation_writer import binary_labelmap_name
 
+#: The sub-folder of the export folder where replaced labels are kept (hidden: the trainer's
+#: case discovery skips folders whose name starts with '.').
+REPLACED_FOLDER = ".replaced"
+
 
 class WrittenCase(list):
-    """The files written (a list of Paths), with ``case``: the case they belong to, and
+    """The files written (a list of Paths), with ``case``: the case they belong to,
     ``replaced``: True when they replaced the labels of ``case``, an earlier export of the same
-    image (then only ``<case>.seg.nrrd`` was written)."""
+    image (then only ``<case>.seg.nrrd`` was written), and ``kept``: where the labels they
+    replaced were moved (``<folder>/.replaced/<case>-<UTC time>.seg.nrrd``), or None."""
 
-    def __init__(self, files: Sequence[Path], case: str, replaced: bool = False) -> None:
+    def __init__(
+        self,
+        files: Sequence[Path],
+        case: str,
+        replaced: bool = False,
+        kept: Optional[Path] = None,
+    ) -> None:
         super().__init__(files)
         self.case = case
         self.replaced = replaced
+        self.kept = kept
 
 
 def export_training_case(
@@ -52,7 +66,9 @@ def export_training_case(
     :class:`DuplicateCaseError` if another case of the folder was exported from the same image
     and labels. If one was exported from the same image with other labels, its labels are
     replaced instead (``WrittenCase.replaced``; a same-image pair would train on both masks
-    and could be split between training and validation).
+    and could be split between training and validation); the labels replaced are moved to
+    ``<out_dir>/.replaced/<case>-<UTC time>.seg.nrrd`` first (``WrittenCase.kept``), a folder
+    the trainer does not read.
 
     One volume: ``<case>.nrrd``; several: ``<case>_<channel>.nrrd`` (``channel_names``,
     default the node names). The segmentation goes to ``<case>.seg.nrrd`` with its segment
@@ -107,11 +123,18 @@ def export_training_case(
         raise DuplicateCaseError(same.case, out)
     if same is not None:  # the same image, its mask corrected since: a new version of it
         seg_path = out / f"{same.case}.seg.nrrd"
-        _write_segmentation(segmentation_node, seg_path)
+        kept = _keep_replaced(seg_path)  # never lose the user's earlier labels
+        try:
+            _write_segmentation(segmentation_node, seg_path)
+        except BaseException:
+            if kept is not None:  # put the old labels back: nothing changed
+                seg_path.unlink(missing_ok=True)
+                kept.replace(seg_path)
+            raise
         record = json.loads(same.record.read_text(encoding="utf-8"))
         files = [out / name for name in record["files"]]
         write_record(out, same.case, identity, files)
-        return WrittenCase([seg_path], same.case, replaced=True)
+        return WrittenCase([seg_path], same.case, replaced=True, kept=kept)
     written = []
     for node, target in zip(nodes, targets):
         storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
@@ -124,6 +147,31 @@ def export_training_case(
     written.append(seg_path)
     write_record(out, case_name, identity, written)
     return WrittenCase(written, case_name)
+
+
+def _keep_replaced(seg_path: Path) -> Optional[Path]:
+    """Move ``seg_path`` (labels about to be replaced) to
+    ``<folder>/.replaced/<case>-<UTC time>.seg.nrrd`` (a number added if that exists); returns
+    where, or None when there was no such file. Raises UNetPlusPlusError if it cannot be moved."""
+    if not seg_path.is_file():
+        return None
+    folder = seg_path.parent / REPLACED_FOLDER
+    case = seg_path.name[: -len(".seg.nrrd")]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        folder.mkdir(exist_ok=True)
+        kept = folder / f"{case}-{stamp}.seg.nrrd"
+        number = 1
+        while kept.exists():
+            number += 1
+            kept = folder / f"{case}-{stamp}-{number}.seg.nrrd"
+        seg_path.replace(kept)
+    except OSError as error:
+        raise UNetPlusPlusError(
+            f"Could not keep the labels {seg_path.name} before replacing them ({error}); "
+            "nothing was written."
+        ) from error
+    return kept
 
 
 def _write_segmentation(segmentation_node, seg_path: Path) -> None:

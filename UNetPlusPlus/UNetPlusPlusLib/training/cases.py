@@ -27,6 +27,7 @@ from .dataset_types import (
     Selector,
     normalized_name,
 )
+from .label_learning import learn_values
 
 
 @dataclass
@@ -177,7 +178,7 @@ def read_case(case: CaseFiles, dataset: DatasetDescription) -> CaseData:
     if case.label.name.lower().endswith(SEGMENTATION_SUFFIX):
         labels, grid = _labels_from_segmentation(case, dataset, warnings)
     else:
-        labels, grid, raw = _labels_from_labelmap(case, dataset)
+        labels, grid, raw = _labels_from_labelmap(case, dataset, warnings)
     labels = _align_to_image(labels, grid, image.grid, case)
     if not labels.any() and not dataset.allow_empty:
         held = ""
@@ -187,8 +188,8 @@ def read_case(case: CaseFiles, dataset: DatasetDescription) -> CaseData:
             held += " ..." if len(values) > 12 else ""
         raise UNetPlusPlusError(
             f"Case '{case.case_id}': the label {case.label.name} holds no voxel of "
-            f"{', '.join(dataset.label_names)} (empty label{held}); fix the export or leave the "
-            "case out."
+            f"{', '.join(dataset.label_names) or 'any label'} (empty label{held}); fix the export "
+            "or leave the case out."
         )
     return CaseData(case.case_id, image, labels, warnings)
 
@@ -283,7 +284,9 @@ def _overlap_losses(
     return warnings
 
 
-def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
+def _labels_from_labelmap(
+    case: CaseFiles, dataset: DatasetDescription, warnings: Optional[list] = None
+):
     try:
         labelmap = read_labelmap(case.label)
     except UNetPlusPlusError as error:
@@ -320,6 +323,8 @@ def _labels_from_labelmap(case: CaseFiles, dataset: DatasetDescription):
                 )
             numbers += [e.value for e in matched]
         table[[int(n) for n in numbers if 0 <= n < table.size]] = value
+    if dataset.learn_label_values:  # no --labels: this case's values no label selects yet
+        learn_values(case, dataset, entries, array, table, warnings)
     return table[array], labelmap.grid, array
 
 

@@ -39,6 +39,7 @@ from .dataset import find_cases
 from .dataset_label_checks import label_checks
 from .dataset_mr_checks import CaseModelChecks
 from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
+from .label_learning import partial_label_warnings
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
@@ -72,6 +73,7 @@ def check_dataset(
     model_checks = CaseModelChecks(dataset, init, channel_check)
     plausibility = label_checks(dataset, init)
     unread = 0  # cases whose label could not be read: a label may be there
+    held: dict[str, set] = {}  # learnt labels: case id -> classes it holds
     for case in cases:
         try:
             data = read_case(case, dataset)
@@ -79,7 +81,12 @@ def check_dataset(
             unread += 1
             problems.append(_case_problem(case.case_id, error))
             continue
-        counts += _label_counts(data.labels, counts.size)
+        if counts.size < len(dataset.labels) + 1:  # values learnt from this case
+            counts = np.pad(counts, (0, len(dataset.labels) + 1 - counts.size))
+        case_counts = _label_counts(data.labels, counts.size)
+        counts += case_counts
+        if dataset.learn_label_values and case_counts[1:].any():
+            held[case.case_id] = set(np.flatnonzero(case_counts[1:]) + 1)
         try:
             arrays = list(data.image.array)
             found = check_intensities(arrays, names, modalities, False)
@@ -94,6 +101,9 @@ def check_dataset(
                 for w in plausibility.check_case(data.image, data.labels)
             ]
             (problems if strict_labels else warnings).extend(said)
+    if dataset.learn_label_values:  # the labels are now those of every case checked
+        dataset.learn_label_values = False
+        warnings += partial_label_warnings(dataset, held)
     order_problems, order_warnings = model_checks.finish()
     problems += order_problems
     warnings += order_warnings

@@ -45,7 +45,7 @@ def _label_files(root: Path) -> dict[str, Path]:
     """Case stem -> label file: ``<case>.seg.nrrd`` or ``<case>-label.nrrd`` (and variants)."""
     out: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):
-        if not path.is_file():
+        if not path.is_file() or _hidden(path, root):
             continue
         stem = _strip_suffix(path.name, (SEGMENTATION_SUFFIX,))
         if stem is None:
@@ -61,6 +61,12 @@ def _label_files(root: Path) -> dict[str, Path]:
             continue  # a .seg.nrrd wins over a labelmap of the same case
         out[relative] = path
     return out
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` or a folder above it (below ``root``) starts with '.': not read as a
+    case (``.replaced/`` holds the labels an export replaced)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _images_for(stem_path: Path, label: Path, other_cases: Sequence[str] = ()) -> dict:
@@ -137,13 +143,15 @@ def describe_slicer_export(
         ]
     notes = []
     label_map: dict = {}
+    learn = False
     if labels is None:
         if first_label.name.lower().endswith(SEGMENTATION_SUFFIX):
             labels = segment_names(first_label, first_stem)
-        else:
+        else:  # the check pass adds the other cases' values (label_learning.py)
             label_map = _labelmap_labels(first_label, root / first_stem)
             labels = list(label_map)
-        if not labels:
+            learn = True
+        if not labels and not learn:
             raise UNetPlusPlusError(
                 f"Case '{first_stem}': {first_label.name} holds no segment or label value to "
                 "learn (no segment, or all voxels 0); fix the export, or name the labels with "
@@ -171,6 +179,7 @@ def describe_slicer_export(
         description=f"Slicer exports in {root}",
         origin=str(root),
         notes=notes,
+        learn_label_values=learn,
     )
     _fill_label_metadata(dataset, first_label, first_stem)
     return dataset
@@ -240,7 +249,7 @@ def _warn_unpaired_images(root: Path, cases: Sequence[CaseFiles], labels) -> Non
         path.relative_to(root).as_posix()
         for path in sorted(root.rglob("*"))
         if path.is_file()
-        and not path.name.startswith(".")
+        and not _hidden(path, root)
         and _strip_suffix(path.name, IMAGE_SUFFIXES) is not None
         and path.resolve() not in used
     ]

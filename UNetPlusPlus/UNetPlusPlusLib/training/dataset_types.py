@@ -97,6 +97,8 @@ class DatasetDescription:
     training: dict = field(default_factory=dict)
     origin: str = ""
     notes: list[str] = field(default_factory=list)  # said in the training log (merged names)
+    # labelmaps without --labels: the check pass adds every case's values (label_learning.py)
+    learn_label_values: bool = False
 
     @property
     def label_names(self) -> list[str]:

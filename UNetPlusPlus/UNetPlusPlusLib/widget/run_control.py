@@ -383,10 +383,13 @@ class RunControl(PointBatch, CancelGuards):
         case written, or the case whose labels it replaced (the same image, exported before
         with another mask)."""
         if getattr(written, "replaced", False):
-            return _(
+            text = _(
                 "The image is already in the dataset as {case}: its labels were replaced by "
                 "the current segmentation."
             ).format(case=written.case)
+            if getattr(written, "kept", None) is not None:
+                text += " " + _("The old labels are kept in {path}").format(path=written.kept)
+            return text
         if added:
             return _("Added {case} to {folder}").format(case=written.case, folder=folder)
         return _("Exported {count} files to {folder}").format(count=len(written), folder=folder)
