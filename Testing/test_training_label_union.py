@@ -39,16 +39,32 @@ def test_a_later_case_value_is_learnt_and_the_cases_lacking_it_named(tmp_path):
     assert np.array_equal(data.labels, np.where(M1, 1, 0) + np.where(M2, 2, 0))
 
 
-def test_a_0_255_mask_among_0_1_ones_is_learnt_with_a_warning_naming_it(tmp_path):
+def test_a_0_255_mask_among_0_1_ones_is_refused_naming_both_values(tmp_path):
+    """All binary masks with different foreground values: one structure saved two ways, not two
+    classes each learnt as background in the other cases (a confidently wrong model)."""
     _write(tmp_path, "a", np.where(M1, 1, 0))
     _write(tmp_path, "b", np.where(M1, 1, 0))
     _write(tmp_path, "c", np.where(M1, 255, 0))
+    with pytest.warns(UserWarning):
+        dataset = describe_slicer_export(tmp_path)
+    with pytest.raises(UNetPlusPlusError, match=r"has 1 problem") as error:
+        check_dataset(dataset, channel_check=False)
+    message = str(error.value)
+    assert "every labelmap is a binary mask, but their foreground values differ" in message
+    assert "value 1 in a, b; value 255 in c" in message and "--labels" in message
+
+
+def test_a_value_some_cases_lack_beside_a_shared_one_is_learnt_with_a_warning(tmp_path):
+    """Not all binary: a case with 1 and 255 makes them two structures; those lacking 255 are
+    named in a warning."""
+    _write(tmp_path, "a", np.where(M1, 1, 0))
+    _write(tmp_path, "b", np.where(M1, 1, 0))
+    _write(tmp_path, "c", np.where(M2, 255, np.where(M1, 1, 0)))
     dataset, warnings = _checked(tmp_path)
     assert dataset.label_names == ["label 1", "label 255"]
     assert any(
         "'label 255' (value 255) is in 1 of 3 case(s) (c), not in a, b" in w for w in warnings
     )
-    assert any("'label 1' (value 1) is in 2 of 3 case(s) (a, b), not in c" in w for w in warnings)
 
 
 def test_a_later_case_value_takes_its_colour_table_name(tmp_path):

@@ -39,7 +39,7 @@ from .dataset import find_cases
 from .dataset_label_checks import label_checks
 from .dataset_mr_checks import CaseModelChecks
 from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
-from .label_learning import partial_label_warnings
+from .label_learning import mixed_binary_problem, partial_label_warnings
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
@@ -103,7 +103,11 @@ def check_dataset(
             (problems if strict_labels else warnings).extend(said)
     if dataset.learn_label_values:  # the labels are now those of every case checked
         dataset.learn_label_values = False
-        warnings += partial_label_warnings(dataset, held)
+        mixed = mixed_binary_problem(dataset, held)
+        if mixed is not None:
+            problems.append(mixed)
+        else:
+            warnings += partial_label_warnings(dataset, held)
     order_problems, order_warnings = model_checks.finish()
     problems += order_problems
     warnings += order_warnings

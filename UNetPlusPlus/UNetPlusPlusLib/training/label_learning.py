@@ -3,7 +3,11 @@
 The dataset description starts from the first case's non-zero values; the check pass
 (:func:`~.dataset_check.check_dataset`) reads every case once and adds, per case, the values
 no model label selects yet, so the labels are the union over the training cases. A value held
-by only some cases is named in a warning (a 0/255 mask among 0/1 ones is a common slip).
+by only some cases is named in a warning. When every case holds exactly one learnt value but
+the cases do not agree on it (0/1 masks beside 0/255 ones, the usual slip of one structure
+saved two ways), the folder is refused (:func:`mixed_binary_problem`): learning two classes,
+each from a part of the cases and as background in the others, would train a confidently wrong
+model.
 """
 
 from __future__ import annotations
@@ -77,6 +81,32 @@ def partial_label_warnings(dataset: DatasetDescription, held: dict[str, set[int]
             "pick the values to learn with --labels."
         )
     return out
+
+
+def mixed_binary_problem(dataset: DatasetDescription, held: dict[str, set[int]]) -> Optional[str]:
+    """The problem of a folder whose labelmaps are all binary masks (one learnt class each,
+    numbered 1..K as in ``dataset.labels``) with different foreground values; None otherwise.
+    ``held``: case id -> the classes its labels hold (cases with labels only)."""
+    if len(held) < 2 or any(len(classes) != 1 for classes in held.values()):
+        return None
+    by_class: dict[int, list[str]] = {}
+    for case, classes in held.items():
+        by_class.setdefault(next(iter(classes)), []).append(case)
+    if len(by_class) < 2:
+        return None
+    parts = []
+    for value in sorted(by_class):
+        label = dataset.labels[value - 1]
+        selectors = dataset.sources[0].label_map.get(label.name, [label.name])
+        what = ", ".join(f"value {s}" if isinstance(s, int) else repr(s) for s in selectors)
+        parts.append(f"{what} in {_named(by_class[value])}")
+    return (
+        "every labelmap is a binary mask, but their foreground values differ ("
+        + "; ".join(parts)
+        + "): usually one structure saved two ways, which would be learnt as separate classes, "
+        "each as background in the other cases; make the label files consistent, or pick the "
+        "values to learn with --labels"
+    )
 
 
 def _named(cases: list[str]) -> str:
