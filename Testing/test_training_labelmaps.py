@@ -83,3 +83,17 @@ def test_a_case_whose_mask_uses_another_value_names_the_values_it_holds(tmp_path
         UNetPlusPlusError, match=r"label 255 \(empty label; the file holds the value\(s\) 0, 1\)"
     ):
         read_case(case_b, dataset)
+
+
+def test_a_labelmap_saved_as_seg_nrrd_is_refused_naming_the_fix(tmp_path):
+    """A plain labelmap named <case>.seg.nrrd (no Segment<N>_ fields) was refused as 'no
+    segment or label value (no segment, or all voxels 0)' though it held a mask (fresh user 24)."""
+    mask = ball((12, 12, 12), 5).astype(np.uint8)
+    sitk.WriteImage(_image(np.where(mask, 60, -800).astype(np.int16)), str(tmp_path / "a.nrrd"))
+    sitk.WriteImage(_image(mask), str(tmp_path / "a.seg.nrrd"))
+    hint = r"a.seg.nrrd has no segments .*labelmap saved under the .seg.nrrd name.*a-label.nrrd"
+    with pytest.raises(UNetPlusPlusError, match=hint):
+        describe_slicer_export(tmp_path)
+    dataset = describe_slicer_export(tmp_path, labels=["liver"])
+    with pytest.raises(UNetPlusPlusError, match=hint):
+        read_case(find_cases(dataset)[0], dataset)

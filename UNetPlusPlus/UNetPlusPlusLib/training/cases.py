@@ -82,6 +82,18 @@ def read_label_metadata(
     return read_color_table(color_table, case_id) if color_table is not None else []
 
 
+def no_segments_error(label_file: Path, case_id: str) -> UNetPlusPlusError:
+    """The error for a ``.seg.nrrd`` without segments, most often a plain labelmap saved under
+    the ``.seg.nrrd`` name (its header has no ``Segment<N>_`` fields)."""
+    stem = label_file.name[: -len(SEGMENTATION_SUFFIX)]
+    return UNetPlusPlusError(
+        f"Case '{case_id}': {label_file.name} has no segments (no Segment<N>_ fields in its "
+        "header: a labelmap saved under the .seg.nrrd name, or an empty Slicer segmentation); "
+        f"save the segmentation from Slicer, or rename a labelmap to {stem}-label.nrrd so its "
+        "label values are learnt."
+    )
+
+
 def _read_segmentation(path: Path, case_id: str, skip_voxels: bool = False) -> dict:
     import slicerio
 
@@ -213,6 +225,8 @@ def _labels_from_segmentation(
         selectors = case.source.label_map[label.name]
         matched = match_entries(entries, selectors)
         numeric = [s for s in selectors if isinstance(s, int)]
+        if not entries:
+            raise no_segments_error(case.label, case.case_id)
         if not matched and not numeric:
             have = ", ".join(repr(e.name) for e in entries) or "none"
             raise UNetPlusPlusError(

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 from ..engine.manifest import ChannelSpec
 from ..errors import UNetPlusPlusError
+from .cases import no_segments_error
 from .dataset_images import guess_modality
 from .dataset_labels import merge_same_names, segment_names
 from .dataset_types import (
@@ -147,6 +148,8 @@ def describe_slicer_export(
     if labels is None:
         if first_label.name.lower().endswith(SEGMENTATION_SUFFIX):
             labels = segment_names(first_label, first_stem)
+            if not labels:
+                raise no_segments_error(first_label, first_stem)
         else:  # the check pass adds the other cases' values (label_learning.py)
             label_map = _labelmap_labels(first_label, root / first_stem)
             labels = list(label_map)
