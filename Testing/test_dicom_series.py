@@ -142,3 +142,12 @@ def test_a_segmentation_object_is_refused_naming_the_image_series_below(tmp_path
     assert "is a DICOM Segmentation object (DICOM Modality SEG), not an image" in message
     assert f"(here: {folder / 'ct'})" in message
     assert read_volume([folder / "ct"]).grid.size_xyz == (16, 16, 3)
+
+
+def test_a_folder_of_image_files_without_dicom_names_them(tmp_path):
+    """A folder holding a .nii.gz and notes was refused with no hint that the image inside could
+    be given itself (fresh user 24)."""
+    sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkInt16), str(tmp_path / "ct.nii.gz"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UNetPlusPlusError, match=r"No DICOM series .*it holds ct.nii.gz: give such"):
+        read_volume(tmp_path)

@@ -147,12 +147,27 @@ def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -
     return series[0]
 
 
+_IMAGE_FILE_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd")
+
+
 def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Image:
     """Read the one DICOM series in ``folder`` (or the one ``series_uid`` names)."""
     series = find_series(folder)
     if not series:
+        images = sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.is_file() and p.name.lower().endswith(_IMAGE_FILE_SUFFIXES)
+        )
+        held = (
+            f" (it holds {', '.join(images[:3])}{', ...' if len(images) > 3 else ''}: "
+            "give such a file itself)"
+            if images
+            else ""
+        )
         raise UNetPlusPlusError(
-            f"No DICOM series found in {folder}; choose a folder of DICOM slices or an image file."
+            f"No DICOM series found in {folder}{held}; choose a folder of DICOM slices or an "
+            "image file."
         )
     files = choose_series(folder, series, series_uid).files
     _refuse_non_image(folder, files[0])
