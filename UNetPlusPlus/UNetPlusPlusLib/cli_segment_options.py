@@ -43,7 +43,10 @@ def add_segment_parser(subparsers) -> None:
         help="1, 2, 3, 4 (pruned UNet++ depth), ensemble, or auto (default)",
     )
     parser.add_argument(
-        "--device", default="auto", type=device_choice, help="auto (default), cpu or cuda:N"
+        "--device",
+        default="auto",
+        type=device_choice,
+        help="auto (default), cpu, cuda, cuda:N or mps",
     )
     parser.add_argument(
         "--series",

@@ -352,5 +352,5 @@ def _no_exports_error(root: Path) -> UNetPlusPlusError:
         hint = f"or give --dataset-json {description} to read the description there"
     return UNetPlusPlusError(
         f"No Slicer exports found in {root}: expected <case>.nrrd with <case>.seg.nrrd (or "
-        f"<case>-label.nrrd with a colour table), {hint}."
+        f"<case>-label.nrrd, with an optional colour table <case>-label.ctbl), {hint}."
     )
