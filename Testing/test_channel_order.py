@@ -339,18 +339,6 @@ def brats_prints(brats_samples):
     return {name: co.fingerprint(samples) for name, samples in brats_samples.items()}
 
 
-def reordered(found: co.Fingerprint, order) -> co.Fingerprint:
-    """The fingerprint of the channels given in ``order`` (slot s holds channel order[s]):
-    ``found``'s rows and columns moved, as a fingerprint of the moved samples gives them."""
-    index = list(order)
-    return co.Fingerprint(
-        found.spearman[np.ix_(index, index)],
-        found.skewness[index],
-        found.voxels,
-        found.asymmetry[np.ix_(index, index)],
-    )
-
-
 #: wrong orders (slot s holds sequence ORDER[s]) the study refuses on all 19 cases with a gap
 #: of at least 1.3 (the refusal threshold is 1.0); FLAIR <-> T1 is refused on all 19 too, but
 #: with gaps from 1.02, and FLAIR <-> T1ce not always; T1 <-> T1ce by the fingerprint on 8 of 19,
@@ -380,7 +368,7 @@ def test_a_reordered_fingerprint_is_that_of_the_reordered_samples(brats_samples,
     name = "Brats18_TCIA02_135_1"
     for order in [*ALWAYS_REFUSED, (0, 2, 1, 3)]:
         swapped = co.fingerprint([brats_samples[name][i] for i in order])
-        moved = reordered(brats_prints[name], order)
+        moved = brats_prints[name].reordered(order)
         assert np.allclose(swapped.spearman, moved.spearman, rtol=0, atol=1e-12)
         assert np.array_equal(swapped.skewness, moved.skewness)
         assert swapped.voxels == moved.voxels
@@ -398,7 +386,7 @@ def test_brats_clear_swaps_are_refused(brats_samples, brats_prints, order):
     reference = ModelManifest.load(BRAIN).inference["channel_fingerprint"]
     for name, samples in brats_samples.items():
         swapped = [samples[i] for i in order]
-        found = reordered(brats_prints[name], order)
+        found = brats_prints[name].reordered(order)
         with pytest.raises(UNetPlusPlusError, match="wrong order") as error:
             co.check_channel_order(swapped, reference, NAMES, found)
         for slot in (s for s in range(4) if order[s] != s):
@@ -419,7 +407,7 @@ def test_brats_t1_t1ce_swap_is_refused_on_every_case(brats_samples, brats_prints
         assert found.asymmetry[1, 2] > cp.WARN_BELOW + 0.5, name  # study: 0.60 or more
         with pytest.raises(UNetPlusPlusError) as error:
             co.check_channel_order(
-                [samples[i] for i in swap], reference, NAMES, reordered(found, swap)
+                [samples[i] for i in swap], reference, NAMES, found.reordered(swap)
             )
         assert "the volume given as T1ce looks like T1" in str(error.value), name
 

@@ -74,15 +74,6 @@ def decide(print_: co.Fingerprint, reference: dict, names: list) -> tuple[str, c
     return ("warn" if said else "ok"), verdict
 
 
-def reordered(print_: co.Fingerprint, order: tuple) -> co.Fingerprint:
-    """The fingerprint of the same case given with slot s holding channel ``order[s]``."""
-    index = list(order)
-    asymmetry = None if print_.asymmetry is None else print_.asymmetry[np.ix_(index, index)]
-    return co.Fingerprint(
-        print_.spearman[np.ix_(index, index)], print_.skewness[index], print_.voxels, asymmetry
-    )
-
-
 def study(prints: dict, training: list, held_out: list, names: list) -> None:
     """Print the detection table (Markdown) of every order of every case."""
     import itertools
@@ -100,7 +91,7 @@ def study(prints: dict, training: list, held_out: list, names: list) -> None:
         gaps, asymmetries = [], []
         for case, print_ in prints.items():
             group = "train" if case in references else "held"
-            moved = reordered(print_, order)
+            moved = print_.reordered(order)
             verdict, found = decide(moved, references.get(case, full), names)
             counts[group][("ok", "warn", "refuse").index(verdict)] += 1
             gaps.append(found.gap)

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 from UNetPlusPlusLib.engine import channel_order as co
 from UNetPlusPlusLib.engine.image_read import read_volume
 from UNetPlusPlusLib.engine.sanity import channel_samples
@@ -26,18 +25,6 @@ from UNetPlusPlusLib.training.dataset_mr_checks import CaseModelChecks
 
 NAMES = ("FLAIR", "T1", "T1ce", "T2")
 SWAP = (0, 2, 1, 3)
-
-
-def moved(found: co.Fingerprint, order) -> co.Fingerprint:
-    """The fingerprint of the channels given in ``order``."""
-    index = list(order)
-    return co.Fingerprint(
-        found.spearman[np.ix_(index, index)],
-        found.skewness[index],
-        found.voxels,
-        found.asymmetry[np.ix_(index, index)],
-        found.share,
-    )
 
 
 def main(shared: Path) -> None:
@@ -53,7 +40,7 @@ def main(shared: Path) -> None:
             checks = CaseModelChecks(dataset)
             checks.pair = checks.pair if label == "with the pair" else None
             checks.prints = list(prints)
-            checks.prints[index] = (case, moved(found, SWAP))
+            checks.prints[index] = (case, found.reordered(SWAP))
             problems, warnings = checks.finish()
             named = f"Case '{case}'"
             if any(p.startswith(named) for p in problems):

@@ -84,6 +84,16 @@ class Fingerprint:
     asymmetry: Optional[np.ndarray] = None
     share: Optional[float] = None
 
+    def reordered(self, order: Sequence[int]) -> Fingerprint:
+        """The fingerprint of the same samples given with slot s holding channel ``order[s]``:
+        rows and columns moved; ``voxels`` and ``share`` do not depend on the order."""
+        index = list(order)
+        pairs = np.ix_(index, index)
+        asymmetry = None if self.asymmetry is None else self.asymmetry[pairs]
+        return Fingerprint(
+            self.spearman[pairs], self.skewness[index], self.voxels, asymmetry, self.share
+        )
+
     def features(self, order: Sequence[int]) -> np.ndarray:
         """The feature vector with slot s holding input channel ``order[s]``: the upper
         triangle of the reordered correlation matrix (row-major), then the skewness."""
