@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from math import prod
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -84,15 +84,13 @@ def check_data_files(
     when it is a float32 (z, y, x) array of their shape, else in the stored type; None for
     other files."""
     name = path.name.lower()
+    parse = _header_parser(name)
     try:
-        if name.endswith((".mhd", ".mha")):
-            inflation = _check_metaimage(path)
-        elif name.endswith((".nhdr", ".nrrd")):
-            inflation = _check_nrrd(path)
-        else:
+        if parse is None:
             if name.endswith((".hdr", ".img", ".hdr.gz", ".img.gz")):
                 _check_pair(path)
             return None
+        inflation = parse(path)
     except OSError:
         return None  # the header itself cannot be read: ITK's reading says why
     if inflation is None or not inflate:
@@ -108,17 +106,24 @@ def check_data_files(
 def compressed_shape(path: Path) -> Optional[tuple]:
     """(z, y, x) of a compressed NRRD or MetaImage whose voxels :func:`check_data_files`
     keeps, from its header alone; None for other files."""
-    name = path.name.lower()
+    parse = _header_parser(path.name.lower())
+    if parse is None:
+        return None
     try:
-        if name.endswith((".mhd", ".mha")):
-            inflation = _check_metaimage(path)
-        elif name.endswith((".nhdr", ".nrrd")):
-            inflation = _check_nrrd(path)
-        else:
-            return None
+        inflation = parse(path)
     except (OSError, UNetPlusPlusError):
         return None  # the reading says why
     return None if inflation is None or inflation.layout is None else inflation.layout.shape
+
+
+def _header_parser(name: str) -> Optional[Callable[[Path], Optional[_Inflation]]]:
+    """The check of a MetaImage or NRRD header for the lower-cased file ``name``; None for
+    other files."""
+    if name.endswith((".mhd", ".mha")):
+        return _check_metaimage
+    if name.endswith((".nhdr", ".nrrd")):
+        return _check_nrrd
+    return None
 
 
 def _head(path: Path) -> bytes:
