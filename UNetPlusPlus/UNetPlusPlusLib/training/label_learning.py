@@ -72,8 +72,7 @@ def partial_label_warnings(dataset: DatasetDescription, held: dict[str, set[int]
         lacking = [c for c in held if c not in holders]
         if not holders or not lacking:
             continue
-        selectors = dataset.sources[0].label_map.get(label.name, [label.name])
-        what = ", ".join(f"value {s}" if isinstance(s, int) else repr(s) for s in selectors)
+        what = _selected_by(dataset, label)
         out.append(
             f"label '{label.name}' ({what}) is in {len(holders)} of {len(held)} case(s) "
             f"({_named(holders)}), not in {_named(lacking)}: a value only some cases hold is "
@@ -96,9 +95,7 @@ def mixed_binary_problem(dataset: DatasetDescription, held: dict[str, set[int]])
         return None
     parts = []
     for value in sorted(by_class):
-        label = dataset.labels[value - 1]
-        selectors = dataset.sources[0].label_map.get(label.name, [label.name])
-        what = ", ".join(f"value {s}" if isinstance(s, int) else repr(s) for s in selectors)
+        what = _selected_by(dataset, dataset.labels[value - 1])
         parts.append(f"{what} in {_named(by_class[value])}")
     return (
         "every labelmap is a binary mask, but their foreground values differ ("
@@ -107,6 +104,12 @@ def mixed_binary_problem(dataset: DatasetDescription, held: dict[str, set[int]])
         "each as background in the other cases; make the label files consistent, or pick the "
         "values to learn with --labels"
     )
+
+
+def _selected_by(dataset: DatasetDescription, label: LabelDescription) -> str:
+    """What selects ``label`` in the labelmaps: ``value N`` or a colour-table name."""
+    selectors = dataset.sources[0].label_map.get(label.name, [label.name])
+    return ", ".join(f"value {s}" if isinstance(s, int) else repr(s) for s in selectors)
 
 
 def _named(cases: list[str]) -> str:
