@@ -37,6 +37,12 @@ def test_one_sample_conv_gradients_equal_conv3d(spatial, bias, layout):
     inputs = [t.requires_grad_() for t in (x, w, b) if t is not None]
     want = F.conv3d(x, w, b, padding=1)
     got = conv3d_one_sample(x, w, b)
+    assert_same_values_and_gradients(got, want, inputs, grad)
+
+
+def assert_same_values_and_gradients(got, want, inputs, grad) -> None:
+    """``got`` equals ``want`` and so do their gradients with respect to ``inputs`` for the
+    output gradient ``grad`` (float32 tolerances)."""
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     expected = torch.autograd.grad(want, inputs, grad)
     found = torch.autograd.grad(got, inputs, grad)

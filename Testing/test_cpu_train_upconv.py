@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
+from test_cpu_train_conv import assert_same_values_and_gradients
 from torch.autograd.profiler_legacy import profile  # Kineto's start costs ~2 s of CPU
 from UNetPlusPlusLib.engine.conv_dispatch import _conv_transpose3d
 from UNetPlusPlusLib.engine.cpu_train_upconv import conv_transpose3d_2x
@@ -35,12 +36,7 @@ def test_upsampling_values_and_gradients_equal_conv_transpose3d(n, spatial, bias
     want = F.conv_transpose3d(x, w, b, stride=2)
     got = conv_transpose3d_2x(x, w, b)
     assert got.shape == want.shape and got.is_contiguous(memory_format=CL)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    expected = torch.autograd.grad(want, inputs, grad)
-    found = torch.autograd.grad(got, inputs, grad)
-    for g, e in zip(found, expected):
-        assert g.shape == e.shape
-        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-4)
+    assert_same_values_and_gradients(got, want, inputs, grad)
 
 
 def _grad_fn(up: torch.nn.ConvTranspose3d, x: torch.Tensor) -> str:
