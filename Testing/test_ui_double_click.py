@@ -25,17 +25,10 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 QtTest = pytest.importorskip("PySide6.QtTest")
 
+import test_ui_output_release  # noqa: E402
 from helpers import make_sphere_image  # noqa: E402
 from test_adapter_logic import add_volume  # noqa: E402
-from test_ui import UI_PATH  # noqa: E402
-from test_ui_output_release import (  # noqa: E402
-    ParameterNode,
-    PythonQtView,
-    QtCore,
-    QtWidgets,
-    import_panel_widget,
-    load_ui,
-)
+from test_ui_output_release import QtCore, QtWidgets, load_ui, wire_panel  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.adapter.training_logic import TrainingLogic  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
@@ -44,6 +37,8 @@ from UNetPlusPlusLib.widget.click_guard import (  # noqa: E402
     CancelGuard,
     double_click_interval_ms,
 )
+
+panel_widget = test_ui_output_release.panel_widget  # its fixture
 
 
 class Clock:
@@ -79,17 +74,6 @@ def test_the_interval_is_the_platforms(monkeypatch):
     assert double_click_interval_ms() == DEFAULT_DOUBLE_CLICK_MS == 400
 
 
-@pytest.fixture
-def panel_widget(monkeypatch):
-    """widget/panel_widget.py with Slicer's Qt stood in (test_ui_output_release.py); the widget
-    modules imported so are forgotten afterwards."""
-    before = set(sys.modules)
-    yield import_panel_widget(monkeypatch)
-    for name in set(sys.modules) - before:
-        if name.startswith("UNetPlusPlusLib.widget."):
-            del sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def logic():
     segmentation = SegmentationLogic(persistent=False)
@@ -108,21 +92,12 @@ def real_panel(panel_widget, logic, sphere_model, tmp_path):
         availableModels=lambda: [manifest], trainingLogic=TrainingLogic(),
         segmentationLogic=logic, startJob=logic.start_job,
     )  # fmt: skip
-    panel = panel_widget.UNetPlusPlusPanel(module_logic, str(UI_PATH), lambda: True)
-    children = root.findChildren(QtWidgets.QWidget)
-    panel.ui = types.SimpleNamespace(**{w.objectName(): PythonQtView(w) for w in children})
-    panel._inputLabels = [getattr(panel.ui, f"inputVolumeLabel{i}") for i in range(4)]
-    panel._inputSelectors = [getattr(panel.ui, f"inputVolumeSelector{i}") for i in range(4)]
-    panel._dependenciesReady, panel._trainingJob = True, None
-    panel._timer = QtCore.QTimer()  # not started by the test's event loop: polled below
-    panel.clock = Clock()
-    p = ParameterNode(
-        root, scene, task=manifest.name, depth="1", device="cpu", replaceExisting=False,
-        tta=False, channelCheck=True, interactive=False, trainingDirectory=tmp_path,
+    panel, p = wire_panel(
+        panel_widget, module_logic, root, scene, tmp_path,
+        attributes={"_timer": QtCore.QTimer(), "clock": Clock()},  # timer polled below
+        task=manifest.name, depth="1", device="cpu", replaceExisting=False, tta=False,
+        channelCheck=True, interactive=False,
     )  # fmt: skip
-    p._observers.append(panel.onParameterNodeModified)
-    panel._parameterNode = p
-    panel.refreshModels()
     p.inputVolume0 = volume
     button = root.findChild(QtWidgets.QPushButton, "segmentButton")
     button.clicked.connect(lambda checked=False: panel.onSegmentButton())  # setup()'s

@@ -12,7 +12,6 @@ observers go when another volume is chosen, and when it is removed from the scen
 
 from __future__ import annotations
 
-import sys
 import types
 
 import pytest
@@ -22,31 +21,18 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 
+import test_ui_output_release  # noqa: E402
 import vtk  # noqa: E402
 from helpers import make_sphere_image  # noqa: E402
 from test_adapter_logic import add_volume  # noqa: E402
 from test_adapter_user_geometry import chest, crop_in_place, labels_on, specify_geometry  # noqa: E402
 from test_ui import UI_PATH  # noqa: E402
-from test_ui_output_release import (  # noqa: E402
-    ParameterNode,
-    PythonQtView,
-    import_panel_widget,
-    load_ui,
-)
+from test_ui_output_release import load_ui, wire_panel  # noqa: E402
 from UNetPlusPlusLib.adapter.segmentation_writer import write_segments  # noqa: E402
 from UNetPlusPlusLib.adapter.training_logic import TrainingLogic  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest  # noqa: E402
 
-
-@pytest.fixture
-def panel_widget(monkeypatch):
-    """widget/panel_widget.py with Slicer's Qt stood in (test_ui_output_release.py); the widget
-    modules imported so are forgotten afterwards."""
-    before = set(sys.modules)
-    yield import_panel_widget(monkeypatch)
-    for name in set(sys.modules) - before:
-        if name.startswith("UNetPlusPlusLib.widget."):
-            del sys.modules[name]
+panel_widget = test_ui_output_release.panel_widget  # its fixture
 
 
 def open_panel(panel_widget, root, scene, manifest, tmp_path, others=()):
@@ -54,19 +40,9 @@ def open_panel(panel_widget, root, scene, manifest, tmp_path, others=()):
     test_ui_output_release does it; task ``manifest``, and ``others`` installed too."""
     models = [manifest, *others]
     logic = types.SimpleNamespace(availableModels=lambda: models, trainingLogic=TrainingLogic())
-    panel = panel_widget.UNetPlusPlusPanel(logic, str(UI_PATH), lambda: True)
-    children = root.findChildren(QtWidgets.QWidget)
-    panel.ui = types.SimpleNamespace(**{w.objectName(): PythonQtView(w) for w in children})
-    panel._inputLabels = [getattr(panel.ui, f"inputVolumeLabel{i}") for i in range(4)]
-    panel._inputSelectors = [getattr(panel.ui, f"inputVolumeSelector{i}") for i in range(4)]
-    panel._dependenciesReady, panel._trainingJob = True, None
-    p = ParameterNode(
-        root, scene, task=manifest.name, depth="auto", device="cpu", trainingDirectory=tmp_path
+    return wire_panel(
+        panel_widget, logic, root, scene, tmp_path, task=manifest.name, depth="auto", device="cpu"
     )
-    p._observers.append(panel.onParameterNodeModified)
-    panel._parameterNode = p
-    panel.refreshModels()
-    return panel, p
 
 
 def test_a_volume_cropped_in_place_releases_its_output_when_it_happens(

@@ -155,6 +155,25 @@ def import_panel_widget(monkeypatch):
     return panel_widget
 
 
+def wire_panel(panel_widget, module_logic, root, scene, tmp_path, attributes=None, **parameters):
+    """The panel on ``root``'s widgets (the offscreen .ui) as the module's setup() wires it,
+    with a stand-in parameter node holding ``parameters`` and ``trainingDirectory=tmp_path``;
+    ``attributes`` are set on the panel before the node is. Returns (panel, node)."""
+    panel = panel_widget.UNetPlusPlusPanel(module_logic, str(UI_PATH), lambda: True)
+    children = root.findChildren(QtWidgets.QWidget)
+    panel.ui = types.SimpleNamespace(**{w.objectName(): PythonQtView(w) for w in children})
+    panel._inputLabels = [getattr(panel.ui, f"inputVolumeLabel{i}") for i in range(4)]
+    panel._inputSelectors = [getattr(panel.ui, f"inputVolumeSelector{i}") for i in range(4)]
+    panel._dependenciesReady, panel._trainingJob = True, None
+    for name, value in (attributes or {}).items():
+        setattr(panel, name, value)
+    p = ParameterNode(root, scene, trainingDirectory=tmp_path, **parameters)
+    p._observers.append(panel.onParameterNodeModified)  # setParameterNode's observer
+    panel._parameterNode = p
+    panel.refreshModels()  # fills the task selector, then onParameterNodeModified
+    return panel, p
+
+
 def test_a_new_input_volume_sets_the_output_back_to_create_new(
     panel_widget, sphere_model, tmp_path
 ):
@@ -166,18 +185,9 @@ def test_a_new_input_volume_sets_the_output_back_to_create_new(
     manifest = ModelManifest.load(sphere_model)
 
     logic = types.SimpleNamespace(availableModels=lambda: [manifest], trainingLogic=TrainingLogic())
-    panel = panel_widget.UNetPlusPlusPanel(logic, str(UI_PATH), lambda: True)
-    children = root.findChildren(QtWidgets.QWidget)
-    panel.ui = types.SimpleNamespace(**{w.objectName(): PythonQtView(w) for w in children})
-    panel._inputLabels = [getattr(panel.ui, f"inputVolumeLabel{i}") for i in range(4)]
-    panel._inputSelectors = [getattr(panel.ui, f"inputVolumeSelector{i}") for i in range(4)]
-    panel._dependenciesReady, panel._trainingJob = True, None
-    p = ParameterNode(
-        root, scene, task=manifest.name, depth="auto", device="cpu", trainingDirectory=tmp_path
+    panel, p = wire_panel(
+        panel_widget, logic, root, scene, tmp_path, task=manifest.name, depth="auto", device="cpu"
     )
-    p._observers.append(panel.onParameterNodeModified)  # setParameterNode's observer
-    panel._parameterNode = p
-    panel.refreshModels()  # fills the task selector, then onParameterNodeModified
 
     inputs = root.findChild(QtWidgets.QComboBox, "inputVolumeSelector0")
     outputs = root.findChild(QtWidgets.QComboBox, "outputSegmentationSelector")
