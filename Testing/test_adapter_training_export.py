@@ -102,7 +102,8 @@ def test_a_case_already_in_the_folder_is_not_written_twice(case, tmp_path):
     """The same image and labels under another case name (a second 'Add current case'): refused,
     nothing written; the same image with corrected labels replaces that case's labels (no
     same-image pair to train on both masks or to split across training and validation); another
-    image, or a case whose files were changed by hand since (its record not trusted), is new."""
+    image is new; a case whose files were changed by hand since (its record not trusted) is read
+    back: the same image still, or another one."""
     from UNetPlusPlusLib.adapter.training_cases import check_cases
     from UNetPlusPlusLib.adapter.training_export import DuplicateCaseError
 
@@ -130,9 +131,15 @@ def test_a_case_already_in_the_folder_is_not_written_twice(case, tmp_path):
     assert [c.case_id for c in find_cases(dataset)] == ["case001"]
     again = export_training_case([volume], segmentation, out, "case002")  # back to the first
     assert again.kept != written.kept and again.kept.parent == out / ".replaced"
-    assert len(list((out / ".replaced").iterdir())) == 2
+    corrected_bytes = again.kept.read_bytes()  # the corrected labels, kept
+    # the backup of the first labels is the same bytes as the labels now: removed, none lost
+    assert list((out / ".replaced").iterdir()) == [again.kept] and not written.kept.exists()
     assert (out / "case001.seg.nrrd").read_bytes() == before["case001.seg.nrrd"]
+    assert re.search(
+        r"\(1 earlier version\(s\) of case001 kept in \.replaced, \d+ kB;", again.message
+    )
     written = export_training_case([volume], fixed, out, "case002")
+    assert (out / "case001.seg.nrrd").read_bytes() == corrected_bytes
     assert sorted(p.name for p in out.glob("*.nrrd")) == ["case001.nrrd", "case001.seg.nrrd"]
     assert (out / "case001.nrrd").read_bytes() == before["case001.nrrd"]  # the image untouched
     seg = pytest.importorskip("slicerio").read_segmentation(str(out / "case001.seg.nrrd"))
@@ -146,4 +153,8 @@ def test_a_case_already_in_the_folder_is_not_written_twice(case, tmp_path):
     assert not export_training_case([volume], fixed, out, "case002").replaced
     stat = (out / "case002.nrrd").stat()  # re-saved by hand (later: whatever the clock's tick)
     os.utime(out / "case002.nrrd", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(DuplicateCaseError, match="as case002 "):  # read back: the same image
+        export_training_case([volume], fixed, out, "case003")
+    (out / "case002.nrrd").write_bytes((out / "case001.nrrd").read_bytes())  # another image
+    os.utime(out / "case002.nrrd", ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
     assert export_training_case([volume], fixed, out, "case003").case == "case003"

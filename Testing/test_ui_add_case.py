@@ -99,7 +99,7 @@ def test_a_double_click_on_add_current_case_adds_one_case(
     assert status.text().startswith("The image is already in the dataset as case001: its labels")
     (kept,) = (cases / ".replaced").glob("case001-*.seg.nrrd")  # the old labels, not lost
     assert kept.read_bytes() == before["case001.seg.nrrd"]
-    assert status.text().endswith(f"The old labels are kept in {kept}")
+    assert f"The old labels are kept in {kept} (1 earlier version(s) of case001" in status.text()
     root.close()
     app.processEvents()
 

@@ -8,6 +8,8 @@ a message box. Programming errors still raise their ordinary exceptions.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 
 class UNetPlusPlusError(Exception):
     """An error whose message is meant for the user, one actionable sentence."""
@@ -26,12 +28,27 @@ class ChecksumError(UNetPlusPlusError):
 
 class DuplicateCaseError(UNetPlusPlusError):
     """A training case is in the export folder already (the same image and labels) as
-    ``case``; nothing was written (adapter/training_export.py). Here, not there, so the panel
-    can catch it without importing Slicer's export code at file scope."""
+    ``case``; nothing was written (adapter/training_export.py). ``also``: other cases of the
+    folder with the same image (copies made before the export recognised them), said in the
+    message. Here, not there, so the panel can catch it without importing Slicer's export code
+    at file scope."""
 
-    def __init__(self, case: str, folder: object) -> None:
+    def __init__(self, case: str, folder: object, also: Sequence[str] = ()) -> None:
         super().__init__(
             f"This case is already in the dataset as {case} (the same image and labels, in "
-            f"{folder}); nothing was written."
+            f"{folder}); nothing was written." + same_image_also_text(also)
         )
         self.case = case
+        self.also = list(also)
+
+
+def same_image_also_text(also: Sequence[str]) -> str:
+    """The sentence (with a leading space) naming other copies of the same image in an export
+    folder, or "" when there are none."""
+    if not also:
+        return ""
+    return (
+        f" The same image is also there as {', '.join(also)}: training counts each copy as a "
+        "case of its own (and may split them between training and validation); remove the "
+        "extra copies."
+    )

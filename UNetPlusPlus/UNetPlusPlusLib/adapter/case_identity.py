@@ -1,21 +1,21 @@
-"""Recognise a training case already in the export folder: the same image, the same labels.
+"""The identity of a training case (its image, its labels) and its record beside its files.
 
 A double-click on "Add current case" (or "Export training case"), or a second add of a case
 that has not changed, wrote the same case again as ``case002``: a duplicate biases the dataset,
-and a copy split between training and validation leaks. Each export now records, beside its
-files, ``<case>.export.json`` (:data:`RECORD_SUFFIX`; no image suffix, so the trainer's case
-discovery ignores it) holding:
+and a copy split between training and validation leaks. Each export records, beside its files,
+``<case>.export.json`` (:data:`RECORD_SUFFIX`; no image suffix, so the trainer's case discovery
+ignores it) holding:
 
-- ``image``: sha256 of the channel names and, per volume, its voxels (their type, shape and
-  bytes) and its IJK-to-RAS matrix rounded to 1e-4 mm: what the image file holds;
+- ``image``: sha256 of, per volume, its voxels (their type, shape and bytes) and its IJK-to-RAS
+  matrix rounded to 1e-4 mm, with its channel name when there are several (the name is in their
+  file names, ``<case>_<channel>.nrrd``, taken in name order; one volume, ``<case>.nrrd``,
+  carries none): what the image files hold;
 - ``labels``: sha256 of each segment's name and voxel fingerprint
   (:func:`.segment_fingerprint.labelmap_fingerprint`: extent-independent), in order;
-- ``files``: the size and modification time (ns) of each file written.
+- ``files``: the size and modification time (ns) of each file of the case.
 
-Before a new export the records in the folder are compared with the case to export (no image
-file is read: the check costs one hash of the voxels). A record whose files are gone or have
-changed since (edited by hand) is not trusted. Cases exported before this record existed are not
-recognised.
+The identity is the same whether computed from the MRML nodes before an export or from the files
+read back (:mod:`.case_records`, for a case without a trusted record).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from .segment_fingerprint import segment_fingerprint
 from .segmentation_writer import binary_labelmap_name
 
 RECORD_SUFFIX = ".export.json"
-METHOD = "voxels-ijk2ras1e-4-segments-sha256/v1"
+#: v2: one volume's identity no longer holds its channel (or node) name, which its file does not
+#: keep, and several volumes are taken in name order; v1 records are recomputed from the files.
+METHOD = "voxels-ijk2ras1e-4-segments-sha256/v2"
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,35 @@ class CaseIdentity:
     labels: str
 
 
-@dataclass(frozen=True)
-class SameImage:
-    """An earlier case in the folder with the same image: ``case`` (its name), whether its
-    labels are the same too, and its record's path."""
+def image_identity(volume_nodes: Sequence, channel_names: Sequence[str]) -> str:
+    """sha256 (hex) of the image ``volume_nodes`` (one per channel, named ``channel_names``).
+    Raises ``UNetPlusPlusError`` for a volume without scalar image data."""
+    names = [""] if len(volume_nodes) == 1 else list(channel_names)
+    channels = []
+    for name, node in zip(names, volume_nodes):
+        voxels = array_from_volume_node(node, copy=False)
+        digest = hashlib.sha256(f"{voxels.dtype.str};{'x'.join(map(str, voxels.shape))};".encode())
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        digest.update(np.round(_numpy_from_vtk_matrix(matrix), 4).astype("<f8").tobytes())
+        digest.update(np.ascontiguousarray(voxels).data)
+        channels.append((name, digest.hexdigest()))
+    image = hashlib.sha256(f"{METHOD};{len(channels)};".encode())
+    for name, digest in sorted(channels):
+        image.update(f"{name};{digest};".encode())
+    return image.hexdigest()
 
-    case: str
-    same_labels: bool
-    record: Path
+
+def labels_identity(segmentation_node) -> str:
+    """sha256 (hex) of the segments of ``segmentation_node``: names and voxels, in order."""
+    labels = hashlib.sha256(f"{METHOD};".encode())
+    segmentation = segmentation_node.GetSegmentation()
+    representation = binary_labelmap_name()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        voxels = segment_fingerprint(segment, representation) or ""
+        labels.update(f"{segment.GetName()};{voxels};".encode())
+    return labels.hexdigest()
 
 
 def case_identity(
@@ -61,22 +84,9 @@ def case_identity(
     """The identity of the case ``volume_nodes`` (one per channel, named ``channel_names``) and
     ``segmentation_node`` would be exported as. Raises ``UNetPlusPlusError`` for a volume
     without scalar image data."""
-    image = hashlib.sha256(f"{METHOD};{len(volume_nodes)};".encode())
-    for name, node in zip(channel_names, volume_nodes):
-        voxels = array_from_volume_node(node, copy=False)
-        image.update(f"{name};{voxels.dtype.str};{'x'.join(map(str, voxels.shape))};".encode())
-        matrix = vtk.vtkMatrix4x4()
-        node.GetIJKToRASMatrix(matrix)
-        image.update(np.round(_numpy_from_vtk_matrix(matrix), 4).astype("<f8").tobytes())
-        image.update(np.ascontiguousarray(voxels).data)
-    labels = hashlib.sha256(f"{METHOD};".encode())
-    segmentation = segmentation_node.GetSegmentation()
-    representation = binary_labelmap_name()
-    for index in range(segmentation.GetNumberOfSegments()):
-        segment = segmentation.GetNthSegment(index)
-        voxels = segment_fingerprint(segment, representation) or ""
-        labels.update(f"{segment.GetName()};{voxels};".encode())
-    return CaseIdentity(image.hexdigest(), labels.hexdigest())
+    return CaseIdentity(
+        image_identity(volume_nodes, channel_names), labels_identity(segmentation_node)
+    )
 
 
 def record_path(folder: Path, case: str) -> Path:
@@ -85,7 +95,7 @@ def record_path(folder: Path, case: str) -> Path:
 
 
 def write_record(folder: Path, case: str, identity: CaseIdentity, files: Sequence[Path]) -> None:
-    """Record ``identity`` of ``case`` and the stamps of its written ``files``."""
+    """Record ``identity`` of ``case`` and the stamps of its ``files``. Raises OSError."""
     record = {
         "method": METHOD,
         "image": identity.image,
@@ -95,36 +105,22 @@ def write_record(folder: Path, case: str, identity: CaseIdentity, files: Sequenc
     record_path(folder, case).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def find_same_image(folder: Path, identity: CaseIdentity, skip: str = "") -> Optional[SameImage]:
-    """The first case (by name) in ``folder`` other than ``skip`` whose trusted record has the
-    image of ``identity``, preferring one whose labels match too; None when there is none."""
-    found = []
-    for path in sorted(Path(folder).glob(f"*{RECORD_SUFFIX}")):
-        case = path.name[: -len(RECORD_SUFFIX)]
-        record = _trusted(path)
-        if case == skip or record is None or record.get("image") != identity.image:
-            continue
-        found.append(SameImage(case, record.get("labels") == identity.labels, path))
-    found.sort(key=lambda same: not same.same_labels)  # stable: by name within each kind
-    return found[0] if found else None
+def trusted_identity(folder: Path, case: str, files: Sequence[Path]) -> Optional[CaseIdentity]:
+    """The identity recorded for ``case`` when its record is readable, of :data:`METHOD`, and
+    stamps exactly ``files`` (the case's files now), each unchanged since; else None."""
+    try:
+        record = json.loads(record_path(folder, case).read_text(encoding="utf-8"))
+        stamps = record["files"]
+        if record.get("method") != METHOD or set(stamps) != {Path(f).name for f in files}:
+            return None
+        for path in files:
+            if _stamp(Path(path)) != list(stamps[Path(path).name]):
+                return None
+        return CaseIdentity(str(record["image"]), str(record["labels"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _stamp(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns]
-
-
-def _trusted(path: Path) -> Optional[dict]:
-    """The record at ``path`` when it is readable, of :data:`METHOD`, and every file it stamps
-    is still there unchanged; else None."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        files = record["files"]
-        if record.get("method") != METHOD or not files:
-            return None
-        for name, stamp in files.items():
-            if _stamp(path.parent / name) != list(stamp):
-                return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return record

@@ -5,38 +5,39 @@
 storage nodes, after refusing, before any file is written, what would give a case the trainer
 misreads: no segmentation, an empty or non-labelmap one, nodes under different transforms, a
 case or channel name that is no file name, a channel name twice, or a case that exists already.
-A case already in the folder under another name is not written twice (case_identity.py): the
+A case already in the folder is not written twice (case_identity.py, case_records.py): the
 same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
 labels (the mask corrected since) replaces that case's labels, the old ones kept in
-``.replaced/``. :meth:`.logic.SegmentationLogic.
+``.replaced/`` (replaced_labels.py). :meth:`.logic.SegmentationLogic.
 export_training_case` (the panel's "Export training case" and "Add current case") calls it;
 ``training_cases.py`` checks the exported folder.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import slicer
 
-from ..errors import DuplicateCaseError, UNetPlusPlusError
-from .case_identity import case_identity, find_same_image, write_record
+from ..errors import DuplicateCaseError, UNetPlusPlusError, same_image_also_text
+from . import replaced_labels
+from .case_identity import case_identity, write_record
+from .case_records import SameImage, find_same_image
+from .geometry import array_from_volume_node
+from .replaced_labels import REPLACED_FOLDER, KeptVersions
 from .segmentation_writer import binary_labelmap_name
-
-#: The sub-folder of the export folder where replaced labels are kept (hidden: the trainer's
-#: case discovery skips folders whose name starts with '.').
-REPLACED_FOLDER = ".replaced"
 
 
 class WrittenCase(list):
     """The files written (a list of Paths), with ``case``: the case they belong to,
     ``replaced``: True when they replaced the labels of ``case``, an earlier export of the same
-    image (then only ``<case>.seg.nrrd`` was written), and ``kept``: where the labels they
-    replaced were moved (``<folder>/.replaced/<case>-<UTC time>.seg.nrrd``), or None."""
+    image (then only ``<case>.seg.nrrd`` was written), ``kept``: where the labels they replaced
+    were moved (``<folder>/.replaced/<case>-<UTC time>.seg.nrrd``), or None, ``versions``: the
+    earlier labels of ``case`` kept there (:class:`.replaced_labels.KeptVersions`), or None,
+    ``also``: other cases of the folder with the same image, and ``requested``: the case name
+    asked for (``case`` differs when the image is in the folder under another name)."""
 
     def __init__(
         self,
@@ -44,11 +45,42 @@ class WrittenCase(list):
         case: str,
         replaced: bool = False,
         kept: Optional[Path] = None,
+        versions: Optional[KeptVersions] = None,
+        also: Sequence[str] = (),
+        requested: str = "",
     ) -> None:
         super().__init__(files)
         self.case = case
         self.replaced = replaced
         self.kept = kept
+        self.versions = versions
+        self.also = list(also)
+        self.requested = requested or case
+
+    @property
+    def message(self) -> str:
+        """One paragraph on what happened to the dataset (the panel's status line): the case
+        whose labels were replaced, where the old ones are kept and how many versions of them
+        that folder holds, and other copies of the same image; "" for a plain new case."""
+        text = ""
+        if self.replaced:
+            text = (
+                f"The image is already in the dataset as {self.case}: its labels were replaced "
+                "by the current segmentation"
+            )
+            if self.requested != self.case:
+                text += f" (nothing written as {self.requested}, so that the image is there once)"
+            text += "."
+        if self.kept is not None:
+            text += f" The old labels are kept in {self.kept}"
+            if self.versions is not None:
+                count, size = self.versions.count, replaced_labels.size_text(self.versions.bytes)
+                text += (
+                    f" ({count} earlier version(s) of {self.case} kept in {REPLACED_FOLDER}, "
+                    f"{size}; delete them there when no longer needed)"
+                )
+            text += "."
+        return (text + same_image_also_text(self.also)).strip()
 
 
 def export_training_case(
@@ -63,12 +95,16 @@ def export_training_case(
 
     Raises ``UNetPlusPlusError`` before writing anything if a file of the case exists
     already (an earlier export, perhaps corrected by hand) and ``overwrite`` is false, and
-    :class:`DuplicateCaseError` if another case of the folder was exported from the same image
-    and labels. If one was exported from the same image with other labels, its labels are
-    replaced instead (``WrittenCase.replaced``; a same-image pair would train on both masks
-    and could be split between training and validation); the labels replaced are moved to
-    ``<out_dir>/.replaced/<case>-<UTC time>.seg.nrrd`` first (``WrittenCase.kept``), a folder
-    the trainer does not read.
+    :class:`DuplicateCaseError` if another case of the folder holds the same image and labels
+    (a case without a record, exported before records existed, is read back once:
+    case_records.py). If a case holds the same image with other labels (``case_name`` itself
+    with ``overwrite``, else the first by name), its labels are replaced instead
+    (``WrittenCase.replaced``, ``WrittenCase.case``; nothing is written as ``case_name``: a
+    same-image pair would train on both masks and could be split between training and
+    validation). Labels replaced, by a correction or by ``overwrite`` with another image, are
+    moved to ``<out_dir>/.replaced/<case>-<UTC time>.seg.nrrd`` first (``WrittenCase.kept``),
+    a folder the trainer does not read (policy: replaced_labels.py). Other cases with the
+    same image are named (``WrittenCase.also``, :attr:`WrittenCase.message`).
 
     One volume: ``<case>.nrrd``; several: ``<case>_<channel>.nrrd`` (``channel_names``,
     default the node names). The segmentation goes to ``<case>.seg.nrrd`` with its segment
@@ -118,60 +154,73 @@ def export_training_case(
             "another case name, or pass overwrite=True to replace it."
         )
     identity = case_identity(nodes, segmentation_node, names)
-    same = find_same_image(out, identity, skip=case_name)
-    if same is not None and same.same_labels:
-        raise DuplicateCaseError(same.case, out)
-    if same is not None:  # the same image, its mask corrected since: a new version of it
-        seg_path = out / f"{same.case}.seg.nrrd"
-        kept = _keep_replaced(seg_path)  # never lose the user's earlier labels
-        try:
-            _write_segmentation(segmentation_node, seg_path)
-        except BaseException:
-            if kept is not None:  # put the old labels back: nothing changed
-                seg_path.unlink(missing_ok=True)
-                kept.replace(seg_path)
-            raise
-        record = json.loads(same.record.read_text(encoding="utf-8"))
-        files = [out / name for name in record["files"]]
-        write_record(out, same.case, identity, files)
-        return WrittenCase([seg_path], same.case, replaced=True, kept=kept)
+    shapes = {
+        ("" if len(nodes) == 1 else name): array_from_volume_node(node, copy=False).shape
+        for name, node in zip(names, nodes)
+    }
+    found = find_same_image(out, identity, shapes)
+    same = _chosen(found, case_name)
+    also = [other.case for other in found if other is not same]
+    if same is not None and same.same_labels and same.case != case_name:
+        raise DuplicateCaseError(same.case, out, also)
+    if same is not None and not same.same_labels:  # its mask corrected since: a new version
+        return _replace_labels(segmentation_node, out, same, identity, also, case_name)
+    # a new case, the case itself again (overwrite: the same files), or another image over it
+    kept = replaced_labels.keep(seg_path) if overwrite and same is None else None
     written = []
-    for node, target in zip(nodes, targets):
-        storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-        storage.SetFileName(str(target))
-        storage.SetUseCompression(True)
-        if not storage.WriteData(node):
-            raise UNetPlusPlusError(f"Could not write {target}; check the folder is writable.")
-        written.append(target)
+    try:
+        for node, target in zip(nodes, targets):
+            storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+            storage.SetFileName(str(target))
+            storage.SetUseCompression(True)
+            if not storage.WriteData(node):
+                raise UNetPlusPlusError(f"Could not write {target}; check the folder is writable.")
+            written.append(target)
+    except BaseException:
+        if kept is not None:  # no image replaced yet: its old labels go back beside it
+            seg_path.unlink(missing_ok=True)
+            kept.replace(seg_path)
+        raise
     _write_segmentation(segmentation_node, seg_path)
     written.append(seg_path)
-    write_record(out, case_name, identity, written)
-    return WrittenCase(written, case_name)
+    _record(out, case_name, identity, written)
+    versions = replaced_labels.tidy(out, case_name) if kept is not None else None
+    return WrittenCase(written, case_name, kept=kept, versions=versions, also=also)
 
 
-def _keep_replaced(seg_path: Path) -> Optional[Path]:
-    """Move ``seg_path`` (labels about to be replaced) to
-    ``<folder>/.replaced/<case>-<UTC time>.seg.nrrd`` (a number added if that exists); returns
-    where, or None when there was no such file. Raises UNetPlusPlusError if it cannot be moved."""
-    if not seg_path.is_file():
-        return None
-    folder = seg_path.parent / REPLACED_FOLDER
-    case = seg_path.name[: -len(".seg.nrrd")]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+def _chosen(found: Sequence[SameImage], case_name: str) -> Optional[SameImage]:
+    """The case an export of ``case_name`` concerns among ``found`` (cases with its image):
+    ``case_name`` itself (an overwrite), else one with the same labels, else the first."""
+    ranked = sorted(found, key=lambda same: (same.case != case_name, not same.same_labels))
+    return ranked[0] if ranked else None
+
+
+def _replace_labels(
+    segmentation_node, out: Path, same: SameImage, identity, also, requested: str
+) -> WrittenCase:
+    """Write ``segmentation_node`` as the labels of ``same.case`` (the same image), its old
+    labels moved to ``.replaced/`` first and put back if the write fails."""
+    seg_path = out / f"{same.case}.seg.nrrd"
+    kept = replaced_labels.keep(seg_path)  # never lose the user's earlier labels
     try:
-        folder.mkdir(exist_ok=True)
-        kept = folder / f"{case}-{stamp}.seg.nrrd"
-        number = 1
-        while kept.exists():
-            number += 1
-            kept = folder / f"{case}-{stamp}-{number}.seg.nrrd"
-        seg_path.replace(kept)
-    except OSError as error:
-        raise UNetPlusPlusError(
-            f"Could not keep the labels {seg_path.name} before replacing them ({error}); "
-            "nothing was written."
-        ) from error
-    return kept
+        _write_segmentation(segmentation_node, seg_path)
+    except BaseException:
+        if kept is not None:  # put the old labels back: nothing changed
+            seg_path.unlink(missing_ok=True)
+            kept.replace(seg_path)
+        raise
+    _record(out, same.case, identity, same.files)
+    versions = replaced_labels.tidy(out, same.case)
+    return WrittenCase([seg_path], same.case, True, kept, versions, also=also, requested=requested)
+
+
+def _record(out: Path, case: str, identity, files: Sequence[Path]) -> None:
+    """Write the record of ``case``; without it (a folder that takes files but not this one)
+    the case is read back at the next export instead."""
+    try:
+        write_record(out, case, identity, files)
+    except OSError:
+        pass
 
 
 def _write_segmentation(segmentation_node, seg_path: Path) -> None:

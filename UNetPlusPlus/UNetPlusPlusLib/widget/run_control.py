@@ -380,16 +380,14 @@ class RunControl(PointBatch, CancelGuards):
     @staticmethod
     def exportedText(written, folder, added: bool = False) -> str:
         """The status line after an export (``added``: by "Add current case"): the files or
-        case written, or the case whose labels it replaced (the same image, exported before
-        with another mask)."""
+        case written, or what the export says of the dataset (``WrittenCase.message``: the case
+        whose labels it replaced, the same image exported before with another mask, where the
+        old labels are kept, other copies of the image)."""
+        said = getattr(written, "message", "")
         if getattr(written, "replaced", False):
-            text = _(
-                "The image is already in the dataset as {case}: its labels were replaced by "
-                "the current segmentation."
-            ).format(case=written.case)
-            if getattr(written, "kept", None) is not None:
-                text += " " + _("The old labels are kept in {path}").format(path=written.kept)
-            return text
+            return said
         if added:
-            return _("Added {case} to {folder}").format(case=written.case, folder=folder)
-        return _("Exported {count} files to {folder}").format(count=len(written), folder=folder)
+            text = _("Added {case} to {folder}").format(case=written.case, folder=folder)
+        else:
+            text = _("Exported {count} files to {folder}").format(count=len(written), folder=folder)
+        return f"{text}. {said}" if said else text
