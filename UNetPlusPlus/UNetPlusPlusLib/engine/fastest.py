@@ -135,7 +135,7 @@ class FastestExecutor(Executor):
                 out = self._run(tile, depth)
             finally:
                 self._lock.release()
-        self.tiles_by_executor[self.chosen] += 1
+        self.tiles_by_executor[self.chosen] += int(tile.shape[0])  # tiles, not passes
         return out
 
     def _library_run(self, tile: Tensor, depth: Depth) -> Optional[Tensor]:
