@@ -89,6 +89,37 @@ def test_the_numpy_ball_morphology_is_simpleitks_bit_for_bit(shape):
     np.testing.assert_array_equal(open_ball1(lung), expected)
 
 
+@pytest.mark.parametrize("shape", [(37, 29, 31), (3, 40, 41), (2, 5, 7)])
+def test_the_numpy_bin_shrink_is_simpleitks(shape):
+    """_shrunk (numpy bins, session 16) gives sitk.BinShrink's values and geometry on an
+    oblique grid, for masks, whole-number HU (int16 and float32) and fractional float64 HU
+    (cast to float32 first, as the SimpleITK path did), including axes shorter than a bin."""
+    from UNetPlusPlusLib.engine.anatomy_check import STEP_MM, _shrunk
+
+    rng = np.random.default_rng(sum(shape))
+    fine = Grid(shape[::-1], (1.4, 1.3, 1.1), (-7.5, 3.25, 11.0), rotation_matrix((20, 10, -35)))
+    hu = rng.integers(-1024, 2000, shape)
+    for array in (hu > 300, hu.astype(np.int16), hu.astype(np.float32), hu / 7.0):
+        got = _shrunk(array, fine)
+        image = sitk.GetImageFromArray(np.asarray(array, dtype=np.float32))
+        image.SetSpacing(fine.spacing)
+        image.SetOrigin(fine.origin)
+        image.SetDirection(fine.direction.flatten().tolist())
+        factors = [
+            max(1, min(n, int(round(STEP_MM / s)))) for s, n in zip(fine.spacing, fine.size_xyz)
+        ]
+        expected = sitk.BinShrink(image, factors)
+        assert got.GetSize() == expected.GetSize()
+        np.testing.assert_allclose(got.GetSpacing(), expected.GetSpacing(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got.GetOrigin(), expected.GetOrigin(), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got.GetDirection(), expected.GetDirection(), atol=1e-12)
+        got_values, want = sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(expected)
+        if array.dtype == np.float64:  # summation order: within a float32 step
+            np.testing.assert_allclose(got_values, want, rtol=1e-6, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(got_values, want)
+
+
 LIVER = ((-80.0, 0.0, 60.0), 35.0)  # under the right lung (patient's right: -x in LPS)
 HEART = ((5.0, 0.0, 170.0), 28.0)  # between the lungs
 MIRRORED = ((80.0, 0.0, 60.0), 35.0)  # the liver's place on the patient's left

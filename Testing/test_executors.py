@@ -258,13 +258,15 @@ def _decided_into(memory, predictor, ours_s: float, library_s: float, tile) -> s
 def test_fastest_starts_on_a_remembered_ours_and_checks_it_later(sphere_predictor, tmp_path):
     # a cold run (a new process) starts on the last recent decision for these weights, depth,
     # tile shape and threads: ours, without making the library executor (no OpenVINO import
-    # or compile), then probes as usual after PRIOR_TILES tiles
+    # or compile), then, the choice having been made at another load, probes after PRIOR_TILES
     from UNetPlusPlusLib.engine.probe import PRIOR_TILES, ProbeMemory
 
-    memory = ProbeMemory(tmp_path)
+    load = [5.0]  # chosen at load 5 (the bench's loaded rows), recalled at load 1
+    memory = ProbeMemory(tmp_path, load=lambda: load[0])
     tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
+        load[0] = 1.0
         second = executors.FastestExecutor(  # a still clock: no tile is slower than another
             sphere_predictor.model, threads=2, candidate="torch", memory=memory, clock=_Clock()
         )
@@ -288,6 +290,31 @@ def test_fastest_starts_on_a_remembered_ours_and_checks_it_later(sphere_predicto
         fourth.run(tile, 2)
         fourth.run(tile, 2)
         assert fourth._library is not None
+
+
+def test_fastest_trusts_a_remembered_ours_made_at_the_same_load(sphere_predictor, tmp_path):
+    # session 16: a liver CT run (36 tiles) re-checked a remembered ours after 16 tiles and
+    # spent ~0.8 s importing, compiling and running OpenVINO to confirm it; made at about the
+    # current load, the choice now holds like a fresh one, for reprobe_every tiles
+    from UNetPlusPlusLib.engine.probe import PRIOR_TILES, ProbeMemory
+
+    memory = ProbeMemory(tmp_path, load=lambda: 1.3)
+    tile = torch.zeros(PROBE_TILE)
+    with torch.no_grad():
+        assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
+        second = executors.FastestExecutor(
+            sphere_predictor.model,
+            threads=2,
+            candidate="torch",
+            memory=ProbeMemory(tmp_path, load=lambda: 1.9),  # within 1.0 of 1.3
+            clock=_Clock(),
+            reprobe_every=2 * PRIOR_TILES,
+        )
+        second.OURS_FIRST = 1
+        ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(2 * PRIOR_TILES)]
+        assert ran == ["ours"] * (2 * PRIOR_TILES) and second._library is None
+        ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(4)]
+        assert second._library is not None and "torch" in ran  # checked after reprobe_every
 
 
 def test_fastest_probes_when_the_library_was_remembered(sphere_predictor, tmp_path):

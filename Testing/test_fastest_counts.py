@@ -29,6 +29,8 @@ def test_fastest_counts_the_tiles_each_executor_returned(sphere_predictor, monke
             ran.append(fastest.chosen)
     assert "torch" in ran  # the probe ran the library
     assert dict(fastest.tiles_by_executor) == {name: ran.count(name) for name in set(ran)}
+    fastest.run(torch.zeros(2, 1, 32, 32, 32), 2)  # a pass of two tiles counts two
+    assert sum(fastest.tiles_by_executor.values()) == len(ran) + 2
 
 
 def test_a_segmentation_reports_its_own_tiles_per_executor(sphere_model, monkeypatch):

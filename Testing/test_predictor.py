@@ -133,6 +133,34 @@ def test_wrong_channel_count_and_nan_are_user_errors(sphere_predictor):
         sphere_predictor.segment(volume)
 
 
+def test_the_cpu_runs_two_small_tiles_per_pass_by_default_with_the_same_labels(sphere_model):
+    # session 16: two tiles per forward pass ran the shipped models' tiles in 0.56-0.92x the
+    # time per tile with identical logits; the default is 2 on the CPU for small tiles
+    from UNetPlusPlusLib.engine.tile_run import AUTO_BATCH_MAX_VOXELS, auto_tile_batch
+
+    predictor = Predictor.from_manifest_path(sphere_model, device="cpu", executor="ours")
+    batches = []
+    forward = predictor.model.forward
+
+    def counted_forward(x, depth=4):
+        batches.append(x.shape[0])
+        return forward(x, depth=depth)
+
+    image = make_sphere_image((64, 40, 40), radius_mm=10)
+    one = predictor.segment(_volume(image), depth=1, tile_batch=1)
+    predictor.model.forward = counted_forward
+    try:
+        auto = predictor.segment(_volume(image), depth=1)
+    finally:
+        del predictor.model.forward
+    assert auto.info["tile_batch"] == 2 and max(batches) == 2
+    np.testing.assert_array_equal(auto.labels.array, one.labels.array)
+    assert auto_tile_batch("cuda", (48, 48, 48)) == 1  # not measured on a GPU: one per pass
+    side = round(AUTO_BATCH_MAX_VOXELS ** (1 / 3))
+    assert auto_tile_batch("cpu", (side, side, side)) == 2
+    assert auto_tile_batch("cpu", (side + 1, side, side)) == 1  # large tiles: one per pass
+
+
 def test_out_of_memory_falls_back_to_smaller_batches_then_fails_clearly(sphere_model, monkeypatch):
     predictor = Predictor.from_manifest_path(sphere_model, device="cpu", executor="ours")
     batches = []

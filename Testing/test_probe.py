@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 from UNetPlusPlusLib.engine.probe import (
@@ -83,6 +84,27 @@ class _Now:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_the_memory_says_whether_a_choice_was_made_at_about_the_current_load(tmp_path):
+    from UNetPlusPlusLib.engine.probe import SAME_LOAD_PER_CPU
+
+    load = [1.2]
+    memory = ProbeMemory(tmp_path, load=lambda: load[0])
+    memory.remember("k", "ours", 1.2)
+    assert json.loads(memory.path.read_text())["k"]["load"] == 1.2
+    margin = max(1.0, SAME_LOAD_PER_CPU * (os.cpu_count() or 1))
+    load[0] = 1.2 + margin - 0.01
+    assert memory.same_load("k")
+    load[0] = 1.2 + margin + 0.01  # the bench's busy processes started since
+    assert not memory.same_load("k")
+    assert not memory.same_load("missing")
+    load[0] = None  # no load average on this system: never trusted
+    assert not memory.same_load("k")
+    old = {"k": {"pick": "ours", "ratio": 1.2, "time": time.time()}}  # written before loads
+    memory.path.write_text(json.dumps(old), encoding="utf-8")
+    load[0] = 1.2
+    assert memory.recall("k") == "ours" and not memory.same_load("k")
 
 
 def test_the_memory_recalls_a_recent_decision_only(tmp_path):

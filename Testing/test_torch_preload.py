@@ -81,6 +81,31 @@ def test_wait_returns_once_the_module_is_imported(tmp_path, monkeypatch, fresh_p
     del sys.modules["unetpp_fine_module"]
 
 
+def test_the_switch_interval_is_short_while_the_import_runs(tmp_path, monkeypatch, fresh_preload):
+    # the main thread reads in GIL-releasing calls while the import runs: a 1 ms switch
+    # interval lets it win the GIL back sooner; the process's own value returns afterwards
+    (tmp_path / "unetpp_slow_module.py").write_text(
+        "import sys, threading\nDURING = sys.getswitchinterval()\n"
+        "GO = threading.Event()\nassert GO.wait(60)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "unetpp_slow_module", raising=False)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)  # the process's own value, to be restored
+    try:
+        assert torch_preload.start("unetpp_slow_module")
+        while not hasattr(sys.modules.get("unetpp_slow_module"), "GO"):
+            threading.Event().wait(0.01)
+        assert sys.getswitchinterval() == pytest.approx(torch_preload.SWITCH_INTERVAL_S)
+        sys.modules["unetpp_slow_module"].GO.set()
+        torch_preload.wait()
+        assert sys.modules["unetpp_slow_module"].DURING == pytest.approx(0.001)
+        assert sys.getswitchinterval() == pytest.approx(0.004)  # restored as the import ended
+    finally:
+        sys.setswitchinterval(before)
+        sys.modules.pop("unetpp_slow_module", None)
+
+
 def test_a_failed_background_import_is_one_line_and_writes_nothing(tmp_path, sphere_model):
     """A broken torch: imported on the preload thread (not the main one), its error reported
     once as an internal error, no traceback, no output."""

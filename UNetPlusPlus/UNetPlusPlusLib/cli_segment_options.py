@@ -144,7 +144,11 @@ def add_segment_parser(subparsers) -> None:
         "order; docs/INPUT_CHECKS_MR.md)",
     )
     parser.add_argument(
-        "--tile-batch", type=positive_int, default=1, help="tiles per forward pass (>= 1)"
+        "--tile-batch",
+        type=positive_int,
+        default=None,
+        help="tiles per forward pass (>= 1; default: 2 on the CPU for tiles of up to 64^3 "
+        "voxels, which runs faster with the same labels, else 1)",
     )
     parser.add_argument(
         "--threads", type=thread_count, help="CPU threads (default: physical cores)"

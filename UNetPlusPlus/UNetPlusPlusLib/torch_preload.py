@@ -19,6 +19,10 @@ What does not change:
 - A failed import (a broken install) is raised by :func:`wait` in the main thread, as the
   same exception ``import torch`` raised there before; nothing is printed from the thread.
 
+What does change: while the import runs, the GIL switch interval is 1 ms instead of 5
+(:data:`SWITCH_INTERVAL_S`), so the main thread's reading is not held up behind the import's
+bytecode after each zlib or numpy call; it is restored when the import ends.
+
 `unetpp serve` (run as a program) starts the import as it starts, so that its first request,
 which reads its inputs meanwhile, does not wait for all of it. In-process callers (tests,
 ``cli.main(argv)``, the Slicer module's in-process runs) never start the thread.
@@ -34,11 +38,22 @@ from typing import Optional
 _started: Optional[tuple[threading.Thread, dict]] = None
 
 
-def _import(module: str, outcome: dict) -> None:
+#: Python's GIL switch interval while the import runs (s; the default is 0.005). The main
+#: thread reads and checks meanwhile in calls that release the GIL (zlib, numpy, file reads)
+#: and must win it back after each; with the default it waited up to 5 ms each time, behind
+#: the import's bytecode: reading the 512x512x300 liver CT took 2.6-3.3 s beside the import
+#: against 0.9-1.5 s alone (1.1-1.5 CPU-s either way); at 1 ms, 2.0-2.5 s, the import no
+#: slower (session 16, load ~5.5; docs/BENCHMARK_E2E.md).
+SWITCH_INTERVAL_S = 0.001
+
+
+def _import(module: str, outcome: dict, restore: float) -> None:
     try:
         __import__(module)
     except BaseException as error:  # noqa: BLE001 - handed to the main thread by wait()
         outcome["error"] = error
+    finally:
+        sys.setswitchinterval(restore)  # as soon as the import ends, waited for or not
 
 
 def start(module: str = "torch") -> bool:
@@ -48,10 +63,12 @@ def start(module: str = "torch") -> bool:
     if _started is not None or module in sys.modules:
         return False
     outcome: dict = {"error": None}
+    restore = sys.getswitchinterval()
     thread = threading.Thread(
-        target=_import, args=(module, outcome), name=f"unetpp-import-{module}"
+        target=_import, args=(module, outcome, restore), name=f"unetpp-import-{module}"
     )
     _started = (thread, outcome)
+    sys.setswitchinterval(min(restore, SWITCH_INTERVAL_S))
     thread.start()
     return True
 

@@ -185,6 +185,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument(
         "--executors", default="", help="NAME,...: UNETPP_EXECUTOR values, interleaved per tree"
     )
+    parser.add_argument(
+        "--own-cache",
+        action="store_true",
+        help="a graph cache and probe memory per tree (UNETPP_HOME under the system's temporary "
+        "folder, kept between runs), so one tree's probe decisions never reach another's",
+    )
     args = parser.parse_args(argv)
     code = dict(item.split("=", 1) for item in args.code.split(",") if item) or {"": ""}
     executors = [name for name in args.executors.split(",") if name] or [""]
@@ -203,6 +209,9 @@ def main(argv: Optional[list[str]] = None) -> None:
             envs[tree]["PYTHONPATH"] = str(Path(path).resolve())
         if executor:
             envs[tree]["UNETPP_EXECUTOR"] = executor
+        if args.own_cache:
+            safe = "".join(c if c.isalnum() else "-" for c in tree) or "default"
+            envs[tree]["UNETPP_HOME"] = str(Path(tempfile.gettempdir()) / f"unetpp-e2e-{safe}")
     summary: dict = {}
     with contextlib.ExitStack() as stack:
         servers = {}

@@ -61,7 +61,9 @@ class FastestExecutor(Executor):
     runs from then on, and the choice is remembered (:class:`probe.ProbeMemory`, in the graph
     cache folder): a later executor whose first tile of that depth, shape and thread count
     finds "ours" chosen less than 15 minutes ago runs ours at once, without making the library
-    executor, and probes as usual after ``PRIOR_TILES`` (16) tiles. Both are timed again
+    executor, and probes as usual after ``PRIOR_TILES`` (16) tiles, or after
+    ``reprobe_every`` tiles like a choice of its own when the choice was made at about the
+    current load (:meth:`probe.ProbeMemory.same_load`). Both are timed again
     after ``reprobe_every`` tiles, or when the chosen one ran two tiles in a row ``slowdown``
     times slower than when it was chosen (the machine's load changed). The two agree on
     >= 99.99 % of voxels (argmax), so when the choice differs a run's labels may differ from
@@ -133,7 +135,7 @@ class FastestExecutor(Executor):
                 out = self._run(tile, depth)
             finally:
                 self._lock.release()
-        self.tiles_by_executor[self.chosen] += 1
+        self.tiles_by_executor[self.chosen] += int(tile.shape[0])  # tiles, not passes
         return out
 
     def _library_run(self, tile: Tensor, depth: Depth) -> Optional[Tensor]:
@@ -172,10 +174,11 @@ class FastestExecutor(Executor):
                 state.update(pick="ours", reference=float("inf"), since=0, slow=0)
                 self.chosen = "ours"
                 return self.ours.run(tile, depth)
-            if self._recalls_ours(state, tile, depth):
+            trusted = self._recalls_ours(state, tile, depth)
+            if trusted:
                 # the last probe here chose ours, recently: ours without importing or compiling
-                # the library, then a normal probe after PRIOR_TILES tiles
-                since = max(0, self.reprobe_every - PRIOR_TILES)
+                # the library, then a normal probe after `trusted` tiles
+                since = max(0, self.reprobe_every - trusted)
                 state.update(pick="ours", reference=None, since=since, slow=0)
                 return self._run(tile, depth)
             state["last"] = tile.detach().clone()  # for idle_probe, until decided
@@ -253,10 +256,15 @@ class FastestExecutor(Executor):
             state["times"] = {}
         return out
 
-    def _recalls_ours(self, state: dict, tile: Tensor, depth: Depth) -> bool:
-        """Whether the memory says ours for this depth, tile shape and threads (asked once per
-        state, and never after :meth:`forget`)."""
+    def _recalls_ours(self, state: dict, tile: Tensor, depth: Depth) -> int:
+        """How many tiles to run ours before probing, when the memory says ours for this depth,
+        tile shape and threads: ``reprobe_every`` when it was chosen at about the current load,
+        else ``PRIOR_TILES``; 0 when it does not say ours (asked once per state, and never after
+        :meth:`forget`)."""
         if self.memory is None or not self._recall or state.get("recalled"):
-            return False
+            return 0
         state["recalled"] = True
-        return self.memory.recall(self._memory_key(tile, depth)) == "ours"
+        key = self._memory_key(tile, depth)
+        if self.memory.recall(key) != "ours":
+            return 0
+        return self.reprobe_every if self.memory.same_load(key) else PRIOR_TILES

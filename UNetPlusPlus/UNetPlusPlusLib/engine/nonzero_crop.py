@@ -105,15 +105,19 @@ def crop_around(
     that covers the input voxels ``inside`` ((z, y, x) slices) as linear interpolation reads
     them, grown by ``margin`` model voxels and to at least one tile (``tile_zyx``) where the
     grid allows; None when that is the whole model grid. Shared by the MR non-zero crop and the
-    CT body crop (``body_crop.py``)."""
+    CT body crop (``body_crop.py``). The crop's voxels are a read-only view of ``volume``'s."""
     full = canonical_grid(volume, spacing_xyz)
     model_slices = _model_box(volume.grid, inside, full, tile_zyx, margin)
     if all(s.stop - s.start == n for s, n in zip(model_slices, full.shape_zyx)):
         return None
     grid = sub_grid(full, model_slices)
     slices = _input_box(volume.grid, grid)
+    # a read-only view, not a copy: only the resampling reads it, and SimpleITK copies it into
+    # its own image either way (the copy was 228 MB and 0.1-0.4 s on a 512x512x300 CT)
+    part = volume.array[(slice(None),) + slices].view()
+    part.flags.writeable = False
     region = Volume(
-        np.ascontiguousarray(volume.array[(slice(None),) + slices]),
+        part,
         volume.spacing,
         tuple(volume.grid.index_to_physical([s.start for s in reversed(slices)])),
         volume.direction.copy(),

@@ -36,7 +36,6 @@ from .anatomy_check import (
     FINE_MM,
     STEP_MM,
     _coarse,
-    _image,
     _strided,
     coarse_ct_once,
     too_large,
@@ -111,7 +110,7 @@ def measure_ap_strided(
     steps = fine_steps(full.spacing)[::-1]  # x, y, z
     spacing = tuple(s * k for s, k in zip(full.spacing, steps))
     fine = Grid(ct.shape[::-1], spacing, full.origin, full.direction)
-    dense = _coarse(_image(ct > DENSE_HU, fine), grid)  # share of dense voxels per cell
+    dense = _coarse(ct > DENSE_HU, fine, grid)  # share of dense voxels per cell
     _, fov, body = coarse_ct_once(ct, full, grid, memo, channel)
     band = int(round(BAND_MM / STEP_MM))
     offsets, weights = [], []

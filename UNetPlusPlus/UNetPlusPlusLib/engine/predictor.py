@@ -149,7 +149,7 @@ class Predictor:
         roi: Optional[Box] = None,
         point: Optional[Sequence[float]] = None,
         overlap: Optional[float] = None,
-        tile_batch: int = 1,
+        tile_batch: Optional[int] = None,
         largest_component: Optional[bool] = None,
         return_probabilities: bool = False,
         progress: Optional[ProgressCallback] = None,
@@ -169,7 +169,9 @@ class Predictor:
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
-        ``tta`` averages mirrored passes (engine/tta.py); ``disagreement`` adds the heads'
+        ``tile_batch``: tiles per forward pass; None picks one (``tile_run.auto_tile_batch``:
+        2 on the CPU for tiles up to 64^3 voxels, the same labels, faster). ``tta`` averages
+        mirrored passes (engine/tta.py); ``disagreement`` adds the heads'
         disagreement map and ``info["agreement"]`` per segment (engine/disagreement.py) and
         raises UNetPlusPlusError at depth 1 (one head). With ``full_grid``, ``volume`` is only the
         part of a larger image that :meth:`context_box` asked for (``region_read.read_region``),
@@ -436,7 +438,7 @@ class Predictor:
         image: torch.Tensor,
         depth: Depth,
         overlap: Optional[float],
-        tile_batch: int,
+        tile_batch: Optional[int],
         report: ProgressCallback,
         cancel: Optional[CancelCallback],
         info: dict,

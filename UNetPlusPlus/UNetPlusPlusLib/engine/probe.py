@@ -25,10 +25,16 @@ of the weights' sha256. A cold ``unetpp segment`` otherwise pays, per depth, the
 OpenVINO, compiling from its cache and a tile on both. (A run of fewer tiles than
 ``FastestExecutor.OURS_FIRST``, e.g. a 2-tile click, never gets that far: it runs on ours
 alone and records nothing.) Only a remembered "ours" is acted
-on (run ours, load nothing, check again after ``PRIOR_TILES`` tiles): a remembered OpenVINO
-must be loaded and compiled anyway, and trusting ours wrongly costs at most OpenVINO's lead on
-a quiet machine (8 % measured), trusting OpenVINO wrongly up to 2x under load
-(docs/BENCHMARK.md). A choice older than ``PRIOR_MAX_AGE_S`` is ignored: the load changes.
+on (run ours, load nothing, check again after ``PRIOR_TILES`` tiles, or only after the
+executor's usual ``reprobe_every`` tiles when it was made at about the same 1-minute load
+average, :meth:`ProbeMemory.same_load`): a remembered OpenVINO must be loaded and compiled
+anyway, and trusting ours wrongly costs at most OpenVINO's lead on a quiet machine (8 %
+measured), trusting OpenVINO wrongly up to 2x under load (docs/BENCHMARK.md). A choice older
+than ``PRIOR_MAX_AGE_S`` is ignored: the load changes. Why the load: a cold liver CT run (36
+tiles) that re-checked a remembered "ours" after 16 tiles imported and compiled OpenVINO and
+ran 7 of its tiles (1.6 s) to confirm it, about 0.8 s of a 10 s run, on every run within the
+15 minutes (session 16, docs/BENCHMARK_E2E.md); a choice made at another load (the bench's
+loaded rows, then idle) is still checked after 16 tiles.
 """
 
 from __future__ import annotations
@@ -97,7 +103,18 @@ def median_ratio(ours: Sequence[float], library: Sequence[float]) -> float:
 PRIOR_FILE = "probe.json"  # beside the cached graphs of one weights' sha256
 PRIOR_MAX_AGE_S = 900.0  # a remembered choice older than this (15 min) is not used
 PRIOR_TILES = 16  # tiles run on a remembered "ours" before the probe checks it again
+#: a remembered "ours" made at a 1-minute load average within this of now (per core, at least
+#: 1.0) is trusted like a fresh choice: no probe until ``FastestExecutor.reprobe_every`` tiles
+SAME_LOAD_PER_CPU = 0.5
 PRIOR_MAX_BYTES = 1 << 20  # a larger probe.json is not read (its entries are ~100 bytes)
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average, or None where the system has none (Windows)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
 
 
 class ProbeMemory:
@@ -109,9 +126,15 @@ class ProbeMemory:
     epoch (tests give their own).
     """
 
-    def __init__(self, folder: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        clock: Callable[[], float] = time.time,
+        load: Optional[Callable[[], Optional[float]]] = None,
+    ) -> None:
         self.path = Path(folder) / PRIOR_FILE
         self.clock = clock
+        self.load = load_average if load is None else load  #: the 1-minute load, or None
 
     def _read(self) -> dict:
         """The file's JSON object, or {} when it is missing, damaged, not a regular file (a
@@ -132,21 +155,40 @@ class ProbeMemory:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def recall(self, key: str, max_age_s: float = PRIOR_MAX_AGE_S) -> Optional[str]:
-        """The pick remembered for ``key`` ("ours" or a library's name), or None when there is
-        none, it is older than ``max_age_s`` seconds, or the file cannot be read."""
+    def _entry(self, key: str, max_age_s: float) -> Optional[dict]:
         entry = self._read().get(key)
         if not isinstance(entry, dict) or not isinstance(entry.get("pick"), str):
             return None
         stamp = entry.get("time")
         if not isinstance(stamp, (int, float)) or not 0 <= self.clock() - stamp <= max_age_s:
             return None
-        return entry["pick"]
+        return entry
+
+    def recall(self, key: str, max_age_s: float = PRIOR_MAX_AGE_S) -> Optional[str]:
+        """The pick remembered for ``key`` ("ours" or a library's name), or None when there is
+        none, it is older than ``max_age_s`` seconds, or the file cannot be read."""
+        entry = self._entry(key, max_age_s)
+        return None if entry is None else entry["pick"]
+
+    def same_load(self, key: str, max_age_s: float = PRIOR_MAX_AGE_S) -> bool:
+        """Whether the choice remembered for ``key`` (recent, as in :meth:`recall`) was made at
+        about today's load: its 1-minute load average within ``SAME_LOAD_PER_CPU`` per core
+        (at least 1.0) of the current one. False when either is unknown (a file written before
+        loads were recorded, a system without ``os.getloadavg``)."""
+        entry = self._entry(key, max_age_s)
+        then, now = (entry or {}).get("load"), self.load()
+        if not isinstance(then, (int, float)) or now is None:
+            return False
+        return abs(now - then) <= max(1.0, SAME_LOAD_PER_CPU * (os.cpu_count() or 1))
 
     def remember(self, key: str, pick: str, ratio: float) -> None:
-        """Record ``pick`` for ``key`` now, with the probe's median ``ratio`` (library / ours)."""
+        """Record ``pick`` for ``key`` now, with the probe's median ``ratio`` (library / ours)
+        and the 1-minute load average (when known)."""
         data = self._read()
         data[key] = {"pick": pick, "ratio": round(float(ratio), 4), "time": self.clock()}
+        load = self.load()
+        if load is not None:
+            data[key]["load"] = round(float(load), 2)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=".probe-", dir=self.path.parent)

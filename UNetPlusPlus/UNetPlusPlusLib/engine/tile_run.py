@@ -26,6 +26,27 @@ Depth = Union[int, str]
 ProgressCallback = Callable[[str, int, int], None]
 CancelCallback = Callable[[], bool]
 
+#: Tiles per forward pass on the CPU when none is asked for, for tiles of at most
+#: :data:`AUTO_BATCH_MAX_VOXELS`. Two tiles per pass give oneDNN more work per operation for the
+#: same per-operation cost: the shipped models' tiles ran in 0.56-0.92x the wall time per tile
+#: at L1..L4 (lung nodule 16x48x48: 0.56-0.70x; liver and brain 48^3: 0.72-0.92x), with
+#: identical logits (ours; max difference 0.0 on the liver tile) and identical labels on the
+#: 512x512x300 liver CT (session 16, ``/tmp``-free command in docs/BENCHMARK_E2E.md).
+AUTO_CPU_TILE_BATCH = 2
+#: Larger tiles keep one per pass: their operations are large already, and two would double
+#: the activations' memory of a user-trained wide network.
+AUTO_BATCH_MAX_VOXELS = 64**3
+
+
+def auto_tile_batch(device: Union[str, torch.device], tile_zyx) -> int:
+    """The tile batch used when none is given: :data:`AUTO_CPU_TILE_BATCH` on the CPU for
+    tiles of at most :data:`AUTO_BATCH_MAX_VOXELS` voxels (``tile_zyx``: (z, y, x) voxels),
+    else 1 (CUDA keeps one tile per pass: not measured on a GPU)."""
+    voxels = int(np.prod([int(n) for n in tile_zyx]))
+    if torch.device(device).type == "cpu" and voxels <= AUTO_BATCH_MAX_VOXELS:
+        return AUTO_CPU_TILE_BATCH
+    return 1
+
 
 class Runner:
     """``model(tiles, depth=k)`` through an executor, ``forward_heads`` through the network."""
@@ -42,14 +63,15 @@ def infer(
     image: torch.Tensor,
     depth: Depth,
     overlap: Optional[float],
-    tile_batch: int,
+    tile_batch: Optional[int],
     report: ProgressCallback,
     cancel: Optional[CancelCallback],
     info: dict,
     options: Optional[dict] = None,
 ) -> np.ndarray:
     """(K, z, y, x) float32 class probabilities of the prepared ``image`` (1, C, z, y, x) on
-    the model grid, by :meth:`Predictor._sliding_window`, with the out-of-memory fallback chain:
+    the model grid, by :meth:`Predictor._sliding_window`, ``tile_batch`` tiles per forward pass
+    (None: :func:`auto_tile_batch`), with the out-of-memory fallback chain:
     a CUDA OOM halves the tile batch, then moves the model to the CPU (each step noted in
     ``info["fallbacks"]`` and reported); ``info`` gets the device, executor and tile batch used,
     and for the ``fastest`` executor ``tiles_by_executor`` (e.g. ``{"openvino": 40, "ours": 9}``):
@@ -57,7 +79,11 @@ def infer(
     input may differ in a few boundary voxels.
     Raises UNetPlusPlusError when the CPU runs out of memory."""
     overlap = predictor.manifest.overlap if overlap is None else float(overlap)
-    device, batch = predictor.device, max(1, int(tile_batch))
+    device = predictor.device
+    if tile_batch is None:
+        batch = auto_tile_batch(device, predictor.manifest.tile_size_zyx)
+    else:
+        batch = max(1, int(tile_batch))
     counted = getattr(predictor.executor, "tiles_by_executor", None)
     before = dict(counted) if counted is not None else None
     while True:
@@ -82,7 +108,7 @@ def infer(
                 raise
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            if batch > 1:
+            if batch > 1:  # on the CPU too: an automatic batch of 2 must never fail a run
                 batch = max(1, batch // 2)
                 message = f"out of memory on {device}; retrying with tile batch {batch}"
             elif device.type != "cpu":
