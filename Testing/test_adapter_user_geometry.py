@@ -188,8 +188,9 @@ def test_the_logic_says_the_result_was_resampled_onto_the_users_grid(sphere_mode
     result = labels_on(whole, manifest.labels)
     again = SegmentationLogic().write_result(result, [node], manifest, seg, True, warnings)
     assert again is seg
-    # the segment "Specify geometry" resampled counts as edited (segment_fingerprint): kept
-    assert warnings[1:] == [
+    # the segment "Specify geometry" only resampled is not an edit (segment_fingerprint):
+    # replaced, not kept as "(edited)"
+    assert warnings == [
         f"The result was resampled onto the grid chosen for segmentation '{seg.GetName()}' "
         "(0.75 x 0.5 x 1 mm voxels, not the volume's)."
     ], warnings
