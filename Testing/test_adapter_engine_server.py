@@ -20,9 +20,10 @@ pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or not Path("/proc/self/stat").exists(), reason="needs /proc"
 )
 
+from blocking_calls import BlockingCalls  # noqa: E402
 from helpers import make_sphere_image, serve_over_pipe  # noqa: E402
 from launcher import living, make_launcher, wait_for_descendant  # noqa: E402
-from test_adapter_job_cancel import BlockingCalls, poll_until_finished, wait_gone  # noqa: E402
+from test_adapter_job_cancel import poll_until_finished, wait_gone  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
@@ -47,10 +48,12 @@ def run(logic, node, model, **kwargs):
 
 def watch_server(blocking: BlockingCalls, server, monkeypatch) -> None:
     """Record the blocking waits on the server's process (``wait``, ``communicate``), on its
-    end-of-output event and any ``Thread.join`` (its output routers) on the calling thread."""
+    end-of-output event and any ``Thread.join`` (its output routers) on the calling thread,
+    and busy-waits on its ``poll`` and that event's ``is_set``."""
     connection = server._connection
     blocking.watch(types.SimpleNamespace(_process=connection.process, _readers=[]))
     connection.closed.wait = blocking._recorded(connection.closed.wait, "Event.wait")
+    connection.closed.is_set = blocking.probed(connection.closed.is_set, "Event.is_set")
     monkeypatch.setattr(
         threading.Thread, "join", blocking._recorded(threading.Thread.join, "Thread.join")
     )

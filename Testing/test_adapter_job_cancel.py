@@ -13,10 +13,7 @@ import json
 import shutil
 import sys
 import tempfile
-import threading
 import time
-import types
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,7 @@ pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or not Path("/proc/self/stat").exists(), reason="needs /proc"
 )
 
+from blocking_calls import BlockingCalls  # noqa: E402
 from helpers import make_sphere_image  # noqa: E402
 from launcher import STUBBORN_CHILD, living, make_launcher, wait_for_descendant  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
@@ -36,9 +34,9 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 from UNetPlusPlusLib.exit_codes import EXIT_CANCELLED  # noqa: E402
 
 TIMEOUT_S = 180
-# Polls and shutdowns are checked for blocking calls (:class:`BlockingCalls`), not against a
-# wall-clock bound: 0.5 s failed once at load 9, 50 ms at two suites on 2 cores, from
-# scheduling alone.
+# Polls and shutdowns are checked for blocking calls and busy-waits (blocking_calls.py), not
+# against a wall-clock bound: 0.5 s failed once at load 9, 50 ms at two suites on 2 cores,
+# from scheduling alone.
 GONE_WITHIN_S = 2.0  # every process of a cancelled job is gone this long after cancel()
 
 
@@ -50,53 +48,10 @@ def scene_and_volume():
     return scene, node
 
 
-class BlockingCalls:
-    """The blocking waits made on the calling (GUI) thread inside :meth:`inside`: ``wait`` and
-    ``communicate`` of the jobs' real Popen objects, ``join`` of their output readers' threads
-    and ``wait`` of their EOF events, and ``time.sleep`` as adapter/job.py sees it. Each is
-    recorded as ``"name(args)"`` and then made as usual. A poll that waited for the process
-    (its exit, or the kill grace) would have to make one; unlike a wall-clock bound, this
-    does not depend on the machine's load. Calls from other threads (the working folder's
-    cleanup thread waits for the process) are not the GUI thread's: not recorded."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.calls: list[str] = []
-        self._thread = None
-        sleep = self._recorded(time.sleep, "time.sleep")
-        monkeypatch.setattr(
-            job, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep)
-        )
-
-    def watch(self, running) -> None:
-        """Record ``running``'s process and output readers."""
-        targets = [(running._process, "wait"), (running._process, "communicate")]
-        for reader in running._readers:
-            targets += [(reader._thread, "join"), (reader.eof, "wait")]
-        for owner, name in targets:
-            label = f"{type(owner).__name__}.{name}"
-            setattr(owner, name, self._recorded(getattr(owner, name), label))
-
-    def _recorded(self, function, label: str):
-        def call(*args, **kwargs):
-            if self._thread == threading.get_ident():
-                self.calls.append(f"{label}{args}{kwargs or ''}")
-            return function(*args, **kwargs)
-
-        return call
-
-    @contextmanager
-    def inside(self):
-        """Record the calls made on this thread within the block."""
-        self._thread = threading.get_ident()
-        try:
-            yield
-        finally:
-            self._thread = None
-
-
 def poll_until_finished(running, timeout=TIMEOUT_S, each=None, blocking=None):
     """Poll like the Widget's timer; returns (events, the longest single poll in s). With
-    ``blocking`` (a :class:`BlockingCalls`), each poll's blocking calls are recorded there."""
+    ``blocking`` (a :class:`BlockingCalls`), each poll's blocking calls and busy-waits are
+    recorded there."""
     events, longest = [], 0.0
     deadline = time.monotonic() + timeout
     if blocking is not None:

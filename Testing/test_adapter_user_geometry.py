@@ -29,6 +29,7 @@ from UNetPlusPlusLib.adapter.segmentation_binding import (  # noqa: E402
     VOLUME_GRID_ATTRIBUTE,
     other_volume_binding,
     reference_grid,
+    user_grid,
 )
 from UNetPlusPlusLib.adapter.segmentation_writer import (  # noqa: E402
     binary_labelmap_name,
@@ -187,8 +188,60 @@ def test_the_logic_says_the_result_was_resampled_onto_the_users_grid(sphere_mode
     result = labels_on(whole, manifest.labels)
     again = SegmentationLogic().write_result(result, [node], manifest, seg, True, warnings)
     assert again is seg
-    # the segment "Specify geometry" resampled counts as edited (segment_fingerprint): kept
-    assert warnings[1:] == [
+    # the segment "Specify geometry" only resampled is not an edit (segment_fingerprint):
+    # replaced, not kept as "(edited)"
+    assert warnings == [
         f"The result was resampled onto the grid chosen for segmentation '{seg.GetName()}' "
         "(0.75 x 0.5 x 1 mm voxels, not the volume's)."
     ], warnings
+
+
+def move_by(node, voxels) -> None:
+    """Move the volume node by ``voxels`` (i, j, k; fractions of its voxels) along its axes."""
+    step = geometry.lps_to_ras(DIRECTION @ (np.array(SPACING) * voxels))
+    node.SetOrigin(*(np.array(node.GetOrigin()) + step))
+
+
+def geometry_text(seg) -> str:
+    name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    return seg.GetSegmentation().GetConversionParameter(name)
+
+
+@pytest.mark.parametrize(
+    "grid, shift",
+    [
+        ("volume's", (0.4, 0.0, 0.0)),
+        ("volume's", (0.0, 0.0, -0.02)),
+        ("oversampled", (0.0, -0.3, 0.0)),
+        ("isotropic", (0.3, 0.0, 0.0)),
+        ("isotropic-oversampled", (0.0, 0.0, -0.2)),
+    ],
+)
+def test_a_volume_moved_by_less_than_a_voxel_is_not_the_users_grid(sphere_model, grid, shift):
+    """A node UNet++ never wrote to (no recorded grid) whose reference geometry is the
+    volume's grid, or one "Specify geometry" made from it, is the user's grid while the volume
+    stays put; once the volume moved, by less than a voxel too, it is another grid's (before,
+    any box within one voxel passed, and the result was resampled onto the old, shifted grid)."""
+    labels = ModelManifest.load(sphere_model).labels
+    scene = slicer.vtkMRMLScene()
+    whole, node = chest(scene)
+    seg = new_segmentation_node(scene, node, "mine")
+    if grid != "volume's":
+        specify_geometry(
+            seg, node, oversampling=2.0 if "oversampled" in grid else 1.0,
+            isotropic=grid.startswith("isotropic"),
+        )  # fmt: skip
+        assert user_grid(seg, node) and other_volume_binding(seg, node) is None
+    text = geometry_text(seg)
+    move_by(node, shift)
+    assert not user_grid(seg, node)
+    reason = other_volume_binding(seg, node)
+    assert reason is not None and "made for volume 'chest' on another grid" in reason, reason
+    if grid == "volume's":  # (a re-gridded node's reason says "cropped or resampled")
+        assert reason.endswith("the volume was moved since (its origin or axes were changed)")
+    rebound: list = []
+    new = write_segments(labels_on(whole, labels), node, seg, rebound=rebound)
+    assert new is not seg and [n for n, _ in rebound] == [seg.GetName()]
+    assert geometry_text(seg) == text and seg.GetSegmentation().GetNumberOfSegments() == 0
+    move_by(node, -np.array(shift))  # back where it was: the user's (or the volume's) grid again
+    assert other_volume_binding(seg, node) is None

@@ -10,7 +10,16 @@ The fingerprint is the sha256 of the voxels of ``label value`` cropped to their 
 that box's position in the labelmap's IJK index space and the image-to-world (IJK-to-RAS)
 matrix rounded to 1e-4 mm: the same voxels on the same grid give the same fingerprint whatever
 the labelmap's extent (Slicer crops or pads extents on save, load and when layers are merged).
-A change of grid (e.g. a new reference geometry) counts as an edit: the safe side.
+
+A segment only re-gridded since, not edited (Segment Editor's "Specify geometry" resamples
+every segment onto the new grid, nearest neighbour), is unchanged too: the grid it was written
+on is recorded (:data:`GRID_TAG`), and a segment on another grid is unchanged when, resampled
+back onto that grid (nearest neighbour, as Slicer resamples), it has the written fingerprint,
+and that, resampled onto its own grid again, gives exactly its voxels: so it is precisely what
+the written voxels become on its grid, and one voxel painted or erased on the finer grid is an
+edit. A grid coarser than the written one along an axis loses voxels (they do not come back),
+so a segment re-gridded onto it counts as edited, as does any change of grid of a segment
+written before :data:`GRID_TAG`: the safe side (kept, never replaced).
 """
 
 from __future__ import annotations
@@ -26,26 +35,128 @@ TAG = "UNetPlusPlus.VoxelFingerprint"
 #: The name the engine gave the segment: a segment renamed since (e.g. "enhancing tumor" renamed
 #: "edema" by the user) is an edit too, although its voxels match (tester 13).
 NAME_TAG = "UNetPlusPlus.WrittenName"
+#: The grid the engine wrote the segment on: its labelmap's 3x4 image-to-world (IJK-to-RAS)
+#: matrix, row by row, in mm (:func:`grid_text`).
+GRID_TAG = "UNetPlusPlus.WrittenGrid"
+
+
+def _label_box(image, label_value: int) -> Optional[tuple[np.ndarray, tuple[int, int, int]]]:
+    """The voxels equal to ``label_value`` in a ``vtkOrientedImageData`` cropped to their
+    bounding box, as a (z, y, x) bool array, and the (i, j, k) index of its first voxel in
+    the image's index space; None when there are none."""
+    array = array_from_oriented_image(image) == int(label_value)
+    if not array.any():
+        return None
+    x0, _, y0, _, z0, _ = image.GetExtent()
+    nonzero = [np.flatnonzero(array.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    (zl, zh), (yl, yh), (xl, xh) = [(int(n[0]), int(n[-1]) + 1) for n in nonzero]
+    return array[zl:zh, yl:yh, xl:xh], (x0 + xl, y0 + yl, z0 + zl)
 
 
 def labelmap_fingerprint(image, label_value: int) -> str:
     """The fingerprint of the voxels equal to ``label_value`` in a ``vtkOrientedImageData``."""
-    import vtk
-
-    array = array_from_oriented_image(image) == int(label_value)
-    matrix = vtk.vtkMatrix4x4()
-    image.GetImageToWorldMatrix(matrix)
-    elements = np.array([matrix.GetElement(r, c) for r in range(3) for c in range(4)])
+    elements = image_to_world(image)[:3].ravel()
     digest = hashlib.sha256(np.round(elements, 4).astype("<f8").tobytes())
-    if array.any():
-        x0, _, y0, _, z0, _ = image.GetExtent()
-        nonzero = [np.flatnonzero(array.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
-        (zl, zh), (yl, yh), (xl, xh) = [(int(n[0]), int(n[-1]) + 1) for n in nonzero]
-        box = array[zl:zh, yl:yh, xl:xh]
-        corner = (x0 + xl, y0 + yl, z0 + zl, *box.shape)
-        digest.update(np.asarray(corner, "<i8").tobytes())
+    labelled = _label_box(image, label_value)
+    if labelled is not None:
+        box, first = labelled
+        digest.update(np.asarray((*first, *box.shape), "<i8").tobytes())
         digest.update(np.packbits(box).tobytes())
     return digest.hexdigest()
+
+
+def image_to_world(image) -> np.ndarray:
+    """The 4x4 image-to-world (IJK-to-RAS at index 0) matrix of a ``vtkOrientedImageData``."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def grid_text(matrix: np.ndarray) -> str:
+    """A 4x4 image-to-world matrix as :data:`GRID_TAG` text: its first 3 rows, exactly."""
+    return " ".join(repr(float(v)) for v in np.asarray(matrix)[:3].ravel())
+
+
+def grid_from_text(text: str) -> Optional[np.ndarray]:
+    """The 4x4 matrix of :func:`grid_text`, or None when ``text`` is no such matrix."""
+    try:
+        numbers = [float(v) for v in text.split()]
+    except ValueError:
+        return None
+    if len(numbers) != 12 or not np.all(np.isfinite(numbers)):
+        return None
+    matrix = np.eye(4)
+    matrix[:3] = np.reshape(numbers, (3, 4))
+    return matrix if abs(np.linalg.det(matrix[:3, :3])) > 0 else None
+
+
+def _mask_image(image, label_value: int, margin: int = 2):
+    """The voxels equal to ``label_value`` as a 0/1 uint8 image cropped to their bounding box
+    and then padded by ``margin`` voxels of 0, on ``image``'s grid (same matrix, an extent in
+    its index space); None when there are none. The margin keeps nearest-neighbour resampling
+    from clamping points just outside the box to its edge (vtkImageReslice's border), which
+    labels voxels that a resampling of the whole labelmap leaves empty."""
+    import slicer
+    from vtkmodules.util import numpy_support
+
+    labelled = _label_box(image, label_value)
+    if labelled is None:
+        return None
+    box, first = np.pad(labelled[0], margin).astype(np.uint8), labelled[1]
+    low = np.array(first) - margin
+    high = low + np.array(box.shape[::-1]) - 1
+    mask = slicer.vtkOrientedImageData()
+    mask.SetExtent(*(int(v) for pair in zip(low, high) for v in pair))
+    mask.GetPointData().SetScalars(numpy_support.numpy_to_vtk(box.ravel(), deep=True))
+    mask.SetImageToWorldMatrix(_vtk_matrix(image_to_world(image)))
+    return mask
+
+
+def _vtk_matrix(matrix: np.ndarray):
+    import vtk
+
+    result = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            result.SetElement(r, c, float(matrix[r, c]))
+    return result
+
+
+def _resampled(image, matrix: np.ndarray):
+    """``image`` resampled onto the grid of image-to-world ``matrix`` (nearest neighbour, the
+    extent padded to hold it, as Slicer's vtkOrientedImageDataResample does); None on failure."""
+    import slicer
+
+    reference = slicer.vtkOrientedImageData()  # an empty extent: the output holds the input
+    reference.SetImageToWorldMatrix(_vtk_matrix(matrix))
+    output = slicer.vtkOrientedImageData()
+    resample = slicer.vtkOrientedImageDataResample
+    if not resample.ResampleOrientedImageToReferenceOrientedImage(
+        image, reference, output, False, True
+    ):
+        return None
+    return output
+
+
+def is_regridded(image, label_value: int, written: np.ndarray, fingerprint: str) -> bool:
+    """Whether the voxels equal to ``label_value`` in ``image`` (a ``vtkOrientedImageData``)
+    are exactly what voxels of ``fingerprint`` on the grid of image-to-world matrix
+    ``written`` become on ``image``'s grid, nearest neighbour (see the module docstring).
+    False when ``image`` is on the written grid (a mismatch there is an edit)."""
+    own = image_to_world(image)
+    if np.allclose(own, written, rtol=0, atol=1e-9):
+        return False
+    mask = _mask_image(image, label_value)
+    if mask is None:
+        return False  # written empty: the fingerprint matched already, or it was edited
+    back = _resampled(mask, written)
+    if back is None or labelmap_fingerprint(back, 1) != fingerprint:
+        return False
+    back = _mask_image(back, 1)
+    again = _resampled(back, own) if back is not None else None
+    return again is not None and labelmap_fingerprint(again, 1) == labelmap_fingerprint(mask, 1)
 
 
 def segment_fingerprint(segment, representation: str) -> Optional[str]:
@@ -57,13 +168,18 @@ def segment_fingerprint(segment, representation: str) -> Optional[str]:
 
 
 def stamp(segment, representation: str) -> None:
-    """Record the fingerprint of the segment as written by the engine in its :data:`TAG`."""
+    """Record the fingerprint of the segment as written by the engine in its :data:`TAG`, its
+    name in :data:`NAME_TAG` and its labelmap's grid in :data:`GRID_TAG`."""
     segment.SetTag(TAG, segment_fingerprint(segment, representation) or "")
     segment.SetTag(NAME_TAG, segment.GetName())
+    image = segment.GetRepresentation(representation)
+    if image is not None:
+        segment.SetTag(GRID_TAG, grid_text(image_to_world(image)))
 
 
 def is_unchanged(segment, representation: str) -> bool:
-    """True when ``segment`` carries the engine's tag, its voxels still match it and it still
+    """True when ``segment`` carries the engine's tag, its voxels still match it, or are only
+    re-gridded since (:func:`is_regridded`, for segments with a :data:`GRID_TAG`), and it still
     has the name the engine gave it (segments written before :data:`NAME_TAG`: voxels only)."""
     import vtk
 
@@ -73,4 +189,13 @@ def is_unchanged(segment, representation: str) -> bool:
     written = vtk.reference("")
     if segment.GetTag(NAME_TAG, written) and str(written) != segment.GetName():
         return False
-    return segment_fingerprint(segment, representation) == str(tagged)
+    if segment_fingerprint(segment, representation) == str(tagged):
+        return True
+    grid = vtk.reference("")
+    image = segment.GetRepresentation(representation)
+    if image is None or not segment.GetTag(GRID_TAG, grid):
+        return False
+    written = grid_from_text(str(grid))
+    if written is None:
+        return False
+    return is_regridded(image, segment.GetLabelValue(), written, str(tagged))

@@ -30,8 +30,10 @@ user chose the segmentation's grid, and the result goes into it, resampled onto 
 (segmentation_writer); the volume on another grid, it was cropped, resampled or moved
 (:func:`grid_change` says which). A node UNet++
 never wrote to (no record) is taken as re-gridded by the user when its reference geometry is
-the volume's field of view on other voxels (same axes, same box within one voxel), as
-"Specify geometry" from that volume makes it; a crop moves the box, so it is another grid's.
+a grid "Specify geometry" makes from that volume now (:func:`is_field_of_view`: same axes,
+same box within one voxel, first voxel corner where that dialog puts it within
+:data:`GRID_TOLERANCE_MM`); a crop moves the box, and a volume moved since, even by a
+fraction of a voxel, moves the corner, so either is another grid's.
 """
 
 from __future__ import annotations
@@ -122,10 +124,15 @@ def remember_volume_grid(segmentation_node, volume_node) -> None:
 
 
 def is_field_of_view(grid: Grid, volume: Grid) -> bool:
-    """Whether ``grid`` is the volume's box on other voxels, as Segment Editor's "Specify
-    geometry" from that volume makes it (oversampled, or isotropic): the same axes, and box
-    corners within one voxel (of the coarser grid, along each axis) of the volume's. A crop of
-    the volume moves a corner by a whole voxel or more."""
+    """Whether ``grid`` is the volume's box on other voxels as Segment Editor's "Specify
+    geometry" from that volume makes it (vtkSlicerSegmentationGeometryLogic): the same axes;
+    box corners within one voxel (of the coarser grid, along each axis) of the volume's (a
+    crop moves a corner by a whole voxel or more); and the first voxel corner where that
+    logic puts it, within :data:`GRID_TOLERANCE_MM` along each axis, give or take whole voxels
+    of ``grid`` (its "pad" option): at the volume's first voxel corner (oversampling keeps
+    the corners), or for an isotropic grid half the volume's smallest spacing before the
+    volume's first voxel centre (isotropic spacing keeps that centre). So a volume moved by
+    more than :data:`GRID_TOLERANCE_MM` since, a fraction of a voxel included, is not."""
     (matrix, counts), (own, own_counts) = grid, volume
     spacing, own_spacing = (np.linalg.norm(m[:3, :3], axis=0) for m in (matrix, own))
     if not np.allclose(matrix[:3, :3] / spacing, own[:3, :3] / own_spacing, atol=1e-4):
@@ -135,7 +142,17 @@ def is_field_of_view(grid: Grid, volume: Grid) -> bool:
     high = (to_index @ matrix @ np.append(np.array(counts) - 0.5, 1.0))[:3]
     slack = np.maximum(1.0, spacing / own_spacing) - GRID_TOLERANCE_MM
     own_high = np.array(own_counts) - 0.5
-    return bool(np.all(np.abs(low + 0.5) < slack) and np.all(np.abs(high - own_high) < slack))
+    if not (np.all(np.abs(low + 0.5) < slack) and np.all(np.abs(high - own_high) < slack)):
+        return False
+    offset = (low + 0.5) * own_spacing  # mm from the volume's first voxel corner, per axis
+    starts = [np.zeros(3)]
+    if np.ptp(spacing) < GRID_TOLERANCE_MM:  # isotropic: the first voxel centres coincide
+        starts.append((own_spacing - own_spacing.min()) / 2)
+    for start in starts:
+        voxels = (offset - start) / spacing
+        if np.all(np.abs(voxels - np.round(voxels)) * spacing < GRID_TOLERANCE_MM):
+            return True
+    return False
 
 
 def user_grid(segmentation_node, volume_node) -> bool:

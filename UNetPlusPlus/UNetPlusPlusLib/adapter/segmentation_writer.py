@@ -6,8 +6,9 @@ voxels, and the node's reference geometry is the input volume, so Segment Editor
 full resolution.
 
 User edits are never overwritten: segments of the same name are replaced only when
-``replace_existing`` is true, and even then only a segment still exactly as the engine wrote it
-(segment_fingerprint): one the user has edited since, or made, is kept under a new name
+``replace_existing`` is true, and even then only a segment still exactly as the engine wrote it,
+or only resampled onto a finer grid since (segment_fingerprint): one the user has edited since,
+or made, is kept under a new name
 ("liver (edited)") beside the new result. Without ``replace_existing`` the result goes into a
 new node.
 
