@@ -20,6 +20,7 @@ from UNetPlusPlusLib.training.schedule import (
     refit_epochs,
     validations_seconds,
 )
+from UNetPlusPlusLib.training.trainer import FINAL_VALIDATION, unmarked_history
 
 BUDGET, PREPARATION, ITERATION_S, VALIDATION_S = 600.0, 60.0, 0.5, 4.0
 
@@ -95,3 +96,12 @@ def test_a_budget_that_cannot_hold_the_given_schedule_is_refused(fixed, least):
     with pytest.raises(UNetPlusPlusError, match=f"too short.*{least}.*final weights"):
         _plan(**fixed)
     assert _plan(iterations_per_epoch=900).epochs == 1  # one epoch and its validation fit
+
+
+def test_a_resumed_history_drops_the_final_mark():
+    """The resumed run's last epoch is the final validation; older entries read as they are."""
+    marked = {"epoch": 2, "loss": 0.5, "validation": {"1": 0.7}, FINAL_VALIDATION: True,
+              "seconds_per_volume": {"1": 0.2}}  # fmt: skip
+    older = [{"epoch": 1, "loss": 0.9}, {"epoch": 2, "loss": 0.5, "validation": {"1": 0.7}}]
+    assert unmarked_history([older[0], marked]) == older
+    assert unmarked_history(older) == older
