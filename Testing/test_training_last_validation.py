@@ -82,6 +82,28 @@ def _assert_timed_package(out) -> dict:
     return manifest
 
 
+def _assert_history_agrees(out, manifest: dict) -> list[dict]:
+    """history.json marks one entry, the last epoch's, as the final validation: the Dice per
+    depth and seconds per volume model.json records, and CARD.md's table shows."""
+    history = json.loads((out / "history.json").read_text())
+    marked = [h for h in history if h.get("final_validation")]
+    assert marked == [history[-1]] and history[-1]["epoch"] == manifest["training"]["epochs"]
+    per_depth = manifest["validation"]["per_depth"]
+    assert history[-1]["validation"] == {d: v["mean_dice"] for d, v in per_depth.items()}
+    assert history[-1]["seconds_per_volume"] == {
+        d: v["seconds_per_volume"] for d, v in per_depth.items()
+    }
+    card = (out / "CARD.md").read_text()
+    for depth in per_depth:
+        name = "ensemble" if depth == "ensemble" else f"L{depth}"
+        line = next(x for x in card.splitlines() if re.match(rf"\| (\*\*)?{name}\b", x))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        mean = history[-1]["validation"][depth]
+        seconds = history[-1]["seconds_per_volume"][depth]
+        assert cells[-2:] == [f"{mean:.3f}", f"{seconds:.2f}"], (line, mean, seconds)
+    return history
+
+
 def test_a_refit_that_ends_the_run_early_still_times_every_depth(cut_after_one):
     out = cut_after_one
     plan = json.loads((out / "plan.json").read_text())
@@ -93,9 +115,16 @@ def test_a_refit_that_ends_the_run_early_still_times_every_depth(cut_after_one):
     manifest = _assert_timed_package(out)
     one_pass, timed = _validation_lines(out)  # epoch 1's, then one per depth: not three
     assert "s/case" not in one_pass and timed.count("s/case") == 5
-    assert "the last validation scored every depth from one pass" in (out / "train.log").read_text()
+    log = (out / "train.log").read_text()
+    assert "the last validation scored every depth from one pass" in log
+    # the budget was spent (a slower machine): the overrun of the final validation is said
+    assert re.search(r"warning: the time budget \(10m00s\) has 0s left; the validation of "
+                     r"the final weights .* will pass it by about \d+s", log)  # fmt: skip
     dice = {d: v["mean_dice"] for d, v in manifest["validation"]["per_depth"].items()}
     assert dice == history[0]["validation"]  # the same weights, the same Dice
+    _assert_history_agrees(out, manifest)
+    # the checkpoint's history is not marked: a --resume trains on from it
+    assert "final_validation" not in read_checkpoint_state(out)["history"][-1]
 
 
 def test_a_run_cut_after_an_epoch_without_validation_validates_its_weights(
@@ -107,8 +136,9 @@ def test_a_run_cut_after_an_epoch_without_validation_validates_its_weights(
     _budget_run(monkeypatch, data, out, 3, "--val-every", "2")
     assert json.loads((out / "plan.json").read_text())["epochs"] == 3
     history = json.loads((out / "history.json").read_text())
-    assert ["validation" in h for h in history] == [False, True, False]
-    _assert_timed_package(out)
+    # epoch 3's Dice came from the finish step's validation: recorded in history.json too
+    assert ["validation" in h for h in history] == [False, True, True]
+    _assert_history_agrees(out, _assert_timed_package(out))
     one_pass, timed = _validation_lines(out)  # epoch 2's, then one of the final weights
     assert "s/case" not in one_pass and timed.count("s/case") == 5
 
@@ -187,4 +217,5 @@ def test_a_resume_reads_older_per_depth_paces_as_one_pass(data, cut_after_one, t
     assert pace["seconds_per_last_validation"] == pytest.approx(  # each rounded to 0.01
         LAST_VALIDATION_FACTOR * pace["seconds_per_validation"], abs=0.025
     )
-    _assert_timed_package(out)
+    history = _assert_history_agrees(out, _assert_timed_package(out))
+    assert [h["epoch"] for h in history] == [1, 2]  # epoch 1's mark left with the checkpoint

@@ -188,8 +188,10 @@ def test_resume_continues_bit_for_bit(data_dir, tmp_path, monkeypatch):
     a_opt = _weights(straight / "checkpoint" / "optimizer.safetensors")
     b_opt = _weights(interrupted / "checkpoint" / "optimizer.safetensors")
     assert all(torch.equal(a_opt[k], b_opt[k]) for k in a_opt)
-    history = json.loads((interrupted / "history.json").read_text())
-    assert history == json.loads((straight / "history.json").read_text())
+    histories = [json.loads((run / "history.json").read_text()) for run in (interrupted, straight)]
+    for history in histories:  # the final validation's seconds are measured, not reproduced
+        assert history[-1].pop("final_validation") and history[-1].pop("seconds_per_volume")
+    assert histories[0] == histories[1]
 
 
 def test_resume_refuses_changed_settings(data_dir, trained):

@@ -376,7 +376,12 @@ def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(
             "--epochs", "3", "--iterations-per-epoch", "1"]  # fmt: skip
     monkeypatch.setattr(trainer_module, "CURVE_EVERY_S", 1e9)  # drawn only when a session ends
     assert main(args + ["--time-budget", "1"]) == 0  # a session of 1 s: one epoch, then stop
-    assert "stopping after epoch 1 of 3" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "stopping after epoch 1 of 3" in printed
+    # said before training: 1 s (less the package's 2 s) cannot hold an epoch
+    assert printed.index("warning: the time budget 1s cannot hold one epoch") < printed.index(
+        "epoch 1/3"
+    )
     assert not (out / "model.json").exists()
     assert (out / "training_curve.png").stat().st_size > 1000  # the stopped session's epoch
     plan = json.loads((out / "plan.json").read_text())

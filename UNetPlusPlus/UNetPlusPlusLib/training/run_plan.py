@@ -18,6 +18,7 @@ from .schedule import (
     DEFAULT_BUDGET_S,
     LAST_VALIDATION_FACTOR,
     default_iterations,
+    finish_reserve,
     fit_schedule,
     needs_timing,
     one_pass_pace,
@@ -32,9 +33,6 @@ from .steps import (
     untimed_precision_note,
     validation_seconds,
 )
-
-FINISH_SHARE = 0.01  # of the budget kept for writing the package (at least FINISH_MIN_S)
-FINISH_MIN_S = 2.0
 
 
 class PlanningMixin:
@@ -202,6 +200,33 @@ class PlanningMixin:
             time.monotonic() - self.started,
             validation_cases=len(self.val_cases),
         )
+        self._warn_short_session()
+
+    def _warn_short_session(self) -> None:
+        """A fixed schedule with ``--time-budget`` trains in sessions of whole epochs (the
+        budget fit does not apply): said before training where the budget cannot hold the
+        first epoch and its validation (per depth when it is the only epoch), as that epoch
+        then passes it."""
+        plan = self.plan
+        if not plan.budget_given or not {"epochs", "iterations_per_epoch"} <= set(plan.sources):
+            return
+        measured = plan.measured
+        epoch_s = plan.iterations_per_epoch * float(measured.get("seconds_per_iteration", 0))
+        one_pass = float(measured.get("seconds_per_validation", 0))
+        only = plan.epochs == 1
+        validation_s = validations_seconds(1, one_pass) if only else one_pass
+        if not only and plan.val_every != 1:
+            validation_s = 0.0
+        budget = float(plan.budget_s or 0)
+        left = budget - (time.monotonic() - self.started) - finish_reserve(budget)
+        if epoch_s + validation_s > left:
+            what = "the validation of the final weights, every depth" if only else "its validation"
+            self.log(
+                f"warning: the time budget {format_duration(budget)} cannot hold one epoch "
+                f"(~{format_duration(epoch_s)}) plus {what} (~{format_duration(validation_s)}) "
+                "after the preparation: the first epoch will pass it; give a longer "
+                "--time-budget"
+            )
 
     def _plan_untimed(self, requested: str) -> None:
         """The plan of a fixed schedule without timed steps: the precision that needs no
@@ -314,7 +339,7 @@ class PlanningMixin:
         data = None
         if self.context.is_main:
             budget = float(plan.budget_s or 0)
-            remaining = budget - self._budget_used() - max(FINISH_MIN_S, FINISH_SHARE * budget)
+            remaining = budget - self._budget_used() - finish_reserve(budget)
             validation_s = self._pace("seconds_per_validation")
             data = refit_epochs(plan, done, remaining, epoch_s, validation_s)
         refit = distributed.broadcast_object(self.context, data)
@@ -336,6 +361,8 @@ class PlanningMixin:
                 f"({epoch_s / config.iterations_per_epoch:.2f} s per iteration): "
                 f"{plan.epochs} -> {epochs} epochs, validation every {val_every}"
             )
+            if epochs == done:
+                self._warn_final_validation(float(plan.budget_s or 0))
             plan.epochs, plan.val_every = epochs, val_every
             plan.save(self.out_dir)
         plan.epochs, plan.val_every = epochs, val_every
@@ -343,3 +370,19 @@ class PlanningMixin:
         if self._bar is not None:
             self._bar.total = epochs * config.iterations_per_epoch
             self._bar.refresh()
+
+    def _warn_final_validation(self, budget: float) -> None:
+        """Logged when a re-fit ends the run and the budget left cannot hold the per-depth
+        validation of the final weights (the pace slowed after the last re-fit): it still
+        runs (model.json needs it), and the log says by about how much the run passes the
+        budget."""
+        stop_s = validations_seconds(1, self._pace("seconds_per_validation"))
+        left = budget - self._budget_used()
+        over = stop_s + finish_reserve(budget) - left
+        if over > 0:
+            self.log(
+                f"warning: the time budget ({format_duration(budget)}) has "
+                f"{format_duration(max(left, 0.0))} left; the validation of the final weights "
+                f"(every depth, ~{format_duration(stop_s)}) and the package will pass it by "
+                f"about {format_duration(over)}"
+            )

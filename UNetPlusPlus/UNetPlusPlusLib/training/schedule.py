@@ -26,6 +26,14 @@ MIN_VALIDATION_CASES = 8
 # Validations before the last score every depth from one pass per tile; the last runs and times
 # each depth on its own: 3.2x the CPU of a one-pass validation (bench/validation_one_pass.py).
 LAST_VALIDATION_FACTOR = 3.2
+FINISH_SHARE = 0.01  # of the budget kept for writing the package (at least FINISH_MIN_S)
+FINISH_MIN_S = 2.0
+REFIT_TOLERANCE = 0.03  # share of the budget: a plan this close to the time left is kept
+
+
+def finish_reserve(budget_s: float) -> float:
+    """Seconds of a budget kept for writing the model package: 1 %, at least 2 s."""
+    return max(FINISH_MIN_S, FINISH_SHARE * float(budget_s))
 
 
 def validation_count(epochs: int, val_every: int) -> int:
@@ -159,11 +167,17 @@ def refit_epochs(
     """(epochs, validation interval) that fit ``remaining_s`` after ``done`` epochs at the
     measured pace (seconds per epoch without validation, seconds per one-pass validation; the
     last costs more, :func:`validations_seconds`), keeping the planned number of validations;
-    None when the plan still fits within 3 % (or has no given budget, or fixed epochs). Never
-    fewer epochs than ``done``."""
+    None when the plan is kept (or has no given budget, or fixed epochs). Never fewer epochs
+    than ``done``.
+
+    Ending after ``done`` is priced too: the finish step then validates the final weights per
+    depth (:data:`LAST_VALIDATION_FACTOR` one-pass validations). A plan within 3 % of
+    ``remaining_s`` is kept, but one over it only while the next epoch as planned still leaves
+    room for that validation, so a run at the measured pace ends within its budget."""
     if not plan.budget_given or "epochs" in plan.sources or not plan.budget_s:
         return None
     planned = validation_count(plan.epochs, plan.val_every)
+    stop_s = validations_seconds(1, validation_s)  # the finish's validation of the weights
 
     def interval(epochs: int) -> int:
         if "val_every" in plan.sources:
@@ -171,14 +185,20 @@ def refit_epochs(
         return max(1, math.ceil(epochs / planned))
 
     def cost(epochs: int) -> float:
+        if epochs <= done:
+            return stop_s
         every = interval(epochs)
         later = [e for e in range(done + 1, epochs + 1) if e % every == 0 or e == epochs]
         return (epochs - done) * epoch_s + validations_seconds(len(later), validation_s)
 
-    if abs(cost(plan.epochs) - remaining_s) <= 0.03 * plan.budget_s:
+    nxt = done + 1  # the next epoch as planned, then the end
+    next_validated = nxt < plan.epochs and nxt % plan.val_every == 0
+    next_then_stop = epoch_s + (validation_s if next_validated else 0.0) + stop_s
+    close = abs(cost(plan.epochs) - remaining_s) <= REFIT_TOLERANCE * plan.budget_s
+    if close and next_then_stop <= remaining_s:
         return None
     last = min(MAX_EPOCHS_BUDGET, done + 3 * plan.epochs + 10)
-    fitting = [e for e in range(done + 1, last + 1) if cost(e) <= remaining_s]
+    fitting = [e for e in range(done, last + 1) if cost(e) <= remaining_s]
     epochs = max(fitting) if fitting else done
     if epochs == plan.epochs:
         return None
@@ -186,20 +206,22 @@ def refit_epochs(
 
 
 def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: float, elapsed: float):
-    available = float(plan.budget_s or 0) - elapsed
+    budget = float(plan.budget_s or 0)
+    available = budget - elapsed - finish_reserve(budget)
     allowed = MAX_EPOCHS_BUDGET  # validations within VALIDATION_SHARE, the last per depth
     if t_val > 0:
         allowed = max(1, int(VALIDATION_SHARE * available / t_val - (LAST_VALIDATION_FACTOR - 1)))
+    # the shortest run: one epoch (or the fixed epochs) and the validation of the final weights
+    least = (plan.epochs if "epochs" in fixed else 1) * (
+        plan.iterations_per_epoch if "iterations_per_epoch" in fixed else 1
+    )
+    if least * t_iter + validations_seconds(1, t_val) > available:
+        raise _too_short(plan, elapsed, least, t_iter, t_val)
     count = 1
     for _round in range(4):  # validations depend on epochs and vice versa; settles quickly
         iterations = int((available - validations_seconds(count, t_val)) / t_iter)
-        if iterations < 1:
-            raise UNetPlusPlusError(
-                f"The time budget {format_duration(plan.budget_s or 0)} is too short: "
-                f"preparation took {format_duration(elapsed)} and one iteration takes "
-                f"{t_iter:.1f} s plus {validations_seconds(1, t_val):.0f} s for the validation; "
-                "give a longer --time-budget or fewer/smaller cases."
-            )
+        if iterations < least:  # more validations than the one: at most every epoch's
+            raise _too_short(plan, elapsed, least, t_iter, t_val)
         if "epochs" in fixed:
             plan.iterations_per_epoch = max(1, iterations // plan.epochs)
             plan.reasons["iterations_per_epoch"] = "fills the budget"
@@ -233,3 +255,16 @@ def _fit_to_budget(plan: Plan, fixed: set, rule: int, t_iter: float, t_val: floa
         if new_count == count:
             break
         count = new_count
+
+
+def _too_short(plan: Plan, elapsed: float, least: int, t_iter: float, t_val: float):
+    """The error of a budget that cannot hold the shortest run (``least`` iterations)."""
+    budget = float(plan.budget_s or 0)
+    what = "one iteration" if least == 1 else f"{least} iterations (the given schedule's least)"
+    return UNetPlusPlusError(
+        f"The time budget {format_duration(budget)} is too short: preparation took "
+        f"{format_duration(elapsed)}, {what} take(s) ~{least * t_iter:.1f} s, the validation "
+        f"of the final weights (every depth) ~{validations_seconds(1, t_val):.0f} s and "
+        f"writing the package ~{finish_reserve(budget):.0f} s; give a longer --time-budget, "
+        "fewer --iterations-per-epoch or --epochs, or fewer/smaller cases."
+    )

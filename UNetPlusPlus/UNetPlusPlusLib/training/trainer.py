@@ -43,6 +43,7 @@ from .validation import DEPTHS, evaluate_depths, timed_validation, validation_su
 
 LOG_FILE = "train.log"
 HISTORY_FILE = "history.json"
+FINAL_VALIDATION = "final_validation"  # marks the history entry model.json's figures come from
 CURVE_FILE = "training_curve.png"
 # The curve is redrawn after an epoch when this long has passed since it was last drawn, and
 # after the last epoch of a run or session: a drawing costs 0.2-0.4 s of CPU (and importing
@@ -94,6 +95,13 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- helpers
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def unmarked_history(entries: list) -> list[dict]:
+    """A checkpoint's history for ``--resume``, without a final-validation mark (the resumed
+    run marks its own last epoch); history written before the mark reads as it is."""
+    drop = (FINAL_VALIDATION, "seconds_per_volume")
+    return [{k: v for k, v in e.items() if k not in drop} for e in entries if isinstance(e, dict)]
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -199,7 +207,7 @@ class Trainer(SetupMixin, PlanningMixin):
         if self.resume:
             state = load_checkpoint(self.out_dir, self.network, self.optimizer, self.scaler)
             start_epoch = int(state["epoch"])
-            self.history = list(state.get("history", []))
+            self.history = unmarked_history(state.get("history", []))
             self.elapsed_s = float(state.get("elapsed_s", 0.0))
             self.budget_used_before = float(state.get("budget_used_s", 0.0))
             self.log(
@@ -359,6 +367,25 @@ class Trainer(SetupMixin, PlanningMixin):
         if epoch >= self.config.epochs or time.monotonic() - self._curve_at >= CURVE_EVERY_S:
             self._draw_curve()
 
+    def _record_final_validation(self, validation: dict) -> None:
+        """Mark the last epoch's history entry as the final validation (the figures model.json
+        and CARD.md record): its Dice per depth and seconds per volume; history.json is
+        rewritten and the curve redrawn where the entry had no Dice (a validation the finish
+        step ran). The checkpoint's history stays unmarked: a ``--resume`` may train on."""
+        if not self.history:
+            return
+        entry = self.history[-1]
+        added = "validation" not in entry
+        entry["validation"] = {k: v["mean_dice"] for k, v in validation.items()}
+        entry["seconds_per_volume"] = {k: v["seconds_per_volume"] for k, v in validation.items()}
+        entry[FINAL_VALIDATION] = True
+        (self.out_dir / HISTORY_FILE).write_text(
+            json.dumps(self.history, indent=1), encoding="utf-8"
+        )
+        if added:
+            self._curve_epochs = -1
+            self._draw_curve()
+
     def _draw_curve(self) -> None:
         """Draw ``training_curve.png`` from the history, unless it already shows every epoch."""
         if self._curve_epochs != len(self.history):
@@ -381,6 +408,7 @@ class Trainer(SetupMixin, PlanningMixin):
             if validation is not None:  # the one the budget re-fit made the last
                 self.log("the last validation scored every depth from one pass: timing each")
             validation = self._validate()
+        self._record_final_validation(validation)
         manifest = build_manifest(self, validation)
         dtype = {"float16": torch.float16, "float32": torch.float32}[self.config.weights_dtype]
         saved = save_model_package(self.out_dir, self.network.state_dict(), manifest, dtype)
