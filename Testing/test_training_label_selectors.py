@@ -26,18 +26,17 @@ LIVER = OUTER & ~INNER
 
 
 def _seg(folder, name: str, segments) -> None:
-    """``<name>.nrrd`` + ``<name>.seg.nrrd`` of one layer; ``segments``: (name, value, mask)."""
+    """``<name>.nrrd`` + ``<name>.seg.nrrd``; ``segments``: (name, mask), given label values
+    1, 2, ... in the first layer where they overlap nothing (slicerio, as Slicer stores them)."""
     import SimpleITK as sitk
 
     sitk.WriteImage(
         _image(np.where(OUTER, 60, -800).astype(np.int16)), str(folder / f"{name}.nrrd")
     )
     segmentation = slicerio.create_segmentation((SIZE,) * 3, np.diag([SPACING] * 3 + [1.0]))
-    for index, (segment, value, mask) in enumerate(segments):
+    for index, (segment, mask) in enumerate(segments):
         slicerio.add_segment(
-            segmentation,
-            mask.transpose(2, 1, 0),
-            {"id": f"Segment_{index + 1}", "name": segment, "labelValue": value},
+            segmentation, mask.transpose(2, 1, 0), {"id": f"Segment_{index + 1}", "name": segment}
         )
     slicerio.write_segmentation(str(folder / f"{name}.seg.nrrd"), segmentation)
 
@@ -49,7 +48,7 @@ def _labels(dataset, case_id: str) -> np.ndarray:
 
 def test_a_number_picks_the_segment_of_that_label_value_and_takes_its_name(tmp_path):
     for name in "ab":
-        _seg(tmp_path, name, [("liver", 1, LIVER), ("spleen", 2, INNER)])
+        _seg(tmp_path, name, [("liver", LIVER), ("spleen", INNER)])
     dataset = describe_slicer_export(tmp_path, labels=["1"])
     assert dataset.label_names == ["liver"]
     assert check_dataset(dataset, channel_check=False) == []
@@ -64,7 +63,7 @@ def test_a_number_picks_the_segment_of_that_label_value_and_takes_its_name(tmp_p
 
 def test_a_number_another_segment_bears_as_its_name_is_refused_as_ambiguous(tmp_path):
     """Segment '1' holds label value 2 (Slicer keeps names, not values): --labels 1 took it."""
-    _seg(tmp_path, "a", [("liver", 1, LIVER), ("1", 2, INNER)])
+    _seg(tmp_path, "a", [("liver", LIVER), ("1", INNER)])
     dataset = describe_slicer_export(tmp_path, labels=["1"])
     with pytest.raises(UNetPlusPlusError, match="has 1 problem") as error:
         check_dataset(dataset, channel_check=False)
@@ -79,8 +78,8 @@ def test_a_number_another_segment_bears_as_its_name_is_refused_as_ambiguous(tmp_
 
 
 def test_a_number_picking_another_structure_in_a_later_case_is_warned(tmp_path):
-    _seg(tmp_path, "a", [("liver", 1, LIVER), ("spleen", 2, INNER)])
-    _seg(tmp_path, "b", [("spleen", 1, INNER), ("liver", 2, LIVER)])
+    _seg(tmp_path, "a", [("liver", LIVER), ("spleen", INNER)])
+    _seg(tmp_path, "b", [("spleen", INNER), ("liver", LIVER)])
     warnings = check_dataset(describe_slicer_export(tmp_path, labels=["1"]), channel_check=False)
     assert warnings == [
         "Case 'b': the label value that selects 'liver' is segment 'spleen' in b.seg.nrrd; a "
@@ -144,3 +143,21 @@ def test_each_labelmap_is_read_once_when_its_values_are_learnt(tmp_path, monkeyp
     check_dataset(dataset, channel_check=False)
     assert sorted(reads) == sorted(str(tmp_path / f"{n}-label.nrrd") for n in "ab")
     assert dataset.label_names == ["label 1", "label 2"]
+
+
+def test_a_value_of_several_layers_is_ambiguous_and_an_absent_value_named_as_a_value(tmp_path):
+    """Overlapping segments lie in two layers, each with label value 1."""
+    _seg(tmp_path, "a", [("liver", OUTER), ("tumour", INNER)])
+    with pytest.raises(UNetPlusPlusError, match="has 1 problem") as error:
+        check_dataset(describe_slicer_export(tmp_path, labels=["1"]), channel_check=False)
+    assert (
+        "a.seg.nrrd has several segments of label value 1 (in different layers: 'liver' (value "
+        "1, layer 0), 'tumour' (value 1, layer 1)), so the number '1' is ambiguous"
+    ) in str(error.value)
+    (tmp_path / "lm").mkdir()
+    _write(tmp_path / "lm", "b", np.where(OUTER, 1, 0))
+    with pytest.raises(UNetPlusPlusError, match="has 1 problem") as error:
+        check_dataset(
+            describe_slicer_export(tmp_path / "lm", labels=["1", "7"]), channel_check=False
+        )
+    assert "label 'label 7' (value 7) occurs in no case" in str(error.value)

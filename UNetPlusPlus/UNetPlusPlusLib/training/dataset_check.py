@@ -40,6 +40,7 @@ from .dataset_label_checks import label_checks
 from .dataset_mr_checks import CaseModelChecks
 from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
 from .label_learning import MAX_CLASSES, mixed_binary_problem, partial_label_warnings
+from .label_selectors import selector_value
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
@@ -182,7 +183,8 @@ def _absent_labels(
 
 
 def _describe(selector) -> str:
-    return f"value {selector}" if isinstance(selector, int) else f"segment {selector!r}"
+    value = selector_value(selector)  # '--labels 7' is the value 7 (label_selectors.py)
+    return f"value {value}" if value is not None else f"segment {selector!r}"
 
 
 def _values_held(cases: Sequence[CaseFiles]) -> str:
