@@ -161,3 +161,13 @@ def test_a_value_of_several_layers_is_ambiguous_and_an_absent_value_named_as_a_v
             describe_slicer_export(tmp_path / "lm", labels=["1", "7"]), channel_check=False
         )
     assert "label 'label 7' (value 7) occurs in no case" in str(error.value)
+
+
+def test_segments_learnt_without_labels_are_names_even_when_numbers(tmp_path):
+    """No --labels: every segment by its name; a segment named '2' of label value 1 is no
+    label value 2 (nobody typed it)."""
+    _seg(tmp_path, "a", [("2", LIVER), ("1", INNER)])
+    dataset = describe_slicer_export(tmp_path)
+    assert dataset.label_names == ["2", "1"]
+    assert check_dataset(dataset, channel_check=False) == []
+    assert np.array_equal(_labels(dataset, "a"), np.where(INNER, 2, np.where(LIVER, 1, 0)))

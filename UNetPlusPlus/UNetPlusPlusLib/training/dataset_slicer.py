@@ -33,7 +33,7 @@ from .dataset_types import (
     normalized_name,
     patient_id,
 )
-from .label_selectors import match_entries, selector_value
+from .label_selectors import SegmentName, match_entries, selector_value
 
 
 def _strip_suffix(name: str, suffixes: Sequence[str]) -> Optional[str]:
@@ -146,6 +146,7 @@ def describe_slicer_export(
         ]
     notes = []
     learn = False
+    picked = labels is not None  # typed: a number is a label value (label_selectors.py)
     if labels is None:
         if first_label.name.lower().endswith(SEGMENTATION_SUFFIX):
             labels = segment_names(first_label, first_stem)
@@ -168,7 +169,7 @@ def describe_slicer_export(
         name=SLICER_EXPORT,
         images=[c.name for c in channels],
         label="",
-        label_map={n: [n] for n in labels},
+        label_map={n: [n if picked else SegmentName(n)] for n in labels},
         label_source="Slicer export (labels as exported)",
         layout=SLICER_EXPORT,
     )
@@ -281,7 +282,7 @@ def _fill_label_metadata(dataset: DatasetDescription, label_file: Path, case_id:
     source = dataset.sources[0]
     for label in list(dataset.labels):
         selectors = source.label_map[label.name]
-        value = selector_value(label.name)
+        value = selector_value(selectors[0]) if len(selectors) == 1 else None
         if value is not None:
             matched = [e for e in entries if e.value == value]
             if len(matched) != 1 or any(

@@ -7,7 +7,8 @@ The rule (docs/TRAINING_DATASETS.md):
   label value it is (in its layer), or, when no segment has it, the voxels of that value that
   no segment names (layer 0);
 - a **name** is a segment name (or a colour-table name for a labelmap), case and '_' ignored,
-  or a terminology code (``SCT:10200004``).
+  or a terminology code (``SCT:10200004``); the segment names learnt without ``--labels`` are
+  names even when they are numbers (:class:`SegmentName`).
 
 A number typed as text (``--labels 1``) that a segment or colour-table entry also bears as its
 *name*, for another value, is ambiguous and refused; so is a value held by several segments
@@ -27,8 +28,16 @@ from ..errors import UNetPlusPlusError
 from .dataset_types import Selector, normalized_name
 
 
+class SegmentName(str):
+    """A segment name read from a file (all segments learnt, no ``--labels``): a name even when
+    it is a number, since nobody typed it as a label value."""
+
+
 def selector_value(selector: Selector) -> Optional[int]:
-    """The label value a selector means: an int, or text '255' / 'label 255'; else None."""
+    """The label value a selector means: an int, or text '255' / 'label 255' (not a
+    :class:`SegmentName`); else None."""
+    if isinstance(selector, SegmentName):
+        return None
     if isinstance(selector, int):
         return selector
     text = selector.strip().lower().removeprefix("label").strip()
