@@ -20,16 +20,24 @@ from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export
 def _write(folder, name: str, labels: np.ndarray) -> None:
     ct = np.where(labels > 0, 60, -800).astype(np.int16)
     sitk.WriteImage(_image(ct), str(folder / f"{name}.nrrd"))
-    sitk.WriteImage(_image(labels.astype(np.uint8)), str(folder / f"{name}-label.nrrd"))
+    dtype = np.uint8 if labels.max() <= 255 else np.uint16
+    sitk.WriteImage(_image(labels.astype(dtype)), str(folder / f"{name}-label.nrrd"))
 
 
-@pytest.mark.parametrize("value", [1, 255])
+@pytest.mark.parametrize("value", [1, 255, 1000])
 def test_a_mask_without_colour_table_learns_its_value_with_a_warning(tmp_path, value):
+    """Learnt by the dataset check's one reading of each case; a value above 255 (uint16
+    labelmap) is a class like any other."""
     mask = ball((12, 12, 12), 5)
     _write(tmp_path, "a", np.where(mask, value, 0))
-    with pytest.warns(UserWarning, match=rf"no colour table .*{value}; learnt as 'label {value}'"):
-        dataset = describe_slicer_export(tmp_path)
+    dataset = describe_slicer_export(tmp_path)
+    warnings = check_dataset(dataset, channel_check=False)
     assert dataset.label_names == [f"label {value}"]
+    assert any(
+        f"a-label.nrrd holds the value(s) {value}; it has no colour table for them: learnt as "
+        f"'label {value}'. Name them with a colour table beside it (a-label.ctbl" in w
+        for w in warnings
+    )
     data = read_case(find_cases(dataset)[0], dataset)
     assert np.array_equal(data.labels, mask.astype(np.uint8))
 
@@ -42,9 +50,11 @@ def test_a_colour_table_names_the_values_present_without_labels(tmp_path, recwar
         "9 kidney 185 102 83 255\n"  # named by the table but absent from the labelmap
     )
     dataset = describe_slicer_export(tmp_path)
+    said = check_dataset(dataset, channel_check=False)
     assert dataset.label_names == ["liver tissue", "spleen"]
     assert dataset.labels[0].color == pytest.approx((221 / 255, 130 / 255, 101 / 255))
     assert not [w for w in recwarn if "colour table" in str(w.message)]
+    assert not [w for w in said if "colour table" in w]
     data = read_case(find_cases(dataset)[0], dataset)
     assert np.array_equal(data.labels, np.where(mask, 1, 0) + np.where(other, 2, 0))
 

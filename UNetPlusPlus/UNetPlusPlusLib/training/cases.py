@@ -24,10 +24,11 @@ from .dataset_types import (
     SEGMENTATION_SUFFIX,
     CaseFiles,
     DatasetDescription,
-    Selector,
     normalized_name,
 )
 from .label_learning import learn_values
+from .label_selectors import labelmap_values, segment_selection, selector_value
+from .label_selectors import match_entries as match_entries  # bench/benchlib uses it here
 
 
 @dataclass
@@ -49,26 +50,6 @@ class CaseData:
     image: Volume
     labels: np.ndarray
     warnings: list[str] = field(default_factory=list)  # e.g. a class lost to overlap
-
-
-_norm_name = normalized_name
-
-
-def _codes(entry: LabelEntry) -> set[str]:
-    if not entry.terminology or "type" not in entry.terminology:
-        return set()
-    code = entry.terminology["type"]
-    return {code["code"].lower(), f"{code['scheme']}:{code['code']}".lower()}
-
-
-def match_entries(entries: Sequence[LabelEntry], selectors: Sequence[Selector]) -> list:
-    """Entries selected by name (case and '_' ignored) or, failing that, terminology code."""
-    names = {_norm_name(s) for s in selectors if isinstance(s, str)}
-    by_name = [e for e in entries if _norm_name(e.name) in names]
-    if by_name:
-        return by_name
-    codes = {s.lower() for s in selectors if isinstance(s, str)}
-    return [e for e in entries if _codes(e) & codes]
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -221,26 +202,20 @@ def _labels_from_segmentation(
     entries = _segment_entries(segmentation)
     out = np.zeros(layers.shape[1:], dtype=np.uint8)
     selected: dict[int, int] = {}
+    if not entries:
+        raise no_segments_error(case.label, case.case_id)
     for value, label in enumerate(dataset.labels, start=1):
         selectors = case.source.label_map[label.name]
-        matched = match_entries(entries, selectors)
-        numeric = [s for s in selectors if isinstance(s, int)]
-        if not entries:
-            raise no_segments_error(case.label, case.case_id)
-        if not matched and not numeric:
-            have = ", ".join(repr(e.name) for e in entries) or "none"
-            raise UNetPlusPlusError(
-                f"Case '{case.case_id}': segment {_describe(selectors)} not found in "
-                f"{case.label.name} (its segments: {have}); rename the segment in Slicer or pick "
-                "another with --labels."
-            )
+        matched, loose = segment_selection(selectors, entries, layers[0], case.case_id, case.label)
         mask = np.zeros(out.shape, dtype=bool)
         for entry in matched:
             mask |= layers[entry.layer] == entry.value
-        for number in numeric:
+        for number in loose:
             mask |= layers[0] == number
         out[mask] = value
         selected[value] = int(mask.sum())
+        if warnings is not None:
+            warnings += _other_segment(case, label.name, selectors, matched)
     if warnings is not None:
         warnings += _overlap_losses(case, dataset, out, selected)
         numbers = {s for selectors in case.source.label_map.values() for s in selectors}
@@ -258,7 +233,7 @@ def _unnamed_values(case: CaseFiles, layers: np.ndarray, entries, numbers: set) 
     warnings = []
     for layer, voxels in enumerate(layers):
         named = {e.value for e in entries if e.layer == layer} | {0}
-        named |= {n for n in numbers if isinstance(n, int)} if layer == 0 else set()
+        named |= {selector_value(n) for n in numbers} - {None} if layer == 0 else set()
         if voxels.dtype == np.uint8:  # a bincount: 10x faster than np.unique's sort
             counts = np.bincount(voxels.ravel(), minlength=256)
             values = np.flatnonzero(counts)
@@ -309,47 +284,34 @@ def _labels_from_labelmap(
     array = labelmap.array
     # a lookup table from label value to class (later labels win), applied in one pass
     table = np.zeros(int(array.max()) + 1 if array.size else 1, dtype=np.uint8)
+    where = (
+        f"the colour table {case.color_table.name}"
+        if case.color_table
+        else f"{case.label.name}, which has no colour table"
+    )
     for value, label in enumerate(dataset.labels, start=1):
         selectors = case.source.label_map[label.name]
-        numbers = [s for s in selectors if isinstance(s, int)]
-        named = [s for s in selectors if isinstance(s, str)]
-        if named:
-            matched = match_entries(entries, named)
-            by_value = [_label_value(s) for s in named]
-            if not matched and all(v is not None for v in by_value):
-                numbers += by_value  # '--labels 255' or 'label 255': a value the table lacks
-            elif not matched:
-                where = (
-                    f"the colour table {case.color_table.name}"
-                    if case.color_table
-                    else f"{case.label.name}, which has no colour table"
-                )
-                have = ", ".join(repr(e.name) for e in entries)
-                raise UNetPlusPlusError(
-                    f"Case '{case.case_id}': segment {_describe(named)} not found in {where}"
-                    + (
-                        f" (its labels: {have}); pick one of those, or label values by number"
-                        if have
-                        else "; pick label values by number instead"
-                    )
-                    + " (--labels 1)"
-                    + "."
-                )
-            numbers += [e.value for e in matched]
-        table[[int(n) for n in numbers if 0 <= n < table.size]] = value
+        numbers = labelmap_values(selectors, entries, case.case_id, where)
+        table[[n for n in numbers if 0 <= n < table.size]] = value
     if dataset.learn_label_values:  # no --labels: this case's values no label selects yet
         learn_values(case, dataset, entries, array, table, warnings)
     return table[array], labelmap.grid, array
 
 
-def _label_value(selector: str) -> Optional[int]:
-    """The label value a name selects in a labelmap: '255' or 'label 255'; else None."""
-    text = selector.strip().lower().removeprefix("label").strip()
-    return int(text) if text.isdigit() else None
-
-
-def _describe(selectors: Sequence[Selector]) -> str:
-    return " / ".join(repr(s) for s in selectors)
+def _other_segment(case: CaseFiles, name: str, selectors, matched) -> list[str]:
+    """A warning when a number picks, in this case, a segment named otherwise than the model
+    label (named after the first case's segment of that value): label values of .seg.nrrd
+    files are not the same structure in every file."""
+    if not any(isinstance(s, str) and selector_value(s) is not None for s in selectors):
+        return []
+    others = [e.name for e in matched if normalized_name(e.name) != normalized_name(name)]
+    if not others or name.lower().startswith("label "):
+        return []
+    return [
+        f"Case '{case.case_id}': the label value that selects '{name}' is segment "
+        f"{others[0]!r} in {case.label.name}; a number selects the same label value in every "
+        "case: check that it is the same structure, or pick the segments by name with --labels."
+    ]
 
 
 def _align_to_image(labels: np.ndarray, grid: Grid, image: Grid, case: CaseFiles) -> np.ndarray:

@@ -39,7 +39,8 @@ from .dataset import find_cases
 from .dataset_label_checks import label_checks
 from .dataset_mr_checks import CaseModelChecks
 from .dataset_types import SEGMENTATION_SUFFIX, CaseFiles, DatasetDescription, normalized_name
-from .label_learning import mixed_binary_problem, partial_label_warnings
+from .label_learning import MAX_CLASSES, mixed_binary_problem, partial_label_warnings
+from .label_selectors import selector_value
 
 #: At most this many label files are re-read to list the values they hold.
 _VALUE_SAMPLE_CASES = 8
@@ -62,6 +63,11 @@ def check_dataset(
     into problems (``--strict-labels``). Also adds the dataset's own notes (merged segment
     names) to the returned warnings. Raises one UNetPlusPlusError listing every problem.
     """
+    if len(dataset.labels) > MAX_CLASSES:  # each case's classes would overflow their 8 bits
+        raise UNetPlusPlusError(
+            f"Dataset '{dataset.name}' has {len(dataset.labels)} labels; a model has at most "
+            f"{MAX_CLASSES} (stored as 8-bit classes): pick the labels to learn with --labels."
+        )
     problems: list[str] = list(_name_collisions(dataset))
     warnings: list[str] = list(dataset.notes)
     cases = find_cases(dataset, problems)
@@ -177,7 +183,8 @@ def _absent_labels(
 
 
 def _describe(selector) -> str:
-    return f"value {selector}" if isinstance(selector, int) else f"segment {selector!r}"
+    value = selector_value(selector)  # '--labels 7' is the value 7 (label_selectors.py)
+    return f"value {value}" if value is not None else f"segment {selector!r}"
 
 
 def _values_held(cases: Sequence[CaseFiles]) -> str:

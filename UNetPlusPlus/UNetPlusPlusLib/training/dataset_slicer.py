@@ -30,8 +30,10 @@ from .dataset_types import (
     SourceDescription,
     collect_case,
     default_normalization,
+    normalized_name,
     patient_id,
 )
+from .label_selectors import SegmentName, match_entries, selector_value
 
 
 def _strip_suffix(name: str, suffixes: Sequence[str]) -> Optional[str]:
@@ -143,16 +145,15 @@ def describe_slicer_export(
             for s in suffixes
         ]
     notes = []
-    label_map: dict = {}
     learn = False
+    picked = labels is not None  # typed: a number is a label value (label_selectors.py)
     if labels is None:
         if first_label.name.lower().endswith(SEGMENTATION_SUFFIX):
             labels = segment_names(first_label, first_stem)
             if not labels:
                 raise no_segments_error(first_label, first_stem)
-        else:  # the check pass adds the other cases' values (label_learning.py)
-            label_map = _labelmap_labels(first_label, root / first_stem)
-            labels = list(label_map)
+        else:  # the check pass learns every case's values, reading each once (label_learning.py)
+            labels = []
             learn = True
         if not labels and not learn:
             raise UNetPlusPlusError(
@@ -168,7 +169,7 @@ def describe_slicer_export(
         name=SLICER_EXPORT,
         images=[c.name for c in channels],
         label="",
-        label_map={n: label_map.get(n, [n]) for n in labels},
+        label_map={n: [n if picked else SegmentName(n)] for n in labels},
         label_source="Slicer export (labels as exported)",
         layout=SLICER_EXPORT,
     )
@@ -265,66 +266,41 @@ def _warn_unpaired_images(root: Path, cases: Sequence[CaseFiles], labels) -> Non
         )
 
 
-def _labelmap_labels(label: Path, stem_path: Path) -> dict[str, list]:
-    """Labels learnt from a labelmap without --labels: its non-zero values, in value order.
-
-    Each is named by the labelmap's colour table (selected by that name, so another case's
-    table may number it differently) or, for a value the table does not name or without a
-    table, ``'label N'`` (selected by value N), which a warning names: a plain 0/1 or 0/255
-    mask had been given no label at all and every case refused as "empty". Returns
-    {model label name: selectors}. Raises UNetPlusPlusError if the labelmap cannot be read.
-    """
-    import numpy as np
-
-    from ..engine.image_read import read_labelmap
-    from .cases import read_color_table
-
-    table = _color_table_for(label, stem_path)
-    names = {e.value: e.name for e in read_color_table(table)} if table is not None else {}
-    try:
-        values = [int(v) for v in np.unique(read_labelmap(label).array) if v != 0]
-    except UNetPlusPlusError as error:
-        raise UNetPlusPlusError(f"Case '{stem_path.name}': {error}") from error
-    out: dict[str, list] = {}
-    for value in values:
-        if value in names:
-            out.setdefault(names[value], [names[value]])
-        else:
-            out[f"label {value}"] = [value]
-    unnamed = [v for v in values if v not in names]
-    if unnamed:
-        where = "it has no colour table for"
-        if table is not None:
-            where = f"its colour table {table.name} does not name"
-        warnings.warn(
-            f"{label.name}: {where} the value(s) {', '.join(map(str, unnamed))}; learnt as "
-            f"{', '.join(repr(f'label {v}') for v in unnamed)}. Name them with a colour table "
-            f"beside it ({_strip_suffix(label.name, IMAGE_SUFFIXES) or label.stem}.ctbl: "
-            "'value name r g b a' per line), or pick values with --labels (e.g. --labels "
-            f"{unnamed[0]}).",
-            UserWarning,
-            stacklevel=3,
-        )
-    return out
-
-
 def _fill_label_metadata(dataset: DatasetDescription, label_file: Path, case_id: str) -> None:
-    """Take colours and terminology of the chosen labels from the first case's segments."""
-    from .cases import match_entries, read_label_metadata
+    """Take names, colours and terminology of the chosen labels from the first case's segments
+    (or colour table). A label picked by terminology code or by number (label value) takes the
+    name of the segment it picks there ('label N' when none names the value); a selector that
+    the first case refuses keeps its name (the dataset check reports it, per case)."""
+    from .cases import read_label_metadata
 
+    if not dataset.labels:
+        return
     table = None
     if not label_file.name.lower().endswith(SEGMENTATION_SUFFIX):
         table = _color_table_for(label_file, dataset.root / case_id)
     entries = read_label_metadata(label_file, case_id, table)
     source = dataset.sources[0]
-    for label in dataset.labels:
-        matched = match_entries(entries, [label.name])
+    for label in list(dataset.labels):
+        selectors = source.label_map[label.name]
+        value = selector_value(selectors[0]) if len(selectors) == 1 else None
+        if value is not None:
+            matched = [e for e in entries if e.value == value]
+            if len(matched) != 1 or any(
+                normalized_name(e.name) == normalized_name(label.name) and e.value != value
+                for e in entries
+            ):  # ambiguous or not named: refused or said per case by the check
+                matched = []
+            name = matched[0].name if matched else f"label {value}"
+        else:
+            matched = match_entries(entries, selectors)
+            name = label.name
+            if matched and ":" in name and name.lower() != matched[0].name.lower():
+                name = matched[0].name  # picked by terminology code
+        if name != label.name:
+            source.label_map[name] = source.label_map.pop(label.name)
+            label.name = name
         if matched:
             entry = matched[0]
-            if ":" in label.name and label.name.lower() != entry.name.lower():
-                # picked by terminology code: the model label takes the segment's name
-                source.label_map[entry.name] = source.label_map.pop(label.name)
-                label.name = entry.name
             if entry.color is not None:
                 label.color = entry.color
             if entry.terminology is not None:

@@ -38,7 +38,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels",
         type=_csv,
         metavar="NAME[,NAME...]",
-        help="segments to learn, by name or terminology code (default: all)",
+        help="labels to learn: segment names or terminology codes, or numbers (label values: "
+        "the segment of that label value in a .seg.nrrd); default: all",
     )
     data.add_argument(
         "--channels",
