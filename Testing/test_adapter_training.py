@@ -218,3 +218,20 @@ def test_the_panel_sequence_order_switch_reaches_unetpp_train(plan_only_job):
     job, _ = plan_only_job
     assert "--no-channel-check" in job.command and "--strict-labels" in job.command
     assert job.state == "succeeded", (job.error, job.log[-5:])
+
+
+def test_the_panels_train_command_passes_several_labels_as_one_list(tmp_path):
+    """``--labels`` takes one comma-separated value: the panel passed ``--labels a b``, which
+    the CLI refused as "unrecognized arguments: b" for two or more segments (session 16)."""
+    from UNetPlusPlusLib.adapter.training_job import build_train_command
+    from UNetPlusPlusLib.cli import build_parser
+
+    command = build_train_command(
+        "python", tmp_path / "cases", tmp_path / "work", None, labels=["liver", "left lung"]
+    )
+    at = command.index("--labels")
+    assert command[at + 1 :] == ["liver,left lung"]
+    args = build_parser().parse_args(command[3:])  # what `unetpp train` itself parses
+    assert args.labels == ["liver", "left lung"]
+    with pytest.raises(UNetPlusPlusError, match="contains a comma"):
+        build_train_command("python", tmp_path, tmp_path, None, labels=["liver, left lobe"])

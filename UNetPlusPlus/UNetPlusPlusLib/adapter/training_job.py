@@ -62,15 +62,24 @@ def build_train_command(
     plan_only: bool = False,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The ``unetpp train`` command line of a panel run (see the module docstring)."""
+    """The ``unetpp train`` command line of a panel run (see the module docstring). ``labels``:
+    what ``--labels`` takes, one comma-separated value (segment names, or numbers meaning label
+    values). Raises UNetPlusPlusError for a label with a comma, which that list cannot hold."""
+    for label in labels:
+        if "," in str(label):
+            raise UNetPlusPlusError(
+                f"The label {str(label)!r} contains a comma, which `unetpp train --labels` reads "
+                "as a separator: rename the segment, or train without choosing labels (every "
+                "segment of the cases is learnt by its name)."
+            )
     command = [python, "-m", "UNetPlusPlusLib.cli", "train", str(cases_dir)]
     command += ["-o", str(workdir / "model"), "--cache-dir", str(workdir / "cache")]
     command += ["--time-budget", str(time_budget), "--device", str(device)]
     command += ["--progress-json", "--no-progress", "--cancel-file", str(workdir / "cancel")]
     if init is not None:
         command += ["--init", str(init)]
-    if labels:
-        command += ["--labels", *labels]
+    if labels:  # one value: "--labels a b" was refused as "unrecognized arguments: b"
+        command += ["--labels", ",".join(str(label) for label in labels)]
     if name:
         command += ["--name", name]
     if plan_only:

@@ -123,7 +123,10 @@ class TrainingControl(CancelGuards):
         if parent is None and not p.trainFromScratch:
             self.ui.trainingStatusLabel.text = _("Select a model to fine-tune, or 'From scratch'.")
             return
-        labels = [] if parent is not None else [s for s in self.segmentNamesForScratch()]
+        # from scratch too, no --labels: the trainer learns every segment of the cases by its
+        # name (the panel passed the first case's names, and two or more of them were refused
+        # as "unrecognized arguments"; a segment named "1" would now mean label value 1)
+        labels: list = []
         self._trainingJob = self.logic.trainingLogic.start(
             p.trainingDirectory, parent, time_budget=p.trainingBudget, device=p.device,
             labels=labels, plan_only=planOnly, on_success=self.onModelInstalled,
@@ -135,12 +138,6 @@ class TrainingControl(CancelGuards):
         self.appendLog(" ".join(self._trainingJob.command))
         self._trainingTimer.start()
         self.updateTrainingButtons()
-
-    def segmentNamesForScratch(self) -> list:
-        """From scratch: the segments of the first usable case are the labels to learn."""
-        folder = self._parameterNode.trainingDirectory
-        cases = [c for c in self.logic.trainingLogic.check_cases(folder, None) if c.usable]
-        return cases[0].segments if cases else []
 
     def onPollTraining(self) -> None:
         job = self._trainingJob
