@@ -103,7 +103,7 @@ def test_output_that_is_a_folder_or_read_only_is_refused(
     (tmp_path / "folder.seg.nrrd").mkdir()
     args = ["segment", str(ball), "--model", str(sphere_model)]
     assert main([*args, "-o", str(tmp_path / "folder.seg.nrrd")]) == 2
-    assert "is a folder" in _one_error_line(capsys)
+    assert "names a folder, not a file" in _one_error_line(capsys)
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
@@ -135,8 +135,10 @@ def test_a_failing_output_leaves_no_output_at_all(
         "--preview", str(out / "x.png"),
     ])  # fmt: skip
     assert code == 2
-    line = _one_error_line(capsys)
-    assert "Cannot write" in line and "x.png: the disk is full." in line
+    warning, line = capsys.readouterr().err.strip().splitlines()  # the new folder, said first
+    assert warning.startswith(f"warning: -o {out / 'x.seg.nrrd'}, --preview {out / 'x.png'}: ")
+    assert f"the folder {tmp_path / 'new'} does not exist, so it is created" in warning
+    assert line.startswith("error: Cannot write") and "x.png: the disk is full;" in line
     assert _files(tmp_path) == ["ball.nii.gz"]  # no file, no temporary file, no new folder
 
 

@@ -104,7 +104,7 @@ def test_writer_errors_and_companion_files_leave_nothing_behind(tmp_path):
     def itk_error(path: Path) -> None:
         raise RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute:\n  Bad name")
 
-    with pytest.raises(UNetPlusPlusError, match=r"^Cannot write .*x\.nii: Bad name$"):
+    with pytest.raises(UNetPlusPlusError, match=r"^Cannot write .*x\.nii: Bad name\.$"):
         with cli_outputs.OutputSet() as outputs:
             outputs.stage(str(tmp_path / "x.nii"), itk_error)
     assert _files(tmp_path) == []

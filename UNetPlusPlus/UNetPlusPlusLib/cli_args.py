@@ -14,6 +14,7 @@ import sys
 from typing import Callable, Sequence
 
 from .device_check import DEVICE_NAMES, DEVICE_PATTERN
+from .output_folders import names_folder
 
 # Extensions of the files the CLI writes (lower case, the longest match first).
 SEGMENTATION_EXTENSIONS = (".seg.nrrd",)
@@ -289,11 +290,16 @@ def output_file(allowed: Sequence[str], what: str, hint: str = "") -> Callable[[
     plain image under that name is loaded by Slicer as a segmentation without the model's
     names, colours and terminology (:func:`segmentation_name_error`); where no allowed
     extension matches it (``--preview``: ``.png``), the plain list of allowed extensions is
-    the error (it suggested .nrrd or .nii.gz, which ``--preview`` refuses too; tester 20)."""
+    the error (it suggested .nrrd or .nii.gz, which ``--preview`` refuses too; tester 20).
+    A folder (a name ending with ``/``, or an existing folder) is let through for
+    ``cli_outputs.check_output_paths`` to refuse in the one wording every folder gets
+    (``output_folders.folder_error``, which names a file to give instead)."""
 
     def check(text: str) -> str:
-        if not text or text.endswith(("/", "\\")):
-            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name for {what}")
+        if not text:
+            raise argparse.ArgumentTypeError(f"the file name is empty; give a file name for {what}")
+        if names_folder(text):  # one wording for every folder: cli_outputs, with the inputs
+            return text
         segmentation = extension_of(text, SEGMENTATION_EXTENSIONS)
         accepted = extension_of(text, allowed)  # ".nrrd" alone would accept a .seg.nrrd name
         if segmentation and segmentation not in allowed and accepted:  # --preview's .png: below

@@ -30,7 +30,10 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .errors import UNetPlusPlusError
+from .output_folders import created_folder_warnings, first_missing, folder_error, names_folder
 from .output_stamp import kind_of, stamp_file, stamp_state
+from .write_failures import disk_full, plain_reason, text_reason, writer_output
+from .written_check import incomplete_reason
 
 
 def current_umask() -> int:
@@ -145,15 +148,20 @@ def check_output_paths(
     ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. An
     existing file is replaced silently when it is an unchanged output of ours (valid stamp);
     any other existing file is refused unless ``overwrite``, and then named in the returned
-    warnings (one per such file). A symbolic link is checked as the file it points to
-    (:func:`write_target`). Raises :class:`UNetPlusPlusError` naming the option and the path.
+    warnings (one per such file). A missing folder is named in the warnings too, once, as the
+    folder the run will create (``output_folders.py``). A symbolic link is checked as the file
+    it points to (:func:`write_target`). Raises :class:`UNetPlusPlusError` naming the option
+    and the path; a folder given as an output gets :func:`.output_folders.folder_error`.
     """
     resolved_inputs = {resolve_path(Path(p).expanduser(), "Image") for p in inputs}
     seen: dict[Path, str] = {}
     replaced = []
+    created: dict[Path, list[str]] = {}  # first missing folder -> the outputs that need it
     for option, output in outputs.items():
         if not output:
             continue
+        if names_folder(output):
+            raise UNetPlusPlusError(folder_error(option, output, inputs) + ".")
         path = Path(output).expanduser()
         resolved = resolve_path(path, option)
         if resolved in resolved_inputs:
@@ -163,8 +171,6 @@ def check_output_paths(
                 f"{seen[resolved]} and {option} both name {output}; give each output its own file."
             )
         seen[resolved] = option
-        if path.is_dir():
-            raise UNetPlusPlusError(f"{option} {output} is a folder; give a file name.")
         target = write_target(path, f"{option} {output}")
         named = output if target == path else f"{output} (a link to {target})"
         if target.exists() and not target.is_file():
@@ -193,7 +199,9 @@ def check_output_paths(
                 f"Cannot write {option} {output}: no write permission in {folder}."
             )
         _probe_folder(option, output, folder)
-    return replaced
+        if folder != target.parent:
+            created.setdefault(first_missing(target.parent), []).append(f"{option} {output}")
+    return replaced + created_folder_warnings(created)
 
 
 def _probe_folder(option: str, output: str, folder: Path) -> None:
@@ -209,27 +217,6 @@ def _probe_folder(option: str, output: str, folder: Path) -> None:
             f"Cannot write {option} {output}: the folder {folder} does not accept new files, "
             f"because {cause.get(error.errno) or plain_reason(error)}; choose another folder."
         ) from None
-
-
-#: What an OSError's errno means for a file being written, in words a user acts on.
-_CAUSES = {
-    errno.EACCES: "there is no permission to write there",
-    errno.EPERM: "there is no permission to write there",
-    errno.EROFS: "it is on a read-only file system",
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.ENAMETOOLONG: "the file name is too long",
-}
-
-
-def plain_reason(error: OSError) -> str:
-    """Why writing failed, as a clause for a sentence ("the disk is full"), without the errno
-    tail ("(No such file or directory)") that followed a clear sentence (tester 12)."""
-    cause = _CAUSES.get(error.errno)
-    if cause:
-        return cause
-    text = (error.strerror or str(error) or type(error).__name__).strip().rstrip(".")
-    return "the system reports: " + text[:1].lower() + text[1:]
 
 
 # Companion files some writers add beside a header (MetaImage .mhd + .raw/.zraw, NRRD .nhdr);
@@ -279,32 +266,63 @@ class OutputSet:
         path = Path(target).expanduser()
         suffix = temporary_suffix(path)  # the writer picks the format by the lower-case suffix
         path = write_target(path, target)  # the link's own name keeps the suffix above
+        temporary = path  # until the temporary file exists
         try:
             self._make_folder(path.parent)
             handle, name = tempfile.mkstemp(prefix=".unetpp-", suffix=suffix, dir=path.parent)
             os.close(handle)
             temporary = Path(name)
             self._staged.append((temporary, path))
-            write(temporary)
+            said = writer_output(lambda: write(temporary))  # ITK's own stderr text: ours
             os.chmod(temporary, self._mode)
         except OSError as error:
-            raise UNetPlusPlusError(f"Cannot write {target}: {plain_reason(error)}.") from None
+            raise self._failure(target, path, plain_reason(error)) from None
+        except UNetPlusPlusError as error:  # write_labelmap's, naming the temporary file
+            text = str(error)
+            if f"{temporary}: " not in text:
+                raise
+            reason = text.split(f"{temporary}: ", 1)[1].strip().rstrip(".")
+            said = text_reason(f"{error.__cause__} {reason}")  # "File too large", ITK's text
+            reason = said or reason.replace(str(temporary), target)
+            raise self._failure(target, path, reason) from None
         except RuntimeError as error:  # SimpleITK/ITK writer errors (disk full, bad name)
-            first = str(error).strip().splitlines()[-1:] or [type(error).__name__]
-            raise UNetPlusPlusError(f"Cannot write {target}: {first[0].strip()}") from None
+            text = str(error).strip()
+            last = (text.splitlines()[-1:] or [type(error).__name__])[0].strip().rstrip(".")
+            raise self._failure(target, path, text_reason(text) or last) from None
+        if said:  # ITK's NIfTI writer: "NWAD: wrote only N of M bytes", and no exception
+            raise self._failure(target, path, f"the writer reports: {said.rstrip('.')}")
         if temporary.stat().st_size == 0:
-            raise UNetPlusPlusError(f"Cannot write {target}: the writer produced an empty file.")
+            raise self._failure(target, path, "the writer produced an empty file")
+        short = incomplete_reason(temporary)  # writers that stop silently (written_check.py)
+        if short:
+            raise self._failure(target, path, f"the file written is incomplete ({short})")
         try:  # the mark of an unchanged output of ours, for the next run (output_stamp.py)
             if kind_of(path) is not None:
                 stamp_file(temporary)
-        except (OSError, ValueError) as error:  # disk full; a file not in its format
-            reason = getattr(error, "strerror", None) or str(error)
-            raise UNetPlusPlusError(f"Cannot write {target}: {reason}.") from None
+        except OSError as error:  # disk full
+            raise self._failure(target, path, plain_reason(error)) from None
+        except ValueError as error:  # a file not in its format
+            raise UNetPlusPlusError(f"Cannot write {target}: {error}.") from None
+
+    @staticmethod
+    def _failure(target: str, path: Path, reason: str) -> UNetPlusPlusError:
+        """One error for a failed write of ``target`` (written at ``path``): a full disk is
+        said as such (with the free space) whatever the writer reported, since a writer that
+        ran out of space may report anything or nothing (write_failures.py)."""
+        full = disk_full(path.parent)
+        if full or reason == "the disk is full":
+            reason = full or reason
+            return UNetPlusPlusError(
+                f"Cannot write {target}: {reason}; nothing was written. Free some space or "
+                "choose another folder."
+            )
+        return UNetPlusPlusError(f"Cannot write {target}: {reason}.")
 
     def commit(self) -> None:
         """Rename every staged file onto its target (each rename is atomic).
 
-        Raises :class:`UNetPlusPlusError` if a rename fails (the rest is then removed), or,
+        Raises :class:`UNetPlusPlusError` if a rename fails (the rest is then removed, and so
+        are the files renamed before that had no file of their name to replace), or,
         before any rename, if a target became a file that is not an unchanged output of ours
         while the run was working (e.g. saved from Slicer) and ``overwrite`` is off."""
         for _, target in self._staged if not self._overwrite else []:
@@ -315,11 +333,17 @@ class OutputSet:
                     f"{why}); nothing was written. Run again with --overwrite to replace it, or "
                     "choose another path."
                 )
+        renamed: list[Path] = []  # new files (no file of that name before), for a rollback
         for temporary, target in self._staged:
+            new = not target.exists()
             try:
                 os.replace(temporary, target)
             except OSError as error:
+                for path in renamed:  # so that the folders created for them can go too
+                    path.unlink(missing_ok=True)
                 raise UNetPlusPlusError(f"Cannot write {target}: {plain_reason(error)}.") from None
+            if new:
+                renamed.append(target)
         self._staged.clear()
         self._created.clear()
 
