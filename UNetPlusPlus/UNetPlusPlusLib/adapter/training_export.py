@@ -23,6 +23,7 @@ import slicer
 
 from ..errors import DuplicateCaseError, UNetPlusPlusError, same_image_also_text
 from . import replaced_labels
+from .case_files import CaseFiles
 from .case_identity import case_identity, write_record
 from .case_records import SameImage, find_same_image
 from .geometry import array_from_volume_node
@@ -141,7 +142,22 @@ def export_training_case(
     names = list(channel_names) or [node.GetName() for node in nodes]
     _check_channel_names(names, len(nodes))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with CaseFiles(out) as files:  # all or nothing (case_files.py)
+        files.make_folder()
+        return _export(nodes, segmentation_node, out, case_name, names, overwrite, files)
+
+
+def _export(
+    nodes: list,
+    segmentation_node,
+    out: Path,
+    case_name: str,
+    names: list[str],
+    overwrite: bool,
+    files: CaseFiles,
+) -> WrittenCase:
+    """The checks that read the folder, then the writes of :func:`export_training_case`,
+    staged in ``files``."""
     if len(nodes) == 1:
         targets = [out / f"{case_name}.nrrd"]
     else:
@@ -164,25 +180,14 @@ def export_training_case(
     if same is not None and same.same_labels and same.case != case_name:
         raise DuplicateCaseError(same.case, out, also)
     if same is not None and not same.same_labels:  # its mask corrected since: a new version
-        return _replace_labels(segmentation_node, out, same, identity, also, case_name)
+        return _replace_labels(segmentation_node, out, same, identity, also, case_name, files)
     # a new case, the case itself again (overwrite: the same files), or another image over it
+    for node, target in zip(nodes, targets):
+        files.write(target, lambda path, node=node: _write_volume(node, path))
+    files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
     kept = replaced_labels.keep(seg_path) if overwrite and same is None else None
-    written = []
-    try:
-        for node, target in zip(nodes, targets):
-            storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-            storage.SetFileName(str(target))
-            storage.SetUseCompression(True)
-            if not storage.WriteData(node):
-                raise UNetPlusPlusError(f"Could not write {target}; check the folder is writable.")
-            written.append(target)
-    except BaseException:
-        if kept is not None:  # no image replaced yet: its old labels go back beside it
-            seg_path.unlink(missing_ok=True)
-            kept.replace(seg_path)
-        raise
-    _write_segmentation(segmentation_node, seg_path)
-    written.append(seg_path)
+    _commit(files, seg_path, kept)
+    written = [*targets, seg_path]
     _record(out, case_name, identity, written)
     versions = replaced_labels.tidy(out, case_name) if kept is not None else None
     return WrittenCase(written, case_name, kept=kept, versions=versions, also=also)
@@ -196,19 +201,21 @@ def _chosen(found: Sequence[SameImage], case_name: str) -> Optional[SameImage]:
 
 
 def _replace_labels(
-    segmentation_node, out: Path, same: SameImage, identity, also, requested: str
+    segmentation_node,
+    out: Path,
+    same: SameImage,
+    identity,
+    also,
+    requested: str,
+    files: CaseFiles,
 ) -> WrittenCase:
     """Write ``segmentation_node`` as the labels of ``same.case`` (the same image), its old
-    labels moved to ``.replaced/`` first and put back if the write fails."""
+    labels moved to ``.replaced/`` once the new ones are written whole, and put back if they
+    cannot be renamed into place."""
     seg_path = out / f"{same.case}.seg.nrrd"
+    files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
     kept = replaced_labels.keep(seg_path)  # never lose the user's earlier labels
-    try:
-        _write_segmentation(segmentation_node, seg_path)
-    except BaseException:
-        if kept is not None:  # put the old labels back: nothing changed
-            seg_path.unlink(missing_ok=True)
-            kept.replace(seg_path)
-        raise
+    _commit(files, seg_path, kept)
     _record(out, same.case, identity, same.files)
     versions = replaced_labels.tidy(out, same.case)
     return WrittenCase([seg_path], same.case, True, kept, versions, also=also, requested=requested)
@@ -223,14 +230,34 @@ def _record(out: Path, case: str, identity, files: Sequence[Path]) -> None:
         pass
 
 
-def _write_segmentation(segmentation_node, seg_path: Path) -> None:
-    """Write ``segmentation_node`` to ``seg_path`` (a .seg.nrrd, not cropped)."""
+def _commit(files: CaseFiles, seg_path: Path, kept: Optional[Path]) -> None:
+    """Rename the staged files into place; if that fails, the labels moved to ``kept``
+    (``.replaced/``) go back to ``seg_path``: nothing changed."""
+    try:
+        files.commit()
+    except BaseException:
+        if kept is not None:
+            seg_path.unlink(missing_ok=True)
+            kept.replace(seg_path)
+        raise
+
+
+def _write_volume(volume_node, path: Path) -> bool:
+    """Write ``volume_node`` to ``path`` (compressed NRRD); whether Slicer's writer succeeded."""
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(True)
+    return bool(storage.WriteData(volume_node))
+
+
+def _write_segmentation(segmentation_node, seg_path: Path) -> bool:
+    """Write ``segmentation_node`` to ``seg_path`` (a .seg.nrrd, not cropped); whether Slicer's
+    writer succeeded (it can report success for a truncated file: case_files.py checks)."""
     storage = slicer.vtkMRMLSegmentationStorageNode()
     storage.SetFileName(str(seg_path))
     storage.SetUseCompression(True)
     storage.SetCropToMinimumExtent(False)
-    if not storage.WriteData(segmentation_node):
-        raise UNetPlusPlusError(f"Could not write {seg_path}; check the folder is writable.")
+    return bool(storage.WriteData(segmentation_node))
 
 
 def _is_file_name(name: str) -> bool:
