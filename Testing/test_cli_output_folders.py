@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 def ball(tmp_path) -> Path:
     path = tmp_path / "in" / "ball.nii.gz"
     path.parent.mkdir()
-    image = make_sphere_image((12, 10, 10), spacing=(4.0, 4.0, 4.0), radius_mm=10)
+    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
     sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
     return path
 
@@ -68,24 +68,38 @@ def test_a_folder_given_as_an_output_file_gets_one_message_naming_a_file(
     assert sorted(os.listdir(tmp_path)) == sorted({"in", *([made] if made else [])})
 
 
-def test_a_missing_folder_is_named_in_one_warning_before_any_work(
+def test_a_missing_folder_is_named_in_one_warning_before_the_model_runs(
     ball, sphere_model, tmp_path, capsys
 ):
-    """The run creates ``typo/sub`` for both outputs and says so once, before the model is
-    loaded; a cancelled run (here: before the first stage) leaves no folder behind."""
+    """The run creates ``typo/sub`` and ``typo`` for two outputs and says so once (it said
+    nothing: a typo in a folder name left the result where nobody looks)."""
     out = tmp_path / "typo" / "sub"
+    args = ["segment", str(ball), "--model", str(sphere_model), "--quiet"]
+    args += ["-o", str(out / "x.seg.nrrd"), "--labelmap", str(tmp_path / "typo" / "l.nii.gz")]
+    assert main(args) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"warning: -o {out / 'x.seg.nrrd'}, --labelmap {tmp_path / 'typo' / 'l.nii.gz'}: the "
+        f"folder {tmp_path / 'typo'} does not exist, so it is created for these outputs; check "
+        "the path if you expected that folder to exist."
+    ]
+    assert (out / "x.seg.nrrd").is_file() and (tmp_path / "typo" / "l.nii.gz").is_file()
+
+
+def test_a_refused_or_cancelled_run_creates_no_folder_and_warns_of_none(
+    ball, sphere_model, tmp_path, capsys
+):
+    """Refused for its input, the run says only why (the warning came first, about a folder
+    it then did not create); cancelled, it leaves no folder either."""
+    out = ["-o", str(tmp_path / "new" / "x.seg.nrrd")]
+    assert (
+        main(["segment", str(tmp_path / "missing.nii.gz"), "--model", str(sphere_model), *out]) == 2
+    )
+    assert _error_line(capsys).startswith("error: Image not found")
     cancel = tmp_path / "cancel"
     cancel.touch()
     args = ["segment", str(ball), "--model", str(sphere_model), "--cancel-file", str(cancel)]
-    args += ["-o", str(out / "x.seg.nrrd"), "--preview", str(tmp_path / "typo" / "p.png")]
-    assert main(args) == 3
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[0] == (
-        f"warning: -o {out / 'x.seg.nrrd'}, --preview {tmp_path / 'typo' / 'p.png'}: the folder "
-        f"{tmp_path / 'typo'} does not exist, so it is created for these outputs; check the "
-        "path if you expected that folder to exist."
-    )
-    assert err[-1].startswith("error: ") and len(err) == 2, err
+    assert main([*args, *out]) == 3
+    assert _error_line(capsys)
     assert sorted(os.listdir(tmp_path)) == ["cancel", "in"]
 
 

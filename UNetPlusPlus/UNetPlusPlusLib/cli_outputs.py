@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .errors import UNetPlusPlusError
-from .output_folders import created_folder_warnings, first_missing, folder_error, names_folder
+from .output_folders import folder_error, names_folder
 from .output_stamp import kind_of, stamp_file, stamp_state
 from .write_failures import disk_full, plain_reason, text_reason, writer_output
 from .written_check import incomplete_reason
@@ -148,15 +148,13 @@ def check_output_paths(
     ``outputs`` maps an option name (``-o``, ``--preview``, ...) to its path or None. An
     existing file is replaced silently when it is an unchanged output of ours (valid stamp);
     any other existing file is refused unless ``overwrite``, and then named in the returned
-    warnings (one per such file). A missing folder is named in the warnings too, once, as the
-    folder the run will create (``output_folders.py``). A symbolic link is checked as the file
-    it points to (:func:`write_target`). Raises :class:`UNetPlusPlusError` naming the option
+    warnings (one per such file). A symbolic link is checked as the file it points to
+    (:func:`write_target`). Raises :class:`UNetPlusPlusError` naming the option
     and the path; a folder given as an output gets :func:`.output_folders.folder_error`.
     """
     resolved_inputs = {resolve_path(Path(p).expanduser(), "Image") for p in inputs}
     seen: dict[Path, str] = {}
     replaced = []
-    created: dict[Path, list[str]] = {}  # first missing folder -> the outputs that need it
     for option, output in outputs.items():
         if not output:
             continue
@@ -199,9 +197,7 @@ def check_output_paths(
                 f"Cannot write {option} {output}: no write permission in {folder}."
             )
         _probe_folder(option, output, folder)
-        if folder != target.parent:
-            created.setdefault(first_missing(target.parent), []).append(f"{option} {output}")
-    return replaced + created_folder_warnings(created)
+    return replaced
 
 
 def _probe_folder(option: str, output: str, folder: Path) -> None:

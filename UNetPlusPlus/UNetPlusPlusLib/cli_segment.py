@@ -35,6 +35,7 @@ from .cli_points import (
 from .device_check import check_device_exists
 from .early_warnings import warner
 from .errors import UNetPlusPlusError
+from .output_folders import created_folder_warnings
 from .read_warnings import said_as_run_warnings
 
 
@@ -266,17 +267,14 @@ def run_segment(
     _check_arguments(args)
     user_cache_dir()  # a UNETPP_HOME that is a file: one clear error before any work
     check_device_exists(args.device)  # a missing GPU: before any input is read
-    replaced = check_output_paths(
-        args.inputs,
-        {
-            "-o": args.output,
-            "--labelmap": args.labelmap,
-            "--probabilities": args.probabilities,
-            "--preview": args.preview,
-            "--disagreement": args.disagreement,
-        },
-        overwrite=args.overwrite,
-    )
+    outputs = {
+        "-o": args.output,
+        "--labelmap": args.labelmap,
+        "--probabilities": args.probabilities,
+        "--preview": args.preview,
+        "--disagreement": args.disagreement,
+    }
+    replaced = check_output_paths(args.inputs, outputs, overwrite=args.overwrite)
     warn = warner(progress)  # each warning said once, as soon as known (early_warnings.py)
     for message in replaced:
         warn(message)
@@ -323,6 +321,9 @@ def run_segment(
         frame, where = "LPS" if args.lps else "RAS", _named_point(args, number - 1)
         check_point_on_image(volume.grid, point, given, frame, number, where=where)
     _refuse_clicks_outside(args, manifest, volume, points)
+    created = created_folder_warnings(outputs)  # the inputs passed: the folders will be made
+    for message in created:
+        warn(message)
     torch_preload.wait()  # the CLI's background import of torch (its error, if it failed)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
@@ -366,7 +367,8 @@ def run_segment(
     )
     progress("write", 1, 1)
     summary = _summary(args, labels, results)
-    summary["warnings"] = list(dict.fromkeys(read_said + summary["warnings"] + shared + replaced))
+    said = read_said + summary["warnings"] + shared + replaced + created
+    summary["warnings"] = list(dict.fromkeys(said))
     for warning in summary["warnings"]:  # those about the result, through the same channel
         warn(warning)  # ({"warning"} events, serve replies, stderr text); said once each
     return summary

@@ -8,17 +8,18 @@ existing.seg.nrrd`` (a folder whose name looks like a file) when the outputs wer
 Both now get :func:`folder_error`, which suggests a file in that folder named after the input.
 
 A missing folder is created for its output (``-o results/ct.seg.nrrd``, as ``make demo`` and
-docs/TRAINING.md do), and :func:`created_folder_warnings` says so before any work, naming the
-first folder that does not exist: a typo there (``-o reslts/ct.seg.nrrd``) would otherwise
-leave the result where nobody looks, in silence. A run that fails or is cancelled removes the
-folders it created (``cli_outputs.OutputSet``).
+docs/TRAINING.md do), and :func:`created_folder_warnings` says so once the inputs passed their
+checks and before the model runs (a run refused for its input creates nothing, and says only
+why), naming the first folder that does not exist: a typo there (``-o reslts/ct.seg.nrrd``)
+would otherwise leave the result where nobody looks, in silence. A run that fails or is
+cancelled removes the folders it created (``cli_outputs.OutputSet``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 #: A file name to suggest inside a folder given as an output, by option (``{stem}``: the
 #: input's name without its image extension).
@@ -72,9 +73,15 @@ def first_missing(folder: Path) -> Path:
     return missing
 
 
-def created_folder_warnings(created: dict[Path, list[str]]) -> list[str]:
-    """One warning per folder to create: ``created`` maps the first missing folder to the
-    outputs (``"-o results/ct.seg.nrrd"``) that need it."""
+def created_folder_warnings(outputs: dict[str, Optional[str]]) -> list[str]:
+    """One warning per folder the outputs need that does not exist, naming the first missing
+    folder and the outputs (``"-o results/ct.seg.nrrd"``) that need it. ``outputs`` maps an
+    option to its path or None."""
+    created: dict[Path, list[str]] = {}
+    for option, output in outputs.items():
+        folder = Path(output).expanduser().parent if output else None
+        if folder is not None and not folder.exists():
+            created.setdefault(first_missing(folder), []).append(f"{option} {output}")
     warnings = []
     for folder, outputs in created.items():
         these = "this output" if len(outputs) == 1 else "these outputs"
