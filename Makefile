@@ -37,6 +37,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-demo
 	touch $@
 
 demo: venv
+	mkdir -p demo-output
 	$(VENV)/bin/unetpp segment Resources/Examples/example_ct.nii.gz --task liver \
 		-o demo-output/example_ct.seg.nrrd --preview demo-output/example_ct_preview.png
 
