@@ -142,6 +142,20 @@ def test_time_rounds_records_rows_samples_and_paired_ratios():
     assert liver["rows"]["ours"]["L2:idle"] == pytest.approx(0.16)
 
 
+def test_rows_are_seconds_per_tile_when_a_pass_runs_two_tiles():
+    """The shipped models run 2 tiles per pass by default (tile_run.auto_tile_batch): every
+    executor times the same 2-tile batch, and the rows give seconds per tile."""
+    import torch
+    from benchlib.executor_worker import time_rounds
+
+    clock = Clock()
+    entries = [(c, d, n, r, torch.zeros(2, 1, 4, 4, 4)) for c, d, n, r, _ in plan(clock)]
+    results = {"shipped": {"rows": {}}, "shipped:nodule": {"rows": {}}}
+    time_rounds(results, entries, "fastest", "idle", 1, clock)
+    assert results["shipped"]["rows"]["fastest"]["L2:idle"] == pytest.approx(0.1)  # 0.2 / 2
+    assert results["shipped"]["paired"]["L1:idle"] == [0.9]  # the same batch: ratio unchanged
+
+
 def test_only_the_named_configs_are_paired():
     """The job pairs the shipped models only (``executor_worker.PAIRED``), not the large net."""
     from benchlib.executor_worker import PAIRED, time_rounds

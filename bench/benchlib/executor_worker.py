@@ -78,15 +78,20 @@ def _tile(model, tile_zyx: tuple, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays))[None]
 
 
-def _shipped(task: str, threads: int, depths: list) -> dict:
-    """One shipped model on its manifest's own inference tile (``tile_size_zyx``)."""
+def _shipped(task: str, threads: int, depths: list, batch: Optional[int] = None) -> dict:
+    """One shipped model on its manifest's own inference tile (``tile_size_zyx``), as many
+    tiles per pass as ``unetpp segment`` runs by default (``tile_run.auto_tile_batch``: 2 on
+    the CPU since session 16; ``batch`` overrides). Every executor runs the same batch; the
+    rows are seconds per tile (``_record`` divides by the batch)."""
     from UNetPlusPlusLib.engine.predictor import Predictor
+    from UNetPlusPlusLib.engine.tile_run import auto_tile_batch
 
     predictor = Predictor.from_task(task, device="cpu", threads=threads)
     tile_zyx = tuple(int(n) for n in predictor.manifest.tile_size_zyx)
+    batch = auto_tile_batch("cpu", tile_zyx) if batch is None else int(batch)
     return {
         "model": predictor.model,
-        "tile": _tile(predictor.model, tile_zyx, seed=1),
+        "tile": _tile(predictor.model, tile_zyx, seed=1).repeat(batch, 1, 1, 1, 1),
         "tile_zyx": tile_zyx,
         "depths": [int(d) for d in depths],
     }
@@ -97,10 +102,12 @@ def _configurations(job: dict, weights: Path) -> list[dict]:
     from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
 
     threads = int(job["threads"])
-    configs = [{"name": "shipped", **_shipped("liver", threads, job["shipped_depths"])}]
+    batch = job.get("tile_batch")  # None: the engine's default per tile size
+    configs = [{"name": "shipped", **_shipped("liver", threads, job["shipped_depths"], batch)}]
     configs[0]["monai"] = workload.monai_network(SHIPPED_FEATURES)
     for name, task in OTHER_SHIPPED.items() if job.get("other_shipped", True) else ():
-        config = {"name": name, "monai": None, **_shipped(task, threads, job["shipped_depths"])}
+        shipped = _shipped(task, threads, job["shipped_depths"], batch)
+        config = {"name": name, "monai": None, **shipped}
         config["executors"] = job.get("model_executors") or [e for e in EXECUTORS if e != "monai"]
         configs.append(config)
     if job.get("large", True):
@@ -135,6 +142,8 @@ def executors_job(job: dict) -> dict:
             model = config["model"]
             entry = results.setdefault(config["name"], {"rows": {}, "agree": {}})
             entry["tile"] = "x".join(str(n) for n in config["tile_zyx"])
+            if config["tile"].shape[0] > 1:  # seconds per tile of a pass of several
+                entry["tile"] += f", {config['tile'].shape[0]} tiles per pass"
             for name in config.get("executors", EXECUTORS):
                 if name in job.get("skip", ()):
                     continue
@@ -208,7 +217,8 @@ def time_rounds(
 def _record(results: dict, plan: list, timings: list, condition: str) -> None:
     """One round's seconds into the rows (best of rounds) and ``samples`` (every round)."""
     for index, took in timings:
-        cname, depth, name, runner, _tile = plan[index]
+        cname, depth, name, runner, tile = plan[index]
+        took = took / (int(tile.shape[0]) if tile is not None else 1)  # seconds per tile
         rows = results[cname]["rows"].setdefault(name, {})
         key = f"L{depth}:{condition}"
         rows[key] = min(rows.get(key, float("inf")), took)
