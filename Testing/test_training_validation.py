@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from UNetPlusPlusLib.engine import cpu_inference
 from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
+from UNetPlusPlusLib.training import validation
 from UNetPlusPlusLib.training.checkpoint import load_checkpoint, save_checkpoint
 from UNetPlusPlusLib.training.preprocess import PreprocessedCase, foreground_points
 from UNetPlusPlusLib.training.validation import dice_per_label, evaluate_depths, recommend_depth
@@ -200,3 +203,47 @@ def test_untimed_validation_of_another_network_runs_each_depth():
     )
     assert set(model.calls) == {1, 2, 3, 4, "ensemble"}
     assert results["2"]["dice"]["tumor"] == 0.0 and results["1"]["dice"]["tumor"] == 1.0
+
+
+def _count_folds_and_workspaces(patch: pytest.MonkeyPatch) -> tuple[list, list]:
+    """Record every up-convolution fold (``compose_up_conv``: (up, first channel)) and every
+    oneDNN workspace the CPU path creates; both still run."""
+    folds: list = []
+    workspaces: list = []
+    compose = cpu_inference.compose_up_conv
+
+    def counting_compose(up, conv, first):
+        folds.append((id(up), first))
+        return compose(up, conv, first)
+
+    class CountedWorkspace(cpu_inference.Workspace):
+        def __init__(self) -> None:
+            super().__init__()
+            workspaces.append(self)
+
+    patch.setattr(cpu_inference, "compose_up_conv", counting_compose)
+    patch.setattr(cpu_inference, "Workspace", CountedWorkspace)
+    return folds, workspaces
+
+
+@pytest.mark.parametrize("timed", [True, False])
+def test_a_validation_folds_and_packs_each_weight_once(monkeypatch, timed):
+    """Tester (session 15): one 65x61x30 nodule crop took 48 s to validate (L4 16 s). Every tile
+    of every depth ran outside a kept workspace, so the CPU path composed each up-convolution
+    in float64 and repacked every weight per tile (about 60 % of the CPU time on 48x48x16
+    tiles). Now one workspace serves the whole validation, as in the Predictor: each decoder
+    node is folded once whatever the number of tiles, depths and cases, and the Dice is the
+    same as with a fresh workspace per tile."""
+    torch.manual_seed(3)
+    model = UNetPlusPlus3D(1, 3, (4, 8, 8, 8, 8, 4)).eval()
+    cases, cpu = [_noisy_case(0)], torch.device("cpu")
+    runs = _spy_runs(model)
+    folds, workspaces = _count_folds_and_workspaces(monkeypatch)
+    kept = evaluate_depths(model, cases, ["a", "b"], (16, 16, 32), 0.25, cpu, timed=timed)
+    assert len(runs) == (10 if timed else 2)  # 2 tiles, each depth on its own or one pass
+    assert len(workspaces) == 1
+    assert folds and len(folds) == len(set(folds)) <= 10  # decoder nodes X(i, j), i + j <= 4
+    monkeypatch.setattr(validation, "reuse_buffers", contextlib.nullcontext)
+    fresh = evaluate_depths(model, cases, ["a", "b"], (16, 16, 32), 0.25, cpu, timed=timed)
+    assert len(workspaces) == 1 + len(runs) // 2  # the former way: one per network pass
+    assert {k: v["dice"] for k, v in kept.items()} == {k: v["dice"] for k, v in fresh.items()}

@@ -7,7 +7,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+import torch
 from test_training_plan import CPU2, _fingerprint
+from test_training_validation import _count_folds_and_workspaces
+from UNetPlusPlusLib.engine.network import UNetPlusPlus3D
 from UNetPlusPlusLib.training.planner import plan_geometry
 from UNetPlusPlusLib.training.run_plan import PlanningMixin
 from UNetPlusPlusLib.training.schedule import (
@@ -16,7 +19,7 @@ from UNetPlusPlusLib.training.schedule import (
     validation_count,
     validations_seconds,
 )
-from UNetPlusPlusLib.training.steps import VALIDATION_PASSES, validation_seconds
+from UNetPlusPlusLib.training.steps import VALIDATION_PASSES, _time_forward, validation_seconds
 
 
 def test_validations_end_with_one_per_depth():
@@ -57,3 +60,16 @@ def test_the_eta_prices_the_last_validation_per_depth():
     assert rest["validations"] == 2 and rest["training"] == pytest.approx(10.0)
     assert rest["validation"] == pytest.approx(2.0 + 3.2 * 2.0)
     assert _Run(epochs=4, validation_s=2.0)._rest(4)["validation"] == 0.0
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_calibration_times_a_tile_as_a_validation_runs_it(monkeypatch):
+    """The L4 tile whose seconds price the validations runs in one kept workspace, as a
+    validation's tiles now do (a fresh workspace per call timed the up-convolution folds and
+    weight packing too, which a validation pays once)."""
+    torch.manual_seed(0)
+    model = UNetPlusPlus3D(1, 2, (4, 8, 8, 8, 8, 4))
+    folds, workspaces = _count_folds_and_workspaces(monkeypatch)
+    assert _time_forward(model, torch.randn(1, 1, 16, 16, 32), torch.device("cpu")) > 0
+    assert len(workspaces) == 1 and folds and len(folds) == len(set(folds))
+    assert model.training  # as it was
