@@ -19,8 +19,6 @@ import zlib
 from pathlib import Path
 from typing import Optional
 
-from .engine.data_files import _header_parser
-from .engine.nifti_check import _layout as nifti_layout
 from .errors import UNetPlusPlusError
 
 
@@ -28,6 +26,9 @@ def incomplete_reason(path: Path) -> Optional[str]:
     """Why the image file just written at ``path`` is incomplete ("it holds 8192 of its 9952
     bytes"), or None when it is whole or of a format not checked (PNG, MetaImage with a
     separate data file list, ...). Reads the header and the last bytes only."""
+    from .engine.data_files import _header_parser  # here: they import numpy, which the CLI's
+    # light commands (`unetpp models list`) must not (Testing/test_layering.py)
+
     name = path.name.lower()
     try:
         if name.endswith((".nii", ".nii.gz")):
@@ -48,6 +49,8 @@ def incomplete_reason(path: Path) -> Optional[str]:
 def _nifti(path: Path, compressed: bool) -> Optional[str]:
     opener = gzip.open if compressed else open
     with opener(path, "rb") as stream:  # type: ignore[operator]
+        from .engine.nifti_check import _layout as nifti_layout
+
         layout = nifti_layout(stream.read(540))
     if layout is None:
         return "its NIfTI header cannot be read back"
