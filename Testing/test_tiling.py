@@ -137,3 +137,16 @@ def test_cudnn_benchmark_is_on_for_cuda_runs_only_and_restored():
     with inference_backends("cuda:0"):
         assert torch.backends.cudnn.benchmark is True
     assert torch.backends.cudnn.benchmark == before
+
+
+def test_thin_input_warning_names_every_thin_axis():
+    """Fresh user 25: 0.3 mm voxels in the demo CT's header made it 36.6 x 30.3 x 33.6 mm, and
+    the warning named the i axis only (not even the thinnest)."""
+    from UNetPlusPlusLib.engine.tiling import thin_input_warning
+
+    both = thin_input_warning((122, 101, 112), (0.3, 0.3, 3.0), 144.0)
+    assert "only 36.6 x 30.3 mm thick along its i and j axes," in both
+    assert "only 33.6 mm thick along its k axis," in thin_input_warning(
+        (100, 100, 112), (3, 3, 0.3), 144
+    )
+    assert thin_input_warning((100, 100, 100), (3, 3, 3), 144.0) == ""

@@ -163,7 +163,7 @@ def thin_input_warning(
 ) -> str:
     """A warning when the input (its own grid: size in voxels, spacing in mm, (x, y, z)) is
     thinner than half the model's tile (``tile_mm``, its shortest side in mm) along an axis of
-    its own, oblique or not; "" otherwise.
+    its own, oblique or not, naming every such axis; "" otherwise.
 
     The network was trained on tiles full of anatomy; a slab much thinner than a tile is
     mostly padding, and the outputs near it are unreliable (a 2-slice BraTS slab came out
@@ -173,9 +173,11 @@ def thin_input_warning(
     thin = [(axis, mm) for axis, mm in zip("ijk", extents) if mm * 2 < tile_mm]
     if not thin:
         return ""
-    axis, mm = thin[0]
+    axes = " and ".join(", ".join(a for a, _ in thin).rsplit(", ", 1))
+    sizes = " x ".join(f"{mm:g}" for _, mm in thin)
     return (
-        f"The input is only {mm:g} mm thick along its {axis} axis, less than half of the model's "
+        f"The input is only {sizes} mm thick along its {axes} "
+        f"{'axes' if len(thin) > 1 else 'axis'}, less than half of the model's "
         f"{tile_mm:g} mm tile: the model sees mostly padding there and the result is unreliable. "
         "Give a volume (or region) that covers more of the anatomy."
     )

@@ -101,7 +101,7 @@ def build_dataset(args: argparse.Namespace, init=None):
                 for name in args.channels
             ]
             if args.modality == "auto":
-                channels = None  # guessed below from the first case
+                channels = None  # guessed below from a sample of the cases
         dataset = describe_slicer_export(
             args.data_dir,
             labels=args.labels,

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from ..engine.manifest import ChannelSpec
 from ..errors import UNetPlusPlusError
 from .cases import no_segments_error
-from .dataset_images import guess_modality
+from .dataset_images import guess_dataset_modality, spread_sample
 from .dataset_labels import merge_same_names, segment_names
 from .dataset_types import (
     COLOR_TABLE_SUFFIXES,
@@ -107,6 +107,19 @@ def _color_table_for(label: Path, stem_path: Path) -> Optional[Path]:
     return tables[0] if len(tables) == 1 else None
 
 
+def _guess_modality(root: Path, label_files: dict, suffix: str) -> str:
+    """CT or MR from the ``suffix`` channel of up to 5 cases spread over the folder (sorted
+    by name; the first one alone had decided: a label map exported as ``a.nrrd`` made a CT
+    dataset 'MR' and every real CT was refused as an MR without background)."""
+    images = []
+    for stem in spread_sample(sorted(label_files)):
+        others = [Path(s).name for s in label_files if s != stem]
+        image = _images_for(root / stem, label_files[stem], others).get(suffix)
+        if image is not None:
+            images.append((Path(stem).name, image))
+    return guess_dataset_modality(images)
+
+
 def describe_slicer_export(
     data_dir: PathLike,
     labels: Optional[Sequence[str]] = None,
@@ -139,7 +152,7 @@ def describe_slicer_export(
                 f"{first_stem}.nrrd or {first_stem}_<channel>.nrrd)."
             )
         if modality == "auto":
-            modality = guess_modality(first_images[suffixes[0]])
+            modality = _guess_modality(root, label_files, suffixes[0])
         channels = [
             ChannelSpec(s or modality, modality, default_normalization(modality, ct_window))
             for s in suffixes
