@@ -25,6 +25,7 @@ from .devices import configure_threads, resolve_device
 from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
 from .manifest import ModelManifest, load_weights
+from .model_quality import low_dice_warning
 from .network import UNetPlusPlus3D
 from .normalize import padding_values
 from .point_box import box_limits, component_box, segment_point, touched_faces
@@ -212,6 +213,8 @@ class Predictor:
                 "one: choose depth 2, 3, 4 or ensemble."
             )
         warnings = self.check_input(volume, input_warnings, channel_check, memo)
+        quality = low_dice_warning(self.manifest, depth)  # a barely trained model (model_quality)
+        warnings += [quality] if quality and quality not in warnings else []
         if full_grid is not None and (point is not None or disagreement):
             raise ValueError("full_grid (a partial volume) supports ROI runs only")
         grid_out = full_grid if full_grid is not None else volume.grid
