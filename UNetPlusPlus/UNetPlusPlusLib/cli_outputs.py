@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .errors import UNetPlusPlusError
-from .output_folders import folder_error, names_folder
+from .output_folders import CreatedFolders, folder_error, names_folder
 from .output_stamp import kind_of, stamp_file, stamp_state
 from .write_failures import disk_full, plain_reason, text_reason, writer_output
 from .written_check import incomplete_reason
@@ -252,7 +252,7 @@ class OutputSet:
     def __init__(self, overwrite: bool = False) -> None:
         self._overwrite = overwrite
         self._staged: list[tuple[Path, Path]] = []  # (temporary, target)
-        self._created: list[Path] = []
+        self._created = CreatedFolders()
         self._mode = 0o666 & ~current_umask()
 
     def stage(self, target: str, write: Callable[[Path], object]) -> None:
@@ -264,7 +264,7 @@ class OutputSet:
         path = write_target(path, target)  # the link's own name keeps the suffix above
         temporary = path  # until the temporary file exists
         try:
-            self._make_folder(path.parent)
+            self._created.make(path.parent)
             handle, name = tempfile.mkstemp(prefix=".unetpp-", suffix=suffix, dir=path.parent)
             os.close(handle)
             temporary = Path(name)
@@ -341,28 +341,14 @@ class OutputSet:
             if new:
                 renamed.append(target)
         self._staged.clear()
-        self._created.clear()
+        self._created.keep()
 
     def abort(self) -> None:
         """Remove staged files and the folders created for them (deepest first)."""
         for temporary, _ in self._staged:
             _remove_with_companions(temporary)
         self._staged.clear()
-        for folder in reversed(self._created):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        self._created.clear()
-
-    def _make_folder(self, folder: Path) -> None:
-        missing = []
-        while not folder.exists():
-            missing.append(folder)
-            folder = folder.parent
-        for path in reversed(missing):
-            path.mkdir()
-            self._created.append(path)
+        self._created.remove()
 
     def __enter__(self) -> OutputSet:
         return self

@@ -90,3 +90,35 @@ def created_folder_warnings(outputs: dict[str, Optional[str]]) -> list[str]:
             f"{these}; check the path if you expected that folder to exist."
         )
     return warnings
+
+
+class CreatedFolders:
+    """The folders made for a run's outputs (``cli_outputs.OutputSet``, the Slicer case export
+    ``adapter/case_files.CaseFiles``), so that a failed or cancelled write removes them again."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []  #: made by :meth:`make`, parents first
+
+    def make(self, folder: Path) -> None:
+        """Create ``folder`` and its missing parents, recording each. Raises OSError as
+        ``Path.mkdir`` does (the folders made before the error stay recorded)."""
+        missing = []
+        while not folder.exists() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for path in reversed(missing):
+            path.mkdir()
+            self.paths.append(path)
+
+    def remove(self) -> None:
+        """Remove the recorded folders, deepest first, each only if empty; forget them."""
+        for folder in reversed(self.paths):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self.paths.clear()
+
+    def keep(self) -> None:
+        """Forget the recorded folders: the outputs in them were written."""
+        self.paths.clear()

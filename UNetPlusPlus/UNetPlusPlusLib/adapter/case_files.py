@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import UNetPlusPlusError
+from ..output_folders import CreatedFolders
 from ..write_failures import disk_full, plain_reason
 from ..written_check import incomplete_reason
 
@@ -44,21 +45,14 @@ class CaseFiles:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self._created: list[Path] = []
+        self._created = CreatedFolders()
         self._staged: list[tuple[Path, Path]] = []  # (temporary, target)
         self._stage: Optional[Path] = None  # the hidden folder of the temporaries
 
     def make_folder(self) -> None:
         """Create the export folder (and its missing parents); they go again on failure."""
-        missing = []
-        folder = self.folder
-        while not folder.exists() and folder != folder.parent:
-            missing.append(folder)
-            folder = folder.parent
         try:
-            for path in reversed(missing):
-                path.mkdir()
-                self._created.append(path)
+            self._created.make(self.folder)
         except OSError as error:
             raise self._error(self.folder, plain_reason(error)) from None
 
@@ -101,7 +95,7 @@ class CaseFiles:
             for aside, path in moved:
                 os.replace(aside, path)
             raise self._error(target, plain_reason(error)) from None
-        self._created.clear()
+        self._created.keep()
         self.abort()  # the staging folder, with the files moved aside
 
     def abort(self) -> None:
@@ -111,12 +105,7 @@ class CaseFiles:
             shutil.rmtree(self._stage, ignore_errors=True)
             self._stage = None
         self._staged.clear()
-        for folder in reversed(self._created):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        self._created.clear()
+        self._created.remove()
 
     def _error(self, target: Path, reason: str) -> UNetPlusPlusError:
         full: Optional[str] = disk_full(self.folder) if self.folder.exists() else None
