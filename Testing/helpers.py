@@ -164,3 +164,25 @@ def sphere_model_copy(sphere_model, folder, spacing_mm: float = 2.0, **inference
     data.setdefault("inference", {}).update(inference)
     (folder / "model.json").write_text(json.dumps(data))
     return folder / "model.json"
+
+
+def write_ball_ct(path, origin=None):
+    """A 300 HU ball of radius 10 mm in a 48 x 40 x 40 mm CT-like int16 volume (2 mm voxels)
+    written to ``path`` (its folder made if missing), at ``origin`` (x, y, z mm) when given;
+    returns ``path`` as a Path. The input of the CLI tests."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
+    if origin is not None:
+        image.SetOrigin(tuple(float(v) for v in origin))
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    return path
+
+
+def one_error_line(capsys) -> str:
+    """The one ``error: ...`` line a CLI run printed on stderr (asserts it is the only line)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]

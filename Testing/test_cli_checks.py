@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
-from helpers import make_sphere_image
+from helpers import make_sphere_image, one_error_line, write_ball_ct
 from UNetPlusPlusLib import cli_outputs
 from UNetPlusPlusLib.cli import build_parser, main
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -28,16 +28,7 @@ LIB_PARENT = REPO / "UNetPlusPlus"
 @pytest.fixture()
 def ball(tmp_path) -> Path:
     """A 300 HU ball of radius 10 mm in a 48 x 40 x 40 mm CT-like volume (2 mm voxels)."""
-    path = tmp_path / "ball.nii.gz"
-    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
-    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
-    return path
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
+    return write_ball_ct(tmp_path / "ball.nii.gz")
 
 
 def _files(folder: Path) -> list[str]:
@@ -75,7 +66,7 @@ def test_unetpp_home_that_is_a_file_is_one_clear_error(
     argv = ["segment", str(ball), "--model", str(sphere_model), "-o", str(tmp_path / "o.nrrd")]
     for command in (argv, ["models", "list"]):
         assert main(command) == 2
-        line = _one_error_line(capsys)
+        line = one_error_line(capsys)
         assert f"UNETPP_HOME={setting} " in line and "not a folder" in line
         assert "NotADirectoryError" not in line
     assert not (tmp_path / "o.nrrd").exists()
@@ -89,11 +80,11 @@ def test_output_under_a_file_is_refused_before_any_work(
     blocker.write_text("a file, not a folder")
     args = ["segment", str(ball), "--model", str(sphere_model)]
     assert main([*args, "-o", str(blocker / "sub" / "x.seg.nrrd")]) == 2
-    assert "blocker is a file" in _one_error_line(capsys)
+    assert "blocker is a file" in one_error_line(capsys)
     assert (
         main([*args, "-o", str(tmp_path / "a.seg.nrrd"), "--preview", str(blocker / "p.png")]) == 2
     )
-    assert "--preview" in _one_error_line(capsys)
+    assert "--preview" in one_error_line(capsys)
     assert not (tmp_path / "a.seg.nrrd").exists()
 
 
@@ -103,7 +94,7 @@ def test_output_that_is_a_folder_or_read_only_is_refused(
     (tmp_path / "folder.seg.nrrd").mkdir()
     args = ["segment", str(ball), "--model", str(sphere_model)]
     assert main([*args, "-o", str(tmp_path / "folder.seg.nrrd")]) == 2
-    assert "names a folder, not a file" in _one_error_line(capsys)
+    assert "names a folder, not a file" in one_error_line(capsys)
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
@@ -114,7 +105,7 @@ def test_output_that_is_a_folder_or_read_only_is_refused(
         main([*args, "-o", str(tmp_path / "ok.seg.nrrd"), "--labelmap", str(locked / "l.nrrd")])
         == 2
     )
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "--labelmap" in line and "no write permission" in line
     assert _files(tmp_path) == ["ball.nii.gz", "folder.seg.nrrd", "locked"]
 
@@ -167,13 +158,13 @@ def test_bad_option_values_are_user_errors_at_parse_time(
     out = tmp_path / "x.seg.nrrd"
     code = main(["segment", str(ball), "--model", str(sphere_model), "-o", str(out), *option])
     assert code == 2
-    assert message in _one_error_line(capsys)
+    assert message in one_error_line(capsys)
     assert not out.exists()
 
 
 def test_unknown_subcommand_is_one_line(capsys):
     assert main(["segmnet"]) == 2
-    assert "segmnet" in _one_error_line(capsys)
+    assert "segmnet" in one_error_line(capsys)
 
 
 # ------------------------------------------------------------------ 5. empty ROI
@@ -181,7 +172,7 @@ def test_zero_thickness_roi_is_refused(ball, sphere_model, sphere_predictor, tmp
     out = tmp_path / "x.seg.nrrd"
     roi = ["--roi", "0", "10", "30", "5", "20", "30"]  # z1 == z2
     assert main(["segment", str(ball), "--model", str(sphere_model), "-o", str(out), *roi]) == 2
-    assert "empty" in _one_error_line(capsys) and not out.exists()
+    assert "empty" in one_error_line(capsys) and not out.exists()
     from UNetPlusPlusLib.engine.image_read import read_volume
     from UNetPlusPlusLib.engine.volume import Box
 
@@ -204,7 +195,7 @@ def test_output_extension_decides_the_format(ball, sphere_model, tmp_path, capsy
         main(["segment", str(ball), "--model", str(sphere_model), "-o", str(tmp_path / "x.txt")])
         == 2
     )
-    assert ".seg.nrrd" in _one_error_line(capsys)
+    assert ".seg.nrrd" in one_error_line(capsys)
 
 
 # ------------------------------------------------------------------ 7. several points
@@ -236,7 +227,7 @@ def test_each_point_is_its_own_segment(sphere_model, tmp_path, capsys):
         assert abs(-70.0 + 2.0 * i - centre[0]) < 6  # each segment sits on its own ball
     both = ["--labelmap", str(tmp_path / "l.nrrd"), "--probabilities", str(tmp_path / "p.nrrd")]
     assert main(["segment", str(path), "--model", str(sphere_model), *points, *both]) == 2
-    assert "--probabilities" in _one_error_line(capsys)
+    assert "--probabilities" in one_error_line(capsys)
 
 
 def test_an_empty_click_among_several_names_its_point(shared_data, tmp_path, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import make_sphere_image
+from helpers import write_ball_ct
 from UNetPlusPlusLib.cli import build_parser, main
 from UNetPlusPlusLib.cli_outputs import REPLACED_WARNING, OutputSet
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -21,11 +21,7 @@ from UNetPlusPlusLib.output_stamp import stamp_state
 @pytest.fixture()
 def ball(tmp_path) -> Path:
     """A 300 HU ball of radius 10 mm in a 48 x 40 x 40 mm CT-like volume (2 mm voxels)."""
-    path = tmp_path / "ball.nii.gz"
-    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
-    image.SetOrigin((-24.0, -20.0, -20.0))
-    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
-    return path
+    return write_ball_ct(tmp_path / "ball.nii.gz", origin=(-24.0, -20.0, -20.0))
 
 
 def _argv(ball: Path, model: Path, *outputs: str) -> list[str]:

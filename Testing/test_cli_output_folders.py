@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
-from helpers import make_sphere_image
+from helpers import one_error_line, write_ball_ct
 from UNetPlusPlusLib import cli_outputs
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.engine.volume import LabelVolume, write_labelmap
@@ -28,17 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture()
 def ball(tmp_path) -> Path:
-    path = tmp_path / "in" / "ball.nii.gz"
-    path.parent.mkdir()
-    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
-    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
-    return path
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
+    return write_ball_ct(tmp_path / "in" / "ball.nii.gz")
 
 
 @pytest.mark.parametrize(
@@ -60,7 +49,7 @@ def test_a_folder_given_as_an_output_file_gets_one_message_naming_a_file(
         Path(made).mkdir()
     extra = [] if option == "-o" else ["-o", "ok.seg.nrrd"]
     assert main(["segment", str(ball), "--model", str(sphere_model), *extra, option, given]) == 2
-    line = _error_line(capsys)
+    line = one_error_line(capsys)
     assert line == (
         f"error: {option} {given} names a folder, not a file; give a file name in it, for "
         f"example {option} {example}."
@@ -94,12 +83,12 @@ def test_a_refused_or_cancelled_run_creates_no_folder_and_warns_of_none(
     assert (
         main(["segment", str(tmp_path / "missing.nii.gz"), "--model", str(sphere_model), *out]) == 2
     )
-    assert _error_line(capsys).startswith("error: Image not found")
+    assert one_error_line(capsys).startswith("error: Image not found")
     cancel = tmp_path / "cancel"
     cancel.touch()
     args = ["segment", str(ball), "--model", str(sphere_model), "--cancel-file", str(cancel)]
     assert main([*args, *out]) == 3
-    assert _error_line(capsys)
+    assert one_error_line(capsys)
     assert sorted(os.listdir(tmp_path)) == ["cancel", "in"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-from helpers import make_sphere_image
+from helpers import one_error_line, write_ball_ct
 from UNetPlusPlusLib import cli_outputs, cli_segment
 from UNetPlusPlusLib.cli import main
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -17,17 +17,7 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError
 @pytest.fixture()
 def ball(tmp_path) -> Path:
     """A 300 HU ball of radius 10 mm in a 48 x 40 x 40 mm CT-like volume (2 mm voxels)."""
-    path = tmp_path / "in" / "ball.nii.gz"
-    path.parent.mkdir()
-    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
-    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
-    return path
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
+    return write_ball_ct(tmp_path / "in" / "ball.nii.gz")
 
 
 def _files(folder: Path) -> list[str]:
@@ -82,7 +72,7 @@ def test_a_folder_that_refuses_new_files_is_refused_before_any_work(
     monkeypatch.setattr(cli_segment, "_load_manifest", refuse)
     extra = [] if option == "-o" else ["-o", str(tmp_path / "ok.seg.nrrd")]
     assert main(["segment", str(ball), "--model", str(sphere_model), *extra, option, path]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert option in line and path in line and "does not accept new files, because" in line
     assert line.endswith("; choose another folder.") and "(" not in line  # no errno tail
     if path.startswith("/proc"):  # the bare errno was "(No such file or directory)"
@@ -132,7 +122,7 @@ def test_a_plain_image_under_a_segmentation_name_is_refused_before_any_work(
     out = tmp_path / "out"
     args = ["segment", str(ball), "--model", str(sphere_model), "-o", str(out / "s.seg.nrrd")]
     assert main([*args, option, str(out / name)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     stem = str(out / name)[: -len(".seg.nrrd")]
     assert option in line and "not a Slicer segmentation" in line, line
     assert f"{stem}.nrrd or {stem}.nii.gz" in line
@@ -146,7 +136,7 @@ def test_a_preview_under_an_image_name_is_told_to_end_with_png(tmp_path, capsys,
     refuses too (it writes a PNG); now every such name gets the one rule (tester 20)."""
     args = ["segment", "ct.nrrd", "--task", "liver", "-o", str(tmp_path / "s.seg.nrrd")]
     assert main([*args, "--preview", str(tmp_path / name)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"{tmp_path / name}': --preview must end with .png" in line, line
     assert ".nii.gz" not in line and not list(tmp_path.iterdir())
 

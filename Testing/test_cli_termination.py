@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-import SimpleITK as sitk
-from helpers import make_sphere_image
+from helpers import write_ball_ct
 from UNetPlusPlusLib.exit_codes import EXIT_CANCELLED
 
 # Runs `unetpp segment` as the program does (cli.main() with argv None) and sends the signal
@@ -33,9 +32,7 @@ sys.exit(cli.main())
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_a_termination_signal_while_writing_leaves_nothing(tmp_path, sphere_model, name):
-    ball = tmp_path / "ball.nii.gz"
-    image = make_sphere_image((24, 20, 20), spacing=(2.0, 2.0, 2.0), radius_mm=10, noise=5)
-    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(ball))
+    ball = write_ball_ct(tmp_path / "ball.nii.gz")
     out = tmp_path / "out" / "new"
     argv = ["segment", str(ball), "--model", str(sphere_model), "--quiet", "--threads", "1"]
     argv += ["-o", str(out / "x.seg.nrrd"), "--labelmap", str(out / "x.nii.gz")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import one_error_line
 from test_training_dataset import write_slicer_dataset
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.training.cli import main
@@ -19,21 +20,15 @@ TINY = [
 ]  # fmt: skip
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
-
-
-def test_an_output_that_is_a_file_is_one_error_line(tmp_path, capsys):
+def test_an_output_that_is_a_file_isone_error_line(tmp_path, capsys):
     data = write_slicer_dataset(tmp_path / "data", cases=4)
     existing = tmp_path / "notes.txt"
     existing.write_text("mine")
     assert main([str(data), "-o", str(existing), *TINY, "--plan-only"]) == 2
-    assert "is a file" in _one_error_line(capsys)
+    assert "is a file" in one_error_line(capsys)
     assert existing.read_text() == "mine"
     assert main([str(data), "-o", str(existing / "sub"), *TINY, "--plan-only"]) == 2
-    assert "is a file" in _one_error_line(capsys)
+    assert "is a file" in one_error_line(capsys)
 
 
 def test_an_earlier_run_is_kept_unless_overwrite(tmp_path, capsys):
@@ -46,7 +41,7 @@ def test_an_earlier_run_is_kept_unless_overwrite(tmp_path, capsys):
     assert edited != plan
     capsys.readouterr()
     assert main([str(data), "-o", str(out), *TINY, "--plan-only"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "plan.json" in line and "--resume" in line and "--overwrite" in line
     assert (out / "plan.json").read_text() == edited  # not rewritten
     assert main([str(data), "-o", str(out), *TINY, "--plan-only", "--overwrite"]) == 0
@@ -56,9 +51,9 @@ def test_an_earlier_run_is_kept_unless_overwrite(tmp_path, capsys):
     (out / "model.json").write_text("{}")  # a trained model package
     capsys.readouterr()
     assert main([str(data), "-o", str(out), *TINY, "--plan-only"]) == 2
-    assert "model.json" in _one_error_line(capsys)
+    assert "model.json" in one_error_line(capsys)
     assert main([str(data), "-o", str(out), *TINY, "--resume", "--overwrite"]) == 2
-    assert "give one of them" in _one_error_line(capsys)
+    assert "give one of them" in one_error_line(capsys)
     assert (out / "model.json").read_text() == "{}"
 
 
@@ -70,14 +65,14 @@ def test_an_output_in_a_place_that_takes_no_folder_is_one_error_before_any_work(
     data = write_slicer_dataset(tmp_path / "data", cases=4)
     out = Path("/proc") / f"unetpp-test-{tmp_path.name}" / "model"
     assert main([str(data), "-o", str(out), *TINY, "--epochs", "1"]) == 2
-    error = _one_error_line(capsys)
+    error = one_error_line(capsys)
     assert error.startswith(f"error: Cannot create the training output {out}: ")
     assert "internal error" not in error
     assert "dataset fingerprint" not in capsys.readouterr().out  # refused before reading it
 
 
 @pytest.mark.parametrize("empty", ["", "   "])
-def test_an_empty_output_name_is_one_error_line(tmp_path, capsys, monkeypatch, empty):
+def test_an_empty_output_name_isone_error_line(tmp_path, capsys, monkeypatch, empty):
     """Tester 13: `-o ""` (a script's unset $OUT) trained into the current folder, among the
     user's files; now one error before any work, and the current folder is left as it was."""
     data = write_slicer_dataset(tmp_path / "data", cases=4)
@@ -85,7 +80,7 @@ def test_an_empty_output_name_is_one_error_line(tmp_path, capsys, monkeypatch, e
     here.mkdir()
     monkeypatch.chdir(here)
     assert main([str(data), "-o", empty, *TINY, "--plan-only"]) == 2
-    assert "-o" in _one_error_line(capsys)
+    assert "-o" in one_error_line(capsys)
     assert list(here.iterdir()) == []
 
 
@@ -102,7 +97,7 @@ def test_an_output_in_the_dataset_is_refused_before_anything_is_written(tmp_path
     (data / "case1.nrrd").write_bytes(b"")
     before = _files(tmp_path)
     assert main([str(data), "-o", str(data / "case1" / "model"), *TINY, "--plan-only"]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"(-o) {data.resolve() / 'case1' / 'model'} lies inside the dataset {data}:" in line
     assert _files(tmp_path) == before
 
@@ -155,5 +150,5 @@ def test_a_missing_gpu_is_refused_before_the_dataset_is_read(tmp_path, capsys, s
     (tmp_path / "data").mkdir()
     argv = [str(tmp_path / "data"), "-o", str(tmp_path / "out"), *TINY, "--device", spec]
     assert main(argv) == 2
-    assert f"evice {spec!r}" in _one_error_line(capsys)  # Device 'cuda:7', Unknown device
+    assert f"evice {spec!r}" in one_error_line(capsys)  # Device 'cuda:7', Unknown device
     assert not (tmp_path / "out").exists()
