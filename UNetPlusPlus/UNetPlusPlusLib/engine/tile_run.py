@@ -31,7 +31,7 @@ CancelCallback = Callable[[], bool]
 #: same per-operation cost: the shipped models' tiles ran in 0.56-0.92x the wall time per tile
 #: at L1..L4 (lung nodule 16x48x48: 0.56-0.70x; liver and brain 48^3: 0.72-0.92x), with
 #: identical logits (ours; max difference 0.0 on the liver tile) and identical labels on the
-#: 512x512x300 liver CT (session 16, ``/tmp``-free command in docs/BENCHMARK_E2E.md).
+#: 512x512x300 liver CT on our path (session 16, docs/BENCHMARK_E2E.md, "Session 16").
 AUTO_CPU_TILE_BATCH = 2
 #: Larger tiles keep one per pass: their operations are large already, and two would double
 #: the activations' memory of a user-trained wide network.
