@@ -41,13 +41,15 @@ def pyproject_dependencies() -> dict:
 
 
 def test_slicer_installs_what_pyproject_lists_with_the_same_bounds():
-    """openvino and onnx (the CPU default `fastest`) are core dependencies of the pip package:
-    Slicer installs them too, as optional requirements, with the same version bounds."""
+    """openvino and onnx (the CPU default `fastest`) and zlib-ng (the faster inflate) are core
+    dependencies of the pip package: Slicer installs them too, as optional requirements, with
+    the same version bounds."""
     core = pyproject_dependencies()
     for requirement in (*install.RUNTIME_REQUIREMENTS, *install.OPTIONAL_REQUIREMENTS):
         name = requirement.split(">=")[0]
         assert core[name] == requirement
-    assert {r.split(">=")[0] for r in install.OPTIONAL_REQUIREMENTS} == {"openvino", "onnx"}
+    optional = {r.split(">=")[0] for r in install.OPTIONAL_REQUIREMENTS}
+    assert optional == {"openvino", "onnx", "zlib-ng"}
 
 
 class Pip:

@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from UNetPlusPlusLib.engine import compressed_data
+from UNetPlusPlusLib.engine import compressed_data, inflate_stream
 from UNetPlusPlusLib.engine.image_read import read_image, read_volume
 from UNetPlusPlusLib.engine.inflate_stream import GZIP_WBITS, ZLIB_WBITS, InflateStream
 from UNetPlusPlusLib.errors import UNetPlusPlusError
@@ -73,9 +73,28 @@ def test_a_damaged_member_after_the_voxels_is_refused(name, tmp_path):
         read_image(path)
 
 
-def test_zlib_and_gzip_from_an_offset_and_the_two_policies(tmp_path):
+@pytest.fixture(params=["zlib-ng", "zlib"])
+def inflater(request, monkeypatch):
+    """Each inflater the reader may use: zlib-ng (installed with the package) and the standard
+    library's zlib (where zlib-ng is not installed)."""
+    if request.param == "zlib-ng":
+        module = pytest.importorskip("zlib_ng.zlib_ng")
+    else:
+        module = zlib
+    monkeypatch.setattr(inflate_stream, "_inflater", module)
+    return module
+
+
+def test_zlib_ng_is_what_reads_when_it_is_installed():
+    """pyproject.toml installs zlib-ng: the reader then inflates with it, not with zlib."""
+    pytest.importorskip("zlib_ng")
+    assert inflate_stream._inflater.__name__ == "zlib_ng.zlib_ng"
+
+
+def test_zlib_and_gzip_from_an_offset_and_the_two_policies(tmp_path, inflater):
     """The reader from a byte offset: a zlib stream (MetaImage) and gzip members (with one
-    zero-padded gap between them); the bytes after the data ignored and counted, or refused."""
+    zero-padded gap between them); the bytes after the data ignored and counted, or refused;
+    with either inflater."""
     payload = os.urandom(3000) + bytes(200_000)
     path = tmp_path / "x.bin"
     path.write_bytes(b"HEADER\n\n" + zlib.compress(payload) + TRAILER)
@@ -91,4 +110,18 @@ def test_zlib_and_gzip_from_an_offset_and_the_two_policies(tmp_path):
         stream.read()
     path.write_bytes(b"HEADER\n\n" + members[:-3])  # ends inside the last member
     with pytest.raises(EOFError), InflateStream(path, 8, GZIP_WBITS) as stream:
+        stream.read()
+
+
+@pytest.mark.parametrize("damage", ["crc", "length", "code"])
+def test_a_damaged_stream_is_zlib_error_with_either_inflater(tmp_path, inflater, damage):
+    """A wrong CRC-32 or length in a gzip trailer, or a corrupt deflate code: ``zlib.error``
+    (what every caller catches) from zlib-ng as from zlib, never wrong voxels."""
+    payload = np.random.default_rng(5).integers(0, 40, 300_000).astype(np.uint8).tobytes()
+    data = bytearray(gzip.compress(payload, mtime=0))
+    at = {"crc": len(data) - 8, "length": len(data) - 4, "code": len(data) // 2}[damage]
+    data[at] ^= 0x5A
+    path = tmp_path / "x.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(zlib.error), InflateStream(path) as stream:
         stream.read()

@@ -8,10 +8,10 @@
   Slicer, ``slicer.util.pip_install`` (5.8, 5.10: ``python -m pip install`` of the shlex-split
   string). Both raise ``subprocess.CalledProcessError`` when pip fails (checked against Slicer's
   Base/Python/slicer/util.py at v5.8.1 and packaging.py at v5.12.0 and main, 2026-08).
-- The optional packages (:data:`OPTIONAL_REQUIREMENTS`, OpenVINO and onnx: the CPU executor
-  ``fastest`` of engine/fastest.py) are installed after the required ones, in their own pip
-  call; if that fails, one warning line goes to ``log`` and the module runs on the built-in
-  executor ``ours``. They are asked for only with the required ones (the first install).
+- The optional packages (:data:`OPTIONAL_REQUIREMENTS`: OpenVINO and onnx, the CPU executor
+  ``fastest`` of engine/fastest.py; zlib-ng, the faster inflate of engine/inflate_stream.py)
+  are installed after the required ones, in their own pip call; if that fails, one warning
+  line goes to ``log`` and the module runs on the built-in executor ``ours`` and zlib. They are asked for only with the required ones (the first install).
 
 numpy, SimpleITK and vtk ship with Slicer. No Qt here: the Widget passes its dialog as
 ``confirm``.
@@ -31,8 +31,9 @@ REQUESTER = "UNet++"
 #: What `unetpp segment` imports beyond Slicer's bundled numpy, SimpleITK and vtk.
 RUNTIME_REQUIREMENTS: tuple[str, ...] = ("safetensors>=0.4", "slicerio>=1.1", "tqdm>=4.60")
 #: Core dependencies of pyproject.toml the engine runs without: the CPU default ``fastest``
-#: needs OpenVINO (without it the default is ``ours``) and onnx for the graph export.
-OPTIONAL_REQUIREMENTS: tuple[str, ...] = ("openvino>=2024.0", "onnx>=1.15")
+#: needs OpenVINO (without it the default is ``ours``) and onnx for the graph export; zlib-ng
+#: reads compressed images faster (without it, zlib).
+OPTIONAL_REQUIREMENTS: tuple[str, ...] = ("openvino>=2024.0", "onnx>=1.15", "zlib-ng>=0.5")
 TORCH_REQUIREMENT = "torch>=2.1"
 #: What Slicer's pip raises when an install fails (RuntimeError: no PythonSlicer, in 5.8).
 PIP_ERRORS = (subprocess.CalledProcessError, RuntimeError, OSError)
