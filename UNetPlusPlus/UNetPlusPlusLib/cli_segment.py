@@ -324,6 +324,10 @@ def run_segment(
     created = created_folder_warnings(outputs)  # the inputs passed: the folders will be made
     for message in created:
         warn(message)
+    if region is None and not (args.roi or args.point) and torch_preload.started():
+        from .engine.prepare_array import prepare_ahead  # the network input, while torch loads
+
+        prepare_ahead(manifest, volume, region_options["memo"], args.overlap)
     torch_preload.wait()  # the CLI's background import of torch (its error, if it failed)
     predictor = cache.predictor(manifest, args.device, args.threads)  # torch is imported here
     progress("load", 1, 1)
