@@ -23,7 +23,7 @@ empty (:attr:`members` 0).
 **Inflating** uses zlib-ng (the ``zlib-ng`` package, python bindings of the zlib-ng library:
 the same streams, wrappers and checks as zlib, with its API) where it is installed, else the
 standard library's zlib: zlib-ng inflated the 512x512x300 liver CT's 157 MB in 0.61-0.65
-CPU-s against zlib's 1.11 (session 17, docs/BENCHMARK_E2E.md). Its errors are raised as
+CPU-s against zlib's 1.11 (session 17, ``bench/inflate_cost.py``). Its errors are raised as
 ``zlib.error``, so callers catch one exception whichever inflates.
 """
 
