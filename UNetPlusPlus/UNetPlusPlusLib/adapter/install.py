@@ -11,7 +11,8 @@
 - The optional packages (:data:`OPTIONAL_REQUIREMENTS`: OpenVINO and onnx, the CPU executor
   ``fastest`` of engine/fastest.py; zlib-ng, the faster inflate of engine/inflate_stream.py)
   are installed after the required ones, in their own pip call; if that fails, one warning
-  line goes to ``log`` and the module runs on the built-in executor ``ours`` and zlib. They are asked for only with the required ones (the first install).
+  line goes to ``log`` and the module runs on the built-in executor ``ours`` and zlib. They
+  are asked for only with the required ones (the first install).
 
 numpy, SimpleITK and vtk ship with Slicer. No Qt here: the Widget passes its dialog as
 ``confirm``.
