@@ -1,15 +1,16 @@
 """One persistent engine process (``unetpp serve``) for the module's runs, restarted after a crash.
 
-Starting Python, importing torch and loading the model costs seconds (more than a nodule
-click's inference, and a large share of a whole-volume run at a shallow depth), so every Segment
-run of the module (whole volume, ROI, click; ``SegmentationLogic.persistent``) goes to one
-process that stays alive between runs. :class:`EngineServer` starts
-``<python> -m UNetPlusPlusLib.cli serve`` once (through PythonSlicer's launcher in Slicer, which
-forwards stdin), sends each request as a JSON line on its stdin and routes the replies, by
-request id, into the queue of the :class:`~.job.SegmentationJob` that asked. If the process has
-died (a crash, or :meth:`kill` after a cancel that was not honoured within the job's grace), the
-next :meth:`submit` starts a new one. :meth:`shutdown` kills the whole process tree without
-waiting. What the process keeps in memory between runs is bounded in ``warm_cache.py``.
+Starting Python, importing torch and loading the model costs seconds (more than a nodule click's
+inference, and a large share of a whole-volume run at a shallow depth), so every Segment run of the
+module (whole volume, ROI, click; ``SegmentationLogic.persistent``) goes to one process that stays
+alive between runs. :class:`EngineServer` starts ``<python> -m UNetPlusPlusLib.cli serve`` once, at
+the first run or ahead of it (:meth:`EngineServer.warm_up`, when the module is entered), through
+PythonSlicer's launcher in Slicer, which forwards stdin; it sends each request as a JSON line on
+its stdin and routes the replies, by request id, into the queue of the
+:class:`~.job.SegmentationJob` that asked. If the process has died (a crash, or :meth:`kill` after
+a cancel that was not honoured within the job's grace), the next :meth:`submit` starts a new one.
+:meth:`shutdown` kills the whole process tree without waiting. What the process keeps in memory
+between runs is bounded in ``warm_cache.py``.
 
 Input files (copies of the patient's images) live in each job's own folder and are deleted when
 the job ends (result read back, failure or cancel). A request names its volume by an input token
@@ -180,6 +181,15 @@ class EngineServer:
                     raise
                 self.kill()  # it died between the check and the write: start a new one
         raise AssertionError("unreachable")
+
+    def warm_up(self) -> bool:
+        """Start the process now, if it is not running, so that its start-up (Python, the
+        torch import: 2-3 s on two cores) is over before the first :meth:`submit`. Returns
+        whether a process was started. Raises OSError if it cannot start. Never blocks."""
+        if self.alive():
+            return False
+        self._start()
+        return True
 
     def kill(self) -> None:
         """Kill the process tree now (pending requests get ``died``); the next request

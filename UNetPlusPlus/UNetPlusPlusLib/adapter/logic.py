@@ -283,6 +283,23 @@ class SegmentationLogic:
             self._checked = (key, self._check(volume_nodes, manifest))
         return list(self._checked[1])
 
+    def warm_up(self) -> bool:
+        """Start the persistent engine process ahead of the first run (the module calls it
+        when it is entered and when the dependencies were installed), so that its start-up
+        (Python and the torch import, 2-3 s on two cores) is over by the time the user clicks
+        Segment: the first run then costs what later ones do, plus reading its volume. Only
+        with :attr:`persistent` and every dependency installed (it never installs anything);
+        nothing when the process already runs. Returns whether a process was started. Never
+        raises: a process that cannot start is the first run's error, as without warm-up."""
+        from .install import dependencies_ready
+
+        if not self.persistent or not dependencies_ready():
+            return False
+        try:
+            return self._engine_server().warm_up()
+        except OSError:
+            return False
+
     def _engine_server(self) -> EngineServer:
         if self._server is None:
             self._server = EngineServer(self.python or python_executable())

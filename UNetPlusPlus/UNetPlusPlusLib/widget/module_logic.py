@@ -42,6 +42,11 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
             self._segmentationLogic.shutdown()
         self.shutdownTraining()
 
+    def warmUpEngine(self) -> bool:
+        """Start the persistent engine process ahead of the first run, if the dependencies
+        are installed; whether one was started. See SegmentationLogic.warm_up."""
+        return self.segmentationLogic.warm_up()
+
     def deviceList(self):
         """The engine's devices, or None while its process is still answering (asked in the
         background on the first call; torch is not imported here). See

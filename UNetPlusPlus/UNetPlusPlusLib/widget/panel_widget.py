@@ -124,6 +124,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.warmUpEngine()
 
     def exit(self) -> None:
         if self._parameterNode:

@@ -101,6 +101,15 @@ class RunControl(PointBatch, CancelGuards):
             self._dependenciesReady = install.dependencies_ready()
         self.refreshDevices()
         self.refreshModels()
+        self.warmUpEngine()  # the engine starts while the user looks
+
+    def warmUpEngine(self) -> None:
+        """Start the engine process now (its torch import takes 2-3 s), while the user picks
+        the inputs, so the first Segment runs as fast as later ones; only once the
+        dependencies are installed (never asks to install). Never raises: a process that
+        cannot start is the first run's error (SegmentationLogic.warm_up)."""
+        if self._dependenciesReady:
+            self.logic.warmUpEngine()
 
     def onSegmentButton(self) -> None:
         if self._job is not None and not self._job.finished:
