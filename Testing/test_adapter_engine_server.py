@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import types
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from blocking_calls import BlockingCalls  # noqa: E402
 from helpers import make_sphere_image, serve_over_pipe  # noqa: E402
 from launcher import living, make_launcher, wait_for_descendant  # noqa: E402
 from test_adapter_job_cancel import poll_until_finished, wait_gone  # noqa: E402
-from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, install, job  # noqa: E402
 from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
@@ -96,6 +97,24 @@ def test_requests_share_one_process_which_restarts_after_a_crash(
     assert wait_gone(pids) == set()
 
 
+def maps_torch(pids: set[int]) -> bool:
+    """Whether one of ``pids`` has torch's C++ library mapped (torch is imported there)."""
+    for pid in pids:
+        try:
+            if "libtorch" in Path(f"/proc/{pid}/maps").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def wait_until(condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def volume_files(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.suffix in (".nrrd", ".nii", ".gz"))
 
@@ -103,15 +122,22 @@ def volume_files(folder: Path) -> list[Path]:
 def test_no_input_or_output_file_outlives_its_run(tmp_path, sphere_model, volume_node, monkeypatch):
     """The copies of the patient's images written for the engine are deleted as soon as the run
     ends (result read back, failed or cancelled), while the engine keeps the volume in memory
-    for the next run (no file written again for a second run on the same voxels)."""
+    for the next run (no file written again for a second run on the same voxels). The engine
+    is warmed up first, as the module does when entered: it imports torch with no request and
+    takes the first run."""
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where jobs and the engine write
     logic = SegmentationLogic(python=make_launcher(tmp_path))
     try:
+        # as when the module is entered: the engine starts, and imports torch, before any run
+        assert logic.warm_up() is True and logic.warm_up() is False  # once
+        server = logic._server
+        wait_until(lambda: maps_torch(wait_for_descendant(server.pid)), TIMEOUT_S)
         done, _ = run(logic, volume_node, sphere_model)
         assert done.state == job.SUCCEEDED and done.inputs_written, done.error
         assert volume_files(temp) == []
+        assert server.starts == 1 and logic._server is server  # the warmed engine ran it
 
         failed, _ = run(logic, volume_node, sphere_model, depth=7)  # the engine refuses it
         assert failed.state == job.FAILED and "depth" in failed.error.lower()
@@ -169,3 +195,18 @@ def test_serve_answers_requests_until_its_input_ends(tmp_path, sphere_model):
     assert ends[2]["status"] == 2 and "missing.nrrd" in ends[2]["error"]
     assert ends[3]["result"]["volumes_ml"] == ends[1]["result"]["volumes_ml"]
     assert (tmp_path / "a.nrrd").is_file() and (tmp_path / "b.nrrd").is_file()
+
+
+def test_no_engine_is_warmed_up_without_persistence_dependencies_or_python(tmp_path, monkeypatch):
+    """``warm_up`` (the module entered) starts nothing for one-shot runs, without the
+    dependencies (it never asks to install) and never raises for a Python that cannot start."""
+    one_shot = SegmentationLogic(python=make_launcher(tmp_path), persistent=False)
+    assert one_shot.warm_up() is False and one_shot._server is None  # a process per run
+
+    broken = SegmentationLogic(python=str(tmp_path / "no-such-python"))
+    assert broken.warm_up() is False  # never raises: the first run reports it
+    assert not broken._server.alive()
+
+    monkeypatch.setattr(install, "dependencies_ready", lambda: False)
+    missing = SegmentationLogic(python=make_launcher(tmp_path))
+    assert missing.warm_up() is False and missing._server is None  # never asks to install
