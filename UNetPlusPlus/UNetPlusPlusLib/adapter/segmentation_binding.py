@@ -256,7 +256,9 @@ def same_box(grid: Grid, counts: Sequence[int], matrix: np.ndarray) -> bool:
     """Whether ``grid`` has the size of the box of a volume of ``counts`` voxels on IJK-to-RAS
     ``matrix``, as "Specify geometry" makes it (wherever it is): along each axis exactly (an
     oversampled grid), or up to one voxel of ``grid`` less (isotropic spacing rounds the count
-    down); a crop removes a whole voxel of the volume, so its box is smaller."""
+    down); a crop removes a whole voxel of the volume, so its box is smaller. (A volume
+    resampled in place onto exactly the same box size would pass too: without UNet++'s record
+    the two cannot be told apart, and moving a volume in place is the common case.)"""
     spacing, own_spacing = (np.linalg.norm(m[:3, :3], axis=0) for m in (grid[0], matrix))
     shorter = np.array(counts) * own_spacing - np.array(grid[1]) * spacing  # mm per axis
     return bool(
