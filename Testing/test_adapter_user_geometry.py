@@ -237,11 +237,38 @@ def test_a_volume_moved_by_less_than_a_voxel_is_not_the_users_grid(sphere_model,
     assert not user_grid(seg, node)
     reason = other_volume_binding(seg, node)
     assert reason is not None and "made for volume 'chest' on another grid" in reason, reason
-    if grid == "volume's":  # (a re-gridded node's reason says "cropped or resampled")
-        assert reason.endswith("the volume was moved since (its origin or axes were changed)")
+    assert reason.endswith("the volume was moved since (its origin or axes were changed)")
     rebound: list = []
     new = write_segments(labels_on(whole, labels), node, seg, rebound=rebound)
     assert new is not seg and [n for n, _ in rebound] == [seg.GetName()]
     assert geometry_text(seg) == text and seg.GetSegmentation().GetNumberOfSegments() == 0
     move_by(node, -np.array(shift))  # back where it was: the user's (or the volume's) grid again
     assert other_volume_binding(seg, node) is None
+
+
+@pytest.mark.parametrize("how", ["origin", "transform"])
+@pytest.mark.parametrize("ours", [True, False], ids=["written-by-unetpp", "users-own-node"])
+def test_a_regridded_nodes_volume_moved_since_is_said_moved_not_cropped(sphere_model, ours, how):
+    """A node on a grid the user chose ("Specify geometry": other voxel counts and spacing
+    than the volume's) whose volume was then moved, by its origin or by a transform, is
+    another grid's, and the reason says "moved" (segmentation_binding.grid_change compares
+    the volume with its grid then: UNet++'s record, or the box of the user's grid). Before,
+    it said "the volume was cropped or resampled since", which was false."""
+    labels = ModelManifest.load(sphere_model).labels
+    scene = slicer.vtkMRMLScene()
+    whole, node = chest(scene)
+    seg = write_segments(labels_on(whole, labels), node) if ours else None
+    seg = seg or new_segmentation_node(scene, node, "mine")
+    specify_geometry(seg, node, oversampling=2.0)
+    if how == "origin":
+        move_by(node, (5.0, 0.0, -2.0))
+        said = "the volume was moved since (its origin or axes were changed)"
+    else:
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+        matrix = vtk.vtkMatrix4x4()
+        matrix.SetElement(0, 3, 12.0)
+        transform.SetMatrixTransformToParent(matrix)
+        node.SetAndObserveTransformNodeID(transform.GetID())
+        said = "the volume was moved by transform 'registration' since"
+    reason = other_volume_binding(seg, node)
+    assert reason is not None and reason.endswith(said), reason

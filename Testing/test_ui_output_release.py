@@ -134,6 +134,7 @@ def import_panel_widget(monkeypatch):
     """widget/panel_widget.py with ``qt``, ``slicer.i18n`` and parameterNodeWrapper stood in."""
     qt = types.ModuleType("qt")
     qt.QTimer, qt.Qt, qt.QApplication = QtCore.QTimer, QtCore.Qt, QtWidgets.QApplication
+    qt.QObject, qt.QEvent = QtCore.QObject, QtCore.QEvent
     i18n = types.ModuleType("slicer.i18n")
     i18n.tr = lambda text: text
     wrapper = types.ModuleType("slicer.parameterNodeWrapper")

@@ -122,6 +122,30 @@ def world_ijk_to_ras(volume_node) -> np.ndarray:
     return node_to_world_matrix(volume_node) @ ijk_to_ras
 
 
+def in_volume_index_space(image, volume_node) -> None:
+    """Re-index a ``vtkOrientedImageData`` on the volume's voxels (e.g. a labelmap made from
+    an engine result, whose index 0 is its first voxel) in place into the volume's own IJK
+    index space: its image-to-world matrix becomes the volume's world IJK-to-RAS at index
+    (0, 0, 0) and its extent is shifted by whole voxels, as Slicer keeps a segmentation's
+    labelmaps (vtkSegmentationConverter::SerializeImageGeometry keeps the volume's extent,
+    which need not start at 0: Crop Volume, a NRRD region). The voxels stay where they are.
+    An image that is not on the volume's lattice (axes, spacing, whole-voxel offset within
+    1e-4 voxel) is left as it is."""
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    zero = node_to_world_matrix(volume_node) @ _numpy_from_vtk_matrix(ijk_to_ras)
+    first = image_to_world_matrix(image)
+    if not np.allclose(first[:3, :3], zero[:3, :3], rtol=0, atol=GEOMETRY_TOLERANCE):
+        return
+    offset = np.linalg.solve(zero[:3, :3], first[:3, 3] - zero[:3, 3])  # voxels
+    if not np.allclose(offset, np.round(offset), rtol=0, atol=1e-4):
+        return
+    x0, x1, y0, y1, z0, z1 = image.GetExtent()
+    i, j, k = (int(v) for v in np.round(offset))
+    image.SetExtent(i, i + x1 - x0, j, j + y1 - y0, k, k + z1 - z0)
+    image.SetImageToWorldMatrix(_vtk_matrix_from_numpy(zero))
+
+
 def array_from_volume_node(volume_node, copy: bool = True) -> np.ndarray:
     """The voxels of a scalar volume node as a (z, y, x) array in their own type: a copy, or
     with ``copy=False`` a view of the node's memory (valid while the node keeps its image)."""

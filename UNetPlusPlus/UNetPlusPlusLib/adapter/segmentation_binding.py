@@ -38,7 +38,7 @@ fraction of a voxel, moves the corner, so either is another grid's.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import slicer
@@ -123,16 +123,20 @@ def remember_volume_grid(segmentation_node, volume_node) -> None:
     segmentation_node.SetAttribute(VOLUME_GRID_ATTRIBUTE, grid_text(volume_grid(volume_node)))
 
 
-def is_field_of_view(grid: Grid, volume: Grid) -> bool:
+def is_field_of_view(grid: Grid, volume: Grid, start: Sequence[int] = (0, 0, 0)) -> bool:
     """Whether ``grid`` is the volume's box on other voxels as Segment Editor's "Specify
     geometry" from that volume makes it (vtkSlicerSegmentationGeometryLogic): the same axes;
     box corners within one voxel (of the coarser grid, along each axis) of the volume's (a
-    crop moves a corner by a whole voxel or more); and the first voxel corner where that
-    logic puts it, within :data:`GRID_TOLERANCE_MM` along each axis, give or take whole voxels
-    of ``grid`` (its "pad" option): at the volume's first voxel corner (oversampling keeps
-    the corners), or for an isotropic grid half the volume's smallest spacing before the
-    volume's first voxel centre (isotropic spacing keeps that centre). So a volume moved by
-    more than :data:`GRID_TOLERANCE_MM` since, a fraction of a voxel included, is not."""
+    crop moves a corner by a whole voxel or more); and the voxel lattice where that logic puts
+    it, within :data:`GRID_TOLERANCE_MM` along each axis, give or take whole voxels of
+    ``grid`` (its "pad" option, and its extents rounded from the volume's): through the corner
+    of the volume's voxel of IJK index (0, 0, 0) (oversampling keeps that corner), or for an
+    isotropic grid half the volume's smallest spacing before that voxel's centre (isotropic
+    spacing keeps that centre). ``start``: the volume's (i, j, k) extent start, that is the
+    index of its first voxel (non-zero after Crop Volume, or for a NRRD whose "space origin"
+    names a region start): Slicer's image-to-world matrix is at index 0, not at the first
+    voxel. So a volume moved by more than :data:`GRID_TOLERANCE_MM` since, a fraction of a
+    voxel included, is not."""
     (matrix, counts), (own, own_counts) = grid, volume
     spacing, own_spacing = (np.linalg.norm(m[:3, :3], axis=0) for m in (matrix, own))
     if not np.allclose(matrix[:3, :3] / spacing, own[:3, :3] / own_spacing, atol=1e-4):
@@ -145,11 +149,12 @@ def is_field_of_view(grid: Grid, volume: Grid) -> bool:
     if not (np.all(np.abs(low + 0.5) < slack) and np.all(np.abs(high - own_high) < slack)):
         return False
     offset = (low + 0.5) * own_spacing  # mm from the volume's first voxel corner, per axis
-    starts = [np.zeros(3)]
-    if np.ptp(spacing) < GRID_TOLERANCE_MM:  # isotropic: the first voxel centres coincide
-        starts.append((own_spacing - own_spacing.min()) / 2)
-    for start in starts:
-        voxels = (offset - start) / spacing
+    index_zero = -np.asarray(start, dtype=np.float64) * own_spacing  # voxel (0, 0, 0)'s corner
+    anchors = [index_zero]
+    if np.ptp(spacing) < GRID_TOLERANCE_MM:  # isotropic: voxel (0, 0, 0)'s centre is kept
+        anchors.append(index_zero + (own_spacing - own_spacing.min()) / 2)
+    for anchor in anchors:
+        voxels = (offset - anchor) / spacing
         if np.all(np.abs(voxels - np.round(voxels)) * spacing < GRID_TOLERANCE_MM):
             return True
     return False
@@ -168,7 +173,14 @@ def user_grid(segmentation_node, volume_node) -> bool:
     remembered = remembered_grid(segmentation_node)
     if remembered is not None:
         return same_grid(remembered, own)
-    return is_field_of_view(grid, own)
+    return is_field_of_view(grid, own, extent_start(volume_node))
+
+
+def extent_start(volume_node) -> tuple[int, int, int]:
+    """The (i, j, k) index of the volume's first voxel: its image extent's start (vtkImageData
+    extents need not start at 0; the node's IJK-to-RAS matrix is at index 0)."""
+    extent = volume_node.GetImageData().GetExtent()
+    return int(extent[0]), int(extent[2]), int(extent[4])
 
 
 def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
@@ -193,26 +205,62 @@ def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
     origin = ", ".join(f"{v:.1f}" for v in matrix[:3, 3])
     other = f"{' x '.join(map(str, counts))} voxels from ({origin}) mm RAS"
     if bound is not None:  # the same volume node, on another grid now
-        change = grid_change(grid, volume_node)
+        change = grid_change(grid, volume_node, remembered_grid(segmentation_node))
         return f"it was made for volume '{bound.GetName()}' on another grid ({other}); {change}"
     return f"its reference geometry is another grid ({other})"
 
 
-def grid_change(old: Grid, volume_node) -> str:
-    """What was done to the volume since a segmentation was made on ``old`` (its world grid
-    then), as a clause: "the volume was moved by transform 'T' since" (put under a transform
-    that moved it: its own grid is still ``old``), "the volume was moved since (...)" (the
-    same voxels, counts and spacing, elsewhere: its origin or axes were edited, or its
-    transform changed), else "the volume was cropped or resampled since"."""
+def grid_change(old: Grid, volume_node, remembered: Optional[Grid] = None) -> str:
+    """What was done to the volume since a segmentation was made on ``old`` (its world
+    reference grid then), as a clause. ``remembered``: the volume's own grid UNet++ recorded
+    when it last wrote to the segmentation (:func:`remembered_grid`), the volume's grid then;
+    without it, the volume's grid then is ``old``, or for a grid the user chose in "Specify
+    geometry" (finer, isotropic: other voxels) one whose box ``old`` is.
+
+    "the volume was moved by transform 'T' since" (put under a transform that moved it: its
+    own grid is still what it was), "the volume was moved since (...)" (the same voxels,
+    counts and spacing, elsewhere: its origin or axes were edited, or its transform changed),
+    else "the volume was cropped or resampled since"."""
     matrix, counts = volume_grid(volume_node)
     transform = volume_node.GetParentTransformNode()
     if transform is not None:
         own = np.linalg.inv(node_to_world_matrix(volume_node)) @ matrix  # before the transform
-        if same_grid(old, (own, counts)):
+        if _was_on(old, remembered, (own, counts), extent_start(volume_node)):
             return f"the volume was moved by transform '{transform.GetName()}' since"
-    spacing, old_spacing = (np.linalg.norm(m[:3, :3], axis=0) for m in (matrix, old[0]))
-    if counts != old[1] or not np.allclose(spacing, old_spacing, atol=GRID_TOLERANCE_MM):
+    then = remembered if remembered is not None else old
+    if not (
+        same_voxels(then, (matrix, counts))
+        or (remembered is None and same_box(old, counts, matrix))
+    ):
         return "the volume was cropped or resampled since"
     if transform is not None:
         return f"the volume was moved since (it is under transform '{transform.GetName()}')"
     return "the volume was moved since (its origin or axes were changed)"
+
+
+def _was_on(old: Grid, remembered: Optional[Grid], grid: Grid, start: Sequence[int]) -> bool:
+    """Whether the volume was on ``grid`` when the segmentation was made on ``old``: its
+    recorded grid, or without a record ``old`` itself or a "Specify geometry" grid of it."""
+    if remembered is not None:
+        return same_grid(remembered, grid)
+    return same_grid(old, grid) or is_field_of_view(old, grid, start)
+
+
+def same_voxels(a: Grid, b: Grid) -> bool:
+    """Whether two grids have the same voxel counts and spacing (wherever they are)."""
+    spacing_a, spacing_b = (np.linalg.norm(m[:3, :3], axis=0) for m in (a[0], b[0]))
+    return a[1] == b[1] and np.allclose(spacing_a, spacing_b, rtol=0, atol=GRID_TOLERANCE_MM)
+
+
+def same_box(grid: Grid, counts: Sequence[int], matrix: np.ndarray) -> bool:
+    """Whether ``grid`` has the size of the box of a volume of ``counts`` voxels on IJK-to-RAS
+    ``matrix``, as "Specify geometry" makes it (wherever it is): along each axis exactly (an
+    oversampled grid), or up to one voxel of ``grid`` less (isotropic spacing rounds the count
+    down); a crop removes a whole voxel of the volume, so its box is smaller. (A volume
+    resampled in place onto exactly the same box size would pass too: without UNet++'s record
+    the two cannot be told apart, and moving a volume in place is the common case.)"""
+    spacing, own_spacing = (np.linalg.norm(m[:3, :3], axis=0) for m in (grid[0], matrix))
+    shorter = np.array(counts) * own_spacing - np.array(grid[1]) * spacing  # mm per axis
+    return bool(
+        np.all(shorter > -GRID_TOLERANCE_MM) and np.all(shorter < spacing - GRID_TOLERANCE_MM)
+    )

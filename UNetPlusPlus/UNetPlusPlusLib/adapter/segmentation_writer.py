@@ -33,7 +33,7 @@ import vtk
 from ..engine.manifest import terminology_entry_string
 from ..engine.volume import LabelVolume
 from ..errors import UNetPlusPlusError
-from .geometry import oriented_image_from_labels
+from .geometry import in_volume_index_space, oriented_image_from_labels
 from .segment_fingerprint import is_unchanged, stamp
 from .segmentation_binding import other_volume_binding, remember_volume_grid, user_grid
 
@@ -212,7 +212,9 @@ def write_segments(
     regrid = user_grid(segmentation_node, reference_volume_node)
     # cropped before resampling: a finer grid costs the result's box, not the whole volume's
     shared_labelmap = oriented_image_from_labels(labels, crop_to_content=crop_to_content or regrid)
-    if regrid:
+    if not regrid:  # on the volume's voxels, indexed as the volume (and Slicer) index them
+        in_volume_index_space(shared_labelmap, reference_volume_node)
+    else:
         shared_labelmap = onto_reference_grid(shared_labelmap, segmentation_node)
         if regridded is not None:
             spacing = tuple(float(v) for v in shared_labelmap.GetSpacing())

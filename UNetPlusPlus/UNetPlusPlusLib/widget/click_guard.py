@@ -11,6 +11,11 @@ later works at once.
 
 The clock is injectable (``clock``: seconds, monotonic) so that tests can click Cancel "later"
 without sleeping.
+
+A toggle (the nodule section's "Place" button, a checkable button) toggles on each click too, so
+a double-click toggled it twice and left it as it was: :func:`act_once_on_double_click` makes the
+double-click's second press do nothing (it is a ``MouseButtonDblClick`` event, which
+QAbstractButton takes as a press).
 """
 
 import time
@@ -29,6 +34,30 @@ def double_click_interval_ms() -> int:
     except ImportError:
         return DEFAULT_DOUBLE_CLICK_MS
     return int(qt.QApplication.doubleClickInterval())
+
+
+_DOUBLE_CLICK_FILTER = None  # the QObject subclass, made once Qt is there
+
+
+def act_once_on_double_click(button):
+    """Make a double-click on ``button`` (a QAbstractButton, e.g. a checkable toggle) act as one
+    click: its second press (``QEvent.MouseButtonDblClick``) is dropped by an event filter, so
+    the release after it clicks nothing. Returns the filter (parented to ``button``); keep a
+    reference to it as long as the button lives (a Python QObject subclass stops filtering
+    once Python drops it)."""
+    import qt
+
+    global _DOUBLE_CLICK_FILTER
+    if _DOUBLE_CLICK_FILTER is None:
+
+        class DoubleClickAsOne(qt.QObject):
+            def eventFilter(self, watched, event) -> bool:
+                return event.type() == qt.QEvent.MouseButtonDblClick
+
+        _DOUBLE_CLICK_FILTER = DoubleClickAsOne
+    eventFilter = _DOUBLE_CLICK_FILTER(button)
+    button.installEventFilter(eventFilter)
+    return eventFilter
 
 
 class CancelGuard:

@@ -13,6 +13,7 @@ from slicer.util import VTKObservationMixin
 
 from UNetPlusPlusLib.adapter import install, panel
 from UNetPlusPlusLib.errors import UNetPlusPlusError
+from UNetPlusPlusLib.widget.click_guard import act_once_on_double_click
 from UNetPlusPlusLib.widget.input_watch import InputWatch
 from UNetPlusPlusLib.widget.parameter_node import MAX_CHANNELS, UNetPlusPlusParameterNode
 from UNetPlusPlusLib.widget.point_queue import PointQueue
@@ -68,6 +69,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.ui.nodulePlaceWidget.placeMultipleMarkups = (
             slicer.qSlicerMarkupsPlaceWidget.ForcePlaceMultipleMarkups
         )
+        self.guardToggles()
         self.ui.progressBar.setValue(0)
 
         self._timer = qt.QTimer()
@@ -94,6 +96,17 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.refreshDevices()
         self.refreshModels()
         self.initializeParameterNode()
+
+    def guardToggles(self) -> None:
+        """A double-click on a toggle of the prompt sections (the "Place" buttons of the nodule
+        points and the ROI, "Segment each new point automatically") toggles it once, not on
+        and off again (click_guard.act_once_on_double_click)."""
+        toggles = [
+            self.ui.nodulePlaceWidget.placeButton(),
+            self.ui.roiPlaceWidget.placeButton(),
+            self.ui.interactiveCheckBox,
+        ]
+        self._toggleFilters = [act_once_on_double_click(toggle) for toggle in toggles]
 
     def cancelJob(self) -> None:
         """Cancel the running job, if any."""
