@@ -18,10 +18,11 @@ if not hasattr(slicer, "vtkMRMLScene"):
 import test_adapter_training_export as base  # noqa: E402
 from test_adapter_export_records import counted_reads, files, labels_of  # noqa: E402
 from UNetPlusPlusLib.adapter import case_identity, geometry  # noqa: E402
+from UNetPlusPlusLib.adapter.case_files import CaseFiles  # noqa: E402
 from UNetPlusPlusLib.adapter.nrrd_voxels import same_voxels  # noqa: E402
 from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
 from UNetPlusPlusLib.engine.volume import Volume  # noqa: E402
-from UNetPlusPlusLib.errors import DuplicateCaseError  # noqa: E402
+from UNetPlusPlusLib.errors import DuplicateCaseError, UNetPlusPlusError  # noqa: E402
 from UNetPlusPlusLib.training.dataset import find_cases  # noqa: E402
 from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export  # noqa: E402
 
@@ -106,7 +107,7 @@ def test_a_record_is_not_trusted_for_a_file_replaced_with_the_same_size_and_time
     assert case_identity.trusted_identity(tmp_path, "a", [image]) is None
 
 
-def test_an_overwrite_with_another_image_keeps_the_old_image(case, tmp_path):
+def test_an_overwrite_with_another_image_keeps_the_old_image(case, tmp_path, monkeypatch):
     """Before, an overwrite with another image kept the old labels in ``.replaced/`` but deleted
     the old image; and a one-volume case overwritten with channels left its ``<case>.nrrd``
     beside them, which training takes instead. Now the old image files go to ``.replaced/``
@@ -137,3 +138,14 @@ def test_an_overwrite_with_another_image_keeps_the_old_image(case, tmp_path):
         "case002_T1.nrrd",
         "case002_T2.nrrd",
     ]
+
+    # the new files cannot be renamed into place: the old case is put back, byte for byte
+    before = files(out)
+
+    def failing(self):
+        raise UNetPlusPlusError("Could not write ...; nothing was written.")
+
+    monkeypatch.setattr(CaseFiles, "commit", failing)
+    with pytest.raises(UNetPlusPlusError, match="nothing was written"):
+        export_training_case([volume], segmentation, out, "case002", overwrite=True)
+    assert files(out) == before

@@ -85,10 +85,16 @@ def keep_case(seg_path: Path, images: Sequence[Path] = ()) -> list[tuple[Path, P
 
 
 def put_back(moved: Sequence[tuple[Path, Path]]) -> None:
-    """Move kept files back to where :func:`keep_case` took them (``(original, kept)``)."""
+    """Move kept files back to where :func:`keep_case` took them (``(original, kept)``), and
+    remove ``.replaced/`` if that leaves it empty."""
     for original, kept in reversed(moved):
         original.unlink(missing_ok=True)
         kept.replace(original)
+    if moved:
+        try:
+            moved[0][1].parent.rmdir()
+        except OSError:
+            pass  # other versions are kept there
 
 
 def versions(folder: Path, case: str) -> list[Path]:
