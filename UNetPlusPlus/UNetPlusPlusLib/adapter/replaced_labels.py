@@ -2,7 +2,7 @@
 
 Policy: every distinct version is kept; the module never deletes a version that exists nowhere
 else. Before a case's labels are replaced, ``<case>.seg.nrrd`` is moved to
-``.replaced/<case>-<UTC time>.seg.nrrd`` (:func:`keep`); when an overwrite replaces the case's
+``.replaced/<case>-<UTC time>.seg.nrrd`` (:func:`keep_case`); when an overwrite replaces the case's
 image too (another image under the same name), its image files go with them, named the same way
 (``.replaced/<case>-<UTC time>.nrrd`` or ``..._<channel>.nrrd``: a case of the export's layout
 again; before, the old image was deleted). After the new labels are written,
@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from ..errors import UNetPlusPlusError
 
@@ -38,14 +38,6 @@ class KeptVersions:
     count: int
     bytes: int
     removed: int = 0
-
-
-def keep(seg_path: Path) -> Optional[Path]:
-    """Move ``seg_path`` (labels about to be replaced) to
-    ``<folder>/.replaced/<case>-<UTC time>.seg.nrrd`` (a number added if that exists); returns
-    where, or None when there was no such file. Raises UNetPlusPlusError if it cannot be moved."""
-    moved = keep_case(seg_path)
-    return moved[-1][1] if moved and moved[-1][0] == seg_path else None
 
 
 def keep_case(seg_path: Path, images: Sequence[Path] = ()) -> list[tuple[Path, Path]]:

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import slicer
 
 from ..errors import DuplicateCaseError, UNetPlusPlusError, same_image_also_text
@@ -182,7 +183,9 @@ def _export(
         )
     identity = case_identity(nodes, segmentation_node, names)
     images = {
-        ("" if len(nodes) == 1 else name): array_from_volume_node(node, copy=False)
+        ("" if len(nodes) == 1 else name): np.ascontiguousarray(
+            array_from_volume_node(node, copy=False)
+        )
         for name, node in zip(names, nodes)
     }
     found = find_same_image(out, identity, images)
