@@ -131,8 +131,8 @@ def main() -> int:
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             runs[code].append(json.loads(out.stdout.strip().splitlines()[-1]))
             loads.append(os.getloadavg()[0])
-    kind = "BraTS 4x240x240x155" if args.brats else "122x101x112"
-    print(f"{args.cases} unrecorded cases of {kind} int16; {args.rounds} rounds; load "
+    kind = "BraTS 4x240x240x155 float32" if args.brats else "122x101x112 int16"
+    print(f"{args.cases} unrecorded cases of {kind}; {args.rounds} rounds; load "
           f"average (1 min) {min(loads):.2f}-{max(loads):.2f}")  # fmt: skip
     for code, results in runs.items():
         for step in ("cold", "warm", "again"):
