@@ -124,7 +124,11 @@ def test_an_overwrite_never_duplicates_an_image_nor_loses_labels(case, tmp_path)
     assert written.replaced and written.case == "case001" and written.also == ["case003"]
     assert {k: v for k, v in files(out).items() if k.startswith("case002")} == case002
     assert "as case001: its labels were replaced" in written.message
-    assert "(nothing written as case002, so that the image is there once)" in written.message
+    assert written.message.startswith(
+        "The image is already in the dataset as case001: its labels were replaced by the current "
+        "segmentation, and nothing was saved as case002 (the same image twice would be trained "
+        "on twice)."
+    )
     assert "The same image is also there as case003: training counts each" in written.message
     with pytest.raises(DuplicateCaseError, match="also there as case003: ") as found:
         export_training_case([volume], segmentation, out, "case004")

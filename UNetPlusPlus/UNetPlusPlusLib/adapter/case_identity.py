@@ -12,7 +12,18 @@ ignores it) holding:
   carries none): what the image files hold;
 - ``labels``: sha256 of each segment's name and voxel fingerprint
   (:func:`.segment_fingerprint.labelmap_fingerprint`: extent-independent), in order;
-- ``files``: the size and modification time (ns) of each file of the case.
+- ``files``: the stamp of each file of the case: its size, modification time, status-change
+  time (ns) and inode number (:func:`file_stamp`).
+
+A record is trusted while every stamp is unchanged. Size and modification time alone are not
+enough: ``cp -p``, ``rsync -t``, an unzip or a sync tool give a file replaced by another of the
+same size (an uncompressed NRRD of the same shape) the modification time it had, and a
+file system may keep that time to 2 s (FAT) or 1 s; the status-change time cannot be set
+by any of them (a write, a rename or a copy onto the file sets it to now) and a file renamed
+into place has another inode. A false alarm (the folder copied elsewhere, a ``chmod``) costs one
+read-back of that case, never a wrong answer; older records (size and time only) are read back
+once. (On Windows the status-change time is the creation time, which a copy over the file
+keeps: there size, modification time and file index remain.)
 
 The identity is the same whether computed from the MRML nodes before an export or from the files
 read back (:mod:`.case_records`, for a case without a trusted record).
@@ -100,7 +111,7 @@ def write_record(folder: Path, case: str, identity: CaseIdentity, files: Sequenc
         "method": METHOD,
         "image": identity.image,
         "labels": identity.labels,
-        "files": {Path(f).name: _stamp(Path(f)) for f in files},
+        "files": {Path(f).name: file_stamp(Path(f)) for f in files},
     }
     record_path(folder, case).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
@@ -114,13 +125,15 @@ def trusted_identity(folder: Path, case: str, files: Sequence[Path]) -> Optional
         if record.get("method") != METHOD or set(stamps) != {Path(f).name for f in files}:
             return None
         for path in files:
-            if _stamp(Path(path)) != list(stamps[Path(path).name]):
+            if file_stamp(Path(path)) != list(stamps[Path(path).name]):
                 return None
         return CaseIdentity(str(record["image"]), str(record["labels"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def _stamp(path: Path) -> list[int]:
+def file_stamp(path: Path) -> list[int]:
+    """What a record keeps of ``path`` to tell it unchanged: [size (bytes), modification time,
+    status-change time (ns), inode number]. Raises OSError."""
     stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]

@@ -1,22 +1,30 @@
 """Find the cases of an export folder that hold a given image, recorded or not.
 
 Before an export, :func:`find_same_image` compares the case to export (its
-:class:`.case_identity.CaseIdentity`) with every case of the folder: ``<case>.seg.nrrd`` beside
-``<case>.nrrd``, or ``<case>_<channel>.nrrd`` per channel (the layout the export writes). A case
-whose record (``<case>.export.json``) is trusted (of this method, its files unchanged since)
-costs nothing more. A case without one (exported before records existed, its files edited by
-hand since, or recorded by an older method) is read back once with Slicer's storage nodes in a
-private scene, unless its NRRD headers show another shape or its file names other channels (then
-it cannot hold the image: nothing is read), and its record is written, so that the next export
-reads it no more. A case that cannot be read is left out (training reports it).
+:class:`.case_identity.CaseIdentity`) with every case of the folder that training reads: the
+trainer's own case discovery (training/dataset_slicer.py: sub-folders too, hidden ones not;
+``<case>.seg.nrrd`` or a labelmap, beside ``<case>.<ext>`` or ``<case>_<channel>.<ext>``), so
+that a copy in a sub-folder is found as training would find it. A case whose record
+(``<case>.export.json``) is trusted (of this method, its files unchanged since) costs nothing
+more. A case without one (exported before records existed, copied in by hand, its files edited
+since, or recorded by an older method) cannot hold the image if its channel names or NRRD
+headers differ, or if its voxels differ (:func:`.nrrd_voxels.same_voxels`: streamed and compared
+until the first difference, a few per cent of another image's file); nothing more is read of
+it. Only a case that may hold the very image (or whose files that check cannot tell) is read
+back with Slicer's storage nodes in a private scene, and its record is written, so that the next
+export reads it no more. A case that cannot be read is left out (training reports it).
+
+Before, every unrecorded case was read back whole in Slicer's main thread (about 0.6 s of CPU
+per BraTS case: a folder of 100 froze Slicer for a minute); bench/export_records_cost.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
+import numpy as np
 import slicer
 
 from ..errors import UNetPlusPlusError
@@ -27,15 +35,14 @@ from .case_identity import (
     trusted_identity,
     write_record,
 )
-
-SEG_SUFFIX = ".seg.nrrd"
-_HEADER_LIMIT = 1 << 16  # an exported volume's NRRD header is well under 1 kB
+from .nrrd_voxels import same_voxels
 
 
 @dataclass(frozen=True)
 class FolderCase:
-    """A case of an export folder: its name, its image files by channel name ("" for a lone
-    ``<case>.nrrd``), and its ``.seg.nrrd``."""
+    """A case of an export folder: its name (its path from the folder, without suffix:
+    ``case001`` or ``sub/case001``), its image files by channel name ("" for a lone
+    ``<case>.nrrd``), and its label file (``.seg.nrrd`` or a labelmap)."""
 
     name: str
     images: dict[str, Path]
@@ -57,38 +64,63 @@ class SameImage:
 
 
 def folder_cases(folder: Path) -> list[FolderCase]:
-    """The cases of ``folder`` (not its sub-folders), sorted by name, in the export's layout."""
+    """The cases of ``folder`` that ``unetpp train`` reads (its own discovery: sub-folders too,
+    not hidden ones such as ``.replaced/``), sorted by name. A case's images are ``<case>.<ext>``
+    when there is one (one channel, as training takes it), else its ``<case>_<channel>.<ext>``:
+    those of ``training.dataset_slicer._images_for``, from one listing of each folder (that
+    function lists the folder once per case: 0.3 s for 100 cases)."""
+    from ..training.dataset_slicer import _label_files  # SimpleITK: imported when needed
+
     folder = Path(folder)
-    segs = sorted(folder.glob(f"*{SEG_SUFFIX}")) if folder.is_dir() else []
-    names = {seg.name[: -len(SEG_SUFFIX)] for seg in segs}
+    if not folder.is_dir():
+        return []
+    labels = _label_files(folder)
+    listings: dict[Path, list[Path]] = {}
     cases = []
-    for seg in segs:
-        name = seg.name[: -len(SEG_SUFFIX)]
-        single = folder / f"{name}.nrrd"
-        if single.is_file():
-            images = {"": single}
-        else:
-            images = {
-                p.name[len(name) + 1 : -len(".nrrd")]: p
-                for p in sorted(folder.glob(f"{name}_*.nrrd"))
-                if not p.name.endswith(SEG_SUFFIX) and p.name[: -len(".nrrd")] not in names
-            }
+    for name, label in sorted(labels.items()):
+        others = {Path(other).name for other in labels if other != name}
+        parent = label.parent
+        if parent not in listings:
+            listings[parent] = sorted(p for p in parent.iterdir() if p.is_file())
+        images = _images_for(listings[parent], Path(name).name, label, others)
+        if "" in images:
+            images = {"": images[""]}
         if images:
-            cases.append(FolderCase(name, images, seg))
+            cases.append(FolderCase(name, images, label))
     return cases
 
 
+def _images_for(listing: list[Path], stem: str, label: Path, others: set[str]) -> dict:
+    """Channel suffix ("" for one channel) -> image file of the case ``stem`` among the files
+    ``listing`` of its folder, as ``training.dataset_slicer._images_for`` takes them."""
+    from ..training.dataset_slicer import _strip_suffix
+    from ..training.dataset_types import IMAGE_SUFFIXES, LABELMAP_MARKERS, SEGMENTATION_SUFFIX
+
+    out: dict[str, Path] = {}
+    for path in (p for p in listing if p.name.startswith(stem)):  # the others cannot be
+        base = _strip_suffix(path.name, IMAGE_SUFFIXES)
+        if path == label or base is None or path.name.lower().endswith(SEGMENTATION_SUFFIX):
+            continue
+        if any(base.lower().endswith(m) for m in LABELMAP_MARKERS) or base in others:
+            continue
+        if base == stem:
+            out[""] = path
+        elif base.startswith(stem + "_"):
+            out[base[len(stem) + 1 :]] = path
+    return out
+
+
 def find_same_image(
-    folder: Path, identity: CaseIdentity, shapes: dict[str, tuple[int, ...]]
+    folder: Path, identity: CaseIdentity, images: dict[str, np.ndarray]
 ) -> list[SameImage]:
-    """Every case of ``folder`` whose image is that of ``identity``, by name. ``shapes``: the
-    array shape (z, y, x) of each channel of that image, by channel name ("" for one volume),
-    which spares reading an unrecorded case of another shape. Writes the missing records of the
-    cases it reads (silently not, in a read-only folder)."""
+    """Every case of ``folder`` whose image is that of ``identity``, by name. ``images``: the
+    voxels (z, y, x) of each channel of that image, by channel name ("" for one volume), which
+    tell an unrecorded case of another image without reading it back. Writes the records of the
+    cases it reads back (silently not, in a read-only folder)."""
     found = []
     for case in folder_cases(folder):
         known = trusted_identity(folder, case.name, case.files)
-        if known is None and _may_hold(case, shapes):
+        if known is None and _may_hold(case, images):
             known = identity_from_files(case)
             if known is not None:
                 try:
@@ -127,28 +159,10 @@ def identity_from_files(case: FolderCase) -> Optional[CaseIdentity]:
         scene.Clear(1)
 
 
-def _may_hold(case: FolderCase, shapes: dict[str, tuple[int, ...]]) -> bool:
-    """False when ``case``'s channel names or NRRD header sizes show it cannot hold an image of
-    ``shapes``; True otherwise (and when a header cannot be parsed: the safe side)."""
-    if set(case.images) != set(shapes):
+def _may_hold(case: FolderCase, images: dict[str, np.ndarray]) -> bool:
+    """False when ``case``'s channel names, or the type, shape or voxels of an NRRD image of
+    it, show that it does not hold ``images``; True otherwise (also when a file cannot be told
+    this way: the safe side, it is then read back)."""
+    if set(case.images) != set(images):
         return False
-    for name, path in case.images.items():
-        sizes = _nrrd_sizes(path)
-        if sizes is not None and tuple(reversed(sizes)) != tuple(shapes[name]):
-            return False
-    return True
-
-
-def _nrrd_sizes(path: Path) -> Optional[Sequence[int]]:
-    """The ``sizes:`` field of an NRRD header (x, y, z), or None when it cannot be read."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(_HEADER_LIMIT).split(b"\n\n", 1)[0].decode("latin-1")
-        if not header.startswith("NRRD"):
-            return None
-        for line in header.splitlines():
-            if line.startswith("sizes:"):
-                return [int(size) for size in line[len("sizes:") :].split()]
-    except (OSError, ValueError):
-        return None
-    return None
+    return all(same_voxels(path, images[name]) is not False for name, path in case.images.items())

@@ -1,8 +1,11 @@
-"""The labels an export replaces, kept in ``<folder>/.replaced/`` (docs/SLICER.md).
+"""The labels (and images) an export replaces, kept in ``<folder>/.replaced/`` (docs/SLICER.md).
 
 Policy: every distinct version is kept; the module never deletes a version that exists nowhere
 else. Before a case's labels are replaced, ``<case>.seg.nrrd`` is moved to
-``.replaced/<case>-<UTC time>.seg.nrrd`` (:func:`keep`). After the new labels are written,
+``.replaced/<case>-<UTC time>.seg.nrrd`` (:func:`keep_case`); when an overwrite replaces the case's
+image too (another image under the same name), its image files go with them, named the same way
+(``.replaced/<case>-<UTC time>.nrrd`` or ``..._<channel>.nrrd``: a case of the export's layout
+again; before, the old image was deleted). After the new labels are written,
 :func:`tidy` removes the backups of that case that are byte-for-byte the same as its current
 labels or as a newer backup (going back and forth between two masks kept a copy per export), and
 counts what is left, which the export's message says (how many versions, how much space), so the
@@ -12,11 +15,12 @@ uses: the trainer skips folders whose name starts with '.'.
 
 from __future__ import annotations
 
+import glob
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Sequence
 
 from ..errors import UNetPlusPlusError
 
@@ -36,30 +40,53 @@ class KeptVersions:
     removed: int = 0
 
 
-def keep(seg_path: Path) -> Optional[Path]:
-    """Move ``seg_path`` (labels about to be replaced) to
-    ``<folder>/.replaced/<case>-<UTC time>.seg.nrrd`` (a number added if that exists); returns
-    where, or None when there was no such file. Raises UNetPlusPlusError if it cannot be moved."""
-    if not seg_path.is_file():
-        return None
-    folder = seg_path.parent / REPLACED_FOLDER
+def keep_case(seg_path: Path, images: Sequence[Path] = ()) -> list[tuple[Path, Path]]:
+    """Move the files of the case ``<case>.seg.nrrd`` (``seg_path``) about to be replaced:
+    ``images`` (``<case>.nrrd`` or ``<case>_<channel>.nrrd``; those that exist), then the labels,
+    to ``<folder>/.replaced/<case>-<UTC time>[-<n>]<the rest of each name>``, one time and number
+    for them all; returns (original, kept) pairs, labels last. Raises UNetPlusPlusError if a file
+    cannot be moved (those moved already are put back: nothing changed)."""
     case = seg_path.name[: -len(SEG_SUFFIX)]
+    files = [Path(p) for p in images if Path(p).is_file() and Path(p).name.startswith(case)]
+    files += [seg_path] if seg_path.is_file() else []
+    if not files:
+        return []
+    folder = seg_path.parent / REPLACED_FOLDER
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    moved: list[tuple[Path, Path]] = []
     try:
         folder.mkdir(exist_ok=True)
         # numbered after every backup of this second, also one tidy() removed: newest last
         number = 1 + max((n for t, n, _ in _dated(folder.parent, case) if t == stamp), default=0)
-        kept = folder / f"{case}-{stamp}{f'-{number}' if number > 1 else ''}{SEG_SUFFIX}"
-        while kept.exists():
+        while True:
+            tail = f"-{number}" if number > 1 else ""
+            kept = [folder / f"{case}-{stamp}{tail}{path.name[len(case) :]}" for path in files]
+            if not any(path.exists() for path in kept):
+                break
             number += 1
-            kept = folder / f"{case}-{stamp}-{number}{SEG_SUFFIX}"
-        seg_path.replace(kept)
+        for path, target in zip(files, kept):
+            path.replace(target)
+            moved.append((path, target))
     except OSError as error:
+        put_back(moved)
         raise UNetPlusPlusError(
-            f"Could not keep the labels {seg_path.name} before replacing them ({error}); "
-            "nothing was written."
+            f"Could not keep {seg_path.name if not images else 'the case ' + case} before "
+            f"replacing it ({error}); nothing was written."
         ) from error
-    return kept
+    return moved
+
+
+def put_back(moved: Sequence[tuple[Path, Path]]) -> None:
+    """Move kept files back to where :func:`keep_case` took them (``(original, kept)``), and
+    remove ``.replaced/`` if that leaves it empty."""
+    for original, kept in reversed(moved):
+        original.unlink(missing_ok=True)
+        kept.replace(original)
+    if moved:
+        try:
+            moved[0][1].parent.rmdir()
+        except OSError:
+            pass  # other versions are kept there
 
 
 def versions(folder: Path, case: str) -> list[Path]:
@@ -91,7 +118,7 @@ def tidy(folder: Path, case: str) -> KeptVersions:
     for path in reversed(versions(folder, case)):  # newest first: the newest copy stays
         try:
             data = path.read_bytes()
-            if data in seen:
+            if data in seen and not _has_image(path):  # with its image: a case, kept whole
                 path.unlink()
                 removed += 1
                 continue
@@ -101,6 +128,13 @@ def tidy(folder: Path, case: str) -> KeptVersions:
         count += 1
         size += len(data)
     return KeptVersions(count, size, removed)
+
+
+def _has_image(seg_backup: Path) -> bool:
+    """Whether an image backup (:func:`keep_case`) lies beside the labels backup ``seg_backup``."""
+    stem = seg_backup.name[: -len(SEG_SUFFIX)]
+    folder = seg_backup.parent
+    return (folder / f"{stem}.nrrd").exists() or any(folder.glob(f"{glob.escape(stem)}_*.nrrd"))
 
 
 def size_text(size: int) -> str:

@@ -8,9 +8,9 @@ case or channel name that is no file name, a channel name twice, or a case that 
 A case already in the folder is not written twice (case_identity.py, case_records.py): the
 same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
 labels (the mask corrected since) replaces that case's labels, the old ones kept in
-``.replaced/`` (replaced_labels.py). :meth:`.logic.SegmentationLogic.
-export_training_case` (the panel's "Export training case" and "Add current case") calls it;
-``training_cases.py`` checks the exported folder.
+``.replaced/`` (replaced_labels.py), as is the old image an overwrite with another image
+replaces. :meth:`.logic.SegmentationLogic.export_training_case` (the panel's "Export training
+case" and "Add current case") calls it; ``training_cases.py`` checks the exported folder.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import slicer
 
 from ..errors import DuplicateCaseError, UNetPlusPlusError, same_image_also_text
 from . import replaced_labels
 from .case_files import CaseFiles
 from .case_identity import case_identity, write_record
-from .case_records import SameImage, find_same_image
+from .case_records import SameImage, find_same_image, folder_cases
 from .geometry import array_from_volume_node
 from .replaced_labels import REPLACED_FOLDER, KeptVersions
 from .segmentation_writer import binary_labelmap_name
@@ -37,8 +38,9 @@ class WrittenCase(list):
     image (then only ``<case>.seg.nrrd`` was written), ``kept``: where the labels they replaced
     were moved (``<folder>/.replaced/<case>-<UTC time>.seg.nrrd``), or None, ``versions``: the
     earlier labels of ``case`` kept there (:class:`.replaced_labels.KeptVersions`), or None,
-    ``also``: other cases of the folder with the same image, and ``requested``: the case name
-    asked for (``case`` differs when the image is in the folder under another name)."""
+    ``also``: other cases of the folder with the same image, ``requested``: the case name
+    asked for (``case`` differs when the image is in the folder under another name), and
+    ``images``: where the image files an overwrite replaced were moved (``.replaced/``)."""
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class WrittenCase(list):
         versions: Optional[KeptVersions] = None,
         also: Sequence[str] = (),
         requested: str = "",
+        images: Sequence[Path] = (),
     ) -> None:
         super().__init__(files)
         self.case = case
@@ -57,6 +60,7 @@ class WrittenCase(list):
         self.versions = versions
         self.also = list(also)
         self.requested = requested or case
+        self.images = list(images)
 
     @property
     def message(self) -> str:
@@ -69,9 +73,15 @@ class WrittenCase(list):
                 f"The image is already in the dataset as {self.case}: its labels were replaced "
                 "by the current segmentation"
             )
-            if self.requested != self.case:
-                text += f" (nothing written as {self.requested}, so that the image is there once)"
+            if self.requested != self.case:  # before: "(nothing written as case002, so that...)"
+                text += (
+                    f", and nothing was saved as {self.requested} (the same image twice would "
+                    "be trained on twice)"
+                )
             text += "."
+        if self.images:
+            kept = ", ".join(str(path) for path in self.images)
+            text += f" The image that {self.case} held before is kept in {kept}."
         if self.kept is not None:
             text += f" The old labels are kept in {self.kept}"
             if self.versions is not None:
@@ -104,7 +114,9 @@ def export_training_case(
     same-image pair would train on both masks and could be split between training and
     validation). Labels replaced, by a correction or by ``overwrite`` with another image, are
     moved to ``<out_dir>/.replaced/<case>-<UTC time>.seg.nrrd`` first (``WrittenCase.kept``),
-    a folder the trainer does not read (policy: replaced_labels.py). Other cases with the
+    a folder the trainer does not read (policy: replaced_labels.py), and so are the image files
+    that ``overwrite`` with another image replaces (``WrittenCase.images``). Cases in
+    sub-folders count as training finds them (``sub/case``). Other cases with the
     same image are named (``WrittenCase.also``, :attr:`WrittenCase.message`).
 
     One volume: ``<case>.nrrd``; several: ``<case>_<channel>.nrrd`` (``channel_names``,
@@ -170,11 +182,13 @@ def _export(
             "another case name, or pass overwrite=True to replace it."
         )
     identity = case_identity(nodes, segmentation_node, names)
-    shapes = {
-        ("" if len(nodes) == 1 else name): array_from_volume_node(node, copy=False).shape
+    images = {
+        ("" if len(nodes) == 1 else name): np.ascontiguousarray(
+            array_from_volume_node(node, copy=False)
+        )
         for name, node in zip(names, nodes)
     }
-    found = find_same_image(out, identity, shapes)
+    found = find_same_image(out, identity, images)
     same = _chosen(found, case_name)
     also = [other.case for other in found if other is not same]
     if same is not None and same.same_labels and same.case != case_name:
@@ -185,12 +199,25 @@ def _export(
     for node, target in zip(nodes, targets):
         files.write(target, lambda path, node=node: _write_volume(node, path))
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
-    kept = replaced_labels.keep(seg_path) if overwrite and same is None else None
-    _commit(files, seg_path, kept)
+    moved = []
+    if overwrite and same is None:  # another image over the case: keep all of the old one
+        moved = replaced_labels.keep_case(seg_path, _old_images(out, case_name, targets))
+    _commit(files, moved)
     written = [*targets, seg_path]
     _record(out, case_name, identity, written)
+    kept = dict(moved).get(seg_path)
     versions = replaced_labels.tidy(out, case_name) if kept is not None else None
-    return WrittenCase(written, case_name, kept=kept, versions=versions, also=also)
+    images = [backup for original, backup in moved if original != seg_path]
+    return WrittenCase(written, case_name, kept=kept, versions=versions, also=also, images=images)
+
+
+def _old_images(out: Path, case_name: str, targets: Sequence[Path]) -> list[Path]:
+    """The image files of the case ``case_name`` in ``out`` that an overwrite replaces or would
+    leave beside the new ones (a one-volume case over channels, or the reverse): the case's
+    images as training finds them, and the files the export writes over."""
+    old = [case.images.values() for case in folder_cases(out) if case.name == case_name]
+    found = [*(old[0] if old else ()), *(t for t in targets if t.is_file())]
+    return list(dict.fromkeys(found))
 
 
 def _chosen(found: Sequence[SameImage], case_name: str) -> Optional[SameImage]:
@@ -212,12 +239,13 @@ def _replace_labels(
     """Write ``segmentation_node`` as the labels of ``same.case`` (the same image), its old
     labels moved to ``.replaced/`` once the new ones are written whole, and put back if they
     cannot be renamed into place."""
-    seg_path = out / f"{same.case}.seg.nrrd"
+    seg_path = out / f"{same.case}.seg.nrrd"  # same.case may be in a sub-folder: sub/case
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
-    kept = replaced_labels.keep(seg_path)  # never lose the user's earlier labels
-    _commit(files, seg_path, kept)
+    moved = replaced_labels.keep_case(seg_path)  # never lose the user's earlier labels
+    _commit(files, moved)
+    kept = moved[0][1] if moved else None
     _record(out, same.case, identity, same.files)
-    versions = replaced_labels.tidy(out, same.case)
+    versions = replaced_labels.tidy(seg_path.parent, Path(same.case).name)
     return WrittenCase([seg_path], same.case, True, kept, versions, also=also, requested=requested)
 
 
@@ -230,15 +258,13 @@ def _record(out: Path, case: str, identity, files: Sequence[Path]) -> None:
         pass
 
 
-def _commit(files: CaseFiles, seg_path: Path, kept: Optional[Path]) -> None:
-    """Rename the staged files into place; if that fails, the labels moved to ``kept``
-    (``.replaced/``) go back to ``seg_path``: nothing changed."""
+def _commit(files: CaseFiles, moved: Sequence[tuple[Path, Path]]) -> None:
+    """Rename the staged files into place; if that fails, the files ``moved`` to ``.replaced/``
+    (``(original, kept)`` pairs) go back: nothing changed."""
     try:
         files.commit()
     except BaseException:
-        if kept is not None:
-            seg_path.unlink(missing_ok=True)
-            kept.replace(seg_path)
+        replaced_labels.put_back(moved)
         raise
 
 
