@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig
 from .planner import Plan, format_duration
@@ -76,7 +77,9 @@ class PlanningMixin:
 
     def _rest(self, epochs_done: int) -> dict:
         """What is left after ``epochs_done`` epochs at the latest measured rates
-        (:meth:`_pace`): iterations, training seconds, validations, validation seconds."""
+        (:meth:`_pace`): iterations, training seconds, validations, validation seconds. A
+        re-fit that ended the run after ``epochs_done`` (:meth:`_refit`) leaves the finish
+        step's per-depth validation of the final weights: one validation, not none."""
         config = self.config
         per_iteration = self._pace("seconds_per_iteration")
         per_validation = self._pace("seconds_per_validation")
@@ -86,6 +89,8 @@ class PlanningMixin:
             for e in range(epochs_done + 1, config.epochs + 1)
             if e % config.val_every == 0 or e == config.epochs
         )
+        if epochs_done >= config.epochs and getattr(self, "_ended_by_refit", None) == epochs_done:
+            validations = 1  # its validation ran from one pass, or none ran: timed at the finish
         return {
             "iterations": iterations,
             "training": iterations * float(per_iteration),
@@ -247,6 +252,54 @@ class PlanningMixin:
             "the ETA follows the first epoch"
         )
 
+    def _check_resumed_session(self, state: dict) -> None:
+        """On ``--resume --time-budget``: refuse, before training, a session limit that cannot
+        hold the next epoch and its validation (per depth, and the package, when it is the
+        last) after this session's preparation, at the pace the checkpoint ``state`` recorded
+        (its last epoch; else plan.json's calibration), as a new run refuses a budget that
+        cannot hold its shortest run. Nothing is trained or written; the checkpoint stays.
+        Raises UNetPlusPlusError; nothing is checked without a limit or a recorded pace."""
+        limit, config = self.session_budget_s, self.config
+        done = int(state.get("epoch", 0))
+        if not limit or done >= config.epochs:
+            return
+        saved = getattr(self, "_saved_pace", None) or {}
+
+        def recorded(key: str) -> float:
+            value = saved.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return float(value)
+            return self._pace(key)
+
+        per_iteration = recorded("seconds_per_iteration")
+        if per_iteration <= 0:
+            return
+        epoch_s = config.iterations_per_epoch * per_iteration
+        one_pass, nxt = recorded("seconds_per_validation"), done + 1
+        what, validation_s = "", 0.0
+        if nxt == config.epochs:
+            what = "the validation of the final weights (every depth) and writing the package"
+            validation_s = validations_seconds(1, one_pass) + finish_reserve(float(limit))
+        elif nxt % config.val_every == 0:
+            what, validation_s = "its validation", one_pass
+        preparation = time.monotonic() - self.started
+        needed = preparation + epoch_s + validation_s
+        message = None
+        if needed > float(limit):
+            plus = f" plus {what} ~{format_duration(validation_s)}" if what else ""
+            message = (
+                f"--time-budget {format_duration(float(limit))} on --resume cannot hold the next "
+                f"epoch ({nxt} of {config.epochs}): preparation took "
+                f"{format_duration(preparation)}, the epoch takes ~{format_duration(epoch_s)} "
+                f"({config.iterations_per_epoch} iterations at {per_iteration:.2f} s, the pace "
+                f"the checkpoint recorded){plus}; nothing was trained and the checkpoint is "
+                f"unchanged: give at least --time-budget {format_duration(needed * 1.1)}, or "
+                "leave it out"
+            )
+        message = distributed.broadcast_object(self.context, message)
+        if message:
+            raise UNetPlusPlusError(message)
+
     def _note_resume(self, state: dict) -> None:
         """On ``--resume`` from the checkpoint ``state`` (its JSON part): the estimate for the
         rest of the run at the measured rates, recorded in ``plan.resumes`` and written to
@@ -365,6 +418,8 @@ class PlanningMixin:
                 self._warn_final_validation(float(plan.budget_s or 0))
             plan.epochs, plan.val_every = epochs, val_every
             plan.save(self.out_dir)
+        if epochs == done:  # the finish step validates the final weights per depth (_rest)
+            self._ended_by_refit = done
         plan.epochs, plan.val_every = epochs, val_every
         config.epochs, config.val_every = epochs, val_every
         if self._bar is not None:
