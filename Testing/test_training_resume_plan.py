@@ -40,16 +40,6 @@ def test_resume_to_more_epochs_updates_plan_json_and_the_table(tmp_path, capsys)
         float(logged[-1]), abs=0.07
     )
 
-    # a session limit that cannot hold the next epoch is refused before it, as a new run's
-    # budget is (it trained epoch 3 past its limit, silently); nothing changes
-    kept = [out / "plan.json", out / "model.json", *(out / "checkpoint").iterdir()]
-    kept = {p: p.read_bytes() for p in kept}
-    assert main([*args, "--epochs", "3", "--resume", "--time-budget", "1s"]) == 2
-    error = capsys.readouterr().err
-    assert "error: --time-budget 1s on --resume cannot hold the next epoch (3 of 3)" in error
-    assert "the pace the checkpoint recorded) plus the validation of the final weights" in error
-    assert {p: p.read_bytes() for p in kept} == kept
-
     assert main([*args, "--epochs", "3", "--resume"]) == 0
     printed = capsys.readouterr().out
     plan = json.loads((out / "plan.json").read_text())

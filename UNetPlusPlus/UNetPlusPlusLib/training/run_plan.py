@@ -10,7 +10,6 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig
 from .planner import Plan, format_duration
@@ -252,13 +251,14 @@ class PlanningMixin:
             "the ETA follows the first epoch"
         )
 
-    def _check_resumed_session(self, state: dict) -> None:
-        """On ``--resume --time-budget``: refuse, before training, a session limit that cannot
-        hold the next epoch and its validation (per depth, and the package, when it is the
-        last) after this session's preparation, at the pace the checkpoint ``state`` recorded
-        (its last epoch; else plan.json's calibration), as a new run refuses a budget that
-        cannot hold its shortest run. Nothing is trained or written; the checkpoint stays.
-        Raises UNetPlusPlusError; nothing is checked without a limit or a recorded pace."""
+    def _warn_short_resumed_session(self, state: dict) -> None:
+        """On ``--resume --time-budget`` (this session's limit): said before training where the
+        limit cannot hold the next epoch and its validation (per depth, and the package's
+        share, when it is the last) after this session's preparation, at the pace the
+        checkpoint ``state`` recorded (its last epoch; else plan.json's calibration), as a new
+        run with a fixed schedule says it (:meth:`_warn_short_session`): that epoch still runs,
+        so each session of a run in pieces makes progress, and then passes the limit. Nothing
+        is said without a limit or a recorded pace."""
         limit, config = self.session_budget_s, self.config
         done = int(state.get("epoch", 0))
         if not limit or done >= config.epochs:
@@ -278,27 +278,21 @@ class PlanningMixin:
         one_pass, nxt = recorded("seconds_per_validation"), done + 1
         what, validation_s = "", 0.0
         if nxt == config.epochs:
-            what = "the validation of the final weights (every depth) and writing the package"
-            validation_s = validations_seconds(1, one_pass) + finish_reserve(float(limit))
+            what = "the validation of the final weights, every depth"
+            validation_s = validations_seconds(1, one_pass)
         elif nxt % config.val_every == 0:
             what, validation_s = "its validation", one_pass
-        preparation = time.monotonic() - self.started
-        needed = preparation + epoch_s + validation_s
-        message = None
-        if needed > float(limit):
-            plus = f" plus {what} ~{format_duration(validation_s)}" if what else ""
-            message = (
-                f"--time-budget {format_duration(float(limit))} on --resume cannot hold the next "
-                f"epoch ({nxt} of {config.epochs}): preparation took "
-                f"{format_duration(preparation)}, the epoch takes ~{format_duration(epoch_s)} "
-                f"({config.iterations_per_epoch} iterations at {per_iteration:.2f} s, the pace "
-                f"the checkpoint recorded){plus}; nothing was trained and the checkpoint is "
-                f"unchanged: give at least --time-budget {format_duration(needed * 1.1)}, or "
-                "leave it out"
+        left = float(limit) - (time.monotonic() - self.started)
+        if nxt == config.epochs:
+            left -= finish_reserve(float(limit))
+        if epoch_s + validation_s > left:
+            plus = f" plus {what} (~{format_duration(validation_s)})" if what else ""
+            self.log(
+                f"warning: the time budget {format_duration(float(limit))} of this session "
+                f"cannot hold one epoch (~{format_duration(epoch_s)} at the pace the checkpoint "
+                f"recorded, {per_iteration:.2f} s per iteration){plus} after the preparation: "
+                f"epoch {nxt} of {config.epochs} will pass it; give a longer --time-budget"
             )
-        message = distributed.broadcast_object(self.context, message)
-        if message:
-            raise UNetPlusPlusError(message)
 
     def _note_resume(self, state: dict) -> None:
         """On ``--resume`` from the checkpoint ``state`` (its JSON part): the estimate for the

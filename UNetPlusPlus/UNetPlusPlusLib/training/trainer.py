@@ -198,7 +198,7 @@ class Trainer(SetupMixin, PlanningMixin):
         elif self.plan is not None:
             self._select_validation_cases()
             if self.resume:  # the table and plan.json show this run, not the first one's ETA
-                self._check_resumed_session(state)  # a --time-budget that cannot hold an epoch
+                self._warn_short_resumed_session(state)  # a limit that cannot hold an epoch
                 self._note_resume(state)
             for line in self.plan.describe():
                 self.log(line)
