@@ -389,7 +389,13 @@ def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(
     resumed = json.loads((out / "plan.json").read_text())  # the same plan, with this session
     assert [r["after_epoch"] for r in resumed.pop("resumes")] == [1] and plan.pop("resumes") == []
     assert resumed == plan
-    assert "stopping after epoch 2 of 3" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "stopping after epoch 2 of 3" in printed
+    # said before training, as for the new run, at the pace the checkpoint recorded (before,
+    # a resumed session said nothing and passed its limit)
+    said = "warning: the time budget 1s of this session cannot hold one epoch (~"
+    assert printed.index(said) < printed.index("epoch 2/3")
+    assert "at the pace the checkpoint recorded" in printed and "epoch 2 of 3 will pass" in printed
     assert main(args + ["--resume"]) == 0
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3] and (out / "model.json").is_file()

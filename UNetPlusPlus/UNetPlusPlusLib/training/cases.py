@@ -172,7 +172,7 @@ def read_case(case: CaseFiles, dataset: DatasetDescription) -> CaseData:
         labels, grid = _labels_from_segmentation(case, dataset, warnings)
     else:
         labels, grid, raw = _labels_from_labelmap(case, dataset, warnings)
-    labels = _align_to_image(labels, grid, image.grid, case)
+    labels = _align_to_image(labels, grid, image.grid, case, warnings)
     if not labels.any() and not dataset.allow_empty:
         held = ""
         if raw is not None:  # a 0/1 mask among 0/255 ones: say what the file does hold
@@ -314,13 +314,22 @@ def _other_segment(case: CaseFiles, name: str, selectors, matched) -> list[str]:
     ]
 
 
-def _align_to_image(labels: np.ndarray, grid: Grid, image: Grid, case: CaseFiles) -> np.ndarray:
-    """The label map on the image grid.
+def _align_to_image(
+    labels: np.ndarray,
+    grid: Grid,
+    image: Grid,
+    case: CaseFiles,
+    warnings: Optional[list] = None,
+) -> np.ndarray:
+    """The (z, y, x) label map on the image grid.
 
     Accepted: the same grid; a sub-box of it (Slicer crops segmentations to their extent); the
     same voxels stored in another axis order or with flipped axes (for example a NIfTI label of
     a DICOM series). Then every label voxel centre is an image voxel centre and nearest-neighbour
-    resampling copies the labels exactly. Anything else is a geometry mismatch.
+    resampling copies the labels exactly; labelled voxels outside the image are left out, with
+    a warning in ``warnings`` giving their count. Anything else (a finer or coarser grid, as a
+    segmentation with Slicer's oversampling, a shift by a fraction of a voxel, another
+    direction) is a geometry mismatch: UNetPlusPlusError naming the case and both grids.
     """
     if grid.isclose(image):
         return labels
@@ -333,7 +342,15 @@ def _align_to_image(labels: np.ndarray, grid: Grid, image: Grid, case: CaseFiles
     )
     permutation = permutation and np.array_equal(np.round(magnitudes).sum(axis=1), np.ones(3))
     if permutation and np.allclose(offset, np.round(offset), atol=1e-2):
-        return resample_labels(LabelVolume.on_grid(labels, grid), image).array
+        aligned = resample_labels(LabelVolume.on_grid(labels, grid), image).array
+        dropped = int(np.count_nonzero(labels)) - int(np.count_nonzero(aligned))
+        if dropped > 0 and warnings is not None:  # the same voxels: only those outside go
+            warnings.append(
+                f"Case '{case.case_id}': {dropped} labelled voxel(s) of {case.label.name} lie "
+                f"outside its image {case.images[0].name} (the segmentation extends beyond "
+                "the image) and are left out; check that the segmentation belongs to this image."
+            )
+        return aligned
     raise UNetPlusPlusError(
         f"Case '{case.case_id}': the geometry of the label {case.label.name} does not match its "
         f"image {case.images[0].name} (label size {grid.size_xyz}, spacing "

@@ -8,6 +8,10 @@ stopping at the first:
   a requested segment, or whose label is empty (from :func:`.cases.read_case`);
 - channels that are constant or empty, or identical to another channel
   (:func:`..engine.sanity.check_intensities`);
+- a case whose image is not of the dataset's modality (inference's refusals: a label map, a
+  CT without air, an MR like a CT), when other cases are (:func:`_modality_findings`: a label
+  map exported as one case's image would train a worse model or corrupt the validation Dice);
+  warnings where every case is so (synthetic or processed data);
 - what the trained model would refuse at inference (:mod:`.dataset_mr_checks`): an MR
   background that is not exactly 0, two channels that are the same image up to scale, a
   wrong sequence order (skipped with ``channel_check=False``);
@@ -23,7 +27,7 @@ stopping at the first:
 
 Any problem raises one :class:`UNetPlusPlusError` listing them all, before anything is written.
 Borderline findings (a class that loses most of its voxels to an overlapping segment, a CT
-channel without air) come back as warnings for the training log.
+channel without air in every case) come back as warnings for the training log.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ def check_dataset(
     plausibility = label_checks(dataset, init)
     unread = 0  # cases whose label could not be read: a label may be there
     held: dict[str, set] = {}  # learnt labels: case id -> classes it holds
+    # cases whose image inference would refuse as not the dataset's modality (a label map, an
+    # MR in a CT dataset): case id -> (files, why); and the count of cases that fit it
+    modality_outliers: dict[str, tuple[CaseFiles, str]] = {}
+    modality_fits = 0
     for case in cases:
         try:
             data = read_case(case, dataset)
@@ -95,11 +103,16 @@ def check_dataset(
             held[case.case_id] = set(np.flatnonzero(case_counts[1:]) + 1)
         try:
             arrays = list(data.image.array)
-            found = check_intensities(arrays, names, modalities, False)
+            found, unlike = _intensity_findings(arrays, names, modalities)
             found += model_checks.check_case(case.case_id, arrays, data.image.spacing)
         except UNetPlusPlusError as error:
             problems.append(_case_problem(case.case_id, error))
             continue
+        if unlike:
+            modality_outliers[case.case_id] = (case, unlike)
+            found = [w for w in found if w != unlike]
+        else:
+            modality_fits += 1
         warnings += [f"Case '{case.case_id}': {w}" for w in found] + data.warnings
         if plausibility is not None:
             said = [
@@ -107,6 +120,8 @@ def check_dataset(
                 for w in plausibility.check_case(data.image, data.labels)
             ]
             (problems if strict_labels else warnings).extend(said)
+    said = _modality_findings(modality_outliers, modality_fits, modalities)
+    (problems if modality_fits else warnings).extend(said)
     if dataset.learn_label_values:  # the labels are now those of every case checked
         dataset.learn_label_values = False
         mixed = mixed_binary_problem(dataset, held)
@@ -128,6 +143,44 @@ def check_dataset(
             f"written. {listed}."
         )
     return warnings
+
+
+def _intensity_findings(
+    arrays: Sequence[np.ndarray], names: Sequence[str], modalities: Sequence[str]
+) -> tuple[list[str], str]:
+    """(warnings, why the image is not of its modality or "") of one case's (z, y, x)
+    channels: inference's intensity checks (``check_intensities``), whose modality refusals
+    (a label map, a CT without air, an MR like a CT) come back as the second item. Raises
+    UNetPlusPlusError for what training refuses too (a constant or duplicated channel)."""
+    try:
+        return check_intensities(arrays, names, modalities, True), ""
+    except UNetPlusPlusError as error:
+        return check_intensities(arrays, names, modalities, False), str(error)
+
+
+def _modality_findings(
+    outliers: dict[str, tuple[CaseFiles, str]], fits: int, modalities: Sequence[str]
+) -> list[str]:
+    """One line per case whose image is not of the dataset's modality (``outliers``: case id
+    -> (files, why)). With ``fits`` > 0 other cases that are, each line is a problem naming
+    the files to leave out: such a case (a label map or an MR exported as the image of a CT
+    folder) trains a worse model, or lands in the validation split and corrupts its Dice.
+    With none, the whole dataset is alike (synthetic or processed data): warnings."""
+    if not outliers:
+        return []
+    kinds = "/".join(dict.fromkeys(m.strip().upper() for m in modalities))
+    said = []
+    for case_id, (case, why) in outliers.items():
+        if not fits:
+            said.append(f"Case '{case_id}': {why}")
+            continue
+        files = ", ".join(p.name for p in (*case.images, case.label))
+        said.append(
+            f"Case '{case_id}': {why.rstrip('.')}; the other {fits} case(s) checked are "
+            f"{kinds} images, so this one would train a worse model or corrupt the validation "
+            f"Dice: fix its image, or move its files ({files}) out of the dataset"
+        )
+    return said
 
 
 def _label_counts(labels: np.ndarray, size: int) -> np.ndarray:

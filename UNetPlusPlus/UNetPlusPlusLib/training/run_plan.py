@@ -76,7 +76,9 @@ class PlanningMixin:
 
     def _rest(self, epochs_done: int) -> dict:
         """What is left after ``epochs_done`` epochs at the latest measured rates
-        (:meth:`_pace`): iterations, training seconds, validations, validation seconds."""
+        (:meth:`_pace`): iterations, training seconds, validations, validation seconds. A
+        re-fit that ended the run after ``epochs_done`` (:meth:`_refit`) leaves the finish
+        step's per-depth validation of the final weights: one validation, not none."""
         config = self.config
         per_iteration = self._pace("seconds_per_iteration")
         per_validation = self._pace("seconds_per_validation")
@@ -86,6 +88,8 @@ class PlanningMixin:
             for e in range(epochs_done + 1, config.epochs + 1)
             if e % config.val_every == 0 or e == config.epochs
         )
+        if epochs_done >= config.epochs and getattr(self, "_ended_by_refit", None) == epochs_done:
+            validations = 1  # its validation ran from one pass, or none ran: timed at the finish
         return {
             "iterations": iterations,
             "training": iterations * float(per_iteration),
@@ -247,6 +251,49 @@ class PlanningMixin:
             "the ETA follows the first epoch"
         )
 
+    def _warn_short_resumed_session(self, state: dict) -> None:
+        """On ``--resume --time-budget`` (this session's limit): said before training where the
+        limit cannot hold the next epoch and its validation (per depth, and the package's
+        share, when it is the last) after this session's preparation, at the pace the
+        checkpoint ``state`` recorded (its last epoch; else plan.json's calibration), as a new
+        run with a fixed schedule says it (:meth:`_warn_short_session`): that epoch still runs,
+        so each session of a run in pieces makes progress, and then passes the limit. Nothing
+        is said without a limit or a recorded pace."""
+        limit, config = self.session_budget_s, self.config
+        done = int(state.get("epoch", 0))
+        if not limit or done >= config.epochs:
+            return
+        saved = getattr(self, "_saved_pace", None) or {}
+
+        def recorded(key: str) -> float:
+            value = saved.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return float(value)
+            return self._pace(key)
+
+        per_iteration = recorded("seconds_per_iteration")
+        if per_iteration <= 0:
+            return
+        epoch_s = config.iterations_per_epoch * per_iteration
+        one_pass, nxt = recorded("seconds_per_validation"), done + 1
+        what, validation_s = "", 0.0
+        if nxt == config.epochs:
+            what = "the validation of the final weights, every depth"
+            validation_s = validations_seconds(1, one_pass)
+        elif nxt % config.val_every == 0:
+            what, validation_s = "its validation", one_pass
+        left = float(limit) - (time.monotonic() - self.started)
+        if nxt == config.epochs:
+            left -= finish_reserve(float(limit))
+        if epoch_s + validation_s > left:
+            plus = f" plus {what} (~{format_duration(validation_s)})" if what else ""
+            self.log(
+                f"warning: the time budget {format_duration(float(limit))} of this session "
+                f"cannot hold one epoch (~{format_duration(epoch_s)} at the pace the checkpoint "
+                f"recorded, {per_iteration:.2f} s per iteration){plus} after the preparation: "
+                f"epoch {nxt} of {config.epochs} will pass it; give a longer --time-budget"
+            )
+
     def _note_resume(self, state: dict) -> None:
         """On ``--resume`` from the checkpoint ``state`` (its JSON part): the estimate for the
         rest of the run at the measured rates, recorded in ``plan.resumes`` and written to
@@ -365,6 +412,8 @@ class PlanningMixin:
                 self._warn_final_validation(float(plan.budget_s or 0))
             plan.epochs, plan.val_every = epochs, val_every
             plan.save(self.out_dir)
+        if epochs == done:  # the finish step validates the final weights per depth (_rest)
+            self._ended_by_refit = done
         plan.epochs, plan.val_every = epochs, val_every
         config.epochs, config.val_every = epochs, val_every
         if self._bar is not None:

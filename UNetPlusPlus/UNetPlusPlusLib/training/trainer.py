@@ -198,6 +198,7 @@ class Trainer(SetupMixin, PlanningMixin):
         elif self.plan is not None:
             self._select_validation_cases()
             if self.resume:  # the table and plan.json show this run, not the first one's ETA
+                self._warn_short_resumed_session(state)  # a limit that cannot hold an epoch
                 self._note_resume(state)
             for line in self.plan.describe():
                 self.log(line)
@@ -248,13 +249,14 @@ class Trainer(SetupMixin, PlanningMixin):
                     entry["validation"] = {k: v["mean_dice"] for k, v in last_validation.items()}
                 self.elapsed_s += time.monotonic() - started
                 self.history.append(entry)
+                self._refit(epoch + 1, epoch_s)  # first: the ETA is that of the re-fitted plan
+                eta = self._eta(epoch + 1)
                 self.log(
                     f"epoch {epoch + 1}/{config.epochs}: {json.dumps(entry)}; "
-                    f"ETA {format_duration(self._eta(epoch + 1))}"
+                    f"ETA {format_duration(eta)}"
                 )
                 if self.on_epoch is not None and self.context.is_main:
-                    self.on_epoch(epoch_event(entry, config.epochs, self._eta(epoch + 1)))
-                self._refit(epoch + 1, epoch_s)
+                    self.on_epoch(epoch_event(entry, config.epochs, eta))
                 if self.context.is_main:
                     self._save_epoch(epoch + 1)
                 distributed.barrier(self.context)
