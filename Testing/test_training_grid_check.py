@@ -102,3 +102,16 @@ def test_the_grid_comes_from_the_header(tmp_path):
     with pytest.raises(UNetPlusPlusError, match="cannot read"):
         (tmp_path / "broken.nii.gz").write_bytes(b"not an image")
         case_grid(tmp_path / "broken.nii.gz")
+
+
+def test_a_dicom_series_folder_has_its_series_grid(tmp_path):
+    """A case whose image is a DICOM series folder (liver.json's example_ct_dicom) has the
+    grid inference reads from it; ITK's file reader, which the header read uses, cannot open
+    a folder (every dataset with such a case was refused as "cannot read")."""
+    from test_dicom_series import write_series
+
+    folder = tmp_path / "series"
+    write_series(folder, "1.2.826.0.1.3680043.8.498.7001", 5, "ct", "P1")
+    grid = case_grid(folder)
+    assert tuple(grid.size_xyz) == (16, 16, 5)
+    np.testing.assert_allclose(grid.spacing, (0.8, 0.8, 2.0))

@@ -27,8 +27,13 @@ REMEDY = "crop the case to the region to train on, or leave it out"
 
 def case_grid(path: Path) -> Grid:
     """The voxel grid of an image file from its header; the whole image is read only where
-    the header alone does not give a 3D grid (a 4D file with one frame). Raises
-    UNetPlusPlusError for an unreadable file."""
+    the header alone does not give a 3D grid (a 4D file with one frame) and for a DICOM
+    series folder (as inference reads it: engine/dicom.py). Raises UNetPlusPlusError for an
+    unreadable file."""
+    if Path(path).is_dir():  # a DICOM series (liver.json's example_ct_dicom): ITK's file
+        from ..engine.image_read import read_volume  # reader cannot open a folder
+
+        return read_volume([path]).grid
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
