@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 WINDOW_S = 0.25
 BUSY_CORES = 0.5
 QUIET_CORES = 0.25
-#: Voxels per forward pass (tiles x voxels per tile) up to which a process whose OpenMP threads
-#: sleep is kept within the free CPUs too: the lung nodule's two 16x48x48 tiles (73,728), not
-#: the liver's or brain's two 48^3 tiles (221,184). See :func:`before_parallel_work`.
-SMALL_PASS_VOXELS = 1 << 17
 
 
 def _cpu_count() -> int:
@@ -89,13 +85,6 @@ class SpinGuard:
         others' cores count from 0.5 (from :data:`QUIET_CORES` once ``lowered``: hysteresis)."""
         busy = int(others + (1.0 - QUIET_CORES if lowered else 1.0 - BUSY_CORES))
         return max(1, min(threads, self._cpus - busy))
-
-    def restore(self) -> None:
-        """Back to the saved thread count at once, if lowered (a large pass of a process whose
-        threads sleep: two sleeping threads beat one there, even under load)."""
-        if self.saved_threads is not None:
-            self._set(self.saved_threads)
-            self.saved_threads = self.lowered_threads = None
 
     def check(self) -> None:
         """Look at the machine if a window has passed; switch the thread count if needed.
@@ -149,18 +138,11 @@ class SpinGuard:
 _GUARD = SpinGuard(start=runtime_env.start_reading)
 
 
-def before_parallel_work(voxels: Optional[int] = None) -> None:
-    """Call before each forward pass (``voxels``: tiles x voxels per tile) and other
-    multi-threaded stages (no ``voxels``): keeps a spinning process within the CPUs other
-    programs leave free. A process whose threads sleep is kept there only for passes of at most
-    :data:`SMALL_PASS_VOXELS`; a larger pass gets its thread count back, and a stage without
-    ``voxels`` keeps the count of the pass before it."""
+def before_parallel_work() -> None:
+    """Call before each tile and other multi-threaded stages: keeps a spinning process within
+    the CPUs other programs leave free; nothing in a process that does not spin."""
     if runtime_env.may_spin():
         _GUARD.check()
-    elif voxels is not None and voxels <= SMALL_PASS_VOXELS:
-        _GUARD.check()
-    elif voxels is not None:
-        _GUARD.restore()
 
 
 def guard() -> SpinGuard:
