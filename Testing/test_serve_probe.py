@@ -74,6 +74,7 @@ def test_serve_keeps_the_probe_state_between_requests_and_probes_between_them(
     from UNetPlusPlusLib.cli import build_parser
 
     monkeypatch.setattr(cli_serve, "IDLE_PROBE_AFTER_S", 0.05)
+    monkeypatch.setattr(cli_serve, "BUSY_PROBE_AFTER_S", 0.1)  # the suite's workers share the CPUs
     image = make_sphere_image((40, 36, 30), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), 12.0)
     ct = tmp_path / "ct.nrrd"
     sitk.WriteImage(image, str(ct))

@@ -260,6 +260,13 @@ def run_segment(
     names the input volume: while the cache holds it the input files are not read and need
     not exist (an ROI is then taken from the kept volume: the same labels as the streamed
     read, Testing/test_region_read.py). Raises UNetPlusPlusError for any user error."""
+    from .engine.run_memo import measured_once
+
+    with measured_once():  # what lies under a click: measured once in the run, not twice
+        return _run_segment(args, progress, cache, input_token)
+
+
+def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optional[str]) -> dict:
     from .engine.registry import user_cache_dir
     from .warm_cache import WarmCache
 

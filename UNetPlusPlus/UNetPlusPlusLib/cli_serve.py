@@ -35,7 +35,12 @@ Idle time: when no request has come for ``IDLE_PROBE_AFTER_S`` after a reply, th
 ``fastest`` executor probes on the last tiles it ran (``FastestExecutor.idle_probe``): OpenVINO
 is imported and compiled and timed against ours there, between clicks, instead of inside the
 fourth click (``OURS_FIRST``), so from the second click on, tiles run on the faster one. A
-request that arrives meanwhile stops the probe before its next tile.
+request that arrives meanwhile stops the probe before its next tile, but waits for the step
+under way (the import and compile cannot stop midway). While other programs leave fewer free
+CPUs than the model's threads (``cpu_contention``, over the pause), the probe waits for
+``BUSY_PROBE_AFTER_S`` instead: every step then takes two or more times longer and takes CPU
+from those programs, and a request sent 0.5 s after the last reply waited up to 1.0-1.7 s
+for it (docs/BENCHMARK_LOAD.md).
 
 Requests run one after another. The last model and the last input volume stay in memory
 (``warm_cache.py``, which bounds the volume kept after a run that is not a click and frees CUDA's
@@ -60,11 +65,13 @@ import threading
 from typing import IO, Any, Callable, Iterable, Optional
 
 from .early_warnings import EarlyWarnings
-from .engine import runtime_env
+from .engine import cpu_contention, runtime_env
 from .exit_codes import EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 from .warm_cache import WarmCache
 
 IDLE_PROBE_AFTER_S = 0.5  # seconds without a request after a reply before the idle probe
+#: The same while other programs leave fewer free CPUs than the model's threads (see above).
+BUSY_PROBE_AFTER_S = 2.0
 _LOG = logging.getLogger(__name__)
 
 #: Makes the whole `unetpp` parser (``cli.build_parser``); given by the CLI, which imports this
@@ -277,13 +284,15 @@ def serve(
 
     waiting = _read_lines(requests)
     idle_pending = False  # a request ran since the last idle probe
+    replied = None  # the CPU reading when the last request ended (cpu_contention)
     while True:
         try:
             line = waiting.get(timeout=IDLE_PROBE_AFTER_S if idle_pending else None)
         except queue.Empty:
-            idle_pending = False
-            _idle_probe(cache, lambda: not waiting.empty())
-            continue
+            line = _pause(waiting, cache, replied)
+            if line is _PROBED:
+                idle_pending = False
+                continue
         if line is None:  # the end of the input
             break
         if line is _TOO_LONG:
@@ -301,8 +310,39 @@ def serve(
             break
         with contextlib.redirect_stdout(sys.stderr):
             handle(request, cache, replies, parser)
-        idle_pending = True
+        idle_pending, replied = True, cpu_contention.read()
     return 0
+
+
+_PROBED = object()  # what _pause returns once it ran the idle probe
+
+
+def _pause(waiting: queue.Queue, cache: WarmCache, replied: Any) -> Any:
+    """:data:`IDLE_PROBE_AFTER_S` after a reply with no request: the idle probe now, or, while
+    other programs leave fewer free CPUs than the model's threads, once no request came for
+    :data:`BUSY_PROBE_AFTER_S`. Returns the line that came first (the probe is left for the
+    next pause), else :data:`_PROBED`."""
+    if _cores_shared(replied, cache.threads()):
+        try:
+            return waiting.get(timeout=BUSY_PROBE_AFTER_S - IDLE_PROBE_AFTER_S)
+        except queue.Empty:
+            pass
+    _idle_probe(cache, lambda: not waiting.empty())
+    return _PROBED
+
+
+def _cores_shared(since: Any, threads: int) -> bool:
+    """Whether other programs used the CPUs since ``since`` (a ``cpu_contention`` reading) so
+    that fewer than ``threads`` were left free; False without readings (not Linux)."""
+    now = cpu_contention.read()
+    others = None if since is None or now is None else cpu_contention.others_cores(since, now)
+    if others is None:
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus - others < threads
 
 
 _BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded: accepted before a request

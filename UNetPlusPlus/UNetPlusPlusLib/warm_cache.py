@@ -64,6 +64,11 @@ class WarmCache:
             self._predictor = (key, Predictor(manifest, device=device, threads=threads))
         return self._predictor[1]
 
+    def threads(self) -> int:
+        """The kept model's thread count (its executor's), 1 without a model."""
+        executor = getattr(self._predictor[1], "executor", None)
+        return max(1, int(getattr(executor, "threads", 1)))
+
     def idle_probe(self, stop) -> int:
         """Let the kept Predictor's executor probe in idle time (``Predictor.idle_probe``);
         ``stop()``: true when a request is waiting. Returns the tiles run (0: no model)."""

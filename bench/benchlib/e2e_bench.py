@@ -34,17 +34,19 @@ def measure(
     env: dict,
     log: Callable[[str], None],
     found: Optional[dict[str, dict]] = None,
+    cold_runs: bool = True,
 ) -> dict:
     """{"cold": {ROW:condition: run}, "warm": {...}, "warm_rounds": n}; runs as
     ``e2e.run_case`` and ``warm.warm_runs`` return them, each with "load" (the load average
     just after it). ``found``: the cases (default ``e2e.cases(CASES)``, without those whose
-    model or data is missing), warm requests in their order."""
+    model or data is missing), warm requests in their order. ``cold_runs=False``: the warm
+    requests only ("cold" is then empty)."""
     if found is None:
         found = e2e.cases(CASES)
         found = {name: found[name] for name in CASES if name in found}
     per_case = depths(quick)
     cold: dict[str, dict] = {}
-    for name, case in found.items():
+    for name, case in found.items() if cold_runs else ():
         for depth in per_case.get(name, ["rec"]):
             for condition in CONDITIONS:  # idle and loaded side by side
                 started = time.perf_counter()
@@ -153,6 +155,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchlib.e2e_bench", description=main.__doc__)
     parser.add_argument("--quick", action="store_true", help="bench/run --quick's runs")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warm-only", action="store_true", help="the warm requests only")
+    parser.add_argument("--cases", default=",".join(CASES), help="a comma-separated subset")
     args = parser.parse_args(argv)
     env = runtime_env.child_env()
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -163,7 +167,10 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     started = time.perf_counter()
     log(f"load average before {machine.load_average()}")
-    results = measure(args.quick, args.threads, env, log)
+    chosen = [name for name in CASES if name in args.cases.split(",")]
+    found = e2e.cases(tuple(chosen))
+    found = {name: found[name] for name in chosen if name in found}
+    results = measure(args.quick, args.threads, env, log, found, cold_runs=not args.warm_only)
     for line in report(results):
         print(line)
     took = time.perf_counter() - started

@@ -38,6 +38,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UNetPlusPlusError
+from . import run_memo
 from .volume import Volume
 
 #: SNOMED CT code of the lung, the anatomic region of the labels these checks are for.
@@ -222,10 +223,13 @@ def applies(manifest) -> bool:
 
 
 def _measured(manifest, volume: Volume, point: Sequence[float]) -> Click:
-    """:func:`measure_click` on the model's first CT channel of ``volume``."""
+    """:func:`measure_click` on the model's first CT channel of ``volume``; once per run inside
+    ``run_memo.measured_once`` (the CLI's refusal before torch, then the click's warnings)."""
     channels = [i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct"]
     first = channels[0]
-    return measure_click(volume.with_array(volume.array[first : first + 1]), point)
+    channel = volume.with_array(volume.array[first : first + 1])  # a view: no copy
+    key = (first, tuple(float(v) for v in point))
+    return run_memo.once(volume, key, lambda: measure_click(channel, point))
 
 
 def refuse_outside_air(
