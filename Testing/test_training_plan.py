@@ -385,6 +385,16 @@ def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(
     assert not (out / "model.json").exists()
     assert (out / "training_curve.png").stat().st_size > 1000  # the stopped session's epoch
     plan = json.loads((out / "plan.json").read_text())
+    # the checkpoint's recorded pace, made slow (60 s per iteration) so that the warning below
+    # does not depend on how fast this machine is today: a tiny epoch can fit 1 s when idle
+    slow = {"seconds_per_iteration": 60.0, "seconds_per_validation": 1.0}
+    real, calls = run_plan.one_pass_pace, []
+
+    def checkpoint_slow(pace):  # the first call reads the checkpoint's, the second plan.json's
+        calls.append(pace)
+        return (dict(slow), False) if len(calls) == 1 else real(pace)
+
+    monkeypatch.setattr(run_plan, "one_pass_pace", checkpoint_slow)
     assert main(args + ["--resume", "--time-budget", "1"]) == 0  # another 1 s session
     resumed = json.loads((out / "plan.json").read_text())  # the same plan, with this session
     assert [r["after_epoch"] for r in resumed.pop("resumes")] == [1] and plan.pop("resumes") == []
