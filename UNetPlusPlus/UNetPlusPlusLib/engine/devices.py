@@ -17,6 +17,7 @@ import torch
 
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
+from .cuda_presence import CUDA_UNAVAILABLE
 from .system_memory import physical_memory_bytes
 
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
@@ -58,10 +59,7 @@ def resolve_device(spec: Union[str, torch.device, None] = "auto") -> torch.devic
     if match:
         count = _cuda_count()
         if count == 0:
-            raise UNetPlusPlusError(
-                f"Device {spec!r} was asked for, but CUDA is not available here"
-                f" (no NVIDIA GPU or a CPU-only PyTorch); choose one of: {available}."
-            )
+            raise UNetPlusPlusError(CUDA_UNAVAILABLE.format(spec=spec, available=available))
         index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
         if index >= count:
             raise UNetPlusPlusError(
