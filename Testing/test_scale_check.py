@@ -57,8 +57,10 @@ def test_the_cli_refuses_it_before_any_work(tmp_path, sphere_model, capsys):
     path = tmp_path / "ball.nrrd"
     sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
     out = tmp_path / "out" / "ball.seg.nrrd"
-    assert main(["segment", str(path), "--model", str(sphere_model), "-o", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: The input volume has voxels of 0.05"), err
-    assert "measures only 1.2 x 1 x 1 mm" in err[0]
+    argv = ["segment", str(path), "--model", str(sphere_model), "-o", str(out)]
+    for roi in ([], ["--roi", "0", "0", "0", "0.5", "0.5", "0.5"]):  # streamed with --roi
+        assert main(argv + roi) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "has voxels of 0.05 x 0.05 x 0.05 mm and measures only" in err[0]
+        assert "1.2 x 1 x 1 mm" in err[0]
     assert not out.parent.exists()
