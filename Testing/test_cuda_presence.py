@@ -99,3 +99,25 @@ def test_the_early_refusal_reads_as_resolve_devices(spec):
     with pytest.raises(UNetPlusPlusError) as error:
         resolve_device(spec)
     assert refusal_without_torch(spec.upper()) == str(error.value)
+
+
+def test_the_device_list_is_the_cpu_alone_without_torch():
+    """`unetpp devices --json` (what the Slicer panel asks for its device selector) imported
+    torch, 4.4 of its 4.6 CPU-s, to list the CPU alone where CUDA cannot exist."""
+    import json
+
+    from UNetPlusPlusLib.engine.devices import describe_devices
+
+    if cuda_impossible() is None:
+        pytest.skip("CUDA may exist here: only torch can tell")
+    code = (
+        "import sys; from UNetPlusPlusLib.cli import main; "
+        "assert main(['devices', '--json']) == 0; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == describe_devices()  # what torch says, to the byte

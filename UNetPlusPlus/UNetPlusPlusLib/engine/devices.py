@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
 from pathlib import Path
 from typing import ContextManager, Iterator, Optional, Union
@@ -18,7 +17,7 @@ import torch
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 from .cuda_presence import CUDA_UNAVAILABLE
-from .system_memory import physical_memory_bytes
+from .system_memory import cpu_name, physical_memory_bytes
 
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 _OOM_MESSAGES = ("out of memory", "can't allocate memory")
@@ -88,17 +87,6 @@ def describe_devices() -> list[dict]:
     if _mps_available():
         devices.append({"id": "mps", "name": "Apple GPU (MPS)", "memory": None})
     return devices
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
