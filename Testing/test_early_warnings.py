@@ -112,7 +112,10 @@ def test_a_header_larger_than_any_scan_states_its_tiles(repo_root):
     assert tile_count(demo.shape_zyx, liver.tile_size_zyx, liver.overlap) == 36
     tall = Grid((122, 101, 112), (3.0, 3.0, 50.0), (0.0, 0.0, 0.0), np.eye(3))  # 5.6 m long
     message = long_run_warning(tall, liver)
-    assert "122 x 101 x 1851 voxel grid (3 x 3 x 3 mm), 624 tiles" in message
+    assert (
+        "122 x 101 x 1851 voxel model grid (3 x 3 x 3 mm; the input grid is 122 x 101 x 112 "
+        "voxels of 3 x 3 x 50 mm), 624 tiles"
+    ) in message
 
 
 def test_the_tile_count_of_a_huge_header_prints_before_inference(

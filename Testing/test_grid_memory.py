@@ -25,10 +25,43 @@ def test_the_example_ct_fits_and_its_50_mm_header_is_refused():
     with pytest.raises(UNetPlusPlusError) as raised:
         grid_memory.check_model_grid_fits(canonical_grid(wrong, (3, 3, 3)), wrong, 1, 2, memory)
     message = str(raised.value)
-    assert "2018 x 1668 x 1851 voxels, which needs at least 116 GiB" in message
+    assert (
+        "the input becomes a 2018 x 1668 x 1851 voxel model grid (from an input grid of 122 x "
+        "101 x 112 voxels), which needs at least 116 GiB"
+    ) in message
     assert "more than this machine's 23 GiB" in message
     assert "spans 6.05 x 5 x 5.55 m with 50 x 50 x 50 mm voxels" in message
     assert "the spacing in its header is wrong" in message
+
+
+def test_the_error_names_the_model_grid_the_warning_named(repo_root):
+    """The huge-grid warning (tile_count.long_run_warning: the whole input's model grid) and the
+    out-of-memory error (the body's box in it, prepare.py) gave two sizes for one input: the
+    30 mm demo CT, 1211 x 1001 x 1111 and 1211 x 981 x 1111 voxels. The error now gives the
+    warning's model grid, then the box's size in it."""
+    from UNetPlusPlusLib.engine.manifest_model import ModelManifest
+    from UNetPlusPlusLib.engine.tile_count import long_run_warning
+
+    liver = ModelManifest.load(
+        repo_root / "UNetPlusPlus/UNetPlusPlusLib/Resources/Models/liver/model.json"
+    )
+    wrong = Grid((122, 101, 112), (30.0, 30.0, 30.0), (178.0, -11.3, 94.3), LPS_OF_RAS)
+    box = Grid((122, 99, 112), (30.0, 30.0, 30.0), (178.0, -41.3, 94.3), LPS_OF_RAS)
+    warning = long_run_warning(wrong, liver)
+    assert (
+        "a 1211 x 1001 x 1111 voxel model grid (3 x 3 x 3 mm; the input grid is 122 x 101 x "
+        in (warning)
+    )
+    box_grid = canonical_grid(box, (3, 3, 3))
+    with pytest.raises(UNetPlusPlusError) as raised:
+        grid_memory.check_model_grid_fits(box_grid, box, 1, 2, 2**30, whole_input=wrong)
+    message = str(raised.value)
+    size = " x ".join(str(n) for n in box_grid.size_xyz)
+    assert message.startswith(
+        "At the model's spacing (3 x 3 x 3 mm) the input becomes a 1211 x 1001 x 1111 voxel "
+        f"model grid (from an input grid of 122 x 101 x 112 voxels); the body's box in it, {size} "
+        "voxels, needs at least"
+    ), message
 
 
 def test_unknown_memory_checks_nothing(monkeypatch):

@@ -35,6 +35,7 @@ from .cli_devices import add_devices_parser
 from .cli_models import add_models_parser
 from .cli_segment_options import add_segment_parser
 from .cli_serve import add_serve_parser
+from .device_check import refusal_without_torch
 from .early_warnings import EarlyWarnings
 from .errors import CancelledError, UNetPlusPlusError
 from .exit_codes import EXIT_BROKEN_PIPE, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
@@ -241,8 +242,9 @@ def _main(argv: List[str], preload: bool = False) -> int:
             JsonProgress.emit({"error": str(error)})
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    if preload and args.command in ("segment", "serve"):  # torch imports while the inputs
-        torch_preload.start()  # are read (serve: from its start, for the first request)
+    refused = refusal_without_torch(getattr(args, "device", None))  # refused in the run
+    if preload and args.command in ("segment", "serve") and refused is None:  # torch imports
+        torch_preload.start()  # while the inputs are read (serve: for the first request)
     json_mode = bool(getattr(args, "progress_json", False))
     progress = JsonProgress() if json_mode else BarProgress(getattr(args, "quiet", False))
 

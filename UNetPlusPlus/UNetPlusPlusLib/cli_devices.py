@@ -11,10 +11,20 @@ import json
 
 
 def run_devices(args: argparse.Namespace, progress) -> dict:
-    """Print ``[{"id", "name", "memory"}, ...]`` (memory in bytes or null) or a table."""
-    from .engine.devices import describe_devices
+    """Print ``[{"id", "name", "memory"}, ...]`` (memory in bytes or null) or a table. Where
+    CUDA cannot exist (``engine/cuda_presence.py``: a CPU-only torch build, or Linux without
+    an NVIDIA driver; never on macOS) the list is the CPU alone, without importing torch (4.4
+    CPU-s of the 4.6 the command took); elsewhere torch is asked."""
+    from .engine.cuda_presence import cuda_impossible
 
-    devices = describe_devices()
+    if cuda_impossible() is not None:
+        from .engine.system_memory import cpu_name, physical_memory_bytes
+
+        devices = [{"id": "cpu", "name": cpu_name(), "memory": physical_memory_bytes()}]
+    else:
+        from .engine.devices import describe_devices
+
+        devices = describe_devices()
     if args.json:
         print(json.dumps(devices), flush=True)
         return {}

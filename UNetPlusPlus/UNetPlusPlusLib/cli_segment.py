@@ -151,6 +151,7 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import header_grid, read_region
     from .engine.sanity import check_model_background, check_model_channels, image_volume_ml
+    from .engine.scale_check import check_model_scale
     from .engine.streamed_checks import check_files
 
     names = [c.name for c in manifest.channels]
@@ -175,7 +176,8 @@ def _read_roi_region(args: argparse.Namespace, manifest):
             grid = header_grid(Path(args.inputs[0]))
         except UNetPlusPlusError:
             grid = None  # check_files says why
-        if grid is not None:
+        if grid is not None:  # a speck at the model's scale first: the box follows from it
+            check_model_scale(grid.size_xyz, grid.spacing, manifest.spacing, manifest.tile_size)
             check_roi_on_image(grid, roi, args.roi, "LPS" if args.lps else "RAS")
     modalities = [c.modality for c in manifest.channels]
     first_ct = ct_channel(manifest)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
 from pathlib import Path
 from typing import ContextManager, Iterator, Optional, Union
@@ -17,7 +16,8 @@ import torch
 
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
-from .system_memory import physical_memory_bytes
+from .cuda_presence import CUDA_UNAVAILABLE
+from .system_memory import cpu_name, physical_memory_bytes
 
 _CUDA_SPEC = re.compile(r"^cuda(?::(\d+))?$")
 _OOM_MESSAGES = ("out of memory", "can't allocate memory")
@@ -58,10 +58,7 @@ def resolve_device(spec: Union[str, torch.device, None] = "auto") -> torch.devic
     if match:
         count = _cuda_count()
         if count == 0:
-            raise UNetPlusPlusError(
-                f"Device {spec!r} was asked for, but CUDA is not available here"
-                f" (no NVIDIA GPU or a CPU-only PyTorch); choose one of: {available}."
-            )
+            raise UNetPlusPlusError(CUDA_UNAVAILABLE.format(spec=spec, available=available))
         index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
         if index >= count:
             raise UNetPlusPlusError(
@@ -90,17 +87,6 @@ def describe_devices() -> list[dict]:
     if _mps_available():
         devices.append({"id": "mps", "name": "Apple GPU (MPS)", "memory": None})
     return devices
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import UNetPlusPlusError
 from .system_memory import physical_memory_bytes
-from .volume import Grid
+from .volume import Grid, canonical_grid
 
 #: float32 bytes per model-grid voxel, per array the run holds at least once on that grid: the
 #: resampled input and its normalised copy (one per channel) and the summed class probabilities
@@ -44,30 +44,44 @@ def check_model_grid_fits(
     classes: int,
     memory_bytes: Optional[int] = None,
     remedy: str = "restrict the run to a region of interest",
+    whole_input: Optional[Grid] = None,
+    part: str = "the body's box",
 ) -> None:
     """Refuse a model grid whose arrays cannot fit in the machine's memory.
 
     ``grid``: the model grid about to be resampled onto (size in voxels, spacing in mm);
-    ``region``: the input grid it covers (for the message: its spacing and physical extent);
-    ``channels``, ``classes``: the model's input channels and output classes (background
-    included); ``memory_bytes``: the memory to compare with (default: the physical memory;
-    no check where it is unknown); ``remedy``: what to do when the image is that large (ends
-    the message). Raises UNetPlusPlusError naming the sizes.
+    ``region``: the input grid it covers (for the message: its size, spacing and physical
+    extent); ``channels``, ``classes``: the model's input channels and output classes
+    (background included); ``memory_bytes``: the memory to compare with (default: the physical
+    memory; no check where it is unknown); ``remedy``: what to do when the image is that large
+    (ends the message); ``whole_input``: the whole input's grid when ``region`` is ``part`` of it
+    (a crop): the message then gives the whole input's model grid, as
+    ``tile_count.long_run_warning`` gave it before, and the part's size in it. Raises
+    UNetPlusPlusError naming the sizes.
     """
     memory = physical_memory_bytes() if memory_bytes is None else int(memory_bytes)
     needed = model_grid_bytes(grid, channels, classes)
     if memory is None or needed <= memory:
         return
-    corners = region.corner_points()
+    whole = canonical_grid(whole_input, grid.spacing) if whole_input is not None else grid
+    cropped = tuple(whole.size_xyz) != tuple(grid.size_xyz)
+    source = whole_input if whole_input is not None and cropped else region
+    corners = source.corner_points()
     extent_m = (corners.max(axis=0) - corners.min(axis=0)) / 1000.0
+    model_grid = f"a {_voxels(whole)} voxel model grid"
+    which = f"; {part} in it, {_voxels(grid)} voxels," if cropped else ", which"
     raise UNetPlusPlusError(
-        f"At the model's spacing ({_fmt(grid.spacing, 'mm')}) the input becomes "
-        f"{' x '.join(str(n) for n in grid.size_xyz)} voxels, which needs at least "
+        f"At the model's spacing ({_fmt(grid.spacing, 'mm')}) the input becomes {model_grid} "
+        f"(from an input grid of {_voxels(source)} voxels){which} needs at least "
         f"{_size(needed)}, more than this machine's {_size(memory)}. The image "
-        f"spans {_fmt(extent_m, 'm')} with {_fmt(region.spacing, 'mm')} voxels: if no patient "
+        f"spans {_fmt(extent_m, 'm')} with {_fmt(source.spacing, 'mm')} voxels: if no patient "
         f"is that large, the spacing in its header is wrong (fix the header); otherwise "
         f"{remedy}."
     )
+
+
+def _voxels(grid: Grid) -> str:
+    return " x ".join(str(n) for n in grid.size_xyz)
 
 
 def input_bytes(size_xyz: Sequence[int], channels: int, stored_bytes: int = 0) -> int:

@@ -1,6 +1,7 @@
 """Reading images into engine types: files (NRRD, NIfTI, MetaImage, DICOM) and DICOM folders.
 
-DICOM folders are read by :mod:`.dicom` (one series, or the one ``series`` names). Every image
+DICOM folders are read by :mod:`.dicom` (one series, or the one ``series`` names). A file whose
+name says another format than its content is refused first (:mod:`.file_format`). Every image
 passes the header checks of :mod:`.sanity` and, for NIfTI, the raw-value checks of
 :mod:`.nifti_check`, whose single pass over a ``.nii.gz`` also gives :func:`read_volume` its
 voxels (ITK then reads only the header); a 4D image with a single frame (NRRD, MetaImage) is
@@ -19,6 +20,7 @@ from ..errors import UNetPlusPlusError
 from .data_files import check_data_files, compressed_shape
 from .dicom import read_dicom_folder
 from .dicom import sitk_reason as _sitk_reason
+from .file_format import check_named_format
 from .grid_memory import check_input_fits
 from .nifti_check import (
     HeaderImage,
@@ -45,6 +47,7 @@ def read_image(path: PathLike, series: str | None = None) -> sitk.Image:
         return read_dicom_folder(path, series)
     if not path.is_file():  # a FIFO would block the read forever
         raise UNetPlusPlusError(f"{path} is not a file or a folder but a pipe or a device.")
+    check_named_format(path)  # a .nii.gz named .nrrd: say what it is, not "corrupt"
     check_data_files(path)  # a header's missing or short data file, before ITK prints to stderr
     check_nifti(path)
     return _itk_read(path)
@@ -102,6 +105,9 @@ def read_volume(
     if not paths:
         raise UNetPlusPlusError("No input image was given.")
     files = [Path(name) for name in paths]
+    for path in files:
+        if path.is_file():
+            check_named_format(path)  # before any reader takes it for what its name says
     plain = [
         path.is_file() and (is_nifti(path) or compressed_shape(path) is not None) for path in files
     ]

@@ -84,7 +84,17 @@ def prepare_array(
         region, slices, grid = crop.region, crop.slices, crop.grid
     else:
         grid = canonical_grid(region, manifest.spacing)
-    check_model_grid_fits(grid, region.grid, len(manifest.channels), manifest.num_classes)
+    whole_input = volume.grid if crop is not None else None  # the grid the warning named
+    part = "the body's box" if body is not None else "the non-zero box"
+    check_model_grid_fits(
+        grid,
+        region.grid,
+        len(manifest.channels),
+        manifest.num_classes,
+        None,
+        whole_input=whole_input,
+        part=part,
+    )
     resampled = resample_volume(region, grid, interpolator="linear", default=default)
     if channel_norms is None:
         channel_norms = [channel.normalization for channel in manifest.channels]

@@ -60,6 +60,7 @@ from .mr_background import (  # noqa: F401  (re-exported: sanity is the checks' 
     needs_zero_background,
 )
 from .orientation_check import check_orientation
+from .scale_check import check_model_scale
 
 #: Spacing outside [MIN, MAX] mm is refused: a header in metres or micrometres, or corrupt.
 MIN_SPACING_MM = 0.01
@@ -215,7 +216,8 @@ def check_model_input(
     orientation of a CT channel (:mod:`.orientation_check`, a warning), then
     :func:`check_model_samples` (zero MR background, near-duplicate channels, and the sequence
     order against the manifest's channel fingerprint, :mod:`.channel_order`, skipped with
-    ``channel_check=False`` or without a fingerprint); returns warnings.
+    ``channel_check=False`` or without a fingerprint); returns warnings. An image far too small
+    and fine for the model (:mod:`.scale_check`: a spacing in a wrong unit) is refused.
 
     ``input_warnings``: the whole image was already checked (streamed or cached); only the
     channel count is checked and these warnings are returned. No torch is needed, so the CLI
@@ -232,6 +234,8 @@ def check_model_input(
     if input_warnings is not None:
         return list(input_warnings)
     warnings = check_volume(volume, [channel.modality for channel in manifest.channels])
+    grid = volume.grid  # a header spacing in a wrong unit: a speck at the model's scale
+    check_model_scale(grid.size_xyz, grid.spacing, manifest.spacing, manifest.tile_size)
     warnings += check_orientation(manifest, volume, memo)  # a CT flipped front-back
     arrays = list(volume.array)
     return warnings + check_sequence_order(manifest, arrays, channel_check, volume.spacing)

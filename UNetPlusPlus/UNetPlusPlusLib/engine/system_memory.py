@@ -1,4 +1,5 @@
-"""The machine's physical memory: the one source for the device list and the grid check.
+"""The machine's physical memory and CPU name: the one source for the device list and the grid
+check.
 
 A leaf module (the standard library only, nothing from the package), so that any engine module
 can import it without an import cycle (``volume`` -> ``grid_memory`` must not reach ``devices``,
@@ -8,6 +9,8 @@ which imports torch).
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 from typing import Optional
 
 
@@ -22,3 +25,14 @@ def physical_memory_bytes() -> Optional[int]:
     if pages <= 0 or page_size <= 0:
         return None
     return int(pages) * int(page_size)
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"

@@ -53,8 +53,11 @@ def long_run_warning(grid: Grid, manifest) -> Optional[str]:
     tiles = tile_count(model.shape_zyx, manifest.tile_size_zyx, manifest.overlap)
     spacing = " x ".join(f"{v:.3g}" for v in manifest.spacing)
     size = " x ".join(str(n) for n in model.size_xyz)
+    given = " x ".join(str(n) for n in grid.size_xyz)
+    given_mm = " x ".join(f"{v:.3g}" for v in grid.spacing)
     return (
-        f"With this header the model works on a {size} voxel grid ({spacing} mm), "
-        f"{tiles} tiles of inference: the run will take correspondingly long. If the spacing "
-        "is wrong, cancel, fix the header and run again."
+        f"With this header the model works on a {size} voxel model grid ({spacing} mm; the "
+        f"input grid is {given} voxels of {given_mm} mm), {tiles} tiles of inference: the run "
+        "will take correspondingly long. If the spacing is wrong, cancel, fix the header and "
+        "run again."
     )
