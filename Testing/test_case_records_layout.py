@@ -44,7 +44,7 @@ def test_the_cases_and_images_are_those_training_finds(tmp_path):
     expected = {}
     for stem, label in labels.items():
         others = [Path(other).name for other in labels if other != stem]
-        images = dataset_slicer._images_for(tmp_path / stem, label, others)
+        images = dataset_slicer.images_for(tmp_path / stem, label, others)
         expected[stem] = {"": images[""]} if "" in images else images
 
     found = {case.name: case.images for case in folder_cases(tmp_path)}

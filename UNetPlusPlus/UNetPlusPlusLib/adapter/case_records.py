@@ -67,9 +67,9 @@ def folder_cases(folder: Path) -> list[FolderCase]:
     """The cases of ``folder`` that ``unetpp train`` reads (its own discovery: sub-folders too,
     not hidden ones such as ``.replaced/``), sorted by name. A case's images are ``<case>.<ext>``
     when there is one (one channel, as training takes it), else its ``<case>_<channel>.<ext>``:
-    those of ``training.dataset_slicer._images_for``, from one listing of each folder (that
-    function lists the folder once per case: 0.3 s for 100 cases)."""
-    from ..training.dataset_slicer import _label_files  # SimpleITK: imported when needed
+    those of ``training.dataset_slicer.images_for``, given one listing of each folder (by
+    itself it lists the folder once per case: 0.3 s for 100 cases)."""
+    from ..training.dataset_slicer import _label_files, images_for  # SimpleITK: when needed
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -82,32 +82,12 @@ def folder_cases(folder: Path) -> list[FolderCase]:
         parent = label.parent
         if parent not in listings:
             listings[parent] = sorted(p for p in parent.iterdir() if p.is_file())
-        images = _images_for(listings[parent], Path(name).name, label, others)
+        images = images_for(parent / Path(name).name, label, others, listings[parent])
         if "" in images:
             images = {"": images[""]}
         if images:
             cases.append(FolderCase(name, images, label))
     return cases
-
-
-def _images_for(listing: list[Path], stem: str, label: Path, others: set[str]) -> dict:
-    """Channel suffix ("" for one channel) -> image file of the case ``stem`` among the files
-    ``listing`` of its folder, as ``training.dataset_slicer._images_for`` takes them."""
-    from ..training.dataset_slicer import _strip_suffix
-    from ..training.dataset_types import IMAGE_SUFFIXES, LABELMAP_MARKERS, SEGMENTATION_SUFFIX
-
-    out: dict[str, Path] = {}
-    for path in (p for p in listing if p.name.startswith(stem)):  # the others cannot be
-        base = _strip_suffix(path.name, IMAGE_SUFFIXES)
-        if path == label or base is None or path.name.lower().endswith(SEGMENTATION_SUFFIX):
-            continue
-        if any(base.lower().endswith(m) for m in LABELMAP_MARKERS) or base in others:
-            continue
-        if base == stem:
-            out[""] = path
-        elif base.startswith(stem + "_"):
-            out[base[len(stem) + 1 :]] = path
-    return out
 
 
 def find_same_image(

@@ -72,16 +72,25 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _images_for(stem_path: Path, label: Path, other_cases: Sequence[str] = ()) -> dict:
+def images_for(
+    stem_path: Path,
+    label: Path,
+    other_cases: Sequence[str] = (),
+    listing: Optional[Sequence[Path]] = None,
+) -> dict:
     """Channel suffix ("" for a single channel) -> image file of one exported case.
 
     Files that are the image of another case (``case_1.nrrd`` beside ``case_1_b.seg.nrrd``'s
-    ``case_1_b.nrrd``) are not taken as channels.
+    ``case_1_b.nrrd``) are not taken as channels. ``listing``: the files of the case's folder
+    when the caller listed it once for many cases (``adapter/case_records.py``), sorted; None
+    lists it here.
     """
     folder, stem = stem_path.parent, stem_path.name
+    if listing is None:
+        listing = sorted(path for path in folder.iterdir() if path.is_file())
     out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path == label or not path.is_file():
+    for path in listing:
+        if path == label or not path.name.startswith(stem):  # the others cannot be
             continue
         base = _strip_suffix(path.name, IMAGE_SUFFIXES)
         if base is None or path.name.lower().endswith(SEGMENTATION_SUFFIX):
@@ -114,7 +123,7 @@ def _guess_modality(root: Path, label_files: dict, suffix: str) -> str:
     images = []
     for stem in spread_sample(sorted(label_files)):
         others = [Path(s).name for s in label_files if s != stem]
-        image = _images_for(root / stem, label_files[stem], others).get(suffix)
+        image = images_for(root / stem, label_files[stem], others).get(suffix)
         if image is not None:
             images.append((Path(stem).name, image))
     return guess_dataset_modality(images)
@@ -142,7 +151,7 @@ def describe_slicer_export(
         raise _no_exports_error(root)
     first_stem, first_label = next(iter(sorted(label_files.items())))
     others = [Path(stem).name for stem in label_files if stem != first_stem]
-    first_images = _images_for(root / first_stem, first_label, others)
+    first_images = images_for(root / first_stem, first_label, others)
     if channels is None:
         # <case>.nrrd means one channel, even beside other <case>_<suffix> files
         suffixes = [""] if "" in first_images else sorted(first_images, key=str.lower)
@@ -226,7 +235,7 @@ def _slicer_case(
     root = dataset.root
     single = len(dataset.channels) == 1
     others = [Path(other).name for other in label_files if other != stem]
-    available = _images_for(root / stem, label, others)
+    available = images_for(root / stem, label, others)
     lowered = {k.lower(): v for k, v in available.items()}
     images = []
     for channel in dataset.channels:
