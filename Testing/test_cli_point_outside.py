@@ -43,8 +43,34 @@ def test_the_cli_names_the_typed_click_in_one_line(tmp_path, capfd):
                  "-o", str(out), "--quiet"])  # fmt: skip
     err = capfd.readouterr().err
     assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
-    assert "Point 1 (-516, 0, 0) mm RAS lies outside the image" in err
+    assert "Point 1 (-516, 0, 0) mm RAS lies outside the image" in err and "--lps" not in err
     assert not out.exists()
+    lps = GRID.index_to_physical((20, 15, 10))  # the nodule as ITK gives it, typed without --lps
+    typed = [f"{v:.2f}" for v in lps]
+    assert main(["segment", str(path), "--task", "lung-nodule", "--point", *typed,
+                 "-o", str(out), "--quiet"]) == 2  # fmt: skip
+    (line,) = capfd.readouterr().err.splitlines()
+    assert "lies outside the image" in line and line.endswith("add --lps.")
+    assert not out.exists()
+
+
+def test_a_click_typed_in_the_other_frame_says_so():
+    """LPS numbers typed as RAS (no --lps) were refused as off the image with no word on the
+    frame (tester 26); the CLI's message now says the other frame puts the click on the
+    image, and which option to give. Slicer's clicks (no --lps option) get no such hint."""
+    lps = GRID.index_to_physical((20, 15, 10))  # on the image, as ITK writes it
+    with pytest.raises(UNetPlusPlusError, match=r"Read as LPS .* add --lps\.$"):
+        check_point_on_image(GRID, ras_to_lps(lps), lps, "RAS", 1, lps_option=True)
+    ras = ras_to_lps(lps)  # the same click as Slicer shows it, given with --lps
+    with pytest.raises(UNetPlusPlusError, match=r"Read as RAS .* leave out --lps\.$"):
+        check_point_on_image(GRID, ras, ras, "LPS", 1, lps_option=True)
+    with pytest.raises(UNetPlusPlusError) as raised:
+        check_point_on_image(GRID, ras_to_lps(lps), lps, "RAS", 1)  # the Slicer module's call
+    assert "--lps" not in str(raised.value)
+    far = GRID.index_to_physical((400, 15, 10))  # off the image in both frames
+    with pytest.raises(UNetPlusPlusError) as raised:
+        check_point_on_image(GRID, far, ras_to_lps(far), "RAS", 1, lps_option=True)
+    assert str(raised.value).endswith("click on the image.")
 
 
 @pytest.mark.parametrize("read", ["region", "whole"])  # --roi alone streams; --preview reads all

@@ -10,28 +10,54 @@ from typing import Optional, Sequence
 from .errors import UNetPlusPlusError
 
 
-def check_point_on_image(
-    grid, point, given, frame: str, number: int, where: Optional[str] = None
-) -> None:
-    """Refuse a click (``point`` in LPS mm; ``given`` as typed, in ``frame``) that lies outside
-    the image's voxels (half a voxel beyond the outer centres at most). The engine's message
-    named the click's box in LPS, also for a click typed in RAS. ``where`` names the click
-    (default "Point <number> (<given>) mm <frame>"). Raises UNetPlusPlusError."""
+def _on_image(grid, point) -> bool:
+    """True when ``point`` (LPS mm) lies within half a voxel of the image's outer centres."""
     import numpy as np
 
     index = grid.physical_to_index(np.asarray(point, dtype=np.float64))
     size = np.asarray(grid.size_xyz, dtype=np.float64)
-    if np.all(index >= -0.5) and np.all(index <= size - 0.5):
+    return bool(np.all(index >= -0.5) and np.all(index <= size - 0.5))
+
+
+def check_point_on_image(
+    grid,
+    point,
+    given,
+    frame: str,
+    number: int,
+    where: Optional[str] = None,
+    lps_option: bool = False,
+) -> None:
+    """Refuse a click (``point`` in LPS mm; ``given`` as typed, in ``frame``) that lies outside
+    the image's voxels (half a voxel beyond the outer centres at most). The engine's message
+    named the click's box in LPS, also for a click typed in RAS. ``where`` names the click
+    (default "Point <number> (<given>) mm <frame>"). ``lps_option``: the command line's
+    ``--lps`` chose ``frame``; when the click read in the other frame lies on the image, the
+    message says so and how to give it (LPS numbers typed as RAS, tester 26). Raises
+    UNetPlusPlusError."""
+    import numpy as np
+
+    if _on_image(grid, point):
         return
+    size = np.asarray(grid.size_xyz, dtype=np.float64)
     typed = ", ".join(f"{float(v):g}" for v in given)
     corners = [grid.index_to_physical(c) for c in ((0, 0, 0), tuple(int(n) - 1 for n in size))]
     if frame == "RAS":
         corners = [ras_to_lps(c) for c in corners]  # the same flip maps LPS back to RAS
     span = " to ".join("(" + ", ".join(f"{float(v) + 0.0:.1f}" for v in c) + ")" for c in corners)
     where = where or f"Point {number} ({typed}) mm {frame}"
+    hint = ""
+    if lps_option and _on_image(grid, ras_to_lps(point)):  # x and y negated: the other frame
+        hint = (
+            " Read as LPS (ITK's convention) it lies on the image: if these are LPS "
+            "coordinates, add --lps."
+            if frame == "RAS"
+            else " Read as RAS (as Slicer shows them) it lies on the image: if these are RAS "
+            "coordinates, leave out --lps."
+        )
     raise UNetPlusPlusError(
         f"{where} lies outside the image, whose voxel centres run "
-        f"from {span} mm {frame}; click on the image."
+        f"from {span} mm {frame}; click on the image.{hint}"
     )
 
 
