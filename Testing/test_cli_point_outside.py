@@ -51,6 +51,11 @@ def test_the_cli_names_the_typed_click_in_one_line(tmp_path, capfd):
                  "-o", str(out), "--quiet"]) == 2  # fmt: skip
     (line,) = capfd.readouterr().err.splitlines()
     assert "lies outside the image" in line and line.endswith("add --lps.")
+    named = ["--point-name", "Point 'F-1'"]  # the Slicer module's runs: it has no --lps
+    assert main(["segment", str(path), "--task", "lung-nodule", "--point", *typed, *named,
+                 "-o", str(out), "--quiet"]) == 2  # fmt: skip
+    (line,) = capfd.readouterr().err.splitlines()
+    assert "Point 'F-1' at" in line and line.endswith("click on the image.")
     assert not out.exists()
 
 

@@ -328,7 +328,9 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     for number, (given, point) in enumerate(zip(args.point or [], points), start=1):
         frame, where = "LPS" if args.lps else "RAS", _named_point(args, number - 1)
-        check_point_on_image(volume.grid, point, given, frame, number, where, lps_option=True)
+        # no --lps hint for the Slicer module's background runs (named points, RAS clicks)
+        hint = not args.point_name
+        check_point_on_image(volume.grid, point, given, frame, number, where, lps_option=hint)
     _refuse_clicks_outside(args, manifest, volume, points)
     created = created_folder_warnings(outputs)  # the inputs passed: the folders will be made
     for message in created:
