@@ -32,7 +32,14 @@ FIXTURE = ROOT / "Testing" / "fixtures" / "example_ct_liver.nii.gz"
 
 
 def measure(cases: int) -> dict:
-    """In this process (its code on sys.path): build the folder, time the three exports."""
+    """In this process (its code on sys.path): build the folder, time the three exports; the
+    folder is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="export_records_") as folder:
+        return _measure(cases, Path(folder))
+
+
+def _measure(cases: int, folder: Path) -> dict:
+    """The three timed exports into ``folder`` (empty), after ``cases`` unrecorded cases."""
     import numpy as np
     import slicer
     from UNetPlusPlusLib.adapter import geometry, segmentation_writer
@@ -56,7 +63,6 @@ def measure(cases: int) -> dict:
         seg = LabelVolume(mask, ct.spacing, ct.origin, ct.direction, labels)
         return volume, segmentation_writer.write_segments(seg, volume, node_name=f"s{number}")
 
-    folder = Path(tempfile.mkdtemp(prefix="export_records_"))
     for number in range(1, cases + 1):
         volume, seg = nodes(number)
         export_training_case([volume], seg, folder, f"case{number:03d}")
