@@ -96,15 +96,46 @@ def sphere_predictor(sphere_model):
 
 
 @pytest.fixture(scope="session")
-def background_logic():
-    """One Slicer Logic (slicer-core) and its persistent engine process (`unetpp serve`), shared
-    by the tests that need *a* background run, not a fresh engine (those of
-    helpers.logic_warnings_both_ways): one engine start-up (a torch import) for all of them, as
-    Slicer keeps one; shut down at the end of the session."""
+def engine_server():
+    """One persistent engine process (`unetpp serve`) per worker, started at the first request:
+    the panel's test modules share it, as Slicer shares one between runs, instead of one start
+    (a torch import and a model load, 2-4 CPU-s) per module. A test that kills it gets a new
+    one at its next request; killed at the end of the session."""
     pytest.importorskip("slicer")
+    from UNetPlusPlusLib.adapter.engine_server import EngineServer
+    from UNetPlusPlusLib.adapter.job import python_executable
+
+    server = EngineServer(python_executable())
+    yield server
+    server.shutdown()
+
+
+def shared_engine_logic(server):
+    """A new SegmentationLogic (its own warnings, checks and jobs) whose persistent runs go to
+    ``server``; its ``shutdown()`` stops its jobs and leaves the shared process running."""
     from UNetPlusPlusLib.adapter.logic import SegmentationLogic
 
-    logic = SegmentationLogic()
+    class SharedEngineLogic(SegmentationLogic):
+        def __init__(self) -> None:
+            super().__init__(persistent=True)
+            self._server = server
+
+        def shutdown(self) -> None:
+            self._server = None  # the session's engine_server fixture stops the process
+            try:
+                super().shutdown()
+            finally:
+                self._server = server
+
+    return SharedEngineLogic()
+
+
+@pytest.fixture(scope="session")
+def background_logic(engine_server):
+    """One Slicer Logic (slicer-core) on the worker's persistent engine (engine_server), shared
+    by the tests that need *a* background run, not a fresh engine (those of
+    helpers.logic_warnings_both_ways)."""
+    logic = shared_engine_logic(engine_server)
     yield logic
     logic.shutdown()
 
@@ -144,11 +175,10 @@ def run_control(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def logic():
-    """The panel's SegmentationLogic: one `unetpp serve` per test module, shut down after it."""
-    from UNetPlusPlusLib.adapter.logic import SegmentationLogic
-
-    segmentation = SegmentationLogic(persistent=True)
+def logic(engine_server):
+    """The panel's SegmentationLogic, one per test module, its persistent runs on the worker's
+    engine process (engine_server); its jobs are stopped after the module."""
+    segmentation = shared_engine_logic(engine_server)
     yield segmentation
     segmentation.shutdown()
 

@@ -23,7 +23,6 @@ except ImportError as error:  # pragma: no cover - only while the CLI is being w
 
 from helpers import make_sphere_image, rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, job, segmentation_writer  # noqa: E402
-from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
 TIMEOUT_S = 180
@@ -35,16 +34,6 @@ def image():
         (22, 20, 16), (1.8, 2.2, 2.5), (5.0, -12.0, 30.0), rotation_matrix((-10, 15, 5)),
         radius_mm=9.0,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def logic():
-    """The module's logic with its default, the persistent engine, shared by this file's tests
-    as Slicer shares it between runs (one engine start-up, not one per test); a test that
-    kills it gets a new one (test_adapter_engine_server.py tests that restart)."""
-    segmentation = SegmentationLogic()
-    yield segmentation
-    segmentation.shutdown()
 
 
 def mask_of(node, name="liver") -> np.ndarray:

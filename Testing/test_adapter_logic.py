@@ -20,19 +20,11 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from helpers import dice, make_sphere_image, rotation_matrix, sphere_mask  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, segmentation_writer  # noqa: E402
-from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.manifest import ModelManifest, terminology_entry_string  # noqa: E402
 from UNetPlusPlusLib.errors import CancelledError, UNetPlusPlusError  # noqa: E402
 
 RADIUS = 9.0
-
-
-@pytest.fixture(scope="module")
-def logic():
-    segmentation = SegmentationLogic()
-    yield segmentation
-    segmentation.shutdown()  # the persistent engine of start_job
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,8 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from helpers import make_sphere_image, rotation_matrix  # noqa: E402
 from test_adapter_logic import add_volume, segment_mask  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, segmentation_writer  # noqa: E402
-from UNetPlusPlusLib.adapter.logic import SegmentationLogic  # noqa: E402
 
 CENTRE_A, CENTRE_B = (0.0, 0.0, 0.0), (35.0, -20.0, 60.0)
-
-
-@pytest.fixture(scope="module")
-def logic():
-    segmentation = SegmentationLogic()
-    yield segmentation
-    segmentation.shutdown()
 
 
 @pytest.fixture()

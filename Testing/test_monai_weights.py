@@ -17,12 +17,13 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
-nets = pytest.importorskip("monai.networks.nets")
-
 FEATURES = (4, 8, 16, 32, 64, 6)
 
 
 def monai_net(norm: str = "instance", features=FEATURES, in_channels=2, out_channels=3):
+    # imported here, not at module level: every pytest-xdist worker collects every module, and
+    # importing MONAI costs about 2 CPU-s (a skip without MONAI, as before)
+    nets = pytest.importorskip("monai.networks.nets")
     torch.manual_seed(0)
     norm_arg = ("instance", {"affine": True}) if norm == "instance" else norm
     with contextlib.redirect_stdout(io.StringIO()):  # MONAI prints its features

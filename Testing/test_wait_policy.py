@@ -76,7 +76,10 @@ def test_auto_sleeps_when_other_programs_use_the_cores(repo_root):
     busy = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(2)]
     try:
         time.sleep(0.3)  # both loops running
-        seen = _report(_clean_env(repo_root), load_torch=True)  # decided at the real import
+        # decided by runtime_env's import hook at torch's look-up, as at `import torch`; the
+        # libraries' load after it (about 4 CPU-s, and the two loops spinning through it) is
+        # what test_fixed_spin_and_passive_reach_openmp_before_torch_loads covers
+        seen = _report(_clean_env(repo_root))
     finally:
         for process in busy:
             process.kill()

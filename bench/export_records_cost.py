@@ -60,7 +60,14 @@ def brats_nodes(scene, number: int):
 
 
 def measure(cases: int, brats: bool = False) -> dict:
-    """In this process (its code on sys.path): build the folder, time the three exports."""
+    """In this process (its code on sys.path): build the folder, time the three exports; the
+    folder is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="export_records_") as folder:
+        return _measure(cases, Path(folder), brats)
+
+
+def _measure(cases: int, folder: Path, brats: bool) -> dict:
+    """The three timed exports into ``folder`` (empty), after ``cases`` unrecorded cases."""
     import numpy as np
     import slicer
     from UNetPlusPlusLib.adapter import geometry, segmentation_writer
@@ -86,7 +93,6 @@ def measure(cases: int, brats: bool = False) -> dict:
         seg = LabelVolume(mask, ct.spacing, ct.origin, ct.direction, labels)
         return [volume], segmentation_writer.write_segments(seg, volume, node_name=f"s{number}")
 
-    folder = Path(tempfile.mkdtemp(prefix="export_records_"))
     for number in range(1, cases + 1):
         volumes, seg = nodes(number)
         export_training_case(volumes, seg, folder, f"case{number:03d}", CHANNELS[: len(volumes)])
