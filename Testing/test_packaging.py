@@ -149,7 +149,9 @@ def test_make_test_runs_pytest_on_xdist_workers_and_keeps_its_exit_status(tmp_pa
         return done.returncode
 
     assert make_test(0) == 0
-    assert (tmp_path / "argv").read_text() == "-m pytest -q -n auto --dist worksteal\n"
+    assert (tmp_path / "argv").read_text() == (  # byte-compiled once, then the suite
+        "-m compileall -q UNetPlusPlus Testing\n-m pytest -q -n auto --dist worksteal\n"
+    )
     assert make_test(1) != 0  # a failing suite fails `make test` (and so .ci/run)
     assert make_test(0, "TEST_WORKERS=0") == 0
     assert (tmp_path / "argv").read_text().splitlines()[-1] == "-m pytest -q -n 0 --dist worksteal"

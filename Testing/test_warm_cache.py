@@ -68,7 +68,14 @@ def test_input_checks_and_mr_statistics_are_computed_once_per_volume(monkeypatch
         lambda m, v, **k: calls.append(v) or real(m, v, **k) + ["borderline"],
     )
     channel = SimpleNamespace(name="T1", modality="MR", normalization={"kind": "mr"})
-    manifest = SimpleNamespace(name="m", channels=[channel], path="m/model.json", sha256="0")
+    manifest = SimpleNamespace(
+        name="m",
+        channels=[channel],
+        path="m/model.json",
+        sha256="0",
+        spacing=(1.0, 1.0, 1.2),  # the scale check's (engine/scale_check.py): no speck here
+        tile_size=(32, 32, 32),
+    )
     array = np.zeros((1, 4, 5, 6), np.float32)
     array[0, 1:3, 1:4, 1:5] = [2.0, 4.0, 6.0, 8.0]
     array[0, 0, 0, :] = [1.5, 2.5, 3.5, 4.5, 5.5, 6.5]  # many values: not a label map
