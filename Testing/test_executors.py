@@ -4,6 +4,7 @@ graphs cached by the weights' sha256, clear errors. Libraries that are not insta
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -315,6 +316,32 @@ def test_fastest_trusts_a_remembered_ours_made_at_the_same_load(sphere_predictor
         assert ran == ["ours"] * (2 * PRIOR_TILES) and second._library is None
         ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(4)]
         assert second._library is not None and "torch" in ran  # checked after reprobe_every
+
+
+def test_fastest_trusts_a_day_old_ours_made_at_the_same_load(sphere_predictor, tmp_path):
+    # session 18: a remembered ours older than 15 minutes, made at about the current load on
+    # this machine, still starts a cold run on ours without making the library
+    from UNetPlusPlusLib.engine.probe import PRIOR_MAX_AGE_S, ProbeMemory
+
+    day = [time.time()]
+    memory = ProbeMemory(tmp_path, clock=lambda: day[0], load=lambda: 0.5)
+    tile = torch.zeros(PROBE_TILE)
+    with torch.no_grad():
+        assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
+        day[0] += 86400.0
+        for load, probes in ((0.9, False), (4.0, True)):  # the same load, then another
+            later = executors.FastestExecutor(
+                sphere_predictor.model,
+                threads=2,
+                candidate="torch",
+                memory=ProbeMemory(tmp_path, clock=lambda: day[0], load=lambda now=load: now),
+                clock=_Clock(),  # a still clock: no tile is slower than another
+            )
+            later.OURS_FIRST = 1
+            ran = [(later.run(tile, 2), later.chosen)[1] for _ in range(2)]
+            # trusted: ours, no library; not trusted: one tile of ours, then the library made
+            assert ran == ["ours", "ours"] and (later._library is not None) is probes, load
+    assert 86400.0 > PRIOR_MAX_AGE_S
 
 
 def test_fastest_probes_when_the_library_was_remembered(sphere_predictor, tmp_path):

@@ -15,7 +15,9 @@ from UNetPlusPlusLib.engine.probe import (
     PRIOR_FILE,
     PRIOR_MAX_AGE_S,
     PRIOR_MAX_BYTES,
+    SAME_LOAD_MAX_AGE_S,
     ProbeMemory,
+    machine_signature,
     probe_decision,
 )
 
@@ -168,3 +170,40 @@ def test_an_oversized_probe_json_is_ignored(tmp_path):
     assert ProbeMemory(tmp_path, clock=lambda: 110.0).recall("k") is None
     (tmp_path / PRIOR_FILE).write_text(json.dumps(entry), encoding="utf-8")
     assert ProbeMemory(tmp_path, clock=lambda: 110.0).recall("k") == "ours"
+
+
+def test_a_choice_of_ours_at_the_same_load_on_this_machine_is_trusted_for_days(tmp_path):
+    # session 18: with the 15-minute limit alone, a cold liver CT run more than 15 minutes after
+    # the last probed OpenVINO again (10.1-10.5 s against 8.6-8.9 s); which executor is faster
+    # at a given load on one machine does not change by the hour
+    now, load = _Now(), [0.6]
+    memory = ProbeMemory(tmp_path, clock=now, load=lambda: load[0])
+    assert memory.trusted_ours("k") == ""  # nothing remembered
+    memory.remember("k", "ours", 1.12)
+    memory.remember("lib", "openvino", 0.9)
+    assert json.loads(memory.path.read_text())["k"]["machine"] == machine_signature()
+    assert memory.trusted_ours("k") == "same-load" and memory.trusted_ours("lib") == ""
+    load[0] = 4.0  # the load changed: recent, but not at this load
+    assert memory.trusted_ours("k") == "recent"
+    now.now += PRIOR_MAX_AGE_S + 1
+    assert memory.trusted_ours("k") == ""  # older than 15 minutes and at another load
+    load[0] = 1.0
+    assert memory.trusted_ours("k") == "same-load"  # older, but the same load, this machine
+    assert memory.recall("k") is None  # the plain recall keeps its 15 minutes
+    now.now += SAME_LOAD_MAX_AGE_S
+    assert memory.trusted_ours("k") == ""  # older than 7 days
+    now.now -= SAME_LOAD_MAX_AGE_S
+    data = json.loads(memory.path.read_text())
+    data["k"]["machine"] = "aarch64/64/another CPU"  # a graph cache shared with another machine
+    memory.path.write_text(json.dumps(data), encoding="utf-8")
+    assert memory.trusted_ours("k") == ""
+    del data["k"]["machine"]  # written before machines were recorded
+    memory.path.write_text(json.dumps(data), encoding="utf-8")
+    assert memory.trusted_ours("k") == ""
+    now.now -= PRIOR_MAX_AGE_S + 1  # recent again: trusted as before, machine or not
+    assert memory.trusted_ours("k") == "same-load"
+
+
+def test_the_machine_signature_names_the_architecture_cpus_and_model():
+    arch, cpus, _model = machine_signature().split("/", 2)
+    assert arch == __import__("platform").machine() and int(cpus) == (os.cpu_count() or 0)

@@ -63,7 +63,8 @@ class FastestExecutor(Executor):
     finds "ours" chosen less than 15 minutes ago runs ours at once, without making the library
     executor, and probes as usual after ``PRIOR_TILES`` (16) tiles, or after
     ``reprobe_every`` tiles like a choice of its own when the choice was made at about the
-    current load (:meth:`probe.ProbeMemory.same_load`). Both are timed again
+    current load (then up to 7 days old on the same machine:
+    :meth:`probe.ProbeMemory.trusted_ours`). Both are timed again
     after ``reprobe_every`` tiles, or when the chosen one ran two tiles in a row ``slowdown``
     times slower than when it was chosen (the machine's load changed). The two agree on
     >= 99.99 % of voxels (argmax), so when the choice differs a run's labels may differ from
@@ -258,13 +259,12 @@ class FastestExecutor(Executor):
 
     def _recalls_ours(self, state: dict, tile: Tensor, depth: Depth) -> int:
         """How many tiles to run ours before probing, when the memory says ours for this depth,
-        tile shape and threads: ``reprobe_every`` when it was chosen at about the current load,
-        else ``PRIOR_TILES``; 0 when it does not say ours (asked once per state, and never after
-        :meth:`forget`)."""
+        tile shape and threads: ``reprobe_every`` when it was chosen at about the current load
+        (within 7 days on this machine, :meth:`probe.ProbeMemory.trusted_ours`), else
+        ``PRIOR_TILES`` when it was chosen in the last 15 minutes; 0 when it does not say ours
+        (asked once per state, and never after :meth:`forget`)."""
         if self.memory is None or not self._recall or state.get("recalled"):
             return 0
         state["recalled"] = True
-        key = self._memory_key(tile, depth)
-        if self.memory.recall(key) != "ours":
-            return 0
-        return self.reprobe_every if self.memory.same_load(key) else PRIOR_TILES
+        trust = self.memory.trusted_ours(self._memory_key(tile, depth))
+        return {"same-load": self.reprobe_every, "recent": PRIOR_TILES}.get(trust, 0)

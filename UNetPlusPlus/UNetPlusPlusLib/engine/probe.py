@@ -35,14 +35,26 @@ tiles) that re-checked a remembered "ours" after 16 tiles imported and compiled 
 ran 7 of its tiles (1.6 s) to confirm it, about 0.8 s of a 10 s run, on every run within the
 15 minutes (session 16, docs/BENCHMARK_E2E.md); a choice made at another load (the bench's
 loaded rows, then idle) is still checked after 16 tiles.
+
+A choice made at about the current load **on this machine** (the same CPU model, count and
+architecture, :func:`machine_signature`) holds for ``SAME_LOAD_MAX_AGE_S`` (7 days), not 15
+minutes: which executor is faster on a machine at a given load does not change by the hour,
+only the load does, and ``same_load`` checks that. Session 18 measured what the 15-minute limit
+cost: a cold liver CT run whose memory was older took 10.1-10.5 s against 8.6-8.9 s with a
+recent one (2 + 2 alternated runs, load 0.8-1.1), the probe's import, compile and slower tiles;
+a clinician's runs are usually more than 15 minutes apart, so most cold runs paid it. A wrong
+trust costs at most the library's lead at that load, and long runs still probe after
+``reprobe_every`` tiles.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
+import platform
 import stat
 import statistics
 import tempfile
@@ -106,7 +118,27 @@ PRIOR_TILES = 16  # tiles run on a remembered "ours" before the probe checks it 
 #: a remembered "ours" made at a 1-minute load average within this of now (per core, at least
 #: 1.0) is trusted like a fresh choice: no probe until ``FastestExecutor.reprobe_every`` tiles
 SAME_LOAD_PER_CPU = 0.5
+#: a remembered "ours" made at about the current load on this machine is trusted this long (7 d)
+SAME_LOAD_MAX_AGE_S = 7 * 24 * 3600.0
 PRIOR_MAX_BYTES = 1 << 20  # a larger probe.json is not read (its entries are ~100 bytes)
+
+
+@functools.lru_cache(maxsize=1)
+def machine_signature() -> str:
+    """The CPU a choice was measured on: architecture, logical CPU count and model name (from
+    /proc/cpuinfo on Linux, ``platform.processor()`` elsewhere), e.g. ``"x86_64/2/AMD EPYC"``.
+    A graph cache shared by several machines (a network home folder) then keeps each one's
+    choices apart."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    model = line.split(":", 1)[-1].strip()
+                    break
+    except OSError:
+        model = platform.processor()
+    return f"{platform.machine()}/{os.cpu_count() or 0}/{model}"
 
 
 def load_average() -> Optional[float]:
@@ -175,17 +207,39 @@ class ProbeMemory:
         about today's load: its 1-minute load average within ``SAME_LOAD_PER_CPU`` per core
         (at least 1.0) of the current one. False when either is unknown (a file written before
         loads were recorded, a system without ``os.getloadavg``)."""
-        entry = self._entry(key, max_age_s)
+        return self._same_load(self._entry(key, max_age_s))
+
+    def _same_load(self, entry: Optional[dict]) -> bool:
         then, now = (entry or {}).get("load"), self.load()
         if not isinstance(then, (int, float)) or now is None:
             return False
         return abs(now - then) <= max(1.0, SAME_LOAD_PER_CPU * (os.cpu_count() or 1))
 
+    def trusted_ours(self, key: str) -> str:
+        """How far a remembered "ours" for ``key`` may be trusted, from one read of the file:
+        ``"same-load"`` when it was chosen at about the current load (:meth:`same_load`) less
+        than ``PRIOR_MAX_AGE_S`` ago, or less than ``SAME_LOAD_MAX_AGE_S`` ago on this machine
+        (:func:`machine_signature`); ``"recent"`` when it was chosen less than
+        ``PRIOR_MAX_AGE_S`` ago at another load; ``""`` otherwise (no "ours" remembered, too
+        old, another machine, an unreadable file)."""
+        entry = self._entry(key, SAME_LOAD_MAX_AGE_S)
+        if entry is None or entry["pick"] != "ours":
+            return ""
+        recent = self.clock() - entry["time"] <= PRIOR_MAX_AGE_S
+        if self._same_load(entry) and (recent or entry.get("machine") == machine_signature()):
+            return "same-load"
+        return "recent" if recent else ""
+
     def remember(self, key: str, pick: str, ratio: float) -> None:
-        """Record ``pick`` for ``key`` now, with the probe's median ``ratio`` (library / ours)
-        and the 1-minute load average (when known)."""
+        """Record ``pick`` for ``key`` now, with the probe's median ``ratio`` (library / ours),
+        this machine's :func:`machine_signature` and the 1-minute load average (when known)."""
         data = self._read()
-        data[key] = {"pick": pick, "ratio": round(float(ratio), 4), "time": self.clock()}
+        data[key] = {
+            "pick": pick,
+            "ratio": round(float(ratio), 4),
+            "time": self.clock(),
+            "machine": machine_signature(),
+        }
         load = self.load()
         if load is not None:
             data[key]["load"] = round(float(load), 2)
