@@ -40,7 +40,7 @@ def test_the_cases_and_images_are_those_training_finds(tmp_path):
     for name in FILES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    labels = dataset_slicer._label_files(tmp_path)
+    labels = dataset_slicer.case_label_files(tmp_path)
     expected = {}
     for stem, label in labels.items():
         others = [Path(other).name for other in labels if other != stem]

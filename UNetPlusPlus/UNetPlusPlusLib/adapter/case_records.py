@@ -69,12 +69,12 @@ def folder_cases(folder: Path) -> list[FolderCase]:
     when there is one (one channel, as training takes it), else its ``<case>_<channel>.<ext>``:
     those of ``training.dataset_slicer.images_for``, given one listing of each folder (by
     itself it lists the folder once per case: 0.3 s for 100 cases)."""
-    from ..training.dataset_slicer import _label_files, images_for  # SimpleITK: when needed
+    from ..training.dataset_slicer import case_label_files, images_for  # SimpleITK: when needed
 
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    labels = _label_files(folder)
+    labels = case_label_files(folder)
     listings: dict[Path, list[Path]] = {}
     cases = []
     for name, label in sorted(labels.items()):

@@ -34,6 +34,7 @@ from .compressed_data import check_inflates
 from .compressed_voxels import Layout, VoxelSink, metaimage_layout, nrrd_layout
 from .nifti_check import NiftiVoxels, pair_file
 from .nrrd_geometry import check_nrrd_geometry
+from .nrrd_header import parse_nrrd_header
 
 #: Bytes read from a header file at most: real headers are a few kB.
 _HEADER_BYTES = 1 << 16
@@ -199,21 +200,10 @@ def _metaimage_bytes(fields: dict) -> Optional[int]:
 
 
 def _check_nrrd(path: Path) -> Optional[_Inflation]:
-    head = _head(path)
-    if not head.startswith(b"NRRD000"):
+    header = parse_nrrd_header(_head(path))
+    if header is None:
         return None
-    lines = head.decode("latin-1").splitlines()
-    fields: dict[str, str] = {}
-    listed: list[str] = []
-    for number, line in enumerate(lines[1:], start=1):
-        if not line.strip():
-            break  # the end of the header
-        key, sep, value = line.partition(": ")
-        if sep and not line.startswith("#") and ":=" not in key:
-            fields[key.strip().lower()] = value.strip()
-        if key.strip().lower() in ("data file", "datafile") and value.split()[:1] == ["LIST"]:
-            listed = [name.strip() for name in _until_blank(lines[number + 1 :])]
-            break  # the listed files end the header
+    fields, listed = header.fields, header.listed
     check_nrrd_geometry(path, fields)
     key = "data file" if "data file" in fields else "datafile"
     value = fields.get(key)
@@ -221,9 +211,9 @@ def _check_nrrd(path: Path) -> Optional[_Inflation]:
         fields.get("byte skip", "0") != "0" or fields.get("line skip", "0") != "0"
     )
     if not value:  # the voxels follow the header in the same file
-        end = head.find(b"\n\n")
-        if gzipped and end >= 0:  # ITK read a damaged stream as garbage voxels
-            return _Inflation(path, path, end + 2, True, _nrrd_bytes(fields), nrrd_layout(fields))
+        offset = header.data_offset
+        if gzipped and offset is not None:  # ITK read a damaged stream as garbage voxels
+            return _Inflation(path, path, offset, True, _nrrd_bytes(fields), nrrd_layout(fields))
         return None
     field = f"{key}: {value}"
     words = value.split()
@@ -253,12 +243,6 @@ def _check_nrrd(path: Path) -> Optional[_Inflation]:
         if fields.get("line skip", "0") == "0":
             _check_size(path, data, field, max(skip, 0) + nbytes)
     return None
-
-
-def _until_blank(lines: list[str]) -> list[str]:
-    """The lines up to the first blank one."""
-    end = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
-    return lines[:end]
 
 
 def _nrrd_bytes(fields: dict) -> Optional[int]:

@@ -44,8 +44,15 @@ def _strip_suffix(name: str, suffixes: Sequence[str]) -> Optional[str]:
     return None
 
 
-def _label_files(root: Path) -> dict[str, Path]:
-    """Case stem -> label file: ``<case>.seg.nrrd`` or ``<case>-label.nrrd`` (and variants)."""
+def case_label_files(root: Path) -> dict[str, Path]:
+    """The label file of each case that training finds in the folder ``root``, by case name.
+
+    Label files are ``<case>.seg.nrrd`` and labelmaps ``<case>-label.nrrd`` (``_label`` and
+    ``.label`` too, with any of :data:`.dataset_types.IMAGE_SUFFIXES`); a ``.seg.nrrd`` wins
+    over a labelmap of the same case. A case name is the label file's path from ``root``
+    without that ending, '/'-separated (``case001``, ``sub/case001``). Sub-folders are
+    searched; hidden folders and files (a name starting with '.', e.g. ``.replaced/``) are
+    not. {} for a folder without label files (or no folder)."""
     out: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file() or _hidden(path, root):
@@ -146,7 +153,7 @@ def describe_slicer_export(
     root = Path(data_dir)
     if not root.is_dir():
         raise UNetPlusPlusError(f"Data folder {root} does not exist.")
-    label_files = _label_files(root)
+    label_files = case_label_files(root)
     if not label_files:
         raise _no_exports_error(root)
     first_stem, first_label = next(iter(sorted(label_files.items())))
@@ -214,7 +221,7 @@ def describe_slicer_export(
 def find_slicer_cases(
     dataset: DatasetDescription, source: SourceDescription, problems: Optional[list[str]] = None
 ) -> list:
-    label_files = _label_files(dataset.root)
+    label_files = case_label_files(dataset.root)
     cases = [
         collect_case(problems, _slicer_case, dataset, source, stem, label, label_files)
         for stem, label in sorted(label_files.items())
