@@ -43,8 +43,13 @@ def test_the_cli_names_the_typed_click_in_one_line(tmp_path, capfd):
                  "-o", str(out), "--quiet"])  # fmt: skip
     err = capfd.readouterr().err
     assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
-    assert "Point 1 (-516, 0, 0) mm RAS lies outside the image" in err and "--lps" not in err
-    assert not out.exists()
+    # one point is "The clicked point", as the air check and docs/CLI.md name it (not "Point 1")
+    assert "error: The clicked point (-516, 0, 0) mm RAS lies outside the image" in err
+    assert "--lps" not in err and not out.exists()
+    code = main(["segment", str(path), "--task", "lung-nodule", "--point", "12", "-30", "7",
+                 "--point", "-516", "0", "0", "-o", str(out), "--quiet"])  # fmt: skip
+    (line,) = capfd.readouterr().err.splitlines()
+    assert code == 2 and "Point 2 of 2 (-516, 0, 0) mm RAS lies outside the image" in line
     lps = GRID.index_to_physical((20, 15, 10))  # the nodule as ITK gives it, typed without --lps
     typed = [f"{v:.2f}" for v in lps]
     assert main(["segment", str(path), "--task", "lung-nodule", "--point", *typed,

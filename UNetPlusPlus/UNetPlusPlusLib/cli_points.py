@@ -61,11 +61,14 @@ def check_point_on_image(
     )
 
 
-def check_roi_on_image(grid, roi, given: Sequence[float], frame: str) -> None:
+def check_roi_on_image(
+    grid, roi, given: Sequence[float], frame: str, name: str = "The region of interest"
+) -> None:
     """Refuse a ``--roi`` box (``roi``: a ``volume.Box`` in LPS mm; ``given``: its six numbers as
     typed, in ``frame``, "RAS" or "LPS") that holds no voxel centre of the image on ``grid``
-    (off the image, or between two voxel centres): the message names the user's own box and
-    the image's extent or voxel size, in ``frame``. The engine's
+    (off the image, or between two voxel centres): the message names the user's own box
+    (``name``, e.g. "ROI 'R'" for the Slicer module's node) and the image's extent or voxel
+    size, in ``frame``. The engine's
     message named the box enlarged by a tile of context, in LPS, also for a box typed in RAS
     (tester 12). Raises UNetPlusPlusError."""
     import numpy as np
@@ -79,7 +82,7 @@ def check_roi_on_image(grid, roi, given: Sequence[float], frame: str) -> None:
         if np.any(np.ceil(index.min(axis=0) - 1e-6) > np.floor(index.max(axis=0) + 1e-6)):
             spacing = " x ".join(f"{v:.3g}" for v in grid.spacing)
             raise UNetPlusPlusError(
-                f"The region of interest from ({', '.join(typed[:3])}) to "
+                f"{name} from ({', '.join(typed[:3])}) to "
                 f"({', '.join(typed[3:])}) mm {frame} holds no voxel centre: it is smaller "
                 f"than the voxels ({spacing} mm). Draw a box that covers at least one voxel "
                 "along each axis."
@@ -91,7 +94,7 @@ def check_roi_on_image(grid, roi, given: Sequence[float], frame: str) -> None:
     low, high = corners.min(axis=0), corners.max(axis=0)
     extent = ", ".join(f"{a} {lo:.1f} to {hi:.1f}" for a, lo, hi in zip("xyz", low, high))
     raise UNetPlusPlusError(
-        f"The region of interest from ({', '.join(typed[:3])}) to ({', '.join(typed[3:])}) mm "
+        f"{name} from ({', '.join(typed[:3])}) to ({', '.join(typed[3:])}) mm "
         f"{frame} lies outside the image, whose voxel centres span {extent} mm {frame}; "
         "place the box on the image."
     )
@@ -99,6 +102,14 @@ def check_roi_on_image(grid, roi, given: Sequence[float], frame: str) -> None:
 
 #: How a point without a name is called in messages (the engine's words).
 CLICKED_POINT = "The clicked point"
+
+
+def typed_point(typed: Sequence[float], number: int, count: int, frame: str) -> str:
+    """A ``--point`` without ``--point-name`` as every refusal of it names it: "The clicked
+    point (-516, 0, 0) mm RAS" when it is the only one, "Point 2 of 3 (...) mm RAS" among
+    ``count``; ``typed`` as typed (``:g``), ``number`` from 1."""
+    which = f"Point {number} of {count}" if count > 1 else CLICKED_POINT
+    return f"{which} ({', '.join(f'{float(v):g}' for v in typed)}) mm {frame}"
 
 
 def point_where(point: Sequence[float], name: Optional[str] = None, frame: str = "RAS") -> str:

@@ -31,6 +31,7 @@ from .cli_points import (
     combine_point_results,
     point_where,
     ras_to_lps,
+    typed_point,
 )
 from .device_check import check_device_exists
 from .early_warnings import warner
@@ -327,7 +328,8 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
         warn(message)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
     for number, (given, point) in enumerate(zip(args.point or [], points), start=1):
-        frame, where = "LPS" if args.lps else "RAS", _named_point(args, number - 1)
+        frame = "LPS" if args.lps else "RAS"  # named as the air check names it (CLI.md)
+        where = _named_point(args, number - 1) or typed_point(given, number, len(args.point), frame)
         # no --lps hint for the Slicer module's background runs (named points, RAS clicks)
         hint = not args.point_name
         check_point_on_image(volume.grid, point, given, frame, number, where, lps_option=hint)
@@ -396,9 +398,7 @@ def _refuse_clicks_outside(args: argparse.Namespace, manifest, volume, points: l
 
     given = args.point or []
     for number, (typed, point) in enumerate(zip(given, points), start=1):
-        text = ", ".join(f"{float(v):g}" for v in typed)
-        which = f"Point {number} of {len(given)}" if len(given) > 1 else "The clicked point"
-        where = f"{which} ({text}) mm {'LPS' if args.lps else 'RAS'}"
+        where = typed_point(typed, number, len(given), "LPS" if args.lps else "RAS")
         refuse_outside_air(manifest, volume, point, _named_point(args, number - 1) or where)
 
 

@@ -13,11 +13,19 @@ and a clicked point named as the user sees it in Slicer.
   its point list (:func:`point_name`) and its RAS coordinates (mm), as Slicer shows them; the
   engine's own message said only "The clicked point" (and named an LPS box for a click off
   the image).
+- **An image that is a speck at the model's scale** (``engine/scale_check.py``: a header spacing
+  in a wrong unit, e.g. 0.05 mm voxels, "liver 0.004 ml"). :func:`check_scale` refuses it
+  with the engine's words, naming the volume, before a background run is started (the
+  engine's process refused it only after its start, seconds later).
+- **An ROI off the image** (``cli_points.check_roi_on_image``). :func:`check_roi` refuses an
+  ROI that holds no voxel centre of the image, naming the ROI node and its box in RAS (mm), as
+  Slicer shows them; the in-process engine named the box in LPS ("(LPS) lies outside the
+  volume"), the background run as "The region of interest" without the node's name.
 
 Slicer API used (checked in Slicer's source, Libs/MRML/Core): ``vtkMRMLStorableNode::
 GetStorageNode``, ``vtkMRMLStorageNode::GetFullNameFromFileName`` (the file name made absolute
 against the scene's root folder; "" without one), ``vtkMRMLMarkupsNode::
-GetNumberOfControlPoints`` and ``GetNthControlPointLabel``.
+GetNumberOfControlPoints`` and ``GetNthControlPointLabel``, ``vtkMRMLNode::GetName``.
 """
 
 from __future__ import annotations
@@ -91,3 +99,31 @@ def check_click(
     where = point_where(point_ras, name)
     check_point_on_image(volume.grid, point_lps, point_ras, "RAS", 1, where=where)
     refuse_outside_air(manifest, volume, point_lps, where)
+
+
+def check_scale(manifest, grid, node) -> None:
+    """Refuse an image (``grid``: the engine ``Grid`` of ``node``'s voxels, LPS, mm) that the
+    model cannot see at its scale (:func:`..engine.scale_check.check_model_scale`), naming
+    ``node``: "Volume 'CT' has voxels of 0.05 x 0.05 x 0.05 mm and measures only ...".
+    Raises UNetPlusPlusError."""
+    from ..engine.scale_check import check_model_scale
+
+    source = f"Volume '{node.GetName()}'"
+    check_model_scale(grid.size_xyz, grid.spacing, manifest.spacing, manifest.tile_size, source)
+
+
+def check_roi(roi_node, grid) -> None:
+    """Refuse a markups ROI (world RAS box, parent transforms included) that holds no voxel
+    centre of the image on ``grid`` (engine ``Grid``, LPS): wholly off the image, or between
+    two voxel centres. The message names the node and its box at 0.1 mm RAS, e.g. "ROI 'R'
+    from (495.0, 495.0, 495.0) to (505.0, 505.0, 505.0) mm RAS lies outside the image, whose
+    voxel centres span x -46.0 to -0.0, ... mm RAS; place the box on the image." Raises
+    UNetPlusPlusError (also for an empty ROI, :func:`.geometry.roi_corners_ras`)."""
+    from ..cli_points import check_roi_on_image
+    from ..engine.volume import Box
+    from .geometry import ras_to_lps, roi_corners_ras
+
+    low, high = roi_corners_ras(roi_node)
+    box = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
+    given = [float(f"{v:.1f}") for v in (*low, *high)]
+    check_roi_on_image(grid, box, given, "RAS", name=f"ROI '{roi_node.GetName()}'")

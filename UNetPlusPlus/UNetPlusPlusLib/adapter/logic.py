@@ -11,7 +11,8 @@ and an optional clicked point into an engine run, and writes the result into a
   the Widget polls it, so Slicer never freezes.
 
 Either way the scene changes only after a successful run, and the engine's input sanity checks
-(``engine/sanity.py``, and the loaded NIfTI file's header, ``input_checks.py``) run first:
+(``engine/sanity.py``; an image that is a speck at the model's scale, ``engine/scale_check.py``;
+an ROI off the image; the loaded NIfTI file's header: ``input_checks.py``) run first:
 refusals raise :class:`UNetPlusPlusError` before anything starts; borderline findings are kept
 in :attr:`SegmentationLogic.warnings` (and ``job.warnings``; ``job.run_warnings`` adds the
 engine's) for the panel. :meth:`SegmentationLogic.export_training_case` hands a case to
@@ -40,7 +41,7 @@ from .geometry import (
     volume_from_nodes,
     world_ijk_to_ras,
 )
-from .input_checks import check_click, loaded_file, nifti_file_warnings
+from .input_checks import check_click, check_roi, check_scale, loaded_file, nifti_file_warnings
 from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted, merge_warnings
@@ -146,6 +147,7 @@ class SegmentationLogic:
         self.warnings = merge_warnings(checked, check_orientation(manifest, volume))
         roi = None
         if roi_node is not None:
+            check_roi(roi_node, volume.grid)  # in RAS, naming the node: not the engine's LPS
             low, high = roi_corners_ras(roi_node)
             roi = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
         point = None
@@ -205,6 +207,8 @@ class SegmentationLogic:
         self.warnings = []  # not the last call's, should the checks refuse
         self.warnings = self._checked_once(volume_nodes, manifest)
         images = self._native_images(volume_nodes, manifest)  # written in their own types
+        if roi_node is not None:  # off the image: now, not from the engine's process
+            check_roi(roi_node, images.grid)
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
         channels = tuple(channel.name for channel in manifest.channels)
@@ -325,6 +329,7 @@ class SegmentationLogic:
         modalities = [channel.modality for channel in manifest.channels]
         warnings = nifti_file_warnings(nodes)
         warnings += check_channels(images.arrays, images.grid, channels, modalities)
+        check_scale(manifest, images.grid, nodes[0])  # a speck: the engine would refuse it
         return warnings + check_sequence_order(
             manifest, images.arrays, self.channel_check, images.grid.spacing
         )

@@ -9,7 +9,11 @@ again; before, the old image was deleted). After the new labels are written,
 :func:`tidy` removes the backups of that case that are byte-for-byte the same as its current
 labels or as a newer backup (going back and forth between two masks kept a copy per export), and
 counts what is left, which the export's message says (how many versions, how much space), so the
-folder cannot grow unseen. Deleting ``.replaced/`` or files in it by hand loses nothing training
+folder cannot grow unseen. A labelmap of the case beside the ``.seg.nrrd`` the export writes
+(``<case>-label.nrrd`` and the other names training reads, with its colour table:
+:func:`labelmaps`), left by an older export or saved by hand, goes there too
+(``.replaced/<case>-<UTC time>-label.nrrd``): one label file per case, and nothing deleted.
+Deleting ``.replaced/`` or files in it by hand loses nothing training
 uses: the trainer skips folders whose name starts with '.'.
 """
 
@@ -40,15 +44,18 @@ class KeptVersions:
     removed: int = 0
 
 
-def keep_case(seg_path: Path, images: Sequence[Path] = ()) -> list[tuple[Path, Path]]:
+def keep_case(
+    seg_path: Path, images: Sequence[Path] = (), labels: bool = True
+) -> list[tuple[Path, Path]]:
     """Move the files of the case ``<case>.seg.nrrd`` (``seg_path``) about to be replaced:
-    ``images`` (``<case>.nrrd`` or ``<case>_<channel>.nrrd``; those that exist), then the labels,
+    ``images`` (``<case>.nrrd`` or ``<case>_<channel>.nrrd``, or its :func:`labelmaps`; those
+    that exist), then the labels (unless ``labels`` is false),
     to ``<folder>/.replaced/<case>-<UTC time>[-<n>]<the rest of each name>``, one time and number
     for them all; returns (original, kept) pairs, labels last. Raises UNetPlusPlusError if a file
     cannot be moved (those moved already are put back: nothing changed)."""
     case = seg_path.name[: -len(SEG_SUFFIX)]
     files = [Path(p) for p in images if Path(p).is_file() and Path(p).name.startswith(case)]
-    files += [seg_path] if seg_path.is_file() else []
+    files += [seg_path] if labels and seg_path.is_file() else []
     if not files:
         return []
     folder = seg_path.parent / REPLACED_FOLDER
@@ -74,6 +81,36 @@ def keep_case(seg_path: Path, images: Sequence[Path] = ()) -> list[tuple[Path, P
             f"replacing it ({error}); nothing was written."
         ) from error
     return moved
+
+
+def labelmaps(seg_path: Path) -> list[Path]:
+    """The labelmaps of the case ``<case>.seg.nrrd`` (``seg_path``) in its folder, as training's
+    discovery finds them (``<case>-label``, ``_label`` or ``.label`` with an image suffix, any
+    letter case), each followed by its colour table(s) (``<labelmap>.ctbl``, ``.txt``, ``.csv``,
+    or ``<labelmap>_ColorTable.*``); [] when there are none. Training reads one label file per
+    case and takes the ``.seg.nrrd``, silently: the labelmap is stale once the export writes it."""
+    from ..training.dataset_types import COLOR_TABLE_SUFFIXES, IMAGE_SUFFIXES, LABELMAP_MARKERS
+
+    case, folder = seg_path.name[: -len(SEG_SUFFIX)], seg_path.parent
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.name.startswith(case) and p.is_file()):
+        lower = path.name.lower()
+        suffix = next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), None)
+        if suffix is None or lower.endswith(SEG_SUFFIX):
+            continue
+        base = path.name[: -len(suffix)]
+        marker = next((m for m in LABELMAP_MARKERS if base.lower().endswith(m)), None)
+        if marker is None or base[: -len(marker)] != case:
+            continue
+        tables = [
+            folder / f"{base}{tail}{s}"
+            for tail in ("", "_ColorTable")
+            for s in COLOR_TABLE_SUFFIXES
+        ]
+        found += [path, *(table for table in tables if table.is_file())]
+    return found
 
 
 def put_back(moved: Sequence[tuple[Path, Path]]) -> None:

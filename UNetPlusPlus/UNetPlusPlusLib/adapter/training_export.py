@@ -40,7 +40,10 @@ class WrittenCase(list):
     earlier labels of ``case`` kept there (:class:`.replaced_labels.KeptVersions`), or None,
     ``also``: other cases of the folder with the same image, ``requested``: the case name
     asked for (``case`` differs when the image is in the folder under another name), and
-    ``images``: where the image files an overwrite replaced were moved (``.replaced/``)."""
+    ``images``: where the image files an overwrite replaced were moved (``.replaced/``),
+    ``labelmaps``: (original, kept) pairs of the case's labelmaps (``<case>-label.nrrd``, its
+    colour table) that lay beside the ``.seg.nrrd`` written, moved to ``.replaced/`` so that
+    the case has one label file (:func:`.replaced_labels.labelmaps`)."""
 
     def __init__(
         self,
@@ -52,6 +55,7 @@ class WrittenCase(list):
         also: Sequence[str] = (),
         requested: str = "",
         images: Sequence[Path] = (),
+        labelmaps: Sequence[tuple[Path, Path]] = (),
     ) -> None:
         super().__init__(files)
         self.case = case
@@ -61,6 +65,7 @@ class WrittenCase(list):
         self.also = list(also)
         self.requested = requested or case
         self.images = list(images)
+        self.labelmaps = list(labelmaps)
 
     @property
     def message(self) -> str:
@@ -82,6 +87,14 @@ class WrittenCase(list):
         if self.images:
             kept = ", ".join(str(path) for path in self.images)
             text += f" The image that {self.case} held before is kept in {kept}."
+        if self.labelmaps:
+            names = ", ".join(original.name for original, _ in self.labelmaps)
+            kept = ", ".join(str(backup) for _, backup in self.labelmaps)
+            text += (
+                f" The older labelmap of {self.case} ({names}) was moved to {kept}: the case "
+                f"now has one label file, {self.case}.seg.nrrd (training would have ignored "
+                "the labelmap)."
+            )
         if self.kept is not None:
             text += f" The old labels are kept in {self.kept}"
             if self.versions is not None:
@@ -200,15 +213,22 @@ def _export(
         files.write(target, lambda path, node=node: _write_volume(node, path))
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
     moved = []
+    stale = replaced_labels.labelmaps(seg_path)  # one label file per case: the .seg.nrrd
     if overwrite and same is None:  # another image over the case: keep all of the old one
-        moved = replaced_labels.keep_case(seg_path, _old_images(out, case_name, targets))
+        moved = replaced_labels.keep_case(seg_path, _old_images(out, case_name, targets) + stale)
+    elif stale:
+        moved = replaced_labels.keep_case(seg_path, stale, labels=False)
     _commit(files, moved)
     written = [*targets, seg_path]
     _record(out, case_name, identity, written)
     kept = dict(moved).get(seg_path)
     versions = replaced_labels.tidy(out, case_name) if kept is not None else None
-    images = [backup for original, backup in moved if original != seg_path]
-    return WrittenCase(written, case_name, kept=kept, versions=versions, also=also, images=images)
+    images = [backup for original, backup in moved if original not in (seg_path, *stale)]
+    labelmaps = [(original, backup) for original, backup in moved if original in stale]
+    return WrittenCase(
+        written, case_name, kept=kept, versions=versions, also=also, images=images,
+        labelmaps=labelmaps,
+    )  # fmt: skip
 
 
 def _old_images(out: Path, case_name: str, targets: Sequence[Path]) -> list[Path]:
@@ -241,12 +261,17 @@ def _replace_labels(
     cannot be renamed into place."""
     seg_path = out / f"{same.case}.seg.nrrd"  # same.case may be in a sub-folder: sub/case
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
-    moved = replaced_labels.keep_case(seg_path)  # never lose the user's earlier labels
+    stale = replaced_labels.labelmaps(seg_path)  # a labelmap case: it becomes a .seg.nrrd one
+    moved = replaced_labels.keep_case(seg_path, stale)  # never lose the user's earlier labels
     _commit(files, moved)
-    kept = moved[0][1] if moved else None
-    _record(out, same.case, identity, same.files)
+    kept = dict(moved).get(seg_path)
+    _record(out, same.case, identity, [seg_path if p in stale else p for p in same.files])
     versions = replaced_labels.tidy(seg_path.parent, Path(same.case).name)
-    return WrittenCase([seg_path], same.case, True, kept, versions, also=also, requested=requested)
+    labelmaps = [(original, backup) for original, backup in moved if original in stale]
+    return WrittenCase(
+        [seg_path], same.case, True, kept, versions, also=also, requested=requested,
+        labelmaps=labelmaps,
+    )  # fmt: skip
 
 
 def _record(out: Path, case: str, identity, files: Sequence[Path]) -> None:
