@@ -73,7 +73,7 @@ def test_an_roi_off_the_image_is_refused_naming_the_node_in_ras(sphere_model):
         ):
             message = refused(action)
             assert message == (
-                f"{ROI_OFF}, whose voxel centres span x -46.0 to -0.0, y -38.0 to -0.0, z 0.0 "
+                f"{ROI_OFF}, whose voxel centres span x -46.0 to 0.0, y -38.0 to 0.0, z 0.0 "
                 "to 38.0 mm RAS; place the box on the image."
             ), message
         assert not logic._jobs and scene_state(scene) == before

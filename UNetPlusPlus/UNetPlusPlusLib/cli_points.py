@@ -19,6 +19,11 @@ def _on_image(grid, point) -> bool:
     return bool(np.all(index >= -0.5) and np.all(index <= size - 0.5))
 
 
+def _mm(value: float) -> str:
+    """A coordinate in mm to 0.1 mm, never "-0.0" (a voxel centre at -0.04 mm was "-0.0")."""
+    return f"{round(float(value), 1) + 0.0:.1f}"
+
+
 def check_point_on_image(
     grid,
     point,
@@ -44,7 +49,7 @@ def check_point_on_image(
     corners = [grid.index_to_physical(c) for c in ((0, 0, 0), tuple(int(n) - 1 for n in size))]
     if frame == "RAS":
         corners = [ras_to_lps(c) for c in corners]  # the same flip maps LPS back to RAS
-    span = " to ".join("(" + ", ".join(f"{float(v) + 0.0:.1f}" for v in c) + ")" for c in corners)
+    span = " to ".join("(" + ", ".join(_mm(v) for v in c) + ")" for c in corners)
     where = where or f"Point {number} ({typed}) mm {frame}"
     hint = ""
     if lps_option and _on_image(grid, ras_to_lps(point)):  # x and y negated: the other frame
@@ -92,7 +97,7 @@ def check_roi_on_image(
     if frame == "RAS":
         corners = corners * np.array([-1.0, -1.0, 1.0])
     low, high = corners.min(axis=0), corners.max(axis=0)
-    extent = ", ".join(f"{a} {lo:.1f} to {hi:.1f}" for a, lo, hi in zip("xyz", low, high))
+    extent = ", ".join(f"{a} {_mm(lo)} to {_mm(hi)}" for a, lo, hi in zip("xyz", low, high))
     raise UNetPlusPlusError(
         f"{name} from ({', '.join(typed[:3])}) to ({', '.join(typed[3:])}) mm "
         f"{frame} lies outside the image, whose voxel centres span {extent} mm {frame}; "

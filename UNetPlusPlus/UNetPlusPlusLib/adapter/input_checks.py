@@ -117,7 +117,7 @@ def check_roi(roi_node, grid) -> None:
     centre of the image on ``grid`` (engine ``Grid``, LPS): wholly off the image, or between
     two voxel centres. The message names the node and its box at 0.1 mm RAS, e.g. "ROI 'R'
     from (495.0, 495.0, 495.0) to (505.0, 505.0, 505.0) mm RAS lies outside the image, whose
-    voxel centres span x -46.0 to -0.0, ... mm RAS; place the box on the image." Raises
+    voxel centres span x -46.0 to 0.0, ... mm RAS; place the box on the image." Raises
     UNetPlusPlusError (also for an empty ROI, :func:`.geometry.roi_corners_ras`)."""
     from ..cli_points import check_roi_on_image
     from ..engine.volume import Box
