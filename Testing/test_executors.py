@@ -4,13 +4,13 @@ graphs cached by the weights' sha256, clear errors. Libraries that are not insta
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fastest_clock import PROBE_TILE, timed_fastest
 from helpers import make_sphere_image
 from UNetPlusPlusLib.engine import executors
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk
@@ -23,12 +23,6 @@ from UNetPlusPlusLib.errors import UNetPlusPlusError
 def _need(name: str) -> None:
     if name not in executors.available_executors():
         pytest.skip(f"{name} is not installed")
-
-
-#: The tile of the probe tests (FastestExecutor with torch eager standing in for the library):
-#: the probe's rule does not depend on the tile's size, and torch eager takes 10x less CPU on
-#: 16^3 than on 32^3.
-PROBE_TILE = (1, 1, 16, 16, 16)
 
 
 @pytest.fixture(autouse=True)
@@ -149,45 +143,10 @@ def test_default_is_fastest_with_openvino_and_the_environment_can_choose(monkeyp
     assert executors.default_executor("cpu") == "ours"  # no OpenVINO: ours, nothing to probe
 
 
-class _Clock:
-    """A deterministic clock (seconds) for FastestExecutor: only the executors advance it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _Costly(executors.Executor):
-    """Runs ``inner`` and advances ``clock`` by ``seconds``: an executor of known speed."""
-
-    def __init__(self, inner: executors.Executor, clock: _Clock, seconds: float) -> None:
-        super().__init__(inner.model, inner.threads)
-        self.inner, self.clock, self.seconds = inner, clock, seconds
-
-    def run(self, tile, depth):
-        self.clock.now += self.seconds
-        return self.inner.run(tile, depth)
-
-
-def _timed_fastest(predictor, ours_s: float, library_s: float):
-    """A FastestExecutor whose two executors (torch eager standing in for the library) take
-    ``ours_s`` / ``library_s`` seconds a tile on a deterministic clock."""
-    clock = _Clock()
-    fastest = executors.FastestExecutor(
-        predictor.model, threads=2, candidate="torch", busy=lambda: False, clock=clock
-    )
-    fastest.ours = _Costly(fastest.ours, clock, ours_s)
-    fastest._library = _Costly(executors.TorchEagerExecutor(fastest.model, 2), clock, library_s)
-    fastest.OURS_FIRST = 1  # one tile on ours alone, then the warm-up: short sequences below
-    return fastest
-
-
 def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_predictor):
     # torch eager stands in for the library; a deterministic clock makes it 5 times slower
     # than ours (real timings flake on a loaded machine)
-    fastest = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
+    fastest = timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
     tile = torch.randn(PROBE_TILE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = sphere_predictor.model(tile, depth=2)
@@ -220,7 +179,7 @@ def test_fastest_keeps_the_faster_executor_and_probes_again_when_told(sphere_pre
 def test_fastest_probes_longer_when_the_two_are_close(sphere_predictor):
     # within 10 %: four timed tiles each before choosing (two each cannot rank them on a
     # shared machine); the library is 5 % slower, so ours is kept
-    fastest = _timed_fastest(sphere_predictor, ours_s=0.100, library_s=0.105)
+    fastest = timed_fastest(sphere_predictor, ours_s=0.100, library_s=0.105)
     tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         ran = []
@@ -237,125 +196,12 @@ def test_fastest_probes_longer_when_the_two_are_close(sphere_predictor):
 def test_fastest_ranks_an_8_percent_difference_either_way(sphere_predictor, library_s, kept):
     # session 7: OpenVINO was 8 % faster than ours at the liver model's L3 on a quiet machine
     # and the probe kept ours; the paired rule (engine/probe.py) ranks 8 % after 4 pairs
-    fastest = _timed_fastest(sphere_predictor, ours_s=0.100, library_s=library_s)
+    fastest = timed_fastest(sphere_predictor, ours_s=0.100, library_s=library_s)
     tile = torch.zeros(PROBE_TILE)
     with torch.no_grad():
         ran = [(fastest.run(tile, 2), fastest.chosen)[1] for _ in range(13)]
     assert ran[2:10] == ["ours", "torch"] * 4  # interleaved pairs, ours first
     assert ran[10:] == [kept] * 3 and fastest.decided(tuple(tile.shape), 2)
-
-
-def _decided_into(memory, predictor, ours_s: float, library_s: float, tile) -> str:
-    """Probe once on the deterministic clock with ``memory``: a first tile, a warm-up, 2 pairs,
-    then the choice, which is returned (and remembered)."""
-    first = _timed_fastest(predictor, ours_s=ours_s, library_s=library_s)
-    first.memory = memory
-    for _ in range(7):
-        first.run(tile, 2)
-    assert first.decided(tuple(tile.shape), 2)
-    return first.chosen
-
-
-def test_fastest_starts_on_a_remembered_ours_and_checks_it_later(sphere_predictor, tmp_path):
-    # a cold run (a new process) starts on the last recent decision for these weights, depth,
-    # tile shape and threads: ours, without making the library executor (no OpenVINO import
-    # or compile), then, the choice having been made at another load, probes after PRIOR_TILES
-    from UNetPlusPlusLib.engine.probe import PRIOR_TILES, ProbeMemory
-
-    load = [5.0]  # chosen at load 5 (the bench's loaded rows), recalled at load 1
-    memory = ProbeMemory(tmp_path, load=lambda: load[0])
-    tile = torch.zeros(PROBE_TILE)
-    with torch.no_grad():
-        assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
-        load[0] = 1.0
-        second = executors.FastestExecutor(  # a still clock: no tile is slower than another
-            sphere_predictor.model, threads=2, candidate="torch", memory=memory, clock=_Clock()
-        )
-        second.OURS_FIRST = 1
-        ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(PRIOR_TILES)]
-        assert ran == ["ours"] * PRIOR_TILES and second._library is None
-        ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(4)]
-        assert second._library is not None and "torch" in ran  # checked again
-        third = executors.FastestExecutor(
-            sphere_predictor.model, threads=1, candidate="torch", memory=memory
-        )
-        third.OURS_FIRST = 1
-        third.run(tile, 2)
-        third.run(tile, 2)
-        assert third._library is not None  # other threads: nothing remembered, a probe
-        fourth = executors.FastestExecutor(
-            sphere_predictor.model, threads=2, candidate="torch", memory=memory
-        )
-        fourth.forget()  # forget drops remembered choices too (the bench's fresh probes)
-        fourth.OURS_FIRST = 1
-        fourth.run(tile, 2)
-        fourth.run(tile, 2)
-        assert fourth._library is not None
-
-
-def test_fastest_trusts_a_remembered_ours_made_at_the_same_load(sphere_predictor, tmp_path):
-    # session 16: a liver CT run (36 tiles) re-checked a remembered ours after 16 tiles and
-    # spent ~0.8 s importing, compiling and running OpenVINO to confirm it; made at about the
-    # current load, the choice now holds like a fresh one, for reprobe_every tiles
-    from UNetPlusPlusLib.engine.probe import PRIOR_TILES, ProbeMemory
-
-    memory = ProbeMemory(tmp_path, load=lambda: 1.3)
-    tile = torch.zeros(PROBE_TILE)
-    with torch.no_grad():
-        assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
-        second = executors.FastestExecutor(
-            sphere_predictor.model,
-            threads=2,
-            candidate="torch",
-            memory=ProbeMemory(tmp_path, load=lambda: 1.9),  # within 1.0 of 1.3
-            clock=_Clock(),
-            reprobe_every=2 * PRIOR_TILES,
-        )
-        second.OURS_FIRST = 1
-        ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(2 * PRIOR_TILES)]
-        assert ran == ["ours"] * (2 * PRIOR_TILES) and second._library is None
-        ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(4)]
-        assert second._library is not None and "torch" in ran  # checked after reprobe_every
-
-
-def test_fastest_trusts_a_day_old_ours_made_at_the_same_load(sphere_predictor, tmp_path):
-    # session 18: a remembered ours older than 15 minutes, made at about the current load on
-    # this machine, still starts a cold run on ours without making the library
-    from UNetPlusPlusLib.engine.probe import PRIOR_MAX_AGE_S, ProbeMemory
-
-    day = [time.time()]
-    memory = ProbeMemory(tmp_path, clock=lambda: day[0], load=lambda: 0.5)
-    tile = torch.zeros(PROBE_TILE)
-    with torch.no_grad():
-        assert _decided_into(memory, sphere_predictor, 0.1, 0.5, tile) == "ours"
-        day[0] += 86400.0
-        for load, probes in ((0.9, False), (4.0, True)):  # the same load, then another
-            later = executors.FastestExecutor(
-                sphere_predictor.model,
-                threads=2,
-                candidate="torch",
-                memory=ProbeMemory(tmp_path, clock=lambda: day[0], load=lambda now=load: now),
-                clock=_Clock(),  # a still clock: no tile is slower than another
-            )
-            later.OURS_FIRST = 1
-            ran = [(later.run(tile, 2), later.chosen)[1] for _ in range(2)]
-            # trusted: ours, no library; not trusted: one tile of ours, then the library made
-            assert ran == ["ours", "ours"] and (later._library is not None) is probes, load
-    assert 86400.0 > PRIOR_MAX_AGE_S
-
-
-def test_fastest_probes_when_the_library_was_remembered(sphere_predictor, tmp_path):
-    from UNetPlusPlusLib.engine.probe import ProbeMemory
-
-    memory = ProbeMemory(tmp_path)
-    tile = torch.zeros(PROBE_TILE)
-    with torch.no_grad():
-        assert _decided_into(memory, sphere_predictor, 0.5, 0.1, tile) == "torch"
-        second = _timed_fastest(sphere_predictor, ours_s=0.5, library_s=0.1)
-        second.memory = memory
-        ran = [(second.run(tile, 2), second.chosen)[1] for _ in range(7)]
-    # the first tile, the warm-up, 2 pairs, then the library
-    assert ran == ["ours", "ours", "ours", "torch", "ours", "torch", "torch"]
 
 
 def test_fastest_probes_whatever_the_load_average(sphere_predictor, monkeypatch):
@@ -510,7 +356,7 @@ def test_a_library_executor_asked_for_by_name_fails_with_one_clear_error(
 def test_a_decided_fastest_hands_each_tile_to_ours_as_it_is(sphere_predictor):
     # once ours is chosen, a tile costs a call of ours and a few dictionary look-ups (3 us
     # measured, against 15 ms for the smallest shipped tile): no copy, no library call
-    fastest = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
+    fastest = timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.5)
     tile = torch.randn(PROBE_TILE, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         while not fastest.decided(tuple(tile.shape), 2):

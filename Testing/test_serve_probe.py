@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from helpers import make_sphere_image
-from test_executors import _timed_fastest
+from fastest_clock import timed_fastest
 from UNetPlusPlusLib.engine import executors
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.warm_cache import WarmCache
@@ -28,7 +28,7 @@ def graph_cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("library_s", "pick"), [(0.5, "ours"), (0.02, "torch")])
 def test_idle_probe_decides_on_the_last_tile_before_the_next_run(sphere_predictor, library_s, pick):
-    fastest = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=library_s)
+    fastest = timed_fastest(sphere_predictor, ours_s=0.1, library_s=library_s)
     tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = fastest.ours.run(tile, 2)
@@ -46,7 +46,7 @@ def test_idle_probe_decides_on_the_last_tile_before_the_next_run(sphere_predicto
 
 
 def test_idle_probe_stops_between_tiles_when_a_request_waits(sphere_predictor):
-    fastest = _timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.105)  # close: many pairs
+    fastest = timed_fastest(sphere_predictor, ours_s=0.1, library_s=0.105)  # close: many pairs
     tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(3))
     asked = []
 
