@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import make_sphere_image
 from fastest_clock import timed_fastest
+from helpers import make_sphere_image
 from UNetPlusPlusLib.engine import executors
 from UNetPlusPlusLib.engine.predictor import Predictor
 from UNetPlusPlusLib.warm_cache import WarmCache
