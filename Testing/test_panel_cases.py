@@ -164,3 +164,20 @@ def test_the_check_is_done_again_when_a_file_of_the_folder_changes(tmp_path):
     found = check_cases(tmp_path, CT, ["liver"])
     assert [c.name for c in found.cases] == ["a"]
     assert found.refused[0].startswith("Case 'sub/b': segment 'liver' not found")
+
+
+def test_no_voxel_is_read(tmp_path):
+    """Names, NRRD headers and colour tables only (the Qt main thread, a big folder): images
+    that are empty files and a segmentation cut after its header are listed all the same
+    (training refuses them when it reads them)."""
+    (tmp_path / "a.nrrd").write_bytes(b"")
+    segmentation(tmp_path / "a.seg.nrrd")
+    header = (tmp_path / "a.seg.nrrd").read_bytes().split(b"\n\n", 1)[0] + b"\n\n"
+    (tmp_path / "a.seg.nrrd").write_bytes(header)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.nii.gz").write_bytes(b"")
+    (tmp_path / "sub" / "b-label.nii.gz").write_bytes(b"")
+    (tmp_path / "sub" / "b-label.ctbl").write_text("1 liver 220 80 60 255\n")
+    found = check_cases(tmp_path, CT, ["liver"])
+    assert [c.name for c in found.cases] == ["a", "sub/b"] and found.refused == []
+    assert found.cases[0].segments == found.cases[1].segments == ["liver"]

@@ -129,6 +129,9 @@ def _check(
         if any(not p.name.startswith(".") for p in folder.iterdir()):
             out.refused.append(str(error))  # an empty folder: nothing exported yet
         return out
+    except OSError as error:  # e.g. a sub-folder that cannot be listed
+        out.refused.append(f"Cannot read the cases folder {folder}: {error}.")
+        return out
     out.warnings += [str(w.message) for w in said]
     for case in found:
         try:
