@@ -78,7 +78,6 @@ def check_cases(
     check. Never raises for the folder's content: the trainer's errors are in ``refused``.
     The panel calls it on every change of its parameters: the last check is returned again
     while no file of the folder has changed (names, sizes and modification times)."""
-
     folder = Path(folder)
     if not folder.is_dir():
         return FolderCheck()
