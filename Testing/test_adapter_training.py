@@ -80,20 +80,24 @@ def home(tmp_path, monkeypatch):
 def test_cases_are_counted_and_checked_against_the_model(cases, sphere_model, tmp_path):
     manifest = ModelManifest.load(sphere_model)
     checks = TrainingLogic.check_cases(cases, manifest)
-    assert [c.name for c in checks] == ["case001", "case002", "case003"]
-    assert all(c.usable and c.segments == ["liver"] for c in checks)
+    assert [c.name for c in checks.cases] == ["case001", "case002", "case003"]
+    assert all(c.segments == ["liver"] for c in checks.cases)
     assert next_case_name(cases) == "case004"
-    assert cases_summary(checks) == "3 case(s), 3 usable"
+    assert cases_summary(checks) == "3 case(s) to train on"
     (tmp_path / "lonely.seg.nrrd").write_bytes((cases / "case001.seg.nrrd").read_bytes())
     (tmp_path / "lonely.nrrd").write_bytes((cases / "case001.nrrd").read_bytes())
     (tmp_path / "nolabel.seg.nrrd").write_bytes(b"NRRD0004\nSegment0_Name:=spleen\n\n")
     (tmp_path / "nolabel.nrrd").write_bytes(b"")
     (tmp_path / "noimage.seg.nrrd").write_bytes(b"NRRD0004\nSegment0_Name:=liver\n\n")
-    summary = cases_summary(TrainingLogic.check_cases(tmp_path, manifest))
-    assert summary.startswith("3 case(s), 1 usable")
-    assert "noimage: no image file" in summary and "nolabel: no segment named 'liver'" in summary
+    summary = cases_summary(TrainingLogic.check_cases(tmp_path, manifest)).splitlines()
+    assert summary[0] == "1 case(s) to train on, 2 refused"  # the trainer's words, one a line
+    assert summary[1].startswith("Case 'noimage': no image beside noimage.seg.nrrd")
+    assert summary[2].startswith("Case 'nolabel': segment 'liver' not found in nolabel.seg.nrrd")
     with pytest.raises(UNetPlusPlusError, match="No usable case"):
         TrainingLogic().start(tmp_path / "nowhere", manifest)
+    (tmp_path / "lonely.seg.nrrd").unlink()
+    with pytest.raises(UNetPlusPlusError, match=r"No usable case .*\(Case 'noimage': no image"):
+        TrainingLogic().start(tmp_path, manifest)
 
 
 def test_fine_tune_through_the_launcher_reports_progress_installs_and_segments(

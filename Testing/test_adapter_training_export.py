@@ -146,7 +146,7 @@ def test_a_case_already_in_the_folder_is_not_written_twice(case, tmp_path):
     assert np.array_equal(np.transpose(seg["voxels"], (2, 1, 0)) > 0, corrected > 0)
     with pytest.raises(DuplicateCaseError, match="as case001 "):  # its record follows
         export_training_case([volume], fixed, out, "case002")
-    assert [c.name for c in check_cases(out)] == ["case001"]  # the record is no case
+    assert [c.name for c in check_cases(out).cases] == ["case001"]  # the record is no case
 
     geometry.array_from_volume_node(volume, copy=False)[0, 0, 0] += 1  # another image
     volume.GetImageData().GetPointData().GetScalars().Modified()

@@ -110,7 +110,10 @@ def test_section_renders_offscreen_while_training(tmp_path, monkeypatch):
     found = {n: section.findChild(QtWidgets.QWidget, n) for n in WIDGETS}
     assert all(found.values()), [n for n, w in found.items() if w is None]
     # what TrainingControl shows while a fine-tune runs
-    found["trainingCasesLabel"].setText("3 case(s), 3 usable")
+    found["trainingCasesLabel"].setText(
+        "3 case(s) to train on, 1 refused\nCase 'case004': no image beside case004.seg.nrrd "
+        "(expected case004.nrrd or case004_<channel>.nrrd)."
+    )
     found["trainingBudgetSelector"].addItems(list(BUDGET_CHOICES))
     found["trainButton"].setText("Cancel")
     found["trainingProgressBar"].setValue(35)

@@ -1,10 +1,10 @@
 """The panel's "Train / fine-tune" section without Qt: cases, add the current case, plan, train.
 
-One training job at a time. ``start`` refuses a folder without a usable case (see
-``training_cases.check_cases``) and a second job while one runs. ``shutdown`` (module cleanup,
-scene close, application exit) kills the running job's process tree and removes its working
-folder, so nothing half-trained is installed. The job itself is ``training_job.TrainingJob``.
-"""
+One training job at a time. ``start`` refuses a folder without a case that ``unetpp train``
+would use (``training_cases.check_cases``, the trainer's own discovery) and a second job while
+one runs. ``shutdown`` (module cleanup, scene close, application exit) kills the running job's
+process tree and removes its working folder, so nothing half-trained is installed. The job
+itself is ``training_job.TrainingJob``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 from ..engine.manifest import ModelManifest
 from ..errors import UNetPlusPlusError
-from .training_cases import CaseCheck, check_cases, next_case_name  # noqa: F401
+from .training_cases import FolderCheck, check_cases, next_case_name  # noqa: F401
 from .training_job import TrainingJob
 
 
@@ -25,13 +25,14 @@ class TrainingLogic:
         self.job: Optional[TrainingJob] = None
 
     @staticmethod
-    def check_cases(folder, manifest: Optional[ModelManifest]) -> list[CaseCheck]:
-        """Each exported case in ``folder`` checked against ``manifest``'s channels and labels
-        (None: from scratch, every case with an image and a segmentation counts)."""
+    def check_cases(folder, manifest: Optional[ModelManifest]) -> FolderCheck:
+        """The cases of ``folder`` that the training job :meth:`start` runs will use, found by
+        the trainer with ``manifest``'s channels and labels (None: from scratch, the first
+        case's), and the trainer's refusals and warnings."""
         if manifest is None:
             return check_cases(Path(folder))
         labels = [label.name for label in manifest.labels]
-        return check_cases(Path(folder), len(manifest.channels), labels)
+        return check_cases(Path(folder), manifest.channels, labels)
 
     @property
     def running(self) -> bool:
@@ -54,12 +55,12 @@ class TrainingLogic:
         usable cases in ``cases_dir``; returns the running job. Raises UNetPlusPlusError."""
         if self.running:
             raise UNetPlusPlusError("A training is already running; cancel it first.")
-        cases = self.check_cases(cases_dir, init)
-        if not any(case.usable for case in cases):
+        found = self.check_cases(cases_dir, init)
+        if not found.cases:
+            first = f" ({found.refused[0].rstrip('.')})" if found.refused else ""
             raise UNetPlusPlusError(
-                f"No usable case in {cases_dir}: export corrected cases with 'Add current case'"
-                + (f" ({cases[0].name}: {cases[0].problems[0]})" if cases else "")
-                + "."
+                f"No usable case in {cases_dir}: export corrected cases with 'Add current "
+                f"case'{first}."
             )
         if init is None and not labels:
             raise UNetPlusPlusError("Training from scratch needs the label names to learn.")

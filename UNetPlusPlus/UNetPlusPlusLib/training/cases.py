@@ -284,11 +284,7 @@ def _labels_from_labelmap(
     array = labelmap.array
     # a lookup table from label value to class (later labels win), applied in one pass
     table = np.zeros(int(array.max()) + 1 if array.size else 1, dtype=np.uint8)
-    where = (
-        f"the colour table {case.color_table.name}"
-        if case.color_table
-        else f"{case.label.name}, which has no colour table"
-    )
+    where = _table_where(case)
     for value, label in enumerate(dataset.labels, start=1):
         selectors = case.source.label_map[label.name]
         numbers = labelmap_values(selectors, entries, case.case_id, where)
@@ -296,6 +292,37 @@ def _labels_from_labelmap(
     if dataset.learn_label_values:  # no --labels: this case's values no label selects yet
         learn_values(case, dataset, entries, array, table, warnings)
     return table[array], labelmap.grid, array
+
+
+def _table_where(case: CaseFiles) -> str:
+    """How messages name the colour table of a labelmap case (or its absence)."""
+    if case.color_table:
+        return f"the colour table {case.color_table.name}"
+    return f"{case.label.name}, which has no colour table"
+
+
+def check_label_names(case: CaseFiles, dataset: DatasetDescription) -> list[str]:
+    """The segment names of ``case``'s label file (colour-table names for a labelmap), after
+    :func:`read_case`'s refusals that its header alone shows: a ``.seg.nrrd`` that cannot be
+    read or has no segments, a label picked by name or terminology code that the file lacks
+    (same rules and messages: :mod:`.label_selectors`). Reads the header and colour table,
+    never the voxels; a label picked by number is left to :func:`read_case` (voxels may hold
+    it). Raises UNetPlusPlusError naming the case."""
+    if case.label.name.lower().endswith(SEGMENTATION_SUFFIX):
+        entries = _segment_entries(_read_segmentation(case.label, case.case_id, True))
+        if not entries:
+            raise no_segments_error(case.label, case.case_id)
+    else:
+        entries = read_color_table(case.color_table, case.case_id) if case.color_table else []
+    for label in dataset.labels:
+        selectors = case.source.label_map[label.name]
+        if any(selector_value(s) is not None for s in selectors):
+            continue  # a number: what it picks may be voxels that no segment names
+        if case.label.name.lower().endswith(SEGMENTATION_SUFFIX):
+            segment_selection(selectors, entries, np.zeros(0), case.case_id, case.label)
+        else:
+            labelmap_values(selectors, entries, case.case_id, _table_where(case))
+    return [entry.name for entry in entries]
 
 
 def _other_segment(case: CaseFiles, name: str, selectors, matched) -> list[str]:

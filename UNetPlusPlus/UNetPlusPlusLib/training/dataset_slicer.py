@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import bisect
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 from ..engine.manifest import ChannelSpec
 from ..errors import UNetPlusPlusError
@@ -44,7 +45,7 @@ def _strip_suffix(name: str, suffixes: Sequence[str]) -> Optional[str]:
     return None
 
 
-def case_label_files(root: Path) -> dict[str, Path]:
+def case_label_files(root: Path, shadowed: Optional[list[Path]] = None) -> dict[str, Path]:
     """The label file of each case that training finds in the folder ``root``, by case name.
 
     Label files are ``<case>.seg.nrrd`` and labelmaps ``<case>-label.nrrd`` (``_label`` and
@@ -52,25 +53,33 @@ def case_label_files(root: Path) -> dict[str, Path]:
     over a labelmap of the same case. A case name is the label file's path from ``root``
     without that ending, '/'-separated (``case001``, ``sub/case001``). Sub-folders are
     searched; hidden folders and files (a name starting with '.', e.g. ``.replaced/``) are
-    not. {} for a folder without label files (or no folder)."""
+    not. {} for a folder without label files (or no folder). ``shadowed``, when given, gets
+    the labelmaps that a ``.seg.nrrd`` of the same case wins over."""
     out: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file() or _hidden(path, root):
             continue
-        stem = _strip_suffix(path.name, (SEGMENTATION_SUFFIX,))
+        stem = _strip_suffix(path.name, (SEGMENTATION_SUFFIX,)) or _labelmap_stem(path.name)
         if stem is None:
-            base = _strip_suffix(path.name, IMAGE_SUFFIXES)
-            if base is None:
-                continue
-            marker = next((m for m in LABELMAP_MARKERS if base.lower().endswith(m)), None)
-            if marker is None:
-                continue
-            stem = base[: -len(marker)]
+            continue
         relative = (path.parent / stem).relative_to(root).as_posix()
         if relative in out and out[relative].name.lower().endswith(SEGMENTATION_SUFFIX):
+            if shadowed is not None:
+                shadowed.append(path)
             continue  # a .seg.nrrd wins over a labelmap of the same case
+        if relative in out and shadowed is not None:
+            shadowed.append(out[relative])
         out[relative] = path
     return out
+
+
+def _labelmap_stem(name: str) -> Optional[str]:
+    """``case`` of a labelmap file name (``case-label.nrrd``, ``case_label.nii.gz``), else None."""
+    base = _strip_suffix(name, IMAGE_SUFFIXES)
+    if base is None:
+        return None
+    marker = next((m for m in LABELMAP_MARKERS if base.lower().endswith(m)), None)
+    return None if marker is None else base[: -len(marker)]
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -82,7 +91,7 @@ def _hidden(path: Path, root: Path) -> bool:
 def images_for(
     stem_path: Path,
     label: Path,
-    other_cases: Sequence[str] = (),
+    other_cases: Collection[str] = (),
     listing: Optional[Sequence[Path]] = None,
 ) -> dict:
     """Channel suffix ("" for a single channel) -> image file of one exported case.
@@ -111,6 +120,36 @@ def images_for(
     return out
 
 
+def case_images(root: Path, label_files: dict[str, Path]) -> dict[str, dict[str, Path]]:
+    """:func:`images_for` of every case of :func:`case_label_files` (case name -> channel
+    suffix -> image), listing each folder once (once per case, 200 cases took 1.5 s of CPU).
+    The other cases whose images are not a case's channels are those of its own folder."""
+    by_folder: dict[str, list[str]] = {}
+    for stem in label_files:
+        by_folder.setdefault(Path(stem).parent.as_posix(), []).append(stem)
+    out: dict[str, dict[str, Path]] = {}
+    for stems in by_folder.values():
+        folder = (root / stems[0]).parent
+        listing = sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name)
+        files = [p.name for p in listing]
+        names = {Path(stem).name for stem in stems}
+        for stem in stems:
+            name = Path(stem).name
+            start = end = bisect.bisect_left(files, name)  # the files named name...
+            while end < len(files) and files[end].startswith(name):
+                end += 1
+            out[stem] = images_for(
+                folder / name, label_files[stem], names - {name}, listing[start:end]
+            )
+    return out
+
+
+def _others(stem: str, label_files: dict[str, Path]) -> list[str]:
+    """The names of the other cases in ``stem``'s folder (their images are no channel of it)."""
+    parent = Path(stem).parent
+    return [Path(o).name for o in label_files if o != stem and Path(o).parent == parent]
+
+
 def _color_table_for(label: Path, stem_path: Path) -> Optional[Path]:
     base = _strip_suffix(label.name, IMAGE_SUFFIXES) or label.stem
     candidates = [label.parent / (base + s) for s in COLOR_TABLE_SUFFIXES]
@@ -129,8 +168,7 @@ def _guess_modality(root: Path, label_files: dict, suffix: str) -> str:
     dataset 'MR' and every real CT was refused as an MR without background)."""
     images = []
     for stem in spread_sample(sorted(label_files)):
-        others = [Path(s).name for s in label_files if s != stem]
-        image = images_for(root / stem, label_files[stem], others).get(suffix)
+        image = images_for(root / stem, label_files[stem], _others(stem, label_files)).get(suffix)
         if image is not None:
             images.append((Path(stem).name, image))
     return guess_dataset_modality(images)
@@ -157,8 +195,7 @@ def describe_slicer_export(
     if not label_files:
         raise _no_exports_error(root)
     first_stem, first_label = next(iter(sorted(label_files.items())))
-    others = [Path(stem).name for stem in label_files if stem != first_stem]
-    first_images = images_for(root / first_stem, first_label, others)
+    first_images = images_for(root / first_stem, first_label, _others(first_stem, label_files))
     if channels is None:
         # <case>.nrrd means one channel, even beside other <case>_<suffix> files
         suffixes = [""] if "" in first_images else sorted(first_images, key=str.lower)
@@ -221,14 +258,28 @@ def describe_slicer_export(
 def find_slicer_cases(
     dataset: DatasetDescription, source: SourceDescription, problems: Optional[list[str]] = None
 ) -> list:
-    label_files = case_label_files(dataset.root)
+    """The cases of a Slicer-export folder (with ``problems``: those refused are left out and
+    said there); warns about a case with two label files, and, when no case is refused, about
+    images that no case uses."""
+    shadowed: list[Path] = []
+    label_files = case_label_files(dataset.root, shadowed)
+    images = case_images(dataset.root, label_files)
     cases = [
-        collect_case(problems, _slicer_case, dataset, source, stem, label, label_files)
+        collect_case(problems, _slicer_case, dataset, source, stem, label, images[stem])
         for stem, label in sorted(label_files.items())
     ]
     found = [case for case in cases if case is not None]
+    for path in shadowed:
+        stem = (path.parent / (_labelmap_stem(path.name) or "")).relative_to(dataset.root)
+        warnings.warn(
+            f"Case '{stem.as_posix()}' has two label files: training reads "
+            f"{label_files[stem.as_posix()].name}, not {path.name}; remove or rename the one "
+            "that does not hold the case's labels.",
+            UserWarning,
+            stacklevel=3,
+        )
     if len(found) == len(cases):  # a case left out with a problem is reported there instead
-        _warn_unpaired_images(dataset.root, found, label_files.values())
+        _warn_unpaired_images(dataset.root, found, [*label_files.values(), *shadowed])
     return found
 
 
@@ -237,12 +288,17 @@ def _slicer_case(
     source: SourceDescription,
     stem: str,
     label: Path,
-    label_files: dict[str, Path],
+    available: dict[str, Path],
 ) -> CaseFiles:
+    """The files of case ``stem`` (``available``: its images by channel suffix)."""
     root = dataset.root
     single = len(dataset.channels) == 1
-    others = [Path(other).name for other in label_files if other != stem]
-    available = images_for(root / stem, label, others)
+    if not available:  # named as the files to add, not after a channel (a guessed modality)
+        name = Path(stem).name
+        raise UNetPlusPlusError(
+            f"Case '{stem}': no image beside {label.name} (expected {name}.nrrd or "
+            f"{name}_<channel>.nrrd)."
+        )
     lowered = {k.lower(): v for k, v in available.items()}
     images = []
     for channel in dataset.channels:

@@ -58,9 +58,9 @@ class TrainingControl(CancelGuards):
         if self._parameterNode is None:
             return
         folder = self._parameterNode.trainingDirectory
-        cases = self.logic.trainingLogic.check_cases(folder, self.trainingParent())
-        self.ui.trainingCasesLabel.text = cases_summary(cases)
-        self._usableCases = sum(case.usable for case in cases)
+        found = self.logic.trainingLogic.check_cases(folder, self.trainingParent())
+        self.ui.trainingCasesLabel.text = cases_summary(found)
+        self._usableCases = found.usable
         self.updateTrainingButtons()
 
     def onAddCaseButton(self) -> None:
