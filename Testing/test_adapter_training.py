@@ -239,3 +239,18 @@ def test_the_panels_train_command_passes_several_labels_as_one_list(tmp_path):
     assert args.labels == ["liver", "left lung"]
     with pytest.raises(UNetPlusPlusError, match="contains a comma"):
         build_train_command("python", tmp_path, tmp_path, None, labels=["liver, left lobe"])
+
+
+def test_from_scratch_starts_without_label_names(cases, tmp_path, monkeypatch):
+    """The panel's "From scratch" passes no labels (the trainer learns every segment of the
+    cases by name); TrainingLogic refused it as "needs the label names", so training from
+    scratch could not start from the panel at all (noticed in session 18)."""
+    monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+    job = TrainingLogic().start(
+        cases, None, time_budget="10m", device="cpu", plan_only=True,
+        extra_args=["--threads", "1", "--max-val-cases", "1"],
+    )  # fmt: skip
+    job.wait(timeout=TIMEOUT_S)
+    assert "--labels" not in job.command and "--init" not in job.command
+    assert job.state == "succeeded", (job.error, job.log[-5:])
+    assert plan_text(job.log).startswith("training plan:")

@@ -51,8 +51,11 @@ class TrainingLogic:
         install_dir: Optional[Path] = None,
         extra_args: Sequence[str] = (),
     ) -> TrainingJob:
-        """Start a fine-tune from ``init`` (None: from scratch, ``labels`` required) of the
-        usable cases in ``cases_dir``; returns the running job. Raises UNetPlusPlusError."""
+        """Start a fine-tune from ``init`` (None: from scratch) of the usable cases in
+        ``cases_dir``; returns the running job. ``labels``: the segments to learn (default: the
+        ``init`` model's labels; from scratch, every segment of the cases, by name, as
+        ``unetpp train`` without ``--labels`` does: the panel's "From scratch" passes none).
+        Raises UNetPlusPlusError."""
         if self.running:
             raise UNetPlusPlusError("A training is already running; cancel it first.")
         found = self.check_cases(cases_dir, init)
@@ -62,8 +65,6 @@ class TrainingLogic:
                 f"No usable case in {cases_dir}: export corrected cases with 'Add current "
                 f"case'{first}."
             )
-        if init is None and not labels:
-            raise UNetPlusPlusError("Training from scratch needs the label names to learn.")
         if init is not None and not labels:
             labels = [label.name for label in init.labels]
         self.job = TrainingJob(
