@@ -45,7 +45,7 @@ from .input_checks import check_click, check_roi, check_scale, loaded_file, nift
 from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted, merge_warnings
-from .segmentation_binding import other_volume_binding
+from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid
 from .segmentation_writer import next_numbered_name, write_segments
 from .training_export import export_training_case
 
@@ -211,10 +211,14 @@ class SegmentationLogic:
             check_roi(roi_node, images.grid)
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         nodes = list(volume_nodes)
+        grids = [volume_grid(node) for node in nodes]  # moved or cropped by the end: refused
         channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, result: dict):
+            changed = changed_during_run(nodes, grids)
+            if changed:
+                raise UNetPlusPlusError(changed)
             known = isinstance(result, dict)
             warnings = result.setdefault("warnings", []) if known else None
             written = result.setdefault("segment_ids", []) if known else None
