@@ -23,6 +23,7 @@ import numpy as np
 import slicer
 
 from ..errors import DuplicateCaseError, UNetPlusPlusError, same_image_also_text
+from ..write_failures import plain_reason
 from . import replaced_labels
 from .case_files import CaseFiles
 from .case_identity import case_identity, write_record
@@ -158,6 +159,9 @@ def export_training_case(
         raise UNetPlusPlusError(
             f"Case name {case_name!r} is not a valid file name; use letters, digits, - or _."
         )
+    unread = _unread_name(case_name, "Case name")
+    if unread:
+        raise UNetPlusPlusError(unread)
     transforms = {id(n.GetParentTransformNode()) for n in [*nodes, segmentation_node]}
     if len(transforms) > 1:
         raise UNetPlusPlusError(
@@ -167,9 +171,15 @@ def export_training_case(
     names = list(channel_names) or [node.GetName() for node in nodes]
     _check_channel_names(names, len(nodes))
     out = Path(out_dir)
-    with CaseFiles(out) as files:  # all or nothing (case_files.py)
-        files.make_folder()
-        return _export(nodes, segmentation_node, out, case_name, names, overwrite, files)
+    try:
+        with CaseFiles(out) as files:  # all or nothing (case_files.py)
+            files.make_folder()
+            return _export(nodes, segmentation_node, out, case_name, names, overwrite, files)
+    except OSError as error:  # e.g. a path too long for the system, found while looking
+        raise UNetPlusPlusError(
+            f"Could not export case {case_name!r} to {out}: the system reports: "
+            f"{plain_reason(error)}; nothing was written."
+        ) from error
 
 
 def _export(
@@ -313,8 +323,48 @@ def _write_segmentation(segmentation_node, seg_path: Path) -> bool:
 
 def _is_file_name(name: str) -> bool:
     """Whether ``name`` can be part of a file name in the export folder (no folder, no
-    character Windows refuses, not empty)."""
-    return bool(name.strip()) and not any(c in name for c in '/\\:*?"<>|')
+    character Windows refuses, no control character such as a tab or a line break, not
+    empty)."""
+    return (
+        bool(name.strip())
+        and not any(c in name for c in '/\\:*?"<>|')
+        and not any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+
+
+#: The longest case name, in UTF-8 bytes: its files' endings ("_<channel>.nrrd",
+#: ".export.json", "-<UTC time>.seg.nrrd" in .replaced/) must fit in a 255-byte file name.
+MAX_CASE_NAME_BYTES = 200
+
+
+def _unread_name(name: str, what: str) -> Optional[str]:
+    """Why training would not read a file named after ``name`` (a case or a channel name) as
+    that case's image, or None: a name beginning with '.' is a hidden file training skips; one
+    ending in a labelmap marker (``-label``, ``_label``, ``.label``) or in ``.seg`` makes
+    ``<name>.nrrd`` a label file of another case (training then finds case 'x' without its
+    image, and refuses the folder); a name too long for the file system. ``what``: how the
+    message names it ("Case name", "Channel name")."""
+    from ..training.dataset_types import LABELMAP_MARKERS
+
+    if name.startswith(".") and what == "Case name":  # "<case>_.x.nrrd" is not hidden
+        return (
+            f"{what} {name!r} begins with '.': training skips hidden files, so it would never "
+            "read this case; choose a name that begins with a letter or a digit."
+        )
+    stem = name if what == "Case name" else f"_{name}"  # <case>.nrrd, <case>_<channel>.nrrd
+    ending = next((m for m in (*LABELMAP_MARKERS, ".seg") if stem.lower().endswith(m)), None)
+    if ending:
+        return (
+            f"{what} {name!r} gives an image file whose name ends in '{ending}.nrrd', which "
+            "training takes for labels, not for an image; choose another name."
+        )
+    size = len(name.encode("utf-8"))
+    if size > MAX_CASE_NAME_BYTES:
+        return (
+            f"{what} is too long for a file name ({size} bytes in UTF-8; at most "
+            f"{MAX_CASE_NAME_BYTES}, to leave room for the files' endings)."
+        )
+    return None
 
 
 def _check_channel_names(names: Sequence[str], volumes: int) -> None:
@@ -336,3 +386,6 @@ def _check_channel_names(names: Sequence[str], volumes: int) -> None:
         raise UNetPlusPlusError(
             f"Channel name {bad[0]!r} is not a valid file name; use letters, digits, - or _."
         )
+    unread = next(filter(None, (_unread_name(n, "Channel name") for n in names)), None)
+    if unread:
+        raise UNetPlusPlusError(unread)

@@ -1,0 +1,81 @@
+"""Export for training (adapter/training_export.py) with case names training would misread, on
+real MRML (slicer-core), no model run.
+
+Before, "case-label", "case_label" or "liver.seg" were written as "<name>.nrrd", which training
+takes for the labels of case "case" (or "liver"): it then refused the whole folder ("Case
+'case': no image beside case-label.nrrd"); ".x" was written as hidden files training skips (a
+case silently left out); a tab or a line break went into file names (a line break made the
+.seg.nrrd unreadable); and a 300-character name was an OSError traceback. Now each is one clear
+refusal before anything is written; a name with spaces and accents is written and read back.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
+
+import test_adapter_training_export  # noqa: E402
+from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
+from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
+from UNetPlusPlusLib.training.dataset import find_cases  # noqa: E402
+from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export  # noqa: E402
+
+case = test_adapter_training_export.case  # the fixture: a volume and its segmentation
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        (
+            "case-label",
+            "gives an image file whose name ends in '-label.nrrd', which training takes for labels",
+        ),
+        ("Case_LABEL", "ends in '_label.nrrd'"),
+        ("x.label", "ends in '.label.nrrd'"),
+        ("liver.seg", "ends in '.seg.nrrd'"),
+        (".hidden", "begins with '.': training skips hidden files"),
+        ("..", "begins with '.'"),
+        ("tab\tname", "not a valid file name"),
+        ("new\nline", "not a valid file name"),
+        ("é" * 101, r"too long for a file name \(202 bytes in UTF-8; at most 200"),
+    ],
+)
+def test_a_case_name_training_would_misread_is_refused_before_any_file(case, tmp_path, name, match):
+    scene, volume, segmentation, _, _ = case
+    out = tmp_path / "out"
+    with pytest.raises(UNetPlusPlusError, match=match):
+        export_training_case([volume], segmentation, out, name)
+    assert not out.exists()
+
+
+def test_a_channel_named_label_is_refused(case, tmp_path):
+    scene, volume, segmentation, _, _ = case
+    with pytest.raises(
+        UNetPlusPlusError,
+        match="Channel name 'label' gives an image file whose name ends in '_label.nrrd'",
+    ):
+        export_training_case([volume, volume], segmentation, tmp_path, "c", ["flair", "label"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_with_spaces_and_accents_is_read_back_as_that_case(case, tmp_path):
+    scene, volume, segmentation, _, _ = case
+    export_training_case([volume], segmentation, tmp_path, "lé foie 1")
+    cases = find_cases(describe_slicer_export(tmp_path))
+    assert [(c.case_id, [p.name for p in c.images], c.label.name) for c in cases] == [
+        ("lé foie 1", ["lé foie 1.nrrd"], "lé foie 1.seg.nrrd")
+    ]
+
+
+def test_a_path_too_long_for_the_system_is_one_clear_error(case, tmp_path):
+    scene, volume, segmentation, _, _ = case
+    deep = tmp_path
+    while len(str(deep).encode()) < 4096 - 60:  # PATH_MAX 4096 (Linux): the folder fits
+        deep = deep / ("d" * 50)
+    deep.mkdir(parents=True)
+    with pytest.raises(UNetPlusPlusError, match="Could not export case 'c+' .*nothing was written"):
+        export_training_case([volume], segmentation, deep, "c" * 190)  # a name that fits
+    assert list(deep.iterdir()) == []
