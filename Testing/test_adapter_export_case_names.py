@@ -18,6 +18,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 
 import test_adapter_training_export  # noqa: E402
+from UNetPlusPlusLib.adapter.training_cases import next_case_name  # noqa: E402
 from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 from UNetPlusPlusLib.training.dataset import find_cases  # noqa: E402
@@ -79,3 +80,15 @@ def test_a_path_too_long_for_the_system_is_one_clear_error(case, tmp_path):
     with pytest.raises(UNetPlusPlusError, match="Could not export case 'c+' .*nothing was written"):
         export_training_case([volume], segmentation, deep, "c" * 190)  # a name that fits
     assert list(deep.iterdir()) == []
+
+
+def test_add_current_case_never_picks_a_name_another_case_holds(case, tmp_path):
+    """Before, only ``caseNNN.seg.nrrd`` counted: beside a labelmap case (case002.nrrd with
+    case002-label.nrrd) or an image without labels, "Add current case" picked case002 and every
+    click was refused ("Case 'case002' already exists ... pass overwrite=True")."""
+    scene, volume, segmentation, _, _ = case
+    export_training_case([volume], segmentation, tmp_path, "case001")
+    for name in ("case002.nrrd", "case002-label.nrrd", "case004_FLAIR.nrrd", "case01x.nrrd"):
+        (tmp_path / name).write_bytes(b"")  # other cases' files (their voxels do not matter)
+    assert next_case_name(tmp_path) == "case005"
+    assert next_case_name(tmp_path / "not yet made") == "case001"
