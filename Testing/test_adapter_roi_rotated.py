@@ -22,6 +22,7 @@ from helpers import make_sphere_image, sphere_mask  # noqa: E402
 from test_adapter_job import mask_of  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
 TIMEOUT_S = 180
 INSIDE_RAS, OUTSIDE_RAS = (0.0, 0.0, 30.0), (30.0, 30.0, 30.0)
@@ -80,3 +81,16 @@ def test_a_rotated_roi_leaves_its_axis_aligned_corners_background(sphere_model, 
     for node in (running.output, blocking):
         assert labelled_at(node, INSIDE_RAS)  # ball A, inside the ROI: segmented
         assert not labelled_at(node, OUTSIDE_RAS)  # ball B, outside it: background
+
+
+def test_an_inside_out_roi_is_refused_before_any_run(sphere_model, logic):
+    """Before, an ROI set to 'Inside out' (its region: everything but its box) was run on its
+    box, the very part the user had excluded, without a word."""
+    scene = slicer.vtkMRMLScene()
+    volume, roi = two_balls(scene), rotated_roi(scene)
+    roi.SetInsideOut(True)
+    nodes_before = scene.GetNumberOfNodes()
+    for run in (logic.start_job, logic.segment):
+        with pytest.raises(UNetPlusPlusError, match="ROI 'R' is inside-out"):
+            run([volume], sphere_model, device="cpu", roi_node=roi)
+    assert scene.GetNumberOfNodes() == nodes_before
