@@ -17,14 +17,16 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 
-import test_adapter_training_export  # noqa: E402
+import test_adapter_training_export as base  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry  # noqa: E402
 from UNetPlusPlusLib.adapter.training_cases import next_case_name  # noqa: E402
 from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
+from UNetPlusPlusLib.engine.volume import Volume  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 from UNetPlusPlusLib.training.dataset import find_cases  # noqa: E402
 from UNetPlusPlusLib.training.dataset_slicer import describe_slicer_export  # noqa: E402
 
-case = test_adapter_training_export.case  # the fixture: a volume and its segmentation
+case = base.case  # the fixture: a volume and its segmentation
 
 
 @pytest.mark.parametrize(
@@ -92,3 +94,24 @@ def test_add_current_case_never_picks_a_name_another_case_holds(case, tmp_path):
         (tmp_path / name).write_bytes(b"")  # other cases' files (their voxels do not matter)
     assert next_case_name(tmp_path) == "case005"
     assert next_case_name(tmp_path / "not yet made") == "case001"
+
+
+def test_a_segmentation_on_another_volumes_grid_is_refused_before_any_file(case, tmp_path):
+    """Before, volume B was written with the segmentation made for volume 'CT' 100 mm away (or
+    for 'CT' before a crop), and training refused the case only when it ran ("the geometry of
+    the label ... does not match its image"). Another volume node on the same grid (a filtered
+    copy) is still exported with it."""
+    scene, volume, segmentation, voxels, _ = case
+    origin = (base.ORIGIN[0] + 100.0, *base.ORIGIN[1:])
+    other = geometry.volume_node_from_volume(
+        scene, Volume(voxels[None], base.SPACING, origin, base.DIRECTION), "B"
+    )
+    with pytest.raises(UNetPlusPlusError, match="'CT liver' is not for volume 'B': it was made"):
+        export_training_case([other], segmentation, tmp_path / "a", "c")
+    assert not (tmp_path / "a").exists()
+
+    copy = geometry.volume_node_from_volume(
+        scene, Volume(voxels[None] + 1, base.SPACING, base.ORIGIN, base.DIRECTION), "filtered"
+    )
+    written = export_training_case([copy], segmentation, tmp_path / "b", "c")
+    assert [p.name for p in written] == ["c.nrrd", "c.seg.nrrd"]

@@ -30,6 +30,7 @@ from .case_identity import case_identity, write_record
 from .case_records import SameImage, find_same_image, folder_cases
 from .geometry import array_from_volume_node
 from .replaced_labels import REPLACED_FOLDER, KeptVersions
+from .segmentation_binding import other_volume_binding, reference_grid, same_grid, volume_grid
 from .segmentation_writer import binary_labelmap_name
 
 
@@ -167,6 +168,15 @@ def export_training_case(
         raise UNetPlusPlusError(
             "The volumes and the segmentation are under different transforms; harden the "
             "transforms before exporting."
+        )
+    bound = other_volume_binding(segmentation_node, nodes[0])
+    grid = reference_grid(segmentation_node)
+    if bound and grid is not None and not same_grid(grid, volume_grid(nodes[0])):
+        # another volume's grid (another patient's, or this one's before a crop): training
+        # would refuse the case later ("the geometry of the label ... does not match")
+        raise UNetPlusPlusError(
+            f"Segmentation '{segmentation_node.GetName()}' is not for volume "
+            f"'{nodes[0].GetName()}': {bound}. Export each volume with its own segmentation."
         )
     names = list(channel_names) or [node.GetName() for node in nodes]
     _check_channel_names(names, len(nodes))
