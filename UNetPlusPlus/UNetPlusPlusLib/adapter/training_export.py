@@ -3,8 +3,10 @@
 :func:`export_training_case` writes the volume(s) and the segmentation (``<case>.nrrd`` or
 ``<case>_<channel>.nrrd``, ``<case>.seg.nrrd``; docs/TRAINING_DATASETS.md) with Slicer's own
 storage nodes, after refusing, before any file is written, what would give a case the trainer
-misreads: no segmentation, an empty or non-labelmap one, nodes under different transforms, a
-case or channel name that is no file name, a channel name twice, or a case that exists already.
+misreads: no segmentation, an empty or non-labelmap one, one on another volume's grid, nodes
+under different transforms, a case or channel name that is no file name or that training would
+read otherwise (``case-label``, ``.x``: :func:`_unread_name`), a channel name twice, or a case
+that exists already.
 A case already in the folder is not written twice (case_identity.py, case_records.py): the
 same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
 labels (the mask corrected since) replaces that case's labels, the old ones kept in
