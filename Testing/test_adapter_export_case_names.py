@@ -109,6 +109,9 @@ def test_a_segmentation_on_another_volumes_grid_is_refused_before_any_file(case,
     with pytest.raises(UNetPlusPlusError, match="'CT liver' is not for volume 'B': it was made"):
         export_training_case([other], segmentation, tmp_path / "a", "c")
     assert not (tmp_path / "a").exists()
+    other.SetAndObserveImageData(None)  # no voxels: that error, not a traceback
+    with pytest.raises(UNetPlusPlusError, match="Volume 'B' has no image data"):
+        export_training_case([other], segmentation, tmp_path / "a", "c")
 
     copy = geometry.volume_node_from_volume(
         scene, Volume(voxels[None] + 1, base.SPACING, base.ORIGIN, base.DIRECTION), "filtered"

@@ -173,7 +173,8 @@ def export_training_case(
         )
     bound = other_volume_binding(segmentation_node, nodes[0])
     grid = reference_grid(segmentation_node)
-    if bound and grid is not None and not same_grid(grid, volume_grid(nodes[0])):
+    voxels = nodes[0].GetImageData() is not None  # without: array_from_volume_node's error
+    if bound and grid is not None and voxels and not same_grid(grid, volume_grid(nodes[0])):
         # another volume's grid (another patient's, or this one's before a crop): training
         # would refuse the case later ("the geometry of the label ... does not match")
         raise UNetPlusPlusError(
