@@ -18,6 +18,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 
 import test_adapter_training_export as base  # noqa: E402
+import vtk  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry  # noqa: E402
 from UNetPlusPlusLib.adapter.training_cases import next_case_name  # noqa: E402
 from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
@@ -106,7 +107,10 @@ def test_a_segmentation_on_another_volumes_grid_is_refused_before_any_file(case,
     other = geometry.volume_node_from_volume(
         scene, Volume(voxels[None], base.SPACING, origin, base.DIRECTION), "B"
     )
-    with pytest.raises(UNetPlusPlusError, match="'CT liver' is not for volume 'B': it was made"):
+    with pytest.raises(
+        UNetPlusPlusError,
+        match="'CT liver' was made for volume 'CT', on another grid than volume 'B'",
+    ):
         export_training_case([other], segmentation, tmp_path / "a", "c")
     assert not (tmp_path / "a").exists()
     other.SetAndObserveImageData(None)  # no voxels: that error, not a traceback
@@ -117,4 +121,12 @@ def test_a_segmentation_on_another_volumes_grid_is_refused_before_any_file(case,
         scene, Volume(voxels[None] + 1, base.SPACING, base.ORIGIN, base.DIRECTION), "filtered"
     )
     written = export_training_case([copy], segmentation, tmp_path / "b", "c")
+    assert [p.name for p in written] == ["c.nrrd", "c.seg.nrrd"]
+    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")  # both moved, as one
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 30.0)
+    moved.SetMatrixTransformToParent(matrix)
+    for node in (volume, segmentation):
+        node.SetAndObserveTransformNodeID(moved.GetID())
+    written = export_training_case([volume], segmentation, tmp_path / "c", "c")
     assert [p.name for p in written] == ["c.nrrd", "c.seg.nrrd"]

@@ -3,7 +3,8 @@
 :func:`export_training_case` writes the volume(s) and the segmentation (``<case>.nrrd`` or
 ``<case>_<channel>.nrrd``, ``<case>.seg.nrrd``; docs/TRAINING_DATASETS.md) with Slicer's own
 storage nodes, after refusing, before any file is written, what would give a case the trainer
-misreads: no segmentation, an empty or non-labelmap one, one on another volume's grid, nodes
+misreads: no segmentation, an empty or non-labelmap one, one made for another volume on another
+grid (another patient), nodes
 under different transforms, a case or channel name that is no file name or that training would
 read otherwise (``case-label``, ``.x``: :func:`_unread_name`), a channel name twice, or a case
 that exists already.
@@ -32,7 +33,7 @@ from .case_identity import case_identity, write_record
 from .case_records import SameImage, find_same_image, folder_cases
 from .geometry import array_from_volume_node
 from .replaced_labels import REPLACED_FOLDER, KeptVersions
-from .segmentation_binding import other_volume_binding, reference_grid, same_grid, volume_grid
+from .segmentation_binding import reference_volume, same_grid, volume_grid
 from .segmentation_writer import binary_labelmap_name
 
 
@@ -171,15 +172,13 @@ def export_training_case(
             "The volumes and the segmentation are under different transforms; harden the "
             "transforms before exporting."
         )
-    bound = other_volume_binding(segmentation_node, nodes[0])
-    grid = reference_grid(segmentation_node)
-    voxels = nodes[0].GetImageData() is not None  # without: array_from_volume_node's error
-    if bound and grid is not None and voxels and not same_grid(grid, volume_grid(nodes[0])):
-        # another volume's grid (another patient's, or this one's before a crop): training
-        # would refuse the case later ("the geometry of the label ... does not match")
+    other = _other_patient(segmentation_node, nodes[0])
+    if other is not None:
         raise UNetPlusPlusError(
-            f"Segmentation '{segmentation_node.GetName()}' is not for volume "
-            f"'{nodes[0].GetName()}': {bound}. Export each volume with its own segmentation."
+            f"Segmentation '{segmentation_node.GetName()}' was made for volume "
+            f"'{other.GetName()}', on another grid than volume '{nodes[0].GetName()}' (another "
+            "patient, or another scan): its labels are not this image's. Export each volume "
+            "with its own segmentation."
         )
     names = list(channel_names) or [node.GetName() for node in nodes]
     _check_channel_names(names, len(nodes))
@@ -332,6 +331,22 @@ def _write_segmentation(segmentation_node, seg_path: Path) -> bool:
     storage.SetUseCompression(True)
     storage.SetCropToMinimumExtent(False)
     return bool(storage.WriteData(segmentation_node))
+
+
+def _other_patient(segmentation_node, volume_node):
+    """The volume node ``segmentation_node`` was made for (its reference volume) when that is
+    another node on another world grid than ``volume_node``, else None. A filtered copy on the
+    same grid is not another image's; the volume itself cropped, resampled or moved since is
+    left to training, which aligns labels on the same voxel lattice and refuses other grids."""
+    bound = reference_volume(segmentation_node)
+    if bound is None or bound.GetID() == volume_node.GetID():
+        return None
+    if bound.GetImageData() is None or volume_node.GetImageData() is None:
+        return None  # the exported volume's own error comes later; no grid to compare
+    try:
+        return None if same_grid(volume_grid(bound), volume_grid(volume_node)) else bound
+    except UNetPlusPlusError:  # under a non-linear transform: no world grid to compare
+        return None
 
 
 def _is_file_name(name: str) -> bool:
