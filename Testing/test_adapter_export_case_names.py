@@ -11,6 +11,7 @@ refusal before anything is written; a name with spaces and accents is written an
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer")
@@ -19,7 +20,8 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 import test_adapter_training_export as base  # noqa: E402
 import vtk  # noqa: E402
-from UNetPlusPlusLib.adapter import geometry  # noqa: E402
+from helpers import load_with_storage_node  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, training_export  # noqa: E402
 from UNetPlusPlusLib.adapter.training_cases import next_case_name  # noqa: E402
 from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
 from UNetPlusPlusLib.engine.volume import Volume  # noqa: E402
@@ -130,3 +132,30 @@ def test_a_segmentation_on_another_volumes_grid_is_refused_before_any_file(case,
         node.SetAndObserveTransformNodeID(moved.GetID())
     written = export_training_case([volume], segmentation, tmp_path / "c", "c")
     assert [p.name for p in written] == ["c.nrrd", "c.seg.nrrd"]
+
+
+def test_an_export_that_takes_the_name_meanwhile_is_kept(case, tmp_path, monkeypatch):
+    """Two Slicers adding "case001" to one shared folder: before, the later commit moved the
+    earlier export's files aside and deleted them, and both reported success. The other export
+    runs here, for real, while this one writes its image (the slow part)."""
+    scene, volume, segmentation, voxels, _ = case
+    other = geometry.volume_node_from_volume(
+        scene, Volume(voxels[None] + 7, base.SPACING, base.ORIGIN, base.DIRECTION), "other"
+    )
+    write_volume = training_export._write_volume
+
+    def meanwhile(node, path):
+        monkeypatch.setattr(training_export, "_write_volume", write_volume)
+        export_training_case([other], segmentation, tmp_path, "case001")  # the other Slicer
+        return write_volume(node, path)
+
+    monkeypatch.setattr(training_export, "_write_volume", meanwhile)
+    with pytest.raises(UNetPlusPlusError, match="'case001' was written to .* by another export"):
+        export_training_case([volume], segmentation, tmp_path, "case001")
+    image = geometry.array_from_volume_node(
+        load_with_storage_node(scene, tmp_path / "case001.nrrd", "back")
+    )
+    assert np.array_equal(image, voxels + 7)  # the other export's case, as it wrote it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "case001.export.json", "case001.nrrd", "case001.seg.nrrd"
+    ]  # fmt: skip

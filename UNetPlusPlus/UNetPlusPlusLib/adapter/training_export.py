@@ -234,6 +234,13 @@ def _export(
     for node, target in zip(nodes, targets):
         files.write(target, lambda path, node=node: _write_volume(node, path))
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
+    appeared = [p.name for p in [*targets, seg_path] if p.exists() or p.is_symlink()]
+    if appeared and not overwrite:  # another export (another Slicer) took the name meanwhile
+        raise UNetPlusPlusError(
+            f"Case '{case_name}' was written to {out} by another export while this one ran "
+            f"({', '.join(appeared)}); it is left as it is and nothing was written. Export "
+            "again under another case name (Add current case picks the next number)."
+        )
     moved = []
     stale = replaced_labels.labelmaps(seg_path)  # one label file per case: the .seg.nrrd
     if overwrite and same is None:  # another image over the case: keep all of the old one
