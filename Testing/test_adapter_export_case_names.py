@@ -7,6 +7,8 @@ takes for the labels of case "case" (or "liver"): it then refused the whole fold
 case silently left out); a tab or a line break went into file names (a line break made the
 .seg.nrrd unreadable); and a 300-character name was an OSError traceback. Now each is one clear
 refusal before anything is written; a name with spaces and accents is written and read back.
+Also: "Add current case" numbering beside other cases' files, a segmentation made for another
+patient's volume, and two exports of one name into one folder at once.
 """
 
 from __future__ import annotations
