@@ -59,3 +59,20 @@ def test_a_grid_sheared_in_the_node_itself_says_resample_it():
     assert "'CT' has a sheared voxel grid" in message, message
     assert "harden" not in message.lower() and "Crop Volume" in message, message
     assert "for example in 3D Slicer" not in message, message
+
+
+def test_a_zero_spacing_is_named_as_such_not_as_a_shear():
+    """Before, a spacing of 0 along k (or a transform that flattens the volume) was refused as
+    "a sheared voxel grid (axes nan degrees from perpendicular)", with numpy's divide warnings."""
+    scene, node = _scene()
+    node.SetSpacing(1.0, 1.0, 0.0)
+    assert _refusal(node).startswith("Volume 'CT' has a voxel spacing of 1 x 1 x 0 mm: a zero")
+    node.SetSpacing(1.0, 1.0, 2.0)
+    flatten = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Flatten")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(2, 2, 0.0)
+    flatten.SetMatrixTransformToParent(matrix)
+    node.SetAndObserveTransformNodeID(flatten.GetID())
+    assert _refusal(node).startswith(
+        "Volume 'CT' under transform 'Flatten' has a voxel spacing of 1 x 1 x 0 mm"
+    )

@@ -212,7 +212,17 @@ def check_not_sheared(volume_node) -> None:
     from ..engine.sanity import DIRECTION_TOLERANCE
 
     world = world_ijk_to_ras(volume_node)[:3, :3]
-    unit = world / np.linalg.norm(world, axis=0)
+    steps = np.linalg.norm(world, axis=0)  # the voxel spacing in world mm
+    if not np.all(np.isfinite(world)) or np.any(steps < 1e-6):
+        under = volume_node.GetParentTransformNode()
+        where = f" under transform '{under.GetName()}'" if under is not None else ""
+        raise UNetPlusPlusError(
+            f"Volume '{volume_node.GetName()}'{where} has a voxel spacing of "
+            f"{' x '.join(f'{v:g}' for v in steps)} mm: a zero or non-finite spacing (or axis) "
+            "is no image grid. Fix its spacing (Volumes module, Volume Information) or load "
+            "the file again."
+        )
+    unit = world / steps
     if np.allclose(unit.T @ unit, np.eye(3), atol=DIRECTION_TOLERANCE):
         return
     name = volume_node.GetName()

@@ -118,11 +118,20 @@ def check_roi(roi_node, grid) -> None:
     two voxel centres. The message names the node and its box at 0.1 mm RAS, e.g. "ROI 'R'
     from (495.0, 495.0, 495.0) to (505.0, 505.0, 505.0) mm RAS lies outside the image, whose
     voxel centres span x -46.0 to 0.0, ... mm RAS; place the box on the image." Raises
-    UNetPlusPlusError (also for an empty ROI, :func:`.geometry.roi_corners_ras`)."""
+    UNetPlusPlusError (also for an empty ROI, :func:`.geometry.roi_corners_ras`, and for an
+    inside-out one, whose region is everything but its box: the engine would segment the box)."""
     from ..cli_points import check_roi_on_image
     from ..engine.volume import Box
+    from ..errors import UNetPlusPlusError
     from .geometry import ras_to_lps, roi_corners_ras
 
+    inside_out = getattr(roi_node, "GetInsideOut", None)  # vtkMRMLMarkupsROINode (slicer-core)
+    if inside_out is not None and inside_out():
+        raise UNetPlusPlusError(
+            f"ROI '{roi_node.GetName()}' is inside-out (its region is everything outside its "
+            "box), and UNet++ segments inside a box; turn off 'Inside out' for it (Markups "
+            "module) or choose another ROI."
+        )
     low, high = roi_corners_ras(roi_node)
     box = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
     given = [float(f"{v:.1f}") for v in (*low, *high)]

@@ -45,7 +45,8 @@ from .input_checks import check_click, check_roi, check_scale, loaded_file, nift
 from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted, merge_warnings
-from .segmentation_binding import other_volume_binding
+from .roi import clear_outside, oriented_box
+from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid
 from .segmentation_writer import next_numbered_name, write_segments
 from .training_export import export_training_case
 
@@ -145,11 +146,12 @@ class SegmentationLogic:
         # front-back orientation: the engine's input checks, which it need not run again
         checked = self._checked_once(volume_nodes, manifest)
         self.warnings = merge_warnings(checked, check_orientation(manifest, volume))
-        roi = None
+        roi = box = None
         if roi_node is not None:
             check_roi(roi_node, volume.grid)  # in RAS, naming the node: not the engine's LPS
             low, high = roi_corners_ras(roi_node)
             roi = Box(tuple(ras_to_lps(low)), tuple(ras_to_lps(high)))
+            box = oriented_box(roi_node)  # rotated: the engine's box holds more than the ROI
         point = None
         if point_ras is not None:
             point = tuple(float(v) for v in ras_to_lps(point_ras))
@@ -173,6 +175,7 @@ class SegmentationLogic:
             warn=warn,
         )
         self.warnings = merge_warnings(said, result.info.get("warnings", []))
+        clear_outside(result.labels, box)
         return self.write_result(
             result.labels, volume_nodes, manifest, output_node, replace_existing, self.warnings
         )
@@ -210,11 +213,17 @@ class SegmentationLogic:
         if roi_node is not None:  # off the image: now, not from the engine's process
             check_roi(roi_node, images.grid)
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
+        box = oriented_box(roi_node) if roi_node is not None else None  # as it is now
         nodes = list(volume_nodes)
+        grids = [volume_grid(node) for node in nodes]  # moved or cropped by the end: refused
         channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, result: dict):
+            changed = changed_during_run(nodes, grids)
+            if changed:
+                raise UNetPlusPlusError(changed)
+            clear_outside(labels, box)  # the corners of a rotated ROI's axis-aligned box
             known = isinstance(result, dict)
             warnings = result.setdefault("warnings", []) if known else None
             written = result.setdefault("segment_ids", []) if known else None

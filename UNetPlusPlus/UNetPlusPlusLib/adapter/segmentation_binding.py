@@ -44,6 +44,7 @@ import numpy as np
 import slicer
 import vtk
 
+from ..errors import UNetPlusPlusError
 from .geometry import node_to_world_matrix, world_ijk_to_ras
 
 #: Grids whose voxel corners and axes agree within this (mm) are the same grid.
@@ -208,6 +209,29 @@ def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
         change = grid_change(grid, volume_node, remembered_grid(segmentation_node))
         return f"it was made for volume '{bound.GetName()}' on another grid ({other}); {change}"
     return f"its reference geometry is another grid ({other})"
+
+
+def changed_during_run(volume_nodes: Sequence, grids: Sequence[Grid]) -> Optional[str]:
+    """Why a result made for ``volume_nodes`` on ``grids`` (their :func:`volume_grid` when the
+    run started) must not be written now, or None. A volume moved (a parent transform set or
+    changed, its origin or axes edited), cropped or resampled while the engine ran would get a
+    segmentation where its voxels were, not where they are. Nodes no longer in a scene, or
+    without image data, are the writer's to refuse."""
+    for node, grid in zip(volume_nodes, grids):
+        if node.GetScene() is None or node.GetImageData() is None:
+            continue
+        try:
+            now = volume_grid(node)
+        except UNetPlusPlusError as error:  # now under a non-linear transform
+            return f"Volume '{node.GetName()}' changed during the run: {error}"
+        if not same_grid(grid, now):
+            change = grid_change(grid, node, grid).replace(" since", " since the run started", 1)
+            return (
+                f"Volume '{node.GetName()}' changed during the run: {change}; its result, "
+                "for where its voxels were then, was not written and the scene is as it was. "
+                "Click Segment to segment it as it is now."
+            )
+    return None
 
 
 def grid_change(old: Grid, volume_node, remembered: Optional[Grid] = None) -> str:

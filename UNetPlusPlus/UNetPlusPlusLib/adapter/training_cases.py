@@ -158,10 +158,15 @@ def cases_summary(check: FolderCheck) -> str:
 
 
 def next_case_name(folder: Path, prefix: str = "case") -> str:
-    """``case001``, ``case002``, ...: the first number after the highest one in ``folder``."""
+    """``case001``, ``case002``, ...: the first number after the highest one of any case file
+    in ``folder`` (``<case>.seg.nrrd``, but also an image or a labelmap without one, e.g.
+    ``case002.nrrd`` with ``case002-label.nrrd``, ``case002_FLAIR.nrrd``: a name taken by
+    those made "Add current case" refuse every click, "Case 'case002' already exists")."""
+    folder = Path(folder)
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
     numbers = [
         int(m.group(1))
-        for p in Path(folder).glob(f"{prefix}*.seg.nrrd")
-        if (m := re.fullmatch(rf"{re.escape(prefix)}(\d+)\.seg\.nrrd", p.name))
+        for name in names
+        if (m := re.fullmatch(rf"{re.escape(prefix)}(\d+)(?:[._-].*)?", name, re.DOTALL))
     ]
     return f"{prefix}{max(numbers, default=0) + 1:03d}"

@@ -3,8 +3,11 @@
 :func:`export_training_case` writes the volume(s) and the segmentation (``<case>.nrrd`` or
 ``<case>_<channel>.nrrd``, ``<case>.seg.nrrd``; docs/TRAINING_DATASETS.md) with Slicer's own
 storage nodes, after refusing, before any file is written, what would give a case the trainer
-misreads: no segmentation, an empty or non-labelmap one, nodes under different transforms, a
-case or channel name that is no file name, a channel name twice, or a case that exists already.
+misreads: no segmentation, an empty or non-labelmap one, one made for another volume on another
+grid (another patient), nodes
+under different transforms, a case or channel name that is no file name or that training would
+read otherwise (``case-label``, ``.x``: :func:`_unread_name`), a channel name twice, or a case
+that exists already.
 A case already in the folder is not written twice (case_identity.py, case_records.py): the
 same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
 labels (the mask corrected since) replaces that case's labels, the old ones kept in
@@ -23,12 +26,14 @@ import numpy as np
 import slicer
 
 from ..errors import DuplicateCaseError, UNetPlusPlusError, same_image_also_text
+from ..write_failures import plain_reason
 from . import replaced_labels
 from .case_files import CaseFiles
 from .case_identity import case_identity, write_record
 from .case_records import SameImage, find_same_image, folder_cases
 from .geometry import array_from_volume_node
 from .replaced_labels import REPLACED_FOLDER, KeptVersions
+from .segmentation_binding import reference_volume, same_grid, volume_grid
 from .segmentation_writer import binary_labelmap_name
 
 
@@ -158,18 +163,35 @@ def export_training_case(
         raise UNetPlusPlusError(
             f"Case name {case_name!r} is not a valid file name; use letters, digits, - or _."
         )
+    unread = _unread_name(case_name, "Case name")
+    if unread:
+        raise UNetPlusPlusError(unread)
     transforms = {id(n.GetParentTransformNode()) for n in [*nodes, segmentation_node]}
     if len(transforms) > 1:
         raise UNetPlusPlusError(
             "The volumes and the segmentation are under different transforms; harden the "
             "transforms before exporting."
         )
+    other = _other_patient(segmentation_node, nodes[0])
+    if other is not None:
+        raise UNetPlusPlusError(
+            f"Segmentation '{segmentation_node.GetName()}' was made for volume "
+            f"'{other.GetName()}', on another grid than volume '{nodes[0].GetName()}' (another "
+            "patient, or another scan): its labels are not this image's. Export each volume "
+            "with its own segmentation."
+        )
     names = list(channel_names) or [node.GetName() for node in nodes]
     _check_channel_names(names, len(nodes))
     out = Path(out_dir)
-    with CaseFiles(out) as files:  # all or nothing (case_files.py)
-        files.make_folder()
-        return _export(nodes, segmentation_node, out, case_name, names, overwrite, files)
+    try:
+        with CaseFiles(out) as files:  # all or nothing (case_files.py)
+            files.make_folder()
+            return _export(nodes, segmentation_node, out, case_name, names, overwrite, files)
+    except OSError as error:  # e.g. a path too long for the system, found while looking
+        raise UNetPlusPlusError(
+            f"Could not export case {case_name!r} to {out}: the system reports: "
+            f"{plain_reason(error)}; nothing was written."
+        ) from error
 
 
 def _export(
@@ -212,6 +234,13 @@ def _export(
     for node, target in zip(nodes, targets):
         files.write(target, lambda path, node=node: _write_volume(node, path))
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
+    appeared = [p.name for p in [*targets, seg_path] if p.exists() or p.is_symlink()]
+    if appeared and not overwrite:  # another export (another Slicer) took the name meanwhile
+        raise UNetPlusPlusError(
+            f"Case '{case_name}' was written to {out} by another export while this one ran "
+            f"({', '.join(appeared)}); it is left as it is and nothing was written. Export "
+            "again under another case name (Add current case picks the next number)."
+        )
     moved = []
     stale = replaced_labels.labelmaps(seg_path)  # one label file per case: the .seg.nrrd
     if overwrite and same is None:  # another image over the case: keep all of the old one
@@ -311,10 +340,66 @@ def _write_segmentation(segmentation_node, seg_path: Path) -> bool:
     return bool(storage.WriteData(segmentation_node))
 
 
+def _other_patient(segmentation_node, volume_node):
+    """The volume node ``segmentation_node`` was made for (its reference volume) when that is
+    another node on another world grid than ``volume_node``, else None. A filtered copy on the
+    same grid is not another image's; the volume itself cropped, resampled or moved since is
+    left to training, which aligns labels on the same voxel lattice and refuses other grids."""
+    bound = reference_volume(segmentation_node)
+    if bound is None or bound.GetID() == volume_node.GetID():
+        return None
+    if bound.GetImageData() is None or volume_node.GetImageData() is None:
+        return None  # the exported volume's own error comes later; no grid to compare
+    try:
+        return None if same_grid(volume_grid(bound), volume_grid(volume_node)) else bound
+    except UNetPlusPlusError:  # under a non-linear transform: no world grid to compare
+        return None
+
+
 def _is_file_name(name: str) -> bool:
     """Whether ``name`` can be part of a file name in the export folder (no folder, no
-    character Windows refuses, not empty)."""
-    return bool(name.strip()) and not any(c in name for c in '/\\:*?"<>|')
+    character Windows refuses, no control character such as a tab or a line break, not
+    empty)."""
+    return (
+        bool(name.strip())
+        and not any(c in name for c in '/\\:*?"<>|')
+        and not any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+
+
+#: The longest case name, in UTF-8 bytes: its files' endings ("_<channel>.nrrd",
+#: ".export.json", "-<UTC time>.seg.nrrd" in .replaced/) must fit in a 255-byte file name.
+MAX_CASE_NAME_BYTES = 200
+
+
+def _unread_name(name: str, what: str) -> Optional[str]:
+    """Why training would not read a file named after ``name`` (a case or a channel name) as
+    that case's image, or None: a name beginning with '.' is a hidden file training skips; one
+    ending in a labelmap marker (``-label``, ``_label``, ``.label``) or in ``.seg`` makes
+    ``<name>.nrrd`` a label file of another case (training then finds case 'x' without its
+    image, and refuses the folder); a name too long for the file system. ``what``: how the
+    message names it ("Case name", "Channel name")."""
+    from ..training.dataset_types import LABELMAP_MARKERS
+
+    if name.startswith(".") and what == "Case name":  # "<case>_.x.nrrd" is not hidden
+        return (
+            f"{what} {name!r} begins with '.': training skips hidden files, so it would never "
+            "read this case; choose a name that begins with a letter or a digit."
+        )
+    stem = name if what == "Case name" else f"_{name}"  # <case>.nrrd, <case>_<channel>.nrrd
+    ending = next((m for m in (*LABELMAP_MARKERS, ".seg") if stem.lower().endswith(m)), None)
+    if ending:
+        return (
+            f"{what} {name!r} gives an image file whose name ends in '{ending}.nrrd', which "
+            "training takes for labels, not for an image; choose another name."
+        )
+    size = len(name.encode("utf-8"))
+    if size > MAX_CASE_NAME_BYTES:
+        return (
+            f"{what} is too long for a file name ({size} bytes in UTF-8; at most "
+            f"{MAX_CASE_NAME_BYTES}, to leave room for the files' endings)."
+        )
+    return None
 
 
 def _check_channel_names(names: Sequence[str], volumes: int) -> None:
@@ -336,3 +421,6 @@ def _check_channel_names(names: Sequence[str], volumes: int) -> None:
         raise UNetPlusPlusError(
             f"Channel name {bad[0]!r} is not a valid file name; use letters, digits, - or _."
         )
+    unread = next(filter(None, (_unread_name(n, "Channel name") for n in names)), None)
+    if unread:
+        raise UNetPlusPlusError(unread)

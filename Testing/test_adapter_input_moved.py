@@ -1,0 +1,82 @@
+"""An input volume moved, cropped or resampled while its background run goes on (adapter/logic.py
+``start_job``, segmentation_binding.changed_during_run), on real MRML (slicer-core).
+
+Before, the result was written where the volume's voxels were when the run started: a volume put
+under a registration transform (or its origin edited) during the run got its liver 25 mm off,
+and the job said "Segmentation finished." with no warning. Now the job fails with one message
+naming the change, and the scene is as it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
+
+import vtk  # noqa: E402
+from helpers import make_sphere_image  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
+from UNetPlusPlusLib.adapter.segmentation_binding import (  # noqa: E402
+    changed_during_run,
+    volume_grid,
+)
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
+
+TIMEOUT_S = 180
+
+
+def ball_volume(scene):
+    image = make_sphere_image((20, 18, 14), (2.0, 2.0, 2.5), (-15.0, 22.0, 40.0), np.eye(3))
+    return geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+
+
+def test_a_volume_moved_by_a_transform_during_the_run_gets_no_misplaced_result(sphere_model, logic):
+    scene = slicer.vtkMRMLScene()
+    volume = ball_volume(scene)
+    running = logic.start_job([volume], sphere_model, device="cpu")
+    # the user registers the volume while the engine runs: 25 mm to the right
+    transform = slicer.vtkMRMLLinearTransformNode()
+    transform.SetName("registration")
+    scene.AddNode(transform)
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 25.0)
+    transform.SetMatrixTransformToParent(matrix)
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    nodes_before = scene.GetNumberOfNodes()
+
+    events = running.wait(timeout=TIMEOUT_S)
+
+    assert running.state == job.FAILED and running.output is None
+    assert events[-1].state == job.FAILED
+    assert running.error.startswith(
+        "Volume 'CT' changed during the run: the volume was moved by transform 'registration' "
+        "since the run started; its result, for where its voxels were then, was not written"
+    )
+    assert scene.GetNumberOfNodes() == nodes_before  # no segmentation node
+
+
+def test_an_edited_origin_or_a_crop_is_a_change_and_a_rename_is_not():
+    scene = slicer.vtkMRMLScene()
+    volume = ball_volume(scene)
+    grids = [volume_grid(volume)]
+    volume.SetName("renamed")  # nor voxel edits: the grid is what the result is for
+    assert changed_during_run([volume], grids) is None
+
+    volume.SetOrigin(np.add(volume.GetOrigin(), (0.5, 0.0, 0.0)))
+    assert "moved since the run started (its origin or axes were changed)" in changed_during_run(
+        [volume], grids
+    )
+
+    volume.SetOrigin(np.add(volume.GetOrigin(), (-0.5, 0.0, 0.0)))
+    crop = vtk.vtkExtractVOI()
+    crop.SetInputData(volume.GetImageData())
+    crop.SetVOI(2, 17, 0, 17, 0, 13)
+    crop.Update()
+    volume.SetAndObserveImageData(crop.GetOutput())
+    assert "cropped or resampled since the run started" in changed_during_run([volume], grids)
+
+    scene.RemoveNode(volume)  # the writer's own error ("no longer in the scene")
+    assert changed_during_run([volume], grids) is None

@@ -1,0 +1,96 @@
+"""A rotated markups ROI (adapter/roi.py ``oriented_box``, ``clear_outside``) on real MRML
+(slicer-core), with the tiny sphere model: the background run (the panel's) and the blocking one.
+
+The engine runs on the ROI's axis-aligned world box. Before, for an ROI rotated with its handles
+that box's corners were segmented too: a ball 17 mm outside the rotated ROI came back as a
+segment, though "everything outside [the ROI] stays background" (docs/SLICER.md). Now voxels
+outside the ROI are background; those inside are segmented as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
+
+import SimpleITK as sitk  # noqa: E402
+import vtk  # noqa: E402
+from helpers import make_sphere_image, sphere_mask  # noqa: E402
+from test_adapter_job import mask_of  # noqa: E402
+from UNetPlusPlusLib.adapter import geometry  # noqa: E402
+from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
+from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
+
+TIMEOUT_S = 180
+INSIDE_RAS, OUTSIDE_RAS = (0.0, 0.0, 30.0), (30.0, 30.0, 30.0)
+
+
+def two_balls(scene):
+    """Ball A (6 mm) at the ROI's centre; ball B (5 mm) 42 mm from it along the ROI's x axis,
+    17 mm outside the rotated ROI but inside its axis-aligned world box."""
+    image = make_sphere_image((48, 48, 16), (2.0, 2.0, 2.0), (-48.0, -48.0, 14.0), np.eye(3),
+                              center_lps=(0.0, 0.0, 30.0), radius_mm=6.0)  # fmt: skip
+    array = sitk.GetArrayFromImage(image)
+    array[sphere_mask(image, (-30.0, -30.0, 30.0), 5.0)] = array.max()  # B at RAS (30, 30, 30)
+    ball_b = sitk.GetImageFromArray(array)
+    ball_b.CopyInformation(image)
+    return geometry.volume_node_from_volume(scene, volume_from_sitk([ball_b]), "CT")
+
+
+def rotated_roi(scene):
+    roi = slicer.vtkMRMLMarkupsROINode()
+    scene.AddNode(roi)
+    transform = vtk.vtkTransform()
+    transform.Translate(*INSIDE_RAS)
+    transform.RotateZ(45)  # about S, as with the ROI's rotation handle
+    roi.SetAndObserveObjectToNodeMatrix(transform.GetMatrix())
+    roi.SetSize(50.0, 50.0, 20.0)
+    return roi
+
+
+def labelled_at(node, ras) -> bool:
+    segmentation = node.GetSegmentation()
+    labels = segmentation.GetSegment(segmentation.GetNthSegmentID(0)).GetRepresentation(
+        "Binary labelmap"
+    )
+    matrix = vtk.vtkMatrix4x4()
+    labels.GetImageToWorldMatrix(matrix)
+    to_ijk = np.linalg.inv([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    i, j, k = np.round(to_ijk @ (*ras, 1.0))[:3].astype(int)
+    x0, _, y0, _, z0, _ = labels.GetExtent()
+    array = mask_of(node)
+    inside = 0 <= k - z0 < array.shape[0] and 0 <= j - y0 < array.shape[1]
+    return bool(inside and 0 <= i - x0 < array.shape[2] and array[k - z0, j - y0, i - x0])
+
+
+def test_a_rotated_roi_leaves_its_axis_aligned_corners_background(sphere_model, logic):
+    scene = slicer.vtkMRMLScene()
+    volume, roi = two_balls(scene), rotated_roi(scene)
+    bounds = [0.0] * 6
+    roi.GetRASBounds(bounds)
+    assert bounds[1] > OUTSIDE_RAS[0] + 5 and bounds[3] > OUTSIDE_RAS[1] + 5  # B in the box
+
+    running = logic.start_job([volume], sphere_model, device="cpu", roi_node=roi)
+    running.wait(timeout=TIMEOUT_S)
+    assert running.state == "succeeded", running.error
+    blocking = logic.segment([volume], sphere_model, device="cpu", roi_node=roi)
+
+    for node in (running.output, blocking):
+        assert labelled_at(node, INSIDE_RAS)  # ball A, inside the ROI: segmented
+        assert not labelled_at(node, OUTSIDE_RAS)  # ball B, outside it: background
+
+
+def test_an_inside_out_roi_is_refused_before_any_run(sphere_model, logic):
+    """Before, an ROI set to 'Inside out' (its region: everything but its box) was run on its
+    box, the very part the user had excluded, without a word."""
+    scene = slicer.vtkMRMLScene()
+    volume, roi = two_balls(scene), rotated_roi(scene)
+    roi.SetInsideOut(True)
+    nodes_before = scene.GetNumberOfNodes()
+    for run in (logic.start_job, logic.segment):
+        with pytest.raises(UNetPlusPlusError, match="ROI 'R' is inside-out"):
+            run([volume], sphere_model, device="cpu", roi_node=roi)
+    assert scene.GetNumberOfNodes() == nodes_before
