@@ -46,7 +46,8 @@ case = base.case  # the fixture: a volume and its segmentation
         ("liver.seg", "ends in '.seg.nrrd'"),
         (".hidden", "begins with '.': training skips hidden files"),
         ("..", "begins with '.'"),
-        ("tab\tname", "not a valid file name"),
+        # the rule as it is (spaces and accents are fine): it said "use letters, digits, - or _"
+        ("tab\tname", "not a valid file name: leave out / .* tabs and line breaks"),
         ("new\nline", "not a valid file name"),
         ("é" * 101, r"too long for a file name \(202 bytes in UTF-8; at most 200"),
     ],

@@ -160,9 +160,7 @@ def export_training_case(
             "it to a binary labelmap (Segmentations module) before exporting."
         )
     if not _is_file_name(case_name):
-        raise UNetPlusPlusError(
-            f"Case name {case_name!r} is not a valid file name; use letters, digits, - or _."
-        )
+        raise UNetPlusPlusError(f"Case name {case_name!r} is not a valid file name: {_NAME_RULE}")
     unread = _unread_name(case_name, "Case name")
     if unread:
         raise UNetPlusPlusError(unread)
@@ -356,6 +354,11 @@ def _other_patient(segmentation_node, volume_node):
         return None
 
 
+#: What a case or channel name may hold, as the refusal says it (:func:`_is_file_name`): spaces
+#: and accented letters are accepted ("lé foie 1" is written and read back by training).
+_NAME_RULE = 'leave out / \\ : * ? " < > |, tabs and line breaks, and do not leave it blank.'
+
+
 def _is_file_name(name: str) -> bool:
     """Whether ``name`` can be part of a file name in the export folder (no folder, no
     character Windows refuses, no control character such as a tab or a line break, not
@@ -418,9 +421,7 @@ def _check_channel_names(names: Sequence[str], volumes: int) -> None:
         )
     bad = [n for n in names if not _is_file_name(n)]
     if bad:
-        raise UNetPlusPlusError(
-            f"Channel name {bad[0]!r} is not a valid file name; use letters, digits, - or _."
-        )
+        raise UNetPlusPlusError(f"Channel name {bad[0]!r} is not a valid file name: {_NAME_RULE}")
     unread = next(filter(None, (_unread_name(n, "Channel name") for n in names)), None)
     if unread:
         raise UNetPlusPlusError(unread)
