@@ -94,3 +94,23 @@ def test_an_inside_out_roi_is_refused_before_any_run(sphere_model, logic):
         with pytest.raises(UNetPlusPlusError, match="ROI 'R' is inside-out"):
             run([volume], sphere_model, device="cpu", roi_node=roi)
     assert scene.GetNumberOfNodes() == nodes_before
+
+
+def test_a_rotated_roi_that_holds_nothing_says_so(sphere_model, logic):
+    """Only ball B, in the corner of the rotated ROI's axis-aligned box: clearing it leaves an
+    empty result, which now comes with a warning naming the ROI, not in silence."""
+    scene = slicer.vtkMRMLScene()
+    image = make_sphere_image((48, 48, 16), (2.0, 2.0, 2.0), (-48.0, -48.0, 14.0), np.eye(3),
+                              center_lps=(-30.0, -30.0, 30.0), radius_mm=5.0)  # fmt: skip
+    volume = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
+    roi = rotated_roi(scene)
+    roi.SetName("R")
+    running = logic.start_job([volume], sphere_model, device="cpu", roi_node=roi)
+    running.wait(timeout=TIMEOUT_S)
+    assert running.state == "succeeded", running.error
+    blocking = logic.segment([volume], sphere_model, device="cpu", roi_node=roi)
+    said = "Nothing was found inside ROI 'R': what the model found lies only in the corners"
+    assert any(said in w for w in running.result["warnings"]), running.result["warnings"]
+    assert any(said in w for w in logic.warnings), logic.warnings
+    for node in (running.output, blocking):
+        assert not mask_of(node).any()

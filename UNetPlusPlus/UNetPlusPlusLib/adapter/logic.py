@@ -45,7 +45,7 @@ from .input_checks import check_click, check_roi, check_scale, loaded_file, nift
 from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted, merge_warnings
-from .roi import clear_outside, oriented_box
+from .roi import clear_outside_roi, oriented_box
 from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid
 from .segmentation_writer import next_numbered_name, write_segments
 from .training_export import export_training_case
@@ -175,7 +175,7 @@ class SegmentationLogic:
             warn=warn,
         )
         self.warnings = merge_warnings(said, result.info.get("warnings", []))
-        clear_outside(result.labels, box)
+        clear_outside_roi(result.labels, box, roi_node and roi_node.GetName(), self.warnings)
         return self.write_result(
             result.labels, volume_nodes, manifest, output_node, replace_existing, self.warnings
         )
@@ -214,6 +214,7 @@ class SegmentationLogic:
             check_roi(roi_node, images.grid)
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         box = oriented_box(roi_node) if roi_node is not None else None  # as it is now
+        roi_name = roi_node.GetName() if roi_node is not None else ""
         nodes = list(volume_nodes)
         grids = [volume_grid(node) for node in nodes]  # moved or cropped by the end: refused
         channels = tuple(channel.name for channel in manifest.channels)
@@ -223,9 +224,9 @@ class SegmentationLogic:
             changed = changed_during_run(nodes, grids)
             if changed:
                 raise UNetPlusPlusError(changed)
-            clear_outside(labels, box)  # the corners of a rotated ROI's axis-aligned box
             known = isinstance(result, dict)
             warnings = result.setdefault("warnings", []) if known else None
+            clear_outside_roi(labels, box, roi_name, warnings)  # a rotated ROI's box corners
             written = result.setdefault("segment_ids", []) if known else None
             return self.write_result(
                 labels, nodes, manifest, output_node, replace_existing, warnings, written

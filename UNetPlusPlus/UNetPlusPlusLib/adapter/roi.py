@@ -117,3 +117,26 @@ def clear_outside(labels: LabelVolume, box: Optional[tuple[np.ndarray, np.ndarra
     outside = np.any(np.abs(local) > half[:, None] + 1e-6, axis=0)
     labels.array[tuple(axis[outside] for axis in kji)] = 0
     return int(outside.sum())
+
+
+def clear_outside_roi(
+    labels: LabelVolume,
+    box: Optional[tuple[np.ndarray, np.ndarray]],
+    roi_name: str,
+    warnings: Optional[list],
+) -> int:
+    """:func:`clear_outside`, and when that leaves nothing labelled, a warning appended to
+    ``warnings`` (when given) naming the ROI: the model found something only in the corners of
+    the rotated ROI's axis-aligned box, so the empty result is not "nothing there" in silence.
+    Returns how many voxels were cleared."""
+    cleared = clear_outside(labels, box)
+    if cleared and warnings is not None and not np.any(labels.array):
+        note = (
+            f"Nothing was found inside ROI '{roi_name}': what the model found lies only in the "
+            f"corners of the ROI's axis-aligned box, outside the rotated ROI ({cleared} "
+            "voxel(s)), and was left as background. Rotate the ROI back or enlarge it if the "
+            "structure lies there."
+        )
+        if note not in warnings:
+            warnings.append(note)
+    return cleared
