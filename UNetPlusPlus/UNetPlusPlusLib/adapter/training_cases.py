@@ -25,10 +25,12 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-from ..engine.manifest import ChannelSpec
 from ..errors import UNetPlusPlusError
+
+if TYPE_CHECKING:  # the Slicer module imports this file: no engine at file scope (test_ui)
+    from ..engine.manifest import ChannelSpec
 
 SEG_SUFFIX = ".seg.nrrd"
 #: The modality the panel's check passes from scratch: any fixed one skips the voxel guess.
