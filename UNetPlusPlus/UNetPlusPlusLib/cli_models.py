@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from .errors import UNetPlusPlusError
@@ -24,6 +25,8 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         finally:
             shown.close()
         print(f"installed {manifest.name} ({manifest.task}) into {Path(manifest.path).parent}")
+        for warning in install_warnings(registry, manifest):
+            warnings.warn(warning, UserWarning, stacklevel=2)
         return {"installed": manifest.name}
     if args.models_command == "remove":
         return _remove(args.name)
@@ -63,6 +66,35 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         for depth in [*manifest.depths, "ensemble"]:
             print("  " + describe_depth(manifest, depth))
     return {}
+
+
+def install_warnings(registry, manifest) -> list[str]:
+    """What a just-installed model changes that its user may not expect (fresh user 27).
+
+    A model trained from scratch for a task (``unetpp train ... -o nodule/`` then ``models
+    install nodule/``) comes before the shipped models in the search order, so ``--task T``
+    then segments with it, and a run of 2 iterations (validation Dice 0.09) replaced the shipped
+    nodule model without a word at install. Says so, naming the model ``--task T`` ran before,
+    and warns of a recommended depth whose recorded validation Dice is low
+    (:func:`.engine.model_quality.low_dice_warning`). ``registry``: :mod:`.engine.registry`.
+    """
+    from .engine.model_quality import low_dice_warning
+
+    out = []
+    task = manifest.task
+    others = [m for m in registry.list_models() if m.task == task and m.name != manifest.name]
+    if others and task != manifest.name and registry.find_model(task).name == manifest.name:
+        before = others[0].name
+        out.append(
+            f"`unetpp segment --task {task}` now segments with '{manifest.name}' instead of "
+            f"'{before}' (installed models come before the shipped ones): give --task {before} "
+            f"(a model's name picks that model) to keep using it, or `unetpp models remove "
+            f"{manifest.name}` to go back."
+        )
+    quality = low_dice_warning(manifest, manifest.recommended_depth)
+    if quality:
+        out.append(quality)
+    return out
 
 
 def _remove(name: str) -> dict:
