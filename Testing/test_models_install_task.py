@@ -64,3 +64,24 @@ def test_a_low_validation_dice_at_the_recommended_depth_is_a_warning(home, tmp_p
         "warning: Model 'kidney-test' scored a mean Dice of only 0.09 at depth 4 on its own "
         "validation cases"
     )
+
+
+def test_a_model_named_like_its_shipped_task_takes_it_over_with_a_warning(home, tmp_path, capsys):
+    """`--task liver` matches a model's name first: `unetpp train --name liver` of a liver
+    model takes the task over too."""
+    make_package(tmp_path / "pkg", name="liver", task="liver")
+    assert main(["models", "install", str(tmp_path / "pkg")]) == 0
+    assert _warnings(capsys) == [TAKES_OVER.replace("liver-mine", "liver")]
+    assert main(["models", "install", str(tmp_path / "pkg")]) == 0  # the same again
+    assert _warnings(capsys) == []  # changes nothing, says nothing
+
+
+def test_a_model_of_another_task_named_like_a_shipped_task_is_refused(home, tmp_path, capsys):
+    """A kidney model named 'liver' would have run for `--task liver` (fresh user 27)."""
+    make_package(tmp_path / "pkg", name="liver", task="kidney")
+    assert main(["models", "install", str(tmp_path / "pkg")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: Model ") and error.count("\n") == 1, error
+    assert "is named 'liver', the task of a shipped model, but segments 'kidney'" in error
+    assert not (home / "models" / "liver").exists()
+    assert registry.find_model("liver").name == "liver-ct"
