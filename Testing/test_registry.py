@@ -444,8 +444,9 @@ def test_reinstall_of_other_weights_says_which_model_it_replaced(
 
     from UNetPlusPlusLib.cli import main
 
-    make_package(tmp_path / "v1", seed=1)
-    make_package(tmp_path / "v2", seed=2)
+    # a task no shipped model has: the CLI's install adds no "--task liver now segments with"
+    make_package(tmp_path / "v1", task="liver-test-task", seed=1)
+    make_package(tmp_path / "v2", task="liver-test-task", seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning for a first install or the same package
         first = registry.install_model(str(tmp_path / "v1"), cache_dir=cache)

@@ -61,6 +61,12 @@ def test_streamed_statistics_equal_the_whole_array_ones(tmp_path, monkeypatch, s
         np.testing.assert_array_equal(stats[c].sample, expected.sample)
 
 
+def _labels() -> np.ndarray:
+    """A (9, 8, 7) label map of 18 labels (0..17), each a block of equal values."""
+    z, y, _ = np.indices((9, 8, 7))
+    return (z * 2 + (y >= 4)).astype(np.uint8)
+
+
 def _with_nan(tmp_path, suffix=".nrrd"):
     array = _ct()
     array[3, 4, 5:9] = np.nan
@@ -70,8 +76,8 @@ def _with_nan(tmp_path, suffix=".nrrd"):
 CASES = {
     "valid CT": (lambda t: [_write(_ct(), t / "ct.nii.gz", pixel=sitk.sitkInt16)], ["CT"]),
     "CT without air": (lambda t: [_write(_ct(air=False), t / "soft.nii.gz")], ["CT"]),
-    "label map as CT": (
-        lambda t: [_write(np.indices((9, 8, 7)).sum(0).astype(np.uint8), t / "lab.nrrd")],
+    "label map as CT": (  # 18 labels in regions (a gradient of 22 values is an image)
+        lambda t: [_write(_labels(), t / "lab.nrrd")],
         ["CT"],
     ),
     "CT given to MR": (lambda t: [_write(_ct(), t / "ct.mha")], ["MR"]),

@@ -138,3 +138,37 @@ def test_a_damaged_record_resumes_with_a_warning_that_nothing_was_checked(prints
         )
         == []
     )  # an empty record (no case recorded) is not damaged
+
+
+@pytest.mark.parametrize(
+    "done, asked, said",
+    [
+        (
+            1,
+            1,
+            "already holds 1 epoch, all this run asks for (1); ask for more with --epochs (at "
+            "least 2).",
+        ),
+        (
+            5,
+            3,
+            "already holds 5 epochs, more than this run asks for (3); ask for more with "
+            "--epochs (at least 6).",
+        ),
+    ],
+)
+def test_a_finished_run_resumed_says_how_many_epochs_to_ask_for(done, asked, said):
+    """Fresh user 27: `unetpp train ... --resume` after a finished 1-epoch run said 'already
+    holds 1 epochs; ask for more with --epochs.', not how many."""
+    from types import SimpleNamespace
+
+    from UNetPlusPlusLib.errors import UNetPlusPlusError
+    from UNetPlusPlusLib.training.resume_checks import check_resume
+    from UNetPlusPlusLib.training.trainer import TrainConfig
+
+    config = TrainConfig(out_dir="o", spacing=(1.0, 1.0, 1.0), tile_size=(16, 16, 16))
+    config.epochs = asked
+    dataset = SimpleNamespace(label_names=["nodule"], channels=[])
+    with pytest.raises(UNetPlusPlusError) as caught:
+        check_resume({"epoch": done}, config, dataset)
+    assert str(caught.value) == f"--resume: the checkpoint {said}"

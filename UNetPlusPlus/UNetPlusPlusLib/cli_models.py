@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from .errors import UNetPlusPlusError
@@ -19,11 +20,14 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         from .download_progress import DownloadProgress
 
         shown = DownloadProgress(quiet=args.quiet)  # a URL's download; nothing for a folder
+        before = task_picks(registry)
         try:
             manifest = registry.install_model(args.source, args.sha256, progress=shown)
         finally:
             shown.close()
         print(f"installed {manifest.name} ({manifest.task}) into {Path(manifest.path).parent}")
+        for warning in install_warnings(registry, manifest, before):
+            warnings.warn(warning, UserWarning, stacklevel=2)
         return {"installed": manifest.name}
     if args.models_command == "remove":
         return _remove(args.name)
@@ -63,6 +67,44 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         for depth in [*manifest.depths, "ensemble"]:
             print("  " + describe_depth(manifest, depth))
     return {}
+
+
+def task_picks(registry) -> dict[str, str]:
+    """The model each task's ``--task T`` runs now: task -> model name (a broken package's
+    "Skipping model" warning is left to the commands that list models)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tasks = {m.task for m in registry.list_models()}
+        return {task: registry.find_model(task).name for task in sorted(tasks)}
+
+
+def install_warnings(registry, manifest, before: dict[str, str]) -> list[str]:
+    """What a just-installed model changes that its user may not expect (fresh user 27).
+
+    A model trained from scratch for a task (``unetpp train ... -o nodule/`` then ``models
+    install nodule/``) comes before the shipped models in the search order, so ``--task T``
+    then segments with it: a run of 2 iterations (validation Dice 0.09) replaced the shipped
+    nodule model without a word at install. Says so for each task whose model changed from
+    ``before`` (:func:`task_picks` before the install), naming the model it ran, and warns of a
+    recommended depth whose recorded validation Dice is low
+    (:func:`.engine.model_quality.low_dice_warning`). ``registry``: :mod:`.engine.registry`.
+    """
+    from .engine.model_quality import low_dice_warning
+
+    out = []
+    for task, now in task_picks(registry).items():
+        earlier = before.get(task)
+        if now == manifest.name and earlier not in (None, manifest.name):
+            out.append(
+                f"`unetpp segment --task {task}` now segments with '{manifest.name}' instead "
+                f"of '{earlier}' (installed models come before the shipped ones): give --task "
+                f"{earlier} (a model's name picks that model) to keep using it, or `unetpp "
+                f"models remove {manifest.name}` to go back."
+            )
+    quality = low_dice_warning(manifest, manifest.recommended_depth)
+    if quality:
+        out.append(quality)
+    return out
 
 
 def _remove(name: str) -> dict:

@@ -28,6 +28,12 @@ LABEL_MAP_MAX_VALUES = 256
 #: An MR channel with at most this many distinct non-negative integers is a label map or mask
 #: (BraTS ``_seg``: 0, 1, 2, 4); real MR volumes of the shared data hold hundreds or more.
 MR_LABEL_MAP_MAX_VALUES = 16
+#: Of the sample's neighbouring pairs not both 0, at least this share is equal in a label map
+#: with more than :data:`MR_LABEL_MAP_MAX_VALUES` values (labels come in regions: 0.82-0.90 in
+#: the TotalSegmentator label maps of the shared data, 0.62 in a BraTS ``_seg``); an image
+#: whose values happen to be few integers (a BraTS T1ce of 205 values from 0 to 211) holds
+#: noise (0.004-0.06 in every shared MR and CT), and is no label map (fresh user 27).
+LABEL_MAP_MIN_EQUAL_SHARE = 0.2
 #: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
 SAMPLE_VOXELS = 2_000_000
 
@@ -179,16 +185,27 @@ def label_map_problem(sample: np.ndarray, name: str, low: float, high: float, ki
     a ``kind`` ("CT", "MR") image, or "".
 
     The one decision for every modality: few distinct non-negative integers (at most
-    :data:`LABEL_MAP_MAX_VALUES` for CT, :data:`MR_LABEL_MAP_MAX_VALUES` for MR)."""
+    :data:`LABEL_MAP_MAX_VALUES` for CT, :data:`MR_LABEL_MAP_MAX_VALUES` for MR); more than
+    the MR limit only in regions of equal values (:data:`LABEL_MAP_MIN_EQUAL_SHARE`)."""
     most = MR_LABEL_MAP_MAX_VALUES if kind == "MR" else LABEL_MAP_MAX_VALUES
     label_map, distinct = _label_map_like(sample)
     if not label_map or distinct > most:
         return ""
+    if distinct > MR_LABEL_MAP_MAX_VALUES and _equal_neighbours(sample) < LABEL_MAP_MIN_EQUAL_SHARE:
+        return ""  # an image of few integer values (an 8-bit MR), not regions of labels
     return (
         f"Input '{name}' looks like a label map ({distinct} distinct integer values from "
         f"{low:g} to {high:g}), not a{'n' if kind == 'MR' else ''} {kind} image; give the {kind} "
         "volume itself."
     )
+
+
+def _equal_neighbours(sample: np.ndarray) -> float:
+    """Share of the sample's neighbouring pairs (not both 0) whose two values are equal."""
+    first, second = sample[:-1], sample[1:]
+    counted = (first != 0) | (second != 0)
+    total = int(np.count_nonzero(counted))
+    return float(np.count_nonzero(counted & (first == second))) / total if total else 1.0
 
 
 def _mr_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:

@@ -26,7 +26,7 @@ from UNetPlusPlusLib.engine.manifest import (
     sha256_file,
 )
 from UNetPlusPlusLib.engine.model_download import DOWNLOAD_TIMEOUT_S, Progress, download
-from UNetPlusPlusLib.engine.model_search import builtin_names, user_cache_dir
+from UNetPlusPlusLib.engine.model_search import builtin_names, builtin_tasks, user_cache_dir
 from UNetPlusPlusLib.engine.package_files import check_folder_files
 from UNetPlusPlusLib.engine.weights_fit import check_weights_fit
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
@@ -89,6 +89,12 @@ def install_model(
                 f"Model {source} is named {manifest.name!r}, like a shipped model; it is not "
                 "installed, so the shipped one stays as it is. Retrain or rename it with "
                 "`unetpp train --name NEW_NAME ...`."
+            )
+        if manifest.name in builtin_tasks() and manifest.task != manifest.name:
+            raise UNetPlusPlusError(  # `--task liver` matches a model's name first
+                f"Model {source} is named {manifest.name!r}, the task of a shipped model, but "
+                f"segments {manifest.task!r}: `--task {manifest.name}` would run it instead. It "
+                "is not installed; retrain or rename it with `unetpp train --name NEW_NAME ...`."
             )
         target = cache / manifest.name
         earlier = _installed_sha256(target)

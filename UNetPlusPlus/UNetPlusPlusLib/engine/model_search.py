@@ -111,16 +111,26 @@ def list_models() -> list[ModelManifest]:
 
 def builtin_names() -> set[str]:
     """Names of the shipped models (package data); an install never takes one of them."""
+    return {manifest.name for manifest in _builtin_manifests()}
+
+
+def builtin_tasks() -> set[str]:
+    """Tasks of the shipped models (``liver``, ...): a model of another task is never
+    installed under one of these names, which ``--task`` would match first."""
+    return {manifest.task for manifest in _builtin_manifests()}
+
+
+def _builtin_manifests() -> list[ModelManifest]:
     folder = builtin_models_dir()
     if folder is None or not folder.is_dir():
-        return set()
-    names = set()
+        return []
+    manifests = []
     for path in _manifest_paths(folder):
         try:
-            names.add(ModelManifest.load(path).name)
+            manifests.append(ModelManifest.load(path))
         except UNetPlusPlusError:
             continue
-    return names
+    return manifests
 
 
 def fine_tuned_from(manifest: ModelManifest) -> Optional[str]:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from ..engine.manifest import ChannelSpec
 from ..errors import UNetPlusPlusError
+from ..resources import builtin_datasets_dir
 from .dataset_training import check_training_defaults, foreign_format_error
 from .dataset_types import (
     DEFAULT_COLORS,
@@ -91,9 +92,46 @@ class _Fields:
         return list(value)
 
 
-def load_dataset_json(path: PathLike, data_dir: PathLike) -> DatasetDescription:
-    """Read and check a ``dataset.json``; its patterns are relative to ``data_dir``."""
+def shipped_descriptions() -> dict[str, Path]:
+    """The package's own dataset descriptions (``Resources/Datasets/*.json``) by name."""
+    folder = builtin_datasets_dir()
+    if folder is None:
+        return {}
+    return {p.stem: p for p in sorted(folder.glob("*.json")) if p.is_file()}
+
+
+def resolve_dataset_json(path: PathLike) -> Path:
+    """The description file that ``--dataset-json PATH`` names.
+
+    An existing file is itself. A bare name (``lidc-vois`` or ``lidc-vois.json``, no folder)
+    that is no file here is the package's description of that name, so that a ``pip install``
+    (wheel) finds the shipped descriptions outside the checkout. Raises
+    :class:`UNetPlusPlusError` when neither exists, naming the shipped descriptions.
+    """
     path = Path(path)
+    if path.exists():
+        return path
+    shipped = shipped_descriptions()
+    name = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+    if path.parent == Path(".") and name in shipped:
+        return shipped[name]
+    message = f"Dataset description {path} does not exist."
+    if name in shipped:
+        message += (
+            f" The package ships a description of that name: give --dataset-json {name} "
+            f"({shipped[name]})."
+        )
+    elif shipped:
+        message += f" The package ships these, by name: {', '.join(shipped)}."
+    raise UNetPlusPlusError(message)
+
+
+def load_dataset_json(path: PathLike, data_dir: PathLike) -> DatasetDescription:
+    """Read and check a ``dataset.json``; its patterns are relative to ``data_dir``.
+
+    ``path`` may name a shipped description (:func:`resolve_dataset_json`).
+    """
+    path = resolve_dataset_json(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:

@@ -62,10 +62,12 @@ def check_resume(state: dict, config: Any, dataset: Any) -> None:
                 f"--resume: the checkpoint was trained with the {key} {state[key]}, but the "
                 f"dataset now gives {now}; pass the same --{key} as before."
             )
-    if int(state.get("epoch", 0)) >= config.epochs:
+    done = int(state.get("epoch", 0))
+    if done >= config.epochs:
         raise UNetPlusPlusError(
-            f"--resume: the checkpoint already holds {state.get('epoch')} epochs; ask for "
-            "more with --epochs."
+            f"--resume: the checkpoint already holds {done} epoch{'' if done == 1 else 's'}, "
+            f"{'all' if done == config.epochs else 'more than'} this run asks for "
+            f"({config.epochs}); ask for more with --epochs (at least {done + 1})."
         )
 
 

@@ -31,7 +31,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--dataset-json",
         metavar="FILE",
-        help="dataset description (patterns relative to DATA_DIR); without it, "
+        help="dataset description (patterns relative to DATA_DIR), or the name of one the "
+        "package ships (brats2018, lidc-vois, liver, liver-lits); without it, "
         "DATA_DIR is read as a folder of Slicer exports",
     )
     data.add_argument(
