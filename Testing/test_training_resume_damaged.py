@@ -214,3 +214,18 @@ def test_a_damaged_plan_is_one_error_before_the_dataset_is_read(trained, tmp_pat
     assert message in err and "start again with --overwrite" in err, err
     assert "training on" not in printed, printed
     assert {str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("epochs", [[], ["--epochs", "1"]])
+def test_a_finished_run_is_refused_before_the_dataset_is_read(trained, tmp_path, capsys, epochs):
+    """`--resume` of a finished run (its plan's epochs, or --epochs no larger) was refused only
+    after every case was read (19 s on 814 cases, fresh user 27): now from the checkpoint and
+    plan.json alone. An empty data folder shows it: the dataset is never read."""
+    _, run = trained
+    out, empty = tmp_path / "out", tmp_path / "no-cases"
+    shutil.copytree(run, out)
+    empty.mkdir()
+    capsys.readouterr()
+    assert main([str(empty), "-o", str(out), *TINY, *epochs, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds 1 epoch, all this run asks for (1)" in err and "at least 2" in err, err

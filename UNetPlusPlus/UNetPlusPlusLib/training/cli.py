@@ -287,6 +287,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     check_outside_dataset(args.data_dir, args.out_dir, args.cache_dir)  # before any write
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
+    if args.resume:  # a finished run: said before the dataset is read
+        from .resume_checks import check_epochs_left
+
+        check_epochs_left(Path(args.out_dir), args.epochs)
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)
