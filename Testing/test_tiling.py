@@ -150,3 +150,7 @@ def test_thin_input_warning_names_every_thin_axis():
         (100, 100, 112), (3, 3, 0.3), 144
     )
     assert thin_input_warning((100, 100, 100), (3, 3, 3), 144.0) == ""
+    # fresh user 27: a slab of 53 voxels of 0.703125 mm said "only 37.2656 x ... mm"
+    assert "only 37.3 mm thick along its i axis," in thin_input_warning(
+        (53, 200, 200), (0.703125, 3, 3), 144
+    )

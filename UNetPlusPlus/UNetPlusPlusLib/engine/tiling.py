@@ -174,7 +174,7 @@ def thin_input_warning(
     if not thin:
         return ""
     axes = " and ".join(", ".join(a for a, _ in thin).rsplit(", ", 1))
-    sizes = " x ".join(f"{mm:g}" for _, mm in thin)
+    sizes = " x ".join(f"{mm:.3g}" for _, mm in thin)  # 37.3, not 37.2656 (0.703 mm x 53)
     return (
         f"The input is only {sizes} mm thick along its {axes} "
         f"{'axes' if len(thin) > 1 else 'axis'}, less than half of the model's "
