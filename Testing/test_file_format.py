@@ -110,3 +110,21 @@ def test_the_cli_says_it_in_one_line_and_writes_nothing(images, tmp_path, sphere
         (line,) = capsys.readouterr().err.splitlines()
         assert line.startswith("error: ") and "rename it to ct.nii.gz" in line
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("name", ["empty.nii.gz", "empty.nrrd", "empty.mha", "empty.dcm"])
+def test_an_empty_file_is_called_empty(tmp_path, sphere_model, capsys, name):
+    """Fresh user 27: a 0-byte input was "truncated, corrupt or not a supported image (Unable
+    to determine ImageIO reader ...)"."""
+    from UNetPlusPlusLib.cli import main
+
+    empty = tmp_path / name
+    empty.touch()
+    out = tmp_path / "out" / "x.seg.nrrd"
+    assert main(["segment", str(empty), "--model", str(sphere_model), "-o", str(out)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        line == f"error: {empty} is empty (0 bytes): it holds no image. The copy or download "
+        "that made it may not have finished; copy it again, or give another file."
+    )
+    assert not out.parent.exists()

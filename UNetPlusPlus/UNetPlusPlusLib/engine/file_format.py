@@ -109,7 +109,17 @@ def check_named_format(path: Path) -> None:
     """Raise UNetPlusPlusError when ``path``'s name ends in a NIfTI, NRRD or MetaImage ending
     and its content is another known format (or gzip around a file those readers read
     plain), saying what it is and what to do; return otherwise (unknown contents too: the
-    reader then says why it cannot read them)."""
+    reader then says why it cannot read them). An empty file (0 bytes), whatever its name, is
+    refused as empty, not as "truncated, corrupt or not a supported image"."""
+    try:
+        empty = path.is_file() and path.stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        raise UNetPlusPlusError(
+            f"{path} is empty (0 bytes): it holds no image. The copy or download that made it "
+            "may not have finished; copy it again, or give another file."
+        )
     ending, named = named_format(path)
     if named is None:
         return
