@@ -7,6 +7,7 @@ pick one (``--series UID``); with ``--series`` the named series is read.
 from __future__ import annotations
 
 import locale
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,23 @@ def test_a_segmentation_object_is_refused_naming_the_image_series_below(tmp_path
     assert "is a DICOM Segmentation object (DICOM Modality SEG), not an image" in message
     assert f"(here: {folder / 'ct'})" in message
     assert read_volume([folder / "ct"]).grid.size_xyz == (16, 16, 3)
+
+
+def test_a_segmentation_object_beside_its_ct_slices_is_left_out_with_a_warning(tmp_path):
+    """A PACS export puts a DICOM SEG in the folder of its CT slices: the SEG counted as a
+    second series and the folder was refused as ambiguous ("holds 2 DICOM series", fresh user
+    27). The CT is read, and a warning names what was left out."""
+    folder = tmp_path / "export"
+    write_series(folder, CT_UID, 3, "Abdomen 2.0", "PATIENT^A")
+    write_series(folder, OTHER_UID, 2, "Liver segmentation", "PATIENT^A", modality="SEG")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        volume = read_volume([folder])
+    (warning,) = [str(w.message) for w in said]  # not also "unreadable" SEG files
+    assert "a DICOM Segmentation object" in warning and "Liver segmentation" in warning
+    assert volume.grid.size_xyz == (16, 16, 3)
+    with pytest.raises(UNetPlusPlusError, match="is a DICOM Segmentation object"):
+        read_volume([folder], series=OTHER_UID)  # named on purpose: refused as before
 
 
 def test_a_folder_of_image_files_without_dicom_names_them(tmp_path):

@@ -169,7 +169,8 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             f"No DICOM series found in {folder}{held}; choose a folder of DICOM slices or an "
             "image file."
         )
-    files = choose_series(folder, series, series_uid).files
+    candidates = _image_series(folder, series) if series_uid is None else series
+    files = choose_series(folder, candidates, series_uid).files
     _refuse_non_image(folder, files[0])
     if series_uid is None and Path(files[0]).parent == folder:
         _warn_unread_subfolders(folder)
@@ -194,6 +195,27 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
         raise UNetPlusPlusError(
             f"Cannot read the DICOM series in {Path(files[0]).parent}: {sitk_reason(error)}."
         ) from error
+
+
+def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
+    """The image series among ``series`` when the folder also holds DICOM objects made on
+    images (a SEG or an RT structure set beside the slices of its CT, as a PACS export gives
+    them), with a warning naming what is left out; ``series`` unchanged when none, or only such
+    objects, are there (the latter is refused by :func:`_refuse_non_image`). Before, the SEG
+    counted as a second series and the folder was refused as ambiguous (fresh user 27)."""
+    kinds = [_header_value(item.files[0], _MODALITY).upper() for item in series]
+    images = [item for item, kind in zip(series, kinds) if kind not in _NOT_IMAGES]
+    if not images or len(images) == len(series):
+        return series
+    left = [
+        f"{_NOT_IMAGES[k]} ({item.summary()})" for item, k in zip(series, kinds) if k in _NOT_IMAGES
+    ]
+    warnings.warn(
+        f"Left out of {folder}: {'; '.join(left)}; not an image to segment.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return images
 
 
 def _description(name: str) -> str:
