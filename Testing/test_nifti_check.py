@@ -100,7 +100,8 @@ def test_read_volume_refuses_truncated_nifti_files(tmp_path, suffix):
     path = tmp_path / f"ok{suffix}"
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((12, 13, 14), np.int16)), str(path), True)
     broken = tmp_path / f"broken{suffix}"
-    broken.write_bytes(path.read_bytes()[:-200])
+    raw = path.read_bytes()  # the .nii.gz of ones is ~100 bytes: cutting 200 left it empty
+    broken.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(UNetPlusPlusError, match="broken.nii.*(truncated|corrupt)"):
         read_volume([broken])
 

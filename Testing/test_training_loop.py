@@ -202,6 +202,7 @@ def test_resume_refuses_changed_settings(data_dir, trained):
     with pytest.raises(UNetPlusPlusError, match="'lr' was 0.003 in the checkpoint"):
         run_train(parser.parse_args(args))
     args = [str(data_dir), "-o", str(trained), *TINY, "--resume", "--train-fraction", "0.5"]
+    args += ["--epochs", "5"]  # a finished run without more epochs is refused before this
     with pytest.raises(UNetPlusPlusError, match="'train_fraction' was 1.0 in the checkpoint"):
         run_train(parser.parse_args(args))  # a learning-curve run keeps its training cases
 
