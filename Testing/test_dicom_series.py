@@ -162,6 +162,19 @@ def test_a_segmentation_object_beside_its_ct_slices_is_left_out_with_a_warning(t
         read_volume([folder], series=OTHER_UID)  # named on purpose: refused as before
 
 
+def test_a_folder_of_only_segmentation_objects_is_refused_as_holding_no_image(tmp_path):
+    """A SEG and an RT structure set without their CT: refused as "holds 2 DICOM series ...
+    Choose one with --series UID", advice that led to the next refusal (fresh29)."""
+    folder = tmp_path / "export"
+    write_series(folder, CT_UID, 2, "Liver segmentation", "PATIENT^A", modality="SEG")
+    write_series(folder, OTHER_UID, 1, "Kidney contours", "PATIENT^A", modality="RTSTRUCT")
+    with pytest.raises(UNetPlusPlusError, match="holds no image series") as refused:
+        read_volume([folder])
+    message = str(refused.value)
+    assert "a DICOM Segmentation object" in message and "an RT Structure Set" in message
+    assert "--series" not in message
+
+
 def test_a_folder_of_image_files_without_dicom_names_them(tmp_path):
     """A folder holding a .nii.gz and notes was refused with no hint that the image inside could
     be given itself (fresh user 24)."""

@@ -134,6 +134,27 @@ def test_a_damaged_memory_is_ignored_and_replaced(tmp_path, content):
     assert memory.recall("k") == "ours"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # nested past the recursion limit: RecursionError
+        b'{"k": {"pick": "ours", "time": 1' + b"0" * 400 + b"}}",  # int too large for a float
+        b'{"k": {"pick": "ours", "time": NOW, "load": 1' + b"0" * 400 + b"}}",
+        b'{"k": {"pick": "ours", "time": NaN, "load": Infinity}}',
+    ],
+)
+def test_a_hand_edited_memory_with_odd_numbers_is_ignored(tmp_path, content):
+    # fresh29: these raised RecursionError / OverflowError out of trusted_ours and remember
+    now = _Now()
+    memory = ProbeMemory(tmp_path, clock=now, load=lambda: 1.0)
+    memory.path.write_bytes(content.replace(b"NOW", str(now()).encode()))
+    assert not memory.same_load("k")
+    # a recent "ours" without a usable load is trusted as "recent" only, as documented
+    assert (memory.trusted_ours("k"), memory.recall("k")) in (("", None), ("recent", "ours"))
+    memory.remember("k", "ours", 1.2)
+    assert memory.trusted_ours("k") == "same-load"
+
+
 def test_an_unwritable_memory_is_no_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

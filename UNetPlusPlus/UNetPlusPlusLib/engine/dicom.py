@@ -200,16 +200,22 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
 def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
     """The image series among ``series`` when the folder also holds DICOM objects made on
     images (a SEG or an RT structure set beside the slices of its CT, as a PACS export gives
-    them), with a warning naming what is left out; ``series`` unchanged when none, or only such
-    objects, are there (the latter is refused by :func:`_refuse_non_image`). Before, the SEG
-    counted as a second series and the folder was refused as ambiguous (fresh user 27)."""
+    them), with a warning naming what is left out; ``series`` unchanged when none are there, or
+    one such object alone (refused by :func:`_refuse_non_image`). Several such objects and no
+    image raise UNetPlusPlusError. Before, the SEG counted as a second series and the folder was
+    refused as ambiguous (fresh user 27)."""
     kinds = [_header_value(item.files[0], _MODALITY).upper() for item in series]
     images = [item for item, kind in zip(series, kinds) if kind not in _NOT_IMAGES]
-    if not images or len(images) == len(series):
+    if len(images) == len(series) or len(series) == 1:
         return series
     left = [
         f"{_NOT_IMAGES[k]} ({item.summary()})" for item, k in zip(series, kinds) if k in _NOT_IMAGES
     ]
+    if not images:  # "holds 2 DICOM series ... choose one with --series" led to a refusal
+        raise UNetPlusPlusError(
+            f"{folder} holds no image series, only {'; '.join(left)}: give the folder of the "
+            f"image series itself{_series_below(folder)}."
+        )
     warnings.warn(
         f"Left out of {folder}: {'; '.join(left)}; not an image to segment.",
         UserWarning,
@@ -242,16 +248,21 @@ def _refuse_non_image(folder: Path, first: str) -> None:
     what = _NOT_IMAGES.get(modality)
     if what is None:
         return
-    where = [
-        str(Path(root))
-        for root, dirs, _ in sorted(os.walk(folder))
-        if Path(root) != folder and _dicom_series(Path(root))
-    ]
-    hint = f" (here: {', '.join(where[:3])})" if where else ""
     raise UNetPlusPlusError(
         f"{first} is {what} (DICOM Modality {modality}), not an image: give the folder of "
-        f"the image series itself{hint}."
+        f"the image series itself{_series_below(folder)}."
     )
+
+
+def _series_below(folder: Path) -> str:
+    """A hint naming up to 3 sub-folders of ``folder`` that hold DICOM series (" (here: A, B)"),
+    or "" when none do."""
+    where = [
+        str(Path(root))
+        for root, _, _ in sorted(os.walk(folder))
+        if Path(root) != folder and _dicom_series(Path(root))
+    ]
+    return f" (here: {', '.join(where[:3])})" if where else ""
 
 
 def _dicom_series(folder: Path) -> list[DicomSeries]:

@@ -149,6 +149,18 @@ def load_average() -> Optional[float]:
         return None
 
 
+def _number(value: object) -> Optional[float]:
+    """``value`` as a finite float, or None for a non-number, a boolean, NaN, an infinity or an
+    integer too large for a float (a hand-edited probe.json: ``"time": 1e400`` or 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 class ProbeMemory:
     """The last decision per (depth, tile shape, threads) of the weights whose graph cache
     folder is ``folder``, kept in a small JSON file there (``probe.json``).
@@ -183,7 +195,7 @@ class ProbeMemory:
             if len(raw) > PRIOR_MAX_BYTES:
                 return {}
             data = json.loads(raw.decode("utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: nested thousands deep
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -191,10 +203,10 @@ class ProbeMemory:
         entry = self._read().get(key)
         if not isinstance(entry, dict) or not isinstance(entry.get("pick"), str):
             return None
-        stamp = entry.get("time")
-        if not isinstance(stamp, (int, float)) or not 0 <= self.clock() - stamp <= max_age_s:
+        stamp = _number(entry.get("time"))
+        if stamp is None or not 0 <= self.clock() - stamp <= max_age_s:
             return None
-        return entry
+        return {**entry, "time": stamp}
 
     def recall(self, key: str, max_age_s: float = PRIOR_MAX_AGE_S) -> Optional[str]:
         """The pick remembered for ``key`` ("ours" or a library's name), or None when there is
@@ -210,8 +222,8 @@ class ProbeMemory:
         return self._same_load(self._entry(key, max_age_s))
 
     def _same_load(self, entry: Optional[dict]) -> bool:
-        then, now = (entry or {}).get("load"), self.load()
-        if not isinstance(then, (int, float)) or now is None:
+        then, now = _number((entry or {}).get("load")), self.load()
+        if then is None or now is None:
             return False
         return abs(now - then) <= max(1.0, SAME_LOAD_PER_CPU * (os.cpu_count() or 1))
 
