@@ -41,14 +41,19 @@ def in_process_message(node, point_ras, name) -> str:
 @pytest.mark.parametrize("persistent", [True, False], ids=["serve", "one-shot"])
 def test_the_background_job_names_a_refused_click_as_the_in_process_run(chest_node, persistent):
     from UNetPlusPlusLib.adapter.logic import SegmentationLogic
+    from UNetPlusPlusLib.errors import PointRefusedError
 
     logic = SegmentationLogic(persistent=persistent)
     try:
-        for point, name in ((AIR_RAS, NAME), (OFF_RAS, NAME), (AIR_RAS, None)):
+        for point, name in ((AIR_RAS, NAME), (AIR_RAS, None)):
             job = logic.start_job([chest_node], "lung-nodule", point_ras=point, point_name=name)
             job.wait(timeout=120)
             assert job.state == "failed", job.log
             assert job.error == in_process_message(chest_node, point, name)
+        # off the image: refused before the job starts (the grid suffices), in the same words
+        with pytest.raises(PointRefusedError) as refused:
+            logic.start_job([chest_node], "lung-nodule", point_ras=OFF_RAS, point_name=NAME)
+        assert str(refused.value) == in_process_message(chest_node, OFF_RAS, NAME)
     finally:
         logic.shutdown()
     assert job.error.startswith("The clicked point at (-56.0, -4.0, 30.0) mm RAS lies in the air")

@@ -104,6 +104,36 @@ def test_a_refused_point_does_not_stop_the_queue(run_control, logic, chest_scene
     assert any(line.startswith("Segments written to ") for line in host.log), host.log
 
 
+def test_a_point_off_the_image_is_refused_before_its_run_and_the_next_one_runs(
+    run_control, logic, chest_scene
+):
+    """The Logic refuses a click off the image before its run starts (PointRefusedError): that
+    point only, as the engine's refusals; the start of F-2 refused did not drop F-3."""
+    run_control, errors = run_control
+    scene, _node, seeds = chest_scene
+    host = clicks(run_control, logic, chest_scene)
+    place(host, seeds, NODULE_RAS)  # F-1 runs
+    place(host, seeds, OFF_RAS, NODULE_RAS)  # F-2 (off the image) and F-3 queued
+    settle(host)
+    assert [name for _, name in host.starts] == [
+        "Point 'F-1'",
+        "Point 'F-2' (2 of 3)",
+        "Point 'F-3' (3 of 3)",
+    ]
+    off = "Point 'F-2' (2 of 3) at (500.0, 3.0, 4.0) mm RAS lies outside the image, whose voxel"
+    status = host.ui.statusLabel.text
+    refused = [line for line in status.splitlines() if line.startswith("Not segmented: ")]
+    assert len(refused) == 1 and refused[0].startswith(f"Not segmented: {off}"), status
+    assert "Not run" not in status, status
+    assert len(errors) == 1 and errors[0].startswith("1 of 3 points were not segmented:")
+    assert off in errors[0]
+    logged = [line for line in host.log if line.startswith("error: ")]
+    assert len(logged) == 1 and logged[0].startswith(f"error: {off}"), host.log
+    output = host._parameterNode.outputSegmentation  # F-1's and F-3's nodules
+    assert output is not None and output.GetSegmentation().GetNumberOfSegments() == 2
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 1
+
+
 def test_a_single_refused_point_says_its_reason_once(run_control, logic, chest_scene):
     run_control, errors = run_control
     _scene, _node, seeds = chest_scene

@@ -26,6 +26,12 @@ class ChecksumError(UNetPlusPlusError):
     """Model weights do not match the sha256 recorded in their manifest."""
 
 
+class PointRefusedError(UNetPlusPlusError):
+    """A clicked point refused before its run starts (off the image: adapter/input_checks.py
+    ``check_point``): that point only, so a batch of placed points goes on with the next, as
+    after a point the engine refused (widget/point_batch.py)."""
+
+
 class DuplicateCaseError(UNetPlusPlusError):
     """A training case is in the export folder already (the same image and labels) as
     ``case``; nothing was written (adapter/training_export.py). ``also``: other cases of the

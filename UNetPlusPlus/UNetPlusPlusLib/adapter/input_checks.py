@@ -12,7 +12,9 @@ and a clicked point named as the user sees it in Slicer.
   :func:`check_click` refuses it before the in-process run, naming the point by its label in
   its point list (:func:`point_name`) and its RAS coordinates (mm), as Slicer shows them; the
   engine's own message said only "The clicked point" (and named an LPS box for a click off
-  the image).
+  the image). :func:`check_point` refuses a click off the image before a background run
+  starts (the engine's process refused it only after its start, seconds later; the air
+  outside the body needs the voxels as floats, and stays the engine process's check).
 - **An image that is a speck at the model's scale** (``engine/scale_check.py``: a header spacing
   in a wrong unit, e.g. 0.05 mm voxels, "liver 0.004 ml"). :func:`check_scale` refuses it
   with the engine's words, naming the volume, before a background run is started (the
@@ -93,12 +95,29 @@ def check_click(
     """Refuse a click that lies off the image, or (lung CT point models) in the air outside
     the body, naming it by :func:`point_where`. ``volume``: the engine ``Volume`` (LPS);
     ``point_lps``/``point_ras``: the click in mm. Raises UNetPlusPlusError; nothing else."""
-    from ..cli_points import check_point_on_image
     from ..engine.click_check import refuse_outside_air
 
+    check_point(volume.grid, point_ras, name)
+    refuse_outside_air(manifest, volume, point_lps, point_where(point_ras, name))
+
+
+def check_point(grid, point_ras: Sequence[float], name: Optional[str] = None) -> None:
+    """Refuse a click (``point_ras``: world RAS, mm, parent transforms applied, as
+    ``control_point_ras`` gives it) that lies off the image on ``grid`` (engine ``Grid``, LPS)
+    by more than half a voxel, naming it by :func:`point_where`: "Point 'F-2' (2 of 3) at
+    (500.0, 3.0, -4.0) mm RAS lies outside the image, whose voxel centres run from ... mm RAS;
+    click on the image." Needs only the grid (no float copy of the voxels): the background
+    run's check before it starts. Raises PointRefusedError (a UNetPlusPlusError: this point
+    only, the panel's other queued points still run)."""
+    from ..cli_points import check_point_on_image
+    from ..errors import PointRefusedError, UNetPlusPlusError
+    from .geometry import ras_to_lps
+
     where = point_where(point_ras, name)
-    check_point_on_image(volume.grid, point_lps, point_ras, "RAS", 1, where=where)
-    refuse_outside_air(manifest, volume, point_lps, where)
+    try:
+        check_point_on_image(grid, ras_to_lps(point_ras), point_ras, "RAS", 1, where=where)
+    except UNetPlusPlusError as error:
+        raise PointRefusedError(str(error)) from None
 
 
 def check_scale(manifest, grid, node) -> None:

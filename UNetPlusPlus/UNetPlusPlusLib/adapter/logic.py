@@ -41,7 +41,14 @@ from .geometry import (
     volume_from_nodes,
     world_ijk_to_ras,
 )
-from .input_checks import check_click, check_roi, check_scale, loaded_file, nifti_file_warnings
+from .input_checks import (
+    check_click,
+    check_point,
+    check_roi,
+    check_scale,
+    loaded_file,
+    nifti_file_warnings,
+)
 from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted, merge_warnings
@@ -198,7 +205,8 @@ class SegmentationLogic:
 
         When it succeeds, ``job.output`` is the segmentation node written to and
         ``job.result["segment_ids"]`` the IDs of the segments written; until then the scene is
-        untouched. Input problems raise ``UNetPlusPlusError`` here, before any start.
+        untouched. Input problems raise ``UNetPlusPlusError`` here, before any start: among
+        them an ROI or a click (``point_ras``: world RAS, mm) off the image.
         ``persistent`` (default: :attr:`persistent`, True) sends the run, whole volume, ROI or
         click alike, to one engine process kept alive between runs (``unetpp serve``: Python,
         torch and the last model stay loaded), started at the first run and again after a crash
@@ -212,6 +220,8 @@ class SegmentationLogic:
         images = self._native_images(volume_nodes, manifest)  # written in their own types
         if roi_node is not None:  # off the image: now, not from the engine's process
             check_roi(roi_node, images.grid)
+        if point_ras is not None:  # likewise a click off the image, named as segment() does
+            check_point(images.grid, point_ras, point_name)
         roi_ras = roi_corners_ras(roi_node) if roi_node is not None else None
         box = oriented_box(roi_node) if roi_node is not None else None  # as it is now
         roi_name = roi_node.GetName() if roi_node is not None else ""

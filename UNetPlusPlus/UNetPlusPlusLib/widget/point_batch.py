@@ -13,11 +13,12 @@ provides). Which points run:
 A point runs with the task and input volumes it was queued for; one whose turn comes after
 either changed is not run: the status and the log name it, and it stays placed.
 
-A point whose run fails (the engine refuses a click in the air or off the image) does not stop
-the queue; the next one runs. Each refusal is logged once, when it happens; once the queue is
-empty the status text lists them ("Not segmented: Point 'F-2' (2 of 3) at ... mm RAS lies in
-the air ...") and one error dialog shows them all: one to acknowledge per batch, not one per
-refused point, and none while other points still run. Cancel empties the queue; the status
+A point whose run fails (the engine refuses a click in the air; the Logic one off the image,
+before its run starts) does not stop the queue; the next one runs. Each refusal is logged
+once, when it happens; once the queue is empty the status text lists them ("Not segmented:
+Point 'F-2' (2 of 3) at ... mm RAS lies in the air ...") and one error dialog shows them all:
+one to acknowledge per batch, not one per refused point, and none while other points still
+run. Cancel empties the queue; the status
 says which points were segmented and kept and which were not (:meth:`cancelledText`). Points
 placed while the cancel completes ("Cancelling...") were not cancelled: they run after it
 (run_control.py, ``runPlacedWhileCancelling``), and the status line still says what the cancel
@@ -31,6 +32,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import panel
+from UNetPlusPlusLib.errors import PointRefusedError
 from UNetPlusPlusLib.widget.point_queue import RunContext, cancel_text, labels_text
 from UNetPlusPlusLib.widget.segmented_points import keep_segmented, segmented_ids
 
@@ -132,14 +134,26 @@ class PointBatch:
 
     def startNextPoint(self) -> None:
         """Start the run of the next queued point that still exists, where it is now; with
-        none left, report the batch (:meth:`finishPoints`). A start refused (the inputs, the
-        engine: the same for every point) drops the rest of the queue, naming it."""
+        none left, report the batch (:meth:`finishPoints`). A point refused before its start
+        (off the image: PointRefusedError) is refused as the engine's refusals are, and the
+        next one runs; another refused start (the inputs, the engine: the same for every
+        point) drops the rest of the queue, naming it."""
         point = self._points.next(self.appendLog, self.pointContext())
+        while point is not None:
+            refused: list = []
+            self._currentPoint = point
+            if not self.runGuarded(partial(self.startPointRun, point, refused)):
+                break
+            if not refused:
+                return
+            self._currentPoint = None
+            self.appendLog(f"error: {refused[0]}")
+            self.ui.progressBar.setValue(0)
+            self.ui.statusLabel.text = self.failedText()
+            self._points.refuse(point, refused[0])
+            point = self._points.next(self.appendLog, self.pointContext())
         if point is None:
             self.finishPoints()
-            return
-        self._currentPoint = point
-        if self.runGuarded(partial(self.startRun, point.position, point.name)):
             return
         self._currentPoint = None
         dropped = [point.label, *self._points.clear()]
@@ -148,6 +162,14 @@ class PointBatch:
         self.appendLog(text)
         self.ui.statusLabel.text += "\n" + text
         self.finishPoints(dialog=False)  # the refusal had its dialog
+
+    def startPointRun(self, point, refused: list) -> None:
+        """Start ``point``'s run; its refusal before the start (PointRefusedError) goes into
+        ``refused`` (its message), not out as an error."""
+        try:
+            self.startRun(point.position, point.name)
+        except PointRefusedError as error:
+            refused.append(str(error))
 
     @staticmethod
     def notRunText(labels, advice: str) -> str:
