@@ -1,10 +1,13 @@
-"""An input volume moved, cropped or resampled while its background run goes on (adapter/logic.py
-``start_job``, segmentation_binding.changed_during_run), on real MRML (slicer-core).
+"""An input volume moved, cropped, resampled or its voxels edited while its background run goes
+on (adapter/logic.py ``start_job``, segmentation_binding.changed_during_run), on real MRML
+(slicer-core).
 
 Before, the result was written where the volume's voxels were when the run started: a volume put
 under a registration transform (or its origin edited) during the run got its liver 25 mm off,
 and the job said "Segmentation finished." with no warning. Now the job fails with one message
-naming the change, and the scene is as it was.
+naming the change, and the scene is as it was. Likewise for voxels edited in place
+(``arrayFromVolume(node)[...] = ...; arrayFromVolumeModified(node)``: the same grid): before,
+the result of the old voxels was written as if it were that of the new ones.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.segmentation_binding import (  # noqa: E402
     changed_during_run,
     volume_grid,
+    voxels_time,
 )
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
@@ -62,7 +66,7 @@ def test_an_edited_origin_or_a_crop_is_a_change_and_a_rename_is_not():
     scene = slicer.vtkMRMLScene()
     volume = ball_volume(scene)
     grids = [volume_grid(volume)]
-    volume.SetName("renamed")  # nor voxel edits: the grid is what the result is for
+    volume.SetName("renamed")
     assert changed_during_run([volume], grids) is None
 
     volume.SetOrigin(np.add(volume.GetOrigin(), (0.5, 0.0, 0.0)))
@@ -80,3 +84,60 @@ def test_an_edited_origin_or_a_crop_is_a_change_and_a_rename_is_not():
 
     scene.RemoveNode(volume)  # the writer's own error ("no longer in the scene")
     assert changed_during_run([volume], grids) is None
+
+
+EDITED = (
+    "Volume 'CT' changed during the run: its voxels were edited since the run started; its "
+    "result, for its voxels then, was not written and the scene is as it was. Click Segment to "
+    "segment it as it is now."
+)
+
+
+def test_voxels_edited_in_place_during_the_run_get_no_result(sphere_model, logic):
+    from slicer.util import arrayFromVolume, arrayFromVolumeModified
+
+    scene = slicer.vtkMRMLScene()
+    volume = ball_volume(scene)
+    running = logic.start_job([volume], sphere_model, device="cpu")
+    voxels = arrayFromVolume(volume)  # a script (or an editor) changes the CT in place
+    voxels[voxels.shape[0] // 2 :] = -1000
+    arrayFromVolumeModified(volume)
+    edited = voxels.copy()
+    nodes_before = scene.GetNumberOfNodes()
+
+    events = running.wait(timeout=TIMEOUT_S)
+
+    assert running.state == job.FAILED and running.output is None, running.log
+    assert events[-1].state == job.FAILED
+    assert running.error == EDITED
+    assert scene.GetNumberOfNodes() == nodes_before  # no segmentation node
+    assert np.array_equal(arrayFromVolume(volume), edited)  # the user's edit stays
+
+    again = logic.start_job([volume], sphere_model, device="cpu")  # as it is now: written
+    again.wait(timeout=TIMEOUT_S)
+    assert again.state == job.SUCCEEDED and again.output is not None, again.log
+
+
+def test_a_voxel_edit_is_a_change_and_display_or_name_changes_are_not():
+    from slicer.util import arrayFromVolume, arrayFromVolumeModified
+
+    scene = slicer.vtkMRMLScene()
+    volume = ball_volume(scene)
+    volume.CreateDefaultDisplayNodes()
+    grids, times = [volume_grid(volume)], [voxels_time(volume)]
+    volume.SetName("CT")
+    volume.GetDisplayNode().SetAutoWindowLevel(False)
+    volume.GetDisplayNode().SetWindowLevel(400.0, 40.0)
+    volume.GetImageData().GetScalarRange()  # what the display computes (cached, no edit)
+    assert changed_during_run([volume], grids, times) is None
+
+    arrayFromVolume(volume)[0, 0, 0] += 1  # one voxel
+    arrayFromVolumeModified(volume)
+    assert changed_during_run([volume], grids, times) == EDITED
+    assert changed_during_run([volume], grids) is None  # without times: the grid only
+
+    times = [voxels_time(volume)]
+    replaced = vtk.vtkImageData()  # new image data on the same grid: new voxels
+    replaced.DeepCopy(volume.GetImageData())
+    volume.SetAndObserveImageData(replaced)
+    assert changed_during_run([volume], grids, times) == EDITED

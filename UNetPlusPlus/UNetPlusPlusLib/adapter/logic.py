@@ -53,7 +53,7 @@ from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import channel_input_problem, is_prompted, merge_warnings
 from .roi import clear_outside_roi, oriented_box
-from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid
+from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid, voxels_time
 from .segmentation_writer import next_numbered_name, write_segments
 from .training_export import export_training_case
 
@@ -226,12 +226,13 @@ class SegmentationLogic:
         box = oriented_box(roi_node) if roi_node is not None else None  # as it is now
         roi_name = roi_node.GetName() if roi_node is not None else ""
         nodes = list(volume_nodes)
-        grids = [volume_grid(node) for node in nodes]  # moved or cropped by the end: refused
+        grids = [volume_grid(node) for node in nodes]  # moved, cropped or edited by the end:
+        times = [voxels_time(node) for node in nodes]  # refused
         channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, result: dict):
-            changed = changed_during_run(nodes, grids)
+            changed = changed_during_run(nodes, grids, times)
             if changed:
                 raise UNetPlusPlusError(changed)
             known = isinstance(result, dict)
