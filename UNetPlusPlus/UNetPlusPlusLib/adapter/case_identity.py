@@ -7,11 +7,15 @@ and a copy split between training and validation leaks. Each export records, bes
 ignores it) holding:
 
 - ``image``: sha256 of, per volume, its voxels (their type, shape and bytes) and its IJK-to-RAS
-  matrix rounded to 1e-4 mm, with its channel name when there are several (the name is in their
+  matrix at its first voxel (the image extent's start, where its file's "space origin" is: a
+  matrix at index 0 gave a volume whose extent does not start at 0 another identity than its
+  file read back, and the same identity as the same voxels elsewhere) rounded to 1e-4 mm,
+  with its channel name when there are several (the name is in their
   file names, ``<case>_<channel>.nrrd``, taken in name order; one volume, ``<case>.nrrd``,
   carries none): what the image files hold;
 - ``labels``: sha256 of each segment's name and voxel fingerprint
-  (:func:`.segment_fingerprint.labelmap_fingerprint`: extent-independent), in order;
+  (:func:`.segment_fingerprint.placed_fingerprint`: its voxels where they are in the world,
+  whatever the labelmap's extent and index space), in order;
 - ``files``: the stamp of each file of the case: its size, modification time, status-change
   time (ns) and inode number (:func:`file_stamp`).
 
@@ -38,16 +42,18 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import vtk
 
-from .geometry import _numpy_from_vtk_matrix, array_from_volume_node
-from .segment_fingerprint import segment_fingerprint
+from .geometry import array_from_volume_node, first_voxel_ijk_to_ras
+from .segment_fingerprint import placed_fingerprint
 from .segmentation_writer import binary_labelmap_name
 
 RECORD_SUFFIX = ".export.json"
 #: v2: one volume's identity no longer holds its channel (or node) name, which its file does not
 #: keep, and several volumes are taken in name order; v1 records are recomputed from the files.
-METHOD = "voxels-ijk2ras1e-4-segments-sha256/v2"
+#: v3: the IJK-to-RAS matrix at the first voxel, not at index 0 (v2 records of a volume whose
+#: extent did not start at 0 were wrong; older records are checked against the files again),
+#: and the segments' voxels where they are, whatever the labelmap's index space.
+METHOD = "voxels-ijk2ras1e-4-segments-sha256/v3"
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,8 @@ def image_identity(volume_nodes: Sequence, channel_names: Sequence[str]) -> str:
     for name, node in zip(names, volume_nodes):
         voxels = array_from_volume_node(node, copy=False)
         digest = hashlib.sha256(f"{voxels.dtype.str};{'x'.join(map(str, voxels.shape))};".encode())
-        matrix = vtk.vtkMatrix4x4()
-        node.GetIJKToRASMatrix(matrix)
-        digest.update(np.round(_numpy_from_vtk_matrix(matrix), 4).astype("<f8").tobytes())
+        matrix = first_voxel_ijk_to_ras(node)  # where the file puts voxel (0, 0, 0)
+        digest.update(np.round(matrix, 4).astype("<f8").tobytes())
         digest.update(np.ascontiguousarray(voxels).data)
         channels.append((name, digest.hexdigest()))
     image = hashlib.sha256(f"{METHOD};{len(channels)};".encode())
@@ -84,7 +89,8 @@ def labels_identity(segmentation_node) -> str:
     representation = binary_labelmap_name()
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)
-        voxels = segment_fingerprint(segment, representation) or ""
+        image = segment.GetRepresentation(representation)
+        voxels = placed_fingerprint(image, segment.GetLabelValue()) if image is not None else ""
         labels.update(f"{segment.GetName()};{voxels};".encode())
     return labels.hexdigest()
 

@@ -105,8 +105,11 @@ def node_to_world_matrix(node) -> np.ndarray:
     return _numpy_from_vtk_matrix(matrix)
 
 
-def world_ijk_to_ras(volume_node) -> np.ndarray:
-    """IJK-to-world-RAS of a volume node: its own matrix, its extent start, its parent transform."""
+def first_voxel_ijk_to_ras(volume_node) -> np.ndarray:
+    """The node's own 4x4 IJK-to-RAS matrix (no parent transform) moved to its first voxel:
+    the index of the image extent's start, which need not be 0 (Crop Volume, a NRRD region,
+    ``SetExtent``), is (0, 0, 0) of the (z, y, x) voxel array; Slicer's NRRD writer puts the
+    file's "space origin" there. Raises UNetPlusPlusError for a node without image data."""
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     ijk_to_ras = _numpy_from_vtk_matrix(matrix)
@@ -119,7 +122,12 @@ def world_ijk_to_ras(volume_node) -> np.ndarray:
     start = np.array([extent[0], extent[2], extent[4]], dtype=np.float64)
     if start.any():  # the array begins at a non-zero index: move the origin there
         ijk_to_ras[:3, 3] += ijk_to_ras[:3, :3] @ start
-    return node_to_world_matrix(volume_node) @ ijk_to_ras
+    return ijk_to_ras
+
+
+def world_ijk_to_ras(volume_node) -> np.ndarray:
+    """IJK-to-world-RAS of a volume node: its own matrix, its extent start, its parent transform."""
+    return node_to_world_matrix(volume_node) @ first_voxel_ijk_to_ras(volume_node)
 
 
 def in_volume_index_space(image, volume_node) -> None:

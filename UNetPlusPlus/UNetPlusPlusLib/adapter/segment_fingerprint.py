@@ -65,6 +65,25 @@ def labelmap_fingerprint(image, label_value: int) -> str:
     return digest.hexdigest()
 
 
+def placed_fingerprint(image, label_value: int) -> str:
+    """A fingerprint of the voxels equal to ``label_value`` in a ``vtkOrientedImageData`` and
+    of where they are in the world, whatever the labelmap's index space: the image-to-world
+    matrix at the first voxel of their bounding box (rounded to 1e-4 mm), the box's shape and
+    its bits. A labelmap indexed from a volume's extent start (Crop Volume, a NRRD region) and
+    the same voxels indexed from 0 give the same one (:func:`labelmap_fingerprint`, the
+    segments' edit tag, holds the index and differs). An empty one holds the axes only."""
+    matrix = image_to_world(image)
+    labelled = _label_box(image, label_value)
+    if labelled is None:
+        return hashlib.sha256(np.round(matrix[:3, :3], 4).astype("<f8").tobytes()).hexdigest()
+    box, first = labelled
+    matrix[:3, 3] += matrix[:3, :3] @ np.asarray(first, dtype=np.float64)
+    digest = hashlib.sha256(np.round(matrix[:3], 4).astype("<f8").tobytes())
+    digest.update(np.asarray(box.shape, "<i8").tobytes())
+    digest.update(np.packbits(box).tobytes())
+    return digest.hexdigest()
+
+
 def image_to_world(image) -> np.ndarray:
     """The 4x4 image-to-world (IJK-to-RAS at index 0) matrix of a ``vtkOrientedImageData``."""
     import vtk
