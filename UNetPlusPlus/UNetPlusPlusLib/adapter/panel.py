@@ -227,9 +227,12 @@ def match_channels(
 def channel_input_problem(channel_names: Sequence[str], nodes: Sequence[Any]) -> Optional[str]:
     """Why these input volumes cannot run, naming the channels, or None when they can.
 
-    ``nodes[i]`` is the volume node chosen for ``channel_names[i]`` (None: nothing chosen). Two
-    refusals: a channel without a volume, and one volume chosen for several channels (a
-    multi-sequence model fed FLAIR four times would give a silently wrong result).
+    ``nodes[i]`` is the volume node chosen for ``channel_names[i]`` (None: nothing chosen).
+    Three refusals: a channel without a volume, one volume chosen for several channels (a
+    multi-sequence model fed FLAIR four times would give a silently wrong result), and a
+    labelmap volume (``vtkMRMLLabelMapVolumeNode``, a subclass of the scalar volume: its label
+    values were segmented as if they were the image), which the panel's selectors never list
+    but a script may pass.
     """
     if len(nodes) != len(channel_names):
         return (
@@ -247,6 +250,13 @@ def channel_input_problem(channel_names: Sequence[str], nodes: Sequence[Any]) ->
             return (
                 f"Channels {' and '.join(shared)} use the same volume '{node.GetName()}'; "
                 "choose a different volume for each channel in the Inputs section."
+            )
+    for name, node in zip(channel_names, nodes):
+        is_a = getattr(node, "IsA", None)  # a vtkObject's (MRML); not on the panel's stand-ins
+        if is_a is not None and is_a("vtkMRMLLabelMapVolumeNode"):
+            return (
+                f"Volume '{node.GetName()}' chosen for {name} is a labelmap (label values, not "
+                f"an image the model can read); choose the image volume for {name}."
             )
     return None
 
