@@ -114,3 +114,46 @@ def test_a_rotated_roi_that_holds_nothing_says_so(sphere_model, logic):
     assert any(said in w for w in logic.warnings), logic.warnings
     for node in (running.output, blocking):
         assert not mask_of(node).any()
+
+
+def test_clear_outside_is_the_rotated_roi_in_world_ras_on_an_oblique_grid():
+    """``oriented_box`` hands the engine an LPS box (centre, unit axes, half sizes in mm); what
+    it clears on an oblique label grid is what lies outside the ROI in world RAS, reckoned here
+    from SimpleITK's voxel positions and the ROI's own object-to-world matrix, with a parent
+    transform that rotates and scales (the ROI's size is in object units)."""
+    from helpers import physical_points, rotation_matrix
+    from UNetPlusPlusLib.adapter.roi import clear_outside, oriented_box
+    from UNetPlusPlusLib.engine.volume import LabelVolume
+
+    scene = slicer.vtkMRMLScene()
+    roi = rotated_roi(scene)
+    roi.SetSize(30.0, 16.0, 10.0)
+    parent = slicer.vtkMRMLLinearTransformNode()
+    scene.AddNode(parent)
+    to_parent = vtk.vtkTransform()
+    to_parent.Translate(4.0, -3.0, 2.0)
+    to_parent.RotateX(25)
+    to_parent.Scale(1.5, 1.0, 0.8)
+    parent.SetMatrixTransformToParent(to_parent.GetMatrix())
+    roi.SetAndObserveTransformNodeID(parent.GetID())
+
+    image = make_sphere_image((40, 36, 30), (1.5, 1.2, 1.8), (-30.0, -25.0, 5.0),
+                              rotation_matrix((10, -25, 35)), radius_mm=1.0)  # fmt: skip
+    points_ras = geometry.lps_to_ras(physical_points(image))  # (z, y, x, 3), from SimpleITK
+    matrix = roi.GetObjectToWorldMatrix()
+    world_to_object = np.linalg.inv([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    local = points_ras @ world_to_object[:3, :3].T + world_to_object[:3, 3]
+    inside = np.all(np.abs(local) <= np.array(roi.GetSize()) / 2.0, axis=-1)
+    assert 100 < inside.sum() < inside.size / 3
+
+    array = np.full(inside.shape, 2, dtype=np.uint8)
+    labels = LabelVolume(array, image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    box = oriented_box(roi)
+    assert box is not None
+    assert clear_outside(labels, box) == int((~inside).sum())
+    np.testing.assert_array_equal(labels.array, np.where(inside, 2, 0))
+
+    roi.SetAndObserveTransformNodeID(None)
+    roi.SetAndObserveObjectToNodeMatrix(vtk.vtkMatrix4x4())  # axis-aligned: nothing to clear
+    assert oriented_box(roi) is None
+    assert clear_outside(labels, None) == 0

@@ -182,3 +182,37 @@ def test_a_folder_of_image_files_without_dicom_names_them(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UNetPlusPlusError, match=r"No DICOM series .*it holds ct.nii.gz: give such"):
         read_volume(tmp_path)
+
+
+def test_each_series_header_is_read_once_to_choose_the_series(tmp_path, monkeypatch):
+    """The first file of each series was read three times to choose one (its description, its
+    Modality to leave a SEG out, its Modality again to refuse a SEG chosen): now once. Reads
+    counted by a real reader that counts its calls; the slice-spacing check still reads every
+    slice's geometry once."""
+    folder = tmp_path / "export"
+    write_series(folder, CT_UID, 3, "Abdomen 2.0", "PATIENT^A")
+    write_series(folder, OTHER_UID, 2, "Liver segmentation", "PATIENT^A", modality="SEG")
+    series_files = {
+        uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+        for uid in (CT_UID, OTHER_UID)
+    }
+    reads: dict[str, int] = {}
+
+    class CountingReader(sitk.ImageFileReader):
+        def ReadImageInformation(self):
+            name = Path(self.GetFileName()).name
+            reads[name] = reads.get(name, 0) + 1
+            return super().ReadImageInformation()
+
+    monkeypatch.setattr(sitk, "ImageFileReader", CountingReader)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        volume = read_volume([folder])
+    assert volume.grid.size_xyz == (16, 16, 3)
+    (warning,) = [str(w.message) for w in said]
+    assert "a DICOM Segmentation object" in warning and "Liver segmentation" in warning
+    ct_first, *ct_other = [Path(n).name for n in series_files[CT_UID]]
+    seg_first = Path(series_files[OTHER_UID][0]).name
+    assert reads[seg_first] == 1, reads
+    assert len(ct_other) == 2 and reads[ct_other[0]] == reads[ct_other[1]] >= 1, reads
+    assert reads[ct_first] == reads[ct_other[0]] + 1, reads

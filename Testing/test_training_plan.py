@@ -405,7 +405,7 @@ def test_a_fixed_schedule_with_a_budget_stops_at_an_epoch_boundary_and_resumes(
     assert "stopping after epoch 2 of 3" in printed
     # said before training, as for the new run, at the pace the checkpoint recorded (before,
     # a resumed session said nothing and passed its limit)
-    said = "warning: the time budget 0s of this session cannot hold one epoch (~"
+    said = "warning: the time budget 0.05s of this session cannot hold one epoch (~"
     assert printed.index(said) < printed.index("epoch 2/3")
     assert "at the pace the checkpoint recorded" in printed and "epoch 2 of 3 will pass" in printed
     assert main(args + ["--resume"]) == 0

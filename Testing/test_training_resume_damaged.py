@@ -161,6 +161,36 @@ def test_the_undamaged_checkpoint_resumes(trained, tmp_path):
     assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == 2
 
 
+def _count_state_reads(monkeypatch) -> list:
+    """Count the checkpoint reads (read_checkpoint_state checks each state.json it parsed with
+    checkpoint._state_problem): a wrapper that calls the real check."""
+    from UNetPlusPlusLib.training import checkpoint
+
+    calls, real = [], checkpoint._state_problem
+
+    def counted(state):
+        calls.append(1)
+        return real(state)
+
+    monkeypatch.setattr(checkpoint, "_state_problem", counted)
+    return calls
+
+
+def test_a_resumed_run_reads_the_checkpoint_state_once_before_loading_it(
+    trained, tmp_path, monkeypatch
+):
+    """run_train reads the checkpoint's state once and passes it to the finished-run check,
+    the configuration and the Trainer (each read it again, 4 reads); load_checkpoint reads it
+    with the tensors it loads."""
+    data, run = trained
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    calls = _count_state_reads(monkeypatch)
+    assert main([str(data), "-o", str(out), *TINY, "--epochs", "2", "--resume"]) == 0
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == 2
+    assert len(calls) == 2
+
+
 def test_plan_only_with_resume_is_refused_and_trains_nothing(trained, tmp_path, capsys):
     """--plan-only was ignored on --resume: the run trained its next epoch and rewrote
     model.json, plan.json and the checkpoint."""
@@ -229,3 +259,13 @@ def test_a_finished_run_is_refused_before_the_dataset_is_read(trained, tmp_path,
     assert main([str(empty), "-o", str(out), *TINY, *epochs, "--resume"]) == 2
     err = capsys.readouterr().err
     assert "already holds 1 epoch, all this run asks for (1)" in err and "at least 2" in err, err
+
+
+def test_a_finished_run_is_refused_after_one_read_of_the_checkpoint(trained, tmp_path, monkeypatch):
+    _, run = trained
+    out, empty = tmp_path / "out", tmp_path / "no-cases"
+    shutil.copytree(run, out)
+    empty.mkdir()
+    calls = _count_state_reads(monkeypatch)
+    assert main([str(empty), "-o", str(out), *TINY, "--resume"]) == 2
+    assert len(calls) == 1

@@ -12,7 +12,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..engine.oriented_box import OrientedBox, clear_outside_oriented_box
 from ..engine.volume import LabelVolume
+from .geometry import ras_to_lps
 
 
 def roi_is_empty(roi_node) -> bool:
@@ -84,44 +86,40 @@ def fit_if_empty(roi_node, volume_node) -> bool:
 _AXIS_TOLERANCE = 1e-6
 
 
-def oriented_box(roi_node) -> Optional[tuple[np.ndarray, np.ndarray]]:
+def oriented_box(roi_node) -> Optional[OrientedBox]:
     """A rotated ROI (its axes not the world's: rotated with its handles, or under a rotating
-    transform) as ``(world RAS -> ROI object 4x4 matrix, half size (3,) mm)``; None for an
-    axis-aligned one. The engine runs on the ROI's axis-aligned world box
-    (:func:`.geometry.roi_corners_ras`), which holds more than a rotated ROI:
-    :func:`clear_outside` clears those corners."""
+    transform) as the engine's LPS :class:`.oriented_box.OrientedBox` (centre, unit axes, half
+    sizes in world mm); None for an axis-aligned one. The engine runs on the ROI's axis-aligned
+    world box (:func:`.geometry.roi_corners_ras`), which holds more than a rotated ROI:
+    :func:`clear_outside` clears those corners.
+
+    Slicer keeps the columns of the ROI's object-to-world matrix orthogonal; a scaling parent
+    transform lengthens them, and the half sizes are scaled with them (the ROI's size is in
+    object units)."""
     matrix = roi_node.GetObjectToWorldMatrix()  # parent transforms included
     object_to_world = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-    axes = object_to_world[:3, :3] / np.linalg.norm(object_to_world[:3, :3], axis=0)
-    if np.allclose(np.abs(axes).max(axis=0), 1.0, rtol=0, atol=_AXIS_TOLERANCE):
+    lengths = np.linalg.norm(object_to_world[:3, :3], axis=0)
+    axes_ras = object_to_world[:3, :3] / lengths
+    if np.allclose(np.abs(axes_ras).max(axis=0), 1.0, rtol=0, atol=_AXIS_TOLERANCE):
         return None
-    return np.linalg.inv(object_to_world), np.array(roi_node.GetSize(), dtype=np.float64) / 2.0
+    half_mm = np.array(roi_node.GetSize(), dtype=np.float64) / 2.0 * lengths
+    centre_lps = ras_to_lps(object_to_world[:3, 3])
+    axes_lps = ras_to_lps(axes_ras.T).T  # flip the rows: each column is a vector
+    return OrientedBox(centre_lps, axes_lps, half_mm)
 
 
-def clear_outside(labels: LabelVolume, box: Optional[tuple[np.ndarray, np.ndarray]]) -> int:
+def clear_outside(labels: LabelVolume, box: Optional[OrientedBox]) -> int:
     """Set to background, in place, the labelled voxels of ``labels`` whose centres lie outside
     the rotated ROI ``box`` (:func:`oriented_box`; None: nothing to do). Returns how many were
-    cleared. Only labelled voxels are visited (a whole liver: about 10^6 points)."""
+    cleared (:func:`.oriented_box.clear_outside_oriented_box`)."""
     if box is None:
         return 0
-    world_to_object, half = box
-    kji = np.nonzero(labels.array)
-    if not kji[0].size:
-        return 0
-    ijk = np.stack(kji[::-1]).astype(np.float64)  # (3, n): i, j, k
-    lps = np.asarray(labels.origin)[:, None] + np.asarray(labels.direction) @ (
-        np.asarray(labels.spacing)[:, None] * ijk
-    )
-    ras = lps * np.array([[-1.0], [-1.0], [1.0]])
-    local = world_to_object[:3, :3] @ ras + world_to_object[:3, 3:4]
-    outside = np.any(np.abs(local) > half[:, None] + 1e-6, axis=0)
-    labels.array[tuple(axis[outside] for axis in kji)] = 0
-    return int(outside.sum())
+    return clear_outside_oriented_box(labels.array, labels.grid, box)
 
 
 def clear_outside_roi(
     labels: LabelVolume,
-    box: Optional[tuple[np.ndarray, np.ndarray]],
+    box: Optional[OrientedBox],
     roi_name: str,
     warnings: Optional[list],
 ) -> int:

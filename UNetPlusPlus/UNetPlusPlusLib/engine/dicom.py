@@ -43,11 +43,13 @@ _NOT_IMAGES = {
 
 @dataclass
 class DicomSeries:
-    """One series found in a folder: its UID, description and sorted slice files."""
+    """One series found in a folder: its UID, description and sorted slice files, and the
+    Modality (0008,0060) of its first file, upper case ("" if absent)."""
 
     uid: str
     files: list[str]
     description: str = ""
+    modality: str = ""
 
     def summary(self) -> str:
         text = self.description or "no description"
@@ -79,8 +81,8 @@ def find_series(folder: Path) -> list[DicomSeries]:
             dirs.sort()
             if Path(root) != folder:
                 series.extend(_dicom_series(Path(root)))
-    for item in series:
-        item.description = _description(item.files[0])
+    for item in series:  # one header read per series, shared by every check after
+        item.description, item.modality = _first_header(item.files[0])
     return series
 
 
@@ -132,7 +134,7 @@ def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -
             )
         if len(chosen) > 1:  # the same UID in several sub-folders: the slices belong together
             files = sorted({f for s in chosen for f in s.files})
-            return DicomSeries(chosen[0].uid, files, chosen[0].description)
+            return DicomSeries(chosen[0].uid, files, chosen[0].description, chosen[0].modality)
         return chosen[0]
     if len({s.uid for s in series}) > 1:
         unnamed = any(not s.uid for s in series)  # --series cannot name it: move it
@@ -170,8 +172,9 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             "image file."
         )
     candidates = _image_series(folder, series) if series_uid is None else series
-    files = choose_series(folder, candidates, series_uid).files
-    _refuse_non_image(folder, files[0])
+    chosen = choose_series(folder, candidates, series_uid)
+    files = chosen.files
+    _refuse_non_image(folder, files[0], chosen.modality)
     if series_uid is None and Path(files[0]).parent == folder:
         _warn_unread_subfolders(folder)
     skipped = _unparsed_files(Path(files[0]).parent, [s.files for s in series])
@@ -204,7 +207,7 @@ def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
     one such object alone (refused by :func:`_refuse_non_image`). Several such objects and no
     image raise UNetPlusPlusError. Before, the SEG counted as a second series and the folder was
     refused as ambiguous (fresh user 27)."""
-    kinds = [_header_value(item.files[0], _MODALITY).upper() for item in series]
+    kinds = [item.modality for item in series]  # read by find_series
     images = [item for item, kind in zip(series, kinds) if kind not in _NOT_IMAGES]
     if len(images) == len(series) or len(series) == 1:
         return series
@@ -224,27 +227,28 @@ def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
     return images
 
 
-def _description(name: str) -> str:
-    return _header_value(name, _SERIES_DESCRIPTION)
-
-
-def _header_value(name: str, key: str) -> str:
-    """The DICOM attribute ``key`` ("gggg|eeee") of file ``name``, stripped; "" if absent."""
+def _first_header(name: str) -> tuple[str, str]:
+    """The Series Description (stripped) and Modality (stripped, upper case) of DICOM file
+    ``name``, from one read of its header; "" for one absent or a header that cannot be read."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        return ""
-    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+        return "", ""
+
+    def value(key: str) -> str:
+        return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+    return value(_SERIES_DESCRIPTION), value(_MODALITY).upper()
 
 
-def _refuse_non_image(folder: Path, first: str) -> None:
-    """Refuse a series that holds no image but a DICOM object made on one (Modality SEG,
-    RTSTRUCT, SR, ...), naming it and the sub-folders that hold series: a folder with a DICOM
-    SEG beside the sub-folder of its CT was read as the SEG's frames and refused as "a 4D
-    image (for example a time series ...)" (tester 20). Raises UNetPlusPlusError."""
-    modality = _header_value(first, _MODALITY).upper()
+def _refuse_non_image(folder: Path, first: str, modality: str) -> None:
+    """Refuse a series that holds no image but a DICOM object made on one (``modality``, its
+    first file's Modality: SEG, RTSTRUCT, SR, ...), naming ``first`` and the sub-folders that
+    hold series: a folder with a DICOM SEG beside the sub-folder of its CT was read as the
+    SEG's frames and refused as "a 4D image (for example a time series ...)" (tester 20).
+    Raises UNetPlusPlusError."""
     what = _NOT_IMAGES.get(modality)
     if what is None:
         return

@@ -28,6 +28,7 @@ from .manifest import ModelManifest, load_weights
 from .model_quality import low_dice_warning
 from .network import UNetPlusPlus3D
 from .normalize import padding_values
+from .oriented_box import clear_outside_box
 from .point_box import box_limits, component_box, segment_point, touched_faces
 from .point_crop import smallest_extent
 from .postprocess import (
@@ -50,7 +51,6 @@ from .volume import (
     SegmentationResult,
     Volume,
     box_to_index_slices,
-    clear_outside_box,
     crop_to_box,
     crop_to_slices,
     resample_to_reference,

@@ -407,29 +407,6 @@ def box_to_index_slices(grid: Grid, box: Box) -> tuple[slice, slice, slice]:
     return tuple(slice(int(a), int(b)) for a, b in zip(start[::-1], stop[::-1]))  # type: ignore[return-value]
 
 
-def clear_outside_box(array_zyx: np.ndarray, grid: Grid, box: Box) -> None:
-    """Set to 0, in place, the voxels of ``array_zyx`` (on ``grid``) whose footprint misses the
-    physical ``box``: the voxel centre lies farther outside the box, along a patient axis, than
-    half the voxel's extent along it. On an axis-aligned grid these are exactly the voxels
-    outside :func:`box_to_index_slices`; on an oblique grid that bounding box in index space is
-    larger than the box, and its corners are cleared here. Slab by slab (no whole-grid array
-    of coordinates)."""
-    matrix = np.asarray(grid.direction, dtype=np.float64) @ np.diag(grid.spacing)
-    if np.count_nonzero(np.abs(matrix) > 1e-9 * np.abs(matrix).max()) == 3:
-        return  # axis-aligned (a signed permutation): the index slices are the box already
-    half = 0.5 * np.abs(matrix).sum(axis=1)
-    lower, upper = box.lower - half, box.upper + half
-    nz, ny, nx = array_zyx.shape
-    j, i = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    in_plane = i[..., None] * matrix[:, 0] + j[..., None] * matrix[:, 1] + np.asarray(grid.origin)
-    for k in range(nz):
-        if not array_zyx[k].any():
-            continue
-        points = in_plane + k * matrix[:, 2]
-        outside = np.any((points < lower) | (points > upper), axis=-1)
-        array_zyx[k][outside] = 0
-
-
 def crop_to_box(volume: Volume, box: Box) -> tuple[Volume, tuple[slice, slice, slice]]:
     """Crop to the voxels meeting a physical box; returns the crop and its (z, y, x) slices."""
     slices = box_to_index_slices(volume.grid, box)

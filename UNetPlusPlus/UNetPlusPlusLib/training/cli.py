@@ -151,10 +151,14 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
+def build_config(
+    args: argparse.Namespace, dataset, init=None, plan=None, resume_state: Optional[dict] = None
+):
     """The run's TrainConfig: command line, checkpoint, dataset, init model, plan, defaults.
     Records the learning rate and its origin in ``plan`` (a new run's, or a resumed plan that
-    predates it). Raises UNetPlusPlusError for a pre-plan checkpoint lacking a setting."""
+    predates it). ``resume_state``: the checkpoint's JSON part when the caller has read it
+    (``--resume``; else it is read here). Raises UNetPlusPlusError for a pre-plan checkpoint
+    lacking a setting."""
     from .checkpoint import read_checkpoint_state
     from .dataset import find_cases
     from .dataset_images import median_spacing
@@ -162,7 +166,10 @@ def build_config(args: argparse.Namespace, dataset, init=None, plan=None):
 
     saved: dict = {}
     if args.resume:
-        saved = read_checkpoint_state(Path(args.out_dir)).get("config", {})
+        state = resume_state
+        if state is None:
+            state = read_checkpoint_state(Path(args.out_dir))
+        saved = state.get("config", {})
     training = dataset.training or {}
 
     def pick(name: str, cli: Any, init_value: Any = None) -> Any:
@@ -287,10 +294,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     check_outside_dataset(args.data_dir, args.out_dir, args.cache_dir)  # before any write
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
-    if args.resume:  # a finished run: said before the dataset is read
+    resume_state: Optional[dict] = None
+    if args.resume:  # read once (its tensor files are hashed) and passed on
+        from .checkpoint import read_checkpoint_state
         from .resume_checks import check_epochs_left
 
-        check_epochs_left(Path(args.out_dir), args.epochs)
+        resume_state = read_checkpoint_state(Path(args.out_dir))
+        check_epochs_left(resume_state, Path(args.out_dir), args.epochs)  # before the dataset
 
     init = _load_init(args.init)
     dataset = build_dataset(args, init)
@@ -310,13 +320,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     with remove_on_failure(args.out_dir):
         plan = make_plan(args, dataset, init)
-        config = build_config(args, dataset, init, plan)
+        config = build_config(args, dataset, init, plan, resume_state)
         # a case whose model grid cannot fit in memory, before any preprocessing (grid_check.py)
         check_case_grids(dataset, find_cases(dataset)[: args.max_cases or None], config.spacing)
         trainer = Trainer(
             dataset, config, resume=args.resume, init_manifest=init, plan=plan, started=started,
             plan_only=args.plan_only, session_budget_s=getattr(args, "session_budget_s", None),
             accept_changed_cases=getattr(args, "accept_changed_cases", False),
+            resume_state=resume_state,
         )  # fmt: skip
         if getattr(args, "progress_json", False):
             from .progress import EpochReporter

@@ -107,13 +107,22 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """``1h02m``, ``9m30s``, ``42s``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
+    """``1h02m``, ``9m30s``, ``42s``; under 10 s two significant digits (``9.5s``, ``0.05s``:
+    a resumed session's budget of 0.05 s read "0s"), under 0.01 s ``<0.01s``; 0 (or less)
+    ``0s``."""
+    seconds = max(0.0, float(seconds))
+    if seconds == 0:
+        return "0s"
+    if seconds < 0.01:
+        return "<0.01s"
+    if seconds < 9.95:  # what rounds to 10.0 reads "10s" below
+        return f"{float(f'{seconds:.2g}'):g}s"
+    whole = int(round(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}h{(whole % 3600) // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
 
 
 @dataclass

@@ -75,13 +75,13 @@ def _refuse_no_epochs_left(done: int, epochs: int) -> None:
         )
 
 
-def check_epochs_left(out_dir: Path, epochs: Optional[int]) -> None:
-    """Refuse ``--resume`` of a run that has no epoch left, from its checkpoint and plan.json
-    alone, before the dataset is read (that took 19 s on 814 cases before the refusal, fresh
-    user 27). ``epochs``: ``--epochs``, or None for the plan's. A run without plan.json (before
-    plans) is left to :func:`check_resume`. Raises UNetPlusPlusError (also for a damaged
-    checkpoint or plan.json, as the run would)."""
-    from .checkpoint import read_checkpoint_state
+def check_epochs_left(state: dict, out_dir: Path, epochs: Optional[int]) -> None:
+    """Refuse ``--resume`` of a run that has no epoch left, from its checkpoint ``state`` (its
+    JSON part, read once by the caller: ``checkpoint.read_checkpoint_state`` hashes the tensor
+    files) and plan.json alone, before the dataset is read (that took 19 s on 814 cases before
+    the refusal, fresh user 27). ``epochs``: ``--epochs``, or None for the plan's. A run without
+    plan.json (before plans) is left to :func:`check_resume`. Raises UNetPlusPlusError (also
+    for a damaged plan.json, as the run would)."""
     from .planner import Plan
 
     if epochs is None:
@@ -89,7 +89,7 @@ def check_epochs_left(out_dir: Path, epochs: Optional[int]) -> None:
         if plan is None:
             return
         epochs = plan.epochs
-    _refuse_no_epochs_left(int(read_checkpoint_state(out_dir).get("epoch", 0)), int(epochs))
+    _refuse_no_epochs_left(int(state.get("epoch", 0)), int(epochs))
 
 
 #: What the checkpoint's ``cases`` record holds: case id -> case_content.training_print.

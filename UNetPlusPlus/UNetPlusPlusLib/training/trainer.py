@@ -120,14 +120,18 @@ class Trainer(SetupMixin, PlanningMixin):
         plan_only: bool = False,
         session_budget_s: Optional[float] = None,
         accept_changed_cases: bool = False,
+        resume_state: Optional[dict] = None,
     ) -> None:
         """``plan``: a new plan (geometry only: timed and fitted before the first step) or the
         fitted plan of a resumed run; ``started``: time.monotonic() when the command began (the
         budget counts from there); ``plan_only``: stop after printing and writing the plan;
-        ``accept_changed_cases``: resume although a case's content changed (a warning)."""
+        ``accept_changed_cases``: resume although a case's content changed (a warning);
+        ``resume_state``: the checkpoint's JSON part, when the caller has read it (``resume``;
+        else it is read once, at the start of :meth:`run`)."""
         self.dataset = dataset
         self.config = config
         self.resume, self.accept_changed_cases = resume, accept_changed_cases
+        self.resume_state = resume_state
         self.init_manifest = init_manifest
         self.out_dir = Path(config.out_dir)
         self._print = log or print
@@ -185,7 +189,9 @@ class Trainer(SetupMixin, PlanningMixin):
         config = self.config
         state: dict = {}
         if self.resume:
-            state = read_checkpoint_state(self.out_dir)
+            if self.resume_state is None:  # read once: the tensor files are hashed
+                self.resume_state = read_checkpoint_state(self.out_dir)
+            state = self.resume_state
             check_resume(state, self.config, self.dataset)
             self._read_saved_paces(state)  # before the first ETA; older files converted
         self.log(f"training on {self.device} (world size {self.context.world_size})")

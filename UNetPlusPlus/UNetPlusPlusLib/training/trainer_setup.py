@@ -12,7 +12,6 @@ import torch
 from ..engine.network import UNetPlusPlus3D
 from . import distributed
 from .case_content import LEGACY_METHOD, parent_method
-from .checkpoint import read_checkpoint_state
 from .dataset import find_cases
 from .fingerprint import case_contents, with_legacy_prints
 from .optimizer import AdamW
@@ -23,7 +22,8 @@ from .steps import DeepSupervision, autocast_dtype, channels_last
 
 
 class SetupMixin:
-    """Needs the Trainer's config, dataset, plan, resume, init_manifest, out_dir and log."""
+    """Needs the Trainer's config, dataset, plan, resume (and resume_state, the checkpoint's
+    JSON part, read by ``Trainer._run``), init_manifest, out_dir and log."""
 
     def _setup(self) -> None:
         self.context = distributed.init_distributed(self.config.device)
@@ -58,9 +58,8 @@ class SetupMixin:
         self.train_files, self.val_files = split.training, split.validation
         ids = [c.case_id for c in self.train_files + self.val_files]
         if self.resume:  # before preprocessing: a replaced image or label (resume_checks.py)
-            state = read_checkpoint_state(self.out_dir)
             for warning in check_resume_cases(
-                state, training_prints, ids, self.accept_changed_cases
+                self.resume_state, training_prints, ids, self.accept_changed_cases
             ):
                 self.log(f"warning: {warning}")
         self.cases_record = cases_record(training_prints, ids)
