@@ -320,7 +320,7 @@ def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
     def recorded_run(case: dict, threads: int, env: dict, output=None) -> dict:
         depth = int(case["args"][case["args"].index("--depth") + 1])
         cold_runs.append((case["inputs"], depth, threads, len(loads)))
-        seconds = 1.0 + depth  # L4 takes longer than L1
+        seconds = 1.0 + depth + 0.1 * (len(cold_runs) * 7 % 5)  # L4 longer; rounds differ
         return {"seconds": seconds, "split": e2e.split_by_stage({}, seconds), "depth": depth}
 
     monkeypatch.setattr(e2e_bench, "competing_load", counted_load)
@@ -331,11 +331,20 @@ def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
     found = {"brain": sphere_case(tmp_path, sphere_model)}
     messages: list[str] = []
     measured = e2e_bench.measure(True, 1, env, messages.append, found=found)
-    assert loads == [2] * (2 + 2 * 2)  # cold L1 and L4, then 2 warm rounds of L1 and L4
-    inputs = found["brain"]["inputs"]  # idle, then loaded (inside the load's context)
-    assert cold_runs == [(inputs, 1, 1, 0), (inputs, 1, 1, 1), (inputs, 4, 1, 1), (inputs, 4, 1, 2)]
+    rounds = e2e_bench.cold_rounds(True)
+    assert rounds == 3
+    # 3 cold rounds of L1 and L4 loaded once each, then 2 warm rounds of L1 and L4
+    assert loads == [2] * (rounds * 2 + 2 * 2)
+    inputs = found["brain"]["inputs"]  # idle, then loaded (inside the load's context) ...
+    first = [(inputs, 1, 1, 0), (inputs, 1, 1, 1), (inputs, 4, 1, 1), (inputs, 4, 1, 2)]
+    second = [(inputs, 1, 1, 3), (inputs, 1, 1, 3), (inputs, 4, 1, 4), (inputs, 4, 1, 4)]
+    assert cold_runs[:8] == first + second  # ... then, the next round, loaded first
+    assert len(cold_runs) == rounds * 4
     rows = [f"brain_L{d}:{c}" for d in (1, 4) for c in ("idle", "loaded")]
     assert sorted(measured["cold"]) == sorted(rows)
+    for key in rows:  # every run's seconds kept, the row's own being their median
+        seen = measured["cold"][key]["rounds"]
+        assert len(seen) == rounds and measured["cold"][key]["seconds"] == sorted(seen)[1]
     assert sorted(measured["warm"]) == sorted(rows + ["brain:first"])
     assert measured["warm_rounds"] == 2
     for key in rows:
@@ -367,6 +376,43 @@ def test_end_to_end_bench_measures_cold_and_warm_and_prints_the_keys(
     assert "end to end, warm: requests to one unetpp serve process, best of 2" in text
     assert "brain:first" in text and "brain_L4:loaded" in text
     assert text.count("  loaded / idle: brain_L1 ") == 2  # per row, cold and warm
+
+
+def test_a_cold_row_is_its_median_run_with_every_round_kept():
+    from benchlib import e2e_bench
+
+    runs = [{"seconds": s, "split": {"infer": s / 2}} for s in (3.0, 1.0, 2.0)]
+    row = e2e_bench.median_run(runs)
+    assert row["seconds"] == 2.0 and row["split"] == {"infer": 1.0}  # one real run's split
+    assert row["rounds"] == [3.0, 1.0, 2.0]  # in the order run
+    assert e2e_bench.median_run(runs[:2])["seconds"] == 1.0  # even: the lower middle one
+    with pytest.raises(ValueError):
+        e2e_bench.median_run([])
+    assert "rounds 3.00, 1.00, 2.00" in "\n".join(
+        e2e_bench.report(
+            {
+                "cold": {
+                    "x:idle": {
+                        **row,
+                        "load": 1.0,
+                        "depth": 1,
+                        "cpu_s": 1.0,
+                        "split": {
+                            st: 0.1
+                            for st in (
+                                "start",
+                                "load",
+                                "preprocess",
+                                "infer",
+                                "postprocess",
+                                "write",
+                            )
+                        },
+                    }
+                }
+            }
+        )
+    )
 
 
 def test_end_to_end_keys_keep_the_liver_time_and_skip_missing_runs():

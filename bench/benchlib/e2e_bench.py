@@ -38,7 +38,9 @@ def measure(
 ) -> dict:
     """{"cold": {ROW:condition: run}, "warm": {...}, "warm_rounds": n}; runs as
     ``e2e.run_case`` and ``warm.warm_runs`` return them, each with "load" (the load average
-    just after it). ``found``: the cases (default ``e2e.cases(CASES)``, without those whose
+    just after it). A cold row is the median of :func:`cold_rounds` fresh-process runs, one
+    per round, every row idle and loaded in each round (:func:`median_run`: "rounds" holds
+    every run's seconds). ``found``: the cases (default ``e2e.cases(CASES)``, without those whose
     model or data is missing), warm requests in their order. ``cold_runs=False``: the warm
     requests only ("cold" is then empty)."""
     if found is None:
@@ -46,25 +48,57 @@ def measure(
         found = {name: found[name] for name in CASES if name in found}
     per_case = depths(quick)
     cold: dict[str, dict] = {}
-    for name, case in found.items() if cold_runs else ():
-        for depth in per_case.get(name, ["rec"]):
-            for condition in CONDITIONS:  # idle and loaded side by side
-                started = time.perf_counter()
-                busy = competing_load(2) if condition == "loaded" else contextlib.nullcontext()
-                with busy:
-                    if condition == "loaded":
-                        time.sleep(warm.LOAD_RAMP_S)
-                    result = e2e.run_case(e2e.with_depth(case, depth), threads, env)
-                result["load"] = machine.load_average()
-                key = f"{e2e.row_name(name, depth)}:{condition}"
-                cold[key] = result
-                took = time.perf_counter() - started
-                load = result["load"]
-                log(f"  cold {key}: {result['seconds']:.2f} s (in {took:.0f} s, load {load})")
+    runs: dict[str, list[dict]] = {}
+    for round_index in range(cold_rounds(quick) if cold_runs else 0):
+        for name, case in found.items():
+            for depth in per_case.get(name, ["rec"]):
+                # idle and loaded side by side; which goes first alternates from round to round
+                for condition in CONDITIONS[:: 1 if round_index % 2 == 0 else -1]:
+                    key = f"{e2e.row_name(name, depth)}:{condition}"
+                    result = _cold_run(e2e.with_depth(case, depth), condition, threads, env)
+                    runs.setdefault(key, []).append(result)
+                    load = result["load"]
+                    log(
+                        f"  cold {key} round {round_index + 1}: {result['seconds']:.2f} s "
+                        f"(in {result['took']:.0f} s, load {load})"
+                    )
+    for key, results in runs.items():  # rows in the order of the first round
+        cold[key] = median_run(results)
     log("end to end, warm: one unetpp serve process")
     rounds = 2 if quick else 3
     warm_results = warm.warm_runs(found, threads, env, per_case, rounds, CONDITIONS, log)
     return {"cold": cold, "warm": warm_results, "warm_rounds": rounds}
+
+
+def cold_rounds(quick: bool) -> int:
+    """Fresh-process runs per cold row: 3 (--quick) or 5. A single cold run is noisy (the
+    shared machine, and on this VM the cost of memory first touched, docs/BENCHMARK_E2E.md
+    session 19); an odd count makes the row's figure one real run, the median."""
+    return 3 if quick else 5
+
+
+def _cold_run(case: dict, condition: str, threads: int, env: dict) -> dict:
+    """One ``e2e.run_case`` under ``condition`` ("loaded": inside ``competing_load(2)``), with
+    "load" (the load average just after it) and "took" (s, the load's start and stop too)."""
+    started = time.perf_counter()
+    busy = competing_load(2) if condition == "loaded" else contextlib.nullcontext()
+    with busy:
+        if condition == "loaded":
+            time.sleep(warm.LOAD_RAMP_S)
+        result = e2e.run_case(case, threads, env)
+    result["load"] = machine.load_average()
+    result["took"] = time.perf_counter() - started
+    return result
+
+
+def median_run(results: list[dict]) -> dict:
+    """The run of median seconds among ``results`` (the lower middle one for an even count),
+    with "rounds": every run's seconds in the order run. ValueError when empty."""
+    if not results:
+        raise ValueError("no runs")
+    ordered = sorted(results, key=lambda run: run["seconds"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    return {**middle, "rounds": [run["seconds"] for run in results]}
 
 
 def _ratio(results: dict, numerator: str, denominator: str) -> Optional[float]:
@@ -116,6 +150,12 @@ def keys(cold: dict, warm_results: dict) -> list[str]:
     return out
 
 
+def _every(value: dict) -> str:
+    """ "; rounds 1.00, 1.20" for a row measured in rounds, else ""."""
+    seen = value.get("rounds")
+    return f"; rounds {', '.join(f'{s:.2f}' for s in seen)}" if seen else ""
+
+
 def report(results: dict) -> list[str]:
     """The end-to-end rows (cold, then warm) for the bench's report."""
     cold, warm_results = results.get("cold", {}), results.get("warm", {})
@@ -124,10 +164,13 @@ def report(results: dict) -> list[str]:
         lines += [
             "",
             "end to end, cold: unetpp segment in a fresh process per run, seconds (split by "
-            "stage); 'loaded' = with 2 busy processes started by the bench",
+            "stage), the median run of interleaved rounds (after 'rounds': every run's seconds); "
+            "'loaded' = with 2 busy processes started by the bench",
         ]
         for key, value in cold.items():
-            lines.append(f"  {key:<20}{e2e.format_split(value)}  (load {value['load']})")
+            lines.append(
+                f"  {key:<20}{e2e.format_split(value)}  (load {value['load']}{_every(value)})"
+            )
         lines += _ratio_line(cold)
     if warm_results:
         rounds = results.get("warm_rounds", "?")
@@ -138,9 +181,9 @@ def report(results: dict) -> list[str]:
             "one includes starting the process, imports and model loading)",
         ]
         for key, value in warm_results.items():
-            seen = value.get("rounds")
-            every = f"; rounds {', '.join(f'{s:.2f}' for s in seen)}" if seen else ""
-            lines.append(f"  {key:<20}{e2e.format_split(value)}  (load {value['load']}{every})")
+            lines.append(
+                f"  {key:<20}{e2e.format_split(value)}  (load {value['load']}{_every(value)})"
+            )
         lines += _ratio_line(warm_results)
     return lines
 
