@@ -171,3 +171,27 @@ def test_only_the_named_configs_are_paired():
     assert set(results["shipped"]["paired"]) == {"L1:loaded", "L2:loaded"}
     assert "paired" not in results["shipped:nodule"]
     assert len(results["shipped:nodule"]["samples"]["fastest"]["L1:loaded"]) == 2
+
+
+def test_paired_only_rounds_add_ratios_and_leave_the_rows_alone():
+    """After the full rounds the job times the default and OpenVINO alone (job key
+    ``paired_rounds``): more ratios per cell for the keys' median, the same rows as before."""
+    from benchlib.executor_worker import paired_only_rounds, time_rounds
+
+    clock = Clock()
+    entries = plan(clock, default_seconds=0.10, openvino_seconds=0.09)
+    results = {"shipped": {"rows": {}}, "shipped:nodule": {"rows": {}}}
+    time_rounds(results, entries, "fastest", "idle", 2, clock, paired={"shipped"})
+    rows = {name: dict(cells) for name, cells in results["shipped"]["rows"].items()}
+    samples = len(results["shipped"]["samples"]["ours"]["L1:idle"])
+    clock.calls.clear()
+    paired_only_rounds(results, entries, "fastest", "idle", 3, 2, clock, paired={"shipped"})
+    assert results["shipped"]["paired"]["L1:idle"] == [0.9] * 5  # 2 full + 3 paired-only
+    assert results["shipped"]["paired_with"] == "fastest"
+    assert results["shipped"]["rows"] == rows and samples == 2
+    assert "paired" not in results["shipped:nodule"]
+    # only the pairs ran, each after its settle tile: 2 depths x 2 executors x 2 tiles x 3
+    assert {name for name, _ in clock.calls} == {"fastest", "openvino"}
+    assert len(clock.calls) == 2 * 2 * 2 * 3
+    # ABBA goes on from round 2: round 2 starts with the default (2 + 0 even), round 3 not
+    assert clock.calls[0][0] == "fastest" and clock.calls[8][0] == "openvino"

@@ -178,6 +178,10 @@ def executors_job(job: dict) -> dict:
                 time.sleep(0.5 if condition == "loaded" else 0.0)  # let the load start
                 _probe_fastest(plan, condition)
                 time_rounds(results, plan, default, condition, rounds[condition], paired=paired)
+                more = int(job.get("paired_rounds", 0))
+                paired_only_rounds(
+                    results, plan, default, condition, more, rounds[condition], paired=paired
+                )
     for entry in results.values():
         picks = entry.get("fastest_picks", {})
         entry["fastest_picks"] = {key: sorted(names) for key, names in picks.items()}
@@ -208,10 +212,40 @@ def time_rounds(
         timings = pairing.run_round(plan, default, index, clock, paired)
         _record(results, plan, timings, condition)
         ratios = pairing.round_ratios(plan, default, timings, paired)
-        for (cname, depth), ratio in ratios.items():
-            per_round = results[cname].setdefault("paired", {})
-            per_round.setdefault(f"L{depth}:{condition}", []).append(round(ratio, 5))
-            results[cname]["paired_with"] = default
+        _record_ratios(results, ratios, condition, default)
+
+
+def paired_only_rounds(
+    results: dict,
+    plan: list,
+    default: str,
+    condition: str,
+    rounds: int,
+    first_round: int,
+    clock: Callable[[], float] = time.perf_counter,
+    paired: Optional[Collection[str]] = None,
+) -> None:
+    """``rounds`` more rounds of the side-by-side pairs alone (the default and OpenVINO on each
+    paired config's tile, as in :func:`time_rounds`, ABBA continuing from round
+    ``first_round``): their OpenVINO / default ratios are appended to ``paired``; ``rows`` and
+    ``samples`` are left as the full rounds made them, so that every executor's row is a best
+    of as many rounds. The last line's keys are medians of these ratios, and each more round
+    narrows them for a few seconds, where a full round times every executor."""
+    names = (default, pairing.OPENVINO)
+    pairs_only = [e for e in plan if e[2] in names and (paired is None or e[0] in paired)]
+    for index in range(first_round, first_round + rounds):
+        timings = pairing.run_round(pairs_only, default, index, clock, paired)
+        ratios = pairing.round_ratios(pairs_only, default, timings)
+        _record_ratios(results, ratios, condition, default)
+
+
+def _record_ratios(results: dict, ratios: dict, condition: str, default: str) -> None:
+    """One round's {(config, depth): OpenVINO / ``default``} into ``results[config]``:
+    ``paired`` (per cell, every round's) and ``paired_with``."""
+    for (cname, depth), ratio in ratios.items():
+        per_round = results[cname].setdefault("paired", {})
+        per_round.setdefault(f"L{depth}:{condition}", []).append(round(ratio, 5))
+        results[cname]["paired_with"] = default
 
 
 def _record(results: dict, plan: list, timings: list, condition: str) -> None:

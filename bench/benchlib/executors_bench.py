@@ -49,6 +49,11 @@ def recommended_liver_depth() -> int:
     return int(find_model("liver").recommended_depth)
 
 
+#: rounds of the default executor and OpenVINO alone, after the full rounds (executor_worker.
+#: paired_only_rounds), in both modes
+PAIRED_ONLY_ROUNDS = 4
+
+
 def measure(run, args, workdir: Path, weights: Path, log) -> dict:
     """Executor rows and end-to-end runs; ``run`` is the harness's worker Runner."""
     results: dict = {"recommended_depth": recommended_liver_depth()}
@@ -60,6 +65,9 @@ def measure(run, args, workdir: Path, weights: Path, log) -> dict:
         "weights": str(weights),
         "cache": str(workdir / "graphs"),
         "rounds": 2 if args.quick else 5,
+        # the default and OpenVINO alone, after the full rounds: the keys' medians over 6 or
+        # 9 paired rounds (2 left one cell's ratio anywhere in 0.70-1.25, session 18)
+        "paired_rounds": PAIRED_ONLY_ROUNDS,
         "shipped_depths": [1, 2, 3, 4],  # every shipped model at every depth (issue 14)
         "large": True,
         "default": results["default"],  # timed side by side with OpenVINO (pairing.py)
