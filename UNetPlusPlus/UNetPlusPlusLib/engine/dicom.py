@@ -123,8 +123,11 @@ def _has_dicom_mark(path: Path) -> bool:
         return False
 
 
-def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -> DicomSeries:
-    """The series named by ``uid``, or the only one; refuses an ambiguous folder."""
+def choose_series(
+    folder: Path, series: list[DicomSeries], uid: Optional[str], left_out: Sequence[str] = ()
+) -> DicomSeries:
+    """The series named by ``uid``, or the only one; refuses an ambiguous folder, naming also
+    the non-image objects ``left_out`` of ``series`` (see :func:`_image_series`)."""
     listing = "; ".join(s.summary() for s in series)
     if uid:
         chosen = [s for s in series if s.uid == uid.strip()]
@@ -138,11 +141,14 @@ def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -
         return chosen[0]
     if len({s.uid for s in series}) > 1:
         unnamed = any(not s.uid for s in series)  # --series cannot name it: move it
+        kind = " image" if left_out else ""
+        what = "not an image" if len(left_out) == 1 else "not images"
+        besides = f" It also holds {'; '.join(left_out)}: {what} to segment." if left_out else ""
         raise UNetPlusPlusError(
-            f"{folder} holds {len(series)} DICOM series: {listing}. Choose one with "
+            f"{folder} holds {len(series)} DICOM{kind} series: {listing}. Choose one with "
             "--series UID (or move each series into its own folder"
             + ("; a series without a UID can only be moved" if unnamed else "")
-            + ")."
+            + f").{besides}"
         )
     if len(series) > 1:  # one UID split over sub-folders: GDCM sorts them per folder
         return choose_series(folder, series, series[0].uid)
@@ -171,8 +177,14 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             f"No DICOM series found in {folder}{held}; choose a folder of DICOM slices or an "
             "image file."
         )
-    candidates = _image_series(folder, series) if series_uid is None else series
-    chosen = choose_series(folder, candidates, series_uid)
+    candidates, left_out = _image_series(folder, series) if series_uid is None else (series, [])
+    chosen = choose_series(folder, candidates, series_uid, left_out)
+    if left_out:  # said only once a series is chosen: a refusal names them itself
+        warnings.warn(
+            f"Left out of {folder}: {'; '.join(left_out)}; not an image to segment.",
+            UserWarning,
+            stacklevel=2,
+        )
     files = chosen.files
     _refuse_non_image(folder, files[0], chosen.modality)
     if series_uid is None and Path(files[0]).parent == folder:
@@ -200,17 +212,19 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
         ) from error
 
 
-def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
+def _image_series(folder: Path, series: list[DicomSeries]) -> tuple[list[DicomSeries], list[str]]:
     """The image series among ``series`` when the folder also holds DICOM objects made on
     images (a SEG or an RT structure set beside the slices of its CT, as a PACS export gives
-    them), with a warning naming what is left out; ``series`` unchanged when none are there, or
+    them), and a description of each object left out (the caller warns once a series is chosen,
+    or names them in its refusal: a warning followed by "holds 2 DICOM series" said the same
+    folder's content twice); ``series`` unchanged and nothing left out when none are there, or
     one such object alone (refused by :func:`_refuse_non_image`). Several such objects and no
     image raise UNetPlusPlusError. Before, the SEG counted as a second series and the folder was
     refused as ambiguous (fresh user 27)."""
     kinds = [item.modality for item in series]  # read by find_series
     images = [item for item, kind in zip(series, kinds) if kind not in _NOT_IMAGES]
     if len(images) == len(series) or len(series) == 1:
-        return series
+        return series, []
     left = [
         f"{_NOT_IMAGES[k]} ({item.summary()})" for item, k in zip(series, kinds) if k in _NOT_IMAGES
     ]
@@ -219,12 +233,7 @@ def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
             f"{folder} holds no image series, only {'; '.join(left)}: give the folder of the "
             f"image series itself{_series_below(folder)}."
         )
-    warnings.warn(
-        f"Left out of {folder}: {'; '.join(left)}; not an image to segment.",
-        UserWarning,
-        stacklevel=3,
-    )
-    return images
+    return images, left
 
 
 def _first_header(name: str) -> tuple[str, str]:
