@@ -41,15 +41,22 @@ _NOT_IMAGES = {
 }
 
 
+#: A slice header's geometry as ITK reads it: origin (mm), direction (9 cosines, row major)
+#: and spacing (mm), each in x, y, z order (LPS).
+SliceGeometry = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+
+
 @dataclass
 class DicomSeries:
-    """One series found in a folder: its UID, description and sorted slice files, and the
-    Modality (0008,0060) of its first file, upper case ("" if absent)."""
+    """One series found in a folder: its UID, description and sorted slice files, the
+    Modality (0008,0060) of its first file, upper case ("" if absent), and that file's
+    geometry (None if its header could not be read), reused by the slice-spacing check."""
 
     uid: str
     files: list[str]
     description: str = ""
     modality: str = ""
+    first_geometry: Optional[SliceGeometry] = None
 
     def summary(self) -> str:
         text = self.description or "no description"
@@ -82,7 +89,7 @@ def find_series(folder: Path) -> list[DicomSeries]:
             if Path(root) != folder:
                 series.extend(_dicom_series(Path(root)))
     for item in series:  # one header read per series, shared by every check after
-        item.description, item.modality = _first_header(item.files[0])
+        item.description, item.modality, item.first_geometry = _first_header(item.files[0])
     return series
 
 
@@ -190,7 +197,8 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
     if series_uid is None and Path(files[0]).parent == folder:
         _warn_unread_subfolders(folder)
     skipped = _unparsed_files(Path(files[0]).parent, [s.files for s in series])
-    _check_slice_spacing(files, skipped)
+    known = {s.files[0]: s.first_geometry for s in series if s.first_geometry is not None}
+    _check_slice_spacing(files, skipped, known)
     try:
         return _read_series(files)
     except RuntimeError:
@@ -203,7 +211,7 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             "in an unsupported encoding."
         )
     _warn_skipped(bad)
-    _check_slice_spacing(good, skipped + [Path(name).name for name in bad])
+    _check_slice_spacing(good, skipped + [Path(name).name for name in bad], known)
     try:
         return _read_series(good)
     except RuntimeError as error:
@@ -236,20 +244,26 @@ def _image_series(folder: Path, series: list[DicomSeries]) -> tuple[list[DicomSe
     return images, left
 
 
-def _first_header(name: str) -> tuple[str, str]:
-    """The Series Description (stripped) and Modality (stripped, upper case) of DICOM file
-    ``name``, from one read of its header; "" for one absent or a header that cannot be read."""
+def _first_header(name: str) -> tuple[str, str, Optional[SliceGeometry]]:
+    """The Series Description (stripped), Modality (stripped, upper case) and geometry of
+    DICOM file ``name``, from one read of its header; "", "", None for a header that cannot be
+    read ("" for a tag absent)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        return "", ""
+        return "", "", None
 
     def value(key: str) -> str:
         return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
-    return value(_SERIES_DESCRIPTION), value(_MODALITY).upper()
+    return value(_SERIES_DESCRIPTION), value(_MODALITY).upper(), _geometry(reader)
+
+
+def _geometry(reader: sitk.ImageFileReader) -> SliceGeometry:
+    """The geometry of the header ``reader`` has read."""
+    return reader.GetOrigin(), reader.GetDirection(), reader.GetSpacing()
 
 
 def _refuse_non_image(folder: Path, first: str, modality: str) -> None:
@@ -367,23 +381,34 @@ def _warn_skipped(paths: list[str]) -> None:
     )
 
 
-def _check_slice_spacing(files: list[str], skipped: Sequence[str] = ()) -> None:
-    """Refuse series with missing or unevenly spaced slices (they would be distorted)."""
+def _check_slice_spacing(
+    files: list[str],
+    skipped: Sequence[str] = (),
+    known: Optional[dict[str, SliceGeometry]] = None,
+) -> None:
+    """Refuse series with missing or unevenly spaced slices (they would be distorted).
+    ``known``: slice file -> :data:`SliceGeometry` already read (the first file of each series,
+    read by :func:`find_series`), not read again."""
     if len(files) < 3:
         return
     reader = sitk.ImageFileReader()
+    known = known or {}
     origins, normal, pixel, first = [], None, 0.0, np.eye(3)
     for name in files:
-        reader.SetFileName(name)
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as error:
-            raise UNetPlusPlusError(f"Cannot read the DICOM header of {name}.") from error
-        origins.append(reader.GetOrigin())
-        direction = np.array(reader.GetDirection()).reshape(3, 3)
+        geometry = known.get(name)
+        if geometry is None:
+            reader.SetFileName(name)
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError as error:
+                raise UNetPlusPlusError(f"Cannot read the DICOM header of {name}.") from error
+            geometry = _geometry(reader)
+        origin, cosines, spacing = geometry
+        origins.append(origin)
+        direction = np.array(cosines).reshape(3, 3)
         if normal is None:
             first, normal = direction, direction[:, 2]
-            pixel = float(min(reader.GetSpacing()[:2]))
+            pixel = float(min(spacing[:2]))
         elif np.max(np.abs(direction - first)) > MAX_ORIENTATION_CHANGE:
             _refuse_orientations(name, direction, first)
     steps = np.abs(np.diff(np.asarray(origins) @ normal))
