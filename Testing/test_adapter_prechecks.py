@@ -79,8 +79,8 @@ def test_an_roi_off_the_image_is_refused_naming_the_node_in_ras(sphere_model):
         assert not logic._jobs and scene_state(scene) == before
         roi.SetCenter(-20.0, -20.0, 20.0)  # on the image: no refusal of the box
         logic.check_inputs([node], sphere_model)
+        from UNetPlusPlusLib.adapter.geometry import volume_from_nodes
         from UNetPlusPlusLib.adapter.input_checks import check_roi
-        from UNetPlusPlusLib.adapter.logic import volume_from_nodes
 
         check_roi(roi, volume_from_nodes([node]).grid)
     finally:

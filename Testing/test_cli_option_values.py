@@ -61,6 +61,31 @@ def test_train_refuses_senseless_values_before_any_work(tmp_path, capsys, option
     assert "internal error" not in error and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option", ["--epochs", "--iterations-per-epoch"])
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_train_refuses_an_absurd_count_in_one_short_line(tmp_path, capsys, option, digits):
+    """A 400-digit --epochs passed parsing and ended, after the preprocessing, with an internal
+    error (OverflowError); over 4300 digits it was "not a whole number". Either is one line
+    that names the number by its length instead of repeating it."""
+    assert main(_train(tmp_path, option, "9" * digits)) == 2
+    captured = capsys.readouterr()
+    error = captured.err
+    assert error.count("\n") == 1 and error.startswith(f"error: argument {option}: "), error
+    assert f"{digits}-digit number" in error and "9" * 30 not in error, error
+    assert "not a whole number" not in error and "internal error" not in error
+    assert captured.out == "" and not (tmp_path / "out").exists()
+
+
+def test_the_largest_count_is_accepted_and_one_more_is_refused(tmp_path, capsys):
+    from UNetPlusPlusLib.training.train_args import MAX_EPOCHS
+
+    args = build_parser().parse_args(_train(tmp_path, "--epochs", str(MAX_EPOCHS)))
+    assert args.epochs == MAX_EPOCHS
+    assert main(_train(tmp_path, "--epochs", str(MAX_EPOCHS + 1))) == 2
+    error = capsys.readouterr().err
+    assert f"must be at most {MAX_EPOCHS}, got {MAX_EPOCHS + 1}" in error, error
+
+
 def test_the_training_module_entry_point_reads_negative_values_too(tmp_path, capsys):
     """`python -m UNetPlusPlusLib.training.cli` (torchrun) has its own parser."""
     from UNetPlusPlusLib.training.cli import main as train_main

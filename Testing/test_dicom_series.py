@@ -186,9 +186,9 @@ def test_a_folder_of_image_files_without_dicom_names_them(tmp_path):
 
 def test_each_series_header_is_read_once_to_choose_the_series(tmp_path, monkeypatch):
     """The first file of each series was read three times to choose one (its description, its
-    Modality to leave a SEG out, its Modality again to refuse a SEG chosen): now once. Reads
-    counted by a real reader that counts its calls; the slice-spacing check still reads every
-    slice's geometry once."""
+    Modality to leave a SEG out, its Modality again to refuse a SEG chosen), then once more by
+    the slice-spacing check: now once, its geometry kept for that check, which reads every
+    other slice's header once. Reads counted by a real reader that counts its calls."""
     folder = tmp_path / "export"
     write_series(folder, CT_UID, 3, "Abdomen 2.0", "PATIENT^A")
     write_series(folder, OTHER_UID, 2, "Liver segmentation", "PATIENT^A", modality="SEG")
@@ -214,5 +214,33 @@ def test_each_series_header_is_read_once_to_choose_the_series(tmp_path, monkeypa
     ct_first, *ct_other = [Path(n).name for n in series_files[CT_UID]]
     seg_first = Path(series_files[OTHER_UID][0]).name
     assert reads[seg_first] == 1, reads
-    assert len(ct_other) == 2 and reads[ct_other[0]] == reads[ct_other[1]] >= 1, reads
-    assert reads[ct_first] == reads[ct_other[0]] + 1, reads
+    assert len(ct_other) == 2 and reads[ct_other[0]] == reads[ct_other[1]] == 1, reads
+    assert reads[ct_first] == 1, reads
+
+
+def test_two_image_series_and_a_seg_are_one_refusal_naming_all(tmp_path, capsys):
+    """Two CT series and a DICOM SEG: "warning: Left out ... the SEG" came first, then the
+    refusal "holds 2 DICOM series", the folder's content said twice. Now one error line lists
+    the image series to choose from and names the SEG, and no warning precedes it."""
+    from UNetPlusPlusLib.cli import main
+
+    folder = tmp_path / "export"
+    write_series(folder, CT_UID, 3, "Abdomen 2.0", "PATIENT^A")
+    write_series(folder, OTHER_UID, 4, "Chest 2.0", "PATIENT^A")
+    seg_uid = "1.2.826.0.1.3680043.8.498.3003"
+    write_series(folder, seg_uid, 2, "Liver segmentation", "PATIENT^A", modality="SEG")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(UNetPlusPlusError) as refused:
+            read_volume([folder])
+    assert [str(w.message) for w in said] == []
+    message = str(refused.value)
+    assert f"holds 2 DICOM image series: {CT_UID} ('Abdomen 2.0', 3 slice(s))" in message
+    assert f"{OTHER_UID} ('Chest 2.0', 4 slice(s))" in message and "--series UID" in message
+    assert f"a DICOM Segmentation object ({seg_uid} ('Liver segmentation'" in message
+
+    out = tmp_path / "labels.nii.gz"
+    assert main(["segment", str(folder), "--task", "liver", "--labelmap", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Left out" not in err, err
+    assert "Liver segmentation" in err and "Chest 2.0" in err and not out.exists()

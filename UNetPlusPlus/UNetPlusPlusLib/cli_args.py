@@ -180,19 +180,43 @@ def duration(text: str) -> str:
     return text
 
 
+def _shown(value: int) -> str:
+    """``value`` as a message shows it: a number too long to read is named by its length."""
+    digits = len(str(abs(value)))
+    return str(value) if digits <= 20 else f"a {digits}-digit number"
+
+
 def _whole_number_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
+        if re.fullmatch(r"\s*[+-]?\d+\s*", text):  # Python refuses over 4300 digits
+            raise argparse.ArgumentTypeError(
+                f"got a {len(text.strip().lstrip('+-'))}-digit number, far too large"
+            ) from None
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {_shown(value)}")
     return value
 
 
 def positive_int(text: str) -> int:
     """A whole number >= 1 (counts: threads, tiles per batch)."""
     return _whole_number_at_least(text, 1)
+
+
+def count_up_to(most: int) -> Callable[[str], int]:
+    """A whole number from 1 to ``most``: ``unetpp train --epochs`` with a 400-digit number
+    ended, after the whole preprocessing, with an internal error (OverflowError) instead of
+    a refusal when the command line is parsed."""
+
+    def check(text: str) -> int:
+        value = positive_int(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {_shown(value)}")
+        return value
+
+    return check
 
 
 def thread_count(text: str) -> int:

@@ -12,7 +12,8 @@ and an optional clicked point into an engine run, and writes the result into a
 
 Either way the scene changes only after a successful run, and the engine's input sanity checks
 (``engine/sanity.py``; an image that is a speck at the model's scale, ``engine/scale_check.py``;
-an ROI off the image; the loaded NIfTI file's header: ``input_checks.py``) run first:
+an ROI off the image; the loaded NIfTI file's header: ``input_checks.py``; the nodes matched to
+the model's channels and the checks cached on them: ``channel_inputs.py``) run first:
 refusals raise :class:`UNetPlusPlusError` before anything starts; borderline findings are kept
 in :attr:`SegmentationLogic.warnings` (and ``job.warnings``; ``job.run_warnings`` adds the
 engine's) for the panel. :meth:`SegmentationLogic.export_training_case` hands a case to
@@ -30,28 +31,20 @@ import numpy as np
 from ..engine.manifest import ModelManifest
 from ..engine.volume import Box, LabelVolume
 from ..errors import UNetPlusPlusError
+from .channel_inputs import (
+    CheckedInputs,
+    check_channel_inputs,
+    input_images,
+    input_key,
+    input_volume,
+)
 from .device_list import DeviceQuery
 from .engine_server import EngineServer
-from .geometry import (
-    NativeImages,
-    control_point_ras,
-    native_images_from_nodes,
-    ras_to_lps,
-    roi_corners_ras,
-    volume_from_nodes,
-    world_ijk_to_ras,
-)
-from .input_checks import (
-    check_click,
-    check_point,
-    check_roi,
-    check_scale,
-    loaded_file,
-    nifti_file_warnings,
-)
+from .geometry import control_point_ras, ras_to_lps, roi_corners_ras
+from .input_checks import check_click, check_point, check_roi
 from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
-from .panel import channel_input_problem, is_prompted, merge_warnings
+from .panel import is_prompted, merge_warnings
 from .roi import clear_outside_roi, oriented_box
 from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid, voxels_time
 from .segmentation_writer import next_numbered_name, write_segments
@@ -73,7 +66,7 @@ class SegmentationLogic:
         self._jobs: list[SegmentationJob] = []  # started background jobs, for shutdown()
         self._device_query: Optional[DeviceQuery] = None
         self._server: Optional[EngineServer] = None  # the persistent engine process
-        self._checked: tuple = (None, [])  # (inputs and model key, their sanity warnings)
+        self._checked = CheckedInputs()  # the last inputs' sanity warnings (issue 14)
         # False skips the sequence-order check of multi-channel MR models (engine/
         # channel_order.py), for a researcher sure of an order the check doubts; also sent to
         # the engine process as --no-channel-check
@@ -148,10 +141,10 @@ class SegmentationLogic:
 
         manifest = self.resolve_model(model)
         self.warnings = []
-        volume = self._volume(volume_nodes, manifest)
+        volume = input_volume(volume_nodes, manifest)
         # the Slicer side's input checks (cached, with the NIfTI file's header), then the CT's
         # front-back orientation: the engine's input checks, which it need not run again
-        checked = self._checked_once(volume_nodes, manifest)
+        checked = self._checked.warnings(volume_nodes, manifest, self.channel_check)
         self.warnings = merge_warnings(checked, check_orientation(manifest, volume))
         roi = box = None
         if roi_node is not None:
@@ -216,8 +209,8 @@ class SegmentationLogic:
         manifest = self.resolve_model(model)
         persistent = self.persistent if persistent is None else persistent
         self.warnings = []  # not the last call's, should the checks refuse
-        self.warnings = self._checked_once(volume_nodes, manifest)
-        images = self._native_images(volume_nodes, manifest)  # written in their own types
+        self.warnings = self._checked.warnings(volume_nodes, manifest, self.channel_check)
+        images = input_images(volume_nodes, manifest)  # written in their own types
         if roi_node is not None:  # off the image: now, not from the engine's process
             check_roi(roi_node, images.grid)
         if point_ras is not None:  # likewise a click off the image, named as segment() does
@@ -256,7 +249,7 @@ class SegmentationLogic:
             channel_check=self.channel_check,
             point_name=point_name,
             server=server,
-            input_token=server.input_token((self._input_key(nodes), channels)) if server else None,
+            input_token=server.input_token((input_key(nodes), channels)) if server else None,
         )
         job.warnings = list(self.warnings)
         self._jobs = [j for j in self._jobs if not j.finished]
@@ -278,35 +271,6 @@ class SegmentationLogic:
             self._device_query.close()
         if self._server is not None:
             self._server.shutdown()
-
-    @staticmethod
-    def _input_key(volume_nodes: Sequence) -> tuple:
-        """Identifies the voxels and geometry of the input nodes: their ids, the modification
-        time of their image data (voxel edits call Modified()) and their world matrices."""
-        return tuple(
-            (
-                node.GetID(),
-                world_ijk_to_ras(node).round(9).tobytes(),  # first: no image data is refused
-                node.GetImageData().GetMTime(),
-            )
-            for node in volume_nodes
-        )
-
-    def _checked_once(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
-        """The input sanity warnings, checked again only when the nodes' voxels, geometry or
-        transforms, or the model, changed: a second click on one CT skips the pass over the
-        whole volume (issue 14). Raises UNetPlusPlusError as ``check_inputs`` does."""
-        nodes, _ = self._channels(volume_nodes, manifest)
-        transforms = tuple(
-            (t.GetID(), t.GetMTime()) if t is not None else None
-            for t in (node.GetParentTransformNode() for node in nodes)
-        )
-        key = (self._input_key(nodes), transforms, str(manifest.path), manifest.sha256)
-        key += (self.channel_check, tuple(str(loaded_file(node)) for node in nodes))
-        if self._checked[0] != key:
-            self._checked = (None, [])
-            self._checked = (key, self._check(volume_nodes, manifest))
-        return list(self._checked[1])
 
     def warm_up(self) -> bool:
         """Start the persistent engine process ahead of the first run (the module calls it
@@ -337,23 +301,7 @@ class SegmentationLogic:
         ``UNetPlusPlusError`` with one actionable line for input that cannot be right.
         """
         manifest = self.resolve_model(model)
-        return self._check(volume_nodes, manifest)
-
-    def _check(self, volume_nodes: Sequence, manifest: ModelManifest) -> list[str]:
-        """Input sanity on the nodes' voxels in their own types (no float32 copy of the volume
-        on the GUI thread, issue 10), after the header of the NIfTI file a node was loaded
-        from (its sform and qform, which the engine never sees: it gets the voxels)."""
-        from ..engine.sanity import check_channels, check_sequence_order
-
-        nodes, channels = self._channels(volume_nodes, manifest)
-        images = self._native_images(volume_nodes, manifest)
-        modalities = [channel.modality for channel in manifest.channels]
-        warnings = nifti_file_warnings(nodes)
-        warnings += check_channels(images.arrays, images.grid, channels, modalities)
-        check_scale(manifest, images.grid, nodes[0])  # a speck: the engine would refuse it
-        return warnings + check_sequence_order(
-            manifest, images.arrays, self.channel_check, images.grid.spacing
-        )
+        return check_channel_inputs(volume_nodes, manifest, self.channel_check)
 
     def write_result(
         self,
@@ -438,30 +386,6 @@ class SegmentationLogic:
                 for name, spacing in regridded
             ]
         return node
-
-    @staticmethod
-    def _channels(volume_nodes: Sequence, manifest: ModelManifest) -> tuple[list, list[str]]:
-        """The nodes and the manifest's channel names; refuses a wrong number of volumes, an
-        empty channel or one volume in two channels."""
-        channels = [channel.name for channel in manifest.channels]
-        nodes = list(volume_nodes)
-        if len(nodes) != len(channels):
-            raise UNetPlusPlusError(
-                f"Model '{manifest.name}' needs {len(channels)} input volume(s) "
-                f"({', '.join(channels)}); {len(nodes)} given."
-            )
-        problem = channel_input_problem(channels, nodes)
-        if problem:
-            raise UNetPlusPlusError(problem)
-        return nodes, channels
-
-    def _volume(self, volume_nodes: Sequence, manifest: ModelManifest):
-        nodes, channels = self._channels(volume_nodes, manifest)
-        return volume_from_nodes(nodes, channel_names=channels, labels=channels)
-
-    def _native_images(self, volume_nodes: Sequence, manifest: ModelManifest) -> NativeImages:
-        nodes, channels = self._channels(volume_nodes, manifest)
-        return native_images_from_nodes(nodes, labels=channels)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -3,11 +3,11 @@
 :func:`export_training_case` writes the volume(s) and the segmentation (``<case>.nrrd`` or
 ``<case>_<channel>.nrrd``, ``<case>.seg.nrrd``; docs/TRAINING_DATASETS.md) with Slicer's own
 storage nodes, after refusing, before any file is written, what would give a case the trainer
-misreads: no segmentation, an empty or non-labelmap one, one made for another volume on another
-grid (another patient), nodes
-under different transforms, a case or channel name that is no file name or that training would
-read otherwise (``case-label``, ``.x``: :func:`_unread_name`), a channel name twice, or a case
-that exists already.
+misreads: a labelmap volume node as an image, no segmentation, an empty or non-labelmap one,
+one made for another volume on another grid (another patient), nodes under different
+transforms, a case or channel name that is no file name or that training would read otherwise
+(``case-label``, ``.x``: :func:`_unread_name`), a channel name twice, or a case that exists
+already.
 A case already in the folder is not written twice (case_identity.py, case_records.py): the
 same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
 labels (the mask corrected since) replaces that case's labels, the old ones kept in
@@ -32,6 +32,7 @@ from .case_files import CaseFiles
 from .case_identity import case_identity, write_record
 from .case_records import SameImage, find_same_image, folder_cases
 from .geometry import array_from_volume_node
+from .panel import channel_input_problem
 from .replaced_labels import REPLACED_FOLDER, KeptVersions
 from .segmentation_binding import reference_volume, same_grid, volume_grid
 from .segmentation_writer import binary_labelmap_name
@@ -145,6 +146,7 @@ def export_training_case(
     nodes = list(volume_nodes)
     if not nodes or any(node is None for node in nodes):
         raise UNetPlusPlusError("Select the input volume(s) to export.")
+    _refuse_labelmap_images(nodes, channel_names)
     if segmentation_node is None:
         raise UNetPlusPlusError("Select the segmentation to export.")
     segmentation = segmentation_node.GetSegmentation()
@@ -403,6 +405,20 @@ def _unread_name(name: str, what: str) -> Optional[str]:
             f"{MAX_CASE_NAME_BYTES}, to leave room for the files' endings)."
         )
     return None
+
+
+def _refuse_labelmap_images(nodes: Sequence, channel_names: Sequence[str]) -> None:
+    """Refuse a labelmap volume node given as a channel's image, naming it and its channel
+    (``channel_names``, else "channel <n>"), as segmentation runs do (panel.py
+    ``channel_input_problem``): its label values were written as the case's image, and
+    trained on as if they were one. Raises :class:`UNetPlusPlusError`."""
+    names = list(channel_names)
+    if len(names) != len(nodes):
+        names = [f"channel {i + 1}" for i in range(len(nodes))]
+    for name, node in zip(names, nodes):
+        problem = channel_input_problem([name], [node])  # one each: only the labelmap check
+        if problem:
+            raise UNetPlusPlusError(problem)
 
 
 def _check_channel_names(names: Sequence[str], volumes: int) -> None:

@@ -41,15 +41,22 @@ _NOT_IMAGES = {
 }
 
 
+#: A slice header's geometry as ITK reads it: origin (mm), direction (9 cosines, row major)
+#: and spacing (mm), each in x, y, z order (LPS).
+SliceGeometry = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+
+
 @dataclass
 class DicomSeries:
-    """One series found in a folder: its UID, description and sorted slice files, and the
-    Modality (0008,0060) of its first file, upper case ("" if absent)."""
+    """One series found in a folder: its UID, description and sorted slice files, the
+    Modality (0008,0060) of its first file, upper case ("" if absent), and that file's
+    geometry (None if its header could not be read), reused by the slice-spacing check."""
 
     uid: str
     files: list[str]
     description: str = ""
     modality: str = ""
+    first_geometry: Optional[SliceGeometry] = None
 
     def summary(self) -> str:
         text = self.description or "no description"
@@ -82,7 +89,7 @@ def find_series(folder: Path) -> list[DicomSeries]:
             if Path(root) != folder:
                 series.extend(_dicom_series(Path(root)))
     for item in series:  # one header read per series, shared by every check after
-        item.description, item.modality = _first_header(item.files[0])
+        item.description, item.modality, item.first_geometry = _first_header(item.files[0])
     return series
 
 
@@ -123,8 +130,11 @@ def _has_dicom_mark(path: Path) -> bool:
         return False
 
 
-def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -> DicomSeries:
-    """The series named by ``uid``, or the only one; refuses an ambiguous folder."""
+def choose_series(
+    folder: Path, series: list[DicomSeries], uid: Optional[str], left_out: Sequence[str] = ()
+) -> DicomSeries:
+    """The series named by ``uid``, or the only one; refuses an ambiguous folder, naming also
+    the non-image objects ``left_out`` of ``series`` (see :func:`_image_series`)."""
     listing = "; ".join(s.summary() for s in series)
     if uid:
         chosen = [s for s in series if s.uid == uid.strip()]
@@ -138,11 +148,14 @@ def choose_series(folder: Path, series: list[DicomSeries], uid: Optional[str]) -
         return chosen[0]
     if len({s.uid for s in series}) > 1:
         unnamed = any(not s.uid for s in series)  # --series cannot name it: move it
+        kind = " image" if left_out else ""
+        what = "not an image" if len(left_out) == 1 else "not images"
+        besides = f" It also holds {'; '.join(left_out)}: {what} to segment." if left_out else ""
         raise UNetPlusPlusError(
-            f"{folder} holds {len(series)} DICOM series: {listing}. Choose one with "
+            f"{folder} holds {len(series)} DICOM{kind} series: {listing}. Choose one with "
             "--series UID (or move each series into its own folder"
             + ("; a series without a UID can only be moved" if unnamed else "")
-            + ")."
+            + f").{besides}"
         )
     if len(series) > 1:  # one UID split over sub-folders: GDCM sorts them per folder
         return choose_series(folder, series, series[0].uid)
@@ -171,14 +184,21 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             f"No DICOM series found in {folder}{held}; choose a folder of DICOM slices or an "
             "image file."
         )
-    candidates = _image_series(folder, series) if series_uid is None else series
-    chosen = choose_series(folder, candidates, series_uid)
+    candidates, left_out = _image_series(folder, series) if series_uid is None else (series, [])
+    chosen = choose_series(folder, candidates, series_uid, left_out)
+    if left_out:  # said only once a series is chosen: a refusal names them itself
+        warnings.warn(
+            f"Left out of {folder}: {'; '.join(left_out)}; not an image to segment.",
+            UserWarning,
+            stacklevel=2,
+        )
     files = chosen.files
     _refuse_non_image(folder, files[0], chosen.modality)
     if series_uid is None and Path(files[0]).parent == folder:
         _warn_unread_subfolders(folder)
     skipped = _unparsed_files(Path(files[0]).parent, [s.files for s in series])
-    _check_slice_spacing(files, skipped)
+    known = {s.files[0]: s.first_geometry for s in series if s.first_geometry is not None}
+    _check_slice_spacing(files, skipped, known)
     try:
         return _read_series(files)
     except RuntimeError:
@@ -191,7 +211,7 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             "in an unsupported encoding."
         )
     _warn_skipped(bad)
-    _check_slice_spacing(good, skipped + [Path(name).name for name in bad])
+    _check_slice_spacing(good, skipped + [Path(name).name for name in bad], known)
     try:
         return _read_series(good)
     except RuntimeError as error:
@@ -200,17 +220,19 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
         ) from error
 
 
-def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
+def _image_series(folder: Path, series: list[DicomSeries]) -> tuple[list[DicomSeries], list[str]]:
     """The image series among ``series`` when the folder also holds DICOM objects made on
     images (a SEG or an RT structure set beside the slices of its CT, as a PACS export gives
-    them), with a warning naming what is left out; ``series`` unchanged when none are there, or
+    them), and a description of each object left out (the caller warns once a series is chosen,
+    or names them in its refusal: a warning followed by "holds 2 DICOM series" said the same
+    folder's content twice); ``series`` unchanged and nothing left out when none are there, or
     one such object alone (refused by :func:`_refuse_non_image`). Several such objects and no
     image raise UNetPlusPlusError. Before, the SEG counted as a second series and the folder was
     refused as ambiguous (fresh user 27)."""
     kinds = [item.modality for item in series]  # read by find_series
     images = [item for item, kind in zip(series, kinds) if kind not in _NOT_IMAGES]
     if len(images) == len(series) or len(series) == 1:
-        return series
+        return series, []
     left = [
         f"{_NOT_IMAGES[k]} ({item.summary()})" for item, k in zip(series, kinds) if k in _NOT_IMAGES
     ]
@@ -219,28 +241,29 @@ def _image_series(folder: Path, series: list[DicomSeries]) -> list[DicomSeries]:
             f"{folder} holds no image series, only {'; '.join(left)}: give the folder of the "
             f"image series itself{_series_below(folder)}."
         )
-    warnings.warn(
-        f"Left out of {folder}: {'; '.join(left)}; not an image to segment.",
-        UserWarning,
-        stacklevel=3,
-    )
-    return images
+    return images, left
 
 
-def _first_header(name: str) -> tuple[str, str]:
-    """The Series Description (stripped) and Modality (stripped, upper case) of DICOM file
-    ``name``, from one read of its header; "" for one absent or a header that cannot be read."""
+def _first_header(name: str) -> tuple[str, str, Optional[SliceGeometry]]:
+    """The Series Description (stripped), Modality (stripped, upper case) and geometry of
+    DICOM file ``name``, from one read of its header; "", "", None for a header that cannot be
+    read ("" for a tag absent)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        return "", ""
+        return "", "", None
 
     def value(key: str) -> str:
         return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
-    return value(_SERIES_DESCRIPTION), value(_MODALITY).upper()
+    return value(_SERIES_DESCRIPTION), value(_MODALITY).upper(), _geometry(reader)
+
+
+def _geometry(reader: sitk.ImageFileReader) -> SliceGeometry:
+    """The geometry of the header ``reader`` has read."""
+    return reader.GetOrigin(), reader.GetDirection(), reader.GetSpacing()
 
 
 def _refuse_non_image(folder: Path, first: str, modality: str) -> None:
@@ -358,23 +381,34 @@ def _warn_skipped(paths: list[str]) -> None:
     )
 
 
-def _check_slice_spacing(files: list[str], skipped: Sequence[str] = ()) -> None:
-    """Refuse series with missing or unevenly spaced slices (they would be distorted)."""
+def _check_slice_spacing(
+    files: list[str],
+    skipped: Sequence[str] = (),
+    known: Optional[dict[str, SliceGeometry]] = None,
+) -> None:
+    """Refuse series with missing or unevenly spaced slices (they would be distorted).
+    ``known``: slice file -> :data:`SliceGeometry` already read (the first file of each series,
+    read by :func:`find_series`), not read again."""
     if len(files) < 3:
         return
     reader = sitk.ImageFileReader()
+    known = known or {}
     origins, normal, pixel, first = [], None, 0.0, np.eye(3)
     for name in files:
-        reader.SetFileName(name)
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as error:
-            raise UNetPlusPlusError(f"Cannot read the DICOM header of {name}.") from error
-        origins.append(reader.GetOrigin())
-        direction = np.array(reader.GetDirection()).reshape(3, 3)
+        geometry = known.get(name)
+        if geometry is None:
+            reader.SetFileName(name)
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError as error:
+                raise UNetPlusPlusError(f"Cannot read the DICOM header of {name}.") from error
+            geometry = _geometry(reader)
+        origin, cosines, spacing = geometry
+        origins.append(origin)
+        direction = np.array(cosines).reshape(3, 3)
         if normal is None:
             first, normal = direction, direction[:, 2]
-            pixel = float(min(reader.GetSpacing()[:2]))
+            pixel = float(min(spacing[:2]))
         elif np.max(np.abs(direction - first)) > MAX_ORIENTATION_CHANGE:
             _refuse_orientations(name, direction, first)
     steps = np.abs(np.diff(np.asarray(origins) @ normal))

@@ -9,6 +9,11 @@ import argparse
 
 from .. import cli_args as types
 
+#: The most ``--epochs`` and ``--iterations-per-epoch`` accepted: far beyond any real schedule
+#: (the planner caps epochs at 1000), small enough for the schedule's arithmetic in floats.
+MAX_EPOCHS = 100_000
+MAX_ITERATIONS_PER_EPOCH = 1_000_000
+
 
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -175,13 +180,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "every iteration (the Slicer module's Cancel)",
     )
     run.add_argument(
-        "--epochs", metavar="N", type=types.positive_int, help="epochs (default: planned)"
+        "--epochs",
+        metavar="N",
+        type=types.count_up_to(MAX_EPOCHS),
+        help=f"epochs, at most {MAX_EPOCHS} (default: planned)",
     )
     run.add_argument(
         "--iterations-per-epoch",
         metavar="N",
-        type=types.positive_int,
-        help="iterations per epoch (planned)",
+        type=types.count_up_to(MAX_ITERATIONS_PER_EPOCH),
+        help=f"iterations per epoch, at most {MAX_ITERATIONS_PER_EPOCH} (planned)",
     )
     run.add_argument(
         "--batch-size",
