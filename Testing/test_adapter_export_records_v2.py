@@ -30,7 +30,7 @@ from test_adapter_export_extent_start import (  # noqa: E402
     index_space_crop,
     with_labels,
 )
-from UNetPlusPlusLib.adapter import case_identity, geometry  # noqa: E402
+from UNetPlusPlusLib.adapter import case_identity, case_records, geometry  # noqa: E402
 from UNetPlusPlusLib.adapter.segment_fingerprint import segment_fingerprint  # noqa: E402
 from UNetPlusPlusLib.adapter.segmentation_writer import binary_labelmap_name  # noqa: E402
 from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
@@ -129,3 +129,63 @@ def test_corrected_labels_after_a_v2_record_replace_the_case_labels_and_keep_the
     assert (out / "case001.seg.nrrd").read_bytes() != old_labels
     kept = list((out / ".replaced").glob("case001-*.seg.nrrd"))
     assert len(kept) == 1 and kept[0].read_bytes() == old_labels
+
+
+def finer_segment(scene, node, segmentation) -> None:
+    """Add to ``segmentation`` a segment whose labelmap lies on a grid of half ``node``'s
+    spacing (added by a script, or copied from a segmentation made on a finer grid): the
+    .seg.nrrd holds it resampled onto the segmentation's common grid."""
+    import vtk.util.numpy_support as numpy_support
+
+    image = slicer.vtkOrientedImageData()
+    image.SetExtent(0, 11, 0, 9, 0, 7)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    voxels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    voxels[:] = 0
+    voxels[150:600] = 1
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    for row in range(3):
+        for column in range(3):
+            matrix.SetElement(row, column, matrix.GetElement(row, column) * 0.5)
+    image.SetImageToWorldMatrix(matrix)
+    segment = slicer.vtkSegment()
+    segment.SetName("fine")
+    segment.AddRepresentation(binary_labelmap_name(), image)
+    segmentation.GetSegmentation().AddSegment(segment, "fine")
+
+
+def test_a_segment_on_another_grid_is_a_duplicate_not_a_replacement(tmp_path):
+    """The case's identity from its nodes is that of its files read back, also for a segment
+    whose labelmap is on another grid than the one the .seg.nrrd holds (the writer merges the
+    labelmaps into layers, then resamples them). Before, the first export after the v2 -> v3
+    change (its segmentation made again in a new session) read the case back, found "other
+    labels" and replaced them by the same ones ("The old labels are kept in .replaced/...", a
+    file tidied away at once as identical)."""
+    scene = slicer.vtkMRMLScene()
+    ramp = np.arange(10 * 9 * 8, dtype=np.float32).reshape(1, 8, 9, 10) - 200
+    node = geometry.volume_node_from_volume(scene, Volume(ramp, SPACING, ORIGIN, DIRECTION), "ct")
+    first = with_labels(node, "liver")
+    finer_segment(scene, node, first)
+    out = tmp_path / "cases"
+    export_training_case([node], first, out, "case001")
+    as_v2(out, "case001", node, first)
+
+    again = with_labels(node, "liver again")  # the same segments, made again
+    finer_segment(scene, node, again)
+    extents = [again.GetSegmentation().GetNthSegment(i).GetRepresentation(
+        binary_labelmap_name()).GetExtent() for i in range(2)]  # fmt: skip
+    (case,) = case_records.folder_cases(out)
+    from_files = case_records.identity_from_files(case)
+    assert from_files is not None
+    assert from_files.labels == case_identity.labels_identity(again)
+    assert extents == [again.GetSegmentation().GetNthSegment(i).GetRepresentation(
+        binary_labelmap_name()).GetExtent() for i in range(2)]  # untouched  # fmt: skip
+
+    before = folder_files(out)
+    with pytest.raises(DuplicateCaseError, match="already in the dataset as case001 "):
+        export_training_case([node], again, out, "case002")
+    after = folder_files(out)
+    assert sorted(after) == sorted(before) and not (out / ".replaced").exists()
+    assert after["case001.seg.nrrd"] == before["case001.seg.nrrd"]
+    scene.Clear(1)
