@@ -189,3 +189,27 @@ def test_a_segment_on_another_grid_is_a_duplicate_not_a_replacement(tmp_path):
     assert sorted(after) == sorted(before) and not (out / ".replaced").exists()
     assert after["case001.seg.nrrd"] == before["case001.seg.nrrd"]
     scene.Clear(1)
+
+
+def test_an_empty_segment_of_default_geometry_has_the_identity_of_its_file(tmp_path):
+    """An empty segment added by a script (a labelmap of VTK's default geometry: 1 mm, axis
+    aligned) is written on the common grid: its identity from the nodes, before the export, is
+    that of the file read back (before, it differed: the case exported again was "replaced")."""
+    scene = slicer.vtkMRMLScene()
+    ramp = np.arange(10 * 9 * 8, dtype=np.float32).reshape(1, 8, 9, 10) - 200
+    node = geometry.volume_node_from_volume(scene, Volume(ramp, SPACING, ORIGIN, DIRECTION), "ct")
+    segmentation = with_labels(node, "liver")
+    image = slicer.vtkOrientedImageData()
+    image.SetExtent(0, -1, 0, -1, 0, -1)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    segment = slicer.vtkSegment()
+    segment.SetName("to do")
+    segment.AddRepresentation(binary_labelmap_name(), image)
+    segmentation.GetSegmentation().AddSegment(segment, "to do")
+    identity = case_identity.labels_identity(segmentation)
+    out = tmp_path / "cases"
+    export_training_case([node], segmentation, out, "case001")
+    (case,) = case_records.folder_cases(out)
+    from_files = case_records.identity_from_files(case)
+    assert from_files is not None and from_files.labels == identity
+    scene.Clear(1)
