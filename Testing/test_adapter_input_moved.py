@@ -141,3 +141,36 @@ def test_a_voxel_edit_is_a_change_and_display_or_name_changes_are_not():
     replaced.DeepCopy(volume.GetImageData())
     volume.SetAndObserveImageData(replaced)
     assert changed_during_run([volume], grids, times) == EDITED
+
+
+def test_what_slicer_does_with_a_volume_during_a_run_is_not_an_edit(tmp_path):
+    """What Slicer (and this module) does with the input volume while a run goes on reads its
+    voxels and changes the node, not the image data: its display (slice views reslice it, the
+    automatic window/level takes its histogram), a segmentation made on it (the run's output),
+    a scene save writing it, Segment Editor's copy of it as the source volume. None of these
+    is refused as a voxel edit (the node's own modification time, which they advance, would
+    refuse a run for each)."""
+    scene = slicer.vtkMRMLScene()
+    volume = ball_volume(scene)
+    grids, times = [volume_grid(volume)], [voxels_time(volume)]
+    node_time = volume.GetMTime()
+
+    volume.CreateDefaultDisplayNodes()
+    reslice = vtk.vtkImageReslice()  # a slice view
+    reslice.SetInputConnection(volume.GetImageDataConnection())
+    reslice.SetOutputExtent(0, 9, 0, 9, 0, 0)
+    reslice.Update()
+    statistics = vtk.vtkImageHistogramStatistics()  # the automatic window/level
+    statistics.SetInputConnection(volume.GetImageDataConnection())
+    statistics.Update()
+    output = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "output")
+    output.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    output.CreateDefaultDisplayNodes()
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()  # a scene save
+    storage.SetFileName(str(tmp_path / "CT.nrrd"))
+    assert storage.WriteData(volume)
+    source = slicer.vtkOrientedImageData()  # Segment Editor's source volume
+    source.DeepCopy(volume.GetImageData())
+
+    assert volume.GetMTime() != node_time  # the node did change (its display node)
+    assert changed_during_run([volume], grids, times) is None

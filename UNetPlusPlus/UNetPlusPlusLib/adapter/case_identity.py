@@ -15,7 +15,8 @@ ignores it) holding:
   carries none): what the image files hold;
 - ``labels``: sha256 of each segment's name and voxel fingerprint
   (:func:`.segment_fingerprint.placed_fingerprint`: its voxels where they are in the world,
-  whatever the labelmap's extent and index space), in order;
+  whatever the labelmap's extent and index space, on the grid its ``.seg.nrrd`` holds them
+  on), in order;
 - ``files``: the stamp of each file of the case: its size, modification time, status-change
   time (ns) and inode number (:func:`file_stamp`).
 
@@ -83,16 +84,99 @@ def image_identity(volume_nodes: Sequence, channel_names: Sequence[str]) -> str:
 
 
 def labels_identity(segmentation_node) -> str:
-    """sha256 (hex) of the segments of ``segmentation_node``: names and voxels, in order."""
+    """sha256 (hex) of the segments of ``segmentation_node``: names and voxels, in order, as
+    its ``.seg.nrrd`` holds them (:func:`_as_written`)."""
     labels = hashlib.sha256(f"{METHOD};".encode())
-    segmentation = segmentation_node.GetSegmentation()
+    segmentation, common = _as_written(segmentation_node.GetSegmentation())
     representation = binary_labelmap_name()
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)
         image = segment.GetRepresentation(representation)
-        voxels = placed_fingerprint(image, segment.GetLabelValue()) if image is not None else ""
+        voxels = ""
+        if image is not None:
+            voxels = placed_fingerprint(_on_grid(image, common), segment.GetLabelValue())
         labels.update(f"{segment.GetName()};{voxels};".encode())
     return labels.hexdigest()
+
+
+def _as_written(segmentation):
+    """``segmentation`` and the grid Slicer's segmentation writer puts its segments on
+    (:func:`_common_grid`), as that writer takes them. When a segment's labelmap is on another
+    grid (added by a script, copied from a finer segmentation), the writer first merges the
+    labelmaps into layers (cropping them), then resamples them: the same is done here on a copy,
+    the user's segmentation untouched. Before, such a segment had one identity from the nodes
+    and another from its file read back: the case exported again was taken for the same image
+    with other labels, and "replaced" by them."""
+    import slicer
+
+    common = _common_grid(segmentation)
+    if common is None:
+        return segmentation, None
+    representation = binary_labelmap_name()
+    images = [segmentation.GetNthSegment(i).GetRepresentation(representation)
+              for i in range(segmentation.GetNumberOfSegments())]  # fmt: skip
+    match = slicer.vtkOrientedImageDataResample.DoGeometriesMatch
+    if all(image is None or match(common, image) for image in images):
+        return segmentation, common  # the usual case: no copy
+    copy = _copy(segmentation, images)
+    copy.CollapseBinaryLabelmaps(False)
+    return copy, _common_grid(copy)
+
+
+def _copy(segmentation, images: list):
+    """A copy of ``segmentation`` (its labelmaps ``images``, one per segment, copied once per
+    layer: segments that share one share its copy), its conversion parameters included."""
+    import slicer
+
+    copy = slicer.vtkSegmentation()
+    copy.SetSourceRepresentationName(binary_labelmap_name())
+    copy.DeserializeConversionParameters(segmentation.SerializeAllConversionParameters())
+    layers: dict = {}
+    for index, image in enumerate(images):
+        segment = segmentation.GetNthSegment(index)
+        twin = slicer.vtkSegment()
+        twin.SetName(segment.GetName())
+        twin.SetLabelValue(segment.GetLabelValue())
+        if image is not None:
+            if image.__this__ not in layers:
+                layers[image.__this__] = slicer.vtkOrientedImageData()
+                layers[image.__this__].DeepCopy(image)
+            twin.AddRepresentation(binary_labelmap_name(), layers[image.__this__])
+        copy.AddSegment(twin, segmentation.GetNthSegmentID(index))
+    return copy
+
+
+def _common_grid(segmentation):
+    """The grid (a ``vtkOrientedImageData`` without voxels) Slicer's segmentation writer puts
+    every segment on: the reference geometry, its extent grown to hold every segment; None
+    when there is none to tell."""
+    import slicer
+    import vtk
+
+    if not segmentation.GetNumberOfSegments():
+        return None
+    ids = vtk.vtkStringArray()
+    segmentation.GetSegmentIDs(ids)
+    text = segmentation.DetermineCommonLabelmapGeometry(
+        slicer.vtkSegmentation.EXTENT_UNION_OF_EFFECTIVE_SEGMENTS_AND_REFERENCE_GEOMETRY, ids
+    )
+    grid = slicer.vtkOrientedImageData()
+    if not text or not slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, grid, False):
+        return None  # no grid to tell (no reference geometry, no voxels): as they are
+    return grid
+
+
+def _on_grid(image, common):
+    """A segment's labelmap ``image`` on the ``common`` grid: itself when it is on it
+    (whatever its extent), else resampled onto it as the writer does (nearest neighbour)."""
+    import slicer
+
+    resample = slicer.vtkOrientedImageDataResample
+    if common is None or resample.DoGeometriesMatch(common, image):
+        return image
+    resampled = slicer.vtkOrientedImageData()
+    resample.ResampleOrientedImageToReferenceOrientedImage(image, common, resampled)
+    return resampled
 
 
 def case_identity(
