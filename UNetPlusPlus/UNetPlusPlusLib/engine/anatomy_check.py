@@ -19,8 +19,8 @@ so the result is checked against three facts of anatomy that hold on every norma
 
 Everything runs on a coarse grid (:data:`STEP_MM`) with identity direction (LPS axes), so
 oblique and flipped image directions are handled by the resampling; numpy and SimpleITK only.
-Where the segment lies in the trunk (in an arm, outside the rib cage, a sliver) is measured
-by ``liver_position.py``. The rules warn, never refuse: the result is still written.
+Where in the trunk (an arm, outside the ribs, a sliver): ``liver_position.py``. The rules warn,
+never refuse: the result is still written.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import MutableMapping, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .fov_padding import measured
 from .header_warnings import MAX_SCAN_LENGTH_MM, MAX_SCAN_WIDTH_MM
 from .liver_position import Position, measure_position, position_reasons
 from .manifest_types import ANATOMIES
@@ -92,8 +93,7 @@ class Findings:
     room_above_to: Optional[str] = None
     lung_near_top: Optional[bool] = None  # lung within LUNG_ABOVE_MM above the top
     lung_ml: float = 0.0
-    #: ``liver_position.Position`` as a dict: trunk, rib cage and cross-section figures
-    position: Optional[dict] = None
+    position: Optional[dict] = None  # liver_position.Position as a dict
     #: "between_lungs", "left_side", "no_lung_above", and liver_position's failed rules
     failed: list = field(default_factory=list)
 
@@ -373,6 +373,7 @@ def measure_liver(
     if tuple(mask.shape) != mask_grid.shape_zyx:
         raise ValueError(f"mask shape {mask.shape} does not match grid {mask_grid.shape_zyx}")
     grid = canonical_grid(volume.grid, (STEP_MM,) * 3)
+    memo = {} if memo is None else memo  # the coarse HU below: measured once with the masks
     lung, body, fov = lung_and_body_once(volume, grid, memo)
     part, fine = _strided(np.asarray(mask), mask_grid)
     segment = (_coarse(part > 0, fine, grid) >= 0.5) & fov
@@ -385,7 +386,9 @@ def measure_liver(
     z_cells = np.nonzero(segment.any(axis=(1, 2)))[0]
     top = int(z_cells[-1])
     footprint = segment.any(axis=0)
-    fov_top = fov.shape[0] - 1 - np.argmax(fov[::-1], axis=0)  # the image's top per column
+    hu = coarse_ct_once(_strided(volume.array[0], volume.grid)[0], volume.grid, grid, memo)[0]
+    data = measured(fov, hu)  # a resampled image's padded corners are not room above it
+    fov_top = data.shape[0] - 1 - np.argmax(data[::-1], axis=0)  # the data's top per column
     findings.room_above_to = "image"
     if top_mm is not None:  # a ROI's top: nothing above it was segmented
         roi_top = np.floor((top_mm - grid.origin[2]) / STEP_MM)
