@@ -82,6 +82,25 @@ def test_a_front_back_flip_of_the_array_or_the_header_is_warned(name, how):
         assert "anterior-posterior axis" in found[0] and "Input 'CT'" in found[0]
 
 
+def test_slices_of_two_legs_apart_are_skipped_not_a_crash():
+    """Below the pelvis the body is two legs with air between them, on the body's midline:
+    measure_ap raised IndexError there (the demo CT resampled into a padded axis-aligned grid,
+    where the legs' slices no longer touch the image's edge)."""
+    volume = torso(np.eye(3))
+    ct = volume.array[0].copy()
+    legs = ct[:15]  # the lowest 60 mm: two 0 HU legs with a bone each, apart on the midline
+    k, j, i = np.meshgrid(*(np.arange(n) for n in legs.shape), indexing="ij")
+    points = volume.grid.index_to_physical(np.stack([i, j, k], axis=-1).reshape(-1, 3))
+    x, y = (points[:, a].reshape(legs.shape) for a in range(2))
+    legs[:] = -1000.0
+    for side in (-1, 1):
+        legs[(x - side * 90) ** 2 + y**2 <= 45**2] = 0.0
+        legs[(x - side * 90) ** 2 + y**2 <= 12**2] = 700.0
+    found = measure_ap(volume.with_array(ct[None]))
+    assert not found.flipped
+    assert found.offset == pytest.approx(70 / 110, abs=0.1)  # the torso's slices still count
+
+
 def test_a_left_right_flip_is_not_a_front_back_flip():
     volume = torso(np.eye(3))
     mirrored = volume.with_array(np.flip(volume.array, axis=3).copy())

@@ -50,10 +50,13 @@ def _row(name: str, source: str, f, ml: float) -> str:
     def num(value, fmt):
         return "-" if value is None else format(value, fmt)
 
+    p = f.get("position") or {}  # engine/liver_position.py
     return (
         f"| {name} | {source} | {ml:.0f} | {num(f.get('flanked_share'), '.2f')} | "
         f"{num(f.get('midline_offset_mm'), '.0f')} | {num(f.get('room_above_mm'), '.0f')} | "
         f"{'yes' if f.get('lung_near_top') else 'no'} | "
+        f"{num(p.get('outside_trunk_share'), '.2f')} | {num(p.get('lateral_share'), '.2f')} / "
+        f"{num(p.get('lateral_mm'), '.0f')} | {num(p.get('area_share'), '.2f')} | "
         f"{', '.join(f.get('failed', [])) or 'none'} |"
     )
 
@@ -68,7 +71,7 @@ def _predicted(predictor, volume: Volume, name: str) -> str:
     result = predictor.segment(volume)
     ml = np.count_nonzero(result.labels.array) * float(np.prod(volume.spacing)) / 1000.0
     if not result.labels.array.any():
-        return f"| {name} | model | 0 | - | - | - | - | (empty result) |"
+        return f"| {name} | model | 0 | - | - | - | - | - | - | - | (empty result) |"
     return _row(name, "model", result.info["anatomy"], ml)
 
 
@@ -84,8 +87,9 @@ def study(data: Path) -> None:
 
     predictor = Predictor.from_task("liver", device="cpu")
     print("| CT | segment | ml | flanked share | centroid - midline (mm) | room above (mm) |"
-          " lung near top | failed |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          " lung near top | outside trunk | beyond lungs share / median mm |"
+          " cross-section share | failed |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, image, label, values in CASES:
         volume = read_volume([_path(data, image)], ["CT"])
         print(_predicted(predictor, volume, name), flush=True)

@@ -19,7 +19,8 @@ so the result is checked against three facts of anatomy that hold on every norma
 
 Everything runs on a coarse grid (:data:`STEP_MM`) with identity direction (LPS axes), so
 oblique and flipped image directions are handled by the resampling; numpy and SimpleITK only.
-The rules warn, never refuse: the result is still written.
+Where in the trunk (an arm, outside the ribs, a sliver): ``liver_position.py``. The rules warn,
+never refuse: the result is still written.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from typing import MutableMapping, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .fov_padding import measured
 from .header_warnings import MAX_SCAN_LENGTH_MM, MAX_SCAN_WIDTH_MM
+from .liver_position import Position, measure_position, position_reasons
 from .manifest_types import ANATOMIES
 from .volume import Grid, Volume, array_to_sitk, canonical_grid
 
@@ -90,7 +93,9 @@ class Findings:
     room_above_to: Optional[str] = None
     lung_near_top: Optional[bool] = None  # lung within LUNG_ABOVE_MM above the top
     lung_ml: float = 0.0
-    failed: list = field(default_factory=list)  # "between_lungs", "left_side", "no_lung_above"
+    position: Optional[dict] = None  # liver_position.Position as a dict
+    #: "between_lungs", "left_side", "no_lung_above", and liver_position's failed rules
+    failed: list = field(default_factory=list)
 
 
 def too_large(grid: Grid) -> bool:
@@ -353,6 +358,7 @@ def measure_liver(
     mask_grid: Optional[Grid] = None,
     top_mm: Optional[float] = None,
     memo: Optional[MutableMapping] = None,
+    whole_image: bool = True,
 ) -> Findings:
     """Measure a liver segment against the anatomy of the CT ``volume`` (HU, channel 0).
 
@@ -360,12 +366,14 @@ def measure_liver(
     volume's grid; any grid in the same physical space, e.g. the whole image when ``volume``
     is a region read around a ROI). ``top_mm``: the highest LPS z (mm) the result could
     reach (a ROI's top); the image above it is no room above the segment. ``memo``: see
-    :func:`lung_and_body_once`. Returns :class:`Findings` with ``failed`` naming the rules the
-    segment breaks. Raises ValueError if ``mask`` does not match ``mask_grid``."""
+    :func:`lung_and_body_once`; ``whole_image``: False for a result restricted to a ROI
+    (``liver_position.measure_position``). Returns :class:`Findings` with ``failed`` naming the
+    rules the segment breaks. Raises ValueError if ``mask`` does not match ``mask_grid``."""
     mask_grid = mask_grid or volume.grid
     if tuple(mask.shape) != mask_grid.shape_zyx:
         raise ValueError(f"mask shape {mask.shape} does not match grid {mask_grid.shape_zyx}")
     grid = canonical_grid(volume.grid, (STEP_MM,) * 3)
+    memo = {} if memo is None else memo  # the coarse HU below: measured once with the masks
     lung, body, fov = lung_and_body_once(volume, grid, memo)
     part, fine = _strided(np.asarray(mask), mask_grid)
     segment = (_coarse(part > 0, fine, grid) >= 0.5) & fov
@@ -378,7 +386,9 @@ def measure_liver(
     z_cells = np.nonzero(segment.any(axis=(1, 2)))[0]
     top = int(z_cells[-1])
     footprint = segment.any(axis=0)
-    fov_top = fov.shape[0] - 1 - np.argmax(fov[::-1], axis=0)  # the image's top per column
+    hu = coarse_ct_once(_strided(volume.array[0], volume.grid)[0], volume.grid, grid, memo)[0]
+    data = measured(fov, hu)  # a resampled image's padded corners are not room above it
+    fov_top = data.shape[0] - 1 - np.argmax(data[::-1], axis=0)  # the data's top per column
     findings.room_above_to = "image"
     if top_mm is not None:  # a ROI's top: nothing above it was segmented
         roi_top = np.floor((top_mm - grid.origin[2]) / STEP_MM)
@@ -396,6 +406,9 @@ def measure_liver(
         findings.failed.append("left_side")
     if findings.room_above_mm >= ROOM_MM and not findings.lung_near_top:
         findings.failed.append("no_lung_above")
+    position = measure_position(segment, lung, body, whole_image)
+    findings.position = asdict(position)
+    findings.failed += position.failed
     return findings
 
 
@@ -420,6 +433,8 @@ def liver_warning(findings: Findings, name: str) -> Optional[str]:
             f"above it, while the liver lies right under the lung ({region} may show only the "
             "region below the liver, or the result misses its upper part)"
         )
+    position = findings.position
+    reasons += position_reasons(Position(**position)) if position else []
     if not reasons:
         return None
     return (
@@ -455,7 +470,7 @@ def check_model_result(
     ct = volume.with_array(volume.array[first], volume.channel_names[first])
     top = None if roi is None else float(roi.upper[2])
     warnings, summary = check_result(
-        anatomy, ct, labels, labels_grid, label.value, label.name, top_mm=top, memo=memo
+        anatomy, ct, labels, labels_grid, label.value, label.name, top, memo, roi is None
     )
     return warnings, (summary if summary["coarse_segment_ml"] > 0 else None)
 
@@ -469,18 +484,19 @@ def check_result(
     name: str,
     top_mm: Optional[float] = None,
     memo: Optional[MutableMapping] = None,
+    whole_image: bool = True,
 ) -> tuple[list[str], dict]:
     """Check the segment ``value`` of a label array against ``anatomy`` (:data:`ANATOMIES`).
 
     ``labels``: (z, y, x) on ``labels_grid``; ``volume``: the CT it was made from (HU, channel
-    0; may cover only part of ``labels_grid``, as for a ROI read); ``top_mm``, ``memo``: as
-    for :func:`measure_liver`. Returns the warnings (at
+    0; may cover only part of ``labels_grid``, as for a ROI read); ``top_mm``, ``memo``,
+    ``whole_image``: as for :func:`measure_liver`. Returns the warnings (at
     most one) and a summary for ``result.info["anatomy"]``: ``passed``, the rules ``failed``
     and the measured figures. Raises ValueError for an unknown anatomy."""
     if anatomy not in ANATOMIES:
         raise ValueError(f"unknown anatomy {anatomy!r}; known: {', '.join(ANATOMIES)}")
     part, fine = _strided(labels, labels_grid)  # compare on the strided view only
-    findings = measure_liver(volume, part == value, fine, top_mm, memo)
+    findings = measure_liver(volume, part == value, fine, top_mm, memo, whole_image)
     warning = liver_warning(findings, name)
     summary = {"anatomy": anatomy, "segment": name, "passed": warning is None}
     summary.update(asdict(findings))

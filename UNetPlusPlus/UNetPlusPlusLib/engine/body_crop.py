@@ -18,6 +18,10 @@ padded with 0 (:data:`PAD_VALUE`), what the network sees there in the whole run;
 minimum (the default padding) could be tissue in a box without air. What changes is only where
 the tiles lie (and what each tile's instance normalisation sees).
 
+For an oblique input the box on the model grid is the LPS box of the body's voxels themselves
+(``body_box_lps.py``), not the LPS box around their rotated index box, whose empty corners made
+the crop useless (or skipped) at 20-25 degrees and left the network on mostly air.
+
 Why no margin (:data:`MARGIN_VOXELS` = 0): outside the box the network input is one constant,
 which the padding reproduces, so a margin would add no information to the tiles, only more of
 them (an argument, not a measurement: margins were not compared). The box is the exact one, from
@@ -32,7 +36,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .nonzero_crop import MARGIN_VOXELS, NonzeroCrop, Slices, crop_around
+from .body_box_lps import is_oblique, model_box
+from .nonzero_crop import MARGIN_VOXELS, NonzeroCrop, Slices, crop_around, crop_to_model_slices
 from .tile_count import tile_count
 from .volume import canonical_grid
 
@@ -82,6 +87,14 @@ def body_box(array_czyx: np.ndarray, thresholds: Sequence[float]) -> Optional[Sl
     return tuple(box)  # type: ignore[return-value]
 
 
+def _body_mask(array_czyx: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """(z, y, x) voxels above ``thresholds[c]`` in any channel c of ``array_czyx``."""
+    mask = array_czyx[0] > thresholds[0]
+    for channel, threshold in zip(array_czyx[1:], thresholds[1:]):
+        mask |= channel > threshold
+    return mask
+
+
 def body_crop(
     volume: Any,
     channel_norms: Sequence[dict],
@@ -105,7 +118,14 @@ def body_crop(
     inside = body_box(volume.array, thresholds)
     if inside is None:
         return None
-    crop = crop_around(volume, inside, spacing_xyz, tile_zyx, margin)
+    if is_oblique(volume.direction):  # the box of where the body lies, not of its indices
+        full = canonical_grid(volume, spacing_xyz)
+        mask = _body_mask(volume.array, thresholds)
+        crop = crop_to_model_slices(
+            volume, full, model_box(mask, volume.grid, full, tile_zyx, margin)
+        )
+    else:
+        crop = crop_around(volume, inside, spacing_xyz, tile_zyx, margin)
     if crop is None:
         return None
     if FEWER_TILES_ONLY:

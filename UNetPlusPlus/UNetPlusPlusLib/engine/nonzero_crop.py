@@ -108,6 +108,14 @@ def crop_around(
     CT body crop (``body_crop.py``). The crop's voxels are a read-only view of ``volume``'s."""
     full = canonical_grid(volume, spacing_xyz)
     model_slices = _model_box(volume.grid, inside, full, tile_zyx, margin)
+    return crop_to_model_slices(volume, full, model_slices)
+
+
+def crop_to_model_slices(volume: Volume, full: Grid, model_slices: Slices) -> Optional[NonzeroCrop]:
+    """The crop of ``volume`` to ``model_slices`` ((z, y, x)) of ``full``, its canonical model
+    grid (``canonical_grid``), with the input voxels that linear interpolation reads there;
+    None when the slices are the whole model grid. The crop's voxels are a read-only view of
+    ``volume``'s."""
     if all(s.stop - s.start == n for s, n in zip(model_slices, full.shape_zyx)):
         return None
     grid = sub_grid(full, model_slices)

@@ -123,6 +123,8 @@ def measure_ap_strided(
         part = slice(max(0, mid - band), mid + band + 1)
         inside = body[z, :, part]
         rows = np.nonzero(inside.any(axis=1))[0]
+        if not len(rows):
+            continue  # no body at its midline: two legs (or arms) apart, the gap between them
         front, back = rows[0], rows[-1]
         if edge[front, part].any() or edge[back, part].any() or back - front < 2:
             continue  # its front or back is cut
