@@ -360,6 +360,17 @@ def test_dicom_patient_folder_with_a_truncated_slice_gives_one_clean_warning(
     assert all(line.startswith(("warning: ", "error: ")) for line in lines), lines
 
 
+def test_series_with_no_dicom_folder_among_the_inputs_is_refused(sphere_model, ball, capsys):
+    """`--series UID` with an image file was ignored in silence: the file was segmented as if
+    the series had been found (tester fresh30). It is one error, before any work."""
+    out = ball.parent / "l.nrrd"
+    args = ["segment", str(ball), "--model", str(sphere_model), "--quiet", "--labelmap", str(out)]
+    assert main([*args, "--series", "1.2.3"]) == 2
+    error = one_error_line(capsys)
+    assert "--series 1.2.3" in error and "ball.nii.gz" in error, error
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ 12. training: skipped files
 def test_training_names_images_without_a_segmentation(tmp_path):
     from test_training_dataset import write_slicer_dataset
