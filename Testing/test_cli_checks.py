@@ -52,6 +52,22 @@ def test_models_list_with_nothing_found_is_an_error_naming_where_it_looked(
         assert str(folder) in err
 
 
+def test_unetpp_models_may_name_a_package_folder_itself(
+    sphere_model, tmp_path, monkeypatch, capsys
+):
+    """README: "or by adding a model folder to the UNETPP_MODELS environment variable", and the
+    error: "add its folder to UNETPP_MODELS". Only folders holding packages were searched, so
+    a package's own folder was skipped in silence and `--task` kept saying "No model" (tester
+    fresh30). A folder that holds model.json is that one package."""
+    monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("UNETPP_MODELS", str(sphere_model.parent))
+    assert main(["models", "list"]) == 0
+    assert f"sphere-test: sphere-test  ({sphere_model.parent})" in capsys.readouterr().out
+    from UNetPlusPlusLib.engine.registry import find_model
+
+    assert Path(find_model("sphere-test").path).resolve() == sphere_model.resolve()
+
+
 @pytest.mark.parametrize("below", ["", "sub"])
 def test_unetpp_home_that_is_a_file_is_one_clear_error(
     ball, sphere_model, tmp_path, monkeypatch, capsys, below
