@@ -28,6 +28,7 @@ from typing import Iterator, Optional, Union
 
 from ..cli_outputs import resolve_path
 from ..errors import UNetPlusPlusError
+from ..write_failures import CAUSES, disk_full, text_reason
 from .checkpoint import CHECKPOINT_DIR
 
 # What a run leaves in its folder: the model package, the plan (also of --plan-only), the
@@ -134,3 +135,38 @@ def remove_on_failure(out_dir: Union[str, Path]) -> Iterator[None]:
                     except OSError:
                         break
         raise
+
+
+@contextmanager
+def write_failures_as_errors(out_dir: Union[str, Path]) -> Iterator[None]:
+    """A file of the run that cannot be written for want of space or permission (a full disk,
+    a quota, ``ulimit -f``) stops the run with one UNetPlusPlusError saying why. numpy's
+    ``np.save`` raises an OSError without errno ("13824 requested and 12256 written"),
+    safetensors a SafetensorError holding "I/O error: File too large (os error 27)": each
+    ended the run as "internal error ... please report it" (tester fresh30). Other errors
+    pass unchanged. Use it inside :func:`remove_on_failure`: a full disk is measured before
+    the cleanup frees it."""
+    try:
+        yield
+    except Exception as error:
+        reason = _write_reason(error, Path(out_dir))
+        if reason is None:
+            raise
+        raise UNetPlusPlusError(
+            f"Training stopped: a file of the run could not be written ({reason}). Free some "
+            "space (or lift the limit), or give -o (and --cache-dir) on another disk."
+        ) from error
+
+
+def _write_reason(error: Exception, out: Path) -> Optional[str]:
+    """Why a write of the run failed, in words, or None when ``error`` is not such a failure."""
+    if isinstance(error, OSError) and error.errno in CAUSES:
+        return CAUSES[error.errno]
+    text = str(error)
+    if not isinstance(error, OSError) and "I/O error" not in text:
+        return None
+    folder = next((p for p in (out, *out.absolute().parents) if p.is_dir()), out)
+    short = " requested and " in text and text.endswith(" written")  # numpy's tofile
+    if short:
+        return disk_full(folder) or f"the system wrote only part of a file: {text}"
+    return text_reason(text) or (disk_full(folder) if isinstance(error, OSError) else None)
