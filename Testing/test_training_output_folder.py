@@ -169,6 +169,7 @@ def test_a_write_that_fails_for_want_of_space_is_one_error(tmp_path, limit_kb, s
     SafetensorError (tester fresh30). Reproduced without a mount by a real file-size limit
     (ulimit -f), which stops a different write at each size: one error saying why, no
     traceback, and no half-made output folder (or only a checkpoint, said so)."""
+    import os
     import resource
     import signal
     import subprocess
@@ -183,7 +184,10 @@ def test_a_write_that_fails_for_want_of_space_is_one_error(tmp_path, limit_kb, s
 
     command = [sys.executable, "-m", "UNetPlusPlusLib.cli", "train", str(data), "-o", str(out),
                *TINY, "--epochs", "1", "--iterations-per-epoch", "1"]  # fmt: skip
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # a .pyc cut at the limit breaks imports
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, preexec_fn=limit, env=env
+    )
     errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
     assert run.returncode == 2, run.stderr[-3000:]
     assert len(errors) == 1 and "internal error" not in errors[0], run.stderr[-3000:]
