@@ -196,3 +196,20 @@ def test_a_write_that_fails_for_want_of_space_is_one_error(tmp_path, limit_kb, s
     assert not out.exists() or (
         [p.name for p in out.iterdir()] == ["checkpoint"] and "is kept" in run.stderr
     ), run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("where, says", [("file", "is a file"), ("proc", "does not accept")])
+def test_a_cache_dir_that_cannot_be_a_folder_is_one_error_before_any_work(
+    tmp_path, capsys, where, says
+):
+    """`--cache-dir` naming a file (or a place under /proc) read the dataset, planned, and
+    ended with "internal error (FileExistsError: ...)" (tester fresh30)."""
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    cache = existing if where == "file" else Path("/proc/unetpp-cache")
+    out = tmp_path / "out"
+    assert main([str(data), "-o", str(out), *TINY, "--plan-only", "--cache-dir", str(cache)]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: ") and "--cache-dir" in line and says in line, line
+    assert not out.exists() and existing.read_text() == "mine"

@@ -283,6 +283,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .dataset_check import check_dataset
     from .grid_check import check_case_grids
     from .output_guard import (
+        check_cache_folder,
         check_output_folder,
         check_outside_dataset,
         remove_on_failure,
@@ -292,6 +293,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     check_outside_dataset(args.data_dir, args.out_dir, args.cache_dir)  # before any write
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
+    check_cache_folder(args.cache_dir)
     if args.resume:  # a finished run: said before the dataset is read
         from .resume_checks import check_epochs_left
 

@@ -64,6 +64,26 @@ def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool
         )
 
 
+def check_cache_folder(cache_dir: Union[str, Path, None]) -> None:
+    """Refuse a ``--cache-dir`` that cannot be a folder (a file, a file above it, a place that
+    takes no folder), before any work: it ended the run, after the dataset had been read and
+    planned, as "internal error (FileExistsError ...)" (tester fresh30).
+    Raises :class:`UNetPlusPlusError`."""
+    if cache_dir is None:
+        return
+    if not str(cache_dir).strip():
+        raise UNetPlusPlusError("The cache folder (--cache-dir) is an empty name; give a folder.")
+    cache = Path(cache_dir).expanduser()
+    if cache.exists() and not cache.is_dir():
+        raise UNetPlusPlusError(f"The cache folder (--cache-dir) {cache} is a file; give a folder.")
+    parent = next((p for p in cache.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UNetPlusPlusError(
+            f"Cannot create the cache folder (--cache-dir) {cache}: {parent} is a file."
+        )
+    _probe_writable(cache if cache.is_dir() else parent, cache, "the cache folder", "--cache-dir")
+
+
 def check_outside_dataset(
     data_dir: Union[str, Path], out_dir: Union[str, Path], cache_dir: Union[str, Path, None]
 ) -> None:
@@ -93,7 +113,9 @@ def check_outside_dataset(
             )
 
 
-def _probe_writable(folder: Optional[Path], out: Path) -> None:
+def _probe_writable(
+    folder: Optional[Path], out: Path, what: str = "the training output", option: str = "-o"
+) -> None:
     """Make and remove one empty folder in ``folder`` (``out`` itself, or the nearest existing
     parent): ``-o`` in a read-only place, without permission or under /proc read the whole
     dataset and then ended with an internal error (tester 12)."""
@@ -102,9 +124,10 @@ def _probe_writable(folder: Optional[Path], out: Path) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".unetpp-probe-", dir=folder))
     except OSError as error:
+        named = f"{what} ({option})" if option != "-o" else what
         raise UNetPlusPlusError(
-            f"Cannot create the training output {out}: {folder} does not accept new folders "
-            f"({error.strerror or error}); give another folder (-o)."
+            f"Cannot create {named} {out}: {folder} does not accept new folders "
+            f"({error.strerror or error}); give another folder ({option})."
         ) from error
 
 
