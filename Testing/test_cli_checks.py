@@ -52,6 +52,22 @@ def test_models_list_with_nothing_found_is_an_error_naming_where_it_looked(
         assert str(folder) in err
 
 
+def test_unetpp_models_may_name_a_package_folder_itself(
+    sphere_model, tmp_path, monkeypatch, capsys
+):
+    """README: "or by adding a model folder to the UNETPP_MODELS environment variable", and the
+    error: "add its folder to UNETPP_MODELS". Only folders holding packages were searched, so
+    a package's own folder was skipped in silence and `--task` kept saying "No model" (tester
+    fresh30). A folder that holds model.json is that one package."""
+    monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("UNETPP_MODELS", str(sphere_model.parent))
+    assert main(["models", "list"]) == 0
+    assert f"sphere-test: sphere-test  ({sphere_model.parent})" in capsys.readouterr().out
+    from UNetPlusPlusLib.engine.registry import find_model
+
+    assert Path(find_model("sphere-test").path).resolve() == sphere_model.resolve()
+
+
 @pytest.mark.parametrize("below", ["", "sub"])
 def test_unetpp_home_that_is_a_file_is_one_clear_error(
     ball, sphere_model, tmp_path, monkeypatch, capsys, below
@@ -358,6 +374,17 @@ def test_dicom_patient_folder_with_a_truncated_slice_gives_one_clean_warning(
     skipped = [line for line in lines if "slice05.dcm" in line]
     assert len(skipped) == 1 and skipped[0].startswith("warning: Skipped 1 unreadable")
     assert all(line.startswith(("warning: ", "error: ")) for line in lines), lines
+
+
+def test_series_with_no_dicom_folder_among_the_inputs_is_refused(sphere_model, ball, capsys):
+    """`--series UID` with an image file was ignored in silence: the file was segmented as if
+    the series had been found (tester fresh30). It is one error, before any work."""
+    out = ball.parent / "l.nrrd"
+    args = ["segment", str(ball), "--model", str(sphere_model), "--quiet", "--labelmap", str(out)]
+    assert main([*args, "--series", "1.2.3"]) == 2
+    error = one_error_line(capsys)
+    assert "--series 1.2.3" in error and "ball.nii.gz" in error, error
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------ 12. training: skipped files

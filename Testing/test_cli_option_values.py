@@ -51,6 +51,9 @@ def _train(tmp_path, *options: str) -> list[str]:
         ("--time-budget", "inf", "write a duration"),
         ("--epochs", "0", "1 or more"),
         ("--batch-size", "-2", "1 or more"),
+        # a bad regex was an "internal error ... please report it", exit 1 (tester fresh30)
+        ("--patient-regex", "(", "not a valid regular expression"),
+        ("--val-cases", "case01,(", "not a valid regular expression"),
     ],
 )
 def test_train_refuses_senseless_values_before_any_work(tmp_path, capsys, option, value, says):

@@ -112,3 +112,32 @@ def test_batch1_training_steps_equal_the_plain_modules(norm):
             torch.testing.assert_close(f, r, rtol=1e-5, atol=1e-6)
     start, _ = _train(0, True, norm)
     assert any(not torch.equal(r, s) for r, s in zip(reference, start))  # the steps moved them
+
+
+def test_gradients_come_back_in_the_layout_of_their_weights():
+    """DDP compares each raw gradient with its weight's layout: the first convolution of a
+    one-channel (CT) model, (f0, 1, 3, 3, 3), stayed contiguous under channels_last (a size-1
+    channel dimension is already "channels-last"), its gradient came back channels-last, and
+    every torchrun training printed "UserWarning: Grad strides do not match bucket view
+    strides ... may impair performance" once per rank (tester fresh30)."""
+    torch.manual_seed(0)
+    network = UNetPlusPlus3D(1, 2, (2, 4, 4, 4, 4, 2), norm="instance")
+    channels_last(network)
+    raw = {}
+    for name, parameter in network.named_parameters():
+        parameter.register_hook(lambda grad, name=name: raw.__setitem__(name, grad.stride()))
+    model = DeepSupervision(network).train()
+    optimizer = AdamW(network.parameters(), lr=3e-4, weight_decay=3e-5)
+    # as the trainer moves a batch: .to() gives a one-channel batch channels-last strides, where
+    # .contiguous() keeps it as it is (a size-1 channel is contiguous in both layouts)
+    images = torch.randn(2, 1, 32, 16, 16).to(memory_format=torch.channels_last_3d)
+    labels = (images[:, 0] > 0.3).long()
+    training_step(model, list(network.parameters()), optimizer, HybridLoss(), images, labels, None)
+    first = next(network.parameters())
+    assert first.shape[1] == 1 and first.shape[2:] == (3, 3, 3)
+    mismatched = {
+        name: (tuple(parameter.stride()), raw[name])
+        for name, parameter in network.named_parameters()
+        if name in raw and tuple(parameter.stride()) != tuple(raw[name])
+    }
+    assert not mismatched, mismatched

@@ -292,6 +292,25 @@ def test_bad_dataset_json_names_the_field(tmp_path):
         load_dataset_json(path, tmp_path)
 
 
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (["case01", "("], r"validation_cases\[1\]' is not a valid regular expression"),
+        ("case01", "'validation_cases' must be a list"),  # its letters were taken as ids
+    ],
+)
+def test_bad_validation_cases_in_dataset_json_name_the_field(tmp_path, value, says):
+    """A bad regex in ``validation_cases`` was an internal error at the split, after every
+    case had been read (tester fresh30); it is refused with the file, as ``patient_id`` is."""
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"name": "x", "channels": [{"name": "CT"}], "labels": ["liver"],
+                                "sources": [{"images": ["{case}.nrrd"], "label": "{case}-l.nrrd",
+                                             "label_map": {"liver": [1]}}],
+                                "validation_cases": value}))  # fmt: skip
+    with pytest.raises(UNetPlusPlusError, match=says):
+        load_dataset_json(path, tmp_path)
+
+
 def test_labels_in_another_axis_order_or_cropped_are_aligned(tmp_path):
     mask = write_slicer_case(tmp_path, "a", seed=1)
     dataset = describe_slicer_export(tmp_path, labels=["tumor"], modality="CT")

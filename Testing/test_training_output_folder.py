@@ -152,3 +152,64 @@ def test_a_missing_gpu_is_refused_before_the_dataset_is_read(tmp_path, capsys, s
     assert main(argv) == 2
     assert f"evice {spec!r}" in one_error_line(capsys)  # Device 'cuda:7', Unknown device
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "limit_kb, says",
+    [
+        (16, "the file is larger than this process may write (ulimit -f)"),  # an errno
+        (48, "the system wrote only part of a file: "),  # numpy's np.save: no errno
+        (100, "the file is larger than this process may write (ulimit -f)"),  # safetensors
+    ],
+)
+def test_a_write_that_fails_for_want_of_space_is_one_error(tmp_path, limit_kb, says):
+    """A full disk under -o (a 200 kB tmpfs) ended the run as "error: internal error (OSError:
+    259840 requested and 38880 written); please report it": numpy's np.save of the
+    preprocessing cache raises an OSError without errno, safetensors' checkpoint writer a
+    SafetensorError (tester fresh30). Reproduced without a mount by a real file-size limit
+    (ulimit -f), which stops a different write at each size: one error saying why, no
+    traceback, and no half-made output folder (or only a checkpoint, said so)."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    out = tmp_path / "out"
+
+    def limit():  # SIGXFSZ ignored: the write fails with EFBIG instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kb * 1024, limit_kb * 1024))
+
+    command = [sys.executable, "-m", "UNetPlusPlusLib.cli", "train", str(data), "-o", str(out),
+               *TINY, "--epochs", "1", "--iterations-per-epoch", "1"]  # fmt: skip
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # a .pyc cut at the limit breaks imports
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, preexec_fn=limit, env=env
+    )
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert len(errors) == 1 and "internal error" not in errors[0], run.stderr[-3000:]
+    assert errors[0].startswith("error: Training stopped: a file of the run could not be written")
+    assert says in errors[0] and "Traceback" not in run.stderr, errors
+    assert not out.exists() or (
+        [p.name for p in out.iterdir()] == ["checkpoint"] and "is kept" in run.stderr
+    ), run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("where, says", [("file", "is a file"), ("proc", "does not accept")])
+def test_a_cache_dir_that_cannot_be_a_folder_is_one_error_before_any_work(
+    tmp_path, capsys, where, says
+):
+    """`--cache-dir` naming a file (or a place under /proc) read the dataset, planned, and
+    ended with "internal error (FileExistsError: ...)" (tester fresh30)."""
+    data = write_slicer_dataset(tmp_path / "data", cases=4)
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    cache = existing if where == "file" else Path("/proc/unetpp-cache")
+    out = tmp_path / "out"
+    assert main([str(data), "-o", str(out), *TINY, "--plan-only", "--cache-dir", str(cache)]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: ") and "--cache-dir" in line and says in line, line
+    assert not out.exists() and existing.read_text() == "mine"

@@ -207,6 +207,21 @@ def test_a_budget_too_short_for_one_iteration_is_a_user_error():
         fit_schedule(plan, 3, 5.0, 1.0, elapsed_s=29)
 
 
+def test_a_default_budget_too_short_says_it_is_the_default():
+    """With no --time-budget, a slow validation (a nodule model fine-tuned on whole CTs: ~72 min
+    per validation) said "The time budget 1h00m is too short", a budget the user never gave
+    (tester fresh30); it says it is the default and how to give one."""
+    plan = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2, {})
+    assert not plan.budget_given
+    with pytest.raises(UNetPlusPlusError) as error:
+        fit_schedule(plan, 3, 5.0, 4000.0, elapsed_s=29)
+    message = str(error.value)
+    assert "default time budget on this device (1h00m" in message and "--time-budget" in message
+    plan.budget_given = True  # a budget the user gave is named as before
+    with pytest.raises(UNetPlusPlusError, match="^The time budget 1h00m is too short"):
+        fit_schedule(plan, 3, 5.0, 4000.0, elapsed_s=29)
+
+
 def test_refit_follows_the_measured_pace_within_the_budget():
     plan = plan_geometry(_fingerprint((64, 64, 64), (1, 1, 1), (30, 30, 30)), CPU2, {})
     plan.budget_s, plan.budget_given = 600.0, True

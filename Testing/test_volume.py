@@ -329,6 +329,18 @@ def test_dicom_series_with_a_truncated_slice(tmp_path):
         read_image(paths[2])
 
 
+def test_a_dicom_slice_copied_twice_is_named_as_a_duplicate(tmp_path):
+    """A copy of slice 2 beside the series was refused as "a 5 mm gap after slice04.dcm where
+    2.5 mm is expected" (on the demo series: "a 20 mm gap"), naming neither the copy nor the
+    slice it duplicates (tester fresh30). It is one error naming both files."""
+    paths = write_dicom_series(tmp_path / "series")
+    (tmp_path / "series" / "zz_copy.dcm").write_bytes(paths[2].read_bytes())
+    with pytest.raises(UNetPlusPlusError, match="same position") as error:
+        read_image(tmp_path / "series")
+    assert "slice02.dcm" in str(error.value) and "zz_copy.dcm" in str(error.value)
+    assert "gap" not in str(error.value)
+
+
 def test_a_folder_without_dicom_is_a_clear_error(tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     with pytest.raises(UNetPlusPlusError, match="No DICOM series"):

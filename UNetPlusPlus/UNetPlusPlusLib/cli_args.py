@@ -186,6 +186,22 @@ def _shown(value: int) -> str:
     return str(value) if digits <= 20 else f"a {digits}-digit number"
 
 
+def regex(text: str) -> str:
+    """A regular expression that compiles (``--patient-regex``)."""
+    try:
+        re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid regular expression ({error})"
+        ) from None
+    return text
+
+
+def regex_list(text: str) -> list[str]:
+    """Comma-separated regular expressions (``--val-cases``), each one compiling."""
+    return [regex(part.strip()) for part in text.split(",") if part.strip()]
+
+
 def _whole_number_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)

@@ -64,7 +64,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
         )
 
 
-def _check_inputs_exist(inputs: Sequence[str]) -> None:
+def _check_inputs_exist(inputs: Sequence[str], series: Optional[str] = None) -> None:
+    """Every input is a file or a folder; ``series`` (``--series``) needs a folder among them."""
     for name in inputs:
         path = Path(name).expanduser()
         if not path.exists():
@@ -74,6 +75,11 @@ def _check_inputs_exist(inputs: Sequence[str]) -> None:
                 f"{path} is not a file or a folder but a pipe or a device (for example "
                 "`<(zcat ...)`); unetpp reads an image more than once: save it to a file first."
             )
+    if series is not None and not any(Path(name).expanduser().is_dir() for name in inputs):
+        raise UNetPlusPlusError(  # it was ignored in silence (tester fresh30)
+            f"--series {series} picks one of the DICOM series in a folder, but no input is a "
+            f"folder ({', '.join(inputs)}); leave out --series, or give the DICOM folder."
+        )
 
 
 #: What a task or model name looks like (the text `--task` is offered with).
@@ -291,13 +297,13 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
     cancel = CancelFile(args.cancel_file) if args.cancel_file else None
     progress = cancellable(progress, cancel)  # checked between stages and tile batches
     if input_token is None:
-        _check_inputs_exist(args.inputs)
+        _check_inputs_exist(args.inputs, args.series)
     progress("load", 0, 1)
     manifest = _load_manifest(args)
     names = [c.name for c in manifest.channels]
     held = cache.holds(input_token, names, args.series)  # then the files are not read
     if input_token is not None and not held:
-        _check_inputs_exist(args.inputs)
+        _check_inputs_exist(args.inputs, args.series)
     read_said: list[str] = []  # the readers' warnings (read_warnings.py)
     with said_as_run_warnings(warn, read_said):
         # --roi: the whole file is checked streamed, then only the region is read

@@ -411,14 +411,11 @@ def _check_slice_spacing(
             pixel = float(min(spacing[:2]))
         elif np.max(np.abs(direction - first)) > MAX_ORIENTATION_CHANGE:
             _refuse_orientations(name, direction, first)
-    steps = np.abs(np.diff(np.asarray(origins) @ normal))
-    median = float(np.median(steps))
+    positions = np.asarray(origins) @ normal
     folder = Path(files[0]).parent
-    if median <= 0:
-        raise UNetPlusPlusError(
-            f"The DICOM series in {folder} has several slices at the same position; it may mix "
-            "several series, so export it as one NRRD or NIfTI file."
-        )
+    _refuse_duplicates(positions, files, folder)
+    steps = np.abs(np.diff(positions))
+    median = float(np.median(steps))
     worst = int(np.argmax(np.abs(steps - median)))
     if abs(steps[worst] - median) > 0.1 * median:
         because = f" (skipped unreadable file(s): {', '.join(skipped)})" if skipped else ""
@@ -428,6 +425,27 @@ def _check_slice_spacing(
             "is expected; restore the slices or export the series as one NRRD or NIfTI file."
         )
     _check_tilt(np.asarray(origins, dtype=float), normal, pixel, folder)
+
+
+#: Two slices closer than this (mm, along the slice normal) lie at the same position.
+SAME_POSITION_MM = 1e-3
+
+
+def _refuse_duplicates(positions: np.ndarray, files: list[str], folder: Path) -> None:
+    """Refuse two slices at one position (mm along the normal), naming both files: a slice
+    copied twice (GDCM then leaves the files out of position order, and the gap check named
+    a wrong gap) or two series mixed."""
+    order = np.argsort(positions, kind="stable")
+    same = np.flatnonzero(np.diff(positions[order]) < SAME_POSITION_MM)
+    if same.size:
+        first, second = (Path(files[order[i]]).name for i in (same[0], same[0] + 1))
+        more = f"; {same.size - 1} more such pair(s)" if same.size > 1 else ""
+        raise UNetPlusPlusError(
+            f"The DICOM series in {folder} has two slices at the same position ({first} and "
+            f"{second}, at {positions[order[same[0]]]:.4g} mm along the slice normal{more}): a "
+            "slice copied twice, or several series mixed; remove the duplicate files, or export "
+            "the series as one NRRD or NIfTI file."
+        )
 
 
 #: The slices' direction cosines may differ from the first slice's by at most this (about 0.06

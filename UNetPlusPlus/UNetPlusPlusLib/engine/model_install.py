@@ -30,6 +30,7 @@ from UNetPlusPlusLib.engine.model_search import builtin_names, builtin_tasks, us
 from UNetPlusPlusLib.engine.package_files import check_folder_files
 from UNetPlusPlusLib.engine.weights_fit import check_weights_fit
 from UNetPlusPlusLib.errors import ChecksumError, UNetPlusPlusError
+from UNetPlusPlusLib.write_failures import CAUSES, text_reason
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -83,7 +84,8 @@ def install_model(
             said = said.replace(str(package), "the package")  # not "in the package/weights..."
             raise type(exc)(f"Cannot install the model from {source}: {said}") from exc
         except OSError as exc:
-            raise UNetPlusPlusError(f"Cannot install the model from {source}: {exc}.") from exc
+            reason = _copy_reason(exc, cache)
+            raise UNetPlusPlusError(f"Cannot install the model from {source}: {reason}.") from exc
         if manifest.name in builtin_names():
             raise UNetPlusPlusError(
                 f"Model {source} is named {manifest.name!r}, like a shipped model; it is not "
@@ -122,6 +124,21 @@ def _unwritable(cache: Path, exc: OSError) -> UNetPlusPlusError:
         f"Cannot install the model into {cache}: {reason}. Set UNETPP_HOME to a folder you can "
         "write to (models go to $UNETPP_HOME/models)."
     )
+
+
+def _copy_reason(exc: OSError, cache: Path) -> str:
+    """Why staging the package failed, in words: shutil.copytree raises one shutil.Error
+    listing (source, target, message) per file, which reached the user as that raw list with
+    the hidden staging folder's paths (a full disk, tester fresh30)."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        messages = [str(item[-1]) for item in exc.args[0] if isinstance(item, tuple) and item]
+        cause = next((text_reason(m) for m in messages if text_reason(m)), None)
+        if cause:
+            return f"{cause} (in {cache}); nothing was installed"
+        return f"{len(messages)} file(s) could not be copied into {cache}; nothing was installed"
+    if exc.errno in CAUSES:
+        return f"{CAUSES[exc.errno]} (in {cache}); nothing was installed"
+    return str(exc)
 
 
 def _installed_sha256(target: Path) -> Optional[str]:

@@ -212,7 +212,7 @@ def _not_installed(name: str, cache: Path, installed: list[_Installed]) -> UNetP
         return UNetPlusPlusError(
             f"Model {name!r} lies in {folder}, outside the user's model folder {cache} (found "
             "through UNETPP_MODELS); it is not removed: delete that folder yourself or take "
-            "its parent out of UNETPP_MODELS."
+            "it (or its parent) out of UNETPP_MODELS."
         )
     names = [p.name or p.folder.name for p in installed]
     of_task = [n for p, n in zip(installed, names) if p.task == name]

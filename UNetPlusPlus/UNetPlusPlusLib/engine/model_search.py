@@ -3,7 +3,8 @@
 A model is a folder holding ``model.json`` and its weights (docs/ARCHITECTURE.md, "Model
 package"). Folders are searched in this order, the first match winning:
 
-1. every folder in ``UNETPP_MODELS`` (``os.pathsep``-separated);
+1. every folder in ``UNETPP_MODELS`` (``os.pathsep``-separated): a folder of packages, or a
+   package folder itself;
 2. the user cache, ``$UNETPP_HOME/models`` or the platform cache (``~/.cache/unetpp/models``);
 3. the built-in models, package data in ``UNetPlusPlusLib/Resources/Models`` found through
    :mod:`importlib.resources` (a checkout, a pip install, an installed Slicer extension alike;
@@ -81,6 +82,11 @@ def model_dirs() -> list[Path]:
 
 
 def _manifest_paths(folder: Path) -> list[Path]:
+    """The packages in ``folder`` (its sub-folders holding model.json), or ``folder`` itself
+    when it is one: a UNETPP_MODELS entry naming a package, as "add its folder to
+    UNETPP_MODELS" reads, was skipped in silence (tester fresh30)."""
+    if (folder / MANIFEST_FILENAME).is_file():
+        return [folder / MANIFEST_FILENAME]
     return sorted(
         p / MANIFEST_FILENAME
         for p in folder.iterdir()

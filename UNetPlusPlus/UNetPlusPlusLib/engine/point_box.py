@@ -55,6 +55,14 @@ BEYOND_BOX_WARNING = (
     "The nodule may extend beyond the analysed box: its outline still reaches the box's edge "
     "after the box was enlarged. Check its edges and correct them if needed."
 )
+#: The first box's faces cut the result and no pass followed it: without the component at
+#: the click (--all-components, or a model that keeps every component) there is none to follow.
+BOX_EDGE_WARNING = (
+    "The segmentation reaches the edge of the box analysed around the point and is probably "
+    "cut off there: the box is enlarged only when the component at the click is kept (not "
+    "with --all-components, nor for a model that keeps every component). Leave out the point, "
+    "or give a region of interest that holds the whole structure, and check the result."
+)
 ROI_EDGE_WARNING = (
     "The nodule reaches the edge of the region of interest: its outline is cut off there. "
     "Enlarge the region of interest (or leave it out) to outline the whole nodule."
@@ -156,7 +164,8 @@ def segment_with_growing_box(
     ``box``: the physical first box (the prompt box, already intersected with ``roi``); the
     box never grows beyond the image or ``roi``. Returns the last pass's result with
     ``info["point_box"]`` = {"passes", "touched", "box", "component"} and, if it still
-    touches a face, :data:`BEYOND_BOX_WARNING` once in ``info["warnings"]``, and
+    touches a face, :data:`BEYOND_BOX_WARNING` once in ``info["warnings"]`` (with no extra
+    passes, :data:`BOX_EDGE_WARNING`: the box was never enlarged), and
     :data:`ROI_EDGE_WARNING` when it reaches a face of ``roi`` inside the image
     (``info["point_box"]["at_roi"]``: a user's ROI that cuts the nodule). Raises what
     ``run`` raises (UNetPlusPlusError for a box off the image)."""
@@ -186,8 +195,9 @@ def segment_with_growing_box(
         slices = following
     touched = report["touched"]
     report["passes"] = passes
-    if touched and BEYOND_BOX_WARNING not in result.info["warnings"]:
-        result.info["warnings"].append(BEYOND_BOX_WARNING)
+    beyond = BEYOND_BOX_WARNING if extra_passes else BOX_EDGE_WARNING
+    if touched and beyond not in result.info["warnings"]:
+        result.info["warnings"].append(beyond)
     if report.get("at_roi") and ROI_EDGE_WARNING not in result.info["warnings"]:
         result.info["warnings"].append(ROI_EDGE_WARNING)  # the box may not grow beyond it
     return result

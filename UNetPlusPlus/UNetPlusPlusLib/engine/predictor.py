@@ -275,11 +275,12 @@ class Predictor:
         keep_largest = self._postprocess_option("largest_component", largest_component)
         labels_grid = grid_out
         if point is not None:  # the crop holds every label: post-process only there (exact)
-            touched, at_roi = [], []
+            at_roi = []
             if keep_largest:
                 region_labels = self._component_at_point(region_labels, volume, point, info, slices)
-                touched = touched_faces(region_labels, slices, box_limits(grid_out, roi))
-            if keep_largest and roi is not None:  # faces on the ROI's edge, inside the image
+            # every component otherwise: a cut one is warned about too (point_box.BOX_EDGE_WARNING)
+            touched = touched_faces(region_labels, slices, box_limits(grid_out, roi))
+            if roi is not None:  # faces on the ROI's edge, inside the image
                 at_image = touched_faces(region_labels, slices, box_limits(grid_out))
                 at_roi = [face for face in at_image if face not in touched]
             info["point_box"] = {

@@ -289,11 +289,18 @@ def run_train(args: argparse.Namespace) -> int:
     from .dataset import find_cases  # these import torch
     from .dataset_check import check_dataset
     from .grid_check import check_case_grids
-    from .output_guard import check_output_folder, check_outside_dataset, remove_on_failure
+    from .output_guard import (
+        check_cache_folder,
+        check_output_folder,
+        check_outside_dataset,
+        remove_on_failure,
+        write_failures_as_errors,
+    )
     from .trainer import Trainer
 
     check_outside_dataset(args.data_dir, args.out_dir, args.cache_dir)  # before any write
     check_output_folder(args.out_dir, args.resume, getattr(args, "overwrite", False))
+    check_cache_folder(args.cache_dir)
     resume_state: Optional[dict] = None
     if args.resume:  # read once (its tensor files are hashed) and passed on
         from .checkpoint import read_checkpoint_state
@@ -318,7 +325,7 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(int(args.threads))
     from .plan_setup import make_plan
 
-    with remove_on_failure(args.out_dir):
+    with remove_on_failure(args.out_dir), write_failures_as_errors(args.out_dir):
         plan = make_plan(args, dataset, init)
         config = build_config(args, dataset, init, plan, resume_state)
         # a case whose model grid cannot fit in memory, before any preprocessing (grid_check.py)

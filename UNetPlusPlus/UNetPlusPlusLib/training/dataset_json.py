@@ -70,6 +70,15 @@ class _Fields:
             raise self.fail(name, "must be a non-empty list of strings")
         return [self.string(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
+    def regex(self, value: Any, name: str) -> str:
+        """A non-empty string that compiles as a regular expression."""
+        text = self.string(value, name)
+        try:
+            re.compile(text)
+        except re.error as error:
+            raise self.fail(name, f"is not a valid regular expression ({error})") from error
+        return text
+
     def vector3(self, value: Any, name: str, kind: type) -> tuple:
         if not isinstance(value, list) or len(value) != 3:
             raise self.fail(name, f"must be three numbers (x, y, z), got {value!r}")
@@ -169,12 +178,11 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
     ]
     patient = data.get("patient_id")
     if patient is not None:
-        try:
-            re.compile(fields.string(patient, "patient_id"))
-        except re.error as error:
-            raise fields.fail(
-                "patient_id", f"is not a valid regular expression ({error})"
-            ) from error
+        fields.regex(patient, "patient_id")
+    validation = data.get("validation_cases", [])
+    if not isinstance(validation, list):  # a string's letters were taken as ids
+        raise fields.fail("validation_cases", "must be a list of case or patient ids (regexes)")
+    validation = [fields.regex(str(c), f"validation_cases[{i}]") for i, c in enumerate(validation)]
     training = check_training_defaults(data.get("training"), fields.fail)
     checks = _manifest_checks(source)  # the model's fields, checked as the manifest's are
     if "postprocess" in data:
@@ -194,7 +202,7 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
         sources=sources,
         description=str(data.get("description", "")),
         patient_regex=patient,
-        validation_cases=[str(c) for c in data.get("validation_cases", [])],
+        validation_cases=validation,
         allow_empty=bool(data.get("allow_empty", False)),
         spacing=_optional_vector(data, "spacing", float, fields),
         tile_size=_optional_vector(data, "tile_size", int, fields),

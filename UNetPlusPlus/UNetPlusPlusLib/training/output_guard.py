@@ -28,6 +28,7 @@ from typing import Iterator, Optional, Union
 
 from ..cli_outputs import resolve_path
 from ..errors import UNetPlusPlusError
+from ..write_failures import CAUSES, disk_full, text_reason
 from .checkpoint import CHECKPOINT_DIR
 
 # What a run leaves in its folder: the model package, the plan (also of --plan-only), the
@@ -63,6 +64,26 @@ def check_output_folder(out_dir: Union[str, Path], resume: bool, overwrite: bool
         )
 
 
+def check_cache_folder(cache_dir: Union[str, Path, None]) -> None:
+    """Refuse a ``--cache-dir`` that cannot be a folder (a file, a file above it, a place that
+    takes no folder), before any work: it ended the run, after the dataset had been read and
+    planned, as "internal error (FileExistsError ...)" (tester fresh30).
+    Raises :class:`UNetPlusPlusError`."""
+    if cache_dir is None:
+        return
+    if not str(cache_dir).strip():
+        raise UNetPlusPlusError("The cache folder (--cache-dir) is an empty name; give a folder.")
+    cache = Path(cache_dir).expanduser()
+    if cache.exists() and not cache.is_dir():
+        raise UNetPlusPlusError(f"The cache folder (--cache-dir) {cache} is a file; give a folder.")
+    parent = next((p for p in cache.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UNetPlusPlusError(
+            f"Cannot create the cache folder (--cache-dir) {cache}: {parent} is a file."
+        )
+    _probe_writable(cache if cache.is_dir() else parent, cache, "the cache folder", "--cache-dir")
+
+
 def check_outside_dataset(
     data_dir: Union[str, Path], out_dir: Union[str, Path], cache_dir: Union[str, Path, None]
 ) -> None:
@@ -92,7 +113,9 @@ def check_outside_dataset(
             )
 
 
-def _probe_writable(folder: Optional[Path], out: Path) -> None:
+def _probe_writable(
+    folder: Optional[Path], out: Path, what: str = "the training output", option: str = "-o"
+) -> None:
     """Make and remove one empty folder in ``folder`` (``out`` itself, or the nearest existing
     parent): ``-o`` in a read-only place, without permission or under /proc read the whole
     dataset and then ended with an internal error (tester 12)."""
@@ -101,9 +124,10 @@ def _probe_writable(folder: Optional[Path], out: Path) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".unetpp-probe-", dir=folder))
     except OSError as error:
+        named = f"{what} ({option})" if option != "-o" else what
         raise UNetPlusPlusError(
-            f"Cannot create the training output {out}: {folder} does not accept new folders "
-            f"({error.strerror or error}); give another folder (-o)."
+            f"Cannot create {named} {out}: {folder} does not accept new folders "
+            f"({error.strerror or error}); give another folder ({option})."
         ) from error
 
 
@@ -134,3 +158,38 @@ def remove_on_failure(out_dir: Union[str, Path]) -> Iterator[None]:
                     except OSError:
                         break
         raise
+
+
+@contextmanager
+def write_failures_as_errors(out_dir: Union[str, Path]) -> Iterator[None]:
+    """A file of the run that cannot be written for want of space or permission (a full disk,
+    a quota, ``ulimit -f``) stops the run with one UNetPlusPlusError saying why. numpy's
+    ``np.save`` raises an OSError without errno ("13824 requested and 12256 written"),
+    safetensors a SafetensorError holding "I/O error: File too large (os error 27)": each
+    ended the run as "internal error ... please report it" (tester fresh30). Other errors
+    pass unchanged. Use it inside :func:`remove_on_failure`: a full disk is measured before
+    the cleanup frees it."""
+    try:
+        yield
+    except Exception as error:
+        reason = _write_reason(error, Path(out_dir))
+        if reason is None:
+            raise
+        raise UNetPlusPlusError(
+            f"Training stopped: a file of the run could not be written ({reason}). Free some "
+            "space (or lift the limit), or give -o (and --cache-dir) on another disk."
+        ) from error
+
+
+def _write_reason(error: Exception, out: Path) -> Optional[str]:
+    """Why a write of the run failed, in words, or None when ``error`` is not such a failure."""
+    if isinstance(error, OSError) and error.errno in CAUSES:
+        return CAUSES[error.errno]
+    text = str(error)
+    if not isinstance(error, OSError) and "I/O error" not in text:
+        return None
+    folder = next((p for p in (out, *out.absolute().parents) if p.is_dir()), out)
+    short = " requested and " in text and text.endswith(" written")  # numpy's tofile
+    if short:
+        return disk_full(folder) or f"the system wrote only part of a file: {text}"
+    return text_reason(text) or (disk_full(folder) if isinstance(error, OSError) else None)

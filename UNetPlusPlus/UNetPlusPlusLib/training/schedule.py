@@ -261,8 +261,14 @@ def _too_short(plan: Plan, elapsed: float, least: int, t_iter: float, t_val: flo
     """The error of a budget that cannot hold the shortest run (``least`` iterations)."""
     budget = float(plan.budget_s or 0)
     what = "one iteration" if least == 1 else f"{least} iterations (the given schedule's least)"
+    which = f"The time budget {format_duration(budget)}"
+    if not plan.budget_given:  # not the user's: say so (it read as a budget they had given)
+        which = (
+            f"The default time budget on this device ({format_duration(budget)}; no "
+            "--time-budget was given)"
+        )
     return UNetPlusPlusError(
-        f"The time budget {format_duration(budget)} is too short: preparation took "
+        f"{which} is too short: preparation took "
         f"{format_duration(elapsed)}, {what} take(s) ~{least * t_iter:.1f} s, the validation "
         f"of the final weights (every depth) ~{validations_seconds(1, t_val):.0f} s and "
         f"writing the package ~{finish_reserve(budget):.0f} s; give a longer --time-budget, "

@@ -69,12 +69,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--patient-regex",
+        type=types.regex,
         metavar="REGEX",
         help="regex extracting the patient id from a case id, for the split",
     )
     data.add_argument(
         "--val-cases",
-        type=_csv,
+        type=types.regex_list,
         metavar="ID[,ID...]",
         help="validation case or patient ids (regexes), instead of a fraction",
     )
