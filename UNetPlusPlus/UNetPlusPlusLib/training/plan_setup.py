@@ -167,10 +167,16 @@ def _refuse_changed_plan(args: argparse.Namespace, plan) -> None:
             )
 
 
-def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
+def make_plan(
+    args: argparse.Namespace, dataset, init=None, log=print, memory_bytes: Optional[int] = None
+):
     """The plan of a new run: fingerprint (cached) + device + overrides; the schedule is fitted
     by the Trainer after timing a few steps. On ``--resume`` the run's plan.json, unchanged
-    (only --epochs may grow); None for a checkpoint written before plans existed."""
+    (only --epochs may grow); None for a checkpoint written before plans existed.
+
+    One training step of the plan must fit in ``memory_bytes`` (default: the device's,
+    ``step_memory.available_bytes``): a planned batch is reduced, a given batch or tile that
+    does not fit raises UNetPlusPlusError before any preprocessing (``step_memory.fit_batch``)."""
     from .dataset import find_cases
     from .fingerprint import dataset_fingerprint
     from .planner import Plan, detect_device, parse_duration, plan_geometry
@@ -202,7 +208,20 @@ def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
 
     threads = args.threads or (torch.get_num_threads() if device.type == "cpu" else 1)
     threads = min(threads, physical_core_count()) if device.type == "cpu" else threads
-    plan = plan_geometry(fingerprint, detect_device(device, threads), overrides)
+    info = detect_device(device, threads)
+    plan = plan_geometry(fingerprint, info, overrides)
+    from .step_memory import available_bytes, fit_batch
+
+    if memory_bytes is None:
+        memory_bytes = available_bytes(info.kind, info.memory_gb)
+    # "auto" is autocast on CUDA; on a CPU it may stay float32 (the calibration decides)
+    precision = plan.precision if "precision" in plan.sources else "fp32"
+    holder = "this machine"
+    if info.kind == "cuda":
+        precision = precision if "precision" in plan.sources else "amp"
+        holder = "this GPU"
+    classes = len(dataset.labels) + 1
+    fit_batch(plan, len(dataset.channels), classes, memory_bytes, precision, holder)
     plan.budget_s = budget
     plan.budget_given = budget is not None
     return plan
