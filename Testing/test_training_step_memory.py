@@ -149,12 +149,27 @@ def test_a_given_batch_that_cannot_fit_is_refused_before_preprocessing(tmp_path)
     assert "this machine has 8.0 GB available" in message
     assert f"at most {most} fits, or leave --batch-size out" in message
     assert "\n" not in message
-    # the fingerprint (read from the headers and labels) only: no case was preprocessed
-    cached = sorted(path.name for path in (out / "cache").iterdir())
-    assert cached and all(name.startswith("fingerprint-") for name in cached)
+    assert not out.exists()  # refused before the cases were read: no fingerprint either
     # the same batch fits on a machine large enough: the plan keeps it
     plan = make_plan(args, dataset, log=lambda line: None, memory_bytes=need)
     assert plan.batch_size == 64 and plan.sources["batch_size"] == "--batch-size"
+
+
+def test_a_given_batch_with_a_planned_tile_is_refused_after_the_fingerprint(tmp_path):
+    """The tile is planned from the cases, so the check follows their fingerprint; no case is
+    preprocessed."""
+    data = write_slicer_dataset(tmp_path / "data", cases=2)
+    out = tmp_path / "out"
+    args = _parser().parse_args(
+        [str(data), "-o", str(out), "--labels", "tumor", "--batch-size", "1024", "--threads", "1"]
+    )
+    with pytest.raises(UNetPlusPlusError) as refusal:
+        make_plan(args, build_dataset(args), log=lambda line: None, memory_bytes=GB)
+    message = str(refusal.value)
+    assert message.startswith("--batch-size 1024 with a ") and " tile needs about " in message
+    assert "this machine has 1.0 GB available; at most " in message
+    cached = sorted(path.name for path in (out / "cache").iterdir())
+    assert cached and all(name.startswith("fingerprint-") for name in cached)
 
 
 def test_a_given_tile_too_large_for_one_patch_names_the_tile(tmp_path):
