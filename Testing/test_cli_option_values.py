@@ -54,6 +54,7 @@ def _train(tmp_path, *options: str) -> list[str]:
         # a bad regex was an "internal error ... please report it", exit 1 (tester fresh30)
         ("--patient-regex", "(", "not a valid regular expression"),
         ("--val-cases", "case01,(", "not a valid regular expression"),
+        ("--batch-size", "1025", "must be at most 1024, got 1025"),
     ],
 )
 def test_train_refuses_senseless_values_before_any_work(tmp_path, capsys, option, value, says):
@@ -64,7 +65,7 @@ def test_train_refuses_senseless_values_before_any_work(tmp_path, capsys, option
     assert "internal error" not in error and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--iterations-per-epoch"])
+@pytest.mark.parametrize("option", ["--epochs", "--iterations-per-epoch", "--batch-size"])
 @pytest.mark.parametrize("digits", [400, 5000])
 def test_train_refuses_an_absurd_count_in_one_short_line(tmp_path, capsys, option, digits):
     """A 400-digit --epochs passed parsing and ended, after the preprocessing, with an internal

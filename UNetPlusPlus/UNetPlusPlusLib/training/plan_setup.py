@@ -167,13 +167,55 @@ def _refuse_changed_plan(args: argparse.Namespace, plan) -> None:
             )
 
 
-def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
+def _device_info(args: argparse.Namespace):
+    """The planner's DeviceInfo of ``--device`` with the threads the run uses."""
+    from ..engine.devices import physical_core_count
+    from .distributed import resolve_training_device
+    from .planner import detect_device
+
+    device = resolve_training_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
+    import torch
+
+    threads = args.threads or (torch.get_num_threads() if device.type == "cpu" else 1)
+    threads = min(threads, physical_core_count()) if device.type == "cpu" else threads
+    return detect_device(device, threads)
+
+
+def _step_check(dataset, info, memory_bytes: Optional[int]):
+    """``check(plan)``: ``step_memory.fit_batch`` of a plan on the device ``info`` (DeviceInfo)
+    with ``memory_bytes`` (default: the device's, ``step_memory.available_bytes``)."""
+    from .step_memory import available_bytes, fit_batch
+
+    if memory_bytes is None:
+        memory_bytes = available_bytes(info.kind, info.memory_gb)
+    channels, classes = len(dataset.channels), len(dataset.labels) + 1
+
+    def check(plan) -> None:
+        # "auto" is autocast on CUDA; on a CPU it may stay float32 (the calibration decides)
+        precision = plan.precision if "precision" in plan.sources else "fp32"
+        holder = "this machine"
+        if info.kind == "cuda":
+            precision = precision if "precision" in plan.sources else "amp"
+            holder = "this GPU"
+        fit_batch(plan, channels, classes, memory_bytes, precision, holder)
+
+    return check
+
+
+def make_plan(
+    args: argparse.Namespace, dataset, init=None, log=print, memory_bytes: Optional[int] = None
+):
     """The plan of a new run: fingerprint (cached) + device + overrides; the schedule is fitted
     by the Trainer after timing a few steps. On ``--resume`` the run's plan.json, unchanged
-    (only --epochs may grow); None for a checkpoint written before plans existed."""
+    (only --epochs may grow); None for a checkpoint written before plans existed.
+
+    One training step of the plan must fit in ``memory_bytes`` (default: the device's,
+    ``step_memory.available_bytes``): a planned batch is reduced, a given batch or tile that
+    does not fit raises UNetPlusPlusError before any preprocessing (``step_memory.fit_batch``),
+    before the cases are read when both are given."""
     from .dataset import find_cases
     from .fingerprint import dataset_fingerprint
-    from .planner import Plan, detect_device, parse_duration, plan_geometry
+    from .planner import Plan, parse_duration, plan_geometry, planned_features
 
     out_dir = Path(args.out_dir)
     budget = parse_duration(args.time_budget) if args.time_budget else None
@@ -189,20 +231,27 @@ def make_plan(args: argparse.Namespace, dataset, init=None, log=print):
             plan.sources["epochs"] = "--epochs (on resume)"
         return plan
     overrides = collect_overrides(args, dataset, init)
+    info = _device_info(args)
+    step_fits = _step_check(dataset, info, memory_bytes)
+    if "tile_size" in overrides and "batch_size" in overrides:  # known before any reading
+        features = overrides.get("features", (planned_features(info)[0], "plan"))[0]
+        given = Plan(
+            spacing=(1.0, 1.0, 1.0),
+            tile_size=tuple(int(v) for v in overrides["tile_size"][0]),  # type: ignore[arg-type]
+            features=tuple(int(v) for v in features),
+            batch_size=int(overrides["batch_size"][0]),
+            precision=overrides.get("precision", ("fp32", ""))[0],
+            sources={k: overrides[k][1] for k in ("tile_size", "batch_size", "precision")
+                     if k in overrides},
+        )  # fmt: skip
+        step_fits(given)
     cases = find_cases(dataset)
     if args.max_cases:
         cases = cases[: args.max_cases]
     cache_dir = Path(args.cache_dir) if args.cache_dir else out_dir / "cache"
     fingerprint = dataset_fingerprint(dataset, cases, cache_dir, log=log)
-    from ..engine.devices import physical_core_count
-    from .distributed import resolve_training_device
-
-    device = resolve_training_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
-    import torch
-
-    threads = args.threads or (torch.get_num_threads() if device.type == "cpu" else 1)
-    threads = min(threads, physical_core_count()) if device.type == "cpu" else threads
-    plan = plan_geometry(fingerprint, detect_device(device, threads), overrides)
+    plan = plan_geometry(fingerprint, info, overrides)
+    step_fits(plan)
     plan.budget_s = budget
     plan.budget_given = budget is not None
     return plan

@@ -282,6 +282,13 @@ def _round16(value: float) -> int:
     return max(16, int(math.ceil(value / 16.0 - 1e-9)) * 16)
 
 
+def planned_features(device: DeviceInfo) -> tuple[tuple[int, ...], str]:
+    """The features (f0..f4, f_final) the plan chooses on ``device``, and why."""
+    if device.kind == "cpu" and device.threads < 16:
+        return NARROW_FEATURES, f"narrow: CPU with {device.threads} thread(s)"
+    return WIDE_FEATURES, "the usual UNet++ width"
+
+
 def plan_geometry(
     fingerprint: DatasetFingerprint,
     device: DeviceInfo,
@@ -333,12 +340,8 @@ def plan_geometry(
         )
     if "features" in overrides:
         features = tuple(int(v) for v in overrides["features"][0])
-    elif device.kind == "cpu" and device.threads < 16:
-        features = NARROW_FEATURES
-        reasons["features"] = f"narrow: CPU with {device.threads} thread(s)"
     else:
-        features = WIDE_FEATURES
-        reasons["features"] = "the usual UNet++ width"
+        features, reasons["features"] = planned_features(device)
     if "batch_size" in overrides:
         batch = int(overrides["batch_size"][0])
     else:

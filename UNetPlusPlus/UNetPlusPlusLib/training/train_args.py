@@ -13,6 +13,10 @@ from .. import cli_args as types
 #: (the planner caps epochs at 1000), small enough for the schedule's arithmetic in floats.
 MAX_EPOCHS = 100_000
 MAX_ITERATIONS_PER_EPOCH = 1_000_000
+#: The most ``--batch-size`` accepted: far beyond any real use (the planner chooses 2-4, GPU
+#: runs use tens); whether a batch fits in memory is checked once the tile is known
+#: (``step_memory.fit_batch``).
+MAX_BATCH_SIZE = 1024
 
 
 def _csv(text: str) -> list[str]:
@@ -195,8 +199,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--batch-size",
         metavar="N",
-        type=types.positive_int,
-        help="patches per iteration and rank (planned)",
+        type=types.count_up_to(MAX_BATCH_SIZE),
+        help=f"patches per iteration and rank, at most {MAX_BATCH_SIZE}, and as many as one "
+        "training step can hold in memory (planned)",
     )
     run.add_argument(
         "--precision",
