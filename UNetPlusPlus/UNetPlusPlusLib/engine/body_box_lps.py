@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .nonzero_crop import grid_slices
 from .volume import Grid
 
 Slices = tuple[slice, slice, slice]
@@ -68,12 +69,4 @@ def model_box(
     low = full.physical_to_index(extent[0] - reach)
     high = full.physical_to_index(extent[1] + reach)
     index_low, index_high = np.minimum(low, high), np.maximum(low, high)
-    size = np.asarray(full.size_xyz)
-    lo = np.floor(index_low + 1e-6).astype(int) - margin
-    hi = np.ceil(index_high - 1e-6).astype(int) + margin + 1  # exclusive
-    tile = np.minimum(np.asarray(tuple(tile_zyx)[::-1]), size)
-    short = np.maximum(tile - (hi - lo), 0)
-    lo, hi = lo - short // 2, hi + short - short // 2
-    shift = np.maximum(-lo, 0) - np.maximum(hi - size, 0)  # slide back inside the grid
-    lo, hi = np.maximum(lo + shift, 0), np.minimum(hi + shift, size)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1]))  # type: ignore[return-value]
+    return grid_slices(index_low, index_high, full, tile_zyx, margin)

@@ -150,9 +150,23 @@ def _model_box(
     start = np.array([s.start for s in reversed(inside)], dtype=np.float64) - 1
     last = np.array([s.stop for s in reversed(inside)], dtype=np.float64)  # stop - 1, plus 1
     index = full.physical_to_index(source.index_to_physical(_corners(start, last)))
+    return grid_slices(index.min(axis=0), index.max(axis=0), full, tile_zyx, margin)
+
+
+def grid_slices(
+    index_low: np.ndarray,
+    index_high: np.ndarray,
+    full: Grid,
+    tile_zyx: Sequence[int],
+    margin: int,
+) -> Slices:
+    """(z, y, x) slices of ``full`` holding the continuous (x, y, z) index box from
+    ``index_low`` to ``index_high`` (every voxel it touches), plus ``margin`` voxels, grown
+    about its centre to at least a tile (``tile_zyx``) where the grid allows, and slid back
+    inside ``full``."""
     size = np.asarray(full.size_xyz)
-    lo = np.floor(index.min(axis=0) + 1e-6).astype(int) - margin
-    hi = np.ceil(index.max(axis=0) - 1e-6).astype(int) + margin + 1  # exclusive
+    lo = np.floor(np.asarray(index_low) + 1e-6).astype(int) - margin
+    hi = np.ceil(np.asarray(index_high) - 1e-6).astype(int) + margin + 1  # exclusive
     tile = np.minimum(np.asarray(tuple(tile_zyx)[::-1]), size)
     short = np.maximum(tile - (hi - lo), 0)
     lo, hi = lo - short // 2, hi + short - short // 2
