@@ -187,7 +187,9 @@ def _shown(value: int) -> str:
 
 
 def regex(text: str) -> str:
-    """A regular expression that compiles (``--patient-regex``)."""
+    """A non-empty regular expression that compiles (``--patient-regex``)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty regular expression names no patient")
     try:
         re.compile(text)
     except re.error as error:
