@@ -258,3 +258,34 @@ def test_the_shipped_settings_fit_a_small_machine():
         need = step_bytes(tile, batch, features, channels, classes)
         assert need < 3 * GB, name
         assert largest_batch(tile, features, channels, classes, SMALL_MACHINE) > batch, name
+
+
+def test_cpu_ranks_of_torchrun_share_the_machine_memory(tmp_path, monkeypatch):
+    """torchrun --nproc_per_node 4 on a CPU: four processes each hold a step in one machine's
+    memory. A batch that fits one process alone is refused for four (it was accepted: each
+    rank was checked against the whole machine), before any case is read."""
+    from UNetPlusPlusLib.engine.system_memory import physical_memory_bytes
+
+    total = physical_memory_bytes()
+    assert total is not None
+    tile = (96, 96, 96)
+    batch = largest_batch(tile, NARROW, 1, 2, total - GB)
+    assert 2 <= batch <= MAX_BATCH_SIZE
+    assert largest_batch(tile, NARROW, 1, 2, total // 4 - GB) < batch
+    data = write_slicer_dataset(tmp_path / "data", cases=2)
+    out = tmp_path / "out"
+    args = _parser().parse_args(
+        [str(data), "-o", str(out), "--labels", "tumor", "--batch-size", str(batch),
+         "--tile", "96", "96", "96", "--features", *map(str, NARROW), "--threads", "1",
+         "--device", "cpu"]
+    )  # fmt: skip
+    dataset = build_dataset(args)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    make_plan(args, dataset, log=lambda line: None)  # one process: it fits
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(UNetPlusPlusError) as refusal:
+        make_plan(args, dataset, log=lambda line: None)
+    shared = (total // 4 - GB) / GB
+    assert f"each of the 4 training processes on this machine has {shared:.1f} GB" in str(
+        refusal.value
+    )

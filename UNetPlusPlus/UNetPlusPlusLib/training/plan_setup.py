@@ -186,14 +186,18 @@ def _step_check(dataset, info, memory_bytes: Optional[int]):
     with ``memory_bytes`` (default: the device's, ``step_memory.available_bytes``)."""
     from .step_memory import available_bytes, fit_batch
 
+    # torchrun on a CPU: the machine's memory is shared by its local ranks, each with a step
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if info.kind == "cpu" else 1
     if memory_bytes is None:
-        memory_bytes = available_bytes(info.kind, info.memory_gb)
+        memory_bytes = available_bytes(info.kind, info.memory_gb, processes)
     channels, classes = len(dataset.channels), len(dataset.labels) + 1
 
     def check(plan) -> None:
         # "auto" is autocast on CUDA; on a CPU it may stay float32 (the calibration decides)
         precision = plan.precision if "precision" in plan.sources else "fp32"
         holder = "this machine"
+        if processes > 1:
+            holder = f"each of the {processes} training processes on this machine"
         if info.kind == "cuda":
             precision = precision if "precision" in plan.sources else "amp"
             holder = "this GPU"
