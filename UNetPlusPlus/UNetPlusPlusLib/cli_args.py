@@ -199,6 +199,14 @@ def regex(text: str) -> str:
     return text
 
 
+def series_uid(text: str) -> str:
+    """A DICOM Series Instance UID (``--series``): not empty (an empty one picked a series as
+    if the option were left out)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty UID names no series; leave --series out")
+    return text.strip()
+
+
 def regex_list(text: str) -> list[str]:
     """Comma-separated regular expressions (``--val-cases``), each one compiling."""
     return [regex(part.strip()) for part in text.split(",") if part.strip()]
