@@ -208,8 +208,12 @@ def series_uid(text: str) -> str:
 
 
 def regex_list(text: str) -> list[str]:
-    """Comma-separated regular expressions (``--val-cases``), each one compiling."""
-    return [regex(part.strip()) for part in text.split(",") if part.strip()]
+    """Comma-separated regular expressions (``--val-cases``), each one compiling, at least one
+    (an empty list was ignored in silence: the split fell back to --val-fraction)."""
+    parts = [regex(part.strip()) for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{text!r} names no case or patient")
+    return parts
 
 
 def _whole_number_at_least(text: str, minimum: int) -> int:
