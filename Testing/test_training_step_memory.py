@@ -289,3 +289,36 @@ def test_cpu_ranks_of_torchrun_share_the_machine_memory(tmp_path, monkeypatch):
     assert f"each of the 4 training processes on this machine has {shared:.1f} GB" in str(
         refusal.value
     )
+
+
+def test_a_network_too_wide_for_any_tile_names_the_features(tmp_path, capsys):
+    """--features 100000 x 6 with a 32^3 tile was told 'give a smaller --tile', which cannot
+    help: the weights and AdamW's state alone fill the memory. The refusal names --features,
+    before any case is read."""
+    plan = plan_geometry(
+        _fingerprint((200, 200, 200), (100, 100, 100)),
+        DeviceInfo("cpu", "test CPU", 2, False),
+        {"tile_size": ((32, 32, 32), "--tile"), "features": ((4096,) * 5 + (8,), "--features")},
+    )
+    with pytest.raises(UNetPlusPlusError) as refusal:
+        fit_batch(plan, 1, 2, SMALL_MACHINE)
+    message = str(refusal.value)
+    assert "weights and optimizer state alone need about" in message
+    assert "give narrower --features (--features)" in message and "--tile" not in message[-80:]
+    # a wide network that fits, with a tile too large: both remedies are named
+    plan = plan_geometry(
+        _fingerprint((200, 200, 200), (100, 100, 100)),
+        DeviceInfo("cpu", "test CPU", 2, False),
+        {"tile_size": ((256, 256, 256), "--tile"), "features": (WIDE, "--features")},
+    )
+    with pytest.raises(UNetPlusPlusError, match=r"smaller --tile or narrower --features"):
+        fit_batch(plan, 1, 2, SMALL_MACHINE)
+    data = write_slicer_dataset(tmp_path / "data", cases=2)
+    out = tmp_path / "out"
+    code = main(
+        [str(data), "-o", str(out), "--labels", "tumor", "--batch-size", "1", "--tile", "32",
+         "32", "32", "--features", *["100000"] * 6, "--threads", "1", "--plan-only"]
+    )  # fmt: skip
+    error = capsys.readouterr().err
+    assert code == 2 and "give narrower --features (--features)" in error, error
+    assert not out.exists()

@@ -245,7 +245,8 @@ def make_plan(
             features=tuple(int(v) for v in features),
             batch_size=int(overrides["batch_size"][0]),
             precision=overrides.get("precision", ("fp32", ""))[0],
-            sources={k: overrides[k][1] for k in ("tile_size", "batch_size", "precision")
+            sources={k: overrides[k][1]
+                     for k in ("tile_size", "batch_size", "precision", "features")
                      if k in overrides},
         )  # fmt: skip
         step_fits(given)

@@ -218,6 +218,15 @@ def fit_batch(
         remedy = "not even a batch of 1 fits; give a smaller --tile" + (
             "" if tile_given else " or a coarser --spacing"
         )
+        features_given = plan.sources.get("features")
+        fixed = step_bytes(tile, 0, features, in_channels, out_channels, precision)
+        if fixed >= memory_bytes:  # no tile helps: the network itself is too wide
+            remedy = (
+                f"the network's weights and optimizer state alone need about {_gb(fixed)} GB; "
+                f"give narrower --features ({features_given or 'planned'})"
+            )
+        elif features_given:
+            remedy += f" or narrower --features ({features_given})"
     what = what[0].upper() + what[1:]
     raise UNetPlusPlusError(
         f"{what} with a {shown_tile} tile{where} needs about {_gb(need)} GB per training step; "
