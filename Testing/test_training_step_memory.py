@@ -322,3 +322,27 @@ def test_a_network_too_wide_for_any_tile_names_the_features(tmp_path, capsys):
     error = capsys.readouterr().err
     assert code == 2 and "give narrower --features (--features)" in error, error
     assert not out.exists()
+
+
+@pytest.mark.parametrize("precision, refused", [("amp", True), ("fp32", True), ("bf16", False)])
+def test_the_estimate_uses_autocast_only_where_it_applies(tmp_path, precision, refused):
+    """--precision amp on a CPU trains in float32 (with a warning) but was estimated with the
+    autocast share (0.7 of float32): a batch that needs more than the memory passed. Memory
+    here lies between the bf16 and the float32 estimate."""
+    tile, batch = (64, 64, 64), 8
+    fp32 = step_bytes(tile, batch, NARROW, 1, 2, "fp32")
+    bf16 = step_bytes(tile, batch, NARROW, 1, 2, "bf16")
+    assert bf16 < fp32
+    data = write_slicer_dataset(tmp_path / "data", cases=2)
+    args = _parser().parse_args(
+        [str(data), "-o", str(tmp_path / "out"), "--labels", "tumor", "--batch-size",
+         str(batch), "--tile", "64", "64", "64", "--features", *map(str, NARROW),
+         "--threads", "1", "--device", "cpu", "--precision", precision]
+    )  # fmt: skip
+    memory = (bf16 + fp32) // 2
+    if refused:
+        with pytest.raises(UNetPlusPlusError, match=f"--batch-size {batch} with a 64x64x64"):
+            make_plan(args, build_dataset(args), log=lambda line: None, memory_bytes=memory)
+    else:
+        plan = make_plan(args, build_dataset(args), log=lambda line: None, memory_bytes=memory)
+        assert plan.batch_size == batch

@@ -193,14 +193,15 @@ def _step_check(dataset, info, memory_bytes: Optional[int]):
     channels, classes = len(dataset.channels), len(dataset.labels) + 1
 
     def check(plan) -> None:
-        # "auto" is autocast on CUDA; on a CPU it may stay float32 (the calibration decides)
-        precision = plan.precision if "precision" in plan.sources else "fp32"
-        holder = "this machine"
+        # "auto" is autocast on CUDA; on a CPU it may stay float32 (the calibration decides);
+        # autocast only where steps.autocast_dtype applies it: amp on CUDA, bf16 on a CPU (amp
+        # given on a CPU trains in float32, with a warning, and was estimated as autocast)
+        cuda = info.kind == "cuda"
+        given = plan.precision if "precision" in plan.sources else ("amp" if cuda else "fp32")
+        precision = given if given == ("amp" if cuda else "bf16") else "fp32"
+        holder = "this GPU" if cuda else "this machine"
         if processes > 1:
             holder = f"each of the {processes} training processes on this machine"
-        if info.kind == "cuda":
-            precision = precision if "precision" in plan.sources else "amp"
-            holder = "this GPU"
         fit_batch(plan, channels, classes, memory_bytes, precision, holder)
 
     return check
