@@ -195,3 +195,16 @@ def test_paired_only_rounds_add_ratios_and_leave_the_rows_alone():
     assert len(clock.calls) == 2 * 2 * 2 * 3
     # ABBA goes on from round 2: round 2 starts with the default (2 + 0 even), round 3 not
     assert clock.calls[0][0] == "fastest" and clock.calls[8][0] == "openvino"
+
+
+@pytest.mark.parametrize("default", ["openvino", None])
+def test_paired_only_rounds_run_nothing_where_nothing_pairs(default):
+    """With OpenVINO as the default executor (UNETPP_EXECUTOR=openvino) there is no pair: the
+    paired-only rounds ran OpenVINO's tiles 4 times per condition and recorded nothing."""
+    from benchlib.executor_worker import paired_only_rounds
+
+    clock = Clock()
+    entries = plan(clock)
+    results = {"shipped": {"rows": {}}, "shipped:nodule": {"rows": {}}}
+    paired_only_rounds(results, entries, default, "idle", 4, 2, clock, paired={"shipped"})
+    assert clock.calls == [] and "paired" not in results["shipped"]

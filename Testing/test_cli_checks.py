@@ -387,6 +387,26 @@ def test_series_with_no_dicom_folder_among_the_inputs_is_refused(sphere_model, b
     assert not out.exists()
 
 
+def test_an_empty_series_uid_is_refused(tmp_path, sphere_model, capsys):
+    """`--series ''` on a DICOM folder picked its series as if the option were left out."""
+    from test_volume import write_dicom_series
+
+    ctype = locale.setlocale(locale.LC_CTYPE)
+    try:
+        write_dicom_series(tmp_path / "series", count=6)
+    finally:  # GDCM's writer sets LC_CTYPE to "C"
+        locale.setlocale(locale.LC_CTYPE, ctype)
+    out = tmp_path / "l.nrrd"
+    args = ["segment", str(tmp_path / "series"), "--model", str(sphere_model), "--quiet"]
+    assert main([*args, "--labelmap", str(out)]) == 0  # the folder itself segments
+    out.unlink()
+    for empty in ("", " "):
+        assert main([*args, "--labelmap", str(out), "--series", empty]) == 2
+        error = capsys.readouterr().err
+        assert "argument --series: an empty UID names no series" in error, error
+        assert not out.exists()
+
+
 # ------------------------------------------------------------------ 12. training: skipped files
 def test_training_names_images_without_a_segmentation(tmp_path):
     from test_training_dataset import write_slicer_dataset

@@ -54,6 +54,10 @@ def _train(tmp_path, *options: str) -> list[str]:
         # a bad regex was an "internal error ... please report it", exit 1 (tester fresh30)
         ("--patient-regex", "(", "not a valid regular expression"),
         ("--val-cases", "case01,(", "not a valid regular expression"),
+        # an empty list was ignored in silence, the split falling back to a fraction (fresh31)
+        ("--val-cases", "", "names no case or patient"),
+        ("--val-cases", " , ", "names no case or patient"),
+        ("--patient-regex", "", "an empty regular expression names no patient"),
         ("--batch-size", "1025", "must be at most 1024, got 1025"),
     ],
 )

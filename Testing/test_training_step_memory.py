@@ -258,3 +258,91 @@ def test_the_shipped_settings_fit_a_small_machine():
         need = step_bytes(tile, batch, features, channels, classes)
         assert need < 3 * GB, name
         assert largest_batch(tile, features, channels, classes, SMALL_MACHINE) > batch, name
+
+
+def test_cpu_ranks_of_torchrun_share_the_machine_memory(tmp_path, monkeypatch):
+    """torchrun --nproc_per_node 4 on a CPU: four processes each hold a step in one machine's
+    memory. A batch that fits one process alone is refused for four (it was accepted: each
+    rank was checked against the whole machine), before any case is read."""
+    from UNetPlusPlusLib.engine.system_memory import physical_memory_bytes
+
+    total = physical_memory_bytes()
+    assert total is not None
+    tile = (96, 96, 96)
+    batch = largest_batch(tile, NARROW, 1, 2, total - GB)
+    assert 2 <= batch <= MAX_BATCH_SIZE
+    assert largest_batch(tile, NARROW, 1, 2, total // 4 - GB) < batch
+    data = write_slicer_dataset(tmp_path / "data", cases=2)
+    out = tmp_path / "out"
+    args = _parser().parse_args(
+        [str(data), "-o", str(out), "--labels", "tumor", "--batch-size", str(batch),
+         "--tile", "96", "96", "96", "--features", *map(str, NARROW), "--threads", "1",
+         "--device", "cpu"]
+    )  # fmt: skip
+    dataset = build_dataset(args)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    make_plan(args, dataset, log=lambda line: None)  # one process: it fits
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(UNetPlusPlusError) as refusal:
+        make_plan(args, dataset, log=lambda line: None)
+    shared = (total // 4 - GB) / GB
+    assert f"each of the 4 training processes on this machine has {shared:.1f} GB" in str(
+        refusal.value
+    )
+
+
+def test_a_network_too_wide_for_any_tile_names_the_features(tmp_path, capsys):
+    """--features 100000 x 6 with a 32^3 tile was told 'give a smaller --tile', which cannot
+    help: the weights and AdamW's state alone fill the memory. The refusal names --features,
+    before any case is read."""
+    plan = plan_geometry(
+        _fingerprint((200, 200, 200), (100, 100, 100)),
+        DeviceInfo("cpu", "test CPU", 2, False),
+        {"tile_size": ((32, 32, 32), "--tile"), "features": ((4096,) * 5 + (8,), "--features")},
+    )
+    with pytest.raises(UNetPlusPlusError) as refusal:
+        fit_batch(plan, 1, 2, SMALL_MACHINE)
+    message = str(refusal.value)
+    assert "weights and optimizer state alone need about" in message
+    assert "give narrower --features (--features)" in message and "--tile" not in message[-80:]
+    # a wide network that fits, with a tile too large: both remedies are named
+    plan = plan_geometry(
+        _fingerprint((200, 200, 200), (100, 100, 100)),
+        DeviceInfo("cpu", "test CPU", 2, False),
+        {"tile_size": ((256, 256, 256), "--tile"), "features": (WIDE, "--features")},
+    )
+    with pytest.raises(UNetPlusPlusError, match=r"smaller --tile or narrower --features"):
+        fit_batch(plan, 1, 2, SMALL_MACHINE)
+    data = write_slicer_dataset(tmp_path / "data", cases=2)
+    out = tmp_path / "out"
+    code = main(
+        [str(data), "-o", str(out), "--labels", "tumor", "--batch-size", "1", "--tile", "32",
+         "32", "32", "--features", *["100000"] * 6, "--threads", "1", "--plan-only"]
+    )  # fmt: skip
+    error = capsys.readouterr().err
+    assert code == 2 and "give narrower --features (--features)" in error, error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("precision, refused", [("amp", True), ("fp32", True), ("bf16", False)])
+def test_the_estimate_uses_autocast_only_where_it_applies(tmp_path, precision, refused):
+    """--precision amp on a CPU trains in float32 (with a warning) but was estimated with the
+    autocast share (0.7 of float32): a batch that needs more than the memory passed. Memory
+    here lies between the bf16 and the float32 estimate."""
+    tile, batch = (64, 64, 64), 8
+    fp32 = step_bytes(tile, batch, NARROW, 1, 2, "fp32")
+    bf16 = step_bytes(tile, batch, NARROW, 1, 2, "bf16")
+    assert bf16 < fp32
+    data = write_slicer_dataset(tmp_path / "data", cases=2)
+    args = _parser().parse_args(
+        [str(data), "-o", str(tmp_path / "out"), "--labels", "tumor", "--batch-size",
+         str(batch), "--tile", "64", "64", "64", "--features", *map(str, NARROW),
+         "--threads", "1", "--device", "cpu", "--precision", precision]
+    )  # fmt: skip
+    memory = (bf16 + fp32) // 2
+    if refused:
+        with pytest.raises(UNetPlusPlusError, match=f"--batch-size {batch} with a 64x64x64"):
+            make_plan(args, build_dataset(args), log=lambda line: None, memory_bytes=memory)
+    else:
+        plan = make_plan(args, build_dataset(args), log=lambda line: None, memory_bytes=memory)
+        assert plan.batch_size == batch

@@ -43,11 +43,31 @@ def touch_seconds(gib: float) -> float:
     return float(out.stdout.strip())
 
 
+def _number(kind: type, low: float, strict: bool):
+    """An argparse type: a ``kind`` number above ``low`` (or at least, ``strict`` False)."""
+
+    def check(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value > low if strict else value >= low):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {low}")
+        return value
+
+    return check
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gib", type=float, default=1.0, help="memory touched per run (GiB)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pause", type=float, default=10.0, help="seconds before 'after a pause'")
+    parser.add_argument(
+        "--gib", type=_number(float, 0, True), default=1.0, help="memory touched per run (GiB)"
+    )
+    parser.add_argument("--rounds", type=_number(int, 1, False), default=3)
+    parser.add_argument(
+        "--pause", type=_number(float, 0, False), default=10.0,
+        help="seconds before 'after a pause'",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     paused, freed = [], []
     for _ in range(args.rounds):

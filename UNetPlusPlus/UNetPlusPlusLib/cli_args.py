@@ -187,7 +187,9 @@ def _shown(value: int) -> str:
 
 
 def regex(text: str) -> str:
-    """A regular expression that compiles (``--patient-regex``)."""
+    """A non-empty regular expression that compiles (``--patient-regex``)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty regular expression names no patient")
     try:
         re.compile(text)
     except re.error as error:
@@ -197,9 +199,21 @@ def regex(text: str) -> str:
     return text
 
 
+def series_uid(text: str) -> str:
+    """A DICOM Series Instance UID (``--series``): not empty (an empty one picked a series as
+    if the option were left out)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty UID names no series; leave --series out")
+    return text.strip()
+
+
 def regex_list(text: str) -> list[str]:
-    """Comma-separated regular expressions (``--val-cases``), each one compiling."""
-    return [regex(part.strip()) for part in text.split(",") if part.strip()]
+    """Comma-separated regular expressions (``--val-cases``), each one compiling, at least one
+    (an empty list was ignored in silence: the split fell back to --val-fraction)."""
+    parts = [regex(part.strip()) for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{text!r} names no case or patient")
+    return parts
 
 
 def _whole_number_at_least(text: str, minimum: int) -> int:

@@ -14,6 +14,7 @@ from .cli_args import (
     output_file,
     overlap_fraction,
     positive_int,
+    series_uid,
     thread_count,
 )
 from .cli_segment import run_segment
@@ -51,6 +52,7 @@ def add_segment_parser(subparsers) -> None:
     parser.add_argument(
         "--series",
         metavar="UID",
+        type=series_uid,
         help="DICOM folder holding several series: the Series Instance UID to segment",
     )
     parser.add_argument(

@@ -231,6 +231,8 @@ def paired_only_rounds(
     ``samples`` are left as the full rounds made them, so that every executor's row is a best
     of as many rounds. The last line's keys are medians of these ratios, and each more round
     narrows them for a few seconds, where a full round times every executor."""
+    if not pairing.pairs(plan, default, paired):  # OpenVINO the default, or no pair at all
+        return
     names = (default, pairing.OPENVINO)
     pairs_only = [e for e in plan if e[2] in names and (paired is None or e[0] in paired)]
     for index in range(first_round, first_round + rounds):

@@ -25,6 +25,7 @@ one module per job, and callers import each name from the module that defines it
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from ..errors import UNetPlusPlusError
@@ -64,5 +65,12 @@ def find_cases(
         raise UNetPlusPlusError(
             f"No training cases found in {root} (looked for {patterns}); check DATA_DIR and the "
             "dataset description."
+        )
+    regex = dataset.patient_regex
+    if regex and cases and not any(re.search(regex, case.case_id) for case in cases):
+        raise UNetPlusPlusError(
+            f"The patient regex {regex} matches none of the {len(cases)} case ids (e.g. "
+            f"{cases[0].case_id}): the split by patient would not happen; give one that finds "
+            "the patient in a case id (--patient-regex, dataset.json's patient_regex)."
         )
     return sorted(cases, key=lambda c: c.case_id)

@@ -127,15 +127,18 @@ def default_normalization(modality: str, window: Optional[Sequence[float]] = Non
 
 
 def patient_id(case_id: str, regex: Optional[str]) -> str:
-    """The patient a case belongs to: the regex's 'patient' group, group 1 or whole match."""
+    """The patient a case belongs to: the regex's 'patient' group, group 1 or whole match;
+    the case id where the regex does not match or that group is empty or took no part."""
     if not regex:
         return case_id
     match = re.search(regex, case_id)
     if match is None:
         return case_id
     if "patient" in match.groupdict():
-        return match.group("patient")
-    return match.group(1) if match.groups() else match.group(0)
+        found = match.group("patient")
+    else:
+        found = match.group(1) if match.groups() else match.group(0)
+    return found or case_id
 
 
 def collect_case(problems: Optional[list[str]], make, *args) -> Optional[CaseFiles]:

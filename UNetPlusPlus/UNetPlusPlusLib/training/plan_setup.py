@@ -186,17 +186,22 @@ def _step_check(dataset, info, memory_bytes: Optional[int]):
     with ``memory_bytes`` (default: the device's, ``step_memory.available_bytes``)."""
     from .step_memory import available_bytes, fit_batch
 
+    # torchrun on a CPU: the machine's memory is shared by its local ranks, each with a step
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if info.kind == "cpu" else 1
     if memory_bytes is None:
-        memory_bytes = available_bytes(info.kind, info.memory_gb)
+        memory_bytes = available_bytes(info.kind, info.memory_gb, processes)
     channels, classes = len(dataset.channels), len(dataset.labels) + 1
 
     def check(plan) -> None:
-        # "auto" is autocast on CUDA; on a CPU it may stay float32 (the calibration decides)
-        precision = plan.precision if "precision" in plan.sources else "fp32"
-        holder = "this machine"
-        if info.kind == "cuda":
-            precision = precision if "precision" in plan.sources else "amp"
-            holder = "this GPU"
+        # "auto" is autocast on CUDA; on a CPU it may stay float32 (the calibration decides);
+        # autocast only where steps.autocast_dtype applies it: amp on CUDA, bf16 on a CPU (amp
+        # given on a CPU trains in float32, with a warning, and was estimated as autocast)
+        cuda = info.kind == "cuda"
+        given = plan.precision if "precision" in plan.sources else ("amp" if cuda else "fp32")
+        precision = given if given == ("amp" if cuda else "bf16") else "fp32"
+        holder = "this GPU" if cuda else "this machine"
+        if processes > 1:
+            holder = f"each of the {processes} training processes on this machine"
         fit_batch(plan, channels, classes, memory_bytes, precision, holder)
 
     return check
@@ -241,7 +246,8 @@ def make_plan(
             features=tuple(int(v) for v in features),
             batch_size=int(overrides["batch_size"][0]),
             precision=overrides.get("precision", ("fp32", ""))[0],
-            sources={k: overrides[k][1] for k in ("tile_size", "batch_size", "precision")
+            sources={k: overrides[k][1]
+                     for k in ("tile_size", "batch_size", "precision", "features")
                      if k in overrides},
         )  # fmt: skip
         step_fits(given)

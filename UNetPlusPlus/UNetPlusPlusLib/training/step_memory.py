@@ -155,16 +155,19 @@ def largest_batch(
     return max(1, int((memory_bytes - fixed) // max(1, one - fixed)))
 
 
-def available_bytes(device_kind: str, device_memory_gb: Optional[float]) -> Optional[int]:
+def available_bytes(
+    device_kind: str, device_memory_gb: Optional[float], processes: int = 1
+) -> Optional[int]:
     """Memory one training step may use on the device: a CUDA device's total memory, else the
-    machine's physical memory (``engine/system_memory.py``), less :data:`BASELINE_BYTES`; None
-    where unknown (no check)."""
+    machine's physical memory (``engine/system_memory.py``) shared by ``processes`` training
+    processes (torchrun's ``--nproc_per_node`` on a CPU: each holds its own step), less
+    :data:`BASELINE_BYTES` each; None where unknown (no check)."""
     if device_kind == "cuda":
         return int(device_memory_gb * 2**30) if device_memory_gb else None
     from ..engine.system_memory import physical_memory_bytes
 
     total = physical_memory_bytes()
-    return None if total is None else max(0, total - BASELINE_BYTES)
+    return None if total is None else max(0, total // max(1, processes) - BASELINE_BYTES)
 
 
 def _gb(value: float) -> str:
@@ -215,6 +218,15 @@ def fit_batch(
         remedy = "not even a batch of 1 fits; give a smaller --tile" + (
             "" if tile_given else " or a coarser --spacing"
         )
+        features_given = plan.sources.get("features")
+        fixed = step_bytes(tile, 0, features, in_channels, out_channels, precision)
+        if fixed >= memory_bytes:  # no tile helps: the network itself is too wide
+            remedy = (
+                f"the network's weights and optimizer state alone need about {_gb(fixed)} GB; "
+                f"give narrower --features ({features_given or 'planned'})"
+            )
+        elif features_given:
+            remedy += f" or narrower --features ({features_given})"
     what = what[0].upper() + what[1:]
     raise UNetPlusPlusError(
         f"{what} with a {shown_tile} tile{where} needs about {_gb(need)} GB per training step; "
