@@ -33,14 +33,14 @@ from typing import MutableMapping, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .coarse_cells import STEP_MM
+from .coarse_cells import regions as _regions
 from .fov_padding import measured
 from .header_warnings import MAX_SCAN_LENGTH_MM, MAX_SCAN_WIDTH_MM
 from .liver_position import Position, measure_position, position_reasons
 from .manifest_types import ANATOMIES
 from .volume import Grid, Volume, array_to_sitk, canonical_grid
 
-#: Spacing (mm) of the isotropic LPS grid the check works on.
-STEP_MM = 4.0
 #: The CT and the labels are first strided (a view, no copy) to about this spacing (mm) per
 #: axis when finer, then block-averaged to STEP_MM.
 FINE_MM = 2.0
@@ -203,13 +203,6 @@ def coarse_ct_once(
     if memo is not None:
         memo["coarse ct"] = (key, found)
     return found
-
-
-def _regions(mask: np.ndarray, min_cells: int) -> np.ndarray:
-    """Connected regions (faces) of ``mask`` with at least ``min_cells`` cells, labelled 1..n
-    from the largest; 0 elsewhere."""
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    return sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image), min_cells))
 
 
 #: SimpleITK's ball of radius 1 in 3-D: the centre and its 18 face and edge neighbours.

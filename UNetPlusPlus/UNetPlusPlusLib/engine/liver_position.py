@@ -6,7 +6,7 @@ below the lungs. A chest slab above the liver gives none of these: the shipped m
 24 ml in the left one of LIDC-IDRI-0003, lateral to the ribs, with only the thin-input
 warning. Three more facts of anatomy catch them (docs/INPUT_CHECKS.md, "Anatomy of the
 result"); all work on ``anatomy_check``'s coarse LPS grid (x: patient right to left, z: feet
-to head, :data:`anatomy_check.STEP_MM` cells):
+to head, :data:`.coarse_cells.STEP_MM` cells):
 
 - **in the trunk**: on each axial slice the trunk is the largest connected piece of body; an
   arm beside it is another piece. A segment mostly outside the trunk (an arm, or air) is not a
@@ -30,11 +30,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import SimpleITK as sitk
 
-#: Spacing (mm) of the coarse grid; equal to ``anatomy_check.STEP_MM`` (not imported: that
-#: module imports this one).
-STEP_MM = 4.0
+from .coarse_cells import STEP_MM, regions
+
 #: A share of the segment at least this large outside the trunk fails "in the trunk".
 OUTSIDE_TRUNK_SHARE = 0.5
 #: Lung within this distance (mm) above or below a segment cell's slice gives its level's
@@ -67,9 +65,7 @@ def _trunk(body: np.ndarray) -> np.ndarray:
     """The largest 2-D connected piece (faces) of each axial slice of ``body`` (z, y, x)."""
     trunk = np.zeros_like(body, dtype=bool)
     for z in np.nonzero(body.any(axis=(1, 2)))[0]:
-        image = sitk.GetImageFromArray(body[z].astype(np.uint8))
-        pieces = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image)))
-        trunk[z] = pieces == 1
+        trunk[z] = regions(body[z]) == 1
     return trunk
 
 
@@ -78,9 +74,7 @@ def _both_lungs(lung: np.ndarray) -> bool:
     total = int(np.count_nonzero(lung))
     if not total:
         return False
-    image = sitk.GetImageFromArray(lung.astype(np.uint8))
-    pieces = sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(image)))
-    sizes = np.bincount(pieces.ravel())[1:3]
+    sizes = np.bincount(regions(lung).ravel())[1:3]
     return len(sizes) == 2 and bool(sizes.min() >= LUNG_PAIR_SHARE * total)
 
 
