@@ -251,6 +251,13 @@ def channel_input_problem(channel_names: Sequence[str], nodes: Sequence[Any]) ->
                 f"Channels {' and '.join(shared)} use the same volume '{node.GetName()}'; "
                 "choose a different volume for each channel in the Inputs section."
             )
+    return labelmap_input_problem(channel_names, nodes)
+
+
+def labelmap_input_problem(channel_names: Sequence[str], nodes: Sequence[Any]) -> Optional[str]:
+    """Why one of ``nodes`` (the volume chosen for ``channel_names[i]``) cannot be a channel's
+    image because it is a labelmap volume node, naming it and its channel; None when none is.
+    Segmentation runs (:func:`channel_input_problem`) and training export refuse it."""
     for name, node in zip(channel_names, nodes):
         is_a = getattr(node, "IsA", None)  # a vtkObject's (MRML); not on the panel's stand-ins
         if is_a is not None and is_a("vtkMRMLLabelMapVolumeNode"):

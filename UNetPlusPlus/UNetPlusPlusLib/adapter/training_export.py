@@ -32,7 +32,7 @@ from .case_files import CaseFiles
 from .case_identity import case_identity, write_record
 from .case_records import SameImage, find_same_image, folder_cases
 from .geometry import array_from_volume_node
-from .panel import channel_input_problem
+from .panel import labelmap_input_problem
 from .replaced_labels import REPLACED_FOLDER, KeptVersions
 from .segmentation_binding import reference_volume, same_grid, volume_grid
 from .segmentation_writer import binary_labelmap_name
@@ -410,15 +410,14 @@ def _unread_name(name: str, what: str) -> Optional[str]:
 def _refuse_labelmap_images(nodes: Sequence, channel_names: Sequence[str]) -> None:
     """Refuse a labelmap volume node given as a channel's image, naming it and its channel
     (``channel_names``, else "channel <n>"), as segmentation runs do (panel.py
-    ``channel_input_problem``): its label values were written as the case's image, and
+    ``labelmap_input_problem``): its label values were written as the case's image, and
     trained on as if they were one. Raises :class:`UNetPlusPlusError`."""
     names = list(channel_names)
     if len(names) != len(nodes):
         names = [f"channel {i + 1}" for i in range(len(nodes))]
-    for name, node in zip(names, nodes):
-        problem = channel_input_problem([name], [node])  # one each: only the labelmap check
-        if problem:
-            raise UNetPlusPlusError(problem)
+    problem = labelmap_input_problem(names, nodes)
+    if problem:
+        raise UNetPlusPlusError(problem)
 
 
 def _check_channel_names(names: Sequence[str], volumes: int) -> None:
