@@ -18,6 +18,7 @@ from ..errors import UNetPlusPlusError
 from .geometry import NativeImages, native_images_from_nodes, volume_from_nodes, world_ijk_to_ras
 from .input_checks import check_scale, loaded_file, nifti_file_warnings
 from .panel import channel_input_problem
+from .segmentation_binding import voxels_time
 
 
 def channel_nodes(volume_nodes: Sequence, manifest: ModelManifest) -> tuple[list, list[str]]:
@@ -50,12 +51,13 @@ def input_images(volume_nodes: Sequence, manifest: ModelManifest) -> NativeImage
 
 def input_key(volume_nodes: Sequence) -> tuple:
     """Identifies the voxels and geometry of the input nodes: their ids, the modification
-    time of their image data (voxel edits call Modified()) and their world matrices."""
+    time of their image data (:func:`.segmentation_binding.voxels_time`, which every voxel
+    edit advances) and their world matrices."""
     return tuple(
         (
             node.GetID(),
             world_ijk_to_ras(node).round(9).tobytes(),  # first: no image data is refused
-            node.GetImageData().GetMTime(),
+            voxels_time(node),
         )
         for node in volume_nodes
     )
