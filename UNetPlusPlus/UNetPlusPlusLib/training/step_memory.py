@@ -17,11 +17,11 @@ holds them, grows with batch x tile voxels; fixed: the parameters with their gra
 AdamW's two moments (16 bytes each), twice (the calibration trains a copy), and
 :data:`WORKSPACE_BYTES`.
 
-Measured on this machine (2-core Xeon with avx512_bf16, torch on the CPU, 2 threads):
-one fresh process per row, the project's network (channels-last), deep supervision, HybridLoss
-and AdamW, two real training steps on a random batch; peak RSS growth (VmHWM after the steps
-minus VmRSS before the batch) in MB, the higher of two runs; raw: the activations' count
-above without the factor; ``bench/training_step_memory.py``::
+Measured on this machine (2 logical CPUs of an AMD EPYC with avx512_bf16, torch on the CPU, 2
+threads): one fresh process per row, the project's network (channels-last), deep supervision,
+HybridLoss and AdamW, two real training steps on a random batch; peak RSS growth (VmHWM after
+the steps minus VmRSS before the batch) in MB, the higher of two runs; raw: the activations'
+count above without the factor; ``bench/training_step_memory.py``::
 
     tile      batch precision f0 ch classes measured  raw  measured/raw  estimate  est/measured
     32x32x32      1 fp32       8  1    2         133    61      2.18          213      1.60
