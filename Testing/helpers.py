@@ -21,6 +21,22 @@ def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def rotated_grid(image: sitk.Image, angles_deg: Sequence[float]) -> tuple:
+    """(size, origin, spacing, direction) of a grid rotated by ``angles_deg`` (about x, y, z,
+    :func:`rotation_matrix`) from ``image``'s axes, at its spacing, holding all of its voxels:
+    ``sitk.Resample(image, *grid, ...)``'s arguments after the transform and interpolator."""
+    direction = rotation_matrix(angles_deg) @ np.array(image.GetDirection()).reshape(3, 3)
+    corners = np.stack(np.meshgrid(*[[-0.5, n - 0.5] for n in image.GetSize()]), -1)
+    points = np.array(
+        [image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners.reshape(-1, 3)]
+    )
+    local = points @ direction
+    spacing = np.array(image.GetSpacing())
+    size = np.ceil((local.max(0) - local.min(0)) / spacing).astype(int) + 1
+    origin = direction @ local.min(0)
+    return [int(n) for n in size], origin.tolist(), spacing.tolist(), direction.ravel().tolist()
+
+
 def physical_points(image: sitk.Image) -> np.ndarray:
     """LPS coordinates of every voxel centre, shaped (z, y, x, 3)."""
     size = image.GetSize()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import rotation_matrix
+from helpers import rotated_grid
 from UNetPlusPlusLib.engine.anatomy_check import check_result
 from UNetPlusPlusLib.engine.fov_padding import PADDING_HU, measured
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk
@@ -19,17 +19,9 @@ EXAMPLES = "liver/totalsegmentator-examples/"
 def _rotated(image: sitk.Image, angles, pad: float, nearest: bool = False) -> sitk.Image:
     """``image`` on a grid rotated by ``angles`` (degrees) that holds all of it, ``pad``
     outside (linear for HU, nearest for labels)."""
-    direction = rotation_matrix(angles) @ np.array(image.GetDirection()).reshape(3, 3)
-    corners = np.stack(np.meshgrid(*[[-0.5, n - 0.5] for n in image.GetSize()]), -1)
-    points = np.array(
-        [image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners.reshape(-1, 3)]
-    )
-    local = points @ direction
-    spacing = np.array(image.GetSpacing())
-    size = [int(n) for n in np.ceil((local.max(0) - local.min(0)) / spacing).astype(int) + 1]
+    size, origin, spacing, direction = rotated_grid(image, angles)
     how = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
-    origin, flat = (direction @ local.min(0)).tolist(), direction.ravel().tolist()
-    return sitk.Resample(image, size, sitk.Transform(), how, origin, spacing.tolist(), flat, pad)
+    return sitk.Resample(image, size, sitk.Transform(), how, origin, spacing, direction, pad)
 
 
 @pytest.mark.parametrize("pad", [-1024.0, -3024.0])

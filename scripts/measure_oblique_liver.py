@@ -22,27 +22,12 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
-from helpers import rotation_matrix  # noqa: E402
+from helpers import rotated_grid  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 from UNetPlusPlusLib.engine.predictor import Predictor  # noqa: E402
 
 ROTATIONS = {"25 deg about z": (0, 0, 25), "25 deg about x": (25, 0, 0),
              "20, -15, 25 deg": (20, -15, 25)}  # fmt: skip
-
-
-def rotated_grid(image: sitk.Image, angles) -> tuple:
-    """(size, origin, spacing, direction) of a grid rotated by ``angles`` (degrees about x, y,
-    z) from the image's axes, at its spacing, holding all of its voxels."""
-    direction = rotation_matrix(angles) @ np.array(image.GetDirection()).reshape(3, 3)
-    corners = np.stack(np.meshgrid(*[[-0.5, n - 0.5] for n in image.GetSize()]), -1)
-    points = np.array(
-        [image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners.reshape(-1, 3)]
-    )
-    local = points @ direction
-    spacing = np.array(image.GetSpacing())
-    size = np.ceil((local.max(0) - local.min(0)) / spacing).astype(int) + 1
-    origin = direction @ local.min(0)
-    return [int(n) for n in size], origin.tolist(), spacing.tolist(), direction.ravel().tolist()
 
 
 def resample(image: sitk.Image, grid: tuple, nearest: bool) -> sitk.Image:
