@@ -202,3 +202,23 @@ def one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
+
+
+def crop_in_index_space(scene, whole_node, extent: Sequence[int], name: str):
+    """A voxel-based crop of ``whole_node`` to ``extent`` ((i0, i1, j0, j1, k0, k1)) kept in
+    its index space, as vtkSlicerCropVolumeLogic::CropVoxelBased makes it without its last step
+    (ShiftImageDataExtentToZeroStart): the input's IJK-to-RAS matrix, an extent that starts at
+    (i0, j0, k0). A new scalar volume node named ``name`` in ``scene``."""
+    import vtk
+
+    pad = vtk.vtkImageConstantPad()
+    pad.SetInputData(whole_node.GetImageData())
+    pad.SetOutputWholeExtent(*extent)
+    pad.Update()
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    matrix = vtk.vtkMatrix4x4()
+    whole_node.GetIJKToRASMatrix(matrix)
+    node.SetAndObserveImageData(pad.GetOutput())
+    node.SetIJKToRASMatrix(matrix)
+    assert node.GetImageData().GetExtent() == tuple(extent)
+    return node

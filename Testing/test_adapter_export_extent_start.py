@@ -21,8 +21,7 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 
-import vtk  # noqa: E402
-from helpers import rotation_matrix  # noqa: E402
+from helpers import crop_in_index_space, rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import case_records, geometry, segmentation_writer  # noqa: E402
 from UNetPlusPlusLib.adapter.case_identity import image_identity, labels_identity  # noqa: E402
 from UNetPlusPlusLib.adapter.training_export import export_training_case  # noqa: E402
@@ -37,20 +36,8 @@ LABELS = [LabelSpec(1, "liver", (0.8, 0.4, 0.3), standard_terminology("liver"))]
 
 
 def index_space_crop(scene, whole_node, name: str):
-    """A crop of ``whole_node`` to :data:`CROP` kept in its index space (the whole volume's
-    IJK-to-RAS matrix, an extent that starts at (2, 1, 3)), as Crop Volume's voxel-based crop
-    makes it before ShiftImageDataExtentToZeroStart."""
-    pad = vtk.vtkImageConstantPad()
-    pad.SetInputData(whole_node.GetImageData())
-    pad.SetOutputWholeExtent(*CROP)
-    pad.Update()
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    matrix = vtk.vtkMatrix4x4()
-    whole_node.GetIJKToRASMatrix(matrix)
-    node.SetAndObserveImageData(pad.GetOutput())
-    node.SetIJKToRASMatrix(matrix)
-    assert node.GetImageData().GetExtent() == CROP
-    return node
+    """``helpers.crop_in_index_space`` of ``whole_node`` to :data:`CROP`."""
+    return crop_in_index_space(scene, whole_node, CROP, name)
 
 
 def with_labels(node, name: str):

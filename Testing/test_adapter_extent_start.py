@@ -25,6 +25,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("slicer-core (MRML) is not installed", allow_module_level=True)
 
 import vtk  # noqa: E402
+from helpers import crop_in_index_space  # noqa: E402
 from test_adapter_binding_grid import labels_on  # noqa: E402
 from test_adapter_user_geometry import chest, labelmap, move_by, on_lattice, specify_geometry  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry  # noqa: E402
@@ -43,20 +44,8 @@ CROP = (3, 14, 2, 12, 1, 10)  # (i0, i1, j0, j1, k0, k1) of the 16 x 14 x 12 che
 
 
 def cropped_in_index_space(scene, whole_node, name: str = "crop"):
-    """A voxel-based crop of ``whole_node`` to :data:`CROP`, as vtkSlicerCropVolumeLogic::
-    CropVoxelBased makes it without its last step (ShiftImageDataExtentToZeroStart): the
-    input's IJK-to-RAS matrix, the extent in the input's index space."""
-    pad = vtk.vtkImageConstantPad()
-    pad.SetInputData(whole_node.GetImageData())
-    pad.SetOutputWholeExtent(*CROP)
-    pad.Update()
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    matrix = vtk.vtkMatrix4x4()
-    whole_node.GetIJKToRASMatrix(matrix)
-    node.SetAndObserveImageData(pad.GetOutput())
-    node.SetIJKToRASMatrix(matrix)
-    assert node.GetImageData().GetExtent() == CROP
-    return node
+    """``helpers.crop_in_index_space`` of ``whole_node`` to :data:`CROP`."""
+    return crop_in_index_space(scene, whole_node, CROP, name)
 
 
 def crop_pair(scene):
