@@ -17,6 +17,8 @@ from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
 
 def test_sanity_checks_run_again_only_when_the_input_changed(sphere_model, monkeypatch):
+    from slicer.util import arrayFromVolume, arrayFromVolumeModified
+
     image = make_sphere_image((20, 20, 16), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0), np.eye(3), 8.0)
     scene = slicer.vtkMRMLScene()
     node = geometry.volume_node_from_volume(scene, volume_from_sitk([image]), "CT")
@@ -33,7 +35,11 @@ def test_sanity_checks_run_again_only_when_the_input_changed(sphere_model, monke
         for _ in range(2):
             segmentation.start_job([node], sphere_model, device="cpu", persistent=False).close()
         assert len(copies) == 1  # the second click reused the first one's checks
-        node.GetImageData().Modified()  # a voxel edit
+        node.GetImageData().Modified()  # no voxel changed: the same input (voxel_version.py)
+        segmentation.start_job([node], sphere_model, device="cpu", persistent=False).close()
+        assert len(copies) == 1
+        arrayFromVolume(node)[2, 3, 4] += 5  # a voxel edit
+        arrayFromVolumeModified(node)
         segmentation.start_job([node], sphere_model, device="cpu", persistent=False).close()
         assert len(copies) == 2
         node.SetSpacing(2.0, 2.0, 3.0)  # new geometry

@@ -25,8 +25,8 @@ from UNetPlusPlusLib.adapter import geometry, job  # noqa: E402
 from UNetPlusPlusLib.adapter.segmentation_binding import (  # noqa: E402
     changed_during_run,
     volume_grid,
-    voxels_time,
 )
+from UNetPlusPlusLib.adapter.voxel_version import voxels_version  # noqa: E402
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
 
 TIMEOUT_S = 180
@@ -124,7 +124,7 @@ def test_a_voxel_edit_is_a_change_and_display_or_name_changes_are_not():
     scene = slicer.vtkMRMLScene()
     volume = ball_volume(scene)
     volume.CreateDefaultDisplayNodes()
-    grids, times = [volume_grid(volume)], [voxels_time(volume)]
+    grids, times = [volume_grid(volume)], [voxels_version(volume)]
     volume.SetName("CT")
     volume.GetDisplayNode().SetAutoWindowLevel(False)
     volume.GetDisplayNode().SetWindowLevel(400.0, 40.0)
@@ -136,9 +136,10 @@ def test_a_voxel_edit_is_a_change_and_display_or_name_changes_are_not():
     assert changed_during_run([volume], grids, times) == EDITED
     assert changed_during_run([volume], grids) is None  # without times: the grid only
 
-    times = [voxels_time(volume)]
-    replaced = vtk.vtkImageData()  # new image data on the same grid: new voxels
+    times = [voxels_version(volume)]
+    replaced = vtk.vtkImageData()  # new image data on the same grid, one voxel changed
     replaced.DeepCopy(volume.GetImageData())
+    replaced.GetPointData().GetScalars().SetTuple1(7, -999.0)
     volume.SetAndObserveImageData(replaced)
     assert changed_during_run([volume], grids, times) == EDITED
 
@@ -152,7 +153,7 @@ def test_what_slicer_does_with_a_volume_during_a_run_is_not_an_edit(tmp_path):
     refuse a run for each)."""
     scene = slicer.vtkMRMLScene()
     volume = ball_volume(scene)
-    grids, times = [volume_grid(volume)], [voxels_time(volume)]
+    grids, times = [volume_grid(volume)], [voxels_version(volume)]
     node_time = volume.GetMTime()
 
     volume.CreateDefaultDisplayNodes()
@@ -174,3 +175,54 @@ def test_what_slicer_does_with_a_volume_during_a_run_is_not_an_edit(tmp_path):
 
     assert volume.GetMTime() != node_time  # the node did change (its display node)
     assert changed_during_run([volume], grids, times) is None
+
+
+def test_a_modified_call_that_changes_no_voxel_is_not_an_edit():
+    """Before, the refusal keyed on the image data's modification time alone: a script calling
+    ``arrayFromVolumeModified`` after only reading, ``updateVolumeFromArray`` with the same
+    voxels, ``GetImageData().Modified()``, or the same voxels set as new image data, each
+    refused the run as "its voxels were edited". Now the content decides (voxel_version.py)."""
+    from slicer.util import arrayFromVolume, arrayFromVolumeModified, updateVolumeFromArray
+
+    scene = slicer.vtkMRMLScene()
+    volume = ball_volume(scene)
+    volume.CreateDefaultDisplayNodes()
+    grids, versions = [volume_grid(volume)], [voxels_version(volume)]
+    time = volume.GetImageData().GetMTime()
+
+    volume.Modified()
+    volume.SetAttribute("reviewed", "yes")
+    volume.GetDisplayNode().SetWindowLevel(300.0, 30.0)
+    arrayFromVolumeModified(volume)  # read, not changed
+    updateVolumeFromArray(volume, arrayFromVolume(volume).copy())
+    volume.GetImageData().Modified()
+    same = vtk.vtkImageData()
+    same.DeepCopy(volume.GetImageData())
+    volume.SetAndObserveImageData(same)
+    assert volume.GetImageData().GetMTime() != time  # what the refusal keyed on before
+    assert changed_during_run([volume], grids, versions) is None
+
+    voxels = arrayFromVolume(volume)
+    voxels[3, 4, 5] += 1  # one voxel edited, then set back: the run's voxels again
+    arrayFromVolumeModified(volume)
+    assert changed_during_run([volume], grids, versions) == EDITED
+    voxels[3, 4, 5] -= 1
+    arrayFromVolumeModified(volume)
+    assert changed_during_run([volume], grids, versions) is None
+
+
+def test_a_run_touched_by_modified_calls_without_a_voxel_change_is_written(sphere_model, logic):
+    """The same on a background run: ``arrayFromVolumeModified`` with no voxel changed while
+    the engine runs (as a script or another module may call it) does not refuse its result."""
+    from slicer.util import arrayFromVolumeModified
+
+    scene = slicer.vtkMRMLScene()
+    volume = ball_volume(scene)
+    running = logic.start_job([volume], sphere_model, device="cpu")
+    arrayFromVolumeModified(volume)
+    volume.GetImageData().Modified()
+
+    running.wait(timeout=TIMEOUT_S)
+
+    assert running.state == job.SUCCEEDED and running.output is not None, running.error
+    assert running.output.GetSegmentation().GetNumberOfSegments() > 0

@@ -18,7 +18,7 @@ from ..errors import UNetPlusPlusError
 from .geometry import NativeImages, native_images_from_nodes, volume_from_nodes, world_ijk_to_ras
 from .input_checks import check_scale, loaded_file, nifti_file_warnings
 from .panel import channel_input_problem
-from .segmentation_binding import voxels_time
+from .voxel_version import voxels_version
 
 
 def channel_nodes(volume_nodes: Sequence, manifest: ModelManifest) -> tuple[list, list[str]]:
@@ -50,14 +50,15 @@ def input_images(volume_nodes: Sequence, manifest: ModelManifest) -> NativeImage
 
 
 def input_key(volume_nodes: Sequence) -> tuple:
-    """Identifies the voxels and geometry of the input nodes: their ids, the modification
-    time of their image data (:func:`.segmentation_binding.voxels_time`, which every voxel
-    edit advances) and their world matrices."""
+    """Identifies the voxels and geometry of the input nodes: their ids, a digest of their
+    voxels (:func:`.voxel_version.voxels_version`: taken again only when the image data's
+    modification time moved, and the same after a ``Modified()`` that changed no voxel) and
+    their world matrices."""
     return tuple(
         (
             node.GetID(),
             world_ijk_to_ras(node).round(9).tobytes(),  # first: no image data is refused
-            voxels_time(node),
+            voxels_version(node),
         )
         for node in volume_nodes
     )

@@ -134,8 +134,8 @@ class EngineServer:
     @staticmethod
     def input_token(key: Hashable) -> str:
         """The name of an input volume in requests: a digest of ``key`` (the volume nodes' ids,
-        image modification times and world matrices, and the model's channel names; its
-        ``repr`` must change whenever the voxels or geometry do)."""
+        voxel digests (voxel_version.py) and world matrices, and the model's channel names;
+        its ``repr`` must change whenever the voxels or geometry do)."""
         return hashlib.sha256(repr(key).encode("utf-8")).hexdigest()
 
     def holds(self, token: Optional[str]) -> bool:

@@ -46,9 +46,10 @@ from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import is_prompted, merge_warnings
 from .roi import clear_outside_roi, oriented_box
-from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid, voxels_time
+from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid
 from .segmentation_writer import next_numbered_name, write_segments
 from .training_export import export_training_case
+from .voxel_version import voxels_version
 
 ModelRef = Union[str, os.PathLike, ModelManifest]
 
@@ -220,12 +221,12 @@ class SegmentationLogic:
         roi_name = roi_node.GetName() if roi_node is not None else ""
         nodes = list(volume_nodes)
         grids = [volume_grid(node) for node in nodes]  # moved, cropped or edited by the end:
-        times = [voxels_time(node) for node in nodes]  # refused
+        versions = [voxels_version(node) for node in nodes]  # refused
         channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
 
         def write(labels: LabelVolume, result: dict):
-            changed = changed_during_run(nodes, grids, times)
+            changed = changed_during_run(nodes, grids, versions)
             if changed:
                 raise UNetPlusPlusError(changed)
             known = isinstance(result, dict)

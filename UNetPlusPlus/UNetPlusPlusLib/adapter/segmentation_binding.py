@@ -46,6 +46,7 @@ import vtk
 
 from ..errors import UNetPlusPlusError
 from .geometry import node_to_world_matrix, world_ijk_to_ras
+from .voxel_version import voxels_version
 
 #: Grids whose voxel corners and axes agree within this (mm) are the same grid.
 GRID_TOLERANCE_MM = 1e-3
@@ -211,24 +212,17 @@ def other_volume_binding(segmentation_node, volume_node) -> Optional[str]:
     return f"its reference geometry is another grid ({other})"
 
 
-def voxels_time(volume_node) -> int:
-    """The modification time of the volume's image data (VTK's MTime: its point data and
-    scalar array included), which any voxel edit advances: ``arrayFromVolumeModified`` (it
-    calls ``Modified()`` on the scalar array, not on the image), ``Modified()`` on the image,
-    new image data. Display changes, a rename or a move leave it as it is."""
-    return int(volume_node.GetImageData().GetMTime())
-
-
 def changed_during_run(
-    volume_nodes: Sequence, grids: Sequence[Grid], times: Optional[Sequence[int]] = None
+    volume_nodes: Sequence, grids: Sequence[Grid], versions: Optional[Sequence[str]] = None
 ) -> Optional[str]:
     """Why a result made for ``volume_nodes`` on ``grids`` (their :func:`volume_grid` when the
     run started) must not be written now, or None. A volume moved (a parent transform set or
     changed, its origin or axes edited), cropped or resampled while the engine ran would get a
     segmentation where its voxels were, not where they are; one whose voxels were edited in
-    place (``times``: their :func:`voxels_time` when the run started) would get the result of
-    its old voxels as if it were that of the new ones. Nodes no longer in a scene, or without
-    image data, are the writer's to refuse."""
+    place (``versions``: their :func:`.voxel_version.voxels_version` when the run started: a
+    digest of their content, so a ``Modified()`` that changed no voxel is no edit) would get
+    the result of its old voxels as if it were that of the new ones. Nodes no longer in a
+    scene, or without image data, are the writer's to refuse."""
     for index, (node, grid) in enumerate(zip(volume_nodes, grids)):
         if node.GetScene() is None or node.GetImageData() is None:
             continue
@@ -243,7 +237,7 @@ def changed_during_run(
                 "for where its voxels were then, was not written and the scene is as it was. "
                 "Click Segment to segment it as it is now."
             )
-        if times is not None and voxels_time(node) != times[index]:
+        if versions is not None and voxels_version(node) != versions[index]:
             return (
                 f"Volume '{node.GetName()}' changed during the run: its voxels were edited "
                 "since the run started; its result, for its voxels then, was not written and "
