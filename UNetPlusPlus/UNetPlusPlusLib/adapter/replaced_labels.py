@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import glob
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -37,11 +37,13 @@ SEG_SUFFIX = ".seg.nrrd"
 @dataclass(frozen=True)
 class KeptVersions:
     """The earlier labels of a case in ``.replaced/`` after :func:`tidy`: how many files, their
-    bytes, and how many identical copies were removed."""
+    bytes, how many identical copies were removed, and for each removed one the file with the
+    same bytes that stays (the case's ``.seg.nrrd`` or a newer backup): ``same_as``."""
 
     count: int
     bytes: int
     removed: int = 0
+    same_as: dict[Path, Path] = field(default_factory=dict)
 
 
 def keep_case(
@@ -144,34 +146,53 @@ def _dated(folder: Path, case: str) -> list[tuple[str, int, Path]]:
 
 def tidy(folder: Path, case: str) -> KeptVersions:
     """Remove the backups of ``case`` that are the same bytes as ``<case>.seg.nrrd`` or as a
-    newer backup (nothing is lost); count the rest. A file that cannot be read or removed is
-    kept and counted."""
-    seen = set()
+    newer backup (nothing is lost), and ``.replaced/`` if that leaves it empty; count the rest.
+    A file that cannot be read or removed is kept and counted."""
+    current = Path(folder) / f"{case}{SEG_SUFFIX}"
+    seen: dict[bytes, Path] = {}  # bytes -> the file holding them that stays
     try:
-        seen.add((Path(folder) / f"{case}{SEG_SUFFIX}").read_bytes())
+        seen[current.read_bytes()] = current
     except OSError:
         pass
     count = size = removed = 0
+    same_as: dict[Path, Path] = {}
     for path in reversed(versions(folder, case)):  # newest first: the newest copy stays
         try:
             data = path.read_bytes()
             if data in seen and not _has_image(path):  # with its image: a case, kept whole
                 path.unlink()
+                same_as[path] = seen[data]
                 removed += 1
                 continue
         except OSError:
             data = b""
-        seen.add(data)
+        seen.setdefault(data, path)
         count += 1
         size += len(data)
-    return KeptVersions(count, size, removed)
+    if removed:
+        try:
+            (Path(folder) / REPLACED_FOLDER).rmdir()
+        except OSError:
+            pass  # other files are kept there
+    return KeptVersions(count, size, removed, same_as)
 
 
 def _has_image(seg_backup: Path) -> bool:
-    """Whether an image backup (:func:`keep_case`) lies beside the labels backup ``seg_backup``."""
+    """Whether an image backup (:func:`keep_case`) lies beside the labels backup ``seg_backup``:
+    ``<stem>.<image suffix>`` or ``<stem>_<channel>.<image suffix>``, any of the suffixes
+    training reads (a case added by hand may hold a ``.nii.gz``); not a labelmap's backup."""
+    from ..training.dataset_types import IMAGE_SUFFIXES, LABELMAP_MARKERS
+
     stem = seg_backup.name[: -len(SEG_SUFFIX)]
-    folder = seg_backup.parent
-    return (folder / f"{stem}.nrrd").exists() or any(folder.glob(f"{glob.escape(stem)}_*.nrrd"))
+    for path in seg_backup.parent.glob(f"{glob.escape(stem)}*"):
+        lower, name = path.name.lower(), path.name
+        suffix = next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), None)
+        if suffix is None or lower.endswith(SEG_SUFFIX):
+            continue
+        rest = name[len(stem) : -len(suffix)]
+        if rest == "" or (rest.startswith("_") and rest.lower() not in LABELMAP_MARKERS):
+            return True
+    return False
 
 
 def size_text(size: int) -> str:

@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import slicer
 
-from ..errors import DuplicateCaseError, UNetPlusPlusError, same_image_also_text
+from ..errors import DuplicateCaseError, UNetPlusPlusError
 from ..write_failures import plain_reason
 from . import replaced_labels
 from .case_files import CaseFiles
@@ -33,84 +33,12 @@ from .case_identity import case_identity, write_record
 from .case_records import SameImage, find_same_image, folder_cases
 from .geometry import array_from_volume_node
 from .panel import labelmap_input_problem
-from .replaced_labels import REPLACED_FOLDER, KeptVersions
+from .replaced_labels import KeptVersions
 from .segmentation_binding import reference_volume, same_grid, volume_grid
 from .segmentation_writer import binary_labelmap_name
+from .written_case import WrittenCase
 
-
-class WrittenCase(list):
-    """The files written (a list of Paths), with ``case``: the case they belong to,
-    ``replaced``: True when they replaced the labels of ``case``, an earlier export of the same
-    image (then only ``<case>.seg.nrrd`` was written), ``kept``: where the labels they replaced
-    were moved (``<folder>/.replaced/<case>-<UTC time>.seg.nrrd``), or None, ``versions``: the
-    earlier labels of ``case`` kept there (:class:`.replaced_labels.KeptVersions`), or None,
-    ``also``: other cases of the folder with the same image, ``requested``: the case name
-    asked for (``case`` differs when the image is in the folder under another name), and
-    ``images``: where the image files an overwrite replaced were moved (``.replaced/``),
-    ``labelmaps``: (original, kept) pairs of the case's labelmaps (``<case>-label.nrrd``, its
-    colour table) that lay beside the ``.seg.nrrd`` written, moved to ``.replaced/`` so that
-    the case has one label file (:func:`.replaced_labels.labelmaps`)."""
-
-    def __init__(
-        self,
-        files: Sequence[Path],
-        case: str,
-        replaced: bool = False,
-        kept: Optional[Path] = None,
-        versions: Optional[KeptVersions] = None,
-        also: Sequence[str] = (),
-        requested: str = "",
-        images: Sequence[Path] = (),
-        labelmaps: Sequence[tuple[Path, Path]] = (),
-    ) -> None:
-        super().__init__(files)
-        self.case = case
-        self.replaced = replaced
-        self.kept = kept
-        self.versions = versions
-        self.also = list(also)
-        self.requested = requested or case
-        self.images = list(images)
-        self.labelmaps = list(labelmaps)
-
-    @property
-    def message(self) -> str:
-        """One paragraph on what happened to the dataset (the panel's status line): the case
-        whose labels were replaced, where the old ones are kept and how many versions of them
-        that folder holds, and other copies of the same image; "" for a plain new case."""
-        text = ""
-        if self.replaced:
-            text = (
-                f"The image is already in the dataset as {self.case}: its labels were replaced "
-                "by the current segmentation"
-            )
-            if self.requested != self.case:  # before: "(nothing written as case002, so that...)"
-                text += (
-                    f", and nothing was saved as {self.requested} (the same image twice would "
-                    "be trained on twice)"
-                )
-            text += "."
-        if self.images:
-            kept = ", ".join(str(path) for path in self.images)
-            text += f" The image that {self.case} held before is kept in {kept}."
-        if self.labelmaps:
-            names = ", ".join(original.name for original, _ in self.labelmaps)
-            kept = ", ".join(str(backup) for _, backup in self.labelmaps)
-            text += (
-                f" The older labelmap of {self.case} ({names}) was moved to {kept}: the case "
-                f"now has one label file, {self.case}.seg.nrrd (training would have ignored "
-                "the labelmap)."
-            )
-        if self.kept is not None:
-            text += f" The old labels are kept in {self.kept}"
-            if self.versions is not None:
-                count, size = self.versions.count, replaced_labels.size_text(self.versions.bytes)
-                text += (
-                    f" ({count} earlier version(s) of {self.case} kept in {REPLACED_FOLDER}, "
-                    f"{size}; delete them there when no longer needed)"
-                )
-            text += "."
-        return (text + same_image_also_text(self.also)).strip()
+__all__ = ["WrittenCase", "export_training_case"]
 
 
 def export_training_case(
@@ -252,11 +180,12 @@ def _export(
     _record(out, case_name, identity, written)
     kept = dict(moved).get(seg_path)
     versions = replaced_labels.tidy(out, case_name) if kept is not None else None
+    kept, identical = _still_kept(kept, versions, seg_path)
     images = [backup for original, backup in moved if original not in (seg_path, *stale)]
     labelmaps = [(original, backup) for original, backup in moved if original in stale]
     return WrittenCase(
         written, case_name, kept=kept, versions=versions, also=also, images=images,
-        labelmaps=labelmaps,
+        labelmaps=labelmaps, identical=identical,
     )  # fmt: skip
 
 
@@ -296,11 +225,26 @@ def _replace_labels(
     kept = dict(moved).get(seg_path)
     _record(out, same.case, identity, [seg_path if p in stale else p for p in same.files])
     versions = replaced_labels.tidy(seg_path.parent, Path(same.case).name)
+    kept, identical = _still_kept(kept, versions, seg_path)
     labelmaps = [(original, backup) for original, backup in moved if original in stale]
     return WrittenCase(
         [seg_path], same.case, True, kept, versions, also=also, requested=requested,
-        labelmaps=labelmaps,
+        labelmaps=labelmaps, identical=identical,
     )  # fmt: skip
+
+
+def _still_kept(
+    kept: Optional[Path], versions: Optional[KeptVersions], seg_path: Path
+) -> tuple[Optional[Path], bool]:
+    """Where the replaced labels are after :func:`.replaced_labels.tidy`, and whether they
+    were the labels written, byte for byte: ``kept`` itself; or, when tidy removed it as a
+    copy, the newer backup with its bytes (None, True: the labels written, ``seg_path``)."""
+    if kept is None or kept.exists() or versions is None:
+        return kept, False
+    other = versions.same_as.get(kept)
+    if other is None or other == seg_path or not other.exists():
+        return None, True
+    return other, False
 
 
 def _record(out: Path, case: str, identity, files: Sequence[Path]) -> None:
