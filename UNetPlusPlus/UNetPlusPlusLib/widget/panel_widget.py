@@ -50,6 +50,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self._seenPointIds = set()
         self._observedSeeds = None
         self._fittedRoi = None  # the warning of an ROI fitted to the volume by the last start
+        self._lastResult = None  # (RunContext, status text) of the last result (run_control.py)
         self._outputCheckedFor = None  # (task, volume ID) the output node was last checked for
         self._updating = False
         self._dependenciesReady = False
@@ -154,6 +155,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.observeSeeds(None)
         self.watchInputVolume(None)
         self._outputCheckedFor = None  # node IDs repeat in the next scene: check it afresh
+        self._lastResult = None  # nor is the last result's status that of the next scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

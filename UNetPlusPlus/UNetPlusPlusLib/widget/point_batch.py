@@ -16,7 +16,8 @@ either changed is not run: the status and the log name it, and it stays placed.
 A point whose run fails (the engine refuses a click in the air; the Logic one off the image,
 before its run starts) does not stop the queue; the next one runs. Each refusal is logged
 once, when it happens; once the queue is empty the status text lists them ("Not segmented:
-Point 'F-2' (2 of 3) at ... mm RAS lies in the air ...") and one error dialog shows them all:
+Point 'F-2' (2 of 3) at ... mm RAS lies in the air ...") after the status of the last result,
+which stays (:meth:`PointBatch.pointFailedText`), and one error dialog shows them all:
 one to acknowledge per batch, not one per refused point, and none while other points still
 run. Cancel empties the queue; the status
 says which points were segmented and kept and which were not (:meth:`cancelledText`). Points
@@ -149,7 +150,7 @@ class PointBatch:
             self._currentPoint = None
             self.appendLog(f"error: {refused[0]}")
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = self.failedText()
+            self.ui.statusLabel.text = self.pointFailedText()
             self._points.refuse(point, refused[0])
             point = self._points.next(self.appendLog, self.pointContext())
         if point is None:
@@ -194,6 +195,15 @@ class PointBatch:
         return _(
             "Failed; nothing was written for this point. Kept: the segments of {labels}."
         ).format(labels=labels_text(self._points.segmented))
+
+    def pointFailedText(self) -> str:
+        """The status line of a point's failed run: the status of the last result first, when
+        it is for the task and volumes now (its segments stay in the scene, and its figures
+        and warnings stay shown), then :meth:`failedText`; the refusal's reason follows
+        (:meth:`finishPoints`)."""
+        last = getattr(self, "_lastResult", None)  # (RunContext, status text), run_control.py
+        shown = f"{last[1]}\n" if last and last[1] and last[0] == self.pointContext() else ""
+        return shown + self.failedText()
 
     def finishPoints(self, dialog: bool = True) -> None:
         """After the last queued point: add the batch's refused points and the points not run

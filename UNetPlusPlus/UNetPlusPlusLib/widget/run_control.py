@@ -283,6 +283,9 @@ class RunControl(PointBatch, CancelGuards):
             self.showResult(node)
             self.ui.progressBar.setValue(100)
             self.ui.statusLabel.text = self.resultSummary(job)
+            # shown again before a later point's refusal (point_batch.pointFailedText)
+            context = getattr(point, "context", None) or self.pointContext()
+            self._lastResult = (context, self.ui.statusLabel.text)
             self.appendLog(self.ui.statusLabel.text)
             if node is not None:
                 self.appendLog(_("Segments written to '{name}'.").format(name=node.GetName()))
@@ -311,7 +314,8 @@ class RunControl(PointBatch, CancelGuards):
             self.runPlacedWhileCancelling()
         else:
             self.ui.progressBar.setValue(0)
-            self.ui.statusLabel.text = self.failedText() + (
+            failed = self.failedText() if point is None else self.pointFailedText()
+            self.ui.statusLabel.text = failed + (
                 panel.warnings_text(job.run_warnings)  # a refused click: the input's too
             )
             # the job logged the error (once: adapter/job.py); here the status and the dialog
