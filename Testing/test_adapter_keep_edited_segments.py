@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import vtk
 
 slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
@@ -11,7 +12,11 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from helpers import rotation_matrix  # noqa: E402
 from UNetPlusPlusLib.adapter import geometry, segment_fingerprint, segmentation_writer  # noqa: E402
-from UNetPlusPlusLib.engine.manifest import LabelSpec, standard_terminology  # noqa: E402
+from UNetPlusPlusLib.engine.manifest import (  # noqa: E402
+    LabelSpec,
+    standard_terminology,
+    terminology_entry_string,
+)
 from UNetPlusPlusLib.engine.volume import LabelVolume, Volume  # noqa: E402
 from UNetPlusPlusLib.errors import UNetPlusPlusError  # noqa: E402
 
@@ -176,3 +181,42 @@ def test_a_renamed_segment_counts_as_edited(volume_node):
     assert sorted(segmentation_writer.segment_names(node)) == [
         "edema", "edema (edited)", "enhancing tumor"
     ]  # fmt: skip
+
+
+def test_a_recoloured_or_recoded_segment_counts_as_edited(volume_node, tmp_path):
+    """Segment Editor changes a segment's colour, or its terminology (what it is: "edema" coded
+    as another structure), without touching its voxels. Before, a replacing rerun replaced such
+    a segment with the manifest's colour and code, without a word: the user's choice was lost.
+    Now it is kept as "... (edited)", as a renamed one is; a segment only saved and loaded
+    again (.seg.nrrd) is still replaced."""
+    tag = slicer.vtkSegment.GetTerminologyEntryTagName()
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    segment_of(node, "edema").SetColor(0.0, 0.0, 1.0)
+    liver = LabelSpec(1, "edema", LABELS[0].color, standard_terminology("liver"))
+    recoded = terminology_entry_string(liver)  # another code, by the terminology dialog
+    segment_of(node, "enhancing tumor").SetTag(tag, recoded)
+    names = ["edema", "enhancing tumor"]
+    assert segmentation_writer.edited_segments(node, names) == names
+
+    kept: list = []
+    segmentation_writer.write_segments(make_labels(1), volume_node, node, True, kept=kept)
+    assert sorted(kept) == [
+        ("edema", "edema (edited)"),
+        ("enhancing tumor", "enhancing tumor (edited)"),
+    ]
+    assert segment_of(node, "edema (edited)").GetColor() == (0.0, 0.0, 1.0)
+    value = vtk.reference("")
+    assert segment_of(node, "enhancing tumor (edited)").GetTag(tag, value)
+    assert str(value) == recoded
+    assert segment_of(node, "edema").GetColor() == pytest.approx(LABELS[0].color)
+
+    path = tmp_path / "result.seg.nrrd"  # saved and loaded again: no edit
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.WriteData(node)
+    loaded = slicer.vtkMRMLSegmentationNode()
+    volume_node.GetScene().AddNode(loaded)
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    reader.SetFileName(str(path))
+    assert reader.ReadData(loaded)
+    assert segmentation_writer.edited_segments(loaded, names) == []

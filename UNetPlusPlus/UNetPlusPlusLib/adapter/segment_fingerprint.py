@@ -4,7 +4,9 @@
 (:data:`TAG`, a vtkSegment tag, saved with the scene and in ``.seg.nrrd``). Before a rerun with
 "Replace segments of the same name" replaces a segment, the fingerprint is computed again from
 the segment's current binary labelmap: a segment painted, erased, smoothed or otherwise changed
-in Segment Editor since (or one the user made, with no tag) no longer matches and is kept.
+in Segment Editor since (or one the user made, with no tag) no longer matches and is kept; so
+is one renamed, recoloured or given another terminology since (:data:`NAME_TAG`,
+:data:`LOOK_TAG`).
 
 The fingerprint is the sha256 of the voxels of ``label value`` cropped to their bounding box,
 that box's position in the labelmap's IJK index space and the image-to-world (IJK-to-RAS)
@@ -38,6 +40,9 @@ NAME_TAG = "UNetPlusPlus.WrittenName"
 #: The grid the engine wrote the segment on: its labelmap's 3x4 image-to-world (IJK-to-RAS)
 #: matrix, row by row, in mm (:func:`grid_text`).
 GRID_TAG = "UNetPlusPlus.WrittenGrid"
+#: The colour and terminology the engine gave the segment (:func:`look_text`): one recoloured
+#: or coded as another structure in Segment Editor since is an edit too, as a renamed one is.
+LOOK_TAG = "UNetPlusPlus.WrittenLook"
 
 
 def _label_box(image, label_value: int) -> Optional[tuple[np.ndarray, tuple[int, int, int]]]:
@@ -186,11 +191,25 @@ def segment_fingerprint(segment, representation: str) -> Optional[str]:
     return labelmap_fingerprint(image, segment.GetLabelValue())
 
 
+def look_text(segment) -> str:
+    """The segment's colour (RGB, 0-1, to 1e-3: a .seg.nrrd keeps it as text) and terminology
+    entry (Slicer's terminology tag, as saved), as :data:`LOOK_TAG` holds them: "r g b;entry"."""
+    import slicer
+    import vtk
+
+    terminology = vtk.reference("")
+    segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+    colour = " ".join(f"{float(v):.3f}" for v in segment.GetColor())
+    return f"{colour};{terminology}"  # not '|': it ends a tag in a .seg.nrrd
+
+
 def stamp(segment, representation: str) -> None:
     """Record the fingerprint of the segment as written by the engine in its :data:`TAG`, its
-    name in :data:`NAME_TAG` and its labelmap's grid in :data:`GRID_TAG`."""
+    name in :data:`NAME_TAG`, its colour and terminology in :data:`LOOK_TAG` and its
+    labelmap's grid in :data:`GRID_TAG`."""
     segment.SetTag(TAG, segment_fingerprint(segment, representation) or "")
     segment.SetTag(NAME_TAG, segment.GetName())
+    segment.SetTag(LOOK_TAG, look_text(segment))
     image = segment.GetRepresentation(representation)
     if image is not None:
         segment.SetTag(GRID_TAG, grid_text(image_to_world(image)))
@@ -199,7 +218,8 @@ def stamp(segment, representation: str) -> None:
 def is_unchanged(segment, representation: str) -> bool:
     """True when ``segment`` carries the engine's tag, its voxels still match it, or are only
     re-gridded since (:func:`is_regridded`, for segments with a :data:`GRID_TAG`), and it still
-    has the name the engine gave it (segments written before :data:`NAME_TAG`: voxels only)."""
+    has the name, colour and terminology the engine gave it (segments written before
+    :data:`NAME_TAG` or :data:`LOOK_TAG`: without that check)."""
     import vtk
 
     tagged = vtk.reference("")  # vtkSegment::GetTag(tag, std::string& value) -> found
@@ -207,6 +227,9 @@ def is_unchanged(segment, representation: str) -> bool:
         return False
     written = vtk.reference("")
     if segment.GetTag(NAME_TAG, written) and str(written) != segment.GetName():
+        return False
+    look = vtk.reference("")
+    if segment.GetTag(LOOK_TAG, look) and str(look) != look_text(segment):
         return False
     if segment_fingerprint(segment, representation) == str(tagged):
         return True
