@@ -220,3 +220,26 @@ def test_a_recoloured_or_recoded_segment_counts_as_edited(volume_node, tmp_path)
     reader.SetFileName(str(path))
     assert reader.ReadData(loaded)
     assert segmentation_writer.edited_segments(loaded, names) == []
+
+
+def test_every_segment_of_a_name_is_checked_not_only_the_first(volume_node):
+    """Slicer lets two segments have one name. Before, only the first 'edema' was checked and
+    kept; the second, one the user made, was then taken for the one to replace: removed, and
+    its ID given to the new result. Now each is checked, and each edited one is kept."""
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    painted = paint(node, "edema", (5, 0, 0))
+    segmentation = node.GetSegmentation()
+    paint_id = segmentation.GetSegmentIdBySegmentName("edema")
+    mine = segmentation.AddEmptySegment("", "edema")  # the user's own 'edema', second
+    assert mine and paint_id != mine
+
+    kept: list = []
+    new = make_labels(shift=1)
+    segmentation_writer.write_segments(new, volume_node, node, True, kept=kept)
+
+    assert sorted(kept) == [("edema", "edema (edited 2)"), ("edema", "edema (edited)")]
+    names = {segmentation.GetSegment(i).GetName() for i in (paint_id, mine)}  # both still there
+    assert names == {"edema (edited)", "edema (edited 2)"}
+    assert np.array_equal(mask_of(node, segmentation.GetSegment(paint_id).GetName()), painted)
+    assert segmentation_writer.segment_names(node).count("edema") == 1
+    assert np.array_equal(mask_of(node, "edema"), new.array == 1)

@@ -57,18 +57,32 @@ def next_numbered_name(segmentation_node, base: str) -> str:
 
 
 def edited_segments(segmentation_node, names) -> list[str]:
-    """The segments among ``names`` in the node that a replacing rerun keeps: those the user
-    edited since the engine wrote them, or made, i.e. without a matching fingerprint."""
+    """The names among ``names`` of which the node has a segment that a replacing rerun keeps:
+    one the user edited since the engine wrote it, or made, i.e. without a matching
+    fingerprint (:func:`edited_segment_ids`)."""
     if segmentation_node is None:
         return []
+    names = list(names)
+    segmentation = segmentation_node.GetSegmentation()
+    edited = {
+        segmentation.GetSegment(i).GetName() for i in edited_segment_ids(segmentation_node, names)
+    }
+    return [name for name in names if name in edited]
+
+
+def edited_segment_ids(segmentation_node, names) -> list[str]:
+    """The IDs of every segment named one of ``names`` that a replacing rerun keeps (edited or
+    made by the user). Every segment of a name is checked: Slicer lets two segments share one
+    (``GetSegmentIdBySegmentName`` gives one of them)."""
     segmentation = segmentation_node.GetSegmentation()
     representation = binary_labelmap_name()
-    kept = []
-    for name in names:
-        segment_id = segmentation.GetSegmentIdBySegmentName(name)
-        if segment_id and not is_unchanged(segmentation.GetSegment(segment_id), representation):
-            kept.append(name)
-    return kept
+    wanted = set(names)
+    return [
+        segmentation.GetNthSegmentID(i)
+        for i in range(segmentation.GetNumberOfSegments())
+        if segmentation.GetNthSegment(i).GetName() in wanted
+        and not is_unchanged(segmentation.GetNthSegment(i), representation)
+    ]
 
 
 def kept_name(segmentation_node, name: str) -> str:
@@ -222,13 +236,13 @@ def write_segments(
     representation = binary_labelmap_name()
     terminology_tag = slicer.vtkSegment.GetTerminologyEntryTagName()
     segmentation = segmentation_node.GetSegmentation()
-    edited = set(edited_segments(segmentation_node, wanted.values()))
+    edited = edited_segment_ids(segmentation_node, wanted.values())
     was_modifying = segmentation_node.StartModify()
     try:
-        for name in edited:  # the user's version stays, under a name that says what it is
-            segment_id = segmentation.GetSegmentIdBySegmentName(name)
-            new_name = kept_name(segmentation_node, name)
-            segmentation.GetSegment(segment_id).SetName(new_name)
+        for segment_id in edited:  # the user's version stays, under a name that says so
+            segment = segmentation.GetSegment(segment_id)
+            name, new_name = segment.GetName(), kept_name(segmentation_node, segment.GetName())
+            segment.SetName(new_name)
             if kept is not None:
                 kept.append((name, new_name))
         for spec in specs:
