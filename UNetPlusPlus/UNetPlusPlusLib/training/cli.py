@@ -310,7 +310,12 @@ def run_train(args: argparse.Namespace) -> int:
         check_epochs_left(resume_state, Path(args.out_dir), args.epochs)  # before the dataset
 
     init = _load_init(args.init)
+    from .option_checks import check_tile_and_norm
+
+    saved = (resume_state or {}).get("config") or {}
+    check_tile_and_norm(args, init, saved)  # before any case is read (the fingerprint's)
     dataset = build_dataset(args, init)
+    check_tile_and_norm(args, init, saved, dataset)  # a dataset.json's tile and norm
     # every dataset problem at once, before anything is written (issue 9)
     dataset.notes = check_dataset(
         dataset,

@@ -15,7 +15,6 @@ part (timing, fitting, ETA) is ``run_plan``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ..engine.manifest import ModelManifest, save_model_package
+from ..engine.network_shape import tile_problem
 from ..errors import CancelledError, UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
@@ -156,16 +156,9 @@ class Trainer(SetupMixin, PlanningMixin):
 
     def _check_config(self) -> None:
         config = self.config
-        if any(int(t) % 16 for t in config.tile_size):
-            raise UNetPlusPlusError(
-                f"Tile size {list(config.tile_size)} must be a multiple of 16 on every axis "
-                "(four 2x poolings)."
-            )
-        if config.norm == "instance" and math.prod(int(t) // 16 for t in config.tile_size) < 2:
-            raise UNetPlusPlusError(
-                f"Tile size {list(config.tile_size)} leaves one voxel at the deepest level, "
-                "where instance normalisation cannot train; use 32 on at least one axis."
-            )
+        problem = tile_problem(config.tile_size, config.norm)  # said before reading (cli)
+        if problem is not None:
+            raise UNetPlusPlusError(f"{problem[0].upper()}{problem[1:]}.")
         if config.schedule not in SCHEDULES:
             raise UNetPlusPlusError(f"Unknown schedule {config.schedule!r}; use {SCHEDULES}.")
         planned = self.plan is not None and not self.plan.estimate  # schedule still to fit
