@@ -25,7 +25,8 @@ def check_tile_and_norm(
 ) -> None:
     """Refuse a tile that the run's normalisation cannot train (``network_shape.tile_problem``),
     taking each from where the run will (first match wins): the command line, the checkpoint's
-    config ``saved`` (``--resume``), the dataset description ``dataset`` (when read), the
+    config ``saved`` (``--resume``; its tile comes first, as the resumed run keeps it), the
+    dataset description ``dataset`` (when read), the
     ``--init`` model (ModelManifest); the norm defaults to instance. Without ``dataset``, a
     ``--dataset-json`` run whose norm is not yet known is left to the call after it is read
     (reading a description reads no case). Raises UNetPlusPlusError naming the tile's source."""
@@ -33,9 +34,9 @@ def check_tile_and_norm(
     training = (dataset.training or {}) if dataset is not None else {}
     network = dict(getattr(init, "network", None) or {})
     init_name = getattr(init, "name", "the --init model")
-    tile, tile_source = _first(
-        (args.tile, "--tile"),
+    tile, tile_source = _first(  # a resumed run keeps its tile (another --tile is refused)
         (saved.get("tile_size"), "the checkpoint"),
+        (args.tile, "--tile"),
         (getattr(dataset, "tile_size", None), "the dataset description"),
         (getattr(init, "tile_size", None), f"the --init model {init_name}"),
     )

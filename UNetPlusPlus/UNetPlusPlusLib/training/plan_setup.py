@@ -181,9 +181,10 @@ def _device_info(args: argparse.Namespace):
     return detect_device(device, threads)
 
 
-def _step_check(dataset, info, memory_bytes: Optional[int]):
+def _step_check(dataset, info, memory_bytes: Optional[int], resumed: bool = False):
     """``check(plan)``: ``step_memory.fit_batch`` of a plan on the device ``info`` (DeviceInfo)
-    with ``memory_bytes`` (default: the device's, ``step_memory.available_bytes``)."""
+    with ``memory_bytes`` (default: the device's, ``step_memory.available_bytes``);
+    ``resumed``: a ``--resume``'s plan, at its settled precision, refused if it does not fit."""
     from .step_memory import available_bytes, fit_batch
 
     # torchrun on a CPU: the machine's memory is shared by its local ranks, each with a step
@@ -197,12 +198,13 @@ def _step_check(dataset, info, memory_bytes: Optional[int]):
         # autocast only where steps.autocast_dtype applies it: amp on CUDA, bf16 on a CPU (amp
         # given on a CPU trains in float32, with a warning, and was estimated as autocast)
         cuda = info.kind == "cuda"
-        given = plan.precision if "precision" in plan.sources else ("amp" if cuda else "fp32")
+        settled = resumed or "precision" in plan.sources
+        given = plan.precision if settled else ("amp" if cuda else "fp32")
         precision = given if given == ("amp" if cuda else "bf16") else "fp32"
         holder = "this GPU" if cuda else "this machine"
         if processes > 1:
             holder = f"each of the {processes} training processes on this machine"
-        fit_batch(plan, channels, classes, memory_bytes, precision, holder)
+        fit_batch(plan, channels, classes, memory_bytes, precision, holder, resumed)
 
     return check
 
@@ -217,7 +219,8 @@ def make_plan(
     One training step of the plan must fit in ``memory_bytes`` (default: the device's,
     ``step_memory.available_bytes``): a planned batch is reduced, a given batch or tile that
     does not fit raises UNetPlusPlusError before any preprocessing (``step_memory.fit_batch``),
-    before the cases are read when both are given."""
+    before the cases are read when both are given. A resumed plan gets the same check, on
+    this machine, and is refused when its step does not fit (its batch cannot change)."""
     from .dataset import find_cases
     from .fingerprint import dataset_fingerprint
     from .planner import Plan, parse_duration, plan_geometry, planned_features
@@ -234,6 +237,8 @@ def make_plan(
         if args.epochs is not None and args.epochs != plan.epochs:
             plan.epochs = int(args.epochs)
             plan.sources["epochs"] = "--epochs (on resume)"
+        # this machine may have less memory than the one that planned (or ran) the run
+        _step_check(dataset, _device_info(args), memory_bytes, resumed=True)(plan)
         return plan
     overrides = collect_overrides(args, dataset, init)
     info = _device_info(args)
