@@ -125,5 +125,5 @@ def test_other_widths_than_the_parents_are_refused(tmp_path, capsys):
     assert code == 2 and not out.exists()
     assert error.startswith(
         "error: --features gives the widths 16 32 64 128 256 16, but the --init model liver-ct "
-        "has 8 16 32 64 128 8: none of its convolutions fits"
+        "has 8 16 32 64 128 8: its layers of other widths cannot load"
     ), error

@@ -67,9 +67,9 @@ def check_init_fit(
         if given is not None and parent_widths and [int(f) for f in given] != parent_widths:
             raise UNetPlusPlusError(
                 f"{option} gives the widths {' '.join(map(str, given))}, but the --init model "
-                f"{name} has {' '.join(map(str, parent_widths))}: none of its convolutions "
-                "fits a network of other widths, so nothing would carry over. Leave the "
-                "widths out (the parent's are kept), or leave --init out to train from scratch."
+                f"{name} has {' '.join(map(str, parent_widths))}: its layers of other widths "
+                "cannot load, and a fine-tune starts from its weights. Leave the widths out "
+                "(the parent's are kept), or leave --init out to train from scratch."
             )
     parent_modality = channels_modality(channels)
     notes: list[str] = []
