@@ -154,3 +154,22 @@ def test_a_dataset_description_with_an_f2_of_one_names_the_field():
         )  # fmt: skip
     assert str(error.value).startswith("Dataset description d.json: 'features' needs six whole")
     assert "(f2=1)" in str(error.value)
+
+
+def test_a_given_batch_and_tile_that_cannot_fit_are_refused_before_any_case_is_read(
+    tmp_path, capsys
+):
+    """The memory check of a given batch and tile needs no case; it ran after the dataset check
+    had read every case (make_plan), so unreadable cases were the error instead. --modality CT
+    spares the modality guess its reading of a few images."""
+    data = _unreadable_exports(tmp_path / "data")
+    out = tmp_path / "out"
+    code = main(["train", str(data), "-o", str(out), "--labels", "tumor", "--modality", "CT",
+                 "--batch-size", "1024", "--tile", "256", "256", "256", "--plan-only",
+                 "--threads", "1"])  # fmt: skip
+    assert code == 2
+    error = _one_error(capsys)
+    assert error.startswith("error: --batch-size 1024 with a 256x256x256 tile (--tile) needs"), (
+        error
+    )
+    assert not out.exists()

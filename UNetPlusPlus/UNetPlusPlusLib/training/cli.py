@@ -322,6 +322,9 @@ def run_train(args: argparse.Namespace) -> int:
     check_tile_and_norm(args, init, saved)  # before any case is read (the fingerprint's)
     dataset = build_dataset(args, init)
     check_tile_and_norm(args, init, saved, dataset)  # a dataset.json's tile and norm
+    from .plan_setup import check_step_before_reading
+
+    check_step_before_reading(args, dataset, init)  # a given batch and tile, or a resumed plan
     # every dataset problem at once, before anything is written (issue 9)
     dataset.notes = check_dataset(
         dataset,

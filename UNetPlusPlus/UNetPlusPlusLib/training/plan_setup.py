@@ -209,6 +209,47 @@ def _step_check(dataset, info, memory_bytes: Optional[int], resumed: bool = Fals
     return check
 
 
+def _check_given_step(overrides: dict, info, step_fits) -> None:
+    """``step_fits`` (:func:`_step_check`) of the step that a tile and a batch both given
+    (``overrides``, :func:`collect_overrides`) make, with the given or planned features on the
+    device ``info``; nothing when either is left to the plan (it needs the cases)."""
+    from .planner import Plan, planned_features
+
+    if "tile_size" not in overrides or "batch_size" not in overrides:
+        return
+    features = overrides.get("features", (planned_features(info)[0], "plan"))[0]
+    given = Plan(
+        spacing=(1.0, 1.0, 1.0),
+        tile_size=tuple(int(v) for v in overrides["tile_size"][0]),  # type: ignore[arg-type]
+        features=tuple(int(v) for v in features),
+        batch_size=int(overrides["batch_size"][0]),
+        precision=overrides.get("precision", ("fp32", ""))[0],
+        sources={k: overrides[k][1]
+                 for k in ("tile_size", "batch_size", "precision", "features")
+                 if k in overrides},
+    )  # fmt: skip
+    step_fits(given)
+
+
+def check_step_before_reading(
+    args: argparse.Namespace, dataset, init=None, memory_bytes: Optional[int] = None
+) -> None:
+    """The memory check of a training step that needs no case (``step_memory.fit_batch``): a
+    resumed run's plan.json, or a new run's given tile and batch; called after the dataset is
+    described and before its check reads every case. :func:`make_plan` checks again (a
+    planned tile needs the fingerprint). Raises UNetPlusPlusError as :func:`make_plan` does."""
+    from .planner import Plan
+
+    info = _device_info(args)
+    if args.resume:
+        plan = Plan.load(Path(args.out_dir))
+        if plan is not None:
+            _step_check(dataset, info, memory_bytes, resumed=True)(plan)
+        return
+    overrides = collect_overrides(args, dataset, init)
+    _check_given_step(overrides, info, _step_check(dataset, info, memory_bytes))
+
+
 def make_plan(
     args: argparse.Namespace, dataset, init=None, log=print, memory_bytes: Optional[int] = None
 ):
@@ -223,7 +264,7 @@ def make_plan(
     this machine, and is refused when its step does not fit (its batch cannot change)."""
     from .dataset import find_cases
     from .fingerprint import dataset_fingerprint
-    from .planner import Plan, parse_duration, plan_geometry, planned_features
+    from .planner import Plan, parse_duration, plan_geometry
 
     out_dir = Path(args.out_dir)
     budget = parse_duration(args.time_budget) if args.time_budget else None
@@ -243,19 +284,7 @@ def make_plan(
     overrides = collect_overrides(args, dataset, init)
     info = _device_info(args)
     step_fits = _step_check(dataset, info, memory_bytes)
-    if "tile_size" in overrides and "batch_size" in overrides:  # known before any reading
-        features = overrides.get("features", (planned_features(info)[0], "plan"))[0]
-        given = Plan(
-            spacing=(1.0, 1.0, 1.0),
-            tile_size=tuple(int(v) for v in overrides["tile_size"][0]),  # type: ignore[arg-type]
-            features=tuple(int(v) for v in features),
-            batch_size=int(overrides["batch_size"][0]),
-            precision=overrides.get("precision", ("fp32", ""))[0],
-            sources={k: overrides[k][1]
-                     for k in ("tile_size", "batch_size", "precision", "features")
-                     if k in overrides},
-        )  # fmt: skip
-        step_fits(given)
+    _check_given_step(overrides, info, step_fits)
     cases = find_cases(dataset)
     if args.max_cases:
         cases = cases[: args.max_cases]
