@@ -160,8 +160,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=6,
         metavar="F",
         action=_FeaturesAction,
-        help="channels f0..f4 and f_final, each at least 1, f2..f4 at least 2 "
-        "(default: planned)",
+        help="channels f0..f4 and f_final, each at least 1, f2..f4 at least 2 (default: planned)",
     )
     model.add_argument("--norm", choices=["instance", "batch", "none"])
     model.add_argument(
