@@ -39,8 +39,8 @@ from . import cpu_inference
 from .conv_dispatch import _global_hooks, _plain
 from .conv_dispatch import plain_modules as plain_modules  # re-exported (callers import it here)
 from .network_blocks import LEAKY_SLOPE, DecoderNode, EncoderNode, _SkipRow
+from .network_shape import LEVELS, features_problem
 
-LEVELS = 5
 MAX_DEPTH = LEVELS - 1
 NORMS = ("instance", "batch", "none")
 
@@ -60,14 +60,9 @@ def ensemble_logits(heads: Sequence[Tensor]) -> Tensor:
 
 
 def _validate(in_channels: int, out_channels: int, features: Sequence[int], norm: str, dropout):
-    if len(features) != LEVELS + 1:
-        raise ValueError(f"features needs {LEVELS + 1} integers (f0..f4, f_final), got {features}")
-    if any(int(f) != f or f < 1 for f in features):
-        raise ValueError(f"features must be positive integers, got {features}")
-    if any(features[i] < 2 for i in range(2, LEVELS)):
-        raise ValueError(
-            f"features f2..f4 must be >= 2 (they are halved when upsampled): {features}"
-        )
+    problem = features_problem(features)
+    if problem is not None:
+        raise ValueError(f"features {problem}")
     if in_channels < 1 or out_channels < 1:
         raise ValueError(
             f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}"

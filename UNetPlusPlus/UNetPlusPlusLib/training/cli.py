@@ -69,9 +69,10 @@ def build_dataset(args: argparse.Namespace, init=None):
     from ..engine.manifest import ChannelSpec
     from .dataset_json import load_dataset_json
     from .dataset_labels import select_labels
-    from .dataset_slicer import describe_slicer_export
+    from .dataset_slicer import describe_slicer_export, export_images
+    from .init_match import channels_modality, check_init_fit
 
-    init_channels = None
+    init_channels, notes = None, []
     if init is not None:
         init_channels = [
             ChannelSpec(c.name, c.modality, dict(c.normalization)) for c in init.channels
@@ -81,11 +82,9 @@ def build_dataset(args: argparse.Namespace, init=None):
         if args.labels:
             dataset = select_labels(dataset, args.labels)
         if init_channels is not None:
-            if len(init_channels) != len(dataset.channels):
-                raise UNetPlusPlusError(
-                    f"Model {init.path} takes {len(init_channels)} channel(s) but the dataset "
-                    f"has {len(dataset.channels)} ({', '.join(c.name for c in dataset.channels)})."
-                )
+            own = list(dataset.channels)
+            where = ("the dataset description declares", "the dataset description declares")
+            notes = check_init_fit(init, dataset, args, own, channels_modality(own), where)
             dataset.channels = init_channels
     else:
         channels = init_channels
@@ -111,6 +110,13 @@ def build_dataset(args: argparse.Namespace, init=None):
         )
         if channels is None and args.channels:
             dataset = _reorder_channels(dataset, args.channels)
+        if init is not None:  # what the cases hold, whatever the parent's channels say
+            guess = args.modality == "auto" and len(init.channels) == 1
+            suffixes, guessed = export_images(args.data_dir, modality=guess)
+            modality = guessed if args.modality == "auto" else args.modality
+            where = ("the first case has", "the cases look like" if guess else "--modality says")
+            notes = check_init_fit(init, dataset, args, suffixes, modality, where)
+    dataset.notes = [*notes, *dataset.notes]  # logged as warnings with the dataset check's
     if args.patient_regex:
         dataset.patient_regex = args.patient_regex
     if args.val_cases:
@@ -310,7 +316,15 @@ def run_train(args: argparse.Namespace) -> int:
         check_epochs_left(resume_state, Path(args.out_dir), args.epochs)  # before the dataset
 
     init = _load_init(args.init)
+    from .option_checks import check_tile_and_norm
+
+    saved = (resume_state or {}).get("config") or {}
+    check_tile_and_norm(args, init, saved)  # before any case is read (the fingerprint's)
     dataset = build_dataset(args, init)
+    check_tile_and_norm(args, init, saved, dataset)  # a dataset.json's tile and norm
+    from .plan_setup import check_step_before_reading
+
+    check_step_before_reading(args, dataset, init)  # a given batch and tile, or a resumed plan
     # every dataset problem at once, before anything is written (issue 9)
     dataset.notes = check_dataset(
         dataset,

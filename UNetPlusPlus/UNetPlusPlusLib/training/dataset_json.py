@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..engine.manifest import ChannelSpec
+from ..engine.network_shape import features_problem
 from ..errors import UNetPlusPlusError
 from ..resources import builtin_datasets_dir
 from .dataset_training import check_training_defaults, foreign_format_error
@@ -193,6 +194,9 @@ def dataset_from_dict(data: Any, data_dir: PathLike, source: str = "<dict>") -> 
         if not isinstance(features, list) or len(features) != 6:
             raise fields.fail("features", "must list six integers (f0..f4, f_final)")
         features = tuple(checks.integer(f, f"features[{i}]", 1) for i, f in enumerate(features))
+        problem = features_problem(features)  # f2..f4 of 1: the network's own refusal
+        if problem is not None:
+            raise fields.fail("features", problem)
     return DatasetDescription(
         name=name,
         task=fields.string(data.get("task", name), "task"),

@@ -174,6 +174,26 @@ def _guess_modality(root: Path, label_files: dict, suffix: str) -> str:
     return guess_dataset_modality(images)
 
 
+def export_images(data_dir: PathLike, modality: bool = False) -> tuple[list[str], Optional[str]]:
+    """The channel suffixes of the first case of a Slicer-export folder (``[""]`` for one
+    ``<case>.nrrd``; [] without exports or images), from the file names, and with ``modality``
+    CT or MR guessed from its first channel in up to 5 cases (None without it, or undecided):
+    what the cases hold, whatever channels a ``--init`` model names."""
+    root = Path(data_dir)
+    label_files = case_label_files(root) if root.is_dir() else {}
+    if not label_files:
+        return [], None
+    stem, label = next(iter(sorted(label_files.items())))
+    images = images_for(root / stem, label, _others(stem, label_files))
+    suffixes = [""] if "" in images else sorted(images, key=str.lower)
+    if not modality or not suffixes:
+        return suffixes, None
+    try:
+        return suffixes, _guess_modality(root, label_files, suffixes[0])
+    except UNetPlusPlusError:  # unreadable or split evenly: the dataset check says why
+        return suffixes, None
+
+
 def describe_slicer_export(
     data_dir: PathLike,
     labels: Optional[Sequence[str]] = None,

@@ -181,9 +181,10 @@ def _device_info(args: argparse.Namespace):
     return detect_device(device, threads)
 
 
-def _step_check(dataset, info, memory_bytes: Optional[int]):
+def _step_check(dataset, info, memory_bytes: Optional[int], resumed: bool = False):
     """``check(plan)``: ``step_memory.fit_batch`` of a plan on the device ``info`` (DeviceInfo)
-    with ``memory_bytes`` (default: the device's, ``step_memory.available_bytes``)."""
+    with ``memory_bytes`` (default: the device's, ``step_memory.available_bytes``);
+    ``resumed``: a ``--resume``'s plan, at its settled precision, refused if it does not fit."""
     from .step_memory import available_bytes, fit_batch
 
     # torchrun on a CPU: the machine's memory is shared by its local ranks, each with a step
@@ -197,14 +198,56 @@ def _step_check(dataset, info, memory_bytes: Optional[int]):
         # autocast only where steps.autocast_dtype applies it: amp on CUDA, bf16 on a CPU (amp
         # given on a CPU trains in float32, with a warning, and was estimated as autocast)
         cuda = info.kind == "cuda"
-        given = plan.precision if "precision" in plan.sources else ("amp" if cuda else "fp32")
+        settled = resumed or "precision" in plan.sources
+        given = plan.precision if settled else ("amp" if cuda else "fp32")
         precision = given if given == ("amp" if cuda else "bf16") else "fp32"
         holder = "this GPU" if cuda else "this machine"
         if processes > 1:
             holder = f"each of the {processes} training processes on this machine"
-        fit_batch(plan, channels, classes, memory_bytes, precision, holder)
+        fit_batch(plan, channels, classes, memory_bytes, precision, holder, resumed)
 
     return check
+
+
+def _check_given_step(overrides: dict, info, step_fits) -> None:
+    """``step_fits`` (:func:`_step_check`) of the step that a tile and a batch both given
+    (``overrides``, :func:`collect_overrides`) make, with the given or planned features on the
+    device ``info``; nothing when either is left to the plan (it needs the cases)."""
+    from .planner import Plan, planned_features
+
+    if "tile_size" not in overrides or "batch_size" not in overrides:
+        return
+    features = overrides.get("features", (planned_features(info)[0], "plan"))[0]
+    given = Plan(
+        spacing=(1.0, 1.0, 1.0),
+        tile_size=tuple(int(v) for v in overrides["tile_size"][0]),  # type: ignore[arg-type]
+        features=tuple(int(v) for v in features),
+        batch_size=int(overrides["batch_size"][0]),
+        precision=overrides.get("precision", ("fp32", ""))[0],
+        sources={k: overrides[k][1]
+                 for k in ("tile_size", "batch_size", "precision", "features")
+                 if k in overrides},
+    )  # fmt: skip
+    step_fits(given)
+
+
+def check_step_before_reading(
+    args: argparse.Namespace, dataset, init=None, memory_bytes: Optional[int] = None
+) -> None:
+    """The memory check of a training step that needs no case (``step_memory.fit_batch``): a
+    resumed run's plan.json, or a new run's given tile and batch; called after the dataset is
+    described and before its check reads every case. :func:`make_plan` checks again (a
+    planned tile needs the fingerprint). Raises UNetPlusPlusError as :func:`make_plan` does."""
+    from .planner import Plan
+
+    info = _device_info(args)
+    if args.resume:
+        plan = Plan.load(Path(args.out_dir))
+        if plan is not None:
+            _step_check(dataset, info, memory_bytes, resumed=True)(plan)
+        return
+    overrides = collect_overrides(args, dataset, init)
+    _check_given_step(overrides, info, _step_check(dataset, info, memory_bytes))
 
 
 def make_plan(
@@ -217,10 +260,11 @@ def make_plan(
     One training step of the plan must fit in ``memory_bytes`` (default: the device's,
     ``step_memory.available_bytes``): a planned batch is reduced, a given batch or tile that
     does not fit raises UNetPlusPlusError before any preprocessing (``step_memory.fit_batch``),
-    before the cases are read when both are given."""
+    before the cases are read when both are given. A resumed plan gets the same check, on
+    this machine, and is refused when its step does not fit (its batch cannot change)."""
     from .dataset import find_cases
     from .fingerprint import dataset_fingerprint
-    from .planner import Plan, parse_duration, plan_geometry, planned_features
+    from .planner import Plan, parse_duration, plan_geometry
 
     out_dir = Path(args.out_dir)
     budget = parse_duration(args.time_budget) if args.time_budget else None
@@ -234,23 +278,13 @@ def make_plan(
         if args.epochs is not None and args.epochs != plan.epochs:
             plan.epochs = int(args.epochs)
             plan.sources["epochs"] = "--epochs (on resume)"
+        # this machine may have less memory than the one that planned (or ran) the run
+        _step_check(dataset, _device_info(args), memory_bytes, resumed=True)(plan)
         return plan
     overrides = collect_overrides(args, dataset, init)
     info = _device_info(args)
     step_fits = _step_check(dataset, info, memory_bytes)
-    if "tile_size" in overrides and "batch_size" in overrides:  # known before any reading
-        features = overrides.get("features", (planned_features(info)[0], "plan"))[0]
-        given = Plan(
-            spacing=(1.0, 1.0, 1.0),
-            tile_size=tuple(int(v) for v in overrides["tile_size"][0]),  # type: ignore[arg-type]
-            features=tuple(int(v) for v in features),
-            batch_size=int(overrides["batch_size"][0]),
-            precision=overrides.get("precision", ("fp32", ""))[0],
-            sources={k: overrides[k][1]
-                     for k in ("tile_size", "batch_size", "precision", "features")
-                     if k in overrides},
-        )  # fmt: skip
-        step_fits(given)
+    _check_given_step(overrides, info, step_fits)
     cases = find_cases(dataset)
     if args.max_cases:
         cases = cases[: args.max_cases]

@@ -182,13 +182,15 @@ def fit_batch(
     memory_bytes: Optional[int],
     precision: str = "fp32",
     holder: str = "this machine",
+    resumed: bool = False,
 ) -> None:
     """Check the ``plan`` (planner.Plan: tile_size (x, y, z), features, batch_size, sources)
     against ``memory_bytes`` (None: no check) of ``holder`` (named in the message), at the
     run's ``precision`` (fp32, bf16, amp). A planned batch that does not fit is reduced,
     with the reason in the plan; a batch or tile given by an option (``plan.sources``) that
     does not fit raises UNetPlusPlusError naming the batch, tile, estimate, memory and the
-    largest batch that fits."""
+    largest batch that fits. ``resumed``: the plan of a ``--resume``, whose batch and tile
+    are kept: one that does not fit raises, whoever chose it."""
     if memory_bytes is None:
         return
     tile, features = tuple(plan.tile_size), tuple(plan.features)
@@ -196,6 +198,8 @@ def fit_batch(
     if need <= memory_bytes:
         return
     most = largest_batch(tile, features, in_channels, out_channels, memory_bytes, precision)
+    if resumed:
+        raise _resume_refusal(plan, need, most, memory_bytes, holder)
     batch_given = plan.sources.get("batch_size")
     if most >= 1 and not batch_given:
         plan.reasons["batch_size"] = (
@@ -231,4 +235,28 @@ def fit_batch(
     raise UNetPlusPlusError(
         f"{what} with a {shown_tile} tile{where} needs about {_gb(need)} GB per training step; "
         f"{holder} has {_gb(memory_bytes)} GB available; {remedy}. Nothing was trained."
+    )
+
+
+def _resume_refusal(
+    plan, need: int, most: int, memory_bytes: int, holder: str
+) -> UNetPlusPlusError:
+    """The refusal of a resumed ``plan`` whose step (``need`` bytes) does not fit in
+    ``memory_bytes``: its batch and tile cannot change on ``--resume`` (the checkpoint trains
+    on with them), so the remedy is another machine or a new run."""
+    shown_tile = "x".join(str(v) for v in plan.tile_size)
+    if most >= 1:
+        remedy = (
+            f"at most a batch of {most} fits: resume where the memory holds the plan, or start "
+            f"a new run (--overwrite) with --batch-size {most}"
+        )
+    else:
+        remedy = (
+            "not even a batch of 1 fits: resume where the memory holds the plan, or start a new "
+            "run (--overwrite) with a smaller --tile"
+        )
+    return UNetPlusPlusError(
+        f"--resume: this run's plan.json trains a batch of {plan.batch_size} with a "
+        f"{shown_tile} tile, about {_gb(need)} GB per training step; {holder} has "
+        f"{_gb(memory_bytes)} GB available; {remedy}. Nothing was trained or changed."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .. import cli_args as types
+from ..engine.network_shape import features_problem
 
 #: The most ``--epochs`` and ``--iterations-per-epoch`` accepted: far beyond any real schedule
 #: (the planner caps epochs at 1000), small enough for the schedule's arithmetic in floats.
@@ -17,6 +18,17 @@ MAX_ITERATIONS_PER_EPOCH = 1_000_000
 #: runs use tens); whether a batch fits in memory is checked once the tile is known
 #: (``step_memory.fit_batch``).
 MAX_BATCH_SIZE = 1024
+
+
+class _FeaturesAction(argparse.Action):
+    """``--features``: the six widths, refused when parsed (before any case is read) where the
+    network could not be built of them (``engine/network_shape.features_problem``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        problem = features_problem(values)
+        if problem is not None:
+            raise argparse.ArgumentError(self, problem)
+        setattr(namespace, self.dest, list(values))
 
 
 def _csv(text: str) -> list[str]:
@@ -147,7 +159,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         nargs=6,
         metavar="F",
-        help="channels f0..f4 and f_final (default: planned)",
+        action=_FeaturesAction,
+        help="channels f0..f4 and f_final, each at least 1, f2..f4 at least 2 (default: planned)",
     )
     model.add_argument("--norm", choices=["instance", "batch", "none"])
     model.add_argument(

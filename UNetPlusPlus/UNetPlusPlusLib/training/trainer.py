@@ -15,7 +15,6 @@ part (timing, fitting, ETA) is ``run_plan``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ..engine.manifest import ModelManifest, save_model_package
+from ..engine.network_shape import tile_problem
 from ..errors import CancelledError, UNetPlusPlusError
 from . import distributed
 from .augment import AugmentConfig, training_batch
@@ -37,6 +37,7 @@ from .resume_checks import check_resume, jsonable
 from .run_plan import PlanningMixin
 from .sampler import PatchSampler
 from .schedule import LAST_VALIDATION_FACTOR
+from .step_pace import BAR_FORMAT, StepPace
 from .steps import NonFiniteLoss, learning_rate, training_step
 from .trainer_setup import SetupMixin
 from .validation import DEPTHS, evaluate_depths, timed_validation, validation_summary
@@ -143,6 +144,7 @@ class Trainer(SetupMixin, PlanningMixin):
         self.session_budget_s = session_budget_s  # this run's limit (--resume --time-budget)
         self.elapsed_s = 0.0  # training wall time over all runs of this plan
         self.budget_used_before = 0.0  # wall time of the earlier runs of this plan
+        self._step_pace = StepPace()  # each step's seconds: the pace without the warm-up
         self._check_config()
 
     # ---- logging -----------------------------------------------------------------------
@@ -156,16 +158,9 @@ class Trainer(SetupMixin, PlanningMixin):
 
     def _check_config(self) -> None:
         config = self.config
-        if any(int(t) % 16 for t in config.tile_size):
-            raise UNetPlusPlusError(
-                f"Tile size {list(config.tile_size)} must be a multiple of 16 on every axis "
-                "(four 2x poolings)."
-            )
-        if config.norm == "instance" and math.prod(int(t) // 16 for t in config.tile_size) < 2:
-            raise UNetPlusPlusError(
-                f"Tile size {list(config.tile_size)} leaves one voxel at the deepest level, "
-                "where instance normalisation cannot train; use 32 on at least one axis."
-            )
+        problem = tile_problem(config.tile_size, config.norm)  # said before reading (cli)
+        if problem is not None:
+            raise UNetPlusPlusError(f"{problem[0].upper()}{problem[1:]}.")
         if config.schedule not in SCHEDULES:
             raise UNetPlusPlusError(f"Unknown schedule {config.schedule!r}; use {SCHEDULES}.")
         planned = self.plan is not None and not self.plan.estimate  # schedule still to fit
@@ -237,15 +232,19 @@ class Trainer(SetupMixin, PlanningMixin):
             per_epoch = config.iterations_per_epoch
             self._bar = tqdm(
                 total=config.epochs * per_epoch, initial=start_epoch * per_epoch,
-                desc="training", unit="it", dynamic_ncols=True,
+                desc="training", unit="it", dynamic_ncols=True, bar_format=BAR_FORMAT,
             )  # fmt: skip
         try:
             epoch = start_epoch
             while epoch < config.epochs:  # a budget re-fit may change config.epochs
                 started = time.monotonic()
                 loss = self._train_epoch(epoch, sampler, augment)
-                epoch_s = time.monotonic() - started
-                self._iteration_s = epoch_s / config.iterations_per_epoch
+                # the pace of this epoch's steps, without the process's first (warm-up) step:
+                # what the ETA, the re-fit and the session stop extrapolate (step_pace.py)
+                self._iteration_s = self._step_pace.per_step() or (
+                    (time.monotonic() - started) / config.iterations_per_epoch
+                )
+                epoch_s = self._iteration_s * config.iterations_per_epoch
                 entry: dict = {"epoch": epoch + 1, "loss": round(loss, 6)}
                 is_last = epoch + 1 == config.epochs
                 if self.context.is_main and ((epoch + 1) % config.val_every == 0 or is_last):
@@ -286,9 +285,11 @@ class Trainer(SetupMixin, PlanningMixin):
         spacing = config.spacing
         losses = []
         parameters = list(self.network.parameters())
+        self._step_pace.start_epoch()
         for step in range(config.iterations_per_epoch):
             if self.should_stop is not None and self.should_stop():
                 raise CancelledError()
+            step_started = time.monotonic()
             iteration = epoch * config.iterations_per_epoch + step
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(config, iteration)
@@ -296,9 +297,13 @@ class Trainer(SetupMixin, PlanningMixin):
             images = images.to(self.device, memory_format=torch.channels_last_3d)
             labels = labels.to(self.device, non_blocking=True)
             losses.append(self._step(parameters, images, labels))
-            if self._bar is not None:
+            self._step_pace.add(time.monotonic() - step_started)
+            if self._bar is not None:  # its ETA at the steps' pace, not tqdm's (step_pace.py)
+                left = self._bar.total - self._bar.n - 1
+                eta = self._step_pace.eta_text(left, self._pace("seconds_per_iteration"))
+                shown = {"epoch": epoch + 1, "loss": f"{losses[-1]:.4f}", "eta": eta}
+                self._bar.set_postfix(shown, refresh=False)
                 self._bar.update(1)
-                self._bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
         return distributed.mean_over_ranks(context, float(np.mean(losses)))
 
     def _step(self, parameters: list, images: torch.Tensor, labels: torch.Tensor) -> float:
