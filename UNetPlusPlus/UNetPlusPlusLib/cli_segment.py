@@ -24,6 +24,7 @@ from .cli_args import (
     check_roi,
     extension_of,
 )
+from .cli_option_effects import refuse_idle_model_options, refuse_idle_options
 from .cli_outputs import OutputSet, check_output_paths
 from .cli_points import (
     check_point_on_image,
@@ -46,6 +47,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UNetPlusPlusError("Nothing to write: give -o OUT.seg.nrrd and/or --labelmap.")
     if args.roi is not None:
         check_roi(args.roi)
+    refuse_idle_options(args)  # --lps without --point or --roi
     if args.point and len(args.point) > 1 and args.probabilities:
         raise ArgumentError(
             "argument --probabilities: takes one --point; give a single point, or leave out "
@@ -116,6 +118,7 @@ def _load_manifest(args: argparse.Namespace):
         raise UNetPlusPlusError(
             f"Depth {args.depth} is not available for model '{manifest.name}'; choose {choices}."
         )
+    refuse_idle_model_options(args, manifest)  # --no-channel-check without the check
     if not args.point:
         # a point model given neither a point nor a ROI: refused before any reading (the nodule
         # model said so only after reading and checking the volume and importing torch, 38 s
