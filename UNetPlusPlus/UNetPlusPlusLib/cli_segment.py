@@ -233,7 +233,10 @@ def _write_disagreement(disagreement, path: Path) -> None:
     sitk.WriteImage(volume_to_sitk(disagreement), str(path), True)
 
 
-def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagreement) -> None:
+def _write_outputs(
+    args, manifest, volume, labels, probabilities, depth, disagreement, said=()
+) -> None:
+    """Write every output or none; ``said``: the run's warnings, drawn into the preview."""
     from .engine.volume import write_labelmap
 
     with OutputSet(overwrite=args.overwrite) as outputs:
@@ -257,7 +260,7 @@ def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagre
             title = f"{manifest.name}  depth {depth}  {Path(args.inputs[0]).name}"
             outputs.stage(
                 args.preview,
-                lambda p: render_preview(volume, labels, p, window=window, title=title),
+                lambda p: render_preview(volume, labels, p, window, title, warnings=said),
             )
         outputs.commit()
 
@@ -381,6 +384,8 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
     result = results[-1]
     shared: list[str] = []  # points on one lesion (several points)
     labels = result.labels if len(results) == 1 else combine_point_results(results, shared)
+    summary = _summary(args, labels, results)
+    about_data = list(dict.fromkeys(read_said + summary["warnings"] + shared))  # the preview's
     progress("write", 0, 1)
     _write_outputs(
         args,
@@ -390,10 +395,10 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
         result.probabilities,
         result.info["depth"],
         result.disagreement,
+        about_data,
     )
     progress("write", 1, 1)
-    summary = _summary(args, labels, results)
-    said = read_said + summary["warnings"] + shared + replaced + created
+    said = about_data + replaced + created
     summary["warnings"] = list(dict.fromkeys(said))
     for warning in summary["warnings"]:  # those about the result, through the same channel
         warn(warning)  # ({"warning"} events, serve replies, stderr text); said once each
