@@ -40,7 +40,7 @@ MIN_FIELD_MM = 10.0
 #: crops: at least 0.518, median 0.966; white noise: 0.002).
 MIN_NEIGHBOUR_CORRELATION = 0.2
 #: The neighbour pairs measured per axis at most (the other two axes strided evenly).
-MAX_PAIRS = 1_000_000
+MAX_PAIRS = 200_000
 
 
 def context_box(volume: Volume, point: Sequence[float]) -> tuple[slice, slice, slice]:
