@@ -26,6 +26,8 @@ venv: $(VENV)/.installed-demo
 venv-test: $(VENV)/.installed-test
 
 $(VENV)/.installed-demo: pyproject.toml
+	@# torch 2.13.0 has no wheel for Python 3.9: say so, not pip's "ResolutionImpossible"
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "$(PYTHON) is Python " + sys.version.split()[0] + "; UNet++ needs 3.10 or newer ($(TORCH_PIN) has no wheel for older ones): run make PYTHON=python3.12 ...")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"

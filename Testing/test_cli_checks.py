@@ -44,6 +44,7 @@ def test_models_list_with_nothing_found_is_an_error_naming_where_it_looked(
     monkeypatch.setattr(model_search, "builtin_models_dir", lambda: None)
     monkeypatch.setattr(model_search, "expected_dir", lambda *parts: tmp_path / "builtin")
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
+    (tmp_path / "extra").mkdir()  # an empty folder (one that does not exist is refused)
     monkeypatch.setenv("UNETPP_MODELS", str(tmp_path / "extra"))
     assert main(["models", "list"]) == 2
     err = capsys.readouterr().err

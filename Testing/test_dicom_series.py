@@ -244,3 +244,25 @@ def test_two_image_series_and_a_seg_are_one_refusal_naming_all(tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "Left out" not in err, err
     assert "Liver segmentation" in err and "Chest 2.0" in err and not out.exists()
+
+
+def test_series_lists_the_image_series_below_a_segmentation_object(tmp_path, capsys):
+    """A folder holding a DICOM SEG beside the sub-folder of its CT: `--series` with a wrong
+    UID listed only the SEG, and the CT's own UID was "not in" the folder (review cli20). The
+    CT is now listed first with its sub-folder, the SEG named as not an image, and the CT's
+    UID reads the CT."""
+    from UNetPlusPlusLib.cli import main
+
+    folder = tmp_path / "patient"
+    write_series(folder, OTHER_UID, 3, "Liver segmentation", "PATIENT^A", modality="SEG")
+    write_series(folder / "ct", CT_UID, 3, "Abdomen 2.0", "PATIENT^A")
+    out = tmp_path / "labels.nii.gz"
+    argv = ["segment", str(folder), "--task", "liver", "--labelmap", str(out)]
+    assert main([*argv, "--series", "1.2.3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not out.exists()
+    assert f"it holds: {CT_UID} ('Abdomen 2.0', 3 slice(s)) in ct; {OTHER_UID} " in err
+    assert err.rstrip().endswith("a DICOM Segmentation object, not an image.")
+    assert read_volume([folder], ["CT"], series=CT_UID).grid.size_xyz == (16, 16, 3)
+    with pytest.raises(UNetPlusPlusError, match=r"is a DICOM Segmentation object .*here: "):
+        read_volume([folder], ["CT"], series=OTHER_UID)

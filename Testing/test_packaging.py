@@ -155,3 +155,39 @@ def test_make_test_runs_pytest_on_xdist_workers_and_keeps_its_exit_status(tmp_pa
     assert make_test(1) != 0  # a failing suite fails `make test` (and so .ci/run)
     assert make_test(0, "TEST_WORKERS=0") == 0
     assert (tmp_path / "argv").read_text().splitlines()[-1] == "-m pytest -q -n 0 --dist worksteal"
+
+
+def test_one_python_version_everywhere_and_the_pinned_torch_supports_it(tmp_path):
+    """README said Python 3.9+ and pyproject >=3.9, but the torch==2.13.0 that `make demo`,
+    `make test` and CI install requires 3.10 (no cp39 wheel; the newest for 3.9 is 2.8.0):
+    README, requires-python, ruff's target and the Makefile's check say the same version, the
+    installed pin's own Requires-Python allows it, and `make demo` with an older Python stops
+    with that reason before creating anything (review cli20)."""
+    import re
+    from importlib.metadata import metadata, version
+
+    pyproject = (REPO / "pyproject.toml").read_text()
+    (minimum,) = re.findall(r'^requires-python = ">=3\.(\d+)"$', pyproject, re.M)
+    assert f'target-version = "py3{minimum}"' in pyproject
+    assert f"Requirements: Python 3.{minimum}+" in (REPO / "README.md").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    assert f"sys.version_info >= (3, {minimum})" in makefile
+    (pin,) = re.findall(r"^TORCH_PIN \?= torch==([\d.]+)$", makefile, re.M)
+    if version("torch").split("+")[0] == pin:
+        (needs,) = re.findall(r">=\s*3\.(\d+)", metadata("torch")["Requires-Python"])
+        assert int(needs) <= int(minimum)
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    old = tmp_path / "python3.9"  # the real interpreter, claiming to be 3.9
+    old.write_text(
+        f'#!/bin/sh\n[ "$1" = -c ] && exec "{sys.executable}" -c "import sys; '
+        'sys.version_info = (3, 9, 18); sys.version = \'3.9.18\'; exec(sys.argv[1])" "$2"\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    old.chmod(0o755)
+    venv = tmp_path / "venv"
+    done = subprocess.run(["make", "demo", f"VENV={venv}", f"PYTHON={old}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode != 0
+    assert f"is Python 3.9.18; UNet++ needs 3.{minimum} or newer" in done.stderr
+    assert not venv.exists()

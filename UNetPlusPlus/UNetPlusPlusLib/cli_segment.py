@@ -24,6 +24,7 @@ from .cli_args import (
     check_roi,
     extension_of,
 )
+from .cli_option_effects import refuse_idle_model_options, refuse_idle_options
 from .cli_outputs import OutputSet, check_output_paths
 from .cli_points import (
     check_point_on_image,
@@ -46,6 +47,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UNetPlusPlusError("Nothing to write: give -o OUT.seg.nrrd and/or --labelmap.")
     if args.roi is not None:
         check_roi(args.roi)
+    refuse_idle_options(args)  # --lps without --point or --roi
     if args.point and len(args.point) > 1 and args.probabilities:
         raise ArgumentError(
             "argument --probabilities: takes one --point; give a single point, or leave out "
@@ -116,6 +118,7 @@ def _load_manifest(args: argparse.Namespace):
         raise UNetPlusPlusError(
             f"Depth {args.depth} is not available for model '{manifest.name}'; choose {choices}."
         )
+    refuse_idle_model_options(args, manifest)  # --no-channel-check without the check
     if not args.point:
         # a point model given neither a point nor a ROI: refused before any reading (the nodule
         # model said so only after reading and checking the volume and importing torch, 38 s
@@ -230,7 +233,10 @@ def _write_disagreement(disagreement, path: Path) -> None:
     sitk.WriteImage(volume_to_sitk(disagreement), str(path), True)
 
 
-def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagreement) -> None:
+def _write_outputs(
+    args, manifest, volume, labels, probabilities, depth, disagreement, said=()
+) -> None:
+    """Write every output or none; ``said``: the run's warnings, drawn into the preview."""
     from .engine.volume import write_labelmap
 
     with OutputSet(overwrite=args.overwrite) as outputs:
@@ -254,7 +260,7 @@ def _write_outputs(args, manifest, volume, labels, probabilities, depth, disagre
             title = f"{manifest.name}  depth {depth}  {Path(args.inputs[0]).name}"
             outputs.stage(
                 args.preview,
-                lambda p: render_preview(volume, labels, p, window=window, title=title),
+                lambda p: render_preview(volume, labels, p, window, title, warnings=said),
             )
         outputs.commit()
 
@@ -378,6 +384,8 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
     result = results[-1]
     shared: list[str] = []  # points on one lesion (several points)
     labels = result.labels if len(results) == 1 else combine_point_results(results, shared)
+    summary = _summary(args, labels, results)
+    about_data = list(dict.fromkeys(read_said + summary["warnings"] + shared))  # the preview's
     progress("write", 0, 1)
     _write_outputs(
         args,
@@ -387,10 +395,10 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
         result.probabilities,
         result.info["depth"],
         result.disagreement,
+        about_data,
     )
     progress("write", 1, 1)
-    summary = _summary(args, labels, results)
-    said = read_said + summary["warnings"] + shared + replaced + created
+    said = about_data + replaced + created
     summary["warnings"] = list(dict.fromkeys(said))
     for warning in summary["warnings"]:  # those about the result, through the same channel
         warn(warning)  # ({"warning"} events, serve replies, stderr text); said once each

@@ -3,20 +3,55 @@
 Slices are cut from the volume resampled onto an axis-aligned LPS grid with isotropic voxels, so
 oblique or flipped inputs look the way a radiologist expects: axial in radiological convention
 (patient left on the image right, anterior up), coronal and sagittal with superior up.
+
+The run's warnings about the input and the result (anatomy, volume, click, header) are drawn
+in an amber banner above the slices, so whoever looks at the image sees them (the preview
+carried none of what the command line printed: review cli20), and kept as the PNG text chunk
+``unetpp_warnings`` (one per line) for tools. A preview without warnings has no banner.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from .engine.volume import LabelVolume, Volume, canonical_grid, resample_volume
 
 PANEL_SIZE = 320
 OVERLAY_ALPHA = 0.45
+#: The warnings banner: black text on amber, one line per LINE_HEIGHT pixels.
+WARNING_FILL = (255, 191, 0)
+LINE_HEIGHT = 14
+#: The PNG text chunk holding the warnings, one per line.
+WARNINGS_KEY = "unetpp_warnings"
+
+
+def _drawable(text: str, font) -> str:
+    """``text`` as ``font`` can draw it: a bitmap font (Pillow before 10.1) takes Latin-1 only."""
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return text
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _warning_lines(draw: ImageDraw.ImageDraw, warnings: Sequence[str], width: int) -> list[str]:
+    """The banner's lines: a heading, then each warning wrapped to ``width`` pixels."""
+    if not warnings:
+        return []
+    font = draw.getfont()
+    count = len(warnings)
+    heading = f"WARNING{'S' if count > 1 else ''} ({count}): check before use"
+    per_char = max(1.0, draw.textlength("x" * 40, font=font) / 40)
+    columns = max(20, int((width - 12) / per_char) - 2)
+    lines = [heading]
+    for warning in warnings:
+        wrapped = textwrap.wrap(" ".join(warning.split()), columns - 2) or [""]
+        lines += ["- " + wrapped[0]] + ["  " + line for line in wrapped[1:]]
+    return [_drawable(line, font) for line in lines]
 
 
 def _window(image: np.ndarray, window: Optional[Sequence[float]]) -> np.ndarray:
@@ -72,8 +107,11 @@ def render_preview(
     path: Union[str, Path],
     window: Optional[Sequence[float]] = None,
     title: str = "",
+    warnings: Sequence[str] = (),
 ) -> Path:
-    """Write a PNG with axial, coronal and sagittal slices through the segmented region."""
+    """Write a PNG with axial, coronal and sagittal slices through the segmented region of
+    ``volume`` (C, z, y, x; channel 0 shown) and ``labels`` (z, y, x), with ``warnings`` (the
+    run's, each once) in a banner above them and in the ``unetpp_warnings`` text chunk."""
     image, label_array = _isotropic(volume, labels)
     z, y, x = _focus(label_array)
     colors = {label.value: tuple(label.color) for label in labels.labels}
@@ -84,21 +122,34 @@ def render_preview(
         ("coronal", _panel(gray[:, y, :][::-1], label_array[:, y, :][::-1], colors)),
         ("sagittal", _panel(gray[:, :, x][::-1], label_array[:, :, x][::-1], colors)),
     ]
+    warnings = list(dict.fromkeys(w for w in warnings if w))
+    width = PANEL_SIZE * 3
+    banner = _warning_lines(ImageDraw.Draw(Image.new("RGB", (1, 1))), warnings, width)
+    top = LINE_HEIGHT * len(banner) + 8 if banner else 0
     legend_height = 22 + 16 * max(1, len(labels.labels))
-    sheet = Image.new("RGB", (PANEL_SIZE * 3, PANEL_SIZE + legend_height), "black")
+    sheet = Image.new("RGB", (width, top + PANEL_SIZE + legend_height), "black")
     draw = ImageDraw.Draw(sheet)
+    font = draw.getfont()
+    if banner:
+        draw.rectangle([0, 0, width - 1, top - 1], fill=WARNING_FILL)
+        for index, line in enumerate(banner):
+            draw.text((6, 4 + LINE_HEIGHT * index), line, fill="black")
     for index, (name, panel) in enumerate(panels):
-        sheet.paste(panel, (index * PANEL_SIZE, 0))
-        draw.text((index * PANEL_SIZE + 6, 4), name, fill="white")
-    draw.text((6, PANEL_SIZE + 4), title, fill="white")
+        sheet.paste(panel, (index * PANEL_SIZE, top))
+        draw.text((index * PANEL_SIZE + 6, top + 4), name, fill="white")
+    draw.text((6, top + PANEL_SIZE + 4), _drawable(title, font), fill="white")
     for index, label in enumerate(labels.labels):
-        top = PANEL_SIZE + 20 + 16 * index
+        row = top + PANEL_SIZE + 20 + 16 * index
         voxels = int((labels.array == label.value).sum())
         millilitres = voxels * float(np.prod(labels.spacing)) / 1000.0
         rgb = tuple(int(c * 255) for c in label.color)
-        draw.rectangle([6, top + 2, 18, top + 12], fill=rgb)
-        draw.text((24, top), f"{label.name}: {millilitres:.1f} ml", fill="white")
+        draw.rectangle([6, row + 2, 18, row + 12], fill=rgb)
+        text = _drawable(f"{label.name}: {millilitres:.1f} ml", font)
+        draw.text((24, row), text, fill="white")
+    info = PngInfo()
+    if warnings:
+        info.add_itxt(WARNINGS_KEY, "\n".join(" ".join(w.split()) for w in warnings))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    sheet.save(path, pnginfo=info)
     return path

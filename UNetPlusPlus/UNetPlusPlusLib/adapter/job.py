@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from ..cancel import CancelFile
 from ..cli_points import CLICKED_POINT
+from ..engine.channel_order import order_check_applies
 from ..engine.image_read import read_labelmap
 from ..engine.manifest import ModelManifest
 from ..engine.point_crop import grid_offset
@@ -196,7 +197,8 @@ class SegmentationJob(ErrorsOnce):
                 self.roi_ras,
                 self.tta,
                 cancel_path=self._workdir / CANCEL_FILE_NAME,
-                channel_check=self.channel_check,
+                # the CLI refuses --no-channel-check for a model without the order check
+                channel_check=self.channel_check or not order_check_applies(self.manifest),
                 point_name=self.point_name,
             )
             if self.server is not None:  # the arguments of `segment`; inputs unless held

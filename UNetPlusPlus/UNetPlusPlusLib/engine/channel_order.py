@@ -291,3 +291,10 @@ def manifest_reference(manifest) -> Optional[dict]:
     if not inference.get("channel_check", True):
         return None
     return inference.get("channel_fingerprint")
+
+
+def order_check_applies(manifest) -> bool:
+    """Whether the sequence-order check runs for ``manifest``'s inputs at all: two channels
+    or more and a channel fingerprint (:func:`manifest_reference`). False (a CT model, an MR
+    model without a fingerprint): ``channel_check=False`` changes nothing."""
+    return len(manifest.channels) > 1 and manifest_reference(manifest) is not None

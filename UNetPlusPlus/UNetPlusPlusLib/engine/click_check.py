@@ -236,13 +236,18 @@ def refuse_outside_air(
     manifest, volume: Volume, point: Sequence[float], where: str = "The clicked point"
 ) -> Optional[Click]:
     """Raise UNetPlusPlusError when ``point`` (LPS mm) of a lung CT point model
-    (:func:`applies`) lies in the air outside the body; ``where`` names the click in the
-    message (e.g. "Point 2 of 3 (-56, -4, 30) mm RAS", as the user typed it). Returns the
-    measured :class:`Click` (None when the checks do not apply)."""
+    (:func:`applies`) lies where no nodule can be: on an image too small around it or of pure
+    noise (:func:`.click_context.refuse_unfit_context`), or in the air outside the body;
+    ``where`` names the click in the message (e.g. "Point 2 of 3 (-56, -4, 30) mm RAS", as the
+    user typed it). Returns the measured :class:`Click` (None when the checks do not apply)."""
+    from .click_context import refuse_unfit_context
+
     if not applies(manifest):
         return None
-    click = _measured(manifest, volume, point)
     name = manifest.labels[0].name
+    first = next(i for i, c in enumerate(manifest.channels) if c.normalization["kind"] == "ct")
+    refuse_unfit_context(volume, point, name, where, channel=first)
+    click = _measured(manifest, volume, point)
     if click.verdict == "outside_air":
         raise UNetPlusPlusError(
             f"{where} lies in the air outside the body (median {click.median_hu:.0f} "

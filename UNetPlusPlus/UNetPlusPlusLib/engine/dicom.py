@@ -17,7 +17,6 @@ import os
 import re
 import stat
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,43 +24,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import UNetPlusPlusError
+from .dicom_choice import NOT_IMAGES as _NOT_IMAGES
+from .dicom_choice import DicomSeries, SliceGeometry, choose_series, image_series
 
 _DICOM_SUFFIXES = ("", ".dcm", ".ima", ".dicom")
 _SERIES_DESCRIPTION = "0008|103e"
 _MODALITY = "0008|0060"
-#: DICOM objects made on images that hold none to segment, by their Modality (0008,0060).
-_NOT_IMAGES = {
-    "SEG": "a DICOM Segmentation object",
-    "RTSTRUCT": "an RT Structure Set",
-    "RTPLAN": "an RT Plan",
-    "SR": "a Structured Report",
-    "PR": "a Presentation State",
-    "KO": "a Key Object Selection",
-    "REG": "a Registration object",
-}
-
-
-#: A slice header's geometry as ITK reads it: origin (mm), direction (9 cosines, row major)
-#: and spacing (mm), each in x, y, z order (LPS).
-SliceGeometry = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
-
-
-@dataclass
-class DicomSeries:
-    """One series found in a folder: its UID, description and sorted slice files, the
-    Modality (0008,0060) of its first file, upper case ("" if absent), and that file's
-    geometry (None if its header could not be read), reused by the slice-spacing check."""
-
-    uid: str
-    files: list[str]
-    description: str = ""
-    modality: str = ""
-    first_geometry: Optional[SliceGeometry] = None
-
-    def summary(self) -> str:
-        text = self.description or "no description"
-        uid = self.uid or "a series without a Series Instance UID"
-        return f"{uid} ({text!r}, {len(self.files)} slice(s))"
 
 
 def sitk_reason(error: Exception) -> str:
@@ -80,15 +48,22 @@ def sitk_reason(error: Exception) -> str:
     return reason.rstrip(".")
 
 
-def find_series(folder: Path) -> list[DicomSeries]:
-    """Every DICOM series in ``folder`` or, if it holds none, in its sub-folders."""
-    series = _dicom_series(folder)
-    if not series:
+def find_series(folder: Path, deep: bool = False) -> list[DicomSeries]:
+    """Every DICOM series in ``folder`` or, if it holds none, in its sub-folders; ``deep``
+    (``--series``): in them too when ``folder`` holds only objects made on images (a SEG
+    beside the sub-folder of its CT), so that the CT can be named (review cli20)."""
+    series = _with_headers(_dicom_series(folder))
+    if not series or deep and all(item.modality in _NOT_IMAGES for item in series):
         for root, dirs, _ in os.walk(folder):
             dirs.sort()
             if Path(root) != folder:
-                series.extend(_dicom_series(Path(root)))
-    for item in series:  # one header read per series, shared by every check after
+                series.extend(_with_headers(_dicom_series(Path(root))))
+    return series
+
+
+def _with_headers(series: list[DicomSeries]) -> list[DicomSeries]:
+    """``series`` with each one's first header read (one read, shared by every check after)."""
+    for item in series:
         item.description, item.modality, item.first_geometry = _first_header(item.files[0])
     return series
 
@@ -130,44 +105,12 @@ def _has_dicom_mark(path: Path) -> bool:
         return False
 
 
-def choose_series(
-    folder: Path, series: list[DicomSeries], uid: Optional[str], left_out: Sequence[str] = ()
-) -> DicomSeries:
-    """The series named by ``uid``, or the only one; refuses an ambiguous folder, naming also
-    the non-image objects ``left_out`` of ``series`` (see :func:`_image_series`)."""
-    listing = "; ".join(s.summary() for s in series)
-    if uid:
-        chosen = [s for s in series if s.uid == uid.strip()]
-        if not chosen:
-            raise UNetPlusPlusError(
-                f"DICOM series {uid} is not in {folder}; the folder holds: {listing}."
-            )
-        if len(chosen) > 1:  # the same UID in several sub-folders: the slices belong together
-            files = sorted({f for s in chosen for f in s.files})
-            return DicomSeries(chosen[0].uid, files, chosen[0].description, chosen[0].modality)
-        return chosen[0]
-    if len({s.uid for s in series}) > 1:
-        unnamed = any(not s.uid for s in series)  # --series cannot name it: move it
-        kind = " image" if left_out else ""
-        what = "not an image" if len(left_out) == 1 else "not images"
-        besides = f" It also holds {'; '.join(left_out)}: {what} to segment." if left_out else ""
-        raise UNetPlusPlusError(
-            f"{folder} holds {len(series)} DICOM{kind} series: {listing}. Choose one with "
-            "--series UID (or move each series into its own folder"
-            + ("; a series without a UID can only be moved" if unnamed else "")
-            + f").{besides}"
-        )
-    if len(series) > 1:  # one UID split over sub-folders: GDCM sorts them per folder
-        return choose_series(folder, series, series[0].uid)
-    return series[0]
-
-
 _IMAGE_FILE_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd")
 
 
 def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Image:
     """Read the one DICOM series in ``folder`` (or the one ``series_uid`` names)."""
-    series = find_series(folder)
+    series = find_series(folder, deep=series_uid is not None)
     if not series:
         images = sorted(
             p.name
@@ -184,7 +127,10 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
             f"No DICOM series found in {folder}{held}; choose a folder of DICOM slices or an "
             "image file."
         )
-    candidates, left_out = _image_series(folder, series) if series_uid is None else (series, [])
+    if series_uid is None:
+        candidates, left_out = image_series(folder, series, lambda: _series_below(folder))
+    else:
+        candidates, left_out = series, []
     chosen = choose_series(folder, candidates, series_uid, left_out)
     if left_out:  # said only once a series is chosen: a refusal names them itself
         warnings.warn(
@@ -218,30 +164,6 @@ def read_dicom_folder(folder: Path, series_uid: Optional[str] = None) -> sitk.Im
         raise UNetPlusPlusError(
             f"Cannot read the DICOM series in {Path(files[0]).parent}: {sitk_reason(error)}."
         ) from error
-
-
-def _image_series(folder: Path, series: list[DicomSeries]) -> tuple[list[DicomSeries], list[str]]:
-    """The image series among ``series`` when the folder also holds DICOM objects made on
-    images (a SEG or an RT structure set beside the slices of its CT, as a PACS export gives
-    them), and a description of each object left out (the caller warns once a series is chosen,
-    or names them in its refusal: a warning followed by "holds 2 DICOM series" said the same
-    folder's content twice); ``series`` unchanged and nothing left out when none are there, or
-    one such object alone (refused by :func:`_refuse_non_image`). Several such objects and no
-    image raise UNetPlusPlusError. Before, the SEG counted as a second series and the folder was
-    refused as ambiguous (fresh user 27)."""
-    kinds = [item.modality for item in series]  # read by find_series
-    images = [item for item, kind in zip(series, kinds) if kind not in _NOT_IMAGES]
-    if len(images) == len(series) or len(series) == 1:
-        return series, []
-    left = [
-        f"{_NOT_IMAGES[k]} ({item.summary()})" for item, k in zip(series, kinds) if k in _NOT_IMAGES
-    ]
-    if not images:  # "holds 2 DICOM series ... choose one with --series" led to a refusal
-        raise UNetPlusPlusError(
-            f"{folder} holds no image series, only {'; '.join(left)}: give the folder of the "
-            f"image series itself{_series_below(folder)}."
-        )
-    return images, left
 
 
 def _first_header(name: str) -> tuple[str, str, Optional[SliceGeometry]]:

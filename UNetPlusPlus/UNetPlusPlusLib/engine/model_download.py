@@ -6,7 +6,6 @@ Network problems, a stalled server and an endless stream each become one user er
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -87,10 +86,10 @@ def download(
         raise UNetPlusPlusError(
             f"Could not download {url}: HTTP {exc.code} {reason}; check the address."
         ) from exc
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:  # socket.timeout is TimeoutError since Python 3.10
         raise _timeout_error(url, timeout) from exc
     except urllib.error.URLError as exc:
-        if isinstance(exc.reason, (socket.timeout, TimeoutError)):
+        if isinstance(exc.reason, TimeoutError):
             raise _timeout_error(url, timeout) from exc
         raise UNetPlusPlusError(
             f"Could not download {url}: {exc.reason}; check the address and the network."

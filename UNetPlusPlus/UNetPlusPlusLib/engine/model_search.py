@@ -63,17 +63,43 @@ def _checked_home(home: str) -> Path:
     return path
 
 
-def searched_dirs() -> list[Path]:
-    """Every folder searched for models, in order, whether it exists or not (for messages)."""
+def _env_dirs() -> list[Path]:
+    """The folders ``UNETPP_MODELS`` names, in order (empty entries left out)."""
     candidates = [
         Path(p).expanduser() for p in os.environ.get("UNETPP_MODELS", "").split(os.pathsep)
     ]
-    candidates = [p for p in candidates if str(p) not in ("", ".")]
-    return [*candidates, user_cache_dir(), builtin_models_dir() or expected_dir("Models")]
+    return [p for p in candidates if str(p) not in ("", ".")]
+
+
+def searched_dirs() -> list[Path]:
+    """Every folder searched for models, in order, whether it exists or not (for messages)."""
+    return [*_env_dirs(), user_cache_dir(), builtin_models_dir() or expected_dir("Models")]
+
+
+def check_env_dir(path: Path) -> None:
+    """Refuse a ``UNETPP_MODELS`` entry that is no readable folder. Such an entry was skipped
+    in silence: a mistyped path ran the shipped model of the task instead of the user's, and
+    ``unetpp models list`` said nothing (review cli20). Raises UNetPlusPlusError naming the
+    variable and the path."""
+    if not path.exists():
+        what = "does not exist"
+    elif not path.is_dir():
+        what = "is a file, not a folder"
+    elif not os.access(path, os.R_OK | os.X_OK):
+        what = "cannot be read (no permission)"
+    else:
+        return
+    raise UNetPlusPlusError(
+        f"UNETPP_MODELS names {path}, which {what}: give a folder of model packages (or one "
+        f"package's folder), entries separated by {os.pathsep!r}, or unset UNETPP_MODELS."
+    )
 
 
 def model_dirs() -> list[Path]:
-    """Existing model folders in search order (see the module docstring), without duplicates."""
+    """Existing model folders in search order (see the module docstring), without duplicates.
+    Raises UNetPlusPlusError for a ``UNETPP_MODELS`` entry that is no readable folder."""
+    for path in _env_dirs():
+        check_env_dir(path)
     out: list[Path] = []
     for path in searched_dirs():
         if path.is_dir() and path.resolve() not in {p.resolve() for p in out}:
