@@ -158,6 +158,11 @@ class FastestExecutor(Executor):
         """Whether tiles of ``tile_shape`` at ``depth`` run on a chosen executor (no probe)."""
         return "pick" in self._state.get((str(depth), tuple(tile_shape)), {})
 
+    def picked(self, tile_shape: tuple, depth: Depth) -> Optional[str]:
+        """The executor chosen for tiles of ``tile_shape`` at ``depth`` ("ours" or the
+        library's name), None while it is not decided."""
+        return self._state.get((str(depth), tuple(tile_shape)), {}).get("pick")
+
     def forget(self) -> None:
         """Drop every choice, remembered ones too: the next tile of each depth and shape probes
         again."""
