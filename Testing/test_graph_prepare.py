@@ -151,3 +151,16 @@ def test_prepare_names_what_it_did_and_skips_without_openvino_in_use(
     assert main(["models", "prepare", "no-such-model"]) == 2
     captured = capsys.readouterr()
     assert "no-such-model" in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc (Linux)")
+def test_a_graph_cache_that_cannot_be_written_is_one_clear_error(sphere_model, monkeypatch, capsys):
+    monkeypatch.setenv("UNETPP_HOME", "/proc/unetpp-test-home")  # mkdir fails, even as root
+    assert main(["models", "prepare", str(sphere_model)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(
+        "sphere-test: not prepared: OpenVINO's graph of depth L1 could not be exported or "
+        "compiled in /proc/unetpp-test-home/graphs/"
+    )
+    assert "segmentations run on the built-in CPU path meanwhile." in captured.out
+    assert captured.err == "error: 1 of 1 model(s) not prepared: sphere-test.\n"

@@ -16,6 +16,8 @@ import, never beside a running segmentation. For the model's weights it:
    against ours (:func:`graph_agrees`). A graph that does not compile or disagrees (a damaged
    file, a graph another program or other weights left there) is exported again; one that
    still disagrees is deleted and reported (the run exports it anew and its probe decides);
+   one that cannot be exported or compiled at all (a cache folder that cannot be written)
+   ends the preparation with one UNetPlusPlusError;
 3. probes ours against OpenVINO at the recommended depth on the tiles a segmentation runs
    ((tile batch, C, z, y, x), the same thread count), so ``probe.json`` holds the choice: a
    first run at about this load on this machine starts on a chosen "ours" without loading
@@ -112,7 +114,7 @@ def prepare_model(manifest, threads: Optional[int] = None, probe: bool = True) -
     of ``threads`` (None: the segmentation's default). Nothing to do (``skipped`` says why)
     where segmentations do not run OpenVINO: another device by default, OpenVINO missing, or
     ``UNETPP_EXECUTOR`` naming another executor. Raises UNetPlusPlusError for weights that do
-    not load."""
+    not load, and for a graph that cannot be exported or compiled (step 2)."""
     from .devices import resolve_device
     from .executors import default_executor
     from .predictor import Predictor
@@ -174,14 +176,22 @@ def _prepare_depth(model, threads, sha256, folder, depth, tile, reference, repor
 
 
 def _runs_and_agrees(model, threads, sha256, folder, depth, tile, reference) -> bool:
-    """Export (if missing), compile and run the graph of ``depth`` in a fresh executor."""
+    """Export (if missing), compile and run the graph of ``depth`` in a fresh executor; whether
+    it gives ``reference``. Raises UNetPlusPlusError when it cannot be exported, compiled or
+    run (a graph cache that cannot be written; a damaged cached graph is exported again by
+    ``GraphExecutor`` first)."""
     from ..errors import UNetPlusPlusError
 
     executor = OpenVinoExecutor(model, threads, weights_sha256=sha256, cache_dir=folder)
     try:
         return graph_agrees(executor.run(tile, depth), reference)
-    except UNetPlusPlusError:
-        return False
+    except UNetPlusPlusError as error:
+        cause = error.__cause__ or error
+        raise UNetPlusPlusError(
+            f"OpenVINO's graph of depth {depth_name(depth)} could not be exported or compiled "
+            f"in {folder} ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}); "
+            "segmentations run on the built-in CPU path meanwhile."
+        ) from error
 
 
 def _identity(path: Path) -> Optional[tuple]:
