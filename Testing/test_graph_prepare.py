@@ -4,6 +4,7 @@ probe's choice, exports and compiles nothing; damaged or foreign cache files are
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -13,7 +14,7 @@ import pytest
 import torch
 from helpers import make_sphere_image
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine import executors, graph_prepare
+from UNetPlusPlusLib.engine import executor_backends, executors, fastest, graph_prepare
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.onnx_export import graph_cache_dir
@@ -64,7 +65,9 @@ def _first_run(sphere_model, volume):
     return predictor.executor
 
 
-def test_the_first_segmentation_uses_the_prepared_graphs_and_choice(sphere_model, long_volume):
+def test_the_first_segmentation_uses_the_prepared_graphs_and_choice(
+    sphere_model, long_volume, monkeypatch
+):
     manifest = ModelManifest.load(sphere_model)
     folder = graph_cache_dir(manifest.sha256)
     tile_shape = tuple(graph_prepare.probe_tile(manifest).shape)
@@ -86,6 +89,14 @@ def test_the_first_segmentation_uses_the_prepared_graphs_and_choice(sphere_model
     assert first._library is None  # OpenVINO not even made: no export, no compile
     assert set(first.tiles_by_executor) == {"ours"}
     assert _files(folder) == prepared  # no graph or compiled blob written or replaced
+
+    # the choice is kept per OpenVINO version: after an upgrade the first run probes again
+    version = executor_backends.library_version("openvino")
+    remembered = json.loads((folder / "probe.json").read_text())
+    assert list(remembered) == [f"openvino@{version}:L3:2x1x32x32x32:t2"]
+    monkeypatch.setattr(fastest, "library_version", lambda name: version + ".1")
+    upgraded = _first_run(sphere_model, long_volume)
+    assert upgraded._library is not None and upgraded.tiles_by_executor["openvino"] > 0
 
 
 def test_preparing_again_checks_and_rebuilds_damaged_or_foreign_files(sphere_model):
