@@ -4,28 +4,29 @@ The CPU default executor ``fastest`` (fastest.py) makes OpenVINO's graph of a de
 use: it exports the ONNX graph (onnx_export.py), compiles it and runs the probe against ours
 (probe.py). On the demo CT the first ``unetpp segment --task liver`` after an install paid
 that inside the run (docs/BENCHMARK_E2E.md, "Session 20"). :func:`prepare_model` pays it once,
-where no clinician waits for a result: ``unetpp models prepare`` (``make venv`` runs it for the
-shipped models) and ``unetpp models install`` after installing. In the foreground, never at
+where no clinician waits for a result: ``unetpp models prepare`` (``make demo`` runs it for the
+liver model) and ``unetpp models install`` after installing. In the foreground, never at
 import, never beside a running segmentation. For the model's weights it:
 
 1. removes temporary files a killed export or probe left in the graph folder
    (``.export-*``, ``.probe-*``, older than :data:`STALE_TEMPORARY_S`);
 2. for every depth of the model: exports the graph unless cached, compiles it (OpenVINO writes
    its compiled blob into ``openvino/`` beside it, its ``CACHE_DIR``: a run then loads that
-   blob, about 0.1 s against 0.3 s for the liver model's L3) and checks its logits on one tile
-   against ours (:func:`graph_agrees`). A graph that does not compile or disagrees (a damaged
-   file, a graph another program or other weights left there) is exported again; one that
-   still disagrees is deleted and reported (the run exports it anew and its probe decides);
-   one that cannot be exported or compiled at all (a cache folder that cannot be written)
-   ends the preparation with one UNetPlusPlusError;
+   blob, 0.09-0.42 s against 0.30-1.28 s for the liver model's L3 in session 20) and checks its
+   logits on one tile against ours (:func:`graph_agrees`). A graph that does not compile or
+   disagrees (a damaged file, a graph another program or other weights left there) is exported
+   again; one that still disagrees is deleted and reported (the run exports it anew and its
+   probe decides); one that cannot be exported or compiled at all (a cache folder that cannot be
+   written) ends the preparation with one UNetPlusPlusError;
 3. probes ours against OpenVINO at the recommended depth on the tiles a segmentation runs
    ((tile batch, C, z, y, x), the same thread count), so ``probe.json`` holds the choice: a
    first run at about this load on this machine starts on a chosen "ours" without loading
    OpenVINO (``ProbeMemory.trusted_ours``), as every later run does.
 
 The graph folder stays keyed as before: weights sha256 and export key (format, opset, torch;
-``onnx_export.graph_cache_dir``); OpenVINO keys its blobs by the graph's content, its version
-and the compile options, and compiles again over a damaged blob.
+``onnx_export.graph_cache_dir``); the probe's choices by OpenVINO's version, depth, tile shape
+and threads (``FastestExecutor._memory_key``); OpenVINO keeps and checks its blobs itself and
+compiles again over a damaged one (Testing/test_graph_prepare.py).
 """
 
 from __future__ import annotations
