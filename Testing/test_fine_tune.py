@@ -115,7 +115,7 @@ def test_unknown_init_is_one_error_line(models_env, tuned, tmp_path, capsys):
 
 
 def test_install_lists_it_next_to_its_parent_and_it_segments(models_env, tuned, capsys):
-    assert cli.main(["models", "install", str(tuned)]) == 0
+    assert cli.main(["models", "install", "--no-prepare", str(tuned)]) == 0
     assert (models_env / "sphere-test-ft-cases" / "model.json").is_file()
     kept = {p.name for p in (models_env / "sphere-test-ft-cases").iterdir()}
     assert {"CARD.md", "train.log", "weights.safetensors"} <= kept
@@ -147,7 +147,7 @@ def test_install_refuses_a_shipped_name_and_leaves_nothing(models_env, tuned, tm
     with pytest.raises(UNetPlusPlusError, match="like a shipped model"):
         registry.install_model(str(clash))
     assert not [p for p in models_env.iterdir() if p.name != ".lock"]
-    assert cli.main(["models", "install", str(clash)]) == 2
+    assert cli.main(["models", "install", "--no-prepare", str(clash)]) == 2
 
 
 def test_install_refuses_tampered_weights(models_env, tuned, tmp_path):

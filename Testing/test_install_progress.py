@@ -25,7 +25,7 @@ def _install(tmp_path, served, monkeypatch, *options):  # noqa: F811 - the fixtu
     make_package(tmp_path / "pkg", task="liver-test-task")
     archive = zip_folder(tmp_path / "pkg", root / "liver-test.zip")
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
-    code = main(["models", "install", f"{base}/liver-test.zip", *options])
+    code = main(["models", "install", "--no-prepare", f"{base}/liver-test.zip", *options])
     return code, archive.stat().st_size
 
 

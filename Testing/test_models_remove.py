@@ -167,7 +167,7 @@ def test_the_graphs_openvino_wrote_for_a_model_are_removed_with_it(
     (tmp_path / "pkg" / "model.json").write_text(json.dumps({**data, "name": "sphere-mine"}))
     image = make_sphere_image((24, 24, 24), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3), 9.0)
     sitk.WriteImage(image, str(tmp_path / "ct.nrrd"))
-    assert main(["models", "install", str(tmp_path / "pkg")]) == 0
+    assert main(["models", "install", "--no-prepare", str(tmp_path / "pkg")]) == 0
     run = ["segment", str(tmp_path / "ct.nrrd"), "--task", "sphere-mine", "--device", "cpu"]
     assert main([*run, "--labelmap", str(tmp_path / "l.nrrd")]) == 0
     graphs = tmp_path / "home" / "graphs" / data["sha256"]

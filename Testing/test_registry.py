@@ -497,9 +497,9 @@ def test_reinstall_of_other_weights_says_which_model_it_replaced(
         second = registry.install_model(str(tmp_path / "v2"), cache_dir=cache)
     assert first.sha256[:12] in str(said[0].message) and second.sha256[:12] in str(said[0].message)
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
-    assert main(["models", "install", str(tmp_path / "v1")]) == 0
+    assert main(["models", "install", "--no-prepare", str(tmp_path / "v1")]) == 0
     assert "warning" not in capsys.readouterr().err
-    assert main(["models", "install", str(tmp_path / "v2")]) == 0
+    assert main(["models", "install", "--no-prepare", str(tmp_path / "v2")]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: Replaced the installed model 'liver-test'") == 1, err
 
@@ -520,7 +520,7 @@ def test_an_unwritable_model_cache_is_one_user_error(tmp_path, capsys, monkeypat
     if not Path("/proc/self").is_dir():
         pytest.skip("the command-line half needs Linux /proc (a place no folder can be made)")
     monkeypatch.setenv("UNETPP_HOME", f"/proc/unetpp-test-{tmp_path.name}")
-    assert main(["models", "install", str(good)]) == 2
+    assert main(["models", "install", "--no-prepare", str(good)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Cannot install the model into /proc/") and "\n" not in err
     assert "UNETPP_HOME" in err and "internal error" not in err

@@ -1,5 +1,5 @@
-"""`unetpp models list | info | show | install | remove | verify`: the packages the registry
-finds (no torch, but for `verify`)."""
+"""`unetpp models list | info | show | install | remove | verify | prepare`: the packages the
+registry finds (no torch, but for `verify`, `prepare` and the preparation after `install`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import warnings
 from pathlib import Path
 
+from .cli_prepare import add_prepare_parser, prepare_after_install, run_prepare
 from .errors import UNetPlusPlusError
 
 
@@ -28,7 +29,11 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         print(f"installed {manifest.name} ({manifest.task}) into {Path(manifest.path).parent}")
         for warning in install_warnings(registry, manifest, before):
             warnings.warn(warning, UserWarning, stacklevel=2)
+        if not args.no_prepare:
+            prepare_after_install(manifest)
         return {"installed": manifest.name}
+    if args.models_command == "prepare":
+        return run_prepare(args.names, args.threads)
     if args.models_command == "remove":
         return _remove(args.name)
     if args.models_command == "info":
@@ -159,7 +164,7 @@ def describe_depth(manifest, depth) -> str:
 
 def add_models_parser(subparsers) -> None:
     """The `models` sub-command: list (default), info NAME, show NAME, verify [NAME ...],
-    install SOURCE, remove NAME."""
+    install SOURCE, remove NAME, prepare [NAME ...]."""
     parser = subparsers.add_parser("models", help="list, inspect, install or remove model packages")
     inner = parser.add_subparsers(dest="models_command")
     inner.add_parser("list", help="list the available models with per-depth figures (default)")
@@ -189,10 +194,17 @@ def add_models_parser(subparsers) -> None:
         action="store_true",
         help="no download progress on stderr (a bar on a terminal, else a line per 10 %%)",
     )
+    install.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="do not prepare the model's graphs now (`models prepare`); its first "
+        "segmentation then exports, compiles and probes them",
+    )
     remove = inner.add_parser(
         "remove",
         help="remove a model that `models install` put into the user's model folder, with its "
         "cached graphs unless another model uses the same weights; shipped models are refused",
     )
     remove.add_argument("name", help="the installed model's name, as `models list` shows it")
+    add_prepare_parser(inner)
     parser.set_defaults(handler=run_models, models_command="list")

@@ -10,6 +10,8 @@ making an executor by name (``make_executor``, ``default_executor``) in ``execut
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import importlib.util
 from pathlib import Path
 from typing import Optional, Union
@@ -177,6 +179,20 @@ BACKENDS: dict[str, type[Executor]] = {
     "onnxruntime": OnnxRuntimeExecutor,
     "openvino": OpenVinoExecutor,
 }
+
+
+@functools.cache
+def library_version(name: str) -> str:
+    """The installed version of executor ``name``'s library (``"2026.4.1"`` for openvino), from
+    its package metadata, without importing it; "" for an executor without a library or where
+    the version cannot be read."""
+    module = LIBRARY_MODULES.get(name)
+    if not module:
+        return ""
+    try:
+        return importlib.metadata.version(module)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return ""
 
 
 def available_executors() -> list[str]:

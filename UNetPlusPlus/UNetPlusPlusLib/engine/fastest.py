@@ -27,6 +27,7 @@ from .executor_backends import (
     GraphExecutor,
     OursExecutor,
     available_executors,
+    library_version,
 )
 from .graph_cache import graph_folder_in_use
 from .network import UNetPlusPlus3D
@@ -59,7 +60,8 @@ class FastestExecutor(Executor):
     difference beyond 10 %, 4 or more when closer, up to 12 while it is ambiguous: the median of
     the pairs' ratios decides, a tie goes to OpenVINO only if it is not slower); the chosen one
     runs from then on, and the choice is remembered (:class:`probe.ProbeMemory`, in the graph
-    cache folder): a later executor whose first tile of that depth, shape and thread count
+    cache folder, keyed also by the library's version): a later executor whose first tile of
+    that depth, shape and thread count
     finds "ours" chosen less than 15 minutes ago runs ours at once, without making the library
     executor, and probes as usual after ``PRIOR_TILES`` (16) tiles, or after
     ``reprobe_every`` tiles like a choice of its own when the choice was made at about the
@@ -158,6 +160,11 @@ class FastestExecutor(Executor):
         """Whether tiles of ``tile_shape`` at ``depth`` run on a chosen executor (no probe)."""
         return "pick" in self._state.get((str(depth), tuple(tile_shape)), {})
 
+    def picked(self, tile_shape: tuple, depth: Depth) -> Optional[str]:
+        """The executor chosen for tiles of ``tile_shape`` at ``depth`` ("ours" or the
+        library's name), None while it is not decided."""
+        return self._state.get((str(depth), tuple(tile_shape)), {}).get("pick")
+
     def forget(self) -> None:
         """Drop every choice, remembered ones too: the next tile of each depth and shape probes
         again."""
@@ -165,8 +172,12 @@ class FastestExecutor(Executor):
         self._recall = False
 
     def _memory_key(self, tile: Tensor, depth: Depth) -> str:
+        """``"openvino@2026.4.1:L3:2x1x48x48x48:t2"``: the library and its version (a choice
+        made with another OpenVINO is not recalled), depth, tile shape and threads."""
         shape = "x".join(str(n) for n in tile.shape)
-        return f"{self.candidate}:L{depth}:{shape}:t{self.threads}"
+        version = library_version(self.candidate)
+        library = f"{self.candidate}@{version}" if version else self.candidate
+        return f"{library}:L{depth}:{shape}:t{self.threads}"
 
     def _run(self, tile: Tensor, depth: Depth) -> Tensor:
         state = self._state.setdefault((str(depth), tuple(tile.shape)), {"times": {}})

@@ -20,9 +20,10 @@ taken only while the two are close, i.e. when running the slower one costs only 
 ``bench/benchlib/probe_accuracy.py`` measures the fraction of right decisions against this
 rule's predecessor (best of 2-4 each).
 
-:class:`ProbeMemory` keeps the last decision per (depth, tile shape, threads) beside the graphs
-of the weights' sha256. A cold ``unetpp segment`` otherwise pays, per depth, the import of
-OpenVINO, compiling from its cache and a tile on both. (A run of fewer tiles than
+:class:`ProbeMemory` keeps the last decision per (library version, depth, tile shape, threads)
+beside the graphs of the weights' sha256 (``FastestExecutor._memory_key``: a choice made with
+another OpenVINO is not recalled). A cold ``unetpp segment`` otherwise pays, per depth, the
+import of OpenVINO, compiling from its cache and a tile on both. (A run of fewer tiles than
 ``FastestExecutor.OURS_FIRST``, e.g. a 2-tile click, never gets that far: it runs on ours
 alone and records nothing.) Only a remembered "ours" is acted
 on (run ours, load nothing, check again after ``PRIOR_TILES`` tiles, or only after the

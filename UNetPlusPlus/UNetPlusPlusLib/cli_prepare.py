@@ -1,0 +1,85 @@
+"""`unetpp models prepare [NAME ...]`, and the same step after `unetpp models install`: each
+model's OpenVINO graphs exported, compiled and checked, and the executor probe run, so the first
+segmentation does not pay them (engine/graph_prepare.py)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+from .cli_args import thread_count
+from .errors import UNetPlusPlusError
+
+
+def describe(name: str, report) -> str:
+    """One line for a model's :class:`engine.graph_prepare.Prepared`."""
+    if report.skipped:
+        return f"{name}: nothing to prepare ({report.skipped})"
+    parts = []
+    for what, depths in (
+        ("exported", report.exported),
+        ("cached and checked", report.kept),
+        ("damaged, exported again", report.rebuilt),
+        ("disagreed with the built-in path, deleted", report.failed),
+    ):
+        if depths:
+            parts.append(f"{what} {', '.join(depths)}")
+    if report.pick:
+        parts.append(f"L{report.probe_depth} runs on {report.pick} at this load")
+    return f"{name}: graphs {'; '.join(parts)} ({report.seconds:.1f} s)"
+
+
+def run_prepare(names: list[str], threads: Optional[int] = None) -> dict:
+    """`models prepare [NAME ...]` (default: every model `models list` shows): one line per
+    model. Raises UNetPlusPlusError naming the models whose weights could not be loaded,
+    after the lines."""
+    from .engine import registry
+    from .engine.graph_prepare import prepare_model
+
+    manifests = [registry.find_model(name) for name in names] or registry.list_models()
+    failed = []
+    for manifest in manifests:
+        try:
+            report = prepare_model(manifest, threads=threads)
+        except UNetPlusPlusError as error:
+            print(f"{manifest.name}: not prepared: {error}", flush=True)
+            failed.append(manifest.name)
+            continue
+        print(describe(manifest.name, report), flush=True)
+    if failed:
+        raise UNetPlusPlusError(
+            f"{len(failed)} of {len(manifests)} model(s) not prepared: {', '.join(failed)}."
+        )
+    return {"prepared": [m.name for m in manifests if m.name not in failed]}
+
+
+def prepare_after_install(manifest) -> None:
+    """Prepare a just-installed model; a failure is a warning (the model is installed and its
+    first segmentation prepares the graphs itself), never an error."""
+    from .engine.graph_prepare import prepare_model
+
+    print(f"preparing {manifest.name} for its first segmentation (once) ...", flush=True)
+    try:
+        report = prepare_model(manifest)
+    except Exception as error:  # noqa: BLE001 - the install itself succeeded
+        warnings.warn(
+            f"{manifest.name} is installed, but its graphs could not be prepared ({error}); its "
+            "first segmentation prepares them.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return
+    print(describe(manifest.name, report), flush=True)
+
+
+def add_prepare_parser(inner) -> None:
+    """The `models prepare` sub-command (``inner``: the `models` sub-parsers)."""
+    prepare = inner.add_parser(
+        "prepare",
+        help="export, compile and check the OpenVINO graph of every depth and probe it against "
+        "the built-in CPU path, so the first segmentation does not (install does it too)",
+    )
+    prepare.add_argument("names", nargs="*", help="task, model name or path (default: all)")
+    prepare.add_argument(
+        "--threads", type=thread_count, help="CPU threads (default: physical cores)"
+    )
