@@ -40,9 +40,11 @@ $(VENV)/.installed-test: $(VENV)/.installed-demo
 
 # once per install: the liver model's OpenVINO graphs exported, compiled and probed (`unetpp
 # models prepare`), so the demo's segmentation does not pay them (docs/BENCHMARK_E2E.md, session 20)
+# A failed preparation (e.g. an unwritable graph cache) does not stop the demo: the segmentation
+# then runs on our executor and pays the preparation itself, and the stamp is not written.
 $(VENV)/.prepared-demo: $(VENV)/.installed-demo
-	$(VENV)/bin/unetpp models prepare liver
-	touch $@
+	@if $(VENV)/bin/unetpp models prepare liver; then touch $@; \
+	else echo "note: 'unetpp models prepare liver' failed (above); the demo runs unprepared"; fi
 
 demo: venv $(VENV)/.prepared-demo
 	mkdir -p demo-output
