@@ -79,6 +79,8 @@ def _row(predictor, name: str, image: sitk.Image, reference=None, source: str = 
     level = "-" if level is None else f"{level:.2f}"
     area = (anatomy.get("position") or {}).get("area_share")
     area = "-" if area is None else f"{area:.2f}"
+    bone = (anatomy.get("position") or {}).get("bone_midline_mm")
+    level += " / " + ("-" if bone is None else f"{bone:.0f}")
     print(
         f"| {name} | {image.GetSize()[2]} | {ml:.0f} | {ref} | {dice} | {sides} | "
         f"{shares} | {area} | {level} | {failed} | {len(warned)}: {'; '.join(warned)} |",
@@ -163,7 +165,8 @@ def main() -> None:
 
     predictor = Predictor.from_task("liver", device="cpu")
     print("| case | slices | model ml | reference ml in slab (source) | Dice | edge sides |"
-          " section share | area share | lung level | anatomy failed | warnings |")  # fmt: skip
+          " section share | area share | lung level / bone midline mm | anatomy failed |"
+          " warnings |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     if args.part in ("livers", "all"):
         livers(predictor, args.data, args.only)
