@@ -99,6 +99,45 @@ def test_check_edges_fills_the_summary_and_fails_only_unreliable_results():
     assert summary["passed"] is True and summary["edge"]["sides"] == []
 
 
+def test_padding_beyond_the_segment_is_the_images_edge_enclosed_gas_is_not():
+    """A CT resampled onto a rotated grid has padding (below -1010 HU) between its data and the
+    grid's faces: a segment cut by the data's top ends at padding, not at the grid's face.
+    Bowel gas (-1024 HU) beside the segment, with tissue beyond it, is no edge."""
+    ball = _ball(shape=(30, 30, 40), centre=(16, 15, 20))
+    ct = np.full(ball.shape, 40.0, dtype=np.float32)
+    ct[20:] = -1024.0  # padding from z = 20 to the grid's end
+    cut = edge_cut(ball & (np.indices(ball.shape)[0] < 20), _grid(ball.shape), ct=ct)
+    assert cut.sides == ["superior"] and cut.section_share["superior"] > 0.5
+    assert edge_cut(ball & (np.indices(ball.shape)[0] < 20), _grid(ball.shape)).sides == []
+    gas = np.full(ball.shape, 40.0, dtype=np.float32)
+    gas[20:25] = -1024.0  # a gas layer over the segment, tissue above it
+    assert edge_cut(ball & (np.indices(ball.shape)[0] < 20), _grid(ball.shape), ct=gas).sides == []
+    with pytest.raises(ValueError, match="does not match grid"):
+        edge_cut(ball, _grid(ball.shape), ct=ct[1:])
+
+
+@pytest.mark.parametrize("pad", [-1024.0, -3024.0])
+@pytest.mark.parametrize("angles", [(25, 0, 0), (20, -15, 25)])
+def test_the_demo_liver_on_a_rotated_padded_grid_is_cut_at_its_top(shared_data, angles, pad):
+    """The demo CT and its reference liver resampled onto rotated grids that hold all of them
+    (padded corners, as test_fov_padding): still cut at the top, the dome outside."""
+    from helpers import rotated_grid
+
+    def rotated(image, default, how):
+        size, origin, spacing, direction = rotated_grid(image, angles)
+        return sitk.Resample(
+            image, size, sitk.Transform(), how, origin, spacing, direction, default
+        )
+
+    ct = rotated(sitk.ReadImage(str(DEMO_CT), sitk.sitkFloat32), pad, sitk.sitkLinear)
+    label = sitk.ReadImage(str(shared_data / EXAMPLES / "example_seg_fast_force_split.nii.gz"))
+    liver = rotated(sitk.Cast(label == 5, sitk.sitkUInt8), 0, sitk.sitkNearestNeighbor)
+    grid = Grid.from_sitk(ct)
+    cut = edge_cut(sitk.GetArrayFromImage(liver), grid, 0.28, sitk.GetArrayFromImage(ct))
+    assert cut.sides == ["superior"] and not cut.unreliable, cut
+    assert cut.section_share["superior"] > 0.5
+
+
 def test_the_demo_cts_reference_liver_is_cut_by_the_top_of_the_image_only(shared_data):
     """The demo CT stops inside the liver (TotalSegmentator's label, not expert: 90 % of its
     largest cross-section on the top slice, the dome outside); its lower tip is inside."""

@@ -22,7 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from .point_box import touched_faces
+from .fov_padding import PADDING_HU
+from .point_box import MIN_CONTACT
 from .roi_edge import face_side
 from .volume import Grid
 
@@ -47,23 +48,70 @@ class EdgeCut:
     unreliable: bool = False
 
 
-def edge_cut(mask: np.ndarray, grid: Grid, area_share: Optional[float] = None) -> EdgeCut:
+def _edge_voxels(
+    mask: np.ndarray, padding: Optional[np.ndarray], axis: int, forward: bool
+) -> np.ndarray:
+    """Flat indices (into ``mask``, (z, y, x)) of the last voxels of the lines of ``mask``
+    along ``axis`` (0, 1, 2) in that direction beyond which lies nothing but ``padding`` (or
+    nothing: the grid's end). Only the mask's bounding box in the two other axes is looked
+    at."""
+    box = [slice(None)] * 3
+    for other in (a for a in range(3) if a != axis):
+        nonzero = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != other)))[0]
+        box[other] = slice(int(nonzero[0]), int(nonzero[-1]) + 1)
+    step = 1 if forward else -1
+    part = np.moveaxis(mask[tuple(box)], axis, 0)[::step]  # the direction runs up index 0
+    if padding is None:
+        after = np.zeros(part.shape, dtype=bool)
+    else:
+        pad = np.moveaxis(padding[tuple(box)], axis, 0)[::step]
+        after = np.logical_and.accumulate(pad[::-1], axis=0)[::-1]  # all padding from here on
+        after = np.concatenate([after[1:], after[:1]], axis=0)  # ... from the next voxel on
+    after[-1] = True  # past the grid's end
+    hit = np.moveaxis((part & after)[::step], 0, axis)
+    index = np.nonzero(hit)
+    index = tuple(i + (b.start or 0) for i, b in zip(index, box))
+    return np.ravel_multi_index(index, mask.shape)
+
+
+def edge_cut(
+    mask: np.ndarray,
+    grid: Grid,
+    area_share: Optional[float] = None,
+    ct: Optional[np.ndarray] = None,
+) -> EdgeCut:
     """The image sides a (z, y, x) boolean ``mask`` on ``grid`` is cut by (see the module's
-    docstring). ``area_share``: the segment's largest cross-section over the trunk's
+    docstring): along each index axis and direction, the lines of the mask that end at the
+    image's edge, at least ``point_box.MIN_CONTACT`` of its largest section across that axis.
+    ``ct``: the image's HU on the same grid, whose padding (below ``fov_padding.PADDING_HU``
+    all the way to the grid's end, as in the corners of a CT resampled onto a rotated grid) is
+    beyond the edge; None: the grid's faces are the edge. A data edge oblique to the grid is
+    met along two or three axes by the same voxels: a direction whose edge voxels are mostly
+    those of a direction with a larger share is the same cut, and not named again.
+    ``area_share``: the segment's largest cross-section over the trunk's
     (``liver_position.Position.area_share``; None: unknown). Raises ValueError when the mask's
-    shape is not the grid's."""
+    or the CT's shape is not the grid's."""
     mask = np.asarray(mask) != 0
-    if mask.shape != grid.shape_zyx:
-        raise ValueError(f"mask shape {mask.shape} does not match grid {grid.shape_zyx}")
-    whole = tuple(slice(0, n) for n in mask.shape)
-    beyond = tuple(slice(-1, n + 1) for n in mask.shape)  # no side of the image is a limit
+    for array in (mask,) if ct is None else (mask, ct):
+        if array.shape != grid.shape_zyx:
+            raise ValueError(f"mask shape {array.shape} does not match grid {grid.shape_zyx}")
     found = EdgeCut()
-    for face in touched_faces(mask, whole, beyond):  # type: ignore[arg-type]
-        axis = "kji".index(face[0])
-        others = tuple(a for a in range(3) if a != axis)
-        sections = mask.sum(axis=others)
+    if not mask.any():
+        return found
+    padding = None if ct is None else np.asarray(ct) < PADDING_HU
+    candidates = []
+    for axis, name in enumerate("kji"):
+        largest = float(np.count_nonzero(mask, axis=tuple(a for a in range(3) if a != axis)).max())
+        for forward in (False, True):
+            voxels = _edge_voxels(mask, padding, axis, forward)
+            if len(voxels) >= MIN_CONTACT * largest:
+                candidates.append((len(voxels) / largest, name + "+-"[not forward], voxels))
+    kept: list = []
+    for share, face, voxels in sorted(candidates, key=lambda c: -c[0]):
+        if any(np.isin(voxels, other).mean() > 0.5 for other in kept):
+            continue  # the same oblique cut, met along another axis
+        kept.append(voxels)
         side = face_side(grid, face)
-        share = float(sections[0 if face[1] == "-" else -1]) / float(sections.max())
         found.sides.append(side)
         found.section_share[side] = round(share, 3)
     slab = any(_OPPOSITE.get(side) in found.sides for side in found.sides)
@@ -103,14 +151,22 @@ def edge_warning(cut: EdgeCut, name: str, volume_ml: float) -> Optional[str]:
     return text
 
 
-def check_edges(labels: np.ndarray, grid: Grid, name: str, value: int, summary: dict) -> list[str]:
+def check_edges(
+    labels: np.ndarray,
+    grid: Grid,
+    name: str,
+    value: int,
+    summary: dict,
+    ct: Optional[np.ndarray] = None,
+) -> list[str]:
     """The edge warning (at most one) for the segment ``value`` of the (z, y, x) ``labels`` on
-    ``grid``, the whole image's result; adds the figures to the anatomy ``summary``
+    ``grid``, the whole image's result (``ct``: its HU on the same grid, see :func:`edge_cut`;
+    None: the grid's faces are the image's edge); adds the figures to the anatomy ``summary``
     (``anatomy_check.check_result``'s) as ``summary["edge"]``, and for an unreliable result
     "cut_unreliable" to its ``failed`` with ``passed`` False. [] when no side cuts it."""
     mask = labels == value
     area_share = (summary.get("position") or {}).get("area_share")
-    cut = edge_cut(mask, grid, area_share)
+    cut = edge_cut(mask, grid, area_share, ct)
     summary["edge"] = asdict(cut)
     if cut.unreliable:
         summary["failed"] = list(summary.get("failed", [])) + ["cut_unreliable"]

@@ -315,7 +315,9 @@ class Predictor:
             )
             info["warnings"] += found
             if roi is None and info["anatomy"] is not None:  # cut by the image (liver_edge.py)
-                info["warnings"] += self._edge_warnings(labels, labels_grid, info["anatomy"])
+                info["warnings"] += self._edge_warnings(
+                    volume, labels, labels_grid, info["anatomy"]
+                )
             if roi is not None and labels_grid is grid_out:  # a box that cuts the structure
                 edge = roi_edge_warning(labels, grid_out, roi)
                 info["warnings"] += [edge] if edge else []
@@ -359,10 +361,15 @@ class Predictor:
         info["agreement"] = segment_agreement(heads, self.manifest.labels)
         return final, disagreement_map(heads)
 
-    def _edge_warnings(self, labels: np.ndarray, grid: Grid, summary: dict) -> list[str]:
-        """``liver_edge.check_edges`` on the anatomy check's segment of a whole-image result."""
+    def _edge_warnings(
+        self, volume: Volume, labels: np.ndarray, grid: Grid, summary: dict
+    ) -> list[str]:
+        """``liver_edge.check_edges`` on the anatomy check's segment of a whole-image result,
+        with the first CT channel's HU (its padding) when it lies on the labels' grid."""
         label = next(x for x in self.manifest.labels if x.name == summary["segment"])
-        return check_edges(labels, grid, label.name, label.value, summary)
+        kinds = [c.normalization["kind"] for c in self.manifest.channels]
+        ct = volume.array[kinds.index("ct")] if volume.shape_zyx == labels.shape else None
+        return check_edges(labels, grid, label.name, label.value, summary, ct)
 
     def check_input(
         self,
