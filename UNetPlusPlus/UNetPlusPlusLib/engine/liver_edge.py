@@ -6,8 +6,10 @@ reference cut to the same slab, which holds 9 ml: the liver's lower tip), and th
 stops inside the liver (its top slice cuts the liver at 90 % of its largest cross-section: the
 dome is outside the image). :func:`edge_cut` names the sides of the image (patient sides:
 "superior", "right", ...) that the segment reaches with at least ``point_box.MIN_CONTACT`` of
-its largest section parallel to that side, the definition ``roi_edge.py`` uses for a ROI's
-sides (a liver's tip or a few voxels grazing the edge do not count). :func:`edge_warning` says
+its largest section parallel to that side, the share ``roi_edge.py`` uses for a ROI's sides (a
+liver's tip or a few voxels grazing the edge do not count); padding beyond the data (a CT
+resampled onto a rotated grid) is outside the image, and an edge oblique to the grid is named
+once. :func:`edge_warning` says
 which sides, that the volume is a lower bound, and that the segmentation is **unreliable** where
 the model was measured to be (``scripts/slab_margins.py``, docs/INPUT_CHECKS.md, "A liver cut by
 the image's edge"): a slab cut at both its top and bottom ends, or a cut segment whose largest
