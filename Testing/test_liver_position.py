@@ -161,5 +161,7 @@ def test_the_summary_of_a_check_carries_the_position(shared_data):
         "lateral_share",
         "lateral_mm",
         "area_share",
+        "lung_level_share",
+        "bone_midline_mm",
         "failed",
     }

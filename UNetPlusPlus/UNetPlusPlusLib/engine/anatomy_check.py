@@ -399,7 +399,7 @@ def measure_liver(
         findings.failed.append("left_side")
     if findings.room_above_mm >= ROOM_MM and not findings.lung_near_top:
         findings.failed.append("no_lung_above")
-    position = measure_position(segment, lung, body, whole_image)
+    position = measure_position(segment, lung, body, whole_image, hu)
     findings.position = asdict(position)
     findings.failed += position.failed
     return findings

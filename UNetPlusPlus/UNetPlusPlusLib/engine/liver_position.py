@@ -1,10 +1,11 @@
-"""Where a liver segment lies in the body: in the trunk, inside the rib cage, not a sliver.
+"""Where a liver segment lies in the body: in the trunk, inside the rib cage, not a sliver,
+not in the chest, not on the midline.
 
 ``anatomy_check.py`` asks whether a liver segment lies between the lungs, on the left or far
 below the lungs. A chest slab above the liver gives none of these: the shipped model found an
 11 ml "liver" in the right shoulder muscles of LIDC-IDRI-0002 (15 mm thick, lung apices) and
 24 ml in the left one of LIDC-IDRI-0003, lateral to the ribs, with only the thin-input
-warning. Three more facts of anatomy catch them (docs/INPUT_CHECKS.md, "Anatomy of the
+warning. Five more facts of anatomy catch them (docs/INPUT_CHECKS.md, "Anatomy of the
 result"); all work on ``anatomy_check``'s coarse LPS grid (x: patient right to left, z: feet
 to head, :data:`.coarse_cells.STEP_MM` cells):
 
@@ -19,6 +20,10 @@ to head, :data:`.coarse_cells.STEP_MM` cells):
   that level (:data:`MIN_AREA_SHARE`; measured on the real livers of the shared data). A
   segment whose largest cross-section is far smaller is a false positive or a liver cut by the
   image's edge to its very tip.
+- **not in the chest**: the liver lies under the lungs; a segment on slices where lung fills a
+  large part of the chest is on the heart (``liver_lung_level.py``).
+- **not on the midline**: the liver's centre lies several cm right of the skeleton's midline
+  (``liver_side.py``); a segment on it is the bladder, bowel or heart.
 
 The rules warn, never refuse: the result is still written (the user decides; a false alarm on
 a real liver must not cost its segment).
@@ -32,6 +37,8 @@ from typing import Optional
 import numpy as np
 
 from .coarse_cells import STEP_MM, regions
+from .liver_lung_level import MAX_LUNG_LEVEL_SHARE, in_chest_reason, lung_level_share
+from .liver_side import bone_midline_offset, on_midline, on_midline_reason
 
 #: A share of the segment at least this large outside the trunk fails "in the trunk".
 OUTSIDE_TRUNK_SHARE = 0.5
@@ -58,7 +65,11 @@ class Position:
     lateral_share: Optional[float] = None  # share (of the seen part) lateral to the lungs
     lateral_mm: Optional[float] = None  # median distance (mm) lateral to the lungs' edges
     area_share: Optional[float] = None  # largest cross-section / the trunk's at that level
-    failed: list = field(default_factory=list)  # "outside_trunk", "outside_ribs", "sliver"
+    lung_level_share: Optional[float] = None  # lung in the chest's section at its levels
+    bone_midline_mm: Optional[float] = None  # centre x - the skeleton's midline x (+: left)
+    #: "outside_trunk", "outside_ribs", "sliver", "in_chest" (liver_lung_level.py),
+    #: "on_midline" (liver_side.py)
+    failed: list = field(default_factory=list)
 
 
 def _trunk(body: np.ndarray) -> np.ndarray:
@@ -101,12 +112,17 @@ def _lateral(segment: np.ndarray, lung: np.ndarray) -> tuple[Optional[float], Op
 
 
 def measure_position(
-    segment: np.ndarray, lung: np.ndarray, body: np.ndarray, whole_image: bool = True
+    segment: np.ndarray,
+    lung: np.ndarray,
+    body: np.ndarray,
+    whole_image: bool = True,
+    hu: Optional[np.ndarray] = None,
 ) -> Position:
     """Measure a liver segment's position; boolean (z, y, x) arrays on the coarse LPS grid:
     the ``segment``, the ``lung`` and the ``body`` (``anatomy_check.lung_and_body``). Without
-    ``whole_image`` (a result restricted to a ROI, which may cut the liver) the sliver rule is
-    not applied. Returns :class:`Position`, ``failed`` naming the rules broken; an empty
+    ``whole_image`` (a result restricted to a ROI, which may cut the liver) the sliver and
+    midline rules are not applied; ``hu``: the coarse CT (HU, same grid) for the midline rule
+    (None: not applied). Returns :class:`Position`, ``failed`` naming the rules broken; an empty
     segment breaks none."""
     found = Position()
     total = int(np.count_nonzero(segment))
@@ -126,6 +142,13 @@ def measure_position(
         found.failed.append("outside_ribs")
     if found.area_share is not None and found.area_share < MIN_AREA_SHARE:
         found.failed.append("sliver")
+    found.lung_level_share = lung_level_share(segment, lung, trunk)
+    if found.lung_level_share is not None and found.lung_level_share >= MAX_LUNG_LEVEL_SHARE:
+        found.failed.append("in_chest")
+    if hu is not None and whole_image:  # a ROI may hold the liver's left lobe only
+        found.bone_midline_mm = bone_midline_offset(segment, hu, trunk)
+    if on_midline(found.bone_midline_mm):
+        found.failed.append("on_midline")
     return found
 
 
@@ -148,4 +171,8 @@ def position_reasons(found: Position) -> list[str]:
             f"level (a liver's is over {MIN_AREA_SHARE:.0%}: 22-34 % in the shared test cases); "
             "check that the image covers the upper abdomen and not only the chest"
         )
+    if "in_chest" in found.failed:
+        reasons.append(in_chest_reason(found.lung_level_share))
+    if "on_midline" in found.failed:
+        reasons.append(on_midline_reason(found.bone_midline_mm))
     return reasons

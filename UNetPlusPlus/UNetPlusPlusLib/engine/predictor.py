@@ -24,6 +24,7 @@ from .anatomy_check import check_model_result
 from .devices import configure_threads, resolve_device
 from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
+from .liver_edge import check_edges
 from .manifest import ModelManifest, load_weights
 from .model_quality import low_dice_warning
 from .network import UNetPlusPlus3D
@@ -313,6 +314,10 @@ class Predictor:
                 self.manifest, volume, labels, labels_grid, roi, memo
             )
             info["warnings"] += found
+            if roi is None and info["anatomy"] is not None:  # cut by the image (liver_edge.py)
+                info["warnings"] += self._edge_warnings(
+                    volume, labels, labels_grid, info["anatomy"]
+                )
             if roi is not None and labels_grid is grid_out:  # a box that cuts the structure
                 edge = roi_edge_warning(labels, grid_out, roi)
                 info["warnings"] += [edge] if edge else []
@@ -355,6 +360,16 @@ class Predictor:
         info["heads"] = int(heads.shape[0])
         info["agreement"] = segment_agreement(heads, self.manifest.labels)
         return final, disagreement_map(heads)
+
+    def _edge_warnings(
+        self, volume: Volume, labels: np.ndarray, grid: Grid, summary: dict
+    ) -> list[str]:
+        """``liver_edge.check_edges`` on the anatomy check's segment of a whole-image result,
+        with the first CT channel's HU (its padding) when it lies on the labels' grid."""
+        label = next(x for x in self.manifest.labels if x.name == summary["segment"])
+        kinds = [c.normalization["kind"] for c in self.manifest.channels]
+        ct = volume.array[kinds.index("ct")] if volume.shape_zyx == labels.shape else None
+        return check_edges(labels, grid, label.name, label.value, summary, ct)
 
     def check_input(
         self,
