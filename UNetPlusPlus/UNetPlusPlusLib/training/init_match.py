@@ -12,9 +12,13 @@ explicit ``--modality`` the parent contradicts) is refused. No torch here.
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
+
+if TYPE_CHECKING:
+    from ..engine.manifest import ModelManifest
+    from .dataset_types import DatasetDescription
 
 
 def _names(items: Sequence) -> str:
@@ -47,8 +51,8 @@ def channels_modality(channels: Sequence) -> str:
 
 
 def check_init_fit(
-    init,
-    dataset,
+    init: Optional[ModelManifest],
+    dataset: DatasetDescription,
     args: argparse.Namespace,
     data_channels: Sequence,
     data_modality: Optional[str],
