@@ -116,19 +116,25 @@ def test_a_segment_the_user_made_with_the_same_name_is_kept(volume_node):
     assert segmentation_writer.segment_names(node).count("edema") == 1
 
 
-def test_unedited_segments_still_match_after_a_seg_nrrd_round_trip(volume_node, tmp_path):
-    """Slicer crops a labelmap to its content on save: not an edit, so it is replaced."""
-    node = segmentation_writer.write_segments(make_labels(), volume_node)
-    path = tmp_path / "result.seg.nrrd"
+def saved_and_loaded(node, path, crop: bool = False):
+    """``node`` written to ``path`` (.seg.nrrd) by Slicer's storage node (``crop``: to the
+    segments' minimum extent) and read back into a new node of the same scene."""
     storage = slicer.vtkMRMLSegmentationStorageNode()
     storage.SetFileName(str(path))
-    storage.SetCropToMinimumExtent(True)
+    storage.SetCropToMinimumExtent(crop)
     assert storage.WriteData(node)
     loaded = slicer.vtkMRMLSegmentationNode()
-    volume_node.GetScene().AddNode(loaded)
+    node.GetScene().AddNode(loaded)
     reader = slicer.vtkMRMLSegmentationStorageNode()
     reader.SetFileName(str(path))
     assert reader.ReadData(loaded)
+    return loaded
+
+
+def test_unedited_segments_still_match_after_a_seg_nrrd_round_trip(volume_node, tmp_path):
+    """Slicer crops a labelmap to its content on save: not an edit, so it is replaced."""
+    node = segmentation_writer.write_segments(make_labels(), volume_node)
+    loaded = saved_and_loaded(node, tmp_path / "result.seg.nrrd", crop=True)
 
     assert segmentation_writer.edited_segments(loaded, ["edema", "enhancing tumor"]) == []
     kept: list = []
@@ -210,15 +216,7 @@ def test_a_recoloured_or_recoded_segment_counts_as_edited(volume_node, tmp_path)
     assert str(value) == recoded
     assert segment_of(node, "edema").GetColor() == pytest.approx(LABELS[0].color)
 
-    path = tmp_path / "result.seg.nrrd"  # saved and loaded again: no edit
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(str(path))
-    assert storage.WriteData(node)
-    loaded = slicer.vtkMRMLSegmentationNode()
-    volume_node.GetScene().AddNode(loaded)
-    reader = slicer.vtkMRMLSegmentationStorageNode()
-    reader.SetFileName(str(path))
-    assert reader.ReadData(loaded)
+    loaded = saved_and_loaded(node, tmp_path / "result.seg.nrrd")  # no edit
     assert segmentation_writer.edited_segments(loaded, names) == []
 
 

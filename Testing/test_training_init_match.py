@@ -127,3 +127,58 @@ def test_other_widths_than_the_parents_are_refused(tmp_path, capsys):
         "error: --features gives the widths 16 32 64 128 256 16, but the --init model liver-ct "
         "has 8 16 32 64 128 8: its layers of other widths cannot load"
     ), error
+
+
+def _description(channels: list[tuple[str, str]], labels: list[str]):
+    """A dataset.json's description (no case read) with ``channels`` (name, modality)."""
+    from UNetPlusPlusLib.training.dataset_json import dataset_from_dict
+
+    images = [f"{{case}}_{name.lower()}.nii.gz" for name, _ in channels]
+    return dataset_from_dict(
+        {
+            "name": "mine",
+            "channels": [{"name": name, "modality": kind} for name, kind in channels],
+            "labels": labels,
+            "sources": [{"images": images, "label": "{case}_seg.nii.gz",
+                         "label_map": {label: [i + 1] for i, label in enumerate(labels)}}],
+        },
+        ".",
+        source="dataset.json",
+    )  # fmt: skip
+
+
+def _fit_notes(model: str, dataset) -> list[str]:
+    import argparse
+
+    from UNetPlusPlusLib.engine.registry import find_model
+    from UNetPlusPlusLib.training.init_match import channels_modality, check_init_fit
+
+    args = argparse.Namespace(
+        resume=False, features=None, modality="auto", dataset_json="dataset.json",
+        spacing=None, tile=None,
+    )  # fmt: skip
+    own = list(dataset.channels)
+    where = ("the dataset description declares",) * 2
+    return check_init_fit(find_model(model), dataset, args, own, channels_modality(own), where)
+
+
+def test_a_description_naming_mr_sequences_is_mr_for_the_modality_check():
+    """A dataset.json may declare each channel's sequence as its modality ("FLAIR", "T1w", as
+    nnU-Net's do) with the MR z-score. Before, "FLAIR/T1GD/T1W/T2W" was compared with the
+    parent's "MR" and a brain-tumour fine-tune on BraTS-like cases was warned that its cases
+    were "made for another kind of image"; the z-score was named four times."""
+    sequences = [("FLAIR", "FLAIR"), ("T1", "T1w"), ("T1ce", "t1gd"), ("T2", "T2w")]
+    labels = ["necrotic / non-enhancing tumour core", "oedema", "enhancing tumour"]
+    assert _fit_notes("brain-tumor", _description(sequences, labels)) == []
+    # a sequence-named channel still differs from a CT parent, and is named as MR
+    (note,) = _fit_notes("liver", _description([("T2", "T2w")], ["liver"]))
+    assert note.startswith(
+        "the --init model liver-ct takes CT (CT window -160 to 240 HU), but the dataset "
+        "description declares MR: "
+    ), note
+    ct = [(name, "CT") for name, _ in sequences]  # the parent's normalisation named once
+    (note,) = _fit_notes("brain-tumor", _description(ct, labels))
+    assert note.startswith(
+        "the --init model brain-tumor-mr takes MR (z-score per case), but the dataset "
+        "description declares CT: "
+    ), note

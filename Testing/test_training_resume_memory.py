@@ -74,6 +74,22 @@ def test_a_resumed_plan_is_checked_against_this_machines_memory(one_epoch):
     assert "\n" not in message
 
 
+def test_a_need_just_above_the_memory_does_not_read_as_the_same_figure(one_epoch):
+    """0.18 GB needed, 0.17 GB available: at one decimal both read "0.2 GB" and the refusal
+    seemed to refuse a step that fits; the figures get the decimals that tell them apart."""
+    data, out = one_epoch
+    args = _resume_args(data, out)
+    need = step_bytes(TILE, BATCH, FEATURES, 1, 2, "fp32")
+    smaller = need - 10 * 2**20
+    assert f"{need / 2**30:.1f}" == f"{smaller / 2**30:.1f}"  # the case: one figure at .1f
+    with pytest.raises(UNetPlusPlusError) as refusal:
+        make_plan(args, build_dataset(args), log=lambda line: None, memory_bytes=smaller)
+    message = str(refusal.value)
+    assert f"about {need / 2**30:.2f} GB per training step" in message, message
+    assert f"this machine has {smaller / 2**30:.2f} GB available" in message, message
+    assert f"{need / 2**30:.2f}" != f"{smaller / 2**30:.2f}"
+
+
 def test_not_even_one_patch_names_the_tile(one_epoch):
     data, out = one_epoch
     args = _resume_args(data, out)

@@ -9,8 +9,12 @@ user could believe they had an effect (review cli20). No torch here.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from .cli_args import ArgumentError
+
+if TYPE_CHECKING:
+    from .engine.manifest import ModelManifest
 
 
 def refuse_idle_options(args: argparse.Namespace) -> None:
@@ -23,7 +27,7 @@ def refuse_idle_options(args: argparse.Namespace) -> None:
         )
 
 
-def refuse_idle_model_options(args: argparse.Namespace, manifest) -> None:
+def refuse_idle_model_options(args: argparse.Namespace, manifest: ModelManifest) -> None:
     """Refuse the options that have no effect with ``manifest``'s model: ``--no-channel-check``
     where no sequence-order check runs (:func:`.engine.channel_order.order_check_applies`).
     Raises ArgumentError."""

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from .contrast_pair import asymmetry_matrix, pair_finding
 # FINGERPRINT_VERSION: the fingerprint format written into the manifest
 from .manifest_options import FINGERPRINT_VERSION
 from .manifest_options import parse_fingerprint as parse_reference  # noqa: F401 - former home
+
+if TYPE_CHECKING:
+    from .manifest import ModelManifest
 
 #: Voxels of each channel's sample searched for the joint non-zero mask (a strided part).
 MASK_VOXELS = 250_000
@@ -293,7 +296,7 @@ def manifest_reference(manifest) -> Optional[dict]:
     return inference.get("channel_fingerprint")
 
 
-def order_check_applies(manifest) -> bool:
+def order_check_applies(manifest: ModelManifest) -> bool:
     """Whether the sequence-order check runs for ``manifest``'s inputs at all: two channels
     or more and a channel fingerprint (:func:`manifest_reference`). False (a CT model, an MR
     model without a fingerprint): ``channel_check=False`` changes nothing."""

@@ -6,6 +6,7 @@ Network problems, a stalled server and an endless stream each become one user er
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -86,10 +87,12 @@ def download(
         raise UNetPlusPlusError(
             f"Could not download {url}: HTTP {exc.code} {reason}; check the address."
         ) from exc
-    except TimeoutError as exc:  # socket.timeout is TimeoutError since Python 3.10
+    # socket.timeout is TimeoutError from Python 3.10 only: Slicer 5.8 runs the engine on its
+    # Python 3.9.10, where it fell through to the OSError clause ("...: timed out.")
+    except (socket.timeout, TimeoutError) as exc:  # noqa: UP041
         raise _timeout_error(url, timeout) from exc
     except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
+        if isinstance(exc.reason, (socket.timeout, TimeoutError)):  # noqa: UP041 (3.9)
             raise _timeout_error(url, timeout) from exc
         raise UNetPlusPlusError(
             f"Could not download {url}: {exc.reason}; check the address and the network."

@@ -12,9 +12,13 @@ explicit ``--modality`` the parent contradicts) is refused. No torch here.
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..errors import UNetPlusPlusError
+
+if TYPE_CHECKING:
+    from ..engine.manifest import ModelManifest
+    from .dataset_types import DatasetDescription
 
 
 def _names(items: Sequence) -> str:
@@ -29,15 +33,26 @@ def _normalisation(channel) -> str:
     return "z-score per case" if norm.get("kind") == "mr" else "its own"
 
 
+def _channel_modality(channel) -> str:
+    """CT or MR of one ChannelSpec: its declared modality when that says CT or MR (MRI), else
+    its normalisation's kind (a dataset.json may declare the sequence, "FLAIR" or "T1w", with
+    the MR z-score); the declared text, upper case, when neither tells."""
+    declared = str(channel.modality).strip().upper().replace("MRI", "MR")
+    if declared in ("CT", "MR"):
+        return declared
+    kind = str(dict(getattr(channel, "normalization", None) or {}).get("kind", "")).lower()
+    return {"ct": "CT", "mr": "MR"}.get(kind, declared)
+
+
 def channels_modality(channels: Sequence) -> str:
-    """CT, MR (or CT/MR) of ``channels`` (ChannelSpec), by their declared modality."""
-    kinds = sorted({str(c.modality).strip().upper().replace("MRI", "MR") for c in channels})
-    return "/".join(kinds)
+    """CT, MR (or CT/MR) of ``channels`` (ChannelSpec), by their declared modality or, for a
+    sequence name ("FLAIR"), their normalisation."""
+    return "/".join(sorted({_channel_modality(c) for c in channels}))
 
 
 def check_init_fit(
-    init,
-    dataset,
+    init: Optional[ModelManifest],
+    dataset: DatasetDescription,
     args: argparse.Namespace,
     data_channels: Sequence,
     data_modality: Optional[str],
@@ -82,7 +97,7 @@ def check_init_fit(
             )
         notes.append(
             f"the --init model {name} takes {parent_modality} "
-            f"({', '.join(_normalisation(c) for c in channels)}), but {where[1]} "
+            f"({', '.join(dict.fromkeys(_normalisation(c) for c in channels))}), but {where[1]} "
             f"{data_modality}: the cases are normalised as its channels, made for another kind "
             "of image; leave --init out to train from scratch, or --init a model made for "
             f"{data_modality}"

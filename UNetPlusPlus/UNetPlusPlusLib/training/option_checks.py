@@ -6,10 +6,14 @@ fingerprint had read them again: minutes on real data. No torch here."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..engine.network_shape import tile_problem
 from ..errors import UNetPlusPlusError
+
+if TYPE_CHECKING:
+    from ..engine.manifest import ModelManifest
+    from .dataset_types import DatasetDescription
 
 
 def _first(*candidates: tuple[Any, str]) -> tuple[Any, str]:
@@ -21,7 +25,10 @@ def _first(*candidates: tuple[Any, str]) -> tuple[Any, str]:
 
 
 def check_tile_and_norm(
-    args: argparse.Namespace, init=None, saved: Optional[dict] = None, dataset=None
+    args: argparse.Namespace,
+    init: Optional[ModelManifest] = None,
+    saved: Optional[dict] = None,
+    dataset: Optional[DatasetDescription] = None,
 ) -> None:
     """Refuse a tile that the run's normalisation cannot train (``network_shape.tile_problem``),
     taking each from where the run will (first match wins): the command line, the checkpoint's

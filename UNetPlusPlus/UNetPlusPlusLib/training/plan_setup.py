@@ -8,9 +8,13 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import UNetPlusPlusError
+
+if TYPE_CHECKING:
+    from ..engine.manifest import ModelManifest
+    from .dataset_types import DatasetDescription
 
 _OPTION_OF = {
     "spacing": "--spacing",
@@ -232,7 +236,10 @@ def _check_given_step(overrides: dict, info, step_fits) -> None:
 
 
 def check_step_before_reading(
-    args: argparse.Namespace, dataset, init=None, memory_bytes: Optional[int] = None
+    args: argparse.Namespace,
+    dataset: DatasetDescription,
+    init: Optional[ModelManifest] = None,
+    memory_bytes: Optional[int] = None,
 ) -> None:
     """The memory check of a training step that needs no case (``step_memory.fit_batch``): a
     resumed run's plan.json, or a new run's given tile and batch; called after the dataset is

@@ -170,9 +170,20 @@ def available_bytes(
     return None if total is None else max(0, total // max(1, processes) - BASELINE_BYTES)
 
 
-def _gb(value: float) -> str:
+def _gb(value: float, decimals: int = 1) -> str:
     gb = value / 2**30
-    return f"{gb:.1f}" if gb < 100 else f"{gb:.0f}"
+    return f"{gb:.{decimals}f}" if gb < 100 else f"{gb:.{decimals - 1}f}"
+
+
+def _gb_pair(need: float, available: float) -> tuple[str, str]:
+    """``need`` and ``available`` (bytes) in GB, with as many decimals (up to 3) as it takes
+    for a need above the memory not to read as the same figure ("0.2 GB ... 0.2 GB"); one
+    decimal where even 3 do not tell them apart."""
+    for decimals in (1, 2, 3):
+        shown = _gb(need, decimals), _gb(available, decimals)
+        if shown[0] != shown[1]:
+            return shown
+    return _gb(need), _gb(available)
 
 
 def fit_batch(
@@ -202,9 +213,10 @@ def fit_batch(
         raise _resume_refusal(plan, need, most, memory_bytes, holder)
     batch_given = plan.sources.get("batch_size")
     if most >= 1 and not batch_given:
+        shown_need, shown_memory = _gb_pair(need, memory_bytes)
         plan.reasons["batch_size"] = (
-            f"{plan.batch_size} would need about {_gb(need)} GB per step, "
-            f"{_gb(memory_bytes)} GB available: the most that fits"
+            f"{plan.batch_size} would need about {shown_need} GB per step, "
+            f"{shown_memory} GB available: the most that fits"
         )
         plan.batch_size = most
         return
@@ -232,9 +244,10 @@ def fit_batch(
         elif features_given:
             remedy += f" or narrower --features ({features_given})"
     what = what[0].upper() + what[1:]
+    shown_need, shown_memory = _gb_pair(need, memory_bytes)
     raise UNetPlusPlusError(
-        f"{what} with a {shown_tile} tile{where} needs about {_gb(need)} GB per training step; "
-        f"{holder} has {_gb(memory_bytes)} GB available; {remedy}. Nothing was trained."
+        f"{what} with a {shown_tile} tile{where} needs about {shown_need} GB per training step; "
+        f"{holder} has {shown_memory} GB available; {remedy}. Nothing was trained."
     )
 
 
@@ -255,8 +268,9 @@ def _resume_refusal(
             "not even a batch of 1 fits: resume where the memory holds the plan, or start a new "
             "run (--overwrite) with a smaller --tile"
         )
+    shown_need, shown_memory = _gb_pair(need, memory_bytes)
     return UNetPlusPlusError(
         f"--resume: this run's plan.json trains a batch of {plan.batch_size} with a "
-        f"{shown_tile} tile, about {_gb(need)} GB per training step; {holder} has "
-        f"{_gb(memory_bytes)} GB available; {remedy}. Nothing was trained or changed."
+        f"{shown_tile} tile, about {shown_need} GB per training step; {holder} has "
+        f"{shown_memory} GB available; {remedy}. Nothing was trained or changed."
     )

@@ -40,6 +40,7 @@ class StepPace:
         self.epoch: list[float] = []
 
     def start_epoch(self) -> None:
+        """A new epoch: the steps so far count as earlier epochs' (their warm-up included)."""
         self.steps_before += len(self.epoch)
         self.epoch = []
 

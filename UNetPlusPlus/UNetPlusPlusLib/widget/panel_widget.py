@@ -224,21 +224,26 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         wasBlocked = combo.blockSignals(True)
         combo.clear()
         self._models = []
+        failed = None  # why the models could not be listed (a UNETPP_MODELS entry: no folder)
         if self._dependenciesReady:
             try:
                 self._models = self.logic.availableModels()
             except UNetPlusPlusError as error:
+                failed = str(error)
                 self.appendLog(f"error: {error}")
         for manifest in self._models:
             combo.addItem(f"{panel.task_title(manifest)} - {manifest.name}", manifest.name)
         if not self._models:
-            text = (
-                _("No model installed (see Troubleshooting)")
-                if self._dependenciesReady
-                else _("Click 'Install dependencies' to list the models")
-            )
+            if failed:  # not "No model installed": the shipped models are there
+                text = _("Models could not be listed (see the status below)")
+            elif self._dependenciesReady:
+                text = _("No model installed (see Troubleshooting)")
+            else:
+                text = _("Click 'Install dependencies' to list the models")
             combo.addItem(text, "")
         combo.blockSignals(wasBlocked)
+        if failed:
+            self.ui.statusLabel.text = failed
         if self._parameterNode is not None:
             self.selectInstalledTask()
             self.onParameterNodeModified()
