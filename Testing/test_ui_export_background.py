@@ -110,3 +110,40 @@ def test_a_write_failing_in_the_thread_is_one_message_and_leaves_nothing(
     assert list(cases.iterdir()) == [] and add_case.isEnabled()
     root.close()
     app.processEvents()
+
+
+def test_quitting_slicer_mid_write_waits_for_the_case_to_be_written(
+    panel_widget, logic, sphere_model, tmp_path, monkeypatch
+):
+    """Slicer's aboutToQuit arrives while the thread writes: the panel waits for the write
+    (let go here by another thread once the panel waits), so the case is whole."""
+    app, root, panel, _segment = real_panel(panel_widget, logic, sphere_model, tmp_path)
+    out = tmp_path / "export"
+    panel._parameterNode.exportDirectory, panel._parameterNode.caseName = out, "patient7"
+    errors = with_segmentation(panel, logic, monkeypatch)
+    panel._trainingTimer = QtCore.QTimer()  # setupTraining()'s
+    panel.logic.shutdownTraining = lambda: None  # no training runs
+    writing, go_on = held_writer(monkeypatch)
+    panel.exportTrainingCase()
+    job = panel._exportJob
+    waiting, job_wait = threading.Event(), job.wait
+
+    def wait(timeout=None):  # the panel waits on the job: only then is the writer let go
+        waiting.set()
+        return job_wait(timeout)
+
+    job.wait = wait
+    releaser = threading.Thread(target=lambda: waiting.wait(WAIT) and go_on.set())
+    releaser.start()
+    try:
+        panel.onAboutToQuit()  # returns once the write has ended
+        assert waiting.is_set() and job.finished
+    finally:
+        go_on.set()  # (a failure above leaves no thread held)
+    assert job.result() is not None and errors == []
+    assert sorted(p.name for p in out.iterdir()) == [
+        "patient7.export.json", "patient7.nrrd", "patient7.seg.nrrd"
+    ]  # fmt: skip
+    releaser.join()
+    root.close()
+    app.processEvents()

@@ -6,8 +6,9 @@ A mixin of :class:`~UNetPlusPlusLib.widget.panel_widget.UNetPlusPlusPanel`, whic
 ``updateTrainingButtons()`` and ``refreshCases()``. The export reads the nodes at the click
 (adapter/training_export.start_training_export) and its thread writes the files; a timer polls
 it, shows what it is writing, and the export buttons stay disabled until it is done. Closing
-the scene does not stop it (it holds copies, no MRML); closing Slicer waits for it to finish
-(its thread is not a daemon), so no half-written file is left.
+the scene does not stop it (it holds copies, no MRML); quitting Slicer waits for it to finish
+(:meth:`ExportControl.finishExportBeforeQuit`; its thread is not a daemon either), so no
+half-written file is left.
 """
 
 import traceback
@@ -18,6 +19,8 @@ from slicer.i18n import tr as _
 from UNetPlusPlusLib.errors import DuplicateCaseError, UNetPlusPlusError
 
 EXPORT_POLL_MS = 100
+#: How long quitting Slicer waits for an export's write to end (s).
+QUIT_WAIT_S = 120.0
 
 
 class ExportControl:
@@ -35,6 +38,14 @@ class ExportControl:
     def exportRunning(self) -> bool:
         job = getattr(self, "_exportJob", None)
         return job is not None and not job.finished
+
+    def finishExportBeforeQuit(self, timeout: float = QUIT_WAIT_S) -> None:
+        """Slicer is quitting: wait for a write under way to end (seconds), so that Python's
+        exit, whatever it does with the thread, finds no half-written file; after ``timeout``
+        (a hung network share), cancel it: it removes its files when its write returns."""
+        job = getattr(self, "_exportJob", None)
+        if job is not None and not job.wait(timeout):
+            job.cancel()
 
     def stopExportPolling(self) -> None:
         """Module cleanup: stop polling; a write under way finishes on its own (no MRML)."""

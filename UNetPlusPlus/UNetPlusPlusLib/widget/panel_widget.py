@@ -138,6 +138,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self._points.clear()
         self.cancelJob()
         self.shutdownLogic()
+        self.finishExportBeforeQuit()  # the case's files written whole (seconds)
 
     def enter(self) -> None:
         self.initializeParameterNode()
