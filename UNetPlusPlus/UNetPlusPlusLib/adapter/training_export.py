@@ -178,7 +178,13 @@ def _start(
 class _Prepared:
     """An export whose MRML part is done: :meth:`run_work` does the rest (no MRML)."""
 
-    def __init__(self, files: CaseFiles, finish, case_name: str, out: Path) -> None:
+    def __init__(
+        self,
+        files: CaseFiles,
+        finish: Callable[[ExportJob], WrittenCase],
+        case_name: str,
+        out: Path,
+    ) -> None:
         self._files, self._finish, self._case, self._out = files, finish, case_name, out
         self._job: Optional[ExportJob] = None
 
