@@ -145,14 +145,14 @@ def test_an_export_that_takes_the_name_meanwhile_is_kept(case, tmp_path, monkeyp
     other = geometry.volume_node_from_volume(
         scene, Volume(voxels[None] + 7, base.SPACING, base.ORIGIN, base.DIRECTION), "other"
     )
-    write_volume = training_export._write_volume
+    write_volume = training_export.write_volume_file
 
-    def meanwhile(node, path):
-        monkeypatch.setattr(training_export, "_write_volume", write_volume)
+    def meanwhile(snapshot, path):
+        monkeypatch.setattr(training_export, "write_volume_file", write_volume)
         export_training_case([other], segmentation, tmp_path, "case001")  # the other Slicer
-        return write_volume(node, path)
+        return write_volume(snapshot, path)
 
-    monkeypatch.setattr(training_export, "_write_volume", meanwhile)
+    monkeypatch.setattr(training_export, "write_volume_file", meanwhile)
     with pytest.raises(UNetPlusPlusError, match="'case001' was written to .* by another export"):
         export_training_case([volume], segmentation, tmp_path, "case001")
     image = geometry.array_from_volume_node(

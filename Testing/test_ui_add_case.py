@@ -30,35 +30,29 @@ panel_widget = test_ui_double_click.panel_widget  # the fixtures of test_ui_doub
 logic = test_ui_double_click.logic
 
 
-class WaitCursor:
-    """slicer.util.WaitCursor without Slicer's application: on entering, Slicer's processes the
-    pending events (``slicer.app.processEvents()``), such as a double-click's second click;
-    here those in ``pending`` are delivered."""
-
-    pending: list = []
-
-    def __enter__(self) -> None:
-        while self.pending:
-            self.pending.pop(0)()
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
 def with_segmentation(panel, logic, monkeypatch, corrected=False):
     """The panel's volume with a segmentation of its sphere as the output; the module logic's
-    export; error dialogs recorded instead of shown; WaitCursor stood in."""
+    background export, polled by hand (:func:`finish_export`); error dialogs recorded instead
+    of shown."""
     volume = panel._parameterNode.inputVolume0
     mask = (slicer.util.arrayFromVolume(volume) > 100).astype("uint8")
     mask[0, 0, :4] = corrected  # "corrected" in Segment Editor: four more voxels
     labels = LabelVolume(mask, (2.0,) * 3, (0.0,) * 3, [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
                          panel.currentModel().labels)  # fmt: skip
     panel._parameterNode.outputSegmentation = write_segments(labels, volume, node_name="seg")
-    panel.logic.exportTrainingCase = logic.export_training_case  # module_logic's
+    panel.logic.startTrainingExport = logic.start_training_export  # module_logic's
+    panel._exportTimer = QtCore.QTimer()  # setupExport()'s, polled by hand
     errors = []
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: errors.append(text))
-    monkeypatch.setattr(slicer.util, "WaitCursor", WaitCursor)
     return errors
+
+
+def finish_export(panel) -> None:
+    """Wait for the background export to end, then poll it as the panel's timer does."""
+    job = panel._exportJob
+    if job is not None:
+        assert job.wait(120)
+    panel.onPollExport()
 
 
 def click_twice(button) -> None:
@@ -77,15 +71,18 @@ def test_a_double_click_on_add_current_case_adds_one_case(
     button.clicked.connect(lambda checked=False: panel.onAddCaseButton())  # setupTraining()'s
     status = root.findChild(QtWidgets.QLabel, "trainingStatusLabel")
 
-    WaitCursor.pending.append(lambda: QtTest.QTest.mouseClick(button, QtCore.Qt.LeftButton))
+    QtTest.QTest.mouseClick(button, QtCore.Qt.LeftButton)  # the export starts in a thread
+    assert status.text() == "Exporting case001..." and not button.isEnabled()
     QtTest.QTest.mouseClick(button, QtCore.Qt.LeftButton)  # its second click comes meanwhile
-    assert WaitCursor.pending == []  # (it was delivered)
+    finish_export(panel)
+    assert button.isEnabled()
     assert sorted(p.name for p in cases.glob("*.nrrd")) == ["case001.nrrd", "case001.seg.nrrd"]
     assert status.text() == f"Added case001 to {cases}" and errors == []
 
     panel.clock.now += 5.0  # clicked again later: the case is in the dataset already
     before = {p.name: p.read_bytes() for p in cases.iterdir()}
     QtTest.QTest.mouseClick(button, QtCore.Qt.LeftButton)
+    finish_export(panel)
     assert {p.name: p.read_bytes() for p in cases.iterdir()} == before  # nothing written
     assert "already in the dataset as case001" in status.text() and errors == []
 
@@ -93,6 +90,7 @@ def test_a_double_click_on_add_current_case_adds_one_case(
     with_segmentation(panel, logic, monkeypatch, corrected=True)
     panel.clock.now += 5.0
     QtTest.QTest.mouseClick(button, QtCore.Qt.LeftButton)
+    finish_export(panel)
     assert not list(cases.glob("case002*")) and errors == []
     assert (cases / "case001.nrrd").read_bytes() == before["case001.nrrd"]
     assert (cases / "case001.seg.nrrd").read_bytes() != before["case001.seg.nrrd"]
@@ -118,12 +116,14 @@ def test_a_double_click_on_export_exports_once(
     status = root.findChild(QtWidgets.QLabel, "statusLabel")
 
     click_twice(button)
+    finish_export(panel)
     assert sorted(p.name for p in out.glob("*.nrrd")) == ["patient7.nrrd", "patient7.seg.nrrd"]
     assert status.text() == f"Exported 2 files to {out}" and errors == []
 
     panel._parameterNode.caseName = "patient8"  # the same case under another name, later
     panel.clock.now += 5.0
     QtTest.QTest.mouseClick(button, QtCore.Qt.LeftButton)
+    finish_export(panel)
     assert not list(out.glob("patient8*")) and errors == []
     assert "already in the dataset as patient7" in status.text()
     root.close()

@@ -48,7 +48,7 @@ from .panel import is_prompted, merge_warnings
 from .roi import clear_outside_roi, oriented_box
 from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid
 from .segmentation_writer import next_numbered_name, write_segments
-from .training_export import export_training_case
+from .training_export import export_training_case, start_training_export
 from .voxel_version import voxels_version
 
 ModelRef = Union[str, os.PathLike, ModelManifest]
@@ -417,5 +417,21 @@ class SegmentationLogic:
         already in the folder, and the refusals raised as ``UNetPlusPlusError`` before anything
         is written)."""
         return export_training_case(
+            volume_nodes, segmentation_node, out_dir, case_name, channel_names, overwrite
+        )
+
+    @staticmethod
+    def start_training_export(
+        volume_nodes: Sequence,
+        segmentation_node,
+        out_dir: Union[str, os.PathLike],
+        case_name: str,
+        channel_names: Sequence[str] = (),
+        overwrite: bool = False,
+    ):
+        """:meth:`export_training_case` with its files written in a thread (Slicer stays
+        responsive): returns the running ``ExportJob``; poll ``finished``, then ``result()``.
+        Refusals are raised here. See :func:`.training_export.start_training_export`."""
+        return start_training_export(
             volume_nodes, segmentation_node, out_dir, case_name, channel_names, overwrite
         )

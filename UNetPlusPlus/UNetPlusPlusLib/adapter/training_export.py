@@ -1,12 +1,14 @@
 """Export one training case from MRML nodes in the layout ``unetpp train`` reads.
 
 :func:`export_training_case` writes the volume(s) and the segmentation (``<case>.nrrd`` or
-``<case>_<channel>.nrrd``, ``<case>.seg.nrrd``; docs/TRAINING_DATASETS.md) with Slicer's own
-storage nodes, after refusing, before any file is written, what would give a case the trainer
+``<case>_<channel>.nrrd``, ``<case>.seg.nrrd``; docs/TRAINING_DATASETS.md), the images with
+SimpleITK from a copy of their voxels (volume_file.py: in a thread with
+:func:`start_training_export`, so that Slicer does not freeze), the segmentation with Slicer's
+own storage node, after refusing, before any file is written, what would give a case the trainer
 misreads: a labelmap volume node as an image, no segmentation, an empty or non-labelmap one,
 one made for another volume on another grid (another patient), nodes under different
 transforms, a case or channel name that is no file name or that training would read otherwise
-(``case-label``, ``.x``: :func:`_unread_name`), a channel name twice, or a case that exists
+(``case-label``, ``.x``: :func:`unread_name`), a channel name twice, or a case that exists
 already.
 A case already in the folder is not written twice (case_identity.py, case_records.py): the
 same image and labels are refused (:class:`DuplicateCaseError`), the same image with other
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import slicer
@@ -30,15 +32,23 @@ from ..write_failures import plain_reason
 from . import replaced_labels
 from .case_files import CaseFiles
 from .case_identity import case_identity, write_record
+from .case_names import (
+    NAME_RULE,
+    check_channel_names,
+    is_file_name,
+    refuse_labelmap_images,
+    unread_name,
+)
 from .case_records import SameImage, find_same_image, folder_cases
+from .export_job import ExportJob
 from .geometry import array_from_volume_node
-from .panel import labelmap_input_problem
 from .replaced_labels import KeptVersions
 from .segmentation_binding import reference_volume, same_grid, volume_grid
 from .segmentation_writer import binary_labelmap_name
+from .volume_file import VolumeSnapshot, snapshot_volume, write_volume_file
 from .written_case import WrittenCase
 
-__all__ = ["WrittenCase", "export_training_case"]
+__all__ = ["WrittenCase", "export_training_case", "start_training_export"]
 
 
 def export_training_case(
@@ -49,7 +59,49 @@ def export_training_case(
     channel_names: Sequence[str] = (),
     overwrite: bool = False,
 ) -> WrittenCase:
-    """Write one case in the layout ``unetpp train`` reads; returns the files written.
+    """Write one case in the layout ``unetpp train`` reads, in this thread; returns the files
+    written. :func:`start_training_export` (the panel's) does the same, its writes in a thread."""
+    job = _start(volume_nodes, segmentation_node, out_dir, case_name, channel_names, overwrite)
+    job.run()
+    return job.result()
+
+
+def start_training_export(
+    volume_nodes: Sequence,
+    segmentation_node,
+    out_dir: Union[str, os.PathLike],
+    case_name: str,
+    channel_names: Sequence[str] = (),
+    overwrite: bool = False,
+) -> ExportJob[WrittenCase]:
+    """Export one case as :func:`export_training_case` does, its files written in a thread:
+    returns the running :class:`.export_job.ExportJob` (its ``result()``: the
+    :class:`WrittenCase`, or the error, each as :func:`export_training_case` would give).
+
+    Here, on the calling thread (Slicer's main thread: MRML is not thread-safe), every check
+    and all that is read from MRML: the voxels copied with their geometry
+    (:mod:`.volume_file`), the case's identity, the folder's cases, and the segmentation,
+    written by Slicer's own writer into the hidden staging folder. The thread compresses and
+    writes the images (:func:`.volume_file.write_volume_file`: SimpleITK, which releases the
+    GIL; the bulk of an export's time), renames the files into place and records the case;
+    it touches no MRML, so the nodes may be edited, deleted or the scene closed
+    meanwhile. A refusal (``UNetPlusPlusError``, :class:`DuplicateCaseError`) is raised here,
+    before the thread starts."""
+    job = _start(volume_nodes, segmentation_node, out_dir, case_name, channel_names, overwrite)
+    return ExportJob(job.run_work, start=True)
+
+
+def _start(
+    volume_nodes: Sequence,
+    segmentation_node,
+    out_dir: Union[str, os.PathLike],
+    case_name: str,
+    channel_names: Sequence[str],
+    overwrite: bool,
+) -> _Prepared:
+    """The checks and the MRML reads of an export (this thread), and its writes prepared.
+
+    Details of :func:`export_training_case`:
 
     Raises ``UNetPlusPlusError`` before writing anything if a file of the case exists
     already (an earlier export, perhaps corrected by hand) and ``overwrite`` is false, and
@@ -68,13 +120,13 @@ def export_training_case(
 
     One volume: ``<case>.nrrd``; several: ``<case>_<channel>.nrrd`` (``channel_names``,
     default the node names). The segmentation goes to ``<case>.seg.nrrd`` with its segment
-    names, colours and terminology. Files are written with Slicer's own storage nodes, which
-    are not added to the scene.
+    names, colours and terminology, by Slicer's own storage node (not added to the scene);
+    the images by SimpleITK's NRRD writer (ITK's, as Slicer's volume storage node uses).
     """
     nodes = list(volume_nodes)
     if not nodes or any(node is None for node in nodes):
         raise UNetPlusPlusError("Select the input volume(s) to export.")
-    _refuse_labelmap_images(nodes, channel_names)
+    refuse_labelmap_images(nodes, channel_names)
     if segmentation_node is None:
         raise UNetPlusPlusError("Select the segmentation to export.")
     segmentation = segmentation_node.GetSegmentation()
@@ -89,9 +141,9 @@ def export_training_case(
             f"Segmentation '{segmentation_node.GetName()}' is stored as {source}; convert "
             "it to a binary labelmap (Segmentations module) before exporting."
         )
-    if not _is_file_name(case_name):
-        raise UNetPlusPlusError(f"Case name {case_name!r} is not a valid file name: {_NAME_RULE}")
-    unread = _unread_name(case_name, "Case name")
+    if not is_file_name(case_name):
+        raise UNetPlusPlusError(f"Case name {case_name!r} is not a valid file name: {NAME_RULE}")
+    unread = unread_name(case_name, "Case name")
     if unread:
         raise UNetPlusPlusError(unread)
     transforms = {id(n.GetParentTransformNode()) for n in [*nodes, segmentation_node]}
@@ -109,17 +161,56 @@ def export_training_case(
             "with its own segmentation."
         )
     names = list(channel_names) or [node.GetName() for node in nodes]
-    _check_channel_names(names, len(nodes))
+    check_channel_names(names, len(nodes))
     out = Path(out_dir)
+    files = CaseFiles(out)  # all or nothing (case_files.py): aborted on any failure
     try:
-        with CaseFiles(out) as files:  # all or nothing (case_files.py)
-            files.make_folder()
-            return _export(nodes, segmentation_node, out, case_name, names, overwrite, files)
-    except OSError as error:  # e.g. a path too long for the system, found while looking
-        raise UNetPlusPlusError(
-            f"Could not export case {case_name!r} to {out}: the system reports: "
-            f"{plain_reason(error)}; nothing was written."
-        ) from error
+        files.make_folder()
+        finish = _export(nodes, segmentation_node, out, case_name, names, overwrite, files)
+    except BaseException as error:
+        files.abort()
+        if isinstance(error, OSError):
+            raise _system_error(case_name, out, error) from error
+        raise
+    return _Prepared(files, finish, case_name, out)
+
+
+class _Prepared:
+    """An export whose MRML part is done: :meth:`run_work` does the rest (no MRML)."""
+
+    def __init__(
+        self,
+        files: CaseFiles,
+        finish: Callable[[ExportJob], WrittenCase],
+        case_name: str,
+        out: Path,
+    ) -> None:
+        self._files, self._finish, self._case, self._out = files, finish, case_name, out
+        self._job: Optional[ExportJob] = None
+
+    def run_work(self, job: ExportJob) -> WrittenCase:
+        """Write, commit and record the case, reporting to ``job``; on any failure, or
+        cancelled before the commit, everything written is removed."""
+        try:
+            with self._files:  # leaving it without a commit removes the staged files
+                return self._finish(job)
+        except OSError as error:  # e.g. a path too long for the system, found while looking
+            raise _system_error(self._case, self._out, error) from error
+
+    def run(self) -> None:
+        """Do the work in this thread (:func:`export_training_case`)."""
+        self._job = ExportJob(self.run_work, start=False)
+        self._job.run()
+
+    def result(self) -> WrittenCase:
+        return self._job.result()
+
+
+def _system_error(case_name: str, out: Path, error: OSError) -> UNetPlusPlusError:
+    return UNetPlusPlusError(
+        f"Could not export case {case_name!r} to {out}: the system reports: "
+        f"{plain_reason(error)}; nothing was written."
+    )
 
 
 def _export(
@@ -130,9 +221,9 @@ def _export(
     names: list[str],
     overwrite: bool,
     files: CaseFiles,
-) -> WrittenCase:
-    """The checks that read the folder, then the writes of :func:`export_training_case`,
-    staged in ``files``."""
+) -> Callable[[ExportJob], WrittenCase]:
+    """The checks that read the folder and the MRML reads of :func:`export_training_case`;
+    returns the rest, its writes staged in ``files``, to run in any thread (no MRML)."""
     if len(nodes) == 1:
         targets = [out / f"{case_name}.nrrd"]
     else:
@@ -159,9 +250,35 @@ def _export(
     if same is not None and not same.same_labels:  # its mask corrected since: a new version
         return _replace_labels(segmentation_node, out, same, identity, also, case_name, files)
     # a new case, the case itself again (overwrite: the same files), or another image over it
-    for node, target in zip(nodes, targets):
-        files.write(target, lambda path, node=node: _write_volume(node, path))
+    del images  # views of the nodes' voxels: the snapshots below are copies
+    snapshots = [snapshot_volume(node) for node in nodes]
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
+    return lambda job: _write_case(
+        job, snapshots, targets, seg_path, out, case_name, identity, also, same, overwrite,
+        files,
+    )  # fmt: skip
+
+
+def _write_case(
+    job: ExportJob,
+    snapshots: Sequence[VolumeSnapshot],
+    targets: Sequence[Path],
+    seg_path: Path,
+    out: Path,
+    case_name: str,
+    identity,
+    also: Sequence[str],
+    same: Optional[SameImage],
+    overwrite: bool,
+    files: CaseFiles,
+) -> WrittenCase:
+    """The writes of a new case (or an overwrite), in any thread: the images compressed and
+    written into ``files`` (its labels are there already), then all moved into place; nothing
+    of MRML."""
+    for index, (snapshot, target) in enumerate(zip(snapshots, targets)):
+        _step(job, case_name, f"writing {target.name} ({index + 1} of {len(targets)})")
+        files.write(target, lambda path, snapshot=snapshot: write_volume_file(snapshot, path))
+    _step(job, case_name, "putting the files in place")
     appeared = [p.name for p in [*targets, seg_path] if p.exists() or p.is_symlink()]
     if appeared and not overwrite:  # another export (another Slicer) took the name meanwhile
         raise UNetPlusPlusError(
@@ -213,12 +330,28 @@ def _replace_labels(
     also,
     requested: str,
     files: CaseFiles,
-) -> WrittenCase:
+) -> Callable[[ExportJob], WrittenCase]:
     """Write ``segmentation_node`` as the labels of ``same.case`` (the same image), its old
     labels moved to ``.replaced/`` once the new ones are written whole, and put back if they
-    cannot be renamed into place."""
+    cannot be renamed into place. Reads MRML here; returns the writes, for any thread."""
     seg_path = out / f"{same.case}.seg.nrrd"  # same.case may be in a sub-folder: sub/case
     files.write(seg_path, lambda path: _write_segmentation(segmentation_node, path))
+    return lambda job: _write_labels(job, seg_path, out, same, identity, also, requested, files)
+
+
+def _write_labels(
+    job: ExportJob,
+    seg_path: Path,
+    out: Path,
+    same: SameImage,
+    identity,
+    also: Sequence[str],
+    requested: str,
+    files: CaseFiles,
+) -> WrittenCase:
+    """The rest of :func:`_replace_labels`, in any thread (no MRML): the labels written moved
+    into place, the old ones kept, the record."""
+    _step(job, same.case, "putting the files in place")
     stale = replaced_labels.labelmaps(seg_path)  # a labelmap case: it becomes a .seg.nrrd one
     moved = replaced_labels.keep_case(seg_path, stale)  # never lose the user's earlier labels
     _commit(files, moved)
@@ -266,17 +399,19 @@ def _commit(files: CaseFiles, moved: Sequence[tuple[Path, Path]]) -> None:
         raise
 
 
-def _write_volume(volume_node, path: Path) -> bool:
-    """Write ``volume_node`` to ``path`` (compressed NRRD); whether Slicer's writer succeeded."""
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(path))
-    storage.SetUseCompression(True)
-    return bool(storage.WriteData(volume_node))
+def _step(job: ExportJob, case: str, doing: str) -> None:
+    """Stop here if ``job`` was cancelled; else say what it does next."""
+    job.check_cancelled(f"The export of case {case!r}")
+    job.say(f"Exporting {case}: {doing}...")
 
 
 def _write_segmentation(segmentation_node, seg_path: Path) -> bool:
     """Write ``segmentation_node`` to ``seg_path`` (a .seg.nrrd, not cropped); whether Slicer's
-    writer succeeded (it can report success for a truncated file: case_files.py checks)."""
+    writer succeeded (it can report success for a truncated file: case_files.py checks).
+    Main thread: it reads MRML. Slicer's own writer, because its header holds every tag of
+    every segment, which Python cannot list (``vtkSegment::GetTags`` is not wrapped); its
+    gzip is a small part of its time (a label map compresses fast: scripts/
+    measure_export_write.py)."""
     storage = slicer.vtkMRMLSegmentationStorageNode()
     storage.SetFileName(str(seg_path))
     storage.SetUseCompression(True)
@@ -298,89 +433,3 @@ def _other_patient(segmentation_node, volume_node):
         return None if same_grid(volume_grid(bound), volume_grid(volume_node)) else bound
     except UNetPlusPlusError:  # under a non-linear transform: no world grid to compare
         return None
-
-
-#: What a case or channel name may hold, as the refusal says it (:func:`_is_file_name`): spaces
-#: and accented letters are accepted ("lé foie 1" is written and read back by training).
-_NAME_RULE = 'leave out / \\ : * ? " < > |, tabs and line breaks, and do not leave it blank.'
-
-
-def _is_file_name(name: str) -> bool:
-    """Whether ``name`` can be part of a file name in the export folder (no folder, no
-    character Windows refuses, no control character such as a tab or a line break, not
-    empty)."""
-    return (
-        bool(name.strip())
-        and not any(c in name for c in '/\\:*?"<>|')
-        and not any(ord(c) < 32 or ord(c) == 127 for c in name)
-    )
-
-
-#: The longest case name, in UTF-8 bytes: its files' endings ("_<channel>.nrrd",
-#: ".export.json", "-<UTC time>.seg.nrrd" in .replaced/) must fit in a 255-byte file name.
-MAX_CASE_NAME_BYTES = 200
-
-
-def _unread_name(name: str, what: str) -> Optional[str]:
-    """Why training would not read a file named after ``name`` (a case or a channel name) as
-    that case's image, or None: a name beginning with '.' is a hidden file training skips; one
-    ending in a labelmap marker (``-label``, ``_label``, ``.label``) or in ``.seg`` makes
-    ``<name>.nrrd`` a label file of another case (training then finds case 'x' without its
-    image, and refuses the folder); a name too long for the file system. ``what``: how the
-    message names it ("Case name", "Channel name")."""
-    from ..training.dataset_types import LABELMAP_MARKERS
-
-    if name.startswith(".") and what == "Case name":  # "<case>_.x.nrrd" is not hidden
-        return (
-            f"{what} {name!r} begins with '.': training skips hidden files, so it would never "
-            "read this case; choose a name that begins with a letter or a digit."
-        )
-    stem = name if what == "Case name" else f"_{name}"  # <case>.nrrd, <case>_<channel>.nrrd
-    ending = next((m for m in (*LABELMAP_MARKERS, ".seg") if stem.lower().endswith(m)), None)
-    if ending:
-        return (
-            f"{what} {name!r} gives an image file whose name ends in '{ending}.nrrd', which "
-            "training takes for labels, not for an image; choose another name."
-        )
-    size = len(name.encode("utf-8"))
-    if size > MAX_CASE_NAME_BYTES:
-        return (
-            f"{what} is too long for a file name ({size} bytes in UTF-8; at most "
-            f"{MAX_CASE_NAME_BYTES}, to leave room for the files' endings)."
-        )
-    return None
-
-
-def _refuse_labelmap_images(nodes: Sequence, channel_names: Sequence[str]) -> None:
-    """Refuse a labelmap volume node given as a channel's image, naming it and its channel
-    (``channel_names``, else "channel <n>"), as segmentation runs do (panel.py
-    ``labelmap_input_problem``): its label values were written as the case's image, and
-    trained on as if they were one. Raises :class:`UNetPlusPlusError`."""
-    names = list(channel_names)
-    if len(names) != len(nodes):
-        names = [f"channel {i + 1}" for i in range(len(nodes))]
-    problem = labelmap_input_problem(names, nodes)
-    if problem:
-        raise UNetPlusPlusError(problem)
-
-
-def _check_channel_names(names: Sequence[str], volumes: int) -> None:
-    """Refuse channel names that would not give one file per volume, ``<case>_<name>.nrrd``:
-    another count than the volumes, a name twice (the later volume replaced the earlier in one
-    file; tester 13) or a name that is no file name. Raises :class:`UNetPlusPlusError`."""
-    if volumes > 1 and len(names) != volumes:
-        raise UNetPlusPlusError(f"{len(names)} channel names for {volumes} volumes; give one each.")
-    if volumes == 1:
-        return  # one volume is written as <case>.nrrd: its name is not used
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UNetPlusPlusError(
-            f"Channel name {twice[0]!r} is given twice (the volumes' names are used when no "
-            "channel names are given); each channel needs its own name and file."
-        )
-    bad = [n for n in names if not _is_file_name(n)]
-    if bad:
-        raise UNetPlusPlusError(f"Channel name {bad[0]!r} is not a valid file name: {_NAME_RULE}")
-    unread = next(filter(None, (_unread_name(n, "Channel name") for n in names)), None)
-    if unread:
-        raise UNetPlusPlusError(unread)

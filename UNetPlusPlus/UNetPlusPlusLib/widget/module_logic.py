@@ -96,3 +96,9 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
         return self.segmentationLogic.export_training_case(
             volumeNodes, segmentationNode, outDir, caseName, channelNames
         )
+
+    def startTrainingExport(self, volumeNodes, segmentationNode, outDir, caseName, channelNames=()):
+        """The export, its files written in a thread; returns the running job (poll it)."""
+        return self.segmentationLogic.start_training_export(
+            volumeNodes, segmentationNode, outDir, caseName, channelNames
+        )

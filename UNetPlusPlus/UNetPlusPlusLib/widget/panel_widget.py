@@ -27,10 +27,11 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     """The module panel: owns the widgets loaded from the ``.ui`` and the parameter node.
 
     The module's ScriptedLoadableModuleWidget shell (UNetPlusPlus.py) creates it in ``setup()``
-    and forwards ``cleanup``, ``enter`` and ``exit``. Running, nodule points and export are in
-    :class:`~UNetPlusPlusLib.widget.run_control.RunControl`; the "Train / fine-tune" section in
-    :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`; the input volume's grid
-    is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`.
+    and forwards ``cleanup``, ``enter`` and ``exit``. Running and nodule points are in
+    :class:`~UNetPlusPlusLib.widget.run_control.RunControl`, the exports (in the background)
+    in :class:`~UNetPlusPlusLib.widget.export_control.ExportControl`; the "Train / fine-tune"
+    section in :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`; the input
+    volume's grid is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`.
     """
 
     def __init__(self, logic, uiPath: str, isEntered: Callable[[], bool]) -> None:
@@ -91,6 +92,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.fitRoiButton.connect("clicked(bool)", self.onFitRoiButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.setupExport()
         self.setupTraining()
 
         self._dependenciesReady = install.dependencies_ready()
@@ -119,6 +121,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.shutdownLogic()
         self._timer.stop()
         self._deviceTimer.stop()
+        self.stopExportPolling()  # an export's thread finishes its files (no MRML)
         self.watchInputVolume(None)
         self.removeObservers()
         slicer.app.disconnect("aboutToQuit()", self.onAboutToQuit)
@@ -135,6 +138,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self._points.clear()
         self.cancelJob()
         self.shutdownLogic()
+        self.finishExportBeforeQuit()  # the case's files written whole (seconds)
 
     def enter(self) -> None:
         self.initializeParameterNode()

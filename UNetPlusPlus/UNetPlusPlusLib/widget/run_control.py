@@ -1,5 +1,6 @@
 """Running the model from the panel: the Segment/Cancel button, polling the background job,
-showing the result, nodule points (one run per placed point) and "Export training case".
+showing the result and nodule points (one run per placed point); "Export training case" is
+:class:`~UNetPlusPlusLib.widget.export_control.ExportControl`'s.
 
 A mixin of :class:`~UNetPlusPlusLib.widget.panel_widget.UNetPlusPlusPanel`, which provides
 ``ui``, ``logic``, ``_parameterNode``, ``_timer``, ``_points`` (a
@@ -18,14 +19,15 @@ import slicer
 from slicer.i18n import tr as _
 
 from UNetPlusPlusLib.adapter import install, panel
-from UNetPlusPlusLib.errors import DuplicateCaseError, UNetPlusPlusError
+from UNetPlusPlusLib.errors import UNetPlusPlusError
 from UNetPlusPlusLib.widget.click_guard import CancelGuards
+from UNetPlusPlusLib.widget.export_control import ExportControl
 from UNetPlusPlusLib.widget.point_batch import PointBatch
 from UNetPlusPlusLib.widget.point_queue import labels_text
 from UNetPlusPlusLib.widget.segmented_points import segmented_ids
 
 
-class RunControl(PointBatch, CancelGuards):
+class RunControl(PointBatch, ExportControl, CancelGuards):
     """Starts, polls and cancels jobs; turns placed nodule points into runs."""
 
     def armCancelGuard(self) -> None:
@@ -78,7 +80,7 @@ class RunControl(PointBatch, CancelGuards):
         self.ui.segmentButton.toolTip = problem or self.segmentToolTip(manifest)
         if problem and manifest is not None:
             self.ui.statusLabel.text = problem  # say why Segment is disabled, naming the channels
-        self.ui.exportButton.enabled = self._parameterNode.outputSegmentation is not None
+        self.ui.exportButton.enabled = self.canExport()
 
     def segmentToolTip(self, manifest) -> str:
         """What Segment does with this model (and, for nodules, the point list)."""
@@ -357,50 +359,3 @@ class RunControl(PointBatch, CancelGuards):
         node.CreateDefaultDisplayNodes()
         node.GetDisplayNode().SetVisibility(True)
         node.CreateClosedSurfaceRepresentation()
-
-    # ------------------------------------------------------------------ export
-    def onExportButton(self) -> None:
-        """Export, unless this is the second click of a double-click on it (click_guard.py)."""
-        self.clickOnce(
-            "export", lambda: self.runGuarded(self.exportTrainingCase, _("Export failed."))
-        )
-
-    def exportTrainingCase(self) -> None:
-        manifest = self.currentModel()
-        p = self._parameterNode
-        channels = [c.name for c in manifest.channels] if manifest else []
-        volumes = self.inputVolumes(manifest) if manifest else [p.inputVolume0]
-        with slicer.util.WaitCursor():
-            written = self.exportedCase(
-                volumes, p.outputSegmentation, p.exportDirectory, p.caseName, channels
-            )
-        if written is None:
-            self.ui.statusLabel.text = self._duplicateText
-            return
-        self.appendLog(_("Exported: ") + ", ".join(str(f) for f in written))
-        self.ui.statusLabel.text = self.exportedText(written, p.exportDirectory)
-
-    def exportedCase(self, volumes, segmentation, folder, name, channels):
-        """``logic.exportTrainingCase``'s files (adapter/training_export.WrittenCase), or None
-        when the case is in ``folder`` already (said in the log and ``self._duplicateText``)."""
-        try:
-            return self.logic.exportTrainingCase(volumes, segmentation, folder, name, channels)
-        except DuplicateCaseError as duplicate:
-            self._duplicateText = str(duplicate)
-            self.appendLog(str(duplicate))
-            return None
-
-    @staticmethod
-    def exportedText(written, folder, added: bool = False) -> str:
-        """The status line after an export (``added``: by "Add current case"): the files or
-        case written, or what the export says of the dataset (``WrittenCase.message``: the case
-        whose labels it replaced, the same image exported before with another mask, where the
-        old labels are kept, other copies of the image)."""
-        said = getattr(written, "message", "")
-        if getattr(written, "replaced", False):
-            return said
-        if added:
-            text = _("Added {case} to {folder}").format(case=written.case, folder=folder)
-        else:
-            text = _("Exported {count} files to {folder}").format(count=len(written), folder=folder)
-        return f"{text}. {said}" if said else text

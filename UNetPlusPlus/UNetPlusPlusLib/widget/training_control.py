@@ -76,18 +76,9 @@ class TrainingControl(CancelGuards):
         channels = [c.name for c in manifest.channels] if manifest else []
         volumes = self.inputVolumes(manifest) if manifest else [p.inputVolume0]
         name = next_case_name(p.trainingDirectory)
-        with slicer.util.WaitCursor():
-            written = self.exportedCase(
-                volumes, p.outputSegmentation, p.trainingDirectory, name, channels
-            )
-        if written is None:  # already in the dataset: nothing written
-            self.ui.trainingStatusLabel.text = self._duplicateText
-            return
-        self.appendLog(_("Added case: ") + ", ".join(str(f) for f in written))
-        self.ui.trainingStatusLabel.text = self.exportedText(
-            written, p.trainingDirectory, added=True
-        )
-        self.refreshCases()
+        self.startExport(
+            volumes, p.outputSegmentation, p.trainingDirectory, name, channels, added=True
+        )  # the status line and the cases count follow when it is written (export_control.py)
 
     # ------------------------------------------------------------------ plan and train
     def updateTrainingButtons(self) -> None:
@@ -97,9 +88,7 @@ class TrainingControl(CancelGuards):
         usable = getattr(self, "_usableCases", 0) > 0 and self._parameterNode is not None
         self.ui.trainButton.enabled = (running and not planning) or (not running and usable)
         self.ui.planButton.enabled = usable and not running
-        self.ui.addCaseButton.enabled = (
-            self._parameterNode is not None and self._parameterNode.outputSegmentation is not None
-        )
+        self.ui.addCaseButton.enabled = self.canExport()  # not while an export runs
 
     def onPlanButton(self) -> None:
         self.runGuarded(lambda: self.startTraining(planOnly=True), _("Planning failed."))
