@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer")
@@ -20,6 +21,7 @@ from UNetPlusPlusLib.adapter.run_tags import (  # noqa: E402
     recorded_runs,
     recorded_warnings_text,
     segment_run,
+    tag_run,
     tag_value,
 )
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk  # noqa: E402
@@ -107,3 +109,38 @@ def test_a_tag_never_holds_the_character_that_ends_it_in_a_seg_nrrd():
     assert segment_run(segment) == record
     segment.SetTag(RUN_TAG, "not json")
     assert segment_run(segment) is None
+
+
+def test_review_reads_the_runs_of_a_seg_nrrd_saved_from_slicer(sphere_model, tmp_path, capsys):
+    """Slicer's writer escapes a tag's backslashes (``\\\\``) and pynrrd/slicerio return them
+    as written: ``unetpp review`` unescapes them, so quotes and non-ASCII text come back."""
+    from UNetPlusPlusLib.adapter.segmentation_writer import write_segments
+    from UNetPlusPlusLib.cli import main
+    from UNetPlusPlusLib.engine.manifest import ModelManifest
+    from UNetPlusPlusLib.engine.volume import LabelVolume
+    from UNetPlusPlusLib.run_record import make_record, segment_runs
+
+    manifest = ModelManifest.load(sphere_model)
+    scene = slicer.vtkMRMLScene()
+    volume = _volume(scene)
+    grid = geometry.volume_from_nodes([volume]).grid
+    array = np.zeros(grid.size_xyz[::-1], np.uint8)
+    array[4:9, 5:10, 6:11] = 1
+    labels = LabelVolume(array, grid.spacing, grid.origin, grid.direction, manifest.labels)
+    written: list = []
+    node = write_segments(labels, volume, written=written)
+    warnings = ['The "liver" at C:\\scans\\new.nii', "\u2265 3 mm", "a | b"]
+    record = make_record(manifest, "ensemble", warnings)
+    tag_run(node, written, record)
+    path = tmp_path / "saved.seg.nrrd"
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.WriteData(node)
+    assert segment_runs(path) == [("liver", record)]
+    assert main(["review", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{path}: saved by Slicer; its segments record the UNet++ runs")
+    assert out[1:] == [
+        "  'liver': sphere-test, depth ensemble; 3 warnings",
+        *[f"  warning: {text}" for text in warnings],
+    ]

@@ -5,7 +5,10 @@ gave (``run_record.py``: "no warnings" is said only when the file records an emp
 whether the file is unchanged since (its output stamp, ``output_stamp.py``). A file without a
 record was written by another program or an older unetpp, or saved again from Slicer (whose
 segmentation writer keeps only its own header fields): that is said, never "no warnings".
-``--json`` prints one JSON list instead: ``[{"file", "stamp", "record"}, ...]``.
+A ``.seg.nrrd`` the Slicer module's result was saved to from Slicer has no such fields, but
+its segments' tags record their runs (``adapter/run_tags.py``): those are shown instead.
+``--json`` prints one JSON list instead: ``[{"file", "stamp", "record"}, ...]`` (and
+``segment_runs``: ``[{"segment", "record"}]`` for a file saved from Slicer).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Optional
 
 from .errors import UNetPlusPlusError
 from .output_stamp import stamp_of, stamp_state
-from .run_record import read_record, sidecar_path
+from .run_record import read_record, runs_lines, segment_runs, sidecar_path
 
 #: The formats a run record is read from.
 REVIEW_SUFFIXES = (".seg.nrrd", ".nrrd", ".mha", ".nii.gz", ".nii")
@@ -31,9 +34,10 @@ _STAMP_TEXT = {
 
 
 def review_file(path: Path) -> dict:
-    """``{"file", "stamp", "record", "sidecar_matches"}`` for the segmentation at ``path``:
-    ``stamp`` is ``output_stamp.stamp_state``'s, ``record`` the run record or None,
-    ``sidecar_matches`` (NIfTI only) whether the sidecar names the image's current stamp.
+    """``{"file", "stamp", "record", "sidecar_matches", "segment_runs"}`` for the segmentation
+    at ``path``: ``stamp`` is ``output_stamp.stamp_state``'s, ``record`` the run record or
+    None, ``sidecar_matches`` (NIfTI only) whether the sidecar names the image's current
+    stamp, ``segment_runs`` (a ``.seg.nrrd`` saved from Slicer) its segments' run records.
     Raises UNetPlusPlusError for a missing or unreadable file, another format or a damaged
     record."""
     if not path.name.lower().endswith(REVIEW_SUFFIXES):
@@ -46,12 +50,15 @@ def review_file(path: Path) -> dict:
         state = stamp_state(path)
         record = read_record(path)
         image_stamp = stamp_of(path) if record and "image_sha256" in record else None
+        runs = segment_runs(path) if record is None else []
     except OSError as error:
         raise UNetPlusPlusError(f"Cannot read {path}: {error.strerror or error}.") from None
     except ValueError as error:
         where = sidecar_path(path) or path
         raise UNetPlusPlusError(f"The run record in {where} is damaged ({error}).") from None
     review = {"file": str(path), "stamp": state, "record": record}
+    if runs:  # saved from Slicer: the module's segment tags (adapter/run_tags.py)
+        review["segment_runs"] = [{"segment": name, "record": run} for name, run in runs]
     if record and "image_sha256" in record:
         review["sidecar_matches"] = state == "valid" and image_stamp == record["image_sha256"]
     return review
@@ -61,6 +68,13 @@ def review_lines(review: dict) -> list[str]:
     """The text of one :func:`review_file` answer, one line each."""
     record: Optional[dict] = review["record"]
     name = review["file"]
+    runs = [(run["segment"], run["record"]) for run in review.get("segment_runs", [])]
+    if record is None and runs:
+        lines = [
+            f"{name}: saved by Slicer; its segments record the UNet++ runs that wrote them "
+            f"(the segments may have been edited since); {_STAMP_TEXT[review['stamp']]}."
+        ]
+        return lines + [f"  {line[0].lower()}{line[1:]}" for line in runs_lines(runs)]
     if record is None:
         sidecar = sidecar_path(name)
         where = f" (no {sidecar.name} beside it)" if sidecar is not None else ""

@@ -142,6 +142,14 @@ def write_sidecar(path: PathLike, record: dict, image: PathLike, image_sha256: s
 
 
 # ---------------------------------------------------------------------------- reading back
+def nrrd_unescape(value: str) -> str:
+    """A NRRD key/value value as the format defines it: ``\\\\`` is a backslash and ``\\n`` a
+    newline (Slicer's and ITK's writers escape them; pynrrd returns the text as written). The
+    fields :func:`add_header_fields` writes hold neither, so they read the same either way."""
+    escapes = {"\\": "\\", "n": "\n"}
+    return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(0)), value)
+
+
 def _header_lines(path: Path) -> list[str]:
     at = text_header_end(path)
     if at is None:
@@ -168,5 +176,61 @@ def read_record(path: PathLike) -> Optional[dict]:
         key, found, value = line.partition(separator)
         key = key.strip()
         if found and key in FIELDS:
+            value = nrrd_unescape(value) if separator == ":=" else value
             record[key] = json.loads(value) if key in _JSON else value.strip()
     return record if "unetpp_warnings" in record else None
+
+
+#: The segment tag the Slicer module records a run in (adapter/run_tags.py).
+RUN_TAG = "UNetPlusPlus.RunRecord"
+
+
+def segment_runs(path: PathLike) -> list[tuple[str, dict]]:
+    """(segment name, run record) of each segment of the ``.seg.nrrd`` at ``path`` whose
+    ``Segment<N>_Tags`` hold :data:`RUN_TAG` (a file the Slicer module's result was saved to
+    from Slicer), in the file's order; [] for none. A damaged tag is left out. Raises OSError
+    if the file cannot be read."""
+    path = Path(path)
+    if kind_of(path) != "nrrd":
+        return []
+    fields: dict[int, dict[str, str]] = {}
+    for line in _header_lines(path):
+        match = re.match(r"Segment(\d+)_(Name|Tags):=(.*)$", line)
+        if match:
+            fields.setdefault(int(match.group(1)), {})[match.group(2)] = match.group(3)
+    runs = []
+    for index in sorted(fields):
+        for tag in nrrd_unescape(fields[index].get("Tags", "")).split("|"):
+            key, _, value = tag.partition(":")
+            if key != RUN_TAG:
+                continue
+            try:
+                record = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                runs.append((fields[index].get("Name", f"Segment{index}"), record))
+    return runs
+
+
+def runs_lines(runs: Sequence[tuple[str, dict]]) -> list[str]:
+    """The text of segments' run records (:func:`segment_runs`, or the Slicer module's
+    ``run_tags.recorded_runs``): one line per run, naming its segments, model and depth and
+    how many warnings it gave ("'liver': liver-ct, depth 3; 1 warning"), then each warning
+    once ("Warning: ..."); [] for no runs."""
+    groups: dict[str, list[str]] = {}
+    for name, record in runs:
+        groups.setdefault(json.dumps(record, sort_keys=True), []).append(name)
+    lines: list[str] = []
+    said: list[str] = []
+    for key, names in groups.items():
+        record = json.loads(key)
+        warnings = [str(w) for w in record.get("unetpp_warnings") or []]
+        count = f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+        segments = ", ".join(f"'{name}'" for name in names)
+        lines.append(
+            f"{segments}: {record.get('unetpp_model', '?')}, depth "
+            f"{record.get('unetpp_depth', '?')}; {count if warnings else 'no warnings'}"
+        )
+        said += [w for w in warnings if w not in said]
+    return lines + [f"Warning: {w}" for w in said]

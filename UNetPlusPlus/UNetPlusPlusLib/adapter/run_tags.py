@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-from ..run_record import header_json
-
-RUN_TAG = "UNetPlusPlus.RunRecord"
+from ..run_record import RUN_TAG, header_json, runs_lines
 
 
 def tag_value(record: dict) -> str:
@@ -65,22 +63,6 @@ def recorded_runs(segmentation_node) -> list[tuple[str, dict]]:
 
 def recorded_warnings_text(segmentation_node) -> str:
     """What the runs that wrote ``segmentation_node``'s segments warned, for the panel: one
-    line per run ("'liver' (liver, depth 3): 2 warnings"), then each warning once, or "" when
-    no segment has a record."""
-    lines: list[str] = []
-    said: list[str] = []
-    groups: dict[str, list[str]] = {}
-    for name, record in recorded_runs(segmentation_node):
-        key = json.dumps(record, sort_keys=True)
-        groups.setdefault(key, []).append(name)
-    for key, names in groups.items():
-        record = json.loads(key)
-        warnings = [str(w) for w in record.get("unetpp_warnings") or []]
-        count = f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
-        segments = ", ".join(f"'{name}'" for name in names)
-        lines.append(
-            f"{segments}: {record.get('unetpp_model', '?')}, depth "
-            f"{record.get('unetpp_depth', '?')}; {count if warnings else 'no warnings'}"
-        )
-        said += [w for w in warnings if w not in said]
-    return "\n".join(lines + [f"Warning: {w}" for w in said])
+    line per run ("'liver': liver-ct, depth 3; 2 warnings"), then each warning once
+    (``run_record.runs_lines``), or "" when no segment has a record."""
+    return "\n".join(runs_lines(recorded_runs(segmentation_node)))
