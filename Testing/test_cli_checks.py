@@ -320,6 +320,7 @@ def test_a_segment_run_as_a_program_ends_with_every_output_complete(tmp_path, sp
     assert labels.any() and np.array_equal(voxels, labels)
     assert result["volumes_ml"] and sorted(p.name for p in tmp_path.iterdir()) == [
         "ct.nrrd",
+        "x.json",  # the NIfTI labelmap's run record (run_record.py)
         "x.nii.gz",
         "x.seg.nrrd",
     ]

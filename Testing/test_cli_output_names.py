@@ -47,7 +47,7 @@ def test_upper_case_nifti_and_seg_nrrd(ball, sphere_model, tmp_path):
     args = ["segment", str(ball), "--model", str(sphere_model), "--quiet"]
     assert main([*args, "-o", str(out / "X.NII.GZ"), "--labelmap", str(out / "Y.NRRD")]) == 0
     assert main([*args, "-o", str(out / "S.Seg.Nrrd")]) == 0
-    assert _files(out) == ["S.Seg.Nrrd", "X.NII.GZ", "Y.NRRD"]
+    assert _files(out) == ["S.Seg.Nrrd", "X.NII.GZ", "X.json", "Y.NRRD"]  # X's run record
     assert (out / "X.NII.GZ").read_bytes()[:2] == b"\x1f\x8b"
     assert b"Segment0_ID" in (out / "S.Seg.Nrrd").read_bytes()[:4000]
 

@@ -39,7 +39,8 @@ def _imported_roots(path: Path, top_level_only: bool = False) -> set[str]:
 ENGINE_FILES = sorted(
     [*(LIB / "engine").glob("*.py"), *(LIB / "training").glob("*.py"),
      *LIB.glob("cli*.py"), LIB / "segfile.py", LIB / "preview.py", LIB / "errors.py",
-     LIB / "resources.py", LIB / "cancel.py", LIB / "warm_cache.py", LIB / "exit_codes.py"]
+     LIB / "resources.py", LIB / "cancel.py", LIB / "warm_cache.py", LIB / "exit_codes.py",
+     LIB / "run_record.py", LIB / "segment_outputs.py", LIB / "output_stamp.py"]
 )  # fmt: skip
 
 

@@ -150,3 +150,24 @@ def test_unknown_or_truncated_files_have_no_stamp(tmp_path):
     assert stamp_state(empty) == "none"
     with pytest.raises(ValueError):
         stamp_file(empty)
+
+
+def test_a_stamped_json_record_is_still_json_and_an_edit_fails(tmp_path):
+    """The run record beside a NIfTI output (run_record.py): the stamp is its first member."""
+    import json
+
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"image": "x.nii.gz", "unetpp_warnings": ["a"]}, indent=2) + "\n")
+    assert stamp_state(path) == "none"
+    stamp_file(path)
+    assert stamp_state(path) == "valid"
+    content = json.loads(path.read_text())
+    assert list(content)[0] == KEY and content["unetpp_warnings"] == ["a"]
+    text = path.read_text()
+    path.write_text(text.replace('"a"', '"b"'))  # a warning changed by hand
+    assert path.read_text() != text
+    assert stamp_state(path) == "changed"
+    one_line = tmp_path / "y.json"
+    one_line.write_text('{"unetpp_warnings": []}')  # not the writer's layout: refused
+    with pytest.raises(ValueError):
+        stamp_file(one_line)

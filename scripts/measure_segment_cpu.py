@@ -28,7 +28,7 @@ IMPORTED = time.process_time()
 import torch  # noqa: E402,F401
 
 TORCH = time.process_time()
-from UNetPlusPlusLib import cli, cli_segment, warm_cache  # noqa: E402
+from UNetPlusPlusLib import cli, cli_segment, segment_outputs, warm_cache  # noqa: E402
 from UNetPlusPlusLib.engine import predictor, result_grid  # noqa: E402
 
 LIBRARY = time.process_time()
@@ -45,7 +45,7 @@ STAGES = [  # (owner, function, stage), in the order a run meets them
     (predictor, "remove_small_components", "small components"),
     (predictor, "check_model_result", "anatomy check of the result"),
     (predictor, "check_volumes", "volume plausibility"),
-    (cli_segment, "_write_outputs", "write the outputs"),
+    (segment_outputs, "write_outputs", "write the outputs"),
     (cli_segment, "_summary", "summary (volumes)"),
 ]
 

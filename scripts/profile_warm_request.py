@@ -14,7 +14,7 @@ function that does it (the wrappers only read the clocks):
 - ``network``: the sliding window (``Predictor._infer``: tiles, blending);
 - ``argmax``: the probabilities back onto the input grid and the argmax (``argmax_on_reference``);
 - ``components``: ``remove_small_components`` and ``keep_largest_component``;
-- ``write``: the outputs (``cli_segment._write_outputs``); ``summary``: the result's volumes;
+- ``write``: the outputs (``segment_outputs.write_outputs``); ``summary``: the result's volumes;
 - ``other``: the rest of the request (parsing excluded: it is timed as ``parse``).
 
 CPU seconds are the process's (all threads), so a step's CPU can exceed its wall time; under
@@ -41,7 +41,7 @@ os.environ.setdefault("KMP_BLOCKTIME", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from benchlib import e2e  # noqa: E402
-from UNetPlusPlusLib import cli_segment, warm_cache  # noqa: E402
+from UNetPlusPlusLib import cli_segment, segment_outputs, warm_cache  # noqa: E402
 from UNetPlusPlusLib.cli import build_parser  # noqa: E402
 from UNetPlusPlusLib.engine import predictor  # noqa: E402
 
@@ -79,7 +79,7 @@ def _install() -> None:
     _timed(predictor, "argmax_on_reference", "argmax")
     _timed(predictor, "remove_small_components", "components")
     _timed(predictor, "keep_largest_component", "components")
-    _timed(cli_segment, "_write_outputs", "write")
+    _timed(segment_outputs, "write_outputs", "write")
     _timed(cli_segment, "_summary", "summary")
 
 

@@ -1,4 +1,4 @@
-"""The `unetpp` command line: `segment`, `models`, `train`, `devices` and `serve`.
+"""The `unetpp` command line: `segment`, `models`, `train`, `devices`, `serve` and `review`.
 
 User errors (`UNetPlusPlusError`, bad options) print as one line, `error: ...`, and exit with
 status 2. With `--progress-json`, progress goes to stdout as JSON lines (`{"stage": "infer",
@@ -10,7 +10,7 @@ them in its log. A closed output pipe (`| head`) ends
 the command quietly. Coordinates are RAS millimetres, as 3D Slicer shows them, unless `--lps`.
 
 The sub-commands live in cli_segment.py (its options: cli_segment_options.py), cli_models.py,
-cli_devices.py, cli_serve.py and training/cli.py;
+cli_devices.py, cli_serve.py, cli_review.py and training/cli.py;
 option types in cli_args.py; output checks and all-or-nothing writing in cli_outputs.py; exit
 statuses in exit_codes.py. Nothing
 here imports torch: `segment` waits for it only after every option, output path and input has
@@ -33,6 +33,7 @@ from . import torch_preload
 from .cli_args import ArgumentError, Parser
 from .cli_devices import add_devices_parser
 from .cli_models import add_models_parser
+from .cli_review import add_review_parser
 from .cli_segment_options import add_segment_parser
 from .cli_serve import add_serve_parser
 from .device_check import refusal_without_torch
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(subparsers)
     add_devices_parser(subparsers)
     add_serve_parser(subparsers, build_parser)
+    add_review_parser(subparsers)
     return parser
 
 

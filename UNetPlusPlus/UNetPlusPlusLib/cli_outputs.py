@@ -300,6 +300,15 @@ class OutputSet:
         except ValueError as error:  # a file not in its format
             raise UNetPlusPlusError(f"Cannot write {target}: {error}.") from None
 
+    def staged(self, target: str) -> Path:
+        """The temporary file staged for ``target`` (written and stamped, not yet renamed);
+        raises KeyError if ``target`` was not staged."""
+        path = write_target(Path(target).expanduser(), target)
+        for temporary, staged in self._staged:
+            if staged == path:
+                return temporary
+        raise KeyError(target)
+
     @staticmethod
     def _failure(target: str, path: Path, reason: str) -> UNetPlusPlusError:
         """One error for a failed write of ``target`` (written at ``path``): a full disk is

@@ -16,16 +16,11 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import torch_preload
+from . import segment_outputs, torch_preload
 from .cancel import CancelFile, cancellable
-from .cli_args import (
-    SEGMENTATION_EXTENSIONS,
-    ArgumentError,
-    check_roi,
-    extension_of,
-)
+from .cli_args import ArgumentError, check_roi
 from .cli_option_effects import refuse_idle_model_options, refuse_idle_options
-from .cli_outputs import OutputSet, check_output_paths
+from .cli_outputs import check_output_paths
 from .cli_points import (
     check_point_on_image,
     check_roi_on_image,
@@ -39,6 +34,7 @@ from .early_warnings import warner
 from .errors import UNetPlusPlusError
 from .output_folders import created_folder_warnings
 from .read_warnings import said_as_run_warnings
+from .run_record import make_record
 
 
 # ---------------------------------------------------------------------------- checks
@@ -213,58 +209,6 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     return volume, {"full_grid": full_grid, "channel_norms": norms, "input_warnings": warnings}
 
 
-# ---------------------------------------------------------------------------- writing
-def _write_probabilities(probabilities, path: Path) -> None:
-    """The class probabilities as one multi-component image (component k = class k)."""
-    import SimpleITK as sitk
-
-    from .engine.volume import volume_to_sitk
-
-    channels = [volume_to_sitk(probabilities, c) for c in range(probabilities.num_channels)]
-    sitk.WriteImage(sitk.Compose(channels), str(path), True)
-
-
-def _write_disagreement(disagreement, path: Path) -> None:
-    """The heads' disagreement map (0..1, float32) on the input grid."""
-    import SimpleITK as sitk
-
-    from .engine.volume import volume_to_sitk
-
-    sitk.WriteImage(volume_to_sitk(disagreement), str(path), True)
-
-
-def _write_outputs(
-    args, manifest, volume, labels, probabilities, depth, disagreement, said=()
-) -> None:
-    """Write every output or none; ``said``: the run's warnings, drawn into the preview."""
-    from .engine.volume import write_labelmap
-
-    with OutputSet(overwrite=args.overwrite) as outputs:
-        if args.output and extension_of(args.output, SEGMENTATION_EXTENSIONS):
-            from .segfile import write_seg_nrrd
-
-            outputs.stage(args.output, lambda p: write_seg_nrrd(labels, p))
-        elif args.output:  # -o with a labelmap extension writes that format
-            outputs.stage(args.output, lambda p: write_labelmap(labels, p))
-        if args.labelmap:
-            outputs.stage(args.labelmap, lambda p: write_labelmap(labels, p))
-        if args.probabilities:
-            outputs.stage(args.probabilities, lambda p: _write_probabilities(probabilities, p))
-        if args.disagreement:
-            outputs.stage(args.disagreement, lambda p: _write_disagreement(disagreement, p))
-        if args.preview:
-            from .preview import render_preview
-
-            norm = manifest.channels[0].normalization
-            window = norm.get("window") if norm.get("kind") == "ct" else None
-            title = f"{manifest.name}  depth {depth}  {Path(args.inputs[0]).name}"
-            outputs.stage(
-                args.preview,
-                lambda p: render_preview(volume, labels, p, window, title, warnings=said),
-            )
-        outputs.commit()
-
-
 # ---------------------------------------------------------------------------- the run
 def run_segment(
     args: argparse.Namespace, progress, cache=None, input_token: Optional[str] = None
@@ -296,7 +240,8 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
         "--preview": args.preview,
         "--disagreement": args.disagreement,
     }
-    replaced = check_output_paths(args.inputs, outputs, overwrite=args.overwrite)
+    records = segment_outputs.record_outputs(outputs)  # a NIfTI output's run record
+    replaced = check_output_paths(args.inputs, {**outputs, **records}, args.overwrite)
     warn = warner(progress)  # each warning said once, as soon as known (early_warnings.py)
     for message in replaced:
         warn(message)
@@ -387,7 +332,8 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
     summary = _summary(args, labels, results)
     about_data = list(dict.fromkeys(read_said + summary["warnings"] + shared))  # the preview's
     progress("write", 0, 1)
-    _write_outputs(
+    record = make_record(manifest, result.info["depth"], about_data, result.info.get("anatomy"))
+    segment_outputs.write_outputs(
         args,
         manifest,
         volume,
@@ -396,6 +342,7 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
         result.info["depth"],
         result.disagreement,
         about_data,
+        record,  # the segmentation files keep the model and the warnings (run_record.py)
     )
     progress("write", 1, 1)
     said = about_data + replaced + created
@@ -476,9 +423,12 @@ def _summary(args: argparse.Namespace, labels, results: list) -> dict:
                 continue
             found.append(point_warning(warning, number, info["points"]))
     info["warnings"] = list(dict.fromkeys(found))
-    info["outputs"] = {
+    records = segment_outputs.record_outputs({"-o": args.output, "--labelmap": args.labelmap})
+    info["outputs"] = {  # a NIfTI segmentation's run record is a file of its own
         "segmentation": args.output,
+        "segmentation_record": records.get("-o's run record"),
         "labelmap": args.labelmap,
+        "labelmap_record": records.get("--labelmap's run record"),
         "probabilities": args.probabilities,
         "disagreement": args.disagreement,
         "preview": args.preview,

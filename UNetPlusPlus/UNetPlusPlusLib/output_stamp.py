@@ -15,7 +15,9 @@ Where the stamp sits, by format (each reader tested ignores it):
 - ``.nii.gz``: the gzip header's comment (RFC 1952 FCOMMENT), ``unetpp_output_sha256=<hex>``;
   the hash covers the compressed stream after that header (whose CRC-32 and size cover every
   uncompressed byte), so checking it never decompresses the image;
-- ``.png``: a ``tEXt`` chunk ``unetpp_output_sha256``.
+- ``.png``: a ``tEXt`` chunk ``unetpp_output_sha256``;
+- ``.json`` (the run record beside a NIfTI output, ``run_record.py``): the object's first
+  member, on the second line, ``  "unetpp_output_sha256": "<hex>",``.
 
 The hash is of the file's bytes, not of the decoded voxels: checking costs one sequential read
 of the file (a 512x512x300 ``.seg.nrrd`` is under 1 MB compressed), and any rewrite, even of
@@ -52,6 +54,7 @@ def kind_of(path: PathLike) -> Optional[str]:
         (".nrrd", "nrrd"),
         (".mha", "mha"),
         (".png", "png"),
+        (".json", "json"),
     ):
         if name.endswith(suffix):
             return kind
@@ -82,6 +85,20 @@ def _text_header_end(head: bytes, kind: str) -> int:
         return -1 if end < 0 else end + 1
     match = re.search(rb"(^|\n)ElementDataFile\s*=", head)
     return -1 if match is None else match.start() + (1 if match.group(1) else 0)
+
+
+def text_header_end(path: PathLike) -> Optional[int]:
+    """Where a new header line goes in the NRRD or MHA file at ``path`` (the byte offset of
+    its blank line or ``ElementDataFile`` line); None for another format or no such header."""
+    kind = kind_of(path)
+    if kind not in ("nrrd", "mha"):
+        return None
+    with open(path, "rb") as handle:
+        at = _text_header_end(handle.read(_HEAD), kind)
+    return None if at < 0 else at
+
+
+_JSON_STAMP = re.compile(rb'\A\{\n(  "' + KEY.encode() + rb'": "([0-9a-f]{64})",\n)')
 
 
 def _stamp_line(kind: str, hexdigest: str) -> bytes:
@@ -154,6 +171,9 @@ def _find(head: bytes, kind: str) -> Optional[tuple[str, tuple[int, int]]]:
         if not text.startswith(prefix) or not _HEX.fullmatch(text[len(prefix) :]):
             return None
         return text[len(prefix) :].decode(), (0, header[0])
+    if kind == "json":
+        match = _JSON_STAMP.match(head)
+        return None if match is None else (match.group(2).decode(), match.span(1))
     if kind == "png" and head.startswith(_PNG_SIGNATURE):
         for at, chunk, start, end in _png_chunks(head):
             data = head[start:end]
@@ -178,6 +198,17 @@ def stamp_state(path: PathLike) -> str:
             return "none"
         stamp, skip = found
         return "valid" if _digest(handle, skip, head) == stamp else "changed"
+
+
+def stamp_of(path: PathLike) -> Optional[str]:
+    """The stamp (hex sha256) the file at ``path`` carries, valid or not; None without one.
+    Raises OSError if it cannot be read."""
+    kind = kind_of(path)
+    if kind is None:
+        return None
+    with open(path, "rb") as handle:
+        found = _find(handle.read(_HEAD), kind)
+    return None if found is None else found[0]
 
 
 def stamp_file(path: PathLike) -> None:
@@ -215,6 +246,12 @@ def stamp_file(path: PathLike) -> None:
             # the same member header, without a name, with our comment (flags: FCOMMENT only)
             new_head = head[:3] + b"\x10" + head[4:10]
             insert = f"{KEY}={digest}".encode() + b"\x00"
+        elif kind == "json":  # the object's first member
+            if not head.startswith(b"{\n"):
+                raise ValueError("the writer did not produce a JSON object")
+            at = 2
+            digest = _digest(handle, (0, 0), head)
+            insert, new_head = f'  "{KEY}": "{digest}",\n'.encode(), head[:at]
         else:  # png: a tEXt chunk right after IHDR
             if not head.startswith(_PNG_SIGNATURE):
                 raise ValueError("the writer did not produce a PNG file")

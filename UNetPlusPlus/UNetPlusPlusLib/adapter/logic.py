@@ -31,6 +31,7 @@ import numpy as np
 from ..engine.manifest import ModelManifest
 from ..engine.volume import Box, LabelVolume
 from ..errors import UNetPlusPlusError
+from ..run_record import make_record
 from .channel_inputs import (
     CheckedInputs,
     check_channel_inputs,
@@ -46,6 +47,7 @@ from .input_checks import point_name as name_of_point
 from .job import SegmentationJob, python_executable
 from .panel import is_prompted, merge_warnings
 from .roi import clear_outside_roi, oriented_box
+from .run_tags import tag_run
 from .segmentation_binding import changed_during_run, other_volume_binding, volume_grid
 from .segmentation_writer import next_numbered_name, write_segments
 from .training_export import export_training_case, start_training_export
@@ -177,9 +179,11 @@ class SegmentationLogic:
         )
         self.warnings = merge_warnings(said, result.info.get("warnings", []))
         clear_outside_roi(result.labels, box, roi_node and roi_node.GetName(), self.warnings)
+        run = make_record(manifest, result.info["depth"], self.warnings, result.info.get("anatomy"))
         return self.write_result(
-            result.labels, volume_nodes, manifest, output_node, replace_existing, self.warnings
-        )
+            result.labels, volume_nodes, manifest, output_node, replace_existing, self.warnings,
+            run=run,
+        )  # fmt: skip
 
     def start_job(
         self,
@@ -224,6 +228,7 @@ class SegmentationLogic:
         versions = [voxels_version(node) for node in nodes]  # refused
         channels = tuple(channel.name for channel in manifest.channels)
         server = self._engine_server() if persistent else None
+        checked = list(self.warnings)  # the Slicer side's, recorded on the segments with the run's
 
         def write(labels: LabelVolume, result: dict):
             changed = changed_during_run(nodes, grids, versions)
@@ -233,8 +238,12 @@ class SegmentationLogic:
             warnings = result.setdefault("warnings", []) if known else None
             clear_outside_roi(labels, box, roi_name, warnings)  # a rotated ROI's box corners
             written = result.setdefault("segment_ids", []) if known else None
+            run = None
+            if known:  # the model's name and depth the engine ran, with every warning
+                said = merge_warnings(checked, warnings)
+                run = make_record(manifest, result.get("depth", depth), said, result.get("anatomy"))
             return self.write_result(
-                labels, nodes, manifest, output_node, replace_existing, warnings, written
+                labels, nodes, manifest, output_node, replace_existing, warnings, written, run
             )
 
         job = SegmentationJob(
@@ -313,9 +322,11 @@ class SegmentationLogic:
         replace_existing: bool = False,
         warnings: Optional[list] = None,
         written: Optional[list] = None,
+        run: Optional[dict] = None,
     ):
         """Write engine labels into ``output_node`` (or a new node); see write_segments
-        (``written`` receives the IDs of the segments written).
+        (``written`` receives the IDs of the segments written). ``run``: the run record
+        (``run_record.make_record``) each segment written carries (``run_tags.py``).
 
         ``warnings`` receives one line per segment the user had edited and that was kept
         beside the new result instead of being replaced, and one when ``output_node`` belongs
@@ -350,6 +361,7 @@ class SegmentationLogic:
         kept: list = []
         rebound: list = []
         regridded: list = []
+        written = [] if written is None else written
         node = write_segments(
             labels,
             reference,
@@ -364,6 +376,8 @@ class SegmentationLogic:
             written=written,
             regridded=regridded,
         )
+        if run is not None:  # saved with the scene and in a .seg.nrrd Slicer writes
+            tag_run(node, written, run)
         if warnings is not None and removed is not None:
             warnings.append(
                 f"Output segmentation '{removed}' was removed from the scene during the run; "

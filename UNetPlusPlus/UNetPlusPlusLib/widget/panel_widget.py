@@ -31,7 +31,9 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     :class:`~UNetPlusPlusLib.widget.run_control.RunControl`, the exports (in the background)
     in :class:`~UNetPlusPlusLib.widget.export_control.ExportControl`; the "Train / fine-tune"
     section in :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`; the input
-    volume's grid is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`.
+    volume's grid is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`; the
+    runs a chosen output segmentation records are shown by RunControl's
+    :class:`~UNetPlusPlusLib.widget.recorded_runs.RecordedRuns`.
     """
 
     def __init__(self, logic, uiPath: str, isEntered: Callable[[], bool]) -> None:
@@ -203,6 +205,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
             self._selectByData(self.ui.deviceSelector, self._parameterNode.device)
             self.updateModelDependentGui()
             self.releaseOtherVolumesOutput()  # a new volume: not another patient's output
+            self.showRecordedRuns()  # a segmentation chosen: its runs' warnings (run_tags.py)
             # the same volume cropped in place later: checked when it happens
             self.watchInputVolume(next(iter(self.inputVolumes(self.currentModel())), None))
             self.observeSeeds(self._parameterNode.noduleSeeds)

@@ -24,10 +24,11 @@ from UNetPlusPlusLib.widget.click_guard import CancelGuards
 from UNetPlusPlusLib.widget.export_control import ExportControl
 from UNetPlusPlusLib.widget.point_batch import PointBatch
 from UNetPlusPlusLib.widget.point_queue import labels_text
+from UNetPlusPlusLib.widget.recorded_runs import RecordedRuns
 from UNetPlusPlusLib.widget.segmented_points import segmented_ids
 
 
-class RunControl(PointBatch, ExportControl, CancelGuards):
+class RunControl(PointBatch, ExportControl, CancelGuards, RecordedRuns):
     """Starts, polls and cancels jobs; turns placed nodule points into runs."""
 
     def armCancelGuard(self) -> None:
@@ -297,6 +298,7 @@ class RunControl(PointBatch, ExportControl, CancelGuards):
             manifest = self.currentModel()
             prompted = manifest is not None and panel.is_prompted(manifest)
             if self._parameterNode is not None and prompted and self.pointStillCurrent(point):
+                self.markRecordShown(node)  # the summary above says its warnings
                 self._parameterNode.outputSegmentation = node  # next clicks add to this node
             self.startNextPoint()
         elif event.state == "cancelled":
