@@ -17,20 +17,24 @@ from UNetPlusPlusLib.widget.click_guard import act_once_on_double_click
 from UNetPlusPlusLib.widget.input_watch import InputWatch
 from UNetPlusPlusLib.widget.parameter_node import MAX_CHANNELS, UNetPlusPlusParameterNode
 from UNetPlusPlusLib.widget.point_queue import PointQueue
+from UNetPlusPlusLib.widget.prepare_control import PrepareControl
 from UNetPlusPlusLib.widget.run_control import RunControl
 from UNetPlusPlusLib.widget.training_control import TrainingControl
 
 POLL_INTERVAL_MS = 100
 
 
-class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationMixin):
+class UNetPlusPlusPanel(
+    RunControl, TrainingControl, PrepareControl, InputWatch, VTKObservationMixin
+):
     """The module panel: owns the widgets loaded from the ``.ui`` and the parameter node.
 
     The module's ScriptedLoadableModuleWidget shell (UNetPlusPlus.py) creates it in ``setup()``
     and forwards ``cleanup``, ``enter`` and ``exit``. Running, nodule points and export are in
     :class:`~UNetPlusPlusLib.widget.run_control.RunControl`; the "Train / fine-tune" section in
     :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`; the input volume's grid
-    is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`.
+    is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`; models prepared in
+    the background by :class:`~UNetPlusPlusLib.widget.prepare_control.PrepareControl`.
     """
 
     def __init__(self, logic, uiPath: str, isEntered: Callable[[], bool]) -> None:
@@ -92,6 +96,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.ui.fitRoiButton.connect("clicked(bool)", self.onFitRoiButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.setupTraining()
+        self.setupPreparation()
 
         self._dependenciesReady = install.dependencies_ready()
         self.refreshDevices()
@@ -119,6 +124,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.shutdownLogic()
         self._timer.stop()
         self._deviceTimer.stop()
+        self.stopPreparationTimer()
         self.watchInputVolume(None)
         self.removeObservers()
         slicer.app.disconnect("aboutToQuit()", self.onAboutToQuit)
@@ -139,6 +145,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     def enter(self) -> None:
         self.initializeParameterNode()
         self.warmUpEngine()
+        self.prepareModelsInBackground()  # the shipped models, once (prepare_control.py)
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -161,6 +168,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     def onSceneEndClose(self, caller, event) -> None:
         if self._isEntered():
             self.initializeParameterNode()
+            self.prepareModelsInBackground()  # again, if the scene close killed it
 
     # ------------------------------------------------------------------ parameter node
     def initializeParameterNode(self) -> None:
