@@ -5,8 +5,9 @@ use: it exports the ONNX graph (onnx_export.py), compiles it and runs the probe 
 (probe.py). On the demo CT the first ``unetpp segment --task liver`` after an install paid
 that inside the run (docs/BENCHMARK_E2E.md, "Session 20"). :func:`prepare_model` pays it once,
 where no clinician waits for a result: ``unetpp models prepare`` (``make demo`` runs it for the
-liver model) and ``unetpp models install`` after installing. In the foreground, never at
-import, never beside a running segmentation. For the model's weights it:
+liver model), ``unetpp models install`` after installing, ``unetpp train`` at its end, and
+the Slicer module in a low-priority background process (adapter/background_prepare.py); never
+at import, never inside a segmentation. For the model's weights it:
 
 1. removes temporary files a killed export or probe left in the graph folder
    (``.export-*``, ``.probe-*``, ``.stamp-*``, older than :data:`STALE_TEMPORARY_S`), and
