@@ -33,7 +33,7 @@ def run_models(args: argparse.Namespace, progress) -> dict:
             prepare_after_install(manifest)
         return {"installed": manifest.name}
     if args.models_command == "prepare":
-        return run_prepare(args.names, args.threads)
+        return run_prepare(args.names, args.threads, args.force)
     if args.models_command == "remove":
         return _remove(args.name)
     if args.models_command == "info":

@@ -29,16 +29,24 @@ def describe(name: str, report) -> str:
     return f"{name}: graphs {'; '.join(parts)} ({report.seconds:.1f} s)"
 
 
-def run_prepare(names: list[str], threads: Optional[int] = None) -> dict:
+def run_prepare(names: list[str], threads: Optional[int] = None, force: bool = False) -> dict:
     """`models prepare [NAME ...]` (default: every model `models list` shows): one line per
-    model. Raises UNetPlusPlusError naming the models whose weights could not be loaded,
-    after the lines."""
+    model. A model whose stamp says it is prepared for these versions and ``threads``
+    (``engine/prepare_stamp.py``) is not prepared again unless ``force``; when every model is,
+    torch is never imported. Raises UNetPlusPlusError naming the models whose weights could
+    not be loaded, after the lines."""
     from .engine import registry
-    from .engine.graph_prepare import prepare_model
+    from .engine.cpu_cores import default_thread_count
+    from .engine.prepare_stamp import is_prepared
 
     manifests = [registry.find_model(name) for name in names] or registry.list_models()
     failed = []
     for manifest in manifests:
+        if not force and is_prepared(manifest.sha256, threads or default_thread_count()):
+            print(f"{manifest.name}: already prepared (--force prepares it again)", flush=True)
+            continue
+        from .engine.graph_prepare import prepare_model
+
         try:
             report = prepare_model(manifest, threads=threads)
         except UNetPlusPlusError as error:
@@ -54,8 +62,14 @@ def run_prepare(names: list[str], threads: Optional[int] = None) -> dict:
 
 
 def prepare_after_install(manifest) -> None:
-    """Prepare a just-installed model; a failure is a warning (the model is installed and its
-    first segmentation prepares the graphs itself), never an error."""
+    """Prepare a just-installed model (already prepared, as a reinstall of the same weights
+    is: nothing); a failure is a warning (the model is installed and its first segmentation
+    prepares the graphs itself), never an error."""
+    from .engine.prepare_stamp import is_prepared
+
+    if is_prepared(manifest.sha256):
+        print(f"{manifest.name}: already prepared", flush=True)
+        return
     from .engine.graph_prepare import prepare_model
 
     print(f"preparing {manifest.name} for its first segmentation (once) ...", flush=True)
@@ -72,6 +86,25 @@ def prepare_after_install(manifest) -> None:
     print(describe(manifest.name, report), flush=True)
 
 
+def prepare_trained(model_dir) -> Optional[float]:
+    """`unetpp train`'s last step (unless ``--no-prepare``): prepare the model package it wrote
+    in ``model_dir``, in this process, as :func:`prepare_after_install` does (a failure is a
+    warning). The graph cache is keyed by the weights' sha256, so the installed copy finds
+    them. Returns the seconds it took, or None when there was nothing to prepare (OpenVINO
+    not in use, or prepared already)."""
+    import time
+
+    from .engine.manifest import ModelManifest
+    from .engine.prepare_stamp import needs_preparing
+
+    manifest = ModelManifest.load(model_dir)
+    if not needs_preparing(manifest.sha256):
+        return None
+    started = time.perf_counter()
+    prepare_after_install(manifest)
+    return time.perf_counter() - started
+
+
 def add_prepare_parser(inner) -> None:
     """The `models prepare` sub-command (``inner``: the `models` sub-parsers)."""
     prepare = inner.add_parser(
@@ -82,4 +115,10 @@ def add_prepare_parser(inner) -> None:
     prepare.add_argument("names", nargs="*", help="task, model name or path (default: all)")
     prepare.add_argument(
         "--threads", type=thread_count, help="CPU threads (default: physical cores)"
+    )
+    prepare.add_argument(
+        "--force",
+        action="store_true",
+        help="prepare again a model whose stamp says it is prepared for this torch, OpenVINO "
+        "and thread count (default: such a model is skipped at once)",
     )

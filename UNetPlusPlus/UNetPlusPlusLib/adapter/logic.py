@@ -32,6 +32,7 @@ from ..engine.manifest import ModelManifest
 from ..engine.volume import Box, LabelVolume
 from ..errors import UNetPlusPlusError
 from ..run_record import make_record
+from .background_prepare import BackgroundPrepare
 from .channel_inputs import (
     CheckedInputs,
     check_channel_inputs,
@@ -69,6 +70,8 @@ class SegmentationLogic:
         self._jobs: list[SegmentationJob] = []  # started background jobs, for shutdown()
         self._device_query: Optional[DeviceQuery] = None
         self._server: Optional[EngineServer] = None  # the persistent engine process
+        self._prepare: Optional[BackgroundPrepare] = None  # models prepared in the background
+        self._builtins_requested = False  # the shipped models were checked (prepare_builtins)
         self._checked = CheckedInputs()  # the last inputs' sanity warnings (issue 14)
         # False skips the sequence-order check of multi-channel MR models (engine/
         # channel_order.py), for a researcher sure of an order the check doubts; also sent to
@@ -281,6 +284,44 @@ class SegmentationLogic:
             self._device_query.close()
         if self._server is not None:
             self._server.shutdown()
+        if self._prepare is not None:
+            self._prepare.shutdown()
+            self._prepare = None
+            self._builtins_requested = False  # a killed preparation is asked for again
+
+    # ------------------------------------------------------------------ preparing
+    def prepare_models(self, manifests: Sequence[ModelManifest]) -> list[str]:
+        """Prepare those of ``manifests`` that are not prepared (the stamp of ``unetpp models
+        prepare``) in a low-priority background process, one at a time (background_prepare.py);
+        returns the names queued. Nothing without every dependency installed. Never blocks,
+        never raises; :meth:`poll_preparation` from a timer moves the queue on."""
+        from .install import dependencies_ready
+
+        if not manifests or not dependencies_ready():
+            return []
+        if self._prepare is None:
+            self._prepare = BackgroundPrepare(self.python)
+        return self._prepare.request(manifests)
+
+    def prepare_builtins(self) -> list[str]:
+        """:meth:`prepare_models` of the shipped models, once (the module calls it when it is
+        entered; again after :meth:`shutdown`); returns the names queued."""
+        if self._builtins_requested:
+            return []
+        from ..engine.model_search import builtin_manifests
+
+        queued = self.prepare_models(builtin_manifests())
+        self._builtins_requested = True
+        return queued
+
+    def poll_preparation(self) -> list[str]:
+        """The background preparation's output lines since the last call (never blocks)."""
+        return [] if self._prepare is None else self._prepare.poll()
+
+    @property
+    def preparing(self) -> bool:
+        """Whether a model is being prepared in the background, or waits to be."""
+        return self._prepare is not None and self._prepare.busy
 
     def warm_up(self) -> bool:
         """Start the persistent engine process ahead of the first run (the module calls it

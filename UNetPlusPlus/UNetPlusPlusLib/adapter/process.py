@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from typing import IO, Mapping, Optional, Sequence, Union
 from ..engine import runtime_env
 
 _WINDOWS = sys.platform == "win32"
+#: the niceness of a low-priority child on POSIX (the lowest priority)
+LOWEST_NICE = 19
 
 
 def package_root() -> Path:
@@ -47,24 +50,41 @@ def child_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, str
     return env
 
 
+def low_priority_command(command: Sequence[str]) -> list[str]:
+    """POSIX: ``command`` run through ``nice -n 19`` (the lowest priority; ``nice`` execs it,
+    so the process id stays the group leader's), or as it is where there is no ``nice``. On
+    Windows ``command`` unchanged (:func:`spawn` asks for ``IDLE_PRIORITY_CLASS`` instead)."""
+    if _WINDOWS:
+        return list(command)
+    nice = shutil.which("nice")
+    return [nice, "-n", str(LOWEST_NICE), *command] if nice else list(command)
+
+
 def spawn(
     command: Sequence[str],
     cwd: Union[str, os.PathLike],
     env: Optional[Mapping[str, str]] = None,
     stdin: Union[int, None] = subprocess.DEVNULL,
+    low_priority: bool = False,
 ) -> subprocess.Popen:
     """Start ``command`` as the leader of a new process group, pipes decoded as UTF-8 text.
 
     ``stdin`` is ``subprocess.DEVNULL`` (default) or ``subprocess.PIPE`` (a request channel).
-    Raises ``OSError`` when the program cannot be started.
+    ``low_priority``: the lowest CPU priority, inherited by the launcher's child (POSIX:
+    :func:`low_priority_command`; Windows: ``IDLE_PRIORITY_CLASS``, which a process started by
+    an idle-priority one inherits). Raises ``OSError`` when the program cannot be started.
     """
     options: dict = {}
     if _WINDOWS:
         options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(
             subprocess, "CREATE_NO_WINDOW", 0
         )
+        if low_priority:
+            options["creationflags"] |= getattr(subprocess, "IDLE_PRIORITY_CLASS", 0)
     else:
         options["start_new_session"] = True
+        if low_priority:
+            command = low_priority_command(command)
     return subprocess.Popen(
         list(command),
         stdin=stdin,

@@ -10,7 +10,9 @@ and reads its JSON lines (``training/progress.py``): one per epoch with the loss
 latest per-depth validation Dice, then ``{"result": ...}`` or ``{"error": ...}``. ``poll`` never
 blocks. On success the package is installed into the user's model folder
 (``registry.install_model``: manifest and sha256 checked, a shipped model's name refused) and
-``on_success(manifest)`` runs; the training log (``train.log``) goes with the package. Cancel
+``on_success(manifest)`` runs (the panel then prepares it in the background, unless the
+training process did: ``unetpp train`` prepares its model at the end, ``prepare_s`` in its
+result); the training log (``train.log``) goes with the package. Cancel
 creates the cancel file (the trainer stops at the next iteration, exit 3) and kills the process
 group after ``kill_timeout`` s: the child leads its own process group (``process.spawn``), so the
 PythonSlicer launcher's child (the real interpreter) dies with it (``process.kill_tree``).
@@ -277,6 +279,9 @@ class TrainingJob(ErrorsOnce):
                 return self._fail(str(error))
             self.state = SUCCEEDED
             message = f"Installed {self.installed.name} ({self.installed.task})."
+            prepared = self.result.get("prepare_s") if isinstance(self.result, dict) else None
+            if isinstance(prepared, (int, float)):  # `unetpp train` prepared its graphs
+                message += f" Prepared for its first segmentation in {prepared:.1f} s."
             message += "".join(f" Warning: {w.message}" for w in said)
             return JobEvent(FINISHED, message=message, state=SUCCEEDED)
         finally:

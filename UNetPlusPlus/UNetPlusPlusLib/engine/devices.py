@@ -7,7 +7,6 @@ The predictor uses :func:`is_out_of_memory` to retry with a smaller tile batch, 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from pathlib import Path
 from typing import ContextManager, Iterator, Optional, Union
@@ -16,6 +15,7 @@ import torch
 
 from UNetPlusPlusLib.errors import UNetPlusPlusError
 
+from .cpu_cores import default_thread_count, physical_core_count  # noqa: F401 (re-exported)
 from .cuda_presence import CUDA_UNAVAILABLE
 from .system_memory import cpu_name, physical_memory_bytes
 
@@ -132,28 +132,11 @@ def cpu_autocast_supported() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
-def physical_core_count() -> int:
-    """Physical cores this process may run on (hyper-threads counted once)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = list(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in cpus:
-        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-        try:
-            cores.add(siblings.read_text().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
-
-
 def configure_threads(n: Optional[int] = None) -> int:
     """Set torch's intra-op threads to ``n``; by default ``OMP_NUM_THREADS`` if set, else the
     physical core count (hyper-threads slow convolutions down). Returns the count used."""
     if n is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        n = int(env) if env.isdigit() and int(env) > 0 else physical_core_count()
+        n = default_thread_count()
     if n < 1:
         raise ValueError(f"thread count must be at least 1, not {n}")
     torch.set_num_threads(n)

@@ -5,11 +5,13 @@ use: it exports the ONNX graph (onnx_export.py), compiles it and runs the probe 
 (probe.py). On the demo CT the first ``unetpp segment --task liver`` after an install paid
 that inside the run (docs/BENCHMARK_E2E.md, "Session 20"). :func:`prepare_model` pays it once,
 where no clinician waits for a result: ``unetpp models prepare`` (``make demo`` runs it for the
-liver model) and ``unetpp models install`` after installing. In the foreground, never at
-import, never beside a running segmentation. For the model's weights it:
+liver model), ``unetpp models install`` after installing, ``unetpp train`` at its end, and
+the Slicer module in a low-priority background process (adapter/background_prepare.py); never
+at import, never inside a segmentation. For the model's weights it:
 
 1. removes temporary files a killed export or probe left in the graph folder
-   (``.export-*``, ``.probe-*``, older than :data:`STALE_TEMPORARY_S`);
+   (``.export-*``, ``.probe-*``, ``.stamp-*``, older than :data:`STALE_TEMPORARY_S`), and
+   the stamp of an earlier preparation (``prepare_stamp.py``);
 2. for every depth of the model: exports the graph unless cached, compiles it (OpenVINO writes
    its compiled blob into ``openvino/`` beside it, its ``CACHE_DIR``: a run then loads that
    blob, 0.09-0.42 s against 0.30-1.28 s for the liver model's L3 in session 20) and checks its
@@ -21,7 +23,15 @@ import, never beside a running segmentation. For the model's weights it:
 3. probes ours against OpenVINO at the recommended depth on the tiles a segmentation runs
    ((tile batch, C, z, y, x), the same thread count), so ``probe.json`` holds the choice: a
    first run at about this load on this machine starts on a chosen "ours" without loading
-   OpenVINO (``ProbeMemory.trusted_ours``), as every later run does.
+   OpenVINO (``ProbeMemory.trusted_ours``), as every later run does;
+4. writes the stamp ``prepared.json`` (``prepare_stamp.write_stamp``: weights sha256, torch,
+   OpenVINO, threads, the graphs), by which ``unetpp models prepare`` and the Slicer module
+   tell a prepared model in milliseconds without importing torch. A killed preparation leaves
+   no stamp: every file it writes is a temporary file renamed when complete.
+
+Two processes may prepare (or a segmentation export) the same graphs at once: each writes its
+own temporary file and renames it over the graph, so a reader always finds a whole graph
+(Testing/test_prepare_background.py runs two preparing processes on one cache).
 
 The graph folder stays keyed as before: weights sha256 and export key (format, opset, torch;
 ``onnx_export.graph_cache_dir``); the probe's choices by OpenVINO's version, depth, tile shape
@@ -40,14 +50,16 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .cpu_cores import default_thread_count
 from .executor_backends import OpenVinoExecutor, OursExecutor
 from .graph_cache import graph_folder_in_use
 from .onnx_export import Depth, depth_name
+from .prepare_stamp import STAMP_FILE, stamp_folder, write_stamp
 from .tile_run import auto_tile_batch
 
 #: temporary files of a killed export or probe older than this (s) are removed
 STALE_TEMPORARY_S = 3600.0
-_TEMPORARY_PREFIXES = (".export-", ".probe-")
+_TEMPORARY_PREFIXES = (".export-", ".probe-", ".stamp-")
 #: the largest |OpenVINO - ours| logit difference accepted, relative to max(1, max |ours|):
 #: fp32 OpenVINO and ours differ by ~1e-5 of it on the shipped models; another network's
 #: weights by the order of 1
@@ -123,14 +135,29 @@ def prepare_model(manifest, threads: Optional[int] = None, probe: bool = True) -
     started = time.perf_counter()
     device = resolve_device("auto")
     if device.type != "cpu":
-        return Prepared(skipped=f"segmentations run on {device.type}, not with OpenVINO")
+        report = Prepared(skipped=f"segmentations run on {device.type}, not with OpenVINO")
+        threads = default_thread_count() if threads is None else threads
+        _stamp(stamp_folder(manifest.sha256), manifest.sha256, threads, report)
+        return report
     name = default_executor("cpu")
     if name not in ("fastest", "openvino"):
         return Prepared(skipped=f"segmentations run on the {name} executor, not OpenVINO")
     predictor = Predictor(manifest, device="cpu", threads=threads)
     report = prepare_predictor(predictor, probe=probe)
     report.seconds = time.perf_counter() - started
+    _stamp(report.folder, manifest.sha256, predictor.executor.threads, report)
     return report
+
+
+def _stamp(folder: Path, sha256: str, threads: int, report: Prepared) -> None:
+    """Step 4: the stamp of a finished preparation (an unwritable one is left out: the next
+    ``models prepare`` checks every graph again)."""
+    done = [*report.kept, *report.exported, *report.rebuilt]
+    graphs = [f"{name}.onnx" for name in done if (Path(folder) / f"{name}.onnx").is_file()]
+    try:
+        write_stamp(folder, sha256, threads, graphs, report.skipped, report.pick, report.seconds)
+    except OSError:
+        pass
 
 
 def prepare_predictor(predictor, probe: bool = True) -> Prepared:
@@ -138,6 +165,10 @@ def prepare_predictor(predictor, probe: bool = True) -> Prepared:
     manifest, model = predictor.manifest, predictor.model
     threads = predictor.executor.threads
     folder = graph_folder_in_use(manifest.sha256)
+    try:
+        (folder / STAMP_FILE).unlink(missing_ok=True)  # until this preparation has finished
+    except OSError:
+        pass
     report = Prepared(folder=folder, removed_temporaries=remove_stale_temporaries(folder))
     tile = probe_tile(manifest)
     with torch.inference_mode():

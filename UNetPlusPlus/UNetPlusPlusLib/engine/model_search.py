@@ -143,16 +143,17 @@ def list_models() -> list[ModelManifest]:
 
 def builtin_names() -> set[str]:
     """Names of the shipped models (package data); an install never takes one of them."""
-    return {manifest.name for manifest in _builtin_manifests()}
+    return {manifest.name for manifest in builtin_manifests()}
 
 
 def builtin_tasks() -> set[str]:
     """Tasks of the shipped models (``liver``, ...): a model of another task is never
     installed under one of these names, which ``--task`` would match first."""
-    return {manifest.task for manifest in _builtin_manifests()}
+    return {manifest.task for manifest in builtin_manifests()}
 
 
-def _builtin_manifests() -> list[ModelManifest]:
+def builtin_manifests() -> list[ModelManifest]:
+    """The shipped models' manifests (unreadable ones left out)."""
     folder = builtin_models_dir()
     if folder is None or not folder.is_dir():
         return []

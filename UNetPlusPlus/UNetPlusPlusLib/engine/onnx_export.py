@@ -25,13 +25,11 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from .graph_key import EXPORT_FORMAT, OPSET
+from .graph_key import export_key as _export_key
 from .network import MAX_DEPTH, UNetPlusPlus3D, plain_modules
 
 Depth = Union[int, str]
-OPSET = 17
-#: Bump when the export changes (graph layout, ensemble handling): the cache key holds it, the
-#: opset and the torch version, so an upgrade never reuses a graph exported by older code.
-EXPORT_FORMAT = 2  # 2: the odd-size pad is in the graph (any tile size runs)
 
 
 def depth_name(depth: Depth) -> str:
@@ -51,7 +49,7 @@ def graph_cache_dir(weights_sha256: str, root: Optional[Path] = None) -> Path:
 
 def export_key() -> str:
     """``"f2-opset17-torch2.13.0"``: what, besides the weights, decides the exported graph."""
-    return f"f{EXPORT_FORMAT}-opset{OPSET}-torch{torch.__version__.split('+')[0]}"
+    return _export_key(torch.__version__, EXPORT_FORMAT, OPSET)
 
 
 def weights_digest(model: nn.Module) -> str:

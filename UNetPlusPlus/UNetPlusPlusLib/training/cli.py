@@ -359,19 +359,23 @@ def run_train(args: argparse.Namespace) -> int:
 
             trainer.should_stop = CancelFile(args.cancel_file)
         manifest = trainer.run()
+    prepare_s = None
+    if manifest is not None and not args.plan_only and not getattr(args, "no_prepare", False):
+        from ..cli_prepare import prepare_trained  # its first segmentation pays no export
+
+        prepare_s = prepare_trained(args.out_dir)
     if getattr(args, "progress_json", False) and manifest is not None:
         from .progress import emit
 
-        emit(
-            {
-                "result": {
-                    "model_dir": str(args.out_dir),
-                    "name": manifest.name,
-                    "task": manifest.task,
-                    "recommended_depth": manifest.recommended_depth,
-                }
-            }
-        )
+        result = {
+            "model_dir": str(args.out_dir),
+            "name": manifest.name,
+            "task": manifest.task,
+            "recommended_depth": manifest.recommended_depth,
+        }
+        if prepare_s is not None:
+            result["prepare_s"] = round(prepare_s, 1)
+        emit({"result": result})
     return 0
 
 

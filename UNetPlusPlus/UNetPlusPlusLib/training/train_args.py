@@ -279,3 +279,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="recommend the shallowest depth within this Dice of the best (0.01)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="do not prepare the trained model's OpenVINO graphs at the end (`unetpp models "
+        "prepare`); its first segmentation, or its install, prepares them",
+    )

@@ -47,6 +47,23 @@ class UNetPlusPlusLogic(ScriptedLoadableModuleLogic):
         are installed; whether one was started. See SegmentationLogic.warm_up."""
         return self.segmentationLogic.warm_up()
 
+    def prepareModels(self, manifests) -> list:
+        """Prepare the models not yet prepared in a low-priority background process, one at a
+        time; the names queued. See SegmentationLogic.prepare_models."""
+        return self.segmentationLogic.prepare_models(manifests)
+
+    def prepareBuiltInModels(self) -> list:
+        """prepareModels of the shipped models, once per session (again after shutdown)."""
+        return self.segmentationLogic.prepare_builtins()
+
+    def pollPreparation(self) -> list:
+        """The background preparation's output lines since the last call; moves its queue."""
+        return self.segmentationLogic.poll_preparation()
+
+    @property
+    def preparing(self) -> bool:
+        return self.segmentationLogic.preparing
+
     def deviceList(self):
         """The engine's devices, or None while its process is still answering (asked in the
         background on the first call; torch is not imported here). See

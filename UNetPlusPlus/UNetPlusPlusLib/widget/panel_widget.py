@@ -17,13 +17,16 @@ from UNetPlusPlusLib.widget.click_guard import act_once_on_double_click
 from UNetPlusPlusLib.widget.input_watch import InputWatch
 from UNetPlusPlusLib.widget.parameter_node import MAX_CHANNELS, UNetPlusPlusParameterNode
 from UNetPlusPlusLib.widget.point_queue import PointQueue
+from UNetPlusPlusLib.widget.prepare_control import PrepareControl
 from UNetPlusPlusLib.widget.run_control import RunControl
 from UNetPlusPlusLib.widget.training_control import TrainingControl
 
 POLL_INTERVAL_MS = 100
 
 
-class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationMixin):
+class UNetPlusPlusPanel(
+    RunControl, TrainingControl, PrepareControl, InputWatch, VTKObservationMixin
+):
     """The module panel: owns the widgets loaded from the ``.ui`` and the parameter node.
 
     The module's ScriptedLoadableModuleWidget shell (UNetPlusPlus.py) creates it in ``setup()``
@@ -33,7 +36,8 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     section in :class:`~UNetPlusPlusLib.widget.training_control.TrainingControl`; the input
     volume's grid is watched by :class:`~UNetPlusPlusLib.widget.input_watch.InputWatch`; the
     runs a chosen output segmentation records are shown by RunControl's
-    :class:`~UNetPlusPlusLib.widget.recorded_runs.RecordedRuns`.
+    :class:`~UNetPlusPlusLib.widget.recorded_runs.RecordedRuns`; models prepared in the
+    background by :class:`~UNetPlusPlusLib.widget.prepare_control.PrepareControl`.
     """
 
     def __init__(self, logic, uiPath: str, isEntered: Callable[[], bool]) -> None:
@@ -96,6 +100,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.setupExport()
         self.setupTraining()
+        self.setupPreparation()
 
         self._dependenciesReady = install.dependencies_ready()
         self.refreshDevices()
@@ -124,6 +129,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
         self._timer.stop()
         self._deviceTimer.stop()
         self.stopExportPolling()  # an export's thread finishes its files (no MRML)
+        self.stopPreparationTimer()
         self.watchInputVolume(None)
         self.removeObservers()
         slicer.app.disconnect("aboutToQuit()", self.onAboutToQuit)
@@ -145,6 +151,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     def enter(self) -> None:
         self.initializeParameterNode()
         self.warmUpEngine()
+        self.prepareModelsInBackground()  # the shipped models, once (prepare_control.py)
 
     def exit(self) -> None:
         if self._parameterNode:
@@ -167,6 +174,7 @@ class UNetPlusPlusPanel(RunControl, TrainingControl, InputWatch, VTKObservationM
     def onSceneEndClose(self, caller, event) -> None:
         if self._isEntered():
             self.initializeParameterNode()
+            self.prepareModelsInBackground()  # again, if the scene close killed it
 
     # ------------------------------------------------------------------ parameter node
     def initializeParameterNode(self) -> None:

@@ -105,6 +105,7 @@ class RunControl(PointBatch, ExportControl, CancelGuards, RecordedRuns):
         self.refreshDevices()
         self.refreshModels()
         self.warmUpEngine()  # the engine starts while the user looks
+        self.prepareModelsInBackground()  # the shipped models' graphs, at low priority
 
     def warmUpEngine(self) -> None:
         """Start the engine process now (its torch import takes 2-3 s), while the user picks

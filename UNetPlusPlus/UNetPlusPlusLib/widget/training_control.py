@@ -159,5 +159,6 @@ class TrainingControl(CancelGuards):
         """The new model is installed: list it and select it, so 'Segment' uses it next."""
         self.appendLog(_("Installed model: ") + f"{manifest.name} ({manifest.path})")
         self.refreshModels()
+        self.prepareModelsInBackground([manifest])  # its graphs, before its first Segment
         if self._parameterNode is not None:
             self._parameterNode.task = manifest.name
