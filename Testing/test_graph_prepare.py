@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import make_sphere_image
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine import executor_backends, executors, fastest, graph_prepare
+from UNetPlusPlusLib.engine import executor_backends, executors, fastest, graph_prepare, probe
 from UNetPlusPlusLib.engine.image_read import volume_from_sitk
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.onnx_export import graph_cache_dir
@@ -29,10 +29,14 @@ DEPTHS = ["L1", "L2", "L3", "L4"]
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch) -> Path:
     """A fresh user cache; the probe decides "ours" after 2 pairs whatever the timings (its
-    rule is tested in test_probe.py), so what the first run does is deterministic."""
+    rule is tested in test_probe.py), and the 1-minute load average reads the same at the
+    preparation as at the first run (a remembered choice is trusted at about the load it was
+    made at, ``ProbeMemory.same_load``; under ``-n 2`` the real load moved between the two and
+    the first run probed again), so what the first run does is deterministic."""
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("UNETPP_EXECUTOR", raising=False)
     monkeypatch.delenv("UNETPP_MODELS", raising=False)
+    monkeypatch.setattr(probe, "load_average", lambda: 1.0)
     monkeypatch.setattr(
         executors.FastestExecutor,
         "decide",
