@@ -31,12 +31,13 @@ def describe(name: str, report) -> str:
 
 def run_prepare(names: list[str], threads: Optional[int] = None) -> dict:
     """`models prepare [NAME ...]` (default: every model `models list` shows): one line per
-    model. Raises UNetPlusPlusError naming the models whose weights could not be loaded,
-    after the lines."""
+    model. Raises UNetPlusPlusError for an unknown name or no model found (before any work),
+    and naming the models not prepared (weights that do not load, a graph that cannot be
+    exported or compiled), after the lines."""
     from .engine import registry
     from .engine.graph_prepare import prepare_model
 
-    manifests = [registry.find_model(name) for name in names] or registry.list_models()
+    manifests = [registry.find_model(name) for name in names] or registry.listed_models()
     failed = []
     for manifest in manifests:
         try:
