@@ -5,13 +5,17 @@ segmentation does not pay them (engine/graph_prepare.py)."""
 from __future__ import annotations
 
 import warnings
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .cli_args import thread_count
 from .errors import UNetPlusPlusError
 
+if TYPE_CHECKING:
+    from .engine.graph_prepare import Prepared
+    from .engine.manifest import ModelManifest
 
-def describe(name: str, report) -> str:
+
+def describe(name: str, report: Prepared) -> str:
     """One line for a model's :class:`engine.graph_prepare.Prepared`."""
     if report.skipped:
         return f"{name}: nothing to prepare ({report.skipped})"
@@ -54,7 +58,7 @@ def run_prepare(names: list[str], threads: Optional[int] = None) -> dict:
     return {"prepared": [m.name for m in manifests if m.name not in failed]}
 
 
-def prepare_after_install(manifest) -> None:
+def prepare_after_install(manifest: ModelManifest) -> None:
     """Prepare a just-installed model; a failure is a warning (the model is installed and its
     first segmentation prepares the graphs itself), never an error."""
     from .engine.graph_prepare import prepare_model
