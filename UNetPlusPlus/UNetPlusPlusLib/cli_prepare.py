@@ -59,17 +59,21 @@ def run_prepare(names: list[str], threads: Optional[int] = None) -> dict:
 
 
 def prepare_after_install(manifest: ModelManifest) -> None:
-    """Prepare a just-installed model; a failure is a warning (the model is installed and its
-    first segmentation prepares the graphs itself), never an error."""
+    """Prepare a just-installed model; a failure is a warning (the model is installed; its
+    segmentations prepare the graphs themselves, or run on the built-in CPU path where the
+    graph cache cannot be written), never an error."""
     from .engine.graph_prepare import prepare_model
 
     print(f"preparing {manifest.name} for its first segmentation (once) ...", flush=True)
     try:
         report = prepare_model(manifest)
     except Exception as error:  # noqa: BLE001 - the install itself succeeded
+        if isinstance(error, UNetPlusPlusError):  # it says what segmentations do meanwhile
+            detail = str(error)
+        else:
+            detail = f"{type(error).__name__}: {error}. Its first segmentation prepares them."
         warnings.warn(
-            f"{manifest.name} is installed, but its graphs could not be prepared ({error}); its "
-            "first segmentation prepares them.",
+            f"{manifest.name} is installed, but its graphs could not be prepared: {detail}",
             UserWarning,
             stacklevel=2,
         )
