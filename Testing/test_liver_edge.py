@@ -172,7 +172,7 @@ def test_the_demo_liver_on_a_rotated_padded_grid_is_cut_at_its_top(shared_data, 
     grid = Grid.from_sitk(ct)
     cut = edge_cut(sitk.GetArrayFromImage(liver), grid, 0.28, sitk.GetArrayFromImage(ct))
     assert cut.sides == ["superior"] and not cut.unreliable, cut
-    assert cut.section_share["superior"] > 0.5
+    assert 0.5 < cut.section_share["superior"] <= 1.0  # 1.007 at 25 degrees about x, before
 
 
 def test_the_demo_cts_reference_liver_is_cut_by_the_top_of_the_image_only(shared_data):
