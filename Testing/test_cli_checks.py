@@ -36,9 +36,12 @@ def _files(folder: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------ 1. no model found
+@pytest.mark.parametrize("command", ["list", "verify", "prepare"])
 def test_models_list_with_nothing_found_is_an_error_naming_where_it_looked(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, command
 ):
+    """Also `models verify` and `models prepare` without names, which printed nothing and
+    exited 0 (prepare: review20b)."""
     from UNetPlusPlusLib.engine import model_search
 
     monkeypatch.setattr(model_search, "builtin_models_dir", lambda: None)
@@ -46,9 +49,10 @@ def test_models_list_with_nothing_found_is_an_error_naming_where_it_looked(
     monkeypatch.setenv("UNETPP_HOME", str(tmp_path / "home"))
     (tmp_path / "extra").mkdir()  # an empty folder (one that does not exist is refused)
     monkeypatch.setenv("UNETPP_MODELS", str(tmp_path / "extra"))
-    assert main(["models", "list"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: No model") and err.count("\n") == 1
+    assert main(["models", command]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("error: No model") and err.count("\n") == 1 and not captured.out
     for folder in (tmp_path / "extra", tmp_path / "home" / "models", tmp_path / "builtin"):
         assert str(folder) in err
 

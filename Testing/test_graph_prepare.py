@@ -153,6 +153,25 @@ def test_install_prepares_the_model_unless_told_not_to(sphere_model, home, tmp_p
     assert "ours" in (folder / "probe.json").read_text()
 
 
+def test_install_with_a_graph_cache_that_cannot_be_written_warns_once_and_installs(
+    sphere_model, home, tmp_path, capsys
+):
+    """The warning says what segmentations do (the built-in CPU path), not that "its first
+    segmentation prepares them", which it cannot where the cache cannot be written (before:
+    both, the first in parentheses inside the second)."""
+    package = tmp_path / "pkg"
+    shutil.copytree(Path(sphere_model).parent, package)
+    home.mkdir(parents=True)
+    (home / "graphs").write_text("a file where the graph folder goes")
+    assert main(["models", "install", str(package)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1, err
+    assert "sphere-test is installed, but its graphs could not be prepared: OpenVINO's graph" in err
+    assert err.rstrip().endswith("segmentations run on the built-in CPU path meanwhile.")
+    assert "first segmentation prepares" not in err
+    assert (home / "models" / "sphere-test" / "model.json").is_file()
+
+
 def test_prepare_names_what_it_did_and_skips_without_openvino_in_use(
     sphere_model, home, monkeypatch, capsys
 ):

@@ -47,15 +47,7 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         return {}
     if args.models_command == "verify":
         return _verify(registry, args.names)
-    manifests = registry.list_models()
-    if not manifests:
-        raise UNetPlusPlusError(
-            "No model found; looked in "
-            + ", ".join(str(p) for p in registry.searched_dirs())
-            + ". Install one with `unetpp models install <folder, .zip or URL>` or add its "
-            "folder to UNETPP_MODELS."
-        )
-    for manifest in manifests:
+    for manifest in registry.listed_models():
         parent = registry.fine_tuned_from(manifest)
         origin = f", fine-tuned from {parent}" if parent else ""
         print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent}{origin})")
@@ -135,7 +127,7 @@ def _verify(registry, names: list[str]) -> dict:
     ones, after the lines."""
     from .engine.weights_status import full_problem
 
-    manifests = [registry.find_model(name) for name in names] or registry.list_models()
+    manifests = [registry.find_model(name) for name in names] or registry.listed_models()
     broken = []
     for manifest in manifests:
         problem = full_problem(manifest)

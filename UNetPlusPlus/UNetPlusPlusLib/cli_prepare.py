@@ -5,13 +5,17 @@ segmentation does not pay them (engine/graph_prepare.py)."""
 from __future__ import annotations
 
 import warnings
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .cli_args import thread_count
 from .errors import UNetPlusPlusError
 
+if TYPE_CHECKING:
+    from .engine.graph_prepare import Prepared
+    from .engine.manifest import ModelManifest
 
-def describe(name: str, report) -> str:
+
+def describe(name: str, report: Prepared) -> str:
     """One line for a model's :class:`engine.graph_prepare.Prepared`."""
     if report.skipped:
         return f"{name}: nothing to prepare ({report.skipped})"
@@ -33,13 +37,14 @@ def run_prepare(names: list[str], threads: Optional[int] = None, force: bool = F
     """`models prepare [NAME ...]` (default: every model `models list` shows): one line per
     model. A model whose stamp says it is prepared for these versions and ``threads``
     (``engine/prepare_stamp.py``) is not prepared again unless ``force``; when every model is,
-    torch is never imported. Raises UNetPlusPlusError naming the models whose weights could
-    not be loaded, after the lines."""
+    torch is never imported. Raises UNetPlusPlusError for an unknown name or no model found
+    (before any work), and naming the models not prepared (weights that do not load, a graph
+    that cannot be exported or compiled), after the lines."""
     from .engine import registry
     from .engine.cpu_cores import default_thread_count
     from .engine.prepare_stamp import is_prepared
 
-    manifests = [registry.find_model(name) for name in names] or registry.list_models()
+    manifests = [registry.find_model(name) for name in names] or registry.listed_models()
     failed = []
     for manifest in manifests:
         if not force and is_prepared(manifest.sha256, threads or default_thread_count()):
@@ -61,10 +66,11 @@ def run_prepare(names: list[str], threads: Optional[int] = None, force: bool = F
     return {"prepared": [m.name for m in manifests if m.name not in failed]}
 
 
-def prepare_after_install(manifest) -> None:
+def prepare_after_install(manifest: ModelManifest) -> None:
     """Prepare a just-installed model (already prepared, as a reinstall of the same weights
-    is: nothing); a failure is a warning (the model is installed and its first segmentation
-    prepares the graphs itself), never an error."""
+    is: nothing); a failure is a warning (the model is installed; its segmentations prepare
+    the graphs themselves, or run on the built-in CPU path where the graph cache cannot be
+    written), never an error."""
     from .engine.prepare_stamp import is_prepared
 
     if is_prepared(manifest.sha256):
@@ -76,9 +82,12 @@ def prepare_after_install(manifest) -> None:
     try:
         report = prepare_model(manifest)
     except Exception as error:  # noqa: BLE001 - the install itself succeeded
+        if isinstance(error, UNetPlusPlusError):  # it says what segmentations do meanwhile
+            detail = str(error)
+        else:
+            detail = f"{type(error).__name__}: {error}. Its first segmentation prepares them."
         warnings.warn(
-            f"{manifest.name} is installed, but its graphs could not be prepared ({error}); its "
-            "first segmentation prepares them.",
+            f"{manifest.name} is installed, but its graphs could not be prepared: {detail}",
             UserWarning,
             stacklevel=2,
         )

@@ -45,7 +45,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
@@ -56,6 +56,10 @@ from .graph_cache import graph_folder_in_use
 from .onnx_export import Depth, depth_name
 from .prepare_stamp import STAMP_FILE, stamp_folder, write_stamp
 from .tile_run import auto_tile_batch
+
+if TYPE_CHECKING:
+    from .manifest import ModelManifest
+    from .predictor import Predictor
 
 #: temporary files of a killed export or probe older than this (s) are removed
 STALE_TEMPORARY_S = 3600.0
@@ -104,7 +108,7 @@ def remove_stale_temporaries(folder: Path, now: Optional[float] = None) -> int:
     return removed
 
 
-def probe_tile(manifest, seed: int = 0) -> Tensor:
+def probe_tile(manifest: ModelManifest, seed: int = 0) -> Tensor:
     """The tile a CPU segmentation runs: (tile batch, C, z, y, x) float32, standard normal
     values (the network's input is normalised), from ``seed``."""
     batch = auto_tile_batch("cpu", manifest.tile_size_zyx)
@@ -121,7 +125,9 @@ def graph_agrees(logits: Tensor, reference: Tensor) -> bool:
     return float((logits.float() - reference.float()).abs().max()) <= AGREEMENT * scale
 
 
-def prepare_model(manifest, threads: Optional[int] = None, probe: bool = True) -> Prepared:
+def prepare_model(
+    manifest: ModelManifest, threads: Optional[int] = None, probe: bool = True
+) -> Prepared:
     """Export, compile and check the OpenVINO graph of every depth of ``manifest`` (a
     ModelManifest) and probe its recommended depth (see the module docstring), for CPU runs
     of ``threads`` (None: the segmentation's default). Nothing to do (``skipped`` says why)
@@ -160,7 +166,7 @@ def _stamp(folder: Path, sha256: str, threads: int, report: Prepared) -> None:
         pass
 
 
-def prepare_predictor(predictor, probe: bool = True) -> Prepared:
+def prepare_predictor(predictor: Predictor, probe: bool = True) -> Prepared:
     """:func:`prepare_model` on a loaded CPU Predictor (its model, threads and executor)."""
     manifest, model = predictor.manifest, predictor.model
     threads = predictor.executor.threads

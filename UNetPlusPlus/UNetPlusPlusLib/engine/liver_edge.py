@@ -50,30 +50,61 @@ class EdgeCut:
     unreliable: bool = False
 
 
+def _last_index(lines: np.ndarray, forward: bool) -> np.ndarray:
+    """Per line of the boolean ``lines`` (the line along index 0), the index of its last True
+    in the direction (forward: up index 0), -1 (forward) or ``len(lines)`` (backward) where it
+    has none. Plane by plane from the far end, until every line with a True has it: an argmax
+    along a strided axis copies the whole array (0.28 s for a CT's 300 x 225 x 309 voxels)."""
+    n = lines.shape[0]
+    found = np.full(lines.shape[1:], -1 if forward else n, dtype=np.intp)
+    todo = lines.any(axis=0)
+    for k in range(n - 1, -1, -1) if forward else range(n):
+        if not todo.any():
+            break
+        hit = lines[k] & todo
+        found[hit] = k
+        todo &= ~hit
+    return found
+
+
 def _edge_voxels(
-    mask: np.ndarray, padding: Optional[np.ndarray], axis: int, forward: bool
+    mask: np.ndarray, data: Optional[np.ndarray], box: tuple, axis: int, forward: bool
 ) -> np.ndarray:
-    """Flat indices (into ``mask``, (z, y, x)) of the last voxels of the lines of ``mask``
-    along ``axis`` (0, 1, 2) in that direction beyond which lies nothing but ``padding`` (or
-    nothing: the grid's end). Only the mask's bounding box in the two other axes is looked
-    at."""
-    box = [slice(None)] * 3
-    for other in (a for a in range(3) if a != axis):
-        nonzero = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != other)))[0]
-        box[other] = slice(int(nonzero[0]), int(nonzero[-1]) + 1)
-    step = 1 if forward else -1
-    part = np.moveaxis(mask[tuple(box)], axis, 0)[::step]  # the direction runs up index 0
-    if padding is None:
-        after = np.zeros(part.shape, dtype=bool)
+    """Flat indices (into ``mask``, (z, y, x)) of the last voxel, in that direction along
+    ``axis`` (0, 1, 2), of each line of ``mask`` beyond which lies no ``data`` (the image's
+    voxels that are not padding; None: all are) up to the grid's end. ``box``: the mask's
+    bounding box (slices, (z, y, x)); only its lines are looked at."""
+    across = list(box)
+    across[axis] = slice(None)  # the whole line, beyond the box too
+    part = np.moveaxis(mask[box], axis, 0)
+    last = _last_index(part, forward) + (box[axis].start or 0)
+    n = mask.shape[axis]
+    if data is None:
+        end = np.full(last.shape, n - 1 if forward else 0)
     else:
-        pad = np.moveaxis(padding[tuple(box)], axis, 0)[::step]
-        after = np.logical_and.accumulate(pad[::-1], axis=0)[::-1]  # all padding from here on
-        after = np.concatenate([after[1:], after[:1]], axis=0)  # ... from the next voxel on
-    after[-1] = True  # past the grid's end
-    hit = np.moveaxis((part & after)[::step], 0, axis)
-    index = np.nonzero(hit)
-    index = tuple(i + (b.start or 0) for i, b in zip(index, box))
-    return np.ravel_multi_index(index, mask.shape)
+        end = _last_index(np.moveaxis(data[tuple(across)], axis, 0), forward)
+    has = part.any(axis=0)
+    cut = has & ((last >= end) if forward else (last <= end))
+    index = list(np.nonzero(cut))
+    index.insert(axis, last[cut])
+    for a in range(3):
+        if a != axis:
+            index[a] = index[a] + (box[a].start or 0)
+    return np.ravel_multi_index(tuple(index), mask.shape)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple:
+    """The (z, y, x) slices of the non-empty boolean ``mask``'s bounding box."""
+    zs = np.nonzero(mask.any(axis=(1, 2)))[0]
+    z = slice(int(zs[0]), int(zs[-1]) + 1)
+    plane = mask[z].any(axis=0)
+    ys, xs = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
+    return z, slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1)
+
+
+#: Patient sides in a fixed order: equal shares are named (and kept, for an oblique edge met
+#: along two axes) in this order, whatever the image's storage order.
+_SIDE_ORDER = ("superior", "inferior", "right", "left", "anterior", "posterior")
 
 
 def edge_cut(
@@ -89,33 +120,45 @@ def edge_cut(
     all the way to the grid's end, as in the corners of a CT resampled onto a rotated grid) is
     beyond the edge; None: the grid's faces are the edge. A data edge oblique to the grid is
     met along two or three axes by the same voxels: a direction whose edge voxels are mostly
-    those of a direction with a larger share is the same cut, and not named again.
-    ``area_share``: the segment's largest cross-section over the trunk's
-    (``liver_position.Position.area_share``; None: unknown). Raises ValueError when the mask's
-    or the CT's shape is not the grid's."""
-    mask = np.asarray(mask) != 0
+    those of another axis' direction with a larger share is the same cut, and not named again
+    (the two ends of one axis are two cuts, also where they share every voxel: an image one
+    slice thick is cut at its top and its bottom), nor is a side already named. Sides of equal
+    share are named in a fixed patient order (:data:`_SIDE_ORDER`), the same for any storage
+    order of the image's axes. A share is at most 1: on an oblique edge more lines can end
+    at it than the largest section holds (the demo CT rotated 30 degrees about y: 1.12, which
+    the warning called "112% of its largest cross-section"). ``area_share``: the segment's
+    largest cross-section over the trunk's (``liver_position.Position.area_share``; None:
+    unknown). Raises ValueError when the mask's or the CT's shape is not the grid's."""
+    mask = np.asarray(mask)
+    mask = mask if mask.dtype == bool else mask != 0  # no copy of a boolean mask
     for array in (mask,) if ct is None else (mask, ct):
         if array.shape != grid.shape_zyx:
             raise ValueError(f"mask shape {array.shape} does not match grid {grid.shape_zyx}")
     found = EdgeCut()
     if not mask.any():
         return found
-    padding = None if ct is None else np.asarray(ct) < PADDING_HU
+    box = _bounding_box(mask)
+    data = None if ct is None else np.asarray(ct) >= PADDING_HU
     candidates = []
     for axis, name in enumerate("kji"):
-        largest = float(np.count_nonzero(mask, axis=tuple(a for a in range(3) if a != axis)).max())
+        across = tuple(a for a in range(3) if a != axis)  # the sections parallel to its faces
+        largest = float(np.count_nonzero(mask[box], axis=across).max())
         for forward in (False, True):
-            voxels = _edge_voxels(mask, padding, axis, forward)
+            voxels = _edge_voxels(mask, data, box, axis, forward)
             if len(voxels) >= MIN_CONTACT * largest:
-                candidates.append((len(voxels) / largest, name + "+-"[not forward], voxels))
+                side = face_side(grid, name + "+-"[not forward])
+                candidates.append((len(voxels) / largest, side, axis, voxels))
     kept: list = []
-    for share, face, voxels in sorted(candidates, key=lambda c: -c[0]):
-        if any(np.isin(voxels, other).mean() > 0.5 for other in kept):
+    for share, side, axis, voxels in sorted(
+        candidates, key=lambda c: (-c[0], _SIDE_ORDER.index(c[1]))
+    ):
+        if side in found.sides or any(
+            a != axis and np.isin(voxels, other).mean() > 0.5 for a, other in kept
+        ):
             continue  # the same oblique cut, met along another axis
-        kept.append(voxels)
-        side = face_side(grid, face)
+        kept.append((axis, voxels))
         found.sides.append(side)
-        found.section_share[side] = round(share, 3)
+        found.section_share[side] = round(min(share, 1.0), 3)
     slab = any(_OPPOSITE.get(side) in found.sides for side in found.sides)
     small = area_share is not None and area_share < SMALL_AREA_SHARE
     found.unreliable = bool(found.sides) and (slab or small)

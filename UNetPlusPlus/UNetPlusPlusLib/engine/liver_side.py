@@ -11,11 +11,13 @@ cells (at least :data:`BONE_HU` on the 4 mm coarse grid) inside the trunk on its
 
 Measured on the shared CTs (``scripts/slab_margins.py``; labels: LiTS expert, s0009
 clinician-corrected, the others TotalSegmentator output): real livers and the model's results on
-them 47-94 mm right of it (47: the 20 DICOM slices at the dome; 18-65 mm on slabs of 6-10 of
-those slices), the liver's dome in the right halves of the chest crops 35-43 mm; the bladder
-3 mm (the lower half of the demo CT 10 mm), false "livers" on the heart 1 mm right to 6 mm
-left. A segment within :data:`MIDLINE_MM` of it fails "on_midline" (a farther left one is
-"left_side"'s business, where the body shows its midline). numpy only.
+them 47-94 mm right of it (47: the 20 DICOM slices at the dome; 18-65 mm on their thirds and
+halves, 6-10 slices of 2 mm; 12-17 mm on some slabs of 4-6 of them), the liver's dome in the
+right halves of the chest crops 35-43 mm; the bladder 3 mm (the lower half of the demo CT
+10 mm), false "livers" on the heart 1 mm right to 6 mm left. A segment within
+:data:`MIDLINE_MM` of it fails "on_midline" (a farther left one is "left_side"'s business,
+where the body shows its midline), unless it spans less than 20 mm head to feet
+(:data:`MIN_LEVELS`). numpy only.
 """
 
 from __future__ import annotations
@@ -34,16 +36,27 @@ MIN_BONE_CELLS = 3
 #: (the model's results on 7-8 slices through the liver's dome, where the left lobe reaches
 #: across the midline: 18 and 25 mm; the bladder 3 mm).
 MIDLINE_MM = 15.0
+#: A segment on fewer axial levels of the coarse grid than this (4 mm each: under about 20 mm
+#: head to feet) is not judged: a thin slab shows one level of the liver, and at the dome's
+#: levels its centre lies near the midline (the model on 4 and 6 slices of 2 mm of the DICOM
+#: series, at the dome: 12.8 and 11.9 mm, "on the midline" at 15 mm; on 8 slices 22-58 mm, on
+#: 10 and more 18-65 mm). Every bladder, pelvis and heart result it caught is still caught
+#: (``scripts/slab_margins.py``, rerun).
+MIN_LEVELS = 5
 
 
 def bone_midline_offset(segment: np.ndarray, hu: np.ndarray, trunk: np.ndarray) -> Optional[float]:
     """The segment's centre x minus the skeleton's midline x (mm; + is the patient's left),
     averaged over the segment's axial slices that hold bone, weighted by its cells there.
     ``segment``, ``trunk``: boolean, ``hu``: float, (z, y, x) on the coarse LPS grid (x from
-    the patient's right to left). None when those slices hold less than half of the segment."""
+    the patient's right to left). None when those slices hold less than half of the segment,
+    or when it lies on fewer than :data:`MIN_LEVELS` of them (a thin slab)."""
     bone = (hu >= BONE_HU) & trunk
     offsets, weights = [], []
-    for z in np.nonzero(segment.any(axis=(1, 2)))[0]:
+    levels = np.nonzero(segment.any(axis=(1, 2)))[0]
+    if len(levels) < MIN_LEVELS:
+        return None
+    for z in levels:
         bone_x = np.nonzero(bone[z])[1]
         if len(bone_x) < MIN_BONE_CELLS:
             continue

@@ -176,6 +176,21 @@ def fine_tuned_from(manifest: ModelManifest) -> Optional[str]:
     return name if name != manifest.name else None
 
 
+def listed_models() -> list[ModelManifest]:
+    """:func:`list_models`, which must find one: ``unetpp models list``, ``verify`` and
+    ``prepare`` without names. Raises UNetPlusPlusError naming every folder searched when it
+    finds none (``prepare`` and ``verify`` printed nothing and exited 0)."""
+    models = list_models()
+    if not models:
+        raise UNetPlusPlusError(
+            "No model found; looked in "
+            + ", ".join(str(p) for p in searched_dirs())
+            + ". Install one with `unetpp models install <folder, .zip or URL>` or add its "
+            "folder to UNETPP_MODELS."
+        )
+    return models
+
+
 def find_model(task_or_name: str) -> ModelManifest:
     """The model with this name, else the first for this task, else a path to a package.
 
