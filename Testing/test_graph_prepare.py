@@ -85,7 +85,7 @@ def test_the_first_segmentation_uses_the_prepared_graphs_and_choice(
     report = graph_prepare.prepare_model(manifest, threads=2)
     assert report.exported == DEPTHS and not (report.kept or report.rebuilt or report.failed)
     assert (report.probe_depth, report.pick) == (3, "ours")
-    assert (folder / "probe.json").is_file() and list((folder / "openvino").glob("*.blob"))
+    assert (folder / "probe.json").is_file() and list((folder / "openvino").glob("*/*.blob"))
     prepared = _files(folder)
 
     first = _first_run(sphere_model, long_volume)
@@ -108,7 +108,7 @@ def test_preparing_again_checks_and_rebuilds_damaged_or_foreign_files(sphere_mod
     folder = graph_prepare.prepare_model(manifest, threads=2, probe=False).folder
     (folder / "L2.onnx").write_bytes(b"not a graph")  # damaged
     shutil.copyfile(folder / "L1.onnx", folder / "L3.onnx")  # compiles, but another graph
-    blobs = sorted((folder / "openvino").glob("*.blob"))
+    blobs = sorted((folder / "openvino").glob("*/*.blob"))
     for blob in blobs:  # OpenVINO's compiled blobs cut short (read-only as it writes them)
         blob.chmod(0o600)
         with open(blob, "r+b") as stream:
@@ -123,7 +123,7 @@ def test_preparing_again_checks_and_rebuilds_damaged_or_foreign_files(sphere_mod
     assert report.kept == ["L1", "L4"] and report.rebuilt == ["L2", "L3"]
     assert not report.failed and report.pick is None
     assert report.removed_temporaries == 1 and not old.exists() and fresh.exists()
-    assert all(blob.stat().st_size > 1000 for blob in (folder / "openvino").glob("*.blob"))
+    assert all(blob.stat().st_size > 1000 for blob in (folder / "openvino").glob("*/*.blob"))
 
     model = Predictor.from_manifest_path(sphere_model, device="cpu", threads=2).model
     tile = graph_prepare.probe_tile(manifest, seed=1)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from UNetPlusPlusLib.cli import main
-from UNetPlusPlusLib.engine import executors, prepare_stamp
+from UNetPlusPlusLib.engine import executors, graph_record, prepare_stamp
 from UNetPlusPlusLib.engine.cpu_cores import default_thread_count
 from UNetPlusPlusLib.engine.manifest import ModelManifest
 from UNetPlusPlusLib.engine.onnx_export import graph_cache_dir
@@ -64,6 +65,13 @@ def test_prepare_writes_a_stamp_and_skips_a_prepared_model_unless_forced(sphere_
     assert "cached and checked L1, L2, L3, L4" in capsys.readouterr().out
     assert _files(folder)["prepared.json"] != before["prepared.json"]  # written anew
 
+    shutil.copyfile(folder / "L2.onnx", folder / "L3.onnx")  # not the graph of its record
+    assert not prepare_stamp.is_prepared(manifest.sha256, 2)
+    assert main(["models", "prepare", "--threads", "2", str(sphere_model)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged, exported again L3" in out and "cached and checked L1, L2, L4" in out, out
+    assert prepare_stamp.is_prepared(manifest.sha256, 2)
+
     (folder / "L2.onnx").unlink()  # a graph gone: prepared no more
     assert not prepare_stamp.is_prepared(manifest.sha256, 2)
     assert main(["models", "prepare", "--threads", "2", str(sphere_model)]) == 0
@@ -75,9 +83,14 @@ def test_prepare_writes_a_stamp_and_skips_a_prepared_model_unless_forced(sphere_
 def test_a_stamp_of_other_versions_or_damaged_is_not_prepared(sphere_model, tmp_path):
     manifest = ModelManifest.load(sphere_model)
     folder = tmp_path / "graphs"
-    (folder / "L1.onnx").parent.mkdir(parents=True)
-    (folder / "L1.onnx").write_bytes(b"graph")
+    graph = folder / "L1.onnx"
+    graph.parent.mkdir(parents=True)
+    graph.write_bytes(b"graph")
     prepare_stamp.write_stamp(folder, manifest.sha256, 2, ["L1.onnx"])
+    assert not prepare_stamp.is_prepared(manifest.sha256, 2, folder=folder)  # no record
+    key = prepare_stamp.stamp_key(manifest.sha256, 2)["export_key"]
+    digest = graph_record.file_sha256(graph)
+    graph_record.write_record(graph, 1, manifest.sha256, key, digest, graph.stat().st_size)
     assert prepare_stamp.is_prepared(manifest.sha256, 2, folder=folder)
     assert not list(folder.glob(".stamp-*"))  # the temporary file was renamed
     stamp = json.loads((folder / "prepared.json").read_text())

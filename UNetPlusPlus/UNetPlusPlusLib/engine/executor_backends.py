@@ -81,6 +81,7 @@ class GraphExecutor(Executor):
     ) -> None:
         super().__init__(model, threads)
         digest = weights_sha256 or weights_digest(model)
+        self.weights_sha256 = digest  #: the weights the graphs' records must name
         # the user cache: marked as used, other torch versions' stale graphs pruned (graph_cache)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else graph_folder_in_use(digest)
         self._compiled: dict = {}
@@ -107,21 +108,24 @@ class GraphExecutor(Executor):
             ) from error
 
     def _compile_cached(self, key: Depth):
-        """Compile the cached graph of ``key`` (exported on first use). A graph that was
-        already cached but does not compile (a damaged file, or one a crash or another
-        program left behind) is exported again once, so it cannot disable this executor
-        for good; a second failure is raised."""
+        """Compile the cached graph of ``key``, exported on first use or when it does not match
+        its record (``onnx_export.cached_graph``: never a graph of another depth or weights).
+        A graph that matches but does not compile (a library's own failure) is exported again
+        once, so it cannot disable this executor for good; a second failure is raised."""
         graph = Path(self.cache_dir) / f"{depth_name(key)}.onnx"
         was_cached = graph.is_file()
         try:
-            return self._compile(cached_graph(self.model, key, self.cache_dir))
+            return self._compile(
+                *cached_graph(self.model, key, self.cache_dir, self.weights_sha256)
+            )
         except Exception:  # noqa: BLE001 - the library's own error types, re-raised below
             if not was_cached:
                 raise
         graph.unlink(missing_ok=True)
-        return self._compile(cached_graph(self.model, key, self.cache_dir))
+        return self._compile(*cached_graph(self.model, key, self.cache_dir, self.weights_sha256))
 
-    def _compile(self, graph: Path):  # pragma: no cover - abstract
+    def _compile(self, graph: Path, sha256: str):  # pragma: no cover - abstract
+        """Compile ``graph``, whose verified file digest is ``sha256`` (hex)."""
         raise NotImplementedError
 
     def _infer(self, compiled, array: np.ndarray) -> np.ndarray:  # pragma: no cover
@@ -133,7 +137,7 @@ class OnnxRuntimeExecutor(GraphExecutor):
 
     name = "onnxruntime"
 
-    def _compile(self, graph: Path):
+    def _compile(self, graph: Path, sha256: str):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -155,11 +159,14 @@ class OpenVinoExecutor(GraphExecutor):
         super().__init__(*args, **kwargs)
         self.precision = precision
 
-    def _compile(self, graph: Path):
+    def _compile(self, graph: Path, sha256: str):
+        """Compiled blobs go to ``openvino/<sha256[:16]>/``: OpenVINO keys them by the file's
+        path and checks only its size and modification time, so a folder per graph content
+        ties each blob to the graph it was compiled from (``graph_record``)."""
         import openvino as ov
 
         core = ov.Core()
-        core.set_property({"CACHE_DIR": str(self.cache_dir / "openvino")})
+        core.set_property({"CACHE_DIR": str(self.cache_dir / "openvino" / sha256[:16])})
         config = {
             "INFERENCE_NUM_THREADS": self.threads,
             "INFERENCE_PRECISION_HINT": self.precision,  # f32 unless asked: exact like ours

@@ -13,13 +13,14 @@ at import, never inside a segmentation. For the model's weights it:
    (``.export-*``, ``.probe-*``, ``.stamp-*``, older than :data:`STALE_TEMPORARY_S`), and
    the stamp of an earlier preparation (``prepare_stamp.py``);
 2. for every depth of the model: exports the graph unless cached, compiles it (OpenVINO writes
-   its compiled blob into ``openvino/`` beside it, its ``CACHE_DIR``: a run then loads that
+   its compiled blob into ``openvino/<sha>/`` beside it, its ``CACHE_DIR``: a run then loads that
    blob, 0.09-0.42 s against 0.30-1.28 s for the liver model's L3 in session 20) and checks its
    logits on one tile against ours (:func:`graph_agrees`). A graph that does not compile or
    disagrees (a damaged file, a graph another program or other weights left there) is exported
-   again; one that still disagrees is deleted and reported (the run exports it anew and its
-   probe decides); one that cannot be exported or compiled at all (a cache folder that cannot be
-   written) ends the preparation with one UNetPlusPlusError;
+   again, as is one that does not match its record (``graph_record.py``: checked on every
+   load, by segmentations too); one that still disagrees is deleted and reported (the run
+   exports it anew and its probe decides); one that cannot be exported or compiled at all (a
+   cache folder that cannot be written) ends the preparation with one UNetPlusPlusError;
 3. probes ours against OpenVINO at the recommended depth on the tiles a segmentation runs
    ((tile batch, C, z, y, x), the same thread count), so ``probe.json`` holds the choice: a
    first run at about this load on this machine starts on a chosen "ours" without loading
@@ -36,7 +37,8 @@ own temporary file and renames it over the graph, so a reader always finds a who
 The graph folder stays keyed as before: weights sha256 and export key (format, opset, torch;
 ``onnx_export.graph_cache_dir``); the probe's choices by OpenVINO's version, depth, tile shape
 and threads (``FastestExecutor._memory_key``); OpenVINO keeps and checks its blobs itself and
-compiles again over a damaged one (Testing/test_graph_prepare.py).
+compiles again over a damaged one (Testing/test_graph_prepare.py), in a folder per graph
+content (``openvino/<graph sha256[:16]>/``, ``graph_record.py``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from torch import Tensor
 from .cpu_cores import default_thread_count
 from .executor_backends import OpenVinoExecutor, OursExecutor
 from .graph_cache import graph_folder_in_use
+from .graph_record import GraphRebuiltWarning
 from .onnx_export import Depth, depth_name
 from .prepare_stamp import STAMP_FILE, stamp_folder, write_stamp
 from .tile_run import auto_tile_batch
@@ -222,7 +225,9 @@ def _runs_and_agrees(model, threads, sha256, folder, depth, tile, reference) -> 
 
     executor = OpenVinoExecutor(model, threads, weights_sha256=sha256, cache_dir=folder)
     try:
-        return graph_agrees(executor.run(tile, depth), reference)
+        with warnings.catch_warnings():  # a graph failing its record: reported as rebuilt
+            warnings.simplefilter("ignore", GraphRebuiltWarning)
+            return graph_agrees(executor.run(tile, depth), reference)
     except UNetPlusPlusError as error:
         cause = error.__cause__ or error
         raise UNetPlusPlusError(

@@ -9,7 +9,9 @@ included (the network's pad of an odd size is recorded while tracing; ``EXPORT_F
 Cache layout: ``<cache>/graphs/<weights sha256>/L<k>.onnx`` (``ensemble.onnx``), where
 ``<cache>`` is ``$UNETPP_HOME`` or the platform cache folder (``~/.cache/unetpp``), beside the
 model cache of ``model_search.user_cache_dir`` (``model_search.graphs_dir``). A graph is written
-to a temporary file and renamed, so a crash never leaves a truncated graph behind.
+to a temporary file and renamed, so a crash never leaves a truncated graph behind; its record
+``L<k>.onnx.json`` (digest, depth, weights sha256, export key: ``graph_record.py``) is written
+beside it, and :func:`cached_graph` uses a cached graph only when it matches its record.
 ``unetpp models remove`` deletes a model's ``<sha256>`` folder (``model_remove``).
 """
 
@@ -27,6 +29,14 @@ from torch import Tensor, nn
 
 from .graph_key import EXPORT_FORMAT, OPSET
 from .graph_key import export_key as _export_key
+from .graph_record import (
+    GraphRebuiltWarning,
+    file_sha256,
+    mismatch_notice,
+    read_record,
+    verified_sha256,
+    write_record,
+)
 from .network import MAX_DEPTH, UNetPlusPlus3D, plain_modules
 
 Depth = Union[int, str]
@@ -80,10 +90,13 @@ class _AtDepth(nn.Module):
         return top + torch.log(torch.exp(log_probs - top).sum(dim=0) / len(heads))
 
 
-def export_depth(model: UNetPlusPlus3D, depth: Depth, path: Path) -> Path:
+def export_depth(
+    model: UNetPlusPlus3D, depth: Depth, path: Path, weights_sha256: Optional[str] = None
+) -> Path:
     """Write the ONNX graph of ``model`` pruned to ``depth``: input ``x`` (N, C, z, y, x)
-    float32, output ``logits`` (N, K, z, y, x). Every side of the example tile is 32 voxels,
-    enough for depth 4; the axes stay dynamic."""
+    float32, output ``logits`` (N, K, z, y, x), and its record (``graph_record``) for the
+    weights ``weights_sha256`` (None: :func:`weights_digest`). Every side of the example tile
+    is 32 voxels, enough for depth 4; the axes stay dynamic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, model.in_channels, 32, 32, 32)
@@ -105,7 +118,10 @@ def export_depth(model: UNetPlusPlus3D, depth: Depth, path: Path) -> Path:
                 opset_version=OPSET,
                 dynamo=False,
             )
+        digest, size = file_sha256(Path(temporary)), os.path.getsize(temporary)
         os.replace(temporary, path)
+        weights = weights_sha256 or weights_digest(model)
+        write_record(path, depth, weights, export_key(), digest, size)
     finally:
         model.train(was_training)
         if os.path.exists(temporary):
@@ -113,9 +129,23 @@ def export_depth(model: UNetPlusPlus3D, depth: Depth, path: Path) -> Path:
     return path
 
 
-def cached_graph(model: UNetPlusPlus3D, depth: Depth, cache_dir: Path) -> Path:
-    """The graph of ``depth`` in ``cache_dir``, exported on first use."""
+def cached_graph(
+    model: UNetPlusPlus3D, depth: Depth, cache_dir: Path, weights_sha256: str
+) -> tuple[Path, str]:
+    """The graph of ``depth`` in ``cache_dir`` and its sha256 (hex). A cached graph is used
+    only when it matches its record (``graph_record.verified_sha256``); otherwise, or when
+    missing, it is exported (a cached one with one GraphRebuiltWarning). Raises OSError when
+    the graph cannot be written, torch's errors when it cannot be exported."""
     path = Path(cache_dir) / f"{depth_name(depth)}.onnx"
-    if not path.is_file():
-        export_depth(model, depth, path)
-    return path
+    key = export_key()
+    if path.exists():
+        digest = verified_sha256(path, depth, weights_sha256, key)
+        if digest is not None:
+            return path, digest
+        had_record = bool(read_record(path))
+        warnings.warn(mismatch_notice(depth, had_record), GraphRebuiltWarning, stacklevel=2)
+    export_depth(model, depth, path, weights_sha256)
+    digest = verified_sha256(path, depth, weights_sha256, key)
+    if digest is None:  # replaced under us by another process's export: its record follows
+        digest = file_sha256(path)
+    return path, digest

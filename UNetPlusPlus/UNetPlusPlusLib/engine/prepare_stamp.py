@@ -9,8 +9,10 @@ it left. :func:`is_prepared` reads it without importing torch or OpenVINO (a few
 milliseconds), so ``unetpp models prepare`` on a prepared model returns at once and the Slicer
 module, which never imports torch, can tell which models to prepare in the background.
 
-A stamp whose key differs (another torch or OpenVINO, another thread count) or whose graph
-files have gone counts as not prepared. A killed preparation writes no stamp.
+A stamp whose key differs (another torch or OpenVINO, another thread count), or one of whose
+graph files has gone or no longer matches its record (``graph_record.verified_sha256``: a
+copied-over or damaged graph; hashing the liver model's four graphs takes ~10 ms) counts as
+not prepared. A killed preparation writes no stamp.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Mapping, Optional, Sequence
 
 from .cpu_cores import default_thread_count
 from .graph_key import export_key
+from .graph_record import verified_sha256
 
 STAMP_FILE = "prepared.json"
 STAMP_FORMAT = 1
@@ -80,7 +83,7 @@ def read_stamp(folder: Path) -> dict:
 def is_prepared(sha256: str, threads: Optional[int] = None, folder: Optional[Path] = None) -> bool:
     """Whether the graphs of the weights ``sha256`` are prepared for runs of ``threads`` (None:
     the default, ``cpu_cores.default_thread_count``): a stamp with this key whose graph files
-    are all there. Never raises (an unusable cache is "not prepared")."""
+    are all there and match their records. Never raises (an unusable cache is "not prepared")."""
     threads = default_thread_count() if threads is None else threads
     try:
         folder = stamp_folder(sha256) if folder is None else Path(folder)
@@ -93,9 +96,16 @@ def is_prepared(sha256: str, threads: Optional[int] = None, folder: Optional[Pat
     graphs = stamp.get("graphs")
     if not isinstance(graphs, list) or not all(isinstance(name, str) for name in graphs):
         return False
-    return all(
-        "/" not in name and "\\" not in name and (folder / name).is_file() for name in graphs
-    )
+    return all(_graph_verified(folder, name, sha256, key["export_key"]) for name in graphs)
+
+
+def _graph_verified(folder: Path, name: str, sha256: str, key: str) -> bool:
+    """Whether the stamp's graph ``name`` (``"L3.onnx"``) in ``folder`` matches its record."""
+    stem = name[: -len(".onnx")] if name.endswith(".onnx") else ""
+    if "/" in name or "\\" in name or not (stem == "ensemble" or stem[1:].isdigit()):
+        return False
+    depth_value = stem if stem == "ensemble" else int(stem[1:])
+    return verified_sha256(folder / name, depth_value, sha256, key) is not None
 
 
 def write_stamp(
