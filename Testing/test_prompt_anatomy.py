@@ -197,3 +197,15 @@ def test_a_clicks_crop_is_placed_on_the_whole_image_and_boxed():
     corners = [image.index_to_physical((x, y, z)) for x in (5, 8) for y in (4, 6) for z in (1, 2)]
     assert np.allclose(box.lower, np.min(corners, axis=0))
     assert np.allclose(box.upper, np.max(corners, axis=0))
+
+
+def test_a_click_of_a_model_without_an_anatomy_key_is_not_checked(sphere_predictor):
+    """No ``inference.anatomy`` (the nodule model): the click's labels are not copied onto the
+    whole image for a check, and no ``anatomy`` summary is added."""
+    from helpers import make_sphere_image
+    from UNetPlusPlusLib.engine.image_read import volume_from_sitk
+
+    volume = volume_from_sitk([make_sphere_image((32, 32, 32), (2.0, 2.0, 2.0))])
+    centre = volume.grid.index_to_physical((15.5, 15.5, 15.5))
+    result = sphere_predictor.segment(volume, point=tuple(centre), crop_output=True)
+    assert result.labels.array.any() and "anatomy" not in result.info

@@ -177,7 +177,8 @@ def _read_roi_region(args: argparse.Namespace, manifest):
         return check_bias_field(manifest, [], spacing, grids)
 
     def ap_check(ct, grid):  # a CT flipped front-back, on the streamed ~2 mm view, kept for
-        streamed["ct"] = strided_ct_volume(ct, grid)  # the result's anatomy (prompt_anatomy)
+        if (manifest.inference or {}).get("anatomy"):  # the result's anatomy (prompt_anatomy)
+            streamed["ct"] = strided_ct_volume(ct, grid)
         return check_orientation_strided(manifest, ct, grid)
 
     if Path(args.inputs[0]).is_file():  # the user's box against the header, before the reads

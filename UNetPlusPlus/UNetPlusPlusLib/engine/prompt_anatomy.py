@@ -154,10 +154,12 @@ def check_point_result(
     """A click's ``result`` (``point_box.segment_point``'s, on the whole ``volume``) with the
     anatomy check of its segment (:func:`check_anatomy`, the click's final crop as the box:
     ``info["point_box"]["box"]``) added to ``info["warnings"]`` and ``info["anatomy"]``; an
-    empty result (said already) is not checked. Returns ``result`` itself."""
+    empty result (said already) and a model without ``inference.anatomy`` (the nodule model:
+    no whole-image copy of its labels) are not checked. Returns ``result`` itself."""
     started = time.perf_counter()
     labels, crop = result.labels, (result.info.get("point_box") or {}).get("box")
-    if crop is None or not labels.array.any():
+    asked = (manifest.inference or {}).get("anatomy")
+    if not asked or crop is None or not labels.array.any():
         return result
     box = slices_box(volume.grid, [slice(a, b) for a, b in crop])
     array = on_image(labels.array, labels.grid, volume.grid)
