@@ -143,7 +143,8 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     and only then the near duplicates and the sequence order, on the streamed samples (a
     cluster misleads both; the same order as ``sanity.check_model_samples``).
 
-    Returns (the region Volume, the extra ``Predictor.segment`` options) or None when the
+    Returns (the region Volume, the extra ``Predictor.segment`` options, among them the whole
+    image's CT at about 2 mm for the result's anatomy check: ``image_ct``) or None when the
     whole image is read instead: no ROI, ``--point``, ``--disagreement`` or ``--preview`` (they
     need the whole volume), a DICOM folder or a file that cannot be streamed.
     """
@@ -154,6 +155,7 @@ def _read_roi_region(args: argparse.Namespace, manifest):
 
     from .engine.bias_field import check_bias_field
     from .engine.orientation_check import check_orientation_strided, ct_channel
+    from .engine.prompt_anatomy import strided_ct_volume
     from .engine.prompt_boxes import prompt_boxes
     from .engine.region_read import header_grid, read_region
     from .engine.sanity import check_model_background, check_model_channels, image_volume_ml
@@ -174,7 +176,9 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     def bias_check(grids, spacing):  # the MR bias field, on the streamed coarse grids
         return check_bias_field(manifest, [], spacing, grids)
 
-    def ap_check(ct, grid):  # a CT flipped front-back, on the streamed ~2 mm view
+    def ap_check(ct, grid):  # a CT flipped front-back, on the streamed ~2 mm view, kept for
+        if (manifest.inference or {}).get("anatomy"):  # the result's anatomy (prompt_anatomy)
+            streamed["ct"] = strided_ct_volume(ct, grid)
         return check_orientation_strided(manifest, ct, grid)
 
     if Path(args.inputs[0]).is_file():  # the user's box against the header, before the reads
@@ -206,7 +210,8 @@ def _read_roi_region(args: argparse.Namespace, manifest):
     # near duplicates and the sequence order after the clusters (as check_model_samples)
     ml = streamed.get("ml")
     warnings += check_model_channels(manifest, streamed["samples"], args.channel_check, ml)
-    return volume, {"full_grid": full_grid, "channel_norms": norms, "input_warnings": warnings}
+    options = {"full_grid": full_grid, "channel_norms": norms, "input_warnings": warnings}
+    return volume, {**options, "image_ct": streamed.get("ct")}
 
 
 # ---------------------------------------------------------------------------- the run

@@ -20,11 +20,9 @@ import torch
 
 from ..errors import UNetPlusPlusError
 from . import result_grid, runtime_env, spin_guard, tile_run
-from .anatomy_check import check_model_result
 from .devices import configure_threads, resolve_device
 from .disagreement import disagreement_volume, outside_mask
 from .executors import make_executor
-from .liver_edge import check_edges
 from .manifest import ModelManifest, load_weights
 from .model_quality import low_dice_warning
 from .network import UNetPlusPlus3D
@@ -39,6 +37,7 @@ from .postprocess import (
     small_lesion_warning,
 )
 from .prepare import prepare_input
+from .prompt_anatomy import check_anatomy, check_point_result
 from .prompt_boxes import check_roi_holds_voxels, empty_result_warning, prompt_boxes
 from .roi_edge import roi_edge_warning
 from .sanity import check_model_input
@@ -168,6 +167,7 @@ class Predictor:
         point_box: Optional[tuple] = None,
         memo: Optional[dict] = None,
         warn: Optional[Callable[[str], None]] = None,
+        image_ct: Optional[Volume] = None,
     ) -> SegmentationResult:
         """Segment `volume`; the result sits exactly on the volume's grid.
 
@@ -178,7 +178,8 @@ class Predictor:
         raises UNetPlusPlusError at depth 1 (one head). With ``full_grid``, ``volume`` is only the
         part of a larger image that :meth:`context_box` asked for (``region_read.read_region``),
         the result sits on ``full_grid`` and ``channel_norms`` carries the whole image's MR
-        statistics.
+        statistics, and ``image_ct`` the whole image's CT for the anatomy check
+        (``prompt_anatomy.check_anatomy``; without it the part is judged as the image).
 
         With a ``point``, everything after the network (argmax, the component at the click)
         runs inside the point's crop only; ``crop_output`` then returns labels with the smallest
@@ -205,8 +206,8 @@ class Predictor:
         call = dict(locals())  # the arguments, for a point's passes (point_box.segment_point)
         started = time.perf_counter()
         depth = parse_depth(depth, self.manifest)
-        if point is not None and point_box is None:
-            return segment_point(self, call)
+        if point is not None and point_box is None:  # then where its segment lies
+            return check_point_result(self.manifest, segment_point(self, call), volume, memo)
         report = progress or (lambda stage, done, total: None)
         if disagreement and head_count(depth) < 2:
             raise UNetPlusPlusError(
@@ -309,15 +310,11 @@ class Predictor:
             labels = remove_small_components(labels, fraction, copy=False)[0]
         if point is None and not labels.any():  # a point says so in _component_at_point
             info["warnings"].append(empty_result_warning(self.manifest, roi))
-        elif point is None:  # where the segment lies, if the manifest asks (anatomy_check.py)
-            found, info["anatomy"] = check_model_result(
-                self.manifest, volume, labels, labels_grid, roi, memo
+        elif point is None:  # where it lies, cut by the image's edge (a click's: segment_point)
+            found, info["anatomy"] = check_anatomy(
+                self.manifest, volume, labels, grid_out, roi, memo, image_ct
             )
             info["warnings"] += found
-            if roi is None and info["anatomy"] is not None:  # cut by the image (liver_edge.py)
-                info["warnings"] += self._edge_warnings(
-                    volume, labels, labels_grid, info["anatomy"]
-                )
             if roi is not None and labels_grid is grid_out:  # a box that cuts the structure
                 edge = roi_edge_warning(labels, grid_out, roi)
                 info["warnings"] += [edge] if edge else []
@@ -360,16 +357,6 @@ class Predictor:
         info["heads"] = int(heads.shape[0])
         info["agreement"] = segment_agreement(heads, self.manifest.labels)
         return final, disagreement_map(heads)
-
-    def _edge_warnings(
-        self, volume: Volume, labels: np.ndarray, grid: Grid, summary: dict
-    ) -> list[str]:
-        """``liver_edge.check_edges`` on the anatomy check's segment of a whole-image result,
-        with the first CT channel's HU (its padding) when it lies on the labels' grid."""
-        label = next(x for x in self.manifest.labels if x.name == summary["segment"])
-        kinds = [c.normalization["kind"] for c in self.manifest.channels]
-        ct = volume.array[kinds.index("ct")] if volume.shape_zyx == labels.shape else None
-        return check_edges(labels, grid, label.name, label.value, summary, ct)
 
     def check_input(
         self,
