@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import UNetPlusPlusError
 from .gzip_stream import GzipStream
 from .inflate_stream import GZIP_MAGIC, trailing_warning
+from .nifti_spacing import sform_scale_warning, spacing_problem
 from .nifti_transforms import transform_warning
 from .sanity import cast_voxels, nonfinite_error
 
@@ -318,6 +319,10 @@ def _checked_pass(
     if layout is None:
         return None
     _check_size(path, layout)
+    header = _header_bytes(path if pair is None else pair[0])
+    problem = spacing_problem(header, str(path))  # ITK would read 1 mm (nifti_spacing)
+    if problem:
+        raise UNetPlusPlusError(problem)
     expected = layout.offset + layout.nbytes
     source = path if pair is None else pair[1]
     if size < expected:
@@ -329,16 +334,23 @@ def _checked_pass(
         raise nonfinite_error(str(path), bad)
     if ignored:  # after the refusals: the voxels are complete
         warnings.warn(trailing_warning(path, source, ignored), UserWarning, stacklevel=3)
-    _warn_transforms(path if pair is None else pair[0])
+    _warn_transforms(path if pair is None else pair[0], header)
     return data
 
 
-def _warn_transforms(header: Path) -> None:
-    """A UserWarning when the NIfTI-1 header's sform and qform disagree
-    (:mod:`.nifti_transforms`); a second read of its first 348 bytes only."""
-    warning = header_transform_warning(header, str(header))
-    if warning:
-        warnings.warn(warning, UserWarning, stacklevel=4)
+def _header_bytes(header: Path) -> bytes:
+    """The first 348 bytes of a NIfTI-1 header file (a second read of them only)."""
+    with _opener(header)(header, "rb") as stream:
+        return stream.read(348)
+
+
+def _warn_transforms(header: Path, raw: bytes) -> None:
+    """UserWarnings when the NIfTI-1 header's sform and qform disagree
+    (:mod:`.nifti_transforms`) and when the sform's scales differ from pixdim
+    (:mod:`.nifti_spacing`: ITK's own warning, which the CLI hides)."""
+    for warning in (transform_warning(raw, str(header)), sform_scale_warning(raw, str(header))):
+        if warning:
+            warnings.warn(warning, UserWarning, stacklevel=4)
 
 
 def header_transform_warning(header: Path, source: str) -> Optional[str]:
