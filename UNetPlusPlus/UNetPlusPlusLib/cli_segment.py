@@ -251,6 +251,12 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
         _check_inputs_exist(args.inputs, args.series)
     progress("load", 0, 1)
     manifest = _load_manifest(args)
+    if not args.model:  # a UNETPP_MODELS 'liver-ct' ran instead of the shipped one, unsaid
+        from .engine.registry import shadow_notice
+
+        notice = shadow_notice(manifest)  # (tester 20)
+        if notice:
+            warn(notice)
     names = [c.name for c in manifest.channels]
     held = cache.holds(input_token, names, args.series)  # then the files are not read
     if input_token is not None and not held:
