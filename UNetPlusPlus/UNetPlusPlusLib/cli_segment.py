@@ -287,6 +287,12 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
 
         work = long_run_warning(volume.grid, manifest)
         region_options["input_warnings"] += [work] if work else []
+    if region is None and not (args.roi or args.point) and _may_be_refused(manifest, volume):
+        from .engine.prepare_array import prepare_ahead  # the memory refusal, if it comes
+
+        # before the header warnings: 100 mm voxels printed four, one saying "the run will
+        # take correspondingly long... cancel", and then the refusal (tester 20)
+        prepare_ahead(manifest, volume, region_options["memo"], args.overlap)
     for message in region_options["input_warnings"]:  # before torch is even imported
         warn(message)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
@@ -356,6 +362,14 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
     for warning in summary["warnings"]:  # those about the result, through the same channel
         warn(warning)  # ({"warning"} events, serve replies, stderr text); said once each
     return summary
+
+
+def _may_be_refused(manifest, volume) -> bool:
+    """Whether the whole input's model grid may not fit in memory (engine/grid_memory.py)."""
+    from .engine.grid_memory import whole_grid_may_not_fit
+
+    channels, classes = len(manifest.channels), manifest.num_classes
+    return whole_grid_may_not_fit(volume.grid, manifest.spacing, channels, classes)
 
 
 def _refuse_clicks_outside(args: argparse.Namespace, manifest, volume, points: list) -> None:
