@@ -56,8 +56,16 @@ def _checked_home(home: str) -> Path:
     """``$UNETPP_HOME`` as a folder path (it need not exist yet). A file there made the model
     install fail and OpenVINO's graph cache report NotADirectoryError, which reached the user
     as "the openvino executor could not run this model (NotADirectoryError)" (tester 12).
-    Raises UNetPlusPlusError when it, or a folder it names, is a file."""
+    Raises UNetPlusPlusError when it, or a folder it names, is a file, and when it is a
+    relative path: it silently made a cache under the current folder, a different one for each
+    folder a command (or 3D Slicer, or the processes it starts) runs in (tester 20)."""
     path = existing = Path(home).expanduser()
+    if not path.is_absolute():
+        raise UNetPlusPlusError(
+            f"UNETPP_HOME={home} is a relative path, which would put the cache of installed "
+            "models and compiled graphs under whichever folder a command runs in: give an "
+            f"absolute path (e.g. UNETPP_HOME={Path(home).expanduser().absolute()}) or unset it."
+        )
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
