@@ -17,16 +17,20 @@ segmented: the example CT with ``pixdim[3]`` = 0 gave 413 ml instead of 1032 ml,
   "unexpected scales in sform" (hidden by the CLI) as one line naming both.
 
 Source followed: nifti1.h (header layout), nifti1_io.c ``nifti_convert_nhdr2nim``, ITK 5.4
-Modules/IO/NIFTI/src/itkNiftiImageIO.cxx. struct and numpy only.
+Modules/IO/NIFTI/src/itkNiftiImageIO.cxx. struct and numpy only (and :mod:`.nifti_open`).
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import zlib
+from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
+
+from .nifti_open import header_bytes
 
 #: Relative difference between an sform column's length and its pixdim that is float rounding.
 SCALE_TOLERANCE = 1.0e-3
@@ -92,6 +96,19 @@ def spacing_problem(header: bytes, source: str) -> Optional[str]:
     return None
 
 
+def misread_axes(header: bytes) -> dict[int, float]:
+    """Axis (0 = i) -> the spacing (mm) ITK reads there, for each axis whose ``pixdim``
+    :func:`spacing_problem` refuses (1 for 0, NaN, inf; the magnitude of a negative one)."""
+    spacing = header_spacing(header)
+    if spacing is None:
+        return {}
+    return {
+        i: 1.0 if v == 0 or not math.isfinite(v) else -v
+        for i, v in enumerate(spacing.pixdim)
+        if v <= 0 or not math.isfinite(v)
+    }
+
+
 def sform_scale_warning(header: bytes, source: str) -> Optional[str]:
     """One line when the sform's column lengths differ from ``pixdim`` beyond rounding: ITK
     reads the spacing from ``pixdim``; None otherwise."""
@@ -108,3 +125,13 @@ def sform_scale_warning(header: bytes, source: str) -> Optional[str]:
         "reader (ITK, as in 3D Slicer) uses the pixdim spacing, other tools may use the sform's "
         "and show the image at another size."
     )
+
+
+def header_spacing_problem(header: Path, source: str) -> tuple[Optional[str], dict[int, float]]:
+    """(:func:`spacing_problem`'s message naming ``source``, or None; :func:`misread_axes`) for
+    the NIfTI-1 header in file ``header``; (None, {}) when the file cannot be read."""
+    try:
+        raw = header_bytes(header)
+    except (EOFError, OSError, zlib.error):
+        return None, {}
+    return spacing_problem(raw, source), misread_axes(raw)
