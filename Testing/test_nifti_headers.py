@@ -234,3 +234,29 @@ def test_a_float64_beyond_float32_through_roi_is_one_error_without_a_numpy_warni
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "beyond float32's range" in err[0], err
     assert not out.exists()
+
+
+def test_the_cli_hides_itks_raw_warning_and_says_ours_once(tmp_path, sphere_model, capfd):
+    """An sform whose scales differ from pixdim: ITK printed 'WARNING: In /tmp/SimpleITK-build/
+    ...itkNiftiImageIO.cxx ... unexpected scales in sform' on stderr (tester 20)."""
+    from helpers import make_sphere_image
+
+    image = sitk.Cast(
+        make_sphere_image((24, 24, 16), (2.0, 2.0, 2.0), radius_mm=9.0), sitk.sitkInt16
+    )
+    plain = tmp_path / "plain.nii"
+    sitk.WriteImage(image, str(plain))
+    data = bytearray(plain.read_bytes())
+    struct.pack_into("<h", data, 252, 0)  # qform_code 0: the sform alone places it
+    rows = list(struct.unpack_from("<12f", data, 280))
+    rows[10] = 2.2 * rows[10] / abs(rows[10])  # the sform's k step 2.2 mm, pixdim 2 mm
+    struct.pack_into("<12f", data, 280, *rows)
+    path = tmp_path / "scales.nii"
+    path.write_bytes(bytes(data))
+    out = tmp_path / "x.seg.nrrd"
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "-o", str(out)]
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "WARNING: In" not in err and "unexpected scales" not in err, err
+    said = [line for line in err.splitlines() if "its NIfTI sform has" in line]
+    assert len(said) == 1 and "2 x 2 x 2.2 mm voxels but its pixdim 2 x 2 x 2 mm" in said[0]
