@@ -159,3 +159,28 @@ def test_an_analyze_pair_or_a_pair_missing_its_header_says_nothing(logic, sphere
     )
     (tmp_path / "ct.hdr").unlink()  # deleted after Slicer loaded it: no header to read
     assert not any(DISAGREE in w for w in logic.check_inputs([pair], sphere_model))
+
+
+def test_a_nifti_with_zero_slice_spacing_loaded_by_slicer_is_refused(logic, sphere_model, tmp_path):
+    """Slicer's reader (ITK) reads a pixdim[3] of 0 as 1 mm; the engine never sees the file, so
+    the Logic checks it (tester 20: 413 ml instead of 1032 ml from the CLI). A spacing set by
+    hand in Slicer since passes."""
+    import struct
+
+    from UNetPlusPlusLib.errors import UNetPlusPlusError
+
+    plain = tmp_path / "plain.nii"
+    sitk.WriteImage(thick_ct(), str(plain))
+    data = bytearray(plain.read_bytes())
+    pixdim = list(struct.unpack_from("<8f", data, 76))
+    pixdim[3] = 0.0
+    struct.pack_into("<8f", data, 76, *pixdim)
+    path = tmp_path / "zero.nii"
+    path.write_bytes(bytes(data))
+    scene = slicer.vtkMRMLScene()
+    node = load_with_storage_node(scene, path, "CT")
+    assert node.GetSpacing()[2] == 1.0  # what Slicer read
+    with pytest.raises(UNetPlusPlusError, match=r"Volume 'CT' \(from .*zero.nii\) has no valid"):
+        logic.check_inputs([node], sphere_model)
+    node.SetSpacing(2.0, 2.0, 11.0)  # the user set the real spacing
+    logic.check_inputs([node], sphere_model)

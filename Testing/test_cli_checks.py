@@ -93,6 +93,23 @@ def test_unetpp_home_that_is_a_file_is_one_clear_error(
     assert not (tmp_path / "o.nrrd").exists()
 
 
+def test_an_unwritable_graph_cache_is_named(ball, sphere_model, tmp_path, monkeypatch, capsys):
+    """A UNETPP_HOME whose graph cache cannot be written said only "OpenVINO could not run
+    this model (FileNotFoundError)", naming no folder (tester 20)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "graphs").write_text("a file where the graph cache goes")
+    monkeypatch.setenv("UNETPP_HOME", str(home))
+    monkeypatch.setenv("UNETPP_EXECUTOR", "openvino")
+    pytest.importorskip("openvino")
+    argv = ["segment", str(ball), "--model", str(sphere_model), "-o", str(tmp_path / "o.nrrd")]
+    assert main(argv) == 2
+    line = one_error_line(capsys)
+    assert f"its graph cache {home / 'graphs'}" in line and "cannot be written" in line, line
+    assert "Point UNETPP_HOME at a writable folder" in line
+    assert not (tmp_path / "o.nrrd").exists()
+
+
 # ------------------------------------------------------------------ 3. outputs before work
 def test_output_under_a_file_is_refused_before_any_work(
     ball, sphere_model, tmp_path, no_work, capsys
@@ -441,3 +458,14 @@ def test_readme_lists_every_command():
     assert "unetpp models info" in commands
     missing = [command for command in commands if command not in readme]
     assert not missing, missing
+
+
+def test_a_relative_unetpp_home_is_refused(tmp_path, monkeypatch, capsys):
+    """UNETPP_HOME=rel made a cache under the current folder, silently (tester 20)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNETPP_HOME", "rel/home")
+    assert main(["models", "list"]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: UNETPP_HOME=rel/home is a relative path"), line
+    assert f"UNETPP_HOME={tmp_path / 'rel' / 'home'}" in line
+    assert list(tmp_path.iterdir()) == []  # no cache made here

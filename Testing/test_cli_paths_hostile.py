@@ -5,6 +5,7 @@ already exists (a segmentation the user may have corrected there)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,23 @@ def test_a_task_like_model_name_suggests_that_task(ball, tmp_path, capsys, given
     code = main(["segment", str(ball), "--model", given, "-o", str(tmp_path / "x.seg.nrrd")])
     err = _error_lines(capsys)
     assert code == 2 and len(err) == 1 and f"--task {given} " in err[0], err
+
+
+@pytest.mark.parametrize(
+    "cpus, words",
+    [
+        (2, "give at most 8 (this machine has 2 logical CPU(s); 8 threads are allowed on any"),
+        (4, "give at most 16 (four times this machine's 4 logical CPUs;"),
+    ],
+)
+def test_the_thread_limit_says_where_its_number_comes_from(monkeypatch, cpus, words):
+    """'this machine has 2 logical CPU(s); give at most 8': the numbers did not agree
+    (tester 20)."""
+    import argparse
+
+    from UNetPlusPlusLib.cli_args import thread_count
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(words)):
+        thread_count("100000")
+    assert thread_count(str(max(8, 4 * cpus))) == max(8, 4 * cpus)

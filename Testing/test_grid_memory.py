@@ -122,3 +122,22 @@ def test_cli_refuses_a_huge_input_in_one_line(tmp_path, sphere_model, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "30 x 30 x 30 voxels: reading it whole" in err, err
     assert err.count("\n") == 1 and sorted(p.name for p in tmp_path.rglob("*")) == ["ct.nrrd"]
+
+
+def test_cli_says_only_the_refusal_not_the_header_warnings_before_it(
+    tmp_path, sphere_model, monkeypatch, capsys
+):
+    """100 mm voxels printed four warnings (very thick voxels, field of view, "the run will
+    take correspondingly long... cancel") and then refused the run (tester 20)."""
+    path = tmp_path / "thick.nii.gz"
+    image = make_sphere_image((30, 30, 30), spacing=(12.0, 12.0, 12.0), radius_mm=60, noise=5)
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path))
+    monkeypatch.setattr(grid_memory, "physical_memory_bytes", lambda: 16 * 2**20)
+    out = tmp_path / "x.seg.nrrd"
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: At the model's spacing"), err
+    monkeypatch.setattr(grid_memory, "physical_memory_bytes", lambda: 64 * 2**30)
+    assert main(argv) == 0  # when it fits, the header warnings are said as before
+    assert "very thick voxels" in capsys.readouterr().err

@@ -50,3 +50,24 @@ def test_a_mask_given_as_mr_is_still_a_label_map():
     mask = np.zeros((12, 16, 16), np.uint8)
     mask[4:8, 4:12, 4:12] = 1
     assert "looks like a label map (2 distinct integer values" in _refusal(mask, "MR")
+
+
+def test_an_8_bit_ct_is_called_8_bit_not_a_label_map():
+    """A CT saved as uint8 (250 distinct values, regions of saturated 255) was refused as
+    "looks like a label map (250 distinct integer values)" (tester 20)."""
+    z, y, x = np.indices((20, 32, 32))
+    body = ((y - 16) ** 2 + (x - 16) ** 2) < 150
+    noisy = 40.0 + 210.0 * body + np.random.default_rng(1).normal(0.0, 60.0, body.shape)
+    array = np.clip(np.round(noisy), 0, 255).astype(np.uint8)  # a windowed export
+    assert np.unique(array).size > 128
+    message = _refusal(array)
+    assert message.startswith("Input 'CT' is not a CT in Hounsfield units: it holds no air")
+    assert "make it an 8-bit image" in message and "cannot be HU" in message
+    assert "label map" not in message and "value - 1024" not in message  # not the intercept
+
+
+def test_totalsegmentators_many_labels_in_uint8_stay_a_label_map():
+    z, y, x = np.indices((24, 32, 32))
+    labels = ((z // 2) * 10 + (y // 4) + (x >= 16)) % 118  # up to 117, in blocks
+    assert 100 < np.unique(labels).size <= 128
+    assert "looks like a label map" in _refusal(labels.astype(np.uint8))

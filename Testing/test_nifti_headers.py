@@ -4,6 +4,7 @@ refused with one clear error (found by a breaker's pass over the one-pass reader
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from pathlib import Path
 
@@ -49,20 +50,67 @@ def test_a_wrong_bitpix_reads_by_the_datatype_as_itk_does(tmp_path, bitpix):
     _same_as_itk(path)
 
 
-def test_a_negative_pixdim_gives_itks_positive_spacing_and_flipped_axis(tmp_path):
-    """qform only, pixdim[1] < 0: ITK's ImageFileReader makes the spacing positive and negates
-    that direction column; the header reading alone does not (it was refused as an invalid
-    spacing)."""
+def _pixdim(index: int, value: float, sform_code: int = 0):
+    """An edit setting pixdim[index] to ``value`` and the sform code."""
 
     def edit(data: bytearray) -> None:
-        struct.pack_into("<h", data, 254, 0)  # sform_code 0: the qform and pixdim decide
+        struct.pack_into("<h", data, 254, sform_code)
         pixdim = list(struct.unpack_from("<8f", data, 76))
-        pixdim[1] = -pixdim[1]
+        pixdim[index] = value
         struct.pack_into("<8f", data, 76, *pixdim)
 
-    path = _nifti(tmp_path, "negative.nii.gz", edit)
-    assert sitk.ReadImage(str(path)).GetDirection()[0] == -1.0  # the axis ITK flips
-    _same_as_itk(path)
+    return edit
+
+
+@pytest.mark.parametrize("sform_code", [0, 1])
+@pytest.mark.parametrize(
+    "index, value, words",
+    [
+        (3, 0.0, "pixdim[3] (k axis) = 0"),
+        (1, float("nan"), "pixdim[1] (i axis) = nan"),
+        (2, float("inf"), "pixdim[2] (j axis) = inf"),
+        (1, -0.7, "negative voxel spacing in its NIfTI header, pixdim[1] (i axis) = -0.7"),
+    ],
+)
+def test_a_pixdim_itk_would_misread_is_refused(tmp_path, index, value, words, sform_code):
+    """ITK reads 1 mm for a pixdim of 0, NaN or inf whatever the sform says (and flips the axis
+    of a negative one): the example CT with pixdim[3] 0 gave 413 ml instead of 1032 ml."""
+    path = _nifti(tmp_path, "bad.nii.gz", _pixdim(index, value, sform_code))
+    if value == 0:
+        assert sitk.ReadImage(str(path)).GetSpacing()[2] == 1.0  # what ITK would have used
+    with pytest.raises(UNetPlusPlusError, match=re.escape(words)):
+        read_volume([path])
+
+
+def test_the_roi_path_refuses_a_zero_pixdim_too(tmp_path):
+    from UNetPlusPlusLib.engine.streamed_checks import check_files
+
+    path = _nifti(tmp_path, "zero.nii.gz", _pixdim(3, 0.0, 1))
+    with pytest.raises(UNetPlusPlusError, match="no valid voxel spacing"):
+        check_files([path], ["CT"])
+
+
+def test_the_cli_refuses_a_zero_pixdim_in_one_line_without_itks_warning(tmp_path, capfd):
+    """With an sform, ITK also printed its raw 'WARNING: In /tmp/SimpleITK-build/...' lines."""
+    path = _nifti(tmp_path, "zero.nii", _pixdim(3, 0.0, 1), gz=False)
+    out = tmp_path / "out.seg.nrrd"
+    assert main(["segment", str(path), "--task", "liver", "-o", str(out)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "pixdim[3]" in err[0], err
+    assert not out.exists()
+
+
+def test_sform_scales_unlike_pixdim_give_one_warning_line(tmp_path):
+    """ITK uses pixdim's spacing and only said 'unexpected scales in sform' on stderr."""
+
+    def edit(data: bytearray) -> None:
+        rows = list(struct.unpack_from("<12f", data, 280))
+        rows[10] = 2 * rows[10]  # the sform's k column: 5 mm, pixdim 2.5 mm
+        struct.pack_into("<12f", data, 280, *rows)
+
+    path = _nifti(tmp_path, "scales.nii.gz", edit)
+    with pytest.warns(UserWarning, match="sform has 0.7 x 0.9 x 5 mm voxels but its pixdim"):
+        read_volume([path])
 
 
 def test_no_negative_zero_in_the_direction(tmp_path):
@@ -85,28 +133,6 @@ def test_the_cli_refuses_a_huge_header_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "truncated" in err[0]
     assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "plain.nii", path])  # no output
-
-
-def test_the_roi_path_reads_a_negative_pixdim_as_the_whole_image_reading(tmp_path):
-    """--roi checks the file streamed and reads an extract from the header's grid; both took
-    ITK's raw header spacing (-0.7): an internal error ("spacing must be positive")."""
-    from UNetPlusPlusLib.engine.region_read import read_region
-    from UNetPlusPlusLib.engine.streamed_checks import check_files
-    from UNetPlusPlusLib.engine.volume import Box
-
-    def edit(data: bytearray) -> None:
-        struct.pack_into("<h", data, 254, 0)
-        pixdim = list(struct.unpack_from("<8f", data, 76))
-        pixdim[1] = -pixdim[1]
-        struct.pack_into("<8f", data, 76, *pixdim)
-
-    path = _nifti(tmp_path, "negative.nii.gz", edit)
-    whole = read_volume([path])
-    assert check_files([path], ["CT"]) is not None  # streamed, not refused
-    corners = [whole.grid.index_to_physical(i) for i in ((0, 0, 0), (10, 8, 6))]
-    crop, grid, _ = read_region([path], Box(*corners))
-    assert grid.spacing == whole.spacing and np.array_equal(grid.direction, whole.direction)
-    np.testing.assert_array_equal(crop.array, whole.array)
 
 
 @pytest.mark.parametrize(
@@ -208,3 +234,29 @@ def test_a_float64_beyond_float32_through_roi_is_one_error_without_a_numpy_warni
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "beyond float32's range" in err[0], err
     assert not out.exists()
+
+
+def test_the_cli_hides_itks_raw_warning_and_says_ours_once(tmp_path, sphere_model, capfd):
+    """An sform whose scales differ from pixdim: ITK printed 'WARNING: In /tmp/SimpleITK-build/
+    ...itkNiftiImageIO.cxx ... unexpected scales in sform' on stderr (tester 20)."""
+    from helpers import make_sphere_image
+
+    image = sitk.Cast(
+        make_sphere_image((24, 24, 16), (2.0, 2.0, 2.0), radius_mm=9.0), sitk.sitkInt16
+    )
+    plain = tmp_path / "plain.nii"
+    sitk.WriteImage(image, str(plain))
+    data = bytearray(plain.read_bytes())
+    struct.pack_into("<h", data, 252, 0)  # qform_code 0: the sform alone places it
+    rows = list(struct.unpack_from("<12f", data, 280))
+    rows[10] = 2.2 * rows[10] / abs(rows[10])  # the sform's k step 2.2 mm, pixdim 2 mm
+    struct.pack_into("<12f", data, 280, *rows)
+    path = tmp_path / "scales.nii"
+    path.write_bytes(bytes(data))
+    out = tmp_path / "x.seg.nrrd"
+    argv = ["segment", str(path), "--model", str(sphere_model), "--quiet", "-o", str(out)]
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    assert "WARNING: In" not in err and "unexpected scales" not in err, err
+    said = [line for line in err.splitlines() if "its NIfTI sform has" in line]
+    assert len(said) == 1 and "2 x 2 x 2.2 mm voxels but its pixdim 2 x 2 x 2 mm" in said[0]

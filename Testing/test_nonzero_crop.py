@@ -228,7 +228,7 @@ def test_a_slab_thinner_than_half_a_tile_warns_and_is_not_labelled_everywhere(mr
         volume.channel_names,
     )
     result = mr_predictor.segment(slab, depth=2)
-    assert any("thick along its k axis" in w for w in result.info["warnings"])
+    assert any("thick along its head-feet (k) axis" in w for w in result.info["warnings"])
     labelled = result.labels.array > 0
     assert not labelled[slab.array[0] == 0].any()  # nothing outside the 'brain'
     assert labelled.mean() < 0.5

@@ -135,3 +135,14 @@ def test_the_stamp_check_and_a_prepared_rerun_import_no_torch(sphere_model, home
         "sphere-test: already prepared (--force prepares it again)",
         "0 []",
     ]
+
+
+def test_a_model_named_twice_is_prepared_once(sphere_model, capsys):
+    """`prepare liver liver` did the work twice (tester 20); the same package by its folder and
+    its model.json too."""
+    argv = ["models", "prepare", "--threads", "2", "--force", str(sphere_model)]
+    code = main([*argv, str(sphere_model.parent), str(sphere_model)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = captured.out.splitlines()
+    assert len([line for line in out if line.startswith("sphere-test:")]) == 1, out

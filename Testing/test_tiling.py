@@ -154,3 +154,22 @@ def test_thin_input_warning_names_every_thin_axis():
     assert "only 37.3 mm thick along its i axis," in thin_input_warning(
         (53, 200, 200), (0.703125, 3, 3), 144
     )
+
+
+def test_thin_input_warning_names_axes_in_patient_terms_when_the_direction_is_known():
+    """'only 6 mm thick along its k axis' (tester 20): the axis is named as the patient's."""
+    import numpy as np
+    from UNetPlusPlusLib.engine.tiling import thin_input_warning
+
+    lps = np.diag([-1.0, -1.0, 1.0])  # the example CT's RAS-stored axes
+    said = thin_input_warning((100, 100, 2), (3, 3, 3), 144, lps)
+    assert "only 6 mm thick along its head-feet (k) axis," in said
+    # a sagittal slab stored with its i axis along the patient's head-feet and k left-right
+    sagittal = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    said = thin_input_warning((100, 100, 2), (3, 3, 3), 144, sagittal)
+    assert "thick along its left-right (k) axis," in said
+    # 45 degrees oblique between front-back and head-feet: no patient name fits
+    c = np.sqrt(0.5)
+    oblique = np.array([[1.0, 0.0, 0.0], [0.0, c, -c], [0.0, c, c]])
+    said = thin_input_warning((2, 100, 2), (3, 3, 3), 144, oblique)
+    assert "thick along its left-right (i) and oblique k axes," in said

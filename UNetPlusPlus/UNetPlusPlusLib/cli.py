@@ -235,6 +235,20 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+#: Commands that read images through ITK.
+_IMAGE_COMMANDS = ("segment", "serve", "review", "train")
+
+
+def _hide_itk_warnings() -> None:
+    """Turn ITK's own warning display off for this process: its raw "WARNING: In
+    /tmp/SimpleITK-build/..." lines (e.g. a NIfTI's "unexpected scales in sform") reached
+    stderr beside our one-line warnings; what matters in them is ours now
+    (engine/nifti_spacing.py, nifti_transforms.py). ITK's errors still raise."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
 def _main(argv: List[str], preload: bool = False) -> int:
     parser = build_parser()
     try:
@@ -247,6 +261,8 @@ def _main(argv: List[str], preload: bool = False) -> int:
     refused = refusal_without_torch(getattr(args, "device", None))  # refused in the run
     if preload and args.command in ("segment", "serve") and refused is None:  # torch imports
         torch_preload.start()  # while the inputs are read (serve: for the first request)
+    if args.command in _IMAGE_COMMANDS:
+        _hide_itk_warnings()
     json_mode = bool(getattr(args, "progress_json", False))
     progress = JsonProgress() if json_mode else BarProgress(getattr(args, "quiet", False))
 

@@ -260,10 +260,15 @@ def thread_count(text: str) -> int:
     value = positive_int(text)
     cpus = os.cpu_count() or 1
     most = max(8, 4 * cpus)
-    if value > most:
+    if value > most:  # the two numbers explained: "has 2 CPUs; at most 8" read as a slip
+        why = (
+            f"four times this machine's {cpus} logical CPUs"
+            if most > 8
+            else f"this machine has {cpus} logical CPU(s); 8 threads are allowed on any machine"
+        )
         raise argparse.ArgumentTypeError(
-            f"this machine has {cpus} logical CPU(s); give at most {most} "
-            f"(more threads than CPUs only slow inference down), got {value}"
+            f"give at most {most} ({why}; more threads than CPUs only slow inference down), "
+            f"got {value}"
         )
     return value
 

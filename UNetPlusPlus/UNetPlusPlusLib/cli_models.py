@@ -47,10 +47,13 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         return {}
     if args.models_command == "verify":
         return _verify(registry, args.names)
-    for manifest in registry.listed_models():
+    models = registry.listed_models()
+    roles = model_roles(registry, models)
+    for manifest in models:
         parent = registry.fine_tuned_from(manifest)
         origin = f", fine-tuned from {parent}" if parent else ""
-        print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent}{origin})")
+        role = roles.get(Path(manifest.path).parent, "")
+        print(f"{manifest.task}: {manifest.name}  ({Path(manifest.path).parent}{origin}){role}")
         problem = weights_problem(manifest)  # no torch: sha256 and finite values
         print(f"  status: {'broken: ' + problem if problem else 'ok'}")
         print(
@@ -64,6 +67,23 @@ def run_models(args: argparse.Namespace, progress) -> dict:
         for depth in [*manifest.depths, "ensemble"]:
             print("  " + describe_depth(manifest, depth))
     return {}
+
+
+def model_roles(registry, models: list) -> dict[Path, str]:
+    """A package's folder -> the mark `models list` puts after it when a task has several
+    models or a name two packages: " [runs for --task T]" on the one ``--task T`` picks,
+    " [shadowed by FOLDER]" on a package whose name an earlier one takes (two "liver:
+    liver-ct" lines did not say which one runs; tester 20)."""
+    shadowed = registry.shadowed_models(models)
+    out = {
+        folder: f" [shadowed by {Path(winner.path).parent}: give --model {folder} to run it]"
+        for folder, winner in shadowed.items()
+    }
+    tasks = [m.task for m in models]
+    for task in sorted({t for t in tasks if tasks.count(t) > 1}):
+        picked = Path(registry.find_model(task).path).parent
+        out[picked] = f" [runs for --task {task}]"
+    return out
 
 
 def task_picks(registry) -> dict[str, str]:

@@ -5,6 +5,7 @@ segmentation does not pay them (engine/graph_prepare.py)."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from .cli_args import thread_count
@@ -44,7 +45,12 @@ def run_prepare(names: list[str], threads: Optional[int] = None, force: bool = F
     from .engine.cpu_cores import default_thread_count
     from .engine.prepare_stamp import is_prepared
 
-    manifests = [registry.find_model(name) for name in names] or registry.listed_models()
+    found = [registry.find_model(name) for name in names] or registry.listed_models()
+    # one package once: `prepare liver liver` (or `liver liver-ct`) did the work twice
+    unique: dict = {}
+    for manifest in found:
+        unique.setdefault(Path(manifest.path).resolve(), manifest)
+    manifests = list(unique.values())
     failed = []
     for manifest in manifests:
         if not force and is_prepared(manifest.sha256, threads or default_thread_count()):

@@ -256,6 +256,12 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
         _check_inputs_exist(args.inputs, args.series)
     progress("load", 0, 1)
     manifest = _load_manifest(args)
+    if not args.model:  # a UNETPP_MODELS 'liver-ct' ran instead of the shipped one, unsaid
+        from .engine.registry import shadow_notice
+
+        notice = shadow_notice(manifest)  # (tester 20)
+        if notice:
+            warn(notice)
     names = [c.name for c in manifest.channels]
     held = cache.holds(input_token, names, args.series)  # then the files are not read
     if input_token is not None and not held:
@@ -286,6 +292,12 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
 
         work = long_run_warning(volume.grid, manifest)
         region_options["input_warnings"] += [work] if work else []
+    if region is None and not (args.roi or args.point) and _may_be_refused(manifest, volume):
+        from .engine.prepare_array import prepare_ahead  # the memory refusal, if it comes
+
+        # before the header warnings: 100 mm voxels printed four, one saying "the run will
+        # take correspondingly long... cancel", and then the refusal (tester 20)
+        prepare_ahead(manifest, volume, region_options["memo"], args.overlap)
     for message in region_options["input_warnings"]:  # before torch is even imported
         warn(message)
     points = [tuple(p) if args.lps else ras_to_lps(p) for p in (args.point or [])] or [None]
@@ -355,6 +367,14 @@ def _run_segment(args: argparse.Namespace, progress, cache, input_token: Optiona
     for warning in summary["warnings"]:  # those about the result, through the same channel
         warn(warning)  # ({"warning"} events, serve replies, stderr text); said once each
     return summary
+
+
+def _may_be_refused(manifest, volume) -> bool:
+    """Whether the whole input's model grid may not fit in memory (engine/grid_memory.py)."""
+    from .engine.grid_memory import whole_grid_may_not_fit
+
+    channels, classes = len(manifest.channels), manifest.num_classes
+    return whole_grid_may_not_fit(volume.grid, manifest.spacing, channels, classes)
 
 
 def _refuse_clicks_outside(args: argparse.Namespace, manifest, volume, points: list) -> None:

@@ -16,7 +16,7 @@ from ..engine.manifest import ModelManifest
 from ..engine.volume import Volume
 from ..errors import UNetPlusPlusError
 from .geometry import NativeImages, native_images_from_nodes, volume_from_nodes, world_ijk_to_ras
-from .input_checks import check_scale, loaded_file, nifti_file_warnings
+from .input_checks import check_nifti_spacing, check_scale, loaded_file, nifti_file_warnings
 from .panel import channel_input_problem
 from .voxel_version import voxels_version
 
@@ -77,6 +77,7 @@ def check_channel_inputs(
     nodes, channels = channel_nodes(volume_nodes, manifest)
     images = input_images(volume_nodes, manifest)
     modalities = [channel.modality for channel in manifest.channels]
+    check_nifti_spacing(nodes)  # ITK read 1 mm for a pixdim of 0 (tester 20)
     warnings = nifti_file_warnings(nodes)
     warnings += check_channels(images.arrays, images.grid, channels, modalities)
     check_scale(manifest, images.grid, nodes[0])  # a speck: the engine would refuse it

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..cli_points import CLICKED_POINT  # how a point without a name is called
+from ..errors import UNetPlusPlusError
 
 
 def loaded_file(node) -> Optional[Path]:
@@ -66,6 +67,27 @@ def nifti_file_warnings(volume_nodes: Sequence) -> list[str]:
         if warning:
             warnings.append(warning)
     return warnings
+
+
+def check_nifti_spacing(volume_nodes: Sequence) -> None:
+    """Refuse a node loaded from a NIfTI file whose ``pixdim`` Slicer's reader (ITK) misread
+    (0, NaN or inf read as 1 mm, a negative one flipped: engine/nifti_spacing.py) while the
+    node still has that spacing; a spacing set by hand since (Volumes module) passes. Raises
+    UNetPlusPlusError naming the node and the file."""
+    from ..engine.nifti_check import nifti_header_file
+    from ..engine.nifti_spacing import header_spacing_problem
+
+    for node in volume_nodes:
+        path = loaded_file(node)
+        header = None if path is None else nifti_header_file(path)
+        if header is None:
+            continue
+        problem, axes = header_spacing_problem(header, f"Volume '{node.GetName()}' (from {path})")
+        spacing = node.GetSpacing()
+        if problem and any(abs(spacing[i] - read) < 1e-6 for i, read in axes.items()):
+            raise UNetPlusPlusError(
+                f"{problem} Or set the real spacing in the Volumes module (Volume Information)."
+            )
 
 
 def point_name(markups_node, index: int) -> str:

@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import UNetPlusPlusError
 from . import spin_guard
 from .devices import is_out_of_memory
-from .graph_cache import graph_folder_in_use
+from .graph_cache import cache_write_problem, graph_folder_in_use
 from .network import UNetPlusPlus3D, plain_modules
 from .onnx_export import cached_graph, depth_name, weights_digest
 
@@ -101,6 +101,13 @@ class GraphExecutor(Executor):
         except Exception as error:  # noqa: BLE001 - the library's own error types
             if is_out_of_memory(error):
                 raise
+            cache = cache_write_problem(error, self.cache_dir)
+            if cache:  # name the folder, not "FileNotFoundError" (tester 20)
+                raise UNetPlusPlusError(
+                    f"The {self.name} executor could not run this model: {cache}. Point "
+                    "UNETPP_HOME at a writable folder (or unset it), or choose the built-in CPU "
+                    "path, which gives the same result: set UNETPP_EXECUTOR=ours."
+                ) from error
             raise UNetPlusPlusError(
                 f"The {self.name} executor could not run this model ({type(error).__name__}); "
                 "choose the built-in CPU path, which gives the same result: "

@@ -29,7 +29,7 @@ from .executor_backends import (
     available_executors,
     library_version,
 )
-from .graph_cache import graph_folder_in_use
+from .graph_cache import cache_write_problem, graph_folder_in_use
 from .network import UNetPlusPlus3D
 from .probe import PRIOR_TILES, ProbeMemory, median_ratio, probe_decision
 
@@ -100,11 +100,11 @@ class FastestExecutor(Executor):
     ) -> None:
         super().__init__(model, threads)
         self.ours = OursExecutor(model, threads)
+        folder: Optional[Path] = Path(cache_dir) if cache_dir is not None else None
         if memory is None and (cache_dir is not None or weights_sha256):
-            folder = (
-                Path(cache_dir) if cache_dir is not None else graph_folder_in_use(weights_sha256)
-            )
+            folder = folder if folder is not None else graph_folder_in_use(weights_sha256)
             memory = ProbeMemory(folder)
+        self._cache_folder = folder  #: for the warning of a cache that cannot be written
         self.memory = memory  #: the last decisions, beside the graphs (None: not kept)
         self._recall = True
         self.candidate = candidate
@@ -145,12 +145,15 @@ class FastestExecutor(Executor):
         """The library's logits, or None when it failed (then ours only, from now on)."""
         try:
             return self._other().run(tile, depth)
-        except Exception:  # noqa: BLE001 - any library failure: ours, never an error
+        except Exception as error:  # noqa: BLE001 - any library failure: ours, never an error
             self._usable = False
             _LOG.debug("the %s executor failed", self.candidate, exc_info=True)
             library = LIBRARY_NAMES.get(self.candidate, self.candidate)
+            folder = getattr(self._library, "cache_dir", None) or self._cache_folder
+            cache = cache_write_problem(error, folder)  # named (tester 20)
+            why = f": {cache}; point UNETPP_HOME at a writable folder. It" if cache else ", so it"
             warnings.warn(  # one sentence: the library's own message means nothing to a user
-                f"{library} could not run this model, so it runs on the built-in CPU path "
+                f"{library} could not run this model{why} runs on the built-in CPU path "
                 "instead (the same result, possibly slower).",
                 stacklevel=3,
             )

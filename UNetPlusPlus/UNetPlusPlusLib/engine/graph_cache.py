@@ -111,3 +111,30 @@ def graph_folder_in_use(weights_sha256: str) -> Path:
         prune(folder.parent.parent, export_key())
     mark_used(folder)
     return folder
+
+
+def cache_write_problem(error: BaseException, cache_dir: Optional[Path]) -> Optional[str]:
+    """ "its graph cache FOLDER cannot be written (REASON)" when ``error`` (or an error it was
+    raised from) is an OSError on ``cache_dir`` or a folder above it (an unwritable or missing
+    ``UNETPP_HOME``): the executor's message had named only the error type ("could not run this
+    model (FileNotFoundError)", tester 20). None for other errors."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and cache_dir is not None:
+            named = current.filename or current.filename2
+            folder = Path(cache_dir)
+            if (
+                named is None
+                or folder == Path(named)
+                or Path(named) in (folder, *folder.parents)
+                or folder in Path(named).parents
+            ):
+                reason = current.strerror or type(current).__name__
+                return (
+                    f"its graph cache {folder} cannot be written ({reason}; UNETPP_HOME="
+                    f"{os.environ.get('UNETPP_HOME', '(unset)')})"
+                )
+        current = current.__cause__ or current.__context__
+    return None

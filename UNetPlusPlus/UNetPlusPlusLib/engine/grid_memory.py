@@ -37,6 +37,17 @@ def model_grid_bytes(grid: Grid, channels: int, classes: int) -> int:
     return voxels * BYTES_PER_VALUE * (2 * int(channels) + int(classes) + 1)
 
 
+def whole_grid_may_not_fit(
+    volume_grid: Grid, spacing: Sequence[float], channels: int, classes: int
+) -> bool:
+    """Whether the whole input's model grid (``volume_grid`` at the model's ``spacing``, mm)
+    needs more than the physical memory: then the run may be refused (the body's or non-zero
+    box, :func:`check_model_grid_fits`), and its header warnings wait for that answer."""
+    memory = physical_memory_bytes()
+    grid = canonical_grid(volume_grid, spacing)
+    return memory is not None and model_grid_bytes(grid, channels, classes) > memory
+
+
 def check_model_grid_fits(
     grid: Grid,
     region: Grid,

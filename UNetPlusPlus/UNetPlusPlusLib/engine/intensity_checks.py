@@ -34,6 +34,10 @@ MR_LABEL_MAP_MAX_VALUES = 16
 #: whose values happen to be few integers (a BraTS T1ce of 205 values from 0 to 211) holds
 #: noise (0.004-0.06 in every shared MR and CT), and is no label map (fresh user 27).
 LABEL_MAP_MIN_EQUAL_SHARE = 0.2
+#: A CT channel of integers within 0..255 holding more distinct values than this is an 8-bit
+#: image (a screenshot, a windowed export), not a label map: TotalSegmentator's label maps, the
+#: largest here, hold at most 117 labels (62 in the shared example); an 8-bit CT, 250 (tester 20).
+EIGHT_BIT_MIN_VALUES = 128
 #: Voxels sampled for the distinct-value statistics (a strided subsample of larger volumes).
 SAMPLE_VOXELS = 2_000_000
 
@@ -164,11 +168,20 @@ def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
     if low <= CT_AIR_HU:
         # air there, but perhaps shifted below it, or the values inverted (bone negated)
         return below_air_problem(sample, name) or inverted_problem(sample, name)
-    label_map = label_map_problem(sample, name, low, high, "CT")
+    eight_bit = _eight_bit_values(sample, low, high)  # was called a label map (tester 20)
+    label_map = "" if eight_bit else label_map_problem(sample, name, low, high, "CT")
     if label_map:
         return label_map
     hint = ""
-    if low >= -100:  # a floor near 0: perhaps air stored as 0 (unsigned, no rescale)
+    if eight_bit:
+        hint = (
+            f" Its {eight_bit} distinct integer values within 0..255 make it an 8-bit image, "
+            "unusual for a CT: a CT spans about -1000 HU (air) to over +1000 HU (bone), which 8 "
+            "bits cannot hold, so these cannot be HU (a screenshot, a windowed or display "
+            "export). Give the original CT (its DICOM series, or a NIfTI or NRRD of its HU "
+            "values)."
+        )
+    elif low >= -100:  # a floor near 0: perhaps air stored as 0 (unsigned, no rescale)
         hint = (
             " If it is a CT stored without its rescale intercept (air near 0 instead of "
             "-1000), convert it to Hounsfield units (HU = value - 1024)."
@@ -178,6 +191,15 @@ def _ct_problem(sample: np.ndarray, name: str, low: float, high: float) -> str:
         f"{CT_AIR_HU:g} HU; range {low:g} to {high:g}). An MR or a processed image cannot be "
         f"segmented by this CT model; a CT crop must include some air or lung.{hint}"
     )
+
+
+def _eight_bit_values(sample: np.ndarray, low: float, high: float) -> int:
+    """The distinct values of an 8-bit-like channel (integers within 0..255, more than
+    :data:`EIGHT_BIT_MIN_VALUES` of them), else 0."""
+    if low < 0 or high > 255:
+        return 0
+    integers, distinct = _label_map_like(sample)
+    return distinct if integers and distinct > EIGHT_BIT_MIN_VALUES else 0
 
 
 def label_map_problem(sample: np.ndarray, name: str, low: float, high: float, kind: str) -> str:

@@ -10,6 +10,12 @@ package"). Folders are searched in this order, the first match winning:
    :mod:`importlib.resources` (a checkout, a pip install, an installed Slicer extension alike;
    see ``UNetPlusPlusLib/resources.py``).
 
+Two packages with one name: the first found runs for that name and for its task (a
+``UNETPP_MODELS`` folder is an explicit override, as ``PATH`` is, e.g. to try a retrained
+``liver-ct``; ``models install`` refuses shipped names because an installed copy would shadow
+one for good, unseen). The later one is *shadowed*: ``unetpp models list`` marks it
+(:func:`shadowed_models`) and ``unetpp segment`` names the file it uses (:func:`shadow_notice`).
+
 No torch is imported (``unetpp models list`` stays fast); ``registry`` re-exports these names.
 """
 
@@ -50,8 +56,16 @@ def _checked_home(home: str) -> Path:
     """``$UNETPP_HOME`` as a folder path (it need not exist yet). A file there made the model
     install fail and OpenVINO's graph cache report NotADirectoryError, which reached the user
     as "the openvino executor could not run this model (NotADirectoryError)" (tester 12).
-    Raises UNetPlusPlusError when it, or a folder it names, is a file."""
+    Raises UNetPlusPlusError when it, or a folder it names, is a file, and when it is a
+    relative path: it silently made a cache under the current folder, a different one for each
+    folder a command (or 3D Slicer, or the processes it starts) runs in (tester 20)."""
     path = existing = Path(home).expanduser()
+    if not path.is_absolute():
+        raise UNetPlusPlusError(
+            f"UNETPP_HOME={home} is a relative path, which would put the cache of installed "
+            "models and compiled graphs under whichever folder a command runs in: give an "
+            f"absolute path (e.g. UNETPP_HOME={Path(home).expanduser().absolute()}) or unset it."
+        )
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
@@ -213,4 +227,41 @@ def find_model(task_or_name: str) -> ModelManifest:
     raise UNetPlusPlusError(
         f"No model for {task_or_name!r}; available: {available}. Install one with"
         " `unetpp models install <folder, .zip or URL>` or add its folder to UNETPP_MODELS."
+    )
+
+
+def shadowed_models(models: list[ModelManifest]) -> dict[Path, ModelManifest]:
+    """Each shadowed package's folder -> the package of the same name found before it in
+    ``models`` (:func:`list_models`' order), which a name or task picks instead."""
+    first: dict[str, ModelManifest] = {}
+    out: dict[Path, ModelManifest] = {}
+    for manifest in models:
+        winner = first.setdefault(manifest.name, manifest)
+        if winner is not manifest:
+            out[Path(manifest.path).parent] = winner
+    return out
+
+
+def shadow_notice(manifest: ModelManifest) -> Optional[str]:
+    """One line naming the package ``manifest`` (as :func:`find_model` picked it) and those of
+    the same name it shadows (a shipped ``liver-ct`` behind a ``UNETPP_MODELS`` one); None
+    when its name is unique."""
+    folder = Path(manifest.path).parent
+    hidden = [
+        shadowed
+        for shadowed, winner in shadowed_models(list_models()).items()
+        if Path(winner.path).parent == folder
+    ]
+    if not hidden:
+        return None
+    builtin = builtin_models_dir()
+    names = ", ".join(
+        f"{'the shipped one in ' if builtin and p.parent.resolve() == builtin.resolve() else ''}{p}"
+        for p in hidden
+    )
+    return (
+        f"using model '{manifest.name}' from {folder}, found first (the search order: "
+        f"UNETPP_MODELS, the installed, the shipped models); it shadows the model of the same "
+        f"name in {names}: "
+        "give that folder as --model to run it."
     )

@@ -29,8 +29,9 @@ from typing import BinaryIO, NamedTuple, Optional
 import numpy as np
 
 from ..errors import UNetPlusPlusError
-from .gzip_stream import GzipStream
 from .inflate_stream import GZIP_MAGIC, trailing_warning
+from .nifti_open import header_bytes, nifti_opener
+from .nifti_spacing import sform_scale_warning, spacing_problem
 from .nifti_transforms import transform_warning
 from .sanity import cast_voxels, nonfinite_error
 
@@ -218,7 +219,7 @@ def nifti_shape(path: Path) -> Optional[tuple[int, int, int]]:
     """(z, y, x) of a plain NIfTI image (:func:`read_nifti` reads its voxels), from its header
     alone; None for other or unreadable files (the full reading then says why)."""
     try:
-        with _opener(path)(path, "rb") as stream:
+        with nifti_opener(path)(path, "rb") as stream:
             layout = _layout(stream.read(540))
     except (EOFError, OSError, zlib.error):
         return None
@@ -256,27 +257,6 @@ def pair_file(path: Path, stem: str, extension: str) -> Optional[Path]:
     return None
 
 
-def _opener(path: Path):
-    """:class:`.gzip_stream.GzipStream` for a ``.gz`` name whose first bytes are gzip's magic,
-    else plain ``open``: ITK's NIfTI reader (znzlib) reads a plain file named ``.nii.gz``,
-    which the check had refused as a broken gzip (tester 10). A file named ``.nii`` is read
-    plain, as ITK reads it."""
-    if not path.name.lower().endswith(".gz"):
-        return open
-    try:
-        with open(path, "rb") as stream:
-            magic = stream.read(2)
-    except OSError:
-        return _gzip  # the read that follows says why
-    return _gzip if magic == GZIP_MAGIC or len(magic) < 2 else open
-
-
-def _gzip(path: Path, mode: str) -> GzipStream:
-    """A NIfTI file's gzip stream: bytes after its last member that are not zero padding are
-    skipped, as ITK's reader (zlib's gzread) skips them, and warned about (_checked_pass)."""
-    return GzipStream(path, mode, trailing="ignore")
-
-
 def _ignored(stream: BinaryIO) -> int:
     """Bytes that ``stream`` (read to its end) skipped after its gzip data; 0 for a plain file."""
     return getattr(stream, "ignored", 0)
@@ -285,12 +265,12 @@ def _ignored(stream: BinaryIO) -> int:
 def _pair_pass(header: Path, image: Path) -> tuple[Optional[_Layout], int, int, int]:
     """(layout, bytes of the .img, non-finite voxels, bytes skipped after its gzip data) of a
     .hdr/.img pair."""
-    with _opener(header)(header, "rb") as stream:
+    with nifti_opener(header)(header, "rb") as stream:
         layout = _layout(stream.read(540), pair=True)
     if layout is None:
         return None, 0, 0, 0
     scan = _FiniteScan(layout)
-    with _opener(image)(image, "rb") as stream:
+    with nifti_opener(image)(image, "rb") as stream:
         size = _feed(stream, scan)
     return layout, size, scan.bad, _ignored(stream)
 
@@ -308,7 +288,7 @@ def _checked_pass(
         else:
             _refuse_misnamed_gzip(path)
             _refuse_nifti2(path)
-            with _opener(path)(path, "rb") as stream:
+            with nifti_opener(path)(path, "rb") as stream:
                 layout, size, bad, data = _scan(stream, keep, out)
             ignored = _ignored(stream)
     except (EOFError, OSError, zlib.error) as error:
@@ -318,6 +298,10 @@ def _checked_pass(
     if layout is None:
         return None
     _check_size(path, layout)
+    header = header_bytes(path if pair is None else pair[0])
+    problem = spacing_problem(header, str(path))  # ITK would read 1 mm (nifti_spacing)
+    if problem:
+        raise UNetPlusPlusError(problem)
     expected = layout.offset + layout.nbytes
     source = path if pair is None else pair[1]
     if size < expected:
@@ -329,16 +313,17 @@ def _checked_pass(
         raise nonfinite_error(str(path), bad)
     if ignored:  # after the refusals: the voxels are complete
         warnings.warn(trailing_warning(path, source, ignored), UserWarning, stacklevel=3)
-    _warn_transforms(path if pair is None else pair[0])
+    _warn_transforms(path if pair is None else pair[0], header)
     return data
 
 
-def _warn_transforms(header: Path) -> None:
-    """A UserWarning when the NIfTI-1 header's sform and qform disagree
-    (:mod:`.nifti_transforms`); a second read of its first 348 bytes only."""
-    warning = header_transform_warning(header, str(header))
-    if warning:
-        warnings.warn(warning, UserWarning, stacklevel=4)
+def _warn_transforms(header: Path, raw: bytes) -> None:
+    """UserWarnings when the NIfTI-1 header's sform and qform disagree
+    (:mod:`.nifti_transforms`) and when the sform's scales differ from pixdim
+    (:mod:`.nifti_spacing`: ITK's own warning, which the CLI hides)."""
+    for warning in (transform_warning(raw, str(header)), sform_scale_warning(raw, str(header))):
+        if warning:
+            warnings.warn(warning, UserWarning, stacklevel=4)
 
 
 def header_transform_warning(header: Path, source: str) -> Optional[str]:
@@ -347,7 +332,7 @@ def header_transform_warning(header: Path, source: str) -> Optional[str]:
     more), naming ``source``; None when they agree, for another header, and when the file
     cannot be read (gone, unreadable, a broken gzip): never raises for the file."""
     try:
-        with _opener(header)(header, "rb") as stream:
+        with nifti_opener(header)(header, "rb") as stream:
             return transform_warning(stream.read(348), source)
     except (EOFError, OSError, zlib.error):
         return None
@@ -383,7 +368,7 @@ def _refuse_nifti2(path: Path) -> None:
     """NIfTI-2 (sizeof_hdr 540): ITK 5.4's reader, SimpleITK's and 3D Slicer's, reads NIfTI-1
     only and answered "Unable to determine ImageIO reader", which our message then called a
     truncated or corrupt file. Say what it is and how to convert it."""
-    with _opener(path)(path, "rb") as stream:
+    with nifti_opener(path)(path, "rb") as stream:
         first = stream.read(4)
     if len(first) == 4 and 540 in (struct.unpack("<i", first)[0], struct.unpack(">i", first)[0]):
         raise UNetPlusPlusError(

@@ -249,7 +249,9 @@ class Predictor:
         pad = prepared.pad if prepared.pad is not None else padding_values(channel_norms)
         options = {"axes": axes, "heads": disagreement, "pad": pad}
         tile_mm = min(t * d for t, d in zip(self.manifest.tile_size_zyx[::-1], grid.spacing))
-        thin = thin_input_warning(region_grid.size_xyz, region_grid.spacing, tile_mm)
+        thin = thin_input_warning(
+            region_grid.size_xyz, region_grid.spacing, tile_mm, region_grid.direction
+        )
         if point is None and thin:  # a click's box is the model's own choice
             info["warnings"].append(thin)
         for message in info["warnings"] if warn is not None else ():  # before the first tile

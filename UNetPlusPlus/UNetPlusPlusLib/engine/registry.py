@@ -36,6 +36,8 @@ from UNetPlusPlusLib.engine.model_search import (
     listed_models,
     model_dirs,
     searched_dirs,
+    shadow_notice,
+    shadowed_models,
     user_cache_dir,
 )
 
@@ -59,5 +61,7 @@ __all__ = [
     "model_dirs",
     "remove_model",
     "searched_dirs",
+    "shadow_notice",
+    "shadowed_models",
     "user_cache_dir",
 ]

@@ -158,12 +158,35 @@ def _pad_to_tile(
     return padded, crop  # type: ignore[return-value]
 
 
+#: Patient directions of the LPS axes, as the warnings name them.
+_PATIENT_AXES = ("left-right", "front-back", "head-feet")
+#: A grid axis whose direction is within about 37 degrees of a patient axis is named after it.
+_NAMED_COSINE = 0.8
+
+
+def _axis_name(axis: str, column: Optional[Sequence[float]]) -> str:
+    """``"head-feet (k)"`` for grid axis ``axis`` whose LPS direction ``column`` lies near a
+    patient axis, ``"oblique k"`` otherwise, ``"k"`` without a direction."""
+    if column is None:
+        return axis
+    weights = [abs(float(v)) for v in column]
+    best = max(range(3), key=weights.__getitem__)
+    return (
+        f"{_PATIENT_AXES[best]} ({axis})" if weights[best] >= _NAMED_COSINE else f"oblique {axis}"
+    )
+
+
 def thin_input_warning(
-    size_xyz: Sequence[int], spacing_xyz: Sequence[float], tile_mm: float
+    size_xyz: Sequence[int],
+    spacing_xyz: Sequence[float],
+    tile_mm: float,
+    direction: Optional[Sequence[Sequence[float]]] = None,
 ) -> str:
     """A warning when the input (its own grid: size in voxels, spacing in mm, (x, y, z)) is
     thinner than half the model's tile (``tile_mm``, its shortest side in mm) along an axis of
-    its own, oblique or not, naming every such axis; "" otherwise.
+    its own, oblique or not, naming every such axis; "" otherwise. ``direction``: the grid's
+    3x3 LPS direction (columns: the i, j, k axes), to name an axis in patient terms
+    ("head-feet (k) axis"; "k axis" alone read as jargon, tester 20).
 
     The network was trained on tiles full of anatomy; a slab much thinner than a tile is
     mostly padding, and the outputs near it are unreliable (a 2-slice BraTS slab came out
@@ -173,7 +196,9 @@ def thin_input_warning(
     thin = [(axis, mm) for axis, mm in zip("ijk", extents) if mm * 2 < tile_mm]
     if not thin:
         return ""
-    axes = " and ".join(", ".join(a for a, _ in thin).rsplit(", ", 1))
+    columns = [None] * 3 if direction is None else [[row[i] for row in direction] for i in range(3)]
+    names = [_axis_name(a, columns["ijk".index(a)]) for a, _ in thin]
+    axes = " and ".join(", ".join(names).rsplit(", ", 1))
     sizes = " x ".join(f"{mm:.3g}" for _, mm in thin)  # 37.3, not 37.2656 (0.703 mm x 53)
     return (
         f"The input is only {sizes} mm thick along its {axes} "
