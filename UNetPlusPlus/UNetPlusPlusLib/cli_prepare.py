@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from .engine.manifest import ModelManifest
 
 
+#: the probe's pick as a user reads it ("ours" is the built-in CPU path)
+EXECUTOR_WORDS = {"ours": "the built-in CPU path", "openvino": "OpenVINO"}
+
+
 def describe(name: str, report: Prepared) -> str:
     """One line for a model's :class:`engine.graph_prepare.Prepared`."""
     if report.skipped:
@@ -24,13 +28,16 @@ def describe(name: str, report: Prepared) -> str:
     for what, depths in (
         ("exported", report.exported),
         ("cached and checked", report.kept),
-        ("damaged, exported again", report.rebuilt),
+        # damaged, another depth's or weights' graph, or one an older version left without
+        # its record (engine/graph_record.py)
+        ("exported again (damaged, foreign or unrecorded)", report.rebuilt),
         ("disagreed with the built-in path, deleted", report.failed),
     ):
         if depths:
             parts.append(f"{what} {', '.join(depths)}")
     if report.pick:
-        parts.append(f"L{report.probe_depth} runs on {report.pick} at this load")
+        runner = EXECUTOR_WORDS.get(report.pick, report.pick)
+        parts.append(f"L{report.probe_depth} runs on {runner} at this load")
     return f"{name}: graphs {'; '.join(parts)} ({report.seconds:.1f} s)"
 
 
