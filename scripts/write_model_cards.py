@@ -43,7 +43,8 @@ TEXT = {
     **clinician-corrected** (liver partly outside the field of view). CC BY 4.0.
 - **Validation (held out, never trained on, 2 scans):** `liver_1`, the first 65 slices of LiTS
   training volume 1 (**expert** reference, tumour counted as liver), and `ts-example-ct`, the
-  whole-torso example CT bundled as `Resources/Examples/example_ct.nii.gz` (the demo case), whose
+  abdomen and pelvis example CT bundled as `Resources/Examples/example_ct.nii.gz` (the demo
+  case; its top slice cuts the liver dome), whose
   reference is **TotalSegmentator model output** (agreement with another model, not with an
   expert). The demo therefore runs on a case the model never trained on.
 - Citation: Wasserthal J. et al., "TotalSegmentator: Robust Segmentation of 104 Anatomic Structures

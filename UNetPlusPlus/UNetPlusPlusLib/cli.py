@@ -259,6 +259,13 @@ def _main(argv: List[str], preload: bool = False) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     refused = refusal_without_torch(getattr(args, "device", None))  # refused in the run
+    if args.command == "serve":
+        # serve sleeps in OpenMP barriers whatever the load; chosen before the preload thread
+        # imports torch, which decides at that import (importing SimpleITK below took long
+        # enough for the thread to decide "spin" first)
+        from .engine import runtime_env
+
+        runtime_env.prefer_passive()
     if preload and args.command in ("segment", "serve") and refused is None:  # torch imports
         torch_preload.start()  # while the inputs are read (serve: for the first request)
     if args.command in _IMAGE_COMMANDS:
