@@ -25,6 +25,7 @@ from UNetPlusPlusLib.training.plan_setup import (
     parent_learning_rate,
 )
 from UNetPlusPlusLib.training.planner import Plan
+from UNetPlusPlusLib.training.run_plan import PlanningMixin
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 COMMON = ["--labels", "tumor", "--no-progress", "--threads", "1", "--precision", "fp32"]
@@ -114,11 +115,24 @@ def test_the_plan_shows_and_records_the_rate_and_where_it_came_from(tmp_path, ca
 
 
 def test_resume_keeps_the_rate_of_a_run_started_before_the_fine_tuning_default(
-    tmp_path, capsys, sphere_model
+    tmp_path, capsys, sphere_model, monkeypatch
 ):
     """A fine-tune started at the old default (3e-4, the checkpoint's rate) and a plan.json
     without lr, as older versions wrote them, resumes without --lr and keeps 3e-4 (resume
     refuses a changed rate, so the new default must not reach it)."""
+    # the 1 s session budget stops after epoch 1 only when the run so far took > 1 s; a quick
+    # run on a quiet machine did not (CI, session 20). The session-stop rule itself is tested
+    # in test_training_plan; here its clock reads an hour later, so it stops every time.
+    session_over = PlanningMixin._session_over
+
+    def an_hour_later(self, done, epoch_s):
+        self.started -= 3600.0
+        try:
+            return session_over(self, done, epoch_s)
+        finally:
+            self.started += 3600.0
+
+    monkeypatch.setattr(PlanningMixin, "_session_over", an_hour_later)
     data = write_slicer_dataset(tmp_path / "data", cases=4)
     out = tmp_path / "out"
     args = [str(data), "-o", str(out), *COMMON, "--init", str(sphere_model), "--batch-size", "1"]
